@@ -1,0 +1,486 @@
+// Package fhir is Concord's FHIR R4 (4.0.1) model: strict JSON parsing and validation
+// against the R4 element definitions, byte-level edits of server-owned elements,
+// references, Bundles, OperationOutcome, and the search parameters Concord supports.
+//
+// The package is pure: no I/O, no clock, no globals other than generated, read-only
+// tables of R4 definitions.
+package fhir
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// field is one element of a complex type in the generated R4 table.
+type field struct {
+	Type  string // primitive, complex type, backbone path, "Resource" or a resource type
+	Array bool   // max cardinality above 1: the JSON value is an array
+}
+
+// maxDepth bounds JSON nesting (objects and arrays) so hostile input cannot exhaust the stack.
+const maxDepth = 96
+
+// Resource is a validated FHIR resource: its JSON exactly as received, plus the facts that
+// the server needs without decoding it again. A Resource is immutable; the editing helpers
+// return new ones.
+type Resource struct {
+	ResourceType string
+	ID           string // "" when the resource has none (e.g. on create)
+	Meta         Meta
+	raw          []byte
+}
+
+// Meta holds Resource.meta.
+type Meta struct {
+	VersionID   string   `json:"versionId,omitempty"`
+	LastUpdated string   `json:"lastUpdated,omitempty"`
+	Source      string   `json:"source,omitempty"`
+	Profile     []string `json:"profile,omitempty"`
+	Security    []Coding `json:"security,omitempty"`
+	Tag         []Coding `json:"tag,omitempty"`
+}
+
+// Coding is a FHIR Coding.
+type Coding struct {
+	System       string `json:"system,omitempty"`
+	Version      string `json:"version,omitempty"`
+	Code         string `json:"code,omitempty"`
+	Display      string `json:"display,omitempty"`
+	UserSelected *bool  `json:"userSelected,omitempty"`
+}
+
+// Bytes returns the resource's JSON as received (or as last edited by this package).
+// The caller must not modify it.
+func (r *Resource) Bytes() []byte { return r.raw }
+
+// LogValue keeps resource content (PHI) out of logs: only the type and id are logged.
+func (r *Resource) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("type", r.ResourceType), slog.String("id", r.ID))
+}
+
+// IsResourceType reports whether name is a concrete FHIR R4 resource type.
+func IsResourceType(name string) bool {
+	_, ok := r4Types[name]
+	return ok && isResourceName(name)
+}
+
+func isResourceName(name string) bool {
+	lo, hi := 0, len(r4Resources)
+	for lo < hi {
+		m := (lo + hi) / 2
+		switch c := strings.Compare(r4Resources[m], name); {
+		case c == 0:
+			return true
+		case c < 0:
+			lo = m + 1
+		default:
+			hi = m
+		}
+	}
+	return false
+}
+
+// ResourceTypes returns the concrete FHIR R4 resource type names, sorted.
+func ResourceTypes() []string { return append([]string(nil), r4Resources[:]...) }
+
+// Parse validates data as one FHIR R4 resource in JSON and returns it.
+//
+// It returns an *errs.Error with code errs.Invalid, and Path naming the offending element
+// (never a value), when data is not exactly one JSON object (invalid JSON, trailing data),
+// when any object at any depth has a duplicate member or two members whose names differ only
+// in case, when resourceType is missing or not an R4 resource type, when a member is not an
+// element of its type (R4 4.0.1 definitions, choice types expanded, "_name" primitive
+// extensions allowed), when a value has the wrong JSON type or cardinality (array vs single),
+// when an array or object is empty, or when an id, date, dateTime, instant, time or integer
+// value is malformed. Contained resources and Bundle entry resources are validated as their
+// own types.
+func Parse(data []byte) (*Resource, error) {
+	p := &parser{s: scanner{data: data}}
+	p.path = append(p.path, "$")
+	if p.s.peek() != kindObject {
+		return nil, p.fail("JSON body must be a single object")
+	}
+	rt, err := p.resource("")
+	if err != nil {
+		return nil, err
+	}
+	p.s.skipWS()
+	if p.s.pos != len(data) {
+		p.path = p.path[:1]
+		return nil, p.fail("trailing data after the JSON object")
+	}
+	r := &Resource{ResourceType: rt, ID: p.topID, raw: data}
+	if p.metaEnd > p.metaStart {
+		if err := json.Unmarshal(data[p.metaStart:p.metaEnd], &r.Meta); err != nil {
+			return nil, errs.E("fhir.Parse", errs.Invalid, "invalid meta", err)
+		}
+	}
+	return r, nil
+}
+
+// MustParse is Parse for tests and literals; it panics on error.
+func MustParse(data []byte) *Resource {
+	r, err := Parse(data)
+	if err != nil {
+		panic(err)
+	}
+	return r
+}
+
+type parser struct {
+	s     scanner
+	path  []string // element path segments for error reports
+	depth int
+	// facts about the top-level resource
+	topID              string
+	metaStart, metaEnd int
+}
+
+func (p *parser) pathString() string {
+	var b strings.Builder
+	for i, seg := range p.path {
+		if i == 0 && seg == "$" {
+			continue
+		}
+		if i > 0 && seg[0] != '[' && b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	return b.String()
+}
+
+func (p *parser) fail(msg string) error {
+	return &errs.Error{Code: errs.Invalid, Op: "fhir.Parse", Msg: msg, Path: p.pathString(),
+		Err: fmt.Errorf("fhir: %s at %s (byte %d)", msg, p.pathString(), p.s.pos)}
+}
+
+// safeName returns name for use in a path if it looks like an element name, so that a
+// hostile member name (which may carry PHI) never reaches an error message.
+func safeName(name []byte) string {
+	if len(name) == 0 || len(name) > 64 {
+		return "(invalid-name)"
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_') {
+			return "(invalid-name)"
+		}
+	}
+	return string(name)
+}
+
+// findResourceType scans the object at the position for its resourceType member without
+// consuming it.
+func (p *parser) findResourceType() (string, bool) {
+	save := p.s.pos
+	defer func() { p.s.pos = save }()
+	p.s.pos++ // '{'
+	if p.s.consume('}') {
+		return "", false
+	}
+	for {
+		k, ok := p.s.str()
+		if !ok {
+			return "", false
+		}
+		isRT := string(k) == "resourceType"
+		if !p.s.consume(':') {
+			return "", false
+		}
+		if isRT {
+			v, ok := p.s.str()
+			return string(v), ok
+		}
+		if !p.s.skip(maxDepth) {
+			return "", false
+		}
+		if !p.s.consume(',') {
+			return "", false
+		}
+	}
+}
+
+// resource validates a resource object at the position. want is the required type, or "" for
+// any resource type.
+func (p *parser) resource(want string) (string, error) {
+	rt, ok := p.findResourceType()
+	if !ok {
+		if p.s.skip(maxDepth) {
+			return "", p.fail("missing resourceType")
+		}
+		return "", p.fail("invalid JSON")
+	}
+	if !isResourceName(rt) {
+		return "", p.fail("unknown resourceType")
+	}
+	if want != "" && rt != want {
+		return "", p.fail("resourceType not allowed here")
+	}
+	top := len(p.path) == 1
+	if top {
+		p.path[0] = rt
+	} else {
+		p.path = append(p.path, "("+rt+")")
+		defer func() { p.path = p.path[:len(p.path)-1] }()
+	}
+	return rt, p.object(rt, true, top)
+}
+
+// object validates an object of complex type typ at the position.
+func (p *parser) object(typ string, isResource, top bool) error {
+	fields := r4Types[typ]
+	if fields == nil {
+		return p.fail("no definition for type")
+	}
+	if p.depth++; p.depth > maxDepth {
+		return p.fail("JSON nested too deeply")
+	}
+	defer func() { p.depth-- }()
+	if !p.s.consume('{') {
+		return p.fail("expected a JSON object")
+	}
+	if p.s.consume('}') {
+		return p.fail("empty object")
+	}
+	var seenBuf [24]string
+	seen := seenBuf[:0]
+	for {
+		kb, ok := p.s.str()
+		if !ok {
+			return p.fail("invalid JSON")
+		}
+		name := safeName(kb)
+		for _, prev := range seen {
+			if prev == string(kb) {
+				p.path = append(p.path, name)
+				return p.fail("duplicate JSON member")
+			}
+			if strings.EqualFold(prev, string(kb)) {
+				p.path = append(p.path, name)
+				return p.fail("JSON member names differ only in case")
+			}
+		}
+		key := string(kb)
+		seen = append(seen, key)
+		if !p.s.consume(':') {
+			return p.fail("invalid JSON")
+		}
+		p.path = append(p.path, name)
+		if err := p.member(fields, key, isResource, top); err != nil {
+			return err
+		}
+		p.path = p.path[:len(p.path)-1]
+		if p.s.consume('}') {
+			return nil
+		}
+		if !p.s.consume(',') {
+			return p.fail("invalid JSON")
+		}
+	}
+}
+
+func (p *parser) member(fields map[string]field, key string, isResource, top bool) error {
+	if isResource && key == "resourceType" {
+		_, ok := p.s.str() // checked by findResourceType
+		if !ok {
+			return p.fail("invalid JSON")
+		}
+		return nil
+	}
+	if strings.HasPrefix(key, "_") && len(key) > 1 {
+		f, ok := fields[key[1:]]
+		if !ok || !isPrimitive(f.Type) {
+			return p.fail("unknown element")
+		}
+		return p.value(field{Type: "Element", Array: f.Array}, true)
+	}
+	f, ok := fields[key]
+	if !ok {
+		return p.fail("unknown element")
+	}
+	start := p.s.pos
+	if top {
+		switch key {
+		case "id":
+			p.s.skipWS()
+			start = p.s.pos
+		case "meta":
+			p.s.skipWS()
+			p.metaStart = p.s.pos
+		}
+	}
+	if err := p.value(f, false); err != nil {
+		return err
+	}
+	if top {
+		switch key {
+		case "id":
+			v, _ := (&scanner{data: p.s.data, pos: start}).str()
+			p.topID = string(v)
+		case "meta":
+			p.metaEnd = p.s.pos
+		}
+	}
+	return nil
+}
+
+// value validates the value of an element of the given definition. nullable allows null
+// items in arrays ("_given": [null, {...}]).
+func (p *parser) value(f field, primitiveExt bool) error {
+	if !f.Array {
+		if p.s.peek() == kindArray {
+			return p.fail("element must not be an array")
+		}
+		return p.single(f.Type)
+	}
+	if p.s.peek() != kindArray {
+		return p.fail("element must be an array")
+	}
+	p.s.pos++
+	if p.s.consume(']') {
+		return p.fail("empty array")
+	}
+	if p.depth++; p.depth > maxDepth {
+		return p.fail("JSON nested too deeply")
+	}
+	defer func() { p.depth-- }()
+	prim := primitiveExt || isPrimitive(f.Type)
+	for i := 0; ; i++ {
+		p.path = append(p.path, "["+strconv.Itoa(i)+"]")
+		if prim && p.s.peek() == kindNull {
+			p.s.literal("null") // nulls align primitive arrays with their "_name" extensions
+		} else if err := p.single(f.Type); err != nil {
+			return err
+		}
+		p.path = p.path[:len(p.path)-1]
+		if p.s.consume(']') {
+			return nil
+		}
+		if !p.s.consume(',') {
+			return p.fail("invalid JSON")
+		}
+	}
+}
+
+func isPrimitive(t string) bool {
+	_, ok := primitiveKinds[t]
+	return ok
+}
+
+// primitiveKinds gives the JSON kind of each FHIR primitive type.
+var primitiveKinds = map[string]jsonKind{
+	"boolean": kindBool, "integer": kindNumber, "positiveInt": kindNumber, "unsignedInt": kindNumber,
+	"decimal": kindNumber, "base64Binary": kindString, "canonical": kindString, "code": kindString,
+	"date": kindString, "dateTime": kindString, "id": kindString, "instant": kindString,
+	"markdown": kindString, "oid": kindString, "string": kindString, "time": kindString,
+	"uri": kindString, "url": kindString, "uuid": kindString, "xhtml": kindString,
+}
+
+func (p *parser) single(typ string) error {
+	kind := p.s.peek()
+	if want, ok := primitiveKinds[typ]; ok {
+		if kind != want {
+			if kind == kindInvalid {
+				return p.fail("invalid JSON")
+			}
+			return p.fail("wrong JSON type for element: want " + want.String() + ", got " + kind.String())
+		}
+		return p.primitive(typ)
+	}
+	if kind != kindObject {
+		if kind == kindInvalid {
+			return p.fail("invalid JSON")
+		}
+		return p.fail("wrong JSON type for element: want object, got " + kind.String())
+	}
+	if typ == "Resource" {
+		_, err := p.resource("")
+		return err
+	}
+	if isResourceName(typ) {
+		_, err := p.resource(typ)
+		return err
+	}
+	return p.object(typ, false, false)
+}
+
+func (p *parser) primitive(typ string) error {
+	switch primitiveKinds[typ] {
+	case kindBool:
+		if _, ok := p.s.boolean(); !ok {
+			return p.fail("invalid JSON")
+		}
+		return nil
+	case kindNumber:
+		num, integral, ok := p.s.number()
+		if !ok {
+			return p.fail("invalid JSON")
+		}
+		if typ == "decimal" {
+			return nil
+		}
+		if !integral {
+			return p.fail("integer expected")
+		}
+		n, err := strconv.ParseInt(string(num), 10, 32)
+		switch {
+		case err != nil:
+			return p.fail("integer out of range")
+		case typ == "positiveInt" && n < 1, typ == "unsignedInt" && n < 0:
+			return p.fail("integer out of range")
+		}
+		return nil
+	}
+	v, ok := p.s.str()
+	if !ok {
+		return p.fail("invalid JSON string")
+	}
+	if len(v) == 0 {
+		return p.fail("empty string")
+	}
+	switch typ {
+	case "id":
+		if !validID(v) {
+			return p.fail("invalid id")
+		}
+	case "date":
+		if _, ok := parseDate(string(v), kindDate); !ok {
+			return p.fail("invalid date")
+		}
+	case "dateTime":
+		if _, ok := parseDate(string(v), kindDateTime); !ok {
+			return p.fail("invalid dateTime")
+		}
+	case "instant":
+		if _, ok := parseDate(string(v), kindInstant); !ok {
+			return p.fail("invalid instant")
+		}
+	case "time":
+		if !validTime(string(v)) {
+			return p.fail("invalid time")
+		}
+	}
+	return nil
+}
+
+// validID checks the R4 id format [A-Za-z0-9\-\.]{1,64}.
+func validID[T string | []byte](v T) bool {
+	if len(v) == 0 || len(v) > 64 {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+var _ = bytes.Equal
