@@ -1,0 +1,412 @@
+package hl7v2
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// ConnInfo describes the connection a message came in on.
+type ConnInfo struct {
+	ID         uint64   // unique per Server, for logs
+	RemoteAddr net.Addr // the peer
+	TLS        bool     // whether the connection is TLS
+	// PeerCert is the verified client certificate (the leaf of the first verified chain),
+	// nil without TLS or when the TLS config did not verify client certificates.
+	PeerCert *x509.Certificate
+	// Member is the member organization the Authenticator resolved; "" when the Server has
+	// no Authenticator.
+	Member string
+}
+
+// Authenticator resolves the member behind a connection from its certificate or address.
+// An error (any) means unauthenticated: the first message gets an AR and the connection
+// is closed.
+type Authenticator func(ctx context.Context, c ConnInfo) (member string, err error)
+
+// Handler processes one parsed message and answers it. The exchange commits the data and
+// only then returns AA; it returns AckFromError(err) for failures. HandleHL7 is called for
+// the messages of one connection strictly in order, never concurrently for one connection.
+// A panic is recovered and answered AR 207. Text in the Ack must be free of PHI.
+type Handler interface {
+	HandleHL7(ctx context.Context, conn ConnInfo, msg *Message) Ack
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(ctx context.Context, conn ConnInfo, msg *Message) Ack
+
+// HandleHL7 calls f.
+func (f HandlerFunc) HandleHL7(ctx context.Context, conn ConnInfo, msg *Message) Ack {
+	return f(ctx, conn, msg)
+}
+
+// AllowCerts authenticates by verified client certificate: member returns the member for
+// a certificate and false when it knows none. Connections without one are refused.
+func AllowCerts(member func(*x509.Certificate) (string, bool)) Authenticator {
+	return func(_ context.Context, c ConnInfo) (string, error) {
+		if c.PeerCert == nil {
+			return "", errs.E("hl7v2.AllowCerts", errs.Unauthenticated, "no client certificate")
+		}
+		if m, ok := member(c.PeerCert); ok {
+			return m, nil
+		}
+		return "", errs.E("hl7v2.AllowCerts", errs.Unauthenticated, "unknown client certificate")
+	}
+}
+
+// AllowAddrs authenticates by source address: the member of the first prefix that
+// contains the peer's IP.
+func AllowAddrs(allow map[netip.Prefix]string) Authenticator {
+	return func(_ context.Context, c ConnInfo) (string, error) {
+		if ta, ok := c.RemoteAddr.(*net.TCPAddr); ok {
+			ip, _ := netip.AddrFromSlice(ta.IP)
+			ip = ip.Unmap()
+			for p, m := range allow {
+				if p.Contains(ip) {
+					return m, nil
+				}
+			}
+		}
+		return "", errs.E("hl7v2.AllowAddrs", errs.Unauthenticated, "address not allowed")
+	}
+}
+
+// Server is an MLLP listener. Each connection is served by one goroutine that reads a
+// frame, parses it, calls the Handler and writes exactly one ACK before reading the next,
+// so ACKs come back in order on the same connection. A frame that does not parse, is too
+// large, or whose handler panics gets an AE/AR built from whatever MSH could be read; the
+// connection stays open. Set the fields before Serve; do not change them afterwards.
+type Server struct {
+	Handler Handler
+	// Authenticate resolves the member of each connection; nil accepts every connection
+	// with an empty Member (tests, trusted networks only).
+	Authenticate Authenticator
+	// TLSConfig, when set, makes the server speak TLS; versions below 1.2 are refused.
+	// Set ClientAuth to tls.RequireAndVerifyClientCert to get ConnInfo.PeerCert.
+	TLSConfig *tls.Config
+	// MaxMessage bounds a frame (DefaultMaxMessage when 0).
+	MaxMessage int
+	// IdleTimeout closes a connection that sends nothing for this long (5 minutes when 0).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one ACK (30 s when 0).
+	WriteTimeout time.Duration
+	// Logger receives connection and message events: IDs and codes only, never payloads.
+	Logger *slog.Logger
+	// Now is the clock for ACK timestamps (time.Now when nil).
+	Now func() time.Time
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*srvConn]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+	nextConn  atomic.Uint64
+	nextAck   atomic.Uint64
+	nonce     string
+	baseCtx   context.Context
+	cancel    context.CancelFunc
+}
+
+type srvConn struct {
+	c net.Conn
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errs.E("hl7v2.Server.Serve", errs.Unavailable, "server closed")
+
+func (s *Server) initLocked() {
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+		s.conns = map[*srvConn]struct{}{}
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		s.nonce = hex.EncodeToString(b[:])
+		s.baseCtx, s.cancel = context.WithCancel(context.Background())
+	}
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// ListenAndServe listens on the TCP address addr and calls Serve.
+func (s *Server) ListenAndServe(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errs.E("hl7v2.Server.ListenAndServe", errs.Unavailable, err)
+	}
+	return s.Serve(ln)
+}
+
+// Serve accepts connections on ln until Shutdown or Close, then returns ErrServerClosed.
+// It returns another error if accepting fails for good.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	s.initLocked()
+	if s.closing {
+		s.mu.Unlock()
+		_ = ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		_ = ln.Close()
+	}()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return errs.E("hl7v2.Server.Serve", errs.Unavailable, err)
+		}
+		delay = 0
+		sc := &srvConn{c: c}
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = c.Close()
+			return ErrServerClosed
+		}
+		s.conns[sc] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go s.serveConn(sc)
+	}
+}
+
+// Shutdown stops accepting, lets every connection finish the message it is handling and
+// send its ACK, then closes the connections. Frames not yet completely received are not
+// processed (their senders resend, having had no ACK). If ctx ends first, the remaining
+// connections are closed and handlers' contexts cancelled, and ctx's error is returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.initLocked()
+	s.closing = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for sc := range s.conns {
+		// Wake readers blocked between messages; a connection handling a message notices
+		// after its ACK.
+		_ = sc.c.SetReadDeadline(time.Now())
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once, cancelling handlers' contexts.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.initLocked()
+	s.closing = true
+	for ln := range s.listeners {
+		_ = ln.Close()
+	}
+	for sc := range s.conns {
+		_ = sc.c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+}
+
+func (s *Server) serveConn(sc *srvConn) {
+	defer s.wg.Done()
+	defer func() {
+		_ = sc.c.Close()
+		s.mu.Lock()
+		delete(s.conns, sc)
+		s.mu.Unlock()
+	}()
+	log := s.logger()
+	info := ConnInfo{ID: s.nextConn.Add(1), RemoteAddr: sc.c.RemoteAddr()}
+	idle := s.IdleTimeout
+	if idle <= 0 {
+		idle = 5 * time.Minute
+	}
+	conn := sc.c
+	if s.TLSConfig != nil {
+		cfg := s.TLSConfig.Clone()
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		tc := tls.Server(sc.c, cfg)
+		hctx, cancel := context.WithTimeout(s.baseCtx, min(idle, 30*time.Second))
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			log.Info("hl7v2: tls handshake failed", "conn", info.ID)
+			return
+		}
+		st := tc.ConnectionState()
+		info.TLS = true
+		if len(st.VerifiedChains) > 0 && len(st.VerifiedChains[0]) > 0 {
+			info.PeerCert = st.VerifiedChains[0][0]
+		}
+		conn = tc
+	}
+	fr := NewFrameReader(conn, s.MaxMessage)
+	authed := true
+	if s.Authenticate != nil {
+		m, err := s.Authenticate(s.baseCtx, info)
+		if err != nil {
+			authed = false
+			log.Info("hl7v2: connection not authenticated", "conn", info.ID)
+		}
+		info.Member = m
+	}
+	for {
+		// Checking and arming under s.mu means Shutdown's wake-up deadline cannot be
+		// overwritten by this one.
+		s.mu.Lock()
+		closing := s.closing
+		if !closing {
+			_ = conn.SetReadDeadline(time.Now().Add(idle))
+		}
+		s.mu.Unlock()
+		if closing {
+			return
+		}
+		frame, err := fr.Next()
+		if err != nil && !errs.Is(err, errs.TooLarge) {
+			return // EOF, idle timeout, shutdown wake-up or broken connection
+		}
+		var h Header
+		var ack Ack
+		switch {
+		case err != nil: // too large
+			h, _ = ReadHeader(frame)
+			ack = Ack{Code: AR, Err: ApplicationInternal, Text: "Message too large"}
+		case !authed:
+			h, _ = ReadHeader(frame)
+			ack = Ack{Code: AR, Err: ApplicationInternal, Text: "Not authorized"}
+		default:
+			h, ack = s.handle(info, frame)
+		}
+		werr := s.writeAck(conn, h, ack)
+		log.Debug("hl7v2: message", "conn", info.ID, "member", info.Member, "ack", string(ack.Code), "err", int(ack.Err))
+		if werr != nil || !authed {
+			return
+		}
+	}
+}
+
+// handle parses and dispatches one frame, recovering a handler panic.
+func (s *Server) handle(info ConnInfo, frame []byte) (h Header, ack Ack) {
+	msg, err := Parse(frame)
+	if err != nil {
+		h, _ = ReadHeader(frame)
+		return h, AckFromError(err)
+	}
+	h = msg.Header()
+	defer func() {
+		if r := recover(); r != nil {
+			s.logger().Error("hl7v2: handler panic", "conn", info.ID, "member", info.Member)
+			ack = Ack{Code: AR, Err: ApplicationInternal, Text: "Application internal error"}
+		}
+	}()
+	ack = s.Handler.HandleHL7(s.baseCtx, info, msg)
+	if ack.Code == "" {
+		ack = Ack{Code: AR, Err: ApplicationInternal, Text: "Application internal error"}
+	}
+	return h, ack
+}
+
+func (s *Server) writeAck(conn net.Conn, h Header, a Ack) error {
+	id := "A" + s.nonce + itoa(int(s.nextAck.Add(1)))
+	b := BuildACK(h, a, id, s.now())
+	wt := s.WriteTimeout
+	if wt <= 0 {
+		wt = 30 * time.Second
+	}
+	_ = conn.SetWriteDeadline(time.Now().Add(wt))
+	return WriteFrame(conn, b)
+}
+
+// Client sends messages over one MLLP connection and reads their ACKs, one at a time.
+type Client struct {
+	conn net.Conn
+	fr   *FrameReader
+}
+
+// NewClient wraps conn; the Client reads from conn, so do not read from it elsewhere.
+func NewClient(conn net.Conn) *Client {
+	return &Client{conn: conn, fr: NewFrameReader(conn, DefaultMaxMessage)}
+}
+
+// Send writes msg as one frame and returns the parsed ACK that answers it. It honours
+// ctx's deadline and cancellation; on any error the connection should be closed, since
+// a late ACK may still arrive. It returns errs.Unavailable for I/O failures and the
+// parse error for an unparseable ACK.
+func (c *Client) Send(ctx context.Context, msg []byte) (*Message, error) {
+	const op = "hl7v2.Client.Send"
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.conn.SetDeadline(dl)
+	} else {
+		_ = c.conn.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if err := WriteFrame(c.conn, msg); err != nil {
+		return nil, errs.E(op, errs.Unavailable, err)
+	}
+	b, err := c.fr.Next()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, errs.E(op, errs.Unavailable, ctx.Err())
+		}
+		return nil, errs.E(op, errs.Unavailable, err)
+	}
+	return Parse(b)
+}
+
+// Send sends one message on conn and returns its ACK. For several messages on one
+// connection use a Client, which keeps the read buffer between calls.
+func Send(ctx context.Context, conn net.Conn, msg []byte) (*Message, error) {
+	return NewClient(conn).Send(ctx, msg)
+}
