@@ -1,0 +1,26 @@
+// Package consent holds Concord's consent directives and the one decision point every
+// disclosure path asks: Decide. It is pure: no I/O, no clock, no globals. Directives are
+// R4 Consent resources in spirit (scope patient-privacy, policyRule, nested permit/deny
+// provisions); ParseConsent and FormatConsent map them to and from FHIR JSON.
+//
+// The regional default policies are directives too (DefaultPolicies), loaded with the
+// patient's own, so an explanation can always name what decided.
+//
+// Rules Decide applies, in order (see Decide for the full contract):
+//
+//   - a malformed request (unknown purpose, no person, no time) is denied;
+//   - purpose BTG needs a valid, unexpired BreakGlass, else it is denied;
+//   - only active directives whose root provision's period contains req.At apply; a
+//     patient's directive applies only to that patient;
+//   - within a directive the deepest matching provision decides (FHIR semantics: a
+//     nested provision is an exception to its parent and, unless it says otherwise,
+//     of the opposite type);
+//   - any applicable deny wins over any permit, across all directives;
+//   - a permit releases an item carrying a protecting label (ETH, PSY, HIV, SDV, SEX,
+//     R, V, 42CFRPart2) only if that provision or one of its ancestors names the label;
+//   - an item labelled 42CFRPart2 is released only under a patient's own directive that
+//     names the recipient (organization or person), never under a default policy,
+//     except to the patient themselves (PATRQT) or in a declared emergency (BTG);
+//   - BTG with a valid declaration overrides a deny, except a deny that names BTG;
+//   - nothing applicable: deny.
+package consent
