@@ -21,7 +21,9 @@ func patient(id string, rule PolicyRule, p Provision) Directive {
 		PolicyRule: rule, Status: StatusActive, DateTime: madeOn, Provision: p}
 }
 
-func orgActor(org string) Actor { return Actor{Role: ParticipationRecipient, Reference: "Organization/" + org} }
+func orgActor(org string) Actor {
+	return Actor{Role: ParticipationRecipient, Reference: "Organization/" + org}
+}
 
 var (
 	optOutAll    = patient("optout", OptOut, Provision{Type: Deny})
@@ -84,9 +86,15 @@ func btg(valid bool) *BreakGlass {
 func dirs(ds ...Directive) []Directive { return append(append([]Directive(nil), defaults...), ds...) }
 
 func TestDecideTable(t *testing.T) {
-	self := func(r *Request) { r.ActorRole, r.Actor, r.Org, r.Purpose = RolePatient, "Patient/p1", "", PurposePatientRequest }
-	proxy := func(r *Request) { r.ActorRole, r.Actor, r.Org, r.Purpose = RoleProxy, "RelatedPerson/rp1", "", PurposePatientRequest }
-	condition := func(r *Request) { r.Class = Class{ResourceType: "Condition", Categories: []string{"problem-list-item"}} }
+	self := func(r *Request) {
+		r.ActorRole, r.Actor, r.Org, r.Purpose = RolePatient, "Patient/p1", "", PurposePatientRequest
+	}
+	proxy := func(r *Request) {
+		r.ActorRole, r.Actor, r.Org, r.Purpose = RoleProxy, "RelatedPerson/rp1", "", PurposePatientRequest
+	}
+	condition := func(r *Request) {
+		r.Class = Class{ResourceType: "Condition", Categories: []string{"problem-list-item"}}
+	}
 	part2 := []string{LabelSubstanceUse, LabelRestricted, LabelPart2, RefrainRedisclose}
 	tests := []struct {
 		name string

@@ -1,6 +1,12 @@
 package consent
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
+
+// dateLayout renders dates in explanations: "12 March 2026".
+const dateLayout = "2 January 2006"
 
 // Names returns the display name for a FHIR reference such as "Organization/org-b", or
 // "" when it has none. Explain uses it; it must not return PHI.
@@ -11,30 +17,26 @@ type Names func(ref string) string
 type explainParams struct {
 	reason  Reason
 	kind    Kind
-	title   string // default policy title
-	date    string // "12 March 2026", when the patient made the choice
-	end     string // when the lapsed directive ended
+	title   string    // default policy title
+	date    time.Time // when the patient made the choice
+	end     time.Time // when the lapsed directive ended
 	role    string
-	orgRef  string
+	org     string
 	purpose string
 	what    string
 }
 
 func newExplainParams(r Reason, d *Directive, req *Request, missing uint16) explainParams {
 	p := explainParams{reason: r, role: req.ActorRole, purpose: purposePhrase(req.Purpose)}
-	if req.Org != "" {
-		p.orgRef = "Organization/" + req.Org
-	}
+	p.org = req.Org
 	if d != nil {
 		p.kind, p.title = d.Kind, d.Title
 		if p.title == "" && d.Kind == KindDefault {
 			p.title = "regional policy"
 		}
-		if !d.DateTime.IsZero() {
-			p.date = d.DateTime.Format("2 January 2006")
-		}
+		p.date = d.DateTime
 		if r == Expired {
-			p.end = d.Provision.Period.End.Format("2 January 2006")
+			p.end = d.Provision.Period.End
 		}
 	}
 	if r == LabelNotPermitted && missing != 0 {
@@ -55,8 +57,8 @@ func (p *explainParams) who(names Names) string {
 	case RoleProxy:
 		return "your representative"
 	}
-	if names != nil && p.orgRef != "" {
-		if n := names(p.orgRef); n != "" {
+	if names != nil && p.org != "" {
+		if n := names("Organization/" + p.org); n != "" {
 			return n
 		}
 	}
@@ -67,10 +69,10 @@ func (p *explainParams) choice() string {
 	if p.kind == KindDefault {
 		return "the " + p.title
 	}
-	if p.date == "" {
+	if p.date.IsZero() {
 		return "your choice"
 	}
-	return "your choice of " + p.date
+	return "your choice of " + p.date.Format(dateLayout)
 }
 
 func (p *explainParams) render(names Names) string {
@@ -88,7 +90,7 @@ func (p *explainParams) render(names Names) string {
 	case Part2ConsentRequired:
 		return "Denied: substance-use treatment records protected by federal law (42 CFR Part 2) are shared only with your written consent naming " + who + "."
 	case Expired:
-		return "Denied: " + p.choice() + " that let " + who + " see " + p.what + " ended on " + p.end + "."
+		return "Denied: " + p.choice() + " that let " + who + " see " + p.what + " ended on " + p.end.Format(dateLayout) + "."
 	case Inactive:
 		return "Denied: " + p.choice() + " that let " + who + " see " + p.what + " is no longer in effect."
 	case BreakGlassInvalid:
