@@ -26,9 +26,13 @@ import (
 type SSEMode uint8
 
 const (
-	// SSEAuto probes the server once in NewS3Blobs and encrypts when it honours SSE-S3.
-	// versitygw v1.8.0's posix backend and gofakes3 do not: with them objects are stored
-	// unencrypted (Encrypted reports false). Production points at a server that does.
+	// SSEAuto probes the server once in NewS3Blobs and encrypts when it honours SSE-S3,
+	// that is when it answers a PUT carrying x-amz-server-side-encryption: AES256 by
+	// reporting the object encrypted. versitygw v1.8.0 (posix) accepts the header and
+	// ignores it; devs3 refuses it (raw gofakes3 would echo it without encrypting): with
+	// both, objects are stored unencrypted and Encrypted reports false. Production points
+	// at a server that encrypts (or encrypts its disks); a server that echoes the header
+	// without encrypting fools the probe, so configure SSEOff for such a server.
 	SSEAuto SSEMode = iota
 	// SSEOn always asks for SSE-S3; a server that refuses makes every Put fail.
 	SSEOn
