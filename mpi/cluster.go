@@ -1,0 +1,334 @@
+package mpi
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Candidate is a person and the records currently linked to it, as the store returns them.
+type Candidate struct {
+	Person  string
+	Records []*Record
+}
+
+// Assignment is the decision for one new record against candidate persons.
+type Assignment struct {
+	Outcome Outcome
+	// Person is the person joined (AutoLink) or the best-scoring person (Review, NoLink).
+	Person      string
+	Score       float64  // best edge score to Person
+	Evidence    Evidence // of that best edge
+	Guards      Guard    // guards fired against any record of Person
+	RunnerUp    string
+	RunnerScore float64
+	// PossibleDuplicate is set when two persons both clear the link threshold: the record
+	// joins neither and the two persons may be one.
+	PossibleDuplicate bool
+}
+
+type personScore struct {
+	score float64
+	guard Guard
+}
+
+// choose applies the clustering rule to per-person scores and returns the outcome, the
+// best and the runner-up person indexes (-1 when absent) and whether it is a possible
+// duplicate.
+func (m *Model) choose(ps []personScore) (Outcome, int, int, bool) {
+	best, second := -1, -1
+	for i, p := range ps {
+		switch {
+		case best < 0 || p.score > ps[best].score:
+			best, second = i, best
+		case second < 0 || p.score > ps[second].score:
+			second = i
+		}
+	}
+	if best < 0 || ps[best].score < m.Review {
+		return NoLink, best, second, false
+	}
+	if ps[best].score < m.Link {
+		return Review, best, second, false
+	}
+	if second >= 0 && ps[second].score >= m.Link {
+		return Review, best, second, true
+	}
+	if ps[best].guard != 0 {
+		return Review, best, second, false
+	}
+	if second >= 0 && ps[second].score >= m.Review && ps[best].score-ps[second].score < m.Margin {
+		return Review, best, second, false
+	}
+	return AutoLink, best, second, false
+}
+
+// Assign decides which candidate person, if any, the new record r joins. It scores r
+// against every record of every candidate; a person's score is its best edge and its
+// guards are those fired against any of its records. r joins a person only when that
+// person clears the link threshold, beats the runner-up by the margin and fires no guard;
+// two persons above the threshold give a possible-duplicate review. Persons are never
+// merged here. r should be Prepared.
+func (m *Model) Assign(r *Record, cands []Candidate) Assignment {
+	ps := make([]personScore, len(cands))
+	evs := make([]Evidence, len(cands))
+	for i, c := range cands {
+		ps[i].score = -1e9
+		for _, o := range c.Records {
+			w, ev := m.Score(r, o)
+			ps[i].guard |= Guards(r, o, ev.Levels)
+			if w > ps[i].score {
+				ps[i].score, evs[i] = w, ev
+			}
+		}
+	}
+	out, b, s, dup := m.choose(ps)
+	a := Assignment{Outcome: out, PossibleDuplicate: dup}
+	if b >= 0 {
+		a.Person, a.Score, a.Evidence, a.Guards = cands[b].Person, ps[b].score, evs[b], ps[b].guard
+	}
+	if s >= 0 {
+		a.RunnerUp, a.RunnerScore = cands[s].Person, ps[s].score
+	}
+	return a
+}
+
+// BatchResult is the outcome of a batch link.
+type BatchResult struct {
+	Person   []int32   // person number of each record (0-based, dense)
+	Outcome  []Outcome // how each record was placed
+	Reviews  []ReviewItem
+	Pairs    int64 // candidate pairs scored
+	Persons  int
+}
+
+// ReviewItem is a record sent to review, with the best other record and its score.
+type ReviewItem struct {
+	Record, Other     int
+	Score             float64
+	Guards            Guard
+	PossibleDuplicate bool
+}
+
+type edge struct {
+	j uint32
+	w float32
+}
+
+// LinkBatch links recs as the server would if they arrived in order: each record is
+// assigned against the persons formed by earlier records, by the same rule as Assign.
+// Candidate scoring runs on workers goroutines (≤ 0: GOMAXPROCS). Records with the same
+// Source identifier are one source record and share a person. recs are Prepared in place.
+// It returns ctx's error, as errs.Unavailable, when cancelled.
+func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progress func(done int)) (*BatchResult, error) {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	n := len(recs)
+	keys := make([][]BlockKey, n)
+	parallel(n, workers, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			m.Prepare(&recs[i])
+			keys[i] = BlockKeys(&recs[i])
+		}
+	})
+	ix := buildSortedIndex(keys, DefaultBlockCap)
+	edges := make([][]edge, n)
+	var pairs, done atomic.Int64
+	var cancelled atomic.Bool
+	parallel(n, workers, func(lo, hi int) {
+		seen := make([]uint32, n)
+		var buf []uint32
+		var local int64
+		for i := lo; i < hi; i++ {
+			if i%4096 == 0 {
+				if ctx.Err() != nil {
+					cancelled.Store(true)
+					return
+				}
+				if progress != nil && i > lo {
+					progress(int(done.Add(4096)))
+				}
+			}
+			buf = ix.candidates(buf[:0], keys[i], seen, uint32(i)+1, uint32(i))
+			var es []edge
+			for _, j := range buf {
+				local++
+				w, _ := m.Score(&recs[i], &recs[j])
+				if w >= m.Review {
+					es = append(es, edge{j, float32(w)})
+				}
+			}
+			edges[i] = es
+		}
+		pairs.Add(local)
+	})
+	if cancelled.Load() {
+		return nil, errs.E("mpi.Model.LinkBatch", errs.Unavailable, ctx.Err())
+	}
+	res := &BatchResult{Person: make([]int32, n), Outcome: make([]Outcome, n), Pairs: pairs.Load()}
+	var members [][]uint32
+	sources := map[Identifier]int32{}
+	var ps []personScore
+	var pid []int32
+	var bestRec []uint32
+	for i := 0; i < n; i++ {
+		r := &recs[i]
+		if r.Source.Value != "" {
+			if p, ok := sources[r.Source]; ok {
+				res.Person[i] = p
+				res.Outcome[i] = AutoLink
+				members[p] = append(members[p], uint32(i))
+				continue
+			}
+		}
+		ps, pid, bestRec = ps[:0], pid[:0], bestRec[:0]
+		for _, e := range edges[i] {
+			p := res.Person[e.j]
+			k := slices.Index(pid, p)
+			if k < 0 {
+				pid = append(pid, p)
+				ps = append(ps, personScore{score: float64(e.w)})
+				bestRec = append(bestRec, e.j)
+			} else if float64(e.w) > ps[k].score {
+				ps[k].score, bestRec[k] = float64(e.w), e.j
+			}
+		}
+		for k := range ps {
+			if ps[k].score >= m.Link {
+				for _, o := range members[pid[k]] {
+					ps[k].guard |= Guards(r, &recs[o], Compare(r, &recs[o]))
+				}
+			}
+		}
+		out, b, s, dup := m.choose(ps)
+		res.Outcome[i] = out
+		if out == AutoLink {
+			p := pid[b]
+			res.Person[i] = p
+			members[p] = append(members[p], uint32(i))
+		} else {
+			p := int32(len(members))
+			members = append(members, []uint32{uint32(i)})
+			res.Person[i] = p
+			if out == Review {
+				res.Reviews = append(res.Reviews, ReviewItem{Record: i, Other: int(bestRec[b]), Score: ps[b].score, Guards: ps[b].guard, PossibleDuplicate: dup})
+				_ = s
+			}
+		}
+		if r.Source.Value != "" {
+			sources[r.Source] = res.Person[i]
+		}
+	}
+	res.Persons = len(members)
+	if progress != nil {
+		progress(n)
+	}
+	return res, nil
+}
+
+// parallel runs f over [0,n) split into chunks across workers.
+func parallel(n, workers int, f func(lo, hi int)) {
+	if workers < 1 {
+		workers = 1
+	}
+	const chunk = 2048
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				lo := int(next.Add(chunk)) - chunk
+				if lo >= n {
+					return
+				}
+				f(lo, min(lo+chunk, n))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// sortedIndex is a compact read-only block index: (hash, record) entries sorted by hash.
+type sortedIndex struct {
+	h   []uint64
+	id  []uint32
+	cap int
+}
+
+func buildSortedIndex(keys [][]BlockKey, blockCap int) *sortedIndex {
+	type ent struct {
+		h  uint64
+		id uint32
+	}
+	total := 0
+	for _, ks := range keys {
+		for _, k := range ks {
+			total++
+			if k.Fine != 0 {
+				total++
+			}
+		}
+	}
+	es := make([]ent, 0, total)
+	for i, ks := range keys {
+		for _, k := range ks {
+			es = append(es, ent{k.Hash, uint32(i)})
+			if k.Fine != 0 {
+				es = append(es, ent{k.Fine, uint32(i)})
+			}
+		}
+	}
+	slices.SortFunc(es, func(a, b ent) int {
+		switch {
+		case a.h < b.h:
+			return -1
+		case a.h > b.h:
+			return 1
+		}
+		return int(a.id) - int(b.id)
+	})
+	ix := &sortedIndex{h: make([]uint64, len(es)), id: make([]uint32, len(es)), cap: blockCap}
+	for i, e := range es {
+		ix.h[i], ix.id[i] = e.h, e.id
+	}
+	return ix
+}
+
+func (ix *sortedIndex) block(h uint64) []uint32 {
+	lo, _ := slices.BinarySearch(ix.h, h)
+	hi := lo
+	for hi < len(ix.h) && ix.h[hi] == h {
+		hi++
+	}
+	return ix.id[lo:hi]
+}
+
+// candidates appends distinct record numbers below limit sharing a usable block.
+func (ix *sortedIndex) candidates(dst []uint32, keys []BlockKey, seen []uint32, stamp, limit uint32) []uint32 {
+	for _, k := range keys {
+		b := ix.block(k.Hash)
+		if len(b) > ix.cap {
+			if k.Fine == 0 {
+				continue
+			}
+			if b = ix.block(k.Fine); len(b) > ix.cap {
+				continue
+			}
+		}
+		for _, id := range b {
+			if id >= limit {
+				break // ids are sorted within a block
+			}
+			if seen[id] != stamp {
+				seen[id] = stamp
+				dst = append(dst, id)
+			}
+		}
+	}
+	return dst
+}

@@ -1,0 +1,281 @@
+package mpi
+
+// Field numbers of a comparison vector.
+const (
+	FieldGiven = iota
+	FieldFamily
+	FieldDOB
+	FieldSSN
+	FieldPhone
+	FieldAddress
+	FieldCity
+	FieldSex
+	NumFields
+)
+
+// FieldNames names the fields of a Vector, for evidence and reports.
+var FieldNames = [NumFields]string{"given", "family", "birthDate", "ssn", "phone", "address", "city", "sex"}
+
+// Name comparison levels. Level 0 is always "null" (a value missing on either side).
+const (
+	NameNull = iota
+	NameExact
+	NameNickname
+	NameJW92
+	NameJW88
+	NameMetaphone
+	NameJW70
+	NameInitial
+	NameSwapped
+	NameElse
+)
+
+// Birth date levels.
+const (
+	DOBNull = iota
+	DOBExact
+	DOBDayMonthSwapped
+	DOBOneEdit
+	DOBYearMonth
+	DOBYearOff
+	DOBElse
+)
+
+// SSN levels.
+const (
+	SSNNull = iota
+	SSNExact
+	SSNLast4
+	SSNOneEdit
+	SSNElse
+)
+
+// Address levels.
+const (
+	AddrNull = iota
+	AddrStreet   // same house number and street
+	AddrNearZIP  // same ZIP and house number or similar street
+	AddrZIP      // same ZIP only
+	AddrElse
+)
+
+// Levels is the number of levels of each field (level 0 is null).
+var Levels = [NumFields]int{10, 10, 7, 5, 3, 5, 4, 3}
+
+// Vector is a comparison vector: one level per field.
+type Vector [NumFields]uint8
+
+// Compare computes the comparison vector of two records. It allocates nothing.
+func Compare(a, b *Record) Vector {
+	var v Vector
+	v[FieldGiven] = nameLevel(a.Given, b.Given, a.GivenGroups, b.GivenGroups, &a.GivenDM, &b.GivenDM, nil, nil)
+	v[FieldFamily] = nameLevel(a.Family, b.Family, nil, nil, &a.FamilyDM, &b.FamilyDM, a.FamilyParts, b.FamilyParts)
+	if v[FieldGiven] >= NameJW70 && v[FieldFamily] >= NameJW70 && a.Given != "" && a.Family != "" && b.Given != "" && b.Family != "" {
+		if (a.Given == b.Family || JaroWinkler(a.Given, b.Family) >= 0.92) && (a.Family == b.Given || JaroWinkler(a.Family, b.Given) >= 0.92) {
+			v[FieldGiven], v[FieldFamily] = NameSwapped, NameSwapped
+		}
+	}
+	v[FieldDOB] = dobLevel(a, b)
+	v[FieldSSN] = ssnLevel(a, b)
+	switch {
+	case a.Phone == "" || b.Phone == "":
+	case a.Phone == b.Phone:
+		v[FieldPhone] = 1
+	default:
+		v[FieldPhone] = 2
+	}
+	v[FieldAddress] = addrLevel(a, b)
+	switch {
+	case a.City == "" || b.City == "":
+	case a.City == b.City:
+		v[FieldCity] = 1
+	case JaroWinkler(a.City, b.City) >= 0.88:
+		v[FieldCity] = 2
+	default:
+		v[FieldCity] = 3
+	}
+	switch {
+	case a.Sex == 0 || b.Sex == 0:
+	case a.Sex == b.Sex:
+		v[FieldSex] = 1
+	default:
+		v[FieldSex] = 2
+	}
+	return v
+}
+
+func nameLevel(a, b string, ga, gb []uint32, da, db *[2]string, pa, pb []string) uint8 {
+	if a == "" || b == "" {
+		return NameNull
+	}
+	if a == b {
+		return NameExact
+	}
+	if sharesGroup(ga, gb) {
+		return NameNickname
+	}
+	if (len(a) == 1 || len(b) == 1) && a[0] == b[0] {
+		return NameInitial
+	}
+	if len(pa) > 1 || len(pb) > 1 {
+		if partOf(a, pb) || partOf(b, pa) {
+			return NameJW92
+		}
+	}
+	jw := JaroWinkler(a, b)
+	switch {
+	case jw >= 0.92:
+		return NameJW92
+	case jw >= 0.88:
+		return NameJW88
+	}
+	if da[0] != "" && (da[0] == db[0] || da[0] == db[1] || (da[1] != "" && da[1] == db[0])) {
+		return NameMetaphone
+	}
+	if jw >= 0.70 {
+		return NameJW70
+	}
+	return NameElse
+}
+
+func partOf(s string, parts []string) bool {
+	for _, p := range parts {
+		if p == s {
+			return true
+		}
+	}
+	return false
+}
+
+func dobLevel(a, b *Record) uint8 {
+	if a.DOB == "" || b.DOB == "" {
+		return DOBNull
+	}
+	if a.DOB == b.DOB {
+		return DOBExact
+	}
+	if a.Year == b.Year && a.Month == b.Day && a.Day == b.Month {
+		return DOBDayMonthSwapped
+	}
+	if editWithin1(a.DOB, b.DOB) {
+		return DOBOneEdit
+	}
+	if a.Year == b.Year && a.Month == b.Month {
+		return DOBYearMonth
+	}
+	if (a.Year-b.Year == 1 || b.Year-a.Year == 1) && a.Month == b.Month && a.Day == b.Day {
+		return DOBYearOff
+	}
+	return DOBElse
+}
+
+func ssnLevel(a, b *Record) uint8 {
+	if a.SSN != "" && b.SSN != "" {
+		switch {
+		case a.SSN == b.SSN:
+			return SSNExact
+		case editWithin1(a.SSN, b.SSN):
+			return SSNOneEdit
+		}
+		return SSNElse
+	}
+	if a.SSNLast == "" || b.SSNLast == "" {
+		return SSNNull
+	}
+	if a.SSNLast == b.SSNLast {
+		return SSNLast4
+	}
+	return SSNElse
+}
+
+func addrLevel(a, b *Record) uint8 {
+	if (a.Street == "" && a.ZIP == "") || (b.Street == "" && b.ZIP == "") {
+		return AddrNull
+	}
+	zipOK := a.ZIP != "" && a.ZIP == b.ZIP
+	zipMissing := a.ZIP == "" || b.ZIP == ""
+	house := a.House != "" && a.House == b.House
+	street := a.Street != "" && b.Street != "" && (a.Street == b.Street || JaroWinkler(a.Street, b.Street) >= 0.92)
+	switch {
+	case house && street && (zipOK || zipMissing):
+		return AddrStreet
+	case zipOK && (house || (a.Street != "" && b.Street != "" && JaroWinkler(a.Street, b.Street) >= 0.88)):
+		return AddrNearZIP
+	case zipOK:
+		return AddrZIP
+	}
+	return AddrElse
+}
+
+// Guard is a set of hard-guard reasons that force review however high the score.
+type Guard uint8
+
+const (
+	GuardTwin        Guard = 1 << iota // same DOB, surname and address/phone; different given name or sex
+	GuardGeneration                    // JR vs SR, or same name and address with DOBs ≥ 15 years apart
+	GuardSSN                           // two valid full SSNs that conflict
+	GuardMRN                           // two different MRNs from the same assigning authority
+	GuardPlaceholder                   // a placeholder name or birth date
+)
+
+// String lists the reasons, e.g. "twin|ssn".
+func (g Guard) String() string {
+	names := [...]string{"twin", "generation", "ssn", "mrn", "placeholder"}
+	s := ""
+	for i, n := range names {
+		if g&(1<<i) != 0 {
+			if s != "" {
+				s += "|"
+			}
+			s += n
+		}
+	}
+	return s
+}
+
+// Guards returns the hard guards that fire for a pair with comparison vector v.
+func Guards(a, b *Record, v Vector) Guard {
+	var g Guard
+	if (a.Flags|b.Flags)&(FlagPlaceholderName|FlagPlaceholderDOB) != 0 {
+		g |= GuardPlaceholder
+	}
+	fam := v[FieldFamily] == NameExact || v[FieldFamily] == NameJW92
+	home := v[FieldAddress] == AddrStreet || v[FieldPhone] == 1
+	// An exact full SSN is the person's own identifier: relatives do not share it, so it
+	// silences the twin and DOB-gap guards (not an explicit JR/SR conflict).
+	ssnSame := v[FieldSSN] == SSNExact
+	if v[FieldDOB] == DOBExact && fam && home && !ssnSame {
+		gl := v[FieldGiven]
+		if gl == NameJW70 || gl == NameInitial || gl == NameElse || gl == NameMetaphone || v[FieldSex] == 2 {
+			g |= GuardTwin
+		}
+	}
+	if a.Generation != 0 && b.Generation != 0 && a.Generation != b.Generation {
+		g |= GuardGeneration
+	} else if fam && home && !ssnSame && (v[FieldGiven] == NameExact || v[FieldGiven] == NameNickname || v[FieldGiven] == NameJW92) && a.Year != 0 && b.Year != 0 {
+		d := a.Year - b.Year
+		if d >= 15 || d <= -15 {
+			g |= GuardGeneration
+		}
+	}
+	if v[FieldSSN] != SSNNull && v[FieldSSN] != SSNExact && v[FieldSSN] != SSNLast4 && len(a.SSN) == 9 && len(b.SSN) == 9 && ValidSSN(a.SSN) && ValidSSN(b.SSN) && v[FieldSSN] != SSNOneEdit {
+		g |= GuardSSN
+	}
+	if a.Source.System != "" && a.Source.System == b.Source.System && a.Source.Value != b.Source.Value {
+		g |= GuardMRN
+	} else if conflictingIDs(a, b) {
+		g |= GuardMRN
+	}
+	return g
+}
+
+func conflictingIDs(a, b *Record) bool {
+	for _, x := range a.IDs {
+		for _, y := range b.IDs {
+			if x.System == y.System && x.Value != y.Value {
+				return true
+			}
+		}
+	}
+	return false
+}

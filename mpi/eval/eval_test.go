@@ -1,0 +1,46 @@
+package eval
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func dataDir(t testing.TB, sub string) string {
+	t.Helper()
+	dir, _ := os.Getwd()
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("module root not found")
+		}
+		dir = parent
+	}
+	d := filepath.Join(dir, "..", "shared", "data", sub)
+	if _, err := os.Stat(d); err != nil {
+		t.Skipf("test data %s missing: %v", d, err)
+	}
+	return d
+}
+
+func TestFEBRLQuality(t *testing.T) {
+	dir := dataDir(t, "febrl")
+	for n := 1; n <= 4; n++ {
+		ds, err := LoadFEBRL(dir, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep, _, err := Run(context.Background(), ds, Options{Seed: 1, Precision: 0.5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		WriteTable(os.Stdout, []*Report{rep})
+		if rep.F1 < 0.995 || rep.PairCompleteness < 0.995 {
+			t.Errorf("%s: F1 %.4f, pair completeness %.4f; want both ≥ 0.995", ds.Name, rep.F1, rep.PairCompleteness)
+		}
+	}
+}
