@@ -13,6 +13,8 @@ package devs3
 import (
 	"context"
 	"errors"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -76,6 +78,7 @@ func Start(ctx context.Context, addr, dir string) (*Server, error) {
 			Handler:           fixups(faker.Server()),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          log.New(io.Discard, "", 0), // gofakes3 double-writes headers on some errors
 		},
 		endpoint: ln.Addr().String(),
 		served:   make(chan struct{}),
