@@ -22,6 +22,18 @@ import (
 // newS3 returns S3Blobs on a fresh bucket of the test S3 server (versitygw under make test).
 func newS3(t *testing.T) *documents.S3Blobs { return newS3WithEnv(t, testkit.S3(t)) }
 
+func newS3B(b *testing.B) *documents.S3Blobs {
+	env := testkit.S3(b)
+	s, err := documents.NewS3Blobs(b.Context(), documents.S3Config{
+		Endpoint: env.Endpoint, AccessKey: env.AccessKey, SecretKey: env.SecretKey,
+		Bucket: env.Bucket, Region: env.Region,
+	})
+	if err != nil {
+		b.Fatalf("NewS3Blobs: %v", err)
+	}
+	return s
+}
+
 func newS3WithEnv(t *testing.T, env testkit.S3Env) *documents.S3Blobs {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
