@@ -80,7 +80,7 @@ func (m *Model) Assign(r *Record, cands []Candidate) Assignment {
 		ps[i].score = -1e9
 		for _, o := range c.Records {
 			w, ev := m.Score(r, o)
-			ps[i].guard |= Guards(r, o, ev.Levels)
+			ps[i].guard |= m.Guard(r, o, ev.Levels)
 			if w > ps[i].score {
 				ps[i].score, evs[i] = w, ev
 			}
@@ -99,11 +99,11 @@ func (m *Model) Assign(r *Record, cands []Candidate) Assignment {
 
 // BatchResult is the outcome of a batch link.
 type BatchResult struct {
-	Person   []int32   // person number of each record (0-based, dense)
-	Outcome  []Outcome // how each record was placed
-	Reviews  []ReviewItem
-	Pairs    int64 // candidate pairs scored
-	Persons  int
+	Person  []int32   // person number of each record (0-based, dense)
+	Outcome []Outcome // how each record was placed
+	Reviews []ReviewItem
+	Pairs   int64 // candidate pairs scored
+	Persons int
 }
 
 // ReviewItem is a record sent to review, with the best other record and its score.
@@ -201,11 +201,22 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 		for k := range ps {
 			if ps[k].score >= m.Link {
 				for _, o := range members[pid[k]] {
-					ps[k].guard |= Guards(r, &recs[o], Compare(r, &recs[o]))
+					ps[k].guard |= m.Guard(r, &recs[o], Compare(r, &recs[o]))
 				}
 			}
 		}
 		out, b, s, dup := m.choose(ps)
+		if dup && m.bridged(recs, edges, members, pid[b], pid[s], r) {
+			// Two persons that r both matches are also linked directly by another edge
+			// and no guard fires across them: two independent supports, so merge.
+			pb, pq := pid[b], pid[s]
+			for _, o := range members[pq] {
+				res.Person[o] = pb
+			}
+			members[pb] = append(members[pb], members[pq]...)
+			members[pq] = nil
+			out = AutoLink
+		}
 		res.Outcome[i] = out
 		if out == AutoLink {
 			p := pid[b]
@@ -224,11 +235,54 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 			sources[r.Source] = res.Person[i]
 		}
 	}
-	res.Persons = len(members)
+	// renumber persons densely
+	dense := make([]int32, len(members))
+	for p, ms := range members {
+		if len(ms) > 0 {
+			dense[p] = int32(res.Persons)
+			res.Persons++
+		}
+	}
+	for i := range res.Person {
+		res.Person[i] = dense[res.Person[i]]
+	}
 	if progress != nil {
 		progress(n)
 	}
 	return res, nil
+}
+
+// bridged reports whether persons p and q are joined by a direct edge at or above the
+// link threshold and no guard fires between any two records of p, q and r.
+func (m *Model) bridged(recs []Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
+	direct := false
+	for _, x := range members[p] {
+		for _, y := range members[q] {
+			hi, lo := x, y
+			if lo > hi {
+				hi, lo = lo, hi
+			}
+			for _, e := range edges[hi] {
+				if e.j == lo && float64(e.w) >= m.Link {
+					direct = true
+				}
+			}
+			if m.Guard(&recs[x], &recs[y], Compare(&recs[x], &recs[y])) != 0 {
+				return false
+			}
+		}
+	}
+	if !direct {
+		return false
+	}
+	for _, ms := range [2][]uint32{members[p], members[q]} {
+		for _, x := range ms {
+			if m.Guard(r, &recs[x], Compare(r, &recs[x])) != 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // parallel runs f over [0,n) split into chunks across workers.

@@ -52,10 +52,10 @@ const (
 
 // Address levels.
 const (
-	AddrNull = iota
-	AddrStreet   // same house number and street
-	AddrNearZIP  // same ZIP and house number or similar street
-	AddrZIP      // same ZIP only
+	AddrNull    = iota
+	AddrStreet  // same house number and street
+	AddrNearZIP // same ZIP and house number or similar street
+	AddrZIP     // same ZIP only
 	AddrElse
 )
 
@@ -216,6 +216,8 @@ const (
 	GuardSSN                           // two valid full SSNs that conflict
 	GuardMRN                           // two different MRNs from the same assigning authority
 	GuardPlaceholder                   // a placeholder name or birth date
+
+	AllGuards = GuardTwin | GuardGeneration | GuardSSN | GuardMRN | GuardPlaceholder
 )
 
 // String lists the reasons, e.g. "twin|ssn".

@@ -49,10 +49,13 @@ type Model struct {
 	Margin float64 `json:"margin"`
 	// Precision is the target the thresholds were chosen for, and how.
 	Precision float64 `json:"precision"`
+	// Guards is the set of hard guards in force (AllGuards unless a population is known
+	// to have no relatives, such as FEBRL).
+	Guards     Guard  `json:"guards"`
 	Calibrated string `json:"calibrated"`
 
-	w     [NumFields][10]float32
-	uLog  [4]float32 // log2 u of the exact level of the TF fields
+	w    [NumFields][10]float32
+	uLog [4]float32 // log2 u of the exact level of the TF fields
 }
 
 const (
@@ -169,6 +172,9 @@ func (m *Model) weigh(a, b *Record, ev *Evidence) float64 {
 	return float64(sum)
 }
 
+// Guard returns the guards in force that fire for a pair (see Guards).
+func (m *Model) Guard(a, b *Record, v Vector) Guard { return Guards(a, b, v) & m.Guards }
+
 // Decide turns a score and the guards that fired into an outcome: a guard turns an
 // auto-link into a review; below Review it is no link.
 func (m *Model) Decide(score float64, g Guard) Outcome {
@@ -244,6 +250,8 @@ type TrainOptions struct {
 	// Same, when set, labels pairs (true = same person) and is used only to calibrate
 	// the thresholds for Precision; m and u never see it.
 	Same func(i, j int) bool
+	// Guards overrides the guards in force (0: AllGuards).
+	Guards Guard
 	// ReviewPrecision is the precision floor of the review band when Same is set
 	// (default 0.05): pairs less likely than this are not worth a reviewer's time.
 	ReviewPrecision float64
@@ -273,7 +281,10 @@ func Train(recs []Record, opts TrainOptions) (*Model, error) {
 		opts.ReviewPrecision = 0.05
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x6d7069))
-	m := &Model{Version: opts.Version, Precision: opts.Precision, Margin: 4}
+	m := &Model{Version: opts.Version, Precision: opts.Precision, Margin: 2, Guards: AllGuards}
+	if opts.Guards != 0 {
+		m.Guards = opts.Guards
+	}
 	m.FitTF(recs)
 
 	// u from random pairs, with add-one smoothing.
@@ -398,7 +409,10 @@ func (m *Model) calibrate(recs []Record, pairs [][2]uint32, opts TrainOptions) {
 	}
 	s := make([]sp, 0, len(pairs))
 	for _, p := range pairs {
-		w, _ := m.Score(&recs[p[0]], &recs[p[1]])
+		w, ev := m.Score(&recs[p[0]], &recs[p[1]])
+		if m.Guard(&recs[p[0]], &recs[p[1]], ev.Levels) != 0 {
+			continue // guarded pairs never auto-link, whatever the threshold
+		}
 		s = append(s, sp{w, opts.Same(int(p[0]), int(p[1]))})
 	}
 	sort.Slice(s, func(a, b int) bool { return s[a].w > s[b].w })

@@ -316,7 +316,7 @@ func placeholderName(given, fam []string) bool {
 	}
 	for _, t := range all {
 		switch t {
-		case "UNKNOWN", "UNK", "NONAME", "TRAUMA", "BABYBOY", "BABYGIRL", "UNIDENTIFIED", "NN":
+		case "UNKNOWN", "UNK", "NONAME", "TRAUMA", "BABYBOY", "BABYGIRL", "UNIDENTIFIED":
 			return true
 		}
 	}

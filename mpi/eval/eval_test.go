@@ -34,7 +34,7 @@ func TestFEBRLQuality(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rep, _, err := Run(context.Background(), ds, Options{Seed: 1, Precision: 0.5})
+		rep, _, err := Run(context.Background(), ds, Options{Seed: 1, Precision: 0.5, Guards: FEBRLGuards})
 		if err != nil {
 			t.Fatal(err)
 		}

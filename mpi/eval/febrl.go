@@ -103,3 +103,8 @@ func LoadFEBRL(dir string, n int) (*Dataset, error) {
 	}
 	return ds, nil
 }
+
+// FEBRLGuards are the guards used on FEBRL. FEBRL has no families, and its corruption
+// replaces whole given names, which makes duplicates look like twins or generations; the
+// relative guards are for populations that do have relatives (the HIE suite).
+const FEBRLGuards = mpi.GuardSSN | mpi.GuardMRN | mpi.GuardPlaceholder

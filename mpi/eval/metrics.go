@@ -40,6 +40,8 @@ type Options struct {
 	// Precision is the posterior probability an unsupervised model needs to auto-link
 	// (default 0.999); FEBRL is scored at 0.5, the F1-optimal point.
 	Precision float64
+	// Guards overrides the guards in force when training (0: all).
+	Guards mpi.Guard
 }
 
 // Run normalizes ds, trains a model when none is given, links it in batch and measures
@@ -55,7 +57,7 @@ func Run(ctx context.Context, ds *Dataset, opts Options) (*Report, *mpi.Model, e
 	m := opts.Model
 	if m == nil {
 		var err error
-		m, err = mpi.Train(recs, mpi.TrainOptions{Version: ds.Name + "-em", Seed: opts.Seed, Precision: opts.Precision})
+		m, err = mpi.Train(recs, mpi.TrainOptions{Version: ds.Name + "-em", Seed: opts.Seed, Precision: opts.Precision, Guards: opts.Guards})
 		if err != nil {
 			return nil, nil, err
 		}
@@ -105,7 +107,7 @@ func linkTwoSided(ctx context.Context, m *mpi.Model, recs []mpi.Record, ds *Data
 		}
 		res.Pairs++
 		w, ev := m.Score(&recs[i], &recs[j])
-		out := m.Decide(w, mpi.Guards(&recs[i], &recs[j], ev.Levels))
+		out := m.Decide(w, m.Guard(&recs[i], &recs[j], ev.Levels))
 		if out != mpi.NoLink {
 			cs = append(cs, cand{i, j, w, out})
 		}
