@@ -1,0 +1,92 @@
+package portal
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+type errorPage struct {
+	Page
+	Status  int
+	Message string
+}
+
+// httpStatus maps an errs code to the portal's status.
+func httpStatus(c errs.Code) int {
+	switch c {
+	case errs.NotFound:
+		return http.StatusNotFound
+	case errs.Invalid, errs.Conflict, errs.TooLarge, errs.Unsupported:
+		return http.StatusBadRequest
+	case errs.Unauthenticated:
+		return http.StatusUnauthorized
+	case errs.Forbidden:
+		return http.StatusForbidden
+	case errs.Unavailable:
+		return http.StatusServiceUnavailable
+	case errs.RateLimited:
+		return http.StatusTooManyRequests
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// codeOfHTTP turns an *echo.HTTPError (router 404/405, CSRF refusals, body limits) into a code.
+func codeOfHTTP(he *echo.HTTPError) errs.Code {
+	switch he.Code {
+	case http.StatusNotFound, http.StatusMethodNotAllowed:
+		return errs.NotFound
+	case http.StatusBadRequest:
+		return errs.Invalid
+	case http.StatusUnauthorized:
+		return errs.Unauthenticated
+	case http.StatusForbidden:
+		return errs.Forbidden
+	case http.StatusRequestEntityTooLarge:
+		return errs.TooLarge
+	case http.StatusTooManyRequests:
+		return errs.RateLimited
+	case http.StatusServiceUnavailable:
+		return errs.Unavailable
+	default:
+		return errs.Internal
+	}
+}
+
+// HTTPErrorHandler is the portal's one mapping from errors to responses: a readable page
+// with a fixed sentence per status and the request ID; the cause goes to the log with the
+// request ID. Portal handlers' errors reach it through the portal's own middleware; the
+// lead's e.HTTPErrorHandler should call it for requests outside /fhir (unmatched routes).
+func (s *Server) HTTPErrorHandler(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code := errs.CodeOf(err)
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		code = codeOfHTTP(he)
+	}
+	status := httpStatus(code)
+	level := slog.LevelInfo
+	if status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.LogAttrs(c.Request().Context(), level, "portal error",
+		slog.String("request_id", requestID(c)),
+		slog.String("method", c.Request().Method),
+		slog.String("route", c.Path()),
+		slog.Int("status", status),
+		slog.String("code", code.String()),
+		slog.String("err", err.Error()))
+	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	p := errorPage{Page: s.page(c, "Error"), Status: status, Message: statusText(status)}
+	if rerr := s.render(c, status, "error", p); rerr != nil {
+		s.log.Error("portal error page", slog.String("request_id", requestID(c)), slog.String("err", rerr.Error()))
+		_ = c.String(status, statusText(status)+" Request ID: "+requestID(c))
+	}
+}

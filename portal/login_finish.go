@@ -1,0 +1,126 @@
+package portal
+
+import (
+	"crypto/subtle"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/labstack/echo/v4"
+	"golang.org/x/oauth2"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// finishLogin is the OIDC redirect target. It accepts the code only for the flow kept in
+// this browser's pre-login session (state compared in constant time, the flow used once and
+// within LoginWindow), exchanges it with the PKCE verifier, verifies the ID token (signature,
+// issuer, audience, expiry) and its nonce, requires the UserInfo subject to equal the ID
+// token's, and then resolves the login only through explicit records: staff first, then an
+// enrolled person, else the enrolment page. The signed-in session gets a new ID.
+func (s *Server) finishLogin(c echo.Context) error {
+	const op = "portal.finishLogin"
+	ctx := c.Request().Context()
+	refuse := func(why string, cause error) error {
+		return errs.E(op, errs.Unauthenticated, "sign-in refused", errs.E(why, cause))
+	}
+
+	pre, preID := session(c)
+	if pre == nil || pre.Flow == nil || pre.Role != "" {
+		return refuse("no sign-in in progress", nil)
+	}
+	f := *pre.Flow
+	// The flow is single use: drop the pre-login session before anything else, so a replayed
+	// or failed callback cannot try again with it.
+	if err := s.sessions.Delete(ctx, preID); err != nil {
+		return err
+	}
+	s.clearSessionCookie(c)
+
+	q := c.QueryParams()
+	if q.Get("error") != "" {
+		return refuse("the OP returned an error", nil)
+	}
+	if f.State == "" || subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.State)) != 1 {
+		return refuse("state mismatch", nil)
+	}
+	if f.Verifier == "" || f.Nonce == "" {
+		return refuse("flow without PKCE verifier or nonce", nil)
+	}
+	if s.now().Sub(f.Started) > s.cfg.LoginWindow {
+		return refuse("sign-in took too long", nil)
+	}
+	code := q.Get("code")
+	if code == "" {
+		return refuse("no code", nil)
+	}
+
+	provider, oauth, err := s.op(ctx)
+	if err != nil {
+		return err
+	}
+	octx := oidc.ClientContext(ctx, s.hc)
+	tok, err := oauth.Exchange(octx, code, oauth2.VerifierOption(f.Verifier))
+	if err != nil {
+		return refuse("code exchange", err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return refuse("no id_token", nil)
+	}
+	idt, err := provider.Verifier(&oidc.Config{ClientID: s.cfg.ClientID, Now: s.now}).Verify(octx, raw)
+	if err != nil {
+		return refuse("id token verification", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(f.Nonce)) != 1 {
+		return refuse("nonce mismatch", nil)
+	}
+	ui, err := provider.UserInfo(octx, oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return refuse("userinfo", err)
+	}
+	if ui.Subject != idt.Subject {
+		return refuse("userinfo subject differs from id token subject", nil)
+	}
+	var claims struct {
+		Name       string `json:"name"`
+		GivenName  string `json:"given_name"`
+		FamilyName string `json:"family_name"`
+	}
+	_ = ui.Claims(&claims)
+	name := claims.Name
+	if name == "" {
+		name = strings.TrimSpace(claims.GivenName + " " + claims.FamilyName)
+	}
+
+	sess := Session{Issuer: idt.Issuer, Subject: idt.Subject, IDToken: raw, Name: name}
+	st, err := s.staff.StaffForLogin(ctx, idt.Issuer, idt.Subject)
+	switch {
+	case err == nil:
+		sess.Role, sess.Org, sess.OrgName, sess.Name = st.Role, st.Org, st.OrgName, st.Name
+	case errs.Is(err, errs.NotFound):
+		pid, err := s.identity.PersonForLogin(ctx, idt.Issuer, idt.Subject)
+		switch {
+		case err == nil:
+			sess.Role, sess.PersonID = RolePatient, pid
+		case errs.Is(err, errs.NotFound):
+			sess.Role = RoleUnenrolled
+		default:
+			return err
+		}
+	default:
+		return err
+	}
+	id, err := s.sessions.Create(ctx, sess)
+	if err != nil {
+		return err
+	}
+	s.setSessionCookie(c, id)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "portal sign-in",
+		slog.String("request_id", requestID(c)),
+		slog.String("role", string(sess.Role)),
+		slog.String("person", sess.PersonID),
+		slog.String("org", sess.Org))
+	return c.Redirect(http.StatusSeeOther, homeFor(sess.Role))
+}

@@ -1,0 +1,272 @@
+// Package portal is Concord's human-facing web on Echo: OIDC sign-in (code flow with PKCE,
+// state and nonce kept server-side), Redis sessions, the patient area (labs), the enrolment
+// page and the staff landing. It is a transport: it owns no clinical data and decides no
+// consent; Records (implemented by the caller over the domains) does consent and audit.
+//
+// Every page is server-rendered from web/templates, parsed once by New. Errors returned by
+// handlers become one readable error page that shows only the request ID.
+package portal
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/web"
+)
+
+// Role is what a signed-in user is in the portal.
+type Role string
+
+const (
+	RolePatient    Role = "patient"
+	RoleClinician  Role = "clinician"
+	RoleOfficer    Role = "officer"
+	RoleUnenrolled Role = "unenrolled" // signed in, but the login is linked to no person or staff record
+)
+
+// Viewer is who is asking, as Records needs it for consent and audit.
+type Viewer struct {
+	PersonID  string // the patient's person ID; "" for staff
+	Role      Role
+	Org       string // staff: member ID; "" for patients
+	Actor     string // "issuer|subject" of the login
+	RequestID string
+	SourceIP  string
+}
+
+// Staff is a clinician or privacy officer login at a member organization.
+type Staff struct {
+	Role    Role   // RoleClinician or RoleOfficer
+	Org     string // member ID
+	OrgName string // the member's display name; may be ""
+	Name    string // display name
+}
+
+// LabResult is one laboratory result as the portal shows it. Value is the display value
+// (numeric or text); Flag is an HL7 interpretation code ("H", "L", "HH", "LL", "A", "AA",
+// "N" or ""); RefRange is display text such as "3.5-5.1".
+type LabResult struct {
+	ID               string // stable per result; optional
+	Code             string // LOINC or the member's local code
+	Display          string
+	Value            string
+	Unit             string
+	Flag             string
+	RefRange         string
+	Effective        time.Time
+	Status           string // final, preliminary, corrected, ...
+	SourceMember     string // member ID
+	SourceMemberName string
+}
+
+// LogValue redacts the result, so a careless slog.Any stays safe.
+func (LabResult) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// Identity links logins to persons.
+type Identity interface {
+	// PersonForLogin returns the person ID enrolled for (issuer, subject). It returns
+	// errs.NotFound when the login is enrolled to no person, errs.Unavailable when the
+	// lookup failed.
+	PersonForLogin(ctx context.Context, issuer, subject string) (personID string, err error)
+}
+
+// StaffDirectory finds staff logins. StaffStore implements it on PostgreSQL.
+type StaffDirectory interface {
+	// StaffForLogin returns the staff record for (issuer, subject), errs.NotFound when there
+	// is none, errs.Unavailable when the lookup failed.
+	StaffForLogin(ctx context.Context, issuer, subject string) (Staff, error)
+}
+
+// Records reads a person's clinical data on behalf of a viewer.
+type Records interface {
+	// Labs returns the laboratory results of personID that v may see, in any order, each
+	// labelled with its source member. It decides consent and writes the audit row before
+	// returning; it returns errs.Unavailable when either fails (the portal shows a 503) and
+	// errs.NotFound when v may not see the person.
+	Labs(ctx context.Context, v Viewer, personID string) ([]LabResult, error)
+}
+
+// Config configures the portal. Issuer, ClientID, ClientSecret and BaseURL are required.
+type Config struct {
+	BaseURL      string // public origin of the portal, e.g. "http://localhost:8080"; no trailing slash
+	Issuer       string // OIDC issuer, exactly as in its discovery document
+	ClientID     string
+	ClientSecret string
+	RedirectURL  string // default BaseURL + "/auth/callback"
+	// PostLogoutRedirectURL is sent to the OP's end_session endpoint; default BaseURL + "/".
+	PostLogoutRedirectURL string
+
+	RedisPrefix string // every session key starts with it, e.g. "concord:"
+
+	// InsecureCookies drops the Secure flag and the __Host- prefix, for plain-http
+	// deployments on a non-loopback host (browsers treat http://localhost as secure, so the
+	// demo does not need it). Never set it behind TLS.
+	InsecureCookies bool
+
+	PatientIdle time.Duration // default 30 min
+	StaffIdle   time.Duration // default 15 min
+	Absolute    time.Duration // default 12 h
+	LoginWindow time.Duration // how long a started sign-in may take; default 10 min
+
+	Location *time.Location // dates on pages; default UTC
+}
+
+// Deps are the services the portal calls.
+type Deps struct {
+	Identity Identity
+	Staff    StaffDirectory
+	Records  Records
+	Redis    redis.Cmdable
+	Logger   *slog.Logger     // default slog.Default()
+	Now      func() time.Time // default time.Now; tests pass a fake clock
+	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
+	// 10 s timeout that refuses redirects.
+	HTTPClient *http.Client
+}
+
+// Server is the portal. Register mounts it.
+type Server struct {
+	cfg      Config
+	identity Identity
+	staff    StaffDirectory
+	records  Records
+	sessions *SessionStore
+	log      *slog.Logger
+	now      func() time.Time
+	hc       *http.Client
+	pages    *renderer
+	csp      string
+	cookie   cookieNames
+
+	mu       sync.Mutex // guards the lazily discovered OP below
+	provider *oidc.Provider
+	oauth    *oauth2.Config
+	endSess  string // end_session_endpoint, "" when not advertised
+}
+
+// New checks cfg, parses the templates and returns the portal. It does not contact the OP:
+// discovery happens at the first sign-in and is retried until it succeeds, so the portal
+// starts while the IdP is down. It returns errs.Invalid for a missing or malformed setting.
+// It panics if the page templates and the page registrations disagree (a build defect).
+func New(cfg Config, deps Deps) (*Server, error) {
+	const op = "portal.New"
+	if cfg.Issuer == "" || cfg.ClientID == "" || cfg.ClientSecret == "" || cfg.BaseURL == "" {
+		return nil, errs.E(op, errs.Invalid, "portal needs an issuer, a client ID, a client secret and a base URL")
+	}
+	if deps.Identity == nil || deps.Staff == nil || deps.Records == nil || deps.Redis == nil {
+		return nil, errs.E(op, errs.Invalid, "portal needs Identity, Staff, Records and Redis")
+	}
+	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
+	base, err := url.Parse(cfg.BaseURL)
+	if err != nil || base.Scheme == "" || base.Host == "" {
+		return nil, errs.E(op, errs.Invalid, "malformed portal base URL", err)
+	}
+	iss, err := url.Parse(cfg.Issuer)
+	if err != nil || iss.Scheme == "" || iss.Host == "" {
+		return nil, errs.E(op, errs.Invalid, "malformed OIDC issuer URL", err)
+	}
+	if cfg.RedirectURL == "" {
+		cfg.RedirectURL = cfg.BaseURL + "/auth/callback"
+	}
+	if cfg.PostLogoutRedirectURL == "" {
+		cfg.PostLogoutRedirectURL = cfg.BaseURL + "/"
+	}
+	if cfg.PatientIdle == 0 {
+		cfg.PatientIdle = 30 * time.Minute
+	}
+	if cfg.StaffIdle == 0 {
+		cfg.StaffIdle = 15 * time.Minute
+	}
+	if cfg.Absolute == 0 {
+		cfg.Absolute = 12 * time.Hour
+	}
+	if cfg.LoginWindow == 0 {
+		cfg.LoginWindow = 10 * time.Minute
+	}
+	if cfg.Location == nil {
+		cfg.Location = time.UTC
+	}
+	s := &Server{
+		cfg:      cfg,
+		identity: deps.Identity,
+		staff:    deps.Staff,
+		records:  deps.Records,
+		log:      deps.Logger,
+		now:      deps.Now,
+		hc:       deps.HTTPClient,
+		pages:    newRenderer(web.Templates(), pageNames),
+		cookie:   newCookieNames(cfg.InsecureCookies),
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.hc == nil {
+		s.hc = &http.Client{
+			Timeout:       10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	s.sessions = NewSessionStore(deps.Redis, cfg.RedisPrefix, SessionTimeouts{
+		PatientIdle: cfg.PatientIdle, StaffIdle: cfg.StaffIdle, Absolute: cfg.Absolute, Login: cfg.LoginWindow,
+	}, s.now)
+	// form-action must allow the OP's origin: Chromium applies form-action to the redirects
+	// that follow a form submission, and both "Sign in" and "Sign out" are forms whose
+	// response redirects to the OP.
+	s.csp = "default-src 'self'; frame-ancestors 'none'; form-action 'self' " + iss.Scheme + "://" + iss.Host +
+		"; base-uri 'self'; object-src 'none'"
+	return s, nil
+}
+
+// Sessions returns the session store, for operators' tools and tests.
+func (s *Server) Sessions() *SessionStore { return s.sessions }
+
+// op returns the discovered provider and the OAuth2 config, discovering them on first use.
+// It returns errs.Unavailable while the OP does not answer.
+func (s *Server) op(ctx context.Context) (*oidc.Provider, *oauth2.Config, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.provider != nil {
+		return s.provider, s.oauth, nil
+	}
+	dctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, s.hc), 10*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(dctx, s.cfg.Issuer)
+	if err != nil {
+		return nil, nil, errs.E("portal.discover", errs.Unavailable, "the sign-in service is unavailable", err)
+	}
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	_ = p.Claims(&meta)
+	s.provider = p
+	s.endSess = meta.EndSession
+	s.oauth = &oauth2.Config{
+		ClientID:     s.cfg.ClientID,
+		ClientSecret: s.cfg.ClientSecret,
+		RedirectURL:  s.cfg.RedirectURL,
+		Endpoint:     p.Endpoint(),
+		Scopes:       []string{oidc.ScopeOpenID, "profile", "email"},
+	}
+	return s.provider, s.oauth, nil
+}
+
+// endSession returns the OP's end_session endpoint, or "" when it is not advertised or the
+// OP has not been discovered.
+func (s *Server) endSession() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.endSess
+}

@@ -1,0 +1,131 @@
+package portal
+
+import (
+	"bytes"
+	"fmt"
+	"html/template"
+	"io"
+	"io/fs"
+	"net/http"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
+// file needs a registration here. newRenderer panics when they disagree.
+var pageNames = []string{"landing", "labs", "enrol", "staff", "error"}
+
+// Page is what every page's view model embeds; the layout reads it.
+type Page struct {
+	Title     string
+	CSRF      string // the form token; empty when the request carries none
+	RequestID string
+	Viewer    *PageViewer // nil when signed out
+	Flash     string
+}
+
+// PageViewer is the signed-in user as the layout shows them.
+type PageViewer struct {
+	Role    Role
+	Name    string
+	OrgName string
+}
+
+// renderer executes pages parsed once at start-up. It implements echo.Renderer.
+type renderer struct {
+	pages map[string]*template.Template
+}
+
+var _ echo.Renderer = (*renderer)(nil)
+
+// newRenderer parses layout/*.html and partials/*.html once, then each page over a clone of
+// them. It panics on a parse error, on a page file without a registration, and on a
+// registration without a page file: both are build defects that tests catch.
+func newRenderer(fsys fs.FS, names []string) *renderer {
+	base := template.New("base").Funcs(template.FuncMap{
+		"date": func(t time.Time) string { return t.Format("2 Jan 2006") },
+		"iso":  func(t time.Time) string { return t.Format("2006-01-02") },
+	})
+	base = template.Must(base.ParseFS(fsys, "layout/*.html", "partials/*.html"))
+	files, err := fs.Glob(fsys, "pages/*.html")
+	if err != nil {
+		panic(err)
+	}
+	r := &renderer{pages: map[string]*template.Template{}}
+	for _, f := range files {
+		name := strings.TrimSuffix(path.Base(f), ".html")
+		if !slices.Contains(names, name) {
+			panic(fmt.Sprintf("portal: page file %s has no registration", f))
+		}
+		t := template.Must(base.Clone())
+		r.pages[name] = template.Must(t.ParseFS(fsys, f))
+	}
+	for _, n := range names {
+		if r.pages[n] == nil {
+			panic(fmt.Sprintf("portal: page %q is registered but pages/%s.html is missing", n, n))
+		}
+	}
+	return r
+}
+
+// Render executes page name with data into w. It returns an error for an unknown page.
+func (r *renderer) Render(w io.Writer, name string, data any, _ echo.Context) error {
+	t := r.pages[name]
+	if t == nil {
+		return fmt.Errorf("portal: no page %q", name)
+	}
+	return t.ExecuteTemplate(w, "layout", data)
+}
+
+// render writes page name with status. It renders into a buffer first, so a template error
+// becomes an error page rather than half a page.
+func (s *Server) render(c echo.Context, status int, name string, data any) error {
+	var buf bytes.Buffer
+	if err := s.pages.Render(&buf, name, data, c); err != nil {
+		return err
+	}
+	return c.HTMLBlob(status, buf.Bytes())
+}
+
+// page fills the common view model for c.
+func (s *Server) page(c echo.Context, title string) Page {
+	p := Page{Title: title, RequestID: requestID(c)}
+	if tok, ok := c.Get(csrfKey).(string); ok {
+		p.CSRF = tok
+	}
+	if sess, ok := c.Get(sessionKey).(*Session); ok && sess.Role != "" {
+		p.Viewer = &PageViewer{Role: sess.Role, Name: sess.Name, OrgName: sess.OrgName}
+	}
+	return p
+}
+
+func requestID(c echo.Context) string {
+	if id := c.Response().Header().Get(echo.HeaderXRequestID); id != "" {
+		return id
+	}
+	return c.Request().Header.Get(echo.HeaderXRequestID)
+}
+
+// statusText is the one fixed sentence a page shows for each status.
+func statusText(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "We could not find that page."
+	case http.StatusBadRequest:
+		return "The request could not be processed. Please go back and try again."
+	case http.StatusUnauthorized:
+		return "Your sign-in could not be completed. Please sign in again."
+	case http.StatusForbidden:
+		return "You do not have access to this."
+	case http.StatusServiceUnavailable:
+		return "This service is temporarily unavailable. Nothing was shown or changed. Please try again in a few minutes."
+	case http.StatusTooManyRequests:
+		return "Too many requests. Please wait a minute and try again."
+	default:
+		return "Something went wrong on our side."
+	}
+}

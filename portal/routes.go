@@ -1,0 +1,40 @@
+package portal
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/web"
+)
+
+// Register mounts the portal on e at "/": its pages, sign-in and sign-out, and /static/.
+// This is the portal's one route table. Every route runs the portal's own middleware
+// (security headers, error page, CSRF, session); e's global middleware (request ID,
+// recovery, logging, body limit) runs first.
+func (s *Server) Register(e *echo.Echo) {
+	mw := s.chain()
+	patient := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient))
+	staff := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician, RoleOfficer))
+	open := append(mw[:len(mw):len(mw)], noStore)
+
+	e.GET("/", s.showLanding, open...)
+	e.POST("/auth/login", s.startLogin, open...)
+	e.GET("/auth/callback", s.finishLogin, open...)
+	e.POST("/logout", s.deleteSession, open...)
+	e.GET("/enrol", s.showEnrol, open...)
+	e.GET("/labs", s.showLabs, patient...)
+	e.GET("/staff", s.showStaff, staff...)
+
+	static := http.StripPrefix("/static/", http.FileServer(http.FS(web.Static())))
+	e.GET("/static/*", echo.WrapHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		static.ServeHTTP(w, r)
+	})))
+}

@@ -1,0 +1,202 @@
+package portal
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Session is the server-side state behind a session cookie. A pre-login session carries
+// only Flow; a signed-in one carries the login and the role it reached.
+type Session struct {
+	Role     Role   `json:"role,omitempty"` // "" while signing in
+	PersonID string `json:"person,omitempty"`
+	Org      string `json:"org,omitempty"`
+	OrgName  string `json:"org_name,omitempty"`
+	Name     string `json:"name,omitempty"` // display name, from the staff record or UserInfo
+	Issuer   string `json:"iss,omitempty"`
+	Subject  string `json:"sub,omitempty"`
+	IDToken  string `json:"id_token,omitempty"` // id_token_hint for the OP's end_session
+	Flow     *loginFlow `json:"flow,omitempty"`
+	Flash    string     `json:"flash,omitempty"`
+
+	Created  time.Time `json:"created"`
+	LastSeen time.Time `json:"last_seen"`
+}
+
+// LogValue redacts the session: it holds a name and a token.
+func (s Session) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("role", string(s.Role)), slog.String("person", s.PersonID))
+}
+
+// loginFlow is a started sign-in: the values the callback must see again. It never leaves
+// the server.
+type loginFlow struct {
+	State    string    `json:"state"`
+	Nonce    string    `json:"nonce"`
+	Verifier string    `json:"verifier"`
+	Started  time.Time `json:"started"`
+}
+
+// SessionTimeouts bound a session's life.
+type SessionTimeouts struct {
+	PatientIdle time.Duration // patients and unenrolled logins
+	StaffIdle   time.Duration // clinicians and officers
+	Absolute    time.Duration // from sign-in, whatever the activity
+	Login       time.Duration // a pre-login session (sign-in started, not finished)
+}
+
+// SessionStore keeps sessions in Redis under prefix+"portal:sess:"+SHA-256(ID), so a dump of
+// Redis does not hold usable session IDs. Redis holds no truth: losing it signs everyone out.
+type SessionStore struct {
+	rdb    redis.Cmdable
+	prefix string
+	t      SessionTimeouts
+	now    func() time.Time
+}
+
+// NewSessionStore returns a store on rdb. now is the clock that idle and absolute timeouts
+// are measured with.
+func NewSessionStore(rdb redis.Cmdable, prefix string, t SessionTimeouts, now func() time.Time) *SessionStore {
+	return &SessionStore{rdb: rdb, prefix: prefix, t: t, now: now}
+}
+
+func (st *SessionStore) key(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return st.prefix + "portal:sess:" + hex.EncodeToString(h[:])
+}
+
+// idle returns the idle timeout for sess.
+func (st *SessionStore) idle(sess Session) time.Duration {
+	switch sess.Role {
+	case "":
+		return st.t.Login
+	case RoleClinician, RoleOfficer:
+		return st.t.StaffIdle
+	default:
+		return st.t.PatientIdle
+	}
+}
+
+// expired reports whether sess is past its idle or absolute timeout at now, and otherwise
+// how long it may live untouched.
+func (st *SessionStore) expired(sess Session, now time.Time) (bool, time.Duration) {
+	idleLeft := sess.LastSeen.Add(st.idle(sess)).Sub(now)
+	absLeft := sess.Created.Add(st.t.Absolute).Sub(now)
+	left := min(idleLeft, absLeft)
+	return left <= 0, left
+}
+
+// Create stores sess as a new session and returns its ID: 32 random bytes, base64url. It sets
+// Created and LastSeen to now. It returns errs.Unavailable when Redis fails.
+func (st *SessionStore) Create(ctx context.Context, sess Session) (string, error) {
+	id := base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	now := st.now()
+	sess.Created, sess.LastSeen = now, now
+	if err := st.write(ctx, id, sess, true); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Load returns the session with the given ID and marks it used now (sliding the idle
+// timeout). It returns errs.NotFound when there is none or it has passed its idle or
+// absolute timeout (and deletes it then), errs.Unavailable when Redis fails.
+func (st *SessionStore) Load(ctx context.Context, id string) (Session, error) {
+	const op = "portal.SessionStore.Load"
+	if id == "" {
+		return Session{}, errs.E(op, errs.NotFound, "no session")
+	}
+	b, err := st.rdb.Get(ctx, st.key(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Session{}, errs.E(op, errs.NotFound, "no session")
+	}
+	if err != nil {
+		return Session{}, errs.E(op, errs.Unavailable, "session store unavailable", err)
+	}
+	var sess Session
+	if err := json.Unmarshal(b, &sess); err != nil {
+		return Session{}, errs.E(op, errs.Internal, err)
+	}
+	now := st.now()
+	if gone, _ := st.expired(sess, now); gone {
+		_ = st.Delete(ctx, id)
+		return Session{}, errs.E(op, errs.NotFound, "session expired")
+	}
+	sess.LastSeen = now
+	if err := st.write(ctx, id, sess, false); err != nil {
+		return Session{}, err
+	}
+	return sess, nil
+}
+
+// Save replaces the data of an existing session (a flash, for example). It returns
+// errs.NotFound when the session is gone or expired, errs.Unavailable when Redis fails.
+func (st *SessionStore) Save(ctx context.Context, id string, sess Session) error {
+	if gone, _ := st.expired(sess, st.now()); gone {
+		return errs.E("portal.SessionStore.Save", errs.NotFound, "session expired")
+	}
+	return st.write(ctx, id, sess, false)
+}
+
+// Delete removes the session; deleting one that does not exist is not an error. It returns
+// errs.Unavailable when Redis fails.
+func (st *SessionStore) Delete(ctx context.Context, id string) error {
+	if id == "" {
+		return nil
+	}
+	if err := st.rdb.Del(ctx, st.key(id)).Err(); err != nil {
+		return errs.E("portal.SessionStore.Delete", errs.Unavailable, "session store unavailable", err)
+	}
+	return nil
+}
+
+// write stores sess with a Redis TTL equal to the time it may live untouched, so Redis drops
+// it on its own. With create it refuses to overwrite (a colliding ID); without, it refuses to
+// resurrect a session deleted meanwhile (sign-out in another tab).
+func (st *SessionStore) write(ctx context.Context, id string, sess Session, create bool) error {
+	const op = "portal.SessionStore.write"
+	_, left := st.expired(sess, st.now())
+	if left <= 0 {
+		return errs.E(op, errs.NotFound, "session expired")
+	}
+	if left < time.Second {
+		left = time.Second
+	}
+	b, err := json.Marshal(sess)
+	if err != nil {
+		return errs.E(op, errs.Internal, err)
+	}
+	var ok bool
+	if create {
+		ok, err = st.rdb.SetNX(ctx, st.key(id), b, left).Result()
+	} else {
+		ok, err = st.rdb.SetXX(ctx, st.key(id), b, left).Result()
+	}
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "session store unavailable", err)
+	}
+	if !ok {
+		if create {
+			return errs.E(op, errs.Conflict, "session ID collision")
+		}
+		return errs.E(op, errs.NotFound, "no session")
+	}
+	return nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return b
+}
