@@ -216,6 +216,8 @@ type Attachment struct {
 	URL         string
 	Title       string
 	Hash        string // base64 SHA-1 as in FHIR Attachment.hash
+	Data        []byte // the form itself, when inline
+	Creation    time.Time
 }
 
 // Directive is one version of a consent directive: a patient's own or a regional
