@@ -1,0 +1,176 @@
+// Package store keeps members' FHIR resources in PostgreSQL: each resource as its member
+// sent it (byte for byte), versioned with full history, with search index rows extracted
+// on every write. It decides nothing about who may see what: callers authorize first.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Stored is one version of a stored resource.
+type Stored struct {
+	Type        string
+	ID          string
+	Version     int
+	MemberID    string // the member that sent it
+	PatientID   string // the member's Patient whose compartment holds it; "" for none
+	LastUpdated time.Time
+	Deleted     bool
+	Body        []byte
+}
+
+// Store reads and writes resources.
+type Store struct{ db db.Querier }
+
+// New returns a Store on q (usually the pool).
+func New(q db.Querier) *Store { return &Store{db: q} }
+
+// NewID returns a fresh server-assigned resource id (32 hex characters).
+func NewID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// Write describes a create or an update.
+type Write struct {
+	Resource  *fhir.Resource // validated; id and meta are stamped by Put
+	ID        string         // "" on create: a new id is assigned
+	MemberID  string
+	PatientID string
+	Source    string        // meta.source to stamp
+	Tags      []fhir.Coding // tags to add (e.g. the source member)
+	Security  []fhir.Coding // security labels to add (by ingest rules)
+	At        time.Time
+}
+
+// Put stores a new version of a resource in tx and returns it as stored. On update the
+// resource must belong to the same member (errs.NotFound otherwise: another member's
+// record looks absent). Index rows are replaced in the same transaction.
+func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error) {
+	const op = "fhir.store.Put"
+	typ := w.Resource.ResourceType
+	id := w.ID
+	version := 1
+	if id == "" {
+		id = NewID()
+	} else {
+		var member string
+		var v int
+		err := tx.QueryRow(ctx, `SELECT member_id, version FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE`, typ, id).Scan(&member, &v)
+		switch {
+		case err == nil && member != w.MemberID:
+			return Stored{}, errs.E(op, errs.NotFound, "resource not found")
+		case err == nil:
+			version = v + 1
+		case errs.CodeOf(db.Map(op, err)) != errs.NotFound:
+			return Stored{}, db.Map(op, err)
+		}
+	}
+	at := w.At.UTC().Truncate(time.Millisecond)
+	r, err := w.Resource.Stamp(fhir.Stamp{ID: id, VersionID: strconv.Itoa(version), LastUpdated: at, Source: w.Source, AddTags: w.Tags, Security: w.Security})
+	if err != nil {
+		return Stored{}, errs.E(op, err)
+	}
+	st := Stored{Type: typ, ID: id, Version: version, MemberID: w.MemberID, PatientID: w.PatientID, LastUpdated: at, Body: r.Bytes()}
+	var patient *string
+	if w.PatientID != "" {
+		patient = &w.PatientID
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body)
+		VALUES ($1, $2, $3, $4, $5, $6, false, $7)
+		ON CONFLICT (type, id) DO UPDATE SET version = EXCLUDED.version, patient_id = EXCLUDED.patient_id,
+			last_updated = EXCLUDED.last_updated, deleted = false, body = EXCLUDED.body`,
+		typ, id, version, w.MemberID, patient, at, st.Body)
+	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, false, $6)`,
+		typ, id, version, w.MemberID, at, st.Body)
+	queueIndex(b, typ, id, r)
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return Stored{}, db.Map(op, err)
+	}
+	return st, nil
+}
+
+// Get returns the current version of a resource, or errs.NotFound when it does not exist
+// or was deleted.
+func (s *Store) Get(ctx context.Context, q db.Querier, typ, id string) (Stored, error) {
+	const op = "fhir.store.Get"
+	if q == nil {
+		q = s.db
+	}
+	st := Stored{Type: typ, ID: id}
+	var patient *string
+	err := q.QueryRow(ctx, `SELECT version, member_id, patient_id, last_updated, deleted, body FROM fhir_resources WHERE type = $1 AND id = $2`, typ, id).
+		Scan(&st.Version, &st.MemberID, &patient, &st.LastUpdated, &st.Deleted, &st.Body)
+	if err != nil {
+		return Stored{}, db.Map(op, err)
+	}
+	if st.Deleted {
+		return Stored{}, errs.E(op, errs.NotFound, "resource not found")
+	}
+	if patient != nil {
+		st.PatientID = *patient
+	}
+	return st, nil
+}
+
+// ByPatients returns the current, undeleted resources of type typ in the compartments of
+// the given members' Patients (patient IDs), newest first, at most limit.
+func (s *Store) ByPatients(ctx context.Context, typ string, patientIDs []string, limit int) ([]Stored, error) {
+	const op = "fhir.store.ByPatients"
+	rows, err := s.db.Query(ctx, `SELECT id, version, member_id, patient_id, last_updated, body FROM fhir_resources
+		WHERE patient_id = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`, patientIDs, typ, limit)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Stored, error) {
+		st := Stored{Type: typ}
+		err := r.Scan(&st.ID, &st.Version, &st.MemberID, &st.PatientID, &st.LastUpdated, &st.Body)
+		return st, err
+	})
+	return out, db.Map(op, err)
+}
+
+// Idempotent looks up a member's idempotency key. It returns errs.NotFound when the key is new.
+func (s *Store) Idempotent(ctx context.Context, q db.Querier, member, key string) (status int, location string, body []byte, err error) {
+	err = q.QueryRow(ctx, `SELECT status, location, body FROM fhir_idempotency WHERE member_id = $1 AND key = $2`, member, key).Scan(&status, &location, &body)
+	return status, location, body, db.Map("fhir.store.Idempotent", err)
+}
+
+// RememberIdempotent records the response to a member's idempotency key in tx. A
+// concurrent first use of the same key makes one of the two transactions fail with
+// errs.Conflict, so exactly one response is remembered.
+func (s *Store) RememberIdempotent(ctx context.Context, tx db.Querier, member, key string, status int, location string, body []byte) error {
+	_, err := tx.Exec(ctx, `INSERT INTO fhir_idempotency(member_id, key, status, location, body) VALUES ($1, $2, $3, $4, $5)`, member, key, status, location, body)
+	return db.Map("fhir.store.RememberIdempotent", err)
+}
+
+// queueIndex replaces the search index rows of one resource.
+func queueIndex(b *pgx.Batch, typ, id string, r *fhir.Resource) {
+	for _, t := range []string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"} {
+		b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = $2`, typ, id)
+	}
+	for _, v := range extract(r) {
+		switch v.kind {
+		case kindToken:
+			b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code) VALUES ($1, $2, $3, $4, $5)`, typ, id, v.param, v.system, v.code)
+		case kindDate:
+			b.Queue(`INSERT INTO fhir_idx_date(type, id, param, lo, hi) VALUES ($1, $2, $3, $4, $5)`, typ, id, v.param, v.lo, v.hi)
+		case kindString:
+			b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value) VALUES ($1, $2, $3, $4)`, typ, id, v.param, v.str)
+		case kindRef:
+			b.Queue(`INSERT INTO fhir_idx_ref(type, id, param, ref_type, ref_id) VALUES ($1, $2, $3, $4, $5)`, typ, id, v.param, v.refType, v.refID)
+		}
+	}
+}
