@@ -145,6 +145,9 @@ func delimitersOf(msh string) (Delimiters, error) {
 	} else {
 		return Delimiters{}, problem(op, RequiredFieldMissing, "MSH-2", "")
 	}
+	if len(enc) == 0 {
+		return Delimiters{}, problem(op, RequiredFieldMissing, "MSH-2", "")
+	}
 	if len(enc) < 4 || len(enc) > 5 {
 		return Delimiters{}, problem(op, DataTypeError, "MSH-2", "")
 	}

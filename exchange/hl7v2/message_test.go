@@ -12,7 +12,7 @@ import (
 
 const sampleADT = "MSH|^~\\&|EHR|CLINIC_A|CONCORD|HIE|20240102030405+0100||ADT^A01^ADT_A01|MSG0001|P|2.5.1\r" +
 	"EVN|A01|20240102030405\r" +
-	"PID|1||12345^^^&1.2.3.4&ISO^MR~999-88-7777^^^SSA^SS||Doe^Jane^Q^^Dr^^L~Roe^Jane^^^^^M||19800214|F|||1 Main St^Apt 2^Springfield^IL^62701^USA^H||^PRN^PH^^^217^5551234~^NET^Internet^jane@example.org|^WPN^PH^^^217^5559999||||||123-45-6789\r" +
+	"PID|1||12345^^^&1.2.3.4&ISO^MR~999-88-7777^^^SSA^SS||Doe^Jane^Q^^Dr^^L~Roe^Jane^^^^^M||19800214|F|||1 Main St^Apt 2^Springfield^IL^62701^USA^H||^PRN^PH^^^217^5551234~^NET^Internet^jane@example.org|^WPN^PH^^^217^5559999|||||123-45-6789\r" +
 	"PV1|1|I|W1^101^A^CLINIC_A||||||||||||||||V123^^^CLINIC_A^VN|||||||||||||||||||||||||20240102030000|20240105120000\r"
 
 func TestParseAccess(t *testing.T) {
@@ -143,7 +143,9 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", SegmentSequenceError, "MSH"},
 		{"not MSH", "PID|1\r", SegmentSequenceError, "MSH"},
 		{"no fields", "MSH|\n", RequiredFieldMissing, "MSH-2"},
-		{"no MSH-2", "MSH||A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
+		{"no MSH-2", "MSH||A|B|C|D|20240101||ADT^A01|1|P|2.5\r", RequiredFieldMissing, "MSH-2"},
+		{"short MSH-2", "MSH|^~|A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
+		{"dup delimiters", "MSH|^^\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
 		{"no MSH-9", "MSH|^~\\&|A|B|C|D|20240101|||1|P|2.5\r", RequiredFieldMissing, "MSH-9"},
 		{"no MSH-10", "MSH|^~\\&|A|B|C|D|20240101||ADT^A01||P|2.5\r", RequiredFieldMissing, "MSH-10"},
 		{"junk line", "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rpanel AHIC^LN|x\r", SegmentSequenceError, "segment 2"},
