@@ -1,3 +1,5 @@
+// Package documents keeps clinical documents: bytes in S3 under their SHA-256 (Blobs), and,
+// in later work, their metadata in PostgreSQL.
 package documents
 
 import (

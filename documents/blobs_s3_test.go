@@ -3,9 +3,11 @@ package documents_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -152,4 +154,32 @@ func TestS3BlobsEncryptionDetected(t *testing.T) {
 		t.Errorf("probe said SSE works, but an SSE Put failed: %v", err)
 	}
 	t.Logf("SSE-S3 Put forced: err = %v", err)
+}
+
+func TestS3BlobsServerErrors(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		code   string
+		want   errs.Code
+	}{
+		{http.StatusServiceUnavailable, "SlowDown", errs.Unavailable},
+		{http.StatusInternalServerError, "InternalError", errs.Unavailable},
+		{http.StatusBadGateway, "BadGateway", errs.Unavailable},
+		{http.StatusForbidden, "SignatureDoesNotMatch", errs.Internal},
+	} {
+		t.Run(tc.code, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/xml")
+				w.WriteHeader(tc.status)
+				fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>%s</Code><Message>x</Message></Error>`, tc.code)
+			}))
+			defer srv.Close()
+			_, err := documents.NewS3Blobs(t.Context(), documents.S3Config{
+				Endpoint: strings.TrimPrefix(srv.URL, "http://"), AccessKey: "a", SecretKey: "b", Bucket: "documents", MaxRetries: 1,
+			})
+			if got := errs.CodeOf(err); err == nil || got != tc.want {
+				t.Errorf("NewS3Blobs against a server answering %d %s: err = %v, want %v", tc.status, tc.code, err, tc.want)
+			}
+		})
+	}
 }
