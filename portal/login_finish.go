@@ -2,6 +2,8 @@ package portal
 
 import (
 	"crypto/subtle"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -23,7 +25,10 @@ func (s *Server) finishLogin(c echo.Context) error {
 	const op = "portal.finishLogin"
 	ctx := c.Request().Context()
 	refuse := func(why string, cause error) error {
-		return errs.E(op, errs.Unauthenticated, "sign-in refused", errs.E(why, cause))
+		if cause == nil {
+			return errs.E(op, errs.Unauthenticated, "sign-in refused", errors.New(why))
+		}
+		return errs.E(op, errs.Unauthenticated, "sign-in refused", fmt.Errorf("%s: %w", why, cause))
 	}
 
 	pre, preID := session(c)

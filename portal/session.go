@@ -19,14 +19,14 @@ import (
 // Session is the server-side state behind a session cookie. A pre-login session carries
 // only Flow; a signed-in one carries the login and the role it reached.
 type Session struct {
-	Role     Role   `json:"role,omitempty"` // "" while signing in
-	PersonID string `json:"person,omitempty"`
-	Org      string `json:"org,omitempty"`
-	OrgName  string `json:"org_name,omitempty"`
-	Name     string `json:"name,omitempty"` // display name, from the staff record or UserInfo
-	Issuer   string `json:"iss,omitempty"`
-	Subject  string `json:"sub,omitempty"`
-	IDToken  string `json:"id_token,omitempty"` // id_token_hint for the OP's end_session
+	Role     Role       `json:"role,omitempty"` // "" while signing in
+	PersonID string     `json:"person,omitempty"`
+	Org      string     `json:"org,omitempty"`
+	OrgName  string     `json:"org_name,omitempty"`
+	Name     string     `json:"name,omitempty"` // display name, from the staff record or UserInfo
+	Issuer   string     `json:"iss,omitempty"`
+	Subject  string     `json:"sub,omitempty"`
+	IDToken  string     `json:"id_token,omitempty"` // id_token_hint for the OP's end_session
 	Flow     *loginFlow `json:"flow,omitempty"`
 	Flash    string     `json:"flash,omitempty"`
 

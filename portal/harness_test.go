@@ -1,0 +1,276 @@
+package portal
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/concord-hie/concord/internal/devoidc"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/testkit"
+)
+
+// memIdentity links logins to persons in memory, as enrolment would.
+type memIdentity map[string]string // "iss|sub" → person ID
+
+func (m memIdentity) PersonForLogin(_ context.Context, iss, sub string) (string, error) {
+	if p, ok := m[iss+"|"+sub]; ok {
+		return p, nil
+	}
+	return "", errs.E("memIdentity", errs.NotFound, "not enrolled")
+}
+
+// memRecords returns fixed labs per person and records every viewer it was asked for.
+type memRecords struct {
+	mu      sync.Mutex
+	labs    map[string][]LabResult
+	fail    error
+	viewers []Viewer
+}
+
+func (m *memRecords) Labs(_ context.Context, v Viewer, personID string) ([]LabResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.viewers = append(m.viewers, v)
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	if v.PersonID != personID || v.Role != RolePatient {
+		return nil, errs.E("memRecords", errs.NotFound, "no such person")
+	}
+	return m.labs[personID], nil
+}
+
+// fakeClock is a settable clock.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var demoUsers = []devoidc.User{
+	{Subject: "sub-pat-1", Username: "alice", Password: "alice-pw", FirstName: "Alice", LastName: "Nguyen", Email: "alice@example.test"},
+	{Subject: "sub-doc-1", Username: "drjones", Password: "jones-pw", FirstName: "Sam", LastName: "Jones"},
+	{Subject: "sub-new-1", Username: "newbie", Password: "newbie-pw"},
+}
+
+func sampleLabs() []LabResult {
+	d := func(s string) time.Time { t, _ := time.Parse("2006-01-02", s); return t }
+	return []LabResult{
+		{ID: "o1", Code: "2345-7", Display: "Glucose", Value: "5.4", Unit: "mmol/L", RefRange: "3.9-5.6", Flag: "N", Effective: d("2026-03-02"), Status: "final", SourceMember: "riverside", SourceMemberName: "Riverside Family Clinic"},
+		{ID: "o2", Code: "2345-7", Display: "Glucose", Value: "7.9", Unit: "mmol/L", RefRange: "3.9-5.6", Flag: "H", Effective: d("2026-09-14"), Status: "final", SourceMember: "northlab", SourceMemberName: "North Valley Laboratory"},
+		{ID: "o3", Code: "2345-7", Display: "Glucose", Value: "6.1", Unit: "mmol/L", RefRange: "3.9-5.6", Flag: "H", Effective: d("2026-06-20"), Status: "final", SourceMember: "riverside", SourceMemberName: "Riverside Family Clinic"},
+		{ID: "o4", Code: "718-7", Display: "Hemoglobin", Value: "13.8", Unit: "g/dL", RefRange: "12.0-15.5", Effective: d("2026-09-14"), Status: "final", SourceMember: "northlab", SourceMemberName: "North Valley Laboratory"},
+		{ID: "o5", Code: "2823-3", Display: "Potassium", Value: "3.1", Unit: "mmol/L", RefRange: "3.5-5.1", Flag: "L", Effective: d("2026-10-01"), Status: "preliminary", SourceMember: "stmary", SourceMemberName: "St Mary's Hospital"},
+	}
+}
+
+// env is a running OP and portal on loopback.
+type env struct {
+	op       *devoidc.Server
+	srv      *Server
+	base     string
+	records  *memRecords
+	staff    *StaffStore
+	clock    *fakeClock
+	identity memIdentity
+}
+
+type envOpts struct {
+	secureCookies bool
+	clock         *fakeClock
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	pool := testkit.DB(t)
+	rdb, prefix := testkit.Redis(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	op, err := devoidc.Start(ctx, "127.0.0.1:0", demoUsers, []devoidc.Client{{
+		ID: "concord-portal", Secret: "portal-secret",
+		RedirectURIs: []string{base + "/auth/callback"}, PostLogoutRedirectURIs: []string{base + "/"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system) VALUES ('riverside', 'Riverside Family Clinic', 'urn:oid:2.999.1')`); err != nil {
+		t.Fatal(err)
+	}
+	staff := NewStaffStore(pool)
+	if err := staff.AddStaff(ctx, op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr Sam Jones"}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{op: op, base: base, staff: staff, clock: o.clock,
+		records:  &memRecords{labs: map[string][]LabResult{"person-1": sampleLabs()}},
+		identity: memIdentity{op.Issuer() + "|sub-pat-1": "person-1"},
+	}
+	deps := Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb}
+	if o.clock != nil {
+		deps.Now = o.clock.Now
+	}
+	e.srv, err = New(Config{
+		BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
+		RedisPrefix: prefix, InsecureCookies: !o.secureCookies,
+	}, deps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := echo.New()
+	ec.HideBanner, ec.HidePort = true, true
+	ec.Use(middleware.RequestID())
+	ec.HTTPErrorHandler = e.srv.HTTPErrorHandler
+	e.srv.Register(ec)
+	hs := &http.Server{Handler: ec, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	return e
+}
+
+// client is a browser stand-in: a cookie jar, no automatic redirects.
+type client struct {
+	t  *testing.T
+	hc *http.Client
+}
+
+func newClient(t *testing.T) *client {
+	jar, _ := cookiejar.New(nil)
+	return &client{t: t, hc: &http.Client{Jar: jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+type resp struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (c *client) do(req *http.Request) resp {
+	c.t.Helper()
+	res, err := c.hc.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{res.StatusCode, res.Header, string(b)}
+}
+
+func (c *client) get(u string) resp {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	return c.do(req)
+}
+
+// post sends a form as a same-origin browser would (with the CSRF token from the page), or,
+// with fetchSite "", as an old browser that sends no Sec-Fetch-Site.
+func (c *client) post(u string, form url.Values, fetchSite string) resp {
+	c.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if fetchSite != "" {
+		req.Header.Set("Sec-Fetch-Site", fetchSite)
+	}
+	return c.do(req)
+}
+
+var csrfRe = regexp.MustCompile(`name="_csrf" value="([^"]*)"`)
+
+func csrfFrom(t *testing.T, body string) string {
+	t.Helper()
+	m := csrfRe.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no CSRF field in page:\n%s", body)
+	}
+	return m[1]
+}
+
+// startSignIn loads the landing page, posts "Sign in" and returns the OP URL it redirects to.
+func (e *env) startSignIn(t *testing.T, c *client) string {
+	t.Helper()
+	land := c.get(e.base + "/")
+	if land.status != http.StatusOK {
+		t.Fatalf("landing: %d", land.status)
+	}
+	r := c.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, land.body)}}, "")
+	if r.status != http.StatusSeeOther || !strings.HasPrefix(r.header.Get("Location"), e.op.Issuer()) {
+		t.Fatalf("sign in: %d to %q", r.status, r.header.Get("Location"))
+	}
+	return r.header.Get("Location")
+}
+
+// opLogin fills the OP's login form and returns the callback URL (with code and state) that
+// the OP redirects the browser to.
+func (e *env) opLogin(t *testing.T, authURL, user, pw string) string {
+	t.Helper()
+	oc := newClient(t)
+	loc := authURL
+	for i := 0; i < 5 && !strings.Contains(loc, "/login/username"); i++ {
+		r := oc.get(loc)
+		u, _ := url.Parse(loc)
+		next, err := u.Parse(r.header.Get("Location"))
+		if err != nil || r.header.Get("Location") == "" {
+			t.Fatalf("OP answered %d without redirect: %s", r.status, r.body)
+		}
+		loc = next.String()
+	}
+	form := oc.get(loc)
+	m := regexp.MustCompile(`name="id" value="([^"]+)"`).FindStringSubmatch(form.body)
+	if m == nil {
+		t.Fatalf("no login form: %s", form.body)
+	}
+	r := oc.post(loc, url.Values{"id": {m[1]}, "username": {user}, "password": {pw}}, "")
+	for i := 0; i < 5 && r.status == http.StatusFound; i++ {
+		next := r.header.Get("Location")
+		if strings.HasPrefix(next, e.base+"/auth/callback") {
+			return next
+		}
+		u, _ := url.Parse(loc)
+		nu, _ := u.Parse(next)
+		loc = nu.String()
+		r = oc.get(loc)
+	}
+	t.Fatalf("OP login did not redirect to the callback: %d %s", r.status, r.body)
+	return ""
+}
+
+// signIn runs the whole flow and returns the callback's response.
+func (e *env) signIn(t *testing.T, c *client, user, pw string) resp {
+	t.Helper()
+	return c.get(e.opLogin(t, e.startSignIn(t, c), user, pw))
+}
+
+// sessionID returns the portal's session cookie value in c's jar.
+func (e *env) sessionID(c *client) string {
+	u, _ := url.Parse(e.base)
+	for _, ck := range c.hc.Jar.Cookies(u) {
+		if ck.Name == e.srv.cookie.session {
+			return ck.Value
+		}
+	}
+	return ""
+}
