@@ -266,6 +266,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("MSH*:!$@#*APP*FAC*R*RF*20240101**ORU:R01*ID1*P*2.7\rOBX*1*ST*C:code*1*a$F$b\r"))
 	f.Add([]byte("MSH|^~\\&|A\r"))
 	f.Add([]byte(`\X4\ \.br\ \E`))
+	f.Add([]byte(sampleORU))
+	for _, m := range Generate(3, 3) {
+		f.Add(m)
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
 		if err != nil {
@@ -288,6 +292,15 @@ func FuzzParse(f *testing.F) {
 		}
 		if !bytes.Equal(m2.Bytes(), out) {
 			t.Fatalf("unstable: %q vs %q", m2.Bytes(), out)
+		}
+		if mapped, err := Map(m, MapOptions{}); err == nil {
+			for _, r := range mapped.Resources {
+				if _, err := r.JSON(); err != nil {
+					t.Fatalf("JSON: %v", err)
+				}
+			}
+		} else if ProblemOf(err) == nil {
+			t.Fatalf("map error without problem: %v", err)
 		}
 	})
 }
