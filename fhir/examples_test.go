@@ -31,6 +31,11 @@ func TestExamplesSubset(t *testing.T) {
 	}
 }
 
+// knownInvalid are official examples that break R4's own rules; they must be rejected.
+var knownInvalid = map[string]string{
+	"SearchParameter-questionnaireresponse-extensions-QuestionnaireResponse-item-subject.json": "id of 67 characters (max 64)",
+}
+
 func runExamples(t *testing.T, dir string, report bool) int {
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
@@ -50,6 +55,13 @@ func runExamples(t *testing.T, dir string, report bool) int {
 			continue // package.json, index files, non-R4 types
 		}
 		total++
+		if why, bad := knownInvalid[filepath.Base(f)]; bad {
+			if _, err := Parse(b); err == nil {
+				t.Errorf("%s: accepted, but it is invalid: %s", filepath.Base(f), why)
+			}
+			ok++
+			continue
+		}
 		if _, err := Parse(b); err != nil {
 			key := errs.MessageOf(err) + " @ " + errs.PathOf(err)
 			fails[key]++
@@ -69,8 +81,8 @@ func runExamples(t *testing.T, dir string, report bool) int {
 		if len(keys) > 40 {
 			keys = keys[:40]
 		}
-		t.Logf("accepted %d of %d resource examples (%.2f%%); top failures:\n%s", ok, total,
-			100*float64(ok)/float64(max(total, 1)), strings.Join(keys, "\n"))
+		t.Logf("handled %d of %d resource examples as expected (%.2f%%; %d known-invalid rejected); top failures:\n%s", ok, total,
+			100*float64(ok)/float64(max(total, 1)), len(knownInvalid), strings.Join(keys, "\n"))
 	}
 	return total
 }

@@ -250,6 +250,9 @@ func (p *parser) object(typ string, isResource, top bool) error {
 	}
 	var seenBuf [24]string
 	seen := seenBuf[:0]
+	var primBuf [4]primArray
+	prims := primBuf[:0] // primitive arrays and their "_name" arrays, to check alignment
+	hasExt := false
 	for {
 		kb, ok := p.s.str()
 		if !ok {
@@ -272,11 +275,20 @@ func (p *parser) object(typ string, isResource, top bool) error {
 			return p.fail("invalid JSON")
 		}
 		p.path = append(p.path, name)
-		if err := p.member(fields, key, isResource, top); err != nil {
+		arr, err := p.member(fields, key, isResource, top)
+		if err != nil {
 			return err
 		}
 		p.path = p.path[:len(p.path)-1]
+		if arr.n > 0 {
+			arr.name = strings.TrimPrefix(key, "_")
+			prims = append(prims, arr)
+			hasExt = hasExt || arr.ext || len(arr.nulls) > 0
+		}
 		if p.s.consume('}') {
+			if hasExt {
+				return p.checkAligned(prims)
+			}
 			return nil
 		}
 		if !p.s.consume(',') {
@@ -285,24 +297,72 @@ func (p *parser) object(typ string, isResource, top bool) error {
 	}
 }
 
-func (p *parser) member(fields map[string]field, key string, isResource, top bool) error {
+// primArray describes an array of a primitive element ("given") or of its extensions
+// ("_given"): its length and the indexes that hold null.
+type primArray struct {
+	name  string
+	ext   bool
+	n     int
+	nulls []int
+}
+
+// checkAligned enforces the R4 JSON rule for primitive arrays: a null in "name" needs a
+// non-null at the same index of "_name", both arrays have the same length, and "_name"
+// holds nulls only where "name" has a value.
+func (p *parser) checkAligned(prims []primArray) error {
+	find := func(name string, ext bool) *primArray {
+		for i := range prims {
+			if prims[i].name == name && prims[i].ext == ext {
+				return &prims[i]
+			}
+		}
+		return nil
+	}
+	for _, a := range prims {
+		other := find(a.name, !a.ext)
+		p.path = append(p.path, a.name)
+		if a.ext {
+			p.path[len(p.path)-1] = "_" + a.name
+		}
+		switch {
+		case other == nil && len(a.nulls) > 0:
+			return p.fail("null in a primitive array without a matching value")
+		case other != nil && other.n != a.n:
+			return p.fail("primitive array and its extensions differ in length")
+		case other != nil:
+			for _, i := range a.nulls {
+				for _, j := range other.nulls {
+					if i == j {
+						return p.fail("null in a primitive array without a matching value")
+					}
+				}
+			}
+		}
+		p.path = p.path[:len(p.path)-1]
+	}
+	return nil
+}
+
+func (p *parser) member(fields map[string]field, key string, isResource, top bool) (primArray, error) {
 	if isResource && key == "resourceType" {
 		_, ok := p.s.str() // checked by findResourceType
 		if !ok {
-			return p.fail("invalid JSON")
+			return primArray{}, p.fail("invalid JSON")
 		}
-		return nil
+		return primArray{}, nil
 	}
 	if strings.HasPrefix(key, "_") && len(key) > 1 {
 		f, ok := fields[key[1:]]
 		if !ok || !isPrimitive(f.Type) {
-			return p.fail("unknown element")
+			return primArray{}, p.fail("unknown element")
 		}
-		return p.value(field{Type: "Element", Array: f.Array}, true)
+		arr, err := p.value(field{Type: "Element", Array: f.Array}, true)
+		arr.ext = true
+		return arr, err
 	}
 	f, ok := fields[key]
 	if !ok {
-		return p.fail("unknown element")
+		return primArray{}, p.fail("unknown element")
 	}
 	start := p.s.pos
 	if top {
@@ -315,8 +375,9 @@ func (p *parser) member(fields map[string]field, key string, isResource, top boo
 			p.metaStart = p.s.pos
 		}
 	}
-	if err := p.value(f, false); err != nil {
-		return err
+	arr, err := p.value(f, false)
+	if err != nil {
+		return arr, err
 	}
 	if top {
 		switch key {
@@ -327,27 +388,29 @@ func (p *parser) member(fields map[string]field, key string, isResource, top boo
 			p.metaEnd = p.s.pos
 		}
 	}
-	return nil
+	return arr, nil
 }
 
-// value validates the value of an element of the given definition. nullable allows null
-// items in arrays ("_given": [null, {...}]).
-func (p *parser) value(f field, primitiveExt bool) error {
+// value validates the value of an element of the given definition. For arrays of a
+// primitive (or of a primitive's extensions, primitiveExt) it allows null items and reports
+// the array's length and null positions so the caller can check alignment.
+func (p *parser) value(f field, primitiveExt bool) (primArray, error) {
+	var arr primArray
 	if !f.Array {
 		if p.s.peek() == kindArray {
-			return p.fail("element must not be an array")
+			return arr, p.fail("element must not be an array")
 		}
-		return p.single(f.Type)
+		return arr, p.single(f.Type)
 	}
 	if p.s.peek() != kindArray {
-		return p.fail("element must be an array")
+		return arr, p.fail("element must be an array")
 	}
 	p.s.pos++
 	if p.s.consume(']') {
-		return p.fail("empty array")
+		return arr, p.fail("empty array")
 	}
 	if p.depth++; p.depth > maxDepth {
-		return p.fail("JSON nested too deeply")
+		return arr, p.fail("JSON nested too deeply")
 	}
 	defer func() { p.depth-- }()
 	prim := primitiveExt || isPrimitive(f.Type)
@@ -355,15 +418,19 @@ func (p *parser) value(f field, primitiveExt bool) error {
 		p.path = append(p.path, "["+strconv.Itoa(i)+"]")
 		if prim && p.s.peek() == kindNull {
 			p.s.literal("null") // nulls align primitive arrays with their "_name" extensions
+			arr.nulls = append(arr.nulls, i)
 		} else if err := p.single(f.Type); err != nil {
-			return err
+			return arr, err
 		}
 		p.path = p.path[:len(p.path)-1]
 		if p.s.consume(']') {
-			return nil
+			if prim {
+				arr.n = i + 1
+			}
+			return arr, nil
 		}
 		if !p.s.consume(',') {
-			return p.fail("invalid JSON")
+			return arr, p.fail("invalid JSON")
 		}
 	}
 }
@@ -465,8 +532,56 @@ func (p *parser) primitive(typ string) error {
 		if !validTime(string(v)) {
 			return p.fail("invalid time")
 		}
+	case "code":
+		if !validCode(v) {
+			return p.fail("invalid code")
+		}
+	case "uri", "url", "canonical":
+		if bytes.ContainsAny(v, " \t\r\n") {
+			return p.fail("invalid " + typ)
+		}
+	case "oid":
+		if !bytes.HasPrefix(v, []byte("urn:oid:")) || !validOID(string(v[len("urn:oid:"):])) {
+			return p.fail("invalid oid")
+		}
+	case "uuid":
+		if !bytes.HasPrefix(v, []byte("urn:uuid:")) || !validUUID(string(v[len("urn:uuid:"):])) {
+			return p.fail("invalid uuid")
+		}
+	case "base64Binary":
+		if !validBase64(v) {
+			return p.fail("invalid base64Binary")
+		}
 	}
 	return nil
+}
+
+// validCode checks the R4 code format: no leading, trailing or repeated white space.
+func validCode(v []byte) bool {
+	prevSpace := true
+	for _, c := range v {
+		space := c == ' ' || c == '\t' || c == '\r' || c == '\n'
+		if space && prevSpace {
+			return false
+		}
+		prevSpace = space
+	}
+	return !prevSpace
+}
+
+// validBase64 checks for the base64 alphabet, padding and white space only.
+func validBase64(v []byte) bool {
+	n := 0
+	for _, c := range v {
+		switch {
+		case c >= 'A' && c <= 'Z', c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '+', c == '/', c == '=':
+			n++
+		case c == ' ', c == '\t', c == '\r', c == '\n':
+		default:
+			return false
+		}
+	}
+	return n%4 == 0
 }
 
 // validID checks the R4 id format [A-Za-z0-9\-\.]{1,64}.
@@ -482,5 +597,3 @@ func validID[T string | []byte](v T) bool {
 	}
 	return true
 }
-
-var _ = bytes.Equal
