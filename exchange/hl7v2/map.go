@@ -273,8 +273,7 @@ func (mp *mapper) adt() error {
 
 func cxList(f Field) []CX {
 	var out []CX
-	for i := 1; i <= f.Reps(); i++ {
-		r := f.Rep(i)
+	for r := range f.All() {
 		c := CX{
 			Value:           r.Comp(1).String(),
 			Namespace:       r.Comp(4).Sub(1).String(),
@@ -306,9 +305,8 @@ func (mp *mapper) patient(pid Segment, n int) (int, error) {
 			System: "http://hl7.org/fhir/sid/us-ssn", Value: ssn,
 		})
 	}
-	names := pid.Field(5)
-	for i := 1; i <= names.Reps(); i++ {
-		if hn, ok := humanName(names.Rep(i)); ok {
+	for r := range pid.Field(5).All() {
+		if hn, ok := humanName(r); ok {
 			p.Name = append(p.Name, hn)
 		}
 	}
@@ -326,16 +324,14 @@ func (mp *mapper) patient(pid Segment, n int) (int, error) {
 		}
 		p.Gender = gender
 	}
-	addrs := pid.Field(11)
-	for i := 1; i <= addrs.Reps(); i++ {
-		if a, ok := address(addrs.Rep(i)); ok {
+	for r := range pid.Field(11).All() {
+		if a, ok := address(r); ok {
 			p.Address = append(p.Address, a)
 		}
 	}
 	for _, fn := range []int{13, 14} {
-		f := pid.Field(fn)
-		for i := 1; i <= f.Reps(); i++ {
-			if cp, ok := contactPoint(f.Rep(i), fn == 14); ok {
+		for r := range pid.Field(fn).All() {
+			if cp, ok := contactPoint(r, fn == 14); ok {
 				p.Telecom = append(p.Telecom, cp)
 			}
 		}
@@ -746,16 +742,15 @@ func (mp *mapper) observation(obx Segment, n, subj int, reportEff string) (*Obse
 	if rr := strings.TrimSpace(obx.Field(7).String()); rr != "" {
 		o.ReferenceRange = []ReferenceRange{referenceRange(rr, unit)}
 	}
-	flags := obx.Field(8)
-	for i := 1; i <= flags.Reps(); i++ {
-		c := flags.Rep(i).Comp(1).String()
+	for flag := range obx.Field(8).All() {
+		c := flag.Comp(1).String()
 		if c == "" {
 			continue
 		}
 		if interpretations[c] {
 			o.Interpretation = append(o.Interpretation, CodeableConcept{Coding: []Coding{{
 				System: "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", Code: c}}})
-		} else if cc, ok := codeable(flags.Rep(i)); ok {
+		} else if cc, ok := codeable(flag); ok {
 			// Not a table 0078 code: keep what was sent as text only.
 			o.Interpretation = append(o.Interpretation, CodeableConcept{Text: firstNonEmpty(cc.Text, c)})
 		}
@@ -805,8 +800,8 @@ func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 		return mp.structuredNumeric(o, v.Rep(1), n, unit)
 	case "ST", "TX", "FT":
 		var parts []string
-		for i := 1; i <= v.Reps(); i++ {
-			parts = append(parts, v.Rep(i).String())
+		for r := range v.All() {
+			parts = append(parts, r.String())
 		}
 		s := strings.Join(parts, "\n")
 		o.ValueString = &s
@@ -838,9 +833,8 @@ func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 		}
 		// Composite types (addresses, phone numbers, identifiers): readable text.
 		var parts []string
-		for i := 1; i <= v.Reps(); i++ {
+		for r := range v.All() {
 			var comps []string
-			r := v.Rep(i)
 			for j := 1; j <= 12; j++ {
 				if s := strings.TrimSpace(r.Comp(j).Sub(1).String()); s != "" {
 					comps = append(comps, s)

@@ -267,3 +267,19 @@ func TestDates(t *testing.T) {
 		}
 	}
 }
+
+func TestMapLargeInputIsLinear(t *testing.T) {
+	// 2 MiB of repetitions in PID-3, PID-5 and an OBX: quadratic scanning would take minutes.
+	reps := strings.Repeat("1^^^A^MR~", 1<<17)
+	msg := strings.Replace(sampleORU, "555^^^LAB_A&1.2.3&ISO^MR", reps+"555^^^LAB_A^MR", 1)
+	msg = strings.Replace(msg, "Smith^Ann", strings.Repeat("S^A~", 1<<17), 1)
+	msg = strings.Replace(msg, "line1~line2", strings.Repeat("x~", 1<<17), 1)
+	start := time.Now()
+	out := mustMap(t, msg)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Map took %v", d)
+	}
+	if n := len(out.Subjects[0].IDs); n != 1<<17+1 {
+		t.Errorf("%d identifiers", n)
+	}
+}

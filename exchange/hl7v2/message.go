@@ -9,6 +9,7 @@ package hl7v2
 
 import (
 	"bytes"
+	"iter"
 	"strings"
 )
 
@@ -321,6 +322,32 @@ func (f Field) Reps() int {
 		return 1
 	}
 	return strings.Count(f.s, string(f.d.Repetition)) + 1
+}
+
+// All yields the repetitions of a field in order, each scanned once: use it rather than
+// Rep(i) in a loop, which rescans and is quadratic in the number of repetitions.
+func (f Field) All() iter.Seq[Field] {
+	return func(yield func(Field) bool) {
+		if f.s == "" {
+			return
+		}
+		if f.lit || f.lvl > 0 {
+			yield(f)
+			return
+		}
+		s := f.s
+		for {
+			i := strings.IndexByte(s, f.d.Repetition)
+			if i < 0 {
+				yield(Field{s: s, d: f.d, lvl: 1})
+				return
+			}
+			if !yield(Field{s: s[:i], d: f.d, lvl: 1}) {
+				return
+			}
+			s = s[i+1:]
+		}
+	}
 }
 
 // Comp returns component j (of the first repetition when called on a field).
