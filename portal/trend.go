@@ -19,8 +19,8 @@ type trend struct {
 }
 
 const (
-	trendW   = 160
-	trendH   = 44
+	trendW   = 180
+	trendH   = 52
 	trendPad = 5
 )
 

@@ -1,0 +1,144 @@
+package portal
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+const chromiumPath = "/usr/bin/chromium"
+
+// browser returns a chromedp context on a fresh headless Chromium with the flags stack.md
+// prescribes for a closed network, or skips when Chromium is not installed.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		if os.Getenv("CONCORD_TEST_STRICT") == "1" {
+			t.Fatalf("%s not found: install chromium (apt-get install -y chromium)", chromiumPath)
+		}
+		t.Skipf("%s not found: browser tests skipped (apt-get install -y chromium)", chromiumPath)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1100, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancelC := context.WithTimeout(ctx, 45*time.Second)
+	t.Cleanup(func() { cancelC(); cancelB(); cancelA() })
+	return ctx
+}
+
+// screenshot saves a full-page PNG to $CONCORD_SCREENSHOT_DIR when it is set.
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	dir := os.Getenv("CONCORD_SCREENSHOT_DIR")
+	if dir == "" {
+		return
+	}
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, name+".png")
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot %s", p)
+}
+
+// TestBrowserSignInLabsSignOut signs a patient in through the OP's real login form in
+// Chromium, with the production cookie settings (__Host-, Secure, SameSite), finds a lab row
+// with its source member, and signs out through the OP's end_session.
+func TestBrowserSignInLabsSignOut(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, envOpts{secureCookies: true})
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/")); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "portal-landing")
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("form.signin button")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "alice"),
+		chromedp.SendKeys(chromedp.ID("password"), "alice-pw"),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS("table.results")),
+	); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("body")))
+		t.Fatalf("sign-in: %v (at %s: %.300s)", err, loc, body)
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil || loc != e.base+"/labs" {
+		t.Fatalf("after sign-in at %q (%v)", loc, err)
+	}
+	row, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("section.test tr.abnormal")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(row, "3.1") || !strings.Contains(row, "St Mary's Hospital") || !strings.Contains(row, "Low") {
+		t.Errorf("first abnormal row %q lacks value, flag or source member", row)
+	}
+	trends, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("svg.trend polyline").length`))
+	if err != nil || trends < 1 {
+		t.Errorf("trend charts: %d (%v)", trends, err)
+	}
+	screenshot(t, ctx, "portal-labs")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(375, 800)); err != nil {
+		t.Fatal(err)
+	}
+	// At 375 px nothing may overflow horizontally.
+	overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`))
+	if err != nil || overflow {
+		t.Errorf("page overflows at 375 px (%v)", err)
+	}
+	screenshot(t, ctx, "portal-labs-375")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900)); err != nil {
+		t.Fatal(err)
+	}
+
+	// Sign out: the form posts, the portal clears the site data and sends the browser through
+	// the OP's end_session back to the landing page.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS("nav.account button")),
+		chromedp.WaitVisible(chromedp.CSS("form.signin button")),
+	); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("sign-out: %v (at %s)", err, loc)
+	}
+	loc, _ = chromedp.Run(ctx, chromedp.Location())
+	if loc != e.base+"/" {
+		t.Errorf("after sign-out at %q", loc)
+	}
+	stored, err := chromedp.Run(ctx, chromedp.Evaluate[int](`localStorage.length + sessionStorage.length`))
+	if err != nil || stored != 0 {
+		t.Errorf("web storage after sign-out: %d (%v)", stored, err)
+	}
+	// The labs are gone for this browser: back to the sign-in page.
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/labs"), chromedp.WaitVisible(chromedp.CSS("form.signin button"))); err != nil {
+		t.Fatal(err)
+	}
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); loc != e.base+"/" {
+		t.Errorf("labs after sign-out went to %q", loc)
+	}
+}
