@@ -1,6 +1,7 @@
 package fhir
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -245,7 +246,101 @@ func FuzzParse(f *testing.F) {
 		if !jsonValid(data) {
 			t.Fatal("accepted input that encoding/json says is invalid")
 		}
+		if dupOrCaseVariant(data) {
+			t.Fatal("accepted duplicate or case-variant member names")
+		}
+		if string(r.Bytes()) != string(data) {
+			t.Fatal("Bytes() differ from the input")
+		}
 	})
 }
 
 func jsonValid(b []byte) bool { return json.Valid(b) }
+
+// dupOrCaseVariant is an independent check (encoding/json tokens) for duplicate or
+// case-variant member names in any object.
+func dupOrCaseVariant(data []byte) bool {
+	d := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		obj    bool
+		keys   []string
+		expKey bool
+	}
+	var stack []*frame
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return false
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{', '[':
+				if top != nil && top.obj {
+					top.expKey = true
+				}
+				stack = append(stack, &frame{obj: v == '{', expKey: v == '{'})
+			default:
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		case string:
+			if top != nil && top.obj && top.expKey {
+				for _, k := range top.keys {
+					if strings.EqualFold(k, v) {
+						return true
+					}
+				}
+				top.keys = append(top.keys, v)
+				top.expKey = false
+				continue
+			}
+		}
+		if top != nil && top.obj {
+			top.expKey = true
+		}
+	}
+}
+
+// TestParseErrorsCarryNoValues: error text, message and path never echo a value.
+func TestParseErrorsCarryNoValues(t *testing.T) {
+	const canary = "ZZCANARY1970"
+	for _, in := range []string{
+		`{"resourceType":"Patient","birthDate":"` + canary + `"}`,
+		`{"resourceType":"Patient","id":"` + canary + `/x"}`,
+		`{"resourceType":"Patient","gender":" ` + canary + `"}`,
+		`{"resourceType":"Patient","name":[{"family":"` + canary + `","family":"x"}]}`,
+		`{"resourceType":"Patient","name":[{"family":"` + canary + `"}],"multipleBirthInteger":"` + canary + `"}`,
+		`{"resourceType":"` + canary + `"}`,
+		`{"resourceType":"Patient","` + canary + ` Smith":1}`,
+		`{"resourceType":"Patient","active":true} ` + canary,
+		`{"resourceType":"Patient","identifier":[{"system":"urn:x","value":"` + canary + `\q"}]}`,
+	} {
+		_, err := Parse([]byte(in))
+		if err == nil {
+			t.Errorf("accepted %s", in)
+			continue
+		}
+		for _, s := range []string{err.Error(), errs.MessageOf(err), errs.PathOf(err)} {
+			if strings.Contains(s, canary) {
+				t.Errorf("error leaks a value: %q", s)
+			}
+		}
+	}
+}
+
+func TestDupCheckerItself(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"a":1,"b":{"c":[{"d":1,"D":2}]}}`: true,
+		`{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}]}`: false,
+		`{"a":{"x":1},"a":2}`: true,
+	} {
+		if got := dupOrCaseVariant([]byte(in)); got != want {
+			t.Errorf("%s: got %v", in, got)
+		}
+	}
+}

@@ -148,7 +148,9 @@ const (
 	ExactSystem
 )
 
-// SortKey is one _sort key.
+// SortKey is one _sort key. For a date parameter, an ascending sort orders resources by the
+// earliest Low of their rows and a descending sort by the latest High (a zero High, an open
+// end, sorts as +∞); resources without a row sort last either way.
 type SortKey struct {
 	Param string
 	Desc  bool
