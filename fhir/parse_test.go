@@ -335,9 +335,9 @@ func TestParseErrorsCarryNoValues(t *testing.T) {
 
 func TestDupCheckerItself(t *testing.T) {
 	for in, want := range map[string]bool{
-		`{"a":1,"b":{"c":[{"d":1,"D":2}]}}`: true,
+		`{"a":1,"b":{"c":[{"d":1,"D":2}]}}`:         true,
 		`{"a":1,"b":{"a":1},"c":[{"a":1},{"a":2}]}`: false,
-		`{"a":{"x":1},"a":2}`: true,
+		`{"a":{"x":1},"a":2}`:                       true,
 	} {
 		if got := dupOrCaseVariant([]byte(in)); got != want {
 			t.Errorf("%s: got %v", in, got)
