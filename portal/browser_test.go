@@ -142,3 +142,51 @@ func TestBrowserSignInLabsSignOut(t *testing.T) {
 		t.Errorf("labs after sign-out went to %q", loc)
 	}
 }
+
+// TestBrowserStaffEnrolAndErrorPages renders the other pages in Chromium: the staff landing
+// for a clinician, the enrolment page for a login linked to nobody, and the error page.
+func TestBrowserStaffEnrolAndErrorPages(t *testing.T) {
+	ctx := browser(t)
+	e := newEnv(t, envOpts{secureCookies: true})
+	signIn := func(user, pw, wait string) {
+		t.Helper()
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(e.base+"/"),
+			chromedp.Click(chromedp.CSS("form.signin button")),
+			chromedp.WaitVisible(chromedp.ID("username")),
+			chromedp.SendKeys(chromedp.ID("username"), user),
+			chromedp.SendKeys(chromedp.ID("password"), pw),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.CSS(wait)),
+		); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("sign-in as %s: %v (at %s)", user, err, loc)
+		}
+	}
+	signOut := func() {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("nav.account button")), chromedp.WaitVisible(chromedp.CSS("form.signin button"))); err != nil {
+			t.Fatalf("sign-out: %v", err)
+		}
+	}
+
+	signIn("drjones", "jones-pw", "dl.facts")
+	facts, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("dl.facts")))
+	if err != nil || !strings.Contains(facts, "Clinician") || !strings.Contains(facts, "Riverside Family Clinic") {
+		t.Errorf("staff facts %q (%v)", facts, err)
+	}
+	screenshot(t, ctx, "portal-staff")
+	signOut()
+
+	signIn("newbie", "newbie-pw", "section.prose")
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); loc != e.base+"/enrol" {
+		t.Errorf("unenrolled login at %q", loc)
+	}
+	screenshot(t, ctx, "portal-enrol")
+	signOut()
+
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/no-such-page"), chromedp.WaitVisible(chromedp.CSS("section.error"))); err != nil {
+		t.Fatal(err)
+	}
+	screenshot(t, ctx, "portal-error")
+}

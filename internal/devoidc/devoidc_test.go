@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -28,6 +29,12 @@ var testUsers = []User{
 
 func startOP(t *testing.T) *Server {
 	t.Helper()
+	before := slog.Default()
+	defer func() {
+		if slog.Default() != before {
+			t.Error("Start replaced the process's default slog logger")
+		}
+	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	s, err := Start(ctx, "127.0.0.1:0", testUsers, []Client{{ID: "portal", Secret: "s3cret", RedirectURIs: []string{redirect}, PostLogoutRedirectURIs: []string{"http://127.0.0.1:9/"}}})
