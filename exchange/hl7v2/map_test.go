@@ -283,3 +283,38 @@ func TestMapLargeInputIsLinear(t *testing.T) {
 		t.Errorf("%d identifiers", n)
 	}
 }
+
+func TestMapPatientDetails(t *testing.T) {
+	msg := "MSH|^~\\&|EHR|CLINIC_A|CONCORD|HIE|20240102030405||ADT^A04|R1|P|2.3\r" +
+		"PID|1||77^^^^MR~88^^^HOSP&2.16.840.1&ISO~99^^^X&urn:x:y&URI||Roe^Rick^^Jr^^MD^D||197001|M|||^^Town^^^^M||555-1234^PRN^CP~^NET^Internet^r@example.org||||||||||||||||20231231235959|Y\r" +
+		"PV1|1|E\r"
+	out := mustMap(t, msg)
+	p := out.Resources[0].Patient
+	sys := []string{p.Identifier[0].System, p.Identifier[1].System, p.Identifier[2].System}
+	if sys[0] != "" || sys[1] != "urn:oid:2.16.840.1" || sys[2] != "urn:x:y" {
+		t.Errorf("systems %q", sys)
+	}
+	if p.BirthDate != "1970-01" || p.Gender != "male" {
+		t.Errorf("birth %q gender %q", p.BirthDate, p.Gender)
+	}
+	if p.DeceasedDateTime != "2023-12-31T23:59:59+01:00" || p.DeceasedBoolean != nil {
+		t.Errorf("deceased %q %v", p.DeceasedDateTime, p.DeceasedBoolean)
+	}
+	if n := p.Name[0]; n.Use != "usual" || strings.Join(n.Suffix, ",") != "Jr,MD" {
+		t.Errorf("name %+v", n)
+	}
+	if a := p.Address[0]; a.Type != "postal" || a.City != "Town" {
+		t.Errorf("address %+v", a)
+	}
+	if len(p.Telecom) != 2 || p.Telecom[0] != (ContactPoint{"phone", "555-1234", "mobile"}) || p.Telecom[1].System != "email" {
+		t.Errorf("telecom %+v", p.Telecom)
+	}
+	e := out.Resources[1].Encounter
+	if e.Status != "arrived" || e.Class.Code != "EMER" || e.Period != nil {
+		t.Errorf("encounter %+v", e)
+	}
+	b, err := out.Resources[1].JSON()
+	if err != nil || !strings.HasPrefix(string(b), `{"resourceType":"Encounter"`) {
+		t.Errorf("json %s %v", b, err)
+	}
+}

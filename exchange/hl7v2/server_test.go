@@ -435,6 +435,13 @@ func FuzzMLLP(f *testing.F) {
 			}
 			if err == nil {
 				frames = append(frames, append([]byte(nil), got...))
+				if m, perr := Parse(got); perr == nil {
+					out := m.Bytes()
+					m2, perr := Parse(out)
+					if perr != nil || !bytes.Equal(m2.Bytes(), out) {
+						t.Fatalf("parse/write/parse unstable: %v", perr)
+					}
+				}
 			}
 			if h, ok := ReadHeader(got); ok {
 				_ = BuildACK(h, Ack{Code: AE, Err: DataTypeError, Loc: "PID-7"}, "X", time.Unix(0, 0))
