@@ -9,15 +9,16 @@ import (
 )
 
 // CacheKey returns the key under which a decision for req may be cached, given the
-// patient's consent version (bumped in the same transaction as every directive save,
-// so a new version makes every older key unreachable). The key holds the person ID and
-// the version in clear, for prefix deletion and debugging, and a SHA-256 of every other
+// consent versions (Store.Versions): the patient's, bumped in the same transaction as
+// every save of their directives, and the regional policy version, bumped by every save
+// of a default policy, so either change makes every older key unreachable. The key holds
+// the person ID and both versions in clear, for prefix deletion and debugging, and a SHA-256 of every other
 // request field Decide reads, except At (see ValidUntil). Labels and categories are
 // sorted, so their order does not split the cache.
 //
 // ok is false for requests that must not be cached: break-the-glass (each use is a
 // separate, reviewed event) and requests Decide would reject as invalid.
-func CacheKey(person string, consentVersion int64, req Request) (key string, ok bool) {
+func CacheKey(person string, v Versions, req Request) (key string, ok bool) {
 	if req.Purpose == PurposeBreakGlass || req.BreakGlass != nil || !KnownPurpose(req.Purpose) || req.PersonID == "" || req.PersonID != person {
 		return "", false
 	}
@@ -44,7 +45,8 @@ func CacheKey(person string, consentVersion int64, req Request) (key string, ok 
 	field(req.Class.ResourceType)
 	list(req.Class.Categories)
 	list(req.Labels)
-	return "consent:v1:" + person + ":" + strconv.FormatInt(consentVersion, 10) + ":" + hex.EncodeToString(h.Sum(nil)), true
+	return "consent:v1:" + person + ":" + strconv.FormatInt(v.Person, 10) + ":" + strconv.FormatInt(v.Policy, 10) + ":" +
+		hex.EncodeToString(h.Sum(nil)), true
 }
 
 // ValidUntil returns the first instant after at when a decision made at at from dirs

@@ -384,9 +384,9 @@ func (p *parser) dateTime(path, s string, end bool) time.Time {
 }
 
 // FormatConsent maps d to R4 Consent JSON. It returns errs.Invalid (with Path) when d
-// breaks a rule of Validate. Start instants at midnight and end instants at the last
-// nanosecond of a day are written as dates, which ParseConsent reads back identically
-// in the same location.
+// breaks a rule of Validate. UTC start instants at midnight and UTC end instants at the
+// last nanosecond of a day are written as dates, which ParseConsent with loc UTC reads
+// back identically; every other instant is written in full with its offset.
 func FormatConsent(d Directive) ([]byte, error) {
 	const op = "consent.FormatConsent"
 	if err := d.Validate(); err != nil {
@@ -473,6 +473,10 @@ func formatProvision(p *Provision) *fhirProvision {
 }
 
 func formatTime(t time.Time, end bool) string {
+	if t.Location() != time.UTC {
+		// A date has no zone: write instants outside UTC in full so no reader can shift them.
+		return t.Format(time.RFC3339Nano)
+	}
 	h, m, s := t.Clock()
 	switch {
 	case !end && h == 0 && m == 0 && s == 0 && t.Nanosecond() == 0:

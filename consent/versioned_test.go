@@ -80,15 +80,15 @@ func TestPreview(t *testing.T) {
 
 func TestCacheKey(t *testing.T) {
 	req := read("org-b", PurposeTreatment, LabelMentalHealth, LabelRestricted)
-	k1, ok := CacheKey("p1", 7, req)
+	k1, ok := CacheKey("p1", Versions{Person: 7, Policy: 1}, req)
 	if !ok {
 		t.Fatal("treatment read not cacheable")
 	}
 	reordered := with(req, func(r *Request) { r.Labels = []string{LabelRestricted, LabelMentalHealth, LabelRestricted} })
-	if k, _ := CacheKey("p1", 7, reordered); k != k1 {
+	if k, _ := CacheKey("p1", Versions{Person: 7, Policy: 1}, reordered); k != k1 {
 		t.Error("label order changed the key")
 	}
-	if k, _ := CacheKey("p1", 7, with(req, func(r *Request) { r.At = r.At.Add(time.Hour) })); k != k1 {
+	if k, _ := CacheKey("p1", Versions{Person: 7, Policy: 1}, with(req, func(r *Request) { r.At = r.At.Add(time.Hour) })); k != k1 {
 		t.Error("At changed the key; ValidUntil governs time")
 	}
 	differs := []Request{
@@ -102,17 +102,20 @@ func TestCacheKey(t *testing.T) {
 		with(req, func(r *Request) { r.Class.Categories = nil }),
 	}
 	for i, r := range differs {
-		if k, _ := CacheKey("p1", 7, r); k == k1 {
+		if k, _ := CacheKey("p1", Versions{Person: 7, Policy: 1}, r); k == k1 {
 			t.Errorf("change %d did not change the key", i)
 		}
 	}
-	if k, _ := CacheKey("p1", 8, req); k == k1 {
+	if k, _ := CacheKey("p1", Versions{Person: 8, Policy: 1}, req); k == k1 {
 		t.Error("new consent version kept the key")
 	}
-	if _, ok := CacheKey("p1", 7, with(req, func(r *Request) { r.Purpose, r.BreakGlass = PurposeBreakGlass, btg(true) })); ok {
+	if k, _ := CacheKey("p1", Versions{Person: 7, Policy: 2}, req); k == k1 {
+		t.Error("new policy version kept the key")
+	}
+	if _, ok := CacheKey("p1", Versions{Person: 7, Policy: 1}, with(req, func(r *Request) { r.Purpose, r.BreakGlass = PurposeBreakGlass, btg(true) })); ok {
 		t.Error("break-glass is cacheable")
 	}
-	if _, ok := CacheKey("p2", 7, req); ok {
+	if _, ok := CacheKey("p2", Versions{Person: 7, Policy: 1}, req); ok {
 		t.Error("key for another person's request")
 	}
 }

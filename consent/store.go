@@ -1,0 +1,279 @@
+package consent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Store keeps directives in PostgreSQL (tables consent_*, migration 0020), versioned:
+// every Save inserts a new version and closes the previous one, so LoadAt can answer as
+// of any past time. Its methods take the caller's db.Querier so a save commits with its
+// audit row; Save must run inside a transaction (db.InTx). Any database failure comes
+// back as errs.Unavailable (or the code db.Map gives it): callers must then deny with
+// 503, never permit.
+type Store struct {
+	// loc reads dates without a time in stored resources; FormatConsent writes only UTC
+	// dates, so UTC reads them back exactly.
+	loc *time.Location
+}
+
+// NewStore returns a Store.
+func NewStore() *Store { return &Store{loc: time.UTC} }
+
+// Versions are the counters a cached decision must be keyed by: the person's consent
+// version and the regional policy version. Both start at 0 (nothing saved yet).
+type Versions struct {
+	Person int64
+	Policy int64
+}
+
+// Save stores d as a new version in the caller's transaction tx and returns it with its
+// version set, and the counters after the save. d.Version is the version the caller
+// means to create: 0 means "the next one"; any other value must be exactly one more than
+// the current version, else errs.Conflict (a concurrent edit won). Saving a patient's
+// directive bumps that person's consent version; saving a default policy bumps the policy
+// version. savedBy is the saving user's or client's ID.
+//
+// It returns errs.Invalid for a directive that breaks Validate, or whose person does not
+// exist, and errs.Conflict when the ID already belongs to another person or kind.
+func (s *Store) Save(ctx context.Context, tx db.Querier, d Directive, savedBy string) (Directive, Versions, error) {
+	const op = "consent.Store.Save"
+	want := d.Version
+	if d.Version == 0 {
+		d.Version = 1 // placeholder so Validate passes; replaced below
+	}
+	if err := d.Validate(); err != nil {
+		return Directive{}, Versions{}, errs.E(op, err)
+	}
+	if savedBy == "" {
+		return Directive{}, Versions{}, errs.E(op, errs.Invalid, "saved by whom is required")
+	}
+	var vs Versions
+	var err error
+	// Bump the counter first: its row lock serializes every save for this person (or for
+	// the default policies), so the version check below cannot race.
+	if d.Kind == KindPatient {
+		vs.Person, err = bumpPersonVersion(ctx, tx, d.PersonID)
+		if err == nil {
+			vs.Policy, err = policyVersion(ctx, tx)
+		}
+	} else {
+		vs.Policy, err = bumpPolicyVersion(ctx, tx)
+	}
+	if err != nil {
+		return Directive{}, Versions{}, errs.E(op, err)
+	}
+	// The transaction time of this version: read after the lock, so versions of one
+	// person's (or the policies') directives get increasing times even when a transaction
+	// that began earlier commits later (now() is the transaction's start).
+	var at time.Time
+	if err := tx.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&at); err != nil {
+		return Directive{}, Versions{}, db.Map(op, err)
+	}
+	cur, err := currentVersion(ctx, tx, d)
+	if err != nil {
+		return Directive{}, Versions{}, errs.E(op, err)
+	}
+	if want != 0 && want != cur+1 {
+		return Directive{}, Versions{}, errs.E(op, errs.Conflict, "directive was changed by someone else")
+	}
+	d.Version = cur + 1
+	res, err := FormatConsent(d)
+	if err != nil {
+		return Directive{}, Versions{}, errs.E(op, err)
+	}
+	if cur > 0 {
+		if _, err := tx.Exec(ctx, `UPDATE consent_directives SET valid_to = $3
+			WHERE directive_id = $1 AND version = $2 AND valid_to IS NULL`, string(d.ID), cur, at); err != nil {
+			return Directive{}, Versions{}, db.Map(op, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO consent_directives
+		(directive_id, version, person_id, kind, status, title, resource, valid_from, saved_by)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		string(d.ID), d.Version, personArg(d), d.Kind.String(), string(d.Status), d.Title, res, at, savedBy); err != nil {
+		return Directive{}, Versions{}, db.Map(op, err)
+	}
+	return d, vs, nil
+}
+
+func personArg(d Directive) any {
+	if d.Kind == KindDefault {
+		return nil
+	}
+	return d.PersonID
+}
+
+// currentVersion returns the current version of d.ID (0 if none) after checking that
+// the stored directive belongs to the same person and kind. It locks the current row.
+func currentVersion(ctx context.Context, q db.Querier, d Directive) (int, error) {
+	const op = "consent.currentVersion"
+	var v int
+	var person *string
+	var kind string
+	err := q.QueryRow(ctx, `SELECT version, person_id::text, kind FROM consent_directives
+		WHERE directive_id = $1 ORDER BY version DESC LIMIT 1 FOR UPDATE`, string(d.ID)).Scan(&v, &person, &kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, db.Map(op, err)
+	}
+	if kind != d.Kind.String() || (person == nil) != (d.Kind == KindDefault) || (person != nil && *person != d.PersonID) {
+		return 0, errs.E(op, errs.Conflict, "directive id belongs to another directive")
+	}
+	return v, nil
+}
+
+func bumpPersonVersion(ctx context.Context, q db.Querier, person string) (int64, error) {
+	var v int64
+	err := q.QueryRow(ctx, `INSERT INTO consent_versions (person_id, version) VALUES ($1, 1)
+		ON CONFLICT (person_id) DO UPDATE SET version = consent_versions.version + 1, updated_at = now()
+		RETURNING version`, person).Scan(&v)
+	return v, db.Map("consent.bumpPersonVersion", err)
+}
+
+func bumpPolicyVersion(ctx context.Context, q db.Querier) (int64, error) {
+	var v int64
+	err := q.QueryRow(ctx, `INSERT INTO consent_policy_version (id, version) VALUES (true, 1)
+		ON CONFLICT (id) DO UPDATE SET version = consent_policy_version.version + 1, updated_at = now()
+		RETURNING version`).Scan(&v)
+	return v, db.Map("consent.bumpPolicyVersion", err)
+}
+
+func policyVersion(ctx context.Context, q db.Querier) (int64, error) {
+	var v int64
+	err := q.QueryRow(ctx, `SELECT version FROM consent_policy_version WHERE id`).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return v, db.Map("consent.policyVersion", err)
+}
+
+// Versions returns person's consent version and the policy version, for cache keys.
+// A person with nothing saved has version 0.
+func (s *Store) Versions(ctx context.Context, q db.Querier, person string) (Versions, error) {
+	const op = "consent.Store.Versions"
+	var vs Versions
+	err := q.QueryRow(ctx, `SELECT
+		COALESCE((SELECT version FROM consent_versions WHERE person_id = $1), 0),
+		COALESCE((SELECT version FROM consent_policy_version WHERE id), 0)`, person).Scan(&vs.Person, &vs.Policy)
+	if err != nil {
+		return Versions{}, db.Map(op, err)
+	}
+	return vs, nil
+}
+
+// Load returns the directives in force now: person's current versions and the current
+// default policies. An empty result is not an error (Decide then denies).
+func (s *Store) Load(ctx context.Context, q db.Querier, person string) ([]Directive, error) {
+	return s.load(ctx, q, "consent.Store.Load", `SELECT resource, title FROM consent_directives
+		WHERE (person_id = $1 OR person_id IS NULL) AND valid_to IS NULL`, person)
+}
+
+// LoadAt returns the directives that were stored at transaction time t: for person and
+// for the default policies, the version of each directive current at t. Decide(dirs, req)
+// with req.At = t re-evaluates a decision as of then.
+func (s *Store) LoadAt(ctx context.Context, q db.Querier, person string, t time.Time) ([]Directive, error) {
+	return s.load(ctx, q, "consent.Store.LoadAt", `SELECT resource, title FROM consent_directives
+		WHERE (person_id = $1 OR person_id IS NULL) AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)`, person, t)
+}
+
+// History returns every stored version of person's directives and of the default
+// policies with their transaction-time validity, oldest first, for InForce and audit.
+func (s *Store) History(ctx context.Context, q db.Querier, person string) ([]Version, error) {
+	const op = "consent.Store.History"
+	rows, err := q.Query(ctx, `SELECT resource, title, valid_from, valid_to FROM consent_directives
+		WHERE person_id = $1 OR person_id IS NULL ORDER BY valid_from, directive_id, version`, person)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	defer rows.Close()
+	var out []Version
+	for rows.Next() {
+		var res []byte
+		var title string
+		var from time.Time
+		var to *time.Time
+		if err := rows.Scan(&res, &title, &from, &to); err != nil {
+			return nil, db.Map(op, err)
+		}
+		d, err := s.decode(op, res, title)
+		if err != nil {
+			return nil, err
+		}
+		v := Version{Directive: d, ValidFrom: from}
+		if to != nil {
+			v.ValidTo = *to
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.Map(op, err)
+	}
+	return out, nil
+}
+
+func (s *Store) load(ctx context.Context, q db.Querier, op, sql string, args ...any) ([]Directive, error) {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	defer rows.Close()
+	var out []Directive
+	for rows.Next() {
+		var res []byte
+		var title string
+		if err := rows.Scan(&res, &title); err != nil {
+			return nil, db.Map(op, err)
+		}
+		d, err := s.decode(op, res, title)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.Map(op, err)
+	}
+	return out, nil
+}
+
+// decode parses a stored resource. A stored directive that no longer parses is an
+// internal error, never "no directive": the caller must fail closed.
+func (s *Store) decode(op string, res []byte, title string) (Directive, error) {
+	d, err := ParseConsent(res, s.loc)
+	if err != nil {
+		return Directive{}, errs.E(op, errs.Internal, "stored directive does not parse", err)
+	}
+	d.Title = title
+	return d, nil
+}
+
+// EnsureDefaults saves each of policies (DefaultPolicies) whose ID has never been stored,
+// so a new region starts with its documented defaults and later officer edits are kept.
+// It returns how many it saved.
+func (s *Store) EnsureDefaults(ctx context.Context, tx db.Querier, policies []Directive, savedBy string) (int, error) {
+	n := 0
+	for _, p := range policies {
+		var exists bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM consent_directives WHERE directive_id = $1)`, string(p.ID)).Scan(&exists); err != nil {
+			return n, db.Map("consent.Store.EnsureDefaults", err)
+		}
+		if exists {
+			continue
+		}
+		p.Version = 0
+		if _, _, err := s.Save(ctx, tx, p, savedBy); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
