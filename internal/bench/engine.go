@@ -22,7 +22,7 @@ type Op func(ctx context.Context) (int64, error)
 // comes first. At least one of Duration and MaxOps must be set; both bound the run.
 type Load struct {
 	Workers  int
-	Duration time.Duration // 0: no time bound of its own (MaxOps must be set; Grace still applies)
+	Duration time.Duration // 0 with MaxOps set: at most MaxOpsDuration
 	MaxOps   int64         // 0: no count bound
 	// Grace bounds an operation still in flight when Duration ends: its context is cancelled
 	// Grace after the end (default 5 s), so the whole Drive ends by Duration + Grace.
@@ -30,6 +30,9 @@ type Load struct {
 	// NewOp returns worker w's Op; it is called once per worker before the clock starts.
 	NewOp func(w int) Op
 }
+
+// MaxOpsDuration bounds in time a Load that gives only MaxOps.
+const MaxOpsDuration = time.Minute
 
 // Errors counts failed operations by kind. Latency percentiles count successes only.
 type Errors struct {
@@ -142,6 +145,9 @@ func Drive(ctx context.Context, l Load) (*Result, error) {
 	if grace <= 0 {
 		grace = 5 * time.Second
 	}
+	if l.Duration <= 0 {
+		l.Duration = MaxOpsDuration
+	}
 	ops := make([]Op, l.Workers)
 	for w := range ops {
 		ops[w] = l.NewOp(w)
@@ -153,12 +159,8 @@ func Drive(ctx context.Context, l Load) (*Result, error) {
 
 	var started atomic.Int64
 	start := time.Now()
-	var stopAt time.Time
-	opCtx, cancel := context.WithCancel(ctx)
-	if l.Duration > 0 {
-		stopAt = start.Add(l.Duration)
-		opCtx, cancel = context.WithDeadline(ctx, stopAt.Add(grace))
-	}
+	stopAt := start.Add(l.Duration)
+	opCtx, cancel := context.WithDeadline(ctx, stopAt.Add(grace))
 	defer cancel()
 	var wg sync.WaitGroup
 	for w := 0; w < l.Workers; w++ {
@@ -173,7 +175,7 @@ func Drive(ctx context.Context, l Load) (*Result, error) {
 					return
 				}
 				t0 := time.Now()
-				if !stopAt.IsZero() && !t0.Before(stopAt) {
+				if !t0.Before(stopAt) {
 					return
 				}
 				n, err := do(opCtx)
