@@ -33,6 +33,12 @@ type IndexValue struct {
 	// String: Norm is Exact lower-cased with accents removed (for the default starts-with and
 	// :contains searches); Exact is the value as written (for :exact).
 	Norm, Exact string
+
+	// Quantity and number: Number is the value; for a Quantity, System and Code are its unit
+	// system and code (Code falls back to unit when code is absent). Decimal keeps the value
+	// as written.
+	Number  float64
+	Decimal string
 }
 
 // Extract returns the index rows of r for every search parameter supported for its type,
@@ -246,6 +252,24 @@ func appendValues(out []IndexValue, p ParamDef, n node) []IndexValue {
 			iv.Exact, iv.Norm = s, NormalizeString(s)
 			out = append(out, iv)
 		}
+	case ParamQuantity, ParamNumber:
+		var num json.Number
+		switch n.typ {
+		case "Quantity", "Age", "Duration", "Distance", "Count", "Money":
+			num, _ = m["value"].(json.Number)
+			iv.System, iv.Code = strOf(m, "system"), strOf(m, "code")
+			if iv.Code == "" {
+				iv.Code = strOf(m, "unit")
+			}
+		case "decimal", "integer", "positiveInt", "unsignedInt":
+			num, _ = n.v.(json.Number)
+		}
+		f, err := num.Float64()
+		if num == "" || err != nil {
+			return out
+		}
+		iv.Number, iv.Decimal = f, string(num)
+		out = append(out, iv)
 	case ParamURI:
 		if s, ok := n.v.(string); ok {
 			iv.Exact = s

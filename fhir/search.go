@@ -134,6 +134,16 @@ type Value struct {
 	Prefix Prefix
 	Date   DateValue
 
+	// Quantity and number: Number is the value and [NumLow, NumHigh) its implicit range
+	// from its significant digits (5.4 → [5.35, 5.45); 100 → [99.5, 100.5); 1e2, one
+	// significant digit, → [50, 150)). With Prefix
+	// eq a row matches when NumLow <= row.Number < NumHigh; ne is the negation; gt, lt,
+	// ge and le compare row.Number with Number (>, <, >=, <=); sa is gt and eb is lt.
+	// For a quantity, SystemMode/System/Code constrain the row's unit like a token
+	// ("5.4|http://unitsofmeasure.org|mg" that system and code; "5.4||mg" code mg in any
+	// system; "5.4" any unit).
+	Number, NumLow, NumHigh float64
+
 	// String: Norm is NormalizeString(Raw). Default: row Norm starts with Norm; ModExact:
 	// row Exact = Raw; ModContains: row Norm contains Norm.
 	Raw, Norm string
@@ -407,6 +417,36 @@ func parseClause(rt, name, raw string) (Clause, error) {
 	return c, nil
 }
 
+// numberRange parses a JSON-style decimal and returns its implicit range by significant
+// digits: half a unit of the last digit either side.
+func numberRange(s string) (lo, v, hi float64, ok bool) {
+	sc := scanner{data: []byte(s)}
+	if _, _, good := sc.number(); !good || sc.pos != len(s) {
+		return 0, 0, 0, false
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return 0, 0, 0, false
+	}
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		mant = s[:i]
+		exp, _ = strconv.Atoi(s[i+1:])
+	}
+	frac := 0
+	if i := strings.IndexByte(mant, '.'); i >= 0 {
+		frac = len(mant) - i - 1
+	}
+	half := 0.5
+	for e := exp - frac; e > 0; e-- {
+		half *= 10
+	}
+	for e := exp - frac; e < 0; e++ {
+		half /= 10
+	}
+	return v - half, v, v + half, true
+}
+
 // splitOr splits a value on unescaped commas and unescapes \, \| \$ \\ .
 func splitOr(s string) []string {
 	var out []string
@@ -494,6 +534,35 @@ func parseValue(p ParamDef, v string) (Value, error) {
 			return bad("invalid date value")
 		}
 		val.Date = d
+	case ParamQuantity, ParamNumber:
+		val.Prefix = PrefixEq
+		if len(v) >= 2 && v[0] >= 'a' && v[0] <= 'z' {
+			pr, ok := prefixes[v[:2]]
+			if !ok {
+				return bad("unsupported number prefix")
+			}
+			val.Prefix, v = pr, v[2:]
+		}
+		num, unit, hasUnit := strings.Cut(v, "|")
+		lo, mid, hi, ok := numberRange(num)
+		if !ok {
+			return bad("invalid number")
+		}
+		val.Raw, val.Number, val.NumLow, val.NumHigh = num, mid, lo, hi
+		if hasUnit {
+			if p.Type == ParamNumber {
+				return bad("invalid number")
+			}
+			sys, code, ok := strings.Cut(unit, "|")
+			switch {
+			case !ok || code == "":
+				return bad("quantity unit must be system|code")
+			case sys == "": // "5.4||mg": code or unit mg in any system
+				val.SystemMode, val.Code = AnySystem, code
+			default:
+				val.SystemMode, val.System, val.Code = ExactSystem, sys, code
+			}
+		}
 	case ParamString:
 		val.Raw, val.Norm = v, NormalizeString(v)
 		if val.Norm == "" {

@@ -11,6 +11,8 @@ import (
 	"github.com/concord-hie/concord/internal/errs"
 )
 
+func approx(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
 func rows(ivs []IndexValue, param string) []IndexValue {
 	var out []IndexValue
 	for _, iv := range ivs {
@@ -45,6 +47,7 @@ func TestExtract(t *testing.T) {
 	check("date", []IndexValue{{Param: "date", Type: ParamDate, Low: day(2024, 5, 1), High: day(2024, 6, 1)}})
 	check("status", []IndexValue{{Param: "status", Type: ParamToken, Code: "final"}})
 	check("encounter", nil) // urn:uuid is not an Encounter target
+	check("value-quantity", []IndexValue{{Param: "value-quantity", Type: ParamQuantity, Code: "%", Number: 6.1, Decimal: "6.1"}})
 
 	// a Group subject is not a patient
 	grp := MustParse([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Group/g"},"effectivePeriod":{"start":"2020-01-01T10:00:00+02:00"}}`))
@@ -200,6 +203,21 @@ func TestParseSearch(t *testing.T) {
 	if s, err := ParseSearch("Observation", q("subject:Patient=1&code=a\\,b")); err != nil || s.Clauses[1].Values[0].RefType != "Patient" || s.Clauses[0].Values[0].Code != "a,b" {
 		t.Errorf("type modifier / escaped comma: %+v %v", s, err)
 	}
+	if s, err := ParseSearch("Observation", q("value-quantity=gt5.40|http://unitsofmeasure.org|mg&value-quantity=1e2||mg,7")); err != nil {
+		t.Error(err)
+	} else {
+		v := s.Clauses[0].Values[0]
+		if v.Prefix != PrefixGt || v.Number != 5.4 || v.System != "http://unitsofmeasure.org" || v.Code != "mg" || v.SystemMode != ExactSystem || !approx(v.NumLow, 5.395) || !approx(v.NumHigh, 5.405) {
+			t.Errorf("quantity %+v", v)
+		}
+		v = s.Clauses[1].Values[0]
+		if v.Number != 100 || !approx(v.NumLow, 50) || !approx(v.NumHigh, 150) || v.SystemMode != AnySystem || v.Code != "mg" {
+			t.Errorf("quantity 1e2 %+v", v)
+		}
+		if v = s.Clauses[1].Values[1]; v.Code != "" || !approx(v.NumHigh, 7.5) {
+			t.Errorf("quantity 7 %+v", v)
+		}
+	}
 	if s, err := ParseSearch("Observation", nil); err != nil || s.Count != DefaultCount {
 		t.Errorf("defaults: %+v %v", s, err)
 	}
@@ -248,6 +266,10 @@ func TestParseSearchRejects(t *testing.T) {
 		{"Observation", "identifier:of-type=a|b|c"},
 		{"Patient", "identifier:of-type=a|b"},
 		{"Patient", "name:missing=true,false"},
+		{"Observation", "value-quantity=abc"},
+		{"Observation", "value-quantity=5|mg"},
+		{"Observation", "value-quantity=ap5"},
+		{"Observation", "value-quantity=05"},
 	} {
 		t.Run(tt.rt+"?"+tt.q, func(t *testing.T) {
 			v, err := url.ParseQuery(tt.q)
@@ -334,7 +356,7 @@ func TestCapabilities(t *testing.T) {
 
 // TestCapabilityParamsAccepted checks every listed parameter with a value of its type.
 func TestCapabilityParamsAccepted(t *testing.T) {
-	sample := map[string]string{"token": "sys|code", "reference": "id1", "date": "ge2020-01-01", "string": "abc"}
+	sample := map[string]string{"token": "sys|code", "reference": "id1", "date": "ge2020-01-01", "string": "abc", "quantity": "5.4|http://unitsofmeasure.org|mg"}
 	for _, c := range Capabilities() {
 		for _, p := range c.SearchParams {
 			if _, err := ParseSearch(c.Type, url.Values{p.Name: {sample[p.Type]}}); err != nil {

@@ -108,6 +108,7 @@ var searchParams = map[string][]ParamDef{
 		date("date", "effective[x]", "Clinically relevant time or period (effective[x])"),
 		tok("status", "status", "Status of the observation"),
 		ref("encounter", "encounter", []string{"Encounter"}, "The encounter of the observation"),
+		{Name: "value-quantity", Type: ParamQuantity, Paths: []string{"value[x]"}, Doc: "The value of the observation as a quantity ([prefix]number|system|code)"},
 	},
 	"DiagnosticReport": {
 		patientRef("subject"), subjectRef("subject"),
