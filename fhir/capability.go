@@ -110,7 +110,7 @@ var paramDefinitions = map[string]string{
 	"Observation.code":                       "http://hl7.org/fhir/SearchParameter/clinical-code",
 	"Observation.date":                       "http://hl7.org/fhir/SearchParameter/clinical-date",
 	"Observation.status":                     "http://hl7.org/fhir/SearchParameter/Observation-status",
-	"Observation.value-quantity": "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
+	"Observation.value-quantity":             "http://hl7.org/fhir/SearchParameter/Observation-value-quantity",
 	"Observation.encounter":                  "http://hl7.org/fhir/SearchParameter/clinical-encounter",
 	"DiagnosticReport.patient":               "http://hl7.org/fhir/SearchParameter/clinical-patient",
 	"DiagnosticReport.subject":               "http://hl7.org/fhir/SearchParameter/DiagnosticReport-subject",
