@@ -97,6 +97,9 @@ type Server struct {
 	TLSConfig *tls.Config
 	// MaxMessage bounds a frame (DefaultMaxMessage when 0).
 	MaxMessage int
+	// MaxConns bounds concurrent connections (1024 when 0); each may buffer MaxMessage
+	// bytes. A connection over the limit is closed at once, before any read.
+	MaxConns int
 	// IdleTimeout closes a connection that sends nothing for this long (5 minutes when 0).
 	IdleTimeout time.Duration
 	// WriteTimeout bounds writing one ACK (30 s when 0).
@@ -202,6 +205,16 @@ func (s *Server) Serve(ln net.Listener) error {
 			s.mu.Unlock()
 			_ = c.Close()
 			return ErrServerClosed
+		}
+		limit := s.MaxConns
+		if limit <= 0 {
+			limit = 1024
+		}
+		if len(s.conns) >= limit {
+			s.mu.Unlock()
+			_ = c.Close()
+			s.logger().Warn("hl7v2: connection limit reached", "limit", limit)
+			continue
 		}
 		s.conns[sc] = struct{}{}
 		s.wg.Add(1)

@@ -465,3 +465,21 @@ func FuzzMLLP(f *testing.F) {
 		}
 	})
 }
+
+func TestServerMaxConns(t *testing.T) {
+	addr := startServer(t, &Server{MaxConns: 1, Handler: HandlerFunc(func(context.Context, ConnInfo, *Message) Ack { return Accept() })})
+	first := dial(t, addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c1 := NewClient(first)
+	if _, err := c1.Send(ctx, msgWithID("C1")); err != nil {
+		t.Fatal(err)
+	}
+	second := dial(t, addr)
+	if _, err := Send(ctx, second, msgWithID("C2")); err == nil {
+		t.Error("second connection served over the limit")
+	}
+	if _, err := c1.Send(ctx, msgWithID("C3")); err != nil {
+		t.Errorf("first connection broken: %v", err)
+	}
+}
