@@ -275,8 +275,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return measured{}, err
 		}
 		m := measured{res: res, value: res.OpsPerSec()}
-		if t.metric == Bytes {
+		switch t.metric {
+		case Bytes:
 			m.value = res.BytesPerSec()
+		case Resources:
+			if t.counts != nil && res.Elapsed > 0 {
+				m.value = float64(t.counts.items.Load()) / res.Elapsed.Seconds()
+			}
 		}
 		rec := Record{
 			Time: time.Now().UTC(), Commit: cfg.Commit, Seed: cfg.Seed, Size: cfg.Size, Phase: cfg.Phase,

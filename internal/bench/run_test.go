@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -30,7 +31,7 @@ func fhirStub(total *atomic.Int64) *httptest.Server {
 			fmt.Fprint(w, `{"resourceType":"Patient","id":"x"}`)
 			return
 		}
-		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","total":%d}`, total.Load())
+		fmt.Fprintf(w, `{"resourceType":"Bundle","type":"searchset","total":%d,"entry":[{},{},{}]}`, total.Load())
 	}))
 }
 
@@ -73,10 +74,11 @@ func TestQueryListAgainstPeer(t *testing.T) {
 		Conns:   4,
 	}
 	hello := HTTPScenario{Name: "thin-slice", URL: base.URL + "/fhir/Patient/1", Anchor: AnchorHello, Conns: 8}
+	labs := HTTPScenario{Name: "labs", URL: base.URL + "/fhir/Observation?category=laboratory", Metric: Resources, Conns: 4}
 	cfg := Config{
 		Duration: 100 * time.Millisecond, Rounds: 2, Warmup: -1, Gate: Gate{Disabled: true},
 		Anchors: []string{AnchorHello}, Workers: Workers{HTTP: 8},
-		Scenarios: append(ql.Scenarios(), hello), Commit: "abc", Phase: "warm",
+		Scenarios: append(ql.Scenarios(), hello, labs), Commit: "abc", Phase: "warm",
 		JSONPath: filepath.Join(t.TempDir(), "bench.jsonl"), Out: new(bytes.Buffer),
 	}
 	rep, err := Run(context.Background(), cfg)
@@ -105,13 +107,16 @@ func TestQueryListAgainstPeer(t *testing.T) {
 		t.Errorf("thin-slice row = %+v", ts)
 	}
 	recs := readRecords(t, cfg.JSONPath)
-	// per round: hello, thin-slice, and two (peer, base) pairs
-	if len(recs) != 2*6 {
-		t.Fatalf("%d records, want 12", len(recs))
+	// per round: hello, thin-slice, labs, and two (peer, base) pairs
+	if len(recs) != 2*7 {
+		t.Fatalf("%d records, want 14", len(recs))
 	}
 	for _, r := range recs {
 		if r.Commit != "abc" || r.Phase != "warm" || r.Seed != 1 || r.Round < 1 || r.Round > 2 {
 			t.Errorf("record labels: %+v", r)
+		}
+		if r.Name == "labs" && (r.Unit != "res/s" || r.Count == nil || *r.Count != 7 || math.Abs(r.Value-3*r.OpsPerSec) > 1e-6*r.Value) {
+			t.Errorf("labs record: %+v, want 3 resources per request and count 7", r)
 		}
 		if r.Name == "q01" && (r.Ratio == nil || r.Count == nil || *r.Count != 7 || r.CountCheck != "ok") {
 			t.Errorf("q01 record: %+v", r)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/concord-hie/concord/internal/errs"
@@ -18,6 +19,9 @@ const (
 	Ops Metric = iota
 	// Bytes compares payload bytes per second.
 	Bytes
+	// Resources compares FHIR resources returned per second: the entries of every searchset
+	// Bundle answered (HTTPScenario only; the answers must be Bundles).
+	Resources
 )
 
 // Scenario is something measured against a reference: HTTPScenario or FuncScenario.
@@ -48,7 +52,8 @@ type HTTPScenario struct {
 	Check func(status int, body []byte) error
 	// Count, when set, extracts the result count of every 2xx answer (see BundleCount). All
 	// answers must agree, and when the reference is a scenario with Count too, both sides
-	// must agree per round; a mismatch fails the run.
+	// must agree per round; a mismatch fails the run. With Metric Resources and no Count,
+	// BundleCount is the count.
 	Count  func(body []byte) (int, error)
 	Anchor string // the reference (see Scenario.Reference)
 	Conns  int    // concurrent connections; default 16
@@ -75,24 +80,49 @@ func (s HTTPScenario) build(env *runEnv) (*target, func(), error) {
 	}
 	client := NewHTTPClient(conns, env.timeout)
 	t := &target{name: s.Name, unit: "req/s", metric: s.Metric, workers: conns}
-	if s.Metric == Bytes {
+	switch s.Metric {
+	case Bytes:
 		t.unit = "B/s"
+	case Resources:
+		t.unit = "res/s"
 	}
 	check := s.Check
-	if s.Count != nil {
+	if s.Count != nil || s.Metric == Resources {
 		t.counts = &countTracker{}
-		count, inner := s.Count, s.Check
+		count, inner, resources := s.Count, s.Check, s.Metric == Resources
 		check = func(status int, body []byte) error {
 			if inner != nil {
 				if err := inner(status, body); err != nil {
 					return err
 				}
 			}
-			n, err := count(body)
-			if err != nil {
+			var n, entries int
+			var err error
+			if resources {
+				var total *int
+				var isBundle bool
+				total, entries, isBundle, err = parseBundle(body)
+				if err == nil && !isBundle {
+					err = fmt.Errorf("answer is not a Bundle")
+				}
+				if err != nil {
+					return err
+				}
+				n = entries
+				if total != nil {
+					n = *total
+				}
+			}
+			if count != nil {
+				if n, err = count(body); err != nil {
+					return err
+				}
+			}
+			if err := t.counts.see(n); err != nil {
 				return err
 			}
-			return t.counts.see(n)
+			t.counts.items.Add(int64(entries))
+			return nil
 		}
 	}
 	req := HTTPRequest{Method: s.Method, URLs: urls, Header: s.Header, Body: s.Body, Check: check}
@@ -120,6 +150,9 @@ func (s FuncScenario) build(*runEnv) (*target, func(), error) {
 	if s.NewOp == nil {
 		return nil, nil, errs.E("bench.FuncScenario", errs.Invalid, "scenario "+s.Name+" has no op")
 	}
+	if s.Metric == Resources {
+		return nil, nil, errs.E("bench.FuncScenario", errs.Invalid, "scenario "+s.Name+": resources are counted only for HTTP scenarios")
+	}
 	w := s.Workers
 	if w <= 0 {
 		w = 8
@@ -131,8 +164,10 @@ func (s FuncScenario) build(*runEnv) (*target, func(), error) {
 	return t, func() {}, nil
 }
 
-// countTracker remembers the result count answers carried during one measurement.
+// countTracker remembers the result count answers carried during one measurement, and the
+// resources they returned.
 type countTracker struct {
+	items    atomic.Int64
 	mu       sync.Mutex
 	n        int
 	seen     bool
@@ -143,6 +178,7 @@ func (c *countTracker) reset() {
 	c.mu.Lock()
 	c.n, c.seen, c.mismatch = 0, false, false
 	c.mu.Unlock()
+	c.items.Store(0)
 }
 
 // see records n and returns an error if an earlier answer carried a different count.
@@ -185,15 +221,22 @@ func BundleCount(body []byte) (int, error) {
 
 // bundleCount is BundleCount that also reports whether body was a Bundle at all.
 func bundleCount(body []byte) (n int, isBundle bool, err error) {
+	total, entries, isBundle, err := parseBundle(body)
+	if total != nil {
+		return *total, isBundle, err
+	}
+	return entries, isBundle, err
+}
+
+// parseBundle returns a Bundle's total (nil when absent) and number of entries; isBundle is
+// false for any other resource.
+func parseBundle(body []byte) (total *int, entries int, isBundle bool, err error) {
 	var b bundle
 	if err := json.Unmarshal(body, &b); err != nil {
-		return 0, false, fmt.Errorf("answer is not JSON: %w", err)
+		return nil, 0, false, fmt.Errorf("answer is not JSON: %w", err)
 	}
 	if b.ResourceType != "Bundle" {
-		return 0, false, nil
+		return nil, 0, false, nil
 	}
-	if b.Total != nil {
-		return *b.Total, true, nil
-	}
-	return len(b.Entry), true, nil
+	return b.Total, len(b.Entry), true, nil
 }
