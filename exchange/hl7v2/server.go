@@ -65,17 +65,21 @@ func AllowCerts(member func(*x509.Certificate) (string, bool)) Authenticator {
 	}
 }
 
-// AllowAddrs authenticates by source address: the member of the first prefix that
-// contains the peer's IP.
+// AllowAddrs authenticates by source address: the member of the longest prefix that
+// contains the peer's IP (IPv4-mapped IPv6 addresses match IPv4 prefixes).
 func AllowAddrs(allow map[netip.Prefix]string) Authenticator {
 	return func(_ context.Context, c ConnInfo) (string, error) {
 		if ta, ok := c.RemoteAddr.(*net.TCPAddr); ok {
 			ip, _ := netip.AddrFromSlice(ta.IP)
 			ip = ip.Unmap()
+			best, member := -1, ""
 			for p, m := range allow {
-				if p.Contains(ip) {
-					return m, nil
+				if p.Contains(ip) && p.Bits() > best {
+					best, member = p.Bits(), m
 				}
+			}
+			if best >= 0 {
+				return member, nil
 			}
 		}
 		return "", errs.E("hl7v2.AllowAddrs", errs.Unauthenticated, "address not allowed")

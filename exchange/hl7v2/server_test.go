@@ -275,7 +275,9 @@ func TestServerMemberFromAddr(t *testing.T) {
 			got <- c.Member
 			return Accept()
 		}),
-		Authenticate: AllowAddrs(map[netip.Prefix]string{netip.MustParsePrefix("127.0.0.0/8"): "member-a"}),
+		Authenticate: AllowAddrs(map[netip.Prefix]string{
+			netip.MustParsePrefix("127.0.0.0/8"): "member-x", netip.MustParsePrefix("127.0.0.1/32"): "member-a",
+			netip.MustParsePrefix("0.0.0.0/0"): "member-y"}),
 	}
 	conn := dial(t, startServer(t, s))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
