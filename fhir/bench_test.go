@@ -71,3 +71,18 @@ func BenchmarkStdlibUnmarshalBundle(b *testing.B) {
 		}
 	}
 }
+
+func BenchmarkExtractBundle(b *testing.B) {
+	raw, _ := syntheaBundle(b)
+	bn, err := ParseBundle(MustParse(raw))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, e := range bn.Entries {
+			Extract(e.Resource)
+		}
+	}
+	b.ReportMetric(float64(len(bn.Entries)), "resources/op")
+}
