@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -29,6 +30,9 @@ const (
 	AnchorS3_64K = "s3-get-64k"
 	AnchorS3_1M  = "s3-get-1m"
 	AnchorHello  = "http-hello"
+	// AnchorPGInsert is the write anchor: single-row 1.7 KB jsonb INSERTs with synchronous
+	// commit. It writes, so it runs only when Config.Anchors names it.
+	AnchorPGInsert = "pg-insert-1k7"
 )
 
 // target is one thing the harness measures: an anchor or a scenario.
@@ -348,8 +352,63 @@ func setupHello(ctx context.Context, conns int, timeout time.Duration) (*target,
 // isAnchor reports whether name is one of the anchors.
 func isAnchor(name string) bool {
 	switch name {
-	case AnchorPG, AnchorRedis, AnchorS3_4K, AnchorS3_64K, AnchorS3_1M, AnchorHello:
+	case AnchorPG, AnchorRedis, AnchorS3_4K, AnchorS3_64K, AnchorS3_1M, AnchorHello, AnchorPGInsert:
 		return true
 	}
 	return false
+}
+
+// insertDoc is a 1.7 KB FHIR-like jsonb document for the write anchor.
+func insertDoc() []byte {
+	var b strings.Builder
+	b.WriteString(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2345-7","display":"Glucose"}]},"subject":{"reference":"Patient/bench"},"valueQuantity":{"value":5.4,"unit":"mmol/L"},"note":[`)
+	for i := 0; b.Len() < 1650; i++ {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"text":"bench note %03d padding the document to its size"}`, i)
+	}
+	b.WriteString(`]}`)
+	return []byte(b.String())
+}
+
+// setupPGInsert makes a table of its own in the database at url and returns the write
+// anchor over a pool of workers connections; the cleanup drops the table.
+func setupPGInsert(ctx context.Context, url string, workers int) (*target, func(), error) {
+	const op = "bench.setupPGInsert"
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, nil, errs.E(op, errs.Invalid, "malformed database URL", err)
+	}
+	cfg.MaxConns = int32(workers)
+	cfg.MinConns = int32(workers)
+	cfg.ConnConfig.RuntimeParams["application_name"] = "concord-bench"
+	cfg.ConnConfig.RuntimeParams["synchronous_commit"] = "on"
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, nil, errs.E(op, errs.Unavailable, "database unavailable", err)
+	}
+	table := "bench_inserts_" + randomHex(4)
+	if _, err := pool.Exec(ctx, "CREATE TABLE "+table+" (id bigserial PRIMARY KEY, doc jsonb NOT NULL)"); err != nil {
+		pool.Close()
+		return nil, nil, errs.E(op, errs.Unavailable, "cannot create the insert table", err)
+	}
+	cleanup := func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = pool.Exec(cctx, "DROP TABLE IF EXISTS "+table)
+		pool.Close()
+	}
+	doc := insertDoc()
+	q := "INSERT INTO " + table + " (doc) VALUES ($1)"
+	t := &target{name: AnchorPGInsert, unit: "ops/s", workers: workers, newOp: func(int) Op {
+		return func(ctx context.Context) (int64, error) {
+			if _, err := pool.Exec(ctx, q, doc); err != nil {
+				return 0, err
+			}
+			return int64(len(doc)), nil
+		}
+	}}
+	return t, cleanup, nil
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -249,5 +250,12 @@ func TestGate(t *testing.T) {
 	g = Gate{Window: time.Hour, Interval: 20 * time.Millisecond, MaxWait: 150 * time.Millisecond}.Wait(context.Background())
 	if g.Passed || time.Since(start) > time.Second {
 		t.Fatalf("gate with an unreachable window: %+v after %v", g, time.Since(start))
+	}
+}
+
+func TestInsertDocSize(t *testing.T) {
+	d := insertDoc()
+	if len(d) < 1650 || len(d) > 1800 || !json.Valid(d) {
+		t.Fatalf("insert document of %d bytes, valid JSON %v; want ≈ 1.7 KB", len(d), json.Valid(d))
 	}
 }

@@ -42,7 +42,7 @@ type Config struct {
 	Rounds    int           // default 2; fewer than 2 is raised to 2
 	Timeout   time.Duration // per request / operation grace; default 10 s
 	Workers   Workers
-	Anchors   []string // which anchors to run; empty = every configured one
+	Anchors   []string // which anchors to run; empty = every configured read anchor (AnchorPGInsert only when named)
 	Scenarios []Scenario
 	Gate      Gate
 
@@ -177,6 +177,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if cfg.DatabaseURL != "" && want(AnchorPG) {
 		t, c, err := setupPG(ctx, cfg.DatabaseURL, cfg.PGScale, cfg.Workers.PG, cfg.Seed)
+		if err != nil {
+			return nil, err
+		}
+		cleanups = append(cleanups, c)
+		add(t, "anchor")
+	}
+	if cfg.DatabaseURL != "" && len(cfg.Anchors) > 0 && want(AnchorPGInsert) {
+		t, c, err := setupPGInsert(ctx, cfg.DatabaseURL, cfg.Workers.PG)
 		if err != nil {
 			return nil, err
 		}

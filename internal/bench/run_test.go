@@ -174,6 +174,7 @@ func TestAnchorsOnRealServices(t *testing.T) {
 		S3:       S3Config{Endpoint: s3.Endpoint, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, Bucket: s3.Bucket, Region: s3.Region},
 		Duration: 200 * time.Millisecond, Warmup: 50 * time.Millisecond, Rounds: 2,
 		Gate: Gate{Disabled: true}, Out: out, JSONPath: filepath.Join(t.TempDir(), "anchors.jsonl"),
+		Anchors: []string{AnchorPG, AnchorPGInsert, AnchorRedis, AnchorS3_4K, AnchorS3_64K, AnchorS3_1M, AnchorHello},
 		Scenarios: []Scenario{FuncScenario{Name: "noop", Anchor: AnchorRedis, Workers: 2, NewOp: func(int) Op {
 			return func(context.Context) (int64, error) { return 0, nil }
 		}}},
@@ -183,7 +184,7 @@ func TestAnchorsOnRealServices(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	for _, name := range []string{AnchorPG, AnchorRedis, AnchorS3_4K, AnchorS3_64K, AnchorS3_1M, AnchorHello} {
+	for _, name := range []string{AnchorPG, AnchorPGInsert, AnchorRedis, AnchorS3_4K, AnchorS3_64K, AnchorS3_1M, AnchorHello} {
 		row, ok := rep.Row(name)
 		if !ok {
 			t.Errorf("no row for %s", name)
@@ -196,8 +197,8 @@ func TestAnchorsOnRealServices(t *testing.T) {
 			t.Errorf("%s: errors %+v", name, row.Errors)
 		}
 	}
-	if got := len(readRecords(t, cfg.JSONPath)); got != 2*7 {
-		t.Errorf("%d JSON records, want 14 (7 targets × 2 rounds)", got)
+	if got := len(readRecords(t, cfg.JSONPath)); got != 2*8 {
+		t.Errorf("%d JSON records, want 16 (8 targets × 2 rounds)", got)
 	}
 
 	// The anchors clean up after themselves and leave the pgbench table for the next run.
@@ -226,5 +227,9 @@ func TestAnchorsOnRealServices(t *testing.T) {
 	defer conn.Close(ctx)
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgbench_accounts").Scan(&rows); err != nil || rows != 100000 {
 		t.Errorf("pgbench_accounts has %d rows (%v), want 100000", rows, err)
+	}
+	var left int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE tablename LIKE 'bench_inserts_%'").Scan(&left); err != nil || left != 0 {
+		t.Errorf("%d insert tables left (%v)", left, err)
 	}
 }
