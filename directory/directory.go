@@ -1,0 +1,231 @@
+// Package directory owns member organizations, the identifier namespaces (assigning
+// authorities) each may assert, and the client systems each registers for SMART Backend
+// Services, with their public keys, scopes and allowed purposes of use.
+package directory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Member is a member organization of the exchange.
+type Member struct {
+	ID     string // short stable ID, e.g. "riverside-clinic"
+	Name   string
+	System string // the assigning authority of its MRNs, e.g. urn:oid:2.16.840.1.113883.3.1
+}
+
+// Client is a member's registered system.
+type Client struct {
+	ID       string
+	MemberID string
+	JWKS     jose.JSONWebKeySet // public keys only
+	Scopes   []string           // SMART v2 system scopes it may be granted
+	Purposes []string           // v3-ActReason codes it may assert
+	Disabled bool
+}
+
+// Store reads and writes the directory in PostgreSQL.
+type Store struct{ db db.Querier }
+
+// NewStore returns a Store on q (usually the pool).
+func NewStore(q db.Querier) *Store { return &Store{db: q} }
+
+var (
+	oidPattern  = regexp.MustCompile(`^urn:oid:[0-2](\.(0|[1-9][0-9]*))+$`)
+	slugPattern = regexp.MustCompile(`[^a-z0-9]+`)
+)
+
+// NormalizeSystem accepts an OID ("2.16.840.1") or an identifier-system URI and returns the
+// FHIR Identifier.system form (urn:oid:... or the URI). It returns errs.Invalid otherwise.
+func NormalizeSystem(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if s != "" && s[0] >= '0' && s[0] <= '2' {
+		s = "urn:oid:" + s
+	}
+	if oidPattern.MatchString(s) || (strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")) && len(s) < 256 && !strings.ContainsAny(s, " |") {
+		return s, nil
+	}
+	return "", errs.E("directory.NormalizeSystem", errs.Invalid, "want an OID such as 2.16.840.1.113883.3.1, or an http(s) identifier system")
+}
+
+// AddMember registers a member and its assigning authority. The ID is derived from the
+// name. It returns errs.Conflict when the system or the ID is taken.
+func (s *Store) AddMember(ctx context.Context, name, system string) (Member, error) {
+	const op = "directory.Store.AddMember"
+	name = strings.TrimSpace(name)
+	if name == "" || len(name) > 200 {
+		return Member{}, errs.E(op, errs.Invalid, "a member needs a name of at most 200 characters")
+	}
+	sys, err := NormalizeSystem(system)
+	if err != nil {
+		return Member{}, err
+	}
+	id := strings.Trim(slugPattern.ReplaceAllString(strings.ToLower(name), "-"), "-")
+	if id == "" {
+		id = "member"
+	}
+	if len(id) > 48 {
+		id = id[:48]
+	}
+	m := Member{ID: id, Name: name, System: sys}
+	err = db.InTx(ctx, s.db.(db.TxStarter), func(tx db.Querier) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ($1, $2, $3)`, m.ID, m.Name, m.System); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO directory_authorities(system, member_id) VALUES ($1, $2)`, m.System, m.ID)
+		return err
+	})
+	if err != nil {
+		return Member{}, errs.E(op, fmt.Sprintf("member %s or system already registered", m.ID), db.Map(op, err))
+	}
+	return m, nil
+}
+
+// Member returns the member with the given ID, or errs.NotFound.
+func (s *Store) Member(ctx context.Context, id string) (Member, error) {
+	var m Member
+	err := s.db.QueryRow(ctx, `SELECT id, name, system FROM directory_members WHERE id = $1`, id).Scan(&m.ID, &m.Name, &m.System)
+	return m, db.Map("directory.Store.Member", err)
+}
+
+// MemberForSystem returns the member that owns identifier system sys, or errs.NotFound.
+func (s *Store) MemberForSystem(ctx context.Context, sys string) (Member, error) {
+	var m Member
+	err := s.db.QueryRow(ctx, `SELECT m.id, m.name, m.system FROM directory_authorities a JOIN directory_members m ON m.id = a.member_id WHERE a.system = $1`, sys).Scan(&m.ID, &m.Name, &m.System)
+	return m, db.Map("directory.Store.MemberForSystem", err)
+}
+
+// Members lists every member by ID.
+func (s *Store) Members(ctx context.Context) ([]Member, error) {
+	rows, err := s.db.Query(ctx, `SELECT id, name, system FROM directory_members ORDER BY id`)
+	if err != nil {
+		return nil, db.Map("directory.Store.Members", err)
+	}
+	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Member, error) {
+		var m Member
+		return m, r.Scan(&m.ID, &m.Name, &m.System)
+	})
+	return ms, db.Map("directory.Store.Members", err)
+}
+
+// ParseJWKS parses a JSON Web Key Set of client public keys. It refuses private keys,
+// symmetric keys, keys without kid and duplicate kids with errs.Invalid.
+func ParseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
+	const op = "directory.ParseJWKS"
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(jwks, &set); err != nil || len(set.Keys) == 0 {
+		return set, errs.E(op, errs.Invalid, "the JWKS must be a JSON Web Key Set with at least one key", err)
+	}
+	seen := map[string]bool{}
+	for _, k := range set.Keys {
+		if !k.IsPublic() || !k.Valid() {
+			return set, errs.E(op, errs.Invalid, "the JWKS must hold public RSA or EC keys only")
+		}
+		if k.KeyID == "" || seen[k.KeyID] {
+			return set, errs.E(op, errs.Invalid, "every key needs a kid, unique within the set")
+		}
+		seen[k.KeyID] = true
+	}
+	return set, nil
+}
+
+// DefaultScopes are granted to a new client unless others are asked for.
+var DefaultScopes = []string{"system/*.cruds"}
+
+// AddClient registers a client system for member with the public keys in jwks (JSON). It
+// refuses private keys, symmetric keys, keys without kid and duplicate kids. It returns the
+// new client with a random ID.
+func (s *Store) AddClient(ctx context.Context, memberID string, jwks []byte, scopes, purposes []string) (Client, error) {
+	const op = "directory.Store.AddClient"
+	set, err := ParseJWKS(jwks)
+	if err != nil {
+		return Client{}, err
+	}
+	if len(scopes) == 0 {
+		scopes = DefaultScopes
+	}
+	for _, sc := range scopes {
+		if _, err := ParseScope(sc); err != nil {
+			return Client{}, err
+		}
+	}
+	if len(purposes) == 0 {
+		purposes = []string{"TREAT"}
+	}
+	for _, p := range purposes {
+		if !KnownPurpose(p) {
+			return Client{}, errs.E(op, errs.Invalid, "unknown purpose of use "+p)
+		}
+	}
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	c := Client{ID: hex.EncodeToString(b), MemberID: memberID, JWKS: set, Scopes: scopes, Purposes: purposes}
+	pub, _ := json.Marshal(set)
+	_, err = s.db.Exec(ctx, `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes) VALUES ($1, $2, $3, $4, $5)`,
+		c.ID, c.MemberID, pub, c.Scopes, c.Purposes)
+	if err != nil {
+		return Client{}, errs.E(op, "unknown member", db.Map(op, err))
+	}
+	return c, nil
+}
+
+// Client returns a registered client, or errs.NotFound.
+func (s *Store) Client(ctx context.Context, id string) (Client, error) {
+	const op = "directory.Store.Client"
+	var c Client
+	var jwks []byte
+	var disabled *time.Time
+	err := s.db.QueryRow(ctx, `SELECT client_id, member_id, jwks, scopes, purposes, disabled_at FROM directory_clients WHERE client_id = $1`, id).
+		Scan(&c.ID, &c.MemberID, &jwks, &c.Scopes, &c.Purposes, &disabled)
+	if err != nil {
+		return Client{}, db.Map(op, err)
+	}
+	if err := json.Unmarshal(jwks, &c.JWKS); err != nil {
+		return Client{}, errs.E(op, errs.Internal, err)
+	}
+	c.Disabled = disabled != nil
+	return c, nil
+}
+
+// Clients lists the clients of a member (all members when memberID is empty).
+func (s *Store) Clients(ctx context.Context, memberID string) ([]Client, error) {
+	const op = "directory.Store.Clients"
+	rows, err := s.db.Query(ctx, `SELECT client_id, member_id, scopes, purposes, disabled_at IS NOT NULL FROM directory_clients WHERE $1 = '' OR member_id = $1 ORDER BY member_id, client_id`, memberID)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	cs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Client, error) {
+		var c Client
+		return c, r.Scan(&c.ID, &c.MemberID, &c.Scopes, &c.Purposes, &c.Disabled)
+	})
+	return cs, db.Map(op, err)
+}
+
+// UseJTI records an assertion's jti for client until expires. It returns errs.Conflict when
+// the jti was seen before, which the token endpoint treats as a replay.
+func (s *Store) UseJTI(ctx context.Context, clientID, jti string, expires time.Time) error {
+	const op = "directory.Store.UseJTI"
+	tag, err := s.db.Exec(ctx, `INSERT INTO directory_assertion_jtis(client_id, jti, expires_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, clientID, jti, expires)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(op, errs.Conflict, "assertion jti already used")
+	}
+	// Opportunistic cleanup of long-expired rows keeps the table small.
+	_, _ = s.db.Exec(ctx, `DELETE FROM directory_assertion_jtis WHERE expires_at < now() - interval '1 hour' AND ctid IN (SELECT ctid FROM directory_assertion_jtis WHERE expires_at < now() - interval '1 hour' LIMIT 100)`)
+	return nil
+}

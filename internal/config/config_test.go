@@ -1,0 +1,79 @@
+package config
+
+import (
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestParse(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secret, []byte("postgres://file@db/x\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		check   func(Config) bool
+		wantErr string
+	}{
+		{"defaults", nil, nil, func(c Config) bool { return c == Defaults() }, ""},
+		{"env", map[string]string{"CONCORD_DATABASE_URL": "postgres://x@y/z", "CONCORD_TOKEN_TTL": "120s"}, nil,
+			func(c Config) bool { return c.DatabaseURL == "postgres://x@y/z" && c.TokenTTL == 120*time.Second }, ""},
+		{"flag beats env", map[string]string{"CONCORD_HTTP_ADDR": "127.0.0.1:1"}, []string{"--http-addr", "127.0.0.1:2"},
+			func(c Config) bool { return c.HTTPAddr == "127.0.0.1:2" }, ""},
+		{"file beats value", map[string]string{"CONCORD_DATABASE_URL": "postgres://env@db/x", "CONCORD_DATABASE_URL_FILE": secret}, nil,
+			func(c Config) bool { return c.DatabaseURL == "postgres://file@db/x" }, ""},
+		{"bad duration names the variable", map[string]string{"CONCORD_TOKEN_TTL": "soon"}, nil, nil, "CONCORD_TOKEN_TTL"},
+		{"token ttl capped", map[string]string{"CONCORD_TOKEN_TTL": "301s"}, nil, nil, "CONCORD_TOKEN_TTL"},
+		{"bad url", map[string]string{"CONCORD_DATABASE_URL": "mysql://x"}, nil, nil, "CONCORD_DATABASE_URL"},
+		{"admin must be loopback", map[string]string{"CONCORD_ADMIN_ADDR": "0.0.0.0:9090"}, nil, nil, "CONCORD_ADMIN_ADDR"},
+		{"missing secret file", map[string]string{"CONCORD_S3_SECRET_KEY_FILE": filepath.Join(dir, "nope")}, nil, nil, "CONCORD_S3_SECRET_KEY_FILE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fs := flag.NewFlagSet("x", flag.ContinueOnError)
+			vals := Register(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			got, err := Parse(fs, vals, env(tt.env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.HasPrefix(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "\n") {
+					t.Fatalf("err = %v; want one line starting with %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !tt.check(got) {
+				t.Fatalf("Parse = %+v, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestTableListsEveryVariable(t *testing.T) {
+	tab := Table()
+	for _, v := range Vars() {
+		if !strings.Contains(tab, "`"+v.Env+"`") || !strings.Contains(tab, "`--"+v.Flag+"`") {
+			t.Errorf("table misses %s", v.Env)
+		}
+	}
+}
+
+// TestREADMEHasTable keeps the README's configuration table true.
+func TestREADMEHasTable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), Table()) {
+		t.Fatal("README.md's configuration table is out of date: paste config.Table() into it")
+	}
+}
