@@ -65,6 +65,27 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Logf("screenshot %s", p)
 }
 
+// axeCheck runs axe-core 4.14.1 (vendored in testdata, MPL-2.0) against the current page
+// for WCAG 2.x A and AA rules and fails the test on any violation.
+func axeCheck(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join("testdata", "axe-4.14.1.min.js"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](string(src)+";true")); err != nil {
+		t.Fatalf("load axe: %v", err)
+	}
+	violations, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`axe.run(document, {runOnly: {type: "tag", values: ["wcag2a", "wcag2aa", "wcag21aa"]}})
+		.then(r => r.violations.map(v => v.id + " (" + v.impact + "): " + v.nodes.map(n => n.target.join(" ")).join(", ")))`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("axe.run: %v", err)
+	}
+	for _, v := range violations {
+		t.Errorf("%s: accessibility: %s", page, v)
+	}
+}
+
 // TestBrowserSignInLabsSignOut signs a patient in through the OP's real login form in
 // Chromium, with the production cookie settings (__Host-, Secure, SameSite), finds a lab row
 // with its source member, and signs out through the OP's end_session.
@@ -76,6 +97,7 @@ func TestBrowserSignInLabsSignOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "portal-landing")
+	axeCheck(t, ctx, "landing")
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS("form.signin button")),
 		chromedp.WaitVisible(chromedp.ID("username")),
@@ -104,6 +126,7 @@ func TestBrowserSignInLabsSignOut(t *testing.T) {
 		t.Errorf("trend charts: %d (%v)", trends, err)
 	}
 	screenshot(t, ctx, "portal-labs")
+	axeCheck(t, ctx, "labs")
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(375, 800)); err != nil {
 		t.Fatal(err)
 	}
@@ -113,6 +136,7 @@ func TestBrowserSignInLabsSignOut(t *testing.T) {
 		t.Errorf("page overflows at 375 px (%v)", err)
 	}
 	screenshot(t, ctx, "portal-labs-375")
+	axeCheck(t, ctx, "labs at 375 px")
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900)); err != nil {
 		t.Fatal(err)
 	}
@@ -176,6 +200,7 @@ func TestBrowserStaffEnrolAndErrorPages(t *testing.T) {
 		t.Errorf("staff facts %q (%v)", facts, err)
 	}
 	screenshot(t, ctx, "portal-staff")
+	axeCheck(t, ctx, "staff")
 	signOut()
 
 	signIn("newbie", "newbie-pw", "section.prose")
@@ -183,10 +208,12 @@ func TestBrowserStaffEnrolAndErrorPages(t *testing.T) {
 		t.Errorf("unenrolled login at %q", loc)
 	}
 	screenshot(t, ctx, "portal-enrol")
+	axeCheck(t, ctx, "enrol")
 	signOut()
 
 	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/no-such-page"), chromedp.WaitVisible(chromedp.CSS("section.error"))); err != nil {
 		t.Fatal(err)
 	}
 	screenshot(t, ctx, "portal-error")
+	axeCheck(t, ctx, "error")
 }
