@@ -360,7 +360,7 @@ func (mp *mapper) patient(pid Segment, n int) (int, error) {
 var genders = map[string]string{"M": "male", "F": "female", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
 
 var nameUses = map[string]string{"L": "official", "D": "usual", "M": "maiden", "N": "nickname",
-	"A": "usual", "S": "anonymous", "B": "old", "C": "old", "T": "temp"}
+	"A": "usual", "S": "anonymous", "B": "old", "C": "official", "T": "usual"}
 
 func humanName(r Field) (HumanName, bool) {
 	hn := HumanName{
