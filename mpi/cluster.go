@@ -55,11 +55,16 @@ func (m *Model) choose(ps []personScore) (Outcome, int, int, bool) {
 	if ps[best].score < m.Link {
 		return Review, best, second, false
 	}
-	if second >= 0 && ps[second].score >= m.Link {
-		return Review, best, second, true
-	}
 	if ps[best].guard != 0 {
 		return Review, best, second, false
+	}
+	// Another person that also clears the threshold with no guard against it: the two
+	// may be one person. A guarded person (a twin, a parent) is a known other person
+	// and only counts towards the margin below.
+	for i, p := range ps {
+		if i != best && p.score >= m.Link && p.guard == 0 {
+			return Review, best, i, true
+		}
 	}
 	if second >= 0 && ps[second].score >= m.Review && ps[best].score-ps[second].score < m.Margin {
 		return Review, best, second, false
@@ -199,7 +204,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 			}
 		}
 		for k := range ps {
-			if ps[k].score >= m.Link {
+			if ps[k].score >= m.Link-m.Margin {
 				for _, o := range members[pid[k]] {
 					ps[k].guard |= m.Guard(r, &recs[o], Compare(r, &recs[o]))
 				}

@@ -216,13 +216,14 @@ const (
 	GuardSSN                           // two valid full SSNs that conflict
 	GuardMRN                           // two different MRNs from the same assigning authority
 	GuardPlaceholder                   // a placeholder name or birth date
+	GuardNamesake                      // same name and DOB, different address, nothing else agrees
 
-	AllGuards = GuardTwin | GuardGeneration | GuardSSN | GuardMRN | GuardPlaceholder
+	AllGuards = GuardTwin | GuardGeneration | GuardSSN | GuardMRN | GuardPlaceholder | GuardNamesake
 )
 
 // String lists the reasons, e.g. "twin|ssn".
 func (g Guard) String() string {
-	names := [...]string{"twin", "generation", "ssn", "mrn", "placeholder"}
+	names := [...]string{"twin", "generation", "ssn", "mrn", "placeholder", "namesake"}
 	s := ""
 	for i, n := range names {
 		if g&(1<<i) != 0 {
@@ -243,14 +244,32 @@ func Guards(a, b *Record, v Vector) Guard {
 	}
 	fam := v[FieldFamily] == NameExact || v[FieldFamily] == NameJW92
 	home := v[FieldAddress] == AddrStreet || v[FieldPhone] == 1
-	// An exact full SSN is the person's own identifier: relatives do not share it, so it
-	// silences the twin and DOB-gap guards (not an explicit JR/SR conflict).
-	ssnSame := v[FieldSSN] == SSNExact
-	if v[FieldDOB] == DOBExact && fam && home && !ssnSame {
+	// An SSN (or its last 4) that agrees is the person's own: relatives do not share it,
+	// so it silences the twin and DOB-gap guards (not an explicit JR/SR conflict).
+	ssnSame := v[FieldSSN] == SSNExact || v[FieldSSN] == SSNLast4
+	if v[FieldDOB] == DOBExact && home && !ssnSame && (fam || v[FieldFamily] == NameJW88 || v[FieldFamily] == NameMetaphone) {
+		// Twins' names may share a nickname group (MARIA, MARIE); two formal names are
+		// different names, a formal name and its nickname are not.
 		gl := v[FieldGiven]
-		if gl == NameJW70 || gl == NameInitial || gl == NameElse || gl == NameMetaphone || v[FieldSex] == 2 {
+		// Two different names that are both in the name list are two names, even when
+		// they are one letter apart or the list links them loosely (MARIA and MARIE,
+		// JONATHAN and NATHAN): twins get such names. Only a formal name and its own
+		// diminutive that is not a name heading a list entry itself (ELIZABETH and LIZ),
+		// or an unknown spelling within one edit or JW 0.88 (a typo), is the same name.
+		known := (a.Flags&b.Flags)&FlagKnownGiven != 0
+		same := gl == NameExact || gl == NameNull ||
+			(!known && (gl == NameJW92 || gl == NameJW88 || editWithin1(a.Given, b.Given))) ||
+			(gl == NameNickname && !(known && editWithin1(a.Given, b.Given)) &&
+				(diminutive(a, b) || diminutive(b, a) || (len(a.Given) <= 5 && len(b.Given) <= 5)))
+		if !same || v[FieldSex] == 2 {
 			g |= GuardTwin
 		}
+	}
+	// Namesakes: the same name and birth date at a different street address, with no
+	// identifier or phone to tie them; common names make this two people too often.
+	if v[FieldDOB] == DOBExact && !ssnSame && v[FieldPhone] != 1 && (v[FieldAddress] == AddrElse || v[FieldAddress] == AddrZIP) &&
+		v[FieldGiven] >= NameExact && v[FieldGiven] <= NameJW88 && v[FieldFamily] >= NameExact && v[FieldFamily] <= NameJW92 {
+		g |= GuardNamesake
 	}
 	if a.Generation != 0 && b.Generation != 0 && a.Generation != b.Generation {
 		g |= GuardGeneration
@@ -277,6 +296,21 @@ func conflictingIDs(a, b *Record) bool {
 			if x.System == y.System && x.Value != y.Value {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// diminutive reports whether b is listed as a nickname of a's formal name and is a
+// short form of it (at most 5 letters and shorter than a), as JIM is of JAMES; NATHAN is
+// listed under JONATHAN but is a name of its own.
+func diminutive(a, b *Record) bool {
+	if a.GivenHead == 0 || len(b.Given) >= len(a.Given) || len(b.Given) > 5 {
+		return false
+	}
+	for _, g := range b.GivenGroups {
+		if g == a.GivenHead {
+			return true
 		}
 	}
 	return false

@@ -169,6 +169,25 @@ func (m *Model) weigh(a, b *Record, ev *Evidence) float64 {
 		ev.Weights[f] = w
 		sum += w
 	}
+	// Correlated fields are scored together, not twice: a city adds nothing beyond a
+	// matching street address or ZIP, and a shared phone at the same street address is
+	// one household fact (the larger weight plus one bit), not two.
+	if ev.Levels[FieldCity] != 0 && (ev.Levels[FieldAddress] == AddrStreet || ev.Levels[FieldAddress] == AddrNearZIP || ev.Levels[FieldAddress] == AddrZIP) && ev.Weights[FieldCity] > 0 {
+		sum -= ev.Weights[FieldCity]
+		ev.Weights[FieldCity] = 0
+	}
+	if ev.Levels[FieldAddress] == AddrStreet && ev.Levels[FieldPhone] == 1 {
+		wa, wp := ev.Weights[FieldAddress], ev.Weights[FieldPhone]
+		lo := min(wa, wp)
+		if lo > 1 {
+			sum -= lo - 1
+			if wa < wp {
+				ev.Weights[FieldAddress] = 1
+			} else {
+				ev.Weights[FieldPhone] = 1
+			}
+		}
+	}
 	return float64(sum)
 }
 
@@ -253,7 +272,7 @@ type TrainOptions struct {
 	// Guards overrides the guards in force (0: AllGuards).
 	Guards Guard
 	// ReviewPrecision is the precision floor of the review band when Same is set
-	// (default 0.05): pairs less likely than this are not worth a reviewer's time.
+	// (default 0.5): pairs less likely than this are not worth a reviewer's time.
 	ReviewPrecision float64
 }
 
@@ -278,7 +297,7 @@ func Train(recs []Record, opts TrainOptions) (*Model, error) {
 		opts.Precision = 0.999
 	}
 	if opts.ReviewPrecision == 0 {
-		opts.ReviewPrecision = 0.05
+		opts.ReviewPrecision = 0.5
 	}
 	rng := rand.New(rand.NewPCG(opts.Seed, 0x6d7069))
 	m := &Model{Version: opts.Version, Precision: opts.Precision, Margin: 2, Guards: AllGuards}
@@ -313,7 +332,9 @@ func Train(recs []Record, opts TrainOptions) (*Model, error) {
 
 	// m by EM in several blocking passes, as Splink does: each pass takes the pairs that
 	// agree on one key and leaves that key's fields out, since they agree by construction.
-	// u stays fixed; a field's m is the mean over the passes that estimated it.
+	// u stays fixed; a field's m is the mean over the passes that estimated it. The passes
+	// block on person-level keys (full SSN; phonetic given + surname), not on household
+	// keys (address, DOB), whose non-matches (spouses, twins) would pass for matches.
 	pairs := CandidatePairs(recs, DefaultBlockCap)
 	if len(pairs) > opts.MaxPairs {
 		rng.Shuffle(len(pairs), func(a, b int) { pairs[a], pairs[b] = pairs[b], pairs[a] })
@@ -323,7 +344,6 @@ func Train(recs []Record, opts TrainOptions) (*Model, error) {
 		key     func(*Record) string
 		exclude []int
 	}{
-		{func(r *Record) string { return r.DOB }, []int{FieldDOB}},
 		{func(r *Record) string {
 			if r.GivenDM[0] == "" || r.FamilyDM[0] == "" {
 				return ""
@@ -331,7 +351,6 @@ func Train(recs []Record, opts TrainOptions) (*Model, error) {
 			return r.GivenDM[0] + "|" + r.FamilyDM[0]
 		}, []int{FieldGiven, FieldFamily}},
 		{func(r *Record) string { return r.SSN }, []int{FieldSSN}},
-		{func(r *Record) string { return r.AddrKey }, []int{FieldAddress, FieldCity}},
 	}
 	var msum [NumFields][]float64
 	var mn [NumFields]float64

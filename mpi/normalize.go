@@ -55,6 +55,7 @@ const (
 	FlagInvalidDOB                        // not a calendar date
 	FlagInvalidSSN                        // SSN present but impossible; dropped
 	FlagInvalidPhone                      // phone present but not a US number; dropped
+	FlagKnownGiven                        // the given name is in the nickname list (so not a typo)
 )
 
 // Record is a normalized registration with every matching feature computed once. Strings
@@ -70,11 +71,13 @@ type Record struct {
 	// GivenGroups are the nickname groups of Given (sorted IDs); two given names sharing a
 	// group are nickname-equivalent.
 	GivenGroups []uint32
-	GivenDM     [2]string // Double Metaphone primary, alternate
-	FamilyDM    [2]string
-	GivenNY     string // NYSIIS
-	FamilyNY    string
-	NameKey     string // all name tokens sorted, for swapped names
+	// GivenHead is the group Given heads as a formal name (0 if none).
+	GivenHead uint32
+	GivenDM   [2]string // Double Metaphone primary, alternate
+	FamilyDM  [2]string
+	GivenNY   string // NYSIIS
+	FamilyNY  string
+	NameKey   string // all name tokens sorted, for swapped names
 
 	DOB     string // "YYYYMMDD" when 8 digits were given (even if not a valid date)
 	Year    int16
@@ -103,6 +106,8 @@ type Record struct {
 // ParseNicknames or DefaultNicknames; it is read-only afterwards and safe to share.
 type Nicknames struct {
 	groups map[string][]uint32
+	formal map[string]bool // true: heads a group and is nobody's nickname
+	head   map[string]uint32
 }
 
 //go:embed nicknames/names.csv
@@ -122,7 +127,7 @@ func DefaultNicknames() *Nicknames {
 // CRLF accepted). Each name1 defines a group holding itself and its nicknames. It returns
 // errs.Invalid when a row does not have three fields.
 func ParseNicknames(r io.Reader) (*Nicknames, error) {
-	n := &Nicknames{groups: map[string][]uint32{}}
+	n := &Nicknames{groups: map[string][]uint32{}, formal: map[string]bool{}, head: map[string]uint32{}}
 	ids := map[string]uint32{}
 	sc := bufio.NewScanner(r)
 	line := 0
@@ -140,10 +145,15 @@ func ParseNicknames(r io.Reader) (*Nicknames, error) {
 		if canon == "" || nick == "" {
 			continue
 		}
+		if _, seen := n.formal[canon]; !seen {
+			n.formal[canon] = true
+		}
+		n.formal[nick] = false // a nickname of something is not a formal name
 		id, ok := ids[canon]
 		if !ok {
 			id = uint32(len(ids) + 1)
 			ids[canon] = id
+			n.head[canon] = id
 		}
 		for _, w := range []string{canon, nick} {
 			g := n.groups[w]
@@ -265,6 +275,14 @@ func (n *Normalizer) Normalize(in Input) Record {
 		r.Flags |= FlagPlaceholderName
 	}
 	r.GivenGroups = n.nick.Groups(r.Given)
+	if n.nick != nil {
+		r.GivenHead = n.nick.head[r.Given]
+	}
+	if n.nick != nil {
+		if _, ok := n.nick.formal[r.Given]; ok {
+			r.Flags |= FlagKnownGiven
+		}
+	}
 	r.GivenDM[0], r.GivenDM[1] = DoubleMetaphone(r.Given)
 	r.FamilyDM[0], r.FamilyDM[1] = DoubleMetaphone(r.Family)
 	r.GivenNY, r.FamilyNY = NYSIIS(r.Given), NYSIIS(r.Family)

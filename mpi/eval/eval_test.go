@@ -44,3 +44,26 @@ func TestFEBRLQuality(t *testing.T) {
 		}
 	}
 }
+
+func TestHIEQuality(t *testing.T) {
+	train := Generate(GenOptions{Seed: 1, Persons: 8000})
+	m, err := TrainLabelled(train, 0.9995)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test := Generate(GenOptions{Seed: 2, Persons: 8000})
+	rep, _, err := Run(context.Background(), test, Options{Model: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	WriteTable(os.Stdout, []*Report{rep})
+	t.Logf("model %s: link %.2f review %.2f", m.Version, m.Link, m.Review)
+	for _, k := range []string{"twin", "jrsr", "namesake"} {
+		if rep.Overlays[k] != 0 {
+			t.Errorf("%d %s overlays, want 0", rep.Overlays[k], k)
+		}
+	}
+	if rep.Precision < 0.999 || rep.F1 < 0.975 || rep.ReviewRate > 0.02 {
+		t.Errorf("precision %.4f (≥ 0.999), F1 %.4f (≥ 0.975), review %.2f%% (≤ 2%%)", rep.Precision, rep.F1, 100*rep.ReviewRate)
+	}
+}

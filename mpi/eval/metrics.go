@@ -286,3 +286,18 @@ func WriteTable(w io.Writer, reps []*Report) error {
 	}
 	return nil
 }
+
+// TrainLabelled trains a model on a labelled population: m and u as in mpi.Train, and
+// the thresholds calibrated on its ground truth for the auto-link precision target.
+func TrainLabelled(ds *Dataset, precision float64) (*mpi.Model, error) {
+	norm := mpi.NewNormalizer(mpi.DefaultNicknames())
+	norm.LenientSSN = ds.Lenient
+	recs := make([]mpi.Record, len(ds.Inputs))
+	for i, in := range ds.Inputs {
+		recs[i] = norm.Normalize(in)
+	}
+	return mpi.Train(recs, mpi.TrainOptions{
+		Version: fmt.Sprintf("%s-em-p%g", ds.Name, precision), Seed: 7, Precision: precision,
+		Same: func(i, j int) bool { return ds.Entity[i] == ds.Entity[j] },
+	})
+}
