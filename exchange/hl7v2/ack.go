@@ -114,7 +114,7 @@ func ReadHeader(b []byte) (h Header, ok bool) {
 		}
 		d, err := delimitersOf(line)
 		if err != nil {
-			d = DefaultDelimiters
+			d = StandardDelimiters()
 			if len(line) > 3 && !isAlnum(line[3]) {
 				d.Field = line[3]
 			}
@@ -122,7 +122,7 @@ func ReadHeader(b []byte) (h Header, ok bool) {
 		m := &Message{Delims: d, Segments: []Segment{{Name: "MSH", raw: line, d: d}}}
 		h := m.Header()
 		if err != nil {
-			h.Delims = DefaultDelimiters // the ACK must be well-formed
+			h.Delims = StandardDelimiters() // the ACK must be well-formed
 			h.SendingApp, h.SendingFacility, h.ReceivingApp, h.ReceivingFac, h.Type, h.ProcessingID = "", "", "", "", "", ""
 			h.Version = ""
 			h.ControlID = ""
@@ -155,7 +155,7 @@ func KeyOf(m *Message) DedupeKey { return m.Header().Key() }
 func BuildACK(h Header, a Ack, controlID string, now time.Time) []byte {
 	d := h.Delims
 	if d.Field == 0 {
-		d = DefaultDelimiters
+		d = StandardDelimiters()
 	}
 	version := h.Version
 	if version == "" {

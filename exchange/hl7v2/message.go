@@ -19,8 +19,10 @@ type Delimiters struct {
 	Field, Component, Repetition, Escape, Subcomponent, Truncation byte
 }
 
-// DefaultDelimiters are `|^~\&`.
-var DefaultDelimiters = Delimiters{Field: '|', Component: '^', Repetition: '~', Escape: '\\', Subcomponent: '&'}
+// StandardDelimiters returns `|^~\&`, the delimiters nearly every sender uses.
+func StandardDelimiters() Delimiters {
+	return Delimiters{Field: '|', Component: '^', Repetition: '~', Escape: '\\', Subcomponent: '&'}
+}
 
 // encodingChars renders MSH-2.
 func (d Delimiters) encodingChars() string {

@@ -55,7 +55,7 @@ func TestParseAccess(t *testing.T) {
 }
 
 func TestEscapes(t *testing.T) {
-	d := DefaultDelimiters
+	d := StandardDelimiters()
 	tests := []struct{ raw, want string }{
 		{`a\F\b\S\c\T\d\R\e\E\f`, "a|b^c&d~e\\f"},
 		{`line1\.br\line2`, "line1\nline2"},
@@ -169,7 +169,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestSet(t *testing.T) {
-	m := NewMessage(DefaultDelimiters)
+	m := NewMessage(StandardDelimiters())
 	m.AddSegment("MSH", "A", "B", "C", "D", "20240101", "", "ADT^A01", "1", "P", "2.5")
 	m.AddSegment("PID", "1")
 	for _, c := range []struct{ loc, v string }{
