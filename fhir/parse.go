@@ -26,6 +26,11 @@ type field struct {
 // maxDepth bounds JSON nesting (objects and arrays) so hostile input cannot exhaust the stack.
 const maxDepth = 96
 
+// maxResourceDepth bounds resources nested in resources (Bundle in Bundle, contained). A
+// resource whose resourceType is not its first member is scanned twice, so this also
+// bounds the extra work hostile nesting can cause.
+const maxResourceDepth = 6
+
 // Resource is a validated FHIR resource: its JSON exactly as received, plus the facts that
 // the server needs without decoding it again. A Resource is immutable; the editing helpers
 // return new ones.
@@ -134,9 +139,10 @@ func MustParse(data []byte) *Resource {
 }
 
 type parser struct {
-	s     scanner
-	path  []string // element path segments for error reports
-	depth int
+	s        scanner
+	path     []string // element path segments for error reports
+	depth    int
+	resDepth int // resources being validated, the top-level one included
 	// facts about the top-level resource
 	topID              string
 	metaStart, metaEnd int
@@ -209,6 +215,9 @@ func (p *parser) findResourceType() (string, bool) {
 // resource validates a resource object at the position. want is the required type, or "" for
 // any resource type.
 func (p *parser) resource(want string) (string, error) {
+	if p.resDepth >= maxResourceDepth {
+		return "", p.fail("resources nested too deeply")
+	}
 	rt, ok := p.findResourceType()
 	if !ok {
 		if p.s.skip(maxDepth) {
@@ -222,6 +231,8 @@ func (p *parser) resource(want string) (string, error) {
 	if want != "" && rt != want {
 		return "", p.fail("resourceType not allowed here")
 	}
+	p.resDepth++
+	defer func() { p.resDepth-- }()
 	top := len(p.path) == 1
 	if top {
 		p.path[0] = rt

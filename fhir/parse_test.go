@@ -108,6 +108,7 @@ func TestParseRejects(t *testing.T) {
 		{"bad primitive ext", `{"resourceType":"Patient","_gender":{"foo":1}}`, "Patient._gender.foo", "unknown element"},
 		{"primitive ext array shape", `{"resourceType":"Patient","name":[{"_given":{"id":"a"}}]}`, "Patient.name[0]._given", "element must be an array"},
 		{"null in complex array", `{"resourceType":"Patient","name":[null]}`, "Patient.name[0]", "wrong JSON type for element: want object, got null"},
+		{"resources nested too deeply", strings.Repeat(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":`, 6) + `{"resourceType":"Patient"}` + strings.Repeat(`}]}`, 6), "", "resources nested too deeply"},
 		{"deep nesting", `{"resourceType":"Questionnaire"` + strings.Repeat(`,"item":[{"linkId":"a"`, 60) + strings.Repeat(`}]`, 60) + `}`, "", "JSON nested too deeply"},
 	}
 	for _, tt := range tests {
