@@ -10,6 +10,8 @@ import (
 	"testing/fstest"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -443,5 +445,33 @@ func TestGroupLabsAndTrend(t *testing.T) {
 	}
 	if v, ok := numeric("<0.5"); !ok || v != 0.5 {
 		t.Errorf("numeric(<0.5) = %v %v", v, ok)
+	}
+}
+
+func TestDependenciesDownFailClosed(t *testing.T) {
+	// Redis down: the store answers Unavailable, never "no session" (which would look like a
+	// signed-out user) and never a session.
+	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer dead.Close()
+	st := NewSessionStore(dead, "x:", SessionTimeouts{PatientIdle: time.Minute, StaffIdle: time.Minute, Absolute: time.Hour, Login: time.Minute}, time.Now)
+	ctx := context.Background()
+	if _, err := st.Load(ctx, "some-id"); !errs.Is(err, errs.Unavailable) {
+		t.Errorf("Load with Redis down: %v", err)
+	}
+	if _, err := st.Create(ctx, Session{Role: RolePatient}); !errs.Is(err, errs.Unavailable) {
+		t.Errorf("Create with Redis down: %v", err)
+	}
+
+	// IdP down before the first sign-in: a clean 503 page, and no session is made.
+	e := newEnv(t, envOpts{})
+	e.op.Close()
+	c := newClient(t)
+	land := c.get(e.base + "/")
+	r := c.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, land.body)}}, "")
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, "temporarily unavailable") {
+		t.Fatalf("sign-in with the IdP down: %d", r.status)
+	}
+	if e.sessionID(c) != "" {
+		t.Error("a session cookie was set although sign-in could not start")
 	}
 }
