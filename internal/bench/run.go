@@ -101,6 +101,9 @@ type Row struct {
 	Max       time.Duration
 	Errors    Errors // summed over rounds
 	Count     string // "ok", "mismatch" or "n/a"
+	// FirstError is the first failure seen, for the operator (it may carry server text and is
+	// never written to the JSON records).
+	FirstError string
 }
 
 // Report is what Run measured.
@@ -162,7 +165,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cleanups[i]()
 		}
 	}()
-	add := func(t *target, kind string) error {
+	add := func(t *target) error {
 		if _, dup := byName[t.name]; dup {
 			return errs.E(op, errs.Invalid, "two targets named "+t.name)
 		}
@@ -181,7 +184,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		cleanups = append(cleanups, c)
-		add(t, "anchor")
+		add(t)
 	}
 	if cfg.DatabaseURL != "" && len(cfg.Anchors) > 0 && want(AnchorPGInsert) {
 		t, c, err := setupPGInsert(ctx, cfg.DatabaseURL, cfg.Workers.PG)
@@ -189,7 +192,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		cleanups = append(cleanups, c)
-		add(t, "anchor")
+		add(t)
 	}
 	if cfg.RedisURL != "" && want(AnchorRedis) {
 		t, c, err := setupRedis(ctx, cfg.RedisURL, cfg.RedisPrefix, cfg.Workers.Redis, cfg.Seed)
@@ -197,7 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		cleanups = append(cleanups, c)
-		add(t, "anchor")
+		add(t)
 	}
 	if cfg.S3.Endpoint != "" && (want(AnchorS3_4K) || want(AnchorS3_64K) || want(AnchorS3_1M)) {
 		ts, c, err := setupS3(ctx, cfg.S3, cfg.Workers.S3, cfg.Seed)
@@ -207,7 +210,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cleanups = append(cleanups, c)
 		for _, t := range ts {
 			if want(t.name) {
-				add(t, "anchor")
+				add(t)
 			}
 		}
 	}
@@ -217,7 +220,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		cleanups = append(cleanups, c)
-		add(t, "anchor")
+		add(t)
 	}
 	anchors := len(order)
 	env := &runEnv{timeout: cfg.Timeout}
@@ -231,7 +234,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 		cleanups = append(cleanups, c)
-		if err := add(t, "scenario"); err != nil {
+		if err := add(t); err != nil {
 			return nil, err
 		}
 	}
@@ -375,6 +378,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for _, m := range ms {
 			h.Merge(&m.res.Hist)
 			row.Errors.add(m.res.Errors)
+			if row.FirstError == "" && m.res.FirstErr != nil {
+				row.FirstError = m.res.FirstErr.Error()
+			}
 			vals = append(vals, m.value)
 			rec := rep.Records[m.rec]
 			if rec.Reference != "" {
@@ -498,6 +504,11 @@ func WriteTable(w io.Writer, rep *Report) {
 		}
 	}
 	fmt.Fprintln(w, "noise gate:", strings.Join(gates, "; "))
+	for _, r := range rep.Rows {
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "first error of %s: %s\n", r.Name, r.FirstError)
+		}
+	}
 	for _, f := range rep.Failures {
 		fmt.Fprintln(w, "FAIL:", f)
 	}

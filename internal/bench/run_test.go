@@ -233,3 +233,29 @@ func TestAnchorsOnRealServices(t *testing.T) {
 		t.Errorf("%d insert tables left (%v)", left, err)
 	}
 }
+
+func TestRunReportsServerErrors(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	out := new(bytes.Buffer)
+	rep, err := Run(context.Background(), Config{
+		Duration: 50 * time.Millisecond, Warmup: -1, Gate: Gate{Disabled: true}, Out: out,
+		Anchors: []string{AnchorHello}, Workers: Workers{HTTP: 2},
+		Scenarios: []Scenario{HTTPScenario{Name: "broken", URL: srv.URL, Anchor: AnchorHello, Conns: 2}},
+	})
+	if err != nil {
+		t.Fatalf("server errors are reported, not a harness failure: %v", err)
+	}
+	row, _ := rep.Row("broken")
+	if row.Errors.NonOK == 0 || row.Errors.Total() != row.Errors.NonOK || !strings.Contains(row.FirstError, "500") {
+		t.Fatalf("broken row: errors %+v first %q", row.Errors, row.FirstError)
+	}
+	if row.P50 != 0 || row.Value.Median != 0 {
+		t.Fatalf("failed requests counted as successes: p50 %v value %v", row.P50, row.Value.Median)
+	}
+	if !strings.Contains(out.String(), "first error of broken") {
+		t.Fatalf("table does not show the first error:\n%s", out)
+	}
+}
