@@ -302,10 +302,11 @@ func conflictingIDs(a, b *Record) bool {
 }
 
 // diminutive reports whether b is listed as a nickname of a's formal name and is a
-// short form of it (at most 5 letters and shorter than a), as JIM is of JAMES; NATHAN is
-// listed under JONATHAN but is a name of its own.
+// short form of it (shorter than a; at most 5 letters, or 6 when it heads no entry of its
+// own), as JIM is of JAMES and MAGGIE of MARGARET; NATHAN is listed under JONATHAN but is
+// a name of its own.
 func diminutive(a, b *Record) bool {
-	if a.GivenHead == 0 || len(b.Given) >= len(a.Given) || len(b.Given) > 5 {
+	if a.GivenHead == 0 || len(b.Given) >= len(a.Given) || len(b.Given) > 6 || (len(b.Given) == 6 && b.GivenHead != 0) {
 		return false
 	}
 	for _, g := range b.GivenGroups {
