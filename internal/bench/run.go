@@ -173,10 +173,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		order = append(order, t)
 		return nil
 	}
-	for _, a := range cfg.Anchors {
-		if !isAnchor(a) {
-			return nil, errs.E(op, errs.Invalid, "unknown anchor "+a)
-		}
+	if err := validate(cfg, want); err != nil {
+		return nil, err
 	}
 	if cfg.DatabaseURL != "" && want(AnchorPG) {
 		t, c, err := setupPG(ctx, cfg.DatabaseURL, cfg.PGScale, cfg.Workers.PG, cfg.Seed)
@@ -414,6 +412,50 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, errs.E(op, errs.Invalid, fmt.Sprintf("bench failed: %d wrong answers or count mismatches", len(rep.Failures)))
 	}
 	return rep, nil
+}
+
+// validate checks names and references before any service is touched, so a typo does not
+// cost a table fill.
+func validate(cfg Config, want func(string) bool) error {
+	const op = "bench.Run"
+	for _, a := range cfg.Anchors {
+		if !isAnchor(a) {
+			return errs.E(op, errs.Invalid, "unknown anchor "+a)
+		}
+	}
+	names := map[string]bool{}
+	for _, a := range []struct {
+		name string
+		on   bool
+	}{
+		{AnchorPG, cfg.DatabaseURL != ""},
+		{AnchorPGInsert, cfg.DatabaseURL != "" && len(cfg.Anchors) > 0},
+		{AnchorRedis, cfg.RedisURL != ""},
+		{AnchorS3_4K, cfg.S3.Endpoint != ""}, {AnchorS3_64K, cfg.S3.Endpoint != ""}, {AnchorS3_1M, cfg.S3.Endpoint != ""},
+		{AnchorHello, true},
+	} {
+		names[a.name] = a.on && want(a.name)
+	}
+	for _, s := range cfg.Scenarios {
+		n := s.ScenarioName()
+		if n == "" || isAnchor(n) {
+			return errs.E(op, errs.Invalid, fmt.Sprintf("scenario name %q is empty or an anchor's", n))
+		}
+		if names[n] {
+			return errs.E(op, errs.Invalid, "two scenarios named "+n)
+		}
+		names[n] = true
+	}
+	for _, s := range cfg.Scenarios {
+		r := s.Reference()
+		if r == s.ScenarioName() {
+			return errs.E(op, errs.Invalid, "scenario "+r+" refers to itself")
+		}
+		if r != "" && !names[r] {
+			return errs.E(op, errs.Invalid, "scenario "+s.ScenarioName()+" refers to "+r+", which is not in this run (service not configured?)")
+		}
+	}
+	return nil
 }
 
 func withDefaults(c Config) Config {

@@ -144,6 +144,9 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		{"unknown reference", Config{Anchors: []string{AnchorHello}, Scenarios: []Scenario{HTTPScenario{Name: "x", URL: "http://127.0.0.1:1/", Anchor: AnchorPG}}}},
 		{"unknown anchor", Config{Anchors: []string{"nope"}}},
 		{"anchor name", Config{Anchors: []string{AnchorHello}, Scenarios: []Scenario{HTTPScenario{Name: AnchorHello, URL: "http://127.0.0.1:1/"}}}},
+		{"unconfigured anchor", Config{Scenarios: []Scenario{HTTPScenario{Name: "x", URL: "http://127.0.0.1:1/", Anchor: AnchorRedis}}}},
+		{"duplicate", Config{Anchors: []string{AnchorHello}, Scenarios: []Scenario{HTTPScenario{Name: "x", URL: "http://127.0.0.1:1/"}, HTTPScenario{Name: "x", URL: "http://127.0.0.1:1/"}}}},
+		{"self", Config{Anchors: []string{AnchorHello}, Scenarios: []Scenario{HTTPScenario{Name: "x", URL: "http://127.0.0.1:1/", Anchor: "x"}}}},
 		{"no url", Config{Anchors: []string{AnchorHello}, Scenarios: []Scenario{HTTPScenario{Name: "x"}}}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
