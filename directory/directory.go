@@ -5,7 +5,9 @@ package directory
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -131,7 +133,12 @@ func ParseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
 	}
 	seen := map[string]bool{}
 	for _, k := range set.Keys {
-		if !k.IsPublic() || !k.Valid() {
+		switch k.Key.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey: // IsPublic also admits Ed25519, which we do not
+		default:
+			return set, errs.E(op, errs.Invalid, "the JWKS must hold public RSA or EC keys only")
+		}
+		if !k.Valid() {
 			return set, errs.E(op, errs.Invalid, "the JWKS must hold public RSA or EC keys only")
 		}
 		if k.KeyID == "" || seen[k.KeyID] {

@@ -114,6 +114,9 @@ func (s *Store) Get(ctx context.Context, q db.Querier, typ, id string) (Stored, 
 	err := q.QueryRow(ctx, `SELECT version, member_id, patient_id, last_updated, deleted, body FROM fhir_resources WHERE type = $1 AND id = $2`, typ, id).
 		Scan(&st.Version, &st.MemberID, &patient, &st.LastUpdated, &st.Deleted, &st.Body)
 	if err != nil {
+		if errs.CodeOf(db.Map(op, err)) == errs.NotFound {
+			return Stored{}, errs.E(op, errs.NotFound, "resource not found", err)
+		}
 		return Stored{}, db.Map(op, err)
 	}
 	if st.Deleted {

@@ -1,0 +1,92 @@
+package exchange
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/labstack/echo/v4"
+)
+
+// showSMARTConfiguration serves the SMART discovery document for backend services.
+func (s *Server) showSMARTConfiguration(c echo.Context) error {
+	return c.JSON(http.StatusOK, struct {
+		Issuer               string   `json:"issuer"`
+		TokenEndpoint        string   `json:"token_endpoint"`
+		AuthMethods          []string `json:"token_endpoint_auth_methods_supported"`
+		AuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported"`
+		GrantTypes           []string `json:"grant_types_supported"`
+		Scopes               []string `json:"scopes_supported"`
+		Capabilities         []string `json:"capabilities"`
+		CodeChallengeMethods []string `json:"code_challenge_methods_supported"`
+	}{
+		Issuer:               s.FHIRBase(),
+		TokenEndpoint:        s.TokenURL(),
+		AuthMethods:          []string{"private_key_jwt"},
+		AuthSigningAlgs:      []string{"RS384", "ES384"},
+		GrantTypes:           []string{"client_credentials"},
+		Scopes:               []string{"system/*.rs", "system/*.cruds", "system/Patient.rs", "system/Observation.rs"},
+		Capabilities:         []string{"client-confidential-asymmetric", "permission-v2"},
+		CodeChallengeMethods: []string{"S256"},
+	})
+}
+
+// supportedTypes are the interactions implemented today, by resource type. The
+// CapabilityStatement lists exactly these, so it never promises more than the server does.
+var supportedTypes = map[string][]string{
+	"Patient":     {"create", "read"},
+	"Observation": {"create", "read"},
+}
+
+// showMetadata serves the CapabilityStatement. It needs no authentication.
+func (s *Server) showMetadata(c echo.Context) error {
+	type interaction struct {
+		Code string `json:"code"`
+	}
+	type resource struct {
+		Type        string        `json:"type"`
+		Interaction []interaction `json:"interaction"`
+	}
+	var rs []resource
+	for t, ops := range supportedTypes {
+		r := resource{Type: t}
+		for _, op := range ops {
+			r.Interaction = append(r.Interaction, interaction{op})
+		}
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].Type < rs[j].Type })
+	type coding struct {
+		System string `json:"system"`
+		Code   string `json:"code"`
+	}
+	type extension struct {
+		URL      string `json:"url"`
+		ValueURI string `json:"valueUri"`
+	}
+	cs := map[string]any{
+		"resourceType": "CapabilityStatement",
+		"status":       "active",
+		"date":         "2026-11-27",
+		"kind":         "instance",
+		"software":     map[string]string{"name": "Concord"},
+		"implementation": map[string]string{
+			"description": "Concord regional health information exchange",
+			"url":         s.FHIRBase(),
+		},
+		"fhirVersion": "4.0.1",
+		"format":      []string{"json"},
+		"rest": []map[string]any{{
+			"mode": "server",
+			"security": map[string]any{
+				"service": []map[string]any{{"coding": []coding{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}}}},
+				"extension": []map[string]any{{
+					"url":       "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+					"extension": []extension{{URL: "token", ValueURI: s.TokenURL()}},
+				}},
+			},
+			"resource": rs,
+		}},
+	}
+	c.Response().Header().Set("Content-Type", mimeFHIR)
+	return c.JSON(http.StatusOK, cs)
+}

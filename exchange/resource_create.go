@@ -1,0 +1,192 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// readBody reads the request body within the configured limit (413 beyond it).
+func (s *Server) readBody(c echo.Context) ([]byte, error) {
+	r := io.LimitReader(c.Request().Body, s.cfg.MaxBodyBytes+1)
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, errs.E("exchange.readBody", errs.Invalid, "could not read the request body", err)
+	}
+	if int64(len(b)) > s.cfg.MaxBodyBytes {
+		return nil, errs.E("exchange.readBody", errs.TooLarge, "the request body is too large")
+	}
+	return b, nil
+}
+
+// createResource handles POST [base]/[type]: a server-assigned id, the sending member's
+// record, labelled with its source. A Patient must carry an identifier in the member's own
+// namespace; the MPI links it in the same transaction, so the response and the link agree.
+// Resources in a patient compartment must point at one of the member's own Patients.
+func (s *Server) createResource(c echo.Context) error {
+	const op = "exchange.createResource"
+	typ := c.Param("type")
+	if !fhir.IsResourceType(typ) {
+		return errs.E(op, errs.NotFound, "unknown resource type")
+	}
+	if err := require(c, typ, 'c'); err != nil {
+		return err
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return err
+	}
+	if res.ResourceType != typ {
+		return errs.E(op, errs.Invalid, "resourceType does not match the URL")
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	member, err := s.Directory.Member(ctx, p.MemberID)
+	if err != nil {
+		return err
+	}
+	var stored store.Stored
+	status := http.StatusCreated
+	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		stored, status, err = s.put(ctx, tx, member, res)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	loc := s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version)
+	c.Response().Header().Set("Location", loc)
+	c.Response().Header().Set("ETag", `W/"`+itoa(stored.Version)+`"`)
+	c.Response().Header().Set("Last-Modified", stored.LastUpdated.UTC().Format(http.TimeFormat))
+	return c.Blob(status, mimeFHIR, stored.Body)
+}
+
+// put stores one resource for member inside tx. It returns the stored version and 201
+// for a new resource or 200 when a Patient's identifier named an existing source record.
+func (s *Server) put(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource) (store.Stored, int, error) {
+	const op = "exchange.put"
+	w := store.Write{Resource: res, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
+		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+	if res.ResourceType == "Patient" {
+		mrn, demo, err := patientIdentity(res, member)
+		if err != nil {
+			return store.Stored{}, 0, err
+		}
+		existing, err := s.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
+		status := http.StatusCreated
+		switch {
+		case err == nil && existing.MemberID != member.ID:
+			return store.Stored{}, 0, errs.E(op, errs.Invalid, "the identifier belongs to another member's namespace")
+		case err == nil:
+			w.ID, status = existing.PatientID, http.StatusOK
+		case errs.CodeOf(err) != errs.NotFound:
+			return store.Stored{}, 0, err
+		}
+		st, err := s.FHIR.Put(ctx, tx, w)
+		if err != nil {
+			return store.Stored{}, 0, err
+		}
+		if _, _, err := s.MPI.Upsert(ctx, tx, member.ID, mrn.System, mrn.Value, st.ID, demo, ""); err != nil {
+			return store.Stored{}, 0, err
+		}
+		return st, status, nil
+	}
+	patientID, err := s.compartment(ctx, tx, member, res)
+	if err != nil {
+		return store.Stored{}, 0, err
+	}
+	w.PatientID = patientID
+	st, err := s.FHIR.Put(ctx, tx, w)
+	return st, http.StatusCreated, err
+}
+
+type identifier struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
+// patientFields is the part of a Patient the exchange reads to identify it.
+type patientFields struct {
+	Identifier []identifier `json:"identifier"`
+}
+
+// patientIdentity returns the Patient's MRN in the member's namespace, and the
+// demographics the MPI keeps. An identifier in no namespace of the member is refused.
+func patientIdentity(res *fhir.Resource, member directory.Member) (identifier, json.RawMessage, error) {
+	const op = "exchange.patientIdentity"
+	var pf patientFields
+	if err := json.Unmarshal(res.Bytes(), &pf); err != nil {
+		return identifier{}, nil, errs.E(op, errs.Invalid, "malformed Patient", err)
+	}
+	for _, id := range pf.Identifier {
+		if id.System == member.System && id.Value != "" {
+			return id, json.RawMessage(res.Bytes()), nil
+		}
+	}
+	e := errs.E(op, errs.Invalid, "Patient.identifier needs a value in the sending member's namespace ("+member.System+")")
+	e.Path = "Patient.identifier"
+	return identifier{}, nil, e
+}
+
+// subjectFields finds the patient reference of a compartment resource.
+type subjectFields struct {
+	Subject *struct {
+		Reference string `json:"reference"`
+	} `json:"subject"`
+	Patient *struct {
+		Reference string `json:"reference"`
+	} `json:"patient"`
+}
+
+// compartment returns the member's Patient id that res belongs to, or "" for resources
+// outside any patient compartment. A reference to a Patient that is not the member's own
+// is refused exactly like one that does not exist.
+func (s *Server) compartment(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource) (string, error) {
+	const op = "exchange.compartment"
+	var sf subjectFields
+	if err := json.Unmarshal(res.Bytes(), &sf); err != nil {
+		return "", errs.E(op, errs.Invalid, "malformed resource", err)
+	}
+	ref, path := "", ""
+	switch {
+	case sf.Subject != nil:
+		ref, path = sf.Subject.Reference, res.ResourceType+".subject"
+	case sf.Patient != nil:
+		ref, path = sf.Patient.Reference, res.ResourceType+".patient"
+	default:
+		return "", nil
+	}
+	id, ok := strings.CutPrefix(ref, "Patient/")
+	if !ok {
+		if strings.Contains(ref, "/") {
+			return "", nil // the subject is not a Patient (Group, Device, Location)
+		}
+		e := errs.E(op, errs.Invalid, "the reference must be Patient/{id}")
+		e.Path = path
+		return "", e
+	}
+	st, err := s.FHIR.Get(ctx, tx, "Patient", id)
+	if err != nil || st.MemberID != member.ID {
+		e := errs.E(op, errs.Invalid, "the referenced Patient is not one of the sending member's patients")
+		e.Path = path
+		return "", e
+	}
+	if _, err := s.MPI.SourceByPatient(ctx, tx, id); err != nil {
+		return "", err
+	}
+	return id, nil
+}

@@ -1,0 +1,234 @@
+// Package records is the regional record's one enforcement point. Every disclosure path
+// (FHIR reads and searches, the portal, share links, notifications) asks it for data: it
+// resolves the person through the MPI, reads members' stored resources, decides each item
+// with consent.Decide, writes the audit event before anything leaves, and drops what the
+// caller may not see without revealing that it exists.
+package records
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+)
+
+// Viewer is who asks, in what role, and why.
+type Viewer struct {
+	Actor      string // user "iss|sub", or "" for a system
+	Client     string // OAuth client_id, for member systems
+	Org        string // directory member ID of the viewer's organization ("" for patients)
+	Role       string // consent role: patient, proxy, clinician, officer, system
+	Purpose    string // v3-ActReason code
+	PersonID   string // for patients and proxies: the person they are (or act for)
+	TokenID    string
+	RequestID  string
+	SourceIP   string
+	BreakGlass *consent.BreakGlass
+}
+
+// Directives loads the consent directives in force for a person at a time, regional
+// defaults included. An error means the decision cannot be made: callers deny with 503.
+type Directives interface {
+	InForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error)
+}
+
+// AuditLog appends events durably; an error means nothing may be disclosed.
+type AuditLog interface {
+	Append(ctx context.Context, ev audit.Event) error
+}
+
+// Service composes the regional record.
+type Service struct {
+	fhir  *store.Store
+	mpi   *mpistore.Store
+	dirs  Directives
+	audit AuditLog
+	now   func() time.Time
+}
+
+// New returns the enforcement point. now may be nil (time.Now).
+func New(fhir *store.Store, mpi *mpistore.Store, dirs Directives, log AuditLog, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{fhir: fhir, mpi: mpi, dirs: dirs, audit: log, now: now}
+}
+
+// item is the part of a stored resource the decision needs.
+type item struct {
+	Meta struct {
+		Security []struct {
+			Code string `json:"code"`
+		} `json:"security"`
+	} `json:"meta"`
+	Category []struct {
+		Coding []struct {
+			Code string `json:"code"`
+		} `json:"coding"`
+	} `json:"category"`
+}
+
+func classOf(st store.Stored) (consent.Class, []string) {
+	var it item
+	_ = json.Unmarshal(st.Body, &it) // stored bodies were validated on the way in
+	c := consent.Class{ResourceType: st.Type}
+	for _, cat := range it.Category {
+		for _, cd := range cat.Coding {
+			c.Categories = append(c.Categories, cd.Code)
+		}
+	}
+	var labels []string
+	for _, s := range it.Meta.Security {
+		labels = append(labels, s.Code)
+	}
+	return c, labels
+}
+
+// decide runs consent for one stored item.
+func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at time.Time, st store.Stored) consent.Decision {
+	class, labels := classOf(st)
+	actor := v.Actor
+	if actor == "" {
+		actor = v.Client
+	}
+	return consent.Decide(dirs, consent.Request{
+		Actor: actor, ActorRole: v.Role, Org: v.Org, Purpose: v.Purpose, PersonID: person,
+		Class: class, Custodian: st.MemberID, Labels: labels, At: at, BreakGlass: v.BreakGlass,
+	})
+}
+
+// event starts an audit event for v about person.
+func event(v Viewer, action audit.Action, person string, at time.Time) audit.Event {
+	return audit.Event{Time: at, Action: action, Actor: v.Actor, Client: v.Client, Org: v.Org, Role: v.Role,
+		Purpose: v.Purpose, Patient: person, TokenID: v.TokenID, RequestID: v.RequestID, SourceIP: v.SourceIP,
+		BreakGlass: v.BreakGlass != nil}
+}
+
+// appendAudit writes ev with a detached, bounded context so a hung-up client cannot drop
+// the row. Failure is errs.Unavailable: the caller answers 503 and discloses nothing.
+func (s *Service) appendAudit(ctx context.Context, ev audit.Event) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	if err := s.audit.Append(actx, ev); err != nil {
+		return errs.E("records.audit", errs.Unavailable, "audit log unavailable", err)
+	}
+	return nil
+}
+
+// inForce loads directives or fails closed.
+func (s *Service) inForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error) {
+	dirs, err := s.dirs.InForce(ctx, person, at)
+	if err != nil {
+		return nil, errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+	}
+	return dirs, nil
+}
+
+// Compartment returns the stored resources of type typ for person across every member,
+// newest first, filtered by consent for v, with one audit event for the person recorded
+// before return. Denied items are simply absent. If nothing at all was permitted and
+// something was denied, the denial is audited too.
+func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ string, keep func(store.Stored) bool, limit int) ([]store.Stored, error) {
+	at := s.now()
+	sources, err := s.mpi.Sources(ctx, mpistore.PersonID(person))
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(sources))
+	for i, src := range sources {
+		ids[i] = src.PatientID
+	}
+	dirs, err := s.inForce(ctx, person, at)
+	if err != nil {
+		return nil, err
+	}
+	all, err := s.fhir.ByPatients(ctx, typ, ids, limit)
+	if err != nil {
+		return nil, err
+	}
+	ev := event(v, audit.Query, person, at)
+	var out []store.Stored
+	denied := 0
+	var lastDeny consent.Decision
+	for _, st := range all {
+		if keep != nil && !keep(st) {
+			continue
+		}
+		d := s.decide(dirs, v, person, at, st)
+		if !d.Allow {
+			denied++
+			lastDeny = d
+			continue
+		}
+		out = append(out, st)
+		ev.Resources = append(ev.Resources, audit.Resource{Type: st.Type, ID: st.ID})
+		if ev.Consent == "" {
+			ev.Consent, ev.ConsentVersion = string(d.By), int64(d.Version)
+		}
+	}
+	ev.Outcome, ev.Reason = audit.Permit, "permitted"
+	if len(out) == 0 && denied > 0 {
+		ev.Outcome, ev.Reason = audit.Deny, lastDeny.Reason.String()
+		ev.Consent, ev.ConsentVersion = string(lastDeny.By), int64(lastDeny.Version)
+	}
+	if err := s.appendAudit(ctx, ev); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Read returns one stored resource if v may see it. A member always sees what it sent
+// itself; anything else passes consent for the person whose compartment holds it.
+// Whatever v may not see — absent, deleted, another member's without consent — is
+// errs.NotFound, and the denial is audited with its reason.
+func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Stored, error) {
+	const op = "records.Read"
+	at := s.now()
+	st, err := s.fhir.Get(ctx, nil, typ, id)
+	if err != nil {
+		return store.Stored{}, err
+	}
+	person := ""
+	patientID := st.PatientID
+	if typ == "Patient" {
+		patientID = st.ID
+	}
+	if patientID != "" {
+		src, err := s.mpi.SourceByPatient(ctx, nil, patientID)
+		if err != nil && errs.CodeOf(err) != errs.NotFound {
+			return store.Stored{}, err
+		}
+		person = string(src.PersonID)
+	}
+	ev := event(v, audit.Read, person, at)
+	ev.Resources = []audit.Resource{{Type: typ, ID: id}}
+	switch {
+	case v.Org != "" && v.Org == st.MemberID:
+		ev.Outcome, ev.Reason = audit.Permit, "own-record"
+	case person == "":
+		ev.Outcome, ev.Reason = audit.Deny, "no-compartment"
+	default:
+		dirs, err := s.inForce(ctx, person, at)
+		if err != nil {
+			return store.Stored{}, err
+		}
+		d := s.decide(dirs, v, person, at, st)
+		ev.Consent, ev.ConsentVersion, ev.Reason = string(d.By), int64(d.Version), d.Reason.String()
+		ev.Outcome = audit.Deny
+		if d.Allow {
+			ev.Outcome = audit.Permit
+		}
+	}
+	if err := s.appendAudit(ctx, ev); err != nil {
+		return store.Stored{}, err
+	}
+	if ev.Outcome != audit.Permit {
+		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found", errs.E(op, errs.Forbidden, "consent: "+ev.Reason))
+	}
+	return st, nil
+}
