@@ -1,0 +1,385 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/devoidc"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/portal"
+)
+
+// demoPassword is the password of every demo login (development provider only).
+const demoPassword = "concord-demo"
+
+type demoMember struct {
+	ID, Name, OID string
+	MRNPrefix     string
+}
+
+type demoPerson struct {
+	Given, Family, Gender, BirthDate string
+	Members                          []int // indexes into region.members that know this person
+	Login                            string
+}
+
+type demoStaff struct {
+	Login, First, Last string
+	Role               portal.Role
+	Member             int
+}
+
+type region struct {
+	seedN   int64
+	members []demoMember
+	persons []demoPerson
+	staff   []demoStaff
+}
+
+// demoRegion builds the synthetic region deterministically from seed.
+func demoRegion(seed int64) region {
+	r := region{seedN: seed}
+	r.members = []demoMember{
+		{"riverside-family-clinic", "Riverside Family Clinic", "urn:oid:2.16.840.1.113883.3.9101", "RFC"},
+		{"lakeside-general-hospital", "Lakeside General Hospital", "urn:oid:2.16.840.1.113883.3.9102", "LGH"},
+		{"northside-reference-laboratory", "Northside Reference Laboratory", "urn:oid:2.16.840.1.113883.3.9103", "NRL"},
+	}
+	rng := mrand.New(mrand.NewPCG(uint64(seed), 0x636f6e636f7264))
+	given := []string{"Maria", "James", "Aisha", "Wei", "Olivia", "Mateo", "Grace", "Samuel", "Priya", "Daniel", "Elena", "Marcus", "Hannah", "Tomas", "Zoe", "Kofi", "Lena", "Omar", "Ruth", "Felix"}
+	family := []string{"Garcia", "Nguyen", "Johnson", "Patel", "Kowalski", "Haddad", "Smith", "Okafor", "Lindqvist", "Moreno", "Chen", "Baker", "Adeyemi", "Novak", "Murphy", "Rossi"}
+	r.persons = append(r.persons,
+		demoPerson{Given: "Ana", Family: "Rivera", Gender: "female", BirthDate: "1984-03-12", Members: []int{0, 1, 2}, Login: "ana"},
+		demoPerson{Given: "Ben", Family: "Okafor", Gender: "male", BirthDate: "1957-11-02", Members: []int{0, 2}, Login: "ben"},
+	)
+	for i := 0; i < 34; i++ {
+		p := demoPerson{Given: given[rng.IntN(len(given))], Family: family[rng.IntN(len(family))],
+			BirthDate: fmt.Sprintf("%04d-%02d-%02d", 1935+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28))}
+		p.Gender = []string{"female", "male"}[rng.IntN(2)]
+		switch n := rng.IntN(10); {
+		case n < 4:
+			p.Members = []int{rng.IntN(3)}
+		case n < 8:
+			a := rng.IntN(3)
+			p.Members = []int{a, (a + 1 + rng.IntN(2)) % 3}
+		default:
+			p.Members = []int{0, 1, 2}
+		}
+		r.persons = append(r.persons, p)
+	}
+	r.staff = []demoStaff{
+		{"dr.riverside", "Nia", "Campbell", portal.RoleClinician, 0},
+		{"dr.lakeside", "Theo", "Marsh", portal.RoleClinician, 1},
+		{"dr.northside", "Ines", "Duarte", portal.RoleClinician, 2},
+		{"privacy", "Robin", "Hale", portal.RoleOfficer, 1},
+	}
+	return r
+}
+
+// users returns the logins of the embedded development OIDC provider.
+func (r region) users() []devoidc.User {
+	var us []devoidc.User
+	for _, p := range r.persons {
+		if p.Login != "" {
+			us = append(us, devoidc.User{Subject: "demo-" + p.Login, Username: p.Login, Password: demoPassword, FirstName: p.Given, LastName: p.Family, Email: p.Login + "@patients.concord.test"})
+		}
+	}
+	for _, s := range r.staff {
+		us = append(us, devoidc.User{Subject: "demo-" + s.Login, Username: s.Login, Password: demoPassword, FirstName: s.First, LastName: s.Last, Email: s.Login + "@staff.concord.test"})
+	}
+	return us
+}
+
+type labTest struct {
+	LOINC, Display, Unit string
+	Low, High, Mean, SD  float64
+	Decimals             int
+}
+
+var demoLabs = []labTest{
+	{"2345-7", "Glucose [Mass/volume] in Serum or Plasma", "mg/dL", 70, 99, 96, 14, 0},
+	{"4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood", "%", 4.0, 5.6, 5.7, 0.6, 1},
+	{"2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", 0.6, 1.2, 0.95, 0.2, 2},
+	{"2823-3", "Potassium [Moles/volume] in Serum or Plasma", "mmol/L", 3.5, 5.1, 4.3, 0.45, 1},
+	{"2951-2", "Sodium [Moles/volume] in Serum or Plasma", "mmol/L", 136, 145, 140, 2.5, 0},
+	{"13457-7", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by calculation", "mg/dL", 0, 99, 112, 25, 0},
+	{"718-7", "Hemoglobin [Mass/volume] in Blood", "g/dL", 12.0, 17.5, 13.9, 1.3, 1},
+}
+
+// seed loads the region through the stores, once: a second run finds the members and only
+// refreshes the login enrolments. It returns whether it created the region.
+func (r region) seed(ctx context.Context, m *Main) (bool, error) {
+	created := false
+	if _, err := m.directory.Member(ctx, r.members[0].ID); errs.CodeOf(err) == errs.NotFound {
+		if err := r.seedRecords(ctx, m); err != nil {
+			return false, err
+		}
+		created = true
+	} else if err != nil {
+		return false, err
+	}
+	if m.devOIDC == nil {
+		return created, nil
+	}
+	iss := m.devOIDC.Issuer()
+	for i, p := range r.persons {
+		if p.Login == "" {
+			continue
+		}
+		src, err := m.mpi.SourceByIdentifier(ctx, nil, r.members[p.Members[0]].OID, r.mrn(p.Members[0], i))
+		if err != nil {
+			return created, err
+		}
+		if err := m.mpi.Enrol(ctx, iss, "demo-"+p.Login, src.PersonID, "demo-seed"); err != nil && errs.CodeOf(err) != errs.Conflict {
+			return created, err
+		}
+	}
+	for _, s := range r.staff {
+		err := m.staff.AddStaff(ctx, iss, "demo-"+s.Login, portal.Staff{Role: s.Role, Org: r.members[s.Member].ID, Name: s.First + " " + s.Last})
+		if err != nil && errs.CodeOf(err) != errs.Conflict {
+			return created, err
+		}
+	}
+	return created, nil
+}
+
+func (r region) mrn(member, person int) string {
+	return fmt.Sprintf("%s-%05d", r.members[member].MRNPrefix, 10000+person*37+member)
+}
+
+func (r region) seedRecords(ctx context.Context, m *Main) error {
+	rng := mrand.New(mrand.NewPCG(uint64(r.seedN), 0x6c616273))
+	keyDir := filepath.Join(m.cfg.DataDir, "demo-clients")
+	if err := os.MkdirAll(keyDir, 0o700); err != nil {
+		return err
+	}
+	for _, dm := range r.members {
+		got, err := m.directory.AddMember(ctx, dm.Name, dm.OID)
+		if err != nil {
+			return err
+		}
+		if got.ID != dm.ID {
+			return fmt.Errorf("demo member %s registered as %s", dm.ID, got.ID)
+		}
+		priv, pub, err := newClientKey(dm.ID)
+		if err != nil {
+			return err
+		}
+		c, err := m.directory.AddClient(ctx, dm.ID, pub, nil, nil)
+		if err != nil {
+			return err
+		}
+		creds, _ := json.MarshalIndent(struct {
+			ClientID string          `json:"client_id"`
+			TokenURL string          `json:"token_url"`
+			Key      json.RawMessage `json:"private_jwk"`
+		}{c.ID, m.cfg.BaseURL + "/token", priv}, "", "  ")
+		if err := os.WriteFile(filepath.Join(keyDir, dm.ID+".json"), creds, 0o600); err != nil {
+			return err
+		}
+	}
+	now := time.Now().UTC()
+	return db.InTx(ctx, m.pool, func(tx db.Querier) error {
+		for i, p := range r.persons {
+			var person mpistore.PersonID
+			patientIDs := map[int]string{}
+			for _, mi := range p.Members {
+				dm := r.members[mi]
+				res, err := fhir.Parse(patientJSON(p, dm, r.mrn(mi, i)))
+				if err != nil {
+					return err
+				}
+				st, err := m.fhir.Put(ctx, tx, store.Write{Resource: res, MemberID: dm.ID, At: now, Source: m.cfg.BaseURL + "/members/" + dm.ID,
+					Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: dm.ID, Display: dm.Name}}})
+				if err != nil {
+					return err
+				}
+				src, _, err := m.mpi.Upsert(ctx, tx, dm.ID, dm.OID, r.mrn(mi, i), st.ID, json.RawMessage(res.Bytes()), person)
+				if err != nil {
+					return err
+				}
+				person = src.PersonID
+				patientIDs[mi] = st.ID
+			}
+			// Four visits over two years; each panel comes from one member that knows the person.
+			drift := rng.NormFloat64()
+			for v := 0; v < 4; v++ {
+				at := now.AddDate(0, -6*(3-v), -rng.IntN(20)).Truncate(time.Minute)
+				mi := p.Members[v%len(p.Members)]
+				dm := r.members[mi]
+				for _, t := range demoLabs {
+					if rng.IntN(4) == 0 {
+						continue
+					}
+					val := t.Mean + t.SD*(0.6*drift+0.25*float64(v-2)*drift+0.5*rng.NormFloat64())
+					if val < 0 {
+						val = t.Mean / 3
+					}
+					res, err := fhir.Parse(observationJSON(t, val, at, patientIDs[mi]))
+					if err != nil {
+						return err
+					}
+					_, err = m.fhir.Put(ctx, tx, store.Write{Resource: res, MemberID: dm.ID, PatientID: patientIDs[mi], At: now,
+						Source: m.cfg.BaseURL + "/members/" + dm.ID,
+						Tags:   []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: dm.ID, Display: dm.Name}}})
+					if err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+}
+
+func patientJSON(p demoPerson, dm demoMember, mrn string) []byte {
+	type ident struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	}
+	type name struct {
+		Family string   `json:"family"`
+		Given  []string `json:"given"`
+	}
+	b, _ := json.Marshal(struct {
+		ResourceType string  `json:"resourceType"`
+		Identifier   []ident `json:"identifier"`
+		Name         []name  `json:"name"`
+		Gender       string  `json:"gender"`
+		BirthDate    string  `json:"birthDate"`
+	}{"Patient", []ident{{dm.OID, mrn}}, []name{{p.Family, []string{p.Given}}}, p.Gender, p.BirthDate})
+	return b
+}
+
+// LabObservation renders a laboratory Observation for a member's Patient, as a member
+// system would send it. Tests and the demo share it.
+func observationJSON(t labTest, val float64, at time.Time, patientID string) []byte {
+	pow := math.Pow(10, float64(t.Decimals))
+	val = math.Round(val*pow) / pow
+	flag := "N"
+	switch {
+	case val > t.High:
+		flag = "H"
+	case val < t.Low:
+		flag = "L"
+	}
+	num := func(f float64) json.RawMessage {
+		return json.RawMessage(fmt.Sprintf("%.*f", t.Decimals, f))
+	}
+	if t.Decimals == 0 {
+		num = func(f float64) json.RawMessage { return json.RawMessage(fmt.Sprintf("%.0f", f)) }
+	}
+	type coding struct {
+		System  string `json:"system"`
+		Code    string `json:"code"`
+		Display string `json:"display,omitempty"`
+	}
+	type cc struct {
+		Coding []coding `json:"coding"`
+		Text   string   `json:"text,omitempty"`
+	}
+	type qty struct {
+		Value  json.RawMessage `json:"value"`
+		Unit   string          `json:"unit"`
+		System string          `json:"system"`
+		Code   string          `json:"code"`
+	}
+	type simpleQty struct {
+		Value  json.RawMessage `json:"value"`
+		Unit   string          `json:"unit"`
+		System string          `json:"system"`
+		Code   string          `json:"code"`
+	}
+	type rr struct {
+		Low  *simpleQty `json:"low,omitempty"`
+		High simpleQty  `json:"high"`
+	}
+	var low *simpleQty
+	if t.Low > 0 {
+		low = &simpleQty{num(t.Low), t.Unit, "http://unitsofmeasure.org", t.Unit}
+	}
+	b, _ := json.Marshal(struct {
+		ResourceType string `json:"resourceType"`
+		Status       string `json:"status"`
+		Category     []cc   `json:"category"`
+		Code         cc     `json:"code"`
+		Subject      struct {
+			Reference string `json:"reference"`
+		} `json:"subject"`
+		EffectiveDateTime string `json:"effectiveDateTime"`
+		ValueQuantity     qty    `json:"valueQuantity"`
+		Interpretation    []cc   `json:"interpretation"`
+		ReferenceRange    []rr   `json:"referenceRange"`
+	}{
+		ResourceType: "Observation", Status: "final",
+		Category: []cc{{Coding: []coding{{"http://terminology.hl7.org/CodeSystem/observation-category", "laboratory", "Laboratory"}}}},
+		Code:     cc{Coding: []coding{{"http://loinc.org", t.LOINC, t.Display}}, Text: t.Display},
+		Subject: struct {
+			Reference string `json:"reference"`
+		}{"Patient/" + patientID},
+		EffectiveDateTime: at.Format(time.RFC3339),
+		ValueQuantity:     qty{num(val), t.Unit, "http://unitsofmeasure.org", t.Unit},
+		Interpretation:    []cc{{Coding: []coding{{"http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation", flag, ""}}}},
+		ReferenceRange:    []rr{{Low: low, High: simpleQty{num(t.High), t.Unit, "http://unitsofmeasure.org", t.Unit}}},
+	})
+	return b
+}
+
+// newClientKey makes an ES384 key pair for a demo member's client system: the private
+// JWK (kept in the data dir, for trying the API) and the public JWKS (registered).
+func newClientKey(kid string) (priv []byte, pub []byte, err error) {
+	k, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	jwk := jose.JSONWebKey{Key: k, KeyID: kid + "-1", Algorithm: string(jose.ES384), Use: "sig"}
+	priv, err = jwk.MarshalJSON()
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err = json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{jwk.Public()}})
+	return priv, pub, err
+}
+
+// banner tells a new user where to go and how to sign in.
+func (r region) banner(w io.Writer, m *Main, created bool) {
+	state := "already seeded"
+	if created {
+		state = fmt.Sprintf("seeded %d members and %d people", len(r.members), len(r.persons))
+	}
+	fmt.Fprintf(w, "\nConcord demo is running (%s).\n\n", state)
+	fmt.Fprintf(w, "  Portal      %s/\n  FHIR API    %s/fhir  (token endpoint %s/token)\n", m.cfg.BaseURL, m.cfg.BaseURL, m.cfg.BaseURL)
+	if m.cfg.MLLPAddr != "" {
+		fmt.Fprintf(w, "  HL7 v2      mllp://%s\n", m.cfg.MLLPAddr)
+	}
+	if m.devOIDC != nil {
+		fmt.Fprintf(w, "\nDemo sign-ins (embedded OIDC provider at %s), password %q:\n", m.devOIDC.Issuer(), demoPassword)
+		for _, p := range r.persons {
+			if p.Login != "" {
+				fmt.Fprintf(w, "  %-14s patient (%s %s)\n", p.Login, p.Given, p.Family)
+			}
+		}
+		for _, s := range r.staff {
+			fmt.Fprintf(w, "  %-14s %s at %s\n", s.Login, s.Role, r.members[s.Member].Name)
+		}
+	}
+	fmt.Fprintf(w, "\nMember client credentials for the FHIR API: %s\nPress Ctrl-C to stop.\n\n", filepath.Join(m.cfg.DataDir, "demo-clients"))
+}
+
+var _ = directory.Member{}

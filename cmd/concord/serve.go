@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/documents"
+	"github.com/concord-hie/concord/exchange"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/config"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/devoidc"
+	"github.com/concord-hie/concord/internal/devs3"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/httpx"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/portal"
+	"github.com/concord-hie/concord/records"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := parseConfig("serve", "serve [flags]", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	m := NewMain(cfg, stdout, stderr)
+	defer m.Close()
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	return m.Run(ctx)
+}
+
+// Main holds every long-lived part of a running Concord and wires them together.
+type Main struct {
+	cfg    config.Config
+	log    *slog.Logger
+	stdout io.Writer
+
+	pool    *pgxpool.Pool
+	redis   *redis.Client
+	blobs   *documents.S3Blobs
+	devS3   *devs3.Server
+	devOIDC *devoidc.Server
+	audit   *audit.Log
+
+	directory *directory.Store
+	fhir      *store.Store
+	mpi       *mpistore.Store
+	staff     *portal.StaffStore
+	records   *records.Service
+	tokens    *directory.Tokens
+	exchange  *exchange.Server
+	portal    *portal.Server
+
+	echo    *echo.Echo
+	http    *http.Server
+	admin   *http.Server
+	httpLn  net.Listener
+	adminLn net.Listener
+	// demoUsers are registered in the embedded OIDC provider when it starts.
+	demoUsers []devoidc.User
+}
+
+// NewMain returns an unopened Main.
+func NewMain(cfg config.Config, stdout, stderr io.Writer) *Main {
+	lvl := map[string]slog.Level{"debug": slog.LevelDebug, "info": slog.LevelInfo, "warn": slog.LevelWarn, "error": slog.LevelError}[cfg.LogLevel]
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+	return &Main{cfg: cfg, log: log, stdout: stdout}
+}
+
+// Open connects to every service and builds the servers. It fails with one line naming
+// what is wrong: a database that does not answer, a schema that is behind, S3 or Redis down.
+func (m *Main) Open(ctx context.Context) error {
+	cfg := m.cfg
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("CONCORD_DATA_DIR: %v", err)
+	}
+	var err error
+	m.pool, err = db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 32})
+	if err != nil {
+		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer (%v)", errs.MessageOf(err))
+	}
+	if err := db.CheckSchema(ctx, m.pool); err != nil {
+		return errors.New(errs.MessageOf(err))
+	}
+	ropt, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("CONCORD_REDIS_URL: %v", err)
+	}
+	m.redis = redis.NewClient(ropt)
+	if err := m.redis.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("CONCORD_REDIS_URL: Redis does not answer at %s", ropt.Addr)
+	}
+	s3cfg := documents.S3Config{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+		Bucket: cfg.S3Bucket, Region: cfg.S3Region, Secure: cfg.S3Secure}
+	if cfg.S3Endpoint == "" {
+		m.devS3, err = devs3.Start(ctx, "127.0.0.1:0", filepath.Join(cfg.DataDir, "s3"))
+		if err != nil {
+			return fmt.Errorf("embedded S3 server: %v", err)
+		}
+		s3cfg.Endpoint, s3cfg.AccessKey, s3cfg.SecretKey = m.devS3.Endpoint(), m.devS3.AccessKey(), m.devS3.SecretKey()
+		m.log.Info("embedded S3 server started", "endpoint", s3cfg.Endpoint)
+	}
+	m.blobs, err = documents.NewS3Blobs(ctx, s3cfg)
+	if err != nil {
+		return fmt.Errorf("CONCORD_S3_ENDPOINT: S3 is not usable (%v)", errs.MessageOf(err))
+	}
+	issuer, clientSecret := cfg.OIDCIssuer, cfg.OIDCClientSecret
+	if issuer == "" {
+		if clientSecret == "" {
+			clientSecret = "concord-dev-portal-secret"
+		}
+		m.devOIDC, err = devoidc.Start(ctx, cfg.DevOIDCAddr, m.demoUsers, []devoidc.Client{{
+			ID: cfg.OIDCClientID, Secret: clientSecret,
+			RedirectURIs:           []string{cfg.BaseURL + "/auth/callback"},
+			PostLogoutRedirectURIs: []string{cfg.BaseURL + "/"},
+		}})
+		if err != nil {
+			return fmt.Errorf("CONCORD_DEV_OIDC_ADDR: embedded OIDC provider: %v", err)
+		}
+		issuer = m.devOIDC.Issuer()
+		m.log.Info("embedded development OIDC provider started", "issuer", issuer)
+	} else if clientSecret == "" {
+		return errors.New("CONCORD_OIDC_CLIENT_SECRET: required when CONCORD_OIDC_ISSUER is set")
+	}
+	signing, err := auditSigningKey(cfg)
+	if err != nil {
+		return fmt.Errorf("audit signing key: %v", err)
+	}
+	m.audit, err = audit.New(ctx, m.pool, audit.Config{SigningKey: signing, Logger: m.log})
+	if err != nil {
+		return fmt.Errorf("audit log: %v", err)
+	}
+	tokenKey, err := secretKey(cfg, cfg.TokenKey, "token.key")
+	if err != nil {
+		return fmt.Errorf("CONCORD_TOKEN_KEY: %v", err)
+	}
+
+	m.directory = directory.NewStore(m.pool)
+	m.fhir = store.New(m.pool)
+	m.mpi = mpistore.New(m.pool)
+	m.staff = portal.NewStaffStore(m.pool)
+	m.records = records.New(m.fhir, m.mpi, consentDirectives{}, m.audit, nil)
+	m.tokens, err = directory.NewTokens(m.directory, tokenKey, cfg.BaseURL+"/fhir", cfg.BaseURL+"/token", cfg.TokenTTL, nil)
+	if err != nil {
+		return err
+	}
+	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes}, exchange.Deps{
+		Pool: m.pool, Directory: m.directory, Tokens: m.tokens, FHIR: m.fhir, MPI: m.mpi, Records: m.records, Log: m.log,
+	})
+	m.portal, err = portal.New(portal.Config{BaseURL: cfg.BaseURL, Issuer: issuer, ClientID: cfg.OIDCClientID,
+		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix},
+		portal.Deps{Identity: identity{m.mpi}, Staff: m.staff, Records: portalRecords{m.records, m.directory}, Redis: m.redis, Logger: m.log})
+	if err != nil {
+		return err
+	}
+	m.buildHTTP()
+	return nil
+}
+
+// buildHTTP assembles the Echo server: request IDs, access logs, recovery, body limits,
+// timeouts, health endpoints, the exchange and the portal, and one error handler that
+// renders an OperationOutcome under /fhir and a page elsewhere.
+func (m *Main) buildHTTP() {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
+	e.Use(middleware.BodyLimit(fmt.Sprint(m.cfg.MaxBodyBytes)))
+	e.HTTPErrorHandler = func(err error, c echo.Context) {
+		if exchange.IsExchangePath(c.Request().URL.Path) {
+			m.exchange.HandleError(err, c)
+			return
+		}
+		m.portal.HTTPErrorHandler(err, c)
+	}
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/readyz", m.ready)
+	m.exchange.Register(e)
+	m.portal.Register(e)
+	m.echo = e
+	m.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
+		WriteTimeout: 120 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelWarn)}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.admin = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+}
+
+// ready answers 200 when PostgreSQL, Redis and S3 answer, else 503 naming the failing part.
+func (m *Main) ready(c echo.Context) error {
+	ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+	defer cancel()
+	var failing []string
+	if err := m.pool.Ping(ctx); err != nil {
+		failing = append(failing, "postgresql")
+	}
+	if err := m.redis.Ping(ctx).Err(); err != nil {
+		failing = append(failing, "redis")
+	}
+	if err := m.blobs.Ping(ctx); err != nil {
+		failing = append(failing, "s3")
+	}
+	if len(failing) > 0 {
+		return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failing": failing})
+	}
+	return c.JSON(http.StatusOK, map[string]any{"status": "ok"})
+}
+
+// Listen binds the listeners, so a caller (tests, demo) knows the addresses before Run.
+func (m *Main) Listen() error {
+	var err error
+	if m.httpLn, err = net.Listen("tcp", m.cfg.HTTPAddr); err != nil {
+		return fmt.Errorf("CONCORD_HTTP_ADDR: %v", err)
+	}
+	if m.cfg.AdminAddr != "" {
+		if m.adminLn, err = net.Listen("tcp", m.cfg.AdminAddr); err != nil {
+			return fmt.Errorf("CONCORD_ADMIN_ADDR: %v", err)
+		}
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (m *Main) Run(ctx context.Context) error {
+	if m.httpLn == nil {
+		if err := m.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- m.http.Serve(m.httpLn) }()
+	if m.adminLn != nil {
+		go func() { errc <- m.admin.Serve(m.adminLn) }()
+	}
+	m.log.Info("concord serving", "http", m.httpLn.Addr().String(), "base", m.cfg.BaseURL)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = m.http.Shutdown(sctx)
+	if m.adminLn != nil {
+		_ = m.admin.Shutdown(sctx)
+	}
+	return nil
+}
+
+// Close releases everything Open acquired; it is safe on a partly opened Main.
+func (m *Main) Close() error {
+	if m.audit != nil {
+		m.audit.Close()
+	}
+	if m.devOIDC != nil {
+		m.devOIDC.Close()
+	}
+	if m.devS3 != nil {
+		m.devS3.Close()
+	}
+	if m.redis != nil {
+		m.redis.Close()
+	}
+	if m.pool != nil {
+		m.pool.Close()
+	}
+	return nil
+}
+
+var _ = flag.ErrHelp

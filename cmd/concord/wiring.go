@@ -1,0 +1,164 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir/store"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/portal"
+	"github.com/concord-hie/concord/records"
+)
+
+// consentDirectives serves the regional default policies.
+type consentDirectives struct{}
+
+func (consentDirectives) InForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error) {
+	return consent.DefaultPolicies(consent.PolicyConfig{}), nil
+}
+
+// identity adapts the MPI's login enrolments to the portal.
+type identity struct{ mpi *mpistore.Store }
+
+func (i identity) PersonForLogin(ctx context.Context, issuer, subject string) (string, error) {
+	p, err := i.mpi.PersonForLogin(ctx, issuer, subject)
+	return string(p), err
+}
+
+// portalRecords serves the portal's pages from the enforcement point.
+type portalRecords struct {
+	rec *records.Service
+	dir *directory.Store
+}
+
+func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
+	rv := records.Viewer{Actor: v.Actor, Org: v.Org, Role: string(v.Role), PersonID: v.PersonID, RequestID: v.RequestID, SourceIP: v.SourceIP}
+	switch v.Role {
+	case portal.RolePatient:
+		rv.Purpose = consent.PurposePatientRequest
+	default:
+		rv.Purpose = consent.PurposeTreatment
+	}
+	return rv
+}
+
+// Labs returns the person's laboratory Observations that v may see.
+func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID string) ([]portal.LabResult, error) {
+	obs, err := p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", isLab, 1000)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]string{}
+	if ms, err := p.dir.Members(ctx); err == nil {
+		for _, m := range ms {
+			names[m.ID] = m.Name
+		}
+	}
+	out := make([]portal.LabResult, 0, len(obs))
+	for _, st := range obs {
+		out = append(out, labResult(st, names[st.MemberID]))
+	}
+	return out, nil
+}
+
+type codeable struct {
+	Coding []struct {
+		System  string `json:"system"`
+		Code    string `json:"code"`
+		Display string `json:"display"`
+	} `json:"coding"`
+	Text string `json:"text"`
+}
+
+type observation struct {
+	Status            string     `json:"status"`
+	Category          []codeable `json:"category"`
+	Code              codeable   `json:"code"`
+	EffectiveDateTime string     `json:"effectiveDateTime"`
+	Issued            string     `json:"issued"`
+	ValueQuantity     *struct {
+		Value json.Number `json:"value"`
+		Unit  string      `json:"unit"`
+		Code  string      `json:"code"`
+	} `json:"valueQuantity"`
+	ValueString    *string    `json:"valueString"`
+	Interpretation []codeable `json:"interpretation"`
+	ReferenceRange []struct {
+		Low *struct {
+			Value json.Number `json:"value"`
+		} `json:"low"`
+		High *struct {
+			Value json.Number `json:"value"`
+		} `json:"high"`
+		Text string `json:"text"`
+	} `json:"referenceRange"`
+}
+
+func isLab(st store.Stored) bool {
+	var o observation
+	if json.Unmarshal(st.Body, &o) != nil {
+		return false
+	}
+	for _, c := range o.Category {
+		for _, cd := range c.Coding {
+			if cd.Code == "laboratory" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func labResult(st store.Stored, memberName string) portal.LabResult {
+	var o observation
+	_ = json.Unmarshal(st.Body, &o)
+	r := portal.LabResult{ID: st.ID, Status: o.Status, SourceMember: st.MemberID, SourceMemberName: memberName, Display: o.Code.Text}
+	for _, cd := range o.Code.Coding {
+		if r.Code == "" || cd.System == "http://loinc.org" {
+			r.Code = cd.Code
+			if cd.Display != "" {
+				r.Display = cd.Display
+			}
+		}
+	}
+	if o.ValueQuantity != nil {
+		r.Value, r.Unit = o.ValueQuantity.Value.String(), o.ValueQuantity.Unit
+		if r.Unit == "" {
+			r.Unit = o.ValueQuantity.Code
+		}
+	} else if o.ValueString != nil {
+		r.Value = *o.ValueString
+	}
+	for _, in := range o.Interpretation {
+		for _, cd := range in.Coding {
+			r.Flag = cd.Code
+		}
+	}
+	for _, rr := range o.ReferenceRange {
+		switch {
+		case rr.Text != "":
+			r.RefRange = rr.Text
+		case rr.Low != nil && rr.High != nil:
+			r.RefRange = rr.Low.Value.String() + "–" + rr.High.Value.String()
+		case rr.High != nil:
+			r.RefRange = "≤ " + rr.High.Value.String()
+		case rr.Low != nil:
+			r.RefRange = "≥ " + rr.Low.Value.String()
+		}
+	}
+	eff := o.EffectiveDateTime
+	if eff == "" {
+		eff = o.Issued
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, strings.TrimSpace(eff)); err == nil {
+			r.Effective = t
+			break
+		}
+	}
+	return r
+}
