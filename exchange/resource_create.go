@@ -62,7 +62,7 @@ func (s *Server) createResource(c echo.Context) error {
 	var stored store.Stored
 	status := http.StatusCreated
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		stored, status, err = s.put(ctx, tx, member, res)
+		stored, status, err = s.Ingest(ctx, tx, member, res)
 		return err
 	})
 	if err != nil {
@@ -75,10 +75,11 @@ func (s *Server) createResource(c echo.Context) error {
 	return c.Blob(status, mimeFHIR, stored.Body)
 }
 
-// put stores one resource for member inside tx. It returns the stored version and 201
+// Ingest stores one resource for member inside tx (every intake path calls it: FHIR
+// create, bundles, HL7 v2). It returns the stored version and 201
 // for a new resource or 200 when a Patient's identifier named an existing source record.
-func (s *Server) put(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource) (store.Stored, int, error) {
-	const op = "exchange.put"
+func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource) (store.Stored, int, error) {
+	const op = "exchange.Ingest"
 	w := store.Write{Resource: res, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
 		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
 	if res.ResourceType == "Patient" {
