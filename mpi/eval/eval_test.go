@@ -2,9 +2,13 @@ package eval
 
 import (
 	"context"
+	"encoding/json"
+	"flag"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/concord-hie/concord/mpi"
 )
 
 func dataDir(t testing.TB, sub string) string {
@@ -46,8 +50,7 @@ func TestFEBRLQuality(t *testing.T) {
 }
 
 func TestHIEQuality(t *testing.T) {
-	train := Generate(GenOptions{Seed: 1, Persons: 8000})
-	m, err := TrainLabelled(train, 0.9995)
+	m, err := TrainDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,5 +68,34 @@ func TestHIEQuality(t *testing.T) {
 	}
 	if rep.Precision < 0.999 || rep.F1 < 0.975 || rep.ReviewRate > 0.02 {
 		t.Errorf("precision %.4f (≥ 0.999), F1 %.4f (≥ 0.975), review %.2f%% (≤ 2%%)", rep.Precision, rep.F1, 100*rep.ReviewRate)
+	}
+}
+
+var update = flag.Bool("update", false, "rewrite mpi/default_model.json")
+
+// TestWriteDefaultModel trains the shipped model on a seeded population; with -update it
+// rewrites mpi/default_model.json, else it checks that the embedded model loads and was
+// trained the same way.
+func TestWriteDefaultModel(t *testing.T) {
+	if !*update {
+		m, err := mpi.DefaultModel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Version != DefaultModelVersion || m.Calibrated != "labelled" || m.Link <= m.Review {
+			t.Fatalf("embedded model %q calibrated %q link %.2f review %.2f", m.Version, m.Calibrated, m.Link, m.Review)
+		}
+		return
+	}
+	m, err := TrainDefault()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := json.MarshalIndent(m, "", " ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join("..", "default_model.json"), data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

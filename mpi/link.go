@@ -1,0 +1,237 @@
+package mpi
+
+import (
+	"bufio"
+	"context"
+	_ "embed"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+//go:embed default_model.json
+var defaultModelJSON []byte
+
+// DefaultModel returns the model shipped with Concord: trained by EM on the seeded
+// HIE-style generator (mpi/eval) and calibrated there for 0.9995 auto-link precision.
+// Regenerate it with `go test ./mpi/eval -run TestWriteDefaultModel -update`.
+func DefaultModel() (*Model, error) { return LoadModel(defaultModelJSON) }
+
+// LinkOptions control LinkNDJSON.
+type LinkOptions struct {
+	Model     *Model     // nil: DefaultModel
+	Nicknames *Nicknames // nil: DefaultNicknames
+	Workers   int        // ≤ 0: GOMAXPROCS
+	// Progress, when set, is called from time to time with a short stage name and counts.
+	Progress func(stage string, done, total int)
+}
+
+// LinkStats summarises a LinkNDJSON run.
+type LinkStats struct {
+	Lines, Records, Persons, Reviews int
+	Pairs                            int64 // candidate pairs scored
+	BadLines                         []int // 1-based line numbers that were not a Patient
+}
+
+// fhirPatient is the subset of a FHIR R4 Patient that matching reads.
+type fhirPatient struct {
+	ResourceType string `json:"resourceType"`
+	Identifier   []struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	} `json:"identifier"`
+	Name []struct {
+		Use    string   `json:"use"`
+		Family string   `json:"family"`
+		Given  []string `json:"given"`
+		Suffix []string `json:"suffix"`
+	} `json:"name"`
+	Gender    string `json:"gender"`
+	BirthDate string `json:"birthDate"`
+	Address   []struct {
+		Use        string   `json:"use"`
+		Line       []string `json:"line"`
+		City       string   `json:"city"`
+		State      string   `json:"state"`
+		PostalCode string   `json:"postalCode"`
+	} `json:"address"`
+	Telecom []struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+		Use    string `json:"use"`
+	} `json:"telecom"`
+}
+
+// PatientInput converts a FHIR R4 Patient (JSON) to an Input: identifier[0] is the
+// member's MRN, an identifier with system SSNSystem is the SSN, other identifiers are
+// kept; the official (else first) name, the home (else first) address and the first
+// phone are used. It returns errs.Invalid when data is not a Patient resource.
+func PatientInput(data []byte) (Input, error) {
+	var p fhirPatient
+	if err := json.Unmarshal(data, &p); err != nil {
+		return Input{}, errs.E("mpi.PatientInput", errs.Invalid, "not valid JSON", err)
+	}
+	if p.ResourceType != "Patient" {
+		return Input{}, errs.E("mpi.PatientInput", errs.Invalid, "resource is not a Patient")
+	}
+	var in Input
+	for i, id := range p.Identifier {
+		switch {
+		case id.System == SSNSystem:
+			in.SSN = id.Value
+		case i == 0:
+			in.Source = Identifier{System: id.System, Value: id.Value}
+		default:
+			in.Identifiers = append(in.Identifiers, Identifier{System: id.System, Value: id.Value})
+		}
+	}
+	if len(p.Name) > 0 {
+		n := p.Name[0]
+		for _, x := range p.Name {
+			if x.Use == "official" {
+				n = x
+				break
+			}
+		}
+		in.Given, in.Family = n.Given, n.Family
+		if len(n.Suffix) > 0 {
+			in.Suffix = n.Suffix[0]
+		}
+	}
+	in.Sex, in.BirthDate = p.Gender, p.BirthDate
+	if len(p.Address) > 0 {
+		a := p.Address[0]
+		for _, x := range p.Address {
+			if x.Use == "home" {
+				a = x
+				break
+			}
+		}
+		in.Lines, in.City, in.State, in.PostalCode = a.Line, a.City, a.State, a.PostalCode
+	}
+	for _, t := range p.Telecom {
+		if t.System == "phone" && t.Value != "" {
+			in.Phone = t.Value
+			break
+		}
+	}
+	return in, nil
+}
+
+// LinkNDJSON reads NDJSON FHIR R4 Patients from in, links them in memory with the same
+// engine the server uses, and writes `system,value,person` CSV to out (one row per
+// Patient, in input order; person IDs are P1, P2, ... in order of first appearance).
+// When review is not nil it receives the records sent to review with their best
+// candidate and score. Lines that are not a Patient are skipped and listed in
+// LinkStats.BadLines; the rest is still written, and the error is then errs.Invalid
+// naming the line numbers. A cancelled ctx gives errs.Unavailable.
+func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts LinkOptions) (LinkStats, error) {
+	const op = "mpi.LinkNDJSON"
+	var st LinkStats
+	m := opts.Model
+	if m == nil {
+		var err error
+		if m, err = DefaultModel(); err != nil {
+			return st, err
+		}
+	}
+	nick := opts.Nicknames
+	if nick == nil {
+		nick = DefaultNicknames()
+	}
+	norm := NewNormalizer(nick)
+	var recs []Record
+	sc := bufio.NewScanner(in)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		st.Lines++
+		line := sc.Bytes()
+		if len(strings.TrimSpace(string(line))) == 0 {
+			continue
+		}
+		pin, err := PatientInput(line)
+		if err != nil {
+			st.BadLines = append(st.BadLines, st.Lines)
+			continue
+		}
+		recs = append(recs, norm.Normalize(pin))
+		if opts.Progress != nil && len(recs)%100000 == 0 {
+			opts.Progress("read", len(recs), 0)
+		}
+		if len(recs)%65536 == 0 && ctx.Err() != nil {
+			return st, errs.E(op, errs.Unavailable, ctx.Err())
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return st, errs.E(op, errs.Invalid, "input unreadable", err)
+	}
+	st.Records = len(recs)
+	lm := *m
+	lm.FitTF(recs) // term frequencies of the population being linked
+	var prog func(int)
+	if opts.Progress != nil {
+		prog = func(done int) { opts.Progress("link", done, len(recs)) }
+	}
+	res, err := lm.LinkBatch(ctx, recs, opts.Workers, prog)
+	if err != nil {
+		return st, err
+	}
+	st.Persons, st.Reviews, st.Pairs = res.Persons, len(res.Reviews), res.Pairs
+
+	// Person IDs in order of first appearance.
+	ids := make([]int32, res.Persons)
+	next := int32(0)
+	name := func(p int32) string {
+		if ids[p] == 0 {
+			next++
+			ids[p] = next
+		}
+		return "P" + strconv.Itoa(int(ids[p]))
+	}
+	w := csv.NewWriter(out)
+	_ = w.Write([]string{"system", "value", "person"})
+	for i := range recs {
+		if err := w.Write([]string{recs[i].Source.System, recs[i].Source.Value, name(res.Person[i])}); err != nil {
+			return st, errs.E(op, errs.Unavailable, "writing links failed", err)
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return st, errs.E(op, errs.Unavailable, "writing links failed", err)
+	}
+	if review != nil {
+		rw := csv.NewWriter(review)
+		_ = rw.Write([]string{"system", "value", "other_system", "other_value", "score", "reason"})
+		for _, r := range res.Reviews {
+			a, b := &recs[r.Record], &recs[r.Other]
+			reason := r.Guards.String()
+			switch {
+			case r.PossibleDuplicate:
+				reason = "possible-duplicate"
+			case reason == "" && r.Score < lm.Link:
+				reason = "review-band"
+			case reason == "":
+				reason = "margin"
+			}
+			_ = rw.Write([]string{a.Source.System, a.Source.Value, b.Source.System, b.Source.Value,
+				strconv.FormatFloat(r.Score, 'f', 2, 64), reason})
+		}
+		rw.Flush()
+		if err := rw.Error(); err != nil {
+			return st, errs.E(op, errs.Unavailable, "writing reviews failed", err)
+		}
+	}
+	if len(st.BadLines) > 0 {
+		shown := st.BadLines
+		if len(shown) > 20 {
+			shown = shown[:20]
+		}
+		return st, errs.E(op, errs.Invalid, fmt.Sprintf("%d malformed line(s), first: %v", len(st.BadLines), shown))
+	}
+	return st, nil
+}
