@@ -90,6 +90,7 @@ func axeCheck(t *testing.T, ctx context.Context, page string) {
 // Chromium, with the production cookie settings (__Host-, Secure, SameSite), finds a lab row
 // with its source member, and signs out through the OP's end_session.
 func TestBrowserSignInLabsSignOut(t *testing.T) {
+	t.Parallel()
 	ctx := browser(t)
 	e := newEnv(t, envOpts{secureCookies: true})
 
@@ -170,6 +171,7 @@ func TestBrowserSignInLabsSignOut(t *testing.T) {
 // TestBrowserStaffEnrolAndErrorPages renders the other pages in Chromium: the staff landing
 // for a clinician, the enrolment page for a login linked to nobody, and the error page.
 func TestBrowserStaffEnrolAndErrorPages(t *testing.T) {
+	t.Parallel()
 	ctx := browser(t)
 	e := newEnv(t, envOpts{secureCookies: true})
 	signIn := func(user, pw, wait string) {

@@ -16,6 +16,7 @@ import (
 )
 
 func TestPatientSignInSeesLabsAndSignsOut(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newClient(t)
 	preID := ""
@@ -98,6 +99,7 @@ func TestPatientSignInSeesLabsAndSignsOut(t *testing.T) {
 }
 
 func TestStaffAndUnenrolledLogins(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newClient(t)
 	if r := e.signIn(t, c, "drjones", "jones-pw"); r.header.Get("Location") != "/staff" {
@@ -129,6 +131,7 @@ func TestStaffAndUnenrolledLogins(t *testing.T) {
 
 // TestCallbackRefusals tampers with each part of the flow the callback checks.
 func TestCallbackRefusals(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -217,6 +220,7 @@ func (e *env) editFlow(t *testing.T, c *client, edit func(*loginFlow)) {
 }
 
 func TestCSRF(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newClient(t)
 	if r := e.signIn(t, c, "alice", "alice-pw"); r.status != http.StatusSeeOther {
@@ -259,6 +263,7 @@ func TestCSRF(t *testing.T) {
 }
 
 func TestRecordsUnavailableShows503(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	c := newClient(t)
 	e.signIn(t, c, "alice", "alice-pw")
@@ -282,6 +287,7 @@ func TestRecordsUnavailableShows503(t *testing.T) {
 }
 
 func TestSessionStoreTimeouts(t *testing.T) {
+	t.Parallel()
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)}
 	e := newEnv(t, envOpts{clock: clock})
 	st := e.srv.Sessions()
@@ -361,6 +367,7 @@ func TestSessionStoreTimeouts(t *testing.T) {
 }
 
 func TestStaffStore(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t, envOpts{})
 	ctx := context.Background()
 	got, err := e.staff.StaffForLogin(ctx, e.op.Issuer(), "sub-doc-1")
@@ -390,6 +397,7 @@ func TestStaffStore(t *testing.T) {
 }
 
 func TestRendererChecksRegistrations(t *testing.T) {
+	t.Parallel()
 	fsys := fstest.MapFS{
 		"layout/layout.html": {Data: []byte(`{{define "layout"}}{{template "content" .}}{{end}}`)},
 		"partials/p.html":    {Data: []byte(`{{define "p"}}{{end}}`)},
@@ -415,6 +423,7 @@ func TestRendererChecksRegistrations(t *testing.T) {
 }
 
 func TestGroupLabsAndTrend(t *testing.T) {
+	t.Parallel()
 	tests := groupLabs(sampleLabs(), time.UTC)
 	if len(tests) != 3 {
 		t.Fatalf("%d groups", len(tests))
@@ -449,6 +458,7 @@ func TestGroupLabsAndTrend(t *testing.T) {
 }
 
 func TestDependenciesDownFailClosed(t *testing.T) {
+	t.Parallel()
 	// Redis down: the store answers Unavailable, never "no session" (which would look like a
 	// signed-out user) and never a session.
 	dead := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
