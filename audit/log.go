@@ -1,0 +1,334 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Config tunes a Log. The zero value is usable but writes no checkpoints.
+type Config struct {
+	// MaxBatch caps the events group-committed in one transaction; 0 means 512.
+	MaxBatch int
+	// MaxWait is how long the committer collects events after the first one arrives; 0 means
+	// 1 ms.
+	MaxWait time.Duration
+	// SigningKey signs checkpoints. Without it Checkpoint returns errs.Unavailable and no
+	// checkpoint loop runs.
+	SigningKey ed25519.PrivateKey
+	// CheckpointEvery is the checkpoint interval; 0 means 60 s, negative disables the loop
+	// (Checkpoint can still be called on demand).
+	CheckpointEvery time.Duration
+	// Logger receives IDs, codes and timings only; nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Log appends events to the audit chain. Append group-commits events from many goroutines;
+// AppendTx appends inside a caller's transaction. Both lock the one-row chain head, so the
+// chain is linear whichever path an event takes. A Log is safe for concurrent use.
+type Log struct {
+	pool *pgxpool.Pool
+	cfg  Config
+	log  *slog.Logger
+
+	mu     sync.RWMutex // guards closed and sending on reqs
+	closed bool
+	reqs   chan *pending
+
+	monthsMu sync.Mutex
+	months   map[int]bool // months (year*12+month) whose partition is known to exist
+
+	cpMu     sync.Mutex // serializes checkpoints made by this process
+	wg       sync.WaitGroup
+	cpCancel context.CancelFunc
+}
+
+type pending struct {
+	ev   Event
+	done chan error
+}
+
+// New returns a Log writing through pool. It ensures the partitions for the current and the
+// next month, starts the group committer and, when cfg.SigningKey is set, the checkpoint
+// loop. It returns errs.Unavailable when the database cannot be reached. Close it when done.
+func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Log, error) {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 512
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = time.Millisecond
+	}
+	if cfg.CheckpointEvery == 0 {
+		cfg.CheckpointEvery = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	l := &Log{pool: pool, cfg: cfg, log: cfg.Logger, reqs: make(chan *pending, 4*cfg.MaxBatch), months: map[int]bool{}}
+	if l.log == nil {
+		l.log = slog.Default()
+	}
+	if err := l.EnsurePartitions(ctx, cfg.Now(), 2); err != nil {
+		return nil, err
+	}
+	l.wg.Add(1)
+	go l.commitLoop()
+	if cfg.SigningKey != nil && cfg.CheckpointEvery > 0 {
+		cctx, cancel := context.WithCancel(context.Background())
+		l.cpCancel = cancel
+		l.wg.Add(1)
+		go l.checkpointLoop(cctx)
+	}
+	return l, nil
+}
+
+// PublicKey returns the checkpoint verification key, or nil when the Log has no signing key.
+func (l *Log) PublicKey() ed25519.PublicKey {
+	if l.cfg.SigningKey == nil {
+		return nil
+	}
+	return l.cfg.SigningKey.Public().(ed25519.PublicKey)
+}
+
+// Append writes ev to the chain and returns once the transaction holding it has committed.
+// Events from concurrent callers are committed together. A nil error means the event is
+// durable; any error means the caller must not disclose (answer 503): errs.Invalid for a
+// malformed event, errs.Unavailable when the database failed, the Log is closed, or ctx ended
+// first (the event may then still be committed; an extra audit row is the safe side).
+func (l *Log) Append(ctx context.Context, ev Event) error {
+	const op = "audit.Log.Append"
+	ev.Seq = 0
+	ev.normalize(l.cfg.Now())
+	if err := l.check(&ev); err != nil {
+		return errs.E(op, err)
+	}
+	if err := l.ensureMonths(ctx, []Event{ev}); err != nil {
+		return errs.E(op, err)
+	}
+	p := &pending{ev: ev, done: make(chan error, 1)}
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return errs.E(op, errs.Unavailable, "audit log closed")
+	}
+	select {
+	case l.reqs <- p:
+		l.mu.RUnlock()
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return errs.E(op, errs.Unavailable, "audit write timed out", ctx.Err())
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			return errs.E(op, errs.Unavailable, "audit write failed", err)
+		}
+		return nil
+	case <-ctx.Done():
+		return errs.E(op, errs.Unavailable, "audit write timed out", ctx.Err())
+	}
+}
+
+// AppendTx appends evs inside the caller's transaction tx, so they commit or roll back with
+// the caller's change (a merge, a consent change). It holds the chain-head row lock until tx
+// ends, which also holds up Append: keep such transactions short. It returns errs.Invalid for
+// a malformed event and errs.Unavailable for a database failure.
+func (l *Log) AppendTx(ctx context.Context, tx db.Querier, evs ...Event) error {
+	const op = "audit.Log.AppendTx"
+	if len(evs) == 0 {
+		return nil
+	}
+	evs = append([]Event(nil), evs...)
+	now := l.cfg.Now()
+	for i := range evs {
+		evs[i].Seq = 0
+		evs[i].normalize(now)
+		if err := l.check(&evs[i]); err != nil {
+			return errs.E(op, err)
+		}
+	}
+	// Partitions are made outside tx, so a rollback of tx cannot undo one we think exists.
+	if err := l.ensureMonths(ctx, evs); err != nil {
+		return errs.E(op, err)
+	}
+	if err := appendEvents(ctx, tx, evs); err != nil {
+		return db.Map(op, err)
+	}
+	return nil
+}
+
+// check validates ev and bounds its time, so a wrong clock cannot create stray partitions.
+func (l *Log) check(ev *Event) error {
+	if err := ev.Validate(); err != nil {
+		return err
+	}
+	if ev.Time.Year() < 2000 || ev.Time.After(l.cfg.Now().Add(24*time.Hour)) {
+		return errs.E("audit.Event.Validate", errs.Invalid, "audit event time out of range")
+	}
+	return nil
+}
+
+// Close stops accepting events, commits those already queued, stops the checkpoint loop and,
+// with a signing key, writes a final checkpoint. It returns that checkpoint's error, if any.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	close(l.reqs)
+	l.mu.Unlock()
+	if l.cpCancel != nil {
+		l.cpCancel()
+	}
+	l.wg.Wait()
+	if l.cfg.SigningKey != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := l.Checkpoint(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// commitLoop is the group committer: it takes the first queued event, collects more for up
+// to MaxWait or MaxBatch events, commits them in one transaction and answers every caller.
+func (l *Log) commitLoop() {
+	defer l.wg.Done()
+	batch := make([]*pending, 0, l.cfg.MaxBatch)
+	evs := make([]Event, 0, l.cfg.MaxBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for first := range l.reqs {
+		batch = append(batch[:0], first)
+		timer.Reset(l.cfg.MaxWait)
+	collect:
+		for len(batch) < l.cfg.MaxBatch {
+			select {
+			case p, ok := <-l.reqs:
+				if !ok {
+					break collect
+				}
+				batch = append(batch, p)
+			case <-timer.C:
+				break collect
+			}
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		evs = evs[:0]
+		for _, p := range batch {
+			evs = append(evs, p.ev)
+		}
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := db.InTx(ctx, l.pool, func(tx db.Querier) error { return appendEvents(ctx, tx, evs) })
+		cancel()
+		if err != nil {
+			l.log.Error("audit: group commit failed", "events", len(evs), "err", err)
+		} else {
+			l.log.Debug("audit: group commit", "events", len(evs), "last_seq", evs[len(evs)-1].Seq, "took", time.Since(start))
+		}
+		for _, p := range batch {
+			p.done <- err
+		}
+	}
+}
+
+var eventColumns = []string{"seq", "time", "action", "outcome", "reason", "actor", "client", "org", "role",
+	"purpose", "patient", "resources", "consent", "consent_version", "token_id", "request_id", "source_ip",
+	"query", "break_glass", "share_link", "enc", "prev", "hash"}
+
+// appendEvents locks the chain head in tx, chains evs after it (setting their Seq), copies
+// them into audit_events and moves the head. The events must be normalized and valid.
+func appendEvents(ctx context.Context, tx db.Querier, evs []Event) error {
+	var seq int64
+	var headBytes []byte
+	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_chain_head WHERE id FOR UPDATE").Scan(&seq, &headBytes); err != nil {
+		return err
+	}
+	var prev Hash
+	copy(prev[:], headBytes)
+	rows := make([][]any, len(evs))
+	for i := range evs {
+		ev := &evs[i]
+		seq++
+		ev.Seq = seq
+		enc := Encode(ev)
+		h := ChainHash(prev, seq, enc)
+		p := prev // copies: prev changes below, and the row must keep this value
+		rows[i] = []any{seq, ev.Time, string(ev.Action), string(ev.Outcome), ev.Reason, ev.Actor, ev.Client,
+			ev.Org, ev.Role, ev.Purpose, ev.Patient, resourceStrings(ev.Resources), ev.Consent, ev.ConsentVersion,
+			ev.TokenID, ev.RequestID, ev.SourceIP, ev.Query, ev.BreakGlass, ev.ShareLink, enc, p[:], h[:]}
+		prev = h
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, pgx.CopyFromRows(rows)); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id", seq, prev[:])
+	return err
+}
+
+func monthKey(t time.Time) int {
+	t = t.UTC()
+	return t.Year()*12 + int(t.Month()) - 1
+}
+
+// ensureMonths makes sure the partitions for the months of evs exist.
+func (l *Log) ensureMonths(ctx context.Context, evs []Event) error {
+	l.monthsMu.Lock()
+	var missing []time.Time
+	for _, ev := range evs {
+		if !l.months[monthKey(ev.Time)] {
+			missing = append(missing, ev.Time)
+		}
+	}
+	l.monthsMu.Unlock()
+	for _, t := range missing {
+		if err := l.EnsurePartitions(ctx, t, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EnsurePartitions creates the monthly partitions of audit_events for months months starting
+// with the month (UTC) of from, when missing. New calls it for the current and next month,
+// the checkpoint loop calls it again on every tick, and appends call it for a month they have
+// not seen. It returns errs.Unavailable when the database fails.
+func (l *Log) EnsurePartitions(ctx context.Context, from time.Time, months int) error {
+	if err := EnsurePartitions(ctx, l.pool, from, months); err != nil {
+		return err
+	}
+	l.monthsMu.Lock()
+	defer l.monthsMu.Unlock()
+	for i := 0; i < months; i++ {
+		l.months[monthKey(from)+i] = true
+	}
+	return nil
+}
+
+// EnsurePartitions is the store function behind Log.EnsurePartitions, for start-up code and
+// tools that have no Log.
+func EnsurePartitions(ctx context.Context, q db.Querier, from time.Time, months int) error {
+	if _, err := q.Exec(ctx, "SELECT audit_ensure_partitions($1, $2)", from.UTC(), months); err != nil {
+		return db.Map("audit.EnsurePartitions", err)
+	}
+	return nil
+}
