@@ -83,7 +83,16 @@ func (s *Server) HTTPErrorHandler(err error, c echo.Context) {
 		slog.Int("status", status),
 		slog.String("code", code.String()),
 		slog.String("err", err.Error()))
-	c.Response().Header().Set(echo.HeaderCacheControl, "no-store")
+	h := c.Response().Header()
+	h.Set(echo.HeaderCacheControl, "no-store")
+	// Unmatched routes reach here from the host's error handler without the portal's
+	// middleware: give the page the same headers.
+	if h.Get(echo.HeaderContentSecurityPolicy) == "" {
+		h.Set(echo.HeaderContentSecurityPolicy, s.csp)
+		h.Set(echo.HeaderXContentTypeOptions, "nosniff")
+		h.Set(echo.HeaderXFrameOptions, "DENY")
+		h.Set(echo.HeaderReferrerPolicy, "same-origin")
+	}
 	p := errorPage{Page: s.page(c, "Error"), Status: status, Message: statusText(status)}
 	if rerr := s.render(c, status, "error", p); rerr != nil {
 		s.log.Error("portal error page", slog.String("request_id", requestID(c)), slog.String("err", rerr.Error()))

@@ -281,8 +281,9 @@ func TestRecordsUnavailableShows503(t *testing.T) {
 			t.Errorf("error page leaks %q", leak)
 		}
 	}
-	if r := c.get(e.base + "/no-such-page"); r.status != http.StatusNotFound || !strings.Contains(r.body, "Page not found") {
-		t.Errorf("unknown route: %d", r.status)
+	if r := c.get(e.base + "/no-such-page"); r.status != http.StatusNotFound || !strings.Contains(r.body, "Page not found") ||
+		r.header.Get("Content-Security-Policy") == "" || r.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("unknown route: %d, headers %v", r.status, r.header)
 	}
 }
 
