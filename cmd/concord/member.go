@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,7 +38,7 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
 	if err != nil {
-		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer (%s)", errs.MessageOf(err))
+		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errors.Unwrap(err))
 	}
 	defer pool.Close()
 	if err := db.CheckSchema(ctx, pool); err != nil {

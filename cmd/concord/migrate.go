@@ -25,7 +25,7 @@ func migrate(ctx context.Context, cfg config.Config, stdout io.Writer) error {
 	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
 	if err != nil {
-		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer (%s)", errs.MessageOf(err))
+		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errors.Unwrap(err))
 	}
 	defer pool.Close()
 	applied, err := db.Migrate(ctx, pool)

@@ -99,7 +99,7 @@ func (m *Main) Open(ctx context.Context) error {
 	var err error
 	m.pool, err = db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 32})
 	if err != nil {
-		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer (%v)", errs.MessageOf(err))
+		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errors.Unwrap(err))
 	}
 	if err := db.CheckSchema(ctx, m.pool); err != nil {
 		return errors.New(errs.MessageOf(err))

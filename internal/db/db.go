@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,7 +54,7 @@ func Open(ctx context.Context, url string, o Options) (*pgxpool.Pool, error) {
 	if st == 0 {
 		st = 15 * time.Second
 	}
-	cfg.ConnConfig.RuntimeParams["statement_timeout"] = st.String()
+	cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(st.Milliseconds(), 10)
 	cfg.ConnConfig.RuntimeParams["application_name"] = "concord"
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
 	if o.AppRole != "" {
