@@ -195,11 +195,21 @@ func addrLevel(a, b *Record) uint8 {
 	zipOK := a.ZIP != "" && a.ZIP == b.ZIP
 	zipMissing := a.ZIP == "" || b.ZIP == ""
 	house := a.House != "" && a.House == b.House
-	street := a.Street != "" && b.Street != "" && (a.Street == b.Street || JaroWinkler(a.Street, b.Street) >= 0.92)
+	if !zipOK && !(house && zipMissing) {
+		return AddrElse // different ZIPs: no street comparison needed
+	}
+	jw := 0.0
+	if a.Street != "" && b.Street != "" {
+		if a.Street == b.Street {
+			jw = 1
+		} else {
+			jw = JaroWinkler(a.Street, b.Street)
+		}
+	}
 	switch {
-	case house && street && (zipOK || zipMissing):
+	case house && jw >= 0.92:
 		return AddrStreet
-	case zipOK && (house || (a.Street != "" && b.Street != "" && JaroWinkler(a.Street, b.Street) >= 0.88)):
+	case zipOK && (house || jw >= 0.88):
 		return AddrNearZIP
 	case zipOK:
 		return AddrZIP

@@ -1,0 +1,132 @@
+package eval
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/mpi"
+)
+
+var benchPersons = flag.Int("bench.persons", 40000, "people generated for BenchmarkLinkBatch and BenchmarkLinkNDJSON (≈2.5 records each)")
+
+// BenchmarkScore measures scored candidate pairs per second on one goroutine: the
+// blocked pairs of a generated population, scored by the shipped model.
+func BenchmarkScore(b *testing.B) {
+	ds := Generate(GenOptions{Seed: 5, Persons: 20000})
+	norm := mpi.NewNormalizer(mpi.DefaultNicknames())
+	recs := make([]mpi.Record, len(ds.Inputs))
+	for i, in := range ds.Inputs {
+		recs[i] = norm.Normalize(in)
+	}
+	m, _ := mpi.DefaultModel()
+	for i := range recs {
+		m.Prepare(&recs[i])
+	}
+	pairs := mpi.CandidatePairs(recs, mpi.DefaultBlockCap)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	n := 0
+	var sink float64
+	for b.Loop() {
+		p := pairs[n%len(pairs)]
+		w, _ := m.Score(&recs[p[0]], &recs[p[1]])
+		sink += w
+		n++
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "pairs/s")
+	// The box is shared: pairs per CPU-second of this process is the per-core figure.
+	b.ReportMetric(float64(n)/(cpuTime()-cpu0).Seconds(), "pairs/cpu-s")
+	_ = sink
+}
+
+// cpuTime returns the user+system CPU time of this process.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func benchRecords(b *testing.B) []mpi.Record {
+	ds := Generate(GenOptions{Seed: 6, Persons: *benchPersons})
+	norm := mpi.NewNormalizer(mpi.DefaultNicknames())
+	recs := make([]mpi.Record, len(ds.Inputs))
+	for i, in := range ds.Inputs {
+		recs[i] = norm.Normalize(in)
+	}
+	return recs
+}
+
+// BenchmarkLinkBatch measures the in-memory batch link (blocking, scoring on all cores,
+// clustering) on normalized records: records/s and heap bytes per record.
+func BenchmarkLinkBatch(b *testing.B) {
+	recs := benchRecords(b)
+	m, _ := mpi.DefaultModel()
+	b.ResetTimer()
+	var pairs int64
+	for b.Loop() {
+		cp := make([]mpi.Record, len(recs))
+		copy(cp, recs)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		lm := *m
+		lm.FitTF(cp)
+		res, err := lm.LinkBatch(context.Background(), cp, 0, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.ReadMemStats(&after)
+		pairs = res.Pairs
+		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(len(recs)), "alloc-B/record")
+	}
+	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(len(recs)), "records")
+	b.ReportMetric(float64(pairs), "pairs")
+}
+
+// BenchmarkLinkNDJSON measures `concord mpi link` end to end (JSON parsing, normalization,
+// linking, CSV), with peak live heap per record.
+func BenchmarkLinkNDJSON(b *testing.B) {
+	ds := Generate(GenOptions{Seed: 6, Persons: *benchPersons})
+	var in bytes.Buffer
+	if err := WriteNDJSON(&in, ds); err != nil {
+		b.Fatal(err)
+	}
+	data := in.Bytes()
+	ds = nil
+	b.ResetTimer()
+	for b.Loop() {
+		var peak uint64
+		done := make(chan struct{})
+		go func() { // sample the live heap
+			var ms runtime.MemStats
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				runtime.ReadMemStats(&ms)
+				peak = max(peak, ms.HeapInuse)
+				runtime.Gosched()
+			}
+		}()
+		st, err := mpi.LinkNDJSON(context.Background(), bytes.NewReader(data), io.Discard, nil, mpi.LinkOptions{})
+		close(done)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(peak)/float64(st.Records), "peak-heap-B/record")
+		b.ReportMetric(float64(st.Records), "records")
+	}
+	b.ReportMetric(float64(b.N)*float64(bytes.Count(data, []byte("\n")))/b.Elapsed().Seconds(), "records/s")
+}
