@@ -16,11 +16,23 @@
 //     nested provision is an exception to its parent and, unless it says otherwise,
 //     of the opposite type);
 //   - any applicable deny wins over any permit, across all directives;
+//   - a deny that names no purpose does not cover PATRQT (the right of access): to
+//     restrict a proxy, a deny must name PATRQT;
 //   - a permit releases an item carrying a protecting label (ETH, PSY, HIV, SDV, SEX,
 //     R, V, 42CFRPart2) only if that provision or one of its ancestors names the label;
 //   - an item labelled 42CFRPart2 is released only under a patient's own directive that
 //     names the recipient (organization or person), never under a default policy,
 //     except to the patient themselves (PATRQT) or in a declared emergency (BTG);
 //   - BTG with a valid declaration overrides a deny, except a deny that names BTG;
-//   - nothing applicable: deny.
+//   - nothing applicable: deny, explained by the lapsed (Expired, Inactive) directive
+//     that would have permitted, if any.
+//
+// Every denial's Reason maps to the information-blocking exception (45 CFR 171.20x) it
+// relies on, in one table in reason.go.
+//
+// Besides Decide: DefaultPolicies (regional defaults), Preview (a decision per data
+// class), InForce/DecideAsOf (as-of evaluation), BreakGlassPolicy.Declare, CacheKey and
+// ValidUntil (for a caching decorator), ParseConsent/FormatConsent (R4 Consent), Labeler
+// (sensitivity labels from the value sets in valuesets/), Part2Notice, and Store
+// (versioned PostgreSQL storage).
 package consent

@@ -3,6 +3,8 @@ package consent
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -104,7 +106,9 @@ type (
 // maxConsentBytes bounds a Consent resource.
 const maxConsentBytes = 1 << 20
 
-// ParseConsent maps an R4 Consent (JSON) to a Directive, strictly: the consent must be
+// ParseConsent maps an R4 Consent (JSON) to a Directive, strictly. Duplicate members,
+// and members whose names differ only in case (encoding/json would match them to the
+// same field), are rejected before decoding. The consent must be
 // scope patient-privacy with category LOINC 59284-0 and policyRule OPTIN or OPTOUT;
 // unknown elements, unknown codes or systems, modifier extensions, instance-level
 // provisions (provision.data, provision.code, provision.dataPeriod) and actors Concord
@@ -121,6 +125,11 @@ func ParseConsent(data []byte, loc *time.Location) (Directive, error) {
 	}
 	if len(data) > maxConsentBytes {
 		return Directive{}, errs.E(op, errs.TooLarge, "consent resource too large")
+	}
+	if err := checkMembers(data); err != nil {
+		e := errs.E(op, errs.Invalid, "duplicate or case-variant JSON member", err)
+		e.Path = "Consent"
+		return Directive{}, e
 	}
 	var c fhirConsent
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -485,4 +494,77 @@ func formatTime(t time.Time, end bool) string {
 		return t.Format("2006-01-02")
 	}
 	return t.Format(time.RFC3339Nano)
+}
+
+// elementNames are the member names the mapping decodes. encoding/json matches member
+// names case-insensitively, so checkMembers rejects any other spelling of these.
+var elementNames = func() map[string]string {
+	m := map[string]string{}
+	for _, n := range strings.Fields(`resourceType id meta versionId lastUpdated source profile
+		security tag implicitRules language text contained extension modifierExtension identifier
+		status scope category patient dateTime performer organization sourceAttachment
+		sourceReference policy policyRule verification provision type period start end actor role
+		reference action securityLabel purpose class code dataPeriod data coding system version
+		display userSelected contentType url size hash title creation`) {
+		m[strings.ToLower(n)] = n
+	}
+	return m
+}()
+
+// checkMembers rejects JSON in which an object has two members with the same name or
+// with names equal under case folding, or a member that spells an element name with
+// other cases ("Type" for "type").
+func checkMembers(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		object bool
+		keys   map[string]bool
+		expect bool // next string token in this object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		top := len(stack) - 1
+		isKey := top >= 0 && stack[top].object && stack[top].expect
+		switch v := tok.(type) {
+		case json.Delim:
+			switch v {
+			case '{':
+				if top >= 0 && stack[top].object {
+					stack[top].expect = true
+				}
+				stack = append(stack, frame{object: true, keys: map[string]bool{}, expect: true})
+			case '[':
+				if top >= 0 && stack[top].object {
+					stack[top].expect = true
+				}
+				stack = append(stack, frame{})
+			default:
+				stack = stack[:top]
+			}
+			continue
+		case string:
+			if isKey {
+				k := strings.ToLower(v)
+				if want, ok := elementNames[k]; ok && want != v {
+					return errors.New("member name in the wrong case")
+				}
+				if stack[top].keys[k] {
+					return errors.New("duplicate member")
+				}
+				stack[top].keys[k] = true
+				stack[top].expect = false
+				continue
+			}
+		}
+		if top >= 0 && stack[top].object {
+			stack[top].expect = true
+		}
+	}
 }
