@@ -103,8 +103,12 @@ func ResourceTypes() []string { return append([]string(nil), r4Resources[:]...) 
 // element of its type (R4 4.0.1 definitions, choice types expanded, "_name" primitive
 // extensions allowed), when a value has the wrong JSON type or cardinality (array vs single),
 // when an array or object is empty, or when an id, date, dateTime, instant, time or integer
-// value is malformed. Contained resources and Bundle entry resources are validated as their
-// own types.
+// value is malformed (also code, uri, oid, uuid, base64Binary), when a null in a primitive
+// array has no matching "_name" entry, or when resources nest more than 6 deep. Contained
+// resources and Bundle entry resources are validated as their own types; a contained resource
+// may not contain resources (dom-2) nor carry meta.versionId or meta.lastUpdated (dom-4).
+// Invariants other than dom-2 and dom-4, cardinality minimums and terminology bindings are not
+// checked.
 func Parse(data []byte) (*Resource, error) {
 	p := &parser{s: scanner{data: data}}
 	p.path = append(p.path, "$")
@@ -143,6 +147,9 @@ type parser struct {
 	path     []string // element path segments for error reports
 	depth    int
 	resDepth int // resources being validated, the top-level one included
+	// contained is set while validating a contained resource; containedNext tells
+	// resource() that the value being read is Resource.contained.
+	contained, containedNext bool
 	// facts about the top-level resource
 	topID              string
 	metaStart, metaEnd int
@@ -232,7 +239,9 @@ func (p *parser) resource(want string) (string, error) {
 		return "", p.fail("resourceType not allowed here")
 	}
 	p.resDepth++
-	defer func() { p.resDepth-- }()
+	outerC, outerN := p.contained, p.containedNext
+	p.contained, p.containedNext = outerN, false
+	defer func() { p.resDepth--; p.contained, p.containedNext = outerC, outerN }()
 	top := len(p.path) == 1
 	if top {
 		p.path[0] = rt
@@ -375,6 +384,29 @@ func (p *parser) member(fields map[string]field, key string, isResource, top boo
 	if !ok {
 		return primArray{}, p.fail("unknown element")
 	}
+	if isResource && p.contained {
+		switch key {
+		case "contained": // dom-2
+			return primArray{}, p.fail("a contained resource must not contain resources")
+		case "meta": // dom-4
+			p.s.skipWS()
+			start := p.s.pos
+			arr, err := p.value(f, false)
+			if err != nil {
+				return arr, err
+			}
+			ms, _ := members(p.s.data[start:p.s.pos])
+			for _, m := range ms {
+				if m.Key == "versionId" || m.Key == "lastUpdated" {
+					p.path = append(p.path, m.Key)
+					return arr, p.fail("a contained resource must not have meta.versionId or meta.lastUpdated")
+				}
+			}
+			return arr, nil
+		}
+	}
+	p.containedNext = isResource && key == "contained"
+	defer func() { p.containedNext = false }()
 	start := p.s.pos
 	if top {
 		switch key {

@@ -109,6 +109,9 @@ func TestParseRejects(t *testing.T) {
 		{"primitive ext array shape", `{"resourceType":"Patient","name":[{"_given":{"id":"a"}}]}`, "Patient.name[0]._given", "element must be an array"},
 		{"null in complex array", `{"resourceType":"Patient","name":[null]}`, "Patient.name[0]", "wrong JSON type for element: want object, got null"},
 		{"resources nested too deeply", strings.Repeat(`{"resourceType":"Bundle","type":"collection","entry":[{"resource":`, 6) + `{"resourceType":"Patient"}` + strings.Repeat(`}]}`, 6), "", "resources nested too deeply"},
+		{"contained in contained", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","contained":[{"resourceType":"Patient","id":"q"}]}]}`, "Observation.contained[0].(Patient).contained", "a contained resource must not contain resources"},
+		{"second contained in contained", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"o"},{"resourceType":"Patient","id":"p","contained":[{"resourceType":"Patient","id":"q"}]}]}`, "Observation.contained[1].(Patient).contained", "a contained resource must not contain resources"},
+		{"contained with versionId", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","meta":{"versionId":"1"}}]}`, "Observation.contained[0].(Patient).meta.versionId", "a contained resource must not have meta.versionId or meta.lastUpdated"},
 		{"deep nesting", `{"resourceType":"Questionnaire"` + strings.Repeat(`,"item":[{"linkId":"a"`, 60) + strings.Repeat(`}]`, 60) + `}`, "", "JSON nested too deeply"},
 	}
 	for _, tt := range tests {
@@ -143,6 +146,7 @@ func TestParseAccepts(t *testing.T) {
 		{"escaped strings", `{"resourceType":"Patient","name":[{"family":"O\u2019Brien \ud83d\ude00 \"q\" \/"}]}`, "Patient", ""},
 		{"contained and backbone", `{"resourceType":"MedicationRequest","id":"1","contained":[{"resourceType":"Medication","id":"m1","code":{"text":"x"}}],"status":"active","intent":"order","medicationReference":{"reference":"#m1"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"frequency":1,"period":1,"periodUnit":"d"}}}]}`, "MedicationRequest", "1"},
 		{"recursive content reference", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","type":"string"}]}]}`, "Questionnaire", ""},
+		{"contained meta source allowed, bundle entry may contain", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","meta":{"versionId":"1"},"contained":[{"resourceType":"Patient","id":"p","meta":{"source":"urn:x"}}]}}]}`, "Bundle", ""},
 		{"bundle of resources", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, "Bundle", ""},
 		{"leap second and offset", `{"resourceType":"Observation","issued":"2016-12-31T23:59:60.123+14:00"}`, "Observation", ""},
 	}
