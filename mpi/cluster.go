@@ -257,8 +257,9 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 	return res, nil
 }
 
-// bridged reports whether persons p and q are joined by a direct edge at or above the
-// link threshold and no guard fires between any two records of p, q and r.
+// bridged reports whether persons p and q are also joined by a direct edge (at least in
+// the review band), besides r's edges to both at the link threshold, and no guard fires
+// between any two records of p, q and r.
 func (m *Model) bridged(recs []Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
 	direct := false
 	for _, x := range members[p] {
@@ -268,7 +269,7 @@ func (m *Model) bridged(recs []Record, edges [][]edge, members [][]uint32, p, q 
 				hi, lo = lo, hi
 			}
 			for _, e := range edges[hi] {
-				if e.j == lo && float64(e.w) >= m.Link {
+				if e.j == lo && float64(e.w) >= m.Review {
 					direct = true
 				}
 			}
