@@ -270,3 +270,81 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Error("Load on a closed pool succeeded")
 	}
 }
+
+// TestStoreRevocationIsImmediate races decisions (Load + Decide) against a revocation:
+// no decision that starts after the revoking transaction commits may permit.
+func TestStoreRevocationIsImmediate(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.DB(t)
+	s := consent.NewStore()
+	p := newPerson(t, pool)
+	// An OPTIN permit for payment, the only thing that allows org-b's HPAYMT request.
+	grant := consent.Directive{ID: "pay-b", PersonID: p, Kind: consent.KindPatient, PolicyRule: consent.OptIn,
+		Status: consent.StatusActive, Provision: consent.Provision{Type: consent.Permit,
+			Purposes: []string{consent.PurposePayment}, Actors: []consent.Actor{{Reference: "Organization/org-b"}}}}
+	grant, _ = save(t, pool, s, grant)
+
+	type obs struct {
+		start time.Time
+		allow bool
+	}
+	var (
+		mu      sync.Mutex
+		seen    []obs
+		stop    = make(chan struct{})
+		wg      sync.WaitGroup
+		permits int
+	)
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				dirs, err := s.Load(ctx, pool, p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				req := labRead(p, "org-b", time.Now())
+				req.Purpose = consent.PurposePayment
+				d := consent.Decide(dirs, req)
+				mu.Lock()
+				seen = append(seen, obs{start, d.Allow})
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	revoke := grant
+	revoke.Status = consent.StatusInactive
+	revoke.Version = 0
+	save(t, pool, s, revoke)
+	committed := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	var before, after int
+	for _, o := range seen {
+		if o.start.After(committed) {
+			after++
+			if o.allow {
+				t.Errorf("permit for a decision that started %v after the revocation committed", o.start.Sub(committed))
+			}
+		} else {
+			before++
+			if o.allow {
+				permits++
+			}
+		}
+	}
+	if after == 0 || permits == 0 {
+		t.Fatalf("race not exercised: %d decisions before (%d permits), %d after", before, permits, after)
+	}
+	t.Logf("%d decisions before the revocation (%d permits), %d after (0 permits)", before, permits, after)
+}
