@@ -185,6 +185,7 @@ func (m *Main) Open(ctx context.Context) error {
 func (m *Main) buildHTTP() {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = echo.ExtractIPDirect() // no proxy headers are trusted unless configured
 	e.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
 	e.Use(middleware.BodyLimit(fmt.Sprint(m.cfg.MaxBodyBytes)))
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
