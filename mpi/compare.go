@@ -257,7 +257,10 @@ func Guards(a, b *Record, v Vector) Guard {
 	// An SSN (or its last 4) that agrees is the person's own: relatives do not share it,
 	// so it silences the twin and DOB-gap guards (not an explicit JR/SR conflict).
 	ssnSame := v[FieldSSN] == SSNExact || v[FieldSSN] == SSNLast4
-	if v[FieldDOB] == DOBExact && home && !ssnSame && (fam || v[FieldFamily] == NameJW88 || v[FieldFamily] == NameMetaphone) {
+	// Twins: same birth date (allowing a typo: siblings are not born in the same month
+	// unless they are twins), same surname and home.
+	twinDOB := v[FieldDOB] == DOBExact || v[FieldDOB] == DOBDayMonthSwapped || v[FieldDOB] == DOBOneEdit || v[FieldDOB] == DOBYearMonth
+	if twinDOB && home && !ssnSame && (fam || v[FieldFamily] == NameJW88 || v[FieldFamily] == NameMetaphone) {
 		// Twins' names may share a nickname group (MARIA, MARIE); two formal names are
 		// different names, a formal name and its nickname are not.
 		gl := v[FieldGiven]

@@ -428,10 +428,9 @@ func (m *Model) calibrate(recs []Record, pairs [][2]uint32, opts TrainOptions) {
 	}
 	s := make([]sp, 0, len(pairs))
 	for _, p := range pairs {
-		w, ev := m.Score(&recs[p[0]], &recs[p[1]])
-		if m.Guard(&recs[p[0]], &recs[p[1]], ev.Levels) != 0 {
-			continue // guarded pairs never auto-link, whatever the threshold
-		}
+		// Guarded pairs stay in: the threshold alone must meet the target, so the guards
+		// are a second line of defence rather than part of the calibration.
+		w, _ := m.Score(&recs[p[0]], &recs[p[1]])
 		s = append(s, sp{w, opts.Same(int(p[0]), int(p[1]))})
 	}
 	sort.Slice(s, func(a, b int) bool { return s[a].w > s[b].w })

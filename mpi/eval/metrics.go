@@ -303,12 +303,12 @@ func TrainLabelled(ds *Dataset, precision float64) (*mpi.Model, error) {
 }
 
 // DefaultModelVersion names the model embedded in package mpi.
-const DefaultModelVersion = "hie-gen1-em-p0.9995"
+const DefaultModelVersion = "hie-gen1-em-p0.999"
 
 // TrainDefault trains the model shipped as mpi.DefaultModel: EM on a seeded 8,000-person
-// generated population, thresholds calibrated there for 0.9995 auto-link precision.
+// generated population, thresholds calibrated there for 0.999 auto-link precision.
 func TrainDefault() (*mpi.Model, error) {
-	m, err := TrainLabelled(Generate(GenOptions{Seed: 1, Persons: 8000}), 0.9995)
+	m, err := TrainLabelled(Generate(GenOptions{Seed: 1, Persons: 8000}), 0.999)
 	if err != nil {
 		return nil, err
 	}
