@@ -55,7 +55,7 @@ func TestAssign(t *testing.T) {
 		{"stranger no link", stranger, []Candidate{{"P1", []*Record{a}}}, NoLink, 0, false, false},
 		{"no candidates", same, nil, NoLink, 0, false, false},
 		{"same authority other MRN", sameMember, []Candidate{{"P1", []*Record{a}}}, Review, GuardMRN, false, false},
-		{"two persons clear: possible duplicate", same, []Candidate{{"P1", []*Record{a}}, {"P2", []*Record{rec(n, m, base)}}}, Review, 0, true},
+		{"two persons clear: possible duplicate", same, []Candidate{{"P1", []*Record{a}}, {"P2", []*Record{rec(n, m, base)}}}, Review, 0, true, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
