@@ -141,6 +141,11 @@ func linkTwoSided(ctx context.Context, m *mpi.Model, recs []mpi.Record, ds *Data
 func Measure(ds *Dataset, recs []mpi.Record, res *mpi.BatchResult) *Report {
 	n := len(recs)
 	rep := &Report{Dataset: ds.Name, Records: n, Overlays: map[string]int{}}
+	if ds.Kind != nil { // report the hard cases even when they are zero
+		for _, k := range []string{"twin", "jrsr", "namesake", "household"} {
+			rep.Overlays[k] = 0
+		}
+	}
 	cross := func(i, j int) bool { return ds.Side == nil || ds.Side[i] != ds.Side[j] }
 	// true pairs
 	byEnt := map[int32][]int{}
