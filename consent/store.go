@@ -277,3 +277,20 @@ func (s *Store) EnsureDefaults(ctx context.Context, tx db.Querier, policies []Di
 	}
 	return n, nil
 }
+
+// Decide loads the directives in force for req.PersonID and decides req. When they
+// cannot be loaded it returns the denial UnavailableDecision(req) together with the
+// error (errs.Unavailable for a database failure): the caller answers 503 and discloses
+// nothing. "No directive on file" is not an error; it is Decide's NoDirective denial.
+func (s *Store) Decide(ctx context.Context, q db.Querier, req Request) (Decision, error) {
+	dirs, err := s.Load(ctx, q, req.PersonID)
+	if err != nil {
+		return UnavailableDecision(req), errs.E("consent.Store.Decide", err)
+	}
+	return Decide(dirs, req), nil
+}
+
+// UnavailableDecision is the denial recorded when consent could not be read.
+func UnavailableDecision(req Request) Decision {
+	return decision(ConsentUnavailable, nil, &req)
+}

@@ -348,3 +348,20 @@ func TestStoreRevocationIsImmediate(t *testing.T) {
 	}
 	t.Logf("%d decisions before the revocation (%d permits), %d after (0 permits)", before, permits, after)
 }
+
+func TestStoreDecideFailsClosed(t *testing.T) {
+	pool := testkit.DB(t)
+	s := consent.NewStore()
+	p := newPerson(t, pool)
+	req := labRead(p, "org-b", time.Now())
+	d, err := s.Decide(context.Background(), pool, req)
+	if err != nil || d.Reason != consent.NoDirective {
+		t.Fatalf("nothing on file: %v, %v; want NoDirective and no error", d.Reason, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	d, err = s.Decide(ctx, pool, req)
+	if !errs.Is(err, errs.Unavailable) || d.Allow || d.Reason != consent.ConsentUnavailable || d.Exception == "" {
+		t.Fatalf("store unreachable: %+v, %v; want a ConsentUnavailable denial and Unavailable", d, err)
+	}
+}
