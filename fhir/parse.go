@@ -111,7 +111,7 @@ func ResourceTypes() []string { return append([]string(nil), r4Resources[:]...) 
 // checked.
 func Parse(data []byte) (*Resource, error) {
 	p := &parser{s: scanner{data: data}}
-	p.path = append(p.path, "$")
+	p.push("$")
 	if p.s.peek() != kindObject {
 		return nil, p.fail("JSON body must be a single object")
 	}
@@ -144,7 +144,7 @@ func MustParse(data []byte) *Resource {
 
 type parser struct {
 	s        scanner
-	path     []string // element path segments for error reports
+	path     []pathSeg // element path for error reports
 	depth    int
 	resDepth int // resources being validated, the top-level one included
 	// contained is set while validating a contained resource; containedNext tells
@@ -155,16 +155,37 @@ type parser struct {
 	metaStart, metaEnd int
 }
 
+// pathSeg is one step of an element path: a literal name, a member name as read (checked by
+// safeName only when an error is reported), or an array index (idx >= 0).
+type pathSeg struct {
+	name string
+	raw  []byte
+	idx  int
+}
+
+func (p *parser) push(name string)   { p.path = append(p.path, pathSeg{name: name, idx: -1}) }
+func (p *parser) pushRaw(raw []byte) { p.path = append(p.path, pathSeg{raw: raw, idx: -1}) }
+func (p *parser) pushIdx(i int)      { p.path = append(p.path, pathSeg{idx: i}) }
+func (p *parser) pop()               { p.path = p.path[:len(p.path)-1] }
+
 func (p *parser) pathString() string {
 	var b strings.Builder
 	for i, seg := range p.path {
-		if i == 0 && seg == "$" {
+		switch {
+		case seg.idx >= 0:
+			b.WriteString("[" + strconv.Itoa(seg.idx) + "]")
+			continue
+		case i == 0 && seg.name == "$":
 			continue
 		}
-		if i > 0 && seg[0] != '[' && b.Len() > 0 {
+		if b.Len() > 0 {
 			b.WriteByte('.')
 		}
-		b.WriteString(seg)
+		if seg.raw != nil {
+			b.WriteString(safeName(seg.raw))
+		} else {
+			b.WriteString(seg.name)
+		}
 	}
 	return b.String()
 }
@@ -244,10 +265,10 @@ func (p *parser) resource(want string) (string, error) {
 	defer func() { p.resDepth--; p.contained, p.containedNext = outerC, outerN }()
 	top := len(p.path) == 1
 	if top {
-		p.path[0] = rt
+		p.path[0].name = rt
 	} else {
-		p.path = append(p.path, "("+rt+")")
-		defer func() { p.path = p.path[:len(p.path)-1] }()
+		p.push("(" + rt + ")")
+		defer p.pop()
 	}
 	return rt, p.object(rt, true, top)
 }
@@ -268,40 +289,41 @@ func (p *parser) object(typ string, isResource, top bool) error {
 	if p.s.consume('}') {
 		return p.fail("empty object")
 	}
-	var seenBuf [24]string
+	var seenBuf [24][]byte
 	seen := seenBuf[:0]
 	var primBuf [4]primArray
 	prims := primBuf[:0] // primitive arrays and their "_name" arrays, to check alignment
 	hasExt := false
 	for {
-		kb, ok := p.s.str()
+		key, ok := p.s.str()
 		if !ok {
 			return p.fail("invalid JSON")
 		}
-		name := safeName(kb)
+		if p.s.escaped { // key aliases the scanner's buffer, which the next string reuses
+			key = bytes.Clone(key)
+		}
 		for _, prev := range seen {
-			if prev == string(kb) {
-				p.path = append(p.path, name)
+			if bytes.Equal(prev, key) {
+				p.pushRaw(key)
 				return p.fail("duplicate JSON member")
 			}
-			if strings.EqualFold(prev, string(kb)) {
-				p.path = append(p.path, name)
+			if bytes.EqualFold(prev, key) {
+				p.pushRaw(key)
 				return p.fail("JSON member names differ only in case")
 			}
 		}
-		key := string(kb)
 		seen = append(seen, key)
 		if !p.s.consume(':') {
 			return p.fail("invalid JSON")
 		}
-		p.path = append(p.path, name)
+		p.pushRaw(key)
 		arr, err := p.member(fields, key, isResource, top)
 		if err != nil {
 			return err
 		}
-		p.path = p.path[:len(p.path)-1]
+		p.pop()
 		if arr.n > 0 {
-			arr.name = strings.TrimPrefix(key, "_")
+			arr.name = bytes.TrimPrefix(key, []byte("_"))
 			prims = append(prims, arr)
 			hasExt = hasExt || arr.ext || len(arr.nulls) > 0
 		}
@@ -320,7 +342,7 @@ func (p *parser) object(typ string, isResource, top bool) error {
 // primArray describes an array of a primitive element ("given") or of its extensions
 // ("_given"): its length and the indexes that hold null.
 type primArray struct {
-	name  string
+	name  []byte
 	ext   bool
 	n     int
 	nulls []int
@@ -330,9 +352,9 @@ type primArray struct {
 // non-null at the same index of "_name", both arrays have the same length, and "_name"
 // holds nulls only where "name" has a value.
 func (p *parser) checkAligned(prims []primArray) error {
-	find := func(name string, ext bool) *primArray {
+	find := func(name []byte, ext bool) *primArray {
 		for i := range prims {
-			if prims[i].name == name && prims[i].ext == ext {
+			if bytes.Equal(prims[i].name, name) && prims[i].ext == ext {
 				return &prims[i]
 			}
 		}
@@ -340,9 +362,10 @@ func (p *parser) checkAligned(prims []primArray) error {
 	}
 	for _, a := range prims {
 		other := find(a.name, !a.ext)
-		p.path = append(p.path, a.name)
 		if a.ext {
-			p.path[len(p.path)-1] = "_" + a.name
+			p.push("_" + string(a.name))
+		} else {
+			p.pushRaw(a.name)
 		}
 		switch {
 		case other == nil && len(a.nulls) > 0:
@@ -358,21 +381,21 @@ func (p *parser) checkAligned(prims []primArray) error {
 				}
 			}
 		}
-		p.path = p.path[:len(p.path)-1]
+		p.pop()
 	}
 	return nil
 }
 
-func (p *parser) member(fields map[string]field, key string, isResource, top bool) (primArray, error) {
-	if isResource && key == "resourceType" {
+func (p *parser) member(fields map[string]field, key []byte, isResource, top bool) (primArray, error) {
+	if isResource && string(key) == "resourceType" {
 		_, ok := p.s.str() // checked by findResourceType
 		if !ok {
 			return primArray{}, p.fail("invalid JSON")
 		}
 		return primArray{}, nil
 	}
-	if strings.HasPrefix(key, "_") && len(key) > 1 {
-		f, ok := fields[key[1:]]
+	if len(key) > 1 && key[0] == '_' {
+		f, ok := fields[string(key[1:])]
 		if !ok || !isPrimitive(f.Type) {
 			return primArray{}, p.fail("unknown element")
 		}
@@ -380,12 +403,12 @@ func (p *parser) member(fields map[string]field, key string, isResource, top boo
 		arr.ext = true
 		return arr, err
 	}
-	f, ok := fields[key]
+	f, ok := fields[string(key)]
 	if !ok {
 		return primArray{}, p.fail("unknown element")
 	}
 	if isResource && p.contained {
-		switch key {
+		switch string(key) {
 		case "contained": // dom-2
 			return primArray{}, p.fail("a contained resource must not contain resources")
 		case "meta": // dom-4
@@ -398,18 +421,18 @@ func (p *parser) member(fields map[string]field, key string, isResource, top boo
 			ms, _ := members(p.s.data[start:p.s.pos])
 			for _, m := range ms {
 				if m.Key == "versionId" || m.Key == "lastUpdated" {
-					p.path = append(p.path, m.Key)
+					p.push(m.Key)
 					return arr, p.fail("a contained resource must not have meta.versionId or meta.lastUpdated")
 				}
 			}
 			return arr, nil
 		}
 	}
-	p.containedNext = isResource && key == "contained"
+	p.containedNext = isResource && string(key) == "contained"
 	defer func() { p.containedNext = false }()
 	start := p.s.pos
 	if top {
-		switch key {
+		switch string(key) {
 		case "id":
 			p.s.skipWS()
 			start = p.s.pos
@@ -423,7 +446,7 @@ func (p *parser) member(fields map[string]field, key string, isResource, top boo
 		return arr, err
 	}
 	if top {
-		switch key {
+		switch string(key) {
 		case "id":
 			v, _ := (&scanner{data: p.s.data, pos: start}).str()
 			p.topID = string(v)
@@ -458,14 +481,14 @@ func (p *parser) value(f field, primitiveExt bool) (primArray, error) {
 	defer func() { p.depth-- }()
 	prim := primitiveExt || isPrimitive(f.Type)
 	for i := 0; ; i++ {
-		p.path = append(p.path, "["+strconv.Itoa(i)+"]")
+		p.pushIdx(i)
 		if prim && p.s.peek() == kindNull {
 			p.s.literal("null") // nulls align primitive arrays with their "_name" extensions
 			arr.nulls = append(arr.nulls, i)
 		} else if err := p.single(f.Type); err != nil {
 			return arr, err
 		}
-		p.path = p.path[:len(p.path)-1]
+		p.pop()
 		if p.s.consume(']') {
 			if prim {
 				arr.n = i + 1

@@ -12,6 +12,8 @@ type scanner struct {
 	pos  int
 	// buf holds the unescaped text of the last string that contained escapes.
 	buf []byte
+	// escaped reports whether the last string read had escapes (its bytes are in buf).
+	escaped bool
 }
 
 // jsonKind is the kind of the JSON value that starts at the scanner's position.
@@ -85,6 +87,7 @@ func (s *scanner) str() ([]byte, bool) {
 	start := s.pos + 1
 	i := start
 	ascii := true
+	s.escaped = false
 	for i < len(s.data) {
 		c := s.data[i]
 		switch {
@@ -108,6 +111,7 @@ func (s *scanner) str() ([]byte, bool) {
 }
 
 func (s *scanner) strEscaped(start int) ([]byte, bool) {
+	s.escaped = true
 	b := s.buf[:0]
 	i := start
 	for i < len(s.data) {
