@@ -16,7 +16,7 @@ type Decision struct {
 	Allow  bool
 	Reason Reason
 	// By is the directive that decided; for BreakGlassOverride it is the deny that was
-	// overridden, if any. Zero when none did.
+	// overridden or else the directive that would have permitted, if any. Zero when none did.
 	By      DirectiveID
 	Version int // By's version
 	// Provision is the path of the deciding provision in By, e.g. "provision.provision[1]".
@@ -50,13 +50,15 @@ func Decide(dirs []Directive, req Request) Decision {
 		e.directive(&dirs[i])
 	}
 	if e.btg {
+		// Every allowed BTG request is a break-the-glass use (reviewed, notified), even
+		// where a directive would have permitted it anyway.
 		switch {
 		case e.btgDeny.ok:
 			return decision(denyReason(e.btgDeny.d), &e.btgDeny, &req)
-		case e.permit.ok && !e.deny.ok:
-			return decision(Permitted, &e.permit, &req)
 		case e.deny.ok:
 			return decision(BreakGlassOverride, &e.deny, &req)
+		case e.permit.ok:
+			return decision(BreakGlassOverride, &e.permit, &req)
 		default:
 			return decision(BreakGlassOverride, nil, &req)
 		}

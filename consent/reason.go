@@ -9,8 +9,9 @@ const (
 	NoDirective Reason = iota
 	// Permitted: a permit provision applies and releases every label on the item.
 	Permitted
-	// BreakGlassOverride: a valid break-the-glass declaration overrode a deny or the absence of a
-	// permit. Every such decision must be queued for officer review.
+	// BreakGlassOverride: a request with purpose BTG and a valid declaration was allowed
+	// (overriding a deny or the absence of a permit, or where a directive permits BTG).
+	// Every such decision must be queued for officer review and notified to the patient.
 	BreakGlassOverride
 	// Denied: a patient's own directive denies the request.
 	Denied
