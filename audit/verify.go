@@ -109,7 +109,7 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 		return rep, db.Map("audit.Verify", err)
 	}
 
-	cps := &checkpointIter{q: q}
+	var queue []Checkpoint        // checkpoints delivered by the fetcher, in id order
 	var lastGood int64 = startSeq // size of the last checkpoint that matched
 	var prevCP Checkpoint
 	// checkCP checks one checkpoint's signature, numbering and order; a false result means
@@ -146,22 +146,27 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 		lastGood = c.Size
 		return true
 	}
-	// Checkpoints before the anchor can only have their signatures checked.
-	for {
-		c, ok, err := cps.peek(ctx)
-		if err != nil {
-			return rep, err
+	seq := startSeq
+	// consume checks the queued checkpoints that cover at most seq; false means rep failed.
+	consume := func() bool {
+		for len(queue) > 0 && queue[0].Size <= seq {
+			c := queue[0]
+			queue = queue[1:]
+			if !checkCP(&c) {
+				return false
+			}
+			switch {
+			case c.Size == seq && seq > 0:
+				if !matchCP(&c) {
+					return false
+				}
+			case c.Size < seq && c.Size > startSeq: // a size the chain went past without a stop
+				rep.Checkpoint = c.ID
+				rep.fail(c.Size+1, BadCheckpoint, "checkpoint %d is out of order", c.ID)
+				return false
+			}
 		}
-		if !ok || c.Size > startSeq {
-			break
-		}
-		cps.next()
-		if !checkCP(&c) {
-			return rep, nil
-		}
-		if c.Size == startSeq && startSeq > 0 && !matchCP(&c) {
-			return rep, nil
-		}
+		return true
 	}
 
 	batches := make(chan verifyRows, 2)
@@ -170,12 +175,16 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 	ferr := make(chan error, 1)
 	go func() { ferr <- fetchEvents(fctx, q, batches) }()
 
-	seq := startSeq
 	var colEnc []byte
 	failed := false
 	for b := range batches {
 		if failed {
 			continue // drain so the fetcher can finish
+		}
+		queue = append(queue, b.cps...)
+		if !consume() {
+			failed = true
+			continue
 		}
 		for i := range b.rows {
 			r := &b.rows[i]
@@ -224,27 +233,8 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 			seq = r.seq
 			rep.Events++
 			rep.LastSeq = seq
-			for {
-				c, ok, err := cps.peek(ctx)
-				if err != nil {
-					return rep, err
-				}
-				if !ok || c.Size > seq {
-					break
-				}
-				cps.next()
-				if !checkCP(&c) || (c.Size == seq && !matchCP(&c)) {
-					failed = true
-					break
-				}
-				if c.Size < seq { // a size between two present events: impossible unless tampered
-					rep.Checkpoint = c.ID
-					rep.fail(c.Size+1, BadCheckpoint, "checkpoint %d has a size the chain skipped", c.ID)
-					failed = true
-					break
-				}
-			}
-			if failed {
+			if len(queue) > 0 && queue[0].Size <= seq && !consume() {
+				failed = true
 				break
 			}
 		}
@@ -258,16 +248,9 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 	if failed {
 		return rep, nil
 	}
-	// Checkpoints beyond the last event: events were cut off.
-	for {
-		c, ok, err := cps.peek(ctx)
-		if err != nil {
-			return rep, err
-		}
-		if !ok {
-			break
-		}
-		cps.next()
+	// A checkpoint beyond the last event: events were cut off.
+	if len(queue) > 0 {
+		c := queue[0]
 		if !checkCP(&c) {
 			return rep, nil
 		}
@@ -299,7 +282,13 @@ type verifyRow struct {
 	enc, prev, hash                                 []byte
 }
 
-type verifyRows struct{ rows []verifyRow }
+// verifyRows is one message from the fetcher: a batch of rows in seq order and the
+// checkpoints (in id order) whose sizes are at most the batch's last seq. The last message
+// carries every remaining checkpoint.
+type verifyRows struct {
+	rows []verifyRow
+	cps  []Checkpoint
+}
 
 const eventSelect = `SELECT seq, time, action, outcome, reason, actor, client, org, role, purpose, patient,
 	resources, consent, consent_version, token_id, request_id, source_ip, query, break_glass, share_link,
@@ -325,11 +314,33 @@ func encodeRow(dst []byte, r *verifyRow) []byte {
 	return append(dst, Encode(&ev)...)
 }
 
-// fetchEvents streams all rows in seq order into out, verifyBatch at a time, and closes out.
-// Each query restarts at the last seq seen (>=, skipping the one row already sent), so a
-// duplicated seq at a batch boundary is still delivered.
+// fetchEvents streams all rows in seq order into out, verifyBatch at a time, with the
+// checkpoints, and closes out. It is the only user of q while it runs (a connection serves one
+// query at a time). Each query restarts at the last seq seen (>=, skipping the rows already
+// sent), so a duplicated seq at a batch boundary is still delivered.
 func fetchEvents(ctx context.Context, q db.Querier, out chan<- verifyRows) error {
 	defer close(out)
+	it := &checkpointIter{q: q}
+	send := func(b verifyRows) error {
+		select {
+		case out <- b:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	// upTo takes the checkpoints up to the first whose size exceeds last (all when last < 0).
+	upTo := func(last int64) ([]Checkpoint, error) {
+		var cps []Checkpoint
+		for {
+			c, ok, err := it.peek(ctx)
+			if err != nil || !ok || (last >= 0 && c.Size > last) {
+				return cps, err
+			}
+			cps = append(cps, c)
+			it.next()
+		}
+	}
 	from := int64(math.MinInt64)
 	skip := 0
 	for {
@@ -356,23 +367,30 @@ func fetchEvents(ctx context.Context, q db.Querier, out chan<- verifyRows) error
 		if err := rows.Err(); err != nil {
 			return db.Map("audit.Verify", err)
 		}
-		if len(b.rows) > 0 {
-			select {
-			case out <- b:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		if n < verifyBatch+skip || len(b.rows) == 0 {
-			return nil
+		if len(b.rows) == 0 {
+			break
 		}
 		last := b.rows[len(b.rows)-1].seq
+		if b.cps, err = upTo(max(last, 0)); err != nil {
+			return err
+		}
+		if err := send(b); err != nil {
+			return err
+		}
+		if n < verifyBatch+skip {
+			break
+		}
 		skip = 0
 		for i := len(b.rows) - 1; i >= 0 && b.rows[i].seq == last; i-- {
 			skip++
 		}
 		from = last
 	}
+	cps, err := upTo(-1)
+	if err != nil {
+		return err
+	}
+	return send(verifyRows{cps: cps})
 }
 
 // checkpointIter streams checkpoints in id order, a batch at a time.

@@ -1,0 +1,277 @@
+package audit
+
+import (
+	"context"
+	"crypto/ed25519"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/testkit"
+)
+
+func seededKey(b byte) ed25519.PrivateKey {
+	s := make([]byte, ed25519.SeedSize)
+	for i := range s {
+		s[i] = b
+	}
+	return ed25519.NewKeyFromSeed(s)
+}
+
+// tamperFixture appends n events in four checkpointed quarters and returns the pool and key.
+func tamperFixture(t *testing.T, n int) (*pgxpool.Pool, ed25519.PrivateKey) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	key := seededKey(42)
+	l, err := New(ctx, pool, Config{SigningKey: key, CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r := rand.New(rand.NewPCG(5, 6))
+	for q := 0; q < 4; q++ {
+		evs := make([]Event, n/4)
+		for i := range evs {
+			evs[i] = sampleEvent(r)
+		}
+		if err := db.InTx(ctx, pool, func(tx db.Querier) error { return l.AppendTx(ctx, tx, evs...) }); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.Checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := Verify(ctx, pool, key.Public().(ed25519.PublicKey), nil)
+	if err != nil || !rep.OK || rep.Events != int64(n) || rep.Checkpoints != 4 {
+		t.Fatalf("untampered log: %+v, %v", rep, err)
+	}
+	return pool, key
+}
+
+type tamperRow struct {
+	seq  int64
+	ev   Event
+	enc  []byte
+	prev []byte
+	hash []byte
+}
+
+func loadRows(t *testing.T, ctx context.Context, tx pgx.Tx, from int64) []tamperRow {
+	rows, err := tx.Query(ctx, eventSelect+" WHERE seq >= $1 ORDER BY seq", from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []tamperRow
+	for rows.Next() {
+		var r verifyRow
+		if err := scanRow(rows, &r); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, tamperRow{seq: r.seq, ev: r.event(), enc: r.enc, prev: r.prev, hash: r.hash})
+	}
+	return out
+}
+
+// rechain rewrites event k's purpose in both its column and its encoding and re-hashes every
+// event from k on, moving the head: what an attacker with database access but without the
+// checkpoint key can do. It returns the new hashes from k on.
+func rechain(t *testing.T, ctx context.Context, tx pgx.Tx, k int64) {
+	rs := loadRows(t, ctx, tx, k)
+	var prev Hash
+	copy(prev[:], rs[0].prev)
+	seqs := make([]int64, len(rs))
+	encs := make([][]byte, len(rs))
+	prevs := make([][]byte, len(rs))
+	hashes := make([][]byte, len(rs))
+	for i, r := range rs {
+		if i == 0 {
+			r.ev.Purpose = "HACKED"
+			r.enc = Encode(&r.ev)
+		}
+		h := ChainHash(prev, r.seq, r.enc)
+		seqs[i], encs[i], prevs[i], hashes[i] = r.seq, r.enc, append([]byte(nil), prev[:]...), append([]byte(nil), h[:]...)
+		prev = h
+	}
+	mustExec(t, ctx, tx, `UPDATE audit_events e SET enc = u.enc, prev = u.prev, hash = u.hash,
+		purpose = CASE WHEN e.seq = $5 THEN 'HACKED' ELSE e.purpose END
+		FROM unnest($1::bigint[], $2::bytea[], $3::bytea[], $4::bytea[]) AS u(seq, enc, prev, hash) WHERE e.seq = u.seq`,
+		seqs, encs, prevs, hashes, k)
+	mustExec(t, ctx, tx, "UPDATE audit_chain_head SET hash = $1", prev[:])
+}
+
+func mustExec(t *testing.T, ctx context.Context, tx pgx.Tx, sql string, args ...any) {
+	t.Helper()
+	if _, err := tx.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("tamper %q: %v", sql, err)
+	}
+}
+
+// TestTamperingDetected applies at least 1,000 random tamperings, each directly in SQL as a
+// superuser inside a transaction that Verify reads and that is then rolled back, and requires
+// every one to be detected.
+func TestTamperingDetected(t *testing.T) {
+	const n = 80 // events; four checkpoints at 20, 40, 60, 80
+	pool, key := tamperFixture(t, n)
+	pub := key.Public().(ed25519.PublicKey)
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 8))
+	iterations := 1020 // ≥ 1,000, every kind about 60 times
+	if testing.Short() {
+		iterations = 200
+	}
+	columns := []string{
+		"purpose = 'HACK'", "patient = patient || 'x'", "org = 'evil'", "actor = 'iss|mallory'",
+		"outcome = CASE WHEN outcome = 'permit' THEN 'deny' ELSE 'permit' END",
+		"time = time + interval '1 second'", "resources = array_append(resources, 'Observation/x')",
+		"break_glass = NOT break_glass", "share_link = NOT share_link", "request_id = 'forged'",
+		"consent_version = consent_version + 1", "query = query || '&x=1'", "reason = reason || 'x'",
+	}
+	attacker := seededKey(99)
+	kinds := []string{"edit-column", "edit-encoding", "edit-column-and-encoding", "edit-hash", "edit-prev",
+		"delete", "delete-last-fix-head", "insert-duplicate", "insert-shift", "swap", "swap-adjacent",
+		"truncate", "rechain", "rechain-resign", "delete-checkpoint", "edit-checkpoint", "insert-before-start"}
+	detected := map[string]int{}
+	problems := map[Problem]int{}
+	total := 0
+	for i := 0; i < iterations; i++ {
+		kind := kinds[i%len(kinds)]
+		k := 1 + r.Int64N(n)
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch kind {
+		case "edit-column":
+			mustExec(t, ctx, tx, "UPDATE audit_events SET "+columns[r.IntN(len(columns))]+" WHERE seq = $1", k)
+		case "edit-encoding":
+			pos := r.IntN(1 << 16)
+			mustExec(t, ctx, tx, "UPDATE audit_events SET enc = set_byte(enc, $2 % length(enc), get_byte(enc, $2 % length(enc)) # (1 + $3::int)) WHERE seq = $1", k, pos, r.IntN(255))
+		case "edit-column-and-encoding":
+			rs := loadRows(t, ctx, tx, k)
+			ev := rs[0].ev
+			ev.Patient = "someone-else"
+			mustExec(t, ctx, tx, "UPDATE audit_events SET patient = $2, enc = $3 WHERE seq = $1", k, ev.Patient, Encode(&ev))
+		case "edit-hash":
+			mustExec(t, ctx, tx, "UPDATE audit_events SET hash = set_byte(hash, $2, get_byte(hash, $2) # 1) WHERE seq = $1", k, r.IntN(32))
+		case "edit-prev":
+			mustExec(t, ctx, tx, "UPDATE audit_events SET prev = set_byte(prev, $2, get_byte(prev, $2) # 1) WHERE seq = $1", k, r.IntN(32))
+		case "delete":
+			mustExec(t, ctx, tx, "DELETE FROM audit_events WHERE seq = $1", k)
+		case "delete-last-fix-head":
+			mustExec(t, ctx, tx, "DELETE FROM audit_events WHERE seq = $1", n)
+			mustExec(t, ctx, tx, "UPDATE audit_chain_head SET seq = $1, hash = (SELECT hash FROM audit_events WHERE seq = $1)", n-1)
+		case "insert-duplicate":
+			mustExec(t, ctx, tx, "INSERT INTO audit_events SELECT * FROM audit_events WHERE seq = $1", k)
+		case "insert-shift":
+			// A forged event, correctly chained to its predecessor, pushed in at k.
+			rs := loadRows(t, ctx, tx, k)
+			ev := sampleEvent(r)
+			ev.Seq = k
+			enc := Encode(&ev)
+			var prev Hash
+			copy(prev[:], rs[0].prev)
+			h := ChainHash(prev, k, enc)
+			mustExec(t, ctx, tx, "UPDATE audit_events SET seq = seq + 1 WHERE seq >= $1", k)
+			mustExec(t, ctx, tx, `INSERT INTO audit_events (seq, time, action, outcome, reason, actor, client, org, role, purpose, patient,
+				resources, consent, consent_version, token_id, request_id, source_ip, query, break_glass, share_link, enc, prev, hash)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
+				k, ev.Time, string(ev.Action), string(ev.Outcome), ev.Reason, ev.Actor, ev.Client, ev.Org, ev.Role, ev.Purpose,
+				ev.Patient, resourceStrings(ev.Resources), ev.Consent, ev.ConsentVersion, ev.TokenID, ev.RequestID, ev.SourceIP,
+				ev.Query, ev.BreakGlass, ev.ShareLink, enc, prev[:], h[:])
+			mustExec(t, ctx, tx, "UPDATE audit_chain_head SET seq = seq + 1, hash = (SELECT hash FROM audit_events WHERE seq = $1)", n+1)
+		case "swap", "swap-adjacent":
+			a, b := k, 1+r.Int64N(n)
+			if kind == "swap-adjacent" || a == b {
+				if a == n {
+					a--
+				}
+				b = a + 1
+			}
+			mustExec(t, ctx, tx, "UPDATE audit_events SET seq = CASE WHEN seq = $1 THEN $2 ELSE $1 END WHERE seq IN ($1, $2)", a, b)
+		case "truncate":
+			k-- // keep events 1..k (k may be 0), drop the rest, move the head back
+			mustExec(t, ctx, tx, "DELETE FROM audit_events WHERE seq > $1", k)
+			mustExec(t, ctx, tx, "UPDATE audit_chain_head SET seq = $1, hash = coalesce((SELECT hash FROM audit_events WHERE seq = $1), decode(repeat('00', 32), 'hex'))", k)
+		case "rechain":
+			rechain(t, ctx, tx, k)
+		case "rechain-resign":
+			// Re-chain, then recompute every checkpoint over the forged chain and sign it with
+			// the attacker's own key.
+			rechain(t, ctx, tx, k)
+			rs := loadRows(t, ctx, tx, 1)
+			var fr frontier
+			var cps []Checkpoint
+			rows, err := tx.Query(ctx, "SELECT id, size, time FROM audit_checkpoints ORDER BY id")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for rows.Next() {
+				var c Checkpoint
+				if err := rows.Scan(&c.ID, &c.Size, &c.Time); err != nil {
+					t.Fatal(err)
+				}
+				cps = append(cps, c)
+			}
+			rows.Close()
+			next := 0
+			for _, row := range rs {
+				fr.push(row.hash)
+				for next < len(cps) && cps[next].Size == row.seq {
+					c := &cps[next]
+					c.Root = fr.root()
+					copy(c.Head[:], row.hash)
+					c.KeyID = KeyID(attacker.Public().(ed25519.PublicKey))
+					c.Sig = ed25519.Sign(attacker, c.Note())
+					mustExec(t, ctx, tx, "UPDATE audit_checkpoints SET root = $2, head = $3, key_id = $4, sig = $5 WHERE id = $1", c.ID, c.Root[:], c.Head[:], c.KeyID, c.Sig)
+					next++
+				}
+			}
+		case "delete-checkpoint":
+			mustExec(t, ctx, tx, "DELETE FROM audit_checkpoints WHERE id = $1", 1+r.Int64N(3)) // not the newest: only a witness can tell that one is gone
+		case "edit-checkpoint":
+			switch r.IntN(3) {
+			case 0:
+				mustExec(t, ctx, tx, "UPDATE audit_checkpoints SET size = size - 1 WHERE id = $1", 1+r.Int64N(4))
+			case 1:
+				mustExec(t, ctx, tx, "UPDATE audit_checkpoints SET root = set_byte(root, 0, get_byte(root, 0) # 1) WHERE id = $1", 1+r.Int64N(4))
+			default:
+				mustExec(t, ctx, tx, "UPDATE audit_checkpoints SET time = time - interval '1 hour' WHERE id = $1", 1+r.Int64N(4))
+			}
+		case "insert-before-start":
+			mustExec(t, ctx, tx, "INSERT INTO audit_events SELECT * FROM audit_events WHERE seq = $1", k)
+			mustExec(t, ctx, tx, "UPDATE audit_events SET seq = 0 WHERE ctid = (SELECT ctid FROM audit_events WHERE seq = $1 LIMIT 1) AND tableoid = (SELECT tableoid FROM audit_events WHERE seq = $1 LIMIT 1)", k)
+		default:
+			t.Fatalf("unknown tampering %s", kind)
+		}
+		rep, err := Verify(ctx, tx, pub, nil)
+		if err != nil {
+			t.Fatalf("%s at %d: Verify: %v", kind, k, err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+		total++
+		if !rep.OK {
+			detected[kind]++
+			problems[rep.Problem]++
+		} else {
+			t.Errorf("tampering %d (%s at seq %d) was not detected", i, kind, k)
+		}
+	}
+	sum := 0
+	for _, c := range detected {
+		sum += c
+	}
+	t.Logf("tamperings: %d, detected: %d (%.1f %%); by kind %v; by problem %v", total, sum, 100*float64(sum)/float64(total), detected, problems)
+	if total < iterations || sum != total {
+		t.Fatalf("detected %d of %d tamperings; want all", sum, total)
+	}
+	// The fixture is untouched after all the rolled-back tamperings.
+	if rep, err := Verify(ctx, pool, pub, nil); err != nil || !rep.OK {
+		t.Fatalf("after rollbacks: %+v, %v", rep, err)
+	}
+}
