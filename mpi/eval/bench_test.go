@@ -71,6 +71,7 @@ func BenchmarkLinkBatch(b *testing.B) {
 	recs := benchRecords(b)
 	m, _ := mpi.DefaultModel()
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	var pairs int64
 	for b.Loop() {
 		cp := make([]mpi.Record, len(recs))
@@ -89,6 +90,7 @@ func BenchmarkLinkBatch(b *testing.B) {
 		b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/float64(len(recs)), "alloc-B/record")
 	}
 	b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64(len(recs))*float64(b.N)/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
 	b.ReportMetric(float64(len(recs)), "records")
 	b.ReportMetric(float64(pairs), "pairs")
 }
@@ -104,6 +106,7 @@ func BenchmarkLinkNDJSON(b *testing.B) {
 	data := in.Bytes()
 	ds = nil
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for b.Loop() {
 		var peak uint64
 		done := make(chan struct{})
@@ -128,5 +131,7 @@ func BenchmarkLinkNDJSON(b *testing.B) {
 		b.ReportMetric(float64(peak)/float64(st.Records), "peak-heap-B/record")
 		b.ReportMetric(float64(st.Records), "records")
 	}
-	b.ReportMetric(float64(b.N)*float64(bytes.Count(data, []byte("\n")))/b.Elapsed().Seconds(), "records/s")
+	recs := float64(b.N) * float64(bytes.Count(data, []byte("\n")))
+	b.ReportMetric(recs/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(recs/(cpuTime()-cpu0).Seconds(), "records/cpu-s")
 }

@@ -1,0 +1,202 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"sort"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/mpi"
+)
+
+// blockCap bounds how many source records one blocking key may contribute as candidates;
+// a larger block (a very common name or date) is searched by its refined key instead.
+const blockCap = 500
+
+// Matcher runs the MPI engine against the records in PostgreSQL: blocking keys live in
+// mpi_block_keys so every replica shares one index.
+type Matcher struct {
+	store *Store
+	model *mpi.Model
+	norm  *mpi.Normalizer
+}
+
+// NewMatcher returns a matcher with the engine's default model and nickname table.
+func NewMatcher(s *Store) (*Matcher, error) {
+	m, err := mpi.DefaultModel()
+	if err != nil {
+		return nil, errs.E("mpi.store.NewMatcher", errs.Internal, err)
+	}
+	return &Matcher{store: s, model: m, norm: mpi.NewNormalizer(mpi.DefaultNicknames())}, nil
+}
+
+// Model returns the version string of the matching model.
+func (m *Matcher) Model() string { return m.model.Version }
+
+// Record normalizes a FHIR Patient (JSON) into a prepared engine record.
+func (m *Matcher) Record(patient []byte) (mpi.Record, error) {
+	in, err := mpi.PatientInput(patient)
+	if err != nil {
+		return mpi.Record{}, errs.E("mpi.store.Matcher.Record", errs.Invalid, "the Patient cannot be matched", err)
+	}
+	r := m.norm.Normalize(in)
+	m.model.Prepare(&r)
+	return r, nil
+}
+
+// Match decides which person a new member patient joins. It fetches candidates through
+// the blocking keys (capped per key), groups them by person and applies the engine's
+// clustering rule. MANUAL cannot-link decisions are honoured because a record in review
+// keeps its own person until a steward decides.
+func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record) (mpi.Assignment, error) {
+	const op = "mpi.store.Matcher.Match"
+	keys := mpi.BlockKeys(r)
+	if len(keys) == 0 {
+		return mpi.Assignment{Outcome: mpi.NoLink}, nil
+	}
+	coarse := make([]int64, len(keys))
+	fine := make([]int64, len(keys))
+	for i, k := range keys {
+		coarse[i], fine[i] = int64(k.Hash), int64(k.Fine)
+	}
+	// Small blocks by their coarse key; blocks over the cap by their refined key.
+	byPerson := map[string][]*mpi.Record{}
+	rows, err := q.Query(ctx, `
+		WITH sizes AS (
+			SELECT hash, count(*) AS n FROM mpi_block_keys WHERE hash = ANY($1) GROUP BY hash
+		), hits AS (
+			SELECT k.source_id FROM mpi_block_keys k JOIN sizes s ON s.hash = k.hash WHERE s.n <= $3
+			UNION
+			SELECT k.source_id FROM mpi_block_keys k WHERE k.fine = ANY($2)
+		)
+		SELECT s.person_id, s.demographics FROM mpi_source_records s
+		WHERE s.id IN (SELECT source_id FROM hits LIMIT 5000)`, coarse, fine, blockCap)
+	if err != nil {
+		return mpi.Assignment{}, db.Map(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var person string
+		var demo []byte
+		if err := rows.Scan(&person, &demo); err != nil {
+			return mpi.Assignment{}, db.Map(op, err)
+		}
+		rec, err := m.Record(demo)
+		if err != nil {
+			continue // a stored record the engine cannot read takes no part in matching
+		}
+		byPerson[person] = append(byPerson[person], &rec)
+	}
+	if err := rows.Err(); err != nil {
+		return mpi.Assignment{}, db.Map(op, err)
+	}
+	persons := make([]string, 0, len(byPerson))
+	for p := range byPerson {
+		persons = append(persons, p)
+	}
+	sort.Strings(persons) // deterministic
+	cands := make([]mpi.Candidate, len(persons))
+	for i, p := range persons {
+		cands[i] = mpi.Candidate{Person: p, Records: byPerson[p]}
+	}
+	return m.model.Assign(r, cands), nil
+}
+
+// Link is the outcome of linking one member patient.
+type Link struct {
+	Source     Source
+	Created    bool
+	Outcome    mpi.Outcome
+	Score      float64
+	ReviewItem int64 // > 0 when the record went to the review queue
+}
+
+// LinkPatient records a member's Patient (MRN system/value, FHIR id, JSON) in tx and links
+// it to a person: the same MRN again updates the same source record (its person is kept:
+// a MANUAL decision is never overridden and an AUTO link is re-examined only by a
+// steward or a batch re-link); a new MRN is matched online — auto-linked when the engine
+// is certain, otherwise given a new person, with a review item when the engine was
+// doubtful. The history row, blocking keys and review item are written in the same tx.
+func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, system, value, patientID string, patient []byte) (Link, error) {
+	const op = "mpi.store.Matcher.LinkPatient"
+	rec, recErr := m.Record(patient)
+	existing, err := m.store.SourceByIdentifier(ctx, tx, system, value)
+	switch {
+	case err == nil:
+		src, _, err := m.store.Upsert(ctx, tx, memberID, system, value, patientID, json.RawMessage(patient), "")
+		if err != nil {
+			return Link{}, err
+		}
+		if recErr == nil {
+			if err := m.writeKeys(ctx, tx, src.ID, &rec); err != nil {
+				return Link{}, err
+			}
+		}
+		_ = existing
+		return Link{Source: src, Outcome: mpi.AutoLink}, nil
+	case errs.CodeOf(err) != errs.NotFound:
+		return Link{}, err
+	}
+	var a mpi.Assignment
+	if recErr == nil {
+		if a, err = m.Match(ctx, tx, &rec); err != nil {
+			return Link{}, err
+		}
+	}
+	var person PersonID
+	if a.Outcome == mpi.AutoLink {
+		person = PersonID(a.Person)
+	}
+	src, created, err := m.store.Upsert(ctx, tx, memberID, system, value, patientID, json.RawMessage(patient), person)
+	if err != nil {
+		return Link{}, err
+	}
+	ev, _ := json.Marshal(a.Evidence)
+	if _, err := tx.Exec(ctx, `UPDATE mpi_source_records SET link_score = $2, link_rule = $3, model = $4 WHERE id = $1`,
+		src.ID, a.Score, a.Outcome.String(), m.model.Version); err != nil {
+		return Link{}, db.Map(op, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE mpi_link_history SET action = CASE WHEN $2 THEN 'link' ELSE 'create' END, score = $3, evidence = $4, model = $5
+		WHERE id = (SELECT max(id) FROM mpi_link_history WHERE source_id = $1)`, src.ID, a.Outcome == mpi.AutoLink, a.Score, ev, m.model.Version); err != nil {
+		return Link{}, db.Map(op, err)
+	}
+	l := Link{Source: src, Created: created, Outcome: a.Outcome, Score: a.Score}
+	if a.Outcome == mpi.Review && a.Person != "" {
+		kind := "review"
+		if a.PossibleDuplicate {
+			kind = "possible-duplicate"
+		}
+		var runner *string
+		if a.RunnerUp != "" {
+			runner = &a.RunnerUp
+		}
+		err := tx.QueryRow(ctx, `INSERT INTO mpi_review_items(source_id, candidate, runner_up, kind, score, evidence, guards, model)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`,
+			src.ID, a.Person, runner, kind, a.Score, ev, a.Guards.String(), m.model.Version).Scan(&l.ReviewItem)
+		if err != nil {
+			return Link{}, db.Map(op, err)
+		}
+	}
+	if recErr == nil {
+		if err := m.writeKeys(ctx, tx, src.ID, &rec); err != nil {
+			return Link{}, err
+		}
+	}
+	return l, nil
+}
+
+func (m *Matcher) writeKeys(ctx context.Context, tx db.Querier, sourceID int64, r *mpi.Record) error {
+	keys := mpi.BlockKeys(r)
+	hashes := make([]int64, len(keys))
+	fines := make([]int64, len(keys))
+	for i, k := range keys {
+		hashes[i], fines[i] = int64(k.Hash), int64(k.Fine)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM mpi_block_keys WHERE source_id = $1`, sourceID)
+	b.Queue(`INSERT INTO mpi_block_keys(hash, fine, source_id) SELECT h, f, $3 FROM unnest($1::bigint[], $2::bigint[]) AS t(h, f)`, hashes, fines, sourceID)
+	return db.Map("mpi.store.writeKeys", tx.SendBatch(ctx, b).Close())
+}
