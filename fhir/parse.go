@@ -396,7 +396,8 @@ func (p *parser) member(fields map[string]field, key []byte, isResource, top boo
 	}
 	if len(key) > 1 && key[0] == '_' {
 		f, ok := fields[string(key[1:])]
-		if !ok || !isPrimitive(f.Type) {
+		// Resource.id and Element.id are not FHIR primitives (System.String): no "_id".
+		if !ok || !isPrimitive(f.Type) || string(key) == "_id" {
 			return primArray{}, p.fail("unknown element")
 		}
 		arr, err := p.value(field{Type: "Element", Array: f.Array}, true)

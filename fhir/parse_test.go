@@ -105,6 +105,8 @@ func TestParseRejects(t *testing.T) {
 		{"misaligned lengths value first", `{"resourceType":"Patient","name":[{"given":["A"],"_given":[null,{"id":"a"}]}]}`, "Patient.name[0].given", "primitive array and its extensions differ in length"},
 		{"bad contained", `{"resourceType":"Observation","contained":[{"resourceType":"Medication","id":"m","foo":1}]}`, "Observation.contained[0].(Medication).foo", "unknown element"},
 		{"typed nested resource", `{"resourceType":"Bundle","type":"batch-response","entry":[{"response":{"status":"200","outcome":{"resourceType":"Patient"}}}]}`, "Bundle.entry[0].response.outcome", "resourceType not allowed here"},
+		{"no _id on resources", `{"resourceType":"Patient","id":"a","_id":{"id":"x"}}`, "Patient._id", "unknown element"},
+		{"no _id on elements", `{"resourceType":"Patient","name":[{"id":"a","_id":{"id":"x"}}]}`, "Patient.name[0]._id", "unknown element"},
 		{"bad primitive ext", `{"resourceType":"Patient","_gender":{"foo":1}}`, "Patient._gender.foo", "unknown element"},
 		{"primitive ext array shape", `{"resourceType":"Patient","name":[{"_given":{"id":"a"}}]}`, "Patient.name[0]._given", "element must be an array"},
 		{"null in complex array", `{"resourceType":"Patient","name":[null]}`, "Patient.name[0]", "wrong JSON type for element: want object, got null"},
