@@ -101,7 +101,7 @@ func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Mem
 		if err != nil {
 			return store.Stored{}, 0, err
 		}
-		if _, _, err := s.MPI.Upsert(ctx, tx, member.ID, mrn.System, mrn.Value, st.ID, demo, ""); err != nil {
+		if _, err := s.Matcher.LinkPatient(ctx, tx, member.ID, mrn.System, mrn.Value, st.ID, demo); err != nil {
 			return store.Stored{}, 0, err
 		}
 		return st, status, nil

@@ -35,6 +35,7 @@ type Deps struct {
 	Tokens    *directory.Tokens
 	FHIR      *store.Store
 	MPI       *mpistore.Store
+	Matcher   *mpistore.Matcher
 	Records   *records.Service
 	Log       *slog.Logger
 	Now       func() time.Time

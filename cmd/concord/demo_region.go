@@ -36,6 +36,7 @@ type demoMember struct {
 
 type demoPerson struct {
 	Given, Family, Gender, BirthDate string
+	Street, City, ZIP, Phone, SSN    string
 	Members                          []int // indexes into region.members that know this person
 	Login                            string
 }
@@ -65,13 +66,20 @@ func demoRegion(seed int64) region {
 	given := []string{"Maria", "James", "Aisha", "Wei", "Olivia", "Mateo", "Grace", "Samuel", "Priya", "Daniel", "Elena", "Marcus", "Hannah", "Tomas", "Zoe", "Kofi", "Lena", "Omar", "Ruth", "Felix"}
 	family := []string{"Garcia", "Nguyen", "Johnson", "Patel", "Kowalski", "Haddad", "Smith", "Okafor", "Lindqvist", "Moreno", "Chen", "Baker", "Adeyemi", "Novak", "Murphy", "Rossi"}
 	r.persons = append(r.persons,
-		demoPerson{Given: "Ana", Family: "Rivera", Gender: "female", BirthDate: "1984-03-12", Members: []int{0, 1, 2}, Login: "ana"},
-		demoPerson{Given: "Ben", Family: "Okafor", Gender: "male", BirthDate: "1957-11-02", Members: []int{0, 2}, Login: "ben"},
+		demoPerson{Given: "Ana", Family: "Rivera", Gender: "female", BirthDate: "1984-03-12", Members: []int{0, 1, 2}, Login: "ana",
+			Street: "418 Willow Creek Rd", City: "Riverside", ZIP: "92501", Phone: "951-555-0142", SSN: "523-41-7789"},
+		demoPerson{Given: "Ben", Family: "Okafor", Gender: "male", BirthDate: "1957-11-02", Members: []int{0, 2}, Login: "ben",
+			Street: "77 Harbor View Dr", City: "Lakeside", ZIP: "92040", Phone: "619-555-0199", SSN: "601-22-4518"},
 	)
+	streets := []string{"Oak St", "Maple Ave", "Cedar Ln", "Pine Rd", "Elm Dr", "Birch Ct", "Walnut Way", "Spruce Blvd"}
 	for i := 0; i < 34; i++ {
 		p := demoPerson{Given: given[rng.IntN(len(given))], Family: family[rng.IntN(len(family))],
 			BirthDate: fmt.Sprintf("%04d-%02d-%02d", 1935+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28))}
 		p.Gender = []string{"female", "male"}[rng.IntN(2)]
+		p.Street = fmt.Sprintf("%d %s", 100+rng.IntN(9800), streets[rng.IntN(len(streets))])
+		p.City, p.ZIP = "Riverside", fmt.Sprintf("925%02d", rng.IntN(100))
+		p.Phone = fmt.Sprintf("951-555-%04d", rng.IntN(10000))
+		p.SSN = fmt.Sprintf("%03d-%02d-%04d", 100+rng.IntN(500), 10+rng.IntN(89), 1000+rng.IntN(8999))
 		switch n := rng.IntN(10); {
 		case n < 4:
 			p.Members = []int{rng.IntN(3)}
@@ -210,11 +218,15 @@ func (r region) seedRecords(ctx context.Context, m *Main) error {
 				if err != nil {
 					return err
 				}
-				src, _, err := m.mpi.Upsert(ctx, tx, dm.ID, dm.OID, r.mrn(mi, i), st.ID, json.RawMessage(res.Bytes()), person)
+				// Every record goes through the online matcher, as a member's feed would.
+				link, err := m.matcher.LinkPatient(ctx, tx, dm.ID, dm.OID, r.mrn(mi, i), st.ID, res.Bytes())
 				if err != nil {
 					return err
 				}
-				person = src.PersonID
+				if person != "" && link.Source.PersonID != person {
+					return fmt.Errorf("demo person %d: the MPI did not link member %s's record (%s, score %.1f)", i, dm.ID, link.Outcome, link.Score)
+				}
+				person = link.Source.PersonID
 				patientIDs[mi] = st.ID
 			}
 			// Four visits over two years; each panel comes from one member that knows the person.
@@ -257,13 +269,27 @@ func patientJSON(p demoPerson, dm demoMember, mrn string) []byte {
 		Family string   `json:"family"`
 		Given  []string `json:"given"`
 	}
+	type address struct {
+		Line       []string `json:"line"`
+		City       string   `json:"city"`
+		State      string   `json:"state"`
+		PostalCode string   `json:"postalCode"`
+	}
+	type telecom struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+		Use    string `json:"use"`
+	}
 	b, _ := json.Marshal(struct {
-		ResourceType string  `json:"resourceType"`
-		Identifier   []ident `json:"identifier"`
-		Name         []name  `json:"name"`
-		Gender       string  `json:"gender"`
-		BirthDate    string  `json:"birthDate"`
-	}{"Patient", []ident{{dm.OID, mrn}}, []name{{p.Family, []string{p.Given}}}, p.Gender, p.BirthDate})
+		ResourceType string    `json:"resourceType"`
+		Identifier   []ident   `json:"identifier"`
+		Name         []name    `json:"name"`
+		Telecom      []telecom `json:"telecom"`
+		Gender       string    `json:"gender"`
+		BirthDate    string    `json:"birthDate"`
+		Address      []address `json:"address"`
+	}{"Patient", []ident{{dm.OID, mrn}, {"http://hl7.org/fhir/sid/us-ssn", p.SSN}}, []name{{p.Family, []string{p.Given}}},
+		[]telecom{{"phone", p.Phone, "home"}}, p.Gender, p.BirthDate, []address{{[]string{p.Street}, p.City, "CA", p.ZIP}}})
 	return b
 }
 

@@ -67,6 +67,7 @@ type Main struct {
 	directory *directory.Store
 	fhir      *store.Store
 	mpi       *mpistore.Store
+	matcher   *mpistore.Matcher
 	staff     *portal.StaffStore
 	records   *records.Service
 	tokens    *directory.Tokens
@@ -160,6 +161,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.directory = directory.NewStore(m.pool)
 	m.fhir = store.New(m.pool)
 	m.mpi = mpistore.New(m.pool)
+	if m.matcher, err = mpistore.NewMatcher(m.mpi); err != nil {
+		return err
+	}
 	m.staff = portal.NewStaffStore(m.pool)
 	m.records = records.New(m.fhir, m.mpi, consentDirectives{}, m.audit, nil)
 	m.tokens, err = directory.NewTokens(m.directory, tokenKey, cfg.BaseURL+"/fhir", cfg.BaseURL+"/token", cfg.TokenTTL, nil)
@@ -167,7 +171,7 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes}, exchange.Deps{
-		Pool: m.pool, Directory: m.directory, Tokens: m.tokens, FHIR: m.fhir, MPI: m.mpi, Records: m.records, Log: m.log,
+		Pool: m.pool, Directory: m.directory, Tokens: m.tokens, FHIR: m.fhir, MPI: m.mpi, Matcher: m.matcher, Records: m.records, Log: m.log,
 	})
 	m.portal, err = portal.New(portal.Config{BaseURL: cfg.BaseURL, Issuer: issuer, ClientID: cfg.OIDCClientID,
 		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix},
