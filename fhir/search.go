@@ -178,6 +178,13 @@ type SearchOptions struct {
 	MaxCount     int // _count above this is lowered to it
 }
 
+// Limits on the size of a search, so one query cannot make unbounded SQL.
+const (
+	MaxClauses  = 32  // parameter occurrences (AND), excluding _count, _sort, ...
+	MaxOrValues = 100 // comma-separated values in one occurrence
+	MaxIncludes = 8   // _include plus _revinclude
+)
+
 // Default paging limits of ParseSearch.
 const (
 	DefaultCount    = 20
@@ -193,6 +200,7 @@ func ParseSearch(resourceType string, q url.Values) (Search, error) {
 // Parse parses the query q of a search on resourceType. It is strict: it returns
 // errs.Invalid (Msg naming the parameter, never a value) for a resourceType that is not an
 // R4 type, an unknown parameter or modifier, a modifier the parameter's type does not take,
+// more than MaxClauses parameters, MaxOrValues values in one, or MaxIncludes includes,
 // a malformed value (date, prefix, token, reference, _count, _sort, _include, _total,
 // _summary, _elements), a repeated _count, _total, _summary, _format, _elements or _sort, a chain other than on a reference parameter to a single target
 // type, or an empty value.
@@ -233,6 +241,9 @@ func (o SearchOptions) Parse(resourceType string, q url.Values) (Search, error) 
 				err = s.parseSort(raw)
 			case "_include", "_revinclude":
 				err = s.parseInclude(name == "_revinclude", raw)
+				if len(s.Include)+len(s.RevInclude) > MaxIncludes {
+					return bad("too many _include and _revinclude")
+				}
 			case "_total":
 				switch raw {
 				case "none":
@@ -258,6 +269,9 @@ func (o SearchOptions) Parse(resourceType string, q url.Values) (Search, error) 
 				c, err = parseClause(resourceType, name, raw)
 				if err == nil {
 					s.Clauses = append(s.Clauses, c)
+				}
+				if len(s.Clauses) > MaxClauses {
+					return bad("too many search parameters")
 				}
 			}
 			if err != nil {
@@ -377,7 +391,11 @@ func parseClause(rt, name, raw string) (Clause, error) {
 			return bad("unsupported modifier")
 		}
 	}
-	for _, v := range splitOr(raw) {
+	vals := splitOr(raw)
+	if len(vals) > MaxOrValues {
+		return bad("too many values in one search parameter")
+	}
+	for _, v := range vals {
 		if v == "" {
 			return bad("empty value in list")
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -266,6 +267,9 @@ func TestParseSearchRejects(t *testing.T) {
 		{"Observation", "identifier:of-type=a|b|c"},
 		{"Patient", "identifier:of-type=a|b"},
 		{"Patient", "name:missing=true,false"},
+		{"Observation", "code=" + strings.Repeat("a,", MaxOrValues) + "a"},
+		{"Observation", strings.Repeat("code=a&", MaxClauses) + "code=a"},
+		{"Observation", strings.Repeat("_include=Observation:patient&", MaxIncludes) + "_include=Observation:subject"},
 		{"Observation", "value-quantity=abc"},
 		{"Observation", "value-quantity=5|mg"},
 		{"Observation", "value-quantity=ap5"},
