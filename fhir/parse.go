@@ -94,7 +94,8 @@ func isResourceName(name string) bool {
 // ResourceTypes returns the concrete FHIR R4 resource type names, sorted.
 func ResourceTypes() []string { return append([]string(nil), r4Resources[:]...) }
 
-// Parse validates data as one FHIR R4 resource in JSON and returns it.
+// Parse validates data as one FHIR R4 resource in JSON and returns it. The Resource keeps
+// data itself (no copy): the caller must not modify data afterwards.
 //
 // It returns an *errs.Error with code errs.Invalid, and Path naming the offending element
 // (never a value), when data is not exactly one JSON object (invalid JSON, trailing data),
