@@ -72,6 +72,7 @@ const verifyBatch = 20000
 // nil, is called with the number of events checked after each batch.
 func Verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress func(done int64)) (Report, error) {
 	const op = "audit.Verify"
+	start := time.Now()
 	if ts, ok := q.(db.TxStarter); ok {
 		var rep Report
 		err := db.InTxOpts(ctx, ts, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx db.Querier) error {
@@ -79,9 +80,11 @@ func Verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 			rep, err = verify(ctx, tx, pub, progress)
 			return err
 		})
+		rep.Took = time.Since(start)
 		return rep, err
 	}
 	rep, err := verify(ctx, q, pub, progress)
+	rep.Took = time.Since(start)
 	if err != nil {
 		return rep, db.Map(op, err)
 	}
@@ -89,9 +92,7 @@ func Verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 }
 
 func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress func(done int64)) (Report, error) {
-	start := time.Now()
 	rep := Report{OK: true}
-	defer func() { rep.Took = time.Since(start) }()
 
 	var fr frontier
 	var prevHash Hash
