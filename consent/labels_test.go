@@ -2,6 +2,7 @@ package consent
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -181,5 +182,43 @@ func BenchmarkLabels(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = l.Labels(res)
+	}
+}
+
+// TestLabelsSyntheaMedications: contraceptives in the Synthea sample are SEX, common
+// analgesics are not.
+func TestLabelsSyntheaMedications(t *testing.T) {
+	path := filepath.Join(moduleRoot(t), "..", "shared", "data", "synthea", "bulk-10", "MedicationRequest.000.ndjson")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Skipf("shared Synthea data not available (%v); see /work/shared/data/README.md", err)
+	}
+	l := mustLabeler(t)
+	found := map[string][]string{}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		var m struct {
+			Med labelConcept `json:"medicationCodeableConcept"`
+		}
+		if err := json.Unmarshal(line, &m); err != nil {
+			t.Fatal(err)
+		}
+		if len(m.Med.Coding) > 0 {
+			found[m.Med.Coding[0].Code] = l.Labels(line)
+		}
+	}
+	if got, ok := found["389221"]; !ok || !slices.Contains(got, LabelSexualHealth) {
+		t.Errorf("etonogestrel implant (389221): %v (present %v), want SEX", got, ok)
+	}
+	labelled := 0
+	for _, got := range found {
+		if len(got) > 0 {
+			labelled++
+		}
+	}
+	if labelled == len(found) {
+		t.Errorf("every one of %d medications labelled", len(found))
 	}
 }
