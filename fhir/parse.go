@@ -19,8 +19,9 @@ import (
 
 // field is one element of a complex type in the generated R4 table.
 type field struct {
-	Type  string // primitive, complex type, backbone path, "Resource" or a resource type
-	Array bool   // max cardinality above 1: the JSON value is an array
+	Type   string // primitive, complex type, backbone path, "Resource" or a resource type
+	Array  bool   // max cardinality above 1: the JSON value is an array
+	Choice string // for a choice variant (valueQuantity), the base name (value); else ""
 }
 
 // maxDepth bounds JSON nesting (objects and arrays) so hostile input cannot exhaust the stack.
@@ -292,6 +293,8 @@ func (p *parser) object(typ string, isResource, top bool) error {
 	}
 	var seenBuf [24][]byte
 	seen := seenBuf[:0]
+	var choiceBuf [4]choiceSeen
+	choices := choiceBuf[:0] // choice elements seen: only one variant of each is allowed
 	var primBuf [4]primArray
 	prims := primBuf[:0] // primitive arrays and their "_name" arrays, to check alignment
 	hasExt := false
@@ -318,6 +321,18 @@ func (p *parser) object(typ string, isResource, top bool) error {
 			return p.fail("invalid JSON")
 		}
 		p.pushRaw(key)
+		variant := key
+		if len(variant) > 1 && variant[0] == '_' {
+			variant = variant[1:]
+		}
+		if f, ok := fields[string(variant)]; ok && f.Choice != "" {
+			for _, c := range choices {
+				if c.base == f.Choice && !bytes.Equal(c.variant, variant) {
+					return p.fail("more than one type given for a choice element")
+				}
+			}
+			choices = append(choices, choiceSeen{f.Choice, variant})
+		}
 		arr, err := p.member(fields, key, isResource, top)
 		if err != nil {
 			return err
@@ -338,6 +353,11 @@ func (p *parser) object(typ string, isResource, top bool) error {
 			return p.fail("invalid JSON")
 		}
 	}
+}
+
+type choiceSeen struct {
+	base    string
+	variant []byte
 }
 
 // primArray describes an array of a primitive element ("given") or of its extensions

@@ -58,8 +58,9 @@ var medplumMeta = map[string]bool{
 }
 
 type field struct {
-	Type  string
-	Array bool
+	Type   string
+	Array  bool
+	Choice string // the base name of a choice element (value for valueQuantity)
 }
 
 func main() {
@@ -139,7 +140,7 @@ func main() {
 			if strings.HasSuffix(name, "[x]") {
 				base := strings.TrimSuffix(name, "[x]")
 				for _, t := range el.Type {
-					types[owner][base+strings.ToUpper(t.Code[:1])+t.Code[1:]] = field{Type: t.Code, Array: array}
+					types[owner][base+strings.ToUpper(t.Code[:1])+t.Code[1:]] = field{Type: t.Code, Array: array, Choice: base}
 				}
 				continue
 			}
@@ -197,7 +198,11 @@ func main() {
 		sort.Strings(names)
 		for _, n := range names {
 			f := types[o][n]
-			fmt.Fprintf(&buf, "%q: {%q, %v}, ", n, f.Type, f.Array)
+			if f.Choice != "" {
+				fmt.Fprintf(&buf, "%q: {%q, %v, %q}, ", n, f.Type, f.Array, f.Choice)
+			} else {
+				fmt.Fprintf(&buf, "%q: {%q, %v, \"\"}, ", n, f.Type, f.Array)
+			}
 		}
 		buf.WriteString("},\n")
 	}
