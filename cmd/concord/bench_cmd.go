@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/concord-hie/concord/internal/bench"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/httpx"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var (
+		dur       time.Duration
+		rounds    int
+		jsonPath  string
+		fhirBase  string
+		queries   string
+		peer      string
+		anchors   string
+		noGate    bool
+		tokenEnv  string
+		keepState bool
+	)
+	cfg, _, err := parseConfig("bench", `bench [flags]
+
+Runs the anchors of benchmarks.md (PostgreSQL point-select, Redis GET, signed S3 GET of
+4 KB, 64 KB and 1 MB, HTTP hello-world) and Concord's scenarios interleaved A-B-A-B in one
+bounded run on loopback, and prints each figure with its ratio to its anchor. Concord runs
+in-process on a database of its own (the configured database name + "_bench") seeded with
+the demo region. With --fhir-base and --queries it also runs a query list against another
+FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, func(fs *flag.FlagSet) {
+		fs.DurationVar(&dur, "duration", 3*time.Second, "length of each measurement")
+		fs.IntVar(&rounds, "rounds", 2, "A-B rounds (at least 2)")
+		fs.StringVar(&jsonPath, "json", "", "write one JSON record per target and round to this file (default DATA_DIR/bench/run-TIME.jsonl)")
+		fs.StringVar(&fhirBase, "fhir-base", "", "another FHIR server's base URL to run --queries against")
+		fs.StringVar(&queries, "queries", "", "file of relative FHIR query URLs, one per line")
+		fs.StringVar(&peer, "peer", "", "a peer FHIR base URL to run the same queries against, interleaved")
+		fs.StringVar(&anchors, "anchors", "", "comma-separated anchors to run (default: all read anchors)")
+		fs.BoolVar(&noGate, "no-gate", false, "do not wait for a quiet machine before each round")
+		fs.StringVar(&tokenEnv, "token-env", "CONCORD_BENCH_TOKEN", "environment variable holding a bearer token for --fhir-base/--peer")
+		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory")
+	})
+	if err != nil {
+		return err
+	}
+	if queries != "" && fhirBase == "" {
+		return fmt.Errorf("--queries needs --fhir-base")
+	}
+	// Concord under test: its own database, loopback listeners, a fresh data dir.
+	u, err := url.Parse(cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("CONCORD_DATABASE_URL: %v", err)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "_bench"
+	cfg.DatabaseURL = u.String()
+	dataDir, err := os.MkdirTemp("", "concord-bench-")
+	if err != nil {
+		return err
+	}
+	if !keepState {
+		defer os.RemoveAll(dataDir)
+	}
+	if jsonPath == "" {
+		_ = os.MkdirAll(filepath.Join(cfg.DataDir, "bench"), 0o755)
+		jsonPath = filepath.Join(cfg.DataDir, "bench", "run-"+time.Now().UTC().Format("20060102T150405Z")+".jsonl")
+	}
+	cfg.DataDir = dataDir
+	if cfg.HTTPAddr, err = loopbackAddr(); err != nil {
+		return err
+	}
+	if cfg.DevOIDCAddr, err = loopbackAddr(); err != nil {
+		return err
+	}
+	_, port, _ := net.SplitHostPort(cfg.HTTPAddr)
+	cfg.BaseURL = "http://127.0.0.1:" + port
+	cfg.AdminAddr, cfg.MLLPAddr, cfg.OIDCIssuer, cfg.LogLevel = "", "", "", "error"
+	if err := migrate(ctx, cfg, io.Discard); err != nil {
+		return err
+	}
+	m := NewMain(cfg, io.Discard, stderr)
+	defer m.Close()
+	region := demoRegion(cfg.DemoSeed)
+	m.demoUsers = region.users()
+	if err := m.Open(ctx); err != nil {
+		return err
+	}
+	if err := m.Listen(); err != nil {
+		return err
+	}
+	if _, err := region.seed(ctx, m); err != nil {
+		return fmt.Errorf("seeding the bench region: %w", err)
+	}
+	if _, err := m.pool.Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
+		return fmt.Errorf("analyze: %v", err)
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go m.Run(sctx)
+
+	own := region.members[0]
+	tok, err := newTokenSource(cfg.DataDir, own.ID, cfg.BaseURL+"/token")
+	if err != nil {
+		return err
+	}
+	var ownObs, otherObs string
+	err = m.pool.QueryRow(ctx, `SELECT id FROM fhir_resources WHERE type = 'Observation' AND member_id = $1 ORDER BY id LIMIT 1`, own.ID).Scan(&ownObs)
+	if err == nil {
+		// A result another member sent about a person this member also knows: the consent path.
+		err = m.pool.QueryRow(ctx, `SELECT r.id FROM fhir_resources r
+			JOIN mpi_source_records s ON s.patient_id = r.patient_id
+			JOIN mpi_source_records mine ON mine.person_id = s.person_id AND mine.member_id = $1
+			WHERE r.type = 'Observation' AND r.member_id <> $1 ORDER BY r.id LIMIT 1`, own.ID).Scan(&otherObs)
+	}
+	if err != nil {
+		return fmt.Errorf("bench data: %v", db.Map("bench", err))
+	}
+	okCheck := func(status int, body []byte) error {
+		if !strings.Contains(string(body), `"resourceType":"Observation"`) {
+			return fmt.Errorf("answer is not an Observation")
+		}
+		return nil
+	}
+	scenarios := []bench.Scenario{
+		bench.HTTPScenario{Name: "thin-slice-read", URL: cfg.BaseURL + "/fhir/Observation/" + ownObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
+		bench.HTTPScenario{Name: "regional-read", URL: cfg.BaseURL + "/fhir/Observation/" + otherObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
+	}
+	if queries != "" {
+		f, err := os.Open(queries)
+		if err != nil {
+			return fmt.Errorf("--queries: %v", err)
+		}
+		qs, err := bench.ParseQueryList(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("--queries: %v", err)
+		}
+		ext := func() http.Header {
+			h := http.Header{"Accept": {"application/fhir+json"}}
+			if t := os.Getenv(tokenEnv); t != "" {
+				h.Set("Authorization", "Bearer "+t)
+			}
+			return h
+		}
+		ql := bench.QueryList{Base: fhirBase, Header: ext, Peer: peer, PeerHeader: ext, Queries: qs, Anchor: bench.AnchorPG}
+		scenarios = append(scenarios, ql.Scenarios()...)
+	}
+	s3 := bench.S3Config{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey, Region: cfg.S3Region, Secure: cfg.S3Secure}
+	if m.devS3 != nil {
+		s3.Endpoint, s3.AccessKey, s3.SecretKey = m.devS3.Endpoint(), m.devS3.AccessKey(), m.devS3.SecretKey()
+		fmt.Fprintln(stdout, "note: no CONCORD_S3_ENDPOINT: the S3 anchors measure the embedded development server, not a production S3 server")
+	}
+	bcfg := bench.Config{DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, S3: s3, Duration: dur, Rounds: rounds,
+		Scenarios: scenarios, Out: stdout, JSONPath: jsonPath, Commit: version, Seed: uint64(cfg.DemoSeed), Size: len(region.persons),
+		Gate: bench.Gate{Disabled: noGate}}
+	if anchors != "" {
+		bcfg.Anchors = strings.Split(anchors, ",")
+	}
+	rep, err := bench.Run(ctx, bcfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nJSON records: %s\n", jsonPath)
+	if len(rep.Failures) > 0 {
+		return fmt.Errorf("bench: %d wrong answers or count mismatches", len(rep.Failures))
+	}
+	return nil
+}
+
+// loopbackAddr returns a loopback address that was free a moment ago.
+func loopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// tokenSource signs backend-services assertions for a demo member and keeps a fresh
+// access token, as an EHR does.
+type tokenSource struct {
+	clientID, tokenURL string
+	key                jose.JSONWebKey
+	mu                 sync.Mutex
+	token              string
+	expires            time.Time
+}
+
+func newTokenSource(dataDir, memberID, tokenURL string) (*tokenSource, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, "demo-clients", memberID+".json"))
+	if err != nil {
+		return nil, err
+	}
+	var dc struct {
+		ClientID string          `json:"client_id"`
+		Key      json.RawMessage `json:"private_jwk"`
+	}
+	if err := json.Unmarshal(b, &dc); err != nil {
+		return nil, err
+	}
+	ts := &tokenSource{clientID: dc.ClientID, tokenURL: tokenURL}
+	if err := ts.key.UnmarshalJSON(dc.Key); err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
+
+func (ts *tokenSource) header() http.Header {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ts.token == "" || time.Until(ts.expires) < time.Minute {
+		if err := ts.refresh(); err != nil {
+			return http.Header{}
+		}
+	}
+	return http.Header{"Authorization": {"Bearer " + ts.token}, "Accept": {"application/fhir+json"}}
+}
+
+func (ts *tokenSource) refresh() error {
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES384, Key: ts.key}, (&jose.SignerOptions{}).WithType("JWT"))
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	a, err := jwt.Signed(sig).Claims(jwt.Claims{Issuer: ts.clientID, Subject: ts.clientID, Audience: jwt.Audience{ts.tokenURL},
+		ID: httpx.NewRequestID(), IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(4 * time.Minute))}).Serialize()
+	if err != nil {
+		return err
+	}
+	resp, err := http.PostForm(ts.tokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {"system/*.rs"},
+		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var tr struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("token endpoint answered %d", resp.StatusCode)
+	}
+	ts.token, ts.expires = tr.AccessToken, now.Add(time.Duration(tr.ExpiresIn)*time.Second)
+	return nil
+}
