@@ -175,6 +175,7 @@ func mustJSON(tb testing.TB, v any) []byte {
 }
 
 func TestMembers(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := NewStore(testkit.DB(t))
 
@@ -251,6 +252,7 @@ func TestMembers(t *testing.T) {
 }
 
 func TestClients(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := NewStore(testkit.DB(t))
 	a, err := s.AddMember(ctx, "Member A", "urn:oid:2.16.840.1.113883.3.1")
@@ -355,6 +357,7 @@ func TestClients(t *testing.T) {
 }
 
 func TestUseJTI(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	s := NewStore(testkit.DB(t))
 	exp := time.Now().Add(5 * time.Minute)

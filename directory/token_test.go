@@ -210,6 +210,7 @@ func (f *tokenFixture) exchange(tb testing.TB, form url.Values) (TokenResponse, 
 }
 
 func TestExchangeIssuesShortLivedTokens(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t)
 	tests := []struct {
 		name      string
@@ -307,6 +308,7 @@ func TestExchangeIssuesShortLivedTokens(t *testing.T) {
 }
 
 func TestExchangePurposeOfUse(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t)
 	single := func() assertion { return f.es() }
 	multi := func() assertion { return f.valid(f.multi, jose.ES384, keys.ec2, "m-1") }
@@ -377,6 +379,7 @@ func selfSignedX5C(tb testing.TB) []string {
 }
 
 func TestExchangeRefuses(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t)
 	ctx := context.Background()
 	now := f.clock.Now()
@@ -517,7 +520,9 @@ func TestExchangeRefuses(t *testing.T) {
 		{"missing aud", tokenForm(mod(func(a *assertion) { a.claims.Audience = nil }), "system/*.rs"), "invalid_client", "aud"},
 		{"missing exp", tokenForm(mod(func(a *assertion) { a.claims.Expiry = nil }), "system/*.rs"), "invalid_client", "exp is required"},
 		{"expired", tokenForm(mod(func(a *assertion) { a.claims.Expiry = exp(-2 * time.Minute) }), "system/*.rs"), "invalid_client", "expired"},
+		{"expired 61 s ago, beyond the skew", tokenForm(mod(func(a *assertion) { a.claims.Expiry = exp(-61 * time.Second) }), "system/*.rs"), "invalid_client", "expired"},
 		{"expired long ago", tokenForm(mod(func(a *assertion) { a.claims.Expiry = exp(-24 * time.Hour) }), "system/*.rs"), "invalid_client", "expired"},
+		{"exp 5 minutes 6 seconds ahead", tokenForm(mod(func(a *assertion) { a.claims.Expiry = exp(5*time.Minute + 6*time.Second) }), "system/*.rs"), "invalid_client", "at most 5 minutes"},
 		{"exp 6 minutes ahead", tokenForm(mod(func(a *assertion) { a.claims.Expiry = exp(6 * time.Minute) }), "system/*.rs"), "invalid_client", "at most 5 minutes"},
 		{"exp an hour ahead", tokenForm(mod(func(a *assertion) { a.claims.Expiry = exp(time.Hour) }), "system/*.rs"), "invalid_client", "at most 5 minutes"},
 		{"nbf in the future", tokenForm(mod(func(a *assertion) { a.claims.NotBefore = exp(2 * time.Minute) }), "system/*.rs"), "invalid_client", "not yet valid"},
@@ -596,6 +601,7 @@ func TestExchangeRefuses(t *testing.T) {
 }
 
 func TestExchangeRejectsReplayedJTI(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t)
 	a := f.es()
 	first := a.sign(t)
@@ -672,6 +678,7 @@ func forge(tb testing.TB, alg jose.SignatureAlgorithm, key any, c accessClaims) 
 }
 
 func TestVerify(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t)
 	tr, err := f.exchange(t, tokenForm(f.es().sign(t), "system/Observation.rs system/Patient.r"))
 	if err != nil {
@@ -801,6 +808,7 @@ func TestVerify(t *testing.T) {
 }
 
 func TestNewTokens(t *testing.T) {
+	t.Parallel()
 	f := newTokenFixture(t)
 	if _, err := NewTokens(f.store, make([]byte, 31), testIssuer, testTokenURL, 0, nil); errs.CodeOf(err) != errs.Invalid {
 		t.Errorf("31-byte key: %v, want invalid", err)
