@@ -3,11 +3,13 @@ package audit
 import (
 	"context"
 	"crypto/ed25519"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/concord-hie/concord/internal/db"
@@ -162,9 +164,29 @@ func (l *Log) AppendTx(ctx context.Context, tx db.Querier, evs ...Event) error {
 		return errs.E(op, err)
 	}
 	if err := appendEvents(ctx, tx, evs); err != nil {
+		if noPartition(err) {
+			// A partition we thought existed was dropped (Prune); the next call makes it again.
+			l.forgetMonths(evs)
+			return errs.E(op, errs.Unavailable, "audit partition missing", err)
+		}
 		return db.Map(op, err)
 	}
 	return nil
+}
+
+// noPartition reports whether err is PostgreSQL's failure to route a row to a partition
+// (23514; audit_events has no CHECK constraints, so nothing else raises it).
+func noPartition(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23514"
+}
+
+func (l *Log) forgetMonths(evs []Event) {
+	l.monthsMu.Lock()
+	defer l.monthsMu.Unlock()
+	for _, ev := range evs {
+		delete(l.months, monthKey(ev.Time))
+	}
 }
 
 // check validates ev and bounds its time, so a wrong clock cannot create stray partitions.
@@ -239,6 +261,13 @@ func (l *Log) commitLoop() {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := db.InTx(ctx, l.pool, func(tx db.Querier) error { return appendEvents(ctx, tx, evs) })
+		if noPartition(err) {
+			// A partition we thought existed was dropped (Prune): make it again and retry once.
+			l.forgetMonths(evs)
+			if err = l.ensureMonths(ctx, evs); err == nil {
+				err = db.InTx(ctx, l.pool, func(tx db.Querier) error { return appendEvents(ctx, tx, evs) })
+			}
+		}
 		cancel()
 		if err != nil {
 			l.log.Error("audit: group commit failed", "events", len(evs), "err", err)
