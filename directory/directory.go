@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -57,8 +58,14 @@ func NormalizeSystem(s string) (string, error) {
 	if s != "" && s[0] >= '0' && s[0] <= '2' {
 		s = "urn:oid:" + s
 	}
-	if oidPattern.MatchString(s) || (strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")) && len(s) < 256 && !strings.ContainsAny(s, " |") {
+	if oidPattern.MatchString(s) {
 		return s, nil
+	}
+	if (strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "http://")) && len(s) < 256 && !strings.ContainsAny(s, " |") {
+		// url.Parse refuses control characters; a system also needs a host.
+		if u, err := url.Parse(s); err == nil && u.Host != "" {
+			return s, nil
+		}
 	}
 	return "", errs.E("directory.NormalizeSystem", errs.Invalid, "want an OID such as 2.16.840.1.113883.3.1, or an http(s) identifier system")
 }
@@ -165,8 +172,14 @@ func (s *Store) AddClient(ctx context.Context, memberID string, jwks []byte, sco
 		scopes = DefaultScopes
 	}
 	for _, sc := range scopes {
-		if _, err := ParseScope(sc); err != nil {
+		parsed, err := ParseScope(sc)
+		if err != nil {
 			return Client{}, err
+		}
+		// Backend clients act for no patient or user, and Scopes.Allows ignores the
+		// context: a registered patient/ or user/ scope would act as a system-wide one.
+		if parsed.Context != "system" {
+			return Client{}, errs.E(op, errs.Invalid, "a client system may be registered for system/ scopes only")
 		}
 	}
 	if len(purposes) == 0 {

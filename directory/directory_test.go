@@ -86,6 +86,12 @@ func TestNormalizeSystem(t *testing.T) {
 		{"https://example.org/a b", ""}, // space inside
 		{"https://example.org/a|b", ""}, // FHIR token separator
 		{"https://example.org/" + strings.Repeat("a", 256), ""},
+		{"https://", ""},                 // no host
+		{"http:///mrn", ""},              // no host
+		{"https://example.org/a\tb", ""}, // control characters inside
+		{"https://example.org/a\nb", ""},
+		{"https://example.org/a\x00b", ""},
+		{"https://example.org/a\x7fb", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -327,6 +333,8 @@ func TestClients(t *testing.T) {
 			{"empty JWKS", a.ID, []byte(`{"keys":[]}`), nil, nil},
 			{"malformed scope", a.ID, jwks, []string{"system/*.sr"}, nil},
 			{"granular scope", a.ID, jwks, []string{"system/Observation.rs?category=laboratory"}, nil},
+			{"patient scope", a.ID, jwks, []string{"system/*.rs", "patient/*.rs"}, nil},
+			{"user scope", a.ID, jwks, []string{"user/Observation.rs"}, nil},
 			{"unknown purpose", a.ID, jwks, nil, []string{"MARKETING"}},
 			{"lower-case purpose", a.ID, jwks, nil, []string{"treat"}},
 		}
