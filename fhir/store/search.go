@@ -1,0 +1,468 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// Query is one page request over the stored resources. It is what is left of a FHIR
+// search once the caller has resolved whose records it may look at; the store decides
+// nothing about authorization, and every row it returns must still be authorized.
+type Query struct {
+	// Type is the resource type searched. Empty means any type in Types (or every type
+	// when Types is empty as well): the $everything form, which takes no Clauses.
+	Type  string
+	Types []string
+	// Clauses are ANDed; see fhir.Search for the semantics of each. Quantity and number
+	// parameters and :of-type are not indexed and give errs.Invalid.
+	Clauses []fhir.Clause
+	// Patients, when non-nil, restricts the rows to the compartments of these members'
+	// Patient ids (fhir_resources.patient_id). With PatientsSelf the Patient resources
+	// with those ids match as well ($everything). A non-nil empty slice matches nothing.
+	Patients     []string
+	PatientsSelf bool
+	// Since keeps rows with last_updated >= Since when not zero (_since).
+	Since time.Time
+	// Sort keys in priority order; empty means _lastUpdated descending. The resource id,
+	// ascending, breaks ties, so the order is total and keyset paging is stable.
+	Sort []fhir.SortKey
+	// After is the key of the last row already seen: only rows after it in the sort order
+	// are returned. Nil starts at the beginning.
+	After *Key
+	// Limit is the maximum number of rows; zero or less means no limit (Count only).
+	Limit int
+}
+
+// Key is a row's position in a sort order: one instant per sort key (Unix microseconds,
+// with open ends and missing values folded to sentinels) and the id.
+type Key struct {
+	Values []int64
+	ID     string
+}
+
+// Row is one stored resource matched by a Query, with its position in the sort order.
+type Row struct {
+	Stored
+	Key Key
+}
+
+// Sentinels for sort values: a resource without a value for a sort key sorts last in
+// either direction.
+const (
+	sortNoneAsc  = int64(1<<62 - 1)  // ascending: after every instant
+	sortNoneDesc = -int64(1<<62 - 1) // descending: before every instant
+)
+
+// Search returns up to q.Limit current, undeleted resources matching q, in q's sort order,
+// after q.After. q may be nil to use the store's pool. It returns errs.Invalid for a
+// clause the index cannot answer.
+func (s *Store) Search(ctx context.Context, dbq db.Querier, q Query) ([]Row, error) {
+	const op = "fhir.store.Search"
+	if dbq == nil {
+		dbq = s.db
+	}
+	sql, args, err := buildSelect(q)
+	if err != nil {
+		return nil, errs.E(op, err)
+	}
+	rows, err := dbq.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	nkeys := len(sortKeys(q))
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Row, error) {
+		var row Row
+		var patient *string
+		vals := make([]any, 0, 7+nkeys)
+		vals = append(vals, &row.Type, &row.ID, &row.Version, &row.MemberID, &patient, &row.LastUpdated, &row.Body)
+		row.Key.Values = make([]int64, nkeys)
+		for i := range row.Key.Values {
+			vals = append(vals, &row.Key.Values[i])
+		}
+		if err := r.Scan(vals...); err != nil {
+			return Row{}, err
+		}
+		if patient != nil {
+			row.PatientID = *patient
+		}
+		row.Key.ID = row.ID
+		return row, nil
+	})
+	return out, db.Map(op, err)
+}
+
+// Count returns how many resources match q, ignoring After and Limit. Like Search it
+// knows nothing about authorization: the number is not safe to show a caller who may not
+// see every row.
+func (s *Store) Count(ctx context.Context, dbq db.Querier, q Query) (int, error) {
+	const op = "fhir.store.Count"
+	if dbq == nil {
+		dbq = s.db
+	}
+	b := &builder{}
+	where, err := b.where(q)
+	if err != nil {
+		return 0, errs.E(op, err)
+	}
+	var n int
+	err = dbq.QueryRow(ctx, `SELECT count(*) FROM fhir_resources r WHERE `+where, b.args...).Scan(&n)
+	return n, db.Map(op, err)
+}
+
+// Refs returns the references that parameter param of the given resources of type typ
+// point at, as (type, id) pairs in no particular order, deduplicated. It reads the
+// search index, so only what fhir.Extract indexes is found.
+func (s *Store) Refs(ctx context.Context, dbq db.Querier, typ, param, targetType string, ids []string) ([][2]string, error) {
+	const op = "fhir.store.Refs"
+	if dbq == nil {
+		dbq = s.db
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err := dbq.Query(ctx, `SELECT DISTINCT ref_type, ref_id FROM fhir_idx_ref
+		WHERE type = $1 AND id = ANY($2) AND param = $3 AND ($4 = '' OR ref_type = $4) ORDER BY 1, 2`, typ, ids, param, targetType)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var p [2]string
+		return p, r.Scan(&p[0], &p[1])
+	})
+	return out, db.Map(op, err)
+}
+
+// GetMany returns the current, undeleted resources named by refs ((type, id) pairs) that
+// exist, in no particular order. Missing ones are simply absent.
+func (s *Store) GetMany(ctx context.Context, dbq db.Querier, refs [][2]string) ([]Stored, error) {
+	const op = "fhir.store.GetMany"
+	if dbq == nil {
+		dbq = s.db
+	}
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	types, ids := make([]string, len(refs)), make([]string, len(refs))
+	for i, r := range refs {
+		types[i], ids[i] = r[0], r[1]
+	}
+	rows, err := dbq.Query(ctx, `SELECT r.type, r.id, r.version, r.member_id, r.patient_id, r.last_updated, r.body
+		FROM unnest($1::text[], $2::text[]) AS k(type, id) JOIN fhir_resources r ON r.type = k.type AND r.id = k.id
+		WHERE NOT r.deleted`, types, ids)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Stored, error) {
+		var st Stored
+		var patient *string
+		err := r.Scan(&st.Type, &st.ID, &st.Version, &st.MemberID, &patient, &st.LastUpdated, &st.Body)
+		if patient != nil {
+			st.PatientID = *patient
+		}
+		return st, err
+	})
+	return out, db.Map(op, err)
+}
+
+// builder accumulates positional arguments; values never enter the SQL text.
+type builder struct{ args []any }
+
+func (b *builder) arg(v any) string {
+	b.args = append(b.args, v)
+	return "$" + strconv.Itoa(len(b.args))
+}
+
+func sortKeys(q Query) []fhir.SortKey {
+	if len(q.Sort) == 0 {
+		return []fhir.SortKey{{Param: "_lastUpdated", Desc: true}}
+	}
+	return q.Sort
+}
+
+// buildSelect renders q as one SELECT with its arguments.
+func buildSelect(q Query) (string, []any, error) {
+	b := &builder{}
+	where, err := b.where(q)
+	if err != nil {
+		return "", nil, err
+	}
+	keys := sortKeys(q)
+	var cols, order []string
+	for i, k := range keys {
+		col := "k" + strconv.Itoa(i)
+		cols = append(cols, b.sortExpr(k)+" AS "+col)
+		dir := " ASC"
+		if k.Desc {
+			dir = " DESC"
+		}
+		order = append(order, col+dir)
+	}
+	order = append(order, "id ASC")
+	var sql strings.Builder
+	sql.WriteString(`SELECT type, id, version, member_id, patient_id, last_updated, body`)
+	for i := range keys {
+		sql.WriteString(", k" + strconv.Itoa(i))
+	}
+	sql.WriteString(` FROM (SELECT r.type, r.id, r.version, r.member_id, r.patient_id, r.last_updated, r.body, `)
+	sql.WriteString(strings.Join(cols, ", "))
+	sql.WriteString(` FROM fhir_resources r WHERE `)
+	sql.WriteString(where)
+	sql.WriteString(`) t`)
+	if q.After != nil {
+		if len(q.After.Values) != len(keys) {
+			return "", nil, errs.E("fhir.store.Search", errs.Invalid, "invalid paging position")
+		}
+		sql.WriteString(" WHERE " + b.after(keys, *q.After))
+	}
+	sql.WriteString(" ORDER BY " + strings.Join(order, ", "))
+	if q.Limit > 0 {
+		sql.WriteString(" LIMIT " + b.arg(q.Limit))
+	}
+	return sql.String(), b.args, nil
+}
+
+// sortExpr is a sort key as Unix microseconds: for a date parameter the earliest lo
+// (ascending) or the latest hi (descending) of the resource's rows, else a sentinel that
+// sorts last.
+func (b *builder) sortExpr(k fhir.SortKey) string {
+	if k.Param == "_lastUpdated" {
+		return "(extract(epoch FROM r.last_updated) * 1000000)::bigint"
+	}
+	agg, none := "min(d.lo)", sortNoneAsc
+	if k.Desc {
+		agg, none = "max(d.hi)", sortNoneDesc
+	}
+	return "COALESCE((SELECT (extract(epoch FROM " + agg + ") * 1000000)::bigint FROM fhir_idx_date d WHERE d.type = r.type AND d.id = r.id AND d.param = " +
+		b.arg(k.Param) + "), " + b.arg(none) + ")"
+}
+
+// after renders "the row comes after key in this order" for mixed directions:
+// k0 beyond v0, or k0 = v0 and k1 beyond v1, ..., or all equal and id > key.ID.
+func (b *builder) after(keys []fhir.SortKey, key Key) string {
+	var ors []string
+	var eqs []string
+	for i, k := range keys {
+		col := "k" + strconv.Itoa(i)
+		v := b.arg(key.Values[i])
+		cmp := " > "
+		if k.Desc {
+			cmp = " < "
+		}
+		ors = append(ors, "("+strings.Join(append(append([]string{}, eqs...), col+cmp+v), " AND ")+")")
+		eqs = append(eqs, col+" = "+v)
+	}
+	ors = append(ors, "("+strings.Join(append(eqs, "id > "+b.arg(key.ID)), " AND ")+")")
+	return "(" + strings.Join(ors, " OR ") + ")"
+}
+
+// where renders the row filter of q over fhir_resources r.
+func (b *builder) where(q Query) (string, error) {
+	conds := []string{"NOT r.deleted"}
+	switch {
+	case q.Type != "":
+		conds = append(conds, "r.type = "+b.arg(q.Type))
+	case len(q.Types) > 0:
+		conds = append(conds, "r.type = ANY("+b.arg(q.Types)+")")
+	}
+	if q.Type == "" && len(q.Clauses) > 0 {
+		return "", errs.E("fhir.store.Search", errs.Invalid, "search parameters need a resource type")
+	}
+	if q.Patients != nil {
+		p := b.arg(q.Patients)
+		if q.PatientsSelf {
+			conds = append(conds, "(r.patient_id = ANY("+p+") OR (r.type = 'Patient' AND r.id = ANY("+p+")))")
+		} else {
+			conds = append(conds, "r.patient_id = ANY("+p+")")
+		}
+	}
+	if !q.Since.IsZero() {
+		conds = append(conds, "r.last_updated >= "+b.arg(q.Since))
+	}
+	for _, c := range q.Clauses {
+		sql, err := b.clause(c)
+		if err != nil {
+			return "", err
+		}
+		conds = append(conds, sql)
+	}
+	return strings.Join(conds, " AND "), nil
+}
+
+// own ties an index row alias to the resource row.
+func own(alias, param string, b *builder) string {
+	return alias + ".type = r.type AND " + alias + ".id = r.id AND " + alias + ".param = " + b.arg(param)
+}
+
+func tableFor(t fhir.ParamType) (string, bool) {
+	switch t {
+	case fhir.ParamToken, fhir.ParamURI:
+		return "fhir_idx_token", true
+	case fhir.ParamDate:
+		return "fhir_idx_date", true
+	case fhir.ParamString:
+		return "fhir_idx_string", true
+	case fhir.ParamReference:
+		return "fhir_idx_ref", true
+	}
+	return "", false
+}
+
+func (b *builder) clause(c fhir.Clause) (string, error) {
+	unsupported := errs.E("fhir.store.Search", errs.Invalid, "search parameter "+c.Param+" is not supported by this server")
+	if c.Modifier == fhir.ModOfType {
+		return "", unsupported
+	}
+	if c.Param == "_id" && c.Chain == nil && c.Modifier != fhir.ModMissing {
+		ids := make([]string, len(c.Values))
+		for i, v := range c.Values {
+			ids[i] = v.Code
+		}
+		if c.Modifier == fhir.ModNot {
+			return "NOT (r.id = ANY(" + b.arg(ids) + "))", nil
+		}
+		return "r.id = ANY(" + b.arg(ids) + ")", nil
+	}
+	if c.Chain != nil {
+		return b.chain(c)
+	}
+	table, ok := tableFor(c.Type)
+	if !ok {
+		return "", unsupported
+	}
+	if c.Modifier == fhir.ModMissing {
+		exists := "EXISTS (SELECT 1 FROM " + table + " x WHERE " + own("x", c.Param, b) + ")"
+		if c.Values[0].Missing {
+			return "NOT " + exists, nil
+		}
+		return exists, nil
+	}
+	ors, err := b.values("x", c.Type, c.Modifier, c.Values)
+	if err != nil {
+		return "", err
+	}
+	exists := "EXISTS (SELECT 1 FROM " + table + " x WHERE " + own("x", c.Param, b) + " AND (" + ors + "))"
+	if c.Modifier == fhir.ModNot {
+		return "NOT " + exists, nil
+	}
+	return exists, nil
+}
+
+// chain renders param.chainParam=values: a reference row of the resource whose target
+// has an index row matching the values.
+func (b *builder) chain(c fhir.Clause) (string, error) {
+	table, ok := tableFor(c.Chain.ParamType)
+	if !ok || c.Chain.ParamType == fhir.ParamReference {
+		return "", errs.E("fhir.store.Search", errs.Invalid, "chained search parameter "+c.Param+" is not supported by this server")
+	}
+	ors, err := b.values("y", c.Chain.ParamType, c.Modifier, c.Values)
+	if err != nil {
+		return "", err
+	}
+	return "EXISTS (SELECT 1 FROM fhir_idx_ref x JOIN " + table + " y ON y.type = x.ref_type AND y.id = x.ref_id AND y.param = " + b.arg(c.Chain.Param) +
+		" WHERE " + own("x", c.Param, b) + " AND x.ref_type = " + b.arg(c.Chain.TargetType) + " AND (" + ors + "))", nil
+}
+
+// values renders the OR of a clause's values against index row alias a.
+func (b *builder) values(a string, t fhir.ParamType, mod fhir.Modifier, vals []fhir.Value) (string, error) {
+	var ors []string
+	for _, v := range vals {
+		var s string
+		switch t {
+		case fhir.ParamToken, fhir.ParamURI:
+			switch {
+			case t == fhir.ParamURI:
+				s = a + ".code = " + b.arg(v.Raw)
+			case v.SystemMode == fhir.AnySystem:
+				s = a + ".code = " + b.arg(v.Code)
+			case v.SystemMode == fhir.NoSystem:
+				s = "(" + a + ".code = " + b.arg(v.Code) + " AND " + a + ".system = '')"
+			case v.Code == "":
+				s = a + ".system = " + b.arg(v.System)
+			default:
+				s = "(" + a + ".system = " + b.arg(v.System) + " AND " + a + ".code = " + b.arg(v.Code) + ")"
+			}
+		case fhir.ParamReference:
+			s = a + ".ref_id = " + b.arg(v.RefID)
+			if v.RefType != "" {
+				s = "(" + s + " AND " + a + ".ref_type = " + b.arg(v.RefType) + ")"
+			}
+		case fhir.ParamString:
+			switch mod {
+			case fhir.ModContains:
+				s = a + ".value LIKE " + b.arg("%"+likeEscape(v.Norm)+"%")
+			case fhir.ModExact:
+				// Only the folded value is indexed: equality on it is the closest answer.
+				s = a + ".value = " + b.arg(v.Norm)
+			default:
+				s = a + ".value LIKE " + b.arg(likeEscape(v.Norm)+"%")
+			}
+		case fhir.ParamDate:
+			s = b.date(a, v)
+		default:
+			return "", errs.E("fhir.store.Search", errs.Invalid, "search parameter type not supported by this server")
+		}
+		ors = append(ors, s)
+	}
+	return strings.Join(ors, " OR "), nil
+}
+
+// date renders a prefixed date comparison of the search range [pL, pH) with an index row
+// [lo, hi), exactly as documented on fhir.Prefix.
+func (b *builder) date(a string, v fhir.Value) string {
+	lo, hi := a+".lo", a+".hi"
+	pl, ph := v.Date.Low, v.Date.High
+	if pl.IsZero() {
+		pl = minTime
+	}
+	if ph.IsZero() {
+		ph = maxTime
+	}
+	within := func() string { return "(" + lo + " >= " + b.arg(pl) + " AND " + hi + " <= " + b.arg(ph) + ")" }
+	switch v.Prefix {
+	case fhir.PrefixNe:
+		return "NOT " + within()
+	case fhir.PrefixGt:
+		return hi + " > " + b.arg(ph)
+	case fhir.PrefixLt:
+		return lo + " < " + b.arg(pl)
+	case fhir.PrefixGe:
+		return "(" + hi + " > " + b.arg(ph) + " OR " + within() + ")"
+	case fhir.PrefixLe:
+		return "(" + lo + " < " + b.arg(pl) + " OR " + within() + ")"
+	case fhir.PrefixSa:
+		return lo + " >= " + b.arg(ph)
+	case fhir.PrefixEb:
+		return hi + " <= " + b.arg(pl)
+	}
+	return within()
+}
+
+// likeEscape escapes LIKE's metacharacters (the default escape is the backslash).
+func likeEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// ExplainableSelect returns the SQL and arguments Search would run for q, for EXPLAIN in
+// tests and benchmarks.
+func ExplainableSelect(q Query) (string, []any) {
+	sql, args, _ := buildSelect(q)
+	return sql, args
+}
+
+// Explain returns PostgreSQL's plan for sql, one line per row.
+func (s *Store) Explain(ctx context.Context, sql string, args []any) ([]string, error) {
+	rows, err := s.db.Query(ctx, "EXPLAIN "+sql, args...)
+	if err != nil {
+		return nil, db.Map("fhir.store.Explain", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, db.Map("fhir.store.Explain", err)
+}

@@ -1,0 +1,214 @@
+package store_test
+
+import (
+	"context"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/testkit"
+)
+
+// searchFixture stores a few Observations with known dates and codes and returns the
+// store and a name → id map.
+func searchFixture(t *testing.T) (*store.Store, map[string]string) {
+	t.Helper()
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	docs := []struct{ name, patient, body string }{
+		{"o1", "p1", `"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2025-01-15T10:00:00Z","status":"final"`},
+		{"o2", "p1", `"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"effectiveDateTime":"2025-02","status":"final"`},
+		{"o3", "p1", `"code":{"coding":[{"code":"abc"}]},"effectivePeriod":{"start":"2025-01-20"},"status":"final"`},
+		{"o4", "p1", `"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"status":"preliminary"`},
+		{"o5", "p2", `"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2025-01-15T10:00:00Z","status":"final"`},
+	}
+	ids := map[string]string{}
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		for i, d := range docs {
+			body := `{"resourceType":"Observation",` + d.body + `,"subject":{"reference":"Patient/` + d.patient + `"}}`
+			st, err := s.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(body)), MemberID: "a", PatientID: d.patient,
+				At: time.Date(2026, 1, 1, 0, 0, i, 0, time.UTC)})
+			if err != nil {
+				return err
+			}
+			ids[d.name] = st.ID
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, ids
+}
+
+func names(rows []store.Row, ids map[string]string) []string {
+	rev := map[string]string{}
+	for n, id := range ids {
+		rev[id] = n
+	}
+	var out []string
+	for _, r := range rows {
+		out = append(out, rev[r.ID])
+	}
+	return out
+}
+
+func mustQuery(t *testing.T, raw string) fhir.Search {
+	t.Helper()
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := fhir.ParseSearch("Observation", q)
+	if err != nil {
+		t.Fatalf("ParseSearch(%s): %v", raw, err)
+	}
+	return s
+}
+
+func TestSearchSemantics(t *testing.T) {
+	s, ids := searchFixture(t)
+	ctx := context.Background()
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"date=2025-01", []string{"o1"}},
+		{"date=eq2025-01-15", []string{"o1"}},
+		{"date=ge2025-02-01", []string{"o2", "o3"}},
+		{"date=gt2025-01", []string{"o2", "o3"}},
+		{"date=lt2025-01-16", []string{"o1"}},
+		{"date=le2025-01-31", []string{"o1", "o3"}},
+		{"date=sa2025-01-15", []string{"o2", "o3"}},
+		{"date=eb2025-02-01", []string{"o1"}},
+		{"date=ne2025-01", []string{"o2", "o3"}},
+		{"date=ge2025-01-01&date=lt2025-01-31", []string{"o1", "o3"}}, // o3 starts in January and is open-ended: both hold
+		{"date:missing=true", []string{"o4"}},
+		{"date:missing=false", []string{"o1", "o2", "o3"}},
+		{"code=http://loinc.org|4548-4", []string{"o1", "o4"}},
+		{"code=4548-4", []string{"o1", "o4"}},
+		{"code=|abc", []string{"o3"}},
+		{"code=|4548-4", nil},
+		{"code=http://loinc.org|", []string{"o1", "o2", "o4"}},
+		{"code=abc,2345-7", []string{"o2", "o3"}},
+		{"code:not=http://loinc.org|4548-4", []string{"o2", "o3"}},
+		{"category=laboratory&code=4548-4", []string{"o1"}},
+		{"status=preliminary", []string{"o4"}},
+		{"patient=Patient/p1&status=preliminary", []string{"o4"}},
+		{"subject=p1&code=abc", []string{"o3"}},
+		{"_lastUpdated=ge2026-01-01T00:00:02Z", []string{"o3", "o4"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			sq := mustQuery(t, tt.query)
+			rows, err := s.Search(ctx, nil, store.Query{Type: "Observation", Clauses: sq.Clauses, Patients: []string{"p1"}, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := names(rows, ids)
+			sort.Strings(got)
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			n, err := s.Count(ctx, nil, store.Query{Type: "Observation", Clauses: sq.Clauses, Patients: []string{"p1"}})
+			if err != nil || n != len(tt.want) {
+				t.Fatalf("Count = %d, %v; want %d", n, err, len(tt.want))
+			}
+		})
+	}
+	// The patient restriction holds: o5 (p2) never appears for p1, and does for p2.
+	rows, _ := s.Search(ctx, nil, store.Query{Type: "Observation", Patients: []string{"p2"}, Limit: 10})
+	if got := names(rows, ids); !slices.Equal(got, []string{"o5"}) {
+		t.Fatalf("p2 compartment = %v", got)
+	}
+	if rows, _ := s.Search(ctx, nil, store.Query{Type: "Observation", Patients: []string{}, Limit: 10}); len(rows) != 0 {
+		t.Fatalf("empty compartment list matched %d rows", len(rows))
+	}
+	// Quantities are not indexed: the search says so rather than matching nothing.
+	if _, err := s.Search(ctx, nil, store.Query{Type: "Observation", Clauses: []fhir.Clause{{Param: "value-quantity", Type: fhir.ParamQuantity, Values: []fhir.Value{{Number: 1}}}}}); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("quantity search = %v; want Invalid (not indexed)", err)
+	}
+}
+
+func TestSearchSortAndKeysetPaging(t *testing.T) {
+	s, ids := searchFixture(t)
+	ctx := context.Background()
+	for _, tt := range []struct {
+		sort string
+		want []string
+	}{
+		{"-date", []string{"o3", "o2", "o1", "o4"}}, // o3 is open-ended (+∞), o4 has no date: last
+		{"date", []string{"o1", "o3", "o2", "o4"}},
+		{"_lastUpdated", []string{"o1", "o2", "o3", "o4"}},
+		{"-_lastUpdated", []string{"o4", "o3", "o2", "o1"}},
+		{"", []string{"o4", "o3", "o2", "o1"}}, // default: newest first
+	} {
+		t.Run(tt.sort, func(t *testing.T) {
+			var sk []fhir.SortKey
+			if tt.sort != "" {
+				sk = mustQuery(t, "_sort="+tt.sort).Sort
+			}
+			all, err := s.Search(ctx, nil, store.Query{Type: "Observation", Patients: []string{"p1"}, Sort: sk, Limit: 100})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := names(all, ids); !slices.Equal(got, tt.want) {
+				t.Fatalf("order %v, want %v", got, tt.want)
+			}
+			for size := 1; size <= 3; size++ {
+				var paged []store.Row
+				var after *store.Key
+				for range 10 {
+					page, err := s.Search(ctx, nil, store.Query{Type: "Observation", Patients: []string{"p1"}, Sort: sk, After: after, Limit: size})
+					if err != nil {
+						t.Fatal(err)
+					}
+					paged = append(paged, page...)
+					if len(page) < size {
+						break
+					}
+					after = &page[len(page)-1].Key
+				}
+				if got := names(paged, ids); !slices.Equal(got, tt.want) {
+					t.Fatalf("pages of %d: %v, want %v", size, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestSearchIncludeHelpersAndExplain(t *testing.T) {
+	s, ids := searchFixture(t)
+	ctx := context.Background()
+	refs, err := s.Refs(ctx, nil, "Observation", "patient", "", []string{ids["o1"], ids["o5"]})
+	if err != nil || len(refs) != 2 || refs[0] != [2]string{"Patient", "p1"} || refs[1] != [2]string{"Patient", "p2"} {
+		t.Fatalf("Refs = %v, %v", refs, err)
+	}
+	got, err := s.GetMany(ctx, nil, [][2]string{{"Observation", ids["o2"]}, {"Observation", "missing"}, {"Patient", ids["o2"]}})
+	if err != nil || len(got) != 1 || got[0].ID != ids["o2"] {
+		t.Fatalf("GetMany = %v, %v", got, err)
+	}
+	// The lab query plan reaches the rows through the compartment index, not a scan of
+	// every resource.
+	sq := mustQuery(t, "category=laboratory&_sort=-date")
+	sql, args := store.ExplainableSelect(store.Query{Type: "Observation", Clauses: sq.Clauses, Sort: sq.Sort, Patients: []string{"p1"}, Limit: 50})
+	rows, err := s.Explain(ctx, sql, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(rows, "\n")
+	if !strings.Contains(plan, "fhir_resources_patient") {
+		t.Fatalf("lab search does not use the compartment index:\n%s", plan)
+	}
+}
