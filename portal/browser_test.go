@@ -6,64 +6,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/concord-hie/concord/internal/testkit"
 )
 
-const chromiumPath = "/usr/bin/chromium"
+// browser returns a headless Chromium context (see testkit.Browser).
+func browser(t *testing.T) context.Context { return testkit.Browser(t, 1100, 900) }
 
-// browser returns a chromedp context on a fresh headless Chromium with the flags stack.md
-// prescribes for a closed network, or skips when Chromium is not installed.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CONCORD_TEST_STRICT") == "1" {
-			t.Fatalf("%s not found: install chromium (apt-get install -y chromium)", chromiumPath)
-		}
-		t.Skipf("%s not found: browser tests skipped (apt-get install -y chromium)", chromiumPath)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1100, 900),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelB := chromedp.NewContext(actx)
-	ctx, cancelC := context.WithTimeout(ctx, 45*time.Second)
-	t.Cleanup(func() { cancelC(); cancelB(); cancelA() })
-	return ctx
-}
-
-// screenshot saves a full-page PNG to $CONCORD_SCREENSHOT_DIR when it is set.
-func screenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	dir := os.Getenv("CONCORD_SCREENSHOT_DIR")
-	if dir == "" {
-		return
-	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot %s", p)
-}
+// screenshot saves a PNG to $CONCORD_SCREENSHOT_DIR when it is set.
+func screenshot(t *testing.T, ctx context.Context, name string) { testkit.Screenshot(t, ctx, name) }
 
 // axeCheck runs axe-core 4.14.1 (vendored in testdata, MPL-2.0) against the current page
 // for WCAG 2.x A and AA rules and fails the test on any violation.

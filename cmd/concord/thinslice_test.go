@@ -180,12 +180,7 @@ func fhirDo(t *testing.T, method, u, tok string, body []byte) (int, []byte, http
 // to the portal through the OIDC provider's real login form in Chromium and sees that result
 // with its source member.
 func TestThinSlice(t *testing.T) {
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		if os.Getenv("CONCORD_TEST_STRICT") == "1" {
-			t.Fatal("/usr/bin/chromium not found: install chromium")
-		}
-		t.Skip("/usr/bin/chromium not found: browser test skipped")
-	}
+	ctx := testkit.Browser(t, 1200, 1000)
 	m := demoEnv(t)
 	base := m.cfg.BaseURL + "/fhir"
 	region := demoRegion(m.cfg.DemoSeed)
@@ -231,7 +226,6 @@ func TestThinSlice(t *testing.T) {
 		t.Fatalf("GET without token = %d; want 401", status)
 	}
 
-	ctx := chromiumContext(t)
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(m.cfg.BaseURL+"/"),
 		chromedp.Click(chromedp.CSS("form.signin button")),
@@ -261,41 +255,7 @@ func TestThinSlice(t *testing.T) {
 			t.Errorf("labs page shows no result from %s, though Ana is known there", other)
 		}
 	}
-	saveScreenshot(t, ctx, "thin-slice-labs")
-}
-
-func chromiumContext(t *testing.T) context.Context {
-	t.Helper()
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath("/usr/bin/chromium"), chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("headless", true), chromedp.Flag("no-sandbox", true), chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true), chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1200, 1000),
-	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelB := chromedp.NewContext(actx)
-	ctx, cancelC := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(func() { cancelC(); cancelB(); cancelA() })
-	return ctx
-}
-
-func saveScreenshot(t *testing.T, ctx context.Context, name string) {
-	t.Helper()
-	dir := os.Getenv("CONCORD_SCREENSHOT_DIR")
-	if dir == "" {
-		return
-	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
-	if err != nil {
-		t.Fatalf("screenshot: %v", err)
-	}
-	_ = os.MkdirAll(dir, 0o755)
-	p := filepath.Join(dir, name+".png")
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("screenshot %s", p)
+	testkit.Screenshot(t, ctx, "thin-slice-labs")
 }
 
 var _ = fmt.Sprint
