@@ -36,12 +36,12 @@ func TestStamp(t *testing.T) {
 	}
 
 	// no meta yet, id replaced in place
-	r2 := MustParse([]byte(`{"resourceType":"Observation","id":"client","status":"final"}`))
+	r2 := MustParse([]byte(`{"resourceType":"Observation","id":"client","status":"final","code":{"text":"x"}}`))
 	out2, err := r2.Stamp(Stamp{ID: "srv", VersionID: "1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := string(out2.Bytes()), `{"resourceType":"Observation","id":"srv","meta":{"versionId":"1"},"status":"final"}`; got != want {
+	if got, want := string(out2.Bytes()), `{"resourceType":"Observation","id":"srv","meta":{"versionId":"1"},"status":"final","code":{"text":"x"}}`; got != want {
 		t.Errorf("got %s, want %s", got, want)
 	}
 	// drop client security labels

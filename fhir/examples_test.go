@@ -34,6 +34,19 @@ func TestExamplesSubset(t *testing.T) {
 // knownInvalid are official examples that break R4's own rules; they must be rejected.
 var knownInvalid = map[string]string{
 	"SearchParameter-questionnaireresponse-extensions-QuestionnaireResponse-item-subject.json": "id of 67 characters (max 64)",
+	"ig-r4.json":                    "missing required ImplementationGuide.name",
+	"ImplementationGuide-fhir.json": "missing required ImplementationGuide.name",
+	"Questionnaire-qs1.json":        "missing required Questionnaire.item[0].item[0].linkId",
+	"SearchParameter-codesystem-extensions-CodeSystem-author.json":    "missing required SearchParameter.base",
+	"SearchParameter-codesystem-extensions-CodeSystem-effective.json": "missing required SearchParameter.base",
+	"SearchParameter-codesystem-extensions-CodeSystem-end.json":       "missing required SearchParameter.base",
+	"SearchParameter-codesystem-extensions-CodeSystem-keyword.json":   "missing required SearchParameter.base",
+	"SearchParameter-codesystem-extensions-CodeSystem-workflow.json":  "missing required SearchParameter.base",
+	"SearchParameter-valueset-extensions-ValueSet-author.json":        "missing required SearchParameter.base",
+	"SearchParameter-valueset-extensions-ValueSet-effective.json":     "missing required SearchParameter.base",
+	"SearchParameter-valueset-extensions-ValueSet-end.json":           "missing required SearchParameter.base",
+	"SearchParameter-valueset-extensions-ValueSet-keyword.json":       "missing required SearchParameter.base",
+	"SearchParameter-valueset-extensions-ValueSet-workflow.json":      "missing required SearchParameter.base",
 }
 
 func runExamples(t *testing.T, dir string, report bool) int {

@@ -109,8 +109,9 @@ func ResourceTypes() []string { return append([]string(nil), r4Resources[:]...) 
 // array has no matching "_name" entry, or when resources nest more than 6 deep. Contained
 // resources and Bundle entry resources are validated as their own types; a contained resource
 // may not contain resources (dom-2) nor carry meta.versionId or meta.lastUpdated (dom-4).
-// Invariants other than dom-2 and dom-4, cardinality minimums and terminology bindings are not
-// checked.
+// An element with minimum cardinality 1 must be present (a primitive may be present through
+// its "_name" extensions only; a choice element through any variant). Invariants other than
+// dom-2 and dom-4, and terminology bindings, are not checked.
 func Parse(data []byte) (*Resource, error) {
 	p := &parser{s: scanner{data: data}}
 	p.push("$")
@@ -345,14 +346,43 @@ func (p *parser) object(typ string, isResource, top bool) error {
 		}
 		if p.s.consume('}') {
 			if hasExt {
-				return p.checkAligned(prims)
+				if err := p.checkAligned(prims); err != nil {
+					return err
+				}
 			}
-			return nil
+			return p.checkRequired(typ, fields, seen)
 		}
 		if !p.s.consume(',') {
 			return p.fail("invalid JSON")
 		}
 	}
+}
+
+// checkRequired reports the first element of typ with minimum cardinality 1 that is absent.
+// A primitive given only by its "_name" extensions counts as present, and a choice element is
+// present when any of its variants is.
+func (p *parser) checkRequired(typ string, fields map[string]field, seen [][]byte) error {
+	for _, req := range r4Required[typ] {
+		found := false
+		for _, k := range seen {
+			if len(k) > 1 && k[0] == '_' {
+				k = k[1:]
+			}
+			if string(k) == req || fields[string(k)].Choice == req {
+				found = true
+				break
+			}
+		}
+		if !found {
+			if _, ok := fields[req]; ok {
+				p.push(req)
+			} else {
+				p.push(req + "[x]")
+			}
+			return p.fail("required element missing")
+		}
+	}
+	return nil
 }
 
 type choiceSeen struct {

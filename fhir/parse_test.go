@@ -117,6 +117,10 @@ func TestParseRejects(t *testing.T) {
 		{"contained in contained", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","contained":[{"resourceType":"Patient","id":"q"}]}]}`, "Observation.contained[0].(Patient).contained", "a contained resource must not contain resources"},
 		{"second contained in contained", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"o"},{"resourceType":"Patient","id":"p","contained":[{"resourceType":"Patient","id":"q"}]}]}`, "Observation.contained[1].(Patient).contained", "a contained resource must not contain resources"},
 		{"contained with versionId", `{"resourceType":"Observation","contained":[{"resourceType":"Patient","id":"p","meta":{"versionId":"1"}}]}`, "Observation.contained[0].(Patient).meta.versionId", "a contained resource must not have meta.versionId or meta.lastUpdated"},
+		{"required element missing", `{"resourceType":"Observation","status":"final"}`, "Observation.code", "required element missing"},
+		{"required choice missing", `{"resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/1"}}`, "MedicationRequest.medication[x]", "required element missing"},
+		{"required in backbone", `{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET"}}]}`, "Bundle.entry[0].request.url", "required element missing"},
+		{"extension without url", `{"resourceType":"Patient","extension":[{"valueString":"x"}]}`, "Patient.extension[0].url", "required element missing"},
 		{"deep nesting", `{"resourceType":"Questionnaire"` + strings.Repeat(`,"item":[{"linkId":"a"`, 60) + strings.Repeat(`}]`, 60) + `}`, "", "JSON nested too deeply"},
 	}
 	for _, tt := range tests {
@@ -143,18 +147,19 @@ func TestParseAccepts(t *testing.T) {
 		name, json, rtype, id string
 	}{
 		{"minimal", `{"resourceType":"Patient"}`, "Patient", ""},
+		{"required primitive given by extension only", `{"resourceType":"Observation","_status":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"unknown"}]},"code":{"text":"x"}}`, "Observation", ""},
 		{"resourceType not first", ` {"id":"p-1.x","resourceType":"Patient"} `, "Patient", "p-1.x"},
 		{"primitive extension", `{"resourceType":"Patient","birthDate":"1970","_birthDate":{"extension":[{"url":"http://x","valueDateTime":"1970-03-04T05:06:07+01:00"}]}}`, "Patient", ""},
 		{"primitive ext only", `{"resourceType":"Patient","_gender":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/data-absent-reason","valueCode":"unknown"}]}}`, "Patient", ""},
 		{"primitive array with nulls", `{"resourceType":"Patient","name":[{"given":["A",null],"_given":[null,{"id":"g2"}]}]}`, "Patient", ""},
-		{"choice with its primitive ext", `{"resourceType":"Observation","_valueString":{"id":"x"},"valueString":"a","effectiveDateTime":"2020","_effectiveDateTime":{"id":"y"}}`, "Observation", ""},
+		{"choice with its primitive ext", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"_valueString":{"id":"x"},"valueString":"a","effectiveDateTime":"2020","_effectiveDateTime":{"id":"y"}}`, "Observation", ""},
 		{"choice types", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"valueQuantity":{"value":1.5e2,"unit":"mg"},"effectivePeriod":{"start":"2020-01","end":"2021"}}`, "Observation", ""},
 		{"escaped strings", `{"resourceType":"Patient","name":[{"family":"O\u2019Brien \ud83d\ude00 \"q\" \/"}]}`, "Patient", ""},
 		{"contained and backbone", `{"resourceType":"MedicationRequest","id":"1","contained":[{"resourceType":"Medication","id":"m1","code":{"text":"x"}}],"status":"active","intent":"order","medicationReference":{"reference":"#m1"},"subject":{"reference":"Patient/1"},"dosageInstruction":[{"timing":{"repeat":{"frequency":1,"period":1,"periodUnit":"d"}}}]}`, "MedicationRequest", "1"},
 		{"recursive content reference", `{"resourceType":"Questionnaire","status":"draft","item":[{"linkId":"1","type":"group","item":[{"linkId":"1.1","type":"string"}]}]}`, "Questionnaire", ""},
-		{"contained meta source allowed, bundle entry may contain", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","meta":{"versionId":"1"},"contained":[{"resourceType":"Patient","id":"p","meta":{"source":"urn:x"}}]}}]}`, "Bundle", ""},
+		{"contained meta source allowed, bundle entry may contain", `{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"meta":{"versionId":"1"},"contained":[{"resourceType":"Patient","id":"p","meta":{"source":"urn:x"}}]}}]}`, "Bundle", ""},
 		{"bundle of resources", `{"resourceType":"Bundle","type":"transaction","entry":[{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient"},"request":{"method":"POST","url":"Patient"}}]}`, "Bundle", ""},
-		{"leap second and offset", `{"resourceType":"Observation","issued":"2016-12-31T23:59:60.123+14:00"}`, "Observation", ""},
+		{"leap second and offset", `{"resourceType":"Observation","status":"final","code":{"text":"x"},"issued":"2016-12-31T23:59:60.123+14:00"}`, "Observation", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -41,6 +41,7 @@ type structureDefinition struct {
 
 type elementDefinition struct {
 	Path             string `json:"path"`
+	Min              int    `json:"min"`
 	Max              string `json:"max"`
 	ContentReference string `json:"contentReference"`
 	Type             []struct {
@@ -99,6 +100,7 @@ func main() {
 	}
 
 	types := map[string]map[string]field{}
+	required := map[string][]string{} // owner -> element names (choice base names) with min >= 1
 	var resources []string
 	aliases := map[string]string{} // constraint profiles on datatypes -> base type
 	for _, sd := range sds {
@@ -132,6 +134,9 @@ func main() {
 			array := el.Max != "1" && el.Max != "0"
 			if el.Max == "0" {
 				continue
+			}
+			if el.Min > 0 {
+				required[owner] = append(required[owner], strings.TrimSuffix(name, "[x]"))
 			}
 			if el.ContentReference != "" {
 				types[owner][name] = field{Type: strings.TrimPrefix(el.ContentReference, "#"), Array: array}
@@ -206,6 +211,19 @@ func main() {
 		}
 		buf.WriteString("},\n")
 	}
+	buf.WriteString("}\n\n// r4Required lists, per owner in r4Types, the elements with minimum cardinality 1 or\n// more (choice elements by base name).\nvar r4Required = map[string][]string{\n")
+	owners = owners[:0]
+	for o := range required {
+		owners = append(owners, o)
+	}
+	sort.Strings(owners)
+	for _, o := range owners {
+		fmt.Fprintf(&buf, "\t%q: {", o)
+		for _, n := range required[o] {
+			fmt.Fprintf(&buf, "%q, ", n)
+		}
+		buf.WriteString("},\n")
+	}
 	buf.WriteString("}\n")
 	src, err := format.Source(buf.Bytes())
 	if err != nil {
@@ -214,5 +232,5 @@ func main() {
 	if err := os.WriteFile(*out, src, 0o644); err != nil {
 		log.Fatal(err)
 	}
-	log.Printf("gen: %d resource types, %d element owners", len(resources), len(owners))
+	log.Printf("gen: %d resource types, %d element owners, %d with required elements", len(resources), len(types), len(required))
 }
