@@ -198,3 +198,18 @@ func TestValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestEncodeRowMatchesEncode(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for i := 0; i < 300; i++ {
+		ev := sampleEvent(r)
+		row := verifyRow{seq: 1, time: ev.Time, action: string(ev.Action), outcome: string(ev.Outcome), reason: ev.Reason,
+			actor: ev.Actor, client: ev.Client, org: ev.Org, role: ev.Role, purpose: ev.Purpose, patient: ev.Patient,
+			resources: resourceStrings(ev.Resources), consent: ev.Consent, consentVersion: ev.ConsentVersion,
+			tokenID: ev.TokenID, reqID: ev.RequestID, sourceIP: ev.SourceIP, query: ev.Query,
+			breakGlass: ev.BreakGlass, shareLink: ev.ShareLink}
+		if !bytes.Equal(encodeRow(nil, &row), Encode(&ev)) {
+			t.Fatalf("encodeRow differs from Encode for %+v", ev)
+		}
+	}
+}
