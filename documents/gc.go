@@ -1,0 +1,118 @@
+package documents
+
+import (
+	"context"
+	"time"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// GCStats reports one collection.
+type GCStats struct {
+	Scanned int // objects older than the grace period
+	Removed int // orphans deleted
+	Aborted int // stale multipart uploads aborted
+}
+
+// CollectGarbage removes orphan objects: objects no content row names, last modified more
+// than the grace period ago (a crash between the S3 write and the metadata COMMIT leaves
+// such an object). For each candidate it takes the key's advisory lock exclusively (intake
+// holds it shared from before its write until its COMMIT, so an upload of the same bytes in
+// flight is never undone), re-checks that no row names the key and that LastModified is
+// still old, then deletes. It also aborts multipart uploads older than the grace period
+// when Blobs can. It returns what it did before the first error.
+func (s *Service) CollectGarbage(ctx context.Context) (GCStats, error) {
+	const op = "documents.Service.CollectGarbage"
+	var st GCStats
+	cutoff := s.now().Add(-s.cfg.Grace)
+	for info, err := range s.blobs.List(ctx, "", cutoff) {
+		if err != nil {
+			return st, errs.E(op, err)
+		}
+		st.Scanned++
+		removed := false
+		err := db.InTx(ctx, s.pool, func(tx db.Querier) error {
+			removed = false
+			var locked, used bool
+			if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))`, info.Key).Scan(&locked); err != nil {
+				return db.Map(op, err)
+			}
+			if !locked {
+				return nil // an intake of these bytes is in flight
+			}
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM documents_contents WHERE object_key = $1)`, info.Key).Scan(&used); err != nil {
+				return db.Map(op, err)
+			}
+			if used {
+				return nil
+			}
+			cur, err := s.blobs.Stat(ctx, info.Key)
+			if errs.CodeOf(err) == errs.NotFound {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if !cur.LastModified.Before(cutoff) {
+				return nil // written again since it was listed
+			}
+			if err := s.blobs.Delete(ctx, info.Key); err != nil {
+				return err
+			}
+			removed = true
+			return nil
+		})
+		if err != nil {
+			return st, errs.E(op, err)
+		}
+		if removed {
+			st.Removed++
+			s.log.Info("document orphan removed", "key", info.Key)
+		}
+	}
+	if a, ok := s.blobs.(interface {
+		AbortStaleUploads(context.Context, time.Time) (int, error)
+	}); ok {
+		n, err := a.AbortStaleUploads(ctx, cutoff)
+		st.Aborted = n
+		if err != nil {
+			return st, errs.E(op, err)
+		}
+	}
+	return st, nil
+}
+
+// DanglingReferences counts content rows whose object is missing from Blobs: it must be 0.
+// It stats every distinct key, so it is for tests and `concord` maintenance, not requests.
+func (s *Service) DanglingReferences(ctx context.Context) (int, error) {
+	const op = "documents.Service.DanglingReferences"
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT object_key FROM documents_contents`)
+	if err != nil {
+		return 0, db.Map(op, err)
+	}
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			rows.Close()
+			return 0, db.Map(op, err)
+		}
+		keys = append(keys, k)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, db.Map(op, err)
+	}
+	n := 0
+	for _, k := range keys {
+		_, err := s.blobs.Stat(ctx, k)
+		switch {
+		case errs.CodeOf(err) == errs.NotFound:
+			n++
+		case err != nil:
+			return n, errs.E(op, err)
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,522 @@
+package documents
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// DefaultMaxBytes bounds one document's content when Config.MaxBytes is zero.
+const DefaultMaxBytes = 32 << 20
+
+// DefaultGrace is how old an unreferenced object must be before CollectGarbage removes it.
+const DefaultGrace = 24 * time.Hour
+
+// Config tunes the document service.
+type Config struct {
+	// FHIRBase is the public FHIR base URL; stored attachments point at FHIRBase/Binary/{id}.
+	FHIRBase string
+	// MaxBytes bounds the decoded size of one content (errs.TooLarge beyond); 0 means
+	// DefaultMaxBytes.
+	MaxBytes int64
+	// AllowedTypes are the accepted media types (without parameters); nil means
+	// DefaultAllowedTypes. Archives are refused whatever it says.
+	AllowedTypes []string
+	// Grace is the minimum age of an orphan object before it is collected; 0 means
+	// DefaultGrace.
+	Grace time.Duration
+}
+
+// AuditLog appends audit events durably (audit.Log satisfies it).
+type AuditLog interface {
+	Append(ctx context.Context, ev audit.Event) error
+}
+
+// Service keeps documents: bytes in Blobs, metadata in PostgreSQL, the FHIR resources in
+// the FHIR store. It decides nothing about who may read what: callers authorize through
+// records first (see Content and Open).
+type Service struct {
+	pool    *pgxpool.Pool
+	fhir    *store.Store
+	blobs   Blobs
+	audit   AuditLog
+	log     *slog.Logger
+	cfg     Config
+	allowed map[string]bool
+	now     func() time.Time
+}
+
+// New returns the document service. audit receives integrity alerts; log may be nil.
+func New(pool *pgxpool.Pool, fhirStore *store.Store, blobs Blobs, auditLog AuditLog, log *slog.Logger, cfg Config) *Service {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.AllowedTypes == nil {
+		cfg.AllowedTypes = DefaultAllowedTypes
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	allowed := make(map[string]bool, len(cfg.AllowedTypes))
+	for _, t := range cfg.AllowedTypes {
+		allowed[strings.ToLower(t)] = true
+	}
+	return &Service{pool: pool, fhir: fhirStore, blobs: blobs, audit: auditLog, log: log, cfg: cfg, allowed: allowed, now: time.Now}
+}
+
+// Blobs returns the byte store the service writes to.
+func (s *Service) Blobs() Blobs { return s.blobs }
+
+// Tags and labels the service writes.
+const (
+	// OriginSystem tags a document's origin: code "patient" marks a patient's own upload.
+	OriginSystem = "https://concord.example/fhir/document-origin"
+)
+
+// Intake is one DocumentReference or Binary arriving from a member, about to be stored
+// under ID in the FHIR store.
+type Intake struct {
+	MemberID  string
+	PatientID string // the member's Patient whose compartment holds it; "" for a Binary
+	ID        string // the id the resource will be stored under; required
+	Resource  *fhir.Resource
+}
+
+// IngestResource handles the document side of storing a DocumentReference or a Binary in
+// tx, and returns the resource to store in its place (other types come back unchanged).
+//
+// For every content of a DocumentReference with inline data, and for a Binary with data,
+// the bytes are decoded, checked (size limit, allowed and sniffed type, no archives, the
+// sender's size and SHA-1 hash when given) and written to Blobs under their SHA-256 before
+// any row: the metadata and content rows are written in tx, and the returned resource
+// carries attachment.url = FHIRBase/Binary/{id}, size and hash (SHA-1) but no data. An
+// attachment whose url names a Binary of the same member is linked to it; if that Binary is
+// not stored yet, the transaction must store it before COMMIT or the COMMIT fails.
+// relatesTo replaces marks the member's target DocumentReference superseded (in the FHIR
+// store too). Errors: errs.Invalid, errs.TooLarge, errs.Unsupported for bad input;
+// errs.Unavailable when the object store is down (nothing was written).
+func (s *Service) IngestResource(ctx context.Context, tx db.Querier, in Intake) (*fhir.Resource, error) {
+	const op = "documents.Service.IngestResource"
+	if in.ID == "" {
+		return nil, errs.E(op, errs.Internal, "document intake needs the id to store under")
+	}
+	switch in.Resource.ResourceType {
+	case "DocumentReference":
+		return s.ingestDocumentReference(ctx, tx, in)
+	case "Binary":
+		return s.ingestBinary(ctx, tx, in)
+	}
+	return in.Resource, nil
+}
+
+type codeable struct {
+	Coding []fhir.Coding `json:"coding"`
+}
+
+type reference struct {
+	Reference string `json:"reference"`
+}
+
+// docFields is the part of a DocumentReference the metadata rows need.
+type docFields struct {
+	Status    string      `json:"status"`
+	Type      *codeable   `json:"type"`
+	Category  []codeable  `json:"category"`
+	Date      string      `json:"date"`
+	Author    []reference `json:"author"`
+	RelatesTo []struct {
+		Code   string    `json:"code"`
+		Target reference `json:"target"`
+	} `json:"relatesTo"`
+}
+
+type attachmentFields struct {
+	ContentType string `json:"contentType"`
+	Data        string `json:"data"`
+	URL         string `json:"url"`
+	Size        *int64 `json:"size"`
+	Hash        string `json:"hash"`
+}
+
+// storedContent is a content whose bytes are in Blobs.
+type storedContent struct {
+	BinaryID    string
+	Idx         int
+	Key         string
+	Size        int64
+	SHA1        string
+	ContentType string
+}
+
+func (s *Service) binaryURL(id string) string { return s.cfg.FHIRBase + "/Binary/" + id }
+
+// localBinary returns X when u is Binary/X or FHIRBase/Binary/X.
+func (s *Service) localBinary(u string) (string, bool) {
+	rest, ok := strings.CutPrefix(u, s.cfg.FHIRBase+"/")
+	if !ok {
+		rest = u
+	}
+	id, ok := strings.CutPrefix(rest, "Binary/")
+	if !ok || id == "" || strings.ContainsAny(id, "/?#") {
+		return "", false
+	}
+	return id, true
+}
+
+func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in Intake) (*fhir.Resource, error) {
+	const op = "documents.Service.ingestDocumentReference"
+	var df docFields
+	if err := json.Unmarshal(in.Resource.Bytes(), &df); err != nil {
+		return nil, errs.E(op, errs.Invalid, "malformed DocumentReference", err)
+	}
+	top, err := parseObject(in.Resource.Bytes())
+	if err != nil {
+		return nil, errs.E(op, errs.Invalid, "malformed DocumentReference", err)
+	}
+	var contents []json.RawMessage
+	if raw := top.get("content"); raw != nil {
+		if err := json.Unmarshal(raw, &contents); err != nil {
+			return nil, errs.E(op, errs.Invalid, "malformed DocumentReference.content", err)
+		}
+	}
+	type link struct {
+		binaryID string
+		idx      int
+	}
+	var stored []storedContent
+	var links []link
+	for i, raw := range contents {
+		c, err := parseObject(raw)
+		if err != nil {
+			return nil, errs.E(op, errs.Invalid, "malformed DocumentReference.content", err)
+		}
+		araw := c.get("attachment")
+		if araw == nil {
+			continue
+		}
+		var af attachmentFields
+		if err := json.Unmarshal(araw, &af); err != nil {
+			return nil, errs.E(op, errs.Invalid, "malformed attachment", err)
+		}
+		att, err := parseObject(araw)
+		if err != nil {
+			return nil, errs.E(op, errs.Invalid, "malformed attachment", err)
+		}
+		switch {
+		case af.Data != "":
+			sc, err := s.putData(ctx, tx, af)
+			if err != nil {
+				e := errs.E(op, err)
+				e.Path = "DocumentReference.content[" + itoa(i) + "].attachment"
+				return nil, e
+			}
+			sc.BinaryID, sc.Idx = store.NewID(), i
+			stored = append(stored, sc)
+			att = att.del("data").set("contentType", jsonOf(sc.ContentType)).set("url", jsonOf(s.binaryURL(sc.BinaryID))).
+				set("size", jsonOf(sc.Size)).set("hash", jsonOf(sc.SHA1))
+		case af.URL != "":
+			id, ok := s.localBinary(af.URL)
+			if !ok {
+				continue // an external URL: no bytes here to keep
+			}
+			links = append(links, link{id, i})
+			att = att.set("url", jsonOf(s.binaryURL(id)))
+		default:
+			continue
+		}
+		contents[i] = c.set("attachment", att.encode()).encode()
+	}
+	if len(contents) > 0 {
+		b, _ := json.Marshal(contents)
+		top = top.set("content", b)
+	}
+	out, err := fhir.Parse(top.encode())
+	if err != nil {
+		return nil, errs.E(op, errs.Internal, err)
+	}
+
+	// The objects are in Blobs; now the rows.
+	m := metaRow{ID: in.ID, MemberID: in.MemberID, PatientID: in.PatientID, Origin: "clinical", Status: df.Status}
+	m.fill(df, in.Resource.Meta)
+	if err := insertMeta(ctx, tx, m); err != nil {
+		return nil, err
+	}
+	for _, sc := range stored {
+		if err := insertContent(ctx, tx, in.ID, in.MemberID, "", sc); err != nil {
+			return nil, err
+		}
+	}
+	for _, l := range links {
+		if err := s.linkBinary(ctx, tx, in.MemberID, in.ID, l.binaryID, l.idx); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range df.RelatesTo {
+		if r.Code != "replaces" {
+			continue
+		}
+		target, ok := strings.CutPrefix(r.Target.Reference, "DocumentReference/")
+		if !ok {
+			target, ok = strings.CutPrefix(r.Target.Reference, s.cfg.FHIRBase+"/DocumentReference/")
+		}
+		if !ok || target == in.ID {
+			e := errs.E(op, errs.Invalid, "relatesTo.target must be DocumentReference/{id}")
+			e.Path = "DocumentReference.relatesTo.target"
+			return nil, e
+		}
+		if err := s.supersede(ctx, tx, in.MemberID, target, in.ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) ingestBinary(ctx context.Context, tx db.Querier, in Intake) (*fhir.Resource, error) {
+	const op = "documents.Service.ingestBinary"
+	var af attachmentFields
+	if err := json.Unmarshal(in.Resource.Bytes(), &af); err != nil {
+		return nil, errs.E(op, errs.Invalid, "malformed Binary", err)
+	}
+	if af.Data == "" {
+		e := errs.E(op, errs.Invalid, "a Binary needs data")
+		e.Path = "Binary.data"
+		return nil, e
+	}
+	sc, err := s.putData(ctx, tx, af)
+	if err != nil {
+		e := errs.E(op, err)
+		e.Path = "Binary"
+		return nil, e
+	}
+	sc.BinaryID = in.ID
+	// A DocumentReference earlier in the transaction may be waiting for this Binary.
+	var docID string
+	var idx int
+	err = tx.QueryRow(ctx, `DELETE FROM documents_pending WHERE binary_id = $1 AND member_id = $2 RETURNING document_id, idx`, in.ID, in.MemberID).Scan(&docID, &idx)
+	if err != nil && errs.CodeOf(db.Map(op, err)) != errs.NotFound {
+		return nil, db.Map(op, err)
+	}
+	sc.Idx = idx
+	if err := insertContent(ctx, tx, docID, in.MemberID, "", sc); err != nil {
+		return nil, err
+	}
+	top, err := parseObject(in.Resource.Bytes())
+	if err != nil {
+		return nil, errs.E(op, errs.Invalid, "malformed Binary", err)
+	}
+	top = top.del("data").set("contentType", jsonOf(sc.ContentType))
+	out, err := fhir.Parse(top.encode())
+	if err != nil {
+		return nil, errs.E(op, errs.Internal, err)
+	}
+	return out, nil
+}
+
+// putData decodes, checks and stores one attachment's inline bytes.
+func (s *Service) putData(ctx context.Context, tx db.Querier, af attachmentFields) (storedContent, error) {
+	const op = "documents.Service.putData"
+	if int64(len(af.Data))/4*3 > s.cfg.MaxBytes+3 {
+		return storedContent{}, errs.E(op, errs.TooLarge, "the document is larger than allowed")
+	}
+	data, err := base64.StdEncoding.DecodeString(af.Data)
+	if err != nil {
+		return storedContent{}, errs.E(op, errs.Invalid, "attachment data is not valid base64", err)
+	}
+	return s.putBytes(ctx, tx, data, af.ContentType, af.Hash, af.Size)
+}
+
+// putBytes checks data and writes it to Blobs (once per distinct content) under a shared
+// advisory lock on its key that tx holds until it ends, so the collector cannot remove the
+// object between this write and tx's COMMIT.
+func (s *Service) putBytes(ctx context.Context, tx db.Querier, data []byte, declared, senderHash string, senderSize *int64) (storedContent, error) {
+	const op = "documents.Service.putBytes"
+	if int64(len(data)) > s.cfg.MaxBytes {
+		return storedContent{}, errs.E(op, errs.TooLarge, "the document is larger than allowed")
+	}
+	if len(data) == 0 {
+		return storedContent{}, errs.E(op, errs.Invalid, "the document is empty")
+	}
+	ct, err := checkContent(op, s.allowed, declared, data[:min(len(data), 512)])
+	if err != nil {
+		return storedContent{}, err
+	}
+	sum := sha256.Sum256(data)
+	s1 := sha1.Sum(data)
+	sc := storedContent{Key: hex.EncodeToString(sum[:]), Size: int64(len(data)), SHA1: base64.StdEncoding.EncodeToString(s1[:]), ContentType: ct}
+	if senderSize != nil && *senderSize != sc.Size {
+		return storedContent{}, errs.E(op, errs.Invalid, "attachment.size does not match the data")
+	}
+	if senderHash != "" && senderHash != sc.SHA1 {
+		return storedContent{}, errs.E(op, errs.Invalid, "attachment.hash (SHA-1, base64) does not match the data")
+	}
+	if err := s.storeObject(ctx, tx, sc.Key, data, ct); err != nil {
+		return storedContent{}, err
+	}
+	return sc, nil
+}
+
+// storeObject writes data under key unless an object is already there (identical bytes:
+// content addressing), holding the key's shared lock in tx.
+func (s *Service) storeObject(ctx context.Context, tx db.Querier, key string, data []byte, ct string) error {
+	const op = "documents.Service.storeObject"
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, key); err != nil {
+		return db.Map(op, err)
+	}
+	info, err := s.blobs.Stat(ctx, key)
+	switch {
+	case err == nil && info.Size == int64(len(data)):
+		return nil // de-duplicated: the same bytes are stored
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
+		return errs.E(op, err)
+	}
+	if err := s.blobs.Put(ctx, key, bytes.NewReader(data), int64(len(data)), ct); err != nil {
+		return errs.E(op, err)
+	}
+	return nil
+}
+
+// linkBinary attaches the member's stored, unattached Binary to a document, or records
+// that the transaction still owes it.
+func (s *Service) linkBinary(ctx context.Context, tx db.Querier, member, docID, binaryID string, idx int) error {
+	const op = "documents.Service.linkBinary"
+	tag, err := tx.Exec(ctx, `UPDATE documents_contents SET document_id = $1, idx = $2
+		WHERE binary_id = $3 AND member_id = $4 AND document_id IS NULL`, docID, idx, binaryID, member)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return nil
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM documents_contents WHERE binary_id = $1)`, binaryID).Scan(&exists); err != nil {
+		return db.Map(op, err)
+	}
+	if exists { // another member's, or already another document's
+		e := errs.E(op, errs.Invalid, "attachment.url names a Binary this document cannot use")
+		e.Path = "DocumentReference.content.attachment.url"
+		return e
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO documents_pending(binary_id, document_id, idx, member_id) VALUES ($1, $2, $3, $4)`, binaryID, docID, idx, member)
+	return db.Map(op, err)
+}
+
+// supersede marks the member's document target as replaced by by, in the metadata and in
+// the stored DocumentReference (a new version with status superseded).
+func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, by string) error {
+	const op = "documents.Service.supersede"
+	tag, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1
+		WHERE id = $2 AND member_id = $3 AND status <> 'entered-in-error'`, by, target, member)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() != 1 {
+		e := errs.E(op, errs.Invalid, "relatesTo.target is not one of the sending member's documents")
+		e.Path = "DocumentReference.relatesTo.target"
+		return e
+	}
+	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1) WHERE id = $2`, target, by); err != nil {
+		return db.Map(op, err)
+	}
+	st, err := s.fhir.Get(ctx, tx, "DocumentReference", target)
+	if err != nil {
+		return err
+	}
+	top, err := parseObject(st.Body)
+	if err != nil {
+		return errs.E(op, errs.Internal, err)
+	}
+	res, err := fhir.Parse(top.set("status", jsonOf("superseded")).encode())
+	if err != nil {
+		return errs.E(op, errs.Internal, err)
+	}
+	_, err = s.fhir.Put(ctx, tx, store.Write{Resource: res, ID: target, MemberID: member, PatientID: st.PatientID, At: s.now()})
+	return err
+}
+
+// metaRow is one documents_metadata row.
+type metaRow struct {
+	ID, MemberID, PatientID, PersonID, Origin string
+	TypeSystem, TypeCode, Category, Author    string
+	Date                                      *time.Time
+	Status                                    string
+	Security                                  []string
+}
+
+func (m *metaRow) fill(df docFields, meta fhir.Meta) {
+	if df.Type != nil && len(df.Type.Coding) > 0 {
+		m.TypeSystem, m.TypeCode = df.Type.Coding[0].System, df.Type.Coding[0].Code
+	}
+	if len(df.Category) > 0 && len(df.Category[0].Coding) > 0 {
+		m.Category = df.Category[0].Coding[0].Code
+	}
+	if len(df.Author) > 0 {
+		m.Author = df.Author[0].Reference
+	}
+	if t, err := time.Parse(time.RFC3339Nano, df.Date); err == nil {
+		m.Date = &t
+	}
+	m.Security = []string{}
+	for _, c := range meta.Security {
+		m.Security = append(m.Security, c.Code)
+	}
+	if m.Status == "" {
+		m.Status = "current"
+	}
+}
+
+func insertMeta(ctx context.Context, tx db.Querier, m metaRow) error {
+	var member, patient, person *string
+	if m.MemberID != "" {
+		member = &m.MemberID
+	}
+	if m.PatientID != "" {
+		patient = &m.PatientID
+	}
+	if m.PersonID != "" {
+		person = &m.PersonID
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO documents_metadata(id, member_id, patient_id, person_id, origin, type_system, type_code,
+			category, author, doc_date, status, security)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		m.ID, member, patient, person, m.Origin, m.TypeSystem, m.TypeCode, m.Category, m.Author, m.Date, m.Status, m.Security)
+	return db.Map("documents.insertMeta", err)
+}
+
+func insertContent(ctx context.Context, tx db.Querier, docID, member, person string, sc storedContent) error {
+	var doc, mem, per *string
+	if docID != "" {
+		doc = &docID
+	}
+	if member != "" {
+		mem = &member
+	}
+	if person != "" {
+		per = &person
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO documents_contents(binary_id, document_id, idx, member_id, person_id, object_key, size, sha1, content_type)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, sc.BinaryID, doc, sc.Idx, mem, per, sc.Key, sc.Size, sc.SHA1, sc.ContentType)
+	return db.Map("documents.insertContent", err)
+}
+
+func itoa(i int) string {
+	b, _ := json.Marshal(i)
+	return string(b)
+}
