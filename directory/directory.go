@@ -90,13 +90,18 @@ func (s *Store) AddMember(ctx context.Context, name, system string) (Member, err
 		id = id[:48]
 	}
 	m := Member{ID: id, Name: name, System: sys}
-	err = db.InTx(ctx, s.db.(db.TxStarter), func(tx db.Querier) error {
+	insert := func(tx db.Querier) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ($1, $2, $3)`, m.ID, m.Name, m.System); err != nil {
 			return err
 		}
 		_, err := tx.Exec(ctx, `INSERT INTO directory_authorities(system, member_id) VALUES ($1, $2)`, m.System, m.ID)
 		return err
-	})
+	}
+	if ts, ok := s.db.(db.TxStarter); ok {
+		err = db.InTx(ctx, ts, insert)
+	} else { // already inside the caller's transaction
+		err = insert(s.db)
+	}
 	if err != nil {
 		return Member{}, errs.E(op, fmt.Sprintf("member %s or system already registered", m.ID), db.Map(op, err))
 	}

@@ -173,7 +173,7 @@ func (t *Tokens) Exchange(ctx context.Context, form url.Values) (TokenResponse, 
 		return TokenResponse{}, oauthErr("invalid_client", "exp is required", nil)
 	case c.Expiry.Time().Before(now.Add(-clockSkew)):
 		return TokenResponse{}, oauthErr("invalid_client", "assertion expired", nil)
-	case c.Expiry.Time().After(now.Add(MaxAssertionLifetime + 5*time.Second)):
+	case c.Expiry.Time().After(now.Add(MaxAssertionLifetime)):
 		return TokenResponse{}, oauthErr("invalid_client", "assertion exp may be at most 5 minutes ahead", nil)
 	case c.NotBefore != nil && c.NotBefore.Time().After(now.Add(clockSkew)):
 		return TokenResponse{}, oauthErr("invalid_client", "assertion not yet valid", nil)
@@ -187,6 +187,11 @@ func (t *Tokens) Exchange(ctx context.Context, form url.Values) (TokenResponse, 
 	scopes, err := Grant(form.Get("scope"), client.Scopes)
 	if err != nil {
 		return TokenResponse{}, oauthErr("invalid_scope", "no requested scope is registered for this client", err)
+	}
+	for _, sc := range scopes {
+		if sc.Context != "system" { // backend services act for no user or patient
+			return TokenResponse{}, oauthErr("invalid_scope", "backend services are granted system/ scopes only", nil)
+		}
 	}
 	if err := t.store.UseJTI(ctx, client.ID, c.ID, c.Expiry.Time().Add(clockSkew)); err != nil {
 		if errs.CodeOf(err) == errs.Conflict {
