@@ -547,7 +547,8 @@ func parseValue(p ParamDef, v string) (Value, error) {
 			}
 			val.Prefix, v = pr, v[2:]
 		}
-		d, ok := parseDate(v, kindSearch)
+		// An unencoded '+' of a zone offset arrives as a space after query decoding.
+		d, ok := parseDate(strings.Replace(v, " ", "+", 1), kindSearch)
 		if !ok {
 			return bad("invalid date value")
 		}

@@ -219,6 +219,9 @@ func TestParseSearch(t *testing.T) {
 			t.Errorf("quantity 7 %+v", v)
 		}
 	}
+	if s, err := ParseSearch("Observation", q("date=lt2020-01-01T10:00:00+02:00")); err != nil || !s.Clauses[0].Values[0].Date.Low.Equal(time.Date(2020, 1, 1, 8, 0, 0, 0, time.UTC)) {
+		t.Errorf("unencoded + in zone: %+v %v", s, err)
+	}
 	if s, err := ParseSearch("Observation", nil); err != nil || s.Count != DefaultCount {
 		t.Errorf("defaults: %+v %v", s, err)
 	}
