@@ -11,6 +11,7 @@ func (s *Server) routes(e *echo.Echo) {
 	f.GET("/.well-known/smart-configuration", s.showSMARTConfiguration)
 
 	a := f.Group("", s.authenticate)
+	a.GET("/AuditEvent", s.searchAuditEvents)
 	a.POST("/:type", s.createResource)
 	a.GET("/:type/:id", s.readResource)
 }

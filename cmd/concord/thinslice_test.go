@@ -138,7 +138,7 @@ func token(t *testing.T, m *Main, memberID string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.PostForm(dc.TokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.cruds system/Observation.cruds"},
+	resp, err := http.PostForm(dc.TokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.cruds system/Observation.cruds system/AuditEvent.rs"},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
 	if err != nil {
 		t.Fatal(err)
@@ -158,9 +158,12 @@ func token(t *testing.T, m *Main, memberID string) string {
 	return tr.AccessToken
 }
 
-func fhirDo(t *testing.T, method, u, tok string, body []byte) (int, []byte, http.Header) {
+func fhirDo(t *testing.T, method, u, tok string, body []byte, header ...string) (int, []byte, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/fhir+json")
 	if body != nil {
@@ -211,9 +214,14 @@ func TestThinSlice(t *testing.T) {
 	}
 	var created struct{ ID string }
 	_ = json.Unmarshal(body, &created)
-	status, body, _ = fhirDo(t, "GET", base+"/Observation/"+created.ID, tok, nil)
-	if status != http.StatusOK || !strings.Contains(string(body), `"2093-3"`) {
+	status, body, hdr = fhirDo(t, "GET", base+"/Observation/"+created.ID, tok, nil, "X-Request-Id", "thin-slice-read-1")
+	if status != http.StatusOK || !strings.Contains(string(body), `"2093-3"`) || hdr.Get("X-Request-Id") != "thin-slice-read-1" {
 		t.Fatalf("GET Observation = %d %s", status, body)
+	}
+	// The read was audited before it answered: RESTful ATNA finds it by request ID.
+	status, body, _ = fhirDo(t, "GET", base+"/AuditEvent?patient="+pat.ID+"&date=ge2020-01-01", tok, nil)
+	if status != http.StatusOK || !strings.Contains(string(body), "thin-slice-read-1") || strings.Contains(string(body), "Rivera") {
+		t.Fatalf("AuditEvent search = %d, want the read's event by request ID and no PHI:\n%.1500s", status, body)
 	}
 	// Strict input: a case-variant key is refused with an OperationOutcome naming nothing private.
 	status, body, _ = fhirDo(t, "POST", base+"/Observation", tok, []byte(`{"resourceType":"Observation","Status":"final"}`))

@@ -1,0 +1,151 @@
+package exchange
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// searchAuditEvents is RESTful ATNA (ITI-81): GET [base]/AuditEvent. A member system sees
+// only events in which its own organization was the agent; `patient` names one of the
+// member's Patients (its person's events by this member).
+func (s *Server) searchAuditEvents(c echo.Context) error {
+	const op = "exchange.searchAuditEvents"
+	if err := require(c, "AuditEvent", 's'); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	f := audit.Filter{Org: p.MemberID}
+	q := c.QueryParams()
+	bad := func(msg, param string) error {
+		e := errs.E(op, errs.Invalid, msg)
+		e.Path = "AuditEvent?" + param
+		return e
+	}
+	for k, vs := range q {
+		switch k {
+		case "patient":
+			id := strings.TrimPrefix(vs[0], "Patient/")
+			st, err := s.FHIR.Get(ctx, nil, "Patient", id)
+			if err != nil || st.MemberID != p.MemberID {
+				return fhirJSON(c, http.StatusOK, emptySearchSet(s.FHIRBase()+"/AuditEvent", c.Request().URL.RawQuery))
+			}
+			src, err := s.MPI.SourceByPatient(ctx, nil, id)
+			if err != nil {
+				return err
+			}
+			f.Patient = string(src.PersonID)
+		case "date":
+			for _, v := range vs {
+				prefix, val := v[:min(2, len(v))], v
+				if prefix == "ge" || prefix == "le" || prefix == "gt" || prefix == "lt" {
+					val = v[2:]
+				} else {
+					prefix = "eq"
+				}
+				t, err := parseFHIRDate(val)
+				if err != nil {
+					return bad("date must be a FHIR date or dateTime with ge/le", k)
+				}
+				switch prefix {
+				case "ge", "gt":
+					f.From = t
+				case "le", "lt":
+					f.To = t
+				default:
+					f.From, f.To = t, t.Add(24*time.Hour)
+				}
+			}
+		case "agent":
+			f.Agent = vs[0]
+		case "outcome":
+			switch vs[0] {
+			case "0":
+				f.Outcome = audit.Permit
+			case "4":
+				f.Outcome = audit.Deny
+			case "8":
+				f.Outcome = audit.Failure
+			default:
+				return bad("outcome must be 0, 4 or 8", k)
+			}
+		case "entity-type", "_format":
+			// entity-type: every event names a patient (1) and its resources (2); nothing to narrow.
+		case "_count":
+			n, err := strconv.Atoi(vs[0])
+			if err != nil || n < 1 {
+				return bad("_count must be a positive integer", k)
+			}
+			f.Count = min(n, s.cfg.MaxCount)
+		case "_cursor":
+			f.Cursor = vs[0]
+		default:
+			return bad("unsupported search parameter", k)
+		}
+	}
+	evs, next, err := audit.Search(ctx, s.Pool, f)
+	if err != nil {
+		return err
+	}
+	set := fhir.SearchSet{Timestamp: s.Now()}
+	self := s.FHIRBase() + "/AuditEvent"
+	if raw := c.Request().URL.RawQuery; raw != "" {
+		self += "?" + raw
+	}
+	set.Links = append(set.Links, fhir.Link{Relation: "self", URL: self})
+	if next != "" {
+		nq := url.Values{}
+		for k, v := range q {
+			if k != "_cursor" {
+				nq[k] = v
+			}
+		}
+		nq.Set("_cursor", next)
+		set.Links = append(set.Links, fhir.Link{Relation: "next", URL: s.FHIRBase() + "/AuditEvent?" + nq.Encode()})
+	}
+	for _, ev := range evs {
+		r, err := fhir.Parse(audit.ToFHIR(ev, s.FHIRBase()))
+		if err != nil {
+			return errs.E(op, errs.Internal, err)
+		}
+		set.Entries = append(set.Entries, fhir.SearchEntry{FullURL: s.FHIRBase() + "/AuditEvent/" + r.ID, Resource: r, Mode: "match"})
+	}
+	b, err := set.JSON()
+	if err != nil {
+		return errs.E(op, errs.Internal, err)
+	}
+	return fhirJSON(c, http.StatusOK, b)
+}
+
+func emptySearchSet(self, raw string) []byte {
+	if raw != "" {
+		self += "?" + raw
+	}
+	zero := 0
+	b, _ := fhir.SearchSet{Total: &zero, Links: []fhir.Link{{Relation: "self", URL: self}}}.JSON()
+	return b
+}
+
+func fhirJSON(c echo.Context, status int, b []byte) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(status, mimeFHIR, b)
+}
+
+// parseFHIRDate reads a FHIR date or dateTime (UTC when no offset is given).
+func parseFHIRDate(v string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02", "2006-01", "2006"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, errs.E("exchange.parseFHIRDate", errs.Invalid, "malformed date")
+}
