@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -119,7 +120,7 @@ func TestTamperingDetected(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(7, 8))
-	iterations := 1020 // ≥ 1,000, every kind about 60 times
+	iterations := 1026 // ≥ 1,000: each of the 18 kinds 57 times
 	if testing.Short() {
 		iterations = 200
 	}
@@ -133,7 +134,18 @@ func TestTamperingDetected(t *testing.T) {
 	attacker := seededKey(99)
 	kinds := []string{"edit-column", "edit-encoding", "edit-column-and-encoding", "edit-hash", "edit-prev",
 		"delete", "delete-last-fix-head", "insert-duplicate", "insert-shift", "swap", "swap-adjacent",
-		"truncate", "rechain", "rechain-resign", "delete-checkpoint", "edit-checkpoint", "insert-before-start"}
+		"truncate", "rechain", "rechain-resign", "delete-checkpoint", "edit-checkpoint", "insert-before-start", "append-beyond-head"}
+	// What Verify must say for the tamperings whose diagnosis is unambiguous.
+	type expect struct {
+		p   Problem
+		atK bool // FirstBad must be the tampered seq
+	}
+	wantProblem := map[string]expect{
+		"edit-column": {Edited, true}, "edit-encoding": {Edited, true}, "edit-column-and-encoding": {Edited, true},
+		"insert-duplicate": {Inserted, false}, "rechain": {Rechained, false}, "rechain-resign": {BadCheckpoint, false},
+		"delete-checkpoint": {BadCheckpoint, false}, "edit-checkpoint": {BadCheckpoint, false},
+		"append-beyond-head": {Inserted, false}, "truncate": {Truncated, false}, "insert-before-start": {Inserted, false},
+	}
 	detected := map[string]int{}
 	problems := map[Problem]int{}
 	total := 0
@@ -244,6 +256,20 @@ func TestTamperingDetected(t *testing.T) {
 		case "insert-before-start":
 			mustExec(t, ctx, tx, "INSERT INTO audit_events SELECT * FROM audit_events WHERE seq = $1", k)
 			mustExec(t, ctx, tx, "UPDATE audit_events SET seq = 0 WHERE ctid = (SELECT ctid FROM audit_events WHERE seq = $1 LIMIT 1) AND tableoid = (SELECT tableoid FROM audit_events WHERE seq = $1 LIMIT 1)", k)
+		case "append-beyond-head":
+			// A forged event correctly chained after the last one, without moving the head.
+			rs := loadRows(t, ctx, tx, n)
+			ev := sampleEvent(r)
+			enc := Encode(&ev)
+			var prev Hash
+			copy(prev[:], rs[0].hash)
+			h := ChainHash(prev, n+1, enc)
+			mustExec(t, ctx, tx, `INSERT INTO audit_events (seq, time, action, outcome, reason, actor, client, org, role, purpose, patient,
+				resources, consent, consent_version, token_id, request_id, source_ip, query, break_glass, share_link, enc, prev, hash)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)`,
+				n+1, ev.Time, string(ev.Action), string(ev.Outcome), ev.Reason, ev.Actor, ev.Client, ev.Org, ev.Role, ev.Purpose,
+				ev.Patient, resourceStrings(ev.Resources), ev.Consent, ev.ConsentVersion, ev.TokenID, ev.RequestID, ev.SourceIP,
+				ev.Query, ev.BreakGlass, ev.ShareLink, enc, prev[:], h[:])
 		default:
 			t.Fatalf("unknown tampering %s", kind)
 		}
@@ -255,6 +281,13 @@ func TestTamperingDetected(t *testing.T) {
 			t.Fatal(err)
 		}
 		total++
+		if want, ok := wantProblem[kind]; ok && !rep.OK && (rep.Problem != want.p || (want.atK && rep.FirstBad != k)) {
+			t.Errorf("%s at seq %d: reported %s at seq %d (%s); want %s%s", kind, k, rep.Problem, rep.FirstBad, rep.Detail, want.p,
+				map[bool]string{true: " at that seq", false: ""}[want.atK])
+		}
+		if kind == "rechain" && !rep.OK && (rep.FirstBad > k || rep.FirstBad < k-n/4) {
+			t.Errorf("rechain from seq %d: reported from seq %d; want the checkpoint interval holding it", k, rep.FirstBad)
+		}
 		if !rep.OK {
 			detected[kind]++
 			problems[rep.Problem]++
@@ -270,6 +303,17 @@ func TestTamperingDetected(t *testing.T) {
 	if total < iterations || sum != total {
 		t.Fatalf("detected %d of %d tamperings; want all", sum, total)
 	}
+	// Checkpoint refuses to sign over a broken chain.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, ctx, tx, "DELETE FROM audit_checkpoints WHERE id = 4")
+	mustExec(t, ctx, tx, "DELETE FROM audit_events WHERE seq = $1", n-3)
+	if _, err := makeCheckpoint(ctx, tx, key, time.Now()); err == nil {
+		t.Fatal("makeCheckpoint signed a chain with a gap")
+	}
+	tx.Rollback(ctx)
 	// The fixture is untouched after all the rolled-back tamperings.
 	if rep, err := Verify(ctx, pool, pub, nil); err != nil || !rep.OK {
 		t.Fatalf("after rollbacks: %+v, %v", rep, err)
