@@ -1,8 +1,8 @@
 package fhir
 
 import (
-	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -46,16 +46,15 @@ type IndexValue struct {
 // date in a string element) are skipped. The order is stable: by parameter, then document
 // order.
 func Extract(r *Resource) []IndexValue {
-	var doc any
-	d := json.NewDecoder(bytes.NewReader(r.raw))
-	d.UseNumber()
-	if err := d.Decode(&doc); err != nil { // r was validated by Parse; cannot happen
+	top, ok := members(r.raw)
+	if !ok { // r was validated by Parse; cannot happen
 		return nil
 	}
+	root := node{typ: r.ResourceType, raw: r.raw, ms: top}
 	var out []IndexValue
 	for _, p := range Params(r.ResourceType) {
 		for _, path := range p.Paths {
-			for _, n := range evalPath(r.ResourceType, doc, path) {
+			for _, n := range evalPath(root, path) {
 				out = appendValues(out, p, n)
 			}
 		}
@@ -63,44 +62,56 @@ func Extract(r *Resource) []IndexValue {
 	return out
 }
 
-// node is a value found by a path with its FHIR type.
+// node is a JSON value found by a path, with its FHIR type. ms caches its members.
 type node struct {
 	typ string
-	v   any
+	raw []byte
+	ms  []member
 }
 
-// evalPath evaluates a ParamDef path against the decoded resource.
-func evalPath(rt string, doc any, path string) []node {
-	cur := []node{{typ: rt, v: doc}}
+func (n *node) members() []member {
+	if n.ms == nil {
+		n.ms, _ = members(n.raw)
+	}
+	return n.ms
+}
+
+// evalPath evaluates a ParamDef path over validated JSON, guided by the R4 table.
+func evalPath(root node, path string) []node {
+	cur := []node{root}
 	for _, step := range splitPath(path) {
 		var next []node
-		if strings.HasPrefix(step, "where(") {
-			k, v, _ := strings.Cut(strings.TrimSuffix(strings.TrimPrefix(step, "where("), ")"), "=")
+		if cond, ok := strings.CutPrefix(step, "where("); ok {
+			k, v, _ := strings.Cut(strings.TrimSuffix(cond, ")"), "=")
 			v = strings.Trim(v, "'")
 			for _, n := range cur {
-				if m, ok := n.v.(map[string]any); ok && m[k] == v {
-					next = append(next, n)
+				for _, m := range n.members() {
+					if m.Key == k && jsonStringValue(m.Value) == v {
+						next = append(next, n)
+						break
+					}
 				}
 			}
 			cur = next
 			continue
 		}
-		for _, n := range cur {
-			m, ok := n.v.(map[string]any)
-			if !ok {
-				continue
-			}
-			fields := r4Types[n.typ]
-			if base, ok := strings.CutSuffix(step, "[x]"); ok {
-				for name, f := range fields {
-					if len(name) > len(base) && strings.HasPrefix(name, base) && unicode.IsUpper(rune(name[len(base)])) {
-						next = appendNode(next, f.Type, m[name])
+		base, choice := strings.CutSuffix(step, "[x]")
+		for i := range cur {
+			fields := r4Types[cur[i].typ]
+			for _, m := range cur[i].members() {
+				f, ok := fields[m.Key]
+				if !ok || choice && f.Choice != base || !choice && m.Key != step {
+					continue
+				}
+				if !f.Array {
+					next = append(next, node{typ: f.Type, raw: m.Value})
+					continue
+				}
+				for _, item := range arrayItems(m.Value) {
+					if string(item) != "null" {
+						next = append(next, node{typ: f.Type, raw: item})
 					}
 				}
-				continue
-			}
-			if f, ok := fields[step]; ok {
-				next = appendNode(next, f.Type, m[step])
 			}
 		}
 		cur = next
@@ -108,19 +119,34 @@ func evalPath(rt string, doc any, path string) []node {
 	return cur
 }
 
-func appendNode(out []node, typ string, v any) []node {
-	switch x := v.(type) {
-	case nil:
-	case []any:
-		for _, e := range x {
-			if e != nil {
-				out = append(out, node{typ, e})
-			}
-		}
-	default:
-		out = append(out, node{typ, x})
+// arrayItems splits a validated JSON array into its items.
+func arrayItems(raw []byte) [][]byte {
+	s := scanner{data: raw}
+	if !s.consume('[') || s.consume(']') {
+		return nil
 	}
-	return out
+	var out [][]byte
+	for {
+		s.skipWS()
+		start := s.pos
+		if !s.skip(maxDepth) {
+			return out
+		}
+		out = append(out, raw[start:s.pos])
+		if !s.consume(',') {
+			return out
+		}
+	}
+}
+
+// jsonStringValue returns the JSON string in raw, or "" if raw is not a string.
+func jsonStringValue(raw []byte) string {
+	s := scanner{data: raw}
+	v, ok := s.str()
+	if !ok {
+		return ""
+	}
+	return string(v)
 }
 
 func splitPath(p string) []string {
@@ -139,59 +165,104 @@ func splitPath(p string) []string {
 	return out
 }
 
-func strOf(m map[string]any, k string) string {
-	s, _ := m[k].(string)
-	return s
-}
+// Typed views of the datatypes Extract reads. The input has passed Parse, so it holds no
+// duplicate or case-variant names and encoding/json sees exactly what was validated.
+type (
+	codingJSON struct {
+		System string `json:"system"`
+		Code   string `json:"code"`
+	}
+	codeableConceptJSON struct {
+		Coding []codingJSON `json:"coding"`
+	}
+	identifierJSON struct {
+		System string `json:"system"`
+		Value  string `json:"value"`
+	}
+	referenceJSON struct {
+		Reference string `json:"reference"`
+	}
+	periodJSON struct {
+		Start string `json:"start"`
+		End   string `json:"end"`
+	}
+	quantityJSON struct {
+		Value  json.Number `json:"value"`
+		System string      `json:"system"`
+		Code   string      `json:"code"`
+		Unit   string      `json:"unit"`
+	}
+	humanNameJSON struct {
+		Text   string   `json:"text"`
+		Family string   `json:"family"`
+		Given  []string `json:"given"`
+		Prefix []string `json:"prefix"`
+		Suffix []string `json:"suffix"`
+	}
+	addressJSON struct {
+		Text       string   `json:"text"`
+		Line       []string `json:"line"`
+		City       string   `json:"city"`
+		District   string   `json:"district"`
+		State      string   `json:"state"`
+		PostalCode string   `json:"postalCode"`
+		Country    string   `json:"country"`
+	}
+)
+
+func decode(raw []byte, v any) bool { return json.Unmarshal(raw, v) == nil }
 
 func appendValues(out []IndexValue, p ParamDef, n node) []IndexValue {
 	iv := IndexValue{Param: p.Name, Type: p.Type}
-	m, _ := n.v.(map[string]any)
 	switch p.Type {
 	case ParamToken:
 		switch n.typ {
 		case "Coding":
-			iv.System, iv.Code = strOf(m, "system"), strOf(m, "code")
-			if iv.Code != "" {
+			var c codingJSON
+			if decode(n.raw, &c) && c.Code != "" {
+				iv.System, iv.Code = c.System, c.Code
 				out = append(out, iv)
 			}
 		case "CodeableConcept":
-			codings, _ := m["coding"].([]any)
-			for _, c := range codings {
-				if cm, ok := c.(map[string]any); ok && strOf(cm, "code") != "" {
-					iv.System, iv.Code = strOf(cm, "system"), strOf(cm, "code")
-					out = append(out, iv)
+			var cc codeableConceptJSON
+			if decode(n.raw, &cc) {
+				for _, c := range cc.Coding {
+					if c.Code != "" {
+						iv.System, iv.Code = c.System, c.Code
+						out = append(out, iv)
+					}
 				}
 			}
 		case "Identifier":
-			iv.System, iv.Code = strOf(m, "system"), strOf(m, "value")
-			if iv.Code != "" {
+			var id identifierJSON
+			if decode(n.raw, &id) && id.Value != "" {
+				iv.System, iv.Code = id.System, id.Value
 				out = append(out, iv)
 			}
 		case "ContactPoint":
-			if iv.Code = strOf(m, "value"); iv.Code != "" {
+			var cp identifierJSON // ContactPoint also has system and value
+			if decode(n.raw, &cp) && cp.Value != "" {
+				iv.Code = cp.Value
 				out = append(out, iv)
 			}
 		case "boolean":
-			if b, ok := n.v.(bool); ok {
-				iv.Code = "false"
-				if b {
-					iv.Code = "true"
-				}
+			if v := string(n.raw); v == "true" || v == "false" {
+				iv.Code = v
 				out = append(out, iv)
 			}
 		default:
-			if s, ok := n.v.(string); ok {
-				iv.Code = s
-				out = append(out, iv)
+			if isPrimitive(n.typ) && primitiveKinds[n.typ] == kindString {
+				if iv.Code = jsonStringValue(n.raw); iv.Code != "" {
+					out = append(out, iv)
+				}
 			}
 		}
 	case ParamReference:
-		if n.typ != "Reference" {
+		var rj referenceJSON
+		if n.typ != "Reference" || !decode(n.raw, &rj) {
 			return out
 		}
-		s := strOf(m, "reference")
-		r, err := ParseReference(s)
+		r, err := ParseReference(rj.Reference)
 		if err != nil {
 			return out
 		}
@@ -199,33 +270,30 @@ func appendValues(out []IndexValue, p ParamDef, n node) []IndexValue {
 		case RefRelative:
 			iv.RefType, iv.RefID = r.Type, r.ID
 		case RefAbsolute:
-			iv.RefType, iv.RefID, iv.RefURL = r.Type, r.ID, s
+			iv.RefType, iv.RefID, iv.RefURL = r.Type, r.ID, rj.Reference
 		case RefURN, RefContained:
-			iv.RefURL = s
+			iv.RefURL = rj.Reference
 		default:
 			return out
 		}
-		if len(p.Targets) > 0 {
-			ok := false
-			for _, t := range p.Targets {
-				ok = ok || t == iv.RefType
-			}
-			if !ok {
-				return out
-			}
+		if len(p.Targets) > 0 && !slices.Contains(p.Targets, iv.RefType) {
+			return out
 		}
 		out = append(out, iv)
 	case ParamDate:
 		switch n.typ {
 		case "date", "dateTime", "instant":
-			s, _ := n.v.(string)
-			if dv, ok := parseDate(s, kindDateTime); ok {
+			if dv, ok := parseDate(jsonStringValue(n.raw), kindDateTime); ok {
 				iv.Low, iv.High = dv.Low, dv.High
 				out = append(out, iv)
 			}
 		case "Period":
-			start, okS := parseDate(strOf(m, "start"), kindDateTime)
-			end, okE := parseDate(strOf(m, "end"), kindDateTime)
+			var pj periodJSON
+			if !decode(n.raw, &pj) {
+				return out
+			}
+			start, okS := parseDate(pj.Start, kindDateTime)
+			end, okE := parseDate(pj.End, kindDateTime)
 			if okS {
 				iv.Low = start.Low
 			}
@@ -240,29 +308,40 @@ func appendValues(out []IndexValue, p ParamDef, n node) []IndexValue {
 		var parts []string
 		switch n.typ {
 		case "HumanName":
-			parts = stringsOf(m, "text", "family", "given", "prefix", "suffix")
+			var h humanNameJSON
+			if decode(n.raw, &h) {
+				parts = append(append(append([]string{h.Text, h.Family}, h.Given...), h.Prefix...), h.Suffix...)
+			}
 		case "Address":
-			parts = stringsOf(m, "text", "line", "city", "district", "state", "postalCode", "country")
+			var a addressJSON
+			if decode(n.raw, &a) {
+				parts = append(append([]string{a.Text}, a.Line...), a.City, a.District, a.State, a.PostalCode, a.Country)
+			}
 		default:
-			if s, ok := n.v.(string); ok {
-				parts = []string{s}
+			if isPrimitive(n.typ) && primitiveKinds[n.typ] == kindString {
+				parts = []string{jsonStringValue(n.raw)}
 			}
 		}
 		for _, s := range parts {
-			iv.Exact, iv.Norm = s, NormalizeString(s)
-			out = append(out, iv)
+			if s != "" {
+				iv.Exact, iv.Norm = s, NormalizeString(s)
+				out = append(out, iv)
+			}
 		}
 	case ParamQuantity, ParamNumber:
 		var num json.Number
 		switch n.typ {
 		case "Quantity", "Age", "Duration", "Distance", "Count", "Money":
-			num, _ = m["value"].(json.Number)
-			iv.System, iv.Code = strOf(m, "system"), strOf(m, "code")
+			var q quantityJSON
+			if !decode(n.raw, &q) {
+				return out
+			}
+			num, iv.System, iv.Code = q.Value, q.System, q.Code
 			if iv.Code == "" {
-				iv.Code = strOf(m, "unit")
+				iv.Code = q.Unit
 			}
 		case "decimal", "integer", "positiveInt", "unsignedInt":
-			num, _ = n.v.(json.Number)
+			num = json.Number(n.raw)
 		}
 		f, err := num.Float64()
 		if num == "" || err != nil {
@@ -271,26 +350,8 @@ func appendValues(out []IndexValue, p ParamDef, n node) []IndexValue {
 		iv.Number, iv.Decimal = f, string(num)
 		out = append(out, iv)
 	case ParamURI:
-		if s, ok := n.v.(string); ok {
-			iv.Exact = s
+		if iv.Exact = jsonStringValue(n.raw); iv.Exact != "" {
 			out = append(out, iv)
-		}
-	}
-	return out
-}
-
-func stringsOf(m map[string]any, keys ...string) []string {
-	var out []string
-	for _, k := range keys {
-		switch v := m[k].(type) {
-		case string:
-			out = append(out, v)
-		case []any:
-			for _, e := range v {
-				if s, ok := e.(string); ok {
-					out = append(out, s)
-				}
-			}
 		}
 	}
 	return out
