@@ -319,3 +319,61 @@ func TestTamperingDetected(t *testing.T) {
 		t.Fatalf("after rollbacks: %+v, %v", rep, err)
 	}
 }
+
+// TestWitnessCatchesTailDeletion: deleting the newest events together with the newest
+// checkpoint and moving the head back leaves a log that is consistent on its own; only an
+// exported (witnessed) checkpoint shows the loss.
+func TestWitnessCatchesTailDeletion(t *testing.T) {
+	const n = 40
+	pool, key := tamperFixture(t, n)
+	pub := key.Public().(ed25519.PublicKey)
+	ctx := context.Background()
+	last, err := LatestCheckpoint(ctx, pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := ExportCheckpoint(last, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	witnessed, err := ParseCheckpoint(js, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	mustExec(t, ctx, tx, "DELETE FROM audit_checkpoints WHERE id = 4")
+	mustExec(t, ctx, tx, "DELETE FROM audit_events WHERE seq > 35")
+	mustExec(t, ctx, tx, "UPDATE audit_chain_head SET seq = 35, hash = (SELECT hash FROM audit_events WHERE seq = 35)")
+	rep, err := Verify(ctx, tx, pub, nil)
+	if err != nil || !rep.OK {
+		t.Fatalf("without a witness the cut log should verify (that is the limit of local checks): %+v, %v", rep, err)
+	}
+	rep, err = VerifyWitnessed(ctx, tx, pub, []Checkpoint{witnessed}, nil)
+	if err != nil || rep.OK || rep.Problem != Truncated || rep.FirstBad != 36 {
+		t.Fatalf("with the witness: %+v, %v; want truncated at 36", rep, err)
+	}
+	// And a rewrite under a witnessed size, with every stored checkpoint deleted, is Rechained.
+	var early Checkpoint
+	var root, head []byte
+	if err := tx.QueryRow(ctx, "SELECT id, size, root, head, time, key_id, sig FROM audit_checkpoints WHERE id = 2").
+		Scan(&early.ID, &early.Size, &root, &head, &early.Time, &early.KeyID, &early.Sig); err != nil {
+		t.Fatal(err)
+	}
+	copy(early.Root[:], root)
+	copy(early.Head[:], head)
+	rechain(t, ctx, tx, 3)
+	mustExec(t, ctx, tx, "DELETE FROM audit_checkpoints")
+	rep, err = VerifyWitnessed(ctx, tx, pub, []Checkpoint{early}, nil)
+	if err != nil || rep.OK || rep.Problem != Rechained || rep.FirstBad > 3 {
+		t.Fatalf("rewrite under a witness: %+v, %v; want rechained from seq <= 3", rep, err)
+	}
+	w2 := witnessed
+	w2.Size = 30
+	if rep, _ := VerifyWitnessed(ctx, tx, pub, []Checkpoint{w2}, nil); rep.OK || rep.Problem != BadCheckpoint {
+		t.Fatalf("edited witness checkpoint accepted: %+v", rep)
+	}
+}

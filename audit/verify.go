@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"sort"
 	"strings"
 	"time"
 
@@ -73,19 +74,29 @@ const verifyBatch = 20000
 // transaction it reads through it. A nil pub skips signature checks only. progress, if not
 // nil, is called with the number of events checked after each batch.
 func Verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress func(done int64)) (Report, error) {
+	return VerifyWitnessed(ctx, q, pub, nil, progress)
+}
+
+// VerifyWitnessed is Verify that also holds the log to checkpoints kept outside the database
+// (by an external witness, from ExportCheckpoint/ParseCheckpoint): each must match the
+// recomputed tree head and chain hash at its size, or the Report fails with Rechained, or
+// Truncated when the log no longer reaches its size. Only a witness catches an attacker who
+// deletes the newest events together with the newest checkpoints. The witnessed checkpoints'
+// signatures are checked with pub too.
+func VerifyWitnessed(ctx context.Context, q db.Querier, pub ed25519.PublicKey, witnessed []Checkpoint, progress func(done int64)) (Report, error) {
 	const op = "audit.Verify"
 	start := time.Now()
 	if ts, ok := q.(db.TxStarter); ok {
 		var rep Report
 		err := db.InTxOpts(ctx, ts, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx db.Querier) error {
 			var err error
-			rep, err = verify(ctx, tx, pub, progress)
+			rep, err = verify(ctx, tx, pub, witnessed, progress)
 			return err
 		})
 		rep.Took = time.Since(start)
 		return rep, err
 	}
-	rep, err := verify(ctx, q, pub, progress)
+	rep, err := verify(ctx, q, pub, witnessed, progress)
 	rep.Took = time.Since(start)
 	if err != nil {
 		return rep, db.Map(op, err)
@@ -93,8 +104,19 @@ func Verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 	return rep, nil
 }
 
-func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress func(done int64)) (Report, error) {
+func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, witnessed []Checkpoint, progress func(done int64)) (Report, error) {
 	rep := Report{OK: true}
+	wit := append([]Checkpoint(nil), witnessed...)
+	sort.Slice(wit, func(i, j int) bool { return wit[i].Size < wit[j].Size })
+	for _, c := range wit {
+		if pub != nil {
+			if err := c.VerifySignature(pub); err != nil {
+				rep.Checkpoint = c.ID
+				rep.fail(0, BadCheckpoint, "witnessed checkpoint %d (size %d): signature does not verify with the checkpoint key", c.ID, c.Size)
+				return rep, nil
+			}
+		}
+	}
 
 	var fr frontier
 	var prevHash Hash
@@ -236,6 +258,19 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 			seq = r.seq
 			rep.Events++
 			rep.LastSeq = seq
+			for len(wit) > 0 && wit[0].Size <= seq {
+				c := wit[0]
+				wit = wit[1:]
+				if c.Size == seq && (c.Root != fr.root() || c.Head != prevHash) {
+					rep.Checkpoint = c.ID
+					rep.fail(lastGood+1, Rechained, "witnessed checkpoint %d (size %d) does not match the events after seq %d", c.ID, c.Size, lastGood)
+					failed = true
+					break
+				}
+			}
+			if failed {
+				break
+			}
 			if len(queue) > 0 && queue[0].Size <= seq && !consume() {
 				failed = true
 				break
@@ -249,6 +284,12 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress f
 		return rep, err
 	}
 	if failed {
+		return rep, nil
+	}
+	if len(wit) > 0 && wit[len(wit)-1].Size > seq {
+		c := wit[len(wit)-1]
+		rep.Checkpoint = c.ID
+		rep.fail(seq+1, Truncated, "witnessed checkpoint %d covers %d events but the chain ends at seq %d", c.ID, c.Size, seq)
 		return rep, nil
 	}
 	// A checkpoint beyond the last event: events were cut off.
