@@ -111,6 +111,9 @@ func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Mem
 		return store.Stored{}, 0, err
 	}
 	w.PatientID = patientID
+	if err := s.ingestDocument(ctx, tx, member, &w); err != nil {
+		return store.Stored{}, 0, err
+	}
 	st, err := s.FHIR.Put(ctx, tx, w)
 	return st, http.StatusCreated, err
 }

@@ -10,6 +10,10 @@ func (s *Server) routes(e *echo.Echo) {
 	f.GET("/metadata", s.showMetadata)
 	f.GET("/.well-known/smart-configuration", s.showSMARTConfiguration)
 
+	if s.Documents != nil { // ITI-68: bytes in the document's own type, outside the JSON-only group
+		e.GET("/fhir/Binary/:id", s.readBinary, s.authenticate)
+	}
+
 	a := f.Group("", s.authenticate)
 	a.GET("/AuditEvent", s.searchAuditEvents)
 	a.POST("/:type", s.createResource)

@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/httpx"
@@ -37,6 +38,7 @@ type Deps struct {
 	MPI       *mpistore.Store
 	Matcher   *mpistore.Matcher
 	Records   *records.Service
+	Documents *documents.Service // nil: documents are stored as plain resources, no Binary route
 	Log       *slog.Logger
 	Now       func() time.Time
 }

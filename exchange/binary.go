@@ -1,0 +1,138 @@
+package exchange
+
+import (
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/documents"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/httpx"
+)
+
+// readBinary handles GET [base]/Binary/{id} (MHD ITI-68). The read is authorized and
+// audited through the enforcement point as a read of the Binary's DocumentReference (or,
+// for a Binary no document names yet, of the Binary itself, which only its sender may
+// read) before the object store is touched; whatever the caller may not see is a 404 like
+// an unknown id. The bytes then stream from S3 through a SHA-256 check: ETag is the
+// quoted SHA-256, Range gives 206, and on a hash mismatch the connection is cut before the
+// last byte, so no complete 200 or 206 carries corrupted content.
+func (s *Server) readBinary(c echo.Context) error {
+	const op = "exchange.readBinary"
+	if err := require(c, "Binary", 'r'); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	id := c.Param("id")
+	cont, err := s.Documents.Content(ctx, id)
+	if err != nil {
+		return errs.E(op, errs.NotFound, "resource not found", err)
+	}
+	v := viewer(c)
+	switch {
+	case cont.PersonID != "": // a patient's own upload is served by the portal, not here
+		return errs.E(op, errs.NotFound, "resource not found")
+	case cont.DocumentID != "":
+		_, err = s.Records.Read(ctx, v, "DocumentReference", cont.DocumentID)
+	default:
+		_, err = s.Records.Read(ctx, v, "Binary", cont.BinaryID)
+	}
+	if err != nil {
+		return err
+	}
+
+	req, h := c.Request(), c.Response().Header()
+	etag := `"` + cont.Key + `"`
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "no-store")
+	if match := req.Header.Get("If-None-Match"); match != "" && (match == etag || match == "W/"+etag) {
+		return c.NoContent(http.StatusNotModified)
+	}
+	rng, partial, ok := parseRange(req.Header.Get("Range"), cont.Size)
+	if !ok {
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(cont.Size, 10))
+		return c.NoContent(http.StatusRequestedRangeNotSatisfiable)
+	}
+	tr, err := s.Documents.Open(ctx, cont, audit.Event{Actor: v.Actor, Client: v.Client, Org: v.Org, Role: v.Role,
+		Purpose: v.Purpose, TokenID: v.TokenID, RequestID: v.RequestID, SourceIP: v.SourceIP})
+	if err != nil {
+		return err
+	}
+	defer tr.Close()
+	n := rng.Len(cont.Size)
+	h.Set("Content-Type", cont.ContentType)
+	h.Set("Content-Length", strconv.FormatInt(n, 10))
+	h.Set("Accept-Ranges", "bytes")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": cont.Filename()}))
+	status := http.StatusOK
+	if partial {
+		status = http.StatusPartialContent
+		h.Set("Content-Range", "bytes "+strconv.FormatInt(rng.Start, 10)+"-"+strconv.FormatInt(rng.Start+n-1, 10)+"/"+strconv.FormatInt(cont.Size, 10))
+	}
+	c.Response().WriteHeader(status)
+	if err := tr.WriteRange(c.Response(), rng); err != nil {
+		httpx.LogError(s.Log, c, http.StatusInternalServerError, err)
+		cut(c)
+	}
+	return nil
+}
+
+// cut ends a response whose body must not complete: the connection is closed under it,
+// so the client sees fewer bytes than Content-Length.
+func cut(c echo.Context) {
+	conn, _, err := http.NewResponseController(c.Response().Writer).Hijack()
+	if err == nil {
+		conn.Close()
+		return
+	}
+	if !errors.Is(err, http.ErrNotSupported) {
+		return // already hijacked or closed
+	}
+	panic(http.ErrAbortHandler) // HTTP/2: reset the stream
+}
+
+// parseRange reads a single "bytes=a-b", "bytes=a-" or "bytes=-n" range. Without a usable
+// single range (none, several, or not bytes) it selects the whole object; ok is false only
+// for a well-formed range that the object cannot satisfy (416).
+func parseRange(h string, size int64) (rng documents.ByteRange, partial, ok bool) {
+	whole := documents.ByteRange{Start: 0, End: -1}
+	spec, found := strings.CutPrefix(h, "bytes=")
+	if !found || strings.Contains(spec, ",") {
+		return whole, false, true
+	}
+	a, b, found := strings.Cut(strings.TrimSpace(spec), "-")
+	if !found {
+		return whole, false, true
+	}
+	if a == "" { // suffix: the last b bytes
+		k, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || k < 0 {
+			return whole, false, true
+		}
+		if k == 0 {
+			return whole, false, false
+		}
+		return documents.ByteRange{Start: max(size-k, 0), End: size - 1}, true, true
+	}
+	start, err := strconv.ParseInt(a, 10, 64)
+	if err != nil || start < 0 {
+		return whole, false, true
+	}
+	end := int64(-1)
+	if b != "" {
+		if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+			return whole, false, true
+		}
+	}
+	if start >= size {
+		return whole, false, false
+	}
+	return documents.ByteRange{Start: start, End: end}, true, true
+}
