@@ -190,6 +190,13 @@ func checkBundleReferences(t *testing.T, file string) {
 				t.Errorf("%s: reference does not parse after rewrite (%v)", e.Resource.ResourceType, err)
 			}
 		}
+		// Once resolved, clinical resources index their patient.
+		switch rt := out.ResourceType; rt {
+		case "Observation", "Condition", "Encounter", "Procedure", "Immunization", "MedicationRequest", "DiagnosticReport":
+			if len(rows(Extract(out), "patient")) != 1 {
+				t.Errorf("%s: want one patient row after resolution", rt)
+			}
+		}
 	}
 	if resolved == 0 || unresolved != 0 {
 		t.Errorf("resolved %d, unresolved urn:uuid %d", resolved, unresolved)
