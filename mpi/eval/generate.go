@@ -2,6 +2,7 @@ package eval
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 
@@ -89,9 +90,27 @@ type gen struct {
 }
 
 func (g *gen) zipf(n int) int {
-	// heavy head: a few very common values
-	x := g.rng.Float64()
-	return int(float64(n) * x * x * x)
+	// a skewed head: the first of 100 values is drawn about 5 % of the time
+	return int(float64(n) * math.Pow(g.rng.Float64(), 1.5))
+}
+
+var syllables = strings.Fields(`AB AL AN AR BA BEL BER BRO CA CAR DA DEL DOR EL EN ER FA FER GAR GOL HAL HAR
+	IN KA KEL KIN LA LAN LEN LO MA MAR MEN MOR NA NEL NOR OL OR PA PEL RA REN RO SA SEL SON STA TA TEN TOR
+	VA VAN VEL WA WIL WOR YA ZA ZEL`)
+
+// surname draws from the common-surname list half the time and otherwise makes a rare
+// surname from syllables, so that, as in a real region, common names are common but
+// most surnames are rare (the top one about 1 % of people).
+func (g *gen) surname() string {
+	if g.rng.IntN(2) == 0 {
+		return surnames[g.zipf(len(surnames))]
+	}
+	n := 2 + g.rng.IntN(2)
+	var b strings.Builder
+	for range n {
+		b.WriteString(syllables[g.rng.IntN(len(syllables))])
+	}
+	return b.String()
 }
 
 func (g *gen) addr() gAddr {
@@ -198,7 +217,7 @@ func Generate(opts GenOptions) *Dataset {
 		seenSSN: map[string]bool{}, seenCell: map[string]bool{}}
 	for len(g.persons) < opts.Persons {
 		home := g.addr()
-		fam := surnames[g.zipf(len(surnames))]
+		fam := g.surname()
 		var hh []int32
 		switch r := g.rng.IntN(100); {
 		case r < 35: // single
@@ -209,7 +228,7 @@ func Generate(opts GenOptions) *Dataset {
 			dad := g.person(fam, 'M', y, home)
 			mom := g.person(fam, 'F', y+g.rng.IntN(7)-3, home)
 			if g.rng.IntN(6) == 0 { // married-name change with a move
-				mom.maiden = surnames[g.zipf(len(surnames))]
+				mom.maiden = g.surname()
 				mom.old = g.addr()
 				mom.newName = true
 			}
