@@ -55,6 +55,15 @@ type Log struct {
 	cpCancel context.CancelFunc
 }
 
+// Appender is what disclosure paths need from the log; *Log implements it. Callers that
+// must fail closed treat any error as "answer 503 and disclose nothing".
+type Appender interface {
+	Append(ctx context.Context, ev Event) error
+	AppendTx(ctx context.Context, tx db.Querier, evs ...Event) error
+}
+
+var _ Appender = (*Log)(nil)
+
 type pending struct {
 	ev   Event
 	done chan error
@@ -202,6 +211,7 @@ func (l *Log) check(ev *Event) error {
 
 // Close stops accepting events, commits those already queued, stops the checkpoint loop and,
 // with a signing key, writes a final checkpoint. It returns that checkpoint's error, if any.
+// Close the Log before the pool it writes through.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	if l.closed {
