@@ -1,0 +1,686 @@
+package records
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+)
+
+// QueryHasher renders a query string for the audit log with the values of the named PHI
+// parameters replaced by keyed hashes. *audit.Hasher satisfies it.
+type QueryHasher interface {
+	HashQuery(q url.Values, phi []string) string
+}
+
+var _ QueryHasher = (*audit.Hasher)(nil)
+
+// SearchConfig configures a Searcher.
+type SearchConfig struct {
+	// CursorKey seals paging cursors (AES-GCM under a key derived from it); at least 32
+	// bytes. Cursors sealed under another key are rejected.
+	CursorKey []byte
+	// Hasher hashes PHI search terms in audit events. Required.
+	Hasher QueryHasher
+	// DefaultCount and MaxCount bound the page size (default 20 and 200).
+	DefaultCount, MaxCount int
+	// CursorTTL is how long a cursor stays valid (default 30 minutes).
+	CursorTTL time.Duration
+}
+
+// Searcher runs FHIR searches and $everything through the enforcement point: the store
+// finds candidate rows, every row (matched or included) is decided on its own, denied rows
+// are dropped without a trace in the result (totals count only what is shown), and one
+// audit event per person is appended before anything is returned.
+type Searcher struct {
+	svc    *Service
+	aead   cipher.AEAD
+	hash   QueryHasher
+	opts   fhir.SearchOptions
+	ttl    time.Duration
+	reflib map[string]bool
+}
+
+// NewSearcher returns a Searcher over svc. It returns errs.Invalid for a short cursor key
+// or a missing hasher.
+func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
+	const op = "records.NewSearcher"
+	if len(cfg.CursorKey) < 32 {
+		return nil, errs.E(op, errs.Invalid, "search cursor key must be at least 32 bytes")
+	}
+	if cfg.Hasher == nil {
+		return nil, errs.E(op, errs.Invalid, "search needs an audit query hasher")
+	}
+	m := hmac.New(sha256.New, cfg.CursorKey)
+	m.Write([]byte("concord search cursor v1"))
+	block, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		return nil, errs.E(op, errs.Internal, err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, errs.E(op, errs.Internal, err)
+	}
+	if cfg.DefaultCount <= 0 {
+		cfg.DefaultCount = 20
+	}
+	if cfg.MaxCount <= 0 {
+		cfg.MaxCount = 200
+	}
+	if cfg.CursorTTL <= 0 {
+		cfg.CursorTTL = 30 * time.Minute
+	}
+	return &Searcher{svc: svc, aead: aead, hash: cfg.Hasher, ttl: cfg.CursorTTL,
+		opts: fhir.SearchOptions{DefaultCount: min(cfg.DefaultCount, cfg.MaxCount), MaxCount: cfg.MaxCount},
+		reflib: map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
+			"PractitionerRole": true, "Location": true}}, nil
+}
+
+// Page is one page of a consent-filtered search.
+type Page struct {
+	Matches  []store.Stored // search.mode match, in the search's order
+	Included []store.Stored // search.mode include
+	// Total is the number of matches the caller may see, or nil when it is not given
+	// (_total=none, or a later page or a first page with more to come unless
+	// _total=accurate asked for it).
+	Total *int
+	// Next is the opaque cursor of the next page (the _cursor parameter), "" on the last.
+	Next string
+	// Search is the parsed search (what the self link describes).
+	Search fhir.Search
+}
+
+// CursorParam is the query parameter that carries a paging cursor. A request with it
+// takes its whole query from the cursor; other parameters are ignored.
+const CursorParam = "_cursor"
+
+// cursor is the sealed paging state. It carries the original query, so a next link holds
+// no PHI in clear and cannot be edited.
+type cursor struct {
+	Kind    string    `json:"k"` // resource type searched, or "$everything"
+	Patient string    `json:"p,omitempty"`
+	Query   string    `json:"q"`
+	After   store.Key `json:"a"`
+	Org     string    `json:"o"`
+	Client  string    `json:"c"`
+	Consent string    `json:"v"` // fingerprint of the directives in force when it was issued
+	Expires int64     `json:"e"`
+}
+
+var errCursor = errs.E("records.Search", errs.Invalid, "the paging cursor is invalid or has expired; search again")
+
+func (x *Searcher) seal(c cursor) string {
+	plain, _ := json.Marshal(c)
+	nonce := make([]byte, x.aead.NonceSize())
+	_, _ = rand.Read(nonce)
+	return base64.RawURLEncoding.EncodeToString(x.aead.Seal(nonce, nonce, plain, nil))
+}
+
+// open checks a cursor's seal, expiry and binding to the caller.
+func (x *Searcher) open(v Viewer, raw string, now time.Time) (cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(raw)
+	if err != nil || len(b) < x.aead.NonceSize() {
+		return cursor{}, errCursor
+	}
+	plain, err := x.aead.Open(nil, b[:x.aead.NonceSize()], b[x.aead.NonceSize():], nil)
+	if err != nil {
+		return cursor{}, errCursor
+	}
+	var c cursor
+	if json.Unmarshal(plain, &c) != nil || now.Unix() > c.Expires || c.Org != v.Org || c.Client != v.Client {
+		return cursor{}, errCursor
+	}
+	return c, nil
+}
+
+// fingerprint identifies a set of directives by their ids and versions, so a cursor
+// issued under one consent state does not serve a page under another.
+func fingerprint(dirs []consent.Directive) string {
+	keys := make([]string, len(dirs))
+	for i, d := range dirs {
+		keys[i] = string(d.ID) + ":" + strconv.Itoa(d.Version) + ":" + string(d.Status)
+	}
+	sort.Strings(keys)
+	h := sha256.Sum256([]byte(strings.Join(keys, "\n")))
+	return hex.EncodeToString(h[:12])
+}
+
+// request is a search being answered.
+type request struct {
+	v      Viewer
+	at     time.Time
+	kind   string
+	query  url.Values // the original query, without _cursor
+	search fhir.Search
+	after  *store.Key
+	first  bool
+}
+
+// begin parses q, or the query sealed in its cursor.
+func (x *Searcher) begin(v Viewer, kind, patient string, q url.Values, parse func(url.Values) (fhir.Search, error)) (request, cursor, error) {
+	r := request{v: v, at: x.svc.now(), kind: kind, first: true}
+	var c cursor
+	if raw := q.Get(CursorParam); raw != "" {
+		var err error
+		if c, err = x.open(v, raw, r.at); err != nil {
+			return r, c, err
+		}
+		if c.Kind != kind || c.Patient != patient {
+			return r, c, errCursor
+		}
+		if r.query, err = url.ParseQuery(c.Query); err != nil {
+			return r, c, errCursor
+		}
+		r.after, r.first = &c.After, false
+	} else {
+		r.query = url.Values{}
+		for k, vs := range q {
+			if k != CursorParam && k != "_format" {
+				r.query[k] = vs
+			}
+		}
+	}
+	var err error
+	r.search, err = parse(r.query)
+	return r, c, err
+}
+
+func (x *Searcher) next(r request, patient, consentFP string, key store.Key) string {
+	return x.seal(cursor{Kind: r.kind, Patient: patient, Query: r.query.Encode(), After: key, Org: r.v.Org,
+		Client: r.v.Client, Consent: consentFP, Expires: r.at.Add(x.ttl).Unix()})
+}
+
+// decider authorizes rows for one request, loading each person's directives once.
+type decider struct {
+	x        *Searcher
+	ctx      context.Context
+	v        Viewer
+	at       time.Time
+	dirs     map[string][]consent.Directive
+	persons  map[string]string // member Patient id → person, for Patient rows
+	lastDeny consent.Decision
+	denied   int
+}
+
+func (x *Searcher) decider(ctx context.Context, v Viewer, at time.Time) *decider {
+	return &decider{x: x, ctx: ctx, v: v, at: at, dirs: map[string][]consent.Directive{}, persons: map[string]string{}}
+}
+
+func (d *decider) directives(person string) ([]consent.Directive, error) {
+	if dirs, ok := d.dirs[person]; ok {
+		return dirs, nil
+	}
+	dirs, err := d.x.svc.inForce(d.ctx, person, d.at)
+	if err != nil {
+		return nil, err
+	}
+	d.dirs[person] = dirs
+	return dirs, nil
+}
+
+// allow decides st for person: a member always sees what it sent; anything else passes
+// consent.Decide for the viewer.
+func (d *decider) allow(person string, st store.Stored) (bool, error) {
+	if d.v.Org != "" && st.MemberID == d.v.Org {
+		return true, nil
+	}
+	if person == "" {
+		d.denied++
+		return false, nil
+	}
+	dirs, err := d.directives(person)
+	if err != nil {
+		return false, err
+	}
+	dec := d.x.svc.decide(dirs, d.v, person, d.at, st)
+	if !dec.Allow {
+		d.denied++
+		d.lastDeny = dec
+	}
+	return dec.Allow, nil
+}
+
+// personOfPatient returns the person behind a member's Patient id, "" when the MPI has
+// none.
+func (d *decider) personOfPatient(patientID string) (string, error) {
+	if p, ok := d.persons[patientID]; ok {
+		return p, nil
+	}
+	src, err := d.x.svc.mpi.SourceByPatient(d.ctx, nil, patientID)
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return "", err
+	}
+	d.persons[patientID] = string(src.PersonID)
+	return string(src.PersonID), nil
+}
+
+// fill runs q page by page until it has count+1 permitted rows or the rows run out, and
+// returns the permitted ones (at most count) and the key of the last returned row when
+// more exist. keep decides each row (it may drop it or fail).
+func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func(store.Row) (bool, error)) ([]store.Row, *store.Key, error) {
+	var out []store.Row
+	batch := max(count+1, 50)
+	for {
+		q.Limit = batch
+		rows, err := x.svc.fhir.Search(ctx, nil, q)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, row := range rows {
+			ok, err := keep(row)
+			if err != nil {
+				return nil, nil, err
+			}
+			if !ok {
+				continue
+			}
+			if len(out) == count {
+				k := out[count-1].Key
+				return out, &k, nil
+			}
+			out = append(out, row)
+		}
+		if len(rows) < batch {
+			return out, nil, nil
+		}
+		q.After = &rows[len(rows)-1].Key
+	}
+}
+
+// countAll counts the rows of q that keep permits.
+func (x *Searcher) countAll(ctx context.Context, q store.Query, keep func(store.Row) (bool, error)) (int, error) {
+	q.After, q.Limit = nil, 500
+	n := 0
+	for {
+		rows, err := x.svc.fhir.Search(ctx, nil, q)
+		if err != nil {
+			return 0, err
+		}
+		for _, row := range rows {
+			ok, err := keep(row)
+			if err != nil {
+				return 0, err
+			}
+			if ok {
+				n++
+			}
+		}
+		if len(rows) < q.Limit {
+			return n, nil
+		}
+		q.After = &rows[len(rows)-1].Key
+	}
+}
+
+// run answers a prepared store query: the page, the total and the includes.
+func (x *Searcher) run(ctx context.Context, r request, q store.Query, keep func(store.Row) (bool, error)) (Page, *store.Key, error) {
+	s := r.search
+	page := Page{Search: s}
+	q.Sort, q.After = s.Sort, r.after
+	var next *store.Key
+	if s.Count > 0 && !s.SummaryCount {
+		rows, k, err := x.fill(ctx, q, s.Count, keep)
+		if err != nil {
+			return Page{}, nil, err
+		}
+		next = k
+		for _, row := range rows {
+			page.Matches = append(page.Matches, row.Stored)
+		}
+	}
+	switch {
+	case s.Total == fhir.TotalNone && !s.SummaryCount:
+	case s.Total == fhir.TotalAccurate || s.SummaryCount || s.Count == 0:
+		n, err := x.countAll(ctx, q, keep)
+		if err != nil {
+			return Page{}, nil, err
+		}
+		page.Total = &n
+	case r.first && next == nil:
+		n := len(page.Matches)
+		page.Total = &n
+	}
+	return page, next, nil
+}
+
+// include fetches the _include targets of the page's matches and keeps those that
+// authorize: reference data (Medication, Organization, Practitioner, ...) reached from
+// a permitted match, and compartment resources of the searched person's own records that
+// pass the decision. Anything of another person is dropped.
+func (x *Searcher) include(ctx context.Context, d *decider, page *Page, person string, compartments map[string]bool) error {
+	if len(page.Search.Include) == 0 || len(page.Matches) == 0 {
+		return nil
+	}
+	seen := map[[2]string]bool{}
+	ids := make([]string, 0, len(page.Matches))
+	for _, m := range page.Matches {
+		seen[[2]string{m.Type, m.ID}] = true
+		ids = append(ids, m.ID)
+	}
+	for _, inc := range page.Search.Include {
+		refs, err := x.svc.fhir.Refs(ctx, nil, inc.SourceType, inc.Param, inc.TargetType, ids)
+		if err != nil {
+			return err
+		}
+		refs = slices.DeleteFunc(refs, func(r [2]string) bool { return seen[r] })
+		got, err := x.svc.fhir.GetMany(ctx, nil, refs)
+		if err != nil {
+			return err
+		}
+		sort.Slice(got, func(i, j int) bool { return got[i].Type+"/"+got[i].ID < got[j].Type+"/"+got[j].ID })
+		for _, st := range got {
+			ok := false
+			compartment := st.PatientID
+			if st.Type == "Patient" {
+				compartment = st.ID
+			}
+			switch {
+			case compartment == "" && x.reflib[st.Type]:
+				ok = true
+			case compartment != "" && compartments[compartment]:
+				if ok, err = d.allow(person, st); err != nil {
+					return err
+				}
+			}
+			if ok && !seen[[2]string{st.Type, st.ID}] {
+				seen[[2]string{st.Type, st.ID}] = true
+				page.Included = append(page.Included, st)
+			}
+		}
+	}
+	return nil
+}
+
+// audit appends one Query event per person for what the page discloses.
+func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson map[string][]store.Stored) error {
+	q := x.hash.HashQuery(r.query, audit.PHIParams())
+	if len(q) > 8192 {
+		q = q[:8192]
+	}
+	persons := make([]string, 0, len(byPerson))
+	for p := range byPerson {
+		persons = append(persons, p)
+	}
+	sort.Strings(persons)
+	if len(persons) == 0 {
+		persons = []string{""}
+	}
+	for _, p := range persons {
+		ev := event(r.v, audit.Query, p, r.at)
+		ev.Query = q
+		for _, st := range byPerson[p] {
+			if len(ev.Resources) < 1000 {
+				ev.Resources = append(ev.Resources, audit.Resource{Type: st.Type, ID: st.ID})
+			}
+		}
+		ev.Outcome, ev.Reason = audit.Permit, "permitted"
+		if len(ev.Resources) == 0 && d.denied > 0 {
+			ev.Outcome, ev.Reason = audit.Deny, d.lastDeny.Reason.String()
+			ev.Consent, ev.ConsentVersion = string(d.lastDeny.By), int64(d.lastDeny.Version)
+		}
+		if err := x.svc.appendAudit(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Search answers a FHIR search on typ for v. q is the query (or only _cursor for a next
+// page).
+//
+// A Patient search (PDQm) returns the caller's own member's Patients and, for purpose
+// TREAT, other members' Patients whose person's consent permits it. Any other type is a
+// clinical search and needs exactly one patient (or subject) parameter naming the
+// caller's own member's Patient, by id or by patient.identifier=system|MRN; it searches
+// the regional record of that Patient's person (every member's Patient the MPI links to
+// the person), each row decided by consent. A patient that is unknown or not the caller's
+// gives an empty page, never an error that would tell the two apart.
+//
+// Errors: errs.Invalid for a malformed search, a clinical search without its patient, an
+// unsupported parameter or a bad cursor (tampered, expired, another caller's, or issued
+// under a consent state that has since changed); errs.Unavailable when consent or the audit
+// log cannot be reached (nothing is returned).
+func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Values) (Page, error) {
+	const op = "records.Search"
+	r, c, err := x.begin(v, typ, "", q, func(q url.Values) (fhir.Search, error) { return x.opts.Parse(typ, q) })
+	if err != nil {
+		return Page{}, err
+	}
+	if len(r.search.RevInclude) > 0 {
+		return Page{}, errs.E(op, errs.Invalid, "_revinclude is not supported")
+	}
+	if typ == "Patient" {
+		return x.searchPatients(ctx, r)
+	}
+	at := -1
+	for i, cl := range r.search.Clauses {
+		if cl.Param == "patient" || cl.Param == "subject" {
+			if at >= 0 {
+				return Page{}, errs.E(op, errs.Invalid, "give one patient (or subject) parameter")
+			}
+			at = i
+		}
+	}
+	if at < 0 {
+		return Page{}, errs.E(op, errs.Invalid, "clinical searches need the patient (or subject) parameter")
+	}
+	pc := r.search.Clauses[at]
+	if len(pc.Values) != 1 || pc.Modifier != fhir.ModNone && pc.Chain == nil ||
+		pc.Chain != nil && (pc.Chain.Param != "identifier" || pc.Values[0].SystemMode != fhir.ExactSystem || pc.Values[0].Code == "") ||
+		pc.Chain == nil && pc.Values[0].RefType != "" && pc.Values[0].RefType != "Patient" {
+		return Page{}, errs.E(op, errs.Invalid, "the patient parameter takes one Patient id, or patient.identifier=system|value")
+	}
+	d := x.decider(ctx, v, r.at)
+	var src mpistore.Source
+	if pc.Chain != nil {
+		src, err = x.svc.mpi.SourceByIdentifier(ctx, nil, pc.Values[0].System, pc.Values[0].Code)
+	} else {
+		src, err = x.svc.mpi.SourceByPatient(ctx, nil, pc.Values[0].RefID)
+	}
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return Page{}, err
+	}
+	if err != nil || src.MemberID != v.Org || v.Org == "" {
+		// Unknown, or another member's patient: an empty result, like a patient with no data.
+		if r.search.Total != fhir.TotalNone || r.search.SummaryCount {
+			zero := 0
+			return Page{Search: r.search, Total: &zero}, x.audit(ctx, r, d, nil)
+		}
+		return Page{Search: r.search}, x.audit(ctx, r, d, nil)
+	}
+	person := string(src.PersonID)
+	sources, err := x.svc.mpi.Sources(ctx, src.PersonID)
+	if err != nil {
+		return Page{}, err
+	}
+	ids := make([]string, 0, len(sources))
+	compartments := map[string]bool{}
+	for _, s := range sources {
+		ids = append(ids, s.PatientID)
+		compartments[s.PatientID] = true
+	}
+	dirs, err := d.directives(person)
+	if err != nil {
+		return Page{}, err
+	}
+	fp := fingerprint(dirs)
+	if !r.first && c.Consent != fp {
+		return Page{}, errCursor
+	}
+	clauses := slices.Delete(slices.Clone(r.search.Clauses), at, at+1)
+	sq := store.Query{Type: typ, Clauses: clauses, Patients: ids}
+	page, next, err := x.run(ctx, r, sq, func(row store.Row) (bool, error) { return d.allow(person, row.Stored) })
+	if err != nil {
+		return Page{}, errs.E(op, err)
+	}
+	if err := x.include(ctx, d, &page, person, compartments); err != nil {
+		return Page{}, err
+	}
+	if next != nil {
+		page.Next = x.next(r, "", fp, *next)
+	}
+	if err := x.audit(ctx, r, d, map[string][]store.Stored{person: append(slices.Clone(page.Matches), page.Included...)}); err != nil {
+		return Page{}, err
+	}
+	return page, nil
+}
+
+// searchPatients answers a Patient search (PDQm ITI-78).
+func (x *Searcher) searchPatients(ctx context.Context, r request) (Page, error) {
+	d := x.decider(ctx, r.v, r.at)
+	keep := func(row store.Row) (bool, error) {
+		if r.v.Org != "" && row.MemberID == r.v.Org {
+			return true, nil
+		}
+		if r.v.Purpose != consent.PurposeTreatment {
+			return false, nil
+		}
+		person, err := d.personOfPatient(row.ID)
+		if err != nil {
+			return false, err
+		}
+		return d.allow(person, row.Stored)
+	}
+	page, next, err := x.run(ctx, r, store.Query{Type: "Patient", Clauses: r.search.Clauses}, keep)
+	if err != nil {
+		return Page{}, errs.E("records.Search", err)
+	}
+	if err := x.include(ctx, d, &page, "", nil); err != nil {
+		return Page{}, err
+	}
+	if next != nil {
+		page.Next = x.next(r, "", "", *next)
+	}
+	byPerson := map[string][]store.Stored{}
+	for _, st := range page.Matches {
+		person, err := d.personOfPatient(st.ID)
+		if err != nil {
+			return Page{}, err
+		}
+		byPerson[person] = append(byPerson[person], st)
+	}
+	for _, st := range page.Included {
+		byPerson[""] = append(byPerson[""], st)
+	}
+	if err := x.audit(ctx, r, d, byPerson); err != nil {
+		return Page{}, err
+	}
+	return page, nil
+}
+
+// Everything answers Patient/{id}/$everything for v: the consent-filtered regional record
+// of the person behind the caller's own member's Patient patientID — every member's
+// Patient linked to the person and everything in their compartments — newest first, paged.
+// q takes _since (an instant or date), _type (comma-separated types), _count and
+// _cursor. allowType, if not nil, limits the types (the caller's scopes). A patient that
+// does not exist or is not the caller's member's is errs.NotFound, alike.
+func (x *Searcher) Everything(ctx context.Context, v Viewer, patientID string, q url.Values, allowType func(string) bool) (Page, error) {
+	const op = "records.Everything"
+	var types []string
+	var since time.Time
+	parse := func(q url.Values) (fhir.Search, error) {
+		s := fhir.Search{ResourceType: "Patient", Count: x.opts.DefaultCount}
+		for k, vs := range q {
+			if len(vs) != 1 || vs[0] == "" {
+				return s, errs.E(op, errs.Invalid, "give "+k+" once, with a value")
+			}
+			switch k {
+			case "_count":
+				n, err := strconv.Atoi(vs[0])
+				if err != nil || n < 0 {
+					return s, errs.E(op, errs.Invalid, "_count must be a non-negative integer")
+				}
+				s.Count = min(n, x.opts.MaxCount)
+			case "_type":
+				for _, t := range strings.Split(vs[0], ",") {
+					if !fhir.IsResourceType(t) {
+						return s, errs.E(op, errs.Invalid, "_type names an unknown resource type")
+					}
+					types = append(types, t)
+				}
+			case "_since":
+				t, err := time.Parse(time.RFC3339Nano, vs[0])
+				if err != nil {
+					if t, err = time.Parse("2006-01-02", vs[0]); err != nil {
+						return s, errs.E(op, errs.Invalid, "_since must be an instant")
+					}
+				}
+				since = t
+			default:
+				return s, errs.E(op, errs.Invalid, "$everything does not support this parameter")
+			}
+		}
+		return s, nil
+	}
+	r, c, err := x.begin(v, "$everything", patientID, q, parse)
+	if err != nil {
+		return Page{}, err
+	}
+	notFound := errs.E(op, errs.NotFound, "resource not found")
+	src, err := x.svc.mpi.SourceByPatient(ctx, nil, patientID)
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return Page{}, err
+	}
+	d := x.decider(ctx, v, r.at)
+	if err != nil || src.MemberID != v.Org || v.Org == "" {
+		ev := event(v, audit.Query, "", r.at)
+		ev.Outcome, ev.Reason = audit.Deny, "not-found"
+		ev.Query = x.hash.HashQuery(r.query, audit.PHIParams())
+		if err := x.svc.appendAudit(ctx, ev); err != nil {
+			return Page{}, err
+		}
+		return Page{}, notFound
+	}
+	person := string(src.PersonID)
+	sources, err := x.svc.mpi.Sources(ctx, src.PersonID)
+	if err != nil {
+		return Page{}, err
+	}
+	ids := make([]string, 0, len(sources))
+	for _, s := range sources {
+		ids = append(ids, s.PatientID)
+	}
+	dirs, err := d.directives(person)
+	if err != nil {
+		return Page{}, err
+	}
+	fp := fingerprint(dirs)
+	if !r.first && c.Consent != fp {
+		return Page{}, errCursor
+	}
+	sq := store.Query{Types: types, Patients: ids, PatientsSelf: true, Since: since}
+	page, next, err := x.run(ctx, r, sq, func(row store.Row) (bool, error) {
+		if allowType != nil && !allowType(row.Type) {
+			return false, nil
+		}
+		return d.allow(person, row.Stored)
+	})
+	if err != nil {
+		return Page{}, errs.E(op, err)
+	}
+	if next != nil {
+		page.Next = x.next(r, patientID, fp, *next)
+	}
+	if err := x.audit(ctx, r, d, map[string][]store.Stored{person: page.Matches}); err != nil {
+		return Page{}, err
+	}
+	return page, nil
+}
