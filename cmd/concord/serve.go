@@ -60,6 +60,7 @@ type Main struct {
 	pool    *pgxpool.Pool
 	redis   *redis.Client
 	blobs   *documents.S3Blobs
+	docs    *documents.Service
 	devS3   *devs3.Server
 	devOIDC *devoidc.Server
 	audit   *audit.Log
@@ -170,8 +171,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Document size limit and type allow-list take documents defaults (32 MiB); the
+	// request body limit (CONCORD_MAX_BODY_BYTES) bounds inline data first.
+	m.docs = documents.New(m.pool, m.fhir, m.blobs, m.audit, m.log, documents.Config{FHIRBase: cfg.BaseURL + "/fhir"})
 	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes}, exchange.Deps{
 		Pool: m.pool, Directory: m.directory, Tokens: m.tokens, FHIR: m.fhir, MPI: m.mpi, Matcher: m.matcher, Records: m.records, Log: m.log,
+		Documents: m.docs,
 	})
 	m.portal, err = portal.New(portal.Config{BaseURL: cfg.BaseURL, Issuer: issuer, ClientID: cfg.OIDCClientID,
 		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix},
