@@ -166,7 +166,11 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.staff = portal.NewStaffStore(m.pool)
-	m.records = records.New(m.fhir, m.mpi, consentDirectives{}, m.audit, nil)
+	dirs, err := m.consentDirectives(ctx)
+	if err != nil {
+		return err
+	}
+	m.records = records.New(m.fhir, m.mpi, dirs, m.audit, nil)
 	m.tokens, err = directory.NewTokens(m.directory, tokenKey, cfg.BaseURL+"/fhir", cfg.BaseURL+"/token", cfg.TokenTTL, nil)
 	if err != nil {
 		return err

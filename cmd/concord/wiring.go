@@ -3,22 +3,34 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/portal"
 	"github.com/concord-hie/concord/records"
 )
 
-// consentDirectives serves the regional default policies.
-type consentDirectives struct{}
-
-func (consentDirectives) InForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error) {
-	return consent.DefaultPolicies(consent.PolicyConfig{}), nil
+// consentDirectives stores the regional default policies that were never saved, then
+// returns the store-backed directive source behind the Redis cache: a saved directive is
+// in force for the next request, Redis down falls back to PostgreSQL, and PostgreSQL down
+// is a 503.
+func (m *Main) consentDirectives(ctx context.Context) (*consent.Cache, error) {
+	cs := consent.NewStore()
+	n, err := records.EnsureDefaultPolicies(ctx, m.pool, cs, consent.PolicyConfig{})
+	if err != nil {
+		return nil, fmt.Errorf("consent default policies: %v", errs.MessageOf(err))
+	}
+	if n > 0 {
+		m.log.Info("regional default consent policies stored", "count", n)
+	}
+	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
+	return consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log}), nil
 }
 
 // identity adapts the MPI's login enrolments to the portal.
