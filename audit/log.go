@@ -235,8 +235,9 @@ func (l *Log) Close() error {
 	return nil
 }
 
-// commitLoop is the group committer: it takes the first queued event, collects more for up
-// to MaxWait or MaxBatch events, commits them in one transaction and answers every caller.
+// commitLoop is the group committer: it takes every queued event (up to MaxBatch), or when
+// only one is waiting collects more for up to MaxWait, commits them in one transaction and
+// answers every caller.
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
 	batch := make([]*pending, 0, l.cfg.MaxBatch)
@@ -245,23 +246,42 @@ func (l *Log) commitLoop() {
 	timer.Stop()
 	for first := range l.reqs {
 		batch = append(batch[:0], first)
-		timer.Reset(l.cfg.MaxWait)
-	collect:
-		for len(batch) < l.cfg.MaxBatch {
+		// Take what queued up during the previous commit. Under load that is a full batch
+		// already, and waiting would only add latency; when only one event came, wait up to
+		// MaxWait for company.
+		open := true
+	drain:
+		for open && len(batch) < l.cfg.MaxBatch {
 			select {
 			case p, ok := <-l.reqs:
 				if !ok {
-					break collect
+					open = false
+					break drain
 				}
 				batch = append(batch, p)
-			case <-timer.C:
-				break collect
+			default:
+				break drain
 			}
 		}
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
+		if open && len(batch) == 1 {
+			timer.Reset(l.cfg.MaxWait)
+		collect:
+			for len(batch) < l.cfg.MaxBatch {
+				select {
+				case p, ok := <-l.reqs:
+					if !ok {
+						break collect
+					}
+					batch = append(batch, p)
+				case <-timer.C:
+					break collect
+				}
+			}
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
 			}
 		}
 		evs = evs[:0]

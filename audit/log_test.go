@@ -231,29 +231,34 @@ func TestAppRoleCannotRewriteAudit(t *testing.T) {
 	checkChain(t, admin, 3)
 }
 
-// BenchmarkAppend measures group-committed Append throughput with 16 concurrent appenders on
-// the real database.
+// BenchmarkAppend measures group-committed Append throughput with 16 (and 64) concurrent
+// appenders on the real database:
+//
+//	go test -run XXX -bench Append -benchtime 20000x ./audit
 func BenchmarkAppend(b *testing.B) {
-	pool := testkit.DB(b)
-	l := newLog(b, pool, audit.Config{CheckpointEvery: -1})
-	ctx := context.Background()
-	const workers = 16
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(w), 9))
-			for i := w; i < b.N; i += workers {
-				if err := l.Append(ctx, ev(r.IntN(1<<20))); err != nil {
-					b.Error(err)
-					return
-				}
+	for _, workers := range []int{16, 64} {
+		b.Run(fmt.Sprintf("appenders=%d", workers), func(b *testing.B) {
+			pool := testkit.DB(b)
+			l := newLog(b, pool, audit.Config{CheckpointEvery: -1})
+			ctx := context.Background()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := 0; w < workers; w++ {
+				wg.Add(1)
+				go func(w int) {
+					defer wg.Done()
+					r := rand.New(rand.NewPCG(uint64(w), 9))
+					for i := w; i < b.N; i += workers {
+						if err := l.Append(ctx, ev(r.IntN(1<<20))); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}(w)
 			}
-		}(w)
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
-	wg.Wait()
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
