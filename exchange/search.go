@@ -1,0 +1,165 @@
+package exchange
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
+)
+
+// SearchAPI serves FHIR search (GET [type], POST [type]/_search) and
+// Patient/{id}/$everything through records.Searcher, the consent-filtered search of the
+// enforcement point.
+type SearchAPI struct {
+	s *Server
+	x *records.Searcher
+}
+
+// NewSearchAPI returns the search routes of s, answered by x.
+func NewSearchAPI(s *Server, x *records.Searcher) *SearchAPI { return &SearchAPI{s: s, x: x} }
+
+// Register mounts the search routes on e, behind the exchange's media-type check and
+// bearer-token authentication:
+//
+//	GET  /fhir/:type                     search
+//	POST /fhir/:type/_search             search with a form body (PHI stays out of URLs)
+//	GET  /fhir/:type/:id/$everything     Patient $everything
+func (a *SearchAPI) Register(e *echo.Echo) {
+	mw := []echo.MiddlewareFunc{a.s.fhirMedia, a.s.authenticate}
+	e.GET("/fhir/:type", a.searchResources, mw...)
+	e.POST("/fhir/:type/_search", a.searchResources, mw...)
+	e.GET("/fhir/:type/:id/$everything", a.showEverything, mw...)
+}
+
+// searchableTypes reports the types whose search-type interaction the exchange serves:
+// every R4 type (the common parameters work on all); clinical types need a patient.
+func withSearch(types map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(types))
+	for t, ops := range types {
+		out[t] = append(append([]string(nil), ops...), "search-type")
+	}
+	for _, c := range fhir.Capabilities() {
+		if _, ok := out[c.Type]; !ok {
+			out[c.Type] = []string{"search-type"}
+		}
+	}
+	return out
+}
+
+// searchResources handles GET [base]/[type]?... and POST [base]/[type]/_search. The
+// POST form body and the URL query are merged. A request carrying _cursor pages an
+// earlier search: its query comes from the sealed cursor.
+func (a *SearchAPI) searchResources(c echo.Context) error {
+	const op = "exchange.searchResources"
+	typ := c.Param("type")
+	if !fhir.IsResourceType(typ) {
+		return errs.E(op, errs.NotFound, "resource type not found")
+	}
+	if err := require(c, typ, 's'); err != nil {
+		return err
+	}
+	r := c.Request()
+	q := r.URL.Query()
+	post := r.Method == http.MethodPost
+	if post && r.ContentLength != 0 {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if mt != "application/x-www-form-urlencoded" {
+			return errs.E(op, errs.Unsupported, "send the search parameters as application/x-www-form-urlencoded")
+		}
+		if err := r.ParseForm(); err != nil {
+			return errs.E(op, errs.Invalid, "malformed form body")
+		}
+		for k, vs := range r.PostForm {
+			q[k] = append(q[k], vs...)
+		}
+	}
+	if q.Has("_elements") {
+		return errs.E(op, errs.Invalid, "_elements is not supported")
+	}
+	page, err := a.x.Search(r.Context(), viewer(c), typ, q)
+	if err != nil {
+		return err
+	}
+	base := a.s.FHIRBase()
+	self := base + "/" + typ
+	switch {
+	case post:
+		self += "/_search"
+	case len(q) > 0:
+		self += "?" + r.URL.RawQuery
+	}
+	next := ""
+	if page.Next != "" {
+		next = base + "/" + typ + "?" + url.Values{records.CursorParam: {page.Next}}.Encode()
+	}
+	return a.writeBundle(c, page, self, next)
+}
+
+// writeBundle renders a searchset Bundle. Stored bodies were validated and stamped on
+// the way in, so they are embedded as stored, without re-parsing.
+func (a *SearchAPI) writeBundle(c echo.Context, page records.Page, self, next string) error {
+	var b bytes.Buffer
+	b.Grow(256 + 64*len(page.Matches) + bodySize(page.Matches) + bodySize(page.Included))
+	b.WriteString(`{"resourceType":"Bundle","type":"searchset","timestamp":`)
+	writeJSONString(&b, fhir.FormatInstant(a.s.Now().UTC().Truncate(time.Millisecond)))
+	if page.Total != nil {
+		b.WriteString(`,"total":`)
+		b.WriteString(itoa(*page.Total))
+	}
+	b.WriteString(`,"link":[{"relation":"self","url":`)
+	writeJSONString(&b, self)
+	b.WriteString(`}`)
+	if next != "" {
+		b.WriteString(`,{"relation":"next","url":`)
+		writeJSONString(&b, next)
+		b.WriteString(`}`)
+	}
+	b.WriteString(`]`)
+	if len(page.Matches)+len(page.Included) > 0 {
+		b.WriteString(`,"entry":[`)
+		first := true
+		entry := func(st store.Stored, mode string) {
+			if !first {
+				b.WriteByte(',')
+			}
+			first = false
+			b.WriteString(`{"fullUrl":`)
+			writeJSONString(&b, a.s.FHIRBase()+"/"+st.Type+"/"+st.ID)
+			b.WriteString(`,"resource":`)
+			b.Write(bytes.TrimSpace(st.Body))
+			b.WriteString(`,"search":{"mode":"` + mode + `"}}`)
+		}
+		for _, st := range page.Matches {
+			entry(st, "match")
+		}
+		for _, st := range page.Included {
+			entry(st, "include")
+		}
+		b.WriteString(`]`)
+	}
+	b.WriteString(`}`)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, mimeFHIR, b.Bytes())
+}
+
+func bodySize(list []store.Stored) int {
+	n := 0
+	for _, st := range list {
+		n += len(st.Body)
+	}
+	return n
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	out, _ := json.Marshal(s) // a string always encodes
+	b.Write(out)
+}
