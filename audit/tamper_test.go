@@ -144,7 +144,7 @@ func TestTamperingDetected(t *testing.T) {
 		"edit-column": {Edited, true}, "edit-encoding": {Edited, true}, "edit-column-and-encoding": {Edited, true},
 		"insert-duplicate": {Inserted, false}, "rechain": {Rechained, false}, "rechain-resign": {BadCheckpoint, false},
 		"delete-checkpoint": {BadCheckpoint, false}, "edit-checkpoint": {BadCheckpoint, false},
-		"append-beyond-head": {Inserted, false}, "truncate": {Truncated, false}, "insert-before-start": {Inserted, false},
+		"append-beyond-head": {Inserted, false}, "swap": {Reordered, false}, "swap-adjacent": {Reordered, false}, "truncate": {Truncated, false}, "insert-before-start": {Inserted, false},
 	}
 	detected := map[string]int{}
 	problems := map[Problem]int{}

@@ -241,6 +241,8 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, witnessed 
 			if len(r.prev) != HashSize || storedPrev != prevHash {
 				if len(r.hash) == HashSize && len(r.prev) == HashSize && ChainHash(storedPrev, r.seq, r.enc) == stored {
 					rep.fail(r.seq, Reordered, "seq %d is intact but does not link to seq %d", r.seq, r.seq-1)
+				} else if orig := movedFrom(storedPrev, stored, r.enc, max(headSeq, r.seq)+1); orig > 0 {
+					rep.fail(r.seq, Reordered, "seq %d holds the event chained as seq %d: rows were moved, inserted or deleted before it", r.seq, orig)
 				} else {
 					rep.fail(r.seq, Edited, "seq %d: its hash or link was altered", r.seq)
 				}
@@ -311,6 +313,19 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, witnessed 
 		rep.fail(seq, BadHead, "the chain head's hash does not match seq %d", seq)
 	}
 	return rep, nil
+}
+
+// movedFrom returns the seq s in [1, limit] (at most 5,000,000 tried) for which the row's
+// stored hash is ChainHash(prev, s, enc): the position the intact row was chained at before
+// it moved. It returns 0 when there is none. It runs only on a failure path.
+func movedFrom(prev, stored Hash, enc []byte, limit int64) int64 {
+	limit = min(limit, 5_000_000)
+	for s := int64(1); s <= limit; s++ {
+		if ChainHash(prev, s, enc) == stored {
+			return s
+		}
+	}
+	return 0
 }
 
 // verifyRow is one audit_events row as stored.
