@@ -1,0 +1,293 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/documents"
+	"github.com/concord-hie/concord/documents/blobstest"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/testkit"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
+)
+
+type memAudit struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (m *memAudit) Append(_ context.Context, ev audit.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, ev)
+	return nil
+}
+
+func (m *memAudit) last() audit.Event {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.events[len(m.events)-1]
+}
+
+type defaultDirectives struct{}
+
+func (defaultDirectives) InForce(context.Context, string, time.Time) ([]consent.Directive, error) {
+	return consent.DefaultPolicies(consent.PolicyConfig{}), nil
+}
+
+// docEnv: members a (sender) and c (another member, no relationship), a's Patient linked
+// to a person, the document service on a real S3 bucket behind a FaultTransport, and an
+// HTTP server whose requests carry a principal chosen by the X-Test-Member and
+// X-Test-Purpose headers (token verification has its own tests).
+type docEnv struct {
+	srv     *Server
+	http    *httptest.Server
+	ft      *blobstest.FaultTransport
+	audit   *memAudit
+	a, c    directory.Member
+	patient string
+}
+
+func newDocEnv(t *testing.T) *docEnv {
+	t.Helper()
+	pool := testkit.DB(t)
+	s3 := testkit.S3(t)
+	ctx := t.Context()
+	ft := &blobstest.FaultTransport{Base: http.DefaultTransport.(*http.Transport).Clone()}
+	blobs, err := documents.NewS3Blobs(ctx, documents.S3Config{Endpoint: s3.Endpoint, AccessKey: s3.AccessKey, SecretKey: s3.SecretKey,
+		Bucket: s3.Bucket, Region: s3.Region, Transport: ft, MaxRetries: 1, SSE: documents.SSEOff})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, fs, ms := directory.NewStore(pool), store.New(pool), mpistore.New(pool)
+	e := &docEnv{ft: ft, audit: &memAudit{}}
+	if e.a, err = dir.AddMember(ctx, "Member A", "urn:oid:1.2.3.97"); err != nil {
+		t.Fatal(err)
+	}
+	if e.c, err = dir.AddMember(ctx, "Member C", "urn:oid:1.2.3.99"); err != nil {
+		t.Fatal(err)
+	}
+	err = db.InTx(ctx, pool, func(tx db.Querier) error {
+		p, err := fs.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(`{"resourceType":"Patient"}`)), MemberID: e.a.ID, At: time.Now()})
+		if err != nil {
+			return err
+		}
+		e.patient = p.ID
+		_, _, err = ms.Upsert(ctx, tx, e.a.ID, "urn:oid:1.2.3.97", "mrn1", p.ID, map[string]string{}, "")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := records.New(fs, ms, defaultDirectives{}, e.audit, nil)
+	docs := documents.New(pool, fs, blobs, e.audit, nil, documents.Config{FHIRBase: "http://concord.test/fhir"})
+	e.srv = New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: fs, MPI: ms, Records: rec, Documents: docs, Log: slog.New(slog.DiscardHandler)})
+	ec := echo.New()
+	ec.HTTPErrorHandler = e.srv.HandleError
+	scopes := directory.Scopes{{Context: "system", Resource: "*", Ops: "rs"}}
+	ec.GET("/fhir/Binary/:id", e.srv.readBinary, func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Set(principalKey, directory.Principal{ClientID: "client-" + c.Request().Header.Get("X-Test-Member"),
+				MemberID: c.Request().Header.Get("X-Test-Member"), Scopes: scopes, Purpose: c.Request().Header.Get("X-Test-Purpose")})
+			return next(c)
+		}
+	})
+	e.http = httptest.NewServer(ec)
+	t.Cleanup(e.http.Close)
+	return e
+}
+
+// store ingests a DocumentReference with inline data through Ingest, as every intake
+// path does, and returns its Binary id.
+func (e *docEnv) store(t *testing.T, ct string, data []byte) string {
+	t.Helper()
+	res := fhir.MustParse([]byte(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},`+
+		`"content":[{"attachment":{"contentType":%q,"data":%q}}]}`, e.patient, ct, base64.StdEncoding.EncodeToString(data))))
+	var st store.Stored
+	err := db.InTx(t.Context(), e.srv.Pool, func(tx db.Querier) error {
+		var err error
+		st, _, err = e.srv.Ingest(t.Context(), tx, e.a, res)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Content []struct {
+			Attachment struct {
+				URL string `json:"url"`
+			} `json:"attachment"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(st.Body, &d); err != nil || len(d.Content) != 1 {
+		t.Fatalf("stored DocumentReference: %s", st.Body)
+	}
+	id, ok := strings.CutPrefix(d.Content[0].Attachment.URL, "http://concord.test/fhir/Binary/")
+	if !ok {
+		t.Fatalf("attachment url %q", d.Content[0].Attachment.URL)
+	}
+	return id
+}
+
+func (e *docEnv) get(t *testing.T, id, member, purpose string, hdr ...string) (*http.Response, []byte, error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.http.URL+"/fhir/Binary/"+id, nil)
+	req.Header.Set("X-Test-Member", member)
+	req.Header.Set("X-Test-Purpose", purpose)
+	req.Header.Set("Accept", "application/pdf, */*")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+func TestBinaryRetrieve(t *testing.T) {
+	e := newDocEnv(t)
+	data := bytes.Repeat([]byte("%PDF-1.4 discharge summary line\n"), 8<<10)[:200<<10]
+	id := e.store(t, "application/pdf", data)
+
+	resp, body, err := e.get(t, id, e.a.ID, consent.PurposeTreatment)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("own read: %v, %v, %d bytes", err, resp, len(body))
+	}
+	h := resp.Header
+	if h.Get("ETag") != `"`+documents.KeyOf(data)+`"` || h.Get("Content-Type") != "application/pdf" ||
+		h.Get("Content-Disposition") != `attachment; filename=document-`+id+`.pdf` || h.Get("Accept-Ranges") != "bytes" {
+		t.Errorf("headers: %v", h)
+	}
+	if ev := e.audit.last(); ev.Outcome != audit.Permit || ev.Resources[0].Type != "DocumentReference" {
+		t.Errorf("audit before disclosure: %+v", ev)
+	}
+
+	resp, body, err = e.get(t, id, e.a.ID, consent.PurposeTreatment, "Range", "bytes=100-199")
+	if err != nil || resp.StatusCode != 206 || !bytes.Equal(body, data[100:200]) ||
+		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 100-199/%d", len(data)) {
+		t.Errorf("range: %v %v %d bytes %q", err, resp.Status, len(body), resp.Header.Get("Content-Range"))
+	}
+	resp, body, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "Range", "bytes=-10")
+	if resp.StatusCode != 206 || !bytes.Equal(body, data[len(data)-10:]) {
+		t.Errorf("suffix range: %v %d bytes", resp.Status, len(body))
+	}
+	resp, _, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "Range", fmt.Sprintf("bytes=%d-", len(data)))
+	if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+		t.Errorf("range past the end: %v", resp.Status)
+	}
+	resp, _, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "If-None-Match", `"`+documents.KeyOf(data)+`"`)
+	if resp.StatusCode != http.StatusNotModified {
+		t.Errorf("If-None-Match: %v", resp.Status)
+	}
+}
+
+func TestBinaryDeniedNeverReachesS3(t *testing.T) {
+	e := newDocEnv(t)
+	id := e.store(t, "text/plain", []byte("Chief complaint: cough.\n"))
+	e.ft.ResetRequests()
+	// Member c asking for payment: default policy denies. Unknown ids look the same.
+	resp, denied, err := e.get(t, id, e.c.ID, consent.PurposePayment)
+	if err != nil || resp.StatusCode != 404 {
+		t.Fatalf("denied read: %v, %v", err, resp.Status)
+	}
+	if ev := e.audit.last(); ev.Outcome != audit.Deny || ev.Resources[0].Type != "DocumentReference" {
+		t.Errorf("denial audit: %+v", ev)
+	}
+	resp, missing, _ := e.get(t, "0123456789abcdef0123456789abcdef", e.c.ID, consent.PurposePayment)
+	if resp.StatusCode != 404 || !sameOutcome(denied, missing) {
+		t.Errorf("unknown id: %v\n%s\nvs denied\n%s", resp.Status, missing, denied)
+	}
+	if n := e.ft.Requests(); n != 0 {
+		t.Errorf("%d requests reached S3 for denied and unknown reads", n)
+	}
+	// Treatment by member c is permitted by the regional opt-out default.
+	if resp, body, _ := e.get(t, id, e.c.ID, consent.PurposeTreatment); resp.StatusCode != 200 || string(body) != "Chief complaint: cough.\n" {
+		t.Errorf("treatment read: %v %q", resp.Status, body)
+	}
+}
+
+// sameOutcome reports whether two 404 bodies are the same not-found OperationOutcome.
+func sameOutcome(a, b []byte) bool {
+	return bytes.Contains(a, []byte(`"not-found"`)) && bytes.Equal(a, b)
+}
+
+func TestBinaryCorruptionCutsTheTransfer(t *testing.T) {
+	e := newDocEnv(t)
+	data := bytes.Repeat([]byte("Assessment and plan. "), 10<<10)
+	id := e.store(t, "text/plain", data)
+	before := len(e.audit.events)
+	for _, at := range []int64{5, int64(len(data)) - 1} {
+		e.ft.Set(blobstest.Fault{Corrupt: true, CorruptAt: at, Method: http.MethodGet})
+		resp, body, err := e.get(t, id, e.a.ID, consent.PurposeTreatment)
+		if err == nil || !errors.Is(err, io.ErrUnexpectedEOF) || len(body) >= len(data) {
+			status := ""
+			if resp != nil {
+				status = resp.Status
+			}
+			t.Errorf("corrupt byte %d: %s, %d of %d bytes, err = %v; want a cut transfer", at, status, len(body), len(data), err)
+		}
+	}
+	e.ft.Clear()
+	n := 0
+	for _, ev := range e.audit.events[before:] {
+		if ev.Outcome == audit.Failure && ev.Reason == "integrity-sha256-mismatch" {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d integrity audit events, want 2", n)
+	}
+	// S3 down after the decision: 503 with Retry-After, no bytes.
+	e.ft.Set(blobstest.Fault{Down: true})
+	resp, _, err := e.get(t, id, e.a.ID, consent.PurposeTreatment)
+	if err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("S3 down: %v %v", err, resp)
+	}
+}
+
+func TestIngestRefusesArchivesAndS3DownIs503(t *testing.T) {
+	e := newDocEnv(t)
+	ingest := func(ct string, data []byte) error {
+		res := fhir.MustParse([]byte(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},`+
+			`"content":[{"attachment":{"contentType":%q,"data":%q}}]}`, e.patient, ct, base64.StdEncoding.EncodeToString(data))))
+		return db.InTx(t.Context(), e.srv.Pool, func(tx db.Querier) error {
+			_, _, err := e.srv.Ingest(t.Context(), tx, e.a, res)
+			return err
+		})
+	}
+	if err := ingest("text/plain", []byte("PK\x03\x04zipped")); errs.CodeOf(err) != errs.Unsupported {
+		t.Errorf("zip: %v", err)
+	}
+	e.ft.Set(blobstest.Fault{Down: true})
+	if err := ingest("text/plain", []byte("note")); errs.CodeOf(err) != errs.Unavailable {
+		t.Errorf("S3 down: %v", err)
+	}
+	var n int
+	if err := e.srv.Pool.QueryRow(t.Context(), `SELECT count(*) FROM fhir_resources WHERE type = 'DocumentReference'`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d DocumentReferences stored after refused intake (%v)", n, err)
+	}
+}
