@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -53,7 +54,15 @@ type Cache struct {
 	src  VersionedSource
 	rdb  redis.UniversalClient
 	opts CacheOptions
+
+	// memo holds decoded entries in process. What a key names never changes (the key
+	// carries the versions), so a memo entry is exactly as fresh as the Redis one and
+	// saves the round trip and the decode; it is cleared when it grows past memoMax.
+	mu   sync.Mutex
+	memo map[string][]Directive
 }
+
+const memoMax = 4096
 
 // NewCache returns src decorated with the Redis cache rdb.
 func NewCache(src VersionedSource, rdb redis.UniversalClient, opts CacheOptions) *Cache {
@@ -72,7 +81,7 @@ func NewCache(src VersionedSource, rdb redis.UniversalClient, opts CacheOptions)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Cache{src: src, rdb: rdb, opts: opts}
+	return &Cache{src: src, rdb: rdb, opts: opts, memo: map[string][]Directive{}}
 }
 
 // cacheFormat names the encoding of cached entries; change it whenever Directive changes
@@ -108,7 +117,8 @@ func (c *Cache) Current(ctx context.Context, person string) ([]Directive, Versio
 	return dirs, v, nil
 }
 
-// InForce implements records.Directives. A time more than AsOfAfter in the past is an
+// InForce implements records.Directives. The returned slice may be shared with other
+// callers: read it, never modify it. A time more than AsOfAfter in the past is an
 // as-of question answered by the source from history; anything else gets the current
 // directives through the cache.
 func (c *Cache) InForce(ctx context.Context, person string, at time.Time) ([]Directive, error) {
@@ -120,6 +130,12 @@ func (c *Cache) InForce(ctx context.Context, person string, at time.Time) ([]Dir
 }
 
 func (c *Cache) get(ctx context.Context, key string) ([]Directive, bool) {
+	c.mu.Lock()
+	dirs, ok := c.memo[key]
+	c.mu.Unlock()
+	if ok {
+		return dirs, true
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	b, err := c.rdb.Get(rctx, key).Bytes()
@@ -129,15 +145,25 @@ func (c *Cache) get(ctx context.Context, key string) ([]Directive, bool) {
 		}
 		return nil, false
 	}
-	var dirs []Directive
 	if err := json.Unmarshal(b, &dirs); err != nil {
 		c.opts.Logger.Warn("consent cache entry does not decode; reading PostgreSQL")
 		return nil, false
 	}
+	c.remember(key, dirs)
 	return dirs, true
 }
 
+func (c *Cache) remember(key string, dirs []Directive) {
+	c.mu.Lock()
+	if len(c.memo) >= memoMax {
+		clear(c.memo)
+	}
+	c.memo[key] = dirs
+	c.mu.Unlock()
+}
+
 func (c *Cache) set(ctx context.Context, key string, dirs []Directive) {
+	c.remember(key, dirs)
 	b, err := json.Marshal(dirs)
 	if err != nil {
 		return
