@@ -61,10 +61,18 @@ func (s *Server) createResource(c echo.Context) error {
 	}
 	var stored store.Stored
 	status := http.StatusCreated
+	cond := c.Request().Header.Get("If-None-Exist")
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		if cond != "" {
+			stored, status, err = s.createIfNoneExist(ctx, tx, member, res, cond)
+			return err
+		}
 		stored, status, err = s.Ingest(ctx, tx, member, res)
 		return err
 	})
+	if p, ok := preconditionFailed(err); ok {
+		return writePrecondition(c, p)
+	}
 	if err != nil {
 		return err
 	}
@@ -79,8 +87,16 @@ func (s *Server) createResource(c echo.Context) error {
 // create, bundles, HL7 v2). It returns the stored version and 201
 // for a new resource or 200 when a Patient's identifier named an existing source record.
 func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource) (store.Stored, int, error) {
+	return s.IngestAs(ctx, tx, member, res, "")
+}
+
+// IngestAs is Ingest with the id chosen by the caller (a bundle assigns ids before it
+// stores, an update names its target; "" assigns a new one). An existing id must be the
+// member's own (errs.NotFound otherwise). A Patient whose MRN names an existing source
+// record keeps that record's id; an id that disagrees with it is errs.Invalid.
+func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string) (store.Stored, int, error) {
 	const op = "exchange.Ingest"
-	w := store.Write{Resource: res, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
+	w := store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
 		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
 	if res.ResourceType == "Patient" {
 		mrn, demo, err := patientIdentity(res, member)
@@ -92,6 +108,10 @@ func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Mem
 		switch {
 		case err == nil && existing.MemberID != member.ID:
 			return store.Stored{}, 0, errs.E(op, errs.Invalid, "the identifier belongs to another member's namespace")
+		case err == nil && id != "" && existing.PatientID != id:
+			e := errs.E(op, errs.Invalid, "the identifier names another of the member's Patients")
+			e.Path = "Patient.identifier"
+			return store.Stored{}, 0, e
 		case err == nil:
 			w.ID, status = existing.PatientID, http.StatusOK
 		case errs.CodeOf(err) != errs.NotFound:

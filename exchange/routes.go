@@ -16,6 +16,12 @@ func (s *Server) routes(e *echo.Echo) {
 
 	a := f.Group("", s.authenticate)
 	a.GET("/AuditEvent", s.searchAuditEvents)
+	a.POST("", s.processBundle)
+	a.POST("/", s.processBundle)
 	a.POST("/:type", s.createResource)
+	a.PUT("/:type/:id", s.updateResource)
+	a.DELETE("/:type/:id", s.deleteResource)
+	a.GET("/:type/:id/_history", s.historyResource)
+	a.GET("/:type/:id/_history/:vid", s.vreadResource)
 	a.GET("/:type/:id", s.readResource)
 }

@@ -63,7 +63,7 @@ func (s *Store) LockConditions(ctx context.Context, tx db.Querier, member string
 			continue
 		}
 		prev = k
-		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "fhir-cond\x00"+member+"\x00"+k)
+		b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, "fhir-cond\x1f"+member+"\x1f"+k)
 	}
 	return db.Map("fhir.store.LockConditions", tx.SendBatch(ctx, b).Close())
 }

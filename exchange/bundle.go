@@ -1,0 +1,461 @@
+package exchange
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/httpx"
+)
+
+// Bundles (POST [base]) follow standards.md §1:
+//
+//   - transaction: all or nothing in one PostgreSQL transaction, processed in the FHIR
+//     order DELETE, POST, PUT (Patients first among the POSTs, so compartment checks see
+//     them); every entry authorized on its own before anything is written.
+//   - batch: each entry in its own transaction; a failed entry answers with its status
+//     and an OperationOutcome in response.outcome.
+//   - urn:uuid (and urn:oid) fullUrls get their ids before anything is stored, then every
+//     reference in every entry is rewritten. Conditional references (Type?identifier=s|v)
+//     resolve to exactly one of the member's resources (0 or >1 fail with 412).
+//   - request.ifNoneExist (identifier=system|value) is a conditional create, serialized on
+//     the condition by an advisory lock so concurrent bundles cannot create twice.
+//   - Raw Synthea bundles: a plain POST of an Organization, Practitioner, Location or
+//     PractitionerRole that carries an identifier is treated as if it had ifNoneExist on
+//     its first identifier, so the directory resources that recur in every patient's bundle
+//     resolve to one resource (references follow). Patients resolve by their MRN (Ingest).
+//   - Idempotency per member: the Idempotency-Key header, else Bundle.identifier
+//     (system|value), else (transactions only) the SHA-256 of the body. A repeat returns the
+//     first transaction-response and writes nothing. Resending the same bytes is therefore
+//     never a duplicate; a regenerated bundle with new bytes and no identifier re-creates
+//     the resources that carry no identifier (Observation, Encounter, ...).
+
+// MaxBundleEntries caps the entries of one Bundle.
+const MaxBundleEntries = 5000
+
+// directoryTypes are matched by identifier on a plain POST inside a bundle.
+var directoryTypes = map[string]bool{"Organization": true, "Practitioner": true, "Location": true, "PractitionerRole": true}
+
+// plannedEntry is one request entry after parsing and authorization; it is never
+// modified while a transaction runs, so a retried transaction starts from the same plan.
+type plannedEntry struct {
+	idx      int
+	method   string
+	typ, id  string // id: PUT and DELETE targets
+	fullURL  string
+	res      *fhir.Resource
+	cond     *store.Condition // explicit ifNoneExist or the implicit directory match
+	ifMatch  string
+	mrnKey   string // Patients: the lock key of their MRN
+	priority int    // processing order
+}
+
+// entryPath names entry i in an OperationOutcome.
+func entryPath(i int) string { return "Bundle.entry[" + strconv.Itoa(i) + "]" }
+
+// entryErr places err at entry i: its Path becomes Bundle.entry[i](.resource...).
+func entryErr(i int, typ string, err error) error {
+	if p, ok := preconditionFailed(err); ok {
+		return &errPrecondition{msg: entryPath(i) + ": " + p.msg}
+	}
+	e := errs.E("exchange.bundle", err)
+	e.Path = entryPath(i)
+	if p := errs.PathOf(err); p != "" {
+		if typ != "" && strings.HasPrefix(p, typ) {
+			e.Path += ".resource" + strings.TrimPrefix(p, typ)
+		} else {
+			e.Path += "." + p
+		}
+	}
+	return e
+}
+
+// plan parses and authorizes entry i. Scopes are checked per entry: POST needs c, PUT u,
+// DELETE d.
+func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (plannedEntry, error) {
+	const op = "exchange.plan"
+	pe := plannedEntry{idx: i, method: strings.ToUpper(e.Request.Method), fullURL: e.FullURL, res: e.Resource, ifMatch: e.Request.IfMatch}
+	u := strings.TrimPrefix(e.Request.URL, "/")
+	path, query, _ := strings.Cut(u, "?")
+	segs := strings.Split(path, "/")
+	pe.typ = segs[0]
+	if !fhir.IsResourceType(pe.typ) {
+		return pe, errs.E(op, errs.Invalid, "entry.request.url names no resource type")
+	}
+	var need byte
+	switch pe.method {
+	case http.MethodPost:
+		need = 'c'
+		if len(segs) != 1 || query != "" || pe.res == nil || pe.res.ResourceType != pe.typ {
+			return pe, errs.E(op, errs.Invalid, "a POST entry needs url [type] and a resource of that type")
+		}
+		if e.Request.IfNoneExist != "" {
+			c, err := store.ParseCondition(pe.typ, e.Request.IfNoneExist)
+			if err != nil {
+				return pe, err
+			}
+			pe.cond = &c
+		} else if directoryTypes[pe.typ] {
+			if id, ok := firstIdentifier(pe.res); ok {
+				pe.cond = &store.Condition{Type: pe.typ, System: id.System, Value: id.Value}
+			}
+		}
+		if pe.typ == "Patient" {
+			mrn, _, err := patientIdentity(pe.res, member)
+			if err != nil {
+				return pe, err
+			}
+			pe.mrnKey, pe.priority = "Patient?mrn="+mrn.System+"|"+mrn.Value, 1
+		} else {
+			pe.priority = 2
+		}
+	case http.MethodPut:
+		need, pe.priority = 'u', 3
+		if len(segs) != 2 || query != "" || pe.res == nil {
+			return pe, errs.E(op, errs.Invalid, "a PUT entry needs url [type]/[id] and a resource (conditional update is not supported)")
+		}
+		pe.id = segs[1]
+	case http.MethodDelete:
+		need, pe.priority = 'd', 0
+		if len(segs) != 2 || query != "" {
+			return pe, errs.E(op, errs.Invalid, "a DELETE entry needs url [type]/[id] (conditional delete is not supported)")
+		}
+		pe.id = segs[1]
+	default:
+		return pe, errs.E(op, errs.Unsupported, "only POST, PUT and DELETE entries are supported")
+	}
+	if !p.Scopes.Allows(pe.typ, need) {
+		return pe, errs.E(op, errs.Forbidden, "the access token's scopes do not allow this entry")
+	}
+	return pe, nil
+}
+
+// firstIdentifier returns the resource's first identifier with both system and value.
+func firstIdentifier(res *fhir.Resource) (identifier, bool) {
+	var f patientFields
+	if json.Unmarshal(res.Bytes(), &f) != nil {
+		return identifier{}, false
+	}
+	for _, id := range f.Identifier {
+		if id.System != "" && id.Value != "" {
+			return id, true
+		}
+	}
+	return identifier{}, false
+}
+
+// urnKey normalizes a fullUrl or reference for matching (urn:uuid is case-insensitive).
+func urnKey(s string) string {
+	if len(s) > 9 && strings.EqualFold(s[:9], "urn:uuid:") {
+		return strings.ToLower(s)
+	}
+	return s
+}
+
+// runEntries carries out planned entries for member inside tx and returns one response
+// per entry, in the order given. Any error fails the whole call; errors name the entry.
+func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry) ([]fhir.ResponseEntry, error) {
+	// 1. Serialize on every condition and MRN this call may create under.
+	var keys []string
+	for _, e := range entries {
+		if e.cond != nil {
+			keys = append(keys, e.cond.Key())
+		}
+		if e.mrnKey != "" {
+			keys = append(keys, e.mrnKey)
+		}
+	}
+	if err := s.FHIR.LockConditions(ctx, tx, member.ID, keys); err != nil {
+		return nil, err
+	}
+	// 2. Assign ids (or resolve to existing resources) and map fullUrls to them.
+	ids := make([]string, len(entries))
+	existing := make([]bool, len(entries))
+	refs := map[string]string{}
+	for i, e := range entries {
+		switch {
+		case e.method != http.MethodPost:
+			ids[i] = e.id
+		case e.cond != nil:
+			m, err := s.FHIR.Match(ctx, tx, member.ID, *e.cond)
+			if err != nil {
+				return nil, entryErr(e.idx, e.typ, err)
+			}
+			switch len(m) {
+			case 0:
+				ids[i] = store.NewID()
+			case 1:
+				ids[i], existing[i] = m[0], true
+			default:
+				return nil, entryErr(e.idx, e.typ, &errPrecondition{msg: "the condition matches more than one resource"})
+			}
+		case e.typ == "Patient":
+			mrn, _, _ := patientIdentity(e.res, member)
+			src, err := s.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
+			switch {
+			case err == nil:
+				ids[i] = src.PatientID // Ingest refuses another member's record
+			case errs.CodeOf(err) == errs.NotFound:
+				ids[i] = store.NewID()
+			default:
+				return nil, err
+			}
+		default:
+			ids[i] = store.NewID()
+		}
+		if e.fullURL != "" && e.res != nil {
+			refs[urnKey(e.fullURL)] = e.typ + "/" + ids[i]
+		}
+	}
+	// 3. Rewrite references in every entry.
+	resources := make([]*fhir.Resource, len(entries))
+	condRefs := map[string]string{}
+	for i, e := range entries {
+		if e.res == nil || existing[i] {
+			continue
+		}
+		r, err := fhir.RewriteReferences(e.res, func(ref string) (string, error) {
+			if to, ok := refs[urnKey(ref)]; ok {
+				return to, nil
+			}
+			if strings.HasPrefix(ref, "urn:") {
+				return "", errs.E("exchange.runEntries", errs.Invalid, "the reference names no entry of this Bundle")
+			}
+			typ, q, ok := strings.Cut(ref, "?")
+			if !ok || strings.Contains(typ, "/") {
+				return ref, nil
+			}
+			if to, ok := condRefs[ref]; ok {
+				return to, nil
+			}
+			c, err := store.ParseCondition(typ, q)
+			if err != nil {
+				return "", err
+			}
+			m, err := s.FHIR.Match(ctx, tx, member.ID, c)
+			if err != nil {
+				return "", err
+			}
+			if len(m) != 1 {
+				return "", &errPrecondition{msg: "a conditional reference must match exactly one resource"}
+			}
+			condRefs[ref] = typ + "/" + m[0]
+			return condRefs[ref], nil
+		})
+		if err != nil {
+			return nil, entryErr(e.idx, e.typ, err)
+		}
+		resources[i] = r
+	}
+	// 4. Write in the FHIR processing order.
+	order := make([]int, len(entries))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return entries[order[a]].priority < entries[order[b]].priority })
+	out := make([]fhir.ResponseEntry, len(entries))
+	for _, i := range order {
+		e := entries[i]
+		var st store.Stored
+		status := http.StatusOK
+		var err error
+		switch {
+		case e.method == http.MethodDelete:
+			_, err = s.FHIR.Delete(ctx, tx, e.typ, e.id, member.ID, s.Now())
+			if err == nil || errs.CodeOf(err) == errs.NotFound {
+				out[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: "204 No Content"}}
+				continue
+			}
+		case e.method == http.MethodPut:
+			st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch)
+		case existing[i]:
+			st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i])
+		default:
+			st, status, err = s.IngestAs(ctx, tx, member, resources[i], ids[i])
+		}
+		if err != nil {
+			return nil, entryErr(e.idx, e.typ, err)
+		}
+		out[i] = fhir.ResponseEntry{FullURL: s.FHIRBase() + "/" + st.Type + "/" + st.ID, Response: fhir.EntryResponse{
+			Status:       strconv.Itoa(status) + " " + http.StatusText(status),
+			Location:     st.Type + "/" + st.ID + "/_history/" + itoa(st.Version),
+			Etag:         store.ETag(st.Version),
+			LastModified: fhir.FormatInstant(st.LastUpdated),
+		}}
+	}
+	return out, nil
+}
+
+// processBundle handles POST [base] with a transaction or batch Bundle.
+func (s *Server) processBundle(c echo.Context) error {
+	const op = "exchange.processBundle"
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return err
+	}
+	b, err := fhir.ParseBundle(res)
+	if err != nil {
+		return err
+	}
+	if len(b.Entries) > MaxBundleEntries {
+		return errs.E(op, errs.TooLarge, "the Bundle has too many entries")
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	member, err := s.Directory.Member(ctx, p.MemberID)
+	if err != nil {
+		return err
+	}
+	var out []byte
+	switch b.Type {
+	case "transaction":
+		key := c.Request().Header.Get("Idempotency-Key")
+		switch {
+		case key != "":
+			key = "header:" + key
+		case b.Identifier != nil && b.Identifier.Value != "":
+			key = "bundle:" + b.Identifier.System + "|" + b.Identifier.Value
+		default:
+			sum := sha256.Sum256(body)
+			key = "sha256:" + hex.EncodeToString(sum[:])
+		}
+		out, err = s.Transaction(ctx, p, member, b, key)
+		if pf, ok := preconditionFailed(err); ok {
+			return writePrecondition(c, pf)
+		}
+	case "batch":
+		out, err = s.Batch(ctx, p, member, b)
+	default:
+		e := errs.E(op, errs.Invalid, "POST [base] takes a transaction or batch Bundle")
+		e.Path = "Bundle.type"
+		return e
+	}
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, mimeFHIR, out)
+}
+
+// Transaction runs a transaction Bundle for member, all or nothing, and returns the
+// transaction-response. Every entry is authorized against p before anything is written;
+// one refused or failed entry fails the whole Bundle (the error names it; a failed
+// precondition is an errPrecondition, 412). A non-empty idempotencyKey that the member
+// used before returns the first response and writes nothing; the key is remembered in
+// the same transaction as the data.
+func (s *Server) Transaction(ctx context.Context, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
+	entries := make([]plannedEntry, len(b.Entries))
+	for i, e := range b.Entries {
+		pe, err := plan(p, member, i, e)
+		if err != nil {
+			return nil, entryErr(i, pe.typ, err)
+		}
+		entries[i] = pe
+	}
+	var out []byte
+	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		if idempotencyKey != "" {
+			if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{"idempotency:" + idempotencyKey}); err != nil {
+				return err
+			}
+			_, _, body, err := s.FHIR.Idempotent(ctx, tx, member.ID, idempotencyKey)
+			if err == nil {
+				out = body
+				return nil
+			}
+			if errs.CodeOf(err) != errs.NotFound {
+				return err
+			}
+		}
+		resp, err := s.runEntries(ctx, tx, member, entries)
+		if err != nil {
+			return err
+		}
+		out, err = fhir.ResponseBundle(store.NewID(), true, resp)
+		if err != nil {
+			return err
+		}
+		if idempotencyKey != "" {
+			return s.FHIR.RememberIdempotent(ctx, tx, member.ID, idempotencyKey, http.StatusOK, "", out)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Batch runs each entry of a batch Bundle in its own transaction and returns the
+// batch-response: failed entries carry their status and an OperationOutcome. Entries of a
+// batch may not reference each other.
+func (s *Server) Batch(ctx context.Context, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
+	resp := make([]fhir.ResponseEntry, len(b.Entries))
+	for i, e := range b.Entries {
+		pe, err := plan(p, member, i, e)
+		if err == nil {
+			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe})
+				if err == nil {
+					resp[i] = r[0]
+				}
+				return err
+			})
+		}
+		if err == nil {
+			continue
+		}
+		if errs.CodeOf(err) == errs.Unavailable || ctx.Err() != nil {
+			return nil, err
+		}
+		status, is := httpx.Status(err), fhir.IssueFor(err)
+		if pf, ok := preconditionFailed(err); ok {
+			status, is = http.StatusPreconditionFailed, fhir.Issue{Severity: fhir.SeverityError, Code: fhir.IssueConflict, Diagnostics: pf.msg}
+		} else if status >= 500 {
+			is.Diagnostics = "the entry could not be processed"
+		}
+		if p := errs.PathOf(err); p != "" {
+			is.Expression = []string{p}
+		}
+		resp[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: strconv.Itoa(status) + " " + http.StatusText(status), Outcome: fhir.OperationOutcome(is)}}
+	}
+	return fhir.ResponseBundle(store.NewID(), false, resp)
+}
+
+// createIfNoneExist is a conditional create (If-None-Exist) inside tx: serialized on the
+// condition, it creates when nothing of the member's matches (201), returns the one match
+// (200), and fails with errPrecondition (412) on several.
+func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, condition string) (store.Stored, int, error) {
+	c, err := store.ParseCondition(res.ResourceType, condition)
+	if err != nil {
+		return store.Stored{}, 0, err
+	}
+	if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{c.Key()}); err != nil {
+		return store.Stored{}, 0, err
+	}
+	m, err := s.FHIR.Match(ctx, tx, member.ID, c)
+	if err != nil {
+		return store.Stored{}, 0, err
+	}
+	switch len(m) {
+	case 0:
+		return s.Ingest(ctx, tx, member, res)
+	case 1:
+		st, err := s.FHIR.Get(ctx, tx, res.ResourceType, m[0])
+		return st, http.StatusOK, err
+	}
+	return store.Stored{}, 0, &errPrecondition{msg: "the If-None-Exist condition matches more than one resource"}
+}

@@ -1,0 +1,450 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/testkit"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+)
+
+// syntheaMRN is the MRN assigning authority of the Synthea sample bundles
+// (Patient.identifier with type MR).
+const syntheaMRN = "http://hospital.smarthealthit.org"
+
+// writeEnv is a migrated database, the exchange on an httptest server, and two members:
+// A (the Synthea MRN authority) and B.
+type writeEnv struct {
+	pool   *pgxpool.Pool
+	base   string
+	a, b   directory.Member
+	key    []byte
+	issuer string
+}
+
+func newWriteEnv(t testing.TB) *writeEnv {
+	t.Helper()
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	dir := directory.NewStore(pool)
+	a, err := dir.AddMember(ctx, "Synthea Hospital", syntheaMRN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dir.AddMember(ctx, "Other Clinic", "urn:oid:2.16.840.1.113883.3.7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &writeEnv{pool: pool, a: a, b: b, key: bytes.Repeat([]byte("k"), 32), issuer: "http://concord.test"}
+	toks, err := directory.NewTokens(dir, env.key, env.issuer, env.issuer+"/token", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mpi := mpistore.New(pool)
+	matcher, err := mpistore.NewMatcher(mpi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := echo.New()
+	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: store.New(pool), MPI: mpi, Matcher: matcher, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e.HTTPErrorHandler = srv.HandleError
+	srv.Register(e)
+	hs := httptest.NewServer(e)
+	t.Cleanup(hs.Close)
+	env.base = hs.URL + "/fhir"
+	return env
+}
+
+// token mints an access token as directory.Tokens would issue it.
+func (env *writeEnv) token(t testing.TB, member, scope string) string {
+	t.Helper()
+	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: env.key}, (&jose.SignerOptions{}).WithType("at+jwt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	claims := struct {
+		jwt.Claims
+		Org     string `json:"org"`
+		Scope   string `json:"scope"`
+		Purpose string `json:"pou"`
+	}{jwt.Claims{Issuer: env.issuer, Audience: jwt.Audience{env.issuer}, Subject: "client-" + member, ID: testkit.RandomID(8),
+		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(5 * time.Minute))}, member, scope, "TREAT"}
+	s, err := jwt.Signed(sig).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func do(t testing.TB, method, u, tok string, body []byte, header ...string) (int, []byte, http.Header) {
+	t.Helper()
+	req, _ := http.NewRequest(method, u, bytes.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/fhir+json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header
+}
+
+func (env *writeEnv) count(t testing.TB, member, typ string) int {
+	t.Helper()
+	var n int
+	if err := env.pool.QueryRow(context.Background(), `SELECT count(*) FROM fhir_resources WHERE member_id = $1 AND type = $2 AND NOT deleted`, member, typ).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+const allScopes = "system/*.cruds"
+
+func idOf(t testing.TB, body []byte) string {
+	t.Helper()
+	var r struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil || r.ID == "" {
+		t.Fatalf("no id in %s", body)
+	}
+	return r.ID
+}
+
+func patientJSON(mrn string) []byte {
+	return []byte(`{"resourceType":"Patient","identifier":[{"system":"` + syntheaMRN + `","value":"` + mrn + `"}],"name":[{"family":"Test","given":["Ada"]}],"gender":"female","birthDate":"1970-01-01"}`)
+}
+
+func obsJSON(id, patient, value string) []byte {
+	idPart := ""
+	if id != "" {
+		idPart = `"id":"` + id + `",`
+	}
+	return []byte(`{"resourceType":"Observation",` + idPart + `"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"subject":{"reference":"Patient/` + patient + `"},"valueString":"` + value + `"}`)
+}
+
+func TestUpdateDeleteVreadHistory(t *testing.T) {
+	env := newWriteEnv(t)
+	ta, tb := env.token(t, env.a.ID, allScopes), env.token(t, env.b.ID, allScopes)
+	st, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("mrn-1"))
+	if st != 201 {
+		t.Fatalf("POST Patient = %d %s", st, body)
+	}
+	pid := idOf(t, body)
+	st, body, _ = do(t, "POST", env.base+"/Observation", ta, obsJSON("", pid, "one"))
+	if st != 201 {
+		t.Fatalf("POST Observation = %d %s", st, body)
+	}
+	oid := idOf(t, body)
+
+	st, body, h := do(t, "PUT", env.base+"/Observation/"+oid, ta, obsJSON(oid, pid, "two"), "If-Match", `W/"1"`)
+	if st != 200 || h.Get("ETag") != `W/"2"` || !strings.Contains(string(body), `"two"`) {
+		t.Fatalf("PUT If-Match 1 = %d %s %q", st, body, h.Get("ETag"))
+	}
+	if st, body, _ = do(t, "PUT", env.base+"/Observation/"+oid, ta, obsJSON(oid, pid, "three"), "If-Match", `W/"1"`); st != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match = %d %s; want 412", st, body)
+	}
+	// B can neither update nor delete A's resource, and it answers like an unknown id.
+	stB, bodyB, _ := do(t, "PUT", env.base+"/Observation/"+oid, tb, obsJSON(oid, pid, "evil"))
+	stU, bodyU, _ := do(t, "PUT", env.base+"/Observation/nosuchid", tb, obsJSON("nosuchid", pid, "evil"))
+	if stB != 404 || stU != 404 || string(bodyB) != string(bodyU) {
+		t.Fatalf("cross-member PUT = %d %s; unknown = %d %s; want identical 404s", stB, bodyB, stU, bodyU)
+	}
+	if st, _, _ = do(t, "DELETE", env.base+"/Observation/"+oid, tb, nil); st != 204 || env.count(t, env.a.ID, "Observation") != 1 {
+		t.Fatalf("cross-member DELETE = %d, count %d; want 204 and nothing deleted", st, env.count(t, env.a.ID, "Observation"))
+	}
+	// A cannot move its Observation into a Patient that is not its own.
+	if st, body, _ = do(t, "PUT", env.base+"/Observation/"+oid, ta, obsJSON(oid, "nosuchpatient", "x")); st != 400 {
+		t.Fatalf("PUT into a foreign compartment = %d %s; want 400", st, body)
+	}
+	// Scopes are checked per interaction.
+	if st, _, _ = do(t, "PUT", env.base+"/Observation/"+oid, env.token(t, env.a.ID, "system/Observation.crs"), obsJSON(oid, pid, "x")); st != 403 {
+		t.Fatalf("PUT without u scope = %d; want 403", st)
+	}
+
+	if st, _, _ = do(t, "DELETE", env.base+"/Observation/"+oid, ta, nil); st != 204 {
+		t.Fatalf("DELETE = %d", st)
+	}
+	var idx int
+	env.pool.QueryRow(context.Background(), `SELECT count(*) FROM fhir_idx_token WHERE type = 'Observation' AND id = $1`, oid).Scan(&idx)
+	if env.count(t, env.a.ID, "Observation") != 0 || idx != 0 {
+		t.Fatalf("after DELETE: %d current, %d index rows; want 0, 0", env.count(t, env.a.ID, "Observation"), idx)
+	}
+	if st, body, _ = do(t, "GET", env.base+"/Observation/"+oid+"/_history/1", ta, nil); st != 200 || !strings.Contains(string(body), `"one"`) {
+		t.Fatalf("vread 1 = %d %s", st, body)
+	}
+	if st, _, _ = do(t, "GET", env.base+"/Observation/"+oid+"/_history/3", ta, nil); st != 410 {
+		t.Fatalf("vread of the deletion = %d; want 410", st)
+	}
+	if st, _, _ = do(t, "GET", env.base+"/Observation/"+oid+"/_history/1", tb, nil); st != 404 {
+		t.Fatalf("vread by another member = %d; want 404", st)
+	}
+	st, body, _ = do(t, "GET", env.base+"/Observation/"+oid+"/_history", ta, nil)
+	var hist struct {
+		Type  string `json:"type"`
+		Entry []struct {
+			Request struct{ Method string } `json:"request"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &hist); st != 200 || err != nil || hist.Type != "history" || len(hist.Entry) != 3 ||
+		hist.Entry[0].Request.Method != "DELETE" || hist.Entry[2].Request.Method != "POST" {
+		t.Fatalf("history = %d %s", st, body)
+	}
+	if st, _, _ = do(t, "GET", env.base+"/Observation/"+oid+"/_history", tb, nil); st != 404 {
+		t.Fatalf("history by another member = %d; want 404", st)
+	}
+	// A deleted resource cannot be updated back into existence by PUT.
+	if st, _, _ = do(t, "PUT", env.base+"/Observation/"+oid, ta, obsJSON(oid, pid, "again")); st != 404 {
+		t.Fatalf("PUT of a deleted resource = %d; want 404", st)
+	}
+}
+
+func TestConditionalCreateConcurrent(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	org := []byte(`{"resourceType":"Organization","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":"Lab"}`)
+	const n = 8
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	ids := make([]string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			st, body, _ := do(t, "POST", env.base+"/Organization", ta, org, "If-None-Exist", "identifier=http://hl7.org/fhir/sid/us-npi|1234567893")
+			statuses[i] = st
+			if st < 300 {
+				ids[i] = idOf(t, body)
+			}
+		}(i)
+	}
+	wg.Wait()
+	created := 0
+	for i := range statuses {
+		if statuses[i] == 201 {
+			created++
+		} else if statuses[i] != 200 {
+			t.Fatalf("conditional create %d = %d", i, statuses[i])
+		}
+		if ids[i] != ids[0] {
+			t.Fatalf("ids differ: %v", ids)
+		}
+	}
+	if created != 1 || env.count(t, env.a.ID, "Organization") != 1 {
+		t.Fatalf("%d created, %d stored; want exactly 1", created, env.count(t, env.a.ID, "Organization"))
+	}
+	// Another member's matching resource is not a match: B gets its own.
+	if st, _, _ := do(t, "POST", env.base+"/Organization", env.token(t, env.b.ID, allScopes), org, "If-None-Exist", "identifier=http://hl7.org/fhir/sid/us-npi|1234567893"); st != 201 {
+		t.Fatalf("B's conditional create = %d; want 201", st)
+	}
+	// Two matches: 412.
+	if _, err := env.pool.Exec(context.Background(), `INSERT INTO fhir_resources SELECT type, 'dup', version, member_id, patient_id, last_updated, deleted, body FROM fhir_resources WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.pool.Exec(context.Background(), `INSERT INTO fhir_idx_token SELECT type, 'dup', param, system, code FROM fhir_idx_token WHERE id = $1`, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if st, body, _ := do(t, "POST", env.base+"/Organization", ta, org, "If-None-Exist", "identifier=http://hl7.org/fhir/sid/us-npi|1234567893"); st != 412 {
+		t.Fatalf("two matches = %d %s; want 412", st, body)
+	}
+}
+
+type txResponse struct {
+	Type  string `json:"type"`
+	Entry []struct {
+		Response struct {
+			Status   string          `json:"status"`
+			Location string          `json:"location"`
+			Outcome  json.RawMessage `json:"outcome"`
+		} `json:"response"`
+	} `json:"entry"`
+}
+
+func TestTransactionAndBatch(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	ctx := context.Background()
+	// An existing Practitioner for the conditional reference.
+	if st, body, _ := do(t, "POST", env.base+"/Practitioner", ta, []byte(`{"resourceType":"Practitioner","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"123"}]}`)); st != 201 {
+		t.Fatalf("POST Practitioner = %d %s", st, body)
+	}
+	tx := func(extra string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
+		{"fullUrl":"urn:uuid:11111111-1111-1111-1111-111111111111","resource":{"resourceType":"Patient","identifier":[{"system":"` + syntheaMRN + `","value":"tx-1"}],"name":[{"family":"Tx"}]},"request":{"method":"POST","url":"Patient"}},
+		{"fullUrl":"urn:uuid:22222222-2222-2222-2222-222222222222","resource":{"resourceType":"Encounter","status":"finished","class":{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"AMB"},"subject":{"reference":"urn:uuid:11111111-1111-1111-1111-111111111111"},"participant":[{"individual":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|123"}}]},"request":{"method":"POST","url":"Encounter"}},
+		{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:11111111-1111-1111-1111-111111111111"},"encounter":{"reference":"urn:uuid:22222222-2222-2222-2222-222222222222"}},"request":{"method":"POST","url":"Observation"}}` + extra + `]}`)
+	}
+	// A failing entry (a reference to no entry) fails the whole transaction.
+	bad := tx(`,{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"urn:uuid:33333333-3333-3333-3333-333333333333"}},"request":{"method":"POST","url":"Observation"}}`)
+	st, body, _ := do(t, "POST", env.base, ta, bad)
+	if st != 400 || !strings.Contains(string(body), "Bundle.entry[3]") || env.count(t, env.a.ID, "Patient")+env.count(t, env.a.ID, "Encounter") != 0 {
+		t.Fatalf("bad transaction = %d %s; patients %d", st, body, env.count(t, env.a.ID, "Patient"))
+	}
+	// One denied entry (no Encounter scope) fails the whole transaction, nothing written.
+	st, body, _ = do(t, "POST", env.base, env.token(t, env.a.ID, "system/Patient.c system/Observation.c"), tx(""))
+	if st != 403 || env.count(t, env.a.ID, "Patient") != 0 {
+		t.Fatalf("denied entry = %d %s; patients %d", st, body, env.count(t, env.a.ID, "Patient"))
+	}
+	good := tx("")
+	st, body, _ = do(t, "POST", env.base, ta, good, "Idempotency-Key", "k1")
+	var resp txResponse
+	if err := json.Unmarshal(body, &resp); st != 200 || err != nil || resp.Type != "transaction-response" || len(resp.Entry) != 3 || resp.Entry[0].Response.Status != "201 Created" {
+		t.Fatalf("transaction = %d %s", st, body)
+	}
+	pid := strings.Split(resp.Entry[0].Response.Location, "/")[1]
+	eid := strings.Split(resp.Entry[1].Response.Location, "/")[1]
+	var subj, enc, pract int
+	env.pool.QueryRow(ctx, `SELECT count(*) FROM fhir_idx_ref WHERE type = 'Observation' AND ref_type = 'Patient' AND ref_id = $1`, pid).Scan(&subj)
+	env.pool.QueryRow(ctx, `SELECT count(*) FROM fhir_idx_ref WHERE type = 'Observation' AND ref_type = 'Encounter' AND ref_id = $1`, eid).Scan(&enc)
+	env.pool.QueryRow(ctx, `SELECT count(*) FROM fhir_resources r WHERE type = 'Encounter' AND id = $1 AND convert_from(body, 'UTF8') LIKE '%"Practitioner/%' AND convert_from(body, 'UTF8') NOT LIKE '%?identifier%'`, eid).Scan(&pract)
+	if subj == 0 || enc != 1 || pract != 1 {
+		t.Fatalf("references not rewritten: subject %d, encounter %d, practitioner %d", subj, enc, pract)
+	}
+	// The same Idempotency-Key returns the first response and writes nothing.
+	st, body2, _ := do(t, "POST", env.base, ta, good, "Idempotency-Key", "k1")
+	if st != 200 || string(body2) != string(body) || env.count(t, env.a.ID, "Observation") != 1 {
+		t.Fatalf("repeat = %d, same body %v, observations %d", st, string(body2) == string(body), env.count(t, env.a.ID, "Observation"))
+	}
+	// A conditional reference that matches nothing: 412, nothing written.
+	st, _, _ = do(t, "POST", env.base, ta, bytes.Replace(good, []byte("us-npi|123"), []byte("us-npi|999"), 1), "Idempotency-Key", "k2")
+	if st != 412 || env.count(t, env.a.ID, "Observation") != 1 {
+		t.Fatalf("unmatched conditional reference = %d; observations %d", st, env.count(t, env.a.ID, "Observation"))
+	}
+
+	// Batch: each entry alone; the bad one answers with an outcome, the good ones commit.
+	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[
+		{"resource":` + string(obsJSON("", pid, "b1")) + `,"request":{"method":"POST","url":"Observation"}},
+		{"resource":` + string(obsJSON("", "nosuch", "b2")) + `,"request":{"method":"POST","url":"Observation"}},
+		{"request":{"method":"DELETE","url":"Encounter/` + eid + `"}}]}`)
+	st, body, _ = do(t, "POST", env.base, ta, batch)
+	resp = txResponse{}
+	if err := json.Unmarshal(body, &resp); st != 200 || err != nil || resp.Type != "batch-response" || len(resp.Entry) != 3 ||
+		resp.Entry[0].Response.Status != "201 Created" || !strings.HasPrefix(resp.Entry[1].Response.Status, "400") || resp.Entry[1].Response.Outcome == nil ||
+		resp.Entry[2].Response.Status != "204 No Content" {
+		t.Fatalf("batch = %d %s", st, body)
+	}
+	if env.count(t, env.a.ID, "Observation") != 2 || env.count(t, env.a.ID, "Encounter") != 0 {
+		t.Fatalf("after batch: observations %d encounters %d; want 2, 0", env.count(t, env.a.ID, "Observation"), env.count(t, env.a.ID, "Encounter"))
+	}
+}
+
+// syntheaFiles returns the raw Synthea bundles, or skips.
+func syntheaFiles(t testing.TB) []string {
+	t.Helper()
+	dir := filepath.Join(testkit.RepoRoot(t), "..", "shared", "data", "synthea", "bundles")
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(files) == 0 {
+		t.Skipf("no Synthea bundles in %s", dir)
+	}
+	sort.Strings(files)
+	return files
+}
+
+// inputCounts counts the entries per resource type of bundles, and the distinct
+// Organization and Practitioner identifiers.
+func inputCounts(t testing.TB, files []string) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	distinct := map[string]bool{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bundle struct {
+			Entry []struct {
+				Resource struct {
+					ResourceType string       `json:"resourceType"`
+					Identifier   []identifier `json:"identifier"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(b, &bundle); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range bundle.Entry {
+			r := e.Resource
+			if directoryTypes[r.ResourceType] && len(r.Identifier) > 0 {
+				k := r.ResourceType + "|" + r.Identifier[0].System + "|" + r.Identifier[0].Value
+				if !distinct[k] {
+					distinct[k] = true
+					counts[r.ResourceType]++
+				}
+				continue
+			}
+			counts[r.ResourceType]++
+		}
+	}
+	return counts
+}
+
+func TestSyntheaBundles(t *testing.T) {
+	files := syntheaFiles(t)
+	if testing.Short() {
+		files = files[:4]
+	}
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st, body, _ := do(t, "POST", env.base, ta, b); st != 200 {
+			t.Fatalf("%s: %d %.500s", filepath.Base(f), st, body)
+		}
+	}
+	want := inputCounts(t, files)
+	for typ, n := range want {
+		if got := env.count(t, env.a.ID, typ); got != n {
+			t.Errorf("%s: %d stored, want %d", typ, got, n)
+		}
+	}
+	// Sending a bundle again, byte for byte or with a new Idempotency-Key, creates no
+	// new Patient, Organization or Practitioner; the byte-identical resend writes nothing.
+	var before int
+	env.pool.QueryRow(context.Background(), `SELECT count(*) FROM fhir_history`).Scan(&before)
+	b, _ := os.ReadFile(files[0])
+	if st, body, _ := do(t, "POST", env.base, ta, b); st != 200 {
+		t.Fatalf("resend: %d %.300s", st, body)
+	}
+	var after int
+	env.pool.QueryRow(context.Background(), `SELECT count(*) FROM fhir_history`).Scan(&after)
+	if after != before {
+		t.Fatalf("byte-identical resend wrote %d versions", after-before)
+	}
+	if st, body, _ := do(t, "POST", env.base, ta, b, "Idempotency-Key", "again"); st != 200 {
+		t.Fatalf("resend with a new key: %d %.300s", st, body)
+	}
+	for _, typ := range []string{"Patient", "Organization", "Practitioner"} {
+		if got := env.count(t, env.a.ID, typ); got != want[typ] {
+			t.Errorf("after resend %s: %d, want %d", typ, got, want[typ])
+		}
+	}
+}

@@ -1,0 +1,150 @@
+package exchange
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// errPrecondition is an If-Match version mismatch (412) or a conditional create whose
+// condition matched more than one resource. errs has no code for 412, so handlers and
+// bundles render it themselves.
+type errPrecondition struct{ msg string }
+
+func (e *errPrecondition) Error() string { return e.msg }
+
+// preconditionFailed reports whether err is a failed precondition.
+func preconditionFailed(err error) (*errPrecondition, bool) {
+	for err != nil {
+		if p, ok := err.(*errPrecondition); ok {
+			return p, true
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return nil, false
+		}
+		err = u.Unwrap()
+	}
+	return nil, false
+}
+
+// writePrecondition answers 412 with an OperationOutcome.
+func writePrecondition(c echo.Context, p *errPrecondition) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusPreconditionFailed, mimeFHIR, fhir.OperationOutcome(fhir.Issue{Severity: fhir.SeverityError, Code: fhir.IssueConflict, Diagnostics: p.msg}))
+}
+
+// update stores res as a new version of the member's resource typ/id inside tx. The
+// pre-image must be the member's own and not deleted (anything else is errs.NotFound, so
+// another member's id looks absent and no id can be created by PUT); the new body goes
+// through Ingest, which authorizes its compartment like a create (a resource cannot be
+// moved into another member's Patient). ifMatch, when not "", must name the current
+// version (errPrecondition otherwise).
+func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, res *fhir.Resource, ifMatch string) (store.Stored, error) {
+	const op = "exchange.update"
+	if res.ResourceType != typ {
+		return store.Stored{}, errs.E(op, errs.Invalid, "resourceType does not match the URL")
+	}
+	if res.ID != id {
+		e := errs.E(op, errs.Invalid, "Resource.id must equal the id in the URL")
+		e.Path = typ + ".id"
+		return store.Stored{}, e
+	}
+	h, err := s.FHIR.Lock(ctx, tx, typ, id)
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return store.Stored{}, err
+	}
+	if err != nil || h.MemberID != member.ID || h.Deleted {
+		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found")
+	}
+	if ifMatch != "" {
+		v, ok := store.ParseETag(ifMatch)
+		if !ok {
+			return store.Stored{}, errs.E(op, errs.Invalid, "If-Match must be a weak ETag W/\"n\"")
+		}
+		if v != h.Version {
+			return store.Stored{}, &errPrecondition{msg: "the resource has changed: If-Match does not name the current version"}
+		}
+	}
+	st, _, err := s.IngestAs(ctx, tx, member, res, id)
+	return st, err
+}
+
+// updateResource handles PUT [base]/[type]/[id]: a member updates one of its own
+// resources. Another member's resource and an unknown id answer alike (404).
+func (s *Server) updateResource(c echo.Context) error {
+	const op = "exchange.updateResource"
+	typ, id := c.Param("type"), c.Param("id")
+	if !fhir.IsResourceType(typ) {
+		return errs.E(op, errs.NotFound, "resource not found")
+	}
+	if err := require(c, typ, 'u'); err != nil {
+		return err
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	member, err := s.Directory.Member(ctx, principal(c).MemberID)
+	if err != nil {
+		return err
+	}
+	var st store.Stored
+	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		st, err = s.update(ctx, tx, member, typ, id, res, c.Request().Header.Get("If-Match"))
+		return err
+	})
+	if p, ok := preconditionFailed(err); ok {
+		return writePrecondition(c, p)
+	}
+	if err != nil {
+		return err
+	}
+	setVersionHeaders(c, s.FHIRBase(), st)
+	return c.Blob(http.StatusOK, mimeFHIR, st.Body)
+}
+
+// deleteResource handles DELETE [base]/[type]/[id]: a soft delete of the member's own
+// resource (history kept, search index rows removed). An unknown id, another member's
+// resource and an already deleted one answer 204 alike, so a delete reveals nothing.
+func (s *Server) deleteResource(c echo.Context) error {
+	const op = "exchange.deleteResource"
+	typ, id := c.Param("type"), c.Param("id")
+	if !fhir.IsResourceType(typ) {
+		return errs.E(op, errs.NotFound, "resource not found")
+	}
+	if err := require(c, typ, 'd'); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		_, err := s.FHIR.Delete(ctx, tx, typ, id, p.MemberID, s.Now())
+		return err
+	})
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+// setVersionHeaders writes Location, ETag and Last-Modified for a stored version.
+func setVersionHeaders(c echo.Context, base string, st store.Stored) {
+	h := c.Response().Header()
+	h.Set("Location", base+"/"+st.Type+"/"+st.ID+"/_history/"+itoa(st.Version))
+	h.Set("ETag", store.ETag(st.Version))
+	h.Set("Last-Modified", st.LastUpdated.UTC().Format(http.TimeFormat))
+	h.Set("Cache-Control", "no-store")
+}
