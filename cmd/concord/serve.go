@@ -99,7 +99,9 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("CONCORD_DATA_DIR: %v", err)
 	}
 	var err error
-	m.pool, err = db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 32})
+	// The server runs as concord_app, which may append to the audit tables but never
+	// update, delete or truncate them (migration 0030).
+	m.pool, err = db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 32, AppRole: "concord_app"})
 	if err != nil {
 		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errors.Unwrap(err))
 	}
