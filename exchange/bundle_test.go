@@ -448,3 +448,61 @@ func TestSyntheaBundles(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkSyntheaLoad posts raw Synthea bundles (S7) through the HTTP API, 1 and 4 at a
+// time; one op is one bundle. Each post carries a fresh Idempotency-Key, so repeats are
+// written again (Patients updated by MRN, directory resources matched by identifier).
+//
+//	go test -run '^$' -bench SyntheaLoad -benchtime 40x ./exchange/
+func BenchmarkSyntheaLoad(b *testing.B) {
+	files := syntheaFiles(b)
+	bodies := make([][]byte, len(files))
+	entries := make([]int, len(files))
+	for i, f := range files {
+		var err error
+		if bodies[i], err = os.ReadFile(f); err != nil {
+			b.Fatal(err)
+		}
+		entries[i] = bytes.Count(bodies[i], []byte(`"request"`))
+	}
+	for _, conc := range []int{1, 4} {
+		b.Run("concurrent="+itoa(conc), func(b *testing.B) {
+			env := newWriteEnv(b)
+			tok := env.token(b, env.a.ID, allScopes)
+			var mu sync.Mutex
+			next, total, failed := 0, 0, 0
+			b.ResetTimer()
+			start := time.Now()
+			var wg sync.WaitGroup
+			for w := 0; w < conc; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						mu.Lock()
+						if next >= b.N {
+							mu.Unlock()
+							return
+						}
+						i := next % len(bodies)
+						next++
+						mu.Unlock()
+						st, _, _ := do(b, "POST", env.base, tok, bodies[i], "Idempotency-Key", testkit.RandomID(8))
+						mu.Lock()
+						if st != 200 {
+							failed++
+						} else {
+							total += entries[i]
+						}
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			el := time.Since(start)
+			b.ReportMetric(float64(total)/el.Seconds(), "resources/s")
+			b.ReportMetric(float64(failed), "errors")
+		})
+	}
+}
+
