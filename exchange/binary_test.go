@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
@@ -69,7 +70,11 @@ type docEnv struct {
 	patient string
 }
 
-func newDocEnv(t *testing.T) *docEnv {
+func newDocEnv(t testing.TB) *docEnv { return newDocEnvAudit(t, nil) }
+
+// newDocEnvAudit is newDocEnv with mkLog making the records audit log when not nil
+// (the benchmark uses the real chained log).
+func newDocEnvAudit(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog) *docEnv {
 	t.Helper()
 	pool := testkit.DB(t)
 	s3 := testkit.S3(t)
@@ -100,7 +105,11 @@ func newDocEnv(t *testing.T) *docEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := records.New(fs, ms, defaultDirectives{}, e.audit, nil)
+	var recLog records.AuditLog = e.audit
+	if mkLog != nil {
+		recLog = mkLog(pool)
+	}
+	rec := records.New(fs, ms, defaultDirectives{}, recLog, nil)
 	docs := documents.New(pool, fs, blobs, e.audit, nil, documents.Config{FHIRBase: "http://concord.test/fhir"})
 	e.srv = New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: fs, MPI: ms, Records: rec, Documents: docs, Log: slog.New(slog.DiscardHandler)})
 	ec := echo.New()
@@ -120,7 +129,7 @@ func newDocEnv(t *testing.T) *docEnv {
 
 // store ingests a DocumentReference with inline data through Ingest, as every intake
 // path does, and returns its Binary id.
-func (e *docEnv) store(t *testing.T, ct string, data []byte) string {
+func (e *docEnv) store(t testing.TB, ct string, data []byte) string {
 	t.Helper()
 	res := fhir.MustParse([]byte(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},`+
 		`"content":[{"attachment":{"contentType":%q,"data":%q}}]}`, e.patient, ct, base64.StdEncoding.EncodeToString(data))))
