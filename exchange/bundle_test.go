@@ -505,4 +505,3 @@ func BenchmarkSyntheaLoad(b *testing.B) {
 		})
 	}
 }
-

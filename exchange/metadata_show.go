@@ -33,8 +33,8 @@ func (s *Server) showSMARTConfiguration(c echo.Context) error {
 // supportedTypes are the interactions implemented today, by resource type. The
 // CapabilityStatement lists exactly these, so it never promises more than the server does.
 var supportedTypes = map[string][]string{
-	"Patient":     {"create", "read"},
-	"Observation": {"create", "read"},
+	"Patient":     {"create", "read", "vread", "update", "delete", "history-instance"},
+	"Observation": {"create", "read", "vread", "update", "delete", "history-instance"},
 }
 
 // showMetadata serves the CapabilityStatement. It needs no authentication.
@@ -84,7 +84,8 @@ func (s *Server) showMetadata(c echo.Context) error {
 					"extension": []extension{{URL: "token", ValueURI: s.TokenURL()}},
 				}},
 			},
-			"resource": rs,
+			"resource":    rs,
+			"interaction": []interaction{{"transaction"}, {"batch"}},
 		}},
 	}
 	c.Response().Header().Set("Content-Type", mimeFHIR)
