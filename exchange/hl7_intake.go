@@ -1,0 +1,591 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/exchange/hl7v2"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// HL7Options tune the HL7 v2 intake.
+type HL7Options struct {
+	// Timeout bounds the handling of one message, database included (10 s when 0). A
+	// message that runs out of time is rolled back and answered AR (resend later).
+	Timeout time.Duration
+	// Location is the time zone of v2 timestamps sent without an offset (UTC when nil).
+	Location *time.Location
+}
+
+// HL7Intake stores HL7 v2 messages that arrive over MLLP as the sending member's FHIR
+// records. It implements hl7v2.Handler (HandleHL7) and provides the listener's
+// Authenticator (Authenticate). Every message is mapped, checked against the directory
+// (its MSH-3/MSH-4 must be registered to the connection's member, its PID-3 and MRG-1
+// authorities must be the member's), and stored in one transaction together with its
+// dedupe row; AA is returned only after that transaction commits.
+type HL7Intake struct {
+	srv  *Server
+	opts HL7Options
+}
+
+var _ hl7v2.Handler = (*HL7Intake)(nil)
+
+// NewHL7Intake returns the HL7 v2 intake of s. It uses s's pool, directory, FHIR store,
+// MPI and logger.
+func NewHL7Intake(s *Server, o HL7Options) *HL7Intake {
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	if o.Location == nil {
+		o.Location = time.UTC
+	}
+	return &HL7Intake{srv: s, opts: o}
+}
+
+func (h *HL7Intake) log() *slog.Logger {
+	if h.srv.Log != nil {
+		return h.srv.Log
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Authenticate resolves the member behind an MLLP connection: by the verified client
+// certificate's CN or DNS SANs when there is one, else by the source address allowlist
+// (the longest registered prefix that contains it). When several members share that
+// prefix (the demo's loopback), it returns "" and the intake attributes each message by
+// its MSH-4 among those members. It returns errs.Unauthenticated when nothing matches and
+// errs.Unavailable when the directory cannot be read.
+func (h *HL7Intake) Authenticate(ctx context.Context, c hl7v2.ConnInfo) (string, error) {
+	const op = "exchange.HL7Intake.Authenticate"
+	if c.PeerCert != nil {
+		names := append([]string{c.PeerCert.Subject.CommonName}, c.PeerCert.DNSNames...)
+		m, err := h.srv.Directory.HL7CertMember(ctx, names)
+		if errs.CodeOf(err) == errs.NotFound || errs.CodeOf(err) == errs.Conflict {
+			return "", errs.E(op, errs.Unauthenticated, "client certificate not registered", err)
+		}
+		return m, err
+	}
+	ms, err := h.addressMembers(ctx, c.RemoteAddr)
+	if err != nil {
+		return "", err
+	}
+	switch len(ms) {
+	case 0:
+		return "", errs.E(op, errs.Unauthenticated, "address not allowed")
+	case 1:
+		return ms[0], nil
+	}
+	return "", nil
+}
+
+// addressMembers returns the members of the longest registered prefix containing addr.
+func (h *HL7Intake) addressMembers(ctx context.Context, addr net.Addr) ([]string, error) {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return nil, nil
+	}
+	ip, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return nil, nil
+	}
+	rows, err := h.srv.Directory.HL7AddressMembers(ctx, nil, ip.Unmap())
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range rows {
+		if r.Bits != rows[0].Bits {
+			break
+		}
+		out = append(out, r.MemberID)
+	}
+	return out, nil
+}
+
+// HandleHL7 maps, checks and stores one message and answers it: AA once committed (or the
+// stored answer of a message already received with the same MSH-3, MSH-4 and MSH-10), AE
+// for content errors (also stored, so a repeat gets the same AE), AR for unsupported
+// messages and when the message cannot be processed now (database down, timeout). The
+// log line carries IDs, codes and timings only.
+func (h *HL7Intake) HandleHL7(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.Message) hl7v2.Ack {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, h.opts.Timeout)
+	defer cancel()
+	out := h.handle(ctx, conn, msg)
+	lvl := slog.LevelInfo
+	if c := errs.CodeOf(out.err); out.err != nil && (c == errs.Unavailable || c == errs.Internal) {
+		lvl = slog.LevelWarn
+	}
+	attrs := []any{"conn", conn.ID, "member", out.member, "control_id", msg.Header().ControlID,
+		"type", out.typ, "ack", string(out.ack.Code), "err", int(out.ack.Err), "loc", out.ack.Loc,
+		"resources", out.resources, "duplicate", out.duplicate, "ms", time.Since(start).Milliseconds()}
+	if out.err != nil {
+		attrs = append(attrs, "cause", errs.CodeOf(out.err).String(), "op", opOf(out.err))
+	}
+	h.log().Log(ctx, lvl, "hl7v2 intake", attrs...)
+	return out.ack
+}
+
+// opOf names the failing operation for the log, never the cause's text (which may hold
+// database details but must not hold PHI either way).
+func opOf(err error) string {
+	var e *errs.Error
+	if errors.As(err, &e) {
+		return e.Op
+	}
+	return ""
+}
+
+type intakeResult struct {
+	ack       hl7v2.Ack
+	member    string
+	typ       string
+	resources int
+	duplicate bool
+	err       error
+}
+
+// ackFor is hl7v2.AckFromError with standards.md's one exception: an identifier or
+// sender not registered to the member (table 0357 code 204) is the sender's content error,
+// AE, not AR: resending it as is cannot succeed.
+func ackFor(err error) hl7v2.Ack {
+	a := hl7v2.AckFromError(err)
+	if p := hl7v2.ProblemOf(err); p != nil && p.Code == hl7v2.UnknownKeyIdentifier {
+		a.Code = hl7v2.AE
+	}
+	return a
+}
+
+// content reports whether err is the sender's fault (AE), as opposed to unsupported or
+// transient (AR).
+func content(err error) bool {
+	return ackFor(err).Code == hl7v2.AE
+}
+
+func reject204(loc, text string) error {
+	e := errs.E("exchange.HL7Intake", errs.Invalid, text, &hl7v2.Problem{Code: hl7v2.UnknownKeyIdentifier, Loc: loc, Text: text})
+	e.Path = loc
+	return e
+}
+
+func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.Message) (res intakeResult) {
+	mapped, err := hl7v2.Map(msg, hl7v2.MapOptions{Location: h.opts.Location})
+	if err != nil {
+		return intakeResult{ack: ackFor(err), typ: msg.Header().Type, err: err}
+	}
+	res.typ = mapped.Type + "^" + mapped.Event
+	member, err := h.senderMember(ctx, conn, msg)
+	if err != nil {
+		res.ack, res.err = ackFor(err), err
+		return res
+	}
+	res.member = member.ID
+	key := mapped.Key
+	var stored *hl7v2.Ack
+	err = db.InTx(ctx, h.srv.Pool, func(tx db.Querier) (err error) {
+		// A panic below must not leave the transaction (and its connection) open: turn it
+		// into an error so InTx rolls back; the sender gets AR 207 and resends.
+		defer func() {
+			if r := recover(); r != nil {
+				err = errs.E("exchange.HL7Intake.handle", errs.Internal, "panic while storing a message")
+			}
+		}()
+		stored, res.resources = nil, 0
+		tag, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code) VALUES ($1, $2, $3, $4, 'AA')
+			ON CONFLICT DO NOTHING`, key.SendingApp, key.SendingFacility, key.ControlID, member.ID)
+		if err != nil {
+			return db.Map("exchange.HL7Intake.dedupe", err)
+		}
+		if tag.RowsAffected() == 0 {
+			a, err := storedAck(ctx, tx, key, member.ID)
+			stored = &a
+			return err
+		}
+		n, err := h.store(ctx, tx, member, mapped)
+		if err != nil {
+			return err
+		}
+		res.resources = n
+		_, err = tx.Exec(ctx, `UPDATE exchange_hl7_messages SET resources = $4 WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3`,
+			key.SendingApp, key.SendingFacility, key.ControlID, n)
+		return db.Map("exchange.HL7Intake.dedupe", err)
+	})
+	switch {
+	case err == nil && stored != nil:
+		res.ack, res.duplicate = *stored, true
+	case err == nil:
+		res.ack = hl7v2.Accept()
+	case content(err):
+		res.ack, res.err, res.resources = ackFor(err), err, 0
+		h.rememberAE(ctx, key, member.ID, res.ack)
+	default:
+		res.ack, res.err, res.resources = ackFor(err), err, 0
+	}
+	return res
+}
+
+// storedAck reads the answer already given to key. A key stored for another member is
+// answered AE 205 (duplicate key identifier); it cannot happen while MSH-4 is registered
+// to one member only.
+func storedAck(ctx context.Context, q db.Querier, key hl7v2.DedupeKey, memberID string) (hl7v2.Ack, error) {
+	var a hl7v2.Ack
+	var code, owner string
+	var errCode int
+	err := q.QueryRow(ctx, `SELECT member_id, ack_code, err_code, err_loc, ack_text FROM exchange_hl7_messages
+		WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3`, key.SendingApp, key.SendingFacility, key.ControlID).
+		Scan(&owner, &code, &errCode, &a.Loc, &a.Text)
+	if err != nil {
+		return a, db.Map("exchange.storedAck", err)
+	}
+	if owner != memberID {
+		return hl7v2.Ack{Code: hl7v2.AE, Err: hl7v2.DuplicateKeyIdentifier, Loc: "MSH-10", Text: "Duplicate message control ID"}, nil
+	}
+	a.Code, a.Err = hl7v2.AckCode(code), hl7v2.ErrCode(errCode)
+	return a, nil
+}
+
+// rememberAE stores a content error's answer so a resend gets the same AE. It is best
+// effort: if the database fails now, the resend is checked again and answered the same.
+func (h *HL7Intake) rememberAE(ctx context.Context, key hl7v2.DedupeKey, memberID string, a hl7v2.Ack) {
+	_, err := h.srv.Pool.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code, err_code, err_loc, ack_text)
+		VALUES ($1, $2, $3, $4, 'AE', $5, $6, $7) ON CONFLICT DO NOTHING`,
+		key.SendingApp, key.SendingFacility, key.ControlID, memberID, int(a.Err), a.Loc, a.Text)
+	if err != nil {
+		h.log().Warn("hl7v2 intake: could not remember AE", "member", memberID, "control_id", key.ControlID, "cause", errs.CodeOf(db.Map("", err)).String())
+	}
+}
+
+// hdForms returns the forms of an HD field (MSH-3, MSH-4) a registration may name: the raw
+// field, its namespace ID and its universal ID.
+func hdForms(f hl7v2.Field) []string {
+	out := []string{f.Raw()}
+	for _, s := range []string{f.Comp(1).String(), f.Comp(2).String()} {
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// senderMember returns the member whose registered MSH-3/MSH-4 the message names, and
+// checks that the connection belongs to that member: the authenticated member, or, on a
+// connection shared by several members' address registrations, one of them.
+func (h *HL7Intake) senderMember(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.Message) (directory.Member, error) {
+	msh := msg.MSH()
+	notMine := reject204("MSH-4", "Sending facility not registered to this connection's member")
+	id, err := h.srv.Directory.HL7SenderMember(ctx, nil, hdForms(msh.Field(3)), hdForms(msh.Field(4)))
+	if err != nil && (errs.CodeOf(err) == errs.NotFound || errs.CodeOf(err) == errs.Conflict) {
+		return directory.Member{}, notMine
+	}
+	if err != nil {
+		return directory.Member{}, err
+	}
+	if conn.Member != "" {
+		if conn.Member != id {
+			return directory.Member{}, notMine
+		}
+	} else {
+		ms, err := h.addressMembers(ctx, conn.RemoteAddr)
+		if err != nil {
+			return directory.Member{}, err
+		}
+		if !slices.Contains(ms, id) {
+			return directory.Member{}, notMine
+		}
+	}
+	return h.srv.Directory.Member(ctx, id)
+}
+
+// resolveIdentifiers rewrites the systems of every PID-3 (and MRG-1) identifier to the
+// directory's: an authority registered to the member (as a system, or as a v2 namespace
+// ID) becomes that system. It refuses (AE 204) an identifier whose authority is another
+// member's, or an OID/UUID/URI authority that is not the member's; namespace IDs nobody
+// registered (national numbers) are kept as sent. Each patient needs an identifier in the
+// member's MRN system; it returns those MRNs, per subject, and the retired MRN of a merge.
+func (h *HL7Intake) resolveIdentifiers(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped) ([]hl7v2.Identifier, *hl7v2.Identifier, error) {
+	var keys []string
+	addKeys := func(cxs []hl7v2.CX) {
+		for _, c := range cxs {
+			keys = append(keys, c.System())
+			if c.UniversalID == "" && c.Namespace != "" {
+				keys = append(keys, c.Namespace)
+			}
+		}
+	}
+	for _, s := range m.Subjects {
+		addKeys(s.IDs)
+	}
+	if m.Merge != nil {
+		addKeys(m.Merge.Retired)
+	}
+	auth, err := h.srv.Directory.ResolveAuthorities(ctx, tx, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	// resolve returns the system to store for c, or an error text.
+	resolve := func(c hl7v2.CX) (string, string) {
+		a, ok := auth[c.System()]
+		if !ok && c.UniversalID == "" && c.Namespace != "" {
+			a, ok = auth[c.Namespace]
+		}
+		switch {
+		case ok && a.MemberID != member.ID:
+			return "", "Assigning authority registered to another member"
+		case ok:
+			return a.System, ""
+		case c.UniversalID != "":
+			return "", "Assigning authority not registered to the sender"
+		}
+		return c.System(), ""
+	}
+	pidLoc := func(i int) string {
+		if i == 0 {
+			return "PID-3"
+		}
+		return "PID[" + itoa(i+1) + "]-3"
+	}
+	mrns := make([]hl7v2.Identifier, len(m.Subjects))
+	for si, s := range m.Subjects {
+		p := m.Resources[s.Patient].Patient
+		found := false
+		for i, c := range s.IDs {
+			sys, bad := resolve(c)
+			if bad != "" {
+				return nil, nil, reject204(pidLoc(si), bad)
+			}
+			p.Identifier[i].System = sys
+			if sys == member.System && !found {
+				found, mrns[si] = true, hl7v2.Identifier{System: sys, Value: c.Value}
+			}
+		}
+		if !found {
+			return nil, nil, reject204(pidLoc(si), "No identifier in an assigning authority registered to the sender")
+		}
+	}
+	for _, r := range m.Resources {
+		if ref := subjectOf(r); ref != nil && ref.Identifier != nil {
+			mrn := mrns[r.Subject]
+			ref.Identifier = &mrn
+		}
+	}
+	if m.Merge == nil {
+		return mrns, nil, nil
+	}
+	var retired *hl7v2.Identifier
+	for _, c := range m.Merge.Retired {
+		sys, bad := resolve(c)
+		if bad != "" {
+			return nil, nil, reject204("MRG-1", bad)
+		}
+		if sys == member.System && retired == nil {
+			retired = &hl7v2.Identifier{System: sys, Value: c.Value}
+		}
+	}
+	if retired == nil {
+		return nil, nil, reject204("MRG-1", "No identifier in an assigning authority registered to the sender")
+	}
+	return mrns, retired, nil
+}
+
+func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
+	switch {
+	case r.Encounter != nil:
+		return r.Encounter.Subject
+	case r.Report != nil:
+		return r.Report.Subject
+	case r.Observation != nil:
+		return r.Observation.Subject
+	}
+	return nil
+}
+
+// store writes the mapped message in tx: Patients first (upserted by MRN through Ingest),
+// then Encounters and Observations in their patient's compartment, then DiagnosticReports
+// (whose results point at the Observations), and for A40/A34 the merge. It returns how
+// many resource versions it wrote.
+func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped) (int, error) {
+	const op = "exchange.HL7Intake.store"
+	_, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
+	if err != nil {
+		return 0, err
+	}
+	ids := make(map[string]string, len(m.Resources)) // FullURL → Type/id
+	rewrite := func(ref string) (string, error) {
+		if !strings.HasPrefix(ref, "urn:uuid:") {
+			return ref, nil
+		}
+		if to, ok := ids[ref]; ok {
+			return to, nil
+		}
+		return "", errs.E(op, errs.Internal, "reference to a resource not yet stored")
+	}
+	n := 0
+	put := func(r hl7v2.Resource) error {
+		b, err := r.JSON()
+		if err != nil {
+			return err
+		}
+		res, err := fhir.Parse(b)
+		if err != nil {
+			return errs.E(op, errs.Invalid, "the message maps to an invalid "+r.Kind, err)
+		}
+		if res, err = fhir.RewriteReferences(res, rewrite); err != nil {
+			return err
+		}
+		st, _, err := h.srv.Ingest(ctx, tx, member, res)
+		if err != nil {
+			return err
+		}
+		ids[r.FullURL] = st.Type + "/" + st.ID
+		n++
+		return nil
+	}
+	for pass := 0; pass < 3; pass++ {
+		for _, r := range m.Resources {
+			want := 1
+			switch r.Kind {
+			case hl7v2.KindPatient:
+				want = 0
+			case hl7v2.KindDiagnosticReport:
+				want = 2
+			}
+			if want != pass {
+				continue
+			}
+			if err := put(r); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if m.Merge != nil {
+		survivor := strings.TrimPrefix(ids[m.Resources[m.Subjects[m.Merge.Survivor].Patient].FullURL], "Patient/")
+		k, err := h.merge(ctx, tx, member, survivor, *retired, m.Key.ControlID)
+		if err != nil {
+			return 0, err
+		}
+		n += k
+	}
+	return n, nil
+}
+
+// merge merges the member's Patient with MRN retired into survivor: the retired Patient
+// gets active=false and a replaced-by link to the survivor (a new version), every resource
+// in its compartment is re-pointed to the survivor (a new version whose Patient references
+// are rewritten), and the merge is recorded in exchange_hl7_merges. A retired MRN Concord
+// never received is recorded with no retired Patient. It returns the versions written.
+func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string) (int, error) {
+	const op = "exchange.HL7Intake.merge"
+	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		_, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_merges(member_id, survivor_patient, msh10) VALUES ($1, $2, $3)`, member.ID, survivor, controlID)
+		return 0, db.Map(op, err)
+	case err != nil:
+		return 0, err
+	case src.MemberID != member.ID:
+		return 0, reject204("MRG-1", "Assigning authority registered to another member")
+	case src.PatientID == survivor:
+		return 0, nil
+	}
+	old := src.PatientID
+	w := func(res *fhir.Resource, id, patient string) store.Write {
+		return store.Write{Resource: res, ID: id, MemberID: member.ID, PatientID: patient, At: h.srv.Now(),
+			Source: h.srv.cfg.BaseURL + "/members/" + member.ID,
+			Tags:   []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+	}
+	rows, err := tx.Query(ctx, `SELECT type, id, body FROM fhir_resources WHERE member_id = $1 AND patient_id = $2 AND NOT deleted
+		ORDER BY type, id FOR UPDATE`, member.ID, old)
+	if err != nil {
+		return 0, db.Map(op, err)
+	}
+	type row struct {
+		typ, id string
+		body    []byte
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		var x row
+		return x, r.Scan(&x.typ, &x.id, &x.body)
+	})
+	if err != nil {
+		return 0, db.Map(op, err)
+	}
+	from, to := "Patient/"+old, "Patient/"+survivor
+	n := 0
+	for _, x := range list {
+		res, err := fhir.Parse(x.body)
+		if err != nil {
+			return 0, errs.E(op, errs.Internal, err)
+		}
+		res, err = fhir.RewriteReferences(res, func(ref string) (string, error) {
+			if ref == from {
+				return to, nil
+			}
+			return ref, nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		if _, err := h.srv.FHIR.Put(ctx, tx, w(res, x.id, survivor)); err != nil {
+			return 0, err
+		}
+		n++
+	}
+	st, err := h.srv.FHIR.Get(ctx, tx, "Patient", old)
+	if err != nil {
+		return 0, err
+	}
+	body, err := retire(st.Body, to)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	if _, err := h.srv.FHIR.Put(ctx, tx, w(res, old, "")); err != nil {
+		return 0, err
+	}
+	n++
+	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_merges(member_id, survivor_patient, retired_patient, repointed, msh10) VALUES ($1, $2, $3, $4, $5)`,
+		member.ID, survivor, old, n-1, controlID)
+	return n, db.Map(op, err)
+}
+
+// patientLink is an R4 Patient.link.
+type patientLink struct {
+	Other struct {
+		Reference string `json:"reference"`
+	} `json:"other"`
+	Type string `json:"type"`
+}
+
+// retire returns a stored Patient's JSON with active=false and its links replaced by one
+// replaced-by link to survivor; every other element is kept.
+func retire(body []byte, survivor string) ([]byte, error) {
+	var doc map[string]json.RawMessage // an arbitrary Patient: only two members change
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, err
+	}
+	l := patientLink{Type: "replaced-by"}
+	l.Other.Reference = survivor
+	links, err := json.Marshal([]patientLink{l})
+	if err != nil {
+		return nil, err
+	}
+	doc["active"] = json.RawMessage("false")
+	doc["link"] = links
+	return json.Marshal(doc)
+}

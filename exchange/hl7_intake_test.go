@@ -1,0 +1,439 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/exchange/hl7v2"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/testkit"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+)
+
+// hl7Env is a migrated database with one member registered as an HL7 v2 sender, and an
+// MLLP listener on loopback whose handler is the intake.
+type hl7Env struct {
+	pool   *pgxpool.Pool
+	dir    *directory.Store
+	member directory.Member
+	intake *HL7Intake
+	addr   string
+}
+
+const hl7TestOID = "2.16.840.1.113883.3.9999" // the authority hl7v2.Generate and the samples use
+
+func newHL7Env(t *testing.T) *hl7Env {
+	t.Helper()
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	dir := directory.NewStore(pool)
+	m, err := dir.AddMember(ctx, "General Hospital", hl7TestOID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddHL7Sender(ctx, m.ID, "", "GENFAC"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dir.AddHL7Address(ctx, m.ID, "127.0.0.0/8"); err != nil {
+		t.Fatal(err)
+	}
+	mpi := mpistore.New(pool)
+	matcher, err := mpistore.NewMatcher(mpi)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: store.New(pool), MPI: mpi, Matcher: matcher,
+		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	in := NewHL7Intake(srv, HL7Options{Timeout: 20 * time.Second})
+	e := &hl7Env{pool: pool, dir: dir, member: m, intake: in}
+	e.addr = startMLLP(t, &hl7v2.Server{Handler: in, Authenticate: in.Authenticate})
+	return e
+}
+
+func startMLLP(t testing.TB, s *hl7v2.Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("no loopback listener: %v", err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	})
+	return ln.Addr().String()
+}
+
+func mllpClient(t testing.TB, addr string) *hl7v2.Client {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return hl7v2.NewClient(c)
+}
+
+// send sends msg and returns MSA-1 and the table 0357 code of the ACK ("" for none).
+func send(t testing.TB, c *hl7v2.Client, msg string) (string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ack, err := c.Send(ctx, []byte(msg))
+	if err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	code := ack.Get("ERR-3.1")
+	if code == "" {
+		code = ack.Get("ERR-1.4.1")
+	}
+	return ack.Get("MSA-1"), code
+}
+
+// count returns the number of current resources of typ stored for member.
+func (e *hl7Env) count(t testing.TB, typ string) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM fhir_resources WHERE member_id = $1 AND type = $2 AND NOT deleted`, e.member.ID, typ).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (e *hl7Env) scalar(t testing.TB, sql string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.pool.QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+const (
+	mshGen = "MSH|^~\\&|GENEHR|GENFAC^2.16.840.1.113883.3.9999^ISO|CONCORD|HIE|20250301080000||"
+	pidA   = "PID|1||MRN-A^^^GENFAC&2.16.840.1.113883.3.9999&ISO^MR||Testperson^Alex^^^^^L||19800101|F\r"
+	pidB   = "PID|1||MRN-B^^^GENFAC&2.16.840.1.113883.3.9999&ISO^MR||Testperson^Alex^^^^^L||19800101|F\r"
+)
+
+func adtA01(ctl, pid string) string {
+	return mshGen + "ADT^A01^ADT_A01|" + ctl + "|P|2.5.1\rEVN|A01|20250301080000\r" + pid +
+		"PV1|1|I|WARD1^101^1^GENFAC||||||||||||||||V" + ctl + "^^^GENFAC&2.16.840.1.113883.3.9999&ISO^VN|||||||||||||||||||||||||20250301080000\r"
+}
+
+func oruR01(ctl, pid string) string {
+	return mshGen + "ORU^R01^ORU_R01|" + ctl + "|P|2.5.1\r" + pid +
+		"OBR|1|P" + ctl + "^GENEHR|F" + ctl + "^GENLAB^2.16.840.1.113883.3.9998^ISO|24323-8^Comprehensive metabolic panel^LN|||20250301090000|||||||||||||||20250301100000|||F\r" +
+		"OBX|1|NM|2823-3^Potassium^LN||4.1|mmol/L^mmol/L^UCUM|3.5-5.1|N|||F|||20250301090000\r" +
+		"OBX|2|NM|2951-2^Sodium^LN||150|mmol/L^mmol/L^UCUM|136-145|H|||F|||20250301090000\r" +
+		"OBX|3|SN|33914-3^eGFR^LN||>^60|mL/min/{1.73_m2}^mL/min/1.73m2^UCUM|>60||||F|||20250301090000\r"
+}
+
+func TestHL7IntakeADTThenORU(t *testing.T) {
+	e := newHL7Env(t)
+	c := mllpClient(t, e.addr)
+	if code, _ := send(t, c, adtA01("C1", pidA)); code != "AA" {
+		t.Fatalf("A01: %s", code)
+	}
+	if code, _ := send(t, c, oruR01("C2", pidA)); code != "AA" {
+		t.Fatalf("ORU: %s", code)
+	}
+	want := map[string]int{"Patient": 1, "Encounter": 1, "DiagnosticReport": 1, "Observation": 3}
+	check := func(when string) {
+		t.Helper()
+		for typ, n := range want {
+			if got := e.count(t, typ); got != n {
+				t.Errorf("%s: %d %s, want %d", when, got, typ, n)
+			}
+		}
+		if n := e.scalar(t, `SELECT count(*) FROM mpi_source_records WHERE member_id = $1`, e.member.ID); n != 1 {
+			t.Errorf("%s: %d MPI source records, want 1", when, n)
+		}
+		if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages`); n != 2 {
+			t.Errorf("%s: %d dedupe rows, want 2", when, n)
+		}
+	}
+	check("first send")
+
+	// Every clinical resource is in the compartment of the member's one Patient, and the
+	// report's results point at the stored Observations.
+	var patientID string
+	if err := e.pool.QueryRow(context.Background(), `SELECT id FROM fhir_resources WHERE type = 'Patient'`).Scan(&patientID); err != nil {
+		t.Fatal(err)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE type <> 'Patient' AND patient_id IS DISTINCT FROM $1`, patientID); n != 0 {
+		t.Errorf("%d resources outside the patient's compartment", n)
+	}
+	var body []byte
+	if err := e.pool.QueryRow(context.Background(), `SELECT body FROM fhir_resources WHERE type = 'DiagnosticReport'`).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Subject struct{ Reference string }
+		Result  []struct{ Reference string }
+	}
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Subject.Reference != "Patient/"+patientID || len(rep.Result) != 3 {
+		t.Fatalf("report subject %q, %d results", rep.Subject.Reference, len(rep.Result))
+	}
+	for _, r := range rep.Result {
+		id, ok := strings.CutPrefix(r.Reference, "Observation/")
+		if !ok || e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE type = 'Observation' AND id = $1`, id) != 1 {
+			t.Errorf("result %q does not name a stored Observation", r.Reference)
+		}
+	}
+
+	// A resend (sender timed out before our ACK) gets the same answer and creates nothing,
+	// on the same connection and on a new one.
+	versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
+	if code, _ := send(t, c, oruR01("C2", pidA)); code != "AA" {
+		t.Fatalf("resent ORU: %s", code)
+	}
+	if code, _ := send(t, mllpClient(t, e.addr), adtA01("C1", pidA)); code != "AA" {
+		t.Fatalf("resent A01: %s", code)
+	}
+	check("resend")
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_history`); n != versions {
+		t.Errorf("resend wrote %d versions", n-versions)
+	}
+}
+
+func TestHL7IntakeRejections(t *testing.T) {
+	e := newHL7Env(t)
+	ctx := context.Background()
+	other, err := e.dir.AddMember(ctx, "Other Clinic", "2.16.840.1.113883.3.7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dir.AddHL7Sender(ctx, other.ID, "", "OTHERFAC"); err != nil {
+		t.Fatal(err)
+	}
+	c := mllpClient(t, e.addr)
+	tests := []struct {
+		name, msg        string
+		wantAck, wantErr string
+	}{
+		{"unregistered OID authority", oruR01("R1", strings.Replace(pidA, "GENFAC&2.16.840.1.113883.3.9999", "X&1.2.3.4", 1)), "AE", "204"},
+		{"another member's authority", oruR01("R2", strings.Replace(pidA, "GENFAC&2.16.840.1.113883.3.9999", "OTHERFAC&2.16.840.1.113883.3.7777", 1)), "AE", "204"},
+		{"another member's authority beside ours", oruR01("R3", strings.Replace(pidA, "^MR|", "^MR~X9^^^OTHERFAC&2.16.840.1.113883.3.7777&ISO^MR|", 1)), "AE", "204"},
+		{"another member's facility", strings.Replace(oruR01("R4", pidA), "GENFAC^2.16.840.1.113883.3.9999^ISO", "OTHERFAC", 1), "AE", "204"},
+		{"unregistered facility", strings.Replace(oruR01("R5", pidA), "GENFAC^2.16.840.1.113883.3.9999^ISO", "NOBODY", 1), "AE", "204"},
+		{"unsupported message type", strings.Replace(oruR01("R6", pidA), "ORU^R01^ORU_R01", "MDM^T02^MDM_T02", 1), "AR", "200"},
+		{"unsupported event", strings.Replace(adtA01("R7", pidA), "ADT^A01^ADT_A01", "ADT^A17^ADT_A17", 1), "AR", "201"},
+		{"bad birth date", oruR01("R8", strings.Replace(pidA, "19800101", "19801301", 1)), "AE", "102"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, try := range []string{"first", "resend"} {
+				ack, code := send(t, c, tt.msg)
+				if ack != tt.wantAck || code != tt.wantErr {
+					t.Errorf("%s: ACK %s %s, want %s %s", try, ack, code, tt.wantAck, tt.wantErr)
+				}
+			}
+		})
+	}
+	for _, typ := range []string{"Patient", "Observation", "DiagnosticReport"} {
+		if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE type = $1`, typ); n != 0 {
+			t.Errorf("%d %s stored by rejected messages", n, typ)
+		}
+	}
+	// Content errors are remembered (AE), unsupported ones are not (AR: resend later).
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages WHERE ack_code = 'AE' AND err_code = 204`); n != 3 {
+		t.Errorf("%d stored AE 204 answers, want 3 (facility mismatches are not stored)", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages WHERE ack_code <> 'AE'`); n != 0 {
+		t.Errorf("%d other answers stored", n)
+	}
+}
+
+func TestHL7IntakeDatabaseUnavailable(t *testing.T) {
+	e := newHL7Env(t)
+	ctx := context.Background()
+
+	// A cancelled context (the listener shutting down, or the per-message timeout).
+	msg, err := hl7v2.Parse([]byte(oruR01("D1", pidA)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	conn := hl7v2.ConnInfo{ID: 1, RemoteAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, Member: e.member.ID}
+	if a := e.intake.HandleHL7(cctx, conn, msg); a.Code != hl7v2.AR || a.Err != hl7v2.ApplicationInternal {
+		t.Errorf("cancelled context: %+v, want AR 207", a)
+	}
+
+	// A pool that is closed: the database is gone.
+	closed, err := db.Open(ctx, e.pool.Config().ConnString(), db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Close()
+	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: closed, Directory: directory.NewStore(closed), FHIR: store.New(closed),
+		MPI: mpistore.New(closed), Matcher: e.intake.srv.Matcher})
+	down := NewHL7Intake(srv, HL7Options{Timeout: 2 * time.Second})
+	addr := startMLLP(t, &hl7v2.Server{Handler: down})
+	if ack, code := send(t, mllpClient(t, addr), oruR01("D2", pidA)); ack != "AR" || code != "207" {
+		t.Errorf("database down: ACK %s %s, want AR 207", ack, code)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources`); n != 0 {
+		t.Errorf("%d resources stored while the database was unavailable", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages`); n != 0 {
+		t.Errorf("%d dedupe rows stored while the database was unavailable", n)
+	}
+	// Once it is back, the resend is stored.
+	if ack, _ := send(t, mllpClient(t, e.addr), oruR01("D2", pidA)); ack != "AA" {
+		t.Errorf("resend after recovery: %s", ack)
+	}
+}
+
+func TestHL7IntakeMerge(t *testing.T) {
+	e := newHL7Env(t)
+	c := mllpClient(t, e.addr)
+	for _, m := range []string{adtA01("M1", pidA), oruR01("M2", pidA), adtA01("M3", pidB)} {
+		if ack, code := send(t, c, m); ack != "AA" {
+			t.Fatalf("setup: %s %s", ack, code)
+		}
+	}
+	id := func(mrn string) string {
+		var pid string
+		if err := e.pool.QueryRow(context.Background(), `SELECT patient_id FROM mpi_source_records WHERE value = $1`, mrn).Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	a, b := id("MRN-A"), id("MRN-B")
+	a40 := mshGen + "ADT^A40^ADT_A39|M4|P|2.5.1\rEVN|A40|20250302080000\r" + pidB + "MRG|MRN-A^^^GENFAC&2.16.840.1.113883.3.9999&ISO^MR\r"
+	if ack, code := send(t, c, a40); ack != "AA" {
+		t.Fatalf("A40: %s %s", ack, code)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE patient_id = $1`, a); n != 0 {
+		t.Errorf("%d resources left in the retired compartment", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE patient_id = $1`, b); n != 6 { // 2 Encounters, 1 report, 3 Observations
+		t.Errorf("survivor compartment holds %d resources, want 6", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE patient_id = $1 AND type = 'Observation' AND position($2::bytea in body) > 0`, b, []byte(`"Patient/`+b+`"`)); n != 3 {
+		t.Errorf("%d re-pointed Observations reference the survivor, want 3", n)
+	}
+	var body []byte
+	if err := e.pool.QueryRow(context.Background(), `SELECT body FROM fhir_resources WHERE type = 'Patient' AND id = $1`, a).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	var p struct {
+		Active *bool
+		Link   []struct {
+			Other struct{ Reference string }
+			Type  string
+		}
+	}
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Active == nil || *p.Active || len(p.Link) != 1 || p.Link[0].Type != "replaced-by" || p.Link[0].Other.Reference != "Patient/"+b {
+		t.Errorf("retired Patient: active %v, links %+v", p.Active, p.Link)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_merges WHERE survivor_patient = $1 AND retired_patient = $2 AND repointed = 5`, b, a); n != 1 {
+		t.Errorf("merge not recorded with 5 re-pointed resources (1 Encounter, 1 report, 3 Observations)")
+	}
+}
+
+// simhospitalMessages reads the Simulated Hospital corpus, one message per blank-line
+// separated block.
+func simhospitalMessages(t testing.TB) [][]byte {
+	t.Helper()
+	p := filepath.Join(testkit.RepoRoot(t), "..", "shared", "data", "hl7v2", "simhospital", "messages.hl7")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Skipf("Simulated Hospital corpus missing (%v)", err)
+	}
+	var out [][]byte
+	for _, m := range bytes.Split(b, []byte("\n\n")) {
+		if len(bytes.TrimSpace(m)) > 0 {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestHL7IntakeSimHospitalCorpus(t *testing.T) {
+	msgs := simhospitalMessages(t)
+	if len(msgs) != 1013 {
+		t.Fatalf("%d messages, want 1013", len(msgs))
+	}
+	e := newHL7Env(t)
+	ctx := context.Background()
+	if err := e.dir.AddHL7Sender(ctx, e.member.ID, "SIMHOSP", "SFAC"); err != nil {
+		t.Fatal(err)
+	}
+	// The corpus names its MRN authority by a bare namespace ID.
+	if err := e.dir.AddHL7Namespace(ctx, e.member.ID, "SIMULATOR MRN", ""); err != nil {
+		t.Fatal(err)
+	}
+	// What the mapping says should be stored, from the messages themselves.
+	want := map[string]int{}
+	mrns := map[string]bool{}
+	for _, b := range msgs {
+		m, err := hl7v2.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mp, err := hl7v2.Map(m, hl7v2.MapOptions{})
+		if err != nil {
+			continue
+		}
+		for _, r := range mp.Resources {
+			if r.Kind != hl7v2.KindPatient {
+				want[r.Kind]++
+			}
+		}
+		for _, s := range mp.Subjects {
+			mrns[s.IDs[0].Value] = true
+		}
+	}
+	want["Patient"] = len(mrns)
+
+	c := mllpClient(t, e.addr)
+	start := time.Now()
+	counts := map[string]int{}
+	for i, b := range msgs {
+		hd, _ := hl7v2.ReadHeader(b)
+		ack, code := send(t, c, string(b))
+		counts[hd.Type+" "+ack]++
+		if (ack == "AA") != (strings.HasPrefix(hd.Type, "ADT^") || strings.HasPrefix(hd.Type, "ORU^")) {
+			t.Errorf("message %d (%s): ACK %s %s", i, hd.Type, ack, code)
+		}
+	}
+	el := time.Since(start)
+	if counts["ADT^A01 AA"] != 400 || counts["ORU^R01 AA"] != 610 || counts["ADT^A34 AA"] != 1 || counts["MDM^T02 AR"] != 2 || len(counts) != 4 {
+		t.Errorf("ACKs %v", counts)
+	}
+	for typ, n := range want {
+		if got := e.count(t, typ); got != n {
+			t.Errorf("%d %s stored, want %d", got, typ, n)
+		}
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages WHERE ack_code = 'AA'`); n != 1011 {
+		t.Errorf("%d messages remembered, want 1011", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_merges`); n != 1 {
+		t.Errorf("%d merges recorded, want 1", n)
+	}
+	t.Logf("simhospital: %d messages in %v (%.0f msgs/s), ACKs %v, stored %v", len(msgs), el.Round(time.Millisecond),
+		float64(len(msgs))/el.Seconds(), counts, fmt.Sprint(want))
+}
