@@ -398,7 +398,7 @@ func (s *Service) storeObject(ctx context.Context, tx db.Querier, key string, da
 func (s *Service) linkBinary(ctx context.Context, tx db.Querier, member, docID, binaryID string, idx int) error {
 	const op = "documents.Service.linkBinary"
 	tag, err := tx.Exec(ctx, `UPDATE documents_contents SET document_id = $1, idx = $2
-		WHERE binary_id = $3 AND member_id = $4 AND document_id IS NULL`, docID, idx, binaryID, member)
+		WHERE binary_id = $3 AND member_id = $4 AND (document_id IS NULL OR document_id = $1)`, docID, idx, binaryID, member)
 	if err != nil {
 		return db.Map(op, err)
 	}
@@ -451,7 +451,8 @@ func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, 
 	return err
 }
 
-// metaRow is one documents_metadata row.
+// metaRow is one documents_metadata row. Writing it again (an update of the
+// DocumentReference) replaces its fields; earlier contents stay, as history.
 type metaRow struct {
 	ID, MemberID, PatientID, PersonID, Origin string
 	TypeSystem, TypeCode, Category, Author    string
@@ -493,11 +494,21 @@ func insertMeta(ctx context.Context, tx db.Querier, m metaRow) error {
 	if m.PersonID != "" {
 		person = &m.PersonID
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO documents_metadata(id, member_id, patient_id, person_id, origin, type_system, type_code,
+	tag, err := tx.Exec(ctx, `INSERT INTO documents_metadata(id, member_id, patient_id, person_id, origin, type_system, type_code,
 			category, author, doc_date, status, security)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+		ON CONFLICT (id) DO UPDATE SET patient_id = EXCLUDED.patient_id, type_system = EXCLUDED.type_system,
+			type_code = EXCLUDED.type_code, category = EXCLUDED.category, author = EXCLUDED.author,
+			doc_date = EXCLUDED.doc_date, status = EXCLUDED.status, security = EXCLUDED.security
+		WHERE documents_metadata.origin = EXCLUDED.origin AND documents_metadata.member_id IS NOT DISTINCT FROM EXCLUDED.member_id`,
 		m.ID, member, patient, person, m.Origin, m.TypeSystem, m.TypeCode, m.Category, m.Author, m.Date, m.Status, m.Security)
-	return db.Map("documents.insertMeta", err)
+	if err != nil {
+		return db.Map("documents.insertMeta", err)
+	}
+	if tag.RowsAffected() != 1 { // the id is another member's document
+		return errs.E("documents.insertMeta", errs.NotFound, "resource not found")
+	}
+	return nil
 }
 
 func insertContent(ctx context.Context, tx db.Querier, docID, member, person string, sc storedContent) error {

@@ -523,3 +523,42 @@ func TestPatientUploadIsTaggedApartAndIdempotent(t *testing.T) {
 		t.Errorf("zip upload: err = %v", err)
 	}
 }
+
+func TestUpdateKeepsLinkAndRefusesForeignID(t *testing.T) {
+	e := setup(t, documents.Config{})
+	ctx := t.Context()
+	st, err := e.ingest(t, "a", docRef(e.patients["a"], "text/plain", note(500, 18), ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sender reads its DocumentReference back and PUTs it with a new status: the url
+	// names the Binary already linked to this same document.
+	upd := strings.Replace(string(st.Body), `"status":"current"`, `"status":"entered-in-error"`, 1)
+	err = db.InTx(ctx, e.pool, func(tx db.Querier) error {
+		res := fhir.MustParse([]byte(upd))
+		out, err := e.svc.IngestResource(ctx, tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: st.ID, Resource: res})
+		if err != nil {
+			return err
+		}
+		_, err = e.fs.Put(ctx, tx, store.Write{Resource: out, ID: st.ID, MemberID: "a", PatientID: e.patients["a"], At: time.Now()})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND status = 'entered-in-error'`, st.ID); n != 1 {
+		t.Errorf("status not updated")
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_contents WHERE document_id = $1`, st.ID); n != 1 {
+		t.Errorf("%d content rows after update, want 1", n)
+	}
+	// Member b writing under a's document id gets not-found.
+	err = db.InTx(ctx, e.pool, func(tx db.Querier) error {
+		res := fhir.MustParse([]byte(docRef(e.patients["b"], "text/plain", note(500, 19), "")))
+		_, err := e.svc.IngestResource(ctx, tx, documents.Intake{MemberID: "b", PatientID: e.patients["b"], ID: st.ID, Resource: res})
+		return err
+	})
+	if errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("foreign id: err = %v, want not_found", err)
+	}
+}
