@@ -277,7 +277,8 @@ func (d *decider) personOfPatient(patientID string) (string, error) {
 // more exist. keep decides each row (it may drop it or fail).
 func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func(store.Row) (bool, error)) ([]store.Row, *store.Key, error) {
 	var out []store.Row
-	batch := max(count+1, 50)
+	// Room for some denied rows, so one query usually fills the page.
+	batch := max(count+count/4+2, 20)
 	for {
 		q.Limit = batch
 		rows, err := x.svc.fhir.Search(ctx, nil, q)

@@ -206,12 +206,18 @@ func buildSelect(q Query) (string, []any, error) {
 		order = append(order, col+dir)
 	}
 	order = append(order, "id ASC")
+	// Two phases: order and limit narrow rows (type, id, keys), then fetch the bodies of
+	// only the page's rows.
 	var sql strings.Builder
-	sql.WriteString(`SELECT type, id, version, member_id, patient_id, last_updated, body`)
+	sql.WriteString(`SELECT r.type, r.id, r.version, r.member_id, r.patient_id, r.last_updated, r.body`)
+	for i := range keys {
+		sql.WriteString(", p.k" + strconv.Itoa(i))
+	}
+	sql.WriteString(` FROM (SELECT type, id`)
 	for i := range keys {
 		sql.WriteString(", k" + strconv.Itoa(i))
 	}
-	sql.WriteString(` FROM (SELECT r.type, r.id, r.version, r.member_id, r.patient_id, r.last_updated, r.body, `)
+	sql.WriteString(` FROM (SELECT r.type, r.id, `)
 	sql.WriteString(strings.Join(cols, ", "))
 	sql.WriteString(` FROM fhir_resources r WHERE `)
 	sql.WriteString(where)
@@ -226,6 +232,11 @@ func buildSelect(q Query) (string, []any, error) {
 	if q.Limit > 0 {
 		sql.WriteString(" LIMIT " + b.arg(q.Limit))
 	}
+	sql.WriteString(`) p JOIN fhir_resources r ON r.type = p.type AND r.id = p.id ORDER BY `)
+	for i := range order {
+		order[i] = "p." + order[i]
+	}
+	sql.WriteString(strings.Join(order, ", "))
 	return sql.String(), b.args, nil
 }
 
