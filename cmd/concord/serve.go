@@ -272,6 +272,11 @@ func (m *Main) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	stopMLLP, err := m.startMLLP() // mllp.go; nothing when CONCORD_MLLP_ADDR is empty
+	if err != nil {
+		return err
+	}
+	defer stopMLLP()
 	errc := make(chan error, 2)
 	go func() { errc <- m.http.Serve(m.httpLn) }()
 	if m.adminLn != nil {
