@@ -560,7 +560,11 @@ func (x *Searcher) searchPatients(ctx context.Context, r request) (Page, error) 
 		}
 		return d.allow(person, row.Stored)
 	}
-	page, next, err := x.run(ctx, r, store.Query{Type: "Patient", Clauses: r.search.Clauses}, keep)
+	sq := store.Query{Type: "Patient", Clauses: r.search.Clauses}
+	if r.v.Purpose != consent.PurposeTreatment {
+		sq.Members = []string{r.v.Org} // only its own member's Patients can pass keep
+	}
+	page, next, err := x.run(ctx, r, sq, keep)
 	if err != nil {
 		return Page{}, errs.E("records.Search", err)
 	}

@@ -29,6 +29,8 @@ type Query struct {
 	// with those ids match as well ($everything). A non-nil empty slice matches nothing.
 	Patients     []string
 	PatientsSelf bool
+	// Members, when not empty, keeps only rows these members sent.
+	Members []string
 	// Since keeps rows with last_updated >= Since when not zero (_since).
 	Since time.Time
 	// Sort keys in priority order; empty means _lastUpdated descending. The resource id,
@@ -293,6 +295,9 @@ func (b *builder) where(q Query) (string, error) {
 		} else {
 			conds = append(conds, "r.patient_id = ANY("+p+")")
 		}
+	}
+	if len(q.Members) > 0 {
+		conds = append(conds, "r.member_id = ANY("+b.arg(q.Members)+")")
 	}
 	if !q.Since.IsZero() {
 		conds = append(conds, "r.last_updated >= "+b.arg(q.Since))
