@@ -266,8 +266,38 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 	}
 	sort.SliceStable(order, func(a, b int) bool { return entries[order[a]].priority < entries[order[b]].priority })
 	out := make([]fhir.ResponseEntry, len(entries))
+	cache := compartmentCache{}
+	var bulk []store.Write // new resources stored together once the POSTs are decided
+	var bulkIdx []int
+	respond := func(i, status int, st store.Stored) {
+		out[i] = fhir.ResponseEntry{FullURL: s.FHIRBase() + "/" + st.Type + "/" + st.ID, Response: fhir.EntryResponse{
+			Status:       strconv.Itoa(status) + " " + http.StatusText(status),
+			Location:     st.Type + "/" + st.ID + "/_history/" + itoa(st.Version),
+			Etag:         store.ETag(st.Version),
+			LastModified: fhir.FormatInstant(st.LastUpdated),
+		}}
+	}
+	flush := func() error {
+		if len(bulk) == 0 {
+			return nil
+		}
+		sts, err := s.FHIR.CreateMany(ctx, tx, bulk)
+		if err != nil {
+			return err
+		}
+		for j, st := range sts {
+			respond(bulkIdx[j], http.StatusCreated, st)
+		}
+		bulk, bulkIdx = nil, nil
+		return nil
+	}
 	for _, i := range order {
 		e := entries[i]
+		if e.priority > 2 { // the creates are stored before any update
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
 		var st store.Stored
 		status := http.StatusOK
 		var err error
@@ -282,20 +312,37 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch)
 		case existing[i]:
 			st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i])
+		case bulkCreatable(e.typ):
+			var w store.Write
+			w, err = s.bulkWrite(ctx, tx, member, resources[i], ids[i], cache)
+			if err == nil {
+				bulk, bulkIdx = append(bulk, w), append(bulkIdx, i)
+				continue
+			}
 		default:
 			st, status, err = s.IngestAs(ctx, tx, member, resources[i], ids[i])
 		}
 		if err != nil {
 			return nil, entryErr(e.idx, e.typ, err)
 		}
-		out[i] = fhir.ResponseEntry{FullURL: s.FHIRBase() + "/" + st.Type + "/" + st.ID, Response: fhir.EntryResponse{
-			Status:       strconv.Itoa(status) + " " + http.StatusText(status),
-			Location:     st.Type + "/" + st.ID + "/_history/" + itoa(st.Version),
-			Etag:         store.ETag(st.Version),
-			LastModified: fhir.FormatInstant(st.LastUpdated),
-		}}
+		respond(i, status, st)
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// bulkWrite authorizes a new non-Patient resource like Ingest does (its compartment must
+// be one of the member's own Patients) and returns its write, for CreateMany.
+func (s *Server) bulkWrite(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string, cache compartmentCache) (store.Write, error) {
+	patientID, err := s.cachedCompartment(ctx, tx, member, res, cache)
+	if err != nil {
+		return store.Write{}, err
+	}
+	w := s.sourceWrite(member, res, id)
+	w.PatientID = patientID
+	return w, nil
 }
 
 // processBundle handles POST [base] with a transaction or batch Bundle.
@@ -458,4 +505,45 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 		return st, http.StatusOK, err
 	}
 	return store.Stored{}, 0, &errPrecondition{msg: "the If-None-Exist condition matches more than one resource"}
+}
+
+// sourceWrite is the store.Write of res as member's record: labelled with its source
+// (meta.source and the source-member tag). Every intake path builds its writes here.
+func (s *Server) sourceWrite(member directory.Member, res *fhir.Resource, id string) store.Write {
+	return store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
+		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+}
+
+// bulkCreatable reports whether a new resource of typ can skip Ingest's per-resource
+// path: Patients go through the MPI and documents through the document service.
+func bulkCreatable(typ string) bool {
+	return typ != "Patient" && typ != "DocumentReference" && typ != "Binary"
+}
+
+// compartmentCache memoizes compartment decisions within one transaction: resources of a
+// bundle mostly point at the same Patient. The key is the reference and the element it is
+// in, which is all compartment reads.
+type compartmentCache map[string]string
+
+func (s *Server) cachedCompartment(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, cache compartmentCache) (string, error) {
+	var sf subjectFields
+	if err := json.Unmarshal(res.Bytes(), &sf); err != nil {
+		return s.compartment(ctx, tx, member, res)
+	}
+	key := "none"
+	switch {
+	case sf.Subject != nil:
+		key = "subject|" + sf.Subject.Reference
+	case sf.Patient != nil:
+		key = "patient|" + sf.Patient.Reference
+	}
+	if id, ok := cache[key]; ok {
+		return id, nil
+	}
+	id, err := s.compartment(ctx, tx, member, res)
+	if err != nil {
+		return "", err
+	}
+	cache[key] = id
+	return id, nil
 }

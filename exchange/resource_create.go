@@ -96,8 +96,8 @@ func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Mem
 // record keeps that record's id; an id that disagrees with it is errs.Invalid.
 func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string) (store.Stored, int, error) {
 	const op = "exchange.Ingest"
-	w := store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
-		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+	w := s.sourceWrite(member, res, id)
+	w.Security = append(w.Security, ingestLabels(res)...) // consent labels by rule (exchange/consent.go)
 	if res.ResourceType == "Patient" {
 		mrn, demo, err := patientIdentity(res, member)
 		if err != nil {

@@ -1,0 +1,96 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// CreateMany stores new resources in tx with one round trip: the current rows, their
+// first history versions and all their index rows go in as multi-row INSERTs (unnest of
+// arrays), not one statement per row. It is Put for creates only: every Write's ID must be
+// "" or a fresh id from NewID (a stored id fails the whole call with errs.Conflict; nothing
+// is overwritten). Results are in the order of ws.
+func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]Stored, error) {
+	const op = "fhir.store.CreateMany"
+	out := make([]Stored, len(ws))
+	var (
+		rTypes, rIDs, rMembers, rPatients []string
+		rAt                               []time.Time
+		rBodies                           [][]byte
+		tok                               = make([][]string, 5) // type, id, param, system, code
+		date                              = make([][]string, 3) // type, id, param
+		dLo, dHi                          []time.Time
+		str                               = make([][]string, 4) // type, id, param, value
+		ref                               = make([][]string, 5) // type, id, param, ref_type, ref_id
+	)
+	for i, w := range ws {
+		typ, id := w.Resource.ResourceType, w.ID
+		if id == "" {
+			id = NewID()
+		}
+		at := w.At.UTC().Truncate(time.Millisecond)
+		r, err := w.Resource.Stamp(fhir.Stamp{ID: id, VersionID: "1", LastUpdated: at, Source: w.Source, AddTags: w.Tags, Security: w.Security})
+		if err != nil {
+			return nil, errs.E(op, err)
+		}
+		out[i] = Stored{Type: typ, ID: id, Version: 1, MemberID: w.MemberID, PatientID: w.PatientID, LastUpdated: at, Body: r.Bytes()}
+		rTypes, rIDs, rMembers, rPatients = append(rTypes, typ), append(rIDs, id), append(rMembers, w.MemberID), append(rPatients, w.PatientID)
+		rAt, rBodies = append(rAt, at), append(rBodies, out[i].Body)
+		for _, v := range extract(r) {
+			switch v.kind {
+			case kindToken:
+				push(tok, typ, id, v.param, v.system, v.code)
+			case kindDate:
+				push(date, typ, id, v.param)
+				dLo, dHi = append(dLo, v.lo), append(dHi, v.hi)
+			case kindString:
+				push(str, typ, id, v.param, v.str)
+			case kindRef:
+				push(ref, typ, id, v.param, v.refType, v.refID)
+			}
+		}
+	}
+	if len(ws) == 0 {
+		return out, nil
+	}
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body)
+		SELECT t, i, 1, m, NULLIF(p, ''), a, false, body FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[]) AS u(t, i, m, p, a, body)`,
+		rTypes, rIDs, rMembers, rPatients, rAt, rBodies)
+	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body)
+		SELECT t, i, 1, m, a, false, body FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[]) AS u(t, i, m, a, body)`,
+		rTypes, rIDs, rMembers, rAt, rBodies)
+	if len(tok[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
+			tok[0], tok[1], tok[2], tok[3], tok[4])
+	}
+	if len(date[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_date(type, id, param, lo, hi) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])`,
+			date[0], date[1], date[2], dLo, dHi)
+	}
+	if len(str[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
+			str[0], str[1], str[2], str[3])
+	}
+	if len(ref[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_ref(type, id, param, ref_type, ref_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
+			ref[0], ref[1], ref[2], ref[3], ref[4])
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return nil, db.Map(op, err)
+	}
+	return out, nil
+}
+
+// push appends one row's values to column slices.
+func push(cols [][]string, vals ...string) {
+	for i, v := range vals {
+		cols[i] = append(cols[i], v)
+	}
+}
