@@ -47,7 +47,7 @@ func (s *Server) showMetadata(c echo.Context) error {
 		Interaction []interaction `json:"interaction"`
 	}
 	var rs []resource
-	for t, ops := range supportedTypes {
+	for t, ops := range withSearch(supportedTypes) {
 		r := resource{Type: t}
 		for _, op := range ops {
 			r.Interaction = append(r.Interaction, interaction{op})

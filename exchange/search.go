@@ -40,16 +40,21 @@ func (a *SearchAPI) Register(e *echo.Echo) {
 	e.GET("/fhir/:type/:id/$everything", a.showEverything, mw...)
 }
 
-// searchableTypes reports the types whose search-type interaction the exchange serves:
-// every R4 type (the common parameters work on all); clinical types need a patient.
+// withSearch returns types with "search-type" added for the types the exchange can
+// search: Patient, and every type with a patient or subject parameter (a clinical search
+// needs one). Types it adds have no other interaction.
 func withSearch(types map[string][]string) map[string][]string {
 	out := make(map[string][]string, len(types))
 	for t, ops := range types {
-		out[t] = append(append([]string(nil), ops...), "search-type")
+		out[t] = append([]string(nil), ops...)
 	}
 	for _, c := range fhir.Capabilities() {
-		if _, ok := out[c.Type]; !ok {
-			out[c.Type] = []string{"search-type"}
+		searchable := c.Type == "Patient"
+		for _, p := range c.SearchParams {
+			searchable = searchable || p.Name == "patient" || p.Name == "subject"
+		}
+		if searchable {
+			out[c.Type] = append(out[c.Type], "search-type")
 		}
 	}
 	return out

@@ -387,3 +387,13 @@ func BenchmarkLabSearch(b *testing.B) {
 		b.ReportMetric(float64(50*b.N)/time.Since(start).Seconds(), "resources/s")
 	})
 }
+
+func TestMetadataListsSearchTypes(t *testing.T) {
+	got := withSearch(map[string][]string{"Patient": {"create", "read"}, "Medication": {"read"}})
+	if !slices.Contains(got["Patient"], "search-type") || !slices.Contains(got["Observation"], "search-type") || !slices.Contains(got["DocumentReference"], "search-type") {
+		t.Fatalf("search-type missing: %v", got)
+	}
+	if slices.Contains(got["Medication"], "search-type") || !slices.Equal(got["Medication"], []string{"read"}) {
+		t.Fatalf("Medication has no patient parameter, so no search: %v", got["Medication"])
+	}
+}
