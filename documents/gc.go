@@ -116,3 +116,24 @@ func (s *Service) DanglingReferences(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
+
+// RunGC calls CollectGarbage every interval until ctx ends, logging what each run did.
+// Run it in one goroutine per deployment or per replica: concurrent collectors are safe
+// (each key is handled under its advisory lock), merely redundant.
+func (s *Service) RunGC(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := s.CollectGarbage(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.log.Error("document GC failed", "err", err, "removed", st.Removed)
+			continue
+		}
+		s.log.Info("document GC", "scanned", st.Scanned, "removed", st.Removed, "aborted_uploads", st.Aborted)
+	}
+}

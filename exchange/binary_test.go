@@ -300,3 +300,31 @@ func TestIngestRefusesArchivesAndS3DownIs503(t *testing.T) {
 		t.Errorf("%d DocumentReferences stored after refused intake (%v)", n, err)
 	}
 }
+
+func TestStandaloneBinaryOnlyItsSenderReads(t *testing.T) {
+	e := newDocEnv(t)
+	data := []byte("%PDF-1.4\nsigned consent form\n%%EOF\n")
+	res := fhir.MustParse([]byte(`{"resourceType":"Binary","contentType":"application/pdf","data":"` + base64.StdEncoding.EncodeToString(data) + `"}`))
+	var st store.Stored
+	err := db.InTx(t.Context(), e.srv.Pool, func(tx db.Querier) error {
+		var err error
+		st, _, err = e.srv.Ingest(t.Context(), tx, e.a, res)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(st.Body, []byte(`"data"`)) {
+		t.Errorf("stored Binary keeps its data")
+	}
+	if resp, body, err := e.get(t, st.ID, e.a.ID, consent.PurposeTreatment); err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Errorf("sender: %v %v %d bytes", err, resp.Status, len(body))
+	}
+	e.ft.ResetRequests()
+	if resp, _, _ := e.get(t, st.ID, e.c.ID, consent.PurposeTreatment); resp.StatusCode != 404 {
+		t.Errorf("another member: %v, want 404", resp.Status)
+	}
+	if n := e.ft.Requests(); n != 0 {
+		t.Errorf("%d S3 requests for a refused read", n)
+	}
+}
