@@ -130,6 +130,7 @@ func BenchmarkLinkNDJSON(b *testing.B) {
 		}
 		b.ReportMetric(float64(peak)/float64(st.Records), "peak-heap-B/record")
 		b.ReportMetric(float64(st.Records), "records")
+		b.ReportMetric(float64(st.Pairs)/float64(st.Records), "pairs/record")
 	}
 	recs := float64(b.N) * float64(bytes.Count(data, []byte("\n")))
 	b.ReportMetric(recs/b.Elapsed().Seconds(), "records/s")
