@@ -195,34 +195,14 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 	res.member = member.ID
 	key := mapped.Key
 	var stored *hl7v2.Ack
-	err = db.InTx(ctx, h.srv.Pool, func(tx db.Querier) (err error) {
-		// A panic below must not leave the transaction (and its connection) open: turn it
-		// into an error so InTx rolls back; the sender gets AR 207 and resends.
-		defer func() {
-			if r := recover(); r != nil {
-				err = errs.E("exchange.HL7Intake.handle", errs.Internal, "panic while storing a message")
-			}
-		}()
-		stored, res.resources = nil, 0
-		tag, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code) VALUES ($1, $2, $3, $4, 'AA')
-			ON CONFLICT DO NOTHING`, key.SendingApp, key.SendingFacility, key.ControlID, member.ID)
-		if err != nil {
-			return db.Map("exchange.HL7Intake.dedupe", err)
+	// Two connections of one member may create the same new Patient at once; the loser's
+	// unique violation (Conflict) is retried once, and then finds the winner's record.
+	for attempt := 0; attempt < 2; attempt++ {
+		err = h.storeOnce(ctx, member, mapped, &stored, &res.resources)
+		if errs.CodeOf(err) != errs.Conflict {
+			break
 		}
-		if tag.RowsAffected() == 0 {
-			a, err := storedAck(ctx, tx, key, member.ID)
-			stored = &a
-			return err
-		}
-		n, err := h.store(ctx, tx, member, mapped)
-		if err != nil {
-			return err
-		}
-		res.resources = n
-		_, err = tx.Exec(ctx, `UPDATE exchange_hl7_messages SET resources = $4 WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3`,
-			key.SendingApp, key.SendingFacility, key.ControlID, n)
-		return db.Map("exchange.HL7Intake.dedupe", err)
-	})
+	}
 	switch {
 	case err == nil && stored != nil:
 		res.ack, res.duplicate = *stored, true
@@ -235,6 +215,40 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 		res.ack, res.err, res.resources = ackFor(err), err, 0
 	}
 	return res
+}
+
+// storeOnce runs the message's one transaction: the dedupe row first (a concurrent
+// duplicate waits on it, then reads the first one's answer into *stored), then the data.
+func (h *HL7Intake) storeOnce(ctx context.Context, member directory.Member, mapped *hl7v2.Mapped, stored **hl7v2.Ack, written *int) error {
+	key := mapped.Key
+	return db.InTx(ctx, h.srv.Pool, func(tx db.Querier) (err error) {
+		// A panic below must not leave the transaction (and its connection) open: turn it
+		// into an error so InTx rolls back; the sender gets AR 207 and resends.
+		defer func() {
+			if r := recover(); r != nil {
+				err = errs.E("exchange.HL7Intake.handle", errs.Internal, "panic while storing a message")
+			}
+		}()
+		*stored, *written = nil, 0
+		tag, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code) VALUES ($1, $2, $3, $4, 'AA')
+			ON CONFLICT DO NOTHING`, key.SendingApp, key.SendingFacility, key.ControlID, member.ID)
+		if err != nil {
+			return db.Map("exchange.HL7Intake.dedupe", err)
+		}
+		if tag.RowsAffected() == 0 {
+			a, err := storedAck(ctx, tx, key, member.ID)
+			*stored = &a
+			return err
+		}
+		n, err := h.store(ctx, tx, member, mapped)
+		if err != nil {
+			return err
+		}
+		*written = n
+		_, err = tx.Exec(ctx, `UPDATE exchange_hl7_messages SET resources = $4 WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3`,
+			key.SendingApp, key.SendingFacility, key.ControlID, n)
+		return db.Map("exchange.HL7Intake.dedupe", err)
+	})
 }
 
 // storedAck reads the answer already given to key. A key stored for another member is
