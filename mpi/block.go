@@ -20,7 +20,8 @@ const (
 )
 
 // BlockKey is one blocking key of a record: Hash is the key; Fine is a refined key (Hash
-// plus initials and birth year) used instead when Hash's block is over the cap.
+// plus initials and birth year; for the DOB key, DM(given) + DOB) used instead when
+// Hash's block is over the cap.
 type BlockKey struct {
 	Hash uint64
 	Fine uint64
@@ -69,7 +70,9 @@ func BlockKeys(r *Record) []BlockKey {
 	if r.SSNLast != "" && r.Year != 0 {
 		keys = append(keys, fine(newHasher(keySSNLast4Year).str(r.SSNLast).u16(r.Year)))
 	}
+	dobKey := -1
 	if dobOK {
+		dobKey = len(keys)
 		keys = append(keys, fine(newHasher(keyDOB).str(r.DOB)))
 		m, d := r.DOB[4:6], r.DOB[6:8]
 		if m > d {
@@ -85,8 +88,10 @@ func BlockKeys(r *Record) []BlockKey {
 	if nameOK && r.FamilyDM[0] != "" && r.Year != 0 {
 		keys = append(keys, fine(newHasher(keyDMFamilyYear).str(r.FamilyDM[0]).u16(r.Year)))
 	}
-	if nameOK && dobOK && r.GivenDM[0] != "" {
-		keys = append(keys, fine(newHasher(keyDMGivenDOB).str(r.GivenDM[0]).str(r.DOB)))
+	if nameOK && dobKey >= 0 && r.GivenDM[0] != "" {
+		// DM(given) + DOB only narrows the DOB block, so it is emitted as the DOB key's
+		// refinement rather than as a key of its own.
+		keys[dobKey].Fine = uint64(newHasher(keyDMGivenDOB).str(r.GivenDM[0]).str(r.DOB))
 	}
 	if nameOK && r.NameKey != "" && r.Given != "" && r.Family != "" {
 		keys = append(keys, fine(newHasher(keyNameTokens).str(r.NameKey)))

@@ -325,25 +325,7 @@ func buildSortedIndex(keys [][]BlockKey, blockCap int) *sortedIndex {
 		h  uint64
 		id uint32
 	}
-	total := 0
-	for _, ks := range keys {
-		for _, k := range ks {
-			total++
-			if k.Fine != 0 {
-				total++
-			}
-		}
-	}
-	es := make([]ent, 0, total)
-	for i, ks := range keys {
-		for _, k := range ks {
-			es = append(es, ent{k.Hash, uint32(i)})
-			if k.Fine != 0 {
-				es = append(es, ent{k.Fine, uint32(i)})
-			}
-		}
-	}
-	slices.SortFunc(es, func(a, b ent) int {
+	cmp := func(a, b ent) int {
 		switch {
 		case a.h < b.h:
 			return -1
@@ -351,7 +333,40 @@ func buildSortedIndex(keys [][]BlockKey, blockCap int) *sortedIndex {
 			return 1
 		}
 		return int(a.id) - int(b.id)
-	})
+	}
+	total := 0
+	for _, ks := range keys {
+		total += len(ks)
+	}
+	es := make([]ent, 0, total)
+	for i, ks := range keys {
+		for _, k := range ks {
+			es = append(es, ent{k.Hash, uint32(i)})
+		}
+	}
+	slices.SortFunc(es, cmp)
+	// Refined keys are indexed only for records whose plain block is over the cap.
+	big := map[uint64]bool{}
+	for lo := 0; lo < len(es); {
+		hi := lo
+		for hi < len(es) && es[hi].h == es[lo].h {
+			hi++
+		}
+		if hi-lo > blockCap {
+			big[es[lo].h] = true
+		}
+		lo = hi
+	}
+	if len(big) > 0 {
+		for i, ks := range keys {
+			for _, k := range ks {
+				if k.Fine != 0 && big[k.Hash] {
+					es = append(es, ent{k.Fine, uint32(i)})
+				}
+			}
+		}
+		slices.SortFunc(es, cmp)
+	}
 	ix := &sortedIndex{h: make([]uint64, len(es)), id: make([]uint32, len(es)), cap: blockCap}
 	for i, e := range es {
 		ix.h[i], ix.id[i] = e.h, e.id
