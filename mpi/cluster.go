@@ -128,7 +128,9 @@ type edge struct {
 // assigned against the persons formed by earlier records, by the same rule as Assign.
 // Candidate scoring runs on workers goroutines (≤ 0: GOMAXPROCS). Records with the same
 // Source identifier are one source record and share a person. recs are Prepared in place.
-// It returns ctx's error, as errs.Unavailable, when cancelled.
+// progress, when not nil, is called with the number of records scored so far, possibly
+// from several goroutines at once. It returns ctx's error, as errs.Unavailable, when
+// cancelled.
 func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progress func(done int)) (*BatchResult, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)

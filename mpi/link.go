@@ -27,7 +27,8 @@ type LinkOptions struct {
 	Model     *Model     // nil: DefaultModel
 	Nicknames *Nicknames // nil: DefaultNicknames
 	Workers   int        // ≤ 0: GOMAXPROCS
-	// Progress, when set, is called from time to time with a short stage name and counts.
+	// Progress, when set, is called from time to time with a short stage name and counts;
+	// it may be called from several goroutines at once.
 	Progress func(stage string, done, total int)
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/concord-hie/concord/mpi"
@@ -107,8 +108,16 @@ flags:`)
 		rw = f
 	}
 	start := time.Now()
+	var mu sync.Mutex // progress is reported from several goroutines
+	var last time.Time
 	st, err := mpi.LinkNDJSON(ctx, r, w, rw, mpi.LinkOptions{Model: m, Workers: *workers,
 		Progress: func(stage string, done, total int) {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(last) < time.Second && done != total {
+				return
+			}
+			last = time.Now()
 			if total > 0 {
 				fmt.Fprintf(stderr, "mpi link: %s %d/%d (%.1fs)\n", stage, done, total, time.Since(start).Seconds())
 			} else {
