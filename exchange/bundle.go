@@ -107,7 +107,7 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 				return pe, err
 			}
 			pe.cond = &c
-		} else if directoryTypes[pe.typ] {
+		} else if directoryTypes[pe.typ] && store.Matchable(pe.typ) {
 			if id, ok := firstIdentifier(pe.res); ok {
 				pe.cond = &store.Condition{Type: pe.typ, System: id.System, Value: id.Value}
 			}

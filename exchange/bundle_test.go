@@ -505,3 +505,50 @@ func BenchmarkSyntheaLoad(b *testing.B) {
 		})
 	}
 }
+
+// TestSyntheaBundlesConcurrent loads every bundle four at a time: the Organizations and
+// Practitioners shared between bundles must still be stored once each (the conditions
+// are serialized), and no bundle may fail.
+func TestSyntheaBundlesConcurrent(t *testing.T) {
+	files := syntheaFiles(t)
+	if testing.Short() {
+		files = files[:8]
+	}
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	work := make(chan string)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for f := range work {
+				b, err := os.ReadFile(f)
+				if err != nil {
+					panic(err)
+				}
+				if st, body, _ := do(t, "POST", env.base, ta, b); st != 200 {
+					mu.Lock()
+					failures = append(failures, filepath.Base(f)+": "+itoa(st)+" "+string(body[:min(len(body), 300)]))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for _, f := range files {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d bundles failed: %v", len(failures), failures)
+	}
+	want := inputCounts(t, files)
+	for typ, n := range want {
+		if got := env.count(t, env.a.ID, typ); got != n {
+			t.Errorf("%s: %d stored, want %d", typ, got, n)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -34,6 +35,9 @@ func ParseCondition(typ, query string) (Condition, error) {
 	if err != nil {
 		return Condition{}, errs.E(op, errs.Invalid, "malformed condition")
 	}
+	if !Matchable(typ) {
+		return Condition{}, errs.E(op, errs.Invalid, "identifier is not a search parameter of this resource type")
+	}
 	vals := q["identifier"]
 	if len(q) != 1 || len(vals) != 1 {
 		return Condition{}, errs.E(op, errs.Invalid, "only a single identifier=system|value condition is supported")
@@ -43,6 +47,18 @@ func ParseCondition(typ, query string) (Condition, error) {
 		return Condition{}, errs.E(op, errs.Invalid, "the identifier condition needs system|value")
 	}
 	return Condition{Type: typ, System: sys, Value: val}, nil
+}
+
+// Matchable reports whether resources of typ are indexed by identifier, so a Condition
+// on typ can match anything (a condition that could never match would silently create
+// duplicates).
+func Matchable(typ string) bool {
+	for _, p := range fhir.Params(typ) {
+		if p.Name == "identifier" && p.Type == fhir.ParamToken {
+			return true
+		}
+	}
+	return false
 }
 
 // LockConditions takes transaction-scoped advisory locks on the member's conditions, in a
