@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -396,4 +397,60 @@ func TestMetadataListsSearchTypes(t *testing.T) {
 	if slices.Contains(got["Medication"], "search-type") || !slices.Equal(got["Medication"], []string{"read"}) {
 		t.Fatalf("Medication has no patient parameter, so no search: %v", got["Medication"])
 	}
+}
+
+// TestSearchHTTPLeakProperty runs seeded random searches, includes, $everything and
+// paging through the HTTP handler as member a: no page holds Q's resources or the PSY
+// result, and a total never counts them.
+func TestSearchHTTPLeakProperty(t *testing.T) {
+	env := newSearchEnv(t, 8)
+	tokA := token(t, "client-a", "a", "system/*.rs")
+	rng := rand.New(rand.NewPCG(6, 20261128))
+	pick := func(xs ...string) string { return xs[rng.IntN(len(xs))] }
+	sysA, sysB := "urn:oid:1.2.3.97", "urn:oid:1.2.3.98"
+	pages := 0
+	for search := 0; search < 150; search++ {
+		var target string
+		switch rng.IntN(5) {
+		case 0:
+			target = "/fhir/Patient?" + pick("family=smith", "given=ann", "identifier="+sysB+"|mrnQ", "birthdate=1970", "name=sm")
+		case 1:
+			target = "/fhir/Patient/" + pick(env.pa, env.pb, env.qb) + "/$everything?"
+		default:
+			target = "/fhir/Observation?" + pick("patient="+env.pa, "patient="+env.qb, "subject=Patient/"+env.pb,
+				"patient.identifier="+sysA+"|mrnP", "patient.identifier="+sysB+"|mrnQ") +
+				pick("", "&category=laboratory", "&code=http://loinc.org|4548-4", "&date=ge2024-06-01", "&date=lt2025-01-01") +
+				pick("", "&_sort=-date", "&_sort=date", "&_include=Observation:patient") + pick("", "&_total=accurate")
+		}
+		target += fmt.Sprintf("&_count=%d", 1+rng.IntN(7))
+		seen := map[string]bool{}
+		var total *int
+		for pageNo := 0; target != "" && pageNo < 40; pageNo++ {
+			code, body := env.do(t, tokA, "GET", target, nil)
+			if code == 404 && strings.Contains(target, "$everything") {
+				break
+			}
+			if code != 200 {
+				t.Fatalf("%s: %d %s", target, code, body)
+			}
+			pages++
+			b := decode(t, body)
+			if pageNo == 0 {
+				total = b.Total
+			}
+			for _, e := range b.Entry {
+				if env.forbidden[e.Resource.ID] {
+					t.Fatalf("%s: page holds forbidden %s/%s", target, e.Resource.ResourceType, e.Resource.ID)
+				}
+				if e.Search.Mode == "match" {
+					seen[e.Resource.ID] = true
+				}
+			}
+			target = b.link("next")
+		}
+		if total != nil && *total != len(seen) {
+			t.Fatalf("total %d, but %d matches across pages", *total, len(seen))
+		}
+	}
+	t.Logf("150 searches, %d pages", pages)
 }

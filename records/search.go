@@ -500,12 +500,19 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 		return Page{}, err
 	}
 	if err != nil || src.MemberID != v.Org || v.Org == "" {
-		// Unknown, or another member's patient: an empty result, like a patient with no data.
-		if r.search.Total != fhir.TotalNone || r.search.SummaryCount {
-			zero := 0
-			return Page{Search: r.search, Total: &zero}, x.audit(ctx, r, d, nil)
+		// Unknown, or another member's patient: an empty result, like a patient with no
+		// data. The log keeps the difference.
+		ev := event(v, audit.Query, "", r.at)
+		ev.Outcome, ev.Reason = audit.Deny, "unknown-or-foreign-patient"
+		ev.Query = x.hash.HashQuery(r.query, audit.PHIParams())
+		if err := x.svc.appendAudit(ctx, ev); err != nil {
+			return Page{}, err
 		}
-		return Page{Search: r.search}, x.audit(ctx, r, d, nil)
+		page := Page{Search: r.search}
+		if r.search.Total != fhir.TotalNone || r.search.SummaryCount {
+			page.Total = new(int)
+		}
+		return page, nil
 	}
 	person := string(src.PersonID)
 	sources, err := x.svc.mpi.Sources(ctx, src.PersonID)
