@@ -3,6 +3,8 @@ package exchange
 import (
 	"bytes"
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -505,4 +507,120 @@ func BenchmarkMLLPIngest(b *testing.B) {
 	b.ReportMetric(float64(b.N)/el.Seconds(), "msgs/s")
 	b.ReportMetric(float64(written)/el.Seconds(), "resources/s")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "ack-p99-ms")
+}
+
+func TestHL7IntakeAuthenticate(t *testing.T) {
+	e := newHL7Env(t)
+	ctx := context.Background()
+	other, err := e.dir.AddMember(ctx, "Other Clinic", "2.16.840.1.113883.3.7777")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, err := range []error{
+		e.dir.AddHL7Address(ctx, other.ID, "10.9.0.0/16"),
+		e.dir.AddHL7Address(ctx, other.ID, "127.0.0.0/8"),
+		e.dir.AddHL7CertName(ctx, other.ID, "lis.other.example"),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	tcp := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 4000} }
+	tests := []struct {
+		name string
+		conn hl7v2.ConnInfo
+		want string
+		ok   bool
+	}{
+		{"allowlisted address", hl7v2.ConnInfo{RemoteAddr: tcp("10.9.1.1")}, other.ID, true},
+		{"shared address: attributed per message", hl7v2.ConnInfo{RemoteAddr: tcp("127.0.0.1")}, "", true},
+		{"unknown address", hl7v2.ConnInfo{RemoteAddr: tcp("192.0.2.1")}, "", false},
+		{"registered certificate", hl7v2.ConnInfo{RemoteAddr: tcp("192.0.2.1"), TLS: true,
+			PeerCert: &x509.Certificate{Subject: pkix.Name{CommonName: "Other LIS"}, DNSNames: []string{"lis.other.example"}}}, other.ID, true},
+		{"unknown certificate, even from an allowlisted address", hl7v2.ConnInfo{RemoteAddr: tcp("10.9.1.1"), TLS: true,
+			PeerCert: &x509.Certificate{Subject: pkix.Name{CommonName: "lis.evil.example"}}}, "", false},
+	}
+	for _, tt := range tests {
+		got, err := e.intake.Authenticate(ctx, tt.conn)
+		if got != tt.want || (err == nil) != tt.ok {
+			t.Errorf("%s: %q, %v; want %q, ok %v", tt.name, got, err, tt.want, tt.ok)
+		}
+	}
+
+	// On the shared loopback each message is attributed by MSH-4 to one of the members
+	// sharing it; a member that is not among them is refused.
+	c := mllpClient(t, e.addr)
+	if ack, _ := send(t, c, oruR01("S1", pidA)); ack != "AA" {
+		t.Errorf("shared address, registered facility: %s", ack)
+	}
+	third, err := e.dir.AddMember(ctx, "Third Lab", "2.16.840.1.113883.3.6666")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dir.AddHL7Sender(ctx, third.ID, "", "THIRD"); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Replace(oruR01("S2", strings.Replace(pidA, "GENFAC&2.16.840.1.113883.3.9999", "THIRD&2.16.840.1.113883.3.6666", 1)),
+		"GENFAC^2.16.840.1.113883.3.9999^ISO", "THIRD", 1)
+	if ack, code := send(t, c, msg); ack != "AE" || code != "204" {
+		t.Errorf("facility of a member not allowed on this address: %s %s, want AE 204", ack, code)
+	}
+}
+
+func TestHL7IntakeConcurrentDuplicates(t *testing.T) {
+	e := newHL7Env(t)
+	const n = 6
+	clients := make([]*hl7v2.Client, n)
+	for i := range clients {
+		clients[i] = mllpClient(t, e.addr)
+	}
+	// The same new patient's message, sent on n connections at once (a sender that timed
+	// out and resent on a new connection): one copy is stored, every copy gets AA.
+	var wg sync.WaitGroup
+	acks := make([]string, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			ack, err := clients[i].Send(ctx, []byte(oruR01("X1", pidA)))
+			if err != nil {
+				acks[i] = err.Error()
+				return
+			}
+			acks[i] = ack.Get("MSA-1")
+		}()
+	}
+	wg.Wait()
+	for i, a := range acks {
+		if a != "AA" {
+			t.Errorf("copy %d: %s", i, a)
+		}
+	}
+	for typ, want := range map[string]int{"Patient": 1, "DiagnosticReport": 1, "Observation": 3} {
+		if got := e.count(t, typ); got != want {
+			t.Errorf("%d %s, want %d", got, typ, want)
+		}
+	}
+	// Different messages about the same new patient, at once: the Patient is created once.
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			ack, err := clients[i].Send(ctx, []byte(oruR01("Y"+itoa(i), pidB)))
+			if err != nil || ack.Get("MSA-1") != "AA" {
+				acks[i] = "failed"
+			}
+		}()
+	}
+	wg.Wait()
+	if got := e.count(t, "Patient"); got != 2 {
+		t.Errorf("%d Patients after concurrent messages about a new one, want 2", got)
+	}
+	if got := e.count(t, "Observation"); got != 3+3*n {
+		t.Errorf("%d Observations, want %d", got, 3+3*n)
+	}
 }
