@@ -466,19 +466,18 @@ func likeEscape(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
-// ExplainableSelect returns the SQL and arguments Search would run for q, for EXPLAIN in
-// tests and benchmarks.
-func ExplainableSelect(q Query) (string, []any) {
-	sql, args, _ := buildSelect(q)
-	return sql, args
-}
-
-// Explain returns PostgreSQL's plan for sql, one line per row.
-func (s *Store) Explain(ctx context.Context, sql string, args []any) ([]string, error) {
+// Explain returns PostgreSQL's plan (EXPLAIN, not ANALYZE) for the statement Search would
+// run for q, one line per row, so tests and benchmarks can check which indexes it uses.
+func (s *Store) Explain(ctx context.Context, q Query) ([]string, error) {
+	const op = "fhir.store.Explain"
+	sql, args, err := buildSelect(q)
+	if err != nil {
+		return nil, errs.E(op, err)
+	}
 	rows, err := s.db.Query(ctx, "EXPLAIN "+sql, args...)
 	if err != nil {
-		return nil, db.Map("fhir.store.Explain", err)
+		return nil, db.Map(op, err)
 	}
 	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return out, db.Map("fhir.store.Explain", err)
+	return out, db.Map(op, err)
 }

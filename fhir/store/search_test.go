@@ -202,8 +202,7 @@ func TestSearchIncludeHelpersAndExplain(t *testing.T) {
 	// The lab query plan reaches the rows through the compartment index, not a scan of
 	// every resource.
 	sq := mustQuery(t, "category=laboratory&_sort=-date")
-	sql, args := store.ExplainableSelect(store.Query{Type: "Observation", Clauses: sq.Clauses, Sort: sq.Sort, Patients: []string{"p1"}, Limit: 50})
-	rows, err := s.Explain(ctx, sql, args)
+	rows, err := s.Explain(ctx, store.Query{Type: "Observation", Clauses: sq.Clauses, Sort: sq.Sort, Patients: []string{"p1"}, Limit: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
