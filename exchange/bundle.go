@@ -508,10 +508,14 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 }
 
 // sourceWrite is the store.Write of res as member's record: labelled with its source
-// (meta.source and the source-member tag). Every intake path builds its writes here.
+// (meta.source and the source-member tag) and with the consent labels the rules derive
+// from its codes. Every intake path (Ingest and the bundles' bulk path) builds its writes
+// here, so none can skip a label.
 func (s *Server) sourceWrite(member directory.Member, res *fhir.Resource, id string) store.Write {
-	return store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
+	w := store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
 		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+	w.Security = append(w.Security, ingestLabels(res)...) // consent labels by rule (exchange/consent.go)
+	return w
 }
 
 // bulkCreatable reports whether a new resource of typ can skip Ingest's per-resource

@@ -352,6 +352,18 @@ func TestTransactionAndBatch(t *testing.T) {
 	if env.count(t, env.a.ID, "Observation") != 2 || env.count(t, env.a.ID, "Encounter") != 0 {
 		t.Fatalf("after batch: observations %d encounters %d; want 2, 0", env.count(t, env.a.ID, "Observation"), env.count(t, env.a.ID, "Encounter"))
 	}
+	// The bulk path labels like Ingest: an HIV test result gets the HIV and R labels.
+	hiv := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"7918-6"}]},"subject":{"reference":"Patient/` + pid + `"}},"request":{"method":"POST","url":"Observation"}}]}`)
+	st, body, _ = do(t, "POST", env.base, ta, hiv)
+	resp = txResponse{}
+	if err := json.Unmarshal(body, &resp); st != 200 || err != nil || len(resp.Entry) != 1 {
+		t.Fatalf("HIV transaction = %d %s", st, body)
+	}
+	var stored []byte
+	env.pool.QueryRow(ctx, `SELECT body FROM fhir_resources WHERE type = 'Observation' AND id = $1`, strings.Split(resp.Entry[0].Response.Location, "/")[1]).Scan(&stored)
+	if !strings.Contains(string(stored), `"code":"HIV"`) || !strings.Contains(string(stored), `"code":"R"`) {
+		t.Fatalf("bulk-created HIV result is not labelled: %s", stored)
+	}
 }
 
 // syntheaFiles returns the raw Synthea bundles, or skips.

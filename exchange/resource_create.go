@@ -97,7 +97,6 @@ func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Mem
 func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string) (store.Stored, int, error) {
 	const op = "exchange.Ingest"
 	w := s.sourceWrite(member, res, id)
-	w.Security = append(w.Security, ingestLabels(res)...) // consent labels by rule (exchange/consent.go)
 	if res.ResourceType == "Patient" {
 		mrn, demo, err := patientIdentity(res, member)
 		if err != nil {
