@@ -1,0 +1,376 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
+)
+
+// Discloser is the enforcement point's single-resource decision: *records.Service. A nil
+// error permits (and was audited as a permit); errs.NotFound is a denial (audited with
+// its reason); any other error means the decision could not be made.
+type Discloser interface {
+	Read(ctx context.Context, v records.Viewer, typ, id string) (store.Stored, error)
+}
+
+// Persons finds the person of a member's Patient: *mpistore.Store.
+type Persons interface {
+	SourceByPatient(ctx context.Context, q db.Querier, patientID string) (mpistore.Source, error)
+}
+
+// DispatcherConfig tunes the dispatcher. Zero values take the defaults in brackets.
+type DispatcherConfig struct {
+	FHIRBase             string        // Concord's FHIR base, for references in notifications
+	ClientID             string        // the audit's client for notification disclosures ["concord-notify"]
+	Batch                int           // rows claimed per pass [32]
+	Interval             time.Duration // poll interval when idle [1 s]
+	Lease                time.Duration // a claimed delivery is retried after this if its sender died [60 s]
+	BaseBackoff          time.Duration // first retry delay [2 s]; doubled per attempt, with jitter
+	MaxBackoff           time.Duration // retry delay cap [1 h]
+	MaxHandshakeAttempts int           // then the subscription is error [5]
+}
+
+// Dispatcher moves notification events from the outbox to subscribers. It is safe to run
+// several (in one or many processes): every claim is SELECT ... FOR UPDATE SKIP LOCKED.
+type Dispatcher struct {
+	pool    *pgxpool.Pool
+	store   *Store
+	persons Persons
+	records Discloser
+	client  *http.Client
+	cfg     DispatcherConfig
+	log     *slog.Logger
+}
+
+// NewDispatcher returns a dispatcher. client must come from NewClient.
+func NewDispatcher(pool *pgxpool.Pool, st *Store, persons Persons, rec Discloser, client *http.Client, cfg DispatcherConfig, log *slog.Logger) *Dispatcher {
+	if cfg.ClientID == "" {
+		cfg.ClientID = "concord-notify"
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 32
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	if cfg.Lease <= 0 {
+		cfg.Lease = 60 * time.Second
+	}
+	if cfg.BaseBackoff <= 0 {
+		cfg.BaseBackoff = 2 * time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = time.Hour
+	}
+	if cfg.MaxHandshakeAttempts <= 0 {
+		cfg.MaxHandshakeAttempts = 5
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Dispatcher{pool: pool, store: st, persons: persons, records: rec, client: client, cfg: cfg, log: log}
+}
+
+// Start runs the dispatcher until stop is called; stop waits for the loop to end.
+func (d *Dispatcher) Start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.Run(ctx)
+	}()
+	return func() { cancel(); wg.Wait() }
+}
+
+// Run polls until ctx is done: fan out, deliver, and sleep Interval when a pass found
+// nothing. Errors are logged (without PHI) and retried on the next pass.
+func (d *Dispatcher) Run(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := d.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
+			d.log.Warn("notify dispatcher pass failed", "err", err)
+		}
+		if n > 0 && err == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(d.cfg.Interval):
+		}
+	}
+}
+
+// RunOnce makes one fan-out pass and one delivery pass and returns how many rows it
+// handled.
+func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
+	n, err := d.fanOut(ctx)
+	if err != nil {
+		return n, err
+	}
+	m, err := d.deliver(ctx)
+	return n + m, err
+}
+
+// backoff is the delay before retry number attempts (1-based): BaseBackoff doubled per
+// attempt, capped at MaxBackoff, uniformly jittered in [d/2, d).
+func (d *Dispatcher) backoff(attempts int) time.Duration {
+	b := d.cfg.BaseBackoff
+	for i := 1; i < attempts && b < d.cfg.MaxBackoff; i++ {
+		b *= 2
+	}
+	b = min(b, d.cfg.MaxBackoff)
+	return b/2 + rand.N(b/2+1)
+}
+
+type outboxRow struct {
+	id        int64
+	payload   []byte
+	attempts  int
+	createdAt time.Time
+}
+
+// fanOut claims pending encounter events and turns each into one numbered delivery per
+// subscription that wants it: the subscription is active, its member has the person on
+// a roster, the topic and filter match, and consent permits the disclosure to that
+// member (records audits the decision either way). The deliveries and the outbox row's
+// delivered_at commit together, so an event is fanned out once however often this runs.
+func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
+	const op = "notify.Dispatcher.fanOut"
+	n := 0
+	err := db.InTx(ctx, d.pool, func(tx db.Querier) error {
+		n = 0
+		rows, err := tx.Query(ctx, `SELECT id, payload, attempts, created_at FROM outbox_events
+			WHERE delivered_at IS NULL AND next_at <= now() AND topic = $1
+			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, OutboxTopicEncounter, d.cfg.Batch)
+		if err != nil {
+			return err
+		}
+		claimed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outboxRow, error) {
+			var o outboxRow
+			return o, r.Scan(&o.id, &o.payload, &o.attempts, &o.createdAt)
+		})
+		if err != nil {
+			return err
+		}
+		for _, o := range claimed {
+			n++
+			if err := d.fanOutOne(ctx, tx, o); err != nil {
+				if errs.CodeOf(err) != errs.Unavailable {
+					return err
+				}
+				// Consent or a lookup could not be decided: nothing of this event was
+				// written; try it again later.
+				d.log.Warn("notify: event postponed", "outbox_id", o.id, "err", err)
+				if _, err := tx.Exec(ctx, `UPDATE outbox_events SET attempts = attempts + 1, next_at = now() + make_interval(secs => $2) WHERE id = $1`,
+					o.id, d.backoff(o.attempts+1).Seconds()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, errs.E(op, errs.Unavailable, "fan-out failed", err)
+	}
+	return n, nil
+}
+
+func (d *Dispatcher) fanOutOne(ctx context.Context, tx db.Querier, o outboxRow) error {
+	var ev EncounterEvent
+	if err := json.Unmarshal(o.payload, &ev); err != nil {
+		return errs.E("notify.fanOut", errs.Internal, "malformed outbox payload", err)
+	}
+	var subs []Subscription
+	src, err := d.persons.SourceByPatient(ctx, tx, ev.PatientID)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		// The Patient is in no person (not linked): nobody can have it on a roster.
+	case err != nil:
+		return errs.E("notify.fanOut", errs.Unavailable, "person lookup failed", err)
+	default:
+		entries, err := d.store.RostersWithPerson(ctx, tx, src.PersonID)
+		if err != nil {
+			return err
+		}
+		members := make([]string, 0, len(entries))
+		for _, e := range entries {
+			members = append(members, e.MemberID)
+		}
+		if len(members) > 0 {
+			rows, err := tx.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE status = 'active' AND member_id = ANY($1) ORDER BY id`, members)
+			if err != nil {
+				return errs.E("notify.fanOut", errs.Unavailable, "subscription lookup failed", err)
+			}
+			all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSub(r) })
+			if err != nil {
+				return errs.E("notify.fanOut", errs.Unavailable, "subscription lookup failed", err)
+			}
+			for _, s := range all {
+				if s.Wants(ev) {
+					subs = append(subs, s)
+				}
+			}
+		}
+	}
+	// Decide every recipient before writing anything, so a failed decision leaves the
+	// event untouched for the retry.
+	var permitted []Subscription
+	for _, s := range subs {
+		v := records.Viewer{Client: d.cfg.ClientID, Org: s.MemberID, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment,
+			RequestID: fmt.Sprintf("notify-%d-%s", o.id, s.ID)}
+		_, err := d.records.Read(ctx, v, "Encounter", ev.EncounterID)
+		switch {
+		case err == nil:
+			permitted = append(permitted, s)
+		case errs.CodeOf(err) == errs.NotFound:
+			// Denied (or the Encounter is gone): audited by records; this member hears nothing.
+		default:
+			return errs.E("notify.fanOut", errs.Unavailable, "consent decision failed", err)
+		}
+	}
+	for _, s := range permitted {
+		if _, err := tx.Exec(ctx, `WITH n AS (UPDATE notify_subscriptions SET events = events + 1, updated_at = now() WHERE id = $1 RETURNING events)
+			INSERT INTO notify_deliveries (subscription_id, kind, event_number, outbox_id, focus, event_at)
+			SELECT $1, 'event-notification', n.events, $2, $3, $4 FROM n`, s.ID, o.id, "Encounter/"+ev.EncounterID, o.createdAt); err != nil {
+			return errs.E("notify.fanOut", errs.Unavailable, "could not queue a notification", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE outbox_events SET delivered_at = now(), attempts = attempts + 1 WHERE id = $1`, o.id); err != nil {
+		return errs.E("notify.fanOut", errs.Unavailable, "could not settle the outbox event", err)
+	}
+	return nil
+}
+
+type claimedDelivery struct {
+	id          int64
+	kind        string
+	eventNumber int64
+	focus       string
+	at          time.Time
+	attempts    int
+	sub         Subscription
+}
+
+// deliver claims due deliveries by moving their next_at a lease ahead (so a crashed
+// sender's claims come back), sends each, and records the outcome: delivered, or due
+// again after a backoff.
+func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
+	const op = "notify.Dispatcher.deliver"
+	rows, err := d.pool.Query(ctx, `UPDATE notify_deliveries d SET attempts = d.attempts + 1, next_at = now() + make_interval(secs => $2)
+		FROM notify_subscriptions s
+		WHERE s.id = d.subscription_id AND d.id IN (
+			SELECT x.id FROM notify_deliveries x JOIN notify_subscriptions y ON y.id = x.subscription_id
+			WHERE x.delivered_at IS NULL AND x.next_at <= now()
+			  AND (x.kind = 'handshake' AND y.status = 'requested' OR x.kind <> 'handshake' AND y.status = 'active')
+			ORDER BY x.id LIMIT $1 FOR UPDATE OF x SKIP LOCKED)
+		RETURNING d.id, d.kind, d.event_number, d.focus, d.event_at, d.attempts, `+subCols("s"),
+		d.cfg.Batch, d.cfg.Lease.Seconds())
+	if err != nil {
+		return 0, errs.E(op, errs.Unavailable, "claim failed", err)
+	}
+	claimed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimedDelivery, error) {
+		var c claimedDelivery
+		var headers []byte
+		var status string
+		s := &c.sub
+		err := r.Scan(&c.id, &c.kind, &c.eventNumber, &c.focus, &c.at, &c.attempts,
+			&s.ID, &s.MemberID, &s.Topic, &s.Filter, &s.Endpoint, &headers, &s.Payload, &status, &s.Events, &s.Reason, &s.End)
+		s.Status = Status(status)
+		_ = json.Unmarshal(headers, &s.Headers)
+		return c, err
+	})
+	if err != nil {
+		return 0, errs.E(op, errs.Unavailable, "claim failed", err)
+	}
+	for _, c := range claimed {
+		code, sendErr := d.send(ctx, c)
+		if err := d.settle(ctx, c, code, sendErr); err != nil {
+			return len(claimed), err
+		}
+	}
+	return len(claimed), nil
+}
+
+// send POSTs the notification Bundle to the subscription's endpoint with its headers.
+// It returns the HTTP status (0 when there was no answer).
+func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
+	n := Notification{FHIRBase: d.cfg.FHIRBase, Sub: c.sub, Type: c.kind, At: time.Now()}
+	n.Sub.Events = c.eventNumber
+	if c.kind == TypeEvent {
+		n.Events = []Notified{{EventNumber: c.eventNumber, Focus: c.focus, At: c.at.UTC().Format("2006-01-02T15:04:05.000Z07:00")}}
+	}
+	body, err := n.Bundle()
+	if err != nil {
+		return 0, err
+	}
+	// The endpoint is re-checked at send time: the member's allowlist may have shrunk.
+	if _, _, err := ParseEndpoint(c.sub.Endpoint, d.store.allow); err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.sub.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return 0, errs.E("notify.send", errs.Invalid, "bad endpoint", err)
+	}
+	for _, h := range c.sub.Headers {
+		name, value, _ := strings.Cut(h, ":")
+		req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	req.Header.Set("Content-Type", "application/fhir+json")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, errs.E("notify.send", errs.Unavailable, "the receiver did not accept the notification")
+	}
+	return resp.StatusCode, nil
+}
+
+// settle records a send's outcome. A handshake that succeeds activates its
+// subscription; one that keeps failing sets it to error.
+func (d *Dispatcher) settle(ctx context.Context, c claimedDelivery, code int, sendErr error) error {
+	const op = "notify.Dispatcher.settle"
+	return db.InTx(ctx, d.pool, func(tx db.Querier) error {
+		if sendErr == nil {
+			if _, err := tx.Exec(ctx, `UPDATE notify_deliveries SET delivered_at = now(), last_status = $2 WHERE id = $1`, c.id, code); err != nil {
+				return errs.E(op, errs.Unavailable, "could not record the delivery", err)
+			}
+			if c.kind == TypeHandshake {
+				_, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'active', updated_at = now() WHERE id = $1 AND status = 'requested'`, c.sub.ID)
+				return err
+			}
+			return nil
+		}
+		d.log.Info("notify: delivery failed; will retry", "delivery", c.id, "subscription", c.sub.ID, "status", code, "attempt", c.attempts)
+		if _, err := tx.Exec(ctx, `UPDATE notify_deliveries SET next_at = now() + make_interval(secs => $2), last_status = $3 WHERE id = $1`,
+			c.id, d.backoff(c.attempts).Seconds(), code); err != nil {
+			return errs.E(op, errs.Unavailable, "could not record the failure", err)
+		}
+		if c.kind == TypeHandshake && c.attempts >= d.cfg.MaxHandshakeAttempts {
+			_, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = $1 AND status = 'requested'`, c.sub.ID)
+			return err
+		}
+		return nil
+	})
+}

@@ -1,0 +1,232 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+)
+
+// Store keeps rosters, registered endpoints and subscriptions in PostgreSQL. Every
+// method takes the Querier to run on, so callers put writes in their own transaction.
+type Store struct {
+	// allow is the client allowlist, so a registered or subscribed literal address that is
+	// not public is refused up front unless the dispatcher may dial it.
+	allow []netip.AddrPort
+}
+
+// NewStore returns a Store; allow is the same list as ClientConfig.Allow.
+func NewStore(allow []netip.AddrPort) *Store { return &Store{allow: allow} }
+
+// RosterEntry says that a member has one of its Patients (and so the Patient's person)
+// on a roster.
+type RosterEntry struct {
+	MemberID  string
+	GroupID   string
+	PatientID string
+}
+
+// PutRoster replaces the entries of the member's roster groupID with patientIDs in tx.
+// The caller has checked that each Patient is the member's own. A group id that belongs
+// to another member is errs.NotFound.
+func (s *Store) PutRoster(ctx context.Context, tx db.Querier, memberID, groupID string, patientIDs []string) error {
+	const op = "notify.Store.PutRoster"
+	tag, err := tx.Exec(ctx, `INSERT INTO notify_rosters (group_id, member_id) VALUES ($1, $2)
+		ON CONFLICT (group_id) DO UPDATE SET member_id = EXCLUDED.member_id WHERE notify_rosters.member_id = EXCLUDED.member_id`, groupID, memberID)
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "could not store the roster", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(op, errs.NotFound, "roster not found")
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM notify_roster_entries WHERE group_id = $1`, groupID); err != nil {
+		return errs.E(op, errs.Unavailable, "could not store the roster", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO notify_roster_entries (group_id, member_id, patient_id)
+		SELECT $1, $2, p FROM unnest($3::text[]) AS p ON CONFLICT DO NOTHING`, groupID, memberID, patientIDs); err != nil {
+		return errs.E(op, errs.Unavailable, "could not store the roster", err)
+	}
+	return nil
+}
+
+// RostersWithPerson answers "which members have this person in a roster": every roster
+// entry whose Patient the MPI links to person, one per member and Patient.
+func (s *Store) RostersWithPerson(ctx context.Context, q db.Querier, person mpistore.PersonID) ([]RosterEntry, error) {
+	const op = "notify.Store.RostersWithPerson"
+	rows, err := q.Query(ctx, `SELECT DISTINCT ON (e.member_id, e.patient_id) e.member_id, e.group_id, e.patient_id
+		FROM notify_roster_entries e JOIN mpi_source_records r ON r.patient_id = e.patient_id
+		WHERE r.person_id = $1 ORDER BY e.member_id, e.patient_id, e.group_id`, string(person))
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "roster lookup failed", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RosterEntry, error) {
+		var e RosterEntry
+		return e, r.Scan(&e.MemberID, &e.GroupID, &e.PatientID)
+	})
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "roster lookup failed", err)
+	}
+	return out, nil
+}
+
+// RegisterEndpoint records that member may subscribe with endpoints at rawURL's origin
+// (scheme, host and port). An operator action (directory administration), not a member
+// API.
+func (s *Store) RegisterEndpoint(ctx context.Context, q db.Querier, memberID, rawURL string) error {
+	_, o, err := ParseEndpoint(rawURL, s.allow)
+	if err != nil {
+		return err
+	}
+	if _, err := q.Exec(ctx, `INSERT INTO notify_endpoints (member_id, origin) VALUES ($1, $2) ON CONFLICT DO NOTHING`, memberID, o.String()); err != nil {
+		return errs.E("notify.Store.RegisterEndpoint", errs.Unavailable, "could not register the endpoint", err)
+	}
+	return nil
+}
+
+// checkEndpoint refuses an endpoint whose exact origin the member has not registered.
+func (s *Store) checkEndpoint(ctx context.Context, q db.Querier, memberID, endpoint string) error {
+	const op = "notify.Store.checkEndpoint"
+	_, o, err := ParseEndpoint(endpoint, s.allow)
+	if err != nil {
+		e := errs.E(op, errs.Invalid, errs.MessageOf(err), err)
+		e.Path = "Subscription.channel.endpoint"
+		return e
+	}
+	var ok bool
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notify_endpoints WHERE member_id = $1 AND origin = $2)`, memberID, o.String()).Scan(&ok); err != nil {
+		return errs.E(op, errs.Unavailable, "endpoint lookup failed", err)
+	}
+	if !ok {
+		e := errs.E(op, errs.Invalid, "channel.endpoint is not an endpoint registered to the member")
+		e.Path = "Subscription.channel.endpoint"
+		return e
+	}
+	return nil
+}
+
+// CreateSubscription stores sub (ID and MemberID set by the caller) as requested, after
+// checking its endpoint against the member's registered origins, and queues the
+// handshake in tx. The dispatcher makes it active when the handshake is answered 2xx.
+func (s *Store) CreateSubscription(ctx context.Context, tx db.Querier, sub Subscription) (Subscription, error) {
+	const op = "notify.Store.CreateSubscription"
+	if err := s.checkEndpoint(ctx, tx, sub.MemberID, sub.Endpoint); err != nil {
+		return Subscription{}, err
+	}
+	sub.Status, sub.Events = StatusRequested, 0
+	if sub.Headers == nil {
+		sub.Headers = []string{}
+	}
+	headers, _ := json.Marshal(sub.Headers)
+	body, err := sub.JSON()
+	if err != nil {
+		return Subscription{}, err
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO notify_subscriptions (id, member_id, topic, filter, endpoint, headers, payload, status, body)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, sub.ID, sub.MemberID, sub.Topic, sub.Filter, sub.Endpoint, headers, sub.Payload, string(sub.Status), body); err != nil {
+		return Subscription{}, errs.E(op, errs.Unavailable, "could not store the subscription", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO notify_deliveries (subscription_id, kind, event_number) VALUES ($1, 'handshake', 0)`, sub.ID); err != nil {
+		return Subscription{}, errs.E(op, errs.Unavailable, "could not queue the handshake", err)
+	}
+	return sub, nil
+}
+
+// subCols lists the columns scanSub reads, qualified by alias when it is not "".
+func subCols(alias string) string {
+	a := ""
+	if alias != "" {
+		a = alias + "."
+	}
+	return a + "id, " + a + "member_id, " + a + "topic, " + a + "filter, " + a + "endpoint, " + a + "headers, " + a + "payload, " +
+		a + "status, " + a + "events, coalesce(" + a + "body->>'reason', ''), coalesce(" + a + "body->>'end', '')"
+}
+
+var subColumns = subCols("")
+
+func scanSub(r pgx.Row) (Subscription, error) {
+	var s Subscription
+	var headers []byte
+	var status string
+	if err := r.Scan(&s.ID, &s.MemberID, &s.Topic, &s.Filter, &s.Endpoint, &headers, &s.Payload, &status, &s.Events, &s.Reason, &s.End); err != nil {
+		return Subscription{}, err
+	}
+	s.Status = Status(status)
+	_ = json.Unmarshal(headers, &s.Headers)
+	return s, nil
+}
+
+// Subscription returns the member's subscription id; another member's, or none, is
+// errs.NotFound.
+func (s *Store) Subscription(ctx context.Context, q db.Querier, memberID, id string) (Subscription, error) {
+	sub, err := scanSub(q.QueryRow(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE id = $1 AND member_id = $2`, id, memberID))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Subscription{}, errs.E("notify.Store.Subscription", errs.NotFound, "subscription not found")
+	}
+	if err != nil {
+		return Subscription{}, errs.E("notify.Store.Subscription", errs.Unavailable, "subscription lookup failed", err)
+	}
+	return sub, nil
+}
+
+// Subscriptions returns the member's subscriptions, oldest first.
+func (s *Store) Subscriptions(ctx context.Context, q db.Querier, memberID string) ([]Subscription, error) {
+	const op = "notify.Store.Subscriptions"
+	rows, err := q.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE member_id = $1 ORDER BY created_at, id`, memberID)
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSub(r) })
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
+	}
+	return out, nil
+}
+
+// DeleteSubscription removes the member's subscription and its undelivered
+// notifications; another member's, or none, is errs.NotFound.
+func (s *Store) DeleteSubscription(ctx context.Context, q db.Querier, memberID, id string) error {
+	tag, err := q.Exec(ctx, `DELETE FROM notify_subscriptions WHERE id = $1 AND member_id = $2`, id, memberID)
+	if err != nil {
+		return errs.E("notify.Store.DeleteSubscription", errs.Unavailable, "could not delete the subscription", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E("notify.Store.DeleteSubscription", errs.NotFound, "subscription not found")
+	}
+	return nil
+}
+
+// Notified is one numbered notification of a subscription, for $events.
+type Notified struct {
+	EventNumber int64
+	Focus       string
+	At          string // instant
+}
+
+// Events returns the subscription's event notifications numbered in [from, to] (to 0:
+// no upper bound), at most limit, by number.
+func (s *Store) Events(ctx context.Context, q db.Querier, subID string, from, to int64, limit int) ([]Notified, error) {
+	const op = "notify.Store.Events"
+	if to <= 0 {
+		to = 1<<62 - 1
+	}
+	rows, err := q.Query(ctx, `SELECT event_number, focus, to_char(event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+		FROM notify_deliveries WHERE subscription_id = $1 AND kind = 'event-notification' AND event_number BETWEEN $2 AND $3
+		ORDER BY event_number LIMIT $4`, subID, from, to, limit)
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "event lookup failed", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notified, error) {
+		var n Notified
+		return n, r.Scan(&n.EventNumber, &n.Focus, &n.At)
+	})
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "event lookup failed", err)
+	}
+	return out, nil
+}
