@@ -417,18 +417,11 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 	}
 	var out []byte
 	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if idempotencyKey != "" {
-			if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{"idempotency:" + idempotencyKey}); err != nil {
-				return err
+		if r, err := s.replayIdempotent(ctx, tx, member.ID, idempotencyKey); err != nil || r != nil {
+			if r != nil {
+				out = r.body
 			}
-			_, _, body, err := s.FHIR.Idempotent(ctx, tx, member.ID, idempotencyKey)
-			if err == nil {
-				out = body
-				return nil
-			}
-			if errs.CodeOf(err) != errs.NotFound {
-				return err
-			}
+			return err
 		}
 		resp, err := s.runEntries(ctx, tx, member, entries)
 		if err != nil {
@@ -438,10 +431,7 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 		if err != nil {
 			return err
 		}
-		if idempotencyKey != "" {
-			return s.FHIR.RememberIdempotent(ctx, tx, member.ID, idempotencyKey, http.StatusOK, "", out)
-		}
-		return nil
+		return s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, idempotentReply{status: http.StatusOK, body: out})
 	})
 	return out, err
 }
@@ -550,4 +540,39 @@ func (s *Server) cachedCompartment(ctx context.Context, tx db.Querier, member di
 	}
 	cache[key] = id
 	return id, nil
+}
+
+// idempotentReply is a response remembered under a member's idempotency key.
+type idempotentReply struct {
+	status   int
+	location string
+	body     []byte
+}
+
+// replayIdempotent serializes on the member's key in tx and returns the remembered reply,
+// or nil when the key is new (or ""). The caller then writes and calls
+// rememberIdempotent in the same tx, so a retried request is stored at most once.
+func (s *Server) replayIdempotent(ctx context.Context, tx db.Querier, memberID, key string) (*idempotentReply, error) {
+	if key == "" {
+		return nil, nil
+	}
+	if err := s.FHIR.LockConditions(ctx, tx, memberID, []string{"idempotency:" + key}); err != nil {
+		return nil, err
+	}
+	status, loc, body, err := s.FHIR.Idempotent(ctx, tx, memberID, key)
+	switch {
+	case err == nil:
+		return &idempotentReply{status: status, location: loc, body: body}, nil
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil, nil
+	}
+	return nil, err
+}
+
+// rememberIdempotent stores the reply to a non-empty key in tx.
+func (s *Server) rememberIdempotent(ctx context.Context, tx db.Querier, memberID, key string, r idempotentReply) error {
+	if key == "" {
+		return nil
+	}
+	return s.FHIR.RememberIdempotent(ctx, tx, memberID, key, r.status, r.location, r.body)
 }

@@ -259,6 +259,14 @@ func TestConditionalCreateConcurrent(t *testing.T) {
 	if created != 1 || env.count(t, env.a.ID, "Organization") != 1 {
 		t.Fatalf("%d created, %d stored; want exactly 1", created, env.count(t, env.a.ID, "Organization"))
 	}
+	// Idempotency-Key on a plain create: a retry gets the first reply, nothing new.
+	obs := obsJSON("", "", "x")
+	obs = []byte(strings.Replace(string(obs), `,"subject":{"reference":"Patient/"}`, "", 1))
+	st1, b1, h1 := do(t, "POST", env.base+"/Observation", ta, obs, "Idempotency-Key", "retry-1")
+	st2, b2, h2 := do(t, "POST", env.base+"/Observation", ta, obs, "Idempotency-Key", "retry-1")
+	if st1 != 201 || st2 != 201 || string(b1) != string(b2) || h1.Get("Location") != h2.Get("Location") || env.count(t, env.a.ID, "Observation") != 1 {
+		t.Fatalf("idempotent create: %d %d, same body %v, %d stored", st1, st2, string(b1) == string(b2), env.count(t, env.a.ID, "Observation"))
+	}
 	// Another member's matching resource is not a match: B gets its own.
 	if st, _, _ := do(t, "POST", env.base+"/Organization", env.token(t, env.b.ID, allScopes), org, "If-None-Exist", "identifier=http://hl7.org/fhir/sid/us-npi|1234567893"); st != 201 {
 		t.Fatalf("B's conditional create = %d; want 201", st)

@@ -62,19 +62,34 @@ func (s *Server) createResource(c echo.Context) error {
 	var stored store.Stored
 	status := http.StatusCreated
 	cond := c.Request().Header.Get("If-None-Exist")
+	var idem string // a retry with the same Idempotency-Key gets the first reply and writes nothing
+	if k := c.Request().Header.Get("Idempotency-Key"); k != "" {
+		idem = "create:" + typ + ":" + k
+	}
+	var replay *idempotentReply
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if cond != "" {
-			stored, status, err = s.createIfNoneExist(ctx, tx, member, res, cond)
+		if replay, err = s.replayIdempotent(ctx, tx, member.ID, idem); err != nil || replay != nil {
 			return err
 		}
-		stored, status, err = s.Ingest(ctx, tx, member, res)
-		return err
+		if cond != "" {
+			stored, status, err = s.createIfNoneExist(ctx, tx, member, res, cond)
+		} else {
+			stored, status, err = s.Ingest(ctx, tx, member, res)
+		}
+		if err != nil {
+			return err
+		}
+		return s.rememberIdempotent(ctx, tx, member.ID, idem, idempotentReply{status: status, location: s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version), body: stored.Body})
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
 	}
 	if err != nil {
 		return err
+	}
+	if replay != nil {
+		c.Response().Header().Set("Location", replay.location)
+		return c.Blob(replay.status, mimeFHIR, replay.body)
 	}
 	loc := s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version)
 	c.Response().Header().Set("Location", loc)
