@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -110,4 +111,42 @@ func EnsureDefaultPolicies(ctx context.Context, pool *pgxpool.Pool, store *conse
 		return err
 	})
 	return n, err
+}
+
+// Directive returns the current version of directive id (a patient's or a default
+// policy), errs.NotFound when there is none, errs.Unavailable when it cannot be read.
+func (d *StoreDirectives) Directive(ctx context.Context, q db.Querier, id consent.DirectiveID) (consent.Directive, error) {
+	const op = "records.StoreDirectives.Directive"
+	if q == nil {
+		q = d.pool
+	}
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	var res []byte
+	var title string
+	err := q.QueryRow(ctx, `SELECT resource, title FROM consent_directives WHERE directive_id = $1 AND valid_to IS NULL`, string(id)).Scan(&res, &title)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return consent.Directive{}, errs.E(op, errs.NotFound, "consent not found")
+	}
+	if err != nil {
+		return consent.Directive{}, unavailable(op, err)
+	}
+	dir, err := consent.ParseConsent(res, time.UTC)
+	if err != nil {
+		return consent.Directive{}, errs.E(op, errs.Internal, "stored directive does not parse", err)
+	}
+	dir.Title = title
+	return dir, nil
+}
+
+// AsOf returns the directives that were stored at transaction time at, for as-of
+// questions ("could Clinic B see the labs on 3 March?"): consent.Store.LoadAt.
+func (d *StoreDirectives) AsOf(ctx context.Context, person string, at time.Time) ([]consent.Directive, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	dirs, err := d.store.LoadAt(ctx, d.pool, person, at)
+	if err != nil {
+		return nil, unavailable("records.StoreDirectives.AsOf", err)
+	}
+	return dirs, nil
 }

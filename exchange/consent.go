@@ -1,0 +1,387 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
+)
+
+// Code systems of the security labels ingest adds.
+const (
+	systemActCode         = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+	systemConfidentiality = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
+)
+
+// defaultLabeler is the labeler over the value sets embedded in package consent. It is an
+// immutable value computed once from constant data (building it takes about 0.4 ms), not
+// a registry; a deployment that configures its own value sets passes a Labeler instead.
+var defaultLabeler = sync.OnceValues(consent.DefaultLabeler)
+
+// ingestLabels returns the security labels ingest adds to res by rule (consent.Labeler:
+// substance use, mental health, HIV, violence, sexual health, and R with any of them), as
+// codings for store.Write.Security. Labels the member sent stay: Stamp appends and never
+// removes, and labels the rules derive from the codes are derived again on every write,
+// so a client cannot drop them. If the labeler cannot be built, the resource is labelled
+// R (restricted): it cannot be shown to be unrestricted.
+func ingestLabels(res *fhir.Resource) []fhir.Coding {
+	l, err := defaultLabeler()
+	var codes []string
+	if err != nil {
+		codes = []string{consent.LabelRestricted}
+	} else {
+		codes = l.Labels(res.Bytes())
+	}
+	if len(codes) == 0 {
+		return nil
+	}
+	out := make([]fhir.Coding, 0, len(codes))
+	for _, c := range codes {
+		sys := systemActCode
+		if c == consent.LabelRestricted || c == consent.LabelVeryRestrict {
+			sys = systemConfidentiality
+		}
+		out = append(out, fhir.Coding{System: sys, Code: c})
+	}
+	return out
+}
+
+// ConsentAudit is the audit log as the consent endpoints use it (audit.Log): changes are
+// appended in the saving transaction, reads before the response leaves.
+type ConsentAudit interface {
+	Append(ctx context.Context, ev audit.Event) error
+	AppendTx(ctx context.Context, tx db.Querier, evs ...audit.Event) error
+}
+
+// ConsentDeps are what the consent endpoints need beyond the exchange's Deps.
+type ConsentDeps struct {
+	Store      *consent.Store
+	Directives *records.StoreDirectives // current and as-of reads, directives by id
+	Cache      consent.VersionedSource  // current directives for previews (the Redis cache); nil: Directives
+	BreakGlass *records.BreakGlassStore
+	Policy     consent.BreakGlassPolicy // MaxDuration from config BreakGlass (default 60 min)
+	Audit      ConsentAudit
+}
+
+// ConsentAPI serves consent directives as FHIR Consent, break-the-glass declarations and
+// the consent preview on the exchange's FHIR base.
+type ConsentAPI struct {
+	s *Server
+	ConsentDeps
+}
+
+// NewConsentAPI returns the consent routes of s.
+func NewConsentAPI(s *Server, d ConsentDeps) *ConsentAPI {
+	if d.Cache == nil {
+		d.Cache = d.Directives
+	}
+	return &ConsentAPI{s: s, ConsentDeps: d}
+}
+
+// Register mounts the consent routes on e, behind the exchange's media-type check and
+// bearer-token authentication:
+//
+//	POST /fhir/Consent                          file a patient's directive (system/Consent.c)
+//	PUT  /fhir/Consent/:id                      a new version of it (system/Consent.u; If-Match W/"n")
+//	GET  /fhir/Consent/:id                      read it (system/Consent.r)
+//	GET  /fhir/Consent?patient=                 the patient's current directives (system/Consent.s)
+//	POST /fhir/$break-glass                     declare an emergency (system/BreakGlass.c, named explicitly)
+//	GET  /fhir/Patient/:id/$consent-preview     what an organization would see (system/Consent.r)
+//
+// A member names patients by its own Patient ids; a Patient that is not the member's own
+// answers like one that does not exist.
+func (a *ConsentAPI) Register(e *echo.Echo) {
+	mw := []echo.MiddlewareFunc{a.s.fhirMedia, a.s.authenticate}
+	e.POST("/fhir/Consent", a.createConsent, mw...)
+	e.PUT("/fhir/Consent/:id", a.updateConsent, mw...)
+	e.GET("/fhir/Consent/:id", a.readConsent, mw...)
+	e.GET("/fhir/Consent", a.searchConsent, mw...)
+	e.POST("/fhir/$break-glass", a.declareBreakGlass, mw...)
+	e.GET("/fhir/Patient/:id/$consent-preview", a.previewConsent, mw...)
+}
+
+// memberPerson returns the person behind the member's own Patient patientID ("Patient/"
+// prefix allowed). Another member's Patient, or none, is errs.NotFound.
+func (a *ConsentAPI) memberPerson(ctx context.Context, q db.Querier, member, patientID string) (string, error) {
+	const op = "exchange.memberPerson"
+	patientID = strings.TrimPrefix(patientID, "Patient/")
+	st, err := a.s.FHIR.Get(ctx, q, "Patient", patientID)
+	if err != nil || st.MemberID != member {
+		if err != nil && errs.CodeOf(err) != errs.NotFound {
+			return "", err
+		}
+		return "", errs.E(op, errs.NotFound, "patient not found")
+	}
+	src, err := a.s.MPI.SourceByPatient(ctx, q, patientID)
+	if err != nil {
+		return "", err
+	}
+	return string(src.PersonID), nil
+}
+
+// memberPatient returns the member's own Patient id for person, errs.NotFound if it has none.
+func (a *ConsentAPI) memberPatient(ctx context.Context, member, person string) (string, error) {
+	srcs, err := a.s.MPI.Sources(ctx, mpistore.PersonID(person))
+	if err != nil {
+		return "", err
+	}
+	for _, s := range srcs {
+		if s.MemberID == member {
+			return s.PatientID, nil
+		}
+	}
+	return "", errs.E("exchange.memberPatient", errs.NotFound, "consent not found")
+}
+
+// consentEvent starts an audit event for the calling system about person.
+func consentEvent(c echo.Context, action audit.Action, person string) audit.Event {
+	v := viewer(c)
+	return audit.Event{Action: action, Outcome: audit.Permit, Client: v.Client, Org: v.Org, Role: v.Role, Purpose: v.Purpose,
+		Patient: person, TokenID: v.TokenID, RequestID: v.RequestID, SourceIP: v.SourceIP}
+}
+
+// formatForMember writes d as FHIR with the member's own Patient id as its patient.
+func formatForMember(d consent.Directive, patientID string) ([]byte, error) {
+	d.PersonID = patientID
+	return consent.FormatConsent(d)
+}
+
+// parseMemberConsent reads a Consent body strictly (the R4 parser, then ParseConsent);
+// it must be a patient's directive. A non-empty id replaces the body's id (a create's
+// server-assigned id).
+func (a *ConsentAPI) parseMemberConsent(c echo.Context, id string) (consent.Directive, error) {
+	body, err := a.s.readBody(c)
+	if err != nil {
+		return consent.Directive{}, err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return consent.Directive{}, err
+	}
+	if res.ResourceType != "Consent" {
+		return consent.Directive{}, errs.E("exchange.parseMemberConsent", errs.Invalid, "resourceType must be Consent")
+	}
+	if id != "" {
+		if res, err = res.Stamp(fhir.Stamp{ID: id}); err != nil {
+			return consent.Directive{}, err
+		}
+	}
+	d, err := consent.ParseConsent(res.Bytes(), time.UTC)
+	if err != nil {
+		return consent.Directive{}, err
+	}
+	if d.Kind != consent.KindPatient {
+		e := errs.E("exchange.parseMemberConsent", errs.Invalid, "a member files a patient's directive: Consent.patient is required")
+		e.Path = "Consent.patient"
+		return consent.Directive{}, e
+	}
+	return d, nil
+}
+
+// createConsent handles POST [base]/Consent: a new directive with a server-assigned id.
+func (a *ConsentAPI) createConsent(c echo.Context) error {
+	if err := require(c, "Consent", 'c'); err != nil {
+		return err
+	}
+	d, err := a.parseMemberConsent(c, store.NewID())
+	if err != nil {
+		return err
+	}
+	d.Version = 0
+	return a.saveConsent(c, d, http.StatusCreated)
+}
+
+// updateConsent handles PUT [base]/Consent/{id}: a new version of the patient's directive
+// (or a new directive with that id). If-Match W/"n" makes it conditional on version n.
+func (a *ConsentAPI) updateConsent(c echo.Context) error {
+	const op = "exchange.updateConsent"
+	if err := require(c, "Consent", 'u'); err != nil {
+		return err
+	}
+	d, err := a.parseMemberConsent(c, "")
+	if err != nil {
+		return err
+	}
+	if string(d.ID) != c.Param("id") {
+		e := errs.E(op, errs.Invalid, "Consent.id must equal the id in the URL")
+		e.Path = "Consent.id"
+		return e
+	}
+	d.Version = 0
+	if m := c.Request().Header.Get("If-Match"); m != "" {
+		n, err := strconv.Atoi(strings.Trim(strings.TrimPrefix(m, "W/"), `"`))
+		if err != nil || n < 1 {
+			return errs.E(op, errs.Invalid, "If-Match must be W/\"version\"")
+		}
+		d.Version = n + 1
+	}
+	return a.saveConsent(c, d, http.StatusOK)
+}
+
+// saveConsent saves d (PersonID still the member's Patient id) for the person, with its
+// ConsentChange audit event in the same transaction, and answers with the stored version.
+func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int) error {
+	const op = "exchange.saveConsent"
+	ctx := c.Request().Context()
+	p := principal(c)
+	patientID := strings.TrimPrefix(d.PersonID, "Patient/")
+	var saved consent.Directive
+	err := db.InTx(ctx, a.s.Pool, func(tx db.Querier) error {
+		person, err := a.memberPerson(ctx, tx, p.MemberID, patientID)
+		if errs.CodeOf(err) == errs.NotFound {
+			e := errs.E(op, errs.Invalid, "the Consent's patient is not one of the member's patients", err)
+			e.Path = "Consent.patient"
+			return e
+		}
+		if err != nil {
+			return err
+		}
+		if cur, err := a.Directives.Directive(ctx, tx, d.ID); err == nil && (cur.Kind != consent.KindPatient || cur.PersonID != person) {
+			return errs.E(op, errs.NotFound, "consent not found")
+		} else if err != nil && errs.CodeOf(err) != errs.NotFound {
+			return err
+		}
+		d.PersonID = person
+		saved, _, err = a.Store.Save(ctx, tx, d, p.ClientID)
+		if err != nil {
+			return err
+		}
+		ev := consentEvent(c, audit.ConsentChange, person)
+		ev.Resources = []audit.Resource{{Type: "Consent", ID: string(saved.ID)}}
+		ev.Consent, ev.ConsentVersion, ev.Reason = string(saved.ID), int64(saved.Version), "consent-saved"
+		return a.Audit.AppendTx(ctx, tx, ev)
+	})
+	if err != nil {
+		return err
+	}
+	if saved.Version == 1 {
+		status = http.StatusCreated
+	}
+	body, err := formatForMember(saved, patientID)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Location", a.s.FHIRBase()+"/Consent/"+string(saved.ID)+"/_history/"+itoa(saved.Version))
+	h.Set("ETag", `W/"`+itoa(saved.Version)+`"`)
+	h.Set("Cache-Control", "no-store")
+	return c.Blob(status, mimeFHIR, body)
+}
+
+// readConsent handles GET [base]/Consent/{id}: the current version, if the directive is
+// about a person the member has a Patient for; anything else is 404.
+func (a *ConsentAPI) readConsent(c echo.Context) error {
+	if err := require(c, "Consent", 'r'); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	d, err := a.Directives.Directive(ctx, nil, consent.DirectiveID(c.Param("id")))
+	if err != nil {
+		return err
+	}
+	if d.Kind != consent.KindPatient {
+		return errs.E("exchange.readConsent", errs.NotFound, "consent not found")
+	}
+	patientID, err := a.memberPatient(ctx, principal(c).MemberID, d.PersonID)
+	if err != nil {
+		return err
+	}
+	ev := consentEvent(c, audit.Read, d.PersonID)
+	ev.Resources = []audit.Resource{{Type: "Consent", ID: string(d.ID)}}
+	ev.Consent, ev.ConsentVersion, ev.Reason = string(d.ID), int64(d.Version), "own-patient"
+	if err := a.Audit.Append(ctx, ev); err != nil {
+		return errs.E("exchange.readConsent", errs.Unavailable, "audit log unavailable", err)
+	}
+	body, err := formatForMember(d, patientID)
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", `W/"`+itoa(d.Version)+`"`)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, mimeFHIR, body)
+}
+
+type searchEntry struct {
+	FullURL  string          `json:"fullUrl"`
+	Resource json.RawMessage `json:"resource"`
+	Search   struct {
+		Mode string `json:"mode"`
+	} `json:"search"`
+}
+
+type searchSet struct {
+	ResourceType string        `json:"resourceType"`
+	Type         string        `json:"type"`
+	Total        int           `json:"total"`
+	Entry        []searchEntry `json:"entry,omitempty"`
+}
+
+// searchConsent handles GET [base]/Consent?patient={id}: the current directives of the
+// member's own patient (regional default policies are not the member's to read here).
+func (a *ConsentAPI) searchConsent(c echo.Context) error {
+	const op = "exchange.searchConsent"
+	if err := require(c, "Consent", 's'); err != nil {
+		return err
+	}
+	q := c.QueryParams()
+	for k := range q {
+		if k != "patient" && k != "_format" {
+			return errs.E(op, errs.Invalid, "Consent search supports only patient")
+		}
+	}
+	if len(q["patient"]) != 1 || q.Get("patient") == "" {
+		return errs.E(op, errs.Invalid, "Consent search needs exactly one patient")
+	}
+	ctx := c.Request().Context()
+	patientID := strings.TrimPrefix(q.Get("patient"), "Patient/")
+	out := searchSet{ResourceType: "Bundle", Type: "searchset"}
+	person, err := a.memberPerson(ctx, nil, principal(c).MemberID, patientID)
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return err
+	}
+	ev := consentEvent(c, audit.Query, person)
+	if person != "" {
+		dirs, err := a.Directives.InForce(ctx, person, time.Now())
+		if err != nil {
+			return err
+		}
+		for _, d := range dirs {
+			if d.Kind != consent.KindPatient {
+				continue
+			}
+			body, err := formatForMember(d, patientID)
+			if err != nil {
+				return err
+			}
+			e := searchEntry{FullURL: a.s.FHIRBase() + "/Consent/" + string(d.ID), Resource: body}
+			e.Search.Mode = "match"
+			out.Entry = append(out.Entry, e)
+			ev.Resources = append(ev.Resources, audit.Resource{Type: "Consent", ID: string(d.ID)})
+		}
+		ev.Reason = "own-patient"
+		if err := a.Audit.Append(ctx, ev); err != nil {
+			return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+		}
+	}
+	out.Total = len(out.Entry)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	b, err := json.Marshal(out)
+	if err != nil {
+		return errs.E(op, errs.Internal, err)
+	}
+	return c.Blob(http.StatusOK, mimeFHIR, b)
+}
