@@ -9,6 +9,7 @@ import (
 
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/exchange"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
@@ -31,6 +32,17 @@ func (m *Main) consentDirectives(ctx context.Context) (*consent.Cache, error) {
 	}
 	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
 	return consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log}), nil
+}
+
+// consentAPI returns the exchange's consent routes (FHIR Consent, $break-glass,
+// $consent-preview) over the same stores; buildHTTP mounts them with Register. Its
+// cache shares Redis entries with the records' (both are keyed by consent versions).
+func (m *Main) consentAPI() *exchange.ConsentAPI {
+	cs := consent.NewStore()
+	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
+	return exchange.NewConsentAPI(m.exchange, exchange.ConsentDeps{Store: cs, Directives: src,
+		Cache:      consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log}),
+		BreakGlass: records.NewBreakGlassStore(), Policy: consent.BreakGlassPolicy{MaxDuration: m.cfg.BreakGlass}, Audit: m.audit})
 }
 
 // identity adapts the MPI's login enrolments to the portal.
