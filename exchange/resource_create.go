@@ -14,6 +14,7 @@ import (
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/notify"
 )
 
 // readBody reads the request body within the configured limit (413 beyond it).
@@ -149,6 +150,9 @@ func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.M
 		return store.Stored{}, 0, err
 	}
 	st, err := s.FHIR.Put(ctx, tx, w)
+	if err == nil && s.Notify != nil { // an Encounter's event joins the outbox in this transaction
+		err = notify.EnqueueStored(ctx, tx, st)
+	}
 	return st, http.StatusCreated, err
 }
 

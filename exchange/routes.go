@@ -16,6 +16,16 @@ func (s *Server) routes(e *echo.Echo) {
 
 	a := f.Group("", s.authenticate)
 	a.GET("/AuditEvent", s.searchAuditEvents)
+	if s.Notify != nil { // notifications out (notify): rosters and Backport Subscriptions
+		a.POST("/Group", s.createRoster)
+		a.PUT("/Group/:id", s.updateRoster)
+		a.POST("/Subscription", s.createSubscription)
+		a.GET("/Subscription", s.searchSubscriptions)
+		a.GET("/Subscription/:id", s.readSubscription)
+		a.DELETE("/Subscription/:id", s.deleteSubscription)
+		a.GET("/Subscription/:id/$status", s.subscriptionStatus)
+		a.GET("/Subscription/:id/$events", s.subscriptionEvents)
+	}
 	a.POST("", s.processBundle)
 	a.POST("/", s.processBundle)
 	a.POST("/:type", s.createResource)

@@ -19,6 +19,7 @@ import (
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/httpx"
 	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/notify"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -39,6 +40,7 @@ type Deps struct {
 	Matcher   *mpistore.Matcher
 	Records   *records.Service
 	Documents *documents.Service // nil: documents are stored as plain resources, no Binary route
+	Notify    *notify.Store      // nil: no rosters, Subscriptions or outbox events
 	Log       *slog.Logger
 	Now       func() time.Time
 }

@@ -1,0 +1,104 @@
+package exchange
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// groupFields is the part of a roster Group the exchange reads.
+type groupFields struct {
+	Type   string `json:"type"`
+	Member []struct {
+		Entity struct {
+			Reference string `json:"reference"`
+		} `json:"entity"`
+		Inactive bool `json:"inactive"`
+	} `json:"member"`
+}
+
+// createRoster handles POST [base]/Group: a member registers the patients attributed to
+// it (type person, member.entity = the member's own Patients). The Group is stored like
+// any resource and its active entries become the member's roster in the same
+// transaction; notifications go to members whose roster holds the person.
+func (s *Server) createRoster(c echo.Context) error { return s.putRoster(c, "") }
+
+// updateRoster handles PUT [base]/Group/{id}: the roster is replaced with the new entries.
+func (s *Server) updateRoster(c echo.Context) error { return s.putRoster(c, c.Param("id")) }
+
+func (s *Server) putRoster(c echo.Context, id string) error {
+	const op = "exchange.putRoster"
+	interaction := byte('c')
+	if id != "" {
+		interaction = 'u'
+	}
+	if err := require(c, "Group", interaction); err != nil {
+		return err
+	}
+	body, err := s.readBody(c)
+	if err != nil {
+		return err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return err
+	}
+	if res.ResourceType != "Group" {
+		return errs.E(op, errs.Invalid, "resourceType does not match the URL")
+	}
+	var g groupFields
+	if err := json.Unmarshal(res.Bytes(), &g); err != nil {
+		return errs.E(op, errs.Invalid, "malformed Group", err)
+	}
+	if g.Type != "person" {
+		e := errs.E(op, errs.Invalid, "a roster Group has type person")
+		e.Path = "Group.type"
+		return e
+	}
+	ctx := c.Request().Context()
+	member, err := s.Directory.Member(ctx, principal(c).MemberID)
+	if err != nil {
+		return err
+	}
+	var stored store.Stored
+	status := http.StatusCreated
+	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		var patients []string
+		for _, m := range g.Member {
+			if m.Inactive {
+				continue
+			}
+			pid, ok := strings.CutPrefix(m.Entity.Reference, "Patient/")
+			st, err := s.FHIR.Get(ctx, tx, "Patient", pid)
+			if !ok || err != nil || st.MemberID != member.ID {
+				e := errs.E(op, errs.Invalid, "every roster entry must be one of the sending member's Patients")
+				e.Path = "Group.member.entity"
+				return e
+			}
+			patients = append(patients, pid)
+		}
+		if id != "" {
+			if old, err := s.FHIR.Get(ctx, tx, "Group", id); err == nil && !old.Deleted {
+				status = http.StatusOK
+			}
+		}
+		var err error
+		if stored, _, err = s.IngestAs(ctx, tx, member, res, id); err != nil {
+			return err
+		}
+		return s.Notify.PutRoster(ctx, tx, member.ID, stored.ID, patients)
+	})
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("Location", s.FHIRBase()+"/Group/"+stored.ID+"/_history/"+itoa(stored.Version))
+	c.Response().Header().Set("ETag", `W/"`+itoa(stored.Version)+`"`)
+	return c.Blob(status, mimeFHIR, stored.Body)
+}
