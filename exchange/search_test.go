@@ -56,8 +56,9 @@ type searchEnv struct {
 	forbidden  map[string]bool
 }
 
-// newSearchEnv loads perPatient lab results for pa (member a) and for pb (member b).
-func newSearchEnv(t testing.TB, perPatient int) *searchEnv {
+// newSearchEnv loads perPatient lab results for pa (member a), pb (member b) and qb, and
+// others more results spread over 20 unrelated patients at b (background load).
+func newSearchEnv(t testing.TB, perPatient int, others ...int) *searchEnv {
 	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
@@ -121,7 +122,25 @@ func newSearchEnv(t testing.TB, perPatient int) *searchEnv {
 		}
 		psy, err := obs("b", env.pb, 0, "PSY")
 		env.forbidden[psy] = true
-		return err
+		if err != nil || len(others) == 0 {
+			return err
+		}
+		var bg []string
+		for i := range 20 {
+			id, _, err := patient("b", fmt.Sprintf("bg%d", i), "")
+			if err != nil {
+				return err
+			}
+			bg = append(bg, id)
+		}
+		for i := range others[0] {
+			id, err := obs("b", bg[i%len(bg)], i, "")
+			if err != nil {
+				return err
+			}
+			env.forbidden[id] = true
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -359,8 +378,15 @@ func TestSearchHTTPPatientPostAndEverything(t *testing.T) {
 // BenchmarkLabSearch measures S3 (lab Observation search, _count=50, _sort=-date) through
 // the HTTP handler over the regional view of a person with results at two members.
 func BenchmarkLabSearch(b *testing.B) {
-	env := newSearchEnv(b, 500)
+	env := newSearchEnv(b, 500, 8000)
 	tokA := token(b, "client-a", "a", "system/*.rs")
+	q, _ := url.ParseQuery("category=laboratory&_count=50&_sort=-date")
+	s, _ := fhir.ParseSearch("Observation", q)
+	plan, err := store.New(env.pool).Explain(context.Background(), store.Query{Type: "Observation", Clauses: s.Clauses, Sort: s.Sort, Patients: []string{env.pa, env.pb}, Limit: 63})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("plan of the lab page query:\n%s", strings.Join(plan, "\n"))
 	target := "/fhir/Observation?patient=" + env.pa + "&category=laboratory&_count=50&_sort=-date"
 	if code, body := env.do(b, tokA, "GET", target, nil); code != http.StatusOK || len(decode(b, body).Entry) != 50 {
 		b.Fatalf("lab search: %d", code)

@@ -175,7 +175,21 @@ func (s *Store) GetMany(ctx context.Context, dbq db.Querier, refs [][2]string) (
 }
 
 // builder accumulates positional arguments; values never enter the SQL text.
-type builder struct{ args []any }
+type builder struct {
+	args []any
+	// perRow keeps index lookups as per-row subplans (OFFSET 0 stops PostgreSQL from
+	// turning EXISTS into a semi-join). Right when a compartment already narrows the rows
+	// to one person's: a semi-join would hash every matching index row of the region.
+	perRow bool
+}
+
+// tail ends an EXISTS subquery.
+func (b *builder) tail() string {
+	if b.perRow {
+		return " OFFSET 0)"
+	}
+	return ")"
+}
 
 func (b *builder) arg(v any) string {
 	b.args = append(b.args, v)
@@ -289,6 +303,7 @@ func (b *builder) where(q Query) (string, error) {
 		return "", errs.E("fhir.store.Search", errs.Invalid, "search parameters need a resource type")
 	}
 	if q.Patients != nil {
+		b.perRow = true
 		p := b.arg(q.Patients)
 		if q.PatientsSelf {
 			conds = append(conds, "(r.patient_id = ANY("+p+") OR (r.type = 'Patient' AND r.id = ANY("+p+")))")
@@ -354,7 +369,7 @@ func (b *builder) clause(c fhir.Clause) (string, error) {
 		return "", unsupported
 	}
 	if c.Modifier == fhir.ModMissing {
-		exists := "EXISTS (SELECT 1 FROM " + table + " x WHERE " + own("x", c.Param, b) + ")"
+		exists := "EXISTS (SELECT 1 FROM " + table + " x WHERE " + own("x", c.Param, b) + b.tail()
 		if c.Values[0].Missing {
 			return "NOT " + exists, nil
 		}
@@ -364,7 +379,7 @@ func (b *builder) clause(c fhir.Clause) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	exists := "EXISTS (SELECT 1 FROM " + table + " x WHERE " + own("x", c.Param, b) + " AND (" + ors + "))"
+	exists := "EXISTS (SELECT 1 FROM " + table + " x WHERE " + own("x", c.Param, b) + " AND (" + ors + ")" + b.tail()
 	if c.Modifier == fhir.ModNot {
 		return "NOT " + exists, nil
 	}
@@ -383,7 +398,7 @@ func (b *builder) chain(c fhir.Clause) (string, error) {
 		return "", err
 	}
 	return "EXISTS (SELECT 1 FROM fhir_idx_ref x JOIN " + table + " y ON y.type = x.ref_type AND y.id = x.ref_id AND y.param = " + b.arg(c.Chain.Param) +
-		" WHERE " + own("x", c.Param, b) + " AND x.ref_type = " + b.arg(c.Chain.TargetType) + " AND (" + ors + "))", nil
+		" WHERE " + own("x", c.Param, b) + " AND x.ref_type = " + b.arg(c.Chain.TargetType) + " AND (" + ors + ")" + b.tail(), nil
 }
 
 // values renders the OR of a clause's values against index row alias a.
