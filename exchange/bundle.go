@@ -18,6 +18,7 @@ import (
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
+	"github.com/concord-hie/concord/records"
 )
 
 // Bundles (POST [base]) follow standards.md §1:
@@ -133,8 +134,14 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 			return pe, errs.E(op, errs.Invalid, "a DELETE entry needs url [type]/[id] (conditional delete is not supported)")
 		}
 		pe.id = segs[1]
+	case http.MethodGet:
+		need, pe.priority = 'r', 4
+		if len(segs) != 2 || query != "" {
+			return pe, errs.E(op, errs.Invalid, "a GET entry needs url [type]/[id] (search is not supported in bundles)")
+		}
+		pe.id = segs[1]
 	default:
-		return pe, errs.E(op, errs.Unsupported, "only POST, PUT and DELETE entries are supported")
+		return pe, errs.E(op, errs.Invalid, "only POST, PUT, DELETE and (in a batch) GET entries are supported")
 	}
 	if !p.Scopes.Allows(pe.typ, need) {
 		return pe, errs.E(op, errs.Forbidden, "the access token's scopes do not allow this entry")
@@ -387,7 +394,7 @@ func (s *Server) processBundle(c echo.Context) error {
 			return writePrecondition(c, pf)
 		}
 	case "batch":
-		out, err = s.Batch(ctx, p, member, b)
+		out, err = s.Batch(ctx, viewer(c), p, member, b)
 	default:
 		e := errs.E(op, errs.Invalid, "POST [base] takes a transaction or batch Bundle")
 		e.Path = "Bundle.type"
@@ -410,6 +417,9 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 	entries := make([]plannedEntry, len(b.Entries))
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
+		if err == nil && pe.method == http.MethodGet {
+			err = errs.E("exchange.Transaction", errs.Invalid, "GET entries are supported in batch Bundles only")
+		}
 		if err != nil {
 			return nil, entryErr(i, pe.typ, err)
 		}
@@ -439,11 +449,13 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 // Batch runs each entry of a batch Bundle in its own transaction and returns the
 // batch-response: failed entries carry their status and an OperationOutcome. Entries of a
 // batch may not reference each other.
-func (s *Server) Batch(ctx context.Context, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
+func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
-		if err == nil {
+		if err == nil && pe.method == http.MethodGet {
+			resp[i], err = s.batchRead(ctx, v, pe)
+		} else if err == nil {
 			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
 				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe})
 				if err == nil {
@@ -470,6 +482,21 @@ func (s *Server) Batch(ctx context.Context, p directory.Principal, member direct
 		resp[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: strconv.Itoa(status) + " " + http.StatusText(status), Outcome: fhir.OperationOutcome(is)}}
 	}
 	return fhir.ResponseBundle(store.NewID(), false, resp)
+}
+
+// batchRead answers a GET entry through records, the enforcement point (consent and
+// audit apply; what the member may not see is not found).
+func (s *Server) batchRead(ctx context.Context, v records.Viewer, e plannedEntry) (fhir.ResponseEntry, error) {
+	st, err := s.Records.Read(ctx, v, e.typ, e.id)
+	if err != nil {
+		return fhir.ResponseEntry{}, err
+	}
+	res, err := fhir.Parse(st.Body)
+	if err != nil {
+		return fhir.ResponseEntry{}, err
+	}
+	return fhir.ResponseEntry{FullURL: s.FHIRBase() + "/" + st.Type + "/" + st.ID, Resource: res, Response: fhir.EntryResponse{
+		Status: "200 OK", Etag: store.ETag(st.Version), LastModified: fhir.FormatInstant(st.LastUpdated)}}, nil
 }
 
 // createIfNoneExist is a conditional create (If-None-Exist) inside tx: serialized on the

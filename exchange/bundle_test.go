@@ -21,10 +21,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/testkit"
 	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
 )
 
 // syntheaMRN is the MRN assigning authority of the Synthea sample bundles
@@ -64,14 +67,36 @@ func newWriteEnv(t testing.TB) *writeEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	fs := store.New(pool)
 	e := echo.New()
-	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: store.New(pool), MPI: mpi, Matcher: matcher, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: mpi, Matcher: matcher,
+		Records: records.New(fs, mpi, bundleDirectives{}, &bundleAudit{}, nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	e.HTTPErrorHandler = srv.HandleError
 	srv.Register(e)
 	hs := httptest.NewServer(e)
 	t.Cleanup(hs.Close)
 	env.base = hs.URL + "/fhir"
 	return env
+}
+
+// bundleDirectives are the regional defaults only (no patient directives).
+type bundleDirectives struct{}
+
+func (bundleDirectives) InForce(context.Context, string, time.Time) ([]consent.Directive, error) {
+	return consent.DefaultPolicies(consent.PolicyConfig{}), nil
+}
+
+// bundleAudit keeps appended events in memory.
+type bundleAudit struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (a *bundleAudit) Append(_ context.Context, ev audit.Event) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.events = append(a.events, ev)
+	return nil
 }
 
 // token mints an access token as directory.Tokens would issue it.
@@ -339,6 +364,10 @@ func TestTransactionAndBatch(t *testing.T) {
 	if st != 200 || string(body2) != string(body) || env.count(t, env.a.ID, "Observation") != 1 {
 		t.Fatalf("repeat = %d, same body %v, observations %d", st, string(body2) == string(body), env.count(t, env.a.ID, "Observation"))
 	}
+	// GET entries are for batches only.
+	if st, _, _ := do(t, "POST", env.base, ta, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"GET","url":"Patient/`+pid+`"}}]}`)); st != 400 {
+		t.Fatalf("GET in a transaction = %d; want 400", st)
+	}
 	// A conditional reference that matches nothing: 412, nothing written.
 	st, _, _ = do(t, "POST", env.base, ta, bytes.Replace(good, []byte("us-npi|123"), []byte("us-npi|999"), 1), "Idempotency-Key", "k2")
 	if st != 412 || env.count(t, env.a.ID, "Observation") != 1 {
@@ -349,12 +378,15 @@ func TestTransactionAndBatch(t *testing.T) {
 	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[
 		{"resource":` + string(obsJSON("", pid, "b1")) + `,"request":{"method":"POST","url":"Observation"}},
 		{"resource":` + string(obsJSON("", "nosuch", "b2")) + `,"request":{"method":"POST","url":"Observation"}},
-		{"request":{"method":"DELETE","url":"Encounter/` + eid + `"}}]}`)
+		{"request":{"method":"DELETE","url":"Encounter/` + eid + `"}},
+		{"request":{"method":"GET","url":"Patient/` + pid + `"}},
+		{"request":{"method":"GET","url":"Patient/nosuch"}}]}`)
 	st, body, _ = do(t, "POST", env.base, ta, batch)
 	resp = txResponse{}
-	if err := json.Unmarshal(body, &resp); st != 200 || err != nil || resp.Type != "batch-response" || len(resp.Entry) != 3 ||
+	if err := json.Unmarshal(body, &resp); st != 200 || err != nil || resp.Type != "batch-response" || len(resp.Entry) != 5 ||
 		resp.Entry[0].Response.Status != "201 Created" || !strings.HasPrefix(resp.Entry[1].Response.Status, "400") || resp.Entry[1].Response.Outcome == nil ||
-		resp.Entry[2].Response.Status != "204 No Content" {
+		resp.Entry[2].Response.Status != "204 No Content" || resp.Entry[3].Response.Status != "200 OK" || !strings.Contains(string(body), `"id":"`+pid+`"`) ||
+		!strings.HasPrefix(resp.Entry[4].Response.Status, "404") {
 		t.Fatalf("batch = %d %s", st, body)
 	}
 	if env.count(t, env.a.ID, "Observation") != 2 || env.count(t, env.a.ID, "Encounter") != 0 {
