@@ -50,8 +50,9 @@ func (m *Matcher) Record(patient []byte) (mpi.Record, error) {
 // Match decides which person a new member patient joins. It fetches candidates through
 // the blocking keys (capped per key), groups them by person and applies the engine's
 // clustering rule. MANUAL cannot-link decisions are honoured because a record in review
-// keeps its own person until a steward decides.
-func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record) (mpi.Assignment, error) {
+// keeps its own person until a steward decides; a re-match of a stored source passes its
+// CannotLink persons as exclude, and those persons are never candidates.
+func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record, exclude ...PersonID) (mpi.Assignment, error) {
 	const op = "mpi.store.Matcher.Match"
 	keys := mpi.BlockKeys(r)
 	if len(keys) == 0 {
@@ -93,6 +94,9 @@ func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record) (mpi.A
 	if err := rows.Err(); err != nil {
 		return mpi.Assignment{}, db.Map(op, err)
 	}
+	for _, p := range exclude {
+		delete(byPerson, string(p))
+	}
 	persons := make([]string, 0, len(byPerson))
 	for p := range byPerson {
 		persons = append(persons, p)
@@ -115,9 +119,9 @@ type Link struct {
 }
 
 // LinkPatient records a member's Patient (MRN system/value, FHIR id, JSON) in tx and links
-// it to a person: the same MRN again updates the same source record (its person is kept:
-// a MANUAL decision is never overridden and an AUTO link is re-examined only by a
-// steward or a batch re-link); a new MRN is matched online — auto-linked when the engine
+// it to a person: the same MRN again updates the same source record (its person and its
+// link state are kept: a MANUAL decision of Ops is never overridden and an AUTO link is
+// re-examined only by a steward or a batch re-link); a new MRN is matched online — auto-linked when the engine
 // is certain, otherwise given a new person, with a review item when the engine was
 // doubtful. The history row, blocking keys and review item are written in the same tx.
 func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, system, value, patientID string, patient []byte) (Link, error) {
