@@ -79,7 +79,7 @@ func newConsentEnv(t *testing.T) *consentEnv {
 	e := echo.New()
 	e.HTTPErrorHandler = srv.HandleError
 	srv.Register(e)
-	NewConsentAPI(srv, ConsentDeps{Store: cs, Directives: src, Cache: cache, BreakGlass: records.NewBreakGlassStore(), Audit: log}).Register(e)
+	NewConsentAPI(srv, ConsentDeps{Store: cs, Directives: src, Cache: cache, BreakGlass: records.NewBreakGlassStore(pool), Audit: log}).Register(e)
 	hs := httptest.NewServer(e)
 	t.Cleanup(hs.Close)
 	env.base = hs.URL + "/fhir"

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/db"
@@ -28,10 +29,10 @@ type Declaration struct {
 // consent_patient_notifications; migration 0021). A declaration applies only to the
 // caller that made it (same member, client and actor), only to its person, and only until
 // it expires.
-type BreakGlassStore struct{}
+type BreakGlassStore struct{ pool *pgxpool.Pool }
 
-// NewBreakGlassStore returns the store.
-func NewBreakGlassStore() *BreakGlassStore { return &BreakGlassStore{} }
+// NewBreakGlassStore returns the store over pool (used when a method's q is nil).
+func NewBreakGlassStore(pool *pgxpool.Pool) *BreakGlassStore { return &BreakGlassStore{pool: pool} }
 
 // Declare stores d in the caller's transaction tx together with an open officer review
 // task and a pending patient notification, and returns d with its ID. d.Glass must come
@@ -57,9 +58,13 @@ func (b *BreakGlassStore) Declare(ctx context.Context, tx db.Querier, d Declarat
 }
 
 // Active returns v's declaration for person in force at at (the latest-expiring one), or
-// nil when there is none. A database failure is errs.Unavailable: the caller denies.
+// nil when there is none. q may be nil (the store's pool). A database failure is
+// errs.Unavailable: the caller denies.
 func (b *BreakGlassStore) Active(ctx context.Context, q db.Querier, v Viewer, person string, at time.Time) (*consent.BreakGlass, error) {
 	const op = "records.BreakGlassStore.Active"
+	if q == nil {
+		q = b.pool
+	}
 	var g consent.BreakGlass
 	err := q.QueryRow(ctx, `SELECT reason_code, reason_text, declared_at, expires_at FROM consent_break_glass
 		WHERE person_id = $1 AND member_id = $2 AND client_id = $3 AND actor = $4 AND declared_at <= $5 AND expires_at > $5
@@ -77,7 +82,8 @@ func (b *BreakGlassStore) Active(ctx context.Context, q db.Querier, v Viewer, pe
 // v.BreakGlass set to v's active declaration for that person (nil when there is none, so
 // Decide denies with BreakGlassInvalid); otherwise v unchanged. A declaration for another
 // person or by another caller never applies. Every disclosure path that knows the person
-// calls it before deciding; the audit event then carries BreakGlass=true.
+// calls it before deciding; the audit event then carries BreakGlass=true. A nil store
+// leaves BTG requests without a declaration (denied). q may be nil (the store's pool).
 func (b *BreakGlassStore) ForPerson(ctx context.Context, q db.Querier, v Viewer, person string, at time.Time) (Viewer, error) {
 	if v.Purpose != consent.PurposeBreakGlass {
 		return v, nil

@@ -20,7 +20,7 @@ func TestBreakGlassDeclarationScopeExpiryAndDissent(t *testing.T) {
 	t0 := time.Now()
 	clock := t0
 	svc := records.New(store.New(f.pool), mpistore.New(f.pool), f.cache, f.log, func() time.Time { return clock })
-	bg := records.NewBreakGlassStore()
+	bg := records.NewBreakGlassStore(f.pool)
 	btg := records.Viewer{Client: "b1", Org: "b", Role: consent.RoleSystem, Purpose: consent.PurposeBreakGlass, RequestID: "btg-1"}
 	read := func(v records.Viewer) bool {
 		t.Helper()

@@ -42,7 +42,7 @@ func (m *Main) consentAPI() *exchange.ConsentAPI {
 	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
 	return exchange.NewConsentAPI(m.exchange, exchange.ConsentDeps{Store: cs, Directives: src,
 		Cache:      consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log}),
-		BreakGlass: records.NewBreakGlassStore(), Policy: consent.BreakGlassPolicy{MaxDuration: m.cfg.BreakGlass}, Audit: m.audit})
+		BreakGlass: records.NewBreakGlassStore(m.pool), Policy: consent.BreakGlassPolicy{MaxDuration: m.cfg.BreakGlass}, Audit: m.audit})
 }
 
 // identity adapts the MPI's login enrolments to the portal.
