@@ -432,9 +432,25 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 // many resource versions it wrote.
 func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped) (int, error) {
 	const op = "exchange.HL7Intake.store"
-	_, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
+	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
 	if err != nil {
 		return 0, err
+	}
+	// Messages about the same patient on different connections take turns: without this,
+	// two could each find no source record for a new MRN and each create a Patient. The
+	// locks are transaction-scoped and taken in one order, so they cannot deadlock.
+	locks := make([]string, 0, len(mrns)+1)
+	for _, id := range mrns {
+		locks = append(locks, id.System+"|"+id.Value)
+	}
+	if retired != nil {
+		locks = append(locks, retired.System+"|"+retired.Value)
+	}
+	slices.Sort(locks)
+	for _, k := range slices.Compact(locks) {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, "hl7-mrn|"+k); err != nil {
+			return 0, db.Map(op, err)
+		}
 	}
 	ids := make(map[string]string, len(m.Resources)) // FullURL → Type/id
 	rewrite := func(ref string) (string, error) {
