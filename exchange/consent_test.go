@@ -410,3 +410,31 @@ func TestBreakGlassDeclaration(t *testing.T) {
 		t.Fatal("the free text came back in the answer")
 	}
 }
+
+func TestConsentStoreDownAnswers503WithoutPHI(t *testing.T) {
+	env := newConsentEnv(t)
+	ctx := context.Background()
+	ta := env.tok(t, env.a, allScopes, "TREAT")
+	tb := env.tok(t, env.b, allScopes, "TREAT")
+	pa := env.patient(t, ta, env.a, "A1")
+	_, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "canary-7.1"))
+	obs := idOf(t, body)
+	if st, _, _ := do(t, "GET", env.base+"/Observation/"+obs, tb, nil); st != 200 {
+		t.Fatalf("B reads before the outage: %d", st)
+	}
+	tx, err := env.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `LOCK TABLE consent_versions, consent_policy_version, consent_directives IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	st, body, h := do(t, "GET", env.base+"/Observation/"+obs, tb, nil)
+	if st != 503 || bytes.Contains(body, []byte("canary")) || h.Get("Retry-After") == "" {
+		t.Fatalf("consent query timing out: %d, Retry-After %q, %s; want 503 without PHI", st, h.Get("Retry-After"), body)
+	}
+	if st, body, _ := do(t, "GET", env.base+"/Patient/"+pa+"/$consent-preview?actor-org="+env.b.ID+"&purpose=TREAT", ta, nil); st != 503 {
+		t.Fatalf("preview with the consent store down: %d %s; want 503", st, body)
+	}
+}

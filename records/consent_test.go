@@ -37,7 +37,7 @@ type storeFixture struct {
 	seq    int
 }
 
-func newStoreFixture(t *testing.T) *storeFixture {
+func newStoreFixture(t testing.TB) *storeFixture {
 	t.Helper()
 	pool := testkit.DB(t)
 	rdb, prefix := testkit.Redis(t)
@@ -324,5 +324,25 @@ func TestRevocationLinearizable(t *testing.T) {
 	t.Logf("porcupine: %v over %d decisions and %d writes; %d permits after a committed revoke", res, decisions, writes, stale)
 	if stale != 0 || decisions < writes {
 		t.Fatalf("%d stale permits in %d decisions", stale, decisions)
+	}
+}
+
+// BenchmarkStoreBackedDirectives measures what every decision pays for its directives:
+// the version lookup in PostgreSQL, then the cached entry (in process or Redis), against
+// loading them from PostgreSQL each time.
+func BenchmarkStoreBackedDirectives(b *testing.B) {
+	f := newStoreFixture(b)
+	ctx := context.Background()
+	for _, bc := range []struct {
+		name string
+		src  records.Directives
+	}{{"cached", f.cache}, {"uncached", f.src}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := bc.src.InForce(ctx, f.person, time.Now()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
