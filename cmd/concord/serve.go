@@ -34,6 +34,7 @@ import (
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
 	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/notify"
 	"github.com/concord-hie/concord/portal"
 	"github.com/concord-hie/concord/records"
 )
@@ -73,6 +74,8 @@ type Main struct {
 	records   *records.Service
 	tokens    *directory.Tokens
 	exchange  *exchange.Server
+	notify    *notify.Store      // rosters, endpoints, subscriptions
+	notifier  *notify.Dispatcher // outbox → rest-hook deliveries; runs while Run does
 	portal    *portal.Server
 
 	echo    *echo.Echo
@@ -179,10 +182,16 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	// Document size limit and type allow-list take documents defaults (32 MiB); the
 	// request body limit (CONCORD_MAX_BODY_BYTES) bounds inline data first.
+	// Notifications: no address allowlist here, so no loopback or private receiver is
+	// ever reached from a running server.
+	m.notify = notify.NewStore(nil)
+	m.notifier = notify.NewDispatcher(m.pool, m.notify, m.mpi, m.records, notify.NewClient(notify.ClientConfig{}),
+		notify.DispatcherConfig{FHIRBase: cfg.BaseURL + "/fhir"}, m.log)
 	m.docs = documents.New(m.pool, m.fhir, m.blobs, m.audit, m.log, documents.Config{FHIRBase: cfg.BaseURL + "/fhir"})
 	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes}, exchange.Deps{
 		Pool: m.pool, Directory: m.directory, Tokens: m.tokens, FHIR: m.fhir, MPI: m.mpi, Matcher: m.matcher, Records: m.records, Log: m.log,
 		Documents: m.docs,
+		Notify:    m.notify,
 	})
 	m.portal, err = portal.New(portal.Config{BaseURL: cfg.BaseURL, Issuer: issuer, ClientID: cfg.OIDCClientID,
 		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix},
@@ -277,6 +286,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopMLLP()
+	stopNotify := m.notifier.Start(ctx) // stopped (and waited for) before Close closes the pool
+	defer stopNotify()
 	errc := make(chan error, 2)
 	go func() { errc <- m.http.Serve(m.httpLn) }()
 	if m.adminLn != nil {
