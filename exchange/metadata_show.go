@@ -43,12 +43,16 @@ func (s *Server) showMetadata(c echo.Context) error {
 		Code string `json:"code"`
 	}
 	type resource struct {
-		Type        string        `json:"type"`
-		Interaction []interaction `json:"interaction"`
+		Type          string           `json:"type"`
+		Interaction   []interaction    `json:"interaction"`
+		SearchInclude []string         `json:"searchInclude,omitempty"`
+		SearchParam   []searchParamCap `json:"searchParam,omitempty"`
+		Operation     []operationCap   `json:"operation,omitempty"`
 	}
 	var rs []resource
 	for t, ops := range withSearch(supportedTypes) {
 		r := resource{Type: t}
+		r.SearchParam, r.SearchInclude, r.Operation = searchCapability(t, ops)
 		for _, op := range ops {
 			r.Interaction = append(r.Interaction, interaction{op})
 		}

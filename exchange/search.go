@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -58,6 +59,43 @@ func withSearch(types map[string][]string) map[string][]string {
 		}
 	}
 	return out
+}
+
+// searchParamCap and operationCap are CapabilityStatement.rest.resource elements.
+type (
+	searchParamCap = fhir.CapabilityParam
+	operationCap   struct {
+		Name       string `json:"name"`
+		Definition string `json:"definition"`
+	}
+)
+
+// searchCapability returns what the CapabilityStatement lists for type t with
+// interactions ops: the search parameters the store can answer (quantity and number
+// parameters are not indexed, so they are left out), the _include values, and Patient's
+// $everything.
+func searchCapability(t string, ops []string) ([]searchParamCap, []string, []operationCap) {
+	if !slices.Contains(ops, "search-type") {
+		return nil, nil, nil
+	}
+	var params []searchParamCap
+	var includes []string
+	for _, c := range fhir.Capabilities() {
+		if c.Type != t {
+			continue
+		}
+		for _, p := range c.SearchParams {
+			if p.Type != "quantity" && p.Type != "number" {
+				params = append(params, p)
+			}
+		}
+		includes = c.SearchInclude
+	}
+	var opsOut []operationCap
+	if t == "Patient" {
+		opsOut = []operationCap{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+	}
+	return params, includes, opsOut
 }
 
 // searchResources handles GET [base]/[type]?... and POST [base]/[type]/_search. The

@@ -423,6 +423,17 @@ func TestMetadataListsSearchTypes(t *testing.T) {
 	if slices.Contains(got["Medication"], "search-type") || !slices.Equal(got["Medication"], []string{"read"}) {
 		t.Fatalf("Medication has no patient parameter, so no search: %v", got["Medication"])
 	}
+	params, includes, ops := searchCapability("Observation", got["Observation"])
+	var names []string
+	for _, p := range params {
+		names = append(names, p.Name)
+	}
+	if !slices.Contains(names, "category") || !slices.Contains(names, "date") || slices.Contains(names, "value-quantity") || len(includes) == 0 || ops != nil {
+		t.Fatalf("Observation: params %v, includes %v, ops %v; want category and date, no value-quantity (not indexed)", names, includes, ops)
+	}
+	if _, _, ops := searchCapability("Patient", got["Patient"]); len(ops) != 1 || ops[0].Name != "everything" {
+		t.Fatalf("Patient operations = %v", ops)
+	}
 }
 
 // TestSearchHTTPLeakProperty runs seeded random searches, includes, $everything and
