@@ -53,10 +53,32 @@ func (m *Matcher) Record(patient []byte) (mpi.Record, error) {
 // keeps its own person until a steward decides; a re-match of a stored source passes its
 // CannotLink persons as exclude, and those persons are never candidates.
 func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record, exclude ...PersonID) (mpi.Assignment, error) {
+	byPerson, err := m.candidates(ctx, q, r)
+	if err != nil {
+		return mpi.Assignment{}, err
+	}
+	for _, p := range exclude {
+		delete(byPerson, string(p))
+	}
+	persons := make([]string, 0, len(byPerson))
+	for p := range byPerson {
+		persons = append(persons, p)
+	}
+	sort.Strings(persons) // deterministic
+	cands := make([]mpi.Candidate, len(persons))
+	for i, p := range persons {
+		cands[i] = mpi.Candidate{Person: p, Records: byPerson[p]}
+	}
+	return m.model.Assign(r, cands), nil
+}
+
+// candidates fetches the records that share a blocking key with r (small blocks by their
+// coarse key, blocks over the cap by their refined key), grouped by person.
+func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (map[string][]*mpi.Record, error) {
 	const op = "mpi.store.Matcher.Match"
 	keys := mpi.BlockKeys(r)
 	if len(keys) == 0 {
-		return mpi.Assignment{Outcome: mpi.NoLink}, nil
+		return nil, nil
 	}
 	coarse := make([]int64, len(keys))
 	fine := make([]int64, len(keys))
@@ -76,14 +98,14 @@ func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record, exclud
 		SELECT s.person_id, s.demographics FROM mpi_source_records s
 		WHERE s.id IN (SELECT source_id FROM hits LIMIT 5000)`, coarse, fine, blockCap)
 	if err != nil {
-		return mpi.Assignment{}, db.Map(op, err)
+		return nil, db.Map(op, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var person string
 		var demo []byte
 		if err := rows.Scan(&person, &demo); err != nil {
-			return mpi.Assignment{}, db.Map(op, err)
+			return nil, db.Map(op, err)
 		}
 		rec, err := m.Record(demo)
 		if err != nil {
@@ -92,21 +114,9 @@ func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record, exclud
 		byPerson[person] = append(byPerson[person], &rec)
 	}
 	if err := rows.Err(); err != nil {
-		return mpi.Assignment{}, db.Map(op, err)
+		return nil, db.Map(op, err)
 	}
-	for _, p := range exclude {
-		delete(byPerson, string(p))
-	}
-	persons := make([]string, 0, len(byPerson))
-	for p := range byPerson {
-		persons = append(persons, p)
-	}
-	sort.Strings(persons) // deterministic
-	cands := make([]mpi.Candidate, len(persons))
-	for i, p := range persons {
-		cands[i] = mpi.Candidate{Person: p, Records: byPerson[p]}
-	}
-	return m.model.Assign(r, cands), nil
+	return byPerson, nil
 }
 
 // Link is the outcome of linking one member patient.

@@ -1,0 +1,65 @@
+package store
+
+import (
+	"context"
+	"sort"
+
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/mpi"
+)
+
+// Scored is a candidate person for a record: its best edge, the outcome that edge alone
+// would have, and the posterior match probability of the weight.
+type Scored struct {
+	Person PersonID
+	// Weight is the Fellegi–Sunter weight (log2 m/u, summed over fields) of the best edge.
+	Weight float64
+	// Probability is Model.Probability(Weight): the posterior under the model's prior
+	// λ, p = λ·2^w / (1 − λ + λ·2^w). Monotone in Weight, 0..1.
+	Probability float64
+	// Band is the engine's decision for this person alone: AutoLink at or above the link
+	// threshold with no guard; Review in the band or when a guard fired; NoLink below.
+	Band   mpi.Outcome
+	Guards mpi.Guard
+	// Certain is set on the best person only, when the engine would auto-link the record
+	// to it: Band AutoLink and a lead of at least the model's margin over the runner-up.
+	Certain bool
+	// Upper reports whether the weight is in the upper half of the review band (or above
+	// the link threshold with a guard): a "probable" rather than "possible" match.
+	Upper bool
+}
+
+// Score rates r against every person that shares a blocking key with it, best first (ties
+// by person ID). It reads only; nothing is created. A person below the review band is
+// included with Band NoLink; callers decide whether to show it.
+func (m *Matcher) Score(ctx context.Context, q db.Querier, r *mpi.Record) ([]Scored, error) {
+	byPerson, err := m.candidates(ctx, q, r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Scored, 0, len(byPerson))
+	for p, recs := range byPerson {
+		s := Scored{Person: PersonID(p), Weight: -1e9}
+		for _, o := range recs {
+			w, ev := m.model.Score(r, o)
+			s.Guards |= m.model.Guard(r, o, ev.Levels)
+			if w > s.Weight {
+				s.Weight = w
+			}
+		}
+		s.Probability = m.model.Probability(s.Weight)
+		s.Band = m.model.Decide(s.Weight, s.Guards)
+		s.Upper = s.Weight >= m.model.Link || s.Weight >= (m.model.Review+m.model.Link)/2
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Weight != out[j].Weight {
+			return out[i].Weight > out[j].Weight
+		}
+		return out[i].Person < out[j].Person
+	})
+	if len(out) > 0 && out[0].Band == mpi.AutoLink && (len(out) == 1 || out[0].Weight-out[1].Weight >= m.model.Margin) {
+		out[0].Certain = true
+	}
+	return out, nil
+}
