@@ -82,7 +82,7 @@ func (a *ConsentAPI) previewConsent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	req := consent.Request{Actor: "Organization/" + org, ActorRole: role, Org: org, Purpose: purpose, PersonID: person, At: at}
+	req := consent.Request{ActorRole: role, Org: org, Purpose: purpose, PersonID: person, At: at}
 	if purpose == consent.PurposeBreakGlass {
 		// A preview of BTG shows what a valid declaration would release.
 		req.BreakGlass = &consent.BreakGlass{ReasonCode: consent.BTGUnresponsive, Text: "preview", Start: at, Expires: at.Add(time.Minute)}

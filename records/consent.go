@@ -102,10 +102,15 @@ func (d *StoreDirectives) Current(ctx context.Context, person string) ([]consent
 }
 
 // EnsureDefaultPolicies saves the regional default policies that were never stored (see
-// consent.Store.EnsureDefaults), in one transaction; run it at start-up.
+// consent.Store.EnsureDefaults), in one transaction; run it at start-up. Instances
+// starting together are serialized by a transaction-scoped advisory lock, so only one
+// saves them.
 func EnsureDefaultPolicies(ctx context.Context, pool *pgxpool.Pool, store *consent.Store, cfg consent.PolicyConfig) (int, error) {
 	n := 0
 	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('concord.consent.defaults'))`); err != nil {
+			return err
+		}
 		var err error
 		n, err = store.EnsureDefaults(ctx, tx, consent.DefaultPolicies(cfg), "concord")
 		return err

@@ -346,3 +346,30 @@ func BenchmarkStoreBackedDirectives(b *testing.B) {
 		})
 	}
 }
+
+func TestEnsureDefaultPoliciesConcurrentStarts(t *testing.T) {
+	pool := testkit.DB(t)
+	cs := consent.NewStore()
+	var wg sync.WaitGroup
+	var saved atomic.Int64
+	errc := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := records.EnsureDefaultPolicies(context.Background(), pool, cs, consent.PolicyConfig{})
+			saved.Add(int64(n))
+			errc <- err
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil {
+			t.Fatalf("concurrent start: %v", err)
+		}
+	}
+	if saved.Load() != 2 {
+		t.Fatalf("%d policies saved by 4 concurrent starts; want 2", saved.Load())
+	}
+}
