@@ -444,6 +444,40 @@ func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson ma
 	return nil
 }
 
+// exactFilter returns a check for the :exact string clauses of s, or nil when it has
+// none. The index keeps only folded values, so the store matches :exact on the folded
+// value and this check compares each stored value as written.
+func exactFilter(s fhir.Search) func(store.Stored) bool {
+	var exact []fhir.Clause
+	for _, c := range s.Clauses {
+		if c.Modifier == fhir.ModExact && c.Chain == nil {
+			exact = append(exact, c)
+		}
+	}
+	if len(exact) == 0 {
+		return nil
+	}
+	return func(st store.Stored) bool {
+		r, err := fhir.Parse(st.Body)
+		if err != nil {
+			return false
+		}
+		vals := fhir.Extract(r)
+		for _, c := range exact {
+			ok := false
+			for _, iv := range vals {
+				for _, v := range c.Values {
+					ok = ok || iv.Param == c.Param && iv.Exact == v.Raw
+				}
+			}
+			if !ok {
+				return false
+			}
+		}
+		return true
+	}
+}
+
 // Search answers a FHIR search on typ for v. q is the query (or only _cursor for a next
 // page).
 //
@@ -535,7 +569,13 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 	}
 	clauses := slices.Delete(slices.Clone(r.search.Clauses), at, at+1)
 	sq := store.Query{Type: typ, Clauses: clauses, Patients: ids}
-	page, next, err := x.run(ctx, r, sq, func(row store.Row) (bool, error) { return d.allow(person, row.Stored) })
+	exact := exactFilter(r.search)
+	page, next, err := x.run(ctx, r, sq, func(row store.Row) (bool, error) {
+		if exact != nil && !exact(row.Stored) {
+			return false, nil
+		}
+		return d.allow(person, row.Stored)
+	})
 	if err != nil {
 		return Page{}, errs.E(op, err)
 	}
@@ -554,7 +594,11 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 // searchPatients answers a Patient search (PDQm ITI-78).
 func (x *Searcher) searchPatients(ctx context.Context, r request) (Page, error) {
 	d := x.decider(ctx, r.v, r.at)
+	exact := exactFilter(r.search)
 	keep := func(row store.Row) (bool, error) {
+		if exact != nil && !exact(row.Stored) {
+			return false, nil
+		}
 		if r.v.Org != "" && row.MemberID == r.v.Org {
 			return true, nil
 		}

@@ -318,6 +318,13 @@ func TestPatientSearchShowsConsentedOnly(t *testing.T) {
 			t.Fatalf("audit query leaks PHI: %q", ev.Query)
 		}
 	}
+	// :exact compares the value as written: "Smith" matches, "smith" does not.
+	for raw, want := range map[string]int{"family:exact=Smith": 2, "family:exact=smith": 0, "family:exact=Smi": 0} {
+		page, err := f.x.Search(ctx, memberA, "Patient", query(t, raw+"&_total=accurate"))
+		if err != nil || len(page.Matches) != want || *page.Total != want {
+			t.Fatalf("%s: %d matches, %v; want %d", raw, len(page.Matches), err, want)
+		}
+	}
 	// Without treatment purpose only a's own Patient.
 	ops := memberA
 	ops.Purpose = consent.PurposeOperations

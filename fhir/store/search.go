@@ -22,7 +22,8 @@ type Query struct {
 	Type  string
 	Types []string
 	// Clauses are ANDed; see fhir.Search for the semantics of each. Quantity and number
-	// parameters and :of-type are not indexed and give errs.Invalid.
+	// parameters and :of-type are not indexed and give errs.Invalid. A string :exact
+	// clause matches the folded value (a superset): the caller checks the exact value.
 	Clauses []fhir.Clause
 	// Patients, when non-nil, restricts the rows to the compartments of these members'
 	// Patient ids (fhir_resources.patient_id). With PatientsSelf the Patient resources
@@ -430,7 +431,8 @@ func (b *builder) values(a string, t fhir.ParamType, mod fhir.Modifier, vals []f
 			case fhir.ModContains:
 				s = a + ".value LIKE " + b.arg("%"+likeEscape(v.Norm)+"%")
 			case fhir.ModExact:
-				// Only the folded value is indexed: equality on it is the closest answer.
+				// Only the folded value is indexed: equality on it is a necessary
+				// condition; callers check the value as written (records does).
 				s = a + ".value = " + b.arg(v.Norm)
 			default:
 				s = a + ".value LIKE " + b.arg(likeEscape(v.Norm)+"%")
