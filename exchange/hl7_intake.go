@@ -475,7 +475,11 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 		if res, err = fhir.RewriteReferences(res, rewrite); err != nil {
 			return err
 		}
-		st, _, err := h.srv.Ingest(ctx, tx, member, res)
+		id, err := h.existingEncounter(ctx, tx, member, r)
+		if err != nil {
+			return err
+		}
+		st, _, err := h.srv.IngestAs(ctx, tx, member, res, id)
 		if err != nil {
 			return err
 		}
@@ -509,6 +513,29 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 		n += k
 	}
 	return n, nil
+}
+
+// existingEncounter returns the id of the member's Encounter with r's visit number
+// (PV1-19), so A01, A03 and A08 of one visit update one Encounter; "" for a new visit or
+// a resource that is not an Encounter with a visit number. It locks the visit number for
+// the transaction first, so two messages of one new visit cannot both create it.
+func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member directory.Member, r hl7v2.Resource) (string, error) {
+	if r.Kind != hl7v2.KindEncounter || len(r.Encounter.Identifier) == 0 {
+		return "", nil
+	}
+	vn := r.Encounter.Identifier[0]
+	if vn.System == "" || vn.Value == "" {
+		return "", nil
+	}
+	c := store.Condition{Type: "Encounter", System: vn.System, Value: vn.Value}
+	if err := h.srv.FHIR.LockConditions(ctx, tx, member.ID, []string{c.Key()}); err != nil {
+		return "", err
+	}
+	ids, err := h.srv.FHIR.Match(ctx, tx, member.ID, c)
+	if err != nil || len(ids) != 1 {
+		return "", err
+	}
+	return ids[0], nil
 }
 
 // merge merges the member's Patient with MRN retired into survivor: the retired Patient

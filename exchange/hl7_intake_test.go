@@ -215,6 +215,18 @@ func TestHL7IntakeADTThenORU(t *testing.T) {
 	if n := e.scalar(t, `SELECT count(*) FROM fhir_history`); n != versions {
 		t.Errorf("resend wrote %d versions", n-versions)
 	}
+
+	// The discharge (A03) of the same visit (PV1-19) updates its Encounter.
+	a03 := strings.NewReplacer("ADT^A01^ADT_A01", "ADT^A03^ADT_A03", "EVN|A01", "EVN|A03", "VC3^", "VC1^").Replace(adtA01("C3", pidA))
+	if code, _ := send(t, c, a03); code != "AA" {
+		t.Fatalf("A03: %s", code)
+	}
+	if n := e.count(t, "Encounter"); n != 1 {
+		t.Errorf("%d Encounters after the discharge of the same visit, want 1", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE type = 'Encounter' AND version = 2 AND position('"finished"'::bytea in body) > 0`); n != 1 {
+		t.Errorf("the visit's Encounter is not at version 2 with status finished")
+	}
 }
 
 func TestHL7IntakeRejections(t *testing.T) {
