@@ -1,0 +1,115 @@
+package records
+
+import (
+	"context"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+)
+
+// IdentityQuery asks which member Patients of some persons a viewer may be shown, for an
+// identity transaction ($match, PIXm) that must never reveal a person the viewer may not
+// see.
+type IdentityQuery struct {
+	Persons []string // person IDs, in the order the answer keeps
+	// Keep narrows each person's source records (e.g. to a target domain); nil keeps all.
+	Keep func(mpistore.Source) bool
+	// One answers at most one Patient per person: the viewer's own member's if it has
+	// one, else the first permitted of the other members' (by member, then source).
+	One bool
+	// Reason is the audit reason code of the disclosure ("match", "pix").
+	Reason string
+	// Query is the request's query string with PHI values already replaced by keyed
+	// hashes (audit.Hasher.HashQuery); it is recorded as is.
+	Query string
+}
+
+// IdentityPatients answers q for v: for each person, the Patients v may be shown — always
+// those its own member sent; another member's only under purpose TREAT when consent.Decide
+// permits v for that custodian. A person v may see nothing of answers an empty slice, the
+// same as no person at all. One Query audit event per person is written before anything
+// returns: Permit naming the Patients shown, or Deny with the consent reason when consent
+// hid every Patient. errs.Unavailable when consent or the audit log cannot be reached.
+func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuery) ([][]store.Stored, error) {
+	const op = "records.IdentityPatients"
+	at := s.now()
+	out := make([][]store.Stored, len(q.Persons))
+	for i, person := range q.Persons {
+		srcs, err := s.mpi.Sources(ctx, mpistore.PersonID(person))
+		if err != nil {
+			return nil, errs.E(op, err)
+		}
+		var own, other []mpistore.Source
+		for _, src := range srcs {
+			if q.Keep != nil && !q.Keep(src) {
+				continue
+			}
+			if v.Org != "" && src.MemberID == v.Org {
+				own = append(own, src)
+			} else {
+				other = append(other, src)
+			}
+		}
+		var shown []store.Stored
+		for _, src := range own {
+			st, err := s.fhir.Get(ctx, nil, "Patient", src.PatientID)
+			if errs.CodeOf(err) == errs.NotFound {
+				continue
+			} else if err != nil {
+				return nil, errs.E(op, err)
+			}
+			shown = append(shown, st)
+		}
+		var deny *consent.Decision
+		if !(q.One && len(shown) > 0) && v.Purpose == consent.PurposeTreatment && len(other) > 0 {
+			dirs, err := s.inForce(ctx, person, at)
+			if err != nil {
+				return nil, err
+			}
+			for _, src := range other {
+				st, err := s.fhir.Get(ctx, nil, "Patient", src.PatientID)
+				if errs.CodeOf(err) == errs.NotFound {
+					continue
+				} else if err != nil {
+					return nil, errs.E(op, err)
+				}
+				d := s.decide(dirs, v, person, at, st)
+				if !d.Allow {
+					deny = &d
+					continue
+				}
+				shown = append(shown, st)
+				if q.One {
+					break
+				}
+			}
+		}
+		if q.One && len(shown) > 1 {
+			shown = shown[:1]
+		}
+		if len(shown) == 0 && deny == nil {
+			continue // nothing considered for disclosure: nothing to account for
+		}
+		ev := event(v, audit.Query, person, at)
+		ev.Query = q.Query
+		if len(ev.Query) > 8192 {
+			ev.Query = ev.Query[:8192]
+		}
+		ev.Outcome, ev.Reason = audit.Permit, q.Reason
+		for _, st := range shown {
+			ev.Resources = append(ev.Resources, audit.Resource{Type: "Patient", ID: st.ID})
+		}
+		if len(shown) == 0 {
+			ev.Outcome, ev.Reason = audit.Deny, deny.Reason.String()
+			ev.Consent, ev.ConsentVersion = string(deny.By), int64(deny.Version)
+		}
+		if err := s.appendAudit(ctx, ev); err != nil {
+			return nil, err
+		}
+		out[i] = shown
+	}
+	return out, nil
+}
