@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,6 +61,8 @@ type Cache struct {
 	// saves the round trip and the decode; it is cleared when it grows past memoMax.
 	mu   sync.Mutex
 	memo map[string][]Directive
+
+	lastWarn atomic.Int64 // unix nanoseconds of the last Redis warning logged
 }
 
 const memoMax = 4096
@@ -141,7 +144,7 @@ func (c *Cache) get(ctx context.Context, key string) ([]Directive, bool) {
 	b, err := c.rdb.Get(rctx, key).Bytes()
 	if err != nil {
 		if !errors.Is(err, redis.Nil) {
-			c.opts.Logger.Warn("consent cache read failed; reading PostgreSQL", "err", err.Error())
+			c.warn("consent cache read failed; reading PostgreSQL", err)
 		}
 		return nil, false
 	}
@@ -151,6 +154,17 @@ func (c *Cache) get(ctx context.Context, key string) ([]Directive, bool) {
 	}
 	c.remember(key, dirs)
 	return dirs, true
+}
+
+// warn logs a Redis failure at most every 10 seconds: with Redis down every request
+// falls back to PostgreSQL, and one line says so.
+func (c *Cache) warn(msg string, err error) {
+	now := c.opts.Now().UnixNano()
+	last := c.lastWarn.Load()
+	if now-last < int64(10*time.Second) || !c.lastWarn.CompareAndSwap(last, now) {
+		return
+	}
+	c.opts.Logger.Warn(msg, "err", err.Error())
 }
 
 func (c *Cache) remember(key string, dirs []Directive) {
@@ -171,6 +185,6 @@ func (c *Cache) set(ctx context.Context, key string, dirs []Directive) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opts.Timeout)
 	defer cancel()
 	if err := c.rdb.Set(rctx, key, b, c.opts.TTL).Err(); err != nil {
-		c.opts.Logger.Warn("consent cache write failed", "err", err.Error())
+		c.warn("consent cache write failed", err)
 	}
 }
