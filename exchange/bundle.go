@@ -190,47 +190,67 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 	// 2. Assign ids (or resolve to existing resources) and map fullUrls to them.
 	ids := make([]string, len(entries))
 	existing := make([]bool, len(entries))
+	alias := make([]int, len(entries)) // 1 + the earlier entry of this bundle with the same condition
+	firstWith := map[string]int{}
 	refs := map[string]string{}
+	newID := func(e plannedEntry) (string, error) {
+		if e.typ != "Patient" {
+			return store.NewID(), nil
+		}
+		mrn, _, _ := patientIdentity(e.res, member)
+		src, err := s.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
+		switch {
+		case err == nil:
+			return src.PatientID, nil // Ingest refuses another member's record
+		case errs.CodeOf(err) == errs.NotFound:
+			return store.NewID(), nil
+		}
+		return "", err
+	}
 	for i, e := range entries {
+		var err error
 		switch {
 		case e.method != http.MethodPost:
 			ids[i] = e.id
 		case e.cond != nil:
+			if j, ok := firstWith[e.cond.Key()]; ok {
+				ids[i], alias[i] = ids[j], j+1
+				break
+			}
+			firstWith[e.cond.Key()] = i
 			m, err := s.FHIR.Match(ctx, tx, member.ID, *e.cond)
 			if err != nil {
 				return nil, entryErr(e.idx, e.typ, err)
 			}
 			switch len(m) {
 			case 0:
-				ids[i] = store.NewID()
+				ids[i], err = newID(e)
+				if err != nil {
+					return nil, err
+				}
 			case 1:
 				ids[i], existing[i] = m[0], true
 			default:
 				return nil, entryErr(e.idx, e.typ, &errPrecondition{msg: "the condition matches more than one resource"})
 			}
-		case e.typ == "Patient":
-			mrn, _, _ := patientIdentity(e.res, member)
-			src, err := s.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
-			switch {
-			case err == nil:
-				ids[i] = src.PatientID // Ingest refuses another member's record
-			case errs.CodeOf(err) == errs.NotFound:
-				ids[i] = store.NewID()
-			default:
+		default:
+			if ids[i], err = newID(e); err != nil {
 				return nil, err
 			}
-		default:
-			ids[i] = store.NewID()
 		}
 		if e.fullURL != "" && e.res != nil {
-			refs[urnKey(e.fullURL)] = e.typ + "/" + ids[i]
+			k := urnKey(e.fullURL)
+			if _, dup := refs[k]; dup {
+				return nil, entryErr(e.idx, e.typ, errs.E("exchange.runEntries", errs.Invalid, "two entries have the same fullUrl"))
+			}
+			refs[k] = e.typ + "/" + ids[i]
 		}
 	}
 	// 3. Rewrite references in every entry.
 	resources := make([]*fhir.Resource, len(entries))
 	condRefs := map[string]string{}
 	for i, e := range entries {
-		if e.res == nil || existing[i] {
+		if e.res == nil || existing[i] || alias[i] != 0 {
 			continue
 		}
 		r, err := fhir.RewriteReferences(e.res, func(ref string) (string, error) {
@@ -305,6 +325,9 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 				return nil, err
 			}
 		}
+		if alias[i] != 0 {
+			continue // answered below, like the entry it repeats
+		}
 		var st store.Stored
 		status := http.StatusOK
 		var err error
@@ -336,6 +359,12 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 	}
 	if err := flush(); err != nil {
 		return nil, err
+	}
+	for i, j := range alias {
+		if j != 0 {
+			out[i] = out[j-1]
+			out[i].Response.Status = "200 OK" // resolved to the resource of the earlier entry
+		}
 	}
 	return out, nil
 }

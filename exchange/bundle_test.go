@@ -364,6 +364,20 @@ func TestTransactionAndBatch(t *testing.T) {
 	if st != 200 || string(body2) != string(body) || env.count(t, env.a.ID, "Observation") != 1 {
 		t.Fatalf("repeat = %d, same body %v, observations %d", st, string(body2) == string(body), env.count(t, env.a.ID, "Observation"))
 	}
+	// The same Organization twice in one transaction is stored once; a duplicate fullUrl
+	// is refused.
+	org := `{"resourceType":"Organization","identifier":[{"system":"urn:x","value":"o1"}]}`
+	twice := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[
+		{"fullUrl":"urn:uuid:44444444-4444-4444-4444-444444444444","resource":` + org + `,"request":{"method":"POST","url":"Organization"}},
+		{"fullUrl":"urn:uuid:55555555-5555-5555-5555-555555555555","resource":` + org + `,"request":{"method":"POST","url":"Organization"}}]}`)
+	st, body, _ = do(t, "POST", env.base, ta, twice)
+	resp = txResponse{}
+	if err := json.Unmarshal(body, &resp); st != 200 || err != nil || len(resp.Entry) != 2 || resp.Entry[0].Response.Location != resp.Entry[1].Response.Location || env.count(t, env.a.ID, "Organization") != 1 {
+		t.Fatalf("same Organization twice = %d %s; %d stored", st, body, env.count(t, env.a.ID, "Organization"))
+	}
+	if st, _, _ := do(t, "POST", env.base, ta, bytes.ReplaceAll(twice, []byte("55555555-5555-5555-5555-555555555555"), []byte("44444444-4444-4444-4444-444444444444"))); st != 400 {
+		t.Fatalf("duplicate fullUrl = %d; want 400", st)
+	}
 	// GET entries are for batches only.
 	if st, _, _ := do(t, "POST", env.base, ta, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"GET","url":"Patient/`+pid+`"}}]}`)); st != 400 {
 		t.Fatalf("GET in a transaction = %d; want 400", st)
