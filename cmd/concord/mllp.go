@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange"
 	"github.com/concord-hie/concord/exchange/hl7v2"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 // startMLLP starts the HL7 v2 MLLP listener on CONCORD_MLLP_ADDR with the exchange's
@@ -58,6 +63,60 @@ func (m *Main) seedDemoHL7(ctx context.Context, members []demoMember) error {
 			if err := m.directory.AddHL7Address(ctx, dm.ID, p); err != nil {
 				return fmt.Errorf("demo HL7 address %s: %v", dm.ID, err)
 			}
+		}
+	}
+	return nil
+}
+
+// runMemberHL7 is `concord member hl7`: it registers how a member's HL7 v2 feed is
+// recognized. Each flag may be given several times (comma-separated).
+func runMemberHL7(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var member, facilities, app, addresses, certNames, namespaces string
+	cfg, _, err := parseConfig("member hl7", "member hl7 --member ID [--facility MSH-4] [--app MSH-3] [--address CIDR] [--cert-name NAME] [--namespace CX-4.1]", args, stderr, func(fs *flag.FlagSet) {
+		fs.StringVar(&member, "member", "", "the member's ID (required; see concord member list)")
+		fs.StringVar(&facilities, "facility", "", "MSH-4 values its feeds send: HD namespace ID or OID, comma-separated")
+		fs.StringVar(&app, "app", "", "MSH-3 that must accompany --facility (default: any application)")
+		fs.StringVar(&addresses, "address", "", "source addresses or CIDR prefixes its MLLP connections come from, comma-separated")
+		fs.StringVar(&certNames, "cert-name", "", "client-certificate CN or DNS SAN names that identify it over TLS, comma-separated")
+		fs.StringVar(&namespaces, "namespace", "", "CX-4.1 namespace IDs sent without an OID that mean its MRN system, comma-separated")
+	})
+	if err != nil {
+		return err
+	}
+	if member == "" {
+		fmt.Fprintln(stderr, "concord member hl7: --member is required")
+		return errReported
+	}
+	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	if err != nil {
+		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errs.MessageOf(err))
+	}
+	defer pool.Close()
+	if err := db.CheckSchema(ctx, pool); err != nil {
+		return fmt.Errorf("%s", errs.MessageOf(err))
+	}
+	dir := directory.NewStore(pool)
+	if _, err := dir.Member(ctx, member); err != nil {
+		return fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
+	}
+	steps := []struct {
+		list, what string
+		add        func(string) error
+	}{
+		{facilities, "sender", func(v string) error { return dir.AddHL7Sender(ctx, member, app, v) }},
+		{addresses, "address", func(v string) error { return dir.AddHL7Address(ctx, member, v) }},
+		{certNames, "certificate name", func(v string) error { return dir.AddHL7CertName(ctx, member, v) }},
+		{namespaces, "namespace", func(v string) error { return dir.AddHL7Namespace(ctx, member, v, "") }},
+	}
+	for _, st := range steps {
+		for _, v := range strings.Split(st.list, ",") {
+			if v = strings.TrimSpace(v); v == "" {
+				continue
+			}
+			if err := st.add(v); err != nil {
+				return fmt.Errorf("HL7 %s %q: %s", st.what, v, errs.MessageOf(err))
+			}
+			fmt.Fprintf(stdout, "registered HL7 %s %s for %s\n", st.what, v, member)
 		}
 	}
 	return nil
