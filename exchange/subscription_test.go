@@ -174,6 +174,8 @@ func TestRosterAndSubscriptionOverFHIR(t *testing.T) {
 	if code != http.StatusCreated {
 		t.Fatalf("roster: %d %s", code, body)
 	}
+	var roster struct{ ID string }
+	_ = json.Unmarshal([]byte(body), &roster)
 	var person string
 	if err := env.pool.QueryRow(ctx, `SELECT person_id::text FROM mpi_source_records WHERE patient_id = $1`, env.pa).Scan(&person); err != nil {
 		t.Fatal(err)
@@ -277,5 +279,13 @@ func TestRosterAndSubscriptionOverFHIR(t *testing.T) {
 	}
 	if n := len(env.hook.received()); n != 2 {
 		t.Fatalf("%d notifications after delete; want still 2", n)
+	}
+
+	// Deleting the roster Group takes the person off b's roster.
+	if code, body := env.do(t, "b", "DELETE", "/fhir/Group/"+roster.ID, ""); code/100 != 2 {
+		t.Fatalf("delete roster: %d %s", code, body)
+	}
+	if entries, err := env.ns.RostersWithPerson(ctx, env.pool, mpistore.PersonID(person)); err != nil || len(entries) != 0 {
+		t.Fatalf("after deleting the Group: %+v, %v; want no roster", entries, err)
 	}
 }

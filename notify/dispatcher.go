@@ -322,8 +322,9 @@ func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The endpoint is re-checked at send time: the member's allowlist may have shrunk.
-	if _, _, err := ParseEndpoint(c.sub.Endpoint, d.store.allow); err != nil {
+	// The endpoint is re-checked at send time: the member's registered origins may have
+	// changed since the subscription was made.
+	if err := d.store.checkEndpoint(ctx, d.pool, c.sub.MemberID, c.sub.Endpoint); err != nil {
 		return 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.sub.Endpoint, bytes.NewReader(body))
@@ -366,6 +367,12 @@ func (d *Dispatcher) settle(ctx context.Context, c claimedDelivery, code int, se
 		if _, err := tx.Exec(ctx, `UPDATE notify_deliveries SET next_at = now() + make_interval(secs => $2), last_status = $3 WHERE id = $1`,
 			c.id, d.backoff(c.attempts).Seconds(), code); err != nil {
 			return errs.E(op, errs.Unavailable, "could not record the failure", err)
+		}
+		if errs.CodeOf(sendErr) == errs.Invalid {
+			// The endpoint is no longer registered to the member (or no longer a valid
+			// target): stop the subscription rather than retry for ever.
+			_, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = $1`, c.sub.ID)
+			return err
 		}
 		if c.kind == TypeHandshake && c.attempts >= d.cfg.MaxHandshakeAttempts {
 			_, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = $1 AND status = 'requested'`, c.sub.ID)

@@ -235,7 +235,7 @@ func (e *env) subscribe(t *testing.T, member, pb string, r *receiver) string {
 		if err := e.notify.RegisterEndpoint(ctx, tx, member, r.srv.URL); err != nil {
 			return err
 		}
-		if err := e.notify.PutRoster(ctx, tx, member, "roster-"+id, []string{pb}); err != nil {
+		if err := e.roster(ctx, tx, member, pb); err != nil {
 			return err
 		}
 		_, err := e.notify.CreateSubscription(ctx, tx, notify.Subscription{ID: id, MemberID: member, Topic: notify.TopicAdmission,
@@ -246,6 +246,15 @@ func (e *env) subscribe(t *testing.T, member, pb string, r *receiver) string {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// roster stores member's roster Group of its Patients, as POST [base]/Group does.
+func (e *env) roster(ctx context.Context, tx db.Querier, member string, patients ...string) error {
+	g, err := e.fhir.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(`{"resourceType":"Group","type":"person","actual":true}`)), MemberID: member, At: time.Now()})
+	if err != nil {
+		return err
+	}
+	return e.notify.PutRoster(ctx, tx, member, g.ID, patients)
 }
 
 func (e *env) dispatcher(allow ...netip.AddrPort) *notify.Dispatcher {
@@ -348,7 +357,7 @@ func TestDeniedRecipientGetsNothingAndDenialIsAudited(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := e.subscribe(t, "b", pbDenied, r)
-	if err := e.notify.PutRoster(ctx, e.pool, "b", "roster-ok", []string{pbOK}); err != nil {
+	if err := e.roster(ctx, e.pool, "b", pbOK); err != nil {
 		t.Fatal(err)
 	}
 	stop := d.Start(ctx)

@@ -56,11 +56,13 @@ func (s *Store) PutRoster(ctx context.Context, tx db.Querier, memberID, groupID 
 }
 
 // RostersWithPerson answers "which members have this person in a roster": every roster
-// entry whose Patient the MPI links to person, one per member and Patient.
+// entry whose Patient the MPI links to person, one per member and Patient. A roster whose
+// Group was deleted counts no more.
 func (s *Store) RostersWithPerson(ctx context.Context, q db.Querier, person mpistore.PersonID) ([]RosterEntry, error) {
 	const op = "notify.Store.RostersWithPerson"
 	rows, err := q.Query(ctx, `SELECT DISTINCT ON (e.member_id, e.patient_id) e.member_id, e.group_id, e.patient_id
 		FROM notify_roster_entries e JOIN mpi_source_records r ON r.patient_id = e.patient_id
+		JOIN fhir_resources g ON g.type = 'Group' AND g.id = e.group_id AND NOT g.deleted
 		WHERE r.person_id = $1 ORDER BY e.member_id, e.patient_id, e.group_id`, string(person))
 	if err != nil {
 		return nil, errs.E(op, errs.Unavailable, "roster lookup failed", err)
