@@ -18,6 +18,7 @@ import (
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
+	"github.com/concord-hie/concord/notify"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -313,6 +314,11 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			return err
 		}
 		for j, st := range sts {
+			if s.Notify != nil { // as Ingest does: an Encounter's event joins the outbox in this transaction
+				if err := notify.EnqueueStored(ctx, tx, st); err != nil {
+					return err
+				}
+			}
 			respond(bulkIdx[j], http.StatusCreated, st)
 		}
 		bulk, bulkIdx = nil, nil
@@ -565,7 +571,9 @@ func (s *Server) sourceWrite(member directory.Member, res *fhir.Resource, id str
 }
 
 // bulkCreatable reports whether a new resource of typ can skip Ingest's per-resource
-// path: Patients go through the MPI and documents through the document service.
+// path: Patients go through the MPI and documents through the document service. The bulk
+// path repeats the rest of Ingest: compartment check, sourceWrite (source and consent
+// labels) and notify.EnqueueStored.
 func bulkCreatable(typ string) bool {
 	return typ != "Patient" && typ != "DocumentReference" && typ != "Binary"
 }

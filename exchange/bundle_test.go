@@ -27,6 +27,7 @@ import (
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/testkit"
 	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/notify"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -70,7 +71,7 @@ func newWriteEnv(t testing.TB) *writeEnv {
 	fs := store.New(pool)
 	e := echo.New()
 	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: mpi, Matcher: matcher,
-		Records: records.New(fs, mpi, bundleDirectives{}, &bundleAudit{}, nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Records: records.New(fs, mpi, bundleDirectives{}, &bundleAudit{}, nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	e.HTTPErrorHandler = srv.HandleError
 	srv.Register(e)
 	hs := httptest.NewServer(e)
@@ -358,6 +359,12 @@ func TestTransactionAndBatch(t *testing.T) {
 	env.pool.QueryRow(ctx, `SELECT count(*) FROM fhir_resources r WHERE type = 'Encounter' AND id = $1 AND convert_from(body, 'UTF8') LIKE '%"Practitioner/%' AND convert_from(body, 'UTF8') NOT LIKE '%?identifier%'`, eid).Scan(&pract)
 	if subj == 0 || enc != 1 || pract != 1 {
 		t.Fatalf("references not rewritten: subject %d, encounter %d, practitioner %d", subj, enc, pract)
+	}
+	// The Encounter created by the bulk path queued its event like Ingest does.
+	var events int
+	env.pool.QueryRow(ctx, `SELECT count(*) FROM outbox_events WHERE payload::text LIKE '%' || $1 || '%'`, eid).Scan(&events)
+	if events != 1 {
+		t.Fatalf("outbox events for the Encounter = %d; want 1", events)
 	}
 	// The same Idempotency-Key returns the first response and writes nothing.
 	st, body2, _ := do(t, "POST", env.base, ta, good, "Idempotency-Key", "k1")
