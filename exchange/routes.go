@@ -26,6 +26,8 @@ func (s *Server) routes(e *echo.Echo) {
 		a.GET("/Subscription/:id/$status", s.subscriptionStatus)
 		a.GET("/Subscription/:id/$events", s.subscriptionEvents)
 	}
+	a.POST("/Patient/$match", s.matchPatients) // PDQm ITI-119
+	a.GET("/Patient/$ihe-pix", s.pixQuery)     // PIXm ITI-83
 	a.POST("", s.processBundle)
 	a.POST("/", s.processBundle)
 	a.POST("/:type", s.createResource)

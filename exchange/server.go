@@ -43,6 +43,10 @@ type Deps struct {
 	Notify    *notify.Store      // nil: no rosters, Subscriptions or outbox events
 	Log       *slog.Logger
 	Now       func() time.Time
+
+	// IdentityLimiter rate-limits $match and PIXm per client; nil gets the default of
+	// New (2 requests/s, bursts of 20).
+	IdentityLimiter *RateLimiter
 }
 
 // Server serves the exchange's routes.
@@ -58,6 +62,9 @@ func New(cfg Config, d Deps) *Server {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.IdentityLimiter == nil {
+		d.IdentityLimiter = NewRateLimiter(2, 20, d.Now)
 	}
 	return &Server{cfg: cfg, Deps: d}
 }
