@@ -141,6 +141,9 @@ func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.M
 		}
 		return st, status, nil
 	}
+	// Bundles store new resources of other types through runEntries' bulk path
+	// (bundle.go: bulkWrite, CreateMany, EnqueueStored): a step added below must be added
+	// there too, or excluded from it in bulkCreatable.
 	patientID, err := s.compartment(ctx, tx, member, res)
 	if err != nil {
 		return store.Stored{}, 0, err
