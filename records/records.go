@@ -49,6 +49,14 @@ type Service struct {
 	dirs  Directives
 	audit AuditLog
 	now   func() time.Time
+	btg   *BreakGlassStore // nil: no break-the-glass declarations are honoured
+}
+
+// WithBreakGlass makes the service honour active break-the-glass declarations for viewers
+// whose purpose is BTG. It returns s.
+func (s *Service) WithBreakGlass(b *BreakGlassStore) *Service {
+	s.btg = b
+	return s
 }
 
 // New returns the enforcement point. now may be nil (time.Now).
@@ -120,6 +128,15 @@ func (s *Service) appendAudit(ctx context.Context, ev audit.Event) error {
 	return nil
 }
 
+// breakGlass attaches the viewer's active break-the-glass declaration for person, when the
+// service has a declaration store; without one the viewer is passed through as given.
+func (s *Service) breakGlass(ctx context.Context, v Viewer, person string, at time.Time) (Viewer, error) {
+	if s.btg == nil {
+		return v, nil
+	}
+	return s.btg.ForPerson(ctx, nil, v, person, at)
+}
+
 // inForce loads directives or fails closed.
 func (s *Service) inForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error) {
 	dirs, err := s.dirs.InForce(ctx, person, at)
@@ -145,6 +162,9 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 	}
 	dirs, err := s.inForce(ctx, person, at)
 	if err != nil {
+		return nil, err
+	}
+	if v, err = s.breakGlass(ctx, v, person, at); err != nil {
 		return nil, err
 	}
 	all, err := s.fhir.ByPatients(ctx, typ, ids, limit)
@@ -217,6 +237,10 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 		if err != nil {
 			return store.Stored{}, err
 		}
+		if v, err = s.breakGlass(ctx, v, person, at); err != nil {
+			return store.Stored{}, err
+		}
+		ev.BreakGlass = v.BreakGlass != nil
 		d := s.decide(dirs, v, person, at, st)
 		ev.Consent, ev.ConsentVersion, ev.Reason = string(d.By), int64(d.Version), d.Reason.String()
 		ev.Outcome = audit.Deny

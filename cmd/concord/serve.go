@@ -175,7 +175,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	m.records = records.New(m.fhir, m.mpi, dirs, m.audit, nil)
+	m.records = records.New(m.fhir, m.mpi, dirs, m.audit, nil).WithBreakGlass(records.NewBreakGlassStore(m.pool))
 	m.tokens, err = directory.NewTokens(m.directory, tokenKey, cfg.BaseURL+"/fhir", cfg.BaseURL+"/token", cfg.TokenTTL, nil)
 	if err != nil {
 		return err
@@ -222,6 +222,7 @@ func (m *Main) buildHTTP() {
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/readyz", m.ready)
 	m.exchange.Register(e)
+	m.consentAPI().Register(e)
 	m.portal.Register(e)
 	m.echo = e
 	m.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,
@@ -288,6 +289,9 @@ func (m *Main) Run(ctx context.Context) error {
 	defer stopMLLP()
 	stopNotify := m.notifier.Start(ctx) // stopped (and waited for) before Close closes the pool
 	defer stopNotify()
+	// Orphaned document objects (a crash between the S3 write and the metadata commit) are
+	// collected after their grace period.
+	go m.docs.RunGC(ctx, time.Hour)
 	errc := make(chan error, 2)
 	go func() { errc <- m.http.Serve(m.httpLn) }()
 	if m.adminLn != nil {
