@@ -2,6 +2,7 @@ package notify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -46,6 +47,7 @@ type DispatcherConfig struct {
 	BaseBackoff          time.Duration // first retry delay [2 s]; doubled per attempt, with jitter
 	MaxBackoff           time.Duration // retry delay cap [1 h]
 	MaxHandshakeAttempts int           // then the subscription is error [5]
+	Concurrency          int           // sends in flight at once [8]
 }
 
 // Dispatcher moves notification events from the outbox to subscribers. It is safe to run
@@ -82,6 +84,9 @@ func NewDispatcher(pool *pgxpool.Pool, st *Store, persons Persons, rec Discloser
 	}
 	if cfg.MaxHandshakeAttempts <= 0 {
 		cfg.MaxHandshakeAttempts = 5
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -153,6 +158,7 @@ type outboxRow struct {
 // a roster, the topic and filter match, and consent permits the disclosure to that
 // member (records audits the decision either way). The deliveries and the outbox row's
 // delivered_at commit together, so an event is fanned out once however often this runs.
+// Consent decisions of a batch run concurrently, so their audit events share commits.
 func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
 	const op = "notify.Dispatcher.fanOut"
 	n := 0
@@ -171,19 +177,29 @@ func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		for _, o := range claimed {
-			n++
-			if err := d.fanOutOne(ctx, tx, o); err != nil {
-				if errs.CodeOf(err) != errs.Unavailable {
-					return err
-				}
-				// Consent or a lookup could not be decided: nothing of this event was
-				// written; try it again later.
-				d.log.Warn("notify: event postponed", "outbox_id", o.id, "err", err)
-				if _, err := tx.Exec(ctx, `UPDATE outbox_events SET attempts = attempts + 1, next_at = now() + make_interval(secs => $2) WHERE id = $1`,
-					o.id, d.backoff(o.attempts+1).Seconds()); err != nil {
-					return err
-				}
+		n = len(claimed)
+		plans := make([]plan, len(claimed))
+		for i, o := range claimed {
+			plans[i] = plan{o: o}
+			plans[i].ev, plans[i].subs, plans[i].err = d.recipients(ctx, tx, o)
+		}
+		d.decide(ctx, plans)
+		for _, p := range plans {
+			if p.err == nil {
+				p.err = d.record(ctx, tx, p)
+			}
+			if p.err == nil {
+				continue
+			}
+			if errs.CodeOf(p.err) != errs.Unavailable {
+				return p.err
+			}
+			// Consent or a lookup could not be decided: nothing of this event was
+			// written; try it again later.
+			d.log.Warn("notify: event postponed", "outbox_id", p.o.id, "err", p.err)
+			if _, err := tx.Exec(ctx, `UPDATE outbox_events SET attempts = attempts + 1, next_at = now() + make_interval(secs => $2) WHERE id = $1`,
+				p.o.id, d.backoff(p.o.attempts+1).Seconds()); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -194,68 +210,109 @@ func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-func (d *Dispatcher) fanOutOne(ctx context.Context, tx db.Querier, o outboxRow) error {
+// plan is one claimed outbox event on its way to deliveries.
+type plan struct {
+	o         outboxRow
+	ev        EncounterEvent
+	subs      []Subscription // active subscriptions of roster members that want ev
+	permitted []bool         // consent decision per subs[i]
+	err       error
+}
+
+// recipients finds the subscriptions that want the event: active, of a member whose
+// roster holds the event's person, topic and filter matching.
+func (d *Dispatcher) recipients(ctx context.Context, tx db.Querier, o outboxRow) (EncounterEvent, []Subscription, error) {
+	const op = "notify.Dispatcher.recipients"
 	var ev EncounterEvent
 	if err := json.Unmarshal(o.payload, &ev); err != nil {
-		return errs.E("notify.fanOut", errs.Internal, "malformed outbox payload", err)
+		// Not retryable: settle it with no recipients rather than block the batch.
+		d.log.Error("notify: malformed outbox payload; event dropped", "outbox_id", o.id)
+		return ev, nil, nil
 	}
-	var subs []Subscription
 	src, err := d.persons.SourceByPatient(ctx, tx, ev.PatientID)
 	switch {
 	case errs.CodeOf(err) == errs.NotFound:
-		// The Patient is in no person (not linked): nobody can have it on a roster.
+		return ev, nil, nil // linked to no person: nobody can have it on a roster
 	case err != nil:
-		return errs.E("notify.fanOut", errs.Unavailable, "person lookup failed", err)
-	default:
-		entries, err := d.store.RostersWithPerson(ctx, tx, src.PersonID)
-		if err != nil {
-			return err
+		return ev, nil, errs.E(op, errs.Unavailable, "person lookup failed", err)
+	}
+	entries, err := d.store.RostersWithPerson(ctx, tx, src.PersonID)
+	if err != nil || len(entries) == 0 {
+		return ev, nil, err
+	}
+	members := make([]string, 0, len(entries))
+	for _, e := range entries {
+		members = append(members, e.MemberID)
+	}
+	rows, err := tx.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE status = 'active' AND member_id = ANY($1) ORDER BY id`, members)
+	if err != nil {
+		return ev, nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
+	}
+	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSub(r) })
+	if err != nil {
+		return ev, nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
+	}
+	var subs []Subscription
+	for _, s := range all {
+		if s.Wants(ev) {
+			subs = append(subs, s)
 		}
-		members := make([]string, 0, len(entries))
-		for _, e := range entries {
-			members = append(members, e.MemberID)
+	}
+	return ev, subs, nil
+}
+
+// decide asks the enforcement point, for every planned recipient, whether the event's
+// Encounter may be disclosed to that member for treatment; records audits each
+// decision. A decision that cannot be made marks the whole event for a retry.
+func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
+	sem := make(chan struct{}, d.cfg.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range plans {
+		p := &plans[i]
+		if p.err != nil {
+			continue
 		}
-		if len(members) > 0 {
-			rows, err := tx.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE status = 'active' AND member_id = ANY($1) ORDER BY id`, members)
-			if err != nil {
-				return errs.E("notify.fanOut", errs.Unavailable, "subscription lookup failed", err)
-			}
-			all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSub(r) })
-			if err != nil {
-				return errs.E("notify.fanOut", errs.Unavailable, "subscription lookup failed", err)
-			}
-			for _, s := range all {
-				if s.Wants(ev) {
-					subs = append(subs, s)
+		p.permitted = make([]bool, len(p.subs))
+		for j, s := range p.subs {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				v := records.Viewer{Client: d.cfg.ClientID, Org: s.MemberID, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment,
+					RequestID: fmt.Sprintf("notify-%d-%s", p.o.id, s.ID)}
+				_, err := d.records.Read(ctx, v, "Encounter", p.ev.EncounterID)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					p.permitted[j] = true
+				case errs.CodeOf(err) == errs.NotFound:
+					// Denied (or the Encounter is gone): audited by records; this member hears nothing.
+				default:
+					p.err = errs.E("notify.Dispatcher.decide", errs.Unavailable, "consent decision failed", err)
 				}
-			}
+			}()
 		}
 	}
-	// Decide every recipient before writing anything, so a failed decision leaves the
-	// event untouched for the retry.
-	var permitted []Subscription
-	for _, s := range subs {
-		v := records.Viewer{Client: d.cfg.ClientID, Org: s.MemberID, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment,
-			RequestID: fmt.Sprintf("notify-%d-%s", o.id, s.ID)}
-		_, err := d.records.Read(ctx, v, "Encounter", ev.EncounterID)
-		switch {
-		case err == nil:
-			permitted = append(permitted, s)
-		case errs.CodeOf(err) == errs.NotFound:
-			// Denied (or the Encounter is gone): audited by records; this member hears nothing.
-		default:
-			return errs.E("notify.fanOut", errs.Unavailable, "consent decision failed", err)
+	wg.Wait()
+}
+
+// record numbers and queues the permitted notifications of p and settles its outbox row.
+func (d *Dispatcher) record(ctx context.Context, tx db.Querier, p plan) error {
+	const op = "notify.Dispatcher.record"
+	for j, s := range p.subs {
+		if !p.permitted[j] {
+			continue
 		}
-	}
-	for _, s := range permitted {
 		if _, err := tx.Exec(ctx, `WITH n AS (UPDATE notify_subscriptions SET events = events + 1, updated_at = now() WHERE id = $1 RETURNING events)
 			INSERT INTO notify_deliveries (subscription_id, kind, event_number, outbox_id, focus, event_at)
-			SELECT $1, 'event-notification', n.events, $2, $3, $4 FROM n`, s.ID, o.id, "Encounter/"+ev.EncounterID, o.createdAt); err != nil {
-			return errs.E("notify.fanOut", errs.Unavailable, "could not queue a notification", err)
+			SELECT $1, 'event-notification', n.events, $2, $3, $4 FROM n`, s.ID, p.o.id, "Encounter/"+p.ev.EncounterID, p.o.createdAt); err != nil {
+			return errs.E(op, errs.Unavailable, "could not queue a notification", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `UPDATE outbox_events SET delivered_at = now(), attempts = attempts + 1 WHERE id = $1`, o.id); err != nil {
-		return errs.E("notify.fanOut", errs.Unavailable, "could not settle the outbox event", err)
+	if _, err := tx.Exec(ctx, `UPDATE outbox_events SET delivered_at = now(), attempts = attempts + 1 WHERE id = $1`, p.o.id); err != nil {
+		return errs.E(op, errs.Unavailable, "could not settle the outbox event", err)
 	}
 	return nil
 }
@@ -301,13 +358,26 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, errs.E(op, errs.Unavailable, "claim failed", err)
 	}
+	// Sends run concurrently (at most Concurrency at once); each settles on its own.
+	sem := make(chan struct{}, d.cfg.Concurrency)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
 	for _, c := range claimed {
-		code, sendErr := d.send(ctx, c)
-		if err := d.settle(ctx, c, code, sendErr); err != nil {
-			return len(claimed), err
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			code, sendErr := d.send(ctx, c)
+			if err := d.settle(ctx, c, code, sendErr); err != nil {
+				mu.Lock()
+				firstErr = cmp.Or(firstErr, err)
+				mu.Unlock()
+			}
+		}()
 	}
-	return len(claimed), nil
+	wg.Wait()
+	return len(claimed), firstErr
 }
 
 // send POSTs the notification Bundle to the subscription's endpoint with its headers.

@@ -62,7 +62,7 @@ type notification struct {
 	} `json:"entry"`
 }
 
-func newReceiver(t *testing.T, failFirst int) *receiver {
+func newReceiver(t testing.TB, failFirst int) *receiver {
 	r := &receiver{failFirst: failFirst, events: map[int64][]string{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
@@ -149,7 +149,7 @@ type env struct {
 	log     *audit.Log
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t testing.TB) *env {
 	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
@@ -174,7 +174,7 @@ func newEnv(t *testing.T) *env {
 
 // person makes one person known to members a and b (one Patient each) and returns the
 // person and the two Patient ids.
-func (e *env) person(t *testing.T, mrn string) (person mpistore.PersonID, pa, pb string) {
+func (e *env) person(t testing.TB, mrn string) (person mpistore.PersonID, pa, pb string) {
 	t.Helper()
 	ctx := context.Background()
 	err := db.InTx(ctx, e.pool, func(tx db.Querier) error {
@@ -205,7 +205,7 @@ func (e *env) person(t *testing.T, mrn string) (person mpistore.PersonID, pa, pb
 
 // admit stores an in-progress Encounter of member a for Patient pa and enqueues its event
 // in the same transaction, as the exchange's Ingest does.
-func (e *env) admit(t *testing.T, pa string) string {
+func (e *env) admit(t testing.TB, pa string) string {
 	t.Helper()
 	ctx := context.Background()
 	var id string
@@ -227,7 +227,7 @@ func (e *env) admit(t *testing.T, pa string) string {
 
 // subscribe registers r's origin for member, puts pb on member's roster and subscribes
 // member to admissions at r with a bearer header.
-func (e *env) subscribe(t *testing.T, member, pb string, r *receiver) string {
+func (e *env) subscribe(t testing.TB, member, pb string, r *receiver) string {
 	t.Helper()
 	ctx := context.Background()
 	id := "sub-" + testkit.RandomID(6)
@@ -265,7 +265,7 @@ func (e *env) dispatcher(allow ...netip.AddrPort) *notify.Dispatcher {
 		MaxBackoff: 100 * time.Millisecond, Lease: time.Second}, nil)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -276,7 +276,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func (e *env) status(t *testing.T, sub string) (string, int64) {
+func (e *env) status(t testing.TB, sub string) (string, int64) {
 	var s string
 	var n int64
 	if err := e.pool.QueryRow(context.Background(), `SELECT status, events FROM notify_subscriptions WHERE id = $1`, sub).Scan(&s, &n); err != nil {
