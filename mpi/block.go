@@ -115,7 +115,7 @@ func BlockKeys(r *Record) []BlockKey {
 }
 
 // DefaultBlockCap is the largest block that is used as is.
-const DefaultBlockCap = 150
+const DefaultBlockCap = 500
 
 // Index holds posting lists from block keys to record numbers. It is not safe for
 // concurrent writes; concurrent Candidates calls are safe once building is done.

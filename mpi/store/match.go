@@ -162,7 +162,11 @@ func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, syst
 	}
 	var person PersonID
 	if a.Outcome == mpi.AutoLink {
-		person = PersonID(a.Person)
+		// A steward's merge may have retired the person since the candidates were read:
+		// lock it against a concurrent merge and follow its redirect (livePerson, ops.go).
+		if person, err = livePerson(ctx, tx, PersonID(a.Person)); err != nil {
+			return Link{}, err
+		}
 	}
 	src, created, err := m.store.Upsert(ctx, tx, memberID, system, value, patientID, json.RawMessage(patient), person)
 	if err != nil {

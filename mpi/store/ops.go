@@ -139,6 +139,22 @@ func lockSources(ctx context.Context, tx db.Querier, where string, arg any) ([]l
 	})
 }
 
+// livePerson locks p FOR SHARE (so a merge cannot retire it until tx ends) and follows
+// its retired_into redirects to the live person, locking each in turn.
+func livePerson(ctx context.Context, tx db.Querier, p PersonID) (PersonID, error) {
+	for range 64 {
+		var into *string
+		if err := tx.QueryRow(ctx, `SELECT retired_into::text FROM mpi_persons WHERE id = $1 FOR SHARE`, string(p)).Scan(&into); err != nil {
+			return "", db.Map("mpi.store.livePerson", err)
+		}
+		if into == nil {
+			return p, nil
+		}
+		p = PersonID(*into)
+	}
+	return "", errs.E("mpi.store.livePerson", errs.Internal, "merge redirects form a chain too long to follow")
+}
+
 // resolve follows retired_into from p to the live person (at most 64 hops).
 func resolve(ctx context.Context, q db.Querier, p PersonID) (PersonID, error) {
 	var live string
@@ -423,8 +439,9 @@ func (o *Ops) Merge(ctx context.Context, keep, lose PersonID, st Steward) (Chang
 // Unmerge undoes merge mergeID: the retired person is live again and every source the merge
 // moved returns to it with the link state, score and rule it had before. It refuses
 // (errs.Conflict) when the merge was already undone, when the kept person has since been
-// merged on, or when any moved source has changed person since — restoring then would
-// override a later decision; undo that one first. errs.NotFound for an unknown merge.
+// merged on (undo that merge first), or when a later link, unlink or review decision
+// touched a moved source — restoring then would override that decision. A later merge
+// that was itself undone is no obstacle. errs.NotFound for an unknown merge.
 func (o *Ops) Unmerge(ctx context.Context, mergeID int64, st Steward) (Change, error) {
 	const op = "mpi.store.Ops.Unmerge"
 	if err := checkSteward(op, st); err != nil {
@@ -450,10 +467,10 @@ func (o *Ops) Unmerge(ctx context.Context, mergeID int64, st Steward) (Change, e
 		if ps[PersonID(keep)] != "" || ps[PersonID(lose)] != PersonID(keep) {
 			return errs.E(op, errs.Conflict, "the persons were merged again since; undo that merge first")
 		}
-		// The merge's history rows, with each source's latest history row to check that
-		// nothing moved it since.
+		// The merge's history rows, and whether a decision other than a later merge and
+		// its unmerge has touched each source since (restoring would override it).
 		rows, err := tx.Query(ctx, `SELECT h.source_id, h.prev_state, h.prev_score, coalesce(h.prev_rule, ''),
-				h.id = (SELECT max(l.id) FROM mpi_link_history l WHERE l.source_id = h.source_id)
+				NOT EXISTS (SELECT 1 FROM mpi_link_history l WHERE l.source_id = h.source_id AND l.id > h.id AND l.action NOT IN ('merge', 'unmerge'))
 			FROM mpi_link_history h WHERE h.merge_id = $1 AND h.action = 'merge' ORDER BY h.source_id`, mergeID)
 		if err != nil {
 			return err

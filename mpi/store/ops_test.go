@@ -373,9 +373,10 @@ func TestConcurrentMergeUnmergeNoDeadlock(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for round := range 6 {
-				// Goroutine g merges pair (x, y) in an order that alternates, then unmerges.
-				x, y := ids[(g+round)%len(ids)], ids[(g+round+1)%len(ids)]
-				if (g+round)%2 == 1 {
+				// Goroutine g merges pair (x, y), odd goroutines in the opposite direction
+				// to even ones, then unmerges.
+				x, y := ids[(g/2+round)%len(ids)], ids[(g/2+round+1)%len(ids)]
+				if g%2 == 1 {
 					x, y = y, x
 				}
 				mc, err := e.ops.Merge(e.ctx, x, y, e.steward)
@@ -430,5 +431,37 @@ func TestConcurrentMergeUnmergeNoDeadlock(t *testing.T) {
 	}
 	if n := e.count(`SELECT count(*) FROM mpi_merges`); n == 0 {
 		t.Fatal("no merge ran")
+	}
+}
+
+func TestUnmergeAfterLaterMergeUndone(t *testing.T) {
+	e := newOpsEnv(t)
+	a := e.link("a", "A1", ana())
+	b := e.link("c", "C1", patient("Marcus", "Baker", "male", "1971-07-30", "9 Elm Dr", "951-555-9999", "611-20-3344"))
+	c := e.link("d", "D1", patient("Lena", "Ortiz", "female", "1990-11-02", "5 Bay Ln", "951-555-4444", "612-30-4455"))
+	before := e.memberships()
+	m1, err := e.ops.Merge(e.ctx, a.Source.PersonID, b.Source.PersonID, e.steward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := e.ops.Merge(e.ctx, c.Source.PersonID, a.Source.PersonID, e.steward)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first merge's kept person is retired now: undo the second first.
+	if _, err := e.ops.Unmerge(e.ctx, m1.Merge, e.steward); errs.CodeOf(err) != errs.Conflict {
+		t.Fatalf("unmerge under a later merge: %v", err)
+	}
+	if _, err := e.ops.Unmerge(e.ctx, m2.Merge, e.steward); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ops.Unmerge(e.ctx, m1.Merge, e.steward); err != nil {
+		t.Fatal(err)
+	}
+	after := e.memberships()
+	for id, want := range before {
+		if after[id] != want {
+			t.Errorf("source %d: %s before, %s after", id, want, after[id])
+		}
 	}
 }
