@@ -465,3 +465,46 @@ func TestUnmergeAfterLaterMergeUndone(t *testing.T) {
 		}
 	}
 }
+
+// New records auto-linking while a steward merges their person away must follow the
+// redirect: no source may ever belong to a retired person.
+func TestLinkDuringMergeFollowsRedirect(t *testing.T) {
+	e := newOpsEnv(t)
+	p := e.link("a", "A1", ana())
+	q := e.link("c", "C1", patient("Marcus", "Baker", "male", "1971-07-30", "9 Elm Dr", "951-555-9999", "611-20-3344"))
+	orphans := func() int {
+		return e.count(`SELECT count(*) FROM mpi_source_records s JOIN mpi_persons p ON p.id = s.person_id WHERE p.retired_into IS NOT NULL`)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := range 15 {
+			mrn := fmt.Sprintf("B%d", i)
+			err := db.InTx(e.ctx, e.pool, func(tx db.Querier) error {
+				_, err := e.m.LinkPatient(e.ctx, tx, "b", "urn:oid:1.2.2", mrn, "pat-b-"+mrn, ana())
+				return err
+			})
+			if err != nil {
+				t.Error(err) // not Fatal: this is not the test's goroutine
+				return
+			}
+		}
+	}()
+	for range 10 {
+		mc, err := e.ops.Merge(e.ctx, q.Source.PersonID, p.Source.PersonID, e.steward)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := orphans(); n != 0 {
+			t.Fatalf("%d sources on a retired person after a merge", n)
+		}
+		if _, err := e.ops.Unmerge(e.ctx, mc.Merge, e.steward); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if n := orphans(); n != 0 {
+		t.Fatalf("%d sources on a retired person", n)
+	}
+}
