@@ -72,6 +72,7 @@ type Main struct {
 	matcher   *mpistore.Matcher
 	staff     *portal.StaffStore
 	records   *records.Service
+	searcher  *records.Searcher
 	tokens    *directory.Tokens
 	exchange  *exchange.Server
 	notify    *notify.Store      // rosters, endpoints, subscriptions
@@ -176,6 +177,19 @@ func (m *Main) Open(ctx context.Context) error {
 		return err
 	}
 	m.records = records.New(m.fhir, m.mpi, dirs, m.audit, nil).WithBreakGlass(records.NewBreakGlassStore(m.pool))
+	auditKey, err := secretKey(cfg, cfg.AuditKey, "audit.key")
+	if err != nil {
+		return fmt.Errorf("CONCORD_AUDIT_KEY: %v", err)
+	}
+	hasher, err := audit.NewHasher(auditKey)
+	if err != nil {
+		return fmt.Errorf("CONCORD_AUDIT_KEY: %v", err)
+	}
+	// Paging cursors are sealed with a key derived from the token key: bound to the caller
+	// and the consent in force, unreadable and unforgeable by clients.
+	if m.searcher, err = records.NewSearcher(m.records, records.SearchConfig{CursorKey: tokenKey, Hasher: hasher, MaxCount: 200}); err != nil {
+		return err
+	}
 	m.tokens, err = directory.NewTokens(m.directory, tokenKey, cfg.BaseURL+"/fhir", cfg.BaseURL+"/token", cfg.TokenTTL, nil)
 	if err != nil {
 		return err
@@ -223,6 +237,7 @@ func (m *Main) buildHTTP() {
 	e.GET("/readyz", m.ready)
 	m.exchange.Register(e)
 	m.consentAPI().Register(e)
+	exchange.NewSearchAPI(m.exchange, m.searcher).Register(e)
 	m.portal.Register(e)
 	m.echo = e
 	m.http = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second,

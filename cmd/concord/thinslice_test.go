@@ -223,6 +223,21 @@ func TestThinSlice(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(string(body), "thin-slice-read-1") || strings.Contains(string(body), "Rivera") {
 		t.Fatalf("AuditEvent search = %d, want the read's event by request ID and no PHI:\n%.1500s", status, body)
 	}
+	// The regional view: the member searches its own Patient's labs and gets every member's
+	// results for the person, each with its source.
+	status, body, _ = fhirDo(t, "GET", base+"/Observation?patient="+pat.ID+"&category=laboratory&_count=200", tok, nil)
+	if status != http.StatusOK {
+		t.Fatalf("lab search = %d %.500s", status, body)
+	}
+	for _, m := range region.members {
+		if !strings.Contains(string(body), "/members/"+m.ID) {
+			t.Errorf("regional lab search has no result from %s", m.ID)
+		}
+	}
+	status, body, _ = fhirDo(t, "GET", base+"/Observation?patient="+pat.ID+"&code=http://loinc.org|2093-3", tok, nil)
+	if status != http.StatusOK || !strings.Contains(string(body), `"total":1`) {
+		t.Fatalf("search by code = %d %.500s; want exactly the new result", status, body)
+	}
 	// Strict input: a case-variant key is refused with an OperationOutcome naming nothing private.
 	status, body, _ = fhirDo(t, "POST", base+"/Observation", tok, []byte(`{"resourceType":"Observation","Status":"final"}`))
 	if status != http.StatusBadRequest || !strings.Contains(string(body), "OperationOutcome") {
