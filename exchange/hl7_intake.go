@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -499,6 +500,12 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 			if want != pass {
 				continue
 			}
+			if r.Kind == hl7v2.KindPatient {
+				if err := h.putPatient(ctx, tx, member, r, mrns[r.Subject], ids, put); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			if err := put(r); err != nil {
 				return 0, err
 			}
@@ -513,6 +520,40 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 		n += k
 	}
 	return n, nil
+}
+
+// putPatient stores a message's Patient through put unless the member's Patient with that
+// MRN was last written by this intake from the same JSON: then it only records the
+// Patient's id in ids, and writes nothing (no new version, no MPI re-match).
+func (h *HL7Intake) putPatient(ctx context.Context, tx db.Querier, member directory.Member, r hl7v2.Resource, mrn hl7v2.Identifier,
+	ids map[string]string, put func(hl7v2.Resource) error) error {
+	const op = "exchange.HL7Intake.putPatient"
+	b, err := r.JSON()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
+	switch {
+	case err == nil && src.MemberID == member.ID:
+		var same bool
+		err := tx.QueryRow(ctx, `SELECT sha256 = $2 FROM exchange_hl7_patients WHERE patient_id = $1`, src.PatientID, sum[:]).Scan(&same)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return db.Map(op, err)
+		}
+		if same {
+			ids[r.FullURL] = "Patient/" + src.PatientID
+			return nil
+		}
+	case err != nil && errs.CodeOf(err) != errs.NotFound:
+		return err
+	}
+	if err := put(r); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_patients(patient_id, sha256) VALUES ($1, $2)
+		ON CONFLICT (patient_id) DO UPDATE SET sha256 = EXCLUDED.sha256`, strings.TrimPrefix(ids[r.FullURL], "Patient/"), sum[:])
+	return db.Map(op, err)
 }
 
 // existingEncounter returns the id of the member's Encounter with r's visit number

@@ -171,6 +171,10 @@ func TestHL7IntakeADTThenORU(t *testing.T) {
 		}
 	}
 	check("first send")
+	// The ORU's PID maps to the Patient the A01 wrote: no new version, no re-match.
+	if v := e.scalar(t, `SELECT version FROM fhir_resources WHERE type = 'Patient'`); v != 1 {
+		t.Errorf("Patient at version %d after an unchanged PID, want 1", v)
+	}
 
 	// Every clinical resource is in the compartment of the member's one Patient, and the
 	// report's results point at the stored Observations.
@@ -223,6 +227,13 @@ func TestHL7IntakeADTThenORU(t *testing.T) {
 	}
 	if n := e.count(t, "Encounter"); n != 1 {
 		t.Errorf("%d Encounters after the discharge of the same visit, want 1", n)
+	}
+	// A changed PID is a new version of the same Patient.
+	if code, _ := send(t, c, oruR01("C4", strings.Replace(pidA, "Testperson^Alex", "Testperson^Alexandra", 1))); code != "AA" {
+		t.Fatalf("ORU with a changed name: %s", code)
+	}
+	if v := e.scalar(t, `SELECT max(version) FROM fhir_resources WHERE type = 'Patient'`); v != 2 || e.count(t, "Patient") != 1 {
+		t.Errorf("Patient at version %d (%d Patients) after a changed PID, want 2 (1)", v, e.count(t, "Patient"))
 	}
 	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE type = 'Encounter' AND version = 2 AND position('"finished"'::bytea in body) > 0`); n != 1 {
 		t.Errorf("the visit's Encounter is not at version 2 with status finished")
