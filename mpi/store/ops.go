@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"sort"
-	"strconv"
 
 	"github.com/jackc/pgx/v5"
 
@@ -169,12 +168,22 @@ func resolve(ctx context.Context, q db.Querier, p PersonID) (PersonID, error) {
 	return PersonID(live), err
 }
 
+// Evidence is what a steward's history row records about the decision (mpi_link_history.
+// evidence): IDs and codes only.
+type Evidence struct {
+	Decision string          `json:"decision"`         // must-link, cannot-link, merge, unmerge, link, keep-apart
+	Person   string          `json:"person,omitempty"` // the person a cannot-link keeps the source out of
+	Merge    int64           `json:"merge,omitempty"`
+	Review   int64           `json:"review,omitempty"`
+	Engine   json.RawMessage `json:"engine,omitempty"` // the review item's engine evidence
+}
+
 type historyRow struct {
 	src      lockedSource
 	to       PersonID
 	action   string
 	state    string
-	evidence any
+	evidence Evidence
 	merge    int64
 }
 
@@ -281,7 +290,7 @@ func (o *Ops) Link(ctx context.Context, source int64, person PersonID, st Stewar
 	var c Change
 	err := o.inTx(ctx, func(tx db.Querier) error {
 		var err error
-		c, err = o.link(ctx, tx, source, person, st, "link", nil)
+		c, err = o.link(ctx, tx, source, person, st, "link", Evidence{})
 		if err != nil {
 			return err
 		}
@@ -293,7 +302,7 @@ func (o *Ops) Link(ctx context.Context, source int64, person PersonID, st Stewar
 	return c, nil
 }
 
-func (o *Ops) link(ctx context.Context, tx db.Querier, source int64, person PersonID, st Steward, action string, evidence any) (Change, error) {
+func (o *Ops) link(ctx context.Context, tx db.Querier, source int64, person PersonID, st Steward, action string, evidence Evidence) (Change, error) {
 	const op = "mpi.store.Ops.Link"
 	target, err := resolve(ctx, tx, person)
 	if err != nil {
@@ -312,8 +321,8 @@ func (o *Ops) link(ctx context.Context, tx db.Querier, source int64, person Pers
 	if _, err := tx.Exec(ctx, `DELETE FROM mpi_cannot_link WHERE source_id = $1 AND person_id = $2`, src.ID, string(target)); err != nil {
 		return Change{}, err
 	}
-	if evidence == nil {
-		evidence = map[string]string{"decision": "must-link"}
+	if evidence.Decision == "" {
+		evidence.Decision = "must-link"
 	}
 	if err := o.writeHistory(ctx, tx, st, []historyRow{{src: src, to: target, action: action, state: "MANUAL", evidence: evidence}}); err != nil {
 		return Change{}, err
@@ -350,7 +359,7 @@ func (o *Ops) Unlink(ctx context.Context, source int64, st Steward) (Change, err
 			return err
 		}
 		if err := o.writeHistory(ctx, tx, st, []historyRow{{src: src, to: fresh, action: "unlink", state: "MANUAL",
-			evidence: map[string]string{"decision": "cannot-link", "person": string(src.PersonID)}}}); err != nil {
+			evidence: Evidence{Decision: "cannot-link", Person: string(src.PersonID)}}}); err != nil {
 			return err
 		}
 		c = Change{Action: "unlink", Moved: []Moved{moved(src, fresh)}, Persons: persons(src.PersonID, fresh)}
@@ -419,7 +428,7 @@ func (o *Ops) Merge(ctx context.Context, keep, lose PersonID, st Steward) (Chang
 		hist := make([]historyRow, len(srcs))
 		for i, s := range srcs {
 			hist[i] = historyRow{src: s, to: keep, action: "merge", state: "MANUAL", merge: id,
-				evidence: map[string]string{"decision": "merge", "merge": strconv.FormatInt(id, 10)}}
+				evidence: Evidence{Decision: "merge", Merge: id}}
 			c.Moved = append(c.Moved, moved(s, keep))
 		}
 		if err := o.writeHistory(ctx, tx, st, hist); err != nil {
@@ -512,7 +521,7 @@ func (o *Ops) Unmerge(ctx context.Context, mergeID int64, st Steward) (Change, e
 			b.Queue(`UPDATE mpi_source_records SET person_id = $2, link_state = $3, link_score = $4, link_rule = $5, updated_at = now() WHERE id = $1`,
 				s.ID, lose, p.state, p.score, p.rule)
 			hist[i] = historyRow{src: s, to: PersonID(lose), action: "unmerge", state: p.state, merge: mergeID,
-				evidence: map[string]string{"decision": "unmerge", "merge": strconv.FormatInt(mergeID, 10)}}
+				evidence: Evidence{Decision: "unmerge", Merge: mergeID}}
 			c.Moved = append(c.Moved, moved(s, PersonID(lose)))
 		}
 		b.Queue(`UPDATE mpi_persons SET retired_into = NULL WHERE id = $1`, lose)
@@ -573,7 +582,7 @@ func (o *Ops) ResolveReview(ctx context.Context, item int64, decision Decision, 
 		if status != "open" {
 			return errs.E(op, errs.Conflict, "the review item was already resolved")
 		}
-		ev := map[string]any{"decision": string(decision), "review": item, "evidence": evidence}
+		ev := Evidence{Decision: string(decision), Review: item, Engine: evidence}
 		if decision == DecideLink {
 			if c, err = o.link(ctx, tx, source, PersonID(candidate), st, "link", ev); err != nil {
 				return err
