@@ -165,8 +165,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 			var es []edge
 			for _, j := range buf {
 				local++
-				w, _ := m.Score(&recs[i], &recs[j])
-				if w >= m.Review {
+				if w, ok := m.scoreFrom(&recs[i], &recs[j], m.Review); ok {
 					es = append(es, edge{j, float32(w)})
 				}
 			}

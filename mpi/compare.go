@@ -68,6 +68,14 @@ type Vector [NumFields]uint8
 // Compare computes the comparison vector of two records. It allocates nothing.
 func Compare(a, b *Record) Vector {
 	var v Vector
+	compareCheap(a, b, &v)
+	compareNames(a, b, &v)
+	return v
+}
+
+// compareNames fills the given name, surname and city levels of v: the fields that need
+// Jaro-Winkler, hence the costly part of Compare.
+func compareNames(a, b *Record, v *Vector) {
 	v[FieldGiven] = nameLevel(a.Given, b.Given, a.GivenGroups, b.GivenGroups, &a.GivenDM, &b.GivenDM, nil, nil)
 	v[FieldFamily] = nameLevel(a.Family, b.Family, nil, nil, &a.FamilyDM, &b.FamilyDM, a.FamilyParts, b.FamilyParts)
 	if v[FieldGiven] >= NameJW70 && v[FieldFamily] >= NameJW70 && a.Given != "" && a.Family != "" && b.Given != "" && b.Family != "" {
@@ -75,6 +83,19 @@ func Compare(a, b *Record) Vector {
 			v[FieldGiven], v[FieldFamily] = NameSwapped, NameSwapped
 		}
 	}
+	switch {
+	case a.City == "" || b.City == "":
+	case a.City == b.City:
+		v[FieldCity] = 1
+	case JaroWinkler(a.City, b.City) >= 0.88:
+		v[FieldCity] = 2
+	default:
+		v[FieldCity] = 3
+	}
+}
+
+// compareCheap fills the birth date, SSN, phone, address and sex levels of v.
+func compareCheap(a, b *Record, v *Vector) {
 	v[FieldDOB] = dobLevel(a, b)
 	v[FieldSSN] = ssnLevel(a, b)
 	switch {
@@ -86,22 +107,12 @@ func Compare(a, b *Record) Vector {
 	}
 	v[FieldAddress] = addrLevel(a, b)
 	switch {
-	case a.City == "" || b.City == "":
-	case a.City == b.City:
-		v[FieldCity] = 1
-	case JaroWinkler(a.City, b.City) >= 0.88:
-		v[FieldCity] = 2
-	default:
-		v[FieldCity] = 3
-	}
-	switch {
 	case a.Sex == 0 || b.Sex == 0:
 	case a.Sex == b.Sex:
 		v[FieldSex] = 1
 	default:
 		v[FieldSex] = 2
 	}
-	return v
 }
 
 func nameLevel(a, b string, ga, gb []uint32, da, db *[2]string, pa, pb []string) uint8 {

@@ -56,6 +56,9 @@ type Model struct {
 
 	w    [NumFields][10]float32
 	uLog [4]float32 // log2 u of the exact level of the TF fields
+	// namesMax bounds what the given name, surname and city can add to a score (the
+	// largest weight of each, TF adjustment included, or 0 when all are negative).
+	namesMax float32
 }
 
 const (
@@ -81,6 +84,18 @@ func (m *Model) Init() error {
 	m.uLog[tfFamily] = float32(math.Log2(math.Max(m.U[FieldFamily][NameExact], 1e-7)))
 	m.uLog[tfZIP] = float32(math.Log2(math.Max(m.U[FieldAddress][AddrZIP]+m.U[FieldAddress][AddrNearZIP]+m.U[FieldAddress][AddrStreet], 1e-7)))
 	m.uLog[tfPhone] = float32(math.Log2(math.Max(m.U[FieldPhone][1], 1e-7)))
+	m.namesMax = 0
+	for _, f := range [...]int{FieldGiven, FieldFamily, FieldCity} {
+		hi := float32(0) // a null level weighs 0
+		for l := 1; l < Levels[f]; l++ {
+			w := m.w[f][l]
+			if l == NameExact && f != FieldCity {
+				w += tfClamp
+			}
+			hi = max(hi, w)
+		}
+		m.namesMax += hi
+	}
 	return nil
 }
 
@@ -146,6 +161,36 @@ func (m *Model) Score(a, b *Record) (float64, Evidence) {
 	var ev Evidence
 	ev.Levels = Compare(a, b)
 	return m.weigh(a, b, &ev), ev
+}
+
+// scoreFrom returns the score of a pair when it can reach min, and ok false without
+// comparing names when it cannot: the cheap fields are compared first, and the names and
+// city are skipped when even their best weights could not lift the pair to min. The
+// correlation corrections of weigh only lower a score, so the bound is safe.
+func (m *Model) scoreFrom(a, b *Record, min float64) (float64, bool) {
+	var ev Evidence
+	compareCheap(a, b, &ev.Levels)
+	var part float32
+	for _, f := range [...]int{FieldDOB, FieldSSN, FieldPhone, FieldAddress, FieldSex} {
+		l := ev.Levels[f]
+		if l == 0 {
+			continue
+		}
+		w := m.w[f][l]
+		switch {
+		case f == FieldPhone && l == 1:
+			w += tfAdj(m.uLog[tfPhone], max(a.tfPhone, b.tfPhone))
+		case f == FieldAddress && l == AddrZIP:
+			w += tfAdj(m.uLog[tfZIP], max(a.tfZIP, b.tfZIP))
+		}
+		part += w
+	}
+	if float64(part+m.namesMax)+1e-3 < min {
+		return 0, false
+	}
+	compareNames(a, b, &ev.Levels)
+	w := m.weigh(a, b, &ev)
+	return w, w >= min
 }
 
 func (m *Model) weigh(a, b *Record, ev *Evidence) float64 {

@@ -1,0 +1,52 @@
+package mpi
+
+import "testing"
+
+// TestScoreFromBound checks the early exit of batch scoring against the full score: for
+// every pair of a varied set and every threshold, scoreFrom reports ok exactly when Score
+// reaches the threshold, with the same weight.
+func TestScoreFromBound(t *testing.T) {
+	m := testModel(t)
+	n := NewNormalizer(DefaultNicknames())
+	base := Input{Given: []string{"Jennifer"}, Family: "Okafor", Sex: "female", BirthDate: "1984-03-17",
+		SSN: "123-45-6780", Phone: "617-555-2368", Lines: []string{"12 Oak Street"}, City: "Boston", PostalCode: "02134"}
+	var ins []Input
+	for i, f := range []func(*Input){
+		func(*Input) {},
+		func(p *Input) { p.Given = []string{"Jenny"}; p.SSN = "6780" },
+		func(p *Input) { p.Given = []string{"Rebecca"}; p.SSN = "123-45-6781" },
+		func(p *Input) { p.Given, p.Family = []string{"Okafor"}, "Jennifer" },
+		func(p *Input) { p.BirthDate = "1984-17-03"; p.Phone = "" },
+		func(p *Input) { p.Family = "Okafur"; p.Lines = []string{"9 Elm Rd"}; p.City = "Bostin" },
+		func(p *Input) { p.Given, p.Family, p.BirthDate = []string{"Paul"}, "Nguyen", "1950-11-02" },
+		func(p *Input) { p.SSN, p.Phone, p.Lines, p.PostalCode, p.City = "", "", nil, "", "" },
+		func(p *Input) { p.Given, p.Sex = []string{"Jennifer", "Ann"}, "male" },
+		func(p *Input) { p.Family = "Smith-Okafor"; p.BirthDate = "1985-03-17" },
+	} {
+		in := base
+		f(&in)
+		in.Source = Identifier{"urn:t", string(rune('a' + i))}
+		ins = append(ins, in)
+	}
+	recs := make([]*Record, len(ins))
+	for i, in := range ins {
+		recs[i] = rec(n, m, in)
+	}
+	checked := 0
+	for _, a := range recs {
+		for _, b := range recs {
+			full, _ := m.Score(a, b)
+			for thr := -40.0; thr <= 40; thr += 2.5 {
+				w, ok := m.scoreFrom(a, b, thr)
+				if ok != (full >= thr) || (ok && w != full) {
+					t.Fatalf("scoreFrom(%s, %s, %v) = %v, %v; Score = %v", a.Source.Value, b.Source.Value, thr, w, ok, full)
+				}
+				checked++
+			}
+		}
+	}
+	if m.namesMax <= 0 {
+		t.Fatalf("namesMax = %v, want a positive bound", m.namesMax)
+	}
+	t.Logf("%d pair thresholds checked", checked)
+}
