@@ -336,7 +336,8 @@ func (o *Ops) link(ctx context.Context, tx db.Querier, source int64, person Pers
 
 // Unlink takes source out of its person as a MANUAL cannot-link decision: the source gets a
 // new person of its own, and a constraint records that automation must never put it back
-// into the old one. Errors: errs.NotFound for an unknown source.
+// into the old one. Errors: errs.NotFound for an unknown source; errs.Conflict when the
+// source is its person's only record (a review item's keep-apart records that decision).
 func (o *Ops) Unlink(ctx context.Context, source int64, st Steward) (Change, error) {
 	const op = "mpi.store.Ops.Unlink"
 	if err := checkSteward(op, st); err != nil {
@@ -347,6 +348,13 @@ func (o *Ops) Unlink(ctx context.Context, source int64, st Steward) (Change, err
 		src, _, err := lockSourceAndPersons(ctx, tx, source)
 		if err != nil {
 			return err
+		}
+		var others bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mpi_source_records WHERE person_id = $1 AND id <> $2)`, string(src.PersonID), src.ID).Scan(&others); err != nil {
+			return err
+		}
+		if !others {
+			return errs.E(op, errs.Conflict, "the record is the only one of its person; there is nothing to unlink it from")
 		}
 		fresh := NewPersonID()
 		if _, err := tx.Exec(ctx, `INSERT INTO mpi_persons(id) VALUES ($1)`, string(fresh)); err != nil {

@@ -206,6 +206,10 @@ func TestManualUnlinkSurvivesReingest(t *testing.T) {
 		t.Fatal("setup: not auto-linked")
 	}
 	old := a1.Source.PersonID
+	lone := e.link("c", "C9", patient("Marcus", "Baker", "male", "1971-07-30", "9 Elm Dr", "951-555-9999", "611-20-3344"))
+	if _, err := e.ops.Unlink(e.ctx, lone.Source.ID, e.steward); errs.CodeOf(err) != errs.Conflict {
+		t.Fatalf("unlinking a person's only record: %v", err)
+	}
 	uc, err := e.ops.Unlink(e.ctx, b1.Source.ID, e.steward)
 	if err != nil {
 		t.Fatal(err)
