@@ -11,16 +11,20 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/concord-hie/concord/internal/bench"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/httpx"
+	"github.com/concord-hie/concord/records"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,8 +70,15 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 	if err != nil {
 		return fmt.Errorf("CONCORD_DATABASE_URL: %v", err)
 	}
-	u.Path = strings.TrimSuffix(u.Path, "/") + "_bench"
+	// A database per run, dropped at the end: the demo clients' keys live in this run's data
+	// directory, so a region seeded by an earlier run could not be signed in to.
+	admin := *u
+	admin.Path = "/postgres"
+	adminURL := admin.String()
+	benchDB := strings.TrimPrefix(strings.TrimSuffix(u.Path, "/"), "/") + "_bench_" + strconv.Itoa(os.Getpid())
+	u.Path = "/" + benchDB
 	cfg.DatabaseURL = u.String()
+	defer dropDatabase(adminURL, benchDB, stderr)
 	dataDir, err := os.MkdirTemp("", "concord-bench-")
 	if err != nil {
 		return err
@@ -93,7 +104,7 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		return err
 	}
 	m := NewMain(cfg, io.Discard, stderr)
-	defer m.Close()
+	defer m.Close() // before dropDatabase (defers run last-in first-out)
 	region := demoRegion(cfg.DemoSeed)
 	m.demoUsers = region.users()
 	if err := m.Open(ctx); err != nil {
@@ -129,6 +140,18 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 	if err != nil {
 		return fmt.Errorf("bench data: %v", db.Map("bench", err))
 	}
+	// The same read with consent and audit switched off (issue 5's ratio): a second loopback
+	// listener in front of the same handler marks every request's context unenforced.
+	offLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	offSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.http.Handler.ServeHTTP(w, r.WithContext(records.BenchUnenforced(r.Context())))
+	}), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = offSrv.Serve(offLn) }()
+	defer offSrv.Close()
+	offBase := "http://" + offLn.Addr().String()
 	okCheck := func(status int, body []byte) error {
 		if !strings.Contains(string(body), `"resourceType":"Observation"`) {
 			return fmt.Errorf("answer is not an Observation")
@@ -137,6 +160,7 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 	}
 	scenarios := []bench.Scenario{
 		bench.HTTPScenario{Name: "thin-slice-read", URL: cfg.BaseURL + "/fhir/Observation/" + ownObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
+		bench.HTTPScenario{Name: "thin-slice-read-off", URL: offBase + "/fhir/Observation/" + ownObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
 		bench.HTTPScenario{Name: "regional-read", URL: cfg.BaseURL + "/fhir/Observation/" + otherObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
 	}
 	if queries != "" {
@@ -174,11 +198,60 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 	if err != nil {
 		return err
 	}
+	printOnOff(stdout, rep, "thin-slice-read", "thin-slice-read-off")
 	fmt.Fprintf(stdout, "\nJSON records: %s\n", jsonPath)
 	if len(rep.Failures) > 0 {
 		return fmt.Errorf("bench: %d wrong answers or count mismatches", len(rep.Failures))
 	}
 	return nil
+}
+
+// printOnOff prints issue 5's ratio: the read with consent and audit on over the same read
+// with both off, per round (same round, so the same machine noise) and their median.
+func printOnOff(w io.Writer, rep *bench.Report, on, off string) {
+	vals := map[int][2]float64{}
+	for _, r := range rep.Records {
+		v := vals[r.Round]
+		switch r.Name {
+		case on:
+			v[0] = r.Value
+		case off:
+			v[1] = r.Value
+		default:
+			continue
+		}
+		vals[r.Round] = v
+	}
+	var ratios []float64
+	for _, v := range vals {
+		if v[0] > 0 && v[1] > 0 {
+			ratios = append(ratios, v[0]/v[1])
+		}
+	}
+	if len(ratios) == 0 {
+		return
+	}
+	sort.Float64s(ratios)
+	med := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		med = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	}
+	fmt.Fprintf(w, "\n%s / %s (consent+audit on vs off): median %.1f %% over %d rounds (min %.1f %%, max %.1f %%); goal >= 80 %%\n",
+		on, off, 100*med, len(ratios), 100*ratios[0], 100*ratios[len(ratios)-1])
+}
+
+// dropDatabase drops the run's database; a failure is reported, not fatal.
+func dropDatabase(adminURL, name string, stderr io.Writer) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err == nil {
+		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		conn.Close(ctx)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "bench: could not drop database %s: %v\n", name, err)
+	}
 }
 
 // loopbackAddr returns a loopback address that was free a moment ago.
