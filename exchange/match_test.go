@@ -53,7 +53,7 @@ func (f *fakeClock) add(d time.Duration) {
 	f.t = f.t.Add(d)
 }
 
-func newIdentityEnv(t *testing.T) *identityEnv {
+func newIdentityEnv(t testing.TB) *identityEnv {
 	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
@@ -87,6 +87,9 @@ func newIdentityEnv(t *testing.T) *identityEnv {
 	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 1 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: store.New(pool),
 		MPI: mpi, Matcher: matcher, Records: rec, Log: slog.New(slog.DiscardHandler),
 		IdentityLimiter: NewRateLimiter(1, 1000, env.clock.now)})
+	if _, ok := t.(*testing.B); ok {
+		srv.IdentityLimiter = nil // the benchmark measures the operation, not the limiter
+	}
 	e := echo.New()
 	e.HTTPErrorHandler = srv.HandleError
 	srv.Register(e)
@@ -391,5 +394,38 @@ func TestPIXm(t *testing.T) {
 	}
 	if n := env.count(t, `SELECT count(*) FROM audit_events WHERE action = 'query' AND reason IN ('pix', 'pix-source') AND patient = $1`, person); n < 4 {
 		t.Fatalf("audited PIX disclosures: %d", n)
+	}
+}
+
+// BenchmarkPatientMatch measures one $match round trip (HTTP, scoring, consent, audit)
+// against a store of 400 persons at two members. Run:
+//
+//	go test -run '^$' -bench PatientMatch -benchtime 200x ./exchange
+func BenchmarkPatientMatch(b *testing.B) {
+	env := newIdentityEnv(b)
+	given := []string{"Ana", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana"}
+	family := []string{"Rivera", "Baker", "Ortiz", "Nguyen", "Smith", "Khan", "Lopez", "Ward", "Stone", "Moss"}
+	tokA := env.tok(b, env.a, consent.PurposeTreatment)
+	tokB := env.tok(b, env.b, consent.PurposeTreatment)
+	body := func(sys string, i int) []byte {
+		return []byte(fmt.Sprintf(`{"resourceType":"Patient","identifier":[{"system":%q,"value":"M%d"}],"name":[{"family":%q,"given":[%q]}],"gender":"female","birthDate":"19%02d-%02d-%02d","address":[{"line":["%d Oak St"],"postalCode":"925%02d"}]}`,
+			sys, i, family[i%len(family)], given[(i/len(family))%len(given)], 40+i%50, 1+i%12, 1+i%28, i, i%90))
+	}
+	for i := range 400 {
+		if st, out := identityCall(b, "POST", env.base+"/Patient", tokA, body(env.a.System, i)); st != 201 {
+			b.Fatalf("seed: %d %s", st, out)
+		}
+		if i%2 == 0 {
+			if st, out := identityCall(b, "POST", env.base+"/Patient", tokB, body(env.b.System, i)); st != 201 {
+				b.Fatalf("seed: %d %s", st, out)
+			}
+		}
+	}
+	tokC := env.tok(b, env.c, consent.PurposeTreatment)
+	b.ResetTimer()
+	for i := range b.N {
+		if st, out := identityCall(b, "POST", env.base+"/Patient/$match", tokC, body(env.c.System, i%400)); st != 200 {
+			b.Fatalf("$match: %d %s", st, out)
+		}
 	}
 }
