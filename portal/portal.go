@@ -20,6 +20,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/oauth2"
 
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/web"
 )
@@ -96,6 +98,73 @@ type Records interface {
 	Labs(ctx context.Context, v Viewer, personID string) ([]LabResult, error)
 }
 
+// Privacy serves the privacy pages: the patient's access log and consent preview, and
+// the officer console. PrivacyStore implements it on PostgreSQL. The portal scopes every
+// call: a patient's calls name only their own person ID; officer calls come only from an
+// officer session.
+type Privacy interface {
+	// MemberNames returns member ID → display name for every member, errs.Unavailable
+	// when the directory cannot be read.
+	MemberNames(ctx context.Context) (map[string]string, error)
+	// AccessLog returns the permitted accesses to personID's record between from and to
+	// (zero: unbounded), newest first (audit.AccessLog).
+	AccessLog(ctx context.Context, personID string, from, to time.Time) ([]audit.Access, error)
+	// Directives returns the directives in force for personID now: their own and the
+	// regional default policies. errs.Unavailable when consent cannot be read.
+	Directives(ctx context.Context, personID string) ([]consent.Directive, error)
+	// SearchAudit returns one page of audit events matching f and the next cursor
+	// (audit.Search).
+	SearchAudit(ctx context.Context, f audit.Filter) ([]audit.Event, string, error)
+	// BreakGlassReviews returns the open break-the-glass review tasks, oldest first.
+	BreakGlassReviews(ctx context.Context) ([]BreakGlassReview, error)
+	// CloseBreakGlassReview closes open task id as reviewed by actor ("iss|sub"). It
+	// returns errs.NotFound when no open task has that ID.
+	CloseBreakGlassReview(ctx context.Context, id int64, actor string) error
+	// MPIReviews returns the open identity review items, oldest first, at most limit.
+	MPIReviews(ctx context.Context, limit int) ([]MPIReview, error)
+}
+
+// BreakGlassReview is one open officer review of a break-the-glass declaration. ReasonText
+// is the clinician's own words: shown to officers, never logged.
+type BreakGlassReview struct {
+	ID         int64
+	PersonID   string
+	Member     string // declaring member ID
+	Actor      string // declaring user "iss|sub"; "" for a system
+	Client     string // declaring system; "" for a user
+	ReasonCode string
+	ReasonText string
+	Declared   time.Time
+	Expires    time.Time
+	Opened     time.Time
+}
+
+// LogValue redacts the review: it holds free text.
+func (BreakGlassReview) LogValue() slog.Value { return slog.StringValue("[redacted]") }
+
+// MPIReview is one open identity-matching review item: a source record that scored
+// between the thresholds against a candidate person.
+type MPIReview struct {
+	ID        int64
+	Kind      string // "review" or "possible-duplicate"
+	SourceID  int64
+	Member    string // the source record's member ID
+	Candidate string // person ID
+	RunnerUp  string // person ID or ""
+	Score     float64
+	Guards    string // comma-separated guard names that held it back, or ""
+	Model     string
+	Created   time.Time
+	Fields    []MPIField // per-field evidence, in the model's field order
+}
+
+// MPIField is the comparison of one field: its agreement level and weight.
+type MPIField struct {
+	Name   string
+	Level  int
+	Weight float64
+}
+
 // Config configures the portal. Issuer, ClientID, ClientSecret and BaseURL are required.
 type Config struct {
 	BaseURL      string // public origin of the portal, e.g. "http://localhost:8080"; no trailing slash
@@ -126,9 +195,11 @@ type Deps struct {
 	Identity Identity
 	Staff    StaffDirectory
 	Records  Records
-	Redis    redis.Cmdable
-	Logger   *slog.Logger     // default slog.Default()
-	Now      func() time.Time // default time.Now; tests pass a fake clock
+	// Privacy serves /access, /privacy and /officer; nil leaves those pages out.
+	Privacy Privacy
+	Redis   redis.Cmdable
+	Logger  *slog.Logger     // default slog.Default()
+	Now     func() time.Time // default time.Now; tests pass a fake clock
 	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
 	// 10 s timeout that refuses redirects.
 	HTTPClient *http.Client
@@ -140,6 +211,7 @@ type Server struct {
 	identity Identity
 	staff    StaffDirectory
 	records  Records
+	privacy  Privacy
 	sessions *SessionStore
 	log      *slog.Logger
 	now      func() time.Time
@@ -201,6 +273,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		identity: deps.Identity,
 		staff:    deps.Staff,
 		records:  deps.Records,
+		privacy:  deps.Privacy,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,

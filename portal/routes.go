@@ -26,6 +26,14 @@ func (s *Server) Register(e *echo.Echo) {
 	e.GET("/enrol", s.showEnrol, open...)
 	e.GET("/labs", s.showLabs, patient...)
 	e.GET("/staff", s.showStaff, staff...)
+	if s.privacy != nil {
+		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))
+		e.GET("/access", s.showAccess, patient...)
+		e.GET("/privacy", s.showPrivacy, patient...)
+		e.GET("/officer", s.showOfficerAudit, officer...)
+		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
+		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
+	}
 
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(web.Static())))
 	e.GET("/static/*", echo.WrapHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

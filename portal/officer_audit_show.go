@@ -1,0 +1,129 @@
+package portal
+
+import (
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+)
+
+type officerAuditPage struct {
+	Page
+	Form     auditSearchForm
+	Error    string
+	Members  []memberOption
+	Rows     []auditRow
+	Next     string // URL of the next page, "" on the last
+	Searched bool
+}
+
+type memberOption struct{ ID, Name string }
+
+// auditSearchForm is the officer's audit search, from the query string.
+type auditSearchForm struct {
+	Patient string
+	From    string // YYYY-MM-DD
+	To      string
+	Org     string
+	Outcome string // "", permit, deny, failure
+	Cursor  string
+}
+
+// Validate checks the form and returns the audit filter it asks for, or a sentence for
+// the officer.
+func (f auditSearchForm) Validate(loc *time.Location) (audit.Filter, string) {
+	from, to, ok := parseDateRange(f.From, f.To, loc)
+	if !ok {
+		return audit.Filter{}, "Enter dates as year-month-day, the first not after the second."
+	}
+	switch audit.Outcome(f.Outcome) {
+	case "", audit.Permit, audit.Deny, audit.Failure:
+	default:
+		return audit.Filter{}, "Choose an outcome from the list."
+	}
+	if len(f.Patient) > 64 || len(f.Org) > 64 {
+		return audit.Filter{}, "The person ID or organization is too long."
+	}
+	return audit.Filter{Patient: f.Patient, From: from, To: to, Org: f.Org, Outcome: audit.Outcome(f.Outcome),
+		Count: 50, Cursor: f.Cursor}, ""
+}
+
+// auditRow is one audit event as the officer reads it.
+type auditRow struct {
+	Time       time.Time
+	Action     string
+	Outcome    string
+	Deny       bool
+	Org        string
+	Role       string
+	Purpose    string
+	Patient    string
+	Actor      string
+	Reason     string
+	Data       string
+	BreakGlass bool
+	ShareLink  bool
+	RequestID  string
+}
+
+// showOfficerAudit is the officer's audit search over audit.Search, 50 events a page,
+// newest first. The officer's own searches are not audited here: the audit log is the
+// officer's oversight tool and holds no clinical content (see design.md, "Who uses it").
+func (s *Server) showOfficerAudit(c echo.Context) error {
+	q := c.QueryParams()
+	form := auditSearchForm{Patient: strings.TrimSpace(q.Get("patient")), From: strings.TrimSpace(q.Get("from")),
+		To: strings.TrimSpace(q.Get("to")), Org: strings.TrimSpace(q.Get("org")), Outcome: q.Get("outcome"), Cursor: q.Get("cursor")}
+	p := officerAuditPage{Page: s.page(c, "Audit search"), Form: form}
+	ctx := c.Request().Context()
+	names, err := s.privacy.MemberNames(ctx)
+	if err != nil {
+		return err
+	}
+	for id, n := range names {
+		p.Members = append(p.Members, memberOption{ID: id, Name: n})
+	}
+	sort.Slice(p.Members, func(i, j int) bool { return p.Members[i].Name < p.Members[j].Name })
+	f, msg := form.Validate(s.cfg.Location)
+	if msg != "" {
+		p.Error = msg
+		return s.render(c, http.StatusBadRequest, "officer_audit", p)
+	}
+	p.Searched = true
+	evs, next, err := s.privacy.SearchAudit(ctx, f)
+	if err != nil {
+		return err
+	}
+	for _, ev := range evs {
+		org := names[ev.Org]
+		if org == "" {
+			org = ev.Org
+		}
+		var classes []string
+		seen := map[string]bool{}
+		for _, r := range ev.Resources {
+			if !seen[r.Type] {
+				seen[r.Type] = true
+				classes = append(classes, r.Type)
+			}
+		}
+		p.Rows = append(p.Rows, auditRow{Time: ev.Time.In(s.cfg.Location), Action: string(ev.Action), Outcome: string(ev.Outcome),
+			Deny: ev.Outcome != audit.Permit, Org: org, Role: ev.Role, Purpose: ev.Purpose, Patient: ev.Patient,
+			Actor: ev.Actor, Reason: ev.Reason, Data: strings.Join(classes, ", "), BreakGlass: ev.BreakGlass,
+			ShareLink: ev.ShareLink, RequestID: ev.RequestID})
+	}
+	if next != "" {
+		v := url.Values{}
+		for k, val := range map[string]string{"patient": form.Patient, "from": form.From, "to": form.To, "org": form.Org, "outcome": form.Outcome, "cursor": next} {
+			if val != "" {
+				v.Set(k, val)
+			}
+		}
+		p.Next = "/officer?" + v.Encode()
+	}
+	return s.render(c, http.StatusOK, "officer_audit", p)
+}

@@ -1,0 +1,165 @@
+package portal
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/mpi"
+)
+
+// CurrentDirectives is the consent source the privacy page reads; consent.Cache and
+// records.StoreDirectives implement it.
+type CurrentDirectives interface {
+	Current(ctx context.Context, person string) ([]consent.Directive, consent.Versions, error)
+}
+
+// PrivacyStore implements Privacy on PostgreSQL: the audit log (package audit), the
+// directory's members, the break-the-glass review tasks (consent_review_tasks,
+// consent_break_glass) and the MPI review queue (mpi_review_items). Directives come from
+// dirs.
+type PrivacyStore struct {
+	db   db.Querier
+	dirs CurrentDirectives
+}
+
+var _ Privacy = (*PrivacyStore)(nil)
+
+// NewPrivacyStore returns the store on q (usually the pool) and dirs.
+func NewPrivacyStore(q db.Querier, dirs CurrentDirectives) *PrivacyStore {
+	return &PrivacyStore{db: q, dirs: dirs}
+}
+
+// MemberNames returns member ID → display name.
+func (p *PrivacyStore) MemberNames(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	if err := p.memberNames(ctx, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (p *PrivacyStore) memberNames(ctx context.Context, out map[string]string) error {
+	const op = "portal.PrivacyStore.MemberNames"
+	rows, err := p.db.Query(ctx, `SELECT id, name FROM directory_members ORDER BY id`)
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "member directory unavailable", db.Map(op, err))
+	}
+	var id, name string
+	if _, err := pgx.ForEachRow(rows, []any{&id, &name}, func() error { out[id] = name; return nil }); err != nil {
+		return errs.E(op, errs.Unavailable, "member directory unavailable", db.Map(op, err))
+	}
+	return nil
+}
+
+// AccessLog returns audit.AccessLog for personID.
+func (p *PrivacyStore) AccessLog(ctx context.Context, personID string, from, to time.Time) ([]audit.Access, error) {
+	return audit.AccessLog(ctx, p.db, personID, from, to)
+}
+
+// Directives returns the directives currently in force for personID.
+func (p *PrivacyStore) Directives(ctx context.Context, personID string) ([]consent.Directive, error) {
+	dirs, _, err := p.dirs.Current(ctx, personID)
+	return dirs, err
+}
+
+// SearchAudit returns audit.Search over the log.
+func (p *PrivacyStore) SearchAudit(ctx context.Context, f audit.Filter) ([]audit.Event, string, error) {
+	return audit.Search(ctx, p.db, f)
+}
+
+// BreakGlassReviews returns the open break-the-glass review tasks, oldest first, at most 200.
+func (p *PrivacyStore) BreakGlassReviews(ctx context.Context) ([]BreakGlassReview, error) {
+	const op = "portal.PrivacyStore.BreakGlassReviews"
+	rows, err := p.db.Query(ctx, `
+		SELECT t.id, t.person_id::text, b.member_id, b.actor, b.client_id, b.reason_code, b.reason_text,
+		       b.declared_at, b.expires_at, t.created_at
+		FROM consent_review_tasks t JOIN consent_break_glass b ON b.id = t.break_glass_id
+		WHERE t.status = 'open' AND t.kind = 'break-glass'
+		ORDER BY t.created_at, t.id LIMIT 200`)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (BreakGlassReview, error) {
+		var b BreakGlassReview
+		err := r.Scan(&b.ID, &b.PersonID, &b.Member, &b.Actor, &b.Client, &b.ReasonCode, &b.ReasonText, &b.Declared, &b.Expires, &b.Opened)
+		return b, err
+	})
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	return out, nil
+}
+
+// CloseBreakGlassReview closes open task id as reviewed by actor.
+func (p *PrivacyStore) CloseBreakGlassReview(ctx context.Context, id int64, actor string) error {
+	const op = "portal.PrivacyStore.CloseBreakGlassReview"
+	tag, err := p.db.Exec(ctx, `UPDATE consent_review_tasks SET status = 'closed', closed_at = now(), closed_by = $2
+		WHERE id = $1 AND status = 'open'`, id, actor)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(op, errs.NotFound, "no open review task with that ID")
+	}
+	return nil
+}
+
+// MPIReviews returns the open MPI review items, oldest first, at most limit (0: 100).
+func (p *PrivacyStore) MPIReviews(ctx context.Context, limit int) ([]MPIReview, error) {
+	const op = "portal.PrivacyStore.MPIReviews"
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := p.db.Query(ctx, `
+		SELECT r.id, r.kind, r.source_id, s.member_id, r.candidate::text, coalesce(r.runner_up::text, ''),
+		       r.score, r.guards, r.model, r.created_at, r.evidence
+		FROM mpi_review_items r JOIN mpi_source_records s ON s.id = r.source_id
+		WHERE r.status = 'open'
+		ORDER BY r.created_at, r.id LIMIT $1`, limit)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (MPIReview, error) {
+		var m MPIReview
+		var ev []byte
+		if err := r.Scan(&m.ID, &m.Kind, &m.SourceID, &m.Member, &m.Candidate, &m.RunnerUp, &m.Score, &m.Guards, &m.Model, &m.Created, &ev); err != nil {
+			return m, err
+		}
+		m.Fields = mpiFields(ev)
+		return m, nil
+	})
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	return out, nil
+}
+
+// mpiFields decodes stored mpi.Evidence into named fields; malformed evidence yields none.
+func mpiFields(b []byte) []MPIField {
+	var ev struct {
+		Levels  []int
+		Weights []float64
+	}
+	if json.Unmarshal(b, &ev) != nil {
+		return nil
+	}
+	var out []MPIField
+	for i, name := range mpi.FieldNames {
+		f := MPIField{Name: name}
+		if i < len(ev.Levels) {
+			f.Level = ev.Levels[i]
+		}
+		if i < len(ev.Weights) {
+			f.Weight = ev.Weights[i]
+		}
+		out = append(out, f)
+	}
+	return out
+}
