@@ -2,14 +2,17 @@ package mpi
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
+	"slices"
 	"strconv"
-	"strings"
+	"sync"
 
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -145,31 +148,13 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 	if nick == nil {
 		nick = DefaultNicknames()
 	}
-	norm := NewNormalizer(nick)
-	var recs []Record
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		st.Lines++
-		line := sc.Bytes()
-		if len(strings.TrimSpace(string(line))) == 0 {
-			continue
-		}
-		pin, err := PatientInput(line)
-		if err != nil {
-			st.BadLines = append(st.BadLines, st.Lines)
-			continue
-		}
-		recs = append(recs, norm.Normalize(pin))
-		if opts.Progress != nil && len(recs)%100000 == 0 {
-			opts.Progress("read", len(recs), 0)
-		}
-		if len(recs)%65536 == 0 && ctx.Err() != nil {
-			return st, errs.E(op, errs.Unavailable, ctx.Err())
-		}
+	workers := opts.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	if err := sc.Err(); err != nil {
-		return st, errs.E(op, errs.Invalid, "input unreadable", err)
+	recs, err := readPatients(ctx, in, NewNormalizer(nick), workers, &st, opts.Progress)
+	if err != nil {
+		return st, err
 	}
 	st.Records = len(recs)
 	lm := *m
@@ -178,7 +163,7 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 	if opts.Progress != nil {
 		prog = func(done int) { opts.Progress("link", done, len(recs)) }
 	}
-	res, err := lm.LinkBatch(ctx, recs, opts.Workers, prog)
+	res, err := lm.LinkBatch(ctx, recs, workers, prog)
 	if err != nil {
 		return st, err
 	}
@@ -235,4 +220,123 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 		return st, errs.E(op, errs.Invalid, fmt.Sprintf("%d malformed line(s), first: %v", len(st.BadLines), shown))
 	}
 	return st, nil
+}
+
+// lineChunk is a run of consecutive input lines, copied out of the scanner's buffer.
+type lineChunk struct {
+	seq   int    // chunk number, for putting results back in input order
+	first int    // 1-based line number of the first line
+	data  []byte // the lines' bytes
+	ends  []int  // end offset of each line in data
+}
+
+// parsedChunk is a chunk's normalized records and its lines that were not a Patient.
+type parsedChunk struct {
+	seq  int
+	recs []Record
+	bad  []int
+}
+
+// readPatients streams NDJSON Patients from in: one goroutine reads lines in chunks,
+// workers parse and normalize them, and the records come back in input order. Only the
+// normalized records are kept, never the input text. Blank lines are skipped; lines
+// that are not a Patient go to st.BadLines in order. st.Lines counts every line read.
+func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers int, st *LinkStats, progress func(string, int, int)) ([]Record, error) {
+	const op = "mpi.LinkNDJSON"
+	const chunkLines = 1024
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	jobs := make(chan lineChunk, workers)
+	results := make(chan parsedChunk, workers)
+	var readErr error
+	lines := 0
+	go func() {
+		defer close(jobs)
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 1<<20), 16<<20)
+		c := lineChunk{first: 1}
+		send := func() bool {
+			select {
+			case jobs <- c:
+			case <-ctx.Done():
+				return false
+			}
+			c = lineChunk{seq: c.seq + 1, first: lines + 1, data: make([]byte, 0, len(c.data)), ends: make([]int, 0, chunkLines)}
+			return true
+		}
+		for sc.Scan() {
+			lines++
+			c.data = append(c.data, sc.Bytes()...)
+			c.ends = append(c.ends, len(c.data))
+			if len(c.ends) == chunkLines && !send() {
+				return
+			}
+		}
+		readErr = sc.Err()
+		if len(c.ends) > 0 {
+			send()
+		}
+	}()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for c := range jobs {
+				p := parsedChunk{seq: c.seq, recs: make([]Record, 0, len(c.ends))}
+				start := 0
+				for k, end := range c.ends {
+					line := c.data[start:end]
+					start = end
+					if len(bytes.TrimSpace(line)) == 0 {
+						continue
+					}
+					pin, err := PatientInput(line)
+					if err != nil {
+						p.bad = append(p.bad, c.first+k)
+						continue
+					}
+					p.recs = append(p.recs, norm.Normalize(pin))
+				}
+				select {
+				case results <- p:
+				case <-ctx.Done():
+					return
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(results) }()
+	var recs []Record
+	pending := map[int]parsedChunk{}
+	next, reported := 0, 0
+	for p := range results {
+		pending[p.seq] = p
+		for {
+			q, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			recs = append(recs, q.recs...)
+			st.BadLines = append(st.BadLines, q.bad...)
+		}
+		if progress != nil && len(recs)-reported >= 100000 {
+			reported = len(recs)
+			progress("read", len(recs), 0)
+		}
+		if ctx.Err() != nil {
+			cancel()
+			for range results { // let the workers and the reader finish
+			}
+			return nil, errs.E(op, errs.Unavailable, ctx.Err())
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, errs.E(op, errs.Unavailable, ctx.Err())
+	}
+	st.Lines = lines // the reader is done: results closed after jobs was drained
+	if readErr != nil {
+		return nil, errs.E(op, errs.Invalid, "input unreadable", readErr)
+	}
+	return slices.Clip(recs), nil
 }

@@ -39,6 +39,12 @@ func TestLinkNDJSON(t *testing.T) {
 	if h := strings.Join(rows[0], ","); h != "system,value,person" {
 		t.Fatalf("header %q", h)
 	}
+	// one row per record, in input order (the malformed line has none)
+	for i, in := range ds.Inputs {
+		if r := rows[i+1]; r[0] != in.Source.System || r[1] != in.Source.Value {
+			t.Fatalf("row %d is %v, want the record of line %d", i+1, r[:2], i+1)
+		}
+	}
 	// the persons agree with the ground truth well: pairwise precision on the CSV
 	ent := map[string]int32{}
 	for i, in := range ds.Inputs {
