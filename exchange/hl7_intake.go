@@ -600,9 +600,9 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 	}
 	old := src.PatientID
 	w := func(res *fhir.Resource, id, patient string) store.Write {
-		return store.Write{Resource: res, ID: id, MemberID: member.ID, PatientID: patient, At: h.srv.Now(),
-			Source: h.srv.cfg.BaseURL + "/members/" + member.ID,
-			Tags:   []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+		sw := h.srv.sourceWrite(member, res, id) // source tag and consent labels, as every write
+		sw.PatientID = patient
+		return sw
 	}
 	rows, err := tx.Query(ctx, `SELECT type, id, body FROM fhir_resources WHERE member_id = $1 AND patient_id = $2 AND NOT deleted
 		ORDER BY type, id FOR UPDATE`, member.ID, old)

@@ -202,6 +202,10 @@ func (r region) seedRecords(ctx context.Context, m *Main) error {
 			return err
 		}
 	}
+	// Each member's HL7 v2 feed may connect from loopback and is known by its MSH-4.
+	if err := m.seedDemoHL7(ctx, r.members); err != nil {
+		return err
+	}
 	now := time.Now().UTC()
 	return db.InTx(ctx, m.pool, func(tx db.Querier) error {
 		for i, p := range r.persons {

@@ -16,8 +16,11 @@ import (
 )
 
 func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "hl7" {
+		return runMemberHL7(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
-		fmt.Fprint(stderr, "usage: concord member add --name NAME --system OID --jwks FILE [--scope S] [--purpose P]\n       concord member list\n")
+		fmt.Fprint(stderr, "usage: concord member add --name NAME --system OID --jwks FILE [--scope S] [--purpose P]\n       concord member list\n       concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return flag.ErrHelp
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/concord-hie/concord/exchange/hl7v2"
 	"github.com/concord-hie/concord/internal/config"
 	"github.com/concord-hie/concord/internal/testkit"
 )
@@ -50,7 +51,7 @@ func demoEnv(t *testing.T) *Main {
 	_, port, _ := net.SplitHostPort(cfg.HTTPAddr)
 	cfg.BaseURL = "http://localhost:" + port
 	cfg.AdminAddr = ""
-	cfg.MLLPAddr = ""
+	cfg.MLLPAddr = freeAddr(t)
 	cfg.DevOIDCAddr = freeAddr(t)
 	cfg.DataDir = t.TempDir()
 	cfg.LogLevel = "warn"
@@ -185,6 +186,28 @@ func fhirDo(t *testing.T, method, u, tok string, body []byte, header ...string) 
 func TestThinSlice(t *testing.T) {
 	ctx := testkit.Browser(t, 1200, 1000)
 	m := demoEnv(t)
+	// The lab's HL7 v2 feed sends Ana an HDL result over MLLP: AA only after commit.
+	lab := demoRegion(m.cfg.DemoSeed).members[2]
+	var conn net.Conn
+	var err error
+	for i := 0; i < 100; i++ { // Run starts the MLLP listener in the background
+		if conn, err = net.Dial("tcp", m.cfg.MLLPAddr); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	oru := "MSH|^~\\&|LIS|" + lab.ID + "|CONCORD|HIE|20261127093000||ORU^R01^ORU_R01|thin-slice-oru-1|P|2.5.1\r" +
+		"PID|1||" + demoRegion(m.cfg.DemoSeed).mrn(2, 0) + "^^^" + lab.ID + "&" + strings.TrimPrefix(lab.OID, "urn:oid:") + "&ISO^MR||RIVERA^ANA||19840312|F\r" +
+		"OBR|1||LAB-77|2085-9^HDL Cholesterol^LN|||20261127083000|||||||||||||||20261127090000|||F\r" +
+		"OBX|1|NM|2085-9^Cholesterol in HDL [Mass/volume] in Serum or Plasma^LN||63|mg/dL^mg/dL^UCUM|>=40||||F|||20261127083000\r"
+	ack, err := hl7v2.NewClient(conn).Send(context.Background(), []byte(oru))
+	conn.Close()
+	if err != nil || ack.Get("MSA-1") != "AA" || ack.Get("MSA-2") != "thin-slice-oru-1" {
+		t.Fatalf("ORU over MLLP: %v, ACK %q", err, ack.Bytes())
+	}
 	base := m.cfg.BaseURL + "/fhir"
 	region := demoRegion(m.cfg.DemoSeed)
 	member := region.members[0] // Riverside Family Clinic knows Ana
@@ -249,7 +272,7 @@ func TestThinSlice(t *testing.T) {
 		t.Fatalf("GET without token = %d; want 401", status)
 	}
 
-	err := chromedp.Do(ctx,
+	err = chromedp.Do(ctx,
 		chromedp.Navigate(m.cfg.BaseURL+"/"),
 		chromedp.Click(chromedp.CSS("form.signin button")),
 		chromedp.WaitVisible(chromedp.ID("username")),
@@ -265,6 +288,9 @@ func TestThinSlice(t *testing.T) {
 	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Cholesterol in HDL") || !strings.Contains(text, "63") {
+		t.Fatalf("labs page lacks the result sent over HL7 v2:\n%.2000s", text)
 	}
 	if !strings.Contains(text, "Cholesterol [Mass/volume]") || !strings.Contains(text, "187") {
 		t.Fatalf("labs page lacks the new result:\n%.2000s", text)
