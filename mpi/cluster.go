@@ -2,6 +2,7 @@ package mpi
 
 import (
 	"context"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sync"
@@ -143,7 +144,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 			keys[i] = BlockKeys(&recs[i])
 		}
 	})
-	ix := buildSortedIndex(keys, DefaultBlockCap)
+	ix := buildSortedIndex(func(i int) []BlockKey { return keys[i] }, n, DefaultBlockCap)
 	edges := make([][]edge, n)
 	var pairs, done atomic.Int64
 	var cancelled atomic.Bool
@@ -314,78 +315,86 @@ func parallel(n, workers int, f func(lo, hi int)) {
 	wg.Wait()
 }
 
-// sortedIndex is a compact read-only block index: (hash, record) entries sorted by hash.
+// sortedIndex is a compact read-only block index: one sorted []uint64 whose entries pack
+// the top bits of a key's hash above a record number, so each block is a run of entries
+// with its records in increasing order. Truncating hashes can only merge two blocks (a
+// few extra candidates), never split one. dir maps the top bits of an entry to the first
+// entry with those bits, so a lookup searches a few entries instead of the whole array.
 type sortedIndex struct {
-	h   []uint64
-	id  []uint32
-	cap int
+	e      []uint64
+	idBits uint // low bits holding the record number
+	dir    []uint32
+	dirSh  uint // entry >> dirSh is its dir slot
+	cap    int
 }
 
-func buildSortedIndex(keys [][]BlockKey, blockCap int) *sortedIndex {
-	type ent struct {
-		h  uint64
-		id uint32
-	}
-	cmp := func(a, b ent) int {
-		switch {
-		case a.h < b.h:
-			return -1
-		case a.h > b.h:
-			return 1
-		}
-		return int(a.id) - int(b.id)
-	}
+func (ix *sortedIndex) pack(h uint64, id uint32) uint64 { return h>>ix.idBits<<ix.idBits | uint64(id) }
+
+func buildSortedIndex(keys func(i int) []BlockKey, n, blockCap int) *sortedIndex {
+	ix := &sortedIndex{idBits: uint(max(bits.Len(uint(n)), 1)), cap: blockCap}
 	total := 0
-	for _, ks := range keys {
-		total += len(ks)
+	for i := range n {
+		total += len(keys(i))
 	}
-	es := make([]ent, 0, total)
-	for i, ks := range keys {
-		for _, k := range ks {
-			es = append(es, ent{k.Hash, uint32(i)})
+	e := make([]uint64, 0, total+total/8)
+	for i := range n {
+		for _, k := range keys(i) {
+			e = append(e, ix.pack(k.Hash, uint32(i)))
 		}
 	}
-	slices.SortFunc(es, cmp)
+	slices.Sort(e)
 	// Refined keys are indexed only for records whose plain block is over the cap.
 	big := map[uint64]bool{}
-	for lo := 0; lo < len(es); {
+	for lo := 0; lo < len(e); {
 		hi := lo
-		for hi < len(es) && es[hi].h == es[lo].h {
+		for hi < len(e) && e[hi]>>ix.idBits == e[lo]>>ix.idBits {
 			hi++
 		}
 		if hi-lo > blockCap {
-			big[es[lo].h] = true
+			big[e[lo]>>ix.idBits] = true
 		}
 		lo = hi
 	}
 	if len(big) > 0 {
-		for i, ks := range keys {
-			for _, k := range ks {
-				if k.Fine != 0 && big[k.Hash] {
-					es = append(es, ent{k.Fine, uint32(i)})
+		for i := range n {
+			for _, k := range keys(i) {
+				if k.Fine != 0 && big[k.Hash>>ix.idBits] {
+					e = append(e, ix.pack(k.Fine, uint32(i)))
 				}
 			}
 		}
-		slices.SortFunc(es, cmp)
+		slices.Sort(e)
 	}
-	ix := &sortedIndex{h: make([]uint64, len(es)), id: make([]uint32, len(es)), cap: blockCap}
-	for i, e := range es {
-		ix.h[i], ix.id[i] = e.h, e.id
+	ix.e = slices.Clip(e)
+	dirBits := uint(max(bits.Len(uint(len(e)))-2, 1))
+	ix.dirSh = 64 - dirBits
+	ix.dir = make([]uint32, 1<<dirBits+1)
+	j := 0
+	for t := range ix.dir {
+		for j < len(e) && e[j]>>ix.dirSh < uint64(t) {
+			j++
+		}
+		ix.dir[t] = uint32(j)
 	}
 	return ix
 }
 
-func (ix *sortedIndex) block(h uint64) []uint32 {
-	lo, _ := slices.BinarySearch(ix.h, h)
+// block returns the entries of h's block (record numbers in the low idBits).
+func (ix *sortedIndex) block(h uint64) []uint64 {
+	key := h >> ix.idBits
+	t := h >> ix.dirSh
+	e := ix.e[ix.dir[t]:ix.dir[t+1]]
+	lo, _ := slices.BinarySearch(e, key<<ix.idBits)
 	hi := lo
-	for hi < len(ix.h) && ix.h[hi] == h {
+	for hi < len(e) && e[hi]>>ix.idBits == key {
 		hi++
 	}
-	return ix.id[lo:hi]
+	return e[lo:hi]
 }
 
 // candidates appends distinct record numbers below limit sharing a usable block.
 func (ix *sortedIndex) candidates(dst []uint32, keys []BlockKey, seen []uint32, stamp, limit uint32) []uint32 {
+	mask := uint64(1)<<ix.idBits - 1
 	for _, k := range keys {
 		b := ix.block(k.Hash)
 		if len(b) > ix.cap {
@@ -396,7 +405,8 @@ func (ix *sortedIndex) candidates(dst []uint32, keys []BlockKey, seen []uint32, 
 				continue
 			}
 		}
-		for _, id := range b {
+		for _, x := range b {
+			id := uint32(x & mask)
 			if id >= limit {
 				break // ids are sorted within a block
 			}
