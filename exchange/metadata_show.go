@@ -5,6 +5,8 @@ import (
 	"sort"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/fhir"
 )
 
 // showSMARTConfiguration serves the SMART discovery document for backend services.
@@ -24,17 +26,41 @@ func (s *Server) showSMARTConfiguration(c echo.Context) error {
 		AuthMethods:          []string{"private_key_jwt"},
 		AuthSigningAlgs:      []string{"RS384", "ES384"},
 		GrantTypes:           []string{"client_credentials"},
-		Scopes:               []string{"system/*.rs", "system/*.cruds", "system/Patient.rs", "system/Observation.rs"},
+		Scopes:               []string{"system/*.rs", "system/*.cruds", "system/Patient.rs", "system/Observation.rs", "system/BreakGlass.c"},
 		Capabilities:         []string{"client-confidential-asymmetric", "permission-v2"},
 		CodeChallengeMethods: []string{"S256"},
 	})
 }
 
-// supportedTypes are the interactions implemented today, by resource type. The
-// CapabilityStatement lists exactly these, so it never promises more than the server does.
-var supportedTypes = map[string][]string{
-	"Patient":     {"create", "read", "vread", "update", "delete", "history-instance"},
-	"Observation": {"create", "read", "vread", "update", "delete", "history-instance"},
+// supportedTypes returns the interactions implemented today, by resource type. Every R4
+// type is stored as its member sent it (create, read, vread, update, delete, history);
+// a few types have their own rules. The CapabilityStatement lists exactly these, so it
+// never promises more than the server does.
+func supportedTypes() map[string][]string {
+	crud := []string{"create", "read", "vread", "update", "delete", "history-instance"}
+	out := map[string][]string{}
+	for _, t := range fhir.ResourceTypes() {
+		out[t] = crud
+	}
+	out["AuditEvent"] = []string{"search-type"} // written by Concord only; ITI-81
+	out["Binary"] = []string{"create", "read"}  // document bytes in S3, ITI-68
+	out["Subscription"] = []string{"create", "read", "delete", "search-type"}
+	delete(out, "Bundle") // Bundles are processed (transaction, batch), not stored
+	return out
+}
+
+// typeOperations are the operations implemented per resource type (beyond $everything,
+// which searchCapability adds with the search capability).
+var typeOperations = map[string][]operationCap{
+	"Patient": {
+		{Name: "match", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-match"},
+		{Name: "ihe-pix", Definition: "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix"},
+		{Name: "consent-preview", Definition: "https://concord.example/fhir/OperationDefinition/consent-preview"},
+	},
+	"Subscription": {
+		{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"},
+		{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"},
+	},
 }
 
 // showMetadata serves the CapabilityStatement. It needs no authentication.
@@ -50,9 +76,10 @@ func (s *Server) showMetadata(c echo.Context) error {
 		Operation     []operationCap   `json:"operation,omitempty"`
 	}
 	var rs []resource
-	for t, ops := range withSearch(supportedTypes) {
+	for t, ops := range withSearch(supportedTypes()) {
 		r := resource{Type: t}
 		r.SearchParam, r.SearchInclude, r.Operation = searchCapability(t, ops)
+		r.Operation = append(r.Operation, typeOperations[t]...)
 		for _, op := range ops {
 			r.Interaction = append(r.Interaction, interaction{op})
 		}
@@ -90,6 +117,9 @@ func (s *Server) showMetadata(c echo.Context) error {
 			},
 			"resource":    rs,
 			"interaction": []interaction{{"transaction"}, {"batch"}},
+			"operation": []operationCap{
+				{Name: "break-glass", Definition: "https://concord.example/fhir/OperationDefinition/break-glass"},
+			},
 		}},
 	}
 	c.Response().Header().Set("Content-Type", mimeFHIR)

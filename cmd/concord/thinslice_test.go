@@ -20,6 +20,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/concord-hie/concord/exchange/hl7v2"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/config"
 	"github.com/concord-hie/concord/internal/testkit"
 )
@@ -260,6 +261,16 @@ func TestThinSlice(t *testing.T) {
 	status, body, _ = fhirDo(t, "GET", base+"/Observation?patient="+pat.ID+"&code=http://loinc.org|2093-3", tok, nil)
 	if status != http.StatusOK || !strings.Contains(string(body), `"total":1`) {
 		t.Fatalf("search by code = %d %.500s; want exactly the new result", status, body)
+	}
+	// The CapabilityStatement is valid R4 and names what the tests above used.
+	status, body, _ = fhirDo(t, "GET", base+"/metadata", "", nil)
+	if _, err := fhir.Parse(body); status != http.StatusOK || err != nil {
+		t.Fatalf("metadata = %d, %v", status, err)
+	}
+	for _, want := range []string{`"name":"match"`, `"name":"everything"`, `"code":"transaction"`, `"code":"search-type"`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("CapabilityStatement lacks %s", want)
+		}
 	}
 	// Strict input: a case-variant key is refused with an OperationOutcome naming nothing private.
 	status, body, _ = fhirDo(t, "POST", base+"/Observation", tok, []byte(`{"resourceType":"Observation","Status":"final"}`))
