@@ -1,0 +1,394 @@
+package portal
+
+import (
+	"context"
+	"fmt"
+	"html"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/devoidc"
+	"github.com/concord-hie/concord/internal/testkit"
+	"github.com/concord-hie/concord/records"
+)
+
+// The persons of the privacy tests: Alice (signed in as "alice"), someone else, and a
+// person with many audit events (paging).
+const (
+	alicePerson = "0a11ce00-0000-4000-8000-000000000001"
+	otherPerson = "0a11ce00-0000-4000-8000-000000000002"
+	busyPerson  = "0a11ce00-0000-4000-8000-000000000003"
+)
+
+// privacyEnv is env with a PrivacyStore on the test database (real audit log, consent
+// store with the regional default policies, review tables) and an officer login.
+type privacyEnv struct {
+	*env
+	pool   *pgxpool.Pool
+	now    time.Time
+	taskID int64
+}
+
+func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
+	t.Helper()
+	pool := testkit.DB(t)
+	rdb, prefix := testkit.Redis(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	users := append(demoUsers[:len(demoUsers):len(demoUsers)],
+		devoidc.User{Subject: "sub-off-1", Username: "privo", Password: "privo-pw", FirstName: "Pat", LastName: "Officer"})
+	op, err := devoidc.Start(ctx, "127.0.0.1:0", users, []devoidc.Client{{
+		ID: "concord-portal", Secret: "portal-secret",
+		RedirectURIs: []string{base + "/auth/callback"}, PostLogoutRedirectURIs: []string{base + "/"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	pe := &privacyEnv{pool: pool, now: time.Now().UTC()}
+	pe.seed(t, ctx, op.Issuer())
+
+	staff := NewStaffStore(pool)
+	for sub, st := range map[string]Staff{
+		"sub-doc-1": {Role: RoleClinician, Org: "riverside", Name: "Dr Sam Jones"},
+		"sub-off-1": {Role: RoleOfficer, Org: "riverside", Name: "Pat Officer"},
+	} {
+		if err := staff.AddStaff(ctx, op.Issuer(), sub, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cs := consent.NewStore()
+	if _, err := records.EnsureDefaultPolicies(ctx, pool, cs, consent.PolicyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{op: op, base: base, staff: staff,
+		records:  &memRecords{labs: map[string][]LabResult{alicePerson: sampleLabs()}},
+		identity: memIdentity{op.Issuer() + "|sub-pat-1": alicePerson},
+	}
+	e.srv, err = New(Config{BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
+		RedisPrefix: prefix, InsecureCookies: !secureCookies},
+		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb,
+			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec := echo.New()
+	ec.HideBanner, ec.HidePort = true, true
+	ec.Use(middleware.RequestID())
+	ec.HTTPErrorHandler = e.srv.HTTPErrorHandler
+	e.srv.Register(ec)
+	hs := &http.Server{Handler: ec, ReadHeaderTimeout: 5 * time.Second}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	pe.env = e
+	return pe
+}
+
+// seed writes members, persons, audit events, a break-the-glass declaration with its
+// review task and an MPI review item.
+func (pe *privacyEnv) seed(t *testing.T, ctx context.Context, issuer string) {
+	t.Helper()
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := pe.pool.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	exec(`INSERT INTO directory_members (id, name, system) VALUES
+		('riverside', 'Riverside Family Clinic', 'urn:oid:2.999.1'),
+		('stmary', 'St Mary''s Hospital', 'urn:oid:2.999.2'),
+		('northlab', 'North Valley Laboratory', 'urn:oid:2.999.3')`)
+	exec(`INSERT INTO mpi_persons (id) VALUES ($1), ($2), ($3)`, alicePerson, otherPerson, busyPerson)
+
+	log, err := audit.New(ctx, pe.pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	n := pe.now
+	obs := []audit.Resource{{Type: "Observation", ID: "o1"}, {Type: "Observation", ID: "o2"}}
+	evs := []audit.Event{
+		{Time: n.Add(-72 * time.Hour), Action: audit.Read, Outcome: audit.Permit, Org: "riverside", Role: consent.RoleClinician,
+			Purpose: consent.PurposeTreatment, Patient: alicePerson, Actor: issuer + "|sub-doc-1", Resources: obs},
+		{Time: n.Add(-2 * time.Hour), Action: audit.Read, Outcome: audit.Permit, Org: "stmary", Role: consent.RoleClinician,
+			Purpose: consent.PurposeBreakGlass, Patient: alicePerson, BreakGlass: true,
+			Resources: []audit.Resource{{Type: "Condition", ID: "c1"}}},
+		{Time: n.Add(-1 * time.Hour), Action: audit.Read, Outcome: audit.Permit, Purpose: consent.PurposePatientRequest,
+			Patient: alicePerson, ShareLink: true, Resources: []audit.Resource{{Type: "AllergyIntolerance", ID: "a1"}}},
+		// Not Alice's: another person's access, and a denial of Alice's record.
+		{Time: n.Add(-3 * time.Hour), Action: audit.Read, Outcome: audit.Permit, Org: "northlab", Role: consent.RoleSystem,
+			Purpose: consent.PurposeTreatment, Patient: otherPerson, Resources: obs},
+		{Time: n.Add(-4 * time.Hour), Action: audit.Query, Outcome: audit.Deny, Org: "northlab", Role: consent.RoleSystem,
+			Purpose: consent.PurposePayment, Patient: alicePerson, Reason: "no-directive"},
+	}
+	for i := 0; i < 55; i++ {
+		evs = append(evs, audit.Event{Time: n.Add(-time.Duration(10+i) * time.Minute), Action: audit.Read, Outcome: audit.Permit,
+			Org: "riverside", Role: consent.RoleClinician, Purpose: consent.PurposeTreatment, Patient: busyPerson,
+			Resources: []audit.Resource{{Type: "Observation", ID: fmt.Sprintf("busy-%d", i)}}})
+	}
+	for _, ev := range evs {
+		if err := log.Append(ctx, ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var bg string
+	if err := pe.pool.QueryRow(ctx, `INSERT INTO consent_break_glass (id, person_id, member_id, actor, reason_code, reason_text, declared_at, expires_at)
+		VALUES (gen_random_uuid(), $1, 'stmary', 'https://idp.example|er-doc', 'unresponsive', 'Unconscious on arrival in ED', $2, $3) RETURNING id::text`,
+		alicePerson, n.Add(-2*time.Hour), n.Add(-90*time.Minute)).Scan(&bg); err != nil {
+		t.Fatal(err)
+	}
+	if err := pe.pool.QueryRow(ctx, `INSERT INTO consent_review_tasks (kind, break_glass_id, person_id) VALUES ('break-glass', $1, $2) RETURNING id`,
+		bg, alicePerson).Scan(&pe.taskID); err != nil {
+		t.Fatal(err)
+	}
+	var src int64
+	if err := pe.pool.QueryRow(ctx, `INSERT INTO mpi_source_records (member_id, system, value, patient_id, person_id, demographics)
+		VALUES ('northlab', 'urn:oid:2.999.3', 'MRN-77', 'nl-77', $1, '{}') RETURNING id`, otherPerson).Scan(&src); err != nil {
+		t.Fatal(err)
+	}
+	exec(`INSERT INTO mpi_review_items (source_id, candidate, kind, score, evidence, guards, model)
+		VALUES ($1, $2, 'review', 7.25, '{"Levels":[3,3,2,0,1,1,1,1],"Weights":[2.5,3.1,1.75,0,0.5,0.4,0.2,-1.5]}', 'sex-mismatch', 'fs-2026-1')`,
+		src, alicePerson)
+}
+
+// signedIn returns a client signed in as user.
+func (pe *privacyEnv) signedIn(t *testing.T, user, pw string) *client {
+	t.Helper()
+	c := newClient(t)
+	if r := pe.signIn(t, c, user, pw); r.status != http.StatusSeeOther {
+		t.Fatalf("sign-in as %s: %d", user, r.status)
+	}
+	return c
+}
+
+func TestAccessPageListsOnlyOwnPermittedAccessesNewestFirst(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "alice", "alice-pw")
+
+	r := c.get(pe.base + "/access")
+	if r.status != http.StatusOK {
+		t.Fatalf("/access: %d %s", r.status, r.body)
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	body := html.UnescapeString(r.body)
+	share := strings.Index(body, "Someone using your share link")
+	glass := strings.Index(body, "St Mary's Hospital")
+	river := strings.Index(body, "Riverside Family Clinic")
+	if share < 0 || glass < 0 || river < 0 {
+		t.Fatalf("missing rows (share %d, break-glass %d, treatment %d):\n%s", share, glass, river, body)
+	}
+	if !(share < glass && glass < river) {
+		t.Errorf("rows not newest first: share link at %d, break-glass at %d, treatment at %d", share, glass, river)
+	}
+	for _, want := range []string{"Emergency access", "Share link", "Your own request", "Treatment", "Clinician",
+		"Lab results and measurements", "Problems and diagnoses", "Allergies", "Viewed"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("access page lacks %q", want)
+		}
+	}
+	// Another person's access and a denied request are not Alice's access log.
+	for _, absent := range []string{"North Valley Laboratory", "Payment"} {
+		if strings.Contains(body, absent) {
+			t.Errorf("access page shows %q", absent)
+		}
+	}
+	if n := strings.Count(body, "<tr"); n != 4 { // header + 3 accesses
+		t.Errorf("%d table rows, want 4", n)
+	}
+
+	// The date filter: only the day of the oldest access.
+	day := pe.now.Add(-72 * time.Hour).Format("2006-01-02")
+	r = c.get(pe.base + "/access?from=" + day + "&to=" + day)
+	body = html.UnescapeString(r.body)
+	if r.status != http.StatusOK || !strings.Contains(body, "Riverside Family Clinic") || strings.Contains(body, "St Mary's Hospital") {
+		t.Errorf("filtered to %s: %d\n%s", day, r.status, body)
+	}
+	r = c.get(pe.base + "/access?from=2026-13-01")
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "year-month-day") {
+		t.Errorf("malformed date: %d", r.status)
+	}
+	r = c.get(pe.base + "/access?from=2026-05-02&to=2026-05-01")
+	if r.status != http.StatusBadRequest {
+		t.Errorf("reversed dates: %d", r.status)
+	}
+
+	// Staff do not have an access page; the officer console is not the patient's.
+	if r := c.get(pe.base + "/officer"); r.status != http.StatusNotFound {
+		t.Errorf("patient /officer: %d, want 404", r.status)
+	}
+	doc := pe.signedIn(t, "drjones", "jones-pw")
+	for _, p := range []string{"/access", "/privacy", "/officer", "/officer/reviews"} {
+		if r := doc.get(pe.base + p); r.status != http.StatusNotFound {
+			t.Errorf("clinician %s: %d, want 404", p, r.status)
+		}
+	}
+	if r := newClient(t).get(pe.base + "/access"); r.status != http.StatusSeeOther {
+		t.Errorf("signed-out /access: %d, want 303 to sign-in", r.status)
+	}
+}
+
+func TestPrivacyPageShowsPreviewPerMemberWithExplanations(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "alice", "alice-pw")
+	r := c.get(pe.base + "/privacy")
+	if r.status != http.StatusOK {
+		t.Fatalf("/privacy: %d %s", r.status, r.body)
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q", cc)
+	}
+	body := html.UnescapeString(r.body)
+	// The expected decisions, computed independently from the stored default policies.
+	dirs, err := consent.NewStore().Load(context.Background(), pe.pool, alicePerson)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]string{"riverside": "Riverside Family Clinic", "stmary": "St Mary's Hospital", "northlab": "North Valley Laboratory"}
+	allowed, denied := 0, 0
+	for _, id := range []string{"northlab", "riverside", "stmary"} {
+		if !strings.Contains(body, "<h2 id=\"org-") || !strings.Contains(body, names[id]+"</h2>") {
+			t.Fatalf("no section for %s", names[id])
+		}
+		req := consent.Request{ActorRole: consent.RoleClinician, Org: id, Purpose: consent.PurposeTreatment, PersonID: alicePerson, At: time.Now()}
+		for _, cd := range consent.Preview(dirs, req, consent.StandardClasses()) {
+			expl := cd.Decision.Explain(func(ref string) string { return names[strings.TrimPrefix(ref, "Organization/")] })
+			if !strings.Contains(body, expl) {
+				t.Errorf("%s / %s: explanation %q not shown", id, cd.Class.Title, expl)
+			}
+			if cd.Decision.Allow {
+				allowed++
+			} else {
+				denied++
+			}
+		}
+	}
+	if allowed == 0 || denied == 0 {
+		t.Errorf("the default policies should share some classes and withhold others: %d shared, %d not", allowed, denied)
+	}
+	if got := strings.Count(body, "✓ Shared"); got != allowed {
+		t.Errorf("%d shared cells, want %d", got, allowed)
+	}
+	if got := strings.Count(body, "✕ Not shared"); got != denied {
+		t.Errorf("%d not-shared cells, want %d", got, denied)
+	}
+	if allowed > 0 && !strings.Contains(body, "Regional policy") {
+		t.Errorf("no deciding directive named")
+	}
+	first, second := strings.Index(body, "North Valley Laboratory"), strings.Index(body, "Riverside Family Clinic")
+	if first < 0 || second < first {
+		t.Errorf("members not in name order")
+	}
+}
+
+func TestOfficerAuditSearchAndPaging(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "privo", "privo-pw")
+
+	r := c.get(pe.base + "/officer?patient=" + alicePerson + "&outcome=deny")
+	if r.status != http.StatusOK {
+		t.Fatalf("/officer: %d %s", r.status, r.body)
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q", cc)
+	}
+	if n := strings.Count(r.body, "<tr"); n != 2 || !strings.Contains(r.body, "no-directive") || !strings.Contains(r.body, "North Valley Laboratory") {
+		t.Errorf("deny search: %d rows\n%s", n-1, r.body)
+	}
+	r = c.get(pe.base + "/officer?org=stmary")
+	if n := strings.Count(r.body, "<tr"); n != 2 || !strings.Contains(r.body, "Break glass") {
+		t.Errorf("org search: %d rows", n-1)
+	}
+	// 55 events for the busy person: 50, then 5 through the next-page link.
+	r = c.get(pe.base + "/officer?patient=" + busyPerson)
+	if n := strings.Count(r.body, "<tr"); n != 51 {
+		t.Errorf("first page: %d rows, want 50", n-1)
+	}
+	m := strings.Index(r.body, `<a href="/officer?`)
+	if m < 0 {
+		t.Fatal("no next-page link")
+	}
+	href := html.UnescapeString(r.body[m+9 : m+9+strings.Index(r.body[m+9:], `"`)])
+	r = c.get(pe.base + href)
+	if n := strings.Count(r.body, "<tr"); n != 6 || strings.Contains(r.body, "Next page") {
+		t.Errorf("second page: %d rows (%s)", n-1, href)
+	}
+	if r := c.get(pe.base + "/officer?outcome=maybe"); r.status != http.StatusBadRequest {
+		t.Errorf("bad outcome: %d", r.status)
+	}
+	if r := c.get(pe.base + "/officer?cursor=%21%21"); r.status != http.StatusBadRequest {
+		t.Errorf("bad cursor: %d", r.status)
+	}
+	if r := c.get(pe.base + "/access"); r.status != http.StatusNotFound {
+		t.Errorf("officer /access: %d, want 404", r.status)
+	}
+}
+
+func TestOfficerReviewsCloseBreakGlassTask(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "privo", "privo-pw")
+	r := c.get(pe.base + "/officer/reviews")
+	if r.status != http.StatusOK {
+		t.Fatalf("/officer/reviews: %d %s", r.status, r.body)
+	}
+	for _, want := range []string{"Unconscious on arrival in ED", "unresponsive", "St Mary&#39;s Hospital", alicePerson,
+		"sex-mismatch", "7.25", "birthDate", "-1.50", "North Valley Laboratory", "fs-2026-1"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("reviews page lacks %q", want)
+		}
+	}
+	task := fmt.Sprint(pe.taskID)
+	// Without the CSRF token nothing is closed.
+	if r := c.post(pe.base+"/officer/reviews/close", url.Values{"task": {task}}, ""); r.status != http.StatusBadRequest && r.status != http.StatusForbidden {
+		t.Errorf("close without CSRF: %d", r.status)
+	}
+	tok := csrfFrom(t, r.body)
+	res := c.post(pe.base+"/officer/reviews/close", url.Values{"_csrf": {tok}, "task": {task}}, "same-origin")
+	if res.status != http.StatusSeeOther || res.header.Get("Location") != "/officer/reviews" {
+		t.Fatalf("close: %d to %q", res.status, res.header.Get("Location"))
+	}
+	var status, by string
+	if err := pe.pool.QueryRow(context.Background(), `SELECT status, coalesce(closed_by, '') FROM consent_review_tasks WHERE id = $1`, pe.taskID).Scan(&status, &by); err != nil {
+		t.Fatal(err)
+	}
+	if status != "closed" || by != pe.op.Issuer()+"|sub-off-1" {
+		t.Errorf("task %s closed by %q", status, by)
+	}
+	r = c.get(pe.base + "/officer/reviews")
+	if !strings.Contains(r.body, "Review "+task+" closed.") || strings.Contains(r.body, "Unconscious on arrival") {
+		t.Errorf("after close: flash or list wrong\n%s", r.body)
+	}
+	if r2 := c.get(pe.base + "/officer/reviews"); strings.Contains(r2.body, "closed.") {
+		t.Errorf("flash shown twice")
+	}
+	if r := c.post(pe.base+"/officer/reviews/close", url.Values{"_csrf": {tok}, "task": {task}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("closing a closed task: %d, want 404", r.status)
+	}
+	// A patient cannot close reviews.
+	pc := pe.signedIn(t, "alice", "alice-pw")
+	land := pc.get(pe.base + "/labs")
+	if r := pc.post(pe.base+"/officer/reviews/close", url.Values{"_csrf": {csrfFrom(t, land.body)}, "task": {task}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("patient close: %d, want 404", r.status)
+	}
+}
