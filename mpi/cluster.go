@@ -133,6 +133,16 @@ type edge struct {
 // from several goroutines at once. It returns ctx's error, as errs.Unavailable, when
 // cancelled.
 func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progress func(done int)) (*BatchResult, error) {
+	ptrs := make([]*Record, len(recs))
+	for i := range recs {
+		ptrs[i] = &recs[i]
+	}
+	return m.linkBatch(ctx, ptrs, workers, progress)
+}
+
+// linkBatch is LinkBatch over records reached through pointers, so a caller can keep them
+// in the chunks it built them in rather than copy them into one slice.
+func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, progress func(done int)) (*BatchResult, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
@@ -140,8 +150,8 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 	keys := make([][]BlockKey, n)
 	parallel(n, workers, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
-			m.Prepare(&recs[i])
-			keys[i] = BlockKeys(&recs[i])
+			m.Prepare(recs[i])
+			keys[i] = BlockKeys(recs[i])
 		}
 	})
 	ix := buildSortedIndex(func(i int) []BlockKey { return keys[i] }, n, DefaultBlockCap)
@@ -166,7 +176,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 			var es []edge
 			for _, j := range buf {
 				local++
-				if w, ok := m.scoreFrom(&recs[i], &recs[j], m.Review); ok {
+				if w, ok := m.scoreFrom(recs[i], recs[j], m.Review); ok {
 					es = append(es, edge{j, float32(w)})
 				}
 			}
@@ -184,7 +194,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 	var pid []int32
 	var bestRec []uint32
 	for i := 0; i < n; i++ {
-		r := &recs[i]
+		r := recs[i]
 		if r.Source.Value != "" {
 			if p, ok := sources[r.Source]; ok {
 				res.Person[i] = p
@@ -208,7 +218,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 		for k := range ps {
 			if ps[k].score >= m.Link-m.Margin {
 				for _, o := range members[pid[k]] {
-					ps[k].guard |= m.Guard(r, &recs[o], Compare(r, &recs[o]))
+					ps[k].guard |= m.Guard(r, recs[o], Compare(r, recs[o]))
 				}
 			}
 		}
@@ -262,7 +272,7 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 // bridged reports whether persons p and q are also joined by a direct edge (at least in
 // the review band), besides r's edges to both at the link threshold, and no guard fires
 // between any two records of p, q and r.
-func (m *Model) bridged(recs []Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
+func (m *Model) bridged(recs []*Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
 	direct := false
 	for _, x := range members[p] {
 		for _, y := range members[q] {
@@ -275,7 +285,7 @@ func (m *Model) bridged(recs []Record, edges [][]edge, members [][]uint32, p, q 
 					direct = true
 				}
 			}
-			if m.Guard(&recs[x], &recs[y], Compare(&recs[x], &recs[y])) != 0 {
+			if m.Guard(recs[x], recs[y], Compare(recs[x], recs[y])) != 0 {
 				return false
 			}
 		}
@@ -285,7 +295,7 @@ func (m *Model) bridged(recs []Record, edges [][]edge, members [][]uint32, p, q 
 	}
 	for _, ms := range [2][]uint32{members[p], members[q]} {
 		for _, x := range ms {
-			if m.Guard(r, &recs[x], Compare(r, &recs[x])) != 0 {
+			if m.Guard(r, recs[x], Compare(r, recs[x])) != 0 {
 				return false
 			}
 		}

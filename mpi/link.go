@@ -158,12 +158,12 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 	}
 	st.Records = len(recs)
 	lm := *m
-	lm.FitTF(recs) // term frequencies of the population being linked
+	lm.fitTF(len(recs), func(j int) *Record { return recs[j] }) // term frequencies of the population being linked
 	var prog func(int)
 	if opts.Progress != nil {
 		prog = func(done int) { opts.Progress("link", done, len(recs)) }
 	}
-	res, err := lm.LinkBatch(ctx, recs, workers, prog)
+	res, err := lm.linkBatch(ctx, recs, workers, prog)
 	if err != nil {
 		return st, err
 	}
@@ -194,7 +194,7 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 		rw := csv.NewWriter(review)
 		_ = rw.Write([]string{"system", "value", "other_system", "other_value", "score", "reason"})
 		for _, r := range res.Reviews {
-			a, b := &recs[r.Record], &recs[r.Other]
+			a, b := recs[r.Record], recs[r.Other]
 			reason := r.Guards.String()
 			switch {
 			case r.PossibleDuplicate:
@@ -238,10 +238,11 @@ type parsedChunk struct {
 }
 
 // readPatients streams NDJSON Patients from in: one goroutine reads lines in chunks,
-// workers parse and normalize them, and the records come back in input order. Only the
-// normalized records are kept, never the input text. Blank lines are skipped; lines
+// workers parse and normalize them, and the records come back in input order, left in
+// the chunks they were built in (no copy into one growing slice). Only the normalized
+// records are kept, never the input text. Blank lines are skipped; lines
 // that are not a Patient go to st.BadLines in order. st.Lines counts every line read.
-func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers int, st *LinkStats, progress func(string, int, int)) ([]Record, error) {
+func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers int, st *LinkStats, progress func(string, int, int)) ([]*Record, error) {
 	const op = "mpi.LinkNDJSON"
 	const chunkLines = 1024
 	ctx, cancel := context.WithCancel(ctx)
@@ -305,7 +306,7 @@ func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers i
 		})
 	}
 	go func() { wg.Wait(); close(results) }()
-	var recs []Record
+	var recs []*Record
 	pending := map[int]parsedChunk{}
 	next, reported := 0, 0
 	for p := range results {
@@ -317,7 +318,9 @@ func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers i
 			}
 			delete(pending, next)
 			next++
-			recs = append(recs, q.recs...)
+			for k := range q.recs {
+				recs = append(recs, &q.recs[k])
+			}
 			st.BadLines = append(st.BadLines, q.bad...)
 		}
 		if progress != nil && len(recs)-reported >= 100000 {

@@ -260,6 +260,12 @@ func (m *Model) Probability(w float64) float64 {
 // FitTF sets the term-frequency tables from a population of records, keeping the top
 // values of each field, and prepares every record.
 func (m *Model) FitTF(recs []Record) {
+	m.fitTF(len(recs), func(j int) *Record { return &recs[j] })
+}
+
+// fitTF is FitTF over n records reached through at.
+func (m *Model) fitTF(n int, at func(int) *Record) {
+	nrec := n
 	const keep = 5000
 	fields := [4]func(*Record) string{
 		func(r *Record) string { return r.Given },
@@ -270,8 +276,8 @@ func (m *Model) FitTF(recs []Record) {
 	for i, get := range fields {
 		counts := map[string]int{}
 		n := 0
-		for j := range recs {
-			if v := get(&recs[j]); v != "" {
+		for j := range nrec {
+			if v := get(at(j)); v != "" {
 				counts[v]++
 				n++
 			}
@@ -298,8 +304,8 @@ func (m *Model) FitTF(recs []Record) {
 		}
 		m.TFUnseen[i] = float32(math.Log2(1 / float64(n)))
 	}
-	for j := range recs {
-		m.Prepare(&recs[j])
+	for j := range nrec {
+		m.Prepare(at(j))
 	}
 }
 
