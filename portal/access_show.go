@@ -101,6 +101,9 @@ func accessRowOf(a audit.Access, names map[string]string, loc *time.Location) ac
 	default:
 		r.Org = "Concord"
 	}
+	if a.ShareLink && a.Role == "" {
+		r.Role = "Share link holder"
+	}
 	var classes []string
 	for _, t := range a.DataClasses {
 		classes = append(classes, dataWords(t))

@@ -29,7 +29,7 @@ type privacyClass struct {
 	Title       string
 	Allow       bool
 	Explanation string // consent's plain-language explanation, with display names
-	DecidedBy   string // "Your choice of 12 March 2026 (version 3)", "Regional policy …", or ""
+	DecidedBy   string // "Decided by your choice of 12 March 2026 (version 3)", "Decided by the regional … policy (version 1)", or ""
 }
 
 // showPrivacy is "Sharing and privacy": for each member organization, what a clinician
@@ -105,10 +105,10 @@ func decidedBy(d *consent.Directive, version int, loc *time.Location) string {
 		if t == "" {
 			t = "regional policy"
 		}
-		return "Regional policy: " + t + v
+		return "Decided by the " + t + v
 	}
 	if !d.DateTime.IsZero() {
-		return "Your choice of " + d.DateTime.In(loc).Format("2 January 2006") + v
+		return "Decided by your choice of " + d.DateTime.In(loc).Format("2 January 2006") + v
 	}
-	return "Your choice" + v
+	return "Decided by your own choice" + v
 }

@@ -1,0 +1,93 @@
+package portal
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserPrivacyPages signs a patient in and opens /access and /privacy, then an officer
+// who opens the audit search and the reviews, each checked with axe-core at 1100 px and
+// 375 px (no horizontal overflow), with screenshots to $CONCORD_SCREENSHOT_DIR.
+func TestBrowserPrivacyPages(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	pe := newPrivacyEnv(t, true)
+	signIn := func(user, pw, wait string) {
+		t.Helper()
+		if err := chromedp.Do(ctx,
+			chromedp.Navigate(pe.base+"/"),
+			chromedp.Click(chromedp.CSS("form.signin button")),
+			chromedp.WaitVisible(chromedp.ID("username")),
+			chromedp.SendKeys(chromedp.ID("username"), user),
+			chromedp.SendKeys(chromedp.ID("password"), pw),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+			chromedp.WaitVisible(chromedp.CSS(wait)),
+		); err != nil {
+			loc, _ := chromedp.Run(ctx, chromedp.Location())
+			t.Fatalf("sign-in as %s: %v (at %s)", user, err, loc)
+		}
+	}
+	// check opens path, waits for sel, and checks it at both widths.
+	check := func(path, sel, name string) string {
+		t.Helper()
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900), chromedp.Navigate(pe.base+path), chromedp.WaitVisible(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		screenshot(t, ctx, name)
+		axeCheck(t, ctx, path)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(375, 800)); err != nil {
+			t.Fatal(err)
+		}
+		overflow, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`))
+		if err != nil || overflow {
+			t.Errorf("%s overflows at 375 px (%v)", path, err)
+		}
+		screenshot(t, ctx, name+"-375")
+		axeCheck(t, ctx, path+" at 375 px")
+		return text
+	}
+
+	signIn("alice", "alice-pw", "table.results")
+	access := check("/access", "table.results.log", "portal-access")
+	for _, want := range []string{"St Mary's Hospital", "Emergency access", "Someone using your share link"} {
+		if !strings.Contains(access, want) {
+			t.Errorf("/access lacks %q", want)
+		}
+	}
+	privacy := check("/privacy", "table.results.log", "portal-privacy")
+	if !strings.Contains(privacy, "Riverside Family Clinic") || !strings.Contains(privacy, "Not shared") {
+		t.Errorf("/privacy: %.300s", privacy)
+	}
+	signOut(t, ctx)
+
+	signIn("privo", "privo-pw", "dl.facts")
+	audit := check("/officer?patient="+alicePerson, "table.results.log", "portal-officer-audit")
+	if !strings.Contains(audit, "no-directive") {
+		t.Errorf("/officer lacks the denial")
+	}
+	reviews := check("/officer/reviews", "form.review", "portal-officer-reviews")
+	if !strings.Contains(reviews, "Unconscious on arrival in ED") || !strings.Contains(reviews, "birthDate") {
+		t.Errorf("/officer/reviews: %.300s", reviews)
+	}
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900), chromedp.Click(chromedp.CSS("form.review button")),
+		chromedp.WaitVisible(chromedp.CSS("p.flash"))); err != nil {
+		t.Fatalf("close review: %v", err)
+	}
+	screenshot(t, ctx, "portal-officer-reviews-closed")
+	axeCheck(t, ctx, "reviews after closing")
+}
+
+func signOut(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900), chromedp.Click(chromedp.CSS("nav.account button")),
+		chromedp.WaitVisible(chromedp.CSS("form.signin button"))); err != nil {
+		t.Fatalf("sign-out: %v", err)
+	}
+}
