@@ -122,6 +122,11 @@ type Privacy interface {
 	CloseBreakGlassReview(ctx context.Context, id int64, actor string) error
 	// MPIReviews returns the open identity review items, oldest first, at most limit.
 	MPIReviews(ctx context.Context, limit int) ([]MPIReview, error)
+	// ResolveMPIReview decides open review item id as officer v: link joins its record to
+	// the candidate person, otherwise the record is kept apart from the candidate. The
+	// decision is audited by the MPI. It returns errs.NotFound for an unknown item,
+	// errs.Conflict for one already resolved.
+	ResolveMPIReview(ctx context.Context, v Viewer, id int64, link bool) error
 }
 
 // BreakGlassReview is one open officer review of a break-the-glass declaration. ReasonText

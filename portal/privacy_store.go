@@ -12,6 +12,7 @@ import (
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/mpi"
+	mpistore "github.com/concord-hie/concord/mpi/store"
 )
 
 // CurrentDirectives is the consent source the privacy page reads; consent.Cache and
@@ -27,13 +28,20 @@ type CurrentDirectives interface {
 type PrivacyStore struct {
 	db   db.Querier
 	dirs CurrentDirectives
+	mpi  MPIResolver
+}
+
+// MPIResolver decides MPI review items; *mpistore.Ops implements it.
+type MPIResolver interface {
+	ResolveReview(ctx context.Context, item int64, decision mpistore.Decision, st mpistore.Steward) (mpistore.Change, error)
 }
 
 var _ Privacy = (*PrivacyStore)(nil)
 
-// NewPrivacyStore returns the store on q (usually the pool) and dirs.
-func NewPrivacyStore(q db.Querier, dirs CurrentDirectives) *PrivacyStore {
-	return &PrivacyStore{db: q, dirs: dirs}
+// NewPrivacyStore returns the store on q (usually the pool), dirs, and mpi for review
+// decisions (nil: ResolveMPIReview answers errs.Unavailable).
+func NewPrivacyStore(q db.Querier, dirs CurrentDirectives, mpi MPIResolver) *PrivacyStore {
+	return &PrivacyStore{db: q, dirs: dirs, mpi: mpi}
 }
 
 // MemberNames returns member ID → display name.
@@ -162,4 +170,19 @@ func mpiFields(b []byte) []MPIField {
 		out = append(out, f)
 	}
 	return out
+}
+
+// ResolveMPIReview decides review item id through the MPI's steward operations, with v
+// as the steward.
+func (p *PrivacyStore) ResolveMPIReview(ctx context.Context, v Viewer, id int64, link bool) error {
+	const op = "portal.PrivacyStore.ResolveMPIReview"
+	if p.mpi == nil {
+		return errs.E(op, errs.Unavailable, "identity review decisions are not available")
+	}
+	d := mpistore.DecideKeepApart
+	if link {
+		d = mpistore.DecideLink
+	}
+	_, err := p.mpi.ResolveReview(ctx, id, d, mpistore.Steward{Subject: v.Actor, Org: v.Org, Role: string(v.Role), RequestID: v.RequestID})
+	return err
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/devoidc"
 	"github.com/concord-hie/concord/internal/testkit"
+	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -72,6 +73,11 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 			t.Fatal(err)
 		}
 	}
+	alog, err := audit.New(ctx, pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alog.Close() })
 	cs := consent.NewStore()
 	if _, err := records.EnsureDefaultPolicies(ctx, pool, cs, consent.PolicyConfig{}); err != nil {
 		t.Fatal(err)
@@ -83,7 +89,7 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	e.srv, err = New(Config{BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
 		RedisPrefix: prefix, InsecureCookies: !secureCookies},
 		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb,
-			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil))})
+			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), mpistore.NewOps(pool, alog, "test-model"))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,5 +396,44 @@ func TestOfficerReviewsCloseBreakGlassTask(t *testing.T) {
 	land := pc.get(pe.base + "/labs")
 	if r := pc.post(pe.base+"/officer/reviews/close", url.Values{"_csrf": {csrfFrom(t, land.body)}, "task": {task}}, "same-origin"); r.status != http.StatusNotFound {
 		t.Errorf("patient close: %d, want 404", r.status)
+	}
+}
+
+func TestOfficerResolvesMPIReview(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "privo", "privo-pw")
+	r := c.get(pe.base + "/officer/reviews")
+	var item int64
+	if err := pe.pool.QueryRow(context.Background(), `SELECT id FROM mpi_review_items WHERE status = 'open'`).Scan(&item); err != nil {
+		t.Fatal(err)
+	}
+	tok := csrfFrom(t, r.body)
+	id := fmt.Sprint(item)
+	if r := c.post(pe.base+"/officer/mpi/resolve", url.Values{"_csrf": {tok}, "item": {id}, "decision": {"maybe"}}, "same-origin"); r.status != http.StatusBadRequest {
+		t.Errorf("unknown decision: %d, want 400", r.status)
+	}
+	res := c.post(pe.base+"/officer/mpi/resolve", url.Values{"_csrf": {tok}, "item": {id}, "decision": {"keep-apart"}}, "same-origin")
+	if res.status != http.StatusSeeOther {
+		t.Fatalf("resolve: %d %s", res.status, res.body)
+	}
+	var status, by string
+	if err := pe.pool.QueryRow(context.Background(), `SELECT status, coalesce(resolved_by, '') FROM mpi_review_items WHERE id = $1`, item).Scan(&status, &by); err != nil {
+		t.Fatal(err)
+	}
+	if status != "kept-apart" || by != pe.op.Issuer()+"|sub-off-1" {
+		t.Errorf("item %s by %q", status, by)
+	}
+	r = c.get(pe.base + "/officer/reviews")
+	if !strings.Contains(r.body, "kept apart from the candidate") || !strings.Contains(r.body, "No open identity reviews.") {
+		t.Errorf("after resolving:\n%s", r.body)
+	}
+	if r := c.post(pe.base+"/officer/mpi/resolve", url.Values{"_csrf": {tok}, "item": {id}, "decision": {"link"}}, "same-origin"); r.status != http.StatusBadRequest {
+		t.Errorf("resolving twice: %d, want 400 (conflict)", r.status)
+	}
+	pc := pe.signedIn(t, "alice", "alice-pw")
+	land := pc.get(pe.base + "/labs")
+	if r := pc.post(pe.base+"/officer/mpi/resolve", url.Values{"_csrf": {csrfFrom(t, land.body)}, "item": {id}, "decision": {"link"}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("patient resolve: %d, want 404", r.status)
 	}
 }

@@ -33,6 +33,7 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/officer", s.showOfficerAudit, officer...)
 		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
+		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
 
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(web.Static())))
