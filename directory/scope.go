@@ -59,6 +59,10 @@ func ParseScope(s string) (Scope, error) {
 
 func (s Scope) String() string { return s.Context + "/" + s.Resource + "." + s.Ops }
 
+// BreakGlassResource is the scope resource name that lets a client declare break-the-glass
+// access (system/BreakGlass.c). Grant never derives it from a wildcard registration.
+const BreakGlassResource = "BreakGlass"
+
 // Scopes is a granted scope set.
 type Scopes []Scope
 
@@ -74,7 +78,9 @@ func (ss Scopes) Allows(resourceType string, op byte) bool {
 
 // Grant intersects the requested scopes with the registered ones: each requested scope is
 // kept with the operations that some registered scope of the same context allows. Unknown
-// or malformed requested scopes are an error.
+// or malformed requested scopes are an error. The break-the-glass scope (BreakGlassResource)
+// is granted only from a registered scope that names it: a wildcard registration never
+// covers it, since emergency access must be an explicit decision at registration.
 func Grant(requested string, registered []string) (Scopes, error) {
 	var reg Scopes
 	for _, r := range registered {
@@ -93,7 +99,8 @@ func Grant(requested string, registered []string) (Scopes, error) {
 		var ops []byte
 		for i := 0; i < len(s.Ops); i++ {
 			for _, r := range reg {
-				if r.Context == s.Context && (r.Resource == "*" || r.Resource == s.Resource) && strings.IndexByte(r.Ops, s.Ops[i]) >= 0 {
+				covers := r.Resource == s.Resource || (r.Resource == "*" && s.Resource != BreakGlassResource)
+				if r.Context == s.Context && covers && strings.IndexByte(r.Ops, s.Ops[i]) >= 0 {
 					ops = append(ops, s.Ops[i])
 					break
 				}

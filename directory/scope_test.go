@@ -118,6 +118,9 @@ func TestGrant(t *testing.T) {
 		{"malformed requested scope", "system/*.sr", []string{"system/*.cruds"}, "", errs.Invalid},
 		{"one malformed among valid", "system/*.rs launch", []string{"system/*.cruds"}, "", errs.Invalid},
 		{"malformed registered scope", "system/*.rs", []string{"system/*.rs", "bogus"}, "", errs.Invalid},
+		{"wildcard registration does not grant break-the-glass", "system/BreakGlass.c", []string{"system/*.cruds"}, "", errs.Forbidden},
+		{"wildcard registration: break-the-glass dropped, rest kept", "system/BreakGlass.c system/Observation.c", []string{"system/*.cruds"}, "system/Observation.c", 0},
+		{"break-the-glass registered by name", "system/BreakGlass.c", []string{"system/*.rs", "system/BreakGlass.c"}, "system/BreakGlass.c", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
