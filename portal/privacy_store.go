@@ -26,9 +26,22 @@ type CurrentDirectives interface {
 // consent_break_glass) and the MPI review queue (mpi_review_items). Directives come from
 // dirs.
 type PrivacyStore struct {
-	db   db.Querier
-	dirs CurrentDirectives
-	mpi  MPIResolver
+	db    db.Querier
+	dirs  CurrentDirectives
+	mpi   MPIResolver
+	audit Auditor // nil: officer actions are not audited (tests of the pages alone)
+}
+
+// Auditor appends audit events inside a caller's transaction; *audit.Log implements it.
+type Auditor interface {
+	AppendTx(ctx context.Context, tx db.Querier, evs ...audit.Event) error
+}
+
+// WithAudit makes officer actions (closing a break-the-glass review) commit together with
+// their audit event. It returns p.
+func (p *PrivacyStore) WithAudit(a Auditor) *PrivacyStore {
+	p.audit = a
+	return p
 }
 
 // MPIResolver decides MPI review items; *mpistore.Ops implements it.
@@ -105,18 +118,31 @@ func (p *PrivacyStore) BreakGlassReviews(ctx context.Context) ([]BreakGlassRevie
 	return out, nil
 }
 
-// CloseBreakGlassReview closes open task id as reviewed by actor.
+// CloseBreakGlassReview closes open task id as reviewed by actor. With an Auditor the
+// closing and its audit event (break-the-glass, reason review-closed, role officer)
+// commit together.
 func (p *PrivacyStore) CloseBreakGlassReview(ctx context.Context, id int64, actor string) error {
 	const op = "portal.PrivacyStore.CloseBreakGlassReview"
-	tag, err := p.db.Exec(ctx, `UPDATE consent_review_tasks SET status = 'closed', closed_at = now(), closed_by = $2
-		WHERE id = $1 AND status = 'open'`, id, actor)
-	if err != nil {
-		return db.Map(op, err)
+	closeTask := func(tx db.Querier) error {
+		var person string
+		err := tx.QueryRow(ctx, `UPDATE consent_review_tasks SET status = 'closed', closed_at = now(), closed_by = $2
+			WHERE id = $1 AND status = 'open' RETURNING person_id::text`, id, actor).Scan(&person)
+		if err != nil {
+			if errs.CodeOf(db.Map(op, err)) == errs.NotFound {
+				return errs.E(op, errs.NotFound, "no open review task with that ID")
+			}
+			return db.Map(op, err)
+		}
+		if p.audit == nil {
+			return nil
+		}
+		return p.audit.AppendTx(ctx, tx, audit.Event{Action: audit.BreakGlass, Outcome: audit.Permit, Reason: "review-closed",
+			Actor: actor, Role: string(RoleOfficer), Patient: person})
 	}
-	if tag.RowsAffected() == 0 {
-		return errs.E(op, errs.NotFound, "no open review task with that ID")
+	if ts, ok := p.db.(db.TxStarter); ok {
+		return db.InTx(ctx, ts, closeTask)
 	}
-	return nil
+	return closeTask(p.db)
 }
 
 // MPIReviews returns the open MPI review items, oldest first, at most limit (0: 100).
