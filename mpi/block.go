@@ -49,8 +49,11 @@ func (h hasher) u16(v int16) hasher { return h.byte(byte(v)).byte(byte(v >> 8)) 
 // BlockKeys returns the blocking keys of r, at most one per kind (several for
 // identifiers). A key whose inputs are missing or flagged as placeholders is not emitted.
 // The server stores these keys; equal records always share every key.
-func BlockKeys(r *Record) []BlockKey {
-	keys := make([]BlockKey, 0, 12)
+func BlockKeys(r *Record) []BlockKey { return appendBlockKeys(make([]BlockKey, 0, 12), r) }
+
+// appendBlockKeys appends the blocking keys of r to keys (see BlockKeys).
+func appendBlockKeys(keys []BlockKey, r *Record) []BlockKey {
+	first := len(keys)
 	fine := func(h hasher) BlockKey {
 		f := h.byte(0xfe)
 		if r.Given != "" {
@@ -88,7 +91,7 @@ func BlockKeys(r *Record) []BlockKey {
 	if nameOK && r.FamilyDM[0] != "" && r.Year != 0 {
 		keys = append(keys, fine(newHasher(keyDMFamilyYear).str(r.FamilyDM[0]).u16(r.Year)))
 	}
-	if nameOK && dobKey >= 0 && r.GivenDM[0] != "" {
+	if nameOK && dobKey >= first && r.GivenDM[0] != "" {
 		// DM(given) + DOB only narrows the DOB block, so it is emitted as the DOB key's
 		// refinement rather than as a key of its own.
 		keys[dobKey].Fine = uint64(newHasher(keyDMGivenDOB).str(r.GivenDM[0]).str(r.DOB))

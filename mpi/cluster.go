@@ -147,20 +147,21 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 		workers = runtime.GOMAXPROCS(0)
 	}
 	n := len(recs)
-	keys := make([][]BlockKey, n)
 	parallel(n, workers, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			m.Prepare(recs[i])
-			keys[i] = BlockKeys(recs[i])
 		}
 	})
-	ix := buildSortedIndex(func(i int) []BlockKey { return keys[i] }, n, DefaultBlockCap)
+	// Block keys are not kept: they are hashed again wherever needed, which costs less
+	// than the ~200 bytes a record they would hold for the whole run.
+	ix := buildSortedIndex(recs, workers, DefaultBlockCap)
 	edges := make([][]edge, n)
 	var pairs, done atomic.Int64
 	var cancelled atomic.Bool
 	parallel(n, workers, func(lo, hi int) {
 		seen := make([]uint32, n)
 		var buf []uint32
+		keys := make([]BlockKey, 0, 32)
 		var local int64
 		for i := lo; i < hi; i++ {
 			if i%4096 == 0 {
@@ -172,7 +173,8 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 					progress(int(done.Add(4096)))
 				}
 			}
-			buf = ix.candidates(buf[:0], keys[i], seen, uint32(i)+1, uint32(i))
+			keys = appendBlockKeys(keys[:0], recs[i])
+			buf = ix.candidates(buf[:0], keys, seen, uint32(i)+1, uint32(i))
 			var es []edge
 			for _, j := range buf {
 				local++
@@ -303,12 +305,15 @@ func (m *Model) bridged(recs []*Record, edges [][]edge, members [][]uint32, p, q
 	return true
 }
 
+// parallelChunk is the size of the chunks parallel hands out; each starts at a multiple of it.
+const parallelChunk = 2048
+
 // parallel runs f over [0,n) split into chunks across workers.
 func parallel(n, workers int, f func(lo, hi int)) {
 	if workers < 1 {
 		workers = 1
 	}
-	const chunk = 2048
+	const chunk = parallelChunk
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range workers {
@@ -340,18 +345,47 @@ type sortedIndex struct {
 
 func (ix *sortedIndex) pack(h uint64, id uint32) uint64 { return h>>ix.idBits<<ix.idBits | uint64(id) }
 
-func buildSortedIndex(keys func(i int) []BlockKey, n, blockCap int) *sortedIndex {
+// buildSortedIndex indexes the block keys of recs, hashing them on workers goroutines:
+// once to size each chunk's share of the entries and once to fill it, then once more for
+// the refined keys of over-cap blocks.
+func buildSortedIndex(recs []*Record, workers, blockCap int) *sortedIndex {
+	n := len(recs)
 	ix := &sortedIndex{idBits: uint(max(bits.Len(uint(n)), 1)), cap: blockCap}
-	total := 0
-	for i := range n {
-		total += len(keys(i))
-	}
-	e := make([]uint64, 0, total+total/8)
-	for i := range n {
-		for _, k := range keys(i) {
-			e = append(e, ix.pack(k.Hash, uint32(i)))
+	chunks := (n + parallelChunk - 1) / parallelChunk
+	// fill hashes the keys of every chunk twice: count reports how many entries each
+	// record adds, then put writes them from the chunk's offset in e.
+	fill := func(e []uint64, count func(k []BlockKey) int, put func(dst []uint64, k []BlockKey, id uint32) []uint64) []uint64 {
+		sizes := make([]int, chunks+1)
+		parallel(n, workers, func(lo, hi int) {
+			keys := make([]BlockKey, 0, 32)
+			c := 0
+			for i := lo; i < hi; i++ {
+				keys = appendBlockKeys(keys[:0], recs[i])
+				c += count(keys)
+			}
+			sizes[lo/parallelChunk+1] = c
+		})
+		base := len(e)
+		for c := 1; c <= chunks; c++ {
+			sizes[c] += sizes[c-1]
 		}
+		e = slices.Grow(e, sizes[chunks])[:base+sizes[chunks]]
+		parallel(n, workers, func(lo, hi int) {
+			keys := make([]BlockKey, 0, 32)
+			dst := e[base+sizes[lo/parallelChunk] : base+sizes[lo/parallelChunk]]
+			for i := lo; i < hi; i++ {
+				keys = appendBlockKeys(keys[:0], recs[i])
+				dst = put(dst, keys, uint32(i))
+			}
+		})
+		return e
 	}
+	e := fill(nil, func(k []BlockKey) int { return len(k) }, func(dst []uint64, ks []BlockKey, id uint32) []uint64 {
+		for _, k := range ks {
+			dst = append(dst, ix.pack(k.Hash, id))
+		}
+		return dst
+	})
 	slices.Sort(e)
 	// Refined keys are indexed only for records whose plain block is over the cap.
 	big := map[uint64]bool{}
@@ -366,13 +400,23 @@ func buildSortedIndex(keys func(i int) []BlockKey, n, blockCap int) *sortedIndex
 		lo = hi
 	}
 	if len(big) > 0 {
-		for i := range n {
-			for _, k := range keys(i) {
-				if k.Fine != 0 && big[k.Hash>>ix.idBits] {
-					e = append(e, ix.pack(k.Fine, uint32(i)))
+		refined := func(k BlockKey) bool { return k.Fine != 0 && big[k.Hash>>ix.idBits] }
+		e = fill(e, func(ks []BlockKey) int {
+			c := 0
+			for _, k := range ks {
+				if refined(k) {
+					c++
 				}
 			}
-		}
+			return c
+		}, func(dst []uint64, ks []BlockKey, id uint32) []uint64 {
+			for _, k := range ks {
+				if refined(k) {
+					dst = append(dst, ix.pack(k.Fine, id))
+				}
+			}
+			return dst
+		})
 		slices.Sort(e)
 	}
 	ix.e = slices.Clip(e)
