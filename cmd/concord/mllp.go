@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -32,6 +35,23 @@ func (m *Main) startMLLP() (stop func(), err error) {
 	}
 	in := exchange.NewHL7Intake(m.exchange, exchange.HL7Options{})
 	srv := &hl7v2.Server{Handler: in, Authenticate: in.Authenticate, Logger: m.log}
+	if m.cfg.MLLPCertFile != "" {
+		// Members connect with client certificates, verified against the configured CA;
+		// the intake attributes the connection by the certificate's registered names.
+		cert, err := tls.LoadX509KeyPair(m.cfg.MLLPCertFile, m.cfg.MLLPKeyFile)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("CONCORD_MLLP_TLS_CERT: %v", err)
+		}
+		pem, err := os.ReadFile(m.cfg.MLLPClientCAFile)
+		pool := x509.NewCertPool()
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			ln.Close()
+			return nil, fmt.Errorf("CONCORD_MLLP_CLIENT_CA: no PEM certificates in %s", m.cfg.MLLPClientCAFile)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert},
+			ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

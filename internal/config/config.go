@@ -21,6 +21,9 @@ type Config struct {
 	BaseURL   string // public base URL of the HTTP listener, without a trailing slash
 	AdminAddr string // metrics and pprof; must be loopback
 	MLLPAddr  string // HL7 v2 MLLP listener; empty disables it
+	// MLLP over TLS with member client certificates: all three or none. Without them the
+	// listener must bind a loopback address (development only).
+	MLLPCertFile, MLLPKeyFile, MLLPClientCAFile string
 
 	DatabaseURL string
 	RedisURL    string
@@ -146,6 +149,17 @@ func Vars() []Var {
 	{
 		g, s := addr(func(c *Config) *string { return &c.MLLPAddr }, true)
 		add(v("CONCORD_MLLP_ADDR", "mllp-addr", "HL7 v2 MLLP listener; empty disables it", false, g, s))
+	}
+	for _, f := range []struct {
+		env, flag, help string
+		p               func(*Config) *string
+	}{
+		{"CONCORD_MLLP_TLS_CERT", "mllp-tls-cert", "PEM certificate of the MLLP listener (TLS ≥ 1.2)", func(c *Config) *string { return &c.MLLPCertFile }},
+		{"CONCORD_MLLP_TLS_KEY", "mllp-tls-key", "PEM private key of the MLLP listener", func(c *Config) *string { return &c.MLLPKeyFile }},
+		{"CONCORD_MLLP_CLIENT_CA", "mllp-client-ca", "PEM CA bundle that signs members' MLLP client certificates (required with TLS)", func(c *Config) *string { return &c.MLLPClientCAFile }},
+	} {
+		g, s := str(f.p)
+		add(v(f.env, f.flag, f.help, false, g, s))
 	}
 	{
 		g, s := str(func(c *Config) *string { return &c.DatabaseURL })
@@ -297,6 +311,27 @@ func Vars() []Var {
 	return out
 }
 
+// Check reports settings that are valid one by one but not together, naming the variable.
+func (c Config) Check() error {
+	tls := []string{c.MLLPCertFile, c.MLLPKeyFile, c.MLLPClientCAFile}
+	set := 0
+	for _, x := range tls {
+		if x != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		return fmt.Errorf("CONCORD_MLLP_TLS_CERT, CONCORD_MLLP_TLS_KEY and CONCORD_MLLP_CLIENT_CA: set all three or none")
+	}
+	if c.MLLPAddr != "" && set == 0 {
+		host, _, _ := net.SplitHostPort(c.MLLPAddr)
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			return fmt.Errorf("CONCORD_MLLP_ADDR: a non-loopback MLLP listener needs TLS with client certificates (CONCORD_MLLP_TLS_CERT, _KEY, CONCORD_MLLP_CLIENT_CA)")
+		}
+	}
+	return nil
+}
+
 // Register adds a flag for every setting to fs. Parse must run after fs.Parse.
 func Register(fs *flag.FlagSet) map[string]*string {
 	vals := map[string]*string{}
@@ -340,7 +375,7 @@ func Parse(fs *flag.FlagSet, flags map[string]*string, getenv func(string) strin
 			return c, fmt.Errorf("%s (--%s): %v", v.Env, v.Flag, err)
 		}
 	}
-	return c, nil
+	return c, c.Check()
 }
 
 func lookup(getenv func(string) string, k string) (string, bool) {

@@ -35,6 +35,8 @@ func TestParse(t *testing.T) {
 		{"token ttl capped", map[string]string{"CONCORD_TOKEN_TTL": "301s"}, nil, nil, "CONCORD_TOKEN_TTL"},
 		{"bad url", map[string]string{"CONCORD_DATABASE_URL": "mysql://x"}, nil, nil, "CONCORD_DATABASE_URL"},
 		{"admin must be loopback", map[string]string{"CONCORD_ADMIN_ADDR": "0.0.0.0:9090"}, nil, nil, "CONCORD_ADMIN_ADDR"},
+		{"mllp tls all or none", map[string]string{"CONCORD_MLLP_TLS_CERT": "/x.pem"}, nil, nil, "CONCORD_MLLP_TLS_CERT"},
+		{"public mllp needs tls", map[string]string{"CONCORD_MLLP_ADDR": "0.0.0.0:2575"}, nil, nil, "CONCORD_MLLP_ADDR"},
 		{"missing secret file", map[string]string{"CONCORD_S3_SECRET_KEY_FILE": filepath.Join(dir, "nope")}, nil, nil, "CONCORD_S3_SECRET_KEY_FILE"},
 	}
 	for _, tt := range tests {
