@@ -50,6 +50,8 @@ type Log struct {
 	monthsMu sync.Mutex
 	months   map[int]bool // months (year*12+month) whose partition is known to exist
 
+	head chainHead // owned by commitLoop
+
 	cpMu     sync.Mutex // serializes checkpoints made by this process
 	wg       sync.WaitGroup
 	cpCancel context.CancelFunc
@@ -172,7 +174,7 @@ func (l *Log) AppendTx(ctx context.Context, tx db.Querier, evs ...Event) error {
 	if err := l.ensureMonths(ctx, evs); err != nil {
 		return errs.E(op, err)
 	}
-	if err := appendEvents(ctx, tx, evs); err != nil {
+	if _, err := appendEvents(ctx, tx, evs); err != nil {
 		if noPartition(err) {
 			// A partition we thought existed was dropped (Prune); the next call makes it again.
 			l.forgetMonths(evs)
@@ -290,12 +292,12 @@ func (l *Log) commitLoop() {
 		}
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := db.InTx(ctx, l.pool, func(tx db.Querier) error { return appendEvents(ctx, tx, evs) })
+		err := l.commitBatch(ctx, evs)
 		if noPartition(err) {
 			// A partition we thought existed was dropped (Prune): make it again and retry once.
 			l.forgetMonths(evs)
 			if err = l.ensureMonths(ctx, evs); err == nil {
-				err = db.InTx(ctx, l.pool, func(tx db.Querier) error { return appendEvents(ctx, tx, evs) })
+				err = l.commitBatch(ctx, evs)
 			}
 		}
 		cancel()
@@ -315,12 +317,13 @@ var eventColumns = []string{"seq", "time", "action", "outcome", "reason", "actor
 	"query", "break_glass", "share_link", "enc", "prev", "hash"}
 
 // appendEvents locks the chain head in tx, chains evs after it (setting their Seq), copies
-// them into audit_events and moves the head. The events must be normalized and valid.
-func appendEvents(ctx context.Context, tx db.Querier, evs []Event) error {
+// them into audit_events and moves the head, which it returns. The events must be
+// normalized and valid.
+func appendEvents(ctx context.Context, tx db.Querier, evs []Event) (chainHead, error) {
 	var seq int64
 	var headBytes []byte
 	if err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_chain_head WHERE id FOR UPDATE").Scan(&seq, &headBytes); err != nil {
-		return err
+		return chainHead{}, err
 	}
 	var prev Hash
 	copy(prev[:], headBytes)
@@ -338,10 +341,12 @@ func appendEvents(ctx context.Context, tx db.Querier, evs []Event) error {
 		prev = h
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, eventColumns, pgx.CopyFromRows(rows)); err != nil {
-		return err
+		return chainHead{}, err
 	}
-	_, err := tx.Exec(ctx, "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id", seq, prev[:])
-	return err
+	if _, err := tx.Exec(ctx, "UPDATE audit_chain_head SET seq = $1, hash = $2 WHERE id", seq, prev[:]); err != nil {
+		return chainHead{}, err
+	}
+	return chainHead{known: true, seq: seq, hash: prev}, nil
 }
 
 func monthKey(t time.Time) int {
