@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -128,7 +129,7 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("embedded S3 server: %v", err)
 		}
 		s3cfg.Endpoint, s3cfg.AccessKey, s3cfg.SecretKey = m.devS3.Endpoint(), m.devS3.AccessKey(), m.devS3.SecretKey()
-		m.log.Info("embedded S3 server started", "endpoint", s3cfg.Endpoint)
+		m.log.Warn("no CONCORD_S3_ENDPOINT: started the embedded development S3 server on local disk; not for production", "endpoint", s3cfg.Endpoint)
 	}
 	m.blobs, err = documents.NewS3Blobs(ctx, s3cfg)
 	if err != nil {
@@ -137,7 +138,12 @@ func (m *Main) Open(ctx context.Context) error {
 	issuer, clientSecret := cfg.OIDCIssuer, cfg.OIDCClientSecret
 	if issuer == "" {
 		if clientSecret == "" {
-			clientSecret = "concord-dev-portal-secret"
+			// A secret of this installation's own, never a constant shared by every demo.
+			k, err := secretKey(cfg, "", "dev-oidc-client.key")
+			if err != nil {
+				return fmt.Errorf("CONCORD_DATA_DIR: %v", err)
+			}
+			clientSecret = hex.EncodeToString(k)
 		}
 		m.devOIDC, err = devoidc.Start(ctx, cfg.DevOIDCAddr, m.demoUsers, []devoidc.Client{{
 			ID: cfg.OIDCClientID, Secret: clientSecret,
@@ -148,7 +154,7 @@ func (m *Main) Open(ctx context.Context) error {
 			return fmt.Errorf("CONCORD_DEV_OIDC_ADDR: embedded OIDC provider: %v", err)
 		}
 		issuer = m.devOIDC.Issuer()
-		m.log.Info("embedded development OIDC provider started", "issuer", issuer)
+		m.log.Warn("no CONCORD_OIDC_ISSUER: started the embedded development OIDC provider with demo users; not for production", "issuer", issuer)
 	} else if clientSecret == "" {
 		return errors.New("CONCORD_OIDC_CLIENT_SECRET: required when CONCORD_OIDC_ISSUER is set")
 	}
@@ -307,7 +313,10 @@ func (m *Main) Run(ctx context.Context) error {
 	defer stopNotify()
 	// Orphaned document objects (a crash between the S3 write and the metadata commit) are
 	// collected after their grace period.
-	go m.docs.RunGC(ctx, time.Hour)
+	gcCtx, gcStop := context.WithCancel(ctx)
+	gcDone := make(chan struct{})
+	go func() { defer close(gcDone); m.docs.RunGC(gcCtx, time.Hour) }()
+	defer func() { gcStop(); <-gcDone }()
 	errc := make(chan error, 2)
 	go func() { errc <- m.http.Serve(m.httpLn) }()
 	if m.adminLn != nil {
