@@ -43,6 +43,37 @@ type Versions struct {
 // It returns errs.Invalid for a directive that breaks Validate, or whose person does not
 // exist, and errs.Conflict when the ID already belongs to another person or kind.
 func (s *Store) Save(ctx context.Context, tx db.Querier, d Directive, savedBy string) (Directive, Versions, error) {
+	return s.save(ctx, tx, d, savedBy, nil)
+}
+
+// SaveFiled is Save for a directive a member's system files through the exchange: the
+// member ID filedBy is stored with the version, so FiledBy can tell later which member
+// may change it. filedBy must not be empty.
+func (s *Store) SaveFiled(ctx context.Context, tx db.Querier, d Directive, savedBy, filedBy string) (Directive, Versions, error) {
+	if filedBy == "" {
+		return Directive{}, Versions{}, errs.E("consent.Store.SaveFiled", errs.Invalid, "the filing member is required")
+	}
+	return s.save(ctx, tx, d, savedBy, &filedBy)
+}
+
+// FiledBy returns the member that filed the current version of directive id through the
+// exchange, "" for one saved another way (portal, officer, defaults), and errs.NotFound
+// for an id never stored.
+func (s *Store) FiledBy(ctx context.Context, q db.Querier, id DirectiveID) (string, error) {
+	const op = "consent.Store.FiledBy"
+	var member *string
+	err := q.QueryRow(ctx, `SELECT filed_by_member FROM consent_directives
+		WHERE directive_id = $1 ORDER BY version DESC LIMIT 1`, string(id)).Scan(&member)
+	if err != nil {
+		return "", db.Map(op, err)
+	}
+	if member == nil {
+		return "", nil
+	}
+	return *member, nil
+}
+
+func (s *Store) save(ctx context.Context, tx db.Querier, d Directive, savedBy string, filedBy *string) (Directive, Versions, error) {
 	const op = "consent.Store.Save"
 	want := d.Version
 	if d.Version == 0 {
@@ -95,9 +126,9 @@ func (s *Store) Save(ctx context.Context, tx db.Querier, d Directive, savedBy st
 		}
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO consent_directives
-		(directive_id, version, person_id, kind, status, title, resource, valid_from, saved_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		string(d.ID), d.Version, personArg(d), d.Kind.String(), string(d.Status), d.Title, res, at, savedBy); err != nil {
+		(directive_id, version, person_id, kind, status, title, resource, valid_from, saved_by, filed_by_member)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		string(d.ID), d.Version, personArg(d), d.Kind.String(), string(d.Status), d.Title, res, at, savedBy, filedBy); err != nil {
 		return Directive{}, Versions{}, db.Map(op, err)
 	}
 	return d, vs, nil

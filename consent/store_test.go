@@ -365,3 +365,26 @@ func TestStoreDecideFailsClosed(t *testing.T) {
 		t.Fatalf("store unreachable: %+v, %v; want a ConsentUnavailable denial and Unavailable", d, err)
 	}
 }
+
+func TestStoreFiledBy(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.DB(t)
+	s := consent.NewStore()
+	p := newPerson(t, pool)
+	save(t, pool, s, denyOrg(p, "by-officer", "org-x"))
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		_, _, err := s.SaveFiled(ctx, tx, denyOrg(p, "by-member", "org-x"), "client-a", "member-a")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"by-officer": "", "by-member": "member-a"} {
+		if got, err := s.FiledBy(ctx, pool, consent.DirectiveID(id)); err != nil || got != want {
+			t.Fatalf("FiledBy(%s) = %q, %v; want %q", id, got, err, want)
+		}
+	}
+	if _, err := s.FiledBy(ctx, pool, "never"); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("FiledBy(unknown): %v; want NotFound", err)
+	}
+}

@@ -250,13 +250,24 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 		if err != nil {
 			return err
 		}
+		// An existing directive may be changed only by the member that filed it: another
+		// member with a Patient for the same person, and a directive filed by the portal
+		// or an officer, answer like an unknown id.
 		if cur, err := a.Directives.Directive(ctx, tx, d.ID); err == nil && (cur.Kind != consent.KindPatient || cur.PersonID != person) {
 			return errs.E(op, errs.NotFound, "consent not found")
-		} else if err != nil && errs.CodeOf(err) != errs.NotFound {
+		} else if err == nil {
+			filer, err := a.Store.FiledBy(ctx, tx, d.ID)
+			if err != nil && errs.CodeOf(err) != errs.NotFound {
+				return err
+			}
+			if err != nil || filer != p.MemberID {
+				return errs.E(op, errs.NotFound, "consent not found")
+			}
+		} else if errs.CodeOf(err) != errs.NotFound {
 			return err
 		}
 		d.PersonID = person
-		saved, _, err = a.Store.Save(ctx, tx, d, p.ClientID)
+		saved, _, err = a.Store.SaveFiled(ctx, tx, d, p.ClientID, p.MemberID)
 		if err != nil {
 			return err
 		}

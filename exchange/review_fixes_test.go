@@ -1,0 +1,47 @@
+package exchange
+
+import (
+	"context"
+	"testing"
+)
+
+// linkSamePerson links member B's Patient pb to the person behind A's Patient pa, as the
+// MPI would after a confident match.
+func (env *consentEnv) linkSamePerson(t *testing.T, pa, pb string) {
+	t.Helper()
+	if _, err := env.pool.Exec(context.Background(), `UPDATE mpi_source_records SET person_id =
+		(SELECT person_id FROM mpi_source_records WHERE patient_id = $1) WHERE patient_id = $2`, pa, pb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// C1: a member cannot rewrite or revoke a directive another member filed for the same person.
+func TestConsentOtherMemberCannotOverwrite(t *testing.T) {
+	env := newConsentEnv(t)
+	ta := env.tok(t, env.a, allScopes, "TREAT")
+	tb := env.tok(t, env.b, allScopes, "TREAT")
+	pa := env.patient(t, ta, env.a, "A1")
+	pb := env.patient(t, tb, env.b, "B2")
+	env.linkSamePerson(t, pa, pb)
+	_, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "7.1"))
+	obs := idOf(t, body)
+
+	st, body, _ := do(t, "POST", env.base+"/Consent", ta, consentJSON("", pa, "active"))
+	if st != 201 {
+		t.Fatalf("A files an opt-out: %d %s", st, body)
+	}
+	id := idOf(t, body)
+	if st, _, _ := do(t, "GET", env.base+"/Observation/"+obs, tb, nil); st != 404 {
+		t.Fatalf("B reads after A's opt-out: %d; want 404", st)
+	}
+	if st, body, _ := do(t, "PUT", env.base+"/Consent/"+id, tb, consentJSON(id, pb, "inactive")); st != 404 {
+		t.Fatalf("B revokes A's directive for the same person: %d %s; want 404", st, body)
+	}
+	if st, _, _ := do(t, "GET", env.base+"/Observation/"+obs, tb, nil); st != 404 {
+		t.Fatalf("B reads after its revocation attempt: %d; want 404 (opt-out still in force)", st)
+	}
+	// A itself can still change its own directive.
+	if st, body, _ := do(t, "PUT", env.base+"/Consent/"+id, ta, consentJSON(id, pa, "inactive")); st != 200 {
+		t.Fatalf("A updates its own directive: %d %s; want 200", st, body)
+	}
+}
