@@ -73,6 +73,15 @@ func (s *Store) FiledBy(ctx context.Context, q db.Querier, id DirectiveID) (stri
 	return *member, nil
 }
 
+// LockDirective takes a transaction-level advisory lock on directive id in tx, held until
+// tx ends. A caller that checks a stored directive (its person, its filer) before Save
+// takes it first, so no other save of the id can land between the check and the save.
+// Save takes it too; the lock is re-entrant within a transaction.
+func (s *Store) LockDirective(ctx context.Context, tx db.Querier, id DirectiveID) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('consent-directive:' || $1, 0))`, string(id))
+	return db.Map("consent.Store.LockDirective", err)
+}
+
 func (s *Store) save(ctx context.Context, tx db.Querier, d Directive, savedBy string, filedBy *string) (Directive, Versions, error) {
 	const op = "consent.Store.Save"
 	want := d.Version
@@ -84,6 +93,9 @@ func (s *Store) save(ctx context.Context, tx db.Querier, d Directive, savedBy st
 	}
 	if savedBy == "" {
 		return Directive{}, Versions{}, errs.E(op, errs.Invalid, "saved by whom is required")
+	}
+	if err := s.LockDirective(ctx, tx, d.ID); err != nil {
+		return Directive{}, Versions{}, errs.E(op, err)
 	}
 	var vs Versions
 	var err error

@@ -250,6 +250,11 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 		if err != nil {
 			return err
 		}
+		// Lock the id before reading what is stored under it, so no concurrent save
+		// (another person's, another member's) lands between this check and Save.
+		if err := a.Store.LockDirective(ctx, tx, d.ID); err != nil {
+			return err
+		}
 		// An existing directive may be changed only by the member that filed it: another
 		// member with a Patient for the same person, and a directive filed by the portal
 		// or an officer, answer like an unknown id.

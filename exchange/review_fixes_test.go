@@ -3,6 +3,9 @@ package exchange
 import (
 	"context"
 	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/consent"
 )
 
 // linkSamePerson links member B's Patient pb to the person behind A's Patient pa, as the
@@ -43,5 +46,43 @@ func TestConsentOtherMemberCannotOverwrite(t *testing.T) {
 	// A itself can still change its own directive.
 	if st, body, _ := do(t, "PUT", env.base+"/Consent/"+id, ta, consentJSON(id, pa, "inactive")); st != 200 {
 		t.Fatalf("A updates its own directive: %d %s; want 200", st, body)
+	}
+}
+
+// L7: a Consent PUT waits for the directive id's lock before it checks the stored
+// directive, so a concurrent save cannot land between its check and its save.
+func TestConsentSaveLocksDirectiveBeforeCheck(t *testing.T) {
+	env := newConsentEnv(t)
+	ta := env.tok(t, env.a, allScopes, "TREAT")
+	pa := env.patient(t, ta, env.a, "A1")
+	st, body, _ := do(t, "POST", env.base+"/Consent", ta, consentJSON("", pa, "active"))
+	if st != 201 {
+		t.Fatalf("POST Consent: %d %s", st, body)
+	}
+	id := idOf(t, body)
+	ctx := context.Background()
+	tx, err := env.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := consent.NewStore().LockDirective(ctx, tx, consent.DirectiveID(id)); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		st, _, _ := do(t, "PUT", env.base+"/Consent/"+id, ta, consentJSON(id, pa, "inactive"))
+		done <- st
+	}()
+	select {
+	case st := <-done:
+		t.Fatalf("PUT answered %d while another transaction held the directive's lock", st)
+	case <-time.After(400 * time.Millisecond):
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := <-done; st != 200 {
+		t.Fatalf("PUT after the lock was released: %d; want 200", st)
 	}
 }
