@@ -144,6 +144,9 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 	default:
 		return pe, errs.E(op, errs.Invalid, "only POST, PUT, DELETE and (in a batch) GET entries are supported")
 	}
+	if err := refuseEntry(pe.typ, pe.method); err != nil {
+		return pe, err
+	}
 	if !p.Scopes.Allows(pe.typ, need) {
 		return pe, errs.E(op, errs.Forbidden, "the access token's scopes do not allow this entry")
 	}

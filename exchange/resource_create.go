@@ -40,6 +40,9 @@ func (s *Server) createResource(c echo.Context) error {
 	if !fhir.IsResourceType(typ) {
 		return errs.E(op, errs.NotFound, "unknown resource type")
 	}
+	if err := refuseGeneric(c, typ); err != nil {
+		return err
+	}
 	if err := require(c, typ, 'c'); err != nil {
 		return err
 	}

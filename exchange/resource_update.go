@@ -85,6 +85,9 @@ func (s *Server) updateResource(c echo.Context) error {
 	if !fhir.IsResourceType(typ) {
 		return errs.E(op, errs.NotFound, "resource not found")
 	}
+	if err := refuseGeneric(c, typ); err != nil {
+		return err
+	}
 	if err := require(c, typ, 'u'); err != nil {
 		return err
 	}
@@ -124,6 +127,9 @@ func (s *Server) deleteResource(c echo.Context) error {
 	typ, id := c.Param("type"), c.Param("id")
 	if !fhir.IsResourceType(typ) {
 		return errs.E(op, errs.NotFound, "resource not found")
+	}
+	if err := refuseGeneric(c, typ); err != nil {
+		return err
 	}
 	if err := require(c, typ, 'd'); err != nil {
 		return err

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,5 +85,42 @@ func TestConsentSaveLocksDirectiveBeforeCheck(t *testing.T) {
 	}
 	if st := <-done; st != 200 {
 		t.Fatalf("PUT after the lock was released: %d; want 200", st)
+	}
+}
+
+// H6: Consent, AuditEvent, Subscription, Group and Binary are written only through their
+// own handlers, never as ordinary resources through the generic paths or bundles.
+func TestGenericWritesRefuseOwnHandlerTypes(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	st, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("h6"))
+	if st != 201 {
+		t.Fatalf("POST Patient: %d %s", st, body)
+	}
+	pa := idOf(t, body)
+	consentRes := string(consentJSON("", pa, "active"))
+	audit := `{"resourceType":"AuditEvent","type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"x"}}}`
+	if st, body, _ := do(t, "POST", env.base+"/AuditEvent", ta, []byte(audit)); st < 400 || st >= 500 {
+		t.Fatalf("POST AuditEvent: %d %s; want refused", st, body)
+	}
+	for _, u := range []string{"/Consent/x", "/AuditEvent/x", "/Binary/x"} {
+		if st, body, _ := do(t, "DELETE", env.base+u, ta, nil); st != 405 {
+			t.Fatalf("DELETE %s: %d %s; want 405", u, st, body)
+		}
+	}
+	if st, body, _ := do(t, "PUT", env.base+"/Binary/x", ta, []byte(`{"resourceType":"Binary","id":"x","contentType":"text/plain","data":"eA=="}`)); st != 405 {
+		t.Fatalf("PUT Binary: %d %s; want 405", st, body)
+	}
+	txn := []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + consentRes + `,"request":{"method":"POST","url":"Consent"}}]}`)
+	if st, body, _ := do(t, "POST", env.base, ta, txn); st != 400 {
+		t.Fatalf("transaction POST Consent: %d %s; want 400", st, body)
+	}
+	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"resource":` + audit + `,"request":{"method":"POST","url":"AuditEvent"}},{"resource":{"resourceType":"Group","type":"person","actual":true},"request":{"method":"POST","url":"Group"}}]}`)
+	st, body, _ = do(t, "POST", env.base, ta, batch)
+	if st != 200 || strings.Count(string(body), `"status":"400`) != 2 {
+		t.Fatalf("batch with AuditEvent and Group entries: %d %s; want both entries 400", st, body)
+	}
+	if n := env.count(t, env.a.ID, "Consent") + env.count(t, env.a.ID, "AuditEvent"); n != 0 {
+		t.Fatalf("%d Consent/AuditEvent rows stored as ordinary resources", n)
 	}
 }

@@ -1,0 +1,50 @@
+package exchange
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// ownHandlerWrite reports whether writing typ with method belongs to a handler of its
+// own rather than the generic create, update and delete paths (and bundle entries):
+//
+//   - Consent: the consent API (POST/PUT /fhir/Consent), which stores a directive the
+//     enforcement point reads; stored as an ordinary resource it would silently not be in
+//     force.
+//   - AuditEvent: written only by the audit log; a member must not forge events.
+//   - Subscription and Group: the notify handlers (POST/DELETE /Subscription, POST/PUT
+//     /Group), which keep the subscription and roster tables. A roster Group is removed
+//     by the generic DELETE (the roster follows the stored Group), so that one stays.
+//   - Binary: created only through Ingest's documents intake (POST); an update or
+//     delete would bypass the document service's own records.
+func ownHandlerWrite(typ, method string) bool {
+	switch typ {
+	case "Consent", "AuditEvent", "Subscription":
+		return true
+	case "Group":
+		return method != http.MethodDelete
+	case "Binary":
+		return method != http.MethodPost
+	}
+	return false
+}
+
+// refuseGeneric answers a generic REST write of a type that has its own handler: 405.
+func refuseGeneric(c echo.Context, typ string) error {
+	method := c.Request().Method
+	if !ownHandlerWrite(typ, method) {
+		return nil
+	}
+	return echo.NewHTTPError(http.StatusMethodNotAllowed, typ+" is not written through the generic "+method)
+}
+
+// refuseEntry is refuseGeneric for a bundle entry: errs.Invalid (400 in the entry).
+func refuseEntry(typ, method string) error {
+	if !ownHandlerWrite(typ, method) {
+		return nil
+	}
+	return errs.E("exchange.plan", errs.Invalid, typ+" cannot be written in a Bundle; use its own endpoint")
+}
