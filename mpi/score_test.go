@@ -50,3 +50,39 @@ func TestScoreFromBound(t *testing.T) {
 	}
 	t.Logf("%d pair thresholds checked", checked)
 }
+
+// TestDOBLevelDigits checks dobLevel, which works on Year/Month/Day, against the same
+// rules applied to the DOB strings, over birth dates close to each other.
+func TestDOBLevelDigits(t *testing.T) {
+	ref := func(a, b *Record) uint8 {
+		switch {
+		case a.DOB == "" || b.DOB == "":
+			return DOBNull
+		case a.DOB == b.DOB:
+			return DOBExact
+		case a.Year == b.Year && a.Month == b.Day && a.Day == b.Month:
+			return DOBDayMonthSwapped
+		case editWithin1(a.DOB, b.DOB):
+			return DOBOneEdit
+		case a.Year == b.Year && a.Month == b.Month:
+			return DOBYearMonth
+		case (a.Year-b.Year == 1 || b.Year-a.Year == 1) && a.Month == b.Month && a.Day == b.Day:
+			return DOBYearOff
+		}
+		return DOBElse
+	}
+	n := NewNormalizer(nil)
+	var recs []Record
+	for _, d := range []string{"", "1984-03-17", "1984-17-03", "1984-03-18", "1984-03-71", "1948-03-17",
+		"1985-03-17", "1984-04-17", "1984-03-01", "2001-01-10", "2001-10-01", "2001-01-01", "2010-01-01",
+		"0000-00-00", "9999-99-99", "1900-01-01", "19840317", "1984-3-17", "1894-03-17", "1984-30-17"} {
+		recs = append(recs, n.Normalize(Input{BirthDate: d}))
+	}
+	for i := range recs {
+		for j := range recs {
+			if got, want := dobLevel(&recs[i], &recs[j]), ref(&recs[i], &recs[j]); got != want {
+				t.Errorf("dobLevel(%q, %q) = %d, want %d", recs[i].DOB, recs[j].DOB, got, want)
+			}
+		}
+	}
+}
