@@ -62,24 +62,32 @@ func headMoved(err error) bool {
 	return errors.Is(err, errHeadMoved) || (errors.As(err, &pe) && pe.Code == "22012")
 }
 
-// commitBatch appends evs (normalized and valid) to the chain in one transaction and sets
-// their Seq. It returns only after COMMIT. With the head known it costs one round trip: the
-// guarded head update and the insert go out as one pipelined batch, which PostgreSQL runs as
-// one implicit transaction. When another writer moved the head it re-reads the head and
-// tries again; after a few such collisions it takes the head lock first (appendEvents), so
-// it cannot starve behind a busy AppendTx writer.
+// readHead loads the committed chain head into l.head.
+func (l *Log) readHead(ctx context.Context) error {
+	var hb []byte
+	if err := l.pool.QueryRow(ctx, "SELECT seq, hash FROM audit_chain_head WHERE id").Scan(&l.head.seq, &hb); err != nil {
+		return err
+	}
+	copy(l.head.hash[:], hb)
+	l.head.known = true
+	return nil
+}
+
+// commitBatch appends evs (normalized and valid) to the chain in one transaction, sets
+// their Seq and returns after COMMIT, one batch at a time (commitLoop's retry path). With
+// the head known it costs one round trip (see send). When another writer moved the head it
+// re-reads the head and tries again; after a few such collisions it takes the head lock
+// first (appendEvents), so it cannot starve behind a busy AppendTx writer.
 func (l *Log) commitBatch(ctx context.Context, evs []Event) error {
 	const attempts = 3
 	for attempt := 0; attempt < attempts; attempt++ {
 		if !l.head.known {
-			var hb []byte
-			if err := l.pool.QueryRow(ctx, "SELECT seq, hash FROM audit_chain_head WHERE id").Scan(&l.head.seq, &hb); err != nil {
+			if err := l.readHead(ctx); err != nil {
 				return err
 			}
-			copy(l.head.hash[:], hb)
-			l.head.known = true
 		}
-		next, err := l.sendChained(ctx, l.head, evs)
+		b, next := chain(l.head, evs)
+		err := l.send(ctx, b, len(evs))
 		if err == nil {
 			l.head = next
 			return nil
@@ -101,9 +109,10 @@ func (l *Log) commitBatch(ctx context.Context, evs []Event) error {
 	return err
 }
 
-// sendChained chains evs after head and sends the guarded head update and the insert as one
-// batch. It returns the new head.
-func (l *Log) sendChained(ctx context.Context, head chainHead, evs []Event) (chainHead, error) {
+// chain chains evs after head (setting their Seq) and returns the batch that commits them,
+// and the head they leave: the head lock, the guarded head update, the insert and the final
+// head check, which PostgreSQL runs as one implicit transaction committed at Sync.
+func chain(head chainHead, evs []Event) (*pgx.Batch, chainHead) {
 	n := len(evs)
 	var (
 		seqs, cvers                                                = make([]int64, n), make([]int64, n)
@@ -136,6 +145,11 @@ func (l *Log) sendChained(ctx context.Context, head chainHead, evs []Event) (cha
 	b.Queue(insertEventsSQL, seqs, times, action, outcome, reason, actor, client, org, role, purpose, patient,
 		res, consent, cvers, token, request, sourceIP, query, btg, share, encs, prevs, hashes)
 	b.Queue(headIsSQL, seq, prev[:])
+	return b, chainHead{known: true, seq: seq, hash: prev}
+}
+
+// send runs a batch made by chain for n events and returns once it has committed.
+func (l *Log) send(ctx context.Context, b *pgx.Batch, n int) error {
 	br := l.pool.SendBatch(ctx, b)
 	_, err := br.Exec()
 	var ct pgconn.CommandTag
@@ -143,7 +157,7 @@ func (l *Log) sendChained(ctx context.Context, head chainHead, evs []Event) (cha
 		ct, err = br.Exec()
 	}
 	if err == nil && ct.RowsAffected() != 1 {
-		err = errHeadMoved // no head row at all; the insert below must not commit
+		err = errHeadMoved // no head row at all; the final head check keeps the insert out
 	}
 	if err == nil {
 		ct, err = br.Exec()
@@ -157,10 +171,7 @@ func (l *Log) sendChained(ctx context.Context, head chainHead, evs []Event) (cha
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return chainHead{}, err
-	}
-	return chainHead{known: true, seq: seq, hash: prev}, nil
+	return err
 }
 
 // arrayLiteral renders ss as a PostgreSQL text[] literal that reads back as exactly ss:

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -17,19 +18,23 @@ import (
 func TestAppendWithStaleHeadFromOtherWriters(t *testing.T) {
 	pool := testkit.DB(t)
 	ctx := context.Background()
-	a := newLog(t, pool, audit.Config{CheckpointEvery: -1, MaxWait: time.Microsecond})
-	b := newLog(t, pool, audit.Config{CheckpointEvery: -1, MaxWait: time.Microsecond})
+	a := newLog(t, pool, audit.Config{CheckpointEvery: -1, MaxWait: time.Microsecond, MaxInFlight: 4})
+	b := newLog(t, pool, audit.Config{CheckpointEvery: -1, MaxWait: time.Microsecond, MaxInFlight: 1})
 	const each = 60
 	var wg sync.WaitGroup
 	errc := make(chan error, 3*each)
+	// Several appenders per Log, so a keeps batches in flight behind each other and a stale
+	// head fails a whole train of them.
 	for w, l := range []*audit.Log{a, b} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < each; i++ {
-				errc <- l.Append(ctx, ev(w*10000+i))
-			}
-		}()
+		for g := 0; g < 4; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := g; i < each; i += 4 {
+					errc <- l.Append(ctx, ev(w*10000+i))
+				}
+			}()
+		}
 	}
 	wg.Add(1)
 	go func() {
@@ -104,5 +109,35 @@ func BenchmarkAppendSerial(b *testing.B) {
 		if err := l.Append(ctx, ev(i)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAppendInFlight compares batches in flight at 16 appenders, A-B within one run:
+//
+//	go test -run XXX -bench AppendInFlight -benchtime 3000x ./audit
+func BenchmarkAppendInFlight(b *testing.B) {
+	for _, k := range []int{1, 2, 3} {
+		b.Run(fmt.Sprintf("inflight=%d", k), func(b *testing.B) {
+			pool := testkit.DB(b)
+			l := newLog(b, pool, audit.Config{CheckpointEvery: -1, MaxInFlight: k})
+			ctx := context.Background()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for w := 0; w < 16; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := w; i < b.N; i += 16 {
+						if err := l.Append(ctx, ev(i)); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+		})
 	}
 }

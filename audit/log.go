@@ -23,6 +23,10 @@ type Config struct {
 	// MaxWait is how long the committer collects events after the first one arrives; 0 means
 	// 1 ms.
 	MaxWait time.Duration
+	// MaxInFlight caps the batches sent and not yet committed; each holds a pool connection
+	// while it waits for the previous one's commit. 0 means 2; 1 commits strictly one batch
+	// after another.
+	MaxInFlight int
 	// SigningKey signs checkpoints. Without it Checkpoint returns errs.Unavailable and no
 	// checkpoint loop runs.
 	SigningKey ed25519.PrivateKey
@@ -80,6 +84,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Log, error) {
 	}
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = time.Millisecond
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = 2
 	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = time.Minute
@@ -238,19 +245,50 @@ func (l *Log) Close() error {
 }
 
 // commitLoop is the group committer: it takes every queued event (up to MaxBatch), or when
-// only one is waiting collects more for up to MaxWait, commits them in one transaction and
-// answers every caller.
+// only one is waiting collects more for up to MaxWait, and sends them as one transaction.
+// Up to MaxInFlight batches are under way at once: the next one is chained after the head
+// the previous one will leave and waits on the database for its row lock, so collecting,
+// hashing and the round trip of batch k+1 overlap the commit of batch k. A batch whose
+// predecessor did not commit fails its head check with nothing written and is retried here
+// from the head as committed. Every caller is answered once its batch has committed or
+// failed.
 func (l *Log) commitLoop() {
 	defer l.wg.Done()
-	batch := make([]*pending, 0, l.cfg.MaxBatch)
-	evs := make([]Event, 0, l.cfg.MaxBatch)
+	slots := make(chan struct{}, l.cfg.MaxInFlight)
+	failed := make(chan *flight)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	for first := range l.reqs {
-		batch = append(batch[:0], first)
-		// Take what queued up during the previous commit. Under load that is a full batch
-		// already, and waiting would only add latency; when only one event came, wait up to
-		// MaxWait for company.
+	// acquire takes a flight slot, settling failed flights while it waits.
+	acquire := func() {
+		for {
+			select {
+			case slots <- struct{}{}:
+				return
+			case f := <-failed:
+				l.settle(f)
+			}
+		}
+	}
+	for {
+		var first *pending
+		select {
+		case p, ok := <-l.reqs:
+			if !ok {
+				for i := 0; i < cap(slots); i++ { // wait for every flight
+					acquire()
+				}
+				return
+			}
+			first = p
+		case f := <-failed:
+			l.settle(f)
+			continue
+		}
+		acquire()
+		batch := make([]*pending, 1, min(l.cfg.MaxBatch, 64))
+		batch[0] = first
+		// Take what queued up meanwhile. Under load that is a full batch already, and waiting
+		// would only add latency; when only one event came, wait up to MaxWait for company.
 		open := true
 	drain:
 		for open && len(batch) < l.cfg.MaxBatch {
@@ -286,29 +324,87 @@ func (l *Log) commitLoop() {
 				}
 			}
 		}
-		evs = evs[:0]
-		for _, p := range batch {
-			evs = append(evs, p.ev)
-		}
-		start := time.Now()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := l.commitBatch(ctx, evs)
-		if noPartition(err) {
-			// A partition we thought existed was dropped (Prune): make it again and retry once.
-			l.forgetMonths(evs)
-			if err = l.ensureMonths(ctx, evs); err == nil {
-				err = l.commitBatch(ctx, evs)
+		l.launch(batch, slots, failed)
+		if !open {
+			for i := 0; i < cap(slots); i++ {
+				acquire()
 			}
+			return
 		}
+	}
+}
+
+// flight is a batch sent to the database and not yet answered.
+type flight struct {
+	batch []*pending
+	evs   []Event
+	start time.Time
+	err   error
+}
+
+// launch chains batch after the head the batches before it will leave, moves l.head there
+// and sends it on a goroutine, which answers the callers on success and hands a failure to
+// commitLoop (settle). The caller holds a slot, which the goroutine releases.
+func (l *Log) launch(batch []*pending, slots chan struct{}, failed chan *flight) {
+	f := &flight{batch: batch, evs: make([]Event, len(batch)), start: time.Now()}
+	for i, p := range batch {
+		f.evs[i] = p.ev
+	}
+	if !l.head.known {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := l.readHead(ctx)
 		cancel()
 		if err != nil {
-			l.log.Error("audit: group commit failed", "events", len(evs), "err", err)
+			f.err = err
+			l.answer(f)
+			<-slots
+			return
+		}
+	}
+	b, next := chain(l.head, f.evs)
+	l.head = next
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		f.err = l.send(ctx, b, len(f.evs))
+		cancel()
+		if f.err == nil {
+			l.answer(f)
 		} else {
-			l.log.Debug("audit: group commit", "events", len(evs), "last_seq", evs[len(evs)-1].Seq, "took", time.Since(start))
+			failed <- f
 		}
-		for _, p := range batch {
-			p.done <- err
+		<-slots
+	}()
+}
+
+// settle handles a failed flight on commitLoop: the head is no longer known; a batch that
+// found the head moved (nothing written) or a partition missing is committed again from the
+// head as committed; any other failure is the callers' answer.
+func (l *Log) settle(f *flight) {
+	l.head.known = false
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if headMoved(f.err) {
+		f.err = l.commitBatch(ctx, f.evs)
+	}
+	if noPartition(f.err) {
+		// A partition we thought existed was dropped (Prune): make it again and retry once.
+		l.forgetMonths(f.evs)
+		if f.err = l.ensureMonths(ctx, f.evs); f.err == nil {
+			f.err = l.commitBatch(ctx, f.evs)
 		}
+	}
+	l.answer(f)
+}
+
+// answer tells every caller of f its outcome.
+func (l *Log) answer(f *flight) {
+	if f.err != nil {
+		l.log.Error("audit: group commit failed", "events", len(f.evs), "err", f.err)
+	} else {
+		l.log.Debug("audit: group commit", "events", len(f.evs), "last_seq", f.evs[len(f.evs)-1].Seq, "took", time.Since(f.start))
+	}
+	for _, p := range f.batch {
+		p.done <- f.err
 	}
 }
 
