@@ -128,7 +128,9 @@ func (a *SearchAPI) searchResources(c echo.Context) error {
 	if q.Has("_elements") {
 		return errs.E(op, errs.Invalid, "_elements is not supported")
 	}
-	page, err := a.x.Search(r.Context(), viewer(c), typ, q)
+	scopes := principal(c).Scopes
+	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
+	page, err := a.x.SearchAllowed(r.Context(), viewer(c), typ, q, allow)
 	if err != nil {
 		return err
 	}

@@ -365,8 +365,9 @@ func (x *Searcher) run(ctx context.Context, r request, q store.Query, keep func(
 // include fetches the _include targets of the page's matches and keeps those that
 // authorize: reference data (Medication, Organization, Practitioner, ...) reached from
 // a permitted match, and compartment resources of the searched person's own records that
-// pass the decision. Anything of another person is dropped.
-func (x *Searcher) include(ctx context.Context, d *decider, page *Page, person string, compartments map[string]bool) error {
+// pass the decision. Anything of another person, and any resource of a type allowType
+// (the token's scopes; nil allows all) refuses, is dropped.
+func (x *Searcher) include(ctx context.Context, d *decider, page *Page, person string, compartments map[string]bool, allowType func(string) bool) error {
 	if len(page.Search.Include) == 0 || len(page.Matches) == 0 {
 		return nil
 	}
@@ -394,6 +395,7 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, person s
 				compartment = st.ID
 			}
 			switch {
+			case allowType != nil && !allowType(st.Type):
 			case compartment == "" && x.reflib[st.Type]:
 				ok = true
 			case compartment != "" && compartments[compartment]:
@@ -494,6 +496,14 @@ func exactFilter(s fhir.Search) func(store.Stored) bool {
 // under a consent state that has since changed); errs.Unavailable when consent or the audit
 // log cannot be reached (nothing is returned).
 func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Values) (Page, error) {
+	return x.SearchAllowed(ctx, v, typ, q, nil)
+}
+
+// SearchAllowed is Search limited to the resource types allowType accepts (the caller's
+// token scopes): an _include target of a type it refuses is dropped like a denied row.
+// The searched type itself is the caller's to check before calling. allowType nil allows
+// every type.
+func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q url.Values, allowType func(string) bool) (Page, error) {
 	const op = "records.Search"
 	r, c, err := x.begin(v, typ, "", q, func(q url.Values) (fhir.Search, error) { return x.opts.Parse(typ, q) })
 	if err != nil {
@@ -503,7 +513,7 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 		return Page{}, errs.E(op, errs.Invalid, "_revinclude is not supported")
 	}
 	if typ == "Patient" {
-		return x.searchPatients(ctx, r)
+		return x.searchPatients(ctx, r, allowType)
 	}
 	at := -1
 	for i, cl := range r.search.Clauses {
@@ -579,7 +589,7 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 	if err != nil {
 		return Page{}, errs.E(op, err)
 	}
-	if err := x.include(ctx, d, &page, person, compartments); err != nil {
+	if err := x.include(ctx, d, &page, person, compartments, allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
@@ -592,7 +602,7 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 }
 
 // searchPatients answers a Patient search (PDQm ITI-78).
-func (x *Searcher) searchPatients(ctx context.Context, r request) (Page, error) {
+func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func(string) bool) (Page, error) {
 	d := x.decider(ctx, r.v, r.at)
 	exact := exactFilter(r.search)
 	keep := func(row store.Row) (bool, error) {
@@ -619,7 +629,7 @@ func (x *Searcher) searchPatients(ctx context.Context, r request) (Page, error) 
 	if err != nil {
 		return Page{}, errs.E("records.Search", err)
 	}
-	if err := x.include(ctx, d, &page, "", nil); err != nil {
+	if err := x.include(ctx, d, &page, "", nil, allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
