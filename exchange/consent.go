@@ -98,6 +98,8 @@ func NewConsentAPI(s *Server, d ConsentDeps) *ConsentAPI {
 //	POST /fhir/Consent                          file a patient's directive (system/Consent.c)
 //	PUT  /fhir/Consent/:id                      a new version of it (system/Consent.u; If-Match W/"n")
 //	GET  /fhir/Consent/:id                      read it (system/Consent.r)
+//	GET  /fhir/Consent/:id/_history[/:vid]      405: versions are not served here
+//	DELETE /fhir/Consent/:id                    405: withdraw with status inactive
 //	GET  /fhir/Consent?patient=                 the patient's current directives (system/Consent.s)
 //	POST /fhir/$break-glass                     declare an emergency (system/BreakGlass.c, named explicitly)
 //	GET  /fhir/Patient/:id/$consent-preview     what an organization would see (system/Consent.r)
@@ -109,9 +111,21 @@ func (a *ConsentAPI) Register(e *echo.Echo) {
 	e.POST("/fhir/Consent", a.createConsent, mw...)
 	e.PUT("/fhir/Consent/:id", a.updateConsent, mw...)
 	e.GET("/fhir/Consent/:id", a.readConsent, mw...)
+	// A trailing :id matches the rest of the path: history and DELETE are answered
+	// explicitly (405), never by readConsent with id "x/_history" or by the generic delete,
+	// which would answer 204 and leave the directive in force.
+	e.GET("/fhir/Consent/:id/_history", historyNotServed, mw...)
+	e.GET("/fhir/Consent/:id/_history/:vid", historyNotServed, mw...)
+	e.DELETE("/fhir/Consent/:id", consentDeleteNotAllowed, mw...)
 	e.GET("/fhir/Consent", a.searchConsent, mw...)
 	e.POST("/fhir/$break-glass", a.declareBreakGlass, mw...)
 	e.GET("/fhir/Patient/:id/$consent-preview", a.previewConsent, mw...)
+}
+
+// consentDeleteNotAllowed answers DELETE [base]/Consent/{id}: a directive is withdrawn by
+// a new version (status inactive), never deleted, so its history stays.
+func consentDeleteNotAllowed(echo.Context) error {
+	return echo.NewHTTPError(http.StatusMethodNotAllowed, "a Consent is withdrawn by a new version with status inactive")
 }
 
 // memberPerson returns the person behind the member's own Patient patientID ("Patient/"

@@ -1,12 +1,18 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
 )
 
 // linkSamePerson links member B's Patient pb to the person behind A's Patient pa, as the
@@ -122,5 +128,60 @@ func TestGenericWritesRefuseOwnHandlerTypes(t *testing.T) {
 	}
 	if n := env.count(t, env.a.ID, "Consent") + env.count(t, env.a.ID, "AuditEvent"); n != 0 {
 		t.Fatalf("%d Consent/AuditEvent rows stored as ordinary resources", n)
+	}
+}
+
+// L2: Consent and Binary history paths and DELETE of a Consent answer explicitly, never
+// through the consent read or the generic delete.
+func TestConsentHistoryAndDeleteRoutes(t *testing.T) {
+	env := newConsentEnv(t)
+	ta := env.tok(t, env.a, allScopes, "TREAT")
+	pa := env.patient(t, ta, env.a, "A1")
+	st, body, _ := do(t, "POST", env.base+"/Consent", ta, consentJSON("", pa, "active"))
+	if st != 201 {
+		t.Fatalf("POST Consent: %d %s", st, body)
+	}
+	id := idOf(t, body)
+	reads := env.auditCount(t, audit.Read, `consent = '`+id+`'`)
+	for _, u := range []string{"/Consent/" + id + "/_history", "/Consent/" + id + "/_history/1"} {
+		st, body, _ := do(t, "GET", env.base+u, ta, nil)
+		if st != 405 || !strings.Contains(string(body), "OperationOutcome") {
+			t.Fatalf("GET %s: %d %s; want 405 (no Consent history here)", u, st, body)
+		}
+	}
+	if n := env.auditCount(t, audit.Read, `consent = '`+id+`'`); n != reads {
+		t.Fatalf("history paths were answered by the consent read (%d new reads)", n-reads)
+	}
+	if st, body, _ := do(t, "DELETE", env.base+"/Consent/"+id, ta, nil); st != 405 {
+		t.Fatalf("DELETE Consent: %d %s; want 405", st, body)
+	}
+	if st, body, _ := do(t, "GET", env.base+"/Consent/"+id, ta, nil); st != 200 || !strings.Contains(string(body), `"versionId":"1"`) {
+		t.Fatalf("directive after DELETE: %d %s; want version 1 unchanged", st, body)
+	}
+}
+
+// L2: with the document service, GET /fhir/Binary/{id}/_history is answered as history
+// (not served: 405), never by readBinary with the id "x/_history".
+func TestBinaryHistoryRoute(t *testing.T) {
+	de := newDocEnv(t)
+	id := de.store(t, "text/plain", []byte("hello"))
+	key, issuer := bytes.Repeat([]byte("h"), 32), "http://concord.test"
+	toks, err := directory.NewTokens(directory.NewStore(de.srv.Pool), key, issuer, issuer+"/token", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := de.srv.Deps
+	d.Tokens = toks
+	srv := New(Config{BaseURL: issuer, MaxBodyBytes: 1 << 20}, d)
+	e := echo.New()
+	e.HTTPErrorHandler = srv.HandleError
+	srv.Register(e)
+	hs := httptest.NewServer(e)
+	t.Cleanup(hs.Close)
+	tok := (&consentEnv{key: key, issuer: issuer}).tok(t, de.a, allScopes, "TREAT")
+	for _, u := range []string{"/fhir/Binary/" + id + "/_history", "/fhir/Binary/" + id + "/_history/1"} {
+		if st, body, _ := do(t, "GET", hs.URL+u, tok, nil); st != 405 {
+			t.Fatalf("GET %s: %d %s; want 405", u, st, body)
+		}
 	}
 }

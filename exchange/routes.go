@@ -12,6 +12,10 @@ func (s *Server) routes(e *echo.Echo) {
 
 	if s.Documents != nil { // ITI-68: bytes in the document's own type, outside the JSON-only group
 		e.GET("/fhir/Binary/:id", s.readBinary, s.authenticate)
+		// A trailing :id matches the rest of the path, so history would reach readBinary
+		// with the id "x/_history": answer it here.
+		e.GET("/fhir/Binary/:id/_history", historyNotServed, s.authenticate)
+		e.GET("/fhir/Binary/:id/_history/:vid", historyNotServed, s.authenticate)
 	}
 
 	a := f.Group("", s.authenticate)

@@ -41,6 +41,12 @@ func refuseGeneric(c echo.Context, typ string) error {
 	return echo.NewHTTPError(http.StatusMethodNotAllowed, typ+" is not written through the generic "+method)
 }
 
+// historyNotServed answers history and vread of a type whose versions are not served
+// over FHIR REST (Consent, and Binary when the document service keeps the bytes): 405.
+func historyNotServed(echo.Context) error {
+	return echo.NewHTTPError(http.StatusMethodNotAllowed, "history is not served for this resource type")
+}
+
 // refuseEntry is refuseGeneric for a bundle entry: errs.Invalid (400 in the entry).
 func refuseEntry(typ, method string) error {
 	if !ownHandlerWrite(typ, method) {
