@@ -28,9 +28,11 @@ type IdentityQuery struct {
 }
 
 // IdentityPatients answers q for v: for each person, the Patients v may be shown — always
-// those its own member sent; another member's only under purpose TREAT when consent.Decide
+// those its own member sent; another member's only under purpose TREAT (or BTG) when consent.Decide
 // permits v for that custodian. A person v may see nothing of answers an empty slice, the
-// same as no person at all. One Query audit event per person is written before anything
+// same as no person at all. Under purpose BTG another member's Patient is decided with v's
+// active break-the-glass declaration for the person (none: denied), and the event is
+// marked BreakGlass. One Query audit event per person is written before anything
 // returns: Permit naming the Patients shown, or Deny with the consent reason when consent
 // hid every Patient. errs.Unavailable when consent or the audit log cannot be reached.
 func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuery) ([][]store.Stored, error) {
@@ -64,9 +66,13 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 			shown = append(shown, st)
 		}
 		var deny *consent.Decision
-		if !(q.One && len(shown) > 0) && v.Purpose == consent.PurposeTreatment && len(other) > 0 {
+		pv := v // v with its break-the-glass declaration for person, if any
+		if !(q.One && len(shown) > 0) && regionalPurpose(v.Purpose) && len(other) > 0 {
 			dirs, err := s.inForce(ctx, person, at)
 			if err != nil {
+				return nil, err
+			}
+			if pv, err = s.breakGlass(ctx, v, person, at); err != nil {
 				return nil, err
 			}
 			for _, src := range other {
@@ -76,7 +82,7 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 				} else if err != nil {
 					return nil, errs.E(op, err)
 				}
-				d := s.decide(dirs, v, person, at, st)
+				d := s.decide(dirs, pv, person, at, st)
 				if !d.Allow {
 					deny = &d
 					continue
@@ -93,7 +99,7 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 		if len(shown) == 0 && deny == nil {
 			continue // nothing considered for disclosure: nothing to account for
 		}
-		ev := event(v, audit.Query, person, at)
+		ev := event(pv, audit.Query, person, at)
 		ev.Query = q.Query
 		if len(ev.Query) > 8192 {
 			ev.Query = ev.Query[:8192]

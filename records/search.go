@@ -215,13 +215,14 @@ type decider struct {
 	v        Viewer
 	at       time.Time
 	dirs     map[string][]consent.Directive
+	viewers  map[string]Viewer // person → v with its break-the-glass declaration attached
 	persons  map[string]string // member Patient id → person, for Patient rows
 	lastDeny consent.Decision
 	denied   int
 }
 
 func (x *Searcher) decider(ctx context.Context, v Viewer, at time.Time) *decider {
-	return &decider{x: x, ctx: ctx, v: v, at: at, dirs: map[string][]consent.Directive{}, persons: map[string]string{}}
+	return &decider{x: x, ctx: ctx, v: v, at: at, dirs: map[string][]consent.Directive{}, viewers: map[string]Viewer{}, persons: map[string]string{}}
 }
 
 func (d *decider) directives(person string) ([]consent.Directive, error) {
@@ -236,8 +237,27 @@ func (d *decider) directives(person string) ([]consent.Directive, error) {
 	return dirs, nil
 }
 
+// viewer returns d.v with its active break-the-glass declaration for person attached (as
+// Service.Read does), loaded once per person.
+func (d *decider) viewer(person string) (Viewer, error) {
+	if v, ok := d.viewers[person]; ok {
+		return v, nil
+	}
+	v, err := d.x.svc.breakGlass(d.ctx, d.v, person, d.at)
+	if err != nil {
+		return Viewer{}, err
+	}
+	d.viewers[person] = v
+	return v, nil
+}
+
+// glass reports whether a break-the-glass declaration was applied for person.
+func (d *decider) glass(person string) bool {
+	return d.viewers[person].BreakGlass != nil
+}
+
 // allow decides st for person: a member always sees what it sent; anything else passes
-// consent.Decide for the viewer.
+// consent.Decide for the viewer, with its break-the-glass declaration for person.
 func (d *decider) allow(person string, st store.Stored) (bool, error) {
 	if d.v.Org != "" && st.MemberID == d.v.Org {
 		return true, nil
@@ -250,7 +270,11 @@ func (d *decider) allow(person string, st store.Stored) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	dec := d.x.svc.decide(dirs, d.v, person, d.at, st)
+	v, err := d.viewer(person)
+	if err != nil {
+		return false, err
+	}
+	dec := d.x.svc.decide(dirs, v, person, d.at, st)
 	if !dec.Allow {
 		d.denied++
 		d.lastDeny = dec
@@ -428,6 +452,7 @@ func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson ma
 	}
 	for _, p := range persons {
 		ev := event(r.v, audit.Query, p, r.at)
+		ev.BreakGlass = d.glass(p)
 		ev.Query = q
 		for _, st := range byPerson[p] {
 			if len(ev.Resources) < 1000 {
@@ -612,7 +637,7 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 		if r.v.Org != "" && row.MemberID == r.v.Org {
 			return true, nil
 		}
-		if r.v.Purpose != consent.PurposeTreatment {
+		if !regionalPurpose(r.v.Purpose) {
 			return false, nil
 		}
 		person, err := d.personOfPatient(row.ID)
@@ -622,7 +647,7 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 		return d.allow(person, row.Stored)
 	}
 	sq := store.Query{Type: "Patient", Clauses: r.search.Clauses}
-	if r.v.Purpose != consent.PurposeTreatment {
+	if !regionalPurpose(r.v.Purpose) {
 		sq.Members = []string{r.v.Org} // only its own member's Patients can pass keep
 	}
 	page, next, err := x.run(ctx, r, sq, keep)
@@ -749,4 +774,11 @@ func (x *Searcher) Everything(ctx context.Context, v Viewer, patientID string, q
 		return Page{}, err
 	}
 	return page, nil
+}
+
+// regionalPurpose reports whether a viewer with purpose p may be shown other members'
+// Patients at all (each still decided by consent): treatment, and break-the-glass, which
+// consent permits only under the viewer's active declaration for the person.
+func regionalPurpose(p string) bool {
+	return p == consent.PurposeTreatment || p == consent.PurposeBreakGlass
 }

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/fhir"
@@ -38,6 +40,8 @@ func (d *personDirectives) InForce(_ context.Context, person string, _ time.Time
 // result at b; person Q has Patient qb at b only and no consent at all.
 type regional struct {
 	x          *records.Searcher
+	svc        *records.Service
+	pool       *pgxpool.Pool
 	log        *recorder
 	dirs       *personDirectives
 	p, q       string          // person ids
@@ -149,7 +153,8 @@ func setupRegional(t testing.TB) *regional {
 		t.Fatal(err)
 	}
 	f.dirs = &personDirectives{by: map[string][]consent.Directive{f.p: consent.DefaultPolicies(consent.PolicyConfig{})}}
-	svc := records.New(fs, ms, f.dirs, f.log, nil)
+	svc := records.New(fs, ms, f.dirs, f.log, nil).WithBreakGlass(records.NewBreakGlassStore(pool))
+	f.svc, f.pool = svc, pool
 	h, err := audit.NewHasher(bytes.Repeat([]byte{7}, 32))
 	if err != nil {
 		t.Fatal(err)
