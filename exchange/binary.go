@@ -31,6 +31,9 @@ func (s *Server) readBinary(c echo.Context) error {
 	id := c.Param("id")
 	cont, err := s.Documents.Content(ctx, id)
 	if err != nil {
+		if errs.CodeOf(err) == errs.Unavailable { // a database outage is not "absent"
+			return errs.E(op, err)
+		}
 		return errs.E(op, errs.NotFound, "resource not found", err)
 	}
 	v := viewer(c)

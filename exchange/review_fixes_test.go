@@ -185,3 +185,38 @@ func TestBinaryHistoryRoute(t *testing.T) {
 		}
 	}
 }
+
+// L1: a database failure while looking the Binary up is 503, not "absent" (404). The
+// lookup is made to wait on a table lock and then cancelled by the server (57014).
+func TestBinaryContentUnavailableIs503(t *testing.T) {
+	de := newDocEnv(t)
+	id := de.store(t, "text/plain", []byte("hello"))
+	ctx := context.Background()
+	pool := de.srv.Pool
+	hold, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(ctx)
+	if _, err := hold.Exec(ctx, `LOCK TABLE documents_contents IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // cancel the lookup once it waits on the lock
+		for range 200 {
+			time.Sleep(20 * time.Millisecond)
+			var n int
+			_ = pool.QueryRow(ctx, `SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%documents_contents%'`).Scan(&n)
+			if n > 0 {
+				return
+			}
+		}
+	}()
+	resp, body, err := de.get(t, id, de.a.ID, "TREAT")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 503 {
+		t.Fatalf("Binary read while its row cannot be read: %d %s; want 503", resp.StatusCode, body)
+	}
+}
