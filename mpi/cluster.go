@@ -147,9 +147,11 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 		workers = runtime.GOMAXPROCS(0)
 	}
 	n := len(recs)
+	hot := make([]hotRec, n)
 	parallel(n, workers, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			m.Prepare(recs[i])
+			hot[i] = newHotRec(recs[i])
 		}
 	})
 	// Block keys are not kept: they are hashed again wherever needed, which costs less
@@ -176,8 +178,12 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 			keys = appendBlockKeys(keys[:0], recs[i])
 			buf = ix.candidates(buf[:0], keys, seen, uint32(i)+1, uint32(i))
 			var es []edge
+			hr := &hot[i]
 			for _, j := range buf {
 				local++
+				if float64(m.hotBound(hr, &hot[j]))+1e-3 < m.Review {
+					continue // cannot reach review whatever the names: skip without reading recs[j]
+				}
 				if w, ok := m.scoreFrom(recs[i], recs[j], m.Review); ok {
 					es = append(es, edge{j, float32(w)})
 				}

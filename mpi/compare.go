@@ -167,28 +167,33 @@ func dobLevel(a, b *Record) uint8 {
 	// A DOB is exactly 8 digits and Year, Month and Day are those digits, so the levels
 	// are decided on the numbers alone: the string bytes live elsewhere in memory, and
 	// fetching them was most of the cost of batch scoring.
-	if a.Year == b.Year && a.Month == b.Month && a.Day == b.Day {
+	return dobLevelYMD(a.Year, a.Month, a.Day, b.Year, b.Month, b.Day)
+}
+
+// dobLevelYMD is dobLevel of two present birth dates given as numbers.
+func dobLevelYMD(ya int16, ma, da uint8, yb int16, mb, db uint8) uint8 {
+	if ya == yb && ma == mb && da == db {
 		return DOBExact
 	}
-	if a.Year == b.Year && a.Month == b.Day && a.Day == b.Month {
+	if ya == yb && ma == db && da == mb {
 		return DOBDayMonthSwapped
 	}
-	if da, db := dobDigits(a), dobDigits(b); editWithin1(unsafe.String(&da[0], 8), unsafe.String(&db[0], 8)) {
+	if xa, xb := dobDigits(ya, ma, da), dobDigits(yb, mb, db); editWithin1(unsafe.String(&xa[0], 8), unsafe.String(&xb[0], 8)) {
 		return DOBOneEdit
 	}
-	if a.Year == b.Year && a.Month == b.Month {
+	if ya == yb && ma == mb {
 		return DOBYearMonth
 	}
-	if (a.Year-b.Year == 1 || b.Year-a.Year == 1) && a.Month == b.Month && a.Day == b.Day {
+	if (ya-yb == 1 || yb-ya == 1) && ma == mb && da == db {
 		return DOBYearOff
 	}
 	return DOBElse
 }
 
-// dobDigits rebuilds the 8 digits of r.DOB from Year, Month and Day.
-func dobDigits(r *Record) [8]byte {
+// dobDigits rebuilds the 8 digits of a DOB from its year, month and day.
+func dobDigits(year int16, month, day uint8) [8]byte {
 	var d [8]byte
-	y, m, dd := int(r.Year), int(r.Month), int(r.Day)
+	y, m, dd := int(year), int(month), int(day)
 	d[0], d[1], d[2], d[3] = byte('0'+y/1000), byte('0'+y/100%10), byte('0'+y/10%10), byte('0'+y%10)
 	d[4], d[5], d[6], d[7] = byte('0'+m/10), byte('0'+m%10), byte('0'+dd/10), byte('0'+dd%10)
 	return d

@@ -59,6 +59,9 @@ type Model struct {
 	// namesMax bounds what the given name, surname and city can add to a score (the
 	// largest weight of each, TF adjustment included, or 0 when all are negative).
 	namesMax float32
+	// ssnDiffMax and addrNearMax bound the SSN weight of two different full SSNs and the
+	// address weight of two addresses in one ZIP (see hotBound).
+	ssnDiffMax, addrNearMax float32
 }
 
 const (
@@ -96,6 +99,9 @@ func (m *Model) Init() error {
 		}
 		m.namesMax += hi
 	}
+	m.ssnDiffMax = max(m.w[FieldSSN][SSNOneEdit], m.w[FieldSSN][SSNElse])
+	m.addrNearMax = max(m.w[FieldAddress][AddrStreet], m.w[FieldAddress][AddrNearZIP],
+		m.w[FieldAddress][AddrZIP]+tfClamp, m.w[FieldAddress][AddrElse])
 	return nil
 }
 
@@ -191,6 +197,78 @@ func (m *Model) scoreFrom(a, b *Record, min float64) (float64, bool) {
 	compareNames(a, b, &ev.Levels)
 	w := m.weigh(a, b, &ev)
 	return w, w >= min
+}
+
+// hotRec is what the batch prefilter reads of a record, 28 bytes kept side by side for
+// all records so that most candidate pairs are rejected without touching the records.
+// Strings are FNV-1a hashes, 0 when the value is missing.
+type hotRec struct {
+	ssn, ssnLast, phone, zip, house uint32
+	year                            int16
+	month, day                      uint8
+	sex                             Sex
+	dob, street                     bool // DOB and street present
+}
+
+func hash32(s string) uint32 {
+	if s == "" {
+		return 0
+	}
+	h := uint64(newHasher(0).str(s))
+	return max(uint32(h^h>>32), 1)
+}
+
+func newHotRec(r *Record) hotRec {
+	return hotRec{ssn: hash32(r.SSN), ssnLast: hash32(r.SSNLast), phone: hash32(r.Phone), zip: hash32(r.ZIP),
+		house: hash32(r.House), year: r.Year, month: r.Month, day: r.Day, sex: r.Sex, dob: r.DOB != "", street: r.Street != ""}
+}
+
+// hotBound is an upper bound on the score of a pair from their hotRecs: the birth date
+// and sex levels exactly, the SSN, phone and address levels as far as equal hashes tell
+// (a hash collision can only raise the bound), the names and city at their best.
+func (m *Model) hotBound(a, b *hotRec) float32 {
+	s := m.namesMax
+	if a.dob && b.dob {
+		s += m.w[FieldDOB][dobLevelYMD(a.year, a.month, a.day, b.year, b.month, b.day)]
+	}
+	switch {
+	case a.ssn != 0 && b.ssn != 0:
+		if a.ssn == b.ssn {
+			s += m.w[FieldSSN][SSNExact]
+		} else {
+			s += m.ssnDiffMax
+		}
+	case a.ssnLast == 0 || b.ssnLast == 0:
+	case a.ssnLast == b.ssnLast:
+		s += m.w[FieldSSN][SSNLast4]
+	default:
+		s += m.w[FieldSSN][SSNElse]
+	}
+	switch {
+	case a.phone == 0 || b.phone == 0:
+	case a.phone == b.phone:
+		s += m.w[FieldPhone][1] + tfClamp
+	default:
+		s += m.w[FieldPhone][2]
+	}
+	if (a.street || a.zip != 0) && (b.street || b.zip != 0) {
+		zipOK := a.zip != 0 && a.zip == b.zip
+		zipMissing := a.zip == 0 || b.zip == 0
+		house := a.house != 0 && a.house == b.house
+		if !zipOK && !(house && zipMissing) {
+			s += m.w[FieldAddress][AddrElse]
+		} else {
+			s += m.addrNearMax
+		}
+	}
+	switch {
+	case a.sex == 0 || b.sex == 0:
+	case a.sex == b.sex:
+		s += m.w[FieldSex][1]
+	default:
+		s += m.w[FieldSex][2]
+	}
+	return s
 }
 
 func (m *Model) weigh(a, b *Record, ev *Evidence) float64 {

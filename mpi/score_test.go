@@ -36,6 +36,10 @@ func TestScoreFromBound(t *testing.T) {
 	for _, a := range recs {
 		for _, b := range recs {
 			full, _ := m.Score(a, b)
+			ha, hb := newHotRec(a), newHotRec(b)
+			if bound := float64(m.hotBound(&ha, &hb)) + 1e-3; full > bound {
+				t.Fatalf("hotBound(%s, %s) = %v below the score %v", a.Source.Value, b.Source.Value, bound, full)
+			}
 			for thr := -40.0; thr <= 40; thr += 2.5 {
 				w, ok := m.scoreFrom(a, b, thr)
 				if ok != (full >= thr) || (ok && w != full) {
