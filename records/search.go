@@ -44,6 +44,16 @@ type SearchConfig struct {
 	DefaultCount, MaxCount int
 	// CursorTTL is how long a cursor stays valid (default 30 minutes).
 	CursorTTL time.Duration
+	// ExamineFactor and ExamineMin bound the rows one page may examine (decide) to
+	// max(ExamineFactor×_count, ExamineMin) (defaults 10 and 100): a page that reaches the
+	// bound is returned partial, with a next link after the last row examined.
+	ExamineFactor, ExamineMin int
+	// CountLimit bounds the rows examined to compute a total (_total=accurate,
+	// _summary=count; default 10×MaxCount); beyond it the search is errs.Invalid.
+	CountLimit int
+	// ScanTime bounds the time one request spends examining rows (default 5 s): a page
+	// is returned partial, a total is errs.Invalid.
+	ScanTime time.Duration
 }
 
 // Searcher runs FHIR searches and $everything through the enforcement point: the store
@@ -57,6 +67,9 @@ type Searcher struct {
 	opts   fhir.SearchOptions
 	ttl    time.Duration
 	reflib map[string]bool
+	// bounds on the rows one request examines (see SearchConfig)
+	examineFactor, examineMin, countLimit int
+	scanTime                              time.Duration
 }
 
 // NewSearcher returns a Searcher over svc. It returns errs.Invalid for a short cursor key
@@ -88,7 +101,20 @@ func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
 	if cfg.CursorTTL <= 0 {
 		cfg.CursorTTL = 30 * time.Minute
 	}
+	if cfg.ExamineFactor <= 0 {
+		cfg.ExamineFactor = 10
+	}
+	if cfg.ExamineMin <= 0 {
+		cfg.ExamineMin = 100
+	}
+	if cfg.CountLimit <= 0 {
+		cfg.CountLimit = 10 * cfg.MaxCount
+	}
+	if cfg.ScanTime <= 0 {
+		cfg.ScanTime = 5 * time.Second
+	}
 	return &Searcher{svc: svc, aead: aead, hash: cfg.Hasher, ttl: cfg.CursorTTL,
+		examineFactor: cfg.ExamineFactor, examineMin: cfg.ExamineMin, countLimit: cfg.CountLimit, scanTime: cfg.ScanTime,
 		opts: fhir.SearchOptions{DefaultCount: min(cfg.DefaultCount, cfg.MaxCount), MaxCount: cfg.MaxCount},
 		reflib: map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
 			"PractitionerRole": true, "Location": true}}, nil
@@ -296,13 +322,22 @@ func (d *decider) personOfPatient(patientID string) (string, error) {
 	return string(src.PersonID), nil
 }
 
+// errNarrow refuses a total that would examine more rows, or take longer, than allowed.
+var errNarrow = errs.E("records.Search", errs.Invalid, "too many records to count; narrow the search")
+
 // fill runs q page by page until it has count+1 permitted rows or the rows run out, and
 // returns the permitted ones (at most count) and the key of the last returned row when
-// more exist. keep decides each row (it may drop it or fail).
+// more exist. keep decides each row (it may drop it or fail). It examines at most
+// max(examineFactor×count, examineMin) rows and spends at most scanTime: when either
+// bound is reached first the page is partial and the key is that of the last row
+// examined, so the next page resumes after it.
 func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func(store.Row) (bool, error)) ([]store.Row, *store.Key, error) {
 	var out []store.Row
 	// Room for some denied rows, so one query usually fills the page.
 	batch := max(count+count/4+2, 20)
+	limit, deadline := max(x.examineFactor*count, x.examineMin), time.Now().Add(x.scanTime)
+	examined := 0
+	var last store.Key
 	for {
 		q.Limit = batch
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
@@ -310,6 +345,10 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func
 			return nil, nil, err
 		}
 		for _, row := range rows {
+			if examined >= limit || examined > 0 && time.Now().After(deadline) {
+				return out, &last, nil // partial: resume after the last row examined
+			}
+			examined, last = examined+1, row.Key
 			ok, err := keep(row)
 			if err != nil {
 				return nil, nil, err
@@ -330,16 +369,21 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func
 	}
 }
 
-// countAll counts the rows of q that keep permits.
+// countAll counts the rows of q that keep permits. It examines at most countLimit rows in
+// at most scanTime; beyond either it is errNarrow (errs.Invalid).
 func (x *Searcher) countAll(ctx context.Context, q store.Query, keep func(store.Row) (bool, error)) (int, error) {
-	q.After, q.Limit = nil, 500
-	n := 0
+	q.After, q.Limit = nil, min(500, x.countLimit+1)
+	n, examined, deadline := 0, 0, time.Now().Add(x.scanTime)
 	for {
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
 		if err != nil {
 			return 0, err
 		}
 		for _, row := range rows {
+			if examined >= x.countLimit || time.Now().After(deadline) {
+				return 0, errNarrow
+			}
+			examined++
 			ok, err := keep(row)
 			if err != nil {
 				return 0, err
