@@ -107,7 +107,7 @@ func NewConsentAPI(s *Server, d ConsentDeps) *ConsentAPI {
 // A member names patients by its own Patient ids; a Patient that is not the member's own
 // answers like one that does not exist.
 func (a *ConsentAPI) Register(e *echo.Echo) {
-	mw := []echo.MiddlewareFunc{a.s.fhirMedia, a.s.authenticate}
+	mw := []echo.MiddlewareFunc{a.s.fhirMedia, noStore, a.s.authenticate}
 	e.POST("/fhir/Consent", a.createConsent, mw...)
 	e.PUT("/fhir/Consent/:id", a.updateConsent, mw...)
 	e.GET("/fhir/Consent/:id", a.readConsent, mw...)

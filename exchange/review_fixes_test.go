@@ -220,3 +220,21 @@ func TestBinaryContentUnavailableIs503(t *testing.T) {
 		t.Fatalf("Binary read while its row cannot be read: %d %s; want 503", resp.StatusCode, body)
 	}
 }
+
+// M6: every response of the authenticated FHIR routes carries Cache-Control: no-store,
+// including 201 create bodies and idempotent replays.
+func TestFHIRResponsesAreNoStore(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	st, body, h := do(t, "POST", env.base+"/Patient", ta, patientJSON("m6"))
+	if st != 201 || h.Get("Cache-Control") != "no-store" {
+		t.Fatalf("POST Patient: %d, Cache-Control %q; want 201 no-store", st, h.Get("Cache-Control"))
+	}
+	pa := idOf(t, body)
+	for range 2 { // the first reply and its replay
+		st, _, h := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "1"), "Idempotency-Key", "m6-key")
+		if st != 201 || h.Get("Cache-Control") != "no-store" {
+			t.Fatalf("POST Observation: %d, Cache-Control %q; want 201 no-store", st, h.Get("Cache-Control"))
+		}
+	}
+}

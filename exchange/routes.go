@@ -2,11 +2,21 @@ package exchange
 
 import "github.com/labstack/echo/v4"
 
+// noStore marks every response of a route Cache-Control: no-store before the handler
+// runs, so no FHIR answer (a 201 create body, a roster, a Subscription, an error) can be
+// kept by a shared cache, whether or not its handler remembers to say so.
+func noStore(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return next(c)
+	}
+}
+
 // routes is the exchange's one route table.
 func (s *Server) routes(e *echo.Echo) {
 	e.POST("/token", s.issueToken)
 
-	f := e.Group("/fhir", s.fhirMedia)
+	f := e.Group("/fhir", s.fhirMedia, noStore)
 	f.GET("/metadata", s.showMetadata)
 	f.GET("/.well-known/smart-configuration", s.showSMARTConfiguration)
 
