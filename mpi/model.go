@@ -62,6 +62,9 @@ type Model struct {
 	// ssnDiffMax and addrNearMax bound the SSN weight of two different full SSNs and the
 	// address weight of two addresses in one ZIP (see hotBound).
 	ssnDiffMax, addrNearMax float32
+	// diffMax[f] is the largest weight of given name, surname or city (f) over the
+	// levels two different present values can get.
+	diffMax [NumFields]float32
 }
 
 const (
@@ -98,6 +101,12 @@ func (m *Model) Init() error {
 			hi = max(hi, w)
 		}
 		m.namesMax += hi
+	}
+	for _, f := range [...]int{FieldGiven, FieldFamily, FieldCity} {
+		m.diffMax[f] = m.w[f][2]
+		for l := 3; l < Levels[f]; l++ {
+			m.diffMax[f] = max(m.diffMax[f], m.w[f][l])
+		}
 	}
 	m.ssnDiffMax = max(m.w[FieldSSN][SSNOneEdit], m.w[FieldSSN][SSNElse])
 	m.addrNearMax = max(m.w[FieldAddress][AddrStreet], m.w[FieldAddress][AddrNearZIP],
@@ -199,11 +208,12 @@ func (m *Model) scoreFrom(a, b *Record, min float64) (float64, bool) {
 	return w, w >= min
 }
 
-// hotRec is what the batch prefilter reads of a record, 28 bytes kept side by side for
+// hotRec is what the batch prefilter reads of a record, 40 bytes kept side by side for
 // all records so that most candidate pairs are rejected without touching the records.
 // Strings are FNV-1a hashes, 0 when the value is missing.
 type hotRec struct {
 	ssn, ssnLast, phone, zip, house uint32
+	given, family, city             uint32
 	year                            int16
 	month, day                      uint8
 	sex                             Sex
@@ -220,14 +230,28 @@ func hash32(s string) uint32 {
 
 func newHotRec(r *Record) hotRec {
 	return hotRec{ssn: hash32(r.SSN), ssnLast: hash32(r.SSNLast), phone: hash32(r.Phone), zip: hash32(r.ZIP),
-		house: hash32(r.House), year: r.Year, month: r.Month, day: r.Day, sex: r.Sex, dob: r.DOB != "", street: r.Street != ""}
+		house: hash32(r.House), given: hash32(r.Given), family: hash32(r.Family), city: hash32(r.City), year: r.Year, month: r.Month, day: r.Day, sex: r.Sex, dob: r.DOB != "", street: r.Street != ""}
 }
 
 // hotBound is an upper bound on the score of a pair from their hotRecs: the birth date
-// and sex levels exactly, the SSN, phone and address levels as far as equal hashes tell
-// (a hash collision can only raise the bound), the names and city at their best.
+// and sex levels exactly, the others as far as equal hashes tell (equal values at the
+// exact level's weight, TF adjustment at its clamp; different ones at the best other
+// level; a hash collision can only raise the bound).
 func (m *Model) hotBound(a, b *hotRec) float32 {
-	s := m.namesMax
+	var s float32
+	for _, f := range [...]struct {
+		x, y  uint32
+		field int
+		tf    float32
+	}{{a.given, b.given, FieldGiven, tfClamp}, {a.family, b.family, FieldFamily, tfClamp}, {a.city, b.city, FieldCity, 0}} {
+		switch {
+		case f.x == 0 || f.y == 0:
+		case f.x == f.y:
+			s += m.w[f.field][NameExact] + f.tf
+		default:
+			s += m.diffMax[f.field]
+		}
+	}
 	if a.dob && b.dob {
 		s += m.w[FieldDOB][dobLevelYMD(a.year, a.month, a.day, b.year, b.month, b.day)]
 	}
