@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/json"
@@ -523,8 +524,10 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 }
 
 // putPatient stores a message's Patient through put unless the member's Patient with that
-// MRN was last written by this intake from the same JSON: then it only records the
-// Patient's id in ids, and writes nothing (no new version, no MPI re-match).
+// MRN was last written by this intake from the same JSON and is still live at the version
+// intake wrote: then it only records the Patient's id in ids, and writes nothing (no new
+// version, no MPI re-match). A Patient deleted or updated through FHIR since (its version
+// moved on) is written again, so intake never points a message at a gone Patient.
 func (h *HL7Intake) putPatient(ctx context.Context, tx db.Querier, member directory.Member, r hl7v2.Resource, mrn hl7v2.Identifier,
 	ids map[string]string, put func(hl7v2.Resource) error) error {
 	const op = "exchange.HL7Intake.putPatient"
@@ -536,14 +539,21 @@ func (h *HL7Intake) putPatient(ctx context.Context, tx db.Querier, member direct
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
 	switch {
 	case err == nil && src.MemberID == member.ID:
-		var same bool
-		err := tx.QueryRow(ctx, `SELECT sha256 = $2 FROM exchange_hl7_patients WHERE patient_id = $1`, src.PatientID, sum[:]).Scan(&same)
+		var hash []byte
+		var version *int
+		err := tx.QueryRow(ctx, `SELECT sha256, version FROM exchange_hl7_patients WHERE patient_id = $1`, src.PatientID).Scan(&hash, &version)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return db.Map(op, err)
 		}
-		if same {
-			ids[r.FullURL] = "Patient/" + src.PatientID
-			return nil
+		if err == nil && version != nil && bytes.Equal(hash, sum[:]) {
+			head, err := h.srv.FHIR.Lock(ctx, tx, "Patient", src.PatientID)
+			if err != nil && errs.CodeOf(err) != errs.NotFound {
+				return err
+			}
+			if err == nil && !head.Deleted && head.MemberID == member.ID && head.Version == *version {
+				ids[r.FullURL] = "Patient/" + src.PatientID
+				return nil
+			}
 		}
 	case err != nil && errs.CodeOf(err) != errs.NotFound:
 		return err
@@ -551,8 +561,13 @@ func (h *HL7Intake) putPatient(ctx context.Context, tx db.Querier, member direct
 	if err := put(r); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_patients(patient_id, sha256) VALUES ($1, $2)
-		ON CONFLICT (patient_id) DO UPDATE SET sha256 = EXCLUDED.sha256`, strings.TrimPrefix(ids[r.FullURL], "Patient/"), sum[:])
+	id := strings.TrimPrefix(ids[r.FullURL], "Patient/")
+	head, err := h.srv.FHIR.Lock(ctx, tx, "Patient", id)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_patients(patient_id, sha256, version) VALUES ($1, $2, $3)
+		ON CONFLICT (patient_id) DO UPDATE SET sha256 = EXCLUDED.sha256, version = EXCLUDED.version`, id, sum[:], head.Version)
 	return db.Map(op, err)
 }
 
