@@ -566,12 +566,22 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 // (meta.source and the source-member tag) and with the consent labels the rules derive
 // from its codes. Every intake path (Ingest and the bundles' bulk path) builds its writes
 // here, so none can skip a label.
+//
+// A source-member tag the client sent is dropped first: only the server says which member
+// a record came from. (A meta.tag that is not an array of codings is left for the store's
+// own stamp, which refuses it.)
 func (s *Server) sourceWrite(member directory.Member, res *fhir.Resource, id string) store.Write {
+	if r, err := res.Stamp(fhir.Stamp{DropTagSystems: []string{systemSourceMember}}); err == nil {
+		res = r
+	}
 	w := store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
-		Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: member.ID, Display: member.Name}}}
+		Tags: []fhir.Coding{{System: systemSourceMember, Code: member.ID, Display: member.Name}}}
 	w.Security = append(w.Security, ingestLabels(res)...) // consent labels by rule (exchange/consent.go)
 	return w
 }
+
+// systemSourceMember is the meta.tag system naming the member a record came from.
+const systemSourceMember = "https://concord.example/fhir/source-member"
 
 // bulkCreatable reports whether a new resource of typ can skip Ingest's per-resource
 // path: Patients go through the MPI and documents through the document service. The bulk

@@ -3,6 +3,7 @@ package exchange
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -235,6 +236,60 @@ func TestFHIRResponsesAreNoStore(t *testing.T) {
 		st, _, h := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "1"), "Idempotency-Key", "m6-key")
 		if st != 201 || h.Get("Cache-Control") != "no-store" {
 			t.Fatalf("POST Observation: %d, Cache-Control %q; want 201 no-store", st, h.Get("Cache-Control"))
+		}
+	}
+}
+
+// L4: a client cannot add its own source-member tag next to the server's (faked provenance).
+func TestClientSourceMemberTagIsDropped(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	_, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("l4"))
+	pa := idOf(t, body)
+	obs := strings.Replace(string(obsJSON("", pa, "1")), `{"resourceType":"Observation",`,
+		`{"resourceType":"Observation","meta":{"tag":[{"system":"https://concord.example/fhir/source-member","code":"`+env.b.ID+`"},{"system":"urn:x","code":"keep"}]},`, 1)
+	for _, post := range []func() (int, []byte){
+		func() (int, []byte) {
+			st, b, _ := do(t, "POST", env.base+"/Observation", ta, []byte(obs))
+			return st, b
+		},
+		func() (int, []byte) {
+			st, b, _ := do(t, "POST", env.base, ta, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":`+obs+`,"request":{"method":"POST","url":"Observation"}}]}`))
+			if st != 201 && st != 200 {
+				return st, b
+			}
+			var r struct {
+				Entry []struct{ Response struct{ Location string } }
+			}
+			if json.Unmarshal(b, &r) != nil || len(r.Entry) != 1 {
+				t.Fatalf("transaction response %s", b)
+			}
+			st, b, _ = do(t, "GET", env.base+"/"+strings.Split(r.Entry[0].Response.Location, "/_history")[0], ta, nil)
+			return 201, b
+		},
+	} {
+		st, body := post()
+		if st != 201 {
+			t.Fatalf("POST: %d %s", st, body)
+		}
+		var r struct {
+			Meta struct {
+				Tag []struct{ System, Code string }
+			} `json:"meta"`
+		}
+		if err := json.Unmarshal(body, &r); err != nil {
+			t.Fatal(err)
+		}
+		var src []string
+		kept := false
+		for _, tg := range r.Meta.Tag {
+			if tg.System == "https://concord.example/fhir/source-member" {
+				src = append(src, tg.Code)
+			}
+			kept = kept || tg.Code == "keep"
+		}
+		if len(src) != 1 || src[0] != env.a.ID || !kept {
+			t.Fatalf("source-member tags %v (other tag kept: %v); want only %s", src, kept, env.a.ID)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package fhir
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"time"
 
 	"github.com/concord-hie/concord/internal/errs"
@@ -107,6 +108,9 @@ type Stamp struct {
 	Source      string    // meta.source (uri), e.g. the sending member's URI
 	// AddTags are appended to meta.tag unless a tag with the same system and code is present.
 	AddTags []Coding
+	// DropTagSystems removes the meta.tag codings of these systems before AddTags are
+	// added: tag systems only the server may set (a member's own source tag).
+	DropTagSystems []string
 	// Security replaces meta.security when ReplaceSecurity is set (so a client cannot set its
 	// own labels); otherwise its codings are appended like AddTags.
 	Security        []Coding
@@ -154,12 +158,17 @@ func (r *Resource) Stamp(st Stamp) (*Resource, error) {
 	if st.Source != "" {
 		set("source", jsonString(st.Source))
 	}
-	if len(st.AddTags) > 0 {
-		v, err := mergeCodings(meta, "tag", st.AddTags, false)
+	if len(st.AddTags) > 0 || len(st.DropTagSystems) > 0 {
+		v, err := mergeCodings(meta, "tag", st.AddTags, false, st.DropTagSystems...)
 		if err != nil {
 			return nil, errs.E(op, errs.Invalid, "invalid meta.tag", err)
 		}
-		set("tag", v)
+		if string(v) != "[]" {
+			set("tag", v)
+		} else if i := slices.IndexFunc(meta, func(m member) bool { return m.Key == "tag" }); i >= 0 {
+			meta = slices.Delete(meta, i, i+1) // every tag dropped: no empty array
+			metaChanged = true
+		}
 	}
 	if st.ReplaceSecurity || len(st.Security) > 0 {
 		if st.ReplaceSecurity && len(st.Security) == 0 {
@@ -198,9 +207,9 @@ func (r *Resource) Stamp(st Stamp) (*Resource, error) {
 }
 
 // mergeCodings returns the JSON array for meta[key] with add appended (or replacing it).
-// Existing codings keep their bytes; a coding already present (same system and code) is not
-// added again.
-func mergeCodings(meta []member, key string, add []Coding, replace bool) ([]byte, error) {
+// Existing codings keep their bytes, except those of a system in drop, which are removed;
+// a coding already present (same system and code) is not added again.
+func mergeCodings(meta []member, key string, add []Coding, replace bool, drop ...string) ([]byte, error) {
 	var existing []json.RawMessage
 	if !replace {
 		for _, m := range meta {
@@ -213,13 +222,19 @@ func mergeCodings(meta []member, key string, add []Coding, replace bool) ([]byte
 	}
 	type sc struct{ system, code string }
 	have := map[sc]bool{}
+	kept := existing[:0]
 	for _, raw := range existing {
 		var c Coding
 		if err := json.Unmarshal(raw, &c); err != nil {
 			return nil, err
 		}
+		if slices.Contains(drop, c.System) {
+			continue
+		}
 		have[sc{c.System, c.Code}] = true
+		kept = append(kept, raw)
 	}
+	existing = kept
 	for _, c := range add {
 		if have[sc{c.System, c.Code}] {
 			continue
