@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -145,7 +146,10 @@ func (s *Server) subscriptionStatus(c echo.Context) error {
 
 // subscriptionEvents handles GET [base]/Subscription/{id}/$events?eventsSinceNumber=
 // &eventsUntilNumber=: the numbered notifications again (id-only), so a receiver can
-// fill a gap it saw in events-since-subscription-start. At most 100 per call.
+// fill a gap it saw in events-since-subscription-start. At most 100 per call. Each
+// event's focus is decided again for the caller through records (as a read, audited):
+// consent may have changed since delivery, so a focus it may no longer see, or that is
+// gone, is left out and only the event number remains. The answer is not cached.
 func (s *Server) subscriptionEvents(c echo.Context) error {
 	const op = "exchange.subscriptionEvents"
 	if err := require(c, "Subscription", 'r'); err != nil {
@@ -179,9 +183,27 @@ func (s *Server) subscriptionEvents(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	v := viewer(c)
+	for i := range evs {
+		if evs[i].Focus == "" {
+			continue
+		}
+		typ, id, ok := strings.Cut(evs[i].Focus, "/")
+		if !ok {
+			evs[i].Focus = ""
+			continue
+		}
+		if _, err := s.Records.Read(ctx, v, typ, id); err != nil {
+			if errs.CodeOf(err) != errs.NotFound {
+				return err // consent or audit unavailable: disclose nothing
+			}
+			evs[i].Focus = ""
+		}
+	}
 	out, err := notify.Notification{FHIRBase: s.FHIRBase(), Sub: sub, Type: notify.TypeQueryEvent, Events: evs, At: s.Now()}.Bundle()
 	if err != nil {
 		return err
 	}
+	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Blob(http.StatusOK, mimeFHIR, out)
 }

@@ -64,6 +64,7 @@ type notifyEnv struct {
 	d          *notify.Dispatcher
 	hook       *hookReceiver
 	pa, pb, pc string
+	dirs       personDirs // the directives records decides with; tests may change them
 }
 
 func newNotifyEnv(t *testing.T) *notifyEnv {
@@ -113,7 +114,8 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
-	rec := records.New(fs, ms, personDirs{string(person): consent.DefaultPolicies(consent.PolicyConfig{})}, log, nil)
+	env.dirs = personDirs{string(person): consent.DefaultPolicies(consent.PolicyConfig{})}
+	rec := records.New(fs, ms, env.dirs, log, nil)
 	dir := directory.NewStore(pool)
 	toks, err := directory.NewTokens(dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour, nil)
 	if err != nil {
