@@ -113,6 +113,7 @@ func lockPersons(ctx context.Context, tx db.Querier, ids ...PersonID) (map[Perso
 	if err != nil {
 		return nil, err
 	}
+	defer rows.Close() // a Scan error returns early; an open result set would leave tx's conn busy
 	out := map[PersonID]PersonID{}
 	for rows.Next() {
 		var id, into string
@@ -492,6 +493,7 @@ func (o *Ops) Unmerge(ctx context.Context, mergeID int64, st Steward) (Change, e
 		if err != nil {
 			return err
 		}
+		defer rows.Close() // a Scan error returns early; an open result set would leave tx's conn busy
 		type prior struct {
 			state  string
 			score  *float64
