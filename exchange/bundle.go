@@ -1,15 +1,18 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/directory"
@@ -431,6 +434,9 @@ func (s *Server) processBundle(c echo.Context) error {
 		if pf, ok := preconditionFailed(err); ok {
 			return writePrecondition(c, pf)
 		}
+		if keyReused(err) {
+			return writeKeyReused(c)
+		}
 	case "batch":
 		out, err = s.Batch(ctx, viewer(c), p, member, b)
 	default:
@@ -450,7 +456,8 @@ func (s *Server) processBundle(c echo.Context) error {
 // one refused or failed entry fails the whole Bundle (the error names it; a failed
 // precondition is an errPrecondition, 412). A non-empty idempotencyKey that the member
 // used before returns the first response and writes nothing; the key is remembered in
-// the same transaction as the data.
+// the same transaction as the data, bound to the SHA-256 of the Bundle's requests: the key
+// reused for other requests is errKeyReused (422).
 func (s *Server) Transaction(ctx context.Context, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
 	entries := make([]plannedEntry, len(b.Entries))
 	for i, e := range b.Entries {
@@ -464,8 +471,9 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 		entries[i] = pe
 	}
 	var out []byte
+	reqHash := bundleRequestHash(b)
 	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if r, err := s.replayIdempotent(ctx, tx, member.ID, idempotencyKey); err != nil || r != nil {
+		if r, err := s.replayIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash); err != nil || r != nil {
 			if r != nil {
 				out = r.body
 			}
@@ -479,7 +487,7 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 		if err != nil {
 			return err
 		}
-		return s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, idempotentReply{status: http.StatusOK, body: out})
+		return s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash, idempotentReply{status: http.StatusOK, body: out})
 	})
 	return out, err
 }
@@ -626,10 +634,50 @@ type idempotentReply struct {
 	body     []byte
 }
 
+// errKeyReused is an idempotency key sent again with a different request: 422, since
+// answering with the first reply would silently drop the new data.
+type errKeyReused struct{}
+
+func (*errKeyReused) Error() string {
+	return "the Idempotency-Key was used before with a different request"
+}
+
+// keyReused reports whether err is an errKeyReused.
+func keyReused(err error) bool {
+	var k *errKeyReused
+	return errors.As(err, &k)
+}
+
+// writeKeyReused answers 422 with an OperationOutcome.
+func writeKeyReused(c echo.Context) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusUnprocessableEntity, mimeFHIR, fhir.OperationOutcome(fhir.Issue{Severity: fhir.SeverityError,
+		Code: fhir.IssueConflict, Diagnostics: (&errKeyReused{}).Error()}))
+}
+
+// bundleRequestHash is the SHA-256 of what a Bundle asks for (each entry's fullUrl,
+// request and resource bytes), the request an idempotency key is bound to.
+func bundleRequestHash(b *fhir.Bundle) []byte {
+	h := sha256.New()
+	for _, e := range b.Entries {
+		req, _ := json.Marshal(e.Request) // a struct of strings: cannot fail
+		var res []byte
+		if e.Resource != nil {
+			res = e.Resource.Bytes()
+		}
+		for _, part := range [][]byte{[]byte(e.FullURL), req, res} {
+			h.Write([]byte(strconv.Itoa(len(part)) + ":"))
+			h.Write(part)
+		}
+	}
+	return h.Sum(nil)
+}
+
 // replayIdempotent serializes on the member's key in tx and returns the remembered reply,
-// or nil when the key is new (or ""). The caller then writes and calls
+// or nil when the key is new (or ""). A key remembered with another request (reqHash, the
+// SHA-256 of the request) is errKeyReused. The caller then writes and calls
 // rememberIdempotent in the same tx, so a retried request is stored at most once.
-func (s *Server) replayIdempotent(ctx context.Context, tx db.Querier, memberID, key string) (*idempotentReply, error) {
+func (s *Server) replayIdempotent(ctx context.Context, tx db.Querier, memberID, key string, reqHash []byte) (*idempotentReply, error) {
 	if key == "" {
 		return nil, nil
 	}
@@ -639,17 +687,33 @@ func (s *Server) replayIdempotent(ctx context.Context, tx db.Querier, memberID, 
 	status, loc, body, err := s.FHIR.Idempotent(ctx, tx, memberID, key)
 	switch {
 	case err == nil:
-		return &idempotentReply{status: status, location: loc, body: body}, nil
 	case errs.CodeOf(err) == errs.NotFound:
 		return nil, nil
+	default:
+		return nil, err
 	}
-	return nil, err
+	var stored []byte
+	err = tx.QueryRow(ctx, `SELECT request_sha256 FROM exchange_idempotency_requests WHERE member_id = $1 AND key = $2`,
+		memberID, key).Scan(&stored)
+	switch {
+	case err == nil && !bytes.Equal(stored, reqHash):
+		return nil, &errKeyReused{}
+	case err != nil && !errors.Is(err, pgx.ErrNoRows): // no row: remembered before 0047, replay
+		return nil, db.Map("exchange.replayIdempotent", err)
+	}
+	return &idempotentReply{status: status, location: loc, body: body}, nil
 }
 
-// rememberIdempotent stores the reply to a non-empty key in tx.
-func (s *Server) rememberIdempotent(ctx context.Context, tx db.Querier, memberID, key string, r idempotentReply) error {
+// rememberIdempotent stores the reply to a non-empty key, and the SHA-256 of the request
+// it answers, in tx.
+func (s *Server) rememberIdempotent(ctx context.Context, tx db.Querier, memberID, key string, reqHash []byte, r idempotentReply) error {
 	if key == "" {
 		return nil
 	}
-	return s.FHIR.RememberIdempotent(ctx, tx, memberID, key, r.status, r.location, r.body)
+	if err := s.FHIR.RememberIdempotent(ctx, tx, memberID, key, r.status, r.location, r.body); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO exchange_idempotency_requests (member_id, key, request_sha256) VALUES ($1, $2, $3)`,
+		memberID, key, reqHash)
+	return db.Map("exchange.rememberIdempotent", err)
 }

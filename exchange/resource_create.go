@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -71,8 +72,9 @@ func (s *Server) createResource(c echo.Context) error {
 		idem = "create:" + typ + ":" + k
 	}
 	var replay *idempotentReply
+	reqHash := sha256.Sum256(body)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if replay, err = s.replayIdempotent(ctx, tx, member.ID, idem); err != nil || replay != nil {
+		if replay, err = s.replayIdempotent(ctx, tx, member.ID, idem, reqHash[:]); err != nil || replay != nil {
 			return err
 		}
 		if cond != "" {
@@ -83,10 +85,13 @@ func (s *Server) createResource(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		return s.rememberIdempotent(ctx, tx, member.ID, idem, idempotentReply{status: status, location: s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version), body: stored.Body})
+		return s.rememberIdempotent(ctx, tx, member.ID, idem, reqHash[:], idempotentReply{status: status, location: s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version), body: stored.Body})
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
+	}
+	if keyReused(err) {
+		return writeKeyReused(c)
 	}
 	if err != nil {
 		return err

@@ -293,3 +293,38 @@ func TestClientSourceMemberTagIsDropped(t *testing.T) {
 		}
 	}
 }
+
+// M1: an Idempotency-Key reused with a different request is refused (422), never answered
+// with the first reply while the new data is dropped; the same request still replays.
+func TestIdempotencyKeyReusedWithOtherBody(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	_, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("m1"))
+	pa := idOf(t, body)
+	st, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "1"), "Idempotency-Key", "k1")
+	if st != 201 {
+		t.Fatalf("first POST: %d %s", st, body)
+	}
+	first := idOf(t, body)
+	if st, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "2"), "Idempotency-Key", "k1"); st != 422 {
+		t.Fatalf("same key, other body: %d %s; want 422", st, body)
+	}
+	if st, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "1"), "Idempotency-Key", "k1"); st != 201 || idOf(t, body) != first {
+		t.Fatalf("same key, same body: %d %s; want the first reply", st, body)
+	}
+	bundle := func(v string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + string(obsJSON("", pa, v)) + `,"request":{"method":"POST","url":"Observation"}}]}`)
+	}
+	if st, body, _ := do(t, "POST", env.base, ta, bundle("3"), "Idempotency-Key", "k2"); st != 200 {
+		t.Fatalf("first transaction: %d %s", st, body)
+	}
+	if st, body, _ := do(t, "POST", env.base, ta, bundle("4"), "Idempotency-Key", "k2"); st != 422 {
+		t.Fatalf("same key, other transaction: %d %s; want 422", st, body)
+	}
+	if st, body, _ := do(t, "POST", env.base, ta, bundle("3"), "Idempotency-Key", "k2"); st != 200 {
+		t.Fatalf("same key, same transaction: %d %s; want 200 replay", st, body)
+	}
+	if n := env.count(t, env.a.ID, "Observation"); n != 2 {
+		t.Fatalf("%d Observations stored; want 2", n)
+	}
+}
