@@ -494,9 +494,11 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 
 // Batch runs each entry of a batch Bundle in its own transaction and returns the
 // batch-response: failed entries carry their status and an OperationOutcome. Entries of a
-// batch may not reference each other.
+// batch may not reference each other. A database failure fails the whole batch (503) only
+// while no entry has committed; after that it is the failing entry's 503.
 func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
+	committed := false // an entry's write has committed: the batch can no longer fail whole
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
 		if err == nil && pe.method == http.MethodGet {
@@ -509,11 +511,15 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 				}
 				return err
 			})
+			committed = committed || err == nil
 		}
 		if err == nil {
 			continue
 		}
-		if errs.CodeOf(err) == errs.Unavailable || ctx.Err() != nil {
+		// Before anything is written the whole batch may answer 503 (the client retries
+		// it all); after a commit that would hide the committed entries, so the failure
+		// is reported in this entry's response like any other.
+		if !committed && (errs.CodeOf(err) == errs.Unavailable || ctx.Err() != nil) {
 			return nil, err
 		}
 		status, is := httpx.Status(err), fhir.IssueFor(err)

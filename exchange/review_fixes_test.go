@@ -328,3 +328,50 @@ func TestIdempotencyKeyReusedWithOtherBody(t *testing.T) {
 		t.Fatalf("%d Observations stored; want 2", n)
 	}
 }
+
+// M2: once an entry of a batch has committed, a later entry that fails for the database
+// is reported in its own response; the batch does not answer 503 as if nothing happened.
+func TestBatchReportsUnavailableEntryAfterCommit(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	_, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("m2"))
+	pa := idOf(t, body)
+	_, body, _ = do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "1"))
+	locked := idOf(t, body)
+	ctx := context.Background()
+	hold, err := env.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Rollback(ctx)
+	if _, err := hold.Exec(ctx, `SELECT 1 FROM fhir_resources WHERE id = $1 FOR UPDATE`, locked); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // cancel the PUT's lock wait: the database fails that entry
+		for range 200 {
+			time.Sleep(20 * time.Millisecond)
+			var n int
+			_ = env.pool.QueryRow(ctx, `SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity
+				WHERE datname = current_database() AND wait_event_type = 'Lock' AND query ILIKE '%fhir_resources%'`).Scan(&n)
+			if n > 0 {
+				return
+			}
+		}
+	}()
+	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[` +
+		`{"resource":` + string(obsJSON("", pa, "2")) + `,"request":{"method":"POST","url":"Observation"}},` +
+		`{"resource":` + string(obsJSON(locked, pa, "3")) + `,"request":{"method":"PUT","url":"Observation/` + locked + `"}}]}`)
+	st, body, _ := do(t, "POST", env.base, ta, batch)
+	if st != 200 {
+		t.Fatalf("batch with a committed entry and a failed one: %d %s; want 200", st, body)
+	}
+	var r struct {
+		Entry []struct{ Response struct{ Status string } }
+	}
+	if err := json.Unmarshal(body, &r); err != nil || len(r.Entry) != 2 {
+		t.Fatalf("batch-response %s", body)
+	}
+	if !strings.HasPrefix(r.Entry[0].Response.Status, "201") || !strings.HasPrefix(r.Entry[1].Response.Status, "503") {
+		t.Fatalf("entry statuses %q, %q; want 201 and 503", r.Entry[0].Response.Status, r.Entry[1].Response.Status)
+	}
+}
