@@ -15,7 +15,8 @@ import (
 // History and vread are restricted to the member that owns the resource: earlier
 // versions may hold what a later version (or a consent change) withdrew, and the
 // regional view (records) filters current data only. Another member's resource answers
-// exactly like an unknown one.
+// exactly like an unknown one. Both go through records (OwnVersion, OwnHistory), which
+// audits the read before anything leaves (503 when the audit log cannot be written).
 
 // maxHistory caps the versions returned by one _history call.
 const maxHistory = 100
@@ -36,15 +37,12 @@ func (s *Server) vreadResource(c echo.Context) error {
 	if err != nil || v < 1 {
 		return notFound
 	}
-	st, err := s.FHIR.Version(c.Request().Context(), nil, typ, id, v)
+	st, err := s.Records.OwnVersion(c.Request().Context(), viewer(c), typ, id, v)
 	if err != nil {
 		if errs.CodeOf(err) == errs.NotFound {
 			return notFound
 		}
 		return err
-	}
-	if st.MemberID != principal(c).MemberID {
-		return notFound
 	}
 	h := c.Response().Header()
 	h.Set("ETag", store.ETag(st.Version))
@@ -71,12 +69,9 @@ func (s *Server) historyResource(c echo.Context) error {
 	if n, err := strconv.Atoi(c.QueryParam("_count")); err == nil && n > 0 && n < limit {
 		limit = n
 	}
-	list, err := s.FHIR.History(c.Request().Context(), nil, typ, id, limit)
+	list, err := s.Records.OwnHistory(c.Request().Context(), viewer(c), typ, id, limit)
 	if err != nil {
 		return err
-	}
-	if len(list) == 0 || list[0].MemberID != principal(c).MemberID {
-		return errs.E(op, errs.NotFound, "resource not found")
 	}
 	out, err := historyBundle(s.FHIRBase(), list)
 	if err != nil {

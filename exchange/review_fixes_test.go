@@ -375,3 +375,37 @@ func TestBatchReportsUnavailableEntryAfterCommit(t *testing.T) {
 		t.Fatalf("entry statuses %q, %q; want 201 and 503", r.Entry[0].Response.Status, r.Entry[1].Response.Status)
 	}
 }
+
+// H3: a version read and a history read return PHI only after a Read (own-record) audit
+// event naming the resource and its person.
+func TestVreadAndHistoryAreAudited(t *testing.T) {
+	env := newConsentEnv(t)
+	ta := env.tok(t, env.a, allScopes, "TREAT")
+	tb := env.tok(t, env.b, allScopes, "TREAT")
+	pa := env.patient(t, ta, env.a, "A1")
+	_, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "1"))
+	obs := idOf(t, body)
+	if st, body, _ := do(t, "PUT", env.base+"/Observation/"+obs, ta, obsJSON(obs, pa, "2")); st != 200 {
+		t.Fatalf("PUT: %d %s", st, body)
+	}
+	cond := `'Observation/` + obs + `' = ANY(resources) AND reason = 'own-record' AND patient <> ''`
+	before := env.auditCount(t, audit.Read, cond)
+	if st, body, _ := do(t, "GET", env.base+"/Observation/"+obs+"/_history/1", ta, nil); st != 200 || !strings.Contains(string(body), `"1"`) {
+		t.Fatalf("vread: %d %s", st, body)
+	}
+	if n := env.auditCount(t, audit.Read, cond); n != before+1 {
+		t.Fatalf("vread wrote %d Read events; want 1", n-before)
+	}
+	if st, body, _ := do(t, "GET", env.base+"/Observation/"+obs+"/_history", ta, nil); st != 200 || !strings.Contains(string(body), `"history"`) {
+		t.Fatalf("history: %d %s", st, body)
+	}
+	if n := env.auditCount(t, audit.Read, cond); n != before+2 {
+		t.Fatalf("history wrote %d Read events; want 1", n-before-1)
+	}
+	// Another member: 404 for both, nothing disclosed.
+	for _, u := range []string{"/_history/1", "/_history"} {
+		if st, _, _ := do(t, "GET", env.base+"/Observation/"+obs+u, tb, nil); st != 404 {
+			t.Fatalf("B GET %s: %d; want 404", u, st)
+		}
+	}
+}
