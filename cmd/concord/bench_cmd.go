@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,6 +40,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		noGate    bool
 		tokenEnv  string
 		keepState bool
+		cpuProf   string
 	)
 	cfg, _, err := parseConfig("bench", `bench [flags]
 
@@ -58,6 +60,7 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		fs.BoolVar(&noGate, "no-gate", false, "do not wait for a quiet machine before each round")
 		fs.StringVar(&tokenEnv, "token-env", "CONCORD_BENCH_TOKEN", "environment variable holding a bearer token for --fhir-base/--peer")
 		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory")
+		fs.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the measurements (server and load generator, one process) to this file")
 	})
 	if err != nil {
 		return err
@@ -193,6 +196,17 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		Gate: bench.Gate{Disabled: noGate}}
 	if anchors != "" {
 		bcfg.Anchors = strings.Split(anchors, ",")
+	}
+	if cpuProf != "" {
+		f, err := os.Create(cpuProf)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, err := bench.Run(ctx, bcfg)
 	if err != nil {
