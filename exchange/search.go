@@ -35,7 +35,7 @@ func NewSearchAPI(s *Server, x *records.Searcher) *SearchAPI { return &SearchAPI
 //	POST /fhir/:type/_search             search with a form body (PHI stays out of URLs)
 //	GET  /fhir/:type/:id/$everything     Patient $everything
 func (a *SearchAPI) Register(e *echo.Echo) {
-	mw := []echo.MiddlewareFunc{a.s.fhirMedia, a.s.authenticate}
+	mw := []echo.MiddlewareFunc{noStore, a.s.fhirMedia, a.s.authenticate}
 	e.GET("/fhir/:type", a.searchResources, mw...)
 	e.POST("/fhir/:type/_search", a.searchResources, mw...)
 	e.GET("/fhir/:type/:id/$everything", a.showEverything, mw...)
