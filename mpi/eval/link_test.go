@@ -77,3 +77,17 @@ func TestLinkNDJSON(t *testing.T) {
 		t.Errorf("review CSV header missing: %.80q", rev.String())
 	}
 }
+
+func TestLinkNDJSONCancelled(t *testing.T) {
+	ds := Generate(GenOptions{Seed: 4, Persons: 2000})
+	var in bytes.Buffer
+	if err := WriteNDJSON(&in, ds); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out bytes.Buffer
+	if _, err := mpi.LinkNDJSON(ctx, &in, &out, nil, mpi.LinkOptions{Workers: 2}); !errs.Is(err, errs.Unavailable) {
+		t.Fatalf("err = %v, want Unavailable for a cancelled context", err)
+	}
+}
