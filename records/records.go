@@ -202,18 +202,6 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 	return out, nil
 }
 
-// benchUnenforcedKey marks a context for BenchUnenforced.
-type benchUnenforcedKey struct{}
-
-// BenchUnenforced returns a context under which Read returns the stored resource without
-// resolving the person, deciding consent or writing an audit event. It exists only so that
-// `concord bench` can measure the same read with consent and audit switched off (issue 5's
-// ratio) in the same run, through a listener of its own. Serving code never calls it: a
-// read under such a context discloses without a decision or an audit row.
-func BenchUnenforced(ctx context.Context) context.Context {
-	return context.WithValue(ctx, benchUnenforcedKey{}, true)
-}
-
 // Read returns one stored resource if v may see it. A member always sees what it sent
 // itself; anything else passes consent for the person whose compartment holds it.
 // Whatever v may not see — absent, deleted, another member's without consent — is
@@ -224,9 +212,6 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 	st, err := s.fhir.Get(ctx, nil, typ, id)
 	if err != nil {
 		return store.Stored{}, err
-	}
-	if ctx.Value(benchUnenforcedKey{}) != nil {
-		return st, nil
 	}
 	person := ""
 	patientID := st.PatientID

@@ -21,11 +21,11 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5"
+	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/internal/bench"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/httpx"
-	"github.com/concord-hie/concord/records"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -144,14 +144,31 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		return fmt.Errorf("bench data: %v", db.Map("bench", err))
 	}
 	// The same read with consent and audit switched off (issue 5's ratio): a second loopback
-	// listener in front of the same handler marks every request's context unenforced.
+	// listener with the same middleware, token check and scope check, reading the stored
+	// resource directly. It lives here, in the bench, so the enforcement point itself has no
+	// switch that turns it off.
 	offLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	offSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		m.http.Handler.ServeHTTP(w, r.WithContext(records.BenchUnenforced(r.Context())))
-	}), ReadHeaderTimeout: 10 * time.Second}
+	offEcho := echo.New()
+	offEcho.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
+	offEcho.GET("/fhir/Observation/:id", func(c echo.Context) error {
+		p, err := m.tokens.Verify(strings.TrimPrefix(c.Request().Header.Get("Authorization"), "Bearer "))
+		if err != nil {
+			return c.NoContent(http.StatusUnauthorized)
+		}
+		if !p.Scopes.Allows("Observation", 'r') {
+			return c.NoContent(http.StatusForbidden)
+		}
+		st, err := m.fhir.Get(c.Request().Context(), nil, "Observation", c.Param("id"))
+		if err != nil {
+			return c.NoContent(http.StatusNotFound)
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.Blob(http.StatusOK, "application/fhir+json", st.Body)
+	})
+	offSrv := &http.Server{Handler: offEcho, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = offSrv.Serve(offLn) }()
 	defer offSrv.Close()
 	offBase := "http://" + offLn.Addr().String()
