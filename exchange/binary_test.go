@@ -2,7 +2,6 @@ package exchange
 
 import (
 	"bytes"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -32,30 +30,6 @@ import (
 	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/records"
 )
-
-type memAudit struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (m *memAudit) Append(_ context.Context, ev audit.Event) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.events = append(m.events, ev)
-	return nil
-}
-
-func (m *memAudit) last() audit.Event {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.events[len(m.events)-1]
-}
-
-type defaultDirectives struct{}
-
-func (defaultDirectives) InForce(context.Context, string, time.Time) ([]consent.Directive, error) {
-	return consent.DefaultPolicies(consent.PolicyConfig{}), nil
-}
 
 // docEnv: members a (sender) and c (another member, no relationship), a's Patient linked
 // to a person, the document service on a real S3 bucket behind a FaultTransport, and an

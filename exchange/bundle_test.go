@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -16,17 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
 
-	"github.com/concord-hie/concord/audit"
-	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/testkit"
-	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/notify"
 	"github.com/concord-hie/concord/records"
 )
@@ -59,67 +52,19 @@ func newWriteEnv(t testing.TB) *writeEnv {
 		t.Fatal(err)
 	}
 	env := &writeEnv{pool: pool, a: a, b: b, key: bytes.Repeat([]byte("k"), 32), issuer: "http://concord.test"}
-	toks, err := directory.NewTokens(dir, env.key, env.issuer, env.issuer+"/token", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mpi := mpistore.New(pool)
-	matcher, err := mpistore.NewMatcher(mpi)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
+	mpi, matcher := newMatcher(t, pool)
 	fs := store.New(pool)
-	e := echo.New()
 	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: mpi, Matcher: matcher,
-		Records: records.New(fs, mpi, bundleDirectives{}, &bundleAudit{}, nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	e.HTTPErrorHandler = srv.HandleError
-	srv.Register(e)
-	hs := httptest.NewServer(e)
-	t.Cleanup(hs.Close)
-	env.base = hs.URL + "/fhir"
+		Records: records.New(fs, mpi, defaultDirectives{}, &memAudit{}, nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	env.base = serveExchange(t, srv)
 	return env
-}
-
-// bundleDirectives are the regional defaults only (no patient directives).
-type bundleDirectives struct{}
-
-func (bundleDirectives) InForce(context.Context, string, time.Time) ([]consent.Directive, error) {
-	return consent.DefaultPolicies(consent.PolicyConfig{}), nil
-}
-
-// bundleAudit keeps appended events in memory.
-type bundleAudit struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (a *bundleAudit) Append(_ context.Context, ev audit.Event) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.events = append(a.events, ev)
-	return nil
 }
 
 // token mints an access token as directory.Tokens would issue it.
 func (env *writeEnv) token(t testing.TB, member, scope string) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: env.key}, (&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	claims := struct {
-		jwt.Claims
-		Org     string `json:"org"`
-		Scope   string `json:"scope"`
-		Purpose string `json:"pou"`
-	}{jwt.Claims{Issuer: env.issuer, Audience: jwt.Audience{env.issuer}, Subject: "client-" + member, ID: testkit.RandomID(8),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(5 * time.Minute))}, member, scope, "TREAT"}
-	s, err := jwt.Signed(sig).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return mintToken(t, env.key, env.issuer, "client-"+member, member, scope, "TREAT", 5*time.Minute)
 }
 
 func do(t testing.TB, method, u, tok string, body []byte, header ...string) (int, []byte, http.Header) {

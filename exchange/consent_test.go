@@ -6,16 +6,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
@@ -52,15 +48,8 @@ func newConsentEnv(t *testing.T) *consentEnv {
 		t.Fatal(err)
 	}
 	env := &consentEnv{pool: pool, a: a, b: b, key: bytes.Repeat([]byte("c"), 32), issuer: "http://concord.test"}
-	toks, err := directory.NewTokens(dir, env.key, env.issuer, env.issuer+"/token", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mpi := mpistore.New(pool)
-	matcher, err := mpistore.NewMatcher(mpi)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
+	mpi, matcher := newMatcher(t, pool)
 	cs := consent.NewStore()
 	if _, err := records.EnsureDefaultPolicies(ctx, pool, cs, consent.PolicyConfig{}); err != nil {
 		t.Fatal(err)
@@ -76,36 +65,14 @@ func newConsentEnv(t *testing.T) *consentEnv {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 1 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: store.New(pool),
 		MPI: mpi, Matcher: matcher, Records: env.rec, Log: quiet})
-	e := echo.New()
-	e.HTTPErrorHandler = srv.HandleError
-	srv.Register(e)
-	NewConsentAPI(srv, ConsentDeps{Store: cs, Directives: src, Cache: cache, BreakGlass: records.NewBreakGlassStore(pool), Audit: log}).Register(e)
-	hs := httptest.NewServer(e)
-	t.Cleanup(hs.Close)
-	env.base = hs.URL + "/fhir"
+	env.base = serveExchange(t, srv, NewConsentAPI(srv, ConsentDeps{Store: cs, Directives: src, Cache: cache, BreakGlass: records.NewBreakGlassStore(pool), Audit: log}).Register)
 	return env
 }
 
 // tok mints an access token for member's client with scope and purpose.
 func (env *consentEnv) tok(t testing.TB, member directory.Member, scope, purpose string) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: env.key}, (&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	claims := struct {
-		jwt.Claims
-		Org     string `json:"org"`
-		Scope   string `json:"scope"`
-		Purpose string `json:"pou"`
-	}{jwt.Claims{Issuer: env.issuer, Audience: jwt.Audience{env.issuer}, Subject: "client-" + member.ID, ID: testkit.RandomID(8),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(5 * time.Minute))}, member.ID, scope, purpose}
-	s, err := jwt.Signed(sig).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return mintToken(t, env.key, env.issuer, "client-"+member.ID, member.ID, scope, purpose, 5*time.Minute)
 }
 
 func (env *consentEnv) patient(t *testing.T, tok string, m directory.Member, mrn string) string {

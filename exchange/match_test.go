@@ -8,23 +8,18 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/testkit"
-	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -66,15 +61,8 @@ func newIdentityEnv(t testing.TB) *identityEnv {
 			t.Fatal(err)
 		}
 	}
-	toks, err := directory.NewTokens(dir, env.key, env.issuer, env.issuer+"/token", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mpi := mpistore.New(pool)
-	matcher, err := mpistore.NewMatcher(mpi)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
+	mpi, matcher := newMatcher(t, pool)
 	if _, err := records.EnsureDefaultPolicies(ctx, pool, env.cs, consent.PolicyConfig{}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,34 +78,13 @@ func newIdentityEnv(t testing.TB) *identityEnv {
 	if _, ok := t.(*testing.B); ok {
 		srv.IdentityLimiter = nil // the benchmark measures the operation, not the limiter
 	}
-	e := echo.New()
-	e.HTTPErrorHandler = srv.HandleError
-	srv.Register(e)
-	hs := httptest.NewServer(e)
-	t.Cleanup(hs.Close)
-	env.base = hs.URL + "/fhir"
+	env.base = serveExchange(t, srv)
 	return env
 }
 
 func (env *identityEnv) tok(t testing.TB, m directory.Member, purpose string) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: env.key}, (&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	claims := struct {
-		jwt.Claims
-		Org     string `json:"org"`
-		Scope   string `json:"scope"`
-		Purpose string `json:"pou"`
-	}{jwt.Claims{Issuer: env.issuer, Audience: jwt.Audience{env.issuer}, Subject: "client-" + m.ID, ID: testkit.RandomID(8),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(5 * time.Minute))}, m.ID, "system/*.cruds", purpose}
-	s, err := jwt.Signed(sig).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return mintToken(t, env.key, env.issuer, "client-"+m.ID, m.ID, "system/*.cruds", purpose, 5*time.Minute)
 }
 
 func identityCall(t testing.TB, method, u, tok string, body []byte) (int, []byte) {

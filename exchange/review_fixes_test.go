@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
@@ -167,21 +164,12 @@ func TestBinaryHistoryRoute(t *testing.T) {
 	de := newDocEnv(t)
 	id := de.store(t, "text/plain", []byte("hello"))
 	key, issuer := bytes.Repeat([]byte("h"), 32), "http://concord.test"
-	toks, err := directory.NewTokens(directory.NewStore(de.srv.Pool), key, issuer, issuer+"/token", 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := de.srv.Deps
-	d.Tokens = toks
-	srv := New(Config{BaseURL: issuer, MaxBodyBytes: 1 << 20}, d)
-	e := echo.New()
-	e.HTTPErrorHandler = srv.HandleError
-	srv.Register(e)
-	hs := httptest.NewServer(e)
-	t.Cleanup(hs.Close)
-	tok := (&consentEnv{key: key, issuer: issuer}).tok(t, de.a, allScopes, "TREAT")
-	for _, u := range []string{"/fhir/Binary/" + id + "/_history", "/fhir/Binary/" + id + "/_history/1"} {
-		if st, body, _ := do(t, "GET", hs.URL+u, tok, nil); st != 405 {
+	d.Tokens = newTokens(t, directory.NewStore(de.srv.Pool), key, issuer, issuer+"/token", 0)
+	base := serveExchange(t, New(Config{BaseURL: issuer, MaxBodyBytes: 1 << 20}, d))
+	tok := mintToken(t, key, issuer, "client-"+de.a.ID, de.a.ID, allScopes, "TREAT", 5*time.Minute)
+	for _, u := range []string{"/Binary/" + id + "/_history", "/Binary/" + id + "/_history/1"} {
+		if st, body, _ := do(t, "GET", base+u, tok, nil); st != 405 {
 			t.Fatalf("GET %s: %d %s; want 405", u, st, body)
 		}
 	}

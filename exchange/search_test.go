@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
@@ -62,11 +60,7 @@ func newSearchEnv(t testing.TB, perPatient int, others ...int) *searchEnv {
 	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
-	for _, m := range []string{"a", "b"} {
-		if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ($1, $1, 'urn:oid:1.2.3.' || ascii($1))`, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertMembers(t, pool, "a", "b")
 	fs, ms := store.New(pool), mpistore.New(pool)
 	env := &searchEnv{pool: pool, visible: map[string]bool{}, forbidden: map[string]bool{}}
 	var p, q mpistore.PersonID
@@ -160,15 +154,9 @@ func newSearchEnv(t testing.TB, perPatient int, others ...int) *searchEnv {
 		t.Fatal(err)
 	}
 	dir := directory.NewStore(pool)
-	toks, err := directory.NewTokens(dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := newTokens(t, dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour)
 	srv := New(Config{BaseURL: searchBase}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: ms, Records: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	e := echo.New()
-	e.Use(httpx.RequestID())
-	e.HTTPErrorHandler = srv.HandleError
-	srv.Register(e)
+	e := mountExchange(srv, httpx.RequestID())
 	NewSearchAPI(srv, x).Register(e)
 	env.e = e
 	_ = q
@@ -178,23 +166,7 @@ func newSearchEnv(t testing.TB, perPatient int, others ...int) *searchEnv {
 // token mints an access token as directory.Tokens would issue it.
 func token(t testing.TB, client, member, scope string) string {
 	t.Helper()
-	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: tokenKey}, (&jose.SignerOptions{}).WithType("at+jwt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	claims := struct {
-		jwt.Claims
-		Org     string `json:"org"`
-		Scope   string `json:"scope"`
-		Purpose string `json:"pou"`
-	}{jwt.Claims{Issuer: searchBase + "/fhir", Audience: jwt.Audience{searchBase + "/fhir"}, Subject: client, ID: testkit.RandomID(8),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Hour))}, member, scope, consent.PurposeTreatment}
-	raw, err := jwt.Signed(sig).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return raw
+	return mintToken(t, tokenKey, searchBase+"/fhir", client, member, scope, consent.PurposeTreatment, time.Hour)
 }
 
 type bundle struct {

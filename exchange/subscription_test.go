@@ -71,11 +71,7 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
-	for _, m := range []string{"a", "b"} {
-		if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ($1, $1, 'urn:oid:1.2.3.' || ascii($1))`, m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	insertMembers(t, pool, "a", "b")
 	fs, ms := store.New(pool), mpistore.New(pool)
 	env := &notifyEnv{pool: pool, hook: newHookReceiver(t)}
 	var person mpistore.PersonID
@@ -117,10 +113,7 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 	env.dirs = personDirs{string(person): consent.DefaultPolicies(consent.PolicyConfig{})}
 	rec := records.New(fs, ms, env.dirs, log, nil)
 	dir := directory.NewStore(pool)
-	toks, err := directory.NewTokens(dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	toks := newTokens(t, dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour)
 	matcher, err := mpistore.NewMatcher(ms)
 	if err != nil {
 		t.Fatal(err)
@@ -131,11 +124,7 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 		notify.DispatcherConfig{FHIRBase: searchBase + "/fhir", BaseBackoff: 10 * time.Millisecond}, nil)
 	srv := New(Config{BaseURL: searchBase, MaxBodyBytes: 1 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: ms,
 		Matcher: matcher, Records: rec, Notify: env.ns, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	e := echo.New()
-	e.Use(httpx.RequestID())
-	e.HTTPErrorHandler = srv.HandleError
-	srv.Register(e)
-	env.e = e
+	env.e = mountExchange(srv, httpx.RequestID())
 	return env
 }
 
