@@ -396,11 +396,7 @@ func (s *Server) bulkWrite(ctx context.Context, tx db.Querier, member directory.
 // processBundle handles POST [base] with a transaction or batch Bundle.
 func (s *Server) processBundle(c echo.Context) error {
 	const op = "exchange.processBundle"
-	body, err := s.readBody(c)
-	if err != nil {
-		return err
-	}
-	res, err := fhir.Parse(body)
+	body, res, err := s.readRequestResource(c, op, "")
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,24 @@ func (s *Server) readBody(c echo.Context) ([]byte, error) {
 	return b, nil
 }
 
+// readRequestResource reads the request body (within the limit, see readBody) and parses it as
+// one FHIR resource; it returns the raw body as well, for callers that hash it. A non-empty
+// want must equal the resource's type, else the error is Invalid under op.
+func (s *Server) readRequestResource(c echo.Context, op, want string) ([]byte, *fhir.Resource, error) {
+	body, err := s.readBody(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := fhir.Parse(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	if want != "" && res.ResourceType != want {
+		return nil, nil, errs.E(op, errs.Invalid, "resourceType does not match the URL")
+	}
+	return body, res, nil
+}
+
 // createResource handles POST [base]/[type]: a server-assigned id, the sending member's
 // record, labelled with its source. A Patient must carry an identifier in the member's own
 // namespace; the MPI links it in the same transaction, so the response and the link agree.
@@ -47,16 +65,9 @@ func (s *Server) createResource(c echo.Context) error {
 	if err := require(c, typ, 'c'); err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	body, res, err := s.readRequestResource(c, op, typ)
 	if err != nil {
 		return err
-	}
-	res, err := fhir.Parse(body)
-	if err != nil {
-		return err
-	}
-	if res.ResourceType != typ {
-		return errs.E(op, errs.Invalid, "resourceType does not match the URL")
 	}
 	ctx := c.Request().Context()
 	p := principal(c)

@@ -91,11 +91,7 @@ func (s *Server) updateResource(c echo.Context) error {
 	if err := require(c, typ, 'u'); err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
-	if err != nil {
-		return err
-	}
-	res, err := fhir.Parse(body)
+	_, res, err := s.readRequestResource(c, op, "")
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
@@ -42,16 +41,9 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 	if err := require(c, "Group", interaction); err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	_, res, err := s.readRequestResource(c, op, "Group")
 	if err != nil {
 		return err
-	}
-	res, err := fhir.Parse(body)
-	if err != nil {
-		return err
-	}
-	if res.ResourceType != "Group" {
-		return errs.E(op, errs.Invalid, "resourceType does not match the URL")
 	}
 	var g groupFields
 	if err := json.Unmarshal(res.Bytes(), &g); err != nil {

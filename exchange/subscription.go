@@ -8,7 +8,6 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
@@ -24,16 +23,9 @@ func (s *Server) createSubscription(c echo.Context) error {
 	if err := require(c, "Subscription", 'c'); err != nil {
 		return err
 	}
-	body, err := s.readBody(c)
+	_, res, err := s.readRequestResource(c, op, "Subscription")
 	if err != nil {
 		return err
-	}
-	res, err := fhir.Parse(body)
-	if err != nil {
-		return err
-	}
-	if res.ResourceType != "Subscription" {
-		return errs.E(op, errs.Invalid, "resourceType does not match the URL")
 	}
 	sub, err := notify.ParseSubscription(res.Bytes())
 	if err != nil {
