@@ -43,8 +43,15 @@ func (s *Store) HL7SenderMember(ctx context.Context, q db.Querier, apps, facilit
 	}
 	rows, err := q.Query(ctx, `SELECT DISTINCT member_id FROM directory_hl7_senders
 		WHERE msh4 = ANY($1) AND (msh3 = '' OR msh3 = ANY($2)) ORDER BY member_id LIMIT 2`, facilities, apps)
-	if err != nil {
-		return "", db.Map(op, err)
+	return soleMember(op, rows, err, "sender not registered", "sender registered to more than one member")
+}
+
+// soleMember reads the result of a query selecting DISTINCT member_id ... LIMIT 2 (qerr
+// is the query's error): one row is the answer, none is errs.NotFound with notFound, two
+// are errs.Conflict with conflict. Errors are reported under op.
+func soleMember(op string, rows pgx.Rows, qerr error, notFound, conflict string) (string, error) {
+	if qerr != nil {
+		return "", db.Map(op, qerr)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
@@ -52,11 +59,11 @@ func (s *Store) HL7SenderMember(ctx context.Context, q db.Querier, apps, facilit
 	}
 	switch len(ids) {
 	case 0:
-		return "", errs.E(op, errs.NotFound, "sender not registered")
+		return "", errs.E(op, errs.NotFound, notFound)
 	case 1:
 		return ids[0], nil
 	}
-	return "", errs.E(op, errs.Conflict, "sender registered to more than one member")
+	return "", errs.E(op, errs.Conflict, conflict)
 }
 
 // AddHL7Address allows MLLP connections from prefix (CIDR, e.g. "10.1.2.0/24" or
@@ -136,20 +143,7 @@ func (s *Store) AddHL7CertName(ctx context.Context, memberID, name string) error
 func (s *Store) HL7CertMember(ctx context.Context, names []string) (string, error) {
 	const op = "directory.Store.HL7CertMember"
 	rows, err := s.db.Query(ctx, `SELECT DISTINCT member_id FROM directory_hl7_cert_names WHERE name = ANY($1) ORDER BY member_id LIMIT 2`, names)
-	if err != nil {
-		return "", db.Map(op, err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return "", db.Map(op, err)
-	}
-	switch len(ids) {
-	case 0:
-		return "", errs.E(op, errs.NotFound, "certificate not registered")
-	case 1:
-		return ids[0], nil
-	}
-	return "", errs.E(op, errs.Conflict, "certificate names belong to more than one member")
+	return soleMember(op, rows, err, "certificate not registered", "certificate names belong to more than one member")
 }
 
 // AddHL7Namespace declares that the v2 assigning-authority namespace ID namespace (CX-4.1
