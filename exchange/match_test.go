@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -89,18 +88,8 @@ func (env *identityEnv) tok(t testing.TB, m directory.Member, purpose string) st
 
 func identityCall(t testing.TB, method, u, tok string, body []byte) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, u, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/fhir+json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
+	st, b, _ := do(t, method, u, tok, body)
+	return st, b
 }
 
 func demoPatient(system, mrn, given, family, gender, dob, phone string) []byte {
@@ -173,19 +162,29 @@ func (env *identityEnv) count(t *testing.T, sql string, args ...any) int {
 	return n
 }
 
+// anaPatient is Ana Rivera's Patient under sys with MRN mrn.
+func anaPatient(sys, mrn string) []byte {
+	return demoPatient(sys, mrn, "Ana", "Rivera", "female", "1984-03-12", "951-555-0142")
+}
+
+// seedAna creates Ana as A1 at member a (pa) and B1 at member b (pb), and an unrelated
+// Marcus Baker as B2 at b.
+func (env *identityEnv) seedAna(t *testing.T) (pa, pb string) {
+	t.Helper()
+	pa = env.create(t, env.a, "A1", anaPatient(env.a.System, "A1"))
+	pb = env.create(t, env.b, "B1", anaPatient(env.b.System, "B1"))
+	env.create(t, env.b, "B2", demoPatient(env.b.System, "B2", "Marcus", "Baker", "male", "1971-07-30", "951-555-9999"))
+	return pa, pb
+}
+
 func TestPatientMatch(t *testing.T) {
 	env := newIdentityEnv(t)
-	ana := func(sys, mrn string) []byte {
-		return demoPatient(sys, mrn, "Ana", "Rivera", "female", "1984-03-12", "951-555-0142")
-	}
-	pa := env.create(t, env.a, "A1", ana(env.a.System, "A1"))
-	pb := env.create(t, env.b, "B1", ana(env.b.System, "B1"))
-	env.create(t, env.b, "B2", demoPatient(env.b.System, "B2", "Marcus", "Baker", "male", "1971-07-30", "951-555-9999"))
+	pa, pb := env.seedAna(t)
 	rows := func() int {
 		return env.count(t, `SELECT (SELECT count(*) FROM fhir_resources) + (SELECT count(*) FROM mpi_source_records) + (SELECT count(*) FROM mpi_persons) + (SELECT count(*) FROM mpi_review_items)`)
 	}
 	before := rows()
-	query := ana(env.c.System, "ignored")
+	query := anaPatient(env.c.System, "ignored")
 
 	// Member A gets its own Patient for the person, graded certain, score in (0, 1].
 	got := env.match(t, env.a, consent.PurposeTreatment, params(query, `,{"name":"count","valueInteger":5}`))
@@ -290,12 +289,7 @@ func TestPatientMatchRateLimited(t *testing.T) {
 
 func TestPIXm(t *testing.T) {
 	env := newIdentityEnv(t)
-	ana := func(sys, mrn string) []byte {
-		return demoPatient(sys, mrn, "Ana", "Rivera", "female", "1984-03-12", "951-555-0142")
-	}
-	pa := env.create(t, env.a, "A1", ana(env.a.System, "A1"))
-	pb := env.create(t, env.b, "B1", ana(env.b.System, "B1"))
-	env.create(t, env.b, "B2", demoPatient(env.b.System, "B2", "Marcus", "Baker", "male", "1971-07-30", "951-555-9999"))
+	pa, pb := env.seedAna(t)
 	pix := func(m directory.Member, purpose, query string) (int, []byte) {
 		return identityCall(t, "GET", env.base+"/Patient/$ihe-pix?"+query, env.tok(t, m, purpose), nil)
 	}
