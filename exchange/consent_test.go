@@ -84,6 +84,17 @@ func (env *consentEnv) patient(t *testing.T, tok string, m directory.Member, mrn
 	return idOf(t, body)
 }
 
+// postConsent files an active Consent for patient as tok; it must be created (201). It
+// returns the Consent's id.
+func (env *consentEnv) postConsent(t *testing.T, tok, patient string) string {
+	t.Helper()
+	st, body, _ := do(t, "POST", env.base+"/Consent", tok, consentJSON("", patient, "active"))
+	if st != 201 {
+		t.Fatalf("POST Consent: %d %s", st, body)
+	}
+	return idOf(t, body)
+}
+
 func conditionJSON(patient, system, code string, security string) []byte {
 	meta := ""
 	if security != "" {
@@ -214,11 +225,7 @@ func TestConsentResourceAndPreview(t *testing.T) {
 	}
 
 	// The patient opts out of treatment sharing at A: in force on the next request.
-	st, body, _ := do(t, "POST", env.base+"/Consent", ta, consentJSON("", pa, "active"))
-	if st != 201 {
-		t.Fatalf("POST Consent: %d %s", st, body)
-	}
-	id := idOf(t, body)
+	id := env.postConsent(t, ta, pa)
 	if !bytes.Contains(body, []byte(`"Patient/`+pa+`"`)) || !bytes.Contains(body, []byte(`"versionId":"1"`)) {
 		t.Fatalf("Consent read back: %s; want the member's Patient and version 1", body)
 	}
@@ -239,7 +246,7 @@ func TestConsentResourceAndPreview(t *testing.T) {
 	var bundle struct {
 		Total int `json:"total"`
 	}
-	st, body, _ = do(t, "GET", env.base+"/Consent?patient="+pa, ta, nil)
+	st, body, _ := do(t, "GET", env.base+"/Consent?patient="+pa, ta, nil)
 	if json.Unmarshal(body, &bundle); st != 200 || bundle.Total != 1 {
 		t.Fatalf("Consent?patient: %d, total %d; want 1", st, bundle.Total)
 	}

@@ -60,11 +60,7 @@ func TestConsentSaveLocksDirectiveBeforeCheck(t *testing.T) {
 	env := newConsentEnv(t)
 	ta := env.tok(t, env.a, allScopes, "TREAT")
 	pa := env.patient(t, ta, env.a, "A1")
-	st, body, _ := do(t, "POST", env.base+"/Consent", ta, consentJSON("", pa, "active"))
-	if st != 201 {
-		t.Fatalf("POST Consent: %d %s", st, body)
-	}
-	id := idOf(t, body)
+	id := env.postConsent(t, ta, pa)
 	ctx := context.Background()
 	tx, err := env.pool.Begin(ctx)
 	if err != nil {
@@ -135,11 +131,7 @@ func TestConsentHistoryAndDeleteRoutes(t *testing.T) {
 	env := newConsentEnv(t)
 	ta := env.tok(t, env.a, allScopes, "TREAT")
 	pa := env.patient(t, ta, env.a, "A1")
-	st, body, _ := do(t, "POST", env.base+"/Consent", ta, consentJSON("", pa, "active"))
-	if st != 201 {
-		t.Fatalf("POST Consent: %d %s", st, body)
-	}
-	id := idOf(t, body)
+	id := env.postConsent(t, ta, pa)
 	reads := env.auditCount(t, audit.Read, `consent = '`+id+`'`)
 	for _, u := range []string{"/Consent/" + id + "/_history", "/Consent/" + id + "/_history/1"} {
 		st, body, _ := do(t, "GET", env.base+u, ta, nil)
