@@ -54,11 +54,7 @@ func newHL7Env(t testing.TB) *hl7Env {
 	if err := dir.AddHL7Address(ctx, m.ID, "127.0.0.0/8"); err != nil {
 		t.Fatal(err)
 	}
-	mpi := mpistore.New(pool)
-	matcher, err := mpistore.NewMatcher(mpi)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mpi, matcher := newMatcher(t, pool)
 	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: store.New(pool), MPI: mpi, Matcher: matcher,
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	in := NewHL7Intake(srv, HL7Options{Timeout: 20 * time.Second})

@@ -72,7 +72,8 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 	pool := testkit.DB(t)
 	ctx := context.Background()
 	insertMembers(t, pool, "a", "b")
-	fs, ms := store.New(pool), mpistore.New(pool)
+	fs := store.New(pool)
+	ms, matcher := newMatcher(t, pool)
 	env := &notifyEnv{pool: pool, hook: newHookReceiver(t)}
 	var person mpistore.PersonID
 	err := db.InTx(ctx, pool, func(tx db.Querier) error {
@@ -114,10 +115,6 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 	rec := records.New(fs, ms, env.dirs, log, nil)
 	dir := directory.NewStore(pool)
 	toks := newTokens(t, dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour)
-	matcher, err := mpistore.NewMatcher(ms)
-	if err != nil {
-		t.Fatal(err)
-	}
 	allow := []netip.AddrPort{netip.MustParseAddrPort(env.hook.srv.Listener.Addr().String())}
 	env.ns = notify.NewStore(allow)
 	env.d = notify.NewDispatcher(pool, env.ns, ms, rec, notify.NewClient(notify.ClientConfig{Allow: allow}),
