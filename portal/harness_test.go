@@ -102,21 +102,10 @@ func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
 	pool := testkit.DB(t)
 	rdb, prefix := testkit.Redis(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
+	ln, base := listenLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	op, err := devoidc.Start(ctx, "127.0.0.1:0", demoUsers, []devoidc.Client{{
-		ID: "concord-portal", Secret: "portal-secret",
-		RedirectURIs: []string{base + "/auth/callback"}, PostLogoutRedirectURIs: []string{base + "/"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { op.Close() })
+	op := startOP(t, ctx, base, demoUsers)
 
 	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system) VALUES ('riverside', 'Riverside Family Clinic', 'urn:oid:2.999.1')`); err != nil {
 		t.Fatal(err)
@@ -133,6 +122,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}
+	var err error
 	e.srv, err = New(Config{
 		BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
 		RedisPrefix: prefix, InsecureCookies: !o.secureCookies,
@@ -140,15 +130,47 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	servePortal(t, e.srv, ln)
+	return e
+}
+
+// listenLoopback reserves a loopback port for a portal; it returns the listener and the
+// portal's base URL on it.
+func listenLoopback(t *testing.T) (net.Listener, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln, "http://" + ln.Addr().String()
+}
+
+// startOP starts the development OpenID provider with users and the portal's client
+// (redirects to the portal at base); it is closed at cleanup.
+func startOP(t *testing.T, ctx context.Context, base string, users []devoidc.User) *devoidc.Server {
+	t.Helper()
+	op, err := devoidc.Start(ctx, "127.0.0.1:0", users, []devoidc.Client{{
+		ID: "concord-portal", Secret: "portal-secret",
+		RedirectURIs: []string{base + "/auth/callback"}, PostLogoutRedirectURIs: []string{base + "/"},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { op.Close() })
+	return op
+}
+
+// servePortal mounts srv on an echo with request IDs and srv's error handler and serves
+// it on ln until cleanup.
+func servePortal(t *testing.T, srv *Server, ln net.Listener) {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
 	ec.Use(middleware.RequestID())
-	ec.HTTPErrorHandler = e.srv.HTTPErrorHandler
-	e.srv.Register(ec)
+	ec.HTTPErrorHandler = srv.HTTPErrorHandler
+	srv.Register(ec)
 	hs := &http.Server{Handler: ec, ReadHeaderTimeout: 5 * time.Second}
 	go hs.Serve(ln)
 	t.Cleanup(func() { hs.Close() })
-	return e
 }
 
 // client is a browser stand-in: a cookie jar, no automatic redirects.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"html"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/labstack/echo/v4"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
@@ -44,23 +41,12 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	t.Helper()
 	pool := testkit.DB(t)
 	rdb, prefix := testkit.Redis(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
+	ln, base := listenLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	users := append(demoUsers[:len(demoUsers):len(demoUsers)],
 		devoidc.User{Subject: "sub-off-1", Username: "privo", Password: "privo-pw", FirstName: "Pat", LastName: "Officer"})
-	op, err := devoidc.Start(ctx, "127.0.0.1:0", users, []devoidc.Client{{
-		ID: "concord-portal", Secret: "portal-secret",
-		RedirectURIs: []string{base + "/auth/callback"}, PostLogoutRedirectURIs: []string{base + "/"},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { op.Close() })
+	op := startOP(t, ctx, base, users)
 	pe := &privacyEnv{pool: pool, now: time.Now().UTC()}
 	pe.seed(t, ctx, op.Issuer())
 
@@ -93,14 +79,7 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ec := echo.New()
-	ec.HideBanner, ec.HidePort = true, true
-	ec.Use(middleware.RequestID())
-	ec.HTTPErrorHandler = e.srv.HTTPErrorHandler
-	e.srv.Register(ec)
-	hs := &http.Server{Handler: ec, ReadHeaderTimeout: 5 * time.Second}
-	go hs.Serve(ln)
-	t.Cleanup(func() { hs.Close() })
+	servePortal(t, e.srv, ln)
 	pe.env = e
 	return pe
 }
