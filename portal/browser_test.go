@@ -15,6 +15,24 @@ import (
 // browser returns a headless Chromium context (see testkit.Browser).
 func browser(t *testing.T) context.Context { return testkit.Browser(t, 1100, 900) }
 
+// browserSignIn signs user in with pw through the portal at base and the OP's login form,
+// and waits until the selector wait is visible.
+func browserSignIn(t *testing.T, ctx context.Context, base, user, pw, wait string) {
+	t.Helper()
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/"),
+		chromedp.Click(chromedp.CSS("form.signin button")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), user),
+		chromedp.SendKeys(chromedp.ID("password"), pw),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(wait)),
+	); err != nil {
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("sign-in as %s: %v (at %s)", user, err, loc)
+	}
+}
+
 // screenshot saves a PNG to $CONCORD_SCREENSHOT_DIR when it is set.
 func screenshot(t *testing.T, ctx context.Context, name string) { testkit.Screenshot(t, ctx, name) }
 
@@ -129,18 +147,7 @@ func TestBrowserStaffEnrolAndErrorPages(t *testing.T) {
 	e := newEnv(t, envOpts{secureCookies: true})
 	signIn := func(user, pw, wait string) {
 		t.Helper()
-		if err := chromedp.Do(ctx,
-			chromedp.Navigate(e.base+"/"),
-			chromedp.Click(chromedp.CSS("form.signin button")),
-			chromedp.WaitVisible(chromedp.ID("username")),
-			chromedp.SendKeys(chromedp.ID("username"), user),
-			chromedp.SendKeys(chromedp.ID("password"), pw),
-			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-			chromedp.WaitVisible(chromedp.CSS(wait)),
-		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Fatalf("sign-in as %s: %v (at %s)", user, err, loc)
-		}
+		browserSignIn(t, ctx, e.base, user, pw, wait)
 	}
 	signOut := func() {
 		t.Helper()

@@ -17,18 +17,7 @@ func TestBrowserPrivacyPages(t *testing.T) {
 	pe := newPrivacyEnv(t, true)
 	signIn := func(user, pw, wait string) {
 		t.Helper()
-		if err := chromedp.Do(ctx,
-			chromedp.Navigate(pe.base+"/"),
-			chromedp.Click(chromedp.CSS("form.signin button")),
-			chromedp.WaitVisible(chromedp.ID("username")),
-			chromedp.SendKeys(chromedp.ID("username"), user),
-			chromedp.SendKeys(chromedp.ID("password"), pw),
-			chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-			chromedp.WaitVisible(chromedp.CSS(wait)),
-		); err != nil {
-			loc, _ := chromedp.Run(ctx, chromedp.Location())
-			t.Fatalf("sign-in as %s: %v (at %s)", user, err, loc)
-		}
+		browserSignIn(t, ctx, pe.base, user, pw, wait)
 	}
 	// check opens path, waits for sel, and checks it at both widths.
 	check := func(path, sel, name string) string {
