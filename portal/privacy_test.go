@@ -162,18 +162,26 @@ func (pe *privacyEnv) signedIn(t *testing.T, user, pw string) *client {
 	return c
 }
 
+// getPrivate GETs base+path, which must answer 200 with Cache-Control no-store (a page
+// showing one person's data).
+func (c *client) getPrivate(base, path string) resp {
+	c.t.Helper()
+	r := c.get(base + path)
+	if r.status != http.StatusOK {
+		c.t.Fatalf("%s: %d %s", path, r.status, r.body)
+	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		c.t.Errorf("%s: Cache-Control %q, want no-store", path, cc)
+	}
+	return r
+}
+
 func TestAccessPageListsOnlyOwnPermittedAccessesNewestFirst(t *testing.T) {
 	t.Parallel()
 	pe := newPrivacyEnv(t, false)
 	c := pe.signedIn(t, "alice", "alice-pw")
 
-	r := c.get(pe.base + "/access")
-	if r.status != http.StatusOK {
-		t.Fatalf("/access: %d %s", r.status, r.body)
-	}
-	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q, want no-store", cc)
-	}
+	r := c.getPrivate(pe.base, "/access")
 	body := html.UnescapeString(r.body)
 	share := strings.Index(body, "Someone using your share link")
 	glass := strings.Index(body, "St Mary's Hospital")
@@ -235,13 +243,7 @@ func TestPrivacyPageShowsPreviewPerMemberWithExplanations(t *testing.T) {
 	t.Parallel()
 	pe := newPrivacyEnv(t, false)
 	c := pe.signedIn(t, "alice", "alice-pw")
-	r := c.get(pe.base + "/privacy")
-	if r.status != http.StatusOK {
-		t.Fatalf("/privacy: %d %s", r.status, r.body)
-	}
-	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q", cc)
-	}
+	r := c.getPrivate(pe.base, "/privacy")
 	body := html.UnescapeString(r.body)
 	// The expected decisions, computed independently from the stored default policies.
 	dirs, err := consent.NewStore().Load(context.Background(), pe.pool, alicePerson)
@@ -290,13 +292,7 @@ func TestOfficerAuditSearchAndPaging(t *testing.T) {
 	pe := newPrivacyEnv(t, false)
 	c := pe.signedIn(t, "privo", "privo-pw")
 
-	r := c.get(pe.base + "/officer?patient=" + alicePerson + "&outcome=deny")
-	if r.status != http.StatusOK {
-		t.Fatalf("/officer: %d %s", r.status, r.body)
-	}
-	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q", cc)
-	}
+	r := c.getPrivate(pe.base, "/officer?patient="+alicePerson+"&outcome=deny")
 	if n := strings.Count(r.body, "<tr"); n != 2 || !strings.Contains(r.body, "no-directive") || !strings.Contains(r.body, "North Valley Laboratory") {
 		t.Errorf("deny search: %d rows\n%s", n-1, r.body)
 	}
