@@ -101,12 +101,9 @@ func newDocEnvAudit(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog) *d
 	return e
 }
 
-// store ingests a DocumentReference with inline data through Ingest, as every intake
-// path does, and returns its Binary id.
-func (e *docEnv) store(t testing.TB, ct string, data []byte) string {
+// ingest ingests res as member a through Ingest, in its own transaction.
+func (e *docEnv) ingest(t testing.TB, res *fhir.Resource) store.Stored {
 	t.Helper()
-	res := fhir.MustParse([]byte(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},`+
-		`"content":[{"attachment":{"contentType":%q,"data":%q}}]}`, e.patient, ct, base64.StdEncoding.EncodeToString(data))))
 	var st store.Stored
 	err := db.InTx(t.Context(), e.srv.Pool, func(tx db.Querier) error {
 		var err error
@@ -116,6 +113,16 @@ func (e *docEnv) store(t testing.TB, ct string, data []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+// store ingests a DocumentReference with inline data through Ingest, as every intake
+// path does, and returns its Binary id.
+func (e *docEnv) store(t testing.TB, ct string, data []byte) string {
+	t.Helper()
+	res := fhir.MustParse([]byte(fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","subject":{"reference":"Patient/%s"},`+
+		`"content":[{"attachment":{"contentType":%q,"data":%q}}]}`, e.patient, ct, base64.StdEncoding.EncodeToString(data))))
+	st := e.ingest(t, res)
 	var d struct {
 		Content []struct {
 			Attachment struct {
@@ -279,15 +286,7 @@ func TestStandaloneBinaryOnlyItsSenderReads(t *testing.T) {
 	e := newDocEnv(t)
 	data := []byte("%PDF-1.4\nsigned consent form\n%%EOF\n")
 	res := fhir.MustParse([]byte(`{"resourceType":"Binary","contentType":"application/pdf","data":"` + base64.StdEncoding.EncodeToString(data) + `"}`))
-	var st store.Stored
-	err := db.InTx(t.Context(), e.srv.Pool, func(tx db.Querier) error {
-		var err error
-		st, _, err = e.srv.Ingest(t.Context(), tx, e.a, res)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := e.ingest(t, res)
 	if bytes.Contains(st.Body, []byte(`"data"`)) {
 		t.Errorf("stored Binary keeps its data")
 	}

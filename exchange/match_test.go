@@ -177,6 +177,22 @@ func (env *identityEnv) seedAna(t *testing.T) (pa, pb string) {
 	return pa, pb
 }
 
+// optOutTreatment saves an active opt-out of treatment sharing for the person linked to
+// Patient patient, and returns that person's id.
+func (env *identityEnv) optOutTreatment(t *testing.T, patient string) string {
+	t.Helper()
+	var person string
+	if err := env.pool.QueryRow(context.Background(), `SELECT person_id::text FROM mpi_source_records WHERE patient_id = $1`, patient).Scan(&person); err != nil {
+		t.Fatal(err)
+	}
+	optOut := consent.Directive{ID: "optout-1", PersonID: person, Kind: consent.KindPatient, PolicyRule: consent.OptOut, Status: consent.StatusActive,
+		DateTime: time.Now().Add(-time.Hour), Provision: consent.Provision{Type: consent.Deny, Purposes: []string{consent.PurposeTreatment}}}
+	if _, _, err := env.cs.Save(context.Background(), env.pool, optOut, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return person
+}
+
 func TestPatientMatch(t *testing.T) {
 	env := newIdentityEnv(t)
 	pa, pb := env.seedAna(t)
@@ -221,15 +237,7 @@ func TestPatientMatch(t *testing.T) {
 	if got = env.match(t, env.c, consent.PurposePayment, query); len(got.Entry) != 0 {
 		t.Fatalf("payment purpose: %+v", got)
 	}
-	var person string
-	if err := env.pool.QueryRow(context.Background(), `SELECT person_id::text FROM mpi_source_records WHERE patient_id = $1`, pa).Scan(&person); err != nil {
-		t.Fatal(err)
-	}
-	optOut := consent.Directive{ID: "optout-1", PersonID: person, Kind: consent.KindPatient, PolicyRule: consent.OptOut, Status: consent.StatusActive,
-		DateTime: time.Now().Add(-time.Hour), Provision: consent.Provision{Type: consent.Deny, Purposes: []string{consent.PurposeTreatment}}}
-	if _, _, err := env.cs.Save(context.Background(), env.pool, optOut, "test"); err != nil {
-		t.Fatal(err)
-	}
+	person := env.optOutTreatment(t, pa)
 	denied := env.match(t, env.c, consent.PurposeTreatment, query)
 	stranger := env.match(t, env.c, consent.PurposeTreatment, demoPatient(env.c.System, "x", "Zed", "Quill", "male", "1950-10-10", "212-555-0000"))
 	if len(denied.Entry) != 0 || len(stranger.Entry) != 0 {
@@ -337,15 +345,7 @@ func TestPIXm(t *testing.T) {
 	if st, b = pix(env.c, consent.PurposeTreatment, src(env.a.System, "A1")); st != 200 || json.Unmarshal(b, &out) != nil || len(out.Parameter) != 2 {
 		t.Fatalf("C for treatment: %d %s", st, b)
 	}
-	var person string
-	if err := env.pool.QueryRow(context.Background(), `SELECT person_id::text FROM mpi_source_records WHERE patient_id = $1`, pa).Scan(&person); err != nil {
-		t.Fatal(err)
-	}
-	optOut := consent.Directive{ID: "optout-1", PersonID: person, Kind: consent.KindPatient, PolicyRule: consent.OptOut, Status: consent.StatusActive,
-		DateTime: time.Now().Add(-time.Hour), Provision: consent.Provision{Type: consent.Deny, Purposes: []string{consent.PurposeTreatment}}}
-	if _, _, err := env.cs.Save(context.Background(), env.pool, optOut, "test"); err != nil {
-		t.Fatal(err)
-	}
+	person := env.optOutTreatment(t, pa)
 	if st, b = pix(env.c, consent.PurposeTreatment, src(env.a.System, "A1")); st != 404 || !bytes.Equal(b, unknown) {
 		t.Fatalf("opted out: %d %s", st, b)
 	}
