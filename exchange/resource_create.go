@@ -56,13 +56,7 @@ func (s *Server) readRequestResource(c echo.Context, op, want string) ([]byte, *
 func (s *Server) createResource(c echo.Context) error {
 	const op = "exchange.createResource"
 	typ := c.Param("type")
-	if !fhir.IsResourceType(typ) {
-		return errs.E(op, errs.NotFound, "unknown resource type")
-	}
-	if err := refuseGeneric(c, typ); err != nil {
-		return err
-	}
-	if err := require(c, typ, 'c'); err != nil {
+	if err := admitGenericWrite(c, op, typ, 'c', "unknown resource type"); err != nil {
 		return err
 	}
 	body, res, err := s.readRequestResource(c, op, typ)

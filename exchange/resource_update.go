@@ -82,13 +82,7 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 func (s *Server) updateResource(c echo.Context) error {
 	const op = "exchange.updateResource"
 	typ, id := c.Param("type"), c.Param("id")
-	if !fhir.IsResourceType(typ) {
-		return errs.E(op, errs.NotFound, "resource not found")
-	}
-	if err := refuseGeneric(c, typ); err != nil {
-		return err
-	}
-	if err := require(c, typ, 'u'); err != nil {
+	if err := admitGenericWrite(c, op, typ, 'u', "resource not found"); err != nil {
 		return err
 	}
 	_, res, err := s.readRequestResource(c, op, "")
@@ -121,13 +115,7 @@ func (s *Server) updateResource(c echo.Context) error {
 func (s *Server) deleteResource(c echo.Context) error {
 	const op = "exchange.deleteResource"
 	typ, id := c.Param("type"), c.Param("id")
-	if !fhir.IsResourceType(typ) {
-		return errs.E(op, errs.NotFound, "resource not found")
-	}
-	if err := refuseGeneric(c, typ); err != nil {
-		return err
-	}
-	if err := require(c, typ, 'd'); err != nil {
+	if err := admitGenericWrite(c, op, typ, 'd', "resource not found"); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -39,6 +40,20 @@ func refuseGeneric(c echo.Context, typ string) error {
 		return nil
 	}
 	return echo.NewHTTPError(http.StatusMethodNotAllowed, typ+" is not written through the generic "+method)
+}
+
+// admitGenericWrite admits a generic REST write (interaction 'c', 'u' or 'd') of typ: an
+// unknown type is errs.NotFound with the message unknown (under op), a type written only
+// by its own handler is 405 (see refuseGeneric), and a token without the scope for the
+// interaction is refused by require.
+func admitGenericWrite(c echo.Context, op, typ string, interaction byte, unknown string) error {
+	if !fhir.IsResourceType(typ) {
+		return errs.E(op, errs.NotFound, unknown)
+	}
+	if err := refuseGeneric(c, typ); err != nil {
+		return err
+	}
+	return require(c, typ, interaction)
 }
 
 // historyNotServed answers history and vread of a type whose versions are not served
