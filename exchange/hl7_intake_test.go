@@ -236,13 +236,20 @@ func TestHL7IntakeADTThenORU(t *testing.T) {
 	}
 }
 
-func TestHL7IntakeRejections(t *testing.T) {
-	e := newHL7Env(t)
-	ctx := context.Background()
-	other, err := e.dir.AddMember(ctx, "Other Clinic", "2.16.840.1.113883.3.7777")
+// addOther registers a second member, Other Clinic, with no HL7 registrations yet.
+func (e *hl7Env) addOther(t *testing.T) directory.Member {
+	t.Helper()
+	other, err := e.dir.AddMember(context.Background(), "Other Clinic", "2.16.840.1.113883.3.7777")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return other
+}
+
+func TestHL7IntakeRejections(t *testing.T) {
+	e := newHL7Env(t)
+	ctx := context.Background()
+	other := e.addOther(t)
 	if err := e.dir.AddHL7Sender(ctx, other.ID, "", "OTHERFAC"); err != nil {
 		t.Fatal(err)
 	}
@@ -566,10 +573,7 @@ func BenchmarkMLLPIngest(b *testing.B) {
 func TestHL7IntakeAuthenticate(t *testing.T) {
 	e := newHL7Env(t)
 	ctx := context.Background()
-	other, err := e.dir.AddMember(ctx, "Other Clinic", "2.16.840.1.113883.3.7777")
-	if err != nil {
-		t.Fatal(err)
-	}
+	other := e.addOther(t)
 	for _, err := range []error{
 		e.dir.AddHL7Address(ctx, other.ID, "10.9.0.0/16"),
 		e.dir.AddHL7Address(ctx, other.ID, "127.0.0.0/8"),
