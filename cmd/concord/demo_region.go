@@ -141,6 +141,8 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 		created = true
 	} else if err != nil {
 		return false, err
+	} else if err := r.ensureClients(ctx, m); err != nil {
+		return false, err
 	}
 	if m.devOIDC == nil {
 		return created, nil
@@ -171,19 +173,18 @@ func (r region) mrn(member, person int) string {
 	return fmt.Sprintf("%s-%05d", r.members[member].MRNPrefix, 10000+person*37+member)
 }
 
-func (r region) seedRecords(ctx context.Context, m *Main) error {
-	rng := mrand.New(mrand.NewPCG(uint64(r.seedN), 0x6c616273))
+// ensureClients gives every demo member a client system whose private key is in
+// DATA_DIR/demo-clients, registering a new one for each member whose file is missing (a
+// fresh data dir beside an already seeded database), so the banner's promise holds.
+func (r region) ensureClients(ctx context.Context, m *Main) error {
 	keyDir := filepath.Join(m.cfg.DataDir, "demo-clients")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
 		return err
 	}
 	for _, dm := range r.members {
-		got, err := m.directory.AddMember(ctx, dm.Name, dm.OID)
-		if err != nil {
-			return err
-		}
-		if got.ID != dm.ID {
-			return fmt.Errorf("demo member %s registered as %s", dm.ID, got.ID)
+		path := filepath.Join(keyDir, dm.ID+".json")
+		if _, err := os.Stat(path); err == nil {
+			continue
 		}
 		priv, pub, err := newClientKey(dm.ID)
 		if err != nil {
@@ -198,9 +199,26 @@ func (r region) seedRecords(ctx context.Context, m *Main) error {
 			TokenURL string          `json:"token_url"`
 			Key      json.RawMessage `json:"private_jwk"`
 		}{c.ID, m.cfg.BaseURL + "/token", priv}, "", "  ")
-		if err := os.WriteFile(filepath.Join(keyDir, dm.ID+".json"), creds, 0o600); err != nil {
+		if err := os.WriteFile(path, creds, 0o600); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+func (r region) seedRecords(ctx context.Context, m *Main) error {
+	rng := mrand.New(mrand.NewPCG(uint64(r.seedN), 0x6c616273))
+	for _, dm := range r.members {
+		got, err := m.directory.AddMember(ctx, dm.Name, dm.OID)
+		if err != nil {
+			return err
+		}
+		if got.ID != dm.ID {
+			return fmt.Errorf("demo member %s registered as %s", dm.ID, got.ID)
+		}
+	}
+	if err := r.ensureClients(ctx, m); err != nil {
+		return err
 	}
 	// Each member's HL7 v2 feed may connect from loopback and is known by its MSH-4.
 	if err := m.seedDemoHL7(ctx, r.members); err != nil {
