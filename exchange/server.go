@@ -17,6 +17,7 @@ import (
 	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
 	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/notify"
@@ -100,7 +101,7 @@ func (s *Server) HandleError(err error, c echo.Context) {
 	}
 	is := fhir.IssueFor(err)
 	if he, ok := err.(*echo.HTTPError); ok {
-		is = fhir.Issue{Severity: fhir.SeverityError, Code: issueForStatus(he.Code), Diagnostics: http.StatusText(he.Code)}
+		is = fhir.IssueFor(errs.E("exchange.HandleError", httpx.CodeForStatus(he.Code), http.StatusText(he.Code)))
 	}
 	if status >= 500 {
 		is.Diagnostics = "The server could not complete the request; quote request ID " + httpx.ID(c) + "."
@@ -113,27 +114,6 @@ func (s *Server) HandleError(err error, c echo.Context) {
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")
 	_ = c.Blob(status, mimeFHIR, fhir.OperationOutcome(is))
-}
-
-func issueForStatus(code int) fhir.IssueType {
-	switch code {
-	case http.StatusNotFound:
-		return fhir.IssueNotFound
-	case http.StatusMethodNotAllowed:
-		return fhir.IssueNotSupported
-	case http.StatusRequestEntityTooLarge:
-		return fhir.IssueTooLong
-	case http.StatusUnsupportedMediaType:
-		return fhir.IssueNotSupported
-	case http.StatusUnauthorized:
-		return fhir.IssueLogin
-	case http.StatusTooManyRequests:
-		return fhir.IssueThrottled
-	}
-	if code >= 500 {
-		return fhir.IssueException
-	}
-	return fhir.IssueInvalid
 }
 
 const mimeFHIR = "application/fhir+json"

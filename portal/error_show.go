@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/httpx"
 )
 
 type errorPage struct {
@@ -36,28 +37,6 @@ func httpStatus(c errs.Code) int {
 	}
 }
 
-// codeOfHTTP turns an *echo.HTTPError (router 404/405, CSRF refusals, body limits) into a code.
-func codeOfHTTP(he *echo.HTTPError) errs.Code {
-	switch he.Code {
-	case http.StatusNotFound, http.StatusMethodNotAllowed:
-		return errs.NotFound
-	case http.StatusBadRequest:
-		return errs.Invalid
-	case http.StatusUnauthorized:
-		return errs.Unauthenticated
-	case http.StatusForbidden:
-		return errs.Forbidden
-	case http.StatusRequestEntityTooLarge:
-		return errs.TooLarge
-	case http.StatusTooManyRequests:
-		return errs.RateLimited
-	case http.StatusServiceUnavailable:
-		return errs.Unavailable
-	default:
-		return errs.Internal
-	}
-}
-
 // HTTPErrorHandler is the portal's one mapping from errors to responses: a readable page
 // with a fixed sentence per status and the request ID; the cause goes to the log with the
 // request ID. Portal handlers' errors reach it through the portal's own middleware; the
@@ -69,7 +48,10 @@ func (s *Server) HTTPErrorHandler(err error, c echo.Context) {
 	code := errs.CodeOf(err)
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
-		code = codeOfHTTP(he)
+		code = httpx.CodeForStatus(he.Code)
+		if he.Code == http.StatusMethodNotAllowed {
+			code = errs.NotFound // a page answers a wrong method as a missing page
+		}
 	}
 	status := httpStatus(code)
 	level := slog.LevelInfo

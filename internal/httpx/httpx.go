@@ -133,3 +133,28 @@ func LogError(log *slog.Logger, c echo.Context, status int, err error) {
 	}
 	log.Log(c.Request().Context(), lvl, "request failed", "request_id", ID(c), "status", status, "err", err.Error())
 }
+
+// CodeForStatus gives the errs code of an HTTP status that Echo itself produced (router
+// 404 and 405, body limits, middleware refusals), so each server renders those errors
+// through its one errs mapping like any other.
+func CodeForStatus(status int) errs.Code {
+	switch {
+	case status == http.StatusNotFound:
+		return errs.NotFound
+	case status == http.StatusMethodNotAllowed, status == http.StatusUnsupportedMediaType:
+		return errs.Unsupported
+	case status == http.StatusUnauthorized:
+		return errs.Unauthenticated
+	case status == http.StatusForbidden:
+		return errs.Forbidden
+	case status == http.StatusRequestEntityTooLarge:
+		return errs.TooLarge
+	case status == http.StatusTooManyRequests:
+		return errs.RateLimited
+	case status == http.StatusServiceUnavailable:
+		return errs.Unavailable
+	case status >= 500:
+		return errs.Internal
+	}
+	return errs.Invalid
+}
