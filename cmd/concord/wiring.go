@@ -72,7 +72,17 @@ func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
 
 // Labs returns the person's laboratory Observations that v may see.
 func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID string) ([]portal.LabResult, error) {
-	obs, err := p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", isLab, 1000)
+	// Each Observation body is decoded once: the filter keeps the decoded labs for the rows.
+	decoded := map[string]*observation{}
+	keep := func(st store.Stored) bool {
+		var o observation
+		if json.Unmarshal(st.Body, &o) != nil || !o.isLab() {
+			return false
+		}
+		decoded[st.ID] = &o
+		return true
+	}
+	obs, err := p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", keep, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -84,7 +94,7 @@ func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID strin
 	}
 	out := make([]portal.LabResult, 0, len(obs))
 	for _, st := range obs {
-		out = append(out, labResult(st, names[st.MemberID]))
+		out = append(out, labResult(st, decoded[st.ID], names[st.MemberID]))
 	}
 	return out, nil
 }
@@ -122,11 +132,8 @@ type observation struct {
 	} `json:"referenceRange"`
 }
 
-func isLab(st store.Stored) bool {
-	var o observation
-	if json.Unmarshal(st.Body, &o) != nil {
-		return false
-	}
+// isLab reports whether the Observation is in the laboratory category.
+func (o *observation) isLab() bool {
 	for _, c := range o.Category {
 		for _, cd := range c.Coding {
 			if cd.Code == "laboratory" {
@@ -137,9 +144,7 @@ func isLab(st store.Stored) bool {
 	return false
 }
 
-func labResult(st store.Stored, memberName string) portal.LabResult {
-	var o observation
-	_ = json.Unmarshal(st.Body, &o)
+func labResult(st store.Stored, o *observation, memberName string) portal.LabResult {
 	r := portal.LabResult{ID: st.ID, Status: o.Status, SourceMember: st.MemberID, SourceMemberName: memberName, Display: o.Code.Text}
 	for _, cd := range o.Code.Coding {
 		if r.Code == "" || cd.System == "http://loinc.org" {
