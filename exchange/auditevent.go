@@ -5,7 +5,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -52,17 +51,17 @@ func (s *Server) searchAuditEvents(c echo.Context) error {
 				} else {
 					prefix = "eq"
 				}
-				t, err := parseFHIRDate(val)
+				d, err := fhir.ParseSearchDate(val)
 				if err != nil {
 					return bad("date must be a FHIR date or dateTime with ge/le", k)
 				}
 				switch prefix {
 				case "ge", "gt":
-					f.From = t
+					f.From = d.Low
 				case "le", "lt":
-					f.To = t
+					f.To = d.Low
 				default:
-					f.From, f.To = t, t.Add(24*time.Hour)
+					f.From, f.To = d.Low, d.High
 				}
 			}
 		case "agent":
@@ -138,14 +137,4 @@ func emptySearchSet(self, raw string) []byte {
 func fhirJSON(c echo.Context, status int, b []byte) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Blob(status, mimeFHIR, b)
-}
-
-// parseFHIRDate reads a FHIR date or dateTime (UTC when no offset is given).
-func parseFHIRDate(v string) (time.Time, error) {
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02", "2006-01", "2006"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t, nil
-		}
-	}
-	return time.Time{}, errs.E("exchange.parseFHIRDate", errs.Invalid, "malformed date")
 }

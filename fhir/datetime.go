@@ -1,6 +1,10 @@
 package fhir
 
-import "time"
+import (
+	"time"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
 
 // Precision is how much of a FHIR date, dateTime or instant was given.
 type Precision uint8
@@ -35,6 +39,25 @@ const (
 	kindInstant                  // date + Thh:mm:ss(.f+)? + zone, all required
 	kindSearch                   // dateTime, also Thh:mm, zone optional (search parameter values)
 )
+
+// ParseDateTime parses a FHIR date or dateTime (a dateTime with a time carries a zone),
+// rejecting calendar dates that do not exist. It returns errs.Invalid otherwise.
+func ParseDateTime(s string) (DateValue, error) {
+	if v, ok := parseDate(s, kindDateTime); ok {
+		return v, nil
+	}
+	return DateValue{}, errs.E("fhir.ParseDateTime", errs.Invalid, "malformed date or dateTime")
+}
+
+// ParseSearchDate parses a date search value without its prefix: a dateTime whose zone is
+// optional (UTC when absent) and whose seconds may be left out. It returns errs.Invalid
+// otherwise.
+func ParseSearchDate(s string) (DateValue, error) {
+	if v, ok := parseDate(s, kindSearch); ok {
+		return v, nil
+	}
+	return DateValue{}, errs.E("fhir.ParseSearchDate", errs.Invalid, "malformed date search value")
+}
 
 func digits(s string, i, n int) (int, bool) {
 	if i+n > len(s) {

@@ -10,6 +10,7 @@ import (
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
@@ -183,11 +184,8 @@ func labResult(st store.Stored, o *observation, memberName string) portal.LabRes
 	if eff == "" {
 		eff = o.Issued
 	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
-		if t, err := time.Parse(layout, strings.TrimSpace(eff)); err == nil {
-			r.Effective = t
-			break
-		}
+	if d, err := fhir.ParseDateTime(strings.TrimSpace(eff)); err == nil {
+		r.Effective = d.Low
 	}
 	return r
 }
