@@ -307,7 +307,7 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 	}
 	h := c.Response().Header()
 	h.Set("Location", a.s.FHIRBase()+"/Consent/"+string(saved.ID)+"/_history/"+itoa(saved.Version))
-	h.Set("ETag", `W/"`+itoa(saved.Version)+`"`)
+	h.Set("ETag", store.ETag(saved.Version))
 	h.Set("Cache-Control", "no-store")
 	return c.Blob(status, mimeFHIR, body)
 }
@@ -340,7 +340,7 @@ func (a *ConsentAPI) readConsent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	c.Response().Header().Set("ETag", `W/"`+itoa(d.Version)+`"`)
+	c.Response().Header().Set("ETag", store.ETag(d.Version))
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.Blob(http.StatusOK, mimeFHIR, body)
 }

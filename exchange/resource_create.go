@@ -107,7 +107,7 @@ func (s *Server) createResource(c echo.Context) error {
 	}
 	loc := s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version)
 	c.Response().Header().Set("Location", loc)
-	c.Response().Header().Set("ETag", `W/"`+itoa(stored.Version)+`"`)
+	c.Response().Header().Set("ETag", store.ETag(stored.Version))
 	c.Response().Header().Set("Last-Modified", stored.LastUpdated.UTC().Format(http.TimeFormat))
 	return c.Blob(status, mimeFHIR, stored.Body)
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -27,7 +28,7 @@ func (s *Server) readResource(c echo.Context) error {
 		return err
 	}
 	h := c.Response().Header()
-	h.Set("ETag", `W/"`+itoa(st.Version)+`"`)
+	h.Set("ETag", store.ETag(st.Version))
 	h.Set("Last-Modified", st.LastUpdated.UTC().Format(http.TimeFormat))
 	h.Set("Cache-Control", "no-store")
 	return c.Blob(http.StatusOK, mimeFHIR, st.Body)

@@ -91,6 +91,6 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 		return err
 	}
 	c.Response().Header().Set("Location", s.FHIRBase()+"/Group/"+stored.ID+"/_history/"+itoa(stored.Version))
-	c.Response().Header().Set("ETag", `W/"`+itoa(stored.Version)+`"`)
+	c.Response().Header().Set("ETag", store.ETag(stored.Version))
 	return c.Blob(status, mimeFHIR, stored.Body)
 }
