@@ -9,6 +9,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/mpi"
@@ -68,13 +69,12 @@ func (p *PrivacyStore) MemberNames(ctx context.Context) (map[string]string, erro
 
 func (p *PrivacyStore) memberNames(ctx context.Context, out map[string]string) error {
 	const op = "portal.PrivacyStore.MemberNames"
-	rows, err := p.db.Query(ctx, `SELECT id, name FROM directory_members ORDER BY id`)
+	ms, err := directory.NewStore(p.db).Members(ctx)
 	if err != nil {
-		return errs.E(op, errs.Unavailable, "member directory unavailable", db.Map(op, err))
+		return errs.E(op, errs.Unavailable, "member directory unavailable", err)
 	}
-	var id, name string
-	if _, err := pgx.ForEachRow(rows, []any{&id, &name}, func() error { out[id] = name; return nil }); err != nil {
-		return errs.E(op, errs.Unavailable, "member directory unavailable", db.Map(op, err))
+	for _, m := range ms {
+		out[m.ID] = m.Name
 	}
 	return nil
 }
