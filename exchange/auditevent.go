@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -33,16 +32,14 @@ func (s *Server) searchAuditEvents(c echo.Context) error {
 	for k, vs := range q {
 		switch k {
 		case "patient":
-			id := strings.TrimPrefix(vs[0], "Patient/")
-			st, err := s.FHIR.Get(ctx, nil, "Patient", id)
-			if err != nil || st.MemberID != p.MemberID {
+			person, err := s.memberPerson(ctx, nil, p.MemberID, vs[0])
+			if errs.CodeOf(err) == errs.NotFound {
 				return fhirJSON(c, http.StatusOK, emptySearchSet(s.FHIRBase()+"/AuditEvent", c.Request().URL.RawQuery))
 			}
-			src, err := s.MPI.SourceByPatient(ctx, nil, id)
 			if err != nil {
 				return err
 			}
-			f.Patient = string(src.PersonID)
+			f.Patient = person
 		case "date":
 			for _, v := range vs {
 				prefix, val := v[:min(2, len(v))], v

@@ -115,7 +115,7 @@ func (a *ConsentAPI) declareBreakGlass(c echo.Context) error {
 	v := viewer(c)
 	var decl records.Declaration
 	err = db.InTx(ctx, a.s.Pool, func(tx db.Querier) error {
-		person, err := a.memberPerson(ctx, tx, v.Org, patient)
+		person, err := a.s.memberPerson(ctx, tx, v.Org, patient)
 		if err != nil {
 			return err
 		}

@@ -130,17 +130,17 @@ func consentDeleteNotAllowed(echo.Context) error {
 
 // memberPerson returns the person behind the member's own Patient patientID ("Patient/"
 // prefix allowed). Another member's Patient, or none, is errs.NotFound.
-func (a *ConsentAPI) memberPerson(ctx context.Context, q db.Querier, member, patientID string) (string, error) {
+func (s *Server) memberPerson(ctx context.Context, q db.Querier, member, patientID string) (string, error) {
 	const op = "exchange.memberPerson"
 	patientID = strings.TrimPrefix(patientID, "Patient/")
-	st, err := a.s.FHIR.Get(ctx, q, "Patient", patientID)
+	st, err := s.FHIR.Get(ctx, q, "Patient", patientID)
 	if err != nil || st.MemberID != member {
 		if err != nil && errs.CodeOf(err) != errs.NotFound {
 			return "", err
 		}
 		return "", errs.E(op, errs.NotFound, "patient not found")
 	}
-	src, err := a.s.MPI.SourceByPatient(ctx, q, patientID)
+	src, err := s.MPI.SourceByPatient(ctx, q, patientID)
 	if err != nil {
 		return "", err
 	}
@@ -255,7 +255,7 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 	patientID := strings.TrimPrefix(d.PersonID, "Patient/")
 	var saved consent.Directive
 	err := db.InTx(ctx, a.s.Pool, func(tx db.Querier) error {
-		person, err := a.memberPerson(ctx, tx, p.MemberID, patientID)
+		person, err := a.s.memberPerson(ctx, tx, p.MemberID, patientID)
 		if errs.CodeOf(err) == errs.NotFound {
 			e := errs.E(op, errs.Invalid, "the Consent's patient is not one of the member's patients", err)
 			e.Path = "Consent.patient"
@@ -379,7 +379,7 @@ func (a *ConsentAPI) searchConsent(c echo.Context) error {
 	ctx := c.Request().Context()
 	patientID := strings.TrimPrefix(q.Get("patient"), "Patient/")
 	out := searchSet{ResourceType: "Bundle", Type: "searchset"}
-	person, err := a.memberPerson(ctx, nil, principal(c).MemberID, patientID)
+	person, err := a.s.memberPerson(ctx, nil, principal(c).MemberID, patientID)
 	if err != nil && errs.CodeOf(err) != errs.NotFound {
 		return err
 	}

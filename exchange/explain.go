@@ -69,7 +69,7 @@ func (a *ConsentAPI) previewConsent(c echo.Context) error {
 		at = t
 	}
 	ctx := c.Request().Context()
-	person, err := a.memberPerson(ctx, nil, principal(c).MemberID, c.Param("id"))
+	person, err := a.s.memberPerson(ctx, nil, principal(c).MemberID, c.Param("id"))
 	if err != nil {
 		return err
 	}
