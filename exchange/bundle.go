@@ -607,21 +607,18 @@ func bulkCreatable(typ string) bool {
 type compartmentCache map[string]string
 
 func (s *Server) cachedCompartment(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, cache compartmentCache) (string, error) {
-	var sf subjectFields
-	if err := json.Unmarshal(res.Bytes(), &sf); err != nil {
-		return s.compartment(ctx, tx, member, res)
+	ref, elem, err := compartmentRef(res) // decoded once, for the key and the check
+	if err != nil {
+		return "", err
 	}
 	key := "none"
-	switch {
-	case sf.Subject != nil:
-		key = "subject|" + sf.Subject.Reference
-	case sf.Patient != nil:
-		key = "patient|" + sf.Patient.Reference
+	if elem != "" {
+		key = elem + "|" + ref
 	}
 	if id, ok := cache[key]; ok {
 		return id, nil
 	}
-	id, err := s.compartment(ctx, tx, member, res)
+	id, err := s.resolveCompartment(ctx, tx, member, res.ResourceType, ref, elem)
 	if err != nil {
 		return "", err
 	}

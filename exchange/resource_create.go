@@ -214,20 +214,37 @@ type subjectFields struct {
 // outside any patient compartment. A reference to a Patient that is not the member's own
 // is refused exactly like one that does not exist.
 func (s *Server) compartment(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource) (string, error) {
-	const op = "exchange.compartment"
+	ref, elem, err := compartmentRef(res)
+	if err != nil {
+		return "", err
+	}
+	return s.resolveCompartment(ctx, tx, member, res.ResourceType, ref, elem)
+}
+
+// compartmentRef returns the patient reference of res and the element holding it
+// ("subject" or "patient"); both are "" for a resource with neither.
+func compartmentRef(res *fhir.Resource) (ref, elem string, err error) {
 	var sf subjectFields
 	if err := json.Unmarshal(res.Bytes(), &sf); err != nil {
-		return "", errs.E(op, errs.Invalid, "malformed resource", err)
+		return "", "", errs.E("exchange.compartment", errs.Invalid, "malformed resource", err)
 	}
-	ref, path := "", ""
 	switch {
 	case sf.Subject != nil:
-		ref, path = sf.Subject.Reference, res.ResourceType+".subject"
+		return sf.Subject.Reference, "subject", nil
 	case sf.Patient != nil:
-		ref, path = sf.Patient.Reference, res.ResourceType+".patient"
-	default:
+		return sf.Patient.Reference, "patient", nil
+	}
+	return "", "", nil
+}
+
+// resolveCompartment checks a reference found by compartmentRef in a resource of type typ
+// and returns the member's Patient id it names ("" when the subject is not a Patient).
+func (s *Server) resolveCompartment(ctx context.Context, tx db.Querier, member directory.Member, typ, ref, elem string) (string, error) {
+	const op = "exchange.compartment"
+	if elem == "" {
 		return "", nil
 	}
+	path := typ + "." + elem
 	id, ok := strings.CutPrefix(ref, "Patient/")
 	if !ok {
 		if strings.Contains(ref, "/") {
