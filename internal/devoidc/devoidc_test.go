@@ -25,6 +25,7 @@ const redirect = "http://127.0.0.1:9/auth/callback"
 var testUsers = []User{
 	{Subject: "sub-ada", Username: "ada", Password: "pw-ada-1", FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.test"},
 	{Subject: "sub-bob", Username: "bob", Password: "pw-bob-1"},
+	{Subject: "sub-cy", Username: "cy", Password: "pw-cy-1", OTP: "424242"},
 }
 
 func startOP(t *testing.T) *Server {
@@ -46,8 +47,10 @@ func startOP(t *testing.T) *Server {
 }
 
 // signIn drives the browser side of the code flow: it follows redirects to the OP's login
-// form, posts the credentials and returns the query of the final redirect to the client.
-func signIn(t *testing.T, authURL, username, password string) url.Values {
+// form, posts the credentials, then each of otps on the one-time-code page while it is shown,
+// and returns the query of the final redirect to the client (or the last page as
+// "login_page").
+func signIn(t *testing.T, authURL, username, password string, otps ...string) url.Values {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
@@ -74,7 +77,22 @@ func signIn(t *testing.T, authURL, username, password string) url.Values {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { res.Body.Close() }()
+	for _, code := range otps {
+		if res.StatusCode != http.StatusOK {
+			break
+		}
+		b, _ := io.ReadAll(res.Body)
+		m := regexp.MustCompile(`name="token" value="([^"]+)"`).FindSubmatch(b)
+		if m == nil {
+			return url.Values{"login_page": {string(b)}}
+		}
+		res.Body.Close()
+		u, _ := res.Request.URL.Parse("/login/otp")
+		if res, err = hc.PostForm(u.String(), url.Values{"token": {string(m[1])}, "otp": {code}}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if res.StatusCode != http.StatusFound {
 		b, _ := io.ReadAll(res.Body)
 		return url.Values{"login_page": {string(b)}}
@@ -219,4 +237,72 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestSecondFactor: a user with an OTP is asked for it after the password; a wrong code keeps
+// the page, the right one finishes the login with amr pwd+otp and acr MFAACR in the ID token.
+// A user without one signs in with amr pwd and no acr.
+func TestSecondFactor(t *testing.T) {
+	s := startOP(t)
+	ctx := context.Background()
+	provider, err := oidc.NewProvider(ctx, s.Issuer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := oauth2.Config{ClientID: "portal", ClientSecret: "s3cret", RedirectURL: redirect, Endpoint: provider.Endpoint(), Scopes: []string{oidc.ScopeOpenID}}
+	type claims struct {
+		ACR string   `json:"acr"`
+		AMR []string `json:"amr"`
+	}
+	login := func(user, pw string, otps ...string) (claims, url.Values) {
+		t.Helper()
+		state, verifier := rand.Text(), oauth2.GenerateVerifier()
+		q := signIn(t, conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier)), user, pw, otps...)
+		if q.Get("code") == "" {
+			return claims{}, q
+		}
+		tok, err := conf.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(verifier))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := tok.Extra("id_token").(string)
+		idt, err := provider.Verifier(&oidc.Config{ClientID: "portal"}).Verify(ctx, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c claims
+		if err := idt.Claims(&c); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := provider.UserInfo(ctx, oauth2.StaticTokenSource(tok)); err != nil {
+			t.Fatalf("userinfo: %v", err)
+		}
+		return c, q
+	}
+
+	// Password alone does not finish a login that has a second factor.
+	if _, q := login("cy", "pw-cy-1"); q.Get("code") != "" || !strings.Contains(q.Get("login_page"), "one-time code") {
+		t.Fatalf("no code page after the password: %v", q)
+	}
+	// A wrong code keeps the page and issues no code.
+	if _, q := login("cy", "pw-cy-1", "000000"); q.Get("code") != "" || !strings.Contains(q.Get("login_page"), "not right") {
+		t.Fatalf("wrong code: %v", q)
+	}
+	// The wrong password never reaches the code page.
+	if _, q := login("cy", "wrong", "424242"); q.Get("code") != "" || !strings.Contains(q.Get("login_page"), "username or password wrong") {
+		t.Fatalf("wrong password: %v", q)
+	}
+	// A wrong code, then the right one.
+	c, q := login("cy", "pw-cy-1", "111111", "424242")
+	if q.Get("code") == "" || c.ACR != MFAACR || !contains(c.AMR, "otp") || !contains(c.AMR, "pwd") {
+		t.Fatalf("after the right code: %+v %v", c, q)
+	}
+	// Five wrong codes end the attempt.
+	if _, q := login("cy", "pw-cy-1", "1", "2", "3", "4", "5", "424242"); q.Get("code") != "" || !strings.Contains(q.Get("login_page"), "Too many") {
+		t.Fatalf("after five wrong codes: %v", q)
+	}
+	c, q = login("ada", "pw-ada-1")
+	if q.Get("code") == "" || c.ACR != "" || contains(c.AMR, "otp") || !contains(c.AMR, "pwd") {
+		t.Fatalf("password-only login: %+v %v", c, q)
+	}
 }
