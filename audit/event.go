@@ -29,7 +29,8 @@ type Action string
 
 // Actions. Read, Query, Create, Update and Delete are BALP's RESTful patient events;
 // Disclosure is BALP PrivacyDisclosure; ConsentDecision is BALP AuthZconsent (one per consent
-// decision).
+// decision). AuditQuery is a person reading the audit log itself: an officer's search or a
+// patient's own access log.
 const (
 	Read            Action = "read"
 	Query           Action = "query"
@@ -47,12 +48,13 @@ const (
 	Unlink          Action = "unlink"
 	Export          Action = "export"
 	ConsentChange   Action = "consent-change"
+	AuditQuery      Action = "audit-query"
 )
 
 var knownActions = map[Action]bool{
 	Read: true, Query: true, Create: true, Update: true, Delete: true, Disclosure: true,
 	ConsentDecision: true, Login: true, Logout: true, BreakGlass: true, Merge: true,
-	Unmerge: true, Link: true, Unlink: true, Export: true, ConsentChange: true,
+	Unmerge: true, Link: true, Unlink: true, Export: true, ConsentChange: true, AuditQuery: true,
 }
 
 // Outcome is how the request ended.
