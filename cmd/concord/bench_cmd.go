@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -41,6 +42,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		tokenEnv  string
 		keepState bool
 		cpuProf   string
+		scenSpec  string
 	)
 	cfg, _, err := parseConfig("bench", `bench [flags]
 
@@ -49,7 +51,9 @@ Runs the anchors of benchmarks.md (PostgreSQL point-select, Redis GET, signed S3
 bounded run on loopback, and prints each figure with its ratio to its anchor. Concord runs
 in-process on a database of its own (the configured database name + "_bench") seeded with
 the demo region. With --fhir-base and --queries it also runs a query list against another
-FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, func(fs *flag.FlagSet) {
+FHIR server (and --peer, interleaved, comparing result counts). --scenarios picks scenarios
+by name or name prefix (e.g. s2,s5-binary-4k); then only the anchors they refer to run
+unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`.`, args, stderr, func(fs *flag.FlagSet) {
 		fs.DurationVar(&dur, "duration", 3*time.Second, "length of each measurement")
 		fs.IntVar(&rounds, "rounds", 2, "A-B rounds (at least 2)")
 		fs.StringVar(&jsonPath, "json", "", "write one JSON record per target and round to this file (default DATA_DIR/bench/run-TIME.jsonl)")
@@ -60,6 +64,7 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		fs.BoolVar(&noGate, "no-gate", false, "do not wait for a quiet machine before each round")
 		fs.StringVar(&tokenEnv, "token-env", "CONCORD_BENCH_TOKEN", "environment variable holding a bearer token for --fhir-base/--peer")
 		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory")
+		fs.StringVar(&scenSpec, "scenarios", "", "comma-separated scenario names or name prefixes to run (default: all)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the measurements (server and load generator, one process) to this file")
 	})
 	if err != nil {
@@ -67,6 +72,10 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 	}
 	if queries != "" && fhirBase == "" {
 		return fmt.Errorf("--queries needs --fhir-base")
+	}
+	sel, err := bench.ParseSelection(scenSpec, benchScenarioNames)
+	if err != nil {
+		return fmt.Errorf("--scenarios: %v", err)
 	}
 	// Concord under test: its own database, loopback listeners, a fresh data dir.
 	u, err := url.Parse(cfg.DatabaseURL)
@@ -183,6 +192,7 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		bench.HTTPScenario{Name: "thin-slice-read-off", URL: offBase + "/fhir/Observation/" + ownObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
 		bench.HTTPScenario{Name: "regional-read", URL: cfg.BaseURL + "/fhir/Observation/" + otherObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
 	}
+	scenarios = sel.Filter(scenarios)
 	if queries != "" {
 		f, err := os.Open(queries)
 		if err != nil {
@@ -213,6 +223,8 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		Gate: bench.Gate{Disabled: noGate}}
 	if anchors != "" {
 		bcfg.Anchors = strings.Split(anchors, ",")
+	} else if !sel.All() {
+		bcfg.Anchors = referencedAnchors(scenarios)
 	}
 	if cpuProf != "" {
 		f, err := os.Create(cpuProf)
@@ -235,6 +247,22 @@ FHIR server (and --peer, interleaved, comparing result counts).`, args, stderr, 
 		return fmt.Errorf("bench: %d wrong answers or count mismatches", len(rep.Failures))
 	}
 	return nil
+}
+
+// benchScenarioNames are the scenarios `concord bench` knows, in run order (a query list's
+// scenarios are named after its queries and always selected).
+var benchScenarioNames = []string{"thin-slice-read", "thin-slice-read-off", "regional-read"}
+
+// referencedAnchors returns the anchors the scenarios are ratios to.
+func referencedAnchors(ss []bench.Scenario) []string {
+	var out []string
+	for _, s := range ss {
+		r := s.Reference()
+		if bench.IsAnchor(r) && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // printOnOff prints issue 5's ratio: the read with consent and audit on over the same read

@@ -350,6 +350,9 @@ func setupHello(ctx context.Context, conns int, timeout time.Duration) (*target,
 }
 
 // isAnchor reports whether name is one of the anchors.
+// IsAnchor reports whether name is an anchor's name.
+func IsAnchor(name string) bool { return isAnchor(name) }
+
 func isAnchor(name string) bool {
 	switch name {
 	case AnchorPG, AnchorRedis, AnchorS3_4K, AnchorS3_64K, AnchorS3_1M, AnchorHello, AnchorPGInsert:
