@@ -20,12 +20,15 @@ import (
 type Config struct {
 	// MaxBatch caps the events group-committed in one transaction; 0 means 512.
 	MaxBatch int
-	// MaxWait is how long the committer collects events after the first one arrives; 0 means
-	// 1 ms.
+	// MaxWait is how long the committer collects events after the first one arrives when
+	// nothing else is queued; 0 means 200 µs.
 	MaxWait time.Duration
 	// MaxInFlight caps the batches sent and not yet committed; each holds a pool connection
-	// while it waits for the previous one's commit. 0 means 2; 1 commits strictly one batch
-	// after another.
+	// while it waits for the previous one's commit. 0 means 1: one batch after another, each
+	// taking everything that queued while the previous one committed. A second batch in
+	// flight only waits on the chain-head row lock and halves the batch size; with 16
+	// appenders it gave 4.6–5.0 k events/s against 7.6–9.3 k for one
+	// (go test ./audit -run '^$' -bench AppendInFlight -benchtime 10000x).
 	MaxInFlight int
 	// SigningKey signs checkpoints. Without it Checkpoint returns errs.Unavailable and no
 	// checkpoint loop runs.
@@ -83,10 +86,10 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Log, error) {
 		cfg.MaxBatch = 512
 	}
 	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = time.Millisecond
+		cfg.MaxWait = 200 * time.Microsecond
 	}
 	if cfg.MaxInFlight <= 0 {
-		cfg.MaxInFlight = 2
+		cfg.MaxInFlight = 1
 	}
 	if cfg.CheckpointEvery == 0 {
 		cfg.CheckpointEvery = time.Minute
