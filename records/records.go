@@ -209,21 +209,11 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Stored, error) {
 	const op = "records.Read"
 	at := s.now()
-	st, err := s.fhir.Get(ctx, nil, typ, id)
+	// The resource and the person its compartment is linked to, in one statement: the same
+	// snapshot, one round trip.
+	st, person, err := s.fhir.GetInCompartment(ctx, nil, typ, id, mpistore.PersonOfPatient)
 	if err != nil {
 		return store.Stored{}, err
-	}
-	person := ""
-	patientID := st.PatientID
-	if typ == "Patient" {
-		patientID = st.ID
-	}
-	if patientID != "" {
-		src, err := s.mpi.SourceByPatient(ctx, nil, patientID)
-		if err != nil && errs.CodeOf(err) != errs.NotFound {
-			return store.Stored{}, err
-		}
-		person = string(src.PersonID)
 	}
 	ev := event(v, audit.Read, person, at)
 	ev.Resources = []audit.Resource{{Type: typ, ID: id}}

@@ -105,27 +105,56 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 // Get returns the current version of a resource, or errs.NotFound when it does not exist
 // or was deleted.
 func (s *Store) Get(ctx context.Context, q db.Querier, typ, id string) (Stored, error) {
+	st, _, err := s.get(ctx, q, typ, id, nil)
+	return st, err
+}
+
+// CompartmentLookup renders a scalar SQL subquery that maps the SQL expression patientExpr
+// (a member Patient id, possibly NULL; it names columns of fhir_resources as r.*, so the
+// subquery's own columns cannot capture it) to a text value such as the MPI person holding that
+// Patient, or NULL. It lets a caller that owns another table read the resource and what its
+// compartment maps to in one statement (one round trip) without this package knowing that
+// table. The result must contain no placeholders.
+type CompartmentLookup func(patientExpr string) string
+
+// GetInCompartment is Get that also returns lookup's value for the resource's compartment
+// Patient (the resource itself for a Patient), "" when NULL, read in the same statement, so
+// both come from one snapshot.
+func (s *Store) GetInCompartment(ctx context.Context, q db.Querier, typ, id string, lookup CompartmentLookup) (Stored, string, error) {
+	return s.get(ctx, q, typ, id, lookup)
+}
+
+func (s *Store) get(ctx context.Context, q db.Querier, typ, id string, lookup CompartmentLookup) (Stored, string, error) {
 	const op = "fhir.store.Get"
 	if q == nil {
 		q = s.db
 	}
 	st := Stored{Type: typ, ID: id}
-	var patient *string
-	err := q.QueryRow(ctx, `SELECT version, member_id, patient_id, last_updated, deleted, body FROM fhir_resources WHERE type = $1 AND id = $2`, typ, id).
-		Scan(&st.Version, &st.MemberID, &patient, &st.LastUpdated, &st.Deleted, &st.Body)
+	var patient, extra *string
+	sql := `SELECT version, member_id, patient_id, last_updated, deleted, body, NULL::text FROM fhir_resources WHERE type = $1 AND id = $2`
+	if lookup != nil {
+		sql = `SELECT version, member_id, patient_id, last_updated, deleted, body, ` +
+			lookup(`(CASE WHEN r.type = 'Patient' THEN r.id ELSE r.patient_id END)`) +
+			` FROM fhir_resources r WHERE r.type = $1 AND r.id = $2`
+	}
+	err := q.QueryRow(ctx, sql, typ, id).Scan(&st.Version, &st.MemberID, &patient, &st.LastUpdated, &st.Deleted, &st.Body, &extra)
 	if err != nil {
 		if errs.CodeOf(db.Map(op, err)) == errs.NotFound {
-			return Stored{}, errs.E(op, errs.NotFound, "resource not found", err)
+			return Stored{}, "", errs.E(op, errs.NotFound, "resource not found", err)
 		}
-		return Stored{}, db.Map(op, err)
+		return Stored{}, "", db.Map(op, err)
 	}
 	if st.Deleted {
-		return Stored{}, errs.E(op, errs.NotFound, "resource not found")
+		return Stored{}, "", errs.E(op, errs.NotFound, "resource not found")
 	}
 	if patient != nil {
 		st.PatientID = *patient
 	}
-	return st, nil
+	v := ""
+	if extra != nil {
+		v = *extra
+	}
+	return st, v, nil
 }
 
 // ByPatients returns the current, undeleted resources of type typ in the compartments of

@@ -67,3 +67,46 @@ func TestPutGetHistoryAndIndex(t *testing.T) {
 		t.Fatalf("Get missing = %v", err)
 	}
 }
+
+// TestGetInCompartment checks that the lookup sees the compartment Patient: the resource's
+// own id for a Patient, patient_id for others, NULL (→ "") for none, and cannot be captured
+// by a subquery table's own columns named id or patient_id.
+func TestGetInCompartment(t *testing.T) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.3')`); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	put := func(body string, patient string) store.Stored {
+		t.Helper()
+		var st store.Stored
+		err := db.InTx(ctx, pool, func(tx db.Querier) (err error) {
+			st, err = s.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(body)), MemberID: "a", PatientID: patient, At: time.Now()})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	pat := put(`{"resourceType":"Patient","gender":"female"}`, "")
+	obs := put(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/`+pat.ID+`"}}`, pat.ID)
+	org := put(`{"resourceType":"Organization","name":"x"}`, "")
+	// A subquery over a table with its own id and patient_id columns, like the MPI's.
+	lookup := func(expr string) string {
+		return `(SELECT 'p:' || x.pid FROM (VALUES (7, 'zz')) AS v(id, patient_id), LATERAL (SELECT ` + expr + ` AS pid) x WHERE x.pid IS NOT NULL)`
+	}
+	for _, tc := range []struct {
+		st   store.Stored
+		want string
+	}{{pat, "p:" + pat.ID}, {obs, "p:" + pat.ID}, {org, ""}} {
+		got, v, err := s.GetInCompartment(ctx, nil, tc.st.Type, tc.st.ID, lookup)
+		if err != nil || v != tc.want || string(got.Body) != string(tc.st.Body) {
+			t.Errorf("%s: %q, %v; want %q", tc.st.Type, v, err, tc.want)
+		}
+	}
+	if _, _, err := s.GetInCompartment(ctx, nil, "Observation", "nope", lookup); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("missing: %v, want NotFound", err)
+	}
+}

@@ -47,7 +47,9 @@ func New(q db.Querier) *Store { return &Store{db: q} }
 // Upsert records a member's patient identified by (system, value) in tx. The same pair
 // again is an update of the same source record (its demographics are replaced and its
 // version bumped), never a new match. A new pair gets person, or a new person when person
-// is empty. It returns the source as stored and whether it was created.
+// is empty. It returns the source as stored and whether it was created. An update clears
+// the stored match features (they described the old demographics); LinkPatient writes new
+// ones.
 func (s *Store) Upsert(ctx context.Context, tx db.Querier, memberID, system, value, patientID string, demographics any, person PersonID) (Source, bool, error) {
 	const op = "mpi.store.Upsert"
 	demo, err := json.Marshal(demographics)
@@ -55,7 +57,7 @@ func (s *Store) Upsert(ctx context.Context, tx db.Querier, memberID, system, val
 		return Source{}, false, errs.E(op, errs.Internal, err)
 	}
 	src := Source{MemberID: memberID, System: system, Value: value}
-	err = tx.QueryRow(ctx, `UPDATE mpi_source_records SET demographics = $3, version = version + 1, updated_at = now()
+	err = tx.QueryRow(ctx, `UPDATE mpi_source_records SET demographics = $3, features = NULL, version = version + 1, updated_at = now()
 		WHERE system = $1 AND value = $2 RETURNING id, member_id, patient_id, person_id, version`, system, value, demo).
 		Scan(&src.ID, &src.MemberID, &src.PatientID, &src.PersonID, &src.Version)
 	if err == nil {
@@ -94,6 +96,13 @@ func (s *Store) SourceByPatient(ctx context.Context, q db.Querier, patientID str
 	err := q.QueryRow(ctx, `SELECT id, member_id, system, value, patient_id, person_id, version FROM mpi_source_records WHERE patient_id = $1`, patientID).
 		Scan(&src.ID, &src.MemberID, &src.System, &src.Value, &src.PatientID, &src.PersonID, &src.Version)
 	return src, db.Map("mpi.store.SourceByPatient", err)
+}
+
+// PersonOfPatient is a fhir/store.CompartmentLookup: the SQL subquery giving the person ID
+// (text) that the member Patient patientExpr is linked to, NULL when it has no source record.
+// It reads the same row SourceByPatient does.
+func PersonOfPatient(patientExpr string) string {
+	return `(SELECT person_id::text FROM mpi_source_records WHERE mpi_source_records.patient_id = ` + patientExpr + `)`
 }
 
 // SourceByIdentifier returns the source record with MRN (system, value), or errs.NotFound.
