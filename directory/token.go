@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -75,7 +76,21 @@ type Tokens struct {
 	ttl      time.Duration
 	now      func() time.Time
 	signer   jose.Signer
+
+	// verified remembers tokens Verify has accepted, by their exact text, until they expire,
+	// so a client's next calls skip the JWS parse and MAC (the token is the same bytes, and
+	// nothing about it can change before exp: access tokens are not revocable).
+	verifiedMu sync.RWMutex
+	verified   map[string]verifiedToken
 }
+
+type verifiedToken struct {
+	p   Principal
+	exp time.Time
+}
+
+// maxVerified bounds the verified-token cache; when full it is emptied and refilled.
+const maxVerified = 4096
 
 // NewTokens returns a token service. key signs access tokens (HMAC-SHA256, ≥ 32 bytes);
 // tokenURL is the exact `aud` every assertion must carry; ttl is capped at MaxTokenTTL.
@@ -268,9 +283,18 @@ func assertedPurpose(c assertionClaims, client Client) (string, error) {
 }
 
 // Verify checks a bearer access token and returns its principal. It returns
-// errs.Unauthenticated for any token that is malformed, forged, expired or not ours.
+// errs.Unauthenticated for any token that is malformed, forged, expired or not ours. A
+// token verified before is answered from memory until its exp; callers must not modify the
+// returned Principal's Scopes.
 func (t *Tokens) Verify(bearer string) (Principal, error) {
 	const op = "directory.Tokens.Verify"
+	now := t.now()
+	t.verifiedMu.RLock()
+	v, ok := t.verified[bearer]
+	t.verifiedMu.RUnlock()
+	if ok && now.Before(v.exp) {
+		return v.p, nil
+	}
 	deny := func(err error) (Principal, error) {
 		return Principal{}, errs.E(op, errs.Unauthenticated, "invalid or expired access token", err)
 	}
@@ -282,7 +306,7 @@ func (t *Tokens) Verify(bearer string) (Principal, error) {
 	if err := tok.Claims(t.key, &c); err != nil {
 		return deny(err)
 	}
-	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: t.issuer, AnyAudience: jwt.Audience{t.issuer}, Time: t.now()}, 0); err != nil {
+	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: t.issuer, AnyAudience: jwt.Audience{t.issuer}, Time: now}, 0); err != nil {
 		return deny(err)
 	}
 	if c.Subject == "" || c.Org == "" || c.Purpose == "" {
@@ -296,5 +320,14 @@ func (t *Tokens) Verify(bearer string) (Principal, error) {
 		}
 		scopes = append(scopes, s)
 	}
-	return Principal{ClientID: c.Subject, MemberID: c.Org, Scopes: scopes, Purpose: c.Purpose, TokenID: c.ID}, nil
+	p := Principal{ClientID: c.Subject, MemberID: c.Org, Scopes: scopes, Purpose: c.Purpose, TokenID: c.ID}
+	if c.Expiry != nil {
+		t.verifiedMu.Lock()
+		if t.verified == nil || len(t.verified) >= maxVerified {
+			t.verified = make(map[string]verifiedToken)
+		}
+		t.verified[bearer] = verifiedToken{p: p, exp: c.Expiry.Time()}
+		t.verifiedMu.Unlock()
+	}
+	return p, nil
 }
