@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -43,6 +44,7 @@ type target struct {
 	workers int
 	newOp   func(w int) Op
 	counts  *countTracker // nil unless answers carry a result count
+	items   *atomic.Int64 // resources handled, for Metric Resources
 }
 
 func randomHex(n int) string {

@@ -42,7 +42,9 @@ type HTTPRequest struct {
 	Body   []byte
 	// Check, when set, judges every 2xx answer; an error counts as a Check failure.
 	Check func(status int, body []byte) error
-	// Accept2xxOnly is implied: any other status is a StatusError after the body is drained.
+	// Status, when set, is the only status that succeeds (e.g. 404 for a deny path);
+	// otherwise any 2xx does. Any other status is a StatusError after the body is drained.
+	Status int
 }
 
 // HTTPOp returns an Op for one worker that sends r with client, reads the whole answer into
@@ -81,7 +83,7 @@ func HTTPOp(client *http.Client, r HTTPRequest, w int) Op {
 		if err != nil {
 			return 0, err
 		}
-		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if r.Status != 0 && resp.StatusCode != r.Status || r.Status == 0 && (resp.StatusCode < 200 || resp.StatusCode > 299) {
 			return 0, &StatusError{Status: resp.StatusCode}
 		}
 		if r.Check != nil {

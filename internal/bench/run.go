@@ -46,8 +46,9 @@ type Config struct {
 	Scenarios []Scenario
 	Gate      Gate
 
-	Out      io.Writer // the table; nil = no table
-	JSONPath string    // one JSON record per line, per target and round; "" = none
+	Out        io.Writer // the table; nil = no table
+	JSONPath   string    // one JSON record per line, per target and round; "" = none
+	AppendJSON bool      // append to JSONPath instead of replacing it (a second phase of one run)
 
 	// Labels copied into every JSON record.
 	Commit string
@@ -279,6 +280,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if t.counts != nil {
 			t.counts.reset()
 		}
+		if t.items != nil {
+			t.items.Store(0)
+		}
 		res, err := Drive(ctx, Load{Workers: t.workers, Duration: d, MaxOps: cfg.MaxOps, Grace: cfg.Timeout, NewOp: t.newOp})
 		if err != nil {
 			return measured{}, err
@@ -288,8 +292,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		case Bytes:
 			m.value = res.BytesPerSec()
 		case Resources:
-			if t.counts != nil && res.Elapsed > 0 {
-				m.value = float64(t.counts.items.Load()) / res.Elapsed.Seconds()
+			if t.items != nil && res.Elapsed > 0 {
+				m.value = float64(t.items.Load()) / res.Elapsed.Seconds()
 			}
 		}
 		rec := Record{
@@ -404,7 +408,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		WriteTable(cfg.Out, rep)
 	}
 	if cfg.JSONPath != "" {
-		if err := writeRecords(cfg.JSONPath, rep.Records); err != nil {
+		if err := writeRecords(cfg.JSONPath, cfg.AppendJSON, rep.Records); err != nil {
 			return rep, errs.E(op, errs.Internal, "cannot write the JSON records", err)
 		}
 	}
@@ -500,9 +504,13 @@ func withDefaults(c Config) Config {
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
-// writeRecords writes one JSON object per line.
-func writeRecords(path string, recs []Record) error {
-	f, err := os.Create(path)
+// writeRecords writes one JSON object per line, replacing the file or appending to it.
+func writeRecords(path string, appendTo bool, recs []Record) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	if appendTo {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_APPEND
+	}
+	f, err := os.OpenFile(path, flags, 0o644)
 	if err != nil {
 		return err
 	}

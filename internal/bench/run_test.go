@@ -262,3 +262,62 @@ func TestRunReportsServerErrors(t *testing.T) {
 		t.Fatalf("table does not show the first error:\n%s", out)
 	}
 }
+
+// TestDenyStatusAndFuncResources needs no services: a scenario whose success is a 404
+// (a deny path) and a FuncScenario counting resources, appended to an existing JSON file.
+func TestDenyStatusAndFuncResources(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/denied" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, "ok")
+	}))
+	defer srv.Close()
+	var items atomic.Int64
+	deny := HTTPScenario{Name: "deny", URL: srv.URL + "/denied", Status: http.StatusNotFound, Anchor: AnchorHello, Conns: 2}
+	wrongDeny := HTTPScenario{Name: "allowed", URL: srv.URL + "/open", Status: http.StatusNotFound, Conns: 2}
+	load := FuncScenario{Name: "load", Workers: 2, Metric: Resources, Items: &items, NewOp: func(int) Op {
+		return func(ctx context.Context) (int64, error) {
+			time.Sleep(time.Millisecond)
+			items.Add(10)
+			return 1, nil
+		}
+	}}
+	path := filepath.Join(t.TempDir(), "run.jsonl")
+	if err := os.WriteFile(path, []byte(`{"name":"earlier"}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Duration: 100 * time.Millisecond, Rounds: 2, Warmup: -1, Gate: Gate{Disabled: true},
+		Anchors: []string{AnchorHello}, Workers: Workers{HTTP: 4}, JSONPath: path, AppendJSON: true,
+		Scenarios: []Scenario{deny, wrongDeny, load}}
+	rep, err := Run(context.Background(), cfg)
+	if errs.CodeOf(err) != errs.Invalid && err != nil {
+		t.Fatal(err)
+	}
+	d, _ := rep.Row("deny")
+	if d.Errors.Total() != 0 || d.Value.Median <= 0 || d.Ratio.N != 2 {
+		t.Errorf("deny row %+v: a 404 is its success", d)
+	}
+	a, _ := rep.Row("allowed")
+	if a.Errors.NonOK == 0 {
+		t.Errorf("allowed row %+v: a 200 must count as a failure when 404 is expected", a)
+	}
+	l, _ := rep.Row("load")
+	if l.Unit != "res/s" || l.Errors.Total() != 0 {
+		t.Fatalf("load row %+v", l)
+	}
+	// Each op adds 10 resources, so resources/s is 10 × ops/s in every round.
+	for _, r := range rep.Records {
+		if r.Name == "load" && math.Abs(r.Value-10*r.OpsPerSec) > 0.01*r.Value {
+			t.Errorf("round %d: %.0f res/s, %.0f ops/s", r.Round, r.Value, r.OpsPerSec)
+		}
+	}
+	recs := readRecords(t, path)
+	if len(recs) != len(rep.Records)+1 || recs[0].Name != "earlier" {
+		t.Errorf("the JSON file has %d records, want the earlier one and %d appended", len(recs), len(rep.Records))
+	}
+	if _, _, err := (FuncScenario{Name: "x", Metric: Resources, NewOp: load.NewOp}).build(&runEnv{}); errs.CodeOf(err) != errs.Invalid {
+		t.Errorf("resources without Items: %v", err)
+	}
+}

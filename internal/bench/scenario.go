@@ -19,8 +19,9 @@ const (
 	Ops Metric = iota
 	// Bytes compares payload bytes per second.
 	Bytes
-	// Resources compares FHIR resources returned per second: the entries of every searchset
-	// Bundle answered (HTTPScenario only; the answers must be Bundles).
+	// Resources compares FHIR resources per second: for an HTTPScenario the entries of every
+	// searchset Bundle answered (the answers must be Bundles); for a FuncScenario what its
+	// ops add to Items.
 	Resources
 )
 
@@ -48,8 +49,11 @@ type HTTPScenario struct {
 	// Header is called for every request, e.g. to set a fresh bearer token.
 	Header func() http.Header
 	Body   []byte
-	// Check judges every 2xx answer; an error counts as a check failure and fails the run.
+	// Check judges every successful answer; an error counts as a check failure and fails
+	// the run.
 	Check func(status int, body []byte) error
+	// Status, when set, is the only status that succeeds (a deny path's 404); default any 2xx.
+	Status int
 	// Count, when set, extracts the result count of every 2xx answer (see BundleCount). All
 	// answers must agree, and when the reference is a scenario with Count too, both sides
 	// must agree per round; a mismatch fails the run. With Metric Resources and no Count,
@@ -89,6 +93,7 @@ func (s HTTPScenario) build(env *runEnv) (*target, func(), error) {
 	check := s.Check
 	if s.Count != nil || s.Metric == Resources {
 		t.counts = &countTracker{}
+		t.items = &t.counts.items
 		count, inner, resources := s.Count, s.Check, s.Metric == Resources
 		check = func(status int, body []byte) error {
 			if inner != nil {
@@ -121,11 +126,11 @@ func (s HTTPScenario) build(env *runEnv) (*target, func(), error) {
 			if err := t.counts.see(n); err != nil {
 				return err
 			}
-			t.counts.items.Add(int64(entries))
+			t.items.Add(int64(entries))
 			return nil
 		}
 	}
-	req := HTTPRequest{Method: s.Method, URLs: urls, Header: s.Header, Body: s.Body, Check: check}
+	req := HTTPRequest{Method: s.Method, URLs: urls, Header: s.Header, Body: s.Body, Check: check, Status: s.Status}
 	t.newOp = func(w int) Op { return HTTPOp(client, req, w) }
 	return t, client.CloseIdleConnections, nil
 }
@@ -138,6 +143,10 @@ type FuncScenario struct {
 	Metric  Metric
 	// NewOp returns worker w's Op (see Load.NewOp).
 	NewOp func(w int) Op
+	// Items, required with Metric Resources, is where the ops add the resources they
+	// handled (e.g. the entries of a transaction Bundle that was stored). The run sets it to
+	// zero before each measurement.
+	Items *atomic.Int64
 }
 
 // ScenarioName implements Scenario.
@@ -150,16 +159,19 @@ func (s FuncScenario) build(*runEnv) (*target, func(), error) {
 	if s.NewOp == nil {
 		return nil, nil, errs.E("bench.FuncScenario", errs.Invalid, "scenario "+s.Name+" has no op")
 	}
-	if s.Metric == Resources {
-		return nil, nil, errs.E("bench.FuncScenario", errs.Invalid, "scenario "+s.Name+": resources are counted only for HTTP scenarios")
+	if s.Metric == Resources && s.Items == nil {
+		return nil, nil, errs.E("bench.FuncScenario", errs.Invalid, "scenario "+s.Name+": resources need Items")
 	}
 	w := s.Workers
 	if w <= 0 {
 		w = 8
 	}
 	t := &target{name: s.Name, unit: "ops/s", metric: s.Metric, workers: w, newOp: s.NewOp}
-	if s.Metric == Bytes {
+	switch s.Metric {
+	case Bytes:
 		t.unit = "B/s"
+	case Resources:
+		t.unit, t.items = "res/s", s.Items
 	}
 	return t, func() {}, nil
 }
