@@ -28,6 +28,9 @@ type Member struct {
 	ID     string // short stable ID, e.g. "riverside-clinic"
 	Name   string
 	System string // the assigning authority of its MRNs, e.g. urn:oid:2.16.840.1.113883.3.1
+	// Part2 says the member is a 42 CFR Part 2 program: every record it sends is labelled
+	// with consent.Part2ProgramLabels at ingest, whatever its codes.
+	Part2 bool
 }
 
 // Client is a member's registered system.
@@ -111,28 +114,44 @@ func (s *Store) AddMember(ctx context.Context, name, system string) (Member, err
 // Member returns the member with the given ID, or errs.NotFound.
 func (s *Store) Member(ctx context.Context, id string) (Member, error) {
 	var m Member
-	err := s.db.QueryRow(ctx, `SELECT id, name, system FROM directory_members WHERE id = $1`, id).Scan(&m.ID, &m.Name, &m.System)
+	err := s.db.QueryRow(ctx, `SELECT id, name, system, part2_program FROM directory_members WHERE id = $1`, id).Scan(&m.ID, &m.Name, &m.System, &m.Part2)
 	return m, db.Map("directory.Store.Member", err)
 }
 
 // MemberForSystem returns the member that owns identifier system sys, or errs.NotFound.
 func (s *Store) MemberForSystem(ctx context.Context, sys string) (Member, error) {
 	var m Member
-	err := s.db.QueryRow(ctx, `SELECT m.id, m.name, m.system FROM directory_authorities a JOIN directory_members m ON m.id = a.member_id WHERE a.system = $1`, sys).Scan(&m.ID, &m.Name, &m.System)
+	err := s.db.QueryRow(ctx, `SELECT m.id, m.name, m.system, m.part2_program FROM directory_authorities a JOIN directory_members m ON m.id = a.member_id WHERE a.system = $1`, sys).Scan(&m.ID, &m.Name, &m.System, &m.Part2)
 	return m, db.Map("directory.Store.MemberForSystem", err)
 }
 
 // Members lists every member by ID.
 func (s *Store) Members(ctx context.Context) ([]Member, error) {
-	rows, err := s.db.Query(ctx, `SELECT id, name, system FROM directory_members ORDER BY id`)
+	rows, err := s.db.Query(ctx, `SELECT id, name, system, part2_program FROM directory_members ORDER BY id`)
 	if err != nil {
 		return nil, db.Map("directory.Store.Members", err)
 	}
 	ms, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Member, error) {
 		var m Member
-		return m, r.Scan(&m.ID, &m.Name, &m.System)
+		return m, r.Scan(&m.ID, &m.Name, &m.System, &m.Part2)
 	})
 	return ms, db.Map("directory.Store.Members", err)
+}
+
+// SetPart2 marks member id as a 42 CFR Part 2 program (on) or not. Records it sends from
+// then on are labelled as Part 2 records at ingest; records already stored keep the labels
+// they were stored with (a member that becomes a Part 2 program resends them). It returns
+// errs.NotFound for an unknown member.
+func (s *Store) SetPart2(ctx context.Context, id string, on bool) error {
+	const op = "directory.Store.SetPart2"
+	tag, err := s.db.Exec(ctx, `UPDATE directory_members SET part2_program = $2 WHERE id = $1`, id, on)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(op, errs.NotFound, "member not found")
+	}
+	return nil
 }
 
 // ParseJWKS parses a JSON Web Key Set of client public keys. It refuses private keys,

@@ -396,3 +396,50 @@ func TestUseJTI(t *testing.T) {
 		t.Errorf("live jti lost by cleanup: %v", err)
 	}
 }
+
+func TestSetPart2(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := NewStore(testkit.DB(t))
+	prog, err := s.AddMember(ctx, "Harbor Recovery Program", "urn:oid:2.16.840.1.113883.3.42")
+	if err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	other, err := s.AddMember(ctx, "Harbor Clinic", "urn:oid:2.16.840.1.113883.3.43")
+	if err != nil {
+		t.Fatalf("AddMember: %v", err)
+	}
+	if prog.Part2 {
+		t.Fatalf("a new member is a Part 2 program before SetPart2: %+v", prog)
+	}
+	if err := s.SetPart2(ctx, prog.ID, true); err != nil {
+		t.Fatalf("SetPart2: %v", err)
+	}
+	if m, err := s.Member(ctx, prog.ID); err != nil || !m.Part2 {
+		t.Errorf("Member after SetPart2(true) = %+v, %v; want Part2", m, err)
+	}
+	if m, err := s.MemberForSystem(ctx, prog.System); err != nil || !m.Part2 {
+		t.Errorf("MemberForSystem after SetPart2(true) = %+v, %v; want Part2", m, err)
+	}
+	all, err := s.Members(ctx)
+	if err != nil {
+		t.Fatalf("Members: %v", err)
+	}
+	for _, m := range all {
+		if m.Part2 != (m.ID == prog.ID) {
+			t.Errorf("Members: %s Part2 = %v", m.ID, m.Part2)
+		}
+	}
+	if err := s.SetPart2(ctx, prog.ID, false); err != nil {
+		t.Fatalf("SetPart2(false): %v", err)
+	}
+	if m, _ := s.Member(ctx, prog.ID); m.Part2 {
+		t.Errorf("Member after SetPart2(false) still Part2")
+	}
+	if m, _ := s.Member(ctx, other.ID); m.Part2 {
+		t.Errorf("SetPart2 changed another member")
+	}
+	if err := s.SetPart2(ctx, "nobody", true); errs.CodeOf(err) != errs.NotFound {
+		t.Errorf("SetPart2(nobody) = %v, want not_found", err)
+	}
+}
