@@ -8,7 +8,9 @@
 //
 // Rules Decide applies, in order (see Decide for the full contract):
 //
-//   - a malformed request (unknown purpose, no person, no time) is denied;
+//   - a malformed request (unknown purpose, no person, no time) is denied; there is no
+//     legal or court-order purpose, so no directive — not even a single TPO consent for a
+//     Part 2 record (2024 rule) — permits use in proceedings against the patient;
 //   - purpose BTG needs a valid, unexpired BreakGlass, else it is denied;
 //   - only active directives whose root provision's period contains req.At apply; a
 //     patient's directive applies only to that patient;
@@ -33,6 +35,7 @@
 // Besides Decide: DefaultPolicies (regional defaults), Preview (a decision per data
 // class), InForce/DecideAsOf (as-of evaluation), BreakGlassPolicy.Declare, CacheKey and
 // ValidUntil (for a caching decorator), ParseConsent/FormatConsent (R4 Consent), Labeler
-// (sensitivity labels from the value sets in valuesets/), Part2Notice, and Store
+// (sensitivity labels from the value sets in valuesets/), Part2Notice (the §2.32 text, from
+// data/part2-notice.txt), and Store
 // (versioned PostgreSQL storage).
 package consent
