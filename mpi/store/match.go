@@ -22,6 +22,9 @@ type Matcher struct {
 	store *Store
 	model *mpi.Model
 	norm  *mpi.Normalizer
+	// legacy makes candidates use the query and re-normalization of before the features
+	// column, so a benchmark can compare both on one database (set by tests only).
+	legacy bool
 }
 
 // NewMatcher returns a matcher with the engine's default model and nickname table.
@@ -85,7 +88,59 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 	for i, k := range keys {
 		coarse[i], fine[i] = int64(k.Hash), int64(k.Fine)
 	}
-	// Small blocks by their coarse key; blocks over the cap by their refined key.
+	if m.legacy {
+		return m.legacyCandidates(ctx, q, coarse, fine)
+	}
+	// Small blocks by their coarse key; blocks over the cap by their refined key. A block's
+	// size is counted only up to the cap + 1 (a common DOB or surname key may hold far more
+	// entries, and their exact number does not change the decision).
+	byPerson := map[string][]*mpi.Record{}
+	rows, err := q.Query(ctx, `
+		WITH small AS (
+			SELECT h FROM (SELECT DISTINCT unnest($1::bigint[]) AS h) k
+			WHERE (SELECT count(*) FROM (SELECT 1 FROM mpi_block_keys b WHERE b.hash = k.h LIMIT $3 + 1) x) <= $3
+		), hits AS (
+			SELECT b.source_id FROM mpi_block_keys b WHERE b.hash IN (SELECT h FROM small)
+			UNION
+			SELECT b.source_id FROM mpi_block_keys b WHERE b.fine = ANY($2)
+		)
+		SELECT s.person_id, s.features,
+			CASE WHEN s.features IS NULL OR length(s.features) = 0 OR get_byte(s.features, 0) <> $4 THEN s.demographics END
+		FROM mpi_source_records s
+		WHERE s.id IN (SELECT source_id FROM hits LIMIT 5000)`, coarse, fine, blockCap, featuresVersion)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var person string
+		var features, demo []byte
+		if err := rows.Scan(&person, &features, &demo); err != nil {
+			return nil, db.Map(op, err)
+		}
+		rec := new(mpi.Record)
+		if decodeFeatures(features, rec) == nil {
+			m.model.Prepare(rec)
+		} else {
+			r, err := m.Record(demo) // no features, or of another version: the demographics
+			if err != nil {
+				continue // a stored record the engine cannot read takes no part in matching
+			}
+			*rec = r
+		}
+		byPerson[person] = append(byPerson[person], rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, db.Map(op, err)
+	}
+	return byPerson, nil
+}
+
+// legacyCandidates is candidates as it was before the features column: every block's
+// size counted in full, every candidate parsed and normalized from its demographics. Kept
+// for the benchmark's before/after comparison only.
+func (m *Matcher) legacyCandidates(ctx context.Context, q db.Querier, coarse, fine []int64) (map[string][]*mpi.Record, error) {
+	const op = "mpi.store.Matcher.Match"
 	byPerson := map[string][]*mpi.Record{}
 	rows, err := q.Query(ctx, `
 		WITH sizes AS (
@@ -109,14 +164,11 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 		}
 		rec, err := m.Record(demo)
 		if err != nil {
-			continue // a stored record the engine cannot read takes no part in matching
+			continue
 		}
 		byPerson[person] = append(byPerson[person], &rec)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, db.Map(op, err)
-	}
-	return byPerson, nil
+	return byPerson, db.Map(op, rows.Err())
 }
 
 // Link is the outcome of linking one member patient.
@@ -206,6 +258,7 @@ func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, syst
 	return l, nil
 }
 
+// writeKeys replaces the blocking keys and the match features of a source with those of r.
 func (m *Matcher) writeKeys(ctx context.Context, tx db.Querier, sourceID int64, r *mpi.Record) error {
 	keys := mpi.BlockKeys(r)
 	hashes := make([]int64, len(keys))
@@ -214,6 +267,7 @@ func (m *Matcher) writeKeys(ctx context.Context, tx db.Querier, sourceID int64, 
 		hashes[i], fines[i] = int64(k.Hash), int64(k.Fine)
 	}
 	b := &pgx.Batch{}
+	b.Queue(`UPDATE mpi_source_records SET features = $2 WHERE id = $1`, sourceID, encodeFeatures(r))
 	b.Queue(`DELETE FROM mpi_block_keys WHERE source_id = $1`, sourceID)
 	b.Queue(`INSERT INTO mpi_block_keys(hash, fine, source_id) SELECT h, f, $3 FROM unnest($1::bigint[], $2::bigint[]) AS t(h, f)`, hashes, fines, sourceID)
 	return db.Map("mpi.store.writeKeys", tx.SendBatch(ctx, b).Close())
