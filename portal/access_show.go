@@ -35,9 +35,9 @@ type accessRow struct {
 const accessLogLimit = 10000
 
 // showAccess is "Who viewed my record": the signed-in patient's own access log, newest
-// first, filtered by date. Only the session's person ID is ever asked for. Reading one's
-// own access log is not itself audited: it discloses nothing about the record, only who
-// accessed it, to the person it is about (design: only accesses to a record are logged).
+// first, filtered by date. Only the session's person ID is ever asked for. Reading it is
+// itself audited by Privacy.AccessLog (one audit.AuditQuery event, actor the patient's login)
+// before the rows are shown, as an officer's audit search is.
 func (s *Server) showAccess(c echo.Context) error {
 	sess, _ := session(c)
 	p := accessPage{Page: s.page(c, "Who viewed your record")}
@@ -53,7 +53,8 @@ func (s *Server) showAccess(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	acc, err := s.privacy.AccessLog(ctx, sess.PersonID, from, to)
+	v := Viewer{PersonID: sess.PersonID, Role: sess.Role, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	acc, err := s.privacy.AccessLog(ctx, v, sess.PersonID, from, to)
 	if err != nil {
 		return err
 	}

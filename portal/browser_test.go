@@ -15,19 +15,27 @@ import (
 // browser returns a headless Chromium context (see testkit.Browser).
 func browser(t *testing.T) context.Context { return testkit.Browser(t, 1100, 900) }
 
-// browserSignIn signs user in with pw through the portal at base and the OP's login form,
-// and waits until the selector wait is visible.
+// browserSignIn signs user in with pw through the portal at base and the OP's login form
+// (and its one-time-code page when the user has a code, see otpFor), and waits until the
+// selector wait is visible.
 func browserSignIn(t *testing.T, ctx context.Context, base, user, pw, wait string) {
 	t.Helper()
-	if err := chromedp.Do(ctx,
-		chromedp.Navigate(base+"/"),
+	steps := []chromedp.Action[chromedp.Void]{
+		chromedp.Navigate(base + "/"),
 		chromedp.Click(chromedp.CSS("form.signin button")),
 		chromedp.WaitVisible(chromedp.ID("username")),
 		chromedp.SendKeys(chromedp.ID("username"), user),
 		chromedp.SendKeys(chromedp.ID("password"), pw),
 		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
-		chromedp.WaitVisible(chromedp.CSS(wait)),
-	); err != nil {
+	}
+	if code := otpFor(user); code != "" {
+		steps = append(steps,
+			chromedp.WaitVisible(chromedp.ID("otp")),
+			chromedp.SendKeys(chromedp.ID("otp"), code),
+			chromedp.Click(chromedp.CSS(`button[type="submit"]`)))
+	}
+	steps = append(steps, chromedp.WaitVisible(chromedp.CSS(wait)))
+	if err := chromedp.Do(ctx, steps...); err != nil {
 		loc, _ := chromedp.Run(ctx, chromedp.Location())
 		t.Fatalf("sign-in as %s: %v (at %s)", user, err, loc)
 	}
@@ -178,4 +186,13 @@ func TestBrowserStaffEnrolAndErrorPages(t *testing.T) {
 	}
 	screenshot(t, ctx, "portal-error")
 	axeCheck(t, ctx, "error")
+
+	// A clinician whose sign-in had no second factor gets the page that says why.
+	signIn("drsolo", "solo-pw", "#mfa-title")
+	text, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("section.error")))
+	if err != nil || !strings.Contains(text, "second factor") {
+		t.Errorf("MFA refusal page %q (%v)", text, err)
+	}
+	screenshot(t, ctx, "portal-mfa-required")
+	axeCheck(t, ctx, "mfa required")
 }

@@ -65,10 +65,26 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
+// demoUsers are the OP's users. drjones (clinician) has a second factor; drsolo
+// (clinician) has none, so the OP asserts no MFA for him.
 var demoUsers = []devoidc.User{
 	{Subject: "sub-pat-1", Username: "alice", Password: "alice-pw", FirstName: "Alice", LastName: "Nguyen", Email: "alice@example.test"},
-	{Subject: "sub-doc-1", Username: "drjones", Password: "jones-pw", FirstName: "Sam", LastName: "Jones"},
+	{Subject: "sub-doc-1", Username: "drjones", Password: "jones-pw", FirstName: "Sam", LastName: "Jones", OTP: "314159"},
 	{Subject: "sub-new-1", Username: "newbie", Password: "newbie-pw"},
+	{Subject: "sub-doc-2", Username: "drsolo", Password: "solo-pw", FirstName: "Kim", LastName: "Solo"},
+}
+
+// officerUser is the privacy officer of the privacy tests; it has a second factor.
+var officerUser = devoidc.User{Subject: "sub-off-1", Username: "privo", Password: "privo-pw", FirstName: "Pat", LastName: "Officer", OTP: "271828"}
+
+// otpFor returns the one-time code of the test user with that username, "" for none.
+func otpFor(username string) string {
+	for _, u := range append(demoUsers[:len(demoUsers):len(demoUsers)], officerUser) {
+		if u.Username == username {
+			return u.OTP
+		}
+	}
+	return ""
 }
 
 func sampleLabs() []LabResult {
@@ -96,6 +112,7 @@ type env struct {
 type envOpts struct {
 	secureCookies bool
 	clock         *fakeClock
+	staffMFAOff   bool
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -111,8 +128,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 		t.Fatal(err)
 	}
 	staff := NewStaffStore(pool)
-	if err := staff.AddStaff(ctx, op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr Sam Jones"}); err != nil {
-		t.Fatal(err)
+	for sub, st := range map[string]Staff{
+		"sub-doc-1": {Role: RoleClinician, Org: "riverside", Name: "Dr Sam Jones"},
+		"sub-doc-2": {Role: RoleClinician, Org: "riverside", Name: "Dr Kim Solo"},
+	} {
+		if err := staff.AddStaff(ctx, op.Issuer(), sub, st); err != nil {
+			t.Fatal(err)
+		}
 	}
 	e := &env{op: op, base: base, staff: staff, clock: o.clock,
 		records:  &memRecords{labs: map[string][]LabResult{"person-1": sampleLabs()}},
@@ -125,7 +147,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	var err error
 	e.srv, err = New(Config{
 		BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
-		RedisPrefix: prefix, InsecureCookies: !o.secureCookies,
+		RedisPrefix: prefix, InsecureCookies: !o.secureCookies, StaffMFAOff: o.staffMFAOff,
 	}, deps)
 	if err != nil {
 		t.Fatal(err)
@@ -245,8 +267,9 @@ func (e *env) startSignIn(t *testing.T, c *client) string {
 	return r.header.Get("Location")
 }
 
-// opLogin fills the OP's login form and returns the callback URL (with code and state) that
-// the OP redirects the browser to.
+// opLogin fills the OP's login form (and its one-time-code page, with the user's code from
+// otpFor) and returns the callback URL (with code and state) that the OP redirects the
+// browser to.
 func (e *env) opLogin(t *testing.T, authURL, user, pw string) string {
 	t.Helper()
 	oc := newClient(t)
@@ -266,6 +289,11 @@ func (e *env) opLogin(t *testing.T, authURL, user, pw string) string {
 		t.Fatalf("no login form: %s", form.body)
 	}
 	r := oc.post(loc, url.Values{"id": {m[1]}, "username": {user}, "password": {pw}}, "")
+	if tm := regexp.MustCompile(`name="token" value="([^"]+)"`).FindStringSubmatch(r.body); r.status == http.StatusOK && tm != nil {
+		u, _ := url.Parse(loc)
+		ou, _ := u.Parse("/login/otp")
+		r = oc.post(ou.String(), url.Values{"token": {tm[1]}, "otp": {otpFor(user)}}, "")
+	}
 	for i := 0; i < 5 && r.status == http.StatusFound; i++ {
 		next := r.header.Get("Location")
 		if strings.HasPrefix(next, e.base+"/auth/callback") {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -20,7 +21,9 @@ import (
 // within LoginWindow), exchanges it with the PKCE verifier, verifies the ID token (signature,
 // issuer, audience, expiry) and its nonce, requires the UserInfo subject to equal the ID
 // token's, and then resolves the login only through explicit records: staff first, then an
-// enrolled person, else the enrolment page. The signed-in session gets a new ID.
+// enrolled person, else the enrolment page. A staff login whose ID token carries no
+// second-factor evidence (see Config.StaffMFAOff) gets the "second factor needed" page and no
+// session. The signed-in session gets a new ID.
 func (s *Server) finishLogin(c echo.Context) error {
 	const op = "portal.finishLogin"
 	ctx := c.Request().Context()
@@ -99,7 +102,15 @@ func (s *Server) finishLogin(c echo.Context) error {
 		name = strings.TrimSpace(claims.GivenName + " " + claims.FamilyName)
 	}
 
-	sess := Session{Issuer: idt.Issuer, Subject: idt.Subject, IDToken: raw, Name: name}
+	var auth struct {
+		ACR string   `json:"acr"`
+		AMR []string `json:"amr"`
+	}
+	if err := idt.Claims(&auth); err != nil {
+		return refuse("id token claims", err)
+	}
+	sess := Session{Issuer: idt.Issuer, Subject: idt.Subject, IDToken: raw, Name: name,
+		MFA: hasMFA(auth.ACR, auth.AMR, s.cfg.MFAACR)}
 	st, err := s.staff.StaffForLogin(ctx, idt.Issuer, idt.Subject)
 	switch {
 	case err == nil:
@@ -117,6 +128,13 @@ func (s *Server) finishLogin(c echo.Context) error {
 	default:
 		return err
 	}
+	if (sess.Role == RoleClinician || sess.Role == RoleOfficer) && !sess.MFA && !s.cfg.StaffMFAOff {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "portal sign-in refused: staff without a second factor",
+			slog.String("request_id", requestID(c)),
+			slog.String("role", string(sess.Role)),
+			slog.String("org", sess.Org))
+		return s.render(c, http.StatusForbidden, "mfa_required", mfaRequiredPage{Page: s.page(c, "Second factor needed")})
+	}
 	id, err := s.sessions.Create(ctx, sess)
 	if err != nil {
 		return err
@@ -128,4 +146,28 @@ func (s *Server) finishLogin(c echo.Context) error {
 		slog.String("person", sess.PersonID),
 		slog.String("org", sess.Org))
 	return c.Redirect(http.StatusSeeOther, homeFor(sess.Role))
+}
+
+// mfaMethods are the RFC 8176 authentication method references that show a second factor:
+// "mfa" (multiple factors), "otp" (a one-time password) and "hwk" (a hardware-bound key,
+// such as a security key).
+var mfaMethods = []string{"mfa", "otp", "hwk"}
+
+// hasMFA reports whether an ID token's acr and amr show a second factor: acr equals wantACR,
+// or amr names one of mfaMethods.
+func hasMFA(acr string, amr []string, wantACR string) bool {
+	if wantACR != "" && acr == wantACR {
+		return true
+	}
+	for _, m := range amr {
+		if slices.Contains(mfaMethods, m) {
+			return true
+		}
+	}
+	return false
+}
+
+// mfaRequiredPage explains a refused staff sign-in and offers one with a second factor.
+type mfaRequiredPage struct {
+	Page
 }

@@ -10,7 +10,9 @@ import (
 )
 
 // startLogin begins the OIDC code flow: it keeps state, nonce and the PKCE verifier in a
-// fresh pre-login session (never in the browser) and redirects to the OP.
+// fresh pre-login session (never in the browser) and redirects to the OP. With the form
+// field mfa=1 (the staff refusal page's button) it asks the OP for the MFA acr
+// (acr_values) and a fresh authentication (prompt=login).
 func (s *Server) startLogin(c echo.Context) error {
 	ctx := c.Request().Context()
 	_, oauth, err := s.op(ctx)
@@ -23,12 +25,17 @@ func (s *Server) startLogin(c echo.Context) error {
 			return err
 		}
 	}
-	f := &loginFlow{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Started: s.now()}
+	f := &loginFlow{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Started: s.now(),
+		MFA: c.FormValue("mfa") == "1"}
 	id, err := s.sessions.Create(ctx, Session{Flow: f})
 	if err != nil {
 		return err
 	}
 	s.setSessionCookie(c, id)
-	dest := oauth.AuthCodeURL(f.State, oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier))
+	opts := []oauth2.AuthCodeOption{oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier)}
+	if f.MFA {
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", s.cfg.MFAACR), oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	dest := oauth.AuthCodeURL(f.State, opts...)
 	return c.Redirect(http.StatusSeeOther, dest)
 }

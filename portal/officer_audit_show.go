@@ -72,9 +72,12 @@ type auditRow struct {
 }
 
 // showOfficerAudit is the officer's audit search over audit.Search, 50 events a page,
-// newest first. The officer's own searches are not audited here: the audit log is the
-// officer's oversight tool and holds no clinical content (see design.md, "Who uses it").
+// newest first. Every search that runs is itself audited by Privacy.SearchAudit (one
+// audit.AuditQuery event, actor the officer) before its results are shown: who watched whom
+// is part of the record a patient and the next officer can trust. A form that does not
+// validate runs no search.
 func (s *Server) showOfficerAudit(c echo.Context) error {
+	sess, _ := session(c)
 	q := c.QueryParams()
 	form := auditSearchForm{Patient: strings.TrimSpace(q.Get("patient")), From: strings.TrimSpace(q.Get("from")),
 		To: strings.TrimSpace(q.Get("to")), Org: strings.TrimSpace(q.Get("org")), Outcome: q.Get("outcome"), Cursor: q.Get("cursor")}
@@ -94,7 +97,8 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 		return s.render(c, http.StatusBadRequest, "officer_audit", p)
 	}
 	p.Searched = true
-	evs, next, err := s.privacy.SearchAudit(ctx, f)
+	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	evs, next, err := s.privacy.SearchAudit(ctx, v, f)
 	if err != nil {
 		return err
 	}

@@ -107,14 +107,18 @@ type Privacy interface {
 	// when the directory cannot be read.
 	MemberNames(ctx context.Context) (map[string]string, error)
 	// AccessLog returns the permitted accesses to personID's record between from and to
-	// (zero: unbounded), newest first (audit.AccessLog).
-	AccessLog(ctx context.Context, personID string, from, to time.Time) ([]audit.Access, error)
+	// (zero: unbounded), newest first (audit.AccessLog), for patient v. The reading is itself
+	// audited (audit.AuditQuery) before the log is returned; it returns errs.Unavailable,
+	// and no rows, when that event cannot be written.
+	AccessLog(ctx context.Context, v Viewer, personID string, from, to time.Time) ([]audit.Access, error)
 	// Directives returns the directives in force for personID now: their own and the
 	// regional default policies. errs.Unavailable when consent cannot be read.
 	Directives(ctx context.Context, personID string) ([]consent.Directive, error)
 	// SearchAudit returns one page of audit events matching f and the next cursor
-	// (audit.Search).
-	SearchAudit(ctx context.Context, f audit.Filter) ([]audit.Event, string, error)
+	// (audit.Search), for officer v. The search is itself audited (audit.AuditQuery, with
+	// its outcome) before the results are returned; it returns errs.Unavailable, and no
+	// events, when that event cannot be written.
+	SearchAudit(ctx context.Context, v Viewer, f audit.Filter) ([]audit.Event, string, error)
 	// BreakGlassReviews returns the open break-the-glass review tasks, oldest first.
 	BreakGlassReviews(ctx context.Context) ([]BreakGlassReview, error)
 	// CloseBreakGlassReview closes open task id as reviewed by actor ("iss|sub"). It
@@ -170,6 +174,9 @@ type MPIField struct {
 	Weight float64
 }
 
+// DefaultMFAACR is the default Config.MFAACR: the OpenID PAPE multi-factor policy URI.
+const DefaultMFAACR = "http://schemas.openid.net/pape/policies/2007/06/multi-factor"
+
 // Config configures the portal. Issuer, ClientID, ClientSecret and BaseURL are required.
 type Config struct {
 	BaseURL      string // public origin of the portal, e.g. "http://localhost:8080"; no trailing slash
@@ -191,6 +198,15 @@ type Config struct {
 	StaffIdle   time.Duration // default 15 min
 	Absolute    time.Duration // default 12 h
 	LoginWindow time.Duration // how long a started sign-in may take; default 10 min
+
+	// StaffMFAOff lets clinicians and privacy officers sign in without a second factor. The
+	// default (false) requires one: the ID token's acr equals MFAACR or its amr names a
+	// second factor (mfaMethods); a staff sign-in without that evidence is refused with a page
+	// that says why. Patients are never required to use one.
+	StaffMFAOff bool
+	// MFAACR is the acr value that proves a second factor, and what a sign-in started from
+	// the refusal page asks the OP for (acr_values); default DefaultMFAACR.
+	MFAACR string
 
 	Location *time.Location // dates on pages; default UTC
 }
@@ -272,6 +288,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.Location == nil {
 		cfg.Location = time.UTC
+	}
+	if cfg.MFAACR == "" {
+		cfg.MFAACR = DefaultMFAACR
 	}
 	s := &Server{
 		cfg:      cfg,

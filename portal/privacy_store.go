@@ -3,6 +3,7 @@ package portal
 import (
 	"context"
 	"encoding/json"
+	"net/url"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -30,16 +31,20 @@ type PrivacyStore struct {
 	db    db.Querier
 	dirs  CurrentDirectives
 	mpi   MPIResolver
-	audit Auditor // nil: officer actions are not audited (tests of the pages alone)
+	audit Auditor // nil: audit reads answer errs.Unavailable; review closings are not audited
 }
 
-// Auditor appends audit events inside a caller's transaction; *audit.Log implements it.
+// Auditor appends audit events, alone or inside a caller's transaction; *audit.Log
+// implements it.
 type Auditor interface {
+	// Append commits ev (group commit) before it returns.
+	Append(ctx context.Context, ev audit.Event) error
 	AppendTx(ctx context.Context, tx db.Querier, evs ...audit.Event) error
 }
 
 // WithAudit makes officer actions (closing a break-the-glass review) commit together with
-// their audit event. It returns p.
+// their audit event, and audits every read of the audit log (officer searches, a patient's
+// access log). Without it those reads are refused. It returns p.
 func (p *PrivacyStore) WithAudit(a Auditor) *PrivacyStore {
 	p.audit = a
 	return p
@@ -79,9 +84,42 @@ func (p *PrivacyStore) memberNames(ctx context.Context, out map[string]string) e
 	return nil
 }
 
-// AccessLog returns audit.AccessLog for personID.
-func (p *PrivacyStore) AccessLog(ctx context.Context, personID string, from, to time.Time) ([]audit.Access, error) {
-	return audit.AccessLog(ctx, p.db, personID, from, to)
+// AccessLog returns audit.AccessLog for personID, read by patient v. It commits one
+// audit.AuditQuery event (actor v, patient personID, the period as its query, outcome) before
+// returning the rows, and returns errs.Unavailable without rows when it cannot.
+func (p *PrivacyStore) AccessLog(ctx context.Context, v Viewer, personID string, from, to time.Time) ([]audit.Access, error) {
+	q := url.Values{}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	acc, err := audit.AccessLog(ctx, p.db, personID, from, to)
+	if aerr := p.auditRead(ctx, v, personID, q, err); aerr != nil {
+		return nil, aerr
+	}
+	return acc, err
+}
+
+// auditRead commits the audit.AuditQuery event of one read of the audit log by v about
+// patient (may be ""), with the read's canonical query and its outcome (failure when
+// readErr is not nil). It returns errs.Unavailable when the event cannot be committed or
+// there is no Auditor.
+func (p *PrivacyStore) auditRead(ctx context.Context, v Viewer, patient string, q url.Values, readErr error) error {
+	const op = "portal.PrivacyStore.auditRead"
+	if p.audit == nil {
+		return errs.E(op, errs.Unavailable, "audit log reads need an audit writer")
+	}
+	ev := audit.Event{Action: audit.AuditQuery, Outcome: audit.Permit, Actor: v.Actor, Org: v.Org, Role: string(v.Role),
+		Patient: patient, Query: q.Encode(), RequestID: v.RequestID, SourceIP: v.SourceIP}
+	if readErr != nil {
+		ev.Outcome, ev.Reason = audit.Failure, errs.CodeOf(readErr).String()
+	}
+	if err := p.audit.Append(ctx, ev); err != nil {
+		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	return nil
 }
 
 // Directives returns the directives currently in force for personID.
@@ -90,9 +128,33 @@ func (p *PrivacyStore) Directives(ctx context.Context, personID string) ([]conse
 	return dirs, err
 }
 
-// SearchAudit returns audit.Search over the log.
-func (p *PrivacyStore) SearchAudit(ctx context.Context, f audit.Filter) ([]audit.Event, string, error) {
-	return audit.Search(ctx, p.db, f)
+// SearchAudit returns audit.Search over the log for officer v. It commits one
+// audit.AuditQuery event (actor v, patient f.Patient, the filter as its query, outcome)
+// before returning the events, and returns errs.Unavailable without events when it cannot.
+// The officer's filter holds IDs, dates and codes only, so the query needs no HMACs.
+func (p *PrivacyStore) SearchAudit(ctx context.Context, v Viewer, f audit.Filter) ([]audit.Event, string, error) {
+	q := url.Values{}
+	set := func(k, val string) {
+		if val != "" {
+			q.Set(k, val)
+		}
+	}
+	set("patient", f.Patient)
+	set("org", f.Org)
+	set("agent", f.Agent)
+	set("outcome", string(f.Outcome))
+	set("cursor", f.Cursor)
+	if !f.From.IsZero() {
+		q.Set("from", f.From.UTC().Format(time.RFC3339))
+	}
+	if !f.To.IsZero() {
+		q.Set("to", f.To.UTC().Format(time.RFC3339))
+	}
+	evs, next, err := audit.Search(ctx, p.db, f)
+	if aerr := p.auditRead(ctx, v, f.Patient, q, err); aerr != nil {
+		return nil, "", aerr
+	}
+	return evs, next, err
 }
 
 // BreakGlassReviews returns the open break-the-glass review tasks, oldest first, at most 200.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
-	"github.com/concord-hie/concord/internal/devoidc"
+	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/testkit"
 	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/records"
@@ -44,8 +44,7 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	ln, base := listenLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	users := append(demoUsers[:len(demoUsers):len(demoUsers)],
-		devoidc.User{Subject: "sub-off-1", Username: "privo", Password: "privo-pw", FirstName: "Pat", LastName: "Officer"})
+	users := append(demoUsers[:len(demoUsers):len(demoUsers)], officerUser)
 	op := startOP(t, ctx, base, users)
 	pe := &privacyEnv{pool: pool, now: time.Now().UTC()}
 	pe.seed(t, ctx, op.Issuer())
@@ -75,7 +74,7 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	e.srv, err = New(Config{BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
 		RedisPrefix: prefix, InsecureCookies: !secureCookies},
 		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb,
-			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), mpistore.NewOps(pool, alog, "test-model"))})
+			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), mpistore.NewOps(pool, alog, "test-model")).WithAudit(alog)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,5 +409,105 @@ func TestOfficerResolvesMPIReview(t *testing.T) {
 	land := pc.get(pe.base + "/labs")
 	if r := pc.post(pe.base+"/officer/mpi/resolve", url.Values{"_csrf": {csrfFrom(t, land.body)}, "item": {id}, "decision": {"link"}}, "same-origin"); r.status != http.StatusNotFound {
 		t.Errorf("patient resolve: %d, want 404", r.status)
+	}
+}
+
+// auditQueries returns the audit.AuditQuery events in the log, newest first.
+func auditQueries(t *testing.T, pool *pgxpool.Pool) []audit.Event {
+	t.Helper()
+	evs, _, err := audit.Search(t.Context(), pool, audit.Filter{Action: []audit.Action{audit.AuditQuery}, Count: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// TestAuditReadsAreAudited: each officer search that runs commits exactly one audit-query
+// event (actor the officer, the patient searched for, the filter, the outcome, the request
+// ID) before its results are shown, and the next search shows it; a patient reading their
+// own access log commits one too, which is not itself listed as an access.
+func TestAuditReadsAreAudited(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	if evs := auditQueries(t, pe.pool); len(evs) != 0 {
+		t.Fatalf("%d audit-query events before any search", len(evs))
+	}
+	c := pe.signedIn(t, "privo", "privo-pw")
+	r := c.getPrivate(pe.base, "/officer?patient="+alicePerson+"&outcome=deny")
+	evs := auditQueries(t, pe.pool)
+	if len(evs) != 1 {
+		t.Fatalf("%d audit-query events after one search, want 1", len(evs))
+	}
+	ev := evs[0]
+	if ev.Actor != pe.op.Issuer()+"|sub-off-1" || ev.Role != consent.RoleOfficer || ev.Org != "riverside" ||
+		ev.Patient != alicePerson || ev.Outcome != audit.Permit || !strings.Contains(ev.Query, "outcome=deny") ||
+		ev.RequestID == "" || ev.RequestID != r.header.Get("X-Request-Id") {
+		t.Errorf("officer search event %+v (response request ID %q)", ev, r.header.Get("X-Request-Id"))
+	}
+	// The officer's next search shows the first one.
+	r = c.getPrivate(pe.base, "/officer?patient="+alicePerson)
+	if !strings.Contains(r.body, string(audit.AuditQuery)) {
+		t.Errorf("the log does not show the officer's search:\n%s", r.body)
+	}
+	if n := len(auditQueries(t, pe.pool)); n != 2 {
+		t.Errorf("%d audit-query events after two searches, want 2", n)
+	}
+	// A form that does not validate runs no search; a search that fails is audited as failed.
+	c.get(pe.base + "/officer?outcome=maybe")
+	if n := len(auditQueries(t, pe.pool)); n != 2 {
+		t.Errorf("%d audit-query events after a rejected form, want 2", n)
+	}
+	if r := c.get(pe.base + "/officer?cursor=%21%21"); r.status != http.StatusBadRequest {
+		t.Errorf("bad cursor: %d", r.status)
+	}
+	if evs := auditQueries(t, pe.pool); len(evs) != 3 || evs[0].Outcome != audit.Failure {
+		t.Errorf("failed search: %d events, newest %+v", len(evs), evs[0])
+	}
+
+	pc := pe.signedIn(t, "alice", "alice-pw")
+	r = pc.getPrivate(pe.base, "/access")
+	evs = auditQueries(t, pe.pool)
+	if len(evs) != 4 {
+		t.Fatalf("%d audit-query events after the access log, want 4", len(evs))
+	}
+	ev = evs[0]
+	if ev.Actor != pe.op.Issuer()+"|sub-pat-1" || ev.Role != consent.RolePatient || ev.Patient != alicePerson ||
+		ev.Outcome != audit.Permit || ev.RequestID != r.header.Get("X-Request-Id") {
+		t.Errorf("access log event %+v", ev)
+	}
+	// Reading the log is not an access to the record: the page still lists three.
+	r = pc.getPrivate(pe.base, "/access")
+	if n := strings.Count(r.body, "<tr"); n != 4 {
+		t.Errorf("%d table rows after reading the log twice, want 4", n)
+	}
+}
+
+// TestAuditReadsFailClosed: when the audit event cannot be written (closed log, or no
+// writer), audit reads return errs.Unavailable and nothing else.
+func TestAuditReadsFailClosed(t *testing.T) {
+	t.Parallel()
+	pool := testkit.DB(t)
+	ctx := t.Context()
+	alog, err := audit.New(ctx, pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := alog.Append(ctx, audit.Event{Action: audit.Read, Outcome: audit.Permit, Patient: alicePerson}); err != nil {
+		t.Fatal(err)
+	}
+	alog.Close()
+	v := Viewer{Role: RoleOfficer, Org: "riverside", Actor: "iss|off"}
+	for name, ps := range map[string]*PrivacyStore{
+		"closed log": NewPrivacyStore(pool, nil, nil).WithAudit(alog),
+		"no writer":  NewPrivacyStore(pool, nil, nil),
+	} {
+		evs, _, err := ps.SearchAudit(ctx, v, audit.Filter{Patient: alicePerson})
+		if errs.CodeOf(err) != errs.Unavailable || evs != nil {
+			t.Errorf("%s: SearchAudit = %d events, %v; want Unavailable and none", name, len(evs), err)
+		}
+		acc, err := ps.AccessLog(ctx, Viewer{Role: RolePatient, PersonID: alicePerson, Actor: "iss|pat"}, alicePerson, time.Time{}, time.Time{})
+		if errs.CodeOf(err) != errs.Unavailable || acc != nil {
+			t.Errorf("%s: AccessLog = %d rows, %v; want Unavailable and none", name, len(acc), err)
+		}
 	}
 }

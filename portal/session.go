@@ -27,6 +27,7 @@ type Session struct {
 	Issuer   string     `json:"iss,omitempty"`
 	Subject  string     `json:"sub,omitempty"`
 	IDToken  string     `json:"id_token,omitempty"` // id_token_hint for the OP's end_session
+	MFA      bool       `json:"mfa,omitempty"`      // the ID token carried second-factor evidence (acr or amr)
 	Flow     *loginFlow `json:"flow,omitempty"`
 	Flash    string     `json:"flash,omitempty"`
 
@@ -46,6 +47,7 @@ type loginFlow struct {
 	Nonce    string    `json:"nonce"`
 	Verifier string    `json:"verifier"`
 	Started  time.Time `json:"started"`
+	MFA      bool      `json:"mfa,omitempty"` // the OP was asked for the MFA acr
 }
 
 // SessionTimeouts bound a session's life.
