@@ -40,6 +40,8 @@ type Config struct {
 	OIDCClientID     string
 	OIDCClientSecret string // secret
 	DevOIDCAddr      string // where the embedded provider listens
+	StaffMFA         bool   // staff sign-in needs a second factor (acr or amr in the ID token)
+	StaffMFAACR      string // the acr that proves a second factor
 
 	DataDir      string // local state of the embedded servers and generated dev keys
 	TokenKey     string // secret: HMAC key for access tokens; empty = generated into DataDir
@@ -66,6 +68,8 @@ func Defaults() Config {
 		S3Region:     "us-east-1",
 		OIDCClientID: "concord-portal",
 		DevOIDCAddr:  "127.0.0.1:9998",
+		StaffMFA:     true,
+		StaffMFAACR:  "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
 		DataDir:      ".concord",
 		TokenTTL:     300 * time.Second,
 		BreakGlass:   60 * time.Minute,
@@ -234,6 +238,24 @@ func Vars() []Var {
 	{
 		g, s := addr(func(c *Config) *string { return &c.DevOIDCAddr }, false)
 		add(v("CONCORD_DEV_OIDC_ADDR", "dev-oidc-addr", "listener of the embedded development OIDC provider", false, g, s))
+	}
+	add(v("CONCORD_STAFF_MFA", "staff-mfa", "clinicians and privacy officers must sign in with a second factor: the ID token's acr is STAFF_MFA_ACR or its amr has mfa, otp or hwk; false only for a provider that cannot assert one", false,
+		func(c *Config) string { return strconv.FormatBool(c.StaffMFA) }, func(c *Config, x string) error {
+			b, err := strconv.ParseBool(x)
+			if err != nil {
+				return fmt.Errorf("want true or false")
+			}
+			c.StaffMFA = b
+			return nil
+		}))
+	{
+		g, s := str(func(c *Config) *string { return &c.StaffMFAACR })
+		add(v("CONCORD_STAFF_MFA_ACR", "staff-mfa-acr", "acr value that proves a second factor; staff are asked for it (acr_values) after a refused sign-in", false, g, func(c *Config, x string) error {
+			if strings.TrimSpace(x) == "" {
+				return fmt.Errorf("want a non-empty acr value")
+			}
+			return s(c, x)
+		}))
 	}
 	{
 		g, s := str(func(c *Config) *string { return &c.DataDir })

@@ -37,6 +37,9 @@ func TestParse(t *testing.T) {
 		{"admin must be loopback", map[string]string{"CONCORD_ADMIN_ADDR": "0.0.0.0:9090"}, nil, nil, "CONCORD_ADMIN_ADDR"},
 		{"mllp tls all or none", map[string]string{"CONCORD_MLLP_TLS_CERT": "/x.pem"}, nil, nil, "CONCORD_MLLP_TLS_CERT"},
 		{"public mllp needs tls", map[string]string{"CONCORD_MLLP_ADDR": "0.0.0.0:2575"}, nil, nil, "CONCORD_MLLP_ADDR"},
+		{"staff mfa off", map[string]string{"CONCORD_STAFF_MFA": "false"}, nil, func(c Config) bool { return !c.StaffMFA && c.StaffMFAACR != "" }, ""},
+		{"staff mfa not a bool", map[string]string{"CONCORD_STAFF_MFA": "sometimes"}, nil, nil, "CONCORD_STAFF_MFA"},
+		{"staff mfa acr", nil, []string{"--staff-mfa-acr", "urn:example:mfa"}, func(c Config) bool { return c.StaffMFA && c.StaffMFAACR == "urn:example:mfa" }, ""},
 		{"missing secret file", map[string]string{"CONCORD_S3_SECRET_KEY_FILE": filepath.Join(dir, "nope")}, nil, nil, "CONCORD_S3_SECRET_KEY_FILE"},
 	}
 	for _, tt := range tests {
