@@ -137,21 +137,31 @@ func (m *Model) LinkBatch(ctx context.Context, recs []Record, workers int, progr
 	for i := range recs {
 		ptrs[i] = &recs[i]
 	}
-	return m.linkBatch(ctx, ptrs, workers, progress)
+	return m.linkBatch(ctx, ptrStore(ptrs), workers, progress)
 }
 
-// linkBatch is LinkBatch over records reached through pointers, so a caller can keep them
-// in the chunks it built them in rather than copy them into one slice.
-func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, progress func(done int)) (*BatchResult, error) {
+// batchScratch is one scoring goroutine's scratch space: seen marks candidates (see
+// sortedIndex.candidates) and a, b hold records a store rebuilds.
+type batchScratch struct {
+	seen []uint32
+	a, b Record
+}
+
+// linkBatch is LinkBatch over a recStore, so a caller can keep records in a compact form
+// or in the chunks it built them in rather than copy them into one slice.
+func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progress func(done int)) (*BatchResult, error) {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	n := len(recs)
+	n := recs.len()
 	hot := make([]hotRec, n)
 	parallel(n, workers, func(lo, hi int) {
+		var tmp Record
 		for i := lo; i < hi; i++ {
-			m.Prepare(recs[i])
-			hot[i] = newHotRec(recs[i])
+			r := recs.load(i, &tmp)
+			m.Prepare(r)
+			recs.setTF(i, r)
+			hot[i] = newHotRec(r)
 		}
 	})
 	// Block keys are not kept: they are hashed again wherever needed, which costs less
@@ -160,8 +170,16 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 	edges := make([][]edge, n)
 	var pairs, done atomic.Int64
 	var cancelled atomic.Bool
+	// One scratch per goroutine, not per chunk: seen is 4 bytes per record, and
+	// allocating it for every chunk was most of the garbage of a run.
+	scratch := make(chan *batchScratch, workers)
+	for range workers {
+		scratch <- &batchScratch{seen: make([]uint32, n)}
+	}
 	parallel(n, workers, func(lo, hi int) {
-		seen := make([]uint32, n)
+		sc := <-scratch
+		defer func() { scratch <- sc }()
+		seen := sc.seen
 		var buf []uint32
 		keys := make([]BlockKey, 0, 32)
 		var local int64
@@ -175,7 +193,8 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 					progress(int(done.Add(4096)))
 				}
 			}
-			keys = appendBlockKeys(keys[:0], recs[i])
+			ri := recs.load(i, &sc.a)
+			keys = appendBlockKeys(keys[:0], ri)
 			buf = ix.candidates(buf[:0], keys, seen, uint32(i)+1, uint32(i))
 			var es []edge
 			hr := &hot[i]
@@ -184,7 +203,7 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 				if float64(m.hotBound(hr, &hot[j]))+1e-3 < m.Review {
 					continue // cannot reach review whatever the names: skip without reading recs[j]
 				}
-				if w, ok := m.scoreFrom(recs[i], recs[j], m.Review); ok {
+				if w, ok := m.scoreFrom(ri, recs.load(int(j), &sc.b), m.Review); ok {
 					es = append(es, edge{j, float32(w)})
 				}
 			}
@@ -195,16 +214,18 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 	if cancelled.Load() {
 		return nil, errs.E("mpi.Model.LinkBatch", errs.Unavailable, ctx.Err())
 	}
+	var ra, rb Record
+	var bs [2]Record
 	res := &BatchResult{Person: make([]int32, n), Outcome: make([]Outcome, n), Pairs: pairs.Load()}
 	var members [][]uint32
-	sources := map[Identifier]int32{}
+	var sources sourceIndex
 	var ps []personScore
 	var pid []int32
 	var bestRec []uint32
 	for i := 0; i < n; i++ {
-		r := recs[i]
+		r := recs.load(i, &ra)
 		if r.Source.Value != "" {
-			if p, ok := sources[r.Source]; ok {
+			if p, ok := sources.get(recs, &rb, r.Source); ok {
 				res.Person[i] = p
 				res.Outcome[i] = AutoLink
 				members[p] = append(members[p], uint32(i))
@@ -226,12 +247,13 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 		for k := range ps {
 			if ps[k].score >= m.Link-m.Margin {
 				for _, o := range members[pid[k]] {
-					ps[k].guard |= m.Guard(r, recs[o], Compare(r, recs[o]))
+					ro := recs.load(int(o), &rb)
+					ps[k].guard |= m.Guard(r, ro, Compare(r, ro))
 				}
 			}
 		}
 		out, b, s, dup := m.choose(ps)
-		if dup && m.bridged(recs, edges, members, pid[b], pid[s], r) {
+		if dup && m.bridged(recs, &bs, edges, members, pid[b], pid[s], r) {
 			// Two persons that r both matches are also linked directly by another edge
 			// and no guard fires across them: two independent supports, so merge.
 			pb, pq := pid[b], pid[s]
@@ -257,7 +279,7 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 			}
 		}
 		if r.Source.Value != "" {
-			sources[r.Source] = res.Person[i]
+			sources.put(r.Source, uint32(i), res.Person[i])
 		}
 	}
 	// renumber persons densely
@@ -277,10 +299,66 @@ func (m *Model) linkBatch(ctx context.Context, recs []*Record, workers int, prog
 	return res, nil
 }
 
+// sourceIndex maps a source identifier to the person its first record was placed in. It
+// is keyed by a 64-bit hash and keeps that record's number to check the identifier; an
+// identifier whose hash collides with another's goes to a map of its own. This takes a
+// third of the memory of a map keyed by the identifiers' strings.
+type sourceIndex struct {
+	byHash map[uint64]sourceEntry
+	other  map[Identifier]int32
+	hash   func(Identifier) uint64 // nil: sourceHash (tests force collisions)
+}
+
+type sourceEntry struct {
+	rec    uint32
+	person int32
+}
+
+func sourceHash(id Identifier) uint64 {
+	return uint64(newHasher(keyIdentifier).str(id.System).str(id.Value))
+}
+
+func (s *sourceIndex) hashOf(id Identifier) uint64 {
+	if s.hash != nil {
+		return s.hash(id)
+	}
+	return sourceHash(id)
+}
+
+// get returns the person of id, if put. scratch is used to load records.
+func (s *sourceIndex) get(recs recStore, scratch *Record, id Identifier) (int32, bool) {
+	e, ok := s.byHash[s.hashOf(id)]
+	if !ok {
+		return 0, false
+	}
+	if recs.load(int(e.rec), scratch).Source == id {
+		return e.person, true
+	}
+	p, ok := s.other[id]
+	return p, ok
+}
+
+// put records that id, first seen in record rec, was placed in person. id must not have
+// been put before.
+func (s *sourceIndex) put(id Identifier, rec uint32, person int32) {
+	h := s.hashOf(id)
+	if _, taken := s.byHash[h]; !taken {
+		if s.byHash == nil {
+			s.byHash = map[uint64]sourceEntry{}
+		}
+		s.byHash[h] = sourceEntry{rec: rec, person: person}
+		return
+	}
+	if s.other == nil {
+		s.other = map[Identifier]int32{}
+	}
+	s.other[id] = person
+}
+
 // bridged reports whether persons p and q are also joined by a direct edge (at least in
 // the review band), besides r's edges to both at the link threshold, and no guard fires
 // between any two records of p, q and r.
-func (m *Model) bridged(recs []*Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
+func (m *Model) bridged(recs recStore, scratch *[2]Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
 	direct := false
 	for _, x := range members[p] {
 		for _, y := range members[q] {
@@ -293,7 +371,8 @@ func (m *Model) bridged(recs []*Record, edges [][]edge, members [][]uint32, p, q
 					direct = true
 				}
 			}
-			if m.Guard(recs[x], recs[y], Compare(recs[x], recs[y])) != 0 {
+			rx, ry := recs.load(int(x), &scratch[0]), recs.load(int(y), &scratch[1])
+			if m.Guard(rx, ry, Compare(rx, ry)) != 0 {
 				return false
 			}
 		}
@@ -303,7 +382,8 @@ func (m *Model) bridged(recs []*Record, edges [][]edge, members [][]uint32, p, q
 	}
 	for _, ms := range [2][]uint32{members[p], members[q]} {
 		for _, x := range ms {
-			if m.Guard(r, recs[x], Compare(r, recs[x])) != 0 {
+			rx := recs.load(int(x), &scratch[0])
+			if m.Guard(r, rx, Compare(r, rx)) != 0 {
 				return false
 			}
 		}
@@ -354,8 +434,8 @@ func (ix *sortedIndex) pack(h uint64, id uint32) uint64 { return h>>ix.idBits<<i
 // buildSortedIndex indexes the block keys of recs, hashing them on workers goroutines:
 // once to size each chunk's share of the entries and once to fill it, then once more for
 // the refined keys of over-cap blocks.
-func buildSortedIndex(recs []*Record, workers, blockCap int) *sortedIndex {
-	n := len(recs)
+func buildSortedIndex(recs recStore, workers, blockCap int) *sortedIndex {
+	n := recs.len()
 	ix := &sortedIndex{idBits: uint(max(bits.Len(uint(n)), 1)), cap: blockCap}
 	chunks := (n + parallelChunk - 1) / parallelChunk
 	// fill hashes the keys of every chunk twice: count reports how many entries each
@@ -364,9 +444,10 @@ func buildSortedIndex(recs []*Record, workers, blockCap int) *sortedIndex {
 		sizes := make([]int, chunks+1)
 		parallel(n, workers, func(lo, hi int) {
 			keys := make([]BlockKey, 0, 32)
+			var tmp Record
 			c := 0
 			for i := lo; i < hi; i++ {
-				keys = appendBlockKeys(keys[:0], recs[i])
+				keys = appendBlockKeys(keys[:0], recs.load(i, &tmp))
 				c += count(keys)
 			}
 			sizes[lo/parallelChunk+1] = c
@@ -379,8 +460,9 @@ func buildSortedIndex(recs []*Record, workers, blockCap int) *sortedIndex {
 		parallel(n, workers, func(lo, hi int) {
 			keys := make([]BlockKey, 0, 32)
 			dst := e[base+sizes[lo/parallelChunk] : base+sizes[lo/parallelChunk]]
+			var tmp Record
 			for i := lo; i < hi; i++ {
-				keys = appendBlockKeys(keys[:0], recs[i])
+				keys = appendBlockKeys(keys[:0], recs.load(i, &tmp))
 				dst = put(dst, keys, uint32(i))
 			}
 		})

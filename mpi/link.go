@@ -156,12 +156,13 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 	if err != nil {
 		return st, err
 	}
-	st.Records = len(recs)
+	st.Records = recs.len()
 	lm := *m
-	lm.fitTF(len(recs), func(j int) *Record { return recs[j] }) // term frequencies of the population being linked
+	var tmp, tmp2 Record
+	lm.fitTF(recs.len(), func(j int) *Record { return recs.load(j, &tmp) }) // term frequencies of the population being linked
 	var prog func(int)
 	if opts.Progress != nil {
-		prog = func(done int) { opts.Progress("link", done, len(recs)) }
+		prog = func(done int) { opts.Progress("link", done, recs.len()) }
 	}
 	res, err := lm.linkBatch(ctx, recs, workers, prog)
 	if err != nil {
@@ -181,8 +182,9 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 	}
 	w := csv.NewWriter(out)
 	_ = w.Write([]string{"system", "value", "person"})
-	for i := range recs {
-		if err := w.Write([]string{recs[i].Source.System, recs[i].Source.Value, name(res.Person[i])}); err != nil {
+	for i := range recs.len() {
+		r := recs.load(i, &tmp)
+		if err := w.Write([]string{r.Source.System, r.Source.Value, name(res.Person[i])}); err != nil {
 			return st, errs.E(op, errs.Unavailable, "writing links failed", err)
 		}
 	}
@@ -194,7 +196,7 @@ func LinkNDJSON(ctx context.Context, in io.Reader, out, review io.Writer, opts L
 		rw := csv.NewWriter(review)
 		_ = rw.Write([]string{"system", "value", "other_system", "other_value", "score", "reason"})
 		for _, r := range res.Reviews {
-			a, b := recs[r.Record], recs[r.Other]
+			a, b := recs.load(r.Record, &tmp), recs.load(r.Other, &tmp2)
 			reason := r.Guards.String()
 			switch {
 			case r.PossibleDuplicate:
@@ -230,21 +232,22 @@ type lineChunk struct {
 	ends  []int  // end offset of each line in data
 }
 
-// parsedChunk is a chunk's normalized records and its lines that were not a Patient.
+// parsedChunk is a chunk's packed records and its lines that were not a Patient.
 type parsedChunk struct {
 	seq  int
-	recs []Record
+	recs []packedRec
 	bad  []int
 }
 
 // readPatients streams NDJSON Patients from in: one goroutine reads lines in chunks,
-// workers parse and normalize them, and the records come back in input order, left in
-// the chunks they were built in (no copy into one growing slice). Only the normalized
-// records are kept, never the input text. Blank lines are skipped; lines
+// workers parse, normalize and pack them, and the records come back in input order, left
+// in the chunks they were built in (no copy into one growing slice). Only the packed
+// records are kept, never the input text nor a whole Record. Blank lines are skipped; lines
 // that are not a Patient go to st.BadLines in order. st.Lines counts every line read.
-func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers int, st *LinkStats, progress func(string, int, int)) ([]*Record, error) {
+func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers int, st *LinkStats, progress func(string, int, int)) (*packedStore, error) {
 	const op = "mpi.LinkNDJSON"
 	const chunkLines = 1024
+	store := &packedStore{nick: norm.nick}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	jobs := make(chan lineChunk, workers)
@@ -281,8 +284,10 @@ func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers i
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
+			var nrecs []Record
 			for c := range jobs {
-				p := parsedChunk{seq: c.seq, recs: make([]Record, 0, len(c.ends))}
+				p := parsedChunk{seq: c.seq}
+				nrecs = nrecs[:0]
 				start := 0
 				for k, end := range c.ends {
 					line := c.data[start:end]
@@ -295,8 +300,10 @@ func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers i
 						p.bad = append(p.bad, c.first+k)
 						continue
 					}
-					p.recs = append(p.recs, norm.Normalize(pin))
+					nrecs = append(nrecs, norm.Normalize(pin))
 				}
+				p.recs = store.packChunk(make([]packedRec, 0, len(nrecs)), nrecs)
+				clear(nrecs) // drop the strings the packed records do not share
 				select {
 				case results <- p:
 				case <-ctx.Done():
@@ -306,7 +313,7 @@ func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers i
 		})
 	}
 	go func() { wg.Wait(); close(results) }()
-	var recs []*Record
+	var recs []*packedRec
 	pending := map[int]parsedChunk{}
 	next, reported := 0, 0
 	for p := range results {
@@ -341,5 +348,6 @@ func readPatients(ctx context.Context, in io.Reader, norm *Normalizer, workers i
 	if readErr != nil {
 		return nil, errs.E(op, errs.Invalid, "input unreadable", readErr)
 	}
-	return slices.Clip(recs), nil
+	store.recs = slices.Clip(recs)
+	return store, nil
 }
