@@ -19,7 +19,7 @@ func TestPackedStoreRoundTrip(t *testing.T) {
 		{Source: Identifier{"urn:oid:9.9", "X"}, Given: []string{"James"}, Family: "William"}, // a given name as a surname
 		{Source: Identifier{"urn:oid:9.9", "Y"}, Given: []string{"Baby Boy"}, Family: "Smith", BirthDate: "1900-01-01"},
 		{}, // every field missing
-		{Source: Identifier{"urn:oid:9.9", strings.Repeat("7", 300)}, Family: "Long"},                          // kept whole: a long value
+		{Source: Identifier{"urn:oid:9.9", strings.Repeat("7", 300)}, Family: "Long"},                           // kept whole: a long value
 		{Source: Identifier{"urn:oid:9.9", "Z"}, Family: "Ids", Identifiers: []Identifier{{"urn:payer", "P1"}}}, // kept whole: identifiers
 	}
 	s := &packedStore{nick: nick}
