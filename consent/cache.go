@@ -132,6 +132,34 @@ func (c *Cache) InForce(ctx context.Context, person string, at time.Time) ([]Dir
 	return dirs, err
 }
 
+// SourceTimeout is how long a read of the consent source may take: the source's Timeout()
+// when it has one, else 2 s. A caller that reads the versions in its own statement
+// (CurrentAt) bounds that statement by it, so a consent store that hangs is a prompt 503.
+func (c *Cache) SourceTimeout() time.Duration {
+	if t, ok := c.src.(interface{ Timeout() time.Duration }); ok && t.Timeout() > 0 {
+		return t.Timeout()
+	}
+	return 2 * time.Second
+}
+
+// CurrentAt returns the current directives for a caller that has read person's versions v
+// itself, in the statement that read the data they will gate (records.Read reads them with
+// the resource, see VersionsSQL), so no version lookup is made here. The entry for v comes
+// from memory or Redis; on a miss the source's current directives are read and cached under
+// the versions they belong to, which are v or newer. The returned slice is shared: read it,
+// never modify it.
+func (c *Cache) CurrentAt(ctx context.Context, person string, v Versions) ([]Directive, error) {
+	if dirs, ok := c.get(ctx, c.Key(person, v)); ok {
+		return dirs, nil
+	}
+	dirs, cur, err := c.src.Current(ctx, person)
+	if err != nil {
+		return nil, err
+	}
+	c.set(ctx, c.Key(person, cur), dirs)
+	return dirs, nil
+}
+
 func (c *Cache) get(ctx context.Context, key string) ([]Directive, bool) {
 	c.mu.Lock()
 	dirs, ok := c.memo[key]

@@ -3,6 +3,8 @@ package consent
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -211,6 +213,32 @@ func (s *Store) Versions(ctx context.Context, q db.Querier, person string) (Vers
 		return Versions{}, db.Map(op, err)
 	}
 	return vs, nil
+}
+
+// VersionsSQL renders a scalar SQL expression giving, as text "person-version
+// policy-version", the versions Versions returns for the person ID (uuid text) that the SQL
+// expression personExpr yields. A caller embeds it in the statement that reads the data the
+// decision gates, so data and versions come from one snapshot in one round trip;
+// ParseVersions reads the text back.
+func VersionsSQL(personExpr string) string {
+	return `(COALESCE((SELECT cv.version FROM consent_versions cv WHERE cv.person_id = (` + personExpr + `)::uuid), 0) || ' ' ||
+		COALESCE((SELECT pv.version FROM consent_policy_version pv WHERE pv.id), 0))`
+}
+
+// ParseVersions reads the text VersionsSQL renders.
+func ParseVersions(s string) (Versions, error) {
+	p, pol, ok := strings.Cut(s, " ")
+	if !ok {
+		return Versions{}, errs.E("consent.ParseVersions", errs.Internal, "malformed consent versions")
+	}
+	var v Versions
+	var err1, err2 error
+	v.Person, err1 = strconv.ParseInt(p, 10, 64)
+	v.Policy, err2 = strconv.ParseInt(pol, 10, 64)
+	if err1 != nil || err2 != nil {
+		return Versions{}, errs.E("consent.ParseVersions", errs.Internal, "malformed consent versions")
+	}
+	return v, nil
 }
 
 // Load returns the directives in force now: person's current versions and the current

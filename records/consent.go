@@ -41,6 +41,10 @@ func NewStoreDirectives(pool *pgxpool.Pool, store *consent.Store, timeout time.D
 	return &StoreDirectives{pool: pool, store: store, timeout: timeout, asOfAfter: time.Minute, now: now}
 }
 
+// Timeout is the bound on each lookup; a caller that reads the consent versions in its own
+// statement (consent.VersionsSQL) bounds that statement by it.
+func (d *StoreDirectives) Timeout() time.Duration { return d.timeout }
+
 // unavailable makes every failure to read consent a 503: whatever went wrong, the
 // decision cannot be made, and the answer is deny.
 func unavailable(op string, err error) error {

@@ -207,13 +207,21 @@ func TestConsentStoreDownIs503(t *testing.T) {
 		t.Fatalf("a failed consent lookup recorded a permit: %+v", f.log.events[before:])
 	}
 
-	// PostgreSQL gone entirely: the consent source's pool is closed.
+	// PostgreSQL gone entirely: the consent source's pool is closed. Read takes the
+	// versions from its own statement (on f.pool, alive here), so it needs the directives
+	// from the source only on a cache miss: flush Redis so that it has to.
 	closed := testkit.DB(t)
 	closed.Close()
+	f.flushRedis(t)
 	fs, ms := store.New(f.pool), mpistore.New(f.pool)
 	svc := records.New(fs, ms, consent.NewCache(records.NewStoreDirectives(closed, f.cstore, 0, nil), f.rdb, consent.CacheOptions{Prefix: f.prefix}), f.log, nil)
 	if _, err := svc.Read(ctx, memberB, "Observation", f.obs); errs.CodeOf(err) != errs.Unavailable {
 		t.Fatalf("read with PostgreSQL down: %v; want Unavailable", err)
+	}
+	// And when the data's own database is gone too, nothing is read at all.
+	down := records.New(store.New(closed), mpistore.New(closed), consent.NewCache(records.NewStoreDirectives(closed, f.cstore, 0, nil), f.rdb, consent.CacheOptions{Prefix: f.prefix}), f.log, nil)
+	if _, err := down.Read(ctx, memberB, "Observation", f.obs); errs.CodeOf(err) != errs.Unavailable {
+		t.Fatalf("read with every pool down: %v; want Unavailable", err)
 	}
 	if _, err := svc.Compartment(ctx, memberB, f.person, "Observation", nil, 10); errs.CodeOf(err) != errs.Unavailable {
 		t.Fatalf("compartment with PostgreSQL down: %v; want Unavailable", err)

@@ -8,6 +8,7 @@ package records
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/concord-hie/concord/audit"
@@ -35,6 +36,20 @@ type Viewer struct {
 // defaults included. An error means the decision cannot be made: callers deny with 503.
 type Directives interface {
 	InForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error)
+}
+
+// versionedDirectives is a Directives that can take the consent versions its caller read in
+// its own statement (consent.Cache): Read then needs no round trip of its own for them.
+type versionedDirectives interface {
+	CurrentAt(ctx context.Context, person string, v consent.Versions) ([]consent.Directive, error)
+	SourceTimeout() time.Duration
+}
+
+// personAndVersions is a store.CompartmentLookup: "person person-version policy-version"
+// for the compartment Patient's person (consent.VersionsSQL), NULL when it has none.
+func personAndVersions(patientExpr string) string {
+	return `(SELECT x.p || ' ' || ` + consent.VersionsSQL("x.p") + ` FROM (SELECT ` +
+		mpistore.PersonOfPatient(patientExpr) + ` AS p) x)`
 }
 
 // AuditLog appends events durably; an error means nothing may be disclosed.
@@ -209,11 +224,31 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Stored, error) {
 	const op = "records.Read"
 	at := s.now()
-	// The resource and the person its compartment is linked to, in one statement: the same
-	// snapshot, one round trip.
-	st, person, err := s.fhir.GetInCompartment(ctx, nil, typ, id, mpistore.PersonOfPatient)
+	// The resource, the person its compartment is linked to and (with a versioned consent
+	// cache) that person's consent versions, in one statement: one snapshot, one round trip.
+	vd, versioned := s.dirs.(versionedDirectives)
+	lookup := mpistore.PersonOfPatient
+	if versioned {
+		lookup = personAndVersions
+	}
+	gctx, cancel := ctx, context.CancelFunc(func() {})
+	if versioned {
+		// The statement reads consent state: bounded like any consent read, so a consent
+		// store that hangs is a prompt 503 and never a permit.
+		gctx, cancel = context.WithTimeout(ctx, vd.SourceTimeout())
+	}
+	st, person, err := s.fhir.GetInCompartment(gctx, nil, typ, id, lookup)
+	cancel()
 	if err != nil {
 		return store.Stored{}, err
+	}
+	var versions consent.Versions
+	if versioned && person != "" {
+		var vs string
+		person, vs, _ = strings.Cut(person, " ")
+		if versions, err = consent.ParseVersions(vs); err != nil {
+			return store.Stored{}, errs.E(op, errs.Unavailable, "consent unavailable", err)
+		}
 	}
 	ev := event(v, audit.Read, person, at)
 	ev.Resources = []audit.Resource{{Type: typ, ID: id}}
@@ -223,7 +258,15 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 	case person == "":
 		ev.Outcome, ev.Reason = audit.Deny, "no-compartment"
 	default:
-		dirs, err := s.inForce(ctx, person, at)
+		var dirs []consent.Directive
+		if versioned {
+			dirs, err = vd.CurrentAt(ctx, person, versions)
+			if err != nil {
+				err = errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+			}
+		} else {
+			dirs, err = s.inForce(ctx, person, at)
+		}
 		if err != nil {
 			return store.Stored{}, err
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/puddle/v2"
 
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -141,6 +142,9 @@ func Map(op string, err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return errs.E(op, errs.Unavailable, "database timeout", err)
+	}
+	if errors.Is(err, puddle.ErrClosedPool) {
+		return errs.E(op, errs.Unavailable, "database pool closed", err)
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
