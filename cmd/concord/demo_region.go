@@ -29,6 +29,10 @@ import (
 // demoPassword is the password of every demo login (development provider only).
 const demoPassword = "concord-demo"
 
+// demoOTP is the demo staff logins' one-time code, the second factor the development
+// provider asks staff for after the password (staff must sign in with one).
+const demoOTP = "246810"
+
 type demoMember struct {
 	ID, Name, OID string
 	MRNPrefix     string
@@ -109,7 +113,7 @@ func (r region) users() []devoidc.User {
 		}
 	}
 	for _, s := range r.staff {
-		us = append(us, devoidc.User{Subject: "demo-" + s.Login, Username: s.Login, Password: demoPassword, FirstName: s.First, LastName: s.Last, Email: s.Login + "@staff.concord.test"})
+		us = append(us, devoidc.User{Subject: "demo-" + s.Login, Username: s.Login, Password: demoPassword, FirstName: s.First, LastName: s.Last, Email: s.Login + "@staff.concord.test", OTP: demoOTP})
 	}
 	return us
 }
@@ -426,6 +430,7 @@ func (r region) banner(w io.Writer, m *Main, created bool) {
 		for _, s := range r.staff {
 			fmt.Fprintf(w, "  %-14s %s at %s\n", s.Login, s.Role, r.members[s.Member].Name)
 		}
+		fmt.Fprintf(w, "Staff logins then ask for a second factor: the demo one-time code is %s.\n", demoOTP)
 	}
 	fmt.Fprintf(w, "\nMember client credentials for the FHIR API: %s\nPress Ctrl-C to stop.\n\n", filepath.Join(m.cfg.DataDir, "demo-clients"))
 }

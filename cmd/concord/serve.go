@@ -214,7 +214,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Notify:    m.notify,
 	})
 	m.portal, err = portal.New(portal.Config{BaseURL: cfg.BaseURL, Issuer: issuer, ClientID: cfg.OIDCClientID,
-		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix},
+		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix, StaffMFAOff: !cfg.StaffMFA, MFAACR: cfg.StaffMFAACR},
 		portal.Deps{Identity: identity{m.mpi}, Staff: m.staff, Records: portalRecords{m.records, m.directory},
 			Privacy: portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
 	if err != nil {
