@@ -208,6 +208,20 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		scenarios = append(scenarios, ss...)
 	}
+	if sel.Any(s3Names...) {
+		ss, err := env.labSearch()
+		if err != nil {
+			return fmt.Errorf("S3: %v", err)
+		}
+		scenarios = append(scenarios, ss...)
+	}
+	if sel.Any(s5Names...) {
+		ss, err := env.documents(s3Workers)
+		if err != nil {
+			return fmt.Errorf("S5: %v", err)
+		}
+		scenarios = append(scenarios, ss...)
+	}
 	scenarios = sel.Filter(scenarios)
 	if queries != "" {
 		f, err := os.Open(queries)
@@ -236,7 +250,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	bcfg := bench.Config{DatabaseURL: cfg.DatabaseURL, RedisURL: cfg.RedisURL, S3: s3, Duration: dur, Rounds: rounds,
 		Scenarios: scenarios, Out: stdout, JSONPath: jsonPath, Commit: version, Seed: uint64(cfg.DemoSeed), Size: len(region.persons),
-		Gate: bench.Gate{Disabled: noGate}}
+		Gate: bench.Gate{Disabled: noGate}, Workers: bench.Workers{S3: s3Workers}}
 	if anchors != "" {
 		bcfg.Anchors = strings.Split(anchors, ",")
 	} else if !sel.All() {
@@ -258,12 +272,16 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		return err
 	}
 	printOnOff(stdout, rep, "thin-slice-read", "thin-slice-read-off")
+	printBytesRatios(stdout, rep, s5Names[:3]...)
 	fmt.Fprintf(stdout, "\nJSON records: %s\n", jsonPath)
 	if len(rep.Failures) > 0 {
 		return fmt.Errorf("bench: %d wrong answers or count mismatches", len(rep.Failures))
 	}
 	return nil
 }
+
+// s3Workers is the S3 anchors' concurrency, which S5 matches.
+const s3Workers = 8
 
 // benchScenarioNames are the scenarios `concord bench` knows, in run order (a query list's
 // scenarios are named after its queries and always selected).

@@ -3,12 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/concord-hie/concord/internal/bench"
 )
@@ -81,12 +86,13 @@ func wantCount(n int) func(int, []byte) error {
 func knows(p demoPerson, mi int) bool { return slices.Contains(p.Members, mi) }
 
 // visibleRecords counts the Patient records member 0 may see of the persons that match:
-// every member's record of a person member 0 knows (treatment relationship), none of a
-// person it does not know.
+// every member's record of every person, because the region's default treatment policy is
+// opt-out (consent.DefaultPolicies: treatment permitted to member systems unless the
+// patient denies it) and the demo region seeds no directive and no labelled Patient.
 func (e *benchEnv) visibleRecords(match func(demoPerson) bool) int {
 	n := 0
 	for _, p := range e.region.persons {
-		if knows(p, 0) && match(p) {
+		if match(p) {
 			n += len(p.Members)
 		}
 	}
@@ -99,12 +105,10 @@ func (e *benchEnv) patientSearch() ([]bench.Scenario, error) {
 	r := e.region
 	own := r.members[0]
 	ana := r.persons[0]
-	// name+gender: the family most persons member 0 knows share.
+	// name+gender: the family most persons share.
 	fam := map[string]int{}
 	for _, p := range r.persons {
-		if knows(p, 0) {
-			fam[p.Family]++
-		}
+		fam[p.Family]++
 	}
 	name, best := "", 0
 	for f, n := range fam {
@@ -114,7 +118,7 @@ func (e *benchEnv) patientSearch() ([]bench.Scenario, error) {
 	}
 	var gender string
 	for _, p := range r.persons {
-		if knows(p, 0) && p.Family == name {
+		if p.Family == name {
 			gender = p.Gender
 			break
 		}
@@ -134,7 +138,7 @@ func (e *benchEnv) patientSearch() ([]bench.Scenario, error) {
 	// $match with onlyCertainMatches: one entry per person with the same demographics.
 	nMatch := 0
 	for _, p := range r.persons {
-		if knows(p, 0) && p.Family == ana.Family && p.Given == ana.Given && p.BirthDate == ana.BirthDate && p.Gender == ana.Gender {
+		if p.Family == ana.Family && p.Given == ana.Given && p.BirthDate == ana.BirthDate && p.Gender == ana.Gender {
 			nMatch++
 		}
 	}
@@ -170,4 +174,307 @@ func (e *benchEnv) patientSearch() ([]bench.Scenario, error) {
 		bench.HTTPScenario{Name: s2Names[3], Method: http.MethodPost, URL: base + "/$match", Body: match,
 			Header: form("application/fhir+json"), Check: wantCount(nMatch), Count: bench.BundleCount, Anchor: bench.AnchorPG, Conns: 16},
 	}, nil
+}
+
+// labsPerPatient is how many lab Observations S3 adds for its patient, so a _count=50 page
+// is full and the sort has work to do.
+const labsPerPatient = 200
+
+// labSearch is S3: member 0's lab search for one patient, in resources/s, against the
+// PostgreSQL point-select anchor. The demo region has at most 28 labs per person, so it
+// first posts labsPerPatient more for the patient as one transaction Bundle through the
+// API (values and dates drawn from the run's seed, dated before a fixed day, so the same
+// seed gives the same bytes), then analyzes.
+func (e *benchEnv) labSearch() ([]bench.Scenario, error) {
+	r := e.region
+	// A person only member 0 knows, so every lab of the person is member 0's own and no
+	// consent decision changes the count; else any person member 0 knows.
+	pi := -1
+	for i, p := range r.persons {
+		if knows(p, 0) && (pi < 0 || len(p.Members) == 1 && len(r.persons[pi].Members) > 1) {
+			pi = i
+		}
+	}
+	patient, err := e.patientOf(0, pi)
+	if err != nil {
+		return nil, err
+	}
+	w, err := e.write(0)
+	if err != nil {
+		return nil, err
+	}
+	rng := mrand.New(mrand.NewPCG(e.seed, 0x733362))
+	day0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	type entry struct {
+		FullURL  string          `json:"fullUrl"`
+		Resource json.RawMessage `json:"resource"`
+		Request  map[string]any  `json:"request"`
+	}
+	var entries []entry
+	for i := range labsPerPatient {
+		t := demoLabs[rng.IntN(len(demoLabs))]
+		at := day0.Add(-time.Duration(rng.IntN(5*365*24*60)) * time.Minute)
+		entries = append(entries, entry{FullURL: fmt.Sprintf("urn:uuid:00000000-0000-4000-8000-%012d", i),
+			Resource: observationJSON(t, t.Mean+t.SD*rng.NormFloat64(), at, patient),
+			Request:  map[string]any{"method": "POST", "url": "Observation"}})
+	}
+	body, _ := json.Marshal(map[string]any{"resourceType": "Bundle", "type": "transaction", "entry": entries})
+	st, out, err := e.call(w, http.MethodPost, "/fhir", "application/fhir+json", body)
+	if err != nil {
+		return nil, err
+	}
+	if st != http.StatusOK {
+		return nil, fmt.Errorf("loading labs: %d %.300s", st, out)
+	}
+	if _, err := e.m.pool.Exec(e.ctx, "VACUUM (ANALYZE)"); err != nil {
+		return nil, err
+	}
+	// The expected counts come from the stored rows of every Patient record of the person.
+	const rows = `SELECT convert_from(r.body, 'UTF8')::jsonb AS j FROM fhir_resources r
+		JOIN mpi_source_records s ON s.patient_id = r.patient_id
+		JOIN mpi_source_records me ON me.person_id = s.person_id AND me.patient_id = $1
+		WHERE r.type = 'Observation' AND NOT r.deleted`
+	const lab = ` AND j->'category' @> '[{"coding":[{"code":"laboratory"}]}]'`
+	count := func(where string, args ...any) (int, error) {
+		var n int
+		err := e.m.pool.QueryRow(e.ctx, `SELECT count(*) FROM (`+rows+`) o WHERE true`+lab+where, append([]any{patient}, args...)...).Scan(&n)
+		return n, err
+	}
+	code := "http://loinc.org|" + demoLabs[0].LOINC
+	// date=ge a day no lab is near (a day either side), so time zones cannot move a lab
+	// across the boundary: start from the median lab's day.
+	var median time.Time
+	if err := e.m.pool.QueryRow(e.ctx, `SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY (j->>'effectiveDateTime')::timestamptz) FROM (`+rows+`) o`, patient).Scan(&median); err != nil {
+		return nil, err
+	}
+	cut := median.UTC().Truncate(24 * time.Hour)
+	for range 60 {
+		near, err := count(` AND (j->>'effectiveDateTime')::timestamptz BETWEEN $2 AND $3`, cut.Add(-24*time.Hour), cut.Add(48*time.Hour))
+		if err != nil {
+			return nil, err
+		}
+		if near == 0 {
+			break
+		}
+		cut = cut.Add(24 * time.Hour)
+	}
+	nAll, err := count("")
+	if err != nil {
+		return nil, err
+	}
+	nCode, err := count(` AND j->'code'->'coding' @> $2::jsonb`, fmt.Sprintf(`[{"system":"http://loinc.org","code":%q}]`, demoLabs[0].LOINC))
+	if err != nil {
+		return nil, err
+	}
+	nDate, err := count(` AND (j->>'effectiveDateTime')::timestamptz >= $2`, cut)
+	if err != nil {
+		return nil, err
+	}
+	base := e.m.cfg.BaseURL + "/fhir/Observation?patient=" + patient + "&category=laboratory&_count=50&_sort=-date"
+	mk := func(name, extra string, n int) bench.Scenario {
+		return bench.HTTPScenario{Name: name, URL: base + extra, Header: e.read.header, Check: labPage(n), Metric: bench.Resources,
+			Anchor: bench.AnchorPG, Conns: 16}
+	}
+	return []bench.Scenario{
+		mk(s3Names[0], "", nAll),
+		mk(s3Names[1], "&code="+url.QueryEscape(code), nCode),
+		mk(s3Names[2], "&date=ge"+cut.Format(time.DateOnly), nDate),
+	}, nil
+}
+
+// labPage checks the first page of a lab search with n matches: min(n, 50) entries, each a
+// match, newest first, and a total of n when the page has one.
+func labPage(n int) func(int, []byte) error {
+	return func(_ int, body []byte) error {
+		var b struct {
+			ResourceType string `json:"resourceType"`
+			Total        *int   `json:"total"`
+			Entry        []struct {
+				Resource struct {
+					ResourceType string `json:"resourceType"`
+					Effective    string `json:"effectiveDateTime"`
+				} `json:"resource"`
+				Search struct {
+					Mode string `json:"mode"`
+				} `json:"search"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
+			return fmt.Errorf("answer is not a Bundle")
+		}
+		if b.Total != nil && *b.Total != n {
+			return fmt.Errorf("total %d, want %d", *b.Total, n)
+		}
+		if len(b.Entry) != min(n, 50) {
+			return fmt.Errorf("%d entries, want %d", len(b.Entry), min(n, 50))
+		}
+		var prev time.Time
+		for i, e := range b.Entry {
+			if e.Resource.ResourceType != "Observation" || e.Search.Mode != "match" {
+				return fmt.Errorf("entry %d is a %s (%s)", i, e.Resource.ResourceType, e.Search.Mode)
+			}
+			at, err := time.Parse(time.RFC3339, e.Resource.Effective)
+			if err != nil {
+				return fmt.Errorf("entry %d: effectiveDateTime %q", i, e.Resource.Effective)
+			}
+			if i > 0 && at.After(prev) {
+				return fmt.Errorf("entry %d is newer than entry %d: not sorted by -date", i, i-1)
+			}
+			prev = at
+		}
+		return nil
+	}
+}
+
+// docObjects is how many documents S5 uploads per size, as many as the S3 anchor's objects.
+const docObjects = 8
+
+// documents is S5: member 0 reads documents of its own patient through GET /fhir/Binary/{id}
+// (consent decision, audit, bytes streamed from S3) for 4 KB, 64 KB and 1 MB objects,
+// each against the raw signed S3 GET anchor of the same size at the same concurrency (the
+// anchor's workers); and the deny path: a document another member holds about a person
+// member 0 does not know answers 404, against HTTP hello-world. The documents are
+// uploaded through the API (a DocumentReference with inline data) with bytes drawn from the
+// run's seed; every answer's size and SHA-256 must be those of a stored document.
+func (e *benchEnv) documents(workers int) ([]bench.Scenario, error) {
+	r := e.region
+	patient, err := e.patientOf(0, 0)
+	if err != nil {
+		return nil, err
+	}
+	w, err := e.write(0)
+	if err != nil {
+		return nil, err
+	}
+	rng := mrand.New(mrand.NewPCG(e.seed, 0x733562))
+	upload := func(ts *tokenSource, patient string, data []byte, labels ...string) (string, error) {
+		var security []map[string]string
+		for _, l := range labels {
+			security = append(security, map[string]string{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": l})
+		}
+		res := map[string]any{"resourceType": "DocumentReference", "status": "current",
+			"subject": map[string]string{"reference": "Patient/" + patient},
+			"content": []any{map[string]any{"attachment": map[string]string{"contentType": "application/dicom", "data": base64.StdEncoding.EncodeToString(data)}}}}
+		if len(security) > 0 {
+			res["meta"] = map[string]any{"security": security}
+		}
+		doc, _ := json.Marshal(res)
+		st, out, err := e.call(ts, http.MethodPost, "/fhir/DocumentReference", "application/fhir+json", doc)
+		if err != nil {
+			return "", err
+		}
+		if st != http.StatusCreated {
+			return "", fmt.Errorf("upload: %d %.300s", st, out)
+		}
+		var d struct {
+			Content []struct {
+				Attachment struct {
+					URL string `json:"url"`
+				} `json:"attachment"`
+			} `json:"content"`
+		}
+		if err := json.Unmarshal(out, &d); err != nil || len(d.Content) != 1 {
+			return "", fmt.Errorf("upload answered %.300s", out)
+		}
+		_, id, ok := strings.Cut(d.Content[0].Attachment.URL, "/Binary/")
+		if !ok || id == "" {
+			return "", fmt.Errorf("attachment url %q", d.Content[0].Attachment.URL)
+		}
+		return id, nil
+	}
+	binHeader := func() http.Header {
+		h := e.read.header()
+		h.Set("Accept", "*/*")
+		return h
+	}
+	var out []bench.Scenario
+	for i, sz := range []struct {
+		size   int
+		anchor string
+	}{{4 << 10, bench.AnchorS3_4K}, {64 << 10, bench.AnchorS3_64K}, {1 << 20, bench.AnchorS3_1M}} {
+		var urls []string
+		sums := map[[32]byte]bool{}
+		for range docObjects {
+			data := dicomBytes(rng, sz.size)
+			id, err := upload(w, patient, data)
+			if err != nil {
+				return nil, err
+			}
+			urls = append(urls, e.m.cfg.BaseURL+"/fhir/Binary/"+id)
+			sums[sha256.Sum256(data)] = true
+		}
+		size := sz.size
+		out = append(out, bench.HTTPScenario{Name: s5Names[i], URLs: urls, Header: binHeader, Anchor: sz.anchor, Conns: workers,
+			Check: func(_ int, body []byte) error {
+				if len(body) != size {
+					return fmt.Errorf("%d bytes, want %d", len(body), size)
+				}
+				if !sums[sha256.Sum256(body)] {
+					return fmt.Errorf("the bytes are not those of a stored document")
+				}
+				return nil
+			}})
+	}
+	// The deny path: another member's mental-health (PSY) document about a person member 0
+	// does not know. The regional opt-out policy releases no labelled item, and the person
+	// has no consent of their own, so member 0 gets the 404 of an unknown id.
+	pi := slices.IndexFunc(r.persons, func(p demoPerson) bool { return !knows(p, 0) })
+	if pi < 0 {
+		return nil, fmt.Errorf("every demo person is known to %s: no deny path", r.members[0].ID)
+	}
+	holder := r.persons[pi].Members[0]
+	other, err := e.patientOf(holder, pi)
+	if err != nil {
+		return nil, err
+	}
+	ow, err := e.write(holder)
+	if err != nil {
+		return nil, err
+	}
+	denied, err := upload(ow, other, dicomBytes(rng, 4<<10), "PSY")
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, bench.HTTPScenario{Name: s5Names[3], URL: e.m.cfg.BaseURL + "/fhir/Binary/" + denied, Header: binHeader,
+		Status: http.StatusNotFound, Anchor: bench.AnchorHello, Conns: 64})
+	return out, nil
+}
+
+// dicomBytes returns size bytes shaped as a DICOM file (a 128-byte preamble and "DICM",
+// one of the allowed document types), the rest drawn from rng.
+func dicomBytes(rng *mrand.Rand, size int) []byte {
+	data := make([]byte, size)
+	for j := 132; j < size; j++ {
+		data[j] = byte(rng.Uint32())
+	}
+	copy(data[128:], "DICM")
+	return data
+}
+
+// printBytesRatios prints, for each named scenario, its bytes/s over its reference's
+// bytes/s, per round (the reference measured just before it) and their median: S5's
+// second figure beside the ops/s ratio of the table.
+func printBytesRatios(w io.Writer, rep *bench.Report, names ...string) {
+	for _, name := range names {
+		var ratios []float64
+		for i, r := range rep.Records {
+			if r.Name != name || r.Reference == "" {
+				continue
+			}
+			for j := i - 1; j >= 0; j-- {
+				ref := rep.Records[j]
+				if ref.Name == r.Reference && ref.Round == r.Round {
+					if ref.BytesPerSec > 0 {
+						ratios = append(ratios, r.BytesPerSec/ref.BytesPerSec)
+					}
+					break
+				}
+			}
+		}
+		if len(ratios) == 0 {
+			continue
+		}
+		s := bench.SpreadOf(ratios)
+		fmt.Fprintf(w, "%s bytes/s over its anchor's: median %.3f [%.3f–%.3f] over %d rounds\n", name, s.Median, s.Min, s.Max, len(ratios))
+	}
 }
