@@ -353,6 +353,26 @@ func BenchmarkStoreBackedDirectives(b *testing.B) {
 			}
 		})
 	}
+	// What Read does per request once the versions came with the resource (one statement):
+	// the cached directives for those versions and the decision, no I/O on a hit. This is
+	// issue 5's "cached consent decision" (goal < 20 µs).
+	b.Run("cached-decision", func(b *testing.B) {
+		v, err := f.cache.Versions(ctx, f.person)
+		if err != nil {
+			b.Fatal(err)
+		}
+		req := consent.Request{Actor: memberB.Client, ActorRole: memberB.Role, Org: memberB.Org, Purpose: memberB.Purpose,
+			PersonID: f.person, Class: consent.Class{ResourceType: "Observation", Categories: []string{"laboratory"}}, Custodian: "a", At: time.Now()}
+		for b.Loop() {
+			dirs, err := f.cache.CurrentAt(ctx, f.person, v)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if d := consent.Decide(dirs, req); !d.Allow {
+				b.Fatalf("denied: %v", d.Reason)
+			}
+		}
+	})
 }
 
 func TestEnsureDefaultPoliciesConcurrentStarts(t *testing.T) {
