@@ -31,7 +31,9 @@ type BulkSource struct {
 // is matched against another. An MRN (system, value) or Patient id that is already stored
 // makes the whole call fail (errs.Conflict), so run it in a transaction (tx) to keep a
 // failed chunk out. Records the engine cannot read are stored without features or keys,
-// like LinkPatient stores them. Normalization runs on GOMAXPROCS goroutines.
+// like LinkPatient stores them. Normalization runs on GOMAXPROCS goroutines. For an
+// initial load of millions into an empty MPI, call it in chunks of about 10,000 and drop
+// mpi_block_keys' indexes before and recreate them after (BenchmarkOnlineMatch does).
 func (m *Matcher) BulkLoad(ctx context.Context, tx db.Querier, srcs []BulkSource) error {
 	const op = "mpi.store.Matcher.BulkLoad"
 	if len(srcs) == 0 {

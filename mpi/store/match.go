@@ -91,18 +91,22 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 	if m.legacy {
 		return m.legacyCandidates(ctx, q, coarse, fine)
 	}
-	// Small blocks by their coarse key; blocks over the cap by their refined key. A block's
-	// size is counted only up to the cap + 1 (a common DOB or surname key may hold far more
-	// entries, and their exact number does not change the decision).
+	// The engine's rule (mpi.Index.Block), per key: its block when that holds at most
+	// blockCap records, else its refined block when the key has one (Fine ≠ 0) within the
+	// cap, else nothing: too common to be informative. Blocks are counted only up to the
+	// cap + 1 (a common DOB or surname holds far more, and the exact size decides nothing).
 	byPerson := map[string][]*mpi.Record{}
 	rows, err := q.Query(ctx, `
-		WITH small AS (
-			SELECT h FROM (SELECT DISTINCT unnest($1::bigint[]) AS h) k
-			WHERE (SELECT count(*) FROM (SELECT 1 FROM mpi_block_keys b WHERE b.hash = k.h LIMIT $3 + 1) x) <= $3
+		WITH k AS (
+			SELECT h, f, (SELECT count(*) FROM (SELECT 1 FROM mpi_block_keys b WHERE b.hash = t.h LIMIT $3 + 1) x) AS n
+			FROM unnest($1::bigint[], $2::bigint[]) AS t(h, f)
+		), refined AS (
+			SELECT f FROM k WHERE n > $3 AND f <> 0
+				AND (SELECT count(*) FROM (SELECT 1 FROM mpi_block_keys b WHERE b.fine = k.f LIMIT $3 + 1) x) <= $3
 		), hits AS (
-			SELECT b.source_id FROM mpi_block_keys b WHERE b.hash IN (SELECT h FROM small)
+			SELECT b.source_id FROM mpi_block_keys b WHERE b.hash IN (SELECT h FROM k WHERE n <= $3)
 			UNION
-			SELECT b.source_id FROM mpi_block_keys b WHERE b.fine = ANY($2)
+			SELECT b.source_id FROM mpi_block_keys b WHERE b.fine IN (SELECT f FROM refined)
 		)
 		SELECT s.person_id, s.features,
 			CASE WHEN s.features IS NULL OR length(s.features) = 0 OR get_byte(s.features, 0) <> $4 THEN s.demographics END
@@ -137,8 +141,10 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 }
 
 // legacyCandidates is candidates as it was before the features column: every block's
-// size counted in full, every candidate parsed and normalized from its demographics. Kept
-// for the benchmark's before/after comparison only.
+// size counted in full, every refined key's block added whatever its size — including
+// Fine = 0, which every identifier key has, so at scale it fetched up to 5,000 arbitrary
+// records — and every candidate parsed and normalized from its demographics. Kept for the
+// benchmark's before/after comparison only.
 func (m *Matcher) legacyCandidates(ctx context.Context, q db.Querier, coarse, fine []int64) (map[string][]*mpi.Record, error) {
 	const op = "mpi.store.Matcher.Match"
 	byPerson := map[string][]*mpi.Record{}
