@@ -132,6 +132,10 @@ type Page struct {
 	Next string
 	// Search is the parsed search (what the self link describes).
 	Search fhir.Search
+	// Part2 holds, keyed "Type/id", what must travel with each 42 CFR Part 2 record among
+	// Matches and Included that the page discloses (see Part2Release, Part2Of); nil when
+	// there is none.
+	Part2 map[string]Part2Release
 }
 
 // CursorParam is the query parameter that carries a paging cursor. A request with it
@@ -245,6 +249,7 @@ type decider struct {
 	persons  map[string]string // member Patient id → person, for Patient rows
 	lastDeny consent.Decision
 	denied   int
+	part2    map[string]Part2Release // Part 2 records allowed so far, keyed by part2Key
 }
 
 func (x *Searcher) decider(ctx context.Context, v Viewer, at time.Time) *decider {
@@ -304,6 +309,11 @@ func (d *decider) allow(person string, st store.Stored) (bool, error) {
 	if !dec.Allow {
 		d.denied++
 		d.lastDeny = dec
+	} else if r, ok := part2Release(v, st, dec); ok {
+		if d.part2 == nil {
+			d.part2 = map[string]Part2Release{}
+		}
+		d.part2[part2Key(st)] = r
 	}
 	return dec.Allow, nil
 }
@@ -667,6 +677,7 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	if err := x.audit(ctx, r, d, map[string][]store.Stored{person: append(slices.Clone(page.Matches), page.Included...)}); err != nil {
 		return Page{}, err
 	}
+	d.part2Page(&page)
 	return page, nil
 }
 
@@ -718,6 +729,7 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 	if err := x.audit(ctx, r, d, byPerson); err != nil {
 		return Page{}, err
 	}
+	d.part2Page(&page)
 	return page, nil
 }
 
@@ -817,6 +829,7 @@ func (x *Searcher) Everything(ctx context.Context, v Viewer, patientID string, q
 	if err := x.audit(ctx, r, d, map[string][]store.Stored{person: page.Matches}); err != nil {
 		return Page{}, err
 	}
+	d.part2Page(&page)
 	return page, nil
 }
 
