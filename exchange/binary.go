@@ -13,6 +13,7 @@ import (
 	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
+	"github.com/concord-hie/concord/records"
 )
 
 // readBinary handles GET [base]/Binary/{id} (MHD ITI-68). The read is authorized and
@@ -37,19 +38,23 @@ func (s *Server) readBinary(c echo.Context) error {
 		return errs.E(op, errs.NotFound, "resource not found", err)
 	}
 	v := viewer(c)
+	var rel *records.Part2Release
 	switch {
 	case cont.PersonID != "": // a patient's own upload is served by the portal, not here
 		return errs.E(op, errs.NotFound, "resource not found")
 	case cont.DocumentID != "":
-		_, err = s.Records.Read(ctx, v, "DocumentReference", cont.DocumentID)
+		_, rel, err = s.Records.ReadRelease(ctx, v, "DocumentReference", cont.DocumentID)
 	default:
-		_, err = s.Records.Read(ctx, v, "Binary", cont.BinaryID)
+		_, rel, err = s.Records.ReadRelease(ctx, v, "Binary", cont.BinaryID)
 	}
 	if err != nil {
 		return err
 	}
 
 	req, h := c.Request(), c.Response().Header()
+	if rel != nil { // a Part 2 document: the §2.32 notice and its consent travel in headers
+		s.setPart2Headers(h, *rel)
+	}
 	etag := `"` + cont.Key + `"`
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-store")

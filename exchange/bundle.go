@@ -535,11 +535,15 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 // batchRead answers a GET entry through records, the enforcement point (consent and
 // audit apply; what the member may not see is not found).
 func (s *Server) batchRead(ctx context.Context, v records.Viewer, e plannedEntry) (fhir.ResponseEntry, error) {
-	st, err := s.Records.Read(ctx, v, e.typ, e.id)
+	st, rel, err := s.Records.ReadRelease(ctx, v, e.typ, e.id)
 	if err != nil {
 		return fhir.ResponseEntry{}, err
 	}
-	res, err := fhir.Parse(st.Body)
+	body, err := discloseBody(st.Body, rel) // a Part 2 record carries the §2.32 notice (part2.go)
+	if err != nil {
+		return fhir.ResponseEntry{}, err
+	}
+	res, err := fhir.Parse(body)
 	if err != nil {
 		return fhir.ResponseEntry{}, err
 	}
@@ -573,8 +577,9 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 }
 
 // sourceWrite is the store.Write of res as member's record: labelled with its source
-// (meta.source and the source-member tag) and with the consent labels the rules derive
-// from its codes. Every intake path (Ingest and the bundles' bulk path) builds its writes
+// (meta.source and the source-member tag), with the consent labels the rules derive
+// from its codes and, when the member is a 42 CFR Part 2 program, with
+// consent.Part2ProgramLabels. Every intake path (Ingest and the bundles' bulk path) builds its writes
 // here, so none can skip a label.
 //
 // A source-member tag the client sent is dropped first: only the server says which member
@@ -587,6 +592,9 @@ func (s *Server) sourceWrite(member directory.Member, res *fhir.Resource, id str
 	w := store.Write{Resource: res, ID: id, MemberID: member.ID, At: s.Now(), Source: s.cfg.BaseURL + "/members/" + member.ID,
 		Tags: []fhir.Coding{{System: systemSourceMember, Code: member.ID, Display: member.Name}}}
 	w.Security = append(w.Security, ingestLabels(res)...) // consent labels by rule (exchange/consent.go)
+	if member.Part2 {
+		w.Security = append(w.Security, part2Labels(w.Security)...) // a Part 2 program's record, whatever its codes
+	}
 	return w
 }
 

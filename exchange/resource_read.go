@@ -23,7 +23,11 @@ func (s *Server) readResource(c echo.Context) error {
 	if err := require(c, typ, 'r'); err != nil {
 		return err
 	}
-	st, err := s.Records.Read(c.Request().Context(), viewer(c), typ, c.Param("id"))
+	st, rel, err := s.Records.ReadRelease(c.Request().Context(), viewer(c), typ, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	body, err := discloseBody(st.Body, rel) // a Part 2 record carries the §2.32 notice (part2.go)
 	if err != nil {
 		return err
 	}
@@ -31,5 +35,5 @@ func (s *Server) readResource(c echo.Context) error {
 	h.Set("ETag", store.ETag(st.Version))
 	h.Set("Last-Modified", st.LastUpdated.UTC().Format(http.TimeFormat))
 	h.Set("Cache-Control", "no-store")
-	return c.Blob(http.StatusOK, mimeFHIR, st.Body)
+	return c.Blob(http.StatusOK, mimeFHIR, body)
 }

@@ -150,8 +150,25 @@ func (a *SearchAPI) searchResources(c echo.Context) error {
 }
 
 // writeBundle renders a searchset Bundle. Stored bodies were validated and stamped on
-// the way in, so they are embedded as stored, without re-parsing.
+// the way in, so they are embedded as stored, without re-parsing; a Part 2 record gets the
+// §2.32 notice and its consent in meta, and the Bundle one OperationOutcome entry
+// (search.mode outcome) with the notice (part2.go).
 func (a *SearchAPI) writeBundle(c echo.Context, page records.Page, self, next string) error {
+	bodies := map[*store.Stored][]byte{}
+	for _, list := range [][]store.Stored{page.Matches, page.Included} {
+		for i := range list {
+			st := &list[i]
+			var rel *records.Part2Release
+			if r, ok := page.Part2Of(*st); ok {
+				rel = &r
+			}
+			body, err := discloseBody(st.Body, rel)
+			if err != nil {
+				return err
+			}
+			bodies[st] = body
+		}
+	}
 	var b bytes.Buffer
 	b.Grow(256 + 64*len(page.Matches) + bodySize(page.Matches) + bodySize(page.Included))
 	b.WriteString(`{"resourceType":"Bundle","type":"searchset","timestamp":`)
@@ -172,7 +189,7 @@ func (a *SearchAPI) writeBundle(c echo.Context, page records.Page, self, next st
 	if len(page.Matches)+len(page.Included) > 0 {
 		b.WriteString(`,"entry":[`)
 		first := true
-		entry := func(st store.Stored, mode string) {
+		entry := func(st *store.Stored, mode string) {
 			if !first {
 				b.WriteByte(',')
 			}
@@ -180,14 +197,19 @@ func (a *SearchAPI) writeBundle(c echo.Context, page records.Page, self, next st
 			b.WriteString(`{"fullUrl":`)
 			writeJSONString(&b, a.s.FHIRBase()+"/"+st.Type+"/"+st.ID)
 			b.WriteString(`,"resource":`)
-			b.Write(bytes.TrimSpace(st.Body))
+			b.Write(bytes.TrimSpace(bodies[st]))
 			b.WriteString(`,"search":{"mode":"` + mode + `"}}`)
 		}
-		for _, st := range page.Matches {
-			entry(st, "match")
+		for i := range page.Matches {
+			entry(&page.Matches[i], "match")
 		}
-		for _, st := range page.Included {
-			entry(st, "include")
+		for i := range page.Included {
+			entry(&page.Included[i], "include")
+		}
+		if len(page.Part2) > 0 {
+			b.WriteString(`,{"resource":`)
+			b.Write(part2Outcome())
+			b.WriteString(`,"search":{"mode":"outcome"}}`)
 		}
 		b.WriteString(`]`)
 	}

@@ -1,0 +1,329 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/testkit"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
+)
+
+// part2Env is the exchange with consent, audit, search and the consent routes, and three
+// members: P, a 42 CFR Part 2 program; B, which the patient's consent names; C, which it
+// does not.
+type part2Env struct {
+	consentEnv
+	p, c directory.Member
+	mpi  *mpistore.Store
+}
+
+func newPart2Env(t *testing.T) *part2Env {
+	t.Helper()
+	pool := testkit.DB(t)
+	rdb, prefix := testkit.Redis(t)
+	ctx := context.Background()
+	dir := directory.NewStore(pool)
+	env := &part2Env{consentEnv: consentEnv{pool: pool, key: bytes.Repeat([]byte("p"), 32), issuer: "http://concord.test"}}
+	var err error
+	for _, m := range []struct {
+		to        *directory.Member
+		name, oid string
+		part2     bool
+	}{{&env.p, "Harbor Recovery", "urn:oid:2.16.840.1.113883.3.4201", true}, {&env.b, "Clinic B", "urn:oid:2.16.840.1.113883.3.4202", false},
+		{&env.c, "Clinic C", "urn:oid:2.16.840.1.113883.3.4203", false}} {
+		if *m.to, err = dir.AddMember(ctx, m.name, m.oid); err != nil {
+			t.Fatal(err)
+		}
+		if m.part2 {
+			if err := dir.SetPart2(ctx, m.to.ID, true); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
+	mpi, matcher := newMatcher(t, pool)
+	env.mpi = mpi
+	cs := consent.NewStore()
+	if _, err := records.EnsureDefaultPolicies(ctx, pool, cs, consent.PolicyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	log, err := audit.New(ctx, pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	src := records.NewStoreDirectives(pool, cs, time.Second, nil)
+	cache := consent.NewCache(src, rdb, consent.CacheOptions{Prefix: prefix})
+	env.rec = records.New(store.New(pool), mpi, cache, log, nil)
+	h, _ := audit.NewHasher(bytes.Repeat([]byte{9}, 32))
+	x, err := records.NewSearcher(env.rec, records.SearchConfig{CursorKey: bytes.Repeat([]byte{3}, 32), Hasher: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 1 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: store.New(pool),
+		MPI: mpi, Matcher: matcher, Records: env.rec, Log: quiet})
+	env.base = serveExchange(t, srv,
+		NewConsentAPI(srv, ConsentDeps{Store: cs, Directives: src, Cache: cache, BreakGlass: records.NewBreakGlassStore(pool), Audit: log}).Register,
+		NewSearchAPI(srv, x).Register)
+	return env
+}
+
+// samePatient creates member m's Patient for the one person every member of the test
+// knows (same name, birth date and sex), returning its id.
+func (env *part2Env) samePatient(t *testing.T, tok string, m directory.Member) string {
+	t.Helper()
+	st, body, _ := do(t, "POST", env.base+"/Patient", tok, []byte(`{"resourceType":"Patient","identifier":[{"system":"`+m.System+`","value":"MRN-7"}],"name":[{"family":"Okafor","given":["Nneka"]}],"gender":"female","birthDate":"1984-06-02"}`))
+	if st != 201 && st != 200 {
+		t.Fatalf("create Patient at %s: %d %s", m.ID, st, body)
+	}
+	return idOf(t, body)
+}
+
+type part2Meta struct {
+	Security  []struct{ Code string } `json:"security"`
+	Extension []struct {
+		URL       string `json:"url"`
+		Extension []struct {
+			URL            string `json:"url"`
+			ValueString    string `json:"valueString"`
+			ValueCode      string `json:"valueCode"`
+			ValueReference *struct {
+				Reference string `json:"reference"`
+				Display   string `json:"display"`
+			} `json:"valueReference"`
+		} `json:"extension"`
+	} `json:"extension"`
+}
+
+// disclosure returns the notice, basis and consent reference of a resource's
+// part2-disclosure extension ("" when absent) and how many such extensions it has.
+func disclosure(t *testing.T, resource []byte) (notice, basis, consentRef string, n int) {
+	t.Helper()
+	var r struct {
+		Meta part2Meta `json:"meta"`
+	}
+	if err := json.Unmarshal(resource, &r); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range r.Meta.Extension {
+		if e.URL != extPart2Disclosure {
+			continue
+		}
+		n++
+		for _, s := range e.Extension {
+			switch s.URL {
+			case "notice":
+				notice = s.ValueString
+			case "basis":
+				basis = s.ValueCode
+			case "consent":
+				consentRef = s.ValueReference.Reference
+			}
+		}
+	}
+	return
+}
+
+type part2Bundle struct {
+	Total *int `json:"total"`
+	Entry []struct {
+		Resource json.RawMessage       `json:"resource"`
+		Search   struct{ Mode string } `json:"search"`
+	} `json:"entry"`
+}
+
+func (env *part2Env) bundle(t *testing.T, u, tok string) part2Bundle {
+	t.Helper()
+	st, body, _ := do(t, "GET", u, tok, nil)
+	if st != 200 {
+		t.Fatalf("GET %s: %d %s", u, st, body)
+	}
+	var b part2Bundle
+	if err := json.Unmarshal(body, &b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// entries returns the ids of the bundle's resources by search mode, and the notice of its
+// outcome entry ("" when there is none).
+func (b part2Bundle) entries(t *testing.T) (ids map[string]string, outcome string, outcomes int) {
+	t.Helper()
+	ids = map[string]string{}
+	for _, e := range b.Entry {
+		var r struct {
+			ResourceType string `json:"resourceType"`
+			ID           string `json:"id"`
+			Issue        []struct {
+				Details struct{ Text string } `json:"details"`
+			} `json:"issue"`
+		}
+		if err := json.Unmarshal(e.Resource, &r); err != nil {
+			t.Fatal(err)
+		}
+		if e.Search.Mode == "outcome" {
+			outcomes++
+			if r.ResourceType == "OperationOutcome" && len(r.Issue) > 0 {
+				outcome = r.Issue[0].Details.Text
+			}
+			continue
+		}
+		ids[r.ResourceType+"/"+r.ID] = e.Search.Mode
+	}
+	return
+}
+
+func TestPart2LabelsNoticeAndConsent(t *testing.T) {
+	env := newPart2Env(t)
+	ctx := context.Background()
+	tp := env.tok(t, env.p, allScopes, "TREAT")
+	tb := env.tok(t, env.b, allScopes, "TREAT")
+	tc := env.tok(t, env.c, allScopes, "TREAT")
+	pp, pb, pc := env.samePatient(t, tp, env.p), env.samePatient(t, tb, env.b), env.samePatient(t, tc, env.c)
+	persons := map[string]bool{}
+	for _, id := range []string{pp, pb, pc} {
+		src, err := env.mpi.SourceByPatient(ctx, nil, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		persons[string(src.PersonID)] = true
+	}
+	if len(persons) != 1 {
+		t.Fatalf("the three members' Patients are %d persons; the test needs one", len(persons))
+	}
+
+	// Ingest: the Part 2 program's Observation (an ordinary glucose code, nothing the value
+	// sets label) gets the program labels; B's gets none.
+	st, body, _ := do(t, "POST", env.base+"/Observation", tp, obsJSON("", pp, "98"))
+	if st != 201 {
+		t.Fatalf("P creates Observation: %d %s", st, body)
+	}
+	obsP := idOf(t, body)
+	if got := securityOf(t, body); !sameSet(got, consent.Part2ProgramLabels()) {
+		t.Fatalf("Part 2 program's Observation stored with labels %v; want %v", got, consent.Part2ProgramLabels())
+	}
+	_, body, _ = do(t, "POST", env.base+"/Observation", tb, obsJSON("", pb, "101"))
+	obsB := idOf(t, body)
+	if got := securityOf(t, body); len(got) != 0 {
+		t.Fatalf("B's Observation labelled %v; want none", got)
+	}
+	// A sender cannot forge the notice: a disclosure extension it wrote is not served.
+	forged := bytes.Replace(obsJSON("", pb, "102"), []byte(`"status"`), []byte(`"meta":{"extension":[{"url":"`+extPart2Disclosure+`","extension":[{"url":"notice","valueString":"forged"}]}]},"status"`), 1)
+	st, body, _ = do(t, "POST", env.base+"/Observation", tb, forged)
+	if st != 201 {
+		t.Fatalf("B creates Observation with an extension: %d %s", st, body)
+	}
+	obsForged := idOf(t, body)
+
+	// Without a consent naming B, the Part 2 record is absent for B everywhere.
+	if st, _, _ := do(t, "GET", env.base+"/Observation/"+obsP, tb, nil); st != 404 {
+		t.Fatalf("B reads the Part 2 record without consent: %d; want 404", st)
+	}
+	b := env.bundle(t, env.base+"/Observation?patient="+pb+"&_total=accurate", tb)
+	ids, outcome, _ := b.entries(t)
+	if b.Total == nil || *b.Total != 2 || len(ids) != 2 || ids["Observation/"+obsP] != "" || outcome != "" {
+		t.Fatalf("B's search without consent: total %v, entries %v, notice %q; want its own 2, no Part 2 record, no notice", b.Total, ids, outcome)
+	}
+
+	// The patient's consent, filed by the program, names B for treatment and the Part 2 labels.
+	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
+		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
+			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
+	cj, err := consent.FormatConsent(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, body, _ = do(t, "POST", env.base+"/Consent", tp, cj)
+	if st != 201 {
+		t.Fatalf("POST Consent: %d %s", st, body)
+	}
+	consentID := idOf(t, body)
+
+	// B reads it: the notice, the basis and the consent travel in meta, NORDSCLCD with them.
+	st, body, _ = do(t, "GET", env.base+"/Observation/"+obsP, tb, nil)
+	if st != 200 {
+		t.Fatalf("B reads the Part 2 record with consent: %d %s", st, body)
+	}
+	notice, basis, ref, n := disclosure(t, body)
+	if n != 1 || notice != consent.Part2Notice || basis != "consent" || ref != "Consent/"+consentID {
+		t.Fatalf("B's read: %d extensions, basis %q, consent %q, notice %.40q; want the notice and Consent/%s", n, basis, ref, notice, consentID)
+	}
+	if got := securityOf(t, body); !slices.Contains(got, consent.RefrainRedisclose) || !slices.Contains(got, consent.LabelPart2) {
+		t.Fatalf("B's read labels %v; want 42CFRPart2 and NORDSCLCD", got)
+	}
+	// The consent it references is one B can read.
+	if st, _, _ := do(t, "GET", env.base+"/"+ref, tb, nil); st != 200 {
+		t.Fatalf("B reads the referenced %s: %d; want 200", ref, st)
+	}
+
+	// B's search and $everything: the Part 2 record with its extension, the others without,
+	// and one OperationOutcome entry with the notice; totals count the matches only.
+	for _, u := range []string{env.base + "/Observation?patient=" + pb + "&_total=accurate", env.base + "/Patient/" + pb + "/$everything?_type=Observation"} {
+		b := env.bundle(t, u, tb)
+		ids, outcome, outcomes := b.entries(t)
+		if ids["Observation/"+obsP] != "match" || ids["Observation/"+obsB] != "match" || outcomes != 1 || outcome != consent.Part2Notice {
+			t.Fatalf("%s: entries %v, %d outcome entries, notice %.40q; want both records and one notice", u, ids, outcomes, outcome)
+		}
+		if strings.Contains(u, "_total") && (b.Total == nil || *b.Total != 3) {
+			t.Fatalf("%s: total %v; want 3", u, b.Total)
+		}
+		for _, e := range b.Entry {
+			var r struct{ ID string }
+			_ = json.Unmarshal(e.Resource, &r)
+			_, _, ref, n := disclosure(t, e.Resource)
+			switch r.ID {
+			case obsP:
+				if n != 1 || ref != "Consent/"+consentID {
+					t.Fatalf("%s: Part 2 entry has %d extensions, consent %q", u, n, ref)
+				}
+			default:
+				if n != 0 {
+					t.Fatalf("%s: entry %s carries the Part 2 extension", u, r.ID)
+				}
+			}
+		}
+	}
+
+	// C, which the consent does not name, still sees no trace of it; B's forged extension
+	// is not served to C, and an ordinary record carries no notice.
+	if st, _, _ := do(t, "GET", env.base+"/Observation/"+obsP, tc, nil); st != 404 {
+		t.Fatalf("C reads the Part 2 record: %d; want 404", st)
+	}
+	b = env.bundle(t, env.base+"/Observation?patient="+pc+"&_total=accurate", tc)
+	ids, outcome, _ = b.entries(t)
+	if b.Total == nil || *b.Total != 2 || ids["Observation/"+obsP] != "" || outcome != "" {
+		t.Fatalf("C's search: total %v, entries %v, notice %q; want B's 2 records only, no notice", b.Total, ids, outcome)
+	}
+	for _, id := range []string{obsB, obsForged} {
+		st, body, _ := do(t, "GET", env.base+"/Observation/"+id, tc, nil)
+		if _, _, _, n := disclosure(t, body); st != 200 || n != 0 || bytes.Contains(body, []byte("forged")) {
+			t.Fatalf("C reads B's record %s: %d, %d disclosure extensions: %s", id, st, n, body)
+		}
+	}
+	// The program reading its own record is no disclosure: no extension.
+	st, body, _ = do(t, "GET", env.base+"/Observation/"+obsP, tp, nil)
+	if _, _, _, n := disclosure(t, body); st != 200 || n != 0 {
+		t.Fatalf("P reads its own record: %d with %d extensions; want 200 and none", st, n)
+	}
+}
+
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
