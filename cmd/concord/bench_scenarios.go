@@ -11,8 +11,11 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/concord-hie/concord/internal/bench"
@@ -477,4 +480,180 @@ func printBytesRatios(w io.Writer, rep *bench.Report, names ...string) {
 		s := bench.SpreadOf(ratios)
 		fmt.Fprintf(w, "%s bytes/s over its anchor's: median %.3f [%.3f–%.3f] over %d rounds\n", name, s.Median, s.Min, s.Max, len(ratios))
 	}
+}
+
+// syntheaMRN is the identifier system of the Synthea bundles' Patients (their MRNs): the
+// member S7 loads as must own it, as a sending member owns its MRN namespace.
+const syntheaMRN = "http://hospital.smarthealthit.org"
+
+// syntheaMember registers the member S7 loads as, a hospital whose MRN namespace is the
+// bundles' (so no demo member's data, which the read scenarios count, changes), with a
+// client system, and returns a write token source for it.
+func (e *benchEnv) syntheaMember() (*tokenSource, string, error) {
+	dm, err := e.m.directory.AddMember(e.ctx, "Synthea Hospital", syntheaMRN)
+	if err != nil {
+		return nil, "", err
+	}
+	priv, pub, err := newClientKey(dm.ID)
+	if err != nil {
+		return nil, "", err
+	}
+	c, err := e.m.directory.AddClient(e.ctx, dm.ID, pub, nil, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	creds, _ := json.Marshal(struct {
+		ClientID string          `json:"client_id"`
+		Key      json.RawMessage `json:"private_jwk"`
+	}{c.ID, priv})
+	path := filepath.Join(e.m.cfg.DataDir, "demo-clients", dm.ID+".json")
+	if err := os.WriteFile(path, creds, 0o600); err != nil {
+		return nil, "", err
+	}
+	ts, err := newTokenSource(e.m.cfg.DataDir, dm.ID, e.m.cfg.BaseURL+"/token", "system/*.cruds")
+	return ts, dm.ID, err
+}
+
+// synthea is S7: the raw Synthea transaction bundles in dir POSTed to [base] as they are,
+// by 1 and by 4 concurrent clients, in resources/s against the PostgreSQL INSERT anchor.
+// One op is one bundle; the bundles are taken in turn from one cursor shared by every
+// worker and round, so each is sent once before any is sent again. A re-sent bundle
+// updates its Patient (matched by MRN) and matches its Organizations and Practitioners
+// (conditional create) but stores its clinical entries again, so runs longer than one pass
+// add duplicate clinical resources; the database is the run's own and is dropped at the
+// end. An answer is right only when it is a transaction-response with one 2xx entry per
+// request entry. The returned check, called after the run, fails it when any bundle failed
+// (warm-up included: S7 requires 0 errors) and compares the member's stored
+// Patients with the number of distinct bundles sent: no bundle may leave a duplicate.
+func (e *benchEnv) synthea(dir string) ([]bench.Scenario, func() error, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(files) == 0 {
+		return nil, nil, fmt.Errorf("no Synthea bundles (*.json) in %s", dir)
+	}
+	bodies := make([][]byte, len(files))
+	entries := make([]int, len(files))
+	for i, f := range files {
+		if bodies[i], err = os.ReadFile(f); err != nil {
+			return nil, nil, err
+		}
+		var b struct {
+			Type  string            `json:"type"`
+			Entry []json.RawMessage `json:"entry"`
+		}
+		if err := json.Unmarshal(bodies[i], &b); err != nil || b.Type != "transaction" {
+			return nil, nil, fmt.Errorf("%s is not a transaction Bundle", filepath.Base(f))
+		}
+		entries[i] = len(b.Entry)
+	}
+	ts, member, err := e.syntheaMember()
+	if err != nil {
+		return nil, nil, err
+	}
+	patients := func() (int, error) {
+		var n int
+		err := e.m.pool.QueryRow(e.ctx, `SELECT count(*) FROM fhir_resources WHERE type = 'Patient' AND member_id = $1 AND NOT deleted`, member).Scan(&n)
+		return n, err
+	}
+	before, err := patients()
+	if err != nil {
+		return nil, nil, err
+	}
+	client := bench.NewHTTPClient(4, 2*time.Minute)
+	var next atomic.Int64
+	var failed atomic.Int64
+	var firstBad atomic.Pointer[string] // the first failure's answer, for the operator (synthetic data only)
+	sent := make([]atomic.Bool, len(bodies))
+	var out []bench.Scenario
+	for i, workers := range []int{1, 4} {
+		items := new(atomic.Int64)
+		out = append(out, bench.FuncScenario{Name: s7Names[i], Anchor: bench.AnchorPGInsert, Workers: workers, Metric: bench.Resources, Items: items,
+			NewOp: func(int) bench.Op {
+				var buf bytes.Buffer
+				return func(ctx context.Context) (int64, error) {
+					k := int(next.Add(1)-1) % len(bodies)
+					req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.m.cfg.BaseURL+"/fhir", bytes.NewReader(bodies[k]))
+					if err != nil {
+						return 0, err
+					}
+					for h, v := range ts.header() {
+						req.Header[h] = v
+					}
+					req.Header.Set("Content-Type", "application/fhir+json")
+					resp, err := client.Do(req)
+					if err != nil {
+						return 0, err
+					}
+					buf.Reset()
+					_, err = buf.ReadFrom(resp.Body)
+					resp.Body.Close()
+					if err != nil {
+						return 0, err
+					}
+					if resp.StatusCode != http.StatusOK {
+						failed.Add(1)
+						msg := fmt.Sprintf("%s: %d %.400s", filepath.Base(files[k]), resp.StatusCode, buf.Bytes())
+						firstBad.CompareAndSwap(nil, &msg)
+						return 0, &bench.StatusError{Status: resp.StatusCode}
+					}
+					if err := transactionResponse(buf.Bytes(), entries[k]); err != nil {
+						failed.Add(1)
+						return 0, &bench.CheckError{Err: fmt.Errorf("%s: %w", filepath.Base(files[k]), err)}
+					}
+					sent[k].Store(true)
+					items.Add(int64(entries[k]))
+					return int64(buf.Len()), nil
+				}
+			}})
+	}
+	check := func() error {
+		defer client.CloseIdleConnections()
+		if n := failed.Load(); n > 0 {
+			first := ""
+			if p := firstBad.Load(); p != nil {
+				first = "; first: " + *p
+			}
+			return fmt.Errorf("S7: %d of %d bundles failed, 0 allowed%s", n, next.Load(), first)
+		}
+		distinct := 0
+		for i := range sent {
+			if sent[i].Load() {
+				distinct++
+			}
+		}
+		after, err := patients()
+		if err != nil {
+			return err
+		}
+		if after-before != distinct {
+			return fmt.Errorf("S7: %d bundles sent (%d distinct) left %d new Patients, want %d", next.Load(), distinct, after-before, distinct)
+		}
+		return nil
+	}
+	return out, check, nil
+}
+
+// transactionResponse checks a transaction's answer: a transaction-response Bundle with
+// n entries, each with a 2xx status.
+func transactionResponse(body []byte, n int) error {
+	var b struct {
+		ResourceType string `json:"resourceType"`
+		Type         string `json:"type"`
+		Entry        []struct {
+			Response struct {
+				Status string `json:"status"`
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" || b.Type != "transaction-response" {
+		return fmt.Errorf("answer is not a transaction-response")
+	}
+	if len(b.Entry) != n {
+		return fmt.Errorf("%d response entries for %d entries", len(b.Entry), n)
+	}
+	for i, x := range b.Entry {
+		if !strings.HasPrefix(x.Response.Status, "2") {
+			return fmt.Errorf("entry %d: status %q", i, x.Response.Status)
+		}
+	}
+	return nil
 }
