@@ -202,10 +202,11 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	// Document size limit and type allow-list take documents defaults (32 MiB); the
 	// request body limit (CONCORD_MAX_BODY_BYTES) bounds inline data first.
-	// Notifications: no address allowlist here, so no loopback or private receiver is
-	// ever reached from a running server.
-	m.notify = notify.NewStore(nil)
-	m.notifier = notify.NewDispatcher(m.pool, m.notify, m.mpi, m.records, notify.NewClient(notify.ClientConfig{}),
+	// Notifications: only public addresses, plus the exact ip:port receivers an operator
+	// names in CONCORD_NOTIFY_ALLOW (on-premises EHRs); no other loopback or private
+	// receiver is ever reached from a running server.
+	m.notify = notify.NewStore(cfg.NotifyAllow)
+	m.notifier = notify.NewDispatcher(m.pool, m.notify, m.mpi, m.records, notify.NewClient(notify.ClientConfig{Allow: cfg.NotifyAllow}),
 		notify.DispatcherConfig{FHIRBase: cfg.BaseURL + "/fhir"}, m.log)
 	m.docs = documents.New(m.pool, m.fhir, m.blobs, m.audit, m.log, documents.Config{FHIRBase: cfg.BaseURL + "/fhir"})
 	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes}, exchange.Deps{

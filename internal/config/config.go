@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"sort"
@@ -42,6 +43,10 @@ type Config struct {
 	DevOIDCAddr      string // where the embedded provider listens
 	StaffMFA         bool   // staff sign-in needs a second factor (acr or amr in the ID token)
 	StaffMFAACR      string // the acr that proves a second factor
+	// NotifyAllow lists exact ip:port addresses that notification endpoints may resolve to
+	// although they are not public (an on-premises receiver); everything else private,
+	// loopback or link-local is refused.
+	NotifyAllow []netip.AddrPort
 
 	DataDir      string // local state of the embedded servers and generated dev keys
 	TokenKey     string // secret: HMAC key for access tokens; empty = generated into DataDir
@@ -246,6 +251,27 @@ func Vars() []Var {
 				return fmt.Errorf("want true or false")
 			}
 			c.StaffMFA = b
+			return nil
+		}))
+	add(v("CONCORD_NOTIFY_ALLOW", "notify-allow", "comma-separated ip:port addresses that subscription endpoints may resolve to although not public (on-premises receivers); empty allows only public addresses", false,
+		func(c *Config) string {
+			out := make([]string, len(c.NotifyAllow))
+			for i, a := range c.NotifyAllow {
+				out[i] = a.String()
+			}
+			return strings.Join(out, ",")
+		}, func(c *Config, x string) error {
+			c.NotifyAllow = nil
+			for _, f := range strings.Split(x, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				ap, err := netip.ParseAddrPort(f)
+				if err != nil || ap.Port() == 0 {
+					return fmt.Errorf("want ip:port addresses separated by commas, e.g. 10.0.0.5:8443")
+				}
+				c.NotifyAllow = append(c.NotifyAllow, ap)
+			}
 			return nil
 		}))
 	{

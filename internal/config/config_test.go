@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,12 @@ func TestParse(t *testing.T) {
 		check   func(Config) bool
 		wantErr string
 	}{
-		{"defaults", nil, nil, func(c Config) bool { return c == Defaults() }, ""},
+		{"defaults", nil, nil, func(c Config) bool { return reflect.DeepEqual(c, Defaults()) }, ""},
+		{"notify allowlist", map[string]string{"CONCORD_NOTIFY_ALLOW": "10.0.0.5:8443, [fd00::1]:443"}, nil,
+			func(c Config) bool {
+				return len(c.NotifyAllow) == 2 && c.NotifyAllow[0].String() == "10.0.0.5:8443" && c.NotifyAllow[1].String() == "[fd00::1]:443"
+			}, ""},
+		{"notify allowlist needs ports", map[string]string{"CONCORD_NOTIFY_ALLOW": "10.0.0.5"}, nil, nil, "CONCORD_NOTIFY_ALLOW"},
 		{"env", map[string]string{"CONCORD_DATABASE_URL": "postgres://x@y/z", "CONCORD_TOKEN_TTL": "120s"}, nil,
 			func(c Config) bool { return c.DatabaseURL == "postgres://x@y/z" && c.TokenTTL == 120*time.Second }, ""},
 		{"flag beats env", map[string]string{"CONCORD_HTTP_ADDR": "127.0.0.1:1"}, []string{"--http-addr", "127.0.0.1:2"},
