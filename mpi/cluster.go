@@ -125,6 +125,24 @@ type edge struct {
 	w float32
 }
 
+// edgeList holds the scored edges of every record (to earlier records, at least in the
+// review band) in one slice per chunk of parallel rather than one per record: most
+// records have one edge or none, and a slice header per record cost more than its edges.
+type edgeList struct {
+	chunk [][]edge // the edges of the records of each chunk, record by record
+	off   []uint32 // where record i's edges start in its chunk's slice
+}
+
+// of returns the edges of record i.
+func (l *edgeList) of(i int) []edge {
+	c := l.chunk[i/parallelChunk]
+	end := len(c)
+	if i+1 < len(l.off) && (i+1)%parallelChunk != 0 {
+		end = int(l.off[i+1])
+	}
+	return c[l.off[i]:end]
+}
+
 // LinkBatch links recs as the server would if they arrived in order: each record is
 // assigned against the persons formed by earlier records, by the same rule as Assign.
 // Candidate scoring runs on workers goroutines (≤ 0: GOMAXPROCS). Records with the same
@@ -167,7 +185,7 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 	// Block keys are not kept: they are hashed again wherever needed, which costs less
 	// than the ~200 bytes a record they would hold for the whole run.
 	ix := buildSortedIndex(recs, workers, DefaultBlockCap)
-	edges := make([][]edge, n)
+	edges := &edgeList{chunk: make([][]edge, (n+parallelChunk-1)/parallelChunk), off: make([]uint32, n)}
 	var pairs, done atomic.Int64
 	var cancelled atomic.Bool
 	// One scratch per goroutine, not per chunk: seen is 4 bytes per record, and
@@ -183,6 +201,7 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 		var buf []uint32
 		keys := make([]BlockKey, 0, 32)
 		var local int64
+		var es []edge // the edges of this chunk's records, record by record
 		for i := lo; i < hi; i++ {
 			if i%4096 == 0 {
 				if ctx.Err() != nil {
@@ -196,7 +215,7 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 			ri := recs.load(i, &sc.a)
 			keys = appendBlockKeys(keys[:0], ri)
 			buf = ix.candidates(buf[:0], keys, seen, uint32(i)+1, uint32(i))
-			var es []edge
+			edges.off[i] = uint32(len(es))
 			hr := &hot[i]
 			for _, j := range buf {
 				local++
@@ -207,8 +226,8 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 					es = append(es, edge{j, float32(w)})
 				}
 			}
-			edges[i] = es
 		}
+		edges.chunk[lo/parallelChunk] = slices.Clip(es)
 		pairs.Add(local)
 	})
 	if cancelled.Load() {
@@ -233,7 +252,7 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 			}
 		}
 		ps, pid, bestRec = ps[:0], pid[:0], bestRec[:0]
-		for _, e := range edges[i] {
+		for _, e := range edges.of(i) {
 			p := res.Person[e.j]
 			k := slices.Index(pid, p)
 			if k < 0 {
@@ -358,7 +377,7 @@ func (s *sourceIndex) put(id Identifier, rec uint32, person int32) {
 // bridged reports whether persons p and q are also joined by a direct edge (at least in
 // the review band), besides r's edges to both at the link threshold, and no guard fires
 // between any two records of p, q and r.
-func (m *Model) bridged(recs recStore, scratch *[2]Record, edges [][]edge, members [][]uint32, p, q int32, r *Record) bool {
+func (m *Model) bridged(recs recStore, scratch *[2]Record, edges *edgeList, members [][]uint32, p, q int32, r *Record) bool {
 	direct := false
 	for _, x := range members[p] {
 		for _, y := range members[q] {
@@ -366,7 +385,7 @@ func (m *Model) bridged(recs recStore, scratch *[2]Record, edges [][]edge, membe
 			if lo > hi {
 				hi, lo = lo, hi
 			}
-			for _, e := range edges[hi] {
+			for _, e := range edges.of(int(hi)) {
 				if e.j == lo && float64(e.w) >= m.Review {
 					direct = true
 				}
