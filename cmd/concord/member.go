@@ -20,13 +20,14 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runMemberHL7(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
-		fmt.Fprint(stderr, "usage: concord member add --name NAME --system OID --jwks FILE [--scope S] [--purpose P]\n       concord member list\n       concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]\n")
+		fmt.Fprint(stderr, "usage: concord member add --name NAME --system OID --jwks FILE [--scope S] [--purpose P] [--part2]\n       concord member list\n       concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return flag.ErrHelp
 		}
 		return errReported
 	}
 	var name, system, jwksPath, scopes, purposes string
+	var part2 bool
 	cfg, _, err := parseConfig("member "+args[0], "member "+args[0]+" [flags]", args[1:], stderr, func(fs *flag.FlagSet) {
 		if args[0] == "add" {
 			fs.StringVar(&name, "name", "", "the member organization's name (required)")
@@ -34,6 +35,7 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			fs.StringVar(&jwksPath, "jwks", "", "JSON Web Key Set file with the client system's public keys (required)")
 			fs.StringVar(&scopes, "scope", "system/*.cruds", "space-separated SMART scopes the client may be granted")
 			fs.StringVar(&purposes, "purpose", "TREAT", "comma-separated purposes of use the client may assert")
+			fs.BoolVar(&part2, "part2", false, "the member is a 42 CFR Part 2 program: every record it sends is labelled ETH, R, 42CFRPart2, NORDSCLCD")
 		}
 	})
 	if err != nil {
@@ -69,11 +71,12 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			Organization string   `json:"organization"`
 			Name         string   `json:"name"`
 			System       string   `json:"system"`
+			Part2        bool     `json:"part2_program"`
 			Clients      []client `json:"clients"`
 		}
 		out := []member{}
 		for _, m := range ms {
-			mm := member{Organization: m.ID, Name: m.Name, System: m.System, Clients: []client{}}
+			mm := member{Organization: m.ID, Name: m.Name, System: m.System, Part2: m.Part2, Clients: []client{}}
 			for _, c := range cs {
 				if c.MemberID == m.ID {
 					mm.Clients = append(mm.Clients, client{c.ID, c.Scopes, c.Purposes, c.Disabled})
@@ -97,6 +100,12 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%s", errs.MessageOf(err))
 	}
+	if part2 {
+		if err := dir.SetPart2(ctx, m.ID, true); err != nil {
+			return fmt.Errorf("%s", errs.MessageOf(err))
+		}
+		m.Part2 = true
+	}
 	var ps []string
 	for _, p := range strings.Split(purposes, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -110,7 +119,8 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return enc.Encode(struct {
 		Organization string `json:"organization"`
 		System       string `json:"system"`
+		Part2        bool   `json:"part2_program"`
 		ClientID     string `json:"client_id"`
 		TokenURL     string `json:"token_url"`
-	}{m.ID, m.System, c.ID, cfg.BaseURL + "/token"})
+	}{m.ID, m.System, m.Part2, c.ID, cfg.BaseURL + "/token"})
 }
