@@ -14,7 +14,9 @@
 // A Model is trained by Train (u from random pairs, m by EM over blocking passes,
 // thresholds from the posterior or calibrated on labelled pairs), serialized as JSON, and
 // DefaultModel returns the one shipped in the binary. LinkBatch and LinkNDJSON link a
-// whole population in memory with the same rule as Assign.
+// whole population in memory with the same rule as Assign; LinkNDJSON keeps each record
+// packed (interned strings, one byte blob) and rebuilds a Record only to score it, to stay
+// within the ~1 KB per record of docs/mpi.md.
 //
 // Records hold PHI: never log them. Record and Input redact themselves under slog.
 package mpi

@@ -100,7 +100,11 @@ func BenchmarkLinkBatch(b *testing.B) {
 
 // BenchmarkLinkNDJSON measures `concord mpi link` end to end (JSON parsing, normalization,
 // linking, CSV), reading the NDJSON from a file as the command does, with peak live heap
-// per record. The heap is sampled every millisecond through runtime/metrics, which does
+// per record. -bench.persons 400000 gives the ≈1 M records of the batch target:
+//
+//	go test ./mpi/eval -run '^$' -bench LinkNDJSON -benchtime 1x -bench.persons 400000
+//
+// The heap is sampled every millisecond through runtime/metrics, which does
 // not stop the world (runtime.ReadMemStats in a loop did, and slowed the run it measured).
 func BenchmarkLinkNDJSON(b *testing.B) {
 	ds := Generate(GenOptions{Seed: 6, Persons: *benchPersons})
