@@ -203,14 +203,9 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 		var local int64
 		var es []edge // the edges of this chunk's records, record by record
 		for i := lo; i < hi; i++ {
-			if i%4096 == 0 {
-				if ctx.Err() != nil {
-					cancelled.Store(true)
-					return
-				}
-				if progress != nil && i > lo {
-					progress(int(done.Add(4096)))
-				}
+			if i%4096 == 0 && ctx.Err() != nil {
+				cancelled.Store(true)
+				return
 			}
 			ri := recs.load(i, &sc.a)
 			keys = appendBlockKeys(keys[:0], ri)
@@ -229,6 +224,9 @@ func (m *Model) linkBatch(ctx context.Context, recs recStore, workers int, progr
 		}
 		edges.chunk[lo/parallelChunk] = slices.Clip(es)
 		pairs.Add(local)
+		if progress != nil {
+			progress(int(done.Add(int64(hi - lo))))
+		}
 	})
 	if cancelled.Load() {
 		return nil, errs.E("mpi.Model.LinkBatch", errs.Unavailable, ctx.Err())

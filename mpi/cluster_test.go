@@ -1,7 +1,11 @@
 package mpi
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -153,5 +157,30 @@ func TestBlockKeys(t *testing.T) {
 	}
 	if got := ix.Block(BlockKeys(&a)[0]); got != nil {
 		t.Errorf("block over the cap and its refined key over the cap: got %v, want nil", got)
+	}
+}
+
+// TestLinkBatchProgress checks that progress is reported while records are scored, not
+// only once at the end.
+func TestLinkBatchProgress(t *testing.T) {
+	norm := NewNormalizer(nil)
+	const n = 3*parallelChunk + 5
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = norm.Normalize(Input{Source: Identifier{"urn:test", strconv.Itoa(i)}, Given: []string{"Ann"},
+			Family: "Test" + strconv.Itoa(i), BirthDate: fmt.Sprintf("19%02d-%02d-%02d", i%100, i%12+1, i%28+1)})
+	}
+	var mu sync.Mutex
+	var calls []int
+	_, err := testModel(t).LinkBatch(context.Background(), recs, 2, func(done int) {
+		mu.Lock()
+		defer mu.Unlock()
+		calls = append(calls, done)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(calls) < 2 || calls[0] >= n || calls[len(calls)-1] != n {
+		t.Errorf("progress calls %v, want some below %d and the last at %d", calls, n, n)
 	}
 }
