@@ -327,3 +327,54 @@ func sameSet(a, b []string) bool {
 	slices.Sort(b)
 	return slices.Equal(a, b)
 }
+
+// part2Directives are the regional defaults plus, when to is set, the patient's consent
+// naming member to as recipient of Part 2 records for treatment.
+type part2Directives struct{ to string }
+
+func (d part2Directives) InForce(_ context.Context, person string, _ time.Time) ([]consent.Directive, error) {
+	dirs := consent.DefaultPolicies(consent.PolicyConfig{})
+	if d.to != "" {
+		dirs = append(dirs, consent.Directive{ID: "part2-" + consent.DirectiveID(d.to), Version: 3, Kind: consent.KindPatient, PersonID: person,
+			PolicyRule: consent.OptIn, Status: consent.StatusActive,
+			Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + d.to}},
+				Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}})
+	}
+	return dirs, nil
+}
+
+func TestPart2BinaryNotice(t *testing.T) {
+	e := newDocEnv(t)
+	data := []byte("counselling session summary")
+	plain := e.store(t, "text/plain", data)
+	e.a.Part2 = true // from here on, a is a Part 2 program
+	prog := e.store(t, "text/plain", data)
+	withConsent := func(to string) {
+		e.srv.Records = records.New(e.srv.FHIR, e.srv.MPI, part2Directives{to: to}, e.audit, nil)
+	}
+
+	withConsent("")
+	if resp, _, err := e.get(t, prog, e.c.ID, consent.PurposeTreatment); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("C gets the Part 2 document without consent: %v %v; want 404", resp, err)
+	}
+	withConsent(e.c.ID)
+	resp, body, err := e.get(t, prog, e.c.ID, consent.PurposeTreatment)
+	if err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("C gets the Part 2 document with consent: %v %v", resp, err)
+	}
+	links := strings.Join(resp.Header.Values("Link"), ", ")
+	if resp.Header.Get(headerPart2Notice) != consent.Part2Notice ||
+		!strings.Contains(links, "<"+consent.Part2NoticeURL+`>; rel="`+relPart2Notice+`"`) ||
+		!strings.Contains(links, `<http://concord.test/fhir/Consent/part2-`+e.c.ID+`>; rel="`+relPart2Consent+`"`) {
+		t.Fatalf("Part 2 document headers: notice %.40q, Link %q", resp.Header.Get(headerPart2Notice), links)
+	}
+	resp, _, err = e.get(t, plain, e.c.ID, consent.PurposeTreatment)
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get(headerPart2Notice) != "" || len(resp.Header.Values("Link")) != 0 {
+		t.Fatalf("an ordinary document: %v %v, notice %q; want 200 without notice", resp, err, resp.Header.Get(headerPart2Notice))
+	}
+	// The program downloading its own document: no disclosure, no notice.
+	resp, _, err = e.get(t, prog, e.a.ID, consent.PurposeTreatment)
+	if err != nil || resp.StatusCode != 200 || resp.Header.Get(headerPart2Notice) != "" {
+		t.Fatalf("the program's own document: %v %v; want 200 without notice", resp, err)
+	}
+}
