@@ -297,6 +297,8 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		fmt.Fprintln(stdout, "\nload phase (after the reads):")
 		lcfg := bcfg
 		lcfg.Anchors, lcfg.Scenarios = []string{bench.AnchorPGInsert}, loads
+		// A bundle takes up to a second or two: measure long enough for several.
+		lcfg.Duration = max(dur, minLoadDuration)
 		if _, err := bench.Run(ctx, lcfg); err != nil {
 			return err
 		}
@@ -308,6 +310,9 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	fmt.Fprintf(stdout, "\nJSON records: %s\n", jsonPath)
 	return nil
 }
+
+// minLoadDuration is the shortest measurement of the load phase.
+const minLoadDuration = 5 * time.Second
 
 // s3Workers is the S3 anchors' concurrency, which S5 matches.
 const s3Workers = 8
