@@ -89,6 +89,11 @@ func (s *Server) searchAuditEvents(c echo.Context) error {
 		}
 	}
 	evs, next, err := audit.Search(ctx, s.Pool, f)
+	// Who reads the log is itself logged, before anything of it is shown. The query holds
+	// the member's Patient id, dates, codes and a cursor: no demographics.
+	if aerr := s.Records.AuditQuery(ctx, viewer(c), f.Patient, c.Request().URL.RawQuery, err); aerr != nil {
+		return aerr
+	}
 	if err != nil {
 		return err
 	}

@@ -243,9 +243,14 @@ func TestThinSlice(t *testing.T) {
 		t.Fatalf("GET Observation = %d %s", status, body)
 	}
 	// The read was audited before it answered: RESTful ATNA finds it by request ID.
-	status, body, _ = fhirDo(t, "GET", base+"/AuditEvent?patient="+pat.ID+"&date=ge2020-01-01", tok, nil)
+	status, body, _ = fhirDo(t, "GET", base+"/AuditEvent?patient="+pat.ID+"&date=ge2020-01-01", tok, nil, "X-Request-Id", "thin-slice-atna-1")
 	if status != http.StatusOK || !strings.Contains(string(body), "thin-slice-read-1") || strings.Contains(string(body), "Rivera") {
 		t.Fatalf("AuditEvent search = %d, want the read's event by request ID and no PHI:\n%.1500s", status, body)
+	}
+	// Reading the log was logged too, before it answered: the next search finds it.
+	status, body, _ = fhirDo(t, "GET", base+"/AuditEvent?patient="+pat.ID+"&date=ge2020-01-01", tok, nil)
+	if status != http.StatusOK || !strings.Contains(string(body), "thin-slice-atna-1") || !strings.Contains(string(body), `"audit-query"`) {
+		t.Fatalf("AuditEvent search = %d, want the first search's audit-query event:\n%.1500s", status, body)
 	}
 	// The regional view: the member searches its own Patient's labs and gets every member's
 	// results for the person, each with its source.
