@@ -378,3 +378,36 @@ func TestPart2BinaryNotice(t *testing.T) {
 		t.Fatalf("the program's own document: %v %v; want 200 without notice", resp, err)
 	}
 }
+
+// TestPart2HL7Intake: a Part 2 program's HL7 v2 results get the program labels on every
+// resource they become, whatever their codes.
+func TestPart2HL7Intake(t *testing.T) {
+	e := newHL7Env(t)
+	if err := e.dir.SetPart2(context.Background(), e.member.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	c := mllpClient(t, e.addr)
+	if code, _ := send(t, c, oruR01("P2-1", pidA)); code != "AA" {
+		t.Fatalf("ORU: %s", code)
+	}
+	rows, err := e.pool.Query(context.Background(), `SELECT type, body FROM fhir_resources WHERE member_id = $1 AND type <> 'Patient'`, e.member.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var typ string
+		var body []byte
+		if err := rows.Scan(&typ, &body); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if got := securityOf(t, body); !sameSet(got, consent.Part2ProgramLabels()) {
+			t.Errorf("%s from the Part 2 program's ORU labelled %v; want %v", typ, got, consent.Part2ProgramLabels())
+		}
+	}
+	if n == 0 {
+		t.Fatal("the ORU stored nothing")
+	}
+}
