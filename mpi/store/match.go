@@ -226,11 +226,15 @@ func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, syst
 			return Link{}, err
 		}
 	}
+	ev, _ := json.Marshal(a.Evidence)
+	if l, ok, err := m.create(ctx, tx, memberID, system, value, patientID, patient, person, a, ev, recErr, &rec); err != nil || ok {
+		return l, err
+	}
+	// The MRN was stored meanwhile: the same steps as before create, one statement each.
 	src, created, err := m.store.Upsert(ctx, tx, memberID, system, value, patientID, json.RawMessage(patient), person)
 	if err != nil {
 		return Link{}, err
 	}
-	ev, _ := json.Marshal(a.Evidence)
 	if _, err := tx.Exec(ctx, `UPDATE mpi_source_records SET link_score = $2, link_rule = $3, model = $4 WHERE id = $1`,
 		src.ID, a.Score, a.Outcome.String(), m.model.Version); err != nil {
 		return Link{}, db.Map(op, err)
@@ -262,6 +266,78 @@ func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, syst
 		}
 	}
 	return l, nil
+}
+
+// create stores a new member patient with the outcome a in one statement (one round trip
+// instead of eight): the source with its score, rule, model and features, a new person
+// unless person is given (an auto-link), the history row, the review item when a is a
+// review with a candidate, and the blocking keys. The rows are those Upsert followed by
+// LinkPatient's updates would write. ok is false, with nothing written, when the MRN was
+// stored since the caller looked (the caller then takes the update path).
+func (m *Matcher) create(ctx context.Context, tx db.Querier, memberID, system, value, patientID string, patient []byte,
+	person PersonID, a mpi.Assignment, ev []byte, recErr error, rec *mpi.Record) (Link, bool, error) {
+	const op = "mpi.store.Matcher.LinkPatient"
+	demo, err := json.Marshal(json.RawMessage(patient)) // as Upsert stores it
+	if err != nil {
+		return Link{}, false, errs.E(op, errs.Internal, err)
+	}
+	newPerson := person == ""
+	if newPerson {
+		person = NewPersonID()
+	}
+	var features []byte
+	hashes, fines := []int64{}, []int64{}
+	if recErr == nil {
+		features = encodeFeatures(rec)
+		for _, k := range mpi.BlockKeys(rec) {
+			hashes, fines = append(hashes, int64(k.Hash)), append(fines, int64(k.Fine))
+		}
+	}
+	action := "create"
+	if a.Outcome == mpi.AutoLink {
+		action = "link"
+	}
+	review := a.Outcome == mpi.Review && a.Person != ""
+	kind := "review"
+	if a.PossibleDuplicate {
+		kind = "possible-duplicate"
+	}
+	var candidate, runner *string
+	if review {
+		candidate = &a.Person
+		if a.RunnerUp != "" {
+			runner = &a.RunnerUp
+		}
+	}
+	l := Link{Source: Source{MemberID: memberID, System: system, Value: value, PatientID: patientID, PersonID: person, Version: 1},
+		Created: true, Outcome: a.Outcome, Score: a.Score}
+	// A data-modifying CTE's rows are all inserted before the statement's foreign-key
+	// checks run, so the source may name the person inserted beside it.
+	err = tx.QueryRow(ctx, `
+		WITH s AS (
+			INSERT INTO mpi_source_records(member_id, system, value, patient_id, person_id, demographics, features, link_score, link_rule, model)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (system, value) DO NOTHING RETURNING id
+		), p AS (
+			INSERT INTO mpi_persons(id) SELECT $5 FROM s WHERE $11
+		), h AS (
+			INSERT INTO mpi_link_history(source_id, person_id, action, state, score, evidence, model)
+			SELECT id, $5, $12, 'AUTO', $8, $13, $10 FROM s
+		), k AS (
+			INSERT INTO mpi_block_keys(hash, fine, source_id) SELECT kh, kf, s.id FROM s, unnest($14::bigint[], $15::bigint[]) AS t(kh, kf)
+		), r AS (
+			INSERT INTO mpi_review_items(source_id, candidate, runner_up, kind, score, evidence, guards, model)
+			SELECT id, $16, $17, $18, $8, $13, $19, $10 FROM s WHERE $16::uuid IS NOT NULL RETURNING id
+		)
+		SELECT s.id, coalesce((SELECT id FROM r), 0) FROM s`,
+		memberID, system, value, patientID, string(person), demo, features, a.Score, a.Outcome.String(), m.model.Version,
+		newPerson, action, ev, hashes, fines, candidate, runner, kind, a.Guards.String()).Scan(&l.Source.ID, &l.ReviewItem)
+	if err == pgx.ErrNoRows {
+		return Link{}, false, nil
+	}
+	if err != nil {
+		return Link{}, false, db.Map(op, err)
+	}
+	return l, true, nil
 }
 
 // writeKeys replaces the blocking keys and the match features of a source with those of r.
