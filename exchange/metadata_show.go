@@ -108,6 +108,11 @@ func (s *Server) showMetadata(c echo.Context) error {
 		"format":      []string{"json"},
 		"rest": []map[string]any{{
 			"mode": "server",
+			"documentation": "42 CFR Part 2 records (meta.security 42CFRPart2) are released only under the patient's consent naming the recipient. " +
+				"Each one released carries NORDSCLCD in meta.security and the meta extension " + extPart2Disclosure +
+				" (notice: the 42 CFR 2.32 text; regulation; basis; summary; consent: Reference to the permitting Consent; consentVersion). " +
+				"A search Bundle holding one adds an OperationOutcome entry (search.mode outcome) with the notice; " +
+				"Binary content of a Part 2 document answers with the " + headerPart2Notice + " header and Link rel=" + relPart2Notice + " and rel=" + relPart2Consent + ".",
 			"security": map[string]any{
 				"service": []map[string]any{{"coding": []coding{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}}}},
 				"extension": []map[string]any{{
