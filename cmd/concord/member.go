@@ -19,8 +19,11 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) > 0 && args[0] == "hl7" {
 		return runMemberHL7(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "endpoint" {
+		return runMemberEndpoint(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
-		fmt.Fprint(stderr, "usage: concord member add --name NAME --system OID --jwks FILE [--scope S] [--purpose P] [--part2]\n       concord member list\n       concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]\n")
+		fmt.Fprint(stderr, "usage: concord member add --name NAME --system OID --jwks FILE [--scope S] [--purpose P] [--part2]\n       concord member list\n       concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]\n       concord member endpoint --member ID --url URL[,URL...]\n")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
 			return flag.ErrHelp
 		}
