@@ -1,0 +1,133 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/concord-hie/concord/internal/bench"
+	"github.com/concord-hie/concord/internal/testkit"
+)
+
+func TestBenchAnswerChecks(t *testing.T) {
+	ok := `{"resourceType":"Bundle","type":"transaction-response","entry":[{"response":{"status":"201 Created"}},{"response":{"status":"200 OK"}}]}`
+	if err := transactionResponse([]byte(ok), 2); err != nil {
+		t.Errorf("good response: %v", err)
+	}
+	for _, bad := range []struct {
+		body string
+		n    int
+	}{
+		{ok, 3},
+		{strings.Replace(ok, "200 OK", "409 Conflict", 1), 2},
+		{strings.Replace(ok, "transaction-response", "batch-response", 1), 2},
+		{`{"resourceType":"OperationOutcome"}`, 0},
+	} {
+		if transactionResponse([]byte(bad.body), bad.n) == nil {
+			t.Errorf("%s with %d entries passed", bad.body, bad.n)
+		}
+	}
+
+	page := func(total int, dates ...string) []byte {
+		var es []string
+		for _, d := range dates {
+			es = append(es, fmt.Sprintf(`{"resource":{"resourceType":"Observation","effectiveDateTime":%q},"search":{"mode":"match"}}`, d))
+		}
+		return []byte(fmt.Sprintf(`{"resourceType":"Bundle","total":%d,"entry":[%s]}`, total, strings.Join(es, ",")))
+	}
+	if err := labPage(2)(200, page(2, "2025-03-01T10:00:00Z", "2024-01-01T10:00:00Z")); err != nil {
+		t.Errorf("good page: %v", err)
+	}
+	for name, body := range map[string][]byte{
+		"unsorted":      page(2, "2024-01-01T10:00:00Z", "2025-03-01T10:00:00Z"),
+		"wrong total":   page(3, "2025-03-01T10:00:00Z", "2024-01-01T10:00:00Z"),
+		"short page":    page(2, "2025-03-01T10:00:00Z"),
+		"not a bundle":  []byte(`{"resourceType":"Observation"}`),
+		"included mode": bytes.Replace(page(2, "2025-03-01T10:00:00Z", "2024-01-01T10:00:00Z"), []byte(`"match"`), []byte(`"include"`), 1),
+	} {
+		if labPage(2)(200, body) == nil {
+			t.Errorf("%s passed", name)
+		}
+	}
+	// With more than 50 matches the first page holds 50.
+	var fifty []string
+	for i := range 50 {
+		fifty = append(fifty, fmt.Sprintf("2025-01-%02dT00:00:00Z", 31-i%31))
+	}
+	slices.Sort(fifty)
+	slices.Reverse(fifty)
+	if err := labPage(120)(200, page(120, fifty...)); err != nil {
+		t.Errorf("full page: %v", err)
+	}
+
+	if wantCount(3)(200, []byte(`{"resourceType":"Bundle","total":3}`)) != nil || wantCount(3)(200, []byte(`{"resourceType":"Bundle","total":4}`)) == nil {
+		t.Error("wantCount")
+	}
+	a, b := dicomBytes(mrand.New(mrand.NewPCG(1, 2)), 4096), dicomBytes(mrand.New(mrand.NewPCG(1, 2)), 4096)
+	if !bytes.Equal(a, b) || len(a) != 4096 || string(a[128:132]) != "DICM" || !bytes.Equal(a[:128], make([]byte, 128)) {
+		t.Error("dicomBytes is not a deterministic DICOM-shaped object")
+	}
+	got := referencedAnchors([]bench.Scenario{
+		bench.HTTPScenario{Name: "a", Anchor: bench.AnchorPG}, bench.HTTPScenario{Name: "b", Anchor: bench.AnchorPG},
+		bench.HTTPScenario{Name: "c", Anchor: "a"}, bench.HTTPScenario{Name: "d", Anchor: bench.AnchorS3_1M},
+	})
+	if !slices.Equal(got, []string{bench.AnchorPG, bench.AnchorS3_1M}) {
+		t.Errorf("referencedAnchors = %v", got)
+	}
+}
+
+func TestBenchUnknownScenario(t *testing.T) {
+	var stderr bytes.Buffer
+	err := runBench(context.Background(), []string{"--scenarios", "s2,nope"}, &bytes.Buffer{}, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "nope") || !strings.Contains(err.Error(), "s7-synthea-c4") {
+		t.Fatalf("err = %v; want the unknown name and the known ones", err)
+	}
+}
+
+// TestBenchScenarios runs one scenario of each new kind against the real services: a
+// search with a count, the deny path, a document read with its hash check, and a load.
+func TestBenchScenarios(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a bench run takes half a minute")
+	}
+	s3 := testkit.S3(t)
+	_, prefix := testkit.Redis(t)
+	t.Setenv("CONCORD_DATABASE_URL", testkit.DatabaseURL(t))
+	t.Setenv("CONCORD_REDIS_URL", os.Getenv("CONCORD_TEST_REDIS_URL"))
+	t.Setenv("CONCORD_REDIS_PREFIX", prefix)
+	t.Setenv("CONCORD_S3_ENDPOINT", s3.Endpoint)
+	t.Setenv("CONCORD_S3_ACCESS_KEY", s3.AccessKey)
+	t.Setenv("CONCORD_S3_SECRET_KEY", s3.SecretKey)
+	t.Setenv("CONCORD_S3_BUCKET", s3.Bucket)
+	t.Setenv("CONCORD_DATA_DIR", t.TempDir())
+	jsonPath := filepath.Join(t.TempDir(), "run.jsonl")
+	var out, stderr bytes.Buffer
+	err := runBench(context.Background(), []string{"--scenarios", "s2-identifier,s3-lab-code,s5-binary-64k,s5-binary-deny,s7-synthea-c4",
+		"--duration", "300ms", "--no-gate", "--json", jsonPath, "--synthea", testkit.SharedData(t, "synthea", "bundles")}, &out, &stderr)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s\n%s", err, out.String(), stderr.String())
+	}
+	recs, err := os.ReadFile(jsonPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"s2-identifier", "s3-lab-code", "s5-binary-64k", "s5-binary-deny", "s7-synthea-c4", "pg-insert-1k7"} {
+		if n := bytes.Count(recs, []byte(`"name":"`+name+`"`)); n < 2 {
+			t.Errorf("%s: %d records, want one per round", name, n)
+		}
+	}
+	for _, not := range []string{"s2-match", "thin-slice-read", "s7-synthea-c1"} {
+		if bytes.Contains(recs, []byte(`"name":"`+not+`"`)) {
+			t.Errorf("%s ran but was not selected", not)
+		}
+	}
+	if !strings.Contains(out.String(), "S7 check") || !strings.Contains(out.String(), "s5-binary-64k bytes/s") {
+		t.Errorf("output lacks the S7 check or the S5 bytes ratio:\n%s", out.String())
+	}
+}
