@@ -104,3 +104,50 @@ func TestMHDProvideDocumentBundle(t *testing.T) {
 		t.Errorf("after GC: dangling = %d, %v", n, err)
 	}
 }
+
+// TestMHDProvideWithSeparateBinary: an ITI-65 bundle may carry the document as a Binary
+// entry that the DocumentReference's attachment.url names by its urn:uuid fullUrl. The url
+// is rewritten with the references, so the stored DocumentReference points at the stored
+// Binary, the bytes are in S3 once, and a urn naming no entry is refused whole.
+func TestMHDProvideWithSeparateBinary(t *testing.T) {
+	e := newDocEnv(t)
+	ctx := t.Context()
+	p := directory.Principal{ClientID: "client-a", MemberID: e.a.ID, Scopes: directory.Scopes{{Context: "system", Resource: "*", Ops: "cruds"}}}
+	note := []byte("Referral letter, sent as a separate Binary.\n")
+	bundle := func(binURN string) *fhir.Bundle {
+		raw := fmt.Sprintf(`{"resourceType":"Bundle","type":"transaction","entry":[
+ {"fullUrl":"urn:uuid:7c0e3a80-0000-4000-8000-0000000000d1","resource":{"resourceType":"DocumentReference","status":"current",
+  "type":{"coding":[{"system":"http://loinc.org","code":"57133-1"}]},"subject":{"reference":"Patient/%s"},
+  "content":[{"attachment":{"contentType":"text/plain","url":"urn:uuid:7c0e3a80-0000-4000-8000-0000000000b1"}}]},
+  "request":{"method":"POST","url":"DocumentReference"}},
+ {"fullUrl":"%s","resource":{"resourceType":"Binary","contentType":"text/plain","data":%q},
+  "request":{"method":"POST","url":"Binary"}}]}`, e.patient, binURN, base64.StdEncoding.EncodeToString(note))
+		b, err := fhir.ParseBundle(fhir.MustParse([]byte(raw)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if _, err := e.srv.Transaction(ctx, p, e.a, bundle("urn:uuid:7c0e3a80-0000-4000-8000-0000000000b9"), "header:sep-bad"); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("attachment naming no entry: %v, want invalid", err)
+	}
+	if _, err := e.srv.Transaction(ctx, p, e.a, bundle("urn:uuid:7c0e3a80-0000-4000-8000-0000000000b1"), "header:sep-1"); err != nil {
+		t.Fatal(err)
+	}
+	var body, binID string
+	if err := e.srv.Pool.QueryRow(ctx, `SELECT convert_from(body, 'UTF8') FROM fhir_resources WHERE type = 'DocumentReference' AND member_id = $1`, e.a.ID).Scan(&body); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Pool.QueryRow(ctx, `SELECT id FROM fhir_resources WHERE type = 'Binary' AND member_id = $1`, e.a.ID).Scan(&binID); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(body, "urn:uuid") || !strings.Contains(body, "/Binary/"+binID+`"`) {
+		t.Fatalf("stored DocumentReference does not point at the stored Binary %s:\n%s", binID, body)
+	}
+	if _, err := e.srv.Documents.Blobs().Stat(ctx, documents.KeyOf(note)); err != nil {
+		t.Fatalf("the Binary's bytes are not in S3: %v", err)
+	}
+	if n, err := e.srv.Documents.DanglingReferences(ctx); err != nil || n != 0 {
+		t.Errorf("dangling = %d, %v", n, err)
+	}
+}

@@ -132,6 +132,27 @@ func TestRewriteReferences(t *testing.T) {
 	}
 }
 
+// TestRewriteAttachmentURN: an Attachment.url naming a Bundle entry (urn:uuid) is rewritten
+// like a reference; an ordinary URL in the same place, and uri elements elsewhere, are not
+// offered to fn at all.
+func TestRewriteAttachmentURN(t *testing.T) {
+	in := `{"resourceType":"DocumentReference","status":"current","content":[{"attachment":{"contentType":"text/plain","url":"urn:uuid:b1"}},{"attachment":{"url":"https://docs.example.org/a.pdf"}}],"extension":[{"url":"urn:uuid:b1","valueString":"x"}]}`
+	var seen []string
+	out, err := RewriteReferences(MustParse([]byte(in)), func(s string) (string, error) {
+		seen = append(seen, s)
+		return "Binary/42", nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(seen, []string{"urn:uuid:b1"}) {
+		t.Errorf("fn saw %v, want only the attachment's urn", seen)
+	}
+	if want := strings.Replace(in, `"url":"urn:uuid:b1"}`, `"url":"Binary/42"}`, 1); string(out.Bytes()) != want {
+		t.Errorf("got  %s\nwant %s", out.Bytes(), want)
+	}
+}
+
 func TestSyntheaBundleReferences(t *testing.T) {
 	dir := sharedData(t, "synthea", "bundles")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))

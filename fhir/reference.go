@@ -183,9 +183,10 @@ func References(r *Resource) []string {
 }
 
 // RewriteReferences calls fn on every Reference.reference string in r (the element of type
-// Reference; not the uri-typed elements that happen to be named "reference"), including in
-// extensions, contained resources and Bundle entries, and returns a resource in which each
-// is replaced by what fn returns. All other bytes are kept. An error from fn stops the walk
+// Reference; not the uri-typed elements that happen to be named "reference"), and on every
+// Attachment.url that is a urn: (urn:uuid, urn:oid — a Bundle entry's fullUrl, as FHIR's
+// transaction rules require), including in extensions, contained resources and Bundle
+// entries, and returns a resource in which each is replaced by what fn returns. All other bytes are kept. An error from fn stops the walk
 // and is returned as is. When nothing changes, r itself is returned.
 func RewriteReferences(r *Resource, fn func(ref string) (string, error)) (*Resource, error) {
 	w := refWalker{s: scanner{data: r.raw}, fn: fn}
@@ -257,6 +258,26 @@ func (w *refWalker) object(typ string) error {
 				return errWalk
 			}
 			old := string(v)
+			nv, err := w.fn(old)
+			if err != nil {
+				return err
+			}
+			if nv != old {
+				w.edits = append(w.edits, refEdit{start, w.s.pos, nv})
+			}
+		case typ == "Attachment" && string(k) == "url":
+			// FHIR transaction rules rewrite a uri/url that names an entry's fullUrl too; an
+			// attachment pointing at a Binary of the same Bundle (MHD ITI-65) does this.
+			w.s.skipWS()
+			start := w.s.pos
+			v, ok := w.s.str()
+			if !ok {
+				return errWalk
+			}
+			old := string(v)
+			if len(old) < 4 || !strings.EqualFold(old[:4], "urn:") {
+				break
+			}
 			nv, err := w.fn(old)
 			if err != nil {
 				return err
