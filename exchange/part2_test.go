@@ -298,6 +298,36 @@ func TestPart2LabelsNoticeAndConsent(t *testing.T) {
 		}
 	}
 
+	// _include: the program's report and the result it includes both carry the extension.
+	st, body, _ = do(t, "POST", env.base+"/DiagnosticReport", tp, []byte(`{"resourceType":"DiagnosticReport","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"subject":{"reference":"Patient/`+pp+`"},"result":[{"reference":"Observation/`+obsP+`"}]}`))
+	if st != 201 {
+		t.Fatalf("P creates DiagnosticReport: %d %s", st, body)
+	}
+	rep := idOf(t, body)
+	b = env.bundle(t, env.base+"/DiagnosticReport?patient="+pb+"&_include=DiagnosticReport:result", tb)
+	ids, outcome, outcomes := b.entries(t)
+	if ids["DiagnosticReport/"+rep] != "match" || ids["Observation/"+obsP] != "include" || outcomes != 1 || outcome != consent.Part2Notice {
+		t.Fatalf("_include: entries %v, %d outcome entries; want the report, its included result and one notice", ids, outcomes)
+	}
+	for _, e := range b.Entry {
+		if _, _, ref, n := disclosure(t, e.Resource); e.Search.Mode != "outcome" && (n != 1 || ref != "Consent/"+consentID) {
+			t.Fatalf("_include: %s entry has %d extensions, consent %q", e.Search.Mode, n, ref)
+		}
+	}
+	// A batch GET is a read like any other.
+	st, body, _ = do(t, "POST", env.base, tb, []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Observation/`+obsP+`"}}]}`))
+	var batch struct {
+		Entry []struct {
+			Resource json.RawMessage `json:"resource"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &batch); st != 200 || err != nil || len(batch.Entry) != 1 {
+		t.Fatalf("batch GET: %d %s", st, body)
+	}
+	if _, _, ref, n := disclosure(t, batch.Entry[0].Resource); n != 1 || ref != "Consent/"+consentID {
+		t.Fatalf("batch GET: %d extensions, consent %q: %s", n, ref, batch.Entry[0].Resource)
+	}
+
 	// C, which the consent does not name, still sees no trace of it; B's forged extension
 	// is not served to C, and an ordinary record carries no notice.
 	if st, _, _ := do(t, "GET", env.base+"/Observation/"+obsP, tc, nil); st != 404 {
