@@ -45,6 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cpuProf    string
 		scenSpec   string
 		syntheaDir string
+		hl7Dir     string
 	)
 	cfg, _, err := parseConfig("bench", `bench [flags]
 
@@ -68,6 +69,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory")
 		fs.StringVar(&scenSpec, "scenarios", "", "comma-separated scenario names or name prefixes to run (default: all)")
 		fs.StringVar(&syntheaDir, "synthea", filepath.Join("..", "shared", "data", "synthea", "bundles"), "directory of raw Synthea transaction bundles for S7")
+		fs.StringVar(&hl7Dir, "hl7v2", filepath.Join("..", "shared", "data", "hl7v2"), "directory of the HL7 v2 corpora for S6 (simhospital/messages.hl7)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the measurements (server and load generator, one process) to this file")
 	})
 	if err != nil {
@@ -115,6 +117,11 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	_, port, _ := net.SplitHostPort(cfg.HTTPAddr)
 	cfg.BaseURL = "http://127.0.0.1:" + port
 	cfg.AdminAddr, cfg.MLLPAddr, cfg.OIDCIssuer, cfg.LogLevel = "", "", "", "error"
+	if sel.Any(s6Names...) { // S6 needs the MLLP listener, on loopback
+		if cfg.MLLPAddr, err = loopbackAddr(); err != nil {
+			return err
+		}
+	}
 	if err := migrate(ctx, cfg, io.Discard); err != nil {
 		return err
 	}
@@ -226,7 +233,18 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	scenarios = sel.Filter(scenarios)
 	var loads []bench.Scenario
-	var loadCheck func() error
+	var loadChecks []func() error
+	if sel.Any(s6Names...) {
+		s, check, err := env.mllpIngest(simhospitalFile(hl7Dir))
+		switch {
+		case err != nil && sel.All():
+			fmt.Fprintf(stdout, "note: S6 skipped: %v (see --hl7v2)\n", err)
+		case err != nil:
+			return fmt.Errorf("S6: %v", err)
+		default:
+			loads, loadChecks = append(loads, s), append(loadChecks, check)
+		}
+	}
 	if sel.Any(s7Names...) {
 		ss, check, err := env.synthea(syntheaDir)
 		switch {
@@ -235,7 +253,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		case err != nil:
 			return fmt.Errorf("S7: %v", err)
 		default:
-			loads, loadCheck = sel.Filter(ss), check
+			loads, loadChecks = append(loads, sel.Filter(ss)...), append(loadChecks, check)
 		}
 	}
 	if queries != "" {
@@ -299,13 +317,17 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		lcfg.Anchors, lcfg.Scenarios = []string{bench.AnchorPGInsert}, loads
 		// A bundle takes up to a second or two: measure long enough for several.
 		lcfg.Duration = max(dur, minLoadDuration)
-		if _, err := bench.Run(ctx, lcfg); err != nil {
+		lrep, err := bench.Run(ctx, lcfg)
+		if err != nil {
 			return err
 		}
-		if err := loadCheck(); err != nil {
-			return err
+		printMLLP(stdout, lrep)
+		for _, check := range loadChecks {
+			if err := check(); err != nil {
+				return err
+			}
 		}
-		fmt.Fprintln(stdout, "S7 check: every bundle answered with all entries 2xx; no duplicate Patient")
+		fmt.Fprintln(stdout, "load checks: every S6 message acknowledged AA and stored once; every S7 bundle answered with all entries 2xx, no duplicate Patient")
 	}
 	fmt.Fprintf(stdout, "\nJSON records: %s\n", jsonPath)
 	return nil
@@ -319,7 +341,7 @@ const s3Workers = 8
 
 // benchScenarioNames are the scenarios `concord bench` knows, in run order (a query list's
 // scenarios are named after its queries and always selected).
-var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s5Names, s7Names)
+var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s5Names, s6Names, s7Names)
 
 // referencedAnchors returns the anchors the scenarios are ratios to.
 func referencedAnchors(ss []bench.Scenario) []string {

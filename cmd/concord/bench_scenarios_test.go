@@ -108,8 +108,8 @@ func TestBenchScenarios(t *testing.T) {
 	t.Setenv("CONCORD_DATA_DIR", t.TempDir())
 	jsonPath := filepath.Join(t.TempDir(), "run.jsonl")
 	var out, stderr bytes.Buffer
-	err := runBench(context.Background(), []string{"--scenarios", "s2-identifier,s3-lab-code,s5-binary-64k,s5-binary-deny,s7-synthea-c4",
-		"--duration", "300ms", "--no-gate", "--json", jsonPath, "--synthea", testkit.SharedData(t, "synthea", "bundles")}, &out, &stderr)
+	err := runBench(context.Background(), []string{"--scenarios", "s2-identifier,s3-lab-code,s5-binary-64k,s5-binary-deny,s6,s7-synthea-c4",
+		"--duration", "300ms", "--no-gate", "--json", jsonPath, "--synthea", testkit.SharedData(t, "synthea", "bundles"), "--hl7v2", testkit.SharedData(t, "hl7v2")}, &out, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s\n%s", err, out.String(), stderr.String())
 	}
@@ -117,7 +117,7 @@ func TestBenchScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"s2-identifier", "s3-lab-code", "s5-binary-64k", "s5-binary-deny", "s7-synthea-c4", "pg-insert-1k7"} {
+	for _, name := range []string{"s2-identifier", "s3-lab-code", "s5-binary-64k", "s5-binary-deny", "s6-mllp-ingest", "s7-synthea-c4", "pg-insert-1k7"} {
 		if n := bytes.Count(recs, []byte(`"name":"`+name+`"`)); n < 2 {
 			t.Errorf("%s: %d records, want one per round", name, n)
 		}
@@ -127,7 +127,20 @@ func TestBenchScenarios(t *testing.T) {
 			t.Errorf("%s ran but was not selected", not)
 		}
 	}
-	if !strings.Contains(out.String(), "S7 check") || !strings.Contains(out.String(), "s5-binary-64k bytes/s") {
+	if !strings.Contains(out.String(), "load checks") || !strings.Contains(out.String(), "s6-mllp-ingest: median") || !strings.Contains(out.String(), "s5-binary-64k bytes/s") {
 		t.Errorf("output lacks the S7 check or the S5 bytes ratio:\n%s", out.String())
+	}
+}
+
+func TestBenchWithPass(t *testing.T) {
+	msg := []byte("MSH|^~\\&|SIMHOSP|SFAC|RAPP|RFAC|20200501140643||ORU^R01|17|T|2.3\rPID|1|42\r")
+	same, id := withPass(msg, 0)
+	if !bytes.Equal(same, msg) || id != "17" {
+		t.Errorf("pass 0: %q %q", same, id)
+	}
+	again, id := withPass(msg, 3)
+	want := bytes.Replace(msg, []byte("|17|"), []byte("|17-p3|"), 1)
+	if !bytes.Equal(again, want) || id != "17-p3" {
+		t.Errorf("pass 3: %q %q, want %q", again, id, want)
 	}
 }
