@@ -58,6 +58,9 @@ func (s *Server) readBinary(c echo.Context) error {
 	etag := `"` + cont.Key + `"`
 	h.Set("ETag", etag)
 	h.Set("Cache-Control", "no-store")
+	if s.cfg.PresignTTL > 0 && rel == nil && preferPresigned(req.Header) {
+		return s.redirectPresigned(c, cont)
+	}
 	if match := req.Header.Get("If-None-Match"); match != "" && (match == etag || match == "W/"+etag) {
 		return c.NoContent(http.StatusNotModified)
 	}
@@ -90,6 +93,36 @@ func (s *Server) readBinary(c echo.Context) error {
 		cut(c)
 	}
 	return nil
+}
+
+// preferPresigned reports whether the caller asked for the presigned mode: a Prefer header
+// (RFC 7240) with the token presigned-url.
+func preferPresigned(h http.Header) bool {
+	for _, v := range h.Values("Prefer") {
+		for _, tok := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "presigned-url") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// redirectPresigned answers an authorized, audited retrieval with 303 See Other to a
+// presigned S3 URL valid for PresignTTL, when the caller prefers it and the mode is on.
+// The trade-off, documented in the README: the bytes no longer pass through Concord, so
+// their SHA-256 is not checked on the way (the ETag lets the caller check it), and the link
+// works for whoever holds it until it expires — consent revoked meanwhile does not stop
+// it. A Part 2 document is never redirected: its §2.32 notice must travel with the bytes.
+func (s *Server) redirectPresigned(c echo.Context, cont documents.Content) error {
+	u, err := s.Documents.PresignedURL(c.Request().Context(), cont, s.cfg.PresignTTL)
+	if err != nil {
+		return err
+	}
+	h := c.Response().Header()
+	h.Set("Expires", s.Now().Add(s.cfg.PresignTTL).UTC().Format(http.TimeFormat))
+	h.Set("Referrer-Policy", "no-referrer")
+	return c.Redirect(http.StatusSeeOther, u.String())
 }
 
 // cut ends a response whose body must not complete: the connection is closed under it,

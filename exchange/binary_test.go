@@ -301,3 +301,58 @@ func TestStandaloneBinaryOnlyItsSenderReads(t *testing.T) {
 		t.Errorf("%d S3 requests for a refused read", n)
 	}
 }
+
+// TestBinaryPresignedMode: with PresignTTL set, a caller that sends Prefer: presigned-url
+// gets, after the same decision and audit, a 303 to a short-lived S3 URL serving exactly
+// the stored bytes; without the preference the bytes stream as before; a denied caller
+// gets the same 404 and no link, and nothing reaches S3 for it.
+func TestBinaryPresignedMode(t *testing.T) {
+	e := newDocEnv(t)
+	e.srv.cfg.PresignTTL = time.Minute
+	data := []byte("Operative note: uneventful.\n")
+	id := e.store(t, "text/plain", data)
+	noFollow := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(member, purpose string, prefer bool) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.http.URL+"/fhir/Binary/"+id, nil)
+		req.Header.Set("X-Test-Member", member)
+		req.Header.Set("X-Test-Purpose", purpose)
+		if prefer {
+			req.Header.Set("Prefer", "presigned-url")
+		}
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	before := len(e.audit.events)
+	resp := get(e.c.ID, consent.PurposeTreatment, true)
+	loc := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "X-Amz-Signature=") || resp.Header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("presigned: %v Location %q", resp.Status, loc)
+	}
+	if ev := e.audit.last(); len(e.audit.events) != before+1 || ev.Outcome != audit.Permit {
+		t.Errorf("the link was handed out without a permit audited first: %+v", ev)
+	}
+	got, err := http.Get(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if got.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("presigned GET: %v %q", got.Status, body)
+	}
+	if resp := get(e.c.ID, consent.PurposeTreatment, false); resp.StatusCode != 200 {
+		t.Errorf("without the preference: %v, want the streamed 200", resp.Status)
+	}
+	e.ft.ResetRequests()
+	if resp := get(e.c.ID, consent.PurposePayment, true); resp.StatusCode != 404 || resp.Header.Get("Location") != "" {
+		t.Errorf("denied: %v Location %q", resp.Status, resp.Header.Get("Location"))
+	}
+	if n := e.ft.Requests(); n != 0 {
+		t.Errorf("%d S3 requests for a denied presign", n)
+	}
+}

@@ -29,6 +29,10 @@ type Config struct {
 	BaseURL      string // public base of the HTTP listener; the FHIR base is BaseURL+"/fhir"
 	MaxBodyBytes int64
 	MaxCount     int // cap of _count
+	// PresignTTL enables the presigned retrieval mode of GET Binary/{id} (Prefer:
+	// presigned-url → 303 to a short-lived S3 URL) with links that live this long; 0 keeps
+	// every retrieval streamed through Concord. See readBinary for the trade-off.
+	PresignTTL time.Duration
 }
 
 // Deps are the stores and services the exchange calls.

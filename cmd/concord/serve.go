@@ -209,7 +209,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.notifier = notify.NewDispatcher(m.pool, m.notify, m.mpi, m.records, notify.NewClient(notify.ClientConfig{Allow: cfg.NotifyAllow}),
 		notify.DispatcherConfig{FHIRBase: cfg.BaseURL + "/fhir"}, m.log)
 	m.docs = documents.New(m.pool, m.fhir, m.blobs, m.audit, m.log, documents.Config{FHIRBase: cfg.BaseURL + "/fhir"})
-	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes}, exchange.Deps{
+	m.exchange = exchange.New(exchange.Config{BaseURL: cfg.BaseURL, MaxBodyBytes: cfg.MaxBodyBytes, PresignTTL: cfg.PresignTTL}, exchange.Deps{
 		Pool: m.pool, Directory: m.directory, Tokens: m.tokens, FHIR: m.fhir, MPI: m.mpi, Matcher: m.matcher, Records: m.records, Log: m.log,
 		Documents: m.docs,
 		Notify:    m.notify,

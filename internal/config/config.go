@@ -53,6 +53,7 @@ type Config struct {
 	AuditKey     string // secret: HMAC key for PHI search terms in audit; empty = generated into DataDir
 	TokenTTL     time.Duration
 	BreakGlass   time.Duration
+	PresignTTL   time.Duration // life of presigned document links; 0 = the mode is off
 	MaxBodyBytes int64
 	LogLevel     string
 	DemoSeed     int64
@@ -325,6 +326,21 @@ func Vars() []Var {
 			}
 			if c.BreakGlass > time.Hour {
 				return fmt.Errorf("at most 60m")
+			}
+			return nil
+		}))
+	}
+	{
+		g, s := dur(func(c *Config) *time.Duration { return &c.PresignTTL })
+		add(v("CONCORD_PRESIGN_TTL", "presign-ttl", "life of the presigned S3 link GET Binary/{id} answers with (303) when the caller sends Prefer: presigned-url; 0 keeps every retrieval streamed and verified through Concord (at most 15m: the link works for whoever holds it until then)", false, g, func(c *Config, x string) error {
+			if err := s(c, x); err != nil {
+				return err
+			}
+			if c.PresignTTL < 0 || c.PresignTTL > 15*time.Minute {
+				return fmt.Errorf("between 0 and 15m")
+			}
+			if c.PresignTTL > 0 && c.PresignTTL < time.Second {
+				return fmt.Errorf("0 or at least 1s")
 			}
 			return nil
 		}))
