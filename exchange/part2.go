@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"sync"
 
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/fhir"
@@ -93,25 +94,37 @@ type (
 	}
 )
 
-// part2Extension is the meta extension for a release.
-func part2Extension(r records.Part2Release) extension {
+// part2ExtensionHead is the constant start of every disclosure extension (the notice and
+// the regulation), encoded once: the notice is long, and escaping it per entry would cost
+// more than everything else the decoration does.
+var part2ExtensionHead = sync.OnceValue(func() []byte {
+	b, _ := json.Marshal(extension{URL: extPart2Disclosure, Extension: []subExtension{
+		{URL: "notice", ValueString: consent.Part2Notice},
+		{URL: "regulation", ValueURI: consent.Part2NoticeURL},
+	}})
+	return b[:len(b)-2] // without the closing "]}"
+})
+
+// part2Extension is the meta extension for a release, as JSON.
+func part2Extension(r records.Part2Release) []byte {
 	basis := "consent"
 	if r.Reason == consent.BreakGlassOverride {
 		basis = "emergency"
 	}
-	ext := extension{URL: extPart2Disclosure, Extension: []subExtension{
-		{URL: "notice", ValueString: consent.Part2Notice},
-		{URL: "regulation", ValueURI: consent.Part2NoticeURL},
-		{URL: "basis", ValueCode: basis},
-		{URL: "summary", ValueString: r.Summary},
-	}}
+	rest := []subExtension{{URL: "basis", ValueCode: basis}, {URL: "summary", ValueString: r.Summary}}
 	if r.Reason == consent.Permitted && r.Consent != "" {
 		v := r.Version
-		ext.Extension = append(ext.Extension,
+		rest = append(rest,
 			subExtension{URL: "consent", ValueReference: &reference{Reference: "Consent/" + string(r.Consent), Display: r.Summary}},
 			subExtension{URL: "consentVersion", ValueInteger: &v})
 	}
-	return ext
+	tail, _ := json.Marshal(rest) // plain structs of strings and ints: cannot fail
+	head := part2ExtensionHead()
+	out := make([]byte, 0, len(head)+len(tail)+2)
+	out = append(out, head...)
+	out = append(out, ',')
+	out = append(out, tail[1:]...) // tail's elements and its closing "]"
+	return append(out, '}')
 }
 
 // discloseBody returns body as it may leave the exchange: for a Part 2 release (rel not
@@ -158,19 +171,14 @@ func discloseBody(body []byte, rel *records.Part2Release) ([]byte, error) {
 		return json.Unmarshal(raw, &e) == nil && e.URL == extPart2Disclosure
 	})
 	if rel != nil {
-		b, err := json.Marshal(part2Extension(*rel))
-		if err != nil {
-			return nil, errs.E(op, errs.Internal, err)
-		}
-		exts = append(exts, b)
+		exts = append(exts, part2Extension(*rel))
 		if !hasCode(sec, consent.RefrainRedisclose) {
 			b, _ := json.Marshal(append(sec, labelCoding(consent.RefrainRedisclose)))
 			meta = setJSONMember(meta, "security", b)
 		}
 	}
 	if len(exts) > 0 {
-		b, _ := json.Marshal(exts)
-		meta = setJSONMember(meta, "extension", b)
+		meta = setJSONMember(meta, "extension", rawArray(exts))
 	} else {
 		meta = slices.DeleteFunc(meta, func(m jsonMember) bool { return m.Key == "extension" })
 	}
@@ -208,6 +216,23 @@ func objectMembers(raw []byte) ([]jsonMember, error) {
 	return out, nil
 }
 
+// rawArray joins JSON values into an array as they are (json.Marshal would re-compact each).
+func rawArray(vs []json.RawMessage) json.RawMessage {
+	n := 2
+	for _, v := range vs {
+		n += len(v) + 1
+	}
+	out := make([]byte, 0, n)
+	out = append(out, '[')
+	for i, v := range vs {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, v...)
+	}
+	return append(out, ']')
+}
+
 func setJSONMember(ms []jsonMember, key string, v json.RawMessage) []jsonMember {
 	for i := range ms {
 		if ms[i].Key == key {
@@ -220,6 +245,11 @@ func setJSONMember(ms []jsonMember, key string, v json.RawMessage) []jsonMember 
 
 func encodeMembers(ms []jsonMember) []byte {
 	var b bytes.Buffer
+	n := 2
+	for _, m := range ms {
+		n += len(m.Key) + len(m.Value) + 4
+	}
+	b.Grow(n)
 	b.WriteByte('{')
 	for i, m := range ms {
 		if i > 0 {

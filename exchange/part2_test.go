@@ -441,3 +441,23 @@ func TestPart2HL7Intake(t *testing.T) {
 		t.Fatal("the ORU stored nothing")
 	}
 }
+
+// BenchmarkDiscloseBody: what output decoration costs per entry. An ordinary record is a
+// byte scan (no decode); a Part 2 record is decoded and re-encoded once.
+func BenchmarkDiscloseBody(b *testing.B) {
+	body := []byte(`{"resourceType":"Observation","id":"o1","meta":{"versionId":"1","lastUpdated":"2026-11-28T04:00:00.000Z","source":"http://concord.test/members/p","security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"ETH"},{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"},{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"42CFRPart2"},{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"NORDSCLCD"}],"tag":[{"system":"https://concord.example/fhir/source-member","code":"p"}]},"status":"final","category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"subject":{"reference":"Patient/p1"},"valueQuantity":{"value":98,"unit":"mg/dL"}}`)
+	rel := &records.Part2Release{Consent: "c1", Version: 2, Reason: consent.Permitted, Summary: "Allowed: your consent lets Clinic B see substance-use treatment records for treatment."}
+	for _, bc := range []struct {
+		name string
+		rel  *records.Part2Release
+	}{{"plain", nil}, {"part2", rel}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := discloseBody(body, bc.rel); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
