@@ -95,6 +95,7 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 	// blockCap records, else its refined block when the key has one (Fine ≠ 0) within the
 	// cap, else nothing: too common to be informative. Blocks are counted only up to the
 	// cap + 1 (a common DOB or surname holds far more, and the exact size decides nothing).
+	// Both reads are index-only (0073); "fine <> 0" lets them use the partial fine index.
 	byPerson := map[string][]*mpi.Record{}
 	rows, err := q.Query(ctx, `
 		WITH k AS (
@@ -102,11 +103,11 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 			FROM unnest($1::bigint[], $2::bigint[]) AS t(h, f)
 		), refined AS (
 			SELECT f FROM k WHERE n > $3 AND f <> 0
-				AND (SELECT count(*) FROM (SELECT 1 FROM mpi_block_keys b WHERE b.fine = k.f LIMIT $3 + 1) x) <= $3
+				AND (SELECT count(*) FROM (SELECT 1 FROM mpi_block_keys b WHERE b.fine = k.f AND b.fine <> 0 LIMIT $3 + 1) x) <= $3
 		), hits AS (
 			SELECT b.source_id FROM mpi_block_keys b WHERE b.hash IN (SELECT h FROM k WHERE n <= $3)
 			UNION
-			SELECT b.source_id FROM mpi_block_keys b WHERE b.fine IN (SELECT f FROM refined)
+			SELECT b.source_id FROM mpi_block_keys b WHERE b.fine IN (SELECT f FROM refined) AND b.fine <> 0
 		)
 		SELECT s.person_id, s.features,
 			CASE WHEN s.features IS NULL OR length(s.features) = 0 OR get_byte(s.features, 0) <> $4 THEN s.demographics END
