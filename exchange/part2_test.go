@@ -461,3 +461,32 @@ func BenchmarkDiscloseBody(b *testing.B) {
 		})
 	}
 }
+
+func TestPart2ExtensionBasis(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		rel       records.Part2Release
+		basis     string
+		reference string
+	}{
+		{"consent", records.Part2Release{Consent: "c1", Version: 2, Reason: consent.Permitted, Summary: "Allowed."}, "consent", "Consent/c1"},
+		{"break-the-glass names no consent", records.Part2Release{Consent: "deny-1", Version: 1, Reason: consent.BreakGlassOverride, Summary: "Allowed in an emergency."}, "emergency", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body, err := discloseBody([]byte(`{"resourceType":"Observation","id":"o1","status":"final"}`), &tt.rel)
+			if err != nil {
+				t.Fatal(err)
+			}
+			notice, basis, ref, n := disclosure(t, body)
+			if n != 1 || notice != consent.Part2Notice || basis != tt.basis || ref != tt.reference {
+				t.Fatalf("%s: %d extensions, basis %q, consent %q", body, n, basis, ref)
+			}
+			if got := securityOf(t, body); !slices.Equal(got, []string{consent.RefrainRedisclose}) {
+				t.Fatalf("labels %v; want NORDSCLCD added", got)
+			}
+			if !json.Valid(body) || !bytes.HasPrefix(body, []byte(`{"resourceType":"Observation","id":"o1","status":"final","meta":{`)) {
+				t.Fatalf("body %s", body)
+			}
+		})
+	}
+}
