@@ -39,13 +39,35 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 	const op = "records.IdentityPatients"
 	at := s.now()
 	out := make([][]store.Stored, len(q.Persons))
-	for i, person := range q.Persons {
-		srcs, err := s.mpi.Sources(ctx, mpistore.PersonID(person))
-		if err != nil {
-			return nil, errs.E(op, err)
-		}
-		var own, other []mpistore.Source
+	// Every person's source records, then every Patient they name, in one query each.
+	ids := make([]mpistore.PersonID, len(q.Persons))
+	for i, p := range q.Persons {
+		ids[i] = mpistore.PersonID(p)
+	}
+	sources, err := s.mpi.SourcesOf(ctx, ids)
+	if err != nil {
+		return nil, errs.E(op, err)
+	}
+	var refs [][2]string
+	for _, srcs := range sources {
 		for _, src := range srcs {
+			if q.Keep == nil || q.Keep(src) {
+				refs = append(refs, [2]string{"Patient", src.PatientID})
+			}
+		}
+	}
+	got, err := s.fhir.GetMany(ctx, nil, refs)
+	if err != nil {
+		return nil, errs.E(op, err)
+	}
+	patients := make(map[string]store.Stored, len(got))
+	for _, st := range got {
+		patients[st.ID] = st
+	}
+	var evs []audit.Event
+	for i, person := range q.Persons {
+		var own, other []mpistore.Source
+		for _, src := range sources[mpistore.PersonID(person)] {
 			if q.Keep != nil && !q.Keep(src) {
 				continue
 			}
@@ -57,13 +79,9 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 		}
 		var shown []store.Stored
 		for _, src := range own {
-			st, err := s.fhir.Get(ctx, nil, "Patient", src.PatientID)
-			if errs.CodeOf(err) == errs.NotFound {
-				continue
-			} else if err != nil {
-				return nil, errs.E(op, err)
+			if st, ok := patients[src.PatientID]; ok {
+				shown = append(shown, st)
 			}
-			shown = append(shown, st)
 		}
 		var deny *consent.Decision
 		pv := v // v with its break-the-glass declaration for person, if any
@@ -76,11 +94,9 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 				return nil, err
 			}
 			for _, src := range other {
-				st, err := s.fhir.Get(ctx, nil, "Patient", src.PatientID)
-				if errs.CodeOf(err) == errs.NotFound {
+				st, ok := patients[src.PatientID]
+				if !ok {
 					continue
-				} else if err != nil {
-					return nil, errs.E(op, err)
 				}
 				d := s.decide(dirs, pv, person, at, st)
 				if !d.Allow {
@@ -112,10 +128,12 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 			ev.Outcome, ev.Reason = audit.Deny, deny.Reason.String()
 			ev.Consent, ev.ConsentVersion = string(deny.By), int64(deny.Version)
 		}
-		if err := s.appendAudit(ctx, ev); err != nil {
-			return nil, err
-		}
+		evs = append(evs, ev)
 		out[i] = shown
+	}
+	// One event per person, all committed (together) before anything is returned.
+	if err := s.appendAll(ctx, evs); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -504,6 +504,7 @@ func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson ma
 	if len(persons) == 0 {
 		persons = []string{""}
 	}
+	evs := make([]audit.Event, 0, len(persons))
 	for _, p := range persons {
 		ev := event(r.v, audit.Query, p, r.at)
 		ev.BreakGlass = d.glass(p)
@@ -518,11 +519,9 @@ func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson ma
 			ev.Outcome, ev.Reason = audit.Deny, d.lastDeny.Reason.String()
 			ev.Consent, ev.ConsentVersion = string(d.lastDeny.By), int64(d.lastDeny.Version)
 		}
-		if err := x.svc.appendAudit(ctx, ev); err != nil {
-			return err
-		}
+		evs = append(evs, ev)
 	}
-	return nil
+	return x.svc.appendAll(ctx, evs)
 }
 
 // exactFilter returns a check for the :exact string clauses of s, or nil when it has

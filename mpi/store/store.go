@@ -116,6 +116,34 @@ func (s *Store) SourceByIdentifier(ctx context.Context, q db.Querier, system, va
 	return src, db.Map("mpi.store.SourceByIdentifier", err)
 }
 
+// SourcesOf returns the source records linked to each of persons, each person's in the
+// order Sources gives (by member, then id), in one query.
+func (s *Store) SourcesOf(ctx context.Context, persons []PersonID) (map[PersonID][]Source, error) {
+	const op = "mpi.store.SourcesOf"
+	out := make(map[PersonID][]Source, len(persons))
+	if len(persons) == 0 {
+		return out, nil
+	}
+	ids := make([]string, len(persons))
+	for i, p := range persons {
+		ids[i] = string(p)
+	}
+	rows, err := s.db.Query(ctx, `SELECT id, member_id, system, value, patient_id, person_id, version FROM mpi_source_records
+		WHERE person_id = ANY($1::uuid[]) ORDER BY person_id, member_id, id`, ids)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var src Source
+		if err := rows.Scan(&src.ID, &src.MemberID, &src.System, &src.Value, &src.PatientID, &src.PersonID, &src.Version); err != nil {
+			return nil, db.Map(op, err)
+		}
+		out[src.PersonID] = append(out[src.PersonID], src)
+	}
+	return out, db.Map(op, rows.Err())
+}
+
 // Sources returns every source record linked to person, by member.
 func (s *Store) Sources(ctx context.Context, person PersonID) ([]Source, error) {
 	const op = "mpi.store.Sources"
