@@ -29,7 +29,7 @@ type part2Env struct {
 	mpi  *mpistore.Store
 }
 
-func newPart2Env(t *testing.T) *part2Env {
+func newPart2Env(t testing.TB) *part2Env {
 	t.Helper()
 	pool := testkit.DB(t)
 	rdb, prefix := testkit.Redis(t)
@@ -83,7 +83,7 @@ func newPart2Env(t *testing.T) *part2Env {
 
 // samePatient creates member m's Patient for the one person every member of the test
 // knows (same name, birth date and sex), returning its id.
-func (env *part2Env) samePatient(t *testing.T, tok string, m directory.Member) string {
+func (env *part2Env) samePatient(t testing.TB, tok string, m directory.Member) string {
 	t.Helper()
 	st, body, _ := do(t, "POST", env.base+"/Patient", tok, []byte(`{"resourceType":"Patient","identifier":[{"system":"`+m.System+`","value":"MRN-7"}],"name":[{"family":"Okafor","given":["Nneka"]}],"gender":"female","birthDate":"1984-06-02"}`))
 	if st != 201 && st != 200 {
@@ -486,6 +486,39 @@ func TestPart2ExtensionBasis(t *testing.T) {
 			}
 			if !json.Valid(body) || !bytes.HasPrefix(body, []byte(`{"resourceType":"Observation","id":"o1","status":"final","meta":{`)) {
 				t.Fatalf("body %s", body)
+			}
+		})
+	}
+}
+
+// BenchmarkPart2Read compares a read of another member's Part 2 record (consent naming the
+// reader; decided again for the consent reference, decorated) with a read of another
+// member's ordinary record, both through consent and the audit log on PostgreSQL.
+// Compare the two sub-benchmarks as a ratio; absolute times depend on the machine.
+func BenchmarkPart2Read(b *testing.B) {
+	env := newPart2Env(b)
+	tp := env.tok(b, env.p, allScopes, "TREAT")
+	tB := env.tok(b, env.b, allScopes, "TREAT")
+	pp := env.samePatient(b, tp, env.p)
+	env.samePatient(b, tB, env.b)
+	_, body, _ := do(b, "POST", env.base+"/Observation", tp, obsJSON("", pp, "98"))
+	part2 := idOf(b, body)
+	_, body, _ = do(b, "POST", env.base+"/Observation", env.tok(b, env.c, allScopes, "TREAT"), obsJSON("", env.samePatient(b, env.tok(b, env.c, allScopes, "TREAT"), env.c), "99"))
+	plain := idOf(b, body)
+	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
+		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
+			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
+	cj, _ := consent.FormatConsent(d)
+	if st, body, _ := do(b, "POST", env.base+"/Consent", tp, cj); st != 201 {
+		b.Fatalf("POST Consent: %d %s", st, body)
+	}
+	for _, bc := range []struct{ name, id string }{{"plain", plain}, {"part2", part2}} {
+		b.Run(bc.name, func(b *testing.B) {
+			for b.Loop() {
+				if st, body, _ := do(b, "GET", env.base+"/Observation/"+bc.id, tB, nil); st != 200 {
+					b.Fatalf("GET: %d %s", st, body)
+				}
 			}
 		})
 	}
