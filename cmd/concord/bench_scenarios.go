@@ -332,20 +332,25 @@ func labPage(n int) func(int, []byte) error {
 // docObjects is how many documents S5 uploads per size, as many as the S3 anchor's objects.
 const docObjects = 8
 
-// documents is S5: member 0 reads documents of its own patient through GET /fhir/Binary/{id}
-// (consent decision, audit, bytes streamed from S3) for 4 KB, 64 KB and 1 MB objects,
-// each against the raw signed S3 GET anchor of the same size at the same concurrency (the
-// anchor's workers); and the deny path: a document another member holds about a person
-// member 0 does not know answers 404, against HTTP hello-world. The documents are
+// documents is S5: member 0 reads, through GET /fhir/Binary/{id}, documents member 1 sent
+// about a person both know (so every read is a consent decision under the regional
+// treatment policy, not the sender reading its own; then audit, bytes streamed from S3),
+// for 4 KB, 64 KB and 1 MB objects, each against the raw signed S3 GET anchor of the same
+// size at the same concurrency (the anchor's workers); and the deny path: a labelled
+// document another member holds about a person member 0 does not know answers 404,
+// against HTTP hello-world. The documents are
 // uploaded through the API (a DocumentReference with inline data) with bytes drawn from the
 // run's seed; every answer's size and SHA-256 must be those of a stored document.
 func (e *benchEnv) documents(workers int) ([]bench.Scenario, error) {
 	r := e.region
-	patient, err := e.patientOf(0, 0)
+	if !knows(r.persons[0], 0) || !knows(r.persons[0], 1) {
+		return nil, fmt.Errorf("demo person 0 is not known to members 0 and 1")
+	}
+	patient, err := e.patientOf(1, 0)
 	if err != nil {
 		return nil, err
 	}
-	w, err := e.write(0)
+	w, err := e.write(1)
 	if err != nil {
 		return nil, err
 	}
