@@ -5,6 +5,7 @@ import (
 
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/documents"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 )
@@ -25,7 +26,17 @@ func (s *Server) ingestDocument(ctx context.Context, tx db.Querier, member direc
 	if w.ID == "" {
 		w.ID = store.NewID()
 	}
-	res, err := s.Documents.IngestResource(ctx, tx, documents.Intake{MemberID: member.ID, PatientID: w.PatientID, ID: w.ID, Resource: w.Resource})
+	in := w.Resource
+	if len(w.Security) > 0 {
+		// The document's metadata row records its labels: the ingest labels (rules, Part 2
+		// program) with the sender's, as the stored resource will carry them.
+		stamped, err := in.Stamp(fhir.Stamp{Security: w.Security})
+		if err != nil {
+			return err
+		}
+		in = stamped
+	}
+	res, err := s.Documents.IngestResource(ctx, tx, documents.Intake{MemberID: member.ID, PatientID: w.PatientID, ID: w.ID, Resource: in})
 	if err != nil {
 		return err
 	}

@@ -379,6 +379,13 @@ func TestPart2BinaryNotice(t *testing.T) {
 	plain := e.store(t, "text/plain", data)
 	e.a.Part2 = true // from here on, a is a Part 2 program
 	prog := e.store(t, "text/plain", data)
+	var docLabels []string
+	if err := e.srv.Pool.QueryRow(t.Context(), `SELECT m.security FROM documents_metadata m JOIN documents_contents c ON c.document_id = m.id WHERE c.binary_id = $1`, prog).Scan(&docLabels); err != nil {
+		t.Fatal(err)
+	}
+	if !sameSet(docLabels, consent.Part2ProgramLabels()) {
+		t.Fatalf("the Part 2 document's metadata row has labels %v; want %v", docLabels, consent.Part2ProgramLabels())
+	}
 	withConsent := func(to string) {
 		e.srv.Records = records.New(e.srv.FHIR, e.srv.MPI, part2Directives{to: to}, e.audit, nil)
 	}
