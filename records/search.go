@@ -318,6 +318,28 @@ func (d *decider) allow(person string, st store.Stored) (bool, error) {
 	return dec.Allow, nil
 }
 
+// prefetchPersons resolves, in one query, the persons of those of patientIDs that
+// personOfPatient has not seen yet.
+func (d *decider) prefetchPersons(patientIDs []string) error {
+	var missing []string
+	for _, id := range patientIDs {
+		if _, ok := d.persons[id]; !ok {
+			missing = append(missing, id)
+		}
+	}
+	if len(missing) < 2 {
+		return nil // personOfPatient's single lookup is as cheap
+	}
+	found, err := d.x.svc.mpi.PersonsOfPatients(d.ctx, missing)
+	if err != nil {
+		return err
+	}
+	for _, id := range missing {
+		d.persons[id] = string(found[id]) // "" when the MPI has none, as personOfPatient
+	}
+	return nil
+}
+
 // personOfPatient returns the person behind a member's Patient id, "" when the MPI has
 // none.
 func (d *decider) personOfPatient(patientID string) (string, error) {
@@ -715,6 +737,13 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 		page.Next = x.next(r, "", "", *next)
 	}
 	byPerson := map[string][]store.Stored{}
+	ids := make([]string, len(page.Matches))
+	for i, st := range page.Matches {
+		ids[i] = st.ID
+	}
+	if err := d.prefetchPersons(ids); err != nil {
+		return Page{}, err
+	}
 	for _, st := range page.Matches {
 		person, err := d.personOfPatient(st.ID)
 		if err != nil {

@@ -116,6 +116,30 @@ func (s *Store) SourceByIdentifier(ctx context.Context, q db.Querier, system, va
 	return src, db.Map("mpi.store.SourceByIdentifier", err)
 }
 
+// PersonsOfPatients maps each of the member Patient ids that has a source record to its
+// person, in one query; ids without one are missing from the map.
+func (s *Store) PersonsOfPatients(ctx context.Context, patientIDs []string) (map[string]PersonID, error) {
+	const op = "mpi.store.PersonsOfPatients"
+	out := make(map[string]PersonID, len(patientIDs))
+	if len(patientIDs) == 0 {
+		return out, nil
+	}
+	rows, err := s.db.Query(ctx, `SELECT patient_id, person_id FROM mpi_source_records WHERE patient_id = ANY($1)`, patientIDs)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var pid string
+		var person PersonID
+		if err := rows.Scan(&pid, &person); err != nil {
+			return nil, db.Map(op, err)
+		}
+		out[pid] = person
+	}
+	return out, db.Map(op, rows.Err())
+}
+
 // SourcesOf returns the source records linked to each of persons, each person's in the
 // order Sources gives (by member, then id), in one query.
 func (s *Store) SourcesOf(ctx context.Context, persons []PersonID) (map[PersonID][]Source, error) {
