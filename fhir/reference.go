@@ -251,39 +251,14 @@ func (w *refWalker) object(typ string) error {
 		f, known := fields[string(k)]
 		switch {
 		case typ == "Reference" && string(k) == "reference":
-			w.s.skipWS()
-			start := w.s.pos
-			v, ok := w.s.str()
-			if !ok {
-				return errWalk
-			}
-			old := string(v)
-			nv, err := w.fn(old)
-			if err != nil {
+			if err := w.rewrite(func(string) bool { return true }); err != nil {
 				return err
-			}
-			if nv != old {
-				w.edits = append(w.edits, refEdit{start, w.s.pos, nv})
 			}
 		case typ == "Attachment" && string(k) == "url":
 			// FHIR transaction rules rewrite a uri/url that names an entry's fullUrl too; an
 			// attachment pointing at a Binary of the same Bundle (MHD ITI-65) does this.
-			w.s.skipWS()
-			start := w.s.pos
-			v, ok := w.s.str()
-			if !ok {
-				return errWalk
-			}
-			old := string(v)
-			if len(old) < 4 || !strings.EqualFold(old[:4], "urn:") {
-				break
-			}
-			nv, err := w.fn(old)
-			if err != nil {
+			if err := w.rewrite(func(v string) bool { return len(v) >= 4 && strings.EqualFold(v[:4], "urn:") }); err != nil {
 				return err
-			}
-			if nv != old {
-				w.edits = append(w.edits, refEdit{start, w.s.pos, nv})
 			}
 		case known && !isPrimitive(f.Type):
 			if err := w.value(f); err != nil {
@@ -301,6 +276,29 @@ func (w *refWalker) object(typ string) error {
 			return errWalk
 		}
 	}
+}
+
+// rewrite reads the string value at the scanner and, when want accepts it, records fn's
+// replacement for it.
+func (w *refWalker) rewrite(want func(string) bool) error {
+	w.s.skipWS()
+	start := w.s.pos
+	v, ok := w.s.str()
+	if !ok {
+		return errWalk
+	}
+	old := string(v)
+	if !want(old) {
+		return nil
+	}
+	nv, err := w.fn(old)
+	if err != nil {
+		return err
+	}
+	if nv != old {
+		w.edits = append(w.edits, refEdit{start, w.s.pos, nv})
+	}
+	return nil
 }
 
 func (w *refWalker) value(f field) error {

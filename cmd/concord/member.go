@@ -3,14 +3,16 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/internal/config"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -44,14 +46,11 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	pool, err := openAdminDB(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errors.Unwrap(err))
+		return err
 	}
 	defer pool.Close()
-	if err := db.CheckSchema(ctx, pool); err != nil {
-		return fmt.Errorf("%s", errs.MessageOf(err))
-	}
 	dir := directory.NewStore(pool)
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
@@ -126,4 +125,18 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		ClientID     string `json:"client_id"`
 		TokenURL     string `json:"token_url"`
 	}{m.ID, m.System, m.Part2, c.ID, cfg.BaseURL + "/token"})
+}
+
+// openAdminDB opens the small pool an operator command (member, member hl7, member
+// endpoint) works through, and refuses a schema that is not current, with one-line errors.
+func openAdminDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {
+	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	if err != nil {
+		return nil, fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errs.MessageOf(err))
+	}
+	if err := db.CheckSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s", errs.MessageOf(err))
+	}
+	return pool, nil
 }

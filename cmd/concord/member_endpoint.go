@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/concord-hie/concord/directory"
-	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/notify"
 )
@@ -30,14 +29,11 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, "concord member endpoint: --member and --url are required")
 		return errReported
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	pool, err := openAdminDB(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errs.MessageOf(err))
+		return err
 	}
 	defer pool.Close()
-	if err := db.CheckSchema(ctx, pool); err != nil {
-		return fmt.Errorf("%s", errs.MessageOf(err))
-	}
 	if _, err := directory.NewStore(pool).Member(ctx, member); err != nil {
 		return fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange"
 	"github.com/concord-hie/concord/exchange/hl7v2"
-	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -107,14 +106,11 @@ func runMemberHL7(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "concord member hl7: --member is required")
 		return errReported
 	}
-	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2})
+	pool, err := openAdminDB(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("CONCORD_DATABASE_URL: PostgreSQL does not answer: %v", errs.MessageOf(err))
+		return err
 	}
 	defer pool.Close()
-	if err := db.CheckSchema(ctx, pool); err != nil {
-		return fmt.Errorf("%s", errs.MessageOf(err))
-	}
 	dir := directory.NewStore(pool)
 	if _, err := dir.Member(ctx, member); err != nil {
 		return fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
