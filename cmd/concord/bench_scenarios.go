@@ -522,14 +522,16 @@ func (e *benchEnv) syntheaMember() (*tokenSource, string, error) {
 // synthea is S7: the raw Synthea transaction bundles in dir POSTed to [base] as they are,
 // by 1 and by 4 concurrent clients, in resources/s against the PostgreSQL INSERT anchor.
 // One op is one bundle; the bundles are taken in turn from one cursor shared by every
-// worker and round, so each is sent once before any is sent again. A re-sent bundle
-// updates its Patient (matched by MRN) and matches its Organizations and Practitioners
-// (conditional create) but stores its clinical entries again, so runs longer than one pass
-// add duplicate clinical resources; the database is the run's own and is dropped at the
-// end. An answer is right only when it is a transaction-response with one 2xx entry per
-// request entry. The returned check, called after the run, fails it when any bundle failed
-// (warm-up included: S7 requires 0 errors) and compares the member's stored
-// Patients with the number of distinct bundles sent: no bundle may leave a duplicate.
+// worker and round, so each is sent once before any is sent again. The exchange makes a
+// re-sent body idempotent (it answers the first response and writes nothing), which would
+// turn later passes into free answers, so every post carries an Idempotency-Key of its own
+// (bundle and pass), as a sender regenerating the bundle would: a re-sent bundle updates its
+// Patient (matched by MRN) and matches its Organizations and Practitioners, but stores its
+// clinical entries again. The database is the run's own and is dropped at the end. An
+// answer is right only when it is a transaction-response with one 2xx entry per request
+// entry. The returned check, called after the run, fails it when any bundle failed
+// (warm-up included: S7 requires 0 errors) and compares the member's stored Patients with
+// the number of distinct bundles sent: no bundle may leave a duplicate Patient.
 func (e *benchEnv) synthea(dir string) ([]bench.Scenario, func() error, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil || len(files) == 0 {
@@ -575,7 +577,8 @@ func (e *benchEnv) synthea(dir string) ([]bench.Scenario, func() error, error) {
 			NewOp: func(int) bench.Op {
 				var buf bytes.Buffer
 				return func(ctx context.Context) (int64, error) {
-					k := int(next.Add(1)-1) % len(bodies)
+					n := int(next.Add(1) - 1)
+					k := n % len(bodies)
 					req, err := http.NewRequestWithContext(ctx, http.MethodPost, e.m.cfg.BaseURL+"/fhir", bytes.NewReader(bodies[k]))
 					if err != nil {
 						return 0, err
@@ -584,6 +587,7 @@ func (e *benchEnv) synthea(dir string) ([]bench.Scenario, func() error, error) {
 						req.Header[h] = v
 					}
 					req.Header.Set("Content-Type", "application/fhir+json")
+					req.Header.Set("Idempotency-Key", fmt.Sprintf("concord-bench-s7-%d-pass-%d", k, n/len(bodies)))
 					resp, err := client.Do(req)
 					if err != nil {
 						return 0, err
