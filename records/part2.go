@@ -1,12 +1,10 @@
 package records
 
 import (
-	"bytes"
 	"context"
 
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/fhir/store"
-	"github.com/concord-hie/concord/internal/errs"
 )
 
 // Part2Release is what must travel with a 42 CFR Part 2 record that is disclosed (§2.32):
@@ -40,50 +38,9 @@ func part2Release(v Viewer, st store.Stored, d consent.Decision) (Part2Release, 
 
 // ReadRelease is Read that also returns, for a Part 2 record disclosed to v, what must
 // travel with it (nil for anything else: not a Part 2 record, the member's own record, the
-// patient's own access). Errors are Read's.
-//
-// For a Part 2 record released to someone else it decides once more, after Read, to learn
-// which consent permitted the release: a few more statements, paid only for Part 2 records.
-// If that second decision no longer allows the release (the consent changed in between),
-// the record is errs.NotFound like any denied read: the newer answer wins, and the audit
-// log errs towards having recorded a disclosure.
+// patient's own access), from the same decision that permitted the read. Errors are Read's.
 func (s *Service) ReadRelease(ctx context.Context, v Viewer, typ, id string) (store.Stored, *Part2Release, error) {
-	const op = "records.ReadRelease"
-	st, err := s.Read(ctx, v, typ, id)
-	if err != nil {
-		return store.Stored{}, nil, err
-	}
-	if !bytes.Contains(st.Body, []byte(consent.LabelPart2)) || (v.Org != "" && v.Org == st.MemberID) {
-		return st, nil, nil
-	}
-	if _, labels := classOf(st); !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role}) {
-		return st, nil, nil
-	}
-	patient := st.PatientID
-	if st.Type == "Patient" {
-		patient = st.ID
-	}
-	src, err := s.mpi.SourceByPatient(ctx, nil, patient)
-	if err != nil {
-		if errs.CodeOf(err) == errs.NotFound { // unlinked since Read
-			return store.Stored{}, nil, errs.E(op, errs.NotFound, "resource not found", err)
-		}
-		return store.Stored{}, nil, err
-	}
-	person := string(src.PersonID)
-	at := s.now()
-	dirs, err := s.inForce(ctx, person, at)
-	if err != nil {
-		return store.Stored{}, nil, err
-	}
-	if v, err = s.breakGlass(ctx, v, person, at); err != nil {
-		return store.Stored{}, nil, err
-	}
-	r, ok := part2Release(v, st, s.decide(dirs, v, person, at, st))
-	if !ok {
-		return store.Stored{}, nil, errs.E(op, errs.NotFound, "resource not found", errs.E(op, errs.Forbidden, "consent changed during the read"))
-	}
-	return st, &r, nil
+	return s.read(ctx, v, typ, id)
 }
 
 // part2Key is the key of Page.Part2.

@@ -222,6 +222,13 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 // Whatever v may not see — absent, deleted, another member's without consent — is
 // errs.NotFound, and the denial is audited with its reason.
 func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Stored, error) {
+	st, _, err := s.read(ctx, v, typ, id)
+	return st, err
+}
+
+// read is Read that also returns, from the same decision, what must travel with a Part 2
+// record disclosed to v (see ReadRelease).
+func (s *Service) read(ctx context.Context, v Viewer, typ, id string) (store.Stored, *Part2Release, error) {
 	const op = "records.Read"
 	at := s.now()
 	// The resource, the person its compartment is linked to and (with a versioned consent
@@ -240,17 +247,18 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 	st, person, err := s.fhir.GetInCompartment(gctx, nil, typ, id, lookup)
 	cancel()
 	if err != nil {
-		return store.Stored{}, err
+		return store.Stored{}, nil, err
 	}
 	var versions consent.Versions
 	if versioned && person != "" {
 		var vs string
 		person, vs, _ = strings.Cut(person, " ")
 		if versions, err = consent.ParseVersions(vs); err != nil {
-			return store.Stored{}, errs.E(op, errs.Unavailable, "consent unavailable", err)
+			return store.Stored{}, nil, errs.E(op, errs.Unavailable, "consent unavailable", err)
 		}
 	}
 	ev := event(v, audit.Read, person, at)
+	var rel *Part2Release
 	ev.Resources = []audit.Resource{{Type: typ, ID: id}}
 	switch {
 	case v.Org != "" && v.Org == st.MemberID:
@@ -268,10 +276,10 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 			dirs, err = s.inForce(ctx, person, at)
 		}
 		if err != nil {
-			return store.Stored{}, err
+			return store.Stored{}, nil, err
 		}
 		if v, err = s.breakGlass(ctx, v, person, at); err != nil {
-			return store.Stored{}, err
+			return store.Stored{}, nil, err
 		}
 		ev.BreakGlass = v.BreakGlass != nil
 		d := s.decide(dirs, v, person, at, st)
@@ -280,12 +288,15 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 		if d.Allow {
 			ev.Outcome = audit.Permit
 		}
+		if r, ok := part2Release(v, st, d); ok {
+			rel = &r
+		}
 	}
 	if err := s.appendAudit(ctx, ev); err != nil {
-		return store.Stored{}, err
+		return store.Stored{}, nil, err
 	}
 	if ev.Outcome != audit.Permit {
-		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found", errs.E(op, errs.Forbidden, "consent: "+ev.Reason))
+		return store.Stored{}, nil, errs.E(op, errs.NotFound, "resource not found", errs.E(op, errs.Forbidden, "consent: "+ev.Reason))
 	}
-	return st, nil
+	return st, rel, nil
 }
