@@ -34,7 +34,11 @@ var (
 // fresh MRNs. It reports p50/p95/p99 latency in ms and the share auto-linked, for 1 and 8
 // concurrent callers. The target (docs/mpi.md) is p99 < 50 ms at ≥ 1 M records:
 //
-//	go test ./mpi/store -run '^$' -bench OnlineMatch -benchtime 2000x -online-records 1000000
+//	go test ./mpi/store -run '^$' -bench OnlineMatch -benchtime 2000x -online-records 1000000 -timeout 60m
+//
+// The load of 1 M takes about 15 minutes on these shared cores; -online-db URL keeps the
+// loaded database for later runs, and -online-legacy adds the candidate fetch of before
+// the features column (slow at 1 M: seconds per match) for comparison.
 func BenchmarkOnlineMatch(b *testing.B) {
 	ctx := context.Background()
 	n := *onlineRecords
