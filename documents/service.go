@@ -19,6 +19,7 @@ import (
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/jsonobj"
 )
 
 // DefaultMaxBytes bounds one document's content when Config.MaxBytes is zero.
@@ -187,12 +188,12 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 	if err := json.Unmarshal(in.Resource.Bytes(), &df); err != nil {
 		return nil, errs.E(op, errs.Invalid, "malformed DocumentReference", err)
 	}
-	top, err := parseObject(in.Resource.Bytes())
+	top, err := jsonobj.Parse(in.Resource.Bytes())
 	if err != nil {
 		return nil, errs.E(op, errs.Invalid, "malformed DocumentReference", err)
 	}
 	var contents []json.RawMessage
-	if raw := top.get("content"); raw != nil {
+	if raw := top.Get("content"); raw != nil {
 		if err := json.Unmarshal(raw, &contents); err != nil {
 			return nil, errs.E(op, errs.Invalid, "malformed DocumentReference.content", err)
 		}
@@ -204,11 +205,11 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 	var stored []storedContent
 	var links []link
 	for i, raw := range contents {
-		c, err := parseObject(raw)
+		c, err := jsonobj.Parse(raw)
 		if err != nil {
 			return nil, errs.E(op, errs.Invalid, "malformed DocumentReference.content", err)
 		}
-		araw := c.get("attachment")
+		araw := c.Get("attachment")
 		if araw == nil {
 			continue
 		}
@@ -216,7 +217,7 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 		if err := json.Unmarshal(araw, &af); err != nil {
 			return nil, errs.E(op, errs.Invalid, "malformed attachment", err)
 		}
-		att, err := parseObject(araw)
+		att, err := jsonobj.Parse(araw)
 		if err != nil {
 			return nil, errs.E(op, errs.Invalid, "malformed attachment", err)
 		}
@@ -230,25 +231,25 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 			}
 			sc.BinaryID, sc.Idx = store.NewID(), i
 			stored = append(stored, sc)
-			att = att.del("data").set("contentType", jsonOf(sc.ContentType)).set("url", jsonOf(s.binaryURL(sc.BinaryID))).
-				set("size", jsonOf(sc.Size)).set("hash", jsonOf(sc.SHA1))
+			att = att.Del("data").Set("contentType", jsonOf(sc.ContentType)).Set("url", jsonOf(s.binaryURL(sc.BinaryID))).
+				Set("size", jsonOf(sc.Size)).Set("hash", jsonOf(sc.SHA1))
 		case af.URL != "":
 			id, ok := s.localBinary(af.URL)
 			if !ok {
 				continue // an external URL: no bytes here to keep
 			}
 			links = append(links, link{id, i})
-			att = att.set("url", jsonOf(s.binaryURL(id)))
+			att = att.Set("url", jsonOf(s.binaryURL(id)))
 		default:
 			continue
 		}
-		contents[i] = c.set("attachment", att.encode()).encode()
+		contents[i] = c.Set("attachment", att.Encode()).Encode()
 	}
 	if len(contents) > 0 {
 		b, _ := json.Marshal(contents)
-		top = top.set("content", b)
+		top = top.Set("content", b)
 	}
-	out, err := fhir.Parse(top.encode())
+	out, err := fhir.Parse(top.Encode())
 	if err != nil {
 		return nil, errs.E(op, errs.Internal, err)
 	}
@@ -318,12 +319,12 @@ func (s *Service) ingestBinary(ctx context.Context, tx db.Querier, in Intake) (*
 	if err := insertContent(ctx, tx, docID, in.MemberID, "", sc); err != nil {
 		return nil, err
 	}
-	top, err := parseObject(in.Resource.Bytes())
+	top, err := jsonobj.Parse(in.Resource.Bytes())
 	if err != nil {
 		return nil, errs.E(op, errs.Invalid, "malformed Binary", err)
 	}
-	top = top.del("data").set("contentType", jsonOf(sc.ContentType))
-	out, err := fhir.Parse(top.encode())
+	top = top.Del("data").Set("contentType", jsonOf(sc.ContentType))
+	out, err := fhir.Parse(top.Encode())
 	if err != nil {
 		return nil, errs.E(op, errs.Internal, err)
 	}
@@ -439,11 +440,11 @@ func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, 
 	if err != nil {
 		return err
 	}
-	top, err := parseObject(st.Body)
+	top, err := jsonobj.Parse(st.Body)
 	if err != nil {
 		return errs.E(op, errs.Internal, err)
 	}
-	res, err := fhir.Parse(top.set("status", jsonOf("superseded")).encode())
+	res, err := fhir.Parse(top.Set("status", jsonOf("superseded")).Encode())
 	if err != nil {
 		return errs.E(op, errs.Internal, err)
 	}

@@ -3,7 +3,6 @@ package exchange
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/jsonobj"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -72,10 +72,6 @@ const (
 )
 
 type (
-	jsonMember struct {
-		Key   string
-		Value json.RawMessage
-	}
 	subExtension struct {
 		URL            string     `json:"url"`
 		ValueString    string     `json:"valueString,omitempty"`
@@ -136,16 +132,16 @@ func discloseBody(body []byte, rel *records.Part2Release) ([]byte, error) {
 		return body, nil // the common case: not decoded at all
 	}
 	const op = "exchange.discloseBody"
-	top, err := objectMembers(body)
+	top, err := jsonobj.Parse(body)
 	if err != nil {
 		return nil, errs.E(op, errs.Internal, err)
 	}
-	var meta []jsonMember
+	var meta jsonobj.Object
 	mi := -1
 	for i, m := range top {
 		if m.Key == "meta" {
 			mi = i
-			if meta, err = objectMembers(m.Value); err != nil {
+			if meta, err = jsonobj.Parse(m.Value); err != nil {
 				return nil, errs.E(op, errs.Internal, err)
 			}
 		}
@@ -174,46 +170,21 @@ func discloseBody(body []byte, rel *records.Part2Release) ([]byte, error) {
 		exts = append(exts, part2Extension(*rel))
 		if !hasCode(sec, consent.RefrainRedisclose) {
 			b, _ := json.Marshal(append(sec, labelCoding(consent.RefrainRedisclose)))
-			meta = setJSONMember(meta, "security", b)
+			meta = meta.Set("security", b)
 		}
 	}
 	if len(exts) > 0 {
-		meta = setJSONMember(meta, "extension", rawArray(exts))
+		meta = meta.Set("extension", rawArray(exts))
 	} else {
-		meta = slices.DeleteFunc(meta, func(m jsonMember) bool { return m.Key == "extension" })
+		meta = meta.Del("extension")
 	}
-	mb := encodeMembers(meta)
+	mb := meta.Encode()
 	if mi >= 0 {
 		top[mi].Value = mb
 	} else {
-		top = append(top, jsonMember{"meta", mb})
+		top = top.Set("meta", mb)
 	}
-	return encodeMembers(top), nil
-}
-
-// objectMembers splits a JSON object into its members, in order, values as they are.
-func objectMembers(raw []byte) ([]jsonMember, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return nil, errors.New("not a JSON object")
-	}
-	var out []jsonMember
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		k, ok := t.(string)
-		if !ok {
-			return nil, errors.New("not a JSON object")
-		}
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		out = append(out, jsonMember{k, v})
-	}
-	return out, nil
+	return top.Encode(), nil
 }
 
 // rawArray joins JSON values into an array as they are (json.Marshal would re-compact each).
@@ -231,37 +202,6 @@ func rawArray(vs []json.RawMessage) json.RawMessage {
 		out = append(out, v...)
 	}
 	return append(out, ']')
-}
-
-func setJSONMember(ms []jsonMember, key string, v json.RawMessage) []jsonMember {
-	for i := range ms {
-		if ms[i].Key == key {
-			ms[i].Value = v
-			return ms
-		}
-	}
-	return append(ms, jsonMember{key, v})
-}
-
-func encodeMembers(ms []jsonMember) []byte {
-	var b bytes.Buffer
-	n := 2
-	for _, m := range ms {
-		n += len(m.Key) + len(m.Value) + 4
-	}
-	b.Grow(n)
-	b.WriteByte('{')
-	for i, m := range ms {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		k, _ := json.Marshal(m.Key)
-		b.Write(k)
-		b.WriteByte(':')
-		b.Write(m.Value)
-	}
-	b.WriteByte('}')
-	return b.Bytes()
 }
 
 // part2Outcome is the OperationOutcome entry a Bundle carries, once, when any of its
