@@ -315,16 +315,11 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		if len(bulk) == 0 {
 			return nil
 		}
-		sts, err := s.FHIR.CreateMany(ctx, tx, bulk)
+		sts, err := s.createMany(ctx, tx, bulk)
 		if err != nil {
 			return err
 		}
 		for j, st := range sts {
-			if s.Notify != nil { // as Ingest does: an Encounter's event joins the outbox in this transaction
-				if err := notify.EnqueueStored(ctx, tx, st); err != nil {
-					return err
-				}
-			}
 			respond(bulkIdx[j], http.StatusCreated, st)
 		}
 		bulk, bulkIdx = nil, nil
@@ -391,6 +386,21 @@ func (s *Server) bulkWrite(ctx context.Context, tx db.Querier, member directory.
 	w := s.sourceWrite(member, res, id)
 	w.PatientID = patientID
 	return w, nil
+}
+
+// createMany stores writes made by bulkWrite in one round trip and, as Ingest does, puts
+// each Encounter's event in the outbox in the same transaction.
+func (s *Server) createMany(ctx context.Context, tx db.Querier, ws []store.Write) ([]store.Stored, error) {
+	sts, err := s.FHIR.CreateMany(ctx, tx, ws)
+	if err != nil || s.Notify == nil {
+		return sts, err
+	}
+	for _, st := range sts {
+		if err := notify.EnqueueStored(ctx, tx, st); err != nil {
+			return nil, err
+		}
+	}
+	return sts, nil
 }
 
 // processBundle handles POST [base] with a transaction or batch Bundle.

@@ -465,6 +465,11 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 		return "", errs.E(op, errs.Internal, "reference to a resource not yet stored")
 	}
 	n := 0
+	// New resources other than Patients are stored together at the end (createMany: one
+	// round trip for the rows and their index rows); their ids are assigned here, so later
+	// resources of the message can already point at them.
+	cache := compartmentCache{}
+	var bulk []store.Write
 	put := func(r hl7v2.Resource) error {
 		b, err := r.JSON()
 		if err != nil {
@@ -480,6 +485,17 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 		id, err := h.existingEncounter(ctx, tx, member, r)
 		if err != nil {
 			return err
+		}
+		if id == "" && r.Kind != hl7v2.KindPatient && bulkCreatable(res.ResourceType) {
+			id = store.NewID()
+			w, err := h.srv.bulkWrite(ctx, tx, member, res, id, cache)
+			if err != nil {
+				return err
+			}
+			bulk = append(bulk, w)
+			ids[r.FullURL] = res.ResourceType + "/" + id
+			n++
+			return nil
 		}
 		st, _, err := h.srv.IngestAs(ctx, tx, member, res, id)
 		if err != nil {
@@ -510,6 +526,11 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 			if err := put(r); err != nil {
 				return 0, err
 			}
+		}
+	}
+	if len(bulk) > 0 {
+		if _, err := h.srv.createMany(ctx, tx, bulk); err != nil {
+			return 0, err
 		}
 	}
 	if m.Merge != nil {

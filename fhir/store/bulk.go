@@ -23,11 +23,7 @@ func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]St
 		rTypes, rIDs, rMembers, rPatients []string
 		rAt                               []time.Time
 		rBodies                           [][]byte
-		tok                               = make([][]string, 5) // type, id, param, system, code
-		date                              = make([][]string, 3) // type, id, param
-		dLo, dHi                          []time.Time
-		str                               = make([][]string, 4) // type, id, param, value
-		ref                               = make([][]string, 5) // type, id, param, ref_type, ref_id
+		idx                               indexBatch
 	)
 	for i, w := range ws {
 		typ, id := w.Resource.ResourceType, w.ID
@@ -42,19 +38,7 @@ func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]St
 		out[i] = Stored{Type: typ, ID: id, Version: 1, MemberID: w.MemberID, PatientID: w.PatientID, LastUpdated: at, Body: r.Bytes()}
 		rTypes, rIDs, rMembers, rPatients = append(rTypes, typ), append(rIDs, id), append(rMembers, w.MemberID), append(rPatients, w.PatientID)
 		rAt, rBodies = append(rAt, at), append(rBodies, out[i].Body)
-		for _, v := range extract(r) {
-			switch v.kind {
-			case kindToken:
-				push(tok, typ, id, v.param, v.system, v.code)
-			case kindDate:
-				push(date, typ, id, v.param)
-				dLo, dHi = append(dLo, v.lo), append(dHi, v.hi)
-			case kindString:
-				push(str, typ, id, v.param, v.str)
-			case kindRef:
-				push(ref, typ, id, v.param, v.refType, v.refID)
-			}
-		}
+		idx.add(typ, id, r)
 	}
 	if len(ws) == 0 {
 		return out, nil
@@ -66,31 +50,9 @@ func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]St
 	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body)
 		SELECT t, i, 1, m, a, false, body FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[]) AS u(t, i, m, a, body)`,
 		rTypes, rIDs, rMembers, rAt, rBodies)
-	if len(tok[0]) > 0 {
-		b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
-			tok[0], tok[1], tok[2], tok[3], tok[4])
-	}
-	if len(date[0]) > 0 {
-		b.Queue(`INSERT INTO fhir_idx_date(type, id, param, lo, hi) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])`,
-			date[0], date[1], date[2], dLo, dHi)
-	}
-	if len(str[0]) > 0 {
-		b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
-			str[0], str[1], str[2], str[3])
-	}
-	if len(ref[0]) > 0 {
-		b.Queue(`INSERT INTO fhir_idx_ref(type, id, param, ref_type, ref_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
-			ref[0], ref[1], ref[2], ref[3], ref[4])
-	}
+	idx.queue(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return nil, db.Map(op, err)
 	}
 	return out, nil
-}
-
-// push appends one row's values to column slices.
-func push(cols [][]string, vals ...string) {
-	for i, v := range vals {
-		cols[i] = append(cols[i], v)
-	}
 }

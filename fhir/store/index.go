@@ -3,6 +3,8 @@ package store
 import (
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/concord-hie/concord/fhir"
 )
 
@@ -56,4 +58,59 @@ func extract(r *fhir.Resource) []indexRow {
 		}
 	}
 	return out
+}
+
+// indexBatch collects the index rows of several resources as one column slice per column,
+// so that each index table takes them in one multi-row INSERT (unnest of arrays) instead of
+// one statement per row.
+type indexBatch struct {
+	tok      [5][]string // type, id, param, system, code
+	date     [3][]string // type, id, param
+	dLo, dHi []time.Time
+	str      [4][]string // type, id, param, value
+	ref      [5][]string // type, id, param, ref_type, ref_id
+}
+
+// add appends the index rows of resource r, stored as typ/id.
+func (x *indexBatch) add(typ, id string, r *fhir.Resource) {
+	for _, v := range extract(r) {
+		switch v.kind {
+		case kindToken:
+			push(x.tok[:], typ, id, v.param, v.system, v.code)
+		case kindDate:
+			push(x.date[:], typ, id, v.param)
+			x.dLo, x.dHi = append(x.dLo, v.lo), append(x.dHi, v.hi)
+		case kindString:
+			push(x.str[:], typ, id, v.param, v.str)
+		case kindRef:
+			push(x.ref[:], typ, id, v.param, v.refType, v.refID)
+		}
+	}
+}
+
+// queue adds to b one INSERT per index table that has rows.
+func (x *indexBatch) queue(b *pgx.Batch) {
+	if len(x.tok[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
+			x.tok[0], x.tok[1], x.tok[2], x.tok[3], x.tok[4])
+	}
+	if len(x.date[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_date(type, id, param, lo, hi) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])`,
+			x.date[0], x.date[1], x.date[2], x.dLo, x.dHi)
+	}
+	if len(x.str[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
+			x.str[0], x.str[1], x.str[2], x.str[3])
+	}
+	if len(x.ref[0]) > 0 {
+		b.Queue(`INSERT INTO fhir_idx_ref(type, id, param, ref_type, ref_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
+			x.ref[0], x.ref[1], x.ref[2], x.ref[3], x.ref[4])
+	}
+}
+
+// push appends one row's values to column slices.
+func push(cols [][]string, vals ...string) {
+	for i, v := range vals {
+		cols[i] = append(cols[i], v)
+	}
 }

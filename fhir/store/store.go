@@ -95,7 +95,14 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 		typ, id, version, w.MemberID, patient, at, st.Body)
 	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, false, $6)`,
 		typ, id, version, w.MemberID, at, st.Body)
-	queueIndex(b, typ, id, r)
+	if version > 1 { // a new resource has no index rows to replace
+		for _, t := range []string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"} {
+			b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = $2`, typ, id)
+		}
+	}
+	var idx indexBatch
+	idx.add(typ, id, r)
+	idx.queue(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return Stored{}, db.Map(op, err)
 	}
@@ -186,23 +193,4 @@ func (s *Store) Idempotent(ctx context.Context, q db.Querier, member, key string
 func (s *Store) RememberIdempotent(ctx context.Context, tx db.Querier, member, key string, status int, location string, body []byte) error {
 	_, err := tx.Exec(ctx, `INSERT INTO fhir_idempotency(member_id, key, status, location, body) VALUES ($1, $2, $3, $4, $5)`, member, key, status, location, body)
 	return db.Map("fhir.store.RememberIdempotent", err)
-}
-
-// queueIndex replaces the search index rows of one resource.
-func queueIndex(b *pgx.Batch, typ, id string, r *fhir.Resource) {
-	for _, t := range []string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"} {
-		b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = $2`, typ, id)
-	}
-	for _, v := range extract(r) {
-		switch v.kind {
-		case kindToken:
-			b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code) VALUES ($1, $2, $3, $4, $5)`, typ, id, v.param, v.system, v.code)
-		case kindDate:
-			b.Queue(`INSERT INTO fhir_idx_date(type, id, param, lo, hi) VALUES ($1, $2, $3, $4, $5)`, typ, id, v.param, v.lo, v.hi)
-		case kindString:
-			b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value) VALUES ($1, $2, $3, $4)`, typ, id, v.param, v.str)
-		case kindRef:
-			b.Queue(`INSERT INTO fhir_idx_ref(type, id, param, ref_type, ref_id) VALUES ($1, $2, $3, $4, $5)`, typ, id, v.param, v.refType, v.refID)
-		}
-	}
 }
