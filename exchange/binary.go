@@ -16,11 +16,13 @@ import (
 	"github.com/concord-hie/concord/records"
 )
 
-// readBinary handles GET [base]/Binary/{id} (MHD ITI-68). The read is authorized and
-// audited through the enforcement point as a read of the Binary's DocumentReference (or,
-// for a Binary no document names yet, of the Binary itself, which only its sender may
-// read) before the object store is touched; whatever the caller may not see is a 404 like
-// an unknown id. The bytes then stream from S3 through a SHA-256 check: ETag is the
+// readBinary handles GET [base]/Binary/{id} (MHD ITI-68). The read is decided through the
+// enforcement point as a read of the Binary's DocumentReference (or, for a Binary no
+// document names yet, of the Binary itself, which only its sender may read) before the
+// object store is touched; whatever the caller may not see is a 404 like an unknown id,
+// after its audit event committed. A permitted read's object is opened while its audit
+// event commits, and not one byte or header of the answer leaves before that event is
+// durable (503 if it cannot be written). The bytes then stream from S3 through a SHA-256 check: ETag is the
 // quoted SHA-256, Range gives 206, and on a hash mismatch the connection is cut before the
 // last byte, so no complete 200 or 206 carries corrupted content.
 func (s *Server) readBinary(c echo.Context) error {
@@ -38,43 +40,55 @@ func (s *Server) readBinary(c echo.Context) error {
 		return errs.E(op, errs.NotFound, "resource not found", err)
 	}
 	v := viewer(c)
-	var rel *records.Part2Release
+	var d *records.Disclosure
 	switch {
 	case cont.PersonID != "": // a patient's own upload is served by the portal, not here
 		return errs.E(op, errs.NotFound, "resource not found")
 	case cont.DocumentID != "":
-		_, rel, err = s.Records.ReadRelease(ctx, v, "DocumentReference", cont.DocumentID)
+		d, err = s.Records.ReadPending(ctx, v, "DocumentReference", cont.DocumentID)
 	default:
-		_, rel, err = s.Records.ReadRelease(ctx, v, "Binary", cont.BinaryID)
+		d, err = s.Records.ReadPending(ctx, v, "Binary", cont.BinaryID)
 	}
 	if err != nil {
-		return err
+		return err // a denial is a 404 here, before the object store is touched
 	}
 
 	req, h := c.Request(), c.Response().Header()
-	if rel != nil { // a Part 2 document: the §2.32 notice and its consent travel in headers
-		s.setPart2Headers(h, *rel)
-	}
 	etag := `"` + cont.Key + `"`
-	h.Set("ETag", etag)
-	h.Set("Cache-Control", "no-store")
-	if s.cfg.PresignTTL > 0 && rel == nil && preferPresigned(req.Header) {
-		return s.redirectPresigned(c, cont)
+	presigned := s.cfg.PresignTTL > 0 && d.Part2 == nil && preferPresigned(req.Header)
+	match := req.Header.Get("If-None-Match")
+	notModified := match != "" && (match == etag || match == "W/"+etag)
+	rng, partial, rangeOK := parseRange(req.Header.Get("Range"), cont.Size)
+	// The read is permitted and its audit event is committing: the object is opened
+	// meanwhile (S3's latency overlaps the commit's), and nothing leaves before Wait.
+	var tr *documents.Transfer
+	var openErr error
+	if !presigned && !notModified && rangeOK {
+		tr, openErr = s.Documents.Open(ctx, cont, audit.Event{Actor: v.Actor, Client: v.Client, Org: v.Org, Role: v.Role,
+			Purpose: v.Purpose, TokenID: v.TokenID, RequestID: v.RequestID, SourceIP: v.SourceIP})
 	}
-	if match := req.Header.Get("If-None-Match"); match != "" && (match == etag || match == "W/"+etag) {
-		return c.NoContent(http.StatusNotModified)
+	if tr != nil {
+		defer tr.Close()
 	}
-	rng, partial, ok := parseRange(req.Header.Get("Range"), cont.Size)
-	if !ok {
-		h.Set("Content-Range", "bytes */"+strconv.FormatInt(cont.Size, 10))
-		return c.NoContent(http.StatusRequestedRangeNotSatisfiable)
-	}
-	tr, err := s.Documents.Open(ctx, cont, audit.Event{Actor: v.Actor, Client: v.Client, Org: v.Org, Role: v.Role,
-		Purpose: v.Purpose, TokenID: v.TokenID, RequestID: v.RequestID, SourceIP: v.SourceIP})
-	if err != nil {
+	if err := d.Wait(); err != nil {
 		return err
 	}
-	defer tr.Close()
+	if d.Part2 != nil { // a Part 2 document: the §2.32 notice and its consent travel in headers
+		s.setPart2Headers(h, *d.Part2)
+	}
+	h.Set("ETag", etag)
+	h.Set("Cache-Control", "no-store")
+	switch {
+	case presigned:
+		return s.redirectPresigned(c, cont)
+	case notModified:
+		return c.NoContent(http.StatusNotModified)
+	case !rangeOK:
+		h.Set("Content-Range", "bytes */"+strconv.FormatInt(cont.Size, 10))
+		return c.NoContent(http.StatusRequestedRangeNotSatisfiable)
+	case openErr != nil:
+		return openErr
+	}
 	n := rng.Len(cont.Size)
 	h.Set("Content-Type", cont.ContentType)
 	h.Set("Content-Length", strconv.FormatInt(n, 10))

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -354,5 +356,45 @@ func TestBinaryPresignedMode(t *testing.T) {
 	}
 	if n := e.ft.Requests(); n != 0 {
 		t.Errorf("%d S3 requests for a denied presign", n)
+	}
+}
+
+// slowFailingAudit fails every append once fail is set, after a delay long enough for the
+// object to have been opened meanwhile.
+type slowFailingAudit struct {
+	memAudit
+	fail atomic.Bool
+}
+
+func (a *slowFailingAudit) Append(ctx context.Context, ev audit.Event) error {
+	if a.fail.Load() {
+		time.Sleep(50 * time.Millisecond)
+		return errors.New("audit store down")
+	}
+	return a.memAudit.Append(ctx, ev)
+}
+
+// TestBinaryAuditFailureDisclosesNothing: the object is opened while a permitted read's
+// audit event commits; when the event cannot be written the caller gets 503 and not a byte
+// of the document, and neither the ETag nor the content headers.
+func TestBinaryAuditFailureDisclosesNothing(t *testing.T) {
+	a := &slowFailingAudit{}
+	e := newDocEnvAudit(t, func(*pgxpool.Pool) records.AuditLog { return a })
+	data := []byte("Discharge diagnosis: community-acquired pneumonia.\n")
+	id := e.store(t, "text/plain", data)
+	if resp, body, err := e.get(t, id, e.a.ID, consent.PurposeTreatment); err != nil || resp.StatusCode != 200 || !bytes.Equal(body, data) {
+		t.Fatalf("read with the audit log up: %v %v %q", err, resp, body)
+	}
+	a.fail.Store(true)
+	e.ft.ResetRequests()
+	resp, body, err := e.get(t, id, e.a.ID, consent.PurposeTreatment)
+	if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("audit down: %v %v", err, resp)
+	}
+	if bytes.Contains(body, []byte("pneumonia")) || resp.Header.Get("ETag") != "" || resp.Header.Get("Content-Disposition") != "" {
+		t.Errorf("audit down disclosed: headers %v body %q", resp.Header, body)
+	}
+	if e.ft.Requests() == 0 {
+		t.Errorf("the object was not opened while the audit event committed")
 	}
 }

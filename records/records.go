@@ -229,6 +229,29 @@ func (s *Service) Read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 // read is Read that also returns, from the same decision, what must travel with a Part 2
 // record disclosed to v (see ReadRelease).
 func (s *Service) read(ctx context.Context, v Viewer, typ, id string) (store.Stored, *Part2Release, error) {
+	st, rel, ev, err := s.decideRead(ctx, v, typ, id)
+	if err != nil {
+		return store.Stored{}, nil, err
+	}
+	if err := s.appendAudit(ctx, ev); err != nil {
+		return store.Stored{}, nil, err
+	}
+	if ev.Outcome != audit.Permit {
+		return store.Stored{}, nil, denied(ev)
+	}
+	return st, rel, nil
+}
+
+// denied is the error of a read that ev denied: absent to the caller, the reason inside.
+func denied(ev audit.Event) error {
+	const op = "records.Read"
+	return errs.E(op, errs.NotFound, "resource not found", errs.E(op, errs.Forbidden, "consent: "+ev.Reason))
+}
+
+// decideRead reads typ/id and decides whether v may see it, returning the audit event
+// that records the decision (not yet appended) and, for a permitted Part 2 record, what
+// must travel with it.
+func (s *Service) decideRead(ctx context.Context, v Viewer, typ, id string) (store.Stored, *Part2Release, audit.Event, error) {
 	const op = "records.Read"
 	at := s.now()
 	// The resource, the person its compartment is linked to and (with a versioned consent
@@ -247,14 +270,14 @@ func (s *Service) read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 	st, person, err := s.fhir.GetInCompartment(gctx, nil, typ, id, lookup)
 	cancel()
 	if err != nil {
-		return store.Stored{}, nil, err
+		return store.Stored{}, nil, audit.Event{}, err
 	}
 	var versions consent.Versions
 	if versioned && person != "" {
 		var vs string
 		person, vs, _ = strings.Cut(person, " ")
 		if versions, err = consent.ParseVersions(vs); err != nil {
-			return store.Stored{}, nil, errs.E(op, errs.Unavailable, "consent unavailable", err)
+			return store.Stored{}, nil, audit.Event{}, errs.E(op, errs.Unavailable, "consent unavailable", err)
 		}
 	}
 	ev := event(v, audit.Read, person, at)
@@ -276,10 +299,10 @@ func (s *Service) read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 			dirs, err = s.inForce(ctx, person, at)
 		}
 		if err != nil {
-			return store.Stored{}, nil, err
+			return store.Stored{}, nil, audit.Event{}, err
 		}
 		if v, err = s.breakGlass(ctx, v, person, at); err != nil {
-			return store.Stored{}, nil, err
+			return store.Stored{}, nil, audit.Event{}, err
 		}
 		ev.BreakGlass = v.BreakGlass != nil
 		d := s.decide(dirs, v, person, at, st)
@@ -292,11 +315,5 @@ func (s *Service) read(ctx context.Context, v Viewer, typ, id string) (store.Sto
 			rel = &r
 		}
 	}
-	if err := s.appendAudit(ctx, ev); err != nil {
-		return store.Stored{}, nil, err
-	}
-	if ev.Outcome != audit.Permit {
-		return store.Stored{}, nil, errs.E(op, errs.NotFound, "resource not found", errs.E(op, errs.Forbidden, "consent: "+ev.Reason))
-	}
-	return st, rel, nil
+	return st, rel, ev, nil
 }
