@@ -22,6 +22,7 @@ func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]St
 	var (
 		rTypes, rIDs, rMembers, rPatients []string
 		rAt                               []time.Time
+		rLo, rHi                          []*int64
 		rBodies                           [][]byte
 		idx                               indexBatch
 	)
@@ -38,15 +39,17 @@ func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]St
 		out[i] = Stored{Type: typ, ID: id, Version: 1, MemberID: w.MemberID, PatientID: w.PatientID, LastUpdated: at, Body: r.Bytes()}
 		rTypes, rIDs, rMembers, rPatients = append(rTypes, typ), append(rIDs, id), append(rMembers, w.MemberID), append(rPatients, w.PatientID)
 		rAt, rBodies = append(rAt, at), append(rBodies, out[i].Body)
-		idx.add(typ, id, r)
+		lo, hi := idx.add(typ, id, r)
+		rLo, rHi = append(rLo, lo), append(rHi, hi)
 	}
 	if len(ws) == 0 {
 		return out, nil
 	}
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body)
-		SELECT t, i, 1, m, NULLIF(p, ''), a, false, body FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[]) AS u(t, i, m, p, a, body)`,
-		rTypes, rIDs, rMembers, rPatients, rAt, rBodies)
+	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body, date_lo, date_hi)
+		SELECT t, i, 1, m, NULLIF(p, ''), a, false, body, lo, hi
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::bigint[], $8::bigint[]) AS u(t, i, m, p, a, body, lo, hi)`,
+		rTypes, rIDs, rMembers, rPatients, rAt, rBodies, rLo, rHi)
 	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body)
 		SELECT t, i, 1, m, a, false, body FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::bytea[]) AS u(t, i, m, a, body)`,
 		rTypes, rIDs, rMembers, rAt, rBodies)

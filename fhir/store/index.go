@@ -71,8 +71,14 @@ type indexBatch struct {
 	ref      [5][]string // type, id, param, ref_type, ref_id
 }
 
-// add appends the index rows of resource r, stored as typ/id.
-func (x *indexBatch) add(typ, id string, r *fhir.Resource) {
+// sortParam is the date search parameter whose bounds fhir_resources keeps (date_lo,
+// date_hi: Unix microseconds, the earliest lo and the latest hi of its index rows, NULL
+// without any), so that sorting by it reads the resource row (migration 0075).
+const sortParam = "date"
+
+// add appends the index rows of resource r, stored as typ/id, and returns r's bounds of
+// sortParam for date_lo and date_hi (nil when r has no such date).
+func (x *indexBatch) add(typ, id string, r *fhir.Resource) (lo, hi *int64) {
 	for _, v := range extract(r) {
 		switch v.kind {
 		case kindToken:
@@ -80,12 +86,22 @@ func (x *indexBatch) add(typ, id string, r *fhir.Resource) {
 		case kindDate:
 			push(x.date[:], typ, id, v.param)
 			x.dLo, x.dHi = append(x.dLo, v.lo), append(x.dHi, v.hi)
+			if v.param == sortParam {
+				l, h := v.lo.UnixMicro(), v.hi.UnixMicro()
+				if lo == nil || l < *lo {
+					lo = &l
+				}
+				if hi == nil || h > *hi {
+					hi = &h
+				}
+			}
 		case kindString:
 			push(x.str[:], typ, id, v.param, v.str)
 		case kindRef:
 			push(x.ref[:], typ, id, v.param, v.refType, v.refID)
 		}
 	}
+	return lo, hi
 }
 
 // queue adds to b one INSERT per index table that has rows.

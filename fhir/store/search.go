@@ -268,6 +268,15 @@ func (b *builder) sortExpr(k fhir.SortKey) string {
 	if k.Desc {
 		agg, none = "max(d.hi)", sortNoneDesc
 	}
+	if k.Param == sortParam {
+		// Kept on the row (0075). The sentinel is a literal, so that the descending key is
+		// the expression of the index fhir_resources_patient_date, verbatim.
+		col := "r.date_lo"
+		if k.Desc {
+			col = "r.date_hi"
+		}
+		return "COALESCE(" + col + ", " + strconv.FormatInt(none, 10) + ")"
+	}
 	return "COALESCE((SELECT (extract(epoch FROM " + agg + ") * 1000000)::bigint FROM fhir_idx_date d WHERE d.type = r.type AND d.id = r.id AND d.param = " +
 		b.arg(k.Param) + "), " + b.arg(none) + ")"
 }
@@ -305,8 +314,11 @@ func (b *builder) where(q Query) (string, error) {
 	}
 	if q.Patients != nil {
 		b.perRow = true
-		p := b.arg(q.Patients)
-		if q.PatientsSelf {
+		if len(q.Patients) == 1 && !q.PatientsSelf {
+			// One Patient: "=" rather than "= ANY", so that an index on (patient_id, type,
+			// sort key) can hand rows over in order and the page stop early.
+			conds = append(conds, "r.patient_id = "+b.arg(q.Patients[0]))
+		} else if p := b.arg(q.Patients); q.PatientsSelf {
 			conds = append(conds, "(r.patient_id = ANY("+p+") OR (r.type = 'Patient' AND r.id = ANY("+p+")))")
 		} else {
 			conds = append(conds, "r.patient_id = ANY("+p+")")

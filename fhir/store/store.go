@@ -87,12 +87,15 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 	if w.PatientID != "" {
 		patient = &w.PatientID
 	}
+	var idx indexBatch
+	lo, hi := idx.add(typ, id, r)
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body)
-		VALUES ($1, $2, $3, $4, $5, $6, false, $7)
+	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body, date_lo, date_hi)
+		VALUES ($1, $2, $3, $4, $5, $6, false, $7, $8, $9)
 		ON CONFLICT (type, id) DO UPDATE SET version = EXCLUDED.version, patient_id = EXCLUDED.patient_id,
-			last_updated = EXCLUDED.last_updated, deleted = false, body = EXCLUDED.body`,
-		typ, id, version, w.MemberID, patient, at, st.Body)
+			last_updated = EXCLUDED.last_updated, deleted = false, body = EXCLUDED.body,
+			date_lo = EXCLUDED.date_lo, date_hi = EXCLUDED.date_hi`,
+		typ, id, version, w.MemberID, patient, at, st.Body, lo, hi)
 	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, false, $6)`,
 		typ, id, version, w.MemberID, at, st.Body)
 	if version > 1 { // a new resource has no index rows to replace
@@ -100,8 +103,6 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 			b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = $2`, typ, id)
 		}
 	}
-	var idx indexBatch
-	idx.add(typ, id, r)
 	idx.queue(b)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return Stored{}, db.Map(op, err)
