@@ -363,7 +363,7 @@ var errNarrow = errs.E("records.Search", errs.Invalid, "too many records to coun
 // max(examineFactor×count, examineMin) rows and spends at most scanTime: when either
 // bound is reached first the page is partial and the key is that of the last row
 // examined, so the next page resumes after it.
-func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func(store.Row) (bool, error)) ([]store.Row, *store.Key, error) {
+func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilter) ([]store.Row, *store.Key, error) {
 	var out []store.Row
 	// Room for some denied rows, so one query usually fills the page.
 	batch := max(count+count/4+2, 20)
@@ -373,6 +373,9 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func
 	for {
 		q.Limit = batch
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
+		if err == nil {
+			err = f.prefetch(rows)
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -381,7 +384,7 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func
 				return out, &last, nil // partial: resume after the last row examined
 			}
 			examined, last = examined+1, row.Key
-			ok, err := keep(row)
+			ok, err := f.keep(row)
 			if err != nil {
 				return nil, nil, err
 			}
@@ -403,11 +406,14 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, keep func
 
 // countAll counts the rows of q that keep permits. It examines at most countLimit rows in
 // at most scanTime; beyond either it is errNarrow (errs.Invalid).
-func (x *Searcher) countAll(ctx context.Context, q store.Query, keep func(store.Row) (bool, error)) (int, error) {
+func (x *Searcher) countAll(ctx context.Context, q store.Query, f rowFilter) (int, error) {
 	q.After, q.Limit = nil, min(500, x.countLimit+1)
 	n, examined, deadline := 0, 0, time.Now().Add(x.scanTime)
 	for {
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
+		if err == nil {
+			err = f.prefetch(rows)
+		}
 		if err != nil {
 			return 0, err
 		}
@@ -416,7 +422,7 @@ func (x *Searcher) countAll(ctx context.Context, q store.Query, keep func(store.
 				return 0, errNarrow
 			}
 			examined++
-			ok, err := keep(row)
+			ok, err := f.keep(row)
 			if err != nil {
 				return 0, err
 			}
@@ -431,14 +437,29 @@ func (x *Searcher) countAll(ctx context.Context, q store.Query, keep func(store.
 	}
 }
 
+// rowFilter decides the rows fill and countAll examine. before, when not nil, sees each
+// batch of rows the store returned ahead of keep, so that keep's lookups for the whole
+// batch can be one query.
+type rowFilter struct {
+	keep   func(store.Row) (bool, error)
+	before func([]store.Row) error
+}
+
+func (f rowFilter) prefetch(rows []store.Row) error {
+	if f.before == nil {
+		return nil
+	}
+	return f.before(rows)
+}
+
 // run answers a prepared store query: the page, the total and the includes.
-func (x *Searcher) run(ctx context.Context, r request, q store.Query, keep func(store.Row) (bool, error)) (Page, *store.Key, error) {
+func (x *Searcher) run(ctx context.Context, r request, q store.Query, f rowFilter) (Page, *store.Key, error) {
 	s := r.search
 	page := Page{Search: s}
 	q.Sort, q.After = s.Sort, r.after
 	var next *store.Key
 	if s.Count > 0 && !s.SummaryCount {
-		rows, k, err := x.fill(ctx, q, s.Count, keep)
+		rows, k, err := x.fill(ctx, q, s.Count, f)
 		if err != nil {
 			return Page{}, nil, err
 		}
@@ -450,7 +471,7 @@ func (x *Searcher) run(ctx context.Context, r request, q store.Query, keep func(
 	switch {
 	case s.Total == fhir.TotalNone && !s.SummaryCount:
 	case s.Total == fhir.TotalAccurate || s.SummaryCount || s.Count == 0:
-		n, err := x.countAll(ctx, q, keep)
+		n, err := x.countAll(ctx, q, f)
 		if err != nil {
 			return Page{}, nil, err
 		}
@@ -680,12 +701,12 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	clauses := slices.Delete(slices.Clone(r.search.Clauses), at, at+1)
 	sq := store.Query{Type: typ, Clauses: clauses, Patients: ids}
 	exact := exactFilter(r.search)
-	page, next, err := x.run(ctx, r, sq, func(row store.Row) (bool, error) {
+	page, next, err := x.run(ctx, r, sq, rowFilter{keep: func(row store.Row) (bool, error) {
 		if exact != nil && !exact(row.Stored) {
 			return false, nil
 		}
 		return d.allow(person, row.Stored)
-	})
+	}})
 	if err != nil {
 		return Page{}, errs.E(op, err)
 	}
@@ -726,7 +747,19 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 	if !regionalPurpose(r.v.Purpose) {
 		sq.Members = []string{r.v.Org} // only its own member's Patients can pass keep
 	}
-	page, next, err := x.run(ctx, r, sq, keep)
+	before := func(rows []store.Row) error { // the persons of a batch in one query
+		if !regionalPurpose(r.v.Purpose) {
+			return nil
+		}
+		ids := make([]string, 0, len(rows))
+		for _, row := range rows {
+			if r.v.Org == "" || row.MemberID != r.v.Org {
+				ids = append(ids, row.ID)
+			}
+		}
+		return d.prefetchPersons(ids)
+	}
+	page, next, err := x.run(ctx, r, sq, rowFilter{keep: keep, before: before})
 	if err != nil {
 		return Page{}, errs.E("records.Search", err)
 	}
@@ -842,12 +875,12 @@ func (x *Searcher) Everything(ctx context.Context, v Viewer, patientID string, q
 		return Page{}, errCursor
 	}
 	sq := store.Query{Types: types, Patients: ids, PatientsSelf: true, Since: since}
-	page, next, err := x.run(ctx, r, sq, func(row store.Row) (bool, error) {
+	page, next, err := x.run(ctx, r, sq, rowFilter{keep: func(row store.Row) (bool, error) {
 		if allowType != nil && !allowType(row.Type) {
 			return false, nil
 		}
 		return d.allow(person, row.Stored)
-	})
+	}})
 	if err != nil {
 		return Page{}, errs.E(op, err)
 	}
