@@ -229,7 +229,7 @@ func (e *benchEnv) labSearch() ([]bench.Scenario, error) {
 	if st != http.StatusOK {
 		return nil, fmt.Errorf("loading labs: %d %.300s", st, out)
 	}
-	if _, err := e.m.pool.Exec(e.ctx, "VACUUM (ANALYZE)"); err != nil {
+	if err := e.m.vacuumAnalyze(e.ctx); err != nil {
 		return nil, err
 	}
 	// The expected counts come from the stored rows of every Patient record of the person.
