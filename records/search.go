@@ -330,12 +330,38 @@ func (d *decider) prefetchPersons(patientIDs []string) error {
 	if len(missing) < 2 {
 		return nil // personOfPatient's single lookup is as cheap
 	}
-	found, err := d.x.svc.mpi.PersonsOfPatients(d.ctx, missing)
+	// With a versioned consent cache the persons' consent versions come in the same
+	// statement, bounded like any consent read, and their directives from the cache.
+	vd, versioned := d.x.svc.dirs.(versionedDirectives)
+	var with func(string) string
+	ctx, cancel := d.ctx, context.CancelFunc(func() {})
+	if versioned {
+		with = consent.VersionsSQL
+		ctx, cancel = context.WithTimeout(d.ctx, vd.SourceTimeout())
+	}
+	found, versions, err := d.x.svc.mpi.PersonsOfPatientsWith(ctx, missing, with)
+	cancel()
 	if err != nil {
+		if versioned {
+			return errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+		}
 		return err
 	}
 	for _, id := range missing {
-		d.persons[id] = string(found[id]) // "" when the MPI has none, as personOfPatient
+		person := string(found[id])
+		d.persons[id] = person // "" when the MPI has none, as personOfPatient
+		if _, ok := d.dirs[person]; person == "" || !versioned || ok {
+			continue
+		}
+		v, err := consent.ParseVersions(versions[id])
+		if err != nil {
+			return errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+		}
+		dirs, err := vd.CurrentAt(d.ctx, person, v)
+		if err != nil {
+			return errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+		}
+		d.dirs[person] = dirs
 	}
 	return nil
 }
@@ -747,15 +773,10 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 	if !regionalPurpose(r.v.Purpose) {
 		sq.Members = []string{r.v.Org} // only its own member's Patients can pass keep
 	}
-	before := func(rows []store.Row) error { // the persons of a batch in one query
-		if !regionalPurpose(r.v.Purpose) {
-			return nil
-		}
-		ids := make([]string, 0, len(rows))
-		for _, row := range rows {
-			if r.v.Org == "" || row.MemberID != r.v.Org {
-				ids = append(ids, row.ID)
-			}
+	before := func(rows []store.Row) error { // the persons of a batch (keep's and the audit's) in one query
+		ids := make([]string, len(rows))
+		for i, row := range rows {
+			ids[i] = row.ID
 		}
 		return d.prefetchPersons(ids)
 	}

@@ -119,25 +119,41 @@ func (s *Store) SourceByIdentifier(ctx context.Context, q db.Querier, system, va
 // PersonsOfPatients maps each of the member Patient ids that has a source record to its
 // person, in one query; ids without one are missing from the map.
 func (s *Store) PersonsOfPatients(ctx context.Context, patientIDs []string) (map[string]PersonID, error) {
+	persons, _, err := s.PersonsOfPatientsWith(ctx, patientIDs, nil)
+	return persons, err
+}
+
+// PersonsOfPatientsWith is PersonsOfPatients that also returns, per Patient id, the text
+// of with(personExpr) evaluated for its person in the same statement (records reads the
+// persons' consent versions along, see consent.VersionsSQL). with may be nil.
+func (s *Store) PersonsOfPatientsWith(ctx context.Context, patientIDs []string, with func(personExpr string) string) (map[string]PersonID, map[string]string, error) {
 	const op = "mpi.store.PersonsOfPatients"
 	out := make(map[string]PersonID, len(patientIDs))
+	extra := map[string]string{}
 	if len(patientIDs) == 0 {
-		return out, nil
+		return out, extra, nil
 	}
-	rows, err := s.db.Query(ctx, `SELECT patient_id, person_id FROM mpi_source_records WHERE patient_id = ANY($1)`, patientIDs)
+	col := "''"
+	if with != nil {
+		col = with("person_id")
+	}
+	rows, err := s.db.Query(ctx, `SELECT patient_id, person_id, `+col+` FROM mpi_source_records WHERE patient_id = ANY($1)`, patientIDs)
 	if err != nil {
-		return nil, db.Map(op, err)
+		return nil, nil, db.Map(op, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var pid string
+		var pid, x string
 		var person PersonID
-		if err := rows.Scan(&pid, &person); err != nil {
-			return nil, db.Map(op, err)
+		if err := rows.Scan(&pid, &person, &x); err != nil {
+			return nil, nil, db.Map(op, err)
 		}
-		out[pid] = person
+		out[pid], extra[pid] = person, x
 	}
-	return out, db.Map(op, rows.Err())
+	if err := rows.Err(); err != nil {
+		return nil, nil, db.Map(op, err)
+	}
+	return out, extra, nil
 }
 
 // SourcesOf returns the source records linked to each of persons, each person's in the
