@@ -81,7 +81,7 @@ func labelSystem(l string) string {
 
 func knownRole(r string) bool {
 	switch r {
-	case RolePatient, RoleProxy, RoleClinician, RoleOfficer, RoleSystem:
+	case RolePatient, RoleProxy, RoleClinician, RoleOfficer, RoleSystem, RoleShare:
 		return true
 	}
 	return false

@@ -32,6 +32,7 @@ var (
 	part2ForB    = patient("part2-b", OptIn, Provision{Type: Permit, Actors: []Actor{orgActor("org-b")}, Purposes: []string{PurposeTreatment}, SecurityLabels: []string{LabelSubstanceUse, LabelRestricted, LabelPart2}})
 	part2ByRole  = patient("part2-role", OptIn, Provision{Type: Permit, Actors: []Actor{{Role: RoleClinician}}, Purposes: []string{PurposeTreatment}, SecurityLabels: []string{LabelSubstanceUse, LabelRestricted, LabelPart2}})
 	denyProxy    = patient("deny-proxy", OptOut, Provision{Type: Deny, Actors: []Actor{{Role: RoleProxy}}, Purposes: []string{PurposePatientRequest}})
+	denyShare    = patient("deny-share", OptOut, Provision{Type: Deny, Actors: []Actor{{Role: RoleShare}}, Purposes: []string{PurposePatientRequest}})
 	denyBTG      = patient("deny-btg", OptOut, Provision{Type: Deny, Purposes: []string{PurposeBreakGlass}})
 	denyPSY      = patient("deny-psy", OptOut, Provision{Type: Deny, SecurityLabels: []string{LabelMentalHealth}})
 	denyCustC    = patient("deny-cust-c", OptOut, Provision{Type: Deny, Actors: []Actor{{Role: ParticipationCustodian, Reference: "Organization/org-c"}}})
@@ -92,6 +93,9 @@ func TestDecideTable(t *testing.T) {
 	proxy := func(r *Request) {
 		r.ActorRole, r.Actor, r.Org, r.Purpose = RoleProxy, "RelatedPerson/rp1", "", PurposePatientRequest
 	}
+	share := func(r *Request) {
+		r.ActorRole, r.Actor, r.Org, r.Purpose = RoleShare, "", "", PurposePatientRequest
+	}
 	condition := func(r *Request) {
 		r.Class = Class{ResourceType: "Condition", Categories: []string{"problem-list-item"}}
 	}
@@ -137,6 +141,10 @@ func TestDecideTable(t *testing.T) {
 		{"part 2 consent by role only is not enough", dirs(part2ByRole), read("org-b", PurposeTreatment, part2...), Decision{Reason: Part2ConsentRequired, By: "part2-role", Provision: "provision"}},
 		{"patient sees own part 2 record", dirs(), with(read("", "", part2...), self), Decision{Allow: true, Reason: Permitted, By: PolicyPatientAccessID, Provision: "provision"}},
 		{"proxy needs consent for part 2", dirs(), with(read("", "", part2...), proxy), Decision{Reason: Part2ConsentRequired, By: PolicyPatientAccessID, Provision: "provision"}},
+		{"share link holder reads record", dirs(), with(read("", ""), share), Decision{Allow: true, Reason: Permitted, By: PolicyPatientAccessID, Provision: "provision"}},
+		{"share link needs consent for part 2", dirs(), with(read("", "", part2...), share), Decision{Reason: Part2ConsentRequired, By: PolicyPatientAccessID, Provision: "provision"}},
+		{"deny naming share stops share links", dirs(denyShare), with(read("", ""), share), Decision{Reason: Denied, By: "deny-share", Provision: "provision"}},
+		{"share link cannot treat", dirs(), with(with(read("", ""), share), func(r *Request) { r.Purpose = PurposeTreatment }), Decision{Reason: NoDirective}},
 		{"expired permit", []Directive{expiredPermitPay()}, read("org-b", PurposePayment), Decision{Reason: Expired, By: "expired-pay", Provision: "provision"}},
 		{"inactive permit", []Directive{inactivePermitPay()}, read("org-b", PurposePayment), Decision{Reason: Inactive, By: "inactive-pay", Provision: "provision"}},
 		{"inactive deny does not deny", dirs(func() Directive { d := optOutAll; d.Status = StatusInactive; return d }()), read("org-a", PurposeTreatment), Decision{Allow: true, Reason: Permitted, By: PolicyTreatmentID, Provision: "provision"}},

@@ -28,9 +28,10 @@ type PolicyConfig struct {
 //
 //   - PolicyTreatmentID (OPTOUT): treatment purposes are permitted to clinicians and
 //     member systems unless the patient denies them; labelled items are not released;
-//   - PolicyPatientAccessID: PATRQT is permitted to the patient and their proxy, for
-//     every label (the right of access; a proxy still needs an explicit consent for
-//     42 CFR Part 2 records).
+//   - PolicyPatientAccessID: PATRQT is permitted to the patient, their proxy and the
+//     holder of a share link the patient made (RoleShare), for every label (the right of
+//     access, including directing a copy to someone; a proxy or share link still needs an
+//     explicit consent for 42 CFR Part 2 records).
 //
 // Every other purpose is denied because nothing permits it.
 func DefaultPolicies(cfg PolicyConfig) []Directive {
@@ -66,7 +67,7 @@ func DefaultPolicies(cfg PolicyConfig) []Directive {
 			DateTime: cfg.Effective,
 			Provision: Provision{
 				Type:           Permit,
-				Actors:         []Actor{{Role: RolePatient}, {Role: RoleProxy}},
+				Actors:         []Actor{{Role: RolePatient}, {Role: RoleProxy}, {Role: RoleShare}},
 				Purposes:       []string{PurposePatientRequest},
 				SecurityLabels: append([]string(nil), gatingLabels[:]...),
 			},

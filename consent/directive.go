@@ -82,6 +82,11 @@ const (
 	RoleClinician = "clinician" // a clinician at a member organization
 	RoleOfficer   = "officer"   // a privacy officer
 	RoleSystem    = "system"    // a member system using SMART Backend Services
+	// RoleShare is whoever holds a share link the patient made: unauthenticated, acting
+	// for the patient (PurposePatientRequest) on the patient's own instruction, within what
+	// the link names. Like a proxy it needs the patient's explicit consent for 42 CFR
+	// Part 2 records, and a patient's deny naming it stops every link.
+	RoleShare = "share"
 )
 
 // Participation types (v3-ParticipationType) an actor with a reference may have.

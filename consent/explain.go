@@ -56,6 +56,8 @@ func (p *explainParams) who(names Names) string {
 		return "you"
 	case RoleProxy:
 		return "your representative"
+	case RoleShare:
+		return "someone using your share link"
 	}
 	if names != nil && p.org != "" {
 		if n := names("Organization/" + p.org); n != "" {
