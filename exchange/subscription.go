@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -141,7 +142,10 @@ func (s *Server) subscriptionStatus(c echo.Context) error {
 // fill a gap it saw in events-since-subscription-start. At most 100 per call. Each
 // event's focus is decided again for the caller through records (as a read, audited):
 // consent may have changed since delivery, so a focus it may no longer see, or that is
-// gone, is left out and only the event number remains. The answer is not cached.
+// gone, is left out and only the event number remains. A link-changed event is decided
+// again on the resource its delivery was decided on (Notified.ConsentRef: another member's
+// Patient of the person), and a denied one loses its focus and link details alike. The
+// answer is not cached.
 func (s *Server) subscriptionEvents(c echo.Context) error {
 	const op = "exchange.subscriptionEvents"
 	if err := require(c, "Subscription", 'r'); err != nil {
@@ -178,18 +182,21 @@ func (s *Server) subscriptionEvents(c echo.Context) error {
 	v := viewer(c)
 	for i := range evs {
 		if evs[i].Focus == "" {
+			evs[i].Context = nil
 			continue
 		}
-		typ, id, ok := strings.Cut(evs[i].Focus, "/")
+		// A link-changed event was decided on another member's Patient of the person
+		// (ConsentRef), not on the member's own focus: decide on that again.
+		typ, id, ok := strings.Cut(cmp.Or(evs[i].ConsentRef, evs[i].Focus), "/")
 		if !ok {
-			evs[i].Focus = ""
+			evs[i].Focus, evs[i].Context = "", nil
 			continue
 		}
 		if _, err := s.Records.Read(ctx, v, typ, id); err != nil {
 			if errs.CodeOf(err) != errs.NotFound {
 				return err // consent or audit unavailable: disclose nothing
 			}
-			evs[i].Focus = ""
+			evs[i].Focus, evs[i].Context = "", nil
 		}
 	}
 	out, err := notify.Notification{FHIRBase: s.FHIRBase(), Sub: sub, Type: notify.TypeQueryEvent, Events: evs, At: s.Now()}.Bundle()

@@ -27,14 +27,20 @@ type reference struct {
 	Reference string `json:"reference"`
 }
 
+type identifier struct {
+	System string `json:"system"`
+	Value  string `json:"value"`
+}
+
 type parameter struct {
-	Name           string      `json:"name"`
-	ValueReference *reference  `json:"valueReference,omitempty"`
-	ValueCanonical string      `json:"valueCanonical,omitempty"`
-	ValueCode      string      `json:"valueCode,omitempty"`
-	ValueString    string      `json:"valueString,omitempty"`
-	ValueInstant   string      `json:"valueInstant,omitempty"`
-	Part           []parameter `json:"part,omitempty"`
+	Name            string      `json:"name"`
+	ValueReference  *reference  `json:"valueReference,omitempty"`
+	ValueIdentifier *identifier `json:"valueIdentifier,omitempty"`
+	ValueCanonical  string      `json:"valueCanonical,omitempty"`
+	ValueCode       string      `json:"valueCode,omitempty"`
+	ValueString     string      `json:"valueString,omitempty"`
+	ValueInstant    string      `json:"valueInstant,omitempty"`
+	Part            []parameter `json:"part,omitempty"`
 }
 
 type parameters struct {
@@ -88,7 +94,9 @@ type Notification struct {
 // Bundle renders the R4 Backport Bundle: a history Bundle (a searchset for
 // query-status) led by the SubscriptionStatus Parameters, with one notification-event
 // per event. With id-only content each event names its focus and the Bundle carries an
-// entry with only the focus's fullUrl; with empty content neither appears. No resource
+// entry with only the focus's fullUrl, and a link-changed event adds its LinkContext as
+// parts of its notification-event (link-action, person-before, person-after, and
+// person-retired or person-revived); with empty content none of these appear. No resource
 // content is ever included: the recipient reads it with its own token.
 func (n Notification) Bundle() ([]byte, error) {
 	sub := n.Sub
@@ -108,6 +116,9 @@ func (n Notification) Bundle() ([]byte, error) {
 		}
 		if sub.Payload == PayloadIDOnly && ev.Focus != "" {
 			part = append(part, parameter{Name: "focus", ValueReference: &reference{Reference: n.FHIRBase + "/" + ev.Focus}})
+			if ev.Context != nil {
+				part = append(part, ev.Context.parts()...)
+			}
 			focusEntries = append(focusEntries, bundleEntry{FullURL: n.FHIRBase + "/" + ev.Focus,
 				Request: &entryRequest{Method: "PUT", URL: ev.Focus}, Response: &entryResponse{Status: "200"}})
 		}

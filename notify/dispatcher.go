@@ -148,31 +148,33 @@ func (d *Dispatcher) backoff(attempts int) time.Duration {
 
 type outboxRow struct {
 	id        int64
+	topic     string
 	payload   []byte
 	attempts  int
 	createdAt time.Time
 }
 
-// fanOut claims pending encounter events and turns each into one numbered delivery per
-// subscription that wants it: the subscription is active, its member has the person on
-// a roster, the topic and filter match, and consent permits the disclosure to that
-// member (records audits the decision either way). The deliveries and the outbox row's
-// delivered_at commit together, so an event is fanned out once however often this runs.
-// Consent decisions of a batch run concurrently, so their audit events share commits.
+// fanOut claims pending encounter and MPI link events and turns each into one numbered
+// delivery per subscription that wants it: the subscription is active, its member has the
+// person on a roster (or, for a link event, owns a moved record), the topic and filter
+// match, and consent permits the disclosure to that member (records audits the decision
+// either way). The deliveries and the outbox row's delivered_at commit together, so an
+// event is fanned out once however often this runs. Consent decisions of a batch run
+// concurrently, so their audit events share commits.
 func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
 	const op = "notify.Dispatcher.fanOut"
 	n := 0
 	err := db.InTx(ctx, d.pool, func(tx db.Querier) error {
 		n = 0
-		rows, err := tx.Query(ctx, `SELECT id, payload, attempts, created_at FROM outbox_events
-			WHERE delivered_at IS NULL AND next_at <= now() AND topic = $1
-			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, OutboxTopicEncounter, d.cfg.Batch)
+		rows, err := tx.Query(ctx, `SELECT id, topic, payload, attempts, created_at FROM outbox_events
+			WHERE delivered_at IS NULL AND next_at <= now() AND topic = ANY($1)
+			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED`, []string{OutboxTopicEncounter, mpistore.TopicLinkChanged}, d.cfg.Batch)
 		if err != nil {
 			return err
 		}
 		claimed, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (outboxRow, error) {
 			var o outboxRow
-			return o, r.Scan(&o.id, &o.payload, &o.attempts, &o.createdAt)
+			return o, r.Scan(&o.id, &o.topic, &o.payload, &o.attempts, &o.createdAt)
 		})
 		if err != nil {
 			return err
@@ -181,7 +183,11 @@ func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
 		plans := make([]plan, len(claimed))
 		for i, o := range claimed {
 			plans[i] = plan{o: o}
-			plans[i].ev, plans[i].subs, plans[i].err = d.recipients(ctx, tx, o)
+			if o.topic == mpistore.TopicLinkChanged {
+				plans[i].recips, plans[i].err = d.linkRecipients(ctx, tx, o)
+			} else {
+				plans[i].recips, plans[i].err = d.recipients(ctx, tx, o)
+			}
 		}
 		d.decide(ctx, plans)
 		for _, p := range plans {
@@ -213,57 +219,87 @@ func (d *Dispatcher) fanOut(ctx context.Context) (int, error) {
 // plan is one claimed outbox event on its way to deliveries.
 type plan struct {
 	o         outboxRow
-	ev        EncounterEvent
-	subs      []Subscription // active subscriptions of roster members that want ev
-	permitted []bool         // consent decision per subs[i]
+	recips    []recipient // active subscriptions of members that want the event
+	permitted []bool      // consent decision per recips[i]
 	err       error
 }
 
-// recipients finds the subscriptions that want the event: active, of a member whose
-// roster holds the event's person, topic and filter matching.
-func (d *Dispatcher) recipients(ctx context.Context, tx db.Querier, o outboxRow) (EncounterEvent, []Subscription, error) {
+// recipient is one subscription that wants an event: what its notification names, and
+// which resource's disclosure to the subscription's member decides consent.
+type recipient struct {
+	sub      Subscription
+	focus    string       // Type/id the notification names (the member's own for link events)
+	checkTyp string       // the resource read, as the member, to decide consent
+	checkID  string       //
+	context  *LinkContext // link events only: what changed, IDs and codes
+}
+
+// consentRef is what notify_deliveries.consent_ref keeps: "" when the focus itself was
+// read to decide.
+func (r recipient) consentRef() string {
+	if ref := r.checkTyp + "/" + r.checkID; ref != r.focus {
+		return ref
+	}
+	return ""
+}
+
+// recipients finds the subscriptions that want an encounter event: active, of a member
+// whose roster holds the event's person, topic and filter matching. Consent is decided on
+// the Encounter itself.
+func (d *Dispatcher) recipients(ctx context.Context, tx db.Querier, o outboxRow) ([]recipient, error) {
 	const op = "notify.Dispatcher.recipients"
 	var ev EncounterEvent
 	if err := json.Unmarshal(o.payload, &ev); err != nil {
 		// Not retryable: settle it with no recipients rather than block the batch.
 		d.log.Error("notify: malformed outbox payload; event dropped", "outbox_id", o.id)
-		return ev, nil, nil
+		return nil, nil
 	}
 	src, err := d.persons.SourceByPatient(ctx, tx, ev.PatientID)
 	switch {
 	case errs.CodeOf(err) == errs.NotFound:
-		return ev, nil, nil // linked to no person: nobody can have it on a roster
+		return nil, nil // linked to no person: nobody can have it on a roster
 	case err != nil:
-		return ev, nil, errs.E(op, errs.Unavailable, "person lookup failed", err)
+		return nil, errs.E(op, errs.Unavailable, "person lookup failed", err)
 	}
 	entries, err := d.store.RostersWithPerson(ctx, tx, src.PersonID)
 	if err != nil || len(entries) == 0 {
-		return ev, nil, err
+		return nil, err
 	}
 	members := make([]string, 0, len(entries))
 	for _, e := range entries {
 		members = append(members, e.MemberID)
 	}
+	all, err := d.activeSubscriptions(ctx, tx, members)
+	if err != nil {
+		return nil, errs.E(op, err)
+	}
+	var out []recipient
+	for _, s := range all {
+		if s.Wants(ev) {
+			out = append(out, recipient{sub: s, focus: "Encounter/" + ev.EncounterID, checkTyp: "Encounter", checkID: ev.EncounterID})
+		}
+	}
+	return out, nil
+}
+
+// activeSubscriptions returns the active subscriptions of members, by id.
+func (d *Dispatcher) activeSubscriptions(ctx context.Context, tx db.Querier, members []string) ([]Subscription, error) {
+	const op = "notify.Dispatcher.activeSubscriptions"
 	rows, err := tx.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE status = 'active' AND member_id = ANY($1) ORDER BY id`, members)
 	if err != nil {
-		return ev, nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
+		return nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
 	}
 	all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Subscription, error) { return scanSub(r) })
 	if err != nil {
-		return ev, nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
+		return nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
 	}
-	var subs []Subscription
-	for _, s := range all {
-		if s.Wants(ev) {
-			subs = append(subs, s)
-		}
-	}
-	return ev, subs, nil
+	return all, nil
 }
 
-// decide asks the enforcement point, for every planned recipient, whether the event's
-// Encounter may be disclosed to that member for treatment; records audits each
-// decision. A decision that cannot be made marks the whole event for a retry.
+// decide asks the enforcement point, for every planned recipient, whether the resource
+// that decides its notification (the Encounter; for a link event, see linkRecipients) may
+// be disclosed to that member for treatment; records audits each decision. A decision
+// that cannot be made marks the whole event for a retry.
 func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 	sem := make(chan struct{}, d.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -273,22 +309,22 @@ func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 		if p.err != nil {
 			continue
 		}
-		p.permitted = make([]bool, len(p.subs))
-		for j, s := range p.subs {
+		p.permitted = make([]bool, len(p.recips))
+		for j, r := range p.recips {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				v := records.Viewer{Client: d.cfg.ClientID, Org: s.MemberID, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment,
-					RequestID: fmt.Sprintf("notify-%d-%s", p.o.id, s.ID)}
-				_, err := d.records.Read(ctx, v, "Encounter", p.ev.EncounterID)
+				v := records.Viewer{Client: d.cfg.ClientID, Org: r.sub.MemberID, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment,
+					RequestID: fmt.Sprintf("notify-%d-%s", p.o.id, r.sub.ID)}
+				_, err := d.records.Read(ctx, v, r.checkTyp, r.checkID)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
 				case err == nil:
 					p.permitted[j] = true
 				case errs.CodeOf(err) == errs.NotFound:
-					// Denied (or the Encounter is gone): audited by records; this member hears nothing.
+					// Denied (or the resource is gone): audited by records; this member hears nothing.
 				default:
 					p.err = errs.E("notify.Dispatcher.decide", errs.Unavailable, "consent decision failed", err)
 				}
@@ -301,13 +337,20 @@ func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 // record numbers and queues the permitted notifications of p and settles its outbox row.
 func (d *Dispatcher) record(ctx context.Context, tx db.Querier, p plan) error {
 	const op = "notify.Dispatcher.record"
-	for j, s := range p.subs {
+	for j, r := range p.recips {
 		if !p.permitted[j] {
 			continue
 		}
+		var lc []byte
+		if r.context != nil {
+			var err error
+			if lc, err = json.Marshal(r.context); err != nil {
+				return errs.E(op, errs.Internal, err)
+			}
+		}
 		if _, err := tx.Exec(ctx, `WITH n AS (UPDATE notify_subscriptions SET events = events + 1, updated_at = now() WHERE id = $1 RETURNING events)
-			INSERT INTO notify_deliveries (subscription_id, kind, event_number, outbox_id, focus, event_at)
-			SELECT $1, 'event-notification', n.events, $2, $3, $4 FROM n`, s.ID, p.o.id, "Encounter/"+p.ev.EncounterID, p.o.createdAt); err != nil {
+			INSERT INTO notify_deliveries (subscription_id, kind, event_number, outbox_id, focus, event_at, context, consent_ref)
+			SELECT $1, 'event-notification', n.events, $2, $3, $4, $5, $6 FROM n`, r.sub.ID, p.o.id, r.focus, p.o.createdAt, lc, r.consentRef()); err != nil {
 			return errs.E(op, errs.Unavailable, "could not queue a notification", err)
 		}
 	}
@@ -322,6 +365,7 @@ type claimedDelivery struct {
 	kind        string
 	eventNumber int64
 	focus       string
+	context     []byte // LinkContext JSON, or nil
 	at          time.Time
 	attempts    int
 	sub         Subscription
@@ -339,7 +383,7 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 			WHERE x.delivered_at IS NULL AND x.next_at <= now()
 			  AND (x.kind = 'handshake' AND y.status = 'requested' OR x.kind <> 'handshake' AND y.status = 'active')
 			ORDER BY x.id LIMIT $1 FOR UPDATE OF x SKIP LOCKED)
-		RETURNING d.id, d.kind, d.event_number, d.focus, d.event_at, d.attempts, `+subCols("s"),
+		RETURNING d.id, d.kind, d.event_number, d.focus, d.context, d.event_at, d.attempts, `+subCols("s"),
 		d.cfg.Batch, d.cfg.Lease.Seconds())
 	if err != nil {
 		return 0, errs.E(op, errs.Unavailable, "claim failed", err)
@@ -349,7 +393,7 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 		var headers []byte
 		var status string
 		s := &c.sub
-		err := r.Scan(&c.id, &c.kind, &c.eventNumber, &c.focus, &c.at, &c.attempts,
+		err := r.Scan(&c.id, &c.kind, &c.eventNumber, &c.focus, &c.context, &c.at, &c.attempts,
 			&s.ID, &s.MemberID, &s.Topic, &s.Filter, &s.Endpoint, &headers, &s.Payload, &status, &s.Events, &s.Reason, &s.End)
 		s.Status = Status(status)
 		_ = json.Unmarshal(headers, &s.Headers)
@@ -386,7 +430,14 @@ func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
 	n := Notification{FHIRBase: d.cfg.FHIRBase, Sub: c.sub, Type: c.kind, At: time.Now()}
 	n.Sub.Events = c.eventNumber
 	if c.kind == TypeEvent {
-		n.Events = []Notified{{EventNumber: c.eventNumber, Focus: c.focus, At: c.at.UTC().Format("2006-01-02T15:04:05.000Z07:00")}}
+		ev := Notified{EventNumber: c.eventNumber, Focus: c.focus, At: c.at.UTC().Format("2006-01-02T15:04:05.000Z07:00")}
+		if len(c.context) > 0 {
+			ev.Context = &LinkContext{}
+			if err := json.Unmarshal(c.context, ev.Context); err != nil {
+				return 0, errs.E("notify.send", errs.Internal, "stored link context unreadable", err)
+			}
+		}
+		n.Events = []Notified{ev}
 	}
 	body, err := n.Bundle()
 	if err != nil {

@@ -10,7 +10,8 @@ import (
 )
 
 // OutboxTopicEncounter is the outbox_events.topic of encounter events. The dispatcher
-// claims only topics it owns (prefix "notify."), so other outbox consumers coexist.
+// claims only this topic and the MPI's mpistore.TopicLinkChanged (whose one consumer it
+// is), so other outbox consumers coexist.
 const OutboxTopicEncounter = "notify.encounter"
 
 // EventKind says what happened to an encounter.

@@ -207,7 +207,12 @@ func (s *Store) DeleteSubscription(ctx context.Context, q db.Querier, memberID, 
 type Notified struct {
 	EventNumber int64
 	Focus       string
-	At          string // instant
+	At          string       // instant
+	Context     *LinkContext // a link-changed event's details; nil for other topics
+	// ConsentRef is the Type/id whose disclosure to the member decided consent when it is
+	// not the focus (link-changed events: another member's Patient of the person). It is
+	// never sent; $events reads it again to decide again.
+	ConsentRef string
 }
 
 // Events returns the subscription's event notifications numbered in [from, to] (to 0:
@@ -217,7 +222,7 @@ func (s *Store) Events(ctx context.Context, q db.Querier, subID string, from, to
 	if to <= 0 {
 		to = 1<<62 - 1
 	}
-	rows, err := q.Query(ctx, `SELECT event_number, focus, to_char(event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+	rows, err := q.Query(ctx, `SELECT event_number, focus, to_char(event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), context, consent_ref
 		FROM notify_deliveries WHERE subscription_id = $1 AND kind = 'event-notification' AND event_number BETWEEN $2 AND $3
 		ORDER BY event_number LIMIT $4`, subID, from, to, limit)
 	if err != nil {
@@ -225,7 +230,17 @@ func (s *Store) Events(ctx context.Context, q db.Querier, subID string, from, to
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Notified, error) {
 		var n Notified
-		return n, r.Scan(&n.EventNumber, &n.Focus, &n.At)
+		var lc []byte
+		if err := r.Scan(&n.EventNumber, &n.Focus, &n.At, &lc, &n.ConsentRef); err != nil {
+			return n, err
+		}
+		if len(lc) > 0 {
+			n.Context = &LinkContext{}
+			if err := json.Unmarshal(lc, n.Context); err != nil {
+				return n, err
+			}
+		}
+		return n, nil
 	})
 	if err != nil {
 		return nil, errs.E(op, errs.Unavailable, "event lookup failed", err)

@@ -21,14 +21,21 @@ const (
 	TopicDischarge = "https://concord.example/fhir/SubscriptionTopic/encounter-discharge"
 	// TopicEncounter: any encounter event, updates included.
 	TopicEncounter = "https://concord.example/fhir/SubscriptionTopic/encounter"
+	// TopicLinkChanged: the MPI changed which regional person one of the member's Patients
+	// belongs to, or what records its person holds (link, unlink, merge, unmerge,
+	// keep-apart, source-retired). No filter criteria are supported.
+	TopicLinkChanged = "https://concord.example/fhir/SubscriptionTopic/patient-link-changed"
 )
 
-// topicKinds maps each accepted topic canonical to the event kinds it carries. The
-// us-core-style patient-admission/-discharge canonicals are accepted as aliases.
+// topicKinds maps each accepted topic canonical to the encounter event kinds it carries.
+// The us-core-style patient-admission/-discharge canonicals are accepted as aliases.
+// TopicLinkChanged carries no encounter event: the dispatcher fans MPI link events out to
+// it (see linkRecipients).
 var topicKinds = map[string][]EventKind{
-	TopicAdmission: {KindAdmission},
-	TopicDischarge: {KindDischarge},
-	TopicEncounter: {KindAdmission, KindDischarge, KindUpdate},
+	TopicLinkChanged: nil,
+	TopicAdmission:   {KindAdmission},
+	TopicDischarge:   {KindDischarge},
+	TopicEncounter:   {KindAdmission, KindDischarge, KindUpdate},
 	"http://hl7.org/fhir/us/core/SubscriptionTopic/patient-admission": {KindAdmission},
 	"http://hl7.org/fhir/us/core/SubscriptionTopic/patient-discharge": {KindDischarge},
 }
@@ -37,7 +44,8 @@ var topicKinds = map[string][]EventKind{
 func Topics() []string {
 	return []string{TopicAdmission, TopicDischarge, TopicEncounter,
 		"http://hl7.org/fhir/us/core/SubscriptionTopic/patient-admission",
-		"http://hl7.org/fhir/us/core/SubscriptionTopic/patient-discharge"}
+		"http://hl7.org/fhir/us/core/SubscriptionTopic/patient-discharge",
+		TopicLinkChanged}
 }
 
 // Status is a Subscription's status.
@@ -183,6 +191,9 @@ func ParseSubscription(body []byte) (Subscription, error) {
 	}
 	if _, err := ParseFilter(s.Filter); err != nil {
 		return Subscription{}, err
+	}
+	if s.Topic == TopicLinkChanged && s.Filter != "" {
+		return Subscription{}, invalid("the patient-link-changed topic takes no filter criteria", "Subscription.criteria")
 	}
 	if sj.Channel.Type != "rest-hook" {
 		return Subscription{}, invalid("channel.type must be rest-hook", "Subscription.channel.type")
