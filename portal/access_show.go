@@ -150,6 +150,8 @@ func roleWords(r string) string {
 		return "Your representative"
 	case consent.RoleOfficer:
 		return "Privacy officer"
+	case consent.RoleShare:
+		return "Share link holder"
 	case "":
 		return "Not stated"
 	default:

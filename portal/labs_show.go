@@ -11,7 +11,8 @@ import (
 
 type labsPage struct {
 	Page
-	Tests []labTest
+	Tests    []labTest
+	CanShare bool // share links are offered
 }
 
 // labTest is one test (by code) with its results, newest first.
@@ -50,7 +51,7 @@ func (s *Server) showLabs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := labsPage{Page: s.page(c, "Your lab results"), Tests: groupLabs(res, s.cfg.Location)}
+	p := labsPage{Page: s.page(c, "Your lab results"), Tests: groupLabs(res, s.cfg.Location), CanShare: s.shares != nil && s.shared != nil}
 	return s.render(c, http.StatusOK, "labs", p)
 }
 

@@ -54,6 +54,21 @@ func (s *Server) chain() []echo.MiddlewareFunc {
 	return []echo.MiddlewareFunc{secure, s.errorPages, csrf, s.loadSession}
 }
 
+// shareChain is the middleware of the pages a share link opens, outermost first: the
+// security headers with Referrer-Policy no-referrer, the error page, no-store, and the
+// per-IP rate limit. There is no session and no CSRF cookie: the holder is anonymous.
+func (s *Server) shareChain() []echo.MiddlewareFunc {
+	secure := middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection:         "0",
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		HSTSMaxAge:            63072000,
+		ContentSecurityPolicy: s.csp,
+		ReferrerPolicy:        "no-referrer",
+	})
+	return []echo.MiddlewareFunc{secure, s.errorPages, noStore, s.limiter.middleware}
+}
+
 // errorPages renders any error a portal handler (or the CSRF check) returns as the error
 // page, so the portal's responses never depend on the host Echo's error handler.
 func (s *Server) errorPages(next echo.HandlerFunc) echo.HandlerFunc {

@@ -34,6 +34,8 @@ const (
 	RoleClinician  Role = "clinician"
 	RoleOfficer    Role = "officer"
 	RoleUnenrolled Role = "unenrolled" // signed in, but the login is linked to no person or staff record
+	// RoleShare is the anonymous holder of a patient's share link, never a session's role.
+	RoleShare Role = "share"
 )
 
 // Viewer is who is asking, as Records needs it for consent and audit.
@@ -96,6 +98,61 @@ type Records interface {
 	// returning; it returns errs.Unavailable when either fails (the portal shows a 503) and
 	// errs.NotFound when v may not see the person.
 	Labs(ctx context.Context, v Viewer, personID string) ([]LabResult, error)
+}
+
+// ShareLink is a patient's share link as the portal keeps it: never its token, only the
+// token's SHA-256. ResourceID is "" for a link to every lab result. Note is the patient's own
+// words about the recipient and FirstName the patient's first name shown on the shared
+// page: neither is ever logged.
+type ShareLink struct {
+	ID         int64
+	PersonID   string
+	ResourceID string
+	Note       string
+	FirstName  string
+	CreatedBy  string // the patient's login, "iss|sub"
+	Created    time.Time
+	Expires    time.Time
+	Revoked    time.Time // zero while not revoked
+	Uses       int
+	LastUsed   time.Time // zero when never used
+}
+
+// LogValue redacts the link: it holds the patient's words and name.
+func (l ShareLink) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", l.ID), slog.String("person", l.PersonID))
+}
+
+// ShareLinks keeps patients' share links. ShareStore implements it on PostgreSQL. Every
+// method but ShareLinkByHash is scoped to the owning person.
+type ShareLinks interface {
+	// CreateShareLink stores l (ID, Uses and Revoked ignored) under the token hash and
+	// returns its ID. errs.Invalid for a malformed link, errs.Conflict when the person
+	// already has the most active links allowed.
+	CreateShareLink(ctx context.Context, l ShareLink, tokenHash []byte) (int64, error)
+	// ActiveShareLinks returns personID's links that are neither expired at now nor
+	// revoked, newest first.
+	ActiveShareLinks(ctx context.Context, personID string, now time.Time) ([]ShareLink, error)
+	// RevokeShareLink revokes personID's link id at now. errs.NotFound when personID has no
+	// such active link.
+	RevokeShareLink(ctx context.Context, personID string, id int64, now time.Time) error
+	// ShareLinkByHash returns the link whose token hashes to tokenHash if it is neither
+	// expired at now nor revoked; errs.NotFound for an unknown, expired or revoked link
+	// alike.
+	ShareLinkByHash(ctx context.Context, tokenHash []byte, now time.Time) (ShareLink, error)
+	// CountShareUse records one use of link id at now.
+	CountShareUse(ctx context.Context, id int64, now time.Time) error
+}
+
+// SharedRecords reads what a share link shows.
+type SharedRecords interface {
+	// SharedLabs returns the lab results of link.PersonID that the holder of link may see
+	// (every one, or link.ResourceID alone), each labelled with its source member. v is the
+	// anonymous holder (Role RoleShare, RequestID, SourceIP). It decides consent as the
+	// share role with the patient's own purpose (PATRQT) and commits one audit event for the
+	// use, marked as a share-link use, before returning; it returns errs.Unavailable when
+	// either fails, and then nothing.
+	SharedLabs(ctx context.Context, v Viewer, link ShareLink) ([]LabResult, error)
 }
 
 // Privacy serves the privacy pages: the patient's access log and consent preview, and
@@ -218,9 +275,13 @@ type Deps struct {
 	Records  Records
 	// Privacy serves /access, /privacy and /officer; nil leaves those pages out.
 	Privacy Privacy
-	Redis   redis.Cmdable
-	Logger  *slog.Logger     // default slog.Default()
-	Now     func() time.Time // default time.Now; tests pass a fake clock
+	// Shares and Shared serve share links (/labs/share, /share/{token}); with either nil
+	// the portal offers no share links.
+	Shares ShareLinks
+	Shared SharedRecords
+	Redis  redis.Cmdable
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now; tests pass a fake clock
 	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
 	// 10 s timeout that refuses redirects.
 	HTTPClient *http.Client
@@ -233,6 +294,9 @@ type Server struct {
 	staff    StaffDirectory
 	records  Records
 	privacy  Privacy
+	shares   ShareLinks
+	shared   SharedRecords
+	limiter  *ipLimiter // share pages, per client IP
 	sessions *SessionStore
 	log      *slog.Logger
 	now      func() time.Time
@@ -298,6 +362,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		staff:    deps.Staff,
 		records:  deps.Records,
 		privacy:  deps.Privacy,
+		shares:   deps.Shares,
+		shared:   deps.Shared,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,
@@ -316,6 +382,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
+	s.limiter = newIPLimiter(deps.Redis, cfg.RedisPrefix+"share-rl:", shareRatePerMinute, s.now, s.log)
 	s.sessions = NewSessionStore(deps.Redis, cfg.RedisPrefix, SessionTimeouts{
 		PatientIdle: cfg.PatientIdle, StaffIdle: cfg.StaffIdle, Absolute: cfg.Absolute, Login: cfg.LoginWindow,
 	}, s.now)

@@ -35,6 +35,15 @@ func (s *Server) Register(e *echo.Echo) {
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
+	if s.shares != nil && s.shared != nil {
+		e.GET("/labs/share", s.showShares, patient...)
+		e.POST("/labs/share", s.createShareLink, patient...)
+		e.POST("/labs/share/revoke", s.revokeShareLink, patient...)
+		// A share link is opened by someone with no session: no session or CSRF cookie is
+		// read or set; the token stays out of Referer headers and caches; the access log
+		// names the route pattern, never the token; each client IP is rate-limited.
+		e.GET("/share/:token", s.showShared, s.shareChain()...)
+	}
 
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(web.Static())))
 	e.GET("/static/*", echo.WrapHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

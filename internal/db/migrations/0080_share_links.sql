@@ -8,7 +8,8 @@ CREATE TABLE portal_share_links (
 	token_hash   bytea NOT NULL UNIQUE CHECK (length(token_hash) = 32),
 	scope        text NOT NULL CHECK (scope IN ('labs', 'lab')),
 	resource_id  text,  -- the one Observation of scope 'lab'
-	note         text NOT NULL DEFAULT '' CHECK (length(note) <= 200),
+	note         text NOT NULL DEFAULT '' CHECK (length(note) <= 200),  -- the patient's own words: never logged
+	first_name   text NOT NULL DEFAULT '' CHECK (length(first_name) <= 100),  -- shown on the shared page
 	created_by   text NOT NULL,  -- the patient's login, "iss|sub"
 	created_at   timestamptz NOT NULL DEFAULT now(),
 	expires_at   timestamptz NOT NULL,
