@@ -117,7 +117,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	_, port, _ := net.SplitHostPort(cfg.HTTPAddr)
 	cfg.BaseURL = "http://127.0.0.1:" + port
 	cfg.AdminAddr, cfg.MLLPAddr, cfg.OIDCIssuer, cfg.LogLevel = "", "", "", "error"
-	if sel.Any(s6Names...) { // S6 needs the MLLP listener, on loopback
+	if sel.Any(s6Names[0]) { // S6's ingest needs the MLLP listener, on loopback
 		if cfg.MLLPAddr, err = loopbackAddr(); err != nil {
 			return err
 		}
@@ -231,10 +231,22 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		scenarios = append(scenarios, ss...)
 	}
+	if sel.Any(s6Names[1]) {
+		s, stop, err := env.mllpParse(simhospitalFile(hl7Dir))
+		switch {
+		case err != nil && sel.All():
+			fmt.Fprintf(stdout, "note: %s skipped: %v (see --hl7v2)\n", s6Names[1], err)
+		case err != nil:
+			return fmt.Errorf("S6: %v", err)
+		default:
+			defer stop()
+			scenarios = append(scenarios, s)
+		}
+	}
 	scenarios = sel.Filter(scenarios)
 	var loads []bench.Scenario
 	var loadChecks []func() error
-	if sel.Any(s6Names...) {
+	if sel.Any(s6Names[0]) {
 		s, check, err := env.mllpIngest(simhospitalFile(hl7Dir))
 		switch {
 		case err != nil && sel.All():
