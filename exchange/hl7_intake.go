@@ -15,12 +15,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange/hl7v2"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	mpistore "github.com/concord-hie/concord/mpi/store"
 )
 
 // HL7Options tune the HL7 v2 intake.
@@ -30,6 +32,11 @@ type HL7Options struct {
 	Timeout time.Duration
 	// Location is the time zone of v2 timestamps sent without an offset (UTC when nil).
 	Location *time.Location
+	// Audit records the MPI side of an A40/A34 merge (the retired record leaves its
+	// person) in the message's transaction, as the steward's operations do: *audit.Log.
+	// Without it the MPI is never changed unaudited: merges re-point the member's
+	// resources only, the retired record stays linked, and a warning is logged.
+	Audit mpistore.Auditor
 }
 
 // HL7Intake stores HL7 v2 messages that arrive over MLLP as the sending member's FHIR
@@ -618,8 +625,11 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 // merge merges the member's Patient with MRN retired into survivor: the retired Patient
 // gets active=false and a replaced-by link to the survivor (a new version), every resource
 // in its compartment is re-pointed to the survivor (a new version whose Patient references
-// are rewritten), and the merge is recorded in exchange_hl7_merges. A retired MRN Concord
-// never received is recorded with no retired Patient. It returns the versions written.
+// are rewritten), the retired Patient's source record leaves its regional person in the
+// MPI (retireSource), and the merge is recorded in exchange_hl7_merges. A retired MRN
+// Concord never received is recorded with no retired Patient. It returns the versions
+// written. A resent message (same MSH-10) never reaches here: storeOnce answers it from
+// the dedupe row.
 func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string) (int, error) {
 	const op = "exchange.HL7Intake.merge"
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
@@ -693,9 +703,38 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 		return 0, err
 	}
 	n++
+	if err := h.retireSource(ctx, tx, member, src, survivor, controlID); err != nil {
+		return 0, err
+	}
 	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_merges(member_id, survivor_patient, retired_patient, repointed, msh10) VALUES ($1, $2, $3, $4, $5)`,
 		member.ID, survivor, old, n-1, controlID)
 	return n, db.Map(op, err)
+}
+
+// retireSource takes the retired Patient's source record out of its regional person in
+// tx (mpistore.Ops.RetireSource: link history, outbox event, audit), so no person lists
+// the retired Patient as a source any more. A survivor the MPI does not know leaves the
+// MPI as it is. The change is audited as the member's system (actor "hl7v2|member",
+// request id MSH-10).
+func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, member directory.Member, retired mpistore.Source, survivor, controlID string) error {
+	surv, err := h.srv.MPI.SourceByPatient(ctx, tx, survivor)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil
+	case err != nil:
+		return err
+	}
+	if h.opts.Audit == nil {
+		h.log().Warn("hl7v2 merge left the MPI unchanged: the intake has no audit log (HL7Options.Audit)", "member", member.ID, "msh10", controlID)
+		return nil
+	}
+	model := ""
+	if h.srv.Matcher != nil {
+		model = h.srv.Matcher.Model()
+	}
+	_, err = mpistore.NewOps(h.srv.Pool, h.opts.Audit, model).RetireSource(ctx, tx, retired.ID, surv.ID, mpistore.Steward{
+		Subject: "hl7v2|" + member.ID, Org: member.ID, Role: consent.RoleSystem, Client: "hl7v2", RequestID: controlID})
+	return err
 }
 
 // patientLink is an R4 Patient.link.

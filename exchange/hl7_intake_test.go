@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange/hl7v2"
 	"github.com/concord-hie/concord/fhir/store"
@@ -57,7 +58,12 @@ func newHL7Env(t testing.TB) *hl7Env {
 	mpi, matcher := newMatcher(t, pool)
 	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: store.New(pool), MPI: mpi, Matcher: matcher,
 		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	in := NewHL7Intake(srv, HL7Options{Timeout: 20 * time.Second})
+	log, err := audit.New(ctx, pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	in := NewHL7Intake(srv, HL7Options{Timeout: 20 * time.Second, Audit: log})
 	e := &hl7Env{pool: pool, dir: dir, member: m, intake: in}
 	e.addr = startMLLP(t, &hl7v2.Server{Handler: in, Authenticate: in.Authenticate})
 	return e

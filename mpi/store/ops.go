@@ -35,7 +35,7 @@ type Steward struct {
 // LinkChanged is the outbox payload of TopicLinkChanged: which sources moved from which
 // person to which, and why. Consumers re-point data and tell the affected members.
 type LinkChanged struct {
-	Action  string  `json:"action"` // link, unlink, merge, unmerge, keep-apart
+	Action  string  `json:"action"` // link, unlink, merge, unmerge, keep-apart, source-retired (RetireSource)
 	Merge   int64   `json:"merge,omitempty"`
 	Sources []Moved `json:"sources"`
 	Retired string  `json:"retired,omitempty"` // person retired by a merge (redirects to Into)
