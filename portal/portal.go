@@ -1,8 +1,9 @@
 // Package portal is Concord's human-facing web on Echo: OIDC sign-in (code flow with PKCE,
 // state and nonce kept server-side), Redis sessions, the patient area (labs, and share links
-// that let anyone holding one read the results it names until it expires or is revoked),
-// the enrolment page and the staff landing. It is a transport: it owns no clinical data and decides no
-// consent; Records (implemented by the caller over the domains) does consent and audit.
+// that let whoever holds one read the results it names until it expires or is revoked), the
+// enrolment page and the staff landing. It is a transport: it owns no clinical data and
+// decides no consent; Records and SharedRecords (implemented by the caller over the
+// domains) do consent and audit.
 //
 // Every page is server-rendered from web/templates, parsed once by New. Errors returned by
 // handlers become one readable error page that shows only the request ID.
