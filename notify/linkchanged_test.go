@@ -270,3 +270,74 @@ func TestLinkChangedTopicIsServedWithoutFilters(t *testing.T) {
 		t.Fatal("accepted a filter on the link topic")
 	}
 }
+
+// An HL7 merge of two of member a's records retires one in the MPI: a hears about its
+// retired Patient (person before, and the retired person after), b (whose Patient shares
+// the survivor's person) about its own Patient, whose person stays.
+func TestSourceRetiredNotifiesOwnerAndPersonMembers(t *testing.T) {
+	e := newEnv(t)
+	ra, rb := newReceiver(t, 0), newReceiver(t, 0)
+	d := e.dispatcher(ra.addr(), rb.addr())
+	person, a1 := e.linkPatient(t, "a", "mrn-a1", "Quillfeather")
+	ctx := context.Background()
+	ids := map[string]int64{}
+	var a2, b1 string
+	err := db.InTx(ctx, e.pool, func(tx db.Querier) error {
+		for _, x := range []struct{ member, mrn string }{{"a", "mrn-a2"}, {"b", "mrn-b1"}} {
+			p, err := e.fhir.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(`{"resourceType":"Patient"}`)), MemberID: x.member, At: time.Now()})
+			if err != nil {
+				return err
+			}
+			src, _, err := e.mpi.Upsert(ctx, tx, x.member, "urn:oid:1.2.3."+fmt.Sprint(int(x.member[0])), x.mrn, p.ID, map[string]string{}, person)
+			if err != nil {
+				return err
+			}
+			ids[x.mrn] = src.ID
+			if x.member == "a" {
+				a2 = p.ID
+			} else {
+				b1 = p.ID
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	subs := []string{e.subscribeLinks(t, "a", a1, ra), e.subscribeLinks(t, "b", b1, rb)}
+	stop := d.Start(ctx)
+	defer stop()
+	for _, s := range subs {
+		waitFor(t, "the handshakes", func() bool { st, _ := e.status(t, s); return st == "active" })
+	}
+	a1src, err := e.mpi.SourceByPatient(ctx, nil, a1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c mpistore.Change
+	err = db.InTx(ctx, e.pool, func(tx db.Querier) error {
+		c, err = e.ops().RetireSource(ctx, tx, ids["mrn-a2"], a1src.ID, mpistore.Steward{Subject: "hl7v2|a", Org: "a", Client: "hl7v2"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a's and b's notifications", func() bool { return len(ra.linkEvents(t)) == 1 && len(rb.linkEvents(t)) == 1 })
+	stop()
+	base := "https://concord.test/fhir/Patient/"
+	got := map[string]map[string]string{"a": ra.linkEvents(t)[0].parts, "b": rb.linkEvents(t)[0].parts}
+	want := map[string]map[string]string{
+		"a": {"focus": base + a2, "link-action": "source-retired", "person-before": string(person), "person-after": c.Moved[0].To},
+		"b": {"focus": base + b1, "link-action": "source-retired", "person-before": string(person), "person-after": string(person)},
+	}
+	for m, w := range want {
+		for k, v := range w {
+			if got[m][k] != v {
+				t.Errorf("%s: %s = %q; want %q", m, k, got[m][k], v)
+			}
+		}
+	}
+	if strings.Contains(rb.linkEvents(t)[0].raw, a2) || strings.Contains(rb.linkEvents(t)[0].raw, a1) {
+		t.Error("b's notification names a's Patients")
+	}
+}
