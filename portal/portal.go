@@ -128,16 +128,16 @@ func (l ShareLink) LogValue() slog.Value {
 // ShareLinks keeps patients' share links. ShareStore implements it on PostgreSQL. Every
 // method but ShareLinkByHash is scoped to the owning person.
 type ShareLinks interface {
-	// CreateShareLink stores l (ID, Uses and Revoked ignored) under the token hash and
-	// returns its ID. errs.Invalid for a malformed link, errs.Conflict when the person
-	// already has the most active links allowed.
-	CreateShareLink(ctx context.Context, l ShareLink, tokenHash []byte) (int64, error)
+	// CreateShareLink stores l (ID, Uses and Revoked ignored) under the token hash for
+	// patient v (l.PersonID is v.PersonID) and returns its ID. errs.Invalid for a malformed
+	// link, errs.Conflict when the person already has the most active links allowed.
+	CreateShareLink(ctx context.Context, v Viewer, l ShareLink, tokenHash []byte) (int64, error)
 	// ActiveShareLinks returns personID's links that are neither expired at now nor
 	// revoked, newest first.
 	ActiveShareLinks(ctx context.Context, personID string, now time.Time) ([]ShareLink, error)
-	// RevokeShareLink revokes personID's link id at now. errs.NotFound when personID has no
-	// such active link.
-	RevokeShareLink(ctx context.Context, personID string, id int64, now time.Time) error
+	// RevokeShareLink revokes link id of patient v (v.PersonID) at now. errs.NotFound when
+	// v has no such active link.
+	RevokeShareLink(ctx context.Context, v Viewer, id int64, now time.Time) error
 	// ShareLinkByHash returns the link whose token hashes to tokenHash if it is neither
 	// expired at now nor revoked; errs.NotFound for an unknown, expired or revoked link
 	// alike.

@@ -90,7 +90,7 @@ func (s *Server) createShareLink(c echo.Context) error {
 	now := s.now()
 	l := ShareLink{PersonID: sess.PersonID, ResourceID: p.Form.Result, Note: p.Form.Note, FirstName: firstName(sess.Name),
 		CreatedBy: sess.Issuer + "|" + sess.Subject, Created: now, Expires: now.Add(durationOf(p.Form.For).D)}
-	if _, err := s.shares.CreateShareLink(ctx, l, sum[:]); err != nil {
+	if _, err := s.shares.CreateShareLink(ctx, s.patientViewer(c, sess), l, sum[:]); err != nil {
 		if errs.Is(err, errs.Conflict) {
 			p.Error = "You have as many active links as allowed. Revoke one you no longer need, then try again."
 			return s.renderShares(c, http.StatusBadRequest, p)

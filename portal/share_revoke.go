@@ -18,7 +18,7 @@ func (s *Server) revokeShareLink(c echo.Context) error {
 	if err != nil || id <= 0 {
 		return errs.E("portal.revokeShareLink", errs.Invalid, "malformed link ID")
 	}
-	switch err := s.shares.RevokeShareLink(c.Request().Context(), sess.PersonID, id, s.now()); {
+	switch err := s.shares.RevokeShareLink(c.Request().Context(), s.patientViewer(c, sess), id, s.now()); {
 	case err == nil:
 		s.setFlash(c, "Link revoked. It no longer opens.")
 	case errs.Is(err, errs.NotFound):

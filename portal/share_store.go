@@ -3,10 +3,13 @@ package portal
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -16,7 +19,8 @@ const maxActiveShareLinks = 20
 
 // ShareStore keeps share links in portal_share_links. It implements ShareLinks.
 type ShareStore struct {
-	db db.Querier
+	db    db.Querier
+	audit Auditor // nil: creating and revoking links is not audited
 }
 
 var _ ShareLinks = (*ShareStore)(nil)
@@ -24,12 +28,47 @@ var _ ShareLinks = (*ShareStore)(nil)
 // NewShareStore returns a store on q (usually the pool).
 func NewShareStore(q db.Querier) *ShareStore { return &ShareStore{db: q} }
 
+// WithAudit makes creating and revoking a link commit together with its audit event
+// (audit.ConsentChange, reason share-link-created or share-link-revoked, TokenID naming the
+// link as each use's event does): the patient's grant is traceable like any consent
+// change. It returns s.
+func (s *ShareStore) WithAudit(a Auditor) *ShareStore {
+	s.audit = a
+	return s
+}
+
+// shareTokenID names link id in audit events, as records.ShareTokenID does for its uses.
+func shareTokenID(id int64) string { return "share-link/" + strconv.FormatInt(id, 10) }
+
+// inTx runs fn in one transaction when the store's Querier can start one, and appends the
+// audit event fn returns in it.
+func (s *ShareStore) inTx(ctx context.Context, fn func(tx db.Querier) (audit.Event, error)) error {
+	run := func(tx db.Querier) error {
+		ev, err := fn(tx)
+		if err != nil || s.audit == nil {
+			return err
+		}
+		return s.audit.AppendTx(ctx, tx, ev)
+	}
+	if ts, ok := s.db.(db.TxStarter); ok {
+		return db.InTx(ctx, ts, run)
+	}
+	return run(s.db)
+}
+
+// changeEvent is the audit event of patient v changing their link id.
+func changeEvent(v Viewer, id int64, reason string, at time.Time) audit.Event {
+	return audit.Event{Time: at, Action: audit.ConsentChange, Outcome: audit.Permit, Reason: reason, Actor: v.Actor,
+		Role: string(v.Role), Purpose: consent.PurposePatientRequest, Patient: v.PersonID, TokenID: shareTokenID(id),
+		RequestID: v.RequestID, SourceIP: v.SourceIP}
+}
+
 // CreateShareLink implements ShareLinks. The count of active links and the insert are one
 // statement, so two concurrent creations cannot both pass the cap.
-func (s *ShareStore) CreateShareLink(ctx context.Context, l ShareLink, tokenHash []byte) (int64, error) {
+func (s *ShareStore) CreateShareLink(ctx context.Context, v Viewer, l ShareLink, tokenHash []byte) (int64, error) {
 	const op = "portal.ShareStore.CreateShareLink"
-	if l.PersonID == "" || l.CreatedBy == "" || len(tokenHash) != 32 || !l.Expires.After(l.Created) {
-		return 0, errs.E(op, errs.Invalid, "a share link needs a person, a creator, a token hash and an expiry")
+	if l.PersonID == "" || l.PersonID != v.PersonID || l.CreatedBy == "" || len(tokenHash) != 32 || !l.Expires.After(l.Created) {
+		return 0, errs.E(op, errs.Invalid, "a share link needs its patient, a creator, a token hash and an expiry")
 	}
 	scope := "labs"
 	var res *string
@@ -37,18 +76,24 @@ func (s *ShareStore) CreateShareLink(ctx context.Context, l ShareLink, tokenHash
 		scope, res = "lab", &l.ResourceID
 	}
 	var id int64
-	err := s.db.QueryRow(ctx, `
-		INSERT INTO portal_share_links (person_id, token_hash, scope, resource_id, note, first_name, created_by, created_at, expires_at)
-		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
-		WHERE (SELECT count(*) FROM portal_share_links
-		       WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > $8) < $10
-		RETURNING id`, l.PersonID, tokenHash, scope, res, l.Note, l.FirstName, l.CreatedBy, l.Created.UTC(), l.Expires.UTC(),
-		maxActiveShareLinks).Scan(&id)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, errs.E(op, errs.Conflict, "too many active share links")
-	}
+	err := s.inTx(ctx, func(tx db.Querier) (audit.Event, error) {
+		err := tx.QueryRow(ctx, `
+			INSERT INTO portal_share_links (person_id, token_hash, scope, resource_id, note, first_name, created_by, created_at, expires_at)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+			WHERE (SELECT count(*) FROM portal_share_links
+			       WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > $8) < $10
+			RETURNING id`, l.PersonID, tokenHash, scope, res, l.Note, l.FirstName, l.CreatedBy, l.Created.UTC(), l.Expires.UTC(),
+			maxActiveShareLinks).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return audit.Event{}, errs.E(op, errs.Conflict, "too many active share links")
+		}
+		if err != nil {
+			return audit.Event{}, db.Map(op, err)
+		}
+		return changeEvent(v, id, "share-link-created", l.Created), nil
+	})
 	if err != nil {
-		return 0, db.Map(op, err)
+		return 0, err
 	}
 	return id, nil
 }
@@ -93,17 +138,19 @@ func (s *ShareStore) ActiveShareLinks(ctx context.Context, personID string, now 
 
 // RevokeShareLink implements ShareLinks. The revocation is committed when it returns: the
 // next request with the link's token is refused.
-func (s *ShareStore) RevokeShareLink(ctx context.Context, personID string, id int64, now time.Time) error {
+func (s *ShareStore) RevokeShareLink(ctx context.Context, v Viewer, id int64, now time.Time) error {
 	const op = "portal.ShareStore.RevokeShareLink"
-	tag, err := s.db.Exec(ctx, `UPDATE portal_share_links SET revoked_at = $3
-		WHERE person_id = $1 AND id = $2 AND revoked_at IS NULL AND expires_at > $3`, personID, id, now.UTC())
-	if err != nil {
-		return db.Map(op, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return errs.E(op, errs.NotFound, "no such share link")
-	}
-	return nil
+	return s.inTx(ctx, func(tx db.Querier) (audit.Event, error) {
+		tag, err := tx.Exec(ctx, `UPDATE portal_share_links SET revoked_at = $3
+			WHERE person_id = $1 AND id = $2 AND revoked_at IS NULL AND expires_at > $3`, v.PersonID, id, now.UTC())
+		if err != nil {
+			return audit.Event{}, db.Map(op, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return audit.Event{}, errs.E(op, errs.NotFound, "no such share link")
+		}
+		return changeEvent(v, id, "share-link-revoked", now), nil
+	})
 }
 
 // ShareLinkByHash implements ShareLinks: one equality probe of the unique hash index, so

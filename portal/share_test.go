@@ -168,7 +168,7 @@ func newShareEnv(t *testing.T, secureCookies bool) *shareEnv {
 		RedisPrefix: prefix, InsecureCookies: !secureCookies},
 		Deps{Identity: se.identity, Staff: NewStaffStore(pool), Records: adapter, Redis: rdb, Logger: log, Now: clock.Now,
 			Privacy: NewPrivacyStore(pool, dirs, mpistore.NewOps(pool, alog, "test-model")).WithAudit(alog),
-			Shares:  NewShareStore(pool), Shared: adapter})
+			Shares:  NewShareStore(pool).WithAudit(alog), Shared: adapter})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -308,11 +308,16 @@ func TestShareLinkOpensAuditsRevokesAndExpires(t *testing.T) {
 	if got := notFoundBody(t, anon.get(link)); got != unknown {
 		t.Errorf("revoked link 404 differs from unknown token 404")
 	}
+	var changes int
+	if err := se.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE action = 'consent-change' AND patient = $1
+		AND token_id = 'share-link/' || $2 AND reason IN ('share-link-created', 'share-link-revoked') AND actor <> ''`, se.person, m[1]).Scan(&changes); err != nil || changes != 2 {
+		t.Errorf("creating and revoking the link: %d audit events (%v), want 2", changes, err)
+	}
 	if page := alice.getPrivate(se.base, "/labs/share").body; !strings.Contains(page, "Link revoked") || !strings.Contains(page, "no active links") {
 		t.Errorf("after revoke:\n%s", page)
 	}
 	// Someone else cannot revoke Alice's links: the form is scoped to the session's person.
-	if err := NewShareStore(se.pool).RevokeShareLink(context.Background(), "someone-else", 1, time.Now()); !strings.Contains(err.Error(), "no such share link") {
+	if err := NewShareStore(se.pool).RevokeShareLink(context.Background(), Viewer{PersonID: "someone-else"}, 1, time.Now()); !strings.Contains(err.Error(), "no such share link") {
 		t.Errorf("revoke by another person: %v", err)
 	}
 
