@@ -681,15 +681,30 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 		return Page{}, errs.E(op, errs.Invalid, "the patient parameter takes one Patient id, or patient.identifier=system|value")
 	}
 	d := x.decider(ctx, v, r.at)
-	var src mpistore.Source
-	if pc.Chain != nil {
-		src, err = x.svc.mpi.SourceByIdentifier(ctx, nil, pc.Values[0].System, pc.Values[0].Code)
-	} else {
-		src, err = x.svc.mpi.SourceByPatient(ctx, nil, pc.Values[0].RefID)
+	// The Patient's source record, its person's other Patients and (with a versioned
+	// consent cache) the person's consent versions, in one statement bounded like any
+	// consent read.
+	vd, versioned := x.svc.dirs.(versionedDirectives)
+	var with func(string) string
+	cctx, cancel := ctx, context.CancelFunc(func() {})
+	if versioned {
+		with = consent.VersionsSQL
+		cctx, cancel = context.WithTimeout(ctx, vd.SourceTimeout())
 	}
+	var comp mpistore.Compartment
+	if pc.Chain != nil {
+		comp, err = x.svc.mpi.CompartmentOf(cctx, "", pc.Values[0].System, pc.Values[0].Code, with)
+	} else {
+		comp, err = x.svc.mpi.CompartmentOf(cctx, pc.Values[0].RefID, "", "", with)
+	}
+	cancel()
 	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		if versioned {
+			return Page{}, errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+		}
 		return Page{}, err
 	}
+	src := comp.Source
 	if err != nil || src.MemberID != v.Org || v.Org == "" {
 		// Unknown, or another member's patient: an empty result, like a patient with no
 		// data. The log keeps the difference.
@@ -706,15 +721,21 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 		return page, nil
 	}
 	person := string(src.PersonID)
-	sources, err := x.svc.mpi.Sources(ctx, src.PersonID)
-	if err != nil {
-		return Page{}, err
-	}
-	ids := make([]string, 0, len(sources))
+	ids := comp.Patients
 	compartments := map[string]bool{}
-	for _, s := range sources {
-		ids = append(ids, s.PatientID)
-		compartments[s.PatientID] = true
+	for _, id := range ids {
+		compartments[id] = true
+	}
+	if versioned {
+		cv, err := consent.ParseVersions(comp.With)
+		if err != nil {
+			return Page{}, errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+		}
+		dirs, err := vd.CurrentAt(ctx, person, cv)
+		if err != nil {
+			return Page{}, errs.E("records.consent", errs.Unavailable, "consent unavailable", err)
+		}
+		d.dirs[person] = dirs
 	}
 	dirs, err := d.directives(person)
 	if err != nil {

@@ -98,6 +98,38 @@ func (s *Store) SourceByPatient(ctx context.Context, q db.Querier, patientID str
 	return src, db.Map("mpi.store.SourceByPatient", err)
 }
 
+// Compartment is a member Patient's source record, the Patient ids of every source record
+// of its person (its own included; by member, then id, as Sources) and, when asked for, a
+// value computed for the person in the same statement (see CompartmentOf).
+type Compartment struct {
+	Source   Source
+	Patients []string
+	With     string
+}
+
+// CompartmentOf finds a member Patient's source record, by Patient id when mrnSystem is ""
+// and else by MRN (mrnSystem, mrnValue), with everything Compartment holds, in one
+// statement: with(personExpr), when not nil, is evaluated for the person (records reads the
+// person's consent versions along, see consent.VersionsSQL). It is errs.NotFound when no
+// source record matches.
+func (s *Store) CompartmentOf(ctx context.Context, patientID, mrnSystem, mrnValue string, with func(personExpr string) string) (Compartment, error) {
+	col := "''"
+	if with != nil {
+		col = with("s.person_id")
+	}
+	where, args := "s.patient_id = $1", []any{patientID}
+	if mrnSystem != "" {
+		where, args = "s.system = $1 AND s.value = $2", []any{mrnSystem, mrnValue}
+	}
+	var c Compartment
+	src := &c.Source
+	err := s.db.QueryRow(ctx, `SELECT s.id, s.member_id, s.system, s.value, s.patient_id, s.person_id, s.version,
+		ARRAY(SELECT o.patient_id FROM mpi_source_records o WHERE o.person_id = s.person_id ORDER BY o.member_id, o.id), `+col+`
+		FROM mpi_source_records s WHERE `+where, args...).
+		Scan(&src.ID, &src.MemberID, &src.System, &src.Value, &src.PatientID, &src.PersonID, &src.Version, &c.Patients, &c.With)
+	return c, db.Map("mpi.store.CompartmentOf", err)
+}
+
 // PersonOfPatient is a fhir/store.CompartmentLookup: the SQL subquery giving the person ID
 // (text) that the member Patient patientExpr is linked to, NULL when it has no source record.
 // It reads the same row SourceByPatient does.
