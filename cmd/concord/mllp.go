@@ -32,7 +32,7 @@ func (m *Main) startMLLP() (stop func(), err error) {
 	if err != nil {
 		return nil, fmt.Errorf("CONCORD_MLLP_ADDR: %v", err)
 	}
-	in := exchange.NewHL7Intake(m.exchange, exchange.HL7Options{})
+	in := exchange.NewHL7Intake(m.exchange, exchange.HL7Options{Audit: m.audit})
 	srv := &hl7v2.Server{Handler: in, Authenticate: in.Authenticate, Logger: m.log}
 	if m.cfg.MLLPCertFile != "" {
 		// Members connect with client certificates, verified against the configured CA;
