@@ -281,9 +281,11 @@ type Deps struct {
 	// the portal offers no share links.
 	Shares ShareLinks
 	Shared SharedRecords
-	Redis  redis.Cmdable
-	Logger *slog.Logger     // default slog.Default()
-	Now    func() time.Time // default time.Now; tests pass a fake clock
+	// Patients serves the clinicians' patient look-up (/staff/patients); nil leaves it out.
+	Patients PatientLookup
+	Redis    redis.Cmdable
+	Logger   *slog.Logger     // default slog.Default()
+	Now      func() time.Time // default time.Now; tests pass a fake clock
 	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
 	// 10 s timeout that refuses redirects.
 	HTTPClient *http.Client
@@ -298,6 +300,7 @@ type Server struct {
 	privacy  Privacy
 	shares   ShareLinks
 	shared   SharedRecords
+	patients PatientLookup
 	limiter  *ipLimiter // share pages, per client IP
 	sessions *SessionStore
 	log      *slog.Logger
@@ -366,6 +369,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		privacy:  deps.Privacy,
 		shares:   deps.Shares,
 		shared:   deps.Shared,
+		patients: deps.Patients,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,

@@ -35,6 +35,12 @@ func (s *Server) Register(e *echo.Echo) {
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
+	if s.patients != nil {
+		clinician := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician))
+		e.GET("/staff/patients", s.showPatientSearch, clinician...)
+		e.POST("/staff/patients", s.findPatient, clinician...)
+		e.GET("/staff/patients/:id", s.showStaffPatient, clinician...)
+	}
 	if s.shares != nil && s.shared != nil {
 		e.GET("/labs/share", s.showShares, patient...)
 		e.POST("/labs/share", s.createShareLink, patient...)

@@ -217,7 +217,9 @@ func (m *Main) Open(ctx context.Context) error {
 	m.portal, err = portal.New(portal.Config{BaseURL: cfg.BaseURL, Issuer: issuer, ClientID: cfg.OIDCClientID,
 		ClientSecret: clientSecret, RedisPrefix: cfg.RedisPrefix, StaffMFAOff: !cfg.StaffMFA, MFAACR: cfg.StaffMFAACR},
 		portal.Deps{Identity: identity{m.mpi}, Staff: m.staff, Records: portalRecords{m.records, m.directory},
-			Privacy: portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
+			Shares: portal.NewShareStore(m.pool).WithAudit(m.audit), Shared: portalRecords{m.records, m.directory},
+			Patients: patientLookup{portalRecords{m.records, m.directory}, m.mpi},
+			Privacy:  portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,23 @@ func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
 
 // Labs returns the person's laboratory Observations that v may see.
 func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID string) ([]portal.LabResult, error) {
+	return p.labs(ctx, func(keep func(store.Stored) bool) ([]store.Stored, error) {
+		return p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", keep, 1000)
+	})
+}
+
+// SharedLabs returns the laboratory Observations that the holder of link may see: records.Shared
+// decides them as consent role share and audits the use before returning.
+func (p portalRecords) SharedLabs(ctx context.Context, v portal.Viewer, link portal.ShareLink) ([]portal.LabResult, error) {
+	sh := records.Share{LinkID: link.ID, PersonID: link.PersonID, ResourceID: link.ResourceID, RequestID: v.RequestID, SourceIP: v.SourceIP}
+	return p.labs(ctx, func(keep func(store.Stored) bool) ([]store.Stored, error) {
+		return p.rec.Shared(ctx, sh, "Observation", keep, 1000)
+	})
+}
+
+// labs reads Observations through read with a filter that keeps laboratory results, and
+// turns them into the portal's rows.
+func (p portalRecords) labs(ctx context.Context, read func(keep func(store.Stored) bool) ([]store.Stored, error)) ([]portal.LabResult, error) {
 	// Each Observation body is decoded once: the filter keeps the decoded labs for the rows.
 	decoded := map[string]*observation{}
 	keep := func(st store.Stored) bool {
@@ -83,7 +100,7 @@ func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID strin
 		decoded[st.ID] = &o
 		return true
 	}
-	obs, err := p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", keep, 1000)
+	obs, err := read(keep)
 	if err != nil {
 		return nil, err
 	}
@@ -188,4 +205,59 @@ func labResult(st store.Stored, o *observation, memberName string) portal.LabRes
 		r.Effective = d.Low
 	}
 	return r
+}
+
+// patientLookup finds a member's own patients for its clinicians (portal.PatientLookup):
+// the MPI source record by MRN or Patient id, and the name and birth date from the
+// member's own Patient, read through the enforcement point (an audited own-record read).
+type patientLookup struct {
+	portalRecords
+	mpiStore *mpistore.Store
+}
+
+func (l patientLookup) ByMRN(ctx context.Context, v portal.Viewer, mrn string) (portal.OrgPatient, error) {
+	srcs, err := l.mpiStore.SourcesOfMember(ctx, v.Org, mrn)
+	if err != nil {
+		return portal.OrgPatient{}, err
+	}
+	if len(srcs) == 0 {
+		return portal.OrgPatient{}, errs.E("patientLookup.ByMRN", errs.NotFound, "no such patient")
+	}
+	return l.patient(ctx, v, srcs[0])
+}
+
+func (l patientLookup) ByID(ctx context.Context, v portal.Viewer, id string) (portal.OrgPatient, error) {
+	src, err := l.mpiStore.SourceByPatient(ctx, nil, id)
+	if err == nil && (v.Org == "" || src.MemberID != v.Org) {
+		err = errs.E("patientLookup.ByID", errs.NotFound, "no such patient") // another member's: absent
+	}
+	if err != nil {
+		return portal.OrgPatient{}, err
+	}
+	return l.patient(ctx, v, src)
+}
+
+// patient reads src's Patient through the enforcement point for its name and birth date.
+func (l patientLookup) patient(ctx context.Context, v portal.Viewer, src mpistore.Source) (portal.OrgPatient, error) {
+	st, err := l.rec.Read(ctx, l.viewer(v), "Patient", src.PatientID)
+	if err != nil {
+		return portal.OrgPatient{}, err
+	}
+	var p struct {
+		Name []struct {
+			Text   string   `json:"text"`
+			Family string   `json:"family"`
+			Given  []string `json:"given"`
+		} `json:"name"`
+		BirthDate string `json:"birthDate"`
+	}
+	_ = json.Unmarshal(st.Body, &p) // a stored Patient parses; a name is shown only if present
+	name := "Name not recorded"
+	if len(p.Name) > 0 {
+		n := p.Name[0]
+		if name = n.Text; name == "" {
+			name = strings.TrimSpace(strings.Join(append(append([]string{}, n.Given...), n.Family), " "))
+		}
+	}
+	return portal.OrgPatient{ID: src.PatientID, MRN: src.Value, PersonID: string(src.PersonID), Name: name, BirthDate: p.BirthDate}, nil
 }

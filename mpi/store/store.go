@@ -130,6 +130,22 @@ func (s *Store) CompartmentOf(ctx context.Context, patientID, mrnSystem, mrnValu
 	return c, db.Map("mpi.store.CompartmentOf", err)
 }
 
+// SourcesOfMember returns member's source records whose identifier value is value, in any
+// of the member's identifier systems, by id (a member rarely has two).
+func (s *Store) SourcesOfMember(ctx context.Context, member, value string) ([]Source, error) {
+	const op = "mpi.store.SourcesOfMember"
+	rows, err := s.db.Query(ctx, `SELECT id, member_id, system, value, patient_id, person_id, version FROM mpi_source_records
+		WHERE member_id = $1 AND value = $2 ORDER BY id LIMIT 10`, member, value)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Source, error) {
+		var src Source
+		return src, r.Scan(&src.ID, &src.MemberID, &src.System, &src.Value, &src.PatientID, &src.PersonID, &src.Version)
+	})
+	return out, db.Map(op, err)
+}
+
 // PersonOfPatient is a fhir/store.CompartmentLookup: the SQL subquery giving the person ID
 // (text) that the member Patient patientExpr is linked to, NULL when it has no source record.
 // It reads the same row SourceByPatient does.

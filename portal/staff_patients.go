@@ -1,0 +1,96 @@
+package portal
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// OrgPatient is one of a member organization's own patients, as its clinicians look it up:
+// the organization's Patient id and MRN, the person the MPI links it to, and the name and
+// birth date from the organization's own record (shown to confirm who it is; never logged).
+type OrgPatient struct {
+	ID        string
+	MRN       string
+	PersonID  string
+	Name      string
+	BirthDate string
+}
+
+// PatientLookup finds a member organization's own patients for its clinicians. Reading the
+// organization's own Patient record is itself audited (a read of its own record).
+type PatientLookup interface {
+	// ByMRN returns the patient of org with medical record number mrn; errs.NotFound when
+	// org has none, errs.Unavailable when the lookup or its audit event failed.
+	ByMRN(ctx context.Context, v Viewer, mrn string) (OrgPatient, error)
+	// ByID returns org's patient with FHIR Patient id id; errs.NotFound when org has no
+	// such patient (another organization's patient is not found either).
+	ByID(ctx context.Context, v Viewer, id string) (OrgPatient, error)
+}
+
+type staffPatientsPage struct {
+	Page
+	MRN   string
+	Error string
+}
+
+type staffPatientPage struct {
+	Page
+	Patient OrgPatient
+	OrgName string
+	Tests   []labTest
+}
+
+// staffViewer is the signed-in clinician as the enforcement point sees them.
+func staffViewer(c echo.Context) Viewer {
+	sess, _ := session(c)
+	return Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+}
+
+// showPatientSearch is the clinician's patient look-up form.
+func (s *Server) showPatientSearch(c echo.Context) error {
+	return s.render(c, http.StatusOK, "staff_patients", staffPatientsPage{Page: s.page(c, "Find a patient")})
+}
+
+// findPatient looks the MRN up among the clinician's organization's patients (a POST, so
+// the MRN stays out of URLs and logs) and sends the clinician to the patient's page.
+func (s *Server) findPatient(c echo.Context) error {
+	mrn := strings.TrimSpace(c.FormValue("mrn"))
+	p := staffPatientsPage{Page: s.page(c, "Find a patient"), MRN: mrn}
+	if mrn == "" || len(mrn) > 64 {
+		p.Error = "Enter the patient's medical record number (MRN) at your organization."
+		return s.render(c, http.StatusBadRequest, "staff_patients", p)
+	}
+	pt, err := s.patients.ByMRN(c.Request().Context(), staffViewer(c), mrn)
+	if errs.CodeOf(err) == errs.NotFound {
+		sess, _ := session(c)
+		p.Error = "Your organization (" + sess.OrgName + ") has no patient with that MRN."
+		return s.render(c, http.StatusUnprocessableEntity, "staff_patients", p)
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/staff/patients/"+pt.ID)
+}
+
+// showStaffPatient shows one of the organization's patients and the lab results of their
+// regional record that consent lets the clinician see for treatment, each labelled with the
+// member that sent it. The read is decided and audited by the enforcement point.
+func (s *Server) showStaffPatient(c echo.Context) error {
+	ctx, v := c.Request().Context(), staffViewer(c)
+	pt, err := s.patients.ByID(ctx, v, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	res, err := s.records.Labs(ctx, v, pt.PersonID)
+	if err != nil {
+		return err
+	}
+	sess, _ := session(c)
+	p := staffPatientPage{Page: s.page(c, "Patient record"), Patient: pt, OrgName: sess.OrgName, Tests: groupLabs(res, s.cfg.Location)}
+	return s.render(c, http.StatusOK, "staff_patient", p)
+}

@@ -1,0 +1,91 @@
+package portal
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// memPatients is one organization's patients by MRN, as PatientLookup sees them.
+type memPatients struct {
+	org   string
+	byMRN map[string]OrgPatient
+}
+
+func (m memPatients) ByMRN(_ context.Context, v Viewer, mrn string) (OrgPatient, error) {
+	if p, ok := m.byMRN[mrn]; ok && v.Org == m.org {
+		return p, nil
+	}
+	return OrgPatient{}, errs.E("memPatients", errs.NotFound, "no such patient")
+}
+
+func (m memPatients) ByID(_ context.Context, v Viewer, id string) (OrgPatient, error) {
+	for _, p := range m.byMRN {
+		if p.ID == id && v.Org == m.org {
+			return p, nil
+		}
+	}
+	return OrgPatient{}, errs.E("memPatients", errs.NotFound, "no such patient")
+}
+
+// TestClinicianPatientLookUp: a clinician finds one of the organization's patients by MRN
+// (a POST with the CSRF token, so the MRN stays out of URLs) and sees the regional labs
+// read as a clinician of that organization; unknown MRNs and empty input are readable form
+// errors; another organization's patient id and a patient login get the 404 page.
+func TestClinicianPatientLookUp(t *testing.T) {
+	t.Parallel()
+	pts := memPatients{org: "riverside", byMRN: map[string]OrgPatient{
+		"RFC-1001": {ID: "pat-1", MRN: "RFC-1001", PersonID: "person-1", Name: "Alice Nguyen", BirthDate: "1984-03-02"},
+	}}
+	e := newEnv(t, envOpts{patients: pts})
+	c := newClient(t)
+	e.signIn(t, c, "drjones", "jones-pw")
+	staff := c.get(e.base + "/staff")
+	if !strings.Contains(staff.body, `href="/staff/patients"`) {
+		t.Fatalf("staff page offers no look-up:\n%s", staff.body)
+	}
+	form := c.get(e.base + "/staff/patients")
+	if form.status != http.StatusOK {
+		t.Fatalf("look-up form: %d", form.status)
+	}
+	tok := csrfFrom(t, form.body)
+	if r := c.post(e.base+"/staff/patients", url.Values{"mrn": {"RFC-1001"}}, ""); r.status != http.StatusBadRequest {
+		t.Errorf("look-up without CSRF token: %d", r.status)
+	}
+	if r := c.post(e.base+"/staff/patients", url.Values{"_csrf": {tok}, "mrn": {"RFC-1001"}}, "cross-site"); r.status != http.StatusForbidden {
+		t.Errorf("cross-site look-up: %d", r.status)
+	}
+	if r := c.post(e.base+"/staff/patients", url.Values{"_csrf": {tok}, "mrn": {"  "}}, ""); r.status != http.StatusBadRequest || !strings.Contains(r.body, "Enter the patient") {
+		t.Errorf("empty MRN: %d", r.status)
+	}
+	if r := c.post(e.base+"/staff/patients", url.Values{"_csrf": {tok}, "mrn": {"RFC-9999"}}, ""); r.status != http.StatusUnprocessableEntity || !strings.Contains(r.body, "has no patient with that MRN") {
+		t.Errorf("unknown MRN: %d", r.status)
+	}
+	r := c.post(e.base+"/staff/patients", url.Values{"_csrf": {tok}, "mrn": {"RFC-1001"}}, "")
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/staff/patients/pat-1" {
+		t.Fatalf("found MRN: %d to %q", r.status, r.header.Get("Location"))
+	}
+	page := c.get(e.base + "/staff/patients/pat-1")
+	if page.status != http.StatusOK || !strings.Contains(page.body, "Alice Nguyen") || !strings.Contains(page.body, "1984-03-02") ||
+		!strings.Contains(page.body, sampleLabs()[0].Display) {
+		t.Fatalf("patient page %d:\n%s", page.status, page.body)
+	}
+	e.records.mu.Lock()
+	last := e.records.viewers[len(e.records.viewers)-1]
+	e.records.mu.Unlock()
+	if last.Role != RoleClinician || last.Org != "riverside" || last.PersonID != "" || !strings.HasSuffix(last.Actor, "|sub-doc-1") {
+		t.Errorf("labs read as %+v, want the clinician of riverside", last)
+	}
+	if r := c.get(e.base + "/staff/patients/pat-of-another-org"); r.status != http.StatusNotFound {
+		t.Errorf("another organization's patient: %d", r.status)
+	}
+	p := newClient(t)
+	e.signIn(t, p, "alice", "alice-pw")
+	if r := p.get(e.base + "/staff/patients/pat-1"); r.status != http.StatusNotFound {
+		t.Errorf("patient login on the look-up: %d", r.status)
+	}
+}
