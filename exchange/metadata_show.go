@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/notify"
 )
 
 // showSMARTConfiguration serves the SMART discovery document for backend services.
@@ -63,12 +64,21 @@ var typeOperations = map[string][]operationCap{
 	},
 }
 
+// extSubscriptionTopic lists, on the CapabilityStatement's Subscription entry, a topic the
+// server supports (Subscriptions R5 Backport IG).
+const extSubscriptionTopic = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/capabilitystatement-subscriptiontopic-canonical"
+
 // showMetadata serves the CapabilityStatement. It needs no authentication.
 func (s *Server) showMetadata(c echo.Context) error {
 	type interaction struct {
 		Code string `json:"code"`
 	}
+	type canonicalExt struct {
+		URL            string `json:"url"`
+		ValueCanonical string `json:"valueCanonical"`
+	}
 	type resource struct {
+		Extension     []canonicalExt   `json:"extension,omitempty"`
 		Type          string           `json:"type"`
 		Interaction   []interaction    `json:"interaction"`
 		SearchInclude []string         `json:"searchInclude,omitempty"`
@@ -80,6 +90,11 @@ func (s *Server) showMetadata(c echo.Context) error {
 		r := resource{Type: t}
 		r.SearchParam, r.SearchInclude, r.Operation = searchCapability(t, ops)
 		r.Operation = append(r.Operation, typeOperations[t]...)
+		if t == "Subscription" { // the topics a Subscription may name (Subscriptions R5 Backport)
+			for _, topic := range notify.Topics() {
+				r.Extension = append(r.Extension, canonicalExt{URL: extSubscriptionTopic, ValueCanonical: topic})
+			}
+		}
 		for _, op := range ops {
 			r.Interaction = append(r.Interaction, interaction{op})
 		}

@@ -272,7 +272,8 @@ func TestThinSlice(t *testing.T) {
 	if _, err := fhir.Parse(body); status != http.StatusOK || err != nil {
 		t.Fatalf("metadata = %d, %v", status, err)
 	}
-	for _, want := range []string{`"name":"match"`, `"name":"everything"`, `"code":"transaction"`, `"code":"search-type"`} {
+	for _, want := range []string{`"name":"match"`, `"name":"everything"`, `"code":"transaction"`, `"code":"search-type"`,
+		`"valueCanonical":"https://concord.example/fhir/SubscriptionTopic/patient-link-changed"`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("CapabilityStatement lacks %s", want)
 		}
