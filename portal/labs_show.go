@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/consent"
 )
 
 type labsPage struct {
@@ -35,6 +37,7 @@ type labRow struct {
 	Effective time.Time
 	Status    string // shown only when not final
 	Source    string // the source member's name (its ID when the name is unknown)
+	Part2     bool   // a 42 CFR Part 2 record disclosed to a non-patient (see LabResult.Part2)
 }
 
 // showLabs lists the patient's lab results grouped by test, each labelled with its source.
@@ -86,7 +89,7 @@ func groupLabs(res []LabResult, loc *time.Location) []labTest {
 		}
 		t.Rows = append(t.Rows, labRow{
 			Value: r.Value, Unit: r.Unit, RefRange: r.RefRange, Flag: flag, FlagLabel: label, Abnormal: abnormal,
-			Effective: r.Effective.In(loc), Status: status, Source: src,
+			Effective: r.Effective.In(loc), Status: status, Source: src, Part2: r.Part2,
 		})
 	}
 	tests := make([]labTest, 0, len(order))
@@ -107,6 +110,24 @@ func groupLabs(res []LabResult, loc *time.Location) []labTest {
 		return tests[i].Display < tests[j].Display
 	})
 	return tests
+}
+
+// part2Notice is the §2.32 notice a page shows above results when any of them is a Part 2
+// record disclosed to a non-patient; nil when none is.
+type part2Notice struct {
+	Text string
+	URL  string
+}
+
+func part2NoticeFor(tests []labTest) *part2Notice {
+	for _, t := range tests {
+		for _, r := range t.Rows {
+			if r.Part2 {
+				return &part2Notice{Text: consent.Part2Notice, URL: consent.Part2NoticeURL}
+			}
+		}
+	}
+	return nil
 }
 
 // flagLabel names an HL7 v2 / FHIR interpretation code and says whether it is abnormal.

@@ -73,6 +73,10 @@ type LabResult struct {
 	Status           string // final, preliminary, corrected, ...
 	SourceMember     string // member ID
 	SourceMemberName string
+	// Part2 marks a 42 CFR Part 2 record disclosed to someone other than the patient (a
+	// clinician of another member, a share link's holder): the page must carry the §2.32
+	// redisclosure notice (consent.Part2Notice).
+	Part2 bool
 }
 
 // LogValue redacts the result, so a careless slog.Any stays safe.

@@ -16,6 +16,7 @@ type sharedPage struct {
 	Expires   time.Time
 	One       bool // the link names one result
 	Tests     []labTest
+	Part2     *part2Notice
 }
 
 // showShared is what a share link opens, without sign-in: the lab results the link names,
@@ -51,6 +52,7 @@ func (s *Server) showShared(c echo.Context) error {
 	}
 	p := sharedPage{Page: s.page(c, title), FirstName: l.FirstName, Expires: l.Expires.In(s.cfg.Location),
 		One: l.ResourceID != "", Tests: groupLabs(labs, s.cfg.Location)}
+	p.Part2 = part2NoticeFor(p.Tests)
 	return s.render(c, http.StatusOK, "shared", p)
 }
 

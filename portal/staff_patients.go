@@ -43,6 +43,7 @@ type staffPatientPage struct {
 	Patient OrgPatient
 	OrgName string
 	Tests   []labTest
+	Part2   *part2Notice
 }
 
 // staffViewer is the signed-in clinician as the enforcement point sees them.
@@ -92,5 +93,6 @@ func (s *Server) showStaffPatient(c echo.Context) error {
 	}
 	sess, _ := session(c)
 	p := staffPatientPage{Page: s.page(c, "Patient record"), Patient: pt, OrgName: sess.OrgName, Tests: groupLabs(res, s.cfg.Location)}
+	p.Part2 = part2NoticeFor(p.Tests)
 	return s.render(c, http.StatusOK, "staff_patient", p)
 }

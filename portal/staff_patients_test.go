@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -79,6 +80,17 @@ func TestClinicianPatientLookUp(t *testing.T) {
 	e.records.mu.Unlock()
 	if last.Role != RoleClinician || last.Org != "riverside" || last.PersonID != "" || !strings.HasSuffix(last.Actor, "|sub-doc-1") {
 		t.Errorf("labs read as %+v, want the clinician of riverside", last)
+	}
+	if strings.Contains(page.body, "42 CFR Part 2") {
+		t.Errorf("the §2.32 notice shows with no Part 2 record on the page")
+	}
+	// A Part 2 record disclosed to the clinician brings the §2.32 notice and its mark.
+	e.records.mu.Lock()
+	e.records.labs["person-1"][0].Part2 = true
+	e.records.mu.Unlock()
+	page = c.get(e.base + "/staff/patients/pat-1")
+	if !strings.Contains(page.body, consent.Part2Notice[:60]) || !strings.Contains(page.body, `class="part2-tag"`) {
+		t.Errorf("Part 2 result without the notice:\n%s", page.body)
 	}
 	if r := c.get(e.base + "/staff/patients/pat-of-another-org"); r.status != http.StatusNotFound {
 		t.Errorf("another organization's patient: %d", r.status)

@@ -73,7 +73,7 @@ func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
 
 // Labs returns the person's laboratory Observations that v may see.
 func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID string) ([]portal.LabResult, error) {
-	return p.labs(ctx, func(keep func(store.Stored) bool) ([]store.Stored, error) {
+	return p.labs(ctx, string(v.Role), v.Org, func(keep func(store.Stored) bool) ([]store.Stored, error) {
 		return p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", keep, 1000)
 	})
 }
@@ -82,14 +82,16 @@ func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID strin
 // decides them as consent role share and audits the use before returning.
 func (p portalRecords) SharedLabs(ctx context.Context, v portal.Viewer, link portal.ShareLink) ([]portal.LabResult, error) {
 	sh := records.Share{LinkID: link.ID, PersonID: link.PersonID, ResourceID: link.ResourceID, RequestID: v.RequestID, SourceIP: v.SourceIP}
-	return p.labs(ctx, func(keep func(store.Stored) bool) ([]store.Stored, error) {
+	return p.labs(ctx, consent.RoleShare, "", func(keep func(store.Stored) bool) ([]store.Stored, error) {
 		return p.rec.Shared(ctx, sh, "Observation", keep, 1000)
 	})
 }
 
 // labs reads Observations through read with a filter that keeps laboratory results, and
-// turns them into the portal's rows.
-func (p portalRecords) labs(ctx context.Context, read func(keep func(store.Stored) bool) ([]store.Stored, error)) ([]portal.LabResult, error) {
+// turns them into the portal's rows for a viewer of consent role role at member org ("" for
+// none): a Part 2 record sent by another member is marked as disclosed (LabResult.Part2)
+// unless the viewer is the patient.
+func (p portalRecords) labs(ctx context.Context, role, org string, read func(keep func(store.Stored) bool) ([]store.Stored, error)) ([]portal.LabResult, error) {
 	// Each Observation body is decoded once: the filter keeps the decoded labs for the rows.
 	decoded := map[string]*observation{}
 	keep := func(st store.Stored) bool {
@@ -112,7 +114,9 @@ func (p portalRecords) labs(ctx context.Context, read func(keep func(store.Store
 	}
 	out := make([]portal.LabResult, 0, len(obs))
 	for _, st := range obs {
-		out = append(out, labResult(st, decoded[st.ID], names[st.MemberID]))
+		r := labResult(st, decoded[st.ID], names[st.MemberID])
+		r.Part2 = st.MemberID != org && consent.NeedsPart2Notice(decoded[st.ID].labels(), consent.Request{ActorRole: role})
+		out = append(out, r)
 	}
 	return out, nil
 }
@@ -127,6 +131,11 @@ type codeable struct {
 }
 
 type observation struct {
+	Meta struct {
+		Security []struct {
+			Code string `json:"code"`
+		} `json:"security"`
+	} `json:"meta"`
 	Status            string     `json:"status"`
 	Category          []codeable `json:"category"`
 	Code              codeable   `json:"code"`
@@ -148,6 +157,15 @@ type observation struct {
 		} `json:"high"`
 		Text string `json:"text"`
 	} `json:"referenceRange"`
+}
+
+// labels returns the Observation's security label codes.
+func (o *observation) labels() []string {
+	out := make([]string, len(o.Meta.Security))
+	for i, s := range o.Meta.Security {
+		out[i] = s.Code
+	}
+	return out
 }
 
 // isLab reports whether the Observation is in the laboratory category.
