@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -214,13 +213,6 @@ func (c *countTracker) get() (n int, seen, mismatch bool) {
 	return c.n, c.seen, c.mismatch
 }
 
-// bundle is the part of a FHIR searchset Bundle that carries its size.
-type bundle struct {
-	ResourceType string            `json:"resourceType"`
-	Total        *int              `json:"total"`
-	Entry        []json.RawMessage `json:"entry"`
-}
-
 // BundleCount returns a FHIR Bundle's total, or the number of its entries when it has no
 // total. It returns an error when body is not a Bundle.
 func BundleCount(body []byte) (int, error) {
@@ -243,12 +235,12 @@ func bundleCount(body []byte) (n int, isBundle bool, err error) {
 // parseBundle returns a Bundle's total (nil when absent) and number of entries; isBundle is
 // false for any other resource.
 func parseBundle(body []byte) (total *int, entries int, isBundle bool, err error) {
-	var b bundle
-	if err := json.Unmarshal(body, &b); err != nil {
-		return nil, 0, false, fmt.Errorf("answer is not JSON: %w", err)
+	rt, total, entries, err := scanBundle(body)
+	if err != nil {
+		return nil, 0, false, err
 	}
-	if b.ResourceType != "Bundle" {
+	if rt != "Bundle" {
 		return nil, 0, false, nil
 	}
-	return b.Total, len(b.Entry), true, nil
+	return total, entries, true, nil
 }
