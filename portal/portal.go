@@ -287,6 +287,8 @@ type Deps struct {
 	Shared SharedRecords
 	// Patients serves the clinicians' patient look-up (/staff/patients); nil leaves it out.
 	Patients PatientLookup
+	// Messages serves secure messages (/messages, /staff/messages); nil leaves them out.
+	Messages Messaging
 	Redis    redis.Cmdable
 	Logger   *slog.Logger     // default slog.Default()
 	Now      func() time.Time // default time.Now; tests pass a fake clock
@@ -305,14 +307,17 @@ type Server struct {
 	shares   ShareLinks
 	shared   SharedRecords
 	patients PatientLookup
+	messages Messaging
 	limiter  *ipLimiter // share pages, per client IP
-	sessions *SessionStore
-	log      *slog.Logger
-	now      func() time.Time
-	hc       *http.Client
-	pages    *renderer
-	csp      string
-	cookie   cookieNames
+	// msgLimiter counts messages sent, per login
+	msgLimiter *ipLimiter
+	sessions   *SessionStore
+	log        *slog.Logger
+	now        func() time.Time
+	hc         *http.Client
+	pages      *renderer
+	csp        string
+	cookie     cookieNames
 
 	mu       sync.Mutex // guards the lazily discovered OP below
 	provider *oidc.Provider
@@ -374,6 +379,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		shares:   deps.Shares,
 		shared:   deps.Shared,
 		patients: deps.Patients,
+		messages: deps.Messages,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,
@@ -393,6 +399,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s.limiter = newIPLimiter(deps.Redis, cfg.RedisPrefix+"share-rl:", shareRatePerMinute, s.now, s.log)
+	s.msgLimiter = newIPLimiter(deps.Redis, cfg.RedisPrefix+"msg-rl:", messageRatePerMinute, s.now, s.log)
 	s.sessions = NewSessionStore(deps.Redis, cfg.RedisPrefix, SessionTimeouts{
 		PatientIdle: cfg.PatientIdle, StaffIdle: cfg.StaffIdle, Absolute: cfg.Absolute, Login: cfg.LoginWindow,
 	}, s.now)

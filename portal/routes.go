@@ -51,6 +51,14 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/share/:token", s.showShared, s.shareChain()...)
 	}
 
+	if s.messages != nil {
+		e.GET("/messages", s.showMessages, patient...)
+		e.GET("/messages/new", s.showNewMessage, patient...)
+		e.POST("/messages/new", s.createThread, patient...)
+		e.GET("/messages/:id", s.showThread, patient...)
+		e.POST("/messages/:id", s.replyThread, patient...)
+	}
+
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(web.Static())))
 	e.GET("/static/*", echo.WrapHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings

@@ -1,0 +1,225 @@
+package portal
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// messageRatePerMinute is how many messages (new threads and replies) one login may send a
+// minute; the limiter counts in fixed one-minute windows shared through Redis.
+const messageRatePerMinute = 5
+
+// Messaging keeps secure messages. MessageStore implements it on PostgreSQL; every call is
+// scoped to the viewer (a patient's person, a clinician's member), and a thread the viewer
+// may not see is errs.NotFound.
+type Messaging interface {
+	CreateThread(ctx context.Context, personID, member, subject string, m Message, at time.Time) (int64, error)
+	Threads(ctx context.Context, v Viewer) ([]MessageThread, error)
+	Thread(ctx context.Context, v Viewer, id int64) (MessageThread, []Message, error)
+	MarkRead(ctx context.Context, v Viewer, id int64, now time.Time) error
+	Reply(ctx context.Context, v Viewer, id int64, m Message, at time.Time) error
+	Close(ctx context.Context, v Viewer, id int64) error
+}
+
+var _ Messaging = (*MessageStore)(nil)
+
+// clinic is a member organization a patient may write to: one that holds their records.
+type clinic struct{ ID, Name string }
+
+type messagesPage struct {
+	Page
+	Threads []MessageThread
+	Names   map[string]string
+}
+
+type messageNewPage struct {
+	Page
+	Clinics               []clinic
+	Clinic, Subject, Body string
+	Error                 string
+}
+
+type messagePage struct {
+	Page
+	Thread   MessageThread
+	Messages []Message
+	Clinic   string
+	Body     string
+	Error    string
+	Staff    bool
+}
+
+// clinicsOf lists the members that hold personID's lab results, by name.
+func (s *Server) clinicsOf(c echo.Context, sess *Session) ([]clinic, error) {
+	labs, err := s.records.Labs(c.Request().Context(), s.patientViewer(c, sess), sess.PersonID)
+	if err != nil {
+		return nil, err
+	}
+	var out []clinic
+	for _, l := range labs {
+		if l.SourceMember == "" || slices.ContainsFunc(out, func(k clinic) bool { return k.ID == l.SourceMember }) {
+			continue
+		}
+		name := l.SourceMemberName
+		if name == "" {
+			name = l.SourceMember
+		}
+		out = append(out, clinic{l.SourceMember, name})
+	}
+	slices.SortFunc(out, func(a, b clinic) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// memberNames maps member IDs to names when the directory is at hand; a failure shows IDs.
+func (s *Server) memberNames(ctx context.Context) map[string]string {
+	if s.privacy == nil {
+		return nil
+	}
+	names, err := s.privacy.MemberNames(ctx)
+	if err != nil {
+		return nil
+	}
+	return names
+}
+
+func threadID(c echo.Context) (int64, error) {
+	id, err := strconv.ParseInt(c.Param("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errs.E("portal.threadID", errs.NotFound, "no such thread")
+	}
+	return id, nil
+}
+
+// allowMessage counts one message of v's login against the rate limit.
+func (s *Server) allowMessage(c echo.Context, v Viewer) bool {
+	ok, _ := s.msgLimiter.allow(c.Request().Context(), v.Actor)
+	return ok
+}
+
+// showMessages is the patient's inbox, newest first.
+func (s *Server) showMessages(c echo.Context) error {
+	sess, _ := session(c)
+	ts, err := s.messages.Threads(c.Request().Context(), s.patientViewer(c, sess))
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusOK, "messages", messagesPage{Page: s.page(c, "Messages"), Threads: ts, Names: s.memberNames(c.Request().Context())})
+}
+
+// showNewMessage is the form to write to one of the patient's clinics.
+func (s *Server) showNewMessage(c echo.Context) error {
+	sess, _ := session(c)
+	cl, err := s.clinicsOf(c, sess)
+	if err != nil {
+		return err
+	}
+	return s.render(c, http.StatusOK, "message_new", messageNewPage{Page: s.page(c, "New message"), Clinics: cl})
+}
+
+// createThread starts a thread with a clinic that holds the patient's records.
+func (s *Server) createThread(c echo.Context) error {
+	sess, _ := session(c)
+	v := s.patientViewer(c, sess)
+	cl, err := s.clinicsOf(c, sess)
+	if err != nil {
+		return err
+	}
+	p := messageNewPage{Page: s.page(c, "New message"), Clinics: cl, Clinic: c.FormValue("clinic"),
+		Subject: c.FormValue("subject"), Body: c.FormValue("body")}
+	if !slices.ContainsFunc(cl, func(k clinic) bool { return k.ID == p.Clinic }) {
+		p.Error = "Please choose the clinic to write to."
+		return s.render(c, http.StatusBadRequest, "message_new", p)
+	}
+	if _, _, err := CleanMessage(p.Subject, p.Body); err != nil {
+		p.Error = errs.MessageOf(err)
+		return s.render(c, http.StatusBadRequest, "message_new", p)
+	}
+	if !s.allowMessage(c, v) {
+		p.Error = "You have sent many messages just now. Please wait a minute and try again."
+		return s.render(c, http.StatusTooManyRequests, "message_new", p)
+	}
+	id, err := s.messages.CreateThread(c.Request().Context(), sess.PersonID, p.Clinic, p.Subject,
+		Message{AuthorLogin: v.Actor, AuthorName: patientName(sess.Name), Body: p.Body}, s.now())
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/messages/"+strconv.FormatInt(id, 10))
+}
+
+// patientName is how a patient's message is signed: their first name, or "You".
+func patientName(name string) string {
+	if f := firstName(name); f != "" {
+		return f
+	}
+	return "You"
+}
+
+// showThread shows one of the patient's threads and marks the clinic's messages read.
+func (s *Server) showThread(c echo.Context) error {
+	sess, _ := session(c)
+	return s.renderThread(c, s.patientViewer(c, sess), http.StatusOK, "", "")
+}
+
+func (s *Server) renderThread(c echo.Context, v Viewer, status int, body, msg string) error {
+	ctx := c.Request().Context()
+	id, err := threadID(c)
+	if err != nil {
+		return err
+	}
+	t, ms, err := s.messages.Thread(ctx, v, id)
+	if err != nil {
+		return err
+	}
+	if err := s.messages.MarkRead(ctx, v, id, s.now()); err != nil {
+		return err
+	}
+	name := t.Member
+	if n := s.memberNames(ctx)[t.Member]; n != "" {
+		name = n
+	}
+	return s.render(c, status, "message", messagePage{Page: s.page(c, t.Subject), Thread: t, Messages: ms, Clinic: name,
+		Body: body, Error: msg, Staff: v.Role == RoleClinician})
+}
+
+// replyThread appends the signed-in user's reply to a thread they may see.
+func (s *Server) replyThread(c echo.Context) error {
+	sess, _ := session(c)
+	v := s.patientViewer(c, sess)
+	name := patientName(sess.Name)
+	if sess.Role == RoleClinician {
+		v = s.clinicianViewer(c, sess)
+		name = sess.Name
+	}
+	id, err := threadID(c)
+	if err != nil {
+		return err
+	}
+	body := c.FormValue("body")
+	if _, _, err := CleanMessage("-", body); err != nil {
+		return s.renderThread(c, v, http.StatusBadRequest, body, errs.MessageOf(err))
+	}
+	if !s.allowMessage(c, v) {
+		return s.renderThread(c, v, http.StatusTooManyRequests, body, "You have sent many messages just now. Please wait a minute and try again.")
+	}
+	err = s.messages.Reply(c.Request().Context(), v, id, Message{AuthorLogin: v.Actor, AuthorName: name, Body: body}, s.now())
+	if errs.Is(err, errs.Conflict) {
+		return s.renderThread(c, v, http.StatusConflict, body, "This conversation is closed.")
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, c.Request().URL.Path)
+}
+
+// clinicianViewer is the signed-in clinician, scoped to their member.
+func (s *Server) clinicianViewer(c echo.Context, sess *Session) Viewer {
+	return Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+}
