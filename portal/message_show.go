@@ -25,6 +25,9 @@ type Messaging interface {
 	Threads(ctx context.Context, v Viewer) ([]MessageThread, error)
 	Thread(ctx context.Context, v Viewer, id int64) (MessageThread, []Message, error)
 	MarkRead(ctx context.Context, v Viewer, id int64, now time.Time) error
+	// Open is Thread and MarkRead at once; a clinician's opening is audited, and it fails
+	// closed (errs.Unavailable, nothing shown) when the audit event cannot be written.
+	Open(ctx context.Context, v Viewer, id int64, now time.Time) (MessageThread, []Message, error)
 	Reply(ctx context.Context, v Viewer, id int64, m Message, at time.Time) error
 	Close(ctx context.Context, v Viewer, id int64) error
 }
@@ -174,11 +177,8 @@ func (s *Server) renderThread(c echo.Context, v Viewer, status int, body, msg st
 	if err != nil {
 		return err
 	}
-	t, ms, err := s.messages.Thread(ctx, v, id)
+	t, ms, err := s.messages.Open(ctx, v, id, s.now())
 	if err != nil {
-		return err
-	}
-	if err := s.messages.MarkRead(ctx, v, id, s.now()); err != nil {
 		return err
 	}
 	name := t.Member
@@ -222,4 +222,24 @@ func (s *Server) replyThread(c echo.Context) error {
 // clinicianViewer is the signed-in clinician, scoped to their member.
 func (s *Server) clinicianViewer(c echo.Context, sess *Session) Viewer {
 	return Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+}
+
+// showStaffThread shows a thread of the clinician's member and marks the patient's messages
+// read; the reading is audited (fail closed).
+func (s *Server) showStaffThread(c echo.Context) error {
+	sess, _ := session(c)
+	return s.renderThread(c, s.clinicianViewer(c, sess), http.StatusOK, "", "")
+}
+
+// closeThread closes a thread of the clinician's member.
+func (s *Server) closeThread(c echo.Context) error {
+	sess, _ := session(c)
+	id, err := threadID(c)
+	if err != nil {
+		return err
+	}
+	if err := s.messages.Close(c.Request().Context(), s.clinicianViewer(c, sess), id); err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/staff")
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -57,10 +60,65 @@ func (m Message) LogValue() slog.Value { return slog.GroupValue(slog.Int64("id",
 // MessageStore keeps secure messages in portal_message_threads and portal_messages. Every
 // read is scoped: a patient's calls name their person, a clinician's their member, and a
 // thread of someone else is errs.NotFound, as an absent one.
-type MessageStore struct{ db db.Querier }
+type MessageStore struct {
+	db    db.Querier
+	audit Auditor // nil: clinicians cannot open threads (Open fails closed)
+}
 
 // NewMessageStore returns a store on q (usually the pool).
 func NewMessageStore(q db.Querier) *MessageStore { return &MessageStore{db: q} }
+
+// WithAudit makes a clinician's opening of a thread commit one audit event (action read,
+// the patient's person, resource Communication/<thread id>, purpose TREAT) together with
+// marking the patient's messages read. Without it Open refuses clinicians. It returns s.
+func (s *MessageStore) WithAudit(a Auditor) *MessageStore {
+	s.audit = a
+	return s
+}
+
+// Open returns thread id and its messages for v as Thread does, and marks the other side's
+// messages read at now. A clinician's opening is a disclosure of the patient's words: it is
+// audited in the same transaction, and when the event cannot be written Open returns
+// errs.Unavailable and nothing.
+func (s *MessageStore) Open(ctx context.Context, v Viewer, id int64, now time.Time) (MessageThread, []Message, error) {
+	const op = "portal.MessageStore.Open"
+	if v.Role == RoleClinician && s.audit == nil {
+		return MessageThread{}, nil, errs.E(op, errs.Unavailable, "messages are not audited")
+	}
+	var t MessageThread
+	var ms []Message
+	run := func(tx db.Querier) error {
+		q := &MessageStore{db: tx}
+		var err error
+		if t, ms, err = q.Thread(ctx, v, id); err != nil {
+			return err
+		}
+		if err := q.MarkRead(ctx, v, id, now); err != nil {
+			return err
+		}
+		if v.Role != RoleClinician {
+			return nil
+		}
+		ev := audit.Event{Time: now, Action: audit.Read, Outcome: audit.Permit, Reason: "portal-message", Actor: v.Actor,
+			Org: v.Org, Role: string(v.Role), Purpose: consent.PurposeTreatment, Patient: t.PersonID,
+			Resources: []audit.Resource{{Type: "Communication", ID: strconv.FormatInt(id, 10)}},
+			RequestID: v.RequestID, SourceIP: v.SourceIP}
+		if err := s.audit.AppendTx(ctx, tx, ev); err != nil {
+			return errs.E(op, errs.Unavailable, err)
+		}
+		return nil
+	}
+	var err error
+	if ts, ok := s.db.(db.TxStarter); ok {
+		err = db.InTx(ctx, ts, run)
+	} else {
+		err = run(s.db)
+	}
+	if err != nil {
+		return MessageThread{}, nil, err
+	}
+	return t, ms, nil
+}
 
 // CleanMessage trims subject and body and checks their limits; errs.Invalid with a
 // readable message when one is empty or too long. A reply passes subject "-".

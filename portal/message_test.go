@@ -1,11 +1,18 @@
 package portal
 
 import (
+	"context"
+	"errors"
 	"html"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/internal/db"
 )
 
 func TestPatientMessagesACareTeam(t *testing.T) {
@@ -58,6 +65,75 @@ func TestPatientMessagesACareTeam(t *testing.T) {
 	}
 	// Another patient's view of the thread is the normal 404.
 	if r := alice.get(se.base + "/messages/999999"); r.status != http.StatusNotFound {
+		t.Errorf("unknown thread: %d", r.status)
+	}
+}
+
+func (a *switchAudit) AppendTx(ctx context.Context, tx db.Querier, evs ...audit.Event) error {
+	if a.fail.Load() {
+		return errors.New("audit database down")
+	}
+	return a.log.AppendTx(ctx, tx, evs...)
+}
+
+// TestClinicianAnswersAPatient: the clinic's clinician sees the thread in the inbox, opens
+// it (audited as a read of the patient's Communication), replies and closes it; the patient
+// sees the reply with an unread badge; with the audit log down the thread is not shown.
+func TestClinicianAnswersAPatient(t *testing.T) {
+	t.Parallel()
+	se := newShareEnv(t, false)
+	ctx := context.Background()
+	if err := NewStaffStore(se.pool).AddStaff(ctx, se.op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr. Sam Jones"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := NewMessageStore(se.pool).CreateThread(ctx, se.person, "riverside", "Refill question",
+		Message{AuthorLogin: "iss|alice", AuthorName: "Alice", Body: "Can I get a refill?"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/staff/messages/" + strconv.FormatInt(id, 10)
+	doc := newClient(t)
+	se.signIn(t, doc, "drjones", "jones-pw")
+	inbox := doc.getPrivate(se.base, "/staff")
+	if !strings.Contains(inbox.body, `href="`+path+`"`) || !strings.Contains(inbox.body, "1 new") {
+		t.Fatalf("clinician inbox:\n%s", inbox.body)
+	}
+	se.audit.fail.Store(true)
+	if r := doc.get(se.base + path); r.status != http.StatusServiceUnavailable || strings.Contains(r.body, "refill?") {
+		t.Errorf("audit down: %d, shown: %v", r.status, strings.Contains(r.body, "refill?"))
+	}
+	se.audit.fail.Store(false)
+	th := doc.getPrivate(se.base, path)
+	if !strings.Contains(th.body, "Can I get a refill?") {
+		t.Fatalf("thread:\n%s", th.body)
+	}
+	var n int
+	if err := se.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE action = 'read' AND patient = $1 AND actor = $2`,
+		se.person, se.op.Issuer()+"|sub-doc-1").Scan(&n); err != nil || n != 1 {
+		t.Errorf("audit events of the clinician's read: %d, %v", n, err)
+	}
+	r := doc.post(se.base+path, url.Values{"_csrf": {csrfFrom(t, th.body)}, "body": {"Yes, sent to your pharmacy."}}, "same-origin")
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("reply: %d\n%s", r.status, r.body)
+	}
+	if r := doc.post(se.base+path+"/close", url.Values{"_csrf": {csrfFrom(t, th.body)}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("close: %d", r.status)
+	}
+
+	alice := newClient(t)
+	se.signIn(t, alice, "alice", "alice-pw")
+	if in := alice.getPrivate(se.base, "/messages"); !strings.Contains(in.body, "1 new") {
+		t.Errorf("patient inbox has no unread badge:\n%s", in.body)
+	}
+	pt := alice.getPrivate(se.base, "/messages/"+strconv.FormatInt(id, 10))
+	if !strings.Contains(pt.body, "Yes, sent to your pharmacy.") || !strings.Contains(pt.body, "Dr. Sam Jones") {
+		t.Errorf("patient does not see the reply:\n%s", pt.body)
+	}
+	// The patient cannot use the clinician's pages; the unknown thread is the normal 404.
+	if r := alice.get(se.base + path); r.status != http.StatusNotFound && r.status != http.StatusForbidden {
+		t.Errorf("patient on the staff thread: %d", r.status)
+	}
+	if r := doc.get(se.base + "/staff/messages/999999"); r.status != http.StatusNotFound {
 		t.Errorf("unknown thread: %d", r.status)
 	}
 }

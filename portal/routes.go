@@ -57,6 +57,10 @@ func (s *Server) Register(e *echo.Echo) {
 		e.POST("/messages/new", s.createThread, patient...)
 		e.GET("/messages/:id", s.showThread, patient...)
 		e.POST("/messages/:id", s.replyThread, patient...)
+		clinician := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician))
+		e.GET("/staff/messages/:id", s.showStaffThread, clinician...)
+		e.POST("/staff/messages/:id", s.replyThread, clinician...)
+		e.POST("/staff/messages/:id/close", s.closeThread, clinician...)
 	}
 
 	static := http.StripPrefix("/static/", http.FileServer(http.FS(web.Static())))

@@ -168,7 +168,7 @@ func newShareEnv(t *testing.T, secureCookies bool) *shareEnv {
 		RedisPrefix: prefix, InsecureCookies: !secureCookies},
 		Deps{Identity: se.identity, Staff: NewStaffStore(pool), Records: adapter, Redis: rdb, Logger: log, Now: clock.Now,
 			Privacy: NewPrivacyStore(pool, dirs, mpistore.NewOps(pool, alog, "test-model")).WithAudit(alog),
-			Shares:  NewShareStore(pool).WithAudit(alog), Shared: adapter, Messages: NewMessageStore(pool)})
+			Shares:  NewShareStore(pool).WithAudit(alog), Shared: adapter, Messages: NewMessageStore(pool).WithAudit(se.audit)})
 	if err != nil {
 		t.Fatal(err)
 	}
