@@ -163,6 +163,11 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 		if err := m.mpi.Enrol(ctx, iss, "demo-"+p.Login, src.PersonID, "demo-seed"); err != nil && errs.CodeOf(err) != errs.Conflict {
 			return created, err
 		}
+		if i == 0 && created {
+			if err := r.seedMessages(ctx, m, iss, p, string(src.PersonID)); err != nil {
+				return created, err
+			}
+		}
 	}
 	for _, s := range r.staff {
 		err := m.staff.AddStaff(ctx, iss, "demo-"+s.Login, portal.Staff{Role: s.Role, Org: r.members[s.Member].ID, Name: s.First + " " + s.Last})
@@ -436,3 +441,26 @@ func (r region) banner(w io.Writer, m *Main, created bool) {
 }
 
 var _ = directory.Member{}
+
+// seedMessages starts one secure-message thread between the first demo patient (ana) and
+// her first clinic, answered by that clinic's demo clinician, so the feature has something
+// to show on a new region.
+func (r region) seedMessages(ctx context.Context, m *Main, iss string, p demoPerson, personID string) error {
+	member := r.members[p.Members[0]].ID
+	ms := portal.NewMessageStore(m.pool)
+	now := time.Now()
+	id, err := ms.CreateThread(ctx, personID, member, "Question about my cholesterol results",
+		portal.Message{AuthorLogin: iss + "|demo-" + p.Login, AuthorName: p.Given,
+			Body: "Hello, my last lab results show a high LDL. Should I change my diet or come in for a visit?"}, now.Add(-26*time.Hour))
+	if err != nil {
+		return err
+	}
+	for _, st := range r.staff {
+		if st.Role == portal.RoleClinician && r.members[st.Member].ID == member {
+			v := portal.Viewer{Role: portal.RoleClinician, Org: member, Actor: iss + "|demo-" + st.Login}
+			return ms.Reply(ctx, v, id, portal.Message{AuthorLogin: v.Actor, AuthorName: "Dr. " + st.First + " " + st.Last,
+				Body: "Hi " + p.Given + ", thanks for writing. Diet changes are a good start; let's recheck in three months. Please book a visit at the front desk."}, now.Add(-2*time.Hour))
+		}
+	}
+	return nil
+}
