@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -9,7 +10,8 @@ import (
 
 // TestBrowserMessages has a patient write to her clinic in Chromium and read the thread and
 // her inbox, checking both with axe-core at 1100 px and 375 px, with screenshots
-// messages-thread and messages-inbox to $CONCORD_SCREENSHOT_DIR.
+// messages-thread and messages-inbox, and the clinician's messages-clinician-inbox and
+// messages-clinician-thread, to $CONCORD_SCREENSHOT_DIR.
 func TestBrowserMessages(t *testing.T) {
 	t.Parallel()
 	ctx := browser(t)
@@ -36,4 +38,16 @@ func TestBrowserMessages(t *testing.T) {
 		t.Fatalf("inbox: %v", err)
 	}
 	checkWidths(t, ctx, "messages-inbox", "/messages")
+
+	// The clinic's clinician finds it in the staff inbox and opens it.
+	if err := NewStaffStore(se.pool).AddStaff(context.Background(), se.op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr. Sam Jones"}); err != nil {
+		t.Fatal(err)
+	}
+	doc := browser(t)
+	browserSignIn(t, doc, se.base, "drjones", "jones-pw", "ul.threads")
+	checkWidths(t, doc, "messages-clinician-inbox", "/staff")
+	if err := chromedp.Do(doc, chromedp.Click(chromedp.CSS(`ul.threads a`)), chromedp.WaitVisible(chromedp.CSS("ol.messages"))); err != nil {
+		t.Fatalf("clinician opens the thread: %v", err)
+	}
+	checkWidths(t, doc, "messages-clinician-thread", "/staff/messages/{id}")
 }
