@@ -55,7 +55,7 @@ bounded run on loopback, and prints each figure with its ratio to its anchor. Co
 in-process on a database of its own (the configured database name + "_bench") seeded with
 the demo region. With --fhir-base and --queries it also runs a query list against another
 FHIR server (and --peer, interleaved, comparing result counts). --scenarios picks scenarios
-by name or name prefix (e.g. s2,s5-binary-4k); then only the anchors they refer to run
+by name or name prefix (e.g. s2,s5-binary-4k; a trailing $ takes one name exactly); then only the anchors they refer to run
 unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`.`, args, stderr, func(fs *flag.FlagSet) {
 		fs.DurationVar(&dur, "duration", 3*time.Second, "length of each measurement")
 		fs.IntVar(&rounds, "rounds", 2, "A-B rounds (at least 2)")

@@ -7,7 +7,9 @@ import (
 )
 
 // Selection is the set of scenarios a run was asked for (--scenarios): comma-separated
-// names or name prefixes. The zero Selection, an empty spec or "all" selects everything.
+// names or name prefixes; an item ending in "$" selects only the scenario of exactly that
+// name (thin-slice-read$ without thin-slice-read-off). The zero Selection, an empty spec or
+// "all" selects everything.
 type Selection struct {
 	items []string
 }
@@ -81,5 +83,10 @@ func (s Selection) Filter(ss []Scenario) []Scenario {
 	return out
 }
 
-// selects reports whether item (a name or a prefix) selects name.
-func selects(item, name string) bool { return strings.HasPrefix(name, item) }
+// selects reports whether item (a prefix, or an exact name followed by "$") selects name.
+func selects(item, name string) bool {
+	if exact, ok := strings.CutSuffix(item, "$"); ok {
+		return name == exact
+	}
+	return strings.HasPrefix(name, item)
+}

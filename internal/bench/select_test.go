@@ -19,6 +19,8 @@ func TestSelection(t *testing.T) {
 		{"s5-binary-1m", []string{"s5-binary-1m"}},
 		{" regional-read , s2-match", []string{"regional-read", "s2-match"}},
 		{"thin-slice-read", []string{"thin-slice-read", "thin-slice-read-off"}}, // a name is also a prefix
+		{"thin-slice-read$", []string{"thin-slice-read"}},
+		{"s2-match$,s5-binary-1m$", []string{"s2-match", "s5-binary-1m"}},
 	} {
 		sel, err := ParseSelection(c.spec, known)
 		if err != nil {
@@ -45,7 +47,7 @@ func TestSelection(t *testing.T) {
 			t.Errorf("%q filters to %v, want %v", c.spec, filtered, c.want)
 		}
 	}
-	for _, bad := range []string{"s9", "s2,nope", ",", "2"} {
+	for _, bad := range []string{"s9", "s2,nope", ",", "2", "s2$", "thin-slice$"} {
 		if _, err := ParseSelection(bad, known); errs.CodeOf(err) != errs.Invalid {
 			t.Errorf("%q: err %v, want Invalid", bad, err)
 		}
