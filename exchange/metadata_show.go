@@ -82,13 +82,15 @@ func (s *Server) showMetadata(c echo.Context) error {
 		Type          string           `json:"type"`
 		Interaction   []interaction    `json:"interaction"`
 		SearchInclude []string         `json:"searchInclude,omitempty"`
+		SearchRevInc  []string         `json:"searchRevInclude,omitempty"`
 		SearchParam   []searchParamCap `json:"searchParam,omitempty"`
 		Operation     []operationCap   `json:"operation,omitempty"`
 	}
 	var rs []resource
 	for t, ops := range withSearch(supportedTypes()) {
 		r := resource{Type: t}
-		r.SearchParam, r.SearchInclude, r.Operation = searchCapability(t, ops)
+		sc := searchCapability(t, ops)
+		r.SearchParam, r.SearchInclude, r.SearchRevInc, r.Operation = sc.Params, sc.Include, sc.RevInclude, sc.Ops
 		r.Operation = append(r.Operation, typeOperations[t]...)
 		if t == "Subscription" { // the topics a Subscription may name (Subscriptions R5 Backport)
 			for _, topic := range notify.Topics() {

@@ -70,32 +70,38 @@ type (
 	}
 )
 
-// searchCapability returns what the CapabilityStatement lists for type t with
-// interactions ops: the search parameters the store can answer (quantity and number
-// parameters are not indexed, so they are left out), the _include values, and Patient's
-// $everything.
-func searchCapability(t string, ops []string) ([]searchParamCap, []string, []operationCap) {
+// searchCap is what the CapabilityStatement lists for one searchable type: the search
+// parameters the store can answer (quantity and number parameters are not indexed, so they
+// are left out), the _include and _revinclude values, and Patient's $everything.
+type searchCap struct {
+	Params     []searchParamCap
+	Include    []string
+	RevInclude []string
+	Ops        []operationCap
+}
+
+// searchCapability returns the searchCap of type t with interactions ops; the zero value
+// when t has no search-type interaction.
+func searchCapability(t string, ops []string) searchCap {
+	var out searchCap
 	if !slices.Contains(ops, "search-type") {
-		return nil, nil, nil
+		return out
 	}
-	var params []searchParamCap
-	var includes []string
 	for _, c := range fhir.Capabilities() {
 		if c.Type != t {
 			continue
 		}
 		for _, p := range c.SearchParams {
 			if p.Type != "quantity" && p.Type != "number" {
-				params = append(params, p)
+				out.Params = append(out.Params, p)
 			}
 		}
-		includes = c.SearchInclude
+		out.Include, out.RevInclude = c.SearchInclude, c.SearchRevInclude
 	}
-	var opsOut []operationCap
 	if t == "Patient" {
-		opsOut = []operationCap{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
+		out.Ops = []operationCap{{Name: "everything", Definition: "http://hl7.org/fhir/OperationDefinition/Patient-everything"}}
 	}
-	return params, includes, opsOut
+	return out
 }
 
 // searchResources handles GET [base]/[type]?... and POST [base]/[type]/_search. The

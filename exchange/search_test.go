@@ -395,7 +395,8 @@ func TestMetadataListsSearchTypes(t *testing.T) {
 	if slices.Contains(got["Medication"], "search-type") || !slices.Equal(got["Medication"], []string{"read"}) {
 		t.Fatalf("Medication has no patient parameter, so no search: %v", got["Medication"])
 	}
-	params, includes, ops := searchCapability("Observation", got["Observation"])
+	sc := searchCapability("Observation", got["Observation"])
+	params, includes, ops := sc.Params, sc.Include, sc.Ops
 	var names []string
 	for _, p := range params {
 		names = append(names, p.Name)
@@ -403,7 +404,10 @@ func TestMetadataListsSearchTypes(t *testing.T) {
 	if !slices.Contains(names, "category") || !slices.Contains(names, "date") || slices.Contains(names, "value-quantity") || len(includes) == 0 || ops != nil {
 		t.Fatalf("Observation: params %v, includes %v, ops %v; want category and date, no value-quantity (not indexed)", names, includes, ops)
 	}
-	if _, _, ops := searchCapability("Patient", got["Patient"]); len(ops) != 1 || ops[0].Name != "everything" {
+	if !slices.Contains(sc.RevInclude, "DiagnosticReport:result") {
+		t.Fatalf("Observation revincludes %v; want DiagnosticReport:result", sc.RevInclude)
+	}
+	if ops := searchCapability("Patient", got["Patient"]).Ops; len(ops) != 1 || ops[0].Name != "everything" {
 		t.Fatalf("Patient operations = %v", ops)
 	}
 }
@@ -411,6 +415,37 @@ func TestMetadataListsSearchTypes(t *testing.T) {
 // TestSearchHTTPLeakProperty runs seeded random searches, includes, $everything and
 // paging through the HTTP handler as member a: no page holds Q's resources or the PSY
 // result, and a total never counts them.
+func TestSearchRevIncludeHTTP(t *testing.T) {
+	env := newSearchEnv(t, 8)
+	tokA := token(t, "client-a", "a", "system/*.rs")
+	code, body := env.do(t, tokA, "GET", "/fhir/Patient?family=smith&_count=50&_revinclude=Observation:patient", nil)
+	if code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	matches, included := 0, 0
+	for _, e := range decode(t, body).Entry {
+		switch {
+		case e.Search.Mode == "match" && e.Resource.ResourceType == "Patient":
+			matches++
+		case e.Search.Mode == "include" && e.Resource.ResourceType == "Observation":
+			included++
+		default:
+			t.Fatalf("unexpected entry %s %s", e.Search.Mode, e.Resource.ResourceType)
+		}
+		if env.forbidden[e.Resource.ID] {
+			t.Fatalf("forbidden %s/%s", e.Resource.ResourceType, e.Resource.ID)
+		}
+	}
+	if matches == 0 || included == 0 {
+		t.Fatalf("%d matches, %d revincluded Observations; want both", matches, included)
+	}
+	// A _revinclude whose parameter cannot point at the searched type: 400 naming it.
+	code, body = env.do(t, tokA, "GET", "/fhir/Patient?family=smith&_revinclude=Observation:performer:Organization", nil)
+	if code != 400 || !strings.Contains(string(body), "_revinclude") {
+		t.Fatalf("bad _revinclude: %d %s", code, body)
+	}
+}
+
 func TestSearchHTTPLeakProperty(t *testing.T) {
 	env := newSearchEnv(t, 8)
 	tokA := token(t, "client-a", "a", "system/*.rs")
@@ -422,14 +457,15 @@ func TestSearchHTTPLeakProperty(t *testing.T) {
 		var target string
 		switch rng.IntN(5) {
 		case 0:
-			target = "/fhir/Patient?" + pick("family=smith", "given=ann", "identifier="+sysB+"|mrnQ", "birthdate=1970", "name=sm")
+			target = "/fhir/Patient?" + pick("family=smith", "given=ann", "identifier="+sysB+"|mrnQ", "birthdate=1970", "name=sm") +
+				pick("", "&_revinclude=Observation:patient")
 		case 1:
 			target = "/fhir/Patient/" + pick(env.pa, env.pb, env.qb) + "/$everything?"
 		default:
 			target = "/fhir/Observation?" + pick("patient="+env.pa, "patient="+env.qb, "subject=Patient/"+env.pb,
 				"patient.identifier="+sysA+"|mrnP", "patient.identifier="+sysB+"|mrnQ") +
 				pick("", "&category=laboratory", "&code=http://loinc.org|4548-4", "&date=ge2024-06-01", "&date=lt2025-01-01") +
-				pick("", "&_sort=-date", "&_sort=date", "&_include=Observation:patient") + pick("", "&_total=accurate")
+				pick("", "&_sort=-date", "&_sort=date", "&_include=Observation:patient", "&_revinclude=DiagnosticReport:result") + pick("", "&_total=accurate")
 		}
 		target += fmt.Sprintf("&_count=%d", 1+rng.IntN(7))
 		seen := map[string]bool{}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"slices"
 	"sort"
@@ -509,13 +510,39 @@ func (x *Searcher) run(ctx context.Context, r request, q store.Query, f rowFilte
 	return page, next, nil
 }
 
-// include fetches the _include targets of the page's matches and keeps those that
-// authorize: reference data (Medication, Organization, Practitioner, ...) reached from
-// a permitted match, and compartment resources of the searched person's own records that
-// pass the decision. Anything of another person, and any resource of a type allowType
-// (the token's scopes; nil allows all) refuses, is dropped.
-func (x *Searcher) include(ctx context.Context, d *decider, page *Page, person string, compartments map[string]bool, allowType func(string) bool) error {
-	if len(page.Search.Include) == 0 || len(page.Matches) == 0 {
+// MaxRevIncluded caps the resources one page's _revinclude may add. A page that would add
+// more is refused (errs.Invalid: lower _count, or use $everything) rather than cut short,
+// so a clinic never takes a partial list of, say, a report's results for the whole.
+const MaxRevIncluded = 1000
+
+// includeScope says whose consent decides an included resource of compartment c (a
+// Patient id): ok false when c lies outside what the search may disclose.
+type includeScope func(c string) (person string, ok bool, err error)
+
+// storedCompartment returns the Patient compartment st belongs to: its own id for a Patient,
+// else the Patient it is about ("" for reference data).
+func storedCompartment(st store.Stored) string {
+	if st.Type == "Patient" {
+		return st.ID
+	}
+	return st.PatientID
+}
+
+// compartmentScope is the includeScope of a clinical search: the compartments of the
+// searched person's Patients, decided by that person's consent.
+func compartmentScope(person string, compartments map[string]bool) includeScope {
+	return func(c string) (string, bool, error) { return person, compartments[c], nil }
+}
+
+// include fetches the _include targets and the _revinclude sources of the page's matches
+// and keeps those that authorize: reference data (Medication, Organization,
+// Practitioner, ...) reached from a permitted match, and compartment resources that scope
+// admits and that pass the decision of scope's person. Anything else, and any resource of
+// a type allowType (the token's scopes; nil allows all) refuses, is dropped without a
+// trace in the page. It returns errs.Invalid when the _revinclude would add more than
+// MaxRevIncluded resources.
+func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope includeScope, allowType func(string) bool) error {
+	if len(page.Search.Include)+len(page.Search.RevInclude) == 0 || len(page.Matches) == 0 {
 		return nil
 	}
 	seen := map[[2]string]bool{}
@@ -524,36 +551,63 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, person s
 		seen[[2]string{m.Type, m.ID}] = true
 		ids = append(ids, m.ID)
 	}
-	for _, inc := range page.Search.Include {
-		refs, err := x.svc.fhir.Refs(ctx, nil, inc.SourceType, inc.Param, inc.TargetType, ids)
-		if err != nil {
-			return err
-		}
+	keep := func(refs [][2]string) (int, error) {
 		refs = slices.DeleteFunc(refs, func(r [2]string) bool { return seen[r] })
 		got, err := x.svc.fhir.GetMany(ctx, nil, refs)
 		if err != nil {
-			return err
+			return 0, err
 		}
 		sort.Slice(got, func(i, j int) bool { return got[i].Type+"/"+got[i].ID < got[j].Type+"/"+got[j].ID })
+		kept := 0
 		for _, st := range got {
 			ok := false
-			compartment := st.PatientID
-			if st.Type == "Patient" {
-				compartment = st.ID
-			}
+			compartment := storedCompartment(st)
 			switch {
 			case allowType != nil && !allowType(st.Type):
 			case compartment == "" && x.reflib[st.Type]:
 				ok = true
-			case compartment != "" && compartments[compartment]:
-				if ok, err = d.allow(person, st); err != nil {
-					return err
+			case compartment != "":
+				person, in, err := scope(compartment)
+				if err != nil {
+					return 0, err
+				}
+				if in {
+					if ok, err = d.allow(person, st); err != nil {
+						return 0, err
+					}
 				}
 			}
 			if ok && !seen[[2]string{st.Type, st.ID}] {
 				seen[[2]string{st.Type, st.ID}] = true
 				page.Included = append(page.Included, st)
+				kept++
 			}
+		}
+		return kept, nil
+	}
+	for _, inc := range page.Search.Include {
+		refs, err := x.svc.fhir.Refs(ctx, nil, inc.SourceType, inc.Param, inc.TargetType, ids)
+		if err != nil {
+			return err
+		}
+		if _, err := keep(refs); err != nil {
+			return err
+		}
+	}
+	added := 0
+	for _, inc := range page.Search.RevInclude {
+		// Sources are decided before the cap is checked, so the refusal counts only what
+		// the caller may see, up to ten times the cap, where the read itself stops.
+		refs, err := x.svc.fhir.RevRefs(ctx, nil, inc.SourceType, inc.Param, page.Search.ResourceType, ids, 10*MaxRevIncluded+1)
+		if err != nil {
+			return err
+		}
+		n, err := keep(refs)
+		if err != nil {
+			return err
+		}
+		if added += n; added > MaxRevIncluded || len(refs) > 10*MaxRevIncluded {
+			return errs.E("records.Search", errs.Invalid, fmt.Sprintf("_revinclude would add more than %d resources to this page: lower _count, or use Patient/$everything", MaxRevIncluded))
 		}
 	}
 	return nil
@@ -656,9 +710,6 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	if err != nil {
 		return Page{}, err
 	}
-	if len(r.search.RevInclude) > 0 {
-		return Page{}, errs.E(op, errs.Invalid, "_revinclude is not supported")
-	}
 	if typ == "Patient" {
 		return x.searchPatients(ctx, r, allowType)
 	}
@@ -757,7 +808,7 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	if err != nil {
 		return Page{}, errs.E(op, err)
 	}
-	if err := x.include(ctx, d, &page, person, compartments, allowType); err != nil {
+	if err := x.include(ctx, d, &page, compartmentScope(person, compartments), allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
@@ -805,7 +856,24 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 	if err != nil {
 		return Page{}, errs.E("records.Search", err)
 	}
-	if err := x.include(ctx, d, &page, "", nil, allowType); err != nil {
+	// Included resources of a compartment are those of the page's own Patients, decided by
+	// the consent of each one's person (for a purpose that reaches beyond the caller's own
+	// records; otherwise only the caller's own rows pass).
+	matched := map[string]bool{}
+	for _, st := range page.Matches {
+		matched[st.ID] = true
+	}
+	scope := func(c string) (string, bool, error) {
+		if !matched[c] {
+			return "", false, nil
+		}
+		if !regionalPurpose(r.v.Purpose) {
+			return "", true, nil
+		}
+		person, err := d.personOfPatient(c)
+		return person, true, err
+	}
+	if err := x.include(ctx, d, &page, scope, allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
@@ -827,7 +895,13 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 		byPerson[person] = append(byPerson[person], st)
 	}
 	for _, st := range page.Included {
-		byPerson[""] = append(byPerson[""], st)
+		person := ""
+		if c := storedCompartment(st); matched[c] {
+			if person, err = d.personOfPatient(c); err != nil {
+				return Page{}, err
+			}
+		}
+		byPerson[person] = append(byPerson[person], st)
 	}
 	if err := x.audit(ctx, r, d, byPerson); err != nil {
 		return Page{}, err

@@ -255,6 +255,76 @@ func TestSearchIncludeAuthorizesEachRow(t *testing.T) {
 	}
 }
 
+func TestSearchRevIncludeAuthorizesEachRow(t *testing.T) {
+	f := setupRegional(t)
+	ctx := context.Background()
+	// The report at b points at obsB[0] (a match) and at the PSY result: it comes along once;
+	// Q's report points only at Q's results, which are not matches.
+	page, err := f.x.Search(ctx, memberA, "Observation", query(t, "patient="+f.pa+"&_count=100&_revinclude=DiagnosticReport:result"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(page.Matches); !slices.Equal(got, keys(f.visible)) {
+		t.Fatalf("matches %v", got)
+	}
+	if got := ids(page.Included); !slices.Equal(got, []string{f.report}) {
+		t.Fatalf("revincluded %v; want only b's report", got)
+	}
+	// A Patient search: each matched Patient's Observations, decided by its person's
+	// consent: a's and b's results about P, never the PSY one, never Q's.
+	page, err = f.x.Search(ctx, memberA, "Patient", query(t, "family=smith&_count=100&_revinclude=Observation:patient"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(page.Matches); !slices.Equal(got, ids([]store.Stored{{ID: f.pa}, {ID: f.pb}})) {
+		t.Fatalf("Patient matches %v; want pa and pb", got)
+	}
+	if got := ids(page.Included); !slices.Equal(got, keys(f.visible)) {
+		t.Fatalf("Patient revincluded %v; want %v", got, keys(f.visible))
+	}
+	ev := f.log.events[len(f.log.events)-1]
+	if ev.Patient != f.p || len(ev.Resources) != 2+len(f.visible) {
+		t.Fatalf("audit of the Patient search: %+v; want P's event naming pa, pb and every revincluded result", ev)
+	}
+	// For a purpose that stays within the caller's own records, only a's own results.
+	ops := memberA
+	ops.Purpose = consent.PurposeOperations
+	page, err = f.x.Search(ctx, ops, "Patient", query(t, "family=smith&_revinclude=Observation:patient"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ids(page.Included); !slices.Equal(got, ids(storedIDs(f.obsA))) {
+		t.Fatalf("operations purpose revincluded %v; want a's own %v", got, f.obsA)
+	}
+	// Past MaxRevIncluded on one page: refused, not cut short.
+	fs := store.New(f.pool)
+	err = db.InTx(ctx, f.pool, func(tx db.Querier) error {
+		for range records.MaxRevIncluded - len(f.obsA) + 1 {
+			_, err := fs.Put(ctx, tx, store.Write{MemberID: "a", PatientID: f.pa, At: time.Now(),
+				Resource: fhir.MustParse([]byte(`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + f.pa + `"}}`))})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.x.Search(ctx, ops, "Patient", query(t, "family=smith&_revinclude=Observation:patient"))
+	if errs.CodeOf(err) != errs.Invalid || !strings.Contains(errs.MessageOf(err), "_revinclude") {
+		t.Fatalf("over the cap: %v; want Invalid naming _revinclude", err)
+	}
+}
+
+func storedIDs(ids []string) []store.Stored {
+	out := make([]store.Stored, len(ids))
+	for i, id := range ids {
+		out[i].ID = id
+	}
+	return out
+}
+
 func TestSearchCursorBinding(t *testing.T) {
 	f := setupRegional(t)
 	ctx := context.Background()
@@ -396,6 +466,9 @@ func TestSearchLeakProperty(t *testing.T) {
 		case 0:
 			typ = "Patient"
 			parts = append(parts, pick("family=smith", "given=ann", "name=sm", "birthdate=1970", "gender=female", "identifier="+sysB+"|mrnQ", "family:contains=mit"))
+			if rng.IntN(2) == 0 {
+				parts = append(parts, pick("_revinclude=Observation:patient", "_revinclude=Observation:subject", "_revinclude=DiagnosticReport:patient"))
+			}
 		case 1:
 			typ = "DiagnosticReport"
 			parts = append(parts, pick(patients...))
@@ -416,6 +489,9 @@ func TestSearchLeakProperty(t *testing.T) {
 			}
 			if rng.IntN(3) == 0 {
 				parts = append(parts, "_include=Observation:patient")
+			}
+			if rng.IntN(3) == 0 {
+				parts = append(parts, "_revinclude=DiagnosticReport:result")
 			}
 		}
 		if rng.IntN(2) == 0 {

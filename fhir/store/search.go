@@ -143,6 +143,30 @@ func (s *Store) Refs(ctx context.Context, dbq db.Querier, typ, param, targetType
 	return out, db.Map(op, err)
 }
 
+// RevRefs returns the resources of type typ whose reference parameter param points at
+// one of the targetType resources ids, as (type, id) pairs ordered by id, deduplicated, at
+// most limit of them (a _revinclude). It reads the search index, so only what
+// fhir.Extract indexes is found.
+func (s *Store) RevRefs(ctx context.Context, dbq db.Querier, typ, param, targetType string, ids []string, limit int) ([][2]string, error) {
+	const op = "fhir.store.RevRefs"
+	if dbq == nil {
+		dbq = s.db
+	}
+	if len(ids) == 0 || limit <= 0 {
+		return nil, nil
+	}
+	rows, err := dbq.Query(ctx, `SELECT DISTINCT type, id FROM fhir_idx_ref
+		WHERE ref_type = $1 AND ref_id = ANY($2) AND type = $3 AND param = $4 ORDER BY 2 LIMIT $5`, targetType, ids, typ, param, limit)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+		var p [2]string
+		return p, r.Scan(&p[0], &p[1])
+	})
+	return out, db.Map(op, err)
+}
+
 // GetMany returns the current, undeleted resources named by refs ((type, id) pairs) that
 // exist, in no particular order. Missing ones are simply absent.
 func (s *Store) GetMany(ctx context.Context, dbq db.Querier, refs [][2]string) ([]Stored, error) {
