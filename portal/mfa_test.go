@@ -40,6 +40,8 @@ func TestStaffSignInNeedsSecondFactor(t *testing.T) {
 	}
 	if p := doc.get(e.base + "/staff"); p.status != http.StatusOK {
 		t.Errorf("staff with MFA on /staff: %d", p.status)
+	} else if !strings.Contains(p.body, "Every record you open here is logged") || strings.Contains(p.body, "Every view of your record") {
+		t.Error("the staff page's footer speaks to a patient")
 	}
 	sess, err := e.srv.Sessions().Load(t.Context(), e.sessionID(doc))
 	if err != nil || !sess.MFA || sess.Role != RoleClinician {
