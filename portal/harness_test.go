@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
@@ -100,6 +101,7 @@ func sampleLabs() []LabResult {
 
 // env is a running OP and portal on loopback.
 type env struct {
+	pool     *pgxpool.Pool
 	op       *devoidc.Server
 	srv      *Server
 	base     string
@@ -114,6 +116,7 @@ type envOpts struct {
 	clock         *fakeClock
 	staffMFAOff   bool
 	patients      PatientLookup // the clinicians' look-up; nil leaves it out
+	messages      bool          // secure messages on (unaudited: threads can be listed, not opened)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -138,10 +141,14 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 	}
 	e := &env{op: op, base: base, staff: staff, clock: o.clock,
+		pool:     pool,
 		records:  &memRecords{labs: map[string][]LabResult{"person-1": sampleLabs()}},
 		identity: memIdentity{op.Issuer() + "|sub-pat-1": "person-1"},
 	}
 	deps := Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb, Patients: o.patients}
+	if o.messages {
+		deps.Messages = NewMessageStore(pool)
+	}
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}

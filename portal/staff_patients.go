@@ -30,6 +30,9 @@ type PatientLookup interface {
 	// ByID returns org's patient with FHIR Patient id id; errs.NotFound when org has no
 	// such patient (another organization's patient is not found either).
 	ByID(ctx context.Context, v Viewer, id string) (OrgPatient, error)
+	// ByPerson returns org's patient linked to person personID (the first, when org holds
+	// several records of the person); errs.NotFound when org holds none.
+	ByPerson(ctx context.Context, v Viewer, personID string) (OrgPatient, error)
 }
 
 type staffPatientsPage struct {

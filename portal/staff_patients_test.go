@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/errs"
@@ -27,6 +28,15 @@ func (m memPatients) ByMRN(_ context.Context, v Viewer, mrn string) (OrgPatient,
 func (m memPatients) ByID(_ context.Context, v Viewer, id string) (OrgPatient, error) {
 	for _, p := range m.byMRN {
 		if p.ID == id && v.Org == m.org {
+			return p, nil
+		}
+	}
+	return OrgPatient{}, errs.E("memPatients", errs.NotFound, "no such patient")
+}
+
+func (m memPatients) ByPerson(_ context.Context, v Viewer, person string) (OrgPatient, error) {
+	for _, p := range m.byMRN {
+		if p.PersonID == person && v.Org == m.org {
 			return p, nil
 		}
 	}
@@ -99,5 +109,50 @@ func TestClinicianPatientLookUp(t *testing.T) {
 	e.signIn(t, p, "alice", "alice-pw")
 	if r := p.get(e.base + "/staff/patients/pat-1"); r.status != http.StatusNotFound {
 		t.Errorf("patient login on the look-up: %d", r.status)
+	}
+}
+
+// failingPatients is a look-up whose every answer is errs.Unavailable (its audit is down).
+type failingPatients struct{ memPatients }
+
+func (failingPatients) ByPerson(context.Context, Viewer, string) (OrgPatient, error) {
+	return OrgPatient{}, errs.E("failingPatients", errs.Unavailable, "audit down")
+}
+
+// TestClinicianInboxNamesThePatient: each thread in the clinician's inbox names the
+// organization's own record of the patient (name, MRN, birth date); a thread of a person
+// the organization holds no record of is listed without a name; when the look-up fails
+// (its audited read), the page fails rather than list names unaudited.
+func TestClinicianInboxNamesThePatient(t *testing.T) {
+	t.Parallel()
+	pts := memPatients{org: "riverside", byMRN: map[string]OrgPatient{
+		"RFC-1001": {ID: "pat-1", MRN: "RFC-1001", PersonID: "person-1", Name: "Alice Nguyen", BirthDate: "1984-03-02"},
+	}}
+	for _, failing := range []bool{false, true} {
+		var lookup PatientLookup = pts
+		if failing {
+			lookup = failingPatients{pts}
+		}
+		e := newEnv(t, envOpts{patients: lookup, messages: true})
+		ms := NewMessageStore(e.pool)
+		for _, person := range []string{"person-1", "person-gone"} {
+			if _, err := ms.CreateThread(t.Context(), person, "riverside", "Question from "+person,
+				Message{AuthorLogin: "iss|x", AuthorName: "x", Body: "Hello"}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c := newClient(t)
+		e.signIn(t, c, "drjones", "jones-pw")
+		staff := c.get(e.base + "/staff")
+		if failing {
+			if staff.status != http.StatusServiceUnavailable || strings.Contains(staff.body, "Question from") {
+				t.Fatalf("look-up down: %d, lists threads: %v", staff.status, strings.Contains(staff.body, "Question from"))
+			}
+			continue
+		}
+		if staff.status != http.StatusOK || !strings.Contains(staff.body, "Alice Nguyen") || !strings.Contains(staff.body, "MRN RFC-1001") ||
+			!strings.Contains(staff.body, "Question from person-gone") || strings.Count(staff.body, "MRN ") != 1 {
+			t.Fatalf("inbox %d:\n%s", staff.status, staff.body)
+		}
 	}
 }

@@ -255,6 +255,19 @@ func (l patientLookup) ByID(ctx context.Context, v portal.Viewer, id string) (po
 	return l.patient(ctx, v, src)
 }
 
+func (l patientLookup) ByPerson(ctx context.Context, v portal.Viewer, personID string) (portal.OrgPatient, error) {
+	srcs, err := l.mpiStore.Sources(ctx, mpistore.PersonID(personID))
+	if err != nil {
+		return portal.OrgPatient{}, err
+	}
+	for _, src := range srcs {
+		if v.Org != "" && src.MemberID == v.Org {
+			return l.patient(ctx, v, src)
+		}
+	}
+	return portal.OrgPatient{}, errs.E("patientLookup.ByPerson", errs.NotFound, "no such patient")
+}
+
 // patient reads src's Patient through the enforcement point for its name and birth date.
 func (l patientLookup) patient(ctx context.Context, v portal.Viewer, src mpistore.Source) (portal.OrgPatient, error) {
 	st, err := l.rec.Read(ctx, l.viewer(v), "Patient", src.PatientID)
