@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strconv"
@@ -328,25 +329,63 @@ func (s *Store) decode(op string, res []byte, title string) (Directive, error) {
 }
 
 // EnsureDefaults saves each of policies (DefaultPolicies) whose ID has never been stored,
-// so a new region starts with its documented defaults and later officer edits are kept.
-// It returns how many it saved.
+// so a new region starts with its documented defaults, and brings up to date each one
+// whose current version savedBy itself saved but which says something else than the
+// policy given (a release that changed a default, or a changed PolicyConfig), as a new
+// version. A default an officer has edited since, or withdrawn, is kept as it is. It
+// returns how many versions it saved.
 func (s *Store) EnsureDefaults(ctx context.Context, tx db.Querier, policies []Directive, savedBy string) (int, error) {
+	const op = "consent.Store.EnsureDefaults"
 	n := 0
 	for _, p := range policies {
-		var exists bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM consent_directives WHERE directive_id = $1)`, string(p.ID)).Scan(&exists); err != nil {
-			return n, db.Map("consent.Store.EnsureDefaults", err)
-		}
-		if exists {
+		var (
+			res          []byte
+			title, curBy string
+		)
+		err := tx.QueryRow(ctx, `SELECT resource, title, saved_by FROM consent_directives
+			WHERE directive_id = $1 ORDER BY version DESC LIMIT 1`, string(p.ID)).Scan(&res, &title, &curBy)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			p.Version = 0
+		case err != nil:
+			return n, db.Map(op, err)
+		case curBy != savedBy:
 			continue
+		default:
+			cur, err := ParseConsent(res, time.UTC)
+			if err != nil {
+				return n, errs.E(op, errs.Internal, "stored default policy does not parse", err)
+			}
+			cur.Title = title
+			p.Version = cur.Version
+			same, err := sameDirective(cur, p)
+			if err != nil {
+				return n, errs.E(op, err)
+			}
+			if same {
+				continue
+			}
+			p.Version = cur.Version + 1
 		}
-		p.Version = 0
 		if _, _, err := s.Save(ctx, tx, p, savedBy); err != nil {
 			return n, err
 		}
 		n++
 	}
 	return n, nil
+}
+
+// sameDirective reports whether a and b say the same, as their stored Consent and title.
+func sameDirective(a, b Directive) (bool, error) {
+	ra, err := FormatConsent(a)
+	if err != nil {
+		return false, err
+	}
+	rb, err := FormatConsent(b)
+	if err != nil {
+		return false, err
+	}
+	return a.Title == b.Title && bytes.Equal(ra, rb), nil
 }
 
 // Decide loads the directives in force for req.PersonID and decides req. When they

@@ -388,3 +388,73 @@ func TestStoreFiledBy(t *testing.T) {
 		t.Fatalf("FiledBy(unknown): %v; want NotFound", err)
 	}
 }
+
+// TestEnsureDefaultsUpgrades: a default as an earlier release saved it (the right-of-access
+// policy without the share-link role) is brought up to date, once; one an officer edited
+// is kept.
+func TestEnsureDefaultsUpgrades(t *testing.T) {
+	ctx := context.Background()
+	pool := testkit.DB(t)
+	s := consent.NewStore()
+	p := newPerson(t, pool)
+	ensure := func(cfg consent.PolicyConfig) int {
+		t.Helper()
+		var n int
+		if err := db.InTx(ctx, pool, func(tx db.Querier) (err error) {
+			n, err = s.EnsureDefaults(ctx, tx, consent.DefaultPolicies(cfg), "system")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := ensure(consent.PolicyConfig{}); n != 2 {
+		t.Fatalf("first EnsureDefaults saved %d, want 2", n)
+	}
+	access := consent.DefaultPolicies(consent.PolicyConfig{})[1]
+	old := access
+	old.Provision.Actors = old.Provision.Actors[:2]
+	old.Version = 2
+	if err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		_, _, err := s.Save(ctx, tx, old, "system")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := ensure(consent.PolicyConfig{}); n != 1 {
+		t.Fatalf("EnsureDefaults after an older default saved %d, want 1", n)
+	}
+	if n := ensure(consent.PolicyConfig{}); n != 0 {
+		t.Fatalf("EnsureDefaults again saved %d, want 0", n)
+	}
+	if err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		edited := access
+		edited.Provision.Actors, edited.Version = edited.Provision.Actors[:1], 4
+		_, _, err := s.Save(ctx, tx, edited, "officer-1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := ensure(consent.PolicyConfig{}); n != 0 {
+		t.Fatalf("EnsureDefaults over an officer's edit saved %d, want 0", n)
+	}
+	loaded, err := s.Load(ctx, pool, p)
+	var cur consent.Directive
+	for _, d := range loaded {
+		if d.ID == access.ID {
+			cur = d
+		}
+	}
+	if err != nil || cur.Version != 4 || len(cur.Provision.Actors) != 1 {
+		t.Fatalf("right-of-access after an officer's edit: v%d %v, %v", cur.Version, cur.Provision.Actors, err)
+	}
+	// A changed configuration takes effect once on the unedited policy, and only once,
+	// whatever the time zone of its effective date.
+	cfg := consent.PolicyConfig{TreatmentLabels: []string{"PSY"}, Effective: time.Date(2026, 3, 1, 9, 0, 0, 0, time.FixedZone("PST", -8*3600))}
+	if n := ensure(cfg); n != 1 {
+		t.Fatalf("EnsureDefaults with a new configuration saved %d, want 1", n)
+	}
+	if n := ensure(cfg); n != 0 {
+		t.Fatalf("EnsureDefaults with the same configuration again saved %d, want 0", n)
+	}
+}
