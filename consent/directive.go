@@ -155,6 +155,10 @@ const allLabelBits = 1<<labelCount - 1
 var gatingLabels = [labelCount]string{LabelSubstanceUse, LabelMentalHealth, LabelHIV,
 	LabelViolence, LabelSexualHealth, LabelRestricted, LabelVeryRestrict, LabelPart2}
 
+// Sensitive reports whether labels hold a gating label: a sensitivity (ETH, PSY, HIV, SDV,
+// SEX), a confidentiality of R or V, or 42CFRPart2.
+func Sensitive(labels []string) bool { return labelMask(labels) != 0 }
+
 func labelMask(ls []string) uint16 {
 	var m uint16
 	for _, l := range ls {

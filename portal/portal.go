@@ -114,14 +114,16 @@ type ShareLink struct {
 	ID         int64
 	PersonID   string
 	ResourceID string
-	Note       string
-	FirstName  string
-	CreatedBy  string // the patient's login, "iss|sub"
-	Created    time.Time
-	Expires    time.Time
-	Revoked    time.Time // zero while not revoked
-	Uses       int
-	LastUsed   time.Time // zero when never used
+	// IncludeSensitive: a link of all results shows sensitive ones too (the patient ticked it).
+	IncludeSensitive bool
+	Note             string
+	FirstName        string
+	CreatedBy        string // the patient's login, "iss|sub"
+	Created          time.Time
+	Expires          time.Time
+	Revoked          time.Time // zero while not revoked
+	Uses             int
+	LastUsed         time.Time // zero when never used
 }
 
 // LogValue redacts the link: it holds the patient's words and name.

@@ -26,6 +26,9 @@ type shareForm struct {
 	Result string // the result's ID when What is "one"
 	For    string // a shareDurations value
 	Note   string // who it is for, in the patient's words; optional
+	// Sensitive includes sensitive results in a link of all results (a box left unticked
+	// by default); a link of one result shows that result either way.
+	Sensitive bool
 }
 
 // Validate checks f against the patient's own results and returns the sentence to show,
@@ -41,6 +44,7 @@ func (f *shareForm) Validate(choices []shareChoice) string {
 	case "all":
 		f.Result = ""
 	case "one":
+		f.Sensitive = false
 		if !slices.ContainsFunc(choices, func(ch shareChoice) bool { return ch.ID == f.Result }) {
 			return "Please choose the lab result to share."
 		}
@@ -71,7 +75,8 @@ func durationOf(v string) *shareDuration {
 func (s *Server) createShareLink(c echo.Context) error {
 	sess, _ := session(c)
 	ctx := c.Request().Context()
-	f := shareForm{What: c.FormValue("what"), Result: c.FormValue("result"), For: c.FormValue("for"), Note: c.FormValue("note")}
+	f := shareForm{What: c.FormValue("what"), Result: c.FormValue("result"), For: c.FormValue("for"), Note: c.FormValue("note"),
+		Sensitive: c.FormValue("sensitive") == "yes"}
 	p := sharePage{Page: s.page(c, "Share your lab results"), Form: f}
 	labs, err := s.records.Labs(ctx, s.patientViewer(c, sess), sess.PersonID)
 	if err != nil {
@@ -88,7 +93,7 @@ func (s *Server) createShareLink(c echo.Context) error {
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(token))
 	now := s.now()
-	l := ShareLink{PersonID: sess.PersonID, ResourceID: p.Form.Result, Note: p.Form.Note, FirstName: firstName(sess.Name),
+	l := ShareLink{PersonID: sess.PersonID, ResourceID: p.Form.Result, IncludeSensitive: p.Form.Sensitive, Note: p.Form.Note, FirstName: firstName(sess.Name),
 		CreatedBy: sess.Issuer + "|" + sess.Subject, Created: now, Expires: now.Add(durationOf(p.Form.For).D)}
 	if _, err := s.shares.CreateShareLink(ctx, s.patientViewer(c, sess), l, sum[:]); err != nil {
 		if errs.Is(err, errs.Conflict) {

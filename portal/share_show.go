@@ -76,7 +76,10 @@ func (s *Server) renderShares(c echo.Context, status int, p sharePage) error {
 		labels[ch.ID] = ch.Label
 	}
 	for _, l := range links {
-		what := "All your lab results"
+		what := "All your lab results except sensitive ones"
+		if l.IncludeSensitive {
+			what = "All your lab results, sensitive ones included"
+		}
 		if l.ResourceID != "" {
 			what = labels[l.ResourceID]
 			if what == "" {

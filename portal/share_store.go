@@ -78,12 +78,12 @@ func (s *ShareStore) CreateShareLink(ctx context.Context, v Viewer, l ShareLink,
 	var id int64
 	err := s.inTx(ctx, func(tx db.Querier) (audit.Event, error) {
 		err := tx.QueryRow(ctx, `
-			INSERT INTO portal_share_links (person_id, token_hash, scope, resource_id, note, first_name, created_by, created_at, expires_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+			INSERT INTO portal_share_links (person_id, token_hash, scope, resource_id, note, first_name, created_by, created_at, expires_at, include_sensitive)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $11
 			WHERE (SELECT count(*) FROM portal_share_links
 			       WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > $8) < $10
 			RETURNING id`, l.PersonID, tokenHash, scope, res, l.Note, l.FirstName, l.CreatedBy, l.Created.UTC(), l.Expires.UTC(),
-			maxActiveShareLinks).Scan(&id)
+			maxActiveShareLinks, l.IncludeSensitive && l.ResourceID == "").Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return audit.Event{}, errs.E(op, errs.Conflict, "too many active share links")
 		}
@@ -99,13 +99,13 @@ func (s *ShareStore) CreateShareLink(ctx context.Context, v Viewer, l ShareLink,
 }
 
 const shareCols = `id, person_id, coalesce(resource_id, ''), note, first_name, created_by, created_at, expires_at,
-	revoked_at, use_count, last_used_at`
+	revoked_at, use_count, last_used_at, include_sensitive`
 
 func scanShare(row pgx.Row) (ShareLink, error) {
 	var l ShareLink
 	var revoked, used *time.Time
 	err := row.Scan(&l.ID, &l.PersonID, &l.ResourceID, &l.Note, &l.FirstName, &l.CreatedBy, &l.Created, &l.Expires,
-		&revoked, &l.Uses, &used)
+		&revoked, &l.Uses, &used, &l.IncludeSensitive)
 	if revoked != nil {
 		l.Revoked = *revoked
 	}

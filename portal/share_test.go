@@ -79,7 +79,7 @@ func (a recordsAdapter) Labs(ctx context.Context, v Viewer, personID string) ([]
 
 func (a recordsAdapter) SharedLabs(ctx context.Context, v Viewer, l ShareLink) ([]LabResult, error) {
 	sts, err := a.rec.Shared(ctx, records.Share{LinkID: l.ID, PersonID: l.PersonID, ResourceID: l.ResourceID,
-		RequestID: v.RequestID, SourceIP: v.SourceIP}, "Observation", nil, 1000)
+		IncludeSensitive: l.IncludeSensitive, RequestID: v.RequestID, SourceIP: v.SourceIP}, "Observation", nil, 1000)
 	if err != nil {
 		return nil, err
 	}
@@ -107,6 +107,7 @@ type shareEnv struct {
 	audit   *switchAudit
 	person  string
 	glucose string // the glucose result's ID
+	hiv     string // the HIV-labelled result's ID
 	logs    *syncBuffer
 }
 
@@ -134,7 +135,8 @@ func newShareEnv(t *testing.T, secureCookies bool) *shareEnv {
 		}
 		se.person = string(src.PersonID)
 		for _, o := range []string{`"code":{"text":"Glucose"},"valueQuantity":{"value":7.9,"unit":"mmol/L"},"effectiveDateTime":"2026-09-14"`,
-			`"code":{"text":"Hemoglobin"},"valueQuantity":{"value":13.8,"unit":"g/dL"},"effectiveDateTime":"2026-09-15"`} {
+			`"code":{"text":"Hemoglobin"},"valueQuantity":{"value":13.8,"unit":"g/dL"},"effectiveDateTime":"2026-09-15"`,
+			`"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HIV"}]},"code":{"text":"HIV-1 RNA"},"valueQuantity":{"value":20,"unit":"copies/mL"},"effectiveDateTime":"2026-09-16"`} {
 			st, err := fs.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(`{"resourceType":"Observation","status":"final","category":[{"coding":[{"code":"laboratory"}]}],` +
 				o + `,"subject":{"reference":"Patient/` + p.ID + `"}}`)), MemberID: "riverside", PatientID: p.ID, At: time.Now()})
 			if err != nil {
@@ -142,6 +144,9 @@ func newShareEnv(t *testing.T, secureCookies bool) *shareEnv {
 			}
 			if strings.Contains(o, "Glucose") {
 				se.glucose = st.ID
+			}
+			if strings.Contains(o, "HIV") {
+				se.hiv = st.ID
 			}
 		}
 		return nil
@@ -382,5 +387,45 @@ func TestShareLinkRateLimitPerIP(t *testing.T) {
 	}
 	if last.status != http.StatusTooManyRequests || last.header.Get("Retry-After") == "" {
 		t.Fatalf("request %d from one IP: %d (Retry-After %q), want 429", shareRatePerMinute+1, last.status, last.header.Get("Retry-After"))
+	}
+}
+
+// TestShareLinkLeavesOutSensitiveUnlessChosen: a link of all results leaves out the
+// HIV-labelled one unless the patient ticked the box; a link naming that result shows it;
+// the active-links list says which kind each link is.
+func TestShareLinkLeavesOutSensitiveUnlessChosen(t *testing.T) {
+	t.Parallel()
+	se := newShareEnv(t, false)
+	alice := newClient(t)
+	se.signIn(t, alice, "alice", "alice-pw")
+	if r := alice.getPrivate(se.base, "/labs"); !strings.Contains(r.body, "HIV-1 RNA") {
+		t.Fatalf("the patient's own labs page lacks her HIV result")
+	}
+	anon := newClient(t)
+	for _, c := range []struct {
+		form    url.Values
+		showHIV bool
+	}{
+		{url.Values{"what": {"all"}, "for": {"1h"}}, false},
+		{url.Values{"what": {"all"}, "for": {"1h"}, "sensitive": {"yes"}}, true},
+		{url.Values{"what": {"one"}, "result": {se.hiv}, "for": {"1h"}}, true},
+		{url.Values{"what": {"one"}, "result": {se.glucose}, "for": {"1h"}, "sensitive": {"yes"}}, false},
+	} {
+		link := se.createLink(t, alice, c.form)
+		r := anon.get(link)
+		if r.status != http.StatusOK || strings.Contains(r.body, "HIV-1 RNA") != c.showHIV {
+			t.Errorf("%v: %d, shows the HIV result: %v, want %v", c.form, r.status, !c.showHIV, c.showHIV)
+		}
+		if all := c.form.Get("what") == "all"; all && !strings.Contains(r.body, "Glucose") {
+			t.Errorf("%v: the link of all results lacks Glucose", c.form)
+		}
+	}
+	list := html.UnescapeString(alice.getPrivate(se.base, "/labs/share").body)
+	if !strings.Contains(list, "All your lab results except sensitive ones") || !strings.Contains(list, "All your lab results, sensitive ones included") {
+		t.Errorf("the active links do not say which include sensitive results:\n%s", list)
+	}
+	var n int
+	if err := se.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE include_sensitive) FROM portal_share_links`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("links stored with include_sensitive: %d, %v; want 1 (a one-result link never sets it)", n, err)
 	}
 }

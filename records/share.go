@@ -18,6 +18,10 @@ type Share struct {
 	LinkID     int64  // the link's ID, recorded as the audit event's TokenID "share-link/ID"
 	PersonID   string // the patient who made the link
 	ResourceID string // the one resource the link names; "" for every resource of the type
+	// IncludeSensitive lets a link of every resource show the sensitive ones
+	// (consent.Sensitive) too; without it they are left out, whatever consent would allow.
+	// A link that names one resource shows it either way: the patient chose it.
+	IncludeSensitive bool
 	RequestID  string
 	SourceIP   string
 }
@@ -35,7 +39,8 @@ func (sh Share) viewer() Viewer {
 // Shared returns the stored resources of type typ in the compartment of sh.PersonID that
 // the holder of sh's link may see, newest first: those keep accepts (nil keeps all) and, when
 // sh names one resource, only that one; each decided by consent for a viewer of role
-// consent.RoleShare with purpose PATRQT, exactly as Compartment decides for any viewer.
+// consent.RoleShare with purpose PATRQT, exactly as Compartment decides for any viewer;
+// sensitive ones only when sh.IncludeSensitive or sh names them.
 // Denied items are simply absent. It commits one audit event for the use (Query, or Read
 // for a link that names one resource) with ShareLink set, whatever was found, before it
 // returns: errs.Unavailable when that event, consent or the MPI cannot be read, and then
@@ -76,6 +81,9 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 	var lastDeny consent.Decision
 	for _, st := range all {
 		if (sh.ResourceID != "" && st.ID != sh.ResourceID) || (keep != nil && !keep(st)) {
+			continue
+		}
+		if _, labels := classOf(st); sh.ResourceID == "" && !sh.IncludeSensitive && consent.Sensitive(labels) {
 			continue
 		}
 		d := s.decide(dirs, v, sh.PersonID, at, st)

@@ -18,8 +18,8 @@ func TestSharedDecidesAsShareRoleAndAuditsTheUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 {
-		t.Fatalf("all labs through a link: %d results; want both (right of access, no Part 2 here)", len(got))
+	if len(got) != 1 || got[0].ID != f.obsA {
+		t.Fatalf("all labs through a link: %d results; want only the unlabelled one (b's is PSY)", len(got))
 	}
 	if len(f.log.events) != 1 {
 		t.Fatalf("audit: %d events; want one per use", len(f.log.events))
@@ -27,9 +27,21 @@ func TestSharedDecidesAsShareRoleAndAuditsTheUse(t *testing.T) {
 	ev := f.log.events[0]
 	if !ev.ShareLink || ev.Role != consent.RoleShare || ev.Purpose != consent.PurposePatientRequest || ev.Actor != "" ||
 		ev.Patient != f.person || ev.RequestID != "r-share" || ev.TokenID != "share-link/7" || ev.Action != audit.Query ||
-		ev.Outcome != audit.Permit || len(ev.Resources) != 2 {
+		ev.Outcome != audit.Permit || len(ev.Resources) != 1 {
 		t.Fatalf("audit event = %+v", ev)
 	}
+	// With sensitive results chosen: both (right of access, no Part 2 here).
+	sh.IncludeSensitive = true
+	if got, err = f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 2 || len(f.log.events[1].Resources) != 2 {
+		t.Fatalf("all labs with sensitive ones: %d, %v", len(got), err)
+	}
+	sh.IncludeSensitive = false
+	// A link naming the sensitive result shows it: the patient chose it.
+	sh.ResourceID = f.obsB
+	if got, err = f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 1 || got[0].ID != f.obsB {
+		t.Fatalf("the PSY result by name: %d, %v", len(got), err)
+	}
+	f.log.events = f.log.events[:1]
 
 	// A link that names one result shows that one only, audited as a read.
 	sh.ResourceID = f.obsA

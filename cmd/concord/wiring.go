@@ -81,7 +81,8 @@ func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID strin
 // SharedLabs returns the laboratory Observations that the holder of link may see: records.Shared
 // decides them as consent role share and audits the use before returning.
 func (p portalRecords) SharedLabs(ctx context.Context, v portal.Viewer, link portal.ShareLink) ([]portal.LabResult, error) {
-	sh := records.Share{LinkID: link.ID, PersonID: link.PersonID, ResourceID: link.ResourceID, RequestID: v.RequestID, SourceIP: v.SourceIP}
+	sh := records.Share{LinkID: link.ID, PersonID: link.PersonID, ResourceID: link.ResourceID, IncludeSensitive: link.IncludeSensitive,
+		RequestID: v.RequestID, SourceIP: v.SourceIP}
 	return p.labs(ctx, consent.RoleShare, "", func(keep func(store.Stored) bool) ([]store.Stored, error) {
 		return p.rec.Shared(ctx, sh, "Observation", keep, 1000)
 	})
