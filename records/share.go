@@ -22,8 +22,8 @@ type Share struct {
 	// (consent.Sensitive) too; without it they are left out, whatever consent would allow.
 	// A link that names one resource shows it either way: the patient chose it.
 	IncludeSensitive bool
-	RequestID  string
-	SourceIP   string
+	RequestID        string
+	SourceIP         string
 }
 
 // ShareTokenID is the audit TokenID of a use of link id: the link's ID, never its token.
