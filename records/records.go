@@ -112,12 +112,18 @@ func classOf(st store.Stored) (consent.Class, []string) {
 	return c, labels
 }
 
-// decide runs consent for one stored item.
+// decide runs consent for one stored item. A viewer bound to a person (a patient, a proxy,
+// a share link's holder: Viewer.PersonID) is decided against no directive at all for any
+// other person's item, so the right-of-access policy, which permits "the patient", never
+// lets one patient read another's record.
 func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at time.Time, st store.Stored) consent.Decision {
 	class, labels := classOf(st)
 	actor := v.Actor
 	if actor == "" {
 		actor = v.Client
+	}
+	if v.PersonID != "" && v.PersonID != person {
+		dirs = nil
 	}
 	return consent.Decide(dirs, consent.Request{
 		Actor: actor, ActorRole: v.Role, Org: v.Org, Purpose: v.Purpose, PersonID: person,

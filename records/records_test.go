@@ -165,3 +165,26 @@ func TestFailClosed(t *testing.T) {
 		t.Fatalf("consent down: %d results, %v; want none and Unavailable", len(got), err)
 	}
 }
+
+// TestPatientReadsOnlyTheirOwnPerson: the right-of-access policy permits "the patient";
+// a patient viewer is that patient only for their own person's record. Another person's
+// resource is NotFound (audited as a denial) and their compartment is empty.
+func TestPatientReadsOnlyTheirOwnPerson(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	own := records.Viewer{Actor: "iss|p", Role: consent.RolePatient, Purpose: consent.PurposePatientRequest, PersonID: f.person}
+	if _, err := f.svc.Read(ctx, own, "Observation", f.obsA); err != nil {
+		t.Fatalf("own record: %v", err)
+	}
+	other := own
+	other.Actor, other.PersonID = "iss|q", "00000000-0000-4000-8000-000000000001"
+	if _, err := f.svc.Read(ctx, other, "Observation", f.obsA); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("another person's record: %v; want NotFound", err)
+	}
+	if ev := f.log.events[len(f.log.events)-1]; ev.Outcome != audit.Deny || ev.Actor != "iss|q" {
+		t.Fatalf("the refused read's audit event = %+v", ev)
+	}
+	if got, err := f.svc.Compartment(ctx, other, f.person, "Observation", nil, 100); err != nil || len(got) != 0 {
+		t.Fatalf("another person's compartment: %d, %v; want none", len(got), err)
+	}
+}
