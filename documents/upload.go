@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -32,6 +33,7 @@ type PatientDocument struct {
 	PersonID string
 	Tag      fhir.Coding // PatientSourced
 	Content  Content
+	Created  time.Time
 }
 
 // UploadPatientDocument stores person's own document: bytes to Blobs first, then the
@@ -109,9 +111,9 @@ func (s *Service) patientByKey(ctx context.Context, q db.Querier, person, scope,
 // never returns members' clinical documents, nor another person's uploads.
 func (s *Service) PatientDocuments(ctx context.Context, person string, ids ...string) ([]PatientDocument, error) {
 	const op = "documents.Service.PatientDocuments"
-	rows, err := s.pool.Query(ctx, `SELECT m.id, c.binary_id, c.object_key, c.size, c.sha1, c.content_type
+	rows, err := s.pool.Query(ctx, `SELECT m.id, c.binary_id, c.object_key, c.size, c.sha1, c.content_type, m.created_at
 		FROM documents_metadata m JOIN documents_contents c ON c.document_id = m.id
-		WHERE m.person_id = $1 AND m.origin = 'patient' AND (cardinality($2::text[]) = 0 OR m.id = ANY($2))
+		WHERE m.person_id = $1 AND m.origin = 'patient' AND (coalesce(cardinality($2::text[]), 0) = 0 OR m.id = ANY($2))
 		ORDER BY m.created_at DESC, m.id`, person, ids)
 	if err != nil {
 		return nil, db.Map(op, err)
@@ -119,7 +121,7 @@ func (s *Service) PatientDocuments(ctx context.Context, person string, ids ...st
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (PatientDocument, error) {
 		d := PatientDocument{PersonID: person, Tag: PatientSourced}
 		c := &d.Content
-		err := r.Scan(&d.ID, &c.BinaryID, &c.Key, &c.Size, &c.SHA1, &c.ContentType)
+		err := r.Scan(&d.ID, &c.BinaryID, &c.Key, &c.Size, &c.SHA1, &c.ContentType, &d.Created)
 		c.DocumentID, c.PersonID = d.ID, person
 		return d, err
 	})

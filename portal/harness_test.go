@@ -117,6 +117,7 @@ type envOpts struct {
 	staffMFAOff   bool
 	patients      PatientLookup // the clinicians' look-up; nil leaves it out
 	messages      bool          // secure messages on (unaudited: threads can be listed, not opened)
+	documents     Documents     // the patient's documents; nil leaves them out
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -149,6 +150,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.messages {
 		deps.Messages = NewMessageStore(pool)
 	}
+	deps.Documents = o.documents
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}

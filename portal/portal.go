@@ -11,6 +11,7 @@ package portal
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -104,6 +105,47 @@ type Records interface {
 	// returning; it returns errs.Unavailable when either fails (the portal shows a 503) and
 	// errs.NotFound when v may not see the person.
 	Labs(ctx context.Context, v Viewer, personID string) ([]LabResult, error)
+}
+
+// Documents serves a patient's documents: the clinical documents every member sent about
+// the person, decided by consent and audited like any record, and the patient's own uploads,
+// kept apart from them.
+type Documents interface {
+	// List returns the documents of v's person, newest first: each distinct clinical
+	// content once, with the members that sent it, then the patient's uploads. It audits the
+	// listing; errs.Unavailable when consent or the audit log cannot be reached.
+	List(ctx context.Context, v Viewer) ([]DocumentItem, error)
+	// Open authorizes v's read of document id (a DocumentReference id, or an upload's id)
+	// and opens its content. The read's audit event has committed when Open returns; a
+	// document v may not see is errs.NotFound, as an unknown one. Close the file.
+	Open(ctx context.Context, v Viewer, id string) (*DocumentFile, error)
+	// Upload stores a document of v's own, labelled patient-sourced. A repeat with the same
+	// key stores nothing new. errs.TooLarge, errs.Unsupported or errs.Invalid describe bad
+	// content in a sentence for the patient; errs.Unavailable when storage is down.
+	Upload(ctx context.Context, v Viewer, key, contentType string, body io.Reader) error
+}
+
+// DocumentItem is one row of the documents list.
+type DocumentItem struct {
+	ID          string    // what Open takes
+	Title       string    // the document type's name
+	Date        time.Time // zero when the document gives none
+	Sources     []string  // the members that sent it (names); empty for an upload
+	Copies      string    // "2 copies from 2 members" when more than one document holds the bytes
+	ContentType string
+	Size        int64
+	Status      string // current or superseded
+	Uploaded    bool   // the patient's own upload
+}
+
+// DocumentFile is an opened document. Write streams its bytes, checked against their
+// SHA-256 as they go; an error after the first byte means the transfer must be cut.
+type DocumentFile struct {
+	ContentType string
+	Filename    string // generated, never a sender's name
+	Size        int64
+	Write       func(w io.Writer) error
+	Close       func() error
 }
 
 // ShareLink is a patient's share link as the portal keeps it: never its token, only the
@@ -291,9 +333,11 @@ type Deps struct {
 	Patients PatientLookup
 	// Messages serves secure messages (/messages, /staff/messages); nil leaves them out.
 	Messages Messaging
-	Redis    redis.Cmdable
-	Logger   *slog.Logger     // default slog.Default()
-	Now      func() time.Time // default time.Now; tests pass a fake clock
+	// Documents serves the patient's documents (/documents); nil leaves them out.
+	Documents Documents
+	Redis     redis.Cmdable
+	Logger    *slog.Logger     // default slog.Default()
+	Now       func() time.Time // default time.Now; tests pass a fake clock
 	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
 	// 10 s timeout that refuses redirects.
 	HTTPClient *http.Client
@@ -310,6 +354,7 @@ type Server struct {
 	shared   SharedRecords
 	patients PatientLookup
 	messages Messaging
+	docs     Documents
 	limiter  *ipLimiter // share pages, per client IP
 	// msgLimiter counts messages sent, per login
 	msgLimiter *ipLimiter
@@ -382,6 +427,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		shared:   deps.Shared,
 		patients: deps.Patients,
 		messages: deps.Messages,
+		docs:     deps.Documents,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,

@@ -17,7 +17,7 @@ import (
 
 // pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
 // file needs a registration here. newRenderer panics when they disagree.
-var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message"}
+var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document"}
 
 // Page is what every page's view model embeds; the layout reads it.
 type Page struct {
@@ -49,6 +49,8 @@ func newRenderer(fsys fs.FS, names []string) *renderer {
 	base := template.New("base").Funcs(template.FuncMap{
 		"date": func(t time.Time) string { return t.Format("2 Jan 2006") },
 		"iso":  func(t time.Time) string { return t.Format("2006-01-02") },
+		"kind": documentKind,
+		"size": documentSize,
 	})
 	base = template.Must(base.ParseFS(fsys, "layout/*.html", "partials/*.html"))
 	files, err := fs.Glob(fsys, "pages/*.html")

@@ -51,6 +51,12 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/share/:token", s.showShared, s.shareChain()...)
 	}
 
+	if s.docs != nil {
+		e.GET("/documents", s.showDocuments, patient...)
+		e.POST("/documents", s.uploadDocument, patient...)
+		e.GET("/documents/:id", s.showDocument, patient...)
+		e.GET("/documents/:id/file", s.downloadDocument, patient...)
+	}
 	if s.messages != nil {
 		e.GET("/messages", s.showMessages, patient...)
 		e.GET("/messages/new", s.showNewMessage, patient...)

@@ -17,6 +17,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
@@ -165,6 +166,9 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 		}
 		if i == 0 && created {
 			if err := r.seedMessages(ctx, m, iss, p, string(src.PersonID)); err != nil {
+				return created, err
+			}
+			if err := r.seedDocuments(ctx, m, i); err != nil {
 				return created, err
 			}
 		}
@@ -463,4 +467,75 @@ func (r region) seedMessages(ctx context.Context, m *Main, iss string, p demoPer
 		}
 	}
 	return nil
+}
+
+// demoDischarge is the C-CDA discharge summary the first demo patient's first clinic sends.
+const demoDischarge = `<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3">
+  <title>Discharge Summary</title>
+  <effectiveTime value="%s"/>
+  <author><assignedAuthor><representedOrganization><name>%s</name></representedOrganization></assignedAuthor></author>
+  <custodian><assignedCustodian><representedCustodianOrganization><name>%s</name></representedCustodianOrganization></assignedCustodian></custodian>
+  <component><structuredBody>
+    <component><section><title>Reason for admission</title><text><paragraph>Chest pain, ruled out for acute coronary syndrome.</paragraph></text></section></component>
+    <component><section><title>Medications at discharge</title><text><table><thead><tr><th>Medication</th><th>Dose</th><th>Instructions</th></tr></thead>
+      <tbody><tr><td>Atorvastatin</td><td>20 mg</td><td>Once daily at night</td></tr><tr><td>Aspirin</td><td>81 mg</td><td>Once daily</td></tr></tbody></table></text></section></component>
+    <component><section><title>Follow-up</title><text><list><item>See your primary care clinician within 2 weeks.</item><item>Repeat lipid panel in 3 months.</item></list></text></section></component>
+  </structuredBody></component>
+</ClinicalDocument>`
+
+// seedDocuments gives demo person i a C-CDA discharge summary from their first clinic and
+// one visit note that their first two clinics both sent (stored once, listed once with
+// both sources), through the documents service as a member's upload would go.
+func (r region) seedDocuments(ctx context.Context, m *Main, i int) error {
+	p := r.persons[i]
+	now := time.Now().UTC()
+	first := r.members[p.Members[0]]
+	note := []byte("Visit note\n\nFollow-up for cholesterol. Discussed diet and exercise; patient walks 30 minutes most days.\nPlan: continue atorvastatin, recheck lipids in 3 months.\n")
+	type doc struct {
+		member      int
+		code, title string
+		contentType string
+		data        []byte
+		at          time.Time
+	}
+	docs := []doc{{p.Members[0], "18842-5", "Discharge summary", "application/xml",
+		[]byte(fmt.Sprintf(demoDischarge, now.AddDate(0, -2, 0).Format("20060102"), first.Name, first.Name)), now.AddDate(0, -2, 0)}}
+	for _, mi := range p.Members[:min(2, len(p.Members))] {
+		docs = append(docs, doc{mi, "11506-3", "Progress note", "text/plain", note, now.AddDate(0, 0, -20)})
+	}
+	return db.InTx(ctx, m.pool, func(tx db.Querier) error {
+		for _, d := range docs {
+			dm := r.members[d.member]
+			src, err := m.mpi.SourceByIdentifier(ctx, tx, dm.OID, r.mrn(d.member, i))
+			if err != nil {
+				return err
+			}
+			raw, err := json.Marshal(map[string]any{
+				"resourceType": "DocumentReference", "status": "current",
+				"type":     map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": d.code, "display": d.title}}},
+				"category": []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "LP173421-1", "display": "Report"}}}},
+				"subject":  map[string]any{"reference": "Patient/" + src.PatientID},
+				"date":     d.at.Format(time.RFC3339),
+				"content":  []any{map[string]any{"attachment": map[string]any{"contentType": d.contentType, "data": d.data}}},
+			})
+			if err != nil {
+				return err
+			}
+			res, err := fhir.Parse(raw)
+			if err != nil {
+				return err
+			}
+			id := store.NewID()
+			if res, err = m.docs.IngestResource(ctx, tx, documents.Intake{MemberID: dm.ID, PatientID: src.PatientID, ID: id, Resource: res}); err != nil {
+				return err
+			}
+			if _, err := m.fhir.Put(ctx, tx, store.Write{Resource: res, ID: id, MemberID: dm.ID, PatientID: src.PatientID, At: now,
+				Source: m.cfg.BaseURL + "/members/" + dm.ID,
+				Tags:   []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: dm.ID, Display: dm.Name}}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -219,7 +219,8 @@ func (m *Main) Open(ctx context.Context) error {
 		portal.Deps{Identity: identity{m.mpi}, Staff: m.staff, Records: portalRecords{m.records, m.directory},
 			Shares: portal.NewShareStore(m.pool).WithAudit(m.audit), Shared: portalRecords{m.records, m.directory},
 			Patients: patientLookup{portalRecords{m.records, m.directory}, m.mpi}, Messages: portal.NewMessageStore(m.pool).WithAudit(m.audit),
-			Privacy: portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
+			Documents: portalDocuments{portalRecords{m.records, m.directory}, m.docs, m.audit, time.Now},
+			Privacy:   portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
 	if err != nil {
 		return err
 	}

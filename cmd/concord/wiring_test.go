@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/portal"
@@ -36,5 +38,94 @@ func TestPatientLookupByPerson(t *testing.T) {
 	v.Org = "no-such-member"
 	if _, err := l.ByPerson(ctx, v, person); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("at an organization without the person: %v; want NotFound", err)
+	}
+}
+
+// TestPortalDocuments: the patient's documents page lists the demo documents from every
+// member, the shared visit note once with both sources; opening one audits the read and
+// streams the bytes; another patient cannot open it; uploads are the patient's own,
+// idempotent by key, and refused when they are archives.
+func TestPortalDocuments(t *testing.T) {
+	m := demoEnv(t)
+	ctx := context.Background()
+	region := demoRegion(m.cfg.DemoSeed)
+	person := func(i int) string {
+		dm := region.members[region.persons[i].Members[0]]
+		src, err := m.mpi.SourceByIdentifier(ctx, nil, dm.OID, region.mrn(region.persons[i].Members[0], i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(src.PersonID)
+	}
+	ana := portal.Viewer{PersonID: person(0), Role: portal.RolePatient, Actor: "iss|demo-ana", RequestID: "docs-1"}
+	pd := portalDocuments{portalRecords{m.records, m.directory}, m.docs, m.audit, time.Now}
+	items, err := pd.List(ctx, ana)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var discharge, note *portal.DocumentItem
+	for i := range items {
+		switch items[i].Title {
+		case "Discharge summary":
+			discharge = &items[i]
+		case "Progress note":
+			note = &items[i]
+		}
+	}
+	if len(items) != 2 || discharge == nil || note == nil || note.Copies != "2 copies from 2 members" || len(note.Sources) != 2 ||
+		len(discharge.Sources) != 1 || discharge.ContentType != "application/xml" {
+		t.Fatalf("documents %+v", items)
+	}
+	ana.RequestID = "docs-2"
+	f, err := pd.Open(ctx, ana, discharge.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := f.Write(&buf); err != nil || !strings.Contains(buf.String(), "<ClinicalDocument") || int64(buf.Len()) != f.Size {
+		t.Fatalf("discharge summary: %d bytes of %d, %v", buf.Len(), f.Size, err)
+	}
+	f.Close()
+	var n int
+	if err := m.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE request_id = 'docs-2' AND action = 'read' AND outcome = 'permit'
+		AND resources = ARRAY['DocumentReference/' || $1]`, discharge.ID).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("audit events of the read: %d, %v", n, err)
+	}
+	ben := portal.Viewer{PersonID: person(1), Role: portal.RolePatient, Actor: "iss|demo-ben", RequestID: "docs-3"}
+	if _, err := pd.Open(ctx, ben, discharge.ID); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("another patient opening ana's document: %v; want NotFound", err)
+	}
+	for range 2 {
+		if err := pd.Upload(ctx, ana, "upload-key-1", "text/plain", strings.NewReader("My vaccination card, typed out.\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := pd.Upload(ctx, ana, "upload-key-2", "application/zip", strings.NewReader("PK\x03\x04 not a document")); errs.CodeOf(err) != errs.Unsupported && errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("an archive upload: %v; want refused", err)
+	}
+	items, err = pd.List(ctx, ana)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ups []portal.DocumentItem
+	for _, it := range items {
+		if it.Uploaded {
+			ups = append(ups, it)
+		}
+	}
+	if len(ups) != 1 {
+		t.Fatalf("uploads after a repeated key: %+v", ups)
+	}
+	f, err = pd.Open(ctx, ana, ups[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	if err := f.Write(&buf); err != nil || buf.String() != "My vaccination card, typed out.\n" {
+		t.Fatalf("upload read back: %q, %v", buf.String(), err)
+	}
+	f.Close()
+	if _, err := pd.Open(ctx, ben, ups[0].ID); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("another patient opening ana's upload: %v; want NotFound", err)
 	}
 }

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/documents"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/portal"
+	"github.com/concord-hie/concord/records"
+)
+
+// portalDocuments serves the patient's documents page (portal.Documents): clinical
+// documents through the enforcement point (records), their bytes through the documents
+// service, and the patient's own uploads, each read audited before a byte leaves.
+type portalDocuments struct {
+	portalRecords
+	docs  *documents.Service
+	audit audit.Appender
+	now   func() time.Time
+}
+
+// docRef is the part of a DocumentReference the list shows.
+type docRef struct {
+	Status string `json:"status"`
+	Type   *struct {
+		Coding []fhir.Coding `json:"coding"`
+		Text   string        `json:"text"`
+	} `json:"type"`
+	Date    string `json:"date"`
+	Context *struct {
+		Period *struct {
+			Start string `json:"start"`
+		} `json:"period"`
+	} `json:"context"`
+}
+
+func (d docRef) title() string {
+	if d.Type != nil {
+		if d.Type.Text != "" {
+			return d.Type.Text
+		}
+		for _, c := range d.Type.Coding {
+			if c.Display != "" {
+				return c.Display
+			}
+		}
+	}
+	return "Clinical document"
+}
+
+func (d docRef) date() time.Time {
+	raw := d.Date
+	if raw == "" && d.Context != nil && d.Context.Period != nil {
+		raw = d.Context.Period.Start
+	}
+	if raw == "" {
+		return time.Time{}
+	}
+	dt, err := fhir.ParseDateTime(raw)
+	if err != nil {
+		return time.Time{}
+	}
+	return dt.Low
+}
+
+func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.DocumentItem, error) {
+	refs := map[string]docRef{}
+	sts, err := p.rec.Compartment(ctx, p.viewer(v), v.PersonID, "DocumentReference", func(st store.Stored) bool {
+		var d docRef
+		if json.Unmarshal(st.Body, &d) != nil || d.Status == "entered-in-error" {
+			return false
+		}
+		refs[st.ID] = d
+		return true
+	}, 500)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, 0, len(sts))
+	for _, st := range sts {
+		ids = append(ids, st.ID)
+	}
+	listings, err := p.docs.Group(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	names := map[string]string{}
+	if ms, err := p.dir.Members(ctx); err == nil {
+		for _, m := range ms {
+			names[m.ID] = m.Name
+		}
+	}
+	var out []portal.DocumentItem
+	for _, l := range listings {
+		// The copy the row opens: a current one before a superseded one, then the newest.
+		var rep documents.Copy
+		for _, c := range l.Copies {
+			switch {
+			case rep.DocumentID == "":
+			case (c.Status == "current") != (rep.Status == "current"):
+				if c.Status != "current" {
+					continue
+				}
+			case !refs[c.DocumentID].date().After(refs[rep.DocumentID].date()):
+				continue
+			}
+			rep = c
+		}
+		d := refs[rep.DocumentID]
+		it := portal.DocumentItem{ID: rep.DocumentID, Title: d.title(), Date: d.date(), ContentType: l.ContentType, Size: l.Size, Status: rep.Status}
+		for _, mid := range l.Members() {
+			name := names[mid]
+			if name == "" {
+				name = mid
+			}
+			if !slices.Contains(it.Sources, name) {
+				it.Sources = append(it.Sources, name)
+			}
+		}
+		if len(l.Copies) > 1 {
+			it.Copies = l.Summary()
+		}
+		out = append(out, it)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Date.After(out[j].Date) })
+	ups, err := p.docs.PatientDocuments(ctx, v.PersonID)
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range ups {
+		out = append(out, portal.DocumentItem{ID: u.ID, Title: "Your upload", Date: u.Created, ContentType: u.Content.ContentType,
+			Size: u.Content.Size, Status: "current", Uploaded: true})
+	}
+	return out, nil
+}
+
+func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string) (*portal.DocumentFile, error) {
+	const op = "portalDocuments.Open"
+	ev := audit.Event{Actor: v.Actor, Role: string(v.Role), Purpose: consent.PurposePatientRequest, RequestID: v.RequestID, SourceIP: v.SourceIP}
+	ups, err := p.docs.PatientDocuments(ctx, v.PersonID, id)
+	if err != nil {
+		return nil, err
+	}
+	var cont documents.Content
+	var d *records.Disclosure
+	if len(ups) == 1 {
+		// The patient's own upload: no consent to decide, but the read is logged like any.
+		cont = ups[0].Content
+		read := ev
+		read.Time, read.Action, read.Outcome, read.Reason, read.Patient = p.now(), audit.Read, audit.Permit, "patient-upload", v.PersonID
+		read.Resources = []audit.Resource{{Type: "DocumentReference", ID: id}}
+		if err := p.audit.Append(ctx, read); err != nil {
+			return nil, errs.E(op, errs.Unavailable, err)
+		}
+	} else {
+		if d, err = p.rec.ReadPending(ctx, p.viewer(v), "DocumentReference", id); err != nil {
+			return nil, err // a denial is NotFound, before the object store is touched
+		}
+		if cont, err = p.docs.ContentOfDocument(ctx, id); err != nil {
+			_ = d.Wait()
+			return nil, err
+		}
+	}
+	tr, err := p.docs.Open(ctx, cont, ev)
+	if d != nil {
+		if werr := d.Wait(); werr != nil { // nothing leaves before the read's event is durable
+			if tr != nil {
+				tr.Close()
+			}
+			return nil, werr
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &portal.DocumentFile{ContentType: cont.ContentType, Filename: cont.Filename(), Size: cont.Size,
+		Write: func(w io.Writer) error { return tr.WriteRange(w, documents.ByteRange{Start: 0, End: -1}) },
+		Close: tr.Close}, nil
+}
+
+func (p portalDocuments) Upload(ctx context.Context, v portal.Viewer, key, contentType string, body io.Reader) error {
+	if v.PersonID == "" {
+		return errs.E("portalDocuments.Upload", errs.Forbidden, "only a patient uploads their own documents")
+	}
+	_, err := p.docs.UploadPatientDocument(ctx, v.PersonID, documents.PatientUpload{IdempotencyKey: key, ContentType: contentType, Body: body})
+	return err
+}
