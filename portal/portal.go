@@ -218,6 +218,10 @@ type Privacy interface {
 	// audited (audit.AuditQuery) before the log is returned; it returns errs.Unavailable,
 	// and no rows, when that event cannot be written.
 	AccessLog(ctx context.Context, v Viewer, personID string, from, to time.Time) ([]audit.Access, error)
+	// Accounting returns the accounting of disclosures of personID's record between from
+	// and to (audit.Accounting: oldest first, at most 10,000 rows), for v: the patient
+	// themself or an officer. The reading is audited like AccessLog's.
+	Accounting(ctx context.Context, v Viewer, personID string, from, to time.Time) ([]audit.DisclosureRow, error)
 	// Directives returns the directives in force for personID now: their own and the
 	// regional default policies. errs.Unavailable when consent cannot be read.
 	Directives(ctx context.Context, personID string) ([]consent.Directive, error)

@@ -102,6 +102,23 @@ func (p *PrivacyStore) AccessLog(ctx context.Context, v Viewer, personID string,
 	return acc, err
 }
 
+// Accounting returns audit.Accounting for personID, read by v (the patient or an officer),
+// after committing the read's audit.AuditQuery event (with the read's outcome).
+func (p *PrivacyStore) Accounting(ctx context.Context, v Viewer, personID string, from, to time.Time) ([]audit.DisclosureRow, error) {
+	q := url.Values{"report": {"accounting"}}
+	if !from.IsZero() {
+		q.Set("from", from.UTC().Format(time.RFC3339))
+	}
+	if !to.IsZero() {
+		q.Set("to", to.UTC().Format(time.RFC3339))
+	}
+	rows, err := audit.Accounting(ctx, p.db, personID, from, to)
+	if aerr := p.auditRead(ctx, v, personID, q, err); aerr != nil {
+		return nil, aerr
+	}
+	return rows, err
+}
+
 // auditRead commits the audit.AuditQuery event of one read of the audit log by v about
 // patient (may be ""), with the read's canonical query and its outcome (failure when
 // readErr is not nil). It returns errs.Unavailable when the event cannot be committed or

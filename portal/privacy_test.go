@@ -511,3 +511,57 @@ func TestAuditReadsFailClosed(t *testing.T) {
 		}
 	}
 }
+
+// TestAccountingOfDisclosures: the officer runs the accounting for one person over the
+// default six years, oldest first, with recipients named and break-glass marked, on the
+// page and as CSV (formula cells guarded); running it is audited; denials and other persons'
+// accesses are not disclosures of hers; the patient downloads her own, and only her own.
+func TestAccountingOfDisclosures(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "privo", "privo-pw")
+	form := c.getPrivate(pe.base, "/officer/accounting")
+	if !strings.Contains(form.body, `name="patient"`) || strings.Contains(form.body, "<table") {
+		t.Fatalf("empty report form:\n%s", form.body)
+	}
+	before := len(auditQueries(t, pe.pool))
+	r := c.getPrivate(pe.base, "/officer/accounting?patient="+alicePerson)
+	body := html.UnescapeString(r.body)
+	river, glass, share := strings.Index(body, "Riverside Family Clinic"), strings.Index(body, "St Mary's Hospital"), strings.Index(body, "Holder of a share link")
+	if river < 0 || glass < 0 || share < 0 || !(river < glass && glass < share) {
+		t.Fatalf("report rows not oldest first (treatment %d, break-glass %d, share %d):\n%s", river, glass, share, body)
+	}
+	if n := strings.Count(body, "<tr"); n != 4 || strings.Contains(body, "North Valley Laboratory") || !strings.Contains(body, "Break glass") ||
+		!strings.Contains(body, "(2 items)") {
+		t.Errorf("report: %d rows\n%s", n-1, body)
+	}
+	if n := len(auditQueries(t, pe.pool)); n != before+1 {
+		t.Errorf("%d audit-query events after one report, want %d", n, before+1)
+	}
+	csvResp := c.get(pe.base + "/officer/accounting?patient=" + alicePerson + "&format=csv")
+	lines := strings.Split(strings.TrimSpace(csvResp.body), "\n")
+	if csvResp.status != http.StatusOK || !strings.HasPrefix(csvResp.header.Get("Content-Type"), "text/csv") ||
+		!strings.HasPrefix(csvResp.header.Get("Content-Disposition"), "attachment") || len(lines) != 4 ||
+		!strings.HasPrefix(lines[0], "date,recipient,") || !strings.Contains(lines[2], "true") {
+		t.Errorf("CSV %d %v:\n%s", csvResp.status, csvResp.header, csvResp.body)
+	}
+	if r := c.get(pe.base + "/officer/accounting?patient=" + alicePerson + "&from=2026-05-02&to=2026-05-01"); r.status != http.StatusBadRequest {
+		t.Errorf("reversed dates: %d", r.status)
+	}
+	if got := csvSafe("=HYPERLINK(1)", "+1", "ok"); got[0] != "'=HYPERLINK(1)" || got[1] != "'+1" || got[2] != "ok" {
+		t.Errorf("csvSafe = %q", got)
+	}
+
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	own := alice.get(pe.base + "/access/accounting.csv")
+	if own.status != http.StatusOK || len(strings.Split(strings.TrimSpace(own.body), "\n")) != 4 || strings.Contains(own.body, "northlab") {
+		t.Errorf("patient's own accounting %d:\n%s", own.status, own.body)
+	}
+	if r := alice.get(pe.base + "/officer/accounting?patient=" + otherPerson); r.status != http.StatusNotFound {
+		t.Errorf("a patient on the officer's report: %d", r.status)
+	}
+	doc := pe.signedIn(t, "drjones", "jones-pw")
+	if r := doc.get(pe.base + "/access/accounting.csv"); r.status != http.StatusNotFound {
+		t.Errorf("a clinician's accounting download: %d", r.status)
+	}
+}

@@ -32,6 +32,8 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/privacy", s.showPrivacy, patient...)
 		e.GET("/officer", s.showOfficerAudit, officer...)
 		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
+		e.GET("/officer/accounting", s.showOfficerAccounting, officer...)
+		e.GET("/access/accounting.csv", s.downloadOwnAccounting, patient...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
