@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -568,5 +569,76 @@ func TestSyntheaBundlesConcurrent(t *testing.T) {
 		if got := env.count(t, env.a.ID, typ); got != n {
 			t.Errorf("%s: %d stored, want %d", typ, got, n)
 		}
+	}
+}
+
+// TestConditionalUpdateAndDelete: PUT Organization?identifier= creates once (201), then
+// updates the same resource (200, If-Match honoured), concurrent upserts leave one
+// resource; another member's resource never matches; DELETE Organization?identifier= deletes
+// it (204), and a condition matching nothing is 204 too; bad conditions are 400.
+func TestConditionalUpdateAndDelete(t *testing.T) {
+	env := newWriteEnv(t)
+	ta, tb := env.token(t, env.a.ID, allScopes), env.token(t, env.b.ID, allScopes)
+	const cond = "?identifier=http://hl7.org/fhir/sid/us-npi|1234567893"
+	org := func(name string) []byte {
+		return []byte(`{"resourceType":"Organization","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":"` + name + `"}`)
+	}
+	const n = 6
+	var wg sync.WaitGroup
+	statuses := make([]int, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			statuses[i], _, _ = do(t, "PUT", env.base+"/Organization"+cond, ta, org("Lab"))
+		}(i)
+	}
+	wg.Wait()
+	created := 0
+	for _, st := range statuses {
+		switch st {
+		case 201:
+			created++
+		case 200:
+		default:
+			t.Fatalf("concurrent conditional updates: %v", statuses)
+		}
+	}
+	if created != 1 || env.count(t, env.a.ID, "Organization") != 1 {
+		t.Fatalf("%d created, %d stored; want exactly 1", created, env.count(t, env.a.ID, "Organization"))
+	}
+	st, body, h := do(t, "PUT", env.base+"/Organization"+cond, ta, org("Lab renamed"))
+	if st != 200 || !strings.Contains(string(body), "Lab renamed") || h.Get("ETag") != `W/"`+strconv.Itoa(n+1)+`"` {
+		t.Fatalf("update by condition = %d %s %q", st, body, h.Get("ETag"))
+	}
+	id := idOf(t, body)
+	if st, _, _ := do(t, "PUT", env.base+"/Organization"+cond, ta, org("stale"), "If-Match", `W/"1"`); st != http.StatusPreconditionFailed {
+		t.Fatalf("stale If-Match = %d; want 412", st)
+	}
+	wrongID := []byte(strings.Replace(string(org("x")), `"resourceType":"Organization",`, `"resourceType":"Organization","id":"other",`, 1))
+	if st, _, _ := do(t, "PUT", env.base+"/Organization"+cond, ta, wrongID); st != 400 {
+		t.Fatalf("a body id that is not the match = %d; want 400", st)
+	}
+	// B's condition does not see A's resource: it creates its own.
+	if st, _, _ := do(t, "PUT", env.base+"/Organization"+cond, tb, org("B's lab")); st != 201 {
+		t.Fatalf("B's conditional update = %d; want 201", st)
+	}
+	// Creating by condition needs the create scope.
+	if st, _, _ := do(t, "PUT", env.base+"/Organization?identifier=urn:x|new", env.token(t, env.a.ID, "system/Organization.rus"), org("n")); st != 403 {
+		t.Fatalf("conditional create without c scope = %d; want 403", st)
+	}
+	for _, bad := range []string{"", "?name=Lab", "?identifier=1234567893", "?identifier=a|b&identifier=c|d"} {
+		if st, _, _ := do(t, "PUT", env.base+"/Organization"+bad, ta, org("x")); st != 400 {
+			t.Errorf("condition %q = %d; want 400", bad, st)
+		}
+	}
+	if st, _, _ := do(t, "DELETE", env.base+"/Organization"+cond, ta, nil); st != 204 || env.count(t, env.a.ID, "Organization") != 0 {
+		t.Fatalf("conditional delete = %d, %d left", st, env.count(t, env.a.ID, "Organization"))
+	}
+	if st, _, _ := do(t, "GET", env.base+"/Organization/"+id, ta, nil); st != 410 && st != 404 {
+		t.Fatalf("read after the conditional delete = %d", st)
+	}
+	if st, _, _ := do(t, "DELETE", env.base+"/Organization"+cond, ta, nil); st != 204 || env.count(t, env.b.ID, "Organization") != 1 {
+		t.Fatalf("conditional delete matching nothing = %d; B's kept: %d", st, env.count(t, env.b.ID, "Organization"))
 	}
 }

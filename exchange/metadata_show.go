@@ -2,11 +2,13 @@ package exchange
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/notify"
 )
 
@@ -85,6 +87,10 @@ func (s *Server) showMetadata(c echo.Context) error {
 		SearchRevInc  []string         `json:"searchRevInclude,omitempty"`
 		SearchParam   []searchParamCap `json:"searchParam,omitempty"`
 		Operation     []operationCap   `json:"operation,omitempty"`
+		// Conditional interactions on identifier=system|value (store.ParseCondition).
+		ConditionalCreate bool   `json:"conditionalCreate,omitempty"`
+		ConditionalUpdate bool   `json:"conditionalUpdate,omitempty"`
+		ConditionalDelete string `json:"conditionalDelete,omitempty"`
 	}
 	var rs []resource
 	for t, ops := range withSearch(supportedTypes()) {
@@ -92,6 +98,13 @@ func (s *Server) showMetadata(c echo.Context) error {
 		sc := searchCapability(t, ops)
 		r.SearchParam, r.SearchInclude, r.SearchRevInc, r.Operation = sc.Params, sc.Include, sc.RevInclude, sc.Ops
 		r.Operation = append(r.Operation, typeOperations[t]...)
+		if store.Matchable(t) && !ownHandlerWrite(t, http.MethodPut) {
+			r.ConditionalCreate = slices.Contains(ops, "create")
+			r.ConditionalUpdate = slices.Contains(ops, "update")
+			if slices.Contains(ops, "delete") {
+				r.ConditionalDelete = "single"
+			}
+		}
 		if t == "Subscription" { // the topics a Subscription may name (Subscriptions R5 Backport)
 			for _, topic := range notify.Topics() {
 				r.Extension = append(r.Extension, canonicalExt{URL: extSubscriptionTopic, ValueCanonical: topic})

@@ -45,6 +45,8 @@ func (s *Server) routes(e *echo.Echo) {
 	a.POST("", s.processBundle)
 	a.POST("/", s.processBundle)
 	a.POST("/:type", s.createResource)
+	a.PUT("/:type", s.conditionalUpdate)
+	a.DELETE("/:type", s.conditionalDelete)
 	a.PUT("/:type/:id", s.updateResource)
 	a.DELETE("/:type/:id", s.deleteResource)
 	a.GET("/:type/:id/_history", s.historyResource)

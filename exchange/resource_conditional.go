@@ -1,0 +1,129 @@
+package exchange
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// conditionalUpdate handles PUT [base]/[type]?identifier=system|value: the upsert an EHR
+// interface engine sends when it knows its own identifier but not our id. Serialized on the
+// condition like a conditional create, among the member's own resources only: no match
+// creates the resource (201; it needs the create scope too, and the body may not carry an
+// id), one match updates it (200; a body id must be that one; If-Match applies), more than
+// one is 412. Another member's resources never match, so a condition reveals nothing.
+func (s *Server) conditionalUpdate(c echo.Context) error {
+	const op = "exchange.conditionalUpdate"
+	typ := c.Param("type")
+	if err := admitGenericWrite(c, op, typ, 'u', "resource type not supported"); err != nil {
+		return err
+	}
+	cond, err := store.ParseCondition(typ, c.Request().URL.RawQuery)
+	if err != nil {
+		return errs.E(op, err)
+	}
+	_, res, err := s.readRequestResource(c, op, typ)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	member, err := s.Directory.Member(ctx, principal(c).MemberID)
+	if err != nil {
+		return err
+	}
+	var st store.Stored
+	status := http.StatusOK
+	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{cond.Key()}); err != nil {
+			return err
+		}
+		m, err := s.FHIR.Match(ctx, tx, member.ID, cond)
+		if err != nil {
+			return err
+		}
+		switch len(m) {
+		case 0:
+			if err := require(c, typ, 'c'); err != nil {
+				return err
+			}
+			if res.ID != "" {
+				e := errs.E(op, errs.Invalid, "a conditional update that creates takes no Resource.id")
+				e.Path = typ + ".id"
+				return e
+			}
+			st, status, err = s.Ingest(ctx, tx, member, res)
+			if status == http.StatusOK {
+				status = http.StatusCreated
+			}
+			return err
+		case 1:
+			if res.ID != "" && res.ID != m[0] {
+				e := errs.E(op, errs.Invalid, "Resource.id must be absent or the id of the resource the condition matches")
+				e.Path = typ + ".id"
+				return e
+			}
+			if res.ID == "" {
+				if res, err = res.Stamp(fhir.Stamp{ID: m[0]}); err != nil {
+					return err
+				}
+			}
+			st, err = s.update(ctx, tx, member, typ, m[0], res, c.Request().Header.Get("If-Match"))
+			return err
+		}
+		return &errPrecondition{msg: "the condition matches more than one resource"}
+	})
+	if p, ok := preconditionFailed(err); ok {
+		return writePrecondition(c, p)
+	}
+	if err != nil {
+		return err
+	}
+	setVersionHeaders(c, s.FHIRBase(), st)
+	return c.Blob(status, mimeFHIR, st.Body)
+}
+
+// conditionalDelete handles DELETE [base]/[type]?identifier=system|value: the member's one
+// resource with that identifier is deleted (204); none answers 204 as well, like a delete
+// of an unknown id; more than one is 412 (single deletes only).
+func (s *Server) conditionalDelete(c echo.Context) error {
+	const op = "exchange.conditionalDelete"
+	typ := c.Param("type")
+	if err := admitGenericWrite(c, op, typ, 'd', "resource type not supported"); err != nil {
+		return err
+	}
+	cond, err := store.ParseCondition(typ, c.Request().URL.RawQuery)
+	if err != nil {
+		return errs.E(op, err)
+	}
+	ctx := c.Request().Context()
+	p := principal(c)
+	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		if err := s.FHIR.LockConditions(ctx, tx, p.MemberID, []string{cond.Key()}); err != nil {
+			return err
+		}
+		m, err := s.FHIR.Match(ctx, tx, p.MemberID, cond)
+		if err != nil {
+			return err
+		}
+		switch len(m) {
+		case 0:
+			return nil
+		case 1:
+			_, err := s.FHIR.Delete(ctx, tx, typ, m[0], p.MemberID, s.Now())
+			return err
+		}
+		return &errPrecondition{msg: "the condition matches more than one resource"}
+	})
+	if p, ok := preconditionFailed(err); ok {
+		return writePrecondition(c, p)
+	}
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
