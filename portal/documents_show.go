@@ -25,6 +25,7 @@ type documentsPage struct {
 	Clinical  []DocumentItem
 	Uploads   []DocumentItem
 	UploadKey string // one-time key of the upload form: a resubmission stores nothing new
+	CanUpload bool   // the patient themself (a caregiver only reads)
 	Error     string
 	Uploaded  bool // the upload just succeeded
 }
@@ -51,7 +52,7 @@ func (s *Server) renderDocuments(c echo.Context, status int, p documentsPage) er
 	if err != nil {
 		return err
 	}
-	p.Page = s.page(c, "Your documents")
+	p.Page, p.CanUpload = s.page(c, ownOr(sess, "Your documents", "'s documents")), sess.Role == RolePatient
 	for _, it := range items {
 		if it.Uploaded {
 			p.Uploads = append(p.Uploads, it)

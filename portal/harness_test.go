@@ -47,7 +47,7 @@ func (m *memRecords) Labs(_ context.Context, v Viewer, personID string) ([]LabRe
 	if m.fail != nil {
 		return nil, m.fail
 	}
-	if (v.PersonID != personID || v.Role != RolePatient) && (v.Role != RoleClinician || v.Org == "") {
+	if (v.PersonID != personID || (v.Role != RolePatient && v.Role != RoleProxy)) && (v.Role != RoleClinician || v.Org == "") {
 		return nil, errs.E("memRecords", errs.NotFound, "no such person")
 	}
 	return m.labs[personID], nil
@@ -118,6 +118,7 @@ type envOpts struct {
 	patients      PatientLookup // the clinicians' look-up; nil leaves it out
 	messages      bool          // secure messages on (unaudited: threads can be listed, not opened)
 	documents     Documents     // the patient's documents; nil leaves them out
+	proxies       Proxies       // caregiver access; nil leaves it out
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -151,6 +152,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		deps.Messages = NewMessageStore(pool)
 	}
 	deps.Documents = o.documents
+	deps.Proxies = o.proxies
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}

@@ -54,7 +54,7 @@ func (s *Server) showLabs(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := labsPage{Page: s.page(c, "Your lab results"), Tests: groupLabs(res, s.cfg.Location), CanShare: s.shares != nil && s.shared != nil}
+	p := labsPage{Page: s.page(c, ownOr(sess, "Your lab results", "'s lab results")), Tests: groupLabs(res, s.cfg.Location), CanShare: s.shares != nil && s.shared != nil && sess.Role == RolePatient}
 	return s.render(c, http.StatusOK, "labs", p)
 }
 

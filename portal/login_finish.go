@@ -128,6 +128,9 @@ func (s *Server) finishLogin(c echo.Context) error {
 	default:
 		return err
 	}
+	if err := s.loadGrants(c, &sess); err != nil {
+		return err
+	}
 	if (sess.Role == RoleClinician || sess.Role == RoleOfficer) && !sess.MFA && !s.cfg.StaffMFAOff {
 		s.log.LogAttrs(ctx, slog.LevelInfo, "portal sign-in refused: staff without a second factor",
 			slog.String("request_id", requestID(c)),

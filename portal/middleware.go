@@ -51,7 +51,7 @@ func (s *Server) chain() []echo.MiddlewareFunc {
 		CookieSameSite: http.SameSiteStrictMode,
 		CookieMaxAge:   12 * 3600,
 	})
-	return []echo.MiddlewareFunc{secure, s.errorPages, csrf, s.loadSession}
+	return []echo.MiddlewareFunc{secure, s.errorPages, csrf, s.loadSession, s.checkProxy}
 }
 
 // shareChain is the middleware of the pages a share link opens, outermost first: the

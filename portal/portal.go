@@ -37,6 +37,9 @@ const (
 	RoleClinician  Role = "clinician"
 	RoleOfficer    Role = "officer"
 	RoleUnenrolled Role = "unenrolled" // signed in, but the login is linked to no person or staff record
+	// RoleProxy is a caregiver acting for a patient who granted it (ProxyGrant); the
+	// session's PersonID is then the patient's.
+	RoleProxy Role = "proxy"
 	// RoleShare is the anonymous holder of a patient's share link, never a session's role.
 	RoleShare Role = "share"
 )
@@ -339,6 +342,8 @@ type Deps struct {
 	Messages Messaging
 	// Documents serves the patient's documents (/documents); nil leaves them out.
 	Documents Documents
+	// Proxies serves caregiver access (/caregivers, /caregiver/{token}); nil leaves it out.
+	Proxies Proxies
 	Redis     redis.Cmdable
 	Logger    *slog.Logger     // default slog.Default()
 	Now       func() time.Time // default time.Now; tests pass a fake clock
@@ -359,6 +364,7 @@ type Server struct {
 	patients PatientLookup
 	messages Messaging
 	docs     Documents
+	proxies  Proxies
 	limiter  *ipLimiter // share pages, per client IP
 	// msgLimiter counts messages sent, per login
 	msgLimiter *ipLimiter
@@ -432,6 +438,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		patients: deps.Patients,
 		messages: deps.Messages,
 		docs:     deps.Documents,
+		proxies:  deps.Proxies,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,

@@ -14,7 +14,8 @@ import (
 
 type privacyPage struct {
 	Page
-	Orgs []privacyOrg
+	Orgs          []privacyOrg
+	CanCaregivers bool // caregiver access is offered
 }
 
 // privacyOrg is what one member organization would see for treatment.
@@ -47,7 +48,8 @@ func (s *Server) showPrivacy(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	p := privacyPage{Page: s.page(c, "Sharing and privacy"), Orgs: sharingPreview(dirs, names, sess.PersonID, s.now(), s.cfg.Location)}
+	p := privacyPage{Page: s.page(c, "Sharing and privacy"), Orgs: sharingPreview(dirs, names, sess.PersonID, s.now(), s.cfg.Location),
+		CanCaregivers: s.proxies != nil}
 	return s.render(c, http.StatusOK, "privacy", p)
 }
 

@@ -17,7 +17,7 @@ import (
 
 // pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
 // file needs a registration here. newRenderer panics when they disagree.
-var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting"}
+var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite"}
 
 // Page is what every page's view model embeds; the layout reads it.
 type Page struct {
@@ -33,6 +33,10 @@ type PageViewer struct {
 	Role    Role
 	Name    string
 	OrgName string
+	// ActingFor is the patient a caregiver is viewing ("" otherwise); Grants the patients
+	// the login may switch to.
+	ActingFor string
+	Grants    []ProxyRef
 }
 
 // renderer executes pages parsed once at start-up. It implements echo.Renderer.
@@ -51,6 +55,8 @@ func newRenderer(fsys fs.FS, names []string) *renderer {
 		"iso":  func(t time.Time) string { return t.Format("2006-01-02") },
 		"kind": documentKind,
 		"size": documentSize,
+		"relationship": relationshipLabel,
+		"lower":        strings.ToLower,
 	})
 	base = template.Must(base.ParseFS(fsys, "layout/*.html", "partials/*.html"))
 	files, err := fs.Glob(fsys, "pages/*.html")
@@ -100,7 +106,7 @@ func (s *Server) page(c echo.Context, title string) Page {
 		p.CSRF = tok
 	}
 	if sess, ok := c.Get(sessionKey).(*Session); ok && sess.Role != "" {
-		p.Viewer = &PageViewer{Role: sess.Role, Name: sess.Name, OrgName: sess.OrgName}
+		p.Viewer = &PageViewer{Role: sess.Role, Name: sess.Name, OrgName: sess.OrgName, ActingFor: sess.ActingFor, Grants: sess.Grants}
 	}
 	return p
 }

@@ -16,6 +16,8 @@ import (
 func (s *Server) Register(e *echo.Echo) {
 	mw := s.chain()
 	patient := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient))
+	// Pages a caregiver may also see while acting for a patient: reading only.
+	reader := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleProxy))
 	staff := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician, RoleOfficer))
 	open := append(mw[:len(mw):len(mw)], noStore)
 
@@ -24,16 +26,16 @@ func (s *Server) Register(e *echo.Echo) {
 	e.GET("/auth/callback", s.finishLogin, open...)
 	e.POST("/logout", s.deleteSession, open...)
 	e.GET("/enrol", s.showEnrol, open...)
-	e.GET("/labs", s.showLabs, patient...)
+	e.GET("/labs", s.showLabs, reader...)
 	e.GET("/staff", s.showStaff, staff...)
 	if s.privacy != nil {
 		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))
-		e.GET("/access", s.showAccess, patient...)
+		e.GET("/access", s.showAccess, reader...)
 		e.GET("/privacy", s.showPrivacy, patient...)
 		e.GET("/officer", s.showOfficerAudit, officer...)
 		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
 		e.GET("/officer/accounting", s.showOfficerAccounting, officer...)
-		e.GET("/access/accounting.csv", s.downloadOwnAccounting, patient...)
+		e.GET("/access/accounting.csv", s.downloadOwnAccounting, reader...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
@@ -54,10 +56,21 @@ func (s *Server) Register(e *echo.Echo) {
 	}
 
 	if s.docs != nil {
-		e.GET("/documents", s.showDocuments, patient...)
+		e.GET("/documents", s.showDocuments, reader...)
 		e.POST("/documents", s.uploadDocument, patient...)
-		e.GET("/documents/:id", s.showDocument, patient...)
-		e.GET("/documents/:id/file", s.downloadDocument, patient...)
+		e.GET("/documents/:id", s.showDocument, reader...)
+		e.GET("/documents/:id/file", s.downloadDocument, reader...)
+	}
+	if s.proxies != nil {
+		// Who may act for the patient: managed by the patient only. An invitation is opened
+		// by whoever it was sent to; accepting needs their own sign-in.
+		signedIn := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleUnenrolled, RoleProxy))
+		e.GET("/caregivers", s.showCaregivers, patient...)
+		e.POST("/caregivers", s.inviteCaregiver, patient...)
+		e.POST("/caregivers/revoke", s.revokeCaregiver, patient...)
+		e.GET("/caregiver/:token", s.showCaregiverInvite, open...)
+		e.POST("/caregiver/:token", s.acceptCaregiverInvite, append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleUnenrolled))...)
+		e.POST("/act-for", s.actFor, signedIn...)
 	}
 	if s.messages != nil {
 		e.GET("/messages", s.showMessages, patient...)

@@ -31,8 +31,24 @@ type Session struct {
 	Flow     *loginFlow `json:"flow,omitempty"`
 	Flash    string     `json:"flash,omitempty"`
 
+	// Caregiver access. Grants are the patients this login may act for (as of sign-in or
+	// acceptance; each switch checks the grant again). While acting for one, Role is
+	// RoleProxy, PersonID the patient's, ProxyGrant the grant and ActingFor the patient's
+	// name; OwnRole and OwnPerson keep the login's own to switch back to.
+	Grants     []ProxyRef `json:"grants,omitempty"`
+	ProxyGrant int64      `json:"proxy_grant,omitempty"`
+	ActingFor  string     `json:"acting_for,omitempty"`
+	OwnRole    Role       `json:"own_role,omitempty"`
+	OwnPerson  string     `json:"own_person,omitempty"`
+
 	Created  time.Time `json:"created"`
 	LastSeen time.Time `json:"last_seen"`
+}
+
+// ProxyRef is one patient a caregiver may act for.
+type ProxyRef struct {
+	Grant int64  `json:"grant"`
+	Name  string `json:"name"`
 }
 
 // LogValue redacts the session: it holds a name and a token.

@@ -40,20 +40,26 @@ func (s *ShareStore) WithAudit(a Auditor) *ShareStore {
 // shareTokenID names link id in audit events, as records.ShareTokenID does for its uses.
 func shareTokenID(id int64) string { return "share-link/" + strconv.FormatInt(id, 10) }
 
-// inTx runs fn in one transaction when the store's Querier can start one, and appends the
-// audit event fn returns in it.
+// inTx is auditedTx on the store's Querier and audit writer.
 func (s *ShareStore) inTx(ctx context.Context, fn func(tx db.Querier) (audit.Event, error)) error {
+	return auditedTx(ctx, s.db, s.audit, fn)
+}
+
+// auditedTx runs fn in one transaction on q when q can start one, and appends the audit
+// event fn returns in that transaction (nothing when a is nil), so a change and its audit
+// event commit together or not at all.
+func auditedTx(ctx context.Context, q db.Querier, a Auditor, fn func(tx db.Querier) (audit.Event, error)) error {
 	run := func(tx db.Querier) error {
 		ev, err := fn(tx)
-		if err != nil || s.audit == nil {
+		if err != nil || a == nil {
 			return err
 		}
-		return s.audit.AppendTx(ctx, tx, ev)
+		return a.AppendTx(ctx, tx, ev)
 	}
-	if ts, ok := s.db.(db.TxStarter); ok {
+	if ts, ok := q.(db.TxStarter); ok {
 		return db.InTx(ctx, ts, run)
 	}
-	return run(s.db)
+	return run(q)
 }
 
 // changeEvent is the audit event of patient v changing their link id.

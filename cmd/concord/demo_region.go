@@ -179,6 +179,11 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 			return created, err
 		}
 	}
+	if created {
+		if err := r.seedCaregiver(ctx, m, iss); err != nil {
+			return created, err
+		}
+	}
 	return created, nil
 }
 
@@ -440,6 +445,8 @@ func (r region) banner(w io.Writer, m *Main, created bool) {
 			fmt.Fprintf(w, "  %-14s %s at %s\n", s.Login, s.Role, r.members[s.Member].Name)
 		}
 		fmt.Fprintf(w, "Staff logins then ask for a second factor: the demo one-time code is %s.\n", demoOTP)
+		fmt.Fprintf(w, "%s is also %s's caregiver: after signing in, switch to %s's record at the top of the page.\n",
+			r.persons[1].Login, r.persons[0].Given, r.persons[0].Given)
 	}
 	fmt.Fprintf(w, "\nMember client credentials for the FHIR API: %s\nPress Ctrl-C to stop.\n\n", filepath.Join(m.cfg.DataDir, "demo-clients"))
 }
@@ -538,4 +545,34 @@ func (r region) seedDocuments(ctx context.Context, m *Main, i int) error {
 		}
 		return nil
 	})
+}
+
+// seedCaregiver makes the second demo patient (ben) a caregiver of the first (ana), as if
+// ana had invited him and he had accepted, so the caregiver view has something to show.
+func (r region) seedCaregiver(ctx context.Context, m *Main, iss string) error {
+	person := func(i int) (string, error) {
+		p := r.persons[i]
+		src, err := m.mpi.SourceByIdentifier(ctx, nil, r.members[p.Members[0]].OID, r.mrn(p.Members[0], i))
+		return string(src.PersonID), err
+	}
+	ana, err := person(0)
+	if err != nil {
+		return err
+	}
+	ben, err := person(1)
+	if err != nil {
+		return err
+	}
+	var tok [32]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return err
+	}
+	ps, now := portal.NewProxyStore(m.pool, m.audit), time.Now()
+	a, b := r.persons[0], r.persons[1]
+	if _, err := ps.Invite(ctx, portal.Viewer{PersonID: ana, Role: portal.RolePatient, Actor: iss + "|demo-" + a.Login},
+		portal.ProxyGrant{PatientName: a.Given + " " + a.Family, CaregiverName: b.Given + " " + b.Family, Relationship: "caregiver"}, tok[:], now); err != nil {
+		return err
+	}
+	_, err = ps.Accept(ctx, portal.Viewer{PersonID: ben, Role: portal.RolePatient, Actor: iss + "|demo-" + b.Login}, b.Given+" "+b.Family, tok[:], now)
+	return err
 }

@@ -74,14 +74,14 @@ func (d docRef) date() time.Time {
 
 func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.DocumentItem, error) {
 	refs := map[string]docRef{}
-	sts, err := p.rec.Compartment(ctx, p.viewer(v), v.PersonID, "DocumentReference", func(st store.Stored) bool {
+	sts, err := p.rec.Compartment(ctx, p.viewer(v), v.PersonID, "DocumentReference", proxyKeep(v, func(st store.Stored) bool {
 		var d docRef
 		if json.Unmarshal(st.Body, &d) != nil || d.Status == "entered-in-error" {
 			return false
 		}
 		refs[st.ID] = d
 		return true
-	}, 500)
+	}), 500)
 	if err != nil {
 		return nil, err
 	}
@@ -132,6 +132,9 @@ func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.Do
 		out = append(out, it)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Date.After(out[j].Date) })
+	if v.Role == portal.RoleProxy {
+		return out, nil // a patient's own uploads are theirs alone
+	}
 	ups, err := p.docs.PatientDocuments(ctx, v.PersonID)
 	if err != nil {
 		return nil, err
@@ -146,9 +149,22 @@ func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.Do
 func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string) (*portal.DocumentFile, error) {
 	const op = "portalDocuments.Open"
 	ev := audit.Event{Actor: v.Actor, Role: string(v.Role), Purpose: consent.PurposePatientRequest, RequestID: v.RequestID, SourceIP: v.SourceIP}
-	ups, err := p.docs.PatientDocuments(ctx, v.PersonID, id)
-	if err != nil {
-		return nil, err
+	if v.Role == portal.RoleProxy {
+		// A caregiver opens only what their list shows (no sensitive document, no upload).
+		items, err := p.List(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		if !slices.ContainsFunc(items, func(it portal.DocumentItem) bool { return it.ID == id }) {
+			return nil, errs.E(op, errs.NotFound, "resource not found")
+		}
+	}
+	var ups []documents.PatientDocument
+	var err error
+	if v.Role == portal.RolePatient {
+		if ups, err = p.docs.PatientDocuments(ctx, v.PersonID, id); err != nil {
+			return nil, err
+		}
 	}
 	var cont documents.Content
 	var d *records.Disclosure

@@ -220,6 +220,7 @@ func (m *Main) Open(ctx context.Context) error {
 			Shares: portal.NewShareStore(m.pool).WithAudit(m.audit), Shared: portalRecords{m.records, m.directory},
 			Patients: patientLookup{portalRecords{m.records, m.directory}, m.mpi}, Messages: portal.NewMessageStore(m.pool).WithAudit(m.audit),
 			Documents: portalDocuments{portalRecords{m.records, m.directory}, m.docs, m.audit, time.Now},
+			Proxies:   portal.NewProxyStore(m.pool, m.audit),
 			Privacy:   portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ type portalRecords struct {
 func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
 	rv := records.Viewer{Actor: v.Actor, Org: v.Org, Role: string(v.Role), PersonID: v.PersonID, RequestID: v.RequestID, SourceIP: v.SourceIP}
 	switch v.Role {
-	case portal.RolePatient:
+	case portal.RolePatient, portal.RoleProxy:
 		rv.Purpose = consent.PurposePatientRequest
 	default:
 		rv.Purpose = consent.PurposeTreatment
@@ -74,8 +74,32 @@ func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
 // Labs returns the person's laboratory Observations that v may see.
 func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID string) ([]portal.LabResult, error) {
 	return p.labs(ctx, string(v.Role), v.Org, func(keep func(store.Stored) bool) ([]store.Stored, error) {
-		return p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", keep, 1000)
+		return p.rec.Compartment(ctx, p.viewer(v), personID, "Observation", proxyKeep(v, keep), 1000)
 	})
+}
+
+// proxyKeep narrows keep for a caregiver (portal.RoleProxy): items with a sensitive label
+// (consent.Sensitive) are never candidates, so they are neither shown nor recorded as shown.
+// Any other viewer's keep is returned as is.
+func proxyKeep(v portal.Viewer, keep func(store.Stored) bool) func(store.Stored) bool {
+	if v.Role != portal.RoleProxy {
+		return keep
+	}
+	return func(st store.Stored) bool {
+		var m struct {
+			Meta struct {
+				Security []fhir.Coding `json:"security"`
+			} `json:"meta"`
+		}
+		if json.Unmarshal(st.Body, &m) != nil {
+			return false
+		}
+		labels := make([]string, len(m.Meta.Security))
+		for i, c := range m.Meta.Security {
+			labels[i] = c.Code
+		}
+		return !consent.Sensitive(labels) && (keep == nil || keep(st))
+	}
 }
 
 // SharedLabs returns the laboratory Observations that the holder of link may see: records.Shared

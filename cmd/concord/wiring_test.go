@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/portal"
 )
@@ -127,5 +128,24 @@ func TestPortalDocuments(t *testing.T) {
 	f.Close()
 	if _, err := pd.Open(ctx, ben, ups[0].ID); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("another patient opening ana's upload: %v; want NotFound", err)
+	}
+}
+
+// TestProxyKeep: a caregiver's candidates leave out anything with a sensitive label; the
+// patient's keep is untouched, and a caregiver's keep still applies.
+func TestProxyKeep(t *testing.T) {
+	plain := store.Stored{Body: []byte(`{"resourceType":"Observation","status":"final"}`)}
+	hiv := store.Stored{Body: []byte(`{"resourceType":"Observation","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HIV"}]}}`)}
+	restricted := store.Stored{Body: []byte(`{"resourceType":"Observation","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]}}`)}
+	proxy := proxyKeep(portal.Viewer{Role: portal.RoleProxy}, nil)
+	if !proxy(plain) || proxy(hiv) || proxy(restricted) {
+		t.Errorf("proxy keep: plain %v, HIV %v, R %v; want true, false, false", proxy(plain), proxy(hiv), proxy(restricted))
+	}
+	if proxyKeep(portal.Viewer{Role: portal.RolePatient}, nil) != nil {
+		t.Error("the patient's keep was changed")
+	}
+	none := proxyKeep(portal.Viewer{Role: portal.RoleProxy}, func(store.Stored) bool { return false })
+	if none(plain) {
+		t.Error("the caregiver's own keep was ignored")
 	}
 }

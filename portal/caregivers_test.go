@@ -1,0 +1,116 @@
+package portal
+
+import (
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/internal/testkit"
+)
+
+var inviteURLRe = regexp.MustCompile(`id="new-url"[^>]*value="([^"]+)"`)
+
+// TestCaregiverAccess: a patient invites a caregiver; the link shows once and opens for
+// anyone holding it; the caregiver accepts with their own login and reads the patient's labs
+// as role proxy, with a banner naming whose record it is, but cannot reach the patient-only
+// pages; the invitation cannot be used twice; revoking ends the caregiver's next request;
+// every change is audited.
+func TestCaregiverAccess(t *testing.T) {
+	t.Parallel()
+	pool := testkit.DB(t)
+	alog, err := audit.New(t.Context(), pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alog.Close() })
+	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog)})
+
+	alice := newClient(t)
+	e.signIn(t, alice, "alice", "alice-pw")
+	form := alice.getPrivate(e.base, "/caregivers")
+	tok := csrfFrom(t, form.body)
+	if r := alice.post(e.base+"/caregivers", url.Values{"_csrf": {tok}, "name": {"  "}, "relationship": {"parent"}}, "same-origin"); r.status != http.StatusBadRequest {
+		t.Errorf("invitation without a name: %d", r.status)
+	}
+	r := alice.post(e.base+"/caregivers", url.Values{"_csrf": {tok}, "name": {"Nora Nguyen"}, "relationship": {"parent"}}, "same-origin")
+	m := inviteURLRe.FindStringSubmatch(r.body)
+	if r.status != http.StatusOK || m == nil || r.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("invite: %d\n%s", r.status, r.body)
+	}
+	link := html.UnescapeString(m[1])
+	if page := alice.getPrivate(e.base, "/caregivers"); strings.Contains(page.body, link) || !strings.Contains(page.body, "invitation not yet accepted") {
+		t.Errorf("the caregivers page shows the link again, or not the pending invitation")
+	}
+
+	// Opened signed out, the invitation names the patient and asks to sign in.
+	if r := newClient(t).get(link); r.status != http.StatusOK || !strings.Contains(r.body, "Alice Nguyen invited you") || !strings.Contains(r.body, "Sign in with your own account") {
+		t.Fatalf("invitation signed out: %d\n%s", r.status, r.body)
+	}
+	if r := newClient(t).get(e.base + "/caregiver/" + strings.Repeat("A", 43)); r.status != http.StatusNotFound {
+		t.Errorf("unknown invitation: %d", r.status)
+	}
+
+	// The caregiver (a login with no record of their own) accepts and lands on Alice's labs.
+	nora := newClient(t)
+	e.signIn(t, nora, "newbie", "newbie-pw")
+	inv := nora.getPrivate(e.base, strings.TrimPrefix(link, e.base))
+	acc := nora.post(link, url.Values{"_csrf": {csrfFrom(t, inv.body)}}, "same-origin")
+	if acc.status != http.StatusSeeOther || acc.header.Get("Location") != "/labs" {
+		t.Fatalf("accept: %d %q\n%s", acc.status, acc.header.Get("Location"), acc.body)
+	}
+	labs := nora.getPrivate(e.base, "/labs")
+	if !strings.Contains(labs.body, "Glucose") || !strings.Contains(labs.body, "viewing <strong>Alice Nguyen</strong>") || strings.Contains(labs.body, `href="/labs/share"`) {
+		t.Errorf("caregiver's labs page:\n%s", labs.body)
+	}
+	e.records.mu.Lock()
+	last := e.records.viewers[len(e.records.viewers)-1]
+	e.records.mu.Unlock()
+	if last.Role != RoleProxy || last.PersonID != "person-1" || !strings.HasSuffix(last.Actor, "|sub-new-1") {
+		t.Errorf("labs read as %+v; want the caregiver's login as proxy for person-1", last)
+	}
+	for _, p := range []string{"/caregivers", "/labs/share", "/messages"} {
+		if r := nora.get(e.base + p); r.status != http.StatusNotFound {
+			t.Errorf("caregiver on %s: %d, want 404", p, r.status)
+		}
+	}
+	if r := nora.post(link, url.Values{"_csrf": {csrfFrom(t, inv.body)}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("a second acceptance: %d, want 404", r.status)
+	}
+	// Switching to a grant that is not this login's is the normal 404.
+	if r := nora.post(e.base+"/act-for", url.Values{"_csrf": {csrfFrom(t, labs.body)}, "grant": {"999999"}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("act for a foreign grant: %d", r.status)
+	}
+
+	// Alice sees who accepted, and removes the access: Nora's next request is her own again.
+	page := alice.getPrivate(e.base, "/caregivers")
+	gm := regexp.MustCompile(`name="grant" value="(\d+)"`).FindStringSubmatch(page.body)
+	if gm == nil || !strings.Contains(page.body, "Accepted") {
+		t.Fatalf("caregivers page after acceptance:\n%s", page.body)
+	}
+	if r := alice.post(e.base+"/caregivers/revoke", url.Values{"_csrf": {csrfFrom(t, page.body)}, "grant": {gm[1]}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", r.status)
+	}
+	if r := nora.get(e.base + "/labs"); r.status != http.StatusSeeOther || r.header.Get("Location") != "/enrol" {
+		t.Errorf("caregiver after revocation: %d to %q", r.status, r.header.Get("Location"))
+	}
+	if r := nora.get(e.base + "/labs"); r.status != http.StatusNotFound {
+		t.Errorf("caregiver's labs after revocation: %d", r.status)
+	}
+	var reasons []string
+	rows, err := pool.Query(t.Context(), `SELECT reason FROM audit_events WHERE action = 'consent-change' AND token_id LIKE 'proxy/%' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		rows.Scan(&s)
+		reasons = append(reasons, s)
+	}
+	if strings.Join(reasons, ",") != "proxy-invited,proxy-accepted,proxy-revoked" {
+		t.Errorf("audited changes %v", reasons)
+	}
+}
