@@ -182,11 +182,16 @@ func AccessLog(ctx context.Context, q db.Querier, person string, from, to time.T
 	}
 	out := make([]Access, len(evs))
 	for i, ev := range evs {
-		out[i] = Access{Seq: ev.Seq, Time: ev.Time, Action: ev.Action, Actor: ev.Actor, Client: ev.Client, Org: ev.Org,
-			Role: ev.Role, Purpose: ev.Purpose, DataClasses: dataClasses(ev.Resources), BreakGlass: ev.BreakGlass,
-			ShareLink: ev.ShareLink, RequestID: ev.RequestID}
+		out[i] = accessOf(ev)
 	}
 	return out, nil
+}
+
+// accessOf is ev as an access log lists it.
+func accessOf(ev Event) Access {
+	return Access{Seq: ev.Seq, Time: ev.Time, Action: ev.Action, Actor: ev.Actor, Client: ev.Client, Org: ev.Org,
+		Role: ev.Role, Purpose: ev.Purpose, DataClasses: dataClasses(ev.Resources), BreakGlass: ev.BreakGlass,
+		ShareLink: ev.ShareLink, RequestID: ev.RequestID}
 }
 
 func accesses(ctx context.Context, q db.Querier, person string, from, to time.Time) ([]Event, error) {
@@ -214,6 +219,31 @@ func dataClasses(rs []Resource) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// AccessesBySeq returns person's permitted accesses (as AccessLog lists them) among the
+// events seqs name, by seq; seqs of other persons or other kinds of event are absent. It
+// returns errs.Unavailable when the database fails.
+func AccessesBySeq(ctx context.Context, q db.Querier, person string, seqs []int64) (map[int64]Access, error) {
+	out := map[int64]Access{}
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	var w where
+	w.add("seq = ANY($%d)", seqs)
+	if person != "" {
+		w.add("patient = $%d", person)
+	}
+	w.add("outcome = $%d", string(Permit))
+	w.add("action = ANY($%d)", accessActions)
+	evs, err := queryEvents(ctx, q, eventSelect+w.sql(), w.args...)
+	if err != nil {
+		return nil, db.Map("audit.AccessesBySeq", err)
+	}
+	for _, ev := range evs {
+		out[ev.Seq] = accessOf(ev)
+	}
+	return out, nil
 }
 
 // DisclosureRow is one row of an accounting of disclosures (45 CFR 164.528): the date, the

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 type accessPage struct {
@@ -17,6 +19,8 @@ type accessPage struct {
 	Error    string // a filter the page could not use
 	Rows     []accessRow
 	Capped   bool // the log hit its row limit: narrow the dates
+	// CanDispute: the patient themself may report an access they do not recognise.
+	CanDispute bool
 }
 
 // accessRow is one access in plain words.
@@ -29,6 +33,8 @@ type accessRow struct {
 	Data       string
 	BreakGlass bool
 	ShareLink  bool
+	Seq        int64
+	Dispute    *Dispute // the patient's report of this access, if any
 }
 
 // accessLogLimit is audit.AccessLog's row cap: reaching it means "narrow the period".
@@ -59,8 +65,20 @@ func (s *Server) showAccess(c echo.Context) error {
 		return err
 	}
 	p.Capped = len(acc) >= accessLogLimit
+	p.CanDispute = sess.Role == RolePatient
+	var disputes map[int64]Dispute
+	if p.CanDispute {
+		if disputes, err = s.privacy.Disputes(ctx, sess.PersonID); err != nil {
+			return err
+		}
+	}
+	p.Flash = s.takeFlash(c)
 	for _, a := range acc {
-		p.Rows = append(p.Rows, accessRowOf(a, names, loc))
+		r := accessRowOf(a, names, loc)
+		if d, ok := disputes[a.Seq]; ok {
+			r.Dispute = &d
+		}
+		p.Rows = append(p.Rows, r)
 	}
 	return s.render(c, http.StatusOK, "access", p)
 }
@@ -87,7 +105,7 @@ func parseDateRange(fs, ts string, loc *time.Location) (from, to time.Time, ok b
 }
 
 func accessRowOf(a audit.Access, names map[string]string, loc *time.Location) accessRow {
-	r := accessRow{Time: a.Time.In(loc), Role: roleWords(a.Role), Purpose: purposeWords(a.Purpose),
+	r := accessRow{Seq: a.Seq, Time: a.Time.In(loc), Role: roleWords(a.Role), Purpose: purposeWords(a.Purpose),
 		Action: actionWords(a.Action), BreakGlass: a.BreakGlass || a.Purpose == consent.PurposeBreakGlass || a.Action == audit.BreakGlass,
 		ShareLink: a.ShareLink}
 	switch {
@@ -203,4 +221,32 @@ func dataWords(t string) string {
 	default:
 		return t
 	}
+}
+
+// disputeAccess records the patient's report of one access in their log, then returns to
+// the log with a note. The report goes to the privacy officers' review list.
+func (s *Server) disputeAccess(c echo.Context) error {
+	sess, _ := session(c)
+	seq, err := strconv.ParseInt(c.FormValue("seq"), 10, 64)
+	if err != nil {
+		return errs.E("portal.disputeAccess", errs.NotFound, "no such access")
+	}
+	reason := strings.TrimSpace(c.FormValue("reason"))
+	switch {
+	case reason == "":
+		s.setFlash(c, "Please say briefly why you do not recognise the access, then send the report again.")
+	case len([]rune(reason)) > 1000:
+		s.setFlash(c, "Please keep the report to 1,000 characters.")
+	default:
+		err := s.privacy.Dispute(c.Request().Context(), s.patientViewer(c, sess), seq, reason)
+		switch {
+		case errs.Is(err, errs.Conflict):
+			s.setFlash(c, "You have already reported this access.")
+		case err != nil:
+			return err
+		default:
+			s.setFlash(c, "Thank you. A privacy officer will review this access; the result will show here.")
+		}
+	}
+	return c.Redirect(http.StatusSeeOther, "/access")
 }

@@ -2,14 +2,24 @@ package portal
 
 import (
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 type officerReviewsPage struct {
 	Page
 	BreakGlass []breakGlassRow
 	MPI        []mpiRow
+	Disputes   []disputeRow
+}
+
+type disputeRow struct {
+	Dispute
+	Row accessRow // the disputed access in the patient's words
 }
 
 type breakGlassRow struct {
@@ -38,7 +48,15 @@ func (s *Server) showOfficerReviews(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ds, err := s.privacy.OpenDisputes(ctx)
+	if err != nil {
+		return err
+	}
 	p := officerReviewsPage{Page: s.page(c, "Reviews")}
+	for _, d := range ds {
+		d.Created = d.Created.In(s.cfg.Location)
+		p.Disputes = append(p.Disputes, disputeRow{Dispute: d, Row: accessRowOf(d.Access, names, s.cfg.Location)})
+	}
 	p.Flash = s.takeFlash(c)
 	name := func(id string) string {
 		if n := names[id]; n != "" {
@@ -55,4 +73,25 @@ func (s *Server) showOfficerReviews(c echo.Context) error {
 		p.MPI = append(p.MPI, mpiRow{MPIReview: m, Org: name(m.Member)})
 	}
 	return s.render(c, http.StatusOK, "officer_reviews", p)
+}
+
+// closeDispute closes a patient's report of an access with the officer's resolution, which
+// the patient then reads in their access log.
+func (s *Server) closeDispute(c echo.Context) error {
+	sess, _ := session(c)
+	id, err := strconv.ParseInt(c.FormValue("dispute"), 10, 64)
+	if err != nil {
+		return errs.E("portal.closeDispute", errs.NotFound, "no such report")
+	}
+	resolution := strings.TrimSpace(c.FormValue("resolution"))
+	if resolution == "" || len([]rune(resolution)) > 1000 {
+		s.setFlash(c, "Write a resolution for the patient (up to 1,000 characters) before closing the report.")
+		return c.Redirect(http.StatusSeeOther, "/officer/reviews")
+	}
+	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	if err := s.privacy.CloseDispute(c.Request().Context(), v, id, resolution); err != nil {
+		return err
+	}
+	s.setFlash(c, "Report closed. The patient sees your resolution in their access log.")
+	return c.Redirect(http.StatusSeeOther, "/officer/reviews")
 }

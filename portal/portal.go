@@ -233,6 +233,17 @@ type Privacy interface {
 	// its outcome) before the results are returned; it returns errs.Unavailable, and no
 	// events, when that event cannot be written.
 	SearchAudit(ctx context.Context, v Viewer, f audit.Filter) ([]audit.Event, string, error)
+	// Dispute records patient v's report of access seq in their access log (a permitted
+	// access to v's own record) with reason, audited in the same transaction. errs.NotFound
+	// when seq is not such an access; errs.Conflict when it was reported already.
+	Dispute(ctx context.Context, v Viewer, seq int64, reason string) error
+	// Disputes returns personID's reports by audit seq.
+	Disputes(ctx context.Context, personID string) (map[int64]Dispute, error)
+	// OpenDisputes returns the open reports with their accesses, oldest first.
+	OpenDisputes(ctx context.Context) ([]Dispute, error)
+	// CloseDispute closes open report id with the officer's resolution, audited.
+	// errs.NotFound when no open report has that ID.
+	CloseDispute(ctx context.Context, v Viewer, id int64, resolution string) error
 	// BreakGlassReviews returns the open break-the-glass review tasks, oldest first.
 	BreakGlassReviews(ctx context.Context) ([]BreakGlassReview, error)
 	// CloseBreakGlassReview closes open task id as reviewed by actor ("iss|sub"). It
@@ -344,9 +355,9 @@ type Deps struct {
 	Documents Documents
 	// Proxies serves caregiver access (/caregivers, /caregiver/{token}); nil leaves it out.
 	Proxies Proxies
-	Redis     redis.Cmdable
-	Logger    *slog.Logger     // default slog.Default()
-	Now       func() time.Time // default time.Now; tests pass a fake clock
+	Redis   redis.Cmdable
+	Logger  *slog.Logger     // default slog.Default()
+	Now     func() time.Time // default time.Now; tests pass a fake clock
 	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
 	// 10 s timeout that refuses redirects.
 	HTTPClient *http.Client
@@ -509,4 +520,23 @@ func (s *Server) endSession() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.endSess
+}
+
+// Dispute is a patient's report of an access they do not recognise, and its review.
+type Dispute struct {
+	ID         int64
+	PersonID   string
+	Seq        int64  // the disputed audit event
+	Reason     string // the patient's words; never logged
+	Created    time.Time
+	Open       bool
+	Closed     time.Time
+	Resolution string // the officer's words, shown to the patient
+	// The disputed access, for the officer's review.
+	Access audit.Access
+}
+
+// LogValue redacts the dispute: it holds free text.
+func (d Dispute) LogValue() slog.Value {
+	return slog.GroupValue(slog.Int64("id", d.ID), slog.Int64("seq", d.Seq))
 }

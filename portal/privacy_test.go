@@ -6,6 +6,8 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -563,5 +565,72 @@ func TestAccountingOfDisclosures(t *testing.T) {
 	doc := pe.signedIn(t, "drjones", "jones-pw")
 	if r := doc.get(pe.base + "/access/accounting.csv"); r.status != http.StatusNotFound {
 		t.Errorf("a clinician's accounting download: %d", r.status)
+	}
+}
+
+// TestAccessDispute: the patient reports an access she does not recognise; it shows as
+// under review in her log and on the officers' review list with her words and the access;
+// a second report of it and a report of another person's access are refused; the officer
+// closes it with a resolution she then reads; both steps are audited.
+func TestAccessDispute(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	page := alice.getPrivate(pe.base, "/access")
+	seqs := regexp.MustCompile(`name="seq" value="(\d+)"`).FindAllStringSubmatch(page.body, -1)
+	if len(seqs) != 3 {
+		t.Fatalf("%d report forms, want one per access (3)", len(seqs))
+	}
+	seq := seqs[len(seqs)-1][1] // the oldest: Riverside's treatment read
+	tok := csrfFrom(t, page.body)
+	dispute := func(c *client, seq, reason string) resp {
+		return c.post(pe.base+"/access/dispute", url.Values{"_csrf": {tok}, "seq": {seq}, "reason": {reason}}, "same-origin")
+	}
+	if r := dispute(alice, seq, "I have never been to Riverside."); r.status != http.StatusSeeOther || r.header.Get("Location") != "/access" {
+		t.Fatalf("report: %d %q", r.status, r.header.Get("Location"))
+	}
+	after := alice.getPrivate(pe.base, "/access")
+	if !strings.Contains(after.body, "A privacy officer will review this access") || !strings.Contains(after.body, "Reported, under review") ||
+		strings.Count(after.body, `name="seq"`) != 2 {
+		t.Fatalf("log after the report:\n%s", after.body)
+	}
+	dispute(alice, seq, "again")
+	if again := alice.getPrivate(pe.base, "/access"); !strings.Contains(again.body, "You have already reported this access.") {
+		t.Errorf("a second report of the same access was not refused")
+	}
+	var otherSeq int64
+	if err := pe.pool.QueryRow(t.Context(), `SELECT seq FROM audit_events WHERE patient = $1 LIMIT 1`, otherPerson).Scan(&otherSeq); err != nil {
+		t.Fatal(err)
+	}
+	if r := dispute(alice, strconv.FormatInt(otherSeq, 10), "not mine"); r.status != http.StatusNotFound {
+		t.Errorf("report of another person's access: %d, want 404", r.status)
+	}
+
+	officer := pe.signedIn(t, "privo", "privo-pw")
+	rev := officer.getPrivate(pe.base, "/officer/reviews")
+	body := html.UnescapeString(rev.body)
+	dm := regexp.MustCompile(`name="dispute" value="(\d+)"`).FindStringSubmatch(rev.body)
+	if dm == nil || !strings.Contains(body, "I have never been to Riverside.") || !strings.Contains(body, "Riverside Family Clinic") {
+		t.Fatalf("officer's reviews:\n%s", rev.body)
+	}
+	close := func(resolution string) resp {
+		return officer.post(pe.base+"/officer/disputes/close", url.Values{"_csrf": {csrfFrom(t, rev.body)}, "dispute": {dm[1]}, "resolution": {resolution}}, "same-origin")
+	}
+	if r := close(" "); r.status != http.StatusSeeOther {
+		t.Fatalf("close without a resolution: %d", r.status)
+	}
+	if r := close("Dr Jones opened your labs for a referral you booked on 3 March."); r.status != http.StatusSeeOther {
+		t.Fatalf("close: %d", r.status)
+	}
+	if r := officer.getPrivate(pe.base, "/officer/reviews"); strings.Contains(html.UnescapeString(r.body), "I have never been to Riverside.") {
+		t.Errorf("a closed report is still listed")
+	}
+	if log := alice.getPrivate(pe.base, "/access"); !strings.Contains(html.UnescapeString(log.body), "Reviewed:</strong> Dr Jones opened your labs") {
+		t.Errorf("the patient does not see the resolution:\n%s", log.body)
+	}
+	var reported, closed int
+	if err := pe.pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE action = 'create' AND reason = 'access-disputed' AND patient = $1),
+		count(*) FILTER (WHERE action = 'update' AND reason = 'dispute-closed' AND patient = $1) FROM audit_events`, alicePerson).Scan(&reported, &closed); err != nil || reported != 1 || closed != 1 {
+		t.Errorf("audited: %d reports, %d closings, %v; want 1 and 1", reported, closed, err)
 	}
 }

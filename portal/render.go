@@ -51,10 +51,10 @@ var _ echo.Renderer = (*renderer)(nil)
 // registration without a page file: both are build defects that tests catch.
 func newRenderer(fsys fs.FS, names []string) *renderer {
 	base := template.New("base").Funcs(template.FuncMap{
-		"date": func(t time.Time) string { return t.Format("2 Jan 2006") },
-		"iso":  func(t time.Time) string { return t.Format("2006-01-02") },
-		"kind": documentKind,
-		"size": documentSize,
+		"date":         func(t time.Time) string { return t.Format("2 Jan 2006") },
+		"iso":          func(t time.Time) string { return t.Format("2006-01-02") },
+		"kind":         documentKind,
+		"size":         documentSize,
 		"relationship": relationshipLabel,
 		"lower":        strings.ToLower,
 	})

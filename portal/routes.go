@@ -37,6 +37,8 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/officer/accounting", s.showOfficerAccounting, officer...)
 		e.GET("/access/accounting.csv", s.downloadOwnAccounting, reader...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
+		e.POST("/officer/disputes/close", s.closeDispute, officer...)
+		e.POST("/access/dispute", s.disputeAccess, patient...)
 		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
 	if s.patients != nil {
