@@ -53,6 +53,22 @@ func (m *memRecords) Labs(_ context.Context, v Viewer, personID string) ([]LabRe
 	return m.labs[personID], nil
 }
 
+// Summary returns a fixed summary for person-1 under Labs' access rule.
+func (m *memRecords) Summary(ctx context.Context, v Viewer, personID string) (HealthSummary, error) {
+	if _, err := m.Labs(ctx, v, personID); err != nil {
+		return HealthSummary{}, err
+	}
+	if personID != "person-1" {
+		return HealthSummary{}, nil
+	}
+	d := func(s string) time.Time { t, _ := time.Parse("2006-01-02", s); return t }
+	return HealthSummary{
+		Conditions:  []SummaryItem{{Display: "Hyperlipidemia", Date: d("2025-05-01"), Status: "Active", SourceMemberName: "Riverside Family Clinic"}},
+		Medications: []SummaryItem{{Display: "Atorvastatin 20 mg tablet", Detail: "Once daily at night", Date: d("2025-05-01"), Status: "active", SourceMemberName: "Riverside Family Clinic"}},
+		Allergies:   []SummaryItem{{Display: "Penicillin", Detail: "Hives", Status: "Active", SourceMemberName: "St Mary's Hospital"}},
+	}, nil
+}
+
 // fakeClock is a settable clock.
 type fakeClock struct {
 	mu sync.Mutex

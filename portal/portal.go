@@ -108,7 +108,31 @@ type Records interface {
 	// returning; it returns errs.Unavailable when either fails (the portal shows a 503) and
 	// errs.NotFound when v may not see the person.
 	Labs(ctx context.Context, v Viewer, personID string) ([]LabResult, error)
+	// Summary returns personID's problems, medications, allergies and immunizations that v
+	// may see, each list newest first and labelled with its source member. Consent, audit
+	// and errors as Labs.
+	Summary(ctx context.Context, v Viewer, personID string) (HealthSummary, error)
 }
+
+// HealthSummary is a person's record beyond labs, from every member.
+type HealthSummary struct {
+	Conditions    []SummaryItem
+	Medications   []SummaryItem
+	Allergies     []SummaryItem
+	Immunizations []SummaryItem
+}
+
+// SummaryItem is one problem, medication, allergy or immunization.
+type SummaryItem struct {
+	Display          string
+	Detail           string    // dosage, reaction, ...; "" when none
+	Date             time.Time // onset, prescribed, recorded or given; zero when unknown
+	Status           string    // active, resolved, completed, ...; "" when none
+	SourceMemberName string
+}
+
+// LogValue redacts the item.
+func (SummaryItem) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // Documents serves a patient's documents: the clinical documents every member sent about
 // the person, decided by consent and audited like any record, and the patient's own uploads,

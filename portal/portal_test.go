@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"html"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -484,5 +485,33 @@ func TestDependenciesDownFailClosed(t *testing.T) {
 	}
 	if e.sessionID(c) != "" {
 		t.Error("a session cookie was set although sign-in could not start")
+	}
+}
+
+// TestHealthSummary: the patient's summary lists each kind with its source, says so when a
+// kind is empty, and is read as the patient.
+func TestHealthSummary(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := newClient(t)
+	e.signIn(t, c, "alice", "alice-pw")
+	r := c.getPrivate(e.base, "/summary")
+	body := html.UnescapeString(r.body)
+	for _, want := range []string{"Your health summary", "Hyperlipidemia", "Atorvastatin 20 mg tablet", "Once daily at night", "Penicillin", "Hives",
+		"St Mary's Hospital", "No immunizations on record.", `href="/summary"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("summary lacks %q", want)
+		}
+	}
+	e.records.mu.Lock()
+	last := e.records.viewers[len(e.records.viewers)-1]
+	e.records.mu.Unlock()
+	if last.Role != RolePatient || last.PersonID != "person-1" {
+		t.Errorf("summary read as %+v", last)
+	}
+	doc := newClient(t)
+	e.signIn(t, doc, "drjones", "jones-pw")
+	if r := doc.get(e.base + "/summary"); r.status != http.StatusNotFound {
+		t.Errorf("a clinician on the patient's summary: %d", r.status)
 	}
 }

@@ -17,7 +17,7 @@ import (
 
 // pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
 // file needs a registration here. newRenderer panics when they disagree.
-var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite"}
+var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite", "summary"}
 
 // Page is what every page's view model embeds; the layout reads it.
 type Page struct {
@@ -57,6 +57,13 @@ func newRenderer(fsys fs.FS, names []string) *renderer {
 		"size":         documentSize,
 		"relationship": relationshipLabel,
 		"lower":        strings.ToLower,
+		"dict": func(kv ...any) map[string]any {
+			m := make(map[string]any, len(kv)/2)
+			for i := 0; i+1 < len(kv); i += 2 {
+				m[kv[i].(string)] = kv[i+1]
+			}
+			return m
+		},
 	})
 	base = template.Must(base.ParseFS(fsys, "layout/*.html", "partials/*.html"))
 	files, err := fs.Glob(fsys, "pages/*.html")

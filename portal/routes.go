@@ -27,6 +27,7 @@ func (s *Server) Register(e *echo.Echo) {
 	e.POST("/logout", s.deleteSession, open...)
 	e.GET("/enrol", s.showEnrol, open...)
 	e.GET("/labs", s.showLabs, reader...)
+	e.GET("/summary", s.showSummary, reader...)
 	e.GET("/staff", s.showStaff, staff...)
 	if s.privacy != nil {
 		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))

@@ -77,6 +77,11 @@ func (a recordsAdapter) Labs(ctx context.Context, v Viewer, personID string) ([]
 	return labsOf(sts), err
 }
 
+// Summary is not shown by these tests.
+func (a recordsAdapter) Summary(context.Context, Viewer, string) (HealthSummary, error) {
+	return HealthSummary{}, nil
+}
+
 func (a recordsAdapter) SharedLabs(ctx context.Context, v Viewer, l ShareLink) ([]LabResult, error) {
 	sts, err := a.rec.Shared(ctx, records.Share{LinkID: l.ID, PersonID: l.PersonID, ResourceID: l.ResourceID,
 		IncludeSensitive: l.IncludeSensitive, RequestID: v.RequestID, SourceIP: v.SourceIP}, "Observation", nil, 1000)

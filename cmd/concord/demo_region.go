@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -169,6 +170,9 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 				return created, err
 			}
 			if err := r.seedDocuments(ctx, m, i); err != nil {
+				return created, err
+			}
+			if err := r.seedSummary(ctx, m, i); err != nil {
 				return created, err
 			}
 		}
@@ -575,4 +579,59 @@ func (r region) seedCaregiver(ctx context.Context, m *Main, iss string) error {
 	}
 	_, err = ps.Accept(ctx, portal.Viewer{PersonID: ben, Role: portal.RolePatient, Actor: iss + "|demo-" + b.Login}, b.Given+" "+b.Family, tok[:], now)
 	return err
+}
+
+// seedSummary gives demo person i (ana) problems, medications, an allergy and
+// immunizations from two of her clinics, one problem labelled mental health (PSY), so the
+// health summary has something to show and a caregiver's view visibly leaves it out.
+func (r region) seedSummary(ctx context.Context, m *Main, i int) error {
+	p := r.persons[i]
+	now := time.Now().UTC()
+	day := func(months int) string { return now.AddDate(0, -months, 0).Format("2006-01-02") }
+	first, second := p.Members[0], p.Members[min(1, len(p.Members)-1)]
+	cc := func(system, code, display string) string {
+		return `{"coding":[{"system":"` + system + `","code":"` + code + `","display":"` + display + `"}],"text":"` + display + `"}`
+	}
+	const sct, rx, cvx = "http://snomed.info/sct", "http://www.nlm.nih.gov/research/umls/rxnorm", "http://hl7.org/fhir/sid/cvx"
+	active := `{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/condition-clinical","code":"active","display":"Active"}]}`
+	items := []struct {
+		member int
+		body   string // without subject/patient
+		label  string
+	}{
+		{first, `"resourceType":"Condition","clinicalStatus":` + active + `,"code":` + cc(sct, "55822004", "Hyperlipidemia") + `,"onsetDateTime":"` + day(26) + `"`, ""},
+		{second, `"resourceType":"Condition","clinicalStatus":` + active + `,"code":` + cc(sct, "367498001", "Seasonal allergic rhinitis") + `,"onsetDateTime":"` + day(40) + `"`, ""},
+		{second, `"resourceType":"Condition","clinicalStatus":` + active + `,"code":` + cc(sct, "21897009", "Generalized anxiety disorder") + `,"onsetDateTime":"` + day(14) + `"`, "PSY"},
+		{first, `"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":` + cc(rx, "617310", "Atorvastatin 20 mg oral tablet") + `,"authoredOn":"` + day(26) + `","dosageInstruction":[{"text":"Once daily at night"}]`, ""},
+		{second, `"resourceType":"MedicationRequest","status":"active","intent":"order","medicationCodeableConcept":` + cc(rx, "1014678", "Cetirizine 10 mg oral tablet") + `,"authoredOn":"` + day(40) + `","dosageInstruction":[{"text":"Once daily as needed in allergy season"}]`, ""},
+		{second, `"resourceType":"AllergyIntolerance","clinicalStatus":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/allergyintolerance-clinical","code":"active","display":"Active"}]},"criticality":"high","code":` + cc(rx, "7980", "Penicillin G") + `,"recordedDate":"` + day(60) + `","reaction":[{"manifestation":[` + cc(sct, "247472004", "Hives") + `]}]`, ""},
+		{first, `"resourceType":"Immunization","status":"completed","vaccineCode":` + cc(cvx, "158", "Influenza, injectable, quadrivalent") + `,"occurrenceDateTime":"` + day(2) + `"`, ""},
+		{second, `"resourceType":"Immunization","status":"completed","vaccineCode":` + cc(cvx, "309", "COVID-19 vaccine, updated") + `,"occurrenceDateTime":"` + day(3) + `"`, ""},
+	}
+	return db.InTx(ctx, m.pool, func(tx db.Querier) error {
+		for _, it := range items {
+			dm := r.members[it.member]
+			src, err := m.mpi.SourceByIdentifier(ctx, tx, dm.OID, r.mrn(it.member, i))
+			if err != nil {
+				return err
+			}
+			ref := "subject"
+			if strings.Contains(it.body, `"AllergyIntolerance"`) || strings.Contains(it.body, `"Immunization"`) {
+				ref = "patient"
+			}
+			res, err := fhir.Parse([]byte("{" + it.body + `,"` + ref + `":{"reference":"Patient/` + src.PatientID + `"}}`))
+			if err != nil {
+				return err
+			}
+			w := store.Write{Resource: res, MemberID: dm.ID, PatientID: src.PatientID, At: now, Source: m.cfg.BaseURL + "/members/" + dm.ID,
+				Tags: []fhir.Coding{{System: "https://concord.example/fhir/source-member", Code: dm.ID, Display: dm.Name}}}
+			if it.label != "" {
+				w.Security = []fhir.Coding{{System: "http://terminology.hl7.org/CodeSystem/v3-ActCode", Code: it.label}}
+			}
+			if _, err := m.fhir.Put(ctx, tx, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

@@ -149,3 +149,41 @@ func TestProxyKeep(t *testing.T) {
 		t.Error("the caregiver's own keep was ignored")
 	}
 }
+
+// TestPortalSummary: the demo patient's health summary holds her problems, medications,
+// allergy and immunizations from two members with their names; her caregiver's view of it
+// leaves out the problem labelled mental health.
+func TestPortalSummary(t *testing.T) {
+	m := demoEnv(t)
+	ctx := context.Background()
+	region := demoRegion(m.cfg.DemoSeed)
+	p0 := region.persons[0]
+	src, err := m.mpi.SourceByIdentifier(ctx, nil, region.members[p0.Members[0]].OID, region.mrn(p0.Members[0], 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr := portalRecords{m.records, m.directory}
+	ana := portal.Viewer{PersonID: string(src.PersonID), Role: portal.RolePatient, Actor: "iss|demo-ana", RequestID: "sum-1"}
+	sum, err := pr.Summary(ctx, ana, ana.PersonID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := func(items []portal.SummaryItem) string {
+		var out []string
+		for _, it := range items {
+			out = append(out, it.Display+"@"+it.SourceMemberName)
+		}
+		return strings.Join(out, "; ")
+	}
+	if len(sum.Conditions) != 3 || len(sum.Medications) != 2 || len(sum.Allergies) != 1 || len(sum.Immunizations) != 2 ||
+		!strings.Contains(names(sum.Conditions), "Generalized anxiety disorder@"+region.members[1].Name) ||
+		sum.Allergies[0].Detail != "Hives; high criticality" || sum.Medications[0].Detail == "" {
+		t.Fatalf("summary: conditions %s; meds %s; allergies %+v; immunizations %s", names(sum.Conditions), names(sum.Medications), sum.Allergies, names(sum.Immunizations))
+	}
+	carer := ana
+	carer.Role, carer.Actor = portal.RoleProxy, "iss|demo-ben"
+	sum, err = pr.Summary(ctx, carer, ana.PersonID)
+	if err != nil || len(sum.Conditions) != 2 || strings.Contains(names(sum.Conditions), "anxiety") {
+		t.Fatalf("caregiver's summary: %s, %v", names(sum.Conditions), err)
+	}
+}
