@@ -21,6 +21,10 @@ type accessPage struct {
 	Capped   bool // the log hit its row limit: narrow the dates
 	// CanDispute: the patient themself may report an access they do not recognise.
 	CanDispute bool
+	// Mine: the patient's own views are listed too (?mine=1); by default they are left
+	// out, so the log shows who else looked. Hidden counts them when they are left out.
+	Mine   bool
+	Hidden int
 }
 
 // accessRow is one access in plain words.
@@ -34,6 +38,7 @@ type accessRow struct {
 	BreakGlass bool
 	ShareLink  bool
 	Seq        int64
+	Own        bool     // the patient's own view
 	Dispute    *Dispute // the patient's report of this access, if any
 }
 
@@ -73,8 +78,13 @@ func (s *Server) showAccess(c echo.Context) error {
 		}
 	}
 	p.Flash = s.takeFlash(c)
+	p.Mine = c.QueryParam("mine") == "1"
 	for _, a := range acc {
 		r := accessRowOf(a, names, loc)
+		if r.Own && !p.Mine {
+			p.Hidden++
+			continue
+		}
 		if d, ok := disputes[a.Seq]; ok {
 			r.Dispute = &d
 		}
@@ -105,7 +115,7 @@ func parseDateRange(fs, ts string, loc *time.Location) (from, to time.Time, ok b
 }
 
 func accessRowOf(a audit.Access, names map[string]string, loc *time.Location) accessRow {
-	r := accessRow{Seq: a.Seq, Time: a.Time.In(loc), Role: roleWords(a.Role), Purpose: purposeWords(a.Purpose),
+	r := accessRow{Seq: a.Seq, Own: a.Role == consent.RolePatient, Time: a.Time.In(loc), Role: roleWords(a.Role), Purpose: purposeWords(a.Purpose),
 		Action: actionWords(a.Action), BreakGlass: a.BreakGlass || a.Purpose == consent.PurposeBreakGlass || a.Action == audit.BreakGlass,
 		ShareLink: a.ShareLink}
 	switch {

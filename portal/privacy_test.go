@@ -634,3 +634,29 @@ func TestAccessDispute(t *testing.T) {
 		t.Errorf("audited: %d reports, %d closings, %v; want 1 and 1", reported, closed, err)
 	}
 }
+
+// TestAccessLogHidesOwnViewsByDefault: the patient's own views are left out of her log
+// unless she asks for them, and are never offered for a report.
+func TestAccessLogHidesOwnViewsByDefault(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	alog, err := audit.New(t.Context(), pe.pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alog.Close()
+	if err := alog.Append(t.Context(), audit.Event{Time: pe.now.Add(-30 * time.Minute), Action: audit.Read, Outcome: audit.Permit,
+		Role: consent.RolePatient, Purpose: consent.PurposePatientRequest, Patient: alicePerson, Actor: pe.op.Issuer() + "|sub-pat-1",
+		Resources: []audit.Resource{{Type: "Observation", ID: "o1"}}}); err != nil {
+		t.Fatal(err)
+	}
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	r := alice.getPrivate(pe.base, "/access")
+	if n := strings.Count(r.body, "<tr"); n != 4 || !strings.Contains(r.body, "1 of your own views are not listed") {
+		t.Errorf("default log: %d rows\n%s", n-1, r.body)
+	}
+	r = alice.getPrivate(pe.base, "/access?mine=1")
+	if n := strings.Count(r.body, "<tr"); n != 5 || strings.Count(r.body, `name="seq"`) != 3 {
+		t.Errorf("log with own views: %d rows, %d report forms; want 4 and 3", n-1, strings.Count(r.body, `name="seq"`))
+	}
+}
