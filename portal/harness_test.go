@@ -135,6 +135,7 @@ type envOpts struct {
 	messages      bool          // secure messages on (unaudited: threads can be listed, not opened)
 	documents     Documents     // the patient's documents; nil leaves them out
 	proxies       Proxies       // caregiver access; nil leaves it out
+	emergency     Emergency     // clinicians' break-the-glass; nil leaves it out
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -169,6 +170,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	deps.Documents = o.documents
 	deps.Proxies = o.proxies
+	deps.Emergency = o.emergency
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}

@@ -52,6 +52,20 @@ type Viewer struct {
 	Actor     string // "issuer|subject" of the login
 	RequestID string
 	SourceIP  string
+	// BreakGlass: a clinician reads under their active break-the-glass declaration for the
+	// person (purpose BTG); the enforcement point checks the declaration itself.
+	BreakGlass bool
+}
+
+// Emergency lets clinicians declare break-the-glass from the portal.
+type Emergency interface {
+	// Declare records clinician v's emergency access to personID for reasonCode (one of
+	// consent.BreakGlassReasons) with text, with its officer review, patient notification
+	// and audit event, and returns when it expires. errs.Invalid names a bad reason.
+	Declare(ctx context.Context, v Viewer, personID, reasonCode, text string) (time.Time, error)
+	// Active returns when v's declaration for personID expires, or the zero time when none
+	// is in force.
+	Active(ctx context.Context, v Viewer, personID string) (time.Time, error)
 }
 
 // Staff is a clinician or privacy officer login at a member organization.
@@ -379,9 +393,11 @@ type Deps struct {
 	Documents Documents
 	// Proxies serves caregiver access (/caregivers, /caregiver/{token}); nil leaves it out.
 	Proxies Proxies
-	Redis   redis.Cmdable
-	Logger  *slog.Logger     // default slog.Default()
-	Now     func() time.Time // default time.Now; tests pass a fake clock
+	// Emergency lets clinicians break the glass on a patient's page; nil leaves it out.
+	Emergency Emergency
+	Redis     redis.Cmdable
+	Logger    *slog.Logger     // default slog.Default()
+	Now       func() time.Time // default time.Now; tests pass a fake clock
 	// HTTPClient talks to the OP (discovery, token, userinfo, JWKS); default a client with a
 	// 10 s timeout that refuses redirects.
 	HTTPClient *http.Client
@@ -400,6 +416,7 @@ type Server struct {
 	messages Messaging
 	docs     Documents
 	proxies  Proxies
+	btg      Emergency
 	limiter  *ipLimiter // share pages, per client IP
 	// msgLimiter counts messages sent, per login
 	msgLimiter *ipLimiter
@@ -474,6 +491,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		messages: deps.Messages,
 		docs:     deps.Documents,
 		proxies:  deps.Proxies,
+		btg:      deps.Emergency,
 		log:      deps.Logger,
 		now:      deps.Now,
 		hc:       deps.HTTPClient,

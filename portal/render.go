@@ -56,6 +56,7 @@ func newRenderer(fsys fs.FS, names []string) *renderer {
 		"kind":         documentKind,
 		"size":         documentSize,
 		"relationship": relationshipLabel,
+		"btgReason":    btgReasonWords,
 		"lower":        strings.ToLower,
 		"dict": func(kv ...any) map[string]any {
 			m := make(map[string]any, len(kv)/2)

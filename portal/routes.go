@@ -47,6 +47,9 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/staff/patients", s.showPatientSearch, clinician...)
 		e.POST("/staff/patients", s.findPatient, clinician...)
 		e.GET("/staff/patients/:id", s.showStaffPatient, clinician...)
+		if s.btg != nil {
+			e.POST("/staff/patients/:id/break-glass", s.breakGlass, clinician...)
+		}
 	}
 	if s.shares != nil && s.shared != nil {
 		e.GET("/labs/share", s.showShares, patient...)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -46,7 +48,14 @@ type staffPatientPage struct {
 	Patient OrgPatient
 	OrgName string
 	Tests   []labTest
+	Summary HealthSummary
 	Part2   *part2Notice
+	// Emergency access: offered when the portal has it; Until is the active declaration's
+	// expiry (zero when none).
+	CanBreakGlass bool
+	Until         time.Time
+	Reasons       []string
+	Error         string
 }
 
 // staffViewer is the signed-in clinician as the enforcement point sees them.
@@ -85,17 +94,69 @@ func (s *Server) findPatient(c echo.Context) error {
 // regional record that consent lets the clinician see for treatment, each labelled with the
 // member that sent it. The read is decided and audited by the enforcement point.
 func (s *Server) showStaffPatient(c echo.Context) error {
+	return s.renderStaffPatient(c, http.StatusOK, "")
+}
+
+func (s *Server) renderStaffPatient(c echo.Context, status int, formError string) error {
 	ctx, v := c.Request().Context(), staffViewer(c)
 	pt, err := s.patients.ByID(ctx, v, c.Param("id"))
 	if err != nil {
 		return err
 	}
+	sess, _ := session(c)
+	p := staffPatientPage{Page: s.page(c, "Patient record"), Patient: pt, OrgName: sess.OrgName, CanBreakGlass: s.btg != nil,
+		Reasons: consent.BreakGlassReasons(), Error: formError}
+	if s.btg != nil {
+		if p.Until, err = s.btg.Active(ctx, v, pt.PersonID); err != nil {
+			return err
+		}
+		v.BreakGlass = !p.Until.IsZero()
+		p.Until = p.Until.In(s.cfg.Location)
+	}
 	res, err := s.records.Labs(ctx, v, pt.PersonID)
 	if err != nil {
 		return err
 	}
-	sess, _ := session(c)
-	p := staffPatientPage{Page: s.page(c, "Patient record"), Patient: pt, OrgName: sess.OrgName, Tests: groupLabs(res, s.cfg.Location)}
+	if p.Summary, err = s.records.Summary(ctx, v, pt.PersonID); err != nil {
+		return err
+	}
+	p.Tests = groupLabs(res, s.cfg.Location)
 	p.Part2 = part2NoticeFor(p.Tests)
-	return s.render(c, http.StatusOK, "staff_patient", p)
+	return s.render(c, status, "staff_patient", p)
+}
+
+// breakGlass declares the clinician's emergency access to the patient on the page (reason
+// code and text from the form), then shows the page again, now read under the declaration.
+// The declaration opens an officer review and tells the patient.
+func (s *Server) breakGlass(c echo.Context) error {
+	ctx, v := c.Request().Context(), staffViewer(c)
+	pt, err := s.patients.ByID(ctx, v, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	_, err = s.btg.Declare(ctx, v, pt.PersonID, c.FormValue("reason"), c.FormValue("text"))
+	if errs.Is(err, errs.Invalid) {
+		return s.renderStaffPatient(c, http.StatusBadRequest, "Choose the reason for the emergency and describe it (up to 1,000 characters).")
+	}
+	if err != nil {
+		return err
+	}
+	return c.Redirect(http.StatusSeeOther, "/staff/patients/"+pt.ID)
+}
+
+// btgReasonWords names a break-the-glass reason code for the clinician.
+func btgReasonWords(code string) string {
+	switch code {
+	case consent.BTGUnresponsive:
+		return "Patient cannot communicate consent"
+	case consent.BTGLifeThreatening:
+		return "Immediate threat to life or limb"
+	case consent.BTGUrgentTreatment:
+		return "Urgent treatment needs the history now"
+	case consent.BTGPoisoningOverdose:
+		return "Suspected poisoning or overdose"
+	case consent.BTGPublicSafety:
+		return "Serious, imminent threat to others"
+	}
+	return code
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -154,5 +155,67 @@ func TestClinicianInboxNamesThePatient(t *testing.T) {
 			!strings.Contains(staff.body, "Question from person-gone") || strings.Count(staff.body, "MRN ") != 1 {
 			t.Fatalf("inbox %d:\n%s", staff.status, staff.body)
 		}
+	}
+}
+
+// memEmergency keeps declarations in memory, as Emergency sees them.
+type memEmergency struct {
+	mu    sync.Mutex
+	until map[string]time.Time // by actor|person
+}
+
+func (m *memEmergency) Declare(_ context.Context, v Viewer, person, code, text string) (time.Time, error) {
+	if code == "" || strings.TrimSpace(text) == "" {
+		return time.Time{}, errs.E("memEmergency", errs.Invalid, "reason")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	u := time.Now().Add(time.Hour)
+	m.until[v.Actor+"|"+person] = u
+	return u, nil
+}
+
+func (m *memEmergency) Active(_ context.Context, v Viewer, person string) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.until[v.Actor+"|"+person], nil
+}
+
+// TestClinicianBreakGlass: the clinician's patient page shows the summary and labs for
+// treatment with an emergency-access form; a declaration without its reason is refused
+// with a sentence; a declared emergency reads the record under it (purpose BTG), says so
+// and offers no second declaration.
+func TestClinicianBreakGlass(t *testing.T) {
+	t.Parallel()
+	pts := memPatients{org: "riverside", byMRN: map[string]OrgPatient{
+		"RFC-1001": {ID: "pat-1", MRN: "RFC-1001", PersonID: "person-1", Name: "Alice Nguyen", BirthDate: "1984-03-02"},
+	}}
+	em := &memEmergency{until: map[string]time.Time{}}
+	e := newEnv(t, envOpts{patients: pts, emergency: em})
+	c := newClient(t)
+	e.signIn(t, c, "drjones", "jones-pw")
+	page := c.getPrivate(e.base, "/staff/patients/pat-1")
+	if !strings.Contains(page.body, "Hyperlipidemia") || !strings.Contains(page.body, "Declare an emergency") || strings.Contains(page.body, "Emergency access until") {
+		t.Fatalf("patient page before an emergency:\n%s", page.body)
+	}
+	tok := csrfFrom(t, page.body)
+	if r := c.post(e.base+"/staff/patients/pat-1/break-glass", url.Values{"_csrf": {tok}, "reason": {"unresponsive"}, "text": {" "}}, "same-origin"); r.status != http.StatusBadRequest || !strings.Contains(r.body, "describe it") {
+		t.Errorf("declaration without text: %d", r.status)
+	}
+	if r := c.post(e.base+"/staff/patients/other/break-glass", url.Values{"_csrf": {tok}, "reason": {"unresponsive"}, "text": {"x"}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("declaration for another organization's patient: %d", r.status)
+	}
+	if r := c.post(e.base+"/staff/patients/pat-1/break-glass", url.Values{"_csrf": {tok}, "reason": {"unresponsive"}, "text": {"Unconscious in the ED"}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("declaration: %d", r.status)
+	}
+	page = c.getPrivate(e.base, "/staff/patients/pat-1")
+	if !strings.Contains(page.body, "Emergency access until") || strings.Contains(page.body, "Declare an emergency") {
+		t.Errorf("patient page under an emergency:\n%s", page.body)
+	}
+	e.records.mu.Lock()
+	last := e.records.viewers[len(e.records.viewers)-1]
+	e.records.mu.Unlock()
+	if !last.BreakGlass || last.Role != RoleClinician {
+		t.Errorf("read as %+v; want the clinician under break-the-glass", last)
 	}
 }

@@ -86,7 +86,7 @@ func TestMLLPNoLossAcrossKill9(t *testing.T) {
 		"CONCORD_S3_ENDPOINT=" + s3.Endpoint, "CONCORD_S3_ACCESS_KEY=" + s3.AccessKey, "CONCORD_S3_SECRET_KEY=" + s3.SecretKey,
 		"CONCORD_S3_BUCKET=" + s3.Bucket, "CONCORD_S3_REGION=" + s3.Region,
 		"CONCORD_HTTP_ADDR=" + httpAddr, "CONCORD_BASE_URL=http://localhost:" + port, "CONCORD_MLLP_ADDR=" + mllpAddr,
-		"CONCORD_DEV_OIDC_ADDR=" + oidcAddr, "CONCORD_ADMIN_ADDR=", "CONCORD_DATA_DIR=" + t.TempDir(), "CONCORD_LOG_LEVEL=warn"}}
+		"CONCORD_DEV_OIDC_ADDR=" + oidcAddr, "CONCORD_ADMIN_ADDR=" + freeAddr(t), "CONCORD_DATA_DIR=" + t.TempDir(), "CONCORD_LOG_LEVEL=warn"}}
 	t.Cleanup(srv.kill)
 	srv.start(mllpAddr)
 

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/exchange"
@@ -221,6 +222,7 @@ func (m *Main) Open(ctx context.Context) error {
 			Patients: patientLookup{portalRecords{m.records, m.directory}, m.mpi}, Messages: portal.NewMessageStore(m.pool).WithAudit(m.audit),
 			Documents: portalDocuments{portalRecords{m.records, m.directory}, m.docs, m.audit, time.Now},
 			Proxies:   portal.NewProxyStore(m.pool, m.audit),
+			Emergency: portalBreakGlass{m.pool, records.NewBreakGlassStore(m.pool), consent.BreakGlassPolicy{MaxDuration: cfg.BreakGlass}, m.audit, time.Now},
 			Privacy:   portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
 	if err != nil {
 		return err

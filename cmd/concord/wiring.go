@@ -62,9 +62,11 @@ type portalRecords struct {
 
 func (p portalRecords) viewer(v portal.Viewer) records.Viewer {
 	rv := records.Viewer{Actor: v.Actor, Org: v.Org, Role: string(v.Role), PersonID: v.PersonID, RequestID: v.RequestID, SourceIP: v.SourceIP}
-	switch v.Role {
-	case portal.RolePatient, portal.RoleProxy:
+	switch {
+	case v.Role == portal.RolePatient, v.Role == portal.RoleProxy:
 		rv.Purpose = consent.PurposePatientRequest
+	case v.BreakGlass:
+		rv.Purpose = consent.PurposeBreakGlass // records applies the declaration in force, or denies
 	default:
 		rv.Purpose = consent.PurposeTreatment
 	}

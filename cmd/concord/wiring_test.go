@@ -7,9 +7,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/portal"
+	"github.com/concord-hie/concord/records"
 )
 
 // TestPatientLookupByPerson: the clinician's look-up by person finds the organization's
@@ -185,5 +187,66 @@ func TestPortalSummary(t *testing.T) {
 	sum, err = pr.Summary(ctx, carer, ana.PersonID)
 	if err != nil || len(sum.Conditions) != 2 || strings.Contains(names(sum.Conditions), "anxiety") {
 		t.Fatalf("caregiver's summary: %s, %v", names(sum.Conditions), err)
+	}
+}
+
+// TestPortalBreakGlass: a clinician at ana's clinic does not see her PSY-labelled problem
+// for treatment; after declaring an emergency from the portal they do, until it expires;
+// the declaration opens an officer review and is audited.
+func TestPortalBreakGlass(t *testing.T) {
+	m := demoEnv(t)
+	ctx := context.Background()
+	region := demoRegion(m.cfg.DemoSeed)
+	p0 := region.persons[0]
+	src, err := m.mpi.SourceByIdentifier(ctx, nil, region.members[p0.Members[0]].OID, region.mrn(p0.Members[0], 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	person := string(src.PersonID)
+	pr := portalRecords{m.records, m.directory}
+	bg := portalBreakGlass{m.pool, records.NewBreakGlassStore(m.pool), consent.BreakGlassPolicy{}, m.audit, time.Now}
+	doc := portal.Viewer{Role: portal.RoleClinician, Org: region.members[0].ID, Actor: "iss|demo-dr.riverside", RequestID: "btg-portal-1"}
+	count := func(v portal.Viewer) int {
+		t.Helper()
+		sum, err := pr.Summary(ctx, v, person)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(sum.Conditions)
+	}
+	if n := count(doc); n != 2 {
+		t.Fatalf("conditions for treatment: %d, want 2 (the PSY one withheld)", n)
+	}
+	if until, err := bg.Active(ctx, doc, person); err != nil || !until.IsZero() {
+		t.Fatalf("active before declaring: %v, %v", until, err)
+	}
+	withGlass := doc
+	withGlass.BreakGlass = true
+	if n := count(withGlass); n != 0 {
+		t.Fatalf("purpose BTG without a declaration: %d conditions, want none", n)
+	}
+	if _, err := bg.Declare(ctx, doc, person, "no-such-reason", "x"); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("unknown reason: %v", err)
+	}
+	until, err := bg.Declare(ctx, doc, person, consent.BTGUnresponsive, "Unconscious in the ED")
+	if err != nil || until.Before(time.Now()) {
+		t.Fatalf("declare: %v, %v", until, err)
+	}
+	if active, err := bg.Active(ctx, doc, person); err != nil || active.Sub(until).Abs() > time.Millisecond {
+		t.Fatalf("active: %v, %v; want %v", active, err, until)
+	}
+	if n := count(withGlass); n != 3 {
+		t.Fatalf("conditions under the declaration: %d, want 3", n)
+	}
+	var tasks, events int
+	if err := m.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM consent_review_tasks WHERE person_id::text = $1 AND status = 'open'),
+		(SELECT count(*) FROM audit_events WHERE patient = $1 AND action = 'break-glass' AND request_id = 'btg-portal-1')`, person).Scan(&tasks, &events); err != nil || tasks != 1 || events != 1 {
+		t.Fatalf("review tasks %d, break-glass events %d, %v; want 1 and 1", tasks, events, err)
+	}
+	// Another clinician's declaration does not apply to this one.
+	other := withGlass
+	other.Actor = "iss|demo-someone-else"
+	if n := count(other); n != 0 {
+		t.Fatalf("another clinician under this declaration: %d conditions, want none", n)
 	}
 }
