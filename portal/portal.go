@@ -271,6 +271,10 @@ type Privacy interface {
 	// its outcome) before the results are returned; it returns errs.Unavailable, and no
 	// events, when that event cannot be written.
 	SearchAudit(ctx context.Context, v Viewer, f audit.Filter) ([]audit.Event, string, error)
+	// DirectivesAt returns the directives that were in force for personID at at (the
+	// current ones for a time not in the past), for officer v's simulation, which it
+	// audits (action authz-consent, reason officer-simulation).
+	DirectivesAt(ctx context.Context, v Viewer, personID string, at time.Time) ([]consent.Directive, error)
 	// Dispute records patient v's report of access seq in their access log (a permitted
 	// access to v's own record) with reason, audited in the same transaction. errs.NotFound
 	// when seq is not such an access; errs.Conflict when it was reported already.

@@ -145,6 +145,33 @@ func (p *PrivacyStore) Directives(ctx context.Context, personID string) ([]conse
 	return dirs, err
 }
 
+// DirectivesAt implements Privacy: the directives source's InForce when it has one (as-of
+// answers from history), else the current directives for a time that is not past.
+func (p *PrivacyStore) DirectivesAt(ctx context.Context, v Viewer, personID string, at time.Time) ([]consent.Directive, error) {
+	const op = "portal.PrivacyStore.DirectivesAt"
+	var dirs []consent.Directive
+	var err error
+	if src, ok := p.dirs.(interface {
+		InForce(ctx context.Context, person string, at time.Time) ([]consent.Directive, error)
+	}); ok {
+		dirs, err = src.InForce(ctx, personID, at)
+	} else {
+		dirs, _, err = p.dirs.Current(ctx, personID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.audit == nil {
+		return nil, errs.E(op, errs.Unavailable, "simulations need an audit writer")
+	}
+	ev := audit.Event{Action: audit.ConsentDecision, Outcome: audit.Permit, Reason: "officer-simulation", Actor: v.Actor, Org: v.Org,
+		Role: string(v.Role), Patient: personID, Query: "at=" + at.UTC().Format(time.RFC3339), RequestID: v.RequestID, SourceIP: v.SourceIP}
+	if err := p.audit.Append(ctx, ev); err != nil {
+		return nil, errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	return dirs, nil
+}
+
 // SearchAudit returns audit.Search over the log for officer v. It commits one
 // audit.AuditQuery event (actor v, patient f.Patient, the filter as its query, outcome)
 // before returning the events, and returns errs.Unavailable without events when it cannot.

@@ -660,3 +660,39 @@ func TestAccessLogHidesOwnViewsByDefault(t *testing.T) {
 		t.Errorf("log with own views: %d rows, %d report forms; want 4 and 3", n-1, strings.Count(r.body, `name="seq"`))
 	}
 }
+
+// TestOfficerSimulator: the officer asks what a member's clinician would see of a person
+// for treatment and for payment, with the same explanations the patient reads; a bad
+// moment is a readable error; each run is audited; patients do not have the simulator.
+func TestOfficerSimulator(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	c := pe.signedIn(t, "privo", "privo-pw")
+	form := c.getPrivate(pe.base, "/officer/simulate")
+	if !strings.Contains(form.body, `name="purpose"`) || strings.Contains(form.body, "Shared?") {
+		t.Fatalf("empty simulator:\n%s", form.body)
+	}
+	treat := c.getPrivate(pe.base, "/officer/simulate?patient="+alicePerson+"&org=riverside&role=clinician&purpose=TREAT")
+	pay := c.getPrivate(pe.base, "/officer/simulate?patient="+alicePerson+"&org=riverside&role=clinician&purpose=HPAYMT")
+	if strings.Count(treat.body, "✓ Shared") == 0 || !strings.Contains(html.UnescapeString(treat.body), "Riverside Family Clinic, as of") {
+		t.Errorf("treatment simulation:\n%s", treat.body)
+	}
+	if strings.Count(pay.body, "✓ Shared") != 0 || strings.Count(pay.body, "✕ Not shared") == 0 {
+		t.Errorf("payment simulation shares something:\n%s", pay.body)
+	}
+	past := c.getPrivate(pe.base, "/officer/simulate?patient="+alicePerson+"&org=riverside&role=clinician&purpose=TREAT&at=2020-01-01T10:00")
+	if !strings.Contains(past.body, "1 January 2020 10:00") {
+		t.Errorf("as-of simulation does not name its moment")
+	}
+	if r := c.get(pe.base + "/officer/simulate?patient=" + alicePerson + "&org=riverside&role=clinician&purpose=TREAT&at=yesterday"); r.status != http.StatusBadRequest {
+		t.Errorf("bad moment: %d", r.status)
+	}
+	var n int
+	if err := pe.pool.QueryRow(t.Context(), `SELECT count(*) FROM audit_events WHERE action = 'authz-consent' AND reason = 'officer-simulation' AND patient = $1`, alicePerson).Scan(&n); err != nil || n != 3 {
+		t.Errorf("audited simulations: %d, %v; want 3", n, err)
+	}
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	if r := alice.get(pe.base + "/officer/simulate"); r.status != http.StatusNotFound {
+		t.Errorf("patient on the simulator: %d", r.status)
+	}
+}

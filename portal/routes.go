@@ -36,6 +36,7 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/officer", s.showOfficerAudit, officer...)
 		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
 		e.GET("/officer/accounting", s.showOfficerAccounting, officer...)
+		e.GET("/officer/simulate", s.showOfficerSimulate, officer...)
 		e.GET("/access/accounting.csv", s.downloadOwnAccounting, reader...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/disputes/close", s.closeDispute, officer...)
