@@ -271,6 +271,10 @@ type Privacy interface {
 	// its outcome) before the results are returned; it returns errs.Unavailable, and no
 	// events, when that event cannot be written.
 	SearchAudit(ctx context.Context, v Viewer, f audit.Filter) ([]audit.Event, string, error)
+	// SetChoice turns patient v's sharing choice kind (optout; deny-org or sensitive with
+	// org) on or off as of at: a new version of the choice's directive, audited, in force
+	// for the next request.
+	SetChoice(ctx context.Context, v Viewer, kind, org string, on bool, at time.Time) error
 	// DirectivesAt returns the directives that were in force for personID at at (the
 	// current ones for a time not in the past), for officer v's simulation, which it
 	// audits (action authz-consent, reason officer-simulation).

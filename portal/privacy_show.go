@@ -10,12 +10,14 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 type privacyPage struct {
 	Page
 	Orgs          []privacyOrg
 	CanCaregivers bool // caregiver access is offered
+	OptedOut      bool // the patient opted out of sharing for treatment
 }
 
 // privacyOrg is what one member organization would see for treatment.
@@ -24,6 +26,8 @@ type privacyOrg struct {
 	Name    string
 	Shared  int // classes allowed
 	Classes []privacyClass
+	// The patient's choices for this organization.
+	Denied, Sensitive bool
 }
 
 type privacyClass struct {
@@ -49,7 +53,12 @@ func (s *Server) showPrivacy(c echo.Context) error {
 		return err
 	}
 	p := privacyPage{Page: s.page(c, "Sharing and privacy"), Orgs: sharingPreview(dirs, names, sess.PersonID, s.now(), s.cfg.Location),
-		CanCaregivers: s.proxies != nil}
+		CanCaregivers: s.proxies != nil, OptedOut: choiceActive(dirs, sess.PersonID, choiceOptOut, "")}
+	for i := range p.Orgs {
+		p.Orgs[i].Denied = choiceActive(dirs, sess.PersonID, choiceDenyOrg, p.Orgs[i].ID)
+		p.Orgs[i].Sensitive = choiceActive(dirs, sess.PersonID, choiceSensitive, p.Orgs[i].ID)
+	}
+	p.Flash = s.takeFlash(c)
 	return s.render(c, http.StatusOK, "privacy", p)
 }
 
@@ -113,4 +122,26 @@ func decidedBy(d *consent.Directive, version int, loc *time.Location) string {
 		return "Decided by your choice of " + d.DateTime.In(loc).Format("2 January 2006") + v
 	}
 	return "Decided by your own choice" + v
+}
+
+// setChoice saves one of the patient's sharing choices from a button on the privacy page
+// (kind, org, on) and returns to the page, which shows its effect at once.
+func (s *Server) setChoice(c echo.Context) error {
+	sess, _ := session(c)
+	ctx := c.Request().Context()
+	kind, org, on := c.FormValue("kind"), c.FormValue("org"), c.FormValue("on") == "1"
+	if org != "" {
+		names, err := s.privacy.MemberNames(ctx)
+		if err != nil {
+			return err
+		}
+		if _, ok := names[org]; !ok {
+			return errs.E("portal.setChoice", errs.NotFound, "no such organization")
+		}
+	}
+	if err := s.privacy.SetChoice(ctx, s.patientViewer(c, sess), kind, org, on, s.now()); err != nil {
+		return err
+	}
+	s.setFlash(c, "Saved. Your choice applies from now on.")
+	return c.Redirect(http.StatusSeeOther, "/privacy")
 }

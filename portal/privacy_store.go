@@ -32,6 +32,8 @@ type PrivacyStore struct {
 	dirs  CurrentDirectives
 	mpi   MPIResolver
 	audit Auditor // nil: audit reads answer errs.Unavailable; review closings are not audited
+	// consents saves patients' sharing choices; nil: SetChoice answers errs.Unavailable.
+	consents *consent.Store
 }
 
 // Auditor appends audit events, alone or inside a caller's transaction; *audit.Log

@@ -76,7 +76,7 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	e.srv, err = New(Config{BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
 		RedisPrefix: prefix, InsecureCookies: !secureCookies},
 		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb,
-			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), mpistore.NewOps(pool, alog, "test-model")).WithAudit(alog)})
+			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), mpistore.NewOps(pool, alog, "test-model")).WithAudit(alog).WithConsentStore(cs)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -694,5 +694,60 @@ func TestOfficerSimulator(t *testing.T) {
 	alice := pe.signedIn(t, "alice", "alice-pw")
 	if r := alice.get(pe.base + "/officer/simulate"); r.status != http.StatusNotFound {
 		t.Errorf("patient on the simulator: %d", r.status)
+	}
+}
+
+// TestPatientSharingChoices: the patient stops sharing with one organization, lets another
+// see sensitive information, and opts out for treatment and back in; each choice shows on
+// the page at once, is a new version of its own directive, and is audited; an unknown
+// organization is the 404 page.
+func TestPatientSharingChoices(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	page := alice.getPrivate(pe.base, "/privacy")
+	tok := csrfFrom(t, page.body)
+	choose := func(kind, org, on string) resp {
+		t.Helper()
+		r := alice.post(pe.base+"/privacy/choice", url.Values{"_csrf": {tok}, "kind": {kind}, "org": {org}, "on": {on}}, "same-origin")
+		if r.status != http.StatusSeeOther && r.status != http.StatusNotFound {
+			t.Fatalf("choice %s %s %s: %d", kind, org, on, r.status)
+		}
+		return r
+	}
+	body := func() string { return html.UnescapeString(alice.getPrivate(pe.base, "/privacy").body) }
+	if b := body(); !strings.Contains(b, "Stop sharing with Riverside Family Clinic") || strings.Contains(b, "You have opted out") {
+		t.Fatalf("privacy page before any choice:\n%s", b)
+	}
+	choose("deny-org", "riverside", "1")
+	b := body()
+	if !strings.Contains(b, "Your choice applies from now on.") || !strings.Contains(b, "Share with Riverside Family Clinic again") {
+		t.Fatalf("after stopping Riverside:\n%s", b)
+	}
+	river := b[strings.Index(b, "<h2>Riverside Family Clinic</h2>"):]
+	river = river[:strings.Index(river, "</details>")]
+	if strings.Contains(river, "✓ Shared") {
+		t.Errorf("Riverside still shares something after the patient stopped it:\n%s", river)
+	}
+	choose("sensitive", "stmary", "1")
+	if b := body(); !strings.Contains(b, "Stop sharing sensitive information with St Mary's Hospital") {
+		t.Errorf("sensitive choice not shown")
+	}
+	choose("optout", "", "1")
+	if b := body(); !strings.Contains(b, "You have opted out") || strings.Count(b, "✓ Shared") != 0 {
+		t.Errorf("after opting out: %d classes still shared", strings.Count(b, "✓ Shared"))
+	}
+	choose("optout", "", "0")
+	if b := body(); strings.Contains(b, "You have opted out") || strings.Count(b, "✓ Shared") == 0 {
+		t.Errorf("after opting back in nothing is shared")
+	}
+	if r := choose("deny-org", "no-such-org", "1"); r.status != http.StatusNotFound {
+		t.Errorf("unknown organization: %d", r.status)
+	}
+	var versions, events int
+	if err := pe.pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM consent_directives WHERE directive_id = $1),
+		(SELECT count(*) FROM audit_events WHERE action = 'consent-change' AND patient = $2 AND reason IN ('choice-on', 'choice-off'))`,
+		string(choiceID(alicePerson, choiceOptOut, "")), alicePerson).Scan(&versions, &events); err != nil || versions != 2 || events != 4 {
+		t.Errorf("opt-out directive versions %d, audited choices %d, %v; want 2 and 4", versions, events, err)
 	}
 }

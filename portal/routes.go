@@ -33,6 +33,7 @@ func (s *Server) Register(e *echo.Echo) {
 		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))
 		e.GET("/access", s.showAccess, reader...)
 		e.GET("/privacy", s.showPrivacy, patient...)
+		e.POST("/privacy/choice", s.setChoice, patient...)
 		e.GET("/officer", s.showOfficerAudit, officer...)
 		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
 		e.GET("/officer/accounting", s.showOfficerAccounting, officer...)

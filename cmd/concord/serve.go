@@ -223,7 +223,7 @@ func (m *Main) Open(ctx context.Context) error {
 			Documents: portalDocuments{portalRecords{m.records, m.directory}, m.docs, m.audit, time.Now},
 			Proxies:   portal.NewProxyStore(m.pool, m.audit),
 			Emergency: portalBreakGlass{m.pool, records.NewBreakGlassStore(m.pool), consent.BreakGlassPolicy{MaxDuration: cfg.BreakGlass}, m.audit, time.Now},
-			Privacy:   portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit), Redis: m.redis, Logger: m.log})
+			Privacy:   portal.NewPrivacyStore(m.pool, dirs, mpistore.NewOps(m.pool, m.audit, m.matcher.Model())).WithAudit(m.audit).WithConsentStore(consent.NewStore()), Redis: m.redis, Logger: m.log})
 	if err != nil {
 		return err
 	}
