@@ -93,12 +93,7 @@ func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.Do
 	if err != nil {
 		return nil, err
 	}
-	names := map[string]string{}
-	if ms, err := p.dir.Members(ctx); err == nil {
-		for _, m := range ms {
-			names[m.ID] = m.Name
-		}
-	}
+	names := p.memberNames(ctx)
 	var out []portal.DocumentItem
 	for _, l := range listings {
 		// The copy the row opens: a current one before a superseded one, then the newest.

@@ -107,12 +107,7 @@ func summaryItem(st store.Stored, memberName string) (portal.SummaryItem, bool) 
 // Summary returns the person's problems, medications, allergies and immunizations that v
 // may see (records.Compartment per type: consent decided and audited per type).
 func (p portalRecords) Summary(ctx context.Context, v portal.Viewer, personID string) (portal.HealthSummary, error) {
-	names := map[string]string{}
-	if ms, err := p.dir.Members(ctx); err == nil {
-		for _, m := range ms {
-			names[m.ID] = m.Name
-		}
-	}
+	names := p.memberNames(ctx)
 	var out portal.HealthSummary
 	for _, part := range []struct {
 		typ  string

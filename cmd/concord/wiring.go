@@ -80,6 +80,18 @@ func (p portalRecords) Labs(ctx context.Context, v portal.Viewer, personID strin
 	})
 }
 
+// memberNames maps member IDs to display names for the portal's "from" columns. A
+// directory that cannot be read leaves the map empty: rows then show member IDs.
+func (p portalRecords) memberNames(ctx context.Context) map[string]string {
+	names := map[string]string{}
+	if ms, err := p.dir.Members(ctx); err == nil {
+		for _, m := range ms {
+			names[m.ID] = m.Name
+		}
+	}
+	return names
+}
+
 // proxyKeep narrows keep for a caregiver (portal.RoleProxy): items with a sensitive label
 // (consent.Sensitive) are never candidates, so they are neither shown nor recorded as shown.
 // Any other viewer's keep is returned as is.
@@ -133,12 +145,7 @@ func (p portalRecords) labs(ctx context.Context, role, org string, read func(kee
 	if err != nil {
 		return nil, err
 	}
-	names := map[string]string{}
-	if ms, err := p.dir.Members(ctx); err == nil {
-		for _, m := range ms {
-			names[m.ID] = m.Name
-		}
-	}
+	names := p.memberNames(ctx)
 	out := make([]portal.LabResult, 0, len(obs))
 	for _, st := range obs {
 		r := labResult(st, decoded[st.ID], names[st.MemberID])

@@ -14,6 +14,18 @@ import (
 	"github.com/concord-hie/concord/records"
 )
 
+// demoPersonID is the MPI person of demo person i (by their first member's MRN).
+func demoPersonID(t *testing.T, m *Main, i int) string {
+	t.Helper()
+	region := demoRegion(m.cfg.DemoSeed)
+	p := region.persons[i]
+	src, err := m.mpi.SourceByIdentifier(context.Background(), nil, region.members[p.Members[0]].OID, region.mrn(p.Members[0], i))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(src.PersonID)
+}
+
 // TestPatientLookupByPerson: the clinician's look-up by person finds the organization's
 // own record (name, MRN) through an audited read, and is NotFound at an organization that
 // holds no record of the person.
@@ -51,15 +63,7 @@ func TestPatientLookupByPerson(t *testing.T) {
 func TestPortalDocuments(t *testing.T) {
 	m := demoEnv(t)
 	ctx := context.Background()
-	region := demoRegion(m.cfg.DemoSeed)
-	person := func(i int) string {
-		dm := region.members[region.persons[i].Members[0]]
-		src, err := m.mpi.SourceByIdentifier(ctx, nil, dm.OID, region.mrn(region.persons[i].Members[0], i))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return string(src.PersonID)
-	}
+	person := func(i int) string { return demoPersonID(t, m, i) }
 	ana := portal.Viewer{PersonID: person(0), Role: portal.RolePatient, Actor: "iss|demo-ana", RequestID: "docs-1"}
 	pd := portalDocuments{portalRecords{m.records, m.directory}, m.docs, m.audit, time.Now}
 	items, err := pd.List(ctx, ana)
@@ -159,13 +163,8 @@ func TestPortalSummary(t *testing.T) {
 	m := demoEnv(t)
 	ctx := context.Background()
 	region := demoRegion(m.cfg.DemoSeed)
-	p0 := region.persons[0]
-	src, err := m.mpi.SourceByIdentifier(ctx, nil, region.members[p0.Members[0]].OID, region.mrn(p0.Members[0], 0))
-	if err != nil {
-		t.Fatal(err)
-	}
 	pr := portalRecords{m.records, m.directory}
-	ana := portal.Viewer{PersonID: string(src.PersonID), Role: portal.RolePatient, Actor: "iss|demo-ana", RequestID: "sum-1"}
+	ana := portal.Viewer{PersonID: demoPersonID(t, m, 0), Role: portal.RolePatient, Actor: "iss|demo-ana", RequestID: "sum-1"}
 	sum, err := pr.Summary(ctx, ana, ana.PersonID)
 	if err != nil {
 		t.Fatal(err)
@@ -197,12 +196,7 @@ func TestPortalBreakGlass(t *testing.T) {
 	m := demoEnv(t)
 	ctx := context.Background()
 	region := demoRegion(m.cfg.DemoSeed)
-	p0 := region.persons[0]
-	src, err := m.mpi.SourceByIdentifier(ctx, nil, region.members[p0.Members[0]].OID, region.mrn(p0.Members[0], 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	person := string(src.PersonID)
+	person := demoPersonID(t, m, 0)
 	pr := portalRecords{m.records, m.directory}
 	bg := portalBreakGlass{m.pool, records.NewBreakGlassStore(m.pool), consent.BreakGlassPolicy{}, m.audit, time.Now}
 	doc := portal.Viewer{Role: portal.RoleClinician, Org: region.members[0].ID, Actor: "iss|demo-dr.riverside", RequestID: "btg-portal-1"}
