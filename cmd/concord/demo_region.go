@@ -449,8 +449,11 @@ func (r region) banner(w io.Writer, m *Main, created bool) {
 			fmt.Fprintf(w, "  %-14s %s at %s\n", s.Login, s.Role, r.members[s.Member].Name)
 		}
 		fmt.Fprintf(w, "Staff logins then ask for a second factor: the demo one-time code is %s.\n", demoOTP)
-		fmt.Fprintf(w, "%s is also %s's caregiver: after signing in, switch to %s's record at the top of the page.\n",
-			r.persons[1].Login, r.persons[0].Given, r.persons[0].Given)
+		// A region seeded by an earlier release has no caregiver grant: say so only when ben has one.
+		if gs, err := portal.NewProxyStore(m.pool, nil).ActingFor(context.Background(), m.devOIDC.Issuer()+"|demo-"+r.persons[1].Login); err == nil && len(gs) > 0 {
+			fmt.Fprintf(w, "%s is also %s's caregiver: after signing in, switch to %s's record at the top of the page.\n",
+				r.persons[1].Login, r.persons[0].Given, r.persons[0].Given)
+		}
 	}
 	fmt.Fprintf(w, "\nMember client credentials for the FHIR API: %s\nPress Ctrl-C to stop.\n\n", filepath.Join(m.cfg.DataDir, "demo-clients"))
 }
