@@ -145,7 +145,10 @@ func Vars() []Var {
 		}))
 	{
 		g, s := addr(func(c *Config) *string { return &c.AdminAddr }, true)
-		add(v("CONCORD_ADMIN_ADDR", "admin-addr", "metrics and pprof listener, loopback only; empty disables it", false, g, func(c *Config, x string) error {
+		add(v("CONCORD_ADMIN_ADDR", "admin-addr", "metrics and pprof listener, loopback only; off (or an empty --admin-addr) disables it", false, g, func(c *Config, x string) error {
+			if x == "off" { // an empty environment variable reads as unset, so the environment says off
+				x = ""
+			}
 			if err := s(c, x); err != nil || x == "" {
 				return err
 			}
@@ -158,7 +161,12 @@ func Vars() []Var {
 	}
 	{
 		g, s := addr(func(c *Config) *string { return &c.MLLPAddr }, true)
-		add(v("CONCORD_MLLP_ADDR", "mllp-addr", "HL7 v2 MLLP listener; empty disables it", false, g, s))
+		add(v("CONCORD_MLLP_ADDR", "mllp-addr", "HL7 v2 MLLP listener; off (or an empty --mllp-addr) disables it", false, g, func(c *Config, x string) error {
+			if x == "off" {
+				x = ""
+			}
+			return s(c, x)
+		}))
 	}
 	for _, f := range []struct {
 		env, flag, help string

@@ -78,6 +78,16 @@ func TestTableListsEveryVariable(t *testing.T) {
 	}
 }
 
+// TestListenersOff: "off" in the environment disables the admin and MLLP listeners (an
+// empty variable reads as unset, so it cannot).
+func TestListenersOff(t *testing.T) {
+	env := map[string]string{"CONCORD_ADMIN_ADDR": "off", "CONCORD_MLLP_ADDR": "off"}
+	c, err := Parse(nil, nil, func(k string) string { return env[k] })
+	if err != nil || c.AdminAddr != "" || c.MLLPAddr != "" {
+		t.Fatalf("admin %q, mllp %q, %v; want both off", c.AdminAddr, c.MLLPAddr, err)
+	}
+}
+
 // TestREADMEHasTable keeps the README's configuration table true.
 func TestREADMEHasTable(t *testing.T) {
 	b, err := os.ReadFile("../../README.md")
