@@ -27,7 +27,7 @@ func TestCaregiverAccess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { alog.Close() })
-	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog)})
+	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog), messageStore: NewMessageStore(pool).WithAudit(alog)})
 
 	alice := newClient(t)
 	e.signIn(t, alice, "alice", "alice-pw")
@@ -72,7 +72,26 @@ func TestCaregiverAccess(t *testing.T) {
 	if last.Role != RoleProxy || last.PersonID != "person-1" || !strings.HasSuffix(last.Actor, "|sub-new-1") {
 		t.Errorf("labs read as %+v; want the caregiver's login as proxy for person-1", last)
 	}
-	for _, p := range []string{"/caregivers", "/labs/share", "/messages"} {
+	// The caregiver writes to one of Alice's clinics for her: signed as her caregiver, on
+	// the patient's side of the thread; opening it is audited as the caregiver's read.
+	newMsg := nora.getPrivate(e.base, "/messages/new")
+	sent := nora.post(e.base+"/messages/new", url.Values{"_csrf": {csrfFrom(t, newMsg.body)}, "clinic": {"riverside"},
+		"subject": {"Mum's refill"}, "body": {"Could Alice's prescription be renewed?"}}, "same-origin")
+	if sent.status != http.StatusSeeOther {
+		t.Fatalf("caregiver's message: %d\n%s", sent.status, sent.body)
+	}
+	if th := nora.getPrivate(e.base, sent.header.Get("Location")); !strings.Contains(th.body, "Caregiver") {
+		t.Errorf("the caregiver's message is not signed as a caregiver's:\n%s", th.body)
+	}
+	var kind, person string
+	if err := pool.QueryRow(t.Context(), `SELECT m.author_kind, t.person_id FROM portal_messages m JOIN portal_message_threads t ON t.id = m.thread_id`).Scan(&kind, &person); err != nil || kind != "patient" || person != "person-1" {
+		t.Errorf("stored message: kind %q person %q, %v", kind, person, err)
+	}
+	var reads int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM audit_events WHERE action = 'read' AND reason = 'portal-message' AND role = 'proxy' AND patient = 'person-1'`).Scan(&reads); err != nil || reads != 1 {
+		t.Errorf("audited caregiver reads of the thread: %d, %v; want 1", reads, err)
+	}
+	for _, p := range []string{"/caregivers", "/labs/share", "/privacy"} {
 		if r := nora.get(e.base + p); r.status != http.StatusNotFound {
 			t.Errorf("caregiver on %s: %d, want 404", p, r.status)
 		}

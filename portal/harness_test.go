@@ -133,6 +133,7 @@ type envOpts struct {
 	staffMFAOff   bool
 	patients      PatientLookup // the clinicians' look-up; nil leaves it out
 	messages      bool          // secure messages on (unaudited: threads can be listed, not opened)
+	messageStore  Messaging     // secure messages through this store (overrides messages)
 	documents     Documents     // the patient's documents; nil leaves them out
 	proxies       Proxies       // caregiver access; nil leaves it out
 	emergency     Emergency     // clinicians' break-the-glass; nil leaves it out
@@ -167,6 +168,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 	deps := Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb, Patients: o.patients}
 	if o.messages {
 		deps.Messages = NewMessageStore(pool)
+	}
+	if o.messageStore != nil {
+		deps.Messages = o.messageStore
 	}
 	deps.Documents = o.documents
 	deps.Proxies = o.proxies

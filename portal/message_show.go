@@ -150,11 +150,23 @@ func (s *Server) createThread(c echo.Context) error {
 		return s.render(c, http.StatusTooManyRequests, "message_new", p)
 	}
 	id, err := s.messages.CreateThread(c.Request().Context(), sess.PersonID, p.Clinic, p.Subject,
-		Message{AuthorLogin: v.Actor, AuthorName: patientName(sess.Name), Body: p.Body}, s.now())
+		Message{AuthorLogin: v.Actor, AuthorName: authorName(sess), Body: p.Body}, s.now())
 	if err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/messages/"+strconv.FormatInt(id, 10))
+}
+
+// authorName signs a message from the patient's side: the patient's first name, or a
+// caregiver's first name marked as such.
+func authorName(sess *Session) string {
+	if sess.Role == RoleProxy {
+		if f := firstName(sess.Name); f != "" {
+			return f + " (caregiver)"
+		}
+		return "Caregiver"
+	}
+	return patientName(sess.Name)
 }
 
 // patientName is how a patient's message is signed: their first name, or "You".
@@ -193,7 +205,7 @@ func (s *Server) renderThread(c echo.Context, v Viewer, status int, body, msg st
 func (s *Server) replyThread(c echo.Context) error {
 	sess, _ := session(c)
 	v := s.patientViewer(c, sess)
-	name := patientName(sess.Name)
+	name := authorName(sess)
 	if sess.Role == RoleClinician {
 		v = s.clinicianViewer(c, sess)
 		name = sess.Name

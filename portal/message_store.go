@@ -77,12 +77,12 @@ func (s *MessageStore) WithAudit(a Auditor) *MessageStore {
 }
 
 // Open returns thread id and its messages for v as Thread does, and marks the other side's
-// messages read at now. A clinician's opening is a disclosure of the patient's words: it is
-// audited in the same transaction, and when the event cannot be written Open returns
-// errs.Unavailable and nothing.
+// messages read at now. A clinician's or a caregiver's opening is a disclosure of the
+// conversation: it is audited in the same transaction, and when the event cannot be written
+// Open returns errs.Unavailable and nothing. The patient's own opening is not.
 func (s *MessageStore) Open(ctx context.Context, v Viewer, id int64, now time.Time) (MessageThread, []Message, error) {
 	const op = "portal.MessageStore.Open"
-	if v.Role == RoleClinician && s.audit == nil {
+	if v.Role != RolePatient && s.audit == nil {
 		return MessageThread{}, nil, errs.E(op, errs.Unavailable, "messages are not audited")
 	}
 	var t MessageThread
@@ -96,11 +96,15 @@ func (s *MessageStore) Open(ctx context.Context, v Viewer, id int64, now time.Ti
 		if err := q.MarkRead(ctx, v, id, now); err != nil {
 			return err
 		}
-		if v.Role != RoleClinician {
+		if v.Role == RolePatient {
 			return nil
 		}
+		purpose := consent.PurposeTreatment
+		if v.Role == RoleProxy {
+			purpose = consent.PurposePatientRequest
+		}
 		ev := audit.Event{Time: now, Action: audit.Read, Outcome: audit.Permit, Reason: "portal-message", Actor: v.Actor,
-			Org: v.Org, Role: string(v.Role), Purpose: consent.PurposeTreatment, Patient: t.PersonID,
+			Org: v.Org, Role: string(v.Role), Purpose: purpose, Patient: t.PersonID,
 			Resources: []audit.Resource{{Type: "Communication", ID: strconv.FormatInt(id, 10)}},
 			RequestID: v.RequestID, SourceIP: v.SourceIP}
 		if err := s.audit.AppendTx(ctx, tx, ev); err != nil {
@@ -171,7 +175,7 @@ func (s *MessageStore) CreateThread(ctx context.Context, personID, member, subje
 // clinician's member. Any other role sees nothing.
 func scope(v Viewer) (string, string, bool) {
 	switch {
-	case v.Role == RolePatient && v.PersonID != "":
+	case (v.Role == RolePatient || v.Role == RoleProxy) && v.PersonID != "": // a caregiver writes for the patient
 		return "t.person_id = $1", v.PersonID, true
 	case v.Role == RoleClinician && v.Org != "":
 		return "t.member_id = $1", v.Org, true
@@ -181,7 +185,16 @@ func scope(v Viewer) (string, string, bool) {
 
 // otherKind is the author kind whose messages v reads.
 func otherKind(v Viewer) string {
-	if v.Role == RolePatient {
+	if v.Role == RoleClinician {
+		return "patient"
+	}
+	return "clinician"
+}
+
+// authorKind is the side v writes on: the clinic's, or the patient's (a caregiver's
+// messages are on the patient's side, signed with the caregiver's name).
+func authorKind(v Viewer) string {
+	if v.Role == RoleClinician {
 		return "clinician"
 	}
 	return "patient"
@@ -292,7 +305,7 @@ func (s *MessageStore) Reply(ctx context.Context, v Viewer, id int64, m Message,
 		return errs.E(op, errs.Conflict, "This conversation is closed.")
 	}
 	_, err = s.db.Exec(ctx, `INSERT INTO portal_messages (thread_id, author_kind, author_login, author_name, body, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, id, string(v.Role), m.AuthorLogin, m.AuthorName, body, at.UTC())
+		VALUES ($1, $2, $3, $4, $5, $6)`, id, authorKind(v), m.AuthorLogin, m.AuthorName, body, at.UTC())
 	return db.Map(op, err)
 }
 

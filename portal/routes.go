@@ -16,7 +16,7 @@ import (
 func (s *Server) Register(e *echo.Echo) {
 	mw := s.chain()
 	patient := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient))
-	// Pages a caregiver may also see while acting for a patient: reading only.
+	// Pages a caregiver may also use while acting for a patient: reading, and messages.
 	reader := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleProxy))
 	staff := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician, RoleOfficer))
 	open := append(mw[:len(mw):len(mw)], noStore)
@@ -81,11 +81,11 @@ func (s *Server) Register(e *echo.Echo) {
 		e.POST("/act-for", s.actFor, signedIn...)
 	}
 	if s.messages != nil {
-		e.GET("/messages", s.showMessages, patient...)
-		e.GET("/messages/new", s.showNewMessage, patient...)
-		e.POST("/messages/new", s.createThread, patient...)
-		e.GET("/messages/:id", s.showThread, patient...)
-		e.POST("/messages/:id", s.replyThread, patient...)
+		e.GET("/messages", s.showMessages, reader...)
+		e.GET("/messages/new", s.showNewMessage, reader...)
+		e.POST("/messages/new", s.createThread, reader...)
+		e.GET("/messages/:id", s.showThread, reader...)
+		e.POST("/messages/:id", s.replyThread, reader...)
 		clinician := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician))
 		e.GET("/staff/messages/:id", s.showStaffThread, clinician...)
 		e.POST("/staff/messages/:id", s.replyThread, clinician...)
