@@ -133,12 +133,17 @@ func accessRowOf(a audit.Access, names map[string]string, loc *time.Location) ac
 	if a.ShareLink && a.Role == "" {
 		r.Role = "Share link holder"
 	}
-	var classes []string
-	for _, t := range a.DataClasses {
-		classes = append(classes, dataWords(t))
-	}
-	r.Data = strings.Join(classes, ", ")
+	r.Data = classWords(a.DataClasses)
 	return r
+}
+
+// classWords names resource types for people ("Lab results and measurements, Allergies").
+func classWords(types []string) string {
+	words := make([]string, len(types))
+	for i, t := range types {
+		words[i] = dataWords(t)
+	}
+	return strings.Join(words, ", ")
 }
 
 // purposeWords names a v3-ActReason purpose of use in plain words.

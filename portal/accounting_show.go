@@ -126,7 +126,7 @@ func accountingRowOf(r audit.DisclosureRow, names map[string]string, loc *time.L
 	default:
 		row.Recipient = "The patient (or their proxy)"
 	}
-	row.Data = strings.Join(r.DataClasses, ", ")
+	row.Data = classWords(r.DataClasses)
 	if r.Resources > 1 {
 		row.Data += " (" + strconv.Itoa(r.Resources) + " items)"
 	}

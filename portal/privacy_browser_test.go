@@ -8,8 +8,8 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// TestBrowserPrivacyPages signs a patient in and opens /access and /privacy, then an officer
-// who opens the audit search and the reviews, each checked with axe-core at 1100 px and
+// TestBrowserPrivacyPages signs a patient in and opens /access, /privacy and /summary, then
+// an officer who opens the audit search, the accounting, the simulator and the reviews, each checked with axe-core at 1100 px and
 // 375 px (no horizontal overflow), with screenshots to $CONCORD_SCREENSHOT_DIR.
 func TestBrowserPrivacyPages(t *testing.T) {
 	t.Parallel()
@@ -54,12 +54,21 @@ func TestBrowserPrivacyPages(t *testing.T) {
 	if !strings.Contains(privacy, "Riverside Family Clinic") || !strings.Contains(privacy, "Not shared") {
 		t.Errorf("/privacy: %.300s", privacy)
 	}
+	if summary := check("/summary", "#cond-h", "portal-summary"); !strings.Contains(summary, "Hyperlipidemia") {
+		t.Errorf("/summary: %.300s", summary)
+	}
 	signOut(t, ctx)
 
 	signIn("privo", "privo-pw", "dl.facts")
 	audit := check("/officer?patient="+alicePerson, "table.results.log", "portal-officer-audit")
 	if !strings.Contains(audit, "no-directive") {
 		t.Errorf("/officer lacks the denial")
+	}
+	if acc := check("/officer/accounting?patient="+alicePerson, "table.results.log", "portal-officer-accounting"); !strings.Contains(acc, "Download as CSV") {
+		t.Errorf("/officer/accounting: %.300s", acc)
+	}
+	if sim := check("/officer/simulate?patient="+alicePerson+"&org=riverside&role=clinician&purpose=TREAT", "table.results.log", "portal-officer-simulate"); !strings.Contains(sim, "Shared") {
+		t.Errorf("/officer/simulate: %.300s", sim)
 	}
 	reviews := check("/officer/reviews", "form.review", "portal-officer-reviews")
 	if !strings.Contains(reviews, "Unconscious on arrival in ED") || !strings.Contains(reviews, "birthDate") {
