@@ -172,6 +172,13 @@ func (s *Service) inForce(ctx context.Context, person string, at time.Time) ([]c
 // before return. Denied items are simply absent. If nothing at all was permitted and
 // something was denied, the denial is audited too.
 func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ string, keep func(store.Stored) bool, limit int) ([]store.Stored, error) {
+	return s.CompartmentTypes(ctx, v, person, []string{typ}, keep, limit)
+}
+
+// CompartmentTypes is Compartment for several types at once (at most limit of each, each
+// type's newest first, in the order of types): the person's records, consent and
+// break-the-glass are read once, and the one audit event names everything disclosed.
+func (s *Service) CompartmentTypes(ctx context.Context, v Viewer, person string, types []string, keep func(store.Stored) bool, limit int) ([]store.Stored, error) {
 	at := s.now()
 	sources, err := s.mpi.Sources(ctx, mpistore.PersonID(person))
 	if err != nil {
@@ -188,9 +195,13 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 	if v, err = s.breakGlass(ctx, v, person, at); err != nil {
 		return nil, err
 	}
-	all, err := s.fhir.ByPatients(ctx, typ, ids, limit)
-	if err != nil {
-		return nil, err
+	var all []store.Stored
+	for _, typ := range types {
+		some, err := s.fhir.ByPatients(ctx, typ, ids, limit)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, some...)
 	}
 	ev := event(v, audit.Query, person, at)
 	var out []store.Stored

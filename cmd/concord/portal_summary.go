@@ -105,28 +105,28 @@ func summaryItem(st store.Stored, memberName string) (portal.SummaryItem, bool) 
 }
 
 // Summary returns the person's problems, medications, allergies and immunizations that v
-// may see (records.Compartment per type: consent decided and audited per type).
+// may see (one records.CompartmentTypes read: consent decided per item, one audit event).
 func (p portalRecords) Summary(ctx context.Context, v portal.Viewer, personID string) (portal.HealthSummary, error) {
 	names := p.memberNames(ctx)
 	var out portal.HealthSummary
-	for _, part := range []struct {
-		typ  string
-		list *[]portal.SummaryItem
-	}{{"Condition", &out.Conditions}, {"MedicationRequest", &out.Medications}, {"AllergyIntolerance", &out.Allergies}, {"Immunization", &out.Immunizations}} {
-		sts, err := p.rec.Compartment(ctx, p.viewer(v), personID, part.typ, proxyKeep(v, nil), summaryLimit)
-		if err != nil {
-			return portal.HealthSummary{}, err
+	lists := map[string]*[]portal.SummaryItem{"Condition": &out.Conditions, "MedicationRequest": &out.Medications,
+		"AllergyIntolerance": &out.Allergies, "Immunization": &out.Immunizations}
+	sts, err := p.rec.CompartmentTypes(ctx, p.viewer(v), personID, []string{"Condition", "MedicationRequest", "AllergyIntolerance", "Immunization"},
+		proxyKeep(v, nil), summaryLimit)
+	if err != nil {
+		return portal.HealthSummary{}, err
+	}
+	for _, st := range sts {
+		name := names[st.MemberID]
+		if name == "" {
+			name = st.MemberID
 		}
-		for _, st := range sts {
-			name := names[st.MemberID]
-			if name == "" {
-				name = st.MemberID
-			}
-			if it, ok := summaryItem(st, name); ok {
-				*part.list = append(*part.list, it)
-			}
+		if it, ok := summaryItem(st, name); ok {
+			*lists[st.Type] = append(*lists[st.Type], it)
 		}
-		sort.SliceStable(*part.list, func(i, j int) bool { return (*part.list)[i].Date.After((*part.list)[j].Date) })
+	}
+	for _, l := range lists {
+		sort.SliceStable(*l, func(i, j int) bool { return (*l)[i].Date.After((*l)[j].Date) })
 	}
 	return out, nil
 }
