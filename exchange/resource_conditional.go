@@ -14,8 +14,8 @@ import (
 // conditionalUpdate handles PUT [base]/[type]?identifier=system|value: the upsert an EHR
 // interface engine sends when it knows its own identifier but not our id. Serialized on the
 // condition like a conditional create, among the member's own resources only: no match
-// creates the resource (201; it needs the create scope too, and the body may not carry an
-// id), one match updates it (200; a body id must be that one; If-Match applies), more than
+// creates the resource (201, or 200 when a Patient's MRN names the member's existing record;
+// it needs the create scope too, and the body may not carry an id), one match updates it (200; a body id must be that one; If-Match applies), more than
 // one is 412. Another member's resources never match, so a condition reveals nothing.
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	const op = "exchange.conditionalUpdate"
@@ -56,10 +56,8 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 				e.Path = typ + ".id"
 				return e
 			}
+			// 201, or 200 when a Patient's MRN named the member's existing record (Ingest).
 			st, status, err = s.Ingest(ctx, tx, member, res)
-			if status == http.StatusOK {
-				status = http.StatusCreated
-			}
 			return err
 		case 1:
 			if res.ID != "" && res.ID != m[0] {
