@@ -24,6 +24,16 @@ type officerAuditPage struct {
 
 type memberOption struct{ ID, Name string }
 
+// memberOptions lists the members for a select, by name.
+func memberOptions(names map[string]string) []memberOption {
+	out := make([]memberOption, 0, len(names))
+	for id, n := range names {
+		out = append(out, memberOption{ID: id, Name: n})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
 // auditSearchForm is the officer's audit search, from the query string.
 type auditSearchForm struct {
 	Patient string
@@ -87,10 +97,7 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	for id, n := range names {
-		p.Members = append(p.Members, memberOption{ID: id, Name: n})
-	}
-	sort.Slice(p.Members, func(i, j int) bool { return p.Members[i].Name < p.Members[j].Name })
+	p.Members = memberOptions(names)
 	f, msg := form.Validate(s.cfg.Location)
 	if msg != "" {
 		p.Error = msg

@@ -3,7 +3,6 @@ package portal
 import (
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -54,10 +53,7 @@ func (s *Server) showOfficerSimulate(c echo.Context) error {
 		return err
 	}
 	p := simulatePage{Page: s.page(c, "Consent simulator"), Form: f, Roles: simulateRoles, Purposes: simulatePurposes}
-	for id, n := range names {
-		p.Members = append(p.Members, memberOption{ID: id, Name: n})
-	}
-	sort.Slice(p.Members, func(i, j int) bool { return p.Members[i].Name < p.Members[j].Name })
+	p.Members = memberOptions(names)
 	if f.Patient == "" {
 		return s.render(c, http.StatusOK, "officer_simulate", p)
 	}

@@ -120,16 +120,8 @@ func (s *ProxyStore) list(ctx context.Context, op, where string, args ...any) ([
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
-	defer rows.Close()
-	var out []ProxyGrant
-	for rows.Next() {
-		g, err := scanProxy(rows)
-		if err != nil {
-			return nil, db.Map(op, err)
-		}
-		out = append(out, g)
-	}
-	return out, db.Map(op, rows.Err())
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ProxyGrant, error) { return scanProxy(r) })
+	return out, db.Map(op, err)
 }
 
 // Invite implements Proxies. The count of the patient's grants and the insert are one

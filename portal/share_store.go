@@ -130,16 +130,8 @@ func (s *ShareStore) ActiveShareLinks(ctx context.Context, personID string, now 
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
-	defer rows.Close()
-	var out []ShareLink
-	for rows.Next() {
-		l, err := scanShare(rows)
-		if err != nil {
-			return nil, db.Map(op, err)
-		}
-		out = append(out, l)
-	}
-	return out, db.Map(op, rows.Err())
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (ShareLink, error) { return scanShare(r) })
+	return out, db.Map(op, err)
 }
 
 // RevokeShareLink implements ShareLinks. The revocation is committed when it returns: the
