@@ -233,6 +233,8 @@ func dataWords(t string) string {
 		return "Test reports"
 	case "Procedure":
 		return "Procedures"
+	case "Consent":
+		return "Your sharing choices"
 	default:
 		return t
 	}

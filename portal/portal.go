@@ -279,6 +279,19 @@ type Privacy interface {
 	// current ones for a time not in the past), for officer v's simulation, which it
 	// audits (action authz-consent, reason officer-simulation).
 	DirectivesAt(ctx context.Context, v Viewer, personID string, at time.Time) ([]consent.Directive, error)
+	// ConsentHistory returns every version of personID's own directives (not the regional
+	// policies), oldest first, for officer v. The reading is audited (action read of the
+	// Consent directives, reason officer-consent-review) before it returns; errs.Unavailable
+	// when it cannot be.
+	ConsentHistory(ctx context.Context, v Viewer, personID string) ([]consent.Version, error)
+	// RecordPaperConsent records, for officer v at at, the consent form f that a patient
+	// signed outside the portal: a new version of the choice's directive (the same directive
+	// as the patient's own portal choice of that kind, so either can change it later), with
+	// the date signed and the form reference as its source, audited in the same transaction
+	// (consent-change, reason paper-form-on or paper-form-off). errs.Invalid for a bad form,
+	// errs.NotFound for an unknown or retired person, errs.Conflict for withdrawing a choice
+	// that is not on record, errs.Forbidden when v is not an officer.
+	RecordPaperConsent(ctx context.Context, v Viewer, f PaperConsent, at time.Time) (consent.Directive, error)
 	// Dispute records patient v's report of access seq in their access log (a permitted
 	// access to v's own record) with reason, audited in the same transaction. errs.NotFound
 	// when seq is not such an access; errs.Conflict when it was reported already.

@@ -4,12 +4,13 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
 
 // TestBrowserPrivacyPages signs a patient in and opens /access, /privacy and /summary, then
-// an officer who opens the audit search, the accounting, the simulator and the reviews, each checked with axe-core at 1100 px and
+// an officer who opens the audit search, the accounting, the simulator, the consent page (recording a signed form) and the reviews, each checked with axe-core at 1100 px and
 // 375 px (no horizontal overflow), with screenshots to $CONCORD_SCREENSHOT_DIR.
 func TestBrowserPrivacyPages(t *testing.T) {
 	t.Parallel()
@@ -69,6 +70,18 @@ func TestBrowserPrivacyPages(t *testing.T) {
 	}
 	if sim := check("/officer/simulate?patient="+alicePerson+"&org=riverside&role=clinician&purpose=TREAT", "table.results.log", "portal-officer-simulate"); !strings.Contains(sim, "Shared") {
 		t.Errorf("/officer/simulate: %.300s", sim)
+	}
+	// A signed Part 2 consent recorded from the form, then the page at both widths.
+	signed := time.Now().UTC().AddDate(0, 0, -1).Format("2006-01-02")
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900), chromedp.Navigate(pe.base+"/officer/consent?patient="+alicePerson),
+		chromedp.WaitVisible(chromedp.CSS("form.paper-consent")),
+		chromedp.SetValue(chromedp.CSS("#kind"), "part2"), chromedp.SetValue(chromedp.CSS("#org"), "stmary"),
+		chromedp.SetValue(chromedp.CSS("#signed"), signed), chromedp.SendKeys(chromedp.CSS("#formref"), "SM-P2-44"),
+		chromedp.Click(chromedp.CSS("form.paper-consent button")), chromedp.WaitVisible(chromedp.CSS("p.flash"))); err != nil {
+		t.Fatalf("record a signed form: %v", err)
+	}
+	if cons := check("/officer/consent?patient="+alicePerson, "table.results.log", "portal-officer-consent"); !strings.Contains(cons, "Signed form SM-P2-44") {
+		t.Errorf("/officer/consent: %.300s", cons)
 	}
 	reviews := check("/officer/reviews", "form.review", "portal-officer-reviews")
 	if !strings.Contains(reviews, "Unconscious on arrival in ED") || !strings.Contains(reviews, "birthDate") {

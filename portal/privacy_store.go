@@ -174,6 +174,37 @@ func (p *PrivacyStore) DirectivesAt(ctx context.Context, v Viewer, personID stri
 	return dirs, nil
 }
 
+// ConsentHistory implements Privacy.
+func (p *PrivacyStore) ConsentHistory(ctx context.Context, v Viewer, personID string) ([]consent.Version, error) {
+	const op = "portal.PrivacyStore.ConsentHistory"
+	if p.consents == nil || p.audit == nil {
+		return nil, errs.E(op, errs.Unavailable, "consent history needs the consent store and the audit log")
+	}
+	all, err := p.consents.History(ctx, p.db, personID)
+	if err != nil {
+		return nil, err
+	}
+	var own []consent.Version
+	var res []audit.Resource
+	seen := map[consent.DirectiveID]bool{}
+	for _, ver := range all {
+		if ver.Directive.PersonID != personID {
+			continue // a default policy
+		}
+		own = append(own, ver)
+		if id := ver.Directive.ID; !seen[id] {
+			seen[id] = true
+			res = append(res, audit.Resource{Type: "Consent", ID: string(id)})
+		}
+	}
+	ev := audit.Event{Action: audit.Read, Outcome: audit.Permit, Reason: "officer-consent-review", Actor: v.Actor, Org: v.Org,
+		Role: string(v.Role), Purpose: consent.PurposeOperations, Patient: personID, Resources: res, RequestID: v.RequestID, SourceIP: v.SourceIP}
+	if err := p.audit.Append(ctx, ev); err != nil {
+		return nil, errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	return own, nil
+}
+
 // SearchAudit returns audit.Search over the log for officer v. It commits one
 // audit.AuditQuery event (actor v, patient f.Patient, the filter as its query, outcome)
 // before returning the events, and returns errs.Unavailable without events when it cannot.

@@ -751,3 +751,85 @@ func TestPatientSharingChoices(t *testing.T) {
 		t.Errorf("opt-out directive versions %d, audited choices %d, %v; want 2 and 4", versions, events, err)
 	}
 }
+
+// TestOfficerRecordsPaperConsent: an officer records a signed opt-out and a Part 2 consent
+// for a person; the patient's privacy page shows the opt-out at once, the officer's page
+// lists both with their forms and keeps every version, each recording and each opening of
+// the page is audited, and bad forms come back on the page with a readable error.
+func TestOfficerRecordsPaperConsent(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	off := pe.signedIn(t, "privo", "privo-pw")
+	page := off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson)
+	if !strings.Contains(page.body, "No directives of their own") {
+		t.Fatalf("person without directives:\n%s", page.body)
+	}
+	tok := csrfFrom(t, page.body)
+	record := func(kind, org, action, signed, ref string) resp {
+		t.Helper()
+		return off.post(pe.base+"/officer/consent", url.Values{"_csrf": {tok}, "patient": {alicePerson}, "kind": {kind}, "org": {org},
+			"action": {action}, "signed": {signed}, "formref": {ref}}, "same-origin")
+	}
+	yesterday := pe.now.AddDate(0, 0, -1).Format("2006-01-02")
+	if r := record("optout", "", "on", yesterday, "RFC-2026-0117"); r.status != http.StatusSeeOther {
+		t.Fatalf("record opt-out: %d %s", r.status, r.body)
+	}
+	if r := record("part2", "stmary", "on", yesterday, "SM-P2-44"); r.status != http.StatusSeeOther {
+		t.Fatalf("record Part 2 consent: %d %s", r.status, r.body)
+	}
+	b := html.UnescapeString(off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson).body)
+	for _, want := range []string{"Do not share my record for treatment", "Signed form RFC-2026-0117", "42 CFR Part 2", "Signed form SM-P2-44", "St Mary's Hospital", "In force"} {
+		if !strings.Contains(b, want) {
+			t.Errorf("officer page lacks %q", want)
+		}
+	}
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	if ab := alice.getPrivate(pe.base, "/privacy").body; !strings.Contains(ab, "You have opted out") {
+		t.Errorf("the patient's page does not show the opt-out recorded on paper")
+	}
+	if r := record("optout", "", "off", pe.now.Format("2006-01-02"), "RFC-2026-0118"); r.status != http.StatusSeeOther {
+		t.Fatalf("record withdrawal: %d", r.status)
+	}
+	if ab := alice.getPrivate(pe.base, "/privacy").body; strings.Contains(ab, "You have opted out") {
+		t.Errorf("withdrawal on paper not in force")
+	}
+
+	bad := []struct{ kind, org, action, signed, ref, want string }{
+		{"optout", "", "on", pe.now.AddDate(0, 0, 2).Format("2006-01-02"), "X-1", "not in the future"},
+		{"optout", "", "on", "last week", "X-1", "Enter the date the form was signed."},
+		{"deny-org", "", "on", yesterday, "X-1", "Choose the organization the form names."},
+		{"deny-org", "nowhere", "on", yesterday, "X-1", "Choose the organization the form names."},
+		{"sensitive", "riverside", "off", yesterday, "X-1", "nothing to withdraw"},
+		{"optout", "", "on", yesterday, "", "1 to 64 printable characters"},
+		{"everything", "", "on", yesterday, "X-1", "Choose what the form says."},
+	}
+	for _, tt := range bad {
+		r := record(tt.kind, tt.org, tt.action, tt.signed, tt.ref)
+		if r.status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(r.body), tt.want) {
+			t.Errorf("%s %q signed %q ref %q: %d, want 400 with %q", tt.kind, tt.org, tt.signed, tt.ref, r.status, tt.want)
+		}
+	}
+	r := off.post(pe.base+"/officer/consent", url.Values{"_csrf": {tok}, "patient": {"0a11ce00-0000-4000-8000-00000000dead"}, "kind": {"optout"},
+		"action": {"on"}, "signed": {yesterday}, "formref": {"X-2"}}, "same-origin")
+	if r.status != http.StatusBadRequest || !strings.Contains(r.body, "No such person.") {
+		t.Errorf("unknown person: %d", r.status)
+	}
+	if r := off.post(pe.base+"/officer/consent", url.Values{"_csrf": {tok}, "patient": {alicePerson}, "kind": {"optout"}, "action": {"on"},
+		"signed": {yesterday}, "formref": {"X-3"}}, "cross-site"); r.status != http.StatusForbidden {
+		t.Errorf("a cross-site form: %d", r.status)
+	}
+	if r := alice.get(pe.base + "/officer/consent?patient=" + alicePerson); r.status != http.StatusNotFound {
+		t.Errorf("patient on the officer's consent page: %d", r.status)
+	}
+
+	var versions, recorded, opened int
+	if err := pe.pool.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM consent_directives WHERE directive_id = $1),
+		(SELECT count(*) FROM audit_events WHERE action = 'consent-change' AND patient = $2 AND reason IN ('paper-form-on', 'paper-form-off') AND role = 'officer'),
+		(SELECT count(*) FROM audit_events WHERE action = 'read' AND patient = $2 AND reason = 'officer-consent-review')`,
+		string(choiceID(alicePerson, choiceOptOut, "")), alicePerson).Scan(&versions, &recorded, &opened); err != nil {
+		t.Fatal(err)
+	}
+	if versions != 2 || recorded != 3 || opened < 2 {
+		t.Errorf("opt-out versions %d, recorded forms %d, audited openings %d; want 2, 3, ≥ 2", versions, recorded, opened)
+	}
+}

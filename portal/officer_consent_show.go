@@ -1,0 +1,211 @@
+package portal
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/errs"
+)
+
+// consentPage is the officer's view of one person's consent directives, with the form that
+// records a signed paper form.
+type consentPage struct {
+	Page
+	Patient string // the person ID looked up; "" before a look-up
+	Looked  bool
+	Current []consentRow // the latest version of each of the person's directives
+	History []consentRow // every version, newest first
+	Members []memberOption
+	Kinds   []option
+	Form    paperForm
+	Error   string
+}
+
+// consentRow is one version of a directive, in words.
+type consentRow struct {
+	Title, Org, Status, Signed, Source, Recorded string
+	Version                                      int
+	Active                                       bool
+}
+
+// paperForm is what the officer typed into the record form, shown back on an error.
+type paperForm struct {
+	Kind, Org, Action, Signed, FormRef string
+}
+
+var paperKinds = []option{
+	{choiceOptOut, "Opt out: do not share for treatment"},
+	{choiceDenyOrg, "Do not share with one organization"},
+	{choiceSensitive, "Share sensitive information with one organization"},
+	{choicePart2, "42 CFR Part 2: share substance use treatment records with one organization"},
+}
+
+// showOfficerConsent is the privacy officer's consent page for a person (?patient=, a
+// person ID): the directives in force and every earlier version, and a form to record a
+// consent the patient signed on paper. Reading the directives is audited (action read of
+// Consent, purpose operations), so the patient's access log shows it.
+func (s *Server) showOfficerConsent(c echo.Context) error {
+	p, err := s.officerConsentPage(c, strings.TrimSpace(c.QueryParam("patient")), paperForm{Action: "on"})
+	if err != nil {
+		return err
+	}
+	p.Flash = s.takeFlash(c)
+	status := http.StatusOK
+	if p.Error != "" {
+		status = http.StatusBadRequest
+	}
+	return s.render(c, status, "officer_consent", p)
+}
+
+// officerConsentPage builds the page for person with form f; a person ID that cannot be
+// one, or names nobody, is an error on the page, not an error page.
+func (s *Server) officerConsentPage(c echo.Context, person string, f paperForm) (consentPage, error) {
+	ctx := c.Request().Context()
+	names, err := s.privacy.MemberNames(ctx)
+	if err != nil {
+		return consentPage{}, err
+	}
+	p := consentPage{Page: s.page(c, "Consent directives"), Patient: person, Members: memberOptions(names), Kinds: paperKinds, Form: f}
+	if person == "" {
+		return p, nil
+	}
+	if len(person) > 64 {
+		p.Error = "The person ID is too long."
+		return p, nil
+	}
+	sess, _ := session(c)
+	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	versions, err := s.privacy.ConsentHistory(ctx, v, person)
+	if err != nil {
+		return consentPage{}, err
+	}
+	p.Looked = true
+	latest := map[consent.DirectiveID]consentRow{}
+	for _, ver := range versions {
+		r := s.consentRow(ver, names)
+		p.History = append(p.History, r)
+		latest[ver.Directive.ID] = r // History is oldest first: the last one stays
+	}
+	for _, r := range latest {
+		p.Current = append(p.Current, r)
+	}
+	sort.Slice(p.Current, func(i, j int) bool {
+		if p.Current[i].Active != p.Current[j].Active {
+			return p.Current[i].Active
+		}
+		return p.Current[i].Title+p.Current[i].Org < p.Current[j].Title+p.Current[j].Org
+	})
+	for i, j := 0, len(p.History)-1; i < j; i, j = i+1, j-1 {
+		p.History[i], p.History[j] = p.History[j], p.History[i]
+	}
+	return p, nil
+}
+
+// consentRow puts one version in words: whom it names, whether it is in force, where it
+// came from.
+func (s *Server) consentRow(ver consent.Version, names map[string]string) consentRow {
+	d := ver.Directive
+	r := consentRow{Title: d.Title, Version: d.Version, Active: d.Status == consent.StatusActive,
+		Recorded: ver.ValidFrom.In(s.cfg.Location).Format("2 Jan 2006 15:04")}
+	if r.Title == "" {
+		r.Title = "Consent directive " + string(d.ID)
+	}
+	for _, a := range d.Provision.Actors {
+		if id, ok := strings.CutPrefix(a.Reference, "Organization/"); ok {
+			r.Org = names[id]
+			if r.Org == "" {
+				r.Org = id
+			}
+		}
+	}
+	r.Status = "Withdrawn"
+	if r.Active {
+		r.Status = "In force"
+	}
+	if !ver.ValidTo.IsZero() {
+		r.Status += " (replaced " + ver.ValidTo.In(s.cfg.Location).Format("2 Jan 2006") + ")"
+	}
+	if !d.DateTime.IsZero() {
+		r.Signed = d.DateTime.In(s.cfg.Location).Format("2 Jan 2006")
+	}
+	switch {
+	case d.SourceAttachment != nil && d.SourceAttachment.Title != "":
+		r.Source = d.SourceAttachment.Title
+	case d.SourceReference != "":
+		r.Source = "Form in " + d.SourceReference
+	case strings.HasPrefix(string(d.ID), "pc-"):
+		r.Source = "Patient portal"
+	default:
+		r.Source = "Member system (FHIR Consent)"
+	}
+	return r
+}
+
+// recordPaperConsent records a consent form the patient signed on paper (CSRF-checked by
+// the chain) as a new version of the choice it makes or withdraws, audited, in force for
+// the next request; then 303 back to the person's page with a flash. A form the store
+// refuses (bad date, unknown person, nothing to withdraw) comes back on the page, 400.
+func (s *Server) recordPaperConsent(c echo.Context) error {
+	sess, _ := session(c)
+	ctx := c.Request().Context()
+	person := strings.TrimSpace(c.FormValue("patient"))
+	f := paperForm{Kind: c.FormValue("kind"), Org: c.FormValue("org"), Action: c.FormValue("action"),
+		Signed: strings.TrimSpace(c.FormValue("signed")), FormRef: strings.TrimSpace(c.FormValue("formref"))}
+	if f.Kind == choiceOptOut {
+		f.Org = ""
+	}
+	pc := PaperConsent{Person: person, Kind: f.Kind, Org: f.Org, On: f.Action != "off", FormRef: f.FormRef}
+	var problem string
+	signed, err := time.ParseInLocation("2006-01-02", f.Signed, s.cfg.Location)
+	switch {
+	case !slices.ContainsFunc(paperKinds, func(o option) bool { return o.Value == f.Kind }):
+		problem = "Choose what the form says."
+	case f.Action != "on" && f.Action != "off":
+		problem = "Choose whether the form gives or withdraws the choice."
+	case err != nil:
+		problem = "Enter the date the form was signed."
+	case f.Kind != choiceOptOut && f.Org == "":
+		problem = "Choose the organization the form names."
+	}
+	if problem == "" && f.Org != "" {
+		names, err := s.privacy.MemberNames(ctx)
+		if err != nil {
+			return err
+		}
+		if names[f.Org] == "" {
+			problem = "Choose the organization the form names."
+		}
+	}
+	if problem == "" {
+		pc.Signed = signed
+		v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+		saved, err := s.privacy.RecordPaperConsent(ctx, v, pc, s.now())
+		if err == nil {
+			s.setFlash(c, "Recorded as version "+strconv.Itoa(saved.Version)+" of “"+saved.Title+"”. It applies from the next request.")
+			return c.Redirect(http.StatusSeeOther, "/officer/consent?patient="+url.QueryEscape(person))
+		}
+		switch msg := errs.MessageOf(err); errs.CodeOf(err) {
+		case errs.Invalid, errs.Conflict, errs.NotFound:
+			if msg == "" {
+				return err
+			}
+			problem = strings.ToUpper(msg[:1]) + msg[1:] + "."
+		default:
+			return err
+		}
+	}
+	p, err := s.officerConsentPage(c, person, f)
+	if err != nil {
+		return err
+	}
+	p.Error = problem
+	return s.render(c, http.StatusBadRequest, "officer_consent", p)
+}
