@@ -25,6 +25,17 @@ type accessPage struct {
 	// out, so the log shows who else looked. Hidden counts them when they are left out.
 	Mine   bool
 	Hidden int
+	// Notices are the patient's unread notices, in words.
+	Notices []noticeRow
+}
+
+// noticeRow is one notice in words.
+type noticeRow struct {
+	ID       int64
+	Org      string
+	Reason   string
+	Declared time.Time
+	Expires  time.Time
 }
 
 // accessRow is one access in plain words.
@@ -76,6 +87,14 @@ func (s *Server) showAccess(c echo.Context) error {
 		if disputes, err = s.privacy.Disputes(ctx, sess.PersonID); err != nil {
 			return err
 		}
+		notices, err := s.privacy.Notices(ctx, sess.PersonID)
+		if err != nil {
+			return err
+		}
+		for _, n := range notices {
+			p.Notices = append(p.Notices, noticeRow{ID: n.ID, Org: n.Org, Reason: btgReasonWords(n.ReasonCode),
+				Declared: n.Declared.In(loc), Expires: n.Expires.In(loc)})
+		}
 	}
 	p.Flash = s.takeFlash(c)
 	p.Mine = c.QueryParam("mine") == "1"
@@ -91,6 +110,21 @@ func (s *Server) showAccess(c echo.Context) error {
 		p.Rows = append(p.Rows, r)
 	}
 	return s.render(c, http.StatusOK, "access", p)
+}
+
+// markNoticeSeen marks one of the patient's notices read (CSRF-checked by the chain) and
+// returns to the access log. Another person's notice, or one already read, is a 404.
+func (s *Server) markNoticeSeen(c echo.Context) error {
+	sess, _ := session(c)
+	id, err := strconv.ParseInt(c.FormValue("notice"), 10, 64)
+	if err != nil || id <= 0 {
+		return errs.E("portal.markNoticeSeen", errs.Invalid, "no notice given")
+	}
+	if err := s.privacy.MarkNoticeSeen(c.Request().Context(), sess.PersonID, id, s.now()); err != nil {
+		return err
+	}
+	s.setFlash(c, "Notice marked as read. The access stays in the list below.")
+	return c.Redirect(http.StatusSeeOther, "/access")
 }
 
 // parseDateRange parses optional YYYY-MM-DD dates in loc: from is the start of its day, to

@@ -292,6 +292,14 @@ type Privacy interface {
 	// errs.NotFound for an unknown or retired person, errs.Conflict for withdrawing a choice
 	// that is not on record, errs.Forbidden when v is not an officer.
 	RecordPaperConsent(ctx context.Context, v Viewer, f PaperConsent, at time.Time) (consent.Directive, error)
+	// Notices returns personID's unread notices (today: each break-the-glass access to
+	// their record), newest first, at most 20.
+	Notices(ctx context.Context, personID string) ([]Notice, error)
+	// UnseenNotices counts personID's unread notices.
+	UnseenNotices(ctx context.Context, personID string) (int, error)
+	// MarkNoticeSeen marks personID's notice id read at at; errs.NotFound when it is not
+	// an unread notice of theirs.
+	MarkNoticeSeen(ctx context.Context, personID string, id int64, at time.Time) error
 	// Dispute records patient v's report of access seq in their access log (a permitted
 	// access to v's own record) with reason, audited in the same transaction. errs.NotFound
 	// when seq is not such an access; errs.Conflict when it was reported already.

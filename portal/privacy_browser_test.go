@@ -44,9 +44,13 @@ func TestBrowserPrivacyPages(t *testing.T) {
 		return text
 	}
 
+	if _, err := pe.pool.Exec(context.Background(), `INSERT INTO consent_patient_notifications (kind, break_glass_id, person_id)
+		SELECT 'break-glass', id, person_id FROM consent_break_glass WHERE person_id = $1`, alicePerson); err != nil {
+		t.Fatal(err)
+	}
 	signIn("alice", "alice-pw", "table.results")
 	access := check("/access", "table.results.log", "portal-access")
-	for _, want := range []string{"St Mary's Hospital", "Emergency access", "Someone using your share link"} {
+	for _, want := range []string{"St Mary's Hospital", "Emergency access", "Someone using your share link", "opened your record in an emergency"} {
 		if !strings.Contains(access, want) {
 			t.Errorf("/access lacks %q", want)
 		}

@@ -833,3 +833,56 @@ func TestOfficerRecordsPaperConsent(t *testing.T) {
 		t.Errorf("opt-out versions %d, recorded forms %d, audited openings %d; want 2, 3, ≥ 2", versions, recorded, opened)
 	}
 }
+
+// TestBreakGlassNoticeForPatient: the notification a break-the-glass declaration queues for
+// the patient shows as a banner on every page and as a notice on the access log (the
+// organization and the reason in words, never the clinician's free text) until the patient
+// marks it read; nobody else can mark it.
+func TestBreakGlassNoticeForPatient(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	ctx := t.Context()
+	var mine, theirs int64
+	if err := pe.pool.QueryRow(ctx, `INSERT INTO consent_patient_notifications (kind, break_glass_id, person_id)
+		SELECT 'break-glass', id, person_id FROM consent_break_glass WHERE person_id = $1 RETURNING id`, alicePerson).Scan(&mine); err != nil {
+		t.Fatal(err)
+	}
+	if err := pe.pool.QueryRow(ctx, `WITH b AS (INSERT INTO consent_break_glass (id, person_id, member_id, reason_code, reason_text, declared_at, expires_at)
+		VALUES (gen_random_uuid(), $1, 'riverside', 'life-threatening', 'x', now(), now() + interval '1 hour') RETURNING id, person_id)
+		INSERT INTO consent_patient_notifications (kind, break_glass_id, person_id) SELECT 'break-glass', id, person_id FROM b RETURNING id`,
+		otherPerson).Scan(&theirs); err != nil {
+		t.Fatal(err)
+	}
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	if b := alice.getPrivate(pe.base, "/privacy").body; !strings.Contains(b, "1 new notice") || !strings.Contains(b, `href="/access#notices"`) {
+		t.Fatalf("no notice banner on the privacy page")
+	}
+	page := alice.getPrivate(pe.base, "/access")
+	b := html.UnescapeString(page.body)
+	if !strings.Contains(b, "St Mary's Hospital</strong> opened your record in an emergency") || !strings.Contains(b, "Patient cannot communicate consent") {
+		t.Errorf("access page notice:\n%s", b)
+	}
+	if strings.Contains(b, "Unconscious on arrival") || strings.Contains(b, "life-threatening") {
+		t.Errorf("the notice shows the clinician's own words or another person's notice")
+	}
+	tok := csrfFrom(t, page.body)
+	mark := func(id int64) int {
+		return alice.post(pe.base+"/access/notices/seen", url.Values{"_csrf": {tok}, "notice": {fmt.Sprint(id)}}, "same-origin").status
+	}
+	if st := mark(theirs); st != http.StatusNotFound {
+		t.Errorf("marking another person's notice: %d", st)
+	}
+	if st := mark(mine); st != http.StatusSeeOther {
+		t.Fatalf("mark read: %d", st)
+	}
+	if st := mark(mine); st != http.StatusNotFound {
+		t.Errorf("marking it again: %d", st)
+	}
+	if b := alice.getPrivate(pe.base, "/access").body; strings.Contains(b, "new notice") || strings.Contains(b, `id="notices"`) {
+		t.Errorf("the notice is still shown after it was read")
+	}
+	var unseen int
+	if err := pe.pool.QueryRow(ctx, `SELECT count(*) FROM consent_patient_notifications WHERE seen_at IS NULL`).Scan(&unseen); err != nil || unseen != 1 {
+		t.Errorf("unread notices %d (%v), want 1: the other person's", unseen, err)
+	}
+}

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 // pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
@@ -37,6 +39,9 @@ type PageViewer struct {
 	// the login may switch to.
 	ActingFor string
 	Grants    []ProxyRef
+	// Notices counts a patient's unread notices (break-the-glass accesses); the layout
+	// points to them on every page.
+	Notices int
 }
 
 // renderer executes pages parsed once at start-up. It implements echo.Renderer.
@@ -115,6 +120,14 @@ func (s *Server) page(c echo.Context, title string) Page {
 	}
 	if sess, ok := c.Get(sessionKey).(*Session); ok && sess.Role != "" {
 		p.Viewer = &PageViewer{Role: sess.Role, Name: sess.Name, OrgName: sess.OrgName, ActingFor: sess.ActingFor, Grants: sess.Grants}
+		if sess.Role == RolePatient && sess.PersonID != "" && s.privacy != nil {
+			// Best effort: a page still renders when the count cannot be read.
+			if n, err := s.privacy.UnseenNotices(c.Request().Context(), sess.PersonID); err == nil {
+				p.Viewer.Notices = n
+			} else {
+				s.log.Warn("portal notices unavailable", "request_id", p.RequestID, "code", errs.CodeOf(err).String())
+			}
+		}
 	}
 	return p
 }

@@ -44,6 +44,7 @@ func (s *Server) Register(e *echo.Echo) {
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/disputes/close", s.closeDispute, officer...)
 		e.POST("/access/dispute", s.disputeAccess, patient...)
+		e.POST("/access/notices/seen", s.markNoticeSeen, patient...)
 		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
 	}
 	if s.patients != nil {
