@@ -69,58 +69,57 @@ func (s *Server) renderDocuments(c echo.Context, status int, p documentsPage) er
 }
 
 // showDocument shows one document: a C-CDA rendered as a page (no markup of the document's
-// own survives), plain text as text, anything else as a download. The read is authorized
-// and audited before any byte is read; what the patient may not see is the 404 page.
+// own survives), plain text as text, anything else as a download. It is one read of the
+// document, authorized and audited before any byte is read; its content is fetched only
+// when the page shows it. What the patient may not see is the 404 page.
 func (s *Server) showDocument(c echo.Context) error {
 	sess, _ := session(c)
-	ctx := c.Request().Context()
-	v := s.patientViewer(c, sess)
 	id := c.Param("id")
-	item, err := s.documentItem(c, v, id)
+	f, err := s.docs.Open(c.Request().Context(), s.patientViewer(c, sess), id, func(it DocumentItem) bool {
+		return documentView(it) == "text" || documentView(it) == "ccda"
+	})
 	if err != nil {
 		return err
 	}
-	p := documentPage{Page: s.page(c, item.Title), Item: item, FileURL: "/documents/" + id + "/file"}
-	mt, _, _ := mime.ParseMediaType(item.ContentType)
-	switch {
-	case mt == "application/pdf":
-		p.Kind = "pdf"
-	case strings.HasPrefix(mt, "image/"):
-		p.Kind = "image"
-	case item.Size > maxRenderBytes:
+	defer f.Close()
+	p := documentPage{Page: s.page(c, f.Item.Title), Item: f.Item, FileURL: "/documents/" + id + "/file"}
+	switch kind := documentView(f.Item); {
+	case kind == "large":
 		p.TooLarge = true
-	case mt == "text/plain" || strings.HasSuffix(mt, "xml"):
-		f, err := s.docs.Open(ctx, v, id)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
+	case (kind == "text" || kind == "ccda") && f.Write != nil:
 		var buf bytes.Buffer
 		if err := f.Write(&buf); err != nil {
 			return err
 		}
-		if mt == "text/plain" {
+		if kind == "text" {
 			p.Kind, p.Text = "text", buf.String()
 		} else if h, err := documents.RenderCCDA(&buf); err == nil {
 			p.Kind, p.HTML = "ccda", h
 		}
+	default:
+		p.Kind = kind
 	}
 	return s.render(c, http.StatusOK, "document", p)
 }
 
-// documentItem finds document id in the patient's list (which authorizes and audits the
-// listing); anything not in it is the 404 page.
-func (s *Server) documentItem(c echo.Context, v Viewer, id string) (DocumentItem, error) {
-	items, err := s.docs.List(c.Request().Context(), v)
-	if err != nil {
-		return DocumentItem{}, err
+// documentView is how the document page shows it: "pdf" or "image" (embedded from its file
+// URL), "text" or "ccda" (read and shown on the page), "large" (too large to show here) or
+// "" (offered as a download only).
+func documentView(it DocumentItem) string {
+	mt, _, _ := mime.ParseMediaType(it.ContentType)
+	switch {
+	case mt == "application/pdf":
+		return "pdf"
+	case strings.HasPrefix(mt, "image/"):
+		return "image"
+	case mt != "text/plain" && !strings.HasSuffix(mt, "xml"):
+		return ""
+	case it.Size > maxRenderBytes:
+		return "large"
+	case mt == "text/plain":
+		return "text"
 	}
-	for _, it := range items {
-		if it.ID == id {
-			return it, nil
-		}
-	}
-	return DocumentItem{}, errs.E("portal.documentItem", errs.NotFound, "no such document")
+	return "ccda"
 }
 
 // downloadDocument streams a document's bytes: images inline (for the document's page;
@@ -129,7 +128,7 @@ func (s *Server) documentItem(c echo.Context, v Viewer, id string) (DocumentItem
 // byte.
 func (s *Server) downloadDocument(c echo.Context) error {
 	sess, _ := session(c)
-	f, err := s.docs.Open(c.Request().Context(), s.patientViewer(c, sess), c.Param("id"))
+	f, err := s.docs.Open(c.Request().Context(), s.patientViewer(c, sess), c.Param("id"), nil)
 	if err != nil {
 		return err
 	}

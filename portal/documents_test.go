@@ -34,7 +34,7 @@ func (m *memDocuments) List(_ context.Context, v Viewer) ([]DocumentItem, error)
 	return append([]DocumentItem(nil), m.items...), nil
 }
 
-func (m *memDocuments) Open(_ context.Context, v Viewer, id string) (*DocumentFile, error) {
+func (m *memDocuments) Open(_ context.Context, v Viewer, id string, want func(DocumentItem) bool) (*DocumentFile, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b, ok := m.bytes[id]
@@ -42,14 +42,17 @@ func (m *memDocuments) Open(_ context.Context, v Viewer, id string) (*DocumentFi
 		return nil, errs.E("memDocuments", errs.NotFound, "no such document")
 	}
 	m.opened = append(m.opened, id)
-	ct := ""
+	var item DocumentItem
 	for _, it := range m.items {
 		if it.ID == id {
-			ct = it.ContentType
+			item = it
 		}
 	}
-	return &DocumentFile{ContentType: ct, Filename: id + ".bin", Size: int64(len(b)),
-		Write: func(w io.Writer) error { _, err := w.Write(b); return err }, Close: func() error { return nil }}, nil
+	f := &DocumentFile{Item: item, ContentType: item.ContentType, Filename: id + ".bin", Size: int64(len(b)), Close: func() error { return nil }}
+	if want == nil || want(item) {
+		f.Write = func(w io.Writer) error { _, err := w.Write(b); return err }
+	}
+	return f, nil
 }
 
 func (m *memDocuments) Upload(_ context.Context, v Viewer, key, ct string, body io.Reader) error {

@@ -156,10 +156,11 @@ type Documents interface {
 	// content once, with the members that sent it, then the patient's uploads. It audits the
 	// listing; errs.Unavailable when consent or the audit log cannot be reached.
 	List(ctx context.Context, v Viewer) ([]DocumentItem, error)
-	// Open authorizes v's read of document id (a DocumentReference id, or an upload's id)
-	// and opens its content. The read's audit event has committed when Open returns; a
-	// document v may not see is errs.NotFound, as an unknown one. Close the file.
-	Open(ctx context.Context, v Viewer, id string) (*DocumentFile, error)
+	// Open authorizes v's read of document id (a DocumentReference id, or an upload's id),
+	// describes it, and opens its content when want (nil: always) accepts the description:
+	// one read, one audit event, committed when Open returns. A document v may not see is
+	// errs.NotFound, as an unknown one. Close the file.
+	Open(ctx context.Context, v Viewer, id string, want func(DocumentItem) bool) (*DocumentFile, error)
 	// Upload stores a document of v's own, labelled patient-sourced. A repeat with the same
 	// key stores nothing new. errs.TooLarge, errs.Unsupported or errs.Invalid describe bad
 	// content in a sentence for the patient; errs.Unavailable when storage is down.
@@ -180,8 +181,10 @@ type DocumentItem struct {
 }
 
 // DocumentFile is an opened document. Write streams its bytes, checked against their
-// SHA-256 as they go; an error after the first byte means the transfer must be cut.
+// SHA-256 as they go; an error after the first byte means the transfer must be cut. Write
+// is nil when Open's want declined the content.
 type DocumentFile struct {
+	Item        DocumentItem // the document as the page describes it (Copies left empty)
 	ContentType string
 	Filename    string // generated, never a sender's name
 	Size        int64

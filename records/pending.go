@@ -34,9 +34,20 @@ func (d *Disclosure) Wait() error {
 // else returns only after its audit event committed, with ReadRelease's errors: a denial is
 // errs.NotFound, so a denied caller's request never reaches the slow work at all.
 func (s *Service) ReadPending(ctx context.Context, v Viewer, typ, id string) (*Disclosure, error) {
+	return s.ReadPendingIf(ctx, v, typ, id, nil)
+}
+
+// ReadPendingIf is ReadPending for a caller that shows v less than consent permits (a
+// caregiver never sees sensitive items): a permitted record for which show returns false
+// is not disclosed, and its one audit event says so (outcome deny, reason ViewerFiltered)
+// instead of recording a disclosure that did not happen. A nil show shows everything.
+func (s *Service) ReadPendingIf(ctx context.Context, v Viewer, typ, id string, show func(store.Stored) bool) (*Disclosure, error) {
 	st, rel, ev, err := s.decideRead(ctx, v, typ, id)
 	if err != nil {
 		return nil, err
+	}
+	if ev.Outcome == audit.Permit && show != nil && !show(st) {
+		ev.Outcome, ev.Reason, ev.Consent, ev.ConsentVersion = audit.Deny, ViewerFiltered, "", 0
 	}
 	if ev.Outcome != audit.Permit {
 		if err := s.appendAudit(ctx, ev); err != nil {
@@ -48,3 +59,7 @@ func (s *Service) ReadPending(ctx context.Context, v Viewer, typ, id string) (*D
 	go func() { d.done <- s.appendAudit(ctx, ev) }()
 	return d, nil
 }
+
+// ViewerFiltered is the audit reason of a read that consent permitted and the caller's own
+// rule kept from the viewer (ReadPendingIf).
+const ViewerFiltered = "viewer-filtered"

@@ -188,3 +188,26 @@ func TestPatientReadsOnlyTheirOwnPerson(t *testing.T) {
 		t.Fatalf("another person's compartment: %d, %v; want none", len(got), err)
 	}
 }
+
+// TestReadPendingIfRecordsWhatWasNotShown: a read that consent permits and the caller's
+// own rule hides is NotFound like a denial, and its one audit event is a deny with reason
+// ViewerFiltered, not a disclosure.
+func TestReadPendingIfRecordsWhatWasNotShown(t *testing.T) {
+	f := setup(t)
+	ctx := context.Background()
+	c := records.Viewer{Client: "c1", Org: "c", Role: consent.RoleSystem, Purpose: consent.PurposeTreatment}
+	_, err := f.svc.ReadPendingIf(ctx, c, "Observation", f.obsA, func(store.Stored) bool { return false })
+	if errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("hidden read: %v; want NotFound", err)
+	}
+	if len(f.log.events) != 1 || f.log.events[0].Outcome != audit.Deny || f.log.events[0].Reason != records.ViewerFiltered {
+		t.Fatalf("events %+v; want one deny %s", f.log.events, records.ViewerFiltered)
+	}
+	d, err := f.svc.ReadPendingIf(ctx, c, "Observation", f.obsA, func(st store.Stored) bool { return st.ID == f.obsA })
+	if err != nil || d.Wait() != nil || d.Stored.ID != f.obsA {
+		t.Fatalf("shown read: %v", err)
+	}
+	if len(f.log.events) != 2 || f.log.events[1].Outcome != audit.Permit {
+		t.Fatalf("events %+v; want a permit second", f.log.events)
+	}
+}

@@ -135,37 +135,31 @@ func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.Do
 		return nil, err
 	}
 	for _, u := range ups {
-		out = append(out, portal.DocumentItem{ID: u.ID, Title: "Your upload", Date: u.Created, ContentType: u.Content.ContentType,
-			Size: u.Content.Size, Status: "current", Uploaded: true})
+		out = append(out, uploadItem(u))
 	}
 	return out, nil
 }
 
-func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string) (*portal.DocumentFile, error) {
+// Open implements portal.Documents: one authorized, audited read of document id (a
+// DocumentReference, or the patient's own upload), whose content is opened only when want
+// accepts the document's description.
+func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string, want func(portal.DocumentItem) bool) (*portal.DocumentFile, error) {
 	const op = "portalDocuments.Open"
 	ev := audit.Event{Actor: v.Actor, Role: string(v.Role), Purpose: consent.PurposePatientRequest, RequestID: v.RequestID, SourceIP: v.SourceIP}
-	if v.Role == portal.RoleProxy {
-		// A caregiver opens only what their list shows (no sensitive document, no upload).
-		items, err := p.List(ctx, v)
-		if err != nil {
-			return nil, err
-		}
-		if !slices.ContainsFunc(items, func(it portal.DocumentItem) bool { return it.ID == id }) {
-			return nil, errs.E(op, errs.NotFound, "resource not found")
-		}
-	}
 	var ups []documents.PatientDocument
 	var err error
-	if v.Role == portal.RolePatient {
+	if v.Role == portal.RolePatient { // a patient's own uploads are theirs alone
 		if ups, err = p.docs.PatientDocuments(ctx, v.PersonID, id); err != nil {
 			return nil, err
 		}
 	}
 	var cont documents.Content
 	var d *records.Disclosure
+	var item portal.DocumentItem
 	if len(ups) == 1 {
 		// The patient's own upload: no consent to decide, but the read is logged like any.
 		cont = ups[0].Content
+		item = uploadItem(ups[0])
 		read := ev
 		read.Time, read.Action, read.Outcome, read.Reason, read.Patient = p.now(), audit.Read, audit.Permit, "patient-upload", v.PersonID
 		read.Resources = []audit.Resource{{Type: "DocumentReference", ID: id}}
@@ -173,29 +167,51 @@ func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string) (
 			return nil, errs.E(op, errs.Unavailable, err)
 		}
 	} else {
-		if d, err = p.rec.ReadPending(ctx, p.viewer(v), "DocumentReference", id); err != nil {
+		// What the list would not show (entered in error; for a caregiver, anything
+		// sensitive) is not found, and its one audit event says it was not disclosed.
+		var ref docRef
+		show := proxyKeep(v, func(st store.Stored) bool {
+			return json.Unmarshal(st.Body, &ref) == nil && ref.Status != "entered-in-error"
+		})
+		if d, err = p.rec.ReadPendingIf(ctx, p.viewer(v), "DocumentReference", id, show); err != nil {
 			return nil, err // a denial is NotFound, before the object store is touched
 		}
 		if cont, err = p.docs.ContentOfDocument(ctx, id); err != nil {
 			_ = d.Wait()
 			return nil, err
 		}
+		source := p.memberNames(ctx)[d.Stored.MemberID]
+		if source == "" {
+			source = d.Stored.MemberID
+		}
+		item = portal.DocumentItem{ID: id, Title: ref.title(), Date: ref.date(), Sources: []string{source},
+			ContentType: cont.ContentType, Size: cont.Size, Status: ref.Status}
 	}
-	tr, err := p.docs.Open(ctx, cont, ev)
-	if d != nil {
-		if werr := d.Wait(); werr != nil { // nothing leaves before the read's event is durable
-			if tr != nil {
-				tr.Close()
+	f := &portal.DocumentFile{Item: item, ContentType: cont.ContentType, Filename: cont.Filename(), Size: cont.Size, Close: func() error { return nil }}
+	if want == nil || want(item) {
+		tr, err := p.docs.Open(ctx, cont, ev)
+		if err != nil {
+			if d != nil {
+				_ = d.Wait()
 			}
-			return nil, werr
+			return nil, err
+		}
+		f.Write = func(w io.Writer) error { return tr.WriteRange(w, documents.ByteRange{Start: 0, End: -1}) }
+		f.Close = tr.Close
+	}
+	if d != nil {
+		if err := d.Wait(); err != nil { // nothing leaves before the read's event is durable
+			f.Close()
+			return nil, err
 		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return &portal.DocumentFile{ContentType: cont.ContentType, Filename: cont.Filename(), Size: cont.Size,
-		Write: func(w io.Writer) error { return tr.WriteRange(w, documents.ByteRange{Start: 0, End: -1}) },
-		Close: tr.Close}, nil
+	return f, nil
+}
+
+// uploadItem describes the patient's own upload u.
+func uploadItem(u documents.PatientDocument) portal.DocumentItem {
+	return portal.DocumentItem{ID: u.ID, Title: "Your upload", Date: u.Created, ContentType: u.Content.ContentType,
+		Size: u.Content.Size, Status: "current", Uploaded: true}
 }
 
 func (p portalDocuments) Upload(ctx context.Context, v portal.Viewer, key, contentType string, body io.Reader) error {

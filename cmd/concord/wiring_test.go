@@ -84,7 +84,7 @@ func TestPortalDocuments(t *testing.T) {
 		t.Fatalf("documents %+v", items)
 	}
 	ana.RequestID = "docs-2"
-	f, err := pd.Open(ctx, ana, discharge.ID)
+	f, err := pd.Open(ctx, ana, discharge.ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,8 +98,18 @@ func TestPortalDocuments(t *testing.T) {
 		AND resources = ARRAY['DocumentReference/' || $1]`, discharge.ID).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("audit events of the read: %d, %v", n, err)
 	}
+	// The document's page: one read that describes the document without fetching its bytes.
+	ana.RequestID = "docs-page"
+	page, err := pd.Open(ctx, ana, discharge.ID, func(portal.DocumentItem) bool { return false })
+	if err != nil || page.Write != nil || page.Item.Title != "Discharge summary" || len(page.Item.Sources) != 1 || page.Item.ContentType != "application/xml" {
+		t.Fatalf("page description %+v, %v", page, err)
+	}
+	page.Close()
+	if err := m.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE request_id = 'docs-page'`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("audit events of one document page: %d, %v; want 1", n, err)
+	}
 	ben := portal.Viewer{PersonID: person(1), Role: portal.RolePatient, Actor: "iss|demo-ben", RequestID: "docs-3"}
-	if _, err := pd.Open(ctx, ben, discharge.ID); errs.CodeOf(err) != errs.NotFound {
+	if _, err := pd.Open(ctx, ben, discharge.ID, nil); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("another patient opening ana's document: %v; want NotFound", err)
 	}
 	for range 2 {
@@ -123,7 +133,7 @@ func TestPortalDocuments(t *testing.T) {
 	if len(ups) != 1 {
 		t.Fatalf("uploads after a repeated key: %+v", ups)
 	}
-	f, err = pd.Open(ctx, ana, ups[0].ID)
+	f, err = pd.Open(ctx, ana, ups[0].ID, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +142,7 @@ func TestPortalDocuments(t *testing.T) {
 		t.Fatalf("upload read back: %q, %v", buf.String(), err)
 	}
 	f.Close()
-	if _, err := pd.Open(ctx, ben, ups[0].ID); errs.CodeOf(err) != errs.NotFound {
+	if _, err := pd.Open(ctx, ben, ups[0].ID, nil); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("another patient opening ana's upload: %v; want NotFound", err)
 	}
 }
