@@ -75,7 +75,7 @@ func (s *Server) showAccess(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := Viewer{PersonID: sess.PersonID, Role: sess.Role, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := s.patientViewer(c, sess)
 	acc, err := s.privacy.AccessLog(ctx, v, sess.PersonID, from, to)
 	if err != nil {
 		return err

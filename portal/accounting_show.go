@@ -43,7 +43,6 @@ type accountingRow struct {
 // period (default: the last six years), on the page or as CSV (format=csv). Each report
 // run is audited before it is shown (Privacy.Accounting).
 func (s *Server) showOfficerAccounting(c echo.Context) error {
-	sess, _ := session(c)
 	q := c.QueryParams()
 	p := accountingPage{Page: s.page(c, "Accounting of disclosures"), Patient: strings.TrimSpace(q.Get("patient")),
 		From: strings.TrimSpace(q.Get("from")), To: strings.TrimSpace(q.Get("to"))}
@@ -64,7 +63,7 @@ func (s *Server) showOfficerAccounting(c echo.Context) error {
 	if p.Error != "" {
 		return s.render(c, http.StatusBadRequest, "officer_accounting", p)
 	}
-	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := staffViewer(c)
 	return s.accounting(c, v, p, from, to, q.Get("format") == "csv")
 }
 

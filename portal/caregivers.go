@@ -94,6 +94,28 @@ func (s *Server) inviteCaregiver(c echo.Context) error {
 		NewURL: s.cfg.BaseURL + "/caregiver/" + token, NewExpiry: now.Add(proxyInviteTTL)})
 }
 
+// proxyGrantKey holds, for a caregiver's request, the grant checkProxy found active.
+const proxyGrantKey = "portal.proxyGrant"
+
+// setCaregiverSensitive turns on or off whether one caregiver sees sensitive information.
+func (s *Server) setCaregiverSensitive(c echo.Context) error {
+	sess, _ := session(c)
+	id, err := strconv.ParseInt(c.FormValue("grant"), 10, 64)
+	if err != nil {
+		return errs.E("portal.setCaregiverSensitive", errs.NotFound, "no such caregiver")
+	}
+	on := c.FormValue("on") == "1"
+	if err := s.proxies.SetSensitive(c.Request().Context(), s.patientViewer(c, sess), id, on, s.now()); err != nil {
+		return err
+	}
+	if on {
+		s.setFlash(c, "Saved. They can now see sensitive information too, from their next page.")
+	} else {
+		s.setFlash(c, "Saved. Sensitive information is hidden from them again, from their next page.")
+	}
+	return c.Redirect(http.StatusSeeOther, "/caregivers")
+}
+
 // revokeCaregiver ends a caregiver's access (or a pending invitation) at once.
 func (s *Server) revokeCaregiver(c echo.Context) error {
 	sess, _ := session(c)
@@ -150,7 +172,7 @@ func (s *Server) acceptCaregiverInvite(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v := Viewer{PersonID: sess.PersonID, Role: sess.Role, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := s.patientViewer(c, sess)
 	g, err = s.proxies.Accept(c.Request().Context(), v, sess.Name, sum, s.now())
 	if errs.Is(err, errs.Invalid) || errs.Is(err, errs.Conflict) {
 		p := caregiverInvitePage{Page: s.page(c, "Caregiver invitation"), Token: c.Param("token"), PatientName: g.PatientName, SignedIn: true,
@@ -221,8 +243,9 @@ func (s *Server) checkProxy(next echo.HandlerFunc) echo.HandlerFunc {
 		if s.proxies == nil || sess == nil || sess.Role != RoleProxy {
 			return next(c)
 		}
-		_, err := s.proxies.Active(c.Request().Context(), sess.ProxyGrant, sess.Issuer+"|"+sess.Subject)
+		g, err := s.proxies.Active(c.Request().Context(), sess.ProxyGrant, sess.Issuer+"|"+sess.Subject)
 		if err == nil {
+			c.Set(proxyGrantKey, g) // read by patientViewer: this request's grant, as of now
 			return next(c)
 		}
 		if !errs.Is(err, errs.NotFound) {

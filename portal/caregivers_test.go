@@ -110,6 +110,32 @@ func TestCaregiverAccess(t *testing.T) {
 	if gm == nil || !strings.Contains(page.body, "Accepted") {
 		t.Fatalf("caregivers page after acceptance:\n%s", page.body)
 	}
+	// Sensitive information: hidden from the caregiver until Alice lets this caregiver see
+	// it, from their next request; and hidden again when she takes it back.
+	lastViewer := func() Viewer {
+		t.Helper()
+		nora.getPrivate(e.base, "/labs")
+		e.records.mu.Lock()
+		defer e.records.mu.Unlock()
+		return e.records.viewers[len(e.records.viewers)-1]
+	}
+	if lastViewer().ProxySensitive {
+		t.Errorf("a new caregiver sees sensitive information")
+	}
+	for _, on := range []string{"1", "0"} {
+		if r := alice.post(e.base+"/caregivers/sensitive", url.Values{"_csrf": {csrfFrom(t, page.body)}, "grant": {gm[1]}, "on": {on}}, "same-origin"); r.status != http.StatusSeeOther {
+			t.Fatalf("sensitive %s: %d", on, r.status)
+		}
+		if got := lastViewer().ProxySensitive; got != (on == "1") {
+			t.Errorf("after sensitive=%s the caregiver's read has ProxySensitive %v", on, got)
+		}
+		if on == "1" && !strings.Contains(alice.getPrivate(e.base, "/caregivers").body, "Sees sensitive information too.") {
+			t.Errorf("the caregivers page does not say the caregiver sees sensitive information")
+		}
+	}
+	if r := alice.post(e.base+"/caregivers/sensitive", url.Values{"_csrf": {csrfFrom(t, page.body)}, "grant": {"999999"}, "on": {"1"}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("sensitive for a grant that is not Alice's: %d", r.status)
+	}
 	if r := alice.post(e.base+"/caregivers/revoke", url.Values{"_csrf": {csrfFrom(t, page.body)}, "grant": {gm[1]}}, "same-origin"); r.status != http.StatusSeeOther {
 		t.Fatalf("revoke: %d", r.status)
 	}
@@ -129,7 +155,7 @@ func TestCaregiverAccess(t *testing.T) {
 		rows.Scan(&s)
 		reasons = append(reasons, s)
 	}
-	if strings.Join(reasons, ",") != "proxy-invited,proxy-accepted,proxy-revoked" {
+	if strings.Join(reasons, ",") != "proxy-invited,proxy-accepted,proxy-sensitive-on,proxy-sensitive-off,proxy-revoked" {
 		t.Errorf("audited changes %v", reasons)
 	}
 }

@@ -43,13 +43,7 @@ type labRow struct {
 // showLabs lists the patient's lab results grouped by test, each labelled with its source.
 func (s *Server) showLabs(c echo.Context) error {
 	sess, _ := session(c)
-	v := Viewer{
-		PersonID:  sess.PersonID,
-		Role:      sess.Role,
-		Actor:     sess.Issuer + "|" + sess.Subject,
-		RequestID: requestID(c),
-		SourceIP:  c.RealIP(),
-	}
+	v := s.patientViewer(c, sess)
 	res, err := s.records.Labs(c.Request().Context(), v, sess.PersonID)
 	if err != nil {
 		return err

@@ -207,7 +207,7 @@ func (s *Server) replyThread(c echo.Context) error {
 	v := s.patientViewer(c, sess)
 	name := authorName(sess)
 	if sess.Role == RoleClinician {
-		v = s.clinicianViewer(c, sess)
+		v = staffViewer(c)
 		name = sess.Name
 	}
 	id, err := threadID(c)
@@ -231,26 +231,19 @@ func (s *Server) replyThread(c echo.Context) error {
 	return c.Redirect(http.StatusSeeOther, c.Request().URL.Path)
 }
 
-// clinicianViewer is the signed-in clinician, scoped to their member.
-func (s *Server) clinicianViewer(c echo.Context, sess *Session) Viewer {
-	return Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
-}
-
 // showStaffThread shows a thread of the clinician's member and marks the patient's messages
 // read; the reading is audited (fail closed).
 func (s *Server) showStaffThread(c echo.Context) error {
-	sess, _ := session(c)
-	return s.renderThread(c, s.clinicianViewer(c, sess), http.StatusOK, "", "")
+	return s.renderThread(c, staffViewer(c), http.StatusOK, "", "")
 }
 
 // closeThread closes a thread of the clinician's member.
 func (s *Server) closeThread(c echo.Context) error {
-	sess, _ := session(c)
 	id, err := threadID(c)
 	if err != nil {
 		return err
 	}
-	if err := s.messages.Close(c.Request().Context(), s.clinicianViewer(c, sess), id); err != nil {
+	if err := s.messages.Close(c.Request().Context(), staffViewer(c), id); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/staff")

@@ -87,7 +87,6 @@ type auditRow struct {
 // is part of the record a patient and the next officer can trust. A form that does not
 // validate runs no search.
 func (s *Server) showOfficerAudit(c echo.Context) error {
-	sess, _ := session(c)
 	q := c.QueryParams()
 	form := auditSearchForm{Patient: strings.TrimSpace(q.Get("patient")), From: strings.TrimSpace(q.Get("from")),
 		To: strings.TrimSpace(q.Get("to")), Org: strings.TrimSpace(q.Get("org")), Outcome: q.Get("outcome"), Cursor: q.Get("cursor")}
@@ -104,7 +103,7 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 		return s.render(c, http.StatusBadRequest, "officer_audit", p)
 	}
 	p.Searched = true
-	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := staffViewer(c)
 	evs, next, err := s.privacy.SearchAudit(ctx, v, f)
 	if err != nil {
 		return err

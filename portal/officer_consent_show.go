@@ -81,8 +81,7 @@ func (s *Server) officerConsentPage(c echo.Context, person string, f paperForm) 
 		p.Error = "The person ID is too long."
 		return p, nil
 	}
-	sess, _ := session(c)
-	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := staffViewer(c)
 	versions, err := s.privacy.ConsentHistory(ctx, v, person)
 	if err != nil {
 		return consentPage{}, err
@@ -154,7 +153,6 @@ func (s *Server) consentRow(ver consent.Version, names map[string]string) consen
 // the next request; then 303 back to the person's page with a flash. A form the store
 // refuses (bad date, unknown person, nothing to withdraw) comes back on the page, 400.
 func (s *Server) recordPaperConsent(c echo.Context) error {
-	sess, _ := session(c)
 	ctx := c.Request().Context()
 	person := strings.TrimSpace(c.FormValue("patient"))
 	f := paperForm{Kind: c.FormValue("kind"), Org: c.FormValue("org"), Action: c.FormValue("action"),
@@ -186,7 +184,7 @@ func (s *Server) recordPaperConsent(c echo.Context) error {
 	}
 	if problem == "" {
 		pc.Signed = signed
-		v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+		v := staffViewer(c)
 		saved, err := s.privacy.RecordPaperConsent(ctx, v, pc, s.now())
 		if err == nil {
 			s.setFlash(c, "Recorded as version "+strconv.Itoa(saved.Version)+" of “"+saved.Title+"”. It applies from the next request.")

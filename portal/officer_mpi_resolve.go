@@ -28,13 +28,12 @@ func (f mpiResolveForm) Validate() error {
 // a flash. An unknown item is a 404; one already resolved is a conflict, which the error
 // page answers with 400 like any request that cannot be done as asked.
 func (s *Server) resolveMPIReview(c echo.Context) error {
-	sess, _ := session(c)
 	n, _ := strconv.ParseInt(c.FormValue("item"), 10, 64)
 	f := mpiResolveForm{ID: n, Decision: c.FormValue("decision")}
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := staffViewer(c)
 	if err := s.privacy.ResolveMPIReview(c.Request().Context(), v, f.ID, f.Decision == "link"); err != nil {
 		return err
 	}

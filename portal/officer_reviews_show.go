@@ -78,7 +78,6 @@ func (s *Server) showOfficerReviews(c echo.Context) error {
 // closeDispute closes a patient's report of an access with the officer's resolution, which
 // the patient then reads in their access log.
 func (s *Server) closeDispute(c echo.Context) error {
-	sess, _ := session(c)
 	id, err := strconv.ParseInt(c.FormValue("dispute"), 10, 64)
 	if err != nil {
 		return errs.E("portal.closeDispute", errs.NotFound, "no such report")
@@ -88,7 +87,7 @@ func (s *Server) closeDispute(c echo.Context) error {
 		s.setFlash(c, "Write a resolution for the patient (up to 1,000 characters) before closing the report.")
 		return c.Redirect(http.StatusSeeOther, "/officer/reviews")
 	}
-	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := staffViewer(c)
 	if err := s.privacy.CloseDispute(c.Request().Context(), v, id, resolution); err != nil {
 		return err
 	}

@@ -41,7 +41,6 @@ var simulatePurposes = []option{{consent.PurposeTreatment, "Treatment"}, {consen
 // time from the directives then in force), class by class, with the explanation the patient
 // reads. It discloses no record; reading the person's directives is audited.
 func (s *Server) showOfficerSimulate(c echo.Context) error {
-	sess, _ := session(c)
 	q := c.QueryParams()
 	f := simulateForm{Patient: strings.TrimSpace(q.Get("patient")), Org: q.Get("org"), Role: q.Get("role"), Purpose: q.Get("purpose"), At: strings.TrimSpace(q.Get("at"))}
 	if f.Role == "" {
@@ -79,7 +78,7 @@ func (s *Server) showOfficerSimulate(c echo.Context) error {
 	if p.Error != "" {
 		return s.render(c, http.StatusBadRequest, "officer_simulate", p)
 	}
-	v := Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}
+	v := staffViewer(c)
 	dirs, err := s.privacy.DirectivesAt(ctx, v, f.Patient, at)
 	if err != nil {
 		return err

@@ -55,6 +55,9 @@ type Viewer struct {
 	// BreakGlass: a clinician reads under their active break-the-glass declaration for the
 	// person (purpose BTG); the enforcement point checks the declaration itself.
 	BreakGlass bool
+	// ProxySensitive: a caregiver (RoleProxy) whose grant lets them see sensitive
+	// information too; without it sensitive items are left out of what they see.
+	ProxySensitive bool
 }
 
 // Emergency lets clinicians declare break-the-glass from the portal.

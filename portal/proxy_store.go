@@ -41,6 +41,8 @@ type ProxyGrant struct {
 	ProxyDisplay  string // the caregiver's name from their sign-in
 	Created       time.Time
 	Accepted      time.Time // zero while pending
+	// IncludeSensitive: the patient lets this caregiver see sensitive information too.
+	IncludeSensitive bool
 }
 
 // LogValue redacts the grant: it holds names.
@@ -73,6 +75,9 @@ type Proxies interface {
 	// Revoke ends grant id of v's person at once (pending or active); errs.NotFound when v
 	// has no such grant.
 	Revoke(ctx context.Context, v Viewer, id int64, now time.Time) error
+	// SetSensitive lets the caregiver of grant id of v's person see sensitive information
+	// too (on) or not, from their next request; errs.NotFound when v has no such grant.
+	SetSensitive(ctx context.Context, v Viewer, id int64, on bool, now time.Time) error
 }
 
 // ProxyStore keeps grants in portal_proxies. It implements Proxies.
@@ -84,7 +89,8 @@ type ProxyStore struct {
 var _ Proxies = (*ProxyStore)(nil)
 
 // NewProxyStore returns a store on q that audits every change with a (audit.ConsentChange,
-// reasons proxy-invited, proxy-accepted, proxy-revoked; TokenID "proxy/ID"). Without an
+// reasons proxy-invited, proxy-accepted, proxy-revoked, proxy-sensitive-on,
+// proxy-sensitive-off; TokenID "proxy/ID"). Without an
 // audit writer it refuses changes.
 func NewProxyStore(q db.Querier, a Auditor) *ProxyStore { return &ProxyStore{db: q, audit: a} }
 
@@ -102,13 +108,13 @@ func (s *ProxyStore) change(ctx context.Context, fn func(tx db.Querier) (audit.E
 }
 
 const proxyCols = `id, person_id, patient_name, granted_by, caregiver_name, relationship, invite_expires_at,
-	coalesce(proxy_login, ''), proxy_display, created_at, accepted_at`
+	coalesce(proxy_login, ''), proxy_display, created_at, accepted_at, include_sensitive`
 
 func scanProxy(row pgx.Row) (ProxyGrant, error) {
 	var g ProxyGrant
 	var accepted *time.Time
 	err := row.Scan(&g.ID, &g.PersonID, &g.PatientName, &g.GrantedBy, &g.CaregiverName, &g.Relationship, &g.InviteExpires,
-		&g.ProxyLogin, &g.ProxyDisplay, &g.Created, &accepted)
+		&g.ProxyLogin, &g.ProxyDisplay, &g.Created, &accepted, &g.IncludeSensitive)
 	if accepted != nil {
 		g.Accepted = *accepted
 	}
@@ -223,5 +229,25 @@ func (s *ProxyStore) Revoke(ctx context.Context, v Viewer, id int64, now time.Ti
 			return audit.Event{}, errs.E(op, errs.NotFound, "no such caregiver")
 		}
 		return proxyEvent(v, v.PersonID, id, "proxy-revoked", now), nil
+	})
+}
+
+// SetSensitive implements Proxies.
+func (s *ProxyStore) SetSensitive(ctx context.Context, v Viewer, id int64, on bool, now time.Time) error {
+	const op = "portal.ProxyStore.SetSensitive"
+	return s.change(ctx, func(tx db.Querier) (audit.Event, error) {
+		tag, err := tx.Exec(ctx, `UPDATE portal_proxies SET include_sensitive = $3
+			WHERE person_id = $1 AND id = $2 AND revoked_at IS NULL`, v.PersonID, id, on)
+		if err != nil {
+			return audit.Event{}, db.Map(op, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return audit.Event{}, errs.E(op, errs.NotFound, "no such caregiver")
+		}
+		reason := "proxy-sensitive-off"
+		if on {
+			reason = "proxy-sensitive-on"
+		}
+		return proxyEvent(v, v.PersonID, id, reason, now), nil
 	})
 }

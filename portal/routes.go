@@ -79,6 +79,7 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/caregivers", s.showCaregivers, patient...)
 		e.POST("/caregivers", s.inviteCaregiver, patient...)
 		e.POST("/caregivers/revoke", s.revokeCaregiver, patient...)
+		e.POST("/caregivers/sensitive", s.setCaregiverSensitive, patient...)
 		e.GET("/caregiver/:token", s.showCaregiverInvite, open...)
 		e.POST("/caregiver/:token", s.acceptCaregiverInvite, append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleUnenrolled))...)
 		e.POST("/act-for", s.actFor, signedIn...)

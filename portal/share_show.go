@@ -98,8 +98,12 @@ func (s *Server) renderShares(c echo.Context, status int, p sharePage) error {
 
 // patientViewer is the signed-in patient as Records needs them.
 func (s *Server) patientViewer(c echo.Context, sess *Session) Viewer {
-	return Viewer{PersonID: sess.PersonID, Role: sess.Role, Actor: sess.Issuer + "|" + sess.Subject,
+	v := Viewer{PersonID: sess.PersonID, Role: sess.Role, Actor: sess.Issuer + "|" + sess.Subject,
 		RequestID: requestID(c), SourceIP: c.RealIP()}
+	if g, ok := c.Get(proxyGrantKey).(ProxyGrant); ok && sess.Role == RoleProxy {
+		v.ProxySensitive = g.IncludeSensitive
+	}
+	return v
 }
 
 // shareChoices lists results with an ID, newest first, labelled as the labs page shows them.

@@ -58,7 +58,8 @@ type staffPatientPage struct {
 	Error         string
 }
 
-// staffViewer is the signed-in clinician as the enforcement point sees them.
+// staffViewer is the signed-in clinician or officer as the enforcement point and the
+// stores see them, scoped to their member.
 func staffViewer(c echo.Context) Viewer {
 	sess, _ := session(c)
 	return Viewer{Role: sess.Role, Org: sess.Org, Actor: sess.Issuer + "|" + sess.Subject, RequestID: requestID(c), SourceIP: c.RealIP()}

@@ -32,7 +32,7 @@ func (s *Server) showStaff(c echo.Context) error {
 	p := staffPage{Page: s.page(c, "Staff area"), Role: sess.Role, Org: sess.Org, OrgName: sess.OrgName,
 		CanLookUp: s.patients != nil && sess.Role == RoleClinician}
 	if s.messages != nil && sess.Role == RoleClinician {
-		ctx, v := c.Request().Context(), s.clinicianViewer(c, sess)
+		ctx, v := c.Request().Context(), staffViewer(c)
 		ts, err := s.messages.Threads(ctx, v)
 		if err != nil {
 			return err

@@ -93,10 +93,12 @@ func (p portalRecords) memberNames(ctx context.Context) map[string]string {
 }
 
 // proxyKeep narrows keep for a caregiver (portal.RoleProxy): items with a sensitive label
-// (consent.Sensitive) are never candidates, so they are neither shown nor recorded as shown.
-// Any other viewer's keep is returned as is.
+// (consent.Sensitive) are never candidates, so they are neither shown nor recorded as shown,
+// unless the patient let this caregiver see them (Viewer.ProxySensitive; consent still
+// decides, and 42 CFR Part 2 records need their own consent). Any other viewer's keep is
+// returned as is.
 func proxyKeep(v portal.Viewer, keep func(store.Stored) bool) func(store.Stored) bool {
-	if v.Role != portal.RoleProxy {
+	if v.Role != portal.RoleProxy || v.ProxySensitive {
 		return keep
 	}
 	return func(st store.Stored) bool {

@@ -157,6 +157,9 @@ func TestProxyKeep(t *testing.T) {
 	if !proxy(plain) || proxy(hiv) || proxy(restricted) {
 		t.Errorf("proxy keep: plain %v, HIV %v, R %v; want true, false, false", proxy(plain), proxy(hiv), proxy(restricted))
 	}
+	if opted := proxyKeep(portal.Viewer{Role: portal.RoleProxy, ProxySensitive: true}, nil); opted != nil {
+		t.Errorf("a caregiver the patient let see sensitive information still has a filter")
+	}
 	if proxyKeep(portal.Viewer{Role: portal.RolePatient}, nil) != nil {
 		t.Error("the patient's keep was changed")
 	}
