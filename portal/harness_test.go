@@ -2,6 +2,7 @@ package portal
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -70,6 +71,15 @@ func (m *memRecords) Summary(ctx context.Context, v Viewer, personID string) (He
 		Medications: []SummaryItem{{Display: "Atorvastatin 20 mg tablet", Detail: "Once daily at night", Date: d("2025-05-01"), Status: "active", SourceMemberName: "Riverside Family Clinic"}},
 		Allergies:   []SummaryItem{{Display: "Penicillin", Detail: "Hives", Status: "Active", SourceMemberName: "St Mary's Hospital"}},
 	}, nil
+}
+
+// Export writes the person's labs as a JSON array, under Labs' access rule.
+func (m *memRecords) Export(ctx context.Context, v Viewer, personID string, w io.Writer) error {
+	labs, err := m.Labs(ctx, v, personID)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(w).Encode(labs)
 }
 
 // fakeClock is a settable clock.

@@ -129,6 +129,10 @@ type Records interface {
 	// may see, each list newest first and labelled with its source member. Consent, audit
 	// and errors as Labs.
 	Summary(ctx context.Context, v Viewer, personID string) (HealthSummary, error)
+	// Export writes to w the whole record of personID that v may see, as a FHIR R4 Bundle
+	// (type collection) of the resources as their members sent them. Consent, audit and
+	// errors as Labs: nothing is written before the audit event has committed.
+	Export(ctx context.Context, v Viewer, personID string, w io.Writer) error
 }
 
 // HealthSummary is a person's record beyond labs, from every member.

@@ -515,3 +515,30 @@ func TestHealthSummary(t *testing.T) {
 		t.Errorf("a clinician on the patient's summary: %d", r.status)
 	}
 }
+
+// TestRecordDownload: the patient's record downloads as an attachment of type
+// application/fhir+json that is never cached; when the records cannot be read the answer
+// is the 503 page, not a file; staff have no such page.
+func TestRecordDownload(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := newClient(t)
+	e.signIn(t, c, "alice", "alice-pw")
+	if page := c.getPrivate(e.base, "/summary"); !strings.Contains(page.body, `href="/summary/record.json"`) {
+		t.Errorf("the summary page offers no download")
+	}
+	r := c.getPrivate(e.base, "/summary/record.json")
+	if ct := r.header.Get("Content-Type"); ct != "application/fhir+json" || !strings.HasPrefix(r.header.Get("Content-Disposition"), `attachment; filename=health-record-`) ||
+		!strings.Contains(r.body, "Glucose") {
+		t.Errorf("download: %s, %q\n%.200s", ct, r.header.Get("Content-Disposition"), r.body)
+	}
+	e.records.fail = errs.E("test.Export", errs.Unavailable, "audit unavailable")
+	if r := c.get(e.base + "/summary/record.json"); r.status != http.StatusServiceUnavailable || r.header.Get("Content-Disposition") != "" {
+		t.Errorf("download with the records down: %d, %q", r.status, r.header.Get("Content-Disposition"))
+	}
+	doc := newClient(t)
+	e.signIn(t, doc, "drjones", "jones-pw")
+	if r := doc.get(e.base + "/summary/record.json"); r.status != http.StatusNotFound {
+		t.Errorf("a clinician on the patient's download: %d", r.status)
+	}
+}

@@ -28,6 +28,7 @@ func (s *Server) Register(e *echo.Echo) {
 	e.GET("/enrol", s.showEnrol, open...)
 	e.GET("/labs", s.showLabs, reader...)
 	e.GET("/summary", s.showSummary, reader...)
+	e.GET("/summary/record.json", s.downloadRecord, reader...)
 	e.GET("/staff", s.showStaff, staff...)
 	if s.privacy != nil {
 		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"html"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -24,6 +25,7 @@ import (
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
 	"github.com/concord-hie/concord/internal/testkit"
 	mpistore "github.com/concord-hie/concord/mpi/store"
@@ -80,6 +82,11 @@ func (a recordsAdapter) Labs(ctx context.Context, v Viewer, personID string) ([]
 // Summary is not shown by these tests.
 func (a recordsAdapter) Summary(context.Context, Viewer, string) (HealthSummary, error) {
 	return HealthSummary{}, nil
+}
+
+// Export is not used by these tests.
+func (a recordsAdapter) Export(context.Context, Viewer, string, io.Writer) error {
+	return errs.E("recordsAdapter", errs.Unsupported, "not in these tests")
 }
 
 func (a recordsAdapter) SharedLabs(ctx context.Context, v Viewer, l ShareLink) ([]LabResult, error) {

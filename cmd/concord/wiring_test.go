@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/portal"
@@ -255,5 +257,65 @@ func TestPortalBreakGlass(t *testing.T) {
 	other.Actor = "iss|demo-someone-else"
 	if n := count(other); n != 0 {
 		t.Fatalf("another clinician under this declaration: %d conditions, want none", n)
+	}
+}
+
+// TestPortalExport: the patient's download is a FHIR Bundle the strict R4 parser accepts,
+// holding her labs, problems and documents from every member with their meta.source, after
+// one audit event; her caregiver's leaves out the mental-health problem; another patient
+// gets nothing of hers.
+func TestPortalExport(t *testing.T) {
+	m := demoEnv(t)
+	ctx := context.Background()
+	pr := portalRecords{m.records, m.directory}
+	ana := portal.Viewer{PersonID: demoPersonID(t, m, 0), Role: portal.RolePatient, Actor: "iss|demo-ana", RequestID: "export-1"}
+	export := func(v portal.Viewer) (map[string]int, string) {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := pr.Export(ctx, v, ana.PersonID, &buf); err != nil {
+			return nil, err.Error()
+		}
+		if _, err := fhir.Parse(buf.Bytes()); err != nil {
+			t.Fatalf("the download is not a valid R4 resource: %v", err)
+		}
+		var b struct {
+			Type  string `json:"type"`
+			Entry []struct {
+				Resource struct {
+					ResourceType string `json:"resourceType"`
+					Meta         struct {
+						Source string `json:"source"`
+					} `json:"meta"`
+				} `json:"resource"`
+			} `json:"entry"`
+		}
+		if err := json.Unmarshal(buf.Bytes(), &b); err != nil || b.Type != "collection" {
+			t.Fatalf("bundle: type %q, %v", b.Type, err)
+		}
+		n := map[string]int{}
+		for _, e := range b.Entry {
+			if e.Resource.Meta.Source == "" {
+				t.Errorf("a %s without meta.source", e.Resource.ResourceType)
+			}
+			n[e.Resource.ResourceType]++
+		}
+		return n, buf.String()
+	}
+	own, _ := export(ana)
+	if own["Observation"] == 0 || own["Condition"] != 3 || own["DocumentReference"] == 0 || own["MedicationRequest"] != 2 {
+		t.Fatalf("the patient's download holds %v", own)
+	}
+	var events int
+	if err := m.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE request_id = 'export-1'`).Scan(&events); err != nil || events != 1 {
+		t.Fatalf("audit events of the download: %d, %v; want 1", events, err)
+	}
+	carer := ana
+	carer.Role, carer.Actor, carer.RequestID = portal.RoleProxy, "iss|demo-ben", "export-2"
+	if theirs, _ := export(carer); theirs["Condition"] != 2 || theirs["Observation"] != own["Observation"] {
+		t.Errorf("the caregiver's download holds %v; want the anxiety problem left out", theirs)
+	}
+	ben := portal.Viewer{PersonID: demoPersonID(t, m, 1), Role: portal.RolePatient, Actor: "iss|demo-ben", RequestID: "export-3"}
+	if other, _ := export(ben); len(other) != 0 {
+		t.Errorf("another patient downloaded ana's record: %v", other)
 	}
 }
