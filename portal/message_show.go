@@ -13,9 +13,13 @@ import (
 	"github.com/concord-hie/concord/internal/errs"
 )
 
-// messageRatePerMinute is how many messages (new threads and replies) one login may send a
-// minute; the limiter counts in fixed one-minute windows shared through Redis.
-const messageRatePerMinute = 5
+// messageRatePerMinute and messageRatePerHour bound the messages (new threads and replies)
+// one login may send: a burst, and a sustained rate clinic staff can still read. The
+// limiters count in fixed windows shared through Redis.
+const (
+	messageRatePerMinute = 5
+	messageRatePerHour   = 30
+)
 
 // Messaging keeps secure messages. MessageStore implements it on PostgreSQL; every call is
 // scoped to the viewer (a patient's person, a clinician's member), and a thread the viewer
@@ -101,10 +105,17 @@ func threadID(c echo.Context) (int64, error) {
 	return id, nil
 }
 
-// allowMessage counts one message of v's login against the rate limit.
-func (s *Server) allowMessage(c echo.Context, v Viewer) bool {
-	ok, _ := s.msgLimiter.allow(c.Request().Context(), v.Actor)
-	return ok
+// allowMessage counts one message of v's login against both rate limits and returns "", or
+// the sentence that tells the sender when they may write again.
+func (s *Server) allowMessage(c echo.Context, v Viewer) string {
+	if ok, _ := s.msgLimiter.allow(c.Request().Context(), v.Actor); !ok {
+		return "You have sent many messages just now. Please wait a minute and try again."
+	}
+	if ok, wait := s.msgHourLimiter.allow(c.Request().Context(), v.Actor); !ok {
+		return "You have sent " + strconv.Itoa(messageRatePerHour) + " messages this hour. You can write again at " +
+			s.now().Add(wait).In(s.cfg.Location).Format("15:04") + "; if it is urgent, please call the clinic."
+	}
+	return ""
 }
 
 // showMessages is the patient's inbox, newest first.
@@ -145,8 +156,8 @@ func (s *Server) createThread(c echo.Context) error {
 		p.Error = errs.MessageOf(err)
 		return s.render(c, http.StatusBadRequest, "message_new", p)
 	}
-	if !s.allowMessage(c, v) {
-		p.Error = "You have sent many messages just now. Please wait a minute and try again."
+	if msg := s.allowMessage(c, v); msg != "" {
+		p.Error = msg
 		return s.render(c, http.StatusTooManyRequests, "message_new", p)
 	}
 	id, err := s.messages.CreateThread(c.Request().Context(), sess.PersonID, p.Clinic, p.Subject,
@@ -218,8 +229,8 @@ func (s *Server) replyThread(c echo.Context) error {
 	if _, _, err := CleanMessage("-", body); err != nil {
 		return s.renderThread(c, v, http.StatusBadRequest, body, errs.MessageOf(err))
 	}
-	if !s.allowMessage(c, v) {
-		return s.renderThread(c, v, http.StatusTooManyRequests, body, "You have sent many messages just now. Please wait a minute and try again.")
+	if msg := s.allowMessage(c, v); msg != "" {
+		return s.renderThread(c, v, http.StatusTooManyRequests, body, msg)
 	}
 	err = s.messages.Reply(c.Request().Context(), v, id, Message{AuthorLogin: v.Actor, AuthorName: name, Body: body}, s.now())
 	if errs.Is(err, errs.Conflict) {

@@ -458,14 +458,15 @@ type Server struct {
 	btg      Emergency
 	limiter  *ipLimiter // share pages, per client IP
 	// msgLimiter counts messages sent, per login
-	msgLimiter *ipLimiter
-	sessions   *SessionStore
-	log        *slog.Logger
-	now        func() time.Time
-	hc         *http.Client
-	pages      *renderer
-	csp        string
-	cookie     cookieNames
+	msgLimiter     *ipLimiter
+	msgHourLimiter *ipLimiter
+	sessions       *SessionStore
+	log            *slog.Logger
+	now            func() time.Time
+	hc             *http.Client
+	pages          *renderer
+	csp            string
+	cookie         cookieNames
 
 	mu       sync.Mutex // guards the lazily discovered OP below
 	provider *oidc.Provider
@@ -551,6 +552,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	s.limiter = newIPLimiter(deps.Redis, cfg.RedisPrefix+"share-rl:", shareRatePerMinute, s.now, s.log)
 	s.msgLimiter = newIPLimiter(deps.Redis, cfg.RedisPrefix+"msg-rl:", messageRatePerMinute, s.now, s.log)
+	s.msgHourLimiter = newLimiter(deps.Redis, cfg.RedisPrefix+"msg-rlh:", messageRatePerHour, time.Hour, s.now, s.log)
 	s.sessions = NewSessionStore(deps.Redis, cfg.RedisPrefix, SessionTimeouts{
 		PatientIdle: cfg.PatientIdle, StaffIdle: cfg.StaffIdle, Absolute: cfg.Absolute, Login: cfg.LoginWindow,
 	}, s.now)

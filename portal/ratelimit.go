@@ -18,37 +18,43 @@ import (
 // database, and it leaves a real recipient ample room.
 const shareRatePerMinute = 30
 
-// ipLimiter counts requests per client IP in fixed one-minute windows in Redis, so every
+// ipLimiter counts requests per client IP (or per login) in fixed windows in Redis, so every
 // replica shares the count. When Redis fails it counts in process instead (security.md:
 // rate limits degrade to in-process, never to none).
 type ipLimiter struct {
 	rdb    redis.Cmdable
 	prefix string
 	limit  int64
+	period int64 // the window in seconds
 	now    func() time.Time
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	window int64            // the minute the local counts are for
+	window int64            // the window the local counts are for
 	local  map[string]int64 // IP → requests in window, used while Redis fails
 }
 
 func newIPLimiter(rdb redis.Cmdable, prefix string, perMinute int64, now func() time.Time, log *slog.Logger) *ipLimiter {
-	return &ipLimiter{rdb: rdb, prefix: prefix, limit: perMinute, now: now, log: log, local: map[string]int64{}}
+	return newLimiter(rdb, prefix, perMinute, time.Minute, now, log)
+}
+
+// newLimiter allows limit requests per key in each window of length period (whole seconds).
+func newLimiter(rdb redis.Cmdable, prefix string, limit int64, period time.Duration, now func() time.Time, log *slog.Logger) *ipLimiter {
+	return &ipLimiter{rdb: rdb, prefix: prefix, limit: limit, period: int64(period / time.Second), now: now, log: log, local: map[string]int64{}}
 }
 
 // allow counts one request from ip and reports whether it is within the limit, and if not,
 // how long until the window ends.
 func (l *ipLimiter) allow(ctx context.Context, ip string) (bool, time.Duration) {
 	now := l.now()
-	win := now.Unix() / 60
-	wait := time.Duration(60-now.Unix()%60) * time.Second
+	win := now.Unix() / l.period
+	wait := time.Duration(l.period-now.Unix()%l.period) * time.Second
 	key := l.prefix + strconv.FormatInt(win, 10) + ":" + ip
 	rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	defer cancel()
 	pipe := l.rdb.TxPipeline()
 	incr := pipe.Incr(rctx, key)
-	pipe.Expire(rctx, key, 2*time.Minute)
+	pipe.Expire(rctx, key, 2*time.Duration(l.period)*time.Second)
 	_, err := pipe.Exec(rctx)
 	if err == nil {
 		return incr.Val() <= l.limit, wait
