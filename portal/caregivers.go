@@ -74,15 +74,13 @@ func (s *Server) inviteCaregiver(c echo.Context) error {
 	if msg := f.Validate(); msg != "" {
 		return s.renderCaregivers(c, http.StatusBadRequest, caregiversPage{Form: f, Error: msg})
 	}
-	var raw [shareTokenBytes]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return errs.E("portal.inviteCaregiver", errs.Internal, err)
+	token, sum, err := newInviteToken()
+	if err != nil {
+		return err
 	}
-	token := base64.RawURLEncoding.EncodeToString(raw[:])
-	sum := sha256.Sum256([]byte(token))
 	now := s.now()
-	_, err := s.proxies.Invite(c.Request().Context(), s.patientViewer(c, sess),
-		ProxyGrant{PatientName: sess.Name, CaregiverName: f.Name, Relationship: f.Relationship}, sum[:], now)
+	_, err = s.proxies.Invite(c.Request().Context(), s.patientViewer(c, sess),
+		ProxyGrant{PatientName: sess.Name, CaregiverName: f.Name, Relationship: f.Relationship}, sum, now)
 	if errs.Is(err, errs.Conflict) {
 		return s.renderCaregivers(c, http.StatusBadRequest, caregiversPage{Form: f,
 			Error: "You have as many caregivers as allowed. Remove one you no longer need, then try again."})
@@ -114,6 +112,17 @@ func (s *Server) setCaregiverSensitive(c echo.Context) error {
 		s.setFlash(c, "Saved. Sensitive information is hidden from them again, from their next page.")
 	}
 	return c.Redirect(http.StatusSeeOther, "/caregivers")
+}
+
+// newInviteToken returns a fresh invitation token and its SHA-256, the only form stored.
+func newInviteToken() (string, []byte, error) {
+	var raw [shareTokenBytes]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", nil, errs.E("portal.newInviteToken", errs.Internal, err)
+	}
+	token := base64.RawURLEncoding.EncodeToString(raw[:])
+	sum := sha256.Sum256([]byte(token))
+	return token, sum[:], nil
 }
 
 // revokeCaregiver ends a caregiver's access (or a pending invitation) at once.

@@ -27,6 +27,19 @@ type consentPage struct {
 	Kinds   []option
 	Form    paperForm
 	Error   string
+	// Guardians: the person's caregiver grants and the form that registers a parent or
+	// legal guardian (offered when the portal keeps caregivers).
+	CanGuardians  bool
+	Grants        []ProxyGrant
+	Guardian      guardianForm
+	GuardianError string
+	NewURL        string // a registration's invitation link, shown once
+	NewExpiry     time.Time
+}
+
+// guardianForm is what the officer typed to register a guardian.
+type guardianForm struct {
+	PatientName, Name, Relationship, Evidence string
 }
 
 // consentRow is one version of a directive, in words.
@@ -73,7 +86,8 @@ func (s *Server) officerConsentPage(c echo.Context, person string, f paperForm) 
 	if err != nil {
 		return consentPage{}, err
 	}
-	p := consentPage{Page: s.page(c, "Consent directives"), Patient: person, Members: memberOptions(names), Kinds: paperKinds, Form: f}
+	p := consentPage{Page: s.page(c, "Consent directives"), Patient: person, Members: memberOptions(names), Kinds: paperKinds, Form: f,
+		Guardian: guardianForm{Relationship: "parent"}}
 	if person == "" {
 		return p, nil
 	}
@@ -87,6 +101,12 @@ func (s *Server) officerConsentPage(c echo.Context, person string, f paperForm) 
 		return consentPage{}, err
 	}
 	p.Looked = true
+	if s.proxies != nil {
+		p.CanGuardians = true
+		if p.Grants, err = s.proxies.Grants(ctx, person, s.now()); err != nil {
+			return consentPage{}, err
+		}
+	}
 	latest := map[consent.DirectiveID]consentRow{}
 	for _, ver := range versions {
 		r := s.consentRow(ver, names)
@@ -206,4 +226,77 @@ func (s *Server) recordPaperConsent(c echo.Context) error {
 	}
 	p.Error = problem
 	return s.render(c, http.StatusBadRequest, "officer_consent", p)
+}
+
+// registerGuardian registers a parent or legal guardian for the person (CSRF-checked by the
+// chain) after the officer checked the documents, and shows the invitation link once, for
+// the officer to hand over; the guardian accepts it with their own login like any
+// caregiver. A refused form comes back on the page, 400.
+func (s *Server) registerGuardian(c echo.Context) error {
+	if s.proxies == nil {
+		return errs.E("portal.registerGuardian", errs.NotFound, "no such page")
+	}
+	person := strings.TrimSpace(c.FormValue("patient"))
+	f := guardianForm{PatientName: strings.TrimSpace(c.FormValue("patient_name")), Name: strings.TrimSpace(c.FormValue("name")),
+		Relationship: c.FormValue("relationship"), Evidence: strings.TrimSpace(c.FormValue("evidence"))}
+	var problem string
+	switch {
+	case f.PatientName == "" || len(f.PatientName) > 100:
+		problem = "Enter the patient's name as the guardian should see it (at most 100 characters)."
+	case f.Name == "" || len(f.Name) > 100:
+		problem = "Enter the guardian's name (at most 100 characters)."
+	case f.Relationship != "parent" && f.Relationship != "guardian":
+		problem = "Choose parent or legal guardian."
+	case f.Evidence == "" || len(f.Evidence) > 64 || !printable(f.Evidence):
+		problem = "Enter the reference of the documents you checked (1 to 64 characters)."
+	}
+	var link string
+	var expiry time.Time
+	if problem == "" {
+		token, sum, err := newInviteToken()
+		if err != nil {
+			return err
+		}
+		now := s.now()
+		_, err = s.proxies.Invite(c.Request().Context(), staffViewer(c),
+			ProxyGrant{PersonID: person, PatientName: f.PatientName, CaregiverName: f.Name, Relationship: f.Relationship, Evidence: f.Evidence}, sum, now)
+		switch {
+		case err == nil:
+			link, expiry = s.cfg.BaseURL+"/caregiver/"+token, now.Add(proxyInviteTTL)
+			f = guardianForm{Relationship: "parent"}
+		case errs.Is(err, errs.NotFound):
+			problem = "No such person."
+		case errs.Is(err, errs.Conflict):
+			problem = "This person has as many caregivers as allowed. Remove one first."
+		default:
+			return err
+		}
+	}
+	p, err := s.officerConsentPage(c, person, paperForm{Action: "on"})
+	if err != nil {
+		return err
+	}
+	p.Guardian, p.GuardianError, p.NewURL, p.NewExpiry = f, problem, link, expiry.In(s.cfg.Location)
+	status := http.StatusOK
+	if problem != "" {
+		status = http.StatusBadRequest
+	}
+	return s.render(c, status, "officer_consent", p)
+}
+
+// revokeGuardian ends one caregiver grant of the person at once (CSRF-checked by the chain)
+// and returns to the person's page.
+func (s *Server) revokeGuardian(c echo.Context) error {
+	person := strings.TrimSpace(c.FormValue("patient"))
+	id, err := strconv.ParseInt(c.FormValue("grant"), 10, 64)
+	if s.proxies == nil || err != nil || person == "" {
+		return errs.E("portal.revokeGuardian", errs.NotFound, "no such caregiver")
+	}
+	v := staffViewer(c)
+	v.PersonID = person
+	if err := s.proxies.Revoke(c.Request().Context(), v, id, s.now()); err != nil {
+		return err
+	}
+	s.setFlash(c, "Access removed. They can no longer see this person's record.")
+	return c.Redirect(http.StatusSeeOther, "/officer/consent?patient="+url.QueryEscape(person))
 }

@@ -75,7 +75,7 @@ func newPrivacyEnv(t *testing.T, secureCookies bool) *privacyEnv {
 	}
 	e.srv, err = New(Config{BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
 		RedisPrefix: prefix, InsecureCookies: !secureCookies},
-		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb,
+		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb, Proxies: NewProxyStore(pool, alog),
 			Privacy: NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), mpistore.NewOps(pool, alog, "test-model")).WithAudit(alog).WithConsentStore(cs)})
 	if err != nil {
 		t.Fatal(err)
@@ -884,5 +884,82 @@ func TestBreakGlassNoticeForPatient(t *testing.T) {
 	var unseen int
 	if err := pe.pool.QueryRow(ctx, `SELECT count(*) FROM consent_patient_notifications WHERE seen_at IS NULL`).Scan(&unseen); err != nil || unseen != 1 {
 		t.Errorf("unread notices %d (%v), want 1: the other person's", unseen, err)
+	}
+}
+
+// TestOfficerRegistersGuardian: an officer registers a parent for a person after checking
+// documents and gets an invitation link once; the parent accepts it with their own login and
+// reads the person's labs as a caregiver; the patient's own caregivers page and the officer's
+// list show who registered it; the officer removes the access; every step is audited; a bad
+// form comes back with a sentence, and an unknown person is refused.
+func TestOfficerRegistersGuardian(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	off := pe.signedIn(t, "privo", "privo-pw")
+	page := off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson)
+	if !strings.Contains(page.body, "No one can see this person's record on their behalf.") {
+		t.Fatalf("guardians section:\n%s", page.body)
+	}
+	tok := csrfFrom(t, page.body)
+	register := func(person, patientName, name, rel, evidence string) resp {
+		t.Helper()
+		return off.post(pe.base+"/officer/guardians", url.Values{"_csrf": {tok}, "patient": {person}, "patient_name": {patientName},
+			"name": {name}, "relationship": {rel}, "evidence": {evidence}}, "same-origin")
+	}
+	for _, bad := range []struct{ person, pname, name, rel, ev, want string }{
+		{alicePerson, "", "Nora Nguyen", "parent", "BC-1", "Enter the patient's name"},
+		{alicePerson, "Alice Nguyen", "Nora Nguyen", "caregiver", "BC-1", "Choose parent or legal guardian."},
+		{alicePerson, "Alice Nguyen", "Nora Nguyen", "parent", "", "Enter the reference of the documents"},
+		{"0a11ce00-0000-4000-8000-00000000dead", "Alice Nguyen", "Nora Nguyen", "parent", "BC-1", "No such person."},
+	} {
+		if r := register(bad.person, bad.pname, bad.name, bad.rel, bad.ev); r.status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(r.body), bad.want) {
+			t.Errorf("%+v: %d, want 400 with %q", bad, r.status, bad.want)
+		}
+	}
+	r := register(alicePerson, "Alice Nguyen", "Nora Nguyen", "parent", "BC-2026-77")
+	m := inviteURLRe.FindStringSubmatch(r.body)
+	if r.status != http.StatusOK || m == nil {
+		t.Fatalf("register: %d\n%s", r.status, r.body)
+	}
+	link := html.UnescapeString(m[1])
+	if again := off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson); strings.Contains(again.body, link) ||
+		!strings.Contains(again.body, "documents checked: BC-2026-77") {
+		t.Errorf("the officer's list shows the link again, or not the registration")
+	}
+	nora := newClient(t)
+	pe.signIn(t, nora, "newbie", "newbie-pw")
+	inv := nora.getPrivate(pe.base, strings.TrimPrefix(link, pe.base))
+	if !strings.Contains(inv.body, "Alice Nguyen") {
+		t.Errorf("the invitation does not name the patient")
+	}
+	if acc := nora.post(link, url.Values{"_csrf": {csrfFrom(t, inv.body)}}, "same-origin"); acc.status != http.StatusSeeOther {
+		t.Fatalf("accept: %d", acc.status)
+	}
+	if labs := nora.getPrivate(pe.base, "/labs"); !strings.Contains(labs.body, "viewing <strong>Alice Nguyen</strong>") {
+		t.Errorf("the guardian does not see Alice's labs")
+	}
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	if cg := alice.getPrivate(pe.base, "/caregivers"); !strings.Contains(cg.body, "Nora Nguyen") || !strings.Contains(cg.body, "Registered by a privacy officer.") {
+		t.Errorf("the patient's caregivers page does not show the registered guardian")
+	}
+	list := off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson)
+	gm := regexp.MustCompile(`name="grant" value="(\d+)"`).FindStringSubmatch(list.body)
+	if gm == nil {
+		t.Fatalf("no grant to remove:\n%s", list.body)
+	}
+	if r := off.post(pe.base+"/officer/guardians/revoke", url.Values{"_csrf": {tok}, "patient": {otherPerson}, "grant": {gm[1]}}, "same-origin"); r.status != http.StatusNotFound {
+		t.Errorf("removing the grant under another person: %d", r.status)
+	}
+	if r := off.post(pe.base+"/officer/guardians/revoke", url.Values{"_csrf": {tok}, "patient": {alicePerson}, "grant": {gm[1]}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("remove: %d", r.status)
+	}
+	if r := nora.get(pe.base + "/labs"); r.status == http.StatusOK {
+		t.Errorf("the guardian still reads the labs after removal")
+	}
+	var reasons string
+	if err := pe.pool.QueryRow(t.Context(), `SELECT string_agg(reason || '/' || role, ',' ORDER BY seq) FROM audit_events
+		WHERE action = 'consent-change' AND token_id LIKE 'proxy/%' AND patient = $1`, alicePerson).Scan(&reasons); err != nil ||
+		reasons != "proxy-registered/officer,proxy-accepted/proxy,proxy-revoked/officer" {
+		t.Errorf("audited changes %q, %v", reasons, err)
 	}
 }

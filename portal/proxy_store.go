@@ -43,6 +43,9 @@ type ProxyGrant struct {
 	Accepted      time.Time // zero while pending
 	// IncludeSensitive: the patient lets this caregiver see sensitive information too.
 	IncludeSensitive bool
+	// Evidence is, for a guardian a privacy officer registered, the officer's reference to
+	// the documents checked; "" for a patient's own invitation.
+	Evidence string
 }
 
 // LogValue redacts the grant: it holds names.
@@ -56,8 +59,10 @@ func (g ProxyGrant) Pending() bool { return g.ProxyLogin == "" }
 // Proxies keeps caregiver grants. Every change commits with its audit event.
 type Proxies interface {
 	// Invite stores a pending grant of v's person to a caregiver, reachable with the token
-	// whose SHA-256 is tokenHash until now+7 days. errs.Conflict when the patient has too
-	// many caregivers.
+	// whose SHA-256 is tokenHash until now+7 days. A privacy officer v registers a parent or
+	// legal guardian for person g.PersonID instead (g.PatientName and g.Evidence required;
+	// errs.NotFound for an unknown person). errs.Conflict when the patient has too many
+	// caregivers.
 	Invite(ctx context.Context, v Viewer, g ProxyGrant, tokenHash []byte, now time.Time) (int64, error)
 	// InviteByHash returns the pending, unexpired, unrevoked grant with that token hash;
 	// errs.NotFound otherwise, alike.
@@ -72,8 +77,8 @@ type Proxies interface {
 	ActingFor(ctx context.Context, login string) ([]ProxyGrant, error)
 	// Active returns grant id when it is active and held by login; errs.NotFound otherwise.
 	Active(ctx context.Context, id int64, login string) (ProxyGrant, error)
-	// Revoke ends grant id of v's person at once (pending or active); errs.NotFound when v
-	// has no such grant.
+	// Revoke ends grant id of v's person (for an officer, the person they act on, in
+	// v.PersonID) at once, pending or active; errs.NotFound when there is no such grant.
 	Revoke(ctx context.Context, v Viewer, id int64, now time.Time) error
 	// SetSensitive lets the caregiver of grant id of v's person see sensitive information
 	// too (on) or not, from their next request; errs.NotFound when v has no such grant.
@@ -96,7 +101,7 @@ func NewProxyStore(q db.Querier, a Auditor) *ProxyStore { return &ProxyStore{db:
 
 func proxyEvent(v Viewer, person string, id int64, reason string, at time.Time) audit.Event {
 	return audit.Event{Time: at, Action: audit.ConsentChange, Outcome: audit.Permit, Reason: reason, Actor: v.Actor,
-		Role: string(v.Role), Purpose: consent.PurposePatientRequest, Patient: person,
+		Org: v.Org, Role: string(v.Role), Purpose: consent.PurposePatientRequest, Patient: person,
 		TokenID: "proxy/" + strconv.FormatInt(id, 10), RequestID: v.RequestID, SourceIP: v.SourceIP}
 }
 
@@ -108,13 +113,13 @@ func (s *ProxyStore) change(ctx context.Context, fn func(tx db.Querier) (audit.E
 }
 
 const proxyCols = `id, person_id, patient_name, granted_by, caregiver_name, relationship, invite_expires_at,
-	coalesce(proxy_login, ''), proxy_display, created_at, accepted_at, include_sensitive`
+	coalesce(proxy_login, ''), proxy_display, created_at, accepted_at, include_sensitive, evidence`
 
 func scanProxy(row pgx.Row) (ProxyGrant, error) {
 	var g ProxyGrant
 	var accepted *time.Time
 	err := row.Scan(&g.ID, &g.PersonID, &g.PatientName, &g.GrantedBy, &g.CaregiverName, &g.Relationship, &g.InviteExpires,
-		&g.ProxyLogin, &g.ProxyDisplay, &g.Created, &accepted, &g.IncludeSensitive)
+		&g.ProxyLogin, &g.ProxyDisplay, &g.Created, &accepted, &g.IncludeSensitive, &g.Evidence)
 	if accepted != nil {
 		g.Accepted = *accepted
 	}
@@ -134,25 +139,42 @@ func (s *ProxyStore) list(ctx context.Context, op, where string, args ...any) ([
 // statement, so two concurrent invitations cannot both pass the cap.
 func (s *ProxyStore) Invite(ctx context.Context, v Viewer, g ProxyGrant, tokenHash []byte, now time.Time) (int64, error) {
 	const op = "portal.ProxyStore.Invite"
-	if v.PersonID == "" || v.Role != RolePatient || len(tokenHash) != 32 || g.CaregiverName == "" {
-		return 0, errs.E(op, errs.Invalid, "an invitation needs the patient, a caregiver's name and a token hash")
+	person, reason := v.PersonID, "proxy-invited"
+	switch {
+	case len(tokenHash) != 32 || g.CaregiverName == "":
+		return 0, errs.E(op, errs.Invalid, "an invitation needs a caregiver's name and a token hash")
+	case v.Role == RolePatient && v.PersonID != "":
+		g.Evidence = ""
+	case v.Role == RoleOfficer && g.PersonID != "" && g.PatientName != "" && g.Evidence != "" && (g.Relationship == "parent" || g.Relationship == "guardian"):
+		person, reason = g.PersonID, "proxy-registered"
+	default:
+		return 0, errs.E(op, errs.Invalid, "only the patient invites a caregiver; an officer registers a parent or guardian with the evidence checked")
 	}
 	var id int64
 	err := s.change(ctx, func(tx db.Querier) (audit.Event, error) {
+		if v.Role == RoleOfficer {
+			var live bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mpi_persons WHERE id::text = $1 AND retired_into IS NULL)`, person).Scan(&live); err != nil {
+				return audit.Event{}, db.Map(op, err)
+			}
+			if !live {
+				return audit.Event{}, errs.E(op, errs.NotFound, "no such person")
+			}
+		}
 		err := tx.QueryRow(ctx, `
-			INSERT INTO portal_proxies (person_id, patient_name, granted_by, caregiver_name, relationship, invite_hash, invite_expires_at, created_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, $8
+			INSERT INTO portal_proxies (person_id, patient_name, granted_by, caregiver_name, relationship, invite_hash, invite_expires_at, created_at, evidence)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $10
 			WHERE (SELECT count(*) FROM portal_proxies WHERE person_id = $1 AND revoked_at IS NULL
 			       AND (proxy_login IS NOT NULL OR invite_expires_at > $8)) < $9
-			RETURNING id`, v.PersonID, g.PatientName, v.Actor, g.CaregiverName, g.Relationship, tokenHash,
-			now.Add(proxyInviteTTL).UTC(), now.UTC(), maxProxies).Scan(&id)
+			RETURNING id`, person, g.PatientName, v.Actor, g.CaregiverName, g.Relationship, tokenHash,
+			now.Add(proxyInviteTTL).UTC(), now.UTC(), maxProxies, g.Evidence).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return audit.Event{}, errs.E(op, errs.Conflict, "too many caregivers")
 		}
 		if err != nil {
 			return audit.Event{}, db.Map(op, err)
 		}
-		return proxyEvent(v, v.PersonID, id, "proxy-invited", now), nil
+		return proxyEvent(v, person, id, reason, now), nil
 	})
 	return id, err
 }

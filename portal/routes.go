@@ -41,6 +41,8 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/officer/simulate", s.showOfficerSimulate, officer...)
 		e.GET("/officer/consent", s.showOfficerConsent, officer...)
 		e.POST("/officer/consent", s.recordPaperConsent, officer...)
+		e.POST("/officer/guardians", s.registerGuardian, officer...)
+		e.POST("/officer/guardians/revoke", s.revokeGuardian, officer...)
 		e.GET("/access/accounting.csv", s.downloadOwnAccounting, reader...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/disputes/close", s.closeDispute, officer...)
