@@ -778,6 +778,9 @@ func TestOfficerRecordsPaperConsent(t *testing.T) {
 		t.Fatalf("record Part 2 consent: %d %s", r.status, r.body)
 	}
 	b := html.UnescapeString(off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson).body)
+	if n := strings.Count(b, `class="flash"`); n != 1 {
+		t.Errorf("the confirmation shows %d times, want once", n)
+	}
 	for _, want := range []string{"Do not share my record for treatment", "Signed form RFC-2026-0117", "42 CFR Part 2", "Signed form SM-P2-44", "St Mary's Hospital", "In force"} {
 		if !strings.Contains(b, want) {
 			t.Errorf("officer page lacks %q", want)
