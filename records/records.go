@@ -178,7 +178,18 @@ func (s *Service) Compartment(ctx context.Context, v Viewer, person string, typ 
 // CompartmentTypes is Compartment for several types at once (at most limit of each, each
 // type's newest first, in the order of types): the person's records, consent and
 // break-the-glass are read once, and the one audit event names everything disclosed.
+// "Patient" among types stands for the person's Patient records at every member.
 func (s *Service) CompartmentTypes(ctx context.Context, v Viewer, person string, types []string, keep func(store.Stored) bool, limit int) ([]store.Stored, error) {
+	return s.compartment(ctx, v, person, types, keep, limit, audit.Query)
+}
+
+// Export is CompartmentTypes for a copy of the record that leaves Concord as a whole (the
+// patient's download): the same decisions, audited as an export rather than a query.
+func (s *Service) Export(ctx context.Context, v Viewer, person string, types []string, keep func(store.Stored) bool, limit int) ([]store.Stored, error) {
+	return s.compartment(ctx, v, person, types, keep, limit, audit.Export)
+}
+
+func (s *Service) compartment(ctx context.Context, v Viewer, person string, types []string, keep func(store.Stored) bool, limit int, action audit.Action) ([]store.Stored, error) {
 	at := s.now()
 	sources, err := s.mpi.Sources(ctx, mpistore.PersonID(person))
 	if err != nil {
@@ -203,7 +214,7 @@ func (s *Service) CompartmentTypes(ctx context.Context, v Viewer, person string,
 		}
 		all = append(all, some...)
 	}
-	ev := event(v, audit.Query, person, at)
+	ev := event(v, action, person, at)
 	var out []store.Stored
 	denied := 0
 	var lastDeny consent.Decision

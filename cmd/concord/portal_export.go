@@ -12,18 +12,18 @@ import (
 )
 
 // exportTypes are the resource types of the patient's downloadable record.
-var exportTypes = []string{"Condition", "MedicationRequest", "AllergyIntolerance", "Immunization", "Observation",
+var exportTypes = []string{"Patient", "Condition", "MedicationRequest", "AllergyIntolerance", "Immunization", "Observation",
 	"DiagnosticReport", "Procedure", "Encounter", "DocumentReference"}
 
 // exportLimit caps each type in a download (newest first).
 const exportLimit = 5000
 
-// Export implements portal.Records: one records.CompartmentTypes read of exportTypes (consent
-// decided per item, one audit event naming everything disclosed, committed first), written
+// Export implements portal.Records: one records.Export read of exportTypes (consent decided
+// per item, one export audit event naming everything disclosed, committed first), written
 // to w as a FHIR R4 Bundle of type collection. Each resource is as its member sent it, with
 // meta.source naming that member.
 func (p portalRecords) Export(ctx context.Context, v portal.Viewer, personID string, w io.Writer) error {
-	sts, err := p.rec.CompartmentTypes(ctx, p.viewer(v), personID, exportTypes, proxyKeep(v, nil), exportLimit)
+	sts, err := p.rec.Export(ctx, p.viewer(v), personID, exportTypes, proxyKeep(v, nil), exportLimit)
 	if err != nil {
 		return err
 	}

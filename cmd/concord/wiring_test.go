@@ -261,8 +261,8 @@ func TestPortalBreakGlass(t *testing.T) {
 }
 
 // TestPortalExport: the patient's download is a FHIR Bundle the strict R4 parser accepts,
-// holding her labs, problems and documents from every member with their meta.source, after
-// one audit event; her caregiver's leaves out the mental-health problem; another patient
+// holding her Patient records, labs, problems and documents from every member with their
+// meta.source, after one export audit event; her caregiver's leaves out the mental-health problem; another patient
 // gets nothing of hers.
 func TestPortalExport(t *testing.T) {
 	m := demoEnv(t)
@@ -302,12 +302,12 @@ func TestPortalExport(t *testing.T) {
 		return n, buf.String()
 	}
 	own, _ := export(ana)
-	if own["Observation"] == 0 || own["Condition"] != 3 || own["DocumentReference"] == 0 || own["MedicationRequest"] != 2 {
-		t.Fatalf("the patient's download holds %v", own)
+	if own["Patient"] != 3 || own["Observation"] == 0 || own["Condition"] != 3 || own["DocumentReference"] == 0 || own["MedicationRequest"] != 2 {
+		t.Fatalf("the patient's download holds %v; want her Patient record at each of 3 members too", own)
 	}
 	var events int
-	if err := m.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE request_id = 'export-1'`).Scan(&events); err != nil || events != 1 {
-		t.Fatalf("audit events of the download: %d, %v; want 1", events, err)
+	if err := m.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE request_id = 'export-1' AND action = 'export'`).Scan(&events); err != nil || events != 1 {
+		t.Fatalf("export audit events of the download: %d, %v; want 1", events, err)
 	}
 	carer := ana
 	carer.Role, carer.Actor, carer.RequestID = portal.RoleProxy, "iss|demo-ben", "export-2"

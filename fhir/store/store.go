@@ -166,11 +166,18 @@ func (s *Store) get(ctx context.Context, q db.Querier, typ, id string, lookup Co
 }
 
 // ByPatients returns the current, undeleted resources of type typ in the compartments of
-// the given members' Patients (patient IDs), newest first, at most limit.
+// the given members' Patients (patient IDs), newest first, at most limit. A Patient is in
+// its own compartment: for typ "Patient" it returns those Patients themselves, with
+// PatientID set to their own id.
 func (s *Store) ByPatients(ctx context.Context, typ string, patientIDs []string, limit int) ([]Stored, error) {
 	const op = "fhir.store.ByPatients"
-	rows, err := s.db.Query(ctx, `SELECT id, version, member_id, patient_id, last_updated, body FROM fhir_resources
-		WHERE patient_id = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`, patientIDs, typ, limit)
+	sql := `SELECT id, version, member_id, patient_id, last_updated, body FROM fhir_resources
+		WHERE patient_id = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`
+	if typ == "Patient" {
+		sql = `SELECT id, version, member_id, id, last_updated, body FROM fhir_resources
+		WHERE id = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`
+	}
+	rows, err := s.db.Query(ctx, sql, patientIDs, typ, limit)
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
