@@ -46,6 +46,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		scenSpec   string
 		syntheaDir string
 		hl7Dir     string
+		persons    int
 	)
 	cfg, _, err := parseConfig("bench", `bench [flags]
 
@@ -70,6 +71,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		fs.StringVar(&scenSpec, "scenarios", "", "comma-separated scenario names or name prefixes to run (default: all)")
 		fs.StringVar(&syntheaDir, "synthea", filepath.Join("..", "shared", "data", "synthea", "bundles"), "directory of raw Synthea transaction bundles for S7")
 		fs.StringVar(&hl7Dir, "hl7v2", filepath.Join("..", "shared", "data", "hl7v2"), "directory of the HL7 v2 corpora for S6 (simhospital/messages.hl7)")
+		fs.IntVar(&persons, "persons", demoPersons, "people in the bench region: the demo's, then more drawn from the same seed (benchmarks.md measures at about 46, 1000 and 10000)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the measurements (server and load generator, one process) to this file")
 	})
 	if err != nil {
@@ -127,7 +129,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	m := NewMain(cfg, io.Discard, stderr)
 	defer m.Close() // before dropDatabase (defers run last-in first-out)
-	region := demoRegion(cfg.DemoSeed)
+	region := sizedRegion(cfg.DemoSeed, persons)
 	m.demoUsers = region.users()
 	if err := m.Open(ctx); err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/bench"
 )
 
@@ -127,8 +128,10 @@ func (e *benchEnv) patientSearch() ([]bench.Scenario, error) {
 		}
 	}
 	prefix := func(s string) bool { return strings.HasPrefix(strings.ToLower(s), strings.ToLower(name)) }
-	nFamBirth := e.visibleRecords(func(p demoPerson) bool { return p.Family == ana.Family && p.BirthDate == ana.BirthDate })
-	nNameGender := e.visibleRecords(func(p demoPerson) bool { return p.Gender == gender && (prefix(p.Family) || prefix(p.Given)) })
+	// A search answers one page (the server's default size): a bigger region (--persons)
+	// fills it.
+	nFamBirth := min(fhir.DefaultCount, e.visibleRecords(func(p demoPerson) bool { return p.Family == ana.Family && p.BirthDate == ana.BirthDate }))
+	nNameGender := min(fhir.DefaultCount, e.visibleRecords(func(p demoPerson) bool { return p.Gender == gender && (prefix(p.Family) || prefix(p.Given)) }))
 	mrn := r.mrn(0, 0)
 	nIdent := 0
 	for i, p := range r.persons {

@@ -60,8 +60,18 @@ type region struct {
 	staff   []demoStaff
 }
 
+// demoPersons is the size of the demo region.
+const demoPersons = 36
+
 // demoRegion builds the synthetic region deterministically from seed.
-func demoRegion(seed int64) region {
+func demoRegion(seed int64) region { return sizedRegion(seed, demoPersons) }
+
+// sizedRegion is the demo region with n people (at least the demo's): the demo's people
+// first, then more drawn the same way from the same seed, so the same seed and size give the
+// same region byte for byte. Drawn people differ in name or birth date, so the MPI keeps
+// them apart.
+func sizedRegion(seed int64, n int) region {
+	n = max(n, demoPersons)
 	r := region{seedN: seed}
 	r.members = []demoMember{
 		{"riverside-family-clinic", "Riverside Family Clinic", "urn:oid:2.16.840.1.113883.3.9101", "RFC"},
@@ -78,9 +88,15 @@ func demoRegion(seed int64) region {
 			Street: "77 Harbor View Dr", City: "Lakeside", ZIP: "92040", Phone: "619-555-0199", SSN: "601-22-4518"},
 	)
 	streets := []string{"Oak St", "Maple Ave", "Cedar Ln", "Pine Rd", "Elm Dr", "Birch Ct", "Walnut Way", "Spruce Blvd"}
-	for i := 0; i < 34; i++ {
+	seen := map[string]bool{}
+	for len(r.persons) < n {
 		p := demoPerson{Given: given[rng.IntN(len(given))], Family: family[rng.IntN(len(family))],
 			BirthDate: fmt.Sprintf("%04d-%02d-%02d", 1935+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28))}
+		if k := p.Given + "|" + p.Family + "|" + p.BirthDate; seen[k] {
+			continue
+		} else {
+			seen[k] = true
+		}
 		p.Gender = []string{"female", "male"}[rng.IntN(2)]
 		p.Street = fmt.Sprintf("%d %s", 100+rng.IntN(9800), streets[rng.IntN(len(streets))])
 		p.City, p.ZIP = "Riverside", fmt.Sprintf("925%02d", rng.IntN(100))
