@@ -263,8 +263,27 @@ func (r region) seedRecords(ctx context.Context, m *Main) error {
 		return err
 	}
 	now := time.Now().UTC()
+	// People go in chunks, one transaction each, with statistics refreshed between them: in
+	// one transaction a region of thousands was matched with the plans of empty tables.
+	const chunk = 500
+	for from := 0; from < len(r.persons); from += chunk {
+		if from > 0 {
+			if err := m.analyze(ctx); err != nil {
+				return err
+			}
+		}
+		if err := r.seedPeople(ctx, m, rng, now, from, min(from+chunk, len(r.persons))); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seedPeople stores people [from, to) of the region with their labs in one transaction.
+func (r region) seedPeople(ctx context.Context, m *Main, rng *mrand.Rand, now time.Time, from, to int) error {
 	return db.InTx(ctx, m.pool, func(tx db.Querier) error {
-		for i, p := range r.persons {
+		for i := from; i < to; i++ {
+			p := r.persons[i]
 			var person mpistore.PersonID
 			patientIDs := map[int]string{}
 			for _, mi := range p.Members {
