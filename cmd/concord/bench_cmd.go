@@ -496,30 +496,22 @@ func (ts *tokenSource) refresh() error {
 	return nil
 }
 
-// vacuumAnalyze runs VACUUM (ANALYZE) on the bench database as the role that owns its
-// tables: the server's pool runs as concord_app, which VACUUM skips table by table.
-// analyze refreshes the planner's statistics of every table (as their owner: ANALYZE by
-// another role skips them).
-func (m *Main) analyze(ctx context.Context) error {
-	pool, err := openAdminDB(ctx, m.cfg)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, "ANALYZE"); err != nil {
-		return fmt.Errorf("analyze: %v", err)
-	}
-	return nil
-}
+// analyze refreshes the planner's statistics of every table.
+func (m *Main) analyze(ctx context.Context) error { return m.asOwner(ctx, "ANALYZE") }
 
-func (m *Main) vacuumAnalyze(ctx context.Context) error {
+// vacuumAnalyze vacuums every table and refreshes its statistics.
+func (m *Main) vacuumAnalyze(ctx context.Context) error { return m.asOwner(ctx, "VACUUM (ANALYZE)") }
+
+// asOwner runs a maintenance statement on the database as the role that owns its tables:
+// the server's pool runs as concord_app, which ANALYZE and VACUUM skip table by table.
+func (m *Main) asOwner(ctx context.Context, sql string) error {
 	pool, err := openAdminDB(ctx, m.cfg)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if _, err := pool.Exec(ctx, "VACUUM (ANALYZE)"); err != nil {
-		return fmt.Errorf("analyze: %v", err)
+	if _, err := pool.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("%s: %v", strings.ToLower(strings.Fields(sql)[0]), err)
 	}
 	return nil
 }
