@@ -62,3 +62,25 @@ func TestInTxRollsBackAndMapsErrors(t *testing.T) {
 		t.Fatalf("no rows = %v; want NotFound", err)
 	}
 }
+
+// TestOpenPlansGenerically: Concord's connections plan prepared statements once for any
+// values, unless the URL says otherwise.
+func TestOpenPlansGenerically(t *testing.T) {
+	url := testkit.DatabaseURL(t)
+	ctx := context.Background()
+	for _, tt := range []struct{ url, want string }{
+		{url, "force_generic_plan"},
+		{url + "&plan_cache_mode=auto", "auto"},
+	} {
+		pool, err := db.Open(ctx, tt.url, db.Options{MaxConns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got string
+		err = pool.QueryRow(ctx, "SHOW plan_cache_mode").Scan(&got)
+		pool.Close()
+		if err != nil || got != tt.want {
+			t.Errorf("plan_cache_mode = %q, %v; want %q", got, err, tt.want)
+		}
+	}
+}
