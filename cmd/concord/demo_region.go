@@ -92,11 +92,11 @@ func sizedRegion(seed int64, n int) region {
 	for len(r.persons) < n {
 		p := demoPerson{Given: given[rng.IntN(len(given))], Family: family[rng.IntN(len(family))],
 			BirthDate: fmt.Sprintf("%04d-%02d-%02d", 1935+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28))}
-		if k := p.Given + "|" + p.Family + "|" + p.BirthDate; seen[k] {
+		k := p.Given + "|" + p.Family + "|" + p.BirthDate
+		if seen[k] {
 			continue
-		} else {
-			seen[k] = true
 		}
+		seen[k] = true
 		p.Gender = []string{"female", "male"}[rng.IntN(2)]
 		p.Street = fmt.Sprintf("%d %s", 100+rng.IntN(9800), streets[rng.IntN(len(streets))])
 		p.City, p.ZIP = "Riverside", fmt.Sprintf("925%02d", rng.IntN(100))

@@ -171,13 +171,12 @@ func (s *Store) get(ctx context.Context, q db.Querier, typ, id string, lookup Co
 // PatientID set to their own id.
 func (s *Store) ByPatients(ctx context.Context, typ string, patientIDs []string, limit int) ([]Stored, error) {
 	const op = "fhir.store.ByPatients"
-	sql := `SELECT id, version, member_id, patient_id, last_updated, body FROM fhir_resources
-		WHERE patient_id = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`
+	compartment := "patient_id"
 	if typ == "Patient" {
-		sql = `SELECT id, version, member_id, id, last_updated, body FROM fhir_resources
-		WHERE id = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`
+		compartment = "id"
 	}
-	rows, err := s.db.Query(ctx, sql, patientIDs, typ, limit)
+	rows, err := s.db.Query(ctx, `SELECT id, version, member_id, `+compartment+`, last_updated, body FROM fhir_resources
+		WHERE `+compartment+` = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`, patientIDs, typ, limit)
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
