@@ -5,6 +5,9 @@
 #
 #   scripts/services.sh core     PostgreSQL and Redis (make demo)
 #   scripts/services.sh test     core + versitygw S3 on 127.0.0.1:7070 + Chromium (make test)
+#   scripts/services.sh restart-postgres
+#                                restarts the PostgreSQL this script starts (the Debian cluster
+#                                or the private one), for `concord bench --cold`
 #
 # It prints the environment for the tests on stdout when asked with `env`.
 set -euo pipefail
@@ -102,9 +105,27 @@ ensure_chromium() {
 	apt_install chromium fonts-dejavu-core
 }
 
+# restart_postgres restarts (fast shutdown) whichever PostgreSQL answers on 5432 that this
+# script knows how to start; another server is left alone with an error.
+restart_postgres() {
+	local ver d=$STATE/pg
+	ver=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+	export PATH=/usr/lib/postgresql/$ver/bin:$PATH
+	if [ -f "$d/data/postmaster.pid" ]; then
+		runuser -u nobody -- pg_ctl -D "$d/data" -m fast -w restart >&2
+	elif command -v pg_ctlcluster >/dev/null && [ -n "$ver" ] && pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1 == v && $2 == "main" && $4 == "online" { ok = 1 } END { exit !ok }'; then
+		pg_ctlcluster --skip-systemctl-redirect "$ver" main restart -m fast >&2
+	else
+		log "no PostgreSQL started by this script is running; restart yours yourself"; exit 1
+	fi
+	for _ in $(seq 1 60); do pg_ok && return; sleep 0.5; done
+	log "PostgreSQL does not answer after the restart"; exit 1
+}
+
 case "${1:-core}" in
 core) ensure_postgres; ensure_redis ;;
 test) ensure_postgres; ensure_redis; ensure_s3; ensure_chromium ;;
+restart-postgres) restart_postgres ;;
 env)
 	cat <<ENV
 export CONCORD_TEST_DATABASE_URL='postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable'
@@ -115,5 +136,5 @@ export CONCORD_TEST_S3_SECRET_KEY='concordtest-secret'
 export CONCORD_TEST_STRICT=1
 ENV
 	;;
-*) echo "usage: $0 core|test|env" >&2; exit 2 ;;
+*) echo "usage: $0 core|test|env|restart-postgres" >&2; exit 2 ;;
 esac

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
@@ -23,6 +24,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/concord-hie/concord/exchange"
 	"github.com/concord-hie/concord/internal/bench"
@@ -47,6 +49,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		syntheaDir string
 		hl7Dir     string
 		persons    int
+		coldCmd    string
 	)
 	cfg, _, err := parseConfig("bench", `bench [flags]
 
@@ -67,11 +70,12 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		fs.StringVar(&anchors, "anchors", "", "comma-separated anchors to run (default: all read anchors)")
 		fs.BoolVar(&noGate, "no-gate", false, "do not wait for a quiet machine before each round")
 		fs.StringVar(&tokenEnv, "token-env", "CONCORD_BENCH_TOKEN", "environment variable holding a bearer token for --fhir-base/--peer")
-		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory")
+		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory and database (to inspect them; drop the database when done)")
 		fs.StringVar(&scenSpec, "scenarios", "", "comma-separated scenario names or name prefixes to run (default: all)")
 		fs.StringVar(&syntheaDir, "synthea", filepath.Join("..", "shared", "data", "synthea", "bundles"), "directory of raw Synthea transaction bundles for S7")
 		fs.StringVar(&hl7Dir, "hl7v2", filepath.Join("..", "shared", "data", "hl7v2"), "directory of the HL7 v2 corpora for S6 (simhospital/messages.hl7)")
 		fs.IntVar(&persons, "persons", demoPersons, "people in the bench region: the demo's, then more drawn from the same seed (benchmarks.md measures at about 46, 1000 and 10000)")
+		fs.StringVar(&coldCmd, "cold", "", "shell command that restarts PostgreSQL (e.g. 'scripts/services.sh restart-postgres'): first measure every read scenario once right after it, with this run's Redis keys emptied (cold), then as usual (warm)")
 		fs.StringVar(&cpuProf, "cpuprofile", "", "write a Go CPU profile of the measurements (server and load generator, one process) to this file")
 	})
 	if err != nil {
@@ -97,7 +101,11 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	benchDB := strings.TrimPrefix(strings.TrimSuffix(u.Path, "/"), "/") + "_bench_" + strconv.Itoa(os.Getpid())
 	u.Path = "/" + benchDB
 	cfg.DatabaseURL = u.String()
-	defer dropDatabase(adminURL, benchDB, stderr)
+	if keepState {
+		fmt.Fprintf(stderr, "bench: keeping database %s\n", benchDB)
+	} else {
+		defer dropDatabase(adminURL, benchDB, stderr)
+	}
 	dataDir, err := os.MkdirTemp("", "concord-bench-")
 	if err != nil {
 		return err
@@ -119,6 +127,9 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	_, port, _ := net.SplitHostPort(cfg.HTTPAddr)
 	cfg.BaseURL = "http://127.0.0.1:" + port
 	cfg.AdminAddr, cfg.MLLPAddr, cfg.OIDCIssuer, cfg.LogLevel = "", "", "", "error"
+	// Keys of its own, so a run never reads a demo's cached decisions and a cold pass can
+	// empty them all.
+	cfg.RedisPrefix = "concord:bench:" + strconv.Itoa(os.Getpid()) + ":"
 	if sel.Any(s6Names[0]) { // S6's ingest needs the MLLP listener, on loopback
 		if cfg.MLLPAddr, err = loopbackAddr(); err != nil {
 			return err
@@ -314,6 +325,17 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		defer pprof.StopCPUProfile()
 	}
+	defer deleteRedisKeys(context.Background(), m.redis, cfg.RedisPrefix)
+	if coldCmd != "" && len(scenarios) > 0 {
+		fmt.Fprintln(stdout, "cold pass (each scenario once, right after a PostgreSQL restart with its Redis keys emptied; no ratios):")
+		ccfg := bcfg
+		ccfg.Cold = func(ctx context.Context, _ string) error { return m.coldStart(ctx, coldCmd, adminURL, stderr) }
+		if _, err := bench.Run(ctx, ccfg); err != nil {
+			return err
+		}
+		bcfg.AppendJSON = true
+		fmt.Fprintln(stdout, "\nwarm pass:")
+	}
 	if len(scenarios) > 0 || sel.All() {
 		rep, err := bench.Run(ctx, bcfg)
 		if err != nil {
@@ -501,6 +523,59 @@ func (m *Main) analyze(ctx context.Context) error { return m.asOwner(ctx, "ANALY
 
 // vacuumAnalyze vacuums every table and refreshes its statistics.
 func (m *Main) vacuumAnalyze(ctx context.Context) error { return m.asOwner(ctx, "VACUUM (ANALYZE)") }
+
+// coldStart restarts PostgreSQL with the shell command restart, waits until the database
+// answers again (at most a minute), drops the server pool's connections to the old server
+// and deletes every Redis key under the run's prefix, so the next request finds both cold.
+func (m *Main) coldStart(ctx context.Context, restart, adminURL string, stderr io.Writer) error {
+	cmd := exec.CommandContext(ctx, "sh", "-c", restart)
+	cmd.Stdout, cmd.Stderr = stderr, stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("--cold %q: %v", restart, err)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		conn, err := pgx.Connect(cctx, adminURL)
+		if err == nil {
+			err = conn.Ping(cctx)
+			conn.Close(cctx)
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("PostgreSQL does not answer after --cold: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m.pool.Reset()
+	if err := m.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("after --cold: %v", err)
+	}
+	return deleteRedisKeys(ctx, m.redis, m.cfg.RedisPrefix)
+}
+
+// deleteRedisKeys deletes every key that starts with prefix.
+func deleteRedisKeys(ctx context.Context, rdb *redis.Client, prefix string) error {
+	iter := rdb.Scan(ctx, 0, prefix+"*", 500).Iterator()
+	var keys []string
+	for iter.Next(ctx) {
+		keys = append(keys, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		return err
+	}
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		if err := rdb.Del(ctx, keys[:n]...).Err(); err != nil {
+			return err
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
 
 // asOwner runs a maintenance statement on the database as the role that owns its tables:
 // the server's pool runs as concord_app, which ANALYZE and VACUUM skip table by table.

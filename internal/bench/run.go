@@ -54,7 +54,13 @@ type Config struct {
 	Commit string
 	Seed   uint64 // also seeds key choice; default 1
 	Size   int    // dataset size (patients)
-	Phase  string // "cold" or "warm"; default "warm"
+	Phase  string // "cold" or "warm"; default "warm" ("cold" with Cold)
+
+	// Cold, when set, makes this a cold pass: no anchors and no warm-up; every scenario is
+	// measured once, right after Cold returns (Cold restarts the database and empties the
+	// caches the scenarios use), and its records are labelled "cold". A cold figure has no
+	// ratio: its anchor would be warm. An error from Cold ends the run.
+	Cold func(ctx context.Context, scenario string) error
 }
 
 // Record is one measurement of one target in one round, as written to the JSON file.
@@ -148,6 +154,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	cfg = withDefaults(cfg)
 
 	want := func(name string) bool {
+		if cfg.Cold != nil {
+			return false // a cold pass measures scenarios alone
+		}
 		if len(cfg.Anchors) == 0 {
 			return true
 		}
@@ -252,7 +261,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	refOf := map[string]*target{}
 	for _, s := range cfg.Scenarios {
 		r := s.Reference()
-		if r == "" {
+		if r == "" || cfg.Cold != nil {
 			continue
 		}
 		rt, ok := byName[r]
@@ -338,6 +347,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		rep.Gates = append(rep.Gates, g)
 		for _, s := range plan {
+			if cfg.Cold != nil {
+				if err := cfg.Cold(ctx, s.t.name); err != nil {
+					return nil, errs.E(op, errs.Unavailable, "cold restart before "+s.t.name, err)
+				}
+			}
 			var ref measured
 			if s.ref != nil {
 				var err error
@@ -452,6 +466,9 @@ func validate(cfg Config, want func(string) bool) error {
 	}
 	for _, s := range cfg.Scenarios {
 		r := s.Reference()
+		if cfg.Cold != nil {
+			continue // a cold pass runs no references
+		}
 		if r == s.ScenarioName() {
 			return errs.E(op, errs.Invalid, "scenario "+r+" refers to itself")
 		}
@@ -472,10 +489,13 @@ func withDefaults(c Config) Config {
 	if c.Duration <= 0 {
 		c.Duration = 5 * time.Second
 	}
+	if c.Cold != nil {
+		c.Warmup, c.Rounds, c.Phase = -1, 1, "cold"
+	}
 	if c.Warmup == 0 {
 		c.Warmup = min(c.Duration/5, time.Second)
 	}
-	if c.Rounds < 2 {
+	if c.Rounds < 2 && c.Cold == nil {
 		c.Rounds = 2
 	}
 	if c.Timeout <= 0 {

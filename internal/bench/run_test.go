@@ -5,12 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -319,5 +321,47 @@ func TestDenyStatusAndFuncResources(t *testing.T) {
 	}
 	if _, _, err := (FuncScenario{Name: "x", Metric: Resources, NewOp: load.NewOp}).build(&runEnv{}); errs.CodeOf(err) != errs.Invalid {
 		t.Errorf("resources without Items: %v", err)
+	}
+}
+
+// TestColdPass needs no services: a cold pass calls Cold right before each scenario, measures
+// each once without its anchor, labels the records "cold", and stops at a failing Cold.
+func TestColdPass(t *testing.T) {
+	var served atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		fmt.Fprint(w, "ok")
+	}))
+	defer srv.Close()
+	var colds []string
+	var servedAtCold []int64
+	cfg := Config{Duration: 50 * time.Millisecond, Gate: Gate{Disabled: true}, Anchors: []string{AnchorHello},
+		Scenarios: []Scenario{
+			HTTPScenario{Name: "a", URL: srv.URL + "/a", Anchor: AnchorHello, Conns: 2},
+			HTTPScenario{Name: "b", URL: srv.URL + "/b", Anchor: "a", Conns: 2},
+		},
+		Cold: func(_ context.Context, name string) error {
+			colds = append(colds, name)
+			servedAtCold = append(servedAtCold, served.Load())
+			return nil
+		}}
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(colds, []string{"a", "b"}) || servedAtCold[0] != 0 || servedAtCold[1] == servedAtCold[0] {
+		t.Fatalf("cold before %v with %v requests served; want a then b, nothing before a (no warm-up)", colds, servedAtCold)
+	}
+	if len(rep.Records) != 2 {
+		t.Fatalf("%d records, want one per scenario and no anchor: %+v", len(rep.Records), rep.Records)
+	}
+	for _, r := range rep.Records {
+		if r.Phase != "cold" || r.Round != 1 || r.Kind != "scenario" || r.Ratio != nil || r.Value <= 0 {
+			t.Errorf("record %+v: want a cold scenario figure without a ratio", r)
+		}
+	}
+	cfg.Cold = func(context.Context, string) error { return errors.New("restart failed") }
+	if _, err := Run(context.Background(), cfg); errs.CodeOf(err) != errs.Unavailable {
+		t.Fatalf("failing Cold: %v, want errs.Unavailable", err)
 	}
 }
