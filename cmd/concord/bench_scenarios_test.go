@@ -144,3 +144,28 @@ func TestBenchWithPass(t *testing.T) {
 		t.Errorf("pass 3: %q %q, want %q", again, id, want)
 	}
 }
+
+// A bigger region starts with the demo's people unchanged and spreads the people it adds
+// over regionFamilies, as thinly as benchmarks.md's 46 cloned patients (about 2 % each).
+func TestSizedRegionKeepsTheDemoAndSpreadsFamilies(t *testing.T) {
+	const seed = 20260301
+	demo, big := demoRegion(seed), sizedRegion(seed, 10000)
+	if !slices.EqualFunc(demo.persons, big.persons[:demoPersons], func(a, b demoPerson) bool { return fmt.Sprint(a) == fmt.Sprint(b) }) {
+		t.Fatal("the first people of a bigger region differ from the demo's")
+	}
+	if len(big.persons) != 10000 {
+		t.Fatalf("%d people, want 10000", len(big.persons))
+	}
+	n := map[string]int{}
+	for _, p := range big.persons {
+		n[p.Family]++
+	}
+	if len(n) != len(regionFamilies)+1 { // and the demo's Rivera
+		t.Errorf("%d families, want %d", len(n), len(regionFamilies)+1)
+	}
+	for f, c := range n {
+		if c > 300 {
+			t.Errorf("%d people named %s (%.1f %%): want about 2 %% each", c, f, float64(c)/100)
+		}
+	}
+}

@@ -69,7 +69,9 @@ func demoRegion(seed int64) region { return sizedRegion(seed, demoPersons) }
 // sizedRegion is the demo region with n people (at least the demo's): the demo's people
 // first, then more drawn the same way from the same seed, so the same seed and size give the
 // same region byte for byte. Drawn people differ in name or birth date, so the MPI keeps
-// them apart.
+// them apart. People beyond the demo's take their family name from a wider list of 46
+// (regionFamilies), so a family is as common in a big region as in benchmarks.md's, which
+// clones 46 Synthea patients: about 2 % of people each, not the demo list's 6 %.
 func sizedRegion(seed int64, n int) region {
 	n = max(n, demoPersons)
 	r := region{seedN: seed}
@@ -90,7 +92,11 @@ func sizedRegion(seed int64, n int) region {
 	streets := []string{"Oak St", "Maple Ave", "Cedar Ln", "Pine Rd", "Elm Dr", "Birch Ct", "Walnut Way", "Spruce Blvd"}
 	seen := map[string]bool{}
 	for len(r.persons) < n {
-		p := demoPerson{Given: given[rng.IntN(len(given))], Family: family[rng.IntN(len(family))],
+		fams := family
+		if len(r.persons) >= demoPersons {
+			fams = regionFamilies
+		}
+		p := demoPerson{Given: given[rng.IntN(len(given))], Family: fams[rng.IntN(len(fams))],
 			BirthDate: fmt.Sprintf("%04d-%02d-%02d", 1935+rng.IntN(70), 1+rng.IntN(12), 1+rng.IntN(28))}
 		k := p.Given + "|" + p.Family + "|" + p.BirthDate
 		if seen[k] {
@@ -121,6 +127,14 @@ func sizedRegion(seed int64, n int) region {
 	}
 	return r
 }
+
+// regionFamilies are the family names of the people a bigger region adds to the demo's:
+// the demo's 16 and 30 more, 46 in all.
+var regionFamilies = []string{"Garcia", "Nguyen", "Johnson", "Patel", "Kowalski", "Haddad", "Smith", "Okafor",
+	"Lindqvist", "Moreno", "Chen", "Baker", "Adeyemi", "Novak", "Murphy", "Rossi",
+	"Williams", "Brown", "Jones", "Miller", "Davis", "Rodriguez", "Martinez", "Hernandez", "Lopez", "Wilson",
+	"Anderson", "Thomas", "Taylor", "Moore", "Jackson", "Martin", "Lee", "Thompson", "White", "Harris",
+	"Clark", "Lewis", "Robinson", "Walker", "Young", "Allen", "King", "Wright", "Scott", "Torres"}
 
 // users returns the logins of the embedded development OIDC provider.
 func (r region) users() []devoidc.User {
