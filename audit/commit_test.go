@@ -97,18 +97,22 @@ func TestAppendKeepsColumns(t *testing.T) {
 }
 
 // BenchmarkAppendSerial measures one appender's Append latency (no company to wait for), the
-// round trips of one group commit:
+// round trips of one group commit, without a MaxWait (the default) and with one:
 //
 //	go test -run XXX -bench AppendSerial -benchtime 2000x ./audit
 func BenchmarkAppendSerial(b *testing.B) {
-	pool := testkit.DB(b)
-	l := newLog(b, pool, audit.Config{CheckpointEvery: -1, MaxWait: time.Microsecond})
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if err := l.Append(ctx, ev(i)); err != nil {
-			b.Fatal(err)
-		}
+	for _, wait := range []time.Duration{0, 200 * time.Microsecond} {
+		b.Run(fmt.Sprintf("maxwait=%v", wait), func(b *testing.B) {
+			pool := testkit.DB(b)
+			l := newLog(b, pool, audit.Config{CheckpointEvery: -1, MaxWait: wait})
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := l.Append(ctx, ev(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 

@@ -21,7 +21,11 @@ type Config struct {
 	// MaxBatch caps the events group-committed in one transaction; 0 means 512.
 	MaxBatch int
 	// MaxWait is how long the committer collects events after the first one arrives when
-	// nothing else is queued; 0 means 200 µs.
+	// nothing else is queued. 0 (or less) sends at once, which is the default: under load a
+	// batch forms while the one before it commits, and waiting only delays a lone request,
+	// by more than MaxWait when the process is idle, since Go's sleeping timers wake in
+	// whole milliseconds then (go test ./audit -run '^$' -bench AppendSerial -count 2: 1.34 ms
+	// per Append without a wait against 2.8–3.3 ms with 200 µs, one run on these machines).
 	MaxWait time.Duration
 	// MaxInFlight caps the batches sent and not yet committed; each holds a pool connection
 	// while it waits for the previous one's commit. 0 means 1: one batch after another, each
@@ -84,9 +88,6 @@ type pending struct {
 func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Log, error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
-	}
-	if cfg.MaxWait <= 0 {
-		cfg.MaxWait = 200 * time.Microsecond
 	}
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = 1
@@ -306,7 +307,7 @@ func (l *Log) commitLoop() {
 				break drain
 			}
 		}
-		if open && len(batch) == 1 {
+		if open && len(batch) == 1 && l.cfg.MaxWait > 0 {
 			timer.Reset(l.cfg.MaxWait)
 		collect:
 			for len(batch) < l.cfg.MaxBatch {
