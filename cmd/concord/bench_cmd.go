@@ -47,6 +47,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cpuProf    string
 		scenSpec   string
 		syntheaDir string
+		notesPath  string
 		hl7Dir     string
 		persons    int
 		coldCmd    string
@@ -73,6 +74,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		fs.BoolVar(&keepState, "keep", false, "keep the bench data directory and database (to inspect them; drop the database when done)")
 		fs.StringVar(&scenSpec, "scenarios", "", "comma-separated scenario names or name prefixes to run (default: all)")
 		fs.StringVar(&syntheaDir, "synthea", filepath.Join("..", "shared", "data", "synthea", "bundles"), "directory of raw Synthea transaction bundles for S7")
+		fs.StringVar(&notesPath, "notes", filepath.Join("..", "shared", "data", "synthea", "bulk-10", "DocumentReference.000.ndjson"), "Synthea clinical notes (NDJSON DocumentReferences) for S4")
 		fs.StringVar(&hl7Dir, "hl7v2", filepath.Join("..", "shared", "data", "hl7v2"), "directory of the HL7 v2 corpora for S6 (simhospital/messages.hl7)")
 		fs.IntVar(&persons, "persons", demoPersons, "people in the bench region: the demo's, then more drawn from the same seed (benchmarks.md measures at about 46, 1000 and 10000)")
 		fs.StringVar(&coldCmd, "cold", "", "shell command that restarts PostgreSQL (e.g. 'scripts/services.sh restart-postgres'): first measure every read scenario once right after it, with this run's Redis keys emptied (cold), then as usual (warm)")
@@ -237,6 +239,13 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		scenarios = append(scenarios, ss...)
 	}
+	if sel.Any(s4Names...) {
+		ss, err := env.docSearch(notesPath)
+		if err != nil {
+			return fmt.Errorf("S4: %v", err)
+		}
+		scenarios = append(scenarios, ss...)
+	}
 	if sel.Any(s5Names...) {
 		ss, err := env.documents(s3Workers)
 		if err != nil {
@@ -377,7 +386,7 @@ const s3Workers = 8
 
 // benchScenarioNames are the scenarios `concord bench` knows, in run order (a query list's
 // scenarios are named after its queries and always selected).
-var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s5Names, s6Names, s7Names)
+var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s4Names, s5Names, s6Names, s7Names)
 
 // referencedAnchors returns the anchors the scenarios are ratios to.
 func referencedAnchors(ss []bench.Scenario) []string {

@@ -66,6 +66,28 @@ func TestBenchAnswerChecks(t *testing.T) {
 		t.Errorf("full page: %v", err)
 	}
 
+	docs := func(n int, typ, mode string) []byte {
+		es := slices.Repeat([]string{fmt.Sprintf(`{"resource":{"resourceType":%q},"search":{"mode":%q}}`, typ, mode)}, n)
+		return []byte(`{"resourceType":"Bundle","entry":[` + strings.Join(es, ",") + `]}`)
+	}
+	if err := docPage(3)(200, docs(3, "DocumentReference", "match")); err != nil {
+		t.Errorf("good document page: %v", err)
+	}
+	if err := docPage(354)(200, docs(50, "DocumentReference", "match")); err != nil {
+		t.Errorf("full document page: %v", err)
+	}
+	for name, body := range map[string][]byte{
+		"short":     docs(2, "DocumentReference", "match"),
+		"long":      docs(51, "DocumentReference", "match"),
+		"other":     docs(3, "Binary", "match"),
+		"included":  docs(3, "DocumentReference", "include"),
+		"not found": []byte(`{"resourceType":"OperationOutcome"}`),
+	} {
+		if docPage(3)(200, body) == nil && name != "long" || name == "long" && docPage(354)(200, body) == nil {
+			t.Errorf("document page %s passed", name)
+		}
+	}
+
 	if wantCount(3)(200, []byte(`{"resourceType":"Bundle","total":3}`)) != nil || wantCount(3)(200, []byte(`{"resourceType":"Bundle","total":4}`)) == nil {
 		t.Error("wantCount")
 	}
