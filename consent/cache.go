@@ -67,6 +67,15 @@ type Cache struct {
 
 const memoMax = 4096
 
+// Forget drops the decoded entries held in process, so the next lookups go to Redis (or,
+// when Redis has none, to the source). The bench's cold pass uses it; correctness never
+// needs it, since an entry's key carries the consent versions it was read at.
+func (c *Cache) Forget() {
+	c.mu.Lock()
+	clear(c.memo)
+	c.mu.Unlock()
+}
+
 // NewCache returns src decorated with the Redis cache rdb.
 func NewCache(src VersionedSource, rdb redis.UniversalClient, opts CacheOptions) *Cache {
 	if opts.TTL <= 0 {

@@ -92,6 +92,12 @@ func TestCacheFollowsVersions(t *testing.T) {
 	if n, _ := rdb.Exists(ctx, c.Key(person, consent.Versions{Policy: 1})).Result(); n != 1 {
 		t.Fatal("no entry under the current versions")
 	}
+	// Forget empties the memo: with the Redis entry gone too, the next lookup reads the source.
+	c.Forget()
+	rdb.Del(ctx, c.Key(person, consent.Versions{Policy: 1}))
+	if !decide() || src.currents != 2 {
+		t.Fatalf("after Forget and the Redis entry deleted: source read %d times, want 2", src.currents)
+	}
 	// A save bumps the version: the next call misses and sees the revoke.
 	src.save(append(consent.DefaultPolicies(consent.PolicyConfig{}), optOut(consent.StatusActive)))
 	if decide() {

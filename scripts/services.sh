@@ -109,10 +109,10 @@ ensure_chromium() {
 # script knows how to start; another server is left alone with an error.
 restart_postgres() {
 	local ver d=$STATE/pg
-	ver=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)
+	ver=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1) || true
 	export PATH=/usr/lib/postgresql/$ver/bin:$PATH
 	if [ -f "$d/data/postmaster.pid" ]; then
-		runuser -u nobody -- pg_ctl -D "$d/data" -m fast -w restart >&2
+		runuser -u nobody -- pg_ctl -D "$d/data" -l "$d/pg.log" -m fast -w restart >&2
 	elif command -v pg_ctlcluster >/dev/null && [ -n "$ver" ] && pg_lsclusters -h 2>/dev/null | awk -v v="$ver" '$1 == v && $2 == "main" && $4 == "online" { ok = 1 } END { exit !ok }'; then
 		pg_ctlcluster --skip-systemctl-redirect "$ver" main restart -m fast >&2
 	else

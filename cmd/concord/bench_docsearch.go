@@ -24,8 +24,10 @@ const s4Bundle = 100
 // the Synthea clinical notes of notesPath (1,215 DocumentReferences about 13 patients, with
 // their text inline) through the API as member 0's transaction Bundles, each Synthea patient
 // becoming a region person member 0 knows. Each note keeps its status, type, category, date
-// and bytes; its server id is assigned on POST, and its author and custodian, conditional
-// references to resources that were never sent, keep only their display text. The query
+// and bytes; its server id is assigned on POST, and its author and custodian (conditional
+// references to Practitioners and Organizations that were never sent) keep only their
+// display text. context.encounter stays as sent: a reference to an Encounter not in the
+// store, which FHIR allows. The query
 // names the person with the most notes; the expected counts come from the stored rows.
 func (e *benchEnv) docSearch(notesPath string) ([]bench.Scenario, error) {
 	w, err := e.write(0)

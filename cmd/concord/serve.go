@@ -67,6 +67,8 @@ type Main struct {
 	devS3   *devs3.Server
 	devOIDC *devoidc.Server
 	audit   *audit.Log
+	// consentCaches are the consent caches built by wiring, for the bench's cold pass.
+	consentCaches []*consent.Cache
 
 	directory *directory.Store
 	fhir      *store.Store

@@ -32,7 +32,9 @@ func (m *Main) consentDirectives(ctx context.Context) (*consent.Cache, error) {
 		m.log.Info("regional default consent policies stored", "count", n)
 	}
 	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
-	return consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log}), nil
+	c := consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log})
+	m.consentCaches = append(m.consentCaches, c)
+	return c, nil
 }
 
 // consentAPI returns the exchange's consent routes (FHIR Consent, $break-glass,
@@ -41,8 +43,10 @@ func (m *Main) consentDirectives(ctx context.Context) (*consent.Cache, error) {
 func (m *Main) consentAPI() *exchange.ConsentAPI {
 	cs := consent.NewStore()
 	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
+	c := consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log})
+	m.consentCaches = append(m.consentCaches, c)
 	return exchange.NewConsentAPI(m.exchange, exchange.ConsentDeps{Store: cs, Directives: src,
-		Cache:      consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log}),
+		Cache:      c,
 		BreakGlass: records.NewBreakGlassStore(m.pool), Policy: consent.BreakGlassPolicy{MaxDuration: m.cfg.BreakGlass}, Audit: m.audit})
 }
 
