@@ -174,34 +174,4 @@ func (e *benchEnv) docSearch(notesPath string) ([]bench.Scenario, error) {
 
 // docPage checks the first page of a DocumentReference search with n matches: min(n, 50)
 // entries, each a matching DocumentReference, and a total of n when the page has one.
-func docPage(n int) func(int, []byte) error {
-	return func(_ int, body []byte) error {
-		var b struct {
-			ResourceType string `json:"resourceType"`
-			Total        *int   `json:"total"`
-			Entry        []struct {
-				Resource struct {
-					ResourceType string `json:"resourceType"`
-				} `json:"resource"`
-				Search struct {
-					Mode string `json:"mode"`
-				} `json:"search"`
-			} `json:"entry"`
-		}
-		if err := json.Unmarshal(body, &b); err != nil || b.ResourceType != "Bundle" {
-			return fmt.Errorf("answer is not a Bundle")
-		}
-		if b.Total != nil && *b.Total != n {
-			return fmt.Errorf("total %d, want %d", *b.Total, n)
-		}
-		if len(b.Entry) != min(n, 50) {
-			return fmt.Errorf("%d entries, want %d", len(b.Entry), min(n, 50))
-		}
-		for i, e := range b.Entry {
-			if e.Resource.ResourceType != "DocumentReference" || e.Search.Mode != "match" {
-				return fmt.Errorf("entry %d is a %s (%s)", i, e.Resource.ResourceType, e.Search.Mode)
-			}
-		}
-		return nil
-	}
-}
+func docPage(n int) func(int, []byte) error { return firstPage("DocumentReference", n, false) }

@@ -304,7 +304,12 @@ func sampled(n int, check func(int, []byte) error) func(int, []byte) error {
 
 // labPage checks the first page of a lab search with n matches: min(n, 50) entries, each a
 // match, newest first, and a total of n when the page has one.
-func labPage(n int) func(int, []byte) error {
+func labPage(n int) func(int, []byte) error { return firstPage("Observation", n, true) }
+
+// firstPage checks the first page of a search of typ with n matches: min(n, 50) entries,
+// each a match of typ, a total of n when the page has one and, with newestFirst, entries
+// sorted by effectiveDateTime, newest first.
+func firstPage(typ string, n int, newestFirst bool) func(int, []byte) error {
 	return func(_ int, body []byte) error {
 		var b struct {
 			ResourceType string `json:"resourceType"`
@@ -330,8 +335,11 @@ func labPage(n int) func(int, []byte) error {
 		}
 		var prev time.Time
 		for i, e := range b.Entry {
-			if e.Resource.ResourceType != "Observation" || e.Search.Mode != "match" {
+			if e.Resource.ResourceType != typ || e.Search.Mode != "match" {
 				return fmt.Errorf("entry %d is a %s (%s)", i, e.Resource.ResourceType, e.Search.Mode)
+			}
+			if !newestFirst {
+				continue
 			}
 			at, err := time.Parse(time.RFC3339, e.Resource.Effective)
 			if err != nil {
