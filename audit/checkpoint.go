@@ -230,6 +230,9 @@ func makeCheckpoint(ctx context.Context, tx db.Querier, key ed25519.PrivateKey, 
 	return c, nil
 }
 
+// checkpointTimeout is the least time the checkpoint loop gives one checkpoint.
+const checkpointTimeout = 10 * time.Second
+
 // checkpointLoop writes a checkpoint every CheckpointEvery and keeps next month's partition
 // ready, until ctx ends.
 func (l *Log) checkpointLoop(ctx context.Context) {
@@ -242,7 +245,9 @@ func (l *Log) checkpointLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		cctx, cancel := context.WithTimeout(ctx, l.cfg.CheckpointEvery)
+		// At least checkpointTimeout, however short the interval: a slow database delays
+		// the next tick rather than failing every checkpoint.
+		cctx, cancel := context.WithTimeout(ctx, max(l.cfg.CheckpointEvery, checkpointTimeout))
 		if err := l.EnsurePartitions(cctx, l.cfg.Now(), 2); err != nil {
 			l.log.Error("audit: ensure partitions", "err", err)
 		}
