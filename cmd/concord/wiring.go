@@ -31,10 +31,14 @@ func (m *Main) consentDirectives(ctx context.Context) (*consent.Cache, error) {
 	if n > 0 {
 		m.log.Info("regional default consent policies stored", "count", n)
 	}
-	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
+	return m.consentCache(records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)), nil
+}
+
+// consentCache returns src behind the Redis consent cache and keeps it in m.consentCaches.
+func (m *Main) consentCache(src consent.VersionedSource) *consent.Cache {
 	c := consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log})
 	m.consentCaches = append(m.consentCaches, c)
-	return c, nil
+	return c
 }
 
 // consentAPI returns the exchange's consent routes (FHIR Consent, $break-glass,
@@ -43,10 +47,8 @@ func (m *Main) consentDirectives(ctx context.Context) (*consent.Cache, error) {
 func (m *Main) consentAPI() *exchange.ConsentAPI {
 	cs := consent.NewStore()
 	src := records.NewStoreDirectives(m.pool, cs, 2*time.Second, nil)
-	c := consent.NewCache(src, m.redis, consent.CacheOptions{Prefix: m.cfg.RedisPrefix, Logger: m.log})
-	m.consentCaches = append(m.consentCaches, c)
 	return exchange.NewConsentAPI(m.exchange, exchange.ConsentDeps{Store: cs, Directives: src,
-		Cache:      c,
+		Cache:      m.consentCache(src),
 		BreakGlass: records.NewBreakGlassStore(m.pool), Policy: consent.BreakGlassPolicy{MaxDuration: m.cfg.BreakGlass}, Audit: m.audit})
 }
 
