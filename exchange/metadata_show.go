@@ -60,6 +60,9 @@ var typeOperations = map[string][]operationCap{
 		{Name: "ihe-pix", Definition: "https://profiles.ihe.net/ITI/PIXm/OperationDefinition/IHE.PIXm.pix"},
 		{Name: "consent-preview", Definition: "https://concord.example/fhir/OperationDefinition/consent-preview"},
 	},
+	"Group": { // Bulk Data over the caller's rosters (bulk.go)
+		{Name: "export", Definition: "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"},
+	},
 	"Subscription": {
 		{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"},
 		{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"},
@@ -134,15 +137,18 @@ func (s *Server) showMetadata(c echo.Context) error {
 			"description": "Concord regional health information exchange",
 			"url":         s.FHIRBase(),
 		},
-		"fhirVersion": "4.0.1",
-		"format":      []string{"json"},
+		"instantiates": []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
+		"fhirVersion":  "4.0.1",
+		"format":       []string{"json"},
 		"rest": []map[string]any{{
 			"mode": "server",
 			"documentation": "42 CFR Part 2 records (meta.security 42CFRPart2) are released only under the patient's consent naming the recipient. " +
 				"Each one released carries NORDSCLCD in meta.security and the meta extension " + extPart2Disclosure +
 				" (notice: the 42 CFR 2.32 text; regulation; basis; summary; consent: Reference to the permitting Consent; consentVersion). " +
 				"A search Bundle holding one adds an OperationOutcome entry (search.mode outcome) with the notice; " +
-				"Binary content of a Part 2 document answers with the " + headerPart2Notice + " header and Link rel=" + relPart2Notice + " and rel=" + relPart2Consent + ".",
+				"Binary content of a Part 2 document answers with the " + headerPart2Notice + " header and Link rel=" + relPart2Notice + " and rel=" + relPart2Consent + ". " +
+				"Bulk Data export (Group/[id]/$export over the caller's rosters; _type, _since, _outputFormat) leaves Part 2 records out: " +
+				"an NDJSON line cannot carry their notice, so they are disclosed only by read and search.",
 			"security": map[string]any{
 				"service": []map[string]any{{"coding": []coding{{System: "http://terminology.hl7.org/CodeSystem/restful-security-service", Code: "SMART-on-FHIR"}}}},
 				"extension": []map[string]any{{

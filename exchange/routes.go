@@ -28,11 +28,18 @@ func (s *Server) routes(e *echo.Echo) {
 		e.GET("/fhir/Binary/:id/_history/:vid", historyNotServed, s.authenticate)
 	}
 
+	if s.Notify != nil { // Bulk Data files: NDJSON, outside the JSON-only group
+		e.GET("/fhir/$export-file/:job/:type", s.exportFile, noStore, s.authenticate)
+	}
+
 	a := f.Group("", s.authenticate)
 	a.GET("/AuditEvent", s.searchAuditEvents)
 	if s.Notify != nil { // notifications out (notify): rosters and Backport Subscriptions
 		a.POST("/Group", s.createRoster)
 		a.PUT("/Group/:id", s.updateRoster)
+		a.GET("/Group/:id/$export", s.exportGroup) // Bulk Data over the member's rosters
+		a.GET("/$export-status/:job", s.exportStatus)
+		a.DELETE("/$export-status/:job", s.cancelExport)
 		a.POST("/Subscription", s.createSubscription)
 		a.GET("/Subscription", s.searchSubscriptions)
 		a.GET("/Subscription/:id", s.readSubscription)

@@ -189,6 +189,23 @@ func (s *Service) Export(ctx context.Context, v Viewer, person string, types []s
 	return s.compartment(ctx, v, person, types, keep, limit, audit.Export)
 }
 
+// ExportBulk is Export for one file of a Bulk Data export to the member system v: the
+// person's consent-filtered regional resources of type typ whose last update falls in
+// [since, until] (since zero: from the start), every one of them (no limit), audited as
+// one export event for the person before it returns. 42 CFR Part 2 records are left out:
+// an NDJSON line cannot carry the redisclosure notice that must travel with them (§2.32),
+// so they are disclosed one by one (read, search), never in bulk.
+func (s *Service) ExportBulk(ctx context.Context, v Viewer, person, typ string, since, until time.Time) ([]store.Stored, error) {
+	keep := func(st store.Stored) bool {
+		if st.LastUpdated.Before(since) || st.LastUpdated.After(until) {
+			return false
+		}
+		_, labels := classOf(st)
+		return !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role})
+	}
+	return s.compartment(ctx, v, person, []string{typ}, keep, 0, audit.Export)
+}
+
 func (s *Service) compartment(ctx context.Context, v Viewer, person string, types []string, keep func(store.Stored) bool, limit int, action audit.Action) ([]store.Stored, error) {
 	at := s.now()
 	sources, err := s.mpi.Sources(ctx, mpistore.PersonID(person))

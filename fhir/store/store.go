@@ -166,9 +166,9 @@ func (s *Store) get(ctx context.Context, q db.Querier, typ, id string, lookup Co
 }
 
 // ByPatients returns the current, undeleted resources of type typ in the compartments of
-// the given members' Patients (patient IDs), newest first, at most limit. A Patient is in
-// its own compartment: for typ "Patient" it returns those Patients themselves, with
-// PatientID set to their own id.
+// the given members' Patients (patient IDs), newest first, at most limit (all of them when
+// limit is zero or less). A Patient is in its own compartment: for typ "Patient" it
+// returns those Patients themselves, with PatientID set to their own id.
 func (s *Store) ByPatients(ctx context.Context, typ string, patientIDs []string, limit int) ([]Stored, error) {
 	const op = "fhir.store.ByPatients"
 	compartment := "patient_id"
@@ -176,7 +176,7 @@ func (s *Store) ByPatients(ctx context.Context, typ string, patientIDs []string,
 		compartment = "id"
 	}
 	rows, err := s.db.Query(ctx, `SELECT id, version, member_id, `+compartment+`, last_updated, body FROM fhir_resources
-		WHERE `+compartment+` = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`, patientIDs, typ, limit)
+		WHERE `+compartment+` = ANY($1) AND type = $2 AND NOT deleted ORDER BY last_updated DESC, id LIMIT $3`, patientIDs, typ, pgLimit(limit))
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
@@ -186,6 +186,14 @@ func (s *Store) ByPatients(ctx context.Context, typ string, patientIDs []string,
 		return st, err
 	})
 	return out, db.Map(op, err)
+}
+
+// pgLimit is a LIMIT argument: limit, or NULL (no limit) when limit is zero or less.
+func pgLimit(limit int) any {
+	if limit <= 0 {
+		return nil
+	}
+	return limit
 }
 
 // Idempotent looks up a member's idempotency key. It returns errs.NotFound when the key is new.
