@@ -63,6 +63,17 @@ func (s Scope) String() string { return s.Context + "/" + s.Resource + "." + s.O
 // access (system/BreakGlass.c). Grant never derives it from a wildcard registration.
 const BreakGlassResource = "BreakGlass"
 
+// BulkExportResource is the scope resource name that lets a client export its rosters'
+// records in bulk (system/BulkExport.r, Group/{id}/$export). Like BreakGlassResource, a
+// wildcard registration never covers it: population-level export is an explicit decision
+// at registration.
+const BulkExportResource = "BulkExport"
+
+// explicitOnly reports whether a scope on resource must be registered by name.
+func explicitOnly(resource string) bool {
+	return resource == BreakGlassResource || resource == BulkExportResource
+}
+
 // Scopes is a granted scope set.
 type Scopes []Scope
 
@@ -78,9 +89,10 @@ func (ss Scopes) Allows(resourceType string, op byte) bool {
 
 // Grant intersects the requested scopes with the registered ones: each requested scope is
 // kept with the operations that some registered scope of the same context allows. Unknown
-// or malformed requested scopes are an error. The break-the-glass scope (BreakGlassResource)
-// is granted only from a registered scope that names it: a wildcard registration never
-// covers it, since emergency access must be an explicit decision at registration.
+// or malformed requested scopes are an error. The break-the-glass and bulk export scopes
+// (BreakGlassResource, BulkExportResource) are granted only from a registered scope that
+// names them: a wildcard registration never covers them, since emergency access and
+// population-level export must be explicit decisions at registration.
 func Grant(requested string, registered []string) (Scopes, error) {
 	var reg Scopes
 	for _, r := range registered {
@@ -99,7 +111,7 @@ func Grant(requested string, registered []string) (Scopes, error) {
 		var ops []byte
 		for i := 0; i < len(s.Ops); i++ {
 			for _, r := range reg {
-				covers := r.Resource == s.Resource || (r.Resource == "*" && s.Resource != BreakGlassResource)
+				covers := r.Resource == s.Resource || (r.Resource == "*" && !explicitOnly(s.Resource))
 				if r.Context == s.Context && covers && strings.IndexByte(r.Ops, s.Ops[i]) >= 0 {
 					ops = append(ops, s.Ops[i])
 					break

@@ -121,6 +121,8 @@ func TestGrant(t *testing.T) {
 		{"wildcard registration does not grant break-the-glass", "system/BreakGlass.c", []string{"system/*.cruds"}, "", errs.Forbidden},
 		{"wildcard registration: break-the-glass dropped, rest kept", "system/BreakGlass.c system/Observation.c", []string{"system/*.cruds"}, "system/Observation.c", 0},
 		{"break-the-glass registered by name", "system/BreakGlass.c", []string{"system/*.rs", "system/BreakGlass.c"}, "system/BreakGlass.c", 0},
+		{"wildcard registration does not grant bulk export", "system/BulkExport.r", []string{"system/*.cruds"}, "", errs.Forbidden},
+		{"bulk export registered by name", "system/BulkExport.r system/Group.r", []string{"system/*.rs", "system/BulkExport.r"}, "system/BulkExport.r system/Group.r", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

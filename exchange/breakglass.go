@@ -10,6 +10,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/records"
@@ -21,9 +22,13 @@ import (
 const ScopeBreakGlass = "system/BreakGlass.c"
 
 // mayBreakGlass reports whether the token names the BreakGlass scope explicitly.
-func mayBreakGlass(c echo.Context) bool {
+func mayBreakGlass(c echo.Context) bool { return hasNamedScope(c, directory.BreakGlassResource, 'c') }
+
+// hasNamedScope reports whether the token holds a system scope that names resource (a
+// wildcard does not count) with interaction op: the scopes Grant gives only explicitly.
+func hasNamedScope(c echo.Context, resource string, op byte) bool {
 	for _, s := range principal(c).Scopes {
-		if s.Resource == "BreakGlass" && s.Context == "system" && bytes.IndexByte([]byte(s.Ops), 'c') >= 0 {
+		if s.Resource == resource && s.Context == "system" && bytes.IndexByte([]byte(s.Ops), op) >= 0 {
 			return true
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
@@ -25,15 +25,25 @@ import (
 // Bulk Data export (FHIR Bulk Data Access, Group level): a member system asks for the
 // regional record of the patients on one of its rosters, polls, and downloads one NDJSON
 // file per resource type. A job stores only what was asked and the roster at kick-off;
-// each file is composed when it is downloaded, so consent is decided per patient at that
-// moment and each patient's disclosure is audited (as an export) before its lines are
-// written. A consent revoked after kick-off keeps the patient out of every later file.
+// each file is composed when it is downloaded, from the records as they stand then, so
+// consent is decided per patient at that moment and each patient's disclosure is audited
+// (as an export) before its lines are written. A consent revoked, or a patient taken off
+// the roster, after kick-off keeps the patient out of every later file.
 
 // bulkTTL is how long a job's manifest and files can be fetched after kick-off.
 const bulkTTL = time.Hour
 
 // mimeNDJSON is the media type of an export file.
 const mimeNDJSON = "application/fhir+ndjson"
+
+// ScopeBulkExport is the scope a member system must be registered with, and ask for by
+// name, to kick off an export; a wildcard registration never grants it.
+const ScopeBulkExport = "system/BulkExport.r"
+
+// bulkPatientWrite is how long one patient's lines may take to reach the client; the
+// deadline moves on with every patient, so a large roster is not cut by the server's
+// whole-response write timeout.
+const bulkPatientWrite = 30 * time.Second
 
 // bulkDefaultTypes are the types exported when the kick-off names none (_type): the
 // patient-compartment types clinics exchange (US Core). Others can be asked for by _type.
@@ -54,18 +64,24 @@ type bulkJob struct {
 }
 
 // exportGroup handles GET [base]/Group/{id}/$export: the kick-off. It needs Prefer:
-// respond-async and read scopes for Group and for every exported type; _type, _since and
-// _outputFormat (NDJSON) are understood, any other parameter is refused by name. The
-// group must be one of the caller's member's rosters (anything else is 404). The answer is
-// 202 with Content-Location naming the job's status URL.
+// respond-async, ScopeBulkExport, and read scopes for Group and for every exported type;
+// _type, _since and _outputFormat (NDJSON) are understood, any other parameter is refused
+// by name unless Prefer says handling=lenient, which ignores it. The group must be one of
+// the caller's member's rosters (anything else is 404). The answer is 202 with
+// Content-Location naming the job's status URL.
 func (s *Server) exportGroup(c echo.Context) error {
 	const op = "exchange.exportGroup"
+	if !hasNamedScope(c, directory.BulkExportResource, 'r') {
+		return errs.E(op, errs.Forbidden, "this client may not export in bulk (scope "+ScopeBulkExport+")")
+	}
 	if err := require(c, "Group", 'r'); err != nil {
 		return err
 	}
-	if !preferAsync(c.Request().Header.Values("Prefer")) {
+	prefer := c.Request().Header.Values("Prefer")
+	if !preferHas(prefer, "respond-async") {
 		return errs.E(op, errs.Invalid, "a Bulk Data kick-off needs the header Prefer: respond-async")
 	}
+	lenient := preferHas(prefer, "handling=lenient")
 	p := principal(c)
 	job := bulkJob{MemberID: p.MemberID, ClientID: p.ClientID, GroupID: c.Param("id"), Request: s.cfg.BaseURL + c.Request().URL.RequestURI()}
 	q := c.QueryParams()
@@ -87,7 +103,8 @@ func (s *Server) exportGroup(c echo.Context) error {
 				}
 			}
 		case "_since":
-			t, err := time.Parse(time.RFC3339Nano, vs[0])
+			// An unencoded "+" of a time zone offset arrives as a space.
+			t, err := time.Parse(time.RFC3339Nano, strings.ReplaceAll(vs[0], " ", "+"))
 			if err != nil {
 				return errs.E(op, errs.Invalid, "_since must be an instant (YYYY-MM-DDThh:mm:ss+zz:zz)")
 			}
@@ -99,7 +116,9 @@ func (s *Server) exportGroup(c echo.Context) error {
 				return errs.E(op, errs.Unsupported, "_outputFormat: only application/fhir+ndjson is produced")
 			}
 		default:
-			return errs.E(op, errs.Invalid, k+" is not supported by this server's $export (supported: _type, _since, _outputFormat)")
+			if !lenient {
+				return errs.E(op, errs.Invalid, k+" is not supported by this server's $export (supported: _type, _since, _outputFormat)")
+			}
 		}
 	}
 	if job.Types == nil {
@@ -175,21 +194,31 @@ func (s *Server) cancelExport(c echo.Context) error {
 	return c.NoContent(http.StatusAccepted)
 }
 
-// exportFile handles GET [base]/$export-file/{job}/{type}: the NDJSON file of one type.
-// For each person behind the roster's Patients (each once), the person's consent-filtered
-// regional resources of the type, last updated after _since and not after the job's
-// transactionTime, are decided and audited now, then written one per line. A failure
-// before the first byte is an OperationOutcome; after it, the connection is cut so the
-// client cannot take a short file for a whole one.
+// exportFile handles GET [base]/$export-file/{job}/{type}: the NDJSON file of one type
+// (whatever the Accept header says: there is one format). For each person behind the
+// Patients that were on the roster at kick-off and still are (each person once), the
+// person's consent-filtered regional resources of the type updated after _since are
+// decided and audited now, then written one per line. A failure before the first byte is
+// an OperationOutcome; after it, the connection is cut so the client cannot take a short
+// file for a whole one.
 func (s *Server) exportFile(c echo.Context) error {
 	const op = "exchange.exportFile"
-	if acc := c.Request().Header.Get("Accept"); acc != "" && !acceptsNDJSON(acc) {
-		return echo.NewHTTPError(http.StatusNotAcceptable)
-	}
 	job, err := s.ownBulkJob(c)
 	if err != nil {
 		return err
 	}
+	// The member may have taken patients off the roster, or deleted it, since kick-off.
+	current, err := s.Notify.Roster(c.Request().Context(), s.Pool, job.MemberID, job.GroupID)
+	if errs.CodeOf(err) == errs.NotFound {
+		return errs.E(op, errs.NotFound, "resource not found")
+	}
+	if err != nil {
+		return err
+	}
+	job.Patients = slices.DeleteFunc(job.Patients, func(pid string) bool {
+		_, found := slices.BinarySearch(current, pid)
+		return !found
+	})
 	typ := c.Param("type")
 	if !slices.Contains(job.Types, typ) {
 		return errs.E(op, errs.NotFound, "resource not found")
@@ -205,6 +234,7 @@ func (s *Server) exportFile(c echo.Context) error {
 	v := viewer(c)
 	seen := map[mpistore.PersonID]bool{}
 	started := false
+	rc := http.NewResponseController(c.Response().Writer)
 	var line bytes.Buffer
 	for _, pid := range job.Patients {
 		src, err := s.MPI.SourceByPatient(ctx, nil, pid)
@@ -217,8 +247,9 @@ func (s *Server) exportFile(c echo.Context) error {
 		var sts []store.Stored
 		if err == nil {
 			seen[src.PersonID] = true
-			sts, err = s.Records.ExportBulk(ctx, v, string(src.PersonID), typ, since, job.TransactionTime)
+			sts, err = s.Records.ExportBulk(ctx, v, string(src.PersonID), typ, since)
 		}
+		_ = rc.SetWriteDeadline(time.Now().Add(bulkPatientWrite))
 		if err != nil {
 			if !started {
 				return err
@@ -250,25 +281,14 @@ func (s *Server) exportFile(c echo.Context) error {
 	return nil
 }
 
-// preferAsync reports whether the Prefer header values ask for respond-async.
-func preferAsync(values []string) bool {
+// preferHas reports whether the Prefer header values hold preference pref
+// ("respond-async", "handling=lenient"), compared without case.
+func preferHas(values []string, pref string) bool {
 	for _, v := range values {
 		for _, p := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(p), "respond-async") {
+			if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(p), " ", ""), pref) {
 				return true
 			}
-		}
-	}
-	return false
-}
-
-// acceptsNDJSON reports whether an Accept header admits an NDJSON file.
-func acceptsNDJSON(accept string) bool {
-	for _, part := range strings.Split(accept, ",") {
-		mt, _, _ := mime.ParseMediaType(strings.TrimSpace(part))
-		switch mt {
-		case mimeNDJSON, "application/ndjson", "application/*", "*/*":
-			return true
 		}
 	}
 	return false

@@ -22,7 +22,7 @@ import (
 func (env *notifyEnv) bulkDo(t *testing.T, client, member, method, path string, header ...string) *httptest.ResponseRecorder {
 	t.Helper()
 	req := httptest.NewRequest(method, path, nil)
-	req.Header.Set("Authorization", "Bearer "+token(t, client, member, "system/*.cruds"))
+	req.Header.Set("Authorization", "Bearer "+token(t, client, member, "system/*.cruds "+ScopeBulkExport))
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
@@ -101,7 +101,8 @@ func TestBulkGroupExport(t *testing.T) {
 	kickoff := "/fhir/Group/" + group.ID + "/$export"
 	async := []string{"Prefer", "respond-async", "Accept", "application/fhir+json"}
 
-	// Refusals: no Prefer, an unsupported parameter, another member's roster, a bad type.
+	// Refusals: no Prefer, an unsupported parameter (unless handling is lenient), a bad type
+	// or format, another member's roster.
 	for _, tc := range []struct {
 		member, path string
 		header       []string
@@ -109,6 +110,7 @@ func TestBulkGroupExport(t *testing.T) {
 	}{
 		{"b", kickoff, nil, http.StatusBadRequest},
 		{"b", kickoff + "?_typeFilter=Observation%3Fcode%3Dx", async, http.StatusBadRequest},
+		{"b", kickoff + "?_typeFilter=Observation%3Fcode%3Dx", []string{"Prefer", "respond-async, handling=lenient"}, http.StatusAccepted},
 		{"b", kickoff + "?_type=NotAType", async, http.StatusBadRequest},
 		{"b", kickoff + "?_outputFormat=text/csv", async, http.StatusUnsupportedMediaType},
 		{"a", kickoff, async, http.StatusNotFound},
@@ -118,8 +120,9 @@ func TestBulkGroupExport(t *testing.T) {
 			t.Errorf("%s as %s: %d %s, want %d", tc.path, tc.member, rec.Code, rec.Body, tc.want)
 		}
 	}
-	// A token that may not read Groups (or a type it asks for) cannot kick off at all.
-	for _, scope := range []string{"system/Observation.rs", "system/Group.r"} {
+	// A token without the bulk export scope by name, or that may not read Groups or a type
+	// it asks for, cannot kick off at all.
+	for _, scope := range []string{"system/*.cruds", ScopeBulkExport + " system/Observation.rs", ScopeBulkExport + " system/Group.r"} {
 		req := httptest.NewRequest("GET", kickoff+"?_type=Observation", nil)
 		req.Header.Set("Authorization", "Bearer "+token(t, "client-b", "b", scope))
 		req.Header.Set("Prefer", "respond-async")
@@ -142,7 +145,7 @@ func TestBulkGroupExport(t *testing.T) {
 	if !strings.HasPrefix(status, "/fhir/$export-status/") {
 		t.Fatalf("Content-Location %q", rec.Header().Get("Content-Location"))
 	}
-	later := obs("a", env.pa, "") // after the transactionTime: not in this export
+	later := obs("a", env.pa, "") // after the transactionTime: served as it stands now
 
 	// Another client, even of the same member, and another member see no job.
 	for _, who := range [][2]string{{"client-b2", "b"}, {"client-a", "a"}} {
@@ -179,10 +182,10 @@ func TestBulkGroupExport(t *testing.T) {
 	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != mimeNDJSON {
 		t.Fatalf("Observation file: %d %q %s", rec.Code, rec.Header().Get("Content-Type"), rec.Body)
 	}
-	want := []string{fromA, ownB, unlinked}
+	want := []string{fromA, ownB, unlinked, later}
 	slices.Sort(want)
 	if got := ndjsonIDs(t, rec.Body.String()); !slices.Equal(got, want) {
-		t.Fatalf("Observation file holds %v, want %v (a %s, own %s, pc %s; Part 2 %s and later %s left out)", got, want, fromA, ownB, unlinked, part2, later)
+		t.Fatalf("Observation file holds %v, want %v (Part 2 %s left out)", got, want, part2)
 	}
 	wantPatients := []string{"Patient/" + env.pa, "Patient/" + env.pb, "Patient/" + env.pc}
 	slices.Sort(wantPatients)
@@ -205,6 +208,20 @@ func TestBulkGroupExport(t *testing.T) {
 		t.Fatalf("%d export audit events, want at least 4", exports)
 	}
 
+	// Taking pc off the roster takes pc's records out of the next file; a deleted roster
+	// has no files at all.
+	if code, body := env.do(t, "b", "PUT", "/fhir/Group/"+group.ID, `{"resourceType":"Group","id":"`+group.ID+`","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+env.pb+`"}}]}`); code != http.StatusOK {
+		t.Fatalf("roster update: %d %s", code, body)
+	}
+	want = []string{fromA, ownB, later}
+	slices.Sort(want)
+	if got := ndjsonIDs(t, fetch("client-b", "Observation").Body.String()); !slices.Equal(got, want) {
+		t.Fatalf("after pc left the roster the file holds %v, want %v", got, want)
+	}
+	if code, body := env.do(t, "b", "PUT", "/fhir/Group/"+group.ID, `{"resourceType":"Group","id":"`+group.ID+`","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+env.pb+`"}},{"entity":{"reference":"Patient/`+env.pc+`"}}]}`); code != http.StatusOK {
+		t.Fatalf("roster update: %d %s", code, body)
+	}
+
 	// P's consent is withdrawn (no directive: deny by default): the next download of the
 	// same job holds nothing of P's, and the denial is audited.
 	env.dirs[personOf(env.pa)] = nil
@@ -216,8 +233,19 @@ func TestBulkGroupExport(t *testing.T) {
 		t.Fatalf("%d denied exports audited for P (%v), want one", denials, err)
 	}
 
-	// _since after everything: empty files. Cancelling ends the job.
-	rec = env.bulkDo(t, "client-b", "b", "GET", kickoff+"?_since="+time.Now().Add(time.Hour).UTC().Format(time.RFC3339), async...)
+	if code, body := env.do(t, "b", "DELETE", "/fhir/Group/"+group.ID, ""); code/100 != 2 {
+		t.Fatalf("delete roster: %d %s", code, body)
+	}
+	if rec := fetch("client-b", "Observation"); rec.Code != http.StatusNotFound {
+		t.Fatalf("file of a deleted roster: %d, want 404", rec.Code)
+	}
+	if code, body := env.do(t, "b", "PUT", "/fhir/Group/"+group.ID, `{"resourceType":"Group","id":"`+group.ID+`","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+env.pb+`"}}]}`); code/100 != 2 {
+		t.Fatalf("roster recreate: %d %s", code, body)
+	}
+
+	// _since after everything: empty files (an unencoded "+" offset too). Cancelling ends
+	// the job.
+	rec = env.bulkDo(t, "client-b", "b", "GET", kickoff+"?_since="+time.Now().Add(time.Hour).UTC().Format("2006-01-02T15:04:05+00:00"), async...)
 	if rec.Code != http.StatusAccepted {
 		t.Fatalf("kick-off with _since: %d %s", rec.Code, rec.Body)
 	}

@@ -190,14 +190,16 @@ func (s *Service) Export(ctx context.Context, v Viewer, person string, types []s
 }
 
 // ExportBulk is Export for one file of a Bulk Data export to the member system v: the
-// person's consent-filtered regional resources of type typ whose last update falls in
-// [since, until] (since zero: from the start), every one of them (no limit), audited as
-// one export event for the person before it returns. 42 CFR Part 2 records are left out:
-// an NDJSON line cannot carry the redisclosure notice that must travel with them (§2.32),
-// so they are disclosed one by one (read, search), never in bulk.
-func (s *Service) ExportBulk(ctx context.Context, v Viewer, person, typ string, since, until time.Time) ([]store.Stored, error) {
+// person's consent-filtered regional resources of type typ last updated after since (all
+// of them when since is zero), with no limit, audited as one export event for the person
+// before it returns. Resources are served as they stand now, including changes after the
+// export's transactionTime (the IG's SHOULD NOT, taken over dropping them, which would
+// lose a change for good: the next export starts from transactionTime). 42 CFR Part 2
+// records are left out: an NDJSON line cannot carry the redisclosure notice that must
+// travel with them (§2.32), so they are disclosed one by one (read, search), never in bulk.
+func (s *Service) ExportBulk(ctx context.Context, v Viewer, person, typ string, since time.Time) ([]store.Stored, error) {
 	keep := func(st store.Stored) bool {
-		if st.LastUpdated.Before(since) || st.LastUpdated.After(until) {
+		if !st.LastUpdated.After(since) {
 			return false
 		}
 		_, labels := classOf(st)
