@@ -129,9 +129,6 @@ func (s *Server) exportGroup(c echo.Context) error {
 		}
 	}
 	ctx := c.Request().Context()
-	if s.Notify == nil {
-		return errs.E(op, errs.NotFound, "resource not found")
-	}
 	patients, err := s.Notify.Roster(ctx, s.Pool, p.MemberID, job.GroupID)
 	if err != nil {
 		if errs.CodeOf(err) == errs.NotFound {
@@ -215,10 +212,11 @@ func (s *Server) exportFile(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	job.Patients = slices.DeleteFunc(job.Patients, func(pid string) bool {
-		_, found := slices.BinarySearch(current, pid)
-		return !found
-	})
+	onRoster := make(map[string]bool, len(current))
+	for _, pid := range current {
+		onRoster[pid] = true
+	}
+	job.Patients = slices.DeleteFunc(job.Patients, func(pid string) bool { return !onRoster[pid] })
 	typ := c.Param("type")
 	if !slices.Contains(job.Types, typ) {
 		return errs.E(op, errs.NotFound, "resource not found")

@@ -55,12 +55,12 @@ func (s *Store) PutRoster(ctx context.Context, tx db.Querier, memberID, groupID 
 	return nil
 }
 
-// Roster returns the Patient ids on memberID's roster groupID, in id order. A group that
+// Roster returns the Patient ids on memberID's roster groupID. A group that
 // is not one of the member's rosters, or whose Group was deleted, is errs.NotFound.
 func (s *Store) Roster(ctx context.Context, q db.Querier, memberID, groupID string) ([]string, error) {
 	const op = "notify.Store.Roster"
 	var ids []string
-	err := q.QueryRow(ctx, `SELECT coalesce(array_agg(e.patient_id ORDER BY e.patient_id) FILTER (WHERE e.patient_id IS NOT NULL), '{}')
+	err := q.QueryRow(ctx, `SELECT coalesce(array_agg(e.patient_id) FILTER (WHERE e.patient_id IS NOT NULL), '{}')
 		FROM notify_rosters r JOIN fhir_resources g ON g.type = 'Group' AND g.id = r.group_id AND NOT g.deleted
 		LEFT JOIN notify_roster_entries e ON e.group_id = r.group_id
 		WHERE r.group_id = $1 AND r.member_id = $2 GROUP BY r.group_id`, groupID, memberID).Scan(&ids)
