@@ -239,14 +239,23 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		scenarios = append(scenarios, ss...)
 	}
-	if sel.Any(s4Names...) {
-		_, serr := os.Stat(notesPath)
+	// inputMissing handles a scenario group whose input data could not be loaded (err):
+	// a whole run (no --scenarios) skips it with a note; a run that named it fails.
+	inputMissing := func(name, flag string, err error) (skip bool, fail error) {
 		switch {
-		case serr != nil && sel.All():
-			fmt.Fprintf(stdout, "note: S4 skipped: %v (see --notes)\n", serr)
-		case serr != nil:
-			return fmt.Errorf("S4: %v", serr)
-		default:
+		case err == nil:
+			return false, nil
+		case sel.All():
+			fmt.Fprintf(stdout, "note: %s skipped: %v (see %s)\n", name, err, flag)
+			return true, nil
+		}
+		return true, fmt.Errorf("%s: %v", name, err)
+	}
+	if sel.Any(s4Names...) {
+		_, err := os.Stat(notesPath)
+		if skip, fail := inputMissing("S4", "--notes", err); fail != nil {
+			return fail
+		} else if !skip {
 			ss, err := env.docSearch(notesPath)
 			if err != nil {
 				return fmt.Errorf("S4: %v", err)
@@ -263,12 +272,9 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	if sel.Any(s6Names[1]) {
 		s, stop, err := env.mllpParse(simhospitalFile(hl7Dir))
-		switch {
-		case err != nil && sel.All():
-			fmt.Fprintf(stdout, "note: %s skipped: %v (see --hl7v2)\n", s6Names[1], err)
-		case err != nil:
-			return fmt.Errorf("S6: %v", err)
-		default:
+		if skip, fail := inputMissing(s6Names[1], "--hl7v2", err); fail != nil {
+			return fail
+		} else if !skip {
 			defer stop()
 			scenarios = append(scenarios, s)
 		}
@@ -278,23 +284,17 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	var loadChecks []func() error
 	if sel.Any(s6Names[0]) {
 		s, check, err := env.mllpIngest(simhospitalFile(hl7Dir))
-		switch {
-		case err != nil && sel.All():
-			fmt.Fprintf(stdout, "note: S6 skipped: %v (see --hl7v2)\n", err)
-		case err != nil:
-			return fmt.Errorf("S6: %v", err)
-		default:
+		if skip, fail := inputMissing("S6", "--hl7v2", err); fail != nil {
+			return fail
+		} else if !skip {
 			loads, loadChecks = append(loads, s), append(loadChecks, check)
 		}
 	}
 	if sel.Any(s7Names...) {
 		ss, check, err := env.synthea(syntheaDir)
-		switch {
-		case err != nil && sel.All():
-			fmt.Fprintf(stdout, "note: S7 skipped: %v (see --synthea)\n", err)
-		case err != nil:
-			return fmt.Errorf("S7: %v", err)
-		default:
+		if skip, fail := inputMissing("S7", "--synthea", err); fail != nil {
+			return fail
+		} else if !skip {
 			loads, loadChecks = append(loads, sel.Filter(ss)...), append(loadChecks, check)
 		}
 	}
