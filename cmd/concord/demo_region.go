@@ -12,6 +12,7 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/documents"
+	"github.com/concord-hie/concord/exchange"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
@@ -228,6 +230,10 @@ func (r region) mrn(member, person int) string {
 // ensureClients gives every demo member a client system whose private key is in
 // DATA_DIR/demo-clients, registering a new one for each member whose file is missing (a
 // fresh data dir beside an already seeded database), so the banner's promise holds.
+// demoClientScopes are the demo member clients' registered scopes: the default, and bulk
+// export by name (a wildcard never grants it) so the demo can try Group/{id}/$export.
+var demoClientScopes = append(slices.Clone(directory.DefaultScopes), exchange.ScopeBulkExport)
+
 func (r region) ensureClients(ctx context.Context, m *Main) error {
 	keyDir := filepath.Join(m.cfg.DataDir, "demo-clients")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
@@ -242,7 +248,7 @@ func (r region) ensureClients(ctx context.Context, m *Main) error {
 		if err != nil {
 			return err
 		}
-		c, err := m.directory.AddClient(ctx, dm.ID, pub, nil, nil)
+		c, err := m.directory.AddClient(ctx, dm.ID, pub, demoClientScopes, nil)
 		if err != nil {
 			return err
 		}

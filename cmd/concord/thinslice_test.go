@@ -118,6 +118,12 @@ type demoClient struct {
 // token gets a backend-services access token for a demo member, as an EHR would.
 func token(t *testing.T, m *Main, memberID string) string {
 	t.Helper()
+	return tokenFor(t, m, memberID, "system/Patient.cruds system/Observation.cruds system/AuditEvent.rs")
+}
+
+// tokenFor is token asking for the given scopes.
+func tokenFor(t *testing.T, m *Main, memberID, scopes string) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(m.cfg.DataDir, "demo-clients", memberID+".json"))
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +146,7 @@ func token(t *testing.T, m *Main, memberID string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.PostForm(dc.TokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {"system/Patient.cruds system/Observation.cruds system/AuditEvent.rs"},
+	resp, err := http.PostForm(dc.TokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {scopes},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {assertion}})
 	if err != nil {
 		t.Fatal(err)
