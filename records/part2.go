@@ -29,7 +29,7 @@ func part2Release(v Viewer, st store.Stored, d consent.Decision) (Part2Release, 
 	if !d.Allow {
 		return Part2Release{}, false
 	}
-	_, labels := classOf(st)
+	_, labels, _ := classOf(st) // d allowed it, so it was readable
 	if !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role}) {
 		return Part2Release{}, false
 	}

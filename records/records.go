@@ -7,12 +7,13 @@ package records
 
 import (
 	"context"
-	"encoding/json"
+
 	"strings"
 	"time"
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
@@ -83,33 +84,12 @@ func New(fhir *store.Store, mpi *mpistore.Store, dirs Directives, log AuditLog, 
 }
 
 // item is the part of a stored resource the decision needs.
-type item struct {
-	Meta struct {
-		Security []struct {
-			Code string `json:"code"`
-		} `json:"security"`
-	} `json:"meta"`
-	Category []struct {
-		Coding []struct {
-			Code string `json:"code"`
-		} `json:"coding"`
-	} `json:"category"`
-}
-
-func classOf(st store.Stored) (consent.Class, []string) {
-	var it item
-	_ = json.Unmarshal(st.Body, &it) // stored bodies were validated on the way in
-	c := consent.Class{ResourceType: st.Type}
-	for _, cat := range it.Category {
-		for _, cd := range cat.Coding {
-			c.Categories = append(c.Categories, cd.Code)
-		}
-	}
-	var labels []string
-	for _, s := range it.Meta.Security {
-		labels = append(labels, s.Code)
-	}
-	return c, labels
+// classOf reads what consent needs of st besides its type: its category codes and its
+// security labels (fhir.ConsentCodes). ok is false when the stored body cannot be read;
+// decide then denies, and the other callers treat the item as sensitive.
+func classOf(st store.Stored) (c consent.Class, labels []string, ok bool) {
+	labels, cats, ok := fhir.ConsentCodes(st.Body)
+	return consent.Class{ResourceType: st.Type, Categories: cats}, labels, ok
 }
 
 // decide runs consent for one stored item. A viewer bound to a person (a patient, a proxy,
@@ -117,7 +97,7 @@ func classOf(st store.Stored) (consent.Class, []string) {
 // other person's item, so the right-of-access policy, which permits "the patient", never
 // lets one patient read another's record.
 func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at time.Time, st store.Stored) consent.Decision {
-	class, labels := classOf(st)
+	class, labels, readable := classOf(st)
 	actor := v.Actor
 	if actor == "" {
 		actor = v.Client
@@ -125,10 +105,14 @@ func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at t
 	if v.PersonID != "" && v.PersonID != person {
 		dirs = nil
 	}
-	return consent.Decide(dirs, consent.Request{
+	req := consent.Request{
 		Actor: actor, ActorRole: v.Role, Org: v.Org, Purpose: v.Purpose, PersonID: person,
 		Class: class, Custodian: st.MemberID, Labels: labels, At: at, BreakGlass: v.BreakGlass,
-	})
+	}
+	if !readable { // labels unknown: nothing can be decided about it, so nothing is shared
+		return consent.UnavailableDecision(req)
+	}
+	return consent.Decide(dirs, req)
 }
 
 // event starts an audit event for v about person.
@@ -202,8 +186,8 @@ func (s *Service) ExportBulk(ctx context.Context, v Viewer, person, typ string, 
 		if !st.LastUpdated.After(since) {
 			return false
 		}
-		_, labels := classOf(st)
-		return !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role})
+		_, labels, ok := classOf(st)
+		return ok && !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role})
 	}
 	return s.compartment(ctx, v, person, []string{typ}, keep, 0, audit.Export)
 }

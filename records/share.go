@@ -83,7 +83,7 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 		if (sh.ResourceID != "" && st.ID != sh.ResourceID) || (keep != nil && !keep(st)) {
 			continue
 		}
-		if _, labels := classOf(st); sh.ResourceID == "" && !sh.IncludeSensitive && consent.Sensitive(labels) {
+		if _, labels, ok := classOf(st); sh.ResourceID == "" && !sh.IncludeSensitive && (!ok || consent.Sensitive(labels)) {
 			continue
 		}
 		d := s.decide(dirs, v, sh.PersonID, at, st)
