@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -206,6 +207,9 @@ type builder struct {
 	// turning EXISTS into a semi-join). Right when a compartment already narrows the rows
 	// to one person's: a semi-join would hash every matching index row of the region.
 	perRow bool
+	// perPatient makes where restrict the rows to the patient c.pid, which buildSelect
+	// binds to each of the query's Patients in turn.
+	perPatient bool
 }
 
 // tail ends an EXISTS subquery.
@@ -230,8 +234,14 @@ func sortKeys(q Query) []fhir.SortKey {
 
 // buildSelect renders q as one SELECT with its arguments.
 func buildSelect(q Query) (string, []any, error) {
-	b := &builder{}
-	where, err := b.where(q)
+	// A page of patients' resources (one patient's, or the person's whom several members
+	// know) is cut from each patient's own first page, walked in order through the
+	// compartment indexes (fhir_resources_patient_updated, _patient_date), rather than
+	// from all their rows sorted together: "patient_id = ANY" cannot hand rows over in
+	// order, and even for one patient PostgreSQL prefers to read and sort every one of
+	// the patient's resources of the type whenever it underestimates how many there are.
+	b := &builder{perPatient: len(q.Patients) > 0 && !q.PatientsSelf && q.Limit > 0}
+	base, clauses, err := b.filters(q)
 	if err != nil {
 		return "", nil, err
 	}
@@ -251,27 +261,48 @@ func buildSelect(q Query) (string, []any, error) {
 	// only the page's rows.
 	var sql strings.Builder
 	sql.WriteString(`SELECT r.type, r.id, r.version, r.member_id, r.patient_id, r.last_updated, r.body`)
-	for i := range keys {
+	for i, k := range keys {
+		if k.Param == "_lastUpdated" { // ordered as the column, read as microseconds
+			sql.WriteString(", (extract(epoch FROM p.k" + strconv.Itoa(i) + ") * 1000000)::bigint")
+			continue
+		}
 		sql.WriteString(", p.k" + strconv.Itoa(i))
 	}
-	sql.WriteString(` FROM (SELECT type, id`)
+	var keyCols strings.Builder
 	for i := range keys {
-		sql.WriteString(", k" + strconv.Itoa(i))
+		keyCols.WriteString(", k" + strconv.Itoa(i))
 	}
-	sql.WriteString(` FROM (SELECT r.type, r.id, `)
-	sql.WriteString(strings.Join(cols, ", "))
-	sql.WriteString(` FROM fhir_resources r WHERE `)
-	sql.WriteString(where)
-	sql.WriteString(`) t`)
-	if q.After != nil {
-		if len(q.After.Values) != len(keys) {
-			return "", nil, errs.E("fhir.store.Search", errs.Invalid, "invalid paging position")
+	if q.After != nil && len(q.After.Values) != len(keys) {
+		return "", nil, errs.E("fhir.store.Search", errs.Invalid, "invalid paging position")
+	}
+	sql.WriteString(` FROM (SELECT type, id` + keyCols.String())
+	if b.perPatient {
+		// Per patient: the patient's rows in order, with no other check, so that nothing
+		// keeps PostgreSQL from reading them off a compartment index (a subquery with its
+		// own ORDER BY is planned apart); then the checks, row by row, until the page is
+		// full. The pages of all the patients are merged and cut again.
+		patients := slices.Compact(slices.Sorted(slices.Values(q.Patients))) // each walked once
+		sql.WriteString(` FROM unnest(` + b.arg(patients) + `::text[]) AS c(pid) CROSS JOIN LATERAL (SELECT type, id` + keyCols.String())
+		sql.WriteString(` FROM (SELECT r.type, r.id, ` + strings.Join(cols, ", ") + ` FROM fhir_resources r WHERE ` + strings.Join(base, " AND "))
+		sql.WriteString(` ORDER BY ` + strings.Join(order, ", ") + `) r`)
+		if q.After != nil {
+			clauses = append(clauses, b.after(keys, *q.After))
 		}
-		sql.WriteString(" WHERE " + b.after(keys, *q.After))
-	}
-	sql.WriteString(" ORDER BY " + strings.Join(order, ", "))
-	if q.Limit > 0 {
-		sql.WriteString(" LIMIT " + b.arg(q.Limit))
+		if len(clauses) > 0 {
+			sql.WriteString(" WHERE " + strings.Join(clauses, " AND "))
+		}
+		limit := b.arg(q.Limit)
+		sql.WriteString(" LIMIT " + limit + ") l ORDER BY " + strings.Join(order, ", ") + " LIMIT " + limit)
+	} else {
+		sql.WriteString(` FROM (SELECT r.type, r.id, ` + strings.Join(cols, ", ") + ` FROM fhir_resources r WHERE `)
+		sql.WriteString(strings.Join(append(base, clauses...), " AND ") + `) t`)
+		if q.After != nil {
+			sql.WriteString(" WHERE " + b.after(keys, *q.After))
+		}
+		sql.WriteString(" ORDER BY " + strings.Join(order, ", "))
+		if q.Limit > 0 {
+			sql.WriteString(" LIMIT " + b.arg(q.Limit))
+		}
 	}
 	sql.WriteString(`) p JOIN fhir_resources r ON r.type = p.type AND r.id = p.id ORDER BY `)
 	for i := range order {
@@ -281,12 +312,14 @@ func buildSelect(q Query) (string, []any, error) {
 	return sql.String(), b.args, nil
 }
 
-// sortExpr is a sort key as Unix microseconds: for a date parameter the earliest lo
-// (ascending) or the latest hi (descending) of the resource's rows, else a sentinel that
-// sorts last.
+// sortExpr is a sort key: for _lastUpdated the column itself, so that an index on
+// (patient_id, type, last_updated DESC, id) can hand a compartment's rows over in order
+// (buildSelect reads it out as Unix microseconds); for a date parameter, as Unix
+// microseconds, the earliest lo (ascending) or the latest hi (descending) of the
+// resource's rows, else a sentinel that sorts last.
 func (b *builder) sortExpr(k fhir.SortKey) string {
 	if k.Param == "_lastUpdated" {
-		return "(extract(epoch FROM r.last_updated) * 1000000)::bigint"
+		return "r.last_updated"
 	}
 	agg, none := "min(d.lo)", sortNoneAsc
 	if k.Desc {
@@ -312,7 +345,12 @@ func (b *builder) after(keys []fhir.SortKey, key Key) string {
 	var eqs []string
 	for i, k := range keys {
 		col := "k" + strconv.Itoa(i)
-		v := b.arg(key.Values[i])
+		var v string
+		if k.Param == "_lastUpdated" { // the column is a timestamptz (sortExpr); exact to the microsecond
+			v = b.arg(time.UnixMicro(key.Values[i]).UTC())
+		} else {
+			v = b.arg(key.Values[i])
+		}
 		cmp := " > "
 		if k.Desc {
 			cmp = " < "
@@ -326,6 +364,14 @@ func (b *builder) after(keys []fhir.SortKey, key Key) string {
 
 // where renders the row filter of q over fhir_resources r.
 func (b *builder) where(q Query) (string, error) {
+	base, clauses, err := b.filters(q)
+	return strings.Join(append(base, clauses...), " AND "), err
+}
+
+// filters renders the row filter of q over fhir_resources r in two parts, to be ANDed:
+// conditions on the row's own columns (base) and the search parameters' checks against
+// the index tables, which read only r.type and r.id (clauses).
+func (b *builder) filters(q Query) (base, clauses []string, err error) {
 	conds := []string{"NOT r.deleted"}
 	switch {
 	case q.Type != "":
@@ -334,13 +380,13 @@ func (b *builder) where(q Query) (string, error) {
 		conds = append(conds, "r.type = ANY("+b.arg(q.Types)+")")
 	}
 	if q.Type == "" && len(q.Clauses) > 0 {
-		return "", errs.E("fhir.store.Search", errs.Invalid, "search parameters need a resource type")
+		return nil, nil, errs.E("fhir.store.Search", errs.Invalid, "search parameters need a resource type")
 	}
 	if q.Patients != nil {
 		b.perRow = true
-		if len(q.Patients) == 1 && !q.PatientsSelf {
-			// One Patient: "=" rather than "= ANY", so that an index on (patient_id, type,
-			// sort key) can hand rows over in order and the page stop early.
+		if b.perPatient {
+			conds = append(conds, "r.patient_id = c.pid") // bound by buildSelect
+		} else if len(q.Patients) == 1 && !q.PatientsSelf {
 			conds = append(conds, "r.patient_id = "+b.arg(q.Patients[0]))
 		} else if p := b.arg(q.Patients); q.PatientsSelf {
 			conds = append(conds, "(r.patient_id = ANY("+p+") OR (r.type = 'Patient' AND r.id = ANY("+p+")))")
@@ -357,11 +403,11 @@ func (b *builder) where(q Query) (string, error) {
 	for _, c := range specificFirst(q.Clauses) {
 		sql, err := b.clause(c)
 		if err != nil {
-			return "", err
+			return nil, nil, err
 		}
-		conds = append(conds, sql)
+		clauses = append(clauses, sql)
 	}
-	return strings.Join(conds, " AND "), nil
+	return conds, clauses, nil
 }
 
 // specificFirst orders clauses for the per-row checks: PostgreSQL tests a row's conditions

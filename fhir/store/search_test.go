@@ -215,6 +215,103 @@ func TestSearchIncludeHelpersAndExplain(t *testing.T) {
 	}
 }
 
+// TestCompartmentPageStopsEarly: a page of a patient's resources, in the default order
+// (newest change first) or by -date, is read off the compartment's index in order and
+// stops at the page's end rather than sorting every one of the patient's resources of the
+// type; with several patients (a person several members know) each patient's rows are
+// walked that way and the page cut from their merged heads. Keyset pages follow one
+// another exactly, through ties broken by id.
+func TestCompartmentPageStopsEarly(t *testing.T) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		for i := range 400 {
+			patient := []string{"p1", "p1", "p1", "p2"}[i%4] // p2: every fourth, interleaved in time
+			body := fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current","category":[{"coding":[{"code":"clinical-note"}]}],"subject":{"reference":"Patient/%s"},"date":"20%02d-01-01T00:00:00Z","content":[{"attachment":{"contentType":"text/plain","url":"Binary/x"}}]}`, patient, i%25)
+			if _, err := s.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(body)), MemberID: "a", PatientID: patient,
+				At: t0.Add(time.Duration(i/3) * time.Millisecond)}); err != nil { // ties of three
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A region holds far more rows than these patients' (rows alone stand for them here),
+	// so that reading one patient's rows off an index beats reading the whole table.
+	if _, err := pool.Exec(ctx, `INSERT INTO fhir_resources (type, id, version, member_id, patient_id, last_updated, body)
+		SELECT 'Observation', 'o' || g, 1, 'a', 'q' || (g % 2000), now(), '{}' FROM generate_series(1, 40000) g`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name     string
+		params   url.Values
+		patients []string
+		index    string
+		want     int
+	}{
+		{"one patient", url.Values{"category": {"clinical-note"}, "date": {"ge2010"}}, []string{"p1"}, "fhir_resources_patient_updated", 180},
+		{"several patients", url.Values{"category": {"clinical-note"}, "date": {"ge2010"}}, []string{"p1", "p2", "p9", "p2"}, "fhir_resources_patient_updated", 240},
+		{"several patients by -date", url.Values{"category": {"clinical-note"}, "_sort": {"-date"}}, []string{"p2", "p1"}, "fhir_resources_patient_date", 400},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sq, err := fhir.ParseSearch("DocumentReference", c.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			q := store.Query{Type: "DocumentReference", Clauses: sq.Clauses, Sort: sq.Sort, Patients: c.patients, Limit: 51}
+			rows, err := s.Explain(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The patients' rows come off the index in order: no bitmap or sequential
+			// scan of the resources to sort (only a page's worth is sorted again).
+			plan := strings.Join(rows, "\n")
+			if !strings.Contains(plan, "Scan using "+c.index) || strings.Contains(plan, "Bitmap Heap Scan on fhir_resources") ||
+				strings.Contains(plan, "Seq Scan on fhir_resources r_") {
+				t.Fatalf("the page is not read off %s in order:\n%s", c.index, strings.Join(rows, "\n"))
+			}
+			all, err := s.Search(ctx, nil, store.Query{Type: q.Type, Clauses: q.Clauses, Sort: q.Sort, Patients: q.Patients})
+			if err != nil || len(all) != c.want {
+				t.Fatalf("unpaged: %d rows, %v; want %d", len(all), err, c.want)
+			}
+			var paged []store.Row
+			for {
+				page, err := s.Search(ctx, nil, q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				paged = append(paged, page...)
+				if len(page) < q.Limit {
+					break
+				}
+				q.After = &page[len(page)-1].Key
+			}
+			if len(paged) != len(all) {
+				t.Fatalf("%d rows over all pages, want %d", len(paged), len(all))
+			}
+			for i := range paged {
+				if paged[i].ID != all[i].ID {
+					t.Fatalf("row %d: paged %s, unpaged %s", i, paged[i].ID, all[i].ID)
+				}
+				if a, b := all[max(i-1, 0)], all[i]; i > 0 && len(c.params["_sort"]) == 0 &&
+					(b.LastUpdated.After(a.LastUpdated) || b.LastUpdated.Equal(a.LastUpdated) && b.ID <= a.ID) {
+					t.Fatalf("row %d (%v, %s) does not follow row %d (%v, %s)", i, b.LastUpdated, b.ID, i-1, a.LastUpdated, a.ID)
+				}
+			}
+		})
+	}
+}
+
 // TestNameSearchPlanFollowsTheName: in a table of a thousand Patients, half of them one
 // gender, among many other index rows, a name+gender search is driven from the name prefix
 // (a few rows) rather than the gender (hundreds), whether planned for its values or once
