@@ -567,6 +567,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 // Sessions returns the session store, for operators' tools and tests.
 func (s *Server) Sessions() *SessionStore { return s.sessions }
 
+// SessionCookie is the name of the cookie that carries the session ID.
+func (s *Server) SessionCookie() string { return s.cookie.session }
+
 // op returns the discovered provider and the OAuth2 config, discovering them on first use.
 // It returns errs.Unavailable while the OP does not answer.
 func (s *Server) op(ctx context.Context) (*oidc.Provider, *oauth2.Config, error) {

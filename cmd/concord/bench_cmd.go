@@ -270,6 +270,13 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		scenarios = append(scenarios, ss...)
 	}
+	if sel.Any(s8Names...) {
+		ss, err := env.portalPage()
+		if err != nil {
+			return fmt.Errorf("S8: %v", err)
+		}
+		scenarios = append(scenarios, ss...)
+	}
 	if sel.Any(s6Names[1]) {
 		s, stop, err := env.mllpParse(simhospitalFile(hl7Dir))
 		if skip, fail := inputMissing(s6Names[1], "--hl7v2", err); fail != nil {
@@ -400,7 +407,7 @@ const s3Workers = 8
 
 // benchScenarioNames are the scenarios `concord bench` knows, in run order (a query list's
 // scenarios are named after its queries and always selected).
-var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s4Names, s5Names, s6Names, s7Names)
+var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s4Names, s5Names, s8Names, s6Names, s7Names)
 
 // referencedAnchors returns the anchors the scenarios are ratios to.
 func referencedAnchors(ss []bench.Scenario) []string {

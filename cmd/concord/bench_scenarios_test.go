@@ -130,7 +130,7 @@ func TestBenchScenarios(t *testing.T) {
 	t.Setenv("CONCORD_DATA_DIR", t.TempDir())
 	jsonPath := filepath.Join(t.TempDir(), "run.jsonl")
 	var out, stderr bytes.Buffer
-	err := runBench(context.Background(), []string{"--scenarios", "s2-identifier,s3-lab-code,s5-binary-64k,s5-binary-deny,s6,s7-synthea-c4",
+	err := runBench(context.Background(), []string{"--scenarios", "s2-identifier,s3-lab-code,s5-binary-64k,s5-binary-deny,s8,s6,s7-synthea-c4",
 		"--duration", "300ms", "--no-gate", "--json", jsonPath, "--synthea", testkit.SharedData(t, "synthea", "bundles"), "--hl7v2", testkit.SharedData(t, "hl7v2")}, &out, &stderr)
 	if err != nil {
 		t.Fatalf("bench: %v\n%s\n%s", err, out.String(), stderr.String())
@@ -139,7 +139,7 @@ func TestBenchScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"s2-identifier", "s3-lab-code", "s5-binary-64k", "s5-binary-deny", "s6-mllp-ingest", "s7-synthea-c4", "pg-insert-1k7"} {
+	for _, name := range []string{"s2-identifier", "s3-lab-code", "s5-binary-64k", "s5-binary-deny", "s8-portal-labs", "s6-mllp-ingest", "s7-synthea-c4", "pg-insert-1k7"} {
 		if n := bytes.Count(recs, []byte(`"name":"`+name+`"`)); n < 2 {
 			t.Errorf("%s: %d records, want one per round", name, n)
 		}
