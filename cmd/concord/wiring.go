@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -142,6 +143,11 @@ func (p portalRecords) labs(ctx context.Context, role, org string, read func(kee
 	// Each Observation body is decoded once: the filter keeps the decoded labs for the rows.
 	decoded := map[string]*observation{}
 	keep := func(st store.Stored) bool {
+		// Vital signs and the rest are told apart by a scan of the bytes (most of a
+		// record's Observations); only laboratory results are decoded.
+		if _, cats, ok := fhir.ConsentCodes(st.Body); !ok || !slices.Contains(cats, "laboratory") {
+			return false
+		}
 		var o observation
 		if json.Unmarshal(st.Body, &o) != nil || !o.isLab() {
 			return false
