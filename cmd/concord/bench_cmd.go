@@ -225,14 +225,15 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		bench.HTTPScenario{Name: "thin-slice-read-off", URL: offBase + "/fhir/Observation/" + ownObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
 		bench.HTTPScenario{Name: "regional-read", URL: cfg.BaseURL + "/fhir/Observation/" + otherObs, Header: tok.header, Check: okCheck, Anchor: bench.AnchorPG, Conns: 16},
 	}
-	if sel.Any(s2Names...) {
+	mix := sel.Has(mixName) // the mix takes its parts from the read scenarios (mixParts)
+	if sel.Any(s2Names...) || mix {
 		ss, err := env.patientSearch()
 		if err != nil {
 			return fmt.Errorf("S2: %v", err)
 		}
 		scenarios = append(scenarios, ss...)
 	}
-	if sel.Any(s3Names...) {
+	if sel.Any(s3Names...) || mix {
 		ss, err := env.labSearch()
 		if err != nil {
 			return fmt.Errorf("S3: %v", err)
@@ -251,9 +252,9 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		return true, fmt.Errorf("%s: %v", name, err)
 	}
-	if sel.Any(s4Names...) {
+	if sel.Any(s4Names...) || mix {
 		_, err := os.Stat(notesPath)
-		if skip, fail := inputMissing("S4", "--notes", err); fail != nil {
+		if skip, fail := inputMissing("S4", "--notes", err); fail != nil && sel.Any(s4Names...) {
 			return fail
 		} else if !skip {
 			ss, err := env.docSearch(notesPath)
@@ -263,7 +264,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 			scenarios = append(scenarios, ss...)
 		}
 	}
-	if sel.Any(s5Names...) {
+	if sel.Any(s5Names...) || mix {
 		ss, err := env.documents(s3Workers)
 		if err != nil {
 			return fmt.Errorf("S5: %v", err)
@@ -286,6 +287,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 			scenarios = append(scenarios, s)
 		}
 	}
+	mixWith := mixParts(scenarios)
 	scenarios = sel.Filter(scenarios)
 	var loads []bench.Scenario
 	var loadChecks []func() error
@@ -372,6 +374,13 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		printBytesRatios(stdout, rep, s5Names[:3]...)
 		bcfg.AppendJSON = true
 	}
+	if mix {
+		fmt.Fprintln(stdout, "\nmix (open model, after the reads):")
+		if _, err := bench.RunMix(ctx, bench.Mix{Parts: mixWith, Workers: mixWorkers, Duration: max(dur, minLoadDuration),
+			Seed: uint64(cfg.DemoSeed)}, stdout); err != nil {
+			return err
+		}
+	}
 	// Loads change the database, so they run after every read, as a second A-B phase
 	// against the INSERT anchor.
 	if len(loads) > 0 {
@@ -407,7 +416,7 @@ const s3Workers = 8
 
 // benchScenarioNames are the scenarios `concord bench` knows, in run order (a query list's
 // scenarios are named after its queries and always selected).
-var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s4Names, s5Names, s8Names, s6Names, s7Names)
+var benchScenarioNames = slices.Concat([]string{"thin-slice-read", "thin-slice-read-off", "regional-read"}, s2Names, s3Names, s4Names, s5Names, s8Names, []string{mixName}, s6Names, s7Names)
 
 // referencedAnchors returns the anchors the scenarios are ratios to.
 func referencedAnchors(ss []bench.Scenario) []string {

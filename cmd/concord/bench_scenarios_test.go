@@ -191,3 +191,28 @@ func TestSizedRegionKeepsTheDemoAndSpreadsFamilies(t *testing.T) {
 		}
 	}
 }
+
+// TestMixParts: the mix takes its parts from the built read scenarios by name, with
+// benchmarks.md's proportions, and leaves out what was not built.
+func TestMixParts(t *testing.T) {
+	var ss []bench.Scenario
+	for _, n := range benchScenarioNames {
+		if n != "s4-docref-category" && n != mixName {
+			ss = append(ss, bench.HTTPScenario{Name: n, URL: "http://127.0.0.1/" + n, Conns: 16})
+		}
+	}
+	parts := mixParts(ss)
+	total, s1s2 := 0, 0
+	for _, p := range parts {
+		total += p.Weight
+		if n := p.Scenario.ScenarioName(); n == "thin-slice-read" || strings.HasPrefix(n, "s2-") {
+			s1s2 += p.Weight
+		}
+		if h := p.Scenario.(bench.HTTPScenario); h.Conns != 4*mixWorkers {
+			t.Errorf("%s keeps %d connections", h.Name, h.Conns)
+		}
+	}
+	if len(parts) != len(mixShares)-1 || total != 83 || s1s2 != 60 {
+		t.Fatalf("%d parts, weight %d (S1/S2 %d); want 6 parts without S4, 83, 60", len(parts), total, s1s2)
+	}
+}

@@ -189,19 +189,7 @@ func Drive(ctx context.Context, l Load) (*Result, error) {
 				if opCtx.Err() != nil && ctx.Err() != nil {
 					return // the caller gave up: not the system's failure
 				}
-				if s.first == nil {
-					s.first = err
-				}
-				switch Classify(err) {
-				case KindNonOK:
-					s.errs.NonOK++
-				case KindTimeout:
-					s.errs.Timeout++
-				case KindCheck:
-					s.errs.Check++
-				default:
-					s.errs.Transport++
-				}
+				s.count(err)
 			}
 		}(stats[w], ops[w])
 	}
