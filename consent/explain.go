@@ -101,6 +101,8 @@ func (p *explainParams) render(names Names) string {
 		return "Denied: the request did not state a valid purpose, patient and time."
 	case ConsentUnavailable:
 		return "Denied: your consent choices could not be checked just now, so nothing was shared."
+	case ItemUnreadable:
+		return "Denied: this record could not be read to check how it may be shared, so it was not shared."
 	}
 	return "Denied: no choice of yours and no regional policy lets " + who + " see " + p.what + " for " + p.purpose + "."
 }

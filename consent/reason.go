@@ -36,6 +36,9 @@ const (
 	// ConsentUnavailable is never returned by Decide: callers record it when the
 	// directives could not be loaded and they deny (503) without deciding.
 	ConsentUnavailable
+	// ItemUnreadable is never returned by Decide: callers record it when the item's
+	// labels and categories could not be read from it, so nothing about it can be decided.
+	ItemUnreadable
 	reasonCount
 )
 
@@ -90,6 +93,9 @@ var reasonInfo = [reasonCount]struct {
 	InvalidRequest: {"invalid-request", false, ExceptionSecurity},
 	// Failing closed when consent cannot be read protects confidentiality: security.
 	ConsentUnavailable: {"consent-unavailable", false, ExceptionSecurity},
+	// An item whose labels are unknown cannot be told apart from data that may not be
+	// shared: it cannot be segmented (171.204(a)(2)).
+	ItemUnreadable: {"item-unreadable", false, ExceptionInfeasibility},
 }
 
 // String returns the reason's stable code, e.g. "label-not-permitted", used in audit

@@ -404,3 +404,9 @@ func (s *Store) Decide(ctx context.Context, q db.Querier, req Request) (Decision
 func UnavailableDecision(req Request) Decision {
 	return decision(ConsentUnavailable, nil, &req)
 }
+
+// UnreadableDecision is the denial recorded for an item whose labels and categories could
+// not be read, so that Decide cannot be asked about it.
+func UnreadableDecision(req Request) Decision {
+	return decision(ItemUnreadable, nil, &req)
+}

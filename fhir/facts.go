@@ -11,7 +11,9 @@ package fhir
 // contributes the code of each coding.
 // Codings without a code contribute nothing. ok is false when data is not a well-formed
 // JSON object or one of these elements has another shape: the caller must then not
-// disclose the resource, since its labels are unknown.
+// disclose the resource, since its labels are unknown. Member names are matched exactly,
+// as JSON and FHIR define them; this is safe because Parse, the only way a Resource is
+// made, refuses unknown, repeated and case-variant names, so none is stored.
 func ConsentCodes(data []byte) (security, categories []string, ok bool) {
 	s := scanner{data: data}
 	ok = s.members(maxDepth, func(key []byte, depth int) bool {

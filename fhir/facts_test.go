@@ -127,13 +127,15 @@ func TestConsentCodes(t *testing.T) {
 		{"not an object", `["meta"]`, nil, nil, false},
 		{"bad escape in a skipped value", `{"text":"\x","meta":{"security":[{"code":"R"}]}}`, nil, nil, false},
 	} {
-		sec, cats, ok := ConsentCodes([]byte(c.in))
-		if ok != c.ok || !slices.Equal(sec, c.sec) || !slices.Equal(cats, c.cats) {
-			t.Errorf("%s: got %q %q %v, want %q %q %v", c.name, sec, cats, ok, c.sec, c.cats, c.ok)
-		}
-		if rs, rc, rok := consentCodesRef([]byte(c.in)); c.ok && (!rok || !slices.Equal(rs, sec) || !slices.Equal(rc, cats)) {
-			t.Errorf("%s: the reference reads %q %q %v", c.name, rs, rc, rok)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			sec, cats, ok := ConsentCodes([]byte(c.in))
+			if ok != c.ok || !slices.Equal(sec, c.sec) || !slices.Equal(cats, c.cats) {
+				t.Errorf("got %q %q %v, want %q %q %v", sec, cats, ok, c.sec, c.cats, c.ok)
+			}
+			if rs, rc, rok := consentCodesRef([]byte(c.in)); c.ok && (!rok || !slices.Equal(rs, sec) || !slices.Equal(rc, cats)) {
+				t.Errorf("the reference reads %q %q %v", rs, rc, rok)
+			}
+		})
 	}
 }
 

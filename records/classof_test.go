@@ -29,11 +29,13 @@ func TestDecideReadsLabelsOrDenies(t *testing.T) {
 		{"plain lab", item("Observation", `{"resourceType":"Observation","id":"1","category":[{"coding":[{"code":"laboratory"}]}]}`), true, consent.Permitted},
 		{"labelled", item("Observation", `{"resourceType":"Observation","id":"1","meta":{"security":[{"code":"PSY"}]}}`), false, consent.LabelNotPermitted},
 		{"category as one concept", item("Procedure", `{"resourceType":"Procedure","id":"1","category":{"coding":[{"code":"387713003"}]}}`), false, consent.Denied},
-		{"unreadable body", item("Observation", `{"resourceType":"Observation","id":"1","meta":{"security":[{"code":"R"}`), false, consent.ConsentUnavailable},
+		{"unreadable body", item("Observation", `{"resourceType":"Observation","id":"1","meta":{"security":[{"code":"R"}`), false, consent.ItemUnreadable},
 	} {
-		d := (&Service{}).decide(append(policies, noProcedures), v, "person-1", at, c.st)
-		if d.Allow != c.allow || d.Reason != c.why {
-			t.Errorf("%s: allow %v reason %v, want %v %v", c.name, d.Allow, d.Reason, c.allow, c.why)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			got := (&Service{}).decide(append(policies, noProcedures), v, "person-1", at, c.st)
+			if got.Allow != c.allow || got.Reason != c.why {
+				t.Errorf("allow %v reason %v, want %v %v", got.Allow, got.Reason, c.allow, c.why)
+			}
+		})
 	}
 }

@@ -29,8 +29,8 @@ func part2Release(v Viewer, st store.Stored, d consent.Decision) (Part2Release, 
 	if !d.Allow {
 		return Part2Release{}, false
 	}
-	_, labels, _ := classOf(st) // d allowed it, so it was readable
-	if !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role}) {
+	// d allowed st, so it was readable; were it not, it carries the notice (fail closed).
+	if _, labels, ok := classOf(st); ok && !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role}) {
 		return Part2Release{}, false
 	}
 	return Part2Release{Consent: d.By, Version: d.Version, Reason: d.Reason, Summary: d.Explanation}, true

@@ -7,7 +7,6 @@ package records
 
 import (
 	"context"
-
 	"strings"
 	"time"
 
@@ -83,10 +82,9 @@ func New(fhir *store.Store, mpi *mpistore.Store, dirs Directives, log AuditLog, 
 	return &Service{fhir: fhir, mpi: mpi, dirs: dirs, audit: log, now: now}
 }
 
-// item is the part of a stored resource the decision needs.
 // classOf reads what consent needs of st besides its type: its category codes and its
 // security labels (fhir.ConsentCodes). ok is false when the stored body cannot be read;
-// decide then denies, and the other callers treat the item as sensitive.
+// decide then denies, and the other callers treat the item as sensitive or leave it out.
 func classOf(st store.Stored) (c consent.Class, labels []string, ok bool) {
 	labels, cats, ok := fhir.ConsentCodes(st.Body)
 	return consent.Class{ResourceType: st.Type, Categories: cats}, labels, ok
@@ -110,7 +108,7 @@ func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at t
 		Class: class, Custodian: st.MemberID, Labels: labels, At: at, BreakGlass: v.BreakGlass,
 	}
 	if !readable { // labels unknown: nothing can be decided about it, so nothing is shared
-		return consent.UnavailableDecision(req)
+		return consent.UnreadableDecision(req)
 	}
 	return consent.Decide(dirs, req)
 }
