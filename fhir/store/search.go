@@ -277,13 +277,20 @@ func buildSelect(q Query) (string, []any, error) {
 	}
 	sql.WriteString(` FROM (SELECT type, id` + keyCols.String())
 	if b.perPatient {
-		// Per patient: the patient's rows in order, with no other check, so that nothing
-		// keeps PostgreSQL from reading them off a compartment index (a subquery with its
-		// own ORDER BY is planned apart); then the checks, row by row, until the page is
-		// full. The pages of all the patients are merged and cut again.
+		// Per patient, then the patients' pages merged and cut again. Where a compartment
+		// index gives the order (one type, newest change or latest date first), the
+		// patient's rows come in that order with no other check, so that nothing keeps
+		// PostgreSQL from reading them off the index (a subquery with its own ORDER BY is
+		// planned apart), and the checks run row by row until the page is full. In any
+		// other order every row would be sorted anyway: the checks go first, so that sort
+		// keys are computed only for the rows that pass.
 		patients := slices.Compact(slices.Sorted(slices.Values(q.Patients))) // each walked once
 		sql.WriteString(` FROM unnest(` + b.arg(patients) + `::text[]) AS c(pid) CROSS JOIN LATERAL (SELECT type, id` + keyCols.String())
-		sql.WriteString(` FROM (SELECT r.type, r.id, ` + strings.Join(cols, ", ") + ` FROM fhir_resources r WHERE ` + strings.Join(base, " AND "))
+		inner := base
+		if !indexOrdered(q, keys) {
+			inner, clauses = append(base, clauses...), nil
+		}
+		sql.WriteString(` FROM (SELECT r.type, r.id, ` + strings.Join(cols, ", ") + ` FROM fhir_resources r WHERE ` + strings.Join(inner, " AND "))
 		sql.WriteString(` ORDER BY ` + strings.Join(order, ", ") + `) r`)
 		if q.After != nil {
 			clauses = append(clauses, b.after(keys, *q.After))
@@ -292,7 +299,8 @@ func buildSelect(q Query) (string, []any, error) {
 			sql.WriteString(" WHERE " + strings.Join(clauses, " AND "))
 		}
 		limit := b.arg(q.Limit)
-		sql.WriteString(" LIMIT " + limit + ") l ORDER BY " + strings.Join(order, ", ") + " LIMIT " + limit)
+		by := strings.Join(order, ", ")
+		sql.WriteString(" ORDER BY " + by + " LIMIT " + limit + ") l ORDER BY " + by + " LIMIT " + limit)
 	} else {
 		sql.WriteString(` FROM (SELECT r.type, r.id, ` + strings.Join(cols, ", ") + ` FROM fhir_resources r WHERE `)
 		sql.WriteString(strings.Join(append(base, clauses...), " AND ") + `) t`)
@@ -310,6 +318,13 @@ func buildSelect(q Query) (string, []any, error) {
 	}
 	sql.WriteString(strings.Join(order, ", "))
 	return sql.String(), b.args, nil
+}
+
+// indexOrdered reports whether a compartment index hands one patient's rows of q over in
+// the order of keys: fhir_resources_patient_updated for the default order (newest change
+// first), fhir_resources_patient_date for -date; both for one resource type.
+func indexOrdered(q Query, keys []fhir.SortKey) bool {
+	return q.Type != "" && len(keys) == 1 && keys[0].Desc && (keys[0].Param == "_lastUpdated" || keys[0].Param == sortParam)
 }
 
 // sortExpr is a sort key: for _lastUpdated the column itself, so that an index on
