@@ -46,9 +46,11 @@ type Query struct {
 }
 
 // Key is a row's position in a sort order: one instant per sort key (Unix microseconds,
-// with open ends and missing values folded to sentinels) and the id.
+// with open ends and missing values folded to sentinels), then, in a search of several
+// types, the type, and the id.
 type Key struct {
 	Values []int64
+	Type   string `json:",omitempty"` // set only when the query names no single Type
 	ID     string
 }
 
@@ -98,6 +100,9 @@ func (s *Store) Search(ctx context.Context, dbq db.Querier, q Query) ([]Row, err
 			row.PatientID = *patient
 		}
 		row.Key.ID = row.ID
+		if q.Type == "" { // several types: the same id may recur, so the type breaks ties first
+			row.Key.Type = row.Type
+		}
 		return row, nil
 	})
 	return out, db.Map(op, err)
@@ -256,6 +261,9 @@ func buildSelect(q Query) (string, []any, error) {
 		}
 		order = append(order, col+dir)
 	}
+	if q.Type == "" {
+		order = append(order, "type ASC") // ids are unique per type only
+	}
 	order = append(order, "id ASC")
 	// Two phases: order and limit narrow rows (type, id, keys), then fetch the bodies of
 	// only the page's rows.
@@ -373,7 +381,12 @@ func (b *builder) after(keys []fhir.SortKey, key Key) string {
 		ors = append(ors, "("+strings.Join(append(append([]string{}, eqs...), col+cmp+v), " AND ")+")")
 		eqs = append(eqs, col+" = "+v)
 	}
-	ors = append(ors, "("+strings.Join(append(eqs, "id > "+b.arg(key.ID)), " AND ")+")")
+	last := "id > " + b.arg(key.ID)
+	if key.Type != "" {
+		t := b.arg(key.Type)
+		last = "(type > " + t + " OR type = " + t + " AND " + last + ")"
+	}
+	ors = append(ors, "("+strings.Join(append(eqs, last), " AND ")+")")
 	return "(" + strings.Join(ors, " OR ") + ")"
 }
 

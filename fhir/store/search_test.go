@@ -215,6 +215,54 @@ func TestSearchIncludeHelpersAndExplain(t *testing.T) {
 	}
 }
 
+// TestPagingAcrossTypesWithOneID: in a search of several types ($everything), two
+// resources of different types may share an id and a change time (one transaction): pages
+// of one row still return both, because the type breaks ties before the id.
+func TestPagingAcrossTypesWithOneID(t *testing.T) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		for _, body := range []string{
+			`{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/p1"}}`,
+			`{"resourceType":"Condition","subject":{"reference":"Patient/p1"}}`,
+			`{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p1"}}`,
+		} {
+			if _, err := s.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(body)), ID: "same", MemberID: "a", PatientID: "p1", At: at}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, patients := range [][]string{{"p1"}, {"p1", "p2"}} {
+		q := store.Query{Types: []string{"Observation", "Condition", "Encounter"}, Patients: patients, Limit: 1}
+		var got []string
+		for range 5 {
+			page, err := s.Search(ctx, nil, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page {
+				got = append(got, r.Type+"/"+r.ID)
+			}
+			if len(page) < q.Limit {
+				break
+			}
+			q.After = &page[len(page)-1].Key
+		}
+		if want := []string{"Condition/same", "Encounter/same", "Observation/same"}; !slices.Equal(got, want) {
+			t.Errorf("patients %v: pages of one gave %v, want %v", patients, got, want)
+		}
+	}
+}
+
 // TestCompartmentPageStopsEarly: a page of a patient's resources, in the default order
 // (newest change first) or by -date, is read off the compartment's index in order and
 // stops at the page's end rather than sorting every one of the patient's resources of the
