@@ -229,14 +229,14 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	if sel.Any(s2Names...) || mix {
 		ss, err := env.patientSearch()
 		if err != nil {
-			return fmt.Errorf("S2: %v", err)
+			return fmt.Errorf("S2: %w", err)
 		}
 		scenarios = append(scenarios, ss...)
 	}
 	if sel.Any(s3Names...) || mix {
 		ss, err := env.labSearch()
 		if err != nil {
-			return fmt.Errorf("S3: %v", err)
+			return fmt.Errorf("S3: %w", err)
 		}
 		scenarios = append(scenarios, ss...)
 	}
@@ -259,7 +259,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		} else if !skip {
 			ss, err := env.docSearch(notesPath)
 			if err != nil {
-				return fmt.Errorf("S4: %v", err)
+				return fmt.Errorf("S4: %w", err)
 			}
 			scenarios = append(scenarios, ss...)
 		}
@@ -267,14 +267,14 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	if sel.Any(s5Names...) || mix {
 		ss, err := env.documents(s3Workers)
 		if err != nil {
-			return fmt.Errorf("S5: %v", err)
+			return fmt.Errorf("S5: %w", err)
 		}
 		scenarios = append(scenarios, ss...)
 	}
 	if sel.Any(s8Names...) {
 		ss, err := env.portalPage()
 		if err != nil {
-			return fmt.Errorf("S8: %v", err)
+			return fmt.Errorf("S8: %w", err)
 		}
 		scenarios = append(scenarios, ss...)
 	}
