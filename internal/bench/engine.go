@@ -200,13 +200,18 @@ func Drive(ctx context.Context, l Load) (*Result, error) {
 	}
 	r := &Result{Workers: l.Workers, Elapsed: elapsed}
 	for _, s := range stats {
-		r.Hist.Merge(&s.hist)
-		r.Ops += s.ops
-		r.Bytes += s.bytes
-		r.Errors.add(s.errs)
-		if r.FirstErr == nil {
-			r.FirstErr = s.first
-		}
+		r.add(s)
 	}
 	return r, nil
+}
+
+// add sums one worker's figures into r; r keeps the first error seen.
+func (r *Result) add(s *workerStats) {
+	r.Hist.Merge(&s.hist)
+	r.Ops += s.ops
+	r.Bytes += s.bytes
+	r.Errors.add(s.errs)
+	if r.FirstErr == nil {
+		r.FirstErr = s.first
+	}
 }

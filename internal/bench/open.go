@@ -117,13 +117,7 @@ func DriveOpen(ctx context.Context, o Open) (*OpenResult, error) {
 		for k := range r.ByKind {
 			r.ByKind[k].Merge(&byKind[w][k])
 		}
-		r.Hist.Merge(&s.hist)
-		r.Ops += s.ops
-		r.Bytes += s.bytes
-		r.Errors.add(s.errs)
-		if r.FirstErr == nil {
-			r.FirstErr = s.first
-		}
+		r.add(s)
 	}
 	if dropped > 0 {
 		r.Errors.Timeout += dropped
