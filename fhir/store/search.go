@@ -551,17 +551,27 @@ func (b *builder) values(a string, t fhir.ParamType, mod fhir.Modifier, vals []f
 		var s string
 		switch t {
 		case fhir.ParamToken, fhir.ParamURI:
+			code := a + ".code"
+			if b.perRow {
+				// A per-row check finds the row's own index rows by (type, id, param). Under
+				// the "C" collation code compares the same (the default collation is
+				// deterministic) but cannot lead PostgreSQL to the (type, param, code,
+				// system) index instead: a generic plan, which cannot tell a common code
+				// from a rare one, took it and read every row of the region with the code
+				// for each candidate (S4 by type: 29 ms a query instead of 1).
+				code += ` COLLATE "C"`
+			}
 			switch {
 			case t == fhir.ParamURI:
-				s = a + ".code = " + b.arg(v.Raw)
+				s = code + " = " + b.arg(v.Raw)
 			case v.SystemMode == fhir.AnySystem:
-				s = a + ".code = " + b.arg(v.Code)
+				s = code + " = " + b.arg(v.Code)
 			case v.SystemMode == fhir.NoSystem:
-				s = "(" + a + ".code = " + b.arg(v.Code) + " AND " + a + ".system = '')"
+				s = "(" + code + " = " + b.arg(v.Code) + " AND " + a + ".system = '')"
 			case v.Code == "":
 				s = a + ".system = " + b.arg(v.System)
 			default:
-				s = "(" + a + ".system = " + b.arg(v.System) + " AND " + a + ".code = " + b.arg(v.Code) + ")"
+				s = "(" + a + ".system = " + b.arg(v.System) + " AND " + code + " = " + b.arg(v.Code) + ")"
 			}
 		case fhir.ParamReference:
 			s = a + ".ref_id = " + b.arg(v.RefID)

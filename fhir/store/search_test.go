@@ -368,6 +368,85 @@ func TestCompartmentPageStopsEarly(t *testing.T) {
 	}
 }
 
+// TestCompartmentTokenCheckGenericPlan: the server's statements are prepared and, after a
+// few runs, planned once for any values. A generic plan cannot tell a common code from a
+// rare one, and on the bench's data it checked each candidate of a compartment search by
+// reading every index row of the region with the code, through the (type, param, code,
+// system) index. The per-row token check must not be able to: even with the row index
+// gone, no plan may use that index to find the code.
+func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	// A region's notes: 20,000 of 2,000 patients with server ids (32 hex digits), one type
+	// code common and the rest spread, among the index rows of many other resources.
+	if _, err := pool.Exec(ctx, `INSERT INTO fhir_resources (type, id, version, member_id, patient_id, last_updated, body)
+			SELECT 'DocumentReference', md5(g::text), 1, 'a', 'q' || (g % 2000), now(), '{}' FROM generate_series(1, 20000) g;
+		INSERT INTO fhir_idx_token (type, id, param, system, code)
+			SELECT 'DocumentReference', md5(g::text), 'type', 'http://loinc.org', CASE WHEN g % 3 = 0 THEN '34111-5' ELSE (g % 5000)::text END
+			FROM generate_series(1, 20000) g;
+		INSERT INTO fhir_idx_token (type, id, param, system, code)
+			SELECT 'Observation', md5('o' || g), p, 'http://loinc.org', (g % 700)::text
+			FROM generate_series(1, 60000) g, unnest(ARRAY['code', 'category', 'status']) p;
+		ANALYZE`); err != nil {
+		t.Fatal(err)
+	}
+	sq, err := fhir.ParseSearch("DocumentReference", url.Values{"type": {"http://loinc.org|34111-5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sql, args, err := store.BuildSelect(store.Query{Type: "DocumentReference", Clauses: sq.Clauses, Patients: []string{"q7", "q8"}, Limit: 51})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	// In a transaction rolled back at the end, without the row index, so that the
+	// planner's only index on the token rows is the one the check must not search by code.
+	if _, err := conn.Exec(ctx, `BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; DROP INDEX fhir_idx_token_row`); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Exec(ctx, `ROLLBACK`)
+	if _, err := conn.Conn().Prepare(ctx, "docs_by_type", sql); err != nil {
+		t.Fatal(err)
+	}
+	lits := make([]string, len(args)) // EXECUTE takes no bind parameters: literals
+	for i, a := range args {
+		switch a := a.(type) {
+		case string:
+			lits[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
+		case []string:
+			lits[i] = "'{" + strings.Join(a, ",") + "}'"
+		case int:
+			lits[i] = fmt.Sprint(a)
+		default:
+			t.Fatalf("argument %d is a %T", i+1, a)
+		}
+	}
+	prows, err := conn.Query(ctx, "EXPLAIN EXECUTE docs_by_type("+strings.Join(lits, ", ")+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pgx.CollectRows(prows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(rows, "\n")
+	if !strings.Contains(plan, "$1") {
+		t.Fatalf("not a generic plan:\n%s", plan)
+	}
+	for _, line := range rows {
+		if strings.Contains(line, "Index Cond:") && strings.Contains(line, "code =") {
+			t.Fatalf("the per-row type check searches an index by code:\n%s", plan)
+		}
+	}
+}
+
 // TestNameSearchPlanFollowsTheName: in a table of a thousand Patients, half of them one
 // gender, among many other index rows, a name+gender search is driven from the name prefix
 // (a few rows) rather than the gender (hundreds), whether planned for its values or once
