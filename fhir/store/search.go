@@ -574,7 +574,11 @@ func (b *builder) values(a string, t fhir.ParamType, mod fhir.Modifier, vals []f
 				s = "(" + a + ".system = " + b.arg(v.System) + " AND " + code + " = " + b.arg(v.Code) + ")"
 			}
 		case fhir.ParamReference:
-			s = a + ".ref_id = " + b.arg(v.RefID)
+			ref := a + ".ref_id"
+			if b.perRow { // as for codes above: not a search of (ref_type, ref_id, ...) per row
+				ref += ` COLLATE "C"`
+			}
+			s = ref + " = " + b.arg(v.RefID)
 			if v.RefType != "" {
 				s = "(" + s + " AND " + a + ".ref_type = " + b.arg(v.RefType) + ")"
 			}
