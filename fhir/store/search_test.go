@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
@@ -368,6 +369,43 @@ func TestCompartmentPageStopsEarly(t *testing.T) {
 	}
 }
 
+// genericPlan prepares sql as name on conn, whose session must plan generically
+// (plan_cache_mode = force_generic_plan), and returns the lines of EXPLAIN EXECUTE with
+// args written as literals (EXECUTE takes no bind parameters). It fails the test unless the
+// plan is generic (it shows $1).
+func genericPlan(t *testing.T, conn *pgxpool.Conn, name, sql string, args []any) []string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := conn.Conn().Prepare(ctx, name, sql); err != nil {
+		t.Fatal(err)
+	}
+	lits := make([]string, len(args))
+	for i, a := range args {
+		switch a := a.(type) {
+		case string:
+			lits[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
+		case []string:
+			lits[i] = "'{" + strings.Join(a, ",") + "}'"
+		case int:
+			lits[i] = fmt.Sprint(a)
+		default:
+			t.Fatalf("argument %d is a %T", i+1, a)
+		}
+	}
+	prows, err := conn.Query(ctx, "EXPLAIN EXECUTE "+name+"("+strings.Join(lits, ", ")+")")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := pgx.CollectRows(prows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan := strings.Join(rows, "\n"); !strings.Contains(plan, "$1") {
+		t.Fatalf("not a generic plan:\n%s", plan)
+	}
+	return rows
+}
+
 // TestCompartmentTokenCheckGenericPlan: the server's statements are prepared and, after a
 // few runs, planned once for any values. A generic plan cannot tell a common code from a
 // rare one, and on the bench's data it checked each candidate of a compartment search by
@@ -412,34 +450,8 @@ func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Exec(ctx, `ROLLBACK`)
-	if _, err := conn.Conn().Prepare(ctx, "docs_by_type", sql); err != nil {
-		t.Fatal(err)
-	}
-	lits := make([]string, len(args)) // EXECUTE takes no bind parameters: literals
-	for i, a := range args {
-		switch a := a.(type) {
-		case string:
-			lits[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
-		case []string:
-			lits[i] = "'{" + strings.Join(a, ",") + "}'"
-		case int:
-			lits[i] = fmt.Sprint(a)
-		default:
-			t.Fatalf("argument %d is a %T", i+1, a)
-		}
-	}
-	prows, err := conn.Query(ctx, "EXPLAIN EXECUTE docs_by_type("+strings.Join(lits, ", ")+")")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := pgx.CollectRows(prows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := genericPlan(t, conn, "docs_by_type", sql, args)
 	plan := strings.Join(rows, "\n")
-	if !strings.Contains(plan, "$1") {
-		t.Fatalf("not a generic plan:\n%s", plan)
-	}
 	for _, line := range rows {
 		if strings.Contains(line, "Index Cond:") && strings.Contains(line, "code =") {
 			t.Fatalf("the per-row type check searches an index by code:\n%s", plan)
@@ -510,32 +522,7 @@ func TestNameSearchPlanFollowsTheName(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SET plan_cache_mode = force_generic_plan`); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := conn.Conn().Prepare(ctx, "name_gender", sql); err != nil {
-		t.Fatal(err)
-	}
-	lits := make([]string, len(args)) // EXECUTE takes no bind parameters: literals
-	for i, a := range args {
-		switch a := a.(type) {
-		case string:
-			lits[i] = "'" + strings.ReplaceAll(a, "'", "''") + "'"
-		case int:
-			lits[i] = fmt.Sprint(a)
-		default:
-			t.Fatalf("argument %d is a %T", i+1, a)
-		}
-	}
-	prows, err := conn.Query(ctx, "EXPLAIN EXECUTE name_gender("+strings.Join(lits, ", ")+")")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := pgx.CollectRows(prows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(rows, "\n")
-	if !strings.Contains(plan, "$1") {
-		t.Fatalf("not a generic plan:\n%s", plan)
-	}
+	plan := strings.Join(genericPlan(t, conn, "name_gender", sql, args), "\n")
 	if !strings.Contains(plan, "fhir_idx_string_type_param_value_idx") {
 		t.Fatalf("the generic plan of a name+gender search is not driven from the name index:\n%s", plan)
 	}
