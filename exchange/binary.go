@@ -110,17 +110,8 @@ func (s *Server) readBinary(c echo.Context) error {
 }
 
 // preferPresigned reports whether the caller asked for the presigned mode: a Prefer header
-// (RFC 7240) with the token presigned-url.
-func preferPresigned(h http.Header) bool {
-	for _, v := range h.Values("Prefer") {
-		for _, tok := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(tok), "presigned-url") {
-				return true
-			}
-		}
-	}
-	return false
-}
+// with the token presigned-url.
+func preferPresigned(h http.Header) bool { return preferHas(h.Values("Prefer"), "presigned-url") }
 
 // redirectPresigned answers an authorized, audited retrieval with 303 See Other to a
 // presigned S3 URL valid for PresignTTL, when the caller prefers it and the mode is on.

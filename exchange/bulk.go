@@ -3,7 +3,6 @@ package exchange
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -136,12 +135,7 @@ func (s *Server) exportGroup(c echo.Context) error {
 		}
 		return err
 	}
-	job.Patients = patients
-	var raw [16]byte
-	if _, err := rand.Read(raw[:]); err != nil {
-		return errs.E(op, errs.Unavailable, "could not start the export", err)
-	}
-	job.ID = hex.EncodeToString(raw[:])
+	job.Patients, job.ID = patients, store.NewID() // 32 hex digits, as ownBulkJob expects
 	job.TransactionTime = s.Now().UTC().Truncate(time.Millisecond)
 	job.Expires = job.TransactionTime.Add(bulkTTL)
 	if err := s.putBulkJob(ctx, job); err != nil {
@@ -279,8 +273,8 @@ func (s *Server) exportFile(c echo.Context) error {
 	return nil
 }
 
-// preferHas reports whether the Prefer header values hold preference pref
-// ("respond-async", "handling=lenient"), compared without case.
+// preferHas reports whether the Prefer header values (RFC 7240) hold preference pref
+// ("respond-async", "handling=lenient", "presigned-url"), compared without case or spaces.
 func preferHas(values []string, pref string) bool {
 	for _, v := range values {
 		for _, p := range strings.Split(v, ",") {
