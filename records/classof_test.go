@@ -32,7 +32,7 @@ func TestDecideReadsLabelsOrDenies(t *testing.T) {
 		{"unreadable body", item("Observation", `{"resourceType":"Observation","id":"1","meta":{"security":[{"code":"R"}`), false, consent.ItemUnreadable},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got := (&Service{}).decide(append(policies, noProcedures), v, "person-1", at, c.st)
+			got, _ := (&Service{}).decide(append(policies, noProcedures), v, "person-1", at, c.st)
 			if got.Allow != c.allow || got.Reason != c.why {
 				t.Errorf("allow %v reason %v, want %v %v", got.Allow, got.Reason, c.allow, c.why)
 			}

@@ -98,7 +98,7 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 				if !ok {
 					continue
 				}
-				d := s.decide(dirs, pv, person, at, st)
+				d, _ := s.decide(dirs, pv, person, at, st)
 				if !d.Allow {
 					deny = &d
 					continue

@@ -23,14 +23,11 @@ type Part2Release struct {
 	Summary string
 }
 
-// part2Release returns the release record for st decided by d for v, and whether st needs
-// one: st is labelled 42CFRPart2, d allowed it, and v is not the patient.
-func part2Release(v Viewer, st store.Stored, d consent.Decision) (Part2Release, bool) {
-	if !d.Allow {
-		return Part2Release{}, false
-	}
-	// d allowed st, so it was readable; were it not, it carries the notice (fail closed).
-	if _, labels, ok := classOf(st); ok && !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role}) {
+// part2Release returns the release record for an item with security labels labels that d
+// decided for v (both from decide), and whether the item needs one: it is labelled
+// 42CFRPart2, d allowed it, and v is not the patient.
+func part2Release(v Viewer, labels []string, d consent.Decision) (Part2Release, bool) {
+	if !d.Allow || !consent.NeedsPart2Notice(labels, consent.Request{ActorRole: v.Role}) {
 		return Part2Release{}, false
 	}
 	return Part2Release{Consent: d.By, Version: d.Version, Reason: d.Reason, Summary: d.Explanation}, true

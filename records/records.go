@@ -93,8 +93,9 @@ func classOf(st store.Stored) (c consent.Class, labels []string, ok bool) {
 // decide runs consent for one stored item. A viewer bound to a person (a patient, a proxy,
 // a share link's holder: Viewer.PersonID) is decided against no directive at all for any
 // other person's item, so the right-of-access policy, which permits "the patient", never
-// lets one patient read another's record.
-func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at time.Time, st store.Stored) consent.Decision {
+// lets one patient read another's record. It also returns the item's security labels, read
+// for the decision (nil when the body could not be read, which it denies).
+func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at time.Time, st store.Stored) (consent.Decision, []string) {
 	class, labels, readable := classOf(st)
 	actor := v.Actor
 	if actor == "" {
@@ -108,9 +109,9 @@ func (s *Service) decide(dirs []consent.Directive, v Viewer, person string, at t
 		Class: class, Custodian: st.MemberID, Labels: labels, At: at, BreakGlass: v.BreakGlass,
 	}
 	if !readable { // labels unknown: nothing can be decided about it, so nothing is shared
-		return consent.UnreadableDecision(req)
+		return consent.UnreadableDecision(req), nil
 	}
-	return consent.Decide(dirs, req)
+	return consent.Decide(dirs, req), labels
 }
 
 // event starts an audit event for v about person.
@@ -223,7 +224,7 @@ func (s *Service) compartment(ctx context.Context, v Viewer, person string, type
 		if keep != nil && !keep(st) {
 			continue
 		}
-		d := s.decide(dirs, v, person, at, st)
+		d, _ := s.decide(dirs, v, person, at, st)
 		if !d.Allow {
 			denied++
 			lastDeny = d
@@ -334,13 +335,13 @@ func (s *Service) decideRead(ctx context.Context, v Viewer, typ, id string) (sto
 			return store.Stored{}, nil, audit.Event{}, err
 		}
 		ev.BreakGlass = v.BreakGlass != nil
-		d := s.decide(dirs, v, person, at, st)
+		d, labels := s.decide(dirs, v, person, at, st)
 		ev.Consent, ev.ConsentVersion, ev.Reason = string(d.By), int64(d.Version), d.Reason.String()
 		ev.Outcome = audit.Deny
 		if d.Allow {
 			ev.Outcome = audit.Permit
 		}
-		if r, ok := part2Release(v, st, d); ok {
+		if r, ok := part2Release(v, labels, d); ok {
 			rel = &r
 		}
 	}

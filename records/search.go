@@ -306,11 +306,11 @@ func (d *decider) allow(person string, st store.Stored) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	dec := d.x.svc.decide(dirs, v, person, d.at, st)
+	dec, labels := d.x.svc.decide(dirs, v, person, d.at, st)
 	if !dec.Allow {
 		d.denied++
 		d.lastDeny = dec
-	} else if r, ok := part2Release(v, st, dec); ok {
+	} else if r, ok := part2Release(v, labels, dec); ok {
 		if d.part2 == nil {
 			d.part2 = map[string]Part2Release{}
 		}

@@ -86,7 +86,7 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 		if _, labels, ok := classOf(st); sh.ResourceID == "" && !sh.IncludeSensitive && (!ok || consent.Sensitive(labels)) {
 			continue
 		}
-		d := s.decide(dirs, v, sh.PersonID, at, st)
+		d, _ := s.decide(dirs, v, sh.PersonID, at, st)
 		if !d.Allow {
 			denied++
 			lastDeny = d
