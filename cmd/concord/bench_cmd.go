@@ -240,13 +240,14 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 		}
 		scenarios = append(scenarios, ss...)
 	}
-	// inputMissing handles a scenario group whose input data could not be loaded (err):
-	// a whole run (no --scenarios) skips it with a note; a run that named it fails.
-	inputMissing := func(name, flag string, err error) (skip bool, fail error) {
+	// inputMissing handles a scenario group (names) whose input data could not be loaded
+	// (err): a run that named the group fails; otherwise (a whole run, or the mix, which
+	// takes its parts from the groups) the group is skipped with a note.
+	inputMissing := func(name, flag string, names []string, err error) (skip bool, fail error) {
 		switch {
 		case err == nil:
 			return false, nil
-		case sel.All():
+		case sel.All() || !sel.Any(names...):
 			fmt.Fprintf(stdout, "note: %s skipped: %v (see %s)\n", name, err, flag)
 			return true, nil
 		}
@@ -254,7 +255,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	if sel.Any(s4Names...) || mix {
 		_, err := os.Stat(notesPath)
-		if skip, fail := inputMissing("S4", "--notes", err); fail != nil && sel.Any(s4Names...) {
+		if skip, fail := inputMissing("S4", "--notes", s4Names, err); fail != nil {
 			return fail
 		} else if !skip {
 			ss, err := env.docSearch(notesPath)
@@ -280,7 +281,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	if sel.Any(s6Names[1]) {
 		s, stop, err := env.mllpParse(simhospitalFile(hl7Dir))
-		if skip, fail := inputMissing(s6Names[1], "--hl7v2", err); fail != nil {
+		if skip, fail := inputMissing(s6Names[1], "--hl7v2", s6Names[1:], err); fail != nil {
 			return fail
 		} else if !skip {
 			defer stop()
@@ -293,7 +294,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	var loadChecks []func() error
 	if sel.Any(s6Names[0]) {
 		s, check, err := env.mllpIngest(simhospitalFile(hl7Dir))
-		if skip, fail := inputMissing("S6", "--hl7v2", err); fail != nil {
+		if skip, fail := inputMissing("S6", "--hl7v2", s6Names[:1], err); fail != nil {
 			return fail
 		} else if !skip {
 			loads, loadChecks = append(loads, s), append(loadChecks, check)
@@ -301,7 +302,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	}
 	if sel.Any(s7Names...) {
 		ss, check, err := env.synthea(syntheaDir)
-		if skip, fail := inputMissing("S7", "--synthea", err); fail != nil {
+		if skip, fail := inputMissing("S7", "--synthea", s7Names, err); fail != nil {
 			return fail
 		} else if !skip {
 			loads, loadChecks = append(loads, sel.Filter(ss)...), append(loadChecks, check)

@@ -227,13 +227,13 @@ func (r region) mrn(member, person int) string {
 	return fmt.Sprintf("%s-%05d", r.members[member].MRNPrefix, 10000+person*37+member)
 }
 
-// ensureClients gives every demo member a client system whose private key is in
-// DATA_DIR/demo-clients, registering a new one for each member whose file is missing (a
-// fresh data dir beside an already seeded database), so the banner's promise holds.
 // demoClientScopes are the demo member clients' registered scopes: the default, and bulk
 // export by name (a wildcard never grants it) so the demo can try Group/{id}/$export.
 var demoClientScopes = append(slices.Clone(directory.DefaultScopes), exchange.ScopeBulkExport)
 
+// ensureClients gives every demo member a client system whose private key is in
+// DATA_DIR/demo-clients, registering a new one for each member whose file is missing (a
+// fresh data dir beside an already seeded database), so the banner's promise holds.
 func (r region) ensureClients(ctx context.Context, m *Main) error {
 	keyDir := filepath.Join(m.cfg.DataDir, "demo-clients")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/concord-hie/concord/internal/errs"
@@ -219,17 +220,10 @@ func RunMix(ctx context.Context, m Mix, out io.Writer) (*MixResult, error) {
 		}
 		return ops
 	}
-	var next sync.Mutex
-	var seq int64
+	var seq atomic.Int64 // the operations started so far
 	closed, err := Drive(ctx, Load{Workers: m.Workers, Duration: m.Duration, Grace: m.Timeout, NewOp: func(w int) Op {
 		ops := opsOf(w)
-		return func(ctx context.Context) (int64, error) {
-			next.Lock()
-			i := seq
-			seq++
-			next.Unlock()
-			return ops[kind(i)](ctx)
-		}
+		return func(ctx context.Context) (int64, error) { return ops[kind(seq.Add(1)-1)](ctx) }
 	}})
 	if err != nil {
 		return nil, errs.E(op, err)
