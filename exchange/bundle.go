@@ -122,7 +122,7 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 			if err != nil {
 				return pe, err
 			}
-			pe.mrnKey, pe.priority = "Patient?mrn="+mrn.System+"|"+mrn.Value, 1
+			pe.mrnKey, pe.priority = mrnLockKey(mrn), 1
 		} else {
 			pe.priority = 2
 		}

@@ -255,6 +255,38 @@ func TestConditionalCreateConcurrent(t *testing.T) {
 	}
 }
 
+// TestPatientCreateConcurrent: creates of one MRN racing each other store one Patient,
+// which every answer names and the MPI links; without the MRN lock each saw no source
+// record, stored its own Patient and all but one were left outside the MPI.
+func TestPatientCreateConcurrent(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	const n = 8
+	var wg sync.WaitGroup
+	statuses, ids := make([]int, n), make([]string, n)
+	for i := range n {
+		wg.Go(func() {
+			st, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("race-1"))
+			statuses[i] = st
+			if st < 300 {
+				ids[i] = idOf(t, body)
+			}
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		if statuses[i] != 201 && statuses[i] != 200 || ids[i] != ids[0] {
+			t.Fatalf("statuses %v, ids %v; want one Patient named by every answer", statuses, ids)
+		}
+	}
+	if got := env.count(t, env.a.ID, "Patient"); got != 1 {
+		t.Fatalf("%d Patients stored; want 1", got)
+	}
+	if st, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", ids[0], "x")); st != 201 {
+		t.Fatalf("POST Observation for the Patient = %d %s", st, body)
+	}
+}
+
 type txResponse struct {
 	Type  string `json:"type"`
 	Entry []struct {

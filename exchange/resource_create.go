@@ -131,6 +131,12 @@ func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.M
 		if err != nil {
 			return store.Stored{}, 0, err
 		}
+		// Every intake path takes the MRN's lock before looking it up (a bundle has taken
+		// it already, with its other keys in order), so two concurrent creates of one MRN
+		// cannot both see none and store two Patients.
+		if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{mrnLockKey(mrn)}); err != nil {
+			return store.Stored{}, 0, err
+		}
 		existing, err := s.MPI.SourceByIdentifier(ctx, tx, mrn.System, mrn.Value)
 		status := http.StatusCreated
 		switch {
@@ -181,6 +187,9 @@ type identifier struct {
 type patientFields struct {
 	Identifier []identifier `json:"identifier"`
 }
+
+// mrnLockKey is the LockConditions key that serialises intake of one MRN of a member.
+func mrnLockKey(mrn identifier) string { return "Patient?mrn=" + mrn.System + "|" + mrn.Value }
 
 // patientIdentity returns the Patient's MRN in the member's namespace, and the
 // demographics the MPI keeps. An identifier in no namespace of the member is refused.

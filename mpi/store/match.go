@@ -236,6 +236,12 @@ func (m *Matcher) LinkPatient(ctx context.Context, tx db.Querier, memberID, syst
 	if err != nil {
 		return Link{}, err
 	}
+	if src.PatientID != patientID {
+		// Another Patient of the member holds the MRN: linking this one would leave it
+		// outside the MPI. Intake serialises on the MRN, so only a caller without that lock
+		// gets here.
+		return Link{}, errs.E(op, errs.Conflict, "the identifier names another of the member's Patients")
+	}
 	if _, err := tx.Exec(ctx, `UPDATE mpi_source_records SET link_score = $2, link_rule = $3, model = $4 WHERE id = $1`,
 		src.ID, a.Score, a.Outcome.String(), m.model.Version); err != nil {
 		return Link{}, db.Map(op, err)
