@@ -91,6 +91,11 @@ func TestCaregiverAccess(t *testing.T) {
 	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM audit_events WHERE action = 'read' AND reason = 'portal-message' AND role = 'proxy' AND patient = 'person-1'`).Scan(&reads); err != nil || reads != 1 {
 		t.Errorf("audited caregiver reads of the thread: %d, %v; want 1", reads, err)
 	}
+	// The site's address (the brand link) takes the caregiver to the patient's labs, not
+	// round a redirect loop.
+	if r := nora.get(e.base + "/"); r.status != http.StatusSeeOther || r.header.Get("Location") != "/labs" {
+		t.Errorf("caregiver on /: %d to %q; want 303 to /labs", r.status, r.header.Get("Location"))
+	}
 	for _, p := range []string{"/caregivers", "/labs/share", "/privacy"} {
 		if r := nora.get(e.base + p); r.status != http.StatusNotFound {
 			t.Errorf("caregiver on %s: %d, want 404", p, r.status)

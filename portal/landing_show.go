@@ -21,7 +21,7 @@ func (s *Server) showLanding(c echo.Context) error {
 // homeFor returns the page a role lands on after sign-in.
 func homeFor(r Role) string {
 	switch r {
-	case RolePatient:
+	case RolePatient, RoleProxy: // a caregiver acting for a patient lands on the patient's labs
 		return "/labs"
 	case RoleClinician, RoleOfficer:
 		return "/staff"
