@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"slices"
 	"sort"
@@ -119,6 +120,26 @@ func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
 		opts: fhir.SearchOptions{DefaultCount: min(cfg.DefaultCount, cfg.MaxCount), MaxCount: cfg.MaxCount},
 		reflib: map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
 			"PractitionerRole": true, "Location": true}}, nil
+}
+
+// checkChains refuses (errs.Invalid) a chained clause into anything but shared reference
+// data (x.reflib) of a type allowType accepts. A chain is matched in SQL against the target
+// resource, which no consent decision or scope check sees: into a clinical resource
+// (DiagnosticReport?result.code=) it would let a caller test a hidden Observation's
+// contents one value at a time through whether a report it may see comes back. The
+// patient.identifier chain of a clinical search is resolved through the MPI before this
+// and is not among clauses.
+func (x *Searcher) checkChains(clauses []fhir.Clause, allowType func(string) bool) error {
+	for _, c := range clauses {
+		if c.Chain == nil {
+			continue
+		}
+		if !x.reflib[c.Chain.TargetType] || allowType != nil && !allowType(c.Chain.TargetType) {
+			return errs.E("records.Search", errs.Invalid, "chained parameter "+c.Param+"."+c.Chain.Param+
+				" is supported only into "+strings.Join(slices.Sorted(maps.Keys(x.reflib)), ", ")+" (the types the token may read)")
+		}
+	}
+	return nil
 }
 
 // Page is one page of a consent-filtered search.
@@ -797,6 +818,9 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 		return Page{}, errCursor
 	}
 	clauses := slices.Delete(slices.Clone(r.search.Clauses), at, at+1)
+	if err := x.checkChains(clauses, allowType); err != nil {
+		return Page{}, err
+	}
 	sq := store.Query{Type: typ, Clauses: clauses, Patients: ids}
 	exact := exactFilter(r.search)
 	page, next, err := x.run(ctx, r, sq, rowFilter{keep: func(row store.Row) (bool, error) {
@@ -823,6 +847,9 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 
 // searchPatients answers a Patient search (PDQm ITI-78).
 func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func(string) bool) (Page, error) {
+	if err := x.checkChains(r.search.Clauses, allowType); err != nil {
+		return Page{}, err
+	}
 	d := x.decider(ctx, r.v, r.at)
 	exact := exactFilter(r.search)
 	keep := func(row store.Row) (bool, error) {

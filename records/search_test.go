@@ -559,3 +559,28 @@ func TestSearchLeakProperty(t *testing.T) {
 	}
 	t.Logf("500 searches, %d pages checked", cases)
 }
+
+// TestSearchChainsOnlyIntoReferenceData: a chain is matched against its target in SQL,
+// where no consent decision or scope check sees the target, so one into a clinical
+// resource (a report's results, an observation's encounter) is refused whatever the data;
+// one into shared reference data is searched.
+func TestSearchChainsOnlyIntoReferenceData(t *testing.T) {
+	f := setupRegional(t)
+	ctx := context.Background()
+	for typ, raw := range map[string]string{
+		"DiagnosticReport": "patient=" + f.pa + "&result.code=http://loinc.org|4548-4",
+		"Observation":      "patient=" + f.pa + "&encounter.date=ge2000",
+	} {
+		if _, err := f.x.Search(ctx, memberA, typ, query(t, raw)); errs.CodeOf(err) != errs.Invalid {
+			t.Errorf("%s?%s: %v; want Invalid", typ, raw, err)
+		}
+	}
+	med := query(t, "patient="+f.pa+"&medication.code=http://www.nlm.nih.gov/research/umls/rxnorm|197361")
+	if _, err := f.x.Search(ctx, memberA, "MedicationRequest", med); err != nil {
+		t.Errorf("MedicationRequest?medication.code: %v", err)
+	}
+	noMed := func(typ string) bool { return typ != "Medication" }
+	if _, err := f.x.SearchAllowed(ctx, memberA, "MedicationRequest", med, noMed); errs.CodeOf(err) != errs.Invalid {
+		t.Errorf("MedicationRequest?medication.code without Medication scope: %v; want Invalid", err)
+	}
+}
