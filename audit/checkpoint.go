@@ -123,7 +123,8 @@ func latestCheckpoint(ctx context.Context, q db.Querier) (Checkpoint, []byte, er
 }
 
 // Checkpoint writes a signed tree head over all committed events and returns it. It continues
-// the Merkle computation from the previous checkpoint, checking the chain links of the new
+// the Merkle computation from the previous checkpoint (or, when there is none, from the anchor
+// a prune left, which must verify: see checkAnchor), checking the chain links of the new
 // events on the way, and refuses to sign (errs.Internal) when they are broken. With no new
 // events since the last checkpoint it returns that one. It returns errs.Unavailable without a
 // signing key or when the database fails.
@@ -167,6 +168,13 @@ func makeCheckpoint(ctx context.Context, tx db.Querier, key ed25519.PrivateKey, 
 			return Checkpoint{}, err
 		}
 		if ok {
+			problem, err := checkAnchor(ctx, tx, &a, key.Public().(ed25519.PublicKey), now)
+			if err != nil {
+				return Checkpoint{}, err
+			}
+			if problem != "" {
+				return Checkpoint{}, errs.E(op, errs.Internal, problem+": not signing")
+			}
 			fr, prevHash = a.fr, a.hash
 		}
 	default:
@@ -259,30 +267,4 @@ func (l *Log) checkpointLoop(ctx context.Context) {
 		}
 		l.log.Debug("audit: checkpoint", "id", c.ID, "size", c.Size)
 	}
-}
-
-// anchor is where the chain starts after a prune.
-type anchor struct {
-	seq  int64
-	hash Hash
-	fr   frontier
-}
-
-func loadAnchor(ctx context.Context, q db.Querier) (anchor, bool, error) {
-	var a anchor
-	var h, fr []byte
-	err := q.QueryRow(ctx, "SELECT seq, hash, frontier FROM audit_anchor WHERE id").Scan(&a.seq, &h, &fr)
-	if err != nil {
-		if errs.CodeOf(db.Map("", err)) == errs.NotFound {
-			return anchor{}, false, nil
-		}
-		return anchor{}, false, db.Map("audit.loadAnchor", err)
-	}
-	f, err := unmarshalFrontier(fr)
-	if err != nil || f.size != a.seq || len(h) != HashSize {
-		return anchor{}, false, errs.E("audit.loadAnchor", errs.Internal, "stored audit anchor is malformed", err)
-	}
-	copy(a.hash[:], h)
-	a.fr = f
-	return a, true, nil
 }

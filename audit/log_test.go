@@ -219,6 +219,10 @@ func TestAppRoleCannotRewriteAudit(t *testing.T) {
 		"UPDATE audit_checkpoints SET size = 0",
 		"DELETE FROM audit_checkpoints",
 		"DELETE FROM audit_chain_head",
+		"INSERT INTO audit_anchor (id, seq, hash, frontier, pruned_at) VALUES (true, 0, '\\x00', '\\x0000000000000000', now())",
+		"UPDATE audit_anchor SET seq = 0",
+		"DELETE FROM audit_anchor",
+		"TRUNCATE audit_anchor",
 		"DROP TABLE audit_events_2019_06",
 		"DELETE FROM schema_migrations",
 	} {

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"sort"
 	"strings"
@@ -16,16 +17,32 @@ import (
 const MinRetentionYears = 6
 
 // Prune drops the monthly partitions of audit_events that end on or before before, and
-// returns how many it dropped. It refuses (errs.Invalid) when before is less than six years
-// ago by the wall clock, and (errs.Conflict) when the events to drop are not a prefix of the
-// chain. Before dropping, it checks the links of the events it removes and records the last
-// one's seq, hash and Merkle frontier in audit_anchor, so Verify and the next checkpoint
-// continue from there; it refuses (errs.Internal) if those links are broken. It must run as
-// the tables' owner (the migrating role, not concord_app), best inside one transaction.
-func Prune(ctx context.Context, q db.Querier, before time.Time) (int, error) {
+// returns how many it dropped. It refuses (errs.Invalid) when before is less than
+// MinRetentionYears ago by the wall clock, and (errs.Conflict) when the events to drop are
+// not a prefix of the chain, when no signed checkpoint covers them yet, or when the anchor a
+// previous prune left does not verify (see checkAnchor). Before dropping, it checks the
+// events it removes up to the first checkpoint at or beyond the last of them: their
+// encodings, hashes and links, and that checkpoint's signature, root and head. It refuses
+// (errs.Internal) if any check fails. Then it records the last removed event's seq, hash and
+// Merkle frontier in audit_anchor, so Verify and the next checkpoint continue from there,
+// with a statement signed by key: that seq, hash and Merkle root, the latest time among the
+// removed events and the time of pruning. Verify rejects an anchor without a valid
+// statement, or whose events were younger than MinRetentionYears when pruned; Prune refuses
+// (errs.Invalid) to write one that would be rejected. It returns errs.Unavailable without a
+// key. It must run as the tables' owner (the migrating role: concord_app may neither drop
+// partitions nor write audit_anchor), best inside one transaction, in which it takes the
+// checkpoint lock.
+func Prune(ctx context.Context, q db.Querier, key ed25519.PrivateKey, before time.Time) (int, error) {
 	const op = "audit.Prune"
-	if before.After(time.Now().AddDate(-MinRetentionYears, 0, 0)) {
+	if len(key) != ed25519.PrivateKeySize {
+		return 0, errs.E(op, errs.Unavailable, "no checkpoint signing key configured")
+	}
+	now := time.UnixMicro(time.Now().UnixMicro()).UTC()
+	if before.After(now.AddDate(-MinRetentionYears, 0, 0)) {
 		return 0, errs.E(op, errs.Invalid, fmt.Sprintf("audit events are kept at least %d years", MinRetentionYears))
+	}
+	if _, err := q.Exec(ctx, "SELECT pg_advisory_xact_lock(7311031)"); err != nil {
+		return 0, db.Map(op, err)
 	}
 	rows, err := q.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 		WHERE i.inhparent = 'audit_events'::regclass`)
@@ -71,7 +88,7 @@ func Prune(ctx context.Context, q db.Querier, before time.Time) (int, error) {
 		if minKeep != nil && *minKeep < *maxDrop {
 			return 0, errs.E(op, errs.Conflict, "the old partitions are not a prefix of the audit chain: nothing pruned")
 		}
-		if err := advanceAnchor(ctx, q, *maxDrop); err != nil {
+		if err := advanceAnchor(ctx, q, key, *maxDrop, now); err != nil {
 			return 0, err
 		}
 	}
@@ -83,35 +100,80 @@ func Prune(ctx context.Context, q db.Querier, before time.Time) (int, error) {
 	return len(drop), nil
 }
 
-// advanceAnchor moves audit_anchor to seq upTo, checking the links on the way.
-func advanceAnchor(ctx context.Context, q db.Querier, upTo int64) error {
+// advanceAnchor moves audit_anchor to seq upTo with a statement signed by key at now, after
+// checking the present anchor, the events after it up to the first checkpoint at or beyond
+// upTo, and that checkpoint (see Prune).
+func advanceAnchor(ctx context.Context, q db.Querier, key ed25519.PrivateKey, upTo int64, now time.Time) error {
 	const op = "audit.Prune"
-	a, _, err := loadAnchor(ctx, q)
+	pub := key.Public().(ed25519.PublicKey)
+	a, ok, err := loadAnchor(ctx, q)
 	if err != nil {
 		return err
 	}
-	fr, prev, seq := a.fr, a.hash, a.fr.size
-	for seq < upTo {
-		rows, err := q.Query(ctx, "SELECT seq, prev, hash FROM audit_events WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 10000", seq, upTo)
+	if ok {
+		problem, err := checkAnchor(ctx, q, &a, pub, now)
+		if err != nil {
+			return err
+		}
+		if problem != "" {
+			return errs.E(op, errs.Conflict, problem+": nothing pruned")
+		}
+	}
+	if upTo <= a.seq {
+		return errs.E(op, errs.Conflict, fmt.Sprintf("events through seq %d are pruned already: nothing pruned", a.seq))
+	}
+	var c Checkpoint
+	var root, head []byte
+	err = q.QueryRow(ctx, "SELECT id, size, root, head, time, key_id, sig FROM audit_checkpoints WHERE size >= $1 ORDER BY size, id LIMIT 1", upTo).
+		Scan(&c.ID, &c.Size, &root, &head, &c.Time, &c.KeyID, &c.Sig)
+	if errs.CodeOf(db.Map(op, err)) == errs.NotFound {
+		return errs.E(op, errs.Conflict, fmt.Sprintf("no checkpoint covers seq %d yet: nothing pruned", upTo))
+	}
+	if err != nil {
+		return db.Map(op, err)
+	}
+	copy(c.Root[:], root)
+	copy(c.Head[:], head)
+	if len(root) != HashSize || len(head) != HashSize || c.VerifySignature(pub) != nil {
+		return errs.E(op, errs.Internal, fmt.Sprintf("checkpoint %d does not verify with the checkpoint key: nothing pruned", c.ID))
+	}
+	fr, prev, seq := a.fr, a.hash, a.seq
+	next := anchor{seq: upTo, prunedAt: now}
+	if a.signed {
+		next.newest = a.newest
+	}
+	var enc []byte
+	for seq < c.Size {
+		rows, err := q.Query(ctx, eventSelect+" WHERE seq > $1 AND seq <= $2 ORDER BY seq LIMIT 10000", seq, c.Size)
 		if err != nil {
 			return db.Map(op, err)
 		}
 		n := 0
 		for rows.Next() {
-			var s int64
-			var p, h []byte
-			if err := rows.Scan(&s, &p, &h); err != nil {
+			var r verifyRow
+			if err := scanRow(rows, &r); err != nil {
 				rows.Close()
 				return db.Map(op, err)
 			}
-			if s != seq+1 || string(p) != string(prev[:]) || len(h) != HashSize {
+			enc = encodeRow(enc[:0], &r)
+			var h Hash
+			copy(h[:], r.hash)
+			if r.seq != seq+1 || string(r.prev) != string(prev[:]) || len(r.hash) != HashSize ||
+				string(enc) != string(r.enc) || ChainHash(prev, r.seq, r.enc) != h {
 				rows.Close()
 				return errs.E(op, errs.Internal, fmt.Sprintf("audit chain broken at seq %d: nothing pruned", seq+1))
 			}
-			copy(prev[:], h)
-			fr.push(h)
-			seq = s
+			prev = h
+			fr.push(h[:])
+			seq = r.seq
 			n++
+			if seq <= upTo && r.time.After(next.newest) {
+				next.newest = r.time.UTC()
+			}
+			if seq == upTo {
+				next.hash = h
+				next.fr = frontier{size: fr.size, nodes: append([]Hash(nil), fr.nodes...)}
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -121,10 +183,14 @@ func advanceAnchor(ctx context.Context, q db.Querier, upTo int64) error {
 			return errs.E(op, errs.Internal, fmt.Sprintf("audit chain broken at seq %d: nothing pruned", seq+1))
 		}
 	}
-	_, err = q.Exec(ctx, `INSERT INTO audit_anchor (id, seq, hash, frontier, pruned_at) VALUES (true, $1, $2, $3, now())
-		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, frontier = excluded.frontier, pruned_at = excluded.pruned_at`,
-		seq, prev[:], fr.marshal())
-	return db.Map(op, err)
+	if c.Root != fr.root() || c.Head != prev {
+		return errs.E(op, errs.Internal, fmt.Sprintf("checkpoint %d does not match the events to prune: nothing pruned", c.ID))
+	}
+	if next.newest.AddDate(MinRetentionYears, 0, 0).After(now) {
+		return errs.E(op, errs.Invalid, fmt.Sprintf("audit events through seq %d include some younger than %d years: nothing pruned", upTo, MinRetentionYears))
+	}
+	next.sign(key)
+	return storeAnchor(ctx, q, &next)
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

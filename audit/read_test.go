@@ -279,6 +279,10 @@ func TestPruneKeepsSixYearsAndTheChainVerifiable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Nothing is pruned that no signed checkpoint covers.
+	if _, err := audit.Prune(ctx, pool, key, now.AddDate(-6, 0, 0)); errs.CodeOf(err) != errs.Conflict {
+		t.Fatalf("prune before any checkpoint: %v; want Conflict", err)
+	}
 	if _, err := l.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -290,13 +294,16 @@ func TestPruneKeepsSixYearsAndTheChainVerifiable(t *testing.T) {
 	if _, err := l.Checkpoint(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := audit.Prune(ctx, pool, now.AddDate(-5, 0, 0)); errs.CodeOf(err) != errs.Invalid {
+	if _, err := audit.Prune(ctx, pool, key, now.AddDate(-5, 0, 0)); errs.CodeOf(err) != errs.Invalid {
 		t.Fatalf("prune of 5-year-old events: %v; want Invalid", err)
+	}
+	if _, err := audit.Prune(ctx, pool, nil, now.AddDate(-6, 0, 0)); errs.CodeOf(err) != errs.Unavailable {
+		t.Fatalf("prune without the checkpoint key: %v; want Unavailable", err)
 	}
 	var dropped int
 	err := db.InTx(ctx, pool, func(tx db.Querier) error {
 		var err error
-		dropped, err = audit.Prune(ctx, tx, now.AddDate(-6, 0, 0))
+		dropped, err = audit.Prune(ctx, tx, key, now.AddDate(-6, 0, 0))
 		return err
 	})
 	if err != nil || dropped < 1 {
@@ -306,6 +313,29 @@ func TestPruneKeepsSixYearsAndTheChainVerifiable(t *testing.T) {
 	rep, err := audit.Verify(ctx, pool, pub, nil)
 	if err != nil || !rep.OK || rep.Events != 3 || rep.LastSeq != 6 {
 		t.Fatalf("Verify after prune = %+v, %v", rep, err)
+	}
+	// The anchor the prune left is held to its signed statement.
+	for _, tamper := range []string{
+		"UPDATE audit_anchor SET pruned_at = pruned_at - interval '1 year'",
+		"UPDATE audit_anchor SET newest = newest + interval '2 years'",
+		"UPDATE audit_anchor SET sig = NULL, root = NULL, newest = NULL, key_id = NULL",
+		"UPDATE audit_anchor SET sig = set_byte(sig, 0, get_byte(sig, 0) # 1)",
+	} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, tamper); err != nil {
+			t.Fatalf("%s: %v", tamper, err)
+		}
+		rep, err := audit.Verify(ctx, tx, pub, nil)
+		tx.Rollback(ctx)
+		if err != nil || rep.OK || rep.Problem != audit.BadAnchor {
+			t.Errorf("%s: Verify = %+v, %v; want bad-anchor", tamper, rep, err)
+		}
+	}
+	if rep, err := audit.Verify(ctx, pool, testKey(10).Public().(ed25519.PublicKey), nil); err != nil || rep.OK || rep.Problem != audit.BadAnchor {
+		t.Fatalf("Verify of the anchor with a foreign key = %+v, %v; want bad-anchor", rep, err)
 	}
 	// The chain continues, and a late event in an old month blocks the next prune.
 	late := ev(9)
@@ -319,7 +349,7 @@ func TestPruneKeepsSixYearsAndTheChainVerifiable(t *testing.T) {
 	if rep, err := audit.Verify(ctx, pool, pub, nil); err != nil || !rep.OK || rep.Events != 4 {
 		t.Fatalf("Verify after more appends = %+v, %v", rep, err)
 	}
-	if _, err := audit.Prune(ctx, pool, now.AddDate(-6, 0, 0)); errs.CodeOf(err) != errs.Conflict {
+	if _, err := audit.Prune(ctx, pool, key, now.AddDate(-6, 0, 0)); errs.CodeOf(err) != errs.Conflict {
 		t.Fatalf("prune that would cut the chain: %v; want Conflict", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,7 +121,7 @@ func TestTamperingDetected(t *testing.T) {
 	pub := key.Public().(ed25519.PublicKey)
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(7, 8))
-	iterations := 1026 // ≥ 1,000: each of the 18 kinds 57 times
+	iterations := 1026 // ≥ 1,000: each of the 19 kinds 54 times
 	if testing.Short() {
 		iterations = 200
 	}
@@ -134,7 +135,8 @@ func TestTamperingDetected(t *testing.T) {
 	attacker := seededKey(99)
 	kinds := []string{"edit-column", "edit-encoding", "edit-column-and-encoding", "edit-hash", "edit-prev",
 		"delete", "delete-last-fix-head", "insert-duplicate", "insert-shift", "swap", "swap-adjacent",
-		"truncate", "rechain", "rechain-resign", "delete-checkpoint", "edit-checkpoint", "insert-before-start", "append-beyond-head"}
+		"truncate", "rechain", "rechain-resign", "delete-checkpoint", "edit-checkpoint", "insert-before-start", "append-beyond-head",
+		"forge-anchor"}
 	// What Verify must say for the tamperings whose diagnosis is unambiguous.
 	type expect struct {
 		p   Problem
@@ -145,6 +147,7 @@ func TestTamperingDetected(t *testing.T) {
 		"insert-duplicate": {Inserted, false}, "rechain": {Rechained, false}, "rechain-resign": {BadCheckpoint, false},
 		"delete-checkpoint": {BadCheckpoint, false}, "edit-checkpoint": {BadCheckpoint, false},
 		"append-beyond-head": {Inserted, false}, "swap": {Reordered, false}, "swap-adjacent": {Reordered, false}, "truncate": {Truncated, false}, "insert-before-start": {Inserted, false},
+		"forge-anchor": {BadAnchor, false},
 	}
 	detected := map[string]int{}
 	problems := map[Problem]int{}
@@ -270,6 +273,19 @@ func TestTamperingDetected(t *testing.T) {
 				n+1, ev.Time, string(ev.Action), string(ev.Outcome), ev.Reason, ev.Actor, ev.Client, ev.Org, ev.Role, ev.Purpose,
 				ev.Patient, resourceStrings(ev.Resources), ev.Consent, ev.ConsentVersion, ev.TokenID, ev.RequestID, ev.SourceIP,
 				ev.Query, ev.BreakGlass, ev.ShareLink, enc, prev[:], h[:])
+		case "forge-anchor":
+			// Delete the oldest events, however young, and write the anchor their public hashes
+			// give: unsigned, signed with another key, or a statement under the real key that
+			// claims they were old enough (but not its signed prune time: that would be the
+			// key holder pruning).
+			switch r.IntN(3) {
+			case 0:
+				forgeAnchor(t, ctx, tx, k, nil, time.Time{})
+			case 1:
+				forgeAnchor(t, ctx, tx, k, attacker, time.Now().AddDate(-7, 0, 0))
+			default:
+				forgeAnchor(t, ctx, tx, k, key, time.Time{})
+			}
 		default:
 			t.Fatalf("unknown tampering %s", kind)
 		}
@@ -375,5 +391,247 @@ func TestWitnessCatchesTailDeletion(t *testing.T) {
 	w2.Size = 30
 	if rep, _ := VerifyWitnessed(ctx, tx, pub, []Checkpoint{w2}, nil); rep.OK || rep.Problem != BadCheckpoint {
 		t.Fatalf("edited witness checkpoint accepted: %+v", rep)
+	}
+}
+
+// forgeAnchor deletes events 1..k and writes the anchor that anyone can compute from their
+// public chain hashes: seq k, the chain hash of event k, the Merkle frontier of events 1..k
+// and pruned_at now. With key nil the row has no signed statement; otherwise key signs one
+// with newest as the latest pruned event time, or the real latest time when newest is zero.
+func forgeAnchor(t *testing.T, ctx context.Context, tx pgx.Tx, k int64, key ed25519.PrivateKey, newest time.Time) anchor {
+	t.Helper()
+	rs := loadRows(t, ctx, tx, 1)
+	a := anchor{seq: k, prunedAt: time.UnixMicro(time.Now().UnixMicro()).UTC()}
+	for _, r := range rs[:k] {
+		a.fr.push(r.hash)
+		if r.ev.Time.After(a.newest) {
+			a.newest = r.ev.Time
+		}
+	}
+	copy(a.hash[:], rs[k-1].hash)
+	mustExec(t, ctx, tx, "DELETE FROM audit_events WHERE seq <= $1", k)
+	if key == nil {
+		mustExec(t, ctx, tx, "INSERT INTO audit_anchor (id, seq, hash, frontier, pruned_at) VALUES (true, $1, $2, $3, $4)",
+			a.seq, a.hash[:], a.fr.marshal(), a.prunedAt)
+		return a
+	}
+	if !newest.IsZero() {
+		a.newest = time.UnixMicro(newest.UnixMicro()).UTC()
+	}
+	a.sign(key)
+	if err := storeAnchor(ctx, tx, &a); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestForgedAnchorDetected: an attacker with database access but without the checkpoint key
+// deletes the oldest events, minutes old, and writes an anchor from their public chain
+// hashes, so that the events left and every checkpoint after them still agree.
+func TestForgedAnchorDetected(t *testing.T) {
+	const n = 40 // checkpoints at 10, 20, 30, 40
+	pool, key := tamperFixture(t, n)
+	pub := key.Public().(ed25519.PublicKey)
+	ctx := context.Background()
+	old := time.Now().AddDate(-7, 0, 0)
+	tests := []struct {
+		name   string
+		k      int64
+		forge  func(tx pgx.Tx, k int64)
+		detail string // in the Report's Detail
+	}{
+		{"unsigned", 7, func(tx pgx.Tx, k int64) { forgeAnchor(t, ctx, tx, k, nil, time.Time{}) }, "unsigned and no checkpoint has its size"},
+		{"unsigned at a checkpoint's size", 10, func(tx pgx.Tx, k int64) { forgeAnchor(t, ctx, tx, k, nil, time.Time{}) }, "signed less than 6 years before the prune"},
+		{"unsigned, claiming a prune in the future", 10, func(tx pgx.Tx, k int64) {
+			forgeAnchor(t, ctx, tx, k, nil, time.Time{})
+			mustExec(t, ctx, tx, "UPDATE audit_anchor SET pruned_at = now() + interval '10 years'")
+		}, "signed less than 6 years before the prune"},
+		{"signed with another key", 7, func(tx pgx.Tx, k int64) { forgeAnchor(t, ctx, tx, k, seededKey(99), old) }, "signature does not verify"},
+		{"signed statement edited", 7, func(tx pgx.Tx, k int64) {
+			forgeAnchor(t, ctx, tx, k, key, old) // what the key holder could sign: passes on its own
+			mustExec(t, ctx, tx, "UPDATE audit_anchor SET newest = newest - interval '1 second'")
+		}, "signature does not verify"},
+		{"signed, frontier swapped", 7, func(tx pgx.Tx, k int64) {
+			forgeAnchor(t, ctx, tx, k, key, old)
+			var fr frontier // of the right size, other leaves
+			for i := int64(0); i < k; i++ {
+				fr.push([]byte{byte(i)})
+			}
+			mustExec(t, ctx, tx, "UPDATE audit_anchor SET frontier = $1", fr.marshal())
+		}, "does not match its signed root"},
+		{"malformed frontier", 7, func(tx pgx.Tx, k int64) {
+			forgeAnchor(t, ctx, tx, k, nil, time.Time{})
+			mustExec(t, ctx, tx, "UPDATE audit_anchor SET frontier = '\\x00'")
+		}, "malformed"},
+		{"partial statement", 7, func(tx pgx.Tx, k int64) {
+			forgeAnchor(t, ctx, tx, k, key, old)
+			mustExec(t, ctx, tx, "ALTER TABLE audit_anchor DROP CONSTRAINT audit_anchor_signed_whole")
+			mustExec(t, ctx, tx, "UPDATE audit_anchor SET sig = NULL")
+		}, "partial signed statement"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tx, err := pool.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			tt.forge(tx, tt.k)
+			rep, err := Verify(ctx, tx, pub, nil)
+			if err != nil || rep.OK || rep.Problem != BadAnchor || !strings.Contains(rep.Detail, tt.detail) {
+				t.Fatalf("Verify = %+v, %v; want bad-anchor: ...%s...", rep, err, tt.detail)
+			}
+		})
+	}
+	// The reviewer's case, spelled out: unsigned anchor after deleting seq <= 7.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	forgeAnchor(t, ctx, tx, 7, nil, time.Time{})
+	rep, err := Verify(ctx, tx, pub, nil)
+	if err != nil || rep.OK || rep.Problem != BadAnchor || rep.Events != 0 {
+		t.Fatalf("forged anchor after deleting seq <= 7: %+v, %v; want bad-anchor before any event", rep, err)
+	}
+	// With no checkpoint to continue from, Checkpoint does not sign over a forged anchor.
+	mustExec(t, ctx, tx, "DELETE FROM audit_checkpoints")
+	if _, err := makeCheckpoint(ctx, tx, key, time.Now()); err == nil || !strings.Contains(err.Error(), "not signing") {
+		t.Fatalf("makeCheckpoint over a forged anchor: %v; want a refusal", err)
+	}
+}
+
+// TestYoungPruneRejected: a statement signed with the real key, but recording a prune of
+// events younger than the minimum retention, fails verification; so does a prune whose
+// signed time is before the events it removed.
+func TestYoungPruneRejected(t *testing.T) {
+	pool, key := tamperFixture(t, 40)
+	pub := key.Public().(ed25519.PublicKey)
+	ctx := context.Background()
+	for _, newest := range []time.Time{
+		time.Time{}, // the real times: minutes old
+		time.Now().AddDate(-MinRetentionYears, 0, 1),
+		time.Now().Add(time.Hour),
+	} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		forgeAnchor(t, ctx, tx, 7, key, newest)
+		rep, err := Verify(ctx, tx, pub, nil)
+		tx.Rollback(ctx)
+		if err != nil || rep.OK || rep.Problem != BadAnchor || !strings.Contains(rep.Detail, "younger than the 6-year minimum retention") {
+			t.Errorf("newest %v: Verify = %+v, %v; want bad-anchor for retention", newest, rep, err)
+		}
+	}
+	// Just old enough verifies: the check is the retention rule, not a refusal of anchors.
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	forgeAnchor(t, ctx, tx, 7, key, time.Now().AddDate(-MinRetentionYears, 0, -1))
+	if rep, err := Verify(ctx, tx, pub, nil); err != nil || !rep.OK || rep.Events != 33 {
+		t.Fatalf("signed anchor of a prune past retention: %+v, %v; want OK with 33 events", rep, err)
+	}
+}
+
+// TestUnsignedAnchorVouchedByCheckpoint: an anchor written before anchors were signed (as
+// migration 0095 leaves it) verifies when a checkpoint at its size, signed at least the
+// minimum retention before the prune, has its root and hash; Prune re-checks it the same way
+// and replaces it with a signed one.
+func TestUnsignedAnchorVouchedByCheckpoint(t *testing.T) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	key := seededKey(42)
+	pub := key.Public().(ed25519.PublicKey)
+	l, err := New(ctx, pool, Config{SigningKey: key, CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	r := rand.New(rand.NewPCG(1, 2))
+	longAgo := time.Now().AddDate(-8, 0, 0)
+	appendN := func(n int, at time.Time) {
+		evs := make([]Event, n)
+		for i := range evs {
+			evs[i] = sampleEvent(r)
+			if !at.IsZero() {
+				evs[i].Time = at.Add(time.Duration(i) * time.Second)
+			}
+		}
+		if err := db.InTx(ctx, pool, func(tx db.Querier) error { return l.AppendTx(ctx, tx, evs...) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Checkpoints at seq 10 and 15 as they were signed eight years ago.
+	oldCheckpoint := func(at time.Time) {
+		if err := db.InTx(ctx, pool, func(tx db.Querier) error {
+			_, err := makeCheckpoint(ctx, tx, key, at)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(10, longAgo)
+	oldCheckpoint(longAgo.Add(time.Minute))
+	appendN(5, longAgo.Add(time.Hour))
+	oldCheckpoint(longAgo.Add(2 * time.Hour))
+	appendN(10, time.Time{})
+	if _, err := l.Checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	legacy := func(tx pgx.Tx, prunedAt string) {
+		t.Helper()
+		forgeAnchor(t, ctx, tx, 10, nil, time.Time{})
+		mustExec(t, ctx, tx, "UPDATE audit_anchor SET pruned_at = "+prunedAt)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy(tx, "now() - interval '1 day'")
+	if rep, err := Verify(ctx, tx, pub, nil); err != nil || !rep.OK || rep.Events != 15 || rep.Checkpoints != 3 {
+		t.Fatalf("unsigned anchor vouched for by checkpoint 1: %+v, %v; want OK with 15 events", rep, err)
+	}
+	tx.Rollback(ctx)
+	for _, tamper := range []func(tx pgx.Tx){
+		func(tx pgx.Tx) { legacy(tx, "now() - interval '3 years'") }, // pruned when checkpoint 1 was 5 years old
+		func(tx pgx.Tx) { // the frontier does not match checkpoint 1
+			legacy(tx, "now()")
+			mustExec(t, ctx, tx, "UPDATE audit_anchor SET hash = set_byte(hash, 0, get_byte(hash, 0) # 1)")
+		},
+		func(tx pgx.Tx) { // checkpoint 1 re-signed by someone else
+			legacy(tx, "now()")
+			mustExec(t, ctx, tx, "UPDATE audit_checkpoints SET time = time + interval '1 second' WHERE id = 1")
+		},
+	} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tamper(tx)
+		rep, err := Verify(ctx, tx, pub, nil)
+		tx.Rollback(ctx)
+		if err != nil || rep.OK || rep.Problem != BadAnchor {
+			t.Errorf("Verify = %+v, %v; want bad-anchor", rep, err)
+		}
+	}
+	// Prune extends a vouched-for unsigned anchor with a signed statement.
+	tx, err = pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	legacy(tx, "now() - interval '1 day'")
+	if n, err := Prune(ctx, tx, key, time.Now().AddDate(-7, 0, 0)); err != nil || n < 1 {
+		t.Fatalf("Prune after an unsigned anchor: %d, %v", n, err)
+	}
+	a, ok, err := loadAnchor(ctx, tx)
+	if err != nil || !ok || !a.signed || a.seq != 15 {
+		t.Fatalf("anchor after Prune = %+v, %v, %v; want signed at seq 15", a, ok, err)
+	}
+	if rep, err := Verify(ctx, tx, pub, nil); err != nil || !rep.OK || rep.Events != 10 {
+		t.Fatalf("after Prune: %+v, %v", rep, err)
 	}
 }

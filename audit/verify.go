@@ -40,11 +40,16 @@ const (
 	BadCheckpoint Problem = "bad-checkpoint"
 	// BadHead: the chain head row does not match the last event.
 	BadHead Problem = "bad-head"
+	// BadAnchor: the anchor a prune left (where the chain starts) is not vouched for: its
+	// statement is unsigned, or its signature, root or hash do not match, or it records a
+	// prune of events younger than MinRetentionYears. Events before it were deleted without
+	// the checkpoint key, or too early.
+	BadAnchor Problem = "bad-anchor"
 )
 
 // Report is the result of Verify. When OK is false, FirstBad names the first failing seq
-// (0 when the failure is a checkpoint's own), Checkpoint the failing checkpoint's ID if one
-// is involved, and Detail explains with seqs and IDs only.
+// (0 when the failure is a checkpoint's or the anchor's own), Checkpoint the failing
+// checkpoint's ID if one is involved, and Detail explains with seqs and IDs only.
 type Report struct {
 	OK          bool
 	Events      int64 // events checked
@@ -64,15 +69,18 @@ func (r *Report) fail(seq int64, p Problem, format string, args ...any) {
 // verifyBatch is how many events one query fetches.
 const verifyBatch = 20000
 
-// Verify checks the whole audit log: it streams the events in seq order in batches (never all
-// in memory), checks that each row's columns equal its encoding, recomputes every chain hash
-// and link, recomputes the Merkle tree head at every checkpoint and checks its Ed25519
-// signature with pub, and checks the chain head row. It stops at the first failure and names
-// it in the Report; err is only for failures to read (errs.Unavailable, errs.Internal).
-// Given a pool (or anything that can begin a transaction) it reads in one REPEATABLE READ
-// snapshot, so appends running meanwhile are not mistaken for insertions; given a
-// transaction it reads through it. A nil pub skips signature checks only. progress, if not
-// nil, is called with the number of events checked after each batch.
+// Verify checks the whole audit log: when a prune left an anchor, it first checks that the
+// anchor's statement is signed with pub and that the events it removed were at least
+// MinRetentionYears old when pruned (BadAnchor otherwise; see checkAnchor); then it streams
+// the events after it in seq order in batches (never all in memory), checks that each row's
+// columns equal its encoding, recomputes every chain hash and link, recomputes the Merkle
+// tree head at every checkpoint and checks its Ed25519 signature with pub, and checks the
+// chain head row. It stops at the first failure and names it in the Report; err is only for
+// failures to read (errs.Unavailable, errs.Internal). Given a pool (or anything that can
+// begin a transaction) it reads in one REPEATABLE READ snapshot, so appends running
+// meanwhile are not mistaken for insertions; given a transaction it reads through it. A nil
+// pub skips signature checks only. progress, if not nil, is called with the number of
+// events checked after each batch.
 func Verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, progress func(done int64)) (Report, error) {
 	return VerifyWitnessed(ctx, q, pub, nil, progress)
 }
@@ -125,6 +133,15 @@ func verify(ctx context.Context, q db.Querier, pub ed25519.PublicKey, witnessed 
 		return rep, err
 	}
 	if ok {
+		// The anchor says events 1..a.seq were pruned; believe it only as far as it is signed.
+		problem, err := checkAnchor(ctx, q, &a, pub, time.Now())
+		if err != nil {
+			return rep, err
+		}
+		if problem != "" {
+			rep.fail(0, BadAnchor, "%s", problem)
+			return rep, nil
+		}
 		fr, prevHash = a.fr, a.hash
 	}
 	startSeq := fr.size
