@@ -271,7 +271,8 @@ type decider struct {
 	persons  map[string]string // member Patient id → person, for Patient rows
 	lastDeny consent.Decision
 	denied   int
-	part2    map[string]Part2Release // Part 2 records allowed so far, keyed by part2Key
+	denials  map[string]consent.Decision // person → the last deny of one of their rows
+	part2    map[string]Part2Release     // Part 2 records allowed so far, keyed by part2Key
 }
 
 func (x *Searcher) decider(ctx context.Context, v Viewer, at time.Time) *decider {
@@ -331,6 +332,10 @@ func (d *decider) allow(person string, st store.Stored) (bool, error) {
 	if !dec.Allow {
 		d.denied++
 		d.lastDeny = dec
+		if d.denials == nil {
+			d.denials = map[string]consent.Decision{}
+		}
+		d.denials[person] = dec
 	} else if r, ok := part2Release(v, labels, dec); ok {
 		if d.part2 == nil {
 			d.part2 = map[string]Part2Release{}
@@ -634,15 +639,21 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope in
 	return nil
 }
 
-// audit appends one Query event per person for what the page discloses.
+// audit appends one Query event per person for what the page discloses, and a deny event
+// for each person some of whose rows were examined and none shown.
 func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson map[string][]store.Stored) error {
 	q := x.hash.HashQuery(r.query, audit.PHIParams())
 	if len(q) > 8192 {
 		q = q[:8192]
 	}
-	persons := make([]string, 0, len(byPerson))
+	persons := make([]string, 0, len(byPerson)+len(d.denials))
 	for p := range byPerson {
 		persons = append(persons, p)
+	}
+	for p := range d.denials { // a person found but wholly denied has a deny event too
+		if _, ok := byPerson[p]; !ok {
+			persons = append(persons, p)
+		}
 	}
 	sort.Strings(persons)
 	if len(persons) == 0 {
@@ -660,8 +671,12 @@ func (x *Searcher) audit(ctx context.Context, r request, d *decider, byPerson ma
 		}
 		ev.Outcome, ev.Reason = audit.Permit, "permitted"
 		if len(ev.Resources) == 0 && d.denied > 0 {
-			ev.Outcome, ev.Reason = audit.Deny, d.lastDeny.Reason.String()
-			ev.Consent, ev.ConsentVersion = string(d.lastDeny.By), int64(d.lastDeny.Version)
+			dec, ok := d.denials[p]
+			if !ok {
+				dec = d.lastDeny
+			}
+			ev.Outcome, ev.Reason = audit.Deny, dec.Reason.String()
+			ev.Consent, ev.ConsentVersion = string(dec.By), int64(dec.Version)
 		}
 		evs = append(evs, ev)
 	}

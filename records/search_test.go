@@ -388,6 +388,16 @@ func TestPatientSearchShowsConsentedOnly(t *testing.T) {
 	if got := ids(page.Matches); !slices.Equal(got, want) || *page.Total != 2 {
 		t.Fatalf("Patient search = %v (total %v); want pa and pb, never qb", got, page.Total)
 	}
+	// One event per person: a permit for P (shown) and a deny for Q, found and withheld.
+	outcome := map[string]audit.Outcome{}
+	for _, ev := range f.log.events {
+		if ev.Action == audit.Query {
+			outcome[ev.Patient] = ev.Outcome
+		}
+	}
+	if len(outcome) != 2 || outcome[f.p] != audit.Permit || outcome[f.q] != audit.Deny {
+		t.Fatalf("audit outcomes by person = %v; want permit for P and deny for Q", outcome)
+	}
 	for _, ev := range f.log.events {
 		if strings.Contains(ev.Query, "smi") || strings.Contains(ev.Query, "1970") {
 			t.Fatalf("audit query leaks PHI: %q", ev.Query)
