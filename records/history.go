@@ -18,8 +18,9 @@ import (
 // OwnVersion returns version version of typ/id if v's organization (v.Org) owns the
 // resource, after appending a Read event (Permit, reason own-record) for the person whose
 // compartment holds it. An unknown version, and another member's resource, are
-// errs.NotFound alike. A deletion version is returned (Deleted set) for the caller to
-// answer 410. If the audit row cannot be written it returns errs.Unavailable and nothing.
+// errs.NotFound alike; the latter after a Read event (Deny, reason not-owner) for its
+// person. A deletion version is returned (Deleted set) for the caller to answer 410. If
+// the audit row cannot be written it returns errs.Unavailable and nothing.
 func (s *Service) OwnVersion(ctx context.Context, v Viewer, typ, id string, version int) (store.Stored, error) {
 	const op = "records.OwnVersion"
 	st, err := s.fhir.Version(ctx, nil, typ, id, version)
@@ -30,9 +31,12 @@ func (s *Service) OwnVersion(ctx context.Context, v Viewer, typ, id string, vers
 		return store.Stored{}, err
 	}
 	if v.Org == "" || st.MemberID != v.Org {
+		if err := s.auditVersions(ctx, v, false, st); err != nil {
+			return store.Stored{}, err
+		}
 		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found")
 	}
-	if err := s.auditOwn(ctx, v, st); err != nil {
+	if err := s.auditVersions(ctx, v, true, st); err != nil {
 		return store.Stored{}, err
 	}
 	return st, nil
@@ -41,26 +45,31 @@ func (s *Service) OwnVersion(ctx context.Context, v Viewer, typ, id string, vers
 // OwnHistory returns up to limit versions of typ/id, newest first, if v's organization
 // owns the resource, after appending one Read event (Permit, own-record) for the person
 // whose compartment holds its newest version. Another member's resource and an unknown
-// id are errs.NotFound alike; an audit failure is errs.Unavailable and nothing.
+// id are errs.NotFound alike; the former after a Read event (Deny, not-owner). An audit
+// failure is errs.Unavailable and nothing.
 func (s *Service) OwnHistory(ctx context.Context, v Viewer, typ, id string, limit int) ([]store.Stored, error) {
 	const op = "records.OwnHistory"
 	list, err := s.fhir.History(ctx, nil, typ, id, limit)
 	if err != nil {
 		return nil, err
 	}
-	if len(list) == 0 || v.Org == "" || list[0].MemberID != v.Org {
+	if len(list) == 0 {
 		return nil, errs.E(op, errs.NotFound, "resource not found")
 	}
-	if err := s.auditOwn(ctx, v, list...); err != nil {
+	own := v.Org != "" && list[0].MemberID == v.Org
+	if err := s.auditVersions(ctx, v, own, list...); err != nil {
 		return nil, err
+	}
+	if !own {
+		return nil, errs.E(op, errs.NotFound, "resource not found")
 	}
 	return list, nil
 }
 
-// auditOwn appends the Read event of a member reading versions of its own resource.
-// The person is the one behind the Patient the versions' bodies point at (the first one,
+// auditVersions appends the Read event of a member asking for versions of a resource:
+// Permit (own-record) for its own, Deny (not-owner) for another member's. The person is the one behind the Patient the versions' bodies point at (the first one,
 // newest first, that names one); history rows keep no compartment column.
-func (s *Service) auditOwn(ctx context.Context, v Viewer, versions ...store.Stored) error {
+func (s *Service) auditVersions(ctx context.Context, v Viewer, own bool, versions ...store.Stored) error {
 	st := versions[0]
 	patientID := ""
 	if st.Type == "Patient" {
@@ -83,6 +92,9 @@ func (s *Service) auditOwn(ctx context.Context, v Viewer, versions ...store.Stor
 	ev := event(v, audit.Read, person, s.now())
 	ev.Resources = []audit.Resource{{Type: st.Type, ID: st.ID}}
 	ev.Outcome, ev.Reason = audit.Permit, "own-record"
+	if !own {
+		ev.Outcome, ev.Reason = audit.Deny, "not-owner"
+	}
 	return s.appendAudit(ctx, ev)
 }
 

@@ -30,6 +30,15 @@ func TestOwnVersionAndHistoryAuditFirst(t *testing.T) {
 	if _, err := f.svc.OwnHistory(ctx, other, "Observation", f.obsA, 10); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("another member's history: %v; want NotFound", err)
 	}
+	// Both refusals are audited as denials for the person; an unknown id has no person.
+	for _, ev := range f.log.events[2:] {
+		if ev.Outcome != audit.Deny || ev.Reason != "not-owner" || ev.Patient != f.person || ev.Org != "c" {
+			t.Fatalf("event of a refused version or history: %+v; want Deny not-owner for the person", ev)
+		}
+	}
+	if len(f.log.events) != 4 {
+		t.Fatalf("%d events; want 4 (two reads, two denials)", len(f.log.events))
+	}
 	f.log.fail = true
 	if _, err := f.svc.OwnVersion(ctx, own, "Observation", f.obsA, 1); errs.CodeOf(err) != errs.Unavailable {
 		t.Fatalf("version read with the audit log down: %v; want Unavailable", err)
