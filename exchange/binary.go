@@ -45,6 +45,11 @@ func (s *Server) readBinary(c echo.Context) error {
 	case cont.PersonID != "": // a patient's own upload is served by the portal, not here
 		return errs.E(op, errs.NotFound, "resource not found")
 	case cont.DocumentID != "":
+		// The bytes are the document's content: a token that may read Binary but not
+		// DocumentReference gets neither.
+		if err := require(c, "DocumentReference", 'r'); err != nil {
+			return err
+		}
 		d, err = s.Records.ReadPending(ctx, v, "DocumentReference", cont.DocumentID)
 	default:
 		d, err = s.Records.ReadPending(ctx, v, "Binary", cont.BinaryID)

@@ -93,8 +93,16 @@ func newDocEnvAudit(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog) *d
 	scopes := directory.Scopes{{Context: "system", Resource: "*", Ops: "rs"}}
 	ec.GET("/fhir/Binary/:id", e.srv.readBinary, func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			granted := scopes
+			if s := c.Request().Header.Get("X-Test-Scope"); s != "" {
+				sc, err := directory.ParseScope(s)
+				if err != nil {
+					return err
+				}
+				granted = directory.Scopes{sc}
+			}
 			c.Set(principalKey, directory.Principal{ClientID: "client-" + c.Request().Header.Get("X-Test-Member"),
-				MemberID: c.Request().Header.Get("X-Test-Member"), Scopes: scopes, Purpose: c.Request().Header.Get("X-Test-Purpose")})
+				MemberID: c.Request().Header.Get("X-Test-Member"), Scopes: granted, Purpose: c.Request().Header.Get("X-Test-Purpose")})
 			return next(c)
 		}
 	})
@@ -194,6 +202,10 @@ func TestBinaryRetrieve(t *testing.T) {
 	resp, _, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "If-None-Match", `"`+documents.KeyOf(data)+`"`)
 	if resp.StatusCode != http.StatusNotModified {
 		t.Errorf("If-None-Match: %v", resp.Status)
+	}
+	// A document's bytes are its content: Binary read alone does not reach them.
+	if resp, _, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "X-Test-Scope", "system/Binary.r"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("Binary read without DocumentReference read: %v; want 403", resp.Status)
 	}
 }
 

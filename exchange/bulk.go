@@ -304,6 +304,11 @@ func (s *Server) putBulkJob(ctx context.Context, job bulkJob) error {
 // exist, has expired, or was kicked off by another client or member is errs.NotFound.
 func (s *Server) ownBulkJob(c echo.Context) (bulkJob, error) {
 	const op = "exchange.bulkJob"
+	// Every step of an export needs the bulk scope, not only the kick-off: another token
+	// of the same client without it gets no manifest and no file.
+	if !hasNamedScope(c, directory.BulkExportResource, 'r') {
+		return bulkJob{}, errs.E(op, errs.Forbidden, "this client may not export in bulk (scope "+ScopeBulkExport+")")
+	}
 	notFound := errs.E(op, errs.NotFound, "resource not found")
 	id := c.Param("job")
 	if _, err := hex.DecodeString(id); err != nil || len(id) != 32 {

@@ -195,6 +195,16 @@ func TestBulkGroupExport(t *testing.T) {
 	if rec := fetch("client-b2", "Observation"); rec.Code != http.StatusNotFound {
 		t.Fatalf("file as another client: %d, want 404", rec.Code)
 	}
+	// The same client with a token lacking the bulk scope gets neither manifest nor file.
+	for _, path := range []string{status, files["Observation"]} {
+		req := httptest.NewRequest("GET", path, nil)
+		req.Header.Set("Authorization", "Bearer "+token(t, "client-b", "b", "system/*.rs"))
+		rec := httptest.NewRecorder()
+		env.e.ServeHTTP(rec, req)
+		if rec.Code != http.StatusForbidden {
+			t.Errorf("%s without the bulk scope: %d, want 403", path, rec.Code)
+		}
+	}
 	if rec := env.bulkDo(t, "client-b", "b", "GET", strings.Replace(files["Observation"], "/Observation", "/Condition", 1)); rec.Code != http.StatusNotFound {
 		t.Fatalf("a type not exported: %d, want 404", rec.Code)
 	}
