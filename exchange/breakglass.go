@@ -11,6 +11,7 @@ import (
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/records"
@@ -79,6 +80,11 @@ func (a *ConsentAPI) declareBreakGlass(c echo.Context) error {
 	}
 	body, err := a.s.readBody(c)
 	if err != nil {
+		return err
+	}
+	// The strict parser first: duplicate or case-variant keys, which encoding/json takes
+	// silently (the last one, or a case-insensitive match), are a 400 naming the element.
+	if _, err := fhir.Parse(body); err != nil {
 		return err
 	}
 	var in breakGlassParams

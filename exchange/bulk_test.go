@@ -223,6 +223,15 @@ func TestBulkGroupExport(t *testing.T) {
 	if code, body := env.do(t, "b", "PUT", "/fhir/Group/"+group.ID, `{"resourceType":"Group","id":"`+group.ID+`","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+env.pb+`"}}]}`); code != http.StatusOK {
 		t.Fatalf("roster update: %d %s", code, body)
 	}
+	// Another member's roster id and an unknown one answer alike: PUT creates no id.
+	roster := func(id string) string {
+		return `{"resourceType":"Group","id":"` + id + `","type":"person","actual":true}`
+	}
+	for _, tc := range [][2]string{{"a", group.ID}, {"b", "0123456789abcdef0123456789abcdef"}} {
+		if code, body := env.do(t, tc[0], "PUT", "/fhir/Group/"+tc[1], roster(tc[1])); code != http.StatusNotFound {
+			t.Errorf("PUT Group/%s as %s: %d %s, want 404", tc[1], tc[0], code, body)
+		}
+	}
 	want = []string{fromA, ownB, later}
 	slices.Sort(want)
 	if got := ndjsonIDs(t, fetch("client-b", "Observation").Body.String()); !slices.Equal(got, want) {

@@ -219,8 +219,9 @@ func (a *ConsentAPI) createConsent(c echo.Context) error {
 	return a.saveConsent(c, d, http.StatusCreated)
 }
 
-// updateConsent handles PUT [base]/Consent/{id}: a new version of the patient's directive
-// (or a new directive with that id). If-Match W/"n" makes it conditional on version n.
+// updateConsent handles PUT [base]/Consent/{id}: a new version of a directive the member
+// filed (404 for any other id, known or not). If-Match W/"n" makes it conditional on
+// version n.
 func (a *ConsentAPI) updateConsent(c echo.Context) error {
 	const op = "exchange.updateConsent"
 	if err := require(c, "Consent", 'u'); err != nil {
@@ -247,7 +248,9 @@ func (a *ConsentAPI) updateConsent(c echo.Context) error {
 }
 
 // saveConsent saves d (PersonID still the member's Patient id) for the person, with its
-// ConsentChange audit event in the same transaction, and answers with the stored version.
+// ConsentChange audit event in the same transaction, and answers with the stored version
+// and status: 201 for a create, 200 for an update, which must name an existing directive
+// the member filed (errs.NotFound otherwise, alike for unknown and foreign ids).
 func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int) error {
 	const op = "exchange.saveConsent"
 	ctx := c.Request().Context()
@@ -284,6 +287,9 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 			}
 		} else if errs.CodeOf(err) != errs.NotFound {
 			return err
+		} else if status != http.StatusCreated {
+			// PUT creates no id: an unknown one answers like another member's.
+			return errs.E(op, errs.NotFound, "consent not found")
 		}
 		d.PersonID = person
 		saved, _, err = a.Store.SaveFiled(ctx, tx, d, p.ClientID, p.MemberID)

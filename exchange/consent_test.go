@@ -307,6 +307,11 @@ func TestConsentResourceAndPreview(t *testing.T) {
 	if st, _, _ := do(t, "PUT", env.base+"/Consent/"+id, tb, consentJSON(id, pb, "active")); st != 404 {
 		t.Fatalf("B overwrites A's patient's directive id: %d; want 404", st)
 	}
+	// An unknown id answers the same: PUT creates no directive.
+	unknown := "0f8e7a52-6d4b-4c3a-9e21-5b7d8c9a0e1f"
+	if st, _, _ := do(t, "PUT", env.base+"/Consent/"+unknown, tb, consentJSON(unknown, pb, "active")); st != 404 {
+		t.Fatalf("PUT Consent with an unknown id: %d; want 404", st)
+	}
 }
 
 // previewAsOf returns the preview's decision per class as of at.
@@ -356,6 +361,14 @@ func TestBreakGlassDeclaration(t *testing.T) {
 	}
 	if st, _, _ := do(t, "POST", env.base+"/$break-glass", tbg, params(pa, consent.BTGUnresponsive, " ")); st != 400 {
 		t.Fatalf("empty reason text: %d; want 400", st)
+	}
+	// Strict input: a duplicate key, or a case variant of one, is a 400, not the last value.
+	dup := strings.Replace(string(params(pa, consent.BTGUnresponsive, "unconscious")), `"valueString":"unconscious"`, `"valueString":"x","valueString":"unconscious"`, 1)
+	variant := strings.Replace(string(params(pa, consent.BTGUnresponsive, "unconscious")), `"name":"reason",`, `"name":"reason","Name":"x",`, 1)
+	for _, b := range []string{dup, variant} {
+		if st, body, _ := do(t, "POST", env.base+"/$break-glass", tbg, []byte(b)); st != 400 {
+			t.Fatalf("declaration %s: %d %s; want 400", b, st, body)
+		}
 	}
 	if st, _, _ := do(t, "POST", env.base+"/$break-glass", tbg, params("nobody", consent.BTGUnresponsive, "unconscious")); st != 404 {
 		t.Fatalf("unknown patient: %d; want 404", st)

@@ -30,6 +30,8 @@ type groupFields struct {
 func (s *Server) createRoster(c echo.Context) error { return s.putRoster(c, "") }
 
 // updateRoster handles PUT [base]/Group/{id}: the roster is replaced with the new entries.
+// Only the member's own Group can be replaced, or made again after its deletion (404
+// alike for another member's id and an unknown one); the body's id must be the URL's.
 func (s *Server) updateRoster(c echo.Context) error { return s.putRoster(c, c.Param("id")) }
 
 func (s *Server) putRoster(c echo.Context, id string) error {
@@ -76,13 +78,32 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 			}
 			patients = append(patients, pid)
 		}
-		if id != "" {
-			if old, err := s.FHIR.Get(ctx, tx, "Group", id); err == nil && !old.Deleted {
-				status = http.StatusOK
-			}
-		}
 		var err error
-		if stored, _, err = s.IngestAs(ctx, tx, member, res, id); err != nil {
+		var old store.Head
+		var gerr error
+		if id != "" {
+			old, gerr = s.FHIR.Lock(ctx, tx, "Group", id)
+		}
+		switch {
+		case id == "":
+			stored, _, err = s.IngestAs(ctx, tx, member, res, "")
+		case gerr != nil && errs.CodeOf(gerr) != errs.NotFound:
+			return gerr
+		case gerr != nil || old.MemberID != member.ID:
+			// PUT creates no id: another member's Group and an unknown id are alike.
+			return errs.E(op, errs.NotFound, "resource not found")
+		case old.Deleted: // the member's own roster, deleted: made again under its id
+			if res.ID != id {
+				e := errs.E(op, errs.Invalid, "Resource.id must equal the id in the URL")
+				e.Path = "Group.id"
+				return e
+			}
+			stored, _, err = s.IngestAs(ctx, tx, member, res, id)
+		default:
+			status = http.StatusOK
+			stored, err = s.update(ctx, tx, member, "Group", id, res, "")
+		}
+		if err != nil {
 			return err
 		}
 		return s.Notify.PutRoster(ctx, tx, member.ID, stored.ID, patients)
