@@ -319,7 +319,8 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 }
 
 // readConsent handles GET [base]/Consent/{id}: the current version, if the directive is
-// about a person the member has a Patient for; anything else is 404.
+// about a person the member has a Patient for; anything else is 404, after a denial
+// event when the directive exists.
 func (a *ConsentAPI) readConsent(c echo.Context) error {
 	if err := require(c, "Consent", 'r'); err != nil {
 		return err
@@ -329,18 +330,27 @@ func (a *ConsentAPI) readConsent(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	if d.Kind != consent.KindPatient {
-		return errs.E("exchange.readConsent", errs.NotFound, "consent not found")
-	}
-	patientID, err := a.memberPatient(ctx, principal(c).MemberID, d.PersonID)
-	if err != nil {
-		return err
-	}
 	ev := consentEvent(c, audit.Read, d.PersonID)
 	ev.Resources = []audit.Resource{{Type: "Consent", ID: string(d.ID)}}
 	ev.Consent, ev.ConsentVersion, ev.Reason = string(d.ID), int64(d.Version), "own-patient"
-	if err := a.Audit.Append(ctx, ev); err != nil {
-		return errs.E("exchange.readConsent", errs.Unavailable, "audit log unavailable", err)
+	patientID := ""
+	if d.Kind == consent.KindPatient {
+		patientID, err = a.memberPatient(ctx, principal(c).MemberID, d.PersonID)
+	}
+	if d.Kind != consent.KindPatient || errs.CodeOf(err) == errs.NotFound {
+		// Not a directive of one of the member's patients: absent to the caller, a
+		// denial in the log.
+		ev.Outcome, ev.Reason = audit.Deny, "not-member-patient"
+		err = errs.E("exchange.readConsent", errs.NotFound, "consent not found")
+	}
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return err
+	}
+	if aerr := a.Audit.Append(ctx, ev); aerr != nil {
+		return errs.E("exchange.readConsent", errs.Unavailable, "audit log unavailable", aerr)
+	}
+	if err != nil {
+		return err
 	}
 	body, err := formatForMember(d, patientID)
 	if err != nil {
@@ -368,6 +378,8 @@ type searchSet struct {
 
 // searchConsent handles GET [base]/Consent?patient={id}: the current directives of the
 // member's own patient (regional default policies are not the member's to read here).
+// Another member's patient and an unknown id give an empty Bundle alike, audited as a
+// denial.
 func (a *ConsentAPI) searchConsent(c echo.Context) error {
 	const op = "exchange.searchConsent"
 	if err := require(c, "Consent", 's'); err != nil {
@@ -409,9 +421,12 @@ func (a *ConsentAPI) searchConsent(c echo.Context) error {
 			ev.Resources = append(ev.Resources, audit.Resource{Type: "Consent", ID: string(d.ID)})
 		}
 		ev.Reason = "own-patient"
-		if err := a.Audit.Append(ctx, ev); err != nil {
-			return errs.E(op, errs.Unavailable, "audit log unavailable", err)
-		}
+	} else {
+		// Unknown, or another member's patient: an empty result, a denial in the log.
+		ev.Outcome, ev.Reason = audit.Deny, "unknown-or-foreign-patient"
+	}
+	if err := a.Audit.Append(ctx, ev); err != nil {
+		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
 	}
 	out.Total = len(out.Entry)
 	c.Response().Header().Set("Cache-Control", "no-store")

@@ -243,6 +243,15 @@ func TestConsentResourceAndPreview(t *testing.T) {
 	if st, _, _ := do(t, "GET", env.base+"/Consent/"+id, tb, nil); st != 404 {
 		t.Fatalf("B GET Consent: %d; want 404", st)
 	}
+	if n := env.auditCount(t, audit.Read, `outcome = 'deny' AND reason = 'not-member-patient' AND consent = '`+id+`' AND org = '`+env.b.ID+`'`); n != 1 {
+		t.Fatalf("%d denial events for B's read of the directive; want 1", n)
+	}
+	if st, body, _ := do(t, "GET", env.base+"/Consent?patient="+pa, tb, nil); st != 200 || !bytes.Contains(body, []byte(`"total":0`)) {
+		t.Fatalf("B searches A's patient's directives: %d %s; want an empty Bundle", st, body)
+	}
+	if n := env.auditCount(t, audit.Query, `outcome = 'deny' AND reason = 'unknown-or-foreign-patient' AND org = '`+env.b.ID+`'`); n != 1 {
+		t.Fatalf("%d denial events for B's search; want 1", n)
+	}
 	var bundle struct {
 		Total int `json:"total"`
 	}
