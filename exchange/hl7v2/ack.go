@@ -97,7 +97,9 @@ func (m *Message) Header() Header {
 
 // ReadHeader reads what it can of the MSH of bytes that may not parse: the first line
 // starting with "MSH", with its own delimiters when MSH-2 is sane and the defaults when
-// not. ok is false when no MSH line was found.
+// not, in the character set MSH-18 names (UTF-8 when it names none Concord supports).
+// The fields are UTF-8: bytes that are not are replaced by U+FFFD, so an ACK built from
+// the header is well-formed. ok is false when no MSH line was found.
 func ReadHeader(b []byte) (h Header, ok bool) {
 	s := string(b)
 	for s != "" {
@@ -119,7 +121,11 @@ func ReadHeader(b []byte) (h Header, ok bool) {
 				d.Field = line[3]
 			}
 		}
-		m := &Message{Delims: d, Segments: []Segment{{Name: "MSH", raw: line, d: d}}}
+		cs, _ := charsetOf(Segment{Name: "MSH", raw: line, d: d}.Field(18).Rep(1).Raw())
+		if cs == charsetUTF8 {
+			line = strings.ToValidUTF8(line, "\uFFFD")
+		}
+		m := &Message{Delims: d, Segments: []Segment{{Name: "MSH", raw: line, d: d, cs: cs}}, cs: cs}
 		h := m.Header()
 		if err != nil {
 			h.Delims = StandardDelimiters() // the ACK must be well-formed

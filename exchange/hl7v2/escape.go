@@ -5,9 +5,14 @@ import (
 )
 
 // Decode decodes the escape sequences of an ER7 text: \F\ \S\ \T\ \R\ \E\ \P\ become the
-// delimiters they name, \Xhh..\ the bytes it spells, \.br\ and \.sp\ a line feed.
-// Formatting sequences that carry no text (\H\ \N\ \.in..\ \Z..\ ...) are dropped. A lone
-// or unterminated escape character is kept as is. Inner delimiters are not touched.
+// delimiters they name, \Xhh..\ the bytes it spells (in the message's character set),
+// \.br\ and \.sp\ a line feed. Sequences that carry no text are dropped: highlighting
+// (\H\ \N\), the formatting commands of FT (\.fi\ \.nf\ \.ce\ \.in±n\ \.ti±n\ \.sk+n\)
+// and character-set switches, only in their exact forms \Cxxyy\ and \Mxxyyzz\ (4 and 6
+// hex digits). Anything else between two escape characters is kept literally, escape
+// characters included: locally defined \Z..\ sequences, which Concord cannot interpret,
+// and text such as a Windows path or "\Ceftriaxone\". A lone or unterminated escape
+// character is kept as is. Inner delimiters are not touched.
 func (d Delimiters) Decode(s string) string {
 	if d.Escape == 0 || strings.IndexByte(s, d.Escape) < 0 {
 		return s
@@ -41,11 +46,14 @@ func (d Delimiters) Decode(s string) string {
 			sb.WriteByte(d.Escape)
 		case seq == "P" && d.Truncation != 0:
 			sb.WriteByte(d.Truncation)
-		case seq == ".br" || seq == ".sp" || strings.HasPrefix(seq, ".sp"):
+		case seq == ".br" || (strings.HasPrefix(seq, ".sp") && isCount(seq[3:], false)):
 			sb.WriteByte('\n')
-		case seq == "H" || seq == "N" || strings.HasPrefix(seq, ".") ||
-			(len(seq) > 0 && (seq[0] == 'Z' || seq[0] == 'C' || seq[0] == 'M')):
-			// formatting or character-set switch: no text
+		case seq == "H" || seq == "N" || seq == ".fi" || seq == ".nf" || seq == ".ce" ||
+			((strings.HasPrefix(seq, ".in") || strings.HasPrefix(seq, ".ti")) && isCount(seq[3:], true)) ||
+			(strings.HasPrefix(seq, ".sk") && isCount(seq[3:], false)) ||
+			(len(seq) == 5 && seq[0] == 'C' && isHex(seq[1:])) ||
+			(len(seq) == 7 && seq[0] == 'M' && isHex(seq[1:])):
+			// highlighting, formatting or character-set switch: no text
 		case len(seq) > 1 && seq[0] == 'X' && len(seq)%2 == 1 && isHex(seq[1:]):
 			for k := 1; k+1 < len(seq); k += 2 {
 				sb.WriteByte(unhex(seq[k])<<4 | unhex(seq[k+1]))
@@ -103,6 +111,18 @@ func (d Delimiters) Encode(v string) string {
 		}
 	}
 	return sb.String()
+}
+
+// isCount reports whether s is an FT formatting count: "", or digits after an optional
+// '+' (or '-' when signed).
+func isCount(s string, signed bool) bool {
+	if s == "" {
+		return true
+	}
+	if s[0] == '+' || (signed && s[0] == '-') {
+		s = s[1:]
+	}
+	return isDigits(s)
 }
 
 func isHex(s string) bool {

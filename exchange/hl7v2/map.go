@@ -151,10 +151,23 @@ type MapOptions struct {
 // an unsupported MSH-9 type or event is errs.Unsupported with 200/201, a version outside
 // 2.3–2.8 203 (all AR); content errors are errs.Invalid: 101 for a missing PID-3 or other
 // required field, 102 for a bad date or number, 103 for a code outside its table, 100
-// for segments out of order (all AE). Locations name the segment occurrence and field,
-// e.g. "OBX[3]-2"; messages never include values.
+// for segments out of order, 102 for text that is not valid in the message's character
+// set or holds a control character (see Parse; checked again here for messages built in
+// code) (all AE). Locations name the segment occurrence and field, e.g. "OBX[3]-2";
+// messages never include values.
+//
+// The explicit null `""` (in a field, component or subcomponent) maps to an absent
+// element, exactly like an empty one: it is never taken for a value, code or identifier
+// (a PV1-19 of `""^^^FAC` gives the Encounter no visit number, so it cannot be matched to
+// another visit). Each Patient and Encounter is a complete snapshot of its segments, to
+// replace the stored resource rather than be merged into it, so on an update (A08, A31,
+// a later A03) a `""` deletes the stored value (gender, name, address, telecom, birth
+// date, ...); in a snapshot an empty field does too.
 func Map(m *Message, opts MapOptions) (*Mapped, error) {
 	const op = "hl7v2.Map"
+	if err := m.checkText(op); err != nil {
+		return nil, err
+	}
 	loc := opts.Location
 	if loc == nil {
 		loc = time.UTC
@@ -162,13 +175,13 @@ func Map(m *Message, opts MapOptions) (*Mapped, error) {
 	msh := m.MSH()
 	out := &Mapped{
 		Key:     KeyOf(m),
-		Type:    msh.Field(9).Comp(1).String(),
-		Event:   msh.Field(9).Comp(2).String(),
-		Version: msh.Field(12).Comp(1).String(),
+		Type:    msh.Field(9).Comp(1).Value(),
+		Event:   msh.Field(9).Comp(2).Value(),
+		Version: msh.Field(12).Comp(1).Value(),
 	}
 	if out.Event == "" {
 		if evn, ok := m.Segment("EVN"); ok {
-			out.Event = evn.Field(1).String()
+			out.Event = evn.Field(1).Value()
 		}
 	}
 	if out.Version == "" {
@@ -275,11 +288,11 @@ func cxList(f Field) []CX {
 	var out []CX
 	for r := range f.All() {
 		c := CX{
-			Value:           r.Comp(1).String(),
-			Namespace:       r.Comp(4).Sub(1).String(),
-			UniversalID:     r.Comp(4).Sub(2).String(),
-			UniversalIDType: r.Comp(4).Sub(3).String(),
-			TypeCode:        r.Comp(5).String(),
+			Value:           r.Comp(1).Value(),
+			Namespace:       r.Comp(4).Sub(1).Value(),
+			UniversalID:     r.Comp(4).Sub(2).Value(),
+			UniversalIDType: r.Comp(4).Sub(3).Value(),
+			TypeCode:        r.Comp(5).Value(),
 		}
 		if c.Value != "" {
 			out = append(out, c)
@@ -299,7 +312,7 @@ func (mp *mapper) patient(pid Segment, n int) (int, error) {
 	for _, c := range ids {
 		p.Identifier = append(p.Identifier, c.Identifier())
 	}
-	if ssn := pid.Field(19).String(); ssn != "" && ssn != `""` {
+	if ssn := pid.Field(19).Value(); ssn != "" {
 		p.Identifier = append(p.Identifier, Identifier{
 			Type:   &CodeableConcept{Coding: []Coding{{System: "http://terminology.hl7.org/CodeSystem/v2-0203", Code: "SS"}}},
 			System: "http://hl7.org/fhir/sid/us-ssn", Value: ssn,
@@ -310,14 +323,14 @@ func (mp *mapper) patient(pid Segment, n int) (int, error) {
 			p.Name = append(p.Name, hn)
 		}
 	}
-	if f := pid.Field(7); !f.Empty() && !f.IsNull() {
-		d, err := fhirDate(f.Comp(1).String())
+	if v := pid.Field(7).Comp(1).Value(); v != "" {
+		d, err := fhirDate(v)
 		if err != nil {
 			return 0, problem(op, DataTypeError, segLoc("PID", n, 7), "")
 		}
 		p.BirthDate = d
 	}
-	if g := pid.Field(8).Comp(1).String(); g != "" {
+	if g := pid.Field(8).Comp(1).Value(); g != "" {
 		gender, ok := genders[strings.ToUpper(g)]
 		if !ok {
 			return 0, problem(op, TableValueNotFound, segLoc("PID", n, 8), "")
@@ -336,14 +349,14 @@ func (mp *mapper) patient(pid Segment, n int) (int, error) {
 			}
 		}
 	}
-	if f := pid.Field(29); !f.Empty() && !f.IsNull() {
-		dt, err := fhirDateTime(f.Comp(1).String(), mp.loc)
+	if v := pid.Field(29).Comp(1).Value(); v != "" {
+		dt, err := fhirDateTime(v, mp.loc)
 		if err != nil {
 			return 0, problem(op, DataTypeError, segLoc("PID", n, 29), "")
 		}
 		p.DeceasedDateTime = dt
 	} else {
-		switch pid.Field(30).String() {
+		switch pid.Field(30).Value() {
 		case "Y":
 			t := true
 			p.DeceasedBoolean = &t
@@ -364,19 +377,19 @@ var nameUses = map[string]string{"L": "official", "D": "usual", "M": "maiden", "
 
 func humanName(r Field) (HumanName, bool) {
 	hn := HumanName{
-		Family: r.Comp(1).Sub(1).String(),
-		Use:    nameUses[r.Comp(7).String()],
+		Family: r.Comp(1).Sub(1).Value(),
+		Use:    nameUses[r.Comp(7).Value()],
 	}
 	for _, j := range []int{2, 3} {
-		if g := r.Comp(j).String(); g != "" {
+		if g := r.Comp(j).Value(); g != "" {
 			hn.Given = append(hn.Given, g)
 		}
 	}
-	if s := r.Comp(5).String(); s != "" {
+	if s := r.Comp(5).Value(); s != "" {
 		hn.Prefix = []string{s}
 	}
 	for _, j := range []int{4, 6} {
-		if s := r.Comp(j).String(); s != "" {
+		if s := r.Comp(j).Value(); s != "" {
 			hn.Suffix = append(hn.Suffix, s)
 		}
 	}
@@ -387,18 +400,18 @@ var addressUses = map[string]string{"H": "home", "B": "work", "O": "work", "C": 
 
 func address(r Field) (Address, bool) {
 	a := Address{
-		City:       r.Comp(3).String(),
-		State:      r.Comp(4).String(),
-		PostalCode: r.Comp(5).String(),
-		Country:    r.Comp(6).String(),
-		District:   r.Comp(9).String(),
+		City:       r.Comp(3).Value(),
+		State:      r.Comp(4).Value(),
+		PostalCode: r.Comp(5).Value(),
+		Country:    r.Comp(6).Value(),
+		District:   r.Comp(9).Value(),
 	}
 	for _, j := range []int{1, 2} {
-		if l := r.Comp(j).Sub(1).String(); l != "" {
+		if l := r.Comp(j).Sub(1).Value(); l != "" {
 			a.Line = append(a.Line, l)
 		}
 	}
-	t := r.Comp(7).String()
+	t := r.Comp(7).Value()
 	a.Use = addressUses[t]
 	if t == "M" {
 		a.Type = "postal"
@@ -412,13 +425,13 @@ func contactPoint(r Field, business bool) (ContactPoint, bool) {
 	if business {
 		cp.Use = "work"
 	}
-	switch r.Comp(2).String() {
+	switch r.Comp(2).Value() {
 	case "WPN":
 		cp.Use = "work"
 	case "PRN", "ORN", "VHN":
 		cp.Use = "home"
 	}
-	switch r.Comp(3).String() {
+	switch r.Comp(3).Value() {
 	case "FX":
 		cp.System = "fax"
 	case "BP":
@@ -430,29 +443,29 @@ func contactPoint(r Field, business bool) (ContactPoint, bool) {
 	case "MD", "TDD", "TTY":
 		cp.System = "other"
 	}
-	if r.Comp(2).String() == "NET" {
+	if r.Comp(2).Value() == "NET" {
 		cp.System = "email"
 	}
-	if email := r.Comp(4).String(); email != "" {
+	if email := r.Comp(4).Value(); email != "" {
 		cp.System, cp.Value = "email", email
 		return cp, true
 	}
-	cp.Value = strings.TrimSpace(r.Comp(1).String())
+	cp.Value = strings.TrimSpace(r.Comp(1).Value())
 	if cp.Value == "" {
 		parts := []string{}
-		if c := r.Comp(5).String(); c != "" {
+		if c := r.Comp(5).Value(); c != "" {
 			parts = append(parts, "+"+c)
 		}
-		if a := r.Comp(6).String(); a != "" {
+		if a := r.Comp(6).Value(); a != "" {
 			parts = append(parts, "("+a+")")
 		}
-		if l := r.Comp(7).String(); l != "" {
+		if l := r.Comp(7).Value(); l != "" {
 			parts = append(parts, l)
 		}
-		if len(parts) > 0 && r.Comp(7).String() != "" {
+		if len(parts) > 0 && r.Comp(7).Value() != "" {
 			cp.Value = strings.Join(parts, " ")
 		}
-		if x := r.Comp(8).String(); x != "" && cp.Value != "" {
+		if x := r.Comp(8).Value(); x != "" && cp.Value != "" {
 			cp.Value += " x" + x
 		}
 	}
@@ -473,7 +486,7 @@ var encounterClasses = map[string]Coding{
 func (mp *mapper) encounter(pv1 Segment, subj int) error {
 	const op = "hl7v2.Map"
 	e := &Encounter{ResourceType: "Encounter", Subject: mp.subjectRef(subj)}
-	cls := pv1.Field(2).Comp(1).String()
+	cls := pv1.Field(2).Comp(1).Value()
 	if c, ok := encounterClasses[cls]; ok {
 		c.System = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 		e.Class = c
@@ -489,8 +502,8 @@ func (mp *mapper) encounter(pv1 Segment, subj int) error {
 	}
 	var per Period
 	for _, f := range []int{44, 45} {
-		v := pv1.Field(f).Comp(1).String()
-		if v == "" || v == `""` {
+		v := pv1.Field(f).Comp(1).Value()
+		if v == "" {
 			continue
 		}
 		dt, err := fhirDateTime(v, mp.loc)
@@ -509,7 +522,7 @@ func (mp *mapper) encounter(pv1 Segment, subj int) error {
 	if pl := pv1.Field(3); !pl.Empty() {
 		var parts []string
 		for _, j := range []int{4, 1, 2, 3} { // facility, point of care, room, bed
-			if s := pl.Comp(j).Sub(1).String(); s != "" {
+			if s := pl.Comp(j).Sub(1).Value(); s != "" {
 				parts = append(parts, s)
 			}
 		}
@@ -583,7 +596,7 @@ func (mp *mapper) oru() error {
 		case "NTE":
 			// Notes after an OBX annotate it.
 			if lastObs != nil {
-				if t := strings.TrimSpace(seg.Field(3).String()); t != "" {
+				if t := strings.TrimSpace(seg.Field(3).Value()); t != "" {
 					lastObs.Note = append(lastObs.Note, Annotation{Text: t})
 				}
 			}
@@ -614,25 +627,25 @@ func (mp *mapper) report(obr Segment, n, subj int) (*DiagnosticReport, string, e
 		code string
 	}{{3, "FILL"}, {2, "PLAC"}} {
 		ei := obr.Field(f.n)
-		if v := ei.Comp(1).String(); v != "" {
+		if v := ei.Comp(1).Value(); v != "" {
 			sys := ""
-			if uid := ei.Comp(3).String(); uid != "" && isOID(uid) {
+			if uid := ei.Comp(3).Value(); uid != "" && isOID(uid) {
 				sys = "urn:oid:" + uid
-			} else if ns := ei.Comp(2).String(); ns != "" {
+			} else if ns := ei.Comp(2).Value(); ns != "" {
 				sys = uriSafe(ns)
 			}
 			r.Identifier = append(r.Identifier, Identifier{System: sys, Value: v,
 				Type: &CodeableConcept{Coding: []Coding{{System: "http://terminology.hl7.org/CodeSystem/v2-0203", Code: f.code}}}})
 		}
 	}
-	if v := obr.Field(7).Comp(1).String(); v != "" {
+	if v := obr.Field(7).Comp(1).Value(); v != "" {
 		dt, err := fhirDateTime(v, mp.loc)
 		if err != nil {
 			return nil, "", problem(op, DataTypeError, segLoc("OBR", n, 7), "")
 		}
 		r.EffectiveDateTime = dt
 	}
-	if v := obr.Field(22).Comp(1).String(); v != "" {
+	if v := obr.Field(22).Comp(1).Value(); v != "" {
 		dt, err := fhirDateTime(v, mp.loc)
 		if err != nil {
 			return nil, "", problem(op, DataTypeError, segLoc("OBR", n, 22), "")
@@ -641,7 +654,7 @@ func (mp *mapper) report(obr Segment, n, subj int) (*DiagnosticReport, string, e
 			r.Issued = dt
 		}
 	}
-	if s := obr.Field(25).Comp(1).String(); s != "" {
+	if s := obr.Field(25).Comp(1).Value(); s != "" {
 		st, ok := reportStatus[s]
 		if !ok {
 			return nil, "", problem(op, TableValueNotFound, segLoc("OBR", n, 25), "")
@@ -689,7 +702,7 @@ func codeable(f Field) (CodeableConcept, bool) {
 	r := f.Rep(1)
 	var cc CodeableConcept
 	for _, base := range []int{1, 4} {
-		code, text, sys := r.Comp(base).String(), r.Comp(base+1).String(), r.Comp(base+2).String()
+		code, text, sys := r.Comp(base).Value(), r.Comp(base+1).Value(), r.Comp(base+2).Value()
 		if code == "" && text == "" {
 			continue
 		}
@@ -700,7 +713,7 @@ func codeable(f Field) (CodeableConcept, bool) {
 			cc.Text = text
 		}
 	}
-	if orig := r.Comp(9).String(); orig != "" {
+	if orig := r.Comp(9).Value(); orig != "" {
 		cc.Text = orig
 	}
 	return cc, len(cc.Coding) > 0 || cc.Text != ""
@@ -720,7 +733,7 @@ func (mp *mapper) observation(obx Segment, n, subj int, reportEff string) (*Obse
 	}
 	o := &Observation{ResourceType: "Observation", Category: []CodeableConcept{obsLabCategory},
 		Code: code, Subject: mp.subjectRef(subj), Status: "unknown"}
-	if s := obx.Field(11).Comp(1).String(); s != "" {
+	if s := obx.Field(11).Comp(1).Value(); s != "" {
 		st, ok := obsStatus[s]
 		if !ok {
 			return nil, problem(op, TableValueNotFound, segLoc("OBX", n, 11), "")
@@ -728,7 +741,7 @@ func (mp *mapper) observation(obx Segment, n, subj int, reportEff string) (*Obse
 		o.Status = st
 	}
 	o.EffectiveDateTime = reportEff
-	if v := obx.Field(14).Comp(1).String(); v != "" {
+	if v := obx.Field(14).Comp(1).Value(); v != "" {
 		dt, err := fhirDateTime(v, mp.loc)
 		if err != nil {
 			return nil, problem(op, DataTypeError, segLoc("OBX", n, 14), "")
@@ -739,11 +752,11 @@ func (mp *mapper) observation(obx Segment, n, subj int, reportEff string) (*Obse
 	if err := mp.value(o, obx, n, unit); err != nil {
 		return nil, err
 	}
-	if rr := strings.TrimSpace(obx.Field(7).String()); rr != "" {
+	if rr := strings.TrimSpace(obx.Field(7).Value()); rr != "" {
 		o.ReferenceRange = []ReferenceRange{referenceRange(rr, unit)}
 	}
 	for flag := range obx.Field(8).All() {
-		c := flag.Comp(1).String()
+		c := flag.Comp(1).Value()
 		if c == "" {
 			continue
 		}
@@ -768,7 +781,7 @@ func firstNonEmpty(a, b string) string {
 // value sets o's value[x] from OBX-2 and OBX-5.
 func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 	const op = "hl7v2.Map"
-	typ := obx.Field(2).Comp(1).String()
+	typ := obx.Field(2).Comp(1).Value()
 	v := obx.Field(5)
 	if v.Empty() || v.IsNull() {
 		if typ != "" {
@@ -782,14 +795,14 @@ func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 		// OBX-2 is required when OBX-5 is valued, but feeds (Simulated Hospital, Natus)
 		// leave it empty: a number (optionally with a comparator) is NM, the rest ST.
 		typ = "ST"
-		if _, _, ok := comparedDecimal(v.Rep(1).String()); ok {
+		if _, _, ok := comparedDecimal(v.Rep(1).Value()); ok {
 			typ = "NM"
 		}
 	}
 	switch typ {
 	case "NM":
 		// A comparator ("<15") in an NM is common enough to accept as a bound.
-		cmp, num, ok := comparedDecimal(v.Rep(1).String())
+		cmp, num, ok := comparedDecimal(v.Rep(1).Value())
 		if !ok {
 			return problem(op, DataTypeError, segLoc("OBX", n, 5), "")
 		}
@@ -801,7 +814,7 @@ func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 	case "ST", "TX", "FT":
 		var parts []string
 		for r := range v.All() {
-			parts = append(parts, r.String())
+			parts = append(parts, r.Value())
 		}
 		s := strings.Join(parts, "\n")
 		o.ValueString = &s
@@ -812,13 +825,13 @@ func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 		}
 		o.ValueCodeableConcept = &cc
 	case "DT", "DTM", "TS":
-		dt, err := fhirDateTime(v.Rep(1).Comp(1).String(), mp.loc)
+		dt, err := fhirDateTime(v.Rep(1).Comp(1).Value(), mp.loc)
 		if err != nil {
 			return problem(op, DataTypeError, segLoc("OBX", n, 5), "")
 		}
 		o.ValueDateTime = dt
 	case "TM":
-		t, ok := fhirTime(v.Rep(1).String())
+		t, ok := fhirTime(v.Rep(1).Value())
 		if !ok {
 			return problem(op, DataTypeError, segLoc("OBX", n, 5), "")
 		}
@@ -836,7 +849,7 @@ func (mp *mapper) value(o *Observation, obx Segment, n int, unit Field) error {
 		for r := range v.All() {
 			var comps []string
 			for j := 1; j <= 12; j++ {
-				if s := strings.TrimSpace(r.Comp(j).Sub(1).String()); s != "" {
+				if s := strings.TrimSpace(r.Comp(j).Sub(1).Value()); s != "" {
 					comps = append(comps, s)
 				}
 			}
@@ -857,13 +870,13 @@ var knownTypes = map[string]struct{}{"NM": {}, "SN": {}, "ST": {}, "TX": {}, "FT
 
 func quantity(num string, unit Field) Quantity {
 	q := Quantity{Value: json.Number(num)}
-	code, text, sys := unit.Comp(1).String(), unit.Comp(2).String(), unit.Comp(3).String()
+	code, text, sys := unit.Comp(1).Value(), unit.Comp(2).Value(), unit.Comp(3).Value()
 	if strings.EqualFold(sys, "UCUM") {
 		q.System, q.Code = "http://unitsofmeasure.org", code
 		q.Unit = firstNonEmpty(text, code)
 		return q
 	}
-	if alt := unit.Comp(4).String(); alt != "" && strings.EqualFold(unit.Comp(6).String(), "UCUM") {
+	if alt := unit.Comp(4).Value(); alt != "" && strings.EqualFold(unit.Comp(6).Value(), "UCUM") {
 		q.System, q.Code = "http://unitsofmeasure.org", alt
 	}
 	q.Unit = firstNonEmpty(text, code)
@@ -877,7 +890,7 @@ var comparators = map[string]string{"<": "<", ">": ">", "<=": "<=", ">=": ">="}
 
 func (mp *mapper) structuredNumeric(o *Observation, r Field, n int, unit Field) error {
 	const op = "hl7v2.Map"
-	cmp, n1, sep, n2 := r.Comp(1).String(), r.Comp(2).String(), r.Comp(3).String(), r.Comp(4).String()
+	cmp, n1, sep, n2 := r.Comp(1).Value(), r.Comp(2).Value(), r.Comp(3).Value(), r.Comp(4).Value()
 	bad := problem(op, DataTypeError, segLoc("OBX", n, 5), "")
 	v1, ok := decimal(n1)
 	if !ok {

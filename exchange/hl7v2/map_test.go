@@ -318,3 +318,79 @@ func TestMapPatientDetails(t *testing.T) {
 		t.Errorf("json %s %v", b, err)
 	}
 }
+
+// TestMapExplicitNull: the HL7 explicit null `""` never becomes a value, code or
+// identifier; the element is left out, which clears it when the snapshot is stored.
+func TestMapExplicitNull(t *testing.T) {
+	a08 := strings.Replace(sampleADT, "ADT^A01^ADT_A01", "ADT^A08^ADT_A01", 1)
+	const pid5 = "Doe^Jane^Q^^Dr^^L~Roe^Jane^^^^^M"
+	const pid11 = "1 Main St^Apt 2^Springfield^IL^62701^USA^H"
+	const pid13 = "^PRN^PH^^^217^5551234~^NET^Internet^jane@example.org"
+	const pv1_19 = "V123^^^CLINIC_A^VN"
+	tests := []struct {
+		name     string
+		base     string
+		from, to string
+		res      int    // index in Resources
+		path     string // top-level element of the resource's JSON
+		want     string // its JSON; "" for absent
+	}{
+		{"gender", a08, "|F|", `|""|`, 0, "gender", ""},
+		{"gender component", a08, "|F|", `|""^^HL70001|`, 0, "gender", ""},
+		{"names", a08, pid5, `""`, 0, "name", ""},
+		{"family name", a08, pid5, `""^Jane`, 0, "name", `[{"given":["Jane"]}]`},
+		{"given name", a08, pid5, `Doe^""^""^""^""^""^L`, 0, "name", `[{"use":"official","family":"Doe"}]`},
+		{"address", a08, pid11, `""`, 0, "address", ""},
+		{"address parts", a08, pid11, `""^^""^IL^""^""^H`, 0, "address", `[{"use":"home","state":"IL"}]`},
+		{"telecom", a08, pid13, `""`, 0, "telecom", `[{"system":"phone","value":"(217) 5559999","use":"work"}]`},
+		{"telecom parts", a08, pid13, `""^PRN^PH^^^""^""~^NET^Internet^""`, 0, "telecom", `[{"system":"phone","value":"(217) 5559999","use":"work"}]`},
+		{"birth date", a08, "|19800214|", `|""|`, 0, "birthDate", ""},
+		{"SSN", a08, "|123-45-6789", `|""`, 0, "identifier", `[{"use":"usual","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:oid:1.2.3.4","value":"12345"},{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"SS"}]},"system":"SSA","value":"999-88-7777"}]`},
+		{"PID-3 repetition", a08, "~999-88-7777^^^SSA^SS", `~""^^^SSA^SS`, 0, "identifier", `[{"use":"usual","type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"MR"}]},"system":"urn:oid:1.2.3.4","value":"12345"},{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"SS"}]},"system":"http://hl7.org/fhir/sid/us-ssn","value":"123-45-6789"}]`},
+		{"visit number", a08, pv1_19, `""^^^CLINIC_A^VN`, 1, "identifier", ""},
+		{"visit number field", a08, pv1_19, `""`, 1, "identifier", ""},
+		{"patient class", a08, "PV1|1|I|", `PV1|1|""|`, 1, "class", `{"system":"http://terminology.hl7.org/CodeSystem/v3-NullFlavor","code":"UNK","display":"unknown"}`},
+		{"discharge", a08, "|20240105120000", `|""`, 1, "period", `{"start":"2024-01-02T03:00:00+01:00"}`},
+		{"location", a08, "|W1^101^A^CLINIC_A|", `|""^""^""^""|`, 1, "location", ""},
+		{"result status", sampleORU, "5.6|mmol/L^mmol/L^UCUM|3.5-5.0|H|||F", `5.6|mmol/L^mmol/L^UCUM|3.5-5.0|H|||""`, 2, "status", `"unknown"`},
+		{"abnormal flag", sampleORU, "3.5-5.0|H|", `3.5-5.0|""|`, 2, "interpretation", ""},
+		{"units", sampleORU, "|mmol/L^mmol/L^UCUM|", `|""|`, 2, "valueQuantity", `{"value":5.6}`},
+		{"reference range", sampleORU, "|3.5-5.0|", `|""|`, 2, "referenceRange", ""},
+		{"value type", sampleORU, "OBX|1|NM|", `OBX|1|""|`, 2, "valueQuantity", `{"value":5.6,"unit":"mmol/L","system":"http://unitsofmeasure.org","code":"mmol/L"}`},
+		{"report status", sampleORU, "20240301100000-0500|||F", `20240301100000-0500|||""`, 1, "status", `"unknown"`},
+		{"observation time", sampleORU, "|20240301080000-0500|", `|""|`, 1, "effectiveDateTime", ""},
+		{"code", sampleORU, "2823-3^Potassium^LN", `""^Potassium^LN`, 2, "code", `{"text":"Potassium"}`},
+		{"filler number", sampleORU, "|F1^LAB^1.2.3^ISO|", `|""^LAB^1.2.3^ISO|`, 1, "identifier", `[{"type":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0203","code":"PLAC"}]},"system":"EHR","value":"P1"}]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := strings.Replace(tt.base, tt.from, tt.to, 1)
+			if in == tt.base {
+				t.Fatal("replacement did not apply")
+			}
+			out := mustMap(t, in)
+			v := jsonOf(t, out.Resources[tt.res])
+			got := ""
+			if x, ok := v[tt.path]; ok {
+				b, _ := json.Marshal(x)
+				got = string(b)
+			}
+			want := tt.want
+			if want != "" { // the same JSON, keys in the order json.Marshal gives a map
+				var w any
+				if err := json.Unmarshal([]byte(want), &w); err != nil {
+					t.Fatal(err)
+				}
+				b, _ := json.Marshal(w)
+				want = string(b)
+			}
+			if got != want {
+				t.Errorf("%s = %s, want %s", tt.path, got, want)
+			}
+			b, _ := out.Resources[tt.res].JSON()
+			if strings.Contains(string(b), `\"\"`) {
+				t.Errorf("the explicit null became a value: %s", b)
+			}
+		})
+	}
+}

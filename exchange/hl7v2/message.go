@@ -41,9 +41,15 @@ func (d Delimiters) isSpecial(c byte) bool {
 
 // Message is a parsed ER7 message. The zero Message is empty; build one with NewMessage
 // and AddSegment, or with Parse.
+//
+// A parsed message keeps its bytes in the character set its MSH-18 declares (Bytes writes
+// them back unchanged); every accessor that returns text (Field.String, Field.Raw,
+// Segment.Raw, Get, Header) returns UTF-8. A message built with NewMessage is UTF-8 and
+// its MSH-18, if set, is not interpreted.
 type Message struct {
 	Delims   Delimiters
 	Segments []Segment
+	cs       charset
 }
 
 // Segment is one segment: its three-character name and its raw ER7 text (escaped, without
@@ -52,10 +58,11 @@ type Segment struct {
 	Name string
 	raw  string
 	d    Delimiters
+	cs   charset
 }
 
-// Raw returns the segment's ER7 text without its terminator.
-func (s Segment) Raw() string { return s.raw }
+// Raw returns the segment's ER7 text without its terminator, in UTF-8.
+func (s Segment) Raw() string { return s.cs.text(s.raw) }
 
 // NewMessage returns an empty message using d.
 func NewMessage(d Delimiters) *Message { return &Message{Delims: d} }
@@ -64,11 +71,19 @@ const maxSegments = 100000
 
 // Parse parses an ER7 message. Segments may end in CR, LF or CRLF; a UTF-8 BOM, trailing
 // whitespace and empty lines are ignored. The first segment must be MSH with a valid
-// MSH-1 and MSH-2 (else errs.Invalid with Problem 100 or 102 at MSH-1/MSH-2); every line
-// must start with a three-character segment ID (else Problem 100 at the line's position);
-// MSH-9 and MSH-10 must be present (else 101). Batch headers (FHS, BHS) before the MSH are
-// skipped, as are FTS/BTS trailers. Field contents are not validated here; the mapping
-// does that. The returned Message does not retain b.
+// MSH-1 and MSH-2 (else errs.Invalid with Problem 100 or 102 at MSH-1/MSH-2: delimiters
+// are distinct printable ASCII, not letters or digits); every line must start with a
+// three-character segment ID (else Problem 100 at the line's position); MSH-9 and MSH-10
+// must be present (else 101). Batch headers (FHS, BHS) before the MSH are skipped, as are
+// FTS/BTS trailers.
+//
+// The text must be readable: MSH-18 (its first repetition) must be empty, "ASCII" or
+// "UNICODE UTF-8" (read as UTF-8) or "8859/1" (ISO 8859-1), else Problem 102 at MSH-18;
+// and every element, decoded with its escape sequences, must be valid in that character
+// set and free of control characters other than tab, CR and LF, else Problem 102 at the
+// element's segment and field (e.g. "PID-5", "OBX[2]-5"). Nothing is guessed or replaced.
+// Field contents are not otherwise validated here; the mapping does that. The returned
+// Message does not retain b.
 func Parse(b []byte) (*Message, error) {
 	const op = "hl7v2.Parse"
 	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf"))
@@ -115,6 +130,8 @@ func Parse(b []byte) (*Message, error) {
 		return nil, err
 	}
 	m := &Message{Delims: d, Segments: make([]Segment, 0, len(lines))}
+	cs, csOK := charsetOf(Segment{Name: "MSH", raw: msh, d: d}.Field(18).Rep(1).Raw())
+	m.cs = cs
 	for i, line := range lines {
 		name, ok := segmentName(line, d.Field)
 		if !ok {
@@ -123,7 +140,7 @@ func Parse(b []byte) (*Message, error) {
 		if name == "MSH" && i > 0 {
 			return nil, problem(op, SegmentSequenceError, "segment "+itoa(i+1), "more than one MSH")
 		}
-		m.Segments = append(m.Segments, Segment{Name: name, raw: line, d: d})
+		m.Segments = append(m.Segments, Segment{Name: name, raw: line, d: d, cs: cs})
 	}
 	h := m.Segments[0]
 	if h.Field(9).Empty() {
@@ -131,6 +148,12 @@ func Parse(b []byte) (*Message, error) {
 	}
 	if h.Field(10).Empty() {
 		return nil, problem(op, RequiredFieldMissing, "MSH-10", "")
+	}
+	if !csOK {
+		return nil, problem(op, DataTypeError, "MSH-18", unsupportedCharset)
+	}
+	if err := m.checkText(op); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
@@ -163,7 +186,7 @@ func delimitersOf(msh string) (Delimiters, error) {
 		if c == 0 && c == d.Truncation {
 			continue
 		}
-		if seen[c] || c == '\r' || c == '\n' || isAlnum(c) || c == ' ' {
+		if seen[c] || c <= ' ' || c > '~' || isAlnum(c) {
 			return Delimiters{}, problem(op, DataTypeError, "MSH-2", "")
 		}
 		seen[c] = true
@@ -239,7 +262,7 @@ func (m *Message) AddSegment(name string, fields ...string) {
 		sb.WriteByte(m.Delims.Field)
 		sb.WriteString(f)
 	}
-	m.Segments = append(m.Segments, Segment{Name: name, raw: sb.String(), d: m.Delims})
+	m.Segments = append(m.Segments, Segment{Name: name, raw: sb.String(), d: m.Delims, cs: m.cs})
 }
 
 // Field returns field n (1-based) of the segment; field 0 is the segment name. For MSH,
@@ -261,7 +284,7 @@ func (s Segment) Field(n int) Field {
 		}
 		n-- // MSH-3 is the third piece after splitting on the field separator
 	}
-	return Field{s: piece(s.raw, s.d.Field, n), d: s.d}
+	return Field{s: piece(s.raw, s.d.Field, n), d: s.d, cs: s.cs}
 }
 
 // NumFields returns the number of fields (the highest field number present).
@@ -297,6 +320,7 @@ func piece(s string, sep byte, i int) string {
 type Field struct {
 	s   string
 	d   Delimiters
+	cs  charset
 	lvl uint8 // 0 field, 1 repetition, 2 component, 3 subcomponent
 	lit bool  // MSH-1, MSH-2: not split, not unescaped
 }
@@ -312,7 +336,7 @@ func (f Field) Rep(i int) Field {
 	if i < 1 {
 		return Field{}
 	}
-	return Field{s: piece(f.s, f.d.Repetition, i-1), d: f.d, lvl: 1}
+	return Field{s: piece(f.s, f.d.Repetition, i-1), d: f.d, cs: f.cs, lvl: 1}
 }
 
 // Reps returns the number of repetitions (0 for an empty field).
@@ -341,10 +365,10 @@ func (f Field) All() iter.Seq[Field] {
 		for {
 			i := strings.IndexByte(s, f.d.Repetition)
 			if i < 0 {
-				yield(Field{s: s, d: f.d, lvl: 1})
+				yield(Field{s: s, d: f.d, cs: f.cs, lvl: 1})
 				return
 			}
-			if !yield(Field{s: s[:i], d: f.d, lvl: 1}) {
+			if !yield(Field{s: s[:i], d: f.d, cs: f.cs, lvl: 1}) {
 				return
 			}
 			s = s[i+1:]
@@ -366,7 +390,7 @@ func (f Field) Comp(j int) Field {
 	if j < 1 {
 		return Field{}
 	}
-	return Field{s: piece(f.s, f.d.Component, j-1), d: f.d, lvl: 2}
+	return Field{s: piece(f.s, f.d.Component, j-1), d: f.d, cs: f.cs, lvl: 2}
 }
 
 // Sub returns subcomponent k (of the first component when called on a field or repetition).
@@ -383,11 +407,11 @@ func (f Field) Sub(k int) Field {
 	if k < 1 {
 		return Field{}
 	}
-	return Field{s: piece(f.s, f.d.Subcomponent, k-1), d: f.d, lvl: 3}
+	return Field{s: piece(f.s, f.d.Subcomponent, k-1), d: f.d, cs: f.cs, lvl: 3}
 }
 
-// Raw returns the ER7 text, escape sequences and inner delimiters included.
-func (f Field) Raw() string { return f.s }
+// Raw returns the ER7 text in UTF-8, escape sequences and inner delimiters included.
+func (f Field) Raw() string { return f.cs.text(f.s) }
 
 // Empty reports whether the element is absent or empty. The HL7 null `""` is not empty.
 func (f Field) Empty() bool { return f.s == "" }
@@ -395,13 +419,27 @@ func (f Field) Empty() bool { return f.s == "" }
 // IsNull reports whether the element is the explicit HL7 null `""`.
 func (f Field) IsNull() bool { return f.s == `""` }
 
-// String returns the decoded value: escape sequences are replaced by the characters they
-// stand for. Called on a field or component that has inner delimiters, those are kept.
+// String returns the decoded value in UTF-8: escape sequences are replaced by the
+// characters they stand for (\Xhh\ bytes are in the message's character set, like the
+// rest of its text). Called on a field or component that has inner delimiters, those are
+// kept. The explicit null `""` is returned as is; see IsNull.
 func (f Field) String() string {
 	if f.lit {
 		return f.s
 	}
-	return f.d.Decode(f.s)
+	return f.cs.text(f.d.Decode(f.s))
+}
+
+// Value returns the element's data: String, except that the explicit HL7 null `""` gives
+// "", as an absent element does. Use it wherever a value is read as data (the mapping
+// reads every value through it), so `""` is never taken for a name, code or identifier;
+// where the difference matters (`""` asks the receiver to delete a stored value, empty
+// leaves it as it is), test IsNull first.
+func (f Field) Value() string {
+	if f.IsNull() {
+		return ""
+	}
+	return f.String()
 }
 
 // Get returns the decoded value at a location such as "PID-3", "PID-3[2].4.2", "OBX[2]-5"
@@ -514,9 +552,11 @@ func number(s string) (int, string, bool) {
 	return n, s[i:], i > 0
 }
 
-// Set stores value (encoded with escape sequences) at loc, adding empty fields,
-// repetitions and components as needed. The segment must exist; MSH-1 and MSH-2 cannot be
-// set. It returns errs.Invalid for a bad or unsettable location.
+// Set stores value (encoded with escape sequences, in the message's character set) at
+// loc, adding empty fields, repetitions and components as needed. The segment must exist;
+// MSH-1 and MSH-2 cannot be set. It returns errs.Invalid for a bad or unsettable location,
+// and with Problem 102 for a value that is not valid UTF-8 or, in an ISO 8859-1 message,
+// has a character that set lacks.
 func (m *Message) Set(loc, value string) error {
 	const op = "hl7v2.Message.Set"
 	l, ok := parseLoc(loc)
@@ -538,7 +578,11 @@ func (m *Message) Set(loc, value string) error {
 			fi--
 		}
 		field := piece(s.raw, d.Field, fi)
-		v := d.Encode(value)
+		enc, ok := s.cs.encode(value)
+		if !ok {
+			return problem(op, DataTypeError, loc, badCharset)
+		}
+		v := d.Encode(enc)
 		if l.sub > 0 {
 			rep := piece(field, d.Repetition, max(l.rep, 1)-1)
 			c := piece(rep, d.Component, max(l.comp, 1)-1)

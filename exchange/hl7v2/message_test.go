@@ -63,6 +63,25 @@ func TestEscapes(t *testing.T) {
 		{`\H\bold\N\`, "bold"},
 		{`trailing\`, `trailing\`},
 		{`\Q\`, `\Q\`},
+		// Only the exact forms of character-set switches and formatting commands carry no
+		// text; anything else that merely starts like one is text.
+		{`file C:\Main\report`, `file C:\Main\report`},
+		{`\Ceftriaxone\ 1 g IV`, `\Ceftriaxone\ 1 g IV`},
+		{`\Metoprolol\`, `\Metoprolol\`},
+		{`a\C2842\b`, "ab"},
+		{`a\c2d42\b`, `a\c2d42\b`},
+		{`a\C284\b`, `a\C284\b`},
+		{`a\C28421\b`, `a\C28421\b`},
+		{`a\M242842\b`, "ab"},
+		{`a\M2428\b`, `a\M2428\b`},
+		{`a\Zlocal\b`, `a\Zlocal\b`},
+		{`\Z\`, `\Z\`},
+		{`a\.fi\b\.nf\c\.ce\d`, "abcd"},
+		{`\.in+4\a\.ti-2\b\.sk+3\c\.in4\`, "abc"},
+		{`\.sp\\.sp2\\.sp+1\`, "\n\n\n"},
+		{`\.hidden\`, `\.hidden\`},
+		{`\.spx\`, `\.spx\`},
+		{`\.in+x\`, `\.in+x\`},
 	}
 	for _, tt := range tests {
 		if got := d.Decode(tt.raw); got != tt.want {

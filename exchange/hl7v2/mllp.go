@@ -22,7 +22,8 @@ const DefaultMaxMessage = 4 << 20
 // errs.TooLarge with the frame's first bytes (enough for its MSH), skips the rest up to
 // the frame's end, and the following call continues with the next frame. A 0x0B inside a
 // frame starts a new frame (the unterminated one is dropped). A 0x1C not followed by
-// 0x0D still ends the frame.
+// 0x0D still ends the frame: Next returns as soon as it reads the 0x1C, never waiting for
+// the 0x0D.
 type FrameReader struct {
 	r   *bufio.Reader
 	max int
@@ -80,9 +81,9 @@ func (fr *FrameReader) Next() ([]byte, error) {
 		}
 		switch err {
 		case nil:
-			if c, err := fr.r.ReadByte(); err == nil && c != CarriageReturn {
-				_ = fr.r.UnreadByte()
-			}
+			// The CR that should follow the end block is not waited for: a sender that
+			// ends the frame with 0x1C alone and waits for its ACK must get it. The next
+			// call skips the CR with any other bytes before the next start block.
 			if oversize {
 				return fr.buf, errs.E("hl7v2.FrameReader.Next", errs.TooLarge, "message too large")
 			}

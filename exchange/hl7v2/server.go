@@ -88,9 +88,11 @@ func AllowAddrs(allow map[netip.Prefix]string) Authenticator {
 
 // Server is an MLLP listener. Each connection is served by one goroutine that reads a
 // frame, parses it, calls the Handler and writes exactly one ACK before reading the next,
-// so ACKs come back in order on the same connection. A frame that does not parse, is too
-// large, or whose handler panics gets an AE/AR built from whatever MSH could be read; the
-// connection stays open. Set the fields before Serve; do not change them afterwards.
+// so ACKs come back in order on the same connection. A frame that does not parse gets the
+// parse error's AE; one larger than MaxMessage gets AE 102 "Message too large" (resending
+// it as is cannot succeed); one whose handler panics gets AR 207. Each ACK is built from
+// whatever MSH could be read, and the connection stays open. Set the fields before Serve;
+// do not change them afterwards.
 type Server struct {
 	Handler Handler
 	// Authenticate resolves the member of each connection; nil accepts every connection
@@ -338,7 +340,11 @@ func (s *Server) serveConn(sc *srvConn) {
 		switch {
 		case err != nil: // too large
 			h, _ = ReadHeader(frame)
-			ack = Ack{Code: AR, Err: ApplicationInternal, Text: "Message too large"}
+			// AE, not AR: the same bytes resent can never fit, and an AR makes engines
+			// resend forever. Table 0357 (2.5.1) has no size code; the limit is a
+			// constraint on the message's content, hence 102. No location: the
+			// oversize element is unknown, the frame was not read whole.
+			ack = Ack{Code: AE, Err: DataTypeError, Text: "Message too large"}
 		case !authed:
 			h, _ = ReadHeader(frame)
 			ack = Ack{Code: AR, Err: ApplicationInternal, Text: "Not authorized"}

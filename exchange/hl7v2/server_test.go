@@ -214,7 +214,7 @@ func TestServerOrderPanicAndBadFrames(t *testing.T) {
 	want := []struct {
 		code AckCode
 		e    ErrCode
-	}{{AA, 0}, {AA, 0}, {AR, ApplicationInternal}, {AA, 0}, {AE, SegmentSequenceError}, {AR, ApplicationInternal}, {AA, 0}}
+	}{{AA, 0}, {AA, 0}, {AR, ApplicationInternal}, {AA, 0}, {AE, SegmentSequenceError}, {AE, DataTypeError}, {AA, 0}}
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for i, id := range ids {
 		b, err := fr.Next()
@@ -233,6 +233,9 @@ func TestServerOrderPanicAndBadFrames(t *testing.T) {
 		}
 		if want[i].e != 0 && ack.Get("ERR-3.1") != itoa(int(want[i].e)) {
 			t.Errorf("ack %d ERR = %q", i, ack.Get("ERR-3"))
+		}
+		if id == "BIG" && ack.Get("MSA-3") != "Message too large" {
+			t.Errorf("oversize MSA-3 = %q", ack.Get("MSA-3"))
 		}
 	}
 	mu.Lock()
@@ -483,5 +486,37 @@ func TestServerMaxConns(t *testing.T) {
 	}
 	if _, err := c1.Send(ctx, msgWithID("C3")); err != nil {
 		t.Errorf("first connection broken: %v", err)
+	}
+}
+
+// TestServerFrameEndedWithoutCR: a sender that ends its frame with 0x1C alone and then
+// waits for the ACK gets it at once, not after an idle timeout; the next frame on the
+// same connection is read as usual.
+func TestServerFrameEndedWithoutCR(t *testing.T) {
+	addr := startServer(t, &Server{Handler: HandlerFunc(func(context.Context, ConnInfo, *Message) Ack { return Accept() })})
+	conn := dial(t, addr)
+	fr := NewFrameReader(conn, 0)
+	for _, id := range []string{"NOCR1", "NOCR2", "NOCR3"} {
+		frame := append([]byte{StartBlock}, msgWithID(id)...)
+		frame = append(frame, EndBlock)
+		if _, err := conn.Write(frame); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		_ = conn.SetReadDeadline(start.Add(3 * time.Second))
+		b, err := fr.Next()
+		if err != nil {
+			t.Fatalf("%s: no ACK: %v", id, err)
+		}
+		if d := time.Since(start); d > time.Second {
+			t.Errorf("%s: ACK after %v", id, d)
+		}
+		ack, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Get("MSA-1") != "AA" || ack.Get("MSA-2") != id {
+			t.Errorf("%s: ACK %q", id, b)
+		}
 	}
 }
