@@ -18,6 +18,13 @@ import (
 	mpistore "github.com/concord-hie/concord/mpi/store"
 )
 
+// referenceData are the types every member may read and search whoever sent them: shared
+// directory and formulary data (an organization, a clinician, a place, a drug) that holds
+// no patient's record and sits in no compartment. A stored resource of one of these types
+// that names a Patient is decided like any compartment resource.
+var referenceData = map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
+	"PractitionerRole": true, "Location": true}
+
 // Viewer is who asks, in what role, and why.
 type Viewer struct {
 	Actor      string // user "iss|sub", or "" for a system
@@ -316,6 +323,8 @@ func (s *Service) decideRead(ctx context.Context, v Viewer, typ, id string) (sto
 	switch {
 	case v.Org != "" && v.Org == st.MemberID:
 		ev.Outcome, ev.Reason = audit.Permit, "own-record"
+	case person == "" && st.PatientID == "" && referenceData[typ]:
+		ev.Outcome, ev.Reason = audit.Permit, "reference-data"
 	case person == "":
 		ev.Outcome, ev.Reason = audit.Deny, "no-compartment"
 	default:

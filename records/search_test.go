@@ -282,7 +282,12 @@ func TestSearchRevIncludeAuthorizesEachRow(t *testing.T) {
 	if got := ids(page.Included); !slices.Equal(got, keys(f.visible)) {
 		t.Fatalf("Patient revincluded %v; want %v", got, keys(f.visible))
 	}
-	ev := f.log.events[len(f.log.events)-1]
+	var ev audit.Event // P's event; Q's, found and withheld, is a deny of its own
+	for _, e := range f.log.events {
+		if e.Patient == f.p {
+			ev = e
+		}
+	}
 	if ev.Patient != f.p || len(ev.Resources) != 2+len(f.visible) {
 		t.Fatalf("audit of the Patient search: %+v; want P's event naming pa, pb and every revincluded result", ev)
 	}
@@ -592,5 +597,38 @@ func TestSearchChainsOnlyIntoReferenceData(t *testing.T) {
 	noMed := func(typ string) bool { return typ != "Medication" }
 	if _, err := f.x.SearchAllowed(ctx, memberA, "MedicationRequest", med, noMed); errs.CodeOf(err) != errs.Invalid {
 		t.Errorf("MedicationRequest?medication.code without Medication scope: %v; want Invalid", err)
+	}
+}
+
+// TestReferenceDataSearchAndRead: Organizations, Practitioners and the like are shared
+// reference data: any member reads and searches them whoever sent them (the
+// CapabilityStatement lists their parameters), with a query event that names no patient.
+// Includes from them never reach a patient's record.
+func TestReferenceDataSearchAndRead(t *testing.T) {
+	f := setupRegional(t)
+	ctx := context.Background()
+	var org store.Stored
+	err := db.InTx(ctx, f.pool, func(tx db.Querier) error {
+		var err error
+		org, err = store.New(f.pool).Put(ctx, tx, store.Write{MemberID: "b", At: time.Now(), Resource: fhir.MustParse([]byte(
+			`{"resourceType":"Organization","identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1234567893"}],"name":"Riverside Lab"}`))})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.log.events = nil
+	page, err := f.x.Search(ctx, memberA, "Organization", query(t, "identifier=http://hl7.org/fhir/sid/us-npi|1234567893&_revinclude=Endpoint:organization"))
+	if err != nil || !slices.Equal(ids(page.Matches), []string{org.ID}) || len(page.Included) != 0 {
+		t.Fatalf("Organization?identifier as member a: %v, %v", ids(page.Matches), err)
+	}
+	if len(f.log.events) != 1 || f.log.events[0].Patient != "" || f.log.events[0].Outcome != audit.Permit {
+		t.Fatalf("audit of the reference search: %+v; want one permit naming no patient", f.log.events)
+	}
+	if st, err := f.svc.Read(ctx, memberA, "Organization", org.ID); err != nil || st.ID != org.ID {
+		t.Fatalf("member a reads b's Organization: %v", err)
+	}
+	if _, err := f.x.Search(ctx, memberA, "Observation", query(t, "code=http://loinc.org|4548-4")); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("a clinical search without a patient: %v; want Invalid", err)
 	}
 }
