@@ -36,7 +36,8 @@ type Config struct {
 	// DefaultMaxBytes.
 	MaxBytes int64
 	// AllowedTypes are the accepted media types (without parameters); nil means
-	// DefaultAllowedTypes. Archives are refused whatever it says.
+	// DefaultAllowedTypes. Archives are refused whatever it says, and a type without a
+	// built-in signature check is accepted only when http.DetectContentType names it.
 	AllowedTypes []string
 	// Grace is the minimum age of an orphan object before it is collected; 0 means
 	// DefaultGrace.
@@ -105,12 +106,13 @@ type Intake struct {
 // tx, and returns the resource to store in its place (other types come back unchanged).
 //
 // For every content of a DocumentReference with inline data, and for a Binary with data,
-// the bytes are decoded, checked (size limit, allowed and sniffed type, no archives, the
-// sender's size and SHA-1 hash when given) and written to Blobs under their SHA-256 before
-// any row: the metadata and content rows are written in tx, and the returned resource
-// carries attachment.url = FHIRBase/Binary/{id}, size and hash (SHA-1) but no data. An
-// attachment whose url names a Binary of the same member is linked to it; if that Binary is
-// not stored yet, the transaction must store it before COMMIT or the COMMIT fails.
+// the bytes are decoded, checked (size limit, allowed type and its signature, no archive,
+// compressed stream or executable anywhere in them, the sender's size and SHA-1 hash when
+// given) and written to Blobs under their SHA-256 before any row: the metadata and content
+// rows are written in tx, and the returned resource carries attachment.url =
+// FHIRBase/Binary/{id}, size and hash (SHA-1) but no data. An attachment whose url names a
+// Binary of the same member is linked to it; if that Binary is not stored yet, the
+// transaction must store it before COMMIT or the COMMIT fails.
 // relatesTo replaces marks the member's target DocumentReference superseded (in the FHIR
 // store too). Errors: errs.Invalid, errs.TooLarge, errs.Unsupported for bad input;
 // errs.Unavailable when the object store is down (nothing was written).
@@ -344,9 +346,10 @@ func (s *Service) putData(ctx context.Context, tx db.Querier, af attachmentField
 	return s.putBytes(ctx, tx, data, af.ContentType, af.Hash, af.Size)
 }
 
-// putBytes checks data and writes it to Blobs (once per distinct content) under a shared
-// advisory lock on its key that tx holds until it ends, so the collector cannot remove the
-// object between this write and tx's COMMIT.
+// putBytes checks data, the whole body, before any byte reaches Blobs (so a refused
+// document leaves nothing behind), and writes it to Blobs (once per distinct content)
+// under a shared advisory lock on its key that tx holds until it ends, so the collector
+// cannot remove the object between this write and tx's COMMIT.
 func (s *Service) putBytes(ctx context.Context, tx db.Querier, data []byte, declared, senderHash string, senderSize *int64) (storedContent, error) {
 	const op = "documents.Service.putBytes"
 	if int64(len(data)) > s.cfg.MaxBytes {
@@ -355,7 +358,7 @@ func (s *Service) putBytes(ctx context.Context, tx db.Querier, data []byte, decl
 	if len(data) == 0 {
 		return storedContent{}, errs.E(op, errs.Invalid, "the document is empty")
 	}
-	ct, err := checkContent(op, s.allowed, declared, data[:min(len(data), 512)])
+	ct, err := checkContent(op, s.allowed, declared, data)
 	if err != nil {
 		return storedContent{}, err
 	}
