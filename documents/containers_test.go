@@ -370,6 +370,7 @@ func TestCheckContent(t *testing.T) {
 		{"CAB as DICOM", "application/dicom", cabinet(), errs.Unsupported},
 		{"ELF as DICOM", "application/dicom", cat(elf, random(4096, 2)), errs.Unsupported},
 		{"LZ4 as TIFF", "image/tiff", lz4, errs.Unsupported},
+		{"legacy LZ4 as TIFF", "image/tiff", fixture(t, "note.legacy.lz4"), errs.Unsupported},
 		// The same in a real header's clothes.
 		{"ELF in a DICOM preamble", "application/dicom", dicomFile(elf, random(4096, 3)), errs.Unsupported},
 		{"PE in a DICOM preamble", "application/dicom", peDICOM(), errs.Unsupported},
