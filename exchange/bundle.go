@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
@@ -179,8 +180,10 @@ func urnKey(s string) string {
 }
 
 // runEntries carries out planned entries for member inside tx and returns one response
-// per entry, in the order given. Any error fails the whole call; errors name the entry.
-func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry) ([]fhir.ResponseEntry, error) {
+// per entry, in the order given, recording every create, update and delete in w (an entry
+// that resolves to an existing resource writes nothing and records nothing). Any error
+// fails the whole call; errors name the entry.
+func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes) ([]fhir.ResponseEntry, error) {
 	// 1. Serialize on every condition and MRN this call may create under.
 	var keys []string
 	for _, e := range entries {
@@ -321,6 +324,7 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		}
 		for j, st := range sts {
 			respond(bulkIdx[j], http.StatusCreated, st)
+			w.Stored(audit.Create, st)
 		}
 		bulk, bulkIdx = nil, nil
 		return nil
@@ -340,13 +344,15 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		var err error
 		switch {
 		case e.method == http.MethodDelete:
-			_, err = s.FHIR.Delete(ctx, tx, e.typ, e.id, member.ID, s.Now())
-			if err == nil || errs.CodeOf(err) == errs.NotFound {
+			// An unknown, foreign or deleted id answers 204 like a delete (deleteOwn).
+			if err = s.deleteOwn(ctx, tx, member.ID, e.typ, e.id, w); err == nil {
 				out[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: "204 No Content"}}
 				continue
 			}
 		case e.method == http.MethodPut:
-			st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch)
+			if st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch); err == nil {
+				w.Stored(audit.Update, st)
+			}
 		case existing[i]:
 			st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i])
 		case bulkCreatable(e.typ):
@@ -357,7 +363,9 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 				continue
 			}
 		default:
-			st, status, err = s.IngestAs(ctx, tx, member, resources[i], ids[i])
+			if st, status, err = s.IngestAs(ctx, tx, member, resources[i], ids[i]); err == nil {
+				written(w, st, status, false)
+			}
 		}
 		if err != nil {
 			return nil, entryErr(e.idx, e.typ, err)
@@ -436,7 +444,7 @@ func (s *Server) processBundle(c echo.Context) error {
 			sum := sha256.Sum256(body)
 			key = "sha256:" + hex.EncodeToString(sum[:])
 		}
-		out, err = s.Transaction(ctx, p, member, b, key)
+		out, err = s.Transaction(ctx, viewer(c), p, member, b, key)
 		if pf, ok := preconditionFailed(err); ok {
 			return writePrecondition(c, pf)
 		}
@@ -463,8 +471,10 @@ func (s *Server) processBundle(c echo.Context) error {
 // precondition is an errPrecondition, 412). A non-empty idempotencyKey that the member
 // used before returns the first response and writes nothing; the key is remembered in
 // the same transaction as the data, bound to the SHA-256 of the Bundle's requests: the key
-// reused for other requests is errKeyReused (422).
-func (s *Server) Transaction(ctx context.Context, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
+// reused for other requests is errKeyReused (422). The audit events of what it wrote (one
+// per person and action, for v: records.AuditWrites) commit in the same transaction; when
+// they cannot, nothing is written and the error is errs.Unavailable (503).
+func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
 	entries := make([]plannedEntry, len(b.Entries))
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
@@ -485,7 +495,8 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 			}
 			return err
 		}
-		resp, err := s.runEntries(ctx, tx, member, entries)
+		var w records.Writes
+		resp, err := s.runEntries(ctx, tx, member, entries, &w)
 		if err != nil {
 			return err
 		}
@@ -493,7 +504,10 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 		if err != nil {
 			return err
 		}
-		return s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash, idempotentReply{status: http.StatusOK, body: out})
+		if err := s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash, idempotentReply{status: http.StatusOK, body: out}); err != nil {
+			return err
+		}
+		return s.auditWrites(ctx, tx, v, &w)
 	})
 	return out, err
 }
@@ -501,7 +515,9 @@ func (s *Server) Transaction(ctx context.Context, p directory.Principal, member 
 // Batch runs each entry of a batch Bundle in its own transaction and returns the
 // batch-response: failed entries carry their status and an OperationOutcome. Entries of a
 // batch may not reference each other. A database failure fails the whole batch (503) only
-// while no entry has committed; after that it is the failing entry's 503.
+// while no entry has committed; after that it is the failing entry's 503. Each entry's
+// audit events commit with that entry (an entry whose event cannot be written is not
+// written either), so a batch leaves one event per person and action per entry.
 func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
 	committed := false // an entry's write has committed: the batch can no longer fail whole
@@ -511,11 +527,13 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 			resp[i], err = s.batchRead(ctx, v, pe)
 		} else if err == nil {
 			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe})
-				if err == nil {
-					resp[i] = r[0]
+				var w records.Writes
+				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w)
+				if err != nil {
+					return err
 				}
-				return err
+				resp[i] = r[0]
+				return s.auditWrites(ctx, tx, v, &w)
 			})
 			committed = committed || err == nil
 		}
@@ -563,8 +581,9 @@ func (s *Server) batchRead(ctx context.Context, v records.Viewer, e plannedEntry
 
 // createIfNoneExist is a conditional create (If-None-Exist) inside tx: serialized on the
 // condition, it creates when nothing of the member's matches (201), returns the one match
-// (200), and fails with errPrecondition (412) on several.
-func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, condition string) (store.Stored, int, error) {
+// (200), and fails with errPrecondition (412) on several. It records in w the create, or,
+// for a match, the read of the member's own resource that the reply discloses.
+func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, condition string, w *records.Writes) (store.Stored, int, error) {
 	c, err := store.ParseCondition(res.ResourceType, condition)
 	if err != nil {
 		return store.Stored{}, 0, err
@@ -578,9 +597,16 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 	}
 	switch len(m) {
 	case 0:
-		return s.Ingest(ctx, tx, member, res)
+		st, status, err := s.Ingest(ctx, tx, member, res)
+		if err == nil {
+			written(w, st, status, false)
+		}
+		return st, status, err
 	case 1:
 		st, err := s.FHIR.Get(ctx, tx, res.ResourceType, m[0])
+		if err == nil {
+			w.Stored(audit.Read, st)
+		}
 		return st, http.StatusOK, err
 	}
 	return store.Stored{}, 0, &errPrecondition{msg: "the If-None-Exist condition matches more than one resource"}

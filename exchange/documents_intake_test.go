@@ -12,6 +12,7 @@ import (
 	"github.com/concord-hie/concord/documents/blobstest"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
 )
 
 // mhdBundle is an IHE MHD ITI-65 Provide Document Bundle: a SubmissionSet List and a
@@ -49,7 +50,7 @@ func TestMHDProvideDocumentBundle(t *testing.T) {
 
 	// S3 down: 503-class error, nothing written.
 	e.ft.Set(blobstest.Fault{Down: true})
-	if _, err := e.srv.Transaction(ctx, p, e.a, mhdBundle(e.patient, note), "header:k1"); errs.CodeOf(err) != errs.Unavailable {
+	if _, err := e.srv.Transaction(ctx, records.Viewer{Client: p.ClientID, Org: p.MemberID, Role: "system"}, p, e.a, mhdBundle(e.patient, note), "header:k1"); errs.CodeOf(err) != errs.Unavailable {
 		t.Fatalf("S3 down: err = %v, want unavailable", err)
 	}
 	if n := countRows(`SELECT count(*) FROM fhir_resources WHERE type IN ('List', 'DocumentReference')`) + countRows(`SELECT count(*) FROM documents_metadata`); n != 0 {
@@ -58,11 +59,11 @@ func TestMHDProvideDocumentBundle(t *testing.T) {
 	e.ft.Clear()
 
 	// The retry with the same key, and a repeat of it, give one document.
-	first, err := e.srv.Transaction(ctx, p, e.a, mhdBundle(e.patient, note), "header:k1")
+	first, err := e.srv.Transaction(ctx, records.Viewer{Client: p.ClientID, Org: p.MemberID, Role: "system"}, p, e.a, mhdBundle(e.patient, note), "header:k1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	again, err := e.srv.Transaction(ctx, p, e.a, mhdBundle(e.patient, note), "header:k1")
+	again, err := e.srv.Transaction(ctx, records.Viewer{Client: p.ClientID, Org: p.MemberID, Role: "system"}, p, e.a, mhdBundle(e.patient, note), "header:k1")
 	if err != nil || string(again) != string(first) {
 		t.Fatalf("repeat: %v; same response = %v", err, string(again) == string(first))
 	}
@@ -82,7 +83,7 @@ func TestMHDProvideDocumentBundle(t *testing.T) {
 	orphan := []byte("Another note that never commits.\n")
 	bad := mhdBundle(e.patient, orphan, `,{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
   "subject":{"reference":"Patient/no-such-patient"}},"request":{"method":"POST","url":"Observation"}}`)
-	if _, err := e.srv.Transaction(ctx, p, e.a, bad, "header:k2"); errs.CodeOf(err) != errs.Invalid {
+	if _, err := e.srv.Transaction(ctx, records.Viewer{Client: p.ClientID, Org: p.MemberID, Role: "system"}, p, e.a, bad, "header:k2"); errs.CodeOf(err) != errs.Invalid {
 		t.Fatalf("a bundle naming an unknown Patient: err = %v, want invalid", err)
 	}
 	if _, err := e.srv.Documents.Blobs().Stat(ctx, documents.KeyOf(orphan)); err != nil {
@@ -128,10 +129,10 @@ func TestMHDProvideWithSeparateBinary(t *testing.T) {
 		}
 		return b
 	}
-	if _, err := e.srv.Transaction(ctx, p, e.a, bundle("urn:uuid:7c0e3a80-0000-4000-8000-0000000000b9"), "header:sep-bad"); errs.CodeOf(err) != errs.Invalid {
+	if _, err := e.srv.Transaction(ctx, records.Viewer{Client: p.ClientID, Org: p.MemberID, Role: "system"}, p, e.a, bundle("urn:uuid:7c0e3a80-0000-4000-8000-0000000000b9"), "header:sep-bad"); errs.CodeOf(err) != errs.Invalid {
 		t.Fatalf("attachment naming no entry: %v, want invalid", err)
 	}
-	if _, err := e.srv.Transaction(ctx, p, e.a, bundle("urn:uuid:7c0e3a80-0000-4000-8000-0000000000b1"), "header:sep-1"); err != nil {
+	if _, err := e.srv.Transaction(ctx, records.Viewer{Client: p.ClientID, Org: p.MemberID, Role: "system"}, p, e.a, bundle("urn:uuid:7c0e3a80-0000-4000-8000-0000000000b1"), "header:sep-1"); err != nil {
 		t.Fatal(err)
 	}
 	var body, binID string

@@ -15,6 +15,7 @@ import (
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/testkit"
 	mpistore "github.com/concord-hie/concord/mpi/store"
 )
@@ -33,6 +34,15 @@ func (m *memAudit) Append(_ context.Context, ev audit.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.events = append(m.events, ev)
+	return nil
+}
+
+// AppendTx keeps evs in memory at once: the events outlive a rolled-back tx, which the
+// tests that use memAudit do not look at (audit_write_test.go uses the real log).
+func (m *memAudit) AppendTx(_ context.Context, _ db.Querier, evs ...audit.Event) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.events = append(m.events, evs...)
 	return nil
 }
 

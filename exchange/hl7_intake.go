@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange/hl7v2"
@@ -23,6 +24,7 @@ import (
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
 )
 
 // HL7Options tune the HL7 v2 intake.
@@ -206,8 +208,9 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 	var stored *hl7v2.Ack
 	// Two connections of one member may create the same new Patient at once; the loser's
 	// unique violation (Conflict) is retried once, and then finds the winner's record.
+	v := hl7Viewer(conn, member, key.ControlID)
 	for attempt := 0; attempt < 2; attempt++ {
-		err = h.storeOnce(ctx, member, mapped, &stored, &res.resources)
+		err = h.storeOnce(ctx, v, member, mapped, &stored, &res.resources)
 		if errs.CodeOf(err) != errs.Conflict {
 			break
 		}
@@ -226,9 +229,26 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 	return res
 }
 
+// hl7Viewer is who sends a message, for its audit events: the member's system (actor
+// "hl7v2|member" and client "hl7v2", as the MPI side of a merge is audited), no purpose,
+// the message control ID (MSH-10) as the request ID, and the connection's address.
+func hl7Viewer(conn hl7v2.ConnInfo, member directory.Member, controlID string) records.Viewer {
+	v := records.Viewer{Actor: "hl7v2|" + member.ID, Client: "hl7v2", Org: member.ID, Role: consent.RoleSystem, RequestID: controlID}
+	if conn.RemoteAddr != nil {
+		v.SourceIP = conn.RemoteAddr.String()
+		if host, _, err := net.SplitHostPort(v.SourceIP); err == nil {
+			v.SourceIP = host
+		}
+	}
+	return v
+}
+
 // storeOnce runs the message's one transaction: the dedupe row first (a concurrent
-// duplicate waits on it, then reads the first one's answer into *stored), then the data.
-func (h *HL7Intake) storeOnce(ctx context.Context, member directory.Member, mapped *hl7v2.Mapped, stored **hl7v2.Ack, written *int) error {
+// duplicate waits on it, then reads the first one's answer into *stored), then the data,
+// and last the audit events of what it wrote (records.AuditWrites: one per person and
+// action, for v). An event that cannot be written rolls the message back with
+// errs.Unavailable: AR, and nothing remembered for its MSH-10, so a resend is processed.
+func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member directory.Member, mapped *hl7v2.Mapped, stored **hl7v2.Ack, written *int) error {
 	key := mapped.Key
 	return db.InTx(ctx, h.srv.Pool, func(tx db.Querier) (err error) {
 		// A panic below must not leave the transaction (and its connection) open: turn it
@@ -249,14 +269,18 @@ func (h *HL7Intake) storeOnce(ctx context.Context, member directory.Member, mapp
 			*stored = &a
 			return err
 		}
-		n, err := h.store(ctx, tx, member, mapped)
+		var w records.Writes
+		n, err := h.store(ctx, tx, member, mapped, &w)
 		if err != nil {
 			return err
 		}
 		*written = n
 		_, err = tx.Exec(ctx, `UPDATE exchange_hl7_messages SET resources = $4 WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3`,
 			key.SendingApp, key.SendingFacility, key.ControlID, n)
-		return db.Map("exchange.HL7Intake.dedupe", err)
+		if err != nil {
+			return db.Map("exchange.HL7Intake.dedupe", err)
+		}
+		return h.srv.auditWrites(ctx, tx, v, &w)
 	})
 }
 
@@ -438,8 +462,10 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 // store writes the mapped message in tx: Patients first (upserted by MRN through Ingest),
 // then Encounters and Observations in their patient's compartment, then DiagnosticReports
 // (whose results point at the Observations), and for A40/A34 the merge. It returns how
-// many resource versions it wrote.
-func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped) (int, error) {
+// many resource versions it wrote, and records each write in w (a new resource is a
+// create; a new version of a Patient, of a visit's Encounter or of a merge's re-pointed
+// resources an update; a Patient left as it was, nothing).
+func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.store"
 	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
 	if err != nil {
@@ -504,10 +530,11 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 			n++
 			return nil
 		}
-		st, _, err := h.srv.IngestAs(ctx, tx, member, res, id)
+		st, status, err := h.srv.IngestAs(ctx, tx, member, res, id)
 		if err != nil {
 			return err
 		}
+		written(w, st, status, id != "")
 		ids[r.FullURL] = st.Type + "/" + st.ID
 		n++
 		return nil
@@ -536,13 +563,17 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 		}
 	}
 	if len(bulk) > 0 {
-		if _, err := h.srv.createMany(ctx, tx, bulk); err != nil {
+		sts, err := h.srv.createMany(ctx, tx, bulk)
+		if err != nil {
 			return 0, err
+		}
+		for _, st := range sts {
+			w.Stored(audit.Create, st)
 		}
 	}
 	if m.Merge != nil {
 		survivor := strings.TrimPrefix(ids[m.Resources[m.Subjects[m.Merge.Survivor].Patient].FullURL], "Patient/")
-		k, err := h.merge(ctx, tx, member, survivor, *retired, m.Key.ControlID)
+		k, err := h.merge(ctx, tx, member, survivor, *retired, m.Key.ControlID, w)
 		if err != nil {
 			return 0, err
 		}
@@ -628,9 +659,9 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 // are rewritten), the retired Patient's source record leaves its regional person in the
 // MPI (retireSource), and the merge is recorded in exchange_hl7_merges. A retired MRN
 // Concord never received is recorded with no retired Patient. It returns the versions
-// written. A resent message (same MSH-10) never reaches here: storeOnce answers it from
-// the dedupe row.
-func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string) (int, error) {
+// written and records them in w as updates. A resent message (same MSH-10) never reaches
+// here: storeOnce answers it from the dedupe row.
+func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.merge"
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
 	switch {
@@ -645,7 +676,7 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 		return 0, nil
 	}
 	old := src.PatientID
-	w := func(res *fhir.Resource, id, patient string) store.Write {
+	write := func(res *fhir.Resource, id, patient string) store.Write {
 		sw := h.srv.sourceWrite(member, res, id) // source tag and consent labels, as every write
 		sw.PatientID = patient
 		return sw
@@ -682,9 +713,11 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 		if err != nil {
 			return 0, err
 		}
-		if _, err := h.srv.FHIR.Put(ctx, tx, w(res, x.id, survivor)); err != nil {
+		st, err := h.srv.FHIR.Put(ctx, tx, write(res, x.id, survivor))
+		if err != nil {
 			return 0, err
 		}
+		w.Stored(audit.Update, st)
 		n++
 	}
 	st, err := h.srv.FHIR.Get(ctx, tx, "Patient", old)
@@ -699,9 +732,11 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 	if err != nil {
 		return 0, errs.E(op, errs.Internal, err)
 	}
-	if _, err := h.srv.FHIR.Put(ctx, tx, w(res, old, "")); err != nil {
+	retiredSt, err := h.srv.FHIR.Put(ctx, tx, write(res, old, ""))
+	if err != nil {
 		return 0, err
 	}
+	w.Stored(audit.Update, retiredSt)
 	n++
 	if err := h.retireSource(ctx, tx, member, src, survivor, controlID); err != nil {
 		return 0, err

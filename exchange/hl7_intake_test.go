@@ -26,6 +26,7 @@ import (
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/testkit"
 	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/records"
 )
 
 // hl7Env is a migrated database with one member registered as an HL7 v2 sender, and an
@@ -56,13 +57,15 @@ func newHL7Env(t testing.TB) *hl7Env {
 		t.Fatal(err)
 	}
 	mpi, matcher := newMatcher(t, pool)
-	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: store.New(pool), MPI: mpi, Matcher: matcher,
-		Log: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	log, err := audit.New(ctx, pool, audit.Config{CheckpointEvery: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { log.Close() })
+	fs := store.New(pool)
+	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: fs, MPI: mpi, Matcher: matcher,
+		Records: records.New(fs, mpi, defaultDirectives{}, log, nil), // audits every message's writes
+		Log:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	in := NewHL7Intake(srv, HL7Options{Timeout: 20 * time.Second, Audit: log})
 	e := &hl7Env{pool: pool, dir: dir, member: m, intake: in}
 	e.addr = startMLLP(t, &hl7v2.Server{Handler: in, Authenticate: in.Authenticate})

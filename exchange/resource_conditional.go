@@ -1,14 +1,18 @@
 package exchange
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
 )
 
 // conditionalUpdate handles PUT [base]/[type]?identifier=system|value: the upsert an EHR
@@ -16,7 +20,8 @@ import (
 // condition like a conditional create, among the member's own resources only: no match
 // creates the resource (201, or 200 when a Patient's MRN names the member's existing record;
 // it needs the create scope too, and the body may not carry an id), one match updates it (200; a body id must be that one; If-Match applies), more than
-// one is 412. Another member's resources never match, so a condition reveals nothing.
+// one is 412. Another member's resources never match, so a condition reveals nothing. The
+// create's or update's audit event commits with it (503 and nothing stored when it cannot).
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	const op = "exchange.conditionalUpdate"
 	typ := c.Param("type")
@@ -37,43 +42,14 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 		return err
 	}
 	var st store.Stored
-	status := http.StatusOK
+	var status int
+	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{cond.Key()}); err != nil {
+		var w records.Writes
+		if st, status, err = s.conditionalPut(ctx, tx, c, member, cond, res, &w); err != nil {
 			return err
 		}
-		m, err := s.FHIR.Match(ctx, tx, member.ID, cond)
-		if err != nil {
-			return err
-		}
-		switch len(m) {
-		case 0:
-			if err := require(c, typ, 'c'); err != nil {
-				return err
-			}
-			if res.ID != "" {
-				e := errs.E(op, errs.Invalid, "a conditional update that creates takes no Resource.id")
-				e.Path = typ + ".id"
-				return e
-			}
-			// 201, or 200 when a Patient's MRN named the member's existing record (Ingest).
-			st, status, err = s.Ingest(ctx, tx, member, res)
-			return err
-		case 1:
-			if res.ID != "" && res.ID != m[0] {
-				e := errs.E(op, errs.Invalid, "Resource.id must be absent or the id of the resource the condition matches")
-				e.Path = typ + ".id"
-				return e
-			}
-			if res.ID == "" {
-				if res, err = res.Stamp(fhir.Stamp{ID: m[0]}); err != nil {
-					return err
-				}
-			}
-			st, err = s.update(ctx, tx, member, typ, m[0], res, c.Request().Header.Get("If-Match"))
-			return err
-		}
-		return &errPrecondition{msg: "the condition matches more than one resource"}
+		return s.auditWrites(ctx, tx, v, &w)
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
@@ -85,9 +61,61 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 	return c.Blob(status, mimeFHIR, st.Body)
 }
 
+// conditionalPut is conditionalUpdate's work inside tx, for member's res of type cond.Type:
+// it returns the stored version and the status, and records the create or update in w.
+func (s *Server) conditionalPut(ctx context.Context, tx db.Querier, c echo.Context, member directory.Member, cond store.Condition,
+	res *fhir.Resource, w *records.Writes) (store.Stored, int, error) {
+	const op = "exchange.conditionalUpdate"
+	typ := cond.Type
+	if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{cond.Key()}); err != nil {
+		return store.Stored{}, 0, err
+	}
+	m, err := s.FHIR.Match(ctx, tx, member.ID, cond)
+	if err != nil {
+		return store.Stored{}, 0, err
+	}
+	switch len(m) {
+	case 0:
+		if err := require(c, typ, 'c'); err != nil {
+			return store.Stored{}, 0, err
+		}
+		if res.ID != "" {
+			e := errs.E(op, errs.Invalid, "a conditional update that creates takes no Resource.id")
+			e.Path = typ + ".id"
+			return store.Stored{}, 0, e
+		}
+		// 201, or 200 when a Patient's MRN named the member's existing record (Ingest).
+		st, status, err := s.Ingest(ctx, tx, member, res)
+		if err != nil {
+			return store.Stored{}, 0, err
+		}
+		written(w, st, status, false)
+		return st, status, nil
+	case 1:
+		if res.ID != "" && res.ID != m[0] {
+			e := errs.E(op, errs.Invalid, "Resource.id must be absent or the id of the resource the condition matches")
+			e.Path = typ + ".id"
+			return store.Stored{}, 0, e
+		}
+		if res.ID == "" {
+			if res, err = res.Stamp(fhir.Stamp{ID: m[0]}); err != nil {
+				return store.Stored{}, 0, err
+			}
+		}
+		st, err := s.update(ctx, tx, member, typ, m[0], res, c.Request().Header.Get("If-Match"))
+		if err != nil {
+			return store.Stored{}, 0, err
+		}
+		w.Stored(audit.Update, st)
+		return st, http.StatusOK, nil
+	}
+	return store.Stored{}, 0, &errPrecondition{msg: "the condition matches more than one resource"}
+}
+
 // conditionalDelete handles DELETE [base]/[type]?identifier=system|value: the member's one
 // resource with that identifier is deleted (204); none answers 204 as well, like a delete
-// of an unknown id; more than one is 412 (single deletes only).
+// of an unknown id; more than one is 412 (single deletes only). The delete's audit event
+// commits with it (503 and nothing deleted when it cannot).
 func (s *Server) conditionalDelete(c echo.Context) error {
 	const op = "exchange.conditionalDelete"
 	typ := c.Param("type")
@@ -99,12 +127,12 @@ func (s *Server) conditionalDelete(c echo.Context) error {
 		return errs.E(op, err)
 	}
 	ctx := c.Request().Context()
-	p := principal(c)
+	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if err := s.FHIR.LockConditions(ctx, tx, p.MemberID, []string{cond.Key()}); err != nil {
+		if err := s.FHIR.LockConditions(ctx, tx, v.Org, []string{cond.Key()}); err != nil {
 			return err
 		}
-		m, err := s.FHIR.Match(ctx, tx, p.MemberID, cond)
+		m, err := s.FHIR.Match(ctx, tx, v.Org, cond)
 		if err != nil {
 			return err
 		}
@@ -112,15 +140,18 @@ func (s *Server) conditionalDelete(c echo.Context) error {
 		case 0:
 			return nil
 		case 1:
-			_, err := s.FHIR.Delete(ctx, tx, typ, m[0], p.MemberID, s.Now())
-			return err
+			var w records.Writes
+			if err := s.deleteOwn(ctx, tx, v.Org, typ, m[0], &w); err != nil {
+				return err
+			}
+			return s.auditWrites(ctx, tx, v, &w)
 		}
 		return &errPrecondition{msg: "the condition matches more than one resource"}
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
 	}
-	if err != nil && errs.CodeOf(err) != errs.NotFound {
+	if err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

@@ -10,12 +10,14 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/notify"
+	"github.com/concord-hie/concord/records"
 )
 
 // readBody reads the request body within the configured limit (413 beyond it).
@@ -53,6 +55,9 @@ func (s *Server) readRequestResource(c echo.Context, op, want string) ([]byte, *
 // record, labelled with its source. A Patient must carry an identifier in the member's own
 // namespace; the MPI links it in the same transaction, so the response and the link agree.
 // Resources in a patient compartment must point at one of the member's own Patients.
+// The write's audit event (records.AuditWrites) commits in the same transaction: if it
+// cannot be written, nothing is stored and the answer is 503. A retry answered from its
+// Idempotency-Key writes nothing and adds no event (the first request has its own).
 func (s *Server) createResource(c echo.Context) error {
 	const op = "exchange.createResource"
 	typ := c.Param("type")
@@ -78,19 +83,24 @@ func (s *Server) createResource(c echo.Context) error {
 	}
 	var replay *idempotentReply
 	reqHash := sha256.Sum256(body)
+	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
 		if replay, err = s.replayIdempotent(ctx, tx, member.ID, idem, reqHash[:]); err != nil || replay != nil {
 			return err
 		}
+		var w records.Writes
 		if cond != "" {
-			stored, status, err = s.createIfNoneExist(ctx, tx, member, res, cond)
-		} else {
-			stored, status, err = s.Ingest(ctx, tx, member, res)
+			stored, status, err = s.createIfNoneExist(ctx, tx, member, res, cond, &w)
+		} else if stored, status, err = s.Ingest(ctx, tx, member, res); err == nil {
+			written(&w, stored, status, false)
 		}
 		if err != nil {
 			return err
 		}
-		return s.rememberIdempotent(ctx, tx, member.ID, idem, reqHash[:], idempotentReply{status: status, location: s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version), body: stored.Body})
+		if err := s.rememberIdempotent(ctx, tx, member.ID, idem, reqHash[:], idempotentReply{status: status, location: s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version), body: stored.Body}); err != nil {
+			return err
+		}
+		return s.auditWrites(ctx, tx, v, &w)
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
@@ -110,6 +120,34 @@ func (s *Server) createResource(c echo.Context) error {
 	c.Response().Header().Set("ETag", store.ETag(stored.Version))
 	c.Response().Header().Set("Last-Modified", stored.LastUpdated.UTC().Format(http.TimeFormat))
 	return c.Blob(status, mimeFHIR, stored.Body)
+}
+
+// auditWrites appends the audit events of w (records.Service.AuditWrites: one per person
+// and action) inside tx. Call it last, right before the commit: it holds the audit chain's
+// lock until tx ends. Without the enforcement point (Deps.Records) nothing can be audited,
+// so nothing is written: errs.Unavailable.
+func (s *Server) auditWrites(ctx context.Context, tx db.Querier, v records.Viewer, w *records.Writes) error {
+	if s.Records == nil {
+		if w.Len() == 0 {
+			return nil
+		}
+		return errs.E("exchange.auditWrites", errs.Unavailable, "audit log unavailable")
+	}
+	return s.Records.AuditWrites(ctx, tx, v, w)
+}
+
+// written records in w what Ingest or IngestAs did: a new resource (201) is a create, a
+// Patient whose MRN named an existing record (200) an update, as is any write to an id
+// that existed before (existed).
+func written(w *records.Writes, st store.Stored, status int, existed bool) {
+	if st.ID == "" {
+		return
+	}
+	action := audit.Create
+	if existed || status != http.StatusCreated {
+		action = audit.Update
+	}
+	w.Stored(action, st)
 }
 
 // Ingest stores one resource for member inside tx (every intake path calls it: FHIR

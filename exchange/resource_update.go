@@ -6,11 +6,13 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
 )
 
 // errPrecondition is an If-Match version mismatch (412) or a conditional create whose
@@ -78,7 +80,8 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 }
 
 // updateResource handles PUT [base]/[type]/[id]: a member updates one of its own
-// resources. Another member's resource and an unknown id answer alike (404).
+// resources. Another member's resource and an unknown id answer alike (404). The update's
+// audit event commits with it (503 and nothing stored when it cannot).
 func (s *Server) updateResource(c echo.Context) error {
 	const op = "exchange.updateResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -95,9 +98,14 @@ func (s *Server) updateResource(c echo.Context) error {
 		return err
 	}
 	var st store.Stored
+	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		st, err = s.update(ctx, tx, member, typ, id, res, c.Request().Header.Get("If-Match"))
-		return err
+		if st, err = s.update(ctx, tx, member, typ, id, res, c.Request().Header.Get("If-Match")); err != nil {
+			return err
+		}
+		var w records.Writes
+		w.Stored(audit.Update, st)
+		return s.auditWrites(ctx, tx, v, &w)
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
@@ -111,7 +119,9 @@ func (s *Server) updateResource(c echo.Context) error {
 
 // deleteResource handles DELETE [base]/[type]/[id]: a soft delete of the member's own
 // resource (history kept, search index rows removed). An unknown id, another member's
-// resource and an already deleted one answer 204 alike, so a delete reveals nothing.
+// resource and an already deleted one answer 204 alike, so a delete reveals nothing; only
+// a delete that removed something has an audit event, committed with it (503 and nothing
+// deleted when it cannot be).
 func (s *Server) deleteResource(c echo.Context) error {
 	const op = "exchange.deleteResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -119,15 +129,43 @@ func (s *Server) deleteResource(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	p := principal(c)
+	v := viewer(c)
 	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		_, err := s.FHIR.Delete(ctx, tx, typ, id, p.MemberID, s.Now())
-		return err
+		var w records.Writes
+		if err := s.deleteOwn(ctx, tx, v.Org, typ, id, &w); err != nil {
+			return err
+		}
+		return s.auditWrites(ctx, tx, v, &w)
 	})
-	if err != nil && errs.CodeOf(err) != errs.NotFound {
+	if err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)
+}
+
+// deleteOwn soft-deletes the member's resource typ/id in tx and records the delete, with
+// the compartment the resource was in, in w. A resource that does not exist, is another
+// member's or is deleted already is left alone and recorded nowhere: nil, like a delete.
+func (s *Server) deleteOwn(ctx context.Context, tx db.Querier, memberID, typ, id string, w *records.Writes) error {
+	// The row lock first, so the compartment read next is the one deleted.
+	h, err := s.FHIR.Lock(ctx, tx, typ, id)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil
+	case err != nil:
+		return err
+	case h.MemberID != memberID || h.Deleted:
+		return nil
+	}
+	cur, err := s.FHIR.Get(ctx, tx, typ, id)
+	if err != nil {
+		return err
+	}
+	if _, err := s.FHIR.Delete(ctx, tx, typ, id, memberID, s.Now()); err != nil {
+		return err
+	}
+	w.Stored(audit.Delete, cur)
+	return nil
 }
 
 // setVersionHeaders writes Location, ETag and Last-Modified for a stored version.
