@@ -301,9 +301,22 @@ func TestWriteAudit(t *testing.T) {
 	expect("rq-idem1", brief{"create", person, []string{"Observation/" + idOf(t, body)}})
 	expect("rq-idem2")
 
+	// A roster Group: its create and its update, events that name no patient.
+	group := `{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/` + pid + `"}}]}`
+	if st, body = req("POST", "/Group", "rq-group", []byte(group)); st != 201 {
+		t.Fatalf("POST Group = %d %s", st, body)
+	}
+	gid := idOf(t, body)
+	expect("rq-group", brief{"create", "", []string{"Group/" + gid}})
+	group = strings.Replace(group, `{"resourceType":"Group",`, `{"resourceType":"Group","id":"`+gid+`",`, 1)
+	if st, body = req("PUT", "/Group/"+gid, "rq-group-put", []byte(group)); st != 200 {
+		t.Fatalf("PUT Group = %d %s", st, body)
+	}
+	expect("rq-group-put", brief{"update", "", []string{"Group/" + gid}})
+
 	// The events are part of the one chain.
-	if n := env.scalar(t, `SELECT count(*) FROM audit_events WHERE request_id LIKE 'rq-%'`); n != 18 {
-		t.Errorf("%d write events, want 18", n)
+	if n := env.scalar(t, `SELECT count(*) FROM audit_events WHERE request_id LIKE 'rq-%'`); n != 20 {
+		t.Errorf("%d write events, want 20", n)
 	}
 }
 

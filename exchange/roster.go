@@ -7,9 +7,11 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
 )
 
 // groupFields is the part of a roster Group the exchange reads.
@@ -106,7 +108,16 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		return s.Notify.PutRoster(ctx, tx, member.ID, stored.ID, patients)
+		if err := s.Notify.PutRoster(ctx, tx, member.ID, stored.ID, patients); err != nil {
+			return err
+		}
+		action := audit.Update
+		if status == http.StatusCreated {
+			action = audit.Create
+		}
+		var w records.Writes
+		w.Stored(action, stored)
+		return s.auditWrites(ctx, tx, viewer(c), &w)
 	})
 	if err != nil {
 		return err

@@ -9,10 +9,12 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/notify"
+	"github.com/concord-hie/concord/records"
 )
 
 // createSubscription handles POST [base]/Subscription (R4 + Subscriptions Backport): a
@@ -35,8 +37,12 @@ func (s *Server) createSubscription(c echo.Context) error {
 	sub.ID, sub.MemberID = store.NewID(), principal(c).MemberID
 	ctx := c.Request().Context()
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		sub, err = s.Notify.CreateSubscription(ctx, tx, sub)
-		return err
+		if sub, err = s.Notify.CreateSubscription(ctx, tx, sub); err != nil {
+			return err
+		}
+		var w records.Writes // a member's configuration: an event with no patient
+		w.Add(audit.Create, "Subscription", sub.ID, "")
+		return s.auditWrites(ctx, tx, viewer(c), &w)
 	})
 	if err != nil {
 		return err
@@ -114,7 +120,16 @@ func (s *Server) deleteSubscription(c echo.Context) error {
 	if err := require(c, "Subscription", 'd'); err != nil {
 		return err
 	}
-	if err := s.Notify.DeleteSubscription(c.Request().Context(), s.Pool, principal(c).MemberID, c.Param("id")); err != nil {
+	ctx := c.Request().Context()
+	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		if err := s.Notify.DeleteSubscription(ctx, tx, principal(c).MemberID, c.Param("id")); err != nil {
+			return err
+		}
+		var w records.Writes
+		w.Add(audit.Delete, "Subscription", c.Param("id"), "")
+		return s.auditWrites(ctx, tx, viewer(c), &w)
+	})
+	if err != nil {
 		return err
 	}
 	return c.NoContent(http.StatusNoContent)

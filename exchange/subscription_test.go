@@ -203,6 +203,10 @@ func TestRosterAndSubscriptionOverFHIR(t *testing.T) {
 	if sub.Status != "requested" {
 		t.Fatalf("new subscription status %q; want requested", sub.Status)
 	}
+	var created int
+	if err := env.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE action = 'create' AND resources = ARRAY['Subscription/' || $1]`, sub.ID).Scan(&created); err != nil || created != 1 {
+		t.Fatalf("%d create events for the subscription (%v); want 1", created, err)
+	}
 	if code, _ := env.do(t, "a", "GET", "/fhir/Subscription/"+sub.ID, ""); code != http.StatusNotFound {
 		t.Fatalf("another member's subscription: %d; want 404", code)
 	}
@@ -260,6 +264,10 @@ func TestRosterAndSubscriptionOverFHIR(t *testing.T) {
 	}
 	if code, _ := env.do(t, "b", "DELETE", "/fhir/Subscription/"+sub.ID, ""); code != http.StatusNoContent {
 		t.Fatalf("delete: %d", code)
+	}
+	var deleted int
+	if err := env.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE action = 'delete' AND resources = ARRAY['Subscription/' || $1]`, sub.ID).Scan(&deleted); err != nil || deleted != 1 {
+		t.Fatalf("%d delete events for the subscription (%v); want 1 (a refused delete writes none)", deleted, err)
 	}
 	enc("IMP")
 	if _, err := env.d.RunOnce(ctx); err != nil {
