@@ -1,12 +1,8 @@
 package exchange
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -14,11 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/concord-hie/concord/audit"
-	"github.com/concord-hie/concord/directory"
-	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/httpx"
-	"github.com/concord-hie/concord/internal/testkit"
-	"github.com/concord-hie/concord/notify"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -26,32 +18,14 @@ import (
 // with the request-ID middleware, so tests can find each request's events by X-Request-Id.
 func newAuditedWriteEnv(t testing.TB) *writeEnv {
 	t.Helper()
-	pool := testkit.DB(t)
-	ctx := context.Background()
-	dir := directory.NewStore(pool)
-	a, err := dir.AddMember(ctx, "Synthea Hospital", syntheaMRN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := dir.AddMember(ctx, "Other Clinic", "urn:oid:2.16.840.1.113883.3.7777")
-	if err != nil {
-		t.Fatal(err)
-	}
-	log, err := audit.New(ctx, pool, audit.Config{CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { log.Close() })
-	env := &writeEnv{pool: pool, a: a, b: b, key: bytes.Repeat([]byte("k"), 32), issuer: "http://concord.test"}
-	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
-	mpi, matcher := newMatcher(t, pool)
-	fs := store.New(pool)
-	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: mpi, Matcher: matcher,
-		Records: records.New(fs, mpi, defaultDirectives{}, log, nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	hs := httptest.NewServer(mountExchange(srv, httpx.RequestID()))
-	t.Cleanup(hs.Close)
-	env.base = hs.URL + "/fhir"
-	return env
+	return newWriteEnvOver(t, func(pool *pgxpool.Pool) records.AuditLog {
+		log, err := audit.New(context.Background(), pool, audit.Config{CheckpointEvery: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		return log
+	}, httpx.RequestID())
 }
 
 // writeEvent is the part of a stored audit event the write tests check.
@@ -365,16 +339,8 @@ func failAudit(t testing.TB, q *pgxpool.Pool) func() {
 func TestWriteAuditFailureRollsBack(t *testing.T) {
 	env := newAuditedWriteEnv(t)
 	ta := env.token(t, env.a.ID, allScopes)
-	st, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("mrn-1"))
-	if st != 201 {
-		t.Fatalf("POST Patient = %d %s", st, body)
-	}
-	pid := idOf(t, body)
-	st, body, _ = do(t, "POST", env.base+"/Observation", ta, obsJSON("", pid, "one"))
-	if st != 201 {
-		t.Fatalf("POST Observation = %d %s", st, body)
-	}
-	oid := idOf(t, body)
+	pid := env.create(t, ta, "/Patient", patientJSON("mrn-1"))
+	oid := env.create(t, ta, "/Observation", obsJSON("", pid, "one"))
 	rows := func() int {
 		return env.scalar(t, `SELECT (SELECT count(*) FROM fhir_history) + (SELECT count(*) FROM mpi_source_records) + (SELECT count(*) FROM exchange_idempotency_requests)`)
 	}
@@ -415,7 +381,7 @@ func TestWriteAuditFailureRollsBack(t *testing.T) {
 		t.Errorf("%d audit events appended while failing", n-events)
 	}
 	// Recovered: the same write goes through, with its event.
-	if st, body, _ = do(t, "DELETE", env.base+"/Observation/"+oid, ta, nil); st != 204 {
+	if st, body, _ := do(t, "DELETE", env.base+"/Observation/"+oid, ta, nil); st != 204 {
 		t.Fatalf("DELETE after recovery = %d %s", st, body)
 	}
 	if n := env.scalar(t, `SELECT count(*) FROM audit_events WHERE action = 'delete'`); n != 1 {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir/store"
@@ -41,6 +43,13 @@ type writeEnv struct {
 
 func newWriteEnv(t testing.TB) *writeEnv {
 	t.Helper()
+	return newWriteEnvOver(t, func(*pgxpool.Pool) records.AuditLog { return &memAudit{} })
+}
+
+// newWriteEnvOver is newWriteEnv with the audit log mkLog makes over the test database
+// and the exchange mounted behind mw.
+func newWriteEnvOver(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog, mw ...echo.MiddlewareFunc) *writeEnv {
+	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
 	dir := directory.NewStore(pool)
@@ -57,9 +66,22 @@ func newWriteEnv(t testing.TB) *writeEnv {
 	mpi, matcher := newMatcher(t, pool)
 	fs := store.New(pool)
 	srv := New(Config{BaseURL: env.issuer, MaxBodyBytes: 8 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: mpi, Matcher: matcher,
-		Records: records.New(fs, mpi, defaultDirectives{}, &memAudit{}, nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	env.base = serveExchange(t, srv)
+		Records: records.New(fs, mpi, defaultDirectives{}, mkLog(pool), nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	hs := httptest.NewServer(mountExchange(srv, mw...))
+	t.Cleanup(hs.Close)
+	env.base = hs.URL + "/fhir"
 	return env
+}
+
+// create POSTs body to path (relative to the FHIR base) with tok and returns the new id,
+// failing the test unless the answer is 201.
+func (env *writeEnv) create(t testing.TB, tok, path string, body []byte) string {
+	t.Helper()
+	st, b, _ := do(t, "POST", env.base+path, tok, body)
+	if st != http.StatusCreated {
+		t.Fatalf("POST %s = %d %s", path, st, b)
+	}
+	return idOf(t, b)
 }
 
 // token mints an access token as directory.Tokens would issue it.
@@ -124,16 +146,8 @@ func obsJSON(id, patient, value string) []byte {
 func TestUpdateDeleteVreadHistory(t *testing.T) {
 	env := newWriteEnv(t)
 	ta, tb := env.token(t, env.a.ID, allScopes), env.token(t, env.b.ID, allScopes)
-	st, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("mrn-1"))
-	if st != 201 {
-		t.Fatalf("POST Patient = %d %s", st, body)
-	}
-	pid := idOf(t, body)
-	st, body, _ = do(t, "POST", env.base+"/Observation", ta, obsJSON("", pid, "one"))
-	if st != 201 {
-		t.Fatalf("POST Observation = %d %s", st, body)
-	}
-	oid := idOf(t, body)
+	pid := env.create(t, ta, "/Patient", patientJSON("mrn-1"))
+	oid := env.create(t, ta, "/Observation", obsJSON("", pid, "one"))
 
 	st, body, h := do(t, "PUT", env.base+"/Observation/"+oid, ta, obsJSON(oid, pid, "two"), "If-Match", `W/"1"`)
 	if st != 200 || h.Get("ETag") != `W/"2"` || !strings.Contains(string(body), `"two"`) {

@@ -93,11 +93,7 @@ func TestConsentSaveLocksDirectiveBeforeCheck(t *testing.T) {
 func TestGenericWritesRefuseOwnHandlerTypes(t *testing.T) {
 	env := newWriteEnv(t)
 	ta := env.token(t, env.a.ID, allScopes)
-	st, body, _ := do(t, "POST", env.base+"/Patient", ta, patientJSON("h6"))
-	if st != 201 {
-		t.Fatalf("POST Patient: %d %s", st, body)
-	}
-	pa := idOf(t, body)
+	pa := env.create(t, ta, "/Patient", patientJSON("h6"))
 	consentRes := string(consentJSON("", pa, "active"))
 	audit := `{"resourceType":"AuditEvent","type":{"code":"rest"},"recorded":"2026-01-01T00:00:00Z","agent":[{"requestor":true}],"source":{"observer":{"display":"x"}}}`
 	if st, body, _ := do(t, "POST", env.base+"/AuditEvent", ta, []byte(audit)); st < 400 || st >= 500 {
@@ -116,7 +112,7 @@ func TestGenericWritesRefuseOwnHandlerTypes(t *testing.T) {
 		t.Fatalf("transaction POST Consent: %d %s; want 400", st, body)
 	}
 	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[{"resource":` + audit + `,"request":{"method":"POST","url":"AuditEvent"}},{"resource":{"resourceType":"Group","type":"person","actual":true},"request":{"method":"POST","url":"Group"}}]}`)
-	st, body, _ = do(t, "POST", env.base, ta, batch)
+	st, body, _ := do(t, "POST", env.base, ta, batch)
 	if st != 200 || strings.Count(string(body), `"status":"400`) != 2 {
 		t.Fatalf("batch with AuditEvent and Group entries: %d %s; want both entries 400", st, body)
 	}
