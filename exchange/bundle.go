@@ -588,10 +588,7 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 	if err != nil {
 		return store.Stored{}, 0, err
 	}
-	if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{c.Key()}); err != nil {
-		return store.Stored{}, 0, err
-	}
-	m, err := s.FHIR.Match(ctx, tx, member.ID, c)
+	m, err := s.FHIR.MatchLocked(ctx, tx, member.ID, c)
 	if err != nil {
 		return store.Stored{}, 0, err
 	}

@@ -643,10 +643,7 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 		return "", nil
 	}
 	c := store.Condition{Type: "Encounter", System: vn.System, Value: vn.Value}
-	if err := h.srv.FHIR.LockConditions(ctx, tx, member.ID, []string{c.Key()}); err != nil {
-		return "", err
-	}
-	ids, err := h.srv.FHIR.Match(ctx, tx, member.ID, c)
+	ids, err := h.srv.FHIR.MatchLocked(ctx, tx, member.ID, c)
 	if err != nil || len(ids) != 1 {
 		return "", err
 	}

@@ -67,10 +67,7 @@ func (s *Server) conditionalPut(ctx context.Context, tx db.Querier, c echo.Conte
 	res *fhir.Resource, w *records.Writes) (store.Stored, int, error) {
 	const op = "exchange.conditionalUpdate"
 	typ := cond.Type
-	if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{cond.Key()}); err != nil {
-		return store.Stored{}, 0, err
-	}
-	m, err := s.FHIR.Match(ctx, tx, member.ID, cond)
+	m, err := s.FHIR.MatchLocked(ctx, tx, member.ID, cond)
 	if err != nil {
 		return store.Stored{}, 0, err
 	}
@@ -129,10 +126,7 @@ func (s *Server) conditionalDelete(c echo.Context) error {
 	ctx := c.Request().Context()
 	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if err := s.FHIR.LockConditions(ctx, tx, v.Org, []string{cond.Key()}); err != nil {
-			return err
-		}
-		m, err := s.FHIR.Match(ctx, tx, v.Org, cond)
+		m, err := s.FHIR.MatchLocked(ctx, tx, v.Org, cond)
 		if err != nil {
 			return err
 		}

@@ -84,6 +84,16 @@ func (s *Store) LockConditions(ctx context.Context, tx db.Querier, member string
 	return db.Map("fhir.store.LockConditions", tx.SendBatch(ctx, b).Close())
 }
 
+// MatchLocked takes c's lock for the rest of tx (LockConditions) and then returns Match:
+// the answer holds until tx ends, so a conditional create, update or delete that acts on
+// it cannot race another doing the same.
+func (s *Store) MatchLocked(ctx context.Context, tx db.Querier, member string, c Condition) ([]string, error) {
+	if err := s.LockConditions(ctx, tx, member, []string{c.Key()}); err != nil {
+		return nil, err
+	}
+	return s.Match(ctx, tx, member, c)
+}
+
 // Match returns the ids of the member's current resources that satisfy c (at most 2, so
 // a caller can tell none, one and many apart).
 func (s *Store) Match(ctx context.Context, q db.Querier, member string, c Condition) ([]string, error) {
