@@ -43,6 +43,10 @@ func (s *Server) readBinary(c echo.Context) error {
 	var d *records.Disclosure
 	switch {
 	case cont.PersonID != "": // a patient's own upload is served by the portal, not here
+		if err := s.Records.AuditRefusal(ctx, v, audit.Read, cont.PersonID, "patient-upload", "",
+			audit.Resource{Type: "Binary", ID: id}); err != nil {
+			return err
+		}
 		return errs.E(op, errs.NotFound, "resource not found")
 	case cont.DocumentID != "":
 		// The bytes are the document's content: a token that may read Binary but not

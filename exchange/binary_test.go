@@ -203,6 +203,19 @@ func TestBinaryRetrieve(t *testing.T) {
 	if resp.StatusCode != http.StatusNotModified {
 		t.Errorf("If-None-Match: %v", resp.Status)
 	}
+	// A patient's own upload is the portal's to serve: a member asking for it by its
+	// Binary id gets the same 404 as for an unknown id, and the refusal is audited.
+	up, err := e.srv.Documents.UploadPatientDocument(t.Context(), "0b5d2c1e-7f3a-4e8b-9c6d-2a1f0e9b8c7d",
+		documents.PatientUpload{ContentType: "text/plain", Body: strings.NewReader("my blood pressure diary\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, _, _ = e.get(t, up.Content.BinaryID, e.a.ID, consent.PurposeTreatment); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a patient's upload through the member API: %v; want 404", resp.Status)
+	}
+	if ev := e.audit.last(); ev.Outcome != audit.Deny || ev.Reason != "patient-upload" || ev.Patient != up.PersonID {
+		t.Errorf("refusal of a patient's upload audited as %+v", ev)
+	}
 	// A document's bytes are its content: Binary read alone does not reach them.
 	if resp, _, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "X-Test-Scope", "system/Binary.r"); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("Binary read without DocumentReference read: %v; want 403", resp.Status)

@@ -341,6 +341,9 @@ func TestPIXm(t *testing.T) {
 	if stUnknown != 404 || stHidden != 404 || !bytes.Equal(unknown, hidden) {
 		t.Fatalf("unknown %d %s vs not visible %d %s", stUnknown, unknown, stHidden, hidden)
 	}
+	if n := env.count(t, `SELECT count(*) FROM audit_events WHERE action = 'query' AND outcome = 'deny' AND reason = 'unknown-source-identifier' AND patient = '' AND org = $1`, env.c.ID); n != 1 {
+		t.Fatalf("denial events for the unknown identifier: %d; want 1", n)
+	}
 	// For treatment C may see A's identifier and gets B's; after an opt-out it gets the same 404.
 	if st, b = pix(env.c, consent.PurposeTreatment, src(env.a.System, "A1")); st != 200 || json.Unmarshal(b, &out) != nil || len(out.Parameter) != 2 {
 		t.Fatalf("C for treatment: %d %s", st, b)

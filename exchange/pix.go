@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/records"
@@ -87,13 +88,17 @@ func (s *Server) pixQuery(c echo.Context) error {
 			targets[m.ID] = true
 		}
 	}
+	v := viewer(c)
 	src, err := s.MPI.SourceByIdentifier(ctx, nil, sys, val)
 	if errs.CodeOf(err) == errs.NotFound {
+		// Nobody to name: the query's event says only that it found no one.
+		if err := s.Records.AuditRefusal(ctx, v, audit.Query, "", "unknown-source-identifier", ""); err != nil {
+			return err
+		}
 		return pixNotFound()
 	} else if err != nil {
 		return err
 	}
-	v := viewer(c)
 	person := string(src.PersonID)
 	got, err := s.Records.IdentityPatients(ctx, v, records.IdentityQuery{Persons: []string{person},
 		Keep: func(x mpistore.Source) bool { return x.ID == src.ID }, Reason: "pix-source"})

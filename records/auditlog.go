@@ -41,3 +41,16 @@ func (s *Service) appendAll(ctx context.Context, evs []audit.Event) error {
 	}
 	return first
 }
+
+// AuditRefusal commits the Deny event of v's request that the transport refuses before any
+// record is decided: one that names nothing the caller may know of (an unknown source
+// identifier), or a person's data that is never served to v on this path (a patient's own
+// upload asked for through the member API). person is "" when none is known; resources
+// and query (IDs and codes only, never demographics) say what was asked for. The caller
+// answers its usual absent-alike response once it returns nil; errs.Unavailable means the
+// event could not be committed.
+func (s *Service) AuditRefusal(ctx context.Context, v Viewer, action audit.Action, person, reason, query string, resources ...audit.Resource) error {
+	ev := event(v, action, person, s.now())
+	ev.Outcome, ev.Reason, ev.Query, ev.Resources = audit.Deny, reason, query, resources
+	return s.appendAudit(ctx, ev)
+}

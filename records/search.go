@@ -823,10 +823,7 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	if err != nil || src.MemberID != v.Org || v.Org == "" {
 		// Unknown, or another member's patient: an empty result, like a patient with no
 		// data. The log keeps the difference.
-		ev := event(v, audit.Query, "", r.at)
-		ev.Outcome, ev.Reason = audit.Deny, "unknown-or-foreign-patient"
-		ev.Query = x.hash.HashQuery(r.query, audit.PHIParams())
-		if err := x.svc.appendAudit(ctx, ev); err != nil {
+		if err := x.svc.AuditRefusal(ctx, v, audit.Query, "", "unknown-or-foreign-patient", x.hash.HashQuery(r.query, audit.PHIParams())); err != nil {
 			return Page{}, err
 		}
 		page := Page{Search: r.search}
