@@ -68,6 +68,7 @@ type indexBatch struct {
 	date     [3][]string // type, id, param
 	dLo, dHi []time.Time
 	str      [4][]string // type, id, param, value
+	sAt      []time.Time // the string rows' last_updated (their resource's)
 	ref      [5][]string // type, id, param, ref_type, ref_id
 }
 
@@ -76,9 +77,9 @@ type indexBatch struct {
 // without any), so that sorting by it reads the resource row (migration 0075).
 const sortParam = "date"
 
-// add appends the index rows of resource r, stored as typ/id, and returns r's bounds of
-// sortParam for date_lo and date_hi (nil when r has no such date).
-func (x *indexBatch) add(typ, id string, r *fhir.Resource) (lo, hi *int64) {
+// add appends the index rows of resource r, stored as typ/id at time at, and returns r's
+// bounds of sortParam for date_lo and date_hi (nil when r has no such date).
+func (x *indexBatch) add(typ, id string, at time.Time, r *fhir.Resource) (lo, hi *int64) {
 	for _, v := range extract(r) {
 		switch v.kind {
 		case kindToken:
@@ -97,6 +98,7 @@ func (x *indexBatch) add(typ, id string, r *fhir.Resource) (lo, hi *int64) {
 			}
 		case kindString:
 			push(x.str[:], typ, id, v.param, v.str)
+			x.sAt = append(x.sAt, at)
 		case kindRef:
 			push(x.ref[:], typ, id, v.param, v.refType, v.refID)
 		}
@@ -115,8 +117,8 @@ func (x *indexBatch) queue(b *pgx.Batch) {
 			x.date[0], x.date[1], x.date[2], x.dLo, x.dHi)
 	}
 	if len(x.str[0]) > 0 {
-		b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])`,
-			x.str[0], x.str[1], x.str[2], x.str[3])
+		b.Queue(`INSERT INTO fhir_idx_string(type, id, param, value, last_updated) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[])`,
+			x.str[0], x.str[1], x.str[2], x.str[3], x.sAt)
 	}
 	if len(x.ref[0]) > 0 {
 		b.Queue(`INSERT INTO fhir_idx_ref(type, id, param, ref_type, ref_id) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,

@@ -246,11 +246,14 @@ func buildSelect(q Query) (string, []any, error) {
 	// order, and even for one patient PostgreSQL prefers to read and sort every one of
 	// the patient's resources of the type whenever it underestimates how many there are.
 	b := &builder{perPatient: len(q.Patients) > 0 && !q.PatientsSelf && q.Limit > 0}
+	keys := sortKeys(q)
+	if d := stringDriver(q, keys); d >= 0 {
+		return b.stringDriven(q, d)
+	}
 	base, clauses, err := b.filters(q)
 	if err != nil {
 		return "", nil, err
 	}
-	keys := sortKeys(q)
 	var cols, order []string
 	for i, k := range keys {
 		col := "k" + strconv.Itoa(i)
@@ -333,6 +336,79 @@ func buildSelect(q Query) (string, []any, error) {
 // first), fhir_resources_patient_date for -date; both for one resource type.
 func indexOrdered(q Query, keys []fhir.SortKey) bool {
 	return q.Type != "" && len(keys) == 1 && keys[0].Desc && (keys[0].Param == "_lastUpdated" || keys[0].Param == sortParam)
+}
+
+// lowCardinality are token parameters with a handful of values, which narrow a string
+// search's candidates too little to be worth driving it from their index instead.
+var lowCardinality = map[string]bool{"gender": true, "active": true}
+
+// stringDriver returns the index in q.Clauses of the string clause a search should be
+// driven from, or -1. That is a search of one type across the region (no compartment, no
+// member filter) in the default order, with a prefix or :exact string clause, whose other
+// clauses are strings or low-cardinality tokens (Patient?name=&gender=): then sorting the
+// string index's candidates by the last_updated each row carries, and checking the rest
+// row by row until the page is full, reads a few rows per result. A date, reference,
+// identifier or other specific clause can narrow far more than any name, so with one the
+// planner's usual plan runs.
+func stringDriver(q Query, keys []fhir.SortKey) int {
+	if q.Type == "" || q.Patients != nil || len(q.Members) > 0 || q.Limit <= 0 ||
+		len(keys) != 1 || keys[0].Param != "_lastUpdated" || !keys[0].Desc {
+		return -1
+	}
+	driver := -1
+	for i, c := range q.Clauses {
+		switch {
+		case c.Chain != nil || len(c.Values) == 0:
+			return -1
+		case c.Type == fhir.ParamString && (c.Modifier == fhir.ModNone || c.Modifier == fhir.ModExact):
+			if driver < 0 {
+				driver = i
+			}
+		case c.Type == fhir.ParamString && c.Modifier == fhir.ModContains:
+		case c.Type == fhir.ParamToken && lowCardinality[c.Param] && c.Modifier == fhir.ModNone:
+		default:
+			return -1
+		}
+	}
+	return driver
+}
+
+// stringDriven renders q driven from its string clause d (see stringDriver): the resources
+// with a matching string index row, newest change first off that index alone (a deleted
+// resource has no index rows), then the other clauses checked per row until the page is
+// full, then the page's bodies.
+func (b *builder) stringDriven(q Query, d int) (string, []any, error) {
+	b.perRow = true
+	c := q.Clauses[d]
+	ors, err := b.values("x", c.Type, c.Modifier, c.Values)
+	if err != nil {
+		return "", nil, err
+	}
+	cand := "SELECT x.type, x.id, max(x.last_updated) AS k0 FROM fhir_idx_string x WHERE x.type = " + b.arg(q.Type) +
+		" AND x.param = " + b.arg(c.Param) + " AND (" + ors + ")"
+	if !q.Since.IsZero() {
+		cand += " AND x.last_updated >= " + b.arg(q.Since)
+	}
+	cand += " GROUP BY x.type, x.id"
+	rest, err := b.checks(slices.Delete(slices.Clone(q.Clauses), d, d+1))
+	if err != nil {
+		return "", nil, err
+	}
+	if q.After != nil {
+		if len(q.After.Values) != 1 {
+			return "", nil, errs.E("fhir.store.Search", errs.Invalid, "invalid paging position")
+		}
+		rest = append(rest, b.after([]fhir.SortKey{{Param: "_lastUpdated", Desc: true}}, *q.After))
+	}
+	where := ""
+	if len(rest) > 0 {
+		where = " WHERE " + strings.Join(rest, " AND ")
+	}
+	// OFFSET 0 keeps the candidates' sort apart from the checks, so that PostgreSQL sorts
+	// the index rows first and stops checking at the LIMIT.
+	return `SELECT r.type, r.id, r.version, r.member_id, r.patient_id, r.last_updated, r.body, (extract(epoch FROM p.k0) * 1000000)::bigint` +
+		` FROM (SELECT type, id, k0 FROM (` + cand + ` ORDER BY k0 DESC, id ASC OFFSET 0) r` + where +
+		` ORDER BY k0 DESC, id ASC LIMIT ` + b.arg(q.Limit) + `) p JOIN fhir_resources r ON r.type = p.type AND r.id = p.id ORDER BY p.k0 DESC, p.id ASC`, b.args, nil
 }
 
 // sortExpr is a sort key: for _lastUpdated the column itself, so that an index on
@@ -428,14 +504,21 @@ func (b *builder) filters(q Query) (base, clauses []string, err error) {
 	if !q.Since.IsZero() {
 		conds = append(conds, "r.last_updated >= "+b.arg(q.Since))
 	}
-	for _, c := range specificFirst(q.Clauses) {
+	clauses, err = b.checks(q.Clauses)
+	return conds, clauses, err
+}
+
+// checks renders each of cs as a check of the row r (its type and id), most specific first.
+func (b *builder) checks(cs []fhir.Clause) ([]string, error) {
+	var out []string
+	for _, c := range specificFirst(cs) {
 		sql, err := b.clause(c)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		clauses = append(clauses, sql)
+		out = append(out, sql)
 	}
-	return conds, clauses, nil
+	return out, nil
 }
 
 // specificFirst orders clauses for the per-row checks: PostgreSQL tests a row's conditions
