@@ -20,10 +20,24 @@ import (
 
 // referenceData are the types every member may read and search whoever sent them: shared
 // directory and formulary data (an organization, a clinician, a place, a drug) that holds
-// no patient's record and sits in no compartment. A stored resource of one of these types
-// that names a Patient is decided like any compartment resource.
+// no patient's record and sits in no compartment. See sharedReference for which of their
+// resources are shared.
 var referenceData = map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
 	"PractitionerRole": true, "Location": true}
+
+// sharedReference reports whether st is reference data every member may see: of a
+// referenceData type, in no compartment, and carrying no security label. A label
+// (confidentiality, sensitivity, 42 CFR Part 2, which a Part 2 program's member puts on
+// everything it sends) is released only under a consent provision naming it, and reference
+// data has no patient whose consent could: such a resource stays its sender's alone, as
+// does one whose labels cannot be read.
+func sharedReference(st store.Stored) bool {
+	if !referenceData[st.Type] || st.PatientID != "" {
+		return false
+	}
+	labels, _, ok := fhir.ConsentCodes(st.Body)
+	return ok && len(labels) == 0
+}
 
 // Viewer is who asks, in what role, and why.
 type Viewer struct {
@@ -323,7 +337,7 @@ func (s *Service) decideRead(ctx context.Context, v Viewer, typ, id string) (sto
 	switch {
 	case v.Org != "" && v.Org == st.MemberID:
 		ev.Outcome, ev.Reason = audit.Permit, "own-record"
-	case person == "" && st.PatientID == "" && referenceData[typ]:
+	case person == "" && sharedReference(st):
 		ev.Outcome, ev.Reason = audit.Permit, "reference-data"
 	case person == "":
 		ev.Outcome, ev.Reason = audit.Deny, "no-compartment"

@@ -551,15 +551,18 @@ func storedCompartment(st store.Stored) string {
 	return st.PatientID
 }
 
-// searchReference answers a search of shared reference data (referenceData): every
-// member's resources of typ, which hold no patient's data, so no consent decides them and
-// the query's audit event names no patient. Includes reach only reference data.
+// searchReference answers a search of reference data (referenceData): the caller's own
+// resources of typ and every other member's that sharedReference shares, which hold no
+// patient's data, so no consent decides them and the query's audit event names no patient.
+// Includes reach only such reference data.
 func (x *Searcher) searchReference(ctx context.Context, r request, typ string, allowType func(string) bool) (Page, error) {
 	if err := x.checkChains(r.search.Clauses, allowType); err != nil {
 		return Page{}, err
 	}
 	d := x.decider(ctx, r.v, r.at)
-	keep := func(row store.Row) (bool, error) { return storedCompartment(row.Stored) == "", nil }
+	keep := func(row store.Row) (bool, error) {
+		return r.v.Org != "" && row.MemberID == r.v.Org && storedCompartment(row.Stored) == "" || sharedReference(row.Stored), nil
+	}
 	page, next, err := x.run(ctx, r, store.Query{Type: typ, Clauses: r.search.Clauses}, rowFilter{keep: keep})
 	if err != nil {
 		return Page{}, errs.E("records.Search", err)
@@ -614,7 +617,7 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope in
 			switch {
 			case allowType != nil && !allowType(st.Type):
 			case compartment == "" && referenceData[st.Type]:
-				ok = true
+				ok = d.v.Org != "" && st.MemberID == d.v.Org || sharedReference(st)
 			case compartment != "":
 				person, in, err := scope(compartment)
 				if err != nil {

@@ -631,4 +631,27 @@ func TestReferenceDataSearchAndRead(t *testing.T) {
 	if _, err := f.x.Search(ctx, memberA, "Observation", query(t, "code=http://loinc.org|4548-4")); errs.CodeOf(err) != errs.Invalid {
 		t.Fatalf("a clinical search without a patient: %v; want Invalid", err)
 	}
+	// A labelled one (a Part 2 program labels everything it sends) stays its sender's.
+	var part2 store.Stored
+	err = db.InTx(ctx, f.pool, func(tx db.Querier) error {
+		var err error
+		part2, err = store.New(f.pool).Put(ctx, tx, store.Write{MemberID: "b", At: time.Now(), Resource: fhir.MustParse([]byte(
+			`{"resourceType":"Organization","meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"42CFRPart2"}]},"identifier":[{"system":"http://hl7.org/fhir/sid/us-npi","value":"1245319599"}],"name":"Harbor Recovery"}`))})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	npi := query(t, "identifier=http://hl7.org/fhir/sid/us-npi|1245319599")
+	if page, err := f.x.Search(ctx, memberA, "Organization", npi); err != nil || len(page.Matches) != 0 {
+		t.Fatalf("member a finds b's labelled Organization: %v, %v", ids(page.Matches), err)
+	}
+	if _, err := f.svc.Read(ctx, memberA, "Organization", part2.ID); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("member a reads b's labelled Organization: %v; want NotFound", err)
+	}
+	memberB := memberA
+	memberB.Org, memberB.Client = "b", "client-b"
+	if page, err := f.x.Search(ctx, memberB, "Organization", npi); err != nil || !slices.Equal(ids(page.Matches), []string{part2.ID}) {
+		t.Fatalf("member b's own labelled Organization: %v, %v", ids(page.Matches), err)
+	}
 }
