@@ -16,7 +16,8 @@ import (
 	"github.com/concord-hie/concord/records"
 )
 
-// readBinary handles GET [base]/Binary/{id} (MHD ITI-68). The read is decided through the
+// readBinary handles GET [base]/Binary/{id} (MHD ITI-68). The token needs read scopes for
+// both Binary and DocumentReference (403 otherwise, before any lookup). The read is decided through the
 // enforcement point as a read of the Binary's DocumentReference (or, for a Binary no
 // document names yet, of the Binary itself, which only its sender may read) before the
 // object store is touched; whatever the caller may not see is a 404 like an unknown id,
@@ -27,7 +28,12 @@ import (
 // last byte, so no complete 200 or 206 carries corrupted content.
 func (s *Server) readBinary(c echo.Context) error {
 	const op = "exchange.readBinary"
+	// Both scopes before any lookup: the bytes are a document's content, and a refusal that
+	// came after the lookup would tell existing ids from unknown ones.
 	if err := require(c, "Binary", 'r'); err != nil {
+		return err
+	}
+	if err := require(c, "DocumentReference", 'r'); err != nil {
 		return err
 	}
 	ctx := c.Request().Context()
@@ -49,11 +55,6 @@ func (s *Server) readBinary(c echo.Context) error {
 		}
 		return errs.E(op, errs.NotFound, "resource not found")
 	case cont.DocumentID != "":
-		// The bytes are the document's content: a token that may read Binary but not
-		// DocumentReference gets neither.
-		if err := require(c, "DocumentReference", 'r'); err != nil {
-			return err
-		}
 		d, err = s.Records.ReadPending(ctx, v, "DocumentReference", cont.DocumentID)
 	default:
 		d, err = s.Records.ReadPending(ctx, v, "Binary", cont.BinaryID)

@@ -216,9 +216,12 @@ func TestBinaryRetrieve(t *testing.T) {
 	if ev := e.audit.last(); ev.Outcome != audit.Deny || ev.Reason != "patient-upload" || ev.Patient != up.PersonID {
 		t.Errorf("refusal of a patient's upload audited as %+v", ev)
 	}
-	// A document's bytes are its content: Binary read alone does not reach them.
-	if resp, _, _ = e.get(t, id, e.a.ID, consent.PurposeTreatment, "X-Test-Scope", "system/Binary.r"); resp.StatusCode != http.StatusForbidden {
-		t.Errorf("Binary read without DocumentReference read: %v; want 403", resp.Status)
+	// A document's bytes are its content: Binary read alone does not reach them, and the
+	// refusal is the same for an unknown id (no lookup before the scopes).
+	for _, bid := range []string{id, "0123456789abcdef0123456789abcdef"} {
+		if resp, _, _ = e.get(t, bid, e.a.ID, consent.PurposeTreatment, "X-Test-Scope", "system/Binary.r"); resp.StatusCode != http.StatusForbidden {
+			t.Errorf("Binary/%s read without DocumentReference read: %v; want 403", bid, resp.Status)
+		}
 	}
 }
 

@@ -133,6 +133,11 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 			return pe, errs.E(op, errs.Invalid, "a PUT entry needs url [type]/[id] and a resource (conditional update is not supported)")
 		}
 		pe.id = segs[1]
+		if pe.typ == "Patient" { // its MRN is locked with the others, before any row (update)
+			if mrn, _, err := patientIdentity(pe.res, member); err == nil {
+				pe.mrnKey = mrnLockKey(mrn)
+			}
+		}
 	case http.MethodDelete:
 		need, pe.priority = 'd', 0
 		if len(segs) != 2 || query != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/testkit"
 	"github.com/concord-hie/concord/notify"
@@ -35,6 +36,7 @@ const syntheaMRN = "http://hospital.smarthealthit.org"
 // A (the Synthea MRN authority) and B.
 type writeEnv struct {
 	pool   *pgxpool.Pool
+	srv    *Server
 	base   string
 	a, b   directory.Member
 	key    []byte
@@ -69,7 +71,7 @@ func newWriteEnvOver(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog, m
 		Records: records.New(fs, mpi, defaultDirectives{}, mkLog(pool), nil), Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	hs := httptest.NewServer(mountExchange(srv, mw...))
 	t.Cleanup(hs.Close)
-	env.base = hs.URL + "/fhir"
+	env.srv, env.base = srv, hs.URL+"/fhir"
 	return env
 }
 
@@ -298,6 +300,50 @@ func TestPatientCreateConcurrent(t *testing.T) {
 	}
 	if st, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", ids[0], "x")); st != 201 {
 		t.Fatalf("POST Observation for the Patient = %d %s", st, body)
+	}
+}
+
+// TestPatientUpdateLocksMRNFirst: intake takes a Patient's MRN lock and then writes its
+// row, so an update must take them in that order too. Here a create holds the MRN lock
+// while an update of the same Patient runs, then reaches for the row: with the update
+// holding the row and waiting for the MRN, that was a deadlock.
+func TestPatientUpdateLocksMRNFirst(t *testing.T) {
+	env := newWriteEnv(t)
+	ctx := context.Background()
+	pid := env.create(t, env.token(t, env.a.ID, allScopes), "/Patient", patientJSON("lock-1"))
+	creating, err := env.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer creating.Rollback(ctx)
+	if err := env.srv.FHIR.LockConditions(ctx, creating, env.a.ID, []string{mrnLockKey(identifier{System: syntheaMRN, Value: "lock-1"})}); err != nil {
+		t.Fatal(err)
+	}
+	updated := make(chan error, 1)
+	go func() {
+		tx, err := env.pool.Begin(ctx)
+		if err != nil {
+			updated <- err
+			return
+		}
+		defer tx.Rollback(ctx)
+		body := strings.Replace(string(patientJSON("lock-1")), `{"resourceType":"Patient",`, `{"resourceType":"Patient","id":"`+pid+`",`, 1)
+		if _, err = env.srv.update(ctx, tx, env.a, "Patient", pid, fhir.MustParse([]byte(body)), ""); err == nil {
+			err = tx.Commit(ctx)
+		}
+		updated <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the update is waiting for the MRN now
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := env.srv.FHIR.Lock(lctx, creating, "Patient", pid); err != nil {
+		t.Fatalf("the create reaching for the Patient's row: %v", err)
+	}
+	if err := creating.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-updated; err != nil {
+		t.Fatalf("the update: %v", err)
 	}
 }
 

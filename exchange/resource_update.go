@@ -59,6 +59,16 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 		e.Path = typ + ".id"
 		return store.Stored{}, e
 	}
+	if typ == "Patient" {
+		// Intake takes a Patient's MRN lock and then writes its row: take them in that
+		// order here too, or an update and a create of one Patient deadlock. A body with
+		// no valid MRN is refused by IngestAs below.
+		if mrn, _, err := patientIdentity(res, member); err == nil {
+			if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{mrnLockKey(mrn)}); err != nil {
+				return store.Stored{}, err
+			}
+		}
+	}
 	h, err := s.FHIR.Lock(ctx, tx, typ, id)
 	if err != nil && errs.CodeOf(err) != errs.NotFound {
 		return store.Stored{}, err

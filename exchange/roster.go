@@ -64,8 +64,9 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 		return err
 	}
 	var stored store.Stored
-	status := http.StatusCreated
+	var status int
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		status = http.StatusCreated // a retried attempt decides afresh
 		var patients []string
 		for _, m := range g.Member {
 			if m.Inactive {
