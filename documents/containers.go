@@ -108,7 +108,8 @@ var signatures = []signature{
 	{kind: "ar", magic: []byte("!<arch>\n"), valid: arArchive},
 	{kind: "ar", magic: []byte("!<thin>\n"), valid: arArchive},
 	{kind: "xar", magic: []byte("xar!"), valid: xarHeader},
-	{kind: "tar", magic: []byte("ustar"), head: true, headAt: 257, valid: tarHeader},
+	// "ustar" is also text ("mustard" at byte 256): a tar header's checksum decides.
+	{kind: "tar", magic: []byte("ustar"), headAt: 257, valid: tarHeader},
 	{kind: "cfb", magic: []byte("\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"), head: true, valid: at(28, 0xfe, 0xff)}, // MSI, OLE
 	{kind: "elf", magic: []byte("\x7fELF"), head: true, valid: elfHeader},
 	{kind: "pe", magic: []byte("MZ"), valid: peHeader},

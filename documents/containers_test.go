@@ -319,6 +319,7 @@ func TestFindContainerIgnoresChance(t *testing.T) {
 		{"zeros", make([]byte, 1<<20)},
 		{"magic prefixes", bytes.Repeat([]byte("PK\x03\x04\x14\x00\x00\x00PK\x05\x06\x00\x00\x1f\x8b\x08\x00\x28\xb5\x2f\xfd\x04\x22\x4d\x18MZ\x7fELFBZh9LZIPMSCF070701ustar\x00"), 100)[4:]},
 		{"words", []byte("PKU MZ BZh LZIP MSCF xar! 070701 070707 ustar !<arch> Rar! 7z PK PK\x03 \x7fEL")},
+		{"ustar where a tar header has it", append(bytes.Repeat([]byte("Allergies: "), 256/11+1)[:256], "mustard, shellfish.\n"...)},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if kind, at, ok := documents.FindContainer(tt.body); ok {

@@ -19,10 +19,11 @@ const (
 // for any value it does not support (other table 0211 sets, misspellings): the message
 // must then be refused, not read as something it may not be.
 func charsetOf(msh18 string) (cs charset, ok bool) {
-	switch msh18 {
-	case "", "ASCII", "UNICODE UTF-8":
+	// Table 0211's names, and the spellings engines send instead of them.
+	switch strings.ToUpper(strings.TrimSpace(msh18)) {
+	case "", "ASCII", "US-ASCII", "UNICODE UTF-8", "UTF-8", "UTF8", "UNICODE":
 		return charsetUTF8, true
-	case "8859/1":
+	case "8859/1", "ISO-8859-1", "ISO8859-1", "ISO_8859-1", "8859-1", "LATIN1":
 		return charsetLatin1, true
 	}
 	return charsetUTF8, false

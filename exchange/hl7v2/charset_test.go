@@ -39,7 +39,12 @@ func TestParseCharset(t *testing.T) {
 		{name: "truncated UTF-8 escape", cs: "", pid5: `M\XC3\ller`, code: DataTypeError, loc: "PID-5", text: badCharset},
 		{name: "unsupported 8859/15", cs: "8859/15", pid5: "Muller", code: DataTypeError, loc: "MSH-18", text: unsupportedCharset},
 		{name: "unsupported UTF-16", cs: "UNICODE UTF-16", pid5: "Muller", code: DataTypeError, loc: "MSH-18", text: unsupportedCharset},
-		{name: "not a table 0211 value", cs: "latin1", pid5: "Muller", code: DataTypeError, loc: "MSH-18", text: unsupportedCharset},
+		{name: "not a table 0211 value", cs: "windows-1252", pid5: "Muller", code: DataTypeError, loc: "MSH-18", text: unsupportedCharset},
+		// Spellings engines send instead of table 0211's names.
+		{name: "UTF-8 spelled as such", cs: "UTF-8", pid5: "Müller^Jörg", family: "Müller", given: "Jörg"},
+		{name: "bare UNICODE, 8-bit text", cs: "UNICODE", pid5: "Müller^Jörg", family: "Müller", given: "Jörg"},
+		{name: "ISO-8859-1 spelled as such", cs: "ISO-8859-1", pid5: "M\xfcller^J\xf6rg", family: "Müller", given: "Jörg"},
+		{name: "latin1", cs: "latin1", pid5: "M\xfcller^J\xf6rg", family: "Müller", given: "Jörg"},
 		{name: "NUL escape", cs: "", pid5: `Mul\X00\ler`, code: DataTypeError, loc: "PID-5", text: badControl},
 		{name: "NUL escape in 8859/1", cs: "8859/1", pid5: `Mul\X00\ler`, code: DataTypeError, loc: "PID-5", text: badControl},
 		{name: "NUL byte", cs: "", pid5: "Mul\x00ler", code: DataTypeError, loc: "PID-5", text: badControl},
