@@ -24,12 +24,8 @@ import (
 // store and a name → id map.
 func searchFixture(t *testing.T) (*store.Store, map[string]string) {
 	t.Helper()
-	pool := testkit.DB(t)
+	pool, s := memberA(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
 	docs := []struct{ name, patient, body string }{
 		{"o1", "p1", `"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"laboratory"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"4548-4"}]},"effectiveDateTime":"2025-01-15T10:00:00Z","status":"final"`},
 		{"o2", "p1", `"category":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/observation-category","code":"vital-signs"}]}],"code":{"coding":[{"system":"http://loinc.org","code":"2345-7"}]},"effectiveDateTime":"2025-02","status":"final"`},
@@ -79,6 +75,16 @@ func mustQuery(t *testing.T, raw string) fhir.Search {
 		t.Fatalf("ParseSearch(%s): %v", raw, err)
 	}
 	return s
+}
+
+// memberA returns a migrated database with member "a" and a store over it.
+func memberA(t testing.TB) (*pgxpool.Pool, *store.Store) {
+	t.Helper()
+	pool := testkit.DB(t)
+	if _, err := pool.Exec(context.Background(), `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	return pool, store.New(pool)
 }
 
 func TestSearchSemantics(t *testing.T) {
@@ -220,12 +226,8 @@ func TestSearchIncludeHelpersAndExplain(t *testing.T) {
 // resources of different types may share an id and a change time (one transaction): pages
 // of one row still return both, because the type breaks ties before the id.
 func TestPagingAcrossTypesWithOneID(t *testing.T) {
-	pool := testkit.DB(t)
+	pool, s := memberA(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
 	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	err := db.InTx(ctx, pool, func(tx db.Querier) error {
 		for _, body := range []string{
@@ -271,12 +273,8 @@ func TestPagingAcrossTypesWithOneID(t *testing.T) {
 // walked that way and the page cut from their merged heads. Keyset pages follow one
 // another exactly, through ties broken by id.
 func TestCompartmentPageStopsEarly(t *testing.T) {
-	pool := testkit.DB(t)
+	pool, s := memberA(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	err := db.InTx(ctx, pool, func(tx db.Querier) error {
 		for i := range 400 {
@@ -413,11 +411,8 @@ func genericPlan(t *testing.T, conn *pgxpool.Conn, name, sql string, args []any)
 // system) index. The per-row token check must not be able to: even with the row index
 // gone, no plan may use that index to find the code.
 func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
-	pool := testkit.DB(t)
+	pool, _ := memberA(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
 	// A region's notes: 20,000 of 2,000 patients with server ids (32 hex digits), one type
 	// code common and the rest spread, among the index rows of many other resources.
 	if _, err := pool.Exec(ctx, `INSERT INTO fhir_resources (type, id, version, member_id, patient_id, last_updated, body)
@@ -464,12 +459,8 @@ func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
 // (a few rows) rather than the gender (hundreds), whether planned for its values or once
 // for any values.
 func TestNameSearchPlanFollowsTheName(t *testing.T) {
-	pool := testkit.DB(t)
+	pool, s := memberA(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
 	err := db.InTx(ctx, pool, func(tx db.Querier) error {
 		for i := range 1000 {
 			body := fmt.Sprintf(`{"resourceType":"Patient","name":[{"family":"Family%02d","given":["Given%03d"]}],"gender":"%s","birthDate":"19%02d-01-01"}`,
@@ -539,12 +530,8 @@ func TestNameSearchPlanFollowsTheName(t *testing.T) {
 // a member filter that every row passes), page by page, after updates and deletes, and
 // with _since.
 func TestStringDrivenSearch(t *testing.T) {
-	pool := testkit.DB(t)
+	pool, s := memberA(t)
 	ctx := context.Background()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
 	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
 	patient := func(i int, family, gender string) *fhir.Resource {
 		return fhir.MustParse([]byte(fmt.Sprintf(`{"resourceType":"Patient","name":[{"family":%q,"given":["Given%03d"]},{"family":"Chenoweth"}],"gender":%q}`, family, i, gender)))
