@@ -230,7 +230,7 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 }
 
 // hl7Viewer is who sends a message, for its audit events: the member's system (actor
-// "hl7v2|member" and client "hl7v2", as the MPI side of a merge is audited), no purpose,
+// "hl7v2|member" and client "hl7v2"; the MPI side of a merge names the same), no purpose,
 // the message control ID (MSH-10) as the request ID, and the connection's address.
 func hl7Viewer(conn hl7v2.ConnInfo, member directory.Member, controlID string) records.Viewer {
 	v := records.Viewer{Actor: "hl7v2|" + member.ID, Client: "hl7v2", Org: member.ID, Role: consent.RoleSystem, RequestID: controlID}
@@ -764,8 +764,9 @@ func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, member dire
 	if h.srv.Matcher != nil {
 		model = h.srv.Matcher.Model()
 	}
+	v := hl7Viewer(hl7v2.ConnInfo{}, member, controlID) // the sender, as its write events name it
 	_, err = mpistore.NewOps(h.srv.Pool, h.opts.Audit, model).RetireSource(ctx, tx, retired.ID, surv.ID, mpistore.Steward{
-		Subject: "hl7v2|" + member.ID, Org: member.ID, Role: consent.RoleSystem, Client: "hl7v2", RequestID: controlID})
+		Subject: v.Actor, Org: v.Org, Role: v.Role, Client: v.Client, RequestID: v.RequestID})
 	return err
 }
 
