@@ -20,8 +20,10 @@ import (
 // condition like a conditional create, among the member's own resources only: no match
 // creates the resource (201, or 200 when a Patient's MRN names the member's existing record;
 // it needs the create scope too, and the body may not carry an id), one match updates it (200; a body id must be that one; If-Match applies), more than
-// one is 412. Another member's resources never match, so a condition reveals nothing. The
-// create's or update's audit event commits with it (503 and nothing stored when it cannot).
+// one is 412. Another member's resources never match, so a condition reveals nothing and
+// refuses no foreign id; a match deleted by a concurrent request before its update locks it
+// answers 404 after a deny event, like a PUT of it (auditRefusedUpdate). The create's or
+// update's audit event commits with it (503 and nothing stored when it cannot).
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	const op = "exchange.conditionalUpdate"
 	typ := c.Param("type")
@@ -55,7 +57,7 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 		return writePrecondition(c, p)
 	}
 	if err != nil {
-		return err
+		return s.auditRefusedUpdate(ctx, v, err)
 	}
 	setVersionHeaders(c, s.FHIRBase(), st)
 	return c.Blob(status, mimeFHIR, st.Body)

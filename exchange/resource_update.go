@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -44,8 +45,9 @@ func writePrecondition(c echo.Context, p *errPrecondition) error {
 }
 
 // update stores res as a new version of the member's resource typ/id inside tx. The
-// pre-image must be the member's own and not deleted (anything else is errs.NotFound, so
-// another member's id looks absent and no id can be created by PUT); the new body goes
+// pre-image must be the member's own and not deleted (anything else is errs.NotFound whose
+// cause is a *refusedWrite, so another member's id looks absent, no id can be created by
+// PUT, and the caller can audit the refusal); the new body goes
 // through Ingest, which authorizes its compartment like a create (a resource cannot be
 // moved into another member's Patient). ifMatch, when not "", must name the current
 // version (errPrecondition otherwise).
@@ -73,8 +75,8 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 	if err != nil && errs.CodeOf(err) != errs.NotFound {
 		return store.Stored{}, err
 	}
-	if err != nil || h.MemberID != member.ID || h.Deleted {
-		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found")
+	if reason := refusalOf(h, err, member.ID); reason != "" {
+		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found", &refusedWrite{typ: typ, id: id, reason: reason})
 	}
 	if ifMatch != "" {
 		v, ok := store.ParseETag(ifMatch)
@@ -90,8 +92,10 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 }
 
 // updateResource handles PUT [base]/[type]/[id]: a member updates one of its own
-// resources. Another member's resource and an unknown id answer alike (404). The update's
-// audit event commits with it (503 and nothing stored when it cannot).
+// resources. Another member's resource, an unknown id and the member's own deleted one
+// answer alike (404), each after a deny event of the refused update
+// (auditRefusedUpdate; 503 when it cannot be committed). The update's audit event commits
+// with it (503 and nothing stored when it cannot).
 func (s *Server) updateResource(c echo.Context) error {
 	const op = "exchange.updateResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -121,7 +125,7 @@ func (s *Server) updateResource(c echo.Context) error {
 		return writePrecondition(c, p)
 	}
 	if err != nil {
-		return err
+		return s.auditRefusedUpdate(ctx, v, err)
 	}
 	setVersionHeaders(c, s.FHIRBase(), st)
 	return c.Blob(http.StatusOK, mimeFHIR, st.Body)
@@ -129,9 +133,11 @@ func (s *Server) updateResource(c echo.Context) error {
 
 // deleteResource handles DELETE [base]/[type]/[id]: a soft delete of the member's own
 // resource (history kept, search index rows removed). An unknown id, another member's
-// resource and an already deleted one answer 204 alike, so a delete reveals nothing; only
-// a delete that removed something has an audit event, committed with it (503 and nothing
-// deleted when it cannot be).
+// resource and an already deleted one answer 204 alike, so a delete reveals nothing. A
+// delete that removed something has its audit event committed with it (503 and nothing
+// deleted when it cannot be); one refused because the id is unknown or another member's
+// has a deny event (auditRefusal) committed before the 204 (503 when it cannot be);
+// one of the member's own resource deleted already refuses nothing and has none.
 func (s *Server) deleteResource(c echo.Context) error {
 	const op = "exchange.deleteResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -140,13 +146,18 @@ func (s *Server) deleteResource(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	v := viewer(c)
+	var refused *refusedWrite
 	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
 		var w records.Writes
-		if err := s.deleteOwn(ctx, tx, v.Org, typ, id, &w); err != nil {
+		var err error
+		if refused, err = s.deleteOwnRefusing(ctx, tx, v.Org, typ, id, &w); err != nil {
 			return err
 		}
 		return s.auditWrites(ctx, tx, v, &w)
 	})
+	if err == nil && refused != nil {
+		err = s.auditRefusal(ctx, v, audit.Delete, refused)
+	}
 	if err != nil {
 		return err
 	}
@@ -157,25 +168,86 @@ func (s *Server) deleteResource(c echo.Context) error {
 // the compartment the resource was in, in w. A resource that does not exist, is another
 // member's or is deleted already is left alone and recorded nowhere: nil, like a delete.
 func (s *Server) deleteOwn(ctx context.Context, tx db.Querier, memberID, typ, id string, w *records.Writes) error {
+	_, err := s.deleteOwnRefusing(ctx, tx, memberID, typ, id, w)
+	return err
+}
+
+// deleteOwnRefusing is deleteOwn that also returns why it left typ/id alone when the id
+// is unknown or another member's resource (deleted or not), for the caller to audit the
+// refusal; nil when it deleted the resource or the member's own was deleted already.
+func (s *Server) deleteOwnRefusing(ctx context.Context, tx db.Querier, memberID, typ, id string, w *records.Writes) (*refusedWrite, error) {
 	// The row lock first, so the compartment read next is the one deleted.
 	h, err := s.FHIR.Lock(ctx, tx, typ, id)
-	switch {
-	case errs.CodeOf(err) == errs.NotFound:
-		return nil
-	case err != nil:
-		return err
-	case h.MemberID != memberID || h.Deleted:
-		return nil
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return nil, err
+	}
+	switch reason := refusalOf(h, err, memberID); reason {
+	case "":
+	case "deleted":
+		return nil, nil // the member's own, deleted already: done, nothing refused
+	default:
+		return &refusedWrite{typ: typ, id: id, reason: reason}, nil
 	}
 	cur, err := s.FHIR.Get(ctx, tx, typ, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := s.FHIR.Delete(ctx, tx, typ, id, memberID, s.Now()); err != nil {
-		return err
+		return nil, err
 	}
 	w.Stored(audit.Delete, cur)
-	return nil
+	return nil, nil
+}
+
+// refusedWrite is an update or delete of typ/id refused as if the id were absent, and why
+// (refusalOf). update returns it as the cause of its errs.NotFound, deleteOwnRefusing as a
+// value; the handler audits it with auditRefusal. It holds IDs and a code only.
+type refusedWrite struct {
+	typ, id, reason string
+}
+
+func (r *refusedWrite) Error() string { return r.typ + "/" + r.id + " refused: " + r.reason }
+
+// refusalOf says why a write of the member's resource whose row lock returned h and
+// lockErr (nil or errs.NotFound) is refused: "not-found" for an id never stored,
+// "not-owner" for another member's resource (deleted or not), "deleted" for the member's
+// own deleted one; "" when the write may go ahead.
+func refusalOf(h store.Head, lockErr error, memberID string) string {
+	switch {
+	case lockErr != nil:
+		return "not-found"
+	case h.MemberID != memberID:
+		return "not-owner"
+	case h.Deleted:
+		return "deleted"
+	}
+	return ""
+}
+
+// auditRefusal commits the deny event of the refused update or delete r
+// (records.Service.AuditWriteRefusal: action, the resource, the person behind it if any,
+// the reason; never the body). The caller's absent-alike answer leaves only once it
+// returns nil. An event that cannot be committed, or no enforcement point (Deps.Records)
+// to commit it, is errs.Unavailable (503) instead.
+func (s *Server) auditRefusal(ctx context.Context, v records.Viewer, action audit.Action, r *refusedWrite) error {
+	if s.Records == nil {
+		return errs.E("exchange.auditRefusal", errs.Unavailable, "audit log unavailable", r)
+	}
+	return s.Records.AuditWriteRefusal(ctx, v, action, r.typ, r.id, r.reason)
+}
+
+// auditRefusedUpdate is auditRefusal for the error of an update: when err carries a
+// *refusedWrite (update's 404) it returns err after committing the deny event, or the
+// audit failure (503) instead; any other err is returned as it is.
+func (s *Server) auditRefusedUpdate(ctx context.Context, v records.Viewer, err error) error {
+	var r *refusedWrite
+	if !errors.As(err, &r) {
+		return err
+	}
+	if aerr := s.auditRefusal(ctx, v, audit.Update, r); aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 // setVersionHeaders writes Location, ETag and Last-Modified for a stored version.
