@@ -9,10 +9,16 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/internal/config"
 	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -20,21 +26,41 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(args) > 0 {
 		sub = args[0]
 	}
-	if sub != "verify" && sub != "checkpoint" {
-		fmt.Fprint(stderr, "usage: concord audit verify [--pub HEX]   check the whole chain and every signed checkpoint\n       concord audit checkpoint            write a signed checkpoint now and print it as JSON\n")
+	if sub != "verify" && sub != "checkpoint" && sub != "prune" {
+		fmt.Fprint(stderr, "usage: concord audit verify [--pub HEX]   check the whole chain and every signed checkpoint\n"+
+			"       concord audit checkpoint            write a signed checkpoint now and print it as JSON\n"+
+			"       concord audit prune --before YYYY-MM-DD [--dry-run]\n"+
+			"                                           drop the monthly partitions that end by then (at least 6 years ago)\n")
 		if sub == "-h" || sub == "--help" {
 			return flag.ErrHelp
 		}
 		return errReported
 	}
-	var pubHex string
-	cfg, _, err := parseConfig("audit "+sub, "audit "+sub+" [flags]", args[1:], stderr, func(fs *flag.FlagSet) {
-		if sub == "verify" {
+	var pubHex, beforeArg string
+	var dryRun bool
+	synopsis := "audit " + sub + " [flags]"
+	if sub == "prune" {
+		synopsis = "audit prune --before YYYY-MM-DD [--dry-run] [flags]\n\n" +
+			"Drops the monthly partitions of the audit log that end on or before --before (at least\n" +
+			strconv.Itoa(pruneRetentionYears) + " years ago), once a signed checkpoint covers their events. The chain then starts\n" +
+			"from a signed anchor and `concord audit verify` still proves it whole. Run it as the\n" +
+			"database owner (the role `concord migrate` uses) with the server's DATA_DIR, which holds\n" +
+			"the checkpoint key. Prints partition names and seqs only."
+	}
+	cfg, _, err := parseConfig("audit "+sub, synopsis, args[1:], stderr, func(fs *flag.FlagSet) {
+		switch sub {
+		case "verify":
 			fs.StringVar(&pubHex, "pub", "", "checkpoint public key (hex Ed25519); default: derived from the key in DATA_DIR")
+		case "prune":
+			fs.StringVar(&beforeArg, "before", "", "drop the monthly partitions that end on or before this date (YYYY-MM-DD, UTC); required")
+			fs.BoolVar(&dryRun, "dry-run", false, "run every check and list what would be dropped, changing nothing")
 		}
 	})
 	if err != nil {
 		return err
+	}
+	if sub == "prune" {
+		return auditPrune(ctx, cfg, beforeArg, dryRun, time.Now(), stdout)
 	}
 	priv, err := auditSigningKey(cfg)
 	if err != nil {
@@ -90,4 +116,100 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-var _ = os.Stdout
+// pruneRetentionYears is how long audit prune keeps events. config.Config has no retention
+// setting yet, so this is the legal floor; a configured retention may lengthen it here,
+// never shorten it below audit.MinRetentionYears.
+const pruneRetentionYears = audit.MinRetentionYears
+
+// auditSeedFile is where auditSigningKey keeps the checkpoint key's seed, under DATA_DIR.
+const auditSeedFile = "audit-checkpoint.seed"
+
+// auditPrune runs `concord audit prune`: it drops (or, with dryRun, lists) the audit
+// partitions that end on or before the date before names, and prints partition names and
+// seqs, never event contents. It refuses a date less than pruneRetentionYears before now,
+// and a DATA_DIR without the checkpoint key, before opening the database; every error says
+// that nothing was pruned, since the prune is one transaction.
+func auditPrune(ctx context.Context, cfg config.Config, before string, dryRun bool, now time.Time, stdout io.Writer) error {
+	if before == "" {
+		return errors.New("audit prune: --before YYYY-MM-DD is required")
+	}
+	cut, err := time.Parse(time.DateOnly, before)
+	if err != nil {
+		return fmt.Errorf("audit prune: --before %q: want a date as YYYY-MM-DD", before)
+	}
+	floor := now.UTC().AddDate(-pruneRetentionYears, 0, 0)
+	if cut.After(floor) {
+		return fmt.Errorf("audit prune: --before %s is too recent: audit events are kept at least %d years, so the latest date allowed today is %s; nothing pruned",
+			before, pruneRetentionYears, floor.Format(time.DateOnly))
+	}
+	// auditSigningKey makes a new key when DATA_DIR has none: right for a first `serve`,
+	// wrong here, where the key must be the one that signed the checkpoints.
+	seed := filepath.Join(cfg.DataDir, "keys", auditSeedFile)
+	if _, err := os.Stat(seed); err != nil {
+		return fmt.Errorf("audit prune: no checkpoint signing key at %s (%v): run prune with the CONCORD_DATA_DIR of the `concord serve` that writes the checkpoints; nothing pruned",
+			seed, errors.Unwrap(err))
+	}
+	key, err := auditSigningKey(cfg)
+	if err != nil {
+		return fmt.Errorf("audit prune: checkpoint signing key: %v; nothing pruned", err)
+	}
+	pool, err := openAdminDB(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	var plan audit.PrunePlan
+	if dryRun {
+		err = db.InTxOpts(ctx, pool, pgx.TxOptions{AccessMode: pgx.ReadOnly}, func(tx db.Querier) error {
+			plan, err = audit.PlanPrune(ctx, tx, key, cut)
+			return err
+		})
+	} else {
+		err = db.InTx(ctx, pool, func(tx db.Querier) error {
+			plan, err = audit.ApplyPrune(ctx, tx, key, cut)
+			return err
+		})
+	}
+	if err != nil {
+		return pruneError(err)
+	}
+	verb := "pruned"
+	if dryRun {
+		verb = "dry run: would prune"
+	}
+	if len(plan.Partitions) == 0 {
+		_, err = fmt.Fprintf(stdout, "%s nothing: no audit partition ends on or before %s\n", verb, before)
+		return err
+	}
+	fmt.Fprintf(stdout, "%s %d audit partitions:\n", verb, len(plan.Partitions))
+	for _, p := range plan.Partitions {
+		fmt.Fprintf(stdout, "  %s\n", p)
+	}
+	switch {
+	case plan.LastSeq == 0:
+		fmt.Fprintln(stdout, "they hold no events; the audit anchor stays as it was")
+	case dryRun:
+		fmt.Fprintf(stdout, "events seq %d-%d, covered by signed checkpoint %d; the audit anchor would move to seq %d\n",
+			plan.FirstSeq, plan.LastSeq, plan.Checkpoint, plan.LastSeq)
+	default:
+		fmt.Fprintf(stdout, "events seq %d-%d, covered by signed checkpoint %d; signed audit anchor written at seq %d\n",
+			plan.FirstSeq, plan.LastSeq, plan.Checkpoint, plan.LastSeq)
+	}
+	if dryRun {
+		_, err = fmt.Fprintln(stdout, "nothing changed")
+	}
+	return err
+}
+
+// pruneError turns an error from audit.ApplyPrune or PlanPrune into a sentence for the
+// operator.
+func pruneError(err error) error {
+	msg := errs.MessageOf(err)
+	switch {
+	case errors.Is(err, audit.ErrNoCheckpoint):
+		return fmt.Errorf("audit prune: %s. Wait for the server's next checkpoint (it writes one every minute) or run `concord audit checkpoint` with the same CONCORD_DATA_DIR, then prune again", msg)
+	case msg != "":
+		return fmt.Errorf("audit prune: %s", msg)
+	}
+	return fmt.Errorf("audit prune: nothing pruned: %w", err)
+}
