@@ -245,9 +245,10 @@ func hl7Viewer(conn hl7v2.ConnInfo, member directory.Member, controlID string) r
 
 // storeOnce runs the message's one transaction: the dedupe row first (a concurrent
 // duplicate waits on it, then reads the first one's answer into *stored), then the data,
-// and last the audit events of what it wrote (records.AuditWrites: one per person and
-// action, for v). An event that cannot be written rolls the message back with
-// errs.Unavailable: AR, and nothing remembered for its MSH-10, so a resend is processed.
+// and last the audit events of what it wrote (auditWrites: one per person and action, for
+// v; a merge's writes under both persons it is about). An event that cannot be written
+// rolls the message back with errs.Unavailable: AR, and nothing remembered for its MSH-10,
+// so a resend is processed.
 func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member directory.Member, mapped *hl7v2.Mapped, stored **hl7v2.Ack, written *int) error {
 	key := mapped.Key
 	return db.InTx(ctx, h.srv.Pool, func(tx db.Querier) (err error) {
@@ -269,7 +270,7 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 			*stored = &a
 			return err
 		}
-		var w records.Writes
+		var w intakeWrites
 		n, err := h.store(ctx, tx, member, mapped, &w)
 		if err != nil {
 			return err
@@ -280,8 +281,31 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 		if err != nil {
 			return db.Map("exchange.HL7Intake.dedupe", err)
 		}
-		return h.srv.auditWrites(ctx, tx, v, &w)
+		return h.auditWrites(ctx, tx, v, &w)
 	})
+}
+
+// intakeWrites is what one message wrote, for its audit events: the writes filed by the
+// MPI's person of their member Patient when they are audited (records.Writes, as for every
+// write), and the writes of a merge filed under persons resolved around its MPI change
+// (filed; see merge).
+type intakeWrites struct {
+	records.Writes
+	filed []records.Filed
+}
+
+// auditWrites appends the events of w in tx (records.Service.AuditWritesFiled: one per
+// person and action) as the last step of the message's transaction. Without the
+// enforcement point (Deps.Records) nothing can be audited, so nothing is written:
+// errs.Unavailable.
+func (h *HL7Intake) auditWrites(ctx context.Context, tx db.Querier, v records.Viewer, w *intakeWrites) error {
+	if len(w.filed) == 0 {
+		return h.srv.auditWrites(ctx, tx, v, &w.Writes)
+	}
+	if h.srv.Records == nil {
+		return errs.E("exchange.HL7Intake.auditWrites", errs.Unavailable, "audit log unavailable")
+	}
+	return h.srv.Records.AuditWritesFiled(ctx, tx, v, &w.Writes, w.filed...)
 }
 
 // storedAck reads the answer already given to key. A key stored for another member is
@@ -462,11 +486,12 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 // store writes the mapped message in tx: Patients first (upserted by MRN through Ingest),
 // then Encounters and Observations in their patient's compartment, then DiagnosticReports
 // (whose results point at the Observations), and for A40/A34 the merge. It returns how
-// many resource versions it wrote, and records each write in w (a new resource is a
+// many resource versions it wrote, and records each write in iw (a new resource is a
 // create; a new version of a Patient, of a visit's Encounter or of a merge's re-pointed
 // resources an update; a Patient left as it was, nothing).
-func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, w *records.Writes) (int, error) {
+func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, iw *intakeWrites) (int, error) {
 	const op = "exchange.HL7Intake.store"
+	w := &iw.Writes
 	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
 	if err != nil {
 		return 0, err
@@ -573,7 +598,7 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 	}
 	if m.Merge != nil {
 		survivor := strings.TrimPrefix(ids[m.Resources[m.Subjects[m.Merge.Survivor].Patient].FullURL], "Patient/")
-		k, err := h.merge(ctx, tx, member, survivor, *retired, m.Key.ControlID, w)
+		k, err := h.merge(ctx, tx, member, survivor, *retired, m.Key.ControlID, iw)
 		if err != nil {
 			return 0, err
 		}
@@ -656,9 +681,16 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 // are rewritten), the retired Patient's source record leaves its regional person in the
 // MPI (retireSource), and the merge is recorded in exchange_hl7_merges. A retired MRN
 // Concord never received is recorded with no retired Patient. It returns the versions
-// written and records them in w as updates. A resent message (same MSH-10) never reaches
-// here: storeOnce answers it from the dedupe row.
-func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string, w *records.Writes) (int, error) {
+// written. A resent message (same MSH-10) never reaches here: storeOnce answers it from
+// the dedupe row.
+//
+// Every version written is an update about two persons, and is audited under both: the
+// person the retired record belonged to before the merge, and the survivor's person (""
+// for a Patient the MPI has no source record for). The re-pointed resources go in iw's
+// Writes (they are in the survivor's compartment now); all of them and the retired
+// Patient go in iw.filed under both persons, resolved here rather than when the events are
+// written, because retireSource moves the retired record to a new person of its own.
+func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string, iw *intakeWrites) (int, error) {
 	const op = "exchange.HL7Intake.merge"
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
 	switch {
@@ -696,6 +728,7 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 	}
 	from, to := "Patient/"+old, "Patient/"+survivor
 	n := 0
+	moved := make([]audit.Resource, 0, len(list)+1) // every version written, for the filed events
 	for _, x := range list {
 		res, err := fhir.Parse(x.body)
 		if err != nil {
@@ -714,7 +747,8 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 		if err != nil {
 			return 0, err
 		}
-		w.Stored(audit.Update, st)
+		iw.Stored(audit.Update, st)
+		moved = append(moved, audit.Resource{Type: st.Type, ID: st.ID})
 		n++
 	}
 	st, err := h.srv.FHIR.Get(ctx, tx, "Patient", old)
@@ -733,10 +767,16 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 	if err != nil {
 		return 0, err
 	}
-	w.Stored(audit.Update, retiredSt)
+	moved = append(moved, audit.Resource{Type: retiredSt.Type, ID: retiredSt.ID})
 	n++
-	if err := h.retireSource(ctx, tx, member, src, survivor, controlID); err != nil {
+	before, after, err := h.retireSource(ctx, tx, member, src, survivor, controlID)
+	if err != nil {
 		return 0, err
+	}
+	for _, person := range []string{before, after} {
+		for _, r := range moved {
+			iw.filed = append(iw.filed, records.Filed{Action: audit.Update, Person: person, Resource: r})
+		}
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_merges(member_id, survivor_patient, retired_patient, repointed, msh10) VALUES ($1, $2, $3, $4, $5)`,
 		member.ID, survivor, old, n-1, controlID)
@@ -747,27 +787,39 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 // tx (mpistore.Ops.RetireSource: link history, outbox event, audit), so no person lists
 // the retired Patient as a source any more. A survivor the MPI does not know leaves the
 // MPI as it is. The change is audited as the member's system (actor "hl7v2|member",
-// request id MSH-10).
-func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, member directory.Member, retired mpistore.Source, survivor, controlID string) error {
+// request id MSH-10). It returns the person the retired record belonged to before (as the
+// MPI change locked it; retired's own when the MPI is left as it is) and the survivor's
+// person ("" when the MPI does not know the survivor).
+func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, member directory.Member, retired mpistore.Source, survivor, controlID string) (before, after string, err error) {
+	before = string(retired.PersonID)
 	surv, err := h.srv.MPI.SourceByPatient(ctx, tx, survivor)
 	switch {
 	case errs.CodeOf(err) == errs.NotFound:
-		return nil
+		return before, "", nil
 	case err != nil:
-		return err
+		return "", "", err
 	}
+	after = string(surv.PersonID)
 	if h.opts.Audit == nil {
 		h.log().Warn("hl7v2 merge left the MPI unchanged: the intake has no audit log (HL7Options.Audit)", "member", member.ID, "msh10", controlID)
-		return nil
+		return before, after, nil
 	}
 	model := ""
 	if h.srv.Matcher != nil {
 		model = h.srv.Matcher.Model()
 	}
 	v := hl7Viewer(hl7v2.ConnInfo{}, member, controlID) // the sender, as its write events name it
-	_, err = mpistore.NewOps(h.srv.Pool, h.opts.Audit, model).RetireSource(ctx, tx, retired.ID, surv.ID, mpistore.Steward{
+	c, err := mpistore.NewOps(h.srv.Pool, h.opts.Audit, model).RetireSource(ctx, tx, retired.ID, surv.ID, mpistore.Steward{
 		Subject: v.Actor, Org: v.Org, Role: v.Role, Client: v.Client, RequestID: v.RequestID})
-	return err
+	if err != nil {
+		return "", "", err
+	}
+	for _, m := range c.Moved {
+		if m.Source == retired.ID {
+			before = m.From
+		}
+	}
+	return before, after, nil
 }
 
 // patientLink is an R4 Patient.link.

@@ -2,9 +2,11 @@ package records
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -101,4 +103,69 @@ func (s *Service) personOfResource(ctx context.Context, typ, id string) (string,
 		return "", err
 	}
 	return string(src.PersonID), nil
+}
+
+// Filed is a write together with the person it is filed under, for AuditWritesFiled.
+type Filed struct {
+	Action   audit.Action // audit.Create, audit.Update or audit.Delete
+	Person   string       // the MPI person; "" for none
+	Resource audit.Resource
+}
+
+// AuditWritesFiled is AuditWrites for a transaction some of whose writes the caller has
+// filed under persons itself (filed): writes whose member Patient an MPI change earlier in
+// tx moved away from the person they were about, which AuditWrites, asking the MPI when it
+// is called, would file under the Patient's new person instead (an HL7 merge's retired
+// record). Each filed write joins the event AuditWrites makes for ws with its action and
+// person, or starts one, so there is still one event per person and action (more only
+// beyond 1000 resources), each resource listed once. Otherwise it is AuditWrites: call it
+// last in tx, right before commit; any failure is errs.Unavailable.
+func (s *Service) AuditWritesFiled(ctx context.Context, tx db.Querier, v Viewer, ws *Writes, filed ...Filed) error {
+	const op = "records.AuditWritesFiled"
+	if len(filed) == 0 {
+		return s.AuditWrites(ctx, tx, v, ws)
+	}
+	if ws == nil {
+		ws = &Writes{}
+	}
+	evs, err := s.writeEvents(ctx, tx, v, ws)
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	at := s.now()
+	for _, f := range filed {
+		evs = fileWrite(evs, v, f, at)
+	}
+	al, ok := s.audit.(TxAuditLog)
+	if !ok {
+		return errs.E(op, errs.Unavailable, "the audit log cannot append inside a transaction")
+	}
+	if err := al.AppendTx(ctx, tx, evs...); err != nil {
+		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	return nil
+}
+
+// fileWrite adds f to the write event of its action and person in evs that lists it
+// already (then nothing changes) or has room for it, else to a new one, and returns evs.
+func fileWrite(evs []audit.Event, v Viewer, f Filed, at time.Time) []audit.Event {
+	room := -1
+	for i, ev := range evs {
+		if ev.Action != f.Action || ev.Patient != f.Person {
+			continue
+		}
+		if slices.Contains(ev.Resources, f.Resource) {
+			return evs
+		}
+		if room < 0 && len(ev.Resources) < maxWriteResources {
+			room = i
+		}
+	}
+	if room >= 0 {
+		evs[room].Resources = append(evs[room].Resources, f.Resource)
+		return evs
+	}
+	ev := event(v, f.Action, f.Person, at)
+	ev.Outcome, ev.Resources = audit.Permit, []audit.Resource{f.Resource}
+	return append(evs, ev)
 }
