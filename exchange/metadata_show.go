@@ -48,7 +48,8 @@ func supportedTypes() map[string][]string {
 	out["AuditEvent"] = []string{"search-type"} // written by Concord only; ITI-81
 	out["Binary"] = []string{"create", "read"}  // document bytes in S3, ITI-68
 	out["Subscription"] = []string{"create", "read", "delete", "search-type"}
-	delete(out, "Bundle") // Bundles are processed (transaction, batch), not stored
+	out["Endpoint"] = []string{"read", "search-type"} // the member directory, read-only (directory_fhir.go)
+	delete(out, "Bundle")                             // Bundles are processed (transaction, batch), not stored
 	return out
 }
 
@@ -67,6 +68,19 @@ var typeOperations = map[string][]operationCap{
 		{Name: "status", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-status"},
 		{Name: "events", Definition: "http://hl7.org/fhir/uv/subscriptions-backport/OperationDefinition/backport-subscription-events"},
 	},
+}
+
+// endpointSearchParams are the search parameters of the directory's Endpoints
+// (directory.ParseEndpointSearch); results page with _offset.
+var endpointSearchParams = []searchParamCap{
+	{Name: "_id", Definition: "http://hl7.org/fhir/SearchParameter/Resource-id", Type: "token"},
+	{Name: "connection-type", Definition: "http://hl7.org/fhir/SearchParameter/Endpoint-connection-type", Type: "token",
+		Documentation: "hl7-fhir-rest (a member's Subscriptions rest-hook origin, the exchange's FHIR base), hl7v2-mllp, direct-project"},
+	{Name: "identifier", Definition: "http://hl7.org/fhir/SearchParameter/Endpoint-identifier", Type: "token",
+		Documentation: "Directory endpoints carry no identifier today"},
+	{Name: "organization", Definition: "http://hl7.org/fhir/SearchParameter/Endpoint-organization", Type: "reference",
+		Documentation: "The managing Organization: member-{member id}, or concord for the exchange itself"},
+	{Name: "status", Definition: "http://hl7.org/fhir/SearchParameter/Endpoint-status", Type: "token"},
 }
 
 // extSubscriptionTopic lists, on the CapabilityStatement's Subscription entry, a topic the
@@ -101,6 +115,9 @@ func (s *Server) showMetadata(c echo.Context) error {
 		sc := searchCapability(t, ops)
 		r.SearchParam, r.SearchInclude, r.SearchRevInc, r.Operation = sc.Params, sc.Include, sc.RevInclude, sc.Ops
 		r.Operation = append(r.Operation, typeOperations[t]...)
+		if t == "Endpoint" { // the directory's own parameters (directory.ParseEndpointSearch), no includes
+			r.SearchParam, r.SearchInclude, r.SearchRevInc = endpointSearchParams, nil, nil
+		}
 		if store.Matchable(t) && !ownHandlerWrite(t, http.MethodPut) {
 			r.ConditionalCreate = slices.Contains(ops, "create")
 			r.ConditionalUpdate = slices.Contains(ops, "update")

@@ -47,6 +47,13 @@ func (s *Server) routes(e *echo.Echo) {
 		a.GET("/Subscription/:id/$status", s.subscriptionStatus)
 		a.GET("/Subscription/:id/$events", s.subscriptionEvents)
 	}
+	// Endpoint is the directory's, read-only (directory_fhir.go; reads and searches are
+	// SearchAPI's): a member's write is refused.
+	a.POST("/Endpoint", s.refuseEndpointWrite)
+	a.PUT("/Endpoint", s.refuseEndpointWrite)
+	a.DELETE("/Endpoint", s.refuseEndpointWrite)
+	a.PUT("/Endpoint/:id", s.refuseEndpointWrite)
+	a.DELETE("/Endpoint/:id", s.refuseEndpointWrite)
 	a.POST("/Patient/$match", s.matchPatients) // PDQm ITI-119
 	a.GET("/Patient/$ihe-pix", s.pixQuery)     // PIXm ITI-83
 	a.POST("", s.processBundle)

@@ -39,6 +39,17 @@ func (a *SearchAPI) Register(e *echo.Echo) {
 	e.GET("/fhir/:type", a.searchResources, mw...)
 	e.POST("/fhir/:type/_search", a.searchResources, mw...)
 	e.GET("/fhir/:type/:id/$everything", a.showEverything, mw...)
+	// The member directory as FHIR, read-only (directory_fhir.go).
+	e.GET("/fhir/Endpoint", a.searchEndpoints, mw...)
+	e.POST("/fhir/Endpoint/_search", a.searchEndpoints, mw...)
+	e.GET("/fhir/Endpoint/:id", a.readEndpoint, mw...)
+	e.GET("/fhir/Endpoint/:id/_history", a.directoryHistory("Endpoint", false), mw...)
+	e.GET("/fhir/Endpoint/:id/_history/:vid", a.directoryHistory("Endpoint", true), mw...)
+	e.GET("/fhir/Organization", a.searchOrganizations, mw...)
+	e.POST("/fhir/Organization/_search", a.searchOrganizations, mw...)
+	e.GET("/fhir/Organization/:id", a.readOrganization, mw...)
+	e.GET("/fhir/Organization/:id/_history", a.directoryHistory("Organization", false), mw...)
+	e.GET("/fhir/Organization/:id/_history/:vid", a.directoryHistory("Organization", true), mw...)
 }
 
 // withSearch returns types with "search-type" added for the types the exchange can

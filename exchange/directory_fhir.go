@@ -1,0 +1,408 @@
+package exchange
+
+import (
+	"cmp"
+	"context"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
+)
+
+// The member directory as FHIR (standards.md §8), read-only: every member as an
+// Organization and every endpoint the directory knows as an Endpoint, plus the exchange
+// itself (Organization/concord with its FHIR base, Endpoint/concord-fhir). The mapping is
+// directory's (directory/fhir.go); this file loads it, checks scopes, audits and answers.
+//
+// Directory data is reference data holding no PHI: no consent decides it, but every
+// request needs a member token with the type's scope (system/Endpoint.rs,
+// system/Organization.rs) and writes the audit event a reference-data read or search
+// writes (no patient; records.Searcher.AuditReference) before anything is disclosed.
+//
+//	GET  /fhir/Endpoint[?organization=&connection-type=&identifier=&status=&_id=&_count=&_offset=]
+//	POST /fhir/Endpoint/_search
+//	GET  /fhir/Endpoint/{id}            a directory Endpoint; a 32-hex id is a stored one (below)
+//	GET  /fhir/Organization[?...]       member-sent reference Organizations and directory ones
+//	POST /fhir/Organization/_search
+//	GET  /fhir/Organization/{id}        member-<id> and concord are directory Organizations
+//
+// Endpoint writes are refused (refuseEndpointWrite): directory entries are registered by
+// the operator (concord member endpoint). Before this view existed any R4 type, Endpoint
+// included, was stored as its member sent it; such a stored Endpoint keeps its
+// server-assigned id, which no directory id can take, and stays readable (and deletable)
+// by the member through the generic handlers, but it is not a directory entry and is not
+// searched.
+
+// directorySource is meta.source of directory resources: [BaseURL]/directory, beside
+// [BaseURL]/members/{id} for what a member sent.
+func (s *Server) directorySource() string { return s.cfg.BaseURL + "/directory" }
+
+// directoryView loads the directory's Organizations and Endpoints, by id. orgIDs limits it
+// to those Organization ids (nil: all): member-<id> loads that member, concord the
+// exchange. Rest-hook endpoints are listed only where notifications are served.
+func (s *Server) directoryView(ctx context.Context, orgIDs []string) ([]directory.Organization, []directory.Endpoint, error) {
+	var members []string
+	exchange := orgIDs == nil
+	if orgIDs != nil {
+		members = []string{}
+		for _, id := range orgIDs {
+			if m, ok := strings.CutPrefix(id, "member-"); ok {
+				members = append(members, m)
+			}
+			exchange = exchange || id == directory.ExchangeOrganizationID
+		}
+		if len(members) == 0 && !exchange {
+			return nil, nil, nil
+		}
+	}
+	var ls []directory.Listing
+	if members == nil || len(members) > 0 {
+		var err error
+		if ls, err = s.Directory.Listings(ctx, members); err != nil {
+			return nil, nil, err
+		}
+	}
+	if s.Notify != nil && len(ls) > 0 {
+		hooks, err := s.Notify.EndpointOrigins(ctx, s.Pool, members)
+		if err != nil {
+			return nil, nil, err
+		}
+		for i := range ls {
+			ls[i].HookOrigins = hooks[ls[i].Member.ID]
+		}
+	}
+	var orgs []directory.Organization
+	var eps []directory.Endpoint
+	if exchange {
+		x := directory.Exchange{FHIRBase: s.FHIRBase()}
+		orgs = append(orgs, directory.ExchangeOrganization(x))
+		eps = append(eps, directory.ExchangeEndpoints(x)...)
+	}
+	for _, l := range ls {
+		orgs = append(orgs, directory.MemberOrganization(l))
+		eps = append(eps, directory.MemberEndpoints(l)...)
+	}
+	slices.SortFunc(orgs, func(a, b directory.Organization) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(eps, func(a, b directory.Endpoint) int {
+		return cmp.Or(strings.Compare(a.OrgID, b.OrgID), strings.Compare(a.ConnectionType, b.ConnectionType),
+			strings.Compare(a.Address, b.Address), strings.Compare(a.ID, b.ID))
+	})
+	return orgs, eps, nil
+}
+
+// storedID reports whether id has the form of a server-assigned stored id (store.NewID),
+// which no directory resource has.
+func storedID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for _, r := range id {
+		if (r < '0' || r > '9') && (r < 'a' || r > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// asStored wraps a directory resource's body for writeBundle.
+func asStored(typ, id string, body []byte) store.Stored {
+	return store.Stored{Type: typ, ID: id, Body: body}
+}
+
+// searchQuery is the query of a search request: the URL query, merged with the form body
+// of POST [type]/_search.
+func searchQuery(c echo.Context) (url.Values, bool, error) {
+	const op = "exchange.searchQuery"
+	r := c.Request()
+	q := r.URL.Query()
+	post := r.Method == http.MethodPost
+	if post && r.ContentLength != 0 {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if mt != "application/x-www-form-urlencoded" {
+			return nil, post, errs.E(op, errs.Unsupported, "send the search parameters as application/x-www-form-urlencoded")
+		}
+		if err := r.ParseForm(); err != nil {
+			return nil, post, errs.E(op, errs.Invalid, "malformed form body")
+		}
+		for k, vs := range r.PostForm {
+			q[k] = append(q[k], vs...)
+		}
+	}
+	return q, post, nil
+}
+
+// pageLink is the link to the page of typ's search q starting at offset (directory
+// paging: the directory is small and its order fixed, so an offset pages it).
+func (s *Server) pageLink(typ string, q url.Values, offset int) string {
+	next := url.Values{}
+	for k, vs := range q {
+		if k != "_offset" && k != records.CursorParam {
+			next[k] = vs
+		}
+	}
+	next.Set("_offset", strconv.Itoa(offset))
+	return s.FHIRBase() + "/" + typ + "?" + next.Encode()
+}
+
+// selfLink is the self link of a search of typ.
+func (s *Server) selfLink(c echo.Context, typ string, post bool) string {
+	self := s.FHIRBase() + "/" + typ
+	switch {
+	case post:
+		self += "/_search"
+	case c.Request().URL.RawQuery != "":
+		self += "?" + c.Request().URL.RawQuery
+	}
+	return self
+}
+
+// auditedResources lists page entries for the audit event.
+func auditedResources(sts []store.Stored) []audit.Resource {
+	out := make([]audit.Resource, 0, len(sts))
+	for _, st := range sts {
+		out = append(out, audit.Resource{Type: st.Type, ID: st.ID})
+	}
+	return out
+}
+
+// searchEndpoints handles GET [base]/Endpoint and POST [base]/Endpoint/_search over the
+// directory's Endpoints: a searchset with total (unless _total=none), paged by _offset.
+// An unknown organization is an empty Bundle.
+func (a *SearchAPI) searchEndpoints(c echo.Context) error {
+	if err := require(c, "Endpoint", 's'); err != nil {
+		return err
+	}
+	q, post, err := searchQuery(c)
+	if err != nil {
+		return err
+	}
+	s, err := directory.ParseEndpointSearch(q, a.s.FHIRBase(), 20, a.s.cfg.MaxCount)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	orgs, _ := s.Organizations() // nil: every Organization's
+	_, eps, err := a.s.directoryView(ctx, orgs)
+	if err != nil {
+		return err
+	}
+	var matches []directory.Endpoint
+	for _, e := range eps {
+		if s.Matches(e) {
+			matches = append(matches, e)
+		}
+	}
+	shown, nextOffset := s.Page(matches)
+	page := records.Page{}
+	for _, e := range shown {
+		page.Matches = append(page.Matches, asStored("Endpoint", e.ID, e.FHIR(a.s.directorySource())))
+	}
+	if !s.NoTotal {
+		n := len(matches)
+		page.Total = &n
+	}
+	if err := a.x.AuditReference(ctx, viewer(c), audit.Query, q, auditedResources(page.Matches)); err != nil {
+		return err
+	}
+	next := ""
+	if nextOffset >= 0 {
+		next = a.s.pageLink("Endpoint", q, nextOffset)
+	}
+	return a.writeBundle(c, page, a.s.selfLink(c, "Endpoint", post), next)
+}
+
+// readEndpoint handles GET [base]/Endpoint/{id}: a directory Endpoint, or (a stored id)
+// an Endpoint a member stored before the directory view, read through the enforcement
+// point like any stored resource.
+func (a *SearchAPI) readEndpoint(c echo.Context) error {
+	id := c.Param("id")
+	if storedID(id) {
+		return a.s.delegate(c, a.s.readResource, "Endpoint", id)
+	}
+	if err := require(c, "Endpoint", 'r'); err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	_, eps, err := a.s.directoryView(ctx, nil)
+	if err != nil {
+		return err
+	}
+	for _, e := range eps {
+		if e.ID == id {
+			return a.writeDirectoryRead(c, "Endpoint", id, e.FHIR(a.s.directorySource()))
+		}
+	}
+	return errs.E("exchange.readEndpoint", errs.NotFound, "resource not found")
+}
+
+// readOrganization handles GET [base]/Organization/{id}: a directory Organization
+// (member-<id>, concord), or any other id through the generic read.
+func (a *SearchAPI) readOrganization(c echo.Context) error {
+	id := c.Param("id")
+	if !directory.IsDirectoryID(id) {
+		return a.s.delegate(c, a.s.readResource, "Organization", id)
+	}
+	if err := require(c, "Organization", 'r'); err != nil {
+		return err
+	}
+	orgs, _, err := a.s.directoryView(c.Request().Context(), []string{id})
+	if err != nil {
+		return err
+	}
+	for _, o := range orgs {
+		if o.ID == id {
+			return a.writeDirectoryRead(c, "Organization", id, o.FHIR(a.s.directorySource()))
+		}
+	}
+	return errs.E("exchange.readOrganization", errs.NotFound, "resource not found")
+}
+
+// writeDirectoryRead audits the read of directory resource typ/id and answers body.
+func (a *SearchAPI) writeDirectoryRead(c echo.Context, typ, id string, body []byte) error {
+	if err := a.x.AuditReference(c.Request().Context(), viewer(c), audit.Read, nil, []audit.Resource{{Type: typ, ID: id}}); err != nil {
+		return err
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusOK, mimeFHIR, body)
+}
+
+// directoryHistory answers history and vread under typ/{id}: the generic handler for a
+// stored id, 405 for a directory resource, which has no versions.
+func (a *SearchAPI) directoryHistory(typ string, vread bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		id := c.Param("id")
+		if directory.IsDirectoryID(id) || typ == "Endpoint" && !storedID(id) {
+			return historyNotServed(c)
+		}
+		h := a.s.historyResource
+		if vread {
+			h = a.s.vreadResource
+		}
+		return a.s.delegate(c, h, typ, id)
+	}
+}
+
+// delegate runs a generic handler, which reads the type and id from the path, for typ/id.
+func (s *Server) delegate(c echo.Context, h echo.HandlerFunc, typ, id string) error {
+	names, values := []string{"type", "id"}, []string{typ, id}
+	if vid := c.Param("vid"); vid != "" {
+		names, values = append(names, "vid"), append(values, vid)
+	}
+	c.SetParamNames(names...)
+	c.SetParamValues(values...)
+	return h(c)
+}
+
+// searchOrganizations handles GET [base]/Organization and POST [base]/Organization/_search:
+// the directory's Organizations that match, then the member-sent reference Organizations
+// of records.Searcher, in one searchset.
+//
+// The directory entries come first (by id), and are paged by _offset while they fill
+// whole pages; the page where they run out is filled with the first stored matches
+// (_count less the directory entries on it), and later pages are the stored search's own
+// (its sealed _cursor). total, when given, counts both. A directory entry matches by
+// identifier (urn:ietf:rfc:3986|urn:oid:..., or the bare urn:oid:... value), name, active
+// and _id; a clause on anything else (_lastUpdated) leaves the directory out.
+func (a *SearchAPI) searchOrganizations(c echo.Context) error {
+	const typ = "Organization"
+	if err := require(c, typ, 's'); err != nil {
+		return err
+	}
+	c.SetParamNames("type")
+	c.SetParamValues(typ)
+	q, post, err := searchQuery(c)
+	if err != nil {
+		return err
+	}
+	if q.Has(records.CursorParam) { // a later page of the stored search
+		return a.searchResources(c)
+	}
+	offset := 0
+	if q.Has("_offset") {
+		if offset, err = strconv.Atoi(q.Get("_offset")); err != nil || offset < 0 || len(q["_offset"]) != 1 {
+			return errs.E("exchange.searchOrganizations", errs.Invalid, "_offset must be a non-negative integer")
+		}
+	}
+	stored := url.Values{}
+	for k, vs := range q {
+		if k != "_offset" {
+			stored[k] = vs
+		}
+	}
+	s, err := fhir.SearchOptions{DefaultCount: 20, MaxCount: a.s.cfg.MaxCount}.Parse(typ, stored)
+	if err != nil {
+		return err
+	}
+	if len(s.Elements) > 0 {
+		return errs.E("exchange.searchOrganizations", errs.Invalid, "_elements is not supported")
+	}
+	ctx := c.Request().Context()
+	orgs, _, err := a.s.directoryView(ctx, nil)
+	if err != nil {
+		return err
+	}
+	var matches []store.Stored
+	for _, o := range orgs {
+		if o.Matches(s) {
+			matches = append(matches, asStored(typ, o.ID, o.FHIR(a.s.directorySource())))
+		}
+	}
+	scopes := principal(c).Scopes
+	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
+	var page records.Page
+	dir := matches[min(offset, len(matches)):]
+	next := ""
+	if s.SummaryCount || s.Count == 0 || len(dir) < s.Count {
+		// The stored search fills what the directory leaves of this page (a count only:
+		// all of it); it audits its own matches.
+		if s.SummaryCount || s.Count == 0 {
+			dir = nil
+		} else {
+			stored.Set("_count", strconv.Itoa(s.Count-len(dir)))
+		}
+		if page, err = a.x.SearchAllowed(ctx, viewer(c), typ, stored, allow); err != nil {
+			return err
+		}
+		if page.Total != nil {
+			n := *page.Total + len(matches)
+			page.Total = &n
+		}
+		if page.Next != "" {
+			next = a.s.FHIRBase() + "/" + typ + "?" + url.Values{records.CursorParam: {page.Next}}.Encode()
+		}
+	} else { // the directory fills this page; the stored matches start on a later one
+		dir = dir[:s.Count]
+		next = a.s.pageLink(typ, q, offset+s.Count)
+	}
+	if len(dir) > 0 { // the directory entries shown: one more reference-data event
+		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, q, auditedResources(dir)); err != nil {
+			return err
+		}
+	}
+	page.Matches = append(slices.Clone(dir), page.Matches...)
+	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
+}
+
+// refuseEndpointWrite answers a member's POST, PUT or DELETE of an Endpoint: 405 with an
+// OperationOutcome. Directory Endpoints are registered by the exchange operator; a DELETE
+// of an Endpoint stored before the directory view (a stored id) goes to the generic delete.
+func (s *Server) refuseEndpointWrite(c echo.Context) error {
+	if id := c.Param("id"); c.Request().Method == http.MethodDelete && storedID(id) {
+		return s.delegate(c, s.deleteResource, "Endpoint", id)
+	}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusMethodNotAllowed, mimeFHIR, fhir.OperationOutcome(fhir.Issue{Severity: fhir.SeverityError,
+		Code:        fhir.IssueNotSupported,
+		Diagnostics: "Endpoint is read-only: directory endpoints are registered by the exchange operator (concord member endpoint), not written by members"}))
+}
