@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -42,7 +41,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sub == "prune" {
 		synopsis = "audit prune --before YYYY-MM-DD [--dry-run] [flags]\n\n" +
 			"Drops the monthly partitions of the audit log that end on or before --before (at least\n" +
-			strconv.Itoa(pruneRetentionYears) + " years ago), once a signed checkpoint covers their events. The chain then starts\n" +
+			"CONCORD_AUDIT_RETENTION_YEARS, never under 6, years ago), once a signed checkpoint covers their events. The chain then starts\n" +
 			"from a signed anchor and `concord audit verify` still proves it whole. Run it as the\n" +
 			"database owner (the role `concord migrate` uses) with the server's DATA_DIR, which holds\n" +
 			"the checkpoint key. Prints partition names and seqs only."
@@ -116,17 +115,18 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return nil
 }
 
-// pruneRetentionYears is how long audit prune keeps events. config.Config has no retention
-// setting yet, so this is the legal floor; a configured retention may lengthen it here,
-// never shorten it below audit.MinRetentionYears.
-const pruneRetentionYears = audit.MinRetentionYears
+// pruneRetentionYears is how long audit prune keeps events: the configured retention
+// (CONCORD_AUDIT_RETENTION_YEARS), never less than audit.MinRetentionYears.
+func pruneRetentionYears(cfg config.Config) int {
+	return max(cfg.AuditRetentionYears, audit.MinRetentionYears)
+}
 
 // auditSeedFile is where auditSigningKey keeps the checkpoint key's seed, under DATA_DIR.
 const auditSeedFile = "audit-checkpoint.seed"
 
 // auditPrune runs `concord audit prune`: it drops (or, with dryRun, lists) the audit
 // partitions that end on or before the date before names, and prints partition names and
-// seqs, never event contents. It refuses a date less than pruneRetentionYears before now,
+// seqs, never event contents. It refuses a date less than pruneRetentionYears(cfg) before now,
 // and a DATA_DIR without the checkpoint key, before opening the database; every error says
 // that nothing was pruned, since the prune is one transaction.
 func auditPrune(ctx context.Context, cfg config.Config, before string, dryRun bool, now time.Time, stdout io.Writer) error {
@@ -137,10 +137,11 @@ func auditPrune(ctx context.Context, cfg config.Config, before string, dryRun bo
 	if err != nil {
 		return fmt.Errorf("audit prune: --before %q: want a date as YYYY-MM-DD", before)
 	}
-	floor := now.UTC().AddDate(-pruneRetentionYears, 0, 0)
+	keep := pruneRetentionYears(cfg)
+	floor := now.UTC().AddDate(-keep, 0, 0)
 	if cut.After(floor) {
 		return fmt.Errorf("audit prune: --before %s is too recent: audit events are kept at least %d years, so the latest date allowed today is %s; nothing pruned",
-			before, pruneRetentionYears, floor.Format(time.DateOnly))
+			before, keep, floor.Format(time.DateOnly))
 	}
 	// auditSigningKey makes a new key when DATA_DIR has none: right for a first `serve`,
 	// wrong here, where the key must be the one that signed the checkpoints.

@@ -124,6 +124,13 @@ func TestAuditPrune(t *testing.T) {
 			}
 		})
 	}
+	// A longer configured retention moves the floor; one under six years is no setting.
+	if out, err := prune("--before", before, "--audit-retention-years", "8"); err == nil || !strings.Contains(err.Error(), "too recent") {
+		t.Fatalf("--before %s with 8 years' retention: %v %s; want too recent", before, err, out)
+	}
+	if out, err := prune("--before", before, "--audit-retention-years", "5"); err == nil {
+		t.Fatalf("--audit-retention-years 5: %s; want refused", out)
+	}
 
 	// A DATA_DIR whose key did not sign the checkpoints is refused.
 	other := t.TempDir()

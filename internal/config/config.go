@@ -55,33 +55,37 @@ type Config struct {
 	BreakGlass   time.Duration
 	PresignTTL   time.Duration // life of presigned document links; 0 = the mode is off
 	MaxBodyBytes int64
-	LogLevel     string
-	DemoSeed     int64
+	// AuditRetentionYears is how long audit events are kept before `concord audit prune`
+	// may drop them: at least 6 (audit.MinRetentionYears, HIPAA's six years).
+	AuditRetentionYears int
+	LogLevel            string
+	DemoSeed            int64
 }
 
 // Defaults returns the local defaults that `make demo` uses, so every subcommand run
 // without configuration talks to the same services as a running demo.
 func Defaults() Config {
 	return Config{
-		HTTPAddr:     "127.0.0.1:8080",
-		BaseURL:      "http://localhost:8080",
-		AdminAddr:    "127.0.0.1:9090",
-		MLLPAddr:     "127.0.0.1:2575",
-		DatabaseURL:  "postgres://postgres@127.0.0.1:5432/concord?sslmode=disable",
-		RedisURL:     "redis://127.0.0.1:6379/0",
-		RedisPrefix:  "concord:",
-		S3Bucket:     "concord-documents",
-		S3Region:     "us-east-1",
-		OIDCClientID: "concord-portal",
-		DevOIDCAddr:  "127.0.0.1:9998",
-		StaffMFA:     true,
-		StaffMFAACR:  "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
-		DataDir:      ".concord",
-		TokenTTL:     300 * time.Second,
-		BreakGlass:   60 * time.Minute,
-		MaxBodyBytes: 32 << 20,
-		LogLevel:     "info",
-		DemoSeed:     7,
+		HTTPAddr:            "127.0.0.1:8080",
+		BaseURL:             "http://localhost:8080",
+		AdminAddr:           "127.0.0.1:9090",
+		MLLPAddr:            "127.0.0.1:2575",
+		DatabaseURL:         "postgres://postgres@127.0.0.1:5432/concord?sslmode=disable",
+		RedisURL:            "redis://127.0.0.1:6379/0",
+		RedisPrefix:         "concord:",
+		S3Bucket:            "concord-documents",
+		S3Region:            "us-east-1",
+		OIDCClientID:        "concord-portal",
+		DevOIDCAddr:         "127.0.0.1:9998",
+		StaffMFA:            true,
+		StaffMFAACR:         "http://schemas.openid.net/pape/policies/2007/06/multi-factor",
+		DataDir:             ".concord",
+		TokenTTL:            300 * time.Second,
+		BreakGlass:          60 * time.Minute,
+		MaxBodyBytes:        32 << 20,
+		AuditRetentionYears: 6,
+		LogLevel:            "info",
+		DemoSeed:            7,
 	}
 }
 
@@ -360,6 +364,15 @@ func Vars() []Var {
 				return fmt.Errorf("want a byte count ≥ 1024")
 			}
 			c.MaxBodyBytes = n
+			return nil
+		}))
+	add(v("CONCORD_AUDIT_RETENTION_YEARS", "audit-retention-years", "years audit events are kept before `concord audit prune` may drop them (at least 6)", false,
+		func(c *Config) string { return strconv.Itoa(c.AuditRetentionYears) }, func(c *Config, x string) error {
+			n, err := strconv.Atoi(x)
+			if err != nil || n < 6 || n > 100 {
+				return fmt.Errorf("want a whole number of years from 6 to 100")
+			}
+			c.AuditRetentionYears = n
 			return nil
 		}))
 	add(v("CONCORD_LOG_LEVEL", "log-level", "debug, info, warn or error", false,
