@@ -12,9 +12,13 @@ import (
 	"github.com/concord-hie/concord/internal/errs"
 )
 
-// searchAuditEvents is RESTful ATNA (ITI-81): GET [base]/AuditEvent. A member system sees
-// only events in which its own organization was the agent; `patient` names one of the
-// member's Patients (its person's events by this member).
+// searchAuditEvents is RESTful ATNA (ITI-81): GET [base]/AuditEvent. Every caller here is
+// a member system (officers search in the portal, patients read their access log there): it
+// sees only events in which its own organization was the agent, and its refused requests
+// as audit.MemberView shows them, with no person, one reason (audit.MemberReason) and no
+// consent, so its own log cannot tell it what a 404 hid (that an id exists, whose it is, why
+// it was refused). `patient` names one of the member's Patients (its person's events by
+// this member) and finds none of the refusals, whose person the member may not read.
 func (s *Server) searchAuditEvents(c echo.Context) error {
 	const op = "exchange.searchAuditEvents"
 	if err := require(c, "AuditEvent", 's'); err != nil {
@@ -22,7 +26,7 @@ func (s *Server) searchAuditEvents(c echo.Context) error {
 	}
 	ctx := c.Request().Context()
 	p := principal(c)
-	f := audit.Filter{Org: p.MemberID}
+	f := audit.Filter{Org: p.MemberID, Member: true}
 	q := c.QueryParams()
 	bad := func(msg, param string) error {
 		e := errs.E(op, errs.Invalid, msg)
