@@ -271,7 +271,7 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 			return err
 		}
 		var w intakeWrites
-		n, err := h.store(ctx, tx, member, mapped, &w)
+		n, err := h.store(ctx, tx, v, member, mapped, &w)
 		if err != nil {
 			return err
 		}
@@ -489,7 +489,7 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 // many resource versions it wrote, and records each write in iw (a new resource is a
 // create; a new version of a Patient, of a visit's Encounter or of a merge's re-pointed
 // resources an update; a Patient left as it was, nothing).
-func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, iw *intakeWrites) (int, error) {
+func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, m *hl7v2.Mapped, iw *intakeWrites) (int, error) {
 	const op = "exchange.HL7Intake.store"
 	w := &iw.Writes
 	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
@@ -598,7 +598,7 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, member directory.M
 	}
 	if m.Merge != nil {
 		survivor := strings.TrimPrefix(ids[m.Resources[m.Subjects[m.Merge.Survivor].Patient].FullURL], "Patient/")
-		k, err := h.merge(ctx, tx, member, survivor, *retired, m.Key.ControlID, iw)
+		k, err := h.merge(ctx, tx, v, member, survivor, *retired, iw)
 		if err != nil {
 			return 0, err
 		}
@@ -690,7 +690,8 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 // Writes (they are in the survivor's compartment now); all of them and the retired
 // Patient go in iw.filed under both persons, resolved here rather than when the events are
 // written, because retireSource moves the retired record to a new person of its own.
-func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.Member, survivor string, retired hl7v2.Identifier, controlID string, iw *intakeWrites) (int, error) {
+func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, survivor string, retired hl7v2.Identifier, iw *intakeWrites) (int, error) {
+	controlID := v.RequestID
 	const op = "exchange.HL7Intake.merge"
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
 	switch {
@@ -769,7 +770,7 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 	}
 	moved = append(moved, audit.Resource{Type: retiredSt.Type, ID: retiredSt.ID})
 	n++
-	before, after, err := h.retireSource(ctx, tx, member, src, survivor, controlID)
+	before, after, err := h.retireSource(ctx, tx, v, member, src, survivor)
 	if err != nil {
 		return 0, err
 	}
@@ -790,7 +791,8 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, member directory.M
 // request id MSH-10). It returns the person the retired record belonged to before (as the
 // MPI change locked it; retired's own when the MPI is left as it is) and the survivor's
 // person ("" when the MPI does not know the survivor).
-func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, member directory.Member, retired mpistore.Source, survivor, controlID string) (before, after string, err error) {
+func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, retired mpistore.Source, survivor string) (before, after string, err error) {
+	controlID := v.RequestID
 	before = string(retired.PersonID)
 	surv, err := h.srv.MPI.SourceByPatient(ctx, tx, survivor)
 	switch {
@@ -808,9 +810,8 @@ func (h *HL7Intake) retireSource(ctx context.Context, tx db.Querier, member dire
 	if h.srv.Matcher != nil {
 		model = h.srv.Matcher.Model()
 	}
-	v := hl7Viewer(hl7v2.ConnInfo{}, member, controlID) // the sender, as its write events name it
 	c, err := mpistore.NewOps(h.srv.Pool, h.opts.Audit, model).RetireSource(ctx, tx, retired.ID, surv.ID, mpistore.Steward{
-		Subject: v.Actor, Org: v.Org, Role: v.Role, Client: v.Client, RequestID: v.RequestID})
+		Subject: v.Actor, Org: v.Org, Role: v.Role, Client: v.Client, RequestID: v.RequestID, SourceIP: v.SourceIP})
 	if err != nil {
 		return "", "", err
 	}

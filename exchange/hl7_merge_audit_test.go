@@ -67,6 +67,8 @@ func TestHL7MergeAudit(t *testing.T) {
 			for _, ev := range eventsOf(t, e.pool, "M4") {
 				if ev.Action != "merge" {
 					updates = append(updates, ev)
+				} else if ev.SourceIP != "127.0.0.1" { // the MPI's side names the sender too
+					t.Errorf("MPI merge event %+v: want source 127.0.0.1", ev)
 				}
 			}
 			want := []brief{{"update", survivorPerson, moved}}

@@ -348,6 +348,6 @@ func (p *PrivacyStore) ResolveMPIReview(ctx context.Context, v Viewer, id int64,
 	if link {
 		d = mpistore.DecideLink
 	}
-	_, err := p.mpi.ResolveReview(ctx, id, d, mpistore.Steward{Subject: v.Actor, Org: v.Org, Role: string(v.Role), RequestID: v.RequestID})
+	_, err := p.mpi.ResolveReview(ctx, id, d, mpistore.Steward{Subject: v.Actor, Org: v.Org, Role: string(v.Role), RequestID: v.RequestID, SourceIP: v.SourceIP})
 	return err
 }

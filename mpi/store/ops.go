@@ -30,6 +30,7 @@ type Steward struct {
 	Role      string
 	Client    string
 	RequestID string
+	SourceIP  string // where the request came from (a browser's or an HL7 sender's address)
 }
 
 // LinkChanged is the outbox payload of TopicLinkChanged: which sources moved from which
@@ -220,7 +221,7 @@ func (o *Ops) auditChange(ctx context.Context, tx db.Querier, st Steward, action
 	evs := make([]audit.Event, 0, len(c.Persons))
 	for _, p := range c.Persons {
 		ev := audit.Event{Action: action, Outcome: audit.Permit, Reason: reason, Actor: st.Subject, Client: st.Client,
-			Org: st.Org, Role: st.Role, Patient: string(p), RequestID: st.RequestID}
+			Org: st.Org, Role: st.Role, Patient: string(p), RequestID: st.RequestID, SourceIP: st.SourceIP}
 		for _, m := range c.Moved {
 			if m.From == string(p) || m.To == string(p) {
 				ev.Resources = append(ev.Resources, audit.Resource{Type: "Patient", ID: m.Patient})
