@@ -186,9 +186,12 @@ func urnKey(s string) string {
 
 // runEntries carries out planned entries for member inside tx and returns one response
 // per entry, in the order given, recording every create, update and delete in w (an entry
-// that resolves to an existing resource writes nothing and records nothing). Any error
-// fails the whole call; errors name the entry.
-func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes) ([]fhir.ResponseEntry, error) {
+// that resolves to an existing resource writes nothing and records nothing), and in
+// refused every update and delete refused because its id is not the member's own live
+// resource (a DELETE of such an id answers 204, a PUT fails with 404), for the caller to
+// audit (auditWritesRefusing, auditRolledBack). Any error fails the whole call; errors
+// name the entry.
+func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes, refused *[]records.WriteRefusal) ([]fhir.ResponseEntry, error) {
 	// 1. Serialize on every condition and MRN this call may create under.
 	var keys []string
 	for _, e := range entries {
@@ -349,14 +352,22 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		var err error
 		switch {
 		case e.method == http.MethodDelete:
-			// An unknown, foreign or deleted id answers 204 like a delete (deleteOwn).
-			if err = s.deleteOwn(ctx, tx, member.ID, e.typ, e.id, w); err == nil {
+			// An unknown, foreign or deleted id answers 204 like a delete (deleteOwnRefusing);
+			// the first two are refusals.
+			var r *refusedWrite
+			if r, err = s.deleteOwnRefusing(ctx, tx, member.ID, e.typ, e.id, w); err == nil {
+				if r != nil {
+					*refused = append(*refused, writeRefusal(audit.Delete, r))
+				}
 				out[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: "204 No Content"}}
 				continue
 			}
 		case e.method == http.MethodPut:
+			var r *refusedWrite
 			if st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch); err == nil {
 				w.Stored(audit.Update, st)
+			} else if errors.As(err, &r) {
+				*refused = append(*refused, writeRefusal(audit.Update, r))
 			}
 		case existing[i]:
 			st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i])
@@ -478,7 +489,11 @@ func (s *Server) processBundle(c echo.Context) error {
 // the same transaction as the data, bound to the SHA-256 of the Bundle's requests: the key
 // reused for other requests is errKeyReused (422). The audit events of what it wrote (one
 // per person and action, for v: records.AuditWrites) commit in the same transaction; when
-// they cannot, nothing is written and the error is errs.Unavailable (503).
+// they cannot, nothing is written and the error is errs.Unavailable (503). An update or
+// delete of an id that is not the member's own live resource is refused as if absent and
+// has a deny event: in the same transaction when the Bundle commits (a DELETE's 204), and
+// committed on its own after the rollback when it fails (a PUT's 404 fails it), before
+// the error is returned; when that cannot be done the error is errs.Unavailable instead.
 func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
 	entries := make([]plannedEntry, len(b.Entries))
 	for i, e := range b.Entries {
@@ -493,7 +508,9 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 	}
 	var out []byte
 	reqHash := bundleRequestHash(b)
+	var refused []records.WriteRefusal // by the last attempt
 	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		refused = nil
 		if r, err := s.replayIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash); err != nil || r != nil {
 			if r != nil {
 				out = r.body
@@ -501,7 +518,7 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 			return err
 		}
 		var w records.Writes
-		resp, err := s.runEntries(ctx, tx, member, entries, &w)
+		resp, err := s.runEntries(ctx, tx, member, entries, &w, &refused)
 		if err != nil {
 			return err
 		}
@@ -512,9 +529,12 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 		if err := s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash, idempotentReply{status: http.StatusOK, body: out}); err != nil {
 			return err
 		}
-		return s.auditWrites(ctx, tx, v, &w)
+		return s.auditWritesRefusing(ctx, tx, v, &w, refused)
 	})
-	return out, err
+	if err != nil {
+		return nil, s.auditRolledBack(ctx, v, refused, err)
+	}
+	return out, nil
 }
 
 // Batch runs each entry of a batch Bundle in its own transaction and returns the
@@ -522,7 +542,10 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 // batch may not reference each other. A database failure fails the whole batch (503) only
 // while no entry has committed; after that it is the failing entry's 503. Each entry's
 // audit events commit with that entry (an entry whose event cannot be written is not
-// written either), so a batch leaves one event per person and action per entry.
+// written either), so a batch leaves one event per person and action per entry. A refused
+// update or delete (an id that is not the member's own live resource: 404 or 204) has its
+// deny event, committed with the entry or, for a failed entry, after its rollback (the
+// entry's 503 when it cannot be).
 func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
 	committed := false // an entry's write has committed: the batch can no longer fail whole
@@ -531,16 +554,21 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 		if err == nil && pe.method == http.MethodGet {
 			resp[i], err = s.batchRead(ctx, v, pe)
 		} else if err == nil {
+			var refused []records.WriteRefusal
 			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+				refused = nil
 				var w records.Writes
-				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w)
+				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w, &refused)
 				if err != nil {
 					return err
 				}
 				resp[i] = r[0]
-				return s.auditWrites(ctx, tx, v, &w)
+				return s.auditWritesRefusing(ctx, tx, v, &w, refused)
 			})
 			committed = committed || err == nil
+			if err != nil {
+				err = s.auditRolledBack(ctx, v, refused, err)
+			}
 		}
 		if err == nil {
 			continue
@@ -563,6 +591,41 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 		resp[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: strconv.Itoa(status) + " " + http.StatusText(status), Outcome: fhir.OperationOutcome(is)}}
 	}
 	return fhir.ResponseBundle(store.NewID(), false, resp)
+}
+
+// writeRefusal is r, refused for action, as records audits it.
+func writeRefusal(action audit.Action, r *refusedWrite) records.WriteRefusal {
+	return records.WriteRefusal{Action: action, Type: r.typ, ID: r.id, Reason: r.reason}
+}
+
+// auditWritesRefusing is auditWrites that also appends, in tx, the deny events of the
+// updates and deletes tx refused (records.Service.AuditWritesRefusing). Call it last, right
+// before the commit; without the enforcement point anything to audit is errs.Unavailable.
+func (s *Server) auditWritesRefusing(ctx context.Context, tx db.Querier, v records.Viewer, w *records.Writes, refused []records.WriteRefusal) error {
+	if len(refused) == 0 {
+		return s.auditWrites(ctx, tx, v, w)
+	}
+	if s.Records == nil {
+		return errs.E("exchange.auditWritesRefusing", errs.Unavailable, "audit log unavailable")
+	}
+	return s.Records.AuditWritesRefusing(ctx, tx, v, w, refused...)
+}
+
+// auditRolledBack is for a transaction that failed with err and rolled back, taking with
+// it the deny events it would have committed: it commits those of the updates and deletes
+// it refused on their own (records.Service.AuditWriteRefusals) and returns err, or, when
+// they cannot be committed (or there is no enforcement point), errs.Unavailable instead.
+func (s *Server) auditRolledBack(ctx context.Context, v records.Viewer, refused []records.WriteRefusal, err error) error {
+	if len(refused) == 0 {
+		return err
+	}
+	if s.Records == nil {
+		return errs.E("exchange.auditRolledBack", errs.Unavailable, "audit log unavailable", err)
+	}
+	if aerr := s.Records.AuditWriteRefusals(ctx, v, refused...); aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 // batchRead answers a GET entry through records, the enforcement point (consent and

@@ -33,7 +33,9 @@ func (s *Server) createRoster(c echo.Context) error { return s.putRoster(c, "") 
 
 // updateRoster handles PUT [base]/Group/{id}: the roster is replaced with the new entries.
 // Only the member's own Group can be replaced, or made again after its deletion (404
-// alike for another member's id and an unknown one); the body's id must be the URL's.
+// alike for another member's id and an unknown one, each after a deny event of the refused
+// update, like a PUT of any resource: auditRefusedUpdate, 503 when it cannot be
+// committed); the body's id must be the URL's.
 func (s *Server) updateRoster(c echo.Context) error { return s.putRoster(c, c.Param("id")) }
 
 func (s *Server) putRoster(c echo.Context, id string) error {
@@ -65,6 +67,7 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 	}
 	var stored store.Stored
 	var status int
+	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
 		status = http.StatusCreated // a retried attempt decides afresh
 		var patients []string
@@ -93,8 +96,9 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 		case gerr != nil && errs.CodeOf(gerr) != errs.NotFound:
 			return gerr
 		case gerr != nil || old.MemberID != member.ID:
-			// PUT creates no id: another member's Group and an unknown id are alike.
-			return errs.E(op, errs.NotFound, "resource not found")
+			// PUT creates no id: another member's Group and an unknown id are alike, and
+			// either is a refusal to audit.
+			return errs.E(op, errs.NotFound, "resource not found", &refusedWrite{typ: "Group", id: id, reason: refusalOf(old, gerr, member.ID)})
 		case old.Deleted: // the member's own roster, deleted: made again under its id
 			if res.ID != id {
 				e := errs.E(op, errs.Invalid, "Resource.id must equal the id in the URL")
@@ -118,10 +122,10 @@ func (s *Server) putRoster(c echo.Context, id string) error {
 		}
 		var w records.Writes
 		w.Stored(action, stored)
-		return s.auditWrites(ctx, tx, viewer(c), &w)
+		return s.auditWrites(ctx, tx, v, &w)
 	})
 	if err != nil {
-		return err
+		return s.auditRefusedUpdate(ctx, v, err)
 	}
 	c.Response().Header().Set("Location", s.FHIRBase()+"/Group/"+stored.ID+"/_history/"+itoa(stored.Version))
 	c.Response().Header().Set("ETag", store.ETag(stored.Version))

@@ -70,21 +70,90 @@ func (s *Service) AuditRefusal(ctx context.Context, v Viewer, action audit.Actio
 // 503). The lookups and the append run detached from ctx's cancellation, so a client that
 // hangs up cannot drop the row.
 func (s *Service) AuditWriteRefusal(ctx context.Context, v Viewer, action audit.Action, typ, id, reason string) error {
-	const op = "records.AuditWriteRefusal"
+	return s.AuditWriteRefusals(ctx, v, WriteRefusal{Action: action, Type: typ, ID: id, Reason: reason})
+}
+
+// WriteRefusal is one refused update or delete, for AuditWriteRefusals: the action
+// (audit.Update or audit.Delete), the resource and the reason code (see AuditWriteRefusal).
+type WriteRefusal struct {
+	Action           audit.Action
+	Type, ID, Reason string
+}
+
+// AuditWriteRefusals is AuditWriteRefusal for the refusals of one request (a Bundle's
+// entries, after the transaction that refused them rolled back): one Deny event each, as
+// AuditWriteRefusal makes it, committed together. It returns nil only once all are
+// committed; errs.Unavailable means a person could not be looked up or an event not
+// committed (some may be: an extra row is the safe side). The lookups and the append run
+// detached from ctx's cancellation.
+func (s *Service) AuditWriteRefusals(ctx context.Context, v Viewer, rs ...WriteRefusal) error {
+	const op = "records.AuditWriteRefusals"
+	if len(rs) == 0 {
+		return nil
+	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
 	defer cancel()
-	person, err := s.personOfResource(lctx, typ, id)
+	evs, err := s.refusalEvents(lctx, nil, v, rs)
 	if err != nil {
 		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
 	}
-	return s.AuditRefusal(lctx, v, action, person, reason, "", audit.Resource{Type: typ, ID: id})
+	return s.appendAll(lctx, evs)
+}
+
+// AuditWritesRefusing is AuditWrites for a transaction that also refused updates or
+// deletes of ids that are not the member's own live resources and answers them as absent
+// (a Bundle's DELETE entries of such ids answer 204): their Deny events, as
+// AuditWriteRefusal makes them (the person looked up in tx), are appended in tx with the
+// write events, so the refusals are on record exactly when the transaction's answer is
+// given. Call it last in tx, right before commit; any failure is errs.Unavailable.
+func (s *Service) AuditWritesRefusing(ctx context.Context, tx db.Querier, v Viewer, ws *Writes, refused ...WriteRefusal) error {
+	const op = "records.AuditWritesRefusing"
+	if len(refused) == 0 {
+		return s.AuditWrites(ctx, tx, v, ws)
+	}
+	var evs []audit.Event
+	if ws != nil && len(ws.items) > 0 {
+		var err error
+		if evs, err = s.writeEvents(ctx, tx, v, ws); err != nil {
+			return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+		}
+	}
+	revs, err := s.refusalEvents(ctx, tx, v, refused)
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	al, ok := s.audit.(TxAuditLog)
+	if !ok {
+		return errs.E(op, errs.Unavailable, "the audit log cannot append inside a transaction")
+	}
+	if err := al.AppendTx(ctx, tx, append(evs, revs...)...); err != nil {
+		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+	}
+	return nil
+}
+
+// refusalEvents returns the Deny event of each of rs (see AuditWriteRefusal), looking the
+// persons up through q (nil: the pool).
+func (s *Service) refusalEvents(ctx context.Context, q db.Querier, v Viewer, rs []WriteRefusal) ([]audit.Event, error) {
+	at := s.now()
+	evs := make([]audit.Event, len(rs))
+	for i, r := range rs {
+		person, err := s.personOfResource(ctx, q, r.Type, r.ID)
+		if err != nil {
+			return nil, err
+		}
+		evs[i] = event(v, r.Action, person, at)
+		evs[i].Outcome, evs[i].Reason, evs[i].Resources = audit.Deny, r.Reason, []audit.Resource{{Type: r.Type, ID: r.ID}}
+	}
+	return evs, nil
 }
 
 // personOfResource returns the person behind the Patient whose compartment the newest
 // version of typ/id lies in (a Patient's own), whichever member's it is and deleted or
 // not; "" when there is no version, no such Patient, or the Patient has no source record.
-func (s *Service) personOfResource(ctx context.Context, typ, id string) (string, error) {
-	list, err := s.fhir.History(ctx, nil, typ, id, 1)
+// It reads through q (nil: the pool).
+func (s *Service) personOfResource(ctx context.Context, q db.Querier, typ, id string) (string, error) {
+	list, err := s.fhir.History(ctx, q, typ, id, 1)
 	if err != nil || len(list) == 0 {
 		return "", err
 	}
@@ -95,7 +164,7 @@ func (s *Service) personOfResource(ctx context.Context, typ, id string) (string,
 	if patientID == "" {
 		return "", nil
 	}
-	src, err := s.mpi.SourceByPatient(ctx, nil, patientID)
+	src, err := s.mpi.SourceByPatient(ctx, q, patientID)
 	switch {
 	case errs.CodeOf(err) == errs.NotFound:
 		return "", nil
