@@ -192,7 +192,8 @@ func urnKey(s string) string {
 // audit (auditWritesRefusing, auditRolledBack). Any error fails the whole call; errors
 // name the entry.
 func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes, refused *[]records.WriteRefusal) ([]fhir.ResponseEntry, error) {
-	// 1. Serialize on every condition and MRN this call may create under.
+	// 1. Serialize on every condition and MRN this call may create under, in one call: in
+	// sorted order, which takes the MRNs first (mrnLockKey).
 	var keys []string
 	for _, e := range entries {
 		if e.cond != nil {
@@ -656,7 +657,7 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 	if err != nil {
 		return store.Stored{}, 0, err
 	}
-	m, err := s.FHIR.MatchLocked(ctx, tx, member.ID, c)
+	m, err := s.matchLocked(ctx, tx, member, c, res) // a Patient's MRN with the condition
 	if err != nil {
 		return store.Stored{}, 0, err
 	}

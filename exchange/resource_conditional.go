@@ -69,7 +69,7 @@ func (s *Server) conditionalPut(ctx context.Context, tx db.Querier, c echo.Conte
 	res *fhir.Resource, w *records.Writes) (store.Stored, int, error) {
 	const op = "exchange.conditionalUpdate"
 	typ := cond.Type
-	m, err := s.FHIR.MatchLocked(ctx, tx, member.ID, cond)
+	m, err := s.matchLocked(ctx, tx, member, cond, res)
 	if err != nil {
 		return store.Stored{}, 0, err
 	}
@@ -109,6 +109,23 @@ func (s *Server) conditionalPut(ctx context.Context, tx db.Querier, c echo.Conte
 		return st, http.StatusOK, nil
 	}
 	return store.Stored{}, 0, &errPrecondition{msg: "the condition matches more than one resource"}
+}
+
+// matchLocked is store.MatchLocked for a conditional create or update of res: when res is
+// a Patient with an MRN in member's namespace, the MRN's key is locked in the same call, so
+// the keys are taken in the one order every path takes them (MRN first, see mrnLockKey)
+// and the MRN lock that Ingest or update takes next is a re-lock.
+func (s *Server) matchLocked(ctx context.Context, tx db.Querier, member directory.Member, c store.Condition, res *fhir.Resource) ([]string, error) {
+	keys := []string{c.Key()}
+	if res.ResourceType == "Patient" {
+		if mrn, _, err := patientIdentity(res, member); err == nil {
+			keys = append(keys, mrnLockKey(mrn))
+		}
+	}
+	if err := s.FHIR.LockConditions(ctx, tx, member.ID, keys); err != nil {
+		return nil, err
+	}
+	return s.FHIR.Match(ctx, tx, member.ID, c)
 }
 
 // conditionalDelete handles DELETE [base]/[type]?identifier=system|value: the member's one

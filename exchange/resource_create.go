@@ -227,7 +227,17 @@ type patientFields struct {
 }
 
 // mrnLockKey is the LockConditions key that serialises intake of one MRN of a member.
-func mrnLockKey(mrn identifier) string { return "Patient?mrn=" + mrn.System + "|" + mrn.Value }
+//
+// Lock order: a path that holds a Patient's MRN key and a condition key (store.Condition's,
+// "Type?identifier=...") takes the MRN key first. LockConditions takes its keys in sorted
+// order, and this key starts with '#', below the upper-case letter every condition key
+// starts with, so a Bundle's one call (runEntries) takes its MRNs before its conditions;
+// the paths that lock in steps do the same: a conditional create or update of a Patient
+// locks its MRN with its condition (matchLocked), the HL7 intake stores its Patients
+// (Ingest: the MRN) before it looks up an Encounter's visit number (MatchLocked), and an
+// update locks the MRN before the row. The same key taken again is a no-op (advisory xact
+// locks are re-entrant).
+func mrnLockKey(mrn identifier) string { return "#Patient?mrn=" + mrn.System + "|" + mrn.Value }
 
 // patientIdentity returns the Patient's MRN in the member's namespace, and the
 // demographics the MPI keeps. An identifier in no namespace of the member is refused.

@@ -65,7 +65,9 @@ func Matchable(typ string) bool {
 // fixed order (so two transactions that share conditions cannot deadlock on them). Two
 // writers of the same condition are serialized: the second sees the first's committed
 // resource when it evaluates the condition after the lock, so a conditional create never
-// creates twice. Any string key can be locked the same way (e.g. a Patient's MRN).
+// creates twice. Any string key can be locked the same way (e.g. a Patient's MRN). Keys
+// are taken in bytewise sorted order, and a condition's key starts with its resource type,
+// so a caller's own key that must precede every condition's starts below 'A'.
 func (s *Store) LockConditions(ctx context.Context, tx db.Querier, member string, keys []string) error {
 	if len(keys) == 0 {
 		return nil
