@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -14,8 +15,9 @@ import (
 type Copy struct {
 	DocumentID string
 	BinaryID   string
-	MemberID   string // "" for a patient upload
-	Status     string // current, superseded, entered-in-error
+	MemberID   string    // "" for a patient upload
+	Status     string    // current, superseded, entered-in-error
+	Received   time.Time // when the exchange first stored the document
 }
 
 // Listing is one distinct content (identical bytes are stored and listed once) and the
@@ -40,7 +42,11 @@ func (l Listing) Members() []string {
 
 // Summary describes the sources for a list view, e.g. "2 copies from 2 members".
 func (l Listing) Summary() string {
-	copies, members := len(l.Copies), len(l.Members())
+	return summary(len(l.Copies), len(l.Members()))
+}
+
+// summary is "n copies from m members", singular where it should be.
+func summary(copies, members int) string {
 	cw, mw := "copies", "members"
 	if copies == 1 {
 		cw = "copy"
@@ -57,7 +63,7 @@ func (l Listing) Summary() string {
 func (s *Service) Group(ctx context.Context, documentIDs []string) ([]Listing, error) {
 	const op = "documents.Service.Group"
 	rows, err := s.pool.Query(ctx, `SELECT c.object_key, c.size, c.content_type, c.document_id, c.binary_id,
-			coalesce(m.member_id, ''), m.status
+			coalesce(m.member_id, ''), m.status, m.created_at
 		FROM documents_contents c JOIN documents_metadata m ON m.id = c.document_id
 		WHERE c.document_id = ANY($1) ORDER BY c.object_key, m.member_id, c.document_id`, documentIDs)
 	if err != nil {
@@ -67,7 +73,7 @@ func (s *Service) Group(ctx context.Context, documentIDs []string) ([]Listing, e
 	var key, ct string
 	var size int64
 	var cp Copy
-	_, err = pgx.ForEachRow(rows, []any{&key, &size, &ct, &cp.DocumentID, &cp.BinaryID, &cp.MemberID, &cp.Status}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&key, &size, &ct, &cp.DocumentID, &cp.BinaryID, &cp.MemberID, &cp.Status, &cp.Received}, func() error {
 		if len(out) == 0 || out[len(out)-1].Key != key {
 			out = append(out, Listing{Key: key, Size: size, ContentType: ct})
 		}
