@@ -1,6 +1,7 @@
 package directory
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,8 +22,9 @@ import (
 // Ids never take the form of a stored resource's server-assigned id (32 lower-case hex
 // digits, store.NewID; PUT cannot create an id), so a directory resource and a member-sent
 // one can never share an id: members are "member-" + the member ID, the exchange is
-// "concord", endpoints are "hook-" + a digest of their member and origin, and the
-// exchange's FHIR base is "concord-fhir".
+// "concord", rest-hook endpoints are "hook-" + a digest of their member and origin,
+// published endpoints (FHIR base, MLLP, Direct) "ep-" + a digest of their member,
+// connection type and address, and the exchange's FHIR base is "concord-fhir".
 
 // FHIR code systems and identifier systems of directory resources.
 const (
@@ -47,6 +49,7 @@ const ExchangeOrganizationID = "concord"
 const (
 	memberOrgPrefix    = "member-"
 	hookPrefix         = "hook-"
+	publishedPrefix    = "ep-"
 	exchangeEndpointID = "concord-fhir"
 )
 
@@ -57,7 +60,7 @@ func OrganizationID(memberID string) string { return memberOrgPrefix + memberID 
 // or Endpoint), which no stored resource can have. It says nothing of whether one exists.
 func IsDirectoryID(id string) bool {
 	return strings.HasPrefix(id, memberOrgPrefix) || strings.HasPrefix(id, hookPrefix) ||
-		id == ExchangeOrganizationID || id == exchangeEndpointID
+		strings.HasPrefix(id, publishedPrefix) || id == ExchangeOrganizationID || id == exchangeEndpointID
 }
 
 // Listing is what the directory knows of one member, as its FHIR view needs it.
@@ -66,12 +69,15 @@ type Listing struct {
 	// Systems are the identifier systems the member registered (directory_authorities);
 	// Member.System among them.
 	Systems []string
-	// NPI is the member's organizational NPI; "" when the directory holds none (today it
-	// never does: registration does not ask for one).
+	// NPI is the member's organizational NPI (concord member add --npi, concord member
+	// set --npi); "" when the directory holds none.
 	NPI string
 	// HookOrigins are the rest-hook origins (scheme://host:port) registered with concord
 	// member endpoint, where the member receives notifications.
 	HookOrigins []string
+	// Endpoints are the endpoints the member publishes (concord member endpoint --type):
+	// its FHIR base, MLLP receiver, Direct address.
+	Endpoints []PublishedEndpoint
 }
 
 // Exchange is the exchange itself as the directory lists it.
@@ -99,11 +105,12 @@ type Endpoint struct {
 	ID             string
 	OrgID          string // managing Organization id
 	OrgName        string
-	Status         string // endpoint-status: always "active" (the directory deactivates nothing)
+	Status         string // endpoint-status: "active", or what the operator set on a published endpoint
 	ConnectionType string // a Connection... constant
 	Name           string
 	Address        string
-	PayloadText    string // what travels over it, in words
+	PayloadTypes   []PayloadType // none: endpoint-payload-type "any"
+	PayloadText    string        // what travels over it, in words: the text of an "any" payload type
 	MimeTypes      []string
 	Identifiers    []Identifier // none today; searched like any identifier
 }
@@ -134,14 +141,15 @@ func MemberOrganization(l Listing) Organization {
 	return o
 }
 
-// MemberEndpoints returns the endpoints the directory knows for the member, by address:
-// today the rest-hook origins it registered. The directory stores no member FHIR base, no
-// MLLP listener and no Direct address (the HL7 addresses it keeps are where the member's
-// feeds connect from, not where it listens), so none is listed.
+// MemberEndpoints returns the endpoints the directory knows for the member: the rest-hook
+// origins it registered, by origin, then the endpoints it publishes (FHIR base, MLLP
+// receiver, Direct address) by connection type and address, with the status the operator
+// gave them. (The HL7 addresses the directory keeps are where the member's feeds connect
+// from, not where it listens, and are not listed.)
 func MemberEndpoints(l Listing) []Endpoint {
 	origins := slices.Clone(l.HookOrigins)
 	slices.Sort(origins)
-	out := make([]Endpoint, 0, len(origins))
+	out := make([]Endpoint, 0, len(origins)+len(l.Endpoints))
 	for _, o := range slices.Compact(origins) {
 		out = append(out, Endpoint{ID: hookID(l.Member.ID, o), OrgID: OrganizationID(l.Member.ID), OrgName: l.Member.Name,
 			Status: "active", ConnectionType: ConnectionFHIRRest, Name: "Notification receiver (Subscriptions Backport rest-hook)",
@@ -149,7 +157,38 @@ func MemberEndpoints(l Listing) []Endpoint {
 			PayloadText: "Subscription notification Bundles (Subscriptions R5 Backport rest-hook); a Subscription may name any URL at this origin",
 			MimeTypes:   []string{"application/fhir+json"}})
 	}
+	pub := slices.Clone(l.Endpoints)
+	slices.SortFunc(pub, func(a, b PublishedEndpoint) int {
+		return cmp.Or(strings.Compare(a.ConnectionType, b.ConnectionType), strings.Compare(a.Address, b.Address))
+	})
+	for _, p := range slices.CompactFunc(pub, func(a, b PublishedEndpoint) bool {
+		return a.ConnectionType == b.ConnectionType && a.Address == b.Address
+	}) {
+		out = append(out, publishedEndpoint(l.Member, p))
+	}
 	return out
+}
+
+// publishedEndpoint is the directory Endpoint of m's published endpoint p.
+func publishedEndpoint(m Member, p PublishedEndpoint) Endpoint {
+	e := Endpoint{ID: publishedID(m.ID, p.ConnectionType, p.Address), OrgID: OrganizationID(m.ID), OrgName: m.Name,
+		Status: p.Status, ConnectionType: p.ConnectionType, Address: p.Address, PayloadTypes: slices.Clone(p.PayloadTypes)}
+	switch p.ConnectionType {
+	case ConnectionFHIRRest:
+		e.Name, e.PayloadText, e.MimeTypes = m.Name+" FHIR API", "FHIR resources", []string{"application/fhir+json"}
+	case ConnectionMLLP:
+		e.Name, e.PayloadText, e.MimeTypes = m.Name+" HL7 v2 receiver (MLLP)", "HL7 v2 messages", []string{"x-application/hl7-v2+er7"}
+	case ConnectionDirect:
+		e.Name, e.PayloadText = m.Name+" Direct address", "Direct secure messages"
+	}
+	return e
+}
+
+// publishedID is the id of member's published endpoint of connection type ct at address:
+// stable while the registration lasts (a status change keeps it), and no stored id's form.
+func publishedID(member, ct, address string) string {
+	h := sha256.Sum256([]byte(member + "\x00" + ct + "\x00" + address))
+	return publishedPrefix + hex.EncodeToString(h[:16])
 }
 
 // hookID is the id of member's rest-hook endpoint at origin: stable while the
@@ -245,6 +284,18 @@ func (e Endpoint) FHIR(source string) []byte {
 		Coding []fhirCoding `json:"coding"`
 		Text   string       `json:"text,omitempty"`
 	}
+	pts := e.PayloadTypes
+	if len(pts) == 0 {
+		pts = []PayloadType{{SystemPayloadType, "any"}}
+	}
+	var payload []concept
+	for _, p := range pts {
+		c := concept{Coding: []fhirCoding{{p.System, p.Code}}}
+		if p == (PayloadType{SystemPayloadType, "any"}) {
+			c.Text = e.PayloadText
+		}
+		payload = append(payload, c)
+	}
 	b, _ := json.Marshal(struct {
 		ResourceType         string           `json:"resourceType"`
 		ID                   string           `json:"id"`
@@ -260,8 +311,7 @@ func (e Endpoint) FHIR(source string) []byte {
 	}{"Endpoint", e.ID, fhirMeta{source}, identifiersJSON(e.Identifiers), e.Status,
 		fhirCoding{SystemConnectionType, e.ConnectionType}, e.Name,
 		fhirReference{"Organization/" + e.OrgID, e.OrgName},
-		[]concept{{Coding: []fhirCoding{{SystemPayloadType, "any"}}, Text: e.PayloadText}},
-		e.MimeTypes, e.Address})
+		payload, e.MimeTypes, e.Address})
 	return b
 }
 

@@ -110,7 +110,7 @@ func TestExchangeOrganization(t *testing.T) {
 
 func TestIsDirectoryID(t *testing.T) {
 	for id, want := range map[string]bool{
-		"member-riverside": true, "concord": true, "concord-fhir": true, "hook-0123": true,
+		"member-riverside": true, "concord": true, "concord-fhir": true, "hook-0123": true, "ep-0123": true,
 		"0123456789abcdef0123456789abcdef": false, "riverside": false, "": false,
 	} {
 		if got := IsDirectoryID(id); got != want {
@@ -237,6 +237,153 @@ func TestEndpointSearchPage(t *testing.T) {
 	} {
 		if n, next := page(tt.query); n != tt.n || next != tt.nextOff {
 			t.Errorf("%q: %d entries, next %d; want %d, %d", tt.query, n, next, tt.n, tt.nextOff)
+		}
+	}
+}
+
+// published is riverside with an NPI and the endpoints it publishes besides its hooks.
+func published() Listing {
+	l := riverside
+	l.NPI = "1234567893"
+	l.Endpoints = []PublishedEndpoint{
+		{ConnectionMLLP, "mllp://hl7.riverside.example:2575", []PayloadType{{"http://terminology.hl7.org/CodeSystem/v2-0076", "ORU"}, {"http://terminology.hl7.org/CodeSystem/v2-0076", "ADT"}}, "active"},
+		{ConnectionFHIRRest, "https://fhir.riverside.example/r4", []PayloadType{{SystemPayloadType, "any"}}, "active"},
+		{ConnectionDirect, "mailto:records@direct.riverside.example", []PayloadType{{SystemPayloadType, "any"}}, "off"},
+	}
+	return l
+}
+
+func TestPublishedEndpoints(t *testing.T) {
+	l := published()
+	eps := MemberEndpoints(l)
+	if len(eps) != 5 {
+		t.Fatalf("endpoints: %+v", eps)
+	}
+	// Hooks first (by origin), then the published ones by connection type and address.
+	var got []string
+	for _, e := range eps {
+		got = append(got, e.ConnectionType+" "+e.Address+" "+e.Status)
+		if e.OrgID != "member-riverside" || !IsDirectoryID(e.ID) || len(e.ID) > 64 || storedIDForm(e.ID) {
+			t.Errorf("endpoint id/org: %+v", e)
+		}
+	}
+	want := []string{
+		"hl7-fhir-rest https://ehr.riverside.example:8443 active",
+		"hl7-fhir-rest https://hooks.riverside.example:443 active",
+		"direct-project mailto:records@direct.riverside.example off",
+		"hl7-fhir-rest https://fhir.riverside.example/r4 active",
+		"hl7v2-mllp mllp://hl7.riverside.example:2575 active",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("endpoints:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	ids := map[string]bool{}
+	for _, e := range eps {
+		ids[e.ID] = true
+	}
+	if len(ids) != 5 || !strings.HasPrefix(eps[2].ID, "ep-") {
+		t.Fatalf("ids: %v", ids)
+	}
+	// Stable: a status change or another order keeps every id; another member gets others.
+	l2 := published()
+	l2.Endpoints[2].Status = "active"
+	l2.Endpoints[0], l2.Endpoints[1] = l2.Endpoints[1], l2.Endpoints[0]
+	for i, e := range MemberEndpoints(l2) {
+		if e.ID != eps[i].ID {
+			t.Fatalf("id %d changed: %s, was %s", i, e.ID, eps[i].ID)
+		}
+	}
+	other := published()
+	other.Member.ID = "other"
+	if MemberEndpoints(other)[4].ID == eps[4].ID {
+		t.Fatal("the same MLLP address published by two members must give two ids")
+	}
+	// The same address under another connection type is another endpoint.
+	if publishedID("riverside", ConnectionFHIRRest, "x") == publishedID("riverside", ConnectionMLLP, "x") {
+		t.Fatal("connection type not in the id")
+	}
+
+	o := MemberOrganization(l)
+	if len(o.Endpoints) != 5 || o.Endpoints[4] != eps[4].ID {
+		t.Fatalf("organization endpoints: %v", o.Endpoints)
+	}
+	if got := o.Identifiers[len(o.Identifiers)-1]; got != (Identifier{System: SystemNPI, Value: "1234567893"}) {
+		t.Fatalf("npi identifier: %+v", got)
+	}
+
+	body := eps[4].FHIR("https://concord.test/directory")
+	if _, err := fhir.Parse(body); err != nil {
+		t.Fatalf("not valid R4: %v: %s", err, body)
+	}
+	for _, want := range []string{`"status":"active"`, `"connectionType":{"system":"` + SystemConnectionType + `","code":"hl7v2-mllp"}`,
+		`"name":"Riverside Clinic HL7 v2 receiver (MLLP)"`, `"address":"mllp://hl7.riverside.example:2575"`,
+		`"payloadType":[{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0076","code":"ORU"}]},{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v2-0076","code":"ADT"}]}]`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("missing %s in %s", want, body)
+		}
+	}
+	body = eps[2].FHIR("https://concord.test/directory")
+	if _, err := fhir.Parse(body); err != nil || !strings.Contains(string(body), `"status":"off"`) ||
+		!strings.Contains(string(body), `"payloadType":[{"coding":[{"system":"`+SystemPayloadType+`","code":"any"}],"text":"Direct secure messages"}]`) ||
+		strings.Contains(string(body), "payloadMimeType") {
+		t.Fatalf("direct: %v %s", err, body)
+	}
+}
+
+// storedIDForm reports whether id has a stored resource's form: 32 lower-case hex digits.
+func storedIDForm(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	return strings.Trim(id, "0123456789abcdef") == ""
+}
+
+func TestPublishedSearch(t *testing.T) {
+	o := MemberOrganization(published())
+	for _, tt := range []struct {
+		query string
+		want  bool
+	}{
+		{"identifier=" + SystemNPI + "|1234567893", true},
+		{"identifier=1234567893", true},
+		{"identifier=" + SystemNPI + "|", true},
+		{"identifier=" + SystemNPI + "|1245319599", false},
+		{"identifier=" + SystemURI + "|1234567893", false},
+	} {
+		q, _ := url.ParseQuery(tt.query)
+		s, err := fhir.ParseSearch("Organization", q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Matches(s); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.query, got, tt.want)
+		}
+	}
+	eps := MemberEndpoints(published())
+	for _, tt := range []struct {
+		query string
+		want  int
+	}{
+		{"connection-type=hl7v2-mllp", 1},
+		{"connection-type=direct-project", 1},
+		{"connection-type=hl7-fhir-rest", 3},
+		{"connection-type=hl7v2-mllp,direct-project&status=active", 1},
+		{"status:not=active", 1},
+		{"organization=member-riverside", 5},
+	} {
+		q, _ := url.ParseQuery(tt.query)
+		s, err := ParseEndpointSearch(q, "", 20, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range eps {
+			if s.Matches(e) {
+				n++
+			}
+		}
+		if n != tt.want {
+			t.Errorf("%s: %d matches, want %d", tt.query, n, tt.want)
 		}
 	}
 }
