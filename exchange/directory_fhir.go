@@ -21,9 +21,11 @@ import (
 )
 
 // The member directory as FHIR (standards.md §8), read-only: every member as an
-// Organization and every endpoint the directory knows as an Endpoint, plus the exchange
-// itself (Organization/concord with its FHIR base, Endpoint/concord-fhir). The mapping is
-// directory's (directory/fhir.go); this file loads it, checks scopes, audits and answers.
+// Organization (its OIDs and NPI as identifiers) and every endpoint the directory knows as
+// an Endpoint (rest-hook origins, and the FHIR bases, MLLP receivers and Direct addresses
+// members publish), plus the exchange itself (Organization/concord with its FHIR base,
+// Endpoint/concord-fhir). The mapping is directory's (directory/fhir.go); this file loads
+// it, checks scopes, audits and answers.
 //
 // Directory data is reference data holding no PHI: no consent decides it, but every
 // request needs a member token with the type's scope (system/Endpoint.rs,
@@ -37,20 +39,21 @@ import (
 //	POST /fhir/Organization/_search
 //	GET  /fhir/Organization/{id}        member-<id> and concord are directory Organizations
 //
-// Endpoint writes are refused (refuseEndpointWrite): directory entries are registered by
-// the operator (concord member endpoint). Before this view existed any R4 type, Endpoint
-// included, was stored as its member sent it; such a stored Endpoint keeps its
-// server-assigned id, which no directory id can take, and stays readable (and deletable)
-// by the member through the generic handlers, but it is not a directory entry and is not
-// searched.
+// Endpoint writes are refused (refuseEndpointWrite, and in Bundles ownHandlerWrite):
+// directory entries are registered by the operator (concord member endpoint). Before this
+// view existed any R4 type, Endpoint included, was stored as its member sent it; such a
+// stored Endpoint keeps its server-assigned id, which no directory id can take, and stays
+// readable (and deletable) by the member through the generic handlers, but it is not a
+// directory entry and is not searched.
 
 // directorySource is meta.source of directory resources: [BaseURL]/directory, beside
 // [BaseURL]/members/{id} for what a member sent.
 func (s *Server) directorySource() string { return s.cfg.BaseURL + "/directory" }
 
 // directoryView loads the directory's Organizations and Endpoints, by id. orgIDs limits it
-// to those Organization ids (nil: all): member-<id> loads that member, concord the
-// exchange. Rest-hook endpoints are listed only where notifications are served.
+// to those Organization ids (nil: all): member-<id> loads that member (with its NPI and
+// published endpoints), concord the exchange. Rest-hook endpoints are listed only where
+// notifications are served.
 func (s *Server) directoryView(ctx context.Context, orgIDs []string) ([]directory.Organization, []directory.Endpoint, error) {
 	var members []string
 	exchange := orgIDs == nil

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
@@ -32,6 +33,7 @@ import (
 // Organization naming a's OID and a once stored an Endpoint of its own.
 type dirEnv struct {
 	e         *echo.Echo
+	pool      *pgxpool.Pool
 	log       *memAudit
 	storedOrg string // b's Organization
 	storedEP  string // a's stored Endpoint
@@ -59,7 +61,7 @@ func newDirEnv(t *testing.T) *dirEnv {
 		}
 		return st.ID
 	}
-	env := &dirEnv{log: &memAudit{}}
+	env := &dirEnv{log: &memAudit{}, pool: pool}
 	env.storedOrg = put("b", `{"resourceType":"Organization","identifier":[{"system":"urn:ietf:rfc:3986","value":"urn:oid:1.2.3.97"}],"name":"Alpha as b knows it"}`)
 	env.storedEP = put("a", `{"resourceType":"Endpoint","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"hl7-fhir-rest"},"payloadType":[{"text":"x"}],"address":"https://old.a.example/fhir"}`)
 	rec := records.New(fs, ms, defaultDirectives{}, env.log, nil)
@@ -70,7 +72,7 @@ func newDirEnv(t *testing.T) *dirEnv {
 	}
 	dir := directory.NewStore(pool)
 	toks := newTokens(t, dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour)
-	srv := New(Config{BaseURL: searchBase}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: ms, Records: rec,
+	srv := New(Config{BaseURL: searchBase, MaxBodyBytes: 1 << 20}, Deps{Pool: pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: ms, Records: rec,
 		Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	env.e = mountExchange(srv, httpx.RequestID())
 	NewSearchAPI(srv, x).Register(env.e)
@@ -397,4 +399,151 @@ func TestDirectoryCapabilityStatement(t *testing.T) {
 		return
 	}
 	t.Fatal("no Endpoint entry")
+}
+
+// TestDirectoryEndpointBundleWritesRefused: a transaction or batch entry cannot store an
+// Endpoint either (ownHandlerWrite); a DELETE entry of a stored one still deletes it, as
+// the REST DELETE does.
+func TestDirectoryEndpointBundleWritesRefused(t *testing.T) {
+	env := newDirEnv(t)
+	tok := token(t, "client-a", "a", "system/*.cruds")
+	ep := `{"resourceType":"Endpoint","status":"active","connectionType":{"system":"http://terminology.hl7.org/CodeSystem/endpoint-connection-type","code":"hl7-fhir-rest"},"payloadType":[{"text":"x"}],"address":"https://new.a.example/fhir"}`
+	put := strings.Replace(ep, `{"resourceType":"Endpoint",`, `{"resourceType":"Endpoint","id":"`+env.storedEP+`",`, 1)
+	stored := func() int {
+		t.Helper()
+		var n int
+		if err := env.pool.QueryRow(context.Background(), `SELECT count(*) FROM fhir_resources WHERE type = 'Endpoint' AND NOT deleted`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, entry := range []string{
+		`{"fullUrl":"urn:uuid:11111111-1111-1111-1111-111111111111","resource":` + ep + `,"request":{"method":"POST","url":"Endpoint"}}`,
+		`{"resource":` + put + `,"request":{"method":"PUT","url":"Endpoint/` + env.storedEP + `"}}`,
+	} {
+		code, body := env.do(t, tok, http.MethodPost, "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+entry+`]}`)
+		if code != http.StatusBadRequest || !bytes.Contains(body, []byte("cannot be written in a Bundle")) {
+			t.Fatalf("transaction %s: %d %s", entry, code, body)
+		}
+		code, body = env.do(t, tok, http.MethodPost, "/fhir", `{"resourceType":"Bundle","type":"batch","entry":[`+entry+`]}`)
+		var resp struct {
+			Entry []struct{ Response struct{ Status string } }
+		}
+		if err := json.Unmarshal(body, &resp); code != http.StatusOK || err != nil || len(resp.Entry) != 1 || !strings.HasPrefix(resp.Entry[0].Response.Status, "400") {
+			t.Fatalf("batch %s: %d %s", entry, code, body)
+		}
+	}
+	if n := stored(); n != 1 {
+		t.Fatalf("%d stored Endpoints after refused entries, want a's one", n)
+	}
+	code, body := env.do(t, tok, http.MethodPost, "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[{"request":{"method":"DELETE","url":"Endpoint/`+env.storedEP+`"}}]}`)
+	if code != http.StatusOK || stored() != 0 {
+		t.Fatalf("delete entry: %d %s; %d stored", code, body, stored())
+	}
+}
+
+// TestDirectoryNPIAndPublishedEndpoints: a member's NPI is an identifier of its
+// Organization, searchable as us-npi|value beside the stored Organizations; its published
+// FHIR base, MLLP receiver and Direct address are Endpoints referenced from it, listed by
+// organization and connection-type with their status and payload types.
+func TestDirectoryNPIAndPublishedEndpoints(t *testing.T) {
+	env := newDirEnv(t)
+	ctx := context.Background()
+	dir := directory.NewStore(env.pool)
+	if err := dir.SetNPI(ctx, "a", "1234567893"); err != nil {
+		t.Fatal(err)
+	}
+	v2 := "http://terminology.hl7.org/CodeSystem/v2-0076"
+	for _, e := range []directory.PublishedEndpoint{
+		{ConnectionType: directory.ConnectionFHIRRest, Address: "https://fhir.a.example/r4"},
+		{ConnectionType: directory.ConnectionMLLP, Address: "mllp://hl7.a.example:2575", PayloadTypes: []directory.PayloadType{{System: v2, Code: "ORU"}}},
+		{ConnectionType: directory.ConnectionDirect, Address: "mailto:records@direct.a.example", Status: "off"},
+		{ConnectionType: directory.ConnectionMLLP, Address: "mllp://hl7.b.example:2575"},
+	} {
+		member := "a"
+		if strings.Contains(e.Address, ".b.") {
+			member = "b"
+		}
+		if _, err := dir.SetEndpoint(ctx, member, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok := token(t, "client-b", "b", "system/Organization.rs system/Endpoint.rs")
+
+	b := env.search(t, tok, "/fhir/Organization?identifier="+url.QueryEscape(directory.SystemNPI+"|1234567893"))
+	if !slices.Equal(b.ids(), []string{"Organization/member-a"}) || *b.Total != 1 {
+		t.Fatalf("by NPI: %v", b.ids())
+	}
+	if b := env.search(t, tok, "/fhir/Organization?identifier="+url.QueryEscape(directory.SystemNPI+"|1245319599")); len(b.Entry) != 0 {
+		t.Fatalf("another NPI: %v", b.ids())
+	}
+	if b := env.search(t, tok, "/fhir/Organization?identifier="+url.QueryEscape(directory.SystemNPI+"|")); !slices.Equal(b.ids(), []string{"Organization/member-a"}) {
+		t.Fatalf("any NPI: %v", b.ids())
+	}
+
+	code, body := env.do(t, tok, http.MethodGet, "/fhir/Organization/member-a", "")
+	var org struct {
+		Identifier []struct{ System, Value string }
+		Endpoint   []struct{ Reference string }
+	}
+	if err := json.Unmarshal(body, &org); code != http.StatusOK || err != nil {
+		t.Fatalf("read: %d %s", code, body)
+	}
+	if last := org.Identifier[len(org.Identifier)-1]; last.System != directory.SystemNPI || last.Value != "1234567893" || len(org.Endpoint) != 5 {
+		t.Fatalf("organization: %s", body)
+	}
+
+	b = env.search(t, tok, "/fhir/Endpoint?organization=member-a")
+	var got []string
+	for _, e := range b.Entry {
+		got = append(got, e.Resource.ConnectionType.Code+" "+e.Resource.Address)
+	}
+	want := []string{"direct-project mailto:records@direct.a.example", "hl7-fhir-rest https://ehr.a.example:8443",
+		"hl7-fhir-rest https://fhir.a.example/r4", "hl7-fhir-rest https://hooks.a.example:443", "hl7v2-mllp mllp://hl7.a.example:2575"}
+	if !slices.Equal(got, want) || *b.Total != 5 {
+		t.Fatalf("a's endpoints:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	refs := map[string]bool{}
+	for _, r := range org.Endpoint {
+		refs[r.Reference] = true
+	}
+	for _, e := range b.Entry {
+		if !refs["Endpoint/"+e.Resource.ID] || e.Resource.ManagingOrganization.Reference != "Organization/member-a" {
+			t.Fatalf("Endpoint/%s not referenced from Organization/member-a (%v)", e.Resource.ID, refs)
+		}
+	}
+
+	b = env.search(t, tok, "/fhir/Endpoint?connection-type=hl7v2-mllp")
+	if len(b.Entry) != 2 || b.Entry[0].Resource.Address != "mllp://hl7.a.example:2575" || b.Entry[1].Resource.ManagingOrganization.Reference != "Organization/member-b" {
+		t.Fatalf("mllp: %+v", b.Entry)
+	}
+	mllpID := b.Entry[0].Resource.ID
+	if !strings.HasPrefix(mllpID, "ep-") || storedID(mllpID) {
+		t.Fatalf("mllp id %s", mllpID)
+	}
+	b = env.search(t, tok, "/fhir/Endpoint?organization=member-a&connection-type=direct-project,hl7v2-mllp&status=active")
+	if !slices.Equal(b.ids(), []string{"Endpoint/" + mllpID}) {
+		t.Fatalf("active mllp or direct: %v", b.ids())
+	}
+
+	code, body = env.do(t, tok, http.MethodGet, "/fhir/Endpoint/"+mllpID, "")
+	if _, err := fhir.Parse(body); code != http.StatusOK || err != nil ||
+		!bytes.Contains(body, []byte(`"payloadType":[{"coding":[{"system":"`+v2+`","code":"ORU"}]}]`)) ||
+		!bytes.Contains(body, []byte(`"address":"mllp://hl7.a.example:2575"`)) {
+		t.Fatalf("read mllp: %d %v %s", code, err, body)
+	}
+	// The id stays when the operator changes the endpoint's status.
+	if _, err := dir.SetEndpoint(ctx, "a", directory.PublishedEndpoint{ConnectionType: directory.ConnectionMLLP, Address: "mllp://hl7.a.example:2575", Status: "suspended"}); err != nil {
+		t.Fatal(err)
+	}
+	code, body = env.do(t, tok, http.MethodGet, "/fhir/Endpoint/"+mllpID, "")
+	if code != http.StatusOK || !bytes.Contains(body, []byte(`"status":"suspended"`)) {
+		t.Fatalf("suspended: %d %s", code, body)
+	}
+	if code, _ := env.do(t, tok, http.MethodGet, "/fhir/Endpoint/ep-00", ""); code != http.StatusNotFound {
+		t.Fatalf("unknown ep- id: %d", code)
+	}
+	if code, _ := env.do(t, tok, http.MethodGet, "/fhir/Endpoint/"+mllpID+"/_history", ""); code != http.StatusMethodNotAllowed {
+		t.Fatalf("history of a published endpoint: %d", code)
+	}
 }

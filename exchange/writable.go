@@ -21,6 +21,11 @@ import (
 //     by the generic DELETE (the roster follows the stored Group), so that one stays.
 //   - Binary: created only through Ingest's documents intake (POST); an update or
 //     delete would bypass the document service's own records.
+//   - Endpoint: the member directory's, registered by the operator (concord member
+//     endpoint) and served read-only (refuseEndpointWrite); a create or update would store
+//     an Endpoint no directory search lists. DELETE stays: an Endpoint a member stored
+//     before the directory view (a stored id) may still be deleted, and a directory id
+//     names no stored resource, so deleting it deletes nothing.
 func ownHandlerWrite(typ, method string) bool {
 	switch typ {
 	case "Consent", "AuditEvent", "Subscription":
@@ -29,6 +34,8 @@ func ownHandlerWrite(typ, method string) bool {
 		return method != http.MethodDelete
 	case "Binary":
 		return method != http.MethodPost
+	case "Endpoint":
+		return method == http.MethodPost || method == http.MethodPut
 	}
 	return false
 }
