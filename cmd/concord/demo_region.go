@@ -40,6 +40,7 @@ const demoOTP = "246810"
 type demoMember struct {
 	ID, Name, OID string
 	MRNPrefix     string
+	NPI           string // a valid (check-digit) but invented organizational NPI
 }
 
 type demoPerson struct {
@@ -78,9 +79,9 @@ func sizedRegion(seed int64, n int) region {
 	n = max(n, demoPersons)
 	r := region{seedN: seed}
 	r.members = []demoMember{
-		{"riverside-family-clinic", "Riverside Family Clinic", "urn:oid:2.16.840.1.113883.3.9101", "RFC"},
-		{"lakeside-general-hospital", "Lakeside General Hospital", "urn:oid:2.16.840.1.113883.3.9102", "LGH"},
-		{"northside-reference-laboratory", "Northside Reference Laboratory", "urn:oid:2.16.840.1.113883.3.9103", "NRL"},
+		{"riverside-family-clinic", "Riverside Family Clinic", "urn:oid:2.16.840.1.113883.3.9101", "RFC", "1122334455"},
+		{"lakeside-general-hospital", "Lakeside General Hospital", "urn:oid:2.16.840.1.113883.3.9102", "LGH", "1500000009"},
+		{"northside-reference-laboratory", "Northside Reference Laboratory", "urn:oid:2.16.840.1.113883.3.9103", "NRL", "1011011016"},
 	}
 	rng := mrand.New(mrand.NewPCG(uint64(seed), 0x636f6e636f7264))
 	given := []string{"Maria", "James", "Aisha", "Wei", "Olivia", "Mateo", "Grace", "Samuel", "Priya", "Daniel", "Elena", "Marcus", "Hannah", "Tomas", "Zoe", "Kofi", "Lena", "Omar", "Ruth", "Felix"}
@@ -181,6 +182,8 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 		return false, err
 	} else if err := r.ensureClients(ctx, m); err != nil {
 		return false, err
+	} else if err := r.seedDirectory(ctx, m); err != nil { // a region seeded before NPIs and endpoints
+		return false, err
 	}
 	if m.devOIDC == nil {
 		return created, nil
@@ -221,6 +224,36 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 		}
 	}
 	return created, nil
+}
+
+// seedDirectory gives every demo member its NPI and publishes its FHIR base and MLLP
+// receiver (invented .example addresses), so GET /fhir/Organization and /fhir/Endpoint show
+// a directory as standards.md §8 has it. Both are idempotent.
+func (r region) seedDirectory(ctx context.Context, m *Main) error {
+	for _, dm := range r.members {
+		if err := m.directory.SetNPI(ctx, dm.ID, dm.NPI); err != nil {
+			return fmt.Errorf("demo member %s NPI: %w", dm.ID, err)
+		}
+		// The v2 message types (HL7 table 0076) it receives: a laboratory orders, the others
+		// results and admissions.
+		v2 := []string{"ADT", "ORU"}
+		if strings.HasSuffix(dm.ID, "-laboratory") {
+			v2 = []string{"OML", "ORM"}
+		}
+		var payloads []directory.PayloadType
+		for _, code := range v2 {
+			payloads = append(payloads, directory.PayloadType{System: "http://terminology.hl7.org/CodeSystem/v2-0076", Code: code})
+		}
+		for _, e := range []directory.PublishedEndpoint{
+			{ConnectionType: directory.ConnectionFHIRRest, Address: "https://fhir." + dm.ID + ".example/r4"},
+			{ConnectionType: directory.ConnectionMLLP, Address: "mllp://hl7." + dm.ID + ".example:2575", PayloadTypes: payloads},
+		} {
+			if _, err := m.directory.SetEndpoint(ctx, dm.ID, e); err != nil {
+				return fmt.Errorf("demo member %s endpoint: %w", dm.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (r region) mrn(member, person int) string {
@@ -276,6 +309,9 @@ func (r region) seedRecords(ctx context.Context, m *Main) error {
 		}
 	}
 	if err := r.ensureClients(ctx, m); err != nil {
+		return err
+	}
+	if err := r.seedDirectory(ctx, m); err != nil {
 		return err
 	}
 	// Each member's HL7 v2 feed may connect from loopback and is known by its MSH-4.

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,5 +52,88 @@ func TestMemberEndpoint(t *testing.T) {
 	}
 	if strings.Join(origins, " ") != "https://10.0.0.5:8443 https://hooks.harbor-health.org:8443" {
 		t.Fatalf("registered origins %v", origins)
+	}
+}
+
+// TestMemberEndpointPublished publishes a member's FHIR base, MLLP receiver and Direct
+// address with --type, changes one's status by registering it again, refuses malformed
+// ones, and lists them with member list; rest-hook stays the default.
+func TestMemberEndpointPublished(t *testing.T) {
+	dbURL := testkit.DatabaseURL(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system) VALUES ('harbor', 'Harbor', 'urn:oid:2.16.840.1.113883.3.77')`); err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := runMember(ctx, append(append([]string{"endpoint"}, args...), "--database-url", dbURL), &out, &errb)
+		return out.String() + errb.String(), err
+	}
+	for _, args := range [][]string{
+		{"--member", "harbor", "--type", "fhir", "--address", "https://FHIR.harbor-health.org/r4/"},
+		{"--member", "harbor", "--type", "mllp", "--address", "mllp://hl7.harbor-health.org:2575", "--payload", "http://terminology.hl7.org/CodeSystem/v2-0076|ADT,http://terminology.hl7.org/CodeSystem/v2-0076|ORU"},
+		{"--member", "harbor", "--type", "direct", "--address", "mailto:records@direct.harbor-health.org"},
+		{"--member", "harbor", "--type", "direct", "--address", "mailto:records@direct.harbor-health.org", "--status", "off"},
+	} {
+		if out, err := run(args...); err != nil || !strings.Contains(out, "published") || !strings.Contains(out, "Endpoint/ep-") {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	for _, args := range [][]string{
+		{"--member", "harbor", "--type", "fhir", "--address", "http://fhir.harbor-health.org/r4"},
+		{"--member", "harbor", "--type", "mllp", "--address", "hl7.harbor-health.org:2575"},
+		{"--member", "harbor", "--type", "direct", "--address", "mailto:a@b.example?subject=x"},
+		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org", "--status", "retired"},
+		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org", "--payload", "ccda"},
+		{"--member", "harbor", "--type", "ftp", "--address", "ftp://x.example"},
+		{"--member", "harbor", "--type", "fhir"},
+		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org", "--url", "https://hooks.harbor-health.org"},
+		{"--member", "harbor", "--url", "https://hooks.harbor-health.org", "--address", "https://fhir.harbor-health.org"},
+		{"--member", "nobody", "--type", "fhir", "--address", "https://fhir.harbor-health.org"},
+	} {
+		if out, err := run(args...); err == nil {
+			t.Fatalf("%v succeeded: %s", args, out)
+		}
+	}
+	// The default is still rest-hook.
+	if out, err := run("--member", "harbor", "--url", "https://hooks.harbor-health.org/hook"); err != nil || !strings.Contains(out, "registered notification endpoint") {
+		t.Fatalf("rest-hook: %v %s", err, out)
+	}
+	var out, errb bytes.Buffer
+	if err := runMember(ctx, []string{"list", "--database-url", dbURL}, &out, &errb); err != nil {
+		t.Fatalf("list: %v %s", err, errb.String())
+	}
+	var list []struct {
+		Organization string
+		Endpoints    []struct {
+			ID             string   `json:"id"`
+			ConnectionType string   `json:"connection_type"`
+			Address        string   `json:"address"`
+			PayloadTypes   []string `json:"payload_types"`
+			Status         string   `json:"status"`
+		}
+	}
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range list[0].Endpoints {
+		if !strings.HasPrefix(e.ID, "ep-") {
+			t.Errorf("id %s", e.ID)
+		}
+		got = append(got, e.ConnectionType+" "+e.Address+" "+e.Status+" "+strings.Join(e.PayloadTypes, ","))
+	}
+	want := []string{
+		"direct-project mailto:records@direct.harbor-health.org off http://terminology.hl7.org/CodeSystem/endpoint-payload-type|any",
+		"hl7-fhir-rest https://fhir.harbor-health.org/r4 active http://terminology.hl7.org/CodeSystem/endpoint-payload-type|any",
+		"hl7v2-mllp mllp://hl7.harbor-health.org:2575 active http://terminology.hl7.org/CodeSystem/v2-0076|ADT,http://terminology.hl7.org/CodeSystem/v2-0076|ORU",
+	}
+	if len(list) != 1 || !slices.Equal(got, want) {
+		t.Fatalf("member list endpoints:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
