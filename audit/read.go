@@ -25,36 +25,17 @@ type Filter struct {
 	Outcome Outcome
 	Count   int    // page size; 0 means 50, at most 1000
 	Cursor  string // the next value of the previous page
-	// Member is set when the reader is a member system reading its own events (Org): every
-	// deny event comes back as MemberView shows it, and Patient matches no deny event (the
-	// person is what MemberView takes out, so a filter on it must not find it either).
+	// Member is set when the reader is a member system reading its own events (Org): deny
+	// events are left out. A refusal answered as absence (404, an empty search, a 204
+	// delete) would otherwise come back through the member's own trail: that an event was
+	// written at all tells a guessed id of another member's resource from an unknown one,
+	// and a search's deny events count the persons it withheld. Officers and the patient
+	// read them in full.
 	Member bool
 }
 
-// MemberReason is the one reason a member system reads on any of its refused requests.
-const MemberReason = "refused"
-
-// MemberView returns ev as the member system whose request it records may read it. A
-// permit or failure is returned as it is. A deny event loses everything that tells why the
-// request was refused or whose data it touched, since the member's answer (404, an empty
-// search, a 204 delete) hid exactly that: the person (the patient entity), the reason
-// (MemberReason for every cause: another member's resource, an unknown id, consent, ...),
-// the deciding consent directive and the break-the-glass and share-link flags. What the
-// member itself sent stays: the action, the resources it named, its query, its agents and
-// the request ID. Officers and the patient's own access log read the full event.
-func MemberView(ev Event) Event {
-	if ev.Outcome != Deny {
-		return ev
-	}
-	ev.Patient, ev.Reason = "", MemberReason
-	ev.Consent, ev.ConsentVersion = "", 0
-	ev.BreakGlass, ev.ShareLink = false, false
-	return ev
-}
-
 // Search returns one page of events matching f, newest first, and the cursor of the next
-// page ("" when this is the last); for f.Member, deny events as MemberView shows them, and
-// none by f.Patient. It returns errs.Invalid for a malformed cursor and errs.Unavailable
+// page ("" when this is the last); for f.Member, no deny events. It returns errs.Invalid for a malformed cursor and errs.Unavailable
 // when the database fails.
 func Search(ctx context.Context, q db.Querier, f Filter) ([]Event, string, error) {
 	const op = "audit.Search"
@@ -66,11 +47,11 @@ func Search(ctx context.Context, q db.Querier, f Filter) ([]Event, string, error
 		count = 1000
 	}
 	var w where
-	switch {
-	case f.Patient != "" && f.Member:
-		w.add("patient = $%d AND outcome <> $%d", f.Patient, string(Deny))
-	case f.Patient != "":
+	if f.Patient != "" {
 		w.add("patient = $%d", f.Patient)
+	}
+	if f.Member {
+		w.add("outcome <> $%d", string(Deny))
 	}
 	if !f.From.IsZero() {
 		w.add("time >= $%d", f.From.UTC())
@@ -111,11 +92,6 @@ func Search(ctx context.Context, q db.Querier, f Filter) ([]Event, string, error
 		evs = evs[:count]
 		last := evs[len(evs)-1]
 		next = makeCursor(last.Time, last.Seq)
-	}
-	if f.Member {
-		for i := range evs {
-			evs[i] = MemberView(evs[i])
-		}
 	}
 	return evs, next, nil
 }

@@ -14,11 +14,10 @@ import (
 
 // searchAuditEvents is RESTful ATNA (ITI-81): GET [base]/AuditEvent. Every caller here is
 // a member system (officers search in the portal, patients read their access log there): it
-// sees only events in which its own organization was the agent, and its refused requests
-// as audit.MemberView shows them, with no person, one reason (audit.MemberReason) and no
-// consent, so its own log cannot tell it what a 404 hid (that an id exists, whose it is, why
-// it was refused). `patient` names one of the member's Patients (its person's events by
-// this member) and finds none of the refusals, whose person the member may not read.
+// sees only events in which its own organization was the agent, and none of its refused
+// requests (audit.Filter.Member), so its own log cannot tell it what a 404 or an empty
+// search hid: that an id exists, whose it is, how many persons a search withheld.
+// `patient` names one of the member's Patients (its person's events by this member).
 func (s *Server) searchAuditEvents(c echo.Context) error {
 	const op = "exchange.searchAuditEvents"
 	if err := require(c, "AuditEvent", 's'); err != nil {
