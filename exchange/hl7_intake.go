@@ -497,20 +497,19 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, 
 		return 0, err
 	}
 	// Messages about the same patient on different connections take turns: without this,
-	// two could each find no source record for a new MRN and each create a Patient. The
-	// locks are transaction-scoped and taken in one order, so they cannot deadlock.
+	// two could each find no source record for a new MRN and each create a Patient. These
+	// are the MRN keys every intake path takes (mrnLockKey), all of the message's at once
+	// (LockConditions sorts them), so a message about two patients and a Bundle about the
+	// same two cannot take them in opposite orders; Ingest's own MRN lock is then a re-lock.
 	locks := make([]string, 0, len(mrns)+1)
 	for _, id := range mrns {
-		locks = append(locks, id.System+"|"+id.Value)
+		locks = append(locks, mrnLockKey(identifier{System: id.System, Value: id.Value}))
 	}
 	if retired != nil {
-		locks = append(locks, retired.System+"|"+retired.Value)
+		locks = append(locks, mrnLockKey(identifier{System: retired.System, Value: retired.Value}))
 	}
-	slices.Sort(locks)
-	for _, k := range slices.Compact(locks) {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 7))`, "hl7-mrn|"+k); err != nil {
-			return 0, db.Map(op, err)
-		}
+	if err := h.srv.FHIR.LockConditions(ctx, tx, member.ID, locks); err != nil {
+		return 0, err
 	}
 	ids := make(map[string]string, len(m.Resources)) // FullURL → Type/id
 	rewrite := func(ref string) (string, error) {
