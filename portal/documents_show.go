@@ -2,6 +2,7 @@ package portal
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"html/template"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -20,9 +22,39 @@ import (
 // offered as a download only.
 const maxRenderBytes = 4 << 20
 
+// DocumentCopy is one copy of a listed clinical document: one document a member sent, as
+// the list of a cluster's copies shows it. Each opens on its own (Open takes ID).
+type DocumentCopy struct {
+	ID          string    // what Open takes
+	Source      string    // the sending member's name
+	Received    time.Time // when the exchange stored it
+	ContentType string
+	Size        int64
+	Status      string // current or superseded
+}
+
+// DocumentCluster is one entry of the documents list: Item is the primary copy as the row
+// shows it (Item.Copies says "3 copies from 2 members" when there are others), and Copies
+// is every copy the viewer may see, the primary first. A patient's upload is an entry of
+// its own, with Copies empty.
+type DocumentCluster struct {
+	Item   DocumentItem
+	Copies []DocumentCopy
+}
+
+// DocumentClusters is implemented by a Documents that lists near-duplicate clinical
+// documents (the same type, author organization and clinical day, from any member) as one
+// entry (documents.ClusterListings). It clusters after the consent filter, over only what
+// v may see, so a withheld copy changes neither a count nor the primary; it stores,
+// merges and deletes nothing. The documents page uses it when Documents implements it,
+// and lists each of List's items on its own otherwise.
+type DocumentClusters interface {
+	Clusters(ctx context.Context, v Viewer) ([]DocumentCluster, error)
+}
+
 type documentsPage struct {
 	Page
-	Clinical  []DocumentItem
+	Clinical  []DocumentCluster
 	Uploads   []DocumentItem
 	UploadKey string // one-time key of the upload form: a resubmission stores nothing new
 	CanUpload bool   // the patient themself (a caregiver only reads)
@@ -48,16 +80,16 @@ func (s *Server) showDocuments(c echo.Context) error {
 
 func (s *Server) renderDocuments(c echo.Context, status int, p documentsPage) error {
 	sess, _ := session(c)
-	items, err := s.docs.List(c.Request().Context(), s.patientViewer(c, sess))
+	entries, err := s.documentEntries(c.Request().Context(), s.patientViewer(c, sess))
 	if err != nil {
 		return err
 	}
 	p.Page, p.CanUpload = s.page(c, ownOr(sess, "Your documents", "'s documents")), sess.Role == RolePatient
-	for _, it := range items {
-		if it.Uploaded {
-			p.Uploads = append(p.Uploads, it)
+	for _, e := range entries {
+		if e.Item.Uploaded {
+			p.Uploads = append(p.Uploads, e.Item)
 		} else {
-			p.Clinical = append(p.Clinical, it)
+			p.Clinical = append(p.Clinical, e)
 		}
 	}
 	var k [16]byte
@@ -66,6 +98,23 @@ func (s *Server) renderDocuments(c echo.Context, status int, p documentsPage) er
 	}
 	p.UploadKey = base64.RawURLEncoding.EncodeToString(k[:])
 	return s.render(c, status, "documents", p)
+}
+
+// documentEntries lists what v may see of the patient's documents, near-duplicates as one
+// entry when s.docs can cluster them (DocumentClusters), else one entry per List item.
+func (s *Server) documentEntries(ctx context.Context, v Viewer) ([]DocumentCluster, error) {
+	if dc, ok := s.docs.(DocumentClusters); ok {
+		return dc.Clusters(ctx, v)
+	}
+	items, err := s.docs.List(ctx, v)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DocumentCluster, len(items))
+	for i, it := range items {
+		out[i] = DocumentCluster{Item: it}
+	}
+	return out, nil
 }
 
 // showDocument shows one document: a C-CDA rendered as a page (no markup of the document's

@@ -169,3 +169,87 @@ func TestPatientDocuments(t *testing.T) {
 		t.Errorf("a clinician on the patient's documents page: %d", r.status)
 	}
 }
+
+// clusterDocuments is memDocuments that also lists near-duplicates as one entry
+// (DocumentClusters), as the real one does after its consent filter: clusters holds what the
+// person may see, and each copy opens from memDocuments.
+type clusterDocuments struct {
+	*memDocuments
+	clusters []DocumentCluster
+}
+
+func (m *clusterDocuments) Clusters(_ context.Context, v Viewer) ([]DocumentCluster, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v.PersonID != m.person {
+		return nil, nil
+	}
+	return append([]DocumentCluster(nil), m.clusters...), nil
+}
+
+// dischargeCopies is a discharge summary that two members sent three times, in different
+// bytes, as a clustering Documents would list it: one entry with every copy.
+func dischargeCopies(t testing.TB) *clusterDocuments {
+	t.Helper()
+	day := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+	docs := &memDocuments{person: "person-1", uploads: map[string][]byte{}, bytes: map[string][]byte{
+		"ds-river": []byte(testCCDA), "ds-valley": []byte(strings.Replace(testCCDA, "</ClinicalDocument>", "<!-- Valley EHR --></ClinicalDocument>", 1)),
+		"ds-valley-2": []byte("Discharge summary (Valley EHR text rendering)\nMedications: atorvastatin.\n"),
+		"note-1":      []byte("Visit note: walk daily.\n")}}
+	copies := []DocumentCopy{
+		{ID: "ds-river", Source: "Riverside Family Clinic", Received: day.Add(2 * time.Hour), ContentType: "application/xml", Size: int64(len(docs.bytes["ds-river"])), Status: "current"},
+		{ID: "ds-valley-2", Source: "Valley Labs", Received: day.Add(50 * time.Hour), ContentType: "text/plain", Size: int64(len(docs.bytes["ds-valley-2"])), Status: "current"},
+		{ID: "ds-valley", Source: "Valley Labs", Received: day.Add(26 * time.Hour), ContentType: "application/xml", Size: int64(len(docs.bytes["ds-valley"])), Status: "current"},
+	}
+	for _, c := range copies {
+		docs.items = append(docs.items, DocumentItem{ID: c.ID, Title: "Discharge summary", Date: day, Sources: []string{c.Source}, ContentType: c.ContentType, Size: c.Size, Status: c.Status})
+	}
+	note := DocumentItem{ID: "note-1", Title: "Progress note", Date: day.AddDate(0, 0, -20), Sources: []string{"Riverside Family Clinic"}, ContentType: "text/plain", Size: 24, Status: "current"}
+	docs.items = append(docs.items, note)
+	primary := docs.items[0]
+	primary.Sources, primary.Copies = []string{"Riverside Family Clinic", "Valley Labs"}, "3 copies from 2 members"
+	return &clusterDocuments{memDocuments: docs, clusters: []DocumentCluster{
+		{Item: primary, Copies: copies},
+		{Item: note, Copies: []DocumentCopy{{ID: "note-1", Source: "Riverside Family Clinic", ContentType: "text/plain", Size: 24, Status: "current"}}},
+	}}
+}
+
+// TestPatientDocumentsClustered: near-duplicates are one row with the cluster's count and
+// sources, and every copy is listed under it with its source, date received, kind and size,
+// and opens and downloads on its own; an entry of one copy has no list of copies.
+func TestPatientDocumentsClustered(t *testing.T) {
+	t.Parallel()
+	docs := dischargeCopies(t)
+	e := newEnv(t, envOpts{documents: docs})
+	c := newClient(t)
+	e.signIn(t, c, "alice", "alice-pw")
+	list := c.get(e.base + "/documents")
+	if list.status != http.StatusOK {
+		t.Fatalf("documents page: %d", list.status)
+	}
+	if n := strings.Count(list.body, `<tr class="clustered">`); n != 1 {
+		t.Errorf("%d clustered rows, want 1", n)
+	}
+	if n := strings.Count(list.body, `<details class="copies">`); n != 1 {
+		t.Errorf("%d lists of copies, want 1 (none for a single copy)", n)
+	}
+	for _, want := range []string{"3 copies from 2 members", "Riverside Family Clinic, Valley Labs", "Show all 3 copies",
+		"Copy from Valley Labs", "Received <time datetime=\"2026-09-03\">3 Sep 2026</time>", "Text, 73 bytes"} {
+		if !strings.Contains(list.body, want) {
+			t.Errorf("documents page lacks %q", want)
+		}
+	}
+	for _, id := range []string{"ds-river", "ds-valley", "ds-valley-2"} {
+		for _, u := range []string{"/documents/" + id, "/documents/" + id + "/file"} {
+			if !strings.Contains(list.body, `href="`+u+`"`) {
+				t.Errorf("no link to %s", u)
+			}
+			if r := c.get(e.base + u); r.status != http.StatusOK {
+				t.Errorf("%s: %d", u, r.status)
+			}
+		}
+	}
+	if r := c.get(e.base + "/documents/ds-valley/file"); r.body != string(docs.bytes["ds-valley"]) {
+		t.Errorf("the Valley copy's bytes: %q", r.body)
+	}
+}
