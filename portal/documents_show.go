@@ -2,7 +2,6 @@ package portal
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"html/template"
@@ -42,16 +41,6 @@ type DocumentCluster struct {
 	Copies []DocumentCopy
 }
 
-// DocumentClusters is implemented by a Documents that lists near-duplicate clinical
-// documents (the same type, author organization and clinical day, from any member) as one
-// entry (documents.ClusterListings). It clusters after the consent filter, over only what
-// v may see, so a withheld copy changes neither a count nor the primary; it stores,
-// merges and deletes nothing. The documents page uses it when Documents implements it,
-// and lists each of List's items on its own otherwise.
-type DocumentClusters interface {
-	Clusters(ctx context.Context, v Viewer) ([]DocumentCluster, error)
-}
-
 type documentsPage struct {
 	Page
 	Clinical  []DocumentCluster
@@ -80,7 +69,7 @@ func (s *Server) showDocuments(c echo.Context) error {
 
 func (s *Server) renderDocuments(c echo.Context, status int, p documentsPage) error {
 	sess, _ := session(c)
-	entries, err := s.documentEntries(c.Request().Context(), s.patientViewer(c, sess))
+	entries, err := s.docs.List(c.Request().Context(), s.patientViewer(c, sess))
 	if err != nil {
 		return err
 	}
@@ -98,23 +87,6 @@ func (s *Server) renderDocuments(c echo.Context, status int, p documentsPage) er
 	}
 	p.UploadKey = base64.RawURLEncoding.EncodeToString(k[:])
 	return s.render(c, status, "documents", p)
-}
-
-// documentEntries lists what v may see of the patient's documents, near-duplicates as one
-// entry when s.docs can cluster them (DocumentClusters), else one entry per List item.
-func (s *Server) documentEntries(ctx context.Context, v Viewer) ([]DocumentCluster, error) {
-	if dc, ok := s.docs.(DocumentClusters); ok {
-		return dc.Clusters(ctx, v)
-	}
-	items, err := s.docs.List(ctx, v)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DocumentCluster, len(items))
-	for i, it := range items {
-		out[i] = DocumentCluster{Item: it}
-	}
-	return out, nil
 }
 
 // showDocument shows one document: a C-CDA rendered as a page (no markup of the document's

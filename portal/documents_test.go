@@ -25,13 +25,17 @@ type memDocuments struct {
 	opened  []string
 }
 
-func (m *memDocuments) List(_ context.Context, v Viewer) ([]DocumentItem, error) {
+func (m *memDocuments) List(_ context.Context, v Viewer) ([]DocumentCluster, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if v.PersonID != m.person {
 		return nil, nil
 	}
-	return append([]DocumentItem(nil), m.items...), nil
+	out := make([]DocumentCluster, len(m.items))
+	for i, it := range m.items {
+		out[i] = DocumentCluster{Item: it}
+	}
+	return out, nil
 }
 
 func (m *memDocuments) Open(_ context.Context, v Viewer, id string, want func(DocumentItem) bool) (*DocumentFile, error) {
@@ -170,15 +174,15 @@ func TestPatientDocuments(t *testing.T) {
 	}
 }
 
-// clusterDocuments is memDocuments that also lists near-duplicates as one entry
-// (DocumentClusters), as the real one does after its consent filter: clusters holds what the
-// person may see, and each copy opens from memDocuments.
+// clusterDocuments is memDocuments that lists near-duplicates as one entry, as the real
+// one does after its consent filter: clusters holds what the person may see, and each copy
+// opens from memDocuments.
 type clusterDocuments struct {
 	*memDocuments
 	clusters []DocumentCluster
 }
 
-func (m *clusterDocuments) Clusters(_ context.Context, v Viewer) ([]DocumentCluster, error) {
+func (m *clusterDocuments) List(_ context.Context, v Viewer) ([]DocumentCluster, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if v.PersonID != m.person {

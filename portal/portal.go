@@ -159,10 +159,14 @@ func (SummaryItem) LogValue() slog.Value { return slog.StringValue("[redacted]")
 // the person, decided by consent and audited like any record, and the patient's own uploads,
 // kept apart from them.
 type Documents interface {
-	// List returns the documents of v's person, newest first: each distinct clinical
-	// content once, with the members that sent it, then the patient's uploads. It audits the
-	// listing; errs.Unavailable when consent or the audit log cannot be reached.
-	List(ctx context.Context, v Viewer) ([]DocumentItem, error)
+	// List returns the documents of v's person, newest first: clinical documents as one
+	// entry per near-duplicate cluster (the same content, or the same type, author
+	// organization and clinical day, from any member) holding every copy, with the members
+	// that sent them, then the patient's uploads. It clusters after the consent filter,
+	// over only what v may see, so a withheld copy changes neither a count nor the entry's
+	// primary; it stores, merges and deletes nothing. It audits the listing;
+	// errs.Unavailable when consent or the audit log cannot be reached.
+	List(ctx context.Context, v Viewer) ([]DocumentCluster, error)
 	// Open authorizes v's read of document id (a DocumentReference id, or an upload's id),
 	// describes it, and opens its content when want (nil: always) accepts the description:
 	// one read, one audit event, committed when Open returns. A document v may not see is

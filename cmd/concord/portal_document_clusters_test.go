@@ -98,7 +98,7 @@ func TestPortalDocumentClusters(t *testing.T) {
 
 	discharge := func(v portal.Viewer) (portal.DocumentCluster, []portal.DocumentCluster) {
 		t.Helper()
-		cls, err := pd.Clusters(ctx, v)
+		cls, err := pd.List(ctx, v)
 		if err != nil {
 			t.Fatal(err)
 		}
