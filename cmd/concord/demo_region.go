@@ -589,9 +589,11 @@ const demoDischarge = `<?xml version="1.0" encoding="UTF-8"?>
   </structuredBody></component>
 </ClinicalDocument>`
 
-// seedDocuments gives demo person i a C-CDA discharge summary from their first clinic and
-// one visit note that their first two clinics both sent (stored once, listed once with
-// both sources), through the documents service as a member's upload would go.
+// seedDocuments gives demo person i a C-CDA discharge summary from their first clinic, the
+// same summary as their second clinic's system rendered it in plain text (a near-duplicate:
+// listed with the original as "2 copies from 2 members"), and one visit note that their
+// first two clinics both sent (identical bytes: stored once, listed once with both
+// sources), through the documents service as a member's upload would go.
 func (r region) seedDocuments(ctx context.Context, m *Main, i int) error {
 	p := r.persons[i]
 	now := time.Now().UTC()
@@ -603,11 +605,19 @@ func (r region) seedDocuments(ctx context.Context, m *Main, i int) error {
 		contentType string
 		data        []byte
 		at          time.Time
+		author      string // an Organization reference, or ""
 	}
+	discharged := now.AddDate(0, -2, 0)
+	hospital := "Organization/" + directory.OrganizationID(first.ID)
 	docs := []doc{{p.Members[0], "18842-5", "Discharge summary", "application/xml",
-		[]byte(fmt.Sprintf(demoDischarge, now.AddDate(0, -2, 0).Format("20060102"), first.Name, first.Name)), now.AddDate(0, -2, 0)}}
+		[]byte(fmt.Sprintf(demoDischarge, discharged.Format("20060102"), first.Name, first.Name)), discharged, hospital}}
+	if len(p.Members) > 1 {
+		docs = append(docs, doc{p.Members[1], "18842-5", "Discharge summary", "text/plain", []byte("Discharge summary from " + first.Name +
+			" (as received)\n\nAdmitted for chest pain; myocardial infarction ruled out.\nMedications: atorvastatin 20 mg daily.\nFollow up with your primary care clinic in 2 weeks.\n"),
+			discharged.Add(26 * time.Hour), hospital})
+	}
 	for _, mi := range p.Members[:min(2, len(p.Members))] {
-		docs = append(docs, doc{mi, "11506-3", "Progress note", "text/plain", note, now.AddDate(0, 0, -20)})
+		docs = append(docs, doc{mi, "11506-3", "Progress note", "text/plain", note, now.AddDate(0, 0, -20), ""})
 	}
 	return db.InTx(ctx, m.pool, func(tx db.Querier) error {
 		for _, d := range docs {
@@ -616,14 +626,19 @@ func (r region) seedDocuments(ctx context.Context, m *Main, i int) error {
 			if err != nil {
 				return err
 			}
-			raw, err := json.Marshal(map[string]any{
+			dr := map[string]any{
 				"resourceType": "DocumentReference", "status": "current",
 				"type":     map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": d.code, "display": d.title}}},
 				"category": []any{map[string]any{"coding": []any{map[string]any{"system": "http://loinc.org", "code": "LP173421-1", "display": "Report"}}}},
 				"subject":  map[string]any{"reference": "Patient/" + src.PatientID},
 				"date":     d.at.Format(time.RFC3339),
 				"content":  []any{map[string]any{"attachment": map[string]any{"contentType": d.contentType, "data": d.data}}},
-			})
+			}
+			if d.author != "" { // the clinical day is the discharge's, whoever sent it on
+				dr["author"] = []any{map[string]any{"reference": d.author}}
+				dr["context"] = map[string]any{"period": map[string]any{"start": discharged.Format(time.RFC3339)}}
+			}
+			raw, err := json.Marshal(dr)
 			if err != nil {
 				return err
 			}
