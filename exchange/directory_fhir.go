@@ -314,7 +314,9 @@ func (s *Server) delegate(c echo.Context, h echo.HandlerFunc, typ, id string) er
 // The directory entries come first (by id), and are paged by _offset while they fill
 // whole pages; the page where they run out is filled with the first stored matches
 // (_count less the directory entries on it), and later pages are the stored search's own
-// (its sealed _cursor). total, when given, counts both. A directory entry matches by
+// (its sealed _cursor). total, when given, counts both, on every page: _total=accurate
+// counts the stored matches on a page the directory fills, and adds the directory's to a
+// later page's stored total. A directory entry matches by
 // identifier (urn:ietf:rfc:3986|urn:oid:..., or the bare urn:oid:... value), name, active
 // and _id; a clause on anything else (_lastUpdated) leaves the directory out.
 func (a *SearchAPI) searchOrganizations(c echo.Context) error {
@@ -328,8 +330,27 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ctx := c.Request().Context()
+	scopes := principal(c).Scopes
+	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
 	if q.Has(records.CursorParam) { // a later page of the stored search
-		return a.searchResources(c)
+		page, err := a.x.SearchAllowed(ctx, viewer(c), typ, q, allow)
+		if err != nil {
+			return err
+		}
+		if page.Total != nil { // the whole result, as the first page counted it
+			dir, err := a.directoryOrganizations(ctx, page.Search)
+			if err != nil {
+				return err
+			}
+			n := *page.Total + len(dir)
+			page.Total = &n
+		}
+		next := ""
+		if page.Next != "" {
+			next = a.s.FHIRBase() + "/" + typ + "?" + url.Values{records.CursorParam: {page.Next}}.Encode()
+		}
+		return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
 	}
 	offset := 0
 	if q.Has("_offset") {
@@ -350,19 +371,10 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	if len(s.Elements) > 0 {
 		return errs.E("exchange.searchOrganizations", errs.Invalid, "_elements is not supported")
 	}
-	ctx := c.Request().Context()
-	orgs, _, err := a.s.directoryView(ctx, nil)
+	matches, err := a.directoryOrganizations(ctx, s)
 	if err != nil {
 		return err
 	}
-	var matches []store.Stored
-	for _, o := range orgs {
-		if o.Matches(s) {
-			matches = append(matches, asStored(typ, o.ID, o.FHIR(a.s.directorySource())))
-		}
-	}
-	scopes := principal(c).Scopes
-	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
 	var page records.Page
 	dir := matches[min(offset, len(matches)):]
 	next := ""
@@ -387,6 +399,17 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	} else { // the directory fills this page; the stored matches start on a later one
 		dir = dir[:s.Count]
 		next = a.s.pageLink(typ, q, offset+s.Count)
+		if s.Total == fhir.TotalAccurate { // counted here, shown on later pages
+			stored.Set("_count", "0")
+			counted, err := a.x.SearchAllowed(ctx, viewer(c), typ, stored, allow)
+			if err != nil {
+				return err
+			}
+			if counted.Total != nil {
+				n := *counted.Total + len(matches)
+				page.Total = &n
+			}
+		}
 	}
 	if len(dir) > 0 { // the directory entries shown: one more reference-data event
 		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, q, auditedResources(dir)); err != nil {
@@ -395,6 +418,22 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	}
 	page.Matches = append(slices.Clone(dir), page.Matches...)
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
+}
+
+// directoryOrganizations returns the directory's Organizations that match s, by id, as
+// the entries of a search.
+func (a *SearchAPI) directoryOrganizations(ctx context.Context, s fhir.Search) ([]store.Stored, error) {
+	orgs, _, err := a.s.directoryView(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var matches []store.Stored
+	for _, o := range orgs {
+		if o.Matches(s) {
+			matches = append(matches, asStored("Organization", o.ID, o.FHIR(a.s.directorySource())))
+		}
+	}
+	return matches, nil
 }
 
 // refuseEndpointWrite answers a member's POST, PUT or DELETE of an Endpoint: 405 with an
