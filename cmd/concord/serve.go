@@ -233,15 +233,21 @@ func (m *Main) Open(ctx context.Context) error {
 	return nil
 }
 
-// buildHTTP assembles the Echo server: request IDs, access logs, recovery, body limits,
-// timeouts, health endpoints, the exchange and the portal, and one error handler that
-// renders an OperationOutcome under /fhir and a page elsewhere.
+// bodyBudgetFactor is how many maximum-size request bodies the server holds at once
+// (httpx.BodyBudget); a request beyond that waits up to 10 s, then answers 503.
+const bodyBudgetFactor = 8
+
+// buildHTTP assembles the Echo server: request IDs, access logs, recovery, body limits and
+// the in-flight body budget, timeouts, health endpoints, the exchange and the portal, and
+// one error handler that renders an OperationOutcome under /fhir and a page elsewhere.
 func (m *Main) buildHTTP() {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = echo.ExtractIPDirect() // no proxy headers are trusted unless configured
 	e.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
 	e.Use(middleware.BodyLimit(fmt.Sprint(m.cfg.MaxBodyBytes)))
+	// Bodies are read whole: at most bodyBudgetFactor limits' worth are held at once.
+	e.Use(httpx.NewBodyBudget(bodyBudgetFactor*m.cfg.MaxBodyBytes, m.cfg.MaxBodyBytes).Middleware(10 * time.Second))
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if exchange.IsExchangePath(c.Request().URL.Path) {
 			m.exchange.HandleError(err, c)

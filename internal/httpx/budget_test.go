@@ -1,0 +1,162 @@
+package httpx
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+)
+
+// budgetServer serves POST /: the handler reads the body and blocks until release is
+// closed; entered counts handlers running.
+func budgetServer(t *testing.T, b *BodyBudget, wait time.Duration, release chan struct{}, entered *atomic.Int32) string {
+	t.Helper()
+	e := echo.New()
+	e.HTTPErrorHandler = func(err error, c echo.Context) { _ = c.String(Status(err), err.Error()) }
+	e.Use(b.Middleware(wait))
+	h := func(c echo.Context) error {
+		entered.Add(1)
+		defer entered.Add(-1)
+		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
+			return err
+		}
+		<-release
+		return c.NoContent(http.StatusNoContent)
+	}
+	e.POST("/", h)
+	e.GET("/", h)
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+func post(t *testing.T, url string, body io.Reader) *http.Response {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, body)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	return res
+}
+
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// TestBodyBudgetQueuesThenAdmits: a body that does not fit waits for the one holding the
+// budget, and runs once it is done; a request without a body is never held.
+func TestBodyBudgetQueuesThenAdmits(t *testing.T) {
+	b := NewBodyBudget(1000, 1000)
+	release := make(chan struct{})
+	var entered atomic.Int32
+	url := budgetServer(t, b, 5*time.Second, release, &entered)
+
+	first := make(chan int)
+	go func() { first <- post(t, url, strings.NewReader(strings.Repeat("a", 600))).StatusCode }()
+	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
+	second := make(chan int)
+	go func() { second <- post(t, url, strings.NewReader(strings.Repeat("b", 600))).StatusCode }()
+	time.Sleep(100 * time.Millisecond)
+	if n := entered.Load(); n != 1 {
+		t.Fatalf("%d handlers run with 1200 bytes charged against 1000", n)
+	}
+	// A GET carries no body and passes while the budget is spent.
+	get := make(chan int)
+	go func() {
+		res, err := http.Get(url)
+		if err != nil {
+			t.Error(err)
+			get <- 0
+			return
+		}
+		res.Body.Close()
+		get <- res.StatusCode
+	}()
+	waitFor(t, "the GET handler", func() bool { return entered.Load() == 2 })
+	close(release)
+	for name, ch := range map[string]chan int{"first": first, "second": second, "get": get} {
+		if st := <-ch; st != http.StatusNoContent {
+			t.Errorf("%s: %d", name, st)
+		}
+	}
+	if b.free != 1000 || len(b.waiters) != 0 {
+		t.Errorf("budget after: free %d, %d waiters; want 1000, 0", b.free, len(b.waiters))
+	}
+}
+
+// TestBodyBudgetRefusesAfterWait: a body that cannot be charged within the wait is 503 with
+// Retry-After, and its handler never runs; a chunked body (no length) is charged the whole
+// per-request limit.
+func TestBodyBudgetRefusesAfterWait(t *testing.T) {
+	b := NewBodyBudget(1000, 800)
+	release := make(chan struct{})
+	defer close(release)
+	var entered atomic.Int32
+	url := budgetServer(t, b, 200*time.Millisecond, release, &entered)
+	go post(t, url, strings.NewReader(strings.Repeat("a", 300)))
+	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
+
+	// 300 + 800 (chunked: the limit) > 1000.
+	req, _ := http.NewRequest(http.MethodPost, url, io.NopCloser(strings.NewReader("tiny")))
+	req.ContentLength = -1
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || res.Header.Get("Retry-After") == "" {
+		t.Fatalf("chunked body over the budget: %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
+	}
+	if n := entered.Load(); n != 1 {
+		t.Fatalf("%d handlers ran; the refused one must not", n)
+	}
+	// A sized body that fits is admitted beside the first.
+	go post(t, url, strings.NewReader(strings.Repeat("c", 700)))
+	waitFor(t, "a fitting body", func() bool { return entered.Load() == 2 })
+}
+
+// TestBodyBudgetFIFO: a large waiter is not overtaken by smaller bodies that arrive after
+// it, so it cannot starve; one that gives up lets those behind it in.
+func TestBodyBudgetFIFO(t *testing.T) {
+	b := NewBodyBudget(100, 100)
+	if !b.acquire(context.Background(), 60) {
+		t.Fatal("first acquire")
+	}
+	bigCtx, giveUp := context.WithCancel(context.Background())
+	big := make(chan bool)
+	go func() { big <- b.acquire(bigCtx, 80) }()
+	waitFor(t, "the big waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 1 })
+	small := make(chan bool)
+	go func() { small <- b.acquire(context.Background(), 30) }()
+	waitFor(t, "the small waiter", func() bool { b.mu.Lock(); defer b.mu.Unlock(); return len(b.waiters) == 2 })
+	select {
+	case <-small:
+		t.Fatal("a small body overtook the waiting large one")
+	case <-time.After(50 * time.Millisecond):
+	}
+	giveUp()
+	if <-big {
+		t.Fatal("the cancelled waiter was granted")
+	}
+	if !<-small {
+		t.Fatal("the small waiter was not admitted once the large one left")
+	}
+	b.release(60)
+	b.release(30)
+	if b.free != 100 {
+		t.Fatalf("free %d, want 100", b.free)
+	}
+}
