@@ -234,7 +234,8 @@ func (m *Main) Open(ctx context.Context) error {
 }
 
 // bodyBudgetFactor is how many maximum-size request bodies the server holds at once
-// (httpx.BodyBudget); a request beyond that waits up to 10 s, then answers 503.
+// (httpx.BodyBudget); a large body beyond that waits up to 10 s, then answers 503. Bodies
+// of at most 1 MiB are not counted.
 const bodyBudgetFactor = 8
 
 // buildHTTP assembles the Echo server: request IDs, access logs, recovery, body limits and
@@ -246,8 +247,9 @@ func (m *Main) buildHTTP() {
 	e.IPExtractor = echo.ExtractIPDirect() // no proxy headers are trusted unless configured
 	e.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
 	e.Use(middleware.BodyLimit(fmt.Sprint(m.cfg.MaxBodyBytes)))
-	// Bodies are read whole: at most bodyBudgetFactor limits' worth are held at once.
-	e.Use(httpx.NewBodyBudget(bodyBudgetFactor*m.cfg.MaxBodyBytes, m.cfg.MaxBodyBytes).Middleware(10 * time.Second))
+	// Bodies are read whole: at most bodyBudgetFactor limits' worth of bodies over 1 MiB
+	// are held at once.
+	e.Use(httpx.NewBodyBudget(bodyBudgetFactor*m.cfg.MaxBodyBytes, m.cfg.MaxBodyBytes, 1<<20).Middleware(10 * time.Second))
 	e.HTTPErrorHandler = func(err error, c echo.Context) {
 		if exchange.IsExchangePath(c.Request().URL.Path) {
 			m.exchange.HandleError(err, c)

@@ -357,7 +357,7 @@ func Vars() []Var {
 			return nil
 		}))
 	}
-	add(v("CONCORD_MAX_BODY_BYTES", "max-body-bytes", "largest request body accepted; the server holds at most 8 such bodies at once (more wait, then 503)", false,
+	add(v("CONCORD_MAX_BODY_BYTES", "max-body-bytes", "largest request body accepted; the server holds at most 8 such bodies at once (more wait, then 503; bodies up to 1 MiB are not counted)", false,
 		func(c *Config) string { return strconv.FormatInt(c.MaxBodyBytes, 10) }, func(c *Config, x string) error {
 			n, err := strconv.ParseInt(x, 10, 64)
 			if err != nil || n < 1024 {

@@ -13,15 +13,18 @@ import (
 
 // BodyBudget bounds the request bodies the server holds at once. Handlers read a FHIR or
 // upload body whole (up to the body limit each), so without a bound a few dozen
-// concurrent large bodies would take the process's memory. Each request with a body is
-// charged its Content-Length, or the whole per-request limit when it sends none
+// concurrent large bodies would take the process's memory. Each request with a large body
+// is charged its Content-Length, or the whole per-request limit when it sends none
 // (chunked), before its handler runs, and the charge is returned when the handler ends. A
 // request that cannot be charged within the wait is refused with errs.Unavailable (503,
-// Retry-After) before a byte of its body is read. Requests without a body pass free.
+// Retry-After) before a byte of its body is read. Requests without a body, or with one of
+// at most the small size, pass free: a few clients trickling large bodies can hold the
+// budget, and must not hold up every form post and ordinary FHIR write with it.
 type BodyBudget struct {
 	mu      sync.Mutex
 	free    int64
 	max     int64 // the per-request limit: the most one request is charged
+	small   int64 // a sized body up to this passes free
 	waiters []*budgetWaiter
 }
 
@@ -31,10 +34,11 @@ type budgetWaiter struct {
 }
 
 // NewBodyBudget returns a budget of total bytes, charging any one request at most
-// perRequest (the body limit). total is raised to perRequest when smaller, so that one
-// request of the largest size can always be admitted.
-func NewBodyBudget(total, perRequest int64) *BodyBudget {
-	return &BodyBudget{free: max(total, perRequest), max: perRequest}
+// perRequest (the body limit) and bodies of a known length up to small nothing. total is
+// raised to perRequest when smaller, so that one request of the largest size can always
+// be admitted.
+func NewBodyBudget(total, perRequest, small int64) *BodyBudget {
+	return &BodyBudget{free: max(total, perRequest), max: perRequest, small: small}
 }
 
 // charge is what r costs: 0 without a body.
@@ -42,10 +46,10 @@ func (b *BodyBudget) charge(r *http.Request) int64 {
 	switch {
 	case r.Body == nil || r.Body == http.NoBody:
 		return 0
+	case r.ContentLength >= 0 && r.ContentLength <= b.small:
+		return 0
 	case r.ContentLength > 0:
 		return min(r.ContentLength, b.max)
-	case r.ContentLength == 0:
-		return 0
 	}
 	return b.max // unknown length
 }

@@ -61,7 +61,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // TestBodyBudgetQueuesThenAdmits: a body that does not fit waits for the one holding the
 // budget, and runs once it is done; a request without a body is never held.
 func TestBodyBudgetQueuesThenAdmits(t *testing.T) {
-	b := NewBodyBudget(1000, 1000)
+	b := NewBodyBudget(1000, 1000, 10)
 	release := make(chan struct{})
 	var entered atomic.Int32
 	url := budgetServer(t, b, 5*time.Second, release, &entered)
@@ -103,7 +103,7 @@ func TestBodyBudgetQueuesThenAdmits(t *testing.T) {
 // Retry-After, and its handler never runs; a chunked body (no length) is charged the whole
 // per-request limit.
 func TestBodyBudgetRefusesAfterWait(t *testing.T) {
-	b := NewBodyBudget(1000, 800)
+	b := NewBodyBudget(1000, 800, 10)
 	release := make(chan struct{})
 	defer close(release)
 	var entered atomic.Int32
@@ -125,15 +125,25 @@ func TestBodyBudgetRefusesAfterWait(t *testing.T) {
 	if n := entered.Load(); n != 1 {
 		t.Fatalf("%d handlers ran; the refused one must not", n)
 	}
+	// A small body passes free while the budget is spent: 300 + 800 are held, and 7 bytes
+	// (<= 10) need nothing.
+	go post(t, url, strings.NewReader(strings.Repeat("s", 300)))
+	waitFor(t, "a second large body", func() bool { return entered.Load() == 2 })
+	go post(t, url, strings.NewReader("a form!"))
+	waitFor(t, "a small body", func() bool { return entered.Load() == 3 })
 	// A sized body that fits is admitted beside the first.
-	go post(t, url, strings.NewReader(strings.Repeat("c", 700)))
-	waitFor(t, "a fitting body", func() bool { return entered.Load() == 2 })
+	release2 := b.free // 1000 - 300 - 300
+	if release2 != 400 {
+		t.Fatalf("free %d, want 400", release2)
+	}
+	go post(t, url, strings.NewReader(strings.Repeat("c", 400)))
+	waitFor(t, "a fitting body", func() bool { return entered.Load() == 4 })
 }
 
 // TestBodyBudgetFIFO: a large waiter is not overtaken by smaller bodies that arrive after
 // it, so it cannot starve; one that gives up lets those behind it in.
 func TestBodyBudgetFIFO(t *testing.T) {
-	b := NewBodyBudget(100, 100)
+	b := NewBodyBudget(100, 100, 10)
 	if !b.acquire(context.Background(), 60) {
 		t.Fatal("first acquire")
 	}
