@@ -158,6 +158,15 @@ func (s *Server) pageLink(typ string, q url.Values, offset int) string {
 	return s.FHIRBase() + "/" + typ + "?" + next.Encode()
 }
 
+// cursorLink is the next link of a stored search of typ whose next page is cursor (the
+// sealed records.CursorParam); "" when cursor is "" (the last page).
+func (s *Server) cursorLink(typ, cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	return s.FHIRBase() + "/" + typ + "?" + url.Values{records.CursorParam: {cursor}}.Encode()
+}
+
 // selfLink is the self link of a search of typ.
 func (s *Server) selfLink(c echo.Context, typ string, post bool) string {
 	self := s.FHIRBase() + "/" + typ
@@ -346,11 +355,7 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			n := *page.Total + len(dir)
 			page.Total = &n
 		}
-		next := ""
-		if page.Next != "" {
-			next = a.s.FHIRBase() + "/" + typ + "?" + url.Values{records.CursorParam: {page.Next}}.Encode()
-		}
-		return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
+		return a.writeBundle(c, page, a.s.selfLink(c, typ, post), a.s.cursorLink(typ, page.Next))
 	}
 	offset := 0
 	if q.Has("_offset") {
@@ -393,9 +398,7 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			n := *page.Total + len(matches)
 			page.Total = &n
 		}
-		if page.Next != "" {
-			next = a.s.FHIRBase() + "/" + typ + "?" + url.Values{records.CursorParam: {page.Next}}.Encode()
-		}
+		next = a.s.cursorLink(typ, page.Next)
 	} else { // the directory fills this page; the stored matches start on a later one
 		dir = dir[:s.Count]
 		next = a.s.pageLink(typ, q, offset+s.Count)

@@ -3,9 +3,7 @@ package exchange
 import (
 	"bytes"
 	"encoding/json"
-	"mime"
 	"net/http"
-	"net/url"
 	"slices"
 	"time"
 
@@ -127,43 +125,20 @@ func (a *SearchAPI) searchResources(c echo.Context) error {
 	if err := require(c, typ, 's'); err != nil {
 		return err
 	}
-	r := c.Request()
-	q := r.URL.Query()
-	post := r.Method == http.MethodPost
-	if post && r.ContentLength != 0 {
-		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-		if mt != "application/x-www-form-urlencoded" {
-			return errs.E(op, errs.Unsupported, "send the search parameters as application/x-www-form-urlencoded")
-		}
-		if err := r.ParseForm(); err != nil {
-			return errs.E(op, errs.Invalid, "malformed form body")
-		}
-		for k, vs := range r.PostForm {
-			q[k] = append(q[k], vs...)
-		}
+	q, post, err := searchQuery(c)
+	if err != nil {
+		return err
 	}
 	if q.Has("_elements") {
 		return errs.E(op, errs.Invalid, "_elements is not supported")
 	}
 	scopes := principal(c).Scopes
 	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
-	page, err := a.x.SearchAllowed(r.Context(), viewer(c), typ, q, allow)
+	page, err := a.x.SearchAllowed(c.Request().Context(), viewer(c), typ, q, allow)
 	if err != nil {
 		return err
 	}
-	base := a.s.FHIRBase()
-	self := base + "/" + typ
-	switch {
-	case post:
-		self += "/_search"
-	case len(q) > 0:
-		self += "?" + r.URL.RawQuery
-	}
-	next := ""
-	if page.Next != "" {
-		next = base + "/" + typ + "?" + url.Values{records.CursorParam: {page.Next}}.Encode()
-	}
-	return a.writeBundle(c, page, self, next)
+	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), a.s.cursorLink(typ, page.Next))
 }
 
 // writeBundle renders a searchset Bundle. Stored bodies were validated and stamped on
