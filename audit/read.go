@@ -35,8 +35,8 @@ type Filter struct {
 }
 
 // Search returns one page of events matching f, newest first, and the cursor of the next
-// page ("" when this is the last); for f.Member, no deny events. It returns errs.Invalid for a malformed cursor and errs.Unavailable
-// when the database fails.
+// page ("" when this is the last); for f.Member, no deny events. It returns errs.Invalid
+// for a malformed cursor and errs.Unavailable when the database fails.
 func Search(ctx context.Context, q db.Querier, f Filter) ([]Event, string, error) {
 	const op = "audit.Search"
 	count := f.Count

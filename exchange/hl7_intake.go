@@ -690,8 +690,8 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 // Patient go in iw.filed under both persons, resolved here rather than when the events are
 // written, because retireSource moves the retired record to a new person of its own.
 func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, survivor string, retired hl7v2.Identifier, iw *intakeWrites) (int, error) {
-	controlID := v.RequestID
 	const op = "exchange.HL7Intake.merge"
+	controlID := v.RequestID
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
 	switch {
 	case errs.CodeOf(err) == errs.NotFound:

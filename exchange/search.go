@@ -32,6 +32,10 @@ func NewSearchAPI(s *Server, x *records.Searcher) *SearchAPI { return &SearchAPI
 //	GET  /fhir/:type                     search
 //	POST /fhir/:type/_search             search with a form body (PHI stays out of URLs)
 //	GET  /fhir/:type/:id/$everything     Patient $everything
+//
+// and the member directory as FHIR (directory_fhir.go): Endpoint and Organization read,
+// search (GET and POST _search), _history and vread, directory entries beside the
+// member-sent Organizations.
 func (a *SearchAPI) Register(e *echo.Echo) {
 	mw := []echo.MiddlewareFunc{noStore, a.s.fhirMedia, a.s.authenticate}
 	e.GET("/fhir/:type", a.searchResources, mw...)
