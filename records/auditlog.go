@@ -122,14 +122,7 @@ func (s *Service) AuditWritesRefusing(ctx context.Context, tx db.Querier, v View
 	if err != nil {
 		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
 	}
-	al, ok := s.audit.(TxAuditLog)
-	if !ok {
-		return errs.E(op, errs.Unavailable, "the audit log cannot append inside a transaction")
-	}
-	if err := al.AppendTx(ctx, tx, append(evs, revs...)...); err != nil {
-		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
-	}
-	return nil
+	return s.appendTx(ctx, tx, op, append(evs, revs...)...)
 }
 
 // refusalEvents returns the Deny event of each of rs (see AuditWriteRefusal), looking the
@@ -205,14 +198,7 @@ func (s *Service) AuditWritesFiled(ctx context.Context, tx db.Querier, v Viewer,
 	for _, f := range filed {
 		evs = fileWrite(evs, v, f, at)
 	}
-	al, ok := s.audit.(TxAuditLog)
-	if !ok {
-		return errs.E(op, errs.Unavailable, "the audit log cannot append inside a transaction")
-	}
-	if err := al.AppendTx(ctx, tx, evs...); err != nil {
-		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
-	}
-	return nil
+	return s.appendTx(ctx, tx, op, evs...)
 }
 
 // fileWrite adds f to the write event of its action and person in evs that lists it

@@ -86,6 +86,13 @@ func (s *Service) AuditWrites(ctx context.Context, tx db.Querier, v Viewer, ws *
 	if err != nil {
 		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
 	}
+	return s.appendTx(ctx, tx, op, evs...)
+}
+
+// appendTx appends evs inside tx (TxAuditLog.AppendTx), last in the transaction so they
+// commit with what they record. Any failure is errs.Unavailable under op: the caller's
+// transaction must roll back.
+func (s *Service) appendTx(ctx context.Context, tx db.Querier, op string, evs ...audit.Event) error {
 	al, ok := s.audit.(TxAuditLog)
 	if !ok {
 		return errs.E(op, errs.Unavailable, "the audit log cannot append inside a transaction")
