@@ -201,6 +201,21 @@ func runMemberSet(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
+// openMemberDB is openAdminDB for a command about one member: the pool and its directory,
+// once the member is known (a one-line error naming it otherwise). Close the pool.
+func openMemberDB(ctx context.Context, cfg config.Config, member string) (*pgxpool.Pool, *directory.Store, error) {
+	pool, err := openAdminDB(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := directory.NewStore(pool)
+	if _, err := dir.Member(ctx, member); err != nil {
+		pool.Close()
+		return nil, nil, fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
+	}
+	return pool, dir, nil
+}
+
 // openAdminDB opens the small pool an operator command (member, member hl7, member
 // endpoint) works through, and refuses a schema that is not current, with one-line errors.
 func openAdminDB(ctx context.Context, cfg config.Config) (*pgxpool.Pool, error) {

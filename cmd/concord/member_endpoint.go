@@ -62,14 +62,11 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, "concord member endpoint: --member and --url are required")
 		return errReported
 	}
-	pool, err := openAdminDB(ctx, cfg)
+	pool, _, err := openMemberDB(ctx, cfg, member)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	if _, err := directory.NewStore(pool).Member(ctx, member); err != nil {
-		return fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
-	}
 	ns := notify.NewStore(cfg.NotifyAllow)
 	for _, u := range strings.Split(urls, ",") {
 		if u = strings.TrimSpace(u); u == "" {
@@ -107,15 +104,11 @@ func publishEndpoint(ctx context.Context, cfg config.Config, member string, f en
 	if err != nil {
 		return fmt.Errorf("endpoint %q: %s", f.address, errs.MessageOf(err))
 	}
-	pool, err := openAdminDB(ctx, cfg)
+	pool, dir, err := openMemberDB(ctx, cfg, member)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	dir := directory.NewStore(pool)
-	if _, err := dir.Member(ctx, member); err != nil {
-		return fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
-	}
 	if e, err = dir.SetEndpoint(ctx, member, e); err != nil {
 		return fmt.Errorf("endpoint %q: %s", f.address, errs.MessageOf(err))
 	}

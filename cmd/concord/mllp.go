@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/exchange"
 	"github.com/concord-hie/concord/exchange/hl7v2"
 	"github.com/concord-hie/concord/internal/errs"
@@ -106,15 +105,11 @@ func runMemberHL7(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "concord member hl7: --member is required")
 		return errReported
 	}
-	pool, err := openAdminDB(ctx, cfg)
+	pool, dir, err := openMemberDB(ctx, cfg, member)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	dir := directory.NewStore(pool)
-	if _, err := dir.Member(ctx, member); err != nil {
-		return fmt.Errorf("member %s: %s", member, errs.MessageOf(err))
-	}
 	steps := []struct {
 		list, what string
 		add        func(string) error
