@@ -153,7 +153,7 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 	default:
 		return pe, errs.E(op, errs.Invalid, "only POST, PUT, DELETE and (in a batch) GET entries are supported")
 	}
-	if err := refuseEntry(pe.typ, pe.method); err != nil {
+	if err := refuseEntry(pe.typ, pe.method, pe.id); err != nil {
 		return pe, err
 	}
 	if !p.Scopes.Allows(pe.typ, need) {

@@ -402,8 +402,8 @@ func TestDirectoryCapabilityStatement(t *testing.T) {
 }
 
 // TestDirectoryEndpointBundleWritesRefused: a transaction or batch entry cannot store an
-// Endpoint either (ownHandlerWrite); a DELETE entry of a stored one still deletes it, as
-// the REST DELETE does.
+// Endpoint either (ownHandlerWrite), nor delete a directory one; a DELETE entry of a
+// stored one still deletes it, as the REST DELETE does.
 func TestDirectoryEndpointBundleWritesRefused(t *testing.T) {
 	env := newDirEnv(t)
 	tok := token(t, "client-a", "a", "system/*.cruds")
@@ -420,6 +420,7 @@ func TestDirectoryEndpointBundleWritesRefused(t *testing.T) {
 	for _, entry := range []string{
 		`{"fullUrl":"urn:uuid:11111111-1111-1111-1111-111111111111","resource":` + ep + `,"request":{"method":"POST","url":"Endpoint"}}`,
 		`{"resource":` + put + `,"request":{"method":"PUT","url":"Endpoint/` + env.storedEP + `"}}`,
+		`{"request":{"method":"DELETE","url":"Endpoint/concord-fhir"}}`, // a directory id: 405 over REST
 	} {
 		code, body := env.do(t, tok, http.MethodPost, "/fhir", `{"resourceType":"Bundle","type":"transaction","entry":[`+entry+`]}`)
 		if code != http.StatusBadRequest || !bytes.Contains(body, []byte("cannot be written in a Bundle")) {

@@ -23,9 +23,9 @@ import (
 //     delete would bypass the document service's own records.
 //   - Endpoint: the member directory's, registered by the operator (concord member
 //     endpoint) and served read-only (refuseEndpointWrite); a create or update would store
-//     an Endpoint no directory search lists. DELETE stays: an Endpoint a member stored
-//     before the directory view (a stored id) may still be deleted, and a directory id
-//     names no stored resource, so deleting it deletes nothing.
+//     an Endpoint no directory search lists. DELETE stays for an Endpoint a member stored
+//     before the directory view (a stored id); one of a directory id is refused by
+//     refuseEndpointWrite and refuseEntry.
 func ownHandlerWrite(typ, method string) bool {
 	switch typ {
 	case "Consent", "AuditEvent", "Subscription":
@@ -69,9 +69,11 @@ func historyNotServed(echo.Context) error {
 	return echo.NewHTTPError(http.StatusMethodNotAllowed, "history is not served for this resource type")
 }
 
-// refuseEntry is refuseGeneric for a bundle entry: errs.Invalid (400 in the entry).
-func refuseEntry(typ, method string) error {
-	if !ownHandlerWrite(typ, method) {
+// refuseEntry is refuseGeneric for a bundle entry of typ/id (id "" for a create):
+// errs.Invalid (400 in the entry). Like the REST DELETE (refuseEndpointWrite), a DELETE
+// of an Endpoint that no member can have stored (a directory id) is refused too.
+func refuseEntry(typ, method, id string) error {
+	if !ownHandlerWrite(typ, method) && (typ != "Endpoint" || method != http.MethodDelete || storedID(id)) {
 		return nil
 	}
 	return errs.E("exchange.plan", errs.Invalid, typ+" cannot be written in a Bundle; use its own endpoint")
