@@ -55,15 +55,16 @@ func (a *SearchAPI) Register(e *echo.Echo) {
 }
 
 // withSearch returns types with "search-type" added for the types the exchange can
-// search: Patient, and every type with a patient or subject parameter (a clinical search
-// needs one). Types it adds have no other interaction.
+// search: Patient, reference data (records.ReferenceType: Organization, Practitioner,
+// Medication, searched without a patient), and every type with a patient or subject
+// parameter (a clinical search needs one). Types it adds have no other interaction.
 func withSearch(types map[string][]string) map[string][]string {
 	out := make(map[string][]string, len(types))
 	for t, ops := range types {
 		out[t] = append([]string(nil), ops...)
 	}
 	for _, c := range fhir.Capabilities() {
-		searchable := c.Type == "Patient"
+		searchable := c.Type == "Patient" || records.ReferenceType(c.Type)
 		for _, p := range c.SearchParams {
 			searchable = searchable || p.Name == "patient" || p.Name == "subject"
 		}

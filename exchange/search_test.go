@@ -392,8 +392,22 @@ func TestMetadataListsSearchTypes(t *testing.T) {
 	if !slices.Contains(got["Patient"], "search-type") || !slices.Contains(got["Observation"], "search-type") || !slices.Contains(got["DocumentReference"], "search-type") {
 		t.Fatalf("search-type missing: %v", got)
 	}
-	if slices.Contains(got["Medication"], "search-type") || !slices.Equal(got["Medication"], []string{"read"}) {
-		t.Fatalf("Medication has no patient parameter, so no search: %v", got["Medication"])
+	// Reference data with indexed parameters is searched without a patient
+	// (records.searchReference).
+	for _, typ := range []string{"Medication", "Organization", "Practitioner"} {
+		if !slices.Contains(got[typ], "search-type") {
+			t.Fatalf("%s is searchable as reference data: %v", typ, got[typ])
+		}
+	}
+	if !slices.Equal(got["Medication"], []string{"read", "search-type"}) {
+		t.Fatalf("Medication interactions %v; want read, search-type", got["Medication"])
+	}
+	var orgParams []string
+	for _, p := range searchCapability("Organization", got["Organization"]).Params {
+		orgParams = append(orgParams, p.Name)
+	}
+	if !slices.Contains(orgParams, "identifier") || !slices.Contains(orgParams, "name") {
+		t.Fatalf("Organization search params %v; want identifier and name", orgParams)
 	}
 	sc := searchCapability("Observation", got["Observation"])
 	params, includes, ops := sc.Params, sc.Include, sc.Ops

@@ -25,6 +25,10 @@ import (
 var referenceData = map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
 	"PractitionerRole": true, "Location": true}
 
+// ReferenceType reports whether typ is reference data: readable and searchable by every
+// member without a patient, like a clinical type is within a compartment.
+func ReferenceType(typ string) bool { return referenceData[typ] }
+
 // sharedReference reports whether st is reference data every member may see: of a
 // referenceData type, in no compartment, and carrying no security label. A label
 // (confidentiality, sensitivity, 42 CFR Part 2, which a Part 2 program's member puts on
