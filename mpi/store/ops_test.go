@@ -166,7 +166,7 @@ func TestMergeUnmergeRestoresCompartments(t *testing.T) {
 	if err := e.pool.QueryRow(e.ctx, `SELECT payload::text FROM outbox_events WHERE topic = $1 ORDER BY id LIMIT 1`, store.TopicLinkChanged).Scan(&payload); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(payload, "Rivera") || strings.Contains(payload, "1984") || !strings.Contains(payload, string(marcus.Source.PersonID)) {
+	if strings.Contains(payload, "Rivera") || strings.Contains(payload, "1984-03-12") || !strings.Contains(payload, string(marcus.Source.PersonID)) {
 		t.Fatalf("outbox payload: %s", payload)
 	}
 	// Audit: a merge and an unmerge event for each of the two persons.
