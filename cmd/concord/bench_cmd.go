@@ -550,8 +550,13 @@ func (ts *tokenSource) refresh() error {
 	var tr struct {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int    `json:"expires_in"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusOK {
+		if tr.Error != "" {
+			return fmt.Errorf("token endpoint answered %d: %s (%s)", resp.StatusCode, tr.Error, tr.Description)
+		}
 		return fmt.Errorf("token endpoint answered %d", resp.StatusCode)
 	}
 	ts.token, ts.expires = tr.AccessToken, now.Add(time.Duration(tr.ExpiresIn)*time.Second)

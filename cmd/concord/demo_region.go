@@ -266,7 +266,9 @@ var demoClientScopes = append(slices.Clone(directory.DefaultScopes), exchange.Sc
 
 // ensureClients gives every demo member a client system whose private key is in
 // DATA_DIR/demo-clients, registering a new one for each member whose file is missing (a
-// fresh data dir beside an already seeded database), so the banner's promise holds.
+// fresh data dir beside an already seeded database) or names a client the database does
+// not know (a database dropped and seeded again beside an old data dir), so the banner's
+// promise holds.
 func (r region) ensureClients(ctx context.Context, m *Main) error {
 	keyDir := filepath.Join(m.cfg.DataDir, "demo-clients")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
@@ -274,8 +276,19 @@ func (r region) ensureClients(ctx context.Context, m *Main) error {
 	}
 	for _, dm := range r.members {
 		path := filepath.Join(keyDir, dm.ID+".json")
-		if _, err := os.Stat(path); err == nil {
-			continue
+		if b, err := os.ReadFile(path); err == nil {
+			var f struct {
+				ClientID string `json:"client_id"`
+			}
+			if json.Unmarshal(b, &f) == nil {
+				_, err := m.directory.Client(ctx, f.ClientID)
+				if err == nil {
+					continue
+				}
+				if errs.CodeOf(err) != errs.NotFound {
+					return err
+				}
+			}
 		}
 		priv, pub, err := newClientKey(dm.ID)
 		if err != nil {

@@ -27,6 +27,9 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) > 0 && args[0] == "set" {
 		return runMemberSet(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "token" {
+		return runMemberToken(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
 		fmt.Fprint(stderr, memberUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
@@ -161,6 +164,7 @@ const memberUsage = `usage: concord member add --name NAME --system OID --jwks F
        concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]
        concord member endpoint --member ID --url URL[,URL...]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS [--payload P[,P...]] [--status S]
+       concord member token --member ID [--scope SCOPES]   (a demo member's access token, for trying the API)
 `
 
 // runMemberSet changes a registered member's directory entry: today its NPI (--npi ”
