@@ -17,6 +17,7 @@ import (
 	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
 	mpistore "github.com/concord-hie/concord/mpi/store"
@@ -107,7 +108,10 @@ func (s *Server) HandleError(err error, c echo.Context) {
 	if he, ok := err.(*echo.HTTPError); ok {
 		is = fhir.IssueFor(errs.E("exchange.HandleError", httpx.CodeForStatus(he.Code), http.StatusText(he.Code)))
 	}
-	if status >= 500 {
+	switch {
+	case status >= 500 && errs.MessageOf(err) == db.CommitUnknown: // a write that may have been stored
+		is.Diagnostics = "The database did not confirm the change: it may or may not have been stored. Read it back, or repeat it only with If-None-Exist or an Idempotency-Key; quote request ID " + httpx.ID(c) + "."
+	case status >= 500:
 		is.Diagnostics = "The server could not complete the request; quote request ID " + httpx.ID(c) + "."
 	}
 	if status == http.StatusUnauthorized {

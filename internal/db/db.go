@@ -96,7 +96,8 @@ type TxStarter interface {
 
 // InTx runs fn in one transaction and commits when fn returns nil. It retries the whole
 // function up to 3 times on serialization failure (40001) or deadlock (40P01), so fn must be
-// safe to run again. Errors come back mapped through Map.
+// safe to run again. Errors come back mapped through Map, except a COMMIT that got no answer:
+// errs.Unavailable with the message CommitUnknown, since it may have been applied.
 func InTx(ctx context.Context, p TxStarter, fn func(tx Querier) error) error {
 	return InTxOpts(ctx, p, pgx.TxOptions{}, fn)
 }
@@ -127,10 +128,19 @@ func inTxOnce(ctx context.Context, p TxStarter, o pgx.TxOptions, fn func(tx Quer
 		return Map("db.InTx", err)
 	}
 	if err = tx.Commit(ctx); err != nil {
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) { // no answer to COMMIT: it may have been applied
+			return errs.E("db.InTx", errs.Unavailable, CommitUnknown, err)
+		}
 		return Map("db.InTx", err)
 	}
 	return nil
 }
+
+// CommitUnknown is the message of InTx's error when COMMIT got no answer (the connection
+// broke, the context ended): the transaction may or may not have been applied, so the
+// caller must not say that nothing was stored.
+const CommitUnknown = "the database did not confirm the change: it may or may not have been saved; check before repeating it"
 
 func retryable(err error) bool {
 	var pe *pgconn.PgError
