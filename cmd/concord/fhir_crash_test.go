@@ -248,7 +248,8 @@ func (l *fhirLoad) read(hc *http.Client, c crashClient, id, rid string) *fhirOp 
 }
 
 // do sends req as c with op's request id and records in op what came back: ok (2xx),
-// failed (another status), unsent (refused at connect) or unknown (cut or timed out).
+// failed (another status), unsent (refused at connect) or unknown (cut, timed out, or a
+// 503 saying the COMMIT went unanswered).
 func (l *fhirLoad) do(hc *http.Client, c crashClient, req *http.Request, op *fhirOp) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/fhir+json")
@@ -272,9 +273,13 @@ func (l *fhirLoad) do(hc *http.Client, c crashClient, req *http.Request, op *fhi
 		op.end = time.Now()
 		op.status = resp.StatusCode
 		op.outcome = opFailed
-		if resp.StatusCode/100 == 2 {
+		switch {
+		case resp.StatusCode/100 == 2:
 			op.outcome = opOK
-		} else {
+		case resp.StatusCode == http.StatusServiceUnavailable && bytes.Contains(body, []byte("may or may not have been stored")):
+			op.outcome = opUnknown // the server says its COMMIT went unanswered (db.CommitUnknown)
+			op.err = string(body[:min(len(body), 300)])
+		default:
 			op.err = string(body[:min(len(body), 300)]) // an OperationOutcome: no PHI
 		}
 		if op.write && op.outcome == opOK {
