@@ -7,6 +7,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/httpx"
 )
@@ -76,6 +77,9 @@ func (s *Server) HTTPErrorHandler(err error, c echo.Context) {
 		h.Set(echo.HeaderReferrerPolicy, "same-origin")
 	}
 	p := errorPage{Page: s.page(c, "Error"), Status: status, Message: statusText(status)}
+	if errs.MessageOf(err) == db.CommitUnknown { // "nothing was changed" may be untrue
+		p.Message = "We could not confirm that your change was saved. It may or may not have been: please check (for example, your messages or sharing choices) before you try again."
+	}
 	if rerr := s.render(c, status, "error", p); rerr != nil {
 		s.log.Error("portal error page", slog.String("request_id", requestID(c)), slog.String("err", rerr.Error()))
 		_ = c.String(status, statusText(status)+" Request ID: "+requestID(c))

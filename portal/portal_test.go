@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -281,6 +282,13 @@ func TestRecordsUnavailableShows503(t *testing.T) {
 		if strings.Contains(r.body, leak) {
 			t.Errorf("error page leaks %q", leak)
 		}
+	}
+	// A write whose COMMIT went unanswered may have been saved: the page must not say
+	// that nothing changed.
+	e.records.fail = errs.E("db.InTx", errs.Unavailable, db.CommitUnknown)
+	if r := c.get(e.base + "/labs"); r.status != http.StatusServiceUnavailable || strings.Contains(r.body, "Nothing was shown or changed") ||
+		!strings.Contains(r.body, "could not confirm that your change was saved") {
+		t.Errorf("unconfirmed commit page: %d\n%s", r.status, r.body)
 	}
 	if r := c.get(e.base + "/no-such-page"); r.status != http.StatusNotFound || !strings.Contains(r.body, "Page not found") ||
 		r.header.Get("Content-Security-Policy") == "" || r.header.Get("X-Content-Type-Options") != "nosniff" {
