@@ -11,6 +11,7 @@ import (
 
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/testkit"
 )
 
 // commitTx is a pgx.Tx whose Commit fails with err; fn never calls anything else.
@@ -40,5 +41,40 @@ func TestInTxCommitUnanswered(t *testing.T) {
 	err = db.InTx(ctx, starter{commitTx{err: refused}}, noop)
 	if errs.CodeOf(err) != errs.Conflict || errs.MessageOf(err) == db.CommitUnknown {
 		t.Fatalf("refused commit = %v; want Conflict, not unknown", err)
+	}
+}
+
+// TestInTxCommitDefiniteFailures: a COMMIT that PostgreSQL answered with ROLLBACK (fn
+// swallowed an error, so the transaction had aborted) and a COMMIT never sent (the context
+// ended first) both stored nothing: they are definite failures, never CommitUnknown, which
+// would tell a client its write may have been stored.
+func TestInTxCommitDefiniteFailures(t *testing.T) {
+	pool := testkit.DB(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE commit_probe (id int PRIMARY KEY)`); err != nil {
+		t.Fatal(err)
+	}
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO commit_probe VALUES (1)`); err != nil {
+			return err
+		}
+		_, _ = tx.Exec(ctx, `SELECT 1/0`) // swallowed: the transaction is aborted
+		return nil
+	})
+	if err == nil || errs.MessageOf(err) == db.CommitUnknown {
+		t.Errorf("COMMIT answered ROLLBACK = %v (%q); want a definite failure", err, errs.MessageOf(err))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	err = db.InTx(cctx, pool, func(tx db.Querier) error {
+		_, err := tx.Exec(cctx, `INSERT INTO commit_probe VALUES (2)`)
+		cancel() // COMMIT is never sent
+		return err
+	})
+	if err == nil || errs.MessageOf(err) == db.CommitUnknown {
+		t.Errorf("COMMIT never sent = %v (%q); want a definite failure", err, errs.MessageOf(err))
+	}
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM commit_probe`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows stored (%v); want none", n, err)
 	}
 }

@@ -128,8 +128,7 @@ func inTxOnce(ctx context.Context, p TxStarter, o pgx.TxOptions, fn func(tx Quer
 		return Map("db.InTx", err)
 	}
 	if err = tx.Commit(ctx); err != nil {
-		var pe *pgconn.PgError
-		if !errors.As(err, &pe) { // no answer to COMMIT: it may have been applied
+		if commitUnanswered(err) { // it may have been applied
 			return errs.E("db.InTx", errs.Unavailable, CommitUnknown, err)
 		}
 		return Map("db.InTx", err)
@@ -137,10 +136,19 @@ func inTxOnce(ctx context.Context, p TxStarter, o pgx.TxOptions, fn func(tx Quer
 	return nil
 }
 
-// CommitUnknown is the message of InTx's error when COMMIT got no answer (the connection
-// broke, the context ended): the transaction may or may not have been applied, so the
-// caller must not say that nothing was stored.
+// CommitUnknown is the message of InTx's error when COMMIT was sent and got no answer (the
+// connection broke, or the context ended while it waited): the transaction may or may not
+// have been applied, so the caller must not say that nothing was stored.
 const CommitUnknown = "the database did not confirm the change: it may or may not have been saved; check before repeating it"
+
+// commitUnanswered reports whether a failed COMMIT may still have been applied: it was
+// sent and no answer came back. An answer (a PgError, or ROLLBACK for a transaction that
+// had already failed: pgx.ErrTxCommitRollback) is definite, and so is a COMMIT never sent
+// (the context ended first: pgconn.SafeToRetry).
+func commitUnanswered(err error) bool {
+	var pe *pgconn.PgError
+	return !errors.As(err, &pe) && !errors.Is(err, pgx.ErrTxCommitRollback) && !pgconn.SafeToRetry(err)
+}
 
 func retryable(err error) bool {
 	var pe *pgconn.PgError
