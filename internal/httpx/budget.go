@@ -1,7 +1,9 @@
 package httpx
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"sync"
 	"time"
@@ -17,8 +19,9 @@ import (
 // is charged its Content-Length, or the whole per-request limit when it sends none
 // (chunked), before its handler runs, and the charge is returned when the handler ends. A
 // request that cannot be charged within the wait is refused with errs.Unavailable (503,
-// Retry-After) before a byte of its body is read. Requests without a body, or with one of
-// at most the small size, pass free: a few clients trickling large bodies can hold the
+// Retry-After) before a byte of a sized body is read (a chunked body's first small+1 bytes
+// are read, outside the budget, to learn whether it is small). Requests without a body, or
+// with one of at most the small size, sized or chunked, pass free: a few clients trickling large bodies can hold the
 // budget, and must not hold up every form post and ordinary FHIR write with it.
 type BodyBudget struct {
 	mu      sync.Mutex
@@ -52,6 +55,31 @@ func (b *BodyBudget) charge(r *http.Request) int64 {
 		return min(r.ContentLength, b.max)
 	}
 	return b.max // unknown length
+}
+
+// peekSmall reads up to small+1 bytes of r's body of unknown length (chunked), outside the
+// budget: a small body passes free however it is framed, like one of a known small length.
+// r's body is replaced by what was read followed by the rest (a read error included), and
+// a body that ended within small gets that length, which charge then lets pass.
+func (b *BodyBudget) peekSmall(r *http.Request) {
+	head, err := io.ReadAll(io.LimitReader(r.Body, b.small+1))
+	rest := io.MultiReader(bytes.NewReader(head), r.Body)
+	switch {
+	case err != nil:
+		rest = io.MultiReader(bytes.NewReader(head), errReader{err})
+	case int64(len(head)) <= b.small:
+		rest, r.ContentLength = bytes.NewReader(head), int64(len(head))
+	}
+	r.Body = readCloser{rest, r.Body}
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // acquire takes n bytes, waiting in arrival order until ctx ends. It reports whether it
@@ -111,7 +139,11 @@ func (b *BodyBudget) grantLocked() {
 func (b *BodyBudget) Middleware(wait time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			n := b.charge(c.Request())
+			r := c.Request()
+			if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+				b.peekSmall(r)
+			}
+			n := b.charge(r)
 			if n == 0 {
 				return next(c)
 			}

@@ -100,8 +100,8 @@ func TestBodyBudgetQueuesThenAdmits(t *testing.T) {
 }
 
 // TestBodyBudgetRefusesAfterWait: a body that cannot be charged within the wait is 503 with
-// Retry-After, and its handler never runs; a chunked body (no length) is charged the whole
-// per-request limit.
+// Retry-After, and its handler never runs; a chunked body (no length) over the small size
+// is charged the whole per-request limit.
 func TestBodyBudgetRefusesAfterWait(t *testing.T) {
 	b := NewBodyBudget(1000, 800, 10)
 	release := make(chan struct{})
@@ -111,8 +111,8 @@ func TestBodyBudgetRefusesAfterWait(t *testing.T) {
 	go post(t, url, strings.NewReader(strings.Repeat("a", 300)))
 	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
 
-	// 300 + 800 (chunked: the limit) > 1000.
-	req, _ := http.NewRequest(http.MethodPost, url, io.NopCloser(strings.NewReader("tiny")))
+	// 300 + 800 (chunked and over the small size: the limit) > 1000.
+	req, _ := http.NewRequest(http.MethodPost, url, io.NopCloser(strings.NewReader(strings.Repeat("x", 50))))
 	req.ContentLength = -1
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -170,5 +170,48 @@ func TestBodyBudgetFIFO(t *testing.T) {
 	b.release(30)
 	if b.free != 100 {
 		t.Fatalf("free %d, want 100", b.free)
+	}
+}
+
+// TestBodyBudgetChunkedSmallPassesFree: a small body passes free however it is framed; a
+// chunked one (no Content-Length, as many FHIR clients stream) must not be charged the
+// whole limit and held up behind large bodies. The handler still reads all of it.
+func TestBodyBudgetChunkedSmallPassesFree(t *testing.T) {
+	b := NewBodyBudget(1000, 1000, 10)
+	release := make(chan struct{})
+	defer close(release)
+	var entered atomic.Int32
+	url := budgetServer(t, b, 200*time.Millisecond, release, &entered)
+	go post(t, url, strings.NewReader(strings.Repeat("a", 600)))
+	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
+
+	got := make(chan string, 1)
+	e := echo.New()
+	e.Use(b.Middleware(200 * time.Millisecond))
+	e.POST("/", func(c echo.Context) error {
+		body, err := io.ReadAll(c.Request().Body)
+		got <- string(body)
+		if err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	})
+	srv := httptest.NewServer(e)
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, io.NopCloser(strings.NewReader("tiny")))
+	req.ContentLength = -1
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNoContent {
+		t.Fatalf("chunked 4-byte body while 600 of 1000 are held: %d; want it to pass free", res.StatusCode)
+	}
+	if s := <-got; s != "tiny" {
+		t.Fatalf("handler read %q; want the whole body", s)
+	}
+	if b.free != 400 {
+		t.Fatalf("free %d; want 400 (only the first body charged)", b.free)
 	}
 }
