@@ -495,6 +495,7 @@ type tokenSource struct {
 	clientID, tokenURL string
 	scope              string
 	key                jose.JSONWebKey
+	hc                 *http.Client // no redirects: the request carries a signed assertion
 	mu                 sync.Mutex
 	token              string
 	expires            time.Time
@@ -512,7 +513,12 @@ func newTokenSource(dataDir, memberID, tokenURL, scope string) (*tokenSource, er
 	if err := json.Unmarshal(b, &dc); err != nil {
 		return nil, err
 	}
-	ts := &tokenSource{clientID: dc.ClientID, tokenURL: tokenURL, scope: scope}
+	ts := &tokenSource{clientID: dc.ClientID, tokenURL: tokenURL, scope: scope, hc: &http.Client{
+		Timeout: 30 * time.Second,
+		// A redirect would re-send the client assertion (307, 308) wherever it points: the
+		// redirect is the answer, and not 200.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
 	if err := ts.key.UnmarshalJSON(dc.Key); err != nil {
 		return nil, err
 	}
@@ -541,7 +547,7 @@ func (ts *tokenSource) refresh() error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.PostForm(ts.tokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {ts.scope},
+	resp, err := ts.hc.PostForm(ts.tokenURL, url.Values{"grant_type": {"client_credentials"}, "scope": {ts.scope},
 		"client_assertion_type": {"urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}, "client_assertion": {a}})
 	if err != nil {
 		return err
