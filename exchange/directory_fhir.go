@@ -443,7 +443,7 @@ func (a *SearchAPI) directoryOrganizations(ctx context.Context, s fhir.Search) (
 // OperationOutcome. Directory Endpoints are registered by the exchange operator; a DELETE
 // of an Endpoint stored before the directory view (a stored id) goes to the generic delete.
 func (s *Server) refuseEndpointWrite(c echo.Context) error {
-	if id := c.Param("id"); c.Request().Method == http.MethodDelete && storedID(id) {
+	if id := c.Param("id"); c.Request().Method == http.MethodDelete && !directoryEndpointDelete("Endpoint", http.MethodDelete, id) {
 		return s.delegate(c, s.deleteResource, "Endpoint", id)
 	}
 	c.Response().Header().Set("Cache-Control", "no-store")

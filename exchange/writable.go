@@ -69,11 +69,18 @@ func historyNotServed(echo.Context) error {
 	return echo.NewHTTPError(http.StatusMethodNotAllowed, "history is not served for this resource type")
 }
 
+// directoryEndpointDelete reports whether a DELETE of typ/id names a directory Endpoint
+// (any id a member cannot have stored), which is refused like any other Endpoint write;
+// an Endpoint a member stored before the directory view (a stored id) may be deleted.
+func directoryEndpointDelete(typ, method, id string) bool {
+	return typ == "Endpoint" && method == http.MethodDelete && !storedID(id)
+}
+
 // refuseEntry is refuseGeneric for a bundle entry of typ/id (id "" for a create):
 // errs.Invalid (400 in the entry). Like the REST DELETE (refuseEndpointWrite), a DELETE
 // of an Endpoint that no member can have stored (a directory id) is refused too.
 func refuseEntry(typ, method, id string) error {
-	if !ownHandlerWrite(typ, method) && (typ != "Endpoint" || method != http.MethodDelete || storedID(id)) {
+	if !ownHandlerWrite(typ, method) && !directoryEndpointDelete(typ, method, id) {
 		return nil
 	}
 	return errs.E("exchange.plan", errs.Invalid, typ+" cannot be written in a Bundle; use its own endpoint")

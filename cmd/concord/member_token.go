@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"io/fs"
 	"fmt"
 	"io"
 	"strings"
@@ -26,11 +28,17 @@ func runMemberToken(_ context.Context, args []string, stdout, stderr io.Writer) 
 		return errReported
 	}
 	ts, err := newTokenSource(cfg.DataDir, member, cfg.BaseURL+"/token", scope)
-	if err != nil {
-		return fmt.Errorf("member %s: no demo client key in %s/demo-clients (run concord demo first): %v", member, cfg.DataDir, err)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("member %s: no demo client key in %s/demo-clients (run concord demo first)", member, cfg.DataDir)
+	case err != nil:
+		return fmt.Errorf("member %s: the demo client key file cannot be read: %w", member, err)
 	}
 	if err := ts.refresh(); err != nil {
-		return fmt.Errorf("member %s: %v", member, err)
+		return fmt.Errorf("member %s: %w", member, err)
+	}
+	if ts.token == "" {
+		return fmt.Errorf("member %s: the token endpoint answered without an access token", member)
 	}
 	fmt.Fprintln(stdout, ts.token)
 	return nil

@@ -58,9 +58,12 @@ func (d docRef) title() string {
 	return "Clinical document"
 }
 
+// date is the document's clinical date as the list shows and sorts it: the period of care
+// it covers (context.period.start), else its index date, as near-duplicate clustering
+// (documents.TraitsOf) reads it.
 func (d docRef) date() time.Time {
 	raw := d.Date
-	if raw == "" && d.Context != nil && d.Context.Period != nil {
+	if d.Context != nil && d.Context.Period != nil && d.Context.Period.Start != "" {
 		raw = d.Context.Period.Start
 	}
 	if raw == "" {
