@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"io/fs"
 	"fmt"
 	"io"
+	"io/fs"
 	"strings"
 )
 
