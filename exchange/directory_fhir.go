@@ -295,6 +295,9 @@ func (a *SearchAPI) directoryHistory(typ string, vread bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		id := c.Param("id")
 		if directory.IsDirectoryID(id) || typ == "Endpoint" && !storedID(id) {
+			if err := require(c, typ, 'r'); err != nil { // the scope first, as for every read
+				return err
+			}
 			return historyNotServed(c)
 		}
 		h := a.s.historyResource

@@ -339,6 +339,10 @@ func TestDirectoryRead(t *testing.T) {
 	if code, _ := env.do(t, tok, http.MethodGet, "/fhir/Organization/member-a/_history", ""); code != http.StatusMethodNotAllowed {
 		t.Fatalf("directory history: %d", code)
 	}
+	// Without the type's scope the answer is 403, as for any read, before the id is looked at.
+	if code, _ := env.do(t, tokA, http.MethodGet, "/fhir/Organization/member-a/_history", ""); code != http.StatusForbidden {
+		t.Fatalf("directory history without Organization scope: %d", code)
+	}
 }
 
 func TestDirectoryEndpointWritesRefused(t *testing.T) {
