@@ -611,21 +611,8 @@ func TestFHIRAppKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the server as a child process four times")
 	}
-	dbURL := testkit.DatabaseURL(t)
-	rig := newFHIRCrashRig(t, dbURL)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	clients := rig.crashClients(ctx, pool, 8)
-	load := newFHIRLoad(rig.base)
-	stop := load.start(clients)
-	t.Cleanup(stop)
-	var crashes []crashWindow
-	for i := 0; i < crashKills; i++ {
-		load.loadPhase(t)
+	rig := newFHIRCrashRig(t, testkit.DatabaseURL(t))
+	rig.crashUnderLoad(func(i int) time.Time {
 		// The kill's time is taken once the signal is sent: taken before, a descheduled test
 		// goroutine could stamp it well before the server died.
 		_ = rig.srv.cmd.Process.Signal(syscall.SIGKILL)
@@ -635,17 +622,44 @@ func TestFHIRAppKill9(t *testing.T) {
 		if !rig.waitReady(20 * time.Second) {
 			t.Fatalf("server not ready after restart %d:\n%s", i+1, rig.srv.out.String())
 		}
+		return kill
+	})
+}
+
+// crashUnderLoad runs 8 clients against the rig's server and calls crash crashKills times
+// between load phases; crash injects one failure, waits until the server is ready again
+// and returns when the failure struck. A checkpoint is written after the second crash, so
+// verification covers checkpoints signed between crashes. Then it checks every invariant
+// of the fault table (checkCrashed, checkInvariants after retrying unknown writes) and
+// that the audit chain verifies.
+func (r *fhirCrashRig) crashUnderLoad(crash func(i int) time.Time) {
+	t := r.t
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, r.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	clients := r.crashClients(ctx, pool, 8)
+	load := newFHIRLoad(r.base)
+	stop := load.start(clients)
+	t.Cleanup(stop)
+	var crashes []crashWindow
+	for i := 0; i < crashKills; i++ {
+		load.loadPhase(t)
+		kill := crash(i)
 		crashes = append(crashes, crashWindow{kill: kill, back: time.Now()})
 		if i == 1 {
-			rig.auditCheckpoint()
+			r.auditCheckpoint()
 		}
 	}
 	load.loadPhase(t)
 	stop()
+	pool.Reset() // connections a killed database took with it
 	load.checkCrashed(t, crashes)
 	retries := load.retryUnknown(t, ctx, pool, clients)
 	load.checkInvariants(t, ctx, pool, retries)
-	rig.auditVerify()
+	r.auditVerify()
 }
 
 // privatePG is a PostgreSQL cluster of the test's own, which it may kill: the shared one
@@ -822,36 +836,14 @@ func TestFHIRPostgresKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	dbURL := pg.url("concord")
-	rig := newFHIRCrashRig(t, dbURL)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	clients := rig.crashClients(ctx, pool, 8)
-	load := newFHIRLoad(rig.base)
-	stop := load.start(clients)
-	t.Cleanup(stop)
-	var crashes []crashWindow
-	for i := 0; i < crashKills; i++ {
-		load.loadPhase(t)
+	rig := newFHIRCrashRig(t, pg.url("concord"))
+	rig.crashUnderLoad(func(i int) time.Time {
 		kill := pg.kill()
 		time.Sleep(300 * time.Millisecond) // the server sees its database gone
 		pg.start()
 		if !rig.waitReady(20 * time.Second) {
 			t.Fatalf("server not ready 20 s after PostgreSQL came back (crash %d):\n%s", i+1, rig.srv.out.String())
 		}
-		crashes = append(crashes, crashWindow{kill: kill, back: time.Now()})
-		if i == 1 {
-			rig.auditCheckpoint()
-		}
-	}
-	load.loadPhase(t)
-	stop()
-	pool.Reset() // its connections died with the postmaster
-	load.checkCrashed(t, crashes)
-	retries := load.retryUnknown(t, ctx, pool, clients)
-	load.checkInvariants(t, ctx, pool, retries)
-	rig.auditVerify()
+		return kill
+	})
 }
