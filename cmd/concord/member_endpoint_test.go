@@ -13,24 +13,32 @@ import (
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
-// TestMemberEndpoint registers notification endpoints through the CLI: a public https
-// origin is stored; a private address is refused unless CONCORD_NOTIFY_ALLOW names it.
-func TestMemberEndpoint(t *testing.T) {
+// harborEndpoints registers member harbor on a fresh database and returns its pool and URL
+// and a runner of `concord member endpoint ARGS` against it (stdout and stderr together).
+func harborEndpoints(t *testing.T) (*pgxpool.Pool, string, func(args ...string) (string, error)) {
+	t.Helper()
 	dbURL := testkit.DatabaseURL(t)
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
 	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system) VALUES ('harbor', 'Harbor', 'urn:oid:2.16.840.1.113883.3.77')`); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) (string, error) {
+	return pool, dbURL, func(args ...string) (string, error) {
 		var out, errb bytes.Buffer
 		err := runMember(ctx, append(append([]string{"endpoint"}, args...), "--database-url", dbURL), &out, &errb)
 		return out.String() + errb.String(), err
 	}
+}
+
+// TestMemberEndpoint registers notification endpoints through the CLI: a public https
+// origin is stored; a private address is refused unless CONCORD_NOTIFY_ALLOW names it.
+func TestMemberEndpoint(t *testing.T) {
+	ctx := context.Background()
+	pool, _, run := harborEndpoints(t)
 	if out, err := run("--member", "harbor", "--url", "https://hooks.harbor-health.org:8443/hook"); err != nil || !strings.Contains(out, "registered") {
 		t.Fatalf("public endpoint: %v %s", err, out)
 	}
@@ -59,21 +67,8 @@ func TestMemberEndpoint(t *testing.T) {
 // address with --type, changes one's status by registering it again, refuses malformed
 // ones, and lists them with member list; rest-hook stays the default.
 func TestMemberEndpointPublished(t *testing.T) {
-	dbURL := testkit.DatabaseURL(t)
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system) VALUES ('harbor', 'Harbor', 'urn:oid:2.16.840.1.113883.3.77')`); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		err := runMember(ctx, append(append([]string{"endpoint"}, args...), "--database-url", dbURL), &out, &errb)
-		return out.String() + errb.String(), err
-	}
+	_, dbURL, run := harborEndpoints(t)
 	for _, args := range [][]string{
 		{"--member", "harbor", "--type", "fhir", "--address", "https://FHIR.harbor-health.org/r4/"},
 		{"--member", "harbor", "--type", "mllp", "--address", "mllp://hl7.harbor-health.org:2575", "--payload", "http://terminology.hl7.org/CodeSystem/v2-0076|ADT,http://terminology.hl7.org/CodeSystem/v2-0076|ORU"},
