@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/concord-hie/concord/internal/errs"
-	"github.com/concord-hie/concord/internal/testkit"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -98,14 +97,7 @@ func TestParseEndpoint(t *testing.T) {
 func TestSetEndpoint(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := NewStore(testkit.DB(t))
-	a, err := s.AddMember(ctx, "Alpha Clinic", "2.16.840.1.113883.3.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.AddMember(ctx, "Beta Lab", "2.16.840.1.113883.3.2"); err != nil {
-		t.Fatal(err)
-	}
+	s, a, _ := alphaBeta(t)
 	mllp := PublishedEndpoint{ConnectionType: ConnectionMLLP, Address: "mllp://HL7.alpha.example:2575"}
 	got, err := s.SetEndpoint(ctx, a.ID, mllp)
 	if err != nil || got.Address != "mllp://hl7.alpha.example:2575" || got.Status != "active" {

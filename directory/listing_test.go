@@ -8,17 +8,27 @@ import (
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
-func TestListings(t *testing.T) {
-	t.Parallel()
+// alphaBeta is a store on a fresh database with two members: Alpha Clinic
+// (2.16.840.1.113883.3.1) and Beta Lab (2.16.840.1.113883.3.2).
+func alphaBeta(t *testing.T) (*Store, Member, Member) {
+	t.Helper()
 	ctx := context.Background()
 	s := NewStore(testkit.DB(t))
 	a, err := s.AddMember(ctx, "Alpha Clinic", "2.16.840.1.113883.3.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AddMember(ctx, "Beta Lab", "2.16.840.1.113883.3.2"); err != nil {
+	b, err := s.AddMember(ctx, "Beta Lab", "2.16.840.1.113883.3.2")
+	if err != nil {
 		t.Fatal(err)
 	}
+	return s, a, b
+}
+
+func TestListings(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, a, _ := alphaBeta(t)
 	if _, err := s.db.Exec(ctx, `INSERT INTO directory_authorities(system, member_id) VALUES ('urn:oid:2.16.840.1.113883.3.1.9', $1)`, a.ID); err != nil {
 		t.Fatal(err)
 	}

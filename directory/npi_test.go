@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/concord-hie/concord/internal/errs"
-	"github.com/concord-hie/concord/internal/testkit"
 )
 
 func TestValidNPI(t *testing.T) {
@@ -78,15 +77,7 @@ func TestNormalizeNPI(t *testing.T) {
 func TestSetNPI(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	s := NewStore(testkit.DB(t))
-	a, err := s.AddMember(ctx, "Alpha Clinic", "2.16.840.1.113883.3.1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.AddMember(ctx, "Beta Lab", "2.16.840.1.113883.3.2")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, a, b := alphaBeta(t)
 	if err := s.SetNPI(ctx, a.ID, "1234567893"); err != nil {
 		t.Fatal(err)
 	}
