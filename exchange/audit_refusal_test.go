@@ -5,6 +5,21 @@ import (
 	"testing"
 )
 
+// unknownID is an id no test stores.
+const unknownID = "00000000-0000-4000-8000-000000000000"
+
+// foreignObservation is an audited write env in which member A stored a Patient (pa, MRN
+// mrn-a) and an Observation of it (oa); ta and tb are A's and B's tokens with every scope.
+func foreignObservation(t *testing.T) (env *writeEnv, ta, tb, pa, oa string) {
+	t.Helper()
+	env = newAuditedWriteEnv(t)
+	ta = env.token(t, env.a.ID, allScopes)
+	tb = env.token(t, env.b.ID, allScopes)
+	pa = env.create(t, ta, "/Patient", patientJSON("mrn-a"))
+	oa = env.create(t, ta, "/Observation", obsJSON("", pa, "a"))
+	return env, ta, tb, pa, oa
+}
+
 // TestWriteRefusalAudit: a PUT or DELETE aimed at an id that is not the member's own live
 // resource answers as before (404 for PUT, 204 for DELETE; another member's id and an
 // unknown one alike), and each leaves one deny event of its action: naming the person
@@ -12,13 +27,8 @@ import (
 // never stored) and the resource, never the body. A DELETE of the member's own resource
 // that is deleted already is no refusal and leaves none.
 func TestWriteRefusalAudit(t *testing.T) {
-	env := newAuditedWriteEnv(t)
+	env, ta, tb, pa, oa := foreignObservation(t)
 	q := env.pool
-	ta := env.token(t, env.a.ID, allScopes)
-	tb := env.token(t, env.b.ID, allScopes)
-
-	pa := env.create(t, ta, "/Patient", patientJSON("mrn-a"))
-	oa := env.create(t, ta, "/Observation", obsJSON("", pa, "a"))
 	orgA := env.create(t, ta, "/Organization", []byte(`{"resourceType":"Organization","name":"Lab A"}`))
 	gone := env.create(t, ta, "/Observation", obsJSON("", pa, "gone"))
 	if st, b, _ := do(t, "DELETE", env.base+"/Observation/"+gone, ta, nil); st != 204 {
@@ -26,7 +36,7 @@ func TestWriteRefusalAudit(t *testing.T) {
 	}
 	pb := env.create(t, tb, "/Patient", patientBJSON("mrn-b"))
 	personA := personOf(t, q, pa)
-	const unknown = "00000000-0000-4000-8000-000000000000"
+	const unknown = unknownID
 
 	var notFound string // the 404 body, with its request ID taken out
 	tests := []struct {
@@ -105,11 +115,7 @@ func TestWriteRefusalAudit(t *testing.T) {
 // TestWriteRefusalAuditFailsClosed: when the refusal's deny event cannot be written, the
 // PUT and the DELETE answer 503 (not their usual 404 and 204), and nothing is changed.
 func TestWriteRefusalAuditFailsClosed(t *testing.T) {
-	env := newAuditedWriteEnv(t)
-	ta := env.token(t, env.a.ID, allScopes)
-	tb := env.token(t, env.b.ID, allScopes)
-	pa := env.create(t, ta, "/Patient", patientJSON("mrn-a"))
-	oa := env.create(t, ta, "/Observation", obsJSON("", pa, "a"))
+	env, _, tb, _, oa := foreignObservation(t)
 	pb := env.create(t, tb, "/Patient", patientBJSON("mrn-b"))
 	before := env.scalar(t, `SELECT count(*) FROM fhir_history`)
 
@@ -121,8 +127,8 @@ func TestWriteRefusalAuditFailsClosed(t *testing.T) {
 	}{
 		{"PUT", "/Observation/" + oa, obsJSON(oa, pb, "x")},
 		{"DELETE", "/Observation/" + oa, nil},
-		{"PUT", "/Observation/00000000-0000-4000-8000-000000000000", obsJSON("00000000-0000-4000-8000-000000000000", pb, "x")},
-		{"DELETE", "/Observation/00000000-0000-4000-8000-000000000000", nil},
+		{"PUT", "/Observation/" + unknownID, obsJSON(unknownID, pb, "x")},
+		{"DELETE", "/Observation/" + unknownID, nil},
 	} {
 		st, body, h := do(t, tt.method, env.base+tt.path, tb, tt.body)
 		if st != 503 || !strings.Contains(string(body), `"OperationOutcome"`) || h.Get("Retry-After") == "" {

@@ -16,20 +16,15 @@ import (
 // one). An officer (audit.Search, as the portal calls it) reads the person and the true
 // reasons.
 func TestAuditEventMemberRedaction(t *testing.T) {
-	env := newAuditedWriteEnv(t)
+	env, _, tb, pa, oa := foreignObservation(t)
 	q := env.pool
-	ta := env.token(t, env.a.ID, allScopes)
-	tb := env.token(t, env.b.ID, allScopes)
-
-	pa := env.create(t, ta, "/Patient", patientJSON("mrn-a"))
-	oa := env.create(t, ta, "/Observation", obsJSON("", pa, "a"))
 	// B's own record of the same person (same demographics, B's namespace).
 	pb := env.create(t, tb, "/Patient", []byte(`{"resourceType":"Patient","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.7777","value":"mrn-b"}],"name":[{"family":"Test","given":["Ada"]}],"gender":"female","birthDate":"1970-01-01"}`))
 	personA := personOf(t, q, pa)
 	if personOf(t, q, pb) != personA {
 		t.Fatalf("setup: B's Patient is not linked to A's person")
 	}
-	const unknown = "00000000-0000-4000-8000-000000000000"
+	const unknown = unknownID
 
 	for _, r := range []struct {
 		method, path string

@@ -12,17 +12,12 @@ import (
 // leaves one deny event like the plain PUT and DELETE do: naming the person behind the
 // other member's resource and the reason. A failed transaction writes nothing else.
 func TestBundleRefusalAudit(t *testing.T) {
-	env := newAuditedWriteEnv(t)
+	env, ta, tb, pa, oa := foreignObservation(t)
 	q := env.pool
-	ta := env.token(t, env.a.ID, allScopes)
-	tb := env.token(t, env.b.ID, allScopes)
-
-	pa := env.create(t, ta, "/Patient", patientJSON("mrn-a"))
-	oa := env.create(t, ta, "/Observation", obsJSON("", pa, "a"))
 	ga := env.create(t, ta, "/Group", []byte(`{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+pa+`"}}]}`))
 	pb := env.create(t, tb, "/Patient", patientBJSON("mrn-b"))
 	personA := personOf(t, q, pa)
-	const unknown = "00000000-0000-4000-8000-000000000000"
+	const unknown = unknownID
 
 	obsB := string(obsJSON("", pb, "b"))
 	del := func(path string) string { return `{"request":{"method":"DELETE","url":"` + path + `"}}` }
@@ -111,11 +106,7 @@ func TestBundleRefusalAudit(t *testing.T) {
 // transaction with a refused DELETE or PUT entry and a Group PUT of a foreign id answer
 // 503 and write nothing, and a batch whose first entry is refused fails whole (503).
 func TestBundleRefusalAuditFailsClosed(t *testing.T) {
-	env := newAuditedWriteEnv(t)
-	ta := env.token(t, env.a.ID, allScopes)
-	tb := env.token(t, env.b.ID, allScopes)
-	pa := env.create(t, ta, "/Patient", patientJSON("mrn-a"))
-	oa := env.create(t, ta, "/Observation", obsJSON("", pa, "a"))
+	env, ta, tb, pa, oa := foreignObservation(t)
 	ga := env.create(t, ta, "/Group", []byte(`{"resourceType":"Group","type":"person","actual":true,"member":[{"entity":{"reference":"Patient/`+pa+`"}}]}`))
 	pb := env.create(t, tb, "/Patient", patientBJSON("mrn-b"))
 	before := env.scalar(t, `SELECT count(*) FROM fhir_history`)
