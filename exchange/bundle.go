@@ -185,13 +185,13 @@ func urnKey(s string) string {
 }
 
 // runEntries carries out planned entries for member inside tx and returns one response
-// per entry, in the order given, recording every create, update and delete in w (an entry
-// that resolves to an existing resource writes nothing and records nothing), and in
-// refused every update and delete refused because its id is not the member's own live
-// resource (a DELETE of such an id answers 204, a PUT fails with 404), for the caller to
-// audit (auditWritesRefusing, auditRolledBack). Any error fails the whole call; errors
+// per entry, in the order given, recording in w every create, update and delete (an entry
+// that resolves to an existing resource writes nothing and records nothing) and every
+// update and delete refused because its id is not the member's own live resource
+// (Writes.Refuse: a DELETE of such an id answers 204, a PUT fails with 404), for the caller
+// to audit (auditWrites, auditRolledBack). Any error fails the whole call; errors
 // name the entry.
-func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes, refused *[]records.WriteRefusal) ([]fhir.ResponseEntry, error) {
+func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes) ([]fhir.ResponseEntry, error) {
 	// 1. Serialize on every condition and MRN this call may create under, in one call: in
 	// sorted order, which takes the MRNs first (mrnLockKey).
 	var keys []string
@@ -358,7 +358,7 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			var r *refusedWrite
 			if r, err = s.deleteOwnRefusing(ctx, tx, member.ID, e.typ, e.id, w); err == nil {
 				if r != nil {
-					*refused = append(*refused, writeRefusal(audit.Delete, r))
+					w.Refuse(writeRefusal(audit.Delete, r))
 				}
 				out[i] = fhir.ResponseEntry{Response: fhir.EntryResponse{Status: "204 No Content"}}
 				continue
@@ -368,7 +368,7 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			if st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch); err == nil {
 				w.Stored(audit.Update, st)
 			} else if errors.As(err, &r) {
-				*refused = append(*refused, writeRefusal(audit.Update, r))
+				w.Refuse(writeRefusal(audit.Update, r))
 			}
 		case existing[i]:
 			st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i])
@@ -509,17 +509,16 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 	}
 	var out []byte
 	reqHash := bundleRequestHash(b)
-	var refused []records.WriteRefusal // by the last attempt
+	var w records.Writes // the last attempt's
 	err := db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		refused = nil
+		w = records.Writes{}
 		if r, err := s.replayIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash); err != nil || r != nil {
 			if r != nil {
 				out = r.body
 			}
 			return err
 		}
-		var w records.Writes
-		resp, err := s.runEntries(ctx, tx, member, entries, &w, &refused)
+		resp, err := s.runEntries(ctx, tx, member, entries, &w)
 		if err != nil {
 			return err
 		}
@@ -530,10 +529,10 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 		if err := s.rememberIdempotent(ctx, tx, member.ID, idempotencyKey, reqHash, idempotentReply{status: http.StatusOK, body: out}); err != nil {
 			return err
 		}
-		return s.auditWritesRefusing(ctx, tx, v, &w, refused)
+		return s.auditWrites(ctx, tx, v, &w)
 	})
 	if err != nil {
-		return nil, s.auditRolledBack(ctx, v, refused, err)
+		return nil, s.auditRolledBack(ctx, v, w.Refusals(), err)
 	}
 	return out, nil
 }
@@ -555,20 +554,19 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 		if err == nil && pe.method == http.MethodGet {
 			resp[i], err = s.batchRead(ctx, v, pe)
 		} else if err == nil {
-			var refused []records.WriteRefusal
+			var w records.Writes // the last attempt's
 			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-				refused = nil
-				var w records.Writes
-				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w, &refused)
+				w = records.Writes{}
+				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w)
 				if err != nil {
 					return err
 				}
 				resp[i] = r[0]
-				return s.auditWritesRefusing(ctx, tx, v, &w, refused)
+				return s.auditWrites(ctx, tx, v, &w)
 			})
 			committed = committed || err == nil
 			if err != nil {
-				err = s.auditRolledBack(ctx, v, refused, err)
+				err = s.auditRolledBack(ctx, v, w.Refusals(), err)
 			}
 		}
 		if err == nil {
@@ -597,19 +595,6 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 // writeRefusal is r, refused for action, as records audits it.
 func writeRefusal(action audit.Action, r *refusedWrite) records.WriteRefusal {
 	return records.WriteRefusal{Action: action, Type: r.typ, ID: r.id, Reason: r.reason}
-}
-
-// auditWritesRefusing is auditWrites that also appends, in tx, the deny events of the
-// updates and deletes tx refused (records.Service.AuditWritesRefusing). Call it last, right
-// before the commit; without the enforcement point anything to audit is errs.Unavailable.
-func (s *Server) auditWritesRefusing(ctx context.Context, tx db.Querier, v records.Viewer, w *records.Writes, refused []records.WriteRefusal) error {
-	if len(refused) == 0 {
-		return s.auditWrites(ctx, tx, v, w)
-	}
-	if s.Records == nil {
-		return errs.E("exchange.auditWritesRefusing", errs.Unavailable, "audit log unavailable")
-	}
-	return s.Records.AuditWritesRefusing(ctx, tx, v, w, refused...)
 }
 
 // auditRolledBack is for a transaction that failed with err and rolled back, taking with

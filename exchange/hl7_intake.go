@@ -270,7 +270,7 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 			*stored = &a
 			return err
 		}
-		var w intakeWrites
+		var w records.Writes
 		n, err := h.store(ctx, tx, v, member, mapped, &w)
 		if err != nil {
 			return err
@@ -281,31 +281,8 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 		if err != nil {
 			return db.Map("exchange.HL7Intake.dedupe", err)
 		}
-		return h.auditWrites(ctx, tx, v, &w)
+		return h.srv.auditWrites(ctx, tx, v, &w)
 	})
-}
-
-// intakeWrites is what one message wrote, for its audit events: the writes filed by the
-// MPI's person of their member Patient when they are audited (records.Writes, as for every
-// write), and the writes of a merge filed under persons resolved around its MPI change
-// (filed; see merge).
-type intakeWrites struct {
-	records.Writes
-	filed []records.Filed
-}
-
-// auditWrites appends the events of w in tx (records.Service.AuditWritesFiled: one per
-// person and action) as the last step of the message's transaction. Without the
-// enforcement point (Deps.Records) nothing can be audited, so nothing is written:
-// errs.Unavailable.
-func (h *HL7Intake) auditWrites(ctx context.Context, tx db.Querier, v records.Viewer, w *intakeWrites) error {
-	if len(w.filed) == 0 {
-		return h.srv.auditWrites(ctx, tx, v, &w.Writes)
-	}
-	if h.srv.Records == nil {
-		return errs.E("exchange.HL7Intake.auditWrites", errs.Unavailable, "audit log unavailable")
-	}
-	return h.srv.Records.AuditWritesFiled(ctx, tx, v, &w.Writes, w.filed...)
 }
 
 // storedAck reads the answer already given to key. A key stored for another member is
@@ -486,12 +463,11 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 // store writes the mapped message in tx: Patients first (upserted by MRN through Ingest),
 // then Encounters and Observations in their patient's compartment, then DiagnosticReports
 // (whose results point at the Observations), and for A40/A34 the merge. It returns how
-// many resource versions it wrote, and records each write in iw (a new resource is a
+// many resource versions it wrote, and records each write in w (a new resource is a
 // create; a new version of a Patient, of a visit's Encounter or of a merge's re-pointed
 // resources an update; a Patient left as it was, nothing).
-func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, m *hl7v2.Mapped, iw *intakeWrites) (int, error) {
+func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, m *hl7v2.Mapped, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.store"
-	w := &iw.Writes
 	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
 	if err != nil {
 		return 0, err
@@ -597,7 +573,7 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, 
 	}
 	if m.Merge != nil {
 		survivor := strings.TrimPrefix(ids[m.Resources[m.Subjects[m.Merge.Survivor].Patient].FullURL], "Patient/")
-		k, err := h.merge(ctx, tx, v, member, survivor, *retired, iw)
+		k, err := h.merge(ctx, tx, v, member, survivor, *retired, w)
 		if err != nil {
 			return 0, err
 		}
@@ -685,11 +661,12 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 //
 // Every version written is an update about two persons, and is audited under both: the
 // person the retired record belonged to before the merge, and the survivor's person (""
-// for a Patient the MPI has no source record for). The re-pointed resources go in iw's
-// Writes (they are in the survivor's compartment now); all of them and the retired
-// Patient go in iw.filed under both persons, resolved here rather than when the events are
-// written, because retireSource moves the retired record to a new person of its own.
-func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, survivor string, retired hl7v2.Identifier, iw *intakeWrites) (int, error) {
+// for a Patient the MPI has no source record for). The re-pointed resources are recorded
+// in w (they are in the survivor's compartment now); all of them and the retired Patient
+// are filed in w (Writes.File) under both persons, resolved here rather than when the
+// events are written, because retireSource moves the retired record to a new person of its
+// own.
+func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, survivor string, retired hl7v2.Identifier, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.merge"
 	controlID := v.RequestID
 	src, err := h.srv.MPI.SourceByIdentifier(ctx, tx, retired.System, retired.Value)
@@ -747,7 +724,7 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, 
 		if err != nil {
 			return 0, err
 		}
-		iw.Stored(audit.Update, st)
+		w.Stored(audit.Update, st)
 		moved = append(moved, audit.Resource{Type: st.Type, ID: st.ID})
 		n++
 	}
@@ -775,7 +752,7 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, 
 	}
 	for _, person := range []string{before, after} {
 		for _, r := range moved {
-			iw.filed = append(iw.filed, records.Filed{Action: audit.Update, Person: person, Resource: r})
+			w.File(records.Filed{Action: audit.Update, Person: person, Resource: r})
 		}
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO exchange_hl7_merges(member_id, survivor_patient, retired_patient, repointed, msh10) VALUES ($1, $2, $3, $4, $5)`,

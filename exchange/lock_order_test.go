@@ -104,9 +104,8 @@ func TestLockOrderHL7AndBundle(t *testing.T) {
 		<-hl7Has
 		bundleErr = inTx(ctx, env, func(tx pgx.Tx) error {
 			var w records.Writes
-			var refused []records.WriteRefusal
 			go func() { time.Sleep(300 * time.Millisecond); close(bundleOn) }() // it blocks on a key below
-			_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w, &refused)
+			_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w)
 			return err
 		})
 	}()
@@ -157,8 +156,7 @@ func TestLockOrderConditionalAndBundle(t *testing.T) {
 			defer wg.Done()
 			err := inTx(ctx, env, func(tx pgx.Tx) error {
 				var w records.Writes
-				var refused []records.WriteRefusal
-				_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w, &refused)
+				_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w)
 				return err
 			})
 			mu.Lock()

@@ -100,31 +100,6 @@ func (s *Service) AuditWriteRefusals(ctx context.Context, v Viewer, rs ...WriteR
 	return s.appendAll(lctx, evs)
 }
 
-// AuditWritesRefusing is AuditWrites for a transaction that also refused updates or
-// deletes of ids that are not the member's own live resources and answers them as absent
-// (a Bundle's DELETE entries of such ids answer 204): their Deny events, as
-// AuditWriteRefusal makes them (the person looked up in tx), are appended in tx with the
-// write events, so the refusals are on record exactly when the transaction's answer is
-// given. Call it last in tx, right before commit; any failure is errs.Unavailable.
-func (s *Service) AuditWritesRefusing(ctx context.Context, tx db.Querier, v Viewer, ws *Writes, refused ...WriteRefusal) error {
-	const op = "records.AuditWritesRefusing"
-	if len(refused) == 0 {
-		return s.AuditWrites(ctx, tx, v, ws)
-	}
-	var evs []audit.Event
-	if ws != nil && len(ws.items) > 0 {
-		var err error
-		if evs, err = s.writeEvents(ctx, tx, v, ws); err != nil {
-			return errs.E(op, errs.Unavailable, "audit log unavailable", err)
-		}
-	}
-	revs, err := s.refusalEvents(ctx, tx, v, refused)
-	if err != nil {
-		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
-	}
-	return s.appendTx(ctx, tx, op, append(evs, revs...)...)
-}
-
 // refusalEvents returns the Deny event of each of rs (see AuditWriteRefusal), looking the
 // persons up through q (nil: the pool).
 func (s *Service) refusalEvents(ctx context.Context, q db.Querier, v Viewer, rs []WriteRefusal) ([]audit.Event, error) {
@@ -167,38 +142,11 @@ func (s *Service) personOfResource(ctx context.Context, q db.Querier, typ, id st
 	return string(src.PersonID), nil
 }
 
-// Filed is a write together with the person it is filed under, for AuditWritesFiled.
+// Filed is a write together with the person it is filed under, for Writes.File.
 type Filed struct {
 	Action   audit.Action // audit.Create, audit.Update or audit.Delete
 	Person   string       // the MPI person; "" for none
 	Resource audit.Resource
-}
-
-// AuditWritesFiled is AuditWrites for a transaction some of whose writes the caller has
-// filed under persons itself (filed): writes whose member Patient an MPI change earlier in
-// tx moved away from the person they were about, which AuditWrites, asking the MPI when it
-// is called, would file under the Patient's new person instead (an HL7 merge's retired
-// record). Each filed write joins the event AuditWrites makes for ws with its action and
-// person, or starts one, so there is still one event per person and action (more only
-// beyond 1000 resources), each resource listed once. Otherwise it is AuditWrites: call it
-// last in tx, right before commit; any failure is errs.Unavailable.
-func (s *Service) AuditWritesFiled(ctx context.Context, tx db.Querier, v Viewer, ws *Writes, filed ...Filed) error {
-	const op = "records.AuditWritesFiled"
-	if len(filed) == 0 {
-		return s.AuditWrites(ctx, tx, v, ws)
-	}
-	if ws == nil {
-		ws = &Writes{}
-	}
-	evs, err := s.writeEvents(ctx, tx, v, ws)
-	if err != nil {
-		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
-	}
-	at := s.now()
-	for _, f := range filed {
-		evs = fileWrite(evs, v, f, at)
-	}
-	return s.appendTx(ctx, tx, op, evs...)
 }
 
 // fileWrite adds f to the write event of its action and person in evs that lists it

@@ -22,11 +22,15 @@ type TxAuditLog interface {
 var _ TxAuditLog = (*audit.Log)(nil)
 
 // Writes collects what one request or message did to members' records inside its
-// transaction, for AuditWrites. Make a new one inside the transaction's function, so a
-// retried transaction does not record its first attempt's writes. The zero value is ready
-// to use; it is not safe for concurrent use.
+// transaction, for AuditWrites: writes (Add, Stored), writes the caller files under a
+// person itself (File), and updates or deletes it refused as if the id were absent
+// (Refuse). Make a new one inside the transaction's function, so a retried transaction
+// does not record its first attempt's writes. The zero value is ready to use; it is not
+// safe for concurrent use.
 type Writes struct {
-	items []writeItem
+	items   []writeItem
+	filed   []Filed
+	refused []WriteRefusal
 }
 
 type writeItem struct {
@@ -51,8 +55,23 @@ func (w *Writes) Stored(action audit.Action, st store.Stored) {
 	w.Add(action, st.Type, st.ID, st.PatientID)
 }
 
-// Len reports how many resources were recorded.
-func (w *Writes) Len() int { return len(w.items) }
+// File records a write the caller files under a person itself: one whose member Patient
+// an MPI change earlier in the transaction moved away from the person it was about, which
+// AuditWrites, asking the MPI when it is called, would file under the Patient's new person
+// instead (an HL7 merge's retired record). It joins the event of its action and person.
+func (w *Writes) File(f Filed) { w.filed = append(w.filed, f) }
+
+// Refuse records an update or delete refused as if the id were absent: AuditWrites
+// appends its Deny event (as AuditWriteRefusal makes it) with the writes, so the refusal
+// is on record exactly when the transaction's answer is given.
+func (w *Writes) Refuse(r WriteRefusal) { w.refused = append(w.refused, r) }
+
+// Refusals returns what Refuse recorded: after the transaction rolled back, taking their
+// events with it, the caller commits them on their own (AuditWriteRefusals).
+func (w *Writes) Refusals() []WriteRefusal { return w.refused }
+
+// Len reports how many writes, filed writes and refusals were recorded.
+func (w *Writes) Len() int { return len(w.items) + len(w.filed) + len(w.refused) }
 
 // maxWriteResources is the most resources one write event lists (audit.Event allows 1000);
 // a bundle that touches more of one person with one action gets several events.
@@ -77,16 +96,31 @@ const maxWriteResources = 1000
 // chain-head lock until tx ends. Nothing recorded appends nothing (and takes no lock). Any
 // failure is errs.Unavailable: the caller rolls tx back and answers 503 (or an HL7 AR), so
 // no write commits without its event.
+//
+// Filed writes (Writes.File) join the event of their action and person, or start one, each
+// resource listed once. Refusals (Writes.Refuse) get one Deny event each, its person looked
+// up in tx.
 func (s *Service) AuditWrites(ctx context.Context, tx db.Querier, v Viewer, ws *Writes) error {
 	const op = "records.AuditWrites"
-	if ws == nil || len(ws.items) == 0 {
+	if ws == nil || ws.Len() == 0 {
 		return nil
 	}
-	evs, err := s.writeEvents(ctx, tx, v, ws)
+	var evs []audit.Event
+	if len(ws.items) > 0 {
+		var err error
+		if evs, err = s.writeEvents(ctx, tx, v, ws); err != nil {
+			return errs.E(op, errs.Unavailable, "audit log unavailable", err)
+		}
+	}
+	at := s.now()
+	for _, f := range ws.filed {
+		evs = fileWrite(evs, v, f, at)
+	}
+	revs, err := s.refusalEvents(ctx, tx, v, ws.refused)
 	if err != nil {
 		return errs.E(op, errs.Unavailable, "audit log unavailable", err)
 	}
-	return s.appendTx(ctx, tx, op, evs...)
+	return s.appendTx(ctx, tx, op, append(evs, revs...)...)
 }
 
 // appendTx appends evs inside tx (TxAuditLog.AppendTx), last in the transaction so they
