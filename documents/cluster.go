@@ -42,9 +42,29 @@ type Traits struct {
 // MemberID and FromAuthor are the caller's to fill. A body that does not parse gives zero
 // Traits, which never cluster.
 func TraitsOf(body []byte) Traits {
+	r, _ := ParseReference(body)
+	return r.Traits
+}
+
+// Reference is what a document list shows and clusters by of one DocumentReference.
+type Reference struct {
+	Status string
+	// Title is type.text, else the first coding's display, else "Clinical document".
+	Title string
+	// Date is the clinical date at whatever precision it has: context.period.start, else
+	// date; zero when absent or unreadable. Traits.Date is the same, when at least a day.
+	Date   time.Time
+	Traits Traits
+}
+
+// ParseReference reads body, a DocumentReference, in one parse; ok is false when it does not
+// parse (the zero Reference, whose Traits never cluster).
+func ParseReference(body []byte) (r Reference, ok bool) {
 	var d struct {
-		Type *struct {
+		Status string `json:"status"`
+		Type   *struct {
 			Coding []fhir.Coding `json:"coding"`
+			Text   string        `json:"text"`
 		} `json:"type"`
 		Date   string `json:"date"`
 		Author []struct {
@@ -61,10 +81,11 @@ func TraitsOf(body []byte) Traits {
 			} `json:"period"`
 		} `json:"context"`
 	}
-	var t Traits
 	if json.Unmarshal(body, &d) != nil {
-		return t
+		return Reference{}, false
 	}
+	r.Status, r.Title = d.Status, "Clinical document"
+	t := &r.Traits
 	if d.Type != nil {
 		for _, c := range d.Type.Coding {
 			if c.Code != "" && (t.TypeCode == "" || c.System == "http://loinc.org") {
@@ -73,6 +94,12 @@ func TraitsOf(body []byte) Traits {
 					break
 				}
 			}
+		}
+		if i := slices.IndexFunc(d.Type.Coding, func(c fhir.Coding) bool { return c.Display != "" }); i >= 0 {
+			r.Title = d.Type.Coding[i].Display
+		}
+		if d.Type.Text != "" {
+			r.Title = d.Type.Text
 		}
 	}
 	for _, a := range d.Author {
@@ -89,10 +116,13 @@ func TraitsOf(body []byte) Traits {
 	if d.Context != nil && d.Context.Period != nil && d.Context.Period.Start != "" {
 		raw = d.Context.Period.Start
 	}
-	if v, err := fhir.ParseDateTime(raw); err == nil && v.Precision >= fhir.PrecisionDay {
-		t.Date = v.Low
+	if v, err := fhir.ParseDateTime(raw); err == nil {
+		r.Date = v.Low
+		if v.Precision >= fhir.PrecisionDay {
+			t.Date = v.Low
+		}
 	}
-	return t
+	return r, true
 }
 
 // orgReference returns ref without its version when it names an Organization (relative or

@@ -213,3 +213,24 @@ func TestTraitsOf(t *testing.T) {
 		})
 	}
 }
+
+// TestParseReference: the one parse gives the list's title (text, else a display, else a
+// default), status and clinical date at any precision, while Traits.Date needs a day.
+func TestParseReference(t *testing.T) {
+	for _, tt := range []struct {
+		body, title, status, date string
+		traitDay                  bool
+	}{
+		{`{"status":"current","type":{"text":"Visit note","coding":[{"code":"11506-3","display":"Progress note"}]},"date":"2026-09-01T10:00:00Z"}`, "Visit note", "current", "2026-09-01", true},
+		{`{"status":"superseded","type":{"coding":[{"code":"x"},{"code":"18842-5","display":"Discharge summary"}]},"date":"2026-09-01","context":{"period":{"start":"2026-08-30"}}}`, "Discharge summary", "superseded", "2026-08-30", true},
+		{`{"status":"current","date":"2026"}`, "Clinical document", "current", "2026-01-01", false},
+	} {
+		r, ok := documents.ParseReference([]byte(tt.body))
+		if !ok || r.Title != tt.title || r.Status != tt.status || r.Date.Format("2006-01-02") != tt.date || !r.Traits.Date.IsZero() != tt.traitDay {
+			t.Errorf("%s: %+v, %v", tt.body, r, ok)
+		}
+	}
+	if _, ok := documents.ParseReference([]byte(`{"status":`)); ok {
+		t.Error("a broken body parsed")
+	}
+}

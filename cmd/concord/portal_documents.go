@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"slices"
 	"sort"
@@ -12,7 +11,6 @@ import (
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/documents"
-	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/portal"
@@ -29,53 +27,6 @@ type portalDocuments struct {
 	now   func() time.Time
 }
 
-// docRef is the part of a DocumentReference the list shows.
-type docRef struct {
-	Status string `json:"status"`
-	Type   *struct {
-		Coding []fhir.Coding `json:"coding"`
-		Text   string        `json:"text"`
-	} `json:"type"`
-	Date    string `json:"date"`
-	Context *struct {
-		Period *struct {
-			Start string `json:"start"`
-		} `json:"period"`
-	} `json:"context"`
-}
-
-func (d docRef) title() string {
-	if d.Type != nil {
-		if d.Type.Text != "" {
-			return d.Type.Text
-		}
-		for _, c := range d.Type.Coding {
-			if c.Display != "" {
-				return c.Display
-			}
-		}
-	}
-	return "Clinical document"
-}
-
-// date is the document's clinical date as the list shows and sorts it: the period of care
-// it covers (context.period.start), else its index date, as near-duplicate clustering
-// (documents.TraitsOf) reads it.
-func (d docRef) date() time.Time {
-	raw := d.Date
-	if d.Context != nil && d.Context.Period != nil && d.Context.Period.Start != "" {
-		raw = d.Context.Period.Start
-	}
-	if raw == "" {
-		return time.Time{}
-	}
-	dt, err := fhir.ParseDateTime(raw)
-	if err != nil {
-		return time.Time{}
-	}
-	return dt.Low
-}
-
 // List implements portal.Documents: the person's clinical documents, near-duplicates
 // (documents.ClusterListings: the same bytes, or the same type, author organization and
 // clinical day) as one entry holding every copy, then the patient's uploads. The
@@ -87,10 +38,10 @@ func (d docRef) date() time.Time {
 // document, listed once (a document with two contents too) and opened through Open. A row
 // shows its primary's title and date, and rows are newest first by it.
 func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.DocumentCluster, error) {
-	refs := map[string]docRef{}
+	refs := map[string]documents.Reference{}
 	sts, err := p.rec.Compartment(ctx, p.viewer(v), v.PersonID, "DocumentReference", proxyKeep(v, func(st store.Stored) bool {
-		var d docRef
-		if json.Unmarshal(st.Body, &d) != nil || d.Status == "entered-in-error" {
+		d, ok := documents.ParseReference(st.Body)
+		if !ok || d.Status == "entered-in-error" {
 			return false
 		}
 		refs[st.ID] = d
@@ -103,7 +54,7 @@ func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.Do
 	traits := make(map[string]documents.Traits, len(sts))
 	for _, st := range sts {
 		ids = append(ids, st.ID)
-		t := documents.TraitsOf(st.Body)
+		t := refs[st.ID].Traits
 		t.Person, t.MemberID = v.PersonID, st.MemberID
 		t.FromAuthor = t.AuthorOrg == "Organization/"+directory.OrganizationID(st.MemberID)
 		traits[st.ID] = t
@@ -123,7 +74,7 @@ func (p portalDocuments) List(ctx context.Context, v portal.Viewer) ([]portal.Do
 	for _, cl := range documents.ClusterListings(listings, traits) {
 		pr := cl.Primary()
 		d := refs[pr.DocumentID]
-		it := portal.DocumentItem{ID: pr.DocumentID, Title: d.title(), Date: d.date(), ContentType: pr.ContentType, Size: pr.Size, Status: pr.Status}
+		it := portal.DocumentItem{ID: pr.DocumentID, Title: d.Title, Date: d.Date, ContentType: pr.ContentType, Size: pr.Size, Status: pr.Status}
 		for _, mid := range cl.Members() {
 			if n := name(mid); !slices.Contains(it.Sources, n) {
 				it.Sources = append(it.Sources, n)
@@ -186,9 +137,11 @@ func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string, w
 	} else {
 		// What the list would not show (entered in error; for a caregiver, anything
 		// sensitive) is not found, and its one audit event says it was not disclosed.
-		var ref docRef
+		var ref documents.Reference
 		show := proxyKeep(v, func(st store.Stored) bool {
-			return json.Unmarshal(st.Body, &ref) == nil && ref.Status != "entered-in-error"
+			var ok bool
+			ref, ok = documents.ParseReference(st.Body)
+			return ok && ref.Status != "entered-in-error"
 		})
 		if d, err = p.rec.ReadPendingIf(ctx, p.viewer(v), "DocumentReference", id, show); err != nil {
 			return nil, err // a denial is NotFound, before the object store is touched
@@ -201,7 +154,7 @@ func (p portalDocuments) Open(ctx context.Context, v portal.Viewer, id string, w
 		if source == "" {
 			source = d.Stored.MemberID
 		}
-		item = portal.DocumentItem{ID: id, Title: ref.title(), Date: ref.date(), Sources: []string{source},
+		item = portal.DocumentItem{ID: id, Title: ref.Title, Date: ref.Date, Sources: []string{source},
 			ContentType: cont.ContentType, Size: cont.Size, Status: ref.Status}
 	}
 	f := &portal.DocumentFile{Item: item, ContentType: cont.ContentType, Filename: cont.Filename(), Size: cont.Size, Close: func() error { return nil }}
