@@ -50,11 +50,14 @@ type SearchConfig struct {
 	// max(ExamineFactor×_count, ExamineMin) (defaults 10 and 100): a page that reaches the
 	// bound is returned partial, with a next link after the last row examined.
 	ExamineFactor, ExamineMin int
-	// CountLimit bounds the rows examined to compute a total (_total=accurate,
-	// _summary=count; default 10×MaxCount); beyond it the search is errs.Invalid.
+	// CountLimit bounds a total (_total=accurate, _summary=count, _count=0; default
+	// 10×MaxCount): a search with more matches the caller may see is errs.Invalid. Rows
+	// the caller may not see count toward no limit, so a refusal never tells that they exist.
 	CountLimit int
 	// ScanTime bounds the time one request spends examining rows (default 5 s): a page
-	// is returned partial, a total is errs.Invalid.
+	// is returned partial; a total, or a _revinclude, is errs.Invalid. Unlike the other
+	// bounds it is reached by examining rows the caller may not see as well, so how long a
+	// search takes is the one channel left through which their number shows.
 	ScanTime time.Duration
 }
 
@@ -404,7 +407,8 @@ func (d *decider) personOfPatient(patientID string) (string, error) {
 	return string(src.PersonID), nil
 }
 
-// errNarrow refuses a total that would examine more rows, or take longer, than allowed.
+// errNarrow refuses a total that would count more rows the caller may see, or take longer,
+// than allowed (see countAll).
 var errNarrow = errs.E("records.Search", errs.Invalid, "too many records to count; narrow the search")
 
 // fill runs q page by page until it has count+1 permitted rows or the rows run out, and
@@ -454,11 +458,18 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilt
 	}
 }
 
-// countAll counts the rows of q that keep permits. It examines at most countLimit rows in
-// at most scanTime; beyond either it is errNarrow (errs.Invalid).
+// countBatch is how many rows countAll reads from the store at a time.
+const countBatch = 500
+
+// countAll counts the rows of q that keep permits. It pages through the store in batches
+// of countBatch and is errNarrow (errs.Invalid) once more than countLimit rows are
+// permitted: rows keep drops count toward no limit, so whether a total is refused depends
+// only on rows the caller may see. What bounds the work instead is scanTime: past it the
+// total is errNarrow too. So hidden rows show only in timing: a caller may learn that a
+// total took long (or was refused for time), not whether a count reached a limit.
 func (x *Searcher) countAll(ctx context.Context, q store.Query, f rowFilter) (int, error) {
-	q.After, q.Limit = nil, min(500, x.countLimit+1)
-	n, examined, deadline := 0, 0, time.Now().Add(x.scanTime)
+	q.After, q.Limit = nil, countBatch
+	n, deadline := 0, time.Now().Add(x.scanTime)
 	for {
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
 		if err == nil {
@@ -468,16 +479,18 @@ func (x *Searcher) countAll(ctx context.Context, q store.Query, f rowFilter) (in
 			return 0, err
 		}
 		for _, row := range rows {
-			if examined >= x.countLimit || time.Now().After(deadline) {
+			if time.Now().After(deadline) {
 				return 0, errNarrow
 			}
-			examined++
 			ok, err := f.keep(row)
 			if err != nil {
 				return 0, err
 			}
-			if ok {
-				n++
+			if !ok {
+				continue
+			}
+			if n++; n > x.countLimit {
+				return 0, errNarrow
 			}
 		}
 		if len(rows) < q.Limit {

@@ -1,0 +1,87 @@
+package records_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
+)
+
+// addObservations stores n more Observations about patient from member, in one bulk
+// insert; label, when not "", is a security label that hides them from other members
+// (PSY under the fixture's default policies).
+func addObservations(t testing.TB, f *regional, member, patient, label string, n int) {
+	t.Helper()
+	sec := ""
+	if label != "" {
+		sec = `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"` + label + `"}]},`
+	}
+	body := []byte(`{"resourceType":"Observation",` + sec + `"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"}}`)
+	ws := make([]store.Write, n)
+	for i := range ws {
+		ws[i] = store.Write{Resource: fhir.MustParse(body), MemberID: member, PatientID: patient, At: time.Now(),
+			Source: "https://concord.example/members/" + member}
+	}
+	ctx := context.Background()
+	err := db.InTx(ctx, f.pool, func(tx db.Querier) error {
+		_, err := store.New(f.pool).CreateMany(ctx, tx, ws)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSearchTotalIgnoresHiddenRows: whether a total is refused ("narrow the search")
+// depends only on the rows the caller may see. Member a may see P's 10 unlabelled results;
+// many more PSY-labelled ones that b holds for P, hidden from a, must not turn the total
+// into a refusal (that would tell a that more than CountLimit rows exist). Enough rows
+// that a may see still are refused.
+func TestSearchTotalIgnoresHiddenRows(t *testing.T) {
+	f := setupRegional(t)
+	ctx := context.Background()
+	const limit = 20
+	h, err := audit.NewHasher(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, err := records.NewSearcher(f.svc, records.SearchConfig{CursorKey: bytes.Repeat([]byte{9}, 32), Hasher: h,
+		CountLimit: limit, ScanTime: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addObservations(t, f, "b", f.pb, "PSY", 3*limit)
+	totals := []string{"_total=accurate", "_total=accurate&_count=3", "_summary=count", "_count=0"}
+	check := func(want int) {
+		t.Helper()
+		for _, raw := range totals {
+			p, err := x.Search(ctx, memberA, "Observation", query(t, "patient="+f.pa+"&"+raw))
+			if err != nil {
+				t.Fatalf("%s with %d visible and %d hidden rows: %v; want total %d", raw, want, 3*limit+1, err, want)
+			}
+			if p.Total == nil || *p.Total != want {
+				t.Fatalf("%s: total %v; want %d (the rows member a may see)", raw, p.Total, want)
+			}
+		}
+	}
+	check(len(f.visible))
+	// Exactly CountLimit visible rows are still counted.
+	addObservations(t, f, "a", f.pa, "", limit-len(f.visible))
+	check(limit)
+	// One more visible row is refused, alike for every way of asking for a total.
+	addObservations(t, f, "a", f.pa, "", 1)
+	for _, raw := range totals {
+		_, err := x.Search(ctx, memberA, "Observation", query(t, "patient="+f.pa+"&"+raw))
+		if errs.CodeOf(err) != errs.Invalid || !strings.Contains(errs.MessageOf(err), "narrow") {
+			t.Fatalf("%s over %d visible rows: %v; want Invalid (narrow the search)", raw, limit, err)
+		}
+	}
+}
