@@ -104,6 +104,17 @@ func (s *Server) directoryView(ctx context.Context, orgIDs []string) ([]director
 	return orgs, eps, nil
 }
 
+// directoryCapability returns sc, the CapabilityStatement search entry of type t, as this
+// file answers it, and the entry's documentation ("" for none): Endpoint takes the
+// directory's own parameters (directory.ParseEndpointSearch) and no includes; any other
+// type is returned as it is.
+func directoryCapability(t string, sc searchCap) (searchCap, string) {
+	if t == "Endpoint" {
+		sc.Params, sc.Include, sc.RevInclude = endpointSearchParams, nil, nil
+	}
+	return sc, ""
+}
+
 // storedID reports whether id has the form of a server-assigned stored id (store.NewID),
 // which no directory resource has.
 func storedID(id string) bool {

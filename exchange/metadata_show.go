@@ -99,6 +99,7 @@ func (s *Server) showMetadata(c echo.Context) error {
 	type resource struct {
 		Extension     []canonicalExt   `json:"extension,omitempty"`
 		Type          string           `json:"type"`
+		Documentation string           `json:"documentation,omitempty"`
 		Interaction   []interaction    `json:"interaction"`
 		SearchInclude []string         `json:"searchInclude,omitempty"`
 		SearchRevInc  []string         `json:"searchRevInclude,omitempty"`
@@ -112,12 +113,9 @@ func (s *Server) showMetadata(c echo.Context) error {
 	var rs []resource
 	for t, ops := range withSearch(supportedTypes()) {
 		r := resource{Type: t}
-		sc := searchCapability(t, ops)
-		r.SearchParam, r.SearchInclude, r.SearchRevInc, r.Operation = sc.Params, sc.Include, sc.RevInclude, sc.Ops
+		sc, doc := directoryCapability(t, searchCapability(t, ops)) // Endpoint and Organization: directory_fhir.go
+		r.SearchParam, r.SearchInclude, r.SearchRevInc, r.Operation, r.Documentation = sc.Params, sc.Include, sc.RevInclude, sc.Ops, doc
 		r.Operation = append(r.Operation, typeOperations[t]...)
-		if t == "Endpoint" { // the directory's own parameters (directory.ParseEndpointSearch), no includes
-			r.SearchParam, r.SearchInclude, r.SearchRevInc = endpointSearchParams, nil, nil
-		}
 		if store.Matchable(t) && !ownHandlerWrite(t, http.MethodPut) {
 			r.ConditionalCreate = slices.Contains(ops, "create")
 			r.ConditionalUpdate = slices.Contains(ops, "update")
