@@ -548,8 +548,13 @@ func (x *Searcher) run(ctx context.Context, r request, q store.Query, f rowFilte
 
 // MaxRevIncluded caps the resources one page's _revinclude may add. A page that would add
 // more is refused (errs.Invalid: lower _count, or use $everything) rather than cut short,
-// so a clinic never takes a partial list of, say, a report's results for the whole.
+// so a clinic never takes a partial list of, say, a report's results for the whole. Only
+// resources the caller may see count toward it.
 const MaxRevIncluded = 1000
+
+// revBatch is how many _revinclude sources include decides at a time (one GetMany), and
+// how many it first reads from the reference index.
+const revBatch = 1000
 
 // includeScope says whose consent decides an included resource of compartment c (a
 // Patient id): ok false when c lies outside what the search may disclose.
@@ -605,7 +610,10 @@ func compartmentScope(person string, compartments map[string]bool) includeScope 
 // admits and that pass the decision of scope's person. Anything else, and any resource of
 // a type allowType (the token's scopes; nil allows all) refuses, is dropped without a
 // trace in the page. It returns errs.Invalid when the _revinclude would add more than
-// MaxRevIncluded resources.
+// MaxRevIncluded resources that the caller may see; sources it may not see count toward
+// no limit, so the refusal never tells that they exist. Reading and deciding the sources is
+// bounded by scanTime instead, past which it is the same errs.Invalid: how long that takes
+// is the one channel left through which the number of hidden sources shows.
 func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope includeScope, allowType func(string) bool) error {
 	if len(page.Search.Include)+len(page.Search.RevInclude) == 0 || len(page.Matches) == 0 {
 		return nil
@@ -659,20 +667,39 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope in
 			return err
 		}
 	}
-	added := 0
+	tooMany := errs.E("records.Search", errs.Invalid, fmt.Sprintf("_revinclude would add more than %d resources to this page: lower _count, or use Patient/$everything", MaxRevIncluded))
+	added, deadline := 0, time.Now().Add(x.scanTime)
 	for _, inc := range page.Search.RevInclude {
-		// Sources are decided before the cap is checked, so the refusal counts only what
-		// the caller may see, up to ten times the cap, where the read itself stops.
-		refs, err := x.svc.fhir.RevRefs(ctx, nil, inc.SourceType, inc.Param, page.Search.ResourceType, ids, 10*MaxRevIncluded+1)
-		if err != nil {
-			return err
-		}
-		n, err := keep(refs)
-		if err != nil {
-			return err
-		}
-		if added += n; added > MaxRevIncluded || len(refs) > 10*MaxRevIncluded {
-			return errs.E("records.Search", errs.Invalid, fmt.Sprintf("_revinclude would add more than %d resources to this page: lower _count, or use Patient/$everything", MaxRevIncluded))
+		// RevRefs returns the first limit sources in id order. Read again with twice the
+		// limit until a read comes back short, deciding only the sources not read before,
+		// in batches: the rows read stay under twice those there are, and only the sources
+		// that keep adds count toward the cap.
+		read := map[[2]string]bool{}
+		for limit := revBatch; ; limit *= 2 {
+			refs, err := x.svc.fhir.RevRefs(ctx, nil, inc.SourceType, inc.Param, page.Search.ResourceType, ids, limit)
+			if err != nil {
+				return err
+			}
+			last := len(refs) < limit
+			refs = slices.DeleteFunc(refs, func(r [2]string) bool { return read[r] })
+			for batch := range slices.Chunk(refs, revBatch) {
+				if time.Now().After(deadline) {
+					return tooMany
+				}
+				for _, r := range batch {
+					read[r] = true
+				}
+				n, err := keep(batch)
+				if err != nil {
+					return err
+				}
+				if added += n; added > MaxRevIncluded {
+					return tooMany
+				}
+			}
+			if last {
+				break
+			}
 		}
 	}
 	return nil

@@ -3,6 +3,7 @@ package records_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +84,42 @@ func TestSearchTotalIgnoresHiddenRows(t *testing.T) {
 		if errs.CodeOf(err) != errs.Invalid || !strings.Contains(errs.MessageOf(err), "narrow") {
 			t.Fatalf("%s over %d visible rows: %v; want Invalid (narrow the search)", raw, limit, err)
 		}
+	}
+}
+
+// TestSearchRevIncludeIgnoresHiddenRows: whether a _revinclude is refused depends only on
+// the resources it would add that the caller may see. More than ten times MaxRevIncluded
+// hidden Observations about P (PSY-labelled at b) must not refuse member a's Patient search
+// that revincludes P's Observations, and must not appear; MaxRevIncluded visible ones are
+// added, one more is refused.
+func TestSearchRevIncludeIgnoresHiddenRows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("stores more than 10,000 Observations")
+	}
+	f := setupRegional(t)
+	ctx := context.Background()
+	addObservations(t, f, "b", f.pb, "PSY", 10*records.MaxRevIncluded+1)
+	q := query(t, "family=smith&_count=100&_revinclude=Observation:patient")
+	p, err := f.x.Search(ctx, memberA, "Patient", q)
+	if err != nil {
+		t.Fatalf("%d visible and %d hidden Observations: %v; want them included", len(f.visible), 10*records.MaxRevIncluded+1, err)
+	}
+	if got, want := ids(p.Included), keys(f.visible); !slices.Equal(got, want) {
+		t.Fatalf("revincluded %d resources; want the %d member a may see", len(got), len(want))
+	}
+	addObservations(t, f, "a", f.pa, "", records.MaxRevIncluded-len(f.visible))
+	p, err = f.x.Search(ctx, memberA, "Patient", q)
+	if err != nil || len(p.Included) != records.MaxRevIncluded {
+		t.Fatalf("exactly MaxRevIncluded visible: %d included, %v; want %d", len(p.Included), err, records.MaxRevIncluded)
+	}
+	for _, st := range p.Included {
+		if strings.Contains(string(st.Body), "PSY") {
+			t.Fatalf("hidden Observation %s revincluded", st.ID)
+		}
+	}
+	addObservations(t, f, "a", f.pa, "", 1)
+	_, err = f.x.Search(ctx, memberA, "Patient", q)
+	if errs.CodeOf(err) != errs.Invalid || !strings.Contains(errs.MessageOf(err), "_revinclude") {
+		t.Fatalf("MaxRevIncluded+1 visible: %v; want Invalid naming _revinclude", err)
 	}
 }
