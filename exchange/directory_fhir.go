@@ -106,14 +106,25 @@ func (s *Server) directoryView(ctx context.Context, orgIDs []string) ([]director
 
 // directoryCapability returns sc, the CapabilityStatement search entry of type t, as this
 // file answers it, and the entry's documentation ("" for none): Endpoint takes the
-// directory's own parameters (directory.ParseEndpointSearch) and no includes; any other
-// type is returned as it is.
+// directory's own parameters (directory.ParseEndpointSearch) and no includes;
+// Organization says how the directory and member-sent Organizations are ordered and
+// paged together (searchOrganizations); any other type is returned as it is.
 func directoryCapability(t string, sc searchCap) (searchCap, string) {
-	if t == "Endpoint" {
+	switch t {
+	case "Endpoint":
 		sc.Params, sc.Include, sc.RevInclude = endpointSearchParams, nil, nil
+	case "Organization":
+		return sc, organizationSearchDoc
 	}
 	return sc, ""
 }
+
+// organizationSearchDoc is the CapabilityStatement documentation of Organization.
+const organizationSearchDoc = "Organization search answers the member directory (Organization/member-{member id} and Organization/concord, " +
+	"meta.source [base]/directory) together with the Organizations members sent. Without _sort the directory entries come first (by id), " +
+	"then the member-sent ones, most recently updated first. _sort takes only _lastUpdated or -_lastUpdated: the member-sent Organizations " +
+	"in that order, then the directory entries, which have no meta.lastUpdated; any other _sort (name, _id) is refused with 400. " +
+	"Follow the next links to page: _offset positions the directory entries, _cursor the member-sent ones."
 
 // storedID reports whether id has the form of a server-assigned stored id (store.NewID),
 // which no directory resource has.
@@ -159,13 +170,24 @@ func searchQuery(c echo.Context) (url.Values, bool, error) {
 // pageLink is the link to the page of typ's search q starting at offset (directory
 // paging: the directory is small and its order fixed, so an offset pages it).
 func (s *Server) pageLink(typ string, q url.Values, offset int) string {
+	return s.linkWith(typ, q, "_offset", strconv.Itoa(offset))
+}
+
+// cursorPageLink is the link to the page of typ's search q that the stored search's
+// cursor (records.CursorParam) starts, the query kept beside it for the directory's part.
+func (s *Server) cursorPageLink(typ string, q url.Values, cursor string) string {
+	return s.linkWith(typ, q, records.CursorParam, cursor)
+}
+
+// linkWith is the link to typ's search q with its paging position set to param=value.
+func (s *Server) linkWith(typ string, q url.Values, param, value string) string {
 	next := url.Values{}
 	for k, vs := range q {
 		if k != "_offset" && k != records.CursorParam {
 			next[k] = vs
 		}
 	}
-	next.Set("_offset", strconv.Itoa(offset))
+	next.Set(param, value)
 	return s.FHIRBase() + "/" + typ + "?" + next.Encode()
 }
 
@@ -331,19 +353,28 @@ func (s *Server) delegate(c echo.Context, h echo.HandlerFunc, typ, id string) er
 }
 
 // searchOrganizations handles GET [base]/Organization and POST [base]/Organization/_search:
-// the directory's Organizations that match, then the member-sent reference Organizations
-// of records.Searcher, in one searchset.
+// the directory's Organizations that match and the member-sent reference Organizations of
+// records.Searcher, in one searchset. A directory entry matches by identifier
+// (urn:ietf:rfc:3986|urn:oid:..., or the bare urn:oid:... value), name, active and _id; a
+// clause on anything else (_lastUpdated) leaves the directory out.
 //
-// The directory entries come first (by id), and are paged by _offset while they fill
-// whole pages; the page where they run out is filled with the first stored matches
-// (_count less the directory entries on it), and later pages are the stored search's own
-// (its sealed _cursor). total, when given, counts both, on every page: _total=accurate
-// counts the stored matches on a page the directory fills, and adds the directory's to a
-// later page's stored total. A directory entry matches by
-// identifier (urn:ietf:rfc:3986|urn:oid:..., or the bare urn:oid:... value), name, active
-// and _id; a clause on anything else (_lastUpdated) leaves the directory out.
+// Order. Without _sort the directory entries come first (by id), then the stored matches
+// in the store's order. _sort takes _lastUpdated and -_lastUpdated, which order both
+// sources: the stored matches in that order, then the directory entries (by id), which
+// carry no meta.lastUpdated and so sort last either way, as a stored resource without a
+// value does (fhir.SortKey). Any other key (name, _id) is refused (errs.Invalid naming
+// _sort) rather than half-applied: the store orders by dates only, and sorting the
+// directory alone would give an order no page sequence agrees with.
+//
+// Paging. The directory's part is paged by _offset, a position among the directory's
+// matches, and the stored part by the stored search's sealed _cursor; the page where one
+// part runs out is filled from the start of the other (_count less what is already on
+// it). Next links carry the original query besides _offset or _cursor: records takes a
+// cursor page's query from the cursor, and the directory part needs it. total, when
+// given, counts both, on every page: _total=accurate counts the stored matches on a page
+// the directory fills, and adds the directory's to a page of the stored search.
 func (a *SearchAPI) searchOrganizations(c echo.Context) error {
-	const typ = "Organization"
+	const typ, op = "Organization", "exchange.searchOrganizations"
 	if err := require(c, typ, 's'); err != nil {
 		return err
 	}
@@ -353,88 +384,131 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	for _, raw := range q["_sort"] {
+		for _, k := range strings.Split(raw, ",") {
+			if strings.TrimPrefix(k, "-") != "_lastUpdated" {
+				return errs.E(op, errs.Invalid, "_sort on Organization takes only _lastUpdated or -_lastUpdated; directory Organizations, which have no lastUpdated, follow the member-sent ones")
+			}
+		}
+	}
 	ctx := c.Request().Context()
 	scopes := principal(c).Scopes
 	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
-	if q.Has(records.CursorParam) { // a later page of the stored search
-		page, err := a.x.SearchAllowed(ctx, viewer(c), typ, q, allow)
-		if err != nil {
-			return err
-		}
-		if page.Total != nil { // the whole result, as the first page counted it
-			dir, err := a.directoryOrganizations(ctx, page.Search)
-			if err != nil {
-				return err
-			}
-			n := *page.Total + len(dir)
-			page.Total = &n
-		}
-		return a.writeBundle(c, page, a.s.selfLink(c, typ, post), a.s.cursorLink(typ, page.Next))
-	}
-	offset := 0
-	if q.Has("_offset") {
-		if offset, err = strconv.Atoi(q.Get("_offset")); err != nil || offset < 0 || len(q["_offset"]) != 1 {
-			return errs.E("exchange.searchOrganizations", errs.Invalid, "_offset must be a non-negative integer")
-		}
-	}
-	stored := url.Values{}
+	stored := url.Values{} // the stored search's query: q without the directory's _offset
 	for k, vs := range q {
 		if k != "_offset" {
 			stored[k] = vs
 		}
 	}
-	s, err := fhir.SearchOptions{DefaultCount: 20, MaxCount: a.s.cfg.MaxCount}.Parse(typ, stored)
-	if err != nil {
-		return err
+	offset := 0
+	if q.Has("_offset") {
+		if offset, err = strconv.Atoi(q.Get("_offset")); err != nil || offset < 0 || len(q["_offset"]) != 1 {
+			return errs.E(op, errs.Invalid, "_offset must be a non-negative integer")
+		}
 	}
-	if len(s.Elements) > 0 {
-		return errs.E("exchange.searchOrganizations", errs.Invalid, "_elements is not supported")
+	var s fhir.Search
+	var page records.Page           // the stored part and the total
+	if q.Has(records.CursorParam) { // a later page of the stored search: its query is the cursor's
+		if page, err = a.x.SearchAllowed(ctx, viewer(c), typ, stored, allow); err != nil {
+			return err
+		}
+		s = page.Search
+	} else {
+		if s, err = (fhir.SearchOptions{DefaultCount: 20, MaxCount: a.s.cfg.MaxCount}).Parse(typ, stored); err != nil {
+			return err
+		}
+		if len(s.Elements) > 0 {
+			return errs.E(op, errs.Invalid, "_elements is not supported")
+		}
 	}
 	matches, err := a.directoryOrganizations(ctx, s)
 	if err != nil {
 		return err
 	}
-	var page records.Page
-	dir := matches[min(offset, len(matches)):]
+	var dir []store.Stored // the directory entries on this page
 	next := ""
-	if s.SummaryCount || s.Count == 0 || len(dir) < s.Count {
-		// The stored search fills what the directory leaves of this page (a count only:
-		// all of it); it audits its own matches.
-		if s.SummaryCount || s.Count == 0 {
-			dir = nil
-		} else {
+	// tail puts the directory matches from position from on the page, up to room of them.
+	tail := func(from, room int) {
+		from = min(from, len(matches))
+		end := min(from+max(room, 0), len(matches))
+		dir = matches[from:end]
+		if end < len(matches) {
+			next = a.s.pageLink(typ, q, end)
+		}
+	}
+	sorted := len(s.Sort) > 0
+	withTotal := func(p records.Page) {
+		if p.Total != nil {
+			n := *p.Total + len(matches)
+			page.Total = &n
+		}
+	}
+	switch {
+	case q.Has(records.CursorParam):
+		withTotal(page) // the whole result, as the first page counted it
+		if page.Next != "" {
+			next = a.s.cursorPageLink(typ, q, page.Next)
+		} else if sorted { // the stored matches end here; the directory's follow
+			tail(0, s.Count-len(page.Matches))
+		}
+	case s.SummaryCount || s.Count == 0: // a count only: the stored search counts its part
+		if page, err = a.x.SearchAllowed(ctx, viewer(c), typ, stored, allow); err != nil {
+			return err
+		}
+		withTotal(page)
+	case !sorted && len(matches)-min(offset, len(matches)) < s.Count || sorted && !q.Has("_offset"):
+		// The stored search fills the page: what the directory leaves of it, or (with
+		// _sort) all of it, the directory's entries following its last page. It audits
+		// its own matches.
+		if !sorted {
+			dir = matches[min(offset, len(matches)):]
 			stored.Set("_count", strconv.Itoa(s.Count-len(dir)))
 		}
 		if page, err = a.x.SearchAllowed(ctx, viewer(c), typ, stored, allow); err != nil {
 			return err
 		}
-		if page.Total != nil {
-			n := *page.Total + len(matches)
-			page.Total = &n
+		withTotal(page)
+		if page.Next != "" {
+			next = a.s.cursorPageLink(typ, q, page.Next)
+		} else if sorted {
+			tail(0, s.Count-len(page.Matches))
 		}
-		next = a.s.cursorLink(typ, page.Next)
-	} else { // the directory fills this page; the stored matches start on a later one
-		dir = dir[:s.Count]
-		next = a.s.pageLink(typ, q, offset+s.Count)
-		if s.Total == fhir.TotalAccurate { // counted here, shown on later pages
+	default: // the directory fills the page; the stored matches are on other pages
+		tail(offset, s.Count)
+		if !sorted && next == "" {
+			next = a.s.pageLink(typ, q, offset+s.Count) // where the stored matches start
+		}
+		if s.Total == fhir.TotalAccurate { // counted here, shown on other pages
 			stored.Set("_count", "0")
 			counted, err := a.x.SearchAllowed(ctx, viewer(c), typ, stored, allow)
 			if err != nil {
 				return err
 			}
-			if counted.Total != nil {
-				n := *counted.Total + len(matches)
-				page.Total = &n
-			}
+			withTotal(counted)
 		}
 	}
 	if len(dir) > 0 { // the directory entries shown: one more reference-data event
-		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, q, auditedResources(dir)); err != nil {
+		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, withoutCursor(q), auditedResources(dir)); err != nil {
 			return err
 		}
 	}
-	page.Matches = append(slices.Clone(dir), page.Matches...)
+	if sorted {
+		page.Matches = append(page.Matches, dir...)
+	} else {
+		page.Matches = append(slices.Clone(dir), page.Matches...)
+	}
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
+}
+
+// withoutCursor is q without records.CursorParam, as an audit event records a query.
+func withoutCursor(q url.Values) url.Values {
+	out := url.Values{}
+	for k, vs := range q {
+		if k != records.CursorParam {
+			out[k] = vs
+		}
+	}
+	return out
 }
 
 // directoryOrganizations returns the directory's Organizations that match s, by id, as
