@@ -397,6 +397,9 @@ type EndpointSearch struct {
 	Count   int // page size
 	Offset  int // results skipped (the paging parameter _offset)
 	NoTotal bool
+	// IncludeOrganization is _include=Endpoint:organization: the page's managing
+	// Organizations are wanted beside its Endpoints.
+	IncludeOrganization bool
 }
 
 type endpointClause struct {
@@ -413,8 +416,9 @@ var EndpointParams = []string{"_id", "connection-type", "identifier", "organizat
 // Organization id, Organization/id or base/Organization/id, also with :Organization),
 // connection-type, identifier, status and _id (tokens; :not allowed), comma-separated
 // values ORed and repeated parameters ANDed; _count (up to maxCount, default
-// defaultCount), _offset for paging and _total. base is the exchange's FHIR base. Anything
-// else is errs.Invalid.
+// defaultCount), _offset for paging, _total, and _include=Endpoint:organization (also
+// with the target type, Endpoint:organization:Organization). base is the exchange's FHIR
+// base. Anything else (_revinclude, another _include, :iterate) is errs.Invalid.
 func ParseEndpointSearch(q url.Values, base string, defaultCount, maxCount int) (EndpointSearch, error) {
 	const op = "directory.ParseEndpointSearch"
 	bad := func(msg string) (EndpointSearch, error) { return EndpointSearch{}, errs.E(op, errs.Invalid, msg) }
@@ -443,6 +447,14 @@ func ParseEndpointSearch(q url.Values, base string, defaultCount, maxCount int) 
 				return bad("_total must be none, estimate or accurate")
 			}
 			s.NoTotal = vals[0] == "none"
+			continue
+		case "_include":
+			for _, v := range vals {
+				if hasMod || v != "Endpoint:organization" && v != "Endpoint:organization:Organization" {
+					return bad("_include on Endpoint takes only Endpoint:organization")
+				}
+			}
+			s.IncludeOrganization = true
 			continue
 		}
 		if !slices.Contains(EndpointParams, param) {

@@ -192,6 +192,12 @@ func TestParseEndpointSearch(t *testing.T) {
 		{"empty value", "status=", 0, true},
 		{"bad count", "_count=-1", 0, true},
 		{"bad organization", "organization=Practitioner/x/y", 0, true},
+		{"include organization", "_include=Endpoint:organization&status=active", 3, false},
+		{"include organization typed", "_include=Endpoint:organization:Organization", 3, false},
+		{"include other", "_include=Endpoint:managingOrganization", 0, true},
+		{"include another type", "_include=Organization:endpoint", 0, true},
+		{"include iterate", "_include:iterate=Endpoint:organization", 0, true},
+		{"revinclude", "_revinclude=Organization:endpoint", 0, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -211,6 +217,9 @@ func TestParseEndpointSearch(t *testing.T) {
 			}
 			if n != tt.want {
 				t.Fatalf("%d matches, want %d", n, tt.want)
+			}
+			if got, want := s.IncludeOrganization, strings.Contains(tt.query, "_include="); got != want {
+				t.Fatalf("IncludeOrganization %v, want %v", got, want)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package exchange
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"mime"
 	"net/http"
 	"net/url"
@@ -106,14 +107,16 @@ func (s *Server) directoryView(ctx context.Context, orgIDs []string) ([]director
 
 // directoryCapability returns sc, the CapabilityStatement search entry of type t, as this
 // file answers it, and the entry's documentation ("" for none): Endpoint takes the
-// directory's own parameters (directory.ParseEndpointSearch) and no includes;
-// Organization says how the directory and member-sent Organizations are ordered and
-// paged together (searchOrganizations); any other type is returned as it is.
+// directory's own parameters (directory.ParseEndpointSearch) and includes its managing
+// Organization; Organization also includes the directory Endpoints it references
+// (Organization:endpoint), and says how the directory and member-sent Organizations are
+// ordered and paged together (searchOrganizations); any other type is returned as it is.
 func directoryCapability(t string, sc searchCap) (searchCap, string) {
 	switch t {
 	case "Endpoint":
-		sc.Params, sc.Include, sc.RevInclude = endpointSearchParams, nil, nil
+		sc.Params, sc.Include, sc.RevInclude = endpointSearchParams, []string{"Endpoint:organization"}, nil
 	case "Organization":
+		sc.Include = append(slices.Clone(sc.Include), "Organization:endpoint")
 		return sc, organizationSearchDoc
 	}
 	return sc, ""
@@ -124,7 +127,9 @@ const organizationSearchDoc = "Organization search answers the member directory 
 	"meta.source [base]/directory) together with the Organizations members sent. Without _sort the directory entries come first (by id), " +
 	"then the member-sent ones, most recently updated first. _sort takes only _lastUpdated or -_lastUpdated: the member-sent Organizations " +
 	"in that order, then the directory entries, which have no meta.lastUpdated; any other _sort (name, _id) is refused with 400. " +
-	"Follow the next links to page: _offset positions the directory entries, _cursor the member-sent ones."
+	"Follow the next links to page: _offset positions the directory entries, _cursor the member-sent ones. " +
+	"_include=Organization:endpoint adds the directory Endpoints the page's Organizations reference, and " +
+	"_revinclude=Endpoint:organization those its directory Organizations manage, when the token may read Endpoint."
 
 // storedID reports whether id has the form of a server-assigned stored id (store.NewID),
 // which no directory resource has.
@@ -221,9 +226,19 @@ func auditedResources(sts []store.Stored) []audit.Resource {
 	return out
 }
 
+// allowsType reports whether the caller's token may read or search typ: what an included
+// resource of typ needs, as records.Searcher checks it for the stored includes (a type
+// the token refuses is left out of the page, not an error).
+func allowsType(c echo.Context, typ string) bool {
+	scopes := principal(c).Scopes
+	return scopes.Allows(typ, 'r') || scopes.Allows(typ, 's')
+}
+
 // searchEndpoints handles GET [base]/Endpoint and POST [base]/Endpoint/_search over the
 // directory's Endpoints: a searchset with total (unless _total=none), paged by _offset.
-// An unknown organization is an empty Bundle.
+// An unknown organization is an empty Bundle. _include=Endpoint:organization adds the
+// page's managing Organizations (search mode include) when the token may read
+// Organization; the audit event lists them with the matches.
 func (a *SearchAPI) searchEndpoints(c echo.Context) error {
 	if err := require(c, "Endpoint", 's'); err != nil {
 		return err
@@ -237,8 +252,8 @@ func (a *SearchAPI) searchEndpoints(c echo.Context) error {
 		return err
 	}
 	ctx := c.Request().Context()
-	orgs, _ := s.Organizations() // nil: every Organization's
-	_, eps, err := a.s.directoryView(ctx, orgs)
+	orgIDs, _ := s.Organizations() // nil: every Organization's
+	orgs, eps, err := a.s.directoryView(ctx, orgIDs)
 	if err != nil {
 		return err
 	}
@@ -250,14 +265,24 @@ func (a *SearchAPI) searchEndpoints(c echo.Context) error {
 	}
 	shown, nextOffset := s.Page(matches)
 	page := records.Page{}
+	managers := map[string]bool{}
 	for _, e := range shown {
 		page.Matches = append(page.Matches, asStored("Endpoint", e.ID, e.FHIR(a.s.directorySource())))
+		managers[e.OrgID] = true
+	}
+	if s.IncludeOrganization && allowsType(c, "Organization") { // the managing Organizations, by id
+		for _, o := range orgs {
+			if managers[o.ID] {
+				page.Included = append(page.Included, asStored("Organization", o.ID, o.FHIR(a.s.directorySource())))
+			}
+		}
 	}
 	if !s.NoTotal {
 		n := len(matches)
 		page.Total = &n
 	}
-	if err := a.x.AuditReference(ctx, viewer(c), audit.Query, q, auditedResources(page.Matches)); err != nil {
+	shownAll := append(slices.Clone(page.Matches), page.Included...)
+	if err := a.x.AuditReference(ctx, viewer(c), audit.Query, q, auditedResources(shownAll)); err != nil {
 		return err
 	}
 	next := ""
@@ -392,11 +417,22 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 		}
 	}
 	ctx := c.Request().Context()
-	scopes := principal(c).Scopes
-	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
-	stored := url.Values{} // the stored search's query: q without the directory's _offset
+	allow := func(t string) bool { return allowsType(c, t) }
+	// The stored search's query: q without the directory's _offset and _include, which
+	// the stored search does not know (Organization:endpoint).
+	stored, includeEndpoints := url.Values{}, false
 	for k, vs := range q {
-		if k != "_offset" {
+		switch k {
+		case "_offset":
+		case "_include":
+			for _, v := range vs {
+				if v == "Organization:endpoint" || v == "Organization:endpoint:Endpoint" {
+					includeEndpoints = true
+				} else {
+					stored.Add(k, v)
+				}
+			}
+		default:
 			stored[k] = vs
 		}
 	}
@@ -421,7 +457,7 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			return errs.E(op, errs.Invalid, "_elements is not supported")
 		}
 	}
-	matches, err := a.directoryOrganizations(ctx, s)
+	matches, eps, err := a.directoryOrganizations(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -487,17 +523,61 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			withTotal(counted)
 		}
 	}
-	if len(dir) > 0 { // the directory entries shown: one more reference-data event
-		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, withoutCursor(q), auditedResources(dir)); err != nil {
-			return err
-		}
-	}
 	if sorted {
 		page.Matches = append(page.Matches, dir...)
 	} else {
 		page.Matches = append(slices.Clone(dir), page.Matches...)
 	}
+	revEndpoints := slices.ContainsFunc(s.RevInclude, func(i fhir.Include) bool { return i.SourceType == "Endpoint" && i.Param == "organization" })
+	var included []store.Stored // the directory Endpoints the page includes
+	if (includeEndpoints || revEndpoints) && allow("Endpoint") {
+		included = a.s.includedEndpoints(page.Matches, dir, eps, includeEndpoints, revEndpoints)
+	}
+	if shown := append(slices.Clone(dir), included...); len(shown) > 0 { // one more reference-data event
+		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, withoutCursor(q), auditedResources(shown)); err != nil {
+			return err
+		}
+	}
+	page.Included = append(page.Included, included...)
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
+}
+
+// includedEndpoints returns, in the directory's order, the directory Endpoints (of eps) a
+// page of Organizations includes: with endpoints (_include=Organization:endpoint) those
+// any Organization of orgs references, a member-sent one too; with managed
+// (_revinclude=Endpoint:organization) those the directory Organizations of dir manage. A
+// member-sent Organization's reference to anything but a directory Endpoint includes
+// nothing: such an Endpoint is no directory entry and is not shared.
+func (s *Server) includedEndpoints(orgs, dir []store.Stored, eps []directory.Endpoint, endpoints, managed bool) []store.Stored {
+	want := map[string]bool{}
+	if endpoints {
+		for _, o := range orgs {
+			var body struct {
+				Endpoint []struct{ Reference string }
+			}
+			if json.Unmarshal(o.Body, &body) != nil {
+				continue
+			}
+			for _, r := range body.Endpoint {
+				if id, ok := strings.CutPrefix(strings.TrimPrefix(r.Reference, s.FHIRBase()+"/"), "Endpoint/"); ok {
+					want[id] = true
+				}
+			}
+		}
+	}
+	managers := map[string]bool{}
+	if managed {
+		for _, o := range dir {
+			managers[o.ID] = true
+		}
+	}
+	var out []store.Stored
+	for _, e := range eps {
+		if want[e.ID] || managers[e.OrgID] {
+			out = append(out, asStored("Endpoint", e.ID, e.FHIR(s.directorySource())))
+		}
+	}
+	return out
 }
 
 // withoutCursor is q without records.CursorParam, as an audit event records a query.
@@ -512,11 +592,11 @@ func withoutCursor(q url.Values) url.Values {
 }
 
 // directoryOrganizations returns the directory's Organizations that match s, by id, as
-// the entries of a search.
-func (a *SearchAPI) directoryOrganizations(ctx context.Context, s fhir.Search) ([]store.Stored, error) {
-	orgs, _, err := a.s.directoryView(ctx, nil)
+// the entries of a search, and every directory Endpoint, for the page's includes.
+func (a *SearchAPI) directoryOrganizations(ctx context.Context, s fhir.Search) ([]store.Stored, []directory.Endpoint, error) {
+	orgs, eps, err := a.s.directoryView(ctx, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var matches []store.Stored
 	for _, o := range orgs {
@@ -524,7 +604,7 @@ func (a *SearchAPI) directoryOrganizations(ctx context.Context, s fhir.Search) (
 			matches = append(matches, asStored("Organization", o.ID, o.FHIR(a.s.directorySource())))
 		}
 	}
-	return matches, nil
+	return matches, eps, nil
 }
 
 // refuseEndpointWrite answers a member's POST, PUT or DELETE of an Endpoint: 405 with an

@@ -104,6 +104,7 @@ type dirBundle struct {
 			ConnectionType            struct{ System, Code string }
 			Identifier                []struct{ System, Value string }
 		} `json:"resource"`
+		Search struct{ Mode string } `json:"search"`
 	} `json:"entry"`
 }
 
@@ -124,6 +125,17 @@ func (b dirBundle) ids() []string {
 	var out []string
 	for _, e := range b.Entry {
 		out = append(out, e.Resource.ResourceType+"/"+e.Resource.ID)
+	}
+	return out
+}
+
+// withMode lists the Type/id of the entries of search mode mode (match, include).
+func (b dirBundle) withMode(mode string) []string {
+	var out []string
+	for _, e := range b.Entry {
+		if e.Search.Mode == mode {
+			out = append(out, e.Resource.ResourceType+"/"+e.Resource.ID)
+		}
 	}
 	return out
 }
@@ -376,10 +388,11 @@ func TestDirectoryCapabilityStatement(t *testing.T) {
 	var cs struct {
 		Rest []struct {
 			Resource []struct {
-				Type          string
-				Interaction   []struct{ Code string }
-				SearchParam   []struct{ Name string }
-				SearchInclude []string
+				Type             string
+				Interaction      []struct{ Code string }
+				SearchParam      []struct{ Name string }
+				SearchInclude    []string
+				SearchRevInclude []string
 			}
 		}
 	}
@@ -387,6 +400,9 @@ func TestDirectoryCapabilityStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range cs.Rest[0].Resource {
+		if r.Type == "Organization" && (!slices.Contains(r.SearchInclude, "Organization:endpoint") || !slices.Contains(r.SearchRevInclude, "Endpoint:organization")) {
+			t.Fatalf("Organization includes: %v, %v", r.SearchInclude, r.SearchRevInclude)
+		}
 		if r.Type != "Endpoint" {
 			continue
 		}
@@ -397,7 +413,8 @@ func TestDirectoryCapabilityStatement(t *testing.T) {
 		for _, p := range r.SearchParam {
 			params = append(params, p.Name)
 		}
-		if !slices.Equal(ops, []string{"read", "search-type"}) || !slices.Equal(params, []string{"_id", "connection-type", "identifier", "organization", "status"}) || r.SearchInclude != nil {
+		if !slices.Equal(ops, []string{"read", "search-type"}) || !slices.Equal(params, []string{"_id", "connection-type", "identifier", "organization", "status"}) ||
+			!slices.Equal(r.SearchInclude, []string{"Endpoint:organization"}) {
 			t.Fatalf("Endpoint: %v %v %v", ops, params, r.SearchInclude)
 		}
 		return

@@ -1,0 +1,100 @@
+package exchange
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+)
+
+// auditedIDs lists an event's resources as Type/id.
+func auditedIDs(ev audit.Event) []string {
+	var out []string
+	for _, r := range ev.Resources {
+		out = append(out, r.Type+"/"+r.ID)
+	}
+	return out
+}
+
+// TestDirectoryIncludes: Endpoint?_include=Endpoint:organization adds the managing
+// directory Organizations, Organization?_include=Organization:endpoint the directory
+// Endpoints the page's Organizations reference (a member-sent one too), and
+// Organization?_revinclude=Endpoint:organization those the page's directory Organizations
+// manage, on every page. What is included is in the directory's audit event and needs the
+// included type's scope, without which it is left out as records leaves out a type the
+// token may not read.
+func TestDirectoryIncludes(t *testing.T) {
+	env := newDirEnv(t)
+	both := token(t, "client-b", "b", "system/Organization.rs system/Endpoint.rs")
+	aHooks := env.search(t, both, "/fhir/Endpoint?organization=member-a").ids()
+	bHook := env.search(t, both, "/fhir/Endpoint?organization=member-b").ids()[0]
+	if len(aHooks) != 2 {
+		t.Fatalf("a's endpoints: %v", aHooks)
+	}
+
+	b := env.search(t, both, "/fhir/Endpoint?organization=member-a&_include=Endpoint:organization")
+	if !slices.Equal(b.withMode("match"), aHooks) || !slices.Equal(b.withMode("include"), []string{"Organization/member-a"}) || *b.Total != 2 {
+		t.Fatalf("Endpoint _include: %v / %v", b.withMode("match"), b.withMode("include"))
+	}
+	if ev := env.log.last(); ev.Action != audit.Query || ev.Patient != "" || !slices.Equal(auditedIDs(ev), append(slices.Clone(aHooks), "Organization/member-a")) {
+		t.Fatalf("audit: %+v", ev)
+	}
+	b = env.search(t, both, "/fhir/Endpoint?_include=Endpoint:organization:Organization&_count=2")
+	if got := b.withMode("include"); !slices.Equal(got, []string{"Organization/concord", "Organization/member-a"}) {
+		t.Fatalf("first page's Organizations: %v (%v)", got, b.withMode("match"))
+	}
+	epOnly := token(t, "client-b", "b", "system/Endpoint.rs")
+	if b := env.search(t, epOnly, "/fhir/Endpoint?organization=member-a&_include=Endpoint:organization"); len(b.withMode("include")) != 0 || len(b.Entry) != 2 {
+		t.Fatalf("Organization included without its scope: %v", b.ids())
+	}
+
+	for _, q := range []string{"_include=Organization:endpoint", "_include=Organization:endpoint:Endpoint", "_revinclude=Endpoint:organization"} {
+		b := env.search(t, both, "/fhir/Organization?_id=member-a&"+q)
+		if !slices.Equal(b.withMode("match"), []string{"Organization/member-a"}) || !slices.Equal(b.withMode("include"), aHooks) {
+			t.Fatalf("%s: %v / %v", q, b.withMode("match"), b.withMode("include"))
+		}
+		if ev := env.log.last(); ev.Action != audit.Query || !slices.Equal(auditedIDs(ev), append([]string{"Organization/member-a"}, aHooks...)) {
+			t.Fatalf("%s audit: %+v", q, ev)
+		}
+	}
+	orgOnly := token(t, "client-b", "b", "system/Organization.rs")
+	if b := env.search(t, orgOnly, "/fhir/Organization?_id=member-a&_include=Organization:endpoint"); len(b.withMode("include")) != 0 {
+		t.Fatalf("Endpoints included without their scope: %v", b.ids())
+	}
+
+	// A member-sent Organization naming a directory Endpoint includes it too; it comes on
+	// a later page of the stored search (_cursor), and the directory's entries after it
+	// (_offset) include theirs.
+	st, err := store.New(env.pool).Put(context.Background(), env.pool, store.Write{
+		Resource: fhir.MustParse([]byte(`{"resourceType":"Organization","name":"Beta's lab","endpoint":[{"reference":"` + bHook + `"}]}`)),
+		MemberID: "b", At: time.Now().Add(time.Minute), Source: searchBase + "/members/b", Tags: []fhir.Coding{{System: systemSourceMember, Code: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	next := "/fhir/Organization?_sort=_lastUpdated&_count=1&_include=Organization:endpoint"
+	for next != "" {
+		b := env.search(t, both, next)
+		got = append(got, strings.Join(append(b.withMode("match"), b.withMode("include")...), " "))
+		next = b.next()
+	}
+	want := []string{"Organization/" + env.storedOrg, "Organization/" + st.ID + " " + bHook, "Organization/concord Endpoint/concord-fhir",
+		"Organization/member-a " + strings.Join(aHooks, " "), "Organization/member-b " + bHook}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pages:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+
+	for _, target := range []string{"/fhir/Endpoint?_include=Endpoint:identifier", "/fhir/Endpoint?_revinclude=Organization:endpoint",
+		"/fhir/Organization?_include=Organization:partof", "/fhir/Endpoint?_include:iterate=Endpoint:organization"} {
+		if code, body := env.do(t, both, http.MethodGet, target, ""); code != http.StatusBadRequest || !bytes.Contains(body, []byte("OperationOutcome")) {
+			t.Fatalf("%s: %d %s", target, code, body)
+		}
+	}
+}
