@@ -46,18 +46,16 @@ type SearchConfig struct {
 	DefaultCount, MaxCount int
 	// CursorTTL is how long a cursor stays valid (default 30 minutes).
 	CursorTTL time.Duration
-	// ExamineFactor and ExamineMin bound the rows one page may examine (decide) to
-	// max(ExamineFactor×_count, ExamineMin) (defaults 10 and 100): a page that reaches the
-	// bound is returned partial, with a next link after the last row examined.
-	ExamineFactor, ExamineMin int
 	// CountLimit bounds a total (_total=accurate, _summary=count, _count=0; default
 	// 10×MaxCount): a search with more matches the caller may see is errs.Invalid. Rows
 	// the caller may not see count toward no limit, so a refusal never tells that they exist.
 	CountLimit int
-	// ScanTime bounds the time one request spends examining rows (default 5 s): a page
-	// is returned partial; a total, or a _revinclude, is errs.Invalid. Unlike the other
-	// bounds it is reached by examining rows the caller may not see as well, so how long a
-	// search takes is the one channel left through which their number shows.
+	// ScanTime bounds the time one request spends examining rows (default 5 s): a page,
+	// a total or a _revinclude that reaches it is errs.Invalid ("narrow the search"),
+	// never cut short. It is the only bound on the rows examined, and unlike the others it
+	// is reached by examining rows the caller may not see as well, so how long a search
+	// takes (and whether it is refused for time) is the one channel left through which
+	// their number shows.
 	ScanTime time.Duration
 }
 
@@ -72,8 +70,8 @@ type Searcher struct {
 	opts fhir.SearchOptions
 	ttl  time.Duration
 	// bounds on the rows one request examines (see SearchConfig)
-	examineFactor, examineMin, countLimit int
-	scanTime                              time.Duration
+	countLimit int
+	scanTime   time.Duration
 }
 
 // NewSearcher returns a Searcher over svc. It returns errs.Invalid for a short cursor key
@@ -105,12 +103,6 @@ func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
 	if cfg.CursorTTL <= 0 {
 		cfg.CursorTTL = 30 * time.Minute
 	}
-	if cfg.ExamineFactor <= 0 {
-		cfg.ExamineFactor = 10
-	}
-	if cfg.ExamineMin <= 0 {
-		cfg.ExamineMin = 100
-	}
 	if cfg.CountLimit <= 0 {
 		cfg.CountLimit = 10 * cfg.MaxCount
 	}
@@ -118,7 +110,7 @@ func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
 		cfg.ScanTime = 5 * time.Second
 	}
 	return &Searcher{svc: svc, aead: aead, hash: cfg.Hasher, ttl: cfg.CursorTTL,
-		examineFactor: cfg.ExamineFactor, examineMin: cfg.ExamineMin, countLimit: cfg.CountLimit, scanTime: cfg.ScanTime,
+		countLimit: cfg.CountLimit, scanTime: cfg.ScanTime,
 		opts: fhir.SearchOptions{DefaultCount: min(cfg.DefaultCount, cfg.MaxCount), MaxCount: cfg.MaxCount}}, nil
 }
 
@@ -151,6 +143,8 @@ type Page struct {
 	// _total=accurate asked for it).
 	Total *int
 	// Next is the opaque cursor of the next page (the _cursor parameter), "" on the last.
+	// It is set only when a match the caller may see follows this page, so a page is never
+	// short of _count, and a next page never empty, for rows the caller may not see.
 	Next string
 	// Search is the parsed search (what the self link describes).
 	Search fhir.Search
@@ -411,19 +405,24 @@ func (d *decider) personOfPatient(patientID string) (string, error) {
 // than allowed (see countAll).
 var errNarrow = errs.E("records.Search", errs.Invalid, "too many records to count; narrow the search")
 
-// fill runs q page by page until it has count+1 permitted rows or the rows run out, and
-// returns the permitted ones (at most count) and the key of the last returned row when
-// more exist. keep decides each row (it may drop it or fail). It examines at most
-// max(examineFactor×count, examineMin) rows and spends at most scanTime: when either
-// bound is reached first the page is partial and the key is that of the last row
-// examined, so the next page resumes after it.
+// errSlow refuses a page that took longer than scanTime to fill (see fill).
+var errSlow = errs.E("records.Search", errs.Invalid, "the search took too long; narrow the search")
+
+// fill reads q from the store in batches (resuming with q.After) until it has count+1
+// rows that keep permits or the rows run out, and returns the permitted ones (at most
+// count) and, when one more permitted row follows them, the key of the last one returned,
+// so the next page resumes after it. keep decides each row (it may drop it or fail). So
+// the page, and whether it has a next page, depend only on rows the caller may see: no
+// count of examined rows cuts a page short, since a short page with a next link (or an
+// empty one) would tell that hidden rows lie ahead. What bounds the work is scanTime:
+// past it fill is errSlow (errs.Invalid, like countAll's refusal), never a partial page,
+// so hidden rows show only in timing: a caller may learn that a page took long (or was
+// refused for time), not where hidden rows lie or how many there are.
 func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilter) ([]store.Row, *store.Key, error) {
 	var out []store.Row
 	// Room for some denied rows, so one query usually fills the page.
 	batch := max(count+count/4+2, 20)
-	limit, deadline := max(x.examineFactor*count, x.examineMin), time.Now().Add(x.scanTime)
-	examined := 0
-	var last store.Key
+	deadline := time.Now().Add(x.scanTime)
 	for {
 		q.Limit = batch
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
@@ -434,10 +433,9 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilt
 			return nil, nil, err
 		}
 		for _, row := range rows {
-			if examined >= limit || examined > 0 && time.Now().After(deadline) {
-				return out, &last, nil // partial: resume after the last row examined
+			if time.Now().After(deadline) {
+				return nil, nil, errSlow
 			}
-			examined, last = examined+1, row.Key
 			ok, err := f.keep(row)
 			if err != nil {
 				return nil, nil, err

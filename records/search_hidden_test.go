@@ -3,6 +3,8 @@ package records_test
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -18,14 +20,25 @@ import (
 
 // addObservations stores n more Observations about patient from member, in one bulk
 // insert; label, when not "", is a security label that hides them from other members
-// (PSY under the fixture's default policies).
+// (PSY under the fixture's default policies). They have no date, so they sort after every
+// dated row under _sort=date and _sort=-date alike.
 func addObservations(t testing.TB, f *regional, member, patient, label string, n int) {
+	t.Helper()
+	addDatedObservations(t, f, member, patient, label, "", n)
+}
+
+// addDatedObservations is addObservations with effectiveDateTime date ("" for none).
+func addDatedObservations(t testing.TB, f *regional, member, patient, label, date string, n int) {
 	t.Helper()
 	sec := ""
 	if label != "" {
 		sec = `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"` + label + `"}]},`
 	}
-	body := []byte(`{"resourceType":"Observation",` + sec + `"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"}}`)
+	eff := ""
+	if date != "" {
+		eff = `,"effectiveDateTime":"` + date + `"`
+	}
+	body := []byte(`{"resourceType":"Observation",` + sec + `"status":"final","code":{"text":"x"},"subject":{"reference":"Patient/` + patient + `"}` + eff + `}`)
 	ws := make([]store.Write, n)
 	for i := range ws {
 		ws[i] = store.Write{Resource: fhir.MustParse(body), MemberID: member, PatientID: patient, At: time.Now(),
@@ -121,5 +134,61 @@ func TestSearchRevIncludeIgnoresHiddenRows(t *testing.T) {
 	_, err = f.x.Search(ctx, memberA, "Patient", q)
 	if errs.CodeOf(err) != errs.Invalid || !strings.Contains(errs.MessageOf(err), "_revinclude") {
 		t.Fatalf("MaxRevIncluded+1 visible: %v; want Invalid naming _revinclude", err)
+	}
+}
+
+// TestSearchPagesIgnoreHiddenRows: what a page holds, and whether it links a next page,
+// depend only on the rows the caller may see. Member a may see P's 10 results; 150
+// PSY-labelled ones that b holds for P, hidden from a and dated later, come first under
+// _sort=-date, and 150 more, undated, come last. More than the 100 rows a page used to
+// examine lie before the first visible row and after the last, so a page cut short by a
+// bound that counted hidden rows (fewer than _count matches, or none, with a next link)
+// would tell a that they exist. Every page but the last holds exactly _count rows, the
+// last links no next page, and no empty page is ever linked.
+func TestSearchPagesIgnoreHiddenRows(t *testing.T) {
+	f := setupRegional(t)
+	ctx := context.Background()
+	const hidden = 150
+	addDatedObservations(t, f, "b", f.pb, "PSY", "2025-06-01", hidden)
+	addObservations(t, f, "b", f.pb, "PSY", hidden)
+	for _, count := range []int{3, 5, 10, 11} {
+		p, err := f.x.Search(ctx, memberA, "Observation", query(t, fmt.Sprintf("patient=%s&_sort=-date&_count=%d", f.pa, count)))
+		if err != nil {
+			t.Fatalf("_count=%d: %v", count, err)
+		}
+		var got []string
+		for pages := 1; ; pages++ {
+			if pages > len(f.visible)+1 {
+				t.Fatalf("_count=%d: paging does not end", count)
+			}
+			for _, st := range p.Matches {
+				if !f.visible[st.ID] {
+					t.Fatalf("_count=%d: page %d shows %s, which member a may not see", count, pages, st.ID)
+				}
+				got = append(got, st.ID)
+			}
+			if p.Next == "" {
+				if len(p.Matches) == 0 && pages > 1 {
+					t.Fatalf("_count=%d: page %d is empty but was linked", count, pages)
+				}
+				break
+			}
+			if len(p.Matches) != count {
+				t.Fatalf("_count=%d: page %d has %d matches and a next link; want %d (hidden rows are not the caller's to count)", count, pages, len(p.Matches), count)
+			}
+			if p, err = f.x.Search(ctx, memberA, "Observation", url.Values{records.CursorParam: {p.Next}}); err != nil {
+				t.Fatalf("_count=%d, page %d: %v", count, pages+1, err)
+			}
+		}
+		if want := keys(f.visible); !slices.Equal(slices.Sorted(slices.Values(got)), want) {
+			t.Fatalf("_count=%d: paged through %d results; want the %d member a may see, each once", count, len(got), len(want))
+		}
+		// A first page that holds every visible row links no next page and gives their total.
+		if count >= len(f.visible) {
+			p, err := f.x.Search(ctx, memberA, "Observation", query(t, fmt.Sprintf("patient=%s&_sort=-date&_count=%d", f.pa, count)))
+			if err != nil || p.Next != "" || p.Total == nil || *p.Total != len(f.visible) {
+				t.Fatalf("_count=%d over %d visible rows: next %q, total %v, %v; want no next link and total %d", count, len(f.visible), p.Next, p.Total, err, len(f.visible))
+			}
+		}
 	}
 }
