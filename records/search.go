@@ -420,7 +420,9 @@ var errSlow = errs.E("records.Search", errs.Invalid, "the search took too long; 
 // refused for time), not where hidden rows lie or how many there are.
 func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilter) ([]store.Row, *store.Key, error) {
 	var out []store.Row
-	// Room for some denied rows, so one query usually fills the page.
+	// Room for some denied rows, so one query usually fills the page; a batch that does
+	// not fill it doubles the next, up to countBatch, so a run of denied rows costs few
+	// queries.
 	batch := max(count+count/4+2, 20)
 	deadline := time.Now().Add(x.scanTime)
 	for {
@@ -453,6 +455,7 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilt
 			return out, nil, nil
 		}
 		q.After = &rows[len(rows)-1].Key
+		batch = max(batch, min(2*batch, countBatch))
 	}
 }
 
