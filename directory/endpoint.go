@@ -2,12 +2,15 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
@@ -239,8 +242,8 @@ func payloadStrings(ps []PayloadType) []string {
 
 // SetEndpoint publishes e (see ParseEndpoint) for member memberID, or updates the payload
 // types and status of the endpoint already published at the same connection type and
-// address. It returns errs.Invalid for an endpoint ParseEndpoint refuses and
-// errs.NotFound for an unknown member.
+// address; one removed there (RemoveEndpoint) is published again. It returns errs.Invalid
+// for an endpoint ParseEndpoint refuses and errs.NotFound for an unknown member.
 func (s *Store) SetEndpoint(ctx context.Context, memberID string, e PublishedEndpoint) (PublishedEndpoint, error) {
 	const op = "directory.Store.SetEndpoint"
 	e, err := ParseEndpoint(e.ConnectionType, e.Address, payloadStrings(e.PayloadTypes), e.Status)
@@ -250,7 +253,7 @@ func (s *Store) SetEndpoint(ctx context.Context, memberID string, e PublishedEnd
 	tag, err := s.db.Exec(ctx, `INSERT INTO directory_endpoints(member_id, connection_type, address, payload_types, status)
 		SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM directory_members WHERE id = $1)
 		ON CONFLICT (member_id, connection_type, address) DO UPDATE
-			SET payload_types = EXCLUDED.payload_types, status = EXCLUDED.status, updated_at = now()`,
+			SET payload_types = EXCLUDED.payload_types, status = EXCLUDED.status, updated_at = now(), removed_at = NULL`,
 		memberID, e.ConnectionType, e.Address, payloadStrings(e.PayloadTypes), e.Status)
 	if err != nil {
 		return PublishedEndpoint{}, db.Map(op, err)
@@ -261,11 +264,53 @@ func (s *Store) SetEndpoint(ctx context.Context, memberID string, e PublishedEnd
 	return e, nil
 }
 
+// RemoveEndpoint removes member memberID's published endpoint of connectionType (a
+// Connection... constant or a short name of ConnectionTypes) at address (normalized as
+// ParseEndpoint does; as given when it no longer parses) and returns it as it was: it is
+// gone from the directory, its row kept with removed_at as the record of the removal. It
+// returns errs.Invalid for an unknown connection type and errs.NotFound when the member
+// publishes no such endpoint (an unknown member, or one already removed).
+func (s *Store) RemoveEndpoint(ctx context.Context, memberID, connectionType, address string) (PublishedEndpoint, error) {
+	const op = "directory.Store.RemoveEndpoint"
+	e := PublishedEndpoint{ConnectionType: connectionType, Address: strings.TrimSpace(address)}
+	if ct, ok := ConnectionTypes[connectionType]; ok {
+		e.ConnectionType = ct
+	}
+	if !slices.Contains([]string{ConnectionFHIRRest, ConnectionMLLP, ConnectionDirect}, e.ConnectionType) {
+		return PublishedEndpoint{}, errs.E(op, errs.Invalid, "the connection type must be fhir (hl7-fhir-rest), mllp (hl7v2-mllp) or direct (direct-project)")
+	}
+	if n, err := ParseEndpoint(e.ConnectionType, e.Address, nil, ""); err == nil {
+		e.Address = n.Address
+	}
+	var ps []string
+	err := s.db.QueryRow(ctx, `UPDATE directory_endpoints SET removed_at = now(), updated_at = now()
+		WHERE member_id = $1 AND connection_type = $2 AND address = $3 AND removed_at IS NULL
+		RETURNING payload_types, status`, memberID, e.ConnectionType, e.Address).Scan(&ps, &e.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return PublishedEndpoint{}, errs.E(op, errs.NotFound, "no such published endpoint")
+	}
+	if err != nil {
+		return PublishedEndpoint{}, db.Map(op, err)
+	}
+	e.PayloadTypes = parsePayloadStrings(ps)
+	return e, nil
+}
+
+// parsePayloadStrings parses payload types as stored ("system|code").
+func parsePayloadStrings(ps []string) []PayloadType {
+	var out []PayloadType
+	for _, p := range ps {
+		sys, code, _ := strings.Cut(p, "|")
+		out = append(out, PayloadType{sys, code})
+	}
+	return out
+}
+
 // publishedEndpoints loads the endpoints published by each of memberIDs, by member ID,
-// each member's by connection type and address.
+// each member's by connection type and address; removed ones are left out.
 func publishedEndpoints(ctx context.Context, q db.Querier, memberIDs []string) (map[string][]PublishedEndpoint, error) {
 	rows, err := q.Query(ctx, `SELECT member_id, connection_type, address, payload_types, status FROM directory_endpoints
-		WHERE member_id = ANY($1) ORDER BY member_id, connection_type, address`, memberIDs)
+		WHERE member_id = ANY($1) AND removed_at IS NULL ORDER BY member_id, connection_type, address`, memberIDs)
 	if err != nil {
 		return nil, err
 	}
@@ -278,10 +323,7 @@ func publishedEndpoints(ctx context.Context, q db.Querier, memberIDs []string) (
 		if err := rows.Scan(&m, &e.ConnectionType, &e.Address, &ps, &e.Status); err != nil {
 			return nil, err
 		}
-		for _, p := range ps {
-			sys, code, _ := strings.Cut(p, "|")
-			e.PayloadTypes = append(e.PayloadTypes, PayloadType{sys, code})
-		}
+		e.PayloadTypes = parsePayloadStrings(ps)
 		out[m] = append(out[m], e)
 	}
 	return out, rows.Err()

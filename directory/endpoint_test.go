@@ -135,3 +135,55 @@ func TestSetEndpoint(t *testing.T) {
 		t.Fatalf("endpoints: %+v", eps)
 	}
 }
+
+// TestRemoveEndpoint: a removed endpoint is gone from the member's listing, its row kept
+// with removed_at as the record of the removal; removing it again, or one never published,
+// is NotFound; registering it again publishes it anew.
+func TestRemoveEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, a, b := alphaBeta(t)
+	v2 := []PayloadType{{"http://terminology.hl7.org/CodeSystem/v2-0076", "ORU"}}
+	for _, e := range []PublishedEndpoint{
+		{ConnectionType: ConnectionFHIRRest, Address: "https://fhir.alpha.example/r4"},
+		{ConnectionType: ConnectionMLLP, Address: "mllp://hl7.alpha.example:2575", PayloadTypes: v2, Status: "off"},
+	} {
+		if _, err := s.SetEndpoint(ctx, a.ID, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The short type name and an address as typed (upper case) name the stored endpoint.
+	got, err := s.RemoveEndpoint(ctx, a.ID, "mllp", "mllp://HL7.alpha.example:2575")
+	if want := (PublishedEndpoint{ConnectionMLLP, "mllp://hl7.alpha.example:2575", v2, "off"}); err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("remove: %+v %v, want %+v", got, err, want)
+	}
+	ls, err := s.Listings(ctx, []string{a.ID})
+	if err != nil || len(ls) != 1 || len(ls[0].Endpoints) != 1 || ls[0].Endpoints[0].ConnectionType != ConnectionFHIRRest {
+		t.Fatalf("listing after removal: %+v %v", ls, err)
+	}
+	var removed bool
+	if err := s.db.QueryRow(ctx, `SELECT removed_at IS NOT NULL AND updated_at >= removed_at FROM directory_endpoints
+		WHERE member_id = $1 AND connection_type = $2`, a.ID, ConnectionMLLP).Scan(&removed); err != nil || !removed {
+		t.Fatalf("removal recorded: %v %v", removed, err)
+	}
+	for _, tt := range []struct {
+		name, member, typ, address string
+		code                       errs.Code
+	}{
+		{"again", a.ID, "mllp", "mllp://hl7.alpha.example:2575", errs.NotFound},
+		{"another member's", b.ID, "fhir", "https://fhir.alpha.example/r4", errs.NotFound},
+		{"never published", a.ID, "direct", "mailto:x@alpha.example", errs.NotFound},
+		{"unknown member", "nobody", "fhir", "https://fhir.alpha.example/r4", errs.NotFound},
+		{"unknown type", a.ID, "ftp", "ftp://alpha.example", errs.Invalid},
+	} {
+		if _, err := s.RemoveEndpoint(ctx, tt.member, tt.typ, tt.address); errs.CodeOf(err) != tt.code {
+			t.Errorf("%s: %v, want %s", tt.name, err, tt.code)
+		}
+	}
+	if _, err := s.SetEndpoint(ctx, a.ID, PublishedEndpoint{ConnectionType: ConnectionMLLP, Address: "mllp://hl7.alpha.example:2575"}); err != nil {
+		t.Fatal(err)
+	}
+	if ls, err := s.Listings(ctx, []string{a.ID}); err != nil || len(ls[0].Endpoints) != 2 || ls[0].Endpoints[1].Status != "active" {
+		t.Fatalf("published again: %+v %v", ls, err)
+	}
+}

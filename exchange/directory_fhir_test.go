@@ -569,3 +569,52 @@ func TestDirectoryNPIAndPublishedEndpoints(t *testing.T) {
 		t.Fatalf("history of a published endpoint: %d", code)
 	}
 }
+
+// TestDirectoryEndpointRemoved: an endpoint the operator removed is gone from the
+// directory: its read is a 404, searches and _include leave it out, and its Organization
+// no longer references it; one set off stays listed as off.
+func TestDirectoryEndpointRemoved(t *testing.T) {
+	env := newDirEnv(t)
+	ctx := context.Background()
+	dir := directory.NewStore(env.pool)
+	for _, e := range []directory.PublishedEndpoint{
+		{ConnectionType: directory.ConnectionFHIRRest, Address: "https://fhir.a.example/r4"},
+		{ConnectionType: directory.ConnectionMLLP, Address: "mllp://hl7.a.example:2575", Status: "off"},
+	} {
+		if _, err := dir.SetEndpoint(ctx, "a", e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok := token(t, "client-b", "b", "system/Organization.rs system/Endpoint.rs")
+	b := env.search(t, tok, "/fhir/Endpoint?organization=member-a&connection-type=hl7v2-mllp,hl7-fhir-rest&_count=10")
+	var fhirID, mllpID string
+	for _, e := range b.Entry {
+		switch e.Resource.Address {
+		case "https://fhir.a.example/r4":
+			fhirID = e.Resource.ID
+		case "mllp://hl7.a.example:2575":
+			mllpID = e.Resource.ID
+		}
+	}
+	if fhirID == "" || mllpID == "" || *b.Total != 4 {
+		t.Fatalf("published: %v", b.ids())
+	}
+	if _, err := dir.RemoveEndpoint(ctx, "a", "fhir", "https://fhir.a.example/r4"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := env.do(t, tok, http.MethodGet, "/fhir/Endpoint/"+fhirID, ""); code != http.StatusNotFound {
+		t.Fatalf("read of a removed endpoint: %d", code)
+	}
+	if code, _ := env.do(t, tok, http.MethodGet, "/fhir/Endpoint/"+mllpID, ""); code != http.StatusOK {
+		t.Fatalf("read of an endpoint set off: %d", code)
+	}
+	for _, target := range []string{"/fhir/Endpoint?organization=member-a", "/fhir/Endpoint?_id=" + fhirID, "/fhir/Organization?_id=member-a&_include=Organization:endpoint"} {
+		if b := env.search(t, tok, target); slices.Contains(b.ids(), "Endpoint/"+fhirID) || target == "/fhir/Endpoint?organization=member-a" && *b.Total != 3 {
+			t.Fatalf("%s lists the removed endpoint: %v", target, b.ids())
+		}
+	}
+	code, body := env.do(t, tok, http.MethodGet, "/fhir/Organization/member-a", "")
+	if code != http.StatusOK || bytes.Contains(body, []byte(fhirID)) || !bytes.Contains(body, []byte(mllpID)) {
+		t.Fatalf("Organization/member-a: %d %s", code, body)
+	}
+}

@@ -15,6 +15,7 @@ import (
 
 const memberEndpointSynopsis = `member endpoint --member ID --url URL[,URL...]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS [--payload P[,P...]] [--status S]
+       concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS --remove
 
 Without --type (or with --type rest-hook), registers the rest-hook endpoint origins a
 member's Subscriptions may use (https; a non-public address only when
@@ -25,14 +26,16 @@ Endpoint (GET /fhir/Endpoint?organization=member-ID) and referenced from its Org
   fhir    its FHIR base (hl7-fhir-rest), an https URL: https://fhir.example.org/r4
   mllp    where it receives HL7 v2 (hl7v2-mllp): mllp://host:port
   direct  its Direct address (direct-project): mailto:records@direct.example.org
-Registering the same type and address again changes its payload types and status.`
+Registering the same type and address again changes its payload types and status.
+--status off keeps an endpoint listed as off; --remove takes it out of the directory
+(GET /fhir/Endpoint/ID answers 404), its removal recorded with the registration.`
 
 // runMemberEndpoint registers a member's endpoints. Without --type: the origins (scheme,
 // host, port) at which a member may receive rest-hook notifications, where a
 // Subscription naming any other endpoint is refused; CONCORD_NOTIFY_ALLOW decides
 // whether a private address may be registered at all. With --type fhir|mllp|direct: an
-// endpoint the member publishes in the directory (directory.ParseEndpoint validates it).
-// Registration is an operator action.
+// endpoint the member publishes in the directory (directory.ParseEndpoint validates it),
+// or with --remove the removal of one. Registration is an operator action.
 func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var member, urls string
 	var pub endpointFlags
@@ -43,6 +46,7 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 		fs.StringVar(&pub.address, "address", "", "with --type fhir|mllp|direct: the endpoint's address")
 		fs.StringVar(&pub.payloads, "payload", "", "with --type: payload types, comma-separated: any, none or system|code (default any)")
 		fs.StringVar(&pub.status, "status", "", "with --type: active (default), suspended, error, off or test")
+		fs.BoolVar(&pub.remove, "remove", false, "with --type and --address: remove the published endpoint from the directory")
 	})
 	if err != nil {
 		return err
@@ -54,8 +58,8 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		return publishEndpoint(ctx, cfg, member, pub, stdout, stderr)
 	}
-	if pub.address != "" || pub.payloads != "" || pub.status != "" {
-		fmt.Fprintln(stderr, "concord member endpoint: --address, --payload and --status go with --type fhir|mllp|direct")
+	if pub.address != "" || pub.payloads != "" || pub.status != "" || pub.remove {
+		fmt.Fprintln(stderr, "concord member endpoint: --address, --payload, --status and --remove go with --type fhir|mllp|direct")
 		return errReported
 	}
 	if member == "" || strings.TrimSpace(urls) == "" {
@@ -81,7 +85,10 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 }
 
 // endpointFlags are the flags of a published endpoint.
-type endpointFlags struct{ typ, address, payloads, status string }
+type endpointFlags struct {
+	typ, address, payloads, status string
+	remove                         bool
+}
 
 // publishEndpoint is concord member endpoint --type fhir|mllp|direct: it validates the
 // endpoint before opening the database, publishes it and prints its Endpoint id.
@@ -93,6 +100,9 @@ func publishEndpoint(ctx context.Context, cfg config.Config, member string, f en
 	if member == "" || strings.TrimSpace(f.address) == "" {
 		fmt.Fprintln(stderr, "concord member endpoint: --member and --address are required with --type")
 		return errReported
+	}
+	if f.remove {
+		return removeEndpoint(ctx, cfg, member, f, stdout, stderr)
 	}
 	var ps []string
 	for _, p := range strings.Split(f.payloads, ",") {
@@ -114,6 +124,27 @@ func publishEndpoint(ctx context.Context, cfg config.Config, member string, f en
 	}
 	ep := directory.MemberEndpoints(directory.Listing{Member: directory.Member{ID: member}, Endpoints: []directory.PublishedEndpoint{e}})[0]
 	fmt.Fprintf(stdout, "published %s endpoint %s for %s (%s): Endpoint/%s\n", e.ConnectionType, e.Address, member, e.Status, ep.ID)
+	return nil
+}
+
+// removeEndpoint is concord member endpoint --type fhir|mllp|direct --address A --remove:
+// it removes the published endpoint and prints the Endpoint id that is gone.
+func removeEndpoint(ctx context.Context, cfg config.Config, member string, f endpointFlags, stdout, stderr io.Writer) error {
+	if f.payloads != "" || f.status != "" {
+		fmt.Fprintln(stderr, "concord member endpoint: --remove takes no --payload or --status")
+		return errReported
+	}
+	pool, dir, err := openMemberDB(ctx, cfg, member)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	e, err := dir.RemoveEndpoint(ctx, member, f.typ, f.address)
+	if err != nil {
+		return fmt.Errorf("endpoint %q: %s", f.address, errs.MessageOf(err))
+	}
+	ep := directory.MemberEndpoints(directory.Listing{Member: directory.Member{ID: member}, Endpoints: []directory.PublishedEndpoint{e}})[0]
+	fmt.Fprintf(stdout, "removed %s endpoint %s of %s: Endpoint/%s is gone from the directory\n", e.ConnectionType, e.Address, member, ep.ID)
 	return nil
 }
 

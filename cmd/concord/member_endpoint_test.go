@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -130,5 +131,49 @@ func TestMemberEndpointPublished(t *testing.T) {
 	}
 	if len(list) != 1 || !slices.Equal(got, want) {
 		t.Fatalf("member list endpoints:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestMemberEndpointRemove removes a published endpoint with --remove: member list no
+// longer shows it and its row records the removal; removing it again, or without --type
+// and --address, or with --payload or --status, fails.
+func TestMemberEndpointRemove(t *testing.T) {
+	ctx := context.Background()
+	pool, dbURL, run := harborEndpoints(t)
+	for _, args := range [][]string{
+		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4"},
+		{"--member", "harbor", "--type", "mllp", "--address", "mllp://hl7.harbor-health.org:2575", "--status", "off"},
+	} {
+		if out, err := run(args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	out, err := run("--member", "harbor", "--type", "mllp", "--address", "mllp://HL7.harbor-health.org:2575", "--remove")
+	if err != nil || !strings.Contains(out, "removed hl7v2-mllp endpoint mllp://hl7.harbor-health.org:2575 of harbor: Endpoint/ep-") {
+		t.Fatalf("remove: %v %s", err, out)
+	}
+	var removed bool
+	if err := pool.QueryRow(ctx, `SELECT removed_at IS NOT NULL FROM directory_endpoints WHERE member_id = 'harbor' AND connection_type = 'hl7v2-mllp'`).Scan(&removed); err != nil || !removed {
+		t.Fatalf("removal recorded: %v %v", removed, err)
+	}
+	for _, args := range [][]string{
+		{"--member", "harbor", "--type", "mllp", "--address", "mllp://hl7.harbor-health.org:2575", "--remove"},
+		{"--member", "harbor", "--type", "direct", "--address", "mailto:records@direct.harbor-health.org", "--remove"},
+		{"--member", "harbor", "--type", "fhir", "--remove"},
+		{"--member", "harbor", "--remove", "--url", "https://hooks.harbor-health.org/hook"},
+		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4", "--remove", "--status", "off"},
+		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4", "--remove", "--payload", "any"},
+		{"--member", "nobody", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4", "--remove"},
+	} {
+		if out, err := run(args...); err == nil {
+			t.Fatalf("%v succeeded: %s", args, out)
+		}
+	}
+	var list bytes.Buffer
+	if err := runMember(ctx, []string{"list", "--database-url", dbURL}, &list, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if s := list.String(); strings.Contains(s, "hl7v2-mllp") || !strings.Contains(s, "https://fhir.harbor-health.org/r4") {
+		t.Fatalf("member list after removal: %s", s)
 	}
 }
