@@ -32,6 +32,10 @@ func (s *Server) routes(e *echo.Echo) {
 		e.GET("/fhir/$export-file/:job/:type", s.exportFile, noStore, s.authenticate)
 	}
 
+	// PATCH takes a JSON Patch (application/json-patch+json), outside the JSON-only group.
+	e.PATCH("/fhir/:type/:id", s.patchResource, s.patchMedia, noStore, s.authenticate)
+	e.PATCH("/fhir/:type", s.conditionalPatch, s.patchMedia, noStore, s.authenticate)
+
 	a := f.Group("", s.authenticate)
 	a.GET("/AuditEvent", s.searchAuditEvents)
 	if s.Notify != nil { // notifications out (notify): rosters and Backport Subscriptions

@@ -1,0 +1,212 @@
+package exchange
+
+import (
+	"context"
+	"errors"
+	"mime"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/directory"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
+)
+
+// patchMedia enforces PATCH's media types in place of fhirMedia: the body must be a JSON
+// Patch (application/json-patch+json); anything else, FHIRPath Patch (a Parameters
+// resource in application/fhir+json) and JSON Merge Patch included, is 415. Accept and
+// _format are checked as fhirMedia checks them (406).
+func (s *Server) patchMedia(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != fhir.MediaTypeJSONPatch {
+			return errs.E("exchange.patchMedia", errs.Unsupported,
+				"PATCH takes a JSON Patch document sent as "+fhir.MediaTypeJSONPatch+"; FHIRPath Patch and JSON Merge Patch are not supported")
+		}
+		if acc := r.Header.Get("Accept"); acc != "" && !acceptsJSON(acc) {
+			return echo.NewHTTPError(http.StatusNotAcceptable)
+		}
+		if f := c.QueryParam("_format"); f != "" && f != "json" && f != mimeFHIR && f != "application/json" {
+			return echo.NewHTTPError(http.StatusNotAcceptable)
+		}
+		return next(c)
+	}
+}
+
+// admitPatch admits a PATCH of typ: an unknown type is errs.NotFound with the message
+// unknown, a type written only by its own handler is 405 as its PUT is (a patch is an
+// update: ownHandlerWrite with PUT, so an Endpoint, Group or Consent is not patched around
+// its handler), and a token without the update scope (system/Type.u) is refused (403).
+func admitPatch(c echo.Context, op, typ, unknown string) error {
+	if !fhir.IsResourceType(typ) {
+		return errs.E(op, errs.NotFound, unknown)
+	}
+	if ownHandlerWrite(typ, http.MethodPut) {
+		return echo.NewHTTPError(http.StatusMethodNotAllowed, typ+" is not written through the generic PATCH")
+	}
+	return require(c, typ, 'u')
+}
+
+// readPatch reads the request body within the body limit (readBody: 413 beyond it) and
+// parses it as a JSON Patch (fhir.ParsePatch: 400 naming the problem).
+func (s *Server) readPatch(c echo.Context) (*fhir.Patch, error) {
+	body, err := s.readBody(c)
+	if err != nil {
+		return nil, err
+	}
+	return fhir.ParsePatch(body)
+}
+
+// patchResource handles PATCH [base]/[type]/[id] with a JSON Patch (FHIR R4 http.html#patch):
+// the patch is applied to the current version of the member's own resource, and the
+// result is stored exactly as a PUT of it would be (update: compartment authorized like a
+// create, security labels, the MPI link of a Patient, a new version in _history, If-Match
+// checked under the row lock, the update's audit event committed with it, the new version
+// answered like PUT's: 200 with the resource, Prefer not consulted). Another member's resource, an unknown id and
+// the member's own deleted one answer 404 alike, each after the deny event a PUT of it
+// leaves (auditRefusedUpdate); the patch is never applied to them, so a test operation
+// cannot probe another member's data. A malformed patch is 400, a well-formed one that
+// cannot be applied (a failed test, a missing path) 422, a result that is not a valid
+// resource of the same type and id 400; on every error nothing is stored.
+func (s *Server) patchResource(c echo.Context) error {
+	const op = "exchange.patchResource"
+	typ, id := c.Param("type"), c.Param("id")
+	if err := admitPatch(c, op, typ, "resource not found"); err != nil {
+		return err
+	}
+	return s.patch(c, typ, func(context.Context, db.Querier, directory.Member) (string, error) { return id, nil })
+}
+
+// conditionalPatch handles PATCH [base]/[type]?identifier=system|value: the member's one
+// current resource with that identifier is patched as patchResource patches it. None
+// answers 404 and more than one 412; another member's resources never match, so the
+// condition refuses nothing (and leaves no deny event), as conditionalDelete does.
+func (s *Server) conditionalPatch(c echo.Context) error {
+	const op = "exchange.conditionalPatch"
+	typ := c.Param("type")
+	if err := admitPatch(c, op, typ, "resource type not supported"); err != nil {
+		return err
+	}
+	cond, err := store.ParseCondition(typ, c.Request().URL.RawQuery)
+	if err != nil {
+		return errs.E(op, err)
+	}
+	return s.patch(c, typ, func(ctx context.Context, tx db.Querier, member directory.Member) (string, error) {
+		m, err := s.FHIR.Match(ctx, tx, member.ID, cond)
+		switch {
+		case err != nil:
+			return "", err
+		case len(m) == 0:
+			return "", errs.E(op, errs.NotFound, "resource not found")
+		case len(m) > 1:
+			return "", &errPrecondition{msg: "the condition matches more than one resource"}
+		}
+		return m[0], nil
+	})
+}
+
+// patch is patchResource and conditionalPatch after admission: it reads the patch, and in
+// one transaction resolves the target id (target), applies the patch to it (patchOwn) and
+// commits the update's audit event with it, then answers as updateResource does.
+func (s *Server) patch(c echo.Context, typ string, target func(context.Context, db.Querier, directory.Member) (string, error)) error {
+	p, err := s.readPatch(c)
+	if err != nil {
+		return err
+	}
+	ctx := c.Request().Context()
+	member, err := s.Directory.Member(ctx, principal(c).MemberID)
+	if err != nil {
+		return err
+	}
+	ifMatch := c.Request().Header.Get("If-Match")
+	v := viewer(c)
+	var st store.Stored
+	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+		id, err := target(ctx, tx, member)
+		if err != nil {
+			return err
+		}
+		if st, err = s.patchOwn(ctx, tx, member, typ, id, p, ifMatch); err != nil {
+			return err
+		}
+		var w records.Writes
+		w.Stored(audit.Update, st)
+		return s.auditWrites(ctx, tx, v, &w)
+	})
+	if pf, ok := preconditionFailed(err); ok {
+		return writePrecondition(c, pf)
+	}
+	if errors.Is(err, fhir.ErrPatchNotApplied) {
+		return writeUnprocessable(c, err)
+	}
+	if err != nil {
+		return s.auditRefusedUpdate(ctx, v, err)
+	}
+	setVersionHeaders(c, s.FHIRBase(), st)
+	return c.Blob(http.StatusOK, mimeFHIR, st.Body)
+}
+
+// patchOwn applies p to the current version of the member's resource typ/id and stores
+// the result through update, inside tx. It takes update's locks in update's order before
+// it reads the pre-image, so the version patched is the version replaced: for a Patient
+// the MRN of its current version (the MRN the patched body keeps, unless the patch
+// changes it), then the row. A resource that is not the member's own and live is refused
+// there as update refuses it (errs.NotFound whose cause is a *refusedWrite), before the
+// patch touches it. ifMatch, when not "", must name the current version (errPrecondition
+// otherwise; errs.Invalid when it is not an ETag).
+func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, p *fhir.Patch, ifMatch string) (store.Stored, error) {
+	const op = "exchange.patchOwn"
+	if typ == "Patient" {
+		if cur, err := s.FHIR.Get(ctx, tx, typ, id); err == nil && cur.MemberID == member.ID {
+			if pre, err := fhir.Parse(cur.Body); err == nil {
+				if mrn, _, err := patientIdentity(pre, member); err == nil {
+					if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{mrnLockKey(mrn)}); err != nil {
+						return store.Stored{}, err
+					}
+				}
+			}
+		}
+	}
+	h, err := s.FHIR.Lock(ctx, tx, typ, id)
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return store.Stored{}, err
+	}
+	if reason := refusalOf(h, err, member.ID); reason != "" {
+		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found", &refusedWrite{typ: typ, id: id, reason: reason})
+	}
+	if ifMatch != "" {
+		v, ok := store.ParseETag(ifMatch)
+		if !ok {
+			return store.Stored{}, errs.E(op, errs.Invalid, "If-Match must be a weak ETag W/\"n\"")
+		}
+		if v != h.Version {
+			return store.Stored{}, &errPrecondition{msg: "the resource has changed: If-Match does not name the current version"}
+		}
+	}
+	cur, err := s.FHIR.Get(ctx, tx, typ, id) // under the row lock: version h.Version
+	if err != nil {
+		return store.Stored{}, err
+	}
+	pre, err := fhir.Parse(cur.Body)
+	if err != nil {
+		return store.Stored{}, errs.E(op, errs.Internal, "stored resource does not parse", err)
+	}
+	res, err := pre.ApplyPatch(p, s.cfg.MaxBodyBytes)
+	if err != nil {
+		return store.Stored{}, err
+	}
+	return s.update(ctx, tx, member, typ, id, res, store.ETag(h.Version))
+}
+
+// writeUnprocessable answers 422 with an OperationOutcome for a patch that cannot be
+// applied (fhir.ErrPatchNotApplied): its message names the operation and the problem.
+func writeUnprocessable(c echo.Context, err error) error {
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.Blob(http.StatusUnprocessableEntity, mimeFHIR, fhir.OperationOutcome(fhir.Issue{Severity: fhir.SeverityError,
+		Code: fhir.IssueProcessing, Diagnostics: errs.MessageOf(err)}))
+}

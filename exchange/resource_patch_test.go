@@ -1,0 +1,389 @@
+package exchange
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/concord-hie/concord/audit"
+)
+
+const mimeJSONPatch = "application/json-patch+json"
+
+// patchDo sends PATCH u with tok and body as contentType (JSON Patch when ""), with the
+// header pairs, and returns the status, body and headers.
+func patchDo(t testing.TB, u, tok, contentType string, body []byte, header ...string) (int, []byte, http.Header) {
+	t.Helper()
+	st, b, h, err := sendPatch(u, tok, contentType, body, header...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, b, h
+}
+
+// sendPatch is patchDo that returns a transport error instead of failing a test, for
+// goroutines.
+func sendPatch(u, tok, contentType string, body []byte, header ...string) (int, []byte, http.Header, error) {
+	if contentType == "" {
+		contentType = mimeJSONPatch
+	}
+	req, err := http.NewRequest(http.MethodPatch, u, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, resp.Header, err
+}
+
+// version is the current version of typ/id and the number of its history rows.
+func (env *writeEnv) version(t testing.TB, typ, id string) (current, versions int) {
+	t.Helper()
+	return env.scalar(t, `SELECT version FROM fhir_resources WHERE type = $1 AND id = $2`, typ, id),
+		env.scalar(t, `SELECT count(*) FROM fhir_history WHERE type = $1 AND id = $2`, typ, id)
+}
+
+// outcomeIssue decodes the first issue of an OperationOutcome body, failing t when body is
+// not one.
+func outcomeIssue(t testing.TB, body []byte) (code, diagnostics string) {
+	t.Helper()
+	var oo struct {
+		ResourceType string `json:"resourceType"`
+		Issue        []struct {
+			Code        string `json:"code"`
+			Diagnostics string `json:"diagnostics"`
+		} `json:"issue"`
+	}
+	if err := json.Unmarshal(body, &oo); err != nil || oo.ResourceType != "OperationOutcome" || len(oo.Issue) == 0 {
+		t.Fatalf("not an OperationOutcome: %s", body)
+	}
+	return oo.Issue[0].Code, oo.Issue[0].Diagnostics
+}
+
+// TestPatchResource: a member's JSON Patch of its own Observation is stored like a PUT of
+// the patched body: a new version with server meta, answered 200 with ETag and Location,
+// kept in _history beside the old one, and audited as an update of the patient's record.
+// If-Match is honoured: a stale version is 412 and changes nothing.
+func TestPatchResource(t *testing.T) {
+	env, ta, _, pa, oa := foreignObservation(t)
+	personA := personOf(t, env.pool, pa)
+	u := env.base + "/Observation/" + oa
+	patch := `[{"op":"test","path":"/valueString","value":"a"},
+		{"op":"replace","path":"/valueString","value":"b"},
+		{"op":"add","path":"/note","value":[{"text":"rechecked"}]},
+		{"op":"replace","path":"/meta/versionId","value":"99"}]`
+	st, body, h := patchDo(t, u, ta, "", []byte(patch), "X-Request-Id", "rq-patch")
+	if st != 200 || h.Get("ETag") != `W/"2"` || !strings.HasSuffix(h.Get("Location"), "/Observation/"+oa+"/_history/2") {
+		t.Fatalf("PATCH = %d %s, ETag %q, Location %q", st, body, h.Get("ETag"), h.Get("Location"))
+	}
+	var got struct {
+		ID   string `json:"id"`
+		Meta struct {
+			VersionID string `json:"versionId"`
+			Source    string `json:"source"`
+		} `json:"meta"`
+		ValueString string                     `json:"valueString"`
+		Note        []struct{ Text string }    `json:"note"`
+		Subject     struct{ Reference string } `json:"subject"`
+	}
+	if err := json.Unmarshal(body, &got); err != nil || got.ID != oa || got.Meta.VersionID != "2" || got.ValueString != "b" ||
+		len(got.Note) != 1 || got.Subject.Reference != "Patient/"+pa || !strings.HasSuffix(got.Meta.Source, "/members/"+env.a.ID) {
+		t.Fatalf("patched body %s (%v)", body, err)
+	}
+	if st, b, _ := do(t, "GET", u, ta, nil); st != 200 || !strings.Contains(string(b), `"valueString":"b"`) {
+		t.Errorf("read after PATCH = %d %s", st, b)
+	}
+	if st, b, _ := do(t, "GET", u+"/_history/1", ta, nil); st != 200 || !strings.Contains(string(b), `"valueString":"a"`) {
+		t.Errorf("vread 1 after PATCH = %d %s", st, b)
+	}
+	if cur, n := env.version(t, "Observation", oa); cur != 2 || n != 2 {
+		t.Errorf("version %d with %d history rows, want 2 and 2", cur, n)
+	}
+	evs := eventsOf(t, env.pool, "rq-patch")
+	if !sameBriefs(briefs(evs), []brief{{"update", personA, []string{"Observation/" + oa}}}) || evs[0].Outcome != string(audit.Permit) || evs[0].Org != env.a.ID {
+		t.Errorf("PATCH events %+v, want one permitted update by A", evs)
+	}
+
+	// If-Match: a stale version is refused and changes nothing; the current one is applied.
+	replace := []byte(`[{"op":"replace","path":"/valueString","value":"c"}]`)
+	st, body, _ = patchDo(t, u, ta, "", replace, "If-Match", `W/"1"`, "X-Request-Id", "rq-patch-stale")
+	if code, _ := outcomeIssue(t, body); st != http.StatusPreconditionFailed || code != "conflict" {
+		t.Fatalf("PATCH If-Match W/\"1\" = %d %s; want 412", st, body)
+	}
+	if cur, n := env.version(t, "Observation", oa); cur != 2 || n != 2 || len(eventsOf(t, env.pool, "rq-patch-stale")) != 0 {
+		t.Errorf("after a stale If-Match: version %d, %d rows, events; want 2, 2, none", cur, n)
+	}
+	if st, body, _ = patchDo(t, u, ta, "", replace, "If-Match", `W/"two"`); st != 400 {
+		t.Errorf("PATCH with a malformed If-Match = %d %s; want 400", st, body)
+	}
+	if st, body, h = patchDo(t, u, ta, "", replace, "If-Match", `W/"2"`); st != 200 || h.Get("ETag") != `W/"3"` || !strings.Contains(string(body), `"valueString":"c"`) {
+		t.Fatalf("PATCH If-Match W/\"2\" = %d %s, ETag %q", st, body, h.Get("ETag"))
+	}
+}
+
+// TestPatchRefusal: a PATCH of another member's resource, of an unknown id or of the
+// member's own deleted resource answers the same 404 a PUT of it does (identical bodies
+// but for the request ID), after the same deny event; the patch is never applied, so a
+// test operation that would fail against the hidden resource still answers 404.
+func TestPatchRefusal(t *testing.T) {
+	env, ta, tb, pa, oa := foreignObservation(t)
+	personA := personOf(t, env.pool, pa)
+	gone := env.create(t, ta, "/Observation", obsJSON("", pa, "gone"))
+	if st, b, _ := do(t, "DELETE", env.base+"/Observation/"+gone, ta, nil); st != 204 {
+		t.Fatalf("setup: DELETE = %d %s", st, b)
+	}
+	before := env.scalar(t, `SELECT count(*) FROM fhir_history`)
+	// The 404 a PUT gets, for comparison.
+	_, putBody, _ := do(t, "PUT", env.base+"/Observation/"+unknownID, tb, obsJSON(unknownID, pa, "x"), "X-Request-Id", "rq-put-404")
+	want404 := strings.ReplaceAll(string(putBody), "rq-put-404", "RID")
+
+	probe := []byte(`[{"op":"test","path":"/valueString","value":"guess"},{"op":"replace","path":"/valueString","value":"evil"}]`)
+	for i, tt := range []struct {
+		name, tok, id, reason, patient string
+	}{
+		{"another member's Observation", tb, oa, "not-owner", personA},
+		{"another member's deleted Observation", tb, gone, "not-owner", personA},
+		{"an unknown id", tb, unknownID, "not-found", ""},
+		{"the member's own deleted Observation", ta, gone, "deleted", personA},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rid := "rq-patch-refused-" + strconv.Itoa(i)
+			st, body, _ := patchDo(t, env.base+"/Observation/"+tt.id, tt.tok, "", probe, "X-Request-Id", rid)
+			if st != 404 || strings.ReplaceAll(string(body), rid, "RID") != want404 {
+				t.Fatalf("PATCH = %d %s; want the PUT's 404 %s", st, body, want404)
+			}
+			evs := eventsOf(t, env.pool, rid)
+			if !sameBriefs(briefs(evs), []brief{{"update", tt.patient, []string{"Observation/" + tt.id}}}) ||
+				evs[0].Outcome != "deny" || evs[0].Reason != tt.reason {
+				t.Fatalf("events %+v; want one deny of the update, reason %s", evs, tt.reason)
+			}
+		})
+	}
+	if n := env.scalar(t, `SELECT count(*) FROM fhir_history`); n != before {
+		t.Errorf("%d versions written by refused patches", n-before)
+	}
+	if st, b, _ := do(t, "GET", env.base+"/Observation/"+oa, ta, nil); st != 200 || !strings.Contains(string(b), `"valueString":"a"`) {
+		t.Errorf("A's Observation after refused patches = %d %s", st, b)
+	}
+}
+
+// TestPatchUnprocessable: a well-formed patch that cannot be applied (a failed test, a
+// path that does not exist, an index out of range) is 422 with an OperationOutcome naming
+// the operation; nothing is stored and no event written, the operations before the
+// failing one included.
+func TestPatchUnprocessable(t *testing.T) {
+	env, ta, _, _, oa := foreignObservation(t)
+	for i, tt := range []struct{ name, patch, diag string }{
+		{"failed test", `[{"op":"replace","path":"/status","value":"amended"},{"op":"test","path":"/valueString","value":"not a"}]`, "operation 2 (test"},
+		{"remove of a missing element", `[{"op":"remove","path":"/interpretation"}]`, "does not exist"},
+		{"index out of range", `[{"op":"add","path":"/code/coding/5","value":{"code":"x"}}]`, "out of range"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			rid := "rq-patch-422-" + strconv.Itoa(i)
+			st, body, h := patchDo(t, env.base+"/Observation/"+oa, ta, "", []byte(tt.patch), "X-Request-Id", rid)
+			code, diag := outcomeIssue(t, body)
+			if st != http.StatusUnprocessableEntity || code != "processing" || !strings.Contains(diag, tt.diag) || h.Get("Cache-Control") != "no-store" {
+				t.Fatalf("PATCH = %d %s; want 422 processing naming %q", st, body, tt.diag)
+			}
+			if cur, n := env.version(t, "Observation", oa); cur != 1 || n != 1 {
+				t.Errorf("version %d with %d history rows; want 1 and 1", cur, n)
+			}
+			if evs := eventsOf(t, env.pool, rid); len(evs) != 0 {
+				t.Errorf("events %+v; want none", evs)
+			}
+		})
+	}
+}
+
+// TestPatchRefusedRequests: malformed patches and patched bodies that are not a valid
+// resource are 400, other media types 415, a token without the update scope 403, a type
+// with its own write handler 405, a result beyond the body limit 413; each with an
+// OperationOutcome, and nothing stored.
+func TestPatchRefusedRequests(t *testing.T) {
+	env, ta, tb, _, oa := foreignObservation(t)
+	pb := env.create(t, tb, "/Patient", patientBJSON("mrn-b"))
+	// Into another member's Patient: refused as the PUT of the same body is.
+	putStatus, _, _ := do(t, "PUT", env.base+"/Observation/"+oa, ta, obsJSON(oa, pb, "a"))
+	if putStatus < 400 {
+		t.Fatalf("setup: PUT into B's Patient = %d", putStatus)
+	}
+	doubling := make([]string, 24)
+	for i := range doubling {
+		doubling[i] = `{"op":"copy","from":"","path":"/contained` + strconv.Itoa(i) + `"}`
+	}
+	u := env.base + "/Observation/" + oa
+	tests := []struct {
+		name, url, tok, contentType, body string
+		status                            int
+		diag                              string
+	}{
+		{"not an array", u, ta, "", `{"op":"remove","path":"/valueString"}`, 400, "JSON array"},
+		{"not JSON", u, ta, "", `[{"op":"remove",`, 400, "JSON Patch"},
+		{"empty body", u, ta, "", ``, 400, "JSON Patch"},
+		{"unknown op", u, ta, "", `[{"op":"delete","path":"/valueString"}]`, 400, "unknown op"},
+		{"missing path", u, ta, "", `[{"op":"remove"}]`, 400, `no "path"`},
+		{"missing value", u, ta, "", `[{"op":"replace","path":"/valueString"}]`, 400, `no "value"`},
+		{"missing from", u, ta, "", `[{"op":"copy","path":"/valueString"}]`, 400, `no "from"`},
+		{"duplicate keys", u, ta, "", `[{"op":"replace","path":"/valueString","value":"x","value":"y"}]`, 400, "duplicate"},
+		{"case-variant keys", u, ta, "", `[{"op":"replace","path":"/valueString","value":"x","Value":"y"}]`, 400, "case"},
+		{"malformed pointer", u, ta, "", `[{"op":"remove","path":"valueString"}]`, 400, "JSON Pointer"},
+		{"unknown element in the result", u, ta, "", `[{"op":"add","path":"/colour","value":"red"}]`, 400, "unknown element"},
+		{"required element removed", u, ta, "", `[{"op":"remove","path":"/status"}]`, 400, "required"},
+		{"id changed", u, ta, "", `[{"op":"replace","path":"/id","value":"another"}]`, 400, "id"},
+		{"id removed", u, ta, "", `[{"op":"remove","path":"/id"}]`, 400, "id"},
+		{"resourceType changed", u, ta, "", `[{"op":"replace","path":"/resourceType","value":"Basic"}]`, 400, ""},
+		{"moved into an unknown Patient", u, ta, "", `[{"op":"replace","path":"/subject/reference","value":"Patient/nosuchpatient"}]`, 400, ""},
+		{"moved into another member's Patient", u, ta, "", `[{"op":"replace","path":"/subject/reference","value":"Patient/` + pb + `"}]`, putStatus, ""},
+		{"FHIRPath Patch", u, ta, "application/fhir+json", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.valueString"}]}]}`, 415, "JSON Patch"},
+		{"JSON Merge Patch", u, ta, "application/merge-patch+json", `{"valueString":null}`, 415, "JSON Patch"},
+		{"plain JSON", u, ta, "application/json", `[{"op":"remove","path":"/valueString"}]`, 415, "JSON Patch"},
+		{"no update scope", u, env.token(t, env.a.ID, "system/Observation.crs"), "", `[{"op":"replace","path":"/valueString","value":"x"}]`, 403, ""},
+		{"Consent", env.base + "/Consent/" + oa, ta, "", `[{"op":"remove","path":"/status"}]`, 405, ""},
+		{"Endpoint", env.base + "/Endpoint/" + oa, ta, "", `[{"op":"remove","path":"/status"}]`, 405, ""},
+		{"Binary", env.base + "/Binary/" + oa, ta, "", `[{"op":"remove","path":"/data"}]`, 405, ""},
+		{"unknown type", env.base + "/Bogus/" + oa, ta, "", `[{"op":"remove","path":"/status"}]`, 404, ""},
+		{"result too large", u, ta, "", "[" + strings.Join(doubling, ",") + "]", 413, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st, body, _ := patchDo(t, tt.url, tt.tok, tt.contentType, []byte(tt.body))
+			_, diag := outcomeIssue(t, body)
+			if st != tt.status || !strings.Contains(diag, tt.diag) {
+				t.Fatalf("PATCH = %d %s; want %d naming %q", st, body, tt.status, tt.diag)
+			}
+		})
+	}
+	if cur, n := env.version(t, "Observation", oa); cur != 1 || n != 1 {
+		t.Errorf("version %d with %d history rows after refused patches; want 1 and 1", cur, n)
+	}
+	if n := env.scalar(t, `SELECT count(*) FROM audit_events WHERE action = 'update'`); n != 0 {
+		t.Errorf("%d update events after refused patches; want none", n)
+	}
+}
+
+// TestPatchConcurrent: patches of one resource sent at once, without If-Match, are each
+// applied to the version the one before stored: none is lost, every one answers 200. A
+// Patient's patches take its MRN lock and row lock in the order its PUT and a create of
+// the same MRN take them, so patches and creates of one Patient at once all succeed.
+func TestPatchConcurrent(t *testing.T) {
+	env, ta, _, pa, oa := foreignObservation(t)
+	u := env.base + "/Observation/" + oa
+	if st, body, _ := patchDo(t, u, ta, "", []byte(`[{"op":"add","path":"/note","value":[{"text":"n0"}]}]`)); st != 200 {
+		t.Fatalf("first PATCH = %d %s", st, body)
+	}
+	const n = 6
+	var wg sync.WaitGroup
+	statuses, errors := make([]int, 3*n), make([]error, 3*n)
+	for i := range n {
+		wg.Add(3)
+		go func() {
+			defer wg.Done()
+			statuses[i], _, _, errors[i] = sendPatch(u, ta, "", []byte(`[{"op":"add","path":"/note/-","value":{"text":"n`+strconv.Itoa(i+1)+`"}}]`))
+		}()
+		go func() {
+			defer wg.Done()
+			statuses[n+i], _, _, errors[n+i] = sendPatch(env.base+"/Patient/"+pa, ta, "", []byte(`[{"op":"add","path":"/name/0/given/-","value":"G`+strconv.Itoa(i)+`"}]`))
+		}()
+		go func() { // the same MRN sent again: intake takes the MRN lock, then the row
+			defer wg.Done()
+			req, _ := http.NewRequest("POST", env.base+"/Patient", bytes.NewReader(patientJSON("mrn-a")))
+			req.Header.Set("Authorization", "Bearer "+ta)
+			req.Header.Set("Content-Type", "application/fhir+json")
+			resp, err := http.DefaultClient.Do(req)
+			if errors[2*n+i] = err; err == nil {
+				statuses[2*n+i] = resp.StatusCode
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != 200 || errors[i] != nil {
+			t.Errorf("concurrent request %d = %d, %v; want 200", i, st, errors[i])
+		}
+	}
+	st, body, _ := do(t, "GET", u, ta, nil)
+	var got struct {
+		Note []struct{ Text string } `json:"note"`
+	}
+	if err := json.Unmarshal(body, &got); st != 200 || err != nil || len(got.Note) != n+1 {
+		t.Fatalf("after the concurrent patches: %d %s", st, body)
+	}
+	if cur, versions := env.version(t, "Observation", oa); cur != n+2 || versions != n+2 {
+		t.Errorf("Observation version %d with %d history rows, want %d", cur, versions, n+2)
+	}
+	if cur, versions := env.version(t, "Patient", pa); cur != 2*n+1 || versions != 2*n+1 {
+		t.Errorf("Patient version %d with %d history rows, want %d", cur, versions, 2*n+1)
+	}
+}
+
+// TestPatchPatient: a Patient is patched through the same intake as its PUT: its MPI
+// link stays (same person, one source record), and a patch that takes away the MRN in the
+// member's namespace is refused like such a PUT.
+func TestPatchPatient(t *testing.T) {
+	env, ta, _, pa, _ := foreignObservation(t)
+	person := personOf(t, env.pool, pa)
+	u := env.base + "/Patient/" + pa
+	st, body, h := patchDo(t, u, ta, "", []byte(`[{"op":"add","path":"/name/0/given/-","value":"Byron"},{"op":"add","path":"/telecom","value":[{"system":"phone","value":"555-0100"}]}]`))
+	if st != 200 || h.Get("ETag") != `W/"2"` || !strings.Contains(string(body), `"given":["Ada","Byron"]`) {
+		t.Fatalf("PATCH Patient = %d %s %q", st, body, h.Get("ETag"))
+	}
+	if got := personOf(t, env.pool, pa); got != person {
+		t.Errorf("person after PATCH %s, want %s", got, person)
+	}
+	if n := env.scalar(t, `SELECT count(*) FROM mpi_source_records WHERE patient_id = $1`, pa); n != 1 {
+		t.Errorf("%d source records of the Patient, want 1", n)
+	}
+	st, body, _ = patchDo(t, u, ta, "", []byte(`[{"op":"remove","path":"/identifier"}]`))
+	if st < 400 || st >= 500 {
+		t.Fatalf("PATCH removing the MRN = %d %s; want a 4xx", st, body)
+	}
+	outcomeIssue(t, body)
+	if cur, _ := env.version(t, "Patient", pa); cur != 2 {
+		t.Errorf("Patient version %d after the refused patch, want 2", cur)
+	}
+}
+
+// TestConditionalPatch: PATCH [type]?identifier=system|value patches the member's one
+// match; none (another member's resource never matches) is 404, two are 412, and a
+// condition that cannot be evaluated is 400.
+func TestConditionalPatch(t *testing.T) {
+	env, ta, tb, pa, _ := foreignObservation(t)
+	enc := env.create(t, ta, "/Encounter", encounterJSON("", pa, "v1"))
+	patch := []byte(`[{"op":"test","path":"/status","value":"finished"},{"op":"replace","path":"/status","value":"cancelled"}]`)
+	st, body, h := patchDo(t, env.base+"/Encounter?identifier=urn:visit|v1", ta, "", patch)
+	if st != 200 || idOf(t, body) != enc || h.Get("ETag") != `W/"2"` || !strings.Contains(string(body), `"status":"cancelled"`) {
+		t.Fatalf("conditional PATCH = %d %s", st, body)
+	}
+	if st, body, _ = patchDo(t, env.base+"/Encounter?identifier=urn:visit|v1", tb, "", patch); st != 404 {
+		t.Errorf("conditional PATCH by another member = %d %s; want 404", st, body)
+	}
+	if st, body, _ = patchDo(t, env.base+"/Encounter?identifier=urn:visit|none", ta, "", patch); st != 404 {
+		t.Errorf("conditional PATCH without a match = %d %s; want 404", st, body)
+	}
+	env.create(t, ta, "/Encounter", encounterJSON("", pa, "v2"))
+	env.create(t, ta, "/Encounter", encounterJSON("", pa, "v2"))
+	if st, body, _ = patchDo(t, env.base+"/Encounter?identifier=urn:visit|v2", ta, "", patch); st != http.StatusPreconditionFailed {
+		t.Errorf("conditional PATCH with two matches = %d %s; want 412", st, body)
+	}
+	if st, body, _ = patchDo(t, env.base+"/Encounter?status=finished", ta, "", patch); st != 400 {
+		t.Errorf("conditional PATCH on status = %d %s; want 400", st, body)
+	}
+	if cur, _ := env.version(t, "Encounter", enc); cur != 2 {
+		t.Errorf("Encounter version %d, want 2", cur)
+	}
+}
