@@ -36,8 +36,8 @@ func (s *Server) showSMARTConfiguration(c echo.Context) error {
 }
 
 // supportedTypes returns the interactions implemented today, by resource type. Every R4
-// type is stored as its member sent it (create, read, vread, update, delete, history);
-// a few types have their own rules. The CapabilityStatement lists exactly these, so it
+// type is stored as its member sent it (create, read, vread, update, patch, delete,
+// history); a few types have their own rules. The CapabilityStatement lists exactly these, so it
 // never promises more than the server does.
 func supportedTypes() map[string][]string {
 	crud := []string{"create", "read", "vread", "update", "delete", "history-instance"}
@@ -50,6 +50,13 @@ func supportedTypes() map[string][]string {
 	out["Subscription"] = []string{"create", "read", "delete", "search-type"}
 	out["Endpoint"] = []string{"read", "search-type"} // the member directory, read-only (directory_fhir.go)
 	delete(out, "Bundle")                             // Bundles are processed (transaction, batch), not stored
+	for t, ops := range out {
+		// JSON Patch (patchResource) wherever the generic update stores the type.
+		if slices.Contains(ops, "update") && !ownHandlerWrite(t, http.MethodPut) {
+			i := slices.Index(ops, "update") + 1
+			out[t] = slices.Insert(slices.Clone(ops), i, "patch")
+		}
+	}
 	return out
 }
 
@@ -155,6 +162,7 @@ func (s *Server) showMetadata(c echo.Context) error {
 		"instantiates": []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
 		"fhirVersion":  "4.0.1",
 		"format":       []string{"json"},
+		"patchFormat":  []string{fhir.MediaTypeJSONPatch},
 		"rest": []map[string]any{{
 			"mode": "server",
 			"documentation": "42 CFR Part 2 records (meta.security 42CFRPart2) are released only under the patient's consent naming the recipient. " +

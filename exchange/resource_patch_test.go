@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -385,5 +386,49 @@ func TestConditionalPatch(t *testing.T) {
 	}
 	if cur, _ := env.version(t, "Encounter", enc); cur != 2 {
 		t.Errorf("Encounter version %d, want 2", cur)
+	}
+}
+
+// TestMetadataListsPatch: the CapabilityStatement lists patch wherever the generic update
+// stores the type, never for a type written by its own handler, and names JSON Patch as
+// the patch format.
+func TestMetadataListsPatch(t *testing.T) {
+	env := newWriteEnv(t)
+	req, _ := http.NewRequest("GET", env.base+"/metadata", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cs struct {
+		PatchFormat []string `json:"patchFormat"`
+		Rest        []struct {
+			Resource []struct {
+				Type        string `json:"type"`
+				Interaction []struct {
+					Code string `json:"code"`
+				} `json:"interaction"`
+			} `json:"resource"`
+		} `json:"rest"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cs); err != nil || resp.StatusCode != 200 || len(cs.Rest) != 1 {
+		t.Fatalf("metadata = %d, %v", resp.StatusCode, err)
+	}
+	if !slices.Equal(cs.PatchFormat, []string{mimeJSONPatch}) {
+		t.Errorf("patchFormat %v", cs.PatchFormat)
+	}
+	patchable := map[string]bool{}
+	for _, r := range cs.Rest[0].Resource {
+		for _, i := range r.Interaction {
+			if i.Code == "patch" {
+				patchable[r.Type] = true
+			}
+		}
+	}
+	for typ, want := range map[string]bool{"Observation": true, "Patient": true, "Encounter": true, "Consent": false, "Group": false,
+		"Binary": false, "Endpoint": false, "Subscription": false, "AuditEvent": false} {
+		if patchable[typ] != want {
+			t.Errorf("%s lists patch: %v, want %v", typ, patchable[typ], want)
+		}
 	}
 }
