@@ -264,6 +264,33 @@ func (s *Store) SetEndpoint(ctx context.Context, memberID string, e PublishedEnd
 	return e, nil
 }
 
+// SeedEndpoint publishes e (see ParseEndpoint) for member memberID unless an endpoint of
+// its connection type and address was ever registered for the member, published, changed
+// or removed: it leaves alone what an operator did (the demo's seeding, at every start).
+// It reports whether it published e. It returns errs.Invalid for an endpoint
+// ParseEndpoint refuses and errs.NotFound for an unknown member.
+func (s *Store) SeedEndpoint(ctx context.Context, memberID string, e PublishedEndpoint) (bool, error) {
+	const op = "directory.Store.SeedEndpoint"
+	e, err := ParseEndpoint(e.ConnectionType, e.Address, payloadStrings(e.PayloadTypes), e.Status)
+	if err != nil {
+		return false, err
+	}
+	var member, added bool
+	err = s.db.QueryRow(ctx, `WITH m AS (SELECT id FROM directory_members WHERE id = $1),
+		ins AS (INSERT INTO directory_endpoints(member_id, connection_type, address, payload_types, status)
+			SELECT id, $2, $3, $4, $5 FROM m
+			ON CONFLICT (member_id, connection_type, address) DO NOTHING RETURNING 1)
+		SELECT EXISTS (SELECT 1 FROM m), EXISTS (SELECT 1 FROM ins)`,
+		memberID, e.ConnectionType, e.Address, payloadStrings(e.PayloadTypes), e.Status).Scan(&member, &added)
+	if err != nil {
+		return false, db.Map(op, err)
+	}
+	if !member {
+		return false, errs.E(op, errs.NotFound, "member not found")
+	}
+	return added, nil
+}
+
 // RemoveEndpoint removes member memberID's published endpoint of connectionType (a
 // Connection... constant or a short name of ConnectionTypes) at address (normalized as
 // ParseEndpoint does; as given when it no longer parses) and returns it as it was: it is

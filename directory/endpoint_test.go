@@ -187,3 +187,39 @@ func TestRemoveEndpoint(t *testing.T) {
 		t.Fatalf("published again: %+v %v", ls, err)
 	}
 }
+
+// TestSeedEndpoint: seeding publishes an endpoint only where the member never registered
+// one at its type and address: not over a changed one, not over a removed one.
+func TestSeedEndpoint(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, a, _ := alphaBeta(t)
+	fhirBase := PublishedEndpoint{ConnectionType: ConnectionFHIRRest, Address: "https://fhir.alpha.example/r4"}
+	mllp := PublishedEndpoint{ConnectionType: ConnectionMLLP, Address: "mllp://hl7.alpha.example:2575"}
+	for _, e := range []PublishedEndpoint{fhirBase, mllp} {
+		if added, err := s.SeedEndpoint(ctx, a.ID, e); err != nil || !added {
+			t.Fatalf("first seed of %s: %v %v", e.Address, added, err)
+		}
+	}
+	if _, err := s.SetEndpoint(ctx, a.ID, PublishedEndpoint{ConnectionType: ConnectionFHIRRest, Address: fhirBase.Address, Status: "off"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RemoveEndpoint(ctx, a.ID, ConnectionMLLP, mllp.Address); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []PublishedEndpoint{fhirBase, mllp} {
+		if added, err := s.SeedEndpoint(ctx, a.ID, e); err != nil || added {
+			t.Fatalf("second seed of %s: %v %v", e.Address, added, err)
+		}
+	}
+	ls, err := s.Listings(ctx, []string{a.ID})
+	if err != nil || len(ls[0].Endpoints) != 1 || ls[0].Endpoints[0].Status != "off" {
+		t.Fatalf("after seeding again: %+v %v", ls, err)
+	}
+	if _, err := s.SeedEndpoint(ctx, "nobody", fhirBase); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("unknown member: %v", err)
+	}
+	if _, err := s.SeedEndpoint(ctx, a.ID, PublishedEndpoint{ConnectionType: ConnectionFHIRRest, Address: "http://x.example"}); errs.CodeOf(err) != errs.Invalid {
+		t.Fatalf("invalid endpoint: %v", err)
+	}
+}

@@ -228,7 +228,9 @@ func (r region) seed(ctx context.Context, m *Main) (bool, error) {
 
 // seedDirectory gives every demo member its NPI and publishes its FHIR base and MLLP
 // receiver (invented .example addresses), so GET /fhir/Organization and /fhir/Endpoint show
-// a directory as standards.md §8 has it. Both are idempotent.
+// a directory as standards.md §8 has it. Both are idempotent; an endpoint is published only
+// where the member never had one at that type and address, so a restart keeps what the
+// operator changed with concord member endpoint (a status, payload types, a removal).
 func (r region) seedDirectory(ctx context.Context, m *Main) error {
 	for _, dm := range r.members {
 		if err := m.directory.SetNPI(ctx, dm.ID, dm.NPI); err != nil {
@@ -248,7 +250,7 @@ func (r region) seedDirectory(ctx context.Context, m *Main) error {
 			{ConnectionType: directory.ConnectionFHIRRest, Address: "https://fhir." + dm.ID + ".example/r4"},
 			{ConnectionType: directory.ConnectionMLLP, Address: "mllp://hl7." + dm.ID + ".example:2575", PayloadTypes: payloads},
 		} {
-			if _, err := m.directory.SetEndpoint(ctx, dm.ID, e); err != nil {
+			if _, err := m.directory.SeedEndpoint(ctx, dm.ID, e); err != nil {
 				return fmt.Errorf("demo member %s endpoint: %w", dm.ID, err)
 			}
 		}
