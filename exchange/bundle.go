@@ -29,8 +29,11 @@ import (
 // Bundles (POST [base]) follow standards.md §1:
 //
 //   - transaction: all or nothing in one PostgreSQL transaction, processed in the FHIR
-//     order DELETE, POST, PUT (Patients first among the POSTs, so compartment checks see
-//     them); every entry authorized on its own before anything is written.
+//     order DELETE, POST, PUT and PATCH (Patients first among the POSTs, so compartment
+//     checks see them); every entry authorized on its own before anything is written.
+//   - PATCH entries carry a JSON Patch as a Binary (contentType
+//     application/json-patch+json) and are applied as PATCH [type]/[id] applies them
+//     (patchOwn); references in the patched resource are resolved like any entry's.
 //   - batch: each entry in its own transaction; a failed entry answers with its status
 //     and an OperationOutcome in response.outcome.
 //   - urn:uuid (and urn:oid) fullUrls get their ids before anything is stored, then every
@@ -64,8 +67,9 @@ type plannedEntry struct {
 	res      *fhir.Resource
 	cond     *store.Condition // explicit ifNoneExist or the implicit directory match
 	ifMatch  string
-	mrnKey   string // Patients: the lock key of their MRN
-	priority int    // processing order
+	patch    *fhir.Patch // PATCH: the JSON Patch of the entry's Binary
+	mrnKey   string      // Patients: the lock key of their MRN
+	priority int         // processing order
 }
 
 // entryPath names entry i in an OperationOutcome.
@@ -88,8 +92,8 @@ func entryErr(i int, typ string, err error) error {
 	return e
 }
 
-// plan parses and authorizes entry i. Scopes are checked per entry: POST needs c, PUT u,
-// DELETE d.
+// plan parses and authorizes entry i. Scopes are checked per entry: POST needs c, PUT and
+// PATCH u, DELETE d.
 func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (plannedEntry, error) {
 	const op = "exchange.plan"
 	pe := plannedEntry{idx: i, method: strings.ToUpper(e.Request.Method), fullURL: e.FullURL, res: e.Resource, ifMatch: e.Request.IfMatch}
@@ -138,6 +142,17 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 				pe.mrnKey = mrnLockKey(mrn)
 			}
 		}
+	case http.MethodPatch:
+		need, pe.priority = 'u', 3
+		if len(segs) != 2 || query != "" {
+			return pe, errs.E(op, errs.Invalid, "a PATCH entry needs url [type]/[id] (conditional patch is not supported in Bundles)")
+		}
+		pe.id = segs[1]
+		patch, err := binaryPatch(pe.res)
+		if err != nil {
+			return pe, err
+		}
+		pe.patch, pe.res = patch, nil // the Binary only carries the patch: nothing of it is stored
 	case http.MethodDelete:
 		need, pe.priority = 'd', 0
 		if len(segs) != 2 || query != "" {
@@ -151,9 +166,13 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 		}
 		pe.id = segs[1]
 	default:
-		return pe, errs.E(op, errs.Invalid, "only POST, PUT, DELETE and (in a batch) GET entries are supported")
+		return pe, errs.E(op, errs.Invalid, "only POST, PUT, PATCH, DELETE and (in a batch) GET entries are supported")
 	}
-	if err := refuseEntry(pe.typ, pe.method, pe.id); err != nil {
+	method := pe.method
+	if method == http.MethodPatch {
+		method = http.MethodPut // a patch is an update
+	}
+	if err := refuseEntry(pe.typ, method, pe.id); err != nil {
 		return pe, err
 	}
 	if !p.Scopes.Allows(pe.typ, need) {
@@ -188,7 +207,7 @@ func urnKey(s string) string {
 // per entry, in the order given, recording in w every create, update and delete (an entry
 // that resolves to an existing resource writes nothing and records nothing) and every
 // update and delete refused because its id is not the member's own live resource
-// (Writes.Refuse: a DELETE of such an id answers 204, a PUT fails with 404), for the caller
+// (Writes.Refuse: a DELETE of such an id answers 204, a PUT or PATCH fails with 404), for the caller
 // to audit (auditWrites, auditRolledBack). Any error fails the whole call; errors
 // name the entry.
 func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes) ([]fhir.ResponseEntry, error) {
@@ -201,6 +220,15 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		}
 		if e.mrnKey != "" {
 			keys = append(keys, e.mrnKey)
+		}
+		if e.method == http.MethodPatch && e.typ == "Patient" { // the MRN its current version has
+			k, err := s.patientMRNKey(ctx, tx, member, e.id)
+			if err != nil {
+				return nil, entryErr(e.idx, e.typ, err)
+			}
+			if k != "" {
+				keys = append(keys, k)
+			}
 		}
 	}
 	if err := s.FHIR.LockConditions(ctx, tx, member.ID, keys); err != nil {
@@ -265,41 +293,43 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			refs[k] = e.typ + "/" + ids[i]
 		}
 	}
-	// 3. Rewrite references in every entry.
+	// 3. Rewrite references in every entry (a PATCH entry's once it is patched, in 4).
 	resources := make([]*fhir.Resource, len(entries))
 	condRefs := map[string]string{}
+	resolve := func(ref string) (string, error) {
+		if to, ok := refs[urnKey(ref)]; ok {
+			return to, nil
+		}
+		if strings.HasPrefix(ref, "urn:") {
+			return "", errs.E("exchange.runEntries", errs.Invalid, "the reference names no entry of this Bundle")
+		}
+		typ, q, ok := strings.Cut(ref, "?")
+		if !ok || strings.Contains(typ, "/") {
+			return ref, nil
+		}
+		if to, ok := condRefs[ref]; ok {
+			return to, nil
+		}
+		c, err := store.ParseCondition(typ, q)
+		if err != nil {
+			return "", err
+		}
+		m, err := s.FHIR.Match(ctx, tx, member.ID, c)
+		if err != nil {
+			return "", err
+		}
+		if len(m) != 1 {
+			return "", &errPrecondition{msg: "a conditional reference must match exactly one resource"}
+		}
+		condRefs[ref] = typ + "/" + m[0]
+		return condRefs[ref], nil
+	}
+	rewrite := func(r *fhir.Resource) (*fhir.Resource, error) { return fhir.RewriteReferences(r, resolve) }
 	for i, e := range entries {
 		if e.res == nil || existing[i] || alias[i] != 0 {
 			continue
 		}
-		r, err := fhir.RewriteReferences(e.res, func(ref string) (string, error) {
-			if to, ok := refs[urnKey(ref)]; ok {
-				return to, nil
-			}
-			if strings.HasPrefix(ref, "urn:") {
-				return "", errs.E("exchange.runEntries", errs.Invalid, "the reference names no entry of this Bundle")
-			}
-			typ, q, ok := strings.Cut(ref, "?")
-			if !ok || strings.Contains(typ, "/") {
-				return ref, nil
-			}
-			if to, ok := condRefs[ref]; ok {
-				return to, nil
-			}
-			c, err := store.ParseCondition(typ, q)
-			if err != nil {
-				return "", err
-			}
-			m, err := s.FHIR.Match(ctx, tx, member.ID, c)
-			if err != nil {
-				return "", err
-			}
-			if len(m) != 1 {
-				return "", &errPrecondition{msg: "a conditional reference must match exactly one resource"}
-			}
-			condRefs[ref] = typ + "/" + m[0]
-			return condRefs[ref], nil
-		})
+		r, err := rewrite(e.res)
 		if err != nil {
 			return nil, entryErr(e.idx, e.typ, err)
 		}
@@ -366,6 +396,13 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		case e.method == http.MethodPut:
 			var r *refusedWrite
 			if st, err = s.update(ctx, tx, member, e.typ, e.id, resources[i], e.ifMatch); err == nil {
+				w.Stored(audit.Update, st)
+			} else if errors.As(err, &r) {
+				w.Refuse(writeRefusal(audit.Update, r))
+			}
+		case e.method == http.MethodPatch:
+			var r *refusedWrite
+			if st, err = s.patchOwn(ctx, tx, member, e.typ, e.id, e.patch, e.ifMatch, rewrite); err == nil {
 				w.Stored(audit.Update, st)
 			} else if errors.As(err, &r) {
 				w.Refuse(writeRefusal(audit.Update, r))
@@ -468,6 +505,9 @@ func (s *Server) processBundle(c echo.Context) error {
 		if keyReused(err) {
 			return writeKeyReused(c)
 		}
+		if errors.Is(err, fhir.ErrPatchNotApplied) {
+			return writeUnprocessable(c, err)
+		}
 	case "batch":
 		out, err = s.Batch(ctx, viewer(c), p, member, b)
 	default:
@@ -493,7 +533,7 @@ func (s *Server) processBundle(c echo.Context) error {
 // they cannot, nothing is written and the error is errs.Unavailable (503). An update or
 // delete of an id that is not the member's own live resource is refused as if absent and
 // has a deny event: in the same transaction when the Bundle commits (a DELETE's 204), and
-// committed on its own after the rollback when it fails (a PUT's 404 fails it), before
+// committed on its own after the rollback when it fails (a PUT's or PATCH's 404 fails it), before
 // the error is returned; when that cannot be done the error is errs.Unavailable instead.
 func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
 	entries := make([]plannedEntry, len(b.Entries))
@@ -581,6 +621,8 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 		status, is := httpx.Status(err), fhir.IssueFor(err)
 		if pf, ok := preconditionFailed(err); ok {
 			status, is = http.StatusPreconditionFailed, fhir.Issue{Severity: fhir.SeverityError, Code: fhir.IssueConflict, Diagnostics: pf.msg}
+		} else if errors.Is(err, fhir.ErrPatchNotApplied) {
+			status, is = http.StatusUnprocessableEntity, unprocessableIssue(err)
 		} else if status >= 500 {
 			is.Diagnostics = "the entry could not be processed"
 		}

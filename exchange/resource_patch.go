@@ -2,9 +2,12 @@ package exchange
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -131,7 +134,7 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 		if err != nil {
 			return err
 		}
-		if st, err = s.patchOwn(ctx, tx, member, typ, id, p, ifMatch); err != nil {
+		if st, err = s.patchOwn(ctx, tx, member, typ, id, p, ifMatch, nil); err != nil {
 			return err
 		}
 		var w records.Writes
@@ -154,21 +157,22 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 // patchOwn applies p to the current version of the member's resource typ/id and stores
 // the result through update, inside tx. It takes update's locks in update's order before
 // it reads the pre-image, so the version patched is the version replaced: for a Patient
-// the MRN of its current version (the MRN the patched body keeps, unless the patch
-// changes it), then the row. A resource that is not the member's own and live is refused
-// there as update refuses it (errs.NotFound whose cause is a *refusedWrite), before the
-// patch touches it. ifMatch, when not "", must name the current version (errPrecondition
-// otherwise; errs.Invalid when it is not an ETag).
-func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, p *fhir.Patch, ifMatch string) (store.Stored, error) {
+// the MRN of its current version (patientMRNKey: the MRN the patched body keeps, unless
+// the patch changes it), then the row. A resource that is not the member's own and live
+// is refused there as update refuses it (errs.NotFound whose cause is a *refusedWrite),
+// before the patch touches it. ifMatch, when not "", must name the current version
+// (errPrecondition otherwise; errs.Invalid when it is not an ETag). rewrite, when not nil,
+// is applied to the patched resource before it is stored (a Bundle resolves its
+// references).
+func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, p *fhir.Patch, ifMatch string,
+	rewrite func(*fhir.Resource) (*fhir.Resource, error)) (store.Stored, error) {
 	const op = "exchange.patchOwn"
 	if typ == "Patient" {
-		if cur, err := s.FHIR.Get(ctx, tx, typ, id); err == nil && cur.MemberID == member.ID {
-			if pre, err := fhir.Parse(cur.Body); err == nil {
-				if mrn, _, err := patientIdentity(pre, member); err == nil {
-					if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{mrnLockKey(mrn)}); err != nil {
-						return store.Stored{}, err
-					}
-				}
+		if k, err := s.patientMRNKey(ctx, tx, member, id); err != nil {
+			return store.Stored{}, err
+		} else if k != "" {
+			if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{k}); err != nil {
+				return store.Stored{}, err
 			}
 		}
 	}
@@ -200,13 +204,89 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 	if err != nil {
 		return store.Stored{}, err
 	}
+	if rewrite != nil {
+		if res, err = rewrite(res); err != nil {
+			return store.Stored{}, err
+		}
+	}
 	return s.update(ctx, tx, member, typ, id, res, store.ETag(h.Version))
+}
+
+// patientMRNKey returns the MRN lock key (mrnLockKey) of the current version of the
+// member's Patient id, read without a lock; "" when id is not the member's live Patient
+// or has no MRN in the member's namespace. Locking it before the row keeps update's lock
+// order for a patch, whose body is known only once the pre-image is read.
+func (s *Server) patientMRNKey(ctx context.Context, tx db.Querier, member directory.Member, id string) (string, error) {
+	cur, err := s.FHIR.Get(ctx, tx, "Patient", id)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return "", nil
+	case err != nil:
+		return "", err
+	case cur.MemberID != member.ID:
+		return "", nil
+	}
+	pre, err := fhir.Parse(cur.Body)
+	if err != nil {
+		return "", nil // patchOwn reports it under the row lock
+	}
+	mrn, _, err := patientIdentity(pre, member)
+	if err != nil {
+		return "", nil
+	}
+	return mrnLockKey(mrn), nil
+}
+
+// binaryPatch returns the JSON Patch a Bundle entry carries: FHIR R4 sends a PATCH
+// entry's JSON Patch as a Binary resource with contentType application/json-patch+json
+// and the patch, base64, in data. No resource is errs.Invalid; any other resource (a
+// FHIRPath Patch Parameters) or content type is errs.Unsupported; a patch that does not
+// parse is ParsePatch's errs.Invalid.
+func binaryPatch(res *fhir.Resource) (*fhir.Patch, error) {
+	const op = "exchange.binaryPatch"
+	unsupported := errs.E(op, errs.Unsupported, "a PATCH entry takes a JSON Patch as a Binary with contentType "+fhir.MediaTypeJSONPatch+"; FHIRPath Patch is not supported")
+	if res == nil {
+		return nil, errs.E(op, errs.Invalid, "a PATCH entry needs its JSON Patch as a Binary resource")
+	}
+	if res.ResourceType != "Binary" {
+		return nil, unsupported
+	}
+	var b struct {
+		ContentType string `json:"contentType"`
+		Data        string `json:"data"`
+	}
+	// Parse has rejected duplicate and case-variant keys, so encoding/json sees what it saw.
+	if err := json.Unmarshal(res.Bytes(), &b); err != nil {
+		return nil, errs.E(op, errs.Invalid, "invalid Binary", err)
+	}
+	if mt, _, err := mime.ParseMediaType(b.ContentType); err != nil || mt != fhir.MediaTypeJSONPatch {
+		return nil, unsupported
+	}
+	data, err := base64.StdEncoding.DecodeString(strings.Map(func(r rune) rune {
+		if r == ' ' || r == '\t' || r == '\r' || r == '\n' {
+			return -1
+		}
+		return r
+	}, b.Data))
+	if err != nil {
+		return nil, errs.E(op, errs.Invalid, "Binary.data is not base64", err)
+	}
+	return fhir.ParsePatch(data)
 }
 
 // writeUnprocessable answers 422 with an OperationOutcome for a patch that cannot be
 // applied (fhir.ErrPatchNotApplied): its message names the operation and the problem.
 func writeUnprocessable(c echo.Context, err error) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.Blob(http.StatusUnprocessableEntity, mimeFHIR, fhir.OperationOutcome(fhir.Issue{Severity: fhir.SeverityError,
-		Code: fhir.IssueProcessing, Diagnostics: errs.MessageOf(err)}))
+	return c.Blob(http.StatusUnprocessableEntity, mimeFHIR, fhir.OperationOutcome(unprocessableIssue(err)))
+}
+
+// unprocessableIssue is the OperationOutcome issue of a patch that cannot be applied:
+// processing, with the error's message and path (a Bundle entry's).
+func unprocessableIssue(err error) fhir.Issue {
+	is := fhir.Issue{Severity: fhir.SeverityError, Code: fhir.IssueProcessing, Diagnostics: errs.MessageOf(err)}
+	if p := errs.PathOf(err); p != "" {
+		is.Expression = []string{p}
+	}
+	return is
 }

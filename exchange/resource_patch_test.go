@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -430,5 +431,107 @@ func TestMetadataListsPatch(t *testing.T) {
 		if patchable[typ] != want {
 			t.Errorf("%s lists patch: %v, want %v", typ, patchable[typ], want)
 		}
+	}
+}
+
+// patchEntry is a Bundle entry that PATCHes url with patch, carried as FHIR R4 carries a
+// JSON Patch in a Bundle: a Binary of contentType application/json-patch+json.
+func patchEntry(url, patch string) string {
+	return `{"resource":{"resourceType":"Binary","contentType":"` + mimeJSONPatch + `","data":"` + base64.StdEncoding.EncodeToString([]byte(patch)) + `"},` +
+		`"request":{"method":"PATCH","url":"` + url + `"}}`
+}
+
+// bundleResponse decodes the entries' response status and location of a Bundle body.
+func bundleResponse(t testing.TB, body []byte) (statuses, locations []string) {
+	t.Helper()
+	var b struct {
+		Entry []struct {
+			Response struct{ Status, Location string } `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		t.Fatalf("not a Bundle: %s", body)
+	}
+	for _, e := range b.Entry {
+		statuses, locations = append(statuses, e.Response.Status), append(locations, e.Response.Location)
+	}
+	return statuses, locations
+}
+
+// TestBundlePatch: PATCH entries of transaction and batch Bundles are applied as PATCH
+// [type]/[id] applies them: after the creates, with references to other entries resolved
+// in the patched resource; in a transaction one that cannot be applied is 422 and one of
+// another member's resource 404 (with its deny event), and nothing of the Bundle is
+// stored; in a batch each answers alone. A FHIRPath Patch is 415, a Consent 400.
+func TestBundlePatch(t *testing.T) {
+	env, ta, tb, pa, oa := foreignObservation(t)
+	const urn = "urn:uuid:33333333-3333-4333-8333-333333333333"
+	post := `{"fullUrl":"` + urn + `","resource":` + string(obsJSON("", pa, "member")) + `,"request":{"method":"POST","url":"Observation"}}`
+	link := patchEntry("Observation/"+oa, `[{"op":"test","path":"/valueString","value":"a"},{"op":"add","path":"/hasMember","value":[{"reference":"`+urn+`"}]}]`)
+	tx := func(entries ...string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"transaction","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	before := env.count(t, env.a.ID, "Observation")
+
+	// 422 and 404 roll the whole transaction back, the POST included.
+	failing := patchEntry("Observation/"+oa, `[{"op":"test","path":"/valueString","value":"zzz"}]`)
+	st, body, _ := do(t, "POST", env.base, ta, tx(post, failing))
+	if code, diag := outcomeIssue(t, body); st != http.StatusUnprocessableEntity || code != "processing" || !strings.Contains(diag, "test failed") {
+		t.Fatalf("transaction with a failing test = %d %s; want 422", st, body)
+	}
+	pb := env.create(t, tb, "/Patient", patientBJSON("mrn-b"))
+	postB := `{"fullUrl":"` + urn + `","resource":` + string(obsJSON("", pb, "b")) + `,"request":{"method":"POST","url":"Observation"}}`
+	st, body, _ = do(t, "POST", env.base, tb, tx(postB, patchEntry("Observation/"+oa, `[{"op":"remove","path":"/valueString"}]`)), "X-Request-Id", "rq-bundle-patch-foreign")
+	if st != 404 {
+		t.Fatalf("transaction patching another member's Observation = %d %s; want 404", st, body)
+	}
+	if evs := eventsOf(t, env.pool, "rq-bundle-patch-foreign"); len(evs) != 1 || evs[0].Outcome != "deny" || evs[0].Reason != "not-owner" {
+		t.Errorf("events %+v; want one deny, not-owner", evs)
+	}
+	if n := env.count(t, env.a.ID, "Observation"); n != before || env.count(t, env.b.ID, "Observation") != 0 {
+		t.Fatalf("after failed transactions: A has %d Observations (want %d), B %d", n, before, env.count(t, env.b.ID, "Observation"))
+	}
+	if cur, _ := env.version(t, "Observation", oa); cur != 1 {
+		t.Fatalf("Observation version %d after failed transactions, want 1", cur)
+	}
+
+	// The transaction that commits: the created Observation's reference lands in the patch.
+	st, body, _ = do(t, "POST", env.base, ta, tx(link, post))
+	statuses, locations := bundleResponse(t, body)
+	if st != 200 || len(statuses) != 2 || statuses[0] != "200 OK" || statuses[1] != "201 Created" ||
+		locations[0] != "Observation/"+oa+"/_history/2" {
+		t.Fatalf("transaction = %d %s", st, body)
+	}
+	created := strings.TrimPrefix(strings.Split(locations[1], "/_history")[0], "Observation/")
+	if st, b, _ := do(t, "GET", env.base+"/Observation/"+oa, ta, nil); st != 200 || !strings.Contains(string(b), `"hasMember":[{"reference":"Observation/`+created+`"}]`) {
+		t.Fatalf("patched Observation = %d %s; want hasMember Observation/%s", st, b, created)
+	}
+
+	// A batch: each entry alone.
+	batch := []byte(`{"resourceType":"Bundle","type":"batch","entry":[` + strings.Join([]string{
+		patchEntry("Observation/"+oa, `[{"op":"replace","path":"/valueString","value":"batched"}]`),
+		patchEntry("Observation/"+oa, `[{"op":"test","path":"/valueString","value":"zzz"}]`),
+		patchEntry("Observation/"+unknownID, `[{"op":"remove","path":"/valueString"}]`),
+		patchEntry("Observation/"+oa, `{"op":"remove"}`),
+	}, ",") + `]}`)
+	st, body, _ = do(t, "POST", env.base, ta, batch)
+	statuses, _ = bundleResponse(t, body)
+	if want := []string{"200 OK", "422 Unprocessable Entity", "404 Not Found", "400 Bad Request"}; st != 200 || !slices.Equal(statuses, want) {
+		t.Fatalf("batch = %d %s; want statuses %v", st, body, want)
+	}
+	if cur, _ := env.version(t, "Observation", oa); cur != 3 {
+		t.Errorf("Observation version %d after the batch, want 3", cur)
+	}
+
+	// Refused in planning: another patch format, a type with its own handler.
+	params := `{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"}]}]},"request":{"method":"PATCH","url":"Observation/` + oa + `"}}`
+	if st, body, _ = do(t, "POST", env.base, ta, tx(params)); st != http.StatusUnsupportedMediaType {
+		t.Errorf("FHIRPath Patch entry = %d %s; want 415", st, body)
+	}
+	if st, body, _ = do(t, "POST", env.base, ta, tx(patchEntry("Consent/"+oa, `[{"op":"remove","path":"/status"}]`))); st != 400 {
+		t.Errorf("Consent PATCH entry = %d %s; want 400", st, body)
+	}
+	if st, body, _ = do(t, "POST", env.base, ta, tx(`{"request":{"method":"PATCH","url":"Observation/`+oa+`"}}`)); st != 400 {
+		t.Errorf("PATCH entry without a resource = %d %s; want 400", st, body)
 	}
 }
