@@ -70,12 +70,13 @@ func (s *Server) readPatch(c echo.Context) (*fhir.Patch, error) {
 // result is stored exactly as a PUT of it would be (update: compartment authorized like a
 // create, security labels, the MPI link of a Patient, a new version in _history, If-Match
 // checked under the row lock, the update's audit event committed with it, the new version
-// answered like PUT's: 200 with the resource, Prefer not consulted). Another member's resource, an unknown id and
-// the member's own deleted one answer 404 alike, each after the deny event a PUT of it
-// leaves (auditRefusedUpdate); the patch is never applied to them, so a test operation
-// cannot probe another member's data. A malformed patch is 400, a well-formed one that
-// cannot be applied (a failed test, a missing path) 422, a result that is not a valid
-// resource of the same type and id 400; on every error nothing is stored.
+// answered like PUT's: 200 with the resource, Prefer not consulted). Another member's
+// resource, an unknown id and the member's own deleted one answer 404 alike, each after
+// the deny event a PUT of it leaves (auditRefusedUpdate); the patch is never applied to
+// them, so a test operation cannot probe another member's data. A malformed patch is 400,
+// a well-formed one that cannot be applied (a failed test, a missing path) 422, a result
+// that is not a valid resource of the same type and id 400; on every error nothing is
+// stored.
 func (s *Server) patchResource(c echo.Context) error {
 	const op = "exchange.patchResource"
 	typ, id := c.Param("type"), c.Param("id")
