@@ -194,6 +194,23 @@ var searchParams = map[string][]ParamDef{
 		str("family", "name.family", "A portion of the family name"),
 		str("given", "name.given", "A portion of a given name"),
 	},
+	"PractitionerRole": {
+		ref("practitioner", "practitioner", []string{"Practitioner"}, "The practitioner who has this role"),
+		ref("organization", "organization", []string{"Organization"}, "The organization where the role is available"),
+		ref("location", "location", []string{"Location"}, "A location where the role is performed"),
+		tok("role", "code", "The role the practitioner may perform"),
+		tok("specialty", "specialty", "A specialty of the practitioner in this role"),
+		tok("identifier", "identifier", "A practitioner role identifier"),
+	},
+	"Location": {
+		{Name: "name", Type: ParamString, Paths: []string{"name", "alias"}, Doc: "A portion of the name or an alias"},
+		str("address", "address", "A portion of any part of the address"),
+		str("address-city", "address.city", "City of the address"),
+		str("address-state", "address.state", "State of the address"),
+		str("address-postalcode", "address.postalCode", "Postal code of the address"),
+		ref("organization", "managingOrganization", []string{"Organization"}, "The organization responsible for the location"),
+		tok("identifier", "identifier", "A location identifier"),
+	},
 	"Endpoint": {
 		ref("organization", "managingOrganization", []string{"Organization"}, "The organization that manages the endpoint"),
 		tok("status", "status", "Status of the endpoint"),
