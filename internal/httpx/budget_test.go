@@ -13,27 +13,38 @@ import (
 	"github.com/labstack/echo/v4"
 )
 
-// budgetServer serves POST /: the handler reads the body and blocks until release is
-// closed; entered counts handlers running.
-func budgetServer(t *testing.T, b *BodyBudget, wait time.Duration, release chan struct{}, entered *atomic.Int32) string {
+// serveBudget serves h at / behind b's middleware, and returns its URL and the number of
+// requests that have reached the server (counted before the budget sees them).
+func serveBudget(t *testing.T, b *BodyBudget, wait time.Duration, h echo.HandlerFunc) (string, *atomic.Int32) {
 	t.Helper()
+	var arrived atomic.Int32
 	e := echo.New()
 	e.HTTPErrorHandler = func(err error, c echo.Context) { _ = c.String(Status(err), err.Error()) }
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error { arrived.Add(1); return next(c) }
+	})
 	e.Use(b.Middleware(wait))
-	h := func(c echo.Context) error {
-		entered.Add(1)
-		defer entered.Add(-1)
-		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
-			return err
-		}
-		<-release
-		return c.NoContent(http.StatusNoContent)
-	}
 	e.POST("/", h)
 	e.GET("/", h)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return srv.URL
+	return srv.URL, &arrived
+}
+
+// budgetServer serves POST /: the handler reads the body and blocks until release is
+// closed; entered counts handlers that have read their body and not yet returned.
+func budgetServer(t *testing.T, b *BodyBudget, wait time.Duration, release chan struct{}, entered *atomic.Int32) string {
+	t.Helper()
+	url, _ := serveBudget(t, b, wait, func(c echo.Context) error {
+		if _, err := io.Copy(io.Discard, c.Request().Body); err != nil {
+			return err
+		}
+		entered.Add(1)
+		defer entered.Add(-1)
+		<-release
+		return c.NoContent(http.StatusNoContent)
+	})
+	return url
 }
 
 // post sends body and returns the status, 0 (with t.Error, safe off the test goroutine)
@@ -123,9 +134,9 @@ func TestBodyBudgetRefusesAfterWait(t *testing.T) {
 		t.Fatalf("chunked body over the budget: %d, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Header.Get("Retry-After"))
 	}
 	if n := entered.Load(); n != 1 {
-		t.Fatalf("%d handlers ran; the refused one must not", n)
+		t.Fatalf("%d handlers read their body; the refused one must not", n)
 	}
-	// A small body passes free while the budget is spent: 300 + 800 are held, and 7 bytes
+	// A small body passes free while the budget is spent: 300 + 300 are held, and 7 bytes
 	// (<= 10) need nothing.
 	go post(t, url, strings.NewReader(strings.Repeat("s", 300)))
 	waitFor(t, "a second large body", func() bool { return entered.Load() == 2 })
