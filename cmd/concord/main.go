@@ -28,6 +28,7 @@ func commands() []command {
 		{"serve", "run the exchange (FHIR API, MLLP) and the portal", runServe},
 		{"demo", "migrate, seed a synthetic region and serve, with embedded S3 and OIDC", runDemo},
 		{"migrate", "apply pending database migrations", runMigrate},
+		{"fhir", "rebuild the FHIR search index (after an upgrade that adds search parameters)", runFHIR},
 		{"member", "register and list member organizations and their client systems", runMember},
 		{"mpi", "batch identity linking and match-quality evaluation", runMPI},
 		{"audit", "verify the audit chain and export checkpoints", runAudit},

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	"github.com/concord-hie/concord/internal/testkit"
+)
+
+// TestFHIRReindex stores a Location, drops its address-city index rows as if the parameter
+// had been added after it was stored, and runs `concord fhir reindex`: a dry run counts it
+// and changes nothing, the run makes it searchable and prints counts and no record content,
+// and a second run finds nothing to do.
+func TestFHIRReindex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := testkit.DatabaseURL(t)
+	pool, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	var loc store.Stored
+	err = db.InTx(ctx, pool, func(tx db.Querier) (err error) {
+		loc, err = s.Put(ctx, tx, store.Write{MemberID: "a", At: time.Now(),
+			Resource: fhir.MustParse([]byte(`{"resourceType":"Location","name":"Harbor Street Clinic","address":{"city":"Springfield"}}`))})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM fhir_idx_string WHERE param = 'address-city'`); err != nil {
+		t.Fatal(err)
+	}
+	cityRows := func() (n int) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*) FROM fhir_idx_string WHERE type = 'Location' AND id = $1 AND param = 'address-city'`, loc.ID).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	run := func(args ...string) (string, error) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		err := runFHIR(ctx, append(args, "--database-url", dbURL), &out, &errb)
+		got := out.String() + errb.String()
+		for _, phi := range []string{"Harbor", "Springfield", "springfield"} {
+			if strings.Contains(got, phi) {
+				t.Errorf("fhir %v printed record content %q:\n%s", args, phi, got)
+			}
+		}
+		return got, err
+	}
+
+	out, err := run("reindex", "--type", "Location", "--dry-run")
+	if err != nil || !strings.Contains(out, "examined 1 current resources: 1 would be reindexed") || !strings.Contains(out, "nothing changed") {
+		t.Fatalf("dry run: %v\n%s", err, out)
+	}
+	if n := cityRows(); n != 0 {
+		t.Fatalf("the dry run wrote %d address-city rows", n)
+	}
+	out, err = run("reindex", "--type", " Location,PractitionerRole ", "--batch", "1")
+	if err != nil || !strings.Contains(out, "examined 1 current resources: 1 reindexed, 0 already current, 0 skipped") {
+		t.Fatalf("reindex: %v\n%s", err, out)
+	}
+	if n := cityRows(); n != 1 {
+		t.Fatalf("after reindex: %d address-city rows, want 1", n)
+	}
+	out, err = run("reindex")
+	if err != nil || !strings.Contains(out, "examined 1 current resources: 0 reindexed, 1 already current") {
+		t.Fatalf("second run (all types): %v\n%s", err, out)
+	}
+	got, err := s.Get(ctx, nil, "Location", loc.ID)
+	if err != nil || got.Version != 1 || !got.LastUpdated.Equal(loc.LastUpdated) || !bytes.Equal(got.Body, loc.Body) {
+		t.Errorf("after reindex: version %d, lastUpdated %v, same body %v, %v; want 1, %v, true",
+			got.Version, got.LastUpdated, bytes.Equal(got.Body, loc.Body), err, loc.LastUpdated)
+	}
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown type", []string{"reindex", "--type", "Location,Nope"}, `--type: unknown resource type "Nope"`},
+		{"batch out of range", []string{"reindex", "--batch", "0"}, "--batch 0: want 1 to 10000"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := run(tt.args...); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestFHIRReindexHelp checks that the command's help names it as the step after an upgrade
+// that adds search parameters, and that `concord fhir` alone is a usage error.
+func TestFHIRReindexHelp(t *testing.T) {
+	var out, errb bytes.Buffer
+	if err := runFHIR(context.Background(), []string{"reindex", "-h"}, &out, &errb); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("reindex -h = %v", err)
+	}
+	help := strings.Join(strings.Fields(errb.String()), " ")
+	for _, want := range []string{"after an upgrade that adds search parameters", "concord migrate", "-dry-run", "-batch", "-type"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("reindex help lacks %q:\n%s", want, errb.String())
+		}
+	}
+	errb.Reset()
+	if err := runFHIR(context.Background(), nil, &out, &errb); !errors.Is(err, errReported) || !strings.Contains(errb.String(), "concord fhir reindex") {
+		t.Errorf("fhir with no command = %v, %q", err, errb.String())
+	}
+}
