@@ -14,10 +14,12 @@ import (
 
 func TestParseConditionAndETag(t *testing.T) {
 	c, err := store.ParseCondition("Practitioner", "identifier=http://hl7.org/fhir/sid/us-npi|123")
-	if err != nil || c != (store.Condition{Type: "Practitioner", System: "http://hl7.org/fhir/sid/us-npi", Value: "123"}) {
+	if err != nil || c.Type != "Practitioner" || c.System != "http://hl7.org/fhir/sid/us-npi" || c.Value != "123" ||
+		c.Key() != "Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|123" {
 		t.Fatalf("ParseCondition = %+v, %v", c, err)
 	}
-	for _, bad := range []string{"", "identifier=123", "identifier=|123", "identifier=s|", "name=x", "identifier=a|1&identifier=b|2", "identifier=a|1&name=x", "identifier=a|1,2", "%zz"} {
+	// Conditions on other parameters: TestParseConditionKey and TestParseConditionRefusals.
+	for _, bad := range []string{"", "identifier=", "_count=1", "unknown=x", "%zz"} {
 		if bad == "" { // and a type without an identifier index
 			if _, err := store.ParseCondition("Observation", "identifier=a|1"); errs.CodeOf(err) != errs.Invalid {
 				t.Errorf("ParseCondition(Observation) = %v; want invalid", err)
