@@ -37,10 +37,12 @@ import (
 //   - batch: each entry in its own transaction; a failed entry answers with its status
 //     and an OperationOutcome in response.outcome.
 //   - urn:uuid (and urn:oid) fullUrls get their ids before anything is stored, then every
-//     reference in every entry is rewritten. Conditional references (Type?identifier=s|v)
+//     reference in every entry is rewritten. Conditional references
+//     (Type?identifier=s|v, or any search parameters of the type: store.ParseCondition)
 //     resolve to exactly one of the member's resources (0 or >1 fail with 412).
-//   - request.ifNoneExist (identifier=system|value) is a conditional create, serialized on
-//     the condition by an advisory lock so concurrent bundles cannot create twice.
+//   - request.ifNoneExist (search parameters of the type, e.g. identifier=system|value or
+//     patient=Patient/1&code=s|c: store.ParseCondition) is a conditional create, serialized
+//     on the condition by an advisory lock so concurrent bundles cannot create twice.
 //   - Raw Synthea bundles: a plain POST of an Organization, Practitioner, Location or
 //     PractitionerRole that carries an identifier is treated as if it had ifNoneExist on
 //     its first identifier, so the directory resources that recur in every patient's bundle
@@ -117,7 +119,7 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 				return pe, err
 			}
 			pe.cond = &c
-		} else if directoryTypes[pe.typ] && store.Matchable(pe.typ) {
+		} else if directoryTypes[pe.typ] && store.Matchable(pe.typ, "identifier") {
 			if id, ok := firstIdentifier(pe.res); ok {
 				pe.cond = &store.Condition{Type: pe.typ, System: id.System, Value: id.Value}
 			}

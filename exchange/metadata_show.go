@@ -112,7 +112,7 @@ func (s *Server) showMetadata(c echo.Context) error {
 		SearchRevInc  []string         `json:"searchRevInclude,omitempty"`
 		SearchParam   []searchParamCap `json:"searchParam,omitempty"`
 		Operation     []operationCap   `json:"operation,omitempty"`
-		// Conditional interactions on identifier=system|value (store.ParseCondition).
+		// Conditional interactions on the type's search parameters (store.ParseCondition).
 		ConditionalCreate bool   `json:"conditionalCreate,omitempty"`
 		ConditionalUpdate bool   `json:"conditionalUpdate,omitempty"`
 		ConditionalDelete string `json:"conditionalDelete,omitempty"`

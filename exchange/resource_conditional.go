@@ -15,12 +15,14 @@ import (
 	"github.com/concord-hie/concord/records"
 )
 
-// conditionalUpdate handles PUT [base]/[type]?identifier=system|value: the upsert an EHR
-// interface engine sends when it knows its own identifier but not our id. Serialized on the
-// condition like a conditional create, among the member's own resources only: no match
-// creates the resource (201, or 200 when a Patient's MRN names the member's existing record;
-// it needs the create scope too, and the body may not carry an id), one match updates it (200; a body id must be that one; If-Match applies), more than
-// one is 412. Another member's resources never match, so a condition reveals nothing and
+// conditionalUpdate handles PUT [base]/[type]?identifier=system|value, or a condition on
+// any search parameters of the type (store.ParseCondition; 400 naming a parameter it
+// refuses): the upsert an EHR interface engine sends when it knows its own identifier but
+// not our id. Serialized on the condition like a conditional create, among the member's
+// own resources only: no match creates the resource (201, or 200 when a Patient's MRN
+// names the member's existing record; it needs the create scope too, and the body may not
+// carry an id), one match updates it (200; a body id must be that one; If-Match applies),
+// more than one is 412. Another member's resources never match, so a condition reveals nothing and
 // refuses no foreign id; a match deleted by a concurrent request before its update locks it
 // answers 404 after a deny event, like a PUT of it (auditRefusedUpdate). The create's or
 // update's audit event commits with it (503 and nothing stored when it cannot).
@@ -128,10 +130,11 @@ func (s *Server) matchLocked(ctx context.Context, tx db.Querier, member director
 	return s.FHIR.Match(ctx, tx, member.ID, c)
 }
 
-// conditionalDelete handles DELETE [base]/[type]?identifier=system|value: the member's one
-// resource with that identifier is deleted (204); none answers 204 as well, like a delete
-// of an unknown id; more than one is 412 (single deletes only). The delete's audit event
-// commits with it (503 and nothing deleted when it cannot).
+// conditionalDelete handles DELETE [base]/[type]?identifier=system|value (or another
+// condition, as conditionalUpdate takes it): the member's one resource that matches it is
+// deleted (204); none answers 204 as well, like a delete of an unknown id; more than one
+// is 412 (single deletes only). The delete's audit event commits with it (503 and nothing
+// deleted when it cannot).
 func (s *Server) conditionalDelete(c echo.Context) error {
 	const op = "exchange.conditionalDelete"
 	typ := c.Param("type")

@@ -86,10 +86,11 @@ func (s *Server) patchResource(c echo.Context) error {
 	return s.patch(c, typ, func(context.Context, db.Querier, directory.Member) (string, error) { return id, nil })
 }
 
-// conditionalPatch handles PATCH [base]/[type]?identifier=system|value: the member's one
-// current resource with that identifier is patched as patchResource patches it. None
-// answers 404 and more than one 412; another member's resources never match, so the
-// condition refuses nothing (and leaves no deny event), as conditionalDelete does.
+// conditionalPatch handles PATCH [base]/[type]?identifier=system|value (or another
+// condition, as conditionalUpdate takes it): the member's one current resource that matches
+// it is patched as patchResource patches it. None answers 404 and more than one 412;
+// another member's resources never match, so the condition refuses nothing (and leaves no
+// deny event), as conditionalDelete does.
 func (s *Server) conditionalPatch(c echo.Context) error {
 	const op = "exchange.conditionalPatch"
 	typ := c.Param("type")
