@@ -21,10 +21,17 @@ const MediaTypeJSONPatch = "application/json-patch+json"
 // is not what it expects (FHIR answers 422).
 var ErrPatchNotApplied = errors.New("fhir: JSON Patch cannot be applied")
 
-// MaxPatchOps is the most operations one patch may hold. Operations find object members
-// by a linear scan, so the bound keeps a hostile patch's work within reason; real patches
-// hold a handful.
+// MaxPatchOps is the most operations one patch may hold; real patches hold a handful.
+// Operations find object members by a linear scan and shift array items, so ApplyPatch
+// also bounds the work of the whole patch (patchWorkPerByte).
 const MaxPatchOps = 10000
+
+// patchWorkPerByte is the work ApplyPatch allows a patch per byte of its size bound: one
+// unit is a member name compared or an array item moved. Ordinary patches use a tiny
+// fraction; the bound stops operations that each walk or shift a large object or array
+// (thousands of removes at the front of an array of a hundred thousand items, a test
+// comparing two objects of many members) before they hold a CPU for minutes.
+const patchWorkPerByte = 8
 
 // Patch is a parsed JSON Patch document (RFC 6902): operations applied in order, all or
 // nothing. A Patch is immutable: ApplyPatch never modifies it, so one Patch may be applied
@@ -151,9 +158,11 @@ func ParsePatch(data []byte) (*Patch, error) {
 // It returns an *errs.Error: errs.Invalid wrapping ErrPatchNotApplied when an operation
 // cannot be applied (see ErrPatchNotApplied; the message names the operation, 1-based, and
 // its path when that holds element names and indexes only, never a value); errs.TooLarge
-// when the result would exceed maxBytes (copies can double a document each time); and
-// errs.Invalid when the result would nest deeper than 96 levels or doc is not valid JSON.
-// Nothing about the resource is checked here: Parse the result.
+// when the result would exceed maxBytes (copies can double a document each time) or
+// applying the patch would take more than patchWorkPerByte units of work per byte of
+// maxBytes; and errs.Invalid when the result would nest deeper than 96 levels or doc is
+// not valid JSON. maxBytes 0 bounds neither size nor work. Nothing about the resource is
+// checked here: Parse the result.
 func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 	const op = "fhir.ApplyPatch"
 	d := jdecoder{s: scanner{data: doc}}
@@ -164,7 +173,7 @@ func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 	if d.s.skipWS(); d.s.pos != len(doc) {
 		return nil, errs.E(op, errs.Invalid, "the document to patch is not valid JSON")
 	}
-	a := applier{root: root, size: int64(len(doc)), max: maxBytes}
+	a := applier{root: root, size: int64(len(doc)), max: maxBytes, maxWork: patchWorkPerByte * maxBytes}
 	for i := range p.ops {
 		if err := a.apply(&p.ops[i]); err != nil {
 			var pe *patchError
@@ -312,15 +321,6 @@ func (n *jnode) member(name string) *jnode {
 	return nil
 }
 
-func (n *jnode) index(key string) int {
-	for i, k := range n.keys {
-		if k == key {
-			return i
-		}
-	}
-	return -1
-}
-
 // clone returns a deep copy of n (scalar bytes are shared: they are never modified).
 func (n *jnode) clone() *jnode {
 	c := *n
@@ -392,43 +392,6 @@ func (n *jnode) encode(b *bytes.Buffer) {
 	default:
 		b.Write(n.raw)
 	}
-}
-
-// equal is JSON equality as RFC 6902 section 4.6 defines it for test: same kind; strings
-// by their characters; numbers by value; arrays item by item; objects by the same member
-// names with equal values, in any order.
-func (n *jnode) equal(o *jnode) bool {
-	if n.kind != o.kind {
-		return false
-	}
-	switch n.kind {
-	case kindString:
-		return n.str == o.str
-	case kindNumber:
-		return numbersEqual(n.raw, o.raw)
-	case kindArray:
-		if len(n.vals) != len(o.vals) {
-			return false
-		}
-		for i := range n.vals {
-			if !n.vals[i].equal(o.vals[i]) {
-				return false
-			}
-		}
-		return true
-	case kindObject:
-		if len(n.keys) != len(o.keys) {
-			return false
-		}
-		for i, k := range n.keys {
-			ov := o.member(k)
-			if ov == nil || !n.vals[i].equal(ov) {
-				return false
-			}
-		}
-		return true
-	}
-	return bytes.Equal(n.raw, o.raw) // true, false, null
 }
 
 // numbersEqual compares two JSON numbers by value (1, 1.0 and 10e-1 are equal) without
@@ -574,11 +537,74 @@ func (d *jdecoder) value(depth int) (*jnode, error) {
 	return nil, errors.New("invalid JSON")
 }
 
-// applier applies operations to a tree, keeping an upper bound of its encoded size.
+// applier applies operations to a tree, keeping an upper bound of its encoded size and
+// counting its work.
 type applier struct {
-	root *jnode
-	size int64 // at least the encoded size of root: grows with what is added, never shrinks
-	max  int64 // the bound on size; 0 for none
+	root    *jnode
+	size    int64 // at least the encoded size of root: grows with what is added, never shrinks
+	max     int64 // the bound on size; 0 for none
+	work    int64 // member names compared and array items moved so far
+	maxWork int64 // the bound on work; 0 for none
+}
+
+// spend counts n units of work, refusing the patch once they pass the bound.
+func (a *applier) spend(n int) error {
+	a.work += int64(n)
+	if a.maxWork > 0 && a.work > a.maxWork {
+		return &patchError{code: errs.TooLarge, msg: "the patch would take too much work to apply"}
+	}
+	return nil
+}
+
+// index returns the position of member key in object n, or -1, counting the names it
+// compares.
+func (a *applier) index(n *jnode, key string) (int, error) {
+	for i, k := range n.keys {
+		if k == key {
+			return i, a.spend(i + 1)
+		}
+	}
+	return -1, a.spend(len(n.keys))
+}
+
+// equal is JSON equality as RFC 6902 section 4.6 defines it for test: same kind; strings
+// by their characters; numbers by value; arrays item by item; objects by the same member
+// names with equal values, in any order. Its member lookups count as work.
+func (a *applier) equal(n, o *jnode) (bool, error) {
+	if n.kind != o.kind {
+		return false, nil
+	}
+	switch n.kind {
+	case kindString:
+		return n.str == o.str, nil
+	case kindNumber:
+		return numbersEqual(n.raw, o.raw), nil
+	case kindArray:
+		if len(n.vals) != len(o.vals) {
+			return false, nil
+		}
+		for i := range n.vals {
+			if eq, err := a.equal(n.vals[i], o.vals[i]); !eq || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	case kindObject:
+		if len(n.keys) != len(o.keys) {
+			return false, nil
+		}
+		for i, k := range n.keys {
+			j, err := a.index(o, k)
+			if err != nil || j < 0 {
+				return false, err
+			}
+			if eq, err := a.equal(n.vals[i], o.vals[j]); !eq || err != nil {
+				return false, err
+			}
+		}
+		return true, nil
+	}
+	return bytes.Equal(n.raw, o.raw), nil // true, false, null
 }
 
 func (a *applier) apply(o *patchOp) error {
@@ -613,7 +639,9 @@ func (a *applier) apply(o *patchOp) error {
 		if err != nil {
 			return err
 		}
-		if !v.equal(o.value) {
+		if eq, err := a.equal(v, o.value); err != nil {
+			return err
+		} else if !eq {
 			return notApplied("test failed: the value at the path is not the one given")
 		}
 		return nil
@@ -628,7 +656,10 @@ func (a *applier) get(path []string, what string) (*jnode, error) {
 	for _, t := range path {
 		switch n.kind {
 		case kindObject:
-			i := n.index(t)
+			i, err := a.index(n, t)
+			if err != nil {
+				return nil, err
+			}
 			if i < 0 {
 				return nil, notApplied("the " + what + " does not exist")
 			}
@@ -691,7 +722,9 @@ func (a *applier) add(path []string, v *jnode) error {
 	}
 	last := path[len(path)-1]
 	if p.kind == kindObject {
-		if i := p.index(last); i >= 0 {
+		if i, err := a.index(p, last); err != nil {
+			return err
+		} else if i >= 0 {
 			p.vals[i] = v
 		} else {
 			p.keys = append(p.keys, last)
@@ -705,6 +738,9 @@ func (a *applier) add(path []string, v *jnode) error {
 		if i, ok = arrayIndex(last, len(p.vals)); !ok {
 			return notApplied("array index out of range or malformed")
 		}
+	}
+	if err := a.spend(len(p.vals) - i); err != nil { // the items after i move up
+		return err
 	}
 	p.vals = append(p.vals, nil)
 	copy(p.vals[i+1:], p.vals[i:])
@@ -725,10 +761,17 @@ func (a *applier) replace(path []string, v *jnode) error {
 		a.root = v
 		return nil
 	}
-	p, _ := a.parent(path, "path") // exists: get found its child
+	p, err := a.parent(path, "path") // exists (get found its child) unless the work runs out
+	if err != nil {
+		return err
+	}
 	last := path[len(path)-1]
 	if p.kind == kindObject {
-		p.vals[p.index(last)] = v
+		i, err := a.index(p, last)
+		if err != nil {
+			return err
+		}
+		p.vals[i] = v
 	} else {
 		i, _ := arrayIndex(last, len(p.vals)-1)
 		p.vals[i] = v
@@ -746,14 +789,26 @@ func (a *applier) remove(path []string, what string) (*jnode, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, _ := a.parent(path, what)
+	p, err := a.parent(path, what)
+	if err != nil {
+		return nil, err
+	}
 	last := path[len(path)-1]
 	if p.kind == kindObject {
-		i := p.index(last)
+		i, err := a.index(p, last)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.spend(len(p.keys) - i); err != nil { // the members after i move down
+			return nil, err
+		}
 		p.keys = append(p.keys[:i], p.keys[i+1:]...)
 		p.vals = append(p.vals[:i], p.vals[i+1:]...)
 	} else {
 		i, _ := arrayIndex(last, len(p.vals)-1)
+		if err := a.spend(len(p.vals) - i); err != nil { // the items after i move down
+			return nil, err
+		}
 		p.vals = append(p.vals[:i], p.vals[i+1:]...)
 	}
 	return v, nil

@@ -210,6 +210,56 @@ func TestApplyPatchBounds(t *testing.T) {
 	}
 }
 
+// TestApplyPatchWork: a patch whose operations each walk or shift a large object or array
+// (a member lookup scans the object's names; an array insert or remove moves the items
+// after it; a test compares objects name by name) is refused with TooLarge once its work
+// passes what the size bound warrants, instead of holding a CPU for minutes within the body
+// limit; ordinary patches of many operations still apply.
+func TestApplyPatchWork(t *testing.T) {
+	const maxBytes = 1 << 20
+	bigObject := func(n int) string {
+		var b strings.Builder
+		b.WriteByte('{')
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`"k` + strconv.Itoa(i) + `":0`)
+		}
+		b.WriteByte('}')
+		return b.String()
+	}
+	repeat := func(first, op string, n int) string {
+		return "[" + first + strings.Repeat(","+op, n) + "]"
+	}
+	obj := bigObject(20000)
+	arr := "[" + strings.Repeat("0,", 150000) + "0]"
+	for _, tt := range []struct{ name, patch string }{
+		{"test of a large object against itself", `[{"op":"add","path":"/x","value":` + obj + `},{"op":"test","path":"/x","value":` + obj + `}]`},
+		{"removes at the front of a large array", repeat(`{"op":"add","path":"/x","value":`+arr+`}`, `{"op":"remove","path":"/x/0"}`, 3000)},
+		{"inserts at the front of a large array", repeat(`{"op":"add","path":"/x","value":`+arr+`}`, `{"op":"add","path":"/x/0","value":1}`, 3000)},
+		{"lookups of the last member of a large object", repeat(`{"op":"add","path":"/x","value":`+obj+`}`, `{"op":"test","path":"/x/k19999","value":0}`, 3000)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := ParsePatch([]byte(tt.patch))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ApplyPatch([]byte(`{"a":1}`), p, maxBytes); errs.CodeOf(err) != errs.TooLarge || errors.Is(err, ErrPatchNotApplied) {
+				t.Fatalf("err = %v, want TooLarge", err)
+			}
+		})
+	}
+	// MaxPatchOps ordinary operations on a resource-sized document apply.
+	p, err := ParsePatch([]byte(repeat(`{"op":"add","path":"/list","value":[]}`, `{"op":"add","path":"/list/-","value":{"a":[1]}}`, MaxPatchOps-1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ApplyPatch([]byte(bigObject(60)), p, maxBytes); err != nil {
+		t.Fatalf("ordinary patch: %v", err)
+	}
+}
+
 // TestApplyPatchMessages: messages name the operation and a path made of element names,
 // never a value or a path that could carry one.
 func TestApplyPatchMessages(t *testing.T) {
