@@ -26,6 +26,14 @@ var ErrPatchNotApplied = errors.New("fhir: JSON Patch cannot be applied")
 // also bounds the work of the whole patch (patchWorkPerByte).
 const MaxPatchOps = 10000
 
+// MaxPatchValues is the most JSON values (objects, arrays and scalars, at any depth) a
+// tree of the patch engine may hold: the patch document, the document patched, and that
+// document as operations add to it. A value costs about a hundred bytes of memory in the
+// tree however short its text (the 0 in [0,0,...] takes two bytes of the body), so bytes
+// alone would let a body within the limit, or copies within the size bound, take
+// gigabytes; a real resource holds a few thousand values.
+const MaxPatchValues = 1 << 20
+
 // patchWorkPerByte is the work ApplyPatch allows a patch per byte of its size bound: one
 // unit is a member name compared or an array item moved. Ordinary patches use a tiny
 // fraction; the bound stops operations that each walk or shift a large object or array
@@ -59,11 +67,12 @@ type patchOp struct {
 // or two that differ only in case (at any depth, values included), and nesting beyond 96
 // levels are refused.
 //
-// Every refusal is an *errs.Error with code errs.Invalid whose message names the
-// operation (1-based) and the problem, never a value: not an array, an operation that is
-// not an object, an unknown or missing op, a missing path, from or value, a member of the
-// wrong JSON type, a malformed pointer (not starting with "/", "~" not followed by 0 or
-// 1), or a move whose from is a proper prefix of its path.
+// A document of more than MaxPatchValues JSON values is errs.TooLarge. Every other
+// refusal is an *errs.Error with code errs.Invalid whose message names the operation
+// (1-based) and the problem, never a value: not an array, an operation that is not an
+// object, an unknown or missing op, a missing path, from or value, a member of the wrong
+// JSON type, a malformed pointer (not starting with "/", "~" not followed by 0 or 1), or a
+// move whose from is a proper prefix of its path.
 func ParsePatch(data []byte) (*Patch, error) {
 	const op = "fhir.ParsePatch"
 	bad := func(msg string) error { return errs.E(op, errs.Invalid, "JSON Patch: "+msg) }
@@ -75,6 +84,9 @@ func ParsePatch(data []byte) (*Patch, error) {
 		return nil, bad("the document must be a JSON array of operations")
 	}
 	root, err := d.value(0)
+	if errors.Is(err, errTooManyValues) {
+		return nil, errs.E(op, errs.TooLarge, fmt.Sprintf("JSON Patch: more than %d JSON values", MaxPatchValues))
+	}
 	if err != nil {
 		return nil, bad(err.Error())
 	}
@@ -158,22 +170,25 @@ func ParsePatch(data []byte) (*Patch, error) {
 // It returns an *errs.Error: errs.Invalid wrapping ErrPatchNotApplied when an operation
 // cannot be applied (see ErrPatchNotApplied; the message names the operation, 1-based, and
 // its path when that holds element names and indexes only, never a value); errs.TooLarge
-// when the result would exceed maxBytes (copies can double a document each time) or
-// applying the patch would take more than patchWorkPerByte units of work per byte of
-// maxBytes; and errs.Invalid when the result would nest deeper than 96 levels or doc is
+// when the result would exceed maxBytes (copies can double a document each time), doc or
+// the result would hold more than MaxPatchValues JSON values, or applying the patch would
+// take more than patchWorkPerByte units of work per byte of maxBytes; and errs.Invalid when the result would nest deeper than 96 levels or doc is
 // not valid JSON. maxBytes 0 bounds neither size nor work. Nothing about the resource is
 // checked here: Parse the result.
 func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 	const op = "fhir.ApplyPatch"
 	d := jdecoder{s: scanner{data: doc}}
 	root, err := d.value(0)
+	if errors.Is(err, errTooManyValues) {
+		return nil, errs.E(op, errs.TooLarge, "the resource holds too many JSON values to be patched", err)
+	}
 	if err != nil {
 		return nil, errs.E(op, errs.Invalid, "the document to patch is not valid JSON", err)
 	}
 	if d.s.skipWS(); d.s.pos != len(doc) {
 		return nil, errs.E(op, errs.Invalid, "the document to patch is not valid JSON")
 	}
-	a := applier{root: root, size: int64(len(doc)), max: maxBytes, maxWork: patchWorkPerByte * maxBytes}
+	a := applier{root: root, size: int64(len(doc)), max: maxBytes, values: d.values, maxWork: patchWorkPerByte * maxBytes}
 	for i := range p.ops {
 		if err := a.apply(&p.ops[i]); err != nil {
 			var pe *patchError
@@ -355,6 +370,15 @@ func (n *jnode) encodedSize() int64 {
 	return int64(len(n.raw))
 }
 
+// count is the number of JSON values in n, n included.
+func (n *jnode) count() int {
+	c := 1
+	for _, v := range n.vals {
+		c += v.count()
+	}
+	return c
+}
+
 // depth is the nesting depth of n: 0 for a scalar, 1 for an object or array of scalars.
 func (n *jnode) depth() int {
 	d := 0
@@ -454,14 +478,22 @@ func normNumber(s []byte) (normalNumber, bool) {
 }
 
 // jdecoder builds jnode trees with the package's strict scanner: RFC 8259 JSON, no
-// duplicate member names or names that differ only in case, at most maxDepth levels.
+// duplicate member names or names that differ only in case, at most maxDepth levels and
+// MaxPatchValues values (errTooManyValues).
 type jdecoder struct {
-	s scanner
+	s      scanner
+	values int // the values read so far
 }
+
+// errTooManyValues is jdecoder's error for a document of more than MaxPatchValues values.
+var errTooManyValues = errors.New("more JSON values than MaxPatchValues")
 
 func (d *jdecoder) value(depth int) (*jnode, error) {
 	if depth >= maxDepth {
 		return nil, errors.New("JSON nested too deeply")
+	}
+	if d.values++; d.values > MaxPatchValues {
+		return nil, errTooManyValues
 	}
 	switch kind := d.s.peek(); kind {
 	case kindObject:
@@ -543,6 +575,7 @@ type applier struct {
 	root    *jnode
 	size    int64 // at least the encoded size of root: grows with what is added, never shrinks
 	max     int64 // the bound on size; 0 for none
+	values  int   // at least the JSON values in root, counted like size (MaxPatchValues)
 	work    int64 // member names compared and array items moved so far
 	maxWork int64 // the bound on work; 0 for none
 }
@@ -689,8 +722,8 @@ func (a *applier) parent(path []string, what string) (*jnode, error) {
 	return p, nil
 }
 
-// grow checks that v, put at path, keeps the document within the size and depth bounds,
-// and counts its size.
+// grow checks that v, put at path, keeps the document within the size, depth and value
+// bounds, and counts its size and values.
 func (a *applier) grow(path []string, v *jnode) error {
 	if len(path)+v.depth() > maxDepth {
 		return &patchError{code: errs.Invalid, msg: "the result would be nested too deeply"}
@@ -701,6 +734,9 @@ func (a *applier) grow(path []string, v *jnode) error {
 	}
 	if a.max > 0 && a.size > a.max {
 		return &patchError{code: errs.TooLarge, msg: "the patched resource would be too large"}
+	}
+	if a.values += v.count(); a.values > MaxPatchValues {
+		return &patchError{code: errs.TooLarge, msg: "the patched resource would hold too many JSON values"}
 	}
 	return nil
 }

@@ -260,6 +260,38 @@ func TestApplyPatchWork(t *testing.T) {
 	}
 }
 
+// TestApplyPatchValues: a tree of the patch engine costs about a hundred bytes of memory
+// per JSON value, far more than the two bytes a value like 0 takes in the body, so the
+// values are bounded, not only the bytes: a patch document, or a document that copies make
+// grow, of more than MaxPatchValues values is refused with TooLarge before it takes
+// gigabytes.
+func TestApplyPatchValues(t *testing.T) {
+	items := "[" + strings.Repeat("0,", MaxPatchValues) + "0]"
+	_, err := ParsePatch([]byte(`[{"op":"add","path":"/x","value":` + items + `}]`))
+	if errs.CodeOf(err) != errs.TooLarge {
+		t.Errorf("a patch of more than MaxPatchValues values: err = %v, want TooLarge", err)
+	}
+	doc := `{"a":[` + strings.Repeat("0,", MaxPatchValues/8) + `0]}`
+	var ops []string
+	for i := range 12 {
+		ops = append(ops, `{"op":"copy","from":"/a","path":"/b`+strconv.Itoa(i)+`"}`)
+	}
+	p, err := ParsePatch([]byte("[" + strings.Join(ops, ",") + "]"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ApplyPatch([]byte(doc), p, 32<<20); errs.CodeOf(err) != errs.TooLarge {
+		t.Errorf("copies past MaxPatchValues values within the size bound: err = %v, want TooLarge", err)
+	}
+	if _, err := ApplyPatch([]byte(`{"a":`+items+`}`), &Patch{}, 32<<20); errs.CodeOf(err) != errs.TooLarge {
+		t.Errorf("a document of more than MaxPatchValues values: err = %v, want TooLarge", err)
+	}
+	// Up to the bound, the copies apply.
+	if _, err := ApplyPatch([]byte(doc), &Patch{ops: p.ops[:6]}, 32<<20); err != nil {
+		t.Errorf("copies within MaxPatchValues: %v", err)
+	}
+}
+
 // TestApplyPatchMessages: messages name the operation and a path made of element names,
 // never a value or a path that could carry one.
 func TestApplyPatchMessages(t *testing.T) {
