@@ -29,8 +29,8 @@ resource (it waits for it, or the write waits for the batch). Resource versions,
 lastUpdated and history do not change, and nothing is audited: it is index maintenance and
 discloses no record. A resource whose index is already current is not written, so a second
 run changes nothing, and an interrupted run can simply be started again. Prints counts only;
-a resource whose stored body no longer parses is named by type and id, left as it was, and
-makes the command exit non-zero.`
+a resource whose stored body no longer parses, or holds a value the index cannot store, is
+named by type and id, left as it was, and makes the command exit non-zero.`
 
 // runFHIR runs `concord fhir reindex`: maintenance of the FHIR store.
 func runFHIR(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -88,10 +88,10 @@ func runFHIRReindex(ctx context.Context, args []string, stdout, stderr io.Writer
 			rep.Examined, rep.Reindexed, err)
 	}
 	if dryRun {
-		fmt.Fprintf(stdout, "dry run: examined %d current resources: %d would be reindexed, %d already current, %d skipped (deleted meanwhile), %d unreadable; nothing changed\n",
+		fmt.Fprintf(stdout, "dry run: examined %d current resources: %d would be reindexed, %d already current, %d skipped (deleted meanwhile), %d failed; nothing changed\n",
 			rep.Examined, rep.Reindexed, rep.Unchanged, rep.Skipped, rep.Failed)
 	} else {
-		fmt.Fprintf(stdout, "examined %d current resources: %d reindexed, %d already current, %d skipped (deleted meanwhile), %d unreadable\n",
+		fmt.Fprintf(stdout, "examined %d current resources: %d reindexed, %d already current, %d skipped (deleted meanwhile), %d failed\n",
 			rep.Examined, rep.Reindexed, rep.Unchanged, rep.Skipped, rep.Failed)
 	}
 	if rep.Failed > 0 {
@@ -99,7 +99,7 @@ func runFHIRReindex(ctx context.Context, args []string, stdout, stderr io.Writer
 		if n := rep.Failed - len(rep.FailedRefs); n > 0 {
 			more = fmt.Sprintf(" and %d more", n)
 		}
-		fmt.Fprintf(stderr, "fhir reindex: %d stored resources no longer parse and were left as they were: %s%s\n",
+		fmt.Fprintf(stderr, "fhir reindex: %d stored resources could not be reindexed (the body no longer parses, or holds a value the index cannot store) and were left as they were: %s%s\n",
 			rep.Failed, strings.Join(rep.FailedRefs, ", "), more)
 		return errReported
 	}

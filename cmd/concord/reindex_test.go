@@ -122,3 +122,54 @@ func TestFHIRReindexHelp(t *testing.T) {
 		t.Errorf("fhir with no command = %v, %q", err, errb.String())
 	}
 }
+
+// TestFHIRReindexUnstorableValue: a resource whose new index rows the database refuses (a
+// NUL character in a newly indexed string) is named, left as it was and makes the command
+// exit non-zero, while the rest is reindexed; the refusal is not blamed on --type.
+func TestFHIRReindexUnstorableValue(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dbURL := testkit.DatabaseURL(t)
+	pool, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	s := store.New(pool)
+	var locs []store.Stored
+	for _, body := range []string{
+		`{"resourceType":"Location","name":"Harbor Street Clinic","address":{"city":"Springfield"}}`,
+		`{"resourceType":"Location","name":"Hilltop Annex","address":{"city":"Shelbyville"}}`,
+	} {
+		err = db.InTx(ctx, pool, func(tx db.Querier) error {
+			loc, err := s.Put(ctx, tx, store.Write{MemberID: "a", At: time.Now(), Resource: fhir.MustParse([]byte(body))})
+			locs = append(locs, loc)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad := locs[0].ID
+	if _, err := pool.Exec(ctx, `UPDATE fhir_resources SET body = convert_to('{"resourceType":"Location","name":"Harbor Street Clinic","address":{"city":"Spring\u0000field"}}', 'UTF8') WHERE type = 'Location' AND id = $1`, bad); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `DELETE FROM fhir_idx_string WHERE param = 'address-city'`); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	err = runFHIR(ctx, []string{"reindex", "--type", "Location", "--database-url", dbURL}, &out, &errb)
+	got := out.String() + errb.String()
+	if !errors.Is(err, errReported) || strings.Contains(got, "--type") || !strings.Contains(got, "Location/"+bad) ||
+		!strings.Contains(out.String(), "examined 2 current resources: 1 reindexed") {
+		t.Fatalf("reindex over a resource whose index rows are refused: %v\n%s\nwant the other reindexed, Location/%s named, exit non-zero", err, got, bad)
+	}
+	for _, phi := range []string{"Harbor", "Springfield", "springfield", "Shelbyville"} {
+		if strings.Contains(got, phi) {
+			t.Errorf("printed record content %q:\n%s", phi, got)
+		}
+	}
+}

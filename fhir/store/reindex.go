@@ -45,7 +45,9 @@ type ReindexReport struct {
 	Reindexed int // their index rows were out of date and were replaced (in a dry run: would be)
 	Unchanged int // their index rows already matched the registry
 	Skipped   int // deleted by a concurrent write before their turn
-	Failed    int // the stored body no longer parses: index rows left as they were
+	// Failed: the stored body no longer parses, or the database refuses a value of its new
+	// index rows (a NUL character in a newly indexed string): index rows left as they were.
+	Failed int
 	// FailedRefs are "Type/id" of the first resources that failed (at most 10).
 	FailedRefs []string
 }
@@ -72,9 +74,11 @@ func (r *ReindexReport) add(o ReindexReport) {
 // its rows as Put and Delete do (FOR UPDATE), so a concurrent write of the same resource
 // either waits for the batch or is waited for; rows a writer holds are skipped by the batch
 // and then taken one at a time, each in its own transaction, so a batch never waits while
-// holding locks (no deadlock with a multi-resource transaction). An error stops the run and
-// comes back with the report so far; the batches before it stay committed, and running
-// again finishes the job.
+// holding locks (no deadlock with a multi-resource transaction). A resource whose body no
+// longer parses, or whose new index rows the database refuses, is left as it was and
+// counted Failed, and the run goes on. Any other error stops the run and comes back with
+// the report so far; the batches before it stay committed, and running again finishes the
+// job.
 //
 // It returns errs.Invalid for a type that is not an R4 resource type, and errs.Internal
 // when the Store was made on a transaction instead of a pool.
@@ -158,6 +162,13 @@ func (s *Store) reindexBatch(ctx context.Context, ts db.TxStarter, typ, after st
 		got, err = refreshIndex(ctx, tx, typ, cur, o.DryRun)
 		return err
 	})
+	if err != nil && !o.DryRun && errs.CodeOf(err) == errs.Invalid && len(ids) > 0 {
+		// The database refused a value of some resource's new index rows (a NUL character
+		// in a string that a new parameter indexes, say), so nothing of the batch was
+		// written: take each of its resources alone, so that only the refused one is left
+		// as it was (Failed) and the run goes on instead of stopping at this batch each time.
+		missing, got, err = ids, ReindexReport{}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -183,6 +194,9 @@ func (s *Store) reindexBatch(ctx context.Context, ts db.TxStarter, typ, after st
 			got, err = refreshIndex(ctx, tx, typ, cur, o.DryRun)
 			return err
 		})
+		if err != nil && !o.DryRun && errs.CodeOf(err) == errs.Invalid {
+			got, err = ReindexReport{Failed: 1, FailedRefs: []string{typ + "/" + id}}, nil
+		}
 		if err != nil {
 			return nil, err
 		}

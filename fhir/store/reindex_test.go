@@ -344,3 +344,36 @@ func TestReindexRefusals(t *testing.T) {
 		t.Errorf("an unreadable resource was changed: %+v, want %+v", got, before)
 	}
 }
+
+// TestReindexUnstorableValue: a resource whose fresh index rows the database refuses (here a
+// NUL character, which a text column cannot hold, in a string that a parameter added after
+// it was stored indexes) is counted as failed, named and left as it was, like an unreadable
+// one; it must not stop the run, or every run would stop at its batch and never finish.
+func TestReindexUnstorableValue(t *testing.T) {
+	pool, s := memberA(t)
+	ctx := context.Background()
+	bad := putResource(t, pool, s, "", `{"resourceType":"Location","name":"Harbor Street Clinic","address":{"city":"Springfield"}}`)
+	good := putResource(t, pool, s, "", `{"resourceType":"Location","name":"Hilltop Annex","address":{"city":"Shelbyville"}}`)
+	mustExec(t, pool, `UPDATE fhir_resources SET body = convert_to('{"resourceType":"Location","id":"' || id || '","name":"Harbor Street Clinic","address":{"city":"Spring\u0000field"}}', 'UTF8') WHERE type = 'Location' AND id = $1`, bad.ID)
+	mustExec(t, pool, `DELETE FROM fhir_idx_string WHERE type = 'Location' AND param = 'address-city'`)
+	before := stateOf(t, pool, "Location", bad.ID)
+	for _, batch := range []int{1, 10} {
+		rep, err := s.Reindex(ctx, store.ReindexOptions{Types: []string{"Location"}, Batch: batch})
+		if err != nil {
+			t.Fatalf("batch %d: %v; want the run to finish", batch, err)
+		}
+		want := store.ReindexReport{Examined: 2, Reindexed: 1, Failed: 1, FailedRefs: []string{"Location/" + bad.ID}}
+		if batch == 10 {
+			want.Reindexed, want.Unchanged = 0, 1 // the first run reindexed the good one
+		}
+		if !reportEqual(rep, want) {
+			t.Errorf("batch %d: reindex = %+v, want %+v", batch, rep, want)
+		}
+		if got := found(t, s, "Location", "address-city=shelbyville"); !slices.Equal(got, []string{good.ID}) {
+			t.Errorf("batch %d: address-city=shelbyville finds %v, want the other Location", batch, got)
+		}
+		if got := stateOf(t, pool, "Location", bad.ID); !got.equal(before) {
+			t.Errorf("batch %d: the refused resource was changed: %+v, want %+v", batch, got, before)
+		}
+	}
+}
