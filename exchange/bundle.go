@@ -94,8 +94,9 @@ func entryErr(i int, typ string, err error) error {
 	return e
 }
 
-// plan parses and authorizes entry i. Scopes are checked per entry: POST needs c, PUT and
-// PATCH u, DELETE d.
+// plan parses and authorizes entry i. Scopes are checked per entry: POST needs c, PUT u,
+// PATCH u and r (as PATCH [type]/[id]: admitPatch), DELETE d, GET r; a missing one is
+// errs.Forbidden.
 func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (plannedEntry, error) {
 	const op = "exchange.plan"
 	pe := plannedEntry{idx: i, method: strings.ToUpper(e.Request.Method), fullURL: e.FullURL, res: e.Resource, ifMatch: e.Request.IfMatch}
@@ -177,7 +178,7 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 	if err := refuseEntry(pe.typ, method, pe.id); err != nil {
 		return pe, err
 	}
-	if !p.Scopes.Allows(pe.typ, need) {
+	if !p.Scopes.Allows(pe.typ, need) || pe.method == http.MethodPatch && !p.Scopes.Allows(pe.typ, 'r') {
 		return pe, errs.E(op, errs.Forbidden, "the access token's scopes do not allow this entry")
 	}
 	return pe, nil

@@ -44,7 +44,10 @@ func (s *Server) patchMedia(next echo.HandlerFunc) echo.HandlerFunc {
 // admitPatch admits a PATCH of typ: an unknown type is errs.NotFound with the message
 // unknown, a type written only by its own handler is 405 as its PUT is (a patch is an
 // update: ownHandlerWrite with PUT, so an Endpoint, Group or Consent is not patched around
-// its handler), and a token without the update scope (system/Type.u) is refused (403).
+// its handler), and a token without both the update and the read scope (system/Type.u and
+// system/Type.r) is refused (403, the same for either). A patch needs read as well: its
+// answer is the patched resource, and whether a test operation holds (200 or 422) tells
+// what the current version holds, so update alone would read through PATCH.
 func admitPatch(c echo.Context, op, typ, unknown string) error {
 	if !fhir.IsResourceType(typ) {
 		return errs.E(op, errs.NotFound, unknown)
@@ -52,7 +55,10 @@ func admitPatch(c echo.Context, op, typ, unknown string) error {
 	if ownHandlerWrite(typ, http.MethodPut) {
 		return echo.NewHTTPError(http.StatusMethodNotAllowed, typ+" is not written through the generic PATCH")
 	}
-	return require(c, typ, 'u')
+	if err := require(c, typ, 'u'); err != nil {
+		return err
+	}
+	return require(c, typ, 'r')
 }
 
 // readPatch reads the request body within the body limit (readBody: 413 beyond it) and

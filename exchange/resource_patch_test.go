@@ -535,3 +535,55 @@ func TestBundlePatch(t *testing.T) {
 		t.Errorf("PATCH entry without a resource = %d %s; want 400", st, body)
 	}
 }
+
+// TestPatchNeedsReadScope: a PATCH answers with the patched resource and a test operation
+// reveals whether a value is there, so a patch needs the type's read scope as well as its
+// update scope, in every form: a token with system/Observation.u but not .r (alone or
+// with s, c, d) is refused with the 403 a missing update scope gets, whether the test
+// holds or not, for PATCH [type]/[id], the conditional PATCH and a Bundle's PATCH entry
+// (transaction and batch); nothing is stored. With .ru the patch is applied.
+func TestPatchNeedsReadScope(t *testing.T) {
+	env, _, _, _, oa := foreignObservation(t)
+	u := env.base + "/Observation/" + oa
+	holds := []byte(`[{"op":"test","path":"/valueString","value":"a"}]`)
+	fails := []byte(`[{"op":"test","path":"/valueString","value":"b"}]`)
+	want403 := func(t *testing.T, what string, st int, body []byte) {
+		t.Helper()
+		if code, _ := outcomeIssue(t, body); st != http.StatusForbidden || code != "forbidden" {
+			t.Errorf("%s = %d %s; want 403 forbidden", what, st, body)
+		}
+	}
+	for _, scope := range []string{"system/Observation.u", "system/Observation.us", "system/Observation.cuds"} {
+		t.Run(scope, func(t *testing.T) {
+			tok := env.token(t, env.a.ID, scope)
+			if st, body, _ := do(t, "GET", u, tok, nil); st != http.StatusForbidden {
+				t.Fatalf("setup: GET = %d %s; want 403", st, body)
+			}
+			_, noUpdate, _ := patchDo(t, u, env.token(t, env.a.ID, "system/Observation.crs"), "", holds)
+			for name, patch := range map[string][]byte{"holding test": holds, "failing test": fails} {
+				st, body, _ := patchDo(t, u, tok, "", patch)
+				want403(t, "PATCH with a "+name, st, body)
+				if string(body) != string(noUpdate) {
+					t.Errorf("PATCH with a %s: %s; want the body a missing update scope gets, %s", name, body, noUpdate)
+				}
+				st, body, _ = patchDo(t, env.base+"/Observation?identifier=urn:lab|1", tok, "", patch)
+				want403(t, "conditional PATCH with a "+name, st, body)
+				st, body, _ = do(t, "POST", env.base, tok, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+
+					patchEntry("Observation/"+oa, string(patch))+`]}`))
+				want403(t, "transaction PATCH entry with a "+name, st, body)
+				st, body, _ = do(t, "POST", env.base, tok, []byte(`{"resourceType":"Bundle","type":"batch","entry":[`+
+					patchEntry("Observation/"+oa, string(patch))+`]}`))
+				if statuses, _ := bundleResponse(t, body); st != 200 || !slices.Equal(statuses, []string{"403 Forbidden"}) {
+					t.Errorf("batch PATCH entry with a %s = %d %s; want the entry 403", name, st, body)
+				}
+			}
+		})
+	}
+	if cur, n := env.version(t, "Observation", oa); cur != 1 || n != 1 {
+		t.Errorf("version %d with %d history rows; want 1 and 1", cur, n)
+	}
+	// Both scopes: the patch is applied.
+	if st, body, _ := patchDo(t, u, env.token(t, env.a.ID, "system/Observation.ru"), "", holds); st != 200 {
+		t.Errorf("PATCH with system/Observation.ru = %d %s; want 200", st, body)
+	}
+}
