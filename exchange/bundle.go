@@ -33,7 +33,10 @@ import (
 //     checks see them); every entry authorized on its own before anything is written.
 //   - PATCH entries carry a JSON Patch as a Binary (contentType
 //     application/json-patch+json) and are applied as PATCH [type]/[id] applies them
-//     (patchOwn); references in the patched resource are resolved like any entry's.
+//     (patchOwn); references in the patched resource are resolved like any entry's. The
+//     patched resources of one Bundle's PATCH entries may together be no larger than the
+//     body limit, as if they had been sent whole (runEntries): beyond it a transaction
+//     fails with 413 and a batch answers 413 for the PATCH entries that do not fit.
 //   - batch: each entry in its own transaction; a failed entry answers with its status
 //     and an OperationOutcome in response.outcome.
 //   - urn:uuid (and urn:oid) fullUrls get their ids before anything is stored, then every
@@ -213,7 +216,15 @@ func urnKey(s string) string {
 // (Writes.Refuse: a DELETE of such an id answers 204, a PUT or PATCH fails with 404), for the caller
 // to audit (auditWrites, auditRolledBack). Any error fails the whole call; errors
 // name the entry.
-func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes) ([]fhir.ResponseEntry, error) {
+//
+// patched is the size of the resources the Bundle's PATCH entries stored before this call
+// (0 for a transaction; a batch's running total over the entries it committed): each
+// patched resource's size is added to it before the resource is stored, and one that
+// would take it beyond the body limit is errs.TooLarge (413) instead. A PATCH costs its
+// sender a few bytes however large its result, so without this bound one Bundle of empty
+// patches could store a large resource thousands of times; with it a Bundle's patches
+// store no more than the same resources sent whole as PUTs could.
+func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes, patched *int64) ([]fhir.ResponseEntry, error) {
 	// 1. Serialize on every condition and MRN this call may create under, in one call: in
 	// sorted order, which takes the MRNs first (mrnLockKey).
 	var keys []string
@@ -328,6 +339,19 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		return condRefs[ref], nil
 	}
 	rewrite := func(r *fhir.Resource) (*fhir.Resource, error) { return fhir.RewriteReferences(r, resolve) }
+	// A PATCH entry's result: references resolved, then charged to patched.
+	charge := func(r *fhir.Resource) (*fhir.Resource, error) {
+		r, err := rewrite(r)
+		if err != nil {
+			return nil, err
+		}
+		n := int64(len(r.Bytes()))
+		if *patched+n > s.cfg.MaxBodyBytes {
+			return nil, errs.E("exchange.runEntries", errs.TooLarge, "the Bundle's PATCH entries would store more than the body limit allows")
+		}
+		*patched += n
+		return r, nil
+	}
 	for i, e := range entries {
 		if e.res == nil || existing[i] || alias[i] != 0 {
 			continue
@@ -405,7 +429,7 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			}
 		case e.method == http.MethodPatch:
 			var r *refusedWrite
-			if st, err = s.patchOwn(ctx, tx, member, e.typ, e.id, e.patch, e.ifMatch, rewrite); err == nil {
+			if st, err = s.patchOwn(ctx, tx, member, e.typ, e.id, e.patch, e.ifMatch, charge); err == nil {
 				w.Stored(audit.Update, st)
 			} else if errors.As(err, &r) {
 				w.Refuse(writeRefusal(audit.Update, r))
@@ -561,7 +585,8 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 			}
 			return err
 		}
-		resp, err := s.runEntries(ctx, tx, member, entries, &w)
+		var patched int64 // what this attempt's PATCH entries stored
+		resp, err := s.runEntries(ctx, tx, member, entries, &w, &patched)
 		if err != nil {
 			return err
 		}
@@ -592,15 +617,17 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
 	committed := false // an entry's write has committed: the batch can no longer fail whole
+	var patched int64  // what the committed PATCH entries stored (runEntries)
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
 		if err == nil && pe.method == http.MethodGet {
 			resp[i], err = s.batchRead(ctx, v, pe)
 		} else if err == nil {
 			var w records.Writes // the last attempt's
+			var total int64      // patched with the last attempt's entry
 			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-				w = records.Writes{}
-				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w)
+				w, total = records.Writes{}, patched
+				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w, &total)
 				if err != nil {
 					return err
 				}
@@ -608,7 +635,9 @@ func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Princi
 				return s.auditWrites(ctx, tx, v, &w)
 			})
 			committed = committed || err == nil
-			if err != nil {
+			if err == nil {
+				patched = total
+			} else {
 				err = s.auditRolledBack(ctx, v, w.Refusals(), err)
 			}
 		}

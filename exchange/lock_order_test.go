@@ -105,7 +105,7 @@ func TestLockOrderHL7AndBundle(t *testing.T) {
 		bundleErr = inTx(ctx, env, func(tx pgx.Tx) error {
 			var w records.Writes
 			go func() { time.Sleep(300 * time.Millisecond); close(bundleOn) }() // it blocks on a key below
-			_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w)
+			_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w, new(int64))
 			return err
 		})
 	}()
@@ -156,7 +156,7 @@ func TestLockOrderConditionalAndBundle(t *testing.T) {
 			defer wg.Done()
 			err := inTx(ctx, env, func(tx pgx.Tx) error {
 				var w records.Writes
-				_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w)
+				_, err := env.srv.runEntries(ctx, tx, env.a, entries, &w, new(int64))
 				return err
 			})
 			mu.Lock()

@@ -170,8 +170,9 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 // is refused there as update refuses it (errs.NotFound whose cause is a *refusedWrite),
 // before the patch touches it. ifMatch, when not "", must name the current version
 // (errPrecondition otherwise; errs.Invalid when it is not an ETag). rewrite, when not nil,
-// is applied to the patched resource before it is stored (a Bundle resolves its
-// references).
+// is applied to the patched resource before it is stored, and its error returned as is (a
+// Bundle resolves the resource's references and charges its size to the Bundle's bound:
+// runEntries).
 func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, p *fhir.Patch, ifMatch string,
 	rewrite func(*fhir.Resource) (*fhir.Resource, error)) (store.Stored, error) {
 	const op = "exchange.patchOwn"

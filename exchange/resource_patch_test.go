@@ -587,3 +587,58 @@ func TestPatchNeedsReadScope(t *testing.T) {
 		t.Errorf("PATCH with system/Observation.ru = %d %s; want 200", st, body)
 	}
 }
+
+// TestBundlePatchBound: a Bundle's PATCH entries may together store no more than the body
+// limit (8 MiB here), as if their resources had been sent whole: a few bytes of empty patch
+// ([]) per entry cannot store a large resource over and over. A transaction beyond it
+// fails whole with 413 and stores nothing; within it, it commits. A batch carries the total
+// across its entries: the PATCH entries beyond it answer 413 and store nothing, the
+// others 200, a small one after the bound included while it fits.
+func TestBundlePatchBound(t *testing.T) {
+	env, ta, _, pa, oa := foreignObservation(t)
+	notes := make([]string, 15)
+	for i := range notes {
+		notes[i] = `{"text":"` + strings.Repeat("x", 100_000) + `"}`
+	}
+	large := strings.Replace(string(obsJSON("", pa, "large")), `"valueString"`, `"note":[`+strings.Join(notes, ",")+`],"valueString"`, 1)
+	big := env.create(t, ta, "/Observation", []byte(large)) // about 1.5 MB: five fit in 8 MiB, six do not
+	bundle := func(typ string, entries ...string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	empty := func(n int) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = patchEntry("Observation/"+big, `[]`)
+		}
+		return out
+	}
+
+	st, body, _ := do(t, "POST", env.base, ta, bundle("transaction", empty(6)...))
+	if code, _ := outcomeIssue(t, body); st != http.StatusRequestEntityTooLarge || code != "too-long" {
+		t.Fatalf("transaction of six empty patches = %d %.300s; want 413", st, body)
+	}
+	if cur, n := env.version(t, "Observation", big); cur != 1 || n != 1 {
+		t.Fatalf("after the refused transaction: version %d with %d history rows; want 1 and 1", cur, n)
+	}
+	st, body, _ = do(t, "POST", env.base, ta, bundle("transaction", empty(5)...))
+	if statuses, _ := bundleResponse(t, body); st != 200 || len(statuses) != 5 {
+		t.Fatalf("transaction of five empty patches = %d %.300s; want 200", st, body)
+	}
+	if cur, _ := env.version(t, "Observation", big); cur != 6 {
+		t.Fatalf("version %d after the transaction; want 6", cur)
+	}
+
+	small := patchEntry("Observation/"+oa, `[{"op":"replace","path":"/valueString","value":"b"}]`)
+	st, body, _ = do(t, "POST", env.base, ta, bundle("batch", append(empty(7), small)...))
+	statuses, _ := bundleResponse(t, body)
+	want := []string{"200 OK", "200 OK", "200 OK", "200 OK", "200 OK", "413 Request Entity Too Large", "413 Request Entity Too Large", "200 OK"}
+	if st != 200 || !slices.Equal(statuses, want) {
+		t.Fatalf("batch = %d %v; want %v", st, statuses, want)
+	}
+	if cur, _ := env.version(t, "Observation", big); cur != 11 {
+		t.Errorf("version %d after the batch; want 11", cur)
+	}
+	if cur, _ := env.version(t, "Observation", oa); cur != 2 {
+		t.Errorf("small Observation version %d after the batch; want 2", cur)
+	}
+}
