@@ -15,6 +15,7 @@ import (
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -183,5 +184,61 @@ func TestLockOrderConditionalAndBundle(t *testing.T) {
 	}
 	if n := env.count(t, env.a.ID, "Patient"); n != rounds {
 		t.Errorf("%d Patients for %d MRNs", n, rounds)
+	}
+}
+
+// TestLockOrderPatchMRNAndPut: a PATCH that changes a Patient's MRN is refused (409)
+// before it takes any lock but the old MRN's and the row's, so it cannot deadlock with a
+// PUT of the same Patient carrying the new MRN, which takes that MRN and then the row
+// (update's order). The PUT holds the new MRN while the patch runs, then asks for the
+// row: had the patch locked the new MRN after the row, PostgreSQL would abort one (40P01).
+func TestLockOrderPatchMRNAndPut(t *testing.T) {
+	env := newWriteEnv(t)
+	ctx := context.Background()
+	pa := env.create(t, env.token(t, env.a.ID, allScopes), "/Patient", patientJSON("mrn-old"))
+	p, err := fhir.ParsePatch([]byte(`[{"op":"replace","path":"/identifier/0/value","value":"mrn-new"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	put, err := fhir.Parse(withID(patientJSON("mrn-new"), pa))
+	if err != nil {
+		t.Fatal(err)
+	}
+	newKey := mrnLockKey(identifier{System: syntheaMRN, Value: "mrn-new"})
+
+	putHas := make(chan struct{}) // the PUT holds the new MRN
+	patchOn := make(chan struct{})
+	var patchErr error
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		<-putHas
+		patchErr = inTx(ctx, env, func(tx pgx.Tx) error {
+			go func() { time.Sleep(300 * time.Millisecond); close(patchOn) }() // before the fix it blocks below
+			_, err := env.srv.patchOwn(ctx, tx, env.a, "Patient", pa, p, "", nil)
+			return err
+		})
+	}()
+	putErr := inTx(ctx, env, func(tx pgx.Tx) error {
+		if err := env.srv.FHIR.LockConditions(ctx, tx, env.a.ID, []string{newKey}); err != nil { // update's first lock
+			return err
+		}
+		close(putHas)
+		<-patchOn
+		_, err := env.srv.update(ctx, tx, env.a, "Patient", pa, put, "")
+		return err
+	})
+	wg.Wait()
+	for name, err := range map[string]error{"patch": patchErr, "PUT": putErr} {
+		if isDeadlock(err) {
+			t.Errorf("%s: deadlock: %v", name, err)
+		}
+	}
+	if errs.CodeOf(patchErr) != errs.Conflict {
+		t.Errorf("patch changing the MRN: %v; want errs.Conflict", patchErr)
+	}
+	if cur, _ := env.version(t, "Patient", pa); cur != 1 {
+		t.Errorf("Patient version %d, want 1", cur)
 	}
 }

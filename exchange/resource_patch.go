@@ -165,8 +165,12 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 // patchOwn applies p to the current version of the member's resource typ/id and stores
 // the result through update, inside tx. It takes update's locks in update's order before
 // it reads the pre-image, so the version patched is the version replaced: for a Patient
-// the MRN of its current version (patientMRNKey: the MRN the patched body keeps, unless
-// the patch changes it), then the row. A resource that is not the member's own and live
+// the MRN of its current version (patientMRNKey), then the row. A patch that changes a
+// Patient's MRN (its identifier in the member's namespace) is refused with errs.Conflict
+// (409) as soon as it is applied, before update would lock the new MRN after the row (a
+// PUT of the changed body is refused too, so nothing is lost), so update only retakes the
+// MRN locked here; a patched Patient with no MRN is left for update to refuse, which takes
+// no MRN lock for it. A resource that is not the member's own and live
 // is refused there as update refuses it (errs.NotFound whose cause is a *refusedWrite),
 // before the patch touches it. ifMatch, when not "", must name the current version
 // (errPrecondition otherwise; errs.Invalid when it is not an ETag). rewrite, when not nil,
@@ -176,14 +180,18 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, p *fhir.Patch, ifMatch string,
 	rewrite func(*fhir.Resource) (*fhir.Resource, error)) (store.Stored, error) {
 	const op = "exchange.patchOwn"
+	mrnKey := "" // a Patient's MRN lock, taken before the row
 	if typ == "Patient" {
-		if k, err := s.patientMRNKey(ctx, tx, member, id); err != nil {
+		k, err := s.patientMRNKey(ctx, tx, member, id)
+		if err != nil {
 			return store.Stored{}, err
-		} else if k != "" {
+		}
+		if k != "" {
 			if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{k}); err != nil {
 				return store.Stored{}, err
 			}
 		}
+		mrnKey = k
 	}
 	h, err := s.FHIR.Lock(ctx, tx, typ, id)
 	if err != nil && errs.CodeOf(err) != errs.NotFound {
@@ -212,6 +220,11 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 	res, err := pre.ApplyPatch(p, s.cfg.MaxBodyBytes)
 	if err != nil {
 		return store.Stored{}, err
+	}
+	if typ == "Patient" {
+		if err := keepsMRN(pre, res, member, mrnKey); err != nil {
+			return store.Stored{}, err
+		}
 	}
 	if rewrite != nil {
 		if res, err = rewrite(res); err != nil {
@@ -244,6 +257,23 @@ func (s *Server) patientMRNKey(ctx context.Context, tx db.Querier, member direct
 		return "", nil
 	}
 	return mrnLockKey(mrn), nil
+}
+
+// keepsMRN refuses a patch of a Patient (pre, the current version; res, the patched one)
+// that changes its MRN in the member's namespace, or whose MRN is not the one locked
+// before the row (locked, an mrnLockKey; "" when none was): errs.Conflict, naming
+// Patient.identifier. A patched Patient without an MRN passes, for update to refuse.
+func keepsMRN(pre, res *fhir.Resource, member directory.Member, locked string) error {
+	mrn, _, err := patientIdentity(res, member)
+	if err != nil {
+		return nil
+	}
+	if old, _, err := patientIdentity(pre, member); err == nil && old == mrn && mrnLockKey(mrn) == locked {
+		return nil
+	}
+	e := errs.E("exchange.patchOwn", errs.Conflict, "a patch must not change the Patient's MRN (its identifier in the member's namespace)")
+	e.Path = "Patient.identifier"
+	return e
 }
 
 // binaryPatch returns the JSON Patch a Bundle entry carries: FHIR R4 sends a PATCH

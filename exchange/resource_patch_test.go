@@ -334,8 +334,8 @@ func TestPatchConcurrent(t *testing.T) {
 }
 
 // TestPatchPatient: a Patient is patched through the same intake as its PUT: its MPI
-// link stays (same person, one source record), and a patch that takes away the MRN in the
-// member's namespace is refused like such a PUT.
+// link stays (same person, one source record), a patch that takes away the MRN in the
+// member's namespace is refused like such a PUT, and one that changes it is 409.
 func TestPatchPatient(t *testing.T) {
 	env, ta, _, pa, _ := foreignObservation(t)
 	person := personOf(t, env.pool, pa)
@@ -355,8 +355,17 @@ func TestPatchPatient(t *testing.T) {
 		t.Fatalf("PATCH removing the MRN = %d %s; want a 4xx", st, body)
 	}
 	outcomeIssue(t, body)
+	// A patch may not change the MRN, to a new one or to another Patient's: 409 before it
+	// would lock the new MRN (TestLockOrderPatchMRNAndPut).
+	env.create(t, ta, "/Patient", patientJSON("mrn-other"))
+	for _, mrn := range []string{"mrn-new", "mrn-other"} {
+		st, body, _ = patchDo(t, u, ta, "", []byte(`[{"op":"replace","path":"/identifier/0/value","value":"`+mrn+`"}]`))
+		if code, _ := outcomeIssue(t, body); st != http.StatusConflict || code != "conflict" {
+			t.Errorf("PATCH changing the MRN to %s = %d %s; want 409", mrn, st, body)
+		}
+	}
 	if cur, _ := env.version(t, "Patient", pa); cur != 2 {
-		t.Errorf("Patient version %d after the refused patch, want 2", cur)
+		t.Errorf("Patient version %d after the refused patches, want 2", cur)
 	}
 }
 
