@@ -50,12 +50,20 @@ type SearchConfig struct {
 	// 10×MaxCount): a search with more matches the caller may see is errs.Invalid. Rows
 	// the caller may not see count toward no limit, so a refusal never tells that they exist.
 	CountLimit int
-	// ScanTime bounds the time one request spends examining rows (default 5 s): a page,
-	// a total or a _revinclude that reaches it is errs.Invalid ("narrow the search"),
-	// never cut short. It is the only bound on the rows examined, and unlike the others it
-	// is reached by examining rows the caller may not see as well, so how long a search
-	// takes (and whether it is refused for time) is the one channel left through which
-	// their number shows.
+	// ScanTime bounds the time one request spends examining rows (default 5 s): one
+	// deadline, set when the request begins, shared by its page, its total and its
+	// _revinclude. Once it has passed no further store batch is read or decided, except
+	// that the first batch of a phase that comes back before it is decided whole, so a
+	// request always does some work. A page that reaches it is answered as far as it got:
+	// short of _count, or empty, with a next link that resumes after the last row
+	// examined. A total or a _revinclude that reaches it is errs.Invalid ("narrow the
+	// search"), never cut short. When it passes while the store is still answering a
+	// phase's first read, or before any read of the request has come back (the store
+	// itself is slow), the search is errs.Unavailable, which a client may retry. ScanTime
+	// is the only bound on the rows examined, and unlike the others it is reached by
+	// examining rows the caller may not see as well, so how long a search takes (and so
+	// whether a page comes back short, or is refused for time) is the one channel left
+	// through which their number shows.
 	ScanTime time.Duration
 }
 
@@ -72,6 +80,7 @@ type Searcher struct {
 	// bounds on the rows one request examines (see SearchConfig)
 	countLimit int
 	scanTime   time.Duration
+	clock      func() time.Time // for ScanTime's deadline; time.Now but in tests
 }
 
 // NewSearcher returns a Searcher over svc. It returns errs.Invalid for a short cursor key
@@ -110,7 +119,7 @@ func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
 		cfg.ScanTime = 5 * time.Second
 	}
 	return &Searcher{svc: svc, aead: aead, hash: cfg.Hasher, ttl: cfg.CursorTTL,
-		countLimit: cfg.CountLimit, scanTime: cfg.ScanTime,
+		countLimit: cfg.CountLimit, scanTime: cfg.ScanTime, clock: time.Now,
 		opts: fhir.SearchOptions{DefaultCount: min(cfg.DefaultCount, cfg.MaxCount), MaxCount: cfg.MaxCount}}, nil
 }
 
@@ -143,8 +152,11 @@ type Page struct {
 	// _total=accurate asked for it).
 	Total *int
 	// Next is the opaque cursor of the next page (the _cursor parameter), "" on the last.
-	// It is set only when a match the caller may see follows this page, so a page is never
-	// short of _count, and a next page never empty, for rows the caller may not see.
+	// It is set when a match the caller may see follows this page, so a page is never
+	// short of _count, and a next page never empty, for rows the caller may not see, with
+	// one exception that tells no more than the time the search took: a page whose
+	// ScanTime ran out holds the matches found so far (maybe none) and, when the rows did
+	// not run out with it, a Next that resumes after the last row examined.
 	Next string
 	// Search is the parsed search (what the self link describes).
 	Search fhir.Search
@@ -218,11 +230,12 @@ type request struct {
 	search fhir.Search
 	after  *store.Key
 	first  bool
+	scan   *scan // the request's ScanTime deadline, shared by its phases
 }
 
 // begin parses q, or the query sealed in its cursor.
 func (x *Searcher) begin(v Viewer, kind, patient string, q url.Values, parse func(url.Values) (fhir.Search, error)) (request, cursor, error) {
-	r := request{v: v, at: x.svc.now(), kind: kind, first: true}
+	r := request{v: v, at: x.svc.now(), kind: kind, first: true, scan: x.newScan()}
 	var c cursor
 	if raw := q.Get(CursorParam); raw != "" {
 		var err error
@@ -405,8 +418,48 @@ func (d *decider) personOfPatient(patientID string) (string, error) {
 // than allowed (see countAll).
 var errNarrow = errs.E("records.Search", errs.Invalid, "too many records to count; narrow the search")
 
-// errSlow refuses a page that took longer than scanTime to fill (see fill).
-var errSlow = errs.E("records.Search", errs.Invalid, "the search took too long; narrow the search")
+// errSlowStore refuses a search whose ScanTime passed before its first store batch came
+// back (see scan.firstBatch): the store is slow, not the search too broad, so it is
+// errs.Unavailable (503), which a client may retry, never a 4xx that tells it not to.
+var errSlowStore = errs.E("records.Search", errs.Unavailable, "the record store is slow to answer; try again shortly")
+
+// errSlowRevInclude refuses a _revinclude that ran out of ScanTime (see include).
+var errSlowRevInclude = errs.E("records.Search", errs.Invalid, "the _revinclude took too long: lower _count, narrow the search, or use Patient/$everything")
+
+// scan is the time one request has for examining rows (SearchConfig.ScanTime): one
+// deadline, set when the request begins (newScan) and shared by its phases (the page,
+// the total, the _revinclude), so that ScanTime bounds the request, not each phase.
+type scan struct {
+	now      func() time.Time
+	deadline time.Time
+	started  bool // a phase's first store batch came back before the deadline
+}
+
+func (x *Searcher) newScan() *scan {
+	return &scan{now: x.clock, deadline: x.clock().Add(x.scanTime)}
+}
+
+// passed reports whether the deadline has passed.
+func (s *scan) passed() bool { return s.now().After(s.deadline) }
+
+// spent reports whether the request has spent its time examining rows: the deadline has
+// passed, after an earlier phase's first batch came back in time. A phase that begins so
+// reads nothing and answers as it does when it runs out of time itself.
+func (s *scan) spent() bool { return s.started && s.passed() }
+
+// firstBatch is called when the first store batch of a phase that began unspent has come
+// back. Before the deadline, the batch is to be decided whole, whatever the time when
+// that ends, so a request always does some work. Past it, the store is to blame: the
+// deadline passed while the phase waited for the batch, or before the phase began with no
+// batch of the request back yet (what went before, the MPI and consent, is the store's
+// work too). Then firstBatch returns errSlowStore.
+func (s *scan) firstBatch() error {
+	if s.passed() {
+		return errSlowStore
+	}
+	s.started = true
+	return nil
+}
 
 // fill reads q from the store in batches (resuming with q.After) until it has count+1
 // rows that keep permits or the rows run out, and returns the permitted ones (at most
@@ -414,34 +467,49 @@ var errSlow = errs.E("records.Search", errs.Invalid, "the search took too long; 
 // so the next page resumes after it. keep decides each row (it may drop it or fail). So
 // the page, and whether it has a next page, depend only on rows the caller may see: no
 // count of examined rows cuts a page short, since a short page with a next link (or an
-// empty one) would tell that hidden rows lie ahead. What bounds the work is scanTime:
-// past it fill is errSlow (errs.Invalid, like countAll's refusal), never a partial page,
-// so hidden rows show only in timing: a caller may learn that a page took long (or was
-// refused for time), not where hidden rows lie or how many there are.
-func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilter) ([]store.Row, *store.Key, error) {
+// empty one) would tell that hidden rows lie ahead.
+//
+// What bounds the work is the request's ScanTime (s). The first batch, if it comes back
+// before the deadline, is decided whole; past the deadline fill reads and decides no
+// more and returns the rows permitted so far (short of count, maybe none) with the key of
+// the last row examined, so the next page resumes the scan where this one stopped. Such a
+// short page tells nothing the time it took does not: that the deadline passed. A
+// deadline that passes before the first batch comes back is errSlowStore. So hidden rows
+// show only in timing: a caller may learn that a page took long, not where hidden rows
+// lie or how many there are.
+func (x *Searcher) fill(ctx context.Context, s *scan, q store.Query, count int, f rowFilter) ([]store.Row, *store.Key, error) {
 	var out []store.Row
 	// Room for some denied rows, so one query usually fills the page; a batch that does
 	// not fill it doubles the next, up to countBatch, so a run of denied rows costs few
 	// queries.
 	batch := max(count+count/4+2, 20)
-	deadline := time.Now().Add(x.scanTime)
-	for {
+	// fill is a request's first phase, so it begins unspent.
+	for first := true; ; first = false {
+		// q.After is the last row examined (by this request, or by the one whose cursor
+		// it continues): past the deadline, the next page resumes after it.
+		if !first && s.passed() {
+			return out, q.After, nil
+		}
 		q.Limit = batch
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
+		if err == nil && first {
+			err = s.firstBatch()
+		}
 		if err == nil {
 			err = f.prefetch(rows)
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, row := range rows {
-			if time.Now().After(deadline) {
-				return nil, nil, errSlow
+		for i, row := range rows {
+			if !first && s.passed() {
+				return out, q.After, nil
 			}
 			ok, err := f.keep(row)
 			if err != nil {
 				return nil, nil, err
 			}
+			q.After = &rows[i].Key
 			if !ok {
 				continue
 			}
@@ -454,7 +522,6 @@ func (x *Searcher) fill(ctx context.Context, q store.Query, count int, f rowFilt
 		if len(rows) < batch {
 			return out, nil, nil
 		}
-		q.After = &rows[len(rows)-1].Key
 		batch = max(batch, min(2*batch, countBatch))
 	}
 }
@@ -465,14 +532,24 @@ const countBatch = 500
 // countAll counts the rows of q that keep permits. It pages through the store in batches
 // of countBatch and is errNarrow (errs.Invalid) once more than countLimit rows are
 // permitted: rows keep drops count toward no limit, so whether a total is refused depends
-// only on rows the caller may see. What bounds the work instead is scanTime: past it the
-// total is errNarrow too. So hidden rows show only in timing: a caller may learn that a
-// total took long (or was refused for time), not whether a count reached a limit.
-func (x *Searcher) countAll(ctx context.Context, q store.Query, f rowFilter) (int, error) {
+// only on rows the caller may see. What bounds the work instead is the request's
+// ScanTime (s): past its deadline the total is errNarrow too (a total is never answered
+// short), but errSlowStore when the deadline passed while countAll waited for its first
+// batch, or before any batch of the request came back (the store is slow, see
+// scan.firstBatch). A first batch that came back in time is decided whole. So hidden
+// rows show only in timing: a caller may learn that a total took long (or was refused for
+// time), not whether a count reached a limit.
+func (x *Searcher) countAll(ctx context.Context, s *scan, q store.Query, f rowFilter) (int, error) {
 	q.After, q.Limit = nil, countBatch
-	n, deadline := 0, time.Now().Add(x.scanTime)
-	for {
+	n := 0
+	for first := true; ; first = false {
+		if first && s.spent() || !first && s.passed() {
+			return 0, errNarrow
+		}
 		rows, err := x.svc.fhir.Search(ctx, nil, q)
+		if err == nil && first {
+			err = s.firstBatch()
+		}
 		if err == nil {
 			err = f.prefetch(rows)
 		}
@@ -480,7 +557,7 @@ func (x *Searcher) countAll(ctx context.Context, q store.Query, f rowFilter) (in
 			return 0, err
 		}
 		for _, row := range rows {
-			if time.Now().After(deadline) {
+			if !first && s.passed() {
 				return 0, errNarrow
 			}
 			ok, err := f.keep(row)
@@ -516,14 +593,15 @@ func (f rowFilter) prefetch(rows []store.Row) error {
 	return f.before(rows)
 }
 
-// run answers a prepared store query: the page, the total and the includes.
+// run answers a prepared store query: the page and the total (the caller adds the
+// includes).
 func (x *Searcher) run(ctx context.Context, r request, q store.Query, f rowFilter) (Page, *store.Key, error) {
 	s := r.search
 	page := Page{Search: s}
 	q.Sort, q.After = s.Sort, r.after
 	var next *store.Key
 	if s.Count > 0 && !s.SummaryCount {
-		rows, k, err := x.fill(ctx, q, s.Count, f)
+		rows, k, err := x.fill(ctx, r.scan, q, s.Count, f)
 		if err != nil {
 			return Page{}, nil, err
 		}
@@ -535,7 +613,7 @@ func (x *Searcher) run(ctx context.Context, r request, q store.Query, f rowFilte
 	switch {
 	case s.Total == fhir.TotalNone && !s.SummaryCount:
 	case s.Total == fhir.TotalAccurate || s.SummaryCount || s.Count == 0:
-		n, err := x.countAll(ctx, q, f)
+		n, err := x.countAll(ctx, r.scan, q, f)
 		if err != nil {
 			return Page{}, nil, err
 		}
@@ -587,7 +665,7 @@ func (x *Searcher) searchReference(ctx context.Context, r request, typ string, a
 		return Page{}, errs.E("records.Search", err)
 	}
 	noCompartments := func(string) (string, bool, error) { return "", false, nil }
-	if err := x.include(ctx, d, &page, noCompartments, allowType); err != nil {
+	if err := x.include(ctx, r.scan, d, &page, noCompartments, allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
@@ -613,11 +691,17 @@ func compartmentScope(person string, compartments map[string]bool) includeScope 
 // trace in the page. It returns errs.Invalid when the _revinclude would add more than
 // MaxRevIncluded resources that the caller may see; sources it may not see count toward
 // no limit, so the refusal never tells that they exist. Reading and deciding the sources is
-// bounded by scanTime instead, past which it is the same errs.Invalid: how long that takes
-// is the one channel left through which the number of hidden sources shows.
-func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope includeScope, allowType func(string) bool) error {
+// bounded by the request's ScanTime (s) instead: past its deadline the _revinclude is
+// errSlowRevInclude (errs.Invalid; never cut short), also when the page used the time up,
+// but errSlowStore when the deadline passed while include waited for its first read (see
+// scan.firstBatch). How long that takes is the one channel left through which the number
+// of hidden sources shows.
+func (x *Searcher) include(ctx context.Context, s *scan, d *decider, page *Page, scope includeScope, allowType func(string) bool) error {
 	if len(page.Search.Include)+len(page.Search.RevInclude) == 0 || len(page.Matches) == 0 {
 		return nil
+	}
+	if len(page.Search.RevInclude) > 0 && s.spent() {
+		return errSlowRevInclude
 	}
 	seen := map[[2]string]bool{}
 	ids := make([]string, 0, len(page.Matches))
@@ -669,24 +753,35 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope in
 		}
 	}
 	tooMany := errs.E("records.Search", errs.Invalid, fmt.Sprintf("_revinclude would add more than %d resources to this page: lower _count, or use Patient/$everything", MaxRevIncluded))
-	added, deadline := 0, time.Now().Add(x.scanTime)
+	added, first := 0, true
 	for _, inc := range page.Search.RevInclude {
 		// RevRefs returns the first limit sources in id order. Read again with twice the
 		// limit until a read comes back short, deciding only the sources not read before,
-		// in batches: the rows read stay under twice those there are, and only the sources
-		// that keep adds count toward the cap.
+		// in batches; only the sources that keep adds count toward the cap. Of N sources,
+		// the reads before the last come back full, their limits summing to less than 2N,
+		// and the last returns all N: fewer than 3N index rows are read, and each source
+		// is fetched and decided once, so fewer than 4N rows are read in all.
 		read := map[[2]string]bool{}
 		for limit := revBatch; ; limit *= 2 {
+			if !first && s.passed() {
+				return errSlowRevInclude
+			}
 			refs, err := x.svc.fhir.RevRefs(ctx, nil, inc.SourceType, inc.Param, page.Search.ResourceType, ids, limit)
+			if err == nil && first {
+				err = s.firstBatch() // the _include reads above count as the phase's wait
+			}
 			if err != nil {
 				return err
 			}
 			last := len(refs) < limit
 			refs = slices.DeleteFunc(refs, func(r [2]string) bool { return read[r] })
 			for batch := range slices.Chunk(refs, revBatch) {
-				if time.Now().After(deadline) {
-					return tooMany
+				// The phase's first batch (its first read's first revBatch sources) is
+				// decided whole; past the deadline no other is.
+				if !first && s.passed() {
+					return errSlowRevInclude
 				}
+				first = false
 				for _, r := range batch {
 					read[r] = true
 				}
@@ -698,6 +793,7 @@ func (x *Searcher) include(ctx context.Context, d *decider, page *Page, scope in
 					return tooMany
 				}
 			}
+			first = false
 			if last {
 				break
 			}
@@ -797,10 +893,19 @@ func exactFilter(s fhir.Search) func(store.Stored) bool {
 // the person), each row decided by consent. A patient that is unknown or not the caller's
 // gives an empty page, never an error that would tell the two apart.
 //
+// A page is bounded by SearchConfig.ScanTime, not refused for it: once the request's
+// deadline passes, the page holds the matches found so far (maybe none) and a next link
+// that resumes the scan after the last row examined.
+//
 // Errors: errs.Invalid for a malformed search, a clinical search without its patient, an
 // unsupported parameter or a bad cursor (tampered, expired, another caller's, or issued
-// under a consent state that has since changed); errs.Unavailable when consent or the audit
-// log cannot be reached (nothing is returned).
+// under a consent state that has since changed); errs.Invalid too for the searches it
+// refuses as too broad: a total (_total=accurate, _summary=count, _count=0) over more than
+// CountLimit matches the caller may see, a _revinclude that would add more than
+// MaxRevIncluded resources it may see, and a total or a _revinclude that runs out of
+// ScanTime; errs.Unavailable when consent or the audit log cannot be reached, or when
+// ScanTime passes while the search waits for the store's first rows (the store is slow;
+// nothing is returned).
 func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Values) (Page, error) {
 	return x.SearchAllowed(ctx, v, typ, q, nil)
 }
@@ -916,7 +1021,7 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	if err != nil {
 		return Page{}, errs.E(op, err)
 	}
-	if err := x.include(ctx, d, &page, compartmentScope(person, compartments), allowType); err != nil {
+	if err := x.include(ctx, r.scan, d, &page, compartmentScope(person, compartments), allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
@@ -984,7 +1089,7 @@ func (x *Searcher) searchPatients(ctx context.Context, r request, allowType func
 		person, err := d.personOfPatient(c)
 		return person, true, err
 	}
-	if err := x.include(ctx, d, &page, scope, allowType); err != nil {
+	if err := x.include(ctx, r.scan, d, &page, scope, allowType); err != nil {
 		return Page{}, err
 	}
 	if next != nil {
