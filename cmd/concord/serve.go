@@ -234,8 +234,10 @@ func (m *Main) Open(ctx context.Context) error {
 }
 
 // bodyBudgetFactor is how many maximum-size request bodies the server holds at once
-// (httpx.BodyBudget); a large body beyond that waits up to 10 s, then answers 503. Bodies
-// of at most 1 MiB are not counted.
+// (httpx.BodyBudget). A body is charged as it is read: the first 1 MiB of every body is
+// read uncharged, so a body of at most 1 MiB never counts or waits; a larger one is then
+// charged for what it has read and, step by step, for the rest, and a read beyond the
+// budget waits up to 10 s, then answers 503.
 const bodyBudgetFactor = 8
 
 // buildHTTP assembles the Echo server: request IDs, access logs, recovery, body limits and
