@@ -94,7 +94,7 @@ func (s *Store) Reindex(ctx context.Context, o ReindexOptions) (ReindexReport, e
 		slices.Sort(types)
 		types = slices.Compact(types)
 		for _, t := range types {
-			if fhir.Params(t) == nil {
+			if !fhir.IsResourceType(t) {
 				return ReindexReport{}, errs.E(op, errs.Invalid, "unknown resource type "+strconv.Quote(t))
 			}
 		}
