@@ -544,7 +544,9 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 
 // includedEndpoints returns, in the directory's order, the directory Endpoints (of eps) a
 // page of Organizations includes: with endpoints (_include=Organization:endpoint) those
-// any Organization of orgs references, a member-sent one too; with managed
+// any Organization of orgs references, a member-sent one too (a reference as
+// fhir.ParseReference reads it, relative or absolute on this server's FHIR base, with or
+// without a version: the Endpoint is included as it stands); with managed
 // (_revinclude=Endpoint:organization) those the directory Organizations of dir manage. A
 // member-sent Organization's reference to anything but a directory Endpoint includes
 // nothing: such an Endpoint is no directory entry and is not shared.
@@ -559,8 +561,10 @@ func (s *Server) includedEndpoints(orgs, dir []store.Stored, eps []directory.End
 				continue
 			}
 			for _, r := range body.Endpoint {
-				if id, ok := strings.CutPrefix(strings.TrimPrefix(r.Reference, s.FHIRBase()+"/"), "Endpoint/"); ok {
-					want[id] = true
+				ref, err := fhir.ParseReference(r.Reference)
+				if err == nil && ref.Type == "Endpoint" &&
+					(ref.Kind == fhir.RefRelative || ref.Kind == fhir.RefAbsolute && ref.Base == s.FHIRBase()) {
+					want[ref.ID] = true // a version too names the Endpoint, included as it stands
 				}
 			}
 		}

@@ -98,3 +98,44 @@ func TestDirectoryIncludes(t *testing.T) {
 		}
 	}
 }
+
+// TestDirectoryIncludesReferenceForms: Organization:endpoint follows every form of
+// reference to a directory Endpoint a member-sent Organization may hold, as
+// fhir.ParseReference reads them: relative or absolute on this server, with or without a
+// version (the Endpoint is included as it stands). A reference to another server's
+// Endpoint of the same id, or one that does not parse, includes nothing.
+func TestDirectoryIncludesReferenceForms(t *testing.T) {
+	env := newDirEnv(t)
+	both := token(t, "client-b", "b", "system/Organization.rs system/Endpoint.rs")
+	aHooks := env.search(t, both, "/fhir/Endpoint?organization=member-a").ids()
+	bHook := env.search(t, both, "/fhir/Endpoint?organization=member-b").ids()[0]
+	concord := "Endpoint/concord-fhir"
+	if len(aHooks) != 2 {
+		t.Fatalf("a's endpoints: %v", aHooks)
+	}
+	refs := []string{
+		aHooks[0] + "/_history/1",                     // relative, versioned
+		searchBase + "/fhir/" + aHooks[1],             // absolute
+		searchBase + "/fhir/" + bHook + "/_history/3", // absolute, versioned
+		"https://elsewhere.example/fhir/" + concord,   // another server's
+		concord + "/_history",                         // no version after _history
+	}
+	var endpoint []string
+	for _, r := range refs {
+		endpoint = append(endpoint, `{"reference":"`+r+`"}`)
+	}
+	st, err := store.New(env.pool).Put(context.Background(), env.pool, store.Write{
+		Resource: fhir.MustParse([]byte(`{"resourceType":"Organization","name":"Beta's partners","endpoint":[` + strings.Join(endpoint, ",") + `]}`)),
+		MemberID: "b", At: time.Now(), Source: searchBase + "/members/b", Tags: []fhir.Coding{{System: systemSourceMember, Code: "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := env.search(t, both, "/fhir/Organization?_id="+st.ID+"&_include=Organization:endpoint")
+	got := b.withMode("include")
+	slices.Sort(got)
+	want := []string{aHooks[0], aHooks[1], bHook}
+	slices.Sort(want)
+	if !slices.Equal(b.withMode("match"), []string{"Organization/" + st.ID}) || !slices.Equal(got, want) {
+		t.Fatalf("matches %v, included %v; want %v", b.withMode("match"), got, want)
+	}
+}
