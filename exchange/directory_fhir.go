@@ -226,12 +226,14 @@ func auditedResources(sts []store.Stored) []audit.Resource {
 	return out
 }
 
-// allowsType reports whether the caller's token may read or search typ: what an included
-// resource of typ needs, as records.Searcher checks it for the stored includes (a type
-// the token refuses is left out of the page, not an error).
-func allowsType(c echo.Context, typ string) bool {
+// allowedTypes returns whether the caller's token may read or search a type: what a
+// resource of that type needs to be included in a page or in $everything that another
+// scope admitted. It is the one such rule: searchResources and showEverything hand it to
+// records (which leaves a type the token refuses out of the page, not an error) and the
+// directory searches apply it to their own includes.
+func allowedTypes(c echo.Context) func(typ string) bool {
 	scopes := principal(c).Scopes
-	return scopes.Allows(typ, 'r') || scopes.Allows(typ, 's')
+	return func(typ string) bool { return scopes.Allows(typ, 'r') || scopes.Allows(typ, 's') }
 }
 
 // searchEndpoints handles GET [base]/Endpoint and POST [base]/Endpoint/_search over the
@@ -270,7 +272,7 @@ func (a *SearchAPI) searchEndpoints(c echo.Context) error {
 		page.Matches = append(page.Matches, asStored("Endpoint", e.ID, e.FHIR(a.s.directorySource())))
 		managers[e.OrgID] = true
 	}
-	if s.IncludeOrganization && allowsType(c, "Organization") { // the managing Organizations, by id
+	if s.IncludeOrganization && allowedTypes(c)("Organization") { // the managing Organizations, by id
 		for _, o := range orgs {
 			if managers[o.ID] {
 				page.Included = append(page.Included, asStored("Organization", o.ID, o.FHIR(a.s.directorySource())))
@@ -417,7 +419,7 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 		}
 	}
 	ctx := c.Request().Context()
-	allow := func(t string) bool { return allowsType(c, t) }
+	allow := allowedTypes(c)
 	// The stored search's query: q without the directory's _offset and _include, which
 	// the stored search does not know (Organization:endpoint).
 	stored, includeEndpoints := url.Values{}, false

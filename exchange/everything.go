@@ -21,10 +21,8 @@ func (a *SearchAPI) showEverything(c echo.Context) error {
 	if err := require(c, "Patient", 'r'); err != nil {
 		return err
 	}
-	scopes := principal(c).Scopes
-	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
 	id := c.Param("id")
-	page, err := a.x.Everything(c.Request().Context(), viewer(c), id, c.QueryParams(), allow)
+	page, err := a.x.Everything(c.Request().Context(), viewer(c), id, c.QueryParams(), allowedTypes(c))
 	if err != nil {
 		return err
 	}

@@ -137,9 +137,7 @@ func (a *SearchAPI) searchResources(c echo.Context) error {
 	if q.Has("_elements") {
 		return errs.E(op, errs.Invalid, "_elements is not supported")
 	}
-	scopes := principal(c).Scopes
-	allow := func(t string) bool { return scopes.Allows(t, 'r') || scopes.Allows(t, 's') }
-	page, err := a.x.SearchAllowed(c.Request().Context(), viewer(c), typ, q, allow)
+	page, err := a.x.SearchAllowed(c.Request().Context(), viewer(c), typ, q, allowedTypes(c))
 	if err != nil {
 		return err
 	}
