@@ -216,8 +216,14 @@ func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 }
 
 // ApplyPatch applies p to r (see the function ApplyPatch) and validates the result with
-// Parse. A patch that would change resourceType or id, or remove either, is errs.Invalid
-// naming the element: a patch edits a resource, it cannot turn it into another one.
+// Parse. A patch edits a resource, it cannot turn it into another one: a result whose id
+// differs from r's (changed or removed) is errs.Invalid with Path naming the id (e.g.
+// "Observation.id"), and one that is a valid resource of another type errs.Invalid with
+// Path naming r's resourceType ("Observation.resourceType"). A result that is not a valid
+// resource is Parse's errs.Invalid, with Parse's message and path; so a patch that removes
+// resourceType, or sets it to no resource type, is "missing resourceType" or "unknown
+// resourceType" with no path, and one that sets it to a type whose elements the result
+// does not have names the first such element (e.g. "Basic.status").
 func (r *Resource) ApplyPatch(p *Patch, maxBytes int64) (*Resource, error) {
 	const op = "fhir.Resource.ApplyPatch"
 	out, err := ApplyPatch(r.raw, p, maxBytes)

@@ -336,6 +336,8 @@ func TestResourceApplyPatch(t *testing.T) {
 		{"id removed", `[{"op":"remove","path":"/id"}]`, false, "Observation.id"},
 		{"resourceType changed", `[{"op":"replace","path":"","value":{"resourceType":"Basic","id":"o1","code":{"text":"x"}}}]`, false, "Observation.resourceType"},
 		{"resourceType removed", `[{"op":"remove","path":"/resourceType"}]`, false, ""},
+		{"resourceType unknown", `[{"op":"replace","path":"/resourceType","value":"Nope"}]`, false, ""},
+		{"resourceType of other elements", `[{"op":"replace","path":"/resourceType","value":"Basic"}]`, false, "Basic.status"},
 		{"not an object any more", `[{"op":"replace","path":"","value":[]}]`, false, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -360,6 +362,20 @@ func TestResourceApplyPatch(t *testing.T) {
 				t.Errorf("path %q, want %q", errs.PathOf(err), tt.path)
 			}
 		})
+	}
+	// Parse's errors as the doc describes them: a removed or unknown resourceType is named
+	// by the message, with no path.
+	for patch, msg := range map[string]string{
+		`[{"op":"remove","path":"/resourceType"}]`:                 "missing resourceType",
+		`[{"op":"replace","path":"/resourceType","value":"Nope"}]`: "unknown resourceType",
+	} {
+		p, err := ParsePatch([]byte(patch))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.ApplyPatch(p, 1<<20); errs.CodeOf(err) != errs.Invalid || errs.MessageOf(err) != msg || errs.PathOf(err) != "" {
+			t.Errorf("%s: %v (message %q, path %q); want %q without a path", patch, err, errs.MessageOf(err), errs.PathOf(err), msg)
+		}
 	}
 }
 
