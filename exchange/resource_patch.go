@@ -193,21 +193,9 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 		}
 		mrnKey = k
 	}
-	h, err := s.FHIR.Lock(ctx, tx, typ, id)
-	if err != nil && errs.CodeOf(err) != errs.NotFound {
+	h, err := s.lockOwn(ctx, tx, member, typ, id, ifMatch)
+	if err != nil {
 		return store.Stored{}, err
-	}
-	if reason := refusalOf(h, err, member.ID); reason != "" {
-		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found", &refusedWrite{typ: typ, id: id, reason: reason})
-	}
-	if ifMatch != "" {
-		v, ok := store.ParseETag(ifMatch)
-		if !ok {
-			return store.Stored{}, errs.E(op, errs.Invalid, "If-Match must be a weak ETag W/\"n\"")
-		}
-		if v != h.Version {
-			return store.Stored{}, &errPrecondition{msg: "the resource has changed: If-Match does not name the current version"}
-		}
 	}
 	cur, err := s.FHIR.Get(ctx, tx, typ, id) // under the row lock: version h.Version
 	if err != nil {

@@ -71,24 +71,37 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 			}
 		}
 	}
-	h, err := s.FHIR.Lock(ctx, tx, typ, id)
-	if err != nil && errs.CodeOf(err) != errs.NotFound {
+	if _, err := s.lockOwn(ctx, tx, member, typ, id, ifMatch); err != nil {
 		return store.Stored{}, err
 	}
+	st, _, err := s.IngestAs(ctx, tx, member, res, id)
+	return st, err
+}
+
+// lockOwn takes the row lock of typ/id in tx and returns its head, provided the resource
+// is the member's own and live: anything else is errs.NotFound whose cause is a
+// *refusedWrite naming why (not-owner, not-found, deleted), so that another member's
+// resource and an unknown id answer alike. ifMatch, when not "", must name the current
+// version (errPrecondition otherwise; errs.Invalid when it is not a weak ETag).
+func (s *Server) lockOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id, ifMatch string) (store.Head, error) {
+	const op = "exchange.lockOwn"
+	h, err := s.FHIR.Lock(ctx, tx, typ, id)
+	if err != nil && errs.CodeOf(err) != errs.NotFound {
+		return store.Head{}, err
+	}
 	if reason := refusalOf(h, err, member.ID); reason != "" {
-		return store.Stored{}, errs.E(op, errs.NotFound, "resource not found", &refusedWrite{typ: typ, id: id, reason: reason})
+		return store.Head{}, errs.E(op, errs.NotFound, "resource not found", &refusedWrite{typ: typ, id: id, reason: reason})
 	}
 	if ifMatch != "" {
 		v, ok := store.ParseETag(ifMatch)
 		if !ok {
-			return store.Stored{}, errs.E(op, errs.Invalid, "If-Match must be a weak ETag W/\"n\"")
+			return store.Head{}, errs.E(op, errs.Invalid, "If-Match must be a weak ETag W/\"n\"")
 		}
 		if v != h.Version {
-			return store.Stored{}, &errPrecondition{msg: "the resource has changed: If-Match does not name the current version"}
+			return store.Head{}, &errPrecondition{msg: "the resource has changed: If-Match does not name the current version"}
 		}
 	}
-	st, _, err := s.IngestAs(ctx, tx, member, res, id)
-	return st, err
+	return h, nil
 }
 
 // updateResource handles PUT [base]/[type]/[id]: a member updates one of its own
