@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
@@ -22,16 +24,8 @@ import (
 func TestFHIRReindex(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := testkit.DatabaseURL(t)
-	pool, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
+	dbURL, pool, s := reindexFixture(t)
+	var err error
 	var loc store.Stored
 	err = db.InTx(ctx, pool, func(tx db.Querier) (err error) {
 		loc, err = s.Put(ctx, tx, store.Write{MemberID: "a", At: time.Now(),
@@ -129,16 +123,8 @@ func TestFHIRReindexHelp(t *testing.T) {
 func TestFHIRReindexUnstorableValue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	dbURL := testkit.DatabaseURL(t)
-	pool, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
-		t.Fatal(err)
-	}
-	s := store.New(pool)
+	dbURL, pool, s := reindexFixture(t)
+	var err error
 	var locs []store.Stored
 	for _, body := range []string{
 		`{"resourceType":"Location","name":"Harbor Street Clinic","address":{"city":"Springfield"}}`,
@@ -172,4 +158,21 @@ func TestFHIRReindexUnstorableValue(t *testing.T) {
 			t.Errorf("printed record content %q:\n%s", phi, got)
 		}
 	}
+}
+
+// reindexFixture opens a fresh test database with member "a" and returns its URL, a pool
+// on it (closed when the test ends) and a store over that pool.
+func reindexFixture(t *testing.T) (string, *pgxpool.Pool, *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := testkit.DatabaseURL(t)
+	pool, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `INSERT INTO directory_members(id, name, system) VALUES ('a', 'a', 'urn:oid:1.2.9')`); err != nil {
+		t.Fatal(err)
+	}
+	return dbURL, pool, store.New(pool)
 }
