@@ -22,15 +22,7 @@ import (
 func TestMemberPart2(t *testing.T) {
 	t.Parallel()
 	dbURL := testkit.DatabaseURL(t)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	jwks, _ := json.Marshal(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "ES384", Use: "sig"}}})
-	path := filepath.Join(t.TempDir(), "jwks.json")
-	if err := os.WriteFile(path, jwks, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := writeTestJWKS(t)
 	run := func(args ...string) []byte {
 		t.Helper()
 		var out, errb bytes.Buffer
