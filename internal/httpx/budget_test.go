@@ -94,6 +94,20 @@ func post(t *testing.T, url string, body io.Reader) int {
 	return res.StatusCode
 }
 
+// budgetHeld starts budgetServer with a 200 ms wait and posts a body of n bytes whose
+// handler holds its charge until the test ends; once that handler has entered it returns
+// the server's URL and the count of handlers that have read their bodies.
+func budgetHeld(t *testing.T, b *BodyBudget, n int) (string, *atomic.Int32) {
+	t.Helper()
+	release := make(chan struct{})
+	var entered atomic.Int32
+	url := budgetServer(t, b, 200*time.Millisecond, release, &entered)
+	t.Cleanup(func() { close(release) }) // before the server's own cleanup, which waits for handlers
+	go post(t, url, strings.NewReader(strings.Repeat("a", n)))
+	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
+	return url, &entered
+}
+
 func waitFor(t *testing.T, what string, ok func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); !ok(); time.Sleep(5 * time.Millisecond) {
@@ -149,12 +163,7 @@ func TestBodyBudgetQueuesThenAdmits(t *testing.T) {
 // small size is charged its first step (here the whole per-request limit) with what it read.
 func TestBodyBudgetRefusesAfterWait(t *testing.T) {
 	b := NewBodyBudget(1000, 800, 10)
-	release := make(chan struct{})
-	defer close(release)
-	var entered atomic.Int32
-	url := budgetServer(t, b, 200*time.Millisecond, release, &entered)
-	go post(t, url, strings.NewReader(strings.Repeat("a", 300)))
-	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
+	url, entered := budgetHeld(t, b, 300)
 
 	// 300 + 800 (chunked and over the small size: the limit) > 1000.
 	req, _ := http.NewRequest(http.MethodPost, url, io.NopCloser(strings.NewReader(strings.Repeat("x", 50))))
@@ -285,12 +294,7 @@ func TestBodyBudgetStandstill(t *testing.T) {
 // whole limit and held up behind large bodies. The handler still reads all of it.
 func TestBodyBudgetChunkedSmallPassesFree(t *testing.T) {
 	b := NewBodyBudget(1000, 1000, 10)
-	release := make(chan struct{})
-	defer close(release)
-	var entered atomic.Int32
-	url := budgetServer(t, b, 200*time.Millisecond, release, &entered)
-	go post(t, url, strings.NewReader(strings.Repeat("a", 600)))
-	waitFor(t, "the first handler", func() bool { return entered.Load() == 1 })
+	budgetHeld(t, b, 600)
 
 	got := make(chan string, 1)
 	e := echo.New()
