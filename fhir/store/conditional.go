@@ -174,10 +174,13 @@ func canonical(typ string, cs []fhir.Clause) ([]fhir.Clause, string) {
 	return out, typ + "?" + strings.Join(parts, "&")
 }
 
+// escapeCondition escapes the separators of a canonical condition inside one value.
+var escapeCondition = strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `&`, `\&`)
+
 // canonicalValue renders v, a value of a parameter of type t, by what the store compares
 // (Store.Search): two values with the same text match the same rows.
 func canonicalValue(t fhir.ParamType, v fhir.Value) string {
-	esc := strings.NewReplacer(`\`, `\\`, `,`, `\,`, `|`, `\|`, `&`, `\&`).Replace
+	esc := escapeCondition.Replace
 	switch t {
 	case fhir.ParamToken:
 		switch v.SystemMode {
