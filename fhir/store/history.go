@@ -57,7 +57,7 @@ func (s *Store) Delete(ctx context.Context, tx db.Querier, typ, id, memberID str
 	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body)
 		SELECT type, id, $3, member_id, $4, true, body FROM fhir_resources WHERE type = $1 AND id = $2`, typ, id, st.Version, at)
 	b.Queue(`UPDATE fhir_resources SET version = $3, last_updated = $4, deleted = true WHERE type = $1 AND id = $2`, typ, id, st.Version, at)
-	for _, t := range []string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"} {
+	for _, t := range indexTables {
 		b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = $2`, typ, id)
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {

@@ -72,6 +72,28 @@ type indexBatch struct {
 	ref      [5][]string // type, id, param, ref_type, ref_id
 }
 
+// indexTables are the tables indexBatch.queue fills. A resource's rows are deleted from each
+// before its new ones are written (or none, when it is deleted).
+var indexTables = [...]string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"}
+
+// appendBatch appends the rows o collected to x.
+func (x *indexBatch) appendBatch(o *indexBatch) {
+	for i := range x.tok {
+		x.tok[i] = append(x.tok[i], o.tok[i]...)
+	}
+	for i := range x.date {
+		x.date[i] = append(x.date[i], o.date[i]...)
+	}
+	x.dLo, x.dHi = append(x.dLo, o.dLo...), append(x.dHi, o.dHi...)
+	for i := range x.str {
+		x.str[i] = append(x.str[i], o.str[i]...)
+	}
+	x.sAt = append(x.sAt, o.sAt...)
+	for i := range x.ref {
+		x.ref[i] = append(x.ref[i], o.ref[i]...)
+	}
+}
+
 // sortParam is the date search parameter whose bounds fhir_resources keeps (date_lo,
 // date_hi: Unix microseconds, the earliest lo and the latest hi of its index rows, NULL
 // without any), so that sorting by it reads the resource row (migration 0075).

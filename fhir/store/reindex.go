@@ -269,14 +269,14 @@ func refreshIndex(ctx context.Context, tx db.Querier, typ string, cur []current,
 			continue
 		}
 		rep.Reindexed++
-		fresh.add(typ, c.id, c.at, r)
+		fresh.appendBatch(&one)
 		freshIDs, freshLo, freshHi = append(freshIDs, c.id), append(freshLo, lo), append(freshHi, hi)
 	}
 	if dryRun || len(freshIDs) == 0 {
 		return rep, nil
 	}
 	b := &pgx.Batch{}
-	for _, t := range []string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"} {
+	for _, t := range indexTables {
 		b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = ANY($2)`, typ, freshIDs)
 	}
 	fresh.queue(b)

@@ -99,7 +99,7 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 	b.Queue(`INSERT INTO fhir_history(type, id, version, member_id, last_updated, deleted, body) VALUES ($1, $2, $3, $4, $5, false, $6)`,
 		typ, id, version, w.MemberID, at, st.Body)
 	if version > 1 { // a new resource has no index rows to replace
-		for _, t := range []string{"fhir_idx_token", "fhir_idx_date", "fhir_idx_string", "fhir_idx_ref"} {
+		for _, t := range indexTables {
 			b.Queue(`DELETE FROM `+t+` WHERE type = $1 AND id = $2`, typ, id)
 		}
 	}
