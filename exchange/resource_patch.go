@@ -163,15 +163,15 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 }
 
 // patchOwn applies p to the current version of the member's resource typ/id and stores
-// the result through update, inside tx. It takes update's locks in update's order before
+// the result as update would, inside tx. It takes update's locks in update's order before
 // it reads the pre-image, so the version patched is the version replaced: for a Patient
-// the MRN of its current version (patientMRNKey), then the row. A patch that changes a
+// the MRN of its current version (patientMRNKey), then the row (lockOwn), and stores the
+// result under them (IngestAs) without taking them again. A patch that changes a
 // Patient's MRN (its identifier in the member's namespace) is refused with errs.Conflict
-// (409) as soon as it is applied, before update would lock the new MRN after the row (a
-// PUT of the changed body is refused too, so nothing is lost), so update only retakes the
-// MRN locked here; a patched Patient with no MRN is left for update to refuse, which takes
-// no MRN lock for it. A resource that is not the member's own and live
-// is refused there as update refuses it (errs.NotFound whose cause is a *refusedWrite),
+// (409) as soon as it is applied, since its new MRN could only be locked after the row (a
+// PUT of the changed body is refused too, so nothing is lost); a patched Patient with no
+// MRN is left for IngestAs to refuse. A resource that is not the member's own and live
+// is refused by lockOwn as update refuses it (errs.NotFound whose cause is a *refusedWrite),
 // before the patch touches it. ifMatch, when not "", must name the current version
 // (errPrecondition otherwise; errs.Invalid when it is not an ETag). rewrite, when not nil,
 // is applied to the patched resource before it is stored, and its error returned as is (a
@@ -193,11 +193,10 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 		}
 		mrnKey = k
 	}
-	h, err := s.lockOwn(ctx, tx, member, typ, id, ifMatch)
-	if err != nil {
+	if _, err := s.lockOwn(ctx, tx, member, typ, id, ifMatch); err != nil {
 		return store.Stored{}, err
 	}
-	cur, err := s.FHIR.Get(ctx, tx, typ, id) // under the row lock: version h.Version
+	cur, err := s.FHIR.Get(ctx, tx, typ, id) // under the row lock: the version If-Match named
 	if err != nil {
 		return store.Stored{}, err
 	}
@@ -219,7 +218,13 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 			return store.Stored{}, err
 		}
 	}
-	return s.update(ctx, tx, member, typ, id, res, store.ETag(h.Version))
+	// The row lock and, for a Patient, its MRN's lock (keepsMRN: the MRN is unchanged) are
+	// held already: store the result as update would after taking them.
+	if err := sameTarget(typ, id, res); err != nil {
+		return store.Stored{}, err
+	}
+	st, _, err := s.IngestAs(ctx, tx, member, res, id)
+	return st, err
 }
 
 // patientMRNKey returns the MRN lock key (mrnLockKey) of the current version of the

@@ -52,14 +52,8 @@ func writePrecondition(c echo.Context, p *errPrecondition) error {
 // moved into another member's Patient). ifMatch, when not "", must name the current
 // version (errPrecondition otherwise).
 func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, res *fhir.Resource, ifMatch string) (store.Stored, error) {
-	const op = "exchange.update"
-	if res.ResourceType != typ {
-		return store.Stored{}, errs.E(op, errs.Invalid, "resourceType does not match the URL")
-	}
-	if res.ID != id {
-		e := errs.E(op, errs.Invalid, "Resource.id must equal the id in the URL")
-		e.Path = typ + ".id"
-		return store.Stored{}, e
+	if err := sameTarget(typ, id, res); err != nil {
+		return store.Stored{}, err
 	}
 	if typ == "Patient" {
 		// Intake takes a Patient's MRN lock and then writes its row: take them in that
@@ -76,6 +70,20 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 	}
 	st, _, err := s.IngestAs(ctx, tx, member, res, id)
 	return st, err
+}
+
+// sameTarget checks that res is the resource typ/id named in the URL.
+func sameTarget(typ, id string, res *fhir.Resource) error {
+	const op = "exchange.update"
+	if res.ResourceType != typ {
+		return errs.E(op, errs.Invalid, "resourceType does not match the URL")
+	}
+	if res.ID != id {
+		e := errs.E(op, errs.Invalid, "Resource.id must equal the id in the URL")
+		e.Path = typ + ".id"
+		return e
+	}
+	return nil
 }
 
 // lockOwn takes the row lock of typ/id in tx and returns its head, provided the resource
