@@ -1,10 +1,14 @@
 package notify
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -107,6 +111,49 @@ func (s *Store) RegisterEndpoint(ctx context.Context, q db.Querier, memberID, ra
 		return errs.E("notify.Store.RegisterEndpoint", errs.Unavailable, "could not register the endpoint", err)
 	}
 	return nil
+}
+
+// RemoveEndpointOrigin takes the origin (scheme, host and port) of rawURL out of the
+// rest-hook origins registered (RegisterEndpoint) to member and returns it. An operator
+// action, like registration. Once it commits, a Subscription naming an endpoint at that
+// origin is refused, and the dispatcher, which checks the origin again before every send,
+// sends nothing more to an existing one: the next delivery due to it sets it to error
+// instead of retrying (a send already past that check may still complete). A literal
+// address that is not public is removed whether or not the allowlist still names it, since
+// removal dials nothing. It returns errs.Invalid (or errs.Forbidden for a host that is not
+// a canonical address) when rawURL is not an endpoint URL, and errs.NotFound when the
+// origin is not registered to member, so removing an origin twice fails the second time.
+func (s *Store) RemoveEndpointOrigin(ctx context.Context, q db.Querier, memberID, rawURL string) (Origin, error) {
+	const op = "notify.Store.RemoveEndpointOrigin"
+	o, err := removalOrigin(rawURL, s.allow)
+	if err != nil {
+		return Origin{}, err
+	}
+	tag, err := q.Exec(ctx, `DELETE FROM notify_endpoints WHERE member_id = $1 AND origin = $2`, memberID, o.String())
+	if err != nil {
+		return Origin{}, errs.E(op, errs.Unavailable, "could not remove the endpoint origin", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return Origin{}, errs.E(op, errs.NotFound, "no such registered endpoint origin")
+	}
+	return o, nil
+}
+
+// removalOrigin is the origin of rawURL as ParseEndpoint reads it, except that a literal
+// address that is not public is accepted whether or not allow names it.
+func removalOrigin(rawURL string, allow []netip.AddrPort) (Origin, error) {
+	_, o, err := ParseEndpoint(rawURL, allow)
+	if !errors.Is(err, errRefused) {
+		return o, err
+	}
+	u, _ := url.Parse(rawURL) // ParseEndpoint parsed it before refusing the address
+	ip, perr := netip.ParseAddr(strings.ToLower(u.Hostname()))
+	if perr != nil {
+		return Origin{}, err
+	}
+	port, _ := strconv.Atoi(cmp.Or(u.Port(), map[string]string{"http": "80", "https": "443"}[u.Scheme]))
+	_, o, err = ParseEndpoint(rawURL, []netip.AddrPort{netip.AddrPortFrom(ip.Unmap().WithZone(""), uint16(port))})
+	return o, err
 }
 
 // checkEndpoint refuses an endpoint whose exact origin the member has not registered.
