@@ -13,13 +13,15 @@ import (
 	"github.com/concord-hie/concord/notify"
 )
 
-const memberEndpointSynopsis = `member endpoint --member ID --url URL[,URL...]
+const memberEndpointSynopsis = `member endpoint --member ID --url URL[,URL...] [--remove]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS [--payload P[,P...]] [--status S]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS --remove
 
 Without --type (or with --type rest-hook), registers the rest-hook endpoint origins a
 member's Subscriptions may use (https; a non-public address only when
-CONCORD_NOTIFY_ALLOW names it).
+CONCORD_NOTIFY_ALLOW names it). With --remove, takes the origins of the URLs out: new
+Subscriptions at them are refused, and nothing more is sent to existing ones, which go
+to error at their next delivery. Removing an origin that is not registered fails.
 
 With --type, publishes an endpoint of the member in the directory, listed as a FHIR
 Endpoint (GET /fhir/Endpoint?organization=member-ID) and referenced from its Organization:
@@ -33,9 +35,11 @@ Registering the same type and address again changes its payload types and status
 // runMemberEndpoint registers a member's endpoints. Without --type: the origins (scheme,
 // host, port) at which a member may receive rest-hook notifications, where a
 // Subscription naming any other endpoint is refused; CONCORD_NOTIFY_ALLOW decides
-// whether a private address may be registered at all. With --type fhir|mllp|direct: an
-// endpoint the member publishes in the directory (directory.ParseEndpoint validates it),
-// or with --remove the removal of one. Registration is an operator action.
+// whether a private address may be registered at all; with --remove, the removal of such
+// origins (notify.Store.RemoveEndpointOrigin). With --type fhir|mllp|direct: an endpoint
+// the member publishes in the directory (directory.ParseEndpoint validates it), or with
+// --remove the removal of one. Registration and removal are operator actions; removing
+// what is not registered is an error, as it is for a published endpoint.
 func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var member, urls string
 	var pub endpointFlags
@@ -46,7 +50,7 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 		fs.StringVar(&pub.address, "address", "", "with --type fhir|mllp|direct: the endpoint's address")
 		fs.StringVar(&pub.payloads, "payload", "", "with --type: payload types, comma-separated: any, none or system|code (default any)")
 		fs.StringVar(&pub.status, "status", "", "with --type: active (default), suspended, error, off or test")
-		fs.BoolVar(&pub.remove, "remove", false, "with --type and --address: remove the published endpoint from the directory")
+		fs.BoolVar(&pub.remove, "remove", false, "with --url: remove the rest-hook origins; with --type and --address: remove the published endpoint from the directory")
 	})
 	if err != nil {
 		return err
@@ -58,8 +62,8 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 		}
 		return publishEndpoint(ctx, cfg, member, pub, stdout, stderr)
 	}
-	if pub.address != "" || pub.payloads != "" || pub.status != "" || pub.remove {
-		fmt.Fprintln(stderr, "concord member endpoint: --address, --payload, --status and --remove go with --type fhir|mllp|direct")
+	if pub.address != "" || pub.payloads != "" || pub.status != "" {
+		fmt.Fprintln(stderr, "concord member endpoint: --address, --payload and --status go with --type fhir|mllp|direct")
 		return errReported
 	}
 	if member == "" || strings.TrimSpace(urls) == "" {
@@ -74,6 +78,14 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 	ns := notify.NewStore(cfg.NotifyAllow)
 	for _, u := range strings.Split(urls, ",") {
 		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if pub.remove {
+			o, err := ns.RemoveEndpointOrigin(ctx, pool, member, u)
+			if err != nil {
+				return fmt.Errorf("endpoint %q: %s", u, errs.MessageOf(err))
+			}
+			fmt.Fprintf(stdout, "removed notification endpoint origin %s of %s: Subscriptions at it are no longer delivered to\n", o, member)
 			continue
 		}
 		if err := ns.RegisterEndpoint(ctx, pool, member, u); err != nil {

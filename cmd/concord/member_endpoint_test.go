@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/concord-hie/concord/internal/testkit"
+	"github.com/concord-hie/concord/notify"
 )
 
 // harborEndpoints registers member harbor on a fresh database and returns its pool and URL
@@ -135,8 +136,8 @@ func TestMemberEndpointPublished(t *testing.T) {
 }
 
 // TestMemberEndpointRemove removes a published endpoint with --remove: member list no
-// longer shows it and its row records the removal; removing it again, or without --type
-// and --address, or with --payload or --status, fails.
+// longer shows it and its row records the removal; removing it again, or without
+// --address, or with --payload or --status, fails.
 func TestMemberEndpointRemove(t *testing.T) {
 	ctx := context.Background()
 	pool, dbURL, run := harborEndpoints(t)
@@ -160,7 +161,6 @@ func TestMemberEndpointRemove(t *testing.T) {
 		{"--member", "harbor", "--type", "mllp", "--address", "mllp://hl7.harbor-health.org:2575", "--remove"},
 		{"--member", "harbor", "--type", "direct", "--address", "mailto:records@direct.harbor-health.org", "--remove"},
 		{"--member", "harbor", "--type", "fhir", "--remove"},
-		{"--member", "harbor", "--remove", "--url", "https://hooks.harbor-health.org/hook"},
 		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4", "--remove", "--status", "off"},
 		{"--member", "harbor", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4", "--remove", "--payload", "any"},
 		{"--member", "nobody", "--type", "fhir", "--address", "https://fhir.harbor-health.org/r4", "--remove"},
@@ -175,5 +175,60 @@ func TestMemberEndpointRemove(t *testing.T) {
 	}
 	if s := list.String(); strings.Contains(s, "hl7v2-mllp") || !strings.Contains(s, "https://fhir.harbor-health.org/r4") {
 		t.Fatalf("member list after removal: %s", s)
+	}
+}
+
+// TestMemberEndpointRemoveOrigin removes registered rest-hook origins with --url and
+// --remove: of two origins the other stays, in the table and in the directory's listing;
+// an origin is named by any URL at it; removing one again fails and says why, as removing a
+// published endpoint twice does; a private origin goes although CONCORD_NOTIFY_ALLOW no
+// longer names it; and --remove takes no --address.
+func TestMemberEndpointRemoveOrigin(t *testing.T) {
+	ctx := context.Background()
+	pool, _, run := harborEndpoints(t)
+	if out, err := run("--member", "harbor", "--url", "https://hooks.harbor-health.org:8443/hook,https://ehr.harbor-health.org/notify"); err != nil {
+		t.Fatalf("register: %v %s", err, out)
+	}
+	if out, err := run("--member", "harbor", "--url", "https://HOOKS.harbor-health.org:8443/other?x=1", "--remove"); err != nil ||
+		out != "removed notification endpoint origin https://hooks.harbor-health.org:8443 of harbor: Subscriptions at it are no longer delivered to\n" {
+		t.Fatalf("remove: %v %q", err, out)
+	}
+	origins := func() []string {
+		t.Helper()
+		got, err := notify.NewStore(nil).EndpointOrigins(ctx, pool, []string{"harbor"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got["harbor"]
+	}
+	if got, want := origins(), []string{"https://ehr.harbor-health.org:443"}; !slices.Equal(got, want) {
+		t.Fatalf("origins after removal: %v, want %v", got, want)
+	}
+	out, err := run("--member", "harbor", "--url", "https://hooks.harbor-health.org:8443/hook", "--remove")
+	if err == nil || !strings.Contains(err.Error(), "no such registered endpoint origin") {
+		t.Fatalf("removed twice: %v %s", err, out)
+	}
+	if got := origins(); len(got) != 1 {
+		t.Fatalf("a failed removal changed the origins: %v", got)
+	}
+
+	if out, err := run("--member", "harbor", "--url", "https://10.0.0.5:8443/hook", "--notify-allow", "10.0.0.5:8443"); err != nil {
+		t.Fatalf("allowed private endpoint: %v %s", err, out)
+	}
+	if out, err := run("--member", "harbor", "--url", "https://10.0.0.5:8443/hook", "--remove"); err != nil {
+		t.Fatalf("private origin no longer allowed: %v %s", err, out)
+	}
+	for _, args := range [][]string{
+		{"--member", "harbor", "--url", "https://ehr.harbor-health.org/notify", "--remove", "--address", "https://ehr.harbor-health.org"},
+		{"--member", "harbor", "--url", "ftp://ehr.harbor-health.org/notify", "--remove"},
+		{"--member", "harbor", "--remove"},
+		{"--member", "nobody", "--url", "https://ehr.harbor-health.org/notify", "--remove"},
+	} {
+		if out, err := run(args...); err == nil {
+			t.Fatalf("%v succeeded: %s", args, out)
+		}
+	}
+	if got, want := origins(), []string{"https://ehr.harbor-health.org:443"}; !slices.Equal(got, want) {
+		t.Fatalf("origins at the end: %v, want %v", got, want)
 	}
 }
