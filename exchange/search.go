@@ -120,7 +120,9 @@ func searchCapability(t string, ops []string) searchCap {
 
 // searchResources handles GET [base]/[type]?... and POST [base]/[type]/_search. The
 // POST form body and the URL query are merged. A request carrying _cursor pages an
-// earlier search: its query comes from the sealed cursor.
+// earlier search: its query comes from the sealed cursor. An _include that reaches a
+// directory Organization (PractitionerRole:organization) has it added after records
+// answers (includeDirectoryOrganizations).
 func (a *SearchAPI) searchResources(c echo.Context) error {
 	const op = "exchange.searchResources"
 	typ := c.Param("type")
@@ -139,6 +141,10 @@ func (a *SearchAPI) searchResources(c echo.Context) error {
 	}
 	page, err := a.x.SearchAllowed(c.Request().Context(), viewer(c), typ, q, allowedTypes(c))
 	if err != nil {
+		return err
+	}
+	// Directory Organizations are not in the store records includes from.
+	if err := a.includeDirectoryOrganizations(c, q, &page); err != nil {
 		return err
 	}
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), a.s.cursorLink(typ, page.Next))
