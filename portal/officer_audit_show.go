@@ -73,7 +73,8 @@ type auditRow struct {
 	Role       string
 	Purpose    string
 	Patient    string
-	Actor      string
+	Actor      string // the login's subject, or the event's OAuth client for a system
+	ActorFrom  string // the login's issuer, shown on hover
 	Reason     string
 	Data       string
 	BreakGlass bool
@@ -121,9 +122,16 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 				classes = append(classes, r.Type)
 			}
 		}
+		actorFrom, actor, found := strings.Cut(ev.Actor, "|")
+		if !found {
+			actorFrom, actor = "", ev.Actor
+		}
+		if actor == "" && ev.Client != "" {
+			actor = "system " + ev.Client
+		}
 		p.Rows = append(p.Rows, auditRow{Time: ev.Time.In(s.cfg.Location), Action: string(ev.Action), Outcome: string(ev.Outcome),
 			Deny: ev.Outcome != audit.Permit, Org: org, Role: ev.Role, Purpose: ev.Purpose, Patient: ev.Patient,
-			Actor: ev.Actor, Reason: ev.Reason, Data: strings.Join(classes, ", "), BreakGlass: ev.BreakGlass,
+			Actor: actor, ActorFrom: actorFrom, Reason: ev.Reason, Data: strings.Join(classes, ", "), BreakGlass: ev.BreakGlass,
 			ShareLink: ev.ShareLink, RequestID: ev.RequestID})
 	}
 	if next != "" {

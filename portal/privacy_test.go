@@ -297,6 +297,11 @@ func TestOfficerAuditSearchAndPaging(t *testing.T) {
 	if n := strings.Count(r.body, "<tr"); n != 2 || !strings.Contains(r.body, "no-directive") || !strings.Contains(r.body, "North Valley Laboratory") {
 		t.Errorf("deny search: %d rows\n%s", n-1, r.body)
 	}
+	// The actor column names the subject; the issuer is on hover, not wrapped through the cell.
+	r = c.get(pe.base + "/officer?patient=" + alicePerson + "&org=riverside")
+	if !strings.Contains(r.body, `title="signed in through `+html.EscapeString(pe.op.Issuer())+`">sub-doc-1<`) {
+		t.Errorf("actor cell: want subject with the issuer on hover\n%s", r.body)
+	}
 	r = c.get(pe.base + "/officer?org=stmary")
 	if n := strings.Count(r.body, "<tr"); n != 2 || !strings.Contains(r.body, "Break glass") {
 		t.Errorf("org search: %d rows", n-1)
