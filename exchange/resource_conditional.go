@@ -25,7 +25,9 @@ import (
 // more than one is 412. Another member's resources never match, so a condition reveals nothing and
 // refuses no foreign id; a match deleted by a concurrent request before its update locks it
 // answers 404 after a deny event, like a PUT of it (auditRefusedUpdate). The create's or
-// update's audit event commits with it (503 and nothing stored when it cannot).
+// update's audit event commits with it (503 and nothing stored when it cannot). An update
+// to the content the match has already stores nothing, as a PUT of it would
+// (updateResource).
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	const op = "exchange.conditionalUpdate"
 	typ := c.Param("type")

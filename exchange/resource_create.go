@@ -160,10 +160,27 @@ func (s *Server) Ingest(ctx context.Context, tx db.Querier, member directory.Mem
 // IngestAs is Ingest with the id chosen by the caller (a bundle assigns ids before it
 // stores, an update names its target; "" assigns a new one). An existing id must be the
 // member's own (errs.NotFound otherwise). A Patient whose MRN names an existing source
-// record keeps that record's id; an id that disagrees with it is errs.Invalid.
+// record keeps that record's id; an id that disagrees with it is errs.Invalid. Every call
+// stores a new version; an update that may be a no-op calls ingestUpdate.
 func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string) (store.Stored, int, error) {
+	return s.ingest(ctx, tx, member, res, id, false)
+}
+
+// ingestUpdate is IngestAs for an update of the member's resource id (PUT and PATCH,
+// plain, conditional or in a Bundle): when res has the content of the current version
+// (store.Write.SkipUnchanged) it stores nothing and returns that version with Unchanged
+// set: no new version, no MPI re-link, no outbox event (so no notification or subscription
+// event). The caller audits it like any other update.
+func (s *Server) ingestUpdate(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string) (store.Stored, error) {
+	st, _, err := s.ingest(ctx, tx, member, res, id, true)
+	return st, err
+}
+
+// ingest is IngestAs, and ingestUpdate when skipUnchanged is set.
+func (s *Server) ingest(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, id string, skipUnchanged bool) (store.Stored, int, error) {
 	const op = "exchange.Ingest"
 	w := s.sourceWrite(member, res, id)
+	w.SkipUnchanged = skipUnchanged
 	if res.ResourceType == "Patient" {
 		mrn, demo, err := patientIdentity(res, member)
 		if err != nil {
@@ -193,6 +210,9 @@ func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.M
 		if err != nil {
 			return store.Stored{}, 0, err
 		}
+		if st.Unchanged { // the same demographics: nothing for the MPI to redo
+			return st, status, nil
+		}
 		if _, err := s.Matcher.LinkPatient(ctx, tx, member.ID, mrn.System, mrn.Value, st.ID, demo); err != nil {
 			return store.Stored{}, 0, err
 		}
@@ -210,7 +230,7 @@ func (s *Server) IngestAs(ctx context.Context, tx db.Querier, member directory.M
 		return store.Stored{}, 0, err
 	}
 	st, err := s.FHIR.Put(ctx, tx, w)
-	if err == nil && s.Notify != nil { // an Encounter's event joins the outbox in this transaction
+	if err == nil && s.Notify != nil && !st.Unchanged { // an Encounter's event joins the outbox in this transaction
 		err = notify.EnqueueStored(ctx, tx, st)
 	}
 	return st, http.StatusCreated, err

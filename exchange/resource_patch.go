@@ -76,13 +76,14 @@ func (s *Server) readPatch(c echo.Context) (*fhir.Patch, error) {
 // result is stored exactly as a PUT of it would be (update: compartment authorized like a
 // create, security labels, the MPI link of a Patient, a new version in _history, If-Match
 // checked under the row lock, the update's audit event committed with it, the new version
-// answered like PUT's: 200 with the resource, Prefer not consulted). Another member's
-// resource, an unknown id and the member's own deleted one answer 404 alike, each after
-// the deny event a PUT of it leaves (auditRefusedUpdate); the patch is never applied to
-// them, so a test operation cannot probe another member's data. A malformed patch is 400,
-// a well-formed one that cannot be applied (a failed test, a missing path) 422, a result
-// that is not a valid resource of the same type and id 400; on every error nothing is
-// stored.
+// answered like PUT's: 200 with the resource, Prefer not consulted). A patch whose result
+// has the current version's content (a replace with the same value) stores no new version
+// and answers that one, as a PUT of it would. Another member's resource, an unknown id
+// and the member's own deleted one answer 404 alike, each after the deny event a PUT of it
+// leaves (auditRefusedUpdate); the patch is never applied to them, so a test operation
+// cannot probe another member's data. A malformed patch is 400, a well-formed one that
+// cannot be applied (a failed test, a missing path) 422, a result that is not a valid
+// resource of the same type and id 400; on every error nothing is stored.
 func (s *Server) patchResource(c echo.Context) error {
 	const op = "exchange.patchResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -166,11 +167,11 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 // the result as update would, inside tx. It takes update's locks in update's order before
 // it reads the pre-image, so the version patched is the version replaced: for a Patient
 // the MRN of its current version (patientMRNKey), then the row (lockOwn), and stores the
-// result under them (IngestAs) without taking them again. A patch that changes a
+// result under them (ingestUpdate) without taking them again. A patch that changes a
 // Patient's MRN (its identifier in the member's namespace) is refused with errs.Conflict
 // (409) as soon as it is applied, since its new MRN could only be locked after the row (a
 // PUT of the changed body is refused too, so nothing is lost); a patched Patient with no
-// MRN is left for IngestAs to refuse. A resource that is not the member's own and live
+// MRN is left for ingestUpdate to refuse. A resource that is not the member's own and live
 // is refused by lockOwn as update refuses it (errs.NotFound whose cause is a *refusedWrite),
 // before the patch touches it. ifMatch, when not "", must name the current version
 // (errPrecondition otherwise; errs.Invalid when it is not an ETag). rewrite, when not nil,
@@ -223,8 +224,7 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 	if err := sameTarget(typ, id, res); err != nil {
 		return store.Stored{}, err
 	}
-	st, _, err := s.IngestAs(ctx, tx, member, res, id)
-	return st, err
+	return s.ingestUpdate(ctx, tx, member, res, id)
 }
 
 // patientMRNKey returns the MRN lock key (mrnLockKey) of the current version of the

@@ -44,13 +44,14 @@ func writePrecondition(c echo.Context, p *errPrecondition) error {
 	return c.Blob(http.StatusPreconditionFailed, mimeFHIR, fhir.OperationOutcome(fhir.Issue{Severity: fhir.SeverityError, Code: fhir.IssueConflict, Diagnostics: p.msg}))
 }
 
-// update stores res as a new version of the member's resource typ/id inside tx. The
-// pre-image must be the member's own and not deleted (anything else is errs.NotFound whose
-// cause is a *refusedWrite, so another member's id looks absent, no id can be created by
-// PUT, and the caller can audit the refusal); the new body goes
-// through Ingest, which authorizes its compartment like a create (a resource cannot be
-// moved into another member's Patient). ifMatch, when not "", must name the current
-// version (errPrecondition otherwise).
+// update stores res as a new version of the member's resource typ/id inside tx (or, when
+// res has the current version's content, stores nothing and returns that version with
+// Unchanged set: ingestUpdate). The pre-image must be the member's own and not deleted
+// (anything else is errs.NotFound whose cause is a *refusedWrite, so another member's id
+// looks absent, no id can be created by PUT, and the caller can audit the refusal); the
+// new body goes through Ingest, which authorizes its compartment like a create (a
+// resource cannot be moved into another member's Patient). ifMatch, when not "", must
+// name the current version (errPrecondition otherwise).
 func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, res *fhir.Resource, ifMatch string) (store.Stored, error) {
 	if err := sameTarget(typ, id, res); err != nil {
 		return store.Stored{}, err
@@ -58,7 +59,7 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 	if typ == "Patient" {
 		// Intake takes a Patient's MRN lock and then writes its row: take them in that
 		// order here too, or an update and a create of one Patient deadlock. A body with
-		// no valid MRN is refused by IngestAs below.
+		// no valid MRN is refused by ingestUpdate below.
 		if mrn, _, err := patientIdentity(res, member); err == nil {
 			if err := s.FHIR.LockConditions(ctx, tx, member.ID, []string{mrnLockKey(mrn)}); err != nil {
 				return store.Stored{}, err
@@ -68,8 +69,7 @@ func (s *Server) update(ctx context.Context, tx db.Querier, member directory.Mem
 	if _, err := s.lockOwn(ctx, tx, member, typ, id, ifMatch); err != nil {
 		return store.Stored{}, err
 	}
-	st, _, err := s.IngestAs(ctx, tx, member, res, id)
-	return st, err
+	return s.ingestUpdate(ctx, tx, member, res, id)
 }
 
 // sameTarget checks that res is the resource typ/id named in the URL.
@@ -117,6 +117,11 @@ func (s *Server) lockOwn(ctx context.Context, tx db.Querier, member directory.Me
 // answer alike (404), each after a deny event of the refused update
 // (auditRefusedUpdate; 503 when it cannot be committed). The update's audit event commits
 // with it (503 and nothing stored when it cannot).
+//
+// A body with the content of the current version (store.Put: all but meta.versionId and
+// meta.lastUpdated, after the server's meta.source, tags and labels) is a no-op: no new
+// version, no notification, 200 with the current version and its ETag; it is audited as
+// an update all the same.
 func (s *Server) updateResource(c echo.Context) error {
 	const op = "exchange.updateResource"
 	typ, id := c.Param("type"), c.Param("id")

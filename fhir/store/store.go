@@ -4,9 +4,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"reflect"
 	"strconv"
 	"time"
 
@@ -27,6 +30,9 @@ type Stored struct {
 	LastUpdated time.Time
 	Deleted     bool
 	Body        []byte
+	// Unchanged is set by Put when the write held the content of the current version
+	// already: nothing was stored, and the fields describe that version.
+	Unchanged bool
 }
 
 // Store reads and writes resources.
@@ -52,27 +58,48 @@ type Write struct {
 	Tags      []fhir.Coding // tags to add (e.g. the source member)
 	Security  []fhir.Coding // security labels to add (by ingest rules)
 	At        time.Time
+	// SkipUnchanged makes an update that would store the current version's content again
+	// store nothing (Put); an update (PUT, PATCH) sets it, other writes make a version.
+	SkipUnchanged bool
 }
 
 // Put stores a new version of a resource in tx and returns it as stored. On update the
 // resource must belong to the same member (errs.NotFound otherwise: another member's
 // record looks absent). Index rows are replaced in the same transaction.
+//
+// With w.SkipUnchanged, an update whose stamped result has the content of the current, live
+// version (sameContent: everything but meta.versionId and meta.lastUpdated, so meta.source,
+// the tags and the security labels count as the stamp leaves them) in the same compartment
+// stores nothing: no version, no history row, no index rows. Put then returns the current
+// version with Unchanged set, and callers skip the side effects of a write (notifications,
+// MPI re-linking) but still audit it. The comparison reads the current body under the row
+// lock Put takes, so no concurrent write can slip between the check and the answer.
 func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error) {
 	const op = "fhir.store.Put"
 	typ := w.Resource.ResourceType
 	id := w.ID
 	version := 1
+	var cur *Stored // the current, live version of id, if any
 	if id == "" {
 		id = NewID()
 	} else {
-		var member string
-		var v int
-		err := tx.QueryRow(ctx, `SELECT member_id, version FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE`, typ, id).Scan(&member, &v)
+		c := Stored{Type: typ, ID: id}
+		var patient *string
+		// The body only when it is to be compared: other writes need not read it.
+		err := tx.QueryRow(ctx, `SELECT member_id, version, patient_id, last_updated, deleted, CASE WHEN $3 THEN body END
+			FROM fhir_resources WHERE type = $1 AND id = $2 FOR UPDATE`, typ, id, w.SkipUnchanged).
+			Scan(&c.MemberID, &c.Version, &patient, &c.LastUpdated, &c.Deleted, &c.Body)
 		switch {
-		case err == nil && member != w.MemberID:
+		case err == nil && c.MemberID != w.MemberID:
 			return Stored{}, errs.E(op, errs.NotFound, "resource not found")
 		case err == nil:
-			version = v + 1
+			version = c.Version + 1
+			if patient != nil {
+				c.PatientID = *patient
+			}
+			if !c.Deleted {
+				cur = &c
+			}
 		case errs.CodeOf(db.Map(op, err)) != errs.NotFound:
 			return Stored{}, db.Map(op, err)
 		}
@@ -81,6 +108,10 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 	r, err := w.Resource.Stamp(fhir.Stamp{ID: id, VersionID: strconv.Itoa(version), LastUpdated: at, Source: w.Source, AddTags: w.Tags, Security: w.Security})
 	if err != nil {
 		return Stored{}, errs.E(op, err)
+	}
+	if w.SkipUnchanged && cur != nil && cur.PatientID == w.PatientID && sameContent(cur.Body, r.Bytes()) {
+		cur.Unchanged = true
+		return *cur, nil
 	}
 	st := Stored{Type: typ, ID: id, Version: version, MemberID: w.MemberID, PatientID: w.PatientID, LastUpdated: at, Body: r.Bytes()}
 	var patient *string
@@ -108,6 +139,40 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 		return Stored{}, db.Map(op, err)
 	}
 	return st, nil
+}
+
+// sameContent reports whether a and b, two bodies of one resource, hold the same content
+// apart from meta.versionId and meta.lastUpdated, which every version sets anew. Content is
+// compared as JSON values, not bytes (stored bodies are kept as sent, so a resend may be
+// formatted differently): objects member by member in any order, arrays in order, strings
+// after unescaping, numbers by their text, so 1.0 and 1.00 differ as FHIR decimals do. A
+// body that does not decode is never the same.
+func sameContent(a, b []byte) bool {
+	x, ok := contentOf(a)
+	if !ok {
+		return false
+	}
+	y, ok := contentOf(b)
+	return ok && reflect.DeepEqual(x, y)
+}
+
+// contentOf decodes a resource body for sameContent, without meta.versionId and
+// meta.lastUpdated (and without meta when nothing else is in it).
+func contentOf(body []byte) (map[string]any, bool) {
+	d := json.NewDecoder(bytes.NewReader(body))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil || d.More() {
+		return nil, false
+	}
+	if meta, ok := m["meta"].(map[string]any); ok {
+		delete(meta, "versionId")
+		delete(meta, "lastUpdated")
+		if len(meta) == 0 {
+			delete(m, "meta")
+		}
+	}
+	return m, true
 }
 
 // Get returns the current version of a resource, or errs.NotFound when it does not exist
