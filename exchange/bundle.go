@@ -712,13 +712,21 @@ func (s *Server) batchRead(ctx context.Context, v records.Viewer, e plannedEntry
 // (200), and fails with errPrecondition (412) on several. It records in w the create, or,
 // for a match, the read of the member's own resource that the reply discloses.
 func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, condition string, w *records.Writes) (store.Stored, int, error) {
+	st, status, _, err := s.matchOrCreate(ctx, tx, member, res, condition, w)
+	return st, status, err
+}
+
+// matchOrCreate is createIfNoneExist that also says whether the condition matched (and
+// nothing was created), for the OperationOutcome of return=OperationOutcome (wrote).
+func (s *Server) matchOrCreate(ctx context.Context, tx db.Querier, member directory.Member, res *fhir.Resource, condition string,
+	w *records.Writes) (st store.Stored, status int, matched bool, err error) {
 	c, err := store.ParseCondition(res.ResourceType, condition)
 	if err != nil {
-		return store.Stored{}, 0, err
+		return store.Stored{}, 0, false, err
 	}
 	m, err := s.matchLocked(ctx, tx, member, c, res) // a Patient's MRN with the condition
 	if err != nil {
-		return store.Stored{}, 0, err
+		return store.Stored{}, 0, false, err
 	}
 	switch len(m) {
 	case 0:
@@ -726,15 +734,15 @@ func (s *Server) createIfNoneExist(ctx context.Context, tx db.Querier, member di
 		if err == nil {
 			written(w, st, status, false)
 		}
-		return st, status, err
+		return st, status, false, err
 	case 1:
 		st, err := s.FHIR.Get(ctx, tx, res.ResourceType, m[0])
 		if err == nil {
 			w.Stored(audit.Read, st)
 		}
-		return st, http.StatusOK, err
+		return st, http.StatusOK, true, err
 	}
-	return store.Stored{}, 0, &errPrecondition{msg: "the If-None-Exist condition matches more than one resource"}
+	return store.Stored{}, 0, false, &errPrecondition{msg: "the If-None-Exist condition matches more than one resource"}
 }
 
 // sourceWrite is the store.Write of res as member's record: labelled with its source

@@ -27,7 +27,7 @@ import (
 // answers 404 after a deny event, like a PUT of it (auditRefusedUpdate). The create's or
 // update's audit event commits with it (503 and nothing stored when it cannot). An update
 // to the content the match has already stores nothing, as a PUT of it would
-// (updateResource).
+// (updateResource), and the answer carries what Prefer asks for (writeReply).
 func (s *Server) conditionalUpdate(c echo.Context) error {
 	const op = "exchange.conditionalUpdate"
 	typ := c.Param("type")
@@ -63,8 +63,7 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 	if err != nil {
 		return s.auditRefusedUpdate(ctx, v, err)
 	}
-	setVersionHeaders(c, s.FHIRBase(), st)
-	return c.Blob(status, mimeFHIR, st.Body)
+	return writeReply(c, s.FHIRBase(), status, st, wrote(status, st, false))
 }
 
 // conditionalPut is conditionalUpdate's work inside tx, for member's res of type cond.Type:

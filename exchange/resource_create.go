@@ -58,6 +58,13 @@ func (s *Server) readRequestResource(c echo.Context, op, want string) ([]byte, *
 // The write's audit event (records.AuditWrites) commits in the same transaction: if it
 // cannot be written, nothing is stored and the answer is 503. A retry answered from its
 // Idempotency-Key writes nothing and adds no event (the first request has its own).
+//
+// The answer (201, or 200 for an If-None-Exist match or a Patient whose MRN named an
+// existing record; Location, ETag and Last-Modified of the version) carries what Prefer
+// asks for (writeReply): the resource (return=representation, the default), nothing
+// (return=minimal) or an OperationOutcome saying what was done (return=OperationOutcome).
+// A retry answered from its Idempotency-Key gets the same status and headers, and its own
+// Prefer applied to the version the first request stored.
 func (s *Server) createResource(c echo.Context) error {
 	const op = "exchange.createResource"
 	typ := c.Param("type")
@@ -76,6 +83,7 @@ func (s *Server) createResource(c echo.Context) error {
 	}
 	var stored store.Stored
 	status := http.StatusCreated
+	matched := false // an If-None-Exist condition matched: nothing was created
 	cond := c.Request().Header.Get("If-None-Exist")
 	var idem string // a retry with the same Idempotency-Key gets the first reply and writes nothing
 	if k := c.Request().Header.Get("Idempotency-Key"); k != "" {
@@ -90,7 +98,7 @@ func (s *Server) createResource(c echo.Context) error {
 		}
 		var w records.Writes
 		if cond != "" {
-			stored, status, err = s.createIfNoneExist(ctx, tx, member, res, cond, &w)
+			stored, status, matched, err = s.matchOrCreate(ctx, tx, member, res, cond, &w)
 		} else if stored, status, err = s.Ingest(ctx, tx, member, res); err == nil {
 			written(&w, stored, status, false)
 		}
@@ -112,14 +120,15 @@ func (s *Server) createResource(c echo.Context) error {
 		return err
 	}
 	if replay != nil {
-		c.Response().Header().Set("Location", replay.location)
-		return c.Blob(replay.status, mimeFHIR, replay.body)
+		st, ok := replay.replayed(s.FHIRBase())
+		if !ok { // not a reply this handler remembered: answer it as it was
+			c.Response().Header().Set("Location", replay.location)
+			return c.Blob(replay.status, mimeFHIR, replay.body)
+		}
+		return writeReply(c, s.FHIRBase(), replay.status, st,
+			st.Type+"/"+st.ID+" version "+itoa(st.Version)+" answered an earlier request with this Idempotency-Key: nothing was written")
 	}
-	loc := s.FHIRBase() + "/" + stored.Type + "/" + stored.ID + "/_history/" + itoa(stored.Version)
-	c.Response().Header().Set("Location", loc)
-	c.Response().Header().Set("ETag", store.ETag(stored.Version))
-	c.Response().Header().Set("Last-Modified", stored.LastUpdated.UTC().Format(http.TimeFormat))
-	return c.Blob(status, mimeFHIR, stored.Body)
+	return writeReply(c, s.FHIRBase(), status, stored, wrote(status, stored, matched))
 }
 
 // auditWrites appends the audit events of w (records.Service.AuditWrites: one per person

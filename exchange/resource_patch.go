@@ -76,14 +76,15 @@ func (s *Server) readPatch(c echo.Context) (*fhir.Patch, error) {
 // result is stored exactly as a PUT of it would be (update: compartment authorized like a
 // create, security labels, the MPI link of a Patient, a new version in _history, If-Match
 // checked under the row lock, the update's audit event committed with it, the new version
-// answered like PUT's: 200 with the resource, Prefer not consulted). A patch whose result
-// has the current version's content (a replace with the same value) stores no new version
-// and answers that one, as a PUT of it would. Another member's resource, an unknown id
-// and the member's own deleted one answer 404 alike, each after the deny event a PUT of it
-// leaves (auditRefusedUpdate); the patch is never applied to them, so a test operation
-// cannot probe another member's data. A malformed patch is 400, a well-formed one that
-// cannot be applied (a failed test, a missing path) 422, a result that is not a valid
-// resource of the same type and id 400; on every error nothing is stored.
+// answered like PUT's: 200 with the resource, nothing or an OperationOutcome as Prefer
+// asks). A patch whose result has the current version's content (a replace with the same
+// value) stores no new version and answers that one, as a PUT of it would. Another
+// member's resource, an unknown id and the member's own deleted one answer 404 alike,
+// each after the deny event a PUT of it leaves (auditRefusedUpdate); the patch is never
+// applied to them, so a test operation cannot probe another member's data. A malformed
+// patch is 400, a well-formed one that cannot be applied (a failed test, a missing path)
+// 422, a result that is not a valid resource of the same type and id 400; on every error
+// nothing is stored.
 func (s *Server) patchResource(c echo.Context) error {
 	const op = "exchange.patchResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -159,8 +160,7 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 	if err != nil {
 		return s.auditRefusedUpdate(ctx, v, err)
 	}
-	setVersionHeaders(c, s.FHIRBase(), st)
-	return c.Blob(http.StatusOK, mimeFHIR, st.Body)
+	return writeReply(c, s.FHIRBase(), http.StatusOK, st, wrote(http.StatusOK, st, false))
 }
 
 // patchOwn applies p to the current version of the member's resource typ/id and stores

@@ -121,7 +121,8 @@ func (s *Server) lockOwn(ctx context.Context, tx db.Querier, member directory.Me
 // A body with the content of the current version (store.Put: all but meta.versionId and
 // meta.lastUpdated, after the server's meta.source, tags and labels) is a no-op: no new
 // version, no notification, 200 with the current version and its ETag; it is audited as
-// an update all the same.
+// an update all the same. The answer is 200 with Location, ETag and Last-Modified, and the
+// resource, nothing or an OperationOutcome as Prefer asks (writeReply).
 func (s *Server) updateResource(c echo.Context) error {
 	const op = "exchange.updateResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -153,8 +154,7 @@ func (s *Server) updateResource(c echo.Context) error {
 	if err != nil {
 		return s.auditRefusedUpdate(ctx, v, err)
 	}
-	setVersionHeaders(c, s.FHIRBase(), st)
-	return c.Blob(http.StatusOK, mimeFHIR, st.Body)
+	return writeReply(c, s.FHIRBase(), http.StatusOK, st, wrote(http.StatusOK, st, false))
 }
 
 // deleteResource handles DELETE [base]/[type]/[id]: a soft delete of the member's own
