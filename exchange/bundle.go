@@ -54,7 +54,15 @@ import (
 //     (system|value), else (transactions only) the SHA-256 of the body. A repeat returns the
 //     first transaction-response and writes nothing. Resending the same bytes is therefore
 //     never a duplicate; a regenerated bundle with new bytes and no identifier re-creates
-//     the resources that carry no identifier (Observation, Encounter, ...).
+//     the resources that carry no identifier (Observation, Encounter, ...). The repeat's
+//     answer is the first one as it was, whatever Prefer the repeat sends.
+//   - Prefer (FHIR R4 http.html#transaction-response): each response entry of a POST, PUT
+//     or PATCH carries status, location, etag and lastModified; return=representation adds
+//     the resource as stored (entry.resource), return=OperationOutcome an OperationOutcome
+//     saying what was done (entry.response.outcome, as wrote says it for a REST write), and
+//     return=minimal, like no preference, neither. DELETE entries carry only their status.
+//   - A PUT or PATCH entry whose result has the current version's content stores nothing
+//     and answers 200 with that version (store.Put), as PUT and PATCH [type]/[id] do.
 
 // MaxBundleEntries caps the entries of one Bundle.
 const MaxBundleEntries = 5000
@@ -75,6 +83,7 @@ type plannedEntry struct {
 	patch    *fhir.Patch // PATCH: the JSON Patch of the entry's Binary
 	mrnKey   string      // Patients: the lock key of their MRN
 	priority int         // processing order
+	ret      returnPref  // what its response entry carries besides the status: the Bundle's Prefer
 }
 
 // entryPath names entry i in an OperationOutcome.
@@ -210,8 +219,10 @@ func urnKey(s string) string {
 }
 
 // runEntries carries out planned entries for member inside tx and returns one response
-// per entry, in the order given, recording in w every create, update and delete (an entry
-// that resolves to an existing resource writes nothing and records nothing) and every
+// per entry, in the order given, each with what the entry's ret asks for (the resource or
+// an OperationOutcome besides the status: see Prefer in the list above), recording in w
+// every create, update and delete (an entry that resolves to an existing resource writes
+// nothing and records nothing, but the read of it when its response carries it) and every
 // update and delete refused because its id is not the member's own live resource
 // (Writes.Refuse: a DELETE of such an id answers 204, a PUT or PATCH fails with 404), for the caller
 // to audit (auditWrites, auditRolledBack). Any error fails the whole call; errors
@@ -369,27 +380,43 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 	}
 	sort.SliceStable(order, func(a, b int) bool { return entries[order[a]].priority < entries[order[b]].priority })
 	out := make([]fhir.ResponseEntry, len(entries))
+	sts := make([]store.Stored, len(entries)) // what each answered entry stored or found
 	cache := compartmentCache{}
 	var bulk []store.Write // new resources stored together once the POSTs are decided
 	var bulkIdx []int
-	respond := func(i, status int, st store.Stored) {
+	// respond answers entry i, which stored or found st (matched: found by its condition).
+	respond := func(i, status int, st store.Stored, matched bool) error {
+		sts[i] = st
 		out[i] = fhir.ResponseEntry{FullURL: s.FHIRBase() + "/" + st.Type + "/" + st.ID, Response: fhir.EntryResponse{
 			Status:       strconv.Itoa(status) + " " + http.StatusText(status),
 			Location:     st.Type + "/" + st.ID + "/_history/" + itoa(st.Version),
 			Etag:         store.ETag(st.Version),
 			LastModified: fhir.FormatInstant(st.LastUpdated),
 		}}
+		switch entries[i].ret {
+		case returnRepresentation:
+			res, err := fhir.Parse(st.Body)
+			if err != nil {
+				return errs.E("exchange.runEntries", errs.Internal, "stored resource does not parse", err)
+			}
+			out[i].Resource = res
+		case returnOutcome:
+			out[i].Response.Outcome = writeOutcome(wrote(status, st, matched))
+		}
+		return nil
 	}
 	flush := func() error {
 		if len(bulk) == 0 {
 			return nil
 		}
-		sts, err := s.createMany(ctx, tx, bulk)
+		created, err := s.createMany(ctx, tx, bulk)
 		if err != nil {
 			return err
 		}
-		for j, st := range sts {
-			respond(bulkIdx[j], http.StatusCreated, st)
+		for j, st := range created {
+			if err := respond(bulkIdx[j], http.StatusCreated, st, false); err != nil {
+				return err
+			}
 			w.Stored(audit.Create, st)
 		}
 		bulk, bulkIdx = nil, nil
@@ -435,7 +462,9 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 				w.Refuse(writeRefusal(audit.Update, r))
 			}
 		case existing[i]:
-			st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i])
+			if st, err = s.FHIR.Get(ctx, tx, e.typ, ids[i]); err == nil && e.ret == returnRepresentation {
+				w.Stored(audit.Read, st) // the member's own resource, disclosed in entry.resource
+			}
 		case bulkCreatable(e.typ):
 			var w store.Write
 			w, err = s.bulkWrite(ctx, tx, member, resources[i], ids[i], cache)
@@ -448,10 +477,12 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 				written(w, st, status, false)
 			}
 		}
+		if err == nil {
+			err = respond(i, status, st, existing[i])
+		}
 		if err != nil {
 			return nil, entryErr(e.idx, e.typ, err)
 		}
-		respond(i, status, st)
 	}
 	if err := flush(); err != nil {
 		return nil, err
@@ -460,6 +491,9 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		if j != 0 {
 			out[i] = out[j-1]
 			out[i].Response.Status = "200 OK" // resolved to the resource of the earlier entry
+			if out[i].Response.Outcome != nil {
+				out[i].Response.Outcome = writeOutcome(wrote(http.StatusOK, sts[j-1], true))
+			}
 		}
 	}
 	return out, nil
@@ -512,6 +546,7 @@ func (s *Server) processBundle(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	ret := preferReturn(c.Request().Header.Values("Prefer"))
 	var out []byte
 	switch b.Type {
 	case "transaction":
@@ -525,7 +560,7 @@ func (s *Server) processBundle(c echo.Context) error {
 			sum := sha256.Sum256(body)
 			key = "sha256:" + hex.EncodeToString(sum[:])
 		}
-		out, err = s.Transaction(ctx, viewer(c), p, member, b, key)
+		out, err = s.transaction(ctx, viewer(c), p, member, b, key, ret)
 		if pf, ok := preconditionFailed(err); ok {
 			return writePrecondition(c, pf)
 		}
@@ -536,7 +571,7 @@ func (s *Server) processBundle(c echo.Context) error {
 			return writeUnprocessable(c, err)
 		}
 	case "batch":
-		out, err = s.Batch(ctx, viewer(c), p, member, b)
+		out, err = s.batch(ctx, viewer(c), p, member, b, ret)
 	default:
 		e := errs.E(op, errs.Invalid, "POST [base] takes a transaction or batch Bundle")
 		e.Path = "Bundle.type"
@@ -562,7 +597,15 @@ func (s *Server) processBundle(c echo.Context) error {
 // has a deny event: in the same transaction when the Bundle commits (a DELETE's 204), and
 // committed on its own after the rollback when it fails (a PUT's or PATCH's 404 fails it), before
 // the error is returned; when that cannot be done the error is errs.Unavailable instead.
+// Its response entries carry no resource and no outcome (as under Prefer: return=minimal).
 func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string) ([]byte, error) {
+	return s.transaction(ctx, v, p, member, b, idempotencyKey, returnDefault)
+}
+
+// transaction is Transaction whose response entries carry what ret asks for (the request's
+// Prefer: the resource, an OperationOutcome, or neither).
+func (s *Server) transaction(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle, idempotencyKey string,
+	ret returnPref) ([]byte, error) {
 	entries := make([]plannedEntry, len(b.Entries))
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
@@ -572,6 +615,7 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 		if err != nil {
 			return nil, entryErr(i, pe.typ, err)
 		}
+		pe.ret = ret
 		entries[i] = pe
 	}
 	var out []byte
@@ -613,13 +657,21 @@ func (s *Server) Transaction(ctx context.Context, v records.Viewer, p directory.
 // written either), so a batch leaves one event per person and action per entry. A refused
 // update or delete (an id that is not the member's own live resource: 404 or 204) has its
 // deny event, committed with the entry or, for a failed entry, after its rollback (the
-// entry's 503 when it cannot be).
+// entry's 503 when it cannot be). The response entries of writes carry no resource and no
+// outcome (as under Prefer: return=minimal); a GET entry's carries the resource read.
 func (s *Server) Batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle) ([]byte, error) {
+	return s.batch(ctx, v, p, member, b, returnDefault)
+}
+
+// batch is Batch whose response entries of writes carry what ret asks for (the request's
+// Prefer: the resource, an OperationOutcome, or neither).
+func (s *Server) batch(ctx context.Context, v records.Viewer, p directory.Principal, member directory.Member, b *fhir.Bundle, ret returnPref) ([]byte, error) {
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
 	committed := false // an entry's write has committed: the batch can no longer fail whole
 	var patched int64  // what the committed PATCH entries stored (runEntries)
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
+		pe.ret = ret
 		if err == nil && pe.method == http.MethodGet {
 			resp[i], err = s.batchRead(ctx, v, pe)
 		} else if err == nil {

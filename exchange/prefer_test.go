@@ -191,3 +191,91 @@ func TestPreferIdempotentReplay(t *testing.T) {
 		t.Fatalf("%d Observations after retries, want 1", n)
 	}
 }
+
+// bundleEntries decodes a response Bundle's entries: the resource each carries (its type
+// and id, "" when none) and its response's status and outcome diagnostics ("" when none).
+func bundleEntries(t testing.TB, body []byte) (resources, statuses, outcomes []string) {
+	t.Helper()
+	var b struct {
+		Entry []struct {
+			Resource *struct{ ResourceType, ID string } `json:"resource"`
+			Response struct {
+				Status  string
+				Outcome json.RawMessage
+			} `json:"response"`
+		} `json:"entry"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		t.Fatalf("not a Bundle: %s", body)
+	}
+	for _, e := range b.Entry {
+		r, o := "", ""
+		if e.Resource != nil {
+			r = e.Resource.ResourceType + "/" + e.Resource.ID
+		}
+		if e.Response.Outcome != nil {
+			o = infoOutcome(t, e.Response.Outcome)
+		}
+		resources, statuses, outcomes = append(resources, r), append(statuses, e.Response.Status), append(outcomes, o)
+	}
+	return resources, statuses, outcomes
+}
+
+// TestPreferBundle: a transaction's and a batch's response entries carry status, location
+// and etag; return=representation adds each entry's resource as stored, and
+// return=OperationOutcome an informational outcome saying what was done. No preference,
+// an unknown one and return=minimal carry neither. A PUT entry of unchanged content
+// answers 200 with the current version.
+func TestPreferBundle(t *testing.T) {
+	env := newWriteEnv(t)
+	ta := env.token(t, env.a.ID, allScopes)
+	pid := env.create(t, ta, "/Patient", patientJSON("mrn-bundle"))
+	oid := env.create(t, ta, "/Observation", obsJSON("", pid, "a"))
+	version := 1
+	for i, pc := range preferCases {
+		for _, typ := range []string{"transaction", "batch"} {
+			t.Run(typ+" prefer="+pc.prefer, func(t *testing.T) {
+				version++
+				v := itoa(version)
+				bundle := []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[` +
+					`{"resource":` + string(obsJSON("", pid, "new-"+itoa(i))) + `,"request":{"method":"POST","url":"Observation"}},` +
+					`{"resource":` + string(obsJSON(oid, pid, typ+"-"+itoa(i))) + `,"request":{"method":"PUT","url":"Observation/` + oid + `"}},` +
+					`{"resource":` + string(obsJSON(oid, pid, typ+"-"+itoa(i))) + `,"request":{"method":"PUT","url":"Observation/` + oid + `"}},` +
+					patchEntry("Observation/"+oid, `[{"op":"test","path":"/valueString","value":"`+typ+"-"+itoa(i)+`"}]`) + `]}`)
+				st, body, _ := do(t, "POST", env.base, ta, bundle, withPrefer(pc.prefer, "Idempotency-Key", typ+"-"+itoa(i))...)
+				resources, statuses, outcomes := bundleEntries(t, body)
+				if st != 200 || len(statuses) != 4 || statuses[0] != "201 Created" || statuses[1] != "200 OK" || statuses[2] != "200 OK" || statuses[3] != "200 OK" {
+					t.Fatalf("%s = %d %s", typ, st, body)
+				}
+				_, locations := bundleResponse(t, body)
+				created := strings.TrimPrefix(strings.Split(locations[0], "/_history")[0], "Observation/")
+				// In a transaction both PUTs see the same version; in a batch as well: the
+				// second PUT and the PATCH change nothing.
+				for j := 1; j < 4; j++ {
+					if locations[j] != "Observation/"+oid+"/_history/"+v {
+						t.Fatalf("%s entry %d: location %q, want version %s (%s)", typ, j, locations[j], v, body)
+					}
+				}
+				wantRes := []string{"", "", "", ""}
+				wantOut := []string{"", "", "", ""}
+				switch pc.kind {
+				case "resource":
+					if pc.prefer == "return=representation" {
+						wantRes = []string{"Observation/" + created, "Observation/" + oid, "Observation/" + oid, "Observation/" + oid}
+					}
+				case "outcome":
+					unchanged := "Unchanged Observation/" + oid + " version " + v + ": the content is the current version's, so no new version was stored"
+					wantOut = []string{"Created Observation/" + created + " version 1", "Updated Observation/" + oid + " version " + v, unchanged, unchanged}
+				}
+				for j := range wantRes {
+					if resources[j] != wantRes[j] || outcomes[j] != wantOut[j] {
+						t.Errorf("%s entry %d: resource %q, outcome %q; want %q, %q", typ, j, resources[j], outcomes[j], wantRes[j], wantOut[j])
+					}
+				}
+			})
+		}
+	}
+	if cur, n := env.version(t, "Observation", oid); cur != version || n != version {
+		t.Fatalf("Observation at version %d with %d history rows, want %d", cur, n, version)
+	}
+}

@@ -48,7 +48,8 @@ type EntryResponse struct {
 	Location     string `json:"location,omitempty"`
 	Etag         string `json:"etag,omitempty"`
 	LastModified string `json:"lastModified,omitempty"`
-	// Outcome is an OperationOutcome (JSON), or nil.
+	// Outcome is an OperationOutcome (JSON), or nil: a failed batch entry's error, or what
+	// a write did when the request asked for it (Prefer: return=OperationOutcome).
 	Outcome json.RawMessage `json:"outcome,omitempty"`
 }
 
