@@ -614,10 +614,13 @@ func TestBundlePatchBound(t *testing.T) {
 	bundle := func(typ string, entries ...string) []byte {
 		return []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`)
 	}
+	// Tiny patches that each change a value: one that changes nothing stores no version.
+	patches := 0
 	empty := func(n int) []string {
 		out := make([]string, n)
 		for i := range out {
-			out[i] = patchEntry("Observation/"+big, `[]`)
+			patches++
+			out[i] = patchEntry("Observation/"+big, `[{"op":"replace","path":"/valueString","value":"`+strconv.Itoa(patches)+`"}]`)
 		}
 		return out
 	}
