@@ -22,7 +22,10 @@ type CapabilityResource struct {
 
 // Capabilities returns the search support of every type that has parameters beyond _id and
 // _lastUpdated, sorted by type: exactly what ParseSearch accepts. Every other R4 type
-// supports only the common parameters (CommonCapabilityParams).
+// supports only the common parameters (CommonCapabilityParams). SearchInclude lists the
+// type's own reference parameters; SearchRevInclude lists, for every type of the table,
+// the reference parameters that can point at this type (ParamDef.Targets: its R4 target
+// types, or any type when it has none), as ParseSearch checks a _revinclude.
 func Capabilities() []CapabilityResource {
 	var types []string
 	for t := range searchParams {
@@ -48,7 +51,7 @@ func Capabilities() []CapabilityResource {
 		}
 		for _, src := range types {
 			for _, p := range searchParams[src] {
-				if p.Type == ParamReference && (len(p.Targets) == 0 || contains(p.Targets, t)) {
+				if p.Type == ParamReference && canTarget(p, t) {
 					cr.SearchRevInclude = append(cr.SearchRevInclude, src+":"+p.Name)
 				}
 			}
@@ -77,6 +80,9 @@ func capabilityParam(rt string, p ParamDef) CapabilityParam {
 	}
 	return CapabilityParam{Name: p.Name, Definition: def, Type: p.Type.String(), Documentation: p.Doc}
 }
+
+// canTarget reports whether reference parameter p can point at a resource of type t.
+func canTarget(p ParamDef, t string) bool { return len(p.Targets) == 0 || contains(p.Targets, t) }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -44,8 +44,11 @@ type ParamDef struct {
 	// "where(system='phone')" to keep only objects whose member equals a string. Values of
 	// all paths are indexed.
 	Paths []string
-	// Targets restricts a reference parameter to references of these types (Observation
-	// patient: Patient). Empty: any type.
+	// Targets are the types a reference parameter can point at, its R4 SearchParameter's
+	// target list or a part of it (Observation patient: Patient; Observation subject:
+	// Group, Device, Patient, Location). References to other types are not indexed, not
+	// searched for, not included and not reverse-included. Empty: any type, as R4 says of
+	// List item (target Any).
 	Targets []string
 	// Doc is the CapabilityStatement documentation.
 	Doc string
@@ -62,8 +65,10 @@ func patientRef(path string) ParamDef {
 		Doc: "The patient the resource is about (" + path + " when it refers to a Patient)"}
 }
 
-func subjectRef(path string) ParamDef {
-	return ParamDef{Name: "subject", Type: ParamReference, Paths: []string{path}, Doc: "Who or what the resource is about"}
+// subjectRef is the subject parameter on path, with the target types of the type's R4
+// SearchParameter (Observation-subject, Condition-subject, ...).
+func subjectRef(path string, targets ...string) ParamDef {
+	return ParamDef{Name: "subject", Type: ParamReference, Paths: []string{path}, Targets: targets, Doc: "Who or what the resource is about"}
 }
 
 func tok(name, path, doc string) ParamDef {
@@ -102,7 +107,7 @@ var searchParams = map[string][]ParamDef{
 		tok("active", "active", "Whether the record is active"),
 	},
 	"Observation": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Device", "Patient", "Location"),
 		tok("category", "category", "Classification of the observation (e.g. laboratory, vital-signs)"),
 		tok("code", "code", "The code of the observation (e.g. LOINC)"),
 		date("date", "effective[x]", "Clinically relevant time or period (effective[x])"),
@@ -111,7 +116,7 @@ var searchParams = map[string][]ParamDef{
 		{Name: "value-quantity", Type: ParamQuantity, Paths: []string{"value[x]"}, Doc: "The value of the observation as a quantity ([prefix]number|system|code)"},
 	},
 	"DiagnosticReport": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Device", "Patient", "Location"),
 		tok("category", "category", "Service category (e.g. LAB)"),
 		tok("code", "code", "The code of the report"),
 		date("date", "effective[x]", "Clinically relevant time or period (effective[x])"),
@@ -120,7 +125,7 @@ var searchParams = map[string][]ParamDef{
 		ref("encounter", "encounter", []string{"Encounter"}, "The encounter of the report"),
 	},
 	"Condition": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Patient"),
 		tok("category", "category", "Category (problem-list-item, encounter-diagnosis, health-concern)"),
 		tok("clinical-status", "clinicalStatus", "Clinical status (active, resolved, ...)"),
 		tok("verification-status", "verificationStatus", "Verification status"),
@@ -135,7 +140,7 @@ var searchParams = map[string][]ParamDef{
 		tok("code", "code", "The code of the allergy or intolerance"),
 	},
 	"MedicationRequest": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Patient"),
 		tok("intent", "intent", "Intent (order, plan, ...)"),
 		tok("status", "status", "Status (active, completed, ...)"),
 		date("authoredon", "authoredOn", "When the request was written"),
@@ -153,7 +158,7 @@ var searchParams = map[string][]ParamDef{
 		tok("vaccine-code", "vaccineCode", "The vaccine code"),
 	},
 	"Encounter": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Patient"),
 		date("date", "period", "The period of the encounter"),
 		tok("status", "status", "Status of the encounter"),
 		tok("class", "class", "Classification (ambulatory, inpatient, ...)"),
@@ -161,13 +166,13 @@ var searchParams = map[string][]ParamDef{
 		tok("identifier", "identifier", "An encounter identifier"),
 	},
 	"Procedure": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Patient"),
 		date("date", "performed[x]", "When the procedure was performed (performed[x])"),
 		tok("code", "code", "The code of the procedure"),
 		tok("status", "status", "Status of the procedure"),
 	},
 	"DocumentReference": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Practitioner", "Group", "Device", "Patient"),
 		tok("status", "status", "Status (current, superseded, entered-in-error)"),
 		tok("category", "category", "Categorization of the document"),
 		tok("type", "type", "Kind of document (e.g. LOINC)"),
@@ -176,7 +181,7 @@ var searchParams = map[string][]ParamDef{
 		{Name: "identifier", Type: ParamToken, Paths: []string{"masterIdentifier", "identifier"}, Doc: "Master version specific identifier or another identifier"},
 	},
 	"List": {
-		patientRef("subject"), subjectRef("subject"),
+		patientRef("subject"), subjectRef("subject", "Group", "Device", "Patient", "Location"),
 		tok("code", "code", "What the list is (e.g. submissionset)"),
 		tok("status", "status", "Status (current, retired, entered-in-error)"),
 		tok("identifier", "identifier", "A list identifier"),
@@ -224,7 +229,7 @@ var searchParams = map[string][]ParamDef{
 	"Group": {
 		tok("identifier", "identifier", "A group identifier"),
 		tok("type", "type", "The type of members"),
-		ref("member", "member.entity", nil, "A member of the group"),
+		ref("member", "member.entity", []string{"Practitioner", "Group", "Device", "Medication", "Patient", "Substance", "PractitionerRole"}, "A member of the group"),
 	},
 }
 
