@@ -8,10 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/concord-hie/concord/audit"
@@ -423,20 +425,28 @@ func (s *Service) linkBinary(ctx context.Context, tx db.Querier, member, docID, 
 }
 
 // supersede marks the member's document target as replaced by by, in the metadata and in
-// the stored DocumentReference (a new version with status superseded).
+// the stored DocumentReference (a new version with status superseded). A target that by
+// already superseded is left as it is: a resent replacement adds no version and no second
+// replaces entry.
 func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, by string) error {
 	const op = "documents.Service.supersede"
-	tag, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1
-		WHERE id = $2 AND member_id = $3 AND status <> 'entered-in-error'`, by, target, member)
-	if err != nil {
-		return db.Map(op, err)
-	}
-	if tag.RowsAffected() != 1 {
+	var done bool
+	err := tx.QueryRow(ctx, `SELECT status = 'superseded' AND superseded_by IS NOT DISTINCT FROM $1
+		FROM documents_metadata WHERE id = $2 AND member_id = $3 AND status <> 'entered-in-error' FOR UPDATE`,
+		by, target, member).Scan(&done)
+	if errors.Is(err, pgx.ErrNoRows) {
 		e := errs.E(op, errs.Invalid, "relatesTo.target is not one of the sending member's documents")
 		e.Path = "DocumentReference.relatesTo.target"
 		return e
 	}
-	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1) WHERE id = $2`, target, by); err != nil {
+	if err != nil || done {
+		return db.Map(op, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1 WHERE id = $2`, by, target); err != nil {
+		return db.Map(op, err)
+	}
+	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1)
+		WHERE id = $2 AND NOT ($1 = ANY (replaces))`, target, by); err != nil {
 		return db.Map(op, err)
 	}
 	st, err := s.fhir.Get(ctx, tx, "DocumentReference", target)

@@ -370,6 +370,28 @@ func TestReplacesSupersedes(t *testing.T) {
 	if n := count(t, e.pool, `SELECT count(*) FROM documents_contents WHERE document_id = $1`, old.ID); n != 1 {
 		t.Errorf("superseded content rows = %d", n)
 	}
+	// The replacement sent again (same id, same content): the old document keeps its two
+	// versions and is listed once among what the new one replaces.
+	again := docRef(e.patients["a"], "text/plain", note(400, 12), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+old.ID+`"}}],`)
+	for range 2 {
+		err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
+			out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: nw.ID, Resource: fhir.MustParse([]byte(again))})
+			if err != nil {
+				return err
+			}
+			_, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: nw.ID, MemberID: "a", PatientID: e.patients["a"], At: time.Now()})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := e.fs.Get(t.Context(), nil, "DocumentReference", old.ID); err != nil || st.Version != 2 {
+		t.Errorf("old DocumentReference after the replacement was resent: v%d (%v), want v2", st.Version, err)
+	}
+	if n := count(t, e.pool, `SELECT cardinality(replaces) FROM documents_metadata WHERE id = $1`, nw.ID); n != 1 {
+		t.Errorf("replaces holds %d entries, want 1", n)
+	}
 	// b cannot supersede a's document.
 	_, err = e.ingest(t, "b", docRef(e.patients["b"], "text/plain", note(400, 13), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+nw.ID+`"}}],`))
 	if errs.CodeOf(err) != errs.Invalid {
