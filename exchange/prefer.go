@@ -37,18 +37,28 @@ const (
 	returnOutcome                          // an OperationOutcome saying what was done
 )
 
-// preferReturn returns the return preference in the Prefer header values: return=minimal,
-// return=representation or return=OperationOutcome, compared without case or spaces
-// (preferHas). A header naming more than one gets the first of minimal, OperationOutcome
-// and representation; none, or a value FHIR does not define, is returnDefault.
+// preferReturn returns the return preference in the Prefer header values: the first
+// return=... token decides (RFC 7240 §2: only the first instance of a preference counts),
+// its value compared without case, spaces or parameters after ';'. None, or a value FHIR
+// does not define (minimal, representation, OperationOutcome), is returnDefault.
 func preferReturn(values []string) returnPref {
-	switch {
-	case preferHas(values, "return=minimal"):
-		return returnMinimal
-	case preferHas(values, "return=OperationOutcome"):
-		return returnOutcome
-	case preferHas(values, "return=representation"):
-		return returnRepresentation
+	for _, v := range values {
+		for _, p := range strings.Split(v, ",") {
+			p, _, _ = strings.Cut(p, ";")
+			name, val, ok := strings.Cut(strings.ReplaceAll(strings.TrimSpace(p), " ", ""), "=")
+			if !ok || !strings.EqualFold(name, "return") {
+				continue
+			}
+			switch strings.ToLower(strings.Trim(val, `"`)) {
+			case "minimal":
+				return returnMinimal
+			case "operationoutcome":
+				return returnOutcome
+			case "representation":
+				return returnRepresentation
+			}
+			return returnDefault
+		}
 	}
 	return returnDefault
 }

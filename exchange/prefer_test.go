@@ -23,6 +23,10 @@ func TestPreferReturn(t *testing.T) {
 		{"second header", []string{"handling=lenient", "return=minimal"}, returnMinimal},
 		{"unknown value", []string{"return=everything"}, returnDefault},
 		{"other preference", []string{"respond-async"}, returnDefault},
+		{"first of two wins", []string{"return=OperationOutcome, return=minimal"}, returnOutcome},
+		{"first across headers", []string{"return=representation", "return=minimal"}, returnRepresentation},
+		{"parameters", []string{"return=minimal; charset=x"}, returnMinimal},
+		{"quoted", []string{`return="minimal"`}, returnMinimal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
