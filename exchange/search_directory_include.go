@@ -1,7 +1,6 @@
 package exchange
 
 import (
-	"encoding/json"
 	"maps"
 	"net/url"
 	"slices"
@@ -15,58 +14,84 @@ import (
 	"github.com/concord-hie/concord/records"
 )
 
-// directoryOrgIncludes are the _include parameters of stored reference data whose target
-// may be a directory Organization (member-<id>, concord). The directory is not in the
-// resource store, so records' include finds nothing for such a target;
-// includeDirectoryOrganizations adds it. Each names the search's source type and parameter
-// and reads the references of one stored body.
-var directoryOrgIncludes = []struct {
-	source, param string
-	refs          func(body []byte) []string
-}{
-	{"PractitionerRole", "organization", func(body []byte) []string {
-		var r struct{ Organization struct{ Reference string } }
-		if json.Unmarshal(body, &r) != nil || r.Organization.Reference == "" {
-			return nil
+// Directory Organizations (member-<id>, concord) are not in the resource store, so what
+// records includes and reverse-includes through the store's reference index never reaches
+// them. This file completes:
+//
+//   - [type]?_include=[type]:[param] for every reference parameter of the search table that
+//     can point at an Organization (reachesOrganization: PractitionerRole:organization,
+//     Location:organization, List:item, ...) adds the directory Organizations the page's
+//     matches reference (includeDirectoryOrganizations);
+
+// reachesOrganization reports whether the _include source:param can reach an Organization:
+// param is a reference parameter of source in the search table (fhir.Params) whose targets
+// include Organization or are any type. The table is the one the CapabilityStatement lists
+// searchInclude from, so every advertised include that can name a directory Organization is
+// served by includeDirectoryOrganizations.
+func reachesOrganization(source, param string) bool {
+	for _, p := range fhir.Params(source) {
+		if p.Name == param {
+			return p.Type == fhir.ParamReference && (len(p.Targets) == 0 || slices.Contains(p.Targets, "Organization"))
 		}
-		return []string{r.Organization.Reference}
-	}},
+	}
+	return false
+}
+
+// directoryOrgRefs returns the ids of the directory Organizations that body, a stored
+// resource, references through any parameter of params, as the store indexes it
+// (fhir.Extract): relative references, or absolute ones on this server's FHIR base, with
+// or without a version (the Organization is included as it stands). A body that does not
+// parse references nothing.
+func (s *Server) directoryOrgRefs(body []byte, params map[string]bool) []string {
+	r, err := fhir.Parse(body)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, iv := range fhir.Extract(r) {
+		if !params[iv.Param] || iv.Type != fhir.ParamReference || iv.RefType != "Organization" || !directory.IsDirectoryID(iv.RefID) {
+			continue
+		}
+		if iv.RefURL != "" { // absolute: only on this server
+			if ref, err := fhir.ParseReference(iv.RefURL); err != nil || ref.Kind != fhir.RefAbsolute || ref.Base != s.FHIRBase() {
+				continue
+			}
+		}
+		out = append(out, iv.RefID)
+	}
+	return out
 }
 
 // includeDirectoryOrganizations completes the includes of a page records answered: for
-// each _include of directoryOrgIncludes the page asked for, the directory Organizations its
-// matches reference (relative, or absolute on this server's FHIR base, a version naming the
-// Organization as it stands) are added to page.Included in id order, search mode include,
-// but none that is already on the page. Directory data is reference data that no consent
-// decides, but the token must allow Organization (allowedTypes), as records requires of
-// what it includes; without it nothing is added. The directory is loaded once for the
-// page. What is added is audited as a reference-data query (q, the cursor left out) before
-// it is returned. It returns the directory's error when the directory cannot be read, or
-// errs.Unavailable when the event cannot be committed; then page must not be disclosed.
+// each _include of the page's search that reaches an Organization (reachesOrganization;
+// without a target type or with target Organization), the directory Organizations its
+// matches reference (directoryOrgRefs) are added to page.Included in id order, search mode
+// include, but none that is already on the page. Directory data is reference data that no
+// consent decides, but the token must allow Organization (allowedTypes), as records
+// requires of what it includes; without it nothing is added. The directory is loaded once
+// for the page. What is added is audited as a reference-data query (q, the cursor left
+// out) before it is returned. It returns the directory's error when the directory cannot
+// be read, or errs.Unavailable when the event cannot be committed; then page must not be
+// disclosed.
 func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, page *records.Page) error {
 	if len(page.Matches) == 0 || !allowedTypes(c)("Organization") {
 		return nil
 	}
-	want := map[string]bool{}
+	params := map[string]bool{} // of the searched type, whose _include may name a directory Organization
 	for _, inc := range page.Search.Include {
-		if inc.TargetType != "" && inc.TargetType != "Organization" {
-			continue
+		if (inc.TargetType == "" || inc.TargetType == "Organization") && inc.SourceType == page.Search.ResourceType &&
+			reachesOrganization(inc.SourceType, inc.Param) {
+			params[inc.Param] = true
 		}
-		for _, d := range directoryOrgIncludes {
-			if inc.SourceType != d.source || inc.Param != d.param {
-				continue
-			}
-			for _, m := range page.Matches {
-				if m.Type != d.source {
-					continue
-				}
-				for _, raw := range d.refs(m.Body) {
-					ref, err := fhir.ParseReference(raw)
-					if err == nil && ref.Type == "Organization" && directory.IsDirectoryID(ref.ID) &&
-						(ref.Kind == fhir.RefRelative || ref.Kind == fhir.RefAbsolute && ref.Base == a.s.FHIRBase()) {
-						want[ref.ID] = true
-					}
-				}
+	}
+	if len(params) == 0 {
+		return nil
+	}
+	want := map[string]bool{}
+	for _, m := range page.Matches {
+		if m.Type == page.Search.ResourceType {
+			for _, id := range a.s.directoryOrgRefs(m.Body, params) {
+				want[id] = true
 			}
 		}
 	}

@@ -1,12 +1,20 @@
 package exchange
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/db"
+	mpistore "github.com/concord-hie/concord/mpi/store"
 )
 
 // TestPractitionerRoleIncludesDirectoryOrganization: PractitionerRole?_include=
@@ -156,4 +164,136 @@ func jsonEqual(t *testing.T, a, b []byte) bool {
 	xb, _ := json.Marshal(x)
 	yb, _ := json.Marshal(y)
 	return string(xb) == string(yb)
+}
+
+// createAs posts body to /fhir/typ with tok and returns the new resource's Type/id.
+func (env *dirEnv) createAs(t *testing.T, tok, typ, body string) string {
+	t.Helper()
+	code, resp := env.do(t, tok, http.MethodPost, "/fhir/"+typ, body)
+	var r struct{ ID string }
+	if err := json.Unmarshal(resp, &r); code != http.StatusCreated || err != nil || r.ID == "" {
+		t.Fatalf("create %s: %d %s", typ, code, resp)
+	}
+	return typ + "/" + r.ID
+}
+
+// putPatient stores a Patient of member with the MRN mrn in the member's namespace
+// (urn:oid:1.2.3.<ascii(member)>) and links it in the MPI, as an admission would, and
+// returns its id.
+func (env *dirEnv) putPatient(t *testing.T, member, mrn string) string {
+	t.Helper()
+	ctx := context.Background()
+	sys := "urn:oid:1.2.3." + strconv.Itoa(int(member[0]))
+	var id string
+	err := db.InTx(ctx, env.pool, func(tx db.Querier) error {
+		st, err := store.New(env.pool).Put(ctx, tx, store.Write{
+			Resource: fhir.MustParse([]byte(`{"resourceType":"Patient","identifier":[{"system":"` + sys + `","value":"` + mrn + `"}],"name":[{"family":"Include"}]}`)),
+			MemberID: member, At: time.Now(), Source: searchBase + "/members/" + member, Tags: []fhir.Coding{{System: systemSourceMember, Code: member}}})
+		if err != nil {
+			return err
+		}
+		id = st.ID
+		_, _, err = mpistore.New(env.pool).Upsert(ctx, tx, member, sys, mrn, st.ID, map[string]string{}, "")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// metadataIncludes returns the searchInclude and searchRevInclude lists of the
+// CapabilityStatement, by type.
+func (env *dirEnv) metadataIncludes(t *testing.T) (include, revinclude map[string][]string) {
+	t.Helper()
+	code, meta := env.do(t, "", http.MethodGet, "/fhir/metadata", "")
+	var cs struct {
+		Rest []struct {
+			Resource []struct {
+				Type                            string
+				SearchInclude, SearchRevInclude []string
+			}
+		}
+	}
+	if err := json.Unmarshal(meta, &cs); code != http.StatusOK || err != nil || len(cs.Rest) == 0 {
+		t.Fatalf("metadata: %d %v", code, err)
+	}
+	include, revinclude = map[string][]string{}, map[string][]string{}
+	for _, r := range cs.Rest[0].Resource {
+		include[r.Type], revinclude[r.Type] = r.SearchInclude, r.SearchRevInclude
+	}
+	return include, revinclude
+}
+
+// TestReachesOrganization: the _include parameters served for directory Organizations are
+// those of the search table that can point at an Organization, and no other.
+func TestReachesOrganization(t *testing.T) {
+	for _, tt := range []struct {
+		source, param string
+		want          bool
+	}{
+		{"PractitionerRole", "organization", true},
+		{"Location", "organization", true},
+		{"Endpoint", "organization", true},
+		{"List", "item", true}, // R4 target Any
+		{"PractitionerRole", "location", false},
+		{"PractitionerRole", "specialty", false}, // a token
+		{"Observation", "subject", false},        // Group, Device, Patient, Location
+		{"DocumentReference", "subject", false},
+		{"Group", "member", false},
+		{"Observation", "performer", false}, // not indexed
+		{"NoSuchType", "organization", false},
+	} {
+		if got := reachesOrganization(tt.source, tt.param); got != tt.want {
+			t.Errorf("%s:%s: %v, want %v", tt.source, tt.param, got, tt.want)
+		}
+	}
+}
+
+// TestIncludeDirectoryOrganizationEveryParam: every advertised _include that can reach an
+// Organization (Location:organization, List:item; PractitionerRole:organization above)
+// adds the directory Organization the page's matches reference, with or without the
+// target type Organization, and audits it; another target type adds none. A List is a
+// clinical record: its search is consent-decided as ever, the directory Organization it
+// names is reference data.
+func TestIncludeDirectoryOrganizationEveryParam(t *testing.T) {
+	env := newDirEnv(t)
+	writer := token(t, "client-b", "b", "system/*.cruds")
+	patient := "Patient/" + env.putPatient(t, "b", "inc-1")
+	loc := env.createAs(t, writer, "Location", `{"resourceType":"Location","name":"Include Clinic","managingOrganization":{"reference":"Organization/member-a"}}`)
+	list := env.createAs(t, writer, "List", `{"resourceType":"List","status":"current","mode":"working","subject":{"reference":"`+patient+`"},
+		"entry":[{"item":{"reference":"`+searchBase+`/fhir/Organization/member-b"}},{"item":{"reference":"`+patient+`"}}]}`)
+	include, _ := env.metadataIncludes(t)
+	reader := token(t, "client-b", "b", "system/*.rs")
+	for _, tt := range []struct {
+		query, include string
+		match, want    []string
+	}{
+		{"/fhir/Location?name=Include", "Location:organization", []string{loc}, []string{"Organization/member-a"}},
+		{"/fhir/Location?name=Include", "Location:organization:Organization", []string{loc}, []string{"Organization/member-a"}},
+		{"/fhir/List?patient=" + strings.TrimPrefix(patient, "Patient/"), "List:item", []string{list}, []string{"Organization/member-b", patient}},
+		{"/fhir/List?patient=" + strings.TrimPrefix(patient, "Patient/"), "List:item:Organization", []string{list}, []string{"Organization/member-b"}},
+		{"/fhir/List?patient=" + strings.TrimPrefix(patient, "Patient/"), "List:item:Patient", []string{list}, []string{patient}},
+	} {
+		typ, _, _ := strings.Cut(tt.include, ":")
+		base := strings.Join(strings.Split(tt.include, ":")[:2], ":")
+		if !slices.Contains(include[typ], base) {
+			t.Errorf("%s: not advertised in %v", tt.include, include[typ])
+		}
+		b := env.search(t, reader, tt.query+"&_include="+tt.include)
+		got := b.withMode("include")
+		slices.Sort(got)
+		if !slices.Equal(b.withMode("match"), tt.match) || !slices.Equal(got, tt.want) {
+			t.Errorf("%s: matches %v included %v, want %v", tt.include, b.withMode("match"), got, tt.want)
+		}
+		for _, e := range b.Entry {
+			if strings.HasPrefix(e.Resource.ID, "member-") && e.Resource.Meta.Source != searchBase+"/directory" {
+				t.Errorf("%s: directory entry %+v", tt.include, e)
+			}
+		}
+		dirIDs := slices.DeleteFunc(slices.Clone(tt.want), func(s string) bool { return !strings.HasPrefix(s, "Organization/member-") })
+		if ev := env.log.last(); len(dirIDs) > 0 && (ev.Action != audit.Query || ev.Patient != "" || !slices.Equal(auditedIDs(ev), dirIDs)) {
+			t.Errorf("%s: audit %+v", tt.include, ev)
+		}
+	}
 }
