@@ -129,7 +129,9 @@ const organizationSearchDoc = "Organization search answers the member directory 
 	"in that order, then the directory entries, which have no meta.lastUpdated; any other _sort (name, _id) is refused with 400. " +
 	"Follow the next links to page: _offset positions the directory entries, _cursor the member-sent ones. " +
 	"_include=Organization:endpoint adds the directory Endpoints the page's Organizations reference, and " +
-	"_revinclude=Endpoint:organization those its directory Organizations manage, when the token may read Endpoint."
+	"_revinclude=Endpoint:organization those its directory Organizations manage, when the token may read Endpoint. " +
+	"_revinclude=PractitionerRole:organization and _revinclude=Location:organization add the member-sent PractitionerRoles and Locations " +
+	"that name any Organization on the page, directory or member-sent, that the caller may see and its token may read."
 
 // storedID reports whether id has the form of a server-assigned stored id (store.NewID),
 // which no directory resource has.
@@ -393,6 +395,12 @@ func (s *Server) delegate(c echo.Context, h echo.HandlerFunc, typ, id string) er
 // _sort) rather than half-applied: the store orders by dates only, and sorting the
 // directory alone would give an order no page sequence agrees with.
 //
+// Includes. _include=Organization:endpoint and _revinclude=Endpoint:organization add
+// directory Endpoints (includedEndpoints); any other _include or _revinclude goes to the
+// stored search, which answers it for the member-sent Organizations, and a _revinclude of
+// reference data (PractitionerRole:organization, Location:organization) is answered for
+// the page's directory Organizations by revIncludeDirectoryOrganizations.
+//
 // Paging. The directory's part is paged by _offset, a position among the directory's
 // matches, and the stored part by the stored search's sealed _cursor; the page where one
 // part runs out is filled from the start of the other (_count less what is already on
@@ -535,12 +543,25 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	if (includeEndpoints || revEndpoints) && allow("Endpoint") {
 		included = a.s.includedEndpoints(page.Matches, dir, eps, includeEndpoints, revEndpoints)
 	}
+	// What members sent that names the page's directory Organizations
+	// (PractitionerRole:organization, Location:organization): found, decided and audited
+	// by records; the stored part's own _revinclude records answered above.
+	onPage := map[string]bool{}
+	for _, list := range [][]store.Stored{page.Matches, page.Included} {
+		for _, st := range list {
+			onPage[st.Type+"/"+st.ID] = true
+		}
+	}
+	referring, err := a.revIncludeDirectoryOrganizations(c, s.RevInclude, dir, onPage, allow)
+	if err != nil {
+		return err
+	}
 	if shown := append(slices.Clone(dir), included...); len(shown) > 0 { // one more reference-data event
 		if err := a.x.AuditReference(ctx, viewer(c), audit.Query, withoutCursor(q), auditedResources(shown)); err != nil {
 			return err
 		}
 	}
-	page.Included = append(page.Included, included...)
+	page.Included = append(append(page.Included, included...), referring...)
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
 }
 

@@ -139,3 +139,105 @@ func TestDirectoryIncludesReferenceForms(t *testing.T) {
 		t.Fatalf("matches %v, included %v; want %v", b.withMode("match"), got, want)
 	}
 }
+
+// TestOrganizationRevIncludeDirectory: Organization?_revinclude=PractitionerRole:organization
+// and Location:organization add the member-sent roles and locations that name the page's
+// directory Organizations (relative or absolute references), beside those naming its
+// member-sent Organizations, on every page. They are found through records: only what
+// the caller may see comes back (another member's labelled role does not), each is in
+// the audit event of records' search, and a type the token may not read is left out.
+// The CapabilityStatement lists both for Organization, and no _revinclude whose parameter
+// cannot point at an Organization.
+func TestOrganizationRevIncludeDirectory(t *testing.T) {
+	env := newDirEnv(t)
+	writerA := token(t, "client-a", "a", "system/*.cruds")
+	writerB := token(t, "client-b", "b", "system/*.cruds")
+	role := func(tok, org, extra string) string {
+		t.Helper()
+		return env.createAs(t, tok, "PractitionerRole", `{"resourceType":"PractitionerRole",`+extra+`"active":true,"organization":{"reference":"`+org+`"}}`)
+	}
+	r1 := role(writerA, "Organization/member-b", "")
+	r1abs := role(writerA, searchBase+"/fhir/Organization/member-b", "")
+	labelled := role(writerA, "Organization/member-b", `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]},`)
+	r4 := role(writerA, "Organization/member-a", "")
+	rStored := role(writerA, "Organization/"+env.storedOrg, "")
+	l1 := env.createAs(t, writerB, "Location", `{"resourceType":"Location","name":"B's clinic","managingOrganization":{"reference":"Organization/member-b"}}`)
+
+	reader := token(t, "client-b", "b", "system/Organization.rs system/PractitionerRole.rs system/Location.rs")
+	sorted := func(ids ...string) []string { return slices.Sorted(slices.Values(ids)) }
+	for _, tt := range []struct {
+		name, tok, query string
+		want             []string
+	}{
+		{"roles", reader, "_id=member-b&_revinclude=PractitionerRole:organization", sorted(r1, r1abs)},
+		{"roles, target type", reader, "_id=member-b&_revinclude=PractitionerRole:organization:Organization", sorted(r1, r1abs)},
+		{"locations", reader, "_id=member-b&_revinclude=Location:organization", []string{l1}},
+		{"both", reader, "_id=member-b&_revinclude=PractitionerRole:organization&_revinclude=Location:organization", append([]string{l1}, sorted(r1, r1abs)...)},
+		{"the sender sees its labelled role", token(t, "client-a", "a", "system/Organization.rs system/PractitionerRole.rs"),
+			"_id=member-b&_revinclude=PractitionerRole:organization", sorted(r1, r1abs, labelled)},
+		{"no PractitionerRole scope", token(t, "client-b", "b", "system/Organization.rs system/Location.rs"),
+			"_id=member-b&_revinclude=PractitionerRole:organization&_revinclude=Location:organization", []string{l1}},
+		{"no _revinclude", reader, "_id=member-b", nil},
+		{"List:item reaches no record from a reference search", reader, "_id=member-b&_revinclude=List:item", nil},
+	} {
+		before := len(env.log.events)
+		b := env.search(t, tt.tok, "/fhir/Organization?"+tt.query)
+		if !slices.Equal(b.withMode("match"), []string{"Organization/member-b"}) || !slices.Equal(b.withMode("include"), tt.want) {
+			t.Errorf("%s: %v / %v, want %v", tt.name, b.withMode("match"), b.withMode("include"), tt.want)
+		}
+		audited := map[string]bool{}
+		for _, ev := range env.log.events[before:] {
+			for _, id := range auditedIDs(ev) {
+				audited[id] = true
+			}
+			if ev.Action != audit.Query || ev.Patient != "" {
+				t.Errorf("%s: event %+v", tt.name, ev)
+			}
+		}
+		for _, id := range tt.want {
+			if !audited[id] {
+				t.Errorf("%s: %s not audited", tt.name, id)
+			}
+		}
+		if audited[labelled] && !slices.Contains(tt.want, labelled) {
+			t.Errorf("%s: the labelled role is in an event of a search that did not show it", tt.name)
+		}
+	}
+
+	// Every Organization, one a page: each directory Organization brings its own roles,
+	// the member-sent one those records finds for it.
+	got := map[string][]string{}
+	next := "/fhir/Organization?_revinclude=PractitionerRole:organization&_count=1"
+	for pages := 0; next != "" && pages < 10; pages++ {
+		b := env.search(t, reader, next)
+		if m := b.withMode("match"); len(m) == 1 {
+			got[m[0]] = b.withMode("include")
+		} else {
+			t.Fatalf("page %v", b.ids())
+		}
+		next = b.next()
+	}
+	want := map[string][]string{"Organization/concord": nil, "Organization/member-a": {r4}, "Organization/member-b": sorted(r1, r1abs),
+		"Organization/" + env.storedOrg: {rStored}}
+	if len(got) != len(want) {
+		t.Fatalf("pages %v, want %v", got, want)
+	}
+	for org, w := range want {
+		if !slices.Equal(got[org], w) {
+			t.Errorf("%s: %v, want %v", org, got[org], w)
+		}
+	}
+
+	_, rev := env.metadataIncludes(t)
+	for _, inc := range []string{"PractitionerRole:organization", "Location:organization", "Endpoint:organization"} {
+		if !slices.Contains(rev["Organization"], inc) {
+			t.Errorf("Organization searchRevInclude %v lacks %s", rev["Organization"], inc)
+		}
+	}
+	for _, inc := range rev["Organization"] {
+		src, param, _ := strings.Cut(inc, ":")
+		if !reachesOrganization(src, param) {
+			t.Errorf("Organization searchRevInclude lists %s", inc)
+		}
+	}
+}

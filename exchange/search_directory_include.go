@@ -1,9 +1,12 @@
 package exchange
 
 import (
+	"cmp"
 	"maps"
 	"net/url"
 	"slices"
+	"strconv"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -11,17 +14,24 @@ import (
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/records"
 )
 
 // Directory Organizations (member-<id>, concord) are not in the resource store, so what
 // records includes and reverse-includes through the store's reference index never reaches
-// them. This file completes:
+// them. This file completes both directions:
 //
 //   - [type]?_include=[type]:[param] for every reference parameter of the search table that
 //     can point at an Organization (reachesOrganization: PractitionerRole:organization,
 //     Location:organization, List:item, ...) adds the directory Organizations the page's
 //     matches reference (includeDirectoryOrganizations);
+//   - Organization?_revinclude=[type]:[param] of a reference-data type
+//     (PractitionerRole:organization, Location:organization) adds the member-sent resources
+//     that reference the page's directory Organizations, found by records' own search so
+//     that each is decided and audited by the enforcement point
+//     (revIncludeDirectoryOrganizations). Endpoint:organization is the directory's own
+//     (includedEndpoints in directory_fhir.go).
 
 // reachesOrganization reports whether the _include source:param can reach an Organization:
 // param is a reference parameter of source in the search table (fhir.Params) whose targets
@@ -124,4 +134,73 @@ func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, 
 	}
 	page.Included = append(page.Included, added...)
 	return nil
+}
+
+// revIncludeDirectoryOrganizations returns what the _revinclude list revs of an
+// Organization search adds for dir, the directory Organizations on the page, beyond the
+// directory's own Endpoints: for each _revinclude whose source is reference data
+// (records.ReferenceType: PractitionerRole:organization, Location:organization) of a type
+// allow accepts, the resources of that type whose param names one of them, found by
+// records' search ([source]?[param]=Organization/member-a,...; every page of it, through
+// its cursor), so that each is kept only when the caller may see it (its own member's, or
+// shared reference data) and is in the audit event records writes for that search, as an
+// ordinary search's _revinclude is. A _revinclude of any other source type (List:item)
+// adds nothing, as it adds nothing to records' search of reference data, which discloses
+// no patient's resource. skip lists what is already on the page, Type/id, which is not
+// added again. The result is sorted by type and id.
+//
+// It returns errs.Invalid when more than records.MaxRevIncluded resources would be added
+// (what the caller may not see counts toward no limit), and records' error when a search
+// fails; the events of the searches already run stay in the log.
+func (a *SearchAPI) revIncludeDirectoryOrganizations(c echo.Context, revs []fhir.Include, dir []store.Stored,
+	skip map[string]bool, allow func(string) bool) ([]store.Stored, error) {
+	const op = "exchange.revIncludeDirectoryOrganizations"
+	if len(dir) == 0 {
+		return nil, nil
+	}
+	refs := make([]string, 0, len(dir))
+	for _, o := range dir {
+		refs = append(refs, "Organization/"+o.ID)
+	}
+	ctx := c.Request().Context()
+	seen := maps.Clone(skip)
+	if seen == nil {
+		seen = map[string]bool{}
+	}
+	var out []store.Stored
+	done := map[fhir.Include]bool{}
+	for _, inc := range revs {
+		inc.TargetType = "" // validated: empty or Organization
+		if inc.SourceType == "Endpoint" || done[inc] || !records.ReferenceType(inc.SourceType) || !allow(inc.SourceType) {
+			continue
+		}
+		done[inc] = true
+		for chunk := range slices.Chunk(refs, fhir.MaxOrValues) {
+			q := url.Values{inc.Param: {strings.Join(chunk, ",")}, "_count": {strconv.Itoa(a.s.cfg.MaxCount)}, "_total": {"none"}}
+			for {
+				p, err := a.x.SearchAllowed(ctx, viewer(c), inc.SourceType, q, allow)
+				if err != nil {
+					return nil, err
+				}
+				for _, st := range p.Matches {
+					if k := st.Type + "/" + st.ID; !seen[k] {
+						seen[k] = true
+						out = append(out, st)
+					}
+				}
+				if len(out) > records.MaxRevIncluded {
+					return nil, errs.E(op, errs.Invalid, "_revinclude would add more than "+strconv.Itoa(records.MaxRevIncluded)+
+						" resources to this page: lower _count, or narrow the search")
+				}
+				if p.Next == "" {
+					break
+				}
+				q = url.Values{records.CursorParam: {p.Next}}
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y store.Stored) int {
+		return cmp.Or(strings.Compare(x.Type, y.Type), strings.Compare(x.ID, y.ID))
+	})
+	return out, nil
 }
