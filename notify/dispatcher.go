@@ -473,7 +473,9 @@ func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
 // subscription; one that keeps failing sets it to error.
 func (d *Dispatcher) settle(ctx context.Context, c claimedDelivery, code int, sendErr error) error {
 	const op = "notify.Dispatcher.settle"
-	return db.InTx(ctx, d.pool, func(tx db.Querier) error {
+	stopped := false // the failure set the subscription to error: no retry follows
+	err := db.InTx(ctx, d.pool, func(tx db.Querier) error {
+		stopped = false
 		if sendErr == nil {
 			if _, err := tx.Exec(ctx, `UPDATE notify_deliveries SET delivered_at = now(), last_status = $2 WHERE id = $1`, c.id, code); err != nil {
 				return errs.E(op, errs.Unavailable, "could not record the delivery", err)
@@ -484,7 +486,6 @@ func (d *Dispatcher) settle(ctx context.Context, c claimedDelivery, code int, se
 			}
 			return nil
 		}
-		d.log.Info("notify: delivery failed; will retry", "delivery", c.id, "subscription", c.sub.ID, "status", code, "attempt", c.attempts)
 		if _, err := tx.Exec(ctx, `UPDATE notify_deliveries SET next_at = now() + make_interval(secs => $2), last_status = $3 WHERE id = $1`,
 			c.id, d.backoff(c.attempts).Seconds(), code); err != nil {
 			return errs.E(op, errs.Unavailable, "could not record the failure", err)
@@ -493,12 +494,25 @@ func (d *Dispatcher) settle(ctx context.Context, c claimedDelivery, code int, se
 			// The endpoint is no longer registered to the member (or no longer a valid
 			// target): stop the subscription rather than retry for ever.
 			_, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = $1`, c.sub.ID)
+			stopped = err == nil
 			return err
 		}
 		if c.kind == TypeHandshake && c.attempts >= d.cfg.MaxHandshakeAttempts {
-			_, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = $1 AND status = 'requested'`, c.sub.ID)
+			tag, err := tx.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = $1 AND status = 'requested'`, c.sub.ID)
+			stopped = err == nil && tag.RowsAffected() > 0
 			return err
 		}
 		return nil
 	})
+	if err != nil || sendErr == nil {
+		return err
+	}
+	// IDs and codes only: the endpoint URL and the cause's text may carry secrets.
+	attrs := []any{"delivery", c.id, "subscription", c.sub.ID, "kind", c.kind, "status", code, "attempt", c.attempts, "cause", errs.CodeOf(sendErr).String()}
+	if stopped {
+		d.log.Warn("notify: delivery failed; subscription set to error, no further attempts", attrs...)
+	} else {
+		d.log.Info("notify: delivery failed; will retry", append(attrs, "retry_in", d.backoff(c.attempts).String())...)
+	}
+	return nil
 }
