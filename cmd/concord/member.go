@@ -162,8 +162,9 @@ const memberUsage = `usage: concord member add --name NAME --system OID --jwks F
        concord member set --member ID --npi NPI
        concord member list
        concord member hl7 --member ID [--facility F] [--app A] [--address CIDR] [--namespace NS]
-       concord member endpoint --member ID --url URL[,URL...]
+       concord member endpoint --member ID --url URL[,URL...] [--remove]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS [--payload P[,P...]] [--status S]
+       concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS --remove
        concord member token --member ID [--scope SCOPES]   (a demo member's access token, for trying the API)
 `
 
