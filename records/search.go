@@ -755,34 +755,46 @@ func (x *Searcher) include(ctx context.Context, s *scan, d *decider, page *Page,
 	tooMany := errs.E("records.Search", errs.Invalid, fmt.Sprintf("_revinclude would add more than %d resources to this page: lower _count, or use Patient/$everything", MaxRevIncluded))
 	added, first := 0, true
 	for _, inc := range page.Search.RevInclude {
-		// RevRefs reads the sources in id order, revBatch at a time, each batch starting
-		// after the last id of the one before: every index row is read once, and each
-		// source is fetched and decided once.
-		after := ""
-		for {
+		// RevRefs returns the first limit sources in id order. Read again with twice the
+		// limit until a read comes back short, deciding only the sources not read before,
+		// in batches; only the sources that keep adds count toward the cap. Of N sources,
+		// the reads before the last come back full, their limits summing to less than 2N,
+		// and the last returns all N: fewer than 3N index rows are read, and each source
+		// is fetched and decided once, so fewer than 4N rows are read in all.
+		read := map[[2]string]bool{}
+		for limit := revBatch; ; limit *= 2 {
 			if !first && s.passed() {
 				return errSlowRevInclude
 			}
-			refs, err := x.svc.fhir.RevRefs(ctx, nil, inc.SourceType, inc.Param, page.Search.ResourceType, ids, after, revBatch)
+			refs, err := x.svc.fhir.RevRefs(ctx, nil, inc.SourceType, inc.Param, page.Search.ResourceType, ids, limit)
 			if err == nil && first {
 				err = s.firstBatch() // the _include reads above count as the phase's wait
 			}
 			if err != nil {
 				return err
 			}
+			last := len(refs) < limit
+			refs = slices.DeleteFunc(refs, func(r [2]string) bool { return read[r] })
+			for batch := range slices.Chunk(refs, revBatch) {
+				// The phase's first batch (its first read's first revBatch sources) is
+				// decided whole; past the deadline no other is.
+				if !first && s.passed() {
+					return errSlowRevInclude
+				}
+				first = false
+				for _, r := range batch {
+					read[r] = true
+				}
+				n, err := keep(batch)
+				if err != nil {
+					return err
+				}
+				if added += n; added > MaxRevIncluded {
+					return tooMany
+				}
+			}
 			first = false
-			if len(refs) == 0 {
-				break
-			}
-			after = refs[len(refs)-1][1]
-			n, err := keep(refs)
-			if err != nil {
-				return err
-			}
-			if added += n; added > MaxRevIncluded {
-				return tooMany
-			}
-			if len(refs) < revBatch {
+			if last {
 				break
 			}
 		}

@@ -151,10 +151,9 @@ func (s *Store) Refs(ctx context.Context, dbq db.Querier, typ, param, targetType
 
 // RevRefs returns the resources of type typ whose reference parameter param points at
 // one of the targetType resources ids, as (type, id) pairs ordered by id, deduplicated, at
-// most limit of them, and only those whose id sorts after after ("" starts at the first): a
-// _revinclude, read a batch at a time by passing the last id of the batch before. It reads
-// the search index, so only what fhir.Extract indexes is found.
-func (s *Store) RevRefs(ctx context.Context, dbq db.Querier, typ, param, targetType string, ids []string, after string, limit int) ([][2]string, error) {
+// most limit of them (a _revinclude). It reads the search index, so only what
+// fhir.Extract indexes is found.
+func (s *Store) RevRefs(ctx context.Context, dbq db.Querier, typ, param, targetType string, ids []string, limit int) ([][2]string, error) {
 	const op = "fhir.store.RevRefs"
 	if dbq == nil {
 		dbq = s.db
@@ -163,8 +162,7 @@ func (s *Store) RevRefs(ctx context.Context, dbq db.Querier, typ, param, targetT
 		return nil, nil
 	}
 	rows, err := dbq.Query(ctx, `SELECT DISTINCT type, id FROM fhir_idx_ref
-		WHERE ref_type = $1 AND ref_id = ANY($2) AND type = $3 AND param = $4 AND id > $5
-		ORDER BY 2 LIMIT $6`, targetType, ids, typ, param, after, limit)
+		WHERE ref_type = $1 AND ref_id = ANY($2) AND type = $3 AND param = $4 ORDER BY 2 LIMIT $5`, targetType, ids, typ, param, limit)
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
