@@ -425,28 +425,33 @@ func (s *Service) linkBinary(ctx context.Context, tx db.Querier, member, docID, 
 }
 
 // supersede marks the member's document target as replaced by by, in the metadata and in
-// the stored DocumentReference (a new version with status superseded). A target that by
-// already superseded is left as it is: a resent replacement adds no version and no second
-// replaces entry.
+// the stored DocumentReference (a new version with status superseded), and lists target
+// among what by replaces. A target that is superseded already (by by, resent, or by another
+// replacement) keeps its status and its first replacement: no version is written, and by
+// only lists it. A target entered in error cannot be superseded, unless by already did
+// (a resend of that replacement).
 func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, by string) error {
 	const op = "documents.Service.supersede"
-	var done bool
-	err := tx.QueryRow(ctx, `SELECT status = 'superseded' AND superseded_by IS NOT DISTINCT FROM $1
-		FROM documents_metadata WHERE id = $2 AND member_id = $3 AND status <> 'entered-in-error' FOR UPDATE`,
-		by, target, member).Scan(&done)
-	if errors.Is(err, pgx.ErrNoRows) {
+	var status string
+	var supersededBy *string
+	err := tx.QueryRow(ctx, `SELECT status, superseded_by FROM documents_metadata WHERE id = $1 AND member_id = $2 FOR UPDATE`,
+		target, member).Scan(&status, &supersededBy)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows), err == nil && status == "entered-in-error" && (supersededBy == nil || *supersededBy != by):
 		e := errs.E(op, errs.Invalid, "relatesTo.target is not one of the sending member's documents")
 		e.Path = "DocumentReference.relatesTo.target"
 		return e
-	}
-	if err != nil || done {
-		return db.Map(op, err)
-	}
-	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1 WHERE id = $2`, by, target); err != nil {
+	case err != nil:
 		return db.Map(op, err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1)
 		WHERE id = $2 AND NOT ($1 = ANY (replaces))`, target, by); err != nil {
+		return db.Map(op, err)
+	}
+	if supersededBy != nil || status == "superseded" || status == "entered-in-error" {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1 WHERE id = $2`, by, target); err != nil {
 		return db.Map(op, err)
 	}
 	st, err := s.fhir.Get(ctx, tx, "DocumentReference", target)

@@ -372,19 +372,23 @@ func TestReplacesSupersedes(t *testing.T) {
 	}
 	// The replacement sent again (same id, same content): the old document keeps its two
 	// versions and is listed once among what the new one replaces.
-	again := docRef(e.patients["a"], "text/plain", note(400, 12), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+old.ID+`"}}],`)
-	for range 2 {
+	putAs := func(id, body string) {
+		t.Helper()
 		err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
-			out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: nw.ID, Resource: fhir.MustParse([]byte(again))})
+			out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: id, Resource: fhir.MustParse([]byte(body))})
 			if err != nil {
 				return err
 			}
-			_, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: nw.ID, MemberID: "a", PatientID: e.patients["a"], At: time.Now()})
+			_, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: id, MemberID: "a", PatientID: e.patients["a"], At: time.Now(), SkipUnchanged: true})
 			return err
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	again := docRef(e.patients["a"], "text/plain", note(400, 12), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+old.ID+`"}}],`)
+	for range 2 {
+		putAs(nw.ID, again)
 	}
 	if st, err := e.fs.Get(t.Context(), nil, "DocumentReference", old.ID); err != nil || st.Version != 2 {
 		t.Errorf("old DocumentReference after the replacement was resent: v%d (%v), want v2", st.Version, err)
@@ -392,6 +396,28 @@ func TestReplacesSupersedes(t *testing.T) {
 	if n := count(t, e.pool, `SELECT cardinality(replaces) FROM documents_metadata WHERE id = $1`, nw.ID); n != 1 {
 		t.Errorf("replaces holds %d entries, want 1", n)
 	}
+	// A second replacement of the same document lists it but does not supersede it again,
+	// and resending either replacement leaves it alone.
+	second, err := e.ingest(t, "a", docRef(e.patients["a"], "text/plain", note(400, 15), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+old.ID+`"}}],`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		putAs(nw.ID, again)
+		putAs(second.ID, docRef(e.patients["a"], "text/plain", note(400, 15), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+old.ID+`"}}],`))
+	}
+	if st, err := e.fs.Get(t.Context(), nil, "DocumentReference", old.ID); err != nil || st.Version != 2 {
+		t.Errorf("old DocumentReference after two replacements were resent: v%d (%v), want v2", st.Version, err)
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND superseded_by = $2`, old.ID, nw.ID); n != 1 {
+		t.Errorf("old document no longer superseded by its first replacement")
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND $2 = ANY (replaces)`, second.ID, old.ID); n != 1 {
+		t.Errorf("the second replacement does not list what it replaces")
+	}
+	// Entered in error after it was replaced: resending the replacement still succeeds.
+	putAs(old.ID, strings.Replace(docRef(e.patients["a"], "text/plain", note(400, 11), ""), `"status":"current"`, `"status":"entered-in-error"`, 1))
+	putAs(nw.ID, again)
 	// b cannot supersede a's document.
 	_, err = e.ingest(t, "b", docRef(e.patients["b"], "text/plain", note(400, 13), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+nw.ID+`"}}],`))
 	if errs.CodeOf(err) != errs.Invalid {
