@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -114,29 +116,88 @@ func (s *Store) RegisterEndpoint(ctx context.Context, q db.Querier, memberID, ra
 }
 
 // RemoveEndpointOrigin takes the origin (scheme, host and port) of rawURL out of the
-// rest-hook origins registered (RegisterEndpoint) to member and returns it. An operator
-// action, like registration. Once it commits, a Subscription naming an endpoint at that
-// origin is refused, and the dispatcher, which checks the origin again before every send,
-// sends nothing more to an existing one: the next delivery due to it sets it to error
-// instead of retrying (a send already past that check may still complete). A literal
-// address that is not public is removed whether or not the allowlist still names it, since
-// removal dials nothing. It returns errs.Invalid (or errs.Forbidden for a host that is not
-// a canonical address) when rawURL is not an endpoint URL, and errs.NotFound when the
-// origin is not registered to member, so removing an origin twice fails the second time.
+// rest-hook origins registered (RegisterEndpoint) to member and returns it: it is
+// RemoveEndpointOrigins of one URL.
 func (s *Store) RemoveEndpointOrigin(ctx context.Context, q db.Querier, memberID, rawURL string) (Origin, error) {
-	const op = "notify.Store.RemoveEndpointOrigin"
-	o, err := removalOrigin(rawURL, s.allow)
+	removed, err := s.RemoveEndpointOrigins(ctx, q, memberID, []string{rawURL})
 	if err != nil {
 		return Origin{}, err
 	}
-	tag, err := q.Exec(ctx, `DELETE FROM notify_endpoints WHERE member_id = $1 AND origin = $2`, memberID, o.String())
+	return removed[0], nil
+}
+
+// RemoveEndpointOrigins takes the origins (scheme, host and port) of rawURLs out of the
+// rest-hook origins registered (RegisterEndpoint) to member and returns them, each once,
+// in the order first named. An operator action, like registration. Run it in a transaction
+// (q) so that it removes all of them or none. Once it commits, a Subscription naming an
+// endpoint at a removed origin is refused, and the member's requested and active
+// Subscriptions at one are set to error in the same statement group, so they read as
+// stopped at once; the dispatcher, which checks the origin again before every send, sends
+// them nothing more (a send already past that check may still complete). A literal address
+// that is not public is removed whether or not the allowlist still names it, since removal
+// dials nothing. Errors name a URL by its position, never by its text (a URL may carry a
+// receiver's secret): errs.Invalid (or errs.Forbidden for a host that is not a canonical
+// address) when one is not an endpoint URL, before anything is removed; errs.NotFound,
+// naming the origins, when some are not registered to member, also before anything is
+// removed, so removing an origin twice fails the second time.
+func (s *Store) RemoveEndpointOrigins(ctx context.Context, q db.Querier, memberID string, rawURLs []string) ([]Origin, error) {
+	const op = "notify.Store.RemoveEndpointOrigins"
+	var origins []Origin
+	var names []string
+	for i, u := range rawURLs {
+		o, err := removalOrigin(u, s.allow)
+		if err != nil {
+			return nil, errs.E(op, errs.CodeOf(err), fmt.Sprintf("URL %d of %d: %s", i+1, len(rawURLs), errs.MessageOf(err)), err)
+		}
+		if !slices.Contains(names, o.String()) {
+			origins, names = append(origins, o), append(names, o.String())
+		}
+	}
+	rows, err := q.Query(ctx, `SELECT origin FROM notify_endpoints WHERE member_id = $1 AND origin = ANY($2) FOR UPDATE`, memberID, names)
 	if err != nil {
-		return Origin{}, errs.E(op, errs.Unavailable, "could not remove the endpoint origin", err)
+		return nil, errs.E(op, errs.Unavailable, "could not read the endpoint origins", err)
 	}
-	if tag.RowsAffected() == 0 {
-		return Origin{}, errs.E(op, errs.NotFound, "no such registered endpoint origin")
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "could not read the endpoint origins", err)
 	}
-	return o, nil
+	var missing []string
+	for _, n := range names {
+		if !slices.Contains(found, n) {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, errs.E(op, errs.NotFound, "no such registered endpoint origin: "+strings.Join(missing, ", "))
+	}
+	if _, err := q.Exec(ctx, `DELETE FROM notify_endpoints WHERE member_id = $1 AND origin = ANY($2)`, memberID, names); err != nil {
+		return nil, errs.E(op, errs.Unavailable, "could not remove the endpoint origins", err)
+	}
+	rows, err = q.Query(ctx, `SELECT id, endpoint FROM notify_subscriptions
+		WHERE member_id = $1 AND status IN ('requested', 'active') FOR UPDATE`, memberID)
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "could not read the subscriptions", err)
+	}
+	type sub struct{ id, endpoint string }
+	subs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (sub, error) {
+		var x sub
+		return x, r.Scan(&x.id, &x.endpoint)
+	})
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "could not read the subscriptions", err)
+	}
+	var stopped []string
+	for _, x := range subs {
+		if o, err := removalOrigin(x.endpoint, s.allow); err == nil && slices.Contains(names, o.String()) {
+			stopped = append(stopped, x.id)
+		}
+	}
+	if len(stopped) > 0 {
+		if _, err := q.Exec(ctx, `UPDATE notify_subscriptions SET status = 'error', updated_at = now() WHERE id = ANY($1)`, stopped); err != nil {
+			return nil, errs.E(op, errs.Unavailable, "could not stop the subscriptions", err)
+		}
+	}
+	return origins, nil
 }
 
 // removalOrigin is the origin of rawURL as ParseEndpoint reads it, except that a literal

@@ -9,6 +9,7 @@ import (
 
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/internal/config"
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/notify"
 )
@@ -76,18 +77,29 @@ func runMemberEndpoint(ctx context.Context, args []string, stdout, stderr io.Wri
 	}
 	defer pool.Close()
 	ns := notify.NewStore(cfg.NotifyAllow)
+	var list []string
 	for _, u := range strings.Split(urls, ",") {
-		if u = strings.TrimSpace(u); u == "" {
-			continue
+		if u = strings.TrimSpace(u); u != "" {
+			list = append(list, u)
 		}
-		if pub.remove {
-			o, err := ns.RemoveEndpointOrigin(ctx, pool, member, u)
-			if err != nil {
-				return fmt.Errorf("endpoint %q: %s", u, errs.MessageOf(err))
-			}
-			fmt.Fprintf(stdout, "removed notification endpoint origin %s of %s: Subscriptions at it are no longer delivered to\n", o, member)
-			continue
+	}
+	if pub.remove {
+		// All or none, and errors name origins or positions, never a URL (it may carry a
+		// receiver's secret).
+		var removed []notify.Origin
+		err := db.InTx(ctx, pool, func(tx db.Querier) (err error) {
+			removed, err = ns.RemoveEndpointOrigins(ctx, tx, member, list)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("nothing removed: %s", errs.MessageOf(err))
 		}
+		for _, o := range removed {
+			fmt.Fprintf(stdout, "removed notification endpoint origin %s of %s: its Subscriptions are stopped (status error)\n", o, member)
+		}
+		return nil
+	}
+	for _, u := range list {
 		if err := ns.RegisterEndpoint(ctx, pool, member, u); err != nil {
 			return fmt.Errorf("endpoint %q: %s", u, errs.MessageOf(err))
 		}

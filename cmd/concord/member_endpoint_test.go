@@ -190,7 +190,7 @@ func TestMemberEndpointRemoveOrigin(t *testing.T) {
 		t.Fatalf("register: %v %s", err, out)
 	}
 	if out, err := run("--member", "harbor", "--url", "https://HOOKS.harbor-health.org:8443/other?x=1", "--remove"); err != nil ||
-		out != "removed notification endpoint origin https://hooks.harbor-health.org:8443 of harbor: Subscriptions at it are no longer delivered to\n" {
+		out != "removed notification endpoint origin https://hooks.harbor-health.org:8443 of harbor: its Subscriptions are stopped (status error)\n" {
 		t.Fatalf("remove: %v %q", err, out)
 	}
 	origins := func() []string {
@@ -210,6 +210,20 @@ func TestMemberEndpointRemoveOrigin(t *testing.T) {
 	}
 	if got := origins(); len(got) != 1 {
 		t.Fatalf("a failed removal changed the origins: %v", got)
+	}
+	// All or none: one unregistered origin, or one bad URL, in the list removes nothing,
+	// and the error names origins or positions, never a URL's path or query.
+	for _, urls := range []string{
+		"https://ehr.harbor-health.org/notify,https://hooks.harbor-health.org:8443/h?token=s3cret",
+		"https://ehr.harbor-health.org/notify,ftp://x.example/h?token=s3cret",
+	} {
+		out, err := run("--member", "harbor", "--url", urls, "--remove")
+		if err == nil || strings.Contains(err.Error(), "s3cret") || strings.Contains(out, "s3cret") || !strings.Contains(err.Error(), "nothing removed") {
+			t.Fatalf("partly bad removal %q: %v %q", urls, err, out)
+		}
+		if got := origins(); len(got) != 1 {
+			t.Fatalf("a failed removal of %q changed the origins: %v", urls, got)
+		}
 	}
 
 	if out, err := run("--member", "harbor", "--url", "https://10.0.0.5:8443/hook", "--notify-allow", "10.0.0.5:8443"); err != nil {
