@@ -122,8 +122,10 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 				classes = append(classes, r.Type)
 			}
 		}
+		// A login is "issuer|subject": the subject is shown, the issuer on hover. Other
+		// actors ("hl7v2|member", a system) are shown as they are.
 		actorFrom, actor, found := strings.Cut(ev.Actor, "|")
-		if !found {
+		if !found || !strings.Contains(actorFrom, "://") {
 			actorFrom, actor = "", ev.Actor
 		}
 		if actor == "" && ev.Client != "" {
