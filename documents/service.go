@@ -233,8 +233,19 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 				e.Path = "DocumentReference.content[" + itoa(i) + "].attachment"
 				return nil, e
 			}
-			sc.BinaryID, sc.Idx = store.NewID(), i
-			stored = append(stored, sc)
+			sc.Idx = i
+			// A resend of the document with the same bytes at the same place keeps its
+			// Binary, so an unchanged DocumentReference stays unchanged (no new version).
+			reused, err := s.contentAt(ctx, tx, in, sc)
+			if err != nil {
+				return nil, err
+			}
+			if reused != "" {
+				sc.BinaryID = reused
+			} else {
+				sc.BinaryID = store.NewID()
+				stored = append(stored, sc)
+			}
 			att = att.Del("data").Set("contentType", jsonOf(sc.ContentType)).Set("url", jsonOf(s.binaryURL(sc.BinaryID))).
 				Set("size", jsonOf(sc.Size)).Set("hash", jsonOf(sc.SHA1))
 		case af.URL != "":
@@ -292,6 +303,20 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 		}
 	}
 	return out, nil
+}
+
+// contentAt returns the Binary id of the member's document in.ID content that already
+// holds sc's bytes (object key), content type and position, or "" when there is none (a
+// new document, or new bytes).
+func (s *Service) contentAt(ctx context.Context, tx db.Querier, in Intake, sc storedContent) (string, error) {
+	var id string
+	err := tx.QueryRow(ctx, `SELECT binary_id FROM documents_contents
+		WHERE document_id = $1 AND member_id = $2 AND idx = $3 AND object_key = $4 AND content_type = $5
+		ORDER BY created_at DESC, binary_id LIMIT 1`, in.ID, in.MemberID, sc.Idx, sc.Key, sc.ContentType).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	return id, db.Map("documents.Service.contentAt", err)
 }
 
 func (s *Service) ingestBinary(ctx context.Context, tx db.Querier, in Intake) (*fhir.Resource, error) {

@@ -612,3 +612,41 @@ func TestUpdateKeepsLinkAndRefusesForeignID(t *testing.T) {
 		t.Errorf("foreign id: err = %v, want not_found", err)
 	}
 }
+
+// TestResendInlineDocumentUnchanged: a DocumentReference sent again with the same inline
+// bytes keeps its Binary, so the update is a no-op (one version, one content row); new
+// bytes make a new Binary and a new version.
+func TestResendInlineDocumentUnchanged(t *testing.T) {
+	e := setup(t, documents.Config{})
+	id := store.NewID()
+	put := func(body string) store.Stored {
+		t.Helper()
+		var st store.Stored
+		err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
+			out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: id, Resource: fhir.MustParse([]byte(body))})
+			if err != nil {
+				return err
+			}
+			st, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: id, MemberID: "a", PatientID: e.patients["a"], At: time.Now(), SkipUnchanged: true})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	doc := docRef(e.patients["a"], "text/plain", note(300, 21), "")
+	first := put(doc)
+	if again := put(doc); again.Version != 1 || !again.Unchanged || !bytes.Equal(again.Body, first.Body) {
+		t.Errorf("resend: v%d unchanged=%v; want v1, unchanged", again.Version, again.Unchanged)
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_contents WHERE document_id = $1`, id); n != 1 {
+		t.Errorf("%d content rows after a resend, want 1", n)
+	}
+	if changed := put(docRef(e.patients["a"], "text/plain", note(300, 22), "")); changed.Version != 2 {
+		t.Errorf("new bytes: v%d, want v2", changed.Version)
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_contents WHERE document_id = $1`, id); n != 2 {
+		t.Errorf("%d content rows after new bytes, want 2", n)
+	}
+}
