@@ -264,6 +264,20 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 		b, _ := json.Marshal(contents)
 		top = top.Set("content", b)
 	}
+	// A document another has replaced stays superseded when its sender resends it as
+	// current (an EHR resending what it has): only a replacement changes that status.
+	if df.Status == "current" {
+		var replaced bool
+		err := tx.QueryRow(ctx, `SELECT superseded_by IS NOT NULL FROM documents_metadata WHERE id = $1 AND member_id = $2`,
+			in.ID, in.MemberID).Scan(&replaced)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, db.Map(op, err)
+		}
+		if replaced {
+			df.Status = "superseded"
+			top = top.Set("status", jsonOf("superseded"))
+		}
+	}
 	out, err := fhir.Parse(top.Encode())
 	if err != nil {
 		return nil, errs.E(op, errs.Internal, err)

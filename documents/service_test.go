@@ -415,6 +415,14 @@ func TestReplacesSupersedes(t *testing.T) {
 	if n := count(t, e.pool, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND $2 = ANY (replaces)`, second.ID, old.ID); n != 1 {
 		t.Errorf("the second replacement does not list what it replaces")
 	}
+	// The replaced document resent as current by its sender stays superseded, unchanged.
+	putAs(old.ID, docRef(e.patients["a"], "text/plain", note(400, 11), ""))
+	if st, err := e.fs.Get(t.Context(), nil, "DocumentReference", old.ID); err != nil || st.Version != 2 || !bytes.Contains(st.Body, []byte(`"status":"superseded"`)) {
+		t.Errorf("replaced document resent as current: v%d %s (%v); want v2, still superseded", st.Version, st.Body, err)
+	}
+	if n := count(t, e.pool, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND status = 'superseded'`, old.ID); n != 1 {
+		t.Errorf("replaced document's metadata no longer superseded after a resend")
+	}
 	// Entered in error after it was replaced: resending the replacement still succeeds.
 	putAs(old.ID, strings.Replace(docRef(e.patients["a"], "text/plain", note(400, 11), ""), `"status":"current"`, `"status":"entered-in-error"`, 1))
 	putAs(nw.ID, again)
