@@ -426,7 +426,9 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			}
 		}
 	}
-	ctx := c.Request().Context()
+	// One ScanTime deadline for the request: the stored search and the searches that
+	// find what names the page's directory Organizations (revIncludeDirectoryOrganizations).
+	ctx := a.x.ShareScan(c.Request().Context())
 	allow := allowedTypes(c)
 	// The stored search's query: q without the directory's _offset and _include, which
 	// the stored search does not know (Organization:endpoint).
@@ -552,7 +554,7 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			onPage[st.Type+"/"+st.ID] = true
 		}
 	}
-	referring, err := a.revIncludeDirectoryOrganizations(c, s.RevInclude, dir, onPage, allow)
+	referring, err := a.revIncludeDirectoryOrganizations(ctx, c, s.RevInclude, dir, onPage, allow)
 	if err != nil {
 		return err
 	}

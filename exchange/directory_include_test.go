@@ -3,6 +3,8 @@ package exchange
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -10,8 +12,13 @@ import (
 	"time"
 
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
+	"github.com/concord-hie/concord/internal/httpx"
+	mpistore "github.com/concord-hie/concord/mpi/store"
+	"github.com/concord-hie/concord/notify"
+	"github.com/concord-hie/concord/records"
 )
 
 // auditedIDs lists an event's resources as Type/id.
@@ -239,5 +246,81 @@ func TestOrganizationRevIncludeDirectory(t *testing.T) {
 		if !reachesOrganization(src, param) {
 			t.Errorf("Organization searchRevInclude lists %s", inc)
 		}
+	}
+}
+
+// withScanTime mounts env's search routes anew over a Searcher whose ScanTime is d, with
+// the same stores, tokens and audit log.
+func (env *dirEnv) withScanTime(t *testing.T, d time.Duration) {
+	t.Helper()
+	fs, ms := store.New(env.pool), mpistore.New(env.pool)
+	rec := records.New(fs, ms, defaultDirectives{}, env.log, nil)
+	h, _ := audit.NewHasher(bytes.Repeat([]byte{7}, 32))
+	x, err := records.NewSearcher(rec, records.SearchConfig{CursorKey: tokenKey, Hasher: h, ScanTime: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := directory.NewStore(env.pool)
+	toks := newTokens(t, dir, tokenKey, searchBase+"/fhir", searchBase+"/token", time.Hour)
+	srv := New(Config{BaseURL: searchBase, MaxBodyBytes: 1 << 20}, Deps{Pool: env.pool, Directory: dir, Tokens: toks, FHIR: fs, MPI: ms, Records: rec,
+		Notify: notify.NewStore(nil), Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	env.e = mountExchange(srv, httpx.RequestID())
+	NewSearchAPI(srv, x).Register(env.e)
+}
+
+// createRoles stores n PractitionerRoles of member naming org, with extra (JSON members
+// ending in a comma) in each, in one statement, and returns their Type/ids.
+func (env *dirEnv) createRoles(t *testing.T, member, org, extra string, n int) []string {
+	t.Helper()
+	ws := make([]store.Write, n)
+	for i := range ws {
+		ws[i] = store.Write{Resource: fhir.MustParse([]byte(`{"resourceType":"PractitionerRole",` + extra + `"active":true,"organization":{"reference":"` + org + `"}}`)),
+			MemberID: member, At: time.Now(), Source: searchBase + "/members/" + member, Tags: []fhir.Coding{{System: systemSourceMember, Code: member}}}
+	}
+	sts, err := store.New(env.pool).CreateMany(context.Background(), env.pool, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(sts))
+	for i, st := range sts {
+		out[i] = "PractitionerRole/" + st.ID
+	}
+	return out
+}
+
+// restricted is the meta of a resource labelled restricted, which no other member sees.
+const restricted = `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]},`
+
+// TestOrganizationRevIncludeDirectoryScanTime: the directory Organizations' _revinclude
+// runs under the request's one ScanTime deadline, the one the stored search began, not a
+// new one for each of records' pages it reads: once the time is up it is refused (400,
+// the _revinclude took too long), as the stored Organizations' own _revinclude is, not
+// answered after following records' short pages one deadline at a time, each with its
+// audit event. The roles here are all hidden from the caller, so only time bounds the
+// scan: ScanTime is a third of what the whole scan takes on this machine.
+func TestOrganizationRevIncludeDirectoryScanTime(t *testing.T) {
+	env := newDirEnv(t)
+	env.createRoles(t, "a", "Organization/member-b", restricted, 5000)
+	reader := token(t, "client-b", "b", "system/Organization.rs system/PractitionerRole.rs")
+	const query = "/fhir/Organization?_id=member-b&_revinclude=PractitionerRole:organization"
+	whole := time.Duration(1<<63 - 1)
+	for range 2 {
+		start := time.Now()
+		if b := env.search(t, reader, query); len(b.withMode("include")) != 0 {
+			t.Fatalf("hidden roles included: %v", b.withMode("include"))
+		}
+		whole = min(whole, time.Since(start))
+	}
+
+	env.withScanTime(t, whole/3)
+	before := len(env.log.events)
+	code, body := env.do(t, reader, http.MethodGet, query, "")
+	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("_revinclude took too long")) {
+		t.Fatalf("ScanTime %v of %v: %d %.300s", whole/3, whole, code, body)
+	}
+	// records' event for the stored search and for the directory's one page that ran
+	// out of time; then nothing more was read.
+	if n := len(env.log.events) - before; n > 2 {
+		t.Fatalf("%d audit events, one per page of records' search", n)
 	}
 }

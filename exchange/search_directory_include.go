@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"cmp"
+	"context"
 	"maps"
 	"net/url"
 	"slices"
@@ -149,10 +150,16 @@ func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, 
 // no patient's resource. skip lists what is already on the page, Type/id, which is not
 // added again. The result is sorted by type and id.
 //
+// The searches run under ctx, which carries the request's ScanTime deadline
+// (records.Searcher.ShareScan), the one the page's stored search began: they are phases
+// of that request, as records' own _revinclude is, not requests with a deadline each.
+//
 // It returns errs.Invalid when more than records.MaxRevIncluded resources would be added
-// (what the caller may not see counts toward no limit), and records' error when a search
-// fails; the events of the searches already run stay in the log.
-func (a *SearchAPI) revIncludeDirectoryOrganizations(c echo.Context, revs []fhir.Include, dir []store.Stored,
+// (what the caller may not see counts toward no limit) or when the deadline passes before
+// the searches are done (records: the _revinclude took too long; never cut short), and
+// records' error when a search fails; the events of the searches already run stay in the
+// log.
+func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo.Context, revs []fhir.Include, dir []store.Stored,
 	skip map[string]bool, allow func(string) bool) ([]store.Stored, error) {
 	const op = "exchange.revIncludeDirectoryOrganizations"
 	if len(dir) == 0 {
@@ -162,7 +169,6 @@ func (a *SearchAPI) revIncludeDirectoryOrganizations(c echo.Context, revs []fhir
 	for _, o := range dir {
 		refs = append(refs, "Organization/"+o.ID)
 	}
-	ctx := c.Request().Context()
 	seen := maps.Clone(skip)
 	if seen == nil {
 		seen = map[string]bool{}

@@ -233,9 +233,10 @@ type request struct {
 	scan   *scan // the request's ScanTime deadline, shared by its phases
 }
 
-// begin parses q, or the query sealed in its cursor.
-func (x *Searcher) begin(v Viewer, kind, patient string, q url.Values, parse func(url.Values) (fhir.Search, error)) (request, cursor, error) {
-	r := request{v: v, at: x.svc.now(), kind: kind, first: true, scan: x.newScan()}
+// begin parses q, or the query sealed in its cursor. The request's ScanTime deadline is
+// the one ctx shares (ShareScan), else a new one.
+func (x *Searcher) begin(ctx context.Context, v Viewer, kind, patient string, q url.Values, parse func(url.Values) (fhir.Search, error)) (request, cursor, error) {
+	r := request{v: v, at: x.svc.now(), kind: kind, first: true, scan: x.scanOf(ctx)}
 	var c cursor
 	if raw := q.Get(CursorParam); raw != "" {
 		var err error
@@ -439,6 +440,33 @@ func (x *Searcher) newScan() *scan {
 	return &scan{now: x.clock, deadline: x.clock().Add(x.scanTime)}
 }
 
+// scanKey is the context key of the deadline ShareScan shares.
+type scanKey struct{}
+
+// ShareScan returns ctx carrying one ScanTime deadline, begun now, that every search x
+// answers under ctx shares instead of beginning its own, so that ScanTime bounds them
+// together as it bounds the phases (page, total, _revinclude) of one search. It is for a
+// request that completes a _revinclude with searches of its own, run one after another:
+// the exchange's _revinclude of directory Organizations, which are not in the store, is a
+// search per source type and page. Each search is a phase of that request: its first
+// store batch, if it comes back before the deadline, is decided whole; past the deadline
+// its page is answered short, with a Next; and it is errSlowStore when the deadline
+// passes while it waits for its first batch. A search that begins once an earlier one
+// has used the time up (the deadline passed after the earlier one's first batch came back
+// in time) reads nothing: its page is errSlowRevInclude (errs.Invalid; a total alone is
+// errNarrow), so following such a Next ends there.
+func (x *Searcher) ShareScan(ctx context.Context) context.Context {
+	return context.WithValue(ctx, scanKey{}, x.newScan())
+}
+
+// scanOf returns the deadline ctx shares (ShareScan), else a new one.
+func (x *Searcher) scanOf(ctx context.Context) *scan {
+	if s, ok := ctx.Value(scanKey{}).(*scan); ok {
+		return s
+	}
+	return x.newScan()
+}
+
 // passed reports whether the deadline has passed.
 func (s *scan) passed() bool { return s.now().After(s.deadline) }
 
@@ -474,7 +502,8 @@ func (s *scan) firstBatch() error {
 // more and returns the rows permitted so far (short of count, maybe none) with the key of
 // the last row examined, so the next page resumes the scan where this one stopped. Such a
 // short page tells nothing the time it took does not: that the deadline passed. A
-// deadline that passes before the first batch comes back is errSlowStore. So hidden rows
+// deadline that passes before the first batch comes back is errSlowStore; one that an
+// earlier search sharing it (ShareScan) used up is errSlowRevInclude. So hidden rows
 // show only in timing: a caller may learn that a page took long, not where hidden rows
 // lie or how many there are.
 func (x *Searcher) fill(ctx context.Context, s *scan, q store.Query, count int, f rowFilter) ([]store.Row, *store.Key, error) {
@@ -483,7 +512,11 @@ func (x *Searcher) fill(ctx context.Context, s *scan, q store.Query, count int, 
 	// not fill it doubles the next, up to countBatch, so a run of denied rows costs few
 	// queries.
 	batch := max(count+count/4+2, 20)
-	// fill is a request's first phase, so it begins unspent.
+	// fill is a request's first phase, so it begins unspent, unless the request shares an
+	// earlier search's deadline (ShareScan) and that search used the time up.
+	if s.spent() {
+		return nil, nil, errSlowRevInclude
+	}
 	for first := true; ; first = false {
 		// q.After is the last row examined (by this request, or by the one whose cursor
 		// it continues): past the deadline, the next page resumes after it.
@@ -916,7 +949,7 @@ func (x *Searcher) Search(ctx context.Context, v Viewer, typ string, q url.Value
 // every type.
 func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q url.Values, allowType func(string) bool) (Page, error) {
 	const op = "records.Search"
-	r, c, err := x.begin(v, typ, "", q, func(q url.Values) (fhir.Search, error) { return x.opts.Parse(typ, q) })
+	r, c, err := x.begin(ctx, v, typ, "", q, func(q url.Values) (fhir.Search, error) { return x.opts.Parse(typ, q) })
 	if err != nil {
 		return Page{}, err
 	}
@@ -1170,7 +1203,7 @@ func (x *Searcher) Everything(ctx context.Context, v Viewer, patientID string, q
 		}
 		return s, nil
 	}
-	r, c, err := x.begin(v, "$everything", patientID, q, parse)
+	r, c, err := x.begin(ctx, v, "$everything", patientID, q, parse)
 	if err != nil {
 		return Page{}, err
 	}
