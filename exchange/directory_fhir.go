@@ -547,14 +547,9 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	}
 	// What members sent that names the page's directory Organizations
 	// (PractitionerRole:organization, Location:organization): found, decided and audited
-	// by records; the stored part's own _revinclude records answered above.
-	onPage := map[string]bool{}
-	for _, list := range [][]store.Stored{page.Matches, page.Included} {
-		for _, st := range list {
-			onPage[st.Type+"/"+st.ID] = true
-		}
-	}
-	referring, err := a.revIncludeDirectoryOrganizations(ctx, c, s.RevInclude, dir, onPage, allow)
+	// by records; the stored part's own _revinclude records answered above, and it counts
+	// toward the page's one limit.
+	referring, err := a.revIncludeDirectoryOrganizations(ctx, c, s.RevInclude, page, dir, allow)
 	if err != nil {
 		return err
 	}

@@ -324,3 +324,26 @@ func TestOrganizationRevIncludeDirectoryScanTime(t *testing.T) {
 		t.Fatalf("%d audit events, one per page of records' search", n)
 	}
 }
+
+// TestOrganizationRevIncludeOneLimit: one page's _revinclude adds at most
+// records.MaxRevIncluded resources in all: what records' own _revinclude puts on it for
+// the member-sent Organizations and what the exchange adds for the directory's count
+// together, so a page with 600 roles naming each is refused (400 naming _revinclude),
+// while either alone is answered.
+func TestOrganizationRevIncludeOneLimit(t *testing.T) {
+	env := newDirEnv(t)
+	n := records.MaxRevIncluded * 3 / 5
+	env.createRoles(t, "b", "Organization/"+env.storedOrg, "", n)
+	env.createRoles(t, "b", "Organization/member-b", "", n)
+	reader := token(t, "client-b", "b", "system/Organization.rs system/PractitionerRole.rs")
+	const rev = "&_revinclude=PractitionerRole:organization"
+	for _, id := range []string{env.storedOrg, "member-b"} {
+		if b := env.search(t, reader, "/fhir/Organization?_id="+id+rev); len(b.withMode("include")) != n {
+			t.Fatalf("%s alone: %d included, want %d", id, len(b.withMode("include")), n)
+		}
+	}
+	code, body := env.do(t, reader, http.MethodGet, "/fhir/Organization?_id=member-b,"+env.storedOrg+rev, "")
+	if code != http.StatusBadRequest || !bytes.Contains(body, []byte("_revinclude would add more than")) {
+		t.Fatalf("both on one page: %d %.300s", code, body)
+	}
+}

@@ -147,20 +147,23 @@ func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, 
 // shared reference data) and is in the audit event records writes for that search, as an
 // ordinary search's _revinclude is. A _revinclude of any other source type (List:item)
 // adds nothing, as it adds nothing to records' search of reference data, which discloses
-// no patient's resource. skip lists what is already on the page, Type/id, which is not
-// added again. The result is sorted by type and id.
+// no patient's resource. page is what records answered for the stored Organizations,
+// with dir among its matches: nothing on it is added again. The result is sorted by type
+// and id.
 //
 // The searches run under ctx, which carries the request's ScanTime deadline
 // (records.Searcher.ShareScan), the one the page's stored search began: they are phases
 // of that request, as records' own _revinclude is, not requests with a deadline each.
 //
-// It returns errs.Invalid when more than records.MaxRevIncluded resources would be added
-// (what the caller may not see counts toward no limit) or when the deadline passes before
+// It returns errs.Invalid when the page would carry more than records.MaxRevIncluded
+// resources that a _revinclude added, these and those records' own _revinclude put on
+// page together, one limit for the page as for a page of records' (what the caller may
+// not see counts toward no limit), or when the deadline passes before
 // the searches are done (records: the _revinclude took too long; never cut short), and
 // records' error when a search fails; the events of the searches already run stay in the
 // log.
-func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo.Context, revs []fhir.Include, dir []store.Stored,
-	skip map[string]bool, allow func(string) bool) ([]store.Stored, error) {
+func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo.Context, revs []fhir.Include, page records.Page,
+	dir []store.Stored, allow func(string) bool) ([]store.Stored, error) {
 	const op = "exchange.revIncludeDirectoryOrganizations"
 	if len(dir) == 0 {
 		return nil, nil
@@ -169,9 +172,16 @@ func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo
 	for _, o := range dir {
 		refs = append(refs, "Organization/"+o.ID)
 	}
-	seen := maps.Clone(skip)
-	if seen == nil {
-		seen = map[string]bool{}
+	seen := map[string]bool{}
+	for _, st := range page.Matches {
+		seen[st.Type+"/"+st.ID] = true
+	}
+	already := 0 // what records' _revinclude put on the page, all of it visible
+	for _, st := range page.Included {
+		seen[st.Type+"/"+st.ID] = true
+		if slices.ContainsFunc(revs, func(inc fhir.Include) bool { return inc.SourceType == st.Type }) {
+			already++
+		}
 	}
 	var out []store.Stored
 	done := map[fhir.Include]bool{}
@@ -194,7 +204,7 @@ func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo
 						out = append(out, st)
 					}
 				}
-				if len(out) > records.MaxRevIncluded {
+				if already+len(out) > records.MaxRevIncluded {
 					return nil, errs.E(op, errs.Invalid, "_revinclude would add more than "+strconv.Itoa(records.MaxRevIncluded)+
 						" resources to this page: lower _count, or narrow the search")
 				}
