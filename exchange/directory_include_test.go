@@ -150,7 +150,8 @@ func TestDirectoryIncludesReferenceForms(t *testing.T) {
 // TestOrganizationRevIncludeDirectory: Organization?_revinclude=PractitionerRole:organization
 // and Location:organization add the member-sent roles and locations that name the page's
 // directory Organizations (relative or absolute references), beside those naming its
-// member-sent Organizations, on every page. They are found through records: only what
+// member-sent Organizations, on every page; not those naming another server's
+// Organization of the same id. They are found through records: only what
 // the caller may see comes back (another member's labelled role does not), each is in
 // the audit event of records' search, and a type the token may not read is left out.
 // The CapabilityStatement lists both for Organization, and no _revinclude whose parameter
@@ -165,6 +166,7 @@ func TestOrganizationRevIncludeDirectory(t *testing.T) {
 	}
 	r1 := role(writerA, "Organization/member-b", "")
 	r1abs := role(writerA, searchBase+"/fhir/Organization/member-b", "")
+	role(writerA, "https://other-hie.example/fhir/Organization/member-b", "") // another server's member-b
 	labelled := role(writerA, "Organization/member-b", `"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality","code":"R"}]},`)
 	r4 := role(writerA, "Organization/member-a", "")
 	rStored := role(writerA, "Organization/"+env.storedOrg, "")

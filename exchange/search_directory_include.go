@@ -145,11 +145,15 @@ func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, 
 // records' search ([source]?[param]=Organization/member-a,...; every page of it, through
 // its cursor), so that each is kept only when the caller may see it (its own member's, or
 // shared reference data) and is in the audit event records writes for that search, as an
-// ordinary search's _revinclude is. A _revinclude of any other source type (List:item)
-// adds nothing, as it adds nothing to records' search of reference data, which discloses
-// no patient's resource. page is what records answered for the stored Organizations,
-// with dir among its matches: nothing on it is added again. The result is sorted by type
-// and id.
+// ordinary search's _revinclude is. The reference index keeps only a reference's type and
+// id, so that search also finds references to another server's Organization/member-a;
+// only those that name this server's, as directoryOrgRefs reads them (relative, or
+// absolute on this server's FHIR base), are kept: records has audited the others, and
+// they are not disclosed. A _revinclude of any other source type (List:item) adds
+// nothing, as it adds nothing to records' search of reference data, which discloses no
+// patient's resource. page is what records answered for the stored Organizations, with
+// dir among its matches: nothing on it is added again. The result is sorted by type and
+// id.
 //
 // The searches run under ctx, which carries the request's ScanTime deadline
 // (records.Searcher.ShareScan), the one the page's stored search began: they are phases
@@ -157,11 +161,10 @@ func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, 
 //
 // It returns errs.Invalid when the page would carry more than records.MaxRevIncluded
 // resources that a _revinclude added, these and those records' own _revinclude put on
-// page together, one limit for the page as for a page of records' (what the caller may
-// not see counts toward no limit), or when the deadline passes before
-// the searches are done (records: the _revinclude took too long; never cut short), and
-// records' error when a search fails; the events of the searches already run stay in the
-// log.
+// it counted together, one limit for the page as on a page of records' (what the caller
+// may not see counts toward no limit), or when the deadline passes before the searches
+// are done (records: the _revinclude took too long; never cut short); and records' error
+// when a search fails. The events of the searches already run stay in the log.
 func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo.Context, revs []fhir.Include, page records.Page,
 	dir []store.Stored, allow func(string) bool) ([]store.Stored, error) {
 	const op = "exchange.revIncludeDirectoryOrganizations"
@@ -169,8 +172,10 @@ func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo
 		return nil, nil
 	}
 	refs := make([]string, 0, len(dir))
+	ids := map[string]bool{} // of dir
 	for _, o := range dir {
 		refs = append(refs, "Organization/"+o.ID)
+		ids[o.ID] = true
 	}
 	seen := map[string]bool{}
 	for _, st := range page.Matches {
@@ -191,6 +196,10 @@ func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo
 			continue
 		}
 		done[inc] = true
+		params := map[string]bool{inc.Param: true}
+		names := func(st store.Stored) bool { // one of dir, on this server
+			return slices.ContainsFunc(a.s.directoryOrgRefs(st.Body, params), func(id string) bool { return ids[id] })
+		}
 		for chunk := range slices.Chunk(refs, fhir.MaxOrValues) {
 			q := url.Values{inc.Param: {strings.Join(chunk, ",")}, "_count": {strconv.Itoa(a.s.cfg.MaxCount)}, "_total": {"none"}}
 			for {
@@ -199,7 +208,7 @@ func (a *SearchAPI) revIncludeDirectoryOrganizations(ctx context.Context, c echo
 					return nil, err
 				}
 				for _, st := range p.Matches {
-					if k := st.Type + "/" + st.ID; !seen[k] {
+					if k := st.Type + "/" + st.ID; !seen[k] && names(st) {
 						seen[k] = true
 						out = append(out, st)
 					}
