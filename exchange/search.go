@@ -144,7 +144,7 @@ func (a *SearchAPI) searchResources(c echo.Context) error {
 		return err
 	}
 	// Directory Organizations are not in the store records includes from.
-	if err := a.includeDirectoryOrganizations(c, q, &page); err != nil {
+	if err := a.includeDirectoryOrganizations(c, &page); err != nil {
 		return err
 	}
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), a.s.cursorLink(typ, page.Next))

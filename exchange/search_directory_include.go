@@ -80,11 +80,12 @@ func (s *Server) directoryOrgRefs(body []byte, params map[string]bool) []string 
 // include, but none that is already on the page. Directory data is reference data that no
 // consent decides, but the token must allow Organization (allowedTypes), as records
 // requires of what it includes; without it nothing is added. The directory is loaded once
-// for the page. What is added is audited as a reference-data query (q, the cursor left
-// out) before it is returned. It returns the directory's error when the directory cannot
+// for the page. What is added is audited as a reference-data query before it is
+// returned, with the query records' event for the page records (page.Query: on a cursor
+// page the search's own, sealed in the cursor). It returns the directory's error when the directory cannot
 // be read, or errs.Unavailable when the event cannot be committed; then page must not be
 // disclosed.
-func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, page *records.Page) error {
+func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, page *records.Page) error {
 	if len(page.Matches) == 0 || !allowedTypes(c)("Organization") {
 		return nil
 	}
@@ -130,7 +131,7 @@ func (a *SearchAPI) includeDirectoryOrganizations(c echo.Context, q url.Values, 
 	if len(added) == 0 {
 		return nil
 	}
-	if err := a.x.AuditReference(ctx, viewer(c), audit.Query, withoutCursor(q), auditedResources(added)); err != nil {
+	if err := a.x.AuditReference(ctx, viewer(c), audit.Query, page.Query, auditedResources(added)); err != nil {
 		return err
 	}
 	page.Included = append(page.Included, added...)

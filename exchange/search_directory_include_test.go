@@ -297,3 +297,30 @@ func TestIncludeDirectoryOrganizationEveryParam(t *testing.T) {
 		}
 	}
 }
+
+// TestIncludeDirectoryOrganizationCursorQuery: on every page, a cursor page too, the
+// event for the directory Organizations an _include adds records the query records'
+// event for the same page records: the search's own, which a cursor page takes from its
+// cursor, not the _cursor parameter alone.
+func TestIncludeDirectoryOrganizationCursorQuery(t *testing.T) {
+	env := newDirEnv(t)
+	env.createRoles(t, "a", "Organization/member-a", "", 2)
+	reader := token(t, "client-b", "b", "system/PractitionerRole.rs system/Organization.rs")
+	next := "/fhir/PractitionerRole?organization=Organization/member-a&_include=PractitionerRole:organization&_count=1"
+	pages := 0
+	for ; next != ""; pages++ {
+		before := len(env.log.events)
+		b := env.search(t, reader, next)
+		evs := env.log.events[before:]
+		if len(evs) != 2 || !slices.Equal(auditedIDs(evs[1]), []string{"Organization/member-a"}) {
+			t.Fatalf("page %d (%v): events %+v", pages, b.ids(), evs)
+		}
+		if got, want := evs[1].Query, evs[0].Query; got != want || !strings.Contains(got, "_include=PractitionerRole") {
+			t.Errorf("page %d: the directory's event has query %q, records' %q", pages, got, want)
+		}
+		next = b.next()
+	}
+	if pages != 2 {
+		t.Fatalf("%d pages", pages)
+	}
+}

@@ -160,6 +160,10 @@ type Page struct {
 	Next string
 	// Search is the parsed search (what the self link describes).
 	Search fhir.Search
+	// Query is the query the page answers, without _cursor: on a later page the one
+	// sealed in its cursor. It is the query the page's audit event records (hashed), for
+	// a caller that audits what it adds to the page.
+	Query url.Values
 	// Part2 holds, keyed "Type/id", what must travel with each 42 CFR Part 2 record among
 	// Matches and Included that the page discloses (see Part2Release, Part2Of); nil when
 	// there is none.
@@ -630,7 +634,7 @@ func (f rowFilter) prefetch(rows []store.Row) error {
 // includes).
 func (x *Searcher) run(ctx context.Context, r request, q store.Query, f rowFilter) (Page, *store.Key, error) {
 	s := r.search
-	page := Page{Search: s}
+	page := Page{Search: s, Query: r.query}
 	q.Sort, q.After = s.Sort, r.after
 	var next *store.Key
 	if s.Count > 0 && !s.SummaryCount {
@@ -1008,7 +1012,7 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 		if err := x.svc.AuditRefusal(ctx, v, audit.Query, "", "unknown-or-foreign-patient", x.hash.HashQuery(r.query, audit.PHIParams())); err != nil {
 			return Page{}, err
 		}
-		page := Page{Search: r.search}
+		page := Page{Search: r.search, Query: r.query}
 		if r.search.Total != fhir.TotalNone || r.search.SummaryCount {
 			page.Total = new(int)
 		}
