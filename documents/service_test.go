@@ -109,6 +109,25 @@ func (e *env) ingest(t *testing.T, member string, body string) (store.Stored, er
 	return st, err
 }
 
+// update ingests body as member's DocumentReference id and stores it as an update (PUT
+// does: an unchanged result stores no version), failing t on any error.
+func (e *env) update(t *testing.T, member, id, body string) store.Stored {
+	t.Helper()
+	var st store.Stored
+	err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
+		out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: member, PatientID: e.patients[member], ID: id, Resource: fhir.MustParse([]byte(body))})
+		if err != nil {
+			return err
+		}
+		st, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: id, MemberID: member, PatientID: e.patients[member], At: time.Now(), SkipUnchanged: true})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
 func docRef(patient, contentType string, data []byte, extra string) string {
 	return fmt.Sprintf(`{"resourceType":"DocumentReference","status":"current",%s"type":{"coding":[{"system":"http://loinc.org","code":"34117-2"}]},`+
 		`"subject":{"reference":"Patient/%s"},"content":[{"attachment":{"contentType":%q,"data":%q}}]}`,
@@ -372,20 +391,7 @@ func TestReplacesSupersedes(t *testing.T) {
 	}
 	// The replacement sent again (same id, same content): the old document keeps its two
 	// versions and is listed once among what the new one replaces.
-	putAs := func(id, body string) {
-		t.Helper()
-		err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
-			out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: id, Resource: fhir.MustParse([]byte(body))})
-			if err != nil {
-				return err
-			}
-			_, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: id, MemberID: "a", PatientID: e.patients["a"], At: time.Now(), SkipUnchanged: true})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putAs := func(id, body string) { e.update(t, "a", id, body) }
 	again := docRef(e.patients["a"], "text/plain", note(400, 12), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+old.ID+`"}}],`)
 	for range 2 {
 		putAs(nw.ID, again)
@@ -627,22 +633,7 @@ func TestUpdateKeepsLinkAndRefusesForeignID(t *testing.T) {
 func TestResendInlineDocumentUnchanged(t *testing.T) {
 	e := setup(t, documents.Config{})
 	id := store.NewID()
-	put := func(body string) store.Stored {
-		t.Helper()
-		var st store.Stored
-		err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
-			out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: "a", PatientID: e.patients["a"], ID: id, Resource: fhir.MustParse([]byte(body))})
-			if err != nil {
-				return err
-			}
-			st, err = e.fs.Put(t.Context(), tx, store.Write{Resource: out, ID: id, MemberID: "a", PatientID: e.patients["a"], At: time.Now(), SkipUnchanged: true})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
+	put := func(body string) store.Stored { return e.update(t, "a", id, body) }
 	doc := docRef(e.patients["a"], "text/plain", note(300, 21), "")
 	first := put(doc)
 	if again := put(doc); again.Version != 1 || !again.Unchanged || !bytes.Equal(again.Body, first.Body) {
