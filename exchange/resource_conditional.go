@@ -42,28 +42,9 @@ func (s *Server) conditionalUpdate(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	member, err := s.Directory.Member(ctx, principal(c).MemberID)
-	if err != nil {
-		return err
-	}
-	var st store.Stored
-	var status int
-	v := viewer(c)
-	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		var w records.Writes
-		if st, status, err = s.conditionalPut(ctx, tx, c, member, cond, res, &w); err != nil {
-			return err
-		}
-		return s.auditWrites(ctx, tx, v, &w)
+	return s.writeOwn(c, func(ctx context.Context, tx db.Querier, member directory.Member, w *records.Writes) (store.Stored, int, error) {
+		return s.conditionalPut(ctx, tx, c, member, cond, res, w)
 	})
-	if p, ok := preconditionFailed(err); ok {
-		return writePrecondition(c, p)
-	}
-	if err != nil {
-		return s.auditRefusedUpdate(ctx, v, err)
-	}
-	return writeReply(c, s.FHIRBase(), status, st, wrote(status, st, false))
 }
 
 // conditionalPut is conditionalUpdate's work inside tx, for member's res of type cond.Type:

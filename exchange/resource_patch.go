@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"mime"
 	"net/http"
 	"strings"
@@ -125,42 +124,24 @@ func (s *Server) conditionalPatch(c echo.Context) error {
 
 // patch is patchResource and conditionalPatch after admission: it reads the patch, and in
 // one transaction resolves the target id (target), applies the patch to it (patchOwn) and
-// commits the update's audit event with it, then answers as updateResource does.
+// commits the update's audit event with it (writeOwn, which also answers).
 func (s *Server) patch(c echo.Context, typ string, target func(context.Context, db.Querier, directory.Member) (string, error)) error {
 	p, err := s.readPatch(c)
 	if err != nil {
 		return err
 	}
-	ctx := c.Request().Context()
-	member, err := s.Directory.Member(ctx, principal(c).MemberID)
-	if err != nil {
-		return err
-	}
 	ifMatch := c.Request().Header.Get("If-Match")
-	v := viewer(c)
-	var st store.Stored
-	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
+	return s.writeOwn(c, func(ctx context.Context, tx db.Querier, member directory.Member, w *records.Writes) (store.Stored, int, error) {
 		id, err := target(ctx, tx, member)
 		if err != nil {
-			return err
+			return store.Stored{}, 0, err
 		}
-		if st, err = s.patchOwn(ctx, tx, member, typ, id, p, ifMatch, nil); err != nil {
-			return err
+		st, err := s.patchOwn(ctx, tx, member, typ, id, p, ifMatch, nil)
+		if err == nil {
+			w.Stored(audit.Update, st)
 		}
-		var w records.Writes
-		w.Stored(audit.Update, st)
-		return s.auditWrites(ctx, tx, v, &w)
+		return st, http.StatusOK, err
 	})
-	if pf, ok := preconditionFailed(err); ok {
-		return writePrecondition(c, pf)
-	}
-	if errors.Is(err, fhir.ErrPatchNotApplied) {
-		return writeUnprocessable(c, err)
-	}
-	if err != nil {
-		return s.auditRefusedUpdate(ctx, v, err)
-	}
-	return writeReply(c, s.FHIRBase(), http.StatusOK, st, wrote(http.StatusOK, st, false))
 }
 
 // patchOwn applies p to the current version of the member's resource typ/id and stores

@@ -133,28 +133,47 @@ func (s *Server) updateResource(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	return s.writeOwn(c, func(ctx context.Context, tx db.Querier, member directory.Member, w *records.Writes) (store.Stored, int, error) {
+		st, err := s.update(ctx, tx, member, typ, id, res, c.Request().Header.Get("If-Match"))
+		if err == nil {
+			w.Stored(audit.Update, st)
+		}
+		return st, http.StatusOK, err
+	})
+}
+
+// writeOwn is an update of the caller's member's own resources (PUT, conditional PUT,
+// PATCH) after admission: in one transaction do writes, recording its writes in w, and the
+// audit events of w commit with it (auditWrites); then it answers 412 for a failed
+// precondition, 422 for a patch that does not apply, any other error with the refused
+// update's deny event committed first (auditRefusedUpdate), and success as Prefer asks
+// (writeReply) with do's status and stored version.
+func (s *Server) writeOwn(c echo.Context, do func(context.Context, db.Querier, directory.Member, *records.Writes) (store.Stored, int, error)) error {
 	ctx := c.Request().Context()
 	member, err := s.Directory.Member(ctx, principal(c).MemberID)
 	if err != nil {
 		return err
 	}
 	var st store.Stored
+	var status int
 	v := viewer(c)
 	err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-		if st, err = s.update(ctx, tx, member, typ, id, res, c.Request().Header.Get("If-Match")); err != nil {
+		var w records.Writes
+		if st, status, err = do(ctx, tx, member, &w); err != nil {
 			return err
 		}
-		var w records.Writes
-		w.Stored(audit.Update, st)
 		return s.auditWrites(ctx, tx, v, &w)
 	})
 	if p, ok := preconditionFailed(err); ok {
 		return writePrecondition(c, p)
 	}
+	if errors.Is(err, fhir.ErrPatchNotApplied) {
+		return writeUnprocessable(c, err)
+	}
 	if err != nil {
 		return s.auditRefusedUpdate(ctx, v, err)
 	}
-	return writeReply(c, s.FHIRBase(), http.StatusOK, st, wrote(http.StatusOK, st, false))
+	return writeReply(c, s.FHIRBase(), status, st, wrote(status, st, false))
 }
 
 // deleteResource handles DELETE [base]/[type]/[id]: a soft delete of the member's own
