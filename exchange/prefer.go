@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"iter"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,15 +13,28 @@ import (
 	"github.com/concord-hie/concord/fhir/store"
 )
 
-// preferHas reports whether the Prefer header values (RFC 7240) hold preference pref
-// ("respond-async", "handling=lenient", "presigned-url", "return=minimal"), compared
-// without case or spaces.
-func preferHas(values []string, pref string) bool {
-	for _, v := range values {
-		for _, p := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.ReplaceAll(strings.TrimSpace(p), " ", ""), pref) {
-				return true
+// preferences yields the preferences of the Prefer header values (RFC 7240) in order, each
+// without spaces and without its parameters (after ';').
+func preferences(values []string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, v := range values {
+			for _, p := range strings.Split(v, ",") {
+				p, _, _ = strings.Cut(p, ";")
+				if p = strings.ReplaceAll(strings.TrimSpace(p), " ", ""); p != "" && !yield(p) {
+					return
+				}
 			}
+		}
+	}
+}
+
+// preferHas reports whether the Prefer header values hold preference pref
+// ("respond-async", "handling=lenient", "presigned-url"), compared without case
+// (preferences).
+func preferHas(values []string, pref string) bool {
+	for p := range preferences(values) {
+		if strings.EqualFold(p, pref) {
+			return true
 		}
 	}
 	return false
@@ -42,23 +56,20 @@ const (
 // its value compared without case, spaces or parameters after ';'. None, or a value FHIR
 // does not define (minimal, representation, OperationOutcome), is returnDefault.
 func preferReturn(values []string) returnPref {
-	for _, v := range values {
-		for _, p := range strings.Split(v, ",") {
-			p, _, _ = strings.Cut(p, ";")
-			name, val, ok := strings.Cut(strings.ReplaceAll(strings.TrimSpace(p), " ", ""), "=")
-			if !ok || !strings.EqualFold(name, "return") {
-				continue
-			}
-			switch strings.ToLower(strings.Trim(val, `"`)) {
-			case "minimal":
-				return returnMinimal
-			case "operationoutcome":
-				return returnOutcome
-			case "representation":
-				return returnRepresentation
-			}
-			return returnDefault
+	for p := range preferences(values) {
+		name, val, ok := strings.Cut(p, "=")
+		if !ok || !strings.EqualFold(name, "return") {
+			continue
 		}
+		switch strings.ToLower(strings.Trim(val, `"`)) {
+		case "minimal":
+			return returnMinimal
+		case "operationoutcome":
+			return returnOutcome
+		case "representation":
+			return returnRepresentation
+		}
+		return returnDefault
 	}
 	return returnDefault
 }

@@ -27,6 +27,7 @@ func TestPreferReturn(t *testing.T) {
 		{"first across headers", []string{"return=representation", "return=minimal"}, returnRepresentation},
 		{"parameters", []string{"return=minimal; charset=x"}, returnMinimal},
 		{"quoted", []string{`return="minimal"`}, returnMinimal},
+		{"after a preference with parameters", []string{"respond-async; wait=10, return=minimal"}, returnMinimal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
