@@ -41,6 +41,10 @@ func TestCapabilityIncludesAgreeWithParse(t *testing.T) {
 		{"Organization", "Encounter:subject"},
 		{"Practitioner", "Observation:subject"},
 		{"Patient", "PractitionerRole:organization"},
+		{"Location", "Observation:subject"}, // reference data includes no clinical record
+		{"Organization", "List:item"},
+		{"Practitioner", "Encounter:practitioner"},
+		{"Medication", "MedicationRequest:medication"},
 	} {
 		for _, c := range caps {
 			if c.Type == tt.typ && slices.Contains(c.SearchRevInclude, tt.rev) {
@@ -103,6 +107,10 @@ func TestCapabilityIncludesServed(t *testing.T) {
 		"/fhir/PractitionerRole?specialty=x&_revinclude=Observation:subject",
 		"/fhir/Organization?_revinclude=Condition:subject",
 		"/fhir/Practitioner?_revinclude=Observation:subject:Patient",
+		// A search of reference data includes no patient's records: refused, not empty.
+		"/fhir/Organization?_revinclude=List:item",
+		"/fhir/Practitioner?_revinclude=Encounter:practitioner",
+		"/fhir/Location?_revinclude=Observation:subject",
 	} {
 		if code, body := env.do(t, reader, http.MethodGet, target, ""); code != http.StatusBadRequest || !strings.Contains(string(body), "_revinclude") {
 			t.Errorf("%s: %d %s", target, code, body)

@@ -25,7 +25,9 @@ type CapabilityResource struct {
 // supports only the common parameters (CommonCapabilityParams). SearchInclude lists the
 // type's own reference parameters; SearchRevInclude lists, for every type of the table,
 // the reference parameters that can point at this type (ParamDef.Targets: its R4 target
-// types, or any type when it has none), as ParseSearch checks a _revinclude.
+// types, or any type when it has none) and that a search of it may include
+// (revIncludable: a search of reference data includes no clinical record), as ParseSearch
+// checks a _revinclude.
 func Capabilities() []CapabilityResource {
 	var types []string
 	for t := range searchParams {
@@ -51,7 +53,7 @@ func Capabilities() []CapabilityResource {
 		}
 		for _, src := range types {
 			for _, p := range searchParams[src] {
-				if p.Type == ParamReference && canTarget(p, t) {
+				if revIncludable(src, p, t) {
 					cr.SearchRevInclude = append(cr.SearchRevInclude, src+":"+p.Name)
 				}
 			}

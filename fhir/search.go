@@ -324,9 +324,14 @@ func (s *Search) parseInclude(rev bool, raw string) error {
 		s.Include = append(s.Include, inc)
 		return nil
 	}
-	// _revinclude: the source parameter must be able to point at the searched type.
-	if len(p.Targets) > 0 && !slices.Contains(p.Targets, s.ResourceType) || inc.TargetType != "" && inc.TargetType != s.ResourceType {
+	// _revinclude: the source parameter must be able to point at the searched type, and a
+	// search of reference data includes no clinical record (revIncludable).
+	if !canTarget(p, s.ResourceType) || inc.TargetType != "" && inc.TargetType != s.ResourceType {
 		return bad
+	}
+	if !revIncludable(inc.SourceType, p, s.ResourceType) {
+		return errs.E("fhir.ParseSearch", errs.Invalid, "unsupported _revinclude "+raw+": a search of "+s.ResourceType+
+			" (reference data) includes only "+strings.Join(ReferenceDataTypes(), ", ")+" and Endpoint, never a patient's records")
 	}
 	s.RevInclude = append(s.RevInclude, inc)
 	return nil

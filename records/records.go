@@ -18,25 +18,21 @@ import (
 	mpistore "github.com/concord-hie/concord/mpi/store"
 )
 
-// referenceData are the types every member may read and search whoever sent them: shared
+// ReferenceType reports whether typ is reference data (fhir.IsReferenceData): shared
 // directory and formulary data (an organization, a clinician, a place, a drug) that holds
-// no patient's record and sits in no compartment. See sharedReference for which of their
-// resources are shared.
-var referenceData = map[string]bool{"Medication": true, "Organization": true, "Practitioner": true,
-	"PractitionerRole": true, "Location": true}
-
-// ReferenceType reports whether typ is reference data: readable and searchable by every
-// member without a patient, like a clinical type is within a compartment.
-func ReferenceType(typ string) bool { return referenceData[typ] }
+// no patient's record and sits in no compartment, readable and searchable by every member
+// without a patient, like a clinical type is within a compartment. See sharedReference for
+// which of their resources are shared.
+func ReferenceType(typ string) bool { return fhir.IsReferenceData(typ) }
 
 // sharedReference reports whether st is reference data every member may see: of a
-// referenceData type, in no compartment, and carrying no security label. A label
+// reference data type, in no compartment, and carrying no security label. A label
 // (confidentiality, sensitivity, 42 CFR Part 2, which a Part 2 program's member puts on
 // everything it sends) is released only under a consent provision naming it, and reference
 // data has no patient whose consent could: such a resource stays its sender's alone, as
 // does one whose labels cannot be read.
 func sharedReference(st store.Stored) bool {
-	if !referenceData[st.Type] || st.PatientID != "" {
+	if !fhir.IsReferenceData(st.Type) || st.PatientID != "" {
 		return false
 	}
 	labels, _, ok := fhir.ConsentCodes(st.Body)

@@ -11,7 +11,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"net/url"
 	"slices"
 	"sort"
@@ -124,7 +123,7 @@ func NewSearcher(svc *Service, cfg SearchConfig) (*Searcher, error) {
 }
 
 // checkChains refuses (errs.Invalid) a chained clause into anything but shared reference
-// data (referenceData) of a type allowType accepts. A chain is matched in SQL against the target
+// data (fhir.IsReferenceData) of a type allowType accepts. A chain is matched in SQL against the target
 // resource, which no consent decision or scope check sees: into a clinical resource
 // (DiagnosticReport?result.code=) it would let a caller test a hidden Observation's
 // contents one value at a time through whether a report it may see comes back. The
@@ -135,9 +134,9 @@ func (x *Searcher) checkChains(clauses []fhir.Clause, allowType func(string) boo
 		if c.Chain == nil {
 			continue
 		}
-		if !referenceData[c.Chain.TargetType] || allowType != nil && !allowType(c.Chain.TargetType) {
+		if !fhir.IsReferenceData(c.Chain.TargetType) || allowType != nil && !allowType(c.Chain.TargetType) {
 			return errs.E("records.Search", errs.Invalid, "chained parameter "+c.Param+"."+c.Chain.Param+
-				" is supported only into "+strings.Join(slices.Sorted(maps.Keys(referenceData)), ", ")+" (the types the token may read)")
+				" is supported only into "+strings.Join(fhir.ReferenceDataTypes(), ", ")+" (the types the token may read)")
 		}
 	}
 	return nil
@@ -685,7 +684,7 @@ func storedCompartment(st store.Stored) string {
 	return st.PatientID
 }
 
-// searchReference answers a search of reference data (referenceData): the caller's own
+// searchReference answers a search of reference data (fhir.IsReferenceData): the caller's own
 // resources of typ and every other member's that sharedReference shares, which hold no
 // patient's data, so no consent decides them and the query's audit event names no patient.
 // Includes reach only such reference data.
@@ -759,7 +758,7 @@ func (x *Searcher) include(ctx context.Context, s *scan, d *decider, page *Page,
 			compartment := storedCompartment(st)
 			switch {
 			case allowType != nil && !allowType(st.Type):
-			case compartment == "" && referenceData[st.Type]:
+			case compartment == "" && fhir.IsReferenceData(st.Type):
 				ok = d.v.Org != "" && st.MemberID == d.v.Org || sharedReference(st)
 			case compartment != "":
 				person, in, err := scope(compartment)
@@ -960,7 +959,7 @@ func (x *Searcher) SearchAllowed(ctx context.Context, v Viewer, typ string, q ur
 	if typ == "Patient" {
 		return x.searchPatients(ctx, r, allowType)
 	}
-	if referenceData[typ] {
+	if fhir.IsReferenceData(typ) {
 		return x.searchReference(ctx, r, typ, allowType)
 	}
 	at := -1
