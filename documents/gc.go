@@ -83,38 +83,12 @@ func (s *Service) CollectGarbage(ctx context.Context) (GCStats, error) {
 	return st, nil
 }
 
-// DanglingReferences counts content rows whose object is missing from Blobs: it must be 0.
-// It stats every distinct key, so it is for tests and `concord` maintenance, not requests.
+// DanglingReferences counts the distinct objects that content rows name but Blobs lacks:
+// it must be 0. It is Check without byte verification (one listing of the bucket and the
+// content rows in batches), so it is for tests and `concord` maintenance, not requests.
 func (s *Service) DanglingReferences(ctx context.Context) (int, error) {
-	const op = "documents.Service.DanglingReferences"
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT object_key FROM documents_contents`)
-	if err != nil {
-		return 0, db.Map(op, err)
-	}
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			rows.Close()
-			return 0, db.Map(op, err)
-		}
-		keys = append(keys, k)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return 0, db.Map(op, err)
-	}
-	n := 0
-	for _, k := range keys {
-		_, err := s.blobs.Stat(ctx, k)
-		switch {
-		case errs.CodeOf(err) == errs.NotFound:
-			n++
-		case err != nil:
-			return n, errs.E(op, err)
-		}
-	}
-	return n, nil
+	rep, err := s.Check(ctx, CheckOptions{})
+	return int(rep.MissingObjects), err
 }
 
 // RunGC calls CollectGarbage every interval until ctx ends, logging what each run did.
