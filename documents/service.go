@@ -102,6 +102,11 @@ type Intake struct {
 	PatientID string // the member's Patient whose compartment holds it; "" for a Binary
 	ID        string // the id the resource will be stored under; required
 	Resource  *fhir.Resource
+	// Superseded, when not nil, is called with each of the member's DocumentReferences
+	// that the intake stored a new version of in tx (status superseded) because this one
+	// replaces it. That write is the caller's as much as its own: one that audits its
+	// writes records these as updates in the same transaction.
+	Superseded func(store.Stored)
 }
 
 // IngestResource handles the document side of storing a DocumentReference or a Binary in
@@ -116,8 +121,9 @@ type Intake struct {
 // Binary of the same member is linked to it; if that Binary is not stored yet, the
 // transaction must store it before COMMIT or the COMMIT fails.
 // relatesTo replaces marks the member's target DocumentReference superseded (in the FHIR
-// store too). Errors: errs.Invalid, errs.TooLarge, errs.Unsupported for bad input;
-// errs.Unavailable when the object store is down (nothing was written).
+// store too: a new version, reported to in.Superseded). Errors: errs.Invalid,
+// errs.TooLarge, errs.Unsupported for bad input; errs.Unavailable when the object store is
+// down (nothing was written).
 func (s *Service) IngestResource(ctx context.Context, tx db.Querier, in Intake) (*fhir.Resource, error) {
 	const op = "documents.Service.IngestResource"
 	if in.ID == "" {
@@ -312,8 +318,12 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 			e.Path = "DocumentReference.relatesTo.target"
 			return nil, e
 		}
-		if err := s.supersede(ctx, tx, in.MemberID, target, in.ID); err != nil {
+		st, err := s.supersede(ctx, tx, in.MemberID, target, in.ID)
+		if err != nil {
 			return nil, err
+		}
+		if st.ID != "" && in.Superseded != nil {
+			in.Superseded(st)
 		}
 	}
 	return out, nil
@@ -468,8 +478,9 @@ func (s *Service) linkBinary(ctx context.Context, tx db.Querier, member, docID, 
 // among what by replaces. A target that is superseded already (by by, resent, or by another
 // replacement) keeps its status and its first replacement: no version is written, and by
 // only lists it. A target entered in error cannot be superseded, unless by already did
-// (a resend of that replacement).
-func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, by string) error {
+// (a resend of that replacement). It returns the target's new version, or a zero Stored
+// when it wrote none.
+func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, by string) (store.Stored, error) {
 	const op = "documents.Service.supersede"
 	var status string
 	var supersededBy *string
@@ -479,34 +490,33 @@ func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, 
 	case errors.Is(err, pgx.ErrNoRows), err == nil && status == "entered-in-error" && (supersededBy == nil || *supersededBy != by):
 		e := errs.E(op, errs.Invalid, "relatesTo.target is not one of the sending member's documents")
 		e.Path = "DocumentReference.relatesTo.target"
-		return e
+		return store.Stored{}, e
 	case err != nil:
-		return db.Map(op, err)
+		return store.Stored{}, db.Map(op, err)
 	}
 	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1)
 		WHERE id = $2 AND NOT ($1 = ANY (replaces))`, target, by); err != nil {
-		return db.Map(op, err)
+		return store.Stored{}, db.Map(op, err)
 	}
 	if supersededBy != nil || status == "superseded" || status == "entered-in-error" {
-		return nil
+		return store.Stored{}, nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1 WHERE id = $2`, by, target); err != nil {
-		return db.Map(op, err)
+		return store.Stored{}, db.Map(op, err)
 	}
 	st, err := s.fhir.Get(ctx, tx, "DocumentReference", target)
 	if err != nil {
-		return err
+		return store.Stored{}, err
 	}
 	top, err := jsonobj.Parse(st.Body)
 	if err != nil {
-		return errs.E(op, errs.Internal, err)
+		return store.Stored{}, errs.E(op, errs.Internal, err)
 	}
 	res, err := fhir.Parse(top.Set("status", jsonOf("superseded")).Encode())
 	if err != nil {
-		return errs.E(op, errs.Internal, err)
+		return store.Stored{}, errs.E(op, errs.Internal, err)
 	}
-	_, err = s.fhir.Put(ctx, tx, store.Write{Resource: res, ID: target, MemberID: member, PatientID: st.PatientID, At: s.now()})
-	return err
+	return s.fhir.Put(ctx, tx, store.Write{Resource: res, ID: target, MemberID: member, PatientID: st.PatientID, At: s.now()})
 }
 
 // metaRow is one documents_metadata row. Writing it again (an update of the

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -51,6 +52,16 @@ type env struct {
 	svc      *documents.Service
 	audit    *recorder
 	patients map[string]string // member -> its Patient id
+	// superseded lists, as "Type/id/_history/version", what ingest and update were told
+	// (Intake.Superseded) their intake stored as superseded, committed or not.
+	superseded []string
+}
+
+// intake is documents.Intake that reports superseded versions to e.superseded.
+func (e *env) intake(member, patient, id string, res *fhir.Resource) documents.Intake {
+	return documents.Intake{MemberID: member, PatientID: patient, ID: id, Resource: res, Superseded: func(st store.Stored) {
+		e.superseded = append(e.superseded, fmt.Sprintf("%s/%s/_history/%d", st.Type, st.ID, st.Version))
+	}}
 }
 
 // setup gives a migrated database with members a and b (each with one Patient) and a
@@ -99,7 +110,7 @@ func (e *env) ingest(t *testing.T, member string, body string) (store.Stored, er
 		if res.ResourceType == "DocumentReference" {
 			patient = e.patients[member]
 		}
-		out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: member, PatientID: patient, ID: id, Resource: res})
+		out, err := e.svc.IngestResource(t.Context(), tx, e.intake(member, patient, id, res))
 		if err != nil {
 			return err
 		}
@@ -115,7 +126,7 @@ func (e *env) update(t *testing.T, member, id, body string) store.Stored {
 	t.Helper()
 	var st store.Stored
 	err := db.InTx(t.Context(), e.pool, func(tx db.Querier) error {
-		out, err := e.svc.IngestResource(t.Context(), tx, documents.Intake{MemberID: member, PatientID: e.patients[member], ID: id, Resource: fhir.MustParse([]byte(body))})
+		out, err := e.svc.IngestResource(t.Context(), tx, e.intake(member, e.patients[member], id, fhir.MustParse([]byte(body))))
 		if err != nil {
 			return err
 		}
@@ -385,6 +396,11 @@ func TestReplacesSupersedes(t *testing.T) {
 	if err != nil || !bytes.Contains(st.Body, []byte(`"status":"superseded"`)) || st.Version != 2 {
 		t.Errorf("stored old DocumentReference v%d: %s (%v)", st.Version, st.Body, err)
 	}
+	// The caller is told of that version, so it can audit it with its own write.
+	wantReported := []string{"DocumentReference/" + old.ID + "/_history/2"}
+	if !slices.Equal(e.superseded, wantReported) {
+		t.Errorf("intake reported superseded %q, want %q", e.superseded, wantReported)
+	}
 	// Still retrievable: its content row and object stay.
 	if n := count(t, e.pool, `SELECT count(*) FROM documents_contents WHERE document_id = $1`, old.ID); n != 1 {
 		t.Errorf("superseded content rows = %d", n)
@@ -432,6 +448,11 @@ func TestReplacesSupersedes(t *testing.T) {
 	// Entered in error after it was replaced: resending the replacement still succeeds.
 	putAs(old.ID, strings.Replace(docRef(e.patients["a"], "text/plain", note(400, 11), ""), `"status":"current"`, `"status":"entered-in-error"`, 1))
 	putAs(nw.ID, again)
+	// None of the resends or the second replacement wrote the old document again, and none
+	// reported a version.
+	if !slices.Equal(e.superseded, wantReported) {
+		t.Errorf("after resends, intake reported superseded %q, want only %q", e.superseded, wantReported)
+	}
 	// b cannot supersede a's document.
 	_, err = e.ingest(t, "b", docRef(e.patients["b"], "text/plain", note(400, 13), `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/`+nw.ID+`"}}],`))
 	if errs.CodeOf(err) != errs.Invalid {
