@@ -1,17 +1,27 @@
 package exchange
 
 import (
+	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/documents"
 	"github.com/concord-hie/concord/documents/blobstest"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/httpx"
 	"github.com/concord-hie/concord/records"
 )
 
@@ -150,5 +160,164 @@ func TestMHDProvideWithSeparateBinary(t *testing.T) {
 	}
 	if n, err := e.srv.Documents.DanglingReferences(ctx); err != nil || n != 0 {
 		t.Errorf("dangling = %d, %v", n, err)
+	}
+}
+
+// TestReplacementAuditsSupersededTarget: a DocumentReference that replaces another of the
+// member's stores a new version of that target (status superseded); the write's audit
+// events name the target in an update event, committed with it, on every path that can
+// store a replacement (POST, PUT, a transaction's POST and PUT entries). A resent
+// replacement writes no version of its target and audits none; a transaction that fails
+// after the supersede leaves neither the new version nor an event.
+func TestReplacementAuditsSupersededTarget(t *testing.T) {
+	e := newDocEnvAudit(t, func(pool *pgxpool.Pool) records.AuditLog {
+		log, err := audit.New(context.Background(), pool, audit.Config{CheckpointEvery: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		return log
+	})
+	e.srv.cfg.MaxBodyBytes = 8 << 20
+	key := bytes.Repeat([]byte("k"), 32)
+	e.srv.Tokens = newTokens(t, e.srv.Directory, key, "http://concord.test", "http://concord.test/token", 0)
+	hs := httptest.NewServer(mountExchange(e.srv, httpx.RequestID()))
+	t.Cleanup(hs.Close)
+	base := hs.URL + "/fhir"
+	tok := mintToken(t, key, "http://concord.test", "client-a", e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
+	pool := e.srv.Pool
+
+	n := 0
+	docRef := func(id, replaces string) string { // a new note each time, so no write is a no-op
+		n++
+		s := `{"resourceType":"DocumentReference",`
+		if id != "" {
+			s += `"id":"` + id + `",`
+		}
+		s += `"status":"current","type":{"coding":[{"system":"http://loinc.org","code":"18842-5"}]},"subject":{"reference":"Patient/` + e.patient + `"},`
+		if replaces != "" {
+			s += `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/` + replaces + `"}}],`
+		}
+		return s + `"content":[{"attachment":{"contentType":"text/plain","data":"` + base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "Note %d.\n", n)) + `"}}]}`
+	}
+	post := func(t *testing.T, body string) string {
+		t.Helper()
+		st, b, _ := do(t, "POST", base+"/DocumentReference", tok, []byte(body))
+		if st != http.StatusCreated {
+			t.Fatalf("POST DocumentReference = %d %s", st, b)
+		}
+		return idOf(t, b)
+	}
+	transaction := func(t *testing.T, method, url, body string) string {
+		t.Helper()
+		entry := `{"resource":` + body + `,"request":{"method":"` + method + `","url":"` + url + `"}}`
+		st, b, h := do(t, "POST", base, tok, []byte(`{"resourceType":"Bundle","type":"transaction","entry":[`+entry+`]}`))
+		if st != http.StatusOK {
+			t.Fatalf("transaction %s %s = %d %s", method, url, st, b)
+		}
+		return h.Get(echo.HeaderXRequestID)
+	}
+	version := func(t *testing.T, id string) int {
+		t.Helper()
+		st, err := e.srv.FHIR.Get(t.Context(), nil, "DocumentReference", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Version
+	}
+	// targetUpdated reports whether request rid left a permitted update event naming
+	// DocumentReference/target, filed under the same person as the write's other events.
+	targetUpdated := func(t *testing.T, rid, target string) bool {
+		t.Helper()
+		evs := eventsOf(t, pool, rid)
+		if len(evs) == 0 {
+			t.Fatalf("request %s left no audit event", rid)
+		}
+		for _, ev := range evs {
+			if ev.Action == string(audit.Update) && ev.Outcome == string(audit.Permit) && slices.Contains(ev.Resources, "DocumentReference/"+target) {
+				if ev.Patient == "" || ev.Patient != evs[0].Patient {
+					t.Errorf("request %s: the target's update is filed under %q, the write under %q", rid, ev.Patient, evs[0].Patient)
+				}
+				return true
+			}
+		}
+		return false
+	}
+
+	cases := []struct {
+		name  string
+		write func(t *testing.T, target string) string // replaces target; returns the request ID
+	}{
+		{"POST", func(t *testing.T, target string) string {
+			_, _, h := do(t, "POST", base+"/DocumentReference", tok, []byte(docRef("", target)))
+			return h.Get(echo.HeaderXRequestID)
+		}},
+		{"PUT", func(t *testing.T, target string) string {
+			id := post(t, docRef("", ""))
+			st, b, h := do(t, "PUT", base+"/DocumentReference/"+id, tok, []byte(docRef(id, target)))
+			if st != http.StatusOK {
+				t.Fatalf("PUT = %d %s", st, b)
+			}
+			return h.Get(echo.HeaderXRequestID)
+		}},
+		{"transaction POST", func(t *testing.T, target string) string {
+			return transaction(t, "POST", "DocumentReference", docRef("", target))
+		}},
+		{"transaction PUT", func(t *testing.T, target string) string {
+			id := post(t, docRef("", ""))
+			return transaction(t, "PUT", "DocumentReference/"+id, docRef(id, target))
+		}},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			target := post(t, docRef("", ""))
+			rid := tt.write(t, target)
+			if got := version(t, target); got != 2 {
+				t.Fatalf("target at version %d after its replacement, want 2 (superseded)", got)
+			}
+			if !targetUpdated(t, rid, target) {
+				t.Errorf("no update event names the superseded DocumentReference/%s: %+v", target, eventsOf(t, pool, rid))
+			}
+		})
+	}
+
+	// A second replacement of a superseded document writes no version of it: no event
+	// claims an update.
+	target := post(t, docRef("", ""))
+	post(t, docRef("", target))
+	_, b, h := do(t, "POST", base+"/DocumentReference", tok, []byte(docRef("", target)))
+	if got := version(t, target); got != 2 {
+		t.Fatalf("target at version %d after a second replacement, want 2: %s", got, b)
+	}
+	if targetUpdated(t, h.Get(echo.HeaderXRequestID), target) {
+		t.Errorf("a replacement that wrote nothing of its target audited an update of it")
+	}
+
+	// A transaction that fails after the supersede: no version, no event, nothing kept.
+	target = post(t, docRef("", ""))
+	bad := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + docRef("", target) + `,"request":{"method":"POST","url":"DocumentReference"}},
+		{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/no-such-patient"}},"request":{"method":"POST","url":"Observation"}}]}`
+	st, b, h := do(t, "POST", base, tok, []byte(bad))
+	if st != http.StatusBadRequest {
+		t.Fatalf("failing transaction = %d %s", st, b)
+	}
+	if got := version(t, target); got != 1 {
+		t.Errorf("target at version %d after a failed transaction, want 1", got)
+	}
+	if evs := eventsOf(t, pool, h.Get(echo.HeaderXRequestID)); len(evs) != 0 {
+		t.Errorf("failed transaction left events %+v", evs)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		e.srv.superseded.mu.Lock()
+		left := len(e.srv.superseded.byTx)
+		e.srv.superseded.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d transactions' superseded writes kept after their requests ended", left)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

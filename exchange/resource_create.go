@@ -134,8 +134,10 @@ func (s *Server) createResource(c echo.Context) error {
 // auditWrites appends the audit events of w (records.Service.AuditWrites: one per person
 // and action) inside tx. Call it last, right before the commit: it holds the audit chain's
 // lock until tx ends. Without the enforcement point (Deps.Records) nothing can be audited,
-// so nothing is written: errs.Unavailable.
+// so nothing is written: errs.Unavailable. The DocumentReferences a replacement superseded
+// in tx join w first (auditSuperseded).
 func (s *Server) auditWrites(ctx context.Context, tx db.Querier, v records.Viewer, w *records.Writes) error {
+	s.auditSuperseded(tx, w)
 	if s.Records == nil {
 		if w.Len() == 0 {
 			return nil

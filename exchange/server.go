@@ -59,6 +59,7 @@ type Deps struct {
 type Server struct {
 	cfg Config
 	Deps
+	superseded supersededWrites // documents_intake.go
 }
 
 // New returns an exchange server.
