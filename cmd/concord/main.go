@@ -32,6 +32,7 @@ func commands() []command {
 		{"member", "register and list member organizations and their client systems", runMember},
 		{"mpi", "batch identity linking and match-quality evaluation", runMPI},
 		{"audit", "verify the audit chain and export checkpoints", runAudit},
+		{"documents", "check that every stored document's bytes are in S3 and intact", runDocuments},
 		{"bench", "measure anchors and scenarios as ratios in one run", runBench},
 		{"version", "print the version", runVersion},
 	}
@@ -40,7 +41,7 @@ func commands() []command {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "usage: concord COMMAND [flags]\n\nCommands:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintf(w, "\nRun `concord COMMAND --help` for the flags of a command. Every flag also has a\nCONCORD_* environment variable; with none set, the local defaults of `make demo` apply.\n")
 }
