@@ -103,13 +103,15 @@ func (s *Store) RostersWithPerson(ctx context.Context, q db.Querier, person mpis
 
 // RegisterEndpoint records that member may subscribe with endpoints at rawURL's origin
 // (scheme, host and port). An operator action (directory administration), not a member
-// API.
+// API. An origin removed earlier (RemoveEndpointOrigins) is registered again: its
+// removed_at is cleared.
 func (s *Store) RegisterEndpoint(ctx context.Context, q db.Querier, memberID, rawURL string) error {
 	_, o, err := ParseEndpoint(rawURL, s.allow)
 	if err != nil {
 		return err
 	}
-	if _, err := q.Exec(ctx, `INSERT INTO notify_endpoints (member_id, origin) VALUES ($1, $2) ON CONFLICT DO NOTHING`, memberID, o.String()); err != nil {
+	if _, err := q.Exec(ctx, `INSERT INTO notify_endpoints (member_id, origin) VALUES ($1, $2)
+		ON CONFLICT (member_id, origin) DO UPDATE SET removed_at = NULL WHERE notify_endpoints.removed_at IS NOT NULL`, memberID, o.String()); err != nil {
 		return errs.E("notify.Store.RegisterEndpoint", errs.Unavailable, "could not register the endpoint", err)
 	}
 	return nil
@@ -128,14 +130,15 @@ func (s *Store) RemoveEndpointOrigin(ctx context.Context, q db.Querier, memberID
 
 // RemoveEndpointOrigins takes the origins (scheme, host and port) of rawURLs out of the
 // rest-hook origins registered (RegisterEndpoint) to member and returns them, each once,
-// in the order first named. An operator action, like registration. Run it in a transaction
-// (q) so that it removes all of them or none. Once it commits, a Subscription naming an
-// endpoint at a removed origin is refused, and the member's requested and active
-// Subscriptions at one are set to error in the same statement group, so they read as
-// stopped at once; the dispatcher, which checks the origin again before every send, sends
-// them nothing more (a send already past that check may still complete). A literal address
-// that is not public is removed whether or not the allowlist still names it, since removal
-// dials nothing. Errors name a URL by its position, never by its text (a URL may carry a
+// in the order first named. An operator action, like registration. A removed origin's row
+// stays as the record of the removal (removed_at, the time of it), and every reader treats
+// it as absent until it is registered again. Run it in a transaction (q) so that it
+// removes all of them or none. Once it commits, a Subscription naming an endpoint at a
+// removed origin is refused, and the member's requested and active Subscriptions at one
+// are set to error in the same statement group, so they read as stopped at once; the
+// dispatcher, which checks the origin again before every send, sends them nothing more (a
+// send already past that check may still complete). A literal address that is not public
+// is removed whether or not the allowlist still names it, since removal dials nothing. Errors name a URL by its position, never by its text (a URL may carry a
 // receiver's secret): errs.Invalid (or errs.Forbidden for a host that is not a canonical
 // address) when one is not an endpoint URL, before anything is removed; errs.NotFound,
 // naming the origins, when some are not registered to member, also before anything is
@@ -153,7 +156,8 @@ func (s *Store) RemoveEndpointOrigins(ctx context.Context, q db.Querier, memberI
 			origins, names = append(origins, o), append(names, o.String())
 		}
 	}
-	rows, err := q.Query(ctx, `SELECT origin FROM notify_endpoints WHERE member_id = $1 AND origin = ANY($2) FOR UPDATE`, memberID, names)
+	rows, err := q.Query(ctx, `SELECT origin FROM notify_endpoints
+		WHERE member_id = $1 AND origin = ANY($2) AND removed_at IS NULL ORDER BY origin FOR UPDATE`, memberID, names)
 	if err != nil {
 		return nil, errs.E(op, errs.Unavailable, "could not read the endpoint origins", err)
 	}
@@ -170,7 +174,8 @@ func (s *Store) RemoveEndpointOrigins(ctx context.Context, q db.Querier, memberI
 	if len(missing) > 0 {
 		return nil, errs.E(op, errs.NotFound, "no such registered endpoint origin: "+strings.Join(missing, ", "))
 	}
-	if _, err := q.Exec(ctx, `DELETE FROM notify_endpoints WHERE member_id = $1 AND origin = ANY($2)`, memberID, names); err != nil {
+	if _, err := q.Exec(ctx, `UPDATE notify_endpoints SET removed_at = now()
+		WHERE member_id = $1 AND origin = ANY($2) AND removed_at IS NULL`, memberID, names); err != nil {
 		return nil, errs.E(op, errs.Unavailable, "could not remove the endpoint origins", err)
 	}
 	rows, err = q.Query(ctx, `SELECT id, endpoint FROM notify_subscriptions
@@ -227,7 +232,8 @@ func (s *Store) checkEndpoint(ctx context.Context, q db.Querier, memberID, endpo
 		return e
 	}
 	var ok bool
-	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notify_endpoints WHERE member_id = $1 AND origin = $2)`, memberID, o.String()).Scan(&ok); err != nil {
+	if err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM notify_endpoints WHERE member_id = $1 AND origin = $2 AND removed_at IS NULL)`,
+		memberID, o.String()).Scan(&ok); err != nil {
 		return errs.E(op, errs.Unavailable, "endpoint lookup failed", err)
 	}
 	if !ok {

@@ -54,7 +54,7 @@ func TestMemberEndpoint(t *testing.T) {
 		t.Fatal("an endpoint was registered for an unknown member")
 	}
 	var origins []string
-	rows, _ := pool.Query(ctx, `SELECT origin FROM notify_endpoints WHERE member_id = 'harbor' ORDER BY origin`)
+	rows, _ := pool.Query(ctx, `SELECT origin FROM notify_endpoints WHERE member_id = 'harbor' AND removed_at IS NULL ORDER BY origin`)
 	for rows.Next() {
 		var o string
 		_ = rows.Scan(&o)
