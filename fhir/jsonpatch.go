@@ -191,19 +191,8 @@ func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 	a := applier{root: root, size: int64(len(doc)), max: maxBytes, values: d.values, maxWork: patchWorkPerByte * maxBytes}
 	for i := range p.ops {
 		if err := a.apply(&p.ops[i]); err != nil {
-			var pe *patchError
-			if !errors.As(err, &pe) {
-				return nil, errs.E(op, err)
-			}
-			msg := fmt.Sprintf("JSON Patch operation %d (%s", i+1, p.ops[i].op)
-			if p.ops[i].safePath != "" || len(p.ops[i].path) == 0 {
-				msg += " " + strconv.Quote(p.ops[i].safePath)
-			}
-			msg += "): " + pe.msg
-			if pe.unapplied {
-				return nil, errs.E(op, errs.Invalid, msg, ErrPatchNotApplied)
-			}
-			return nil, errs.E(op, pe.code, msg)
+			show := p.ops[i].safePath != "" || len(p.ops[i].path) == 0
+			return nil, opError(op, "JSON Patch", i, p.ops[i].op, p.ops[i].safePath, show, err)
 		}
 	}
 	var b bytes.Buffer
@@ -258,6 +247,25 @@ type patchError struct {
 func (e *patchError) Error() string { return e.msg }
 
 func notApplied(msg string) error { return &patchError{code: errs.Invalid, msg: msg, unapplied: true} }
+
+// opError is the error of ApplyPatch for the failure err of operation i (0-based) of a
+// patch of the given format: its message names the operation, its op or type, and path
+// (quoted) when show, then the failure.
+func opError(op, format string, i int, name, path string, show bool, err error) error {
+	var pe *patchError
+	if !errors.As(err, &pe) {
+		return errs.E(op, err)
+	}
+	msg := fmt.Sprintf("%s operation %d (%s", format, i+1, name)
+	if show {
+		msg += " " + strconv.Quote(path)
+	}
+	msg += "): " + pe.msg
+	if pe.unapplied {
+		return errs.E(op, errs.Invalid, msg, ErrPatchNotApplied)
+	}
+	return errs.E(op, pe.code, msg)
+}
 
 // parsePointer splits a JSON Pointer (RFC 6901) into its unescaped reference tokens: ""
 // is the whole document (no tokens); anything else starts with "/", and "~" must be
@@ -731,13 +739,20 @@ func (a *applier) parent(path []string, what string) (*jnode, error) {
 // grow checks that v, put at path, keeps the document within the size, depth and value
 // bounds, and counts its size and values.
 func (a *applier) grow(path []string, v *jnode) error {
-	if len(path)+v.depth() > maxDepth {
+	key := ""
+	if len(path) > 0 {
+		key = path[len(path)-1]
+	}
+	return a.growAt(len(path), key, v)
+}
+
+// growAt is grow for v put depth JSON levels below the root as the value of the member
+// key (an array item: "").
+func (a *applier) growAt(depth int, key string, v *jnode) error {
+	if depth+v.depth() > maxDepth {
 		return &patchError{code: errs.Invalid, msg: "the result would be nested too deeply"}
 	}
-	a.size += v.encodedSize() + 4
-	if len(path) > 0 {
-		a.size += int64(len(path[len(path)-1]))
-	}
+	a.size += v.encodedSize() + 4 + int64(len(key))
 	if a.max > 0 && a.size > a.max {
 		return &patchError{code: errs.TooLarge, msg: "the patched resource would be too large"}
 	}
