@@ -10,16 +10,19 @@ import (
 	"github.com/concord-hie/concord/internal/errs"
 )
 
-// MediaTypeJSONPatch is the media type of a JSON Patch document (RFC 6902), the only patch
-// format Concord applies (FHIR R4 http.html#patch).
+// MediaTypeJSONPatch is the media type of a JSON Patch document (RFC 6902), one of the two
+// patch formats Concord applies (FHIR R4 http.html#patch; the other is FHIRPath Patch,
+// MediaTypeFHIRPathPatch).
 const MediaTypeJSONPatch = "application/json-patch+json"
 
 // ErrPatchNotApplied is the cause (errors.Is) of the error ApplyPatch returns when a
-// well-formed patch cannot be applied to the document it was given: a test operation
-// failed, a path or from location does not exist, an array index is out of range, or a
-// parent is not an object or array. The patch is fine as a document; the resource's state
-// is not what it expects (FHIR answers 422).
-var ErrPatchNotApplied = errors.New("fhir: JSON Patch cannot be applied")
+// well-formed patch cannot be applied to the document it was given. For a JSON Patch: a
+// test operation failed, a path or from location does not exist, an array index is out of
+// range, or a parent is not an object or array. For a FHIRPath Patch: a path matches no
+// element (but for delete) or more than one, an index is beyond its list, or add names a
+// single element that is there already. The patch is fine as a document; the resource's
+// state is not what it expects (FHIR answers 422).
+var ErrPatchNotApplied = errors.New("fhir: patch cannot be applied")
 
 // MaxPatchOps is the most operations one patch may hold; real patches hold a handful.
 // Operations find object members by a linear scan and shift array items, so ApplyPatch
@@ -41,15 +44,17 @@ const MaxPatchValues = 1 << 20
 // comparing two objects of many members) before they hold a CPU for minutes.
 const patchWorkPerByte = 8
 
-// Patch is a parsed JSON Patch document (RFC 6902): operations applied in order, all or
-// nothing. A Patch is immutable: ApplyPatch never modifies it, so one Patch may be applied
-// again (a retried transaction).
+// Patch is a parsed patch: a JSON Patch document (RFC 6902, ParsePatch) or a FHIRPath
+// Patch (a Parameters resource, ParseFHIRPathPatch), its operations applied in order, all
+// or nothing, by the same engine (ApplyPatch). A Patch is immutable: ApplyPatch never
+// modifies it, so one Patch may be applied again (a retried transaction).
 type Patch struct {
-	ops []patchOp
+	ops  []patchOp    // JSON Patch
+	fops []fhirPathOp // FHIRPath Patch
 }
 
 // Len is the number of operations in p.
-func (p *Patch) Len() int { return len(p.ops) }
+func (p *Patch) Len() int { return len(p.ops) + len(p.fops) }
 
 type patchOp struct {
 	op       string   // add, remove, replace, move, copy, test
@@ -164,17 +169,23 @@ func ParsePatch(data []byte) (*Patch, error) {
 }
 
 // ApplyPatch applies p to the JSON document doc (valid JSON without duplicate member
-// names, such as a stored resource) and returns the patched document, compact, members in
-// their order (a member added to an object goes last). doc is not modified.
+// names, such as a stored resource; for a FHIRPath Patch, a resource) and returns the
+// patched document, compact, members in their order (a member added to an object goes
+// last). doc is not modified.
 //
 // It returns an *errs.Error: errs.Invalid wrapping ErrPatchNotApplied when an operation
 // cannot be applied (see ErrPatchNotApplied; the message names the operation, 1-based, and
-// its path when that holds element names and indexes only, never a value); errs.TooLarge
-// when the result would exceed maxBytes (copies can double a document each time), doc or
-// the result would hold more than MaxPatchValues JSON values, or applying the patch would
-// take more than patchWorkPerByte units of work per byte of maxBytes; and errs.Invalid when the result would nest deeper than 96 levels or doc is
-// not valid JSON. maxBytes 0 bounds neither size nor work. Nothing about the resource is
-// checked here: Parse the result.
+// its path: a JSON Pointer when that holds element names and indexes only, a FHIRPath with
+// its literals left out, never a value); errs.TooLarge when the result would exceed
+// maxBytes (copies can double a document each time), doc or the result would hold more
+// than MaxPatchValues JSON values, or applying the patch would take more than
+// patchWorkPerByte units of work per byte of maxBytes; and errs.Invalid when the result
+// would nest deeper than 96 levels, doc is not valid JSON, or a FHIRPath Patch does not
+// fit the resource's definition (its path starts with another resource type or names an
+// element the type does not have, a value of the wrong type, an insert or move of an
+// element that does not repeat: see ParseFHIRPathPatch). maxBytes 0 bounds neither size
+// nor work. Beyond what a FHIRPath Patch needs to find its elements, nothing about the
+// resource is checked here: Parse the result.
 func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 	const op = "fhir.ApplyPatch"
 	d := jdecoder{s: scanner{data: doc}}
@@ -193,6 +204,11 @@ func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 		if err := a.apply(&p.ops[i]); err != nil {
 			show := p.ops[i].safePath != "" || len(p.ops[i].path) == 0
 			return nil, opError(op, "JSON Patch", i, p.ops[i].op, p.ops[i].safePath, show, err)
+		}
+	}
+	for i := range p.fops {
+		if err := a.applyFHIRPath(&p.fops[i]); err != nil {
+			return nil, opError(op, "FHIRPath Patch", i, p.fops[i].typ, p.fops[i].path.text, true, err)
 		}
 	}
 	var b bytes.Buffer
@@ -247,6 +263,10 @@ type patchError struct {
 func (e *patchError) Error() string { return e.msg }
 
 func notApplied(msg string) error { return &patchError{code: errs.Invalid, msg: msg, unapplied: true} }
+
+// invalidPatch is an operation's failure that no state of the resource would avoid (a
+// FHIRPath Patch that does not fit the resource's definition): errs.Invalid, 400.
+func invalidPatch(msg string) error { return &patchError{code: errs.Invalid, msg: msg} }
 
 // opError is the error of ApplyPatch for the failure err of operation i (0-based) of a
 // patch of the given format: its message names the operation, its op or type, and path
