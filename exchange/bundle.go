@@ -31,9 +31,10 @@ import (
 //   - transaction: all or nothing in one PostgreSQL transaction, processed in the FHIR
 //     order DELETE, POST, PUT and PATCH (Patients first among the POSTs, so compartment
 //     checks see them); every entry authorized on its own before anything is written.
-//   - PATCH entries carry a JSON Patch as a Binary (contentType
-//     application/json-patch+json) and are applied as PATCH [type]/[id] applies them
-//     (patchOwn); references in the patched resource are resolved like any entry's. The
+//   - PATCH entries carry a FHIRPath Patch as a Parameters resource, or a JSON Patch as a
+//     Binary (contentType application/json-patch+json) (entryPatch), and are applied as
+//     PATCH [type]/[id] applies them (patchOwn); references in the patched resource are
+//     resolved like any entry's, those a FHIRPath Patch's values bring in included. The
 //     patched resources of one Bundle's PATCH entries may together be no larger than the
 //     body limit, as if they had been sent whole (runEntries): beyond it a transaction
 //     fails with 413 and a batch answers 413 for the PATCH entries that do not fit.
@@ -80,7 +81,7 @@ type plannedEntry struct {
 	res      *fhir.Resource
 	cond     *store.Condition // explicit ifNoneExist or the implicit directory match
 	ifMatch  string
-	patch    *fhir.Patch // PATCH: the JSON Patch of the entry's Binary
+	patch    *fhir.Patch // PATCH: the patch the entry carries (entryPatch)
 	mrnKey   string      // Patients: the lock key of their MRN
 	priority int         // processing order
 	ret      returnPref  // what its response entry carries besides the status: the Bundle's Prefer
@@ -163,11 +164,11 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 			return pe, errs.E(op, errs.Invalid, "a PATCH entry needs url [type]/[id] (conditional patch is not supported in Bundles)")
 		}
 		pe.id = segs[1]
-		patch, err := binaryPatch(pe.res)
+		patch, err := entryPatch(pe.res)
 		if err != nil {
 			return pe, err
 		}
-		pe.patch, pe.res = patch, nil // the Binary only carries the patch: nothing of it is stored
+		pe.patch, pe.res = patch, nil // the Parameters or Binary only carries the patch: nothing of it is stored
 	case http.MethodDelete:
 		need, pe.priority = 'd', 0
 		if len(segs) != 2 || query != "" {

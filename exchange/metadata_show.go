@@ -162,7 +162,7 @@ func (s *Server) showMetadata(c echo.Context) error {
 		"instantiates": []string{"http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"},
 		"fhirVersion":  "4.0.1",
 		"format":       []string{"json"},
-		"patchFormat":  []string{fhir.MediaTypeJSONPatch},
+		"patchFormat":  []string{fhir.MediaTypeJSONPatch, fhir.MediaTypeFHIRPathPatch},
 		"rest": []map[string]any{{
 			"mode": "server",
 			"documentation": "42 CFR Part 2 records (meta.security 42CFRPart2) are released only under the patient's consent naming the recipient. " +

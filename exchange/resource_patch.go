@@ -1,6 +1,7 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -20,15 +21,16 @@ import (
 )
 
 // patchMedia enforces PATCH's media types in place of fhirMedia: the body must be a JSON
-// Patch (application/json-patch+json); anything else, FHIRPath Patch (a Parameters
-// resource in application/fhir+json) and JSON Merge Patch included, is 415. Accept and
-// _format are checked as fhirMedia checks them (406).
+// Patch (application/json-patch+json) or a FHIRPath Patch, a Parameters resource in FHIR
+// JSON (application/fhir+json, the older application/json+fhir, or application/json:
+// patchFormat); anything else, JSON Merge Patch (application/merge-patch+json) included,
+// is 415. Accept and _format are checked as fhirMedia checks them (406).
 func (s *Server) patchMedia(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != fhir.MediaTypeJSONPatch {
-			return errs.E("exchange.patchMedia", errs.Unsupported,
-				"PATCH takes a JSON Patch document sent as "+fhir.MediaTypeJSONPatch+"; FHIRPath Patch and JSON Merge Patch are not supported")
+		if patchFormat(r) == "" {
+			return errs.E("exchange.patchMedia", errs.Unsupported, "PATCH takes a JSON Patch sent as "+fhir.MediaTypeJSONPatch+
+				" or a FHIRPath Patch (a Parameters resource) sent as "+fhir.MediaTypeFHIRPathPatch+"; JSON Merge Patch is not supported")
 		}
 		if acc := r.Header.Get("Accept"); acc != "" && !acceptsJSON(acc) {
 			return echo.NewHTTPError(http.StatusNotAcceptable)
@@ -60,18 +62,45 @@ func admitPatch(c echo.Context, op, typ, unknown string) error {
 	return require(c, typ, 'r')
 }
 
+// patchFormat returns the patch format the Content-Type of the PATCH request r names:
+// fhir.MediaTypeJSONPatch; fhir.MediaTypeFHIRPathPatch for application/fhir+json,
+// application/json+fhir and application/json; "" for anything else.
+func patchFormat(r *http.Request) string {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	switch {
+	case err != nil:
+		return ""
+	case mt == fhir.MediaTypeJSONPatch:
+		return fhir.MediaTypeJSONPatch
+	case mt == mimeFHIR, mt == "application/json+fhir", mt == "application/json":
+		return fhir.MediaTypeFHIRPathPatch
+	}
+	return ""
+}
+
 // readPatch reads the request body within the body limit (readBody: 413 beyond it) and
-// parses it as a JSON Patch (fhir.ParsePatch: 400 naming the problem).
+// parses it as the patch its Content-Type names (patchFormat): a JSON Patch
+// (fhir.ParsePatch) or a FHIRPath Patch (fhir.ParseFHIRPathPatch), 400 naming the problem.
+// A JSON array sent as FHIR JSON is a JSON Patch under the wrong media type: 415.
 func (s *Server) readPatch(c echo.Context) (*fhir.Patch, error) {
 	body, err := s.readBody(c)
 	if err != nil {
 		return nil, err
 	}
-	return fhir.ParsePatch(body)
+	if patchFormat(c.Request()) == fhir.MediaTypeJSONPatch {
+		return fhir.ParsePatch(body)
+	}
+	if b := bytes.TrimLeft(body, " \t\r\n"); len(b) > 0 && b[0] == '[' {
+		return nil, errs.E("exchange.readPatch", errs.Unsupported, "a JSON Patch must be sent as "+fhir.MediaTypeJSONPatch+
+			"; a FHIRPath Patch, sent as "+fhir.MediaTypeFHIRPathPatch+", is a Parameters resource")
+	}
+	return fhir.ParseFHIRPathPatch(body)
 }
 
-// patchResource handles PATCH [base]/[type]/[id] with a JSON Patch (FHIR R4 http.html#patch):
-// the patch is applied to the current version of the member's own resource, and the
+// patchResource handles PATCH [base]/[type]/[id] with a JSON Patch or a FHIRPath Patch
+// (FHIR R4 http.html#patch, fhirpatch.html; readPatch, and fhir.ParseFHIRPathPatch for the
+// FHIRPath subset its paths may use): the patch is applied to the current version of the
+// member's own resource, and the
 // result is stored exactly as a PUT of it would be (update: compartment authorized like a
 // create, security labels, the MPI link of a Patient, a new version in _history, If-Match
 // checked under the row lock, the update's audit event committed with it, the new version
@@ -81,9 +110,10 @@ func (s *Server) readPatch(c echo.Context) (*fhir.Patch, error) {
 // member's resource, an unknown id and the member's own deleted one answer 404 alike,
 // each after the deny event a PUT of it leaves (auditRefusedUpdate); the patch is never
 // applied to them, so a test operation cannot probe another member's data. A malformed
-// patch is 400, a well-formed one that cannot be applied (a failed test, a missing path)
-// 422, a result that is not a valid resource of the same type and id 400; on every error
-// nothing is stored.
+// patch is 400 (a FHIRPath Patch also when its paths or values do not fit the resource's
+// definition), a well-formed one that cannot be applied 422 (a failed test, a missing path;
+// a FHIRPath path that selects no element, or several), a result that is not a valid
+// resource of the same type and id 400; on every error nothing is stored.
 func (s *Server) patchResource(c echo.Context) error {
 	const op = "exchange.patchResource"
 	typ, id := c.Param("type"), c.Param("id")
@@ -250,16 +280,19 @@ func keepsMRN(pre, res *fhir.Resource, member directory.Member, locked string) e
 	return e
 }
 
-// binaryPatch returns the JSON Patch a Bundle entry carries: FHIR R4 sends a PATCH
-// entry's JSON Patch as a Binary resource with contentType application/json-patch+json
-// and the patch, base64, in data. No resource is errs.Invalid; any other resource (a
-// FHIRPath Patch Parameters) or content type is errs.Unsupported; a patch that does not
-// parse is ParsePatch's errs.Invalid.
-func binaryPatch(res *fhir.Resource) (*fhir.Patch, error) {
-	const op = "exchange.binaryPatch"
-	unsupported := errs.E(op, errs.Unsupported, "a PATCH entry takes a JSON Patch as a Binary with contentType "+fhir.MediaTypeJSONPatch+"; FHIRPath Patch is not supported")
+// entryPatch returns the patch a Bundle entry carries (FHIR R4 http.html#transaction): a
+// FHIRPath Patch is the entry's resource, a Parameters; a JSON Patch is sent as a Binary
+// resource with contentType application/json-patch+json and the patch, base64, in data.
+// No resource is errs.Invalid; any other resource or content type is errs.Unsupported; a
+// patch that does not parse is ParseFHIRPathPatch's or ParsePatch's error (errs.Invalid).
+func entryPatch(res *fhir.Resource) (*fhir.Patch, error) {
+	const op = "exchange.entryPatch"
+	unsupported := errs.E(op, errs.Unsupported, "a PATCH entry takes a FHIRPath Patch as a Parameters resource, or a JSON Patch as a Binary with contentType "+fhir.MediaTypeJSONPatch)
 	if res == nil {
-		return nil, errs.E(op, errs.Invalid, "a PATCH entry needs its JSON Patch as a Binary resource")
+		return nil, errs.E(op, errs.Invalid, "a PATCH entry needs its patch as its resource: a Parameters (FHIRPath Patch) or a Binary (JSON Patch)")
+	}
+	if res.ResourceType == "Parameters" {
+		return fhir.ParseFHIRPathPatch(res.Bytes())
 	}
 	if res.ResourceType != "Binary" {
 		return nil, unsupported

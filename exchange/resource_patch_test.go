@@ -250,7 +250,7 @@ func TestPatchRefusedRequests(t *testing.T) {
 		{"resourceType changed", u, ta, "", `[{"op":"replace","path":"/resourceType","value":"Basic"}]`, 400, ""},
 		{"moved into an unknown Patient", u, ta, "", `[{"op":"replace","path":"/subject/reference","value":"Patient/nosuchpatient"}]`, 400, ""},
 		{"moved into another member's Patient", u, ta, "", `[{"op":"replace","path":"/subject/reference","value":"Patient/` + pb + `"}]`, putStatus, ""},
-		{"FHIRPath Patch", u, ta, "application/fhir+json", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.valueString"}]}]}`, 415, "JSON Patch"},
+		{"FHIRPath Patch outside the subset", u, ta, "application/fhir+json", `{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Observation.value.exists()"}]}]}`, 400, "exists()"},
 		{"JSON Merge Patch", u, ta, "application/merge-patch+json", `{"valueString":null}`, 415, "JSON Patch"},
 		{"plain JSON", u, ta, "application/json", `[{"op":"remove","path":"/valueString"}]`, 415, "JSON Patch"},
 		{"no update scope", u, env.token(t, env.a.ID, "system/Observation.crs"), "", `[{"op":"replace","path":"/valueString","value":"x"}]`, 403, ""},
@@ -400,8 +400,8 @@ func TestConditionalPatch(t *testing.T) {
 }
 
 // TestMetadataListsPatch: the CapabilityStatement lists patch wherever the generic update
-// stores the type, never for a type written by its own handler, and names JSON Patch as
-// the patch format.
+// stores the type, never for a type written by its own handler, and names JSON Patch and
+// FHIRPath Patch as the patch formats.
 func TestMetadataListsPatch(t *testing.T) {
 	env := newWriteEnv(t)
 	req, _ := http.NewRequest("GET", env.base+"/metadata", nil)
@@ -424,7 +424,7 @@ func TestMetadataListsPatch(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&cs); err != nil || resp.StatusCode != 200 || len(cs.Rest) != 1 {
 		t.Fatalf("metadata = %d, %v", resp.StatusCode, err)
 	}
-	if !slices.Equal(cs.PatchFormat, []string{mimeJSONPatch}) {
+	if !slices.Equal(cs.PatchFormat, []string{mimeJSONPatch, "application/fhir+json"}) {
 		t.Errorf("patchFormat %v", cs.PatchFormat)
 	}
 	patchable := map[string]bool{}
@@ -471,7 +471,7 @@ func bundleResponse(t testing.TB, body []byte) (statuses, locations []string) {
 // [type]/[id] applies them: after the creates, with references to other entries resolved
 // in the patched resource; in a transaction one that cannot be applied is 422 and one of
 // another member's resource 404 (with its deny event), and nothing of the Bundle is
-// stored; in a batch each answers alone. A FHIRPath Patch is 415, a Consent 400.
+// stored; in a batch each answers alone. A malformed FHIRPath Patch is 400, a Consent 400.
 func TestBundlePatch(t *testing.T) {
 	env, ta, tb, pa, oa := foreignObservation(t)
 	const urn = "urn:uuid:33333333-3333-4333-8333-333333333333"
@@ -532,10 +532,10 @@ func TestBundlePatch(t *testing.T) {
 		t.Errorf("Observation version %d after the batch, want 3", cur)
 	}
 
-	// Refused in planning: another patch format, a type with its own handler.
+	// Refused in planning: a malformed FHIRPath Patch (a delete without a path), a type with its own handler.
 	params := `{"resource":{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type","valueCode":"delete"}]}]},"request":{"method":"PATCH","url":"Observation/` + oa + `"}}`
-	if st, body, _ = do(t, "POST", env.base, ta, tx(params)); st != http.StatusUnsupportedMediaType {
-		t.Errorf("FHIRPath Patch entry = %d %s; want 415", st, body)
+	if st, body, _ = do(t, "POST", env.base, ta, tx(params)); st != 400 {
+		t.Errorf("malformed FHIRPath Patch entry = %d %s; want 400", st, body)
 	}
 	if st, body, _ = do(t, "POST", env.base, ta, tx(patchEntry("Consent/"+oa, `[{"op":"remove","path":"/status"}]`))); st != 400 {
 		t.Errorf("Consent PATCH entry = %d %s; want 400", st, body)
