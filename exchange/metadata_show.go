@@ -51,7 +51,7 @@ func supportedTypes() map[string][]string {
 	out["Endpoint"] = []string{"read", "search-type"} // the member directory, read-only (directory_fhir.go)
 	delete(out, "Bundle")                             // Bundles are processed (transaction, batch), not stored
 	for t, ops := range out {
-		// JSON Patch (patchResource) wherever the generic update stores the type.
+		// JSON Patch and FHIRPath Patch (patchResource) wherever the generic update stores the type.
 		if slices.Contains(ops, "update") && !ownHandlerWrite(t, http.MethodPut) {
 			i := slices.Index(ops, "update") + 1
 			out[t] = slices.Insert(slices.Clone(ops), i, "patch")

@@ -32,7 +32,8 @@ func (s *Server) routes(e *echo.Echo) {
 		e.GET("/fhir/$export-file/:job/:type", s.exportFile, noStore, s.authenticate)
 	}
 
-	// PATCH takes a JSON Patch (application/json-patch+json), outside the JSON-only group.
+	// PATCH takes a JSON Patch (application/json-patch+json) or a FHIRPath Patch (a Parameters
+	// resource in application/fhir+json), checked by patchMedia outside the JSON-only group.
 	e.PATCH("/fhir/:type/:id", s.patchResource, s.patchMedia, noStore, s.authenticate)
 	e.PATCH("/fhir/:type", s.conditionalPatch, s.patchMedia, noStore, s.authenticate)
 
