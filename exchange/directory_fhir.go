@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
@@ -125,9 +126,12 @@ func directoryCapability(t string, sc searchCap) (searchCap, string) {
 // organizationSearchDoc is the CapabilityStatement documentation of Organization.
 const organizationSearchDoc = "Organization search answers the member directory (Organization/member-{member id} and Organization/concord, " +
 	"meta.source [base]/directory) together with the Organizations members sent. Without _sort the directory entries come first (by id), " +
-	"then the member-sent ones, most recently updated first. _sort takes only _lastUpdated or -_lastUpdated: the member-sent Organizations " +
-	"in that order, then the directory entries, which have no meta.lastUpdated; any other _sort (name, _id) is refused with 400. " +
-	"Follow the next links to page: _offset positions the directory entries, _cursor the member-sent ones. " +
+	"then the member-sent ones, most recently updated first. _sort takes _lastUpdated, -_lastUpdated, name or -name. " +
+	"_lastUpdated and -_lastUpdated order the member-sent Organizations, then the directory entries, which have no meta.lastUpdated. " +
+	"name and -name (alone) order both together by name, case and accents ignored, ties by id, an Organization without a name last; " +
+	"such a search orders at most 1000 member-sent Organizations (400 beyond: narrow it). Any other _sort (_id) is refused with 400. " +
+	"Follow the next links to page: _offset positions the directory entries, _cursor the member-sent ones; under _sort=name, " +
+	"_offset positions the whole ordered result. " +
 	"_include=Organization:endpoint adds the directory Endpoints the page's Organizations reference, and " +
 	"_revinclude=Endpoint:organization those its directory Organizations manage, when the token may read Endpoint. " +
 	"_revinclude=PractitionerRole:organization and _revinclude=Location:organization add the member-sent PractitionerRoles and Locations " +
@@ -391,9 +395,10 @@ func (s *Server) delegate(c echo.Context, h echo.HandlerFunc, typ, id string) er
 // in the store's order. _sort takes _lastUpdated and -_lastUpdated, which order both
 // sources: the stored matches in that order, then the directory entries (by id), which
 // carry no meta.lastUpdated and so sort last either way, as a stored resource without a
-// value does (fhir.SortKey). Any other key (name, _id) is refused (errs.Invalid naming
-// _sort) rather than half-applied: the store orders by dates only, and sorting the
-// directory alone would give an order no page sequence agrees with.
+// value does (fhir.SortKey). name and -name, as the only key, order both sources together
+// (nameSortedPage): the store orders by dates only, so the page is cut here from every
+// match, ordered by folded name and id, and paged by _offset. Any other key (_id), or name
+// beside another, is refused (errs.Invalid naming _sort) rather than half-applied.
 //
 // Includes. _include=Organization:endpoint and _revinclude=Endpoint:organization add
 // directory Endpoints (includedEndpoints); any other _include or _revinclude goes to the
@@ -402,12 +407,13 @@ func (s *Server) delegate(c echo.Context, h echo.HandlerFunc, typ, id string) er
 // the page's directory Organizations by revIncludeDirectoryOrganizations.
 //
 // Paging. The directory's part is paged by _offset, a position among the directory's
-// matches, and the stored part by the stored search's sealed _cursor; the page where one
-// part runs out is filled from the start of the other (_count less what is already on
-// it). Next links carry the original query besides _offset or _cursor: records takes a
-// cursor page's query from the cursor, and the directory part needs it. total, when
-// given, counts both, on every page: _total=accurate counts the stored matches on a page
-// the directory fills, and adds the directory's to a page of the stored search.
+// matches (under _sort=name, among all matches), and the stored part by the stored
+// search's sealed _cursor; the page where one part runs out is filled from the start of
+// the other (_count less what is already on it). Next links carry the original query
+// besides _offset or _cursor: records takes a cursor page's query from the cursor, and the
+// directory part needs it. total, when given, counts both, on every page: _total=accurate
+// counts the stored matches on a page the directory fills, and adds the directory's to a
+// page of the stored search.
 func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	const typ, op = "Organization", "exchange.searchOrganizations"
 	if err := require(c, typ, 's'); err != nil {
@@ -419,12 +425,12 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, raw := range q["_sort"] {
-		for _, k := range strings.Split(raw, ",") {
-			if strings.TrimPrefix(k, "-") != "_lastUpdated" {
-				return errs.E(op, errs.Invalid, "_sort on Organization takes only _lastUpdated or -_lastUpdated; directory Organizations, which have no lastUpdated, follow the member-sent ones")
-			}
-		}
+	byName, desc, err := organizationSort(q["_sort"])
+	if err != nil {
+		return err
+	}
+	if byName && q.Has(records.CursorParam) {
+		return errs.E(op, errs.Invalid, "a _sort=name search pages by _offset, not _cursor: follow its next links")
 	}
 	// One ScanTime deadline for the request: the stored search and the searches that
 	// find what names the page's directory Organizations (revIncludeDirectoryOrganizations).
@@ -436,6 +442,10 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	for k, vs := range q {
 		switch k {
 		case "_offset":
+		case "_sort":
+			if !byName { // the store orders by _lastUpdated; by name the page is ordered here
+				stored[k] = vs
+			}
 		case "_include":
 			for _, v := range vs {
 				if v == "Organization:endpoint" || v == "Organization:endpoint:Endpoint" {
@@ -492,6 +502,10 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 		}
 	}
 	switch {
+	case byName && !s.SummaryCount && s.Count > 0:
+		if page, dir, next, err = a.nameSortedPage(ctx, c, q, stored, s, matches, offset, desc, allow); err != nil {
+			return err
+		}
 	case q.Has(records.CursorParam):
 		withTotal(page) // the whole result, as the first page counted it
 		if page.Next != "" {
@@ -535,9 +549,11 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 			withTotal(counted)
 		}
 	}
-	if sorted {
+	switch {
+	case byName: // nameSortedPage put dir among the matches
+	case sorted:
 		page.Matches = append(page.Matches, dir...)
-	} else {
+	default:
 		page.Matches = append(slices.Clone(dir), page.Matches...)
 	}
 	revEndpoints := slices.ContainsFunc(s.RevInclude, func(i fhir.Include) bool { return i.SourceType == "Endpoint" && i.Param == "organization" })
@@ -560,6 +576,167 @@ func (a *SearchAPI) searchOrganizations(c echo.Context) error {
 	}
 	page.Included = append(append(page.Included, included...), referring...)
 	return a.writeBundle(c, page, a.s.selfLink(c, typ, post), next)
+}
+
+// organizationSort reads the _sort of an Organization search: byName for name or -name
+// (desc), which must be its only key; _lastUpdated and -_lastUpdated, alone or together,
+// are the store's to apply (neither byName nor an error). Any other key, or name beside
+// another, is errs.Invalid naming _sort.
+func organizationSort(sorts []string) (byName, desc bool, err error) {
+	const op = "exchange.organizationSort"
+	var keys []string
+	for _, raw := range sorts {
+		keys = append(keys, strings.Split(raw, ",")...)
+	}
+	for _, k := range keys {
+		switch strings.TrimPrefix(k, "-") {
+		case "_lastUpdated":
+		case "name":
+			if len(keys) != 1 {
+				return false, false, errs.E(op, errs.Invalid, "_sort=name (or -name) on Organization takes no other sort key")
+			}
+			return true, strings.HasPrefix(k, "-"), nil
+		default:
+			return false, false, errs.E(op, errs.Invalid, "_sort on Organization takes _lastUpdated, -_lastUpdated, name or -name")
+		}
+	}
+	return false, false, nil
+}
+
+// maxNameSorted is the most member-sent Organizations a _sort=name search orders: it
+// reads all of its matches on every page, so a search with more is errs.Invalid (narrow it).
+const maxNameSorted = 1000
+
+// nameSortedPage answers the page at offset of an Organization search ordered by name
+// (descending when desc): the directory's matches (dirMatches, all of them) and every
+// member-sent Organization the stored search (stored, without _sort) finds, ordered
+// together by name as string search folds it (fhir.NormalizeString: case and accents
+// ignored), then by id; an Organization without a name sorts last either way. It returns
+// the page (matches in that order, its total unless _total=none, and the _include and
+// _revinclude results of its member-sent Organizations), the directory entries among its
+// matches, and the next link (_offset, the query kept), "" on the last page.
+//
+// The member-sent matches are read through the enforcement point in pages of MaxCount,
+// each audited as records audits a search: every page of a name-ordered search lists all
+// of them in its audit events, not only those it shows (the safe side, for reference
+// data). More than maxNameSorted of them, or a read cut short by the request's ScanTime,
+// is errs.Invalid: ordered from part of the matches, the pages would disagree.
+func (a *SearchAPI) nameSortedPage(ctx context.Context, c echo.Context, q, stored url.Values, s fhir.Search, dirMatches []store.Stored,
+	offset int, desc bool, allow func(string) bool) (page records.Page, dir []store.Stored, next string, err error) {
+	const typ, op = "Organization", "exchange.nameSortedPage"
+	narrow := errs.E(op, errs.Invalid, fmt.Sprintf("_sort=name orders at most %d member-sent Organizations: narrow the search", maxNameSorted))
+	v := viewer(c)
+	// Every member-sent match, without the page's includes.
+	all := url.Values{}
+	for k, vs := range stored {
+		switch k {
+		case "_include", "_revinclude", "_count", "_total":
+		default:
+			all[k] = vs
+		}
+	}
+	all.Set("_count", strconv.Itoa(a.s.cfg.MaxCount))
+	all.Set("_total", "none")
+	var sent []store.Stored
+	part2 := map[string]records.Part2Release{}
+	keep := func(p records.Page) {
+		for k, r := range p.Part2 {
+			part2[k] = r
+		}
+	}
+	for pq := all; ; {
+		p, err := a.x.SearchAllowed(ctx, v, typ, pq, allow)
+		if err != nil {
+			return records.Page{}, nil, "", err
+		}
+		sent = append(sent, p.Matches...)
+		keep(p)
+		if len(sent) > maxNameSorted {
+			return records.Page{}, nil, "", narrow
+		}
+		if p.Next == "" {
+			break
+		}
+		if len(p.Matches) < p.Search.Count { // the request's ScanTime ran out
+			return records.Page{}, nil, "", narrow
+		}
+		pq = url.Values{records.CursorParam: {p.Next}}
+	}
+
+	type keyed struct {
+		st   store.Stored
+		name string // folded; "" for none
+	}
+	entries := make([]keyed, 0, len(dirMatches)+len(sent))
+	for _, st := range slices.Concat(dirMatches, sent) {
+		var body struct{ Name string }
+		_ = json.Unmarshal(st.Body, &body) // stored and directory bodies are valid FHIR
+		entries = append(entries, keyed{st, fhir.NormalizeString(body.Name)})
+	}
+	slices.SortFunc(entries, func(x, y keyed) int {
+		switch {
+		case x.name == "" && y.name != "":
+			return 1
+		case x.name != "" && y.name == "":
+			return -1
+		}
+		byName := strings.Compare(x.name, y.name)
+		if desc {
+			byName = -byName
+		}
+		return cmp.Or(byName, strings.Compare(x.st.ID, y.st.ID))
+	})
+	if s.Total != fhir.TotalNone {
+		n := len(entries)
+		page.Total = &n
+	}
+	from := min(offset, len(entries))
+	end := min(from+s.Count, len(entries))
+	if end < len(entries) {
+		next = a.s.pageLink(typ, q, end)
+	}
+	isDir := map[string]bool{}
+	for _, st := range dirMatches {
+		isDir[st.ID] = true
+	}
+	var ids []string // the page's member-sent Organizations
+	for _, e := range entries[from:end] {
+		page.Matches = append(page.Matches, e.st)
+		if isDir[e.st.ID] {
+			dir = append(dir, e.st)
+		} else {
+			ids = append(ids, e.st.ID)
+		}
+	}
+	// The page's own includes: asked of the enforcement point for its member-sent
+	// Organizations (by _id), with one MaxRevIncluded for the page.
+	if len(ids) > 0 && (len(stored["_include"]) > 0 || len(stored["_revinclude"]) > 0) {
+		revAdded := 0
+		for chunk := range slices.Chunk(ids, fhir.MaxOrValues) {
+			iq := url.Values{"_id": {strings.Join(chunk, ",")}, "_count": {strconv.Itoa(len(chunk))}, "_total": {"none"},
+				"_include": stored["_include"], "_revinclude": stored["_revinclude"]}
+			p, err := a.x.SearchAllowed(ctx, v, typ, iq, allow)
+			if err != nil {
+				return records.Page{}, nil, "", err
+			}
+			for _, st := range p.Included {
+				if slices.ContainsFunc(s.RevInclude, func(inc fhir.Include) bool { return inc.SourceType == st.Type }) {
+					revAdded++
+				}
+			}
+			if revAdded > records.MaxRevIncluded {
+				return records.Page{}, nil, "", errs.E(op, errs.Invalid,
+					fmt.Sprintf("_revinclude would add more than %d resources to this page: lower _count", records.MaxRevIncluded))
+			}
+			page.Included = append(page.Included, p.Included...)
+			keep(p)
+		}
+	}
+	if len(part2) > 0 {
+		page.Part2 = part2
+	}
+	page.Search = s
+	return page, dir, next, nil
 }
 
 // includedEndpoints returns, in the directory's order, the directory Endpoints (of eps) a
