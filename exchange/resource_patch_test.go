@@ -269,8 +269,15 @@ func TestPatchRefusedRequests(t *testing.T) {
 			}
 		})
 	}
-	if cur, n := env.version(t, "Observation", oa); cur != 1 || n != 1 {
-		t.Errorf("version %d with %d history rows after refused patches; want 1 and 1", cur, n)
+	untouched(t, env, "Observation", oa)
+}
+
+// untouched fails t unless typ/id is still at its first version and no update was audited:
+// what every refused patch must leave.
+func untouched(t *testing.T, env *writeEnv, typ, id string) {
+	t.Helper()
+	if cur, n := env.version(t, typ, id); cur != 1 || n != 1 {
+		t.Errorf("%s version %d with %d history rows after refused patches; want 1 and 1", typ, cur, n)
 	}
 	if n := env.scalar(t, `SELECT count(*) FROM audit_events WHERE action = 'update'`); n != 0 {
 		t.Errorf("%d update events after refused patches; want none", n)
