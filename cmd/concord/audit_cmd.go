@@ -61,17 +61,21 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if sub == "prune" {
 		return auditPrune(ctx, cfg, beforeArg, dryRun, time.Now(), stdout)
 	}
-	priv, err := auditSigningKey(cfg)
-	if err != nil {
-		return err
-	}
-	pub := priv.Public().(ed25519.PublicKey)
-	if pubHex != "" {
+	// verify --pub needs no signing key; otherwise the key must be the one DATA_DIR already
+	// holds: a new one would sign checkpoints the chain's old ones do not match.
+	var priv ed25519.PrivateKey
+	var pub ed25519.PublicKey
+	if pubHex != "" && sub == "verify" {
 		b, err := hex.DecodeString(pubHex)
 		if err != nil || len(b) != ed25519.PublicKeySize {
 			return fmt.Errorf("--pub: want %d hex-encoded bytes", ed25519.PublicKeySize)
 		}
 		pub = b
+	} else {
+		if priv, err = existingAuditKey(cfg, "audit "+sub, ""); err != nil {
+			return err
+		}
+		pub = priv.Public().(ed25519.PublicKey)
 	}
 	pool, err := db.Open(ctx, cfg.DatabaseURL, db.Options{MaxConns: 2, StatementTimeout: time.Hour})
 	if err != nil {
@@ -124,6 +128,24 @@ func pruneRetentionYears(cfg config.Config) int {
 // auditSeedFile is where auditSigningKey keeps the checkpoint key's seed, under DATA_DIR.
 const auditSeedFile = "audit-checkpoint.seed"
 
+// existingAuditKey returns the checkpoint signing key DATA_DIR holds, and an error (naming
+// cmd, ending with suffix) when it holds none. auditSigningKey makes a new key when DATA_DIR
+// has none: right for a first `serve`, wrong for the audit commands, where the key must be
+// the one that signed the chain's checkpoints (a restore without keys/ must not mint one
+// that a later `serve` would then sign with).
+func existingAuditKey(cfg config.Config, cmd, suffix string) (ed25519.PrivateKey, error) {
+	seed := filepath.Join(cfg.DataDir, "keys", auditSeedFile)
+	if _, err := os.Stat(seed); err != nil {
+		return nil, fmt.Errorf("%s: no checkpoint signing key at %s (%v): run it with the CONCORD_DATA_DIR of the `concord serve` that writes the checkpoints (verify also takes --pub)%s",
+			cmd, seed, errors.Unwrap(err), suffix)
+	}
+	key, err := auditSigningKey(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: checkpoint signing key: %v%s", cmd, err, suffix)
+	}
+	return key, nil
+}
+
 // auditPrune runs `concord audit prune`: it drops (or, with dryRun, lists) the audit
 // partitions that end on or before the date before names, and prints partition names and
 // seqs, never event contents. It refuses a date less than pruneRetentionYears(cfg) before now,
@@ -143,16 +165,9 @@ func auditPrune(ctx context.Context, cfg config.Config, before string, dryRun bo
 		return fmt.Errorf("audit prune: --before %s is too recent: audit events are kept at least %d years, so the latest date allowed today is %s; nothing pruned",
 			before, keep, floor.Format(time.DateOnly))
 	}
-	// auditSigningKey makes a new key when DATA_DIR has none: right for a first `serve`,
-	// wrong here, where the key must be the one that signed the checkpoints.
-	seed := filepath.Join(cfg.DataDir, "keys", auditSeedFile)
-	if _, err := os.Stat(seed); err != nil {
-		return fmt.Errorf("audit prune: no checkpoint signing key at %s (%v): run prune with the CONCORD_DATA_DIR of the `concord serve` that writes the checkpoints; nothing pruned",
-			seed, errors.Unwrap(err))
-	}
-	key, err := auditSigningKey(cfg)
+	key, err := existingAuditKey(cfg, "audit prune", "; nothing pruned")
 	if err != nil {
-		return fmt.Errorf("audit prune: checkpoint signing key: %v; nothing pruned", err)
+		return err
 	}
 	pool, err := openAdminDB(ctx, cfg)
 	if err != nil {
