@@ -579,7 +579,7 @@ func (a *applier) valueFor(typ string, fields map[string]field, name string, v *
 	key := name
 	f, ok := fields[name]
 	if !ok {
-		if !isChoice(fields, name) {
+		if !isChoice(typ, name) {
 			return "", field{}, nil, invalidPatch(typ + " has no element " + name)
 		}
 		if v.node == nil || v.res {

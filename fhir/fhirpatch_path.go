@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -18,10 +19,16 @@ import (
 // Observation.value, not valueQuantity); index is a 0-based integer; a number may have a
 // sign and a fraction. White space may stand between tokens. Anything else (other
 // functions, operators, environment variables, delimited identifiers, date and quantity
-// literals) is refused with a message naming it.
+// literals) is refused with a message naming it. A path has at most maxPathSteps steps
+// after Type, and a criterion at most maxPathSteps names.
 
 // maxPathLen bounds the length of a FHIRPath Patch path.
 const maxPathLen = 4096
+
+// maxPathSteps bounds the steps after the root of a path, and the names of a where()
+// criterion: paths in real patches are short, and each step is charged per element it
+// visits, so a path of thousands of names would spend the work bound on one operation.
+const maxPathSteps = 32
 
 // fhirPath is a parsed path.
 type fhirPath struct {
@@ -89,6 +96,9 @@ func parseFHIRPath(s string) (fhirPath, error) {
 		p.ws()
 		if p.pos == len(p.s) {
 			break
+		}
+		if len(fp.steps) == maxPathSteps {
+			return fhirPath{}, fmt.Errorf("a path may have at most %d steps after the resource type", maxPathSteps)
 		}
 		switch p.s[p.pos] {
 		case '.':
@@ -256,6 +266,9 @@ func (p *pathParser) criterion() (fhirPathStep, error) {
 				return st, fmt.Errorf("unsupported FHIRPath function %s() inside where()", n)
 			}
 			st.where = append(st.where, n)
+			if len(st.where) > maxPathSteps {
+				return st, fmt.Errorf("a where() criterion may have at most %d names", maxPathSteps)
+			}
 			if !p.eat('.') {
 				break
 			}
@@ -470,9 +483,19 @@ func (a *applier) eval(in []fhirPathLoc, steps []fhirPathStep) ([]fhirPathLoc, e
 // matches reports whether l meets st's criterion, as FHIRPath's = does: the element the
 // criterion names (l itself for $this) is exactly one value, equal to the literal (strings
 // by their characters, numbers by value, booleans); more than one value or none is false.
+//
+// Each item tried counts one unit of work per name of the criterion, whether or not its
+// walk gets that far, and the walk counts what children counts; so the work bound holds
+// however long the criterion and however many items it is tried on.
 func (a *applier) matches(l fhirPathLoc, st *fhirPathStep) (bool, error) {
+	if err := a.spend(len(st.where)); err != nil {
+		return false, err
+	}
 	vals := []fhirPathLoc{l}
 	for _, n := range st.where {
+		if len(vals) == 0 {
+			break
+		}
 		var next []fhirPathLoc
 		for _, v := range vals {
 			var err error
@@ -559,7 +582,7 @@ func (a *applier) lookup(typ string, fields map[string]field, node *jnode, name 
 		}
 		return name, f, nil
 	}
-	if !isChoice(fields, name) {
+	if !isChoice(typ, name) {
 		return "", field{}, invalidPatch(typ + " has no element " + name)
 	}
 	for i, k := range node.keys {
@@ -570,12 +593,24 @@ func (a *applier) lookup(typ string, fields map[string]field, node *jnode, name 
 	return "", field{}, a.spend(len(node.keys))
 }
 
-// isChoice reports whether name is the base name of a choice element among fields.
-func isChoice(fields map[string]field, name string) bool {
-	for _, f := range fields {
-		if f.Choice == name {
-			return true
+// isChoice reports whether name is the base name of a choice element of typ (a key of
+// r4Types), in constant time.
+func isChoice(typ, name string) bool {
+	return r4Choices()[typ][name]
+}
+
+// r4Choices maps each type of r4Types to the base names of its choice elements.
+var r4Choices = sync.OnceValue(func() map[string]map[string]bool {
+	m := make(map[string]map[string]bool, len(r4Types))
+	for typ, fields := range r4Types {
+		for _, f := range fields {
+			if f.Choice != "" {
+				if m[typ] == nil {
+					m[typ] = map[string]bool{}
+				}
+				m[typ][f.Choice] = true
+			}
 		}
 	}
-	return false
-}
+	return m
+})

@@ -526,3 +526,42 @@ func FuzzFHIRPathPatch(f *testing.F) {
 		}
 	})
 }
+
+// TestFHIRPathPatchWhereWork: where() counts each name of its criterion for each item it
+// is tried on, so a long criterion over a list, many times, meets the work bound; and a
+// path or criterion of more than maxPathSteps names is refused before it is applied.
+func TestFHIRPathPatchWhereWork(t *testing.T) {
+	crit := "assigner" + strings.Repeat(".identifier.assigner", (maxPathSteps-1)/2)
+	ids := strings.TrimSuffix(strings.Repeat(`{"system":"s"},`, 300), ",")
+	doc := []byte(`{"resourceType":"Patient","identifier":[` + ids + `]}`)
+	ops := make([]string, 20)
+	for i := range ops {
+		ops[i] = fpStd("delete", "Patient.identifier.where("+crit+" = 'x')")
+	}
+	p, err := ParseFHIRPathPatch([]byte(fpParams(ops...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 20 ops × 300 items × 31 names is more than the work 8 KB allows.
+	if _, err := ApplyPatch(doc, p, 8<<10); errs.CodeOf(err) != errs.TooLarge {
+		t.Errorf("a long where() criterion over 300 items, 20 times: %v, want TooLarge", err)
+	}
+	// One of them applies within the same bound.
+	if p, err = ParseFHIRPathPatch([]byte(fpParams(ops[0]))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ApplyPatch(doc, p, 8<<10); err != nil {
+		t.Errorf("one long where() criterion: %v", err)
+	}
+
+	long := "assigner" + strings.Repeat(".identifier.assigner", maxPathSteps/2)
+	for _, path := range []string{
+		"Patient.identifier.where(" + long + " = 'x')",
+		"Patient.identifier" + strings.Repeat(".assigner.identifier", maxPathSteps/2),
+	} {
+		_, err := ParseFHIRPathPatch([]byte(fpParams(fpStd("delete", path))))
+		if msg := errs.MessageOf(err); errs.CodeOf(err) != errs.Invalid || !strings.Contains(msg, "at most 32") || strings.Contains(msg, "assigner") {
+			t.Errorf("a path of more than %d names: %v, want Invalid naming the bound only", maxPathSteps, err)
+		}
+	}
+}
