@@ -159,7 +159,7 @@ func parseFHIRPathOp(n int, parts *jnode) (fhirPathOp, error) {
 		}
 		want, known := fhirPatchParts[nm.str]
 		if !known {
-			return o, fmt.Errorf("operation %d: unknown part %s (want type, path, name, value, index, source or destination)", n, quoteName(nm.str))
+			return o, fmt.Errorf("operation %d: unknown part (want type, path, name, value, index, source or destination)", n)
 		}
 		if seen[nm.str] != nil {
 			return o, fmt.Errorf("operation %d: part %s given twice", n, nm.str)
@@ -288,11 +288,11 @@ func parsePatchValue(pt *jnode) (fhirPatchValue, error) {
 				return v, fmt.Errorf(" part %d: its name must be an element name", i+1)
 			}
 			if sub.member("modifierExtension") != nil {
-				return v, fmt.Errorf(" part %s: modifierExtension is not supported", nm.str)
+				return v, fmt.Errorf(" part %s: modifierExtension is not supported", shownName(nm.str))
 			}
 			sv, err := parsePatchValue(sub)
 			if err != nil {
-				return v, fmt.Errorf(" part %s%s", nm.str, err.Error())
+				return v, fmt.Errorf(" part %s%s", shownName(nm.str), err.Error())
 			}
 			v.parts = append(v.parts, fhirPatchPart{name: nm.str, value: sv})
 		}
@@ -323,15 +323,6 @@ func validElementName(s string) bool {
 		}
 	}
 	return true
-}
-
-// quoteName returns s quoted when it has the form of an element name, so a message may
-// show it; else a placeholder.
-func quoteName(s string) string {
-	if validElementName(s) {
-		return `"` + s + `"`
-	}
-	return "(a name that is not an element name)"
 }
 
 // applyFHIRPath applies one FHIRPath Patch operation to the tree.
@@ -580,7 +571,7 @@ func (a *applier) valueFor(typ string, fields map[string]field, name string, v *
 	f, ok := fields[name]
 	if !ok {
 		if !isChoice(typ, name) {
-			return "", field{}, nil, invalidPatch(typ + " has no element " + name)
+			return "", field{}, nil, invalidPatch(noElement(typ, name))
 		}
 		if v.node == nil || v.res {
 			return "", field{}, nil, invalidPatch(typ + "." + name + "[x] takes a typed value (value[x]), not " + v.kind())

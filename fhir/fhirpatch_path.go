@@ -65,14 +65,17 @@ func (p *fhirPath) lastName() string {
 	return p.steps[len(p.steps)-1].name
 }
 
-// pathParser reads a path; its errors are safe to show (they name tokens, never literals).
+// pathParser reads a path; its errors are safe to show: they name R4 element names,
+// FHIRPath functions and operators, never a literal or other text the client wrote.
 type pathParser struct {
 	s   string
 	pos int
 }
 
 // parseFHIRPath parses s as a path of the subset above. Its error's message names the
-// unsupported or malformed part, never a literal.
+// unsupported or malformed part when that is an R4 element name, a FHIRPath function or
+// an operator, never a literal or other text (which could be a value). The path's text
+// keeps R4 element names and replaces literals and any other name with "…".
 func parseFHIRPath(s string) (fhirPath, error) {
 	if len(s) > maxPathLen {
 		return fhirPath{}, fmt.Errorf("longer than %d characters", maxPathLen)
@@ -87,7 +90,7 @@ func parseFHIRPath(s string) (fhirPath, error) {
 		return fhirPath{}, err
 	}
 	if !IsResourceType(root) {
-		return fhirPath{}, fmt.Errorf("the path must start with the resource type, not %q", root)
+		return fhirPath{}, errors.New("a path must start with the resource type")
 	}
 	fp := fhirPath{root: root}
 	var text strings.Builder
@@ -111,7 +114,7 @@ func parseFHIRPath(s string) (fhirPath, error) {
 			p.ws()
 			if !p.eat('(') {
 				fp.steps = append(fp.steps, fhirPathStep{kind: stepName, name: name})
-				text.WriteString("." + name)
+				text.WriteString("." + shownName(name))
 				continue
 			}
 			switch name {
@@ -134,7 +137,11 @@ func parseFHIRPath(s string) (fhirPath, error) {
 				fp.steps = append(fp.steps, st)
 				crit := "$this"
 				if len(st.where) > 0 {
-					crit = strings.Join(st.where, ".")
+					names := make([]string, len(st.where))
+					for i, n := range st.where {
+						names[i] = shownName(n)
+					}
+					crit = strings.Join(names, ".")
 				}
 				lit := "…"
 				if st.lit.kind == kindString {
@@ -142,7 +149,7 @@ func parseFHIRPath(s string) (fhirPath, error) {
 				}
 				text.WriteString(".where(" + crit + " = " + lit + ")")
 			default:
-				return fhirPath{}, fmt.Errorf("unsupported FHIRPath function %s() (supported: first(), last(), where())", name)
+				return fhirPath{}, fmt.Errorf("unsupported FHIRPath function%s (supported: first(), last(), where())", shownFunction(name))
 			}
 		case '[':
 			p.pos++
@@ -263,7 +270,7 @@ func (p *pathParser) criterion() (fhirPathStep, error) {
 			}
 			p.ws()
 			if p.pos < len(p.s) && p.s[p.pos] == '(' {
-				return st, fmt.Errorf("unsupported FHIRPath function %s() inside where()", n)
+				return st, fmt.Errorf("unsupported FHIRPath function%s inside where()", shownFunction(n))
 			}
 			st.where = append(st.where, n)
 			if len(st.where) > maxPathSteps {
@@ -303,10 +310,14 @@ func (p *pathParser) criterion() (fhirPathStep, error) {
 	return st, nil
 }
 
+// literalWanted is the error for a criterion that compares with no literal: it names
+// none of what came instead, which may be a value written without quotes.
+const literalWanted = "where() must compare an element with a quoted string, a boolean or a number literal"
+
 // literal reads a string, boolean or number literal as a JSON value.
 func (p *pathParser) literal() (*jnode, error) {
 	if p.pos >= len(p.s) {
-		return nil, errors.New("where() compares with a string, boolean or number literal")
+		return nil, errors.New(literalWanted)
 	}
 	switch c := p.s[p.pos]; {
 	case c == '\'':
@@ -345,9 +356,9 @@ func (p *pathParser) literal() (*jnode, error) {
 	case "true", "false":
 		return &jnode{kind: kindBool, raw: []byte(w)}, nil
 	case "":
-		return nil, errors.New("where() compares with a string, boolean or number literal")
+		return nil, errors.New(literalWanted)
 	default:
-		return nil, fmt.Errorf("where() compares with a literal, not with %s", w)
+		return nil, errors.New(literalWanted)
 	}
 }
 
@@ -578,12 +589,12 @@ func (a *applier) children(l fhirPathLoc, name string, out []fhirPathLoc) ([]fhi
 func (a *applier) lookup(typ string, fields map[string]field, node *jnode, name string) (string, field, error) {
 	if f, ok := fields[name]; ok {
 		if f.Choice != "" {
-			return "", field{}, invalidPatch(typ + " has no element " + name + " (the choice element is named " + f.Choice + ")")
+			return "", field{}, invalidPatch(typ + " has no element " + name + " (the choice element is named " + f.Choice + ")") // a key of fields: an R4 name
 		}
 		return name, f, nil
 	}
 	if !isChoice(typ, name) {
-		return "", field{}, invalidPatch(typ + " has no element " + name)
+		return "", field{}, invalidPatch(noElement(typ, name))
 	}
 	for i, k := range node.keys {
 		if f, ok := fields[k]; ok && f.Choice == name {
@@ -614,3 +625,63 @@ var r4Choices = sync.OnceValue(func() map[string]map[string]bool {
 	}
 	return m
 })
+
+// r4Names is the set of every element name of r4Types (choice variants and their base
+// names included).
+var r4Names = sync.OnceValue(func() map[string]bool {
+	m := map[string]bool{}
+	for _, fields := range r4Types {
+		for k, f := range fields {
+			m[k] = true
+			if f.Choice != "" {
+				m[f.Choice] = true
+			}
+		}
+	}
+	return m
+})
+
+// shownName returns n, a name a client wrote, for a message or a log when it is an R4
+// element name; anything else may be a value (a patient's name sent as a path) and
+// becomes "…".
+func shownName(n string) string {
+	if r4Names()[n] {
+		return n
+	}
+	return "…"
+}
+
+// noElement is the message for a name that is no element of typ: it names the name only
+// when it is an R4 element name (shownName).
+func noElement(typ, name string) string {
+	if r4Names()[name] {
+		return typ + " has no element " + name
+	}
+	return typ + " has no element of the name given (no R4 type has one of that name)"
+}
+
+// fhirPathFunctions are the functions of FHIRPath and its FHIR extensions, which a
+// message may name when the subset refuses them.
+var fhirPathFunctions = map[string]bool{}
+
+func init() {
+	for _, f := range strings.Fields(`empty exists all allTrue anyTrue allFalse anyFalse subsetOf supersetOf count
+		distinct isDistinct where select repeat ofType single first last tail skip take intersect exclude union
+		combine iif toBoolean convertsToBoolean toInteger convertsToInteger toDate convertsToDate toDateTime
+		convertsToDateTime toDecimal convertsToDecimal toQuantity convertsToQuantity toString convertsToString
+		toTime convertsToTime indexOf substring startsWith endsWith contains upper lower replace matches
+		replaceMatches length toChars children descendants trace now timeOfDay today not as is resolve
+		extension hasValue getValue conformsTo memberOf subsumes subsumedBy htmlChecks elementDefinition
+		slice checkModifiers aggregate encode decode escape unescape trim split join`) {
+		fhirPathFunctions[f] = true
+	}
+}
+
+// shownFunction is " name()" when name is a FHIRPath function, else "" (the name a
+// client wrote before "(" may be anything).
+func shownFunction(name string) string {
+	if fhirPathFunctions[name] {
+		return " " + name + "()"
+	}
+	return ""
+}

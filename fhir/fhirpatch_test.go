@@ -116,7 +116,7 @@ func TestFHIRPathPatch(t *testing.T) {
 		{"add a choice element with another variant present", fpPatient, fpParams(fpStd("add", "Patient", fpName("multipleBirth"), fpValue("valueBoolean", `true`))), patchNotApplied,
 			"present already"},
 		{"add an unknown element", fpPatient, fpParams(fpStd("add", "Patient", fpName("colour"), fpValue("valueString", `"red"`))), patchMalformed,
-			"Patient has no element colour"},
+			"Patient has no element of the name given"},
 		{"add to a primitive", fpPatient, fpParams(fpStd("add", "Patient.birthDate", fpName("extension"), fpValue("valueString", `"x"`))), patchMalformed,
 			"primitive"},
 		{"add to several elements", fpPatient, fpParams(fpStd("add", "Patient.name", fpName("family"), fpValue("valueString", `"x"`))), patchNotApplied,
@@ -124,7 +124,7 @@ func TestFHIRPathPatch(t *testing.T) {
 		{"add parts to a primitive element", fpPatient, fpParams(fpStd("add", "Patient", fpName("language"), `{"name":"value","part":[{"name":"x","valueString":"y"}]}`)), patchMalformed,
 			"give it as a value, not as parts"},
 		{"add parts naming an unknown element", fpPatient, fpParams(fpStd("add", "Patient", fpName("contact"), `{"name":"value","part":[{"name":"colour","valueString":"y"}]}`)), patchMalformed,
-			"Patient.contact has no element colour"},
+			"Patient.contact has no element of the name given"},
 		{"add parts repeating a single element", fpPatient, fpParams(fpStd("add", "Patient", fpName("contact"),
 			`{"name":"value","part":[{"name":"gender","valueCode":"male"},{"name":"gender","valueCode":"female"}]}`)), patchMalformed,
 			"does not repeat but is given twice"},
@@ -177,14 +177,14 @@ func TestFHIRPathPatch(t *testing.T) {
 			"does not repeat"},
 
 		// the path against the resource's definition
-		{"an unknown element", fpPatient, fpParams(fpStd("delete", "Patient.nmae")), patchMalformed, "Patient has no element nmae"},
+		{"an unknown element", fpPatient, fpParams(fpStd("delete", "Patient.nmae")), patchMalformed, "Patient has no element of the name given"},
 		{"a choice variant in the path", fpPatient, fpParams(fpStd("delete", "Patient.multipleBirthInteger")), patchMalformed,
 			"the choice element is named multipleBirth"},
 		{"another resource type", fpPatient, fpParams(fpStd("delete", "Observation.status")), patchMalformed,
 			"the path starts with Observation, but the resource is a Patient"},
 		{"into a primitive", fpPatient, fpParams(fpStd("delete", "Patient.birthDate.extension")), patchMalformed, "primitive"},
 		{"an unknown element in where()", fpPatient, fpParams(fpStd("delete", "Patient.name.where(colour = 'x')")), patchMalformed,
-			"HumanName has no element colour"},
+			"HumanName has no element of the name given"},
 
 		// operations in order, each on the result of the one before
 		{"operations in order", fpPatient, fpParams(
@@ -290,8 +290,8 @@ func TestParseFHIRPathPatch(t *testing.T) {
 		{"an operation with a resource", fpParams(`{"name":"operation","resource":{"resourceType":"Patient"}}`), "operation 1 carries a value of its own"},
 		{"an operation without parts", fpParams(`{"name":"operation"}`), "operation 1 has no parts"},
 		{"a modifierExtension", fpParams(`{"name":"operation","modifierExtension":[{"url":"http://x","valueString":"y"}],"part":[{"name":"type","valueCode":"delete"}]}`), "modifierExtension"},
-		{"an unknown part", replace(path, value, fpPart("colour", "valueString", `"red"`)), `operation 1: unknown part "colour"`},
-		{"an unknown part of a name with spaces", replace(path, value, fpPart("a b", "valueString", `"red"`)), `operation 1: unknown part (a name that is not an element name)`},
+		{"an unknown part", replace(path, value, fpPart("colour", "valueString", `"red"`)), `operation 1: unknown part (want type,`},
+		{"an unknown part of a name with spaces", replace(path, value, fpPart("a b", "valueString", `"red"`)), `operation 1: unknown part (want type,`},
 		{"a duplicate part", replace(path, path, value), "operation 1: part path given twice"},
 		{"a part without a name", fpParams(fpOp(`{"valueString":"x"}`)), "FHIRPath Patch: "},
 		{"no type", fpParams(fpOp(path, value)), "operation 1 has no part type"},
@@ -322,7 +322,7 @@ func TestParseFHIRPathPatch(t *testing.T) {
 
 		// paths
 		{"an empty path", replace(`{"name":"path","valueString":" "}`, value), "path: the path must start with the resource type"},
-		{"a path without its resource type", fpParams(fpStd("delete", "name.given")), `path: the path must start with the resource type, not "name"`},
+		{"a path without its resource type", fpParams(fpStd("delete", "name.given")), `path: a path must start with the resource type`},
 		{"a function", fpParams(fpStd("delete", "Patient.name.exists()")), "unsupported FHIRPath function exists()"},
 		{"ofType()", fpParams(fpStd("delete", "Patient.multipleBirth.ofType(integer)")), "unsupported FHIRPath function ofType()"},
 		{"a union", fpParams(fpStd("delete", "Patient.name | Patient.telecom")), `unsupported FHIRPath operator "|"`},
@@ -330,7 +330,7 @@ func TestParseFHIRPathPatch(t *testing.T) {
 		{"!= in where()", fpParams(fpStd("delete", "Patient.name.where(use != 'a')")), `unsupported FHIRPath operator "!="`},
 		{"a function in where()", fpParams(fpStd("delete", "Patient.name.where(given.exists() = true)")), "unsupported FHIRPath function exists() inside where()"},
 		{"where() without a comparison", fpParams(fpStd("delete", "Patient.name.where(use)")), "where() takes one comparison"},
-		{"where() comparing two elements", fpParams(fpStd("delete", "Patient.name.where(use = family)")), "where() compares with a literal, not with family"},
+		{"where() comparing two elements", fpParams(fpStd("delete", "Patient.name.where(use = family)")), "where() must compare an element with a quoted string, a boolean or a number literal"},
 		{"a date literal", fpParams(fpStd("delete", "Patient.where(birthDate = @1970-01-01)")), "date and time literals"},
 		{"an environment variable", fpParams(fpStd("delete", "%resource.name")), "environment variables"},
 		{"$this outside where()", fpParams(fpStd("delete", "Patient.name.$this")), "$this is supported inside where() only"},
@@ -562,6 +562,39 @@ func TestFHIRPathPatchWhereWork(t *testing.T) {
 		_, err := ParseFHIRPathPatch([]byte(fpParams(fpStd("delete", path))))
 		if msg := errs.MessageOf(err); errs.CodeOf(err) != errs.Invalid || !strings.Contains(msg, "at most 32") || strings.Contains(msg, "assigner") {
 			t.Errorf("a path of more than %d names: %v, want Invalid naming the bound only", maxPathSteps, err)
+		}
+	}
+}
+
+// TestFHIRPathPatchMessagesNameNoClientText: where a client wrote something that is not an
+// R4 element name, a FHIRPath function or an operator (it may be a value: a patient's name
+// sent as a path or an unquoted literal), messages say what was expected without it.
+func TestFHIRPathPatchMessagesNameNoClientText(t *testing.T) {
+	const secret = "JohnSmith"
+	for _, tt := range []struct{ name, patch string }{
+		{"root", fpParams(fpStd("delete", secret+".name"))},
+		{"unquoted literal", fpParams(fpStd("delete", "Patient.name.where(family = "+secret+")"))},
+		{"function", fpParams(fpStd("delete", "Patient.name."+secret+"()"))},
+		{"function in where()", fpParams(fpStd("delete", "Patient.name.where("+secret+"() = 'x')"))},
+		{"unknown part", fpParams(fpStd("delete", "Patient.name", fpPart(secret, "valueString", `"x"`)))},
+		{"anonymous part", fpParams(fpStd("add", "Patient", fpName("contact"),
+			`{"name":"value","part":[{"name":"`+secret+`","modifierExtension":[{"url":"http://x","valueString":"y"}],"valueString":"x"}]}`))},
+		{"anonymous part value", fpParams(fpStd("add", "Patient", fpName("contact"), `{"name":"value","part":[{"name":"`+secret+`"}]}`))},
+		{"element", fpParams(fpStd("delete", "Patient."+secret))},
+		{"element in where()", fpParams(fpStd("delete", "Patient.name.where("+secret+" = 'x')"))},
+		{"added element", fpParams(fpStd("add", "Patient", fpName(secret), fpValue("valueString", `"x"`)))},
+		{"element in parts", fpParams(fpStd("add", "Patient", fpName("contact"), `{"name":"value","part":[{"name":"`+secret+`","valueString":"x"}]}`))},
+	} {
+		p, err := ParseFHIRPathPatch([]byte(tt.patch))
+		if err == nil {
+			_, err = ApplyPatch([]byte(fpPatient), p, 1<<20)
+		}
+		if err == nil {
+			t.Errorf("%s: applied, want an error", tt.name)
+			continue
+		}
+		if msg := errs.MessageOf(err); strings.Contains(msg, secret) || strings.Contains(err.Error(), secret) {
+			t.Errorf("%s: message %q names the client's text", tt.name, msg)
 		}
 	}
 }
