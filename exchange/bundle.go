@@ -36,8 +36,9 @@ import (
 //     PATCH [type]/[id] applies them (patchOwn); references in the patched resource are
 //     resolved like any entry's, those a FHIRPath Patch's values bring in included. The
 //     patched resources of one Bundle's PATCH entries may together be no larger than the
-//     body limit, as if they had been sent whole (runEntries): beyond it a transaction
-//     fails with 413 and a batch answers 413 for the PATCH entries that do not fit.
+//     body limit, as if they had been sent whole (runEntries), and their patches share the
+//     work one PATCH may take: beyond either a transaction fails with 413 and a batch
+//     answers 413 for the PATCH entries that do not fit.
 //   - batch: each entry in its own transaction; a failed entry answers with its status
 //     and an OperationOutcome in response.outcome.
 //   - urn:uuid (and urn:oid) fullUrls get their ids before anything is stored, then every
@@ -235,8 +236,18 @@ func urnKey(s string) string {
 // would take it beyond the body limit is errs.TooLarge (413) instead. A PATCH costs its
 // sender a few bytes however large its result, so without this bound one Bundle of empty
 // patches could store a large resource thousands of times; with it a Bundle's patches
-// store no more than the same resources sent whole as PUTs could.
+// store no more than the same resources sent whole as PUTs could. The entries' patches
+// share the work budget one patch has (fhir.NewPatchBudget of the body limit): an entry
+// that finds it spent, or spends it, is errs.TooLarge too.
 func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes, patched *int64) ([]fhir.ResponseEntry, error) {
+	work := fhir.NewPatchBudget(s.cfg.MaxBodyBytes)
+	return s.runEntriesWithin(ctx, tx, member, entries, w, patched, &work)
+}
+
+// runEntriesWithin is runEntries whose PATCH entries take their work from work, which a
+// batch shares across the calls for its entries.
+func (s *Server) runEntriesWithin(ctx context.Context, tx db.Querier, member directory.Member, entries []plannedEntry, w *records.Writes,
+	patched *int64, work *fhir.PatchBudget) ([]fhir.ResponseEntry, error) {
 	// 1. Serialize on every condition and MRN this call may create under, in one call: in
 	// sorted order, which takes the MRNs first (mrnLockKey).
 	var keys []string
@@ -351,19 +362,9 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 		return condRefs[ref], nil
 	}
 	rewrite := func(r *fhir.Resource) (*fhir.Resource, error) { return fhir.RewriteReferences(r, resolve) }
-	// A PATCH entry's result: references resolved, then charged to patched.
-	charge := func(r *fhir.Resource) (*fhir.Resource, error) {
-		r, err := rewrite(r)
-		if err != nil {
-			return nil, err
-		}
-		n := int64(len(r.Bytes()))
-		if *patched+n > s.cfg.MaxBodyBytes {
-			return nil, errs.E("exchange.runEntries", errs.TooLarge, "the Bundle's PATCH entries would store more than the body limit allows")
-		}
-		*patched += n
-		return r, nil
-	}
+	// A PATCH entry's result: references resolved, then charged to patched; its work
+	// taken from the budget.
+	bp := &bundlePatches{rewrite: rewrite, stored: patched, work: work}
 	for i, e := range entries {
 		if e.res == nil || existing[i] || alias[i] != 0 {
 			continue
@@ -457,7 +458,7 @@ func (s *Server) runEntries(ctx context.Context, tx db.Querier, member directory
 			}
 		case e.method == http.MethodPatch:
 			var r *refusedWrite
-			if st, err = s.patchOwn(ctx, tx, member, e.typ, e.id, e.patch, e.ifMatch, charge); err == nil {
+			if st, err = s.patchOwn(ctx, tx, member, e.typ, e.id, e.patch, e.ifMatch, bp); err == nil {
 				w.Stored(audit.Update, st)
 			} else if errors.As(err, &r) {
 				w.Refuse(writeRefusal(audit.Update, r))
@@ -670,6 +671,8 @@ func (s *Server) batch(ctx context.Context, v records.Viewer, p directory.Princi
 	resp := make([]fhir.ResponseEntry, len(b.Entries))
 	committed := false // an entry's write has committed: the batch can no longer fail whole
 	var patched int64  // what the committed PATCH entries stored (runEntries)
+	// What the PATCH entries may still spend: the work of one spent is spent, committed or not.
+	work := fhir.NewPatchBudget(s.cfg.MaxBodyBytes)
 	for i, e := range b.Entries {
 		pe, err := plan(p, member, i, e)
 		pe.ret = ret
@@ -678,9 +681,10 @@ func (s *Server) batch(ctx context.Context, v records.Viewer, p directory.Princi
 		} else if err == nil {
 			var w records.Writes // the last attempt's
 			var total int64      // patched with the last attempt's entry
+			left := work         // the work budget before the entry: a retried attempt starts from it
 			err = db.InTx(ctx, s.Pool, func(tx db.Querier) error {
-				w, total = records.Writes{}, patched
-				r, err := s.runEntries(ctx, tx, member, []plannedEntry{pe}, &w, &total)
+				w, total, work = records.Writes{}, patched, left
+				r, err := s.runEntriesWithin(ctx, tx, member, []plannedEntry{pe}, &w, &total, &work)
 				if err != nil {
 					return err
 				}

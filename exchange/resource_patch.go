@@ -185,13 +185,19 @@ func (s *Server) patch(c echo.Context, typ string, target func(context.Context, 
 // MRN is left for ingestUpdate to refuse. A resource that is not the member's own and live
 // is refused by lockOwn as update refuses it (errs.NotFound whose cause is a *refusedWrite),
 // before the patch touches it. ifMatch, when not "", must name the current version
-// (errPrecondition otherwise; errs.Invalid when it is not an ETag). rewrite, when not nil,
-// is applied to the patched resource before it is stored, and its error returned as is (a
-// Bundle resolves the resource's references and charges its size to the Bundle's bound:
-// runEntries).
+// (errPrecondition otherwise; errs.Invalid when it is not an ETag). bp is nil for PATCH
+// [type]/[id], whose patch has the work bound of its own (fhir.Resource.ApplyPatch); for a
+// Bundle's entry it is what the Bundle's PATCH entries share (bundlePatches): a budget
+// already spent is errs.TooLarge before anything is locked or read, the patch's work is
+// taken from it, and the patched resource goes through bp.charge before it is stored.
 func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.Member, typ, id string, p *fhir.Patch, ifMatch string,
-	rewrite func(*fhir.Resource) (*fhir.Resource, error)) (store.Stored, error) {
+	bp *bundlePatches) (store.Stored, error) {
 	const op = "exchange.patchOwn"
+	if bp != nil {
+		if err := bp.check(s.cfg.MaxBodyBytes); err != nil {
+			return store.Stored{}, err
+		}
+	}
 	mrnKey := "" // a Patient's MRN lock, taken before the row
 	if typ == "Patient" {
 		k, err := s.patientMRNKey(ctx, tx, member, id)
@@ -216,7 +222,12 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 	if err != nil {
 		return store.Stored{}, errs.E(op, errs.Internal, "stored resource does not parse", err)
 	}
-	res, err := pre.ApplyPatch(p, s.cfg.MaxBodyBytes)
+	var res *fhir.Resource
+	if bp == nil {
+		res, err = pre.ApplyPatch(p, s.cfg.MaxBodyBytes)
+	} else {
+		res, err = pre.ApplyPatchWithin(p, s.cfg.MaxBodyBytes, bp.work)
+	}
 	if err != nil {
 		return store.Stored{}, err
 	}
@@ -225,8 +236,8 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 			return store.Stored{}, err
 		}
 	}
-	if rewrite != nil {
-		if res, err = rewrite(res); err != nil {
+	if bp != nil {
+		if res, err = bp.charge(res, s.cfg.MaxBodyBytes); err != nil {
 			return store.Stored{}, err
 		}
 	}
@@ -236,6 +247,39 @@ func (s *Server) patchOwn(ctx context.Context, tx db.Querier, member directory.M
 		return store.Stored{}, err
 	}
 	return s.ingestUpdate(ctx, tx, member, res, id)
+}
+
+// bundlePatches is what the PATCH entries of one Bundle share (runEntries): a Bundle may
+// patch no more, in bytes stored and in work, than one PATCH [type]/[id] may, so that a
+// Bundle of many cheap patches of a large resource costs no more than one patch of it.
+type bundlePatches struct {
+	rewrite func(*fhir.Resource) (*fhir.Resource, error) // resolves a patched resource's references
+	stored  *int64                                       // the bytes the entries stored so far
+	work    *fhir.PatchBudget                            // the work left to the entries
+}
+
+// check is the refusal, before a patch is applied, of an entry that could only fail: the
+// entries before it stored maxBytes already, or spent the work budget. errs.TooLarge.
+func (bp *bundlePatches) check(maxBytes int64) error {
+	if *bp.stored >= maxBytes || bp.work.Spent() {
+		return errs.E("exchange.patchOwn", errs.TooLarge, "the Bundle's PATCH entries would store more, or take more work, than one patch may")
+	}
+	return nil
+}
+
+// charge resolves r's references and adds its size to what the entries stored: beyond
+// maxBytes it is errs.TooLarge instead.
+func (bp *bundlePatches) charge(r *fhir.Resource, maxBytes int64) (*fhir.Resource, error) {
+	r, err := bp.rewrite(r)
+	if err != nil {
+		return nil, err
+	}
+	n := int64(len(r.Bytes()))
+	if *bp.stored+n > maxBytes {
+		return nil, errs.E("exchange.runEntries", errs.TooLarge, "the Bundle's PATCH entries would store more than the body limit allows")
+	}
+	*bp.stored += n
+	return r, nil
 }
 
 // patientMRNKey returns the MRN lock key (mrnLockKey) of the current version of the

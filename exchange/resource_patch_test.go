@@ -661,3 +661,53 @@ func TestBundlePatchBound(t *testing.T) {
 		t.Errorf("small Observation version %d after the batch; want 2", cur)
 	}
 }
+
+// TestBundlePatchWork: a Bundle's PATCH entries share the work one PATCH may take (8 units
+// per byte of the body limit, 64 KiB here), JSON Patch and FHIRPath Patch alike: a patch
+// that applies alone, sent in a few entries whose results the size bound would let through,
+// makes the later ones 413 in a batch (the last refused before it is applied, the budget
+// spent) and fails a transaction whole.
+func TestBundlePatchWork(t *testing.T) {
+	env, ta, _, pa, _ := foreignObservation(t)
+	notes := strings.TrimSuffix(strings.Repeat(`{"text":"n"},`, 1000), ",")
+	obs := strings.Replace(string(obsJSON("", pa, "many notes")), `"valueString"`, `"note":[`+notes+`],"valueString"`, 1)
+	id := env.create(t, ta, "/Observation", []byte(obs))
+	env.srv.cfg.MaxBodyBytes = 64 << 10
+	bundle := func(typ string, entries ...string) []byte {
+		return []byte(`{"resourceType":"Bundle","type":"` + typ + `","entry":[` + strings.Join(entries, ",") + `]}`)
+	}
+	// Each op tries 31 names on each of 1000 notes: ten of them, about 340,000 units.
+	crit := "author" + strings.Repeat(".identifier.assigner", 15)
+	scans := make([]string, 10)
+	for i := range scans {
+		scans[i] = fhirPathOp("delete", "Observation.note.where("+crit+" = 'none')")
+	}
+	scan := fhirPathEntry("Observation/"+id, fhirPathPatch(scans...))
+	// Each move shifts the 1000 notes: 300 of them, about 300,000 units.
+	moves := strings.TrimSuffix(strings.Repeat(`{"op":"move","from":"/note/0","path":"/note/-"},`, 300), ",")
+	move := patchEntry("Observation/"+id, "["+moves+"]")
+
+	// Alone, each applies.
+	st, body, _ := do(t, "POST", env.base, ta, bundle("batch", scan))
+	if statuses, _ := bundleResponse(t, body); st != 200 || !slices.Equal(statuses, []string{"200 OK"}) {
+		t.Fatalf("batch of one scan = %d %.300s; want 200", st, body)
+	}
+	st, body, _ = do(t, "POST", env.base, ta, bundle("transaction", move))
+	if statuses, _ := bundleResponse(t, body); st != 200 || !slices.Equal(statuses, []string{"200 OK"}) {
+		t.Fatalf("transaction of one move = %d %.300s; want 200", st, body)
+	}
+	before, _ := env.version(t, "Observation", id)
+
+	st, body, _ = do(t, "POST", env.base, ta, bundle("batch", scan, scan, scan))
+	statuses, _ := bundleResponse(t, body)
+	if want := []string{"200 OK", "413 Request Entity Too Large", "413 Request Entity Too Large"}; st != 200 || !slices.Equal(statuses, want) {
+		t.Fatalf("batch of three scans = %d %v; want %v", st, statuses, want)
+	}
+	st, body, _ = do(t, "POST", env.base, ta, bundle("transaction", move, move, move))
+	if code, _ := outcomeIssue(t, body); st != http.StatusRequestEntityTooLarge || code != "too-long" {
+		t.Fatalf("transaction of three moves = %d %.300s; want 413", st, body)
+	}
+	if cur, _ := env.version(t, "Observation", id); cur != before {
+		t.Errorf("version %d after the refused transaction; want %d", cur, before)
+	}
+}

@@ -187,7 +187,49 @@ func ParsePatch(data []byte) (*Patch, error) {
 // nor work. Beyond what a FHIRPath Patch needs to find its elements, nothing about the
 // resource is checked here: Parse the result.
 func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
-	const op = "fhir.ApplyPatch"
+	return applyPatch("fhir.ApplyPatch", doc, p, maxBytes, nil)
+}
+
+// PatchBudget is the work several patches applied one after another share, such as the
+// PATCH entries of one Bundle: together they may take what one patch bounded by the same
+// size may take alone (ApplyPatch). The zero value, like NewPatchBudget(0), bounds nothing.
+// A PatchBudget is a value: a copy is a snapshot to go back to.
+type PatchBudget struct {
+	left    int64 // the work left
+	bounded bool
+}
+
+// NewPatchBudget returns the work budget ApplyPatch gives one patch bounded by maxBytes
+// (patchWorkPerByte units per byte); maxBytes 0 bounds nothing.
+func NewPatchBudget(maxBytes int64) PatchBudget {
+	return PatchBudget{left: patchWorkPerByte * max(maxBytes, 0), bounded: maxBytes > 0}
+}
+
+// Spent reports whether b has no work left: a patch applied within it would be refused
+// at its first unit of work.
+func (b *PatchBudget) Spent() bool { return b.bounded && b.left <= 0 }
+
+// ApplyPatchWithin is ApplyPatch whose work, instead of its own bound, is taken from b,
+// which it decrements by the work done whether or not the patch applies. A budget spent
+// (Spent) or running out on the way is errs.TooLarge, as the bound of ApplyPatch is.
+func ApplyPatchWithin(doc []byte, p *Patch, maxBytes int64, b *PatchBudget) ([]byte, error) {
+	return applyPatch("fhir.ApplyPatchWithin", doc, p, maxBytes, b)
+}
+
+// errWorkSpent is the refusal of a patch whose work budget (ApplyPatchWithin) is spent.
+const errWorkSpent = "the patches would take too much work to apply"
+
+func applyPatch(op string, doc []byte, p *Patch, maxBytes int64, budget *PatchBudget) (_ []byte, err error) {
+	maxWork := patchWorkPerByte * maxBytes
+	if budget != nil {
+		if budget.Spent() {
+			return nil, errs.E(op, errs.TooLarge, errWorkSpent)
+		}
+		maxWork = 0
+		if budget.bounded {
+			maxWork = budget.left
+		}
+	}
 	d := jdecoder{s: scanner{data: doc}}
 	root, err := d.value(0)
 	if errors.Is(err, errTooManyValues) {
@@ -199,7 +241,16 @@ func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 	if d.s.skipWS(); d.s.pos != len(doc) {
 		return nil, errs.E(op, errs.Invalid, "the document to patch is not valid JSON")
 	}
-	a := applier{root: root, size: int64(len(doc)), max: maxBytes, values: d.values, maxWork: patchWorkPerByte * maxBytes}
+	a := applier{root: root, size: int64(len(doc)), max: maxBytes, values: d.values, maxWork: maxWork}
+	if budget != nil {
+		// Patches that share a budget (a Bundle's entries) each read a document: that
+		// counts too, one unit per JSON value, so many patches of a large resource run
+		// out however cheap their operations.
+		defer func() { budget.left -= a.work }()
+		if err := a.spend(d.values); err != nil {
+			return nil, errs.E(op, errs.TooLarge, errWorkSpent)
+		}
+	}
 	for i := range p.ops {
 		if err := a.apply(&p.ops[i]); err != nil {
 			show := p.ops[i].safePath != "" || len(p.ops[i].path) == 0
@@ -230,8 +281,17 @@ func ApplyPatch(doc []byte, p *Patch, maxBytes int64) ([]byte, error) {
 // resourceType" with no path, and one that sets it to a type whose elements the result
 // does not have names the first such element (e.g. "Basic.status").
 func (r *Resource) ApplyPatch(p *Patch, maxBytes int64) (*Resource, error) {
-	const op = "fhir.Resource.ApplyPatch"
-	out, err := ApplyPatch(r.raw, p, maxBytes)
+	return r.applyPatch("fhir.Resource.ApplyPatch", p, maxBytes, nil)
+}
+
+// ApplyPatchWithin is Resource.ApplyPatch whose work is taken from b (see the function
+// ApplyPatchWithin).
+func (r *Resource) ApplyPatchWithin(p *Patch, maxBytes int64, b *PatchBudget) (*Resource, error) {
+	return r.applyPatch("fhir.Resource.ApplyPatchWithin", p, maxBytes, b)
+}
+
+func (r *Resource) applyPatch(op string, p *Patch, maxBytes int64, b *PatchBudget) (*Resource, error) {
+	out, err := applyPatch(op, r.raw, p, maxBytes, b)
 	if err != nil {
 		return nil, err
 	}

@@ -410,3 +410,49 @@ func FuzzApplyPatch(f *testing.F) {
 		}
 	})
 }
+
+// TestApplyPatchWithin: patches that share a PatchBudget take their work from it, a
+// failed patch's work included, and once it is spent the next patch is refused before it
+// is applied; ApplyPatch gives each patch a budget of its own.
+func TestApplyPatchWithin(t *testing.T) {
+	ids := strings.TrimSuffix(strings.Repeat(`{"value":"v"},`, 2000), ",")
+	doc := []byte(`{"resourceType":"Patient","identifier":[` + ids + `]}`)
+	scan, err := ParseFHIRPathPatch([]byte(`{"resourceType":"Parameters","parameter":[{"name":"operation","part":[` +
+		`{"name":"type","valueCode":"delete"},{"name":"path","valueString":"Patient.identifier.where(value = 'none')"}]}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := NewPatchBudget(1 << 20)
+	before := b.left
+	if _, err := ApplyPatchWithin(doc, scan, 1<<20, &b); err != nil {
+		t.Fatal(err)
+	}
+	used := before - b.left
+	if used < 2000 {
+		t.Fatalf("a scan of 2000 items used %d units of work", used)
+	}
+
+	b = PatchBudget{left: used * 3 / 2, bounded: true}
+	if _, err := ApplyPatchWithin(doc, scan, 1<<20, &b); err != nil {
+		t.Fatalf("first patch within the budget: %v", err)
+	}
+	if _, err := ApplyPatchWithin(doc, scan, 1<<20, &b); errs.CodeOf(err) != errs.TooLarge {
+		t.Fatalf("second patch beyond the shared budget: %v, want TooLarge", err)
+	}
+	if !b.Spent() {
+		t.Fatalf("budget has %d left after a patch it refused", b.left)
+	}
+	if _, err := ApplyPatchWithin([]byte(`{}`), &Patch{ops: []patchOp{}}, 1<<20, &b); errs.CodeOf(err) != errs.TooLarge {
+		t.Errorf("a patch within a spent budget: %v, want TooLarge", err)
+	}
+	// Each ApplyPatch has its own budget.
+	for range 3 {
+		if _, err := ApplyPatch(doc, scan, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var none PatchBudget
+	if _, err := ApplyPatchWithin(doc, scan, 0, &none); err != nil {
+		t.Errorf("the zero budget bounds nothing: %v", err)
+	}
+}
