@@ -552,11 +552,27 @@ func (a *applier) elementsOf(l fhirPathLoc) (string, map[string]field, error) {
 // children appends to out the elements named name of the element at l (a repeating
 // element's items in order; a choice element's one variant present). A name that is no
 // element of l's type, or a choice variant named in place of its base name, is
-// errs.Invalid.
+// errs.Invalid; but where the definition leaves l's type open (the value of a choice
+// element, a contained resource), items of different types may stand side by side, and,
+// as FHIRPath navigation does, one that is a primitive or lacks the element contributes
+// nothing, unless no R4 type has an element of that name.
 func (a *applier) children(l fhirPathLoc, name string, out []fhirPathLoc) ([]fhirPathLoc, error) {
+	open := l.typ == "Resource" || l.f.Choice != ""
+	if open && (isPrimitive(l.typ) || l.node.kind != kindObject) {
+		if !r4Names()[name] {
+			return nil, invalidPatch(noElement(l.typ, name))
+		}
+		return out, nil
+	}
 	typ, fields, err := a.elementsOf(l)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := fields[name]; open && !ok && !isChoice(typ, name) {
+		if !r4Names()[name] {
+			return nil, invalidPatch(noElement(typ, name))
+		}
+		return out, nil
 	}
 	key, f, err := a.lookup(typ, fields, l.node, name)
 	if err != nil || key == "" {

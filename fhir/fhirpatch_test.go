@@ -598,3 +598,56 @@ func TestFHIRPathPatchMessagesNameNoClientText(t *testing.T) {
 		}
 	}
 }
+
+// TestFHIRPathPatchMixedTypes: where the definition leaves an element's type open (an
+// extension's value[x], a contained resource), items of other types (a valueString, a
+// contained Patient) that lack the element named simply do not match, as in FHIRPath; a
+// name no R4 type has is still 400.
+func TestFHIRPathPatchMixedTypes(t *testing.T) {
+	const race = `{"resourceType":"Patient","id":"p1","extension":[{"url":"http://hl7.org/fhir/us/core/StructureDefinition/us-core-race","extension":[` +
+		`{"url":"ombCategory","valueCoding":{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3","display":"White"}},` +
+		`{"url":"text","valueString":"White"}]}]}`
+	const path = "Patient.extension.where(url = 'http://hl7.org/fhir/us/core/StructureDefinition/us-core-race').extension.where(value.code = '2106-3').value"
+	const obs = `{"resourceType":"Observation","id":"o1","contained":[{"resourceType":"Patient","id":"c1","active":true},` +
+		`{"resourceType":"Observation","id":"c2","status":"final","code":{"text":"x"}}],"status":"final","code":{"text":"y"}}`
+	for _, tt := range []struct {
+		name, doc, patch string
+		outcome          patchOutcome
+		want             string
+	}{
+		{"replace the race Coding", race, fpParams(fpStd("replace", path, fpValue("valueCoding", `{"system":"urn:oid:2.16.840.1.113883.6.238","code":"2106-3","display":"White race"}`))), patchOK,
+			strings.Replace(race, `"display":"White"`, `"display":"White race"`, 1)},
+		{"replace the race Coding's display", race, fpParams(fpStd("replace", path+".display", fpValue("valueString", `"White race"`))), patchOK,
+			strings.Replace(race, `"display":"White"`, `"display":"White race"`, 1)},
+		{"a code no sub-extension has", race, fpParams(fpStd("replace", strings.Replace(path, "2106-3", "2054-5", 1), fpValue("valueString", `"x"`))), patchNotApplied,
+			"no element matches the path"},
+		{"where() over contained resources of two types", obs, fpParams(fpStd("replace", "Observation.contained.where(status = 'final').status", fpValue("valueCode", `"amended"`))), patchOK,
+			strings.Replace(obs, `"status":"final","code":{"text":"x"}`, `"status":"amended","code":{"text":"x"}`, 1)},
+		{"a name of no R4 type in where() over contained", obs, fpParams(fpStd("delete", "Observation.contained.where(colour = 'x')")), patchMalformed,
+			"has no element of the name given"},
+		{"a name of no R4 type on a value[x]", race, fpParams(fpStd("delete", "Patient.extension.extension.value.colour")), patchMalformed,
+			"has no element of the name given"},
+		{"a name the declared type lacks is still 400", race, fpParams(fpStd("delete", "Patient.extension.status")), patchMalformed,
+			"Extension has no element status"},
+	} {
+		p, err := ParseFHIRPathPatch([]byte(tt.patch))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		out, err := ApplyPatch([]byte(tt.doc), p, 1<<20)
+		switch tt.outcome {
+		case patchOK:
+			if err != nil || string(out) != tt.want {
+				t.Errorf("%s: %s, %v; want %s", tt.name, out, err, tt.want)
+			}
+		case patchNotApplied:
+			if !errors.Is(err, ErrPatchNotApplied) || !strings.Contains(errs.MessageOf(err), tt.want) {
+				t.Errorf("%s: %v; want not applied, %q", tt.name, err, tt.want)
+			}
+		default:
+			if errs.CodeOf(err) != errs.Invalid || errors.Is(err, ErrPatchNotApplied) || !strings.Contains(errs.MessageOf(err), tt.want) {
+				t.Errorf("%s: %v; want Invalid, %q", tt.name, err, tt.want)
+			}
+		}
+	}
+}
