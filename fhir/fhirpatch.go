@@ -79,8 +79,9 @@ var fhirPatchNeeds = map[string][]string{
 // selects none; replace puts value in place of the one element path selects; move moves
 // the item at source to destination (both within the list). A path that selects no element
 // (but for delete) or more than one, an index beyond its list and an add of a single
-// element present are ErrPatchNotApplied (422). A path or name that names no element of its
-// type, a value whose type is not the element's (or a specialization of it), and an insert
+// element present are ErrPatchNotApplied (422); where an element's type is left open (a
+// value[x], a contained resource), an item that is a primitive or lacks the element named
+// selects nothing, as in FHIRPath. A path or name that names no element of its type, a value whose type is not the element's (or a specialization of it), and an insert
 // or move of an element that does not repeat are errs.Invalid (400). Taking out a
 // primitive takes its "_name" extensions with it; an array emptied is removed.
 //
