@@ -425,16 +425,9 @@ func (a *applier) fhirInsert(l fhirPathLoc, name string, index int, v *fhirPatch
 	if err != nil {
 		return err
 	}
-	if !f.Array {
-		return invalidPatch(typ + "." + name + " does not repeat: insert needs a list (use add or replace)")
-	}
-	i, err := a.index(l.node, key)
+	i, n, err := a.listIn(l, typ, name, key, f, "insert needs a list (use add or replace)")
 	if err != nil {
 		return err
-	}
-	n := 0
-	if i >= 0 {
-		n = len(l.node.vals[i].vals)
 	}
 	if index > n {
 		return notApplied(fmt.Sprintf("index %d is beyond the %d items of %s", index, n, name))
@@ -526,16 +519,9 @@ func (a *applier) fhirMove(l fhirPathLoc, name string, src, dst int) error {
 	if err != nil {
 		return err
 	}
-	if !f.Array {
-		return invalidPatch(typ + "." + name + " does not repeat: move needs a list")
-	}
-	i, err := a.index(l.node, key)
+	i, n, err := a.listIn(l, typ, name, key, f, "move needs a list")
 	if err != nil {
 		return err
-	}
-	n := 0
-	if i >= 0 {
-		n = len(l.node.vals[i].vals)
 	}
 	if src >= n || dst >= n {
 		return notApplied(fmt.Sprintf("source %d or destination %d is beyond the %d items of %s", src, dst, n, name))
@@ -550,6 +536,22 @@ func (a *applier) fhirMove(l fhirPathLoc, name string, src, dst int) error {
 		moveItem(l.node.vals[j].vals, src, dst)
 	}
 	return nil
+}
+
+// listIn finds the list that element name (member key, field f of typ) holds in the object
+// at l: its index among the object's members (-1 when absent) and its length. An element
+// that does not repeat is 400, saying what the operation needs (need).
+func (a *applier) listIn(l fhirPathLoc, typ, name, key string, f field, need string) (i, n int, err error) {
+	if !f.Array {
+		return 0, 0, invalidPatch(typ + "." + name + " does not repeat: " + need)
+	}
+	if i, err = a.index(l.node, key); err != nil {
+		return 0, 0, err
+	}
+	if i >= 0 {
+		n = len(l.node.vals[i].vals)
+	}
+	return i, n, nil
 }
 
 // moveItem moves vals[src] to dst, shifting the items between.
