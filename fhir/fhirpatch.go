@@ -392,19 +392,10 @@ func (a *applier) fhirAdd(l fhirPathLoc, name string, v *fhirPatchValue) error {
 		if present {
 			return notApplied("element " + name + " is present already (add is for absent or repeating elements: use replace)")
 		}
-		if err := a.growAt(l.depth+1, key, node); err != nil {
-			return err
-		}
-		l.node.keys, l.node.vals = append(l.node.keys, key), append(l.node.vals, node)
-		return nil
+		return a.addMember(l, key, node)
 	}
 	if i < 0 {
-		list := &jnode{kind: kindArray, vals: []*jnode{node}}
-		if err := a.growAt(l.depth+1, key, list); err != nil {
-			return err
-		}
-		l.node.keys, l.node.vals = append(l.node.keys, key), append(l.node.vals, list)
-		return nil
+		return a.addMember(l, key, &jnode{kind: kindArray, vals: []*jnode{node}})
 	}
 	list := l.node.vals[i]
 	if err := a.growAt(l.depth+2, "", node); err != nil {
@@ -433,12 +424,7 @@ func (a *applier) fhirInsert(l fhirPathLoc, name string, index int, v *fhirPatch
 		return notApplied(fmt.Sprintf("index %d is beyond the %d items of %s", index, n, name))
 	}
 	if i < 0 {
-		list := &jnode{kind: kindArray, vals: []*jnode{node}}
-		if err := a.growAt(l.depth+1, key, list); err != nil {
-			return err
-		}
-		l.node.keys, l.node.vals = append(l.node.keys, key), append(l.node.vals, list)
-		return nil
+		return a.addMember(l, key, &jnode{kind: kindArray, vals: []*jnode{node}})
 	}
 	list := l.node.vals[i]
 	if err := a.growAt(l.depth+2, "", node); err != nil {
@@ -535,6 +521,16 @@ func (a *applier) fhirMove(l fhirPathLoc, name string, src, dst int) error {
 	} else if j >= 0 && l.node.vals[j].kind == kindArray && len(l.node.vals[j].vals) == n {
 		moveItem(l.node.vals[j].vals, src, dst)
 	}
+	return nil
+}
+
+// addMember adds member key with value node to the object at l, charged to the growth
+// bound at l's depth.
+func (a *applier) addMember(l fhirPathLoc, key string, node *jnode) error {
+	if err := a.growAt(l.depth+1, key, node); err != nil {
+		return err
+	}
+	l.node.keys, l.node.vals = append(l.node.keys, key), append(l.node.vals, node)
 	return nil
 }
 
