@@ -151,7 +151,7 @@ func TestCorpusSimHospital(t *testing.T) {
 	for i, m := range msgs {
 		hd, _ := ReadHeader(m.b)
 		want := AR
-		if strings.HasPrefix(hd.Type, "ADT^") || strings.HasPrefix(hd.Type, "ORU^") {
+		if strings.HasPrefix(hd.Type, "ADT^") || strings.HasPrefix(hd.Type, "ORU^") || hd.Type == "MDM^T02" {
 			want = AA
 		}
 		got := AckCode(acks[i].Get("MSA-1"))
@@ -160,10 +160,10 @@ func TestCorpusSimHospital(t *testing.T) {
 		}
 		counts[hd.Type+" "+string(got)]++
 	}
-	if counts["ADT^A01 AA"] != 400 || counts["ORU^R01 AA"] != 610 || counts["ADT^A34 AA"] != 1 || counts["MDM^T02 AR"] != 2 {
+	if counts["ADT^A01 AA"] != 400 || counts["ORU^R01 AA"] != 610 || counts["ADT^A34 AA"] != 1 || counts["MDM^T02 AA"] != 2 || len(counts) != 4 {
 		t.Errorf("counts %v", counts)
 	}
-	if h.kinds[KindObservation] == 0 || h.kinds[KindDiagnosticReport] != 610 || h.kinds[KindEncounter] != 400 {
+	if h.kinds[KindObservation] == 0 || h.kinds[KindDiagnosticReport] != 610 || h.kinds[KindEncounter] != 400 || h.kinds[KindDocumentReference] != 2 {
 		t.Errorf("resources %v", h.kinds)
 	}
 	t.Logf("simhospital ACKs %v, resources %v", counts, h.kinds)

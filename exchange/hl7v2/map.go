@@ -104,6 +104,8 @@ type Resource struct {
 	Encounter   *Encounter
 	Report      *DiagnosticReport
 	Observation *Observation
+	// DocumentReference is an MDM message's document (with its content inline).
+	DocumentReference *DocumentReference
 }
 
 // JSON returns the resource's R4 JSON.
@@ -117,6 +119,8 @@ func (r Resource) JSON() ([]byte, error) {
 		return json.Marshal(r.Report)
 	case KindObservation:
 		return json.Marshal(r.Observation)
+	case KindDocumentReference:
+		return json.Marshal(r.DocumentReference)
 	}
 	return nil, problem("hl7v2.Resource.JSON", ApplicationInternal, "", "unknown resource kind")
 }
@@ -136,7 +140,8 @@ type Mapped struct {
 	Version   string // MSH-12.1
 	Subjects  []Subject
 	Resources []Resource
-	Merge     *Merge // set for A40/A34
+	Merge     *Merge    // set for A40/A34
+	Document  *Document // set for MDM T02, T10 and T11
 }
 
 // MapOptions tunes the mapping.
@@ -147,7 +152,9 @@ type MapOptions struct {
 
 // Map maps a parsed message to FHIR R4: ADT A01/A03/A04/A08/A28/A31 to Patient (and
 // Encounter from PV1 for A01/A03/A04/A08), A40/A34 to Patient and a Merge, ORU^R01 to
-// Patient, DiagnosticReport (per OBR) and Observations (per OBX). Errors carry a Problem:
+// Patient, DiagnosticReport (per OBR) and Observations (per OBX), MDM T02 and T10 to
+// Patient, a DocumentReference (TXA, with the OBX values as its content) and a Document,
+// MDM T11 to Patient and a Document (see mdm.go). Errors carry a Problem:
 // an unsupported MSH-9 type or event is errs.Unsupported with 200/201, a version outside
 // 2.3–2.8 203 (all AR); content errors are errs.Invalid: 101 for a missing PID-3 or other
 // required field, 102 for a bad date or number, 103 for a code outside its table, 100
@@ -206,6 +213,10 @@ func Map(m *Message, opts MapOptions) (*Mapped, error) {
 			return nil, problem(op, UnsupportedEventCode, "MSH-9", "")
 		}
 		if err := mp.oru(); err != nil {
+			return nil, err
+		}
+	case "MDM":
+		if err := mp.mdm(); err != nil {
 			return nil, err
 		}
 	default:

@@ -1,6 +1,6 @@
 // Package hl7v2 is Concord's HL7 v2 transport: an ER7 parser and writer, MLLP framing, a
 // TCP/TLS listener that answers every message with exactly one ACK, the ACK builder, and
-// the mapping of ADT and ORU messages to FHIR R4 resources. It stores nothing: the
+// the mapping of ADT, ORU and MDM messages to FHIR R4 resources. It stores nothing: the
 // exchange implements Handler, commits, and only then returns AA.
 //
 // Parsing is cheap: a Message keeps each segment as one string and fields, repetitions,

@@ -1,0 +1,193 @@
+package hl7v2
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// mdm builds an MDM message of event ev with the given TXA and OBX segments.
+func mdm(ev, txa string, obx ...string) string {
+	s := "MSH|^~\\&|EHR|CLINIC_A^1.2.3^ISO|CONCORD|HIE|20240301101500||MDM^" + ev + "^MDM_T02|DOC1|P|2.5.1\r" +
+		"EVN|" + ev + "|20240301101500\r" +
+		"PID|1||555^^^CLINIC_A&1.2.3&ISO^MR||Smith^Ann||19700101|F\r" +
+		"PV1|1|O|||||||||||||||||V77^^^CLINIC_A&1.2.3&ISO^VN\r"
+	if txa != "" {
+		s += txa + "\r"
+	}
+	for _, o := range obx {
+		s += o + "\r"
+	}
+	return s
+}
+
+const txaT02 = "TXA|1|PR|TX|20240301093000|C001^Forster^Richard^^^Dr|20240301100000||||||DOC-77^EHR^1.2.3.4^ISO|||||AU|R"
+
+func TestMapMDMT02(t *testing.T) {
+	out := mustMap(t, mdm("T02", txaT02,
+		"OBX|1|TX|||Patient seen \\T\\ examined.",
+		"OBX|2|TX|||",
+		"OBX|3|FT|||Plan:\\.br\\rest \\F\\ fluids~follow up",
+		"OBX|4|ST|||Done"))
+	d := out.Document
+	if d == nil || d.Action != DocumentNew || d.Resource != 1 || len(out.Resources) != 2 {
+		t.Fatalf("document %+v, %d resources", d, len(out.Resources))
+	}
+	if d.Number.Value != "DOC-77" || d.NumberSystem != "urn:oid:1.2.3.4" || d.NumberLoc != "TXA-12" || d.Parent != nil {
+		t.Errorf("number %+v in %s (%s), parent %v", d.Number, d.NumberSystem, d.NumberLoc, d.Parent)
+	}
+	if d.Visit == nil || d.Visit.Value != "V77" {
+		t.Errorf("visit %+v", d.Visit)
+	}
+	r := out.Resources[d.Resource]
+	doc := r.DocumentReference
+	if r.Kind != KindDocumentReference || doc.Subject == nil || doc.Subject.Reference != out.Resources[0].FullURL {
+		t.Fatalf("resource %s, subject %+v", r.Kind, doc.Subject)
+	}
+	wantText := "Patient seen & examined.\n\nPlan:\nrest | fluids\nfollow up\nDone\n"
+	if len(doc.Content) != 1 || doc.Content[0].Attachment.ContentType != "text/plain; charset=utf-8" || string(doc.Content[0].Attachment.Data) != wantText {
+		t.Errorf("content %+v, want %q", doc.Content, wantText)
+	}
+	v := jsonOf(t, r)
+	b, _ := json.Marshal(v)
+	for _, want := range []string{
+		`"type":{"coding":[{"code":"11506-3","display":"Progress note","system":"http://loinc.org"},{"code":"PR","display":"Progress note","system":"http://terminology.hl7.org/CodeSystem/v2-0270"}]}`,
+		`"category":[{"coding":[{"code":"clinical-note","display":"Clinical Note","system":"http://hl7.org/fhir/us/core/CodeSystem/us-core-documentreference-category"}]}]`,
+		`"docStatus":"final"`, `"status":"current"`,
+		`"date":"2024-03-01T10:00:00+01:00"`, `"context":{"period":{"start":"2024-03-01T09:30:00+01:00"}}`,
+		`"author":[{"display":"Dr Richard Forster"}]`,
+		`"identifier":[{"system":"urn:oid:1.2.3.4","value":"DOC-77"}]`,
+		`"meta":{"security":[{"code":"R","system":"http://terminology.hl7.org/CodeSystem/v3-Confidentiality"}]}`,
+		`"data":"` + base64.StdEncoding.EncodeToString([]byte(wantText)) + `"`,
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("missing %s in\n%s", want, b)
+		}
+	}
+}
+
+func TestMapMDMTypesAndNumbers(t *testing.T) {
+	for _, tt := range []struct {
+		name, txa2, wantCodes string
+	}{
+		{"procedure note is not a progress note", "PN", "28570-0 PN"},
+		{"discharge summary", "DS", "18842-5 DS"},
+		{"no certain LOINC", "CD", "CD"},
+		{"local code", "ZZ^Wound care note", "ZZ"},
+		{"CWE in LOINC", "34109-9^Note^LN", "34109-9"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			txa := strings.Replace(txaT02, "|PR|", "|"+tt.txa2+"|", 1)
+			doc := mustMap(t, mdm("T02", txa, "OBX|1|TX|||x")).Resources[1].DocumentReference
+			var got []string
+			for _, c := range doc.Type.Coding {
+				got = append(got, c.Code)
+			}
+			if strings.Join(got, " ") != tt.wantCodes {
+				t.Errorf("codes %v, want %s", got, tt.wantCodes)
+			}
+		})
+	}
+	// A number with no authority is the sending facility's.
+	out := mustMap(t, mdm("T02", strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO", "DOC-78", 1), "OBX|1|TX|||x"))
+	if d := out.Document; d.NumberLoc != "MSH-4" || d.NumberSystem != "urn:oid:1.2.3" {
+		t.Errorf("number %s in %s", d.NumberLoc, d.NumberSystem)
+	}
+}
+
+func TestMapMDMReplaceCancelAndEncapsulated(t *testing.T) {
+	txa10 := strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO|", "DOC-79^EHR^1.2.3.4^ISO|DOC-77^EHR^1.2.3.4^ISO", 1)
+	out := mustMap(t, mdm("T10", txa10, "OBX|1|TX|||corrected"))
+	if d := out.Document; d.Action != DocumentReplace || d.Parent == nil || d.Parent.Value != "DOC-77" || d.ParentSystem != "urn:oid:1.2.3.4" || d.Number.Value != "DOC-79" {
+		t.Errorf("T10 document %+v", d)
+	}
+	out = mustMap(t, mdm("T11", txaT02))
+	if d := out.Document; d.Action != DocumentCancel || d.Resource != -1 || len(out.Resources) != 1 {
+		t.Errorf("T11 document %+v, %d resources", d, len(out.Resources))
+	}
+	pdf := []byte("%PDF-1.4 a tiny document")
+	out = mustMap(t, mdm("T02", txaT02, "OBX|1|TX|||ignored rendering", "OBX|2|ED|||^application^pdf^Base64^"+base64.StdEncoding.EncodeToString(pdf)))
+	doc := out.Resources[1].DocumentReference
+	if len(doc.Content) != 1 || doc.Content[0].Attachment.ContentType != "application/pdf" || string(doc.Content[0].Attachment.Data) != string(pdf) ||
+		out.Document.ContentLoc[0] != "OBX[2]-5" {
+		t.Errorf("ED content %+v at %v", doc.Content, out.Document.ContentLoc)
+	}
+}
+
+func TestMapMDMErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name, msg string
+		code      ErrCode
+		loc       string
+	}{
+		{"unsupported event", mdm("T01", txaT02), UnsupportedEventCode, "MSH-9"},
+		{"no TXA", mdm("T02", "", "OBX|1|TX|||x"), SegmentSequenceError, "TXA"},
+		{"no number", mdm("T02", strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO", "", 1), "OBX|1|TX|||x"), RequiredFieldMissing, "TXA-12"},
+		{"no type", mdm("T02", strings.Replace(txaT02, "|PR|", "||", 1), "OBX|1|TX|||x"), RequiredFieldMissing, "TXA-2"},
+		{"no content", mdm("T02", txaT02, "OBX|1|TX|||", "OBX|2|TX|||  "), RequiredFieldMissing, "OBX"},
+		{"no OBX", mdm("T02", txaT02), RequiredFieldMissing, "OBX"},
+		{"numeric OBX", mdm("T02", txaT02, "OBX|1|NM|||5"), TableValueNotFound, "OBX-2"},
+		{"bad status", mdm("T02", strings.Replace(txaT02, "|AU|", "|XX|", 1), "OBX|1|TX|||x"), TableValueNotFound, "TXA-17"},
+		{"bad date", mdm("T02", strings.Replace(txaT02, "20240301093000", "20241301", 1), "OBX|1|TX|||x"), DataTypeError, "TXA-4"},
+		{"T10 without parent", mdm("T10", txaT02, "OBX|1|TX|||x"), RequiredFieldMissing, "TXA-13"},
+		{"ED not base64", mdm("T02", txaT02, "OBX|1|ED|||^AP^PDF^Base64^###"), DataTypeError, "OBX-5"},
+		{"ED of unknown type", mdm("T02", txaT02, "OBX|1|ED|||^AP^WAV^Base64^AAAA"), TableValueNotFound, "OBX-5"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse([]byte(tt.msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Map(m, MapOptions{})
+			p := ProblemOf(err)
+			if p == nil || p.Code != tt.code || p.Loc != tt.loc {
+				t.Fatalf("err %v, want %d at %s", err, tt.code, tt.loc)
+			}
+			a := AckFromError(err)
+			if want := AE; tt.code >= 200 {
+				if a.Code != AR {
+					t.Errorf("ACK %s, want AR", a.Code)
+				}
+			} else if a.Code != want {
+				t.Errorf("ACK %s, want AE", a.Code)
+			}
+			if a.Text == "" || strings.Contains(a.Text, "Smith") {
+				t.Errorf("ACK text %q", a.Text)
+			}
+		})
+	}
+}
+
+func TestMapMDMCorpus(t *testing.T) {
+	var n int
+	for _, b := range simhospital(t) {
+		if !strings.Contains(string(b), "MDM^T02") {
+			continue
+		}
+		m, err := Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := Map(m, MapOptions{Location: time.UTC})
+		if err != nil {
+			t.Fatalf("corpus MDM: %v", err)
+		}
+		n++
+		doc := out.Resources[out.Document.Resource].DocumentReference
+		var lines []string
+		for i := 1; m.Get("OBX["+itoa(i)+"]-1") != ""; i++ {
+			lines = append(lines, m.Get("OBX["+itoa(i)+"]-5"))
+		}
+		if got := string(doc.Content[0].Attachment.Data); got != strings.Join(lines, "\n")+"\n" || len(lines) < 30 {
+			t.Errorf("content of %d lines differs from the OBX text", len(lines))
+		}
+		if out.Document.NumberLoc != "MSH-4" || out.Document.NumberSystem != "SFAC" || doc.DocStatus != "final" || len(doc.Author) != 1 || doc.Date == "" {
+			t.Errorf("document %+v: %+v", out.Document, doc)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d MDM^T02 in the corpus, want 2", n)
+	}
+}
