@@ -46,7 +46,8 @@ type HL7Options struct {
 // Authenticator (Authenticate). Every message is mapped, checked against the directory
 // (its MSH-3/MSH-4 must be registered to the connection's member, its PID-3 and MRG-1
 // authorities must be the member's), and stored in one transaction together with its
-// dedupe row; AA is returned only after that transaction commits.
+// dedupe row; AA is returned only after that transaction commits. MDM documents (T02,
+// T10, T11: hl7_mdm.go) need the server's document service; without one they are AR.
 type HL7Intake struct {
 	srv  *Server
 	opts HL7Options
@@ -169,12 +170,13 @@ type intakeResult struct {
 	err       error
 }
 
-// ackFor is hl7v2.AckFromError with standards.md's one exception: an identifier or
-// sender not registered to the member (table 0357 code 204) is the sender's content error,
-// AE, not AR: resending it as is cannot succeed.
+// ackFor is hl7v2.AckFromError with standards.md's exception: an identifier or sender not
+// registered to the member (table 0357 code 204), or a key already used for something else
+// (205: an MDM document number), is the sender's content error, AE, not AR: resending it
+// as is cannot succeed.
 func ackFor(err error) hl7v2.Ack {
 	a := hl7v2.AckFromError(err)
-	if p := hl7v2.ProblemOf(err); p != nil && p.Code == hl7v2.UnknownKeyIdentifier {
+	if p := hl7v2.ProblemOf(err); p != nil && (p.Code == hl7v2.UnknownKeyIdentifier || p.Code == hl7v2.DuplicateKeyIdentifier) {
 		a.Code = hl7v2.AE
 	}
 	return a
@@ -198,6 +200,11 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 		return intakeResult{ack: ackFor(err), typ: msg.Header().Type, err: err}
 	}
 	res.typ = mapped.Type + "^" + mapped.Event
+	if mapped.Document != nil && h.srv.Documents == nil {
+		err := errs.E("exchange.HL7Intake", errs.Unsupported, "Document intake is not configured",
+			&hl7v2.Problem{Code: hl7v2.UnsupportedMessageType, Loc: "MSH-9", Text: "Document intake is not configured"})
+		return intakeResult{ack: ackFor(err), typ: res.typ, err: err}
+	}
 	member, err := h.senderMember(ctx, conn, msg)
 	if err != nil {
 		res.ack, res.err = ackFor(err), err
@@ -379,26 +386,18 @@ func (h *HL7Intake) resolveIdentifiers(ctx context.Context, tx db.Querier, membe
 	if m.Merge != nil {
 		addKeys(m.Merge.Retired)
 	}
+	if d := m.Document; d != nil {
+		addKeys([]hl7v2.CX{d.Number})
+		if d.Parent != nil {
+			addKeys([]hl7v2.CX{*d.Parent})
+		}
+	}
 	auth, err := h.srv.Directory.ResolveAuthorities(ctx, tx, keys)
 	if err != nil {
 		return nil, nil, err
 	}
 	// resolve returns the system to store for c, or an error text.
-	resolve := func(c hl7v2.CX) (string, string) {
-		a, ok := auth[c.System()]
-		if !ok && c.UniversalID == "" && c.Namespace != "" {
-			a, ok = auth[c.Namespace]
-		}
-		switch {
-		case ok && a.MemberID != member.ID:
-			return "", "Assigning authority registered to another member"
-		case ok:
-			return a.System, ""
-		case c.UniversalID != "":
-			return "", "Assigning authority not registered to the sender"
-		}
-		return c.System(), ""
-	}
+	resolve := func(c hl7v2.CX) (string, string) { return authoritySystem(auth, member, c, false) }
 	pidLoc := func(i int) string {
 		if i == 0 {
 			return "PID-3"
@@ -429,6 +428,11 @@ func (h *HL7Intake) resolveIdentifiers(ctx context.Context, tx db.Querier, membe
 			ref.Identifier = &mrn
 		}
 	}
+	if m.Document != nil {
+		if err := resolveDocumentNumbers(auth, member, m); err != nil {
+			return nil, nil, err
+		}
+	}
 	if m.Merge == nil {
 		return mrns, nil, nil
 	}
@@ -448,6 +452,28 @@ func (h *HL7Intake) resolveIdentifiers(ctx context.Context, tx db.Querier, membe
 	return mrns, retired, nil
 }
 
+// authoritySystem returns the system to store for the identifier c, given the directory's
+// answer auth for its authority: the registered system when the authority is the
+// member's, c's own system when nobody registered it (a national number's namespace), or
+// an error text when it is another member's, or an OID/UUID/URI nobody registered.
+// trusted is set for the sending facility (MSH-4), which the directory registered to the
+// member as an HL7 sender: its universal ID is kept as sent when no authority has it.
+func authoritySystem(auth map[string]directory.Authority, member directory.Member, c hl7v2.CX, trusted bool) (string, string) {
+	a, ok := auth[c.System()]
+	if !ok && c.UniversalID == "" && c.Namespace != "" {
+		a, ok = auth[c.Namespace]
+	}
+	switch {
+	case ok && a.MemberID != member.ID:
+		return "", "Assigning authority registered to another member"
+	case ok:
+		return a.System, ""
+	case c.UniversalID != "" && !trusted:
+		return "", "Assigning authority not registered to the sender"
+	}
+	return c.System(), ""
+}
+
 func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 	switch {
 	case r.Encounter != nil:
@@ -456,16 +482,20 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 		return r.Report.Subject
 	case r.Observation != nil:
 		return r.Observation.Subject
+	case r.DocumentReference != nil:
+		return r.DocumentReference.Subject
 	}
 	return nil
 }
 
 // store writes the mapped message in tx: Patients first (upserted by MRN through Ingest),
-// then Encounters and Observations in their patient's compartment, then DiagnosticReports
-// (whose results point at the Observations), and for A40/A34 the merge. It returns how
-// many resource versions it wrote, and records each write in w (a new resource is a
-// create; a new version of a Patient, of a visit's Encounter or of a merge's re-pointed
-// resources an update; a Patient left as it was, nothing).
+// then Encounters, Observations and an MDM's DocumentReference (putDocument: its content
+// through the document service) in their patient's compartment, then DiagnosticReports
+// (whose results point at the Observations), and for A40/A34 the merge, for MDM T11 the
+// cancel (cancelDocument). It returns how many resource versions it wrote, and records
+// each write in w (a new resource is a create; a new version of a Patient, of a visit's
+// Encounter, of a cancelled or superseded document or of a merge's re-pointed resources
+// an update; a Patient left as it was, or a document resent, nothing).
 func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, m *hl7v2.Mapped, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.store"
 	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
@@ -557,6 +587,12 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, 
 				}
 				continue
 			}
+			if r.Kind == hl7v2.KindDocumentReference {
+				if err := h.putDocument(ctx, tx, member, m, r, ids, put); err != nil {
+					return 0, err
+				}
+				continue
+			}
 			if err := put(r); err != nil {
 				return 0, err
 			}
@@ -570,6 +606,13 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, 
 		for _, st := range sts {
 			w.Stored(audit.Create, st)
 		}
+	}
+	if d := m.Document; d != nil && d.Action == hl7v2.DocumentCancel {
+		k, err := h.cancelDocument(ctx, tx, member, m, ids, w)
+		if err != nil {
+			return 0, err
+		}
+		n += k
 	}
 	if m.Merge != nil {
 		survivor := strings.TrimPrefix(ids[m.Resources[m.Subjects[m.Merge.Survivor].Patient].FullURL], "Patient/")

@@ -35,13 +35,18 @@ type hl7Env struct {
 	pool   *pgxpool.Pool
 	dir    *directory.Store
 	member directory.Member
+	srv    *Server
 	intake *HL7Intake
 	addr   string
 }
 
 const hl7TestOID = "2.16.840.1.113883.3.9999" // the authority hl7v2.Generate and the samples use
 
-func newHL7Env(t testing.TB) *hl7Env {
+func newHL7Env(t testing.TB) *hl7Env { return newHL7EnvDeps(t, nil) }
+
+// newHL7EnvDeps is newHL7Env with more, when not nil, adding to the exchange's Deps
+// before the server is built (the document service, a token issuer).
+func newHL7EnvDeps(t testing.TB, more func(*pgxpool.Pool, *Deps)) *hl7Env {
 	t.Helper()
 	pool := testkit.DB(t)
 	ctx := context.Background()
@@ -63,11 +68,15 @@ func newHL7Env(t testing.TB) *hl7Env {
 	}
 	t.Cleanup(func() { log.Close() })
 	fs := store.New(pool)
-	srv := New(Config{BaseURL: "http://concord.test"}, Deps{Pool: pool, Directory: dir, FHIR: fs, MPI: mpi, Matcher: matcher,
+	deps := Deps{Pool: pool, Directory: dir, FHIR: fs, MPI: mpi, Matcher: matcher,
 		Records: records.New(fs, mpi, defaultDirectives{}, log, nil), // audits every message's writes
-		Log:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))})
+		Log:     slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if more != nil {
+		more(pool, &deps)
+	}
+	srv := New(Config{BaseURL: "http://concord.test"}, deps)
 	in := NewHL7Intake(srv, HL7Options{Timeout: 20 * time.Second, Audit: log})
-	e := &hl7Env{pool: pool, dir: dir, member: m, intake: in}
+	e := &hl7Env{pool: pool, dir: dir, member: m, srv: srv, intake: in}
 	e.addr = startMLLP(t, &hl7v2.Server{Handler: in, Authenticate: in.Authenticate})
 	return e
 }
@@ -272,7 +281,7 @@ func TestHL7IntakeRejections(t *testing.T) {
 		{"another member's authority beside ours", oruR01("R3", strings.Replace(pidA, "^MR|", "^MR~X9^^^OTHERFAC&2.16.840.1.113883.3.7777&ISO^MR|", 1)), "AE", "204"},
 		{"another member's facility", strings.Replace(oruR01("R4", pidA), "GENFAC^2.16.840.1.113883.3.9999^ISO", "OTHERFAC", 1), "AE", "204"},
 		{"unregistered facility", strings.Replace(oruR01("R5", pidA), "GENFAC^2.16.840.1.113883.3.9999^ISO", "NOBODY", 1), "AE", "204"},
-		{"unsupported message type", strings.Replace(oruR01("R6", pidA), "ORU^R01^ORU_R01", "MDM^T02^MDM_T02", 1), "AR", "200"},
+		{"unsupported message type", strings.Replace(oruR01("R6", pidA), "ORU^R01^ORU_R01", "ORM^O01^ORM_O01", 1), "AR", "200"},
 		{"unsupported event", strings.Replace(adtA01("R7", pidA), "ADT^A01^ADT_A01", "ADT^A17^ADT_A17", 1), "AR", "201"},
 		{"bad birth date", oruR01("R8", strings.Replace(pidA, "19800101", "19801301", 1)), "AE", "102"},
 	}
@@ -415,7 +424,7 @@ func TestHL7IntakeSimHospitalCorpus(t *testing.T) {
 	if len(msgs) != 1013 {
 		t.Fatalf("%d messages, want 1013", len(msgs))
 	}
-	e := newHL7Env(t)
+	e := newMDMEnv(t) // the corpus has two MDM^T02: documents need the document service
 	ctx := context.Background()
 	if err := e.dir.AddHL7Sender(ctx, e.member.ID, "SIMHOSP", "SFAC"); err != nil {
 		t.Fatal(err)
@@ -489,12 +498,12 @@ func TestHL7IntakeSimHospitalCorpus(t *testing.T) {
 		hd, _ := hl7v2.ReadHeader(b)
 		ack, code := acks[i][0], acks[i][1]
 		counts[hd.Type+" "+ack]++
-		if (ack == "AA") != (strings.HasPrefix(hd.Type, "ADT^") || strings.HasPrefix(hd.Type, "ORU^")) {
+		if (ack == "AA") != (strings.HasPrefix(hd.Type, "ADT^") || strings.HasPrefix(hd.Type, "ORU^") || hd.Type == "MDM^T02") {
 			t.Errorf("message %d (%s): ACK %s %s", i, hd.Type, ack, code)
 		}
 	}
 	el := time.Since(start)
-	if counts["ADT^A01 AA"] != 400 || counts["ORU^R01 AA"] != 610 || counts["ADT^A34 AA"] != 1 || counts["MDM^T02 AR"] != 2 || len(counts) != 4 {
+	if counts["ADT^A01 AA"] != 400 || counts["ORU^R01 AA"] != 610 || counts["ADT^A34 AA"] != 1 || counts["MDM^T02 AA"] != 2 || len(counts) != 4 {
 		t.Errorf("ACKs %v", counts)
 	}
 	for typ, n := range want {
@@ -502,8 +511,11 @@ func TestHL7IntakeSimHospitalCorpus(t *testing.T) {
 			t.Errorf("%d %s stored, want %d", got, typ, n)
 		}
 	}
-	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages WHERE ack_code = 'AA'`); n != 1011 {
-		t.Errorf("%d messages remembered, want 1011", n)
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_messages WHERE ack_code = 'AA'`); n != 1013 {
+		t.Errorf("%d messages remembered, want 1013", n)
+	}
+	if want["DocumentReference"] != 2 {
+		t.Errorf("the corpus maps to %d DocumentReferences, want 2 (its MDM^T02)", want["DocumentReference"])
 	}
 	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_merges`); n != 1 {
 		t.Errorf("%d merges recorded, want 1", n)
