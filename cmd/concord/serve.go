@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
@@ -246,7 +247,7 @@ const bodyBudgetFactor = 8
 func (m *Main) buildHTTP() {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.IPExtractor = echo.ExtractIPDirect() // no proxy headers are trusted unless configured
+	e.IPExtractor = ipExtractor(m.cfg.TrustedProxies)
 	e.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
 	e.Use(middleware.BodyLimit(fmt.Sprint(m.cfg.MaxBodyBytes)))
 	// Bodies are read whole: at most bodyBudgetFactor limits' worth of bodies over 1 MiB
@@ -379,3 +380,20 @@ func (m *Main) Close() error {
 }
 
 var _ = flag.ErrHelp
+
+// ipExtractor is how a request's source address is found, for audit events and rate
+// limits. With no trusted proxies it is the peer address, whatever headers say. With
+// some, a request whose peer is one of them is attributed to the nearest address in
+// X-Forwarded-For that is not (an unparsable entry stops the walk at the peer); Echo's
+// defaults of also trusting loopback, link-local and private peers are switched off, so a
+// client on the same network cannot name its own source.
+func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, p := range trusted {
+		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}

@@ -25,6 +25,11 @@ type Config struct {
 	// MLLP over TLS with member client certificates: all three or none. Without them the
 	// listener must bind a loopback address (development only).
 	MLLPCertFile, MLLPKeyFile, MLLPClientCAFile string
+	// TrustedProxies are the reverse proxies (TLS terminators, load balancers) in front of
+	// the HTTP listener. A request whose peer is in one of them is attributed to the
+	// address it names in X-Forwarded-For (the nearest untrusted hop); every other request
+	// to its peer address, whatever headers it sends. Empty trusts no header.
+	TrustedProxies []netip.Prefix
 
 	DatabaseURL string
 	RedisURL    string
@@ -145,6 +150,31 @@ func Vars() []Var {
 				return fmt.Errorf("want an absolute http(s) URL")
 			}
 			c.BaseURL = strings.TrimSuffix(x, "/")
+			return nil
+		}))
+	add(v("CONCORD_TRUSTED_PROXIES", "trusted-proxies", "comma-separated CIDR ranges of the reverse proxies in front of the HTTP listener; only requests from them have their X-Forwarded-For believed (audit source address, rate limits); empty believes no header", false,
+		func(c *Config) string {
+			out := make([]string, len(c.TrustedProxies))
+			for i, p := range c.TrustedProxies {
+				out[i] = p.String()
+			}
+			return strings.Join(out, ",")
+		}, func(c *Config, x string) error {
+			c.TrustedProxies = nil
+			for _, f := range strings.Split(x, ",") {
+				if f = strings.TrimSpace(f); f == "" {
+					continue
+				}
+				p, err := netip.ParsePrefix(f)
+				if err != nil {
+					a, aerr := netip.ParseAddr(f)
+					if aerr != nil {
+						return fmt.Errorf("want CIDR ranges or addresses separated by commas, e.g. 10.0.0.0/24")
+					}
+					p = netip.PrefixFrom(a, a.BitLen())
+				}
+				c.TrustedProxies = append(c.TrustedProxies, p.Masked())
+			}
 			return nil
 		}))
 	{

@@ -30,6 +30,12 @@ func TestParse(t *testing.T) {
 			func(c Config) bool {
 				return len(c.NotifyAllow) == 2 && c.NotifyAllow[0].String() == "10.0.0.5:8443" && c.NotifyAllow[1].String() == "[fd00::1]:443"
 			}, ""},
+		{"trusted proxies", map[string]string{"CONCORD_TRUSTED_PROXIES": "10.0.0.0/24, 192.0.2.7,fd00::/8"}, nil,
+			func(c Config) bool {
+				return len(c.TrustedProxies) == 3 && c.TrustedProxies[0].String() == "10.0.0.0/24" &&
+					c.TrustedProxies[1].String() == "192.0.2.7/32" && c.TrustedProxies[2].String() == "fd00::/8"
+			}, ""},
+		{"trusted proxies are ranges", map[string]string{"CONCORD_TRUSTED_PROXIES": "proxy.internal"}, nil, nil, "CONCORD_TRUSTED_PROXIES"},
 		{"notify allowlist needs ports", map[string]string{"CONCORD_NOTIFY_ALLOW": "10.0.0.5"}, nil, nil, "CONCORD_NOTIFY_ALLOW"},
 		{"env", map[string]string{"CONCORD_DATABASE_URL": "postgres://x@y/z", "CONCORD_TOKEN_TTL": "120s"}, nil,
 			func(c Config) bool { return c.DatabaseURL == "postgres://x@y/z" && c.TokenTTL == 120*time.Second }, ""},
