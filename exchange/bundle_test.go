@@ -262,7 +262,7 @@ func TestConditionalCreateConcurrent(t *testing.T) {
 	if _, err := env.pool.Exec(context.Background(), `INSERT INTO fhir_resources SELECT type, 'dup', version, member_id, patient_id, last_updated, deleted, body FROM fhir_resources WHERE id = $1`, ids[0]); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := env.pool.Exec(context.Background(), `INSERT INTO fhir_idx_token SELECT type, 'dup', param, system, code FROM fhir_idx_token WHERE id = $1`, ids[0]); err != nil {
+	if _, err := env.pool.Exec(context.Background(), `INSERT INTO fhir_idx_token SELECT type, 'dup', param, system, code, patient_id, last_updated FROM fhir_idx_token WHERE id = $1`, ids[0]); err != nil {
 		t.Fatal(err)
 	}
 	if st, body, _ := do(t, "POST", env.base+"/Organization", ta, org, "If-None-Exist", "identifier=http://hl7.org/fhir/sid/us-npi|1234567893"); st != 412 {

@@ -39,7 +39,7 @@ func (s *Store) CreateMany(ctx context.Context, tx db.Querier, ws []Write) ([]St
 		out[i] = Stored{Type: typ, ID: id, Version: 1, MemberID: w.MemberID, PatientID: w.PatientID, LastUpdated: at, Body: r.Bytes()}
 		rTypes, rIDs, rMembers, rPatients = append(rTypes, typ), append(rIDs, id), append(rMembers, w.MemberID), append(rPatients, w.PatientID)
 		rAt, rBodies = append(rAt, at), append(rBodies, out[i].Body)
-		lo, hi := idx.add(typ, id, at, r)
+		lo, hi := idx.add(typ, id, w.PatientID, at, r)
 		rLo, rHi = append(rLo, lo), append(rHi, hi)
 	}
 	if len(ws) == 0 {

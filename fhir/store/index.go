@@ -64,7 +64,8 @@ func extract(r *fhir.Resource) []indexRow {
 // so that each index table takes them in one multi-row INSERT (unnest of arrays) instead of
 // one statement per row.
 type indexBatch struct {
-	tok      [5][]string // type, id, param, system, code
+	tok      [6][]string // type, id, param, system, code, patient_id ("" for none)
+	tAt      []time.Time // the token rows' last_updated (their resource's)
 	date     [3][]string // type, id, param
 	dLo, dHi []time.Time
 	str      [4][]string // type, id, param, value
@@ -81,6 +82,7 @@ func (x *indexBatch) appendBatch(o *indexBatch) {
 	for i := range x.tok {
 		x.tok[i] = append(x.tok[i], o.tok[i]...)
 	}
+	x.tAt = append(x.tAt, o.tAt...)
 	for i := range x.date {
 		x.date[i] = append(x.date[i], o.date[i]...)
 	}
@@ -99,13 +101,16 @@ func (x *indexBatch) appendBatch(o *indexBatch) {
 // without any), so that sorting by it reads the resource row (migration 0075).
 const sortParam = "date"
 
-// add appends the index rows of resource r, stored as typ/id at time at, and returns r's
-// bounds of sortParam for date_lo and date_hi (nil when r has no such date).
-func (x *indexBatch) add(typ, id string, at time.Time, r *fhir.Resource) (lo, hi *int64) {
+// add appends the index rows of resource r, stored as typ/id in the compartment of patient
+// ("" for none) at time at, and returns r's bounds of sortParam for date_lo and date_hi (nil
+// when r has no such date). Token rows carry patient and at, string rows at: they must be
+// the resource row's patient_id and last_updated (migrations 0096, 0100).
+func (x *indexBatch) add(typ, id, patient string, at time.Time, r *fhir.Resource) (lo, hi *int64) {
 	for _, v := range extract(r) {
 		switch v.kind {
 		case kindToken:
-			push(x.tok[:], typ, id, v.param, v.system, v.code)
+			push(x.tok[:], typ, id, v.param, v.system, v.code, patient)
+			x.tAt = append(x.tAt, at)
 		case kindDate:
 			push(x.date[:], typ, id, v.param)
 			x.dLo, x.dHi = append(x.dLo, v.lo), append(x.dHi, v.hi)
@@ -131,8 +136,10 @@ func (x *indexBatch) add(typ, id string, at time.Time, r *fhir.Resource) (lo, hi
 // queue adds to b one INSERT per index table that has rows.
 func (x *indexBatch) queue(b *pgx.Batch) {
 	if len(x.tok[0]) > 0 {
-		b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])`,
-			x.tok[0], x.tok[1], x.tok[2], x.tok[3], x.tok[4])
+		b.Queue(`INSERT INTO fhir_idx_token(type, id, param, system, code, patient_id, last_updated)
+			SELECT t, i, p, s, c, NULLIF(pt, ''), a
+			FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamptz[]) AS u(t, i, p, s, c, pt, a)`,
+			x.tok[0], x.tok[1], x.tok[2], x.tok[3], x.tok[4], x.tok[5], x.tAt)
 	}
 	if len(x.date[0]) > 0 {
 		b.Queue(`INSERT INTO fhir_idx_date(type, id, param, lo, hi) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[])`,

@@ -68,7 +68,9 @@ func (r *ReindexReport) add(o ReindexReport) {
 // current registry (fhir.Params), exactly as a write would extract them, so that resources
 // stored before a search parameter existed can be found by it. It is index maintenance, not
 // a write: versions, bodies, last_updated and history stay as they are, and a resource whose
-// rows already match is not touched, so a second run changes nothing.
+// rows already match is not touched, so a second run changes nothing. The copies of the
+// resource row's patient_id and last_updated that index rows carry count as part of a row:
+// stale ones are rewritten.
 //
 // It commits every o.Batch resources and is safe beside a serving exchange: a batch locks
 // its rows as Put and Delete do (FOR UPDATE), so a concurrent write of the same resource
@@ -207,23 +209,24 @@ func (s *Store) reindexBatch(ctx context.Context, ts db.TxStarter, typ, after st
 
 // current is what Reindex reads of a resource row.
 type current struct {
-	id     string
-	at     time.Time
-	body   []byte
-	lo, hi *int64 // date_lo, date_hi
+	id      string
+	patient string // patient_id, "" for none
+	at      time.Time
+	body    []byte
+	lo, hi  *int64 // date_lo, date_hi
 }
 
 // currentRows reads the undeleted rows of typ among ids, in id order, with lock appended to
 // the statement ("", " FOR UPDATE" or " FOR UPDATE SKIP LOCKED").
 func currentRows(ctx context.Context, q db.Querier, typ string, ids []string, lock string) ([]current, error) {
-	rows, err := q.Query(ctx, `SELECT id, last_updated, body, date_lo, date_hi FROM fhir_resources
+	rows, err := q.Query(ctx, `SELECT id, COALESCE(patient_id, ''), last_updated, body, date_lo, date_hi FROM fhir_resources
 		WHERE type = $1 AND id = ANY($2) AND NOT deleted ORDER BY id`+lock, typ, ids)
 	if err != nil {
 		return nil, err
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (current, error) {
 		var c current
-		err := r.Scan(&c.id, &c.at, &c.body, &c.lo, &c.hi)
+		err := r.Scan(&c.id, &c.patient, &c.at, &c.body, &c.lo, &c.hi)
 		return c, err
 	})
 }
@@ -260,7 +263,7 @@ func refreshIndex(ctx context.Context, tx db.Querier, typ string, cur []current,
 			continue
 		}
 		var one indexBatch
-		lo, hi := one.add(typ, c.id, c.at, r)
+		lo, hi := one.add(typ, c.id, c.patient, c.at, r)
 		want := one.keys()
 		got := have[c.id]
 		slices.Sort(got)
@@ -292,8 +295,8 @@ func sameBound(a, b *int64) bool { return (a == nil) == (b == nil) && (a == nil 
 // Index rows are compared as strings, one per row, with every column the row is written
 // with; keys and indexKeys must name the same columns as indexBatch.queue. Instants are
 // compared as Unix microseconds, the precision PostgreSQL keeps (and pgx truncates to).
-func tokenKey(param, system, code string) string {
-	return "t\x00" + param + "\x00" + system + "\x00" + code
+func tokenKey(param, system, code, patient string, at time.Time) string {
+	return "t\x00" + param + "\x00" + system + "\x00" + code + "\x00" + patient + "\x00" + strconv.FormatInt(at.UnixMicro(), 10)
 }
 func refKey(param, refType, refID string) string {
 	return "r\x00" + param + "\x00" + refType + "\x00" + refID
@@ -309,7 +312,7 @@ func stringKey(param, value string, at time.Time) string {
 func (x *indexBatch) keys() []string {
 	var out []string
 	for i := range x.tok[0] {
-		out = append(out, tokenKey(x.tok[2][i], x.tok[3][i], x.tok[4][i]))
+		out = append(out, tokenKey(x.tok[2][i], x.tok[3][i], x.tok[4][i], x.tok[5][i], x.tAt[i]))
 	}
 	for i := range x.date[0] {
 		out = append(out, dateKey(x.date[2][i], x.dLo[i], x.dHi[i]))
@@ -329,10 +332,11 @@ func (x *indexBatch) keys() []string {
 func indexKeys(ctx context.Context, q db.Querier, typ string, ids []string) (map[string][]string, error) {
 	out := make(map[string][]string, len(ids))
 	b := &pgx.Batch{}
-	b.Queue(`SELECT id, param, system, code FROM fhir_idx_token WHERE type = $1 AND id = ANY($2)`, typ, ids).Query(func(rows pgx.Rows) error {
-		var id, param, system, code string
-		_, err := pgx.ForEachRow(rows, []any{&id, &param, &system, &code}, func() error {
-			out[id] = append(out[id], tokenKey(param, system, code))
+	b.Queue(`SELECT id, param, system, code, COALESCE(patient_id, ''), last_updated FROM fhir_idx_token WHERE type = $1 AND id = ANY($2)`, typ, ids).Query(func(rows pgx.Rows) error {
+		var id, param, system, code, patient string
+		var at time.Time
+		_, err := pgx.ForEachRow(rows, []any{&id, &param, &system, &code, &patient, &at}, func() error {
+			out[id] = append(out[id], tokenKey(param, system, code, patient, at))
 			return nil
 		})
 		return err

@@ -417,11 +417,11 @@ func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
 	// code common and the rest spread, among the index rows of many other resources.
 	if _, err := pool.Exec(ctx, `INSERT INTO fhir_resources (type, id, version, member_id, patient_id, last_updated, body)
 			SELECT 'DocumentReference', md5(g::text), 1, 'a', 'q' || (g % 2000), now(), '{}' FROM generate_series(1, 20000) g;
-		INSERT INTO fhir_idx_token (type, id, param, system, code)
-			SELECT 'DocumentReference', md5(g::text), 'type', 'http://loinc.org', CASE WHEN g % 3 = 0 THEN '34111-5' ELSE (g % 5000)::text END
+		INSERT INTO fhir_idx_token (type, id, param, system, code, patient_id, last_updated)
+			SELECT 'DocumentReference', md5(g::text), 'type', 'http://loinc.org', CASE WHEN g % 3 = 0 THEN '34111-5' ELSE (g % 5000)::text END, 'q' || (g % 2000), now()
 			FROM generate_series(1, 20000) g;
-		INSERT INTO fhir_idx_token (type, id, param, system, code)
-			SELECT 'Observation', md5('o' || g), p, 'http://loinc.org', (g % 700)::text
+		INSERT INTO fhir_idx_token (type, id, param, system, code, patient_id, last_updated)
+			SELECT 'Observation', md5('o' || g), p, 'http://loinc.org', (g % 700)::text, 'q' || (g % 2000), now()
 			FROM generate_series(1, 60000) g, unnest(ARRAY['code', 'category', 'status']) p;
 		ANALYZE`); err != nil {
 		t.Fatal(err)
@@ -476,8 +476,8 @@ func TestNameSearchPlanFollowsTheName(t *testing.T) {
 	}
 	// A region's index tables are mostly other types' rows (a Patient has dozens of
 	// Observations): index rows alone stand for them here.
-	if _, err := pool.Exec(ctx, `INSERT INTO fhir_idx_token (type, id, param, system, code)
-		SELECT 'Observation', 'o' || g, p, 'http://loinc.org', (g % 700)::text
+	if _, err := pool.Exec(ctx, `INSERT INTO fhir_idx_token (type, id, param, system, code, patient_id, last_updated)
+		SELECT 'Observation', 'o' || g, p, 'http://loinc.org', (g % 700)::text, 'q' || (g % 2000), now()
 		FROM generate_series(1, 30000) g, unnest(ARRAY['code', 'category', 'status']) p`); err != nil {
 		t.Fatal(err)
 	}

@@ -119,7 +119,7 @@ func (s *Store) Put(ctx context.Context, tx db.Querier, w Write) (Stored, error)
 		patient = &w.PatientID
 	}
 	var idx indexBatch
-	lo, hi := idx.add(typ, id, at, r)
+	lo, hi := idx.add(typ, id, w.PatientID, at, r)
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO fhir_resources(type, id, version, member_id, patient_id, last_updated, deleted, body, date_lo, date_hi)
 		VALUES ($1, $2, $3, $4, $5, $6, false, $7, $8, $9)
