@@ -270,8 +270,9 @@ func TestPagingAcrossTypesWithOneID(t *testing.T) {
 // (newest change first) or by -date, is read off the compartment's index in order and
 // stops at the page's end rather than sorting every one of the patient's resources of the
 // type; with several patients (a person several members know) each patient's rows are
-// walked that way and the page cut from their merged heads. Keyset pages follow one
-// another exactly, through ties broken by id.
+// walked that way and the page cut from their merged heads. With a token clause (a
+// category) in the default order the walk is of the patient's token rows with that code
+// instead. Keyset pages follow one another exactly, through ties broken by id.
 func TestCompartmentPageStopsEarly(t *testing.T) {
 	pool, s := memberA(t)
 	ctx := context.Background()
@@ -293,7 +294,10 @@ func TestCompartmentPageStopsEarly(t *testing.T) {
 	// A region holds far more rows than these patients' (rows alone stand for them here),
 	// so that reading one patient's rows off an index beats reading the whole table.
 	if _, err := pool.Exec(ctx, `INSERT INTO fhir_resources (type, id, version, member_id, patient_id, last_updated, body)
-		SELECT 'Observation', 'o' || g, 1, 'a', 'q' || (g % 2000), now(), '{}' FROM generate_series(1, 40000) g`); err != nil {
+			SELECT 'Observation', 'o' || g, 1, 'a', 'q' || (g % 2000), now(), '{}' FROM generate_series(1, 40000) g;
+		INSERT INTO fhir_idx_token (type, id, param, system, code, patient_id, last_updated)
+			SELECT 'Observation', 'o' || g, p, 'http://loinc.org', (g % 700)::text, 'q' || (g % 2000), now()
+			FROM generate_series(1, 40000) g, unnest(ARRAY['code', 'category', 'status']) p`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pool.Exec(ctx, `ANALYZE`); err != nil {
@@ -306,8 +310,10 @@ func TestCompartmentPageStopsEarly(t *testing.T) {
 		index    string
 		want     int
 	}{
-		{"one patient", url.Values{"category": {"clinical-note"}, "date": {"ge2010"}}, []string{"p1"}, "fhir_resources_patient_updated", 180},
-		{"several patients", url.Values{"category": {"clinical-note"}, "date": {"ge2010"}}, []string{"p1", "p2", "p9", "p2"}, "fhir_resources_patient_updated", 240},
+		{"one patient", url.Values{"date": {"ge2010"}}, []string{"p1"}, "fhir_resources_patient_updated", 180},
+		{"several patients", url.Values{"date": {"ge2010"}}, []string{"p1", "p2", "p9", "p2"}, "fhir_resources_patient_updated", 240},
+		{"one patient with a code", url.Values{"category": {"clinical-note"}, "date": {"ge2010"}}, []string{"p1"}, "fhir_idx_token_patient", 180},
+		{"several patients with a code", url.Values{"category": {"clinical-note"}, "date": {"ge2010"}}, []string{"p1", "p2", "p9", "p2"}, "fhir_idx_token_patient", 240},
 		{"several patients by -date", url.Values{"category": {"clinical-note"}, "_sort": {"-date"}}, []string{"p2", "p1"}, "fhir_resources_patient_date", 400},
 		// No index gives this order: checks first, then each patient's passing rows sorted.
 		{"several patients by date, then -_lastUpdated", url.Values{"date": {"ge2020"}, "_sort": {"date,-_lastUpdated"}}, []string{"p1", "p2"}, "", 80},
@@ -409,7 +415,8 @@ func genericPlan(t *testing.T, conn *pgxpool.Conn, name, sql string, args []any)
 // rare one, and on the bench's data it checked each candidate of a compartment search by
 // reading every index row of the region with the code, through the (type, param, code,
 // system) index. The per-row token check must not be able to: even with the row index
-// gone, no plan may use that index to find the code.
+// gone, no plan may use an index to find the code, except the patient's own token rows
+// (fhir_idx_token_patient) that a single code drives the search from.
 func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
 	pool, _ := memberA(t)
 	ctx := context.Background()
@@ -421,17 +428,12 @@ func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
 			SELECT 'DocumentReference', md5(g::text), 'type', 'http://loinc.org', CASE WHEN g % 3 = 0 THEN '34111-5' ELSE (g % 5000)::text END, 'q' || (g % 2000), now()
 			FROM generate_series(1, 20000) g;
 		INSERT INTO fhir_idx_token (type, id, param, system, code, patient_id, last_updated)
+			SELECT 'DocumentReference', md5(g::text), 'category', '', 'clinical-note', 'q' || (g % 2000), now()
+			FROM generate_series(1, 20000) g;
+		INSERT INTO fhir_idx_token (type, id, param, system, code, patient_id, last_updated)
 			SELECT 'Observation', md5('o' || g), p, 'http://loinc.org', (g % 700)::text, 'q' || (g % 2000), now()
 			FROM generate_series(1, 60000) g, unnest(ARRAY['code', 'category', 'status']) p;
 		ANALYZE`); err != nil {
-		t.Fatal(err)
-	}
-	sq, err := fhir.ParseSearch("DocumentReference", url.Values{"type": {"http://loinc.org|34111-5"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sql, args, err := store.BuildSelect(store.Query{Type: "DocumentReference", Clauses: sq.Clauses, Patients: []string{"q7", "q8"}, Limit: 51})
-	if err != nil {
 		t.Fatal(err)
 	}
 	conn, err := pool.Acquire(ctx)
@@ -440,16 +442,32 @@ func TestCompartmentTokenCheckGenericPlan(t *testing.T) {
 	}
 	defer conn.Release()
 	// In a transaction rolled back at the end, without the row index, so that the
-	// planner's only index on the token rows is the one the check must not search by code.
+	// planner's only index on the token rows by code is the one the check must not use.
 	if _, err := conn.Exec(ctx, `BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; DROP INDEX fhir_idx_token_row`); err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Exec(ctx, `ROLLBACK`)
-	rows := genericPlan(t, conn, "docs_by_type", sql, args)
-	plan := strings.Join(rows, "\n")
-	for _, line := range rows {
-		if strings.Contains(line, "Index Cond:") && strings.Contains(line, "code =") {
-			t.Fatalf("the per-row type check searches an index by code:\n%s", plan)
+	for i, params := range []url.Values{
+		{"type": {"http://loinc.org|34111-5,http://loinc.org|11506-3"}},       // two codes: checked per row
+		{"type": {"http://loinc.org|34111-5"}, "category": {"clinical-note"}}, // the type drives, the category is checked
+	} {
+		sq, err := fhir.ParseSearch("DocumentReference", params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sql, args, err := store.BuildSelect(store.Query{Type: "DocumentReference", Clauses: sq.Clauses, Patients: []string{"q7", "q8"}, Limit: 51})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows := genericPlan(t, conn, fmt.Sprintf("docs_by_type_%d", i), sql, args)
+		plan := strings.Join(rows, "\n")
+		for _, line := range rows {
+			if strings.Contains(line, "Index Cond:") && strings.Contains(line, "code =") && !strings.Contains(line, "patient_id = c.pid") {
+				t.Fatalf("%s: a per-row token check searches an index by code:\n%s", params.Encode(), plan)
+			}
+		}
+		if drives := len(sq.Clauses) > 1; drives != strings.Contains(plan, "using fhir_idx_token_patient") {
+			t.Fatalf("%s: walked off the patient's token rows: %v, want %v:\n%s", params.Encode(), !drives, drives, plan)
 		}
 	}
 }

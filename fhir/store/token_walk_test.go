@@ -2,6 +2,10 @@ package store_test
 
 import (
 	"context"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +154,125 @@ func TestIndexCopiesFollowTheResource(t *testing.T) {
 	}
 	if rep, err := s.Reindex(ctx, store.ReindexOptions{Types: []string{"DocumentReference"}}); err != nil || rep.Reindexed != 0 {
 		t.Fatalf("second Reindex = %+v, %v; want nothing to do", rep, err)
+	}
+}
+
+// TestTokenDrivenSearch: a patient's search with a token clause of one code, in the default
+// order, walks the patient's token rows with that code (tokenDriver). It must answer exactly
+// what the compartment walk answers (forced here by a member filter that every row passes),
+// with the same keys, page by page, for one patient or several, a code with a system,
+// without one, in any system, in two systems or twice in one resource, with other clauses,
+// after updates, moves to another patient and deletes, and with _since.
+func TestTokenDrivenSearch(t *testing.T) {
+	pool, s := memberA(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	codings := []string{
+		`{"system":"http://loinc.org","code":"34111-5"}`,
+		`{"system":"http://loinc.org","code":"34111-5"},{"system":"http://example.org/local","code":"34111-5"}`, // two systems
+		`{"code":"34111-5"}`, // no system
+		`{"system":"http://loinc.org","code":"11506-3"}`,
+		`{"system":"http://loinc.org","code":"34111-5"},{"system":"http://loinc.org","code":"34111-5"}`, // twice
+	}
+	patients := []string{"p1", "p1", "p2", "p3"}
+	var ids []string
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		for i := range 240 {
+			p := patients[i%4]
+			st, err := s.Put(ctx, tx, store.Write{Resource: docRef(p, codings[i%5], []string{"clinical-note", "imaging", "clinical-note"}[i%3],
+				fmt.Sprintf("20%02d-01-01", 10+i%15)), MemberID: "a", PatientID: p, At: t0.Add(time.Duration(i/3) * time.Millisecond)}) // ties of three
+			if err != nil {
+				return err
+			}
+			ids = append(ids, st.ID)
+		}
+		// A new version moves to the front, a resource moves to another patient, deleted
+		// ones match nothing.
+		if _, err := s.Put(ctx, tx, store.Write{ID: ids[0], Resource: docRef("p1", codings[0], "clinical-note", "2020-01-01"), MemberID: "a", PatientID: "p1", At: t0.Add(time.Hour)}); err != nil {
+			return err
+		}
+		if _, err := s.Put(ctx, tx, store.Write{ID: ids[5], Resource: docRef("p2", codings[0], "clinical-note", "2020-01-01"), MemberID: "a", PatientID: "p2", At: t0.Add(time.Hour)}); err != nil {
+			return err
+		}
+		for _, i := range []int{10, 11, 12} {
+			if _, err := s.Delete(ctx, tx, "DocumentReference", ids[i], "a", t0.Add(2*time.Hour)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stale := staleCopies(t, pool); len(stale) > 0 {
+		t.Fatalf("index rows disagree with their resource: %v", stale)
+	}
+	deleted := []string{ids[10], ids[11], ids[12]}
+	for _, c := range []struct {
+		params   url.Values
+		patients []string
+		since    time.Time
+	}{
+		{url.Values{"type": {"http://loinc.org|34111-5"}}, []string{"p1"}, time.Time{}},
+		{url.Values{"type": {"http://loinc.org|34111-5"}}, []string{"p3", "p1", "p2", "p9"}, time.Time{}},
+		{url.Values{"type": {"34111-5"}}, []string{"p1", "p2"}, time.Time{}},
+		{url.Values{"type": {"|34111-5"}}, []string{"p1", "p2", "p3"}, time.Time{}},
+		{url.Values{"type": {"http://example.org/local|34111-5"}}, []string{"p1", "p3"}, time.Time{}},
+		{url.Values{"type": {"http://loinc.org|34111-5"}, "category": {"clinical-note"}}, []string{"p1", "p2"}, time.Time{}},
+		{url.Values{"category": {"clinical-note"}, "type": {"34111-5"}, "date": {"ge2015"}}, []string{"p2", "p1"}, time.Time{}},
+		{url.Values{"type": {"34111-5", "http://loinc.org|34111-5"}}, []string{"p1", "p2"}, time.Time{}},
+		{url.Values{"type": {"http://loinc.org|34111-5"}}, []string{"p1", "p2"}, t0.Add(30 * time.Millisecond)},
+	} {
+		t.Run(strings.Join(c.patients, ",")+"?"+c.params.Encode(), func(t *testing.T) {
+			sq, err := fhir.ParseSearch("DocumentReference", c.params)
+			if err != nil {
+				t.Fatal(err)
+			}
+			driven := store.Query{Type: "DocumentReference", Clauses: sq.Clauses, Patients: c.patients, Since: c.since, Limit: 7}
+			usual := driven
+			usual.Members = []string{"a"}
+			for q, want := range map[*store.Query]bool{&driven: true, &usual: false} {
+				sql, _, err := store.BuildSelect(*q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := strings.Contains(sql, "FROM fhir_idx_token x WHERE x.patient_id = c.pid"); got != want {
+					t.Fatalf("members %v: walked off the token rows %v, want %v:\n%s", q.Members, got, want, sql)
+				}
+			}
+			pages := func(q store.Query) []string {
+				var out []string
+				for {
+					page, err := s.Search(ctx, nil, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range page {
+						out = append(out, fmt.Sprintf("%s %s %v", r.ID, r.PatientID, r.Key))
+					}
+					if len(page) < q.Limit {
+						return out
+					}
+					q.After = &page[len(page)-1].Key
+				}
+			}
+			got, want := pages(driven), pages(usual)
+			if len(want) <= driven.Limit || !slices.Equal(got, want) {
+				t.Fatalf("driven pages %d rows %v\nusual plan %d rows %v", len(got), got, len(want), want)
+			}
+			driven.Limit, usual.Limit = 1000, 1000
+			if got, want := pages(driven), pages(usual); !slices.Equal(got, want) {
+				t.Fatalf("driven %d rows %v\nusual plan %d rows %v", len(got), got, len(want), want)
+			}
+			for _, row := range got {
+				id, patient, _ := strings.Cut(row, " ")
+				if slices.Contains(deleted, id) {
+					t.Fatalf("a deleted resource was found: %s", row)
+				}
+				if id == ids[5] && !strings.HasPrefix(patient, "p2 ") {
+					t.Fatalf("a resource moved to p2 was found in its old compartment: %s", row)
+				}
+			}
+		})
 	}
 }
