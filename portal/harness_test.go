@@ -150,6 +150,8 @@ type envOpts struct {
 	documents     Documents     // the patient's documents; nil leaves them out
 	proxies       Proxies       // caregiver access; nil leaves it out
 	emergency     Emergency     // clinicians' break-the-glass; nil leaves it out
+	shares        ShareLinks    // share links (with shared); nil leaves them out
+	shared        SharedRecords
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -188,6 +190,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	deps.Documents = o.documents
 	deps.Proxies = o.proxies
 	deps.Emergency = o.emergency
+	deps.Shares, deps.Shared = o.shares, o.shared
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}

@@ -35,7 +35,7 @@ type labRow struct {
 	FlagLabel string // "High", "Low", ...; "" when normal or unknown
 	Abnormal  bool
 	Effective time.Time
-	Status    string // shown only when not final
+	Status    string // in words, shown only when not final ("Preliminary, may change")
 	Source    string // the source member's name (its ID when the name is unknown)
 	Part2     bool   // a 42 CFR Part 2 record disclosed to a non-patient (see LabResult.Part2)
 }
@@ -77,10 +77,7 @@ func groupLabs(res []LabResult, loc *time.Location) []labTest {
 		if src == "" {
 			src = r.SourceMember
 		}
-		status := r.Status
-		if status == "final" {
-			status = ""
-		}
+		status := labStatusWords(r.Status)
 		t.Rows = append(t.Rows, labRow{
 			Value: r.Value, Unit: r.Unit, RefRange: r.RefRange, Flag: flag, FlagLabel: label, Abnormal: abnormal,
 			Effective: r.Effective.In(loc), Status: status, Source: src, Part2: r.Part2,
@@ -122,6 +119,29 @@ func part2NoticeFor(tests []labTest) *part2Notice {
 		}
 	}
 	return nil
+}
+
+// labStatusWords names a FHIR Observation status for a patient; "" for a final result,
+// which needs no label.
+func labStatusWords(st string) string {
+	switch st {
+	case "", "final":
+		return ""
+	case "preliminary":
+		return "Preliminary, may change"
+	case "registered":
+		return "Registered, no result yet"
+	case "amended":
+		return "Amended"
+	case "corrected":
+		return "Corrected"
+	case "cancelled":
+		return "Cancelled"
+	case "entered-in-error":
+		return "Entered in error"
+	default:
+		return st
+	}
 }
 
 // flagLabel names an HL7 v2 / FHIR interpretation code and says whether it is abnormal.
