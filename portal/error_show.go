@@ -76,7 +76,9 @@ func (s *Server) HTTPErrorHandler(err error, c echo.Context) {
 		h.Set(echo.HeaderXFrameOptions, "DENY")
 		h.Set(echo.HeaderReferrerPolicy, "same-origin")
 	}
-	p := errorPage{Page: s.page(c, "Error"), Status: status, Message: statusText(status)}
+	p := errorPage{Page: s.page(c, statusTitle(status)), Status: status, Message: statusText(status)}
+	// An error page is no section's page: no navigation link is marked current.
+	p.route = ""
 	if errs.MessageOf(err) == db.CommitUnknown { // "nothing was changed" may be untrue
 		p.Message = "We could not confirm that your change was saved. It may or may not have been: please check (for example, your messages or sharing choices) before you try again."
 	}

@@ -28,6 +28,32 @@ type Page struct {
 	RequestID string
 	Viewer    *PageViewer // nil when signed out
 	Flash     string
+	route     string // the matched route pattern ("/documents/:id"); "" for none
+}
+
+// navSection maps a route to the section link it belongs to, for pages reached from a
+// section rather than from the navigation itself.
+var navSection = map[string]string{
+	"/labs/share":     "/labs",
+	"/documents/:id":  "/documents",
+	"/messages/new":   "/messages",
+	"/messages/:id":   "/messages",
+	"/caregivers":     "/privacy",
+	"/staff/patients": "/staff",
+}
+
+// NavCurrent is the aria-current value of the navigation link to href: "page" on that page,
+// "true" on a page within its section, "" otherwise.
+func (p Page) NavCurrent(href string) string {
+	switch {
+	case p.route == "":
+		return ""
+	case p.route == href:
+		return "page"
+	case navSection[p.route] == href:
+		return "true"
+	}
+	return ""
 }
 
 // PageViewer is the signed-in user as the layout shows them.
@@ -114,7 +140,7 @@ func (s *Server) render(c echo.Context, status int, name string, data any) error
 
 // page fills the common view model for c.
 func (s *Server) page(c echo.Context, title string) Page {
-	p := Page{Title: title, RequestID: requestID(c)}
+	p := Page{Title: title, RequestID: requestID(c), route: c.Path()}
 	if tok, ok := c.Get(csrfKey).(string); ok {
 		p.CSRF = tok
 	}
@@ -139,6 +165,26 @@ func requestID(c echo.Context) string {
 	return c.Request().Header.Get(echo.HeaderXRequestID)
 }
 
+// statusTitle is the heading and page title of the error page for each status.
+func statusTitle(status int) string {
+	switch status {
+	case http.StatusNotFound:
+		return "Page not found"
+	case http.StatusBadRequest:
+		return "Request not processed"
+	case http.StatusUnauthorized:
+		return "Sign-in failed"
+	case http.StatusForbidden:
+		return "No access"
+	case http.StatusServiceUnavailable:
+		return "Temporarily unavailable"
+	case http.StatusTooManyRequests:
+		return "Too many requests"
+	default:
+		return "Something went wrong"
+	}
+}
+
 // statusText is the one fixed sentence a page shows for each status.
 func statusText(status int) string {
 	switch status {
@@ -149,7 +195,7 @@ func statusText(status int) string {
 	case http.StatusUnauthorized:
 		return "Your sign-in could not be completed. Please sign in again."
 	case http.StatusForbidden:
-		return "You do not have access to this."
+		return "You do not have access to this. If you were sending a form, it may have expired: go back, reload the page and try again."
 	case http.StatusServiceUnavailable:
 		return "This service is temporarily unavailable. Nothing was shown or changed. Please try again in a few minutes."
 	case http.StatusTooManyRequests:
