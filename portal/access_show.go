@@ -25,6 +25,8 @@ type accessPage struct {
 	// out, so the log shows who else looked. Hidden counts them when they are left out.
 	Mine   bool
 	Hidden int
+	// Self: the patient reads their own log; false for a caregiver acting for them.
+	Self bool
 	// Notices are the patient's unread notices, in words.
 	Notices []noticeRow
 }
@@ -62,7 +64,11 @@ const accessLogLimit = 10000
 // before the rows are shown, as an officer's audit search is.
 func (s *Server) showAccess(c echo.Context) error {
 	sess, _ := session(c)
-	p := accessPage{Page: s.page(c, "Who viewed your record")}
+	title := "Who viewed your record"
+	if sess.Role == RoleProxy && sess.ActingFor != "" {
+		title = "Who viewed " + sess.ActingFor + "'s record"
+	}
+	p := accessPage{Page: s.page(c, title), Self: sess.Role == RolePatient}
 	loc := s.cfg.Location
 	p.From, p.To = strings.TrimSpace(c.QueryParam("from")), strings.TrimSpace(c.QueryParam("to"))
 	from, to, ok := parseDateRange(p.From, p.To, loc)
@@ -99,7 +105,7 @@ func (s *Server) showAccess(c echo.Context) error {
 	p.Flash = s.takeFlash(c)
 	p.Mine = c.QueryParam("mine") == "1"
 	for _, a := range acc {
-		r := accessRowOf(a, names, loc)
+		r := accessRowOf(a, names, loc, sess.Role == RolePatient)
 		if r.Own && !p.Mine {
 			p.Hidden++
 			continue
@@ -148,7 +154,9 @@ func parseDateRange(fs, ts string, loc *time.Location) (from, to time.Time, ok b
 	return from, to, true
 }
 
-func accessRowOf(a audit.Access, names map[string]string, loc *time.Location) accessRow {
+// accessRowOf puts access a in words. self is true when the patient themself reads the
+// row; otherwise (a caregiver, an officer) the row speaks of "the patient", not "you".
+func accessRowOf(a audit.Access, names map[string]string, loc *time.Location, self bool) accessRow {
 	r := accessRow{Seq: a.Seq, Own: a.Role == consent.RolePatient, Time: a.Time.In(loc), Role: roleWords(a.Role), Purpose: purposeWords(a.Purpose),
 		Action: actionWords(a.Action), BreakGlass: a.BreakGlass || a.Purpose == consent.PurposeBreakGlass || a.Action == audit.BreakGlass,
 		ShareLink: a.ShareLink}
@@ -168,7 +176,37 @@ func accessRowOf(a audit.Access, names map[string]string, loc *time.Location) ac
 		r.Role = "Share link holder"
 	}
 	r.Data = classWords(a.DataClasses)
+	if !self {
+		r.Org, r.Role, r.Purpose, r.Data = thirdPerson(r.Org), thirdPerson(r.Role), thirdPerson(r.Purpose), thirdPerson(r.Data)
+	}
 	return r
+}
+
+// thirdPerson rewrites the patient-facing words of roleWords, purposeWords and accessRowOf,
+// and each item of a classWords list, for a reader who is not the patient: "Your details"
+// becomes "The patient's details". Other words come back as they are.
+func thirdPerson(s string) string {
+	if w, ok := thirdPersonWords[s]; ok {
+		return w
+	}
+	if !strings.Contains(s, ", ") {
+		return s
+	}
+	parts := strings.Split(s, ", ")
+	for i, p := range parts {
+		if w, ok := thirdPersonWords[p]; ok {
+			parts[i] = w
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+var thirdPersonWords = map[string]string{
+	"Someone using your share link": "Someone using the patient's share link",
+	"Your own request":              "The patient's own request",
+	"Your details":                  "The patient's details",
+	"Your sharing choices":          "The patient's sharing choices",
+	"You":                           "The patient",
 }
 
 // classWords names resource types for people ("Lab results and measurements, Allergies").
@@ -214,7 +252,7 @@ func roleWords(r string) string {
 	case consent.RolePatient:
 		return "You"
 	case consent.RoleProxy:
-		return "Your representative"
+		return "Caregiver"
 	case consent.RoleOfficer:
 		return "Privacy officer"
 	case consent.RoleShare:

@@ -30,7 +30,9 @@ type accountingPage struct {
 type accountingRow struct {
 	Time       time.Time
 	Recipient  string
-	Actor      string
+	Actor      string // the receiving login or system as recorded ("issuer|subject"), for the CSV
+	User       string // Actor as the page shows it: the subject, issuer on hover (UserFrom)
+	UserFrom   string
 	Purpose    string
 	Data       string
 	Action     string
@@ -113,7 +115,7 @@ func (s *Server) accounting(c echo.Context, v Viewer, p accountingPage, from, to
 }
 
 func accountingRowOf(r audit.DisclosureRow, names map[string]string, loc *time.Location) accountingRow {
-	row := accountingRow{Time: r.Time.In(loc), Actor: r.Actor, Purpose: purposeWords(r.Purpose), Action: actionWords(r.Action),
+	row := accountingRow{Time: r.Time.In(loc), Actor: r.Actor, Purpose: thirdPerson(purposeWords(r.Purpose)), Action: actionWords(r.Action),
 		BreakGlass: r.BreakGlass, ShareLink: r.ShareLink, RequestID: r.RequestID}
 	switch {
 	case r.ShareLink:
@@ -125,7 +127,8 @@ func accountingRowOf(r audit.DisclosureRow, names map[string]string, loc *time.L
 	default:
 		row.Recipient = "The patient (or their proxy)"
 	}
-	row.Data = classWords(r.DataClasses)
+	row.UserFrom, row.User = splitActor(r.Actor)
+	row.Data = thirdPerson(classWords(r.DataClasses))
 	if r.Resources > 1 {
 		row.Data += " (" + strconv.Itoa(r.Resources) + " items)"
 	}

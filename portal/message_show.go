@@ -45,6 +45,7 @@ type messagesPage struct {
 	Page
 	Threads []MessageThread
 	Names   map[string]string
+	Self    bool // the patient's own inbox; false for a caregiver acting for them
 }
 
 type messageNewPage struct {
@@ -125,7 +126,8 @@ func (s *Server) showMessages(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.render(c, http.StatusOK, "messages", messagesPage{Page: s.page(c, "Messages"), Threads: ts, Names: s.memberNames(c.Request().Context())})
+	return s.render(c, http.StatusOK, "messages", messagesPage{Page: s.page(c, ownOr(sess, "Messages", "'s messages")), Threads: ts,
+		Names: s.memberNames(c.Request().Context()), Self: sess.Role != RoleProxy})
 }
 
 // showNewMessage is the form to write to one of the patient's clinics.

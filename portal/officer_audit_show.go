@@ -65,21 +65,76 @@ func (f auditSearchForm) Validate(loc *time.Location) (audit.Filter, string) {
 
 // auditRow is one audit event as the officer reads it.
 type auditRow struct {
-	Time       time.Time
-	Action     string
-	Outcome    string
-	Deny       bool
-	Org        string
-	Role       string
-	Purpose    string
-	Patient    string
-	Actor      string // the login's subject, or the event's OAuth client for a system
-	ActorFrom  string // the login's issuer, shown on hover
-	Reason     string
-	Data       string
-	BreakGlass bool
-	ShareLink  bool
-	RequestID  string
+	Time      time.Time
+	Action    string
+	Outcome   string
+	Deny      bool
+	Org       string
+	Role      string
+	Purpose   string
+	Patient   string
+	Actor     string // the login's subject, or the event's OAuth client for a system
+	ActorFrom string // the login's issuer, shown on hover
+	Reason    string // the event's reason code, shown as it is for searching
+	// ReasonWords says what Reason means; "" for a code without words.
+	ReasonWords string
+	Data        string
+	BreakGlass  bool
+	ShareLink   bool
+	RequestID   string
+}
+
+// splitActor splits a login actor "issuer|subject" into the issuer (shown on hover) and
+// the subject (shown). Other actors ("hl7v2|member", a system) come back whole, from "".
+func splitActor(a string) (from, actor string) {
+	from, actor, found := strings.Cut(a, "|")
+	if !found || !strings.Contains(from, "://") {
+		return "", a
+	}
+	return from, actor
+}
+
+// officerWords is a code in words for an officer, the code after it ("Treatment (TREAT)")
+// so it can be searched for; the code alone when there are no words for it.
+func officerWords(words, code string) string {
+	words = thirdPerson(words)
+	if code == "" || strings.EqualFold(words, code) {
+		return words
+	}
+	return words + " (" + code + ")"
+}
+
+// auditReasonWords says what an audit event's reason code means; "" for an unknown code.
+func auditReasonWords(code string) string {
+	switch code {
+	case "no-directive":
+		return "No consent or policy permits it"
+	case "permitted":
+		return "Permitted by a directive"
+	case "break-glass":
+		return "Emergency access"
+	case "denied":
+		return "The patient's choice denies it"
+	case "denied-by-policy":
+		return "A regional policy denies it"
+	case "label-not-permitted":
+		return "Sensitive information without specific consent"
+	case "part2-consent-required":
+		return "Part 2 record without written consent"
+	case "expired":
+		return "The consent has expired"
+	case "inactive":
+		return "The consent was withdrawn"
+	case "break-glass-invalid":
+		return "No valid emergency access declaration"
+	case "invalid-request":
+		return "Invalid request"
+	case "consent-unavailable":
+		return "Consent could not be read"
+	case "item-unreadable":
+		return "The record's labels could not be read"
+	}
+	return ""
 }
 
 // showOfficerAudit is the officer's audit search over audit.Search, 50 events a page,
@@ -122,18 +177,18 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 				classes = append(classes, r.Type)
 			}
 		}
-		// A login is "issuer|subject": the subject is shown, the issuer on hover. Other
-		// actors ("hl7v2|member", a system) are shown as they are.
-		actorFrom, actor, found := strings.Cut(ev.Actor, "|")
-		if !found || !strings.Contains(actorFrom, "://") {
-			actorFrom, actor = "", ev.Actor
+		actorFrom, actor := splitActor(ev.Actor)
+		role := ""
+		if ev.Role != "" {
+			role = thirdPerson(roleWords(ev.Role))
 		}
 		if actor == "" && ev.Client != "" {
 			actor = "system " + ev.Client
 		}
 		p.Rows = append(p.Rows, auditRow{Time: ev.Time.In(s.cfg.Location), Action: string(ev.Action), Outcome: string(ev.Outcome),
-			Deny: ev.Outcome != audit.Permit, Org: org, Role: ev.Role, Purpose: ev.Purpose, Patient: ev.Patient,
-			Actor: actor, ActorFrom: actorFrom, Reason: ev.Reason, Data: strings.Join(classes, ", "), BreakGlass: ev.BreakGlass,
+			Deny: ev.Outcome != audit.Permit, Org: org, Role: role,
+			Purpose: officerWords(purposeWords(ev.Purpose), ev.Purpose), Patient: ev.Patient,
+			Actor: actor, ActorFrom: actorFrom, Reason: ev.Reason, ReasonWords: auditReasonWords(ev.Reason), Data: strings.Join(classes, ", "), BreakGlass: ev.BreakGlass,
 			ShareLink: ev.ShareLink, RequestID: ev.RequestID})
 	}
 	if next != "" {

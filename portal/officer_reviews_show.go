@@ -24,7 +24,10 @@ type disputeRow struct {
 
 type breakGlassRow struct {
 	BreakGlassReview
-	Org string // declaring member's display name
+	Org      string // declaring member's display name
+	User     string // the declaring login's subject (or whole actor), "" for a system
+	UserFrom string // the declaring login's issuer, shown on hover
+	Reason   string // the reason code in words
 }
 
 type mpiRow struct {
@@ -55,7 +58,7 @@ func (s *Server) showOfficerReviews(c echo.Context) error {
 	p := officerReviewsPage{Page: s.page(c, "Reviews")}
 	for _, d := range ds {
 		d.Created = d.Created.In(s.cfg.Location)
-		p.Disputes = append(p.Disputes, disputeRow{Dispute: d, Row: accessRowOf(d.Access, names, s.cfg.Location)})
+		p.Disputes = append(p.Disputes, disputeRow{Dispute: d, Row: accessRowOf(d.Access, names, s.cfg.Location, false)})
 	}
 	p.Flash = s.takeFlash(c)
 	name := func(id string) string {
@@ -66,7 +69,9 @@ func (s *Server) showOfficerReviews(c echo.Context) error {
 	}
 	for _, b := range bg {
 		b.Declared, b.Expires, b.Opened = b.Declared.In(s.cfg.Location), b.Expires.In(s.cfg.Location), b.Opened.In(s.cfg.Location)
-		p.BreakGlass = append(p.BreakGlass, breakGlassRow{BreakGlassReview: b, Org: name(b.Member)})
+		from, user := splitActor(b.Actor)
+		p.BreakGlass = append(p.BreakGlass, breakGlassRow{BreakGlassReview: b, Org: name(b.Member), User: user, UserFrom: from,
+			Reason: btgReasonWords(b.ReasonCode)})
 	}
 	for _, m := range items {
 		m.Created = m.Created.In(s.cfg.Location)
