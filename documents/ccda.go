@@ -225,13 +225,13 @@ func names(n cdaNamed) string {
 func clean(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 var ccdaTemplate = template.Must(template.New("ccda").Parse(`<article class="ccda">
-<header><h1>{{.Title}}</h1><dl>{{with .Date}}<dt>Date</dt><dd>{{.}}</dd>{{end}}{{with .Author}}<dt>Author</dt><dd>{{.}}</dd>{{end}}{{with .Custodian}}<dt>Custodian</dt><dd>{{.}}</dd>{{end}}</dl></header>
+<header><h2>{{.Title}}</h2><dl>{{with .Date}}<dt>Date</dt><dd>{{.}}</dd>{{end}}{{with .Author}}<dt>Author</dt><dd>{{.}}</dd>{{end}}{{with .Custodian}}<dt>Custodian</dt><dd>{{.}}</dd>{{end}}</dl></header>
 {{range .Sections}}{{template "section" .}}{{end}}</article>
-{{define "section"}}<section><h2>{{.Title}}</h2>{{range .Paragraphs}}<p>{{.}}</p>{{end}}{{range .Lists}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}{{range .Tables}}<table>{{if .Head}}<thead><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr></thead>{{end}}<tbody>{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>{{end}}</tbody></table>{{end}}{{range .Sections}}{{template "section" .}}{{end}}</section>{{end}}`))
+{{define "section"}}<section><h3>{{.Title}}</h3>{{range .Paragraphs}}<p>{{.}}</p>{{end}}{{range .Lists}}<ul>{{range .}}<li>{{.}}</li>{{end}}</ul>{{end}}{{range .Tables}}<table>{{if .Head}}<thead><tr>{{range .Head}}<th>{{.}}</th>{{end}}</tr></thead>{{end}}<tbody>{{range .Rows}}<tr>{{range .}}<td>{{.}}</td>{{end}}</tr>{{end}}</tbody></table>{{end}}{{range .Sections}}{{template "section" .}}{{end}}</section>{{end}}`))
 
-// RenderCCDA parses a C-CDA document (see ParseCCDA) and renders it as an HTML fragment:
-// header (title, date, author, custodian; no patient demographics), then each section with
-// its paragraphs, lists and tables. Everything from the document is escaped text; no
+// RenderCCDA parses a C-CDA document (see ParseCCDA) and renders it as an HTML fragment to
+// sit under a page's own h1: the header (title as h2, date, author, custodian; no patient
+// demographics), then each section (h3) with its paragraphs, lists and tables. Everything from the document is escaped text; no
 // markup, style or link from the document survives.
 func RenderCCDA(r io.Reader) (template.HTML, error) {
 	v, err := ParseCCDA(r)

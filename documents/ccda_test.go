@@ -28,8 +28,8 @@ func TestRenderCCDA(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := string(h)
-	for _, want := range []string{"<h1>Discharge Summary</h1>", "<dd>20240131</dd>", "<dd>General Hospital</dd>", "<dd>Regional HIE</dd>",
-		"<h2>Allergies</h2>", "<th>Substance</th>", "<td>Penicillin</td>", "&lt;script&gt;", "<p>Rest and fluids.</p>", "<li>Follow up in 2 weeks</li>"} {
+	for _, want := range []string{"<h2>Discharge Summary</h2>", "<dd>20240131</dd>", "<dd>General Hospital</dd>", "<dd>Regional HIE</dd>",
+		"<h3>Allergies</h3>", "<th>Substance</th>", "<td>Penicillin</td>", "&lt;script&gt;", "<p>Rest and fluids.</p>", "<li>Follow up in 2 weeks</li>"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("rendered HTML lacks %q:\n%s", want, s)
 		}

@@ -4,7 +4,7 @@ package documents
 // bytes are already one Listing; documents whose bytes differ but that are evidently the
 // same clinical document (the same discharge summary rendered by two EHRs, a re-sent copy
 // with another footer) are clustered here by (person, type, author organization, clinical
-// day) so a list shows them once: "3 copies from 2 members". Clustering is presentation
+// day) so a list shows them once: "3 copies from 2 organizations". Clustering is presentation
 // only: every copy stays stored, listed in its Cluster and openable on its own.
 
 import (
@@ -191,7 +191,7 @@ func (c Cluster) Members() []string {
 	return ms
 }
 
-// Summary describes the copies for a list view, e.g. "3 copies from 2 members".
+// Summary describes the copies for a list view, e.g. "3 copies from 2 organizations".
 func (c Cluster) Summary() string { return summary(c.Documents(), len(c.Members())) }
 
 // ClusterListings groups listings (one per distinct content, from Group) into clusters. Two

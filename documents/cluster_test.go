@@ -63,79 +63,79 @@ func TestClusterListings(t *testing.T) {
 			{{id: "a", member: "riverside", received: 1, t: fromAuthor}},
 			{{id: "b", member: "valley", received: 5, t: with(d, func(t *documents.Traits) { t.Date = at("2026-09-01T22:00:00Z") })}},
 			{{id: "c", member: "valley", received: 9, t: d}},
-		}, []string{"a b c: 3 copies from 2 members"}},
+		}, []string{"a b c: 3 copies from 2 organizations"}},
 		{"newest is primary when the author sent none", [][]doc{
 			{{id: "a", member: "riverside", received: 1, t: d}},
 			{{id: "b", member: "valley", received: 5, t: d}},
-		}, []string{"b a: 2 copies from 2 members"}},
+		}, []string{"b a: 2 copies from 2 organizations"}},
 		{"different type", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			{{id: "b", member: "valley", t: with(d, func(t *documents.Traits) { t.TypeCode = "11506-3" })}},
-		}, []string{"a: 1 copy from 1 member", "b: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "b: 1 copy from 1 organization"}},
 		{"different author organization", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			{{id: "b", member: "riverside", t: with(d, func(t *documents.Traits) { t.AuthorOrg = "Organization/member-valley" })}},
-		}, []string{"a: 1 copy from 1 member", "b: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "b: 1 copy from 1 organization"}},
 		{"different UTC day", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			// 1 September in New York, 2 September in UTC.
 			{{id: "b", member: "valley", t: with(d, func(t *documents.Traits) { t.Date = at("2026-09-01T21:30:00-05:00") })}},
-		}, []string{"b: 1 copy from 1 member", "a: 1 copy from 1 member"}},
+		}, []string{"b: 1 copy from 1 organization", "a: 1 copy from 1 organization"}},
 		{"same UTC day in another zone", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			{{id: "b", member: "valley", t: with(d, func(t *documents.Traits) { t.Date = at("2026-09-01T18:30:00-05:00") })}},
-		}, []string{"b a: 2 copies from 2 members"}},
+		}, []string{"b a: 2 copies from 2 organizations"}},
 		{"no author: the same member clusters", [][]doc{
 			{{id: "a", member: "riverside", received: 1, t: with(d, func(t *documents.Traits) { t.AuthorOrg = "" })}},
 			{{id: "b", member: "riverside", received: 2, t: with(d, func(t *documents.Traits) { t.AuthorOrg = "" })}},
-		}, []string{"b a: 2 copies from 1 member"}},
+		}, []string{"b a: 2 copies from 1 organization"}},
 		{"no author: different members do not", [][]doc{
 			{{id: "a", member: "riverside", t: with(d, func(t *documents.Traits) { t.AuthorOrg = "" })}},
 			{{id: "b", member: "valley", t: with(d, func(t *documents.Traits) { t.AuthorOrg = "" })}},
-		}, []string{"a: 1 copy from 1 member", "b: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "b: 1 copy from 1 organization"}},
 		{"never across persons", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			{{id: "b", member: "valley", t: with(d, func(t *documents.Traits) { t.Person = "ben" })}},
-		}, []string{"a: 1 copy from 1 member", "b: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "b: 1 copy from 1 organization"}},
 		{"identical bytes of two persons stay apart", [][]doc{
 			{{id: "a", member: "riverside", t: d}, {id: "b", member: "valley", t: with(d, func(t *documents.Traits) { t.Person = "ben" })}},
-		}, []string{"a: 1 copy from 1 member", "b: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "b: 1 copy from 1 organization"}},
 		{"superseded keeps its own entry", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			{{id: "old", member: "riverside", status: "superseded", t: d}},
 			{{id: "eie", member: "valley", status: "entered-in-error", t: d}},
-		}, []string{"a: 1 copy from 1 member", "eie: 1 copy from 1 member", "old: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "eie: 1 copy from 1 organization", "old: 1 copy from 1 organization"}},
 		{"exact duplicates merge as today", [][]doc{
 			{{id: "a", member: "riverside", received: 1, t: d}, {id: "b", member: "valley", received: 2, t: with(d, func(t *documents.Traits) { t.TypeCode = "" })}},
-		}, []string{"b a: 2 copies from 2 members"}},
+		}, []string{"b a: 2 copies from 2 organizations"}},
 		{"exact duplicates keep a superseded copy, current first", [][]doc{
 			{{id: "a", member: "riverside", status: "superseded", received: 9, t: d}, {id: "b", member: "valley", received: 1, t: d}},
-		}, []string{"b a: 2 copies from 2 members"}},
+		}, []string{"b a: 2 copies from 2 organizations"}},
 		{"an exact-duplicate group joins its near duplicates", [][]doc{
 			{{id: "a", member: "riverside", received: 1, t: fromAuthor}, {id: "b", member: "valley", received: 2, t: d}},
 			{{id: "c", member: "hilltop", received: 3, t: d}},
-		}, []string{"a c b: 3 copies from 3 members"}},
+		}, []string{"a c b: 3 copies from 3 organizations"}},
 		{"a document with two contents counts once", [][]doc{
 			{{id: "a", member: "riverside", t: d}},
 			{{id: "a", member: "riverside", t: d}},
-		}, []string{"a a: 1 copy from 1 member"}},
+		}, []string{"a a: 1 copy from 1 organization"}},
 		{"no type or no date: exact duplicates only", [][]doc{
 			{{id: "a", member: "riverside", t: with(d, func(t *documents.Traits) { t.TypeCode = "" })}},
 			{{id: "b", member: "riverside", t: with(d, func(t *documents.Traits) { t.TypeCode = "" })}},
 			{{id: "c", member: "riverside", t: with(d, func(t *documents.Traits) { t.Date = time.Time{} })}},
 			{{id: "d", member: "riverside", t: with(d, func(t *documents.Traits) { t.Date = time.Time{} })}},
-		}, []string{"a: 1 copy from 1 member", "b: 1 copy from 1 member", "c: 1 copy from 1 member", "d: 1 copy from 1 member"}},
+		}, []string{"a: 1 copy from 1 organization", "b: 1 copy from 1 organization", "c: 1 copy from 1 organization", "d: 1 copy from 1 organization"}},
 		{"a copy hidden by consent is not passed, so neither counts nor leads", [][]doc{
 			// "a" (the author's own copy) was withheld: only what the viewer may see is here.
 			{{id: "b", member: "valley", received: 5, t: d}},
 			{{id: "c", member: "valley", received: 9, t: d}},
-		}, []string{"c b: 2 copies from 1 member"}},
+		}, []string{"c b: 2 copies from 1 organization"}},
 		{"order: newest first, then by document ID", [][]doc{
 			{{id: "z", member: "riverside", t: with(d, func(t *documents.Traits) { t.Date = at("2026-08-01T09:00:00Z") })}},
 			{{id: "y", member: "riverside", t: with(d, func(t *documents.Traits) { t.TypeCode = "11506-3" })}},
 			{{id: "x", member: "riverside", t: d}},
 			{{id: "w", member: "riverside", t: with(d, func(t *documents.Traits) { t.Date = time.Time{} })}},
-		}, []string{"x: 1 copy from 1 member", "y: 1 copy from 1 member", "z: 1 copy from 1 member", "w: 1 copy from 1 member"}},
+		}, []string{"x: 1 copy from 1 organization", "y: 1 copy from 1 organization", "z: 1 copy from 1 organization", "w: 1 copy from 1 organization"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -40,19 +40,20 @@ func (l Listing) Members() []string {
 	return ms
 }
 
-// Summary describes the sources for a list view, e.g. "2 copies from 2 members".
+// Summary describes the sources for a list view, e.g. "2 copies from 2 organizations".
 func (l Listing) Summary() string {
 	return summary(len(l.Copies), len(l.Members()))
 }
 
-// summary is "n copies from m members", singular where it should be.
+// summary is "n copies from m organizations" (the sending members, named as patients know
+// them), singular where it should be.
 func summary(copies, members int) string {
-	cw, mw := "copies", "members"
+	cw, mw := "copies", "organizations"
 	if copies == 1 {
 		cw = "copy"
 	}
 	if members == 1 {
-		mw = "member"
+		mw = "organization"
 	}
 	return fmt.Sprintf("%d %s from %d %s", copies, cw, members, mw)
 }

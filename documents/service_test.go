@@ -237,10 +237,10 @@ func TestIdenticalBytesFromTwoMembersAreOneObject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ls) != 1 || ls[0].Summary() != "2 copies from 2 members" {
+	if len(ls) != 1 || ls[0].Summary() != "2 copies from 2 organizations" {
 		t.Fatalf("listing = %+v", ls)
 	}
-	if ls, _ := e.svc.Group(t.Context(), ids[:1]); len(ls) != 1 || ls[0].Summary() != "1 copy from 1 member" {
+	if ls, _ := e.svc.Group(t.Context(), ids[:1]); len(ls) != 1 || ls[0].Summary() != "1 copy from 1 organization" {
 		t.Errorf("listing of one visible document = %+v (must not reveal the other member's copy)", ls)
 	}
 }

@@ -23,7 +23,7 @@ func TestBrowserDocuments(t *testing.T) {
 		"ccda-1": []byte(testCCDA), "note-1": []byte("Visit note: walk daily.\n")}}
 	docs.items = []DocumentItem{
 		{ID: "ccda-1", Title: "Discharge summary", Date: time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC), Sources: []string{"Riverside Family Clinic"}, ContentType: "application/xml", Size: int64(len(testCCDA)), Status: "current"},
-		{ID: "note-1", Title: "Progress note", Date: time.Date(2026, 8, 12, 0, 0, 0, 0, time.UTC), Sources: []string{"Riverside Family Clinic", "Valley Labs"}, Copies: "2 copies from 2 members", ContentType: "text/plain", Size: 24, Status: "current"},
+		{ID: "note-1", Title: "Progress note", Date: time.Date(2026, 8, 12, 0, 0, 0, 0, time.UTC), Sources: []string{"Riverside Family Clinic", "Valley Labs"}, Copies: "2 copies from 2 organizations", ContentType: "text/plain", Size: 24, Status: "current"},
 	}
 	e := newEnv(t, envOpts{documents: docs, secureCookies: true})
 	browserSignIn(t, ctx, e.base, "alice", "alice-pw", "table.results")
@@ -87,7 +87,7 @@ func TestBrowserDocumentClusters(t *testing.T) {
 	}
 	open()
 	count, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("tr.clustered .copies-count")))
-	if err != nil || count != "3 copies from 2 members" {
+	if err != nil || count != "3 copies from 2 organizations" {
 		t.Errorf("cluster count %q (%v)", count, err)
 	}
 	rows, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("table.documents tbody tr:not(.copies-row)").length`))

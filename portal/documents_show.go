@@ -33,7 +33,7 @@ type DocumentCopy struct {
 }
 
 // DocumentCluster is one entry of the documents list: Item is the primary copy as the row
-// shows it (Item.Copies says "3 copies from 2 members" when there are others), and Copies
+// shows it (Item.Copies says "3 copies from 2 organizations" when there are others), and Copies
 // is every copy the viewer may see, the primary first. A patient's upload is an entry of
 // its own, with Copies empty.
 type DocumentCluster struct {

@@ -110,14 +110,14 @@ func TestPatientDocuments(t *testing.T) {
 		"ccda-1": []byte(testCCDA), "note-1": []byte("Visit note: walk daily.\n"), "pdf-1": []byte("%PDF-1.4 demo")}}
 	docs.items = []DocumentItem{
 		{ID: "ccda-1", Title: "Discharge summary", Date: time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC), Sources: []string{"Riverside Family Clinic"}, ContentType: "application/xml", Size: int64(len(testCCDA)), Status: "current"},
-		{ID: "note-1", Title: "Progress note", Sources: []string{"Riverside Family Clinic", "Valley Labs"}, Copies: "2 copies from 2 members", ContentType: "text/plain", Size: 24, Status: "current"},
+		{ID: "note-1", Title: "Progress note", Sources: []string{"Riverside Family Clinic", "Valley Labs"}, Copies: "2 copies from 2 organizations", ContentType: "text/plain", Size: 24, Status: "current"},
 		{ID: "pdf-1", Title: "Referral letter", ContentType: "application/pdf", Size: 13, Status: "superseded"},
 	}
 	e := newEnv(t, envOpts{documents: docs})
 	c := newClient(t)
 	e.signIn(t, c, "alice", "alice-pw")
 	list := c.get(e.base + "/documents")
-	for _, want := range []string{"Discharge summary", "Progress note", "2 copies from 2 members", "Riverside Family Clinic, Valley Labs", "replaced", "PDF, 13 bytes", `enctype="multipart/form-data"`} {
+	for _, want := range []string{"Discharge summary", "Progress note", "2 copies from 2 organizations", "Riverside Family Clinic, Valley Labs", "replaced", "PDF, 13 bytes", `enctype="multipart/form-data"`} {
 		if !strings.Contains(list.body, want) {
 			t.Errorf("documents page lacks %q", want)
 		}
@@ -125,7 +125,7 @@ func TestPatientDocuments(t *testing.T) {
 	if list.status != http.StatusOK || list.header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("documents page: %d, Cache-Control %q", list.status, list.header.Get("Cache-Control"))
 	}
-	if p := c.get(e.base + "/documents/ccda-1"); p.status != http.StatusOK || !strings.Contains(p.body, "<h2>Medications</h2>") ||
+	if p := c.get(e.base + "/documents/ccda-1"); p.status != http.StatusOK || !strings.Contains(p.body, "<h3>Medications</h3>") ||
 		strings.Contains(p.body, "<script>x") || !strings.Contains(p.body, "&lt;script&gt;") {
 		t.Errorf("C-CDA page %d:\n%s", p.status, p.body)
 	}
@@ -211,7 +211,7 @@ func dischargeCopies(t testing.TB) *clusterDocuments {
 	note := DocumentItem{ID: "note-1", Title: "Progress note", Date: day.AddDate(0, 0, -20), Sources: []string{"Riverside Family Clinic"}, ContentType: "text/plain", Size: 24, Status: "current"}
 	docs.items = append(docs.items, note)
 	primary := docs.items[0]
-	primary.Sources, primary.Copies = []string{"Riverside Family Clinic", "Valley Labs"}, "3 copies from 2 members"
+	primary.Sources, primary.Copies = []string{"Riverside Family Clinic", "Valley Labs"}, "3 copies from 2 organizations"
 	return &clusterDocuments{memDocuments: docs, clusters: []DocumentCluster{
 		{Item: primary, Copies: copies},
 		{Item: note, Copies: []DocumentCopy{{ID: "note-1", Source: "Riverside Family Clinic", ContentType: "text/plain", Size: 24, Status: "current"}}},
@@ -237,7 +237,7 @@ func TestPatientDocumentsClustered(t *testing.T) {
 	if n := strings.Count(list.body, `<details class="copies">`); n != 1 {
 		t.Errorf("%d lists of copies, want 1 (none for a single copy)", n)
 	}
-	for _, want := range []string{"3 copies from 2 members", "Riverside Family Clinic, Valley Labs", "Show all 3 copies",
+	for _, want := range []string{"3 copies from 2 organizations", "Riverside Family Clinic, Valley Labs", "Show all 3 copies",
 		"Copy from Valley Labs", "Received <time datetime=\"2026-09-03\">3 Sep 2026</time>", "Text, 73 bytes"} {
 		if !strings.Contains(list.body, want) {
 			t.Errorf("documents page lacks %q", want)

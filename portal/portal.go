@@ -184,7 +184,7 @@ type DocumentItem struct {
 	Title       string    // the document type's name
 	Date        time.Time // zero when the document gives none
 	Sources     []string  // the members that sent it (names); empty for an upload
-	Copies      string    // "2 copies from 2 members" when more than one document holds the bytes
+	Copies      string    // "2 copies from 2 organizations" when more than one document holds the bytes
 	ContentType string
 	Size        int64
 	Status      string // current or superseded

@@ -606,7 +606,7 @@ const demoDischarge = `<?xml version="1.0" encoding="UTF-8"?>
 
 // seedDocuments gives demo person i a C-CDA discharge summary from their first clinic, the
 // same summary as their second clinic's system rendered it in plain text (a near-duplicate:
-// listed with the original as "2 copies from 2 members"), and one visit note that their
+// listed with the original as "2 copies from 2 organizations"), and one visit note that their
 // first two clinics both sent (identical bytes: stored once, listed once with both
 // sources), through the documents service as a member's upload would go.
 func (r region) seedDocuments(ctx context.Context, m *Main, i int) error {

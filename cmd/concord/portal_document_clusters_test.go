@@ -85,7 +85,7 @@ func seedNearDuplicates(t *testing.T, m *Main) []string {
 // TestPortalDocumentClusters: near-duplicates of one discharge summary (same type, author
 // organization and visit day; different bytes, index dates and senders) are one entry with
 // every copy, the author's own copy first; the demo's other documents keep their entries
-// (the shared visit note still "2 copies from 2 members"). A copy withheld from the viewer
+// (the shared visit note still "2 copies from 2 organizations"). A copy withheld from the viewer
 // (PSY: from a caregiver by the patient's choice, from a clinician for treatment by consent)
 // changes the count and never leads. Every listed copy opens.
 func TestPortalDocumentClusters(t *testing.T) {
@@ -125,9 +125,9 @@ func TestPortalDocumentClusters(t *testing.T) {
 	}
 
 	c, all := discharge(ana)
-	if c.Item.Copies != "3 copies from 2 members" || c.Item.ID != ids[0] || len(c.Copies) != 3 || c.Copies[0].ID != ids[0] ||
+	if c.Item.Copies != "3 copies from 2 organizations" || c.Item.ID != ids[0] || len(c.Copies) != 3 || c.Copies[0].ID != ids[0] ||
 		!strings.Contains(copyIDs(c), ids[1]) || !strings.Contains(copyIDs(c), ids[2]) || len(c.Item.Sources) != 2 {
-		t.Fatalf("patient's entry: %+v (copies %s), want 3 copies from 2 members led by the author's own %s", c.Item, copyIDs(c), ids[0])
+		t.Fatalf("patient's entry: %+v (copies %s), want 3 copies from 2 organizations led by the author's own %s", c.Item, copyIDs(c), ids[0])
 	}
 	var note, clinical int
 	for _, e := range all {
@@ -135,7 +135,7 @@ func TestPortalDocumentClusters(t *testing.T) {
 			continue
 		}
 		clinical++
-		if e.Item.Title == "Progress note" && e.Item.Copies == "2 copies from 2 members" {
+		if e.Item.Title == "Progress note" && e.Item.Copies == "2 copies from 2 organizations" {
 			note++
 		}
 	}
@@ -166,7 +166,7 @@ func TestPortalDocumentClusters(t *testing.T) {
 			v.PersonID = ana.PersonID
 		}
 		c, _ := discharge(v)
-		if c.Item.Copies != "2 copies from 1 member" || len(c.Copies) != 2 || c.Item.ID == ids[0] || strings.Contains(copyIDs(c), ids[0]) ||
+		if c.Item.Copies != "2 copies from 1 organization" || len(c.Copies) != 2 || c.Item.ID == ids[0] || strings.Contains(copyIDs(c), ids[0]) ||
 			len(c.Item.Sources) != 1 || c.Item.Sources[0] != region.members[region.persons[0].Members[1]].Name {
 			t.Errorf("%s's entry: %+v (copies %s), want the two visible copies only", name, c.Item, copyIDs(c))
 		}

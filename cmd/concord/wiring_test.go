@@ -95,8 +95,8 @@ func TestPortalDocuments(t *testing.T) {
 	}
 	// The discharge summary and the second clinic's text rendering of it are one entry,
 	// led by the hospital's own C-CDA; the note both clinics sent is one entry too.
-	if len(items) != 2 || discharge == nil || note == nil || note.Copies != "2 copies from 2 members" || len(note.Sources) != 2 ||
-		discharge.Copies != "2 copies from 2 members" || len(discharge.Sources) != 2 || discharge.ContentType != "application/xml" {
+	if len(items) != 2 || discharge == nil || note == nil || note.Copies != "2 copies from 2 organizations" || len(note.Sources) != 2 ||
+		discharge.Copies != "2 copies from 2 organizations" || len(discharge.Sources) != 2 || discharge.ContentType != "application/xml" {
 		t.Fatalf("documents %+v", items)
 	}
 	ana.RequestID = "docs-2"
