@@ -141,6 +141,36 @@ var documentLOINC = map[string]Coding{
 	"TS": {System: systemLOINC, Code: "18761-7", Display: "Transfer summary note"},
 }
 
+// documentWords are, for each code of documentLOINC, the words (lower case, any one of
+// them) a sender's text for it (CWE-2) must contain to agree with table 0270's meaning.
+// Table 0270 is user-defined and feeds differ: many US feeds send PN for a progress
+// note. A text without them ("PN^Progress Note") may mean another kind of note, so the
+// code gets no LOINC; an empty text trusts the table.
+var documentWords = map[string][]string{
+	"PR": {"progress"},
+	"PN": {"procedure"},
+	"DS": {"discharge"},
+	"HP": {"history", "h&p", "h and p"},
+	"CN": {"consult"},
+	"OP": {"operat", "surg"},
+	"TS": {"transfer"},
+}
+
+// documentTextAgrees reports whether text, the sender's CWE-2 for the table 0270 code,
+// is empty or names the kind of note the table means (documentWords).
+func documentTextAgrees(code, text string) bool {
+	t := strings.ToLower(strings.TrimSpace(text))
+	if t == "" {
+		return true
+	}
+	for _, w := range documentWords[code] {
+		if strings.Contains(t, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // docStatuses maps HL7 table 0271 (document completion status) to the R4 docStatus
 // (composition-status): a documented, authenticated or legally authenticated document is
 // final; one dictated, in progress, incomplete or pre-authenticated is preliminary.
@@ -250,12 +280,14 @@ func (mp *mapper) documentReference(txa Segment, subj int, num CX) (*DocumentRef
 		return nil, problem(op, RequiredFieldMissing, "TXA-2", "Document type missing")
 	}
 	cc := &CodeableConcept{Text: text}
-	switch s := codingSystem(sys); {
-	case s != "" && s != systemDocumentType:
-		// A CWE naming another system (v2.7+): kept as sent.
-		cc.Coding = append(cc.Coding, Coding{System: s, Code: code, Display: text})
+	table := sys == "" || strings.EqualFold(sys, "HL70270") || codingSystem(sys) == systemDocumentType
+	switch {
+	case !table:
+		// A CWE naming another system (v2.7+), a known one or a local one ("99LOCAL"):
+		// kept as sent, never read as table 0270 and never given LOINC.
+		cc.Coding = append(cc.Coding, Coding{System: codingSystem(sys), Code: code, Display: text})
 	case documentTypes[code] != "":
-		if l, ok := documentLOINC[code]; ok {
+		if l, ok := documentLOINC[code]; ok && documentTextAgrees(code, text) {
 			cc.Coding = append(cc.Coding, l)
 		}
 		cc.Coding = append(cc.Coding, Coding{System: systemDocumentType, Code: code, Display: documentTypes[code]})

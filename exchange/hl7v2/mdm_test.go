@@ -69,24 +69,39 @@ func TestMapMDMT02(t *testing.T) {
 }
 
 func TestMapMDMTypesAndNumbers(t *testing.T) {
+	// Codings as code|system, with the systems shortened: LN (LOINC), 0270 (table 0270),
+	// none (no system).
 	for _, tt := range []struct {
 		name, txa2, wantCodes string
 	}{
-		{"procedure note is not a progress note", "PN", "28570-0 PN"},
-		{"discharge summary", "DS", "18842-5 DS"},
-		{"no certain LOINC", "CD", "CD"},
-		{"local code", "ZZ^Wound care note", "ZZ"},
-		{"CWE in LOINC", "34109-9^Note^LN", "34109-9"},
+		{"procedure note is not a progress note", "PN", "28570-0|LN PN|0270"},
+		{"discharge summary", "DS", "18842-5|LN DS|0270"},
+		{"no certain LOINC", "CD", "CD|0270"},
+		{"local code", "ZZ^Wound care note", "ZZ|none"},
+		{"CWE in LOINC", "34109-9^Note^LN", "34109-9|LN"},
+		// Table 0270 only with no coding system or HL70270; a named local system is kept
+		// as sent, without LOINC.
+		{"table 0270 named", "PR^Progress note^HL70270", "11506-3|LN PR|0270"},
+		{"local system", "PR^Progress note^99LOCAL", "PR|none"},
+		{"local system, a table 0270 code", "DS^Day surgery^99LOCAL", "DS|none"},
+		// Table 0270 is user-defined: a text that contradicts its meaning gets no LOINC.
+		{"PN sent as a progress note", "PN^Progress Note", "PN|0270"},
+		{"PN sent as a procedure note", "PN^Procedure Note", "28570-0|LN PN|0270"},
+		{"PR sent as a physician note", "PR^Physician Note^HL70270", "PR|0270"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			txa := strings.Replace(txaT02, "|PR|", "|"+tt.txa2+"|", 1)
 			doc := mustMap(t, mdm("T02", txa, "OBX|1|TX|||x")).Resources[1].DocumentReference
+			short := map[string]string{"http://loinc.org": "LN", systemDocumentType: "0270", "": "none"}
 			var got []string
 			for _, c := range doc.Type.Coding {
-				got = append(got, c.Code)
+				got = append(got, c.Code+"|"+short[c.System])
 			}
 			if strings.Join(got, " ") != tt.wantCodes {
 				t.Errorf("codes %v, want %s", got, tt.wantCodes)
+			}
+			if parts := strings.Split(tt.txa2, "^"); len(parts) > 1 && doc.Type.Text != parts[1] {
+				t.Errorf("text %q, want %q", doc.Type.Text, parts[1])
 			}
 		})
 	}
