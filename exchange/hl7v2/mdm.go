@@ -115,6 +115,8 @@ const (
 	systemLOINC            = "http://loinc.org"
 	textPlainUTF8          = "text/plain; charset=utf-8"
 	mdmUnsupportedEventMsg = "Only MDM^T02, MDM^T10 and MDM^T11 are supported"
+	mdmMixedContentMsg     = "Document text and an encapsulated document in one message"
+	mdmManyDocumentsMsg    = "More than one encapsulated document in one message"
 )
 
 var clinicalNote = CodeableConcept{Coding: []Coding{{System: systemUSCoreDocCat, Code: "clinical-note", Display: "Clinical Note"}}}
@@ -371,15 +373,20 @@ func xcnDisplay(f Field) string {
 	return strings.Join(parts, " ")
 }
 
-// documentContents reads the document's content from the OBX segments: the encapsulated
-// documents (OBX-2 ED) when there are any, each its own content; else the text of the TX,
-// FT and ST values (and of values sent without OBX-2), in order, one line per value
-// repetition, escape sequences decoded, as one text/plain UTF-8 content.
+// documentContents reads the document's content from the OBX segments: either one
+// encapsulated document (OBX-2 ED, one value), or the text of the TX, FT and ST values
+// (and of values sent without OBX-2), in order, one line per value repetition, escape
+// sequences decoded, as one text/plain UTF-8 content. Nothing is dropped: text next to an
+// encapsulated document, and more than one encapsulated value (OBX segments or
+// repetitions), are refused (AE 102 at that OBX), since which of them is the document,
+// or whether they are parts of one, cannot be told. A blank text value next to an
+// encapsulated document is allowed.
 func (mp *mapper) documentContents() ([]DocumentContent, []string, error) {
 	const op = "hl7v2.Map"
 	var lines []string
 	var encapsulated []DocumentContent
 	var locs []string
+	textAt := "" // the first OBX with text, for the error when an ED joins it
 	n := 0
 	for _, seg := range mp.m.Segments {
 		if seg.Name != "OBX" {
@@ -393,16 +400,29 @@ func (mp *mapper) documentContents() ([]DocumentContent, []string, error) {
 				lines = append(lines, "") // a blank line of the document
 				continue
 			}
+			if len(encapsulated) > 0 {
+				return nil, nil, problem(op, DataTypeError, segLoc("OBX", n, 5), mdmMixedContentMsg)
+			}
+			if textAt == "" {
+				textAt = segLoc("OBX", n, 5)
+			}
 			for r := range v.All() {
 				lines = append(lines, r.Value())
 			}
 		case "ED":
-			c, err := encapsulatedData(v.Rep(1), segLoc("OBX", n, 5))
+			loc := segLoc("OBX", n, 5)
+			switch {
+			case textAt != "":
+				return nil, nil, problem(op, DataTypeError, loc, mdmMixedContentMsg)
+			case len(encapsulated) > 0 || nonEmptyReps(v) > 1:
+				return nil, nil, problem(op, DataTypeError, loc, mdmManyDocumentsMsg)
+			}
+			c, err := encapsulatedData(v.Rep(1), loc)
 			if err != nil {
 				return nil, nil, err
 			}
 			encapsulated = append(encapsulated, c)
-			locs = append(locs, segLoc("OBX", n, 5))
+			locs = append(locs, loc)
 		default:
 			return nil, nil, problem(op, TableValueNotFound, segLoc("OBX", n, 2), "Document content must be TX, FT, ST or ED")
 		}
@@ -415,6 +435,17 @@ func (mp *mapper) documentContents() ([]DocumentContent, []string, error) {
 		return nil, nil, problem(op, RequiredFieldMissing, "OBX", "No document content")
 	}
 	return []DocumentContent{{Attachment: Attachment{ContentType: textPlainUTF8, Data: []byte(text + "\n")}}}, []string{"OBX"}, nil
+}
+
+// nonEmptyReps counts the repetitions of f that are not empty.
+func nonEmptyReps(f Field) int {
+	n := 0
+	for r := range f.All() {
+		if !r.Empty() {
+			n++
+		}
+	}
+	return n
 }
 
 // encapsulatedData decodes an ED value (source application, type of data, data subtype,

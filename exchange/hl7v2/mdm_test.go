@@ -123,11 +123,40 @@ func TestMapMDMReplaceCancelAndEncapsulated(t *testing.T) {
 		t.Errorf("T11 document %+v, %d resources", d, len(out.Resources))
 	}
 	pdf := []byte("%PDF-1.4 a tiny document")
-	out = mustMap(t, mdm("T02", txaT02, "OBX|1|TX|||ignored rendering", "OBX|2|ED|||^application^pdf^Base64^"+base64.StdEncoding.EncodeToString(pdf)))
+	ed := "^application^pdf^Base64^" + base64.StdEncoding.EncodeToString(pdf)
+	out = mustMap(t, mdm("T02", txaT02, "OBX|1|TX|||", "OBX|2|ED|||"+ed))
 	doc := out.Resources[1].DocumentReference
 	if len(doc.Content) != 1 || doc.Content[0].Attachment.ContentType != "application/pdf" || string(doc.Content[0].Attachment.Data) != string(pdf) ||
 		out.Document.ContentLoc[0] != "OBX[2]-5" {
 		t.Errorf("ED content %+v at %v", doc.Content, out.Document.ContentLoc)
+	}
+
+	// Nothing is dropped: text next to an encapsulated document, and a second
+	// encapsulated value, are refused at the OBX that adds it.
+	for _, tt := range []struct {
+		name string
+		obx  []string
+		loc  string
+	}{
+		{"text, then ED", []string{"OBX|1|TX|||a rendering", "OBX|2|ED|||" + ed}, "OBX[2]-5"},
+		{"ED, then text", []string{"OBX|1|ED|||" + ed, "OBX|2|FT|||a rendering"}, "OBX[2]-5"},
+		{"two ED segments", []string{"OBX|1|ED|||" + ed, "OBX|2|ED|||" + ed}, "OBX[2]-5"},
+		{"two ED repetitions", []string{"OBX|1|ED|||" + ed + "~" + ed}, "OBX-5"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse([]byte(mdm("T02", txaT02, tt.obx...)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Map(m, MapOptions{})
+			p := ProblemOf(err)
+			if p == nil || p.Code != DataTypeError || p.Loc != tt.loc {
+				t.Fatalf("err %v, want 102 at %s", err, tt.loc)
+			}
+			if a := AckFromError(err); a.Code != AE || a.Text == "" {
+				t.Errorf("ACK %s %q, want AE with a reason", a.Code, a.Text)
+			}
+		})
 	}
 }
 
