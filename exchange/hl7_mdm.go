@@ -5,7 +5,6 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -234,25 +233,38 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 	return nil
 }
 
-// contentError turns the document service's refusal of a content into the sender's
-// content error (AE) at the OBX it came from; other errors are returned as they are.
+// contentError sorts put's refusal of an MDM document (err): only a refusal of the
+// content itself (an error at DocumentReference.content or its attachment, or the
+// document service's TooLarge and Unsupported) is the sender's content error, AE at the
+// OBX it came from; a refusal of relatesTo (the document service's supersede) is about
+// the parent, AE 204 at TXA-13. Any other errs.Invalid (a foreign key the database
+// refused, a mapped resource that does not parse) is not the message's fault, since the
+// mapping already checked it: it becomes errs.Internal, answered AR and not remembered
+// for the MSH-10, so the sender can resend it. Other errors are returned as they are.
 func contentError(err error, d *hl7v2.Document) error {
-	if hl7v2.ProblemOf(err) != nil {
+	if err == nil || hl7v2.ProblemOf(err) != nil {
+		return err
+	}
+	path, code := errs.PathOf(err), errs.CodeOf(err)
+	switch {
+	case strings.HasPrefix(path, "DocumentReference.relatesTo"):
+		return rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-13", "The parent document cannot be replaced")
+	case !strings.HasPrefix(path, "DocumentReference.content") && code != errs.TooLarge && code != errs.Unsupported:
+		if code == errs.Invalid { // errs.E would keep the cause's code
+			return &errs.Error{Op: "exchange.HL7Intake.putDocument", Code: errs.Internal, Msg: "the document could not be stored", Err: err}
+		}
 		return err
 	}
 	loc := "OBX"
 	if len(d.ContentLoc) > 0 {
 		loc = d.ContentLoc[0]
 	}
-	var e *errs.Error
-	if errors.As(err, &e) {
-		if rest, ok := strings.CutPrefix(e.Path, "DocumentReference.content["); ok {
-			if i, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, ']'), 0)]); err == nil && i >= 0 && i < len(d.ContentLoc) {
-				loc = d.ContentLoc[i]
-			}
+	if rest, ok := strings.CutPrefix(path, "DocumentReference.content["); ok {
+		if i, err := strconv.Atoi(rest[:max(strings.IndexByte(rest, ']'), 0)]); err == nil && i >= 0 && i < len(d.ContentLoc) {
+			loc = d.ContentLoc[i]
 		}
 	}
-	switch errs.CodeOf(err) {
+	switch code {
 	case errs.TooLarge:
 		return rejectDocument(hl7v2.DataTypeError, loc, "The document is larger than allowed")
 	case errs.Unsupported:
