@@ -1,11 +1,14 @@
 package exchange
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/json"
+	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -27,11 +30,13 @@ import (
 //
 // TXA-12, the unique document number in its authority's system (resolveDocumentNumbers),
 // is the document's identifier and its idempotency key: a T02 or T10 whose number names a
-// document of the member already stores nothing when it is the same document (same
-// patient, same bytes) and is refused (AE 205) when it is not. T10 replaces the member's
-// document named by TXA-13 (relatesTo replaces: the document service marks it
-// superseded); T11 marks the document named by TXA-12 entered-in-error. A document that
-// is not the member's, or not about the message's patient, is unknown (AE 204).
+// document of the member already stores nothing when it maps to that very document (same
+// patient, bytes, labels, type, status, dates, author and parent: sameDocument) and is
+// refused (AE 205) when anything differs. T10 replaces the member's document named by
+// TXA-13 (relatesTo replaces: the document service marks it superseded), unless that one
+// was cancelled or replaced already (AE 204); T11 marks the document named by TXA-12
+// entered-in-error. A document that is not the member's, or not about the message's
+// patient, is unknown (AE 204).
 
 // rejectDocument is a content error about a document (AE, with code at loc).
 func rejectDocument(code hl7v2.ErrCode, loc, text string) error {
@@ -126,47 +131,160 @@ func (h *HL7Intake) memberDocument(ctx context.Context, tx db.Querier, member di
 	return st, nil
 }
 
-// storedDocument is the part of a stored DocumentReference the intake compares.
+// storedDocument is the part of a stored DocumentReference the intake checks.
 type storedDocument struct {
-	Status  string `json:"status"`
-	Content []struct {
+	Status string `json:"status"`
+}
+
+// documentStatus returns the status of the stored DocumentReference st.
+func documentStatus(st store.Stored) (string, error) {
+	var sd storedDocument
+	if err := json.Unmarshal(st.Body, &sd); err != nil {
+		return "", errs.E("exchange.documentStatus", errs.Internal, err)
+	}
+	return sd.Status, nil
+}
+
+// documentKey returns what identifies an MDM document's mapping in the DocumentReference
+// JSON body, as bytes to compare: every element the mapping writes (identifier, type,
+// category, subject, docStatus, date, author, authenticator, relatesTo, the context's
+// period), the security labels (meta.security with labels, as a set), and for each
+// content its media type, size and SHA-1, whether the bytes are inline (data: the
+// mapped resource) or were stored by the document service (size and hash: the stored
+// one). Left out are what the server writes (id, the rest of meta), status (superseded
+// or entered-in-error by later messages), and the context's encounter, which PV1-19 finds
+// among the member's stored Encounters at the time and so is not the message's to fix.
+func documentKey(body []byte, labels []fhir.Coding) ([]byte, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(body, &top); err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for k, v := range top {
+		switch k {
+		case "id", "meta", "status", "content", "context":
+			continue
+		}
+		var x any
+		if err := json.Unmarshal(v, &x); err != nil {
+			return nil, err
+		}
+		out[k] = x
+	}
+	var meta struct {
+		Security []fhir.Coding `json:"security"`
+	}
+	if raw := top["meta"]; raw != nil {
+		if err := json.Unmarshal(raw, &meta); err != nil {
+			return nil, err
+		}
+	}
+	var set []string
+	for _, c := range append(meta.Security, labels...) {
+		if k := c.System + "|" + c.Code; !slices.Contains(set, k) {
+			set = append(set, k)
+		}
+	}
+	slices.Sort(set)
+	out["security"] = set
+	if raw := top["context"]; raw != nil {
+		var c map[string]any
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, err
+		}
+		delete(c, "encounter")
+		out["context"] = c
+	}
+	var contents []struct {
 		Attachment struct {
-			Size *int64 `json:"size"`
-			Hash string `json:"hash"`
+			ContentType string `json:"contentType"`
+			Data        []byte `json:"data"`
+			Size        *int64 `json:"size"`
+			Hash        string `json:"hash"`
 		} `json:"attachment"`
-	} `json:"content"`
+	}
+	if raw := top["content"]; raw != nil {
+		if err := json.Unmarshal(raw, &contents); err != nil {
+			return nil, err
+		}
+	}
+	var keys []string
+	for _, c := range contents {
+		a := c.Attachment
+		mt, _, _ := mime.ParseMediaType(a.ContentType)
+		size, hash := int64(-1), a.Hash
+		if a.Size != nil {
+			size = *a.Size
+		}
+		if a.Data != nil {
+			sum := sha1.Sum(a.Data)
+			size, hash = int64(len(a.Data)), base64.StdEncoding.EncodeToString(sum[:])
+		}
+		keys = append(keys, strings.ToLower(mt)+" "+strconv.FormatInt(size, 10)+" "+hash)
+	}
+	out["content"] = keys
+	return json.Marshal(out) // maps marshal with sorted keys
 }
 
 // sameDocument reports whether st, the member's document with the message's number, is
-// the message's document: about the same patient, with the same bytes (size and SHA-1 of
-// each content, in order, as the document service recorded them).
-func sameDocument(st store.Stored, patient string, doc *hl7v2.DocumentReference) (bool, error) {
-	var sd storedDocument
-	if err := json.Unmarshal(st.Body, &sd); err != nil {
-		return false, errs.E("exchange.sameDocument", errs.Internal, err)
-	}
-	if st.PatientID != patient || len(sd.Content) != len(doc.Content) {
+// what the message maps to: about the same patient, and with the same documentKey as r
+// stored now (its references rewritten to the ids in ids, with the labels Ingest would
+// add: sourceWrite). A different label, type, status, date, author, parent or content
+// under the same number is not the same document.
+func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patient string, r hl7v2.Resource, ids map[string]string) (bool, error) {
+	const op = "exchange.HL7Intake.sameDocument"
+	if st.PatientID != patient {
 		return false, nil
 	}
-	for i, c := range doc.Content {
-		a := sd.Content[i].Attachment
-		sum := sha1.Sum(c.Attachment.Data)
-		if a.Size == nil || *a.Size != int64(len(c.Attachment.Data)) || a.Hash != base64.StdEncoding.EncodeToString(sum[:]) {
-			return false, nil
-		}
+	b, err := r.JSON()
+	if err != nil {
+		return false, err
 	}
-	return true, nil
+	res, err := fhir.Parse(b)
+	if err != nil {
+		return false, errs.E(op, errs.Internal, err)
+	}
+	res, err = fhir.RewriteReferences(res, func(ref string) (string, error) {
+		if to, ok := ids[ref]; ok {
+			return to, nil
+		}
+		return ref, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	want, err := documentKey(res.Bytes(), h.srv.sourceWrite(member, res, "").Security)
+	if err != nil {
+		return false, errs.E(op, errs.Internal, err)
+	}
+	got, err := documentKey(st.Body, nil)
+	if err != nil {
+		return false, errs.E(op, errs.Internal, err)
+	}
+	return bytes.Equal(got, want), nil
 }
 
 // putDocument stores the DocumentReference r of an MDM T02 or T10 through put (Ingest,
-// and so the document service), after the checks the message's document numbers need:
-// a number the member already used stores nothing if it names this very document (a
-// resend under a new MSH-10), and is refused (AE 205) if not; a T10's parent must be the
-// member's document about the same patient and not entered in error (else AE 204), and
-// the new document replaces it. PV1-19 points context.encounter at the member's Encounter
-// of that visit when there is one, of the same patient. The document service's refusals
-// of the content (too large, a type it does not accept, bytes that are not what they
-// claim) are the sender's errors, answered AE at the content's OBX; S3 being down is not
+// and so the document service), after the checks the message's document numbers need.
+//
+// A number the member already used stores nothing if the stored document is exactly
+// what the message maps to (sameDocument: a resend under a new MSH-10), and is refused
+// (AE 205, with a fixed reason) if anything differs: the patient, the bytes, and also
+// only a label (TXA-18), the type (TXA-2), the completion status (TXA-17), a date, the
+// author or the parent (TXA-13; so a T10 under the number of a T02, or of a T10 of
+// another parent). Such a message is never applied as an update, not even a changed
+// label or status on the same bytes: a T02 or T10 announces a new document, while
+// changing one is MDM T03/T04/T08, which Concord does not take; applying it would also
+// let a resend of an old message quietly lower a label (V to U). The sender replaces the
+// document with a T10 under a new number instead.
+//
+// A T10's parent must be the member's document about the same patient, neither entered
+// in error nor already replaced by another (AE 204: two current replacements of one
+// document would leave it unclear which is the document now); the new document replaces
+// it. PV1-19 points context.encounter at the member's Encounter of that visit when there
+// is one, of the same patient. The document service's refusals of the content (too
+// large, a type it does not accept, bytes that are not what they claim) are the
+// sender's errors, answered AE at the content's OBX (contentError); S3 being down is not
 // (errs.Unavailable: AR, nothing written).
 func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, r hl7v2.Resource,
 	ids map[string]string, put func(hl7v2.Resource) error) error {
@@ -180,32 +298,18 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 	if err != nil {
 		return err
 	}
-	switch len(existing) {
-	case 0:
-	case 1:
-		st, err := h.srv.FHIR.Get(ctx, tx, "DocumentReference", existing[0])
-		if err != nil {
-			return err
-		}
-		same, err := sameDocument(st, patient, doc)
-		if err != nil || same {
-			return err // the same document again: nothing to store
-		}
-		return rejectDocument(hl7v2.DuplicateKeyIdentifier, "TXA-12", "This document number was already used for another document; send MDM^T10 to replace a document")
-	default:
+	if len(existing) > 1 {
 		return rejectDocument(hl7v2.DuplicateKeyIdentifier, "TXA-12", "The document number names more than one document")
 	}
+	// The parent and the encounter first: a resend is compared with all of the mapping.
+	parentStatus := ""
 	if parent != nil {
 		st, err := h.memberDocument(ctx, tx, member, *parent, patient, "TXA-13")
 		if err != nil {
 			return err
 		}
-		var sd storedDocument
-		if err := json.Unmarshal(st.Body, &sd); err != nil {
-			return errs.E("exchange.HL7Intake.putDocument", errs.Internal, err)
-		}
-		if sd.Status == "entered-in-error" {
-			return rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-13", "The parent document was cancelled")
+		if parentStatus, err = documentStatus(st); err != nil {
+			return err
 		}
 		doc.RelatesTo = []hl7v2.DocumentRelatesTo{{Code: "replaces", Target: hl7v2.Reference{Reference: "DocumentReference/" + st.ID}}}
 	}
@@ -226,6 +330,23 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 				doc.Context.Encounter = []hl7v2.Reference{{Reference: "Encounter/" + st.ID}}
 			}
 		}
+	}
+	if len(existing) == 1 {
+		st, err := h.srv.FHIR.Get(ctx, tx, "DocumentReference", existing[0])
+		if err != nil {
+			return err
+		}
+		same, err := h.sameDocument(member, st, patient, r, ids)
+		if err != nil || same {
+			return err // the same document again: nothing to store
+		}
+		return rejectDocument(hl7v2.DuplicateKeyIdentifier, "TXA-12", "This document number was already used for a different document; send MDM^T10 with a new number to replace a document")
+	}
+	switch parentStatus {
+	case "entered-in-error":
+		return rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-13", "The parent document was cancelled")
+	case "superseded":
+		return rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-13", "The parent document was already replaced")
 	}
 	if err := put(r); err != nil {
 		return contentError(err, d)

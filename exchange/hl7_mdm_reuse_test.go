@@ -1,0 +1,144 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// mdmWith is mdmMsg (no visit) with the TXA fields in set changed ("" clears one).
+func mdmWith(ev, ctl, pid, num, parent, text string, set map[int]string) string {
+	msg := mdmMsg(ev, ctl, pid, num, parent, "", text)
+	fields := map[int]string{1: "1", 2: "PR", 4: "20250301093000", 5: "C001^Forster^Richard^^^Dr", 12: num, 13: parent, 17: "AU"}
+	for k, v := range set {
+		fields[k] = v
+	}
+	i := strings.Index(msg, "TXA|")
+	j := i + strings.Index(msg[i:], "\r") + 1
+	return msg[:i] + txaSeg(fields) + msg[j:]
+}
+
+// mdmSecurity returns the codes of the stored document's meta.security.
+func (e *mdmEnv) mdmSecurity(t testing.TB, num string) []string {
+	t.Helper()
+	var body []byte
+	err := e.pool.QueryRow(context.Background(), `SELECT r.body FROM fhir_resources r JOIN fhir_idx_token t ON t.type = r.type AND t.id = r.id
+		WHERE r.type = 'DocumentReference' AND r.member_id = $1 AND t.param = 'identifier' AND t.code = $2 AND NOT r.deleted`, e.member.ID, num).Scan(&body)
+	if err != nil {
+		t.Fatalf("document %s: %v", num, err)
+	}
+	var d struct {
+		Meta struct {
+			Security []struct{ Code string }
+		}
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for _, s := range d.Meta.Security {
+		codes = append(codes, s.Code)
+	}
+	return codes
+}
+
+// TestHL7MDMNumberReuse: a document number used again under a new MSH-10 is a resend
+// (AA, nothing written) only when the message maps to exactly the stored document; the
+// same patient and bytes with another confidentiality (TXA-18), type (TXA-2), status
+// (TXA-17), date or parent (T10 instead of T02) are AE 205 and change nothing.
+func TestHL7MDMNumberReuse(t *testing.T) {
+	e := newMDMEnv(t)
+	c := mllpClient(t, e.addr)
+	sendOK := func(what, msg string) {
+		t.Helper()
+		if code, err := send(t, c, msg); code != "AA" {
+			t.Fatalf("%s: %s %s", what, code, err)
+		}
+	}
+	unchanged := func(what, msg, wantCode, wantErr string) {
+		t.Helper()
+		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
+		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
+		if code, err := send(t, c, msg); code != wantCode || err != wantErr {
+			t.Errorf("%s: %s %s, want %s %s", what, code, err, wantCode, wantErr)
+		}
+		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs {
+			t.Errorf("%s stored something", what)
+		}
+	}
+	const note = "A confidential note."
+	sendOK("T02 usual control", mdmWith("T02", "U1", pidA, "DOC-U", "", note, map[int]string{18: "U"}))
+	unchanged("resend", mdmWith("T02", "U2", pidA, "DOC-U", "", note, map[int]string{18: "U"}), "AA", "")
+	unchanged("very restricted under a used number", mdmWith("T02", "U3", pidA, "DOC-U", "", note, map[int]string{18: "V"}), "AE", "205")
+	if got := e.mdmSecurity(t, "DOC-U"); len(got) != 0 {
+		t.Errorf("labels %v after the refused relabel, want none", got)
+	}
+	sendOK("T02 very restricted", mdmWith("T02", "V1", pidA, "DOC-V", "", note, map[int]string{18: "V"}))
+	unchanged("resend, very restricted", mdmWith("T02", "V2", pidA, "DOC-V", "", note, map[int]string{18: "V"}), "AA", "")
+	unchanged("usual control under a used number", mdmWith("T02", "V3", pidA, "DOC-V", "", note, map[int]string{18: "U"}), "AE", "205")
+	if got := e.mdmSecurity(t, "DOC-V"); len(got) != 1 || got[0] != "V" {
+		t.Errorf("labels %v, want [V]", got)
+	}
+	unchanged("another type", mdmWith("T02", "U4", pidA, "DOC-U", "", note, map[int]string{2: "DS", 18: "U"}), "AE", "205")
+	unchanged("another status", mdmWith("T02", "U5", pidA, "DOC-U", "", note, map[int]string{17: "IP", 18: "U"}), "AE", "205")
+	unchanged("another date", mdmWith("T02", "U6", pidA, "DOC-U", "", note, map[int]string{4: "20250302093000", 18: "U"}), "AE", "205")
+	unchanged("another author", mdmWith("T02", "U7", pidA, "DOC-U", "", note, map[int]string{5: "C002^Other^Ann", 18: "U"}), "AE", "205")
+
+	// The visit's Encounter arriving later does not make a resend another document.
+	sendOK("T02 of a visit not yet known", mdmMsg("T02", "E1", pidA, "DOC-E", "", "C9", note))
+	sendOK("A01 of the visit", adtA01("C9", pidA))
+	unchanged("resend once the visit is known", mdmMsg("T02", "E2", pidA, "DOC-E", "", "C9", note), "AA", "")
+
+	// T10 under the number of a T02 with the same bytes: not the same document.
+	sendOK("T02 DOC-1", mdmMsg("T02", "P1", pidA, "DOC-1", "", "", "First."))
+	sendOK("T02 DOC-2", mdmMsg("T02", "P2", pidA, "DOC-2", "", "", "Second."))
+	unchanged("T10 under DOC-2's number", mdmMsg("T10", "P3", pidA, "DOC-2", "DOC-1", "", "Second."), "AE", "205")
+	d1, _ := e.doc(t, "DOC-1")
+	d2, _ := e.doc(t, "DOC-2")
+	if d1.Status != "current" || len(d2.RelatesTo) != 0 {
+		t.Errorf("after the refused T10: DOC-1 %s, DOC-2 relatesTo %+v", d1.Status, d2.RelatesTo)
+	}
+	// A T10 resent with another parent is not the same either.
+	sendOK("T10 DOC-3 replaces DOC-1", mdmMsg("T10", "P4", pidA, "DOC-3", "DOC-1", "", "Third."))
+	unchanged("T10 DOC-3 resent", mdmMsg("T10", "P5", pidA, "DOC-3", "DOC-1", "", "Third."), "AA", "")
+	unchanged("T10 DOC-3 with another parent", mdmMsg("T10", "P6", pidA, "DOC-3", "DOC-2", "", "Third."), "AE", "205")
+	if d2, _ := e.doc(t, "DOC-2"); d2.Status != "current" {
+		t.Errorf("DOC-2 %s after the refused T10, want current", d2.Status)
+	}
+}
+
+// TestHL7MDMParentReplaced: a T10 whose parent another T10 has replaced already is AE
+// 204, so one document never has two current replacements; replacing the replacement is
+// accepted, and the first T10 resent is still a resend.
+func TestHL7MDMParentReplaced(t *testing.T) {
+	e := newMDMEnv(t)
+	c := mllpClient(t, e.addr)
+	for _, m := range []struct{ what, msg string }{
+		{"T02 DOC-1", mdmMsg("T02", "R1", pidA, "DOC-1", "", "", "First.")},
+		{"T10 DOC-2 replaces DOC-1", mdmMsg("T10", "R2", pidA, "DOC-2", "DOC-1", "", "Second.")},
+	} {
+		if code, err := send(t, c, m.msg); code != "AA" {
+			t.Fatalf("%s: %s %s", m.what, code, err)
+		}
+	}
+	ack, err := c.Send(t.Context(), []byte(mdmMsg("T10", "R3", pidA, "DOC-3", "DOC-1", "", "Third.")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Get("MSA-1") != "AE" || ack.Get("ERR-3.1") != "204" || ack.Get("MSA-3") != "The parent document was already replaced" || ack.Get("ERR-2") != "TXA^1^13" {
+		t.Errorf("T10 of a replaced parent: %s %s %q at %s", ack.Get("MSA-1"), ack.Get("ERR-3.1"), ack.Get("MSA-3"), ack.Get("ERR-2"))
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM documents_metadata WHERE status = 'current'`); n != 1 {
+		t.Errorf("%d current documents, want 1", n)
+	}
+	if code, err := send(t, c, mdmMsg("T10", "R4", pidA, "DOC-2", "DOC-1", "", "Second.")); code != "AA" {
+		t.Errorf("T10 DOC-2 resent: %s %s", code, err)
+	}
+	if code, err := send(t, c, mdmMsg("T10", "R5", pidA, "DOC-3", "DOC-2", "", "Third.")); code != "AA" {
+		t.Errorf("T10 DOC-3 replaces DOC-2: %s %s", code, err)
+	}
+	if d2, _ := e.doc(t, "DOC-2"); d2.Status != "superseded" {
+		t.Errorf("DOC-2 %s, want superseded", d2.Status)
+	}
+}
