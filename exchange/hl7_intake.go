@@ -211,6 +211,10 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 		return res
 	}
 	res.member = member.ID
+	if err := h.pinFacility(ctx, msg, member, mapped); err != nil {
+		res.ack, res.err = ackFor(err), err
+		return res
+	}
 	key := mapped.Key
 	var stored *hl7v2.Ack
 	// Two connections of one member may create the same new Patient at once; the loser's
@@ -457,7 +461,8 @@ func (h *HL7Intake) resolveIdentifiers(ctx context.Context, tx db.Querier, membe
 // member's, c's own system when nobody registered it (a national number's namespace), or
 // an error text when it is another member's, or an OID/UUID/URI nobody registered.
 // trusted is set for the sending facility (MSH-4), which the directory registered to the
-// member as an HL7 sender: its universal ID is kept as sent when no authority has it.
+// member as an HL7 sender: its universal ID is kept as sent when no authority has it,
+// which is only when the registration names it (pinFacility drops one it does not).
 func authoritySystem(auth map[string]directory.Authority, member directory.Member, c hl7v2.CX, trusted bool) (string, string) {
 	a, ok := auth[c.System()]
 	if !ok && c.UniversalID == "" && c.Namespace != "" {

@@ -45,11 +45,66 @@ func rejectDocument(code hl7v2.ErrCode, loc, text string) error {
 	return e
 }
 
+// pinFacility makes the sending facility (MSH-4), where it stands in for the authority
+// of a document number sent without one, only what the directory verified. senderMember
+// accepts a message whose MSH-4 matches one form the member registered (the raw field,
+// the namespace ID or the universal ID), so when the match was the namespace alone, the
+// universal ID is only what the message says: unless it is a registered authority (then
+// resolveDocumentNumbers keeps it, or refuses another member's), the numbers lose it
+// and their system is the registered namespace (GENFAC^1.2.3.4.5^ISO registered as
+// GENFAC numbers its documents in GENFAC, or in the system the namespace was registered
+// for with AddHL7Namespace). PID-3 and authorities sent in TXA-12/13 are not affected.
+// It returns errs.Unavailable when the directory cannot be read.
+func (h *HL7Intake) pinFacility(ctx context.Context, msg *hl7v2.Message, member directory.Member, m *hl7v2.Mapped) error {
+	d := m.Document
+	if d == nil || (d.NumberLoc != "MSH-4" && (d.Parent == nil || d.ParentLoc != "MSH-4")) {
+		return nil
+	}
+	msh := msg.MSH()
+	f := msh.Field(4)
+	fac := hl7v2.CX{Namespace: f.Comp(1).Value(), UniversalID: f.Comp(2).Value(), UniversalIDType: f.Comp(3).Value()}
+	if fac.UniversalID == "" {
+		return nil // matched by its namespace, the only thing it names
+	}
+	// Registered as sent: the raw field or the universal ID (hdForms but the namespace).
+	forms := []string{f.Raw()}
+	if u := f.Comp(2).String(); u != f.Raw() {
+		forms = append(forms, u)
+	}
+	id, err := h.srv.Directory.HL7SenderMember(ctx, nil, hdForms(msh.Field(3)), forms)
+	switch {
+	case err == nil && id == member.ID:
+		return nil
+	case err != nil && errs.CodeOf(err) != errs.NotFound && errs.CodeOf(err) != errs.Conflict:
+		return err
+	}
+	auth, err := h.srv.Directory.ResolveAuthorities(ctx, nil, []string{fac.System()})
+	if err != nil {
+		return err
+	}
+	if _, ok := auth[fac.System()]; ok {
+		return nil
+	}
+	if fac.Namespace == "" {
+		return reject204("MSH-4", "Sending facility not registered to this connection's member")
+	}
+	if d.NumberLoc == "MSH-4" {
+		d.Number.UniversalID, d.Number.UniversalIDType = "", ""
+		d.NumberSystem = d.Number.System()
+	}
+	if d.Parent != nil && d.ParentLoc == "MSH-4" {
+		d.Parent.UniversalID, d.Parent.UniversalIDType = "", ""
+		d.ParentSystem = d.Parent.System()
+	}
+	return nil
+}
+
 // resolveDocumentNumbers rewrites the systems of the MDM document numbers (TXA-12,
 // TXA-13) as resolveIdentifiers does PID-3's (authoritySystem): an authority registered to
 // the member becomes its system, another member's is refused (AE 204). The sending
 // facility (MSH-4), which stands in for a number sent without an authority, is the
-// member's by its HL7 registration: its universal ID is kept when no authority has it.
+// member's by its HL7 registration, as pinFacility left it: its universal ID only when
+// the registration or an authority of the member names it, else its namespace.
 func resolveDocumentNumbers(auth map[string]directory.Authority, member directory.Member, m *hl7v2.Mapped) error {
 	d := m.Document
 	one := func(c hl7v2.CX, loc string) (string, error) {
