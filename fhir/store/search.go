@@ -412,6 +412,16 @@ func broadToken(p string) bool {
 // q's other clauses. A deleted resource has no index rows, and a resource with several
 // matching rows (one code in two systems) is one row. After is also a bound on the walk, so
 // that a later page starts at its place in the index rather than at the patient's newest.
+//
+// The walk finds rows by the copies of patient_id and last_updated in the index rows, which
+// every write keeps equal to the resource row's, but a stale copy (SQL by hand, a partial
+// restore, a writer that bypasses Put) would hand over another patient's resource, to be
+// judged under this patient's consent, or a deleted one. So the last check probes the
+// resource row by its key and keeps the walked row only if the resource is live, in the
+// patient c.pid, and last changed at k0: a stale row is skipped, and the walk goes on to
+// fill the page (a check at the final join instead would cut the page short, which a
+// caller reads as the end of the results). The probe is one primary-key lookup per
+// candidate, of rows the final join reads anyway for the page's.
 func (b *builder) tokenWalk(q Query, d int) (string, []string, error) {
 	b.perRow = true
 	c := q.Clauses[d]
@@ -430,6 +440,8 @@ func (b *builder) tokenWalk(q Query, d int) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
+	rest = append(rest, "EXISTS (SELECT 1 FROM fhir_resources f WHERE f.type = r.type AND f.id = r.id AND f.patient_id = c.pid"+
+		" AND f.last_updated = r.k0 AND NOT f.deleted"+b.tail())
 	return "SELECT DISTINCT x.type, x.id, x.last_updated AS k0 FROM fhir_idx_token x WHERE " + strings.Join(conds, " AND "), rest, nil
 }
 

@@ -276,3 +276,75 @@ func TestTokenDrivenSearch(t *testing.T) {
 		})
 	}
 }
+
+// TestTokenWalkStaleCopies: the token walk trusts the patient_id and last_updated copied into
+// the index rows only to find candidates; each is checked against its resource row. A
+// resource whose token rows name another patient (as SQL by hand or a partial restore
+// could leave them) and one marked deleted with its index rows left behind are not
+// returned, and the pages stay full: they equal the compartment walk's, which reads the
+// resource rows themselves. One whose rows carry another last_updated cannot be placed in
+// the order, so the walk leaves it out too (Reindex repairs the copies).
+func TestTokenWalkStaleCopies(t *testing.T) {
+	pool, s := memberA(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	loinc := `{"system":"http://loinc.org","code":"34111-5"}`
+	byPatient := map[string][]string{}
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		for i := range 30 {
+			p := []string{"p1", "p2"}[i%2]
+			st, err := s.Put(ctx, tx, store.Write{Resource: docRef(p, loinc, "clinical-note", "2025-01-01"), MemberID: "a", PatientID: p,
+				At: t0.Add(time.Duration(i) * time.Second)})
+			if err != nil {
+				return err
+			}
+			byPatient[p] = append(byPatient[p], st.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, gone, old := byPatient["p2"][14], byPatient["p1"][14], byPatient["p1"][13] // each the newest left
+	mustExec(t, pool, `UPDATE fhir_idx_token SET patient_id = 'p1' WHERE id = $1`, other)
+	mustExec(t, pool, `UPDATE fhir_resources SET deleted = true WHERE type = 'DocumentReference' AND id = $1`, gone)
+	mustExec(t, pool, `UPDATE fhir_idx_token SET last_updated = last_updated + interval '1 hour' WHERE id = $1`, old)
+	if stale := staleCopies(t, pool); len(stale) == 0 {
+		t.Fatal("the copies were not made stale")
+	}
+
+	sq, err := fhir.ParseSearch("DocumentReference", url.Values{"type": {"http://loinc.org|34111-5"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	driven := store.Query{Type: "DocumentReference", Clauses: sq.Clauses, Patients: []string{"p1"}, Limit: 4}
+	if sql, _, err := store.BuildSelect(driven); err != nil || !strings.Contains(sql, "FROM fhir_idx_token x WHERE x.patient_id = c.pid") {
+		t.Fatalf("not walked off the token rows (%v):\n%s", err, sql)
+	}
+	usual := driven
+	usual.Members = []string{"a"}
+	pages := func(q store.Query) (out []string) {
+		t.Helper()
+		for {
+			page, err := s.Search(ctx, nil, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range page {
+				if r.ID == other || r.ID == gone {
+					t.Fatalf("members %v: found %s of %s, deleted %v", q.Members, r.ID, r.PatientID, r.ID == gone)
+				}
+				out = append(out, fmt.Sprintf("%s %s %v", r.ID, r.PatientID, r.Key))
+			}
+			if len(page) < q.Limit {
+				return out
+			}
+			q.After = &page[len(page)-1].Key
+		}
+	}
+	got, want := pages(driven), pages(usual)
+	want = slices.DeleteFunc(want, func(row string) bool { return strings.HasPrefix(row, old+" ") })
+	if len(want) != 13 || !slices.Equal(got, want) {
+		t.Fatalf("driven pages %d rows %v\nusual plan %d rows %v", len(got), got, len(want), want)
+	}
+}
