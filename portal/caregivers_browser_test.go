@@ -6,7 +6,6 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
@@ -16,11 +15,7 @@ import (
 func TestBrowserCaregivers(t *testing.T) {
 	t.Parallel()
 	pool := testkit.DB(t)
-	alog, err := audit.New(t.Context(), pool, audit.Config{CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alog.Close() })
+	alog := auditLog(t, pool)
 	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog), secureCookies: true})
 	ctx := browser(t)
 	browserSignIn(t, ctx, e.base, "alice", "alice-pw", "table.results")
@@ -35,7 +30,7 @@ func TestBrowserCaregivers(t *testing.T) {
 	); err != nil {
 		t.Fatalf("invite: %v", err)
 	}
-	link, err = chromedp.Run(ctx, chromedp.Value(chromedp.ID("new-url")))
+	link, err := chromedp.Run(ctx, chromedp.Value(chromedp.ID("new-url")))
 	if err != nil || !strings.Contains(link, "/caregiver/") {
 		t.Fatalf("invitation link %q (%v)", link, err)
 	}

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
@@ -22,11 +21,7 @@ var inviteURLRe = regexp.MustCompile(`id="new-url"[^>]*value="([^"]+)"`)
 func TestCaregiverAccess(t *testing.T) {
 	t.Parallel()
 	pool := testkit.DB(t)
-	alog, err := audit.New(t.Context(), pool, audit.Config{CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alog.Close() })
+	alog := auditLog(t, pool)
 	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog), messageStore: NewMessageStore(pool).WithAudit(alog)})
 
 	alice := newClient(t)

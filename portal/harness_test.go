@@ -18,6 +18,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/devoidc"
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/internal/testkit"
@@ -373,4 +374,16 @@ func (e *env) sessionID(c *client) string {
 		}
 	}
 	return ""
+}
+
+// auditLog is an audit log on pool for one test, closed when the test ends, with no
+// checkpoints.
+func auditLog(t *testing.T, pool *pgxpool.Pool) *audit.Log {
+	t.Helper()
+	alog, err := audit.New(t.Context(), pool, audit.Config{CheckpointEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alog.Close() })
+	return alog
 }

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
@@ -14,11 +13,7 @@ import (
 func TestNoLabsNoEmptyShareForm(t *testing.T) {
 	t.Parallel()
 	pool := testkit.DB(t)
-	alog, err := audit.New(t.Context(), pool, audit.Config{CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alog.Close() })
+	alog := auditLog(t, pool)
 	e := newEnv(t, envOpts{shares: NewShareStore(pool).WithAudit(alog), shared: noSharedLabs{}})
 	e.records.mu.Lock()
 	e.records.labs = map[string][]LabResult{}

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
@@ -66,11 +65,7 @@ func TestCaregiverPagesSpeakOfThePatient(t *testing.T) {
 func TestCaregiverDocumentsAndMessages(t *testing.T) {
 	t.Parallel()
 	pool := testkit.DB(t)
-	alog, err := audit.New(t.Context(), pool, audit.Config{CheckpointEvery: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alog.Close() })
+	alog := auditLog(t, pool)
 	docs := &memDocuments{person: "person-1", uploads: map[string][]byte{}, bytes: map[string][]byte{"note-1": []byte("x")},
 		items: []DocumentItem{{ID: "note-1", Title: "Progress note", Date: time.Date(2026, 8, 12, 0, 0, 0, 0, time.UTC),
 			Sources: []string{"Riverside Family Clinic"}, ContentType: "text/plain", Size: 1, Status: "current"}}}
