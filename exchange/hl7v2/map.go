@@ -263,11 +263,7 @@ func (mp *mapper) subjectRef(i int) *Reference {
 
 func (mp *mapper) adt() error {
 	const op = "hl7v2.Map"
-	pid, ok := mp.m.Segment("PID")
-	if !ok {
-		return problem(op, SegmentSequenceError, "PID", "")
-	}
-	subj, err := mp.patient(pid, 1)
+	subj, err := mp.firstPatient()
 	if err != nil {
 		return err
 	}
@@ -310,6 +306,16 @@ func cxList(f Field) []CX {
 		}
 	}
 	return out
+}
+
+// firstPatient maps the message's first PID (a segment sequence error without one), adds
+// the Patient and returns its subject index.
+func (mp *mapper) firstPatient() (int, error) {
+	pid, ok := mp.m.Segment("PID")
+	if !ok {
+		return 0, problem("hl7v2.Map", SegmentSequenceError, "PID", "")
+	}
+	return mp.patient(pid, 1)
 }
 
 // patient maps PID occurrence n, adds the Patient and returns its subject index.

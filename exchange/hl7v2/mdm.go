@@ -200,11 +200,7 @@ func (mp *mapper) mdm() error {
 	default:
 		return problem(op, UnsupportedEventCode, "MSH-9", mdmUnsupportedEventMsg)
 	}
-	pid, ok := mp.m.Segment("PID")
-	if !ok {
-		return problem(op, SegmentSequenceError, "PID", "")
-	}
-	subj, err := mp.patient(pid, 1)
+	subj, err := mp.firstPatient()
 	if err != nil {
 		return err
 	}
