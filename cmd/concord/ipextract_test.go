@@ -31,6 +31,8 @@ func TestIPExtractor(t *testing.T) {
 		{"garbled entry", proxies, "10.0.0.7:5000", []string{"198.51.100.1, not-an-ip"}, "10.0.0.7"},
 		{"ipv6 proxy", proxies, "[fd00::1]:5000", []string{"2001:db8::5"}, "2001:db8::5"},
 		{"no header", proxies, "10.0.0.7:5000", nil, "10.0.0.7"},
+		{"all hops trusted, mapped form", proxies, "10.0.0.7:5000", []string{"0:0:0:0:0:ffff:a00:5"}, "10.0.0.5"},
+		{"mapped client", proxies, "10.0.0.7:5000", []string{"::ffff:198.51.100.1"}, "198.51.100.1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

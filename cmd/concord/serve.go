@@ -386,7 +386,8 @@ var _ = flag.ErrHelp
 // some, a request whose peer is one of them is attributed to the nearest address in
 // X-Forwarded-For that is not (an unparsable entry stops the walk at the peer); Echo's
 // defaults of also trusting loopback, link-local and private peers are switched off, so a
-// client on the same network cannot name its own source.
+// client on the same network cannot name its own source. The address is returned in one
+// form (an IPv4-mapped IPv6 address as IPv4), and as the peer's when it does not parse.
 func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	if len(trusted) == 0 {
 		return echo.ExtractIPDirect()
@@ -395,5 +396,12 @@ func ipExtractor(trusted []netip.Prefix) echo.IPExtractor {
 	for _, p := range trusted {
 		opts = append(opts, echo.TrustIPRange(&net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}))
 	}
-	return echo.ExtractIPFromXFFHeader(opts...)
+	xff := echo.ExtractIPFromXFFHeader(opts...)
+	return func(r *http.Request) string {
+		ip := xff(r)
+		if a, err := netip.ParseAddr(ip); err == nil {
+			return a.Unmap().String()
+		}
+		return echo.ExtractIPDirect()(r)
+	}
 }
