@@ -38,6 +38,7 @@ type labRow struct {
 	Status    string // in words, shown only when not final ("Preliminary, may change")
 	Source    string // the source member's name (its ID when the name is unknown)
 	Part2     bool   // a 42 CFR Part 2 record disclosed to a non-patient (see LabResult.Part2)
+	state     string // the FHIR Observation.status, for newTrend
 }
 
 // showLabs lists the patient's lab results grouped by test, each labelled with its source.
@@ -53,11 +54,16 @@ func (s *Server) showLabs(c echo.Context) error {
 }
 
 // groupLabs groups results by code (by display name when a result has no code), orders each
-// group newest first, and orders groups by their newest result.
+// group newest first, and orders groups by their newest result. It shows each result as
+// labShown does, so one entered in error is in no group.
 func groupLabs(res []LabResult, loc *time.Location) []labTest {
 	byKey := map[string]*labTest{}
 	var order []string
 	for _, r := range res {
+		r, ok := labShown(r)
+		if !ok {
+			continue
+		}
 		key := r.Code
 		if key == "" {
 			key = "display:" + strings.ToLower(r.Display)
@@ -80,7 +86,7 @@ func groupLabs(res []LabResult, loc *time.Location) []labTest {
 		status := labStatusWords(r.Status)
 		t.Rows = append(t.Rows, labRow{
 			Value: r.Value, Unit: r.Unit, RefRange: r.RefRange, Flag: flag, FlagLabel: label, Abnormal: abnormal,
-			Effective: r.Effective.In(loc), Status: status, Source: src, Part2: r.Part2,
+			Effective: r.Effective.In(loc), Status: status, Source: src, Part2: r.Part2, state: r.Status,
 		})
 	}
 	tests := make([]labTest, 0, len(order))
@@ -103,6 +109,25 @@ func groupLabs(res []LabResult, loc *time.Location) []labTest {
 	return tests
 }
 
+// labShown returns r as every lab view shows it (the labs, share-link and clinician pages,
+// their trends and the share choices), and false when none may show it at all:
+//   - entered-in-error: the result was never valid, so it is left out everywhere, as
+//     documents entered in error are (cmd/concord portal_documents.go). Showing it, even
+//     struck through, would put a wrong value and its flag in front of the reader.
+//   - cancelled: the test was not done or not completed, so there is no result. The row is
+//     shown with its status words ("Cancelled, no result") so the reader knows the test was
+//     ordered; any value, unit or flag a sender left on it is dropped, so it is never styled
+//     abnormal, never plotted and never quoted in a share label.
+func labShown(r LabResult) (LabResult, bool) {
+	switch r.Status {
+	case "entered-in-error":
+		return LabResult{}, false
+	case "cancelled":
+		r.Value, r.Unit, r.Flag = "", "", ""
+	}
+	return r, true
+}
+
 // part2Notice is the §2.32 notice a page shows above results when any of them is a Part 2
 // record disclosed to a non-patient; nil when none is.
 type part2Notice struct {
@@ -121,8 +146,8 @@ func part2NoticeFor(tests []labTest) *part2Notice {
 	return nil
 }
 
-// labStatusWords names a FHIR Observation status for a patient; "" for a final result,
-// which needs no label.
+// labStatusWords names a FHIR R4 Observation status for a patient; "" for a final result,
+// which needs no label. Every R4 status has words; a code outside R4 is shown as it is.
 func labStatusWords(st string) string {
 	switch st {
 	case "", "final":
@@ -136,9 +161,11 @@ func labStatusWords(st string) string {
 	case "corrected":
 		return "Corrected"
 	case "cancelled":
-		return "Cancelled"
+		return "Cancelled, no result"
 	case "entered-in-error":
-		return "Entered in error"
+		return "Entered in error" // never shown: labShown leaves these results out
+	case "unknown":
+		return "Status unknown"
 	default:
 		return st
 	}

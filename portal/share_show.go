@@ -106,22 +106,31 @@ func (s *Server) patientViewer(c echo.Context, sess *Session) Viewer {
 	return v
 }
 
-// shareChoices lists results with an ID, newest first, labelled as the labs page shows them.
+// shareChoices lists results with an ID, newest first, labelled as the labs page shows them
+// (labShown): a result entered in error is no choice, and a cancelled one has no value.
 func shareChoices(labs []LabResult, loc *time.Location) []shareChoice {
-	sorted := append([]LabResult(nil), labs...)
+	sorted := make([]LabResult, 0, len(labs))
+	for _, r := range labs {
+		if r, ok := labShown(r); ok && r.ID != "" {
+			sorted = append(sorted, r)
+		}
+	}
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Effective.After(sorted[j].Effective) })
 	var out []shareChoice
 	for _, r := range sorted {
-		if r.ID == "" {
-			continue
-		}
 		name := r.Display
 		if name == "" {
 			name = r.Code
 		}
-		label := name + " " + r.Value
+		label := name
+		if r.Value != "" {
+			label += " " + r.Value
+		}
 		if r.Unit != "" {
 			label += " " + r.Unit
+		}
+		if r.Status == "cancelled" {
+			label += " (cancelled)"
 		}
 		if !r.Effective.IsZero() {
 			label += ", " + r.Effective.In(loc).Format("2 Jan 2006")

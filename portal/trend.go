@@ -25,16 +25,23 @@ const (
 )
 
 // newTrend returns nil when fewer than two results (rows newest first) have numeric values.
+// A cancelled or entered-in-error row is never plotted, whatever value it carries. The
+// reference band is the newest plotted row's.
 func newTrend(rows []labRow) *trend {
 	type pt struct {
 		t time.Time
 		v float64
 	}
 	var pts []pt
+	ref := ""
 	for i := len(rows) - 1; i >= 0; i-- {
+		if rows[i].state == "cancelled" || rows[i].state == "entered-in-error" {
+			continue
+		}
 		v, ok := numeric(rows[i].Value)
 		if ok {
 			pts = append(pts, pt{rows[i].Effective, v})
+			ref = rows[i].RefRange
 		}
 	}
 	if len(pts) < 2 {
@@ -44,7 +51,7 @@ func newTrend(rows []labRow) *trend {
 	for _, p := range pts {
 		lo, hi = math.Min(lo, p.v), math.Max(hi, p.v)
 	}
-	rlo, rhi, hasRange := refRange(rows[0].RefRange)
+	rlo, rhi, hasRange := refRange(ref)
 	if hasRange {
 		lo, hi = math.Min(lo, rlo), math.Max(hi, rhi)
 	}
@@ -81,7 +88,7 @@ func newTrend(rows []labRow) *trend {
 	if hasRange {
 		top, bottom := y(rhi), y(rlo)
 		tr.BandY, tr.BandH = fmt.Sprintf("%.1f", top), fmt.Sprintf("%.1f", bottom-top)
-		tr.Label += fmt.Sprintf("; shaded band is the reference range %s", rows[0].RefRange)
+		tr.Label += fmt.Sprintf("; shaded band is the reference range %s", ref)
 	}
 	return tr
 }
