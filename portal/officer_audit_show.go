@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/consent"
 )
 
 type officerAuditPage struct {
@@ -104,9 +105,17 @@ func officerWords(words, code string) string {
 	return words + " (" + code + ")"
 }
 
-// auditReasonWords says what an audit event's reason code means; "" for an unknown code.
+// auditReasonWords says what an audit event's reason code means to a privacy officer; ""
+// for an unknown code. The codes are those the event writers use (TestAuditReasonWords
+// lists them): consent decisions (consent.Reason), break-the-glass reasons (worded as the
+// reviews page words them, btgReasonWords), record access outside a consent decision,
+// failures (an errs code), portal actions and patient matching.
 func auditReasonWords(code string) string {
+	if consent.KnownBreakGlassReason(code) {
+		return btgReasonWords(code)
+	}
 	switch code {
+	// Consent decisions (consent/reason.go).
 	case "no-directive":
 		return "No consent or policy permits it"
 	case "permitted":
@@ -133,6 +142,120 @@ func auditReasonWords(code string) string {
 		return "Consent could not be read"
 	case "item-unreadable":
 		return "The record's labels could not be read"
+
+	// Record access decided without a consent directive (records, exchange, documents).
+	case "own-record":
+		return "The organization's own record"
+	case "not-owner":
+		return "Another organization's record: not changed or shown"
+	case "not-found":
+		return "No such record"
+	case "deleted":
+		return "The record had been deleted"
+	case "patient-upload":
+		return "A document the patient uploaded"
+	case "integrity-sha256-mismatch":
+		return "The document failed its integrity check and was not shown"
+	case "reference-data":
+		return "Directory data, not a patient's record"
+	case "no-compartment":
+		return "Belongs to no patient's record"
+	case "viewer-filtered":
+		return "Permitted, but withheld from this viewer by the portal"
+	case "own-patient":
+		return "The organization's own patient"
+	case "not-member-patient":
+		return "Not a patient of this organization"
+	case "unknown-or-foreign-patient":
+		return "Unknown patient, or not this organization's"
+	case "unknown-source-identifier":
+		return "Unknown patient identifier"
+	case "consent-saved":
+		return "An organization filed a consent through the exchange"
+	case "consent-preview":
+		return "An organization previewed what the patient's consent allows"
+
+	// Failures (the errs code of what went wrong).
+	case "internal":
+		return "Failed: internal error"
+	case "not_found":
+		return "Failed: not found"
+	case "invalid":
+		return "Failed: invalid request"
+	case "conflict":
+		return "Failed: conflicting change"
+	case "unauthenticated":
+		return "Failed: not signed in"
+	case "forbidden":
+		return "Failed: not permitted"
+	case "unavailable":
+		return "Failed: a service was unavailable"
+	case "too_large":
+		return "Failed: too large"
+	case "unsupported":
+		return "Failed: not supported"
+	case "rate_limited":
+		return "Failed: too many requests"
+
+	// Portal actions.
+	case "choice-on":
+		return "The patient turned a sharing choice on"
+	case "choice-off":
+		return "The patient turned a sharing choice off"
+	case "paper-form-on":
+		return "An officer recorded a signed consent form"
+	case "paper-form-off":
+		return "An officer recorded the withdrawal of a signed consent form"
+	case "proxy-invited":
+		return "The patient invited a caregiver"
+	case "proxy-registered":
+		return "An officer registered a parent or guardian"
+	case "proxy-accepted":
+		return "A caregiver accepted an invitation"
+	case "proxy-revoked":
+		return "The patient ended a caregiver's access"
+	case "proxy-sensitive-on":
+		return "The patient let a caregiver see sensitive information"
+	case "proxy-sensitive-off":
+		return "The patient stopped a caregiver seeing sensitive information"
+	case "portal-message":
+		return "A secure message thread was read"
+	case "officer-simulation":
+		return "An officer simulated a consent decision"
+	case "officer-consent-review":
+		return "An officer read the patient's consent history"
+	case "review-closed":
+		return "An officer closed an emergency access review"
+	case "share-link-created":
+		return "The patient made a share link"
+	case "share-link-revoked":
+		return "The patient revoked a share link"
+	case "access-disputed":
+		return "The patient reported an access as wrong"
+	case "dispute-closed":
+		return "An officer closed the patient's report"
+
+	// Patient matching (mpi, exchange).
+	case "match":
+		return "Patient match look-up"
+	case "pix":
+		return "Cross-reference look-up of the patient's other identifiers"
+	case "pix-source":
+		return "Cross-reference look-up of the asking organization's own record"
+	case "review-link":
+		return "An officer linked records after review"
+	case "review-keep-apart":
+		return "An officer kept records apart after review"
+	case "manual-link":
+		return "A data steward linked a record to the person"
+	case "manual-unlink":
+		return "A data steward unlinked a record from the person"
+	case "manual-merge":
+		return "A data steward merged two persons"
+	case "manual-unmerge":
+		return "A data steward undid a merge"
+	case "source-retired":
+		return "The organization merged two of its own records"
 	}
 	return ""
 }
