@@ -26,13 +26,12 @@ func (f reviewCloseForm) Validate() error {
 // officer (CSRF-checked by the chain), then answers 303 to the reviews page with a flash.
 // An unknown or already closed task is a 404.
 func (s *Server) closeBreakGlassReview(c echo.Context) error {
-	sess, _ := session(c)
 	n, _ := strconv.ParseInt(c.FormValue("task"), 10, 64)
 	f := reviewCloseForm{ID: n}
 	if err := f.Validate(); err != nil {
 		return err
 	}
-	if err := s.privacy.CloseBreakGlassReview(c.Request().Context(), f.ID, sess.Issuer+"|"+sess.Subject); err != nil {
+	if err := s.privacy.CloseBreakGlassReview(c.Request().Context(), staffViewer(c), f.ID); err != nil {
 		return err
 	}
 	s.setFlash(c, "Review "+strconv.FormatInt(f.ID, 10)+" closed.")

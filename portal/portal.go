@@ -327,9 +327,9 @@ type Privacy interface {
 	CloseDispute(ctx context.Context, v Viewer, id int64, resolution string) error
 	// BreakGlassReviews returns the open break-the-glass review tasks, oldest first.
 	BreakGlassReviews(ctx context.Context) ([]BreakGlassReview, error)
-	// CloseBreakGlassReview closes open task id as reviewed by actor ("iss|sub"). It
-	// returns errs.NotFound when no open task has that ID.
-	CloseBreakGlassReview(ctx context.Context, id int64, actor string) error
+	// CloseBreakGlassReview closes open task id as reviewed by officer v, audited with v's
+	// request ID and source IP. It returns errs.NotFound when no open task has that ID.
+	CloseBreakGlassReview(ctx context.Context, v Viewer, id int64) error
 	// MPIReviews returns the open identity review items, oldest first, at most limit.
 	MPIReviews(ctx context.Context, limit int) ([]MPIReview, error)
 	// ResolveMPIReview decides open review item id as officer v: link joins its record to

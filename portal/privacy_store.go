@@ -257,15 +257,15 @@ func (p *PrivacyStore) BreakGlassReviews(ctx context.Context) ([]BreakGlassRevie
 	return out, nil
 }
 
-// CloseBreakGlassReview closes open task id as reviewed by actor. With an Auditor the
-// closing and its audit event (break-the-glass, reason review-closed, role officer)
-// commit together.
-func (p *PrivacyStore) CloseBreakGlassReview(ctx context.Context, id int64, actor string) error {
+// CloseBreakGlassReview closes open task id as reviewed by officer v. With an Auditor the
+// closing and its audit event (break-the-glass, reason review-closed, v's actor, org, role,
+// request ID and source IP) commit together.
+func (p *PrivacyStore) CloseBreakGlassReview(ctx context.Context, v Viewer, id int64) error {
 	const op = "portal.PrivacyStore.CloseBreakGlassReview"
 	closeTask := func(tx db.Querier) error {
 		var person string
 		err := tx.QueryRow(ctx, `UPDATE consent_review_tasks SET status = 'closed', closed_at = now(), closed_by = $2
-			WHERE id = $1 AND status = 'open' RETURNING person_id::text`, id, actor).Scan(&person)
+			WHERE id = $1 AND status = 'open' RETURNING person_id::text`, id, v.Actor).Scan(&person)
 		if err != nil {
 			if errs.CodeOf(db.Map(op, err)) == errs.NotFound {
 				return errs.E(op, errs.NotFound, "no open review task with that ID")
@@ -276,7 +276,7 @@ func (p *PrivacyStore) CloseBreakGlassReview(ctx context.Context, id int64, acto
 			return nil
 		}
 		return p.audit.AppendTx(ctx, tx, audit.Event{Action: audit.BreakGlass, Outcome: audit.Permit, Reason: "review-closed",
-			Actor: actor, Role: string(RoleOfficer), Patient: person})
+			Actor: v.Actor, Org: v.Org, Role: string(RoleOfficer), Patient: person, RequestID: v.RequestID, SourceIP: v.SourceIP})
 	}
 	if ts, ok := p.db.(db.TxStarter); ok {
 		return db.InTx(ctx, ts, closeTask)

@@ -362,6 +362,25 @@ func TestOfficerReviewsCloseBreakGlassTask(t *testing.T) {
 	if status != "closed" || by != pe.op.Issuer()+"|sub-off-1" {
 		t.Errorf("task %s closed by %q", status, by)
 	}
+	// The closing's audit event carries the officer's request ID and source IP, as every
+	// portal audit event does.
+	evs, _, err := audit.Search(t.Context(), pe.pool, audit.Filter{Action: []audit.Action{audit.BreakGlass}, Count: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var closed []audit.Event
+	for _, ev := range evs {
+		if ev.Reason == "review-closed" {
+			closed = append(closed, ev)
+		}
+	}
+	if len(closed) != 1 {
+		t.Fatalf("%d review-closed events, want 1", len(closed))
+	}
+	if ev := closed[0]; ev.Actor != pe.op.Issuer()+"|sub-off-1" || ev.Role != consent.RoleOfficer || ev.Org != "riverside" ||
+		ev.RequestID == "" || ev.RequestID != res.header.Get("X-Request-Id") || ev.SourceIP == "" {
+		t.Errorf("review-closed event %+v (response request ID %q)", ev, res.header.Get("X-Request-Id"))
+	}
 	r = c.get(pe.base + "/officer/reviews")
 	if !strings.Contains(r.body, "Review "+task+" closed.") || strings.Contains(r.body, "Unconscious on arrival") {
 		t.Errorf("after close: flash or list wrong\n%s", r.body)
