@@ -106,6 +106,14 @@ func mllpClient(t testing.TB, addr string) *hl7v2.Client {
 	return hl7v2.NewClient(c)
 }
 
+// sendAA sends msg and fails the test unless the answer is AA; what names the step.
+func sendAA(t testing.TB, c *hl7v2.Client, what, msg string) {
+	t.Helper()
+	if code, err := send(t, c, msg); code != "AA" {
+		t.Fatalf("%s: %s %s", what, code, err)
+	}
+}
+
 // send sends msg and returns MSA-1 and the table 0357 code of the ACK ("" for none).
 func send(t testing.TB, c *hl7v2.Client, msg string) (string, string) {
 	t.Helper()

@@ -50,12 +50,6 @@ func (e *mdmEnv) mdmSecurity(t testing.TB, num string) []string {
 func TestHL7MDMNumberReuse(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
-	sendOK := func(what, msg string) {
-		t.Helper()
-		if code, err := send(t, c, msg); code != "AA" {
-			t.Fatalf("%s: %s %s", what, code, err)
-		}
-	}
 	unchanged := func(what, msg, wantCode, wantErr string) {
 		t.Helper()
 		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
@@ -68,13 +62,13 @@ func TestHL7MDMNumberReuse(t *testing.T) {
 		}
 	}
 	const note = "A confidential note."
-	sendOK("T02 usual control", mdmWith("T02", "U1", pidA, "DOC-U", "", note, map[int]string{18: "U"}))
+	sendAA(t, c, "T02 usual control", mdmWith("T02", "U1", pidA, "DOC-U", "", note, map[int]string{18: "U"}))
 	unchanged("resend", mdmWith("T02", "U2", pidA, "DOC-U", "", note, map[int]string{18: "U"}), "AA", "")
 	unchanged("very restricted under a used number", mdmWith("T02", "U3", pidA, "DOC-U", "", note, map[int]string{18: "V"}), "AE", "205")
 	if got := e.mdmSecurity(t, "DOC-U"); len(got) != 0 {
 		t.Errorf("labels %v after the refused relabel, want none", got)
 	}
-	sendOK("T02 very restricted", mdmWith("T02", "V1", pidA, "DOC-V", "", note, map[int]string{18: "V"}))
+	sendAA(t, c, "T02 very restricted", mdmWith("T02", "V1", pidA, "DOC-V", "", note, map[int]string{18: "V"}))
 	unchanged("resend, very restricted", mdmWith("T02", "V2", pidA, "DOC-V", "", note, map[int]string{18: "V"}), "AA", "")
 	unchanged("usual control under a used number", mdmWith("T02", "V3", pidA, "DOC-V", "", note, map[int]string{18: "U"}), "AE", "205")
 	if got := e.mdmSecurity(t, "DOC-V"); len(got) != 1 || got[0] != "V" {
@@ -86,13 +80,13 @@ func TestHL7MDMNumberReuse(t *testing.T) {
 	unchanged("another author", mdmWith("T02", "U7", pidA, "DOC-U", "", note, map[int]string{5: "C002^Other^Ann", 18: "U"}), "AE", "205")
 
 	// The visit's Encounter arriving later does not make a resend another document.
-	sendOK("T02 of a visit not yet known", mdmMsg("T02", "E1", pidA, "DOC-E", "", "C9", note))
-	sendOK("A01 of the visit", adtA01("C9", pidA))
+	sendAA(t, c, "T02 of a visit not yet known", mdmMsg("T02", "E1", pidA, "DOC-E", "", "C9", note))
+	sendAA(t, c, "A01 of the visit", adtA01("C9", pidA))
 	unchanged("resend once the visit is known", mdmMsg("T02", "E2", pidA, "DOC-E", "", "C9", note), "AA", "")
 
 	// T10 under the number of a T02 with the same bytes: not the same document.
-	sendOK("T02 DOC-1", mdmMsg("T02", "P1", pidA, "DOC-1", "", "", "First."))
-	sendOK("T02 DOC-2", mdmMsg("T02", "P2", pidA, "DOC-2", "", "", "Second."))
+	sendAA(t, c, "T02 DOC-1", mdmMsg("T02", "P1", pidA, "DOC-1", "", "", "First."))
+	sendAA(t, c, "T02 DOC-2", mdmMsg("T02", "P2", pidA, "DOC-2", "", "", "Second."))
 	unchanged("T10 under DOC-2's number", mdmMsg("T10", "P3", pidA, "DOC-2", "DOC-1", "", "Second."), "AE", "205")
 	d1, _ := e.doc(t, "DOC-1")
 	d2, _ := e.doc(t, "DOC-2")
@@ -100,7 +94,7 @@ func TestHL7MDMNumberReuse(t *testing.T) {
 		t.Errorf("after the refused T10: DOC-1 %s, DOC-2 relatesTo %+v", d1.Status, d2.RelatesTo)
 	}
 	// A T10 resent with another parent is not the same either.
-	sendOK("T10 DOC-3 replaces DOC-1", mdmMsg("T10", "P4", pidA, "DOC-3", "DOC-1", "", "Third."))
+	sendAA(t, c, "T10 DOC-3 replaces DOC-1", mdmMsg("T10", "P4", pidA, "DOC-3", "DOC-1", "", "Third."))
 	unchanged("T10 DOC-3 resent", mdmMsg("T10", "P5", pidA, "DOC-3", "DOC-1", "", "Third."), "AA", "")
 	unchanged("T10 DOC-3 with another parent", mdmMsg("T10", "P6", pidA, "DOC-3", "DOC-2", "", "Third."), "AE", "205")
 	if d2, _ := e.doc(t, "DOC-2"); d2.Status != "current" {

@@ -244,12 +244,6 @@ func TestHL7MDMCorpus(t *testing.T) {
 func TestHL7MDMReplaceAndCancel(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
-	sendOK := func(what, msg string) {
-		t.Helper()
-		if code, err := send(t, c, msg); code != "AA" {
-			t.Fatalf("%s: %s %s", what, code, err)
-		}
-	}
 	sendAE := func(what, msg, wantErr string) {
 		t.Helper()
 		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
@@ -261,8 +255,8 @@ func TestHL7MDMReplaceAndCancel(t *testing.T) {
 			t.Errorf("%s stored something", what)
 		}
 	}
-	sendOK("A01", adtA01("C1", pidA))
-	sendOK("T02", mdmMsg("T02", "D1", pidA, "DOC-1", "", "C1", "First note.\nSecond line."))
+	sendAA(t, c, "A01", adtA01("C1", pidA))
+	sendAA(t, c, "T02", mdmMsg("T02", "D1", pidA, "DOC-1", "", "C1", "First note.\nSecond line."))
 	d1, patient := e.doc(t, "DOC-1")
 	var encID string
 	if err := e.pool.QueryRow(context.Background(), `SELECT id FROM fhir_resources WHERE type = 'Encounter'`).Scan(&encID); err != nil {
@@ -281,7 +275,7 @@ func TestHL7MDMReplaceAndCancel(t *testing.T) {
 	sendAE("parent of another patient", mdmMsg("T10", "D5", pidB, "DOC-2", "DOC-1", "", "Corrected."), "204")
 	sendAE("cancel of an unknown document", mdmMsg("T11", "D6", pidA, "NO-SUCH", "", "", ""), "204")
 
-	sendOK("T10", mdmMsg("T10", "D7", pidA, "DOC-2", "DOC-1", "", "Corrected note."))
+	sendAA(t, c, "T10", mdmMsg("T10", "D7", pidA, "DOC-2", "DOC-1", "", "Corrected note."))
 	d1, _ = e.doc(t, "DOC-1")
 	d2, p2 := e.doc(t, "DOC-2")
 	if d1.Status != "superseded" || d2.Status != "current" || p2 != patient || len(d2.RelatesTo) != 1 ||
@@ -295,12 +289,12 @@ func TestHL7MDMReplaceAndCancel(t *testing.T) {
 		t.Errorf("T10: %d update events for the superseded document, want 1", n)
 	}
 	versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
-	sendOK("T10 resent under a new MSH-10", mdmMsg("T10", "D8", pidA, "DOC-2", "DOC-1", "", "Corrected note."))
+	sendAA(t, c, "T10 resent under a new MSH-10", mdmMsg("T10", "D8", pidA, "DOC-2", "DOC-1", "", "Corrected note."))
 	if n := e.scalar(t, `SELECT count(*) FROM fhir_history`); n != versions {
 		t.Errorf("the resent T10 wrote %d versions", n-versions)
 	}
 
-	sendOK("T11", mdmMsg("T11", "D9", pidA, "DOC-2", "", "", ""))
+	sendAA(t, c, "T11", mdmMsg("T11", "D9", pidA, "DOC-2", "", "", ""))
 	d2, _ = e.doc(t, "DOC-2")
 	if d2.Status != "entered-in-error" || e.scalar(t, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND status = 'entered-in-error'`, d2.ID) != 1 {
 		t.Errorf("T11: status %s", d2.Status)
@@ -309,7 +303,7 @@ func TestHL7MDMReplaceAndCancel(t *testing.T) {
 		t.Errorf("T11: %d update events, want 1", n)
 	}
 	versions = e.scalar(t, `SELECT count(*) FROM fhir_history`)
-	sendOK("T11 resent under a new MSH-10", mdmMsg("T11", "D10", pidA, "DOC-2", "", "", ""))
+	sendAA(t, c, "T11 resent under a new MSH-10", mdmMsg("T11", "D10", pidA, "DOC-2", "", "", ""))
 	if n := e.scalar(t, `SELECT count(*) FROM fhir_history`); n != versions {
 		t.Errorf("the resent T11 wrote %d versions", n-versions)
 	}
