@@ -13,9 +13,13 @@ import (
 // ChromiumPath is where Debian's chromium package installs the browser.
 const ChromiumPath = "/usr/bin/chromium"
 
+// browserBudget bounds one test's browser session, every step included.
+const browserBudget = 3 * time.Minute
+
 // Browser returns a chromedp context on a fresh headless Chromium with the flags a closed
-// network needs (stack.md) and an empty profile, closed when the test ends. It skips the
-// test when Chromium is not installed, unless CONCORD_TEST_STRICT=1 makes that a failure.
+// network needs (stack.md) and an empty profile, closed when the test ends or after
+// browserBudget. It skips the test when Chromium is not installed, unless
+// CONCORD_TEST_STRICT=1 makes that a failure.
 func Browser(t testing.TB, width, height int) context.Context {
 	t.Helper()
 	if _, err := os.Stat(ChromiumPath); err != nil {
@@ -40,7 +44,10 @@ func Browser(t testing.TB, width, height int) context.Context {
 	}
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelB := chromedp.NewContext(actx)
-	ctx, cancelC := context.WithTimeout(ctx, 60*time.Second)
+	// The whole session has browserBudget: a hung wait still fails well inside go test's
+	// 10 minutes, and a test that walks many pages is not cut short on two cores loaded by
+	// the other packages' tests.
+	ctx, cancelC := context.WithTimeout(ctx, browserBudget)
 	t.Cleanup(func() { cancelC(); cancelB(); cancelA() })
 	return ctx
 }
