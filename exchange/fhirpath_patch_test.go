@@ -204,57 +204,6 @@ func TestFHIRPathPatchRefusedRequests(t *testing.T) {
 	untouched(t, env, "Patient", pa)
 }
 
-// TestFHIRPathPatchRefusal mirrors TestPatchRefusal: a FHIRPath Patch of another member's
-// resource, of an unknown id or of the member's own deleted resource answers the same 404 a
-// PUT of it does (identical bodies but for the request ID), after the same deny event; the
-// patch is never applied, so a where() that would select nothing in the hidden resource
-// (a 422 were it applied) still answers 404.
-func TestFHIRPathPatchRefusal(t *testing.T) {
-	env, ta, tb, pa, oa := foreignObservation(t)
-	personA := personOf(t, env.pool, pa)
-	gone := env.create(t, ta, "/Observation", obsJSON("", pa, "gone"))
-	if st, b, _ := do(t, "DELETE", env.base+"/Observation/"+gone, ta, nil); st != 204 {
-		t.Fatalf("setup: DELETE = %d %s", st, b)
-	}
-	before := env.scalar(t, `SELECT count(*) FROM fhir_history`)
-	_, putBody, _ := do(t, "PUT", env.base+"/Observation/"+unknownID, tb, obsJSON(unknownID, pa, "x"), "X-Request-Id", "rq-fp-put-404")
-	want404 := strings.ReplaceAll(string(putBody), "rq-fp-put-404", "RID")
-
-	probe := []byte(fhirPathPatch(fhirPathOp("replace", "Observation.where(value = 'guess').status", fhirPathPart("value", "valueCode", `"amended"`))))
-	for i, tt := range []struct {
-		name, tok, id, reason, patient string
-	}{
-		{"another member's Observation", tb, oa, "not-owner", personA},
-		{"another member's deleted Observation", tb, gone, "not-owner", personA},
-		{"an unknown id", tb, unknownID, "not-found", ""},
-		{"the member's own deleted Observation", ta, gone, "deleted", personA},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			rid := "rq-fp-refused-" + strconv.Itoa(i)
-			st, body, _ := patchDo(t, env.base+"/Observation/"+tt.id, tt.tok, "application/fhir+json", probe, "X-Request-Id", rid)
-			if st != 404 || strings.ReplaceAll(string(body), rid, "RID") != want404 {
-				t.Fatalf("PATCH = %d %s; want the PUT's 404 %s", st, body, want404)
-			}
-			evs := eventsOf(t, env.pool, rid)
-			if !sameBriefs(briefs(evs), []brief{{"update", tt.patient, []string{"Observation/" + tt.id}}}) ||
-				evs[0].Outcome != "deny" || evs[0].Reason != tt.reason {
-				t.Fatalf("events %+v; want one deny of the update, reason %s", evs, tt.reason)
-			}
-		})
-	}
-	// In a Bundle too: B's transaction patching A's Observation fails with 404 and stores nothing.
-	tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + fhirPathEntry("Observation/"+oa, string(probe)) + `]}`
-	if st, body, _ := do(t, "POST", env.base, tb, []byte(tx)); st != 404 {
-		t.Errorf("transaction patching another member's Observation = %d %s; want 404", st, body)
-	}
-	if n := env.scalar(t, `SELECT count(*) FROM fhir_history`); n != before {
-		t.Errorf("%d versions written by refused patches", n-before)
-	}
-	if st, b, _ := do(t, "GET", env.base+"/Observation/"+oa, ta, nil); st != 200 || !strings.Contains(string(b), `"valueString":"a"`) || !strings.Contains(string(b), `"status":"final"`) {
-		t.Errorf("A's Observation after refused patches = %d %s", st, b)
-	}
-}
-
 // TestFHIRPathPatchBundle: a Parameters resource as a PATCH entry's resource is a FHIRPath
 // Patch, applied as PATCH [type]/[id] applies it: in a transaction after the creates, with
 // a reference its value brings in to another entry resolved; one that cannot be applied

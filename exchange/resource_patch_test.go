@@ -137,11 +137,28 @@ func TestPatchResource(t *testing.T) {
 	}
 }
 
-// TestPatchRefusal: a PATCH of another member's resource, of an unknown id or of the
-// member's own deleted resource answers the same 404 a PUT of it does (identical bodies
-// but for the request ID), after the same deny event; the patch is never applied, so a
-// test operation that would fail against the hidden resource still answers 404.
+// TestPatchRefusal: a PATCH (JSON Patch or FHIRPath Patch) of another member's resource, of
+// an unknown id or of the member's own deleted resource answers the same 404 a PUT of it
+// does (identical bodies but for the request ID), after the same deny event; the patch is
+// never applied, so a probe that would fail against the hidden resource (a JSON Patch test
+// operation, a FHIRPath where() that selects nothing: 422 were it applied) still answers
+// 404. In a Bundle too: B's transaction patching A's Observation is 404 and stores nothing.
 func TestPatchRefusal(t *testing.T) {
+	for _, f := range []struct {
+		name, contentType string
+		probe             string
+		entry             func(url, patch string) string
+	}{
+		{"JSON Patch", "", `[{"op":"test","path":"/valueString","value":"guess"},{"op":"replace","path":"/valueString","value":"evil"}]`, patchEntry},
+		{"FHIRPath Patch", "application/fhir+json", fhirPathPatch(fhirPathOp("replace", "Observation.where(value = 'guess').status", fhirPathPart("value", "valueCode", `"amended"`))), fhirPathEntry},
+	} {
+		t.Run(f.name, func(t *testing.T) { patchRefused(t, f.contentType, []byte(f.probe), f.entry) })
+	}
+}
+
+// patchRefused checks TestPatchRefusal for one patch format: probe sent as contentType, and
+// entry, which makes a Bundle PATCH entry of it.
+func patchRefused(t *testing.T, contentType string, probe []byte, entry func(url, patch string) string) {
 	env, ta, tb, pa, oa := foreignObservation(t)
 	personA := personOf(t, env.pool, pa)
 	gone := env.create(t, ta, "/Observation", obsJSON("", pa, "gone"))
@@ -153,7 +170,6 @@ func TestPatchRefusal(t *testing.T) {
 	_, putBody, _ := do(t, "PUT", env.base+"/Observation/"+unknownID, tb, obsJSON(unknownID, pa, "x"), "X-Request-Id", "rq-put-404")
 	want404 := strings.ReplaceAll(string(putBody), "rq-put-404", "RID")
 
-	probe := []byte(`[{"op":"test","path":"/valueString","value":"guess"},{"op":"replace","path":"/valueString","value":"evil"}]`)
 	for i, tt := range []struct {
 		name, tok, id, reason, patient string
 	}{
@@ -164,7 +180,7 @@ func TestPatchRefusal(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			rid := "rq-patch-refused-" + strconv.Itoa(i)
-			st, body, _ := patchDo(t, env.base+"/Observation/"+tt.id, tt.tok, "", probe, "X-Request-Id", rid)
+			st, body, _ := patchDo(t, env.base+"/Observation/"+tt.id, tt.tok, contentType, probe, "X-Request-Id", rid)
 			if st != 404 || strings.ReplaceAll(string(body), rid, "RID") != want404 {
 				t.Fatalf("PATCH = %d %s; want the PUT's 404 %s", st, body, want404)
 			}
@@ -175,10 +191,14 @@ func TestPatchRefusal(t *testing.T) {
 			}
 		})
 	}
+	tx := `{"resourceType":"Bundle","type":"transaction","entry":[` + entry("Observation/"+oa, string(probe)) + `]}`
+	if st, body, _ := do(t, "POST", env.base, tb, []byte(tx)); st != 404 {
+		t.Errorf("transaction patching another member's Observation = %d %s; want 404", st, body)
+	}
 	if n := env.scalar(t, `SELECT count(*) FROM fhir_history`); n != before {
 		t.Errorf("%d versions written by refused patches", n-before)
 	}
-	if st, b, _ := do(t, "GET", env.base+"/Observation/"+oa, ta, nil); st != 200 || !strings.Contains(string(b), `"valueString":"a"`) {
+	if st, b, _ := do(t, "GET", env.base+"/Observation/"+oa, ta, nil); st != 200 || !strings.Contains(string(b), `"valueString":"a"`) || !strings.Contains(string(b), `"status":"final"`) {
 		t.Errorf("A's Observation after refused patches = %d %s", st, b)
 	}
 }
