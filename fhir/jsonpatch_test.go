@@ -139,26 +139,38 @@ func TestApplyPatch(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParsePatch: %v", err)
 			}
-			doc := []byte(tt.doc)
-			got, err := ApplyPatch(doc, p, 1<<20)
-			if string(doc) != tt.doc {
-				t.Errorf("ApplyPatch modified its input: %s", doc)
-			}
-			switch tt.outcome {
-			case patchOK:
-				if err != nil {
-					t.Fatalf("ApplyPatch: %v", err)
-				}
-				if string(got) != tt.want {
-					t.Errorf("got  %s\nwant %s", got, tt.want)
-				}
-			case patchNotApplied:
-				if errs.CodeOf(err) != errs.Invalid || !errors.Is(err, ErrPatchNotApplied) {
-					t.Fatalf("ApplyPatch = %s, %v; want ErrPatchNotApplied", got, err)
-				}
-			}
+			applyChecked(t, tt.doc, p, tt.outcome, tt.want)
 		})
 	}
+}
+
+// applyChecked applies p to doc, checks that doc was left as it was and that the outcome is
+// the one expected (for patchOK, the result want), and returns what ApplyPatch returned.
+func applyChecked(t *testing.T, doc string, p *Patch, outcome patchOutcome, want string) ([]byte, error) {
+	t.Helper()
+	in := []byte(doc)
+	got, err := ApplyPatch(in, p, 1<<20)
+	if string(in) != doc {
+		t.Errorf("ApplyPatch modified its input: %s", in)
+	}
+	switch outcome {
+	case patchOK:
+		if err != nil {
+			t.Fatalf("ApplyPatch: %v", err)
+		}
+		if string(got) != want {
+			t.Errorf("got  %s\nwant %s", got, want)
+		}
+	case patchNotApplied:
+		if errs.CodeOf(err) != errs.Invalid || !errors.Is(err, ErrPatchNotApplied) {
+			t.Fatalf("ApplyPatch = %s, %v; want ErrPatchNotApplied", got, err)
+		}
+	case patchMalformed:
+		if errs.CodeOf(err) != errs.Invalid || errors.Is(err, ErrPatchNotApplied) {
+			t.Fatalf("ApplyPatch = %s, %v; want Invalid, not ErrPatchNotApplied", got, err)
+		}
+	}
+	return got, err
 }
 
 // TestApplyPatchAgain: a Patch is not changed by applying it, so a retried transaction
