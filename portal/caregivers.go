@@ -145,7 +145,9 @@ type caregiverInvitePage struct {
 	PatientName  string
 	Relationship string
 	SignedIn     bool
-	Error        string
+	// ReturnTo is this page's path, for the sign-in form to come back to; "" when signed in.
+	ReturnTo string
+	Error    string
 }
 
 // inviteGrant resolves an invitation token from the URL; unknown, expired, revoked and
@@ -161,7 +163,8 @@ func (s *Server) inviteGrant(c echo.Context) (ProxyGrant, []byte, error) {
 }
 
 // showCaregiverInvite shows an invitation to the person it was sent to: whose record it
-// opens, and a button to accept it once signed in with their own login.
+// opens, and a button to accept it once signed in with their own login. Signed out, its
+// sign-in button carries the page's own path (return_to), so the sign-in comes back here.
 func (s *Server) showCaregiverInvite(c echo.Context) error {
 	g, _, err := s.inviteGrant(c)
 	if err != nil {
@@ -170,6 +173,9 @@ func (s *Server) showCaregiverInvite(c echo.Context) error {
 	sess, _ := session(c)
 	p := caregiverInvitePage{Page: s.page(c, "Caregiver invitation"), Token: c.Param("token"), PatientName: g.PatientName,
 		Relationship: relationshipLabel(g.Relationship), SignedIn: sess != nil && (sess.Role == RolePatient || sess.Role == RoleUnenrolled)}
+	if !p.SignedIn {
+		p.ReturnTo = "/caregiver/" + p.Token // inviteGrant accepted it: base64url only
+	}
 	return s.render(c, http.StatusOK, "caregiver_invite", p)
 }
 

@@ -9,9 +9,10 @@ import (
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
-// TestBrowserCaregivers has a patient invite a caregiver and the caregiver accept and read
-// her labs in Chromium, checking the caregivers page and the caregiver's view with axe-core
-// at 1100 px and 375 px (screenshots caregivers and caregiver-labs).
+// TestBrowserCaregivers has a patient invite a caregiver and the caregiver, opening the link
+// signed out, sign in from it, come back to it, accept and read her labs in Chromium,
+// checking the caregivers page and the caregiver's view with axe-core at 1100 px and 375 px
+// (screenshots caregivers and caregiver-labs).
 func TestBrowserCaregivers(t *testing.T) {
 	t.Parallel()
 	pool := testkit.DB(t)
@@ -36,11 +37,25 @@ func TestBrowserCaregivers(t *testing.T) {
 	}
 	checkWidths(t, ctx, "caregivers", "/caregivers")
 
+	// The caregiver opens the link signed out and signs in from it: the sign-in comes back
+	// to the invitation, ready to accept.
 	nora := browser(t)
-	browserSignIn(t, nora, e.base, "newbie", "newbie-pw", "main")
 	if err := chromedp.Do(nora,
 		chromedp.Navigate(link),
+		chromedp.Click(chromedp.CSS("form.signin button")),
+		chromedp.WaitVisible(chromedp.ID("username")),
+		chromedp.SendKeys(chromedp.ID("username"), "newbie"),
+		chromedp.SendKeys(chromedp.ID("password"), "newbie-pw"),
+		chromedp.Click(chromedp.CSS(`button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`form[action^="/caregiver/"] button`)),
+	); err != nil {
+		loc, _ := chromedp.Run(nora, chromedp.Location())
+		t.Fatalf("sign in from the invitation: %v (at %s)", err, loc)
+	}
+	if loc, err := chromedp.Run(nora, chromedp.Location()); err != nil || loc != link {
+		t.Errorf("after sign-in at %q (%v), want the invitation", loc, err)
+	}
+	if err := chromedp.Do(nora,
 		chromedp.Click(chromedp.CSS(`form[action^="/caregiver/"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(".acting")),
 		chromedp.WaitVisible(chromedp.CSS("table.results")),

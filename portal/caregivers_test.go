@@ -159,3 +159,101 @@ func TestCaregiverAccess(t *testing.T) {
 		t.Errorf("audited changes %v", reasons)
 	}
 }
+
+// TestCaregiverInviteSignInReturns: an invitation opened signed out offers a sign-in that
+// comes back to it (the return path kept with the login flow, server-side), so the
+// caregiver can accept at once; a return path that is not local, given at the start or
+// found at the callback, lands on the normal home instead. The token appears in no log
+// line, no audit row and no Referer.
+func TestCaregiverInviteSignInReturns(t *testing.T) {
+	t.Parallel()
+	pool := testkit.DB(t)
+	alog := auditLog(t, pool)
+	logs := &syncBuffer{}
+	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog), logs: logs})
+
+	alice := newClient(t)
+	e.signIn(t, alice, "alice", "alice-pw")
+	form := alice.getPrivate(e.base, "/caregivers")
+	r := alice.post(e.base+"/caregivers", url.Values{"_csrf": {csrfFrom(t, form.body)}, "name": {"Nora Nguyen"}, "relationship": {"parent"}}, "same-origin")
+	m := inviteURLRe.FindStringSubmatch(r.body)
+	if m == nil {
+		t.Fatalf("invite: %d\n%s", r.status, r.body)
+	}
+	link := html.UnescapeString(m[1])
+	path := strings.TrimPrefix(link, e.base)
+	token := strings.TrimPrefix(path, "/caregiver/")
+
+	// Signed out: the page's sign-in carries its own path, and no request from it names
+	// the token in a Referer.
+	nora := newClient(t)
+	inv := nora.getPrivate(e.base, path)
+	if !strings.Contains(inv.body, `name="return_to" value="`+path+`"`) || !strings.Contains(inv.body, "Sign in with your own account") {
+		t.Fatalf("signed-out invitation has no return path:\n%s", inv.body)
+	}
+	if got := inv.header.Get("Referrer-Policy"); got != "no-referrer" {
+		t.Errorf("invitation Referrer-Policy %q, want no-referrer", got)
+	}
+	start := nora.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, inv.body)}, "return_to": {path}}, "same-origin")
+	if start.status != http.StatusSeeOther || !strings.HasPrefix(start.header.Get("Location"), e.op.Issuer()) || strings.Contains(start.header.Get("Location"), token) {
+		t.Fatalf("sign in from the invitation: %d to %q", start.status, start.header.Get("Location"))
+	}
+	back := nora.get(e.opLogin(t, start.header.Get("Location"), "newbie", "newbie-pw"))
+	if back.status != http.StatusSeeOther || back.header.Get("Location") != path {
+		t.Fatalf("callback: %d to %q, want the invitation", back.status, back.header.Get("Location"))
+	}
+	signed := nora.getPrivate(e.base, back.header.Get("Location"))
+	if !strings.Contains(signed.body, "Accept and open the record") || strings.Contains(signed.body, `name="return_to"`) {
+		t.Fatalf("invitation after sign-in:\n%s", signed.body)
+	}
+	acc := nora.post(link, url.Values{"_csrf": {csrfFrom(t, signed.body)}}, "same-origin")
+	if acc.status != http.StatusSeeOther || acc.header.Get("Location") != "/labs" {
+		t.Fatalf("accept: %d %q\n%s", acc.status, acc.header.Get("Location"), acc.body)
+	}
+	if labs := nora.getPrivate(e.base, "/labs"); !strings.Contains(labs.body, "viewing <strong>Alice Nguyen</strong>") {
+		t.Errorf("the caregiver does not read Alice's labs after accepting")
+	}
+
+	// A return path that is not local is dropped at the start, silently.
+	signInVia := func(c *client, returnTo string, tamper func(*Session)) resp {
+		t.Helper()
+		land := c.get(e.base + "/")
+		r := c.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, land.body)}, "return_to": {returnTo}}, "same-origin")
+		if r.status != http.StatusSeeOther {
+			t.Fatalf("sign in with return_to %q: %d", returnTo, r.status)
+		}
+		if tamper != nil {
+			id := e.sessionID(c)
+			sess, err := e.srv.sessions.Load(t.Context(), id)
+			if err != nil || sess.Flow == nil {
+				t.Fatalf("pre-login session: %+v, %v", sess, err)
+			}
+			tamper(&sess)
+			if err := e.srv.sessions.Save(t.Context(), id, sess); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return c.get(e.opLogin(t, r.header.Get("Location"), "newbie", "newbie-pw"))
+	}
+	for _, bad := range []string{"//evil.example", "/\\evil.example", "https://evil.example/", "/%2F%2Fevil.example"} {
+		if r := signInVia(newClient(t), bad, nil); r.status != http.StatusSeeOther || r.header.Get("Location") != "/enrol" {
+			t.Errorf("return_to %q: %d to %q, want /enrol", bad, r.status, r.header.Get("Location"))
+		}
+	}
+	// The callback checks the kept path again: one that is not local is not followed.
+	if r := signInVia(newClient(t), "/labs", func(s *Session) { s.Flow.ReturnTo = "//evil.example" }); r.status != http.StatusSeeOther || r.header.Get("Location") != "/enrol" {
+		t.Errorf("tampered return path: %d to %q, want /enrol", r.status, r.header.Get("Location"))
+	}
+
+	// The token is a secret: in no log line and no audit row.
+	if strings.Contains(logs.String(), token) {
+		t.Errorf("the invitation token is in the logs")
+	}
+	if !strings.Contains(logs.String(), `"route":"/caregiver/:token"`) {
+		t.Errorf("the access log did not see the invitation (the log check proves nothing)")
+	}
+	var n int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM audit_events a WHERE strpos(to_jsonb(a)::text, $1) > 0`, token).Scan(&n); err != nil || n != 0 {
+		t.Errorf("audit rows holding the invitation token: %d (%v)", n, err)
+	}
+}

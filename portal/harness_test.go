@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -21,6 +22,7 @@ import (
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/devoidc"
 	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/internal/httpx"
 	"github.com/concord-hie/concord/internal/testkit"
 )
 
@@ -153,6 +155,7 @@ type envOpts struct {
 	emergency     Emergency     // clinicians' break-the-glass; nil leaves it out
 	shares        ShareLinks    // share links (with shared); nil leaves them out
 	shared        SharedRecords
+	logs          *syncBuffer // when set, the portal's log and the access log (JSON) go here
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -195,6 +198,11 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.clock != nil {
 		deps.Now = o.clock.Now
 	}
+	var mws []echo.MiddlewareFunc
+	if o.logs != nil {
+		deps.Logger = slog.New(slog.NewJSONHandler(o.logs, nil))
+		mws = append(mws, httpx.AccessLog(deps.Logger))
+	}
 	var err error
 	e.srv, err = New(Config{
 		BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
@@ -203,7 +211,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	servePortal(t, e.srv, ln)
+	servePortal(t, e.srv, ln, mws...)
 	return e
 }
 
@@ -233,12 +241,13 @@ func startOP(t *testing.T, ctx context.Context, base string, users []devoidc.Use
 	return op
 }
 
-// servePortal mounts srv on an echo with request IDs and srv's error handler and serves
-// it on ln until cleanup.
-func servePortal(t *testing.T, srv *Server, ln net.Listener) {
+// servePortal mounts srv on an echo with request IDs, then mws, and srv's error handler
+// and serves it on ln until cleanup.
+func servePortal(t *testing.T, srv *Server, ln net.Listener, mws ...echo.MiddlewareFunc) {
 	ec := echo.New()
 	ec.HideBanner, ec.HidePort = true, true
 	ec.Use(middleware.RequestID())
+	ec.Use(mws...)
 	ec.HTTPErrorHandler = srv.HTTPErrorHandler
 	srv.Register(ec)
 	hs := &http.Server{Handler: ec, ReadHeaderTimeout: 5 * time.Second}

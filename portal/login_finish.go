@@ -23,7 +23,8 @@ import (
 // token's, and then resolves the login only through explicit records: staff first, then an
 // enrolled person, else the enrolment page. A staff login whose ID token carries no
 // second-factor evidence (see Config.StaffMFAOff) gets the "second factor needed" page and no
-// session. The signed-in session gets a new ID.
+// session. The signed-in session gets a new ID and goes to the flow's return path when
+// it still passes localPath, else to its role's home.
 func (s *Server) finishLogin(c echo.Context) error {
 	const op = "portal.finishLogin"
 	ctx := c.Request().Context()
@@ -148,7 +149,11 @@ func (s *Server) finishLogin(c echo.Context) error {
 		slog.String("role", string(sess.Role)),
 		slog.String("person", sess.PersonID),
 		slog.String("org", sess.Org))
-	return c.Redirect(http.StatusSeeOther, homeFor(sess.Role))
+	dest := homeFor(sess.Role)
+	if p := localPath(f.ReturnTo); p != "" {
+		dest = p
+	}
+	return c.Redirect(http.StatusSeeOther, dest)
 }
 
 // mfaMethods are the RFC 8176 authentication method references that show a second factor:

@@ -12,7 +12,10 @@ import (
 // startLogin begins the OIDC code flow: it keeps state, nonce and the PKCE verifier in a
 // fresh pre-login session (never in the browser) and redirects to the OP. With the form
 // field mfa=1 (the staff refusal page's button) it asks the OP for the MFA acr
-// (acr_values) and a fresh authentication (prompt=login).
+// (acr_values) and a fresh authentication (prompt=login). With the form field return_to (a
+// page that wants the user back, such as a caregiver invitation) it keeps that path in
+// the flow, if localPath accepts it, for finishLogin to land on; anything else is dropped
+// without a word and the sign-in lands on the role's home.
 func (s *Server) startLogin(c echo.Context) error {
 	ctx := c.Request().Context()
 	_, oauth, err := s.op(ctx)
@@ -26,7 +29,7 @@ func (s *Server) startLogin(c echo.Context) error {
 		}
 	}
 	f := &loginFlow{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Started: s.now(),
-		MFA: c.FormValue("mfa") == "1"}
+		MFA: c.FormValue("mfa") == "1", ReturnTo: localPath(c.FormValue("return_to"))}
 	id, err := s.sessions.Create(ctx, Session{Flow: f})
 	if err != nil {
 		return err

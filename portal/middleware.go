@@ -128,6 +128,16 @@ func noStore(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
+// noReferrer sets Referrer-Policy no-referrer (over the chain's same-origin) on a page
+// whose URL holds a secret, such as a caregiver invitation's token: no request from the
+// page, to this site or another, names it.
+func noReferrer(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		c.Response().Header().Set(echo.HeaderReferrerPolicy, "no-referrer")
+		return next(c)
+	}
+}
+
 func (s *Server) setSessionCookie(c echo.Context, id string) {
 	c.SetCookie(&http.Cookie{
 		Name:     s.cookie.session,

@@ -77,14 +77,16 @@ func (s *Server) Register(e *echo.Echo) {
 	}
 	if s.proxies != nil {
 		// Who may act for the patient: managed by the patient only. An invitation is opened
-		// by whoever it was sent to; accepting needs their own sign-in.
+		// by whoever it was sent to; accepting needs their own sign-in, which comes back to
+		// the invitation. Its token stays out of Referer headers, even to this site; the
+		// access log names the route pattern, never the token.
 		signedIn := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleUnenrolled, RoleProxy))
 		e.GET("/caregivers", s.showCaregivers, patient...)
 		e.POST("/caregivers", s.inviteCaregiver, patient...)
 		e.POST("/caregivers/revoke", s.revokeCaregiver, patient...)
 		e.POST("/caregivers/sensitive", s.setCaregiverSensitive, patient...)
-		e.GET("/caregiver/:token", s.showCaregiverInvite, open...)
-		e.POST("/caregiver/:token", s.acceptCaregiverInvite, append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleUnenrolled))...)
+		e.GET("/caregiver/:token", s.showCaregiverInvite, append(open[:len(open):len(open)], noReferrer)...)
+		e.POST("/caregiver/:token", s.acceptCaregiverInvite, append(mw[:len(mw):len(mw)], noReferrer, noStore, requireRole(RolePatient, RoleUnenrolled))...)
 		e.POST("/act-for", s.actFor, signedIn...)
 	}
 	if s.messages != nil {

@@ -64,7 +64,15 @@ type loginFlow struct {
 	Verifier string    `json:"verifier"`
 	Started  time.Time `json:"started"`
 	MFA      bool      `json:"mfa,omitempty"` // the OP was asked for the MFA acr
+	// ReturnTo is where the browser goes once signed in instead of its role's home: a
+	// path that passed localPath when the sign-in started (it is checked again at the
+	// callback), or "". It may hold a secret, such as a caregiver invitation's token:
+	// never log it.
+	ReturnTo string `json:"return_to,omitempty"`
 }
+
+// LogValue redacts the flow: its state, nonce, verifier and return path are secrets.
+func (loginFlow) LogValue() slog.Value { return slog.StringValue("[redacted]") }
 
 // SessionTimeouts bound a session's life.
 type SessionTimeouts struct {
