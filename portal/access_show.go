@@ -2,6 +2,7 @@ package portal
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -209,11 +210,14 @@ var thirdPersonWords = map[string]string{
 	"You":                           "The patient",
 }
 
-// classWords names resource types for people ("Lab results and measurements, Allergies").
+// classWords names resource types for people ("Lab results and measurements, Allergies"),
+// in the order given, each name once: DocumentReference and Binary are both "Documents".
 func classWords(types []string) string {
-	words := make([]string, len(types))
-	for i, t := range types {
-		words[i] = dataWords(t)
+	words := make([]string, 0, len(types))
+	for _, t := range types {
+		if w := dataWords(t); !slices.Contains(words, w) {
+			words = append(words, w)
+		}
 	}
 	return strings.Join(words, ", ")
 }

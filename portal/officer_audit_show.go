@@ -3,6 +3,7 @@ package portal
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -79,7 +80,8 @@ type auditRow struct {
 	Reason    string // the event's reason code, shown as it is for searching
 	// ReasonWords says what Reason means; "" for a code without words.
 	ReasonWords string
-	Data        string
+	Data        string // what was disclosed, in the words of the patient's access log
+	DataTypes   string // the FHIR resource types behind Data, shown on hover; "" when Data says no more
 	BreakGlass  bool
 	ShareLink   bool
 	RequestID   string
@@ -103,6 +105,26 @@ func officerWords(words, code string) string {
 		return words
 	}
 	return words + " (" + code + ")"
+}
+
+// officerData says what an audit event's resources were, for an officer: words are the
+// patient's access log words for their types (classWords, in the third person, as the
+// accounting page has them) and types the distinct FHIR resource types, sorted, for the
+// officer who searches by them. types is "" when it would repeat words (a type without
+// words); both are "" for an event without resources.
+func officerData(res []audit.Resource) (words, types string) {
+	var ts []string
+	for _, r := range res {
+		if !slices.Contains(ts, r.Type) {
+			ts = append(ts, r.Type)
+		}
+	}
+	slices.Sort(ts)
+	words, types = thirdPerson(classWords(ts)), strings.Join(ts, ", ")
+	if types == words {
+		types = ""
+	}
+	return words, types
 }
 
 // auditReasonWords says what an audit event's reason code means to a privacy officer; ""
@@ -292,14 +314,7 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 		if org == "" {
 			org = ev.Org
 		}
-		var classes []string
-		seen := map[string]bool{}
-		for _, r := range ev.Resources {
-			if !seen[r.Type] {
-				seen[r.Type] = true
-				classes = append(classes, r.Type)
-			}
-		}
+		data, types := officerData(ev.Resources)
 		actorFrom, actor := splitActor(ev.Actor)
 		role := ""
 		if ev.Role != "" {
@@ -311,7 +326,7 @@ func (s *Server) showOfficerAudit(c echo.Context) error {
 		p.Rows = append(p.Rows, auditRow{Time: ev.Time.In(s.cfg.Location), Action: string(ev.Action), Outcome: string(ev.Outcome),
 			Deny: ev.Outcome != audit.Permit, Org: org, Role: role,
 			Purpose: officerWords(purposeWords(ev.Purpose), ev.Purpose), Patient: ev.Patient,
-			Actor: actor, ActorFrom: actorFrom, Reason: ev.Reason, ReasonWords: auditReasonWords(ev.Reason), Data: strings.Join(classes, ", "), BreakGlass: ev.BreakGlass,
+			Actor: actor, ActorFrom: actorFrom, Reason: ev.Reason, ReasonWords: auditReasonWords(ev.Reason), Data: data, DataTypes: types, BreakGlass: ev.BreakGlass,
 			ShareLink: ev.ShareLink, RequestID: ev.RequestID})
 	}
 	if next != "" {

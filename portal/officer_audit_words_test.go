@@ -1,9 +1,11 @@
 package portal
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
+	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -51,5 +53,48 @@ func TestAuditReasonWords(t *testing.T) {
 	}
 	if w := auditReasonWords("no-such-reason"); w != "" {
 		t.Errorf("unknown code has words %q", w)
+	}
+}
+
+// TestOfficerAuditDataWords: the audit search's Data column names what was disclosed in the
+// words of the patient's access log (third person), each class once, with the FHIR types
+// kept for the hover.
+func TestOfficerAuditDataWords(t *testing.T) {
+	t.Parallel()
+	res := func(types ...string) []audit.Resource {
+		var out []audit.Resource
+		for i, ty := range types {
+			out = append(out, audit.Resource{Type: ty, ID: fmt.Sprint(i)})
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		res         []audit.Resource
+		words, hint string
+	}{
+		{"none", nil, "", ""},
+		{"labs", res("Observation", "Observation"), "Lab results and measurements", "Observation"},
+		{"documents, once", res("DocumentReference", "Binary", "DocumentReference"), "Documents", "Binary, DocumentReference"},
+		{"medications, once", res("MedicationStatement", "MedicationRequest"), "Medications", "MedicationRequest, MedicationStatement"},
+		{"the patient's details", res("Patient", "Consent"), "The patient's sharing choices, The patient's details", "Consent, Patient"},
+		{"mixed", res("Observation", "AllergyIntolerance", "Condition"),
+			"Allergies, Problems and diagnoses, Lab results and measurements", "AllergyIntolerance, Condition, Observation"},
+		{"a type without words", res("Questionnaire"), "Questionnaire", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			words, hint := officerData(tt.res)
+			if words != tt.words || hint != tt.hint {
+				t.Errorf("officerData = %q, %q; want %q, %q", words, hint, tt.words, tt.hint)
+			}
+		})
+	}
+	// The words are the patient's access log's, not a second list.
+	for _, ty := range []string{"Observation", "Condition", "MedicationRequest", "AllergyIntolerance", "Immunization",
+		"DocumentReference", "Binary", "Encounter", "Patient", "DiagnosticReport", "Procedure", "Consent"} {
+		if words, _ := officerData(res(ty)); words != thirdPerson(dataWords(ty)) || words == ty {
+			t.Errorf("%s: officer reads %q, the patient %q", ty, words, dataWords(ty))
+		}
 	}
 }

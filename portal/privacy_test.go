@@ -302,6 +302,10 @@ func TestOfficerAuditSearchAndPaging(t *testing.T) {
 	if !strings.Contains(r.body, `title="signed in through `+html.EscapeString(pe.op.Issuer())+`">sub-doc-1<`) {
 		t.Errorf("actor cell: want subject with the issuer on hover\n%s", r.body)
 	}
+	// The data column speaks as the patient's access log does; the FHIR type is on hover.
+	if !strings.Contains(r.body, `<span title="Observation">Lab results and measurements</span>`) {
+		t.Errorf("data cell: want the class in words with the resource type on hover\n%s", r.body)
+	}
 	r = c.get(pe.base + "/officer?org=stmary")
 	if n := strings.Count(r.body, "<tr"); n != 2 || !strings.Contains(r.body, "Break glass") {
 		t.Errorf("org search: %d rows", n-1)
