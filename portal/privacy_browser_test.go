@@ -88,7 +88,7 @@ func TestBrowserPrivacyPages(t *testing.T) {
 		t.Errorf("/officer/consent: %.300s", cons)
 	}
 	reviews := check("/officer/reviews", "form.review", "portal-officer-reviews")
-	if !strings.Contains(reviews, "Unconscious on arrival in ED") || !strings.Contains(reviews, "birthDate") {
+	if !strings.Contains(reviews, "Unconscious on arrival in ED") || !strings.Contains(reviews, "Date of birth") || strings.Contains(reviews, "birthDate") {
 		t.Errorf("/officer/reviews: %.300s", reviews)
 	}
 	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1100, 900), chromedp.Click(chromedp.CSS("form.review button")),

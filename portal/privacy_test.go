@@ -344,9 +344,24 @@ func TestOfficerReviewsCloseBreakGlassTask(t *testing.T) {
 		t.Fatalf("/officer/reviews: %d %s", r.status, r.body)
 	}
 	for _, want := range []string{"Unconscious on arrival in ED", "unresponsive", "St Mary&#39;s Hospital", alicePerson,
-		"sex-mismatch", "7.25", "birthDate", "-1.50", "North Valley Laboratory", "fs-2026-1"} {
+		"sex-mismatch", "7.25", "-1.50", "North Valley Laboratory", "fs-2026-1"} {
 		if !strings.Contains(r.body, want) {
 			t.Errorf("reviews page lacks %q", want)
+		}
+	}
+	// The identity evidence names fields and agreement in words, the model's terms on hover
+	// (seeded levels 3,3,2,0,1,1,1,1).
+	for _, want := range []string{"<td>Given name</td><td title=\"given level 3\">Nearly the same spelling</td>",
+		"<td>Family name</td>", "<td>Date of birth</td><td title=\"birthDate level 2\">Day and month swapped</td>",
+		"<td>Social Security number</td><td title=\"ssn level 0\">Missing on one side</td>",
+		"<td>Address</td><td title=\"address level 1\">Same house number and street</td>", "<td>Sex</td>"} {
+		if !strings.Contains(r.body, want) {
+			t.Errorf("identity evidence lacks %q", want)
+		}
+	}
+	for _, absent := range []string{"<td>birthDate</td>", "<td>family</td>", "<td>ssn</td>"} {
+		if strings.Contains(r.body, absent) {
+			t.Errorf("identity evidence shows the model's field name %q", absent)
 		}
 	}
 	task := fmt.Sprint(pe.taskID)
