@@ -59,6 +59,9 @@ type S3Config struct {
 	Transport http.RoundTripper
 	// MaxRetries bounds minio-go's retries of one request; 0 means 3.
 	MaxRetries int
+	// ExistingBucket makes a missing bucket an error (errs.NotFound) rather than creating
+	// it: for tools that only read, where a missing bucket means a wrong configuration.
+	ExistingBucket bool
 }
 
 // S3Blobs is Blobs on an S3-compatible server through minio-go, with path-style bucket
@@ -73,9 +76,10 @@ type S3Blobs struct {
 
 var _ Blobs = (*S3Blobs)(nil)
 
-// NewS3Blobs connects to the server, creates the bucket if it is missing and settles
-// server-side encryption (see SSEMode). It returns errs.Unavailable when the server cannot be
-// reached and errs.Invalid for an unusable configuration.
+// NewS3Blobs connects to the server, creates the bucket if it is missing (unless
+// cfg.ExistingBucket) and settles server-side encryption (see SSEMode). It returns
+// errs.Unavailable when the server cannot be reached, errs.Invalid for an unusable
+// configuration and errs.NotFound for a missing bucket it may not create.
 func NewS3Blobs(ctx context.Context, cfg S3Config) (*S3Blobs, error) {
 	const op = "documents.NewS3Blobs"
 	if cfg.Endpoint == "" || cfg.Bucket == "" {
@@ -118,6 +122,9 @@ func NewS3Blobs(ctx context.Context, cfg S3Config) (*S3Blobs, error) {
 	ok, err := c.BucketExists(ctx, cfg.Bucket)
 	if err != nil {
 		return nil, mapErr(op, err)
+	}
+	if !ok && cfg.ExistingBucket {
+		return nil, errs.E(op, errs.NotFound, "S3 bucket "+strconv.Quote(cfg.Bucket)+" does not exist")
 	}
 	if !ok {
 		err := c.MakeBucket(ctx, cfg.Bucket, minio.MakeBucketOptions{Region: cfg.Region})

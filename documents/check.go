@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"iter"
+	"sync"
 	"time"
 
 	"github.com/concord-hie/concord/internal/db"
@@ -23,7 +24,14 @@ type CheckOptions struct {
 	// Progress, when not nil, is called with the counts so far after each object listed
 	// and each key checked (often: callers print at most every few seconds).
 	Progress func(CheckReport)
+	// Parallel is how many objects are read (stat-ed or hashed) at once; 0 means
+	// DefaultCheckParallel. Problems and Progress still come in key order, one at a time.
+	Parallel int
 }
+
+// DefaultCheckParallel is CheckOptions.Parallel's default: enough reads in flight to hide
+// the store's per-request latency, few enough not to crowd a serving Concord's own reads.
+const DefaultCheckParallel = 4
 
 // ProblemKind says what is wrong with a content row's object.
 type ProblemKind uint8
@@ -102,17 +110,28 @@ type keyRows struct {
 // rows whose object is missing (dangling), has another size, or (with opts.VerifyBytes)
 // does not hash to its key, and counts orphan objects no row names. It walks both in key
 // order side by side, a batch of keys at a time, so its memory does not grow with the
-// store; an object is hashed as it streams, never held.
+// store; an object is hashed as it streams, never held. Up to opts.Parallel objects are
+// read at once, a bounded window ahead of the walk; their outcomes are settled (counted and
+// reported) in key order.
 //
 // It may run beside a serving Concord: a key whose row is listed but whose object is not is
 // stat-ed again before it counts as dangling (the object may have been written since the
 // bucket was listed), and a document being stored may show up as an orphan. It returns the
 // counts so far and the first error: errs.Unavailable when PostgreSQL or the store fails,
 // errs.Internal when the two do not list keys in the same order (a database collation that
-// sorts hex digits unlike bytes), or the error opts.Problem returned.
+// sorts hex digits unlike bytes), or the error opts.Problem returned. Reads still in flight
+// when it stops are cancelled and waited for.
 func (s *Service) Check(ctx context.Context, opts CheckOptions) (CheckReport, error) {
 	const op = "documents.Service.Check"
 	rep := CheckReport{Grace: s.cfg.Grace}
+	parallel := opts.Parallel
+	if parallel <= 0 {
+		parallel = DefaultCheckParallel
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var reads sync.WaitGroup
+	defer reads.Wait()
+	defer cancel()
 	nextObj, stopObj := iter.Pull2(ordered(op, "the object store", s.blobs.List(ctx, "", time.Time{}), func(o ObjectInfo) string { return o.Key }))
 	defer stopObj()
 	nextKey, stopKey := iter.Pull2(ordered(op, "the database", s.contentKeys(ctx), func(k keyRows) string { return k.Key }))
@@ -123,6 +142,38 @@ func (s *Service) Check(ctx context.Context, opts CheckOptions) (CheckReport, er
 		}
 	}
 
+	// window holds the keys whose reads are under way, in key order; slots bounds the
+	// reads. settle counts and reports the oldest once its read is done.
+	var window []*keyCheck
+	slots := make(chan struct{}, parallel)
+	start := func(kr keyRows, listed *ObjectInfo) {
+		kc := &keyCheck{kr: kr, done: make(chan struct{})}
+		window = append(window, kc)
+		if listed != nil && !opts.VerifyBytes { // the listing says all there is to know
+			kc.probe = keyProbe{info: *listed}
+			close(kc.done)
+			return
+		}
+		slots <- struct{}{}
+		reads.Add(1)
+		go func() {
+			defer reads.Done()
+			kc.probe = s.probeKey(ctx, opts.VerifyBytes, kr.Key, listed)
+			<-slots
+			close(kc.done)
+		}()
+	}
+	settle := func() error {
+		kc := window[0]
+		window = window[1:]
+		<-kc.done
+		if err := settleKey(opts, &rep, kc.kr, kc.probe); err != nil {
+			return err
+		}
+		progress()
+		return nil
+	}
+
 	obj, err, haveObj := nextObj()
 	if err != nil {
 		return rep, errs.E(op, err)
@@ -131,36 +182,40 @@ func (s *Service) Check(ctx context.Context, opts CheckOptions) (CheckReport, er
 	if err != nil {
 		return rep, errs.E(op, err)
 	}
-	for haveObj || haveKey {
+	for err == nil && (haveObj || haveKey) {
 		switch {
 		case haveObj && (!haveKey || obj.Key < kr.Key): // no row names it
 			rep.Objects++
 			rep.Orphans++
 			rep.OrphanBytes += obj.Size
+			progress()
 			obj, err, haveObj = nextObj()
+			continue
 		case haveKey && (!haveObj || kr.Key < obj.Key): // rows name it, the listing lacks it
-			err = s.checkKey(ctx, opts, &rep, kr, nil)
-			if err == nil {
-				kr, err, haveKey = nextKey()
-			}
+			start(kr, nil)
+			kr, err, haveKey = nextKey()
 		default:
 			rep.Objects++
-			err = s.checkKey(ctx, opts, &rep, kr, &obj)
-			if err == nil {
-				obj, err, haveObj = nextObj()
-			}
+			listed := obj
+			start(kr, &listed)
+			obj, err, haveObj = nextObj()
 			if err == nil {
 				kr, err, haveKey = nextKey()
 			}
 		}
-		if err != nil {
-			var pe problemError
-			if errors.As(err, &pe) {
-				return rep, pe.err
-			}
-			return rep, errs.E(op, err)
+		for err == nil && len(window) > parallel {
+			err = settle()
 		}
-		progress()
+	}
+	for err == nil && len(window) > 0 {
+		err = settle()
+	}
+	if err != nil {
+		var pe problemError
+		if errors.As(err, &pe) {
+			return rep, pe.err
+		}
+		return rep, errs.E(op, err)
 	}
 	return rep, nil
 }
@@ -170,10 +225,66 @@ type problemError struct{ err error }
 
 func (e problemError) Error() string { return e.err.Error() }
 
-// checkKey checks the object under kr.Key against the rows that name it. listed is the
-// object as the bucket listing showed it, nil when the listing did not show it.
-func (s *Service) checkKey(ctx context.Context, opts CheckOptions, rep *CheckReport, kr keyRows, listed *ObjectInfo) error {
-	const op = "documents.Service.checkKey"
+// keyCheck is one key in Check's window: its rows and, once done is closed, what reading
+// its object found.
+type keyCheck struct {
+	kr    keyRows
+	probe keyProbe
+	done  chan struct{}
+}
+
+// keyProbe is what the store says about one key's object.
+type keyProbe struct {
+	info     ObjectInfo
+	missing  bool  // no object under the key
+	verified bool  // its bytes were hashed
+	digestOK bool  // and hashed to the key
+	err      error // the store could not be read
+}
+
+// probeKey reads what Check needs about the object under key: its size (from listed, the
+// bucket listing's entry, or a Stat when the listing did not show it) and, with verify,
+// whether its bytes hash to key.
+func (s *Service) probeKey(ctx context.Context, verify bool, key string, listed *ObjectInfo) keyProbe {
+	const op = "documents.Service.probeKey"
+	var p keyProbe
+	if listed != nil {
+		p.info = *listed
+	} else {
+		// Written after the listing passed its key, or really missing.
+		st, err := s.blobs.Stat(ctx, key)
+		switch {
+		case errs.CodeOf(err) == errs.NotFound:
+			p.missing = true
+			return p
+		case err != nil:
+			p.err = errs.E(op, err)
+			return p
+		}
+		p.info = st
+	}
+	if !verify {
+		return p
+	}
+	ok, err := s.hashMatches(ctx, key)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound: // deleted since it was listed
+		p.missing = true
+	case err != nil:
+		p.err = err
+	default:
+		p.verified, p.digestOK = true, ok
+	}
+	return p
+}
+
+// settleKey counts the rows of kr in rep and reports their problems as p shows them: every
+// row dangling when the object is missing, then size mismatches, then (hashed) a digest
+// mismatch.
+func settleKey(opts CheckOptions, rep *CheckReport, kr keyRows, p keyProbe) error {
+	if p.err != nil {
+		return p.err
+	}
 	rep.Keys++
 	rep.Rows += int64(len(kr.Rows))
 	report := func(kind ProblemKind, objectSize int64) error {
@@ -198,41 +309,19 @@ func (s *Service) checkKey(ctx context.Context, opts CheckOptions, rep *CheckRep
 		}
 		return nil
 	}
-	missing := func() error {
+	if p.missing {
 		rep.MissingObjects++
 		return report(Dangling, -1)
 	}
-
-	var info ObjectInfo
-	if listed != nil {
-		info = *listed
-	} else {
-		// Written after the listing passed its key, or really missing.
-		st, err := s.blobs.Stat(ctx, kr.Key)
-		switch {
-		case errs.CodeOf(err) == errs.NotFound:
-			return missing()
-		case err != nil:
-			return errs.E(op, err)
-		}
-		info = st
-	}
-	if err := report(SizeMismatch, info.Size); err != nil {
+	if err := report(SizeMismatch, p.info.Size); err != nil {
 		return err
 	}
-	if !opts.VerifyBytes {
+	if !p.verified {
 		return nil
 	}
-	ok, err := s.hashMatches(ctx, kr.Key)
-	switch {
-	case errs.CodeOf(err) == errs.NotFound: // deleted since it was listed
-		return missing()
-	case err != nil:
-		return err
-	}
 	rep.Verified++
-	if !ok {
-		return report(DigestMismatch, info.Size)
+	if !p.digestOK {
+		return report(DigestMismatch, p.info.Size)
 	}
 	return nil
 }

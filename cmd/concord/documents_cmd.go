@@ -28,8 +28,9 @@ and counts orphans, objects no row names: ` + "`concord serve`" + ` removes thos
 than its grace period (%s), so they are no fault. The exit status is 1 when any row is
 dangling or mismatched, 0 when every row's object is present and right.
 
---verify-bytes reads every object a row names once, streaming it through SHA-256; without it
-only the bucket listing is read. It may run beside a serving Concord. With no
+--verify-bytes reads every object a row names once, streaming it through SHA-256, --parallel
+objects at a time; without it only the bucket listing is read. A missing bucket is an error:
+the check creates nothing. It may run beside a serving Concord. With no
 CONCORD_S3_ENDPOINT it opens the embedded S3 data in DATA_DIR, which a running
 ` + "`concord serve`" + ` or ` + "`concord demo`" + ` holds: stop it first.`
 
@@ -47,9 +48,11 @@ func runDocuments(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return errReported
 	}
 	var verify, asJSON bool
+	var parallel int
 	cfg, _, err := parseConfig("documents check", fmt.Sprintf(documentsCheckHelp, hours(documents.DefaultGrace)), args[1:], stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&verify, "verify-bytes", false, "also hash every object a row names and report those whose bytes do not match their key")
 		fs.BoolVar(&asJSON, "json", false, "print one JSON object per line: each problem, then {\"summary\": …}")
+		fs.IntVar(&parallel, "parallel", documents.DefaultCheckParallel, "objects read (stat-ed or hashed) at once")
 	})
 	if err != nil {
 		return err
@@ -64,7 +67,8 @@ func runDocuments(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return errors.New(errs.MessageOf(err))
 	}
 	s3cfg := documents.S3Config{Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
-		Bucket: cfg.S3Bucket, Region: cfg.S3Region, Secure: cfg.S3Secure, SSE: documents.SSEOff} // reads only: no SSE probe
+		Bucket: cfg.S3Bucket, Region: cfg.S3Region, Secure: cfg.S3Secure, SSE: documents.SSEOff, // reads only: no SSE probe
+		ExistingBucket: true} // nor a bucket made: a missing one is a wrong CONCORD_S3_BUCKET or endpoint
 	if cfg.S3Endpoint == "" {
 		dev, err := devs3.Start(ctx, "127.0.0.1:0", filepath.Join(cfg.DataDir, "s3"))
 		if err != nil {
@@ -75,6 +79,10 @@ func runDocuments(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		s3cfg.Endpoint, s3cfg.AccessKey, s3cfg.SecretKey = dev.Endpoint(), dev.AccessKey(), dev.SecretKey()
 	}
 	blobs, err := documents.NewS3Blobs(ctx, s3cfg)
+	if errs.CodeOf(err) == errs.NotFound {
+		return fmt.Errorf("CONCORD_S3_BUCKET: %s at %s (documents check creates nothing; is the bucket or the endpoint wrong?)",
+			errs.MessageOf(err), s3cfg.Endpoint)
+	}
 	if err != nil {
 		return fmt.Errorf("CONCORD_S3_ENDPOINT: S3 is not usable (%v)", errs.MessageOf(err))
 	}
@@ -84,6 +92,7 @@ func runDocuments(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	last := time.Now()
 	rep, err := svc.Check(ctx, documents.CheckOptions{
 		VerifyBytes: verify,
+		Parallel:    parallel,
 		Problem:     out.problem,
 		Progress: func(r documents.CheckReport) {
 			if time.Since(last) > 2*time.Second {

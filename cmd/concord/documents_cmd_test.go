@@ -137,6 +137,17 @@ func TestDocumentsCheck(t *testing.T) {
 		t.Errorf("--json summary %+v", sum)
 	}
 
+	// A bucket that does not exist is a configuration error, and the check creates nothing.
+	var errMissing bytes.Buffer
+	err = runDocuments(ctx, []string{"check", "--database-url", dbURL, "--s3-endpoint", s3.Endpoint, "--s3-access-key", s3.AccessKey,
+		"--s3-secret-key", s3.SecretKey, "--s3-bucket", s3.Bucket + "-absent", "--s3-region", s3.Region}, &errMissing, &errMissing)
+	if err == nil || !strings.Contains(err.Error(), "CONCORD_S3_BUCKET") || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("missing bucket: want a CONCORD_S3_BUCKET error, got %v", err)
+	}
+	if ok, err := c.BucketExists(ctx, s3.Bucket+"-absent"); err != nil || ok {
+		t.Errorf("documents check created the missing bucket (exists=%v, %v)", ok, err)
+	}
+
 	if _, err := run("--help"); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("check --help: %v", err)
 	}
