@@ -47,7 +47,8 @@ type HL7Options struct {
 // (its MSH-3/MSH-4 must be registered to the connection's member, its PID-3 and MRG-1
 // authorities must be the member's), and stored in one transaction together with its
 // dedupe row; AA is returned only after that transaction commits. MDM documents (T02,
-// T10, T11: hl7_mdm.go) need the server's document service; without one they are AR.
+// T06, T10, T11: hl7_mdm.go) need the server's document service; without one they are
+// AR.
 type HL7Intake struct {
 	srv  *Server
 	opts HL7Options

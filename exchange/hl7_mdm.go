@@ -29,14 +29,15 @@ import (
 // identical bytes, the write's audit event and the Binary retrieval URL).
 //
 // TXA-12, the unique document number in its authority's system (resolveDocumentNumbers),
-// is the document's identifier and its idempotency key: a T02 or T10 whose number names a
-// document of the member already stores nothing when it maps to that very document (same
-// patient, bytes, labels, type, status, dates, author and parent: sameDocument) and is
-// refused (AE 205) when anything differs. T10 replaces the member's document named by
-// TXA-13 (relatesTo replaces: the document service marks it superseded), unless that one
-// was cancelled or replaced already (AE 204); T11 marks the document named by TXA-12
-// entered-in-error. A document that is not the member's, or not about the message's
-// patient, is unknown (AE 204).
+// is the document's identifier and its idempotency key: a T02, T06 or T10 whose number
+// names a document of the member already stores nothing when it maps to that very
+// document (same patient, bytes, labels, type, status, dates, author and parent:
+// sameDocument) and is refused (AE 205) when anything differs. T10 replaces the member's
+// document named by TXA-13 (relatesTo replaces: the document service marks it
+// superseded), unless that one was cancelled or replaced already (AE 204); T06 is an
+// addendum to it (relatesTo appends: it stays as it is), unless it was cancelled (AE
+// 204). T11 marks the document named by TXA-12 entered-in-error. A document that is not
+// the member's, or not about the message's patient, is unknown (AE 204).
 
 // rejectDocument is a content error about a document (AE, with code at loc).
 func rejectDocument(code hl7v2.ErrCode, loc, text string) error {
@@ -319,28 +320,32 @@ func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patie
 	return bytes.Equal(got, want), nil
 }
 
-// putDocument stores the DocumentReference r of an MDM T02 or T10 through put (Ingest,
-// and so the document service), after the checks the message's document numbers need.
+// putDocument stores the DocumentReference r of an MDM T02, T06 or T10 through put
+// (Ingest, and so the document service), after the checks the message's document numbers
+// need.
 //
 // A number the member already used stores nothing if the stored document is exactly
 // what the message maps to (sameDocument: a resend under a new MSH-10), and is refused
 // (AE 205, with a fixed reason) if anything differs: the patient, the bytes, and also
 // only a label (TXA-18), the type (TXA-2), the completion status (TXA-17), a date, the
-// author or the parent (TXA-13; so a T10 under the number of a T02, or of a T10 of
-// another parent). Such a message is never applied as an update, not even a changed
-// label or status on the same bytes: a T02 or T10 announces a new document, while
+// author or the parent (TXA-13; so a T06 or T10 under the number of a T02, or of a T10
+// of another parent). Such a message is never applied as an update, not even a changed
+// label or status on the same bytes: a T02, T06 or T10 announces a new document, while
 // changing one is MDM T03/T04/T08, which Concord does not take; applying it would also
-// let a resend of an old message quietly lower a label (V to U). The sender replaces the
-// document with a T10 under a new number instead.
+// let a resend of an old message quietly lower a label (V to U).
+// The sender replaces the document with a T10 under a new number instead.
 //
 // A T10's parent must be the member's document about the same patient, neither entered
 // in error nor already replaced by another (AE 204: two current replacements of one
 // document would leave it unclear which is the document now); the new document replaces
-// it. PV1-19 points context.encounter at the member's Encounter of that visit when there
-// is one, of the same patient. The document service's refusals of the content (too
-// large, a type it does not accept, bytes that are not what they claim) are the
-// sender's errors, answered AE at the content's OBX (contentError); S3 being down is not
-// (errs.Unavailable: AR, nothing written).
+// it. A T06's parent must be the member's document about the same patient, not entered
+// in error (AE 204); one already replaced may still get an addendum. The addendum
+// appends to it (relatesTo appends), which leaves the parent as it was: current, with no
+// new version and its metadata untouched. PV1-19 points context.encounter at the
+// member's Encounter of that visit when there is one, of the same patient. The document
+// service's refusals of the content (too large, a type it does not accept, bytes that
+// are not what they claim) are the sender's errors, answered AE at the content's OBX
+// (contentError); S3 being down is not (errs.Unavailable: AR, nothing written).
 func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, r hl7v2.Resource,
 	ids map[string]string, put func(hl7v2.Resource) error) error {
 	d, doc := m.Document, r.DocumentReference
@@ -366,7 +371,11 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 		if parentStatus, err = documentStatus(st); err != nil {
 			return err
 		}
-		doc.RelatesTo = []hl7v2.DocumentRelatesTo{{Code: "replaces", Target: hl7v2.Reference{Reference: "DocumentReference/" + st.ID}}}
+		code := "replaces"
+		if d.Action == hl7v2.DocumentAddendum {
+			code = "appends"
+		}
+		doc.RelatesTo = []hl7v2.DocumentRelatesTo{{Code: code, Target: hl7v2.Reference{Reference: "DocumentReference/" + st.ID}}}
 	}
 	if visit != nil {
 		enc, err := h.srv.FHIR.Match(ctx, tx, member.ID, *visit)
@@ -397,10 +406,10 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 		}
 		return rejectDocument(hl7v2.DuplicateKeyIdentifier, "TXA-12", "This document number was already used for a different document; send MDM^T10 with a new number to replace a document")
 	}
-	switch parentStatus {
-	case "entered-in-error":
+	switch {
+	case parentStatus == "entered-in-error":
 		return rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-13", "The parent document was cancelled")
-	case "superseded":
+	case parentStatus == "superseded" && d.Action == hl7v2.DocumentReplace:
 		return rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-13", "The parent document was already replaced")
 	}
 	if err := put(r); err != nil {

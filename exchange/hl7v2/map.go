@@ -141,7 +141,7 @@ type Mapped struct {
 	Subjects  []Subject
 	Resources []Resource
 	Merge     *Merge    // set for A40/A34
-	Document  *Document // set for MDM T02, T10 and T11
+	Document  *Document // set for MDM T02, T06, T10 and T11
 }
 
 // MapOptions tunes the mapping.
@@ -152,7 +152,7 @@ type MapOptions struct {
 
 // Map maps a parsed message to FHIR R4: ADT A01/A03/A04/A08/A28/A31 to Patient (and
 // Encounter from PV1 for A01/A03/A04/A08), A40/A34 to Patient and a Merge, ORU^R01 to
-// Patient, DiagnosticReport (per OBR) and Observations (per OBX), MDM T02 and T10 to
+// Patient, DiagnosticReport (per OBR) and Observations (per OBX), MDM T02, T06 and T10 to
 // Patient, a DocumentReference (TXA, with the OBX values as its content) and a Document,
 // MDM T11 to Patient and a Document (see mdm.go). Errors carry a Problem:
 // an unsupported MSH-9 type or event is errs.Unsupported with 200/201, a version outside

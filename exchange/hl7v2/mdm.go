@@ -71,6 +71,9 @@ const (
 	DocumentReplace
 	// DocumentCancel is T11: the document named by TXA-12 was sent in error.
 	DocumentCancel
+	// DocumentAddendum is T06: a new document (TXA-12) that is an addendum to an earlier
+	// one (TXA-13), which stays as it is.
+	DocumentAddendum
 )
 
 // Document is the document side of an MDM message: which document it names and what to do
@@ -84,8 +87,8 @@ type Document struct {
 	Number CX
 	// NumberLoc is where Number's authority came from: "TXA-12" or "MSH-4".
 	NumberLoc string
-	// Parent is TXA-13, the document a T10 replaces (nil otherwise), its authority found
-	// the same way; ParentLoc is "TXA-13" or "MSH-4".
+	// Parent is TXA-13, the document a T10 replaces or a T06 is an addendum to (nil
+	// otherwise), its authority found the same way; ParentLoc is "TXA-13" or "MSH-4".
 	Parent    *CX
 	ParentLoc string
 	// NumberSystem and ParentSystem are the identifier systems of Number and Parent: the
@@ -114,7 +117,7 @@ const (
 	systemConfidentiality  = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	systemLOINC            = "http://loinc.org"
 	textPlainUTF8          = "text/plain; charset=utf-8"
-	mdmUnsupportedEventMsg = "Only MDM^T02, MDM^T10 and MDM^T11 are supported"
+	mdmUnsupportedEventMsg = "Only MDM^T02, MDM^T06, MDM^T10 and MDM^T11 are supported"
 	mdmMixedContentMsg     = "Document text and an encapsulated document in one message"
 	mdmManyDocumentsMsg    = "More than one encapsulated document in one message"
 )
@@ -185,14 +188,19 @@ var docStatuses = map[string]string{
 // label the document carries; U (usual control) adds none.
 var confidentialities = map[string]string{"R": "R", "V": "V", "U": ""}
 
-// mdm maps an MDM T02, T10 or T11: PID to the Patient (as ADT does), TXA and the OBX
-// values to a DocumentReference (none for T11), and the Document that says what to do.
+// mdm maps an MDM T02, T06, T10 or T11: PID to the Patient (as ADT does), TXA and the
+// OBX values to a DocumentReference (none for T11), and the Document that says what to
+// do. T06 and T10 need a parent (TXA-13) other than their own number; every event but
+// T11 needs content. The other MDM events (T01, T03, T04, T05, T07, T08, T09) are
+// unsupported (AR 201).
 func (mp *mapper) mdm() error {
 	const op = "hl7v2.Map"
 	var action DocumentAction
 	switch mp.out.Event {
 	case "T02":
 		action = DocumentNew
+	case "T06":
+		action = DocumentAddendum
 	case "T10":
 		action = DocumentReplace
 	case "T11":
@@ -214,12 +222,15 @@ func (mp *mapper) mdm() error {
 		return problem(op, RequiredFieldMissing, "TXA-12", "Unique document number missing")
 	}
 	doc.Number, doc.NumberLoc, doc.NumberSystem = num, loc, num.System()
-	if action == DocumentReplace {
+	if action == DocumentReplace || action == DocumentAddendum {
 		parent, loc, ok := mp.documentNumber(txa.Field(13), "TXA-13")
 		if !ok {
 			return problem(op, RequiredFieldMissing, "TXA-13", "Parent document number missing")
 		}
 		if parent == num {
+			if action == DocumentAddendum {
+				return problem(op, DataTypeError, "TXA-13", "An addendum needs its own unique document number")
+			}
 			return problem(op, DataTypeError, "TXA-13", "A replacement needs a new unique document number")
 		}
 		doc.Parent, doc.ParentLoc, doc.ParentSystem = &parent, loc, parent.System()

@@ -235,3 +235,56 @@ func TestMapMDMCorpus(t *testing.T) {
 		t.Errorf("%d MDM^T02 in the corpus, want 2", n)
 	}
 }
+
+func TestMapMDMAddendum(t *testing.T) {
+	txa06 := strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO|", "DOC-80^EHR^1.2.3.4^ISO|DOC-77", 1)
+	out := mustMap(t, mdm("T06", txa06, "OBX|1|TX|||addendum"))
+	d := out.Document
+	if d.Action != DocumentAddendum || d.Number.Value != "DOC-80" || d.Parent == nil || d.Parent.Value != "DOC-77" ||
+		d.ParentLoc != "MSH-4" || d.ParentSystem != "urn:oid:1.2.3" || d.Resource != 1 {
+		t.Errorf("T06 document %+v", d)
+	}
+	if doc := out.Resources[1].DocumentReference; string(doc.Content[0].Attachment.Data) != "addendum\n" || doc.RelatesTo != nil {
+		t.Errorf("T06 resource %+v", doc)
+	}
+	for _, tt := range []struct {
+		name, msg string
+		code      ErrCode
+		loc, text string
+	}{
+		{"T06 without parent", mdm("T06", txaT02, "OBX|1|TX|||x"), RequiredFieldMissing, "TXA-13", "Parent document number missing"},
+		{"T06 its own parent", mdm("T06", strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO|", "DOC-77^EHR^1.2.3.4^ISO|DOC-77^EHR^1.2.3.4^ISO", 1), "OBX|1|TX|||x"),
+			DataTypeError, "TXA-13", "An addendum needs its own unique document number"},
+		{"T06 without content", mdm("T06", txa06), RequiredFieldMissing, "OBX", "No document content"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse([]byte(tt.msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Map(m, MapOptions{})
+			if p := ProblemOf(err); p == nil || p.Code != tt.code || p.Loc != tt.loc || p.Text != tt.text {
+				t.Fatalf("err %v, want %d at %s: %q", err, tt.code, tt.loc, tt.text)
+			}
+		})
+	}
+}
+
+// TestMapMDMUnsupportedEvents: the events without content, and edits in place, stay
+// unsupported (AR 201).
+func TestMapMDMUnsupportedEvents(t *testing.T) {
+	txa := strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO|", "DOC-80^EHR^1.2.3.4^ISO|DOC-77", 1)
+	for _, ev := range []string{"T01", "T03", "T04", "T05", "T07", "T08", "T09"} {
+		m, err := Parse([]byte(mdm(ev, txa, "OBX|1|TX|||x")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Map(m, MapOptions{})
+		if p := ProblemOf(err); p == nil || p.Code != UnsupportedEventCode || p.Loc != "MSH-9" || p.Text != mdmUnsupportedEventMsg {
+			t.Errorf("%s: err %v, want 201 at MSH-9", ev, err)
+		}
+		if a := AckFromError(err); a.Code != AR {
+			t.Errorf("%s: ACK %s, want AR", ev, a.Code)
+		}
+	}
+}

@@ -1,0 +1,126 @@
+package exchange
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// TestHL7MDMAddendum: T06 stores the addendum as a new document of the same patient that
+// appends to its parent (relatesTo appends), through the document service, audited as a
+// create; the parent stays current, with no new version and its metadata as it was. A
+// resend stores nothing; the number of another document is AE 205. A parent that is
+// unknown, another patient's, another member's or cancelled is AE 204 and stores
+// nothing; a replaced parent may have an addendum.
+func TestHL7MDMAddendum(t *testing.T) {
+	e := newMDMEnv(t)
+	ctx := context.Background()
+	c := mllpClient(t, e.addr)
+	unchanged := func(what, msg, wantCode, wantErr string) {
+		t.Helper()
+		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
+		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
+		contents := e.scalar(t, `SELECT count(*) FROM documents_contents`)
+		if code, err := send(t, c, msg); code != wantCode || err != wantErr {
+			t.Errorf("%s: %s %s, want %s %s", what, code, err, wantCode, wantErr)
+		}
+		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs ||
+			e.scalar(t, `SELECT count(*) FROM documents_contents`) != contents {
+			t.Errorf("%s stored something", what)
+		}
+	}
+
+	sendAA(t, c, "T02 DOC-1", mdmMsg("T02", "A1", pidA, "DOC-1", "", "", "The note."))
+	d1, patient := e.doc(t, "DOC-1")
+	parentVersions := e.scalar(t, `SELECT count(*) FROM fhir_history WHERE type = 'DocumentReference' AND id = $1`, d1.ID)
+
+	const addendum = "Addendum: the biopsy came back benign."
+	sendAA(t, c, "T06", mdmMsg("T06", "A2", pidA, "DOC-A", "DOC-1", "", addendum))
+	da, pa := e.doc(t, "DOC-A")
+	if da.Status != "current" || pa != patient || len(da.RelatesTo) != 1 || da.RelatesTo[0].Code != "appends" ||
+		da.RelatesTo[0].Target.Reference != "DocumentReference/"+d1.ID || da.ID == d1.ID {
+		t.Errorf("T06: status %s, patient %s (want %s), relatesTo %+v", da.Status, pa, patient, da.RelatesTo)
+	}
+	if got := e.bytesOf(t, da); string(got) != addendum+"\n" {
+		t.Errorf("T06 bytes %q", got)
+	}
+	d1, _ = e.doc(t, "DOC-1")
+	if d1.Status != "current" || e.scalar(t, `SELECT count(*) FROM fhir_history WHERE type = 'DocumentReference' AND id = $1`, d1.ID) != parentVersions {
+		t.Errorf("T06: the parent is %s with new versions, want current and as it was", d1.Status)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND status = 'current' AND superseded_by IS NULL`, d1.ID); n != 1 {
+		t.Errorf("T06: the parent's metadata is no longer current")
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND status = 'current' AND cardinality(replaces) = 0`, da.ID); n != 1 {
+		t.Errorf("T06: the addendum's metadata is not a current document that replaces nothing")
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM audit_events WHERE request_id = 'A2' AND action = 'create' AND org = $1 AND $2 = ANY(resources)`,
+		e.member.ID, "DocumentReference/"+da.ID); n != 1 {
+		t.Errorf("T06: %d create events for the addendum, want 1", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM audit_events WHERE request_id = 'A2' AND $1 = ANY(resources)`, "DocumentReference/"+d1.ID); n != 0 {
+		t.Errorf("T06: %d events name the parent, want none", n)
+	}
+
+	// Resends, under the same MSH-10 and a new one, store nothing.
+	unchanged("T06 resent", mdmMsg("T06", "A2", pidA, "DOC-A", "DOC-1", "", addendum), "AA", "")
+	unchanged("T06 resent under a new MSH-10", mdmMsg("T06", "A3", pidA, "DOC-A", "DOC-1", "", addendum), "AA", "")
+	if n := e.count(t, "DocumentReference"); n != 2 {
+		t.Errorf("%d DocumentReferences after the resends, want 2", n)
+	}
+	// The number of a T02 is not an addendum's, even with the same bytes.
+	sendAA(t, c, "T02 DOC-2", mdmMsg("T02", "A4", pidA, "DOC-2", "", "", "Second note."))
+	unchanged("T06 under DOC-2's number", mdmMsg("T06", "A5", pidA, "DOC-2", "DOC-1", "", "Second note."), "AE", "205")
+	if d2, _ := e.doc(t, "DOC-2"); len(d2.RelatesTo) != 0 {
+		t.Errorf("DOC-2 relatesTo %+v after the refused T06", d2.RelatesTo)
+	}
+
+	// Another member's document, under a number system both may use.
+	other := e.addOther(t)
+	if err := e.dir.AddHL7Sender(ctx, other.ID, "", "OTHERFAC"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.dir.AddHL7Address(ctx, other.ID, "127.0.0.0/8"); err != nil {
+		t.Fatal(err)
+	}
+	pidO := "PID|1||MRN-O^^^OTHERFAC&2.16.840.1.113883.3.7777&ISO^MR||Testperson^Alex^^^^^L||19800101|F\r"
+	fromOther := strings.Replace(mdmMsg("T02", "O1", pidO, "DOC-S^SHARED", "", "", "Their note."), "GENFAC^2.16.840.1.113883.3.9999^ISO", "OTHERFAC", 1)
+	// A connection opened before the address was shared is the first member's.
+	sendAA(t, mllpClient(t, e.addr), "the other member's T02", fromOther)
+
+	sendAA(t, c, "T02 DOC-3", mdmMsg("T02", "A6", pidA, "DOC-3", "", "", "Wrong chart."))
+	sendAA(t, c, "T11 DOC-3", mdmMsg("T11", "A7", pidA, "DOC-3", "", "", ""))
+	for _, tt := range []struct{ what, msg string }{
+		{"unknown parent", mdmMsg("T06", "A8", pidA, "DOC-B", "NO-SUCH", "", addendum)},
+		{"another patient's parent", mdmMsg("T06", "A9", pidB, "DOC-B", "DOC-1", "", addendum)},
+		{"another member's parent", mdmMsg("T06", "A10", pidA, "DOC-B", "DOC-S^SHARED", "", addendum)},
+		{"cancelled parent", mdmMsg("T06", "A11", pidA, "DOC-B", "DOC-3", "", addendum)},
+	} {
+		unchanged(tt.what, tt.msg, "AE", "204")
+	}
+	// The other member's number was looked up among this member's documents, and not found
+	// (the resend gets the remembered answer).
+	ack, err := c.Send(ctx, []byte(mdmMsg("T06", "A10", pidA, "DOC-B", "DOC-S^SHARED", "", addendum)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Get("MSA-3") != "No document of this patient has this number" || ack.Get("ERR-2") != "TXA^1^13" {
+		t.Errorf("another member's parent: %q at %s", ack.Get("MSA-3"), ack.Get("ERR-2"))
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources r JOIN fhir_idx_token t ON t.type = r.type AND t.id = r.id
+		WHERE r.type = 'DocumentReference' AND t.param = 'identifier' AND t.code = 'DOC-B'`); n != 0 {
+		t.Errorf("%d documents DOC-B stored by refused addenda", n)
+	}
+
+	// A replaced document keeps its addenda, and may get more.
+	sendAA(t, c, "T10 DOC-4 replaces DOC-2", mdmMsg("T10", "A12", pidA, "DOC-4", "DOC-2", "", "Second note, corrected."))
+	sendAA(t, c, "T06 to the replaced DOC-2", mdmMsg("T06", "A13", pidA, "DOC-C", "DOC-2", "", "Late addendum."))
+	d2, _ := e.doc(t, "DOC-2")
+	if dc, _ := e.doc(t, "DOC-C"); d2.Status != "superseded" || dc.Status != "current" || len(dc.RelatesTo) != 1 ||
+		dc.RelatesTo[0].Code != "appends" || dc.RelatesTo[0].Target.Reference != "DocumentReference/"+d2.ID {
+		t.Errorf("addendum to a replaced document: DOC-2 %s, DOC-C %s %+v", d2.Status, dc.Status, dc.RelatesTo)
+	}
+	if n, err := e.srv.Documents.DanglingReferences(ctx); err != nil || n != 0 {
+		t.Errorf("dangling = %d, %v", n, err)
+	}
+}
