@@ -47,8 +47,8 @@ type HL7Options struct {
 // (its MSH-3/MSH-4 must be registered to the connection's member, its PID-3 and MRG-1
 // authorities must be the member's), and stored in one transaction together with its
 // dedupe row; AA is returned only after that transaction commits. MDM documents (T02,
-// T06, T10, T11: hl7_mdm.go) need the server's document service; without one they are
-// AR.
+// T04, T06, T10, T11: hl7_mdm.go) need the server's document service; without one they
+// are AR.
 type HL7Intake struct {
 	srv  *Server
 	opts HL7Options
@@ -497,11 +497,12 @@ func subjectOf(r hl7v2.Resource) *hl7v2.Reference {
 // store writes the mapped message in tx: Patients first (upserted by MRN through Ingest),
 // then Encounters, Observations and an MDM's DocumentReference (putDocument: its content
 // through the document service) in their patient's compartment, then DiagnosticReports
-// (whose results point at the Observations), and for A40/A34 the merge, for MDM T11 the
-// cancel (cancelDocument). It returns how many resource versions it wrote, and records
-// each write in w (a new resource is a create; a new version of a Patient, of a visit's
-// Encounter, of a cancelled or superseded document or of a merge's re-pointed resources
-// an update; a Patient left as it was, or a document resent, nothing).
+// (whose results point at the Observations), and for A40/A34 the merge, for MDM T04 and
+// T11 the change of the stored document (changeDocument: its status, or the cancel). It
+// returns how many resource versions it wrote, and records each write in w (a new
+// resource is a create; a new version of a Patient, of a visit's Encounter, of a
+// document whose status changed, cancelled or superseded, or of a merge's re-pointed
+// resources an update; a Patient left as it was, or a document resent, nothing).
 func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, member directory.Member, m *hl7v2.Mapped, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.store"
 	mrns, retired, err := h.resolveIdentifiers(ctx, tx, member, m)
@@ -613,8 +614,8 @@ func (h *HL7Intake) store(ctx context.Context, tx db.Querier, v records.Viewer, 
 			w.Stored(audit.Create, st)
 		}
 	}
-	if d := m.Document; d != nil && d.Action == hl7v2.DocumentCancel {
-		k, err := h.cancelDocument(ctx, tx, member, m, ids, w)
+	if d := m.Document; d != nil && (d.Action == hl7v2.DocumentCancel || d.Action == hl7v2.DocumentStatusChange) {
+		k, err := h.changeDocument(ctx, tx, member, m, ids, w)
 		if err != nil {
 			return 0, err
 		}

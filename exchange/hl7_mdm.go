@@ -36,8 +36,10 @@ import (
 // document named by TXA-13 (relatesTo replaces: the document service marks it
 // superseded), unless that one was cancelled or replaced already (AE 204); T06 is an
 // addendum to it (relatesTo appends: it stays as it is), unless it was cancelled (AE
-// 204). T11 marks the document named by TXA-12 entered-in-error. A document that is not
-// the member's, or not about the message's patient, is unknown (AE 204).
+// 204). T04 changes the completion status, authenticator and confidentiality of the
+// document named by TXA-12, whose content it must carry unchanged (statusDocument); T11
+// marks that document entered-in-error. A document that is not the member's, or not
+// about the message's patient, is unknown (AE 204).
 
 // rejectDocument is a content error about a document (AE, with code at loc).
 func rejectDocument(code hl7v2.ErrCode, loc, text string) error {
@@ -202,15 +204,26 @@ func documentStatus(st store.Stored) (string, error) {
 }
 
 // documentKey returns what identifies an MDM document's mapping in the DocumentReference
-// JSON body, as bytes to compare: every element the mapping writes (identifier, type,
-// category, subject, docStatus, date, author, authenticator, relatesTo, the context's
-// period), the security labels (meta.security with labels, as a set), and for each
-// content its media type, size and SHA-1, whether the bytes are inline (data: the
-// mapped resource) or were stored by the document service (size and hash: the stored
-// one). Left out are what the server writes (id, the rest of meta), status (superseded
-// or entered-in-error by later messages), and the context's encounter, which PV1-19 finds
-// among the member's stored Encounters at the time and so is not the message's to fix.
+// JSON body, as bytes to compare: documentFields, marshalled (with sorted keys).
 func documentKey(body []byte, labels []fhir.Coding) ([]byte, error) {
+	out, err := documentFields(body, labels)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(out) // maps marshal with sorted keys
+}
+
+// documentFields returns, by element name, what identifies an MDM document's mapping in
+// the DocumentReference JSON body: every element the mapping writes (identifier, type,
+// category, subject, docStatus, date, author, authenticator, relatesTo, the context's
+// period), the security labels ("security": meta.security with labels, as a sorted set
+// of system|code), and ("content") for each content its media type, size and SHA-1,
+// whether the bytes are inline (data: the mapped resource) or were stored by the
+// document service (size and hash: the stored one). Left out are what the server writes
+// (id, the rest of meta), status (superseded or entered-in-error by later messages), and
+// the context's encounter, which PV1-19 finds among the member's stored Encounters at
+// the time and so is not the message's to fix (a context with nothing else is left out).
+func documentFields(body []byte, labels []fhir.Coding) (map[string]any, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(body, &top); err != nil {
 		return nil, err
@@ -249,7 +262,9 @@ func documentKey(body []byte, labels []fhir.Coding) ([]byte, error) {
 			return nil, err
 		}
 		delete(c, "encounter")
-		out["context"] = c
+		if len(c) > 0 {
+			out["context"] = c
+		}
 	}
 	var contents []struct {
 		Attachment struct {
@@ -279,7 +294,7 @@ func documentKey(body []byte, labels []fhir.Coding) ([]byte, error) {
 		keys = append(keys, strings.ToLower(mt)+" "+strconv.FormatInt(size, 10)+" "+hash)
 	}
 	out["content"] = keys
-	return json.Marshal(out) // maps marshal with sorted keys
+	return out, nil
 }
 
 // sameDocument reports whether st, the member's document with the message's number, is
@@ -330,9 +345,9 @@ func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patie
 // only a label (TXA-18), the type (TXA-2), the completion status (TXA-17), a date, the
 // author or the parent (TXA-13; so a T06 or T10 under the number of a T02, or of a T10
 // of another parent). Such a message is never applied as an update, not even a changed
-// label or status on the same bytes: a T02, T06 or T10 announces a new document, while
-// changing one is MDM T03/T04/T08, which Concord does not take; applying it would also
-// let a resend of an old message quietly lower a label (V to U).
+// label or status on the same bytes: a T02, T06 or T10 announces a new document, while a
+// change of one's status is a T04 (statusDocument) and an edit (T08) is not taken;
+// applying it would also let a resend of an old message quietly lower a label (V to U).
 // The sender replaces the document with a T10 under a new number instead.
 //
 // A T10's parent must be the member's document about the same patient, neither entered
@@ -491,4 +506,234 @@ func (h *HL7Intake) cancelDocument(ctx context.Context, tx db.Querier, member di
 	}
 	written(w, sv, http.StatusOK, true)
 	return 1, nil
+}
+
+// changeDocument applies an MDM message that changes one of the member's stored
+// documents instead of storing a new one: T04 (statusDocument) or T11 (cancelDocument).
+// It returns the versions written, each recorded in w.
+func (h *HL7Intake) changeDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string, w *records.Writes) (int, error) {
+	if m.Document.Action == hl7v2.DocumentStatusChange {
+		return h.statusDocument(ctx, tx, member, m, ids, w)
+	}
+	return h.cancelDocument(ctx, tx, member, m, ids, w)
+}
+
+// docStatusRank orders the R4 docStatus values an MDM T04 moves a document between.
+// The mapping folds HL7 table 0271 (document completion status) into two of them
+// (hl7v2's docStatuses) and the stored document keeps only the folded value, so the
+// order Concord enforces is the order of those:
+//
+//	rank 1, preliminary: IN incomplete, IP in progress, DI dictated, PA pre-authenticated
+//	rank 2, final:       DO documented, AU authenticated, LA legally authenticated
+//	                     (and amended, which only a FHIR write can set)
+//
+// A status change may keep its rank or go up (PA → AU: preliminary → final), never down
+// (AU → PA, LA → IP, and DO → PA too, since the mapping makes DO final): AE 205. Moves
+// within a rank (IP → DI, DO → AU → LA) store the same docStatus, so they cannot be told
+// from their reverse and are accepted. A document stored without a docStatus (a T02
+// without TXA-17) has rank 0 and may take any. CA (canceled) is no status a T04 sets
+// (the mapping answers AE 103: a document sent in error is cancelled with T11), and a
+// cancelled document (status or docStatus entered-in-error) takes no status change
+// (AE 204).
+func docStatusRank(s string) int {
+	switch s {
+	case "preliminary":
+		return 1
+	case "final", "amended":
+		return 2
+	}
+	return 0
+}
+
+// statusDocument handles MDM T04: the member's document named by TXA-12, about the
+// message's patient, takes the message's completion status (TXA-17 as docStatus),
+// authenticator (TXA-22) and confidentiality (TXA-18 as its v3-Confidentiality label)
+// in a new version, stored through the same path as an update of it (ingestUpdate: the
+// document service's metadata follow) and recorded in w. The TXA is a snapshot, as
+// Map's segments are: an empty TXA-22 removes the authenticator, and an empty TXA-18 (or
+// U) the confidentiality label the sender gave; labels that ingest rules give the
+// document stay. Everything else of the stored document is kept: its status (a replaced
+// document may still be authenticated), identifier, relatesTo, context, content and
+// what FHIR writes added.
+//
+// A T04 is a status change, not an edit: its content must be the stored content, byte
+// for byte (the same media type, size and SHA-1 for each content), and the other
+// elements the mapping writes (type, category, date, author, the context's period) the
+// stored ones; otherwise it is AE 205 and nothing is written (new content is a T10
+// under a new number). A status that goes down (docStatusRank) is AE 205 too. A document
+// that is unknown, another patient's or cancelled is AE 204. A T04 that changes nothing
+// (a resend under a new MSH-10) writes nothing and is answered AA. It returns the
+// versions written.
+func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string, w *records.Writes) (int, error) {
+	const op = "exchange.HL7Intake.statusDocument"
+	d := m.Document
+	if d.Change == nil {
+		return 0, errs.E(op, errs.Internal, "a status change without its document")
+	}
+	num, _, _ := documentConditions(d)
+	if err := h.lockDocument(ctx, tx, member, num); err != nil {
+		return 0, err
+	}
+	st, err := h.memberDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
+	if err != nil {
+		return 0, err
+	}
+	msg, err := json.Marshal(d.Change)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	got, err := documentFields(st.Body, nil)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	want, err := documentFields(msg, nil)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	status, err := documentStatus(st)
+	if err != nil {
+		return 0, err
+	}
+	docStatus, _ := got["docStatus"].(string)
+	if status == "entered-in-error" || docStatus == "entered-in-error" {
+		return 0, rejectDocument(hl7v2.UnknownKeyIdentifier, "TXA-12", "The document was cancelled")
+	}
+	if !sameJSON(got["content"], want["content"]) {
+		loc := "OBX"
+		if len(d.ContentLoc) > 0 {
+			loc = d.ContentLoc[0]
+		}
+		return 0, rejectDocument(hl7v2.DuplicateKeyIdentifier, loc, "The content differs from the stored document's; send MDM^T10 with a new number to replace a document")
+	}
+	for _, f := range []struct{ key, loc string }{{"type", "TXA-2"}, {"category", "TXA-2"}, {"date", "TXA-6"}, {"context", "TXA-4"}, {"author", "TXA-9"}} {
+		if !sameJSON(got[f.key], want[f.key]) {
+			return 0, rejectDocument(hl7v2.DuplicateKeyIdentifier, f.loc, "A status change cannot change the document's type, dates or author")
+		}
+	}
+	if docStatusRank(d.Change.DocStatus) < docStatusRank(docStatus) {
+		return 0, rejectDocument(hl7v2.DuplicateKeyIdentifier, "TXA-17", "The completion status cannot go back from final to preliminary")
+	}
+	res, err := statusChanged(st.Body, d.Change)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	// Nothing to write when the version would carry what the stored one does, with the
+	// labels the write would add (sourceWrite), as Put stamps them.
+	sw := h.srv.sourceWrite(member, res, st.ID)
+	next, err := sw.Resource.Stamp(fhir.Stamp{Security: sw.Security})
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	before, err := statusKey(st.Body)
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	after, err := statusKey(next.Bytes())
+	if err != nil {
+		return 0, errs.E(op, errs.Internal, err)
+	}
+	if before == after {
+		return 0, nil
+	}
+	sv, err := h.srv.ingestUpdate(ctx, tx, member, res, st.ID)
+	if err != nil || sv.Unchanged {
+		return 0, err
+	}
+	written(w, sv, http.StatusOK, true)
+	return 1, nil
+}
+
+// statusChanged returns the stored DocumentReference body with docStatus, authenticator
+// and the v3-Confidentiality labels of meta.security taken from change (an absent
+// authenticator or label removes the stored one), and everything else as stored.
+func statusChanged(body []byte, change *hl7v2.DocumentReference) (*fhir.Resource, error) {
+	top, err := jsonobj.Parse(body)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := json.Marshal(change.DocStatus)
+	if err != nil {
+		return nil, err
+	}
+	top = top.Set("docStatus", ds)
+	if change.Authenticator != nil {
+		a, err := json.Marshal(change.Authenticator)
+		if err != nil {
+			return nil, err
+		}
+		top = top.Set("authenticator", a)
+	} else {
+		top = top.Del("authenticator")
+	}
+	meta := jsonobj.Object{}
+	if raw := top.Get("meta"); raw != nil {
+		if meta, err = jsonobj.Parse(raw); err != nil {
+			return nil, err
+		}
+	}
+	var labels []json.RawMessage
+	if raw := meta.Get("security"); raw != nil {
+		if err := json.Unmarshal(raw, &labels); err != nil {
+			return nil, err
+		}
+	}
+	labels = slices.DeleteFunc(labels, func(raw json.RawMessage) bool {
+		var c fhir.Coding
+		return json.Unmarshal(raw, &c) == nil && c.System == systemConfidentiality
+	})
+	if change.Meta != nil {
+		for _, c := range change.Meta.Security {
+			b, err := json.Marshal(c)
+			if err != nil {
+				return nil, err
+			}
+			labels = append(labels, b)
+		}
+	}
+	if len(labels) == 0 {
+		meta = meta.Del("security")
+	} else {
+		b, err := json.Marshal(labels)
+		if err != nil {
+			return nil, err
+		}
+		meta = meta.Set("security", b)
+	}
+	if len(meta) == 0 {
+		top = top.Del("meta")
+	} else {
+		top = top.Set("meta", meta.Encode())
+	}
+	return fhir.Parse(top.Encode())
+}
+
+// statusKey returns what a T04 may change in a DocumentReference JSON body, as a string
+// to compare: docStatus, authenticator and the security labels (as a sorted set).
+func statusKey(body []byte) (string, error) {
+	var d struct {
+		DocStatus     string `json:"docStatus"`
+		Authenticator any    `json:"authenticator"`
+		Meta          struct {
+			Security []fhir.Coding `json:"security"`
+		} `json:"meta"`
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		return "", err
+	}
+	var set []string
+	for _, c := range d.Meta.Security {
+		if k := c.System + "|" + c.Code; !slices.Contains(set, k) {
+			set = append(set, k)
+		}
+	}
+	slices.Sort(set)
+	b, err := json.Marshal([]any{d.DocStatus, d.Authenticator, set})
+	return string(b), err
+}
+
+// sameJSON reports whether a and b, values decoded from JSON, encode the same.
+func sameJSON(a, b any) bool {
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }

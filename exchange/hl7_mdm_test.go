@@ -329,9 +329,10 @@ func TestHL7MDMRejections(t *testing.T) {
 		{"no TXA", noTXA, "AE", "100", "TXA segment missing"},
 		{"no text", mdmMsg("T02", "R2", pidA, "DOC-2", "", "", ""), "AE", "101", "No document content"},
 		{"no document number", mdmMsg("T02", "R3", pidA, "", "", "", "x"), "AE", "101", "Unique document number missing"},
-		{"unsupported event", strings.ReplaceAll(mdmMsg("T02", "R4", pidA, "DOC-4", "", "", "x"), "T02", "T01"), "AR", "201", "Only MDM^T02, MDM^T06, MDM^T10 and MDM^T11 are supported"},
-		{"edit in place", mdmMsg("T08", "R8", pidA, "DOC-8", "", "", "x"), "AR", "201", "Only MDM^T02, MDM^T06, MDM^T10 and MDM^T11 are supported"},
+		{"unsupported event", strings.ReplaceAll(mdmMsg("T02", "R4", pidA, "DOC-4", "", "", "x"), "T02", "T01"), "AR", "201", "Only MDM^T02, MDM^T04, MDM^T06, MDM^T10 and MDM^T11 are supported"},
+		{"edit in place", mdmMsg("T08", "R8", pidA, "DOC-8", "", "", "x"), "AR", "201", "Only MDM^T02, MDM^T04, MDM^T06, MDM^T10 and MDM^T11 are supported"},
 		{"T06 without parent", mdmMsg("T06", "R9", pidA, "DOC-9", "", "", "x"), "AE", "101", "Parent document number missing"},
+		{"T04 without status", mdmWith("T04", "R10", pidA, "DOC-10", "", "x", map[int]string{17: ""}), "AE", "101", "Document completion status missing"},
 		{"T10 without parent", mdmMsg("T10", "R5", pidA, "DOC-5", "", "", "x"), "AE", "101", "Parent document number missing"},
 		{"archive content", zip, "AE", "103", "This kind of document content is not accepted"},
 	} {

@@ -141,7 +141,7 @@ type Mapped struct {
 	Subjects  []Subject
 	Resources []Resource
 	Merge     *Merge    // set for A40/A34
-	Document  *Document // set for MDM T02, T06, T10 and T11
+	Document  *Document // set for MDM T02, T04, T06, T10 and T11
 }
 
 // MapOptions tunes the mapping.
@@ -154,7 +154,7 @@ type MapOptions struct {
 // Encounter from PV1 for A01/A03/A04/A08), A40/A34 to Patient and a Merge, ORU^R01 to
 // Patient, DiagnosticReport (per OBR) and Observations (per OBX), MDM T02, T06 and T10 to
 // Patient, a DocumentReference (TXA, with the OBX values as its content) and a Document,
-// MDM T11 to Patient and a Document (see mdm.go). Errors carry a Problem:
+// MDM T04 and T11 to Patient and a Document (see mdm.go). Errors carry a Problem:
 // an unsupported MSH-9 type or event is errs.Unsupported with 200/201, a version outside
 // 2.3–2.8 203 (all AR); content errors are errs.Invalid: 101 for a missing PID-3 or other
 // required field, 102 for a bad date or number, 103 for a code outside its table, 100

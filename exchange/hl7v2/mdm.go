@@ -74,6 +74,10 @@ const (
 	// DocumentAddendum is T06: a new document (TXA-12) that is an addendum to an earlier
 	// one (TXA-13), which stays as it is.
 	DocumentAddendum
+	// DocumentStatusChange is T04: the document named by TXA-12 has a new completion
+	// status (TXA-17), authenticator (TXA-22) or confidentiality (TXA-18); the message
+	// carries its content again.
+	DocumentStatusChange
 )
 
 // Document is the document side of an MDM message: which document it names and what to do
@@ -99,9 +103,15 @@ type Document struct {
 	// Visit is PV1-19, the visit number, when PV1 gives one: the document's encounter is
 	// the sender's Encounter with that visit number, if there is one.
 	Visit *CX
-	// Resource is the index in Mapped.Resources of the DocumentReference; -1 for a cancel
-	// (T11), which carries no content.
+	// Resource is the index in Mapped.Resources of the DocumentReference to store; -1 for
+	// a cancel (T11), which carries no content, and for a status change (T04), which
+	// stores no new document.
 	Resource int
+	// Change is, for a T04, the document as the message describes it now (TXA and the
+	// content, with no subject or identifier systems resolved): the receiver compares it
+	// with the stored document and takes the completion status, authenticator and
+	// confidentiality from it. It is nil for the other events.
+	Change *DocumentReference
 	// ContentLoc names where each content came from ("OBX" for the text of the TX, FT and
 	// ST values, "OBX[n]-5" for an encapsulated document), for errors about it.
 	ContentLoc []string
@@ -117,7 +127,7 @@ const (
 	systemConfidentiality  = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 	systemLOINC            = "http://loinc.org"
 	textPlainUTF8          = "text/plain; charset=utf-8"
-	mdmUnsupportedEventMsg = "Only MDM^T02, MDM^T06, MDM^T10 and MDM^T11 are supported"
+	mdmUnsupportedEventMsg = "Only MDM^T02, MDM^T04, MDM^T06, MDM^T10 and MDM^T11 are supported"
 	mdmMixedContentMsg     = "Document text and an encapsulated document in one message"
 	mdmManyDocumentsMsg    = "More than one encapsulated document in one message"
 )
@@ -179,6 +189,8 @@ func documentTextAgrees(code, text string) bool {
 // docStatuses maps HL7 table 0271 (document completion status) to the R4 docStatus
 // (composition-status): a documented, authenticated or legally authenticated document is
 // final; one dictated, in progress, incomplete or pre-authenticated is preliminary.
+// Canceled (CA, added to the table after v2.5) is not a completion status a document is
+// stored with: a document sent in error is cancelled with T11 (AE 103 at TXA-17).
 var docStatuses = map[string]string{
 	"DO": "final", "AU": "final", "LA": "final",
 	"DI": "preliminary", "IP": "preliminary", "IN": "preliminary", "PA": "preliminary",
@@ -188,17 +200,20 @@ var docStatuses = map[string]string{
 // label the document carries; U (usual control) adds none.
 var confidentialities = map[string]string{"R": "R", "V": "V", "U": ""}
 
-// mdm maps an MDM T02, T06, T10 or T11: PID to the Patient (as ADT does), TXA and the
-// OBX values to a DocumentReference (none for T11), and the Document that says what to
-// do. T06 and T10 need a parent (TXA-13) other than their own number; every event but
-// T11 needs content. The other MDM events (T01, T03, T04, T05, T07, T08, T09) are
-// unsupported (AR 201).
+// mdm maps an MDM T02, T04, T06, T10 or T11: PID to the Patient (as ADT does), TXA and
+// the OBX values to a DocumentReference (a resource for T02, T06 and T10; Document.Change
+// for T04; none for T11), and the Document that says what to do. T06 and T10 need a
+// parent (TXA-13) other than their own number, T04 a completion status (TXA-17); every
+// event but T11 needs content. The other MDM events (T01, T03, T05, T07, T08, T09) are
+// unsupported (AR 201): they carry no content, or (T08) edit a document in place.
 func (mp *mapper) mdm() error {
 	const op = "hl7v2.Map"
 	var action DocumentAction
 	switch mp.out.Event {
 	case "T02":
 		action = DocumentNew
+	case "T04":
+		action = DocumentStatusChange
 	case "T06":
 		action = DocumentAddendum
 	case "T10":
@@ -248,11 +263,18 @@ func (mp *mapper) mdm() error {
 	if err != nil {
 		return err
 	}
+	if action == DocumentStatusChange && d.DocStatus == "" {
+		return problem(op, RequiredFieldMissing, "TXA-17", "Document completion status missing")
+	}
 	contents, locs, err := mp.documentContents()
 	if err != nil {
 		return err
 	}
 	d.Content, doc.ContentLoc = contents, locs
+	if action == DocumentStatusChange {
+		doc.Change = d
+		return nil
+	}
 	doc.Resource = mp.add(Resource{Kind: KindDocumentReference, Subject: subj, DocumentReference: d})
 	return nil
 }
@@ -306,6 +328,9 @@ func (mp *mapper) documentReference(txa Segment, subj int, num CX) (*DocumentRef
 	}
 	d.Type = cc
 	if s := txa.Field(17).Comp(1).Value(); s != "" {
+		if s == "CA" {
+			return nil, problem(op, TableValueNotFound, "TXA-17", "Send MDM^T11 to cancel a document")
+		}
 		st, ok := docStatuses[s]
 		if !ok {
 			return nil, problem(op, TableValueNotFound, "TXA-17", "")

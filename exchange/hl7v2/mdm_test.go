@@ -270,11 +270,52 @@ func TestMapMDMAddendum(t *testing.T) {
 	}
 }
 
+func TestMapMDMStatusChange(t *testing.T) {
+	// No resource to store: the document as it is now is in Change.
+	txa04 := strings.Replace(txaT02, "|AU|R", "|LA|V||||C002^Signer^Sam^^^Dr", 1)
+	out := mustMap(t, mdm("T04", txa04, "OBX|1|TX|||signed text"))
+	d := out.Document
+	if d.Action != DocumentStatusChange || d.Resource != -1 || len(out.Resources) != 1 || d.Parent != nil || d.Change == nil ||
+		d.Number.Value != "DOC-77" || d.NumberSystem != "urn:oid:1.2.3.4" {
+		t.Fatalf("T04 document %+v, %d resources", d, len(out.Resources))
+	}
+	c := d.Change
+	if c.DocStatus != "final" || c.Authenticator == nil || c.Authenticator.Display != "Dr Sam Signer" ||
+		c.Meta == nil || len(c.Meta.Security) != 1 || c.Meta.Security[0].Code != "V" ||
+		string(c.Content[0].Attachment.Data) != "signed text\n" || d.ContentLoc[0] != "OBX" {
+		t.Errorf("T04 change %+v", c)
+	}
+	for _, tt := range []struct {
+		name, msg string
+		code      ErrCode
+		loc, text string
+	}{
+		{"T04 without status", mdm("T04", strings.Replace(txaT02, "|AU|", "||", 1), "OBX|1|TX|||x"), RequiredFieldMissing, "TXA-17", "Document completion status missing"},
+		{"T04 without content", mdm("T04", txaT02), RequiredFieldMissing, "OBX", "No document content"},
+		{"T04 canceled", mdm("T04", strings.Replace(txaT02, "|AU|", "|CA|", 1), "OBX|1|TX|||x"), TableValueNotFound, "TXA-17", "Send MDM^T11 to cancel a document"},
+		{"T02 canceled", mdm("T02", strings.Replace(txaT02, "|AU|", "|CA|", 1), "OBX|1|TX|||x"), TableValueNotFound, "TXA-17", "Send MDM^T11 to cancel a document"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Parse([]byte(tt.msg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Map(m, MapOptions{})
+			if p := ProblemOf(err); p == nil || p.Code != tt.code || p.Loc != tt.loc || p.Text != tt.text {
+				t.Fatalf("err %v, want %d at %s: %q", err, tt.code, tt.loc, tt.text)
+			}
+			if a := AckFromError(err); a.Code != AE {
+				t.Errorf("ACK %s, want AE", a.Code)
+			}
+		})
+	}
+}
+
 // TestMapMDMUnsupportedEvents: the events without content, and edits in place, stay
 // unsupported (AR 201).
 func TestMapMDMUnsupportedEvents(t *testing.T) {
 	txa := strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO|", "DOC-80^EHR^1.2.3.4^ISO|DOC-77", 1)
-	for _, ev := range []string{"T01", "T03", "T04", "T05", "T07", "T08", "T09"} {
+	for _, ev := range []string{"T01", "T03", "T05", "T07", "T08", "T09"} {
 		m, err := Parse([]byte(mdm(ev, txa, "OBX|1|TX|||x")))
 		if err != nil {
 			t.Fatal(err)

@@ -1,0 +1,138 @@
+package exchange
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"testing"
+)
+
+// mdmState is what a T04 may change in a stored DocumentReference, and its version.
+type mdmState struct {
+	Version       int
+	DocStatus     string
+	Authenticator string
+	Security      []string
+}
+
+// mdmStatus returns the state of the member's current DocumentReference with identifier
+// value num.
+func (e *mdmEnv) mdmStatus(t testing.TB, num string) mdmState {
+	t.Helper()
+	var body []byte
+	var s mdmState
+	err := e.pool.QueryRow(context.Background(), `SELECT r.body, r.version FROM fhir_resources r JOIN fhir_idx_token t ON t.type = r.type AND t.id = r.id
+		WHERE r.type = 'DocumentReference' AND r.member_id = $1 AND t.param = 'identifier' AND t.code = $2 AND NOT r.deleted`, e.member.ID, num).Scan(&body, &s.Version)
+	if err != nil {
+		t.Fatalf("document %s: %v", num, err)
+	}
+	var d struct {
+		DocStatus     string `json:"docStatus"`
+		Authenticator struct{ Display string }
+		Meta          struct{ Security []struct{ Code string } }
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	s.DocStatus, s.Authenticator = d.DocStatus, d.Authenticator.Display
+	for _, l := range d.Meta.Security {
+		s.Security = append(s.Security, l.Code)
+	}
+	return s
+}
+
+// TestHL7MDMStatusChange: T04 with the stored bytes gives the document its new
+// completion status, authenticator and confidentiality as a new version of the same
+// DocumentReference (and metadata), audited as an update; resent, or with nothing to
+// change, it writes nothing. Other content, another type, a status going back from final
+// to preliminary are AE 205; an unknown, another patient's or a cancelled document AE
+// 204; none of them writes anything.
+func TestHL7MDMStatusChange(t *testing.T) {
+	e := newMDMEnv(t)
+	c := mllpClient(t, e.addr)
+	unchanged := func(what, msg, wantCode, wantErr string) {
+		t.Helper()
+		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
+		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
+		contents := e.scalar(t, `SELECT count(*) FROM documents_contents`)
+		events := e.scalar(t, `SELECT count(*) FROM audit_events WHERE action IN ('create', 'update')`)
+		if code, err := send(t, c, msg); code != wantCode || err != wantErr {
+			t.Errorf("%s: %s %s, want %s %s", what, code, err, wantCode, wantErr)
+		}
+		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs ||
+			e.scalar(t, `SELECT count(*) FROM documents_contents`) != contents ||
+			e.scalar(t, `SELECT count(*) FROM audit_events WHERE action IN ('create', 'update')`) != events {
+			t.Errorf("%s wrote something", what)
+		}
+	}
+	const note = "Dictated note.\nSigned later."
+	const signer = "C001^Forster^Richard^^^Dr"
+	sendAA(t, c, "T02 pre-authenticated", mdmWith("T02", "S1", pidA, "DOC-1", "", note, map[int]string{17: "PA"}))
+	d, _ := e.doc(t, "DOC-1")
+	before := e.mdmStatus(t, "DOC-1")
+	if before.DocStatus != "preliminary" || before.Authenticator != "" || len(before.Security) != 0 {
+		t.Fatalf("T02: %+v", before)
+	}
+
+	// PA → AU, signed, restricted: one new version of the same document.
+	t04 := mdmWith("T04", "S2", pidA, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer})
+	sendAA(t, c, "T04 authenticated", t04)
+	after := e.mdmStatus(t, "DOC-1")
+	if after.Version != before.Version+1 || after.DocStatus != "final" || after.Authenticator != "Dr Richard Forster" || !slices.Equal(after.Security, []string{"R"}) {
+		t.Errorf("T04: %+v", after)
+	}
+	if d2, _ := e.doc(t, "DOC-1"); d2.ID != d.ID || d2.Status != "current" || d2.Content[0].Attachment.URL != d.Content[0].Attachment.URL || string(e.bytesOf(t, d2)) != note+"\n" {
+		t.Errorf("T04: document %+v, want %s current with the same content", d2, d.ID)
+	}
+	if n := e.count(t, "DocumentReference"); n != 1 {
+		t.Errorf("%d DocumentReferences, want 1", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM documents_metadata WHERE id = $1 AND status = 'current' AND security = '{R}'`, d.ID); n != 1 {
+		t.Errorf("T04: the metadata does not carry the new label")
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM documents_contents WHERE document_id = $1`, d.ID); n != 1 {
+		t.Errorf("T04: %d contents, want the one stored", n)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM audit_events WHERE request_id = 'S2' AND action = 'update' AND org = $1 AND $2 = ANY(resources)`,
+		e.member.ID, "DocumentReference/"+d.ID); n != 1 {
+		t.Errorf("T04: %d update events, want 1", n)
+	}
+
+	// Resent, under the same MSH-10 or a new one, and LA after AU (final either way, the
+	// same authenticator and label): nothing to write.
+	unchanged("T04 resent", t04, "AA", "")
+	unchanged("T04 resent under a new MSH-10", mdmWith("T04", "S3", pidA, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer}), "AA", "")
+	unchanged("T04 legally authenticated", mdmWith("T04", "S4", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: "R", 22: signer}), "AA", "")
+
+	// Refused, and nothing written.
+	unchanged("other content", mdmWith("T04", "S5", pidA, "DOC-1", "", "Another text.", map[int]string{17: "LA", 18: "R", 22: signer}), "AE", "205")
+	unchanged("one more line", mdmWith("T04", "S6", pidA, "DOC-1", "", note+"\nAdded.", map[int]string{17: "LA", 18: "R", 22: signer}), "AE", "205")
+	unchanged("another type", mdmWith("T04", "S7", pidA, "DOC-1", "", note, map[int]string{2: "DS", 17: "LA", 18: "R", 22: signer}), "AE", "205")
+	unchanged("final back to preliminary", mdmWith("T04", "S8", pidA, "DOC-1", "", note, map[int]string{17: "PA", 18: "R", 22: signer}), "AE", "205")
+	unchanged("unknown document", mdmWith("T04", "S9", pidA, "NO-SUCH", "", note, map[int]string{17: "AU"}), "AE", "204")
+	unchanged("another patient's document", mdmWith("T04", "S10", pidB, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer}), "AE", "204")
+	unchanged("cancel through T04", mdmWith("T04", "S11", pidA, "DOC-1", "", note, map[int]string{17: "CA"}), "AE", "103")
+	if got := e.mdmStatus(t, "DOC-1"); got.Version != after.Version || got.DocStatus != "final" || got.Authenticator != "Dr Richard Forster" || !slices.Equal(got.Security, []string{"R"}) {
+		t.Errorf("after the refused T04s: %+v, want %+v", got, after)
+	}
+	ack, err := c.Send(t.Context(), []byte(mdmWith("T04", "S8", pidA, "DOC-1", "", note, map[int]string{17: "PA", 18: "R", 22: signer})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Get("MSA-1") != "AE" || ack.Get("ERR-2") != "TXA^1^17" {
+		t.Errorf("final back to preliminary: %s at %s %q", ack.Get("MSA-1"), ack.Get("ERR-2"), ack.Get("MSA-3"))
+	}
+
+	// The TXA is a snapshot: no TXA-18 and no TXA-22 take the label and authenticator away.
+	sendAA(t, c, "T04 usual control", mdmWith("T04", "S12", pidA, "DOC-1", "", note, map[int]string{17: "AU"}))
+	if got := e.mdmStatus(t, "DOC-1"); got.Version != after.Version+1 || got.DocStatus != "final" || got.Authenticator != "" || len(got.Security) != 0 {
+		t.Errorf("T04 usual control: %+v", got)
+	}
+
+	// A cancelled document takes no status change.
+	sendAA(t, c, "T11", mdmMsg("T11", "S13", pidA, "DOC-1", "", "", ""))
+	unchanged("T04 of a cancelled document", mdmWith("T04", "S14", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: signer}), "AE", "204")
+	if n, err := e.srv.Documents.DanglingReferences(context.Background()); err != nil || n != 0 {
+		t.Errorf("dangling = %d, %v", n, err)
+	}
+}
