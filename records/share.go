@@ -2,6 +2,7 @@ package records
 
 import (
 	"context"
+	"slices"
 	"strconv"
 
 	"github.com/concord-hie/concord/audit"
@@ -36,15 +37,26 @@ func (sh Share) viewer() Viewer {
 		TokenID: ShareTokenID(sh.LinkID), RequestID: sh.RequestID, SourceIP: sh.SourceIP}
 }
 
+// sharedBatch is the first batch a link of every resource reads; a batch that does not
+// fill the page doubles the next, up to sharedMaxBatch.
+const (
+	sharedBatch    = 50
+	sharedMaxBatch = 1000
+)
+
 // Shared returns the stored resources of type typ in the compartment of sh.PersonID that
-// the holder of sh's link may see, newest first: those keep accepts (nil keeps all) and, when
-// sh names one resource, only that one; each decided by consent for a viewer of role
-// consent.RoleShare with purpose PATRQT, exactly as Compartment decides for any viewer;
-// sensitive ones only when sh.IncludeSensitive or sh names them.
+// the holder of sh's link may see, newest first, at most limit of them (every one when limit
+// is zero or less): those keep accepts (nil keeps all), or, when sh names one resource, that
+// one alone if it is current and in the compartment of one of the person's member Patients;
+// each decided by consent for a viewer of role consent.RoleShare with purpose PATRQT,
+// exactly as Compartment decides for any viewer; sensitive ones only when
+// sh.IncludeSensitive or sh names them. The limit counts only what is shown: rows keep drops, sensitive
+// rows left out and denied rows do not use it up.
 // Denied items are simply absent. It commits one audit event for the use (Query, or Read
-// for a link that names one resource) with ShareLink set, whatever was found, before it
-// returns: errs.Unavailable when that event, consent or the MPI cannot be read, and then
-// nothing is returned. No break-the-glass declaration is ever honoured for a share link.
+// for a link that names one resource) with ShareLink set, naming exactly what it returns,
+// whatever was found, before it returns: errs.Unavailable when that event, consent, the MPI
+// or the records cannot be read, and then nothing is returned. No break-the-glass
+// declaration is ever honoured for a share link.
 func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(store.Stored) bool, limit int) ([]store.Stored, error) {
 	const op = "records.Shared"
 	if sh.PersonID == "" || sh.LinkID == 0 {
@@ -64,12 +76,6 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 	if err != nil {
 		return nil, err
 	}
-	var all []store.Stored
-	if len(ids) > 0 {
-		if all, err = s.fhir.ByPatients(ctx, typ, ids, limit); err != nil {
-			return nil, errs.E(op, errs.Unavailable, "records unavailable", err)
-		}
-	}
 	action := audit.Query
 	if sh.ResourceID != "" {
 		action = audit.Read
@@ -79,23 +85,54 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 	var out []store.Stored
 	denied := 0
 	var lastDeny consent.Decision
-	for _, st := range all {
-		if (sh.ResourceID != "" && st.ID != sh.ResourceID) || (keep != nil && !keep(st)) {
-			continue
+	// show decides st and adds it to out and the event when the link shows it.
+	show := func(st store.Stored) {
+		if keep != nil && !keep(st) {
+			return
 		}
 		if _, labels, ok := classOf(st); sh.ResourceID == "" && !sh.IncludeSensitive && (!ok || consent.Sensitive(labels)) {
-			continue
+			return
 		}
 		d, _ := s.decide(dirs, v, sh.PersonID, at, st)
 		if !d.Allow {
 			denied++
 			lastDeny = d
-			continue
+			return
 		}
 		out = append(out, st)
 		ev.Resources = append(ev.Resources, audit.Resource{Type: st.Type, ID: st.ID})
 		if ev.Consent == "" {
 			ev.Consent, ev.ConsentVersion = string(d.By), int64(d.Version)
+		}
+	}
+	switch {
+	case len(ids) == 0:
+	case sh.ResourceID != "":
+		st, found, err := s.sharedOne(ctx, typ, sh.ResourceID, ids)
+		if err != nil {
+			return nil, errs.E(op, errs.Unavailable, "records unavailable", err)
+		}
+		if found {
+			show(st)
+		}
+	default:
+		q := store.Query{Type: typ, Patients: ids, PatientsSelf: typ == "Patient"}
+		for batch := sharedBatch; limit <= 0 || len(out) < limit; batch = min(2*batch, sharedMaxBatch) {
+			q.Limit = batch
+			rows, err := s.fhir.Search(ctx, nil, q)
+			if err != nil {
+				return nil, errs.E(op, errs.Unavailable, "records unavailable", err)
+			}
+			for i := range rows {
+				if limit > 0 && len(out) == limit {
+					break
+				}
+				show(rows[i].Stored)
+				q.After = &rows[i].Key
+			}
+			if len(rows) < batch {
+				break
+			}
 		}
 	}
 	ev.Outcome, ev.Reason = audit.Permit, "permitted"
@@ -107,4 +144,25 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 		return nil, err
 	}
 	return out, nil
+}
+
+// sharedOne reads the current version of typ/id, found only when it exists, is not deleted
+// and is in the compartment of one of patients (for a Patient: is one of them). Any other
+// resource, another person's included, is simply not found.
+func (s *Service) sharedOne(ctx context.Context, typ, id string, patients []string) (store.Stored, bool, error) {
+	st, err := s.fhir.Get(ctx, nil, typ, id)
+	if errs.CodeOf(err) == errs.NotFound {
+		return store.Stored{}, false, nil
+	}
+	if err != nil {
+		return store.Stored{}, false, err
+	}
+	compartment := st.PatientID
+	if typ == "Patient" {
+		compartment = st.ID
+	}
+	if compartment == "" || !slices.Contains(patients, compartment) {
+		return store.Stored{}, false, nil
+	}
+	return st, true, nil
 }
