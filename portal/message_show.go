@@ -22,8 +22,9 @@ const (
 )
 
 // Messaging keeps secure messages. MessageStore implements it on PostgreSQL; every call is
-// scoped to the viewer (a patient's person, a clinician's member), and a thread the viewer
-// may not see is errs.NotFound.
+// scoped to the viewer (a patient's person, a clinician's member; for a caregiver without
+// sensitive access, not the patient's threads with a 42 CFR Part 2 program), and a thread
+// the viewer may not see is errs.NotFound.
 type Messaging interface {
 	CreateThread(ctx context.Context, personID, member, subject string, m Message, at time.Time) (int64, error)
 	Threads(ctx context.Context, v Viewer) ([]MessageThread, error)

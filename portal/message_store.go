@@ -173,8 +173,18 @@ func (s *MessageStore) CreateThread(ctx context.Context, personID, member, subje
 
 // scope is the WHERE clause that limits threads to viewer v: a patient's person, a
 // clinician's member. Any other role sees nothing.
+//
+// A caregiver whose grant leaves sensitive information out (Viewer.ProxySensitive off)
+// does not see the patient's threads with a member the directory flags as a 42 CFR Part 2
+// program: that the patient writes to such a program is itself Part 2 information
+// (§2.13(c)). Those threads are absent to them (not listed, 404 on open, no reply, no
+// unread count), as a thread of another person is. The flag is read with the threads, so
+// a program flagged later hides its earlier threads too.
 func scope(v Viewer) (string, string, bool) {
 	switch {
+	case v.Role == RoleProxy && v.PersonID != "" && !v.ProxySensitive:
+		return `t.person_id = $1 AND NOT EXISTS (SELECT 1 FROM directory_members dm
+			WHERE dm.id = t.member_id AND dm.part2_program)`, v.PersonID, true
 	case (v.Role == RolePatient || v.Role == RoleProxy) && v.PersonID != "": // a caregiver writes for the patient
 		return "t.person_id = $1", v.PersonID, true
 	case v.Role == RoleClinician && v.Org != "":
