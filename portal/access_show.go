@@ -1,6 +1,8 @@
 package portal
 
 import (
+	"context"
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -88,6 +91,11 @@ func (s *Server) showAccess(c echo.Context) error {
 		return err
 	}
 	p.Capped = len(acc) >= accessLogLimit
+	if limitedCaregiver(v) {
+		if acc, err = s.screenAccessLog(ctx, sess.PersonID, acc); err != nil {
+			return err
+		}
+	}
 	p.CanDispute = sess.Role == RolePatient
 	var disputes map[int64]Dispute
 	if p.CanDispute {
@@ -117,6 +125,32 @@ func (s *Server) showAccess(c echo.Context) error {
 		p.Rows = append(p.Rows, r)
 	}
 	return s.render(c, http.StatusOK, "access", p)
+}
+
+// screenAccessLog returns acc as a caregiver without sensitive access may see it: the
+// accesses screenAccesses hides are left out (before anything on the page counts rows), and
+// the sensitive resources of the others are left out of their data classes.
+func (s *Server) screenAccessLog(ctx context.Context, personID string, acc []audit.Access) ([]audit.Access, error) {
+	seqs := make([]int64, len(acc))
+	for i, a := range acc {
+		seqs[i] = a.Seq
+	}
+	screens, err := s.screenAccesses(ctx, personID, seqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.Access, 0, len(acc))
+	for _, a := range acc {
+		sc, ok := screens[a.Seq]
+		if !ok || sc.hide {
+			continue
+		}
+		if sc.cut {
+			a.DataClasses = sc.classes
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
 
 // markNoticeSeen marks one of the patient's notices read (CSRF-checked by the chain) and
@@ -342,4 +376,274 @@ func (s *Server) disputeAccess(c echo.Context) error {
 		}
 	}
 	return c.Redirect(http.StatusSeeOther, "/access")
+}
+
+// limitedCaregiver reports whether v is a caregiver whose grant leaves sensitive
+// information out (Viewer.ProxySensitive off). Such a caregiver's access log and accounting
+// of disclosures leave out what would reveal it: see screenAccesses.
+func limitedCaregiver(v Viewer) bool { return v.Role == RoleProxy && !v.ProxySensitive }
+
+// accessScreen is what a caregiver without sensitive access may see of one access event.
+type accessScreen struct {
+	// hide: the access is left out whole. Its organization is a 42 CFR Part 2 program, or
+	// every resource it names is sensitive.
+	hide bool
+	// cut: some of the resources it names are sensitive and are left out; classes (distinct
+	// types, sorted) and count describe the rest.
+	cut     bool
+	classes []string
+	count   int
+}
+
+// accessScreener tells what a caregiver without sensitive access may see of a person's
+// accesses. *PrivacyStore implements it; a Privacy that does not cannot serve such a
+// caregiver's access log or accounting (they fail closed with errs.Unavailable).
+type accessScreener interface {
+	// screenAccesses returns, by seq, the screen of each of personID's audit events seqs
+	// (events of other persons are absent, and absent means hidden). errs.Unavailable when
+	// the database fails.
+	screenAccesses(ctx context.Context, personID string, seqs []int64) (map[int64]accessScreen, error)
+}
+
+// screenAccesses returns the screens of personID's accesses seqs for a caregiver without
+// sensitive access, or errs.Unavailable when s.privacy cannot tell them (nothing is then
+// shown: the caregiver sees an error, never an unscreened row).
+func (s *Server) screenAccesses(ctx context.Context, personID string, seqs []int64) (map[int64]accessScreen, error) {
+	sc, ok := s.privacy.(accessScreener)
+	if !ok {
+		return nil, errs.E("portal.screenAccesses", errs.Unavailable, "this privacy service cannot screen accesses for a caregiver")
+	}
+	return sc.screenAccesses(ctx, personID, seqs)
+}
+
+// screenAccesses implements accessScreener from the audit events' organizations and
+// resources ("Type/id"). An access is hidden when its organization is a member flagged as a
+// 42 CFR Part 2 program (naming the program tells that the patient is treated there,
+// §2.13(c)). A resource it names is sensitive when:
+//   - a FHIR resource: any stored version of it carries a sensitive label
+//     (consent.Sensitive, as proxyKeep decides for the caregiver's pages; a body that does
+//     not decode counts as sensitive) or its source member is a Part 2 program;
+//   - a Binary or a document: its document's labels, or its member, say so;
+//   - a portal message thread (Communication of an event with reason portal-message): its
+//     member is a Part 2 program, as MessageStore hides it.
+//
+// A resource found nowhere (a Consent directive, a deleted row) is not sensitive. Labels
+// are those stored now: the audit event does not record which version it disclosed, so
+// every version is read and any sensitive one counts.
+func (p *PrivacyStore) screenAccesses(ctx context.Context, personID string, seqs []int64) (map[int64]accessScreen, error) {
+	const op = "portal.PrivacyStore.screenAccesses"
+	out := map[int64]accessScreen{}
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	members := map[string]bool{} // member ID → Part 2 program
+	rows, err := p.db.Query(ctx, `SELECT id, part2_program FROM directory_members`)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	for rows.Next() {
+		var id string
+		var part2 bool
+		if err := rows.Scan(&id, &part2); err != nil {
+			rows.Close()
+			return nil, db.Map(op, err)
+		}
+		members[id] = part2
+	}
+	if err := db.Map(op, rows.Err()); err != nil {
+		return nil, err
+	}
+
+	type event struct {
+		seq       int64
+		org       string
+		message   bool // a portal message read: its Communication is a thread
+		resources []audit.Resource
+	}
+	var evs []event
+	rows, err = p.db.Query(ctx, `SELECT seq, org, reason, resources FROM audit_events WHERE patient = $1 AND seq = ANY($2)`, personID, seqs)
+	if err != nil {
+		return nil, db.Map(op, err)
+	}
+	for rows.Next() {
+		var ev event
+		var reason string
+		var res []string
+		if err := rows.Scan(&ev.seq, &ev.org, &reason, &res); err != nil {
+			rows.Close()
+			return nil, db.Map(op, err)
+		}
+		ev.message = reason == "portal-message"
+		for _, r := range res {
+			typ, id, ok := strings.Cut(r, "/")
+			if !ok || typ == "" || id == "" {
+				continue
+			}
+			ev.resources = append(ev.resources, audit.Resource{Type: typ, ID: id})
+		}
+		evs = append(evs, ev)
+	}
+	if err := db.Map(op, rows.Err()); err != nil {
+		return nil, err
+	}
+
+	// The resources to look up, by kind, each once.
+	var fhirTypes, fhirIDs, binaries, docs []string
+	var threads []int64
+	seen := map[string]bool{}
+	for _, ev := range evs {
+		for _, r := range ev.resources {
+			key := r.String()
+			if ev.message && r.Type == "Communication" {
+				key = "thread:" + r.ID
+			}
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			switch {
+			case ev.message && r.Type == "Communication":
+				if id, err := strconv.ParseInt(r.ID, 10, 64); err == nil {
+					threads = append(threads, id)
+				}
+			case r.Type == "Binary":
+				binaries = append(binaries, r.ID)
+			default:
+				if r.Type == "DocumentReference" {
+					docs = append(docs, r.ID)
+				}
+				fhirTypes, fhirIDs = append(fhirTypes, r.Type), append(fhirIDs, r.ID)
+			}
+		}
+	}
+	sensitive := map[string]bool{} // "Type/id" or "thread:id" → sensitive
+	mark := func(key, member string, labels []string) {
+		if members[member] || consent.Sensitive(labels) {
+			sensitive[key] = true
+		}
+	}
+	if len(fhirIDs) > 0 {
+		// Only bodies that can hold labels are read.
+		rows, err := p.db.Query(ctx, `SELECT h.type, h.id, h.member_id,
+				CASE WHEN position('"security"'::bytea IN h.body) > 0 THEN h.body END
+			FROM unnest($1::text[], $2::text[]) AS k(type, id) JOIN fhir_history h ON h.type = k.type AND h.id = k.id`, fhirTypes, fhirIDs)
+		if err != nil {
+			return nil, db.Map(op, err)
+		}
+		for rows.Next() {
+			var typ, id, member string
+			var body []byte
+			if err := rows.Scan(&typ, &id, &member, &body); err != nil {
+				rows.Close()
+				return nil, db.Map(op, err)
+			}
+			labels, ok := securityCodes(body)
+			if !ok {
+				sensitive[typ+"/"+id] = true
+				continue
+			}
+			mark(typ+"/"+id, member, labels)
+		}
+		if err := db.Map(op, rows.Err()); err != nil {
+			return nil, err
+		}
+	}
+	if len(binaries) > 0 || len(docs) > 0 {
+		rows, err := p.db.Query(ctx, `SELECT 'Binary/' || c.binary_id, coalesce(c.member_id, d.member_id, ''), coalesce(d.security, '{}')
+			FROM documents_contents c LEFT JOIN documents_metadata d ON d.id = c.document_id WHERE c.binary_id = ANY($1)
+			UNION ALL
+			SELECT 'DocumentReference/' || d.id, coalesce(d.member_id, ''), d.security FROM documents_metadata d WHERE d.id = ANY($2)`,
+			binaries, docs)
+		if err != nil {
+			return nil, db.Map(op, err)
+		}
+		for rows.Next() {
+			var key, member string
+			var labels []string
+			if err := rows.Scan(&key, &member, &labels); err != nil {
+				rows.Close()
+				return nil, db.Map(op, err)
+			}
+			mark(key, member, labels)
+		}
+		if err := db.Map(op, rows.Err()); err != nil {
+			return nil, err
+		}
+	}
+	if len(threads) > 0 {
+		rows, err := p.db.Query(ctx, `SELECT id, member_id FROM portal_message_threads WHERE person_id = $1 AND id = ANY($2)`, personID, threads)
+		if err != nil {
+			return nil, db.Map(op, err)
+		}
+		for rows.Next() {
+			var id int64
+			var member string
+			if err := rows.Scan(&id, &member); err != nil {
+				rows.Close()
+				return nil, db.Map(op, err)
+			}
+			if members[member] {
+				sensitive["thread:"+strconv.FormatInt(id, 10)] = true
+			}
+		}
+		if err := db.Map(op, rows.Err()); err != nil {
+			return nil, err
+		}
+	}
+
+	for _, ev := range evs {
+		if members[ev.org] {
+			out[ev.seq] = accessScreen{hide: true}
+			continue
+		}
+		var kept []audit.Resource
+		for _, r := range ev.resources {
+			key := r.String()
+			if ev.message && r.Type == "Communication" {
+				key = "thread:" + r.ID
+			}
+			if !sensitive[key] {
+				kept = append(kept, r)
+			}
+		}
+		switch {
+		case len(kept) == len(ev.resources):
+			out[ev.seq] = accessScreen{}
+		case len(kept) == 0:
+			out[ev.seq] = accessScreen{hide: true}
+		default:
+			types := make([]string, 0, len(kept))
+			for _, r := range kept {
+				if !slices.Contains(types, r.Type) {
+					types = append(types, r.Type)
+				}
+			}
+			slices.Sort(types)
+			out[ev.seq] = accessScreen{cut: true, classes: types, count: len(kept)}
+		}
+	}
+	return out, nil
+}
+
+// securityCodes returns the codes of body's meta.security; none for a nil body (one with
+// no "security" member). ok is false when body does not decode.
+func securityCodes(body []byte) ([]string, bool) {
+	if body == nil {
+		return nil, true
+	}
+	var m struct {
+		Meta struct {
+			Security []struct {
+				Code string `json:"code"`
+			} `json:"security"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return nil, false
+	}
+	codes := make([]string, len(m.Meta.Security))
+	for i, c := range m.Meta.Security {
+		codes[i] = c.Code
+	}
+	return codes, true
 }

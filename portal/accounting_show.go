@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"context"
 	"encoding/csv"
 	"net/http"
 	"strconv"
@@ -90,6 +91,11 @@ func (s *Server) accounting(c echo.Context, v Viewer, p accountingPage, from, to
 		return err
 	}
 	p.Searched, p.Capped = true, len(rows) >= 10000
+	if limitedCaregiver(v) {
+		if rows, err = s.screenAccounting(ctx, p.Patient, rows); err != nil {
+			return err
+		}
+	}
 	for _, r := range rows {
 		p.Rows = append(p.Rows, accountingRowOf(r, names, s.cfg.Location))
 	}
@@ -112,6 +118,32 @@ func (s *Server) accounting(c echo.Context, v Viewer, p accountingPage, from, to
 	}
 	w.Flush()
 	return w.Error()
+}
+
+// screenAccounting returns rows as a caregiver without sensitive access may see them:
+// the disclosures screenAccesses hides are left out, and the sensitive resources of the
+// others are left out of their data classes and item counts.
+func (s *Server) screenAccounting(ctx context.Context, personID string, rows []audit.DisclosureRow) ([]audit.DisclosureRow, error) {
+	seqs := make([]int64, len(rows))
+	for i, r := range rows {
+		seqs[i] = r.Seq
+	}
+	screens, err := s.screenAccesses(ctx, personID, seqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]audit.DisclosureRow, 0, len(rows))
+	for _, r := range rows {
+		sc, ok := screens[r.Seq]
+		if !ok || sc.hide {
+			continue
+		}
+		if sc.cut {
+			r.DataClasses, r.Resources = sc.classes, sc.count
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 func accountingRowOf(r audit.DisclosureRow, names map[string]string, loc *time.Location) accountingRow {
