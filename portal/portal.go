@@ -98,6 +98,9 @@ type LabResult struct {
 	// clinician of another member, a share link's holder): the page must carry the §2.32
 	// redisclosure notice (consent.Part2Notice).
 	Part2 bool
+	// Sensitive marks a result with a sensitive label (consent.Sensitive): a share link
+	// made for it records that the patient chose a sensitive result.
+	Sensitive bool
 }
 
 // LogValue redacts the result, so a careless slog.Any stays safe.
@@ -211,7 +214,10 @@ type ShareLink struct {
 	ID         int64
 	PersonID   string
 	ResourceID string
-	// IncludeSensitive: a link of all results shows sensitive ones too (the patient ticked it).
+	// IncludeSensitive: the link shows sensitive results. For a link of all results the
+	// patient ticked it; for a link of one result, that result was sensitive when the
+	// patient chose it. A one-result link without it shows nothing once its result becomes
+	// sensitive.
 	IncludeSensitive bool
 	Note             string
 	FirstName        string
@@ -413,10 +419,6 @@ type Config struct {
 	// MFAACR is the acr value that proves a second factor, and what a sign-in started from
 	// the refusal page asks the OP for (acr_values); default DefaultMFAACR.
 	MFAACR string
-	// StepUpWindow is how recent a sign-in must be for break-the-glass, recording a consent
-	// or a guardian, identity merges and splits, and record exports (requireFreshAuth);
-	// default DefaultStepUpWindow.
-	StepUpWindow time.Duration
 
 	Location *time.Location // dates on pages; default UTC
 }
@@ -526,9 +528,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.MFAACR == "" {
 		cfg.MFAACR = DefaultMFAACR
-	}
-	if cfg.StepUpWindow <= 0 {
-		cfg.StepUpWindow = DefaultStepUpWindow
 	}
 	s := &Server{
 		cfg:      cfg,

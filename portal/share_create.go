@@ -27,12 +27,20 @@ type shareForm struct {
 	For    string // a shareDurations value
 	Note   string // who it is for, in the patient's words; optional
 	// Sensitive includes sensitive results in a link of all results (a box left unticked
-	// by default); a link of one result shows that result either way.
+	// by default); Validate clears it for a link of one result.
 	Sensitive bool
+	// ResultSensitive is set by Validate for a link of one result: the result is sensitive
+	// now, so the link is made to show sensitive data. A link made for a result that was
+	// not sensitive shows nothing once a member labels it sensitive.
+	ResultSensitive bool
 }
 
+// includeSensitive is what the link records as ShareLink.IncludeSensitive.
+func (f shareForm) includeSensitive() bool { return f.Sensitive || f.ResultSensitive }
+
 // Validate checks f against the patient's own results and returns the sentence to show,
-// or "" when f is good. It trims the note and drops control characters from it.
+// or "" when f is good. It trims the note and drops control characters from it, and sets
+// ResultSensitive for a link of one result from that result.
 func (f *shareForm) Validate(choices []shareChoice) string {
 	f.Note = strings.TrimSpace(strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
@@ -42,12 +50,14 @@ func (f *shareForm) Validate(choices []shareChoice) string {
 	}, f.Note))
 	switch f.What {
 	case "all":
-		f.Result = ""
+		f.Result, f.ResultSensitive = "", false
 	case "one":
-		f.Sensitive = false
-		if !slices.ContainsFunc(choices, func(ch shareChoice) bool { return ch.ID == f.Result }) {
+		f.Sensitive, f.ResultSensitive = false, false
+		i := slices.IndexFunc(choices, func(ch shareChoice) bool { return ch.ID == f.Result })
+		if i < 0 {
 			return "Please choose the lab result to share."
 		}
+		f.ResultSensitive = choices[i].Sensitive
 	default:
 		return "Please choose what to share."
 	}
@@ -93,7 +103,7 @@ func (s *Server) createShareLink(c echo.Context) error {
 	token := base64.RawURLEncoding.EncodeToString(raw[:])
 	sum := sha256.Sum256([]byte(token))
 	now := s.now()
-	l := ShareLink{PersonID: sess.PersonID, ResourceID: p.Form.Result, IncludeSensitive: p.Form.Sensitive, Note: p.Form.Note, FirstName: firstName(sess.Name),
+	l := ShareLink{PersonID: sess.PersonID, ResourceID: p.Form.Result, IncludeSensitive: p.Form.includeSensitive(), Note: p.Form.Note, FirstName: firstName(sess.Name),
 		CreatedBy: sess.Issuer + "|" + sess.Subject, Created: now, Expires: now.Add(durationOf(p.Form.For).D)}
 	if _, err := s.shares.CreateShareLink(ctx, s.patientViewer(c, sess), l, sum[:]); err != nil {
 		if errs.Is(err, errs.Conflict) {

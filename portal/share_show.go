@@ -34,8 +34,9 @@ type sharePage struct {
 
 // shareChoice is one lab result a link may name.
 type shareChoice struct {
-	ID    string
-	Label string // "Glucose 7.9 mmol/L, 14 Sep 2026"
+	ID        string
+	Label     string // "Glucose 7.9 mmol/L, 14 Sep 2026"
+	Sensitive bool   // LabResult.Sensitive: a link made for it includes sensitive data
 }
 
 // shareRow is one active link in the patient's list.
@@ -135,7 +136,7 @@ func shareChoices(labs []LabResult, loc *time.Location) []shareChoice {
 		if !r.Effective.IsZero() {
 			label += ", " + r.Effective.In(loc).Format("2 Jan 2006")
 		}
-		out = append(out, shareChoice{ID: r.ID, Label: label})
+		out = append(out, shareChoice{ID: r.ID, Label: label, Sensitive: r.Sensitive})
 	}
 	return out
 }

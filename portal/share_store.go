@@ -89,7 +89,7 @@ func (s *ShareStore) CreateShareLink(ctx context.Context, v Viewer, l ShareLink,
 			WHERE (SELECT count(*) FROM portal_share_links
 			       WHERE person_id = $1 AND revoked_at IS NULL AND expires_at > $8) < $10
 			RETURNING id`, l.PersonID, tokenHash, scope, res, l.Note, l.FirstName, l.CreatedBy, l.Created.UTC(), l.Expires.UTC(),
-			maxActiveShareLinks, l.IncludeSensitive && l.ResourceID == "").Scan(&id)
+			maxActiveShareLinks, l.IncludeSensitive).Scan(&id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return audit.Event{}, errs.E(op, errs.Conflict, "too many active share links")
 		}

@@ -51,6 +51,11 @@ func (a *switchAudit) Append(ctx context.Context, ev audit.Event) error {
 type recordsAdapter struct{ rec *records.Service }
 
 type testObs struct {
+	Meta struct {
+		Security []struct {
+			Code string `json:"code"`
+		} `json:"security"`
+	} `json:"meta"`
 	Code struct {
 		Text string `json:"text"`
 	} `json:"code"`
@@ -67,8 +72,12 @@ func labsOf(sts []store.Stored) []LabResult {
 		var o testObs
 		_ = json.Unmarshal(st.Body, &o)
 		eff, _ := time.Parse("2006-01-02", o.EffectiveDateTime)
+		var labels []string
+		for _, c := range o.Meta.Security {
+			labels = append(labels, c.Code)
+		}
 		out = append(out, LabResult{ID: st.ID, Display: o.Code.Text, Value: o.ValueQuantity.Value.String(), Unit: o.ValueQuantity.Unit,
-			Effective: eff, Status: "final", SourceMember: st.MemberID})
+			Effective: eff, Status: "final", SourceMember: st.MemberID, Sensitive: consent.Sensitive(labels)})
 	}
 	return out
 }
@@ -403,8 +412,9 @@ func TestShareLinkRateLimitPerIP(t *testing.T) {
 }
 
 // TestShareLinkLeavesOutSensitiveUnlessChosen: a link of all results leaves out the
-// HIV-labelled one unless the patient ticked the box; a link naming that result shows it;
-// the active-links list says which kind each link is.
+// HIV-labelled one unless the patient ticked the box; a link naming that result shows it
+// (and is stored as including sensitive data); the active-links list says which kind each
+// link is.
 func TestShareLinkLeavesOutSensitiveUnlessChosen(t *testing.T) {
 	t.Parallel()
 	se := newShareEnv(t, false)
@@ -437,7 +447,52 @@ func TestShareLinkLeavesOutSensitiveUnlessChosen(t *testing.T) {
 		t.Errorf("the active links do not say which include sensitive results:\n%s", list)
 	}
 	var n int
-	if err := se.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE include_sensitive) FROM portal_share_links`).Scan(&n); err != nil || n != 1 {
-		t.Errorf("links stored with include_sensitive: %d, %v; want 1 (a one-result link never sets it)", n, err)
+	if err := se.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE include_sensitive) FROM portal_share_links`).Scan(&n); err != nil || n != 2 {
+		t.Errorf("links stored with include_sensitive: %d, %v; want 2 (all with the box ticked, and the HIV result alone)", n, err)
+	}
+	if err := se.pool.QueryRow(context.Background(), `SELECT count(*) FROM portal_share_links WHERE include_sensitive AND resource_id = $1`, se.glucose).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the glucose link, box ticked, stored with include_sensitive: %d, %v; want 0 (the box is for all results)", n, err)
+	}
+}
+
+// TestShareLinkOfOneResultHidesItOnceSensitive: a link made for a result that was not
+// sensitive shows no result once the member re-sends it with an HIV label, exactly as when
+// the result is gone; the patient never chose to share sensitive data.
+func TestShareLinkOfOneResultHidesItOnceSensitive(t *testing.T) {
+	t.Parallel()
+	se := newShareEnv(t, false)
+	alice := newClient(t)
+	se.signIn(t, alice, "alice", "alice-pw")
+	link := se.createLink(t, alice, url.Values{"what": {"one"}, "result": {se.glucose}, "for": {"1d"}})
+	anon := newClient(t)
+	if r := anon.get(link); r.status != http.StatusOK || !strings.Contains(r.body, "Glucose") {
+		t.Fatalf("before the relabel: %d\n%s", r.status, r.body)
+	}
+	ctx := context.Background()
+	fs := store.New(se.pool)
+	err := db.InTx(ctx, se.pool, func(tx db.Querier) error {
+		cur, err := fs.Get(ctx, tx, "Observation", se.glucose)
+		if err != nil {
+			return err
+		}
+		_, err = fs.Put(ctx, tx, store.Write{ID: se.glucose, Resource: fhir.MustParse([]byte(`{"resourceType":"Observation",` +
+			`"meta":{"security":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"HIV"}]},"status":"final",` +
+			`"category":[{"coding":[{"code":"laboratory"}]}],"code":{"text":"Glucose"},"valueQuantity":{"value":7.9,"unit":"mmol/L"},` +
+			`"effectiveDateTime":"2026-09-14","subject":{"reference":"Patient/` + cur.PatientID + `"}}`)),
+			MemberID: "riverside", PatientID: cur.PatientID, At: time.Now()})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := anon.get(link)
+	if r.status != http.StatusOK || strings.Contains(r.body, "Glucose") || strings.Contains(r.body, "7.9") ||
+		!strings.Contains(r.body, "There are no lab results to show through this link.") {
+		t.Fatalf("after the member labelled it HIV: %d\n%s", r.status, r.body)
+	}
+	var resources int
+	if err := se.pool.QueryRow(ctx, `SELECT cardinality(resources) FROM audit_events WHERE request_id = $1`,
+		r.header.Get("X-Request-Id")).Scan(&resources); err != nil || resources != 0 {
+		t.Errorf("audit of the use after the relabel names %d resources (%v); want none", resources, err)
 	}
 }

@@ -19,9 +19,12 @@ type Share struct {
 	LinkID     int64  // the link's ID, recorded as the audit event's TokenID "share-link/ID"
 	PersonID   string // the patient who made the link
 	ResourceID string // the one resource the link names; "" for every resource of the type
-	// IncludeSensitive lets a link of every resource show the sensitive ones
-	// (consent.Sensitive) too; without it they are left out, whatever consent would allow.
-	// A link that names one resource shows it either way: the patient chose it.
+	// IncludeSensitive lets the link show sensitive resources (consent.Sensitive); without
+	// it they are left out, whatever consent would allow. For a link of every resource it
+	// is the patient's choice to include them; for a link that names one resource it says
+	// the resource was sensitive when the patient chose it. A link made for a resource
+	// that was not sensitive then never shows it once a member labels it sensitive: the
+	// patient never chose to share that.
 	IncludeSensitive bool
 	RequestID        string
 	SourceIP         string
@@ -50,7 +53,7 @@ const (
 // one alone if it is current and in the compartment of one of the person's member Patients;
 // each decided by consent for a viewer of role consent.RoleShare with purpose PATRQT,
 // exactly as Compartment decides for any viewer; sensitive ones only when
-// sh.IncludeSensitive or sh names them. The limit counts only what is shown: rows keep drops, sensitive
+// sh.IncludeSensitive. The limit counts only what is shown: rows keep drops, sensitive
 // rows left out and denied rows do not use it up.
 // Denied items are simply absent. It commits one audit event for the use (Query, or Read
 // for a link that names one resource) with ShareLink set, naming exactly what it returns,
@@ -90,7 +93,7 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 		if keep != nil && !keep(st) {
 			return
 		}
-		if _, labels, ok := classOf(st); sh.ResourceID == "" && !sh.IncludeSensitive && (!ok || consent.Sensitive(labels)) {
+		if _, labels, ok := classOf(st); !sh.IncludeSensitive && (!ok || consent.Sensitive(labels)) {
 			return
 		}
 		d, _ := s.decide(dirs, v, sh.PersonID, at, st)

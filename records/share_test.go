@@ -42,11 +42,15 @@ func TestSharedDecidesAsShareRoleAndAuditsTheUse(t *testing.T) {
 	if got, err = f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 2 || len(f.log.events[1].Resources) != 2 {
 		t.Fatalf("all labs with sensitive ones: %d, %v", len(got), err)
 	}
-	sh.IncludeSensitive = false
-	// A link naming the sensitive result shows it: the patient chose it.
+	// A link naming the sensitive result shows it when it was made for a sensitive result
+	// (IncludeSensitive: the patient chose it as it was), and not otherwise.
 	sh.ResourceID = f.obsB
 	if got, err = f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 1 || got[0].ID != f.obsB {
-		t.Fatalf("the PSY result by name: %d, %v", len(got), err)
+		t.Fatalf("the PSY result by name, chosen as sensitive: %d, %v", len(got), err)
+	}
+	sh.IncludeSensitive = false
+	if got, err = f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 0 {
+		t.Fatalf("the PSY result by name, chosen as not sensitive: %d, %v; want none", len(got), err)
 	}
 	f.log.events = f.log.events[:1]
 
@@ -147,6 +151,31 @@ func (f shareFixture) put(t *testing.T, id, cat, label string) string {
 func labsOnly(st store.Stored) bool {
 	_, cats, ok := fhir.ConsentCodes(st.Body)
 	return ok && slices.Contains(cats, "laboratory")
+}
+
+// TestSharedOneResultBecameSensitive: a link made for one result that was not sensitive
+// stops showing it once the member re-sends it with a sensitive label, as if it were gone;
+// a link made for a result that was sensitive (IncludeSensitive) still shows it.
+func TestSharedOneResultBecameSensitive(t *testing.T) {
+	f := newShareFixture(t)
+	ctx := context.Background()
+	obs := f.put(t, "", "laboratory", "")
+	sh := records.Share{LinkID: 3, PersonID: f.person, ResourceID: obs}
+	if got, err := f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 1 || got[0].ID != obs {
+		t.Fatalf("before the relabel: %d, %v; want the result", len(got), err)
+	}
+	f.put(t, obs, "laboratory", "HIV")
+	got, err := f.svc.Shared(ctx, sh, "Observation", nil, 100)
+	if err != nil || len(got) != 0 {
+		t.Fatalf("after the member labelled it HIV: %d, %v; want none", len(got), err)
+	}
+	if ev := f.log.events[len(f.log.events)-1]; ev.Action != audit.Read || !ev.ShareLink || len(ev.Resources) != 0 {
+		t.Fatalf("audit of the use after the relabel = %+v; want a read naming nothing", ev)
+	}
+	sh.IncludeSensitive = true
+	if got, err := f.svc.Shared(ctx, sh, "Observation", nil, 100); err != nil || len(got) != 1 || got[0].Version != 2 {
+		t.Fatalf("a link made for a sensitive result: %d, %v; want the current version", len(got), err)
+	}
 }
 
 // TestSharedLimitCountsOnlyWhatIsShown: the limit is applied to what the link shows, not

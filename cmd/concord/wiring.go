@@ -164,6 +164,7 @@ func (p portalRecords) labs(ctx context.Context, role, org string, read func(kee
 	for _, st := range obs {
 		r := labResult(st, decoded[st.ID], names[st.MemberID])
 		r.Part2 = st.MemberID != org && consent.NeedsPart2Notice(decoded[st.ID].labels(), consent.Request{ActorRole: role})
+		r.Sensitive = consent.Sensitive(decoded[st.ID].labels())
 		out = append(out, r)
 	}
 	return out, nil
