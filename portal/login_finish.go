@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/labstack/echo/v4"
@@ -104,14 +105,15 @@ func (s *Server) finishLogin(c echo.Context) error {
 	}
 
 	var auth struct {
-		ACR string   `json:"acr"`
-		AMR []string `json:"amr"`
+		ACR      string   `json:"acr"`
+		AMR      []string `json:"amr"`
+		AuthTime int64    `json:"auth_time"`
 	}
 	if err := idt.Claims(&auth); err != nil {
 		return refuse("id token claims", err)
 	}
 	sess := Session{Issuer: idt.Issuer, Subject: idt.Subject, IDToken: raw, Name: name,
-		MFA: hasMFA(auth.ACR, auth.AMR, s.cfg.MFAACR)}
+		MFA: hasMFA(auth.ACR, auth.AMR, s.cfg.MFAACR), AuthTime: authTime(s.now(), idt.IssuedAt, auth.AuthTime, f.StepUp)}
 	st, err := s.staff.StaffForLogin(ctx, idt.Issuer, idt.Subject)
 	switch {
 	case err == nil:
@@ -178,4 +180,24 @@ func hasMFA(acr string, amr []string, wantACR string) bool {
 // mfaRequiredPage explains a refused staff sign-in and offers one with a second factor.
 type mfaRequiredPage struct {
 	Page
+}
+
+// authTime returns when the user authenticated, on this server's clock (now): the ID
+// token's auth_time is on the OP's clock, so its distance from the token's iat (same clock)
+// is taken back from now. Without auth_time, a sign-in counts as an authentication made
+// now, except one that asked for step-up (max_age=0): the OP must then say when it
+// authenticated (OpenID Connect Core §3.1.2.1), and an answer that does not is no step-up
+// (the zero time).
+func authTime(now, issuedAt time.Time, claim int64, stepUp bool) time.Time {
+	if claim <= 0 {
+		if stepUp {
+			return time.Time{}
+		}
+		return now
+	}
+	age := issuedAt.Sub(time.Unix(claim, 0))
+	if age < 0 || issuedAt.IsZero() {
+		age = 0
+	}
+	return now.Add(-age)
 }

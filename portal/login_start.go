@@ -12,7 +12,9 @@ import (
 // startLogin begins the OIDC code flow: it keeps state, nonce and the PKCE verifier in a
 // fresh pre-login session (never in the browser) and redirects to the OP. With the form
 // field mfa=1 (the staff refusal page's button) it asks the OP for the MFA acr
-// (acr_values) and a fresh authentication (prompt=login). With the form field return_to (a
+// (acr_values) and a fresh authentication (prompt=login). With step_up=1 (the step-up
+// page's button, see requireFreshAuth) it asks for an authentication made now (prompt=login
+// and max_age=0), so that the ID token's auth_time is this moment. With the form field return_to (a
 // page that wants the user back, such as a caregiver invitation) it keeps that path in
 // the flow, if localPath accepts it, for finishLogin to land on; anything else is dropped
 // without a word and the sign-in lands on the role's home.
@@ -29,7 +31,7 @@ func (s *Server) startLogin(c echo.Context) error {
 		}
 	}
 	f := &loginFlow{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Started: s.now(),
-		MFA: c.FormValue("mfa") == "1", ReturnTo: localPath(c.FormValue("return_to"))}
+		MFA: c.FormValue("mfa") == "1", StepUp: c.FormValue("step_up") == "1", ReturnTo: localPath(c.FormValue("return_to"))}
 	id, err := s.sessions.Create(ctx, Session{Flow: f})
 	if err != nil {
 		return err
@@ -37,7 +39,13 @@ func (s *Server) startLogin(c echo.Context) error {
 	s.setSessionCookie(c, id)
 	opts := []oauth2.AuthCodeOption{oidc.Nonce(f.Nonce), oauth2.S256ChallengeOption(f.Verifier)}
 	if f.MFA {
-		opts = append(opts, oauth2.SetAuthURLParam("acr_values", s.cfg.MFAACR), oauth2.SetAuthURLParam("prompt", "login"))
+		opts = append(opts, oauth2.SetAuthURLParam("acr_values", s.cfg.MFAACR))
+	}
+	if f.MFA || f.StepUp {
+		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
+	}
+	if f.StepUp {
+		opts = append(opts, oauth2.SetAuthURLParam("max_age", "0"))
 	}
 	dest := oauth.AuthCodeURL(f.State, opts...)
 	return c.Redirect(http.StatusSeeOther, dest)

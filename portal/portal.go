@@ -419,6 +419,10 @@ type Config struct {
 	// MFAACR is the acr value that proves a second factor, and what a sign-in started from
 	// the refusal page asks the OP for (acr_values); default DefaultMFAACR.
 	MFAACR string
+	// StepUpWindow is how recent a sign-in must be for break-the-glass, recording a consent
+	// or a guardian, identity merges and splits, and record exports (requireFreshAuth);
+	// default DefaultStepUpWindow.
+	StepUpWindow time.Duration
 
 	Location *time.Location // dates on pages; default UTC
 }
@@ -528,6 +532,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	if cfg.MFAACR == "" {
 		cfg.MFAACR = DefaultMFAACR
+	}
+	if cfg.StepUpWindow <= 0 {
+		cfg.StepUpWindow = DefaultStepUpWindow
 	}
 	s := &Server{
 		cfg:      cfg,

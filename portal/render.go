@@ -19,7 +19,7 @@ import (
 
 // pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
 // file needs a registration here. newRenderer panics when they disagree.
-var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite", "summary", "officer_simulate", "officer_consent"}
+var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite", "summary", "officer_simulate", "officer_consent", "step_up"}
 
 // Page is what every page's view model embeds; the layout reads it.
 type Page struct {
@@ -28,6 +28,11 @@ type Page struct {
 	RequestID string
 	Viewer    *PageViewer // nil when signed out
 	Flash     string
+	// FreshAuth: the user signed in within the step-up window, so the highly sensitive
+	// operations a page offers may go ahead; otherwise the page offers the "stepup" partial
+	// (a fresh sign-in that comes back to Path) instead of their forms.
+	FreshAuth bool
+	Path      string // this page's path and query, for the step-up sign-in to come back to
 	route     string // the matched route pattern ("/documents/:id"); "" for none
 }
 
@@ -140,12 +145,13 @@ func (s *Server) render(c echo.Context, status int, name string, data any) error
 
 // page fills the common view model for c.
 func (s *Server) page(c echo.Context, title string) Page {
-	p := Page{Title: title, RequestID: requestID(c), route: c.Path()}
+	p := Page{Title: title, RequestID: requestID(c), route: c.Path(), Path: localPath(c.Request().URL.RequestURI())}
 	if tok, ok := c.Get(csrfKey).(string); ok {
 		p.CSRF = tok
 	}
 	if sess, ok := c.Get(sessionKey).(*Session); ok && sess.Role != "" {
 		p.Viewer = &PageViewer{Role: sess.Role, Name: sess.Name, OrgName: sess.OrgName, ActingFor: sess.ActingFor, Grants: sess.Grants}
+		p.FreshAuth = s.freshAuth(sess)
 		if sess.Role == RolePatient && sess.PersonID != "" && s.privacy != nil {
 			// Best effort: a page still renders when the count cannot be read.
 			if n, err := s.privacy.UnseenNotices(c.Request().Context(), sess.PersonID); err == nil {

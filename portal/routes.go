@@ -2,6 +2,7 @@ package portal
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -28,7 +29,7 @@ func (s *Server) Register(e *echo.Echo) {
 	e.GET("/enrol", s.showEnrol, open...)
 	e.GET("/labs", s.showLabs, reader...)
 	e.GET("/summary", s.showSummary, reader...)
-	e.GET("/summary/record.json", s.downloadRecord, reader...)
+	e.GET("/summary/record.json", s.downloadRecord, with(reader, s.requireFreshAuth(backTo("/summary")))...)
 	e.GET("/staff", s.showStaff, staff...)
 	if s.privacy != nil {
 		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))
@@ -40,15 +41,18 @@ func (s *Server) Register(e *echo.Echo) {
 		e.GET("/officer/accounting", s.showOfficerAccounting, officer...)
 		e.GET("/officer/simulate", s.showOfficerSimulate, officer...)
 		e.GET("/officer/consent", s.showOfficerConsent, officer...)
-		e.POST("/officer/consent", s.recordPaperConsent, officer...)
-		e.POST("/officer/guardians", s.registerGuardian, officer...)
-		e.POST("/officer/guardians/revoke", s.revokeGuardian, officer...)
+		// Recording a consent or a guardian for a patient, and merging or splitting
+		// identities, need a recent sign-in (step-up), as break-the-glass does.
+		consentPage := s.requireFreshAuth(officerConsentBack)
+		e.POST("/officer/consent", s.recordPaperConsent, with(officer, consentPage)...)
+		e.POST("/officer/guardians", s.registerGuardian, with(officer, consentPage)...)
+		e.POST("/officer/guardians/revoke", s.revokeGuardian, with(officer, consentPage)...)
 		e.GET("/access/accounting.csv", s.downloadOwnAccounting, reader...)
 		e.POST("/officer/reviews/close", s.closeBreakGlassReview, officer...)
 		e.POST("/officer/disputes/close", s.closeDispute, officer...)
 		e.POST("/access/dispute", s.disputeAccess, patient...)
 		e.POST("/access/notices/seen", s.markNoticeSeen, patient...)
-		e.POST("/officer/mpi/resolve", s.resolveMPIReview, officer...)
+		e.POST("/officer/mpi/resolve", s.resolveMPIReview, with(officer, s.requireFreshAuth(backTo("/officer/reviews")))...)
 	}
 	if s.patients != nil {
 		clinician := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician))
@@ -56,7 +60,7 @@ func (s *Server) Register(e *echo.Echo) {
 		e.POST("/staff/patients", s.findPatient, clinician...)
 		e.GET("/staff/patients/:id", s.showStaffPatient, clinician...)
 		if s.btg != nil {
-			e.POST("/staff/patients/:id/break-glass", s.breakGlass, clinician...)
+			e.POST("/staff/patients/:id/break-glass", s.breakGlass, with(clinician, s.requireFreshAuth(staffPatientBack))...)
 		}
 	}
 	if s.shares != nil && s.shared != nil {
@@ -111,4 +115,23 @@ func (s *Server) Register(e *echo.Echo) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		static.ServeHTTP(w, r)
 	})))
+}
+
+// with returns ms followed by more in a new array: Echo reads a route's middleware slice
+// on every request, so two routes must never share one that a later append could change.
+func with(ms []echo.MiddlewareFunc, more ...echo.MiddlewareFunc) []echo.MiddlewareFunc {
+	return append(ms[:len(ms):len(ms)], more...)
+}
+
+// officerConsentBack is the officer's consent page for the person the form was about.
+func officerConsentBack(c echo.Context) string {
+	if p := c.FormValue("patient"); p != "" {
+		return "/officer/consent?" + url.Values{"patient": {p}}.Encode()
+	}
+	return "/officer/consent"
+}
+
+// staffPatientBack is the clinician's page of the patient the request is about.
+func staffPatientBack(c echo.Context) string {
+	return "/staff/patients/" + url.PathEscape(c.Param("id"))
 }

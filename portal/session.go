@@ -19,15 +19,18 @@ import (
 // Session is the server-side state behind a session cookie. A pre-login session carries
 // only Flow; a signed-in one carries the login and the role it reached.
 type Session struct {
-	Role     Role       `json:"role,omitempty"` // "" while signing in
-	PersonID string     `json:"person,omitempty"`
-	Org      string     `json:"org,omitempty"`
-	OrgName  string     `json:"org_name,omitempty"`
-	Name     string     `json:"name,omitempty"` // display name, from the staff record or UserInfo
-	Issuer   string     `json:"iss,omitempty"`
-	Subject  string     `json:"sub,omitempty"`
-	IDToken  string     `json:"id_token,omitempty"` // id_token_hint for the OP's end_session
-	MFA      bool       `json:"mfa,omitempty"`      // the ID token carried second-factor evidence (acr or amr)
+	Role     Role   `json:"role,omitempty"` // "" while signing in
+	PersonID string `json:"person,omitempty"`
+	Org      string `json:"org,omitempty"`
+	OrgName  string `json:"org_name,omitempty"`
+	Name     string `json:"name,omitempty"` // display name, from the staff record or UserInfo
+	Issuer   string `json:"iss,omitempty"`
+	Subject  string `json:"sub,omitempty"`
+	IDToken  string `json:"id_token,omitempty"` // id_token_hint for the OP's end_session
+	MFA      bool   `json:"mfa,omitempty"`      // the ID token carried second-factor evidence (acr or amr)
+	// AuthTime is when the user last authenticated at the OP, on this server's clock (see
+	// finishLogin); operations that need step-up authentication require it to be recent.
+	AuthTime time.Time  `json:"auth_time,omitzero"`
 	Flow     *loginFlow `json:"flow,omitempty"`
 	Flash    string     `json:"flash,omitempty"`
 
@@ -63,7 +66,8 @@ type loginFlow struct {
 	Nonce    string    `json:"nonce"`
 	Verifier string    `json:"verifier"`
 	Started  time.Time `json:"started"`
-	MFA      bool      `json:"mfa,omitempty"` // the OP was asked for the MFA acr
+	MFA      bool      `json:"mfa,omitempty"`     // the OP was asked for the MFA acr
+	StepUp   bool      `json:"step_up,omitempty"` // the OP was asked to authenticate afresh (max_age=0)
 	// ReturnTo is where the browser goes once signed in instead of its role's home: a
 	// path that passed localPath when the sign-in started (it is checked again at the
 	// callback), or "". It may hold a secret, such as a caregiver invitation's token:
