@@ -41,10 +41,13 @@ func (sh Share) viewer() Viewer {
 }
 
 // sharedBatch is the first batch a link of every resource reads; a batch that does not
-// fill the page doubles the next, up to sharedMaxBatch.
+// fill the page doubles the next, up to sharedMaxBatch. A link stops reading after
+// sharedMaxRead rows, however few it could show: one page view by an anonymous link holder
+// must not walk a long record without bound (the newest shown results come first anyway).
 const (
 	sharedBatch    = 50
 	sharedMaxBatch = 1000
+	sharedMaxRead  = 10000
 )
 
 // Shared returns the stored resources of type typ in the compartment of sh.PersonID that
@@ -120,12 +123,14 @@ func (s *Service) Shared(ctx context.Context, sh Share, typ string, keep func(st
 		}
 	default:
 		q := store.Query{Type: typ, Patients: ids, PatientsSelf: typ == "Patient"}
-		for batch := sharedBatch; limit <= 0 || len(out) < limit; batch = min(2*batch, sharedMaxBatch) {
+		read := 0
+		for batch := sharedBatch; (limit <= 0 || len(out) < limit) && read < sharedMaxRead; batch = min(2*batch, sharedMaxBatch) {
 			q.Limit = batch
 			rows, err := s.fhir.Search(ctx, nil, q)
 			if err != nil {
 				return nil, errs.E(op, errs.Unavailable, "records unavailable", err)
 			}
+			read += len(rows)
 			for i := range rows {
 				if limit > 0 && len(out) == limit {
 					break
