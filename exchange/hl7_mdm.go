@@ -37,7 +37,8 @@ import (
 // superseded), unless that one was cancelled or replaced already (AE 204); T06 is an
 // addendum to it (relatesTo appends: it stays as it is), unless it was cancelled (AE
 // 204). T04 changes the completion status, authenticator and confidentiality of the
-// document named by TXA-12, whose content it must carry unchanged (statusDocument); T11
+// document named by TXA-12, whose content it must carry unchanged, leaving an
+// authenticator or confidentiality it does not send as stored (statusDocument); T11
 // marks that document entered-in-error. A document that is not the member's, or not
 // about the message's patient, is unknown (AE 204).
 
@@ -549,12 +550,15 @@ func docStatusRank(s string) int {
 // message's patient, takes the message's completion status (TXA-17 as docStatus),
 // authenticator (TXA-22) and confidentiality (TXA-18 as its v3-Confidentiality label)
 // in a new version, stored through the same path as an update of it (ingestUpdate: the
-// document service's metadata follow) and recorded in w. The TXA is a snapshot, as
-// Map's segments are: an empty TXA-22 removes the authenticator, and an empty TXA-18 (or
-// U) the confidentiality label the sender gave; labels that ingest rules give the
-// document stay. Everything else of the stored document is kept: its status (a replaced
-// document may still be authenticated), identifier, relatesTo, context, content and
-// what FHIR writes added.
+// document service's metadata follow) and recorded in w. Unlike Map's other segments the
+// TXA is not a snapshot: HL7 v2 tells a field that is not present from the null `""`
+// (hl7v2.Document.KeepConfidentiality, KeepAuthenticator). An empty TXA-18 or TXA-22
+// leaves the stored label or authenticator as it is, so a T04 that sends only TXA-17
+// never lowers a document's confidentiality; `""` removes it (TXA-18 `""` or U: the
+// confidentiality label the sender gave; labels that ingest rules give the document
+// stay); a value sets it. Everything else of the stored document is kept: its status (a
+// replaced document may still be authenticated), identifier, relatesTo, context, content
+// and what FHIR writes added.
 //
 // A T04 is a status change, not an edit: its content must be the stored content, byte
 // for byte (the same media type, size and SHA-1 for each content), and the other
@@ -562,8 +566,8 @@ func docStatusRank(s string) int {
 // stored ones; otherwise it is AE 205 and nothing is written (new content is a T10
 // under a new number). A status that goes down (docStatusRank) is AE 205 too. A document
 // that is unknown, another patient's or cancelled is AE 204. A T04 that changes nothing
-// (a resend under a new MSH-10) writes nothing and is answered AA. It returns the
-// versions written.
+// (a resend under a new MSH-10, or one that sends only the stored status) writes nothing
+// and is answered AA. It returns the versions written.
 func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.statusDocument"
 	d := m.Document
@@ -613,7 +617,7 @@ func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member di
 	if docStatusRank(d.Change.DocStatus) < docStatusRank(docStatus) {
 		return 0, rejectDocument(hl7v2.DuplicateKeyIdentifier, "TXA-17", "The completion status cannot go back from final to preliminary")
 	}
-	res, err := statusChanged(st.Body, d.Change)
+	res, err := statusChanged(st.Body, d)
 	if err != nil {
 		return 0, errs.E(op, errs.Internal, err)
 	}
@@ -643,10 +647,12 @@ func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member di
 	return 1, nil
 }
 
-// statusChanged returns the stored DocumentReference body with docStatus, authenticator
-// and the v3-Confidentiality labels of meta.security taken from change (an absent
-// authenticator or label removes the stored one), and everything else as stored.
-func statusChanged(body []byte, change *hl7v2.DocumentReference) (*fhir.Resource, error) {
+// statusChanged returns the stored DocumentReference body with the docStatus of the
+// T04 d (d.Change) and, unless d keeps them as stored (KeepAuthenticator,
+// KeepConfidentiality), its authenticator and the v3-Confidentiality labels of
+// meta.security: one that d.Change lacks is removed. Everything else is as stored.
+func statusChanged(body []byte, d *hl7v2.Document) (*fhir.Resource, error) {
+	change := d.Change
 	top, err := jsonobj.Parse(body)
 	if err != nil {
 		return nil, err
@@ -656,14 +662,18 @@ func statusChanged(body []byte, change *hl7v2.DocumentReference) (*fhir.Resource
 		return nil, err
 	}
 	top = top.Set("docStatus", ds)
-	if change.Authenticator != nil {
+	switch {
+	case change.Authenticator != nil:
 		a, err := json.Marshal(change.Authenticator)
 		if err != nil {
 			return nil, err
 		}
 		top = top.Set("authenticator", a)
-	} else {
+	case !d.KeepAuthenticator:
 		top = top.Del("authenticator")
+	}
+	if d.KeepConfidentiality {
+		return fhir.Parse(top.Encode())
 	}
 	meta := jsonobj.Object{}
 	if raw := top.Get("meta"); raw != nil {

@@ -5,6 +5,10 @@ import (
 	"encoding/json"
 	"slices"
 	"testing"
+
+	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/internal/errs"
+	"github.com/concord-hie/concord/records"
 )
 
 // mdmState is what a T04 may change in a stored DocumentReference, and its version.
@@ -44,9 +48,9 @@ func (e *mdmEnv) mdmStatus(t testing.TB, num string) mdmState {
 // TestHL7MDMStatusChange: T04 with the stored bytes gives the document its new
 // completion status, authenticator and confidentiality as a new version of the same
 // DocumentReference (and metadata), audited as an update; resent, or with nothing to
-// change, it writes nothing. Other content, another type, a status going back from final
-// to preliminary are AE 205; an unknown, another patient's or a cancelled document AE
-// 204; none of them writes anything.
+// change (also when it sends only the stored status), it writes nothing. Other content,
+// another type, a status going back from final to preliminary are AE 205; an unknown,
+// another patient's or a cancelled document AE 204; none of them writes anything.
 func TestHL7MDMStatusChange(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
@@ -123,10 +127,11 @@ func TestHL7MDMStatusChange(t *testing.T) {
 		t.Errorf("final back to preliminary: %s at %s %q", ack.Get("MSA-1"), ack.Get("ERR-2"), ack.Get("MSA-3"))
 	}
 
-	// The TXA is a snapshot: no TXA-18 and no TXA-22 take the label and authenticator away.
-	sendAA(t, c, "T04 usual control", mdmWith("T04", "S12", pidA, "DOC-1", "", note, map[int]string{17: "AU"}))
-	if got := e.mdmStatus(t, "DOC-1"); got.Version != after.Version+1 || got.DocStatus != "final" || got.Authenticator != "" || len(got.Security) != 0 {
-		t.Errorf("T04 usual control: %+v", got)
+	// An empty TXA-18 or TXA-22 is no information, not a removal (the HL7 null `""` is:
+	// TestHL7MDMStatusChangeNull): a T04 with only the stored status changes nothing.
+	unchanged("T04 with only the completion status", mdmWith("T04", "S12", pidA, "DOC-1", "", note, map[int]string{17: "AU"}), "AA", "")
+	if got := e.mdmStatus(t, "DOC-1"); got.Version != after.Version || got.DocStatus != "final" || got.Authenticator != "Dr Richard Forster" || !slices.Equal(got.Security, []string{"R"}) {
+		t.Errorf("T04 with only the completion status: %+v, want %+v", got, after)
 	}
 
 	// A cancelled document takes no status change.
@@ -134,5 +139,119 @@ func TestHL7MDMStatusChange(t *testing.T) {
 	unchanged("T04 of a cancelled document", mdmWith("T04", "S14", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: signer}), "AE", "204")
 	if n, err := e.srv.Documents.DanglingReferences(context.Background()); err != nil || n != 0 {
 		t.Errorf("dangling = %d, %v", n, err)
+	}
+}
+
+// TestHL7MDMStatusChangeNull: a T04 is not a snapshot. One that sends only TXA-17 moves
+// the completion status and keeps the sender's R label (in meta.security and the
+// document's metadata, so consent still keeps the document from another member) and the
+// authenticator; TXA-22 `""` removes the authenticator and TXA-18 `""` the sender's
+// label, while the labels ingest rules give the document stay. Each is one new version;
+// resent, they write nothing.
+func TestHL7MDMStatusChangeNull(t *testing.T) {
+	e := newMDMEnv(t)
+	c := mllpClient(t, e.addr)
+	ctx := context.Background()
+	insertMembers(t, e.pool, "orgb")
+	other := records.Viewer{Client: "client-orgb", Org: "orgb", Role: consent.RoleSystem, Purpose: consent.PurposeTreatment}
+	// visible reports whether the other member may read the document for treatment.
+	visible := func(id string) bool {
+		t.Helper()
+		_, err := e.srv.Records.Read(ctx, other, "DocumentReference", id)
+		if err != nil && errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("read as orgb: %v", err)
+		}
+		return err == nil
+	}
+	metaLabels := func(id string) string {
+		t.Helper()
+		var s string
+		if err := e.pool.QueryRow(ctx, `SELECT array_to_string(security, ',') FROM documents_metadata WHERE id = $1 AND status = 'current'`, id).Scan(&s); err != nil {
+			t.Fatalf("metadata of %s: %v", id, err)
+		}
+		return s
+	}
+	step := func(what, msg string, from mdmState, want mdmState) mdmState {
+		t.Helper()
+		sendAA(t, c, what, msg)
+		got := e.mdmStatus(t, "DOC-1")
+		want.Version = from.Version + 1
+		if got.Version != want.Version || got.DocStatus != want.DocStatus || got.Authenticator != want.Authenticator || !slices.Equal(got.Security, want.Security) {
+			t.Errorf("%s: %+v, want %+v", what, got, want)
+		}
+		return got
+	}
+	unchanged := func(what, msg string) {
+		t.Helper()
+		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
+		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
+		sendAA(t, c, what, msg)
+		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs {
+			t.Errorf("%s wrote something", what)
+		}
+	}
+	const note = "Restricted note."
+	const signer = "C001^Forster^Richard^^^Dr"
+	sendAA(t, c, "T02 restricted", mdmWith("T02", "N1", pidA, "DOC-1", "", note, map[int]string{17: "PA", 18: "R", 22: signer}))
+	sendAA(t, c, "T02 usual control", mdmWith("T02", "N2", pidA, "DOC-2", "", "Plain note.", map[int]string{17: "PA"}))
+	d, _ := e.doc(t, "DOC-1")
+	plain, _ := e.doc(t, "DOC-2")
+	s := e.mdmStatus(t, "DOC-1")
+	if s.DocStatus != "preliminary" || s.Authenticator != "Dr Richard Forster" || !slices.Equal(s.Security, []string{"R"}) || metaLabels(d.ID) != "R" {
+		t.Fatalf("T02: %+v, metadata %q", s, metaLabels(d.ID))
+	}
+	if !visible(plain.ID) || visible(d.ID) {
+		t.Fatalf("orgb sees the plain document %v and the restricted one %v; want only the plain one", visible(plain.ID), visible(d.ID))
+	}
+
+	// Only TXA-17: the status moves, the label and the authenticator stay.
+	s = step("T04 with only the completion status", mdmWith("T04", "N3", pidA, "DOC-1", "", note, map[int]string{17: "AU"}), s,
+		mdmState{DocStatus: "final", Authenticator: "Dr Richard Forster", Security: []string{"R"}})
+	if got := metaLabels(d.ID); got != "R" {
+		t.Errorf("metadata labels %q after the T04, want R", got)
+	}
+	if visible(d.ID) {
+		t.Error("orgb reads the restricted document after a T04 with only the completion status")
+	}
+	unchanged("T04 with only the completion status, resent", mdmWith("T04", "N4", pidA, "DOC-1", "", note, map[int]string{17: "AU"}))
+	unchanged("T04 with only the same completion status", mdmWith("T04", "N5", pidA, "DOC-1", "", note, map[int]string{17: "LA"}))
+
+	// TXA-22 `""`: the authenticator goes, the label stays.
+	s = step("T04 authenticator null", mdmWith("T04", "N6", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: `""`}), s,
+		mdmState{DocStatus: "final", Security: []string{"R"}})
+	unchanged("T04 authenticator null, resent", mdmWith("T04", "N7", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: `""`}))
+	if visible(d.ID) {
+		t.Error("orgb reads the restricted document after the authenticator was removed")
+	}
+
+	// TXA-18 `""`: the sender's label goes, and with it what kept the document from orgb.
+	step("T04 confidentiality null", mdmWith("T04", "N8", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}), s,
+		mdmState{DocStatus: "final"})
+	unchanged("T04 confidentiality null, resent", mdmWith("T04", "N9", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}))
+	if got := metaLabels(d.ID); got != "" {
+		t.Errorf("metadata labels %q after TXA-18 null, want none", got)
+	}
+	if !visible(d.ID) {
+		t.Error("orgb does not read the document once its label was removed")
+	}
+
+	// Labels the ingest rules give (a PHQ-9: PSY, and R with it) stay when TXA-18 `""`
+	// removes the sender's V.
+	const phq = "44261-6^PHQ-9 total score^LN"
+	sendAA(t, c, "T02 very restricted PHQ-9", mdmWith("T02", "N10", pidA, "DOC-3", "", note, map[int]string{2: phq, 17: "PA", 18: "V"}))
+	if got := e.mdmSecurity(t, "DOC-3"); !sameSet(got, []string{"V", "PSY", "R"}) {
+		t.Fatalf("T02 PHQ-9 labels %v, want V, PSY and R", got)
+	}
+	sendAA(t, c, "T04 PHQ-9 with only the completion status", mdmWith("T04", "N11", pidA, "DOC-3", "", note, map[int]string{2: phq, 17: "AU"}))
+	if got := e.mdmSecurity(t, "DOC-3"); !sameSet(got, []string{"V", "PSY", "R"}) {
+		t.Errorf("T04 PHQ-9 with only the completion status: labels %v, want V, PSY and R", got)
+	}
+	sendAA(t, c, "T04 PHQ-9 confidentiality null", mdmWith("T04", "N12", pidA, "DOC-3", "", note, map[int]string{2: phq, 17: "AU", 18: `""`}))
+	if got := e.mdmSecurity(t, "DOC-3"); !sameSet(got, []string{"PSY", "R"}) {
+		t.Errorf("T04 PHQ-9 confidentiality null: labels %v, want PSY and R", got)
+	}
+	d3, _ := e.doc(t, "DOC-3")
+	if visible(d3.ID) {
+		t.Error("orgb reads the PHQ-9 once the sender's label was removed")
 	}
 }

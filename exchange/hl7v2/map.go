@@ -169,7 +169,9 @@ type MapOptions struct {
 // another visit). Each Patient and Encounter is a complete snapshot of its segments, to
 // replace the stored resource rather than be merged into it, so on an update (A08, A31,
 // a later A03) a `""` deletes the stored value (gender, name, address, telecom, birth
-// date, ...); in a snapshot an empty field does too.
+// date, ...); in a snapshot an empty field does too. An MDM T04's TXA-18 and TXA-22 are
+// not a snapshot: there only `""` deletes, and an empty field keeps the stored value
+// (Document.KeepConfidentiality, KeepAuthenticator).
 func Map(m *Message, opts MapOptions) (*Mapped, error) {
 	const op = "hl7v2.Map"
 	if err := m.checkText(op); err != nil {

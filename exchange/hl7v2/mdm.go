@@ -76,7 +76,8 @@ const (
 	DocumentAddendum
 	// DocumentStatusChange is T04: the document named by TXA-12 has a new completion
 	// status (TXA-17), authenticator (TXA-22) or confidentiality (TXA-18); the message
-	// carries its content again.
+	// carries its content again. Its TXA-18 and TXA-22 change the stored values only when
+	// sent (Document.KeepConfidentiality, KeepAuthenticator).
 	DocumentStatusChange
 )
 
@@ -112,6 +113,16 @@ type Document struct {
 	// with the stored document and takes the completion status, authenticator and
 	// confidentiality from it. It is nil for the other events.
 	Change *DocumentReference
+	// KeepConfidentiality and KeepAuthenticator are, for a T04, whether the stored
+	// confidentiality label (TXA-18) and authenticator (TXA-22) stay as they are. A T04 is
+	// not a snapshot. A field that is empty says nothing about the stored value (HL7 v2
+	// chapter 2), nor does one the mapping reads nothing from (TXA-18 without a code,
+	// TXA-22 without a name): Keep… is true. A field holding the HL7 null `""` deletes the
+	// stored value and one with a value sets it (TXA-18 U: no label): Keep… is false and
+	// Change has what to store. So a T04 that sends only TXA-17 never lowers a document's
+	// confidentiality. Both are false for the other events, which store a new document:
+	// there an empty field means there is none.
+	KeepConfidentiality, KeepAuthenticator bool
 	// ContentLoc names where each content came from ("OBX" for the text of the TX, FT and
 	// ST values, "OBX[n]-5" for an encapsulated document), for errors about it.
 	ContentLoc []string
@@ -202,10 +213,12 @@ var confidentialities = map[string]string{"R": "R", "V": "V", "U": ""}
 
 // mdm maps an MDM T02, T04, T06, T10 or T11: PID to the Patient (as ADT does), TXA and
 // the OBX values to a DocumentReference (a resource for T02, T06 and T10; Document.Change
-// for T04; none for T11), and the Document that says what to do. T06 and T10 need a
-// parent (TXA-13) other than their own number, T04 a completion status (TXA-17); every
-// event but T11 needs content. The other MDM events (T01, T03, T05, T07, T08, T09) are
-// unsupported (AR 201): they carry no content, or (T08) edit a document in place.
+// for T04, with which of TXA-18 and TXA-22 it leaves as stored; none for T11), and the
+// Document that says what to do. The HL7 null `""` is never read as a value: no number,
+// type, status, label code or name comes from it. T06 and T10 need a parent (TXA-13)
+// other than their own number, T04 a completion status (TXA-17); every event but T11
+// needs content. The other MDM events (T01, T03, T05, T07, T08, T09) are unsupported
+// (AR 201): they carry no content, or (T08) edit a document in place.
 func (mp *mapper) mdm() error {
 	const op = "hl7v2.Map"
 	var action DocumentAction
@@ -273,6 +286,9 @@ func (mp *mapper) mdm() error {
 	d.Content, doc.ContentLoc = contents, locs
 	if action == DocumentStatusChange {
 		doc.Change = d
+		conf, auth := txa.Field(18), txa.Field(22)
+		doc.KeepConfidentiality = conf.Comp(1).Value() == "" && !conf.IsNull()
+		doc.KeepAuthenticator = d.Authenticator == nil && !auth.IsNull()
 		return nil
 	}
 	doc.Resource = mp.add(Resource{Kind: KindDocumentReference, Subject: subj, DocumentReference: d})

@@ -311,6 +311,84 @@ func TestMapMDMStatusChange(t *testing.T) {
 	}
 }
 
+// txaWith is txaT02 with the fields in set (1-based) changed, and as many fields as it
+// needs.
+func txaWith(set map[int]string) string {
+	f := strings.Split(txaT02, "|")
+	for i, v := range set {
+		for len(f) <= i {
+			f = append(f, "")
+		}
+		f[i] = v
+	}
+	return strings.Join(f, "|")
+}
+
+// TestMapMDMStatusChangeNull: a T04 leaves the stored confidentiality (TXA-18) and
+// authenticator (TXA-22) as they are when the field is empty, or has nothing the mapping
+// reads (no code, no name); the HL7 null `""` removes them; a value sets them. `""` never
+// becomes a label or a name.
+func TestMapMDMStatusChangeNull(t *testing.T) {
+	const signer = "C002^Signer^Sam^^^Dr"
+	for _, tt := range []struct {
+		name                 string
+		txa18, txa22         string
+		keepConf, keepAuth   bool
+		label, authenticator string // "" for none in Change
+	}{
+		{"only the completion status", "", "", true, true, "", ""},
+		{"values", "R", signer, false, false, "R", "Dr Sam Signer"},
+		{"very restricted", "V", "", false, true, "V", ""},
+		{"usual control", "U", "", false, true, "", ""},
+		{"confidentiality null", `""`, "", false, true, "", ""},
+		{"authenticator null", "", `""`, true, false, "", ""},
+		{"both null", `""`, `""`, false, false, "", ""},
+		{"confidentiality without a code", "^Restricted", "", true, true, "", ""},
+		{"confidentiality with a null code", `""^Restricted`, "", true, true, "", ""},
+		{"authenticator without a name", "", "C002", true, true, "", ""},
+		{"authenticator with a null family name", "", `C002^""^Sam`, true, false, "", "Sam"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := mustMap(t, mdm("T04", txaWith(map[int]string{18: tt.txa18, 22: tt.txa22}), "OBX|1|TX|||x")).Document
+			c := d.Change
+			if d.KeepConfidentiality != tt.keepConf || d.KeepAuthenticator != tt.keepAuth {
+				t.Errorf("keep confidentiality %v, authenticator %v; want %v, %v", d.KeepConfidentiality, d.KeepAuthenticator, tt.keepConf, tt.keepAuth)
+			}
+			label := ""
+			if c.Meta != nil {
+				if len(c.Meta.Security) != 1 || c.Meta.Security[0].System != systemConfidentiality {
+					t.Fatalf("labels %+v", c.Meta.Security)
+				}
+				label = c.Meta.Security[0].Code
+			}
+			auth := ""
+			if c.Authenticator != nil {
+				auth = c.Authenticator.Display
+			}
+			if label != tt.label || auth != tt.authenticator {
+				t.Errorf("label %q, authenticator %q; want %q, %q", label, auth, tt.label, tt.authenticator)
+			}
+		})
+	}
+
+	// The events that store a new document keep nothing: empty and `""` both mean none.
+	for _, ev := range []string{"T02", "T06", "T10"} {
+		txa := txaWith(map[int]string{2: `PR^""`, 5: `""`, 13: "DOC-1", 18: `""`, 22: `""`})
+		out := mustMap(t, mdm(ev, txa, "OBX|1|TX|||x"))
+		d := out.Document
+		doc := out.Resources[d.Resource].DocumentReference
+		if d.KeepConfidentiality || d.KeepAuthenticator || d.Change != nil {
+			t.Errorf("%s: keep confidentiality %v, authenticator %v, change %v", ev, d.KeepConfidentiality, d.KeepAuthenticator, d.Change)
+		}
+		if doc.Meta != nil || doc.Authenticator != nil || doc.Author != nil || doc.Type.Text != "" {
+			t.Errorf("%s: meta %+v, authenticator %+v, author %+v, type text %q; want none", ev, doc.Meta, doc.Authenticator, doc.Author, doc.Type.Text)
+		}
+		if b, _ := out.Resources[d.Resource].JSON(); strings.Contains(string(b), `\"\"`) {
+			t.Errorf("%s: the explicit null became a value: %s", ev, b)
+		}
+	}
+}
+
 // TestMapMDMUnsupportedEvents: the events without content, and edits in place, stay
 // unsupported (AR 201).
 func TestMapMDMUnsupportedEvents(t *testing.T) {

@@ -54,6 +54,62 @@ func TestParseAccess(t *testing.T) {
 	}
 }
 
+// TestExplicitNull: the HL7 null `""` (a field, repetition, component or subcomponent
+// holding exactly two double quotes) is told from an absent or empty element by IsNull
+// alone: Empty is false for it, String returns it as sent, and Value, as read for data,
+// gives "" exactly as for an absent element. `""` inside a longer value, or escaped, is
+// text.
+func TestExplicitNull(t *testing.T) {
+	m, err := Parse([]byte("MSH|^~\\&|EHR|CLINIC_A|CONCORD|HIE|20240301||MDM^T04|1|P|2.5.1\r" +
+		`TXA|1|""||""^Restricted|""~R|x^""&y|""""|say ""hi""|\X22\\X22\||a^^c` + "\r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	txa, _ := m.Segment("TXA")
+	tests := []struct {
+		name        string
+		f           Field
+		empty, null bool
+		str, value  string
+	}{
+		{"field", txa.Field(2), false, true, `""`, ""},
+		{"empty field", txa.Field(3), true, false, "", ""},
+		{"field past the end", txa.Field(30), true, false, "", ""},
+		{"component", txa.Field(4).Comp(1), false, true, `""`, ""},
+		{"field with a null component", txa.Field(4), false, false, `""^Restricted`, `""^Restricted`},
+		{"the component after it", txa.Field(4).Comp(2), false, false, "Restricted", "Restricted"},
+		{"repetition", txa.Field(5).Rep(1), false, true, `""`, ""},
+		{"field with a null repetition", txa.Field(5), false, false, `""~R`, `""~R`},
+		{"the repetition after it", txa.Field(5).Rep(2), false, false, "R", "R"},
+		{"subcomponent", txa.Field(6).Comp(2).Sub(1), false, true, `""`, ""},
+		{"component with a null subcomponent", txa.Field(6).Comp(2), false, false, `""&y`, `""&y`},
+		{"four quotes", txa.Field(7), false, false, `""""`, `""""`},
+		{"quotes in text", txa.Field(8), false, false, `say ""hi""`, `say ""hi""`},
+		{"escaped quotes", txa.Field(9), false, false, `""`, `""`},
+		{"empty component", txa.Field(11).Comp(2), true, false, "", ""},
+		{"component past the end", txa.Field(11).Comp(9), true, false, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.f.Empty(); got != tt.empty {
+				t.Errorf("Empty = %v, want %v", got, tt.empty)
+			}
+			if got := tt.f.IsNull(); got != tt.null {
+				t.Errorf("IsNull = %v, want %v", got, tt.null)
+			}
+			if got := tt.f.String(); got != tt.str {
+				t.Errorf("String = %q, want %q", got, tt.str)
+			}
+			if got := tt.f.Value(); got != tt.value {
+				t.Errorf("Value = %q, want %q", got, tt.value)
+			}
+		})
+	}
+	if got := m.Get("TXA-2"); got != `""` {
+		t.Errorf(`Get("TXA-2") = %q, want the null as sent`, got)
+	}
+}
+
 func TestEscapes(t *testing.T) {
 	d := StandardDelimiters()
 	tests := []struct{ raw, want string }{
