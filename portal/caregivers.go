@@ -19,20 +19,43 @@ import (
 type caregiversPage struct {
 	Page
 	Grants        []ProxyGrant
+	Now           time.Time // for ProxyGrant.Ended
 	Relationships []struct{ Value, Label string }
+	Ends          []option // the choices of when access ends
+	MinEnd        string   // the first and last end date the form takes, 2006-01-02
+	MaxEnd        string
 	Form          caregiverForm
 	Error         string
 	NewURL        string // the invitation link, shown once
 	NewExpiry     time.Time
+	NewEnds       time.Time // when the new grant ends; zero for no end
+}
+
+// maxGrantYears is how far ahead a patient may set a caregiver's end date;
+// maxGuardianYears is the same for an officer registering a guardian (a parent's access
+// for a newborn runs to their 18th birthday).
+const (
+	maxGrantYears    = 10
+	maxGuardianYears = 18
+)
+
+// grantEnds are the caregiver form's choices of when access ends.
+var grantEnds = []option{
+	{"none", "No end date"}, {"30d", "After 30 days"}, {"90d", "After 90 days"}, {"1y", "After 1 year"}, {"date", "On a date"},
 }
 
 type caregiverForm struct {
 	Name         string
 	Relationship string
+	Ends         string // one of grantEnds
+	EndDate      string // with Ends "date": the day access ends, 2006-01-02
+	// EndsAt is, after Validate, when access ends; zero for no end date.
+	EndsAt time.Time
 }
 
-// Validate trims the form and returns the sentence to show, or "".
-func (f *caregiverForm) Validate() string {
+// Validate trims the form, works out EndsAt from the choice of end (now on the portal's
+// clock, days in loc) and returns the sentence to show, or "".
+func (f *caregiverForm) Validate(now time.Time, loc *time.Location) string {
 	f.Name = strings.TrimSpace(strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {
 			return ' '
@@ -47,40 +70,114 @@ func (f *caregiverForm) Validate() string {
 	case !slices.ContainsFunc(proxyRelationships, func(r struct{ Value, Label string }) bool { return r.Value == f.Relationship }):
 		return "Please choose how they are related to you."
 	}
+	f.EndsAt = time.Time{}
+	switch f.Ends {
+	case "none":
+	case "30d":
+		f.EndsAt = now.Add(30 * 24 * time.Hour)
+	case "90d":
+		f.EndsAt = now.Add(90 * 24 * time.Hour)
+	case "1y":
+		f.EndsAt = now.AddDate(1, 0, 0)
+	case "date":
+		var msg string
+		if f.EndsAt, msg = parseGrantEnd(f.EndDate, now, loc, maxGrantYears); msg != "" {
+			return msg
+		}
+	default:
+		return "Please choose when their access ends."
+	}
 	return ""
+}
+
+// parseGrantEnd reads s, a date typed as 2006-01-02, as the day a grant ends: access stops
+// at the start of that day in loc. It returns the sentence to show when s is no such date,
+// is not after today (at now), or is more than maxYears from today.
+func parseGrantEnd(s string, now time.Time, loc *time.Location, maxYears int) (time.Time, string) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return time.Time{}, "Please enter the date access ends."
+	}
+	d, err := time.ParseInLocation("2006-01-02", s, loc)
+	if err != nil || d.Format("2006-01-02") != s {
+		return time.Time{}, "Please enter the date access ends as a real date, year-month-day (for example 2027-05-14)."
+	}
+	today := startOfDay(now, loc)
+	switch {
+	case !d.After(today):
+		return time.Time{}, "The date access ends must be after today."
+	case d.After(today.AddDate(maxYears, 0, 0)):
+		return time.Time{}, "The date access ends can be at most " + strconv.Itoa(maxYears) + " years from today."
+	}
+	return d, ""
+}
+
+// startOfDay returns the start of t's day in loc.
+func startOfDay(t time.Time, loc *time.Location) time.Time {
+	y, m, d := t.In(loc).Date()
+	return time.Date(y, m, d, 0, 0, 0, 0, loc)
+}
+
+// grantEndBounds returns the first and last dates (2006-01-02) an end date may take, for
+// the date input's min and max.
+func grantEndBounds(now time.Time, loc *time.Location, maxYears int) (string, string) {
+	today := startOfDay(now, loc)
+	return today.AddDate(0, 0, 1).Format("2006-01-02"), today.AddDate(maxYears, 0, 0).Format("2006-01-02")
+}
+
+// localGrants puts the grants' times in loc, for the page to show.
+func localGrants(gs []ProxyGrant, loc *time.Location) {
+	for i := range gs {
+		if !gs[i].Accepted.IsZero() {
+			gs[i].Accepted = gs[i].Accepted.In(loc)
+		}
+		if !gs[i].EndsAt.IsZero() {
+			gs[i].EndsAt = gs[i].EndsAt.In(loc)
+		}
+	}
 }
 
 // showCaregivers lists the patient's caregivers (pending and active) with the invitation
 // form.
 func (s *Server) showCaregivers(c echo.Context) error {
-	return s.renderCaregivers(c, http.StatusOK, caregiversPage{Form: caregiverForm{Relationship: "caregiver"}})
+	return s.renderCaregivers(c, http.StatusOK, caregiversPage{Form: caregiverForm{Relationship: "caregiver", Ends: "none"}})
 }
 
 func (s *Server) renderCaregivers(c echo.Context, status int, p caregiversPage) error {
 	sess, _ := session(c)
-	gs, err := s.proxies.Grants(c.Request().Context(), sess.PersonID, s.now())
+	now := s.now()
+	gs, err := s.proxies.Grants(c.Request().Context(), sess.PersonID, now)
 	if err != nil {
 		return err
 	}
-	p.Page, p.Grants, p.Relationships = s.page(c, "Caregivers"), gs, proxyRelationships
+	localGrants(gs, s.cfg.Location)
+	p.Page, p.Grants, p.Now, p.Relationships, p.Ends = s.page(c, "Caregivers"), gs, now, proxyRelationships, grantEnds
+	p.MinEnd, p.MaxEnd = grantEndBounds(now, s.cfg.Location, maxGrantYears)
 	p.NewExpiry = p.NewExpiry.In(s.cfg.Location)
+	if !p.NewEnds.IsZero() {
+		p.NewEnds = p.NewEnds.In(s.cfg.Location)
+	}
 	return s.render(c, status, "caregivers", p)
 }
 
 // inviteCaregiver makes an invitation link and shows it once. Only its SHA-256 is stored.
 func (s *Server) inviteCaregiver(c echo.Context) error {
 	sess, _ := session(c)
-	f := caregiverForm{Name: c.FormValue("name"), Relationship: c.FormValue("relationship")}
-	if msg := f.Validate(); msg != "" {
+	f := caregiverForm{Name: c.FormValue("name"), Relationship: c.FormValue("relationship"),
+		Ends: c.FormValue("ends"), EndDate: c.FormValue("end_date")}
+	if f.Ends == "" {
+		f.Ends = "none" // a form from before the choice existed
+	}
+	now := s.now()
+	if msg := f.Validate(now, s.cfg.Location); msg != "" {
 		return s.renderCaregivers(c, http.StatusBadRequest, caregiversPage{Form: f, Error: msg})
 	}
 	token, sum, err := newInviteToken()
 	if err != nil {
 		return err
 	}
-	now := s.now()
 	_, err = s.proxies.Invite(c.Request().Context(), s.patientViewer(c, sess),
-		ProxyGrant{PatientName: sess.Name, CaregiverName: f.Name, Relationship: f.Relationship}, sum, now)
+		ProxyGrant{PatientName: sess.Name, CaregiverName: f.Name, Relationship: f.Relationship, EndsAt: f.EndsAt}, sum, now)
 	if errs.Is(err, errs.Conflict) {
 		return s.renderCaregivers(c, http.StatusBadRequest, caregiversPage{Form: f,
 			Error: "You have as many caregivers as allowed. Remove one you no longer need, then try again."})
@@ -88,8 +185,8 @@ func (s *Server) inviteCaregiver(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.renderCaregivers(c, http.StatusOK, caregiversPage{Form: caregiverForm{Relationship: "caregiver"},
-		NewURL: s.cfg.BaseURL + "/caregiver/" + token, NewExpiry: now.Add(proxyInviteTTL)})
+	return s.renderCaregivers(c, http.StatusOK, caregiversPage{Form: caregiverForm{Relationship: "caregiver", Ends: "none"},
+		NewURL: s.cfg.BaseURL + "/caregiver/" + token, NewExpiry: now.Add(proxyInviteTTL), NewEnds: f.EndsAt})
 }
 
 // proxyGrantKey holds, for a caregiver's request, the grant checkProxy found active.
@@ -144,6 +241,7 @@ type caregiverInvitePage struct {
 	Token        string
 	PatientName  string
 	Relationship string
+	EndsAt       time.Time // when the grant ends; zero for no end
 	SignedIn     bool
 	// ReturnTo is this page's path, for the sign-in form to come back to; "" when signed in.
 	ReturnTo string
@@ -151,7 +249,7 @@ type caregiverInvitePage struct {
 }
 
 // inviteGrant resolves an invitation token from the URL; unknown, expired, revoked and
-// accepted invitations are the same 404.
+// accepted invitations, and those whose grant has ended, are the same 404.
 func (s *Server) inviteGrant(c echo.Context) (ProxyGrant, []byte, error) {
 	token := c.Param("token")
 	if len(token) != base64URLLen(shareTokenBytes) {
@@ -173,6 +271,9 @@ func (s *Server) showCaregiverInvite(c echo.Context) error {
 	sess, _ := session(c)
 	p := caregiverInvitePage{Page: s.page(c, "Caregiver invitation"), Token: c.Param("token"), PatientName: g.PatientName,
 		Relationship: relationshipLabel(g.Relationship), SignedIn: sess != nil && (sess.Role == RolePatient || sess.Role == RoleUnenrolled)}
+	if !g.EndsAt.IsZero() {
+		p.EndsAt = g.EndsAt.In(s.cfg.Location)
+	}
 	if !p.SignedIn {
 		p.ReturnTo = "/caregiver/" + p.Token // inviteGrant accepted it: base64url only
 	}
@@ -224,14 +325,22 @@ func (s *Server) actFor(c echo.Context) error {
 	return s.switchTo(c, gid)
 }
 
-// switchTo checks grant gid against the store (active, held by this login) and makes the
-// session act for its patient.
+// switchTo checks grant gid against the store (active now, held by this login) and makes
+// the session act for its patient. A grant that is no longer active leaves the session's
+// list of grants (kept since sign-in) and is the normal 404.
 func (s *Server) switchTo(c echo.Context, gid int64) error {
 	sess, id := session(c)
 	login := sess.Issuer + "|" + sess.Subject
-	g, err := s.proxies.Active(c.Request().Context(), gid, login)
+	g, err := s.proxies.Active(c.Request().Context(), gid, login, s.now())
+	listed := func(r ProxyRef) bool { return r.Grant == gid }
+	if errs.Is(err, errs.NotFound) && slices.ContainsFunc(sess.Grants, listed) {
+		sess.Grants = slices.DeleteFunc(sess.Grants, listed)
+		if serr := s.sessions.Save(c.Request().Context(), id, *sess); serr != nil {
+			return serr
+		}
+	}
 	if err != nil {
-		return err // NotFound: not this login's, or revoked
+		return err // NotFound: not this login's, revoked or ended
 	}
 	if sess.ProxyGrant == 0 {
 		sess.OwnRole, sess.OwnPerson = sess.Role, sess.PersonID
@@ -250,15 +359,16 @@ func restoreOwn(sess *Session) {
 }
 
 // checkProxy runs after loadSession: a caregiver's session is checked against its grant on
-// every request, so a revocation takes effect at the caregiver's next click. A revoked grant
-// returns the session to the login's own role and sends them home with a note.
+// every request, so a revocation, or the grant's end date passing, takes effect at the
+// caregiver's next click, however old the session. A grant no longer active returns the
+// session to the login's own role and sends them home with a note.
 func (s *Server) checkProxy(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		sess, id := session(c)
 		if s.proxies == nil || sess == nil || sess.Role != RoleProxy {
 			return next(c)
 		}
-		g, err := s.proxies.Active(c.Request().Context(), sess.ProxyGrant, sess.Issuer+"|"+sess.Subject)
+		g, err := s.proxies.Active(c.Request().Context(), sess.ProxyGrant, sess.Issuer+"|"+sess.Subject, s.now())
 		if err == nil {
 			c.Set(proxyGrantKey, g) // read by patientViewer: this request's grant, as of now
 			return next(c)
@@ -266,9 +376,9 @@ func (s *Server) checkProxy(next echo.HandlerFunc) echo.HandlerFunc {
 		if !errs.Is(err, errs.NotFound) {
 			return err
 		}
-		name := sess.ActingFor
+		name, gid := sess.ActingFor, sess.ProxyGrant
 		restoreOwn(sess)
-		sess.Grants = slices.DeleteFunc(sess.Grants, func(r ProxyRef) bool { return r.Name == name })
+		sess.Grants = slices.DeleteFunc(sess.Grants, func(r ProxyRef) bool { return r.Grant == gid })
 		sess.Flash = "Your access to " + name + "'s record has ended."
 		if err := s.sessions.Save(c.Request().Context(), id, *sess); err != nil {
 			return err
@@ -277,7 +387,9 @@ func (s *Server) checkProxy(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// loadGrants fills sess.Grants for a login at sign-in.
+// loadGrants fills sess.Grants for a login at sign-in, leaving out grants that have ended.
+// The list is only what the switcher offers: every switch and every request as a caregiver
+// checks the grant again.
 func (s *Server) loadGrants(c echo.Context, sess *Session) error {
 	if s.proxies == nil || (sess.Role != RolePatient && sess.Role != RoleUnenrolled) {
 		return nil
@@ -286,8 +398,11 @@ func (s *Server) loadGrants(c echo.Context, sess *Session) error {
 	if err != nil {
 		return err
 	}
+	now := s.now()
 	for _, g := range gs {
-		sess.Grants = append(sess.Grants, ProxyRef{Grant: g.ID, Name: g.PatientName})
+		if !g.Ended(now) {
+			sess.Grants = append(sess.Grants, ProxyRef{Grant: g.ID, Name: g.PatientName})
+		}
 	}
 	return nil
 }

@@ -31,15 +31,21 @@ type consentPage struct {
 	// legal guardian (offered when the portal keeps caregivers).
 	CanGuardians  bool
 	Grants        []ProxyGrant
+	Now           time.Time // for ProxyGrant.Ended
 	Guardian      guardianForm
 	GuardianError string
+	MinEnd        string // the first and last end date the form takes, 2006-01-02
+	MaxEnd        string
 	NewURL        string // a registration's invitation link, shown once
 	NewExpiry     time.Time
+	NewEnds       time.Time // when the new grant ends; zero for no end
 }
 
-// guardianForm is what the officer typed to register a guardian.
+// guardianForm is what the officer typed to register a guardian. EndDate is the day the
+// access ends (2006-01-02): for a parent of a child, the child's 18th birthday; for a legal
+// guardian, the court order's review date, or "" for none.
 type guardianForm struct {
-	PatientName, Name, Relationship, Evidence string
+	PatientName, Name, Relationship, Evidence, EndDate string
 }
 
 // consentRow is one version of a directive, in words.
@@ -102,10 +108,12 @@ func (s *Server) officerConsentPage(c echo.Context, person string, f paperForm) 
 	}
 	p.Looked = true
 	if s.proxies != nil {
-		p.CanGuardians = true
-		if p.Grants, err = s.proxies.Grants(ctx, person, s.now()); err != nil {
+		p.CanGuardians, p.Now = true, s.now()
+		if p.Grants, err = s.proxies.Grants(ctx, person, p.Now); err != nil {
 			return consentPage{}, err
 		}
+		localGrants(p.Grants, s.cfg.Location)
+		p.MinEnd, p.MaxEnd = grantEndBounds(p.Now, s.cfg.Location, maxGuardianYears)
 	}
 	latest := map[consent.DirectiveID]consentRow{}
 	for _, ver := range versions {
@@ -231,14 +239,18 @@ func (s *Server) recordPaperConsent(c echo.Context) error {
 // registerGuardian registers a parent or legal guardian for the person (CSRF-checked by the
 // chain) after the officer checked the documents, and shows the invitation link once, for
 // the officer to hand over; the guardian accepts it with their own login like any
-// caregiver. A refused form comes back on the page, 400.
+// caregiver. The officer gives the day the access ends (a child's 18th birthday, a court
+// order's review date), or none. A refused form comes back on the page, 400.
 func (s *Server) registerGuardian(c echo.Context) error {
 	if s.proxies == nil {
 		return errs.E("portal.registerGuardian", errs.NotFound, "no such page")
 	}
 	person := strings.TrimSpace(c.FormValue("patient"))
 	f := guardianForm{PatientName: strings.TrimSpace(c.FormValue("patient_name")), Name: strings.TrimSpace(c.FormValue("name")),
-		Relationship: c.FormValue("relationship"), Evidence: strings.TrimSpace(c.FormValue("evidence"))}
+		Relationship: c.FormValue("relationship"), Evidence: strings.TrimSpace(c.FormValue("evidence")),
+		EndDate: strings.TrimSpace(c.FormValue("end_date"))}
+	now := s.now()
+	var ends time.Time
 	var problem string
 	switch {
 	case f.PatientName == "" || len(f.PatientName) > 100:
@@ -249,6 +261,8 @@ func (s *Server) registerGuardian(c echo.Context) error {
 		problem = "Choose parent or legal guardian."
 	case f.Evidence == "" || len(f.Evidence) > 64 || !printable(f.Evidence):
 		problem = "Enter the reference of the documents you checked (1 to 64 characters)."
+	case f.EndDate != "":
+		ends, problem = parseGrantEnd(f.EndDate, now, s.cfg.Location, maxGuardianYears)
 	}
 	var link string
 	var expiry time.Time
@@ -257,9 +271,9 @@ func (s *Server) registerGuardian(c echo.Context) error {
 		if err != nil {
 			return err
 		}
-		now := s.now()
 		_, err = s.proxies.Invite(c.Request().Context(), staffViewer(c),
-			ProxyGrant{PersonID: person, PatientName: f.PatientName, CaregiverName: f.Name, Relationship: f.Relationship, Evidence: f.Evidence}, sum, now)
+			ProxyGrant{PersonID: person, PatientName: f.PatientName, CaregiverName: f.Name, Relationship: f.Relationship,
+				Evidence: f.Evidence, EndsAt: ends}, sum, now)
 		switch {
 		case err == nil:
 			link, expiry = s.cfg.BaseURL+"/caregiver/"+token, now.Add(proxyInviteTTL)
@@ -277,6 +291,9 @@ func (s *Server) registerGuardian(c echo.Context) error {
 		return err
 	}
 	p.Guardian, p.GuardianError, p.NewURL, p.NewExpiry = f, problem, link, expiry.In(s.cfg.Location)
+	if link != "" && !ends.IsZero() {
+		p.NewEnds = ends.In(s.cfg.Location)
+	}
 	status := http.StatusOK
 	if problem != "" {
 		status = http.StatusBadRequest
