@@ -6,6 +6,7 @@ package directory
 import (
 	"context"
 	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/hex"
@@ -154,8 +155,14 @@ func (s *Store) SetPart2(ctx context.Context, id string, on bool) error {
 	return nil
 }
 
+// MinRSABits is the smallest RSA modulus accepted for a client key (NIST SP 800-57: 1024-bit
+// RSA is no longer acceptable for signatures).
+const MinRSABits = 2048
+
 // ParseJWKS parses a JSON Web Key Set of client public keys. It refuses private keys,
-// symmetric keys, keys without kid and duplicate kids with errs.Invalid.
+// symmetric keys, weak keys (RSA under MinRSABits bits, EC on a curve other than P-384: the
+// assertions we accept are RS384 or ES384), keys without kid and duplicate kids with
+// errs.Invalid.
 func ParseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
 	const op = "directory.ParseJWKS"
 	var set jose.JSONWebKeySet
@@ -172,12 +179,34 @@ func ParseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
 		if !k.Valid() {
 			return set, errs.E(op, errs.Invalid, "the JWKS must hold public RSA or EC keys only")
 		}
+		if err := checkKeyStrength(k); err != nil {
+			return set, err
+		}
 		if k.KeyID == "" || seen[k.KeyID] {
 			return set, errs.E(op, errs.Invalid, "every key needs a kid, unique within the set")
 		}
 		seen[k.KeyID] = true
 	}
 	return set, nil
+}
+
+// checkKeyStrength returns errs.Invalid unless k is an RSA key of at least MinRSABits bits
+// or an EC key on P-384, the curve of ES384.
+func checkKeyStrength(k jose.JSONWebKey) error {
+	const op = "directory.checkKeyStrength"
+	switch pub := k.Key.(type) {
+	case *rsa.PublicKey:
+		if pub.N == nil || pub.N.BitLen() < MinRSABits {
+			return errs.E(op, errs.Invalid, fmt.Sprintf("RSA keys need at least %d bits (key %q)", MinRSABits, k.KeyID))
+		}
+	case *ecdsa.PublicKey:
+		if pub.Curve != elliptic.P384() {
+			return errs.E(op, errs.Invalid, fmt.Sprintf("EC keys must be on P-384, for ES384 (key %q)", k.KeyID))
+		}
+	default:
+		return errs.E(op, errs.Invalid, "the JWKS must hold public RSA or EC keys only")
+	}
+	return nil
 }
 
 // DefaultScopes are granted to a new client unless others are asked for.

@@ -170,6 +170,9 @@ func (t *Tokens) Exchange(ctx context.Context, form url.Values) (TokenResponse, 
 	if h.KeyID == "" || len(keys) != 1 {
 		return TokenResponse{}, oauthErr("invalid_client", "assertion kid must match exactly one registered key", nil)
 	}
+	if err := checkKeyStrength(keys[0]); err != nil { // registered before keys were checked
+		return TokenResponse{}, oauthErr("invalid_client", "the registered key is too weak", err)
+	}
 	payload, err := jws.Verify(keys[0].Key)
 	if err != nil {
 		return TokenResponse{}, oauthErr("invalid_client", "assertion signature does not verify", err)

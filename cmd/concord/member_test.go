@@ -134,7 +134,7 @@ func TestMemberNPI(t *testing.T) {
 
 func writeTestJWKS(t *testing.T) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, err := ecdsa.GenerateKey(elliptic.P384(), rand.Reader) // ES384: directory.ParseJWKS refuses other curves
 	if err != nil {
 		t.Fatal(err)
 	}
