@@ -133,6 +133,13 @@ type accessClaims struct {
 // an unregistered jku or x5u, an unknown or ambiguous kid, and a purpose the client is not
 // registered for are all refused. No refresh token is ever issued.
 func (t *Tokens) Exchange(ctx context.Context, form url.Values) (TokenResponse, error) {
+	for _, vs := range form {
+		// Two values for one parameter could let the checks here and a proxy or log in
+		// front of us read different ones (RFC 6749 §3.2: parameters must not be repeated).
+		if len(vs) > 1 {
+			return TokenResponse{}, oauthErr("invalid_request", "a parameter appears more than once", nil)
+		}
+	}
 	if form.Get("grant_type") != "client_credentials" {
 		return TokenResponse{}, oauthErr("unsupported_grant_type", "grant_type must be client_credentials", nil)
 	}
