@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
 
@@ -77,16 +79,19 @@ type Tokens struct {
 	now      func() time.Time
 	signer   jose.Signer
 
-	// verified remembers tokens Verify has accepted, by their exact text, until they expire,
-	// so a client's next calls skip the JWS parse and MAC (the token is the same bytes, and
-	// nothing about it can change before exp: access tokens are not revocable).
+	// verified remembers tokens whose signature and claims Verify has checked, by their exact
+	// text, until they expire, so a client's next calls skip the JWS parse and MAC (the token
+	// is the same bytes, so its claims cannot change). It remembers nothing about the client:
+	// every call still reads the client's registration (Store.tokenClient).
 	verifiedMu sync.RWMutex
 	verified   map[string]verifiedToken
 }
 
 type verifiedToken struct {
-	p   Principal
-	exp time.Time
+	p     Principal
+	exp   time.Time
+	gen   int64  // the client's token generation at issue
+	scope string // the scope claim as issued
 }
 
 // maxVerified bounds the verified-token cache; when full it is emptied and refilled.
@@ -126,6 +131,9 @@ type accessClaims struct {
 	Org     string `json:"org"`
 	Scope   string `json:"scope"`
 	Purpose string `json:"pou"`
+	// Gen is the client's token generation at issue (Client.TokenGeneration); a token
+	// without it is refused.
+	Gen *int64 `json:"gen,omitempty"`
 }
 
 // Exchange runs a client_credentials grant with a private_key_jwt assertion. Every
@@ -233,7 +241,7 @@ func (t *Tokens) Exchange(ctx context.Context, form url.Values) (TokenResponse, 
 	ac := accessClaims{
 		Claims: jwt.Claims{Issuer: t.issuer, Subject: client.ID, Audience: jwt.Audience{t.issuer}, ID: hex.EncodeToString(jtiB),
 			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(t.ttl))},
-		Org: client.MemberID, Scope: strings.Join(names, " "), Purpose: purpose,
+		Org: client.MemberID, Scope: strings.Join(names, " "), Purpose: purpose, Gen: &client.TokenGeneration,
 	}
 	tok, err := jwt.Signed(t.signer).Claims(ac).Serialize()
 	if err != nil {
@@ -293,51 +301,122 @@ func assertedPurpose(c assertionClaims, client Client) (string, error) {
 }
 
 // Verify checks a bearer access token and returns its principal. It returns
-// errs.Unauthenticated for any token that is malformed, forged, expired or not ours. A
-// token verified before is answered from memory until its exp; callers must not modify the
-// returned Principal's Scopes.
-func (t *Tokens) Verify(bearer string) (Principal, error) {
+// errs.Unauthenticated for any token that is malformed, forged, expired or not ours, and for
+// one whose client is no longer registered as it was when the token was issued: removed,
+// disabled, moved to another member, or changed in any way since (its token generation
+// moved), or no longer registered for the token's scopes or purpose. That is read from the
+// client's row on every call, so a change is in force for the next request. It returns
+// errs.Unavailable (or errs.Internal) when the directory cannot be read: never a principal.
+// A token's signature and claims, checked once, are remembered until its exp; callers must
+// not modify the returned Principal's Scopes.
+func (t *Tokens) Verify(ctx context.Context, bearer string) (Principal, error) {
 	const op = "directory.Tokens.Verify"
+	deny := func(err error) (Principal, error) {
+		return Principal{}, errs.E(op, errs.Unauthenticated, "invalid or expired access token", err)
+	}
 	now := t.now()
 	t.verifiedMu.RLock()
 	v, ok := t.verified[bearer]
 	t.verifiedMu.RUnlock()
-	if ok && now.Before(v.exp) {
-		return v.p, nil
+	parsed := false
+	if !ok || !now.Before(v.exp) {
+		var err error
+		if v, err = t.parse(bearer, now); err != nil {
+			return deny(err)
+		}
+		parsed = true
 	}
-	deny := func(err error) (Principal, error) {
-		return Principal{}, errs.E(op, errs.Unauthenticated, "invalid or expired access token", err)
+	c, err := t.store.tokenClient(ctx, v.p.ClientID)
+	if err != nil {
+		if errs.CodeOf(err) == errs.NotFound {
+			t.forget(bearer)
+			return deny(errors.New("client removed or disabled"))
+		}
+		return Principal{}, errs.E(op, err)
 	}
+	if why := c.refuses(v); why != "" {
+		t.forget(bearer)
+		return deny(errors.New(why))
+	}
+	if parsed {
+		t.verifiedMu.Lock()
+		if t.verified == nil || len(t.verified) >= maxVerified {
+			t.verified = make(map[string]verifiedToken)
+		}
+		t.verified[bearer] = v
+		t.verifiedMu.Unlock()
+	}
+	return v.p, nil
+}
+
+// parse checks bearer's signature and claims at now.
+func (t *Tokens) parse(bearer string, now time.Time) (verifiedToken, error) {
 	tok, err := jwt.ParseSigned(bearer, []jose.SignatureAlgorithm{jose.HS256})
 	if err != nil {
-		return deny(err)
+		return verifiedToken{}, err
 	}
 	var c accessClaims
 	if err := tok.Claims(t.key, &c); err != nil {
-		return deny(err)
+		return verifiedToken{}, err
 	}
 	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: t.issuer, AnyAudience: jwt.Audience{t.issuer}, Time: now}, 0); err != nil {
-		return deny(err)
+		return verifiedToken{}, err
 	}
-	if c.Subject == "" || c.Org == "" || c.Purpose == "" {
-		return deny(errors.New("incomplete claims"))
+	if c.Subject == "" || c.Org == "" || c.Purpose == "" || c.Gen == nil || c.Expiry == nil {
+		return verifiedToken{}, errors.New("incomplete claims")
 	}
 	var scopes Scopes
 	for _, f := range strings.Fields(c.Scope) {
 		s, err := ParseScope(f)
 		if err != nil {
-			return deny(err)
+			return verifiedToken{}, err
 		}
 		scopes = append(scopes, s)
 	}
 	p := Principal{ClientID: c.Subject, MemberID: c.Org, Scopes: scopes, Purpose: c.Purpose, TokenID: c.ID}
-	if c.Expiry != nil {
-		t.verifiedMu.Lock()
-		if t.verified == nil || len(t.verified) >= maxVerified {
-			t.verified = make(map[string]verifiedToken)
-		}
-		t.verified[bearer] = verifiedToken{p: p, exp: c.Expiry.Time()}
-		t.verifiedMu.Unlock()
+	return verifiedToken{p: p, exp: c.Expiry.Time(), gen: *c.Gen, scope: c.Scope}, nil
+}
+
+// forget drops bearer from the verified tokens.
+func (t *Tokens) forget(bearer string) {
+	t.verifiedMu.Lock()
+	delete(t.verified, bearer)
+	t.verifiedMu.Unlock()
+}
+
+// tokenClient is what Verify checks a token against: the current registration of an
+// enabled client.
+type tokenClient struct {
+	memberID   string
+	generation int64
+	scopes     []string
+	purposes   []string
+}
+
+// tokenClient returns client id's current registration, or errs.NotFound when it is not
+// registered or is disabled. It is one primary-key read, made for every FHIR request.
+func (s *Store) tokenClient(ctx context.Context, id string) (tokenClient, error) {
+	var c tokenClient
+	err := s.db.QueryRow(ctx, `SELECT member_id, token_generation, scopes, purposes FROM directory_clients WHERE client_id = $1 AND disabled_at IS NULL`, id).
+		Scan(&c.memberID, &c.generation, &c.scopes, &c.purposes)
+	return c, db.Map("directory.Store.tokenClient", err)
+}
+
+// refuses returns why the client's registration no longer backs token v, or "" if it does:
+// the same member, the same generation, and every scope and the purpose still registered.
+func (c tokenClient) refuses(v verifiedToken) string {
+	switch {
+	case c.memberID != v.p.MemberID:
+		return "client belongs to another member"
+	case c.generation != v.gen:
+		return "client registration changed since issue"
+	case !slices.Contains(c.purposes, v.p.Purpose):
+		return "purpose no longer registered"
 	}
-	return p, nil
+	// Grant narrows what is asked to what is registered: the token is covered only if
+	// nothing was narrowed away.
+	if g, err := Grant(v.scope, c.scopes); err != nil || !slices.Equal(g, v.p.Scopes) {
+		return "scopes no longer registered"
+	}
+	return ""
 }

@@ -70,7 +70,7 @@ type tokenFixture struct {
 	narrow Client
 }
 
-func newTokenFixture(t *testing.T) *tokenFixture {
+func newTokenFixture(t testing.TB) *tokenFixture {
 	t.Helper()
 	ctx := context.Background()
 	f := &tokenFixture{store: NewStore(testkit.DB(t)), clock: newFakeClock(), key: make([]byte, 64)}
@@ -281,7 +281,7 @@ func TestExchangeIssuesShortLivedTokens(t *testing.T) {
 				t.Errorf("iat %v exp %v: life %v, want 300 s from the fake clock %v", c.IssuedAt.Time(), c.Expiry.Time(), life, f.clock.Now())
 			}
 
-			p, err := f.tokens.Verify(tr.AccessToken)
+			p, err := f.tokens.Verify(context.Background(), tr.AccessToken)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
@@ -355,7 +355,7 @@ func TestExchangePurposeOfUse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Exchange: %v", err)
 			}
-			p, err := f.tokens.Verify(tr.AccessToken)
+			p, err := f.tokens.Verify(context.Background(), tr.AccessToken)
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
@@ -686,7 +686,7 @@ func TestVerify(t *testing.T) {
 	}
 	issued := f.clock.Now()
 
-	p, err := f.tokens.Verify(tr.AccessToken)
+	p, err := f.tokens.Verify(context.Background(), tr.AccessToken)
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -702,18 +702,18 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p2, err := f.tokens.Verify(tr2.AccessToken); err != nil || p2.TokenID == p.TokenID {
+	if p2, err := f.tokens.Verify(context.Background(), tr2.AccessToken); err != nil || p2.TokenID == p.TokenID {
 		t.Errorf("second token: %+v, %v; want a fresh TokenID", p2, err)
 	}
 
 	good := accessClaims{
 		Claims: jwt.Claims{Issuer: testIssuer, Subject: f.single.ID, Audience: jwt.Audience{testIssuer}, ID: "forged",
 			IssuedAt: jwt.NewNumericDate(issued), Expiry: jwt.NewNumericDate(issued.Add(5 * time.Minute))},
-		Org: f.a.ID, Scope: "system/*.cruds", Purpose: "TREAT",
+		Org: f.a.ID, Scope: "system/*.rs", Purpose: "TREAT", Gen: &f.single.TokenGeneration,
 	}
 	// Sanity: our forge helper with our key and algorithm makes a token Verify accepts, so the
 	// refusals below are about the one thing each case changes.
-	if _, err := f.tokens.Verify(forge(t, jose.HS256, f.key, good)); err != nil {
+	if _, err := f.tokens.Verify(context.Background(), forge(t, jose.HS256, f.key, good)); err != nil {
 		t.Fatalf("control token: %v", err)
 	}
 	with := func(m func(c *accessClaims)) accessClaims {
@@ -743,7 +743,7 @@ func TestVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := otherIssuer.Verify(fromOtherIssuer.AccessToken); err != nil {
+	if _, err := otherIssuer.Verify(context.Background(), fromOtherIssuer.AccessToken); err != nil {
 		t.Fatalf("the other issuer's token should verify there: %v", err)
 	}
 
@@ -773,6 +773,12 @@ func TestVerify(t *testing.T) {
 		{"our key, no org", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Org = "" }))},
 		{"our key, no purpose", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Purpose = "" }))},
 		{"our key, malformed scope", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Scope = "system/*.sr" }))},
+		{"our key, no generation", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = nil }))},
+		{"our key, another generation", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { g := f.single.TokenGeneration + 1; c.Gen = &g }))},
+		{"our key, unregistered client", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Subject = "no-such-client" }))},
+		{"our key, client of another member", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Org = f.b.ID }))},
+		{"our key, scope beyond the registration", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Scope = "system/*.cruds" }))},
+		{"our key, purpose not registered", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Purpose = "HPAYMT" }))},
 		{"tampered payload", func() string {
 			parts := strings.Split(tr.AccessToken, ".")
 			forged := strings.Split(forge(t, jose.HS256, otherKey, with(func(c *accessClaims) { c.Scope = "system/*.cruds" })), ".")
@@ -781,7 +787,7 @@ func TestVerify(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, err := f.tokens.Verify(tt.token)
+			p, err := f.tokens.Verify(context.Background(), tt.token)
 			if err == nil {
 				t.Fatalf("Verify = %+v, want unauthenticated", p)
 			}
@@ -796,11 +802,11 @@ func TestVerify(t *testing.T) {
 
 	t.Run("expiry on the fake clock", func(t *testing.T) {
 		f.clock.Advance(300 * time.Second)
-		if _, err := f.tokens.Verify(tr.AccessToken); err != nil {
+		if _, err := f.tokens.Verify(context.Background(), tr.AccessToken); err != nil {
 			t.Fatalf("at exp (300 s): %v", err)
 		}
 		f.clock.Advance(time.Second)
-		_, err := f.tokens.Verify(tr.AccessToken)
+		_, err := f.tokens.Verify(context.Background(), tr.AccessToken)
 		if c := errs.CodeOf(err); err == nil || c != errs.Unauthenticated {
 			t.Fatalf("at 301 s: %v, want unauthenticated", err)
 		}
@@ -844,11 +850,11 @@ func TestNewTokens(t *testing.T) {
 				t.Errorf("expires_in = %d, want %d", tr.ExpiresIn, tt.want)
 			}
 			clock.Advance(time.Duration(tt.want) * time.Second)
-			if _, err := tok.Verify(tr.AccessToken); err != nil {
+			if _, err := tok.Verify(context.Background(), tr.AccessToken); err != nil {
 				t.Errorf("at %d s: %v", tt.want, err)
 			}
 			clock.Advance(time.Second)
-			if _, err := tok.Verify(tr.AccessToken); errs.CodeOf(err) != errs.Unauthenticated {
+			if _, err := tok.Verify(context.Background(), tr.AccessToken); errs.CodeOf(err) != errs.Unauthenticated {
 				t.Errorf("at %d s: %v, want unauthenticated", tt.want+1, err)
 			}
 		})

@@ -15,7 +15,9 @@ import (
 
 const principalKey = "exchange.principal"
 
-// authenticate requires a valid SMART backend access token and stores its principal.
+// authenticate requires a valid SMART backend access token and stores its principal. The
+// token's client registration is read for every request (directory.Tokens.Verify), so a
+// disabled or narrowed client is refused (401) from the next request on.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		h := c.Request().Header.Get("Authorization")
@@ -23,7 +25,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if !ok || tok == "" {
 			return errs.E("exchange.authenticate", errs.Unauthenticated, "a bearer access token is required")
 		}
-		p, err := s.Tokens.Verify(tok)
+		p, err := s.Tokens.Verify(c.Request().Context(), tok)
 		if err != nil {
 			return err
 		}

@@ -69,6 +69,7 @@ func newDocEnvAudit(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog) *d
 	if e.c, err = dir.AddMember(ctx, "Member C", "urn:oid:1.2.3.99"); err != nil {
 		t.Fatal(err)
 	}
+	registerTestClients(t, pool)
 	err = db.InTx(ctx, pool, func(tx db.Querier) error {
 		p, err := fs.Put(ctx, tx, store.Write{Resource: fhir.MustParse([]byte(`{"resourceType":"Patient"}`)), MemberID: e.a.ID, At: time.Now()})
 		if err != nil {

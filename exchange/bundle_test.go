@@ -63,6 +63,7 @@ func newWriteEnvOver(t testing.TB, mkLog func(*pgxpool.Pool) records.AuditLog, m
 		t.Fatal(err)
 	}
 	env := &writeEnv{pool: pool, a: a, b: b, key: bytes.Repeat([]byte("k"), 32), issuer: "http://concord.test"}
+	registerTestClients(t, pool)
 	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
 	mpi, matcher := newMatcher(t, pool)
 	fs := store.New(pool)

@@ -48,6 +48,7 @@ func newConsentEnv(t *testing.T) *consentEnv {
 		t.Fatal(err)
 	}
 	env := &consentEnv{pool: pool, a: a, b: b, key: bytes.Repeat([]byte("c"), 32), issuer: "http://concord.test"}
+	registerTestClients(t, pool)
 	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
 	mpi, matcher := newMatcher(t, pool)
 	cs := consent.NewStore()

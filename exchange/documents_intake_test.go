@@ -184,7 +184,7 @@ func TestReplacementAuditsSupersededTarget(t *testing.T) {
 	hs := httptest.NewServer(mountExchange(e.srv, httpx.RequestID()))
 	t.Cleanup(hs.Close)
 	base := hs.URL + "/fhir"
-	tok := mintToken(t, key, "http://concord.test", "client-a", e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
+	tok := mintToken(t, key, "http://concord.test", "client-"+e.a.ID, e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
 	pool := e.srv.Pool
 
 	n := 0

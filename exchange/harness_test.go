@@ -60,13 +60,36 @@ func (defaultDirectives) InForce(context.Context, string, time.Time) ([]consent.
 }
 
 // insertMembers registers each id as a directory member named id with system
-// urn:oid:1.2.3.<ascii(id)>.
+// urn:oid:1.2.3.<ascii(id)>, and the members' test clients (registerTestClients).
 func insertMembers(t testing.TB, pool *pgxpool.Pool, ids ...string) {
 	t.Helper()
 	for _, m := range ids {
 		if _, err := pool.Exec(context.Background(), `INSERT INTO directory_members(id, name, system) VALUES ($1, $1, 'urn:oid:1.2.3.' || ascii($1))`, m); err != nil {
 			t.Fatal(err)
 		}
+	}
+	registerTestClients(t, pool)
+}
+
+// testClientGeneration is the token generation of the clients registerTestClients
+// registers, and the one mintToken writes into its tokens.
+const testClientGeneration = 1
+
+// registerTestClients registers, for every member in pool without them, the client systems
+// client-<member> and client-<member>2 that mintToken's tokens name: every scope a test
+// asks for (system/*.cruds, break-the-glass, bulk export) and every purpose of use, at
+// testClientGeneration. directory.Tokens.Verify refuses a token whose client is not
+// registered for what the token holds. Call it after the environment's members exist.
+func registerTestClients(t testing.TB, pool *pgxpool.Pool) {
+	t.Helper()
+	_, err := pool.Exec(context.Background(), `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes, token_generation)
+		SELECT 'client-' || m.id || n.suffix, m.id, '{"keys":[]}', $1, $2, $3
+		FROM directory_members m, (VALUES (''), ('2')) n(suffix)
+		ON CONFLICT (client_id) DO NOTHING`,
+		[]string{"system/*.cruds", ScopeBreakGlass, ScopeBulkExport}, []string{"TREAT", "ETREAT", "HPAYMT", "HOPERAT", "PUBHLTH", "PATRQT", "BTG"},
+		testClientGeneration)
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -115,7 +138,9 @@ func serveExchange(t testing.TB, srv *Server, extra ...func(*echo.Echo)) string 
 }
 
 // mintToken signs an access token as directory.Tokens would issue it: for client acting
-// for member org with scope and purpose, issued by (and for) issuer, valid for ttl.
+// for member org with scope and purpose, issued by (and for) issuer, valid for ttl, at
+// testClientGeneration. It verifies only if client is registered for org, scope and purpose
+// at that generation (registerTestClients).
 func mintToken(t testing.TB, key []byte, issuer, client, org, scope, purpose string, ttl time.Duration) string {
 	t.Helper()
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.HS256, Key: key}, (&jose.SignerOptions{}).WithType("at+jwt"))
@@ -128,8 +153,9 @@ func mintToken(t testing.TB, key []byte, issuer, client, org, scope, purpose str
 		Org     string `json:"org"`
 		Scope   string `json:"scope"`
 		Purpose string `json:"pou"`
+		Gen     int64  `json:"gen"`
 	}{jwt.Claims{Issuer: issuer, Audience: jwt.Audience{issuer}, Subject: client, ID: testkit.RandomID(8),
-		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(ttl))}, org, scope, purpose}
+		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(ttl))}, org, scope, purpose, testClientGeneration}
 	s, err := jwt.Signed(sig).Claims(claims).Serialize()
 	if err != nil {
 		t.Fatal(err)

@@ -55,6 +55,7 @@ func newHL7EnvDeps(t testing.TB, more func(*pgxpool.Pool, *Deps)) *hl7Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	registerTestClients(t, pool)
 	if err := dir.AddHL7Sender(ctx, m.ID, "", "GENFAC"); err != nil {
 		t.Fatal(err)
 	}

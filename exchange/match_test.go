@@ -60,6 +60,7 @@ func newIdentityEnv(t testing.TB) *identityEnv {
 			t.Fatal(err)
 		}
 	}
+	registerTestClients(t, pool)
 	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
 	mpi, matcher := newMatcher(t, pool)
 	if _, err := records.EnsureDefaultPolicies(ctx, pool, env.cs, consent.PolicyConfig{}); err != nil {

@@ -52,6 +52,7 @@ func newPart2Env(t testing.TB) *part2Env {
 			}
 		}
 	}
+	registerTestClients(t, pool)
 	toks := newTokens(t, dir, env.key, env.issuer, env.issuer+"/token", 0)
 	mpi, matcher := newMatcher(t, pool)
 	env.mpi = mpi

@@ -196,7 +196,7 @@ unless --anchors is given. Scenarios: `+strings.Join(benchScenarioNames, ", ")+`
 	offEcho := echo.New()
 	offEcho.Use(httpx.RequestID(), httpx.AccessLog(m.log), httpx.Recover(m.log))
 	offEcho.GET("/fhir/Observation/:id", func(c echo.Context) error {
-		p, err := m.tokens.Verify(strings.TrimPrefix(c.Request().Header.Get("Authorization"), "Bearer "))
+		p, err := m.tokens.Verify(c.Request().Context(), strings.TrimPrefix(c.Request().Header.Get("Authorization"), "Bearer "))
 		if err != nil {
 			return c.NoContent(http.StatusUnauthorized)
 		}
