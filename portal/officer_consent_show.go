@@ -261,6 +261,9 @@ func (s *Server) registerGuardian(c echo.Context) error {
 		problem = "Choose parent or legal guardian."
 	case f.Evidence == "" || len(f.Evidence) > 64 || !printable(f.Evidence):
 		problem = "Enter the reference of the documents you checked (1 to 64 characters)."
+	case f.EndDate == "" && f.Relationship == "parent":
+		// A parent acts for a child: the access must end when the child comes of age.
+		problem = "Enter the day a parent's access ends: the child's 18th birthday."
 	case f.EndDate != "":
 		ends, problem = parseGrantEnd(f.EndDate, now, s.cfg.Location, maxGuardianYears)
 	}

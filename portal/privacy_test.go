@@ -947,10 +947,11 @@ func TestOfficerRegistersGuardian(t *testing.T) {
 		t.Fatalf("guardians section:\n%s", page.body)
 	}
 	tok := csrfFrom(t, page.body)
+	ends := time.Now().AddDate(5, 0, 0).Format("2006-01-02") // the child's 18th birthday
 	register := func(person, patientName, name, rel, evidence string) resp {
 		t.Helper()
 		return off.post(pe.base+"/officer/guardians", url.Values{"_csrf": {tok}, "patient": {person}, "patient_name": {patientName},
-			"name": {name}, "relationship": {rel}, "evidence": {evidence}}, "same-origin")
+			"name": {name}, "relationship": {rel}, "evidence": {evidence}, "end_date": {ends}}, "same-origin")
 	}
 	for _, bad := range []struct{ person, pname, name, rel, ev, want string }{
 		{alicePerson, "", "Nora Nguyen", "parent", "BC-1", "Enter the patient's name"},

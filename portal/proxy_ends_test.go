@@ -453,6 +453,7 @@ func TestOfficerGuardianEnds(t *testing.T) {
 		{"parent", day(0, -1), "The date access ends must be after today."},
 		{"parent", day(18, 1), "The date access ends can be at most 18 years from today."},
 		{"guardian", "2027-13-01", "as a real date"},
+		{"parent", "", "Enter the day a parent's access ends"},
 	} {
 		if r := register("Nora Nguyen", bad.rel, bad.ends); r.status != http.StatusBadRequest || !strings.Contains(html.UnescapeString(r.body), bad.want) {
 			t.Errorf("%+v: %d, want 400 with %q", bad, r.status, bad.want)
