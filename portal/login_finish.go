@@ -139,7 +139,7 @@ func (s *Server) finishLogin(c echo.Context) error {
 			slog.String("request_id", requestID(c)),
 			slog.String("role", string(sess.Role)),
 			slog.String("org", sess.Org))
-		return s.render(c, http.StatusForbidden, "mfa_required", mfaRequiredPage{Page: s.page(c, "Second factor needed")})
+		return s.render(c, http.StatusForbidden, "mfa_required", mfaRequiredPage{Page: s.page(c, "Second factor needed"), ReturnTo: localPath(f.ReturnTo), StepUp: f.StepUp})
 	}
 	id, err := s.sessions.Create(ctx, sess)
 	if err != nil {
@@ -180,6 +180,8 @@ func hasMFA(acr string, amr []string, wantACR string) bool {
 // mfaRequiredPage explains a refused staff sign-in and offers one with a second factor.
 type mfaRequiredPage struct {
 	Page
+	ReturnTo string // the refused sign-in's return path, carried into the next attempt
+	StepUp   bool   // the refused sign-in was a step-up: so is the next attempt
 }
 
 // authTime returns when the user authenticated, on this server's clock (now): the ID

@@ -78,13 +78,7 @@ var returnToRe = regexp.MustCompile(`name="return_to" value="([^"]*)"`)
 // the second factor) comes back to the patient page, where the declaration goes through.
 func TestStepUpBreakGlass(t *testing.T) {
 	t.Parallel()
-	pts := memPatients{org: "riverside", byMRN: map[string]OrgPatient{
-		"RFC-1001": {ID: "pat-1", MRN: "RFC-1001", PersonID: "person-1", Name: "Alice Nguyen", BirthDate: "1984-03-02"},
-	}}
-	em := &memEmergency{until: map[string]time.Time{}}
-	e := newEnv(t, envOpts{patients: pts, emergency: em})
-	c := newClient(t)
-	e.signIn(t, c, "drjones", "jones-pw")
+	e, em, c := newBreakGlassEnv(t)
 	if page := c.getPrivate(e.base, "/staff/patients/pat-1"); !strings.Contains(page.body, `action="/staff/patients/pat-1/break-glass"`) {
 		t.Fatalf("fresh sign-in: no emergency form:\n%s", page.body)
 	}
@@ -191,5 +185,23 @@ func TestStepUpOfficerOperations(t *testing.T) {
 	}
 	if after != before {
 		t.Errorf("rows changed on an old sign-in: %d then %d", before, after)
+	}
+}
+
+// TestSecondFactorRefusalKeepsReturnPath: a staff step-up sign-in refused for want of a
+// second factor offers a retry that is still a step-up and still comes back to the page.
+func TestSecondFactorRefusalKeepsReturnPath(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := newClient(t)
+	land := c.get(e.base + "/")
+	r := c.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, land.body)}, "step_up": {"1"}, "return_to": {"/staff/patients/pat-1"}}, "")
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("sign in: %d", r.status)
+	}
+	refused := c.get(e.opLogin(t, r.header.Get("Location"), "drsolo", "solo-pw"))
+	if refused.status != http.StatusForbidden || !strings.Contains(refused.body, `name="return_to" value="/staff/patients/pat-1"`) ||
+		!strings.Contains(refused.body, `name="step_up" value="1"`) || !strings.Contains(refused.body, `name="mfa" value="1"`) {
+		t.Fatalf("refused step-up: %d\n%s", refused.status, refused.body)
 	}
 }
