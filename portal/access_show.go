@@ -131,26 +131,8 @@ func (s *Server) showAccess(c echo.Context) error {
 // accesses screenAccesses hides are left out (before anything on the page counts rows), and
 // the sensitive resources of the others are left out of their data classes.
 func (s *Server) screenAccessLog(ctx context.Context, personID string, acc []audit.Access) ([]audit.Access, error) {
-	seqs := make([]int64, len(acc))
-	for i, a := range acc {
-		seqs[i] = a.Seq
-	}
-	screens, err := s.screenAccesses(ctx, personID, seqs)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]audit.Access, 0, len(acc))
-	for _, a := range acc {
-		sc, ok := screens[a.Seq]
-		if !ok || sc.hide {
-			continue
-		}
-		if sc.cut {
-			a.DataClasses = sc.classes
-		}
-		out = append(out, a)
-	}
-	return out, nil
+	return screenRows(ctx, s, personID, acc, func(a audit.Access) int64 { return a.Seq },
+		func(a *audit.Access, sc accessScreen) { a.DataClasses = sc.classes })
 }
 
 // markNoticeSeen marks one of the patient's notices read (CSRF-checked by the chain) and
@@ -414,6 +396,33 @@ func (s *Server) screenAccesses(ctx context.Context, personID string, seqs []int
 		return nil, errs.E("portal.screenAccesses", errs.Unavailable, "this privacy service cannot screen accesses for a caregiver")
 	}
 	return sc.screenAccesses(ctx, personID, seqs)
+}
+
+// screenRows returns the rows of personID's accesses (audit events seq(row)) that
+// s.screenAccesses leaves a caregiver without sensitive access, in order; cut trims a row
+// whose screen cuts it to what is not sensitive. It returns screenAccesses' error, and no
+// rows with it.
+func screenRows[T any](ctx context.Context, s *Server, personID string, rows []T, seq func(T) int64, cut func(*T, accessScreen)) ([]T, error) {
+	seqs := make([]int64, len(rows))
+	for i, r := range rows {
+		seqs[i] = seq(r)
+	}
+	screens, err := s.screenAccesses(ctx, personID, seqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]T, 0, len(rows))
+	for _, r := range rows {
+		sc, ok := screens[seq(r)]
+		if !ok || sc.hide {
+			continue
+		}
+		if sc.cut {
+			cut(&r, sc)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }
 
 // screenAccesses implements accessScreener from the audit events' organizations and

@@ -124,26 +124,8 @@ func (s *Server) accounting(c echo.Context, v Viewer, p accountingPage, from, to
 // the disclosures screenAccesses hides are left out, and the sensitive resources of the
 // others are left out of their data classes and item counts.
 func (s *Server) screenAccounting(ctx context.Context, personID string, rows []audit.DisclosureRow) ([]audit.DisclosureRow, error) {
-	seqs := make([]int64, len(rows))
-	for i, r := range rows {
-		seqs[i] = r.Seq
-	}
-	screens, err := s.screenAccesses(ctx, personID, seqs)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]audit.DisclosureRow, 0, len(rows))
-	for _, r := range rows {
-		sc, ok := screens[r.Seq]
-		if !ok || sc.hide {
-			continue
-		}
-		if sc.cut {
-			r.DataClasses, r.Resources = sc.classes, sc.count
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return screenRows(ctx, s, personID, rows, func(r audit.DisclosureRow) int64 { return r.Seq },
+		func(r *audit.DisclosureRow, sc accessScreen) { r.DataClasses, r.Resources = sc.classes, sc.count })
 }
 
 func accountingRowOf(r audit.DisclosureRow, names map[string]string, loc *time.Location) accountingRow {

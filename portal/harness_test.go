@@ -144,6 +144,7 @@ type env struct {
 }
 
 type envOpts struct {
+	pool          *pgxpool.Pool // the database (Riverside and the clinicians are added); nil for a new one
 	secureCookies bool
 	clock         *fakeClock
 	staffMFAOff   bool
@@ -155,12 +156,16 @@ type envOpts struct {
 	emergency     Emergency     // clinicians' break-the-glass; nil leaves it out
 	shares        ShareLinks    // share links (with shared); nil leaves them out
 	shared        SharedRecords
+	privacy       Privacy     // /access, /privacy and /officer; nil leaves them out
 	logs          *syncBuffer // when set, the portal's log and the access log (JSON) go here
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
 	t.Helper()
-	pool := testkit.DB(t)
+	pool := o.pool
+	if pool == nil {
+		pool = testkit.DB(t)
+	}
 	rdb, prefix := testkit.Redis(t)
 	ln, base := listenLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -194,6 +199,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	deps.Documents = o.documents
 	deps.Proxies = o.proxies
 	deps.Emergency = o.emergency
+	deps.Privacy = o.privacy
 	deps.Shares, deps.Shared = o.shares, o.shared
 	if o.clock != nil {
 		deps.Now = o.clock.Now

@@ -50,16 +50,23 @@ func TestParseGrantEnd(t *testing.T) {
 	}
 }
 
+// newProxyEnv is env with caregiver access in a ProxyStore, audited, on e.pool, and a
+// fake clock at the current second.
+func newProxyEnv(t *testing.T) (*env, *ProxyStore, *fakeClock) {
+	t.Helper()
+	pool := testkit.DB(t)
+	clock := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
+	store := NewProxyStore(pool, auditLog(t, pool))
+	return newEnv(t, envOpts{pool: pool, proxies: store, clock: clock}), store, clock
+}
+
 // TestCaregiverInviteEndChoices: the invitation form's "Access ends" choices store the
 // right end (none, 30 days, 90 days, a year, a date), each shown on the caregivers page
 // and recorded in the invitation's audit event; a bad choice or date is a sentence on the
 // form, 400, and stores nothing.
 func TestCaregiverInviteEndChoices(t *testing.T) {
 	t.Parallel()
-	pool := testkit.DB(t)
-	alog := auditLog(t, pool)
-	clock := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
-	e := newEnv(t, envOpts{proxies: NewProxyStore(pool, alog), clock: clock})
+	e, _, clock := newProxyEnv(t)
 
 	alice := newClient(t)
 	e.signIn(t, alice, "alice", "alice-pw")
@@ -97,7 +104,7 @@ func TestCaregiverInviteEndChoices(t *testing.T) {
 		}
 	}
 	var n int
-	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM portal_proxies`).Scan(&n); err != nil || n != 0 {
+	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM portal_proxies`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("refused forms stored %d grants (%v)", n, err)
 	}
 
@@ -123,7 +130,7 @@ func TestCaregiverInviteEndChoices(t *testing.T) {
 			t.Errorf("invite %s: the new link does not say when access ends", c.name)
 		}
 	}
-	rows, err := pool.Query(t.Context(), `SELECT p.caregiver_name, p.ends_at, coalesce(a.query, '')
+	rows, err := e.pool.Query(t.Context(), `SELECT p.caregiver_name, p.ends_at, coalesce(a.query, '')
 		FROM portal_proxies p JOIN audit_events a ON a.token_id = 'proxy/' || p.id AND a.reason = 'proxy-invited'`)
 	if err != nil {
 		t.Fatal(err)
@@ -153,7 +160,7 @@ func TestCaregiverInviteEndChoices(t *testing.T) {
 		t.Errorf("the caregivers page does not show each grant's end:\n%s", page.body)
 	}
 	// The audit events hold no names.
-	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM audit_events a WHERE strpos(to_jsonb(a)::text, 'Carer') > 0`).Scan(&n); err != nil || n != 0 {
+	if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM audit_events a WHERE strpos(to_jsonb(a)::text, 'Carer') > 0`).Scan(&n); err != nil || n != 0 {
 		t.Errorf("audit rows naming a caregiver: %d (%v)", n, err)
 	}
 }
@@ -200,12 +207,7 @@ func accept(t *testing.T, e *env, c *client, link string) {
 // invited and accept again. A grant without an end goes on working.
 func TestCaregiverGrantEnds(t *testing.T) {
 	t.Parallel()
-	pool := testkit.DB(t)
-	alog := auditLog(t, pool)
-	clock := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
-	store := NewProxyStore(pool, alog)
-	e := newEnv(t, envOpts{proxies: store, clock: clock})
-	e.pool = pool
+	e, store, clock := newProxyEnv(t)
 
 	alice := newClient(t)
 	e.signIn(t, alice, "alice", "alice-pw")
@@ -274,7 +276,7 @@ func TestCaregiverGrantEnds(t *testing.T) {
 	}
 	accept(t, e, nora, html.UnescapeString(m[1]))
 	var revokedAt *time.Time
-	if err := pool.QueryRow(t.Context(), `SELECT revoked_at FROM portal_proxies WHERE id = $1`, gid).Scan(&revokedAt); err != nil || revokedAt == nil || !revokedAt.Equal(ends) {
+	if err := e.pool.QueryRow(t.Context(), `SELECT revoked_at FROM portal_proxies WHERE id = $1`, gid).Scan(&revokedAt); err != nil || revokedAt == nil || !revokedAt.Equal(ends) {
 		t.Errorf("the ended grant after a new acceptance: revoked_at %v (%v), want its end %v", revokedAt, err, ends)
 	}
 	for range 3 {
@@ -303,12 +305,7 @@ func proxyReads(e *env) int {
 // list; it stores nothing for the caregiver.
 func TestCaregiverInviteAfterEnd(t *testing.T) {
 	t.Parallel()
-	pool := testkit.DB(t)
-	alog := auditLog(t, pool)
-	clock := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
-	store := NewProxyStore(pool, alog)
-	e := newEnv(t, envOpts{proxies: store, clock: clock})
-	e.pool = pool
+	e, store, clock := newProxyEnv(t)
 
 	link := inviteEnding(t, e, store, "Nora Nguyen", clock.Now().Add(10*time.Minute))
 	nora := newClient(t)
@@ -330,7 +327,7 @@ func TestCaregiverInviteAfterEnd(t *testing.T) {
 		t.Errorf("accepting after the grant's end: %d, want 404", r.status)
 	}
 	var accepted bool
-	if err := pool.QueryRow(t.Context(), `SELECT proxy_login IS NOT NULL FROM portal_proxies`).Scan(&accepted); err != nil || accepted {
+	if err := e.pool.QueryRow(t.Context(), `SELECT proxy_login IS NOT NULL FROM portal_proxies`).Scan(&accepted); err != nil || accepted {
 		t.Errorf("the invitation was accepted after its end (%v)", err)
 	}
 	if strings.Contains(alice.getPrivate(e.base, "/caregivers").body, "Nora Nguyen") {
@@ -343,13 +340,8 @@ func TestCaregiverInviteAfterEnd(t *testing.T) {
 // not after the grant was made.
 func TestCaregiverSignInSkipsEndedGrants(t *testing.T) {
 	t.Parallel()
-	pool := testkit.DB(t)
-	alog := auditLog(t, pool)
-	clock := &fakeClock{t: time.Now().UTC().Truncate(time.Second)}
-	store := NewProxyStore(pool, alog)
-	e := newEnv(t, envOpts{proxies: store, clock: clock})
-	e.pool = pool
-	if _, err := pool.Exec(t.Context(), `INSERT INTO mpi_persons (id) VALUES ('0a11ce00-0000-4000-8000-0000000000b0')`); err != nil {
+	e, store, clock := newProxyEnv(t)
+	if _, err := e.pool.Exec(t.Context(), `INSERT INTO mpi_persons (id) VALUES ('0a11ce00-0000-4000-8000-0000000000b0')`); err != nil {
 		t.Fatal(err)
 	}
 
@@ -412,7 +404,7 @@ func TestCaregiverSignInSkipsEndedGrants(t *testing.T) {
 	}
 
 	// The database keeps an end after the grant's making.
-	if _, err := pool.Exec(t.Context(), `UPDATE portal_proxies SET ends_at = created_at WHERE caregiver_name = 'Nora for Bob'`); err == nil {
+	if _, err := e.pool.Exec(t.Context(), `UPDATE portal_proxies SET ends_at = created_at WHERE caregiver_name = 'Nora for Bob'`); err == nil {
 		t.Errorf("an end at the grant's making was stored")
 	}
 	if _, err := store.Invite(t.Context(), off, ProxyGrant{PersonID: "0a11ce00-0000-4000-8000-0000000000b0", PatientName: "Bob Byrne",

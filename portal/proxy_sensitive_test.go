@@ -1,9 +1,7 @@
 package portal
 
 import (
-	"context"
 	"fmt"
-	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -39,19 +37,11 @@ type sensitiveEnv struct {
 func newSensitiveEnv(t *testing.T) *sensitiveEnv {
 	t.Helper()
 	pool := testkit.DB(t)
-	rdb, prefix := testkit.Redis(t)
-	ln, base := listenLoopback(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	op := startOP(t, ctx, base, demoUsers)
+	ctx := t.Context()
+	// Riverside is newEnv's.
 	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system, part2_program) VALUES
-		('riverside', 'Riverside Family Clinic', 'urn:oid:2.999.1', false),
 		('stmary', 'St Mary''s Hospital', 'urn:oid:2.999.2', false),
 		($1, $2, 'urn:oid:2.999.9', true)`, part2Member, part2Name); err != nil {
-		t.Fatal(err)
-	}
-	staff := NewStaffStore(pool)
-	if err := staff.AddStaff(ctx, op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr Sam Jones"}); err != nil {
 		t.Fatal(err)
 	}
 	alog := auditLog(t, pool)
@@ -59,21 +49,10 @@ func newSensitiveEnv(t *testing.T) *sensitiveEnv {
 	if _, err := records.EnsureDefaultPolicies(ctx, pool, cs, consent.PolicyConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{op: op, base: base, staff: staff, pool: pool,
-		records:  &memRecords{labs: map[string][]LabResult{"person-1": sampleLabs()}},
-		identity: memIdentity{op.Issuer() + "|sub-pat-1": "person-1"},
-	}
-	var err error
-	e.srv, err = New(Config{BaseURL: base, Issuer: op.Issuer(), ClientID: "concord-portal", ClientSecret: "portal-secret",
-		RedisPrefix: prefix, InsecureCookies: true},
-		Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb,
-			Proxies:  NewProxyStore(pool, alog),
-			Messages: NewMessageStore(pool).WithAudit(alog),
-			Privacy:  NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), nil).WithAudit(alog).WithConsentStore(cs)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	servePortal(t, e.srv, ln)
+	e := newEnv(t, envOpts{pool: pool,
+		proxies:      NewProxyStore(pool, alog),
+		messageStore: NewMessageStore(pool).WithAudit(alog),
+		privacy:      NewPrivacyStore(pool, records.NewStoreDirectives(pool, cs, 0, nil), nil).WithAudit(alog).WithConsentStore(cs)})
 	return &sensitiveEnv{env: e, alog: alog}
 }
 
@@ -82,21 +61,9 @@ func newSensitiveEnv(t *testing.T) *sensitiveEnv {
 // caregiver's sensitive access on or off (from their next request).
 func (se *sensitiveEnv) caregiverOf(t *testing.T, alice *client) (*client, func(on bool)) {
 	t.Helper()
-	form := alice.getPrivate(se.base, "/caregivers")
-	r := alice.post(se.base+"/caregivers", url.Values{"_csrf": {csrfFrom(t, form.body)}, "name": {"Nora Nguyen"}, "relationship": {"parent"}}, "same-origin")
-	m := inviteURLRe.FindStringSubmatch(r.body)
-	if m == nil {
-		t.Fatalf("invite: %d\n%s", r.status, r.body)
-	}
-	link := html.UnescapeString(m[1])
-	nora := newClient(t)
-	se.signIn(t, nora, "newbie", "newbie-pw")
-	inv := nora.getPrivate(se.base, strings.TrimPrefix(link, se.base))
-	if acc := nora.post(link, url.Values{"_csrf": {csrfFrom(t, inv.body)}}, "same-origin"); acc.status != http.StatusSeeOther {
-		t.Fatalf("accept: %d\n%s", acc.status, acc.body)
-	}
+	nora := acceptCaregiver(t, se.env, alice)
 	page := alice.getPrivate(se.base, "/caregivers")
-	gm := regexp.MustCompile(`name="grant" value="(\d+)"`).FindStringSubmatch(page.body)
+	gm := grantIDRe.FindStringSubmatch(page.body)
 	if gm == nil {
 		t.Fatalf("no grant on the caregivers page:\n%s", page.body)
 	}

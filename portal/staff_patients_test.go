@@ -181,19 +181,27 @@ func (m *memEmergency) Active(_ context.Context, v Viewer, person string) (time.
 	return m.until[v.Actor+"|"+person], nil
 }
 
+// newBreakGlassEnv is env where Alice is Riverside's patient pat-1 and clinicians may
+// break the glass (declarations kept in em), with drjones signed in on c.
+func newBreakGlassEnv(t *testing.T) (e *env, em *memEmergency, c *client) {
+	t.Helper()
+	pts := memPatients{org: "riverside", byMRN: map[string]OrgPatient{
+		"RFC-1001": {ID: "pat-1", MRN: "RFC-1001", PersonID: "person-1", Name: "Alice Nguyen", BirthDate: "1984-03-02"},
+	}}
+	em = &memEmergency{until: map[string]time.Time{}}
+	e = newEnv(t, envOpts{patients: pts, emergency: em})
+	c = newClient(t)
+	e.signIn(t, c, "drjones", "jones-pw")
+	return e, em, c
+}
+
 // TestClinicianBreakGlass: the clinician's patient page shows the summary and labs for
 // treatment with an emergency-access form; a declaration without its reason is refused
 // with a sentence; a declared emergency reads the record under it (purpose BTG), says so
 // and offers no second declaration.
 func TestClinicianBreakGlass(t *testing.T) {
 	t.Parallel()
-	pts := memPatients{org: "riverside", byMRN: map[string]OrgPatient{
-		"RFC-1001": {ID: "pat-1", MRN: "RFC-1001", PersonID: "person-1", Name: "Alice Nguyen", BirthDate: "1984-03-02"},
-	}}
-	em := &memEmergency{until: map[string]time.Time{}}
-	e := newEnv(t, envOpts{patients: pts, emergency: em})
-	c := newClient(t)
-	e.signIn(t, c, "drjones", "jones-pw")
+	e, _, c := newBreakGlassEnv(t)
 	page := c.getPrivate(e.base, "/staff/patients/pat-1")
 	if !strings.Contains(page.body, "Hyperlipidemia") || !strings.Contains(page.body, "Declare an emergency") || strings.Contains(page.body, "Emergency access until") {
 		t.Fatalf("patient page before an emergency:\n%s", page.body)
