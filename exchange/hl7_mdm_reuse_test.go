@@ -1,10 +1,10 @@
 package exchange
 
 import (
-	"context"
-	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/concord-hie/concord/exchange/hl7v2"
 )
 
 // mdmWith is mdmMsg (no visit) with the TXA fields in set changed ("" clears one).
@@ -19,28 +19,33 @@ func mdmWith(ev, ctl, pid, num, parent, text string, set map[int]string) string 
 	return msg[:i] + txaSeg(fields) + msg[j:]
 }
 
-// mdmSecurity returns the codes of the stored document's meta.security.
-func (e *mdmEnv) mdmSecurity(t testing.TB, num string) []string {
+// mdmWrites are the queries that count what an MDM message may write: document versions,
+// metadata and contents, and create or update audit events.
+var mdmWrites = [...]string{
+	`SELECT count(*) FROM fhir_history`,
+	`SELECT count(*) FROM documents_metadata`,
+	`SELECT count(*) FROM documents_contents`,
+	`SELECT count(*) FROM audit_events WHERE action IN ('create', 'update')`,
+}
+
+// sendUnchanged sends msg (what it is, for the messages) on c, and checks that the ACK is
+// wantCode with the error code wantErr ("" for none) and that the message wrote nothing
+// mdmWrites count.
+func (e *mdmEnv) sendUnchanged(t testing.TB, c *hl7v2.Client, what, msg, wantCode, wantErr string) {
 	t.Helper()
-	var body []byte
-	err := e.pool.QueryRow(context.Background(), `SELECT r.body FROM fhir_resources r JOIN fhir_idx_token t ON t.type = r.type AND t.id = r.id
-		WHERE r.type = 'DocumentReference' AND r.member_id = $1 AND t.param = 'identifier' AND t.code = $2 AND NOT r.deleted`, e.member.ID, num).Scan(&body)
-	if err != nil {
-		t.Fatalf("document %s: %v", num, err)
-	}
-	var d struct {
-		Meta struct {
-			Security []struct{ Code string }
+	count := func() (n [len(mdmWrites)]int) {
+		for i, q := range mdmWrites {
+			n[i] = e.scalar(t, q)
 		}
+		return n
 	}
-	if err := json.Unmarshal(body, &d); err != nil {
-		t.Fatal(err)
+	before := count()
+	if code, err := send(t, c, msg); code != wantCode || err != wantErr {
+		t.Errorf("%s: %s %s, want %s %s", what, code, err, wantCode, wantErr)
 	}
-	var codes []string
-	for _, s := range d.Meta.Security {
-		codes = append(codes, s.Code)
+	if after := count(); after != before {
+		t.Errorf("%s wrote something: counts %v, then %v", what, before, after)
 	}
-	return codes
 }
 
 // TestHL7MDMNumberReuse: a document number used again under a new MSH-10 is a resend
@@ -50,44 +55,33 @@ func (e *mdmEnv) mdmSecurity(t testing.TB, num string) []string {
 func TestHL7MDMNumberReuse(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
-	unchanged := func(what, msg, wantCode, wantErr string) {
-		t.Helper()
-		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
-		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
-		if code, err := send(t, c, msg); code != wantCode || err != wantErr {
-			t.Errorf("%s: %s %s, want %s %s", what, code, err, wantCode, wantErr)
-		}
-		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs {
-			t.Errorf("%s stored something", what)
-		}
-	}
 	const note = "A confidential note."
 	sendAA(t, c, "T02 usual control", mdmWith("T02", "U1", pidA, "DOC-U", "", note, map[int]string{18: "U"}))
-	unchanged("resend", mdmWith("T02", "U2", pidA, "DOC-U", "", note, map[int]string{18: "U"}), "AA", "")
-	unchanged("very restricted under a used number", mdmWith("T02", "U3", pidA, "DOC-U", "", note, map[int]string{18: "V"}), "AE", "205")
-	if got := e.mdmSecurity(t, "DOC-U"); len(got) != 0 {
+	e.sendUnchanged(t, c, "resend", mdmWith("T02", "U2", pidA, "DOC-U", "", note, map[int]string{18: "U"}), "AA", "")
+	e.sendUnchanged(t, c, "very restricted under a used number", mdmWith("T02", "U3", pidA, "DOC-U", "", note, map[int]string{18: "V"}), "AE", "205")
+	if got := e.mdmStatus(t, "DOC-U").Security; len(got) != 0 {
 		t.Errorf("labels %v after the refused relabel, want none", got)
 	}
 	sendAA(t, c, "T02 very restricted", mdmWith("T02", "V1", pidA, "DOC-V", "", note, map[int]string{18: "V"}))
-	unchanged("resend, very restricted", mdmWith("T02", "V2", pidA, "DOC-V", "", note, map[int]string{18: "V"}), "AA", "")
-	unchanged("usual control under a used number", mdmWith("T02", "V3", pidA, "DOC-V", "", note, map[int]string{18: "U"}), "AE", "205")
-	if got := e.mdmSecurity(t, "DOC-V"); len(got) != 1 || got[0] != "V" {
+	e.sendUnchanged(t, c, "resend, very restricted", mdmWith("T02", "V2", pidA, "DOC-V", "", note, map[int]string{18: "V"}), "AA", "")
+	e.sendUnchanged(t, c, "usual control under a used number", mdmWith("T02", "V3", pidA, "DOC-V", "", note, map[int]string{18: "U"}), "AE", "205")
+	if got := e.mdmStatus(t, "DOC-V").Security; len(got) != 1 || got[0] != "V" {
 		t.Errorf("labels %v, want [V]", got)
 	}
-	unchanged("another type", mdmWith("T02", "U4", pidA, "DOC-U", "", note, map[int]string{2: "DS", 18: "U"}), "AE", "205")
-	unchanged("another status", mdmWith("T02", "U5", pidA, "DOC-U", "", note, map[int]string{17: "IP", 18: "U"}), "AE", "205")
-	unchanged("another date", mdmWith("T02", "U6", pidA, "DOC-U", "", note, map[int]string{4: "20250302093000", 18: "U"}), "AE", "205")
-	unchanged("another author", mdmWith("T02", "U7", pidA, "DOC-U", "", note, map[int]string{5: "C002^Other^Ann", 18: "U"}), "AE", "205")
+	e.sendUnchanged(t, c, "another type", mdmWith("T02", "U4", pidA, "DOC-U", "", note, map[int]string{2: "DS", 18: "U"}), "AE", "205")
+	e.sendUnchanged(t, c, "another status", mdmWith("T02", "U5", pidA, "DOC-U", "", note, map[int]string{17: "IP", 18: "U"}), "AE", "205")
+	e.sendUnchanged(t, c, "another date", mdmWith("T02", "U6", pidA, "DOC-U", "", note, map[int]string{4: "20250302093000", 18: "U"}), "AE", "205")
+	e.sendUnchanged(t, c, "another author", mdmWith("T02", "U7", pidA, "DOC-U", "", note, map[int]string{5: "C002^Other^Ann", 18: "U"}), "AE", "205")
 
 	// The visit's Encounter arriving later does not make a resend another document.
 	sendAA(t, c, "T02 of a visit not yet known", mdmMsg("T02", "E1", pidA, "DOC-E", "", "C9", note))
 	sendAA(t, c, "A01 of the visit", adtA01("C9", pidA))
-	unchanged("resend once the visit is known", mdmMsg("T02", "E2", pidA, "DOC-E", "", "C9", note), "AA", "")
+	e.sendUnchanged(t, c, "resend once the visit is known", mdmMsg("T02", "E2", pidA, "DOC-E", "", "C9", note), "AA", "")
 
 	// T10 under the number of a T02 with the same bytes: not the same document.
 	sendAA(t, c, "T02 DOC-1", mdmMsg("T02", "P1", pidA, "DOC-1", "", "", "First."))
 	sendAA(t, c, "T02 DOC-2", mdmMsg("T02", "P2", pidA, "DOC-2", "", "", "Second."))
-	unchanged("T10 under DOC-2's number", mdmMsg("T10", "P3", pidA, "DOC-2", "DOC-1", "", "Second."), "AE", "205")
+	e.sendUnchanged(t, c, "T10 under DOC-2's number", mdmMsg("T10", "P3", pidA, "DOC-2", "DOC-1", "", "Second."), "AE", "205")
 	d1, _ := e.doc(t, "DOC-1")
 	d2, _ := e.doc(t, "DOC-2")
 	if d1.Status != "current" || len(d2.RelatesTo) != 0 {
@@ -95,8 +89,8 @@ func TestHL7MDMNumberReuse(t *testing.T) {
 	}
 	// A T10 resent with another parent is not the same either.
 	sendAA(t, c, "T10 DOC-3 replaces DOC-1", mdmMsg("T10", "P4", pidA, "DOC-3", "DOC-1", "", "Third."))
-	unchanged("T10 DOC-3 resent", mdmMsg("T10", "P5", pidA, "DOC-3", "DOC-1", "", "Third."), "AA", "")
-	unchanged("T10 DOC-3 with another parent", mdmMsg("T10", "P6", pidA, "DOC-3", "DOC-2", "", "Third."), "AE", "205")
+	e.sendUnchanged(t, c, "T10 DOC-3 resent", mdmMsg("T10", "P5", pidA, "DOC-3", "DOC-1", "", "Third."), "AA", "")
+	e.sendUnchanged(t, c, "T10 DOC-3 with another parent", mdmMsg("T10", "P6", pidA, "DOC-3", "DOC-2", "", "Third."), "AE", "205")
 	if d2, _ := e.doc(t, "DOC-2"); d2.Status != "current" {
 		t.Errorf("DOC-2 %s after the refused T10, want current", d2.Status)
 	}

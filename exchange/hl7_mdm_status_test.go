@@ -54,21 +54,6 @@ func (e *mdmEnv) mdmStatus(t testing.TB, num string) mdmState {
 func TestHL7MDMStatusChange(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
-	unchanged := func(what, msg, wantCode, wantErr string) {
-		t.Helper()
-		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
-		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
-		contents := e.scalar(t, `SELECT count(*) FROM documents_contents`)
-		events := e.scalar(t, `SELECT count(*) FROM audit_events WHERE action IN ('create', 'update')`)
-		if code, err := send(t, c, msg); code != wantCode || err != wantErr {
-			t.Errorf("%s: %s %s, want %s %s", what, code, err, wantCode, wantErr)
-		}
-		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs ||
-			e.scalar(t, `SELECT count(*) FROM documents_contents`) != contents ||
-			e.scalar(t, `SELECT count(*) FROM audit_events WHERE action IN ('create', 'update')`) != events {
-			t.Errorf("%s wrote something", what)
-		}
-	}
 	const note = "Dictated note.\nSigned later."
 	const signer = "C001^Forster^Richard^^^Dr"
 	sendAA(t, c, "T02 pre-authenticated", mdmWith("T02", "S1", pidA, "DOC-1", "", note, map[int]string{17: "PA"}))
@@ -104,18 +89,18 @@ func TestHL7MDMStatusChange(t *testing.T) {
 
 	// Resent, under the same MSH-10 or a new one, and LA after AU (final either way, the
 	// same authenticator and label): nothing to write.
-	unchanged("T04 resent", t04, "AA", "")
-	unchanged("T04 resent under a new MSH-10", mdmWith("T04", "S3", pidA, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer}), "AA", "")
-	unchanged("T04 legally authenticated", mdmWith("T04", "S4", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: "R", 22: signer}), "AA", "")
+	e.sendUnchanged(t, c, "T04 resent", t04, "AA", "")
+	e.sendUnchanged(t, c, "T04 resent under a new MSH-10", mdmWith("T04", "S3", pidA, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer}), "AA", "")
+	e.sendUnchanged(t, c, "T04 legally authenticated", mdmWith("T04", "S4", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: "R", 22: signer}), "AA", "")
 
 	// Refused, and nothing written.
-	unchanged("other content", mdmWith("T04", "S5", pidA, "DOC-1", "", "Another text.", map[int]string{17: "LA", 18: "R", 22: signer}), "AE", "205")
-	unchanged("one more line", mdmWith("T04", "S6", pidA, "DOC-1", "", note+"\nAdded.", map[int]string{17: "LA", 18: "R", 22: signer}), "AE", "205")
-	unchanged("another type", mdmWith("T04", "S7", pidA, "DOC-1", "", note, map[int]string{2: "DS", 17: "LA", 18: "R", 22: signer}), "AE", "205")
-	unchanged("final back to preliminary", mdmWith("T04", "S8", pidA, "DOC-1", "", note, map[int]string{17: "PA", 18: "R", 22: signer}), "AE", "205")
-	unchanged("unknown document", mdmWith("T04", "S9", pidA, "NO-SUCH", "", note, map[int]string{17: "AU"}), "AE", "204")
-	unchanged("another patient's document", mdmWith("T04", "S10", pidB, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer}), "AE", "204")
-	unchanged("cancel through T04", mdmWith("T04", "S11", pidA, "DOC-1", "", note, map[int]string{17: "CA"}), "AE", "103")
+	e.sendUnchanged(t, c, "other content", mdmWith("T04", "S5", pidA, "DOC-1", "", "Another text.", map[int]string{17: "LA", 18: "R", 22: signer}), "AE", "205")
+	e.sendUnchanged(t, c, "one more line", mdmWith("T04", "S6", pidA, "DOC-1", "", note+"\nAdded.", map[int]string{17: "LA", 18: "R", 22: signer}), "AE", "205")
+	e.sendUnchanged(t, c, "another type", mdmWith("T04", "S7", pidA, "DOC-1", "", note, map[int]string{2: "DS", 17: "LA", 18: "R", 22: signer}), "AE", "205")
+	e.sendUnchanged(t, c, "final back to preliminary", mdmWith("T04", "S8", pidA, "DOC-1", "", note, map[int]string{17: "PA", 18: "R", 22: signer}), "AE", "205")
+	e.sendUnchanged(t, c, "unknown document", mdmWith("T04", "S9", pidA, "NO-SUCH", "", note, map[int]string{17: "AU"}), "AE", "204")
+	e.sendUnchanged(t, c, "another patient's document", mdmWith("T04", "S10", pidB, "DOC-1", "", note, map[int]string{17: "AU", 18: "R", 22: signer}), "AE", "204")
+	e.sendUnchanged(t, c, "cancel through T04", mdmWith("T04", "S11", pidA, "DOC-1", "", note, map[int]string{17: "CA"}), "AE", "103")
 	if got := e.mdmStatus(t, "DOC-1"); got.Version != after.Version || got.DocStatus != "final" || got.Authenticator != "Dr Richard Forster" || !slices.Equal(got.Security, []string{"R"}) {
 		t.Errorf("after the refused T04s: %+v, want %+v", got, after)
 	}
@@ -129,14 +114,14 @@ func TestHL7MDMStatusChange(t *testing.T) {
 
 	// An empty TXA-18 or TXA-22 is no information, not a removal (the HL7 null `""` is:
 	// TestHL7MDMStatusChangeNull): a T04 with only the stored status changes nothing.
-	unchanged("T04 with only the completion status", mdmWith("T04", "S12", pidA, "DOC-1", "", note, map[int]string{17: "AU"}), "AA", "")
+	e.sendUnchanged(t, c, "T04 with only the completion status", mdmWith("T04", "S12", pidA, "DOC-1", "", note, map[int]string{17: "AU"}), "AA", "")
 	if got := e.mdmStatus(t, "DOC-1"); got.Version != after.Version || got.DocStatus != "final" || got.Authenticator != "Dr Richard Forster" || !slices.Equal(got.Security, []string{"R"}) {
 		t.Errorf("T04 with only the completion status: %+v, want %+v", got, after)
 	}
 
 	// A cancelled document takes no status change.
 	sendAA(t, c, "T11", mdmMsg("T11", "S13", pidA, "DOC-1", "", "", ""))
-	unchanged("T04 of a cancelled document", mdmWith("T04", "S14", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: signer}), "AE", "204")
+	e.sendUnchanged(t, c, "T04 of a cancelled document", mdmWith("T04", "S14", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: signer}), "AE", "204")
 	if n, err := e.srv.Documents.DanglingReferences(context.Background()); err != nil || n != 0 {
 		t.Errorf("dangling = %d, %v", n, err)
 	}
@@ -181,15 +166,6 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 		}
 		return got
 	}
-	unchanged := func(what, msg string) {
-		t.Helper()
-		versions := e.scalar(t, `SELECT count(*) FROM fhir_history`)
-		docs := e.scalar(t, `SELECT count(*) FROM documents_metadata`)
-		sendAA(t, c, what, msg)
-		if e.scalar(t, `SELECT count(*) FROM fhir_history`) != versions || e.scalar(t, `SELECT count(*) FROM documents_metadata`) != docs {
-			t.Errorf("%s wrote something", what)
-		}
-	}
 	const note = "Restricted note."
 	const signer = "C001^Forster^Richard^^^Dr"
 	sendAA(t, c, "T02 restricted", mdmWith("T02", "N1", pidA, "DOC-1", "", note, map[int]string{17: "PA", 18: "R", 22: signer}))
@@ -213,13 +189,13 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 	if visible(d.ID) {
 		t.Error("orgb reads the restricted document after a T04 with only the completion status")
 	}
-	unchanged("T04 with only the completion status, resent", mdmWith("T04", "N4", pidA, "DOC-1", "", note, map[int]string{17: "AU"}))
-	unchanged("T04 with only the same completion status", mdmWith("T04", "N5", pidA, "DOC-1", "", note, map[int]string{17: "LA"}))
+	e.sendUnchanged(t, c, "T04 with only the completion status, resent", mdmWith("T04", "N4", pidA, "DOC-1", "", note, map[int]string{17: "AU"}), "AA", "")
+	e.sendUnchanged(t, c, "T04 with only the same completion status", mdmWith("T04", "N5", pidA, "DOC-1", "", note, map[int]string{17: "LA"}), "AA", "")
 
 	// TXA-22 `""`: the authenticator goes, the label stays.
 	s = step("T04 authenticator null", mdmWith("T04", "N6", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: `""`}), s,
 		mdmState{DocStatus: "final", Security: []string{"R"}})
-	unchanged("T04 authenticator null, resent", mdmWith("T04", "N7", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: `""`}))
+	e.sendUnchanged(t, c, "T04 authenticator null, resent", mdmWith("T04", "N7", pidA, "DOC-1", "", note, map[int]string{17: "LA", 22: `""`}), "AA", "")
 	if visible(d.ID) {
 		t.Error("orgb reads the restricted document after the authenticator was removed")
 	}
@@ -227,7 +203,7 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 	// TXA-18 `""`: the sender's label goes, and with it what kept the document from orgb.
 	step("T04 confidentiality null", mdmWith("T04", "N8", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}), s,
 		mdmState{DocStatus: "final"})
-	unchanged("T04 confidentiality null, resent", mdmWith("T04", "N9", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}))
+	e.sendUnchanged(t, c, "T04 confidentiality null, resent", mdmWith("T04", "N9", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}), "AA", "")
 	if got := metaLabels(d.ID); got != "" {
 		t.Errorf("metadata labels %q after TXA-18 null, want none", got)
 	}
@@ -239,15 +215,15 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 	// removes the sender's V.
 	const phq = "44261-6^PHQ-9 total score^LN"
 	sendAA(t, c, "T02 very restricted PHQ-9", mdmWith("T02", "N10", pidA, "DOC-3", "", note, map[int]string{2: phq, 17: "PA", 18: "V"}))
-	if got := e.mdmSecurity(t, "DOC-3"); !sameSet(got, []string{"V", "PSY", "R"}) {
+	if got := e.mdmStatus(t, "DOC-3").Security; !sameSet(got, []string{"V", "PSY", "R"}) {
 		t.Fatalf("T02 PHQ-9 labels %v, want V, PSY and R", got)
 	}
 	sendAA(t, c, "T04 PHQ-9 with only the completion status", mdmWith("T04", "N11", pidA, "DOC-3", "", note, map[int]string{2: phq, 17: "AU"}))
-	if got := e.mdmSecurity(t, "DOC-3"); !sameSet(got, []string{"V", "PSY", "R"}) {
+	if got := e.mdmStatus(t, "DOC-3").Security; !sameSet(got, []string{"V", "PSY", "R"}) {
 		t.Errorf("T04 PHQ-9 with only the completion status: labels %v, want V, PSY and R", got)
 	}
 	sendAA(t, c, "T04 PHQ-9 confidentiality null", mdmWith("T04", "N12", pidA, "DOC-3", "", note, map[int]string{2: phq, 17: "AU", 18: `""`}))
-	if got := e.mdmSecurity(t, "DOC-3"); !sameSet(got, []string{"PSY", "R"}) {
+	if got := e.mdmStatus(t, "DOC-3").Security; !sameSet(got, []string{"PSY", "R"}) {
 		t.Errorf("T04 PHQ-9 confidentiality null: labels %v, want PSY and R", got)
 	}
 	d3, _ := e.doc(t, "DOC-3")
