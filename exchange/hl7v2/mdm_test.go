@@ -236,6 +236,21 @@ func TestMapMDMCorpus(t *testing.T) {
 	}
 }
 
+// mapProblem maps msg, which must parse, and fails t unless Map refuses it with code at
+// loc, saying text; it returns Map's error.
+func mapProblem(t *testing.T, msg string, code ErrCode, loc, text string) error {
+	t.Helper()
+	m, err := Parse([]byte(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Map(m, MapOptions{})
+	if p := ProblemOf(err); p == nil || p.Code != code || p.Loc != loc || p.Text != text {
+		t.Fatalf("err %v, want %d at %s: %q", err, code, loc, text)
+	}
+	return err
+}
+
 func TestMapMDMAddendum(t *testing.T) {
 	txa06 := strings.Replace(txaT02, "DOC-77^EHR^1.2.3.4^ISO|", "DOC-80^EHR^1.2.3.4^ISO|DOC-77", 1)
 	out := mustMap(t, mdm("T06", txa06, "OBX|1|TX|||addendum"))
@@ -257,16 +272,7 @@ func TestMapMDMAddendum(t *testing.T) {
 			DataTypeError, "TXA-13", "An addendum needs its own unique document number"},
 		{"T06 without content", mdm("T06", txa06), RequiredFieldMissing, "OBX", "No document content"},
 	} {
-		t.Run(tt.name, func(t *testing.T) {
-			m, err := Parse([]byte(tt.msg))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Map(m, MapOptions{})
-			if p := ProblemOf(err); p == nil || p.Code != tt.code || p.Loc != tt.loc || p.Text != tt.text {
-				t.Fatalf("err %v, want %d at %s: %q", err, tt.code, tt.loc, tt.text)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { mapProblem(t, tt.msg, tt.code, tt.loc, tt.text) })
 	}
 }
 
@@ -296,15 +302,7 @@ func TestMapMDMStatusChange(t *testing.T) {
 		{"T02 canceled", mdm("T02", strings.Replace(txaT02, "|AU|", "|CA|", 1), "OBX|1|TX|||x"), TableValueNotFound, "TXA-17", "Send MDM^T11 to cancel a document"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := Parse([]byte(tt.msg))
-			if err != nil {
-				t.Fatal(err)
-			}
-			_, err = Map(m, MapOptions{})
-			if p := ProblemOf(err); p == nil || p.Code != tt.code || p.Loc != tt.loc || p.Text != tt.text {
-				t.Fatalf("err %v, want %d at %s: %q", err, tt.code, tt.loc, tt.text)
-			}
-			if a := AckFromError(err); a.Code != AE {
+			if a := AckFromError(mapProblem(t, tt.msg, tt.code, tt.loc, tt.text)); a.Code != AE {
 				t.Errorf("ACK %s, want AE", a.Code)
 			}
 		})
