@@ -2,6 +2,8 @@ package directory
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,4 +245,50 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 	})
+}
+
+// Verify's client reads are shared between concurrent requests, and sharing must not let
+// one through on a registration read before it started: while eight goroutines verify the
+// same token without pause, the client is disabled; no Verify that started after the
+// disabling statement returned may succeed.
+func TestVerifyConcurrentDisable(t *testing.T) {
+	t.Parallel()
+	f := newTokenFixture(t)
+	ctx := context.Background()
+	for round := range 20 {
+		c, tok := f.issue(t, f.a.ID, []string{"system/*.rs"}, nil, "system/*.rs", "")
+		var disabledAt atomic.Int64 // unix nanos once the UPDATE has returned; 0 before
+		var bad atomic.Int64
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					after := disabledAt.Load() != 0 // read before Verify starts
+					if _, err := f.tokens.Verify(ctx, tok); err == nil && after {
+						bad.Add(1)
+					}
+				}
+			}()
+		}
+		time.Sleep(time.Duration(round%5) * time.Millisecond)
+		if _, err := f.store.db.Exec(ctx, `UPDATE directory_clients SET disabled_at = now() WHERE client_id = $1`, c.ID); err != nil {
+			t.Fatal(err)
+		}
+		disabledAt.Store(time.Now().UnixNano())
+		time.Sleep(5 * time.Millisecond)
+		close(stop)
+		wg.Wait()
+		if n := bad.Load(); n > 0 {
+			t.Fatalf("round %d: %d verifications that started after the client was disabled succeeded", round, n)
+		}
+		f.wantRefused(t, tok, "after the round")
+	}
 }
