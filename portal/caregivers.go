@@ -193,13 +193,18 @@ func (s *Server) inviteCaregiver(c echo.Context) error {
 const proxyGrantKey = "portal.proxyGrant"
 
 // setCaregiverSensitive turns on or off whether one caregiver sees sensitive information.
+// Turning it on widens what someone else sees, so it needs a recent sign-in (askStepUp,
+// back to the caregivers page); turning it off never does.
 func (s *Server) setCaregiverSensitive(c echo.Context) error {
 	sess, _ := session(c)
+	on := c.FormValue("on") == "1"
+	if on && !s.freshAuth(sess) {
+		return s.askStepUp(c, "/caregivers")
+	}
 	id, err := strconv.ParseInt(c.FormValue("grant"), 10, 64)
 	if err != nil {
 		return errs.E("portal.setCaregiverSensitive", errs.NotFound, "no such caregiver")
 	}
-	on := c.FormValue("on") == "1"
 	if err := s.proxies.SetSensitive(c.Request().Context(), s.patientViewer(c, sess), id, on, s.now()); err != nil {
 		return err
 	}

@@ -420,8 +420,10 @@ type Config struct {
 	// the refusal page asks the OP for (acr_values); default DefaultMFAACR.
 	MFAACR string
 	// StepUpWindow is how recent a sign-in must be for break-the-glass, recording a consent
-	// or a guardian, identity merges and splits, and record exports (requireFreshAuth);
-	// default DefaultStepUpWindow.
+	// or a guardian, identity merges and splits, record exports, and a patient's changes
+	// that give others more of the record: inviting a caregiver or letting one see
+	// sensitive information, making a share link, a sharing choice that widens sharing
+	// (requireFreshAuth, askStepUp); default DefaultStepUpWindow.
 	StepUpWindow time.Duration
 
 	Location *time.Location // dates on pages; default UTC

@@ -125,11 +125,16 @@ func decidedBy(d *consent.Directive, version int, loc *time.Location) string {
 }
 
 // setChoice saves one of the patient's sharing choices from a button on the privacy page
-// (kind, org, on) and returns to the page, which shows its effect at once.
+// (kind, org, on) and returns to the page, which shows its effect at once. A choice that
+// does not narrow sharing (choiceNarrows) needs a recent sign-in: otherwise askStepUp,
+// back to the privacy page, and nothing is saved.
 func (s *Server) setChoice(c echo.Context) error {
 	sess, _ := session(c)
 	ctx := c.Request().Context()
 	kind, org, on := c.FormValue("kind"), c.FormValue("org"), c.FormValue("on") == "1"
+	if !choiceNarrows(kind, on) && !s.freshAuth(sess) {
+		return s.askStepUp(c, "/privacy")
+	}
 	if org != "" {
 		names, err := s.privacy.MemberNames(ctx)
 		if err != nil {
@@ -144,4 +149,19 @@ func (s *Server) setChoice(c echo.Context) error {
 	}
 	s.setFlash(c, "Saved. Your choice applies from now on.")
 	return c.Redirect(http.StatusSeeOther, "/privacy")
+}
+
+// choiceNarrows reports whether saving choice kind as on can only narrow what is shared:
+// making a denial (opting out, or stopping one organization) or withdrawing the permit for
+// sensitive information. Everything else widens sharing (withdrawing a denial, letting an
+// organization see sensitive information) or is no choice the portal knows, and needs a
+// recent sign-in.
+func choiceNarrows(kind string, on bool) bool {
+	switch kind {
+	case choiceOptOut, choiceDenyOrg:
+		return on
+	case choiceSensitive:
+		return !on
+	}
+	return false
 }

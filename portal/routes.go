@@ -35,6 +35,8 @@ func (s *Server) Register(e *echo.Echo) {
 		officer := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleOfficer))
 		e.GET("/access", s.showAccess, reader...)
 		e.GET("/privacy", s.showPrivacy, patient...)
+		// A choice that widens sharing needs a recent sign-in; setChoice checks, since
+		// only the form says which way a choice goes.
 		e.POST("/privacy/choice", s.setChoice, patient...)
 		e.GET("/officer", s.showOfficerAudit, officer...)
 		e.GET("/officer/reviews", s.showOfficerReviews, officer...)
@@ -65,7 +67,9 @@ func (s *Server) Register(e *echo.Echo) {
 	}
 	if s.shares != nil && s.shared != nil {
 		e.GET("/labs/share", s.showShares, patient...)
-		e.POST("/labs/share", s.createShareLink, patient...)
+		// Making a link hands the results to whoever holds it: a recent sign-in, as for
+		// the download. Revoking one narrows access and is never held back.
+		e.POST("/labs/share", s.createShareLink, with(patient, s.requireFreshAuth(backTo("/labs/share")))...)
 		e.POST("/labs/share/revoke", s.revokeShareLink, patient...)
 		// A share link is opened by someone with no session: no session or CSRF cookie is
 		// read or set; the token stays out of Referer headers and caches; the access log
@@ -86,7 +90,11 @@ func (s *Server) Register(e *echo.Echo) {
 		// access log names the route pattern, never the token.
 		signedIn := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleUnenrolled, RoleProxy))
 		e.GET("/caregivers", s.showCaregivers, patient...)
-		e.POST("/caregivers", s.inviteCaregiver, patient...)
+		// Inviting a caregiver, or letting one see sensitive information, gives someone else
+		// the record: a recent sign-in, as for the download (setCaregiverSensitive checks,
+		// since only its form says which way it goes). Removing access or hiding sensitive
+		// information narrows access and is never held back.
+		e.POST("/caregivers", s.inviteCaregiver, with(patient, s.requireFreshAuth(backTo("/caregivers")))...)
 		e.POST("/caregivers/revoke", s.revokeCaregiver, patient...)
 		e.POST("/caregivers/sensitive", s.setCaregiverSensitive, patient...)
 		e.GET("/caregiver/:token", s.showCaregiverInvite, append(open[:len(open):len(open)], noReferrer)...)

@@ -1,9 +1,11 @@
 package portal
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +205,242 @@ func TestSecondFactorRefusalKeepsReturnPath(t *testing.T) {
 	if refused.status != http.StatusForbidden || !strings.Contains(refused.body, `name="return_to" value="/staff/patients/pat-1"`) ||
 		!strings.Contains(refused.body, `name="step_up" value="1"`) || !strings.Contains(refused.body, `name="mfa" value="1"`) {
 		t.Fatalf("refused step-up: %d\n%s", refused.status, refused.body)
+	}
+}
+
+// TestStepUpWideningCaregiverAccess: on a sign-in older than the step-up window, inviting
+// a caregiver and letting one see sensitive information are refused with the step-up page
+// (back to /caregivers) and change nothing, and the caregivers page offers a fresh sign-in
+// in their place; hiding sensitive information and removing access still go through at
+// once. After the step-up sign-in, which comes back to the page, the invitation goes
+// through.
+func TestStepUpWideningCaregiverAccess(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	page := alice.getPrivate(pe.base, "/caregivers")
+	if !strings.Contains(page.body, `action="/caregivers"`) {
+		t.Fatalf("fresh sign-in: no invitation form:\n%s", page.body)
+	}
+	tok := csrfFrom(t, page.body)
+	grant := map[string]string{}
+	for _, name := range []string{"Nora Nguyen", "Sam Nguyen"} {
+		if r := alice.post(pe.base+"/caregivers", url.Values{"_csrf": {tok}, "name": {name}, "relationship": {"parent"}}, "same-origin"); r.status != http.StatusOK {
+			t.Fatalf("invite %s on a fresh sign-in: %d", name, r.status)
+		}
+		var id int64
+		if err := pe.pool.QueryRow(t.Context(), `SELECT id FROM portal_proxies WHERE caregiver_name = $1`, name).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		grant[name] = strconv.FormatInt(id, 10)
+	}
+	if r := alice.post(pe.base+"/caregivers/sensitive", url.Values{"_csrf": {tok}, "grant": {grant["Sam Nguyen"]}, "on": {"1"}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("sensitive on, fresh sign-in: %d", r.status)
+	}
+	state := func() string {
+		t.Helper()
+		var n int
+		var sens []string
+		rows, err := pe.pool.Query(t.Context(), `SELECT caregiver_name FROM portal_proxies WHERE include_sensitive AND revoked_at IS NULL ORDER BY caregiver_name`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			sens = append(sens, s)
+		}
+		if err := pe.pool.QueryRow(t.Context(), `SELECT count(*) FROM portal_proxies WHERE revoked_at IS NULL`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return strconv.Itoa(n) + " active, sensitive: " + strings.Join(sens, ",")
+	}
+
+	ageAuth(t, pe.env, alice, DefaultStepUpWindow+time.Minute)
+	page = alice.getPrivate(pe.base, "/caregivers")
+	if strings.Contains(page.body, `action="/caregivers"`) || strings.Contains(page.body, `name="on" value="1"`) ||
+		!strings.Contains(page.body, "Sign in again to invite") || !strings.Contains(page.body, "Sign in again to let Nora Nguyen see sensitive information") ||
+		!strings.Contains(page.body, "Hide sensitive information") || !strings.Contains(page.body, `action="/caregivers/revoke"`) {
+		t.Fatalf("old sign-in: the caregivers page offers the widening forms, or no step-up, or not the narrowing ones:\n%s", page.body)
+	}
+	tok = csrfFrom(t, page.body)
+	before := state()
+	for _, c := range []struct {
+		path string
+		form url.Values
+	}{
+		{"/caregivers", url.Values{"name": {"Eve Mallory"}, "relationship": {"other"}}},
+		{"/caregivers/sensitive", url.Values{"grant": {grant["Nora Nguyen"]}, "on": {"1"}}},
+	} {
+		c.form.Set("_csrf", tok)
+		r := alice.post(pe.base+c.path, c.form, "same-origin")
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, "Confirm it") || inviteURLRe.MatchString(r.body) ||
+			!strings.Contains(r.body, `name="return_to" value="/caregivers"`) {
+			t.Errorf("%s on an old sign-in: %d\n%s", c.path, r.status, r.body)
+		}
+	}
+	if after := state(); after != before {
+		t.Errorf("an old sign-in widened caregiver access: %q, then %q", before, after)
+	}
+	// Narrowing is never held back.
+	if r := alice.post(pe.base+"/caregivers/sensitive", url.Values{"_csrf": {tok}, "grant": {grant["Sam Nguyen"]}, "on": {"0"}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Errorf("sensitive off on an old sign-in: %d\n%s", r.status, r.body)
+	}
+	if r := alice.post(pe.base+"/caregivers/revoke", url.Values{"_csrf": {tok}, "grant": {grant["Sam Nguyen"]}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Errorf("revoke on an old sign-in: %d\n%s", r.status, r.body)
+	}
+	if got := state(); got != "1 active, sensitive: " {
+		t.Errorf("after hiding and revoking on an old sign-in: %q", got)
+	}
+
+	if back := pe.stepUpSignIn(t, alice, page.body, "alice", "alice-pw"); back.status != http.StatusSeeOther || back.header.Get("Location") != "/caregivers" {
+		t.Fatalf("step-up callback: %d to %q", back.status, back.header.Get("Location"))
+	}
+	page = alice.getPrivate(pe.base, "/caregivers")
+	if !strings.Contains(page.body, `action="/caregivers"`) || !strings.Contains(page.body, `name="on" value="1"`) {
+		t.Fatalf("after step-up: no invitation form or sensitive button:\n%s", page.body)
+	}
+	tok = csrfFrom(t, page.body)
+	if r := alice.post(pe.base+"/caregivers", url.Values{"_csrf": {tok}, "name": {"Eve Mallory"}, "relationship": {"other"}}, "same-origin"); r.status != http.StatusOK || !inviteURLRe.MatchString(r.body) {
+		t.Errorf("invite after step-up: %d", r.status)
+	}
+	if r := alice.post(pe.base+"/caregivers/sensitive", url.Values{"_csrf": {tok}, "grant": {grant["Nora Nguyen"]}, "on": {"1"}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Errorf("sensitive on after step-up: %d", r.status)
+	}
+	if got := state(); got != "2 active, sensitive: Nora Nguyen" {
+		t.Errorf("after step-up: %q", got)
+	}
+}
+
+// TestStepUpWideningSharingChoices: on an old sign-in, the sharing choices that widen
+// sharing (withdrawing an opt-out or a block of one organization, letting an organization
+// see sensitive information) are refused with the step-up page (back to /privacy) and
+// saved nowhere, and the privacy page offers a fresh sign-in in their place; the choices
+// that narrow sharing still go through at once.
+func TestStepUpWideningSharingChoices(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	choices := func() string {
+		t.Helper()
+		dirs, err := pe.srv.privacy.Directives(t.Context(), alicePerson)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var on []string
+		for _, c := range []struct{ kind, org string }{{choiceOptOut, ""}, {choiceDenyOrg, "stmary"}, {choiceSensitive, "riverside"}, {choiceSensitive, "stmary"}} {
+			if choiceActive(dirs, alicePerson, c.kind, c.org) {
+				on = append(on, c.kind+" "+c.org)
+			}
+		}
+		return strings.Join(on, ",")
+	}
+	page := alice.getPrivate(pe.base, "/privacy")
+	tok := csrfFrom(t, page.body)
+	set := func(kind, org, on string) resp {
+		t.Helper()
+		return alice.post(pe.base+"/privacy/choice", url.Values{"_csrf": {tok}, "kind": {kind}, "org": {org}, "on": {on}}, "same-origin")
+	}
+	if r := set(choiceSensitive, "stmary", "1"); r.status != http.StatusSeeOther {
+		t.Fatalf("sensitive for St Mary's on a fresh sign-in: %d", r.status)
+	}
+
+	ageAuth(t, pe.env, alice, DefaultStepUpWindow+time.Minute)
+	// Narrowing on an old sign-in: opt out, stop one organization, withdraw sensitive.
+	for _, c := range [][3]string{{choiceOptOut, "", "1"}, {choiceDenyOrg, "stmary", "1"}, {choiceSensitive, "stmary", "0"}} {
+		if r := set(c[0], c[1], c[2]); r.status != http.StatusSeeOther {
+			t.Errorf("narrowing %v on an old sign-in: %d\n%s", c, r.status, r.body)
+		}
+	}
+	if got, want := choices(), "optout ,deny-org stmary"; got != want {
+		t.Fatalf("after narrowing on an old sign-in: %q, want %q", got, want)
+	}
+	page = alice.getPrivate(pe.base, "/privacy")
+	for _, widen := range []string{"Share my record for treatment again", "Share with St Mary's Hospital again", "Let Riverside Family Clinic see sensitive information"} {
+		if !strings.Contains(html.UnescapeString(page.body), "Sign in again to "+strings.ToLower(widen[:1])+widen[1:]) {
+			t.Errorf("old sign-in: no step-up button for %q", widen)
+		}
+	}
+	for _, widen := range []string{"Share my record for treatment again", "Share with St Mary's Hospital again", "Let Riverside Family Clinic see sensitive information"} {
+		if strings.Contains(html.UnescapeString(page.body), ">"+widen+"</button>") {
+			t.Errorf("old sign-in: the privacy page still offers %q", widen)
+		}
+	}
+	tok = csrfFrom(t, page.body)
+	for _, c := range [][3]string{{choiceOptOut, "", "0"}, {choiceDenyOrg, "stmary", "0"}, {choiceSensitive, "riverside", "1"}, {"part2", "riverside", "1"}, {"no-such-choice", "", "1"}} {
+		r := set(c[0], c[1], c[2])
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, "Confirm it") || !strings.Contains(r.body, `name="return_to" value="/privacy"`) {
+			t.Errorf("widening %v on an old sign-in: %d\n%s", c, r.status, r.body)
+		}
+	}
+	if got, want := choices(), "optout ,deny-org stmary"; got != want {
+		t.Errorf("an old sign-in widened sharing: %q, want %q", got, want)
+	}
+
+	if back := pe.stepUpSignIn(t, alice, page.body, "alice", "alice-pw"); back.status != http.StatusSeeOther || back.header.Get("Location") != "/privacy" {
+		t.Fatalf("step-up callback: %d to %q", back.status, back.header.Get("Location"))
+	}
+	tok = csrfFrom(t, alice.getPrivate(pe.base, "/privacy").body)
+	for _, c := range [][3]string{{choiceOptOut, "", "0"}, {choiceDenyOrg, "stmary", "0"}, {choiceSensitive, "riverside", "1"}} {
+		if r := set(c[0], c[1], c[2]); r.status != http.StatusSeeOther {
+			t.Errorf("widening %v after step-up: %d", c, r.status)
+		}
+	}
+	if got, want := choices(), "sensitive riverside"; got != want {
+		t.Errorf("after step-up: %q, want %q", got, want)
+	}
+}
+
+// TestStepUpShareLink: making a share link needs a recent sign-in; on an old one the page
+// offers a fresh sign-in instead of the form, a link posted anyway is not made, and
+// revoking a link still goes through. After the step-up sign-in, back on the page, the
+// link is made.
+func TestStepUpShareLink(t *testing.T) {
+	t.Parallel()
+	se := newShareEnv(t, false)
+	alice := newClient(t)
+	se.signIn(t, alice, "alice", "alice-pw")
+	se.createLink(t, alice, url.Values{"what": {"all"}, "for": {"1d"}})
+	links := func() int {
+		t.Helper()
+		var n int
+		if err := se.pool.QueryRow(t.Context(), `SELECT count(*) FROM portal_share_links WHERE revoked_at IS NULL`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	ageAuth(t, se.env, alice, DefaultStepUpWindow+time.Minute)
+	page := alice.getPrivate(se.base, "/labs/share")
+	if strings.Contains(page.body, `action="/labs/share"`) || !strings.Contains(page.body, "Sign in again to make a link") || !strings.Contains(page.body, `action="/labs/share/revoke"`) {
+		t.Fatalf("old sign-in: the share page offers the form, or no step-up, or no revoke:\n%s", page.body)
+	}
+	tok := csrfFrom(t, page.body)
+	r := alice.post(se.base+"/labs/share", url.Values{"_csrf": {tok}, "what": {"all"}, "for": {"7d"}, "sensitive": {"yes"}}, "same-origin")
+	if r.status != http.StatusForbidden || shareURLRe.MatchString(r.body) || !strings.Contains(r.body, `name="return_to" value="/labs/share"`) {
+		t.Errorf("a link on an old sign-in: %d\n%s", r.status, r.body)
+	}
+	if n := links(); n != 1 {
+		t.Errorf("active links after a refused one: %d, want 1", n)
+	}
+	lm := shareLinkRe.FindStringSubmatch(page.body)
+	if lm == nil {
+		t.Fatalf("no link to revoke:\n%s", page.body)
+	}
+	if r := alice.post(se.base+"/labs/share/revoke", url.Values{"_csrf": {tok}, "link": {lm[1]}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Errorf("revoke on an old sign-in: %d\n%s", r.status, r.body)
+	}
+	if n := links(); n != 0 {
+		t.Errorf("active links after revoking on an old sign-in: %d, want 0", n)
+	}
+
+	if back := se.stepUpSignIn(t, alice, page.body, "alice", "alice-pw"); back.status != http.StatusSeeOther || back.header.Get("Location") != "/labs/share" {
+		t.Fatalf("step-up callback: %d to %q", back.status, back.header.Get("Location"))
+	}
+	se.createLink(t, alice, url.Values{"what": {"all"}, "for": {"1d"}})
+	if n := links(); n != 1 {
+		t.Errorf("active links after step-up: %d, want 1", n)
 	}
 }
