@@ -113,7 +113,7 @@ func (s *Server) finishLogin(c echo.Context) error {
 		return refuse("id token claims", err)
 	}
 	sess := Session{Issuer: idt.Issuer, Subject: idt.Subject, IDToken: raw, Name: name,
-		MFA: hasMFA(auth.ACR, auth.AMR, s.cfg.MFAACR), AuthTime: authTime(s.now(), idt.IssuedAt, auth.AuthTime, f.StepUp)}
+		MFA: hasMFA(auth.ACR, auth.AMR, s.cfg.MFAACR), AuthTime: authTime(s.now(), idt.IssuedAt, auth.AuthTime)}
 	st, err := s.staff.StaffForLogin(ctx, idt.Issuer, idt.Subject)
 	switch {
 	case err == nil:
@@ -186,16 +186,13 @@ type mfaRequiredPage struct {
 
 // authTime returns when the user authenticated, on this server's clock (now): the ID
 // token's auth_time is on the OP's clock, so its distance from the token's iat (same clock)
-// is taken back from now. Without auth_time, a sign-in counts as an authentication made
-// now, except one that asked for step-up (max_age=0): the OP must then say when it
-// authenticated (OpenID Connect Core §3.1.2.1), and an answer that does not is no step-up
-// (the zero time).
-func authTime(now, issuedAt time.Time, claim int64, stepUp bool) time.Time {
+// is taken back from now. Every authorization request asks for max_age (startLogin), so the
+// OP must say when it authenticated (OpenID Connect Core §3.1.2.1); a token without
+// auth_time gives the zero time: a sign-in that is never recent enough for step-up,
+// whatever was asked.
+func authTime(now, issuedAt time.Time, claim int64) time.Time {
 	if claim <= 0 {
-		if stepUp {
-			return time.Time{}
-		}
-		return now
+		return time.Time{}
 	}
 	age := issuedAt.Sub(time.Unix(claim, 0))
 	if age < 0 || issuedAt.IsZero() {

@@ -3,6 +3,8 @@ package portal
 import (
 	"crypto/rand"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/labstack/echo/v4"
@@ -12,12 +14,15 @@ import (
 // startLogin begins the OIDC code flow: it keeps state, nonce and the PKCE verifier in a
 // fresh pre-login session (never in the browser) and redirects to the OP. With the form
 // field mfa=1 (the staff refusal page's button) it asks the OP for the MFA acr
-// (acr_values) and a fresh authentication (prompt=login). With step_up=1 (the step-up
-// page's button, see requireFreshAuth) it asks for an authentication made now (prompt=login
-// and max_age=0), so that the ID token's auth_time is this moment. With the form field return_to (a
-// page that wants the user back, such as a caregiver invitation) it keeps that path in
-// the flow, if localPath accepts it, for finishLogin to land on; anything else is dropped
-// without a word and the sign-in lands on the role's home.
+// (acr_values) and a fresh authentication (prompt=login). Every request asks for max_age:
+// the absolute session timeout (Config.Absolute, in whole seconds) for a plain sign-in, so
+// that the OP must return auth_time (OpenID Connect Core §3.1.2.1) and an answer from an
+// old OP session is not taken for a recent sign-in (see authTime). With step_up=1 (the
+// step-up page's button, see askStepUp) it asks for an authentication made now
+// (prompt=login and max_age=0), so that the ID token's auth_time is this moment. With the
+// form field return_to (a page that wants the user back, such as a caregiver invitation)
+// it keeps that path in the flow, if localPath accepts it, for finishLogin to land on;
+// anything else is dropped without a word and the sign-in lands on the role's home.
 func (s *Server) startLogin(c echo.Context) error {
 	ctx := c.Request().Context()
 	_, oauth, err := s.op(ctx)
@@ -44,9 +49,11 @@ func (s *Server) startLogin(c echo.Context) error {
 	if f.MFA || f.StepUp {
 		opts = append(opts, oauth2.SetAuthURLParam("prompt", "login"))
 	}
+	maxAge := strconv.FormatInt(int64(s.cfg.Absolute/time.Second), 10)
 	if f.StepUp {
-		opts = append(opts, oauth2.SetAuthURLParam("max_age", "0"))
+		maxAge = "0"
 	}
+	opts = append(opts, oauth2.SetAuthURLParam("max_age", maxAge))
 	dest := oauth.AuthCodeURL(f.State, opts...)
 	return c.Redirect(http.StatusSeeOther, dest)
 }

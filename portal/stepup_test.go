@@ -15,22 +15,49 @@ func TestAuthTime(t *testing.T) {
 	now := time.Date(2026, 3, 3, 12, 0, 0, 0, time.UTC)
 	iat := time.Date(2026, 3, 3, 11, 59, 0, 0, time.FixedZone("op", 3600)) // the OP's clock may differ
 	cases := []struct {
-		name   string
-		claim  int64
-		stepUp bool
-		want   time.Time
+		name  string
+		iat   time.Time
+		claim int64
+		want  time.Time
 	}{
-		{"no auth_time, plain sign-in", 0, false, now},
-		{"no auth_time, step-up", 0, true, time.Time{}},
-		{"authenticated as the token was made", iat.Unix(), true, now},
-		{"an OP session two hours old", iat.Add(-2 * time.Hour).Unix(), false, now.Add(-2 * time.Hour)},
-		{"an OP session two hours old, asked for step-up", iat.Add(-2 * time.Hour).Unix(), true, now.Add(-2 * time.Hour)},
-		{"auth_time after iat", iat.Add(time.Minute).Unix(), false, now},
+		// Every request asks for max_age, so an answer without auth_time is no recent
+		// sign-in, whether or not it was a step-up: an OP may answer from an old session.
+		{"no auth_time", iat, 0, time.Time{}},
+		{"authenticated as the token was made", iat, iat.Unix(), now},
+		{"an OP session two hours old", iat, iat.Add(-2 * time.Hour).Unix(), now.Add(-2 * time.Hour)},
+		{"auth_time after iat", iat, iat.Add(time.Minute).Unix(), now},
 	}
 	for _, c := range cases {
-		if got := authTime(now, iat, c.claim, c.stepUp); !got.Equal(c.want) {
+		if got := authTime(now, c.iat, c.claim); !got.Equal(c.want) {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// TestSignInAsksForMaxAge: a plain sign-in asks the OP for max_age, the absolute session
+// timeout in seconds, and not for prompt=login, so a compliant OP must say when the user
+// authenticated; the development OP does, and the sign-in it makes counts as recent.
+func TestSignInAsksForMaxAge(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	c := newClient(t)
+	authURL := e.startSignIn(t, c)
+	u, err := url.Parse(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q, want := u.Query(), strconv.FormatInt(int64(e.srv.cfg.Absolute/time.Second), 10); q.Get("max_age") != want || want != "43200" || q.Has("prompt") {
+		t.Errorf("a plain sign-in asks the OP for %v; want max_age=%s and no prompt", q, want)
+	}
+	if r := c.get(e.opLogin(t, authURL, "alice", "alice-pw")); r.status != http.StatusSeeOther {
+		t.Fatalf("callback: %d\n%s", r.status, r.body)
+	}
+	sess, err := e.srv.sessions.Load(t.Context(), e.sessionID(c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sess.AuthTime.IsZero() || !e.srv.freshAuth(&sess) {
+		t.Errorf("a sign-in just made: AuthTime %v, fresh %v", sess.AuthTime, e.srv.freshAuth(&sess))
 	}
 }
 
