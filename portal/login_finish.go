@@ -188,14 +188,14 @@ type mfaRequiredPage struct {
 // token's auth_time is on the OP's clock, so its distance from the token's iat (same clock)
 // is taken back from now. Every authorization request asks for max_age (startLogin), so the
 // OP must say when it authenticated (OpenID Connect Core §3.1.2.1); a token without
-// auth_time gives the zero time: a sign-in that is never recent enough for step-up,
-// whatever was asked.
+// auth_time, or without iat to measure it against, gives the zero time: a sign-in that is
+// never recent enough for step-up, whatever was asked.
 func authTime(now, issuedAt time.Time, claim int64) time.Time {
-	if claim <= 0 {
+	if claim <= 0 || issuedAt.IsZero() {
 		return time.Time{}
 	}
 	age := issuedAt.Sub(time.Unix(claim, 0))
-	if age < 0 || issuedAt.IsZero() {
+	if age < 0 {
 		age = 0
 	}
 	return now.Add(-age)

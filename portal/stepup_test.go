@@ -26,6 +26,9 @@ func TestAuthTime(t *testing.T) {
 		{"authenticated as the token was made", iat, iat.Unix(), now},
 		{"an OP session two hours old", iat, iat.Add(-2 * time.Hour).Unix(), now.Add(-2 * time.Hour)},
 		{"auth_time after iat", iat, iat.Add(time.Minute).Unix(), now},
+		// Without iat there is nothing on the OP's clock to measure auth_time against.
+		{"no iat, an OP session eight hours old", time.Time{}, iat.Add(-8 * time.Hour).Unix(), time.Time{}},
+		{"no iat, no auth_time", time.Time{}, 0, time.Time{}},
 	}
 	for _, c := range cases {
 		if got := authTime(now, c.iat, c.claim); !got.Equal(c.want) {
