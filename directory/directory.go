@@ -42,9 +42,11 @@ type Client struct {
 	Scopes   []string           // SMART v2 system scopes it may be granted
 	Purposes []string           // v3-ActReason codes it may assert
 	Disabled bool
-	// TokenGeneration changes with every change to the client's row (migration 0101): an
-	// access token names the generation it was issued at and stops verifying when it moves.
-	TokenGeneration int64
+	// TokenGeneration is a random UUID (lower-case text) that the database assigns when the
+	// client is inserted and again whenever its row changes, never a value supplied
+	// (migrations 0101, 0103): an access token names the generation it was issued at and
+	// stops verifying when it moves, and no value ever comes back.
+	TokenGeneration string
 }
 
 // Store reads and writes the directory in PostgreSQL.
@@ -250,7 +252,7 @@ func (s *Store) AddClient(ctx context.Context, memberID string, jwks []byte, sco
 	_, _ = rand.Read(b)
 	c := Client{ID: hex.EncodeToString(b), MemberID: memberID, JWKS: set, Scopes: scopes, Purposes: purposes}
 	pub, _ := json.Marshal(set)
-	err = s.db.QueryRow(ctx, `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes) VALUES ($1, $2, $3, $4, $5) RETURNING token_generation`,
+	err = s.db.QueryRow(ctx, `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes) VALUES ($1, $2, $3, $4, $5) RETURNING token_generation::text`,
 		c.ID, c.MemberID, pub, c.Scopes, c.Purposes).Scan(&c.TokenGeneration)
 	if err != nil {
 		return Client{}, errs.E(op, "unknown member", db.Map(op, err))
@@ -264,7 +266,7 @@ func (s *Store) Client(ctx context.Context, id string) (Client, error) {
 	var c Client
 	var jwks []byte
 	var disabled *time.Time
-	err := s.db.QueryRow(ctx, `SELECT client_id, member_id, jwks, scopes, purposes, disabled_at, token_generation FROM directory_clients WHERE client_id = $1`, id).
+	err := s.db.QueryRow(ctx, `SELECT client_id, member_id, jwks, scopes, purposes, disabled_at, token_generation::text FROM directory_clients WHERE client_id = $1`, id).
 		Scan(&c.ID, &c.MemberID, &jwks, &c.Scopes, &c.Purposes, &disabled, &c.TokenGeneration)
 	if err != nil {
 		return Client{}, db.Map(op, err)

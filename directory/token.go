@@ -90,7 +90,7 @@ type Tokens struct {
 type verifiedToken struct {
 	p     Principal
 	exp   time.Time
-	gen   int64  // the client's token generation at issue
+	gen   string // the client's token generation at issue
 	scope string // the scope claim as issued
 }
 
@@ -131,9 +131,10 @@ type accessClaims struct {
 	Org     string `json:"org"`
 	Scope   string `json:"scope"`
 	Purpose string `json:"pou"`
-	// Gen is the client's token generation at issue (Client.TokenGeneration); a token
-	// without it is refused.
-	Gen *int64 `json:"gen,omitempty"`
+	// Gen is the client's token generation at issue (Client.TokenGeneration), a UUID in
+	// its canonical lower-case text form. A token without it, or with anything else there
+	// (the integer of tokens issued before migration 0103, null, an object), is refused.
+	Gen string `json:"gen,omitempty"`
 }
 
 // Exchange runs a client_credentials grant with a private_key_jwt assertion. Every
@@ -236,12 +237,15 @@ func (t *Tokens) Exchange(ctx context.Context, form url.Values) (TokenResponse, 
 	for _, s := range scopes {
 		names = append(names, s.String())
 	}
+	if !validGeneration(client.TokenGeneration) { // Verify would refuse the token
+		return TokenResponse{}, errs.E("directory.Tokens.Exchange", errs.Internal, "client "+client.ID+" has no valid token generation")
+	}
 	jtiB := make([]byte, 16)
 	_, _ = rand.Read(jtiB)
 	ac := accessClaims{
 		Claims: jwt.Claims{Issuer: t.issuer, Subject: client.ID, Audience: jwt.Audience{t.issuer}, ID: hex.EncodeToString(jtiB),
 			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(t.ttl))},
-		Org: client.MemberID, Scope: strings.Join(names, " "), Purpose: purpose, Gen: &client.TokenGeneration,
+		Org: client.MemberID, Scope: strings.Join(names, " "), Purpose: purpose, Gen: client.TokenGeneration,
 	}
 	tok, err := jwt.Signed(t.signer).Claims(ac).Serialize()
 	if err != nil {
@@ -362,8 +366,11 @@ func (t *Tokens) parse(bearer string, now time.Time) (verifiedToken, error) {
 	if err := c.ValidateWithLeeway(jwt.Expected{Issuer: t.issuer, AnyAudience: jwt.Audience{t.issuer}, Time: now}, 0); err != nil {
 		return verifiedToken{}, err
 	}
-	if c.Subject == "" || c.Org == "" || c.Purpose == "" || c.Gen == nil || c.Expiry == nil {
+	if c.Subject == "" || c.Org == "" || c.Purpose == "" || c.Expiry == nil {
 		return verifiedToken{}, errors.New("incomplete claims")
+	}
+	if !validGeneration(c.Gen) {
+		return verifiedToken{}, errors.New("gen is not a token generation")
 	}
 	var scopes Scopes
 	for _, f := range strings.Fields(c.Scope) {
@@ -374,7 +381,27 @@ func (t *Tokens) parse(bearer string, now time.Time) (verifiedToken, error) {
 		scopes = append(scopes, s)
 	}
 	p := Principal{ClientID: c.Subject, MemberID: c.Org, Scopes: scopes, Purpose: c.Purpose, TokenID: c.ID}
-	return verifiedToken{p: p, exp: c.Expiry.Time(), gen: *c.Gen, scope: c.Scope}, nil
+	return verifiedToken{p: p, exp: c.Expiry.Time(), gen: c.Gen, scope: c.Scope}, nil
+}
+
+// validGeneration reports whether s is a token generation as the database writes it: a
+// UUID in canonical lower-case text form (8-4-4-4-12 hex digits).
+func validGeneration(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case '0' <= c && c <= '9', 'a' <= c && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // forget drops bearer from the verified tokens.
@@ -388,7 +415,7 @@ func (t *Tokens) forget(bearer string) {
 // enabled client.
 type tokenClient struct {
 	memberID   string
-	generation int64
+	generation string
 	scopes     []string
 	purposes   []string
 }
@@ -397,7 +424,7 @@ type tokenClient struct {
 // registered or is disabled. It is one primary-key read, made for every FHIR request.
 func (s *Store) tokenClient(ctx context.Context, id string) (tokenClient, error) {
 	var c tokenClient
-	err := s.db.QueryRow(ctx, `SELECT member_id, token_generation, scopes, purposes FROM directory_clients WHERE client_id = $1 AND disabled_at IS NULL`, id).
+	err := s.db.QueryRow(ctx, `SELECT member_id, token_generation::text, scopes, purposes FROM directory_clients WHERE client_id = $1 AND disabled_at IS NULL`, id).
 		Scan(&c.memberID, &c.generation, &c.scopes, &c.purposes)
 	return c, db.Map("directory.Store.tokenClient", err)
 }

@@ -664,7 +664,13 @@ func TestExchangeRejectsReplayedJTI(t *testing.T) {
 }
 
 // forge signs access-token claims with any algorithm and key.
-func forge(tb testing.TB, alg jose.SignatureAlgorithm, key any, c accessClaims) string {
+// anyGen is accessClaims with gen of any JSON type.
+type anyGen struct {
+	accessClaims
+	Gen any `json:"gen"`
+}
+
+func forge(tb testing.TB, alg jose.SignatureAlgorithm, key any, c any) string {
 	tb.Helper()
 	sig, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("at+jwt"))
 	if err != nil {
@@ -709,12 +715,15 @@ func TestVerify(t *testing.T) {
 	good := accessClaims{
 		Claims: jwt.Claims{Issuer: testIssuer, Subject: f.single.ID, Audience: jwt.Audience{testIssuer}, ID: "forged",
 			IssuedAt: jwt.NewNumericDate(issued), Expiry: jwt.NewNumericDate(issued.Add(5 * time.Minute))},
-		Org: f.a.ID, Scope: "system/*.rs", Purpose: "TREAT", Gen: &f.single.TokenGeneration,
+		Org: f.a.ID, Scope: "system/*.rs", Purpose: "TREAT", Gen: f.single.TokenGeneration,
 	}
 	// Sanity: our forge helper with our key and algorithm makes a token Verify accepts, so the
 	// refusals below are about the one thing each case changes.
 	if _, err := f.tokens.Verify(context.Background(), forge(t, jose.HS256, f.key, good)); err != nil {
 		t.Fatalf("control token: %v", err)
+	}
+	if _, err := f.tokens.Verify(context.Background(), forge(t, jose.HS256, f.key, anyGen{good, f.single.TokenGeneration})); err != nil {
+		t.Fatalf("control token through anyGen: %v", err)
 	}
 	with := func(m func(c *accessClaims)) accessClaims {
 		c := good
@@ -773,8 +782,16 @@ func TestVerify(t *testing.T) {
 		{"our key, no org", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Org = "" }))},
 		{"our key, no purpose", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Purpose = "" }))},
 		{"our key, malformed scope", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Scope = "system/*.sr" }))},
-		{"our key, no generation", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = nil }))},
-		{"our key, another generation", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { g := f.single.TokenGeneration + 1; c.Gen = &g }))},
+		{"our key, no generation", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = "" }))},
+		{"our key, another generation", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = f.multi.TokenGeneration }))},
+		{"our key, the generation in upper case", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = strings.ToUpper(f.single.TokenGeneration) }))},
+		{"our key, the generation in braces", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = "{" + f.single.TokenGeneration + "}" }))},
+		{"our key, the generation without hyphens", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Gen = strings.ReplaceAll(f.single.TokenGeneration, "-", "") }))},
+		// Tokens issued before migration 0103 carry an integer generation.
+		{"our key, a number generation", forge(t, jose.HS256, f.key, anyGen{good, 1})},
+		{"our key, a null generation", forge(t, jose.HS256, f.key, anyGen{good, nil})},
+		{"our key, a generation object", forge(t, jose.HS256, f.key, anyGen{good, map[string]string{"gen": f.single.TokenGeneration}})},
+		{"our key, a generation array", forge(t, jose.HS256, f.key, anyGen{good, []string{f.single.TokenGeneration}})},
 		{"our key, unregistered client", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Subject = "no-such-client" }))},
 		{"our key, client of another member", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Org = f.b.ID }))},
 		{"our key, scope beyond the registration", forge(t, jose.HS256, f.key, with(func(c *accessClaims) { c.Scope = "system/*.cruds" }))},

@@ -73,21 +73,36 @@ func insertMembers(t testing.TB, pool *pgxpool.Pool, ids ...string) {
 
 // testClientGeneration is the token generation of the clients registerTestClients
 // registers, and the one mintToken writes into its tokens.
-const testClientGeneration = 1
+const testClientGeneration = "00000000-0000-4000-8000-00000000c0c0"
 
 // registerTestClients registers, for every member in pool without them, the client systems
 // client-<member> and client-<member>2 that mintToken's tokens name: every scope a test
 // asks for (system/*.cruds, break-the-glass, bulk export) and every purpose of use, at
 // testClientGeneration. directory.Tokens.Verify refuses a token whose client is not
 // registered for what the token holds. Call it after the environment's members exist.
+//
+// The database assigns every client a random generation and ignores a supplied one
+// (migration 0103), so the clients are inserted with that trigger switched off, in one
+// transaction that switches it on again: only the table's owner, which the tests connect
+// as, can do that.
 func registerTestClients(t testing.TB, pool *pgxpool.Pool) {
 	t.Helper()
-	_, err := pool.Exec(context.Background(), `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes, token_generation)
-		SELECT 'client-' || m.id || n.suffix, m.id, '{"keys":[]}', $1, $2, $3
-		FROM directory_members m, (VALUES (''), ('2')) n(suffix)
-		ON CONFLICT (client_id) DO NOTHING`,
-		[]string{"system/*.cruds", ScopeBreakGlass, ScopeBulkExport}, []string{"TREAT", "ETREAT", "HPAYMT", "HOPERAT", "PUBHLTH", "PATRQT", "BTG"},
-		testClientGeneration)
+	ctx := context.Background()
+	err := db.InTx(ctx, pool, func(tx db.Querier) error {
+		if _, err := tx.Exec(ctx, `ALTER TABLE directory_clients DISABLE TRIGGER directory_clients_token_generation`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes, token_generation)
+			SELECT 'client-' || m.id || n.suffix, m.id, '{"keys":[]}', $1, $2, $3
+			FROM directory_members m, (VALUES (''), ('2')) n(suffix)
+			ON CONFLICT (client_id) DO NOTHING`,
+			[]string{"system/*.cruds", ScopeBreakGlass, ScopeBulkExport}, []string{"TREAT", "ETREAT", "HPAYMT", "HOPERAT", "PUBHLTH", "PATRQT", "BTG"},
+			testClientGeneration); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `ALTER TABLE directory_clients ENABLE ALWAYS TRIGGER directory_clients_token_generation`)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +168,7 @@ func mintToken(t testing.TB, key []byte, issuer, client, org, scope, purpose str
 		Org     string `json:"org"`
 		Scope   string `json:"scope"`
 		Purpose string `json:"pou"`
-		Gen     int64  `json:"gen"`
+		Gen     string `json:"gen"`
 	}{jwt.Claims{Issuer: issuer, Audience: jwt.Audience{issuer}, Subject: client, ID: testkit.RandomID(8),
 		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(ttl))}, org, scope, purpose, testClientGeneration}
 	s, err := jwt.Signed(sig).Claims(claims).Serialize()
