@@ -166,8 +166,9 @@ const MinRSABits = 2048
 
 // ParseJWKS parses a JSON Web Key Set of client public keys. It refuses private keys,
 // symmetric keys, weak keys (RSA under MinRSABits bits, EC on a curve other than P-384: the
-// assertions we accept are RS384 or ES384), keys without kid and duplicate kids with
-// errs.Invalid.
+// assertions we accept are RS384 or ES384), RSA keys that no signature can verify with (an
+// even modulus, or a public exponent that is even, below 3 or above 2³¹-1), keys without
+// kid and duplicate kids with errs.Invalid.
 func ParseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
 	const op = "directory.ParseJWKS"
 	var set jose.JSONWebKeySet
@@ -196,13 +197,22 @@ func ParseJWKS(jwks []byte) (jose.JSONWebKeySet, error) {
 }
 
 // checkKeyStrength returns errs.Invalid unless k is an RSA key of at least MinRSABits bits
-// or an EC key on P-384, the curve of ES384.
+// that a signature can verify with, or an EC key on P-384, the curve of ES384. An RSA
+// modulus is a product of two odd primes, so it is odd; the public exponent must be odd (it
+// is invertible modulo p-1 and q-1, which are even) and at least 3, and crypto/rsa takes
+// none above 2³¹-1. Anything else is a broken or made-up key that verifies nothing.
 func checkKeyStrength(k jose.JSONWebKey) error {
 	const op = "directory.checkKeyStrength"
 	switch pub := k.Key.(type) {
 	case *rsa.PublicKey:
 		if pub.N == nil || pub.N.BitLen() < MinRSABits {
 			return errs.E(op, errs.Invalid, fmt.Sprintf("RSA keys need at least %d bits (key %q)", MinRSABits, k.KeyID))
+		}
+		if pub.N.Bit(0) == 0 {
+			return errs.E(op, errs.Invalid, fmt.Sprintf("RSA key %q has an even modulus: it is not an RSA key", k.KeyID))
+		}
+		if pub.E < 3 || pub.E%2 == 0 || pub.E > 1<<31-1 {
+			return errs.E(op, errs.Invalid, fmt.Sprintf("RSA keys need an odd public exponent from 3 to 2³¹-1, usually 65537 (key %q)", k.KeyID))
 		}
 	case *ecdsa.PublicKey:
 		if pub.Curve != elliptic.P384() {

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"math/big"
 	"strings"
 	"testing"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // Client keys must be strong enough for what they sign: RSA of at least 2048 bits for
-// RS384, P-384 for ES384.
+// RS384, P-384 for ES384; and an RSA key must be one that a signature can verify with.
 func TestClientKeyStrength(t *testing.T) {
 	t.Parallel()
 	rsa1024, err := rsa.GenerateKey(rand.Reader, 1024)
@@ -44,7 +45,16 @@ func TestClientKeyStrength(t *testing.T) {
 		{"RSA 1024 after a good key", jwksJSON(t, pubJWK(&keys.ec.PublicKey, "e"), pubJWK(&rsa1024.PublicKey, "r")), "at least 2048 bits"},
 		{"EC P-256", jwksJSON(t, pubJWK(&p256.PublicKey, "e")), "P-384"},
 		{"EC P-521", jwksJSON(t, pubJWK(&p521.PublicKey, "e")), "P-384"},
+		// Keys that no signature can verify with: RSA needs an odd modulus (a product of two
+		// odd primes) and an odd exponent of at least 3 (crypto/rsa takes up to 2³¹-1).
+		{"RSA 2048 with e=1", jwksJSON(t, pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 1}, "r")), "odd public exponent"},
+		{"RSA 2048 with e=2", jwksJSON(t, pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 2}, "r")), "odd public exponent"},
+		{"RSA 2048 with e=65536", jwksJSON(t, pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 65536}, "r")), "odd public exponent"},
+		{"RSA 2048 with e=2³²+1", jwksJSON(t, pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 1<<32 + 1}, "r")), "odd public exponent"},
+		{"RSA 2048 with an even modulus", jwksJSON(t, pubJWK(&rsa.PublicKey{N: new(big.Int).Add(keys.rsa.N, big.NewInt(1)), E: 65537}, "r")), "even modulus"},
+		{"RSA e=2 after a good key", jwksJSON(t, pubJWK(&keys.rsa.PublicKey, "g"), pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 2}, "r")), "odd public exponent"},
 		{"control: RSA 2048", jwksJSON(t, pubJWK(&keys.rsa.PublicKey, "r")), ""},
+		{"control: RSA 2048 with e=3", jwksJSON(t, pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 3}, "r")), ""},
 		{"control: EC P-384", jwksJSON(t, pubJWK(&keys.ec.PublicKey, "e")), ""},
 	}
 	f := newTokenFixture(t)
@@ -78,6 +88,19 @@ func TestClientKeyStrength(t *testing.T) {
 			t.Fatal(err)
 		}
 		_, err = f.exchange(t, tokenForm(f.valid(weak, jose.RS384, rsa1024, "w").sign(t), "system/*.rs"))
+		wantOAuth(t, err, "invalid_client", "too weak")
+	})
+	t.Run("RSA e=2 registered before", func(t *testing.T) {
+		ctx := context.Background()
+		if _, err := f.store.db.Exec(ctx, `INSERT INTO directory_clients(client_id, member_id, jwks, scopes, purposes) VALUES ('even-e', $1, $2, '{system/*.rs}', '{TREAT}')`,
+			f.a.ID, jwksJSON(t, pubJWK(&rsa.PublicKey{N: keys.rsa.N, E: 2}, "w"))); err != nil {
+			t.Fatal(err)
+		}
+		broken, err := f.store.Client(ctx, "even-e")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = f.exchange(t, tokenForm(f.valid(broken, jose.RS384, keys.rsa, "w").sign(t), "system/*.rs"))
 		wantOAuth(t, err, "invalid_client", "too weak")
 	})
 }
