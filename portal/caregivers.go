@@ -347,14 +347,20 @@ func (s *Server) switchTo(c echo.Context, gid int64) error {
 	if err != nil {
 		return err // NotFound: not this login's, revoked or ended
 	}
-	if sess.ProxyGrant == 0 {
-		sess.OwnRole, sess.OwnPerson = sess.Role, sess.PersonID
-	}
-	sess.Role, sess.PersonID, sess.ProxyGrant, sess.ActingFor = RoleProxy, g.PersonID, g.ID, g.PatientName
+	actAs(sess, g)
 	if err := s.sessions.Save(c.Request().Context(), id, *sess); err != nil {
 		return err
 	}
 	return c.Redirect(http.StatusSeeOther, "/labs")
+}
+
+// actAs makes sess act for g's patient, keeping the login's own role and person to switch
+// back to (unless it already acts for someone). g must be active for sess's login now.
+func actAs(sess *Session, g ProxyGrant) {
+	if sess.ProxyGrant == 0 {
+		sess.OwnRole, sess.OwnPerson = sess.Role, sess.PersonID
+	}
+	sess.Role, sess.PersonID, sess.ProxyGrant, sess.ActingFor = RoleProxy, g.PersonID, g.ID, g.PatientName
 }
 
 // restoreOwn makes sess the login's own again.

@@ -24,8 +24,9 @@ import (
 // token's, and then resolves the login only through explicit records: staff first, then an
 // enrolled person, else the enrolment page. A staff login whose ID token carries no
 // second-factor evidence (see Config.StaffMFAOff) gets the "second factor needed" page and no
-// session. The signed-in session gets a new ID and goes to the flow's return path when
-// it still passes localPath, else to its role's home.
+// session. A step-up started while acting for a patient acts for them again when
+// resumeActingFor allows it. The signed-in session gets a new ID and goes to the flow's
+// return path when it still passes localPath, else to its role's home.
 func (s *Server) finishLogin(c echo.Context) error {
 	const op = "portal.finishLogin"
 	ctx := c.Request().Context()
@@ -141,6 +142,7 @@ func (s *Server) finishLogin(c echo.Context) error {
 			slog.String("org", sess.Org))
 		return s.render(c, http.StatusForbidden, "mfa_required", mfaRequiredPage{Page: s.page(c, "Second factor needed"), ReturnTo: localPath(f.ReturnTo), StepUp: f.StepUp})
 	}
+	s.resumeActingFor(c, &sess, f)
 	id, err := s.sessions.Create(ctx, sess)
 	if err != nil {
 		return err
@@ -156,6 +158,31 @@ func (s *Server) finishLogin(c echo.Context) error {
 		dest = p
 	}
 	return c.Redirect(http.StatusSeeOther, dest)
+}
+
+// resumeActingFor makes sess, just signed in through flow f, act for the patient f was
+// acting for when its step-up began (f.ActFor): only if it is the same login (f.ActLogin)
+// and the grant is active for it now, the check switchTo and checkProxy make. Otherwise
+// sess stays the login's own, without an error: an ended grant or a different login is
+// no reason to refuse the sign-in. A failed check is logged and counts as ended.
+func (s *Server) resumeActingFor(c echo.Context, sess *Session, f loginFlow) {
+	if f.ActFor == 0 || s.proxies == nil || (sess.Role != RolePatient && sess.Role != RoleUnenrolled) {
+		return
+	}
+	login := sess.Issuer + "|" + sess.Subject
+	if login != f.ActLogin {
+		return
+	}
+	ctx := c.Request().Context()
+	g, err := s.proxies.Active(ctx, f.ActFor, login, s.now())
+	if err != nil {
+		if !errs.Is(err, errs.NotFound) {
+			s.log.LogAttrs(ctx, slog.LevelWarn, "portal sign-in: caregiver grant not checked, signed in as the login's own",
+				slog.String("request_id", requestID(c)), slog.String("code", errs.CodeOf(err).String()))
+		}
+		return
+	}
+	actAs(sess, g)
 }
 
 // mfaMethods are the RFC 8176 authentication method references that show a second factor:

@@ -19,8 +19,9 @@ import (
 // that the OP must return auth_time (OpenID Connect Core §3.1.2.1) and an answer from an
 // old OP session is not taken for a recent sign-in (see authTime). With step_up=1 (the
 // step-up page's button, see askStepUp) it asks for an authentication made now
-// (prompt=login and max_age=0), so that the ID token's auth_time is this moment. With the
-// form field return_to (a page that wants the user back, such as a caregiver invitation)
+// (prompt=login and max_age=0), so that the ID token's auth_time is this moment; one
+// started while acting for a patient keeps that grant and the login in the flow, for
+// finishLogin to act for the patient again (resumeActingFor). With the form field return_to (a page that wants the user back, such as a caregiver invitation)
 // it keeps that path in the flow, if localPath accepts it, for finishLogin to land on;
 // anything else is dropped without a word and the sign-in lands on the role's home.
 func (s *Server) startLogin(c echo.Context) error {
@@ -30,13 +31,17 @@ func (s *Server) startLogin(c echo.Context) error {
 		return err
 	}
 	// A sign-in replaces whatever session the browser had.
-	if _, old := session(c); old != "" {
-		if err := s.sessions.Delete(ctx, old); err != nil {
+	old, oldID := session(c)
+	if oldID != "" {
+		if err := s.sessions.Delete(ctx, oldID); err != nil {
 			return err
 		}
 	}
 	f := &loginFlow{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Started: s.now(),
 		MFA: c.FormValue("mfa") == "1", StepUp: c.FormValue("step_up") == "1", ReturnTo: localPath(c.FormValue("return_to"))}
+	if f.StepUp && old != nil && old.Role == RoleProxy && old.ProxyGrant != 0 {
+		f.ActFor, f.ActLogin = old.ProxyGrant, old.Issuer+"|"+old.Subject
+	}
 	id, err := s.sessions.Create(ctx, Session{Flow: f})
 	if err != nil {
 		return err

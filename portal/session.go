@@ -73,6 +73,11 @@ type loginFlow struct {
 	// callback), or "". It may hold a secret, such as a caregiver invitation's token:
 	// never log it.
 	ReturnTo string `json:"return_to,omitempty"`
+	// ActFor and ActLogin: a step-up started while acting for a patient keeps the grant and
+	// the login ("iss|sub") that acted, for finishLogin to act for the patient again if the
+	// same login comes back and the grant is still active. Zero and "" otherwise.
+	ActFor   int64  `json:"act_for,omitempty"`
+	ActLogin string `json:"act_login,omitempty"`
 }
 
 // LogValue redacts the flow: its state, nonce, verifier and return path are secrets.

@@ -1,6 +1,7 @@
 package portal
 
 import (
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/concord-hie/concord/internal/testkit"
 )
 
 func TestAuthTime(t *testing.T) {
@@ -472,5 +475,90 @@ func TestStepUpShareLink(t *testing.T) {
 	se.createLink(t, alice, url.Values{"what": {"all"}, "for": {"1d"}})
 	if n := links(); n != 1 {
 		t.Errorf("active links after step-up: %d, want 1", n)
+	}
+}
+
+// TestStepUpCaregiverKeepsActingFor: a caregiver's step-up sign-in, started while acting
+// for the patient, comes back acting for her: the summary is hers and the download is
+// her record, read as her caregiver. A step-up finished by another login, or after the
+// grant was revoked, lands as that login's own, without an error.
+func TestStepUpCaregiverKeepsActingFor(t *testing.T) {
+	t.Parallel()
+	pool := testkit.DB(t)
+	e := newEnv(t, envOpts{pool: pool, proxies: NewProxyStore(pool, auditLog(t, pool))})
+	alice := newClient(t)
+	e.signIn(t, alice, "alice", "alice-pw")
+	nora := acceptCaregiver(t, e, alice)
+	gid := grantByName(t, e, "Nora Nguyen")
+	lastViewer := func() Viewer {
+		e.records.mu.Lock()
+		defer e.records.mu.Unlock()
+		return e.records.viewers[len(e.records.viewers)-1]
+	}
+	// sessionOf returns c's session, and its role, person, grant and own role for messages.
+	sessionOf := func(c *client) (Session, string) {
+		t.Helper()
+		sess, err := e.srv.sessions.Load(t.Context(), e.sessionID(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sess, fmt.Sprintf("role %s, person %q, grant %d, own role %q", sess.Role, sess.PersonID, sess.ProxyGrant, sess.OwnRole)
+	}
+
+	ageAuth(t, e, nora, DefaultStepUpWindow+time.Minute)
+	page := nora.getPrivate(e.base, "/summary")
+	if back := e.stepUpSignIn(t, nora, page.body, "newbie", "newbie-pw"); back.status != http.StatusSeeOther || back.header.Get("Location") != "/summary" {
+		t.Fatalf("step-up callback: %d to %q", back.status, back.header.Get("Location"))
+	}
+	if sess, got := sessionOf(nora); sess.Role != RoleProxy || sess.ProxyGrant != gid || sess.PersonID != "person-1" || sess.OwnRole != RoleUnenrolled {
+		t.Errorf("after step-up the caregiver's session has %s; want acting for person-1 through grant %d", got, gid)
+	}
+	if sum := nora.getPrivate(e.base, "/summary"); !strings.Contains(sum.body, "viewing <strong>Alice Nguyen</strong>") || !strings.Contains(sum.body, `href="/summary/record.json"`) {
+		t.Errorf("summary after step-up is not Alice's, or offers no download:\n%s", sum.body)
+	}
+	r := nora.get(e.base + "/summary/record.json")
+	if v := lastViewer(); r.status != http.StatusOK || !strings.Contains(r.body, "Glucose") || v.Role != RoleProxy || v.PersonID != "person-1" || !strings.HasSuffix(v.Actor, "|sub-new-1") {
+		t.Errorf("download after step-up: %d, read as %+v; want Alice's record read by her caregiver", r.status, v)
+	}
+
+	// stepUp starts a step-up from the summary and returns the OP's URL.
+	stepUp := func(c *client) string {
+		t.Helper()
+		ageAuth(t, e, c, DefaultStepUpWindow+time.Minute)
+		page := c.getPrivate(e.base, "/summary")
+		r := c.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, page.body)}, "step_up": {"1"}, "return_to": {"/summary"}}, "same-origin")
+		if r.status != http.StatusSeeOther {
+			t.Fatalf("step-up: %d", r.status)
+		}
+		return r.header.Get("Location")
+	}
+	// Another login finishes the step-up: it is its own, not the caregiver's.
+	if back := nora.get(e.opLogin(t, stepUp(nora), "alice", "alice-pw")); back.status != http.StatusSeeOther {
+		t.Fatalf("step-up as another login: %d", back.status)
+	}
+	if sess, got := sessionOf(nora); sess.Role != RolePatient || sess.ProxyGrant != 0 || sess.Subject != "sub-pat-1" {
+		t.Errorf("a step-up finished by another login: %s; want that login's own", got)
+	}
+
+	// The grant is revoked while the caregiver signs in again: their own role, no error.
+	nora = newClient(t)
+	e.signIn(t, nora, "newbie", "newbie-pw")
+	acts := nora.getPrivate(e.base, "/enrol")
+	if r := nora.post(e.base+"/act-for", url.Values{"_csrf": {csrfFrom(t, acts.body)}, "grant": {strconv.FormatInt(gid, 10)}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("act for Alice: %d", r.status)
+	}
+	authURL := stepUp(nora)
+	cg := alice.getPrivate(e.base, "/caregivers")
+	if r := alice.post(e.base+"/caregivers/revoke", url.Values{"_csrf": {csrfFrom(t, cg.body)}, "grant": {strconv.FormatInt(gid, 10)}}, "same-origin"); r.status != http.StatusSeeOther {
+		t.Fatalf("revoke: %d", r.status)
+	}
+	if back := nora.get(e.opLogin(t, authURL, "newbie", "newbie-pw")); back.status != http.StatusSeeOther || back.header.Get("Location") != "/summary" {
+		t.Fatalf("step-up after the revocation: %d to %q", back.status, back.header.Get("Location"))
+	}
+	if sess, got := sessionOf(nora); sess.Role != RoleUnenrolled || sess.ProxyGrant != 0 || sess.PersonID != "" {
+		t.Errorf("a step-up after the revocation: %s; want the login's own", got)
+	}
+	if r := nora.get(e.base + "/summary/record.json"); r.status == http.StatusOK {
+		t.Errorf("download after the revocation: %d", r.status)
 	}
 }
