@@ -21,9 +21,10 @@ import (
 // step-up page's button, see askStepUp) it asks for an authentication made now
 // (prompt=login and max_age=0), so that the ID token's auth_time is this moment; one
 // started while acting for a patient keeps that grant and the login in the flow, for
-// finishLogin to act for the patient again (resumeActingFor). With the form field return_to (a page that wants the user back, such as a caregiver invitation)
-// it keeps that path in the flow, if localPath accepts it, for finishLogin to land on;
-// anything else is dropped without a word and the sign-in lands on the role's home.
+// finishLogin to act for the patient again (resumeActingFor). With the form field
+// return_to (a page that wants the user back, such as a caregiver invitation) it keeps
+// that path in the flow, if localPath accepts it, for finishLogin to land on; anything
+// else is dropped without a word and the sign-in lands on the role's home.
 func (s *Server) startLogin(c echo.Context) error {
 	ctx := c.Request().Context()
 	_, oauth, err := s.op(ctx)
