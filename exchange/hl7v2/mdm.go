@@ -68,11 +68,13 @@ const (
 	// DocumentNew is T02: a new document, with its content.
 	DocumentNew DocumentAction = iota + 1
 	// DocumentReplace is T10: a new document (TXA-12) that replaces an earlier one (TXA-13).
+	// Without a TXA-18 it keeps the earlier one's confidentiality (Document.KeepConfidentiality).
 	DocumentReplace
 	// DocumentCancel is T11: the document named by TXA-12 was sent in error.
 	DocumentCancel
 	// DocumentAddendum is T06: a new document (TXA-12) that is an addendum to an earlier
-	// one (TXA-13), which stays as it is.
+	// one (TXA-13), which stays as it is. Without a TXA-18 it has the earlier one's
+	// confidentiality (Document.KeepConfidentiality).
 	DocumentAddendum
 	// DocumentStatusChange is T04: the document named by TXA-12 has a new completion
 	// status (TXA-17), authenticator (TXA-22) or confidentiality (TXA-18); the message
@@ -120,8 +122,15 @@ type Document struct {
 	// TXA-22 without a name): Keep… is true. A field holding the HL7 null `""` deletes the
 	// stored value and one with a value sets it (TXA-18 U: no label): Keep… is false and
 	// Change has what to store. So a T04 that sends only TXA-17 never lowers a document's
-	// confidentiality. Both are false for the other events, which store a new document:
-	// there an empty field means there is none.
+	// confidentiality.
+	//
+	// For a T06 or T10, KeepConfidentiality is whether TXA-18 says nothing in the same
+	// sense (empty, or without a code): the new document keeps the confidentiality of the
+	// document it adds to or replaces, whose labels the receiver gives it (many EHRs fill
+	// TXA-18 on the original note only, and an addendum to a restricted note is no less
+	// restricted). `""` or a value (U included) decides for the new document as on a T02,
+	// and the resource has what it says. KeepAuthenticator is false for them, and both are
+	// false for T02 and T11: there an empty field means there is none.
 	KeepConfidentiality, KeepAuthenticator bool
 	// ContentLoc names where each content came from ("OBX" for the text of the TX, FT and
 	// ST values, "OBX[n]-5" for an encapsulated document), for errors about it.
@@ -212,9 +221,10 @@ var docStatuses = map[string]string{
 var confidentialities = map[string]string{"R": "R", "V": "V", "U": ""}
 
 // mdm maps an MDM T02, T04, T06, T10 or T11: PID to the Patient (as ADT does), TXA and
-// the OBX values to a DocumentReference (a resource for T02, T06 and T10; Document.Change
-// for T04, with which of TXA-18 and TXA-22 it leaves as stored; none for T11), and the
-// Document that says what to do. The HL7 null `""` is never read as a value: no number,
+// the OBX values to a DocumentReference (a resource for T02, T06 and T10, for T06 and T10
+// with whether it takes its parent's confidentiality; Document.Change for T04, with which
+// of TXA-18 and TXA-22 it leaves as stored; none for T11), and the Document that says
+// what to do. The HL7 null `""` is never read as a value: no number,
 // type, status, label code or name comes from it. T06 and T10 need a parent (TXA-13)
 // other than their own number, T04 a completion status (TXA-17); every event but T11
 // needs content. The other MDM events (T01, T03, T05, T07, T08, T09) are unsupported
@@ -284,13 +294,15 @@ func (mp *mapper) mdm() error {
 		return err
 	}
 	d.Content, doc.ContentLoc = contents, locs
+	conf := txa.Field(18)
+	keepConf := conf.Comp(1).Value() == "" && !conf.IsNull()
 	if action == DocumentStatusChange {
 		doc.Change = d
-		conf, auth := txa.Field(18), txa.Field(22)
-		doc.KeepConfidentiality = conf.Comp(1).Value() == "" && !conf.IsNull()
-		doc.KeepAuthenticator = d.Authenticator == nil && !auth.IsNull()
+		doc.KeepConfidentiality = keepConf
+		doc.KeepAuthenticator = d.Authenticator == nil && !txa.Field(22).IsNull()
 		return nil
 	}
+	doc.KeepConfidentiality = keepConf && doc.Parent != nil // T06, T10: the parent's
 	doc.Resource = mp.add(Resource{Kind: KindDocumentReference, Subject: subj, DocumentReference: d})
 	return nil
 }

@@ -369,7 +369,7 @@ func TestMapMDMStatusChangeNull(t *testing.T) {
 		})
 	}
 
-	// The events that store a new document keep nothing: empty and `""` both mean none.
+	// The events that store a new document keep nothing from `""`: it means none.
 	for _, ev := range []string{"T02", "T06", "T10"} {
 		txa := txaWith(map[int]string{2: `PR^""`, 5: `""`, 13: "DOC-1", 18: `""`, 22: `""`})
 		out := mustMap(t, mdm(ev, txa, "OBX|1|TX|||x"))
@@ -384,6 +384,45 @@ func TestMapMDMStatusChangeNull(t *testing.T) {
 		if b, _ := out.Resources[d.Resource].JSON(); strings.Contains(string(b), `\"\"`) {
 			t.Errorf("%s: the explicit null became a value: %s", ev, b)
 		}
+	}
+}
+
+// TestMapMDMParentConfidentiality: a T06 or T10 whose TXA-18 says nothing (empty, or
+// without a code) keeps its parent's confidentiality (KeepConfidentiality, no label of its
+// own); `""` and a value (U included) decide for it, as on a T02, which keeps nothing.
+func TestMapMDMParentConfidentiality(t *testing.T) {
+	for _, tt := range []struct {
+		ev, txa18 string
+		keep      bool
+		label     string
+	}{
+		{"T06", "", true, ""},
+		{"T10", "", true, ""},
+		{"T06", "^Restricted", true, ""},
+		{"T06", `""`, false, ""},
+		{"T10", `""`, false, ""},
+		{"T06", "U", false, ""},
+		{"T10", "U", false, ""},
+		{"T06", "V", false, "V"},
+		{"T10", "R", false, "R"},
+		{"T02", "", false, ""},
+		{"T02", "V", false, "V"},
+	} {
+		t.Run(tt.ev+" "+tt.txa18, func(t *testing.T) {
+			out := mustMap(t, mdm(tt.ev, txaWith(map[int]string{13: "DOC-1", 18: tt.txa18}), "OBX|1|TX|||x"))
+			d := out.Document
+			doc := out.Resources[d.Resource].DocumentReference
+			label := ""
+			if doc.Meta != nil {
+				if len(doc.Meta.Security) != 1 || doc.Meta.Security[0].System != systemConfidentiality {
+					t.Fatalf("labels %+v", doc.Meta.Security)
+				}
+				label = doc.Meta.Security[0].Code
+			}
+			if d.KeepConfidentiality != tt.keep || d.KeepAuthenticator || label != tt.label {
+				t.Errorf("keep confidentiality %v, authenticator %v, label %q; want %v, false, %q", d.KeepConfidentiality, d.KeepAuthenticator, label, tt.keep, tt.label)
+			}
+		})
 	}
 }
 
