@@ -39,8 +39,11 @@ import (
 // 204). T04 changes the completion status, authenticator and confidentiality of the
 // document named by TXA-12, whose content it must carry unchanged, leaving an
 // authenticator or confidentiality it does not send as stored (statusDocument); T11
-// marks that document entered-in-error. A document that is not the member's, or not
-// about the message's patient, is unknown (AE 204).
+// marks that document entered-in-error. A T06 or T10 that sends no TXA-18 takes the
+// confidentiality labels of the document it adds to or replaces. A document that is not
+// the member's, or not about the message's patient, is unknown (AE 204). T04, T11 and
+// the parent of a T06 or T10 work on the document under its row lock (lockedDocument),
+// so a FHIR or MHD write of it that commits meanwhile is built upon, never undone.
 
 // rejectDocument is a content error about a document (AE, with code at loc).
 func rejectDocument(code hl7v2.ErrCode, loc, text string) error {
@@ -190,6 +193,55 @@ func (h *HL7Intake) memberDocument(ctx context.Context, tx db.Querier, member di
 	return st, nil
 }
 
+// lockedDocument is memberDocument holding, for the rest of tx, the row lock of the
+// document it returns (FHIR.Lock): the lock a FHIR update (PUT, PATCH) and the document
+// service's supersede (a replacement through FHIR or MHD) take, which the condition locks
+// of lockDocument are not. The document is read again once the lock is held, so what the
+// caller builds on is the version stored now, and no other write of it commits before tx
+// ends (as update does: the row lock, then the write). The number is matched again too,
+// since a write that committed meanwhile may have moved it (it then names another
+// document, whose lock is taken in turn, or none: AE 204). It returns errs.Unavailable
+// when the number kept moving (AR: the sender resends).
+func (h *HL7Intake) lockedDocument(ctx context.Context, tx db.Querier, member directory.Member, c store.Condition, patient, loc string) (store.Stored, error) {
+	st, err := h.memberDocument(ctx, tx, member, c, patient, loc)
+	for range 3 {
+		if err != nil {
+			return store.Stored{}, err
+		}
+		if _, err := h.srv.FHIR.Lock(ctx, tx, "DocumentReference", st.ID); err != nil {
+			return store.Stored{}, err
+		}
+		id := st.ID
+		if st, err = h.memberDocument(ctx, tx, member, c, patient, loc); err == nil && st.ID == id {
+			return st, nil
+		}
+	}
+	if err != nil {
+		return store.Stored{}, err
+	}
+	return store.Stored{}, errs.E("exchange.HL7Intake.lockedDocument", errs.Unavailable, "the document number kept moving to other documents")
+}
+
+// parentConfidentiality returns the v3-Confidentiality labels of the stored document
+// body, as a T06 or T10 that sends no TXA-18 carries them (hl7v2.Document.KeepConfidentiality).
+func parentConfidentiality(body []byte) ([]hl7v2.Coding, error) {
+	var d struct {
+		Meta struct {
+			Security []fhir.Coding `json:"security"`
+		} `json:"meta"`
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		return nil, errs.E("exchange.parentConfidentiality", errs.Internal, err)
+	}
+	var out []hl7v2.Coding
+	for _, c := range d.Meta.Security {
+		if c.System == systemConfidentiality && c.Code != "" && !slices.ContainsFunc(out, func(o hl7v2.Coding) bool { return o.Code == c.Code }) {
+			out = append(out, hl7v2.Coding{System: c.System, Code: c.Code, Display: c.Display})
+		}
+	}
+	return out, nil
+}
+
 // storedDocument is the part of a stored DocumentReference the intake checks.
 type storedDocument struct {
 	Status string `json:"status"`
@@ -205,11 +257,19 @@ func documentStatus(st store.Stored) (string, error) {
 }
 
 // documentKey returns what identifies an MDM document's mapping in the DocumentReference
-// JSON body, as bytes to compare: documentFields, marshalled (with sorted keys).
-func documentKey(body []byte, labels []fhir.Coding) ([]byte, error) {
+// JSON body, as bytes to compare: documentFields, marshalled (with sorted keys), without
+// the v3-Confidentiality labels when anyConfidentiality is set.
+func documentKey(body []byte, labels []fhir.Coding, anyConfidentiality bool) ([]byte, error) {
 	out, err := documentFields(body, labels)
 	if err != nil {
 		return nil, err
+	}
+	if anyConfidentiality {
+		set := slices.DeleteFunc(out["security"].([]string), func(k string) bool { return strings.HasPrefix(k, systemConfidentiality+"|") })
+		if len(set) == 0 {
+			set = nil
+		}
+		out["security"] = set
 	}
 	return json.Marshal(out) // maps marshal with sorted keys
 }
@@ -302,8 +362,11 @@ func documentFields(body []byte, labels []fhir.Coding) (map[string]any, error) {
 // what the message maps to: about the same patient, and with the same documentKey as r
 // stored now (its references rewritten to the ids in ids, with the labels Ingest would
 // add: sourceWrite). A different label, type, status, date, author, parent or content
-// under the same number is not the same document.
-func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patient string, r hl7v2.Resource, ids map[string]string) (bool, error) {
+// under the same number is not the same document. A message whose TXA-18 says nothing
+// (anyConfidentiality: a T06 or T10 that takes its parent's labels) is compared without
+// the confidentiality labels, so that its resend is the same document even when the
+// parent's labels changed since.
+func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patient string, r hl7v2.Resource, ids map[string]string, anyConfidentiality bool) (bool, error) {
 	const op = "exchange.HL7Intake.sameDocument"
 	if st.PatientID != patient {
 		return false, nil
@@ -325,11 +388,11 @@ func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patie
 	if err != nil {
 		return false, err
 	}
-	want, err := documentKey(res.Bytes(), h.srv.sourceWrite(member, res, "").Security)
+	want, err := documentKey(res.Bytes(), h.srv.sourceWrite(member, res, "").Security, anyConfidentiality)
 	if err != nil {
 		return false, errs.E(op, errs.Internal, err)
 	}
-	got, err := documentKey(st.Body, nil)
+	got, err := documentKey(st.Body, nil, anyConfidentiality)
 	if err != nil {
 		return false, errs.E(op, errs.Internal, err)
 	}
@@ -357,11 +420,19 @@ func (h *HL7Intake) sameDocument(member directory.Member, st store.Stored, patie
 // it. A T06's parent must be the member's document about the same patient, not entered
 // in error (AE 204); one already replaced may still get an addendum. The addendum
 // appends to it (relatesTo appends), which leaves the parent as it was: current, with no
-// new version and its metadata untouched. PV1-19 points context.encounter at the
-// member's Encounter of that visit when there is one, of the same patient. The document
-// service's refusals of the content (too large, a type it does not accept, bytes that
-// are not what they claim) are the sender's errors, answered AE at the content's OBX
-// (contentError); S3 being down is not (errs.Unavailable: AR, nothing written).
+// new version and its metadata untouched. The parent is read under its row lock
+// (lockedDocument), so a FHIR update or MHD replacement of it cannot commit between
+// these checks and the write. A T06 or T10 whose TXA-18 says nothing (empty, not the
+// null `""`: hl7v2.Document.KeepConfidentiality) takes the parent's v3-Confidentiality
+// labels, so an addendum or replacement of a restricted note sent by an EHR that fills
+// TXA-18 on the original only is as restricted as the note; `""` or a value (U: none)
+// decides as on a T02. Its resend is compared without those labels (sameDocument), so
+// it stays the same document after the parent's labels changed. PV1-19 points
+// context.encounter at the member's Encounter of that visit when there is one, of the
+// same patient. The document service's refusals of the content (too large, a type it
+// does not accept, bytes that are not what they claim) are the sender's errors, answered
+// AE at the content's OBX (contentError); S3 being down is not (errs.Unavailable: AR,
+// nothing written).
 func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, r hl7v2.Resource,
 	ids map[string]string, put func(hl7v2.Resource) error) error {
 	d, doc := m.Document, r.DocumentReference
@@ -380,12 +451,22 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 	// The parent and the encounter first: a resend is compared with all of the mapping.
 	parentStatus := ""
 	if parent != nil {
-		st, err := h.memberDocument(ctx, tx, member, *parent, patient, "TXA-13")
+		st, err := h.lockedDocument(ctx, tx, member, *parent, patient, "TXA-13")
 		if err != nil {
 			return err
 		}
 		if parentStatus, err = documentStatus(st); err != nil {
 			return err
+		}
+		if d.KeepConfidentiality {
+			labels, err := parentConfidentiality(st.Body)
+			if err != nil {
+				return err
+			}
+			doc.Meta = nil
+			if len(labels) > 0 {
+				doc.Meta = &hl7v2.Meta{Security: labels}
+			}
 		}
 		code := "replaces"
 		if d.Action == hl7v2.DocumentAddendum {
@@ -416,7 +497,7 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 		if err != nil {
 			return err
 		}
-		same, err := h.sameDocument(member, st, patient, r, ids)
+		same, err := h.sameDocument(member, st, patient, r, ids, d.KeepConfidentiality)
 		if err != nil || same {
 			return err // the same document again: nothing to store
 		}
@@ -434,14 +515,16 @@ func (h *HL7Intake) putDocument(ctx context.Context, tx db.Querier, member direc
 	return nil
 }
 
-// contentError sorts put's refusal of an MDM document (err): only a refusal of the
-// content itself (an error at DocumentReference.content or its attachment, or the
-// document service's TooLarge and Unsupported) is the sender's content error, AE at the
-// OBX it came from; a refusal of relatesTo (the document service's supersede) is about
-// the parent, AE 204 at TXA-13. Any other errs.Invalid (a foreign key the database
-// refused, a mapped resource that does not parse) is not the message's fault, since the
-// mapping already checked it: it becomes errs.Internal, answered AR and not remembered
-// for the MSH-10, so the sender can resend it. Other errors are returned as they are.
+// contentError sorts put's refusal of an MDM document (err), and ingestUpdate's of the
+// new version a T04 or T11 stores: only a refusal of the content itself (an error at
+// DocumentReference.content or its attachment, or the document service's TooLarge and
+// Unsupported) is the sender's content error, AE at the OBX it came from; a refusal of
+// relatesTo (the document service's supersede, which a T04 or T11 of a replacement runs
+// again) is about the parent, AE 204 at TXA-13. Any other errs.Invalid (a foreign key the
+// database refused, a mapped resource that does not parse) is not the message's fault,
+// since the mapping already checked it: it becomes errs.Internal, answered AR and not
+// remembered for the MSH-10, so the sender can resend it. Other errors are returned as
+// they are.
 func contentError(err error, d *hl7v2.Document) error {
 	if err == nil || hl7v2.ProblemOf(err) != nil {
 		return err
@@ -479,14 +562,17 @@ func contentError(err error, d *hl7v2.Document) error {
 // cancelDocument handles MDM T11: the member's document named by TXA-12, about the
 // message's patient, becomes entered-in-error, a new version stored through the same path
 // as an update of it (ingestUpdate: the document service's metadata follow), recorded in
-// w. A document already entered in error is left as it is. It returns the versions written.
+// w. It works on the version read under the document's row lock (lockedDocument), as a
+// FHIR update does, so a write that committed while it waited is kept in the new version.
+// A document already entered in error is left as it is. The document service's refusals
+// are sorted as a T02's are (contentError). It returns the versions written.
 func (h *HL7Intake) cancelDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.cancelDocument"
 	num, _, _ := documentConditions(m.Document)
 	if err := h.lockDocument(ctx, tx, member, num); err != nil {
 		return 0, err
 	}
-	st, err := h.memberDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
+	st, err := h.lockedDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
 	if err != nil {
 		return 0, err
 	}
@@ -503,7 +589,7 @@ func (h *HL7Intake) cancelDocument(ctx context.Context, tx db.Querier, member di
 	}
 	sv, err := h.srv.ingestUpdate(ctx, tx, member, res, st.ID)
 	if err != nil {
-		return 0, err
+		return 0, contentError(err, m.Document)
 	}
 	written(w, sv, http.StatusOK, true)
 	return 1, nil
@@ -567,7 +653,16 @@ func docStatusRank(s string) int {
 // under a new number). A status that goes down (docStatusRank) is AE 205 too. A document
 // that is unknown, another patient's or cancelled is AE 204. A T04 that changes nothing
 // (a resend under a new MSH-10, or one that sends only the stored status) writes nothing
-// and is answered AA. It returns the versions written.
+// and is answered AA. The document service's refusals of the new version are sorted as a
+// T02's are (contentError). It returns the versions written.
+//
+// Every check and the new version are made from the document as read under its row lock
+// (lockedDocument), the lock a FHIR update and the document service's supersede take, so
+// a write that commits while the T04 waits is built upon, not undone: a label it added
+// stays when TXA-18 is empty, and a document an MHD replacement superseded stays
+// superseded (its status is kept, as is the metadata's superseded_by). The T04 takes the
+// row lock before the document's metadata, which supersede takes in the other order: a
+// deadlock between them is 40P01, and the message's transaction (db.InTx) runs again.
 func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.statusDocument"
 	d := m.Document
@@ -578,7 +673,7 @@ func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member di
 	if err := h.lockDocument(ctx, tx, member, num); err != nil {
 		return 0, err
 	}
-	st, err := h.memberDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
+	st, err := h.lockedDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
 	if err != nil {
 		return 0, err
 	}
@@ -641,7 +736,7 @@ func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member di
 	}
 	sv, err := h.srv.ingestUpdate(ctx, tx, member, res, st.ID)
 	if err != nil || sv.Unchanged {
-		return 0, err
+		return 0, contentError(err, d)
 	}
 	written(w, sv, http.StatusOK, true)
 	return 1, nil

@@ -2,6 +2,7 @@ package exchange
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -110,4 +111,60 @@ func TestHL7MDMAddendum(t *testing.T) {
 	if n, err := e.srv.Documents.DanglingReferences(ctx); err != nil || n != 0 {
 		t.Errorf("dangling = %d, %v", n, err)
 	}
+}
+
+// TestHL7MDMInheritedConfidentiality: an addendum (T06) or a replacement (T10) whose
+// TXA-18 is empty takes its parent's confidentiality labels, in meta.security and its
+// metadata, so another member cannot read it while it cannot read the parent; a resend
+// stores nothing. TXA-18 U, or the HL7 null `""`, gives it none, and a value its own.
+func TestHL7MDMInheritedConfidentiality(t *testing.T) {
+	e := newMDMEnv(t)
+	c := mllpClient(t, e.addr)
+	visible := e.otherReader(t)
+	none := map[int]string{}
+	sendAA(t, c, "T02 very restricted", mdmWith("T02", "L1", pidA, "DOC-1", "", "Very restricted note.", map[int]string{18: "V"}))
+	d1, _ := e.doc(t, "DOC-1")
+	if visible(d1.ID) {
+		t.Fatal("orgb reads the document labelled V")
+	}
+	for _, tt := range []struct {
+		what, ev, num, parent string
+		set                   map[int]string
+		labels                []string
+	}{
+		{"T06 without TXA-18", "T06", "DOC-A", "DOC-1", none, []string{"V"}},
+		{"T06 usual control", "T06", "DOC-B", "DOC-1", map[int]string{18: "U"}, nil},
+		{"T06 confidentiality null", "T06", "DOC-C", "DOC-1", map[int]string{18: `""`}, nil},
+		{"T06 restricted", "T06", "DOC-D", "DOC-1", map[int]string{18: "R"}, []string{"R"}},
+		{"T10 without TXA-18", "T10", "DOC-2", "DOC-1", none, []string{"V"}},
+		{"T10 of the replacement, usual control", "T10", "DOC-3", "DOC-2", map[int]string{18: "U"}, nil},
+		{"T06 without TXA-18 to an unlabelled parent", "T06", "DOC-E", "DOC-3", none, nil},
+	} {
+		msg := mdmWith(tt.ev, "L-"+tt.num, pidA, tt.num, tt.parent, tt.what+".", tt.set)
+		sendAA(t, c, tt.what, msg)
+		d, _ := e.doc(t, tt.num)
+		if got := e.mdmStatus(t, tt.num).Security; !slices.Equal(got, tt.labels) {
+			t.Errorf("%s: labels %v, want %v", tt.what, got, tt.labels)
+		}
+		if got, want := e.metaLabels(t, d.ID), strings.Join(tt.labels, ","); got != want {
+			t.Errorf("%s: metadata labels %q, want %q", tt.what, got, want)
+		}
+		if got := visible(d.ID); got != (len(tt.labels) == 0) {
+			t.Errorf("%s: orgb reads it: %v, want %v", tt.what, got, len(tt.labels) == 0)
+		}
+		e.sendUnchanged(t, c, tt.what+", resent", strings.Replace(msg, "|L-"+tt.num+"|", "|L-"+tt.num+"-again|", 1), "AA", "")
+	}
+
+	// Once the parent's label is gone (T04, TXA-18 U), the addendum that took it keeps it,
+	// and its resend without TXA-18 is still the same document; one with another label
+	// than it was stored with is not (AE 205).
+	sendAA(t, c, "T04 of DOC-1, usual control", mdmWith("T04", "L-T04", pidA, "DOC-1", "", "Very restricted note.", map[int]string{18: "U"}))
+	if got := e.mdmStatus(t, "DOC-1").Security; len(got) != 0 {
+		t.Fatalf("DOC-1 labels %v after the T04, want none", got)
+	}
+	e.sendUnchanged(t, c, "T06 without TXA-18 resent", mdmWith("T06", "L-DOC-A-late", pidA, "DOC-A", "DOC-1", "T06 without TXA-18.", none), "AA", "")
+	if got := e.mdmStatus(t, "DOC-A").Security; !slices.Equal(got, []string{"V"}) {
+		t.Errorf("DOC-A labels %v, want [V]", got)
+	}
+	e.sendUnchanged(t, c, "T06 restricted resent very restricted", mdmWith("T06", "L-DOC-D-V", pidA, "DOC-D", "DOC-1", "T06 restricted.", map[int]string{18: "V"}), "AE", "205")
 }

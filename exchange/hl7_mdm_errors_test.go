@@ -1,8 +1,10 @@
 package exchange
 
 import (
+	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/concord-hie/concord/exchange/hl7v2"
@@ -51,5 +53,39 @@ func TestContentError(t *testing.T) {
 				t.Errorf("remembered for the MSH-10: %v, want %v", content(err), tt.remember)
 			}
 		})
+	}
+}
+
+// TestHL7MDMChangeRelationRefused: the document service's refusal of what a T04 or T11
+// stores again is sorted as a T02's is (contentError): here the relatesTo the document
+// got through FHIR names a parent cancelled since, which another document had replaced
+// first, and supersede refuses it. That is about the parent (AE 204 at TXA-13, nothing
+// written), not an application error (AE 207).
+func TestHL7MDMChangeRelationRefused(t *testing.T) {
+	e := newMDMEnv(t)
+	c := mllpClient(t, e.addr)
+	sendAA(t, c, "T02 DOC-1", mdmMsg("T02", "C1", pidA, "DOC-1", "", "", "First."))
+	sendAA(t, c, "T10 DOC-2 replaces DOC-1", mdmMsg("T10", "C2", pidA, "DOC-2", "DOC-1", "", "Second."))
+	sendAA(t, c, "T02 DOC-3", mdmWith("T02", "C3", pidA, "DOC-3", "", "Third.", map[int]string{17: "PA"}))
+	d1, _ := e.doc(t, "DOC-1")
+	d3, _ := e.doc(t, "DOC-3")
+	e.openWrite(t, func(ctx context.Context, tx pgx.Tx) error {
+		return e.updateDocument(ctx, tx, d3.ID, func(body map[string]any) {
+			body["relatesTo"] = []any{map[string]any{"code": "replaces", "target": map[string]any{"reference": "DocumentReference/" + d1.ID}}}
+		})
+	})()
+	sendAA(t, c, "T11 DOC-1", mdmMsg("T11", "C4", pidA, "DOC-1", "", "", ""))
+	for _, tt := range []struct{ what, msg string }{
+		{"T04 DOC-3", mdmWith("T04", "C5", pidA, "DOC-3", "", "Third.", map[int]string{17: "AU"})},
+		{"T11 DOC-3", mdmMsg("T11", "C6", pidA, "DOC-3", "", "", "")},
+	} {
+		e.sendUnchanged(t, c, tt.what, tt.msg, "AE", "204")
+		ack, err := c.Send(t.Context(), []byte(tt.msg)) // the remembered answer
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Get("ERR-2") != "TXA^1^13" {
+			t.Errorf("%s: AE at %s, want TXA-13", tt.what, ack.Get("ERR-2"))
+		}
 	}
 }

@@ -45,6 +45,22 @@ func (e *mdmEnv) mdmStatus(t testing.TB, num string) mdmState {
 	return s
 }
 
+// otherReader adds the member orgb and returns a function that reports whether orgb
+// may read the DocumentReference id for treatment (Records.Read; not found is false).
+func (e *mdmEnv) otherReader(t testing.TB) func(id string) bool {
+	t.Helper()
+	insertMembers(t, e.pool, "orgb")
+	other := records.Viewer{Client: "client-orgb", Org: "orgb", Role: consent.RoleSystem, Purpose: consent.PurposeTreatment}
+	return func(id string) bool {
+		t.Helper()
+		_, err := e.srv.Records.Read(context.Background(), other, "DocumentReference", id)
+		if err != nil && errs.CodeOf(err) != errs.NotFound {
+			t.Fatalf("read as orgb: %v", err)
+		}
+		return err == nil
+	}
+}
+
 // TestHL7MDMStatusChange: T04 with the stored bytes gives the document its new
 // completion status, authenticator and confidentiality as a new version of the same
 // DocumentReference (and metadata), audited as an update; resent, or with nothing to
@@ -136,26 +152,7 @@ func TestHL7MDMStatusChange(t *testing.T) {
 func TestHL7MDMStatusChangeNull(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
-	ctx := context.Background()
-	insertMembers(t, e.pool, "orgb")
-	other := records.Viewer{Client: "client-orgb", Org: "orgb", Role: consent.RoleSystem, Purpose: consent.PurposeTreatment}
-	// visible reports whether the other member may read the document for treatment.
-	visible := func(id string) bool {
-		t.Helper()
-		_, err := e.srv.Records.Read(ctx, other, "DocumentReference", id)
-		if err != nil && errs.CodeOf(err) != errs.NotFound {
-			t.Fatalf("read as orgb: %v", err)
-		}
-		return err == nil
-	}
-	metaLabels := func(id string) string {
-		t.Helper()
-		var s string
-		if err := e.pool.QueryRow(ctx, `SELECT array_to_string(security, ',') FROM documents_metadata WHERE id = $1 AND status = 'current'`, id).Scan(&s); err != nil {
-			t.Fatalf("metadata of %s: %v", id, err)
-		}
-		return s
-	}
+	visible := e.otherReader(t)
 	step := func(what, msg string, from mdmState, want mdmState) mdmState {
 		t.Helper()
 		sendAA(t, c, what, msg)
@@ -173,8 +170,8 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 	d, _ := e.doc(t, "DOC-1")
 	plain, _ := e.doc(t, "DOC-2")
 	s := e.mdmStatus(t, "DOC-1")
-	if s.DocStatus != "preliminary" || s.Authenticator != "Dr Richard Forster" || !slices.Equal(s.Security, []string{"R"}) || metaLabels(d.ID) != "R" {
-		t.Fatalf("T02: %+v, metadata %q", s, metaLabels(d.ID))
+	if s.DocStatus != "preliminary" || s.Authenticator != "Dr Richard Forster" || !slices.Equal(s.Security, []string{"R"}) || e.metaLabels(t, d.ID) != "R" {
+		t.Fatalf("T02: %+v, metadata %q", s, e.metaLabels(t, d.ID))
 	}
 	if !visible(plain.ID) || visible(d.ID) {
 		t.Fatalf("orgb sees the plain document %v and the restricted one %v; want only the plain one", visible(plain.ID), visible(d.ID))
@@ -183,7 +180,7 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 	// Only TXA-17: the status moves, the label and the authenticator stay.
 	s = step("T04 with only the completion status", mdmWith("T04", "N3", pidA, "DOC-1", "", note, map[int]string{17: "AU"}), s,
 		mdmState{DocStatus: "final", Authenticator: "Dr Richard Forster", Security: []string{"R"}})
-	if got := metaLabels(d.ID); got != "R" {
+	if got := e.metaLabels(t, d.ID); got != "R" {
 		t.Errorf("metadata labels %q after the T04, want R", got)
 	}
 	if visible(d.ID) {
@@ -204,7 +201,7 @@ func TestHL7MDMStatusChangeNull(t *testing.T) {
 	step("T04 confidentiality null", mdmWith("T04", "N8", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}), s,
 		mdmState{DocStatus: "final"})
 	e.sendUnchanged(t, c, "T04 confidentiality null, resent", mdmWith("T04", "N9", pidA, "DOC-1", "", note, map[int]string{17: "LA", 18: `""`}), "AA", "")
-	if got := metaLabels(d.ID); got != "" {
+	if got := e.metaLabels(t, d.ID); got != "" {
 		t.Errorf("metadata labels %q after TXA-18 null, want none", got)
 	}
 	if !visible(d.ID) {
