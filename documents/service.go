@@ -121,9 +121,12 @@ type Intake struct {
 // Binary of the same member is linked to it; if that Binary is not stored yet, the
 // transaction must store it before COMMIT or the COMMIT fails.
 // relatesTo replaces marks the member's target DocumentReference superseded (in the FHIR
-// store too: a new version, reported to in.Superseded). Errors: errs.Invalid,
-// errs.TooLarge, errs.Unsupported for bad input; errs.Unavailable when the object store is
-// down (nothing was written).
+// store too: a new version, reported to in.Superseded); the target must be current (or
+// superseded by this document already: a resend), else errs.Conflict at
+// DocumentReference.relatesTo[i].target, before any byte is written. Errors:
+// errs.Invalid, errs.TooLarge, errs.Unsupported for bad input; errs.Conflict for a
+// replacement of a document that is superseded or entered in error; errs.Unavailable
+// when the object store is down (nothing was written).
 func (s *Service) IngestResource(ctx context.Context, tx db.Querier, in Intake) (*fhir.Resource, error) {
 	const op = "documents.Service.IngestResource"
 	if in.ID == "" {
@@ -201,6 +204,18 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 	top, err := jsonobj.Parse(in.Resource.Bytes())
 	if err != nil {
 		return nil, errs.E(op, errs.Invalid, "malformed DocumentReference", err)
+	}
+	// What it replaces must be the member's current documents. Checked here, before any
+	// byte goes to Blobs, so a refused replacement leaves no object behind; supersede
+	// decides again under the target's row lock.
+	replaces, err := s.replacements(df, in.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range replaces {
+		if _, err := s.replaceable(ctx, tx, in.MemberID, r, in.ID, false); err != nil {
+			return nil, err
+		}
 	}
 	var contents []json.RawMessage
 	if raw := top.Get("content"); raw != nil {
@@ -305,20 +320,8 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 			return nil, err
 		}
 	}
-	for _, r := range df.RelatesTo {
-		if r.Code != "replaces" {
-			continue
-		}
-		target, ok := strings.CutPrefix(r.Target.Reference, "DocumentReference/")
-		if !ok {
-			target, ok = strings.CutPrefix(r.Target.Reference, s.cfg.FHIRBase+"/DocumentReference/")
-		}
-		if !ok || target == in.ID {
-			e := errs.E(op, errs.Invalid, "relatesTo.target must be DocumentReference/{id}")
-			e.Path = "DocumentReference.relatesTo.target"
-			return nil, e
-		}
-		st, err := s.supersede(ctx, tx, in.MemberID, target, in.ID)
+	for _, r := range replaces {
+		st, err := s.supersede(ctx, tx, in.MemberID, r, in.ID)
 		if err != nil {
 			return nil, err
 		}
@@ -327,6 +330,36 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 		}
 	}
 	return out, nil
+}
+
+// replacement is relatesTo[Idx] of a DocumentReference: code replaces, naming Target.
+type replacement struct {
+	Target string // the id of the DocumentReference replaced
+	Idx    int
+}
+
+// replacements returns the DocumentReferences that df, to be stored as id, replaces
+// (relatesTo replaces; appends and transforms leave their target as it is). A target
+// that is not DocumentReference/{id} or FHIRBase/DocumentReference/{id}, or is id itself,
+// is errs.Invalid.
+func (s *Service) replacements(df docFields, id string) ([]replacement, error) {
+	var rs []replacement
+	for i, r := range df.RelatesTo {
+		if r.Code != "replaces" {
+			continue
+		}
+		target, ok := strings.CutPrefix(r.Target.Reference, "DocumentReference/")
+		if !ok {
+			target, ok = strings.CutPrefix(r.Target.Reference, s.cfg.FHIRBase+"/DocumentReference/")
+		}
+		if !ok || target == "" || target == id {
+			e := errs.E("documents.Service.replacements", errs.Invalid, "relatesTo.target must be DocumentReference/{id}")
+			e.Path = "DocumentReference.relatesTo[" + itoa(i) + "].target"
+			return nil, e
+		}
+		rs = append(rs, replacement{Target: target, Idx: i})
+	}
+	return rs, nil
 }
 
 // contentAt returns the Binary id of the member's document in.ID content that already
@@ -473,32 +506,70 @@ func (s *Service) linkBinary(ctx context.Context, tx db.Querier, member, docID, 
 	return db.Map(op, err)
 }
 
-// supersede marks the member's document target as replaced by by, in the metadata and in
-// the stored DocumentReference (a new version with status superseded), and lists target
-// among what by replaces. A target that is superseded already (by by, resent, or by another
-// replacement) keeps its status and its first replacement: no version is written, and by
-// only lists it. A target entered in error cannot be superseded, unless by already did
-// (a resend of that replacement). It returns the target's new version, or a zero Stored
-// when it wrote none.
-func (s *Service) supersede(ctx context.Context, tx db.Querier, member, target, by string) (store.Stored, error) {
-	const op = "documents.Service.supersede"
+// replaceable reads the member's document r.Target, which the document by names in
+// relatesTo[r.Idx] as the one it replaces, and reports whether by supersedes it now
+// (true: it is current) or has already (false: a resend of by, or its update, which only
+// lists it again). With lock, the target's metadata row stays locked (FOR UPDATE) until tx
+// ends, so no other replacement of it can commit in between. A target that is not the
+// member's is errs.Invalid. One that is not current, superseded by another document or
+// entered in error (and not superseded by by), is errs.Conflict: an MHD replacement must
+// replace the current version, so two current replacements of one document never arise.
+func (s *Service) replaceable(ctx context.Context, tx db.Querier, member string, r replacement, by string, lock bool) (bool, error) {
+	const op = "documents.Service.replaceable"
+	q := `SELECT status, superseded_by FROM documents_metadata WHERE id = $1 AND member_id = $2`
+	if lock {
+		q += ` FOR UPDATE`
+	}
 	var status string
 	var supersededBy *string
-	err := tx.QueryRow(ctx, `SELECT status, superseded_by FROM documents_metadata WHERE id = $1 AND member_id = $2 FOR UPDATE`,
-		target, member).Scan(&status, &supersededBy)
+	err := tx.QueryRow(ctx, q, r.Target, member).Scan(&status, &supersededBy)
+	path := "DocumentReference.relatesTo[" + itoa(r.Idx) + "].target"
 	switch {
-	case errors.Is(err, pgx.ErrNoRows), err == nil && status == "entered-in-error" && (supersededBy == nil || *supersededBy != by):
+	case errors.Is(err, pgx.ErrNoRows):
 		e := errs.E(op, errs.Invalid, "relatesTo.target is not one of the sending member's documents")
-		e.Path = "DocumentReference.relatesTo.target"
-		return store.Stored{}, e
+		e.Path = path
+		return false, e
 	case err != nil:
-		return store.Stored{}, db.Map(op, err)
+		return false, db.Map(op, err)
+	case supersededBy != nil && *supersededBy == by:
+		return false, nil
+	case status == "current" && supersededBy == nil:
+		return true, nil
 	}
+	// The ids are the member's own documents' ids, no PHI.
+	msg := "DocumentReference/" + r.Target + " is not current; replace the current document"
+	switch {
+	case supersededBy != nil:
+		msg = "DocumentReference/" + r.Target + " is superseded by DocumentReference/" + *supersededBy + "; replace the current document"
+	case status == "entered-in-error":
+		msg = "DocumentReference/" + r.Target + " is entered-in-error and cannot be replaced"
+	case status == "superseded":
+		msg = "DocumentReference/" + r.Target + " is superseded; replace the current document"
+	}
+	e := errs.E(op, errs.Conflict, msg)
+	e.Path = path
+	return false, e
+}
+
+// supersede marks the member's document r.Target as replaced by by, in the metadata and
+// in the stored DocumentReference (a new version with status superseded), and lists it
+// among what by replaces. It decides under the target's row lock (replaceable): a target
+// superseded by by already (a resend of by) keeps its status, no version is written, and
+// by only lists it; one superseded by another document, or entered in error, is
+// errs.Conflict and nothing is written. It returns the target's new version, or a zero
+// Stored when it wrote none.
+func (s *Service) supersede(ctx context.Context, tx db.Querier, member string, r replacement, by string) (store.Stored, error) {
+	const op = "documents.Service.supersede"
+	supersedes, err := s.replaceable(ctx, tx, member, r, by, true)
+	if err != nil {
+		return store.Stored{}, err
+	}
+	target := r.Target
 	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1)
 		WHERE id = $2 AND NOT ($1 = ANY (replaces))`, target, by); err != nil {
 		return store.Stored{}, db.Map(op, err)
 	}
-	if supersededBy != nil || status == "superseded" || status == "entered-in-error" {
+	if !supersedes {
 		return store.Stored{}, nil
 	}
 	if _, err := tx.Exec(ctx, `UPDATE documents_metadata SET status = 'superseded', superseded_by = $1 WHERE id = $2`, by, target); err != nil {

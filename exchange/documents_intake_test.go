@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -281,23 +282,29 @@ func TestReplacementAuditsSupersededTarget(t *testing.T) {
 		})
 	}
 
-	// A second replacement of a superseded document writes no version of it: no event
-	// claims an update.
+	// A second replacement of a superseded document is refused (409,
+	// TestReplaceNotCurrentOutcome): it writes no version of it and no event claims an
+	// update.
 	target := post(t, docRef("", ""))
 	post(t, docRef("", target))
-	_, b, h := do(t, "POST", base+"/DocumentReference", tok, []byte(docRef("", target)))
+	st, b, h := do(t, "POST", base+"/DocumentReference", tok, []byte(docRef("", target)))
+	if st != http.StatusConflict {
+		t.Errorf("second replacement = %d %s, want 409", st, b)
+	}
 	if got := version(t, target); got != 2 {
 		t.Fatalf("target at version %d after a second replacement, want 2: %s", got, b)
 	}
-	if targetUpdated(t, h.Get(echo.HeaderXRequestID), target) {
-		t.Errorf("a replacement that wrote nothing of its target audited an update of it")
+	for _, ev := range eventsOf(t, pool, h.Get(echo.HeaderXRequestID)) {
+		if ev.Action == string(audit.Update) && slices.Contains(ev.Resources, "DocumentReference/"+target) {
+			t.Errorf("a replacement that wrote nothing of its target audited an update of it: %+v", ev)
+		}
 	}
 
 	// A transaction that fails after the supersede: no version, no event, nothing kept.
 	target = post(t, docRef("", ""))
 	bad := `{"resourceType":"Bundle","type":"transaction","entry":[{"resource":` + docRef("", target) + `,"request":{"method":"POST","url":"DocumentReference"}},
 		{"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"Patient/no-such-patient"}},"request":{"method":"POST","url":"Observation"}}]}`
-	st, b, h := do(t, "POST", base, tok, []byte(bad))
+	st, b, h = do(t, "POST", base, tok, []byte(bad))
 	if st != http.StatusBadRequest {
 		t.Fatalf("failing transaction = %d %s", st, b)
 	}
@@ -319,5 +326,131 @@ func TestReplacementAuditsSupersededTarget(t *testing.T) {
 			t.Fatalf("%d transactions' superseded writes kept after their requests ended", left)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestReplaceNotCurrentOutcome: MHD replaces the current version only. A replacement of
+// a DocumentReference that another already replaced, or that is entered in error, sent
+// by POST or in an ITI-65 transaction Bundle, is answered 409 with an OperationOutcome
+// (issue conflict) naming the relatesTo and, by id only, the document to replace
+// instead; nothing of it is stored (no resource, no metadata row, no version of the
+// target) and no write is audited as done.
+func TestReplaceNotCurrentOutcome(t *testing.T) {
+	e := newDocEnvAudit(t, func(pool *pgxpool.Pool) records.AuditLog {
+		log, err := audit.New(context.Background(), pool, audit.Config{CheckpointEvery: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		return log
+	})
+	e.srv.cfg.MaxBodyBytes = 8 << 20
+	key := bytes.Repeat([]byte("k"), 32)
+	e.srv.Tokens = newTokens(t, e.srv.Directory, key, "http://concord.test", "http://concord.test/token", 0)
+	hs := httptest.NewServer(mountExchange(e.srv, httpx.RequestID()))
+	t.Cleanup(hs.Close)
+	base := hs.URL + "/fhir"
+	tok := mintToken(t, key, "http://concord.test", "client-"+e.a.ID, e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
+	pool := e.srv.Pool
+	ctx := t.Context()
+
+	n := 0
+	docRef := func(id, status, replaces string) string { // a new note each time
+		n++
+		s := `{"resourceType":"DocumentReference",`
+		if id != "" {
+			s += `"id":"` + id + `",`
+		}
+		s += `"status":"` + status + `","type":{"coding":[{"system":"http://loinc.org","code":"18842-5"}]},"subject":{"reference":"Patient/` + e.patient + `"},`
+		if replaces != "" {
+			s += `"relatesTo":[{"code":"replaces","target":{"reference":"DocumentReference/` + replaces + `"}}],`
+		}
+		return s + `"content":[{"attachment":{"contentType":"text/plain","data":"` + base64.StdEncoding.EncodeToString(fmt.Appendf(nil, "Replacement note %d.\n", n)) + `"}}]}`
+	}
+	post := func(body string) string {
+		t.Helper()
+		st, b, _ := do(t, "POST", base+"/DocumentReference", tok, []byte(body))
+		if st != http.StatusCreated {
+			t.Fatalf("POST DocumentReference = %d %s", st, b)
+		}
+		return idOf(t, b)
+	}
+	itiBundle := func(replaces string) string {
+		return `{"resourceType":"Bundle","type":"transaction","entry":[
+ {"fullUrl":"urn:uuid:7c0e3a80-0000-4000-8000-0000000000e1","resource":{"resourceType":"List","status":"current","mode":"working",
+  "code":{"coding":[{"system":"https://profiles.ihe.net/ITI/MHD/CodeSystem/MHDlistTypes","code":"submissionset"}]},
+  "subject":{"reference":"Patient/` + e.patient + `"},"date":"2024-01-31T10:00:00Z",
+  "entry":[{"item":{"reference":"urn:uuid:7c0e3a80-0000-4000-8000-0000000000e2"}}]},
+  "request":{"method":"POST","url":"List"}},
+ {"fullUrl":"urn:uuid:7c0e3a80-0000-4000-8000-0000000000e2","resource":` + docRef("", "current", replaces) + `,
+  "request":{"method":"POST","url":"DocumentReference"}}]}`
+	}
+	counts := func() [3]int {
+		var c [3]int
+		if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM fhir_resources WHERE type IN ('DocumentReference', 'List')),
+			(SELECT count(*) FROM fhir_history), (SELECT count(*) FROM documents_metadata)`).Scan(&c[0], &c[1], &c[2]); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	type outcome struct {
+		Issue []struct {
+			Severity, Code, Diagnostics string
+			Expression                  []string
+		}
+	}
+
+	replaced := post(docRef("", "current", ""))
+	current := post(docRef("", "current", replaced))
+	cancelled := post(docRef("", "current", ""))
+	if st, b, _ := do(t, "PUT", base+"/DocumentReference/"+cancelled, tok, []byte(docRef(cancelled, "entered-in-error", ""))); st != http.StatusOK {
+		t.Fatalf("PUT entered-in-error = %d %s", st, b)
+	}
+
+	for _, tt := range []struct {
+		name, method, url, body, expr, diag string
+	}{
+		{"POST, superseded", "POST", "/DocumentReference", docRef("", "current", replaced), "DocumentReference.relatesTo[0].target",
+			"DocumentReference/" + replaced + " is superseded by DocumentReference/" + current + "; replace the current document"},
+		{"POST, entered in error", "POST", "/DocumentReference", docRef("", "current", cancelled), "DocumentReference.relatesTo[0].target",
+			"DocumentReference/" + cancelled + " is entered-in-error and cannot be replaced"},
+		{"ITI-65, superseded", "POST", "", itiBundle(replaced), "Bundle.entry[1].resource.relatesTo[0].target",
+			"DocumentReference/" + replaced + " is superseded by DocumentReference/" + current + "; replace the current document"},
+		{"ITI-65, entered in error", "POST", "", itiBundle(cancelled), "Bundle.entry[1].resource.relatesTo[0].target",
+			"DocumentReference/" + cancelled + " is entered-in-error and cannot be replaced"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := counts()
+			st, b, h := do(t, tt.method, base+tt.url, tok, []byte(tt.body))
+			if st != http.StatusConflict {
+				t.Fatalf("= %d %s, want 409", st, b)
+			}
+			var oo outcome
+			if err := json.Unmarshal(b, &oo); err != nil || len(oo.Issue) != 1 {
+				t.Fatalf("not an OperationOutcome with one issue: %s (%v)", b, err)
+			}
+			is := oo.Issue[0]
+			if is.Severity != "error" || is.Code != "conflict" || is.Diagnostics != tt.diag || !slices.Equal(is.Expression, []string{tt.expr}) {
+				t.Errorf("issue %+v, want error conflict %q at %q", is, tt.diag, tt.expr)
+			}
+			if after := counts(); after != before {
+				t.Errorf("rows (resources, history, metadata) %v after the refusal, were %v", after, before)
+			}
+			for _, ev := range eventsOf(t, pool, h.Get(echo.HeaderXRequestID)) {
+				if ev.Outcome == string(audit.Permit) && (ev.Action == string(audit.Create) || ev.Action == string(audit.Update)) {
+					t.Errorf("the refused replacement audited a write: %+v", ev)
+				}
+			}
+		})
+	}
+
+	// The current one is replaced as before, by POST and by ITI-65.
+	third := post(docRef("", "current", current))
+	if st, b, _ := do(t, "POST", base, tok, []byte(itiBundle(third))); st != http.StatusOK {
+		t.Fatalf("ITI-65 replacing the current document = %d %s", st, b)
+	}
+	var now int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM documents_metadata WHERE status = 'current'`).Scan(&now); err != nil || now != 1 {
+		t.Errorf("%d current documents (%v), want 1: the last replacement", now, err)
 	}
 }

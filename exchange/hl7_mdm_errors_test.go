@@ -2,13 +2,16 @@ package exchange
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/concord-hie/concord/exchange/hl7v2"
 	"github.com/concord-hie/concord/fhir"
+	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -38,6 +41,8 @@ func TestContentError(t *testing.T) {
 		{"archive", at(errs.Unsupported, "", "archives are not accepted as documents"), hl7v2.AE, hl7v2.TableValueNotFound, "OBX[2]-5", true},
 		{"parent not the member's", at(errs.Invalid, "DocumentReference.relatesTo.target", "relatesTo.target is not one of the sending member's documents"),
 			hl7v2.AE, hl7v2.UnknownKeyIdentifier, "TXA-13", true},
+		{"parent not current", at(errs.Conflict, "DocumentReference.relatesTo[0].target", "DocumentReference/x is superseded by DocumentReference/y; replace the current document"),
+			hl7v2.AE, hl7v2.UnknownKeyIdentifier, "TXA-13", true},
 		{"foreign key", db.Map("documents.insertMeta", &pgconn.PgError{Code: "23503"}), hl7v2.AR, hl7v2.ApplicationInternal, "", false},
 		{"mapped resource does not parse", errs.E("exchange.HL7Intake.store", errs.Invalid, "the message maps to an invalid DocumentReference", parseErr),
 			hl7v2.AR, hl7v2.ApplicationInternal, "", false},
@@ -60,7 +65,9 @@ func TestContentError(t *testing.T) {
 // stores again is sorted as a T02's is (contentError): here the relatesTo the document
 // got through FHIR names a parent cancelled since, which another document had replaced
 // first, and supersede refuses it. That is about the parent (AE 204 at TXA-13, nothing
-// written), not an application error (AE 207).
+// written), not an application error (AE 207). The document service now refuses such a
+// second replacement when it is written; one stored before it did is written here
+// directly, resource and metadata, as it did then.
 func TestHL7MDMChangeRelationRefused(t *testing.T) {
 	e := newMDMEnv(t)
 	c := mllpClient(t, e.addr)
@@ -70,9 +77,28 @@ func TestHL7MDMChangeRelationRefused(t *testing.T) {
 	d1, _ := e.doc(t, "DOC-1")
 	d3, _ := e.doc(t, "DOC-3")
 	e.openWrite(t, func(ctx context.Context, tx pgx.Tx) error {
-		return e.updateDocument(ctx, tx, d3.ID, func(body map[string]any) {
-			body["relatesTo"] = []any{map[string]any{"code": "replaces", "target": map[string]any{"reference": "DocumentReference/" + d1.ID}}}
-		})
+		st, err := e.srv.FHIR.Get(ctx, tx, "DocumentReference", d3.ID)
+		if err != nil {
+			return err
+		}
+		var body map[string]any
+		if err := json.Unmarshal(st.Body, &body); err != nil {
+			return err
+		}
+		body["relatesTo"] = []any{map[string]any{"code": "replaces", "target": map[string]any{"reference": "DocumentReference/" + d1.ID}}}
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		res, err := fhir.Parse(b)
+		if err != nil {
+			return err
+		}
+		if _, err := e.srv.FHIR.Put(ctx, tx, store.Write{Resource: res, ID: d3.ID, MemberID: e.member.ID, PatientID: st.PatientID, At: time.Now()}); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE documents_metadata SET replaces = array_append(replaces, $1) WHERE id = $2`, d1.ID, d3.ID)
+		return err
 	})()
 	sendAA(t, c, "T11 DOC-1", mdmMsg("T11", "C4", pidA, "DOC-1", "", "", ""))
 	for _, tt := range []struct{ what, msg string }{
