@@ -171,21 +171,7 @@ func TestMHDProvideWithSeparateBinary(t *testing.T) {
 // replacement writes no version of its target and audits none; a transaction that fails
 // after the supersede leaves neither the new version nor an event.
 func TestReplacementAuditsSupersededTarget(t *testing.T) {
-	e := newDocEnvAudit(t, func(pool *pgxpool.Pool) records.AuditLog {
-		log, err := audit.New(context.Background(), pool, audit.Config{CheckpointEvery: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { log.Close() })
-		return log
-	})
-	e.srv.cfg.MaxBodyBytes = 8 << 20
-	key := bytes.Repeat([]byte("k"), 32)
-	e.srv.Tokens = newTokens(t, e.srv.Directory, key, "http://concord.test", "http://concord.test/token", 0)
-	hs := httptest.NewServer(mountExchange(e.srv, httpx.RequestID()))
-	t.Cleanup(hs.Close)
-	base := hs.URL + "/fhir"
-	tok := mintToken(t, key, "http://concord.test", "client-"+e.a.ID, e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
+	e, base, tok := newAuditedDocServer(t)
 	pool := e.srv.Pool
 
 	n := 0
@@ -336,21 +322,7 @@ func TestReplacementAuditsSupersededTarget(t *testing.T) {
 // instead; nothing of it is stored (no resource, no metadata row, no version of the
 // target) and no write is audited as done.
 func TestReplaceNotCurrentOutcome(t *testing.T) {
-	e := newDocEnvAudit(t, func(pool *pgxpool.Pool) records.AuditLog {
-		log, err := audit.New(context.Background(), pool, audit.Config{CheckpointEvery: -1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { log.Close() })
-		return log
-	})
-	e.srv.cfg.MaxBodyBytes = 8 << 20
-	key := bytes.Repeat([]byte("k"), 32)
-	e.srv.Tokens = newTokens(t, e.srv.Directory, key, "http://concord.test", "http://concord.test/token", 0)
-	hs := httptest.NewServer(mountExchange(e.srv, httpx.RequestID()))
-	t.Cleanup(hs.Close)
-	base := hs.URL + "/fhir"
-	tok := mintToken(t, key, "http://concord.test", "client-"+e.a.ID, e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
+	e, base, tok := newAuditedDocServer(t)
 	pool := e.srv.Pool
 	ctx := t.Context()
 
@@ -453,4 +425,27 @@ func TestReplaceNotCurrentOutcome(t *testing.T) {
 	if err := pool.QueryRow(ctx, `SELECT count(*) FROM documents_metadata WHERE status = 'current'`).Scan(&now); err != nil || now != 1 {
 		t.Errorf("%d current documents (%v), want 1: the last replacement", now, err)
 	}
+}
+
+// newAuditedDocServer is a document env with a real audit log, served over HTTP with
+// token checks: it returns the env, the FHIR base URL and a token of member a's client
+// for system/*.cruds and TREAT.
+func newAuditedDocServer(t *testing.T) (*docEnv, string, string) {
+	t.Helper()
+	e := newDocEnvAudit(t, func(pool *pgxpool.Pool) records.AuditLog {
+		log, err := audit.New(context.Background(), pool, audit.Config{CheckpointEvery: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { log.Close() })
+		return log
+	})
+	e.srv.cfg.MaxBodyBytes = 8 << 20
+	key := bytes.Repeat([]byte("k"), 32)
+	e.srv.Tokens = newTokens(t, e.srv.Directory, key, "http://concord.test", "http://concord.test/token", 0)
+	hs := httptest.NewServer(mountExchange(e.srv, httpx.RequestID()))
+	t.Cleanup(hs.Close)
+	base := hs.URL + "/fhir"
+	tok := mintToken(t, key, "http://concord.test", "client-"+e.a.ID, e.a.ID, "system/*.cruds", "TREAT", 5*time.Minute)
+	return e, base, tok
 }
