@@ -2,7 +2,6 @@ package portal
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -634,25 +634,13 @@ func (p *PrivacyStore) screenAccesses(ctx context.Context, personID string, seqs
 	return out, nil
 }
 
-// securityCodes returns the codes of body's meta.security; none for a nil body (one with
-// no "security" member). ok is false when body does not decode.
+// securityCodes returns the codes of body's meta.security (fhir.ConsentCodes, as every
+// disclosure path reads them); none for a nil body (one with no "security" member). ok is
+// false when body is not a well-formed resource.
 func securityCodes(body []byte) ([]string, bool) {
 	if body == nil {
 		return nil, true
 	}
-	var m struct {
-		Meta struct {
-			Security []struct {
-				Code string `json:"code"`
-			} `json:"security"`
-		} `json:"meta"`
-	}
-	if json.Unmarshal(body, &m) != nil {
-		return nil, false
-	}
-	codes := make([]string, len(m.Meta.Security))
-	for i, c := range m.Meta.Security {
-		codes[i] = c.Code
-	}
-	return codes, true
+	codes, _, ok := fhir.ConsentCodes(body)
+	return codes, ok
 }
