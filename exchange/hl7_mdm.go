@@ -193,6 +193,16 @@ func (h *HL7Intake) memberDocument(ctx context.Context, tx db.Querier, member di
 	return st, nil
 }
 
+// numberedDocument is the stored document the message's TXA-12 names (a T04's or T11's),
+// under its number's lock (lockDocument) and its row lock (lockedDocument).
+func (h *HL7Intake) numberedDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string) (store.Stored, error) {
+	num, _, _ := documentConditions(m.Document)
+	if err := h.lockDocument(ctx, tx, member, num); err != nil {
+		return store.Stored{}, err
+	}
+	return h.lockedDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
+}
+
 // lockedDocument is memberDocument holding, for the rest of tx, the row lock of the
 // document it returns (FHIR.Lock): the lock a FHIR update (PUT, PATCH) and the document
 // service's supersede (a replacement through FHIR or MHD) take, which the condition locks
@@ -568,11 +578,7 @@ func contentError(err error, d *hl7v2.Document) error {
 // are sorted as a T02's are (contentError). It returns the versions written.
 func (h *HL7Intake) cancelDocument(ctx context.Context, tx db.Querier, member directory.Member, m *hl7v2.Mapped, ids map[string]string, w *records.Writes) (int, error) {
 	const op = "exchange.HL7Intake.cancelDocument"
-	num, _, _ := documentConditions(m.Document)
-	if err := h.lockDocument(ctx, tx, member, num); err != nil {
-		return 0, err
-	}
-	st, err := h.lockedDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
+	st, err := h.numberedDocument(ctx, tx, member, m, ids)
 	if err != nil {
 		return 0, err
 	}
@@ -669,11 +675,7 @@ func (h *HL7Intake) statusDocument(ctx context.Context, tx db.Querier, member di
 	if d.Change == nil {
 		return 0, errs.E(op, errs.Internal, "a status change without its document")
 	}
-	num, _, _ := documentConditions(d)
-	if err := h.lockDocument(ctx, tx, member, num); err != nil {
-		return 0, err
-	}
-	st, err := h.lockedDocument(ctx, tx, member, *num, documentPatient(m, ids), "TXA-12")
+	st, err := h.numberedDocument(ctx, tx, member, m, ids)
 	if err != nil {
 		return 0, err
 	}
