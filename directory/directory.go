@@ -288,6 +288,64 @@ func (s *Store) Client(ctx context.Context, id string) (Client, error) {
 	return c, nil
 }
 
+// SetClientDisabled disables client id (disabled true) or enables it again. A disabled
+// client gets no token and its tokens are refused from the next request on (Tokens.Verify);
+// enabling it moves its token generation, so the tokens it held before stay refused. It
+// returns changed false when the client already was as asked (the row is left alone, and
+// so is the time it was disabled), and errs.NotFound for an unknown client.
+func (s *Store) SetClientDisabled(ctx context.Context, id string, disabled bool) (changed bool, err error) {
+	const op = "directory.Store.SetClientDisabled"
+	tag, err := s.db.Exec(ctx, `UPDATE directory_clients SET disabled_at = CASE WHEN $2 THEN now() END
+		WHERE client_id = $1 AND (disabled_at IS NOT NULL) <> $2`, id, disabled)
+	if err != nil {
+		return false, db.Map(op, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	if _, err := s.Client(ctx, id); err != nil {
+		return false, errs.E(op, err)
+	}
+	return false, nil
+}
+
+// SetClientKeys replaces client id's public keys with jwks, checked as AddClient checks
+// them. Tokens issued before are refused from the next request on (the row change moves
+// its token generation): a key rotation after a compromise ends the old key's tokens too.
+// It returns errs.NotFound for an unknown client.
+func (s *Store) SetClientKeys(ctx context.Context, id string, jwks []byte) error {
+	const op = "directory.Store.SetClientKeys"
+	set, err := ParseJWKS(jwks)
+	if err != nil {
+		return err
+	}
+	pub, _ := json.Marshal(set)
+	tag, err := s.db.Exec(ctx, `UPDATE directory_clients SET jwks = $2 WHERE client_id = $1`, id, pub)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(op, errs.NotFound, "no such client")
+	}
+	return nil
+}
+
+// EndClientTokens ends every access token client id holds, from the next request on,
+// changing nothing else: its token generation moves (migration 0103). The client can ask
+// for new tokens at once, so this answers a leaked token, not a leaked key (SetClientKeys,
+// SetClientDisabled). It returns errs.NotFound for an unknown client.
+func (s *Store) EndClientTokens(ctx context.Context, id string) error {
+	const op = "directory.Store.EndClientTokens"
+	tag, err := s.db.Exec(ctx, `UPDATE directory_clients SET token_generation = gen_random_uuid() WHERE client_id = $1`, id)
+	if err != nil {
+		return db.Map(op, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errs.E(op, errs.NotFound, "no such client")
+	}
+	return nil
+}
+
 // Clients lists the clients of a member (all members when memberID is empty).
 func (s *Store) Clients(ctx context.Context, memberID string) ([]Client, error) {
 	const op = "directory.Store.Clients"

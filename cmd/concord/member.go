@@ -30,6 +30,9 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(args) > 0 && args[0] == "token" {
 		return runMemberToken(ctx, args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "client" {
+		return runMemberClient(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || (args[0] != "add" && args[0] != "list") {
 		fmt.Fprint(stderr, memberUsage)
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
@@ -116,12 +119,7 @@ func runMember(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := directory.ParseJWKS(jwks); err != nil {
 		return fmt.Errorf("--jwks: %s", errs.MessageOf(err))
 	}
-	var ps []string
-	for _, p := range strings.Split(purposes, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			ps = append(ps, p)
-		}
-	}
+	ps := splitList(purposes)
 	// One transaction: a refused NPI or client leaves no half-registered member behind.
 	var m directory.Member
 	var c directory.Client
@@ -165,6 +163,9 @@ const memberUsage = `usage: concord member add --name NAME --system OID --jwks F
        concord member endpoint --member ID --url URL[,URL...] [--remove]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS [--payload P[,P...]] [--status S]
        concord member endpoint --member ID --type fhir|mllp|direct --address ADDRESS --remove
+       concord member client add --member ID --jwks FILE [--scope S] [--purpose P]
+       concord member client disable|enable|end-tokens --client ID
+       concord member client keys --client ID --jwks FILE
        concord member token --member ID [--scope SCOPES]   (a demo member's access token, for trying the API)
 `
 
