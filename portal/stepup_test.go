@@ -184,7 +184,15 @@ func TestStepUpOfficerOperations(t *testing.T) {
 	if !strings.Contains(page.body, `action="/officer/consent"`) {
 		t.Fatalf("fresh sign-in: no paper-consent form")
 	}
+	if r := off.getPrivate(pe.base, "/officer/reviews"); !strings.Contains(r.body, `action="/officer/mpi/resolve"`) || strings.Contains(r.body, "Sign in again to decide") {
+		t.Fatalf("fresh sign-in: the identity review offers no decision:\n%s", r.body)
+	}
 	ageAuth(t, pe.env, off, DefaultStepUpWindow+time.Minute)
+	// The reviews page offers a sign-in instead of buttons that would only lead to one.
+	if r := off.getPrivate(pe.base, "/officer/reviews"); strings.Contains(r.body, `action="/officer/mpi/resolve"`) || !strings.Contains(r.body, "Sign in again to decide") ||
+		!strings.Contains(r.body, `name="return_to" value="/officer/reviews"`) {
+		t.Fatalf("old sign-in: the reviews page still offers the decision buttons:\n%s", r.body)
+	}
 	page = off.getPrivate(pe.base, "/officer/consent?patient="+alicePerson)
 	if strings.Contains(page.body, `class="share-form paper-consent"`) || strings.Contains(page.body, `action="/officer/guardians"`) ||
 		!strings.Contains(page.body, "Sign in again to record") {
