@@ -29,6 +29,7 @@ type caregiversPage struct {
 	NewURL        string // the invitation link, shown once
 	NewExpiry     time.Time
 	NewEnds       time.Time // when the new grant ends; zero for no end
+	Restored      bool      // Form is a draft a step-up refused (takeDraft)
 }
 
 // maxGrantYears is how far ahead a patient may set a caregiver's end date;
@@ -140,7 +141,21 @@ func localGrants(gs []ProxyGrant, loc *time.Location) {
 // showCaregivers lists the patient's caregivers (pending and active) with the invitation
 // form.
 func (s *Server) showCaregivers(c echo.Context) error {
-	return s.renderCaregivers(c, http.StatusOK, caregiversPage{Form: caregiverForm{Relationship: "caregiver", Ends: "none"}})
+	p := caregiversPage{Form: caregiverForm{Relationship: "caregiver", Ends: "none"}}
+	if action, d, ok := s.takeDraft(c); ok && action == "/caregivers" {
+		p.Form, p.Restored = caregiverFormOf(d.Get), true // an invitation a step-up refused
+	}
+	return s.renderCaregivers(c, http.StatusOK, p)
+}
+
+// caregiverFormOf reads an invitation form's fields through get (a request's FormValue,
+// or a kept draft's Get).
+func caregiverFormOf(get func(string) string) caregiverForm {
+	f := caregiverForm{Name: get("name"), Relationship: get("relationship"), Ends: get("ends"), EndDate: get("end_date")}
+	if f.Ends == "" {
+		f.Ends = "none" // a form from before the choice existed
+	}
+	return f
 }
 
 func (s *Server) renderCaregivers(c echo.Context, status int, p caregiversPage) error {
@@ -152,6 +167,9 @@ func (s *Server) renderCaregivers(c echo.Context, status int, p caregiversPage) 
 	}
 	localGrants(gs, s.cfg.Location)
 	p.Page, p.Grants, p.Now, p.Relationships, p.Ends = s.page(c, "Caregivers"), gs, now, proxyRelationships, grantEnds
+	if p.Restored {
+		p.Flash = draftRestored
+	}
 	p.MinEnd, p.MaxEnd = grantEndBounds(now, s.cfg.Location, maxGrantYears)
 	p.NewExpiry = p.NewExpiry.In(s.cfg.Location)
 	if !p.NewEnds.IsZero() {
@@ -163,11 +181,7 @@ func (s *Server) renderCaregivers(c echo.Context, status int, p caregiversPage) 
 // inviteCaregiver makes an invitation link and shows it once. Only its SHA-256 is stored.
 func (s *Server) inviteCaregiver(c echo.Context) error {
 	sess, _ := session(c)
-	f := caregiverForm{Name: c.FormValue("name"), Relationship: c.FormValue("relationship"),
-		Ends: c.FormValue("ends"), EndDate: c.FormValue("end_date")}
-	if f.Ends == "" {
-		f.Ends = "none" // a form from before the choice existed
-	}
+	f := caregiverFormOf(c.FormValue)
 	now := s.now()
 	if msg := f.Validate(now, s.cfg.Location); msg != "" {
 		return s.renderCaregivers(c, http.StatusBadRequest, caregiversPage{Form: f, Error: msg})

@@ -143,6 +143,9 @@ func (s *Server) finishLogin(c echo.Context) error {
 		return s.render(c, http.StatusForbidden, "mfa_required", mfaRequiredPage{Page: s.page(c, "Second factor needed"), ReturnTo: localPath(f.ReturnTo), StepUp: f.StepUp})
 	}
 	s.resumeActingFor(c, &sess, f)
+	if f.Draft != nil && f.StepUpLogin == sess.Issuer+"|"+sess.Subject {
+		sess.Draft = f.Draft
+	}
 	id, err := s.sessions.Create(ctx, sess)
 	if err != nil {
 		return err
@@ -161,7 +164,7 @@ func (s *Server) finishLogin(c echo.Context) error {
 }
 
 // resumeActingFor makes sess, just signed in through flow f, act for the patient f was
-// acting for when its step-up began (f.ActFor): only if it is the same login (f.ActLogin)
+// acting for when its step-up began (f.ActFor): only if it is the same login (f.StepUpLogin)
 // and the grant is active for it now, the check switchTo and checkProxy make. Otherwise
 // sess stays the login's own, without an error: an ended grant or a different login is
 // no reason to refuse the sign-in. A failed check is logged and counts as ended.
@@ -170,7 +173,7 @@ func (s *Server) resumeActingFor(c echo.Context, sess *Session, f loginFlow) {
 		return
 	}
 	login := sess.Issuer + "|" + sess.Subject
-	if login != f.ActLogin {
+	if login != f.StepUpLogin {
 		return
 	}
 	ctx := c.Request().Context()

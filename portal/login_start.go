@@ -21,7 +21,8 @@ import (
 // step-up page's button, see askStepUp) it asks for an authentication made now
 // (prompt=login and max_age=0), so that the ID token's auth_time is this moment; one
 // started while acting for a patient keeps that grant and the login in the flow, for
-// finishLogin to act for the patient again (resumeActingFor). With the form field
+// finishLogin to act for the patient again (resumeActingFor), and one started after a
+// refused form keeps that form (Session.Draft) for the same login to find again. With the form field
 // return_to (a page that wants the user back, such as a caregiver invitation) it keeps
 // that path in the flow, if localPath accepts it, for finishLogin to land on; anything
 // else is dropped without a word and the sign-in lands on the role's home.
@@ -40,8 +41,11 @@ func (s *Server) startLogin(c echo.Context) error {
 	}
 	f := &loginFlow{State: rand.Text(), Nonce: rand.Text(), Verifier: oauth2.GenerateVerifier(), Started: s.now(),
 		MFA: c.FormValue("mfa") == "1", StepUp: c.FormValue("step_up") == "1", ReturnTo: localPath(c.FormValue("return_to"))}
-	if f.StepUp && old != nil && old.Role == RoleProxy && old.ProxyGrant != 0 {
-		f.ActFor, f.ActLogin = old.ProxyGrant, old.Issuer+"|"+old.Subject
+	if f.StepUp && old != nil && old.Subject != "" {
+		f.StepUpLogin, f.Draft = old.Issuer+"|"+old.Subject, old.Draft
+		if old.Role == RoleProxy && old.ProxyGrant != 0 {
+			f.ActFor = old.ProxyGrant
+		}
 	}
 	id, err := s.sessions.Create(ctx, Session{Flow: f})
 	if err != nil {

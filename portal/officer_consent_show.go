@@ -55,9 +55,22 @@ type consentRow struct {
 	Active                                       bool
 }
 
+// guardianFormOf reads a guardian form's fields through get (a request's FormValue, or a
+// kept draft's Get).
+func guardianFormOf(get func(string) string) guardianForm {
+	return guardianForm{PatientName: strings.TrimSpace(get("patient_name")), Name: strings.TrimSpace(get("name")),
+		Relationship: get("relationship"), Evidence: strings.TrimSpace(get("evidence")), EndDate: strings.TrimSpace(get("end_date"))}
+}
+
 // paperForm is what the officer typed into the record form, shown back on an error.
 type paperForm struct {
 	Kind, Org, Action, Signed, FormRef string
+}
+
+// paperFormOf reads a paper-consent form's fields through get, as guardianFormOf does.
+func paperFormOf(get func(string) string) paperForm {
+	return paperForm{Kind: get("kind"), Org: get("org"), Action: get("action"),
+		Signed: strings.TrimSpace(get("signed")), FormRef: strings.TrimSpace(get("formref"))}
 }
 
 var paperKinds = []option{
@@ -72,11 +85,21 @@ var paperKinds = []option{
 // consent the patient signed on paper. Reading the directives is audited (action read of
 // Consent, purpose operations), so the patient's access log shows it.
 func (s *Server) showOfficerConsent(c echo.Context) error {
-	p, err := s.officerConsentPage(c, strings.TrimSpace(c.QueryParam("patient")), paperForm{Action: "on"})
+	person := strings.TrimSpace(c.QueryParam("patient"))
+	p, err := s.officerConsentPage(c, person, paperForm{Action: "on"})
 	if err != nil {
 		return err
 	}
 	p.Flash = s.takeFlash(c)
+	// A form a step-up refused comes back as it was typed, for this person only.
+	if action, d, ok := s.takeDraft(c); ok && d.Get("patient") == person && p.Looked {
+		switch action {
+		case "/officer/consent":
+			p.Form, p.Flash = paperFormOf(d.Get), draftRestored
+		case "/officer/guardians":
+			p.Guardian, p.Flash = guardianFormOf(d.Get), draftRestored
+		}
+	}
 	status := http.StatusOK
 	if p.Error != "" {
 		status = http.StatusBadRequest
@@ -183,8 +206,7 @@ func (s *Server) consentRow(ver consent.Version, names map[string]string) consen
 func (s *Server) recordPaperConsent(c echo.Context) error {
 	ctx := c.Request().Context()
 	person := strings.TrimSpace(c.FormValue("patient"))
-	f := paperForm{Kind: c.FormValue("kind"), Org: c.FormValue("org"), Action: c.FormValue("action"),
-		Signed: strings.TrimSpace(c.FormValue("signed")), FormRef: strings.TrimSpace(c.FormValue("formref"))}
+	f := paperFormOf(c.FormValue)
 	if f.Kind == choiceOptOut {
 		f.Org = ""
 	}
@@ -246,9 +268,7 @@ func (s *Server) registerGuardian(c echo.Context) error {
 		return errs.E("portal.registerGuardian", errs.NotFound, "no such page")
 	}
 	person := strings.TrimSpace(c.FormValue("patient"))
-	f := guardianForm{PatientName: strings.TrimSpace(c.FormValue("patient_name")), Name: strings.TrimSpace(c.FormValue("name")),
-		Relationship: c.FormValue("relationship"), Evidence: strings.TrimSpace(c.FormValue("evidence")),
-		EndDate: strings.TrimSpace(c.FormValue("end_date"))}
+	f := guardianFormOf(c.FormValue)
 	now := s.now()
 	var ends time.Time
 	var problem string

@@ -33,6 +33,8 @@ type Session struct {
 	AuthTime time.Time  `json:"auth_time,omitzero"`
 	Flow     *loginFlow `json:"flow,omitempty"`
 	Flash    string     `json:"flash,omitempty"`
+	// Draft is a form a step-up refused, kept for its page to show again (takeDraft).
+	Draft *formDraft `json:"draft,omitempty"`
 
 	// Caregiver access. Grants are the patients this login may act for (as of sign-in or
 	// acceptance; each switch checks the grant again). While acting for one, Role is
@@ -73,11 +75,13 @@ type loginFlow struct {
 	// callback), or "". It may hold a secret, such as a caregiver invitation's token:
 	// never log it.
 	ReturnTo string `json:"return_to,omitempty"`
-	// ActFor and ActLogin: a step-up started while acting for a patient keeps the grant and
-	// the login ("iss|sub") that acted, for finishLogin to act for the patient again if the
-	// same login comes back and the grant is still active. Zero and "" otherwise.
-	ActFor   int64  `json:"act_for,omitempty"`
-	ActLogin string `json:"act_login,omitempty"`
+	// StepUpLogin is the login ("iss|sub") whose session started this sign-in as a step-up,
+	// "" otherwise. What the step-up carries over is given back only to that same login:
+	// ActFor, the grant it was acting for (finishLogin acts for the patient again if the
+	// grant is still active; zero otherwise), and Draft, the form the step-up refused.
+	StepUpLogin string     `json:"step_up_login,omitempty"`
+	ActFor      int64      `json:"act_for,omitempty"`
+	Draft       *formDraft `json:"draft,omitempty"`
 }
 
 // LogValue redacts the flow: its state, nonce, verifier and return path are secrets.

@@ -56,7 +56,11 @@ type staffPatientPage struct {
 	Until         time.Time
 	Reasons       []string
 	Error         string
+	Declaration   btgForm // what the clinician chose and typed, shown again on an error
 }
+
+// btgForm is the emergency-access form's fields.
+type btgForm struct{ Reason, Text string }
 
 // staffViewer is the signed-in clinician or officer as the enforcement point and the
 // stores see them, scoped to their member.
@@ -95,10 +99,17 @@ func (s *Server) findPatient(c echo.Context) error {
 // regional record that consent lets the clinician see for treatment, each labelled with the
 // member that sent it. The read is decided and audited by the enforcement point.
 func (s *Server) showStaffPatient(c echo.Context) error {
-	return s.renderStaffPatient(c, http.StatusOK, "")
+	var f btgForm
+	restored := false
+	if action, d, ok := s.takeDraft(c); ok && action == c.Request().URL.Path+"/break-glass" {
+		f, restored = btgForm{Reason: d.Get("reason"), Text: d.Get("text")}, true // a declaration a step-up refused
+	}
+	return s.renderStaffPatient(c, http.StatusOK, "", f, restored)
 }
 
-func (s *Server) renderStaffPatient(c echo.Context, status int, formError string) error {
+// renderStaffPatient renders the patient's page; formError and f are the emergency-access
+// form's error and fields, restored says f is a draft a step-up refused.
+func (s *Server) renderStaffPatient(c echo.Context, status int, formError string, f btgForm, restored bool) error {
 	ctx, v := c.Request().Context(), staffViewer(c)
 	pt, err := s.patients.ByID(ctx, v, c.Param("id"))
 	if err != nil {
@@ -106,7 +117,10 @@ func (s *Server) renderStaffPatient(c echo.Context, status int, formError string
 	}
 	sess, _ := session(c)
 	p := staffPatientPage{Page: s.page(c, "Patient record"), Patient: pt, OrgName: sess.OrgName, CanBreakGlass: s.btg != nil,
-		Reasons: consent.BreakGlassReasons(), Error: formError}
+		Reasons: consent.BreakGlassReasons(), Error: formError, Declaration: f}
+	if restored {
+		p.Flash = draftRestored
+	}
 	if s.btg != nil {
 		if p.Until, err = s.btg.Active(ctx, v, pt.PersonID); err != nil {
 			return err
@@ -135,9 +149,10 @@ func (s *Server) breakGlass(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.btg.Declare(ctx, v, pt.PersonID, c.FormValue("reason"), c.FormValue("text"))
+	f := btgForm{Reason: c.FormValue("reason"), Text: c.FormValue("text")}
+	_, err = s.btg.Declare(ctx, v, pt.PersonID, f.Reason, f.Text)
 	if errs.Is(err, errs.Invalid) {
-		return s.renderStaffPatient(c, http.StatusBadRequest, "Choose the reason for the emergency and describe it (up to 1,000 characters).")
+		return s.renderStaffPatient(c, http.StatusBadRequest, "Choose the reason for the emergency and describe it (up to 1,000 characters).", f, false)
 	}
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package portal
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -51,9 +52,11 @@ func (s *Server) requireFreshAuth(back func(echo.Context) string) echo.Middlewar
 
 // askStepUp answers a request for a highly sensitive operation on a sign-in older than the
 // step-up window: 403 and a page that asks the user to sign in again (staff with their
-// second factor) and come back to back, if localPath accepts it. Nothing is done.
+// second factor) and come back to back, if localPath accepts it. Nothing is done; a form
+// the request posted is kept for back's page to show again (keepDraft).
 func (s *Server) askStepUp(c echo.Context, back string) error {
 	sess, _ := session(c)
+	s.keepDraft(c, localPath(back))
 	p := stepUpPage{Page: s.page(c, "Confirm it's you"), Back: localPath(back),
 		Staff: sess != nil && (sess.Role == RoleClinician || sess.Role == RoleOfficer)}
 	return s.render(c, http.StatusForbidden, "step_up", p)
@@ -63,3 +66,74 @@ func (s *Server) askStepUp(c echo.Context, back string) error {
 func backTo(path string) func(echo.Context) string {
 	return func(echo.Context) string { return path }
 }
+
+// formDraft is a form that askStepUp refused: what the user typed, kept in their session
+// so that the page they come back to after signing in afresh shows it again instead of
+// an empty form. It can hold PHI (a patient's name on a guardian form) and lives only in
+// the session store, like the rest of the session; Session.LogValue never prints it.
+type formDraft struct {
+	Action string     `json:"action"` // the path the form was posted to
+	Back   string     `json:"back"`   // the page that offers it, where the step-up returns
+	Form   url.Values `json:"form"`   // the fields, without the CSRF token
+	Saved  time.Time  `json:"saved"`
+}
+
+// Draft limits: a bigger form is not kept (the portal's forms are far smaller), and a kept
+// one is shown again only within draftTTL.
+const (
+	maxDraftBytes = 8 << 10
+	draftTTL      = 30 * time.Minute
+)
+
+// keepDraft saves the form of a refused POST in the session, for back's page (takeDraft).
+// It keeps at most one draft, the latest; failing to save it only loses the convenience.
+func (s *Server) keepDraft(c echo.Context, back string) {
+	sess, id := session(c)
+	r := c.Request()
+	if sess == nil || id == "" || back == "" || r.Method != http.MethodPost {
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		return
+	}
+	form := url.Values{}
+	for k, vs := range r.PostForm {
+		if k != "_csrf" {
+			form[k] = vs
+		}
+	}
+	if len(form.Encode()) > maxDraftBytes {
+		return
+	}
+	sess.Draft = &formDraft{Action: r.URL.Path, Back: back, Form: form, Saved: s.now()}
+	if err := s.sessions.Save(r.Context(), id, *sess); err != nil {
+		s.log.Warn("portal: form draft not saved", "request_id", requestID(c), "err", err)
+	}
+}
+
+// takeDraft returns the form kept for this page (keepDraft: the request's path and query
+// are its Back) and the path it was posted to, and removes it from the session: a page
+// shows a draft once. ok is false when there is none for this page, or it is older than
+// draftTTL (then it is removed too).
+func (s *Server) takeDraft(c echo.Context) (action string, form url.Values, ok bool) {
+	sess, id := session(c)
+	if sess == nil || id == "" || sess.Draft == nil {
+		return "", nil, false
+	}
+	d := *sess.Draft
+	fresh := s.now().Sub(d.Saved) <= draftTTL
+	if fresh && d.Back != c.Request().URL.RequestURI() {
+		return "", nil, false
+	}
+	sess.Draft = nil
+	if err := s.sessions.Save(c.Request().Context(), id, *sess); err != nil {
+		s.log.Warn("portal: form draft not cleared", "request_id", requestID(c), "err", err)
+	}
+	if !fresh {
+		return "", nil, false
+	}
+	return d.Action, d.Form, true
+}
+
+// draftRestored is the note a page shows above a form it filled in from a draft.
+const draftRestored = "What you typed before signing in again is filled in below. Check it, then send it."

@@ -131,13 +131,17 @@ func TestStepUpBreakGlass(t *testing.T) {
 		t.Fatal("a declaration on an old sign-in was recorded")
 	}
 
-	back := e.stepUpSignIn(t, c, page.body, "drjones", "jones-pw")
+	back := e.stepUpSignIn(t, c, r.body, "drjones", "jones-pw")
 	if back.status != http.StatusSeeOther || back.header.Get("Location") != "/staff/patients/pat-1" {
 		t.Fatalf("step-up callback: %d to %q; want the patient page", back.status, back.header.Get("Location"))
 	}
 	page = c.getPrivate(e.base, "/staff/patients/pat-1")
 	if !strings.Contains(page.body, `action="/staff/patients/pat-1/break-glass"`) {
 		t.Fatalf("after step-up: no emergency form:\n%s", page.body)
+	}
+	// What the clinician typed before is filled in again (TestStepUpKeepsTypedForm).
+	if !strings.Contains(page.body, `value="Unconscious in the ED"`) || !strings.Contains(page.body, `value="unresponsive" selected`) {
+		t.Errorf("after step-up the declaration is not as typed:\n%s", page.body)
 	}
 	if r := c.post(e.base+"/staff/patients/pat-1/break-glass", url.Values{"_csrf": {csrfFrom(t, page.body)}, "reason": {"unresponsive"}, "text": {"Unconscious in the ED"}}, "same-origin"); r.status != http.StatusSeeOther {
 		t.Fatalf("declaration after step-up: %d\n%s", r.status, r.body)
@@ -568,5 +572,77 @@ func TestStepUpCaregiverKeepsActingFor(t *testing.T) {
 	}
 	if r := nora.get(e.base + "/summary/record.json"); r.status == http.StatusOK {
 		t.Errorf("download after the revocation: %d", r.status)
+	}
+}
+
+// TestStepUpKeepsTypedForm: a form refused because the sign-in had grown old is not lost.
+// The officer's paper-consent form comes back as typed after the fresh sign-in, once, with
+// a note; a draft is given back only to the login that typed it, and only on its page.
+func TestStepUpKeepsTypedForm(t *testing.T) {
+	t.Parallel()
+	pe := newPrivacyEnv(t, false)
+	off := pe.signedIn(t, "privo", "privo-pw")
+	pagePath := "/officer/consent?patient=" + alicePerson
+	ageAuth(t, pe.env, off, DefaultStepUpWindow+time.Minute)
+	page := off.getPrivate(pe.base, pagePath)
+	typed := url.Values{"_csrf": {csrfFrom(t, page.body)}, "patient": {alicePerson}, "kind": {"optout"}, "action": {"off"},
+		"signed": {"2026-01-02"}, "formref": {"F-2026-0077"}}
+	r := off.post(pe.base+"/officer/consent", typed, "same-origin")
+	if r.status != http.StatusForbidden {
+		t.Fatalf("paper consent on an old sign-in: %d", r.status)
+	}
+	// Another page first: the draft waits for its own.
+	if other := off.getPrivate(pe.base, "/officer/reviews"); strings.Contains(other.body, draftRestored) {
+		t.Fatal("the reviews page shows the consent form's draft note")
+	}
+	back := pe.stepUpSignIn(t, off, r.body, "privo", "privo-pw")
+	if back.status != http.StatusSeeOther || back.header.Get("Location") != pagePath {
+		t.Fatalf("step-up callback: %d to %q", back.status, back.header.Get("Location"))
+	}
+	page = off.getPrivate(pe.base, pagePath)
+	for _, want := range []string{draftRestored, `value="F-2026-0077"`, `value="2026-01-02"`, `value="off" checked`} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("after the step-up the form lacks %q:\n%s", want, page.body)
+		}
+	}
+	if again := off.getPrivate(pe.base, pagePath); strings.Contains(again.body, "F-2026-0077") || strings.Contains(again.body, draftRestored) {
+		t.Error("the draft is shown a second time")
+	}
+
+	// A draft kept by one login never reaches another that signs in from the same browser.
+	ageAuth(t, pe.env, off, DefaultStepUpWindow+time.Minute)
+	page = off.getPrivate(pe.base, pagePath)
+	r = off.post(pe.base+"/officer/guardians", url.Values{"_csrf": {csrfFrom(t, page.body)}, "patient": {alicePerson},
+		"patient_name": {"Alice"}, "name": {"Grace Guardian"}, "relationship": {"guardian"}, "evidence": {"E-9"}}, "same-origin")
+	if r.status != http.StatusForbidden {
+		t.Fatalf("guardian on an old sign-in: %d", r.status)
+	}
+	if sess, err := pe.srv.sessions.Load(t.Context(), pe.sessionID(off)); err != nil || sess.Draft == nil || sess.Draft.Form.Get("name") != "Grace Guardian" || sess.Draft.Form.Has("_csrf") {
+		t.Fatalf("the refused guardian form was not kept as it should be: %+v %v", sess.Draft, err)
+	}
+	pe.stepUpSignIn(t, off, r.body, "drjones", "jones-pw")
+	sess, err := pe.srv.sessions.Load(t.Context(), pe.sessionID(off))
+	if err != nil || sess.Subject != "sub-doc-1" {
+		t.Fatalf("signed in as %q: %v", sess.Subject, err)
+	}
+	if sess.Draft != nil {
+		t.Fatalf("another login's session got the officer's draft: %+v", sess.Draft)
+	}
+
+	// A patient's caregiver invitation comes back too.
+	alice := pe.signedIn(t, "alice", "alice-pw")
+	ageAuth(t, pe.env, alice, DefaultStepUpWindow+time.Minute)
+	page = alice.getPrivate(pe.base, "/caregivers")
+	r = alice.post(pe.base+"/caregivers", url.Values{"_csrf": {csrfFrom(t, page.body)}, "name": {"Eve Mallory"}, "relationship": {"other"},
+		"ends": {"date"}, "end_date": {"2027-03-01"}}, "same-origin")
+	if r.status != http.StatusForbidden {
+		t.Fatalf("invitation on an old sign-in: %d", r.status)
+	}
+	pe.stepUpSignIn(t, alice, r.body, "alice", "alice-pw")
+	page = alice.getPrivate(pe.base, "/caregivers")
+	for _, want := range []string{draftRestored, `value="Eve Mallory"`, `value="other" checked`, `value="date" checked`, `value="2027-03-01"`} {
+		if !strings.Contains(page.body, want) {
+			t.Errorf("after the step-up the invitation lacks %q", want)
+		}
 	}
 }
