@@ -192,7 +192,10 @@ func plan(p directory.Principal, member directory.Member, i int, e fhir.Entry) (
 	if err := refuseEntry(pe.typ, method, pe.id); err != nil {
 		return pe, err
 	}
-	if !p.Scopes.Allows(pe.typ, need) || pe.method == http.MethodPatch && !p.Scopes.Allows(pe.typ, 'r') {
+	// A patch reads what it changes, and an explicit ifNoneExist that matches answers with
+	// the stored resource: both need the read scope too.
+	reads := pe.method == http.MethodPatch || pe.method == http.MethodPost && e.Request.IfNoneExist != ""
+	if !p.Scopes.Allows(pe.typ, need) || reads && !p.Scopes.Allows(pe.typ, 'r') {
 		return pe, errs.E(op, errs.Forbidden, "the access token's scopes do not allow this entry")
 	}
 	return pe, nil

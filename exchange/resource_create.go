@@ -59,6 +59,9 @@ func (s *Server) readRequestResource(c echo.Context, op, want string) ([]byte, *
 // cannot be written, nothing is stored and the answer is 503. A retry answered from its
 // Idempotency-Key writes nothing and adds no event (the first request has its own).
 //
+// A conditional create (If-None-Exist) needs the type's read scope as well as create: its
+// match answers with the stored resource.
+//
 // The answer (201, or 200 for an If-None-Exist match or a Patient whose MRN named an
 // existing record; Location, ETag and Last-Modified of the version) carries what Prefer
 // asks for (writeReply): the resource (return=representation, the default), nothing
@@ -70,6 +73,13 @@ func (s *Server) createResource(c echo.Context) error {
 	typ := c.Param("type")
 	if err := admitGenericWrite(c, op, typ, 'c', "unknown resource type"); err != nil {
 		return err
+	}
+	// A matching If-None-Exist answers with the stored resource: a read, so it needs the
+	// read scope too (as PATCH does), or a create-only token could read through it.
+	if c.Request().Header.Get("If-None-Exist") != "" {
+		if err := require(c, typ, 'r'); err != nil {
+			return err
+		}
 	}
 	body, res, err := s.readRequestResource(c, op, typ)
 	if err != nil {
