@@ -173,10 +173,11 @@ func (s *Server) parseMatch(body []byte) (matchRequest, error) {
 	return r, nil
 }
 
-// grade maps a scored candidate to its match-grade code.
-func grade(sc mpistore.Scored) string {
+// grade maps a scored candidate to its match-grade code; certain is whether it is certain
+// among the persons the caller may see (Matcher.CertainAmong), not sc.Certain.
+func grade(sc mpistore.Scored, certain bool) string {
 	switch {
-	case sc.Certain:
+	case certain:
 		return GradeCertain
 	case sc.Upper:
 		return GradeProbable
@@ -194,11 +195,15 @@ func grade(sc mpistore.Scored) string {
 // MPI bands: certain = auto-link, probable/possible = upper/lower half of the review band;
 // candidates below the review band are not returned.
 //
-// Visibility goes through records.IdentityPatients: for each candidate person the caller
+// Visibility goes through records.IdentityRelease: for each candidate person the caller
 // gets its own member's Patient when it has one, otherwise (purpose TREAT, consent
 // permitting) one other member's Patient; a person it may not see is skipped as if it did
-// not match. Each disclosure is audited. onlyCertainMatches=true answers the single
-// certain match, or nothing.
+// not match, and counts for nothing in the grades: certain is the best person the caller
+// may see, when the engine would auto-link to it and no other person the caller may see
+// is within the model's margin. Each disclosure is audited; a 42 CFR Part 2 Patient of
+// another member carries the §2.32 notice as on a read, and the Bundle an outcome entry
+// with it (not counted in total). onlyCertainMatches=true answers the single certain
+// match, or nothing (decided before anything is disclosed).
 func (s *Server) matchPatients(c echo.Context) error {
 	const op = "exchange.matchPatients"
 	if err := require(c, "Patient", 's'); err != nil {
@@ -226,19 +231,55 @@ func (s *Server) matchPatients(c echo.Context) error {
 	}
 	set := fhir.SearchSet{Timestamp: s.Now()}
 	v := viewer(c)
-	for _, sc := range scored {
-		if len(set.Entries) >= req.count || sc.Band == mpi.NoLink || (req.onlyCertain && !sc.Certain) {
+	query := func(p mpistore.PersonID) records.IdentityQuery {
+		return records.IdentityQuery{Persons: []string{string(p)}, One: true, Reason: "match"}
+	}
+	visible := func(p mpistore.PersonID) (bool, error) {
+		vis, err := s.Records.IdentityVisible(ctx, v, query(p))
+		return err == nil && vis[0], err
+	}
+	part2 := false
+	for i, sc := range scored {
+		if len(set.Entries) >= req.count || sc.Band == mpi.NoLink {
 			break
 		}
-		got, err := s.Records.IdentityPatients(ctx, v, records.IdentityQuery{Persons: []string{string(sc.Person)}, One: true, Reason: "match"})
+		// Only the best person the caller may see can be certain, and only against the
+		// others it may see (Matcher.CertainAmong): the grade says nothing of the rest.
+		certain := false
+		if len(set.Entries) == 0 {
+			if req.onlyCertain {
+				// Decide before disclosing: an uncertain best match is not handed out at all.
+				if vis, err := visible(sc.Person); err != nil || !vis {
+					if err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			if certain, err = s.Matcher.CertainAmong(scored, i, visible); err != nil {
+				return err
+			}
+		}
+		if req.onlyCertain && !certain {
+			break
+		}
+		got, err := s.Records.IdentityRelease(ctx, v, query(sc.Person))
 		if err != nil {
 			return err
 		}
-		if len(got[0]) == 0 {
+		if len(got.Patients[0]) == 0 {
 			continue
 		}
-		st := got[0][0]
-		res, err := fhir.Parse(st.Body)
+		st := got.Patients[0][0]
+		var rel *records.Part2Release
+		if r, ok := got.Part2Of(st); ok {
+			rel, part2 = &r, true
+		}
+		body, err := discloseBody(st.Body, rel) // a Part 2 record carries the §2.32 notice (part2.go)
+		if err != nil {
+			return err
+		}
+		res, err := fhir.Parse(body)
 		if err != nil {
 			return errs.E(op, errs.Internal, err)
 		}
@@ -246,7 +287,7 @@ func (s *Server) matchPatients(c echo.Context) error {
 		ext, _ := json.Marshal(struct {
 			URL       string `json:"url"`
 			ValueCode string `json:"valueCode"`
-		}{MatchGradeURL, grade(sc)})
+		}{MatchGradeURL, grade(sc, certain)})
 		set.Entries = append(set.Entries, fhir.SearchEntry{FullURL: s.FHIRBase() + "/Patient/" + st.ID, Resource: res,
 			Mode: "match", Score: &score, Extensions: []json.RawMessage{ext}})
 		if req.onlyCertain {
@@ -255,6 +296,13 @@ func (s *Server) matchPatients(c echo.Context) error {
 	}
 	total := len(set.Entries)
 	set.Total = &total
+	if part2 {
+		oo, err := fhir.Parse(part2Outcome())
+		if err != nil {
+			return errs.E(op, errs.Internal, err)
+		}
+		set.Entries = append(set.Entries, fhir.SearchEntry{Resource: oo, Mode: "outcome"})
+	}
 	out, err := set.JSON()
 	if err != nil {
 		return errs.E(op, err)

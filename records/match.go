@@ -36,9 +36,57 @@ type IdentityQuery struct {
 // returns: Permit naming the Patients shown, or Deny with the consent reason when consent
 // hid every Patient. errs.Unavailable when consent or the audit log cannot be reached.
 func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuery) ([][]store.Stored, error) {
+	a, err := s.IdentityRelease(ctx, v, q)
+	return a.Patients, err
+}
+
+// IdentityAnswer is IdentityRelease's answer.
+type IdentityAnswer struct {
+	Patients [][]store.Stored // per person of the query, in its order (IdentityPatients)
+	// Part2 holds, by "Patient/{id}", what must travel with each 42 CFR Part 2 Patient
+	// shown to another member than its own, from the decision that permitted it (as
+	// Page.Part2). nil when there is none.
+	Part2 map[string]Part2Release
+}
+
+// Part2Of returns what must travel with st if it is a Part 2 record the answer discloses.
+func (a IdentityAnswer) Part2Of(st store.Stored) (Part2Release, bool) {
+	r, ok := a.Part2[part2Key(st)]
+	return r, ok
+}
+
+// IdentityRelease is IdentityPatients that also returns, for every Part 2 Patient it
+// shows to a member other than its own, what must travel with it: an answer that hands out
+// whole Patients ($match) discloses them as a read does, notice included. Errors are
+// IdentityPatients'.
+func (s *Service) IdentityRelease(ctx context.Context, v Viewer, q IdentityQuery) (IdentityAnswer, error) {
+	return s.identity(ctx, v, q, true)
+}
+
+// IdentityVisible reports, for each person of q, whether IdentityPatients would show v any
+// Patient of it, deciding exactly as it does, but it discloses nothing and writes no audit
+// event. It is for what an answer says about persons it does not hand out: a $match grade
+// must be decided among the persons the caller may see, or it would tell the caller that
+// someone it may not see resembles its patient. Errors are IdentityPatients'.
+func (s *Service) IdentityVisible(ctx context.Context, v Viewer, q IdentityQuery) ([]bool, error) {
+	a, err := s.identity(ctx, v, q, false)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(a.Patients))
+	for i, ps := range a.Patients {
+		out[i] = len(ps) > 0
+	}
+	return out, nil
+}
+
+// identity answers q for v (IdentityRelease); without disclose it writes no audit event,
+// and its answer must not leave the exchange (IdentityVisible).
+func (s *Service) identity(ctx context.Context, v Viewer, q IdentityQuery, disclose bool) (IdentityAnswer, error) {
 	const op = "records.IdentityPatients"
 	at := s.now()
 	out := make([][]store.Stored, len(q.Persons))
+	var releases map[string]Part2Release
 	// Every person's source records, then every Patient they name, in one query each.
 	ids := make([]mpistore.PersonID, len(q.Persons))
 	for i, p := range q.Persons {
@@ -46,7 +94,7 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 	}
 	sources, err := s.mpi.SourcesOf(ctx, ids)
 	if err != nil {
-		return nil, errs.E(op, err)
+		return IdentityAnswer{}, errs.E(op, err)
 	}
 	var refs [][2]string
 	for _, srcs := range sources {
@@ -58,7 +106,7 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 	}
 	got, err := s.fhir.GetMany(ctx, nil, refs)
 	if err != nil {
-		return nil, errs.E(op, err)
+		return IdentityAnswer{}, errs.E(op, err)
 	}
 	patients := make(map[string]store.Stored, len(got))
 	for _, st := range got {
@@ -88,28 +136,37 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 		if !(q.One && len(shown) > 0) && regionalPurpose(v.Purpose) && len(other) > 0 {
 			dirs, err := s.inForce(ctx, person, at)
 			if err != nil {
-				return nil, err
+				return IdentityAnswer{}, err
 			}
 			if pv, err = s.breakGlass(ctx, v, person, at); err != nil {
-				return nil, err
+				return IdentityAnswer{}, err
 			}
 			for _, src := range other {
 				st, ok := patients[src.PatientID]
 				if !ok {
 					continue
 				}
-				d, _ := s.decide(dirs, pv, person, at, st)
+				d, labels := s.decide(dirs, pv, person, at, st)
 				if !d.Allow {
 					deny = &d
 					continue
 				}
 				shown = append(shown, st)
+				if r, ok := part2Release(pv, labels, d); ok {
+					if releases == nil {
+						releases = map[string]Part2Release{}
+					}
+					releases[part2Key(st)] = r
+				}
 				if q.One {
 					break
 				}
 			}
 		}
 		if q.One && len(shown) > 1 {
+			for _, st := range shown[1:] {
+				delete(releases, part2Key(st))
+			}
 			shown = shown[:1]
 		}
 		if len(shown) == 0 && deny == nil {
@@ -131,9 +188,12 @@ func (s *Service) IdentityPatients(ctx context.Context, v Viewer, q IdentityQuer
 		evs = append(evs, ev)
 		out[i] = shown
 	}
+	if !disclose {
+		return IdentityAnswer{Patients: out}, nil
+	}
 	// One event per person, all committed (together) before anything is returned.
 	if err := s.appendAll(ctx, evs); err != nil {
-		return nil, err
+		return IdentityAnswer{}, err
 	}
-	return out, nil
+	return IdentityAnswer{Patients: out, Part2: releases}, nil
 }

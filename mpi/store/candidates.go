@@ -63,3 +63,25 @@ func (m *Matcher) Score(ctx context.Context, q db.Querier, r *mpi.Record) ([]Sco
 	}
 	return out, nil
 }
+
+// CertainAmong reports whether scored[i] (Score's answer, best first) is a certain match
+// among the persons visible says a caller may see: the engine would auto-link to it (Band
+// AutoLink) and it leads every later person the caller may see by at least the model's
+// margin. Persons the caller may not see do not count, so the answer says nothing about
+// them; the earlier ones are taken to be such persons (the caller skipped them). visible
+// is asked only about persons within the margin, usually none.
+func (m *Matcher) CertainAmong(scored []Scored, i int, visible func(PersonID) (bool, error)) (bool, error) {
+	if i < 0 || i >= len(scored) || scored[i].Band != mpi.AutoLink {
+		return false, nil
+	}
+	for _, next := range scored[i+1:] {
+		if scored[i].Weight-next.Weight >= m.model.Margin {
+			break // sorted by weight: every later person is further behind
+		}
+		ok, err := visible(next.Person)
+		if err != nil || ok {
+			return false, err
+		}
+	}
+	return true, nil
+}
