@@ -111,8 +111,9 @@ const (
 	PurposeBreakGlass         = "BTG"
 )
 
-// Security labels that gate release. Every other label on an item is carried but does
-// not gate release (ingest normalizes members' labels onto these).
+// Security labels that gate release. The more specific sensitivity codes members send are
+// read as the one of these they are a kind of (labelParents); every other label on an item
+// is carried but does not gate release.
 const (
 	LabelSubstanceUse = "ETH"        // v3-ActCode: substance use information
 	LabelMentalHealth = "PSY"        // v3-ActCode: psychiatry
@@ -156,15 +157,32 @@ var gatingLabels = [labelCount]string{LabelSubstanceUse, LabelMentalHealth, Labe
 	LabelViolence, LabelSexualHealth, LabelRestricted, LabelVeryRestrict, LabelPart2}
 
 // Sensitive reports whether labels hold a gating label: a sensitivity (ETH, PSY, HIV, SDV,
-// SEX), a confidentiality of R or V, or 42CFRPart2.
+// SEX, or a more specific code read as one of them or as R: labelParents), a
+// confidentiality of R or V, or 42CFRPart2.
 func Sensitive(labels []string) bool { return labelMask(labels) != 0 }
 
 func labelMask(ls []string) uint16 {
 	var m uint16
 	for _, l := range ls {
-		m |= labelBit(l)
+		m |= labelBit(l) | labelBit(labelParents[l])
 	}
 	return m
+}
+
+// labelParents maps the more specific sensitivity codes members send (v3-ActCode
+// _ActInformationSensitivityPolicy and two US privacy-law codes) onto the gating label
+// they are a kind of, so that an item labelled ETHUD or PSYTHPN is gated as ETH or PSY.
+// Sensitivities Concord has no category for (genetic disease, sickle cell, taboo, the
+// VA's Title 38 §7332) gate as R, restricted. An item keeps the codes it was sent with;
+// only the decision reads them this way. Provisions never carry these codes
+// (IsGatingLabel refuses them), so the mapping can only withhold more, never release more.
+var labelParents = map[string]string{
+	"ETHUD": LabelSubstanceUse, "OPIOIDUD": LabelSubstanceUse, "SUD": LabelSubstanceUse,
+	"PSYTHPN": LabelMentalHealth, "MH": LabelMentalHealth, "BH": LabelMentalHealth, "HIPAAPsyNotes": LabelMentalHealth,
+	"STD":  LabelSexualHealth,
+	"MST":  LabelViolence,
+	"GDIS": LabelRestricted, "SCA": LabelRestricted, "SICKLE": LabelRestricted, "TBOO": LabelRestricted,
+	"Title38Section7332": LabelRestricted,
 }
 
 // IsGatingLabel reports whether l is one of the labels that gate release.
