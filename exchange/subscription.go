@@ -195,9 +195,16 @@ func (s *Server) subscriptionEvents(c echo.Context) error {
 		return err
 	}
 	v := viewer(c)
+	scopes := principal(c).Scopes
 	for i := range evs {
 		if evs[i].Focus == "" {
 			evs[i].Context = nil
+			continue
+		}
+		// The focus is a read of its resource: without the read scope of its type the
+		// event carries neither it nor its context, as when consent withholds it.
+		if ft, _, _ := strings.Cut(evs[i].Focus, "/"); !scopes.Allows(ft, 'r') {
+			evs[i].Focus, evs[i].Context = "", nil
 			continue
 		}
 		// A link-changed event was decided on another member's Patient of the person

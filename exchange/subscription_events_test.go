@@ -12,7 +12,8 @@ import (
 )
 
 // TestSubscriptionEventsRedecided: $events replays a notification's focus only while
-// consent still lets the subscriber see it, audits the re-check, and is not cacheable.
+// consent still lets the subscriber see it and its token may read the focus's type,
+// audits the re-check, and is not cacheable.
 func TestSubscriptionEventsRedecided(t *testing.T) {
 	env := newNotifyEnv(t)
 	ctx := context.Background()
@@ -43,14 +44,14 @@ func TestSubscriptionEventsRedecided(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	events := func() (*httptest.ResponseRecorder, int) {
+	events := func(scope string) (*httptest.ResponseRecorder, int) {
 		t.Helper()
 		var before int
 		if err := env.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events`).Scan(&before); err != nil {
 			t.Fatal(err)
 		}
 		req := httptest.NewRequest("GET", "/fhir/Subscription/"+sub.ID+"/$events?eventsSinceNumber=1", nil)
-		req.Header.Set("Authorization", "Bearer "+token(t, "client-b", "b", "system/*.cruds"))
+		req.Header.Set("Authorization", "Bearer "+token(t, "client-b", "b", scope))
 		rec := httptest.NewRecorder()
 		env.e.ServeHTTP(rec, req)
 		if rec.Code != http.StatusOK {
@@ -62,18 +63,24 @@ func TestSubscriptionEventsRedecided(t *testing.T) {
 		}
 		return rec, after - before
 	}
-	rec, audited := events()
+	rec, audited := events("system/*.cruds")
 	if !strings.Contains(rec.Body.String(), "/Encounter/"+enc.ID) {
 		t.Fatalf("$events under consent: %s; want the admission's focus", rec.Body.String())
 	}
 	if audited == 0 || !strings.Contains(rec.Header().Get("Cache-Control"), "no-store") {
 		t.Fatalf("$events: %d audit events, Cache-Control %q; want the disclosure audited and no-store", audited, rec.Header().Get("Cache-Control"))
 	}
+	// A token that may read Subscriptions but not Encounters gets the event without its
+	// focus: the focus is a read of the Encounter (security review).
+	rec, _ = events("system/Subscription.rs")
+	if strings.Contains(rec.Body.String(), enc.ID) || !strings.Contains(rec.Body.String(), `"name":"event-number","valueString":"1"`) {
+		t.Fatalf("$events without Encounter.r: %s; want event 1 without its focus", rec.Body.String())
+	}
 	// The patient withdraws consent: the replay no longer names the Encounter.
 	for p := range env.dirs {
 		env.dirs[p] = nil
 	}
-	rec, _ = events()
+	rec, _ = events("system/*.cruds")
 	if strings.Contains(rec.Body.String(), enc.ID) || !strings.Contains(rec.Body.String(), `"name":"event-number","valueString":"1"`) {
 		t.Fatalf("$events after consent withdrawn: %s; want event 1 without its focus", rec.Body.String())
 	}
