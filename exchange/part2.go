@@ -225,10 +225,18 @@ func part2Outcome() []byte {
 }
 
 // setPart2Headers links the notice and the permitting consent on a response whose body is
-// a Part 2 record that cannot carry them itself (Binary content).
+// a Part 2 record that cannot carry them itself (Binary content, a PIXm answer naming an
+// identifier in a Part 2 program's domain).
 func (s *Server) setPart2Headers(h http.Header, r records.Part2Release) {
 	h.Set(headerPart2Notice, consent.Part2Notice)
 	h.Add("Link", "<"+consent.Part2NoticeURL+`>; rel="`+relPart2Notice+`"`)
+	s.addPart2ConsentLink(h, r)
+}
+
+// addPart2ConsentLink links the consent that permitted release r, if a patient's consent
+// did; setPart2Headers calls it, and a response carrying more releases calls it for the
+// others.
+func (s *Server) addPart2ConsentLink(h http.Header, r records.Part2Release) {
 	if r.Reason == consent.Permitted && r.Consent != "" {
 		h.Add("Link", "<"+s.FHIRBase()+"/Consent/"+url.PathEscape(string(r.Consent))+`>; rel="`+relPart2Consent+`"`)
 	}

@@ -3,6 +3,8 @@ package exchange
 import (
 	"bytes"
 	"encoding/json"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,5 +76,18 @@ func TestMatchPart2Notice(t *testing.T) {
 	}
 	if !found || !outcome {
 		t.Fatalf("$match by B: the program's Patient returned %v, the notice's outcome entry %v; want both:\n%s", found, outcome, body)
+	}
+
+	// PIXm: B's own record of the person, cross-referenced into the program's domain. The
+	// identifier alone tells B the person is the program's patient; the answer has no meta,
+	// so the notice travels in headers, as for Binary content.
+	pb := env.samePatient(t, tb, env.b)
+	u := env.base + "/Patient/$ihe-pix?sourceIdentifier=" + url.QueryEscape(env.b.System+"|MRN-7") + "&targetSystem=" + url.QueryEscape(env.p.System)
+	st, body, h := do(t, "GET", u, tb, nil)
+	if st != 200 || !bytes.Contains(body, []byte(`"value":"MRN-7"`)) || !bytes.Contains(body, []byte("/Patient/"+pp)) {
+		t.Fatalf("PIXm by B (own Patient %s) into the program's domain: %d %s", pb, st, body)
+	}
+	if h.Get("Concord-Part2-Notice") == "" || !strings.Contains(strings.Join(h.Values("Link"), ","), `rel="`+relPart2Consent+`"`) {
+		t.Errorf("PIXm named the program's identifier without the §2.32 notice: headers %v", h)
 	}
 }

@@ -109,7 +109,7 @@ func (s *Server) pixQuery(c echo.Context) error {
 		return pixNotFound()
 	}
 	byPatient := map[string]mpistore.Source{}
-	got, err = s.Records.IdentityPatients(ctx, v, records.IdentityQuery{Persons: []string{person},
+	ans, err := s.Records.IdentityRelease(ctx, v, records.IdentityQuery{Persons: []string{person},
 		Keep: func(x mpistore.Source) bool {
 			if x.ID == src.ID || (targets != nil && !targets[x.MemberID]) {
 				return false
@@ -121,7 +121,20 @@ func (s *Server) pixQuery(c echo.Context) error {
 		return err
 	}
 	out := pixParameters{ResourceType: "Parameters"}
-	for _, st := range got[0] {
+	h := c.Response().Header()
+	notice := false
+	for _, st := range ans.Patients[0] {
+		// An identifier in a 42 CFR Part 2 program's domain says the person is its patient:
+		// a Parameters answer has no meta for the §2.32 notice, so it travels in headers,
+		// as for Binary content.
+		if r, ok := ans.Part2Of(st); ok {
+			if !notice {
+				s.setPart2Headers(h, r)
+				notice = true
+			} else {
+				s.addPart2ConsentLink(h, r)
+			}
+		}
 		x := byPatient[st.ID]
 		out.Parameter = append(out.Parameter,
 			pixParameter{Name: "targetIdentifier", ValueIdentifier: &pixIdentifier{System: x.System, Value: x.Value}},
