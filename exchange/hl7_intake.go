@@ -709,6 +709,17 @@ func (h *HL7Intake) existingEncounter(ctx context.Context, tx db.Querier, member
 // written. A resent message (same MSH-10) never reaches here: storeOnce answers it from
 // the dedupe row.
 //
+// A retired MRN whose Patient the member has since deleted (FHIR DELETE leaves the MPI
+// source record) is treated like one never received: the merge is recorded with that
+// Patient and nothing re-pointed, nothing is written, and the sender gets AA. The sender's
+// merge is right in its own system, so AE 204 would ask it to fix a message it cannot
+// fix, and AR (the Patient read's not-found) would have it resend, failing the same way
+// each time, with its queue stuck behind the message for good. A deleted Patient is
+// absent everywhere else too (putPatient writes it again before pointing a message at
+// it); it is not brought back here to carry a replaced-by link, and what the member left
+// in its compartment stays where the member left it. The retired Patient is locked
+// before its compartment, so this is decided before anything is written.
+//
 // Every version written is an update about two persons, and is audited under both: the
 // person the retired record belonged to before the merge, and the survivor's person (""
 // for a Patient the MPI has no source record for). The re-pointed resources are recorded
@@ -732,6 +743,16 @@ func (h *HL7Intake) merge(ctx context.Context, tx db.Querier, v records.Viewer, 
 		return 0, nil
 	}
 	old := src.PatientID
+	head, err := h.srv.FHIR.Lock(ctx, tx, "Patient", old)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound || (err == nil && (head.Deleted || head.MemberID != member.ID)):
+		h.log().Info("hl7v2 merge: the retired Patient was deleted, nothing to retire", "member", member.ID, "msh10", controlID, "patient", old)
+		_, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_merges(member_id, survivor_patient, retired_patient, msh10) VALUES ($1, $2, $3, $4)`,
+			member.ID, survivor, old, controlID)
+		return 0, db.Map(op, err)
+	case err != nil:
+		return 0, err
+	}
 	write := func(res *fhir.Resource, id, patient string) store.Write {
 		sw := h.srv.sourceWrite(member, res, id) // source tag and consent labels, as every write
 		sw.PatientID = patient

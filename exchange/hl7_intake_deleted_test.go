@@ -47,3 +47,45 @@ func TestHL7IntakeAfterPatientDeleted(t *testing.T) {
 		t.Fatalf("Patient version %d after an unchanged PID; want %d (no write)", v, v1)
 	}
 }
+
+// TestHL7MergeAfterRetiredPatientDeleted: an A40 whose retired MRN (MRG-1) names a Patient
+// the member has since deleted through FHIR (the MPI source record stays) gets AA, every
+// time it is sent, and is recorded with nothing re-pointed: the deleted Patient is not
+// brought back to carry a replaced-by link, and what the member left in its compartment
+// stays there. Before, reading the deleted Patient answered not-found, the sender got
+// AR 207 ("resend later"), and every resend failed the same way, so an original-mode
+// sender's queue was stuck behind the message for good.
+func TestHL7MergeAfterRetiredPatientDeleted(t *testing.T) {
+	e := newHL7Env(t)
+	c := mllpClient(t, e.addr)
+	ctx := context.Background()
+	sendAA(t, c, "A01 of the retired MRN", adtA01("ZM1", pidA))
+	sendAA(t, c, "ORU of the retired MRN", oruR01("ZM2", pidA))
+	sendAA(t, c, "A01 of the survivor", adtA01("ZM3", pidB))
+	var a string
+	if err := e.pool.QueryRow(ctx, `SELECT patient_id FROM mpi_source_records WHERE value = 'MRN-A'`).Scan(&a); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.New(e.pool).Delete(ctx, e.pool, "Patient", a, e.member.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	left := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE patient_id = $1 AND NOT deleted`, a)
+	if left == 0 {
+		t.Fatal("setup: nothing in the retired compartment")
+	}
+	a40 := mshGen + "ADT^A40^ADT_A39|ZM4|P|2.5.1\rEVN|A40|20250302080000\r" + pidB + "MRG|MRN-A^^^GENFAC&2.16.840.1.113883.3.9999&ISO^MR\r"
+	for i := range 2 { // the second is the sender resending: it gets the same answer
+		if ack, code := send(t, c, a40); ack != "AA" {
+			t.Fatalf("A40 after the retired Patient was deleted, attempt %d: %s %s; want AA", i+1, ack, code)
+		}
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE type = 'Patient' AND id = $1 AND NOT deleted`, a); n != 0 {
+		t.Error("the deleted retired Patient was brought back")
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM fhir_resources WHERE patient_id = $1 AND NOT deleted`, a); n != left {
+		t.Errorf("%d resources left in the retired compartment, want the %d the member left there", n, left)
+	}
+	if n := e.scalar(t, `SELECT count(*) FROM exchange_hl7_merges WHERE retired_patient = $1 AND repointed = 0 AND msh10 = 'ZM4'`, a); n != 1 {
+		t.Errorf("%d merges recorded for the deleted retired Patient with nothing re-pointed, want 1", n)
+	}
+}
