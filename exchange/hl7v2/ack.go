@@ -98,8 +98,9 @@ func (m *Message) Header() Header {
 // ReadHeader reads what it can of the MSH of bytes that may not parse: the first line
 // starting with "MSH", with its own delimiters when MSH-2 is sane and the defaults when
 // not, in the character set MSH-18 names (UTF-8 when it names none Concord supports).
-// The fields are UTF-8: bytes that are not are replaced by U+FFFD, so an ACK built from
-// the header is well-formed. ok is false when no MSH line was found.
+// The fields are UTF-8: bytes that are not are replaced by U+FFFD. They are otherwise as
+// sent, control characters included (BuildACK leaves out what it cannot copy). ok is
+// false when no MSH line was found.
 func ReadHeader(b []byte) (h Header, ok bool) {
 	s := string(b)
 	for s != "" {
@@ -158,11 +159,21 @@ func KeyOf(m *Message) DedupeKey { return m.Header().Key() }
 // processing ID; MSA with the code, h's control ID and the safe text; and for an error an
 // ERR segment: ERR-1 (segment^seq^field^code&text&HL70357) for 2.3/2.4, ERR-2 location,
 // ERR-3 code and ERR-4 severity for 2.5 and later. The result is ER7 with CR terminators.
+//
+// The ACK always parses (Parse), whatever h holds: a header field that Parse would refuse
+// (a control character, raw or escaped as \Xhh\, or text that is not UTF-8) is left empty
+// in the ACK rather than copied. Escaping it again would not help: Parse checks the
+// decoded text, as any receiver that stores it must. So a message refused for a control
+// character in MSH-10 gets an AE with MSA-2 empty, which the sender matches by its place
+// on the connection (one ACK per message, in order), and one with a bad MSH-3 still gets
+// MSA-2 = its MSH-10. BuildACK strips no character from a field and replaces none: a
+// control ID with a character dropped could name another of the sender's messages.
 func BuildACK(h Header, a Ack, controlID string, now time.Time) []byte {
 	d := h.Delims
 	if d.Field == 0 {
 		d = StandardDelimiters()
 	}
+	h = h.readable(d)
 	version := h.Version
 	if version == "" {
 		version = "2.5.1"
@@ -191,7 +202,7 @@ func BuildACK(h Header, a Ack, controlID string, now time.Time) []byte {
 		code = AR
 	}
 	text := a.Text
-	if text == "" && code != AA {
+	if charsetUTF8.check(text) != "" || (text == "" && code != AA) {
 		text = a.Err.Text()
 	}
 	m.AddSegment("MSA", string(code), d.Encode(h.ControlID), d.Encode(text))
@@ -216,6 +227,31 @@ func BuildACK(h Header, a Ack, controlID string, now time.Time) []byte {
 		}
 	}
 	return m.Bytes()
+}
+
+// readable returns h with every field that Parse would refuse in an ACK written with the
+// delimiters d emptied: a raw field (MSH-3 to MSH-6, MSH-9, MSH-11) whose text, decoded
+// at any level, is not UTF-8 or holds a control character other than tab, CR and LF, or
+// that holds a raw CR, LF or field separator (which would break the segment); a decoded
+// one (MSH-10, MSH-12) that is not UTF-8 or holds such a control character.
+func (h Header) readable(d Delimiters) Header {
+	raw := func(s string) string {
+		if strings.ContainsAny(s, "\r\n"+string(d.Field)) || charsetUTF8.checkField(s, d) != "" {
+			return ""
+		}
+		return s
+	}
+	text := func(s string) string {
+		if charsetUTF8.check(s) != "" {
+			return ""
+		}
+		return s
+	}
+	h.SendingApp, h.SendingFacility = raw(h.SendingApp), raw(h.SendingFacility)
+	h.ReceivingApp, h.ReceivingFac = raw(h.ReceivingApp), raw(h.ReceivingFac)
+	h.Type, h.ProcessingID = raw(h.Type), raw(h.ProcessingID)
+	h.ControlID, h.Version = text(h.ControlID), text(h.Version)
+	return h
 }
 
 // splitLoc turns "PID-7", "OBX[3]-2" or "MSH" into segment, sequence and field texts.
