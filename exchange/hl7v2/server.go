@@ -31,8 +31,8 @@ type ConnInfo struct {
 }
 
 // Authenticator resolves the member behind a connection from its certificate or address.
-// An error (any) means unauthenticated: the first message gets an AR and the connection
-// is closed.
+// An error (any) means unauthenticated: the first message, if it comes within the
+// Server's UnauthTimeout, gets an AR, and the connection is closed.
 type Authenticator func(ctx context.Context, c ConnInfo) (member string, err error)
 
 // Handler processes one parsed message and answers it. The exchange commits the data and
@@ -106,8 +106,17 @@ type Server struct {
 	// MaxConns bounds concurrent connections (1024 when 0); each may buffer MaxMessage
 	// bytes. A connection over the limit is closed at once, before any read.
 	MaxConns int
+	// MaxConnsPerAddr bounds concurrent connections from one IP address
+	// (DefaultMaxConnsPerAddr when 0), so that one peer cannot take every MaxConns slot.
+	// A connection over it is closed at once, before any read.
+	MaxConnsPerAddr int
 	// IdleTimeout closes a connection that sends nothing for this long (5 minutes when 0).
 	IdleTimeout time.Duration
+	// UnauthTimeout is how long a connection the Authenticator refused has to send the
+	// frame that gets its AR before it is closed (DefaultUnauthTimeout when 0). It is
+	// short, and counted from the refusal, not from the last byte: such a connection
+	// holds a MaxConns slot and will never be served.
+	UnauthTimeout time.Duration
 	// WriteTimeout bounds writing one ACK (30 s when 0).
 	WriteTimeout time.Duration
 	// Logger receives connection and message events: IDs and codes only, never payloads.
@@ -118,6 +127,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*srvConn]struct{}
+	perAddr   map[netip.Addr]int // open connections by peer IP; only TCP peers are counted
 	closing   bool
 	wg        sync.WaitGroup
 	nextConn  atomic.Uint64
@@ -128,8 +138,20 @@ type Server struct {
 }
 
 type srvConn struct {
-	c net.Conn
+	c    net.Conn
+	addr netip.Addr // the peer's IP (IPv4-mapped unmapped); invalid when not TCP
 }
+
+// Defaults for the Server's limits on connections.
+const (
+	// DefaultMaxConnsPerAddr is the MaxConnsPerAddr default: far more than the few
+	// connections a member's engine keeps open, far fewer than MaxConns.
+	DefaultMaxConnsPerAddr = 64
+	// DefaultUnauthTimeout is the UnauthTimeout default: time enough for a sender that
+	// writes as soon as it connects to get its AR, and a silent peer holds its slot no
+	// longer.
+	DefaultUnauthTimeout = 5 * time.Second
+)
 
 // ErrServerClosed is returned by Serve after Shutdown or Close.
 var ErrServerClosed = errs.E("hl7v2.Server.Serve", errs.Unavailable, "server closed")
@@ -138,6 +160,7 @@ func (s *Server) initLocked() {
 	if s.listeners == nil {
 		s.listeners = map[net.Listener]struct{}{}
 		s.conns = map[*srvConn]struct{}{}
+		s.perAddr = map[netip.Addr]int{}
 		var b [6]byte
 		_, _ = rand.Read(b[:])
 		s.nonce = hex.EncodeToString(b[:])
@@ -206,6 +229,10 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		sc := &srvConn{c: c}
+		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+			ip, _ := netip.AddrFromSlice(ta.IP)
+			sc.addr = ip.Unmap()
+		}
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -216,13 +243,26 @@ func (s *Server) Serve(ln net.Listener) error {
 		if limit <= 0 {
 			limit = 1024
 		}
+		perAddr := s.MaxConnsPerAddr
+		if perAddr <= 0 {
+			perAddr = DefaultMaxConnsPerAddr
+		}
 		if len(s.conns) >= limit {
 			s.mu.Unlock()
 			_ = c.Close()
 			s.logger().Warn("hl7v2: connection limit reached", "limit", limit)
 			continue
 		}
+		if sc.addr.IsValid() && s.perAddr[sc.addr] >= perAddr {
+			s.mu.Unlock()
+			_ = c.Close()
+			s.logger().Warn("hl7v2: connection limit per address reached", "limit", perAddr)
+			continue
+		}
 		s.conns[sc] = struct{}{}
+		if sc.addr.IsValid() {
+			s.perAddr[sc.addr]++
+		}
 		s.wg.Add(1)
 		s.mu.Unlock()
 		go s.serveConn(sc)
@@ -280,6 +320,11 @@ func (s *Server) serveConn(sc *srvConn) {
 		_ = sc.c.Close()
 		s.mu.Lock()
 		delete(s.conns, sc)
+		if sc.addr.IsValid() {
+			if s.perAddr[sc.addr]--; s.perAddr[sc.addr] <= 0 {
+				delete(s.perAddr, sc.addr)
+			}
+		}
 		s.mu.Unlock()
 	}()
 	log := s.logger()
@@ -316,6 +361,12 @@ func (s *Server) serveConn(sc *srvConn) {
 		if err != nil {
 			authed = false
 			log.Info("hl7v2: connection not authenticated", "conn", info.ID)
+			// One frame, and soon: the loop answers it AR and returns. A peer that
+			// sends nothing must not keep its slot for IdleTimeout.
+			idle = s.UnauthTimeout
+			if idle <= 0 {
+				idle = DefaultUnauthTimeout
+			}
 		}
 		info.Member = m
 	}
