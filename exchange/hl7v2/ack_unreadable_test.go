@@ -64,6 +64,7 @@ func FuzzACK(f *testing.F) {
 	f.Add([]byte("MSH|^~\\&|APP|FAC|CONCORD|HIE|20250301080000||ADT^A01|CTL\\X01\\2|P|2.3\r"))
 	f.Add([]byte("MSH|^~\\&|A\xe9|FAC|R|RF|2025||ADT^A01^X\\X7F\\|C\x9f|P\\X00\\|2.5\\X0D\\|||||8859/1\r"))
 	f.Add([]byte("MSH*:!$@#*APP*FAC*R*RF*20240101**ORU:R01*ID1*P*2.7\r"))
+	f.Add([]byte("MSH|\x00!\"#|")) // a NUL delimiter, once taken for an absent truncation character
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, perr := Parse(b)
 		h, ok := ReadHeader(b)

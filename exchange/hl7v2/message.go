@@ -181,11 +181,10 @@ func delimitersOf(msh string) (Delimiters, error) {
 	if len(enc) == 5 {
 		d.Truncation = enc[4]
 	}
+	// The bytes of MSH-1 and MSH-2 as sent: a NUL among them is refused like any other
+	// control byte, not taken for an absent truncation character.
 	seen := map[byte]bool{}
-	for _, c := range []byte{d.Field, d.Component, d.Repetition, d.Escape, d.Subcomponent, d.Truncation} {
-		if c == 0 && c == d.Truncation {
-			continue
-		}
+	for _, c := range append([]byte{d.Field}, enc...) {
 		if seen[c] || c <= ' ' || c > '~' || isAlnum(c) {
 			return Delimiters{}, problem(op, DataTypeError, "MSH-2", "")
 		}

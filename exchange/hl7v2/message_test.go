@@ -221,6 +221,8 @@ func TestParseErrors(t *testing.T) {
 		{"no MSH-2", "MSH||A|B|C|D|20240101||ADT^A01|1|P|2.5\r", RequiredFieldMissing, "MSH-2"},
 		{"short MSH-2", "MSH|^~|A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
 		{"dup delimiters", "MSH|^^\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
+		{"NUL delimiter", "MSH|\x00~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
+		{"NUL truncation", "MSH|^~\\&\x00|A|B|C|D|20240101||ADT^A01|1|P|2.5\r", DataTypeError, "MSH-2"},
 		{"no MSH-9", "MSH|^~\\&|A|B|C|D|20240101|||1|P|2.5\r", RequiredFieldMissing, "MSH-9"},
 		{"no MSH-10", "MSH|^~\\&|A|B|C|D|20240101||ADT^A01||P|2.5\r", RequiredFieldMissing, "MSH-10"},
 		{"junk line", "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\rpanel AHIC^LN|x\r", SegmentSequenceError, "segment 2"},
