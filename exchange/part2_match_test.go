@@ -6,9 +6,6 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/concord-hie/concord/consent"
 )
 
 // TestMatchPart2Notice: a 42 CFR Part 2 program's Patient carries the program labels
@@ -22,17 +19,7 @@ func TestMatchPart2Notice(t *testing.T) {
 	tb := env.tok(t, env.b, allScopes, "TREAT")
 	pp := env.samePatient(t, tp, env.p) // only the program knows the person
 
-	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
-		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
-		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
-			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
-	cj, err := consent.FormatConsent(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st, body, _ := do(t, "POST", env.base+"/Consent", tp, cj); st != 201 {
-		t.Fatalf("POST Consent: %d %s", st, body)
-	}
+	env.consentForB(t, tp, pp)
 
 	// The read path: B gets the program's Patient with the notice.
 	st, body, _ := do(t, "GET", env.base+"/Patient/"+pp, tb, nil)

@@ -84,6 +84,25 @@ func newPart2Env(t testing.TB) *part2Env {
 
 // samePatient creates member m's Patient for the one person every member of the test
 // knows (same name, birth date and sex), returning its id.
+// consentForB files, with the program's token tp, the patient pp's consent that names
+// member B for treatment and the Part 2 labels, and returns the stored Consent's id.
+func (env *part2Env) consentForB(t testing.TB, tp, pp string) string {
+	t.Helper()
+	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
+		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
+			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
+	cj, err := consent.FormatConsent(d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, body, _ := do(t, "POST", env.base+"/Consent", tp, cj)
+	if st != 201 {
+		t.Fatalf("POST Consent: %d %s", st, body)
+	}
+	return idOf(t, body)
+}
+
 func (env *part2Env) samePatient(t testing.TB, tok string, m directory.Member) string {
 	t.Helper()
 	st, body, _ := do(t, "POST", env.base+"/Patient", tok, []byte(`{"resourceType":"Patient","identifier":[{"system":"`+m.System+`","value":"MRN-7"}],"name":[{"family":"Okafor","given":["Nneka"]}],"gender":"female","birthDate":"1984-06-02"}`))
@@ -240,19 +259,7 @@ func TestPart2LabelsNoticeAndConsent(t *testing.T) {
 	}
 
 	// The patient's consent, filed by the program, names B for treatment and the Part 2 labels.
-	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
-		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
-		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
-			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
-	cj, err := consent.FormatConsent(d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, body, _ = do(t, "POST", env.base+"/Consent", tp, cj)
-	if st != 201 {
-		t.Fatalf("POST Consent: %d %s", st, body)
-	}
-	consentID := idOf(t, body)
+	consentID := env.consentForB(t, tp, pp)
 
 	// B reads it: the notice, the basis and the consent travel in meta, NORDSCLCD with them.
 	st, body, _ = do(t, "GET", env.base+"/Observation/"+obsP, tb, nil)

@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/internal/errs"
-	"github.com/concord-hie/concord/internal/testkit"
 )
 
 // TestMemberClient drives `concord member client` on a real database and checks each
@@ -25,20 +22,7 @@ import (
 // keys end the old tokens and refuse the old key; end-tokens ends tokens and nothing else.
 func TestMemberClient(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testkit.DatabaseURL(t)
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `INSERT INTO directory_members (id, name, system) VALUES ('harbor', 'Harbor', 'urn:oid:2.16.840.1.113883.3.77')`); err != nil {
-		t.Fatal(err)
-	}
-	run := func(args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		err := runMember(ctx, append(append([]string{"client"}, args...), "--database-url", dbURL), &out, &errb)
-		return out.String() + errb.String(), err
-	}
+	pool, _, run := harborMember(t, "client")
 
 	// A token endpoint on the real directory, for tokenSource to sign assertions against.
 	var tokens *directory.Tokens
@@ -55,6 +39,7 @@ func TestMemberClient(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	store := directory.NewStore(pool)
+	var err error
 	tokens, err = directory.NewTokens(store, bytes.Repeat([]byte("k"), 32), srv.URL, srv.URL+"/token", time.Minute, nil)
 	if err != nil {
 		t.Fatal(err)

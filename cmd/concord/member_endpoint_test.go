@@ -19,6 +19,13 @@ import (
 // and a runner of `concord member endpoint ARGS` against it (stdout and stderr together).
 func harborEndpoints(t *testing.T) (*pgxpool.Pool, string, func(args ...string) (string, error)) {
 	t.Helper()
+	return harborMember(t, "endpoint")
+}
+
+// harborMember registers member harbor on a fresh database and returns its pool and URL
+// and a runner of `concord member SUB ARGS` against it (stdout and stderr together).
+func harborMember(t *testing.T, sub string) (*pgxpool.Pool, string, func(args ...string) (string, error)) {
+	t.Helper()
 	dbURL := testkit.DatabaseURL(t)
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, dbURL)
@@ -31,7 +38,7 @@ func harborEndpoints(t *testing.T) (*pgxpool.Pool, string, func(args ...string) 
 	}
 	return pool, dbURL, func(args ...string) (string, error) {
 		var out, errb bytes.Buffer
-		err := runMember(ctx, append(append([]string{"endpoint"}, args...), "--database-url", dbURL), &out, &errb)
+		err := runMember(ctx, append(append([]string{sub}, args...), "--database-url", dbURL), &out, &errb)
 		return out.String() + errb.String(), err
 	}
 }
