@@ -221,8 +221,9 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 	// Two connections of one member may create the same new Patient at once; the loser's
 	// unique violation (Conflict) is retried once, and then finds the winner's record.
 	v := hl7Viewer(conn, member, key.ControlID)
+	digest := msg.Digest()
 	for attempt := 0; attempt < 2; attempt++ {
-		err = h.storeOnce(ctx, v, member, mapped, &stored, &res.resources)
+		err = h.storeOnce(ctx, v, member, mapped, digest[:], &stored, &res.resources)
 		if errs.CodeOf(err) != errs.Conflict {
 			break
 		}
@@ -234,7 +235,7 @@ func (h *HL7Intake) handle(ctx context.Context, conn hl7v2.ConnInfo, msg *hl7v2.
 		res.ack = hl7v2.Accept()
 	case content(err):
 		res.ack, res.err, res.resources = ackFor(err), err, 0
-		h.rememberAE(ctx, key, member.ID, res.ack)
+		h.rememberAE(ctx, key, member.ID, digest[:], res.ack)
 	default:
 		res.ack, res.err, res.resources = ackFor(err), err, 0
 	}
@@ -255,13 +256,14 @@ func hl7Viewer(conn hl7v2.ConnInfo, member directory.Member, controlID string) r
 	return v
 }
 
-// storeOnce runs the message's one transaction: the dedupe row first (a concurrent
-// duplicate waits on it, then reads the first one's answer into *stored), then the data,
+// storeOnce runs the message's one transaction: the dedupe row first, with the message's
+// digest (a concurrent duplicate waits on it, then reads the first one's answer into
+// *stored: storedAck), then the data,
 // and last the audit events of what it wrote (auditWrites: one per person and action, for
 // v; a merge's writes under both persons it is about). An event that cannot be written
 // rolls the message back with errs.Unavailable: AR, and nothing remembered for its MSH-10,
 // so a resend is processed.
-func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member directory.Member, mapped *hl7v2.Mapped, stored **hl7v2.Ack, written *int) error {
+func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member directory.Member, mapped *hl7v2.Mapped, digest []byte, stored **hl7v2.Ack, written *int) error {
 	key := mapped.Key
 	return db.InTx(ctx, h.srv.Pool, func(tx db.Querier) (err error) {
 		// A panic below must not leave the transaction (and its connection) open: turn it
@@ -272,13 +274,13 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 			}
 		}()
 		*stored, *written = nil, 0
-		tag, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code) VALUES ($1, $2, $3, $4, 'AA')
-			ON CONFLICT DO NOTHING`, key.SendingApp, key.SendingFacility, key.ControlID, member.ID)
+		tag, err := tx.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code, digest) VALUES ($1, $2, $3, $4, 'AA', $5)
+			ON CONFLICT DO NOTHING`, key.SendingApp, key.SendingFacility, key.ControlID, member.ID, digest)
 		if err != nil {
 			return db.Map("exchange.HL7Intake.dedupe", err)
 		}
 		if tag.RowsAffected() == 0 {
-			a, err := storedAck(ctx, tx, key, member.ID)
+			a, err := storedAck(ctx, tx, key, member.ID, digest)
 			*stored = &a
 			return err
 		}
@@ -297,32 +299,41 @@ func (h *HL7Intake) storeOnce(ctx context.Context, v records.Viewer, member dire
 	})
 }
 
-// storedAck reads the answer already given to key. A key stored for another member is
-// answered AE 205 (duplicate key identifier); it cannot happen while MSH-4 is registered
-// to one member only.
-func storedAck(ctx context.Context, q db.Querier, key hl7v2.DedupeKey, memberID string) (hl7v2.Ack, error) {
+// storedAck reads the answer already given to key, for a message with this digest. A key
+// stored for another member is answered AE 205 (duplicate key identifier); it cannot
+// happen while MSH-4 is registered to one member only. So is a key first used for a
+// message with other content (another digest): the sender reused a control ID, and
+// answering it with the first message's ACK would drop it unseen. A row from before
+// digests were kept (NULL) answers as it always did.
+func storedAck(ctx context.Context, q db.Querier, key hl7v2.DedupeKey, memberID string, digest []byte) (hl7v2.Ack, error) {
 	var a hl7v2.Ack
 	var code, owner string
 	var errCode int
-	err := q.QueryRow(ctx, `SELECT member_id, ack_code, err_code, err_loc, ack_text FROM exchange_hl7_messages
+	var first []byte
+	err := q.QueryRow(ctx, `SELECT member_id, ack_code, err_code, err_loc, ack_text, digest FROM exchange_hl7_messages
 		WHERE msh3 = $1 AND msh4 = $2 AND msh10 = $3`, key.SendingApp, key.SendingFacility, key.ControlID).
-		Scan(&owner, &code, &errCode, &a.Loc, &a.Text)
+		Scan(&owner, &code, &errCode, &a.Loc, &a.Text, &first)
 	if err != nil {
 		return a, db.Map("exchange.storedAck", err)
 	}
 	if owner != memberID {
 		return hl7v2.Ack{Code: hl7v2.AE, Err: hl7v2.DuplicateKeyIdentifier, Loc: "MSH-10", Text: "Duplicate message control ID"}, nil
 	}
+	if first != nil && !bytes.Equal(first, digest) {
+		return hl7v2.Ack{Code: hl7v2.AE, Err: hl7v2.DuplicateKeyIdentifier, Loc: "MSH-10",
+			Text: "This message control ID was already used for a different message; send it with a new MSH-10"}, nil
+	}
 	a.Code, a.Err = hl7v2.AckCode(code), hl7v2.ErrCode(errCode)
 	return a, nil
 }
 
-// rememberAE stores a content error's answer so a resend gets the same AE. It is best
-// effort: if the database fails now, the resend is checked again and answered the same.
-func (h *HL7Intake) rememberAE(ctx context.Context, key hl7v2.DedupeKey, memberID string, a hl7v2.Ack) {
-	_, err := h.srv.Pool.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code, err_code, err_loc, ack_text)
-		VALUES ($1, $2, $3, $4, 'AE', $5, $6, $7) ON CONFLICT DO NOTHING`,
-		key.SendingApp, key.SendingFacility, key.ControlID, memberID, int(a.Err), a.Loc, a.Text)
+// rememberAE stores a content error's answer, with the message's digest, so a resend gets
+// the same AE. It is best effort: if the database fails now, the resend is checked again
+// and answered the same.
+func (h *HL7Intake) rememberAE(ctx context.Context, key hl7v2.DedupeKey, memberID string, digest []byte, a hl7v2.Ack) {
+	_, err := h.srv.Pool.Exec(ctx, `INSERT INTO exchange_hl7_messages(msh3, msh4, msh10, member_id, ack_code, err_code, err_loc, ack_text, digest)
+		VALUES ($1, $2, $3, $4, 'AE', $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+		key.SendingApp, key.SendingFacility, key.ControlID, memberID, int(a.Err), a.Loc, a.Text, digest)
 	if err != nil {
 		h.log().Warn("hl7v2 intake: could not remember AE", "member", memberID, "control_id", key.ControlID, "cause", errs.CodeOf(db.Map("", err)).String())
 	}

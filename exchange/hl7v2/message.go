@@ -9,6 +9,7 @@ package hl7v2
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"iter"
 	"strings"
 )
@@ -227,6 +228,30 @@ func (m *Message) Bytes() []byte {
 		b = append(b, '\r')
 	}
 	return b
+}
+
+// Digest is the SHA-256 of the message as Bytes writes it, but with MSH-7 (the time of
+// the message) left out: what a resend of the same message shares with the first send even
+// when the sending engine stamps it again. Two messages with the same digest carry the
+// same content.
+func (m *Message) Digest() [32]byte {
+	h := sha256.New()
+	for i, s := range m.Segments {
+		raw := s.raw
+		if i == 0 && s.Name == "MSH" {
+			// MSH-1 is the separator itself, so MSH-n is field n-1 of the split line.
+			fs := strings.SplitN(raw, string(m.Delims.Field), 8)
+			if len(fs) > 6 {
+				fs[6] = ""
+			}
+			raw = strings.Join(fs, string(m.Delims.Field))
+		}
+		h.Write([]byte(raw))
+		h.Write([]byte{'\r'})
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
 }
 
 // Segment returns the first segment named name.
