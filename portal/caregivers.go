@@ -384,7 +384,7 @@ func restoreOwn(sess *Session) {
 }
 
 // checkProxy runs after loadSession: a caregiver's session is checked against its grant on
-// every request, so a revocation, or the grant's end date passing, takes effect at the
+// every request but signing in and out (see signInChain), so a revocation, or the grant's end date passing, takes effect at the
 // caregiver's next click, however old the session. A grant no longer active returns the
 // session to the login's own role and sends them home with a note.
 func (s *Server) checkProxy(next echo.HandlerFunc) echo.HandlerFunc {

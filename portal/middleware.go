@@ -30,9 +30,17 @@ func newCookieNames(insecure bool) cookieNames {
 	return cookieNames{session: "__Host-session", csrf: "__Host-csrf", secure: true}
 }
 
-// chain returns the middleware every portal route runs, outermost first: security headers,
-// the error page, CSRF, then the optional session.
+// chain returns the middleware of every portal route but sign-in and sign-out, outermost
+// first: signInChain's, then checkProxy (a caregiver's grant is still active).
 func (s *Server) chain() []echo.MiddlewareFunc {
+	return with(s.signInChain(), s.checkProxy)
+}
+
+// signInChain returns the middleware of sign-in, its callback and sign-out, outermost first:
+// security headers, the error page, CSRF, then the optional session. It checks no
+// caregiver's grant: signing out must sign out whatever the session has become, and a
+// sign-in replaces it.
+func (s *Server) signInChain() []echo.MiddlewareFunc {
 	secure := middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0",
 		ContentTypeNosniff:    "nosniff",
@@ -51,7 +59,7 @@ func (s *Server) chain() []echo.MiddlewareFunc {
 		CookieSameSite: http.SameSiteStrictMode,
 		CookieMaxAge:   12 * 3600,
 	})
-	return []echo.MiddlewareFunc{secure, s.errorPages, csrf, s.loadSession, s.checkProxy}
+	return []echo.MiddlewareFunc{secure, s.errorPages, csrf, s.loadSession}
 }
 
 // shareChain is the middleware of the pages a share link opens, outermost first: the

@@ -12,8 +12,9 @@ import (
 
 // Register mounts the portal on e at "/": its pages, sign-in and sign-out, and /static/.
 // This is the portal's one route table. Every route runs the portal's own middleware
-// (security headers, error page, CSRF, session); e's global middleware (request ID,
-// recovery, logging, body limit) runs first.
+// (security headers, error page, CSRF, session, and but for signing in and out the
+// checks of chain); e's global middleware (request ID, recovery, logging, body limit)
+// runs first.
 func (s *Server) Register(e *echo.Echo) {
 	mw := s.chain()
 	patient := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient))
@@ -21,11 +22,13 @@ func (s *Server) Register(e *echo.Echo) {
 	reader := append(mw[:len(mw):len(mw)], noStore, requireRole(RolePatient, RoleProxy))
 	staff := append(mw[:len(mw):len(mw)], noStore, requireRole(RoleClinician, RoleOfficer))
 	open := append(mw[:len(mw):len(mw)], noStore)
+	// Signing in and out run without the checks of a signed-in request (see signInChain).
+	auth := with(s.signInChain(), noStore)
 
 	e.GET("/", s.showLanding, open...)
-	e.POST("/auth/login", s.startLogin, open...)
-	e.GET("/auth/callback", s.finishLogin, open...)
-	e.POST("/logout", s.deleteSession, open...)
+	e.POST("/auth/login", s.startLogin, auth...)
+	e.GET("/auth/callback", s.finishLogin, auth...)
+	e.POST("/logout", s.deleteSession, auth...)
 	e.GET("/enrol", s.showEnrol, open...)
 	e.GET("/labs", s.showLabs, reader...)
 	e.GET("/summary", s.showSummary, reader...)
