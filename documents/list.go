@@ -59,14 +59,16 @@ func summary(copies, members int) string {
 }
 
 // Group lists the contents of the given documents once per distinct content, each with
-// every one of these documents that holds it, ordered by key. It authorizes nothing: pass
-// only document IDs the caller may see (from records), so Copies never names another.
+// every one of these documents that holds it, ordered by key. A document's contents are
+// those its current version names: an updated document's earlier bytes are not listed. It
+// authorizes nothing: pass only document IDs the caller may see (from records), so Copies
+// never names another.
 func (s *Service) Group(ctx context.Context, documentIDs []string) ([]Listing, error) {
 	const op = "documents.Service.Group"
 	rows, err := s.pool.Query(ctx, `SELECT c.object_key, c.size, c.content_type, c.document_id, c.binary_id,
 			coalesce(m.member_id, ''), m.status, m.created_at
 		FROM documents_contents c JOIN documents_metadata m ON m.id = c.document_id
-		WHERE c.document_id = ANY($1) ORDER BY c.object_key, m.member_id, c.document_id`, documentIDs)
+		WHERE c.document_id = ANY($1) AND c.current ORDER BY c.object_key, m.member_id, c.document_id`, documentIDs)
 	if err != nil {
 		return nil, db.Map(op, err)
 	}

@@ -51,12 +51,14 @@ func (s *Service) Content(ctx context.Context, binaryID string) (Content, error)
 }
 
 // ContentOfDocument returns the first content of document documentID (a DocumentReference
-// or a patient upload), or errs.NotFound. Like Content it reads metadata only and
-// authorizes nothing.
+// or a patient upload) as its current version names it, never an earlier version's, or
+// errs.NotFound (also when the current version names no content stored here). Like
+// Content it reads metadata only and authorizes nothing.
 func (s *Service) ContentOfDocument(ctx context.Context, documentID string) (Content, error) {
 	const op = "documents.Service.ContentOfDocument"
 	var binaryID string
-	err := s.pool.QueryRow(ctx, `SELECT binary_id FROM documents_contents WHERE document_id = $1 ORDER BY idx, binary_id LIMIT 1`, documentID).Scan(&binaryID)
+	err := s.pool.QueryRow(ctx, `SELECT binary_id FROM documents_contents WHERE document_id = $1 AND current
+		ORDER BY idx, binary_id LIMIT 1`, documentID).Scan(&binaryID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Content{}, errs.E(op, errs.NotFound, "resource not found", err)
 	}

@@ -229,6 +229,7 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 	}
 	var stored []storedContent
 	var links []link
+	named := []string{} // the Binary ids this version's contents name
 	for i, raw := range contents {
 		c, err := jsonobj.Parse(raw)
 		if err != nil {
@@ -267,6 +268,7 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 				sc.BinaryID = store.NewID()
 				stored = append(stored, sc)
 			}
+			named = append(named, sc.BinaryID)
 			att = att.Del("data").Set("contentType", jsonOf(sc.ContentType)).Set("url", jsonOf(s.binaryURL(sc.BinaryID))).
 				Set("size", jsonOf(sc.Size)).Set("hash", jsonOf(sc.SHA1))
 		case af.URL != "":
@@ -275,6 +277,7 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 				continue // an external URL: no bytes here to keep
 			}
 			links = append(links, link{id, i})
+			named = append(named, id)
 			att = att.Set("url", jsonOf(s.binaryURL(id)))
 		default:
 			continue
@@ -320,6 +323,9 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 			return nil, err
 		}
 	}
+	if err := markCurrent(ctx, tx, in.ID, named); err != nil {
+		return nil, err
+	}
 	for _, r := range replaces {
 		st, err := s.supersede(ctx, tx, in.MemberID, r, in.ID)
 		if err != nil {
@@ -330,6 +336,18 @@ func (s *Service) ingestDocumentReference(ctx context.Context, tx db.Querier, in
 		}
 	}
 	return out, nil
+}
+
+// markCurrent records that the contents named (Binary ids) are document docID's content
+// now and its other content rows are earlier versions': those stay, as history (their
+// Binary/{id} is still readable and their objects kept), but ContentOfDocument and Group
+// no longer return them. A named Binary not stored yet (linked later in tx) is current
+// when its row is written. tx must hold docID's metadata row (insertMeta), so that
+// concurrent writes of one document mark its rows in the order they commit.
+func markCurrent(ctx context.Context, tx db.Querier, docID string, named []string) error {
+	_, err := tx.Exec(ctx, `UPDATE documents_contents SET current = coalesce(binary_id = ANY($2), false)
+		WHERE document_id = $1 AND current IS DISTINCT FROM coalesce(binary_id = ANY($2), false)`, docID, named)
+	return db.Map("documents.markCurrent", err)
 }
 
 // replacement is relatesTo[Idx] of a DocumentReference: code replaces, naming Target.
@@ -591,7 +609,8 @@ func (s *Service) supersede(ctx context.Context, tx db.Querier, member string, r
 }
 
 // metaRow is one documents_metadata row. Writing it again (an update of the
-// DocumentReference) replaces its fields; earlier contents stay, as history.
+// DocumentReference) replaces its fields; earlier contents stay, as history (see
+// markCurrent).
 type metaRow struct {
 	ID, MemberID, PatientID, PersonID, Origin string
 	TypeSystem, TypeCode, Category, Author    string
