@@ -449,9 +449,9 @@ func (s *Service) putData(ctx context.Context, tx db.Querier, af attachmentField
 }
 
 // putBytes checks data, the whole body, before any byte reaches Blobs (so a refused
-// document leaves nothing behind), and writes it to Blobs (once per distinct content)
-// under a shared advisory lock on its key that tx holds until it ends, so the collector
-// cannot remove the object between this write and tx's COMMIT.
+// document leaves nothing behind), and writes it to Blobs (see storeObject) under a shared
+// advisory lock on its key that tx holds until it ends, so the collector cannot remove the
+// object between this write and tx's COMMIT.
 func (s *Service) putBytes(ctx context.Context, tx db.Querier, data []byte, declared, senderHash string, senderSize *int64) (storedContent, error) {
 	const op = "documents.Service.putBytes"
 	if int64(len(data)) > s.cfg.MaxBytes {
@@ -479,19 +479,19 @@ func (s *Service) putBytes(ctx context.Context, tx db.Querier, data []byte, decl
 	return sc, nil
 }
 
-// storeObject writes data under key unless an object is already there (identical bytes:
-// content addressing), holding the key's shared lock in tx.
+// storeObject writes data under key, holding the key's shared lock in tx. It writes even
+// when an object is already there: identical bytes share one object (content addressing),
+// but the object under the key is only right if nothing damaged it since, and a check that
+// the size matches cannot tell. Put verifies data against key and replaces the object
+// whole (never a partial one, see Blobs.Put), so an acknowledged upload is always
+// readable, and a resend of the same bytes repairs an object that bit rot or a bad restore
+// broke for every document naming it. Put also refreshes LastModified, so the collector,
+// which re-checks the age under the exclusive lock, never counts a just-sent object as an
+// old orphan. The price is one upload of the bytes per intake, duplicates included.
 func (s *Service) storeObject(ctx context.Context, tx db.Querier, key string, data []byte, ct string) error {
 	const op = "documents.Service.storeObject"
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, key); err != nil {
 		return db.Map(op, err)
-	}
-	info, err := s.blobs.Stat(ctx, key)
-	switch {
-	case err == nil && info.Size == int64(len(data)):
-		return nil // de-duplicated: the same bytes are stored
-	case err != nil && errs.CodeOf(err) != errs.NotFound:
-		return errs.E(op, err)
 	}
 	if err := s.blobs.Put(ctx, key, bytes.NewReader(data), int64(len(data)), ct); err != nil {
 		return errs.E(op, err)
