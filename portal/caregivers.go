@@ -383,7 +383,7 @@ func restoreOwn(sess *Session) {
 	sess.ProxyGrant, sess.ActingFor, sess.OwnRole, sess.OwnPerson = 0, "", "", ""
 }
 
-// checkProxy runs after loadSession: a caregiver's session is checked against its grant on
+// checkProxy runs after checkLogin: a caregiver's session is checked against its grant on
 // every request but signing in and out (see signInChain), so a revocation, or the grant's end date passing, takes effect at the
 // caregiver's next click, however old the session. A grant no longer active returns the
 // session to the login's own role and sends them home with a note.

@@ -158,6 +158,9 @@ type envOpts struct {
 	shared        SharedRecords
 	privacy       Privacy     // /access, /privacy and /officer; nil leaves them out
 	logs          *syncBuffer // when set, the portal's log and the access log (JSON) go here
+	// logins wraps the login look-ups the portal is given (memIdentity and the StaffStore);
+	// nil gives them as they are.
+	logins func(Identity, StaffDirectory) (Identity, StaffDirectory)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -190,6 +193,9 @@ func newEnv(t *testing.T, o envOpts) *env {
 		identity: memIdentity{op.Issuer() + "|sub-pat-1": "person-1"},
 	}
 	deps := Deps{Identity: e.identity, Staff: staff, Records: e.records, Redis: rdb, Patients: o.patients}
+	if o.logins != nil {
+		deps.Identity, deps.Staff = o.logins(deps.Identity, deps.Staff)
+	}
 	if o.messages {
 		deps.Messages = NewMessageStore(pool)
 	}

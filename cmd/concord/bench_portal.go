@@ -52,8 +52,14 @@ func (e *benchEnv) portalPage() ([]bench.Scenario, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The login the region enrolled (region.seed, with the embedded OIDC provider): the portal
+	// reads it again on every request and signs out a session whose login is not enrolled
+	// to its person.
+	if e.m.devOIDC == nil {
+		return nil, fmt.Errorf("the portal scenario needs the embedded OIDC provider's demo logins")
+	}
 	id, err := e.m.portal.Sessions().Create(e.ctx, portal.Session{Role: portal.RolePatient, PersonID: string(src.PersonID),
-		Name: p.Given + " " + p.Family, Issuer: e.m.cfg.BaseURL, Subject: "demo-" + p.Login})
+		Name: p.Given + " " + p.Family, Issuer: e.m.devOIDC.Issuer(), Subject: "demo-" + p.Login})
 	if err != nil {
 		return nil, err
 	}
