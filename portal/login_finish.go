@@ -26,7 +26,8 @@ import (
 // second-factor evidence (see Config.StaffMFAOff) gets the "second factor needed" page and no
 // session. A step-up started while acting for a patient acts for them again when
 // resumeActingFor allows it. The signed-in session gets a new ID and goes to the flow's
-// return path when it still passes localPath, else to its role's home.
+// return path when it still passes localPath, else to its role's home; that path is the
+// session's Landing, the one request from another site that confirmCrossSite lets through.
 func (s *Server) finishLogin(c echo.Context) error {
 	const op = "portal.finishLogin"
 	ctx := c.Request().Context()
@@ -146,6 +147,11 @@ func (s *Server) finishLogin(c echo.Context) error {
 	if f.Draft != nil && f.StepUpLogin == sess.Issuer+"|"+sess.Subject {
 		sess.Draft = f.Draft
 	}
+	dest := homeFor(sess.Role)
+	if p := localPath(f.ReturnTo); p != "" {
+		dest = p
+	}
+	sess.Landing = dest
 	id, err := s.sessions.Create(ctx, sess)
 	if err != nil {
 		return err
@@ -156,10 +162,6 @@ func (s *Server) finishLogin(c echo.Context) error {
 		slog.String("role", string(sess.Role)),
 		slog.String("person", sess.PersonID),
 		slog.String("org", sess.Org))
-	dest := homeFor(sess.Role)
-	if p := localPath(f.ReturnTo); p != "" {
-		dest = p
-	}
 	return c.Redirect(http.StatusSeeOther, dest)
 }
 

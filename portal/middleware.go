@@ -32,15 +32,17 @@ func newCookieNames(insecure bool) cookieNames {
 
 // chain returns the middleware of every portal route but sign-in and sign-out, outermost
 // first: signInChain's, then checkLogin (the login still has the standing the session was
-// given) and checkProxy (a caregiver's grant is still active).
+// given), checkProxy (a caregiver's grant is still active) and confirmCrossSite (a GET that
+// another site started is only offered).
 func (s *Server) chain() []echo.MiddlewareFunc {
-	return with(s.signInChain(), s.checkLogin, s.checkProxy)
+	return with(s.signInChain(), s.checkLogin, s.checkProxy, s.confirmCrossSite)
 }
 
 // signInChain returns the middleware of sign-in, its callback and sign-out, outermost first:
 // security headers, the error page, CSRF, then the optional session. It checks neither the
-// login nor a caregiver's grant: signing out must sign out whatever the session has
-// become, and a sign-in replaces it.
+// login, nor a caregiver's grant, nor where the request came from: signing out must sign
+// out whatever the session has become, a sign-in replaces it, and the OP's callback
+// arrives from another site.
 func (s *Server) signInChain() []echo.MiddlewareFunc {
 	secure := middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection:         "0",

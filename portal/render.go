@@ -19,7 +19,7 @@ import (
 
 // pageNames registers every page: each needs web/templates/pages/NAME.html, and every page
 // file needs a registration here. newRenderer panics when they disagree.
-var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite", "summary", "officer_simulate", "officer_consent", "step_up"}
+var pageNames = []string{"landing", "labs", "enrol", "staff", "error", "access", "privacy", "officer_audit", "officer_reviews", "mfa_required", "shares", "shared", "staff_patients", "staff_patient", "messages", "message_new", "message", "documents", "document", "officer_accounting", "caregivers", "caregiver_invite", "summary", "officer_simulate", "officer_consent", "step_up", "continue"}
 
 // Page is what every page's view model embeds; the layout reads it.
 type Page struct {

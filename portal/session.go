@@ -35,6 +35,10 @@ type Session struct {
 	Flash    string     `json:"flash,omitempty"`
 	// Draft is a form a step-up refused, kept for its page to show again (takeDraft).
 	Draft *formDraft `json:"draft,omitempty"`
+	// Landing is the path and query finishLogin sent the browser to, until the session's
+	// next request: that GET follows the OP's redirects, so it arrives from the OP's site,
+	// and confirmCrossSite lets it through once.
+	Landing string `json:"landing,omitempty"`
 
 	// Caregiver access. Grants are the patients this login may act for (as of sign-in or
 	// acceptance; each switch checks the grant again). While acting for one, Role is
