@@ -168,7 +168,7 @@ func (s *Server) renderCaregivers(c echo.Context, status int, p caregiversPage) 
 	localGrants(gs, s.cfg.Location)
 	p.Page, p.Grants, p.Now, p.Relationships, p.Ends = s.page(c, "Caregivers"), gs, now, proxyRelationships, grantEnds
 	if p.Restored {
-		p.Flash = draftRestored
+		p.Flash = draftNote
 	}
 	p.MinEnd, p.MaxEnd = grantEndBounds(now, s.cfg.Location, maxGrantYears)
 	p.NewExpiry = p.NewExpiry.In(s.cfg.Location)

@@ -95,9 +95,9 @@ func (s *Server) showOfficerConsent(c echo.Context) error {
 	if action, d, ok := s.takeDraft(c); ok && d.Get("patient") == person && p.Looked {
 		switch action {
 		case "/officer/consent":
-			p.Form, p.Flash = paperFormOf(d.Get), draftRestored
+			p.Form, p.Flash = paperFormOf(d.Get), draftNote
 		case "/officer/guardians":
-			p.Guardian, p.Flash = guardianFormOf(d.Get), draftRestored
+			p.Guardian, p.Flash = guardianFormOf(d.Get), draftNote
 		}
 	}
 	status := http.StatusOK

@@ -119,7 +119,7 @@ func (s *Server) renderStaffPatient(c echo.Context, status int, formError string
 	p := staffPatientPage{Page: s.page(c, "Patient record"), Patient: pt, OrgName: sess.OrgName, CanBreakGlass: s.btg != nil,
 		Reasons: consent.BreakGlassReasons(), Error: formError, Declaration: f}
 	if restored {
-		p.Flash = draftRestored
+		p.Flash = draftNote
 	}
 	if s.btg != nil {
 		if p.Until, err = s.btg.Active(ctx, v, pt.PersonID); err != nil {

@@ -3,6 +3,7 @@ package portal
 import (
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -28,6 +29,7 @@ type stepUpPage struct {
 	Page
 	Back  string
 	Staff bool // the sign-in must also show a second factor
+	Kept  bool // the refused form was kept for Back's page (keepDraft)
 }
 
 // requireFreshAuth guards a highly sensitive operation (break-the-glass, recording a
@@ -56,8 +58,8 @@ func (s *Server) requireFreshAuth(back func(echo.Context) string) echo.Middlewar
 // the request posted is kept for back's page to show again (keepDraft).
 func (s *Server) askStepUp(c echo.Context, back string) error {
 	sess, _ := session(c)
-	s.keepDraft(c, localPath(back))
-	p := stepUpPage{Page: s.page(c, "Confirm it's you"), Back: localPath(back),
+	kept := s.keepDraft(c, localPath(back))
+	p := stepUpPage{Page: s.page(c, "Confirm it's you"), Back: localPath(back), Kept: kept,
 		Staff: sess != nil && (sess.Role == RoleClinician || sess.Role == RoleOfficer)}
 	return s.render(c, http.StatusForbidden, "step_up", p)
 }
@@ -85,16 +87,17 @@ const (
 	draftTTL      = 30 * time.Minute
 )
 
-// keepDraft saves the form of a refused POST in the session, for back's page (takeDraft).
-// It keeps at most one draft, the latest; failing to save it only loses the convenience.
-func (s *Server) keepDraft(c echo.Context, back string) {
+// keepDraft saves the form of a refused POST in the session, for back's page (takeDraft),
+// and reports whether it did. It keeps at most one draft, the latest; failing to save it
+// only loses the convenience.
+func (s *Server) keepDraft(c echo.Context, back string) bool {
 	sess, id := session(c)
 	r := c.Request()
-	if sess == nil || id == "" || back == "" || r.Method != http.MethodPost {
-		return
+	if sess == nil || id == "" || back == "" || r.Method != http.MethodPost || !draftRestored(r.URL.Path) {
+		return false
 	}
 	if err := r.ParseForm(); err != nil {
-		return
+		return false
 	}
 	form := url.Values{}
 	for k, vs := range r.PostForm {
@@ -103,12 +106,14 @@ func (s *Server) keepDraft(c echo.Context, back string) {
 		}
 	}
 	if len(form.Encode()) > maxDraftBytes {
-		return
+		return false
 	}
 	sess.Draft = &formDraft{Action: r.URL.Path, Back: back, Form: form, Saved: s.now()}
 	if err := s.sessions.Save(r.Context(), id, *sess); err != nil {
 		s.log.Warn("portal: form draft not saved", "request_id", requestID(c), "err", err)
+		return false
 	}
+	return true
 }
 
 // takeDraft returns the form kept for this page (keepDraft: the request's path and query
@@ -135,5 +140,16 @@ func (s *Server) takeDraft(c echo.Context) (action string, form url.Values, ok b
 	return d.Action, d.Form, true
 }
 
-// draftRestored is the note a page shows above a form it filled in from a draft.
-const draftRestored = "What you typed before signing in again is filled in below. Check it, then send it."
+// draftNote is the note a page shows above a form it filled in from a draft.
+const draftNote = "What you typed before signing in again is filled in below. Check it, then send it."
+
+// draftRestored reports whether the page of a form posted to action fills it in again
+// from a draft (takeDraft): the forms people type into, not one-click buttons.
+func draftRestored(action string) bool {
+	switch action {
+	case "/officer/consent", "/officer/guardians", "/caregivers":
+		return true
+	}
+	rest, ok := strings.CutPrefix(action, "/staff/patients/")
+	return ok && strings.HasSuffix(rest, "/break-glass") && !strings.Contains(strings.TrimSuffix(rest, "/break-glass"), "/")
+}

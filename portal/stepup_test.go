@@ -592,7 +592,7 @@ func TestStepUpKeepsTypedForm(t *testing.T) {
 		t.Fatalf("paper consent on an old sign-in: %d", r.status)
 	}
 	// Another page first: the draft waits for its own.
-	if other := off.getPrivate(pe.base, "/officer/reviews"); strings.Contains(other.body, draftRestored) {
+	if other := off.getPrivate(pe.base, "/officer/reviews"); strings.Contains(other.body, draftNote) {
 		t.Fatal("the reviews page shows the consent form's draft note")
 	}
 	back := pe.stepUpSignIn(t, off, r.body, "privo", "privo-pw")
@@ -600,12 +600,12 @@ func TestStepUpKeepsTypedForm(t *testing.T) {
 		t.Fatalf("step-up callback: %d to %q", back.status, back.header.Get("Location"))
 	}
 	page = off.getPrivate(pe.base, pagePath)
-	for _, want := range []string{draftRestored, `value="F-2026-0077"`, `value="2026-01-02"`, `value="off" checked`} {
+	for _, want := range []string{draftNote, `value="F-2026-0077"`, `value="2026-01-02"`, `value="off" checked`} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("after the step-up the form lacks %q:\n%s", want, page.body)
 		}
 	}
-	if again := off.getPrivate(pe.base, pagePath); strings.Contains(again.body, "F-2026-0077") || strings.Contains(again.body, draftRestored) {
+	if again := off.getPrivate(pe.base, pagePath); strings.Contains(again.body, "F-2026-0077") || strings.Contains(again.body, draftNote) {
 		t.Error("the draft is shown a second time")
 	}
 
@@ -640,7 +640,7 @@ func TestStepUpKeepsTypedForm(t *testing.T) {
 	}
 	pe.stepUpSignIn(t, alice, r.body, "alice", "alice-pw")
 	page = alice.getPrivate(pe.base, "/caregivers")
-	for _, want := range []string{draftRestored, `value="Eve Mallory"`, `value="other" checked`, `value="date" checked`, `value="2027-03-01"`} {
+	for _, want := range []string{draftNote, `value="Eve Mallory"`, `value="other" checked`, `value="date" checked`, `value="2027-03-01"`} {
 		if !strings.Contains(page.body, want) {
 			t.Errorf("after the step-up the invitation lacks %q", want)
 		}
