@@ -254,7 +254,9 @@ func (e *evaluator) matches(p *Provision, typ ProvisionType, skipPeriod bool) (n
 	if len(p.Classes) > 0 && !classesMatch(p.Classes, &r.Class, typ) {
 		return false, false
 	}
-	if typ == Deny && len(p.SecurityLabels) > 0 && !anyShared(p.SecurityLabels, r.Labels) {
+	// A deny of a label covers the more specific codes of it (labelParents), as a permit's
+	// release of it does: a deny of ETH withholds an item labelled ETHUD.
+	if typ == Deny && len(p.SecurityLabels) > 0 && labelMask(p.SecurityLabels)&e.reqMask == 0 {
 		return false, false
 	}
 	return named, true
