@@ -629,6 +629,11 @@ func (p *parser) primitive(typ string) error {
 	if len(v) == 0 {
 		return p.fail("empty string")
 	}
+	// FHIR strings hold no code point below 32 but tab, LF and CR (datatypes.html#string).
+	// The scanner refuses such a raw byte; only an escape (\u0000) can decode to one.
+	if p.s.escaped && hasControl(v) {
+		return p.fail("control character in a string")
+	}
 	switch typ {
 	case "id":
 		if !validID(v) {
@@ -714,4 +719,16 @@ func validID[T string | []byte](v T) bool {
 		}
 	}
 	return true
+}
+
+// hasControl reports whether v holds a byte below 0x20 other than tab, LF and CR: a C0
+// control character, which no FHIR string may contain. (UTF-8 encodes no other code point
+// with such a byte.)
+func hasControl(v []byte) bool {
+	for _, c := range v {
+		if c < 0x20 && c != '\t' && c != '\n' && c != '\r' {
+			return true
+		}
+	}
+	return false
 }
