@@ -125,6 +125,10 @@ var special = []netip.Prefix{
 	netip.MustParsePrefix("::/96"),           // IPv4-compatible (deprecated) and unspecified
 	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64: embeds an IPv4 address
 	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
+	netip.MustParsePrefix("::ffff:0:0:0/96"), // IPv4-translated (SIIT): embeds an IPv4 address
+	netip.MustParsePrefix("100::/64"),        // discard-only
+	netip.MustParsePrefix("2001:10::/28"),    // ORCHID (deprecated)
+	netip.MustParsePrefix("2001:20::/28"),    // ORCHIDv2: identifiers, not routable
 	netip.MustParsePrefix("2002::/16"),       // 6to4: embeds an IPv4 address
 	netip.MustParsePrefix("2001::/32"),       // Teredo
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation

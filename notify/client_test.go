@@ -98,6 +98,8 @@ func TestClientRefusesInternalTargets(t *testing.T) {
 		"http://[fc00::1]/",
 		"http://[64:ff9b::7f00:1]" + p + "/",
 		"http://[2002:7f00:1::]" + p + "/",
+		"http://[::ffff:0:7f00:1]" + p + "/", // IPv4-translated (SIIT) 127.0.0.1
+		"http://[100::1]/",
 		"http://user@127.0.0.1" + p + "/",
 		"http://%31%32%37.0.0.1" + p + "/",
 		redirector.URL + "/", // allowed hop, redirect to loopback refused
