@@ -127,7 +127,9 @@ func latestCheckpoint(ctx context.Context, q db.Querier) (Checkpoint, []byte, er
 // a prune left, which must verify: see checkAnchor), checking the chain links of the new
 // events on the way, and refuses to sign (errs.Internal) when they are broken. With no new
 // events since the last checkpoint it returns that one. It returns errs.Unavailable without a
-// signing key or when the database fails.
+// signing key or when the database fails. With a WitnessFile it then appends the checkpoint
+// there unless this Log already did; a failed write is logged (IDs only) and does not fail
+// Checkpoint, so the next call tries again.
 func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	const op = "audit.Log.Checkpoint"
 	if l.cfg.SigningKey == nil {
@@ -144,7 +146,22 @@ func (l *Log) Checkpoint(ctx context.Context) (Checkpoint, error) {
 	if err != nil {
 		return Checkpoint{}, errs.E(op, err)
 	}
+	l.witnessLocked(ctx, out)
 	return out, nil
+}
+
+// witnessLocked appends c to the WitnessFile when there is one and c is newer than the last
+// checkpoint this Log wrote there. l.cpMu must be held.
+func (l *Log) witnessLocked(ctx context.Context, c Checkpoint) {
+	if l.cfg.WitnessFile == "" || c.ID <= l.witnessed {
+		return
+	}
+	if err := AppendWitness(ctx, l.cfg.WitnessFile, c, l.PublicKey()); err != nil {
+		l.log.Error("audit: checkpoint not written to the witness file; auditing goes on, and a later checkpoint will be written",
+			"checkpoint", c.ID, "size", c.Size, "err", err)
+		return
+	}
+	l.witnessed = c.ID
 }
 
 // makeCheckpoint does the work of Checkpoint in tx (READ COMMITTED).

@@ -40,6 +40,13 @@ type Config struct {
 	// CheckpointEvery is the checkpoint interval; 0 means 60 s, negative disables the loop
 	// (Checkpoint can still be called on demand).
 	CheckpointEvery time.Duration
+	// WitnessFile, when set, is a file outside the database that each new checkpoint is
+	// appended to once it commits (AppendWitness), for `concord audit verify --witness`.
+	// New refuses a path it cannot open for appending. Failing to write it later is logged
+	// and retried with the next checkpoint, and never fails Checkpoint or stops appends:
+	// the events and checkpoints in the database are whole without it, and holding up
+	// disclosures for a full witness disk would protect nothing more.
+	WitnessFile string
 	// Logger receives IDs, codes and timings only; nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -63,9 +70,10 @@ type Log struct {
 
 	head chainHead // owned by commitLoop
 
-	cpMu     sync.Mutex // serializes checkpoints made by this process
-	wg       sync.WaitGroup
-	cpCancel context.CancelFunc
+	cpMu      sync.Mutex // serializes checkpoints made by this process
+	witnessed int64      // ID of the last checkpoint written to WitnessFile; cpMu guards it
+	wg        sync.WaitGroup
+	cpCancel  context.CancelFunc
 }
 
 // Appender is what disclosure paths need from the log; *Log implements it. Callers that
@@ -84,8 +92,14 @@ type pending struct {
 
 // New returns a Log writing through pool. It ensures the partitions for the current and the
 // next month, starts the group committer and, when cfg.SigningKey is set, the checkpoint
-// loop. It returns errs.Unavailable when the database cannot be reached. Close it when done.
+// loop. It returns errs.Unavailable when the database cannot be reached, and errs.Invalid
+// when cfg.WitnessFile cannot be opened for appending. Close it when done.
 func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Log, error) {
+	if cfg.WitnessFile != "" {
+		if err := checkWitnessFile(cfg.WitnessFile); err != nil {
+			return nil, errs.E("audit.New", err)
+		}
+	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 512
 	}
