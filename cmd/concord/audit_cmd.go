@@ -26,7 +26,9 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		sub = args[0]
 	}
 	if sub != "verify" && sub != "checkpoint" && sub != "prune" {
-		fmt.Fprint(stderr, "usage: concord audit verify [--pub HEX]   check the whole chain and every signed checkpoint\n"+
+		fmt.Fprint(stderr, "usage: concord audit verify [--pub HEX] [--witness FILE]\n"+
+			"                                           check the whole chain, every signed checkpoint and, with\n"+
+			"                                           --witness, the checkpoints CONCORD_AUDIT_WITNESS kept\n"+
 			"       concord audit checkpoint            write a signed checkpoint now and print it as JSON\n"+
 			"       concord audit prune --before YYYY-MM-DD [--dry-run]\n"+
 			"                                           drop the monthly partitions that end by then (at least 6 years ago)\n")
@@ -35,7 +37,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return errReported
 	}
-	var pubHex, beforeArg string
+	var pubHex, beforeArg, witness string
 	var dryRun bool
 	synopsis := "audit " + sub + " [flags]"
 	if sub == "prune" {
@@ -50,6 +52,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		switch sub {
 		case "verify":
 			fs.StringVar(&pubHex, "pub", "", "checkpoint public key (hex Ed25519); default: derived from the key in DATA_DIR")
+			fs.StringVar(&witness, "witness", "", "witness file the server appended its checkpoints to (CONCORD_AUDIT_WITNESS), or lines of `concord audit checkpoint` output; without it, deleting the newest events together with the newest checkpoints goes undetected")
 		case "prune":
 			fs.StringVar(&beforeArg, "before", "", "drop the monthly partitions that end on or before this date (YYYY-MM-DD, UTC); required")
 			fs.BoolVar(&dryRun, "dry-run", false, "run every check and list what would be dropped, changing nothing")
@@ -83,8 +86,11 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer pool.Close()
 	if sub == "checkpoint" {
-		log, err := audit.New(ctx, pool, audit.Config{SigningKey: priv, CheckpointEvery: -1})
+		log, err := audit.New(ctx, pool, audit.Config{SigningKey: priv, CheckpointEvery: -1, WitnessFile: cfg.AuditWitness})
 		if err != nil {
+			if errs.CodeOf(err) == errs.Invalid && cfg.AuditWitness != "" {
+				return fmt.Errorf("CONCORD_AUDIT_WITNESS: %v", err)
+			}
 			return err
 		}
 		defer log.Close()
@@ -99,8 +105,14 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		_, err = fmt.Fprintf(stdout, "%s\n", b)
 		return err
 	}
+	var witnessed []audit.Checkpoint
+	if witness != "" {
+		if witnessed, err = readWitness(witness, pub, stderr); err != nil {
+			return err
+		}
+	}
 	last := time.Now()
-	rep, err := audit.Verify(ctx, pool, pub, func(done int64) {
+	rep, err := audit.VerifyWitnessed(ctx, pool, pub, witnessed, func(done int64) {
 		if time.Since(last) > 2*time.Second {
 			fmt.Fprintf(stderr, "verified %d events\n", done)
 			last = time.Now()
@@ -116,7 +128,47 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "OK: %d events, chain intact through seq %d; %d signed checkpoints verified; %s\n",
 		rep.Events, rep.LastSeq, rep.Checkpoints, rep.Took.Round(time.Millisecond))
+	switch {
+	case len(witnessed) > 0:
+		newest := witnessed[0]
+		for _, c := range witnessed[1:] {
+			if c.Size > newest.Size {
+				newest = c
+			}
+		}
+		fmt.Fprintf(stdout, "witness: none of %d witnessed checkpoints disagrees with the log, which still reaches the newest (checkpoint %d, %d events)\n",
+			len(witnessed), newest.ID, newest.Size)
+	case witness != "":
+		fmt.Fprintf(stdout, "witness: %s holds no checkpoints: deleting the newest events together with the newest checkpoints cannot be detected\n", witness)
+	default:
+		hint := "set CONCORD_AUDIT_WITNESS on the server"
+		if cfg.AuditWitness != "" {
+			hint = "CONCORD_AUDIT_WITNESS is " + cfg.AuditWitness
+		}
+		fmt.Fprintf(stdout, "no witness: deleting the newest events together with the newest checkpoints cannot be detected without --witness FILE (%s)\n", hint)
+	}
 	return nil
+}
+
+// readWitness reads the checkpoints in the witness file at path, each checked with pub, and
+// notes torn lines on stderr. Its errors name the file and the first bad line.
+func readWitness(path string, pub ed25519.PublicKey, stderr io.Writer) ([]audit.Checkpoint, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("--witness: %v", err)
+	}
+	defer f.Close()
+	cps, torn, err := audit.ReadWitness(f, pub)
+	if err != nil {
+		if msg := errs.MessageOf(err); msg != "" {
+			return nil, fmt.Errorf("--witness %s: %s", path, msg)
+		}
+		return nil, fmt.Errorf("--witness %s: %w", path, err)
+	}
+	if torn > 0 {
+		fmt.Fprintf(stderr, "witness: skipped %d torn lines (a write cut off by a crash)\n", torn)
+	}
+	return cps, nil
 }
 
 // pruneRetentionYears is how long audit prune keeps events: the configured retention

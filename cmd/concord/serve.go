@@ -166,8 +166,11 @@ func (m *Main) Open(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("audit signing key: %v", err)
 	}
-	m.audit, err = audit.New(ctx, m.pool, audit.Config{SigningKey: signing, Logger: m.log})
+	m.audit, err = audit.New(ctx, m.pool, audit.Config{SigningKey: signing, WitnessFile: cfg.AuditWitness, Logger: m.log})
 	if err != nil {
+		if errs.CodeOf(err) == errs.Invalid && cfg.AuditWitness != "" {
+			return fmt.Errorf("CONCORD_AUDIT_WITNESS: %v", err)
+		}
 		return fmt.Errorf("audit log: %v", err)
 	}
 	tokenKey, err := secretKey(cfg, cfg.TokenKey, "token.key")

@@ -63,8 +63,11 @@ type Config struct {
 	// AuditRetentionYears is how long audit events are kept before `concord audit prune`
 	// may drop them: at least 6 (audit.MinRetentionYears, HIPAA's six years).
 	AuditRetentionYears int
-	LogLevel            string
-	DemoSeed            int64
+	// AuditWitness is a file outside the database that each signed audit checkpoint is
+	// appended to, for `concord audit verify --witness`; empty writes none.
+	AuditWitness string
+	LogLevel     string
+	DemoSeed     int64
 }
 
 // Defaults returns the local defaults that `make demo` uses, so every subcommand run
@@ -405,6 +408,10 @@ func Vars() []Var {
 			c.AuditRetentionYears = n
 			return nil
 		}))
+	{
+		g, s := str(func(c *Config) *string { return &c.AuditWitness })
+		add(v("CONCORD_AUDIT_WITNESS", "audit-witness", "file, best on another disk or machine, that `concord serve` appends each signed audit checkpoint to (one JSON a line, fsynced) so `concord audit verify --witness FILE` can detect deleted newest events; the server refuses to start if it cannot open it, and logs a later failed write and keeps auditing; empty writes none", false, g, s))
+	}
 	add(v("CONCORD_LOG_LEVEL", "log-level", "debug, info, warn or error", false,
 		func(c *Config) string { return c.LogLevel }, func(c *Config, x string) error {
 			switch x {
