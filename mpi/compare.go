@@ -284,13 +284,16 @@ func Guards(a, b *Record, v Vector) Guard {
 	}
 	fam := v[FieldFamily] == NameExact || v[FieldFamily] == NameJW92
 	home := v[FieldAddress] == AddrStreet || v[FieldPhone] == 1
-	// An SSN (or its last 4) that agrees is the person's own: relatives do not share it,
-	// so it silences the twin and DOB-gap guards (not an explicit JR/SR conflict).
-	ssnSame := v[FieldSSN] == SSNExact || v[FieldSSN] == SSNLast4
+	// A full SSN that agrees silences the namesake and DOB-gap guards (a DOB typo of
+	// 1984 as 1948), never the twin guard: twins are often both registered under a
+	// parent's SSN. Its last 4 alone are shared by 1 in 10,000 strangers and by anyone
+	// given a relative's number, so they silence nothing.
+	ssnFull := v[FieldSSN] == SSNExact
 	// Twins: same birth date (allowing a typo: siblings are not born in the same month
-	// unless they are twins), same surname and home.
+	// unless they are twins), same surname and home, whatever the SSN says. A record whose
+	// given name is a typo that lands on another listed name goes to review as well.
 	twinDOB := v[FieldDOB] == DOBExact || v[FieldDOB] == DOBDayMonthSwapped || v[FieldDOB] == DOBOneEdit || v[FieldDOB] == DOBYearMonth
-	if twinDOB && home && !ssnSame && (fam || v[FieldFamily] == NameJW88 || v[FieldFamily] == NameMetaphone) {
+	if twinDOB && home && (fam || v[FieldFamily] == NameJW88 || v[FieldFamily] == NameMetaphone) {
 		// Twins' names may share a nickname group (MARIA, MARIE); two formal names are
 		// different names, a formal name and its nickname are not.
 		gl := v[FieldGiven]
@@ -310,13 +313,13 @@ func Guards(a, b *Record, v Vector) Guard {
 	}
 	// Namesakes: the same name and birth date at a different street address, with no
 	// identifier or phone to tie them; common names make this two people too often.
-	if v[FieldDOB] == DOBExact && !ssnSame && v[FieldPhone] != 1 && (v[FieldAddress] == AddrElse || v[FieldAddress] == AddrZIP) &&
+	if v[FieldDOB] == DOBExact && !ssnFull && v[FieldPhone] != 1 && (v[FieldAddress] == AddrElse || v[FieldAddress] == AddrZIP) &&
 		v[FieldGiven] >= NameExact && v[FieldGiven] <= NameJW88 && v[FieldFamily] >= NameExact && v[FieldFamily] <= NameJW92 {
 		g |= GuardNamesake
 	}
 	if a.Generation != 0 && b.Generation != 0 && a.Generation != b.Generation {
 		g |= GuardGeneration
-	} else if fam && home && !ssnSame && (v[FieldGiven] == NameExact || v[FieldGiven] == NameNickname || v[FieldGiven] == NameJW92) && a.Year != 0 && b.Year != 0 {
+	} else if fam && home && !ssnFull && (v[FieldGiven] == NameExact || v[FieldGiven] == NameNickname || v[FieldGiven] == NameJW92) && a.Year != 0 && b.Year != 0 {
 		d := a.Year - b.Year
 		if d >= 15 || d <= -15 {
 			g |= GuardGeneration
