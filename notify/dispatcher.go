@@ -5,11 +5,13 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -299,7 +301,8 @@ func (d *Dispatcher) activeSubscriptions(ctx context.Context, tx db.Querier, mem
 // decide asks the enforcement point, for every planned recipient, whether the resource
 // that decides its notification (the Encounter; for a link event, see linkRecipients) may
 // be disclosed to that member for treatment; records audits each decision. A decision
-// that cannot be made marks the whole event for a retry.
+// that cannot be made marks the whole event for a retry. Every send decides again
+// (mayStillSend): this decision only gives the event its number.
 func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 	sem := make(chan struct{}, d.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -315,9 +318,7 @@ func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				v := records.Viewer{Client: d.cfg.ClientID, Org: r.sub.MemberID, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment,
-					RequestID: fmt.Sprintf("notify-%d-%s", p.o.id, r.sub.ID)}
-				_, err := d.records.Read(ctx, v, r.checkTyp, r.checkID)
+				_, err := d.records.Read(ctx, d.viewer(r.sub.MemberID, fmt.Sprintf("notify-%d-%s", p.o.id, r.sub.ID)), r.checkTyp, r.checkID)
 				mu.Lock()
 				defer mu.Unlock()
 				switch {
@@ -332,6 +333,12 @@ func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 		}
 	}
 	wg.Wait()
+}
+
+// viewer is who a notification discloses to: the subscription's member, as a system, for
+// treatment.
+func (d *Dispatcher) viewer(member, requestID string) records.Viewer {
+	return records.Viewer{Client: d.cfg.ClientID, Org: member, Role: consent.RoleSystem, Purpose: consent.PurposeTreatment, RequestID: requestID}
 }
 
 // record numbers and queues the permitted notifications of p and settles its outbox row.
@@ -366,14 +373,17 @@ type claimedDelivery struct {
 	eventNumber int64
 	focus       string
 	context     []byte // LinkContext JSON, or nil
+	consentRef  string // notify_deliveries.consent_ref: "" when the focus decides consent
+	topic       string // the outbox event's topic; "" for a handshake or heartbeat
+	payload     []byte // the outbox event's payload (IDs and codes), or nil
 	at          time.Time
 	attempts    int
 	sub         Subscription
 }
 
 // deliver claims due deliveries by moving their next_at a lease ahead (so a crashed
-// sender's claims come back), sends each, and records the outcome: delivered, or due
-// again after a backoff.
+// sender's claims come back), sends each, and records the outcome: delivered, withheld,
+// or due again after a backoff.
 func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 	const op = "notify.Dispatcher.deliver"
 	rows, err := d.pool.Query(ctx, `UPDATE notify_deliveries d SET attempts = d.attempts + 1, next_at = now() + make_interval(secs => $2)
@@ -383,7 +393,10 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 			WHERE x.delivered_at IS NULL AND x.next_at <= now()
 			  AND (x.kind = 'handshake' AND y.status = 'requested' OR x.kind <> 'handshake' AND y.status = 'active')
 			ORDER BY x.id LIMIT $1 FOR UPDATE OF x SKIP LOCKED)
-		RETURNING d.id, d.kind, d.event_number, d.focus, d.context, d.event_at, d.attempts, `+subCols("s"),
+		RETURNING d.id, d.kind, d.event_number, d.focus, d.context, d.consent_ref,
+			coalesce((SELECT o.topic FROM outbox_events o WHERE o.id = d.outbox_id), ''),
+			(SELECT o.payload FROM outbox_events o WHERE o.id = d.outbox_id),
+			d.event_at, d.attempts, `+subCols("s"),
 		d.cfg.Batch, d.cfg.Lease.Seconds())
 	if err != nil {
 		return 0, errs.E(op, errs.Unavailable, "claim failed", err)
@@ -393,7 +406,7 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 		var headers []byte
 		var status string
 		s := &c.sub
-		err := r.Scan(&c.id, &c.kind, &c.eventNumber, &c.focus, &c.context, &c.at, &c.attempts,
+		err := r.Scan(&c.id, &c.kind, &c.eventNumber, &c.focus, &c.context, &c.consentRef, &c.topic, &c.payload, &c.at, &c.attempts,
 			&s.ID, &s.MemberID, &s.Topic, &s.Filter, &s.Endpoint, &headers, &s.Payload, &status, &s.Events, &s.Reason, &s.End)
 		s.Status = Status(status)
 		_ = json.Unmarshal(headers, &s.Headers)
@@ -424,9 +437,31 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 	return len(claimed), firstErr
 }
 
+// errWithheld is send's answer for an event notification that mayStillSend says may no
+// longer name its focus to the subscription's member: nothing was sent.
+var errWithheld = errors.New("notify: event withheld at send time")
+
 // send POSTs the notification Bundle to the subscription's endpoint with its headers.
-// It returns the HTTP status (0 when there was no answer).
+// It returns the HTTP status (0 when there was no answer). Before an event notification
+// is built, every attempt (a retry after a failure, or a resend after a crashed sender's
+// lease ran out) decides again whether the member may be told (mayStillSend): if not, it
+// sends nothing and returns errWithheld; if that cannot be decided, it sends nothing and
+// returns an errs.Unavailable error, so the delivery is tried again later.
 func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
+	// The endpoint is re-checked at send time: the member's registered origins may have
+	// changed since the subscription was made.
+	if err := d.store.checkEndpoint(ctx, d.pool, c.sub.MemberID, c.sub.Endpoint); err != nil {
+		return 0, err
+	}
+	if c.kind == TypeEvent && c.focus != "" {
+		ok, err := d.mayStillSend(ctx, c)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			return 0, errWithheld
+		}
+	}
 	n := Notification{FHIRBase: d.cfg.FHIRBase, Sub: c.sub, Type: c.kind, At: time.Now()}
 	n.Sub.Events = c.eventNumber
 	if c.kind == TypeEvent {
@@ -441,11 +476,6 @@ func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
 	}
 	body, err := n.Bundle()
 	if err != nil {
-		return 0, err
-	}
-	// The endpoint is re-checked at send time: the member's registered origins may have
-	// changed since the subscription was made.
-	if err := d.store.checkEndpoint(ctx, d.pool, c.sub.MemberID, c.sub.Endpoint); err != nil {
 		return 0, err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.sub.Endpoint, bytes.NewReader(body))
@@ -469,10 +499,99 @@ func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
 	return resp.StatusCode, nil
 }
 
+// mayStillSend decides again, right before an attempt, whether event notification c may
+// name its focus to the subscription's member, as fan-out decided when it numbered it:
+//
+//   - the member's roster still holds the person: for an encounter event, a live roster
+//     entry of the member is linked to the person the event's Patient belongs to now; for a
+//     link-changed event, the focus (the member's own Patient) is one of the event's moved
+//     records, or a live roster entry of the member is linked to the focus's person;
+//   - consent still permits it: records reads the resource that decided at fan-out
+//     (cmp.Or(consent_ref, focus)) as the member, for treatment, and audits the decision
+//     as a read, exactly as $events does.
+//
+// It returns false when either says no (a patient who withdrew consent or was taken off
+// the roster after fan-out), and an errs.Unavailable error when the MPI, the roster, the
+// consent store or the audit log cannot answer: then nothing may be sent.
+func (d *Dispatcher) mayStillSend(ctx context.Context, c claimedDelivery) (bool, error) {
+	const op = "notify.Dispatcher.mayStillSend"
+	var patient string
+	switch c.topic {
+	case OutboxTopicEncounter:
+		var ev EncounterEvent
+		if err := json.Unmarshal(c.payload, &ev); err != nil || ev.PatientID == "" {
+			return false, nil
+		}
+		patient = ev.PatientID
+	case mpistore.TopicLinkChanged:
+		var ev mpistore.LinkChanged
+		own, ok := strings.CutPrefix(c.focus, "Patient/")
+		if err := json.Unmarshal(c.payload, &ev); err != nil || !ok {
+			return false, nil
+		}
+		moved := false
+		for _, m := range ev.Sources {
+			moved = moved || m.Member == c.sub.MemberID && m.Patient == own
+		}
+		if !moved {
+			patient = own
+		}
+	default:
+		return false, nil // no outbox event vouches for the focus: name nothing
+	}
+	if patient != "" {
+		src, err := d.persons.SourceByPatient(ctx, d.pool, patient)
+		switch {
+		case errs.CodeOf(err) == errs.NotFound:
+			return false, nil // linked to no person: on nobody's roster
+		case err != nil:
+			return false, errs.E(op, errs.Unavailable, "person lookup failed", err)
+		}
+		entries, err := d.store.RostersWithPerson(ctx, d.pool, src.PersonID)
+		if err != nil {
+			return false, errs.E(op, errs.Unavailable, "roster lookup failed", err)
+		}
+		if !slices.ContainsFunc(entries, func(e RosterEntry) bool { return e.MemberID == c.sub.MemberID }) {
+			return false, nil
+		}
+	}
+	typ, id, ok := strings.Cut(cmp.Or(c.consentRef, c.focus), "/")
+	if !ok {
+		return false, nil
+	}
+	v := d.viewer(c.sub.MemberID, fmt.Sprintf("notify-send-%d-%d", c.id, c.attempts))
+	switch _, err := d.records.Read(ctx, v, typ, id); {
+	case err == nil:
+		return true, nil
+	case errs.CodeOf(err) == errs.NotFound:
+		return false, nil // denied (or gone): records audited the denial
+	default:
+		return false, errs.E(op, errs.Unavailable, "consent decision failed", err)
+	}
+}
+
 // settle records a send's outcome. A handshake that succeeds activates its
 // subscription; one that keeps failing sets it to error.
+//
+// A withheld event notification (errWithheld) is settled, not dropped and not sent
+// empty: its row is marked delivered with no status and loses its focus, link context and
+// consent reference, so no later attempt, resend or $events can name the patient. Its
+// number stays taken: events-since-subscription-start already counts it and later events
+// carry higher numbers, so deleting the row would leave a gap that $events could never
+// fill, while keeping it lets $events answer the gap as it answers for any focus the
+// member may no longer see (the event number alone). Nothing is POSTed for it, because a
+// notification after the withdrawal would still tell the member that something happened
+// to a patient it follows, at that time.
 func (d *Dispatcher) settle(ctx context.Context, c claimedDelivery, code int, sendErr error) error {
 	const op = "notify.Dispatcher.settle"
+	if errors.Is(sendErr, errWithheld) {
+		if _, err := d.pool.Exec(ctx, `UPDATE notify_deliveries SET delivered_at = now(), last_status = NULL, focus = '', context = NULL, consent_ref = ''
+			WHERE id = $1`, c.id); err != nil {
+			return errs.E(op, errs.Unavailable, "could not record the withheld notification", err)
+		}
+		d.log.Info("notify: event withheld at send time; settled without its focus", "delivery", c.id, "subscription", c.sub.ID, "attempt", c.attempts)
+		return nil
+	}
 	stopped := false // the failure set the subscription to error: no retry follows
 	err := db.InTx(ctx, d.pool, func(tx db.Querier) error {
 		stopped = false

@@ -331,11 +331,13 @@ func TestEncounterReachesRosterMemberOncePerEventNumber(t *testing.T) {
 	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM notify_deliveries WHERE kind = 'event-notification'`).Scan(&rows); err != nil || rows != 2 {
 		t.Fatalf("%d event deliveries (%v); want 2", rows, err)
 	}
-	// The disclosure to b was decided and audited for b, once per event.
-	var permits int
-	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM audit_events WHERE org = 'b' AND outcome = $1 AND request_id LIKE 'notify-%'`,
-		string(audit.Permit)).Scan(&permits); err != nil || permits != 2 {
-		t.Fatalf("%d permit audit events for b (%v); want 2", permits, err)
+	// The disclosure to b was decided and audited for b once per event at fan-out, and
+	// again before each of the four attempts.
+	var permits, sends int
+	if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE request_id NOT LIKE 'notify-send-%'), count(*) FILTER (WHERE request_id LIKE 'notify-send-%')
+		FROM audit_events WHERE org = 'b' AND outcome = $1 AND request_id LIKE 'notify-%'`,
+		string(audit.Permit)).Scan(&permits, &sends); err != nil || permits != 2 || sends != 4 {
+		t.Fatalf("%d fan-out and %d send-time permit audit events for b (%v); want 2 and 4", permits, sends, err)
 	}
 }
 

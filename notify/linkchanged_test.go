@@ -203,10 +203,12 @@ func TestMergeNotifiesEveryRosterMemberAboutItsOwnPatient(t *testing.T) {
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM notify_deliveries WHERE kind = 'event-notification'`).Scan(&rows); err != nil || rows != 2 {
 		t.Fatalf("%d event deliveries (%v); want 2 (a's and b's link subscriptions only)", rows, err)
 	}
-	var permits int
-	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_events WHERE org IN ('a', 'b') AND outcome = $1 AND request_id LIKE 'notify-%'`,
-		string(audit.Permit)).Scan(&permits); err != nil || permits != 2 {
-		t.Fatalf("%d permit audit events (%v); want one each for a and b", permits, err)
+	// Decided and audited once at fan-out and again before the (one) send, for each.
+	var permits, sends int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE request_id NOT LIKE 'notify-send-%'), count(*) FILTER (WHERE request_id LIKE 'notify-send-%')
+		FROM audit_events WHERE org IN ('a', 'b') AND outcome = $1 AND request_id LIKE 'notify-%'`,
+		string(audit.Permit)).Scan(&permits, &sends); err != nil || permits != 2 || sends != 2 {
+		t.Fatalf("%d fan-out and %d send-time permit audit events (%v); want one of each for a and b", permits, sends, err)
 	}
 }
 
