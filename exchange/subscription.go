@@ -19,8 +19,10 @@ import (
 
 // createSubscription handles POST [base]/Subscription (R4 + Subscriptions Backport): a
 // served topic in criteria, an optional backport-filter-criteria, channel rest-hook to
-// an endpoint whose exact origin is registered to the member, id-only or empty payload.
-// The subscription starts requested; the dispatcher's handshake makes it active.
+// an endpoint whose exact origin is registered to the member, id-only or empty payload,
+// and an optional end that has not yet passed (else 400 naming Subscription.end). The
+// subscription starts requested; the dispatcher's handshake makes it active, and it turns
+// off when its end passes.
 func (s *Server) createSubscription(c echo.Context) error {
 	const op = "exchange.createSubscription"
 	if err := require(c, "Subscription", 'c'); err != nil {

@@ -126,15 +126,39 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce makes one fan-out pass and one delivery pass and returns how many rows it
-// handled.
+// RunOnce turns off the subscriptions whose end has passed, then makes one fan-out pass
+// and one delivery pass, and returns how many outbox and delivery rows it handled.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
+	if err := d.endSubscriptions(ctx); err != nil {
+		return 0, err
+	}
 	n, err := d.fanOut(ctx)
 	if err != nil {
 		return n, err
 	}
 	m, err := d.deliver(ctx)
 	return n + m, err
+}
+
+// endSubscriptions sets the status of every requested or active subscription whose end
+// (Subscription.end, ends_at) has passed to off. Fan-out and the delivery claim skip
+// such a subscription whether or not this has run yet, and reads show it off at once
+// (subCols); this makes the stored status say so too.
+func (d *Dispatcher) endSubscriptions(ctx context.Context) error {
+	const op = "notify.Dispatcher.endSubscriptions"
+	rows, err := d.pool.Query(ctx, `UPDATE notify_subscriptions SET status = 'off', updated_at = now()
+		WHERE ends_at <= now() AND status IN ('requested', 'active') RETURNING id`)
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "could not end subscriptions", err)
+	}
+	ended, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return errs.E(op, errs.Unavailable, "could not end subscriptions", err)
+	}
+	for _, id := range ended {
+		d.log.Info("notify: subscription reached its end; set to off", "subscription", id)
+	}
+	return nil
 }
 
 // backoff is the delay before retry number attempts (1-based): BaseBackoff doubled per
@@ -284,10 +308,12 @@ func (d *Dispatcher) recipients(ctx context.Context, tx db.Querier, o outboxRow)
 	return out, nil
 }
 
-// activeSubscriptions returns the active subscriptions of members, by id.
+// activeSubscriptions returns the active subscriptions of members whose end has not
+// passed, by id.
 func (d *Dispatcher) activeSubscriptions(ctx context.Context, tx db.Querier, members []string) ([]Subscription, error) {
 	const op = "notify.Dispatcher.activeSubscriptions"
-	rows, err := tx.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions WHERE status = 'active' AND member_id = ANY($1) ORDER BY id`, members)
+	rows, err := tx.Query(ctx, `SELECT `+subColumns+` FROM notify_subscriptions
+		WHERE status = 'active' AND (ends_at IS NULL OR ends_at > now()) AND member_id = ANY($1) ORDER BY id`, members)
 	if err != nil {
 		return nil, errs.E(op, errs.Unavailable, "subscription lookup failed", err)
 	}
@@ -383,7 +409,7 @@ type claimedDelivery struct {
 
 // deliver claims due deliveries by moving their next_at a lease ahead (so a crashed
 // sender's claims come back), sends each, and records the outcome: delivered, withheld,
-// or due again after a backoff.
+// or due again after a backoff. A subscription whose end has passed has nothing claimed.
 func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 	const op = "notify.Dispatcher.deliver"
 	rows, err := d.pool.Query(ctx, `UPDATE notify_deliveries d SET attempts = d.attempts + 1, next_at = now() + make_interval(secs => $2)
@@ -392,6 +418,7 @@ func (d *Dispatcher) deliver(ctx context.Context) (int, error) {
 			SELECT x.id FROM notify_deliveries x JOIN notify_subscriptions y ON y.id = x.subscription_id
 			WHERE x.delivered_at IS NULL AND x.next_at <= now()
 			  AND (x.kind = 'handshake' AND y.status = 'requested' OR x.kind <> 'handshake' AND y.status = 'active')
+			  AND (y.ends_at IS NULL OR y.ends_at > now())
 			ORDER BY x.id LIMIT $1 FOR UPDATE OF x SKIP LOCKED)
 		RETURNING d.id, d.kind, d.event_number, d.focus, d.context, d.consent_ref,
 			coalesce((SELECT o.topic FROM outbox_events o WHERE o.id = d.outbox_id), ''),

@@ -246,9 +246,16 @@ func (s *Store) checkEndpoint(ctx context.Context, q db.Querier, memberID, endpo
 
 // CreateSubscription stores sub (ID and MemberID set by the caller) as requested, after
 // checking its endpoint against the member's registered origins, and queues the
-// handshake in tx. The dispatcher makes it active when the handshake is answered 2xx.
+// handshake in tx. The dispatcher makes it active when the handshake is answered 2xx, and
+// off when its End passes. An End that is not an instant, or that has already passed
+// (by the database's clock, the one the dispatcher ends subscriptions by), is
+// errs.Invalid naming Subscription.end, and nothing is stored.
 func (s *Store) CreateSubscription(ctx context.Context, tx db.Querier, sub Subscription) (Subscription, error) {
 	const op = "notify.Store.CreateSubscription"
+	ends, err := endsAt(sub.End)
+	if err != nil {
+		return Subscription{}, errs.E(op, err)
+	}
 	if err := s.checkEndpoint(ctx, tx, sub.MemberID, sub.Endpoint); err != nil {
 		return Subscription{}, err
 	}
@@ -261,9 +268,14 @@ func (s *Store) CreateSubscription(ctx context.Context, tx db.Querier, sub Subsc
 	if err != nil {
 		return Subscription{}, err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO notify_subscriptions (id, member_id, topic, filter, endpoint, headers, payload, status, body)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`, sub.ID, sub.MemberID, sub.Topic, sub.Filter, sub.Endpoint, headers, sub.Payload, string(sub.Status), body); err != nil {
+	tag, err := tx.Exec(ctx, `INSERT INTO notify_subscriptions (id, member_id, topic, filter, endpoint, headers, payload, status, body, ends_at)
+		SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 WHERE $10::timestamptz IS NULL OR $10::timestamptz > now()`,
+		sub.ID, sub.MemberID, sub.Topic, sub.Filter, sub.Endpoint, headers, sub.Payload, string(sub.Status), body, ends)
+	if err != nil {
 		return Subscription{}, errs.E(op, errs.Unavailable, "could not store the subscription", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return Subscription{}, endInvalid(op, "end has already passed: a subscription must end in the future")
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO notify_deliveries (subscription_id, kind, event_number) VALUES ($1, 'handshake', 0)`, sub.ID); err != nil {
 		return Subscription{}, errs.E(op, errs.Unavailable, "could not queue the handshake", err)
@@ -271,14 +283,17 @@ func (s *Store) CreateSubscription(ctx context.Context, tx db.Querier, sub Subsc
 	return sub, nil
 }
 
-// subCols lists the columns scanSub reads, qualified by alias when it is not "".
+// subCols lists the columns scanSub reads, qualified by alias when it is not "". A
+// requested or active subscription whose end has passed reads as off even before the
+// dispatcher has stored that (endSubscriptions).
 func subCols(alias string) string {
 	a := ""
 	if alias != "" {
 		a = alias + "."
 	}
+	status := "CASE WHEN " + a + "ends_at <= now() AND " + a + "status IN ('requested', 'active') THEN 'off' ELSE " + a + "status END"
 	return a + "id, " + a + "member_id, " + a + "topic, " + a + "filter, " + a + "endpoint, " + a + "headers, " + a + "payload, " +
-		a + "status, " + a + "events, coalesce(" + a + "body->>'reason', ''), coalesce(" + a + "body->>'end', '')"
+		status + ", " + a + "events, coalesce(" + a + "body->>'reason', ''), coalesce(" + a + "body->>'end', '')"
 }
 
 var subColumns = subCols("")

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/concord-hie/concord/internal/errs"
 )
@@ -55,7 +56,7 @@ const (
 	StatusRequested Status = "requested" // accepted; the handshake has not succeeded yet
 	StatusActive    Status = "active"    // the handshake succeeded; events are sent
 	StatusError     Status = "error"     // the handshake failed for good
-	StatusOff       Status = "off"
+	StatusOff       Status = "off"       // its end passed (or it was turned off): nothing is sent
 )
 
 // Payload content codes.
@@ -119,7 +120,7 @@ type Subscription struct {
 	Status   Status
 	Events   int64 // events-since-subscription-start
 	Reason   string
-	End      string
+	End      string // instant after which nothing is sent (the status becomes off); "" for none
 }
 
 // Extension is a FHIR extension with the value types this package reads and writes.
@@ -179,6 +180,9 @@ func ParseSubscription(body []byte) (Subscription, error) {
 		return Subscription{}, invalid("criteria must be a topic canonical this server serves", "Subscription.criteria")
 	}
 	s := Subscription{Topic: sj.Criteria, Endpoint: sj.Channel.Endpoint, Payload: PayloadIDOnly, Reason: sj.Reason, End: sj.End}
+	if _, err := endsAt(s.End); err != nil {
+		return Subscription{}, err
+	}
 	if sj.CriteriaExt != nil {
 		for _, x := range sj.CriteriaExt.Extension {
 			if x.URL == ExtFilterCriteria {
@@ -227,6 +231,26 @@ func ParseSubscription(body []byte) (Subscription, error) {
 		s.Headers = append(s.Headers, h)
 	}
 	return s, nil
+}
+
+// endsAt parses a Subscription.end: nil for none, else the instant it names. Anything
+// but a FHIR instant (date, time and zone) is errs.Invalid naming Subscription.end.
+func endsAt(end string) (*time.Time, error) {
+	if end == "" {
+		return nil, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, end)
+	if err != nil || !strings.Contains(end, "T") {
+		return nil, endInvalid("notify.endsAt", "end must be an instant (date, time and zone)")
+	}
+	return &t, nil
+}
+
+// endInvalid is the errs.Invalid error of an unacceptable Subscription.end.
+func endInvalid(op, msg string) error {
+	e := errs.E(op, errs.Invalid, msg)
+	e.Path = "Subscription.end"
+	return e
 }
 
 func validHeaderName(n string) bool {
