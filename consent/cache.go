@@ -98,7 +98,7 @@ func NewCache(src VersionedSource, rdb redis.UniversalClient, opts CacheOptions)
 
 // cacheFormat names the encoding of cached entries; change it whenever Directive changes
 // shape, so entries written by an older binary are never read.
-const cacheFormat = "dirs1"
+const cacheFormat = "dirs2"
 
 // Key returns the Redis key for person's directives at versions v.
 func (c *Cache) Key(person string, v Versions) string {

@@ -147,7 +147,7 @@ type evaluator struct {
 }
 
 func (e *evaluator) directive(d *Directive) {
-	if d.Kind == KindPatient && d.PersonID != e.req.PersonID {
+	if d.Kind == KindPatient && d.PersonID != e.req.PersonID && d.AppliesTo != e.req.PersonID {
 		return
 	}
 	root := &d.Provision

@@ -49,6 +49,14 @@ var (
 		Provisions: []Provision{{Period: Period{End: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}}})
 )
 
+// otherDeny is p2's opt-out.
+var otherDeny = Directive{ID: "other-deny", Version: 1, PersonID: "p2", Kind: KindPatient, PolicyRule: OptOut, Status: StatusActive, DateTime: madeOn, Provision: Provision{Type: Deny}}
+
+// mergedIn returns d as Store loads it for p1 after an MPI merge joined d's person to p1.
+func mergedIn(d Directive) Directive { return mergedInto(d, "p1") }
+
+func mergedInto(d Directive, person string) Directive { d.AppliesTo = person; return d }
+
 func expiredPermitPay() Directive {
 	d := patient("expired-pay", OptIn, Provision{Type: Permit, Purposes: []string{PurposePayment}, Period: Period{End: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}})
 	return d
@@ -117,6 +125,9 @@ func TestDecideTable(t *testing.T) {
 		{"patient permit for payment", dirs(permitPay), read("org-b", PurposePayment), Decision{Allow: true, Reason: Permitted, By: "permit-pay", Provision: "provision"}},
 		{"patient permit names its org", dirs(permitPay), read("org-c", PurposePayment), Decision{Reason: NoDirective}},
 		{"directive of another person is ignored", []Directive{otherPerson}, read("org-a", PurposeTreatment), Decision{Reason: NoDirective}},
+		{"merged-in person's permit applies", []Directive{mergedIn(otherPerson)}, read("org-a", PurposeTreatment), Decision{Allow: true, Reason: Permitted, By: "other", Provision: "provision"}},
+		{"merged-in person's deny beats own permit", []Directive{permitPay, mergedIn(otherDeny)}, read("org-b", PurposePayment), Decision{Reason: Denied, By: "other-deny", Provision: "provision"}},
+		{"directive merged into someone else is ignored", []Directive{mergedInto(otherDeny, "p3")}, read("org-b", PurposeTreatment), Decision{Reason: NoDirective}},
 		{"patient reads own record", dirs(), with(read("", ""), self), Decision{Allow: true, Reason: Permitted, By: PolicyPatientAccessID, Provision: "provision"}},
 		{"patient reads own labelled record", dirs(), with(read("", "", LabelMentalHealth, LabelHIV, LabelRestricted), self), Decision{Allow: true, Reason: Permitted, By: PolicyPatientAccessID, Provision: "provision"}},
 		{"opt-out without purpose keeps right of access", dirs(optOutAll), with(read("", ""), self), Decision{Allow: true, Reason: Permitted, By: PolicyPatientAccessID, Provision: "provision"}},

@@ -263,6 +263,11 @@ type Directive struct {
 	SourceAttachment *Attachment
 	SourceReference  string
 	Provision        Provision
+	// AppliesTo is set by Store (Load, LoadAt, History) on a directive of a patient filed
+	// for another person of the merge family of the person it was loaded for (an MPI merge
+	// joined the two): that person, whose decisions it then governs as Decide would their
+	// own. It is never stored; FormatConsent ignores it.
+	AppliesTo string `json:",omitempty"`
 }
 
 // rootType is the effective type of d's root provision.

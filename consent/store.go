@@ -40,7 +40,8 @@ type Versions struct {
 // version set, and the counters after the save. d.Version is the version the caller
 // means to create: 0 means "the next one"; any other value must be exactly one more than
 // the current version, else errs.Conflict (a concurrent edit won). Saving a patient's
-// directive bumps that person's consent version; saving a default policy bumps the policy
+// directive bumps the consent version of that person and of every person of its merge
+// family (see Load); saving a default policy bumps the policy
 // version. savedBy is the saving user's or client's ID.
 //
 // It returns errs.Invalid for a directive that breaks Validate, or whose person does not
@@ -177,12 +178,48 @@ func currentVersion(ctx context.Context, q db.Querier, d Directive) (int, error)
 	return v, nil
 }
 
+// bumpPersonVersion bumps the consent version of person and of every other person of its
+// merge family (mpi_person_family, migration 0107: what is in force for any of them
+// includes person's directives) and returns person's new version. The family is read
+// again after the bump until it no longer grows: a merge that committed while the first
+// statement waited for a row lock it held is then seen, and the persons it joined are
+// bumped too, so a decision cached under their versions meanwhile goes stale when tx
+// commits. Rows are locked in person order, as the merge trigger locks them.
 func bumpPersonVersion(ctx context.Context, q db.Querier, person string) (int64, error) {
-	var v int64
-	err := q.QueryRow(ctx, `INSERT INTO consent_versions (person_id, version) VALUES ($1, 1)
-		ON CONFLICT (person_id) DO UPDATE SET version = consent_versions.version + 1, updated_at = now()
-		RETURNING version`, person).Scan(&v)
-	return v, db.Map("consent.bumpPersonVersion", err)
+	const op = "consent.bumpPersonVersion"
+	var own int64
+	done := []string{}
+	for range 8 {
+		rows, err := q.Query(ctx, `INSERT INTO consent_versions (person_id, version)
+			SELECT f.person_id, 1 FROM mpi_person_family($1::uuid) f WHERE f.person_id <> ALL($2::uuid[]) ORDER BY f.person_id
+			ON CONFLICT (person_id) DO UPDATE SET version = consent_versions.version + 1, updated_at = now()
+			RETURNING person_id::text, version`, person, done)
+		if err != nil {
+			return 0, db.Map(op, err)
+		}
+		n := 0
+		for rows.Next() {
+			var p string
+			var v int64
+			if err := rows.Scan(&p, &v); err != nil {
+				rows.Close()
+				return 0, db.Map(op, err)
+			}
+			if p == person {
+				own = v
+			}
+			done = append(done, p)
+			n++
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return 0, db.Map(op, err)
+		}
+		if n == 0 {
+			return own, nil
+		}
+	}
+	return 0, errs.E(op, errs.Unavailable, "the person's merge family keeps changing; try again")
 }
 
 func bumpPolicyVersion(ctx context.Context, q db.Querier) (int64, error) {
@@ -203,7 +240,8 @@ func policyVersion(ctx context.Context, q db.Querier) (int64, error) {
 }
 
 // Versions returns person's consent version and the policy version, for cache keys.
-// A person with nothing saved has version 0.
+// A person with nothing saved has version 0. Besides every save in its merge family, every
+// merge, unmerge or HL7 merge that changes that family bumps it (migration 0107).
 func (s *Store) Versions(ctx context.Context, q db.Querier, person string) (Versions, error) {
 	const op = "consent.Store.Versions"
 	var vs Versions
@@ -242,27 +280,37 @@ func ParseVersions(s string) (Versions, error) {
 	return v, nil
 }
 
-// Load returns the directives in force now: person's current versions and the current
-// default policies. An empty result is not an error (Decide then denies).
+// Load returns the directives in force now: the current versions of the directives of
+// person's merge family (the live person it resolves to and every person retired into
+// that one: a merge makes the lost person's directives govern the kept person's records,
+// an unmerge gives each person back its own) and the current default policies. Those filed
+// for another person of the family come back with AppliesTo set to person, so Decide
+// applies them. An empty result is not an error (Decide then denies).
 func (s *Store) Load(ctx context.Context, q db.Querier, person string) ([]Directive, error) {
 	return s.load(ctx, q, "consent.Store.Load", `SELECT resource, title FROM consent_directives
-		WHERE (person_id = $1 OR person_id IS NULL) AND valid_to IS NULL`, person)
+		WHERE (person_id IN (SELECT f.person_id FROM mpi_person_family($1::uuid) f) OR person_id IS NULL)
+		AND valid_to IS NULL`, person)
 }
 
-// LoadAt returns the directives that were stored at transaction time t: for person and
-// for the default policies, the version of each directive current at t. Decide(dirs, req)
-// with req.At = t re-evaluates a decision as of then.
+// LoadAt returns the directives that were stored at transaction time t: for person's merge
+// family as it was at t (see Load) and for the default policies, the version of each
+// directive current at t. Decide(dirs, req) with req.At = t re-evaluates a decision as of
+// then.
 func (s *Store) LoadAt(ctx context.Context, q db.Querier, person string, t time.Time) ([]Directive, error) {
 	return s.load(ctx, q, "consent.Store.LoadAt", `SELECT resource, title FROM consent_directives
-		WHERE (person_id = $1 OR person_id IS NULL) AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)`, person, t)
+		WHERE (person_id IN (SELECT f.person_id FROM mpi_person_family_at($1::uuid, $2) f) OR person_id IS NULL)
+		AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)`, person, t)
 }
 
-// History returns every stored version of person's directives and of the default
-// policies with their transaction-time validity, oldest first, for InForce and audit.
+// History returns every stored version of the directives of person's current merge family
+// (see Load) and of the default policies with their transaction-time validity, oldest
+// first, for InForce and audit. It does not say when each family member joined: an as-of
+// question across a merge is LoadAt's.
 func (s *Store) History(ctx context.Context, q db.Querier, person string) ([]Version, error) {
 	const op = "consent.Store.History"
 	rows, err := q.Query(ctx, `SELECT resource, title, valid_from, valid_to FROM consent_directives
-		WHERE person_id = $1 OR person_id IS NULL ORDER BY valid_from, directive_id, version`, person)
+		WHERE person_id IN (SELECT f.person_id FROM mpi_person_family($1::uuid) f) OR person_id IS NULL
+		ORDER BY valid_from, directive_id, version`, person)
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
@@ -280,6 +328,7 @@ func (s *Store) History(ctx context.Context, q db.Querier, person string) ([]Ver
 		if err != nil {
 			return nil, err
 		}
+		appliesTo(&d, person)
 		v := Version{Directive: d, ValidFrom: from}
 		if to != nil {
 			v.ValidTo = *to
@@ -292,7 +341,9 @@ func (s *Store) History(ctx context.Context, q db.Querier, person string) ([]Ver
 	return out, nil
 }
 
+// load reads the directives sql selects; args[0] is the person they are loaded for.
 func (s *Store) load(ctx context.Context, q db.Querier, op, sql string, args ...any) ([]Directive, error) {
+	person, _ := args[0].(string)
 	rows, err := q.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, db.Map(op, err)
@@ -309,12 +360,21 @@ func (s *Store) load(ctx context.Context, q db.Querier, op, sql string, args ...
 		if err != nil {
 			return nil, err
 		}
+		appliesTo(&d, person)
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, db.Map(op, err)
 	}
 	return out, nil
+}
+
+// appliesTo marks d, loaded for person, as in force for person when it is a patient's
+// directive filed for another person of person's merge family.
+func appliesTo(d *Directive, person string) {
+	if d.Kind == KindPatient && d.PersonID != person {
+		d.AppliesTo = person
+	}
 }
 
 // decode parses a stored resource. A stored directive that no longer parses is an

@@ -188,9 +188,11 @@ func (p *PrivacyStore) ConsentHistory(ctx context.Context, v Viewer, personID st
 	var res []audit.Resource
 	seen := map[consent.DirectiveID]bool{}
 	for _, ver := range all {
-		if ver.Directive.PersonID != personID {
+		if ver.Directive.Kind != consent.KindPatient {
 			continue // a default policy
 		}
+		// The person's own directives and, after an MPI merge, those of the persons
+		// retired into it: all of them decide its requests (consent.Store.Load).
 		own = append(own, ver)
 		if id := ver.Directive.ID; !seen[id] {
 			seen[id] = true
