@@ -320,7 +320,10 @@ func (o *Ops) link(ctx context.Context, tx db.Querier, source int64, person Pers
 	if _, err := tx.Exec(ctx, `UPDATE mpi_source_records SET person_id = $2, link_state = 'MANUAL', link_rule = 'manual-link', updated_at = now() WHERE id = $1`, src.ID, string(target)); err != nil {
 		return Change{}, err
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM mpi_cannot_link WHERE source_id = $1 AND person_id = $2`, src.ID, string(target)); err != nil {
+	// Withdraw every cannot-link decision that keeps the source out of target, including
+	// those naming a person since merged into it.
+	if _, err := tx.Exec(ctx, `DELETE FROM mpi_cannot_link WHERE source_id = $1
+		AND person_id IN (SELECT f.person_id FROM mpi_person_family($2::uuid) f)`, src.ID, string(target)); err != nil {
 		return Change{}, err
 	}
 	if evidence.Decision == "" {
@@ -388,7 +391,10 @@ func (o *Ops) Unlink(ctx context.Context, source int64, st Steward) (Change, err
 // sources become MANUAL. Each history row remembers the source's earlier state, so Unmerge
 // can restore it exactly. Errors: errs.NotFound for an unknown person; errs.Conflict when
 // either person is retired, keep == lose, or a cannot-link decision keeps a source of one
-// out of the other (unlink decisions must be withdrawn by a Link first).
+// out of the other, or out of a person since merged into the other (unlink decisions must
+// be withdrawn by a Link first). The merge bumps the consent version of every person of
+// the joined family (migration 0107), so the directives of each apply to all of its
+// records from the next request on.
 func (o *Ops) Merge(ctx context.Context, keep, lose PersonID, st Steward) (Change, error) {
 	const op = "mpi.store.Ops.Merge"
 	if err := checkSteward(op, st); err != nil {
@@ -412,9 +418,14 @@ func (o *Ops) Merge(ctx context.Context, keep, lose PersonID, st Steward) (Chang
 				return errs.E(op, errs.Conflict, "the person was already merged")
 			}
 		}
+		// A cannot-link decision names the person the source was kept out of, which may
+		// since have been merged on: it keeps the source out of the live person it
+		// resolves to (as CannotLink reads it), so compare with each side's merge family
+		// (mpi_person_family, migration 0107), not with its ID alone.
 		var blocked bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM mpi_cannot_link c JOIN mpi_source_records s ON s.id = c.source_id
-			WHERE (s.person_id = $1 AND c.person_id = $2) OR (s.person_id = $2 AND c.person_id = $1))`, string(keep), string(lose)).Scan(&blocked); err != nil {
+			WHERE (s.person_id = $1 AND c.person_id IN (SELECT f.person_id FROM mpi_person_family($2::uuid) f))
+			   OR (s.person_id = $2 AND c.person_id IN (SELECT f.person_id FROM mpi_person_family($1::uuid) f)))`, string(keep), string(lose)).Scan(&blocked); err != nil {
 			return err
 		}
 		if blocked {
@@ -614,7 +625,7 @@ func (o *Ops) ResolveReview(ctx context.Context, item int64, decision Decision, 
 				return err
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO mpi_cannot_link(source_id, person_id, actor) SELECT $1, p, $3 FROM unnest($2::uuid[]) AS p
-				WHERE p <> $4::uuid ON CONFLICT DO NOTHING`, src.ID, apart, st.Subject, string(src.PersonID)); err != nil {
+				WHERE p NOT IN (SELECT f.person_id FROM mpi_person_family($4::uuid) f) ON CONFLICT DO NOTHING`, src.ID, apart, st.Subject, string(src.PersonID)); err != nil {
 				return err
 			}
 			if err := o.writeHistory(ctx, tx, st, []historyRow{{src: src, to: src.PersonID, action: "keep-apart", state: "MANUAL", evidence: ev}}); err != nil {
