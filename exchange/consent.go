@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/consent"
+	"github.com/concord-hie/concord/directory"
 	"github.com/concord-hie/concord/fhir"
 	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/db"
@@ -206,6 +208,77 @@ func (a *ConsentAPI) parseMemberConsent(c echo.Context, id string) (consent.Dire
 	return d, nil
 }
 
+// checkFiling applies the filing rule to d, a directive the calling member files
+// through POST or PUT [base]/Consent. A member writes down the patient's choice; it can
+// never author its own authorization. It returns errs.Invalid (with Path) for a broken
+// rule, errs.Forbidden for a release the member may not file:
+//
+//   - Restrictions are always accepted: a deny provision, a permit that releases no
+//     gating label, and a directive that is not active (a withdrawal is status inactive).
+//   - A permit whose path names a gating label (consent.IsGatingLabel: ETH, PSY, HIV,
+//     SDV, SEX, R, V, 42CFRPart2) releases sensitive records, so the directive must carry
+//     the patient's signed form (standards.md §5, IHE BPPC/PCF): sourceAttachment or a
+//     sourceReference to a DocumentReference. Without one it is 422, naming
+//     Consent.source[x].
+//   - A permit releasing 42CFRPart2 is a 42 CFR 2.31 written consent, which names the
+//     program that discloses. It is accepted only from a member registered as a Part 2
+//     program (directory.Member.Part2), else 403 naming the securityLabel element; and
+//     it may not name the filing program itself as a recipient (422 naming the
+//     provision), so a program cannot write its own authorization to another program's
+//     records either.
+//
+// The portal's patient choices and an officer's paper consents are saved by
+// consent.Store.Save directly and do not pass here. The rule depends on the body and
+// the caller only, never on a stored record, so it runs before the patient is looked up.
+func (a *ConsentAPI) checkFiling(ctx context.Context, memberID string, d consent.Directive) error {
+	const op = "exchange.checkFiling"
+	rels := d.Releases()
+	if len(rels) == 0 {
+		return nil
+	}
+	var member *directory.Member
+	for _, r := range rels {
+		i := slices.Index(r.Labels, consent.LabelPart2)
+		if i < 0 {
+			continue
+		}
+		if member == nil {
+			m, err := a.s.Directory.Member(ctx, memberID)
+			if err != nil {
+				return errs.E(op, errs.Unavailable, "member directory unavailable", err)
+			}
+			member = &m
+		}
+		if !member.Part2 {
+			e := errs.E(op, errs.Forbidden, "only a 42 CFR Part 2 program may file a consent that releases 42CFRPart2 records")
+			e.Path = r.LabelPaths[i]
+			return e
+		}
+		if slices.Contains(r.Recipients, "Organization/"+member.ID) {
+			e := errs.E(op, errs.Invalid, "a Part 2 program may not file a consent that releases 42CFRPart2 records to itself")
+			e.Path = r.Path
+			return e
+		}
+	}
+	if d.SourceAttachment == nil && d.SourceReference == "" {
+		e := errs.E(op, errs.Invalid, "a consent that releases sensitive records needs the patient's signed form: sourceAttachment or sourceReference")
+		e.Path = "Consent.source[x]"
+		return e
+	}
+	return nil
+}
+
+// filingRefused answers a directive checkFiling refused: a broken business rule
+// (errs.Invalid) is 422 with an OperationOutcome naming the element, anything else goes
+// to the error handler (403 for a release the member may not file, 503 when the
+// directory cannot be read).
+func filingRefused(c echo.Context, err error) error {
+	if errs.CodeOf(err) == errs.Invalid {
+		return writeUnprocessable(c, err)
+	}
+	return err
+}
+
 // createConsent handles POST [base]/Consent: a new directive with a server-assigned id.
 func (a *ConsentAPI) createConsent(c echo.Context) error {
 	if err := require(c, "Consent", 'c'); err != nil {
@@ -214,6 +287,9 @@ func (a *ConsentAPI) createConsent(c echo.Context) error {
 	d, err := a.parseMemberConsent(c, store.NewID())
 	if err != nil {
 		return err
+	}
+	if err := a.checkFiling(c.Request().Context(), principal(c).MemberID, d); err != nil {
+		return filingRefused(c, err)
 	}
 	d.Version = 0
 	return a.saveConsent(c, d, http.StatusCreated)
@@ -235,6 +311,9 @@ func (a *ConsentAPI) updateConsent(c echo.Context) error {
 		e := errs.E(op, errs.Invalid, "Consent.id must equal the id in the URL")
 		e.Path = "Consent.id"
 		return e
+	}
+	if err := a.checkFiling(c.Request().Context(), principal(c).MemberID, d); err != nil {
+		return filingRefused(c, err)
 	}
 	d.Version = 0
 	if m := c.Request().Header.Get("If-Match"); m != "" {

@@ -42,7 +42,7 @@ func TestDenyETHCoversETHUD(t *testing.T) {
 			t.Fatalf("POST Consent: %d %s", st, body)
 		}
 	}
-	file(consent.Directive{PolicyRule: consent.OptIn, Provision: consent.Provision{Type: consent.Permit,
+	file(consent.Directive{PolicyRule: consent.OptIn, SourceReference: "DocumentReference/signed-form", Provision: consent.Provision{Type: consent.Permit,
 		Actors:   []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.a.ID}},
 		Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse}}})
 	if st, _, _ := do(t, "GET", env.base+"/Condition/"+ethud, ta, nil); st != 200 {

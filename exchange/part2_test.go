@@ -85,11 +85,12 @@ func newPart2Env(t testing.TB) *part2Env {
 // samePatient creates member m's Patient for the one person every member of the test
 // knows (same name, birth date and sex), returning its id.
 // consentForB files, with the program's token tp, the patient pp's consent that names
-// member B for treatment and the Part 2 labels, and returns the stored Consent's id.
+// member B for treatment and the Part 2 labels, with the signed form it was captured
+// from (checkFiling), and returns the stored Consent's id.
 func (env *part2Env) consentForB(t testing.TB, tp, pp string) string {
 	t.Helper()
 	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
-		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), SourceReference: "DocumentReference/signed-part2-form",
 		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
 			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
 	cj, err := consent.FormatConsent(d)
@@ -521,7 +522,7 @@ func BenchmarkPart2Read(b *testing.B) {
 	_, body, _ = do(b, "POST", env.base+"/Observation", env.tok(b, env.c, allScopes, "TREAT"), obsJSON("", env.samePatient(b, env.tok(b, env.c, allScopes, "TREAT"), env.c), "99"))
 	plain := idOf(b, body)
 	d := consent.Directive{ID: "part2-b", Version: 1, Kind: consent.KindPatient, PersonID: pp, PolicyRule: consent.OptIn,
-		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC),
+		Status: consent.StatusActive, DateTime: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), SourceReference: "DocumentReference/signed-part2-form",
 		Provision: consent.Provision{Type: consent.Permit, Actors: []consent.Actor{{Role: consent.ParticipationRecipient, Reference: "Organization/" + env.b.ID}},
 			Purposes: []string{consent.PurposeTreatment}, SecurityLabels: []string{consent.LabelSubstanceUse, consent.LabelRestricted, consent.LabelPart2}}}
 	cj, _ := consent.FormatConsent(d)
