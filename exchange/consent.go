@@ -397,9 +397,48 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 	return c.Blob(status, mimeFHIR, body)
 }
 
+// Which directives a member is served. A patient's directive says whom the patient trusts
+// with what: a consent naming a Part 2 program's recipient tells whoever reads it that
+// the patient is in a substance-use program (42 CFR 2.13(c)), and a restriction naming
+// one clinic says the patient distrusts it. So a member is served a patient's directive
+// (read, search, and the directives $consent-preview decides with) only if the member
+// filed it through this API (consent.Store.FiledBy) or the directive names the member
+// (an Organization/{member} actor, recipient or custodian). Everything else, including
+// the portal's and an officer's directives that name no member, answers as absent: 404
+// on read, left out of a search and its total, and left out of a preview's decisions.
+// The regional default policies are public and always take part in a preview.
+
+// visibleDirectives returns dirs without the patient's directives that member may not
+// be served (see above); default policies stay. It reads who filed them in one query.
+func (a *ConsentAPI) visibleDirectives(ctx context.Context, member string, dirs []consent.Directive) ([]consent.Directive, error) {
+	var ids []consent.DirectiveID
+	for _, d := range dirs {
+		if d.Kind == consent.KindPatient {
+			ids = append(ids, d.ID)
+		}
+	}
+	filers, err := a.Store.FiledByAll(ctx, a.s.Pool, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]consent.Directive, 0, len(dirs))
+	for _, d := range dirs {
+		if d.Kind != consent.KindPatient || servedTo(d, filers[d.ID], member) {
+			out = append(out, d)
+		}
+	}
+	return out, nil
+}
+
+// servedTo reports whether the patient's directive d, filed by filer ("" when not
+// filed through the exchange), may be served to member: member filed it or d names it.
+func servedTo(d consent.Directive, filer, member string) bool {
+	return member != "" && (filer == member || d.NamesOrg(member))
+}
+
 // readConsent handles GET [base]/Consent/{id}: the current version, if the directive is
-// about a person the member has a Patient for; anything else is 404, after a denial
-// event when the directive exists.
+// about a person the member has a Patient for and the member filed it or is named in it;
+// anything else is 404, after a denial event when the directive exists.
 func (a *ConsentAPI) readConsent(c echo.Context) error {
 	if err := require(c, "Consent", 'r'); err != nil {
 		return err
@@ -424,6 +463,19 @@ func (a *ConsentAPI) readConsent(c echo.Context) error {
 	}
 	if err != nil && errs.CodeOf(err) != errs.NotFound {
 		return err
+	}
+	if err == nil {
+		member := principal(c).MemberID
+		filer, ferr := a.Store.FiledBy(ctx, a.s.Pool, d.ID)
+		if ferr != nil {
+			return ferr
+		}
+		if !servedTo(d, filer, member) {
+			// The member's patient, but a directive it neither filed nor is named in:
+			// absent to the caller, a denial in the log.
+			ev.Outcome, ev.Reason = audit.Deny, "not-filed-or-named"
+			err = errs.E("exchange.readConsent", errs.NotFound, "consent not found")
+		}
 	}
 	if aerr := a.Audit.Append(ctx, ev); aerr != nil {
 		return errs.E("exchange.readConsent", errs.Unavailable, "audit log unavailable", aerr)
@@ -456,7 +508,8 @@ type searchSet struct {
 }
 
 // searchConsent handles GET [base]/Consent?patient={id}: the current directives of the
-// member's own patient (regional default policies are not the member's to read here).
+// member's own patient that it filed or is named in (regional default policies are not
+// the member's to read here; the others are left out, total included).
 // Another member's patient and an unknown id give an empty Bundle alike, audited as a
 // denial.
 func (a *ConsentAPI) searchConsent(c echo.Context) error {
@@ -484,6 +537,9 @@ func (a *ConsentAPI) searchConsent(c echo.Context) error {
 	if person != "" {
 		dirs, err := a.Directives.InForce(ctx, person, time.Now())
 		if err != nil {
+			return err
+		}
+		if dirs, err = a.visibleDirectives(ctx, principal(c).MemberID, dirs); err != nil {
 			return err
 		}
 		for _, d := range dirs {

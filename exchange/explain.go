@@ -38,7 +38,10 @@ type previewResult struct {
 // name and title, decision (permit or deny), reason code, the information-blocking
 // exception a deny relies on, the deciding directive, and the plain-language explanation
 // the patient and the officer both see. Nothing is disclosed but consent outcomes; the
-// preview is audited as a consent decision.
+// preview is audited as a consent decision. It decides with the regional policies and
+// the patient's directives the calling member is served (filed by it or naming it, as
+// on a read); the others count as absent, so the preview is what the member can know,
+// which may permit more than the portal's or an officer's directives will.
 func (a *ConsentAPI) previewConsent(c echo.Context) error {
 	const op = "exchange.previewConsent"
 	if err := require(c, "Consent", 'r'); err != nil {
@@ -80,6 +83,12 @@ func (a *ConsentAPI) previewConsent(c echo.Context) error {
 		dirs, _, err = a.Cache.Current(ctx, person)
 	}
 	if err != nil {
+		return err
+	}
+	// Only the patient's directives the member may be served take part: one it may not
+	// see is absent here too, so no decision, deciding directive or explanation can
+	// tell it that such a directive exists.
+	if dirs, err = a.visibleDirectives(ctx, principal(c).MemberID, dirs); err != nil {
 		return err
 	}
 	req := consent.Request{ActorRole: role, Org: org, Purpose: purpose, PersonID: person, At: at}
