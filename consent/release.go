@@ -3,6 +3,7 @@ package consent
 import (
 	"context"
 	"strconv"
+	"strings"
 
 	"github.com/concord-hie/concord/internal/db"
 )
@@ -87,6 +88,30 @@ func (d *Directive) NamesOrg(org string) bool {
 		return false
 	}
 	return names(&d.Provision)
+}
+
+// General reports whether d names no organization and no security label in any of its
+// provisions: a choice that applies to every member alike (a patient's plain opt-out) and,
+// read by one member, says nothing about another member or about a sensitive category.
+func (d *Directive) General() bool {
+	var general func(p *Provision) bool
+	general = func(p *Provision) bool {
+		if len(p.SecurityLabels) > 0 {
+			return false
+		}
+		for _, a := range p.Actors {
+			if strings.HasPrefix(a.Reference, "Organization/") {
+				return false
+			}
+		}
+		for i := range p.Provisions {
+			if !general(&p.Provisions[i]) {
+				return false
+			}
+		}
+		return true
+	}
+	return general(&d.Provision)
 }
 
 // FiledByAll is FiledBy for many directives in one query: the member that filed the

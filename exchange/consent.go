@@ -403,9 +403,10 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 // one clinic says the patient distrusts it. So a member is served a patient's directive
 // (read, search, and the directives $consent-preview decides with) only if the member
 // filed it through this API (consent.Store.FiledBy) or the directive names the member
-// (an Organization/{member} actor, recipient or custodian). Everything else, including
-// the portal's and an officer's directives that name no member, answers as absent: 404
-// on read, left out of a search and its total, and left out of a preview's decisions.
+// (an Organization/{member} actor, recipient or custodian), or the directive is general:
+// it names no organization and no security label (a plain opt-out, from the portal or an
+// officer, applies to every member alike). Everything else answers as absent: 404 on read,
+// left out of a search and its total, and left out of a preview's decisions.
 // The regional default policies are public and always take part in a preview.
 
 // visibleDirectives returns dirs without the patient's directives that member may not
@@ -431,9 +432,12 @@ func (a *ConsentAPI) visibleDirectives(ctx context.Context, member string, dirs 
 }
 
 // servedTo reports whether the patient's directive d, filed by filer ("" when not
-// filed through the exchange), may be served to member: member filed it or d names it.
+// filed through the exchange), may be served to member: member filed it, d names it, or d
+// is general (names no organization and no label: a plain opt-out applies to every member
+// alike and tells none of them anything about another, and a preview without it would
+// promise a member what the decision then denies).
 func servedTo(d consent.Directive, filer, member string) bool {
-	return member != "" && (filer == member || d.NamesOrg(member))
+	return member != "" && (filer == member || d.NamesOrg(member) || d.General())
 }
 
 // readConsent handles GET [base]/Consent/{id}: the current version, if the directive is

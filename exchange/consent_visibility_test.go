@@ -89,8 +89,9 @@ func TestPart2ConsentHiddenFromUnnamedMember(t *testing.T) {
 }
 
 // TestConsentServedToFilerOrNamed: beyond Part 2, a member is served only the patient's
-// directives it filed or that name it. B's restriction naming A is served to B (filer)
-// and A (named), never to C; C's own directive is served to C alone.
+// directives it filed, that name it, or that are general. B's restriction naming A is
+// served to B (filer) and A (named), never to C; C's general choice (no payment use, no
+// organization or label named) applies to everyone, so every member is served it.
 func TestConsentServedToFilerOrNamed(t *testing.T) {
 	env := newPart2Env(t)
 	ta := env.tok(t, env.p, allScopes, "TREAT") // the program, as an ordinary member here
@@ -122,8 +123,9 @@ func TestConsentServedToFilerOrNamed(t *testing.T) {
 		{"named member reads it", ta, denyA, 200},
 		{"unnamed member", tc, denyA, 404},
 		{"filer reads its own", tc, own, 200},
-		{"other member, not named", tb, own, 404},
-		{"other member, not named (2)", ta, own, 404},
+		// A general choice (no organization, no label) applies to every member alike.
+		{"general choice, other member", tb, own, 200},
+		{"general choice, other member (2)", ta, own, 200},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,7 +137,7 @@ func TestConsentServedToFilerOrNamed(t *testing.T) {
 	for _, s := range []struct {
 		name, tok, patient string
 		want               int
-	}{{"A", ta, pa, 1}, {"B", tb, pb, 1}, {"C", tc, pc, 1}} {
+	}{{"A", ta, pa, 2}, {"B", tb, pb, 2}, {"C", tc, pc, 1}} {
 		_, body, _ := do(t, "GET", env.base+"/Consent?patient="+s.patient, s.tok, nil)
 		var b struct{ Total int }
 		if err := json.Unmarshal(body, &b); err != nil || b.Total != s.want {

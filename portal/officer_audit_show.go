@@ -196,6 +196,8 @@ func auditReasonWords(code string) string {
 		return "An organization filed a consent through the exchange"
 	case "consent-preview":
 		return "An organization previewed what the patient's consent allows"
+	case "not-filed-or-named":
+		return "A consent the organization neither filed nor is named in"
 
 	// Failures (the errs code of what went wrong).
 	case "internal":

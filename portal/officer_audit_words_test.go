@@ -18,7 +18,7 @@ var auditReasonCodes = []string{
 	// records, exchange and documents: access decided without a directive
 	"own-record", "not-owner", "not-found", "deleted", "patient-upload", "integrity-sha256-mismatch",
 	"reference-data", "no-compartment", "viewer-filtered", "own-patient", "not-member-patient",
-	"unknown-or-foreign-patient", "unknown-source-identifier", "consent-saved", "consent-preview",
+	"unknown-or-foreign-patient", "unknown-source-identifier", "consent-saved", "consent-preview", "not-filed-or-named",
 	// portal
 	"choice-on", "choice-off", "paper-form-on", "paper-form-off",
 	"proxy-invited", "proxy-registered", "proxy-accepted", "proxy-revoked", "proxy-sensitive-on", "proxy-sensitive-off",
