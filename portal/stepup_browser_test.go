@@ -101,12 +101,18 @@ func TestBrowserStepUpKeepsTypedForm(t *testing.T) {
 	}
 	screenshot(t, ctx, "portal-officer-consent-restored")
 	axeCheck(t, ctx, "restored consent form")
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("form.paper-consent button[type=submit]")),
-		chromedp.WaitVisible(chromedp.CSS("p.flash"))); err != nil {
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS("form.paper-consent button[type=submit]"))); err != nil {
 		t.Fatalf("sending the restored form: %v", err)
 	}
+	// The page already shows a flash (the draft note): wait for the directive itself.
 	var n int
-	if err := pe.pool.QueryRow(t.Context(), `SELECT count(*) FROM consent_directives WHERE resource::text LIKE '%F-2026-0042%'`).Scan(&n); err != nil || n != 1 {
-		t.Errorf("directives recorded from the restored form: %d (%v); want 1", n, err)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := pe.pool.QueryRow(t.Context(), `SELECT count(*) FROM consent_directives WHERE resource::text LIKE '%F-2026-0042%'`).Scan(&n)
+		if err != nil || n == 1 || time.Now().After(deadline) {
+			if n != 1 {
+				t.Errorf("directives recorded from the restored form: %d (%v); want 1", n, err)
+			}
+			break
+		}
 	}
 }
