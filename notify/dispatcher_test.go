@@ -229,23 +229,31 @@ func (e *env) admit(t testing.TB, pa string) string {
 // member to admissions at r with a bearer header.
 func (e *env) subscribe(t testing.TB, member, pb string, r *receiver) string {
 	t.Helper()
-	ctx := context.Background()
-	id := "sub-" + testkit.RandomID(6)
-	err := db.InTx(ctx, e.pool, func(tx db.Querier) error {
-		if err := e.notify.RegisterEndpoint(ctx, tx, member, r.srv.URL); err != nil {
-			return err
-		}
-		if err := e.roster(ctx, tx, member, pb); err != nil {
-			return err
-		}
-		_, err := e.notify.CreateSubscription(ctx, tx, notify.Subscription{ID: id, MemberID: member, Topic: notify.TopicAdmission,
-			Endpoint: r.srv.URL + "/hook", Payload: notify.PayloadIDOnly, Headers: []string{"Authorization: Bearer receiver-secret"}})
-		return err
-	})
+	id, err := e.subscribeWith(member, pb, r, notify.Subscription{Topic: notify.TopicAdmission,
+		Payload: notify.PayloadIDOnly, Headers: []string{"Authorization: Bearer receiver-secret"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// subscribeWith registers r for member, puts patient on member's roster and stores sub
+// (its topic, payload, headers and end) as a new Subscription of member's delivering to
+// r's /hook, all in one transaction; it returns the Subscription's id.
+func (e *env) subscribeWith(member, patient string, r *receiver, sub notify.Subscription) (string, error) {
+	ctx := context.Background()
+	sub.ID, sub.MemberID, sub.Endpoint = "sub-"+testkit.RandomID(6), member, r.srv.URL+"/hook"
+	err := db.InTx(ctx, e.pool, func(tx db.Querier) error {
+		if err := e.notify.RegisterEndpoint(ctx, tx, member, r.srv.URL); err != nil {
+			return err
+		}
+		if err := e.roster(ctx, tx, member, patient); err != nil {
+			return err
+		}
+		_, err := e.notify.CreateSubscription(ctx, tx, sub)
+		return err
+	})
+	return sub.ID, err
 }
 
 // roster stores member's roster Group of its Patients, as POST [base]/Group does.

@@ -46,19 +46,7 @@ func (e *env) linkPatient(t testing.TB, member, mrn, family string) (mpistore.Pe
 // member to the patient-link-changed topic at r.
 func (e *env) subscribeLinks(t testing.TB, member, patient string, r *receiver) string {
 	t.Helper()
-	ctx := context.Background()
-	id := "sub-" + testkit.RandomID(6)
-	err := db.InTx(ctx, e.pool, func(tx db.Querier) error {
-		if err := e.notify.RegisterEndpoint(ctx, tx, member, r.srv.URL); err != nil {
-			return err
-		}
-		if err := e.roster(ctx, tx, member, patient); err != nil {
-			return err
-		}
-		_, err := e.notify.CreateSubscription(ctx, tx, notify.Subscription{ID: id, MemberID: member, Topic: notify.TopicLinkChanged,
-			Endpoint: r.srv.URL + "/hook", Payload: notify.PayloadIDOnly})
-		return err
-	})
+	id, err := e.subscribeWith(member, patient, r, notify.Subscription{Topic: notify.TopicLinkChanged, Payload: notify.PayloadIDOnly})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,33 +1,17 @@
 package notify_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
-	"github.com/concord-hie/concord/internal/db"
 	"github.com/concord-hie/concord/internal/errs"
-	"github.com/concord-hie/concord/internal/testkit"
 	"github.com/concord-hie/concord/notify"
 )
 
 // subscribeUntil is subscribe with Subscription.end = end.
 func (e *env) subscribeUntil(t testing.TB, member, pb string, r *receiver, end string) (string, error) {
 	t.Helper()
-	ctx := context.Background()
-	id := "sub-" + testkit.RandomID(6)
-	err := db.InTx(ctx, e.pool, func(tx db.Querier) error {
-		if err := e.notify.RegisterEndpoint(ctx, tx, member, r.srv.URL); err != nil {
-			return err
-		}
-		if err := e.roster(ctx, tx, member, pb); err != nil {
-			return err
-		}
-		_, err := e.notify.CreateSubscription(ctx, tx, notify.Subscription{ID: id, MemberID: member, Topic: notify.TopicAdmission,
-			Endpoint: r.srv.URL + "/hook", Payload: notify.PayloadIDOnly, End: end})
-		return err
-	})
-	return id, err
+	return e.subscribeWith(member, pb, r, notify.Subscription{Topic: notify.TopicAdmission, Payload: notify.PayloadIDOnly, End: end})
 }
 
 // A Subscription whose end has already passed is refused (400 naming Subscription.end
