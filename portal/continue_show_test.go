@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // getFrom GETs u as a browser navigating from a page would, with Sec-Fetch-Site site
@@ -38,14 +37,7 @@ func TestCrossSiteGETDoesNotMarkThreadRead(t *testing.T) {
 	t.Parallel()
 	se := newShareEnv(t, false)
 	ctx := context.Background()
-	if err := NewStaffStore(se.pool).AddStaff(ctx, se.op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr. Sam Jones"}); err != nil {
-		t.Fatal(err)
-	}
-	id, err := NewMessageStore(se.pool).CreateThread(ctx, se.person, "riverside", "Chest pain since this morning",
-		Message{AuthorLogin: "iss|alice", AuthorName: "Alice", Body: "Should I come in?"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := se.clinicThread(t, "Chest pain since this morning", "Should I come in?")
 	doc := newClient(t)
 	se.signIn(t, doc, "drjones", "jones-pw")
 	path := "/staff/messages/" + strconv.FormatInt(id, 10)

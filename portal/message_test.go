@@ -83,14 +83,7 @@ func TestClinicianAnswersAPatient(t *testing.T) {
 	t.Parallel()
 	se := newShareEnv(t, false)
 	ctx := context.Background()
-	if err := NewStaffStore(se.pool).AddStaff(ctx, se.op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr. Sam Jones"}); err != nil {
-		t.Fatal(err)
-	}
-	id, err := NewMessageStore(se.pool).CreateThread(ctx, se.person, "riverside", "Refill question",
-		Message{AuthorLogin: "iss|alice", AuthorName: "Alice", Body: "Can I get a refill?"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	id := se.clinicThread(t, "Refill question", "Can I get a refill?")
 	path := "/staff/messages/" + strconv.FormatInt(id, 10)
 	doc := newClient(t)
 	se.signIn(t, doc, "drjones", "jones-pw")
@@ -136,4 +129,20 @@ func TestClinicianAnswersAPatient(t *testing.T) {
 	if r := doc.get(se.base + "/staff/messages/999999"); r.status != http.StatusNotFound {
 		t.Errorf("unknown thread: %d", r.status)
 	}
+}
+
+// clinicThread makes drjones (sub-doc-1) a clinician at riverside and opens a thread from
+// the patient to riverside with subject and body; it returns the thread's id.
+func (se *shareEnv) clinicThread(t *testing.T, subject, body string) int64 {
+	t.Helper()
+	ctx := context.Background()
+	if err := NewStaffStore(se.pool).AddStaff(ctx, se.op.Issuer(), "sub-doc-1", Staff{Role: RoleClinician, Org: "riverside", Name: "Dr. Sam Jones"}); err != nil {
+		t.Fatal(err)
+	}
+	id, err := NewMessageStore(se.pool).CreateThread(ctx, se.person, "riverside", subject,
+		Message{AuthorLogin: "iss|alice", AuthorName: "Alice", Body: body}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
