@@ -14,11 +14,7 @@ import (
 // review: the deny matched the raw codes only, and A read the item).
 func TestDenyETHCoversETHUD(t *testing.T) {
 	env := newConsentEnv(t)
-	ta := env.tok(t, env.a, allScopes, "TREAT")
-	tb := env.tok(t, env.b, allScopes, "TREAT")
-	pa := env.patient(t, ta, env.a, "A1")
-	pb := env.patient(t, tb, env.b, "B2")
-	env.linkSamePerson(t, pa, pb)
+	ta, tb, pa, pb := env.sharedPerson(t)
 	post := func(label string) string {
 		t.Helper()
 		body := conditionJSON(pb, consent.SystemICD10CM, "J45.909", "")

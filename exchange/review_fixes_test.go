@@ -13,6 +13,18 @@ import (
 	"github.com/concord-hie/concord/directory"
 )
 
+// sharedPerson gives members A and B each a Patient (MRN A1 and B2) of one person, linked
+// by linkSamePerson, and returns their TREAT tokens and Patient ids.
+func (env *consentEnv) sharedPerson(t *testing.T) (ta, tb, pa, pb string) {
+	t.Helper()
+	ta = env.tok(t, env.a, allScopes, "TREAT")
+	tb = env.tok(t, env.b, allScopes, "TREAT")
+	pa = env.patient(t, ta, env.a, "A1")
+	pb = env.patient(t, tb, env.b, "B2")
+	env.linkSamePerson(t, pa, pb)
+	return ta, tb, pa, pb
+}
+
 // linkSamePerson links member B's Patient pb to the person behind A's Patient pa, as the
 // MPI would after a confident match.
 func (env *consentEnv) linkSamePerson(t *testing.T, pa, pb string) {
@@ -26,11 +38,7 @@ func (env *consentEnv) linkSamePerson(t *testing.T, pa, pb string) {
 // C1: a member cannot rewrite or revoke a directive another member filed for the same person.
 func TestConsentOtherMemberCannotOverwrite(t *testing.T) {
 	env := newConsentEnv(t)
-	ta := env.tok(t, env.a, allScopes, "TREAT")
-	tb := env.tok(t, env.b, allScopes, "TREAT")
-	pa := env.patient(t, ta, env.a, "A1")
-	pb := env.patient(t, tb, env.b, "B2")
-	env.linkSamePerson(t, pa, pb)
+	ta, tb, pa, pb := env.sharedPerson(t)
 	_, body, _ := do(t, "POST", env.base+"/Observation", ta, obsJSON("", pa, "7.1"))
 	obs := idOf(t, body)
 
