@@ -310,8 +310,9 @@ func (s *Store) SetClientDisabled(ctx context.Context, id string, disabled bool)
 }
 
 // SetClientKeys replaces client id's public keys with jwks, checked as AddClient checks
-// them. Tokens issued before are refused from the next request on (the row change moves
-// its token generation): a key rotation after a compromise ends the old key's tokens too.
+// them. Tokens issued before are refused from the next request on (its token generation
+// moves, also when jwks is the set already stored): a key rotation after a compromise ends
+// the old key's tokens too.
 // It returns errs.NotFound for an unknown client.
 func (s *Store) SetClientKeys(ctx context.Context, id string, jwks []byte) error {
 	const op = "directory.Store.SetClientKeys"
@@ -320,7 +321,9 @@ func (s *Store) SetClientKeys(ctx context.Context, id string, jwks []byte) error
 		return err
 	}
 	pub, _ := json.Marshal(set)
-	tag, err := s.db.Exec(ctx, `UPDATE directory_clients SET jwks = $2 WHERE client_id = $1`, id, pub)
+	// The generation moves even when the set is the one stored: a rotation after a leak,
+	// run again or with the same file by mistake, must still end the tokens it says it ends.
+	tag, err := s.db.Exec(ctx, `UPDATE directory_clients SET jwks = $2, token_generation = gen_random_uuid() WHERE client_id = $1`, id, pub)
 	if err != nil {
 		return db.Map(op, err)
 	}
