@@ -230,28 +230,37 @@ func (m *Message) Bytes() []byte {
 	return b
 }
 
-// Digest is the SHA-256 of the message as Bytes writes it, but with MSH-7 (the time of
-// the message) left out: what a resend of the same message shares with the first send even
-// when the sending engine stamps it again. Two messages with the same digest carry the
-// same content.
+// Digest is the SHA-256 of the message's content: its segments as Bytes writes them, but
+// with MSH-7 (the time of the message) left out and trailing empty fields, repetitions,
+// components and subcomponents dropped, which HL7 v2 reads as absent. It is what a resend
+// of the same message shares with the first send even when the sending engine stamps it
+// again or writes it out anew. Two messages with the same digest carry the same content.
 func (m *Message) Digest() [32]byte {
+	d := m.Delims
+	trailing := string([]byte{d.Component, d.Repetition, d.Subcomponent})
 	h := sha256.New()
 	for i, s := range m.Segments {
-		raw := s.raw
-		if i == 0 && s.Name == "MSH" {
-			// MSH-1 is the separator itself, so MSH-n is field n-1 of the split line.
-			fs := strings.SplitN(raw, string(m.Delims.Field), 8)
-			if len(fs) > 6 {
-				fs[6] = ""
+		fs := strings.Split(s.raw, string(d.Field))
+		msh := i == 0 && s.Name == "MSH"
+		for j := range fs {
+			switch {
+			case msh && j == 1:
+				// MSH-2, the encoding characters, is text, not delimited content.
+			case msh && j == 6:
+				fs[j] = "" // MSH-1 is the separator itself, so MSH-7 is field 6 of the split line
+			default:
+				fs[j] = strings.TrimRight(fs[j], trailing)
 			}
-			raw = strings.Join(fs, string(m.Delims.Field))
 		}
-		h.Write([]byte(raw))
+		for len(fs) > 1 && fs[len(fs)-1] == "" {
+			fs = fs[:len(fs)-1]
+		}
+		h.Write([]byte(strings.Join(fs, string(d.Field))))
 		h.Write([]byte{'\r'})
 	}
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // Segment returns the first segment named name.
