@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/concord-hie/concord/audit"
+	"github.com/concord-hie/concord/fhir/store"
 	"github.com/concord-hie/concord/internal/errs"
 	mpistore "github.com/concord-hie/concord/mpi/store"
 	"github.com/concord-hie/concord/records"
@@ -100,12 +101,12 @@ func (s *Server) pixQuery(c echo.Context) error {
 		return err
 	}
 	person := string(src.PersonID)
-	got, err := s.Records.IdentityPatients(ctx, v, records.IdentityQuery{Persons: []string{person},
+	source, err := s.Records.IdentityRelease(ctx, v, records.IdentityQuery{Persons: []string{person},
 		Keep: func(x mpistore.Source) bool { return x.ID == src.ID }, Reason: "pix-source"})
 	if err != nil {
 		return err
 	}
-	if len(got[0]) == 0 {
+	if len(source.Patients[0]) == 0 {
 		return pixNotFound()
 	}
 	byPatient := map[string]mpistore.Source{}
@@ -121,20 +122,27 @@ func (s *Server) pixQuery(c echo.Context) error {
 		return err
 	}
 	out := pixParameters{ResourceType: "Parameters"}
+	// An identifier in a 42 CFR Part 2 program's domain, asked about or answered, says the
+	// person is its patient: a Parameters answer has no meta for the §2.32 notice, so it
+	// travels in headers, as for Binary content.
 	h := c.Response().Header()
 	notice := false
-	for _, st := range ans.Patients[0] {
-		// An identifier in a 42 CFR Part 2 program's domain says the person is its patient:
-		// a Parameters answer has no meta for the §2.32 notice, so it travels in headers,
-		// as for Binary content.
-		if r, ok := ans.Part2Of(st); ok {
-			if !notice {
-				s.setPart2Headers(h, r)
-				notice = true
-			} else {
-				s.addPart2ConsentLink(h, r)
-			}
+	linked := map[string]bool{} // consents already linked
+	part2 := func(a records.IdentityAnswer, st store.Stored) {
+		r, ok := a.Part2Of(st)
+		switch {
+		case !ok:
+		case !notice:
+			s.setPart2Headers(h, r)
+			notice, linked[string(r.Consent)] = true, true
+		case !linked[string(r.Consent)]:
+			s.addPart2ConsentLink(h, r)
+			linked[string(r.Consent)] = true
 		}
+	}
+	part2(source, source.Patients[0][0])
+	for _, st := range ans.Patients[0] {
+		part2(ans, st)
 		x := byPatient[st.ID]
 		out.Parameter = append(out.Parameter,
 			pixParameter{Name: "targetIdentifier", ValueIdentifier: &pixIdentifier{System: x.System, Value: x.Value}},
