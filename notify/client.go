@@ -129,6 +129,10 @@ var special = []netip.Prefix{
 	netip.MustParsePrefix("100::/64"),        // discard-only
 	netip.MustParsePrefix("2001:10::/28"),    // ORCHID (deprecated)
 	netip.MustParsePrefix("2001:20::/28"),    // ORCHIDv2: identifiers, not routable
+	netip.MustParsePrefix("2001:2::/48"),     // benchmarking
+	netip.MustParsePrefix("3fff::/20"),       // documentation (RFC 9637)
+	netip.MustParsePrefix("5f00::/16"),       // SRv6 segment identifiers, not globally routable
+	netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast (deprecated): embeds a relay
 	netip.MustParsePrefix("2002::/16"),       // 6to4: embeds an IPv4 address
 	netip.MustParsePrefix("2001::/32"),       // Teredo
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation

@@ -106,8 +106,9 @@ type Server struct {
 	// MaxConns bounds concurrent connections (1024 when 0); each may buffer MaxMessage
 	// bytes. A connection over the limit is closed at once, before any read.
 	MaxConns int
-	// MaxConnsPerAddr bounds concurrent connections from one IP address
-	// (DefaultMaxConnsPerAddr when 0), so that one peer cannot take every MaxConns slot.
+	// MaxConnsPerAddr bounds concurrent connections from one IPv4 address or one IPv6 /64
+	// (DefaultMaxConnsPerAddr when 0), so that one peer cannot take every MaxConns slot: a
+	// host given a /64 has more addresses than it could ever need connections.
 	// A connection over it is closed at once, before any read.
 	MaxConnsPerAddr int
 	// IdleTimeout closes a connection that sends nothing for this long (5 minutes when 0).
@@ -139,7 +140,7 @@ type Server struct {
 
 type srvConn struct {
 	c    net.Conn
-	addr netip.Addr // the peer's IP (IPv4-mapped unmapped); invalid when not TCP
+	addr netip.Addr // the peer's address as MaxConnsPerAddr counts it (addrKey); invalid when not TCP
 }
 
 // Defaults for the Server's limits on connections.
@@ -231,7 +232,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		sc := &srvConn{c: c}
 		if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 			ip, _ := netip.AddrFromSlice(ta.IP)
-			sc.addr = ip.Unmap()
+			sc.addr = addrKey(ip)
 		}
 		s.mu.Lock()
 		if s.closing {
@@ -483,4 +484,16 @@ func (c *Client) Send(ctx context.Context, msg []byte) (*Message, error) {
 // connection use a Client, which keeps the read buffer between calls.
 func Send(ctx context.Context, conn net.Conn, msg []byte) (*Message, error) {
 	return NewClient(conn).Send(ctx, msg)
+}
+
+// addrKey is the address a peer's connections are counted under: an IPv4 address (also
+// when written IPv4-mapped), or the /64 an IPv6 address is in.
+func addrKey(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
 }

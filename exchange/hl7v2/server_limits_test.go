@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -86,5 +87,22 @@ func TestServerMaxConnsPerAddr(t *testing.T) {
 			t.Fatal("a slot given back by a closed connection was not freed")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAddrKey: MaxConnsPerAddr counts an IPv4 peer by its address (also written
+// IPv4-mapped) and an IPv6 peer by its /64, since a host given a /64 could open every
+// connection from another address of it (session review).
+func TestAddrKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.7":            "192.0.2.7",
+		"::ffff:192.0.2.7":     "192.0.2.7",
+		"2001:db8:1:2:a::1":    "2001:db8:1:2::",
+		"2001:db8:1:2:ffff::9": "2001:db8:1:2::",
+		"fe80::1%eth0":         "fe80::",
+	} {
+		if got := addrKey(netip.MustParseAddr(in)); got.String() != want {
+			t.Errorf("addrKey(%s) = %s; want %s", in, got, want)
+		}
 	}
 }
