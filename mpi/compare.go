@@ -284,10 +284,11 @@ func Guards(a, b *Record, v Vector) Guard {
 	}
 	fam := v[FieldFamily] == NameExact || v[FieldFamily] == NameJW92
 	home := v[FieldAddress] == AddrStreet || v[FieldPhone] == 1
-	// A full SSN that agrees silences the namesake and DOB-gap guards (a DOB typo of
-	// 1984 as 1948), never the twin guard: twins are often both registered under a
-	// parent's SSN. Its last 4 alone are shared by 1 in 10,000 strangers and by anyone
-	// given a relative's number, so they silence nothing.
+	// A full SSN that agrees silences the namesake guard, and the DOB-gap guard only when
+	// the two birth dates are a plausible typo of each other (1984 as 1948 or 1884, 2020
+	// as 1920); never the twin guard, nor a gap with another birthday: children, twins
+	// or not, are often registered under a parent's SSN. Its last 4 alone are shared by
+	// 1 in 10,000 strangers and by anyone given a relative's number, so they silence nothing.
 	ssnFull := v[FieldSSN] == SSNExact
 	// Twins: same birth date (allowing a typo: siblings are not born in the same month
 	// unless they are twins), same surname and home, whatever the SSN says. A record whose
@@ -319,7 +320,7 @@ func Guards(a, b *Record, v Vector) Guard {
 	}
 	if a.Generation != 0 && b.Generation != 0 && a.Generation != b.Generation {
 		g |= GuardGeneration
-	} else if fam && home && !ssnFull && (v[FieldGiven] == NameExact || v[FieldGiven] == NameNickname || v[FieldGiven] == NameJW92) && a.Year != 0 && b.Year != 0 {
+	} else if fam && home && !(ssnFull && dobTypo(a, b, v)) && (v[FieldGiven] == NameExact || v[FieldGiven] == NameNickname || v[FieldGiven] == NameJW92) && a.Year != 0 && b.Year != 0 {
 		d := a.Year - b.Year
 		if d >= 15 || d <= -15 {
 			g |= GuardGeneration
@@ -334,6 +335,17 @@ func Guards(a, b *Record, v Vector) Guard {
 		g |= GuardMRN
 	}
 	return g
+}
+
+// dobTypo reports whether two present birth dates with comparison vector v could be one
+// date mistyped: one digit changed or two adjacent digits swapped (1984 as 1884 or 1948),
+// or the same month and day with the century slipped (2020 as 1920). A father and a son
+// born on different days decades apart are never a typo.
+func dobTypo(a, b *Record, v Vector) bool {
+	if v[FieldDOB] == DOBOneEdit {
+		return true
+	}
+	return a.Month == b.Month && a.Day == b.Day && (a.Year-b.Year)%100 == 0
 }
 
 func conflictingIDs(a, b *Record) bool {

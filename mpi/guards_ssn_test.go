@@ -5,9 +5,13 @@ import "testing"
 // TestGuardsSharedSSN checks what an agreeing SSN may and may not silence. Twins are often
 // both registered under a parent's SSN, so neither the full SSN nor its last 4 silence the
 // twin guard: twins with the same DOB, surname, home and phone but two names or two sexes
-// go to review (mpi.md: "however high the score"), never into one person. The last 4 alone
-// silence no guard; the full SSN still silences the namesake and DOB-gap guards, and the
-// same person under a nickname or a misspelt name still links.
+// go to review (mpi.md: "however high the score"), never into one person. Nor does it
+// silence the DOB-gap (generation) guard for a parent and child of the same name and home
+// whose birth dates are decades apart: the child registered under the parent's SSN. The
+// last 4 alone silence no guard; the full SSN still silences the namesake guard, and the
+// DOB-gap guard when one birth date is a typo of the other (a digit changed, two digits
+// swapped, the century slipped), and the same person under a nickname or a misspelt name
+// still links.
 func TestGuardsSharedSSN(t *testing.T) {
 	m := testModel(t)
 	n := NewNormalizer(DefaultNicknames())
@@ -39,6 +43,11 @@ func TestGuardsSharedSSN(t *testing.T) {
 		{"moved, full SSN", with(func(p *Input) { p.Phone, p.Lines, p.PostalCode = "", []string{"9 Elm Road"}, "02139" }), 0, true},
 		{"DOB decades apart, last 4 only", with(func(p *Input) { p.BirthDate, p.SSN = "1984-03-17", "6780" }), GuardGeneration, false},
 		{"DOB typo of the century digit, full SSN", with(func(p *Input) { p.BirthDate = "1920-03-17" }), 0, true},
+		{"DOB typo of one year digit, full SSN", with(func(p *Input) { p.BirthDate = "2000-03-17" }), 0, true},
+		{"DOB typo with year digits swapped, full SSN", with(func(p *Input) { p.BirthDate = "2002-03-17" }), 0, true},
+		{"mother of the same name, her full SSN", with(func(p *Input) { p.BirthDate = "1992-08-05" }), GuardGeneration, false},
+		{"mother of the same name and birthday, her full SSN", with(func(p *Input) { p.BirthDate = "1990-03-17" }), GuardGeneration, false},
+		{"mother of the same name, last 4 of her SSN", with(func(p *Input) { p.BirthDate, p.SSN = "1992-08-05", "6780" }), GuardGeneration, false},
 	}
 	a := rec(n, m, emma)
 	for _, tt := range tests {
