@@ -25,20 +25,13 @@ type continuePage struct {
 // session, and signing in and out (signInChain), are not held.
 func (s *Server) confirmCrossSite(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		sess, id := session(c)
+		sess, _ := session(c)
 		if sess == nil || sess.Role == "" {
 			return next(c)
 		}
 		req := c.Request()
 		target := localPath(req.URL.RequestURI())
-		landing := sess.Landing
-		if landing != "" {
-			// Whatever the session's first request after sign-in is, it uses Landing up.
-			sess.Landing = ""
-			if err := s.sessions.Save(req.Context(), id, *sess); err != nil {
-				return err
-			}
-		}
+		landing, _ := c.Get(landingKey).(string) // loadSession took it from the session
 		safe := req.Method == http.MethodGet || req.Method == http.MethodHead
 		if !safe || !fromOtherSite(req) || (landing != "" && target == landing) {
 			return next(c)
@@ -56,6 +49,10 @@ func (s *Server) confirmCrossSite(next echo.HandlerFunc) echo.HandlerFunc {
 		return s.render(c, http.StatusOK, "continue", p)
 	}
 }
+
+// landingKey holds, for the session's first request after sign-in, the Landing that
+// loadSession took out of the session.
+const landingKey = "portal.landing"
 
 // fromOtherSite reports whether the browser says that another site started req: its
 // Sec-Fetch-Site is cross-site, or same-site (another origin under this registrable

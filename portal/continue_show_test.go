@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/concord-hie/concord/internal/errs"
 )
 
 // getFrom GETs u as a browser navigating from a page would, with Sec-Fetch-Site site
@@ -153,5 +155,30 @@ func TestSignInLandsFromOPSite(t *testing.T) {
 				t.Errorf("second %s GET of %s: %d, not the continue page", tt.site, tt.want, r.status)
 			}
 		})
+	}
+}
+
+// TestLandingPassUsedUpByAnyFirstRequest: the one cross-site request let through after
+// sign-in is the session's first, whatever stops it. Here the login look-up fails on it
+// (503, before the cross-site check runs); a later cross-site GET of the same landing
+// path gets the continue page, not the page (session review: the pass outlived a first
+// request that a check stopped).
+func TestLandingPassUsedUpByAnyFirstRequest(t *testing.T) {
+	t.Parallel()
+	e, l := newLoginsEnv(t)
+	alice := newClient(t)
+	land := alice.get(e.base + "/")
+	start := alice.post(e.base+"/auth/login", url.Values{"_csrf": {csrfFrom(t, land.body)}}, "same-origin")
+	cb := alice.getFrom(e.opLogin(t, start.header.Get("Location"), "alice", "alice-pw"), "cross-site")
+	if cb.status != http.StatusSeeOther || cb.header.Get("Location") != "/labs" {
+		t.Fatalf("callback: %d to %q", cb.status, cb.header.Get("Location"))
+	}
+	l.set(func(l *logins) { l.fail = errs.E("test", errs.Unavailable, "database down") })
+	if r := alice.getFrom(e.base+"/labs", "cross-site"); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("first request with the look-up failing: %d; want 503", r.status)
+	}
+	l.set(func(l *logins) { l.fail = nil })
+	if r := alice.getFrom(e.base+"/labs", "cross-site"); !offered(r, "/labs") {
+		t.Errorf("cross-site GET of the landing path after a stopped first request: %d, not the continue page", r.status)
 	}
 }

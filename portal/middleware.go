@@ -102,6 +102,15 @@ func (s *Server) loadSession(next echo.HandlerFunc) echo.HandlerFunc {
 		sess, err := s.sessions.Load(c.Request().Context(), ck.Value)
 		switch {
 		case err == nil:
+			if sess.Landing != "" {
+				// The session's first request after sign-in, whatever it is and whichever
+				// check stops it, uses the Landing pass up (confirmCrossSite).
+				c.Set(landingKey, sess.Landing)
+				sess.Landing = ""
+				if err := s.sessions.Save(c.Request().Context(), ck.Value, sess); err != nil {
+					return err
+				}
+			}
 			c.Set(sessionKey, &sess)
 			c.Set(sessIDKey, ck.Value)
 		case errs.Is(err, errs.NotFound):
