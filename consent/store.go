@@ -280,6 +280,25 @@ func ParseVersions(s string) (Versions, error) {
 	return v, nil
 }
 
+// The statements of Load, LoadAt and History. Each reads the merge family into an array
+// first (an initplan, evaluated once) and matches person_id = ANY of it, so PostgreSQL
+// looks the family's directives and the default policies up by index (a BitmapOr over
+// consent_directives_person, rows in table order as before migration 0107). person_id IN (SELECT ... mpi_person_family(...)) OR person_id IS NULL cannot
+// become a semi-join under the OR and filtered every current directive of every patient
+// (TestStoreLoadUsesIndexes). Each is still one statement: one snapshot, also outside a
+// transaction.
+const (
+	loadSQL = `SELECT resource, title FROM consent_directives
+		WHERE (person_id = ANY(ARRAY(SELECT f.person_id FROM mpi_person_family($1::uuid) f)) OR person_id IS NULL)
+		AND valid_to IS NULL`
+	loadAtSQL = `SELECT resource, title FROM consent_directives
+		WHERE (person_id = ANY(ARRAY(SELECT f.person_id FROM mpi_person_family_at($1::uuid, $2) f)) OR person_id IS NULL)
+		AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)`
+	historySQL = `SELECT resource, title, valid_from, valid_to FROM consent_directives
+		WHERE person_id = ANY(ARRAY(SELECT f.person_id FROM mpi_person_family($1::uuid) f)) OR person_id IS NULL
+		ORDER BY valid_from, directive_id, version`
+)
+
 // Load returns the directives in force now: the current versions of the directives of
 // person's merge family (the live person it resolves to and every person retired into
 // that one: a merge makes the lost person's directives govern the kept person's records,
@@ -287,9 +306,7 @@ func ParseVersions(s string) (Versions, error) {
 // for another person of the family come back with AppliesTo set to person, so Decide
 // applies them. An empty result is not an error (Decide then denies).
 func (s *Store) Load(ctx context.Context, q db.Querier, person string) ([]Directive, error) {
-	return s.load(ctx, q, "consent.Store.Load", `SELECT resource, title FROM consent_directives
-		WHERE (person_id IN (SELECT f.person_id FROM mpi_person_family($1::uuid) f) OR person_id IS NULL)
-		AND valid_to IS NULL`, person)
+	return s.load(ctx, q, "consent.Store.Load", loadSQL, person)
 }
 
 // LoadAt returns the directives that were stored at transaction time t: for person's merge
@@ -297,9 +314,7 @@ func (s *Store) Load(ctx context.Context, q db.Querier, person string) ([]Direct
 // directive current at t. Decide(dirs, req) with req.At = t re-evaluates a decision as of
 // then.
 func (s *Store) LoadAt(ctx context.Context, q db.Querier, person string, t time.Time) ([]Directive, error) {
-	return s.load(ctx, q, "consent.Store.LoadAt", `SELECT resource, title FROM consent_directives
-		WHERE (person_id IN (SELECT f.person_id FROM mpi_person_family_at($1::uuid, $2) f) OR person_id IS NULL)
-		AND valid_from <= $2 AND (valid_to IS NULL OR valid_to > $2)`, person, t)
+	return s.load(ctx, q, "consent.Store.LoadAt", loadAtSQL, person, t)
 }
 
 // History returns every stored version of the directives of person's current merge family
@@ -308,9 +323,7 @@ func (s *Store) LoadAt(ctx context.Context, q db.Querier, person string, t time.
 // question across a merge is LoadAt's.
 func (s *Store) History(ctx context.Context, q db.Querier, person string) ([]Version, error) {
 	const op = "consent.Store.History"
-	rows, err := q.Query(ctx, `SELECT resource, title, valid_from, valid_to FROM consent_directives
-		WHERE person_id IN (SELECT f.person_id FROM mpi_person_family($1::uuid) f) OR person_id IS NULL
-		ORDER BY valid_from, directive_id, version`, person)
+	rows, err := q.Query(ctx, historySQL, person)
 	if err != nil {
 		return nil, db.Map(op, err)
 	}
