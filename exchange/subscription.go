@@ -20,7 +20,8 @@ import (
 // createSubscription handles POST [base]/Subscription (R4 + Subscriptions Backport): a
 // served topic in criteria, an optional backport-filter-criteria, channel rest-hook to
 // an endpoint whose exact origin is registered to the member, id-only or empty payload,
-// and an optional end that has not yet passed (else 400 naming Subscription.end). The
+// and an optional end that has not yet passed (else 400 naming Subscription.end); the
+// token must also read the topic's focus type (notify.FocusType; else 403). The
 // subscription starts requested; the dispatcher's handshake makes it active, and it turns
 // off when its end passes.
 func (s *Server) createSubscription(c echo.Context) error {
@@ -35,6 +36,13 @@ func (s *Server) createSubscription(c echo.Context) error {
 	sub, err := notify.ParseSubscription(res.Bytes())
 	if err != nil {
 		return err
+	}
+	// Every notification names its focus (an Encounter, or the member's Patient): the
+	// token must be allowed to read that type, as $events checks for each event.
+	if ft := notify.FocusType(sub.Topic); ft != "" {
+		if err := require(c, ft, 'r'); err != nil {
+			return err
+		}
 	}
 	sub.ID, sub.MemberID = store.NewID(), principal(c).MemberID
 	ctx := c.Request().Context()

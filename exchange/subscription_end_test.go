@@ -50,3 +50,28 @@ func TestSubscriptionEndOverFHIR(t *testing.T) {
 		t.Fatalf("future end: %d %s; want 201 echoing it", code, body)
 	}
 }
+
+// TestSubscriptionNeedsFocusReadScope: every notification names its focus (an Encounter,
+// or the member's Patient for link changes), so subscribing needs the read scope of that
+// type as well as Subscription's: a token with Subscription scopes alone got through the
+// rest-hook what $events withholds from it (session review).
+func TestSubscriptionNeedsFocusReadScope(t *testing.T) {
+	env := newNotifyEnv(t)
+	hook := env.hook.srv.URL
+	if err := env.ns.RegisterEndpoint(t.Context(), env.pool, "b", hook); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		topic, scope string
+		want         int
+	}{
+		{notify.TopicAdmission, "system/Subscription.cruds", http.StatusForbidden},
+		{notify.TopicLinkChanged, "system/Subscription.cruds system/Encounter.rs", http.StatusForbidden},
+		{notify.TopicAdmission, "system/Subscription.cruds system/Encounter.rs", http.StatusCreated},
+		{notify.TopicLinkChanged, "system/Subscription.cruds system/Patient.rs", http.StatusCreated},
+	} {
+		if code, body := env.doScoped(t, "b", tt.scope, "POST", "/fhir/Subscription", subscriptionBody(hook+"/hook", tt.topic, "")); code != tt.want {
+			t.Errorf("%s with %q: %d %.200s; want %d", tt.topic, tt.scope, code, body, tt.want)
+		}
+	}
+}

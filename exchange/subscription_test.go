@@ -127,11 +127,17 @@ func newNotifyEnv(t *testing.T) *notifyEnv {
 
 func (env *notifyEnv) do(t *testing.T, member, method, path, body string) (int, string) {
 	t.Helper()
+	return env.doScoped(t, member, "system/*.cruds", method, path, body)
+}
+
+// doScoped is do with a token for scope.
+func (env *notifyEnv) doScoped(t *testing.T, member, scope, method, path, body string) (int, string) {
+	t.Helper()
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/fhir+json")
 	}
-	req.Header.Set("Authorization", "Bearer "+token(t, "client-"+member, member, "system/*.cruds"))
+	req.Header.Set("Authorization", "Bearer "+token(t, "client-"+member, member, scope))
 	rec := httptest.NewRecorder()
 	env.e.ServeHTTP(rec, req)
 	return rec.Code, rec.Body.String()

@@ -41,6 +41,21 @@ var topicKinds = map[string][]EventKind{
 	"http://hl7.org/fhir/us/core/SubscriptionTopic/patient-discharge": {KindDischarge},
 }
 
+// FocusType returns the resource type a topic's notifications name as their focus:
+// Encounter for the encounter topics, Patient for TopicLinkChanged, "" for a topic
+// Concord does not serve. A subscriber must be allowed to read it (the notification names
+// it, as $events does).
+func FocusType(topic string) string {
+	kinds, ok := topicKinds[topic]
+	switch {
+	case !ok:
+		return ""
+	case kinds == nil:
+		return "Patient"
+	}
+	return "Encounter"
+}
+
 // Topics returns the topic canonicals Concord serves.
 func Topics() []string {
 	return []string{TopicAdmission, TopicDischarge, TopicEncounter,
