@@ -3,7 +3,6 @@ package consent
 import (
 	"context"
 	"strconv"
-	"strings"
 
 	"github.com/concord-hie/concord/internal/db"
 )
@@ -90,9 +89,11 @@ func (d *Directive) NamesOrg(org string) bool {
 	return names(&d.Provision)
 }
 
-// General reports whether d names no organization and no security label in any of its
-// provisions: a choice that applies to every member alike (a patient's plain opt-out) and,
-// read by one member, says nothing about another member or about a sensitive category.
+// General reports whether d names no one (no actor reference: no organization,
+// practitioner, related person or patient) and no security label in any of its
+// provisions: a choice that applies to every member alike (a patient's plain opt-out)
+// and, read by one member, says nothing about another member, a clinician or a sensitive
+// category. Actors by role alone (clinicians, caregivers) name no one.
 func (d *Directive) General() bool {
 	var general func(p *Provision) bool
 	general = func(p *Provision) bool {
@@ -100,7 +101,7 @@ func (d *Directive) General() bool {
 			return false
 		}
 		for _, a := range p.Actors {
-			if strings.HasPrefix(a.Reference, "Organization/") {
+			if a.Reference != "" {
 				return false
 			}
 		}

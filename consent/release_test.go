@@ -51,3 +51,27 @@ func TestNamesOrg(t *testing.T) {
 		}
 	}
 }
+
+// TestGeneral: a directive is general when none of its provisions names anyone (an actor
+// reference of any type) or a security label; actors by role alone name no one. A
+// restriction naming one clinician is not general: serving it to every member would tell
+// them about that clinician (session review).
+func TestGeneral(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		p    Provision
+		want bool
+	}{
+		{"plain opt-out", Provision{Type: Deny}, true},
+		{"deny for payment", Provision{Type: Deny, Purposes: []string{PurposePayment}}, true},
+		{"deny to caregivers by role", Provision{Type: Deny, Actors: []Actor{{Role: RoleProxy}}}, true},
+		{"names an organization", Provision{Type: Deny, Actors: []Actor{{Role: ParticipationRecipient, Reference: "Organization/b"}}}, false},
+		{"names a clinician, nested", Provision{Type: Deny, Provisions: []Provision{{Actors: []Actor{{Role: ParticipationRecipient, Reference: "Practitioner/dr-7"}}}}}, false},
+		{"names a label", Provision{Type: Deny, SecurityLabels: []string{LabelMentalHealth}}, false},
+	} {
+		d := Directive{Provision: tt.p}
+		if got := d.General(); got != tt.want {
+			t.Errorf("%s: General() = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
