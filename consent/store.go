@@ -317,6 +317,18 @@ func (s *Store) LoadAt(ctx context.Context, q db.Querier, person string, t time.
 	return s.load(ctx, q, "consent.Store.LoadAt", loadAtSQL, person, t)
 }
 
+// Family returns person's merge family as Load reads it, sorted: person, the live person
+// it resolves to and every person retired into that one. A directive of any of them is in
+// force for person. An unknown person comes back alone (it has no directives either).
+func (s *Store) Family(ctx context.Context, q db.Querier, person string) ([]string, error) {
+	var fam []string
+	err := q.QueryRow(ctx, `SELECT ARRAY(SELECT f.person_id::text FROM mpi_person_family($1::uuid) f ORDER BY 1)`, person).Scan(&fam)
+	if err != nil {
+		return nil, db.Map("consent.Store.Family", err)
+	}
+	return fam, nil
+}
+
 // History returns every stored version of the directives of person's current merge family
 // (see Load) and of the default policies with their transaction-time validity, oldest
 // first, for InForce and audit. It does not say when each family member joined: an as-of

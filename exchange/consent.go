@@ -149,15 +149,31 @@ func (s *Server) memberPerson(ctx context.Context, q db.Querier, member, patient
 	return string(src.PersonID), nil
 }
 
-// memberPatient returns the member's own Patient id for person, errs.NotFound if it has none.
+// memberPatient returns the member's own Patient id for person, the person a directive
+// is filed under: a Patient of person or of any other person of its merge family
+// (consent.Store.Family), which after a merge means one of the kept person's, where the
+// lost person's Patients went while its directives stayed filed under it. The directive
+// is then in force for that Patient's person (consent.Store.Load), so it is the member's
+// patient's. It prefers person's own Patient, then goes by family order; errs.NotFound if
+// the member has none.
 func (a *ConsentAPI) memberPatient(ctx context.Context, member, person string) (string, error) {
-	srcs, err := a.s.MPI.Sources(ctx, mpistore.PersonID(person))
+	fam, err := a.Store.Family(ctx, a.s.Pool, person)
 	if err != nil {
 		return "", err
 	}
-	for _, s := range srcs {
-		if s.MemberID == member {
-			return s.PatientID, nil
+	ids := make([]mpistore.PersonID, len(fam))
+	for i, p := range fam {
+		ids[i] = mpistore.PersonID(p)
+	}
+	srcs, err := a.s.MPI.SourcesOf(ctx, ids)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range append([]mpistore.PersonID{mpistore.PersonID(person)}, ids...) {
+		for _, s := range srcs[p] {
+			if s.MemberID == member {
+				return s.PatientID, nil
+			}
 		}
 	}
 	return "", errs.E("exchange.memberPatient", errs.NotFound, "consent not found")
@@ -351,12 +367,29 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 		if err := a.Store.LockDirective(ctx, tx, d.ID); err != nil {
 			return err
 		}
-		// An existing directive may be changed only by the member that filed it: another
-		// member with a Patient for the same person, and a directive filed by the portal
-		// or an officer, answer like an unknown id.
-		if cur, err := a.Directives.Directive(ctx, tx, d.ID); err == nil && (cur.Kind != consent.KindPatient || cur.PersonID != person) {
-			return errs.E(op, errs.NotFound, "consent not found")
-		} else if err == nil {
+		// An existing directive may be changed only by the member that filed it, and only
+		// through a Patient whose person it is in force for: filed under that person or
+		// under another of its merge family (after a merge, the member's Patients of the
+		// lost person belong to the kept one, and the directive stays filed under the lost
+		// one). Another member with a Patient for the same person, another person's
+		// directive, and a directive filed by the portal or an officer, answer like an
+		// unknown id.
+		d.PersonID = person
+		cur, err := a.Directives.Directive(ctx, tx, d.ID)
+		switch {
+		case err == nil:
+			if cur.Kind != consent.KindPatient {
+				return errs.E(op, errs.NotFound, "consent not found")
+			}
+			if cur.PersonID != person {
+				fam, err := a.Store.Family(ctx, tx, person)
+				if err != nil {
+					return err
+				}
+				if !slices.Contains(fam, cur.PersonID) {
+					return errs.E(op, errs.NotFound, "consent not found")
+				}
+			}
 			filer, err := a.Store.FiledBy(ctx, tx, d.ID)
 			if err != nil && errs.CodeOf(err) != errs.NotFound {
 				return err
@@ -364,18 +397,20 @@ func (a *ConsentAPI) saveConsent(c echo.Context, d consent.Directive, status int
 			if err != nil || filer != p.MemberID {
 				return errs.E(op, errs.NotFound, "consent not found")
 			}
-		} else if errs.CodeOf(err) != errs.NotFound {
+			// A new version stays filed under the person the directive was made for, so
+			// an unmerge gives it back with that person's Patients.
+			d.PersonID = cur.PersonID
+		case errs.CodeOf(err) != errs.NotFound:
 			return err
-		} else if status != http.StatusCreated {
+		case status != http.StatusCreated:
 			// PUT creates no id: an unknown one answers like another member's.
 			return errs.E(op, errs.NotFound, "consent not found")
 		}
-		d.PersonID = person
 		saved, _, err = a.Store.SaveFiled(ctx, tx, d, p.ClientID, p.MemberID)
 		if err != nil {
 			return err
 		}
-		ev := consentEvent(c, audit.ConsentChange, person)
+		ev := consentEvent(c, audit.ConsentChange, saved.PersonID)
 		ev.Resources = []audit.Resource{{Type: "Consent", ID: string(saved.ID)}}
 		ev.Consent, ev.ConsentVersion, ev.Reason = string(saved.ID), int64(saved.Version), "consent-saved"
 		return a.Audit.AppendTx(ctx, tx, ev)
@@ -441,7 +476,8 @@ func servedTo(d consent.Directive, filer, member string) bool {
 }
 
 // readConsent handles GET [base]/Consent/{id}: the current version, if the directive is
-// about a person the member has a Patient for and the member filed it or is named in it;
+// about a person the member has a Patient for (or, after a merge, for another person of
+// its merge family: see memberPatient) and the member filed it or is named in it;
 // anything else is 404, after a denial event when the directive exists.
 func (a *ConsentAPI) readConsent(c echo.Context) error {
 	if err := require(c, "Consent", 'r'); err != nil {
