@@ -189,9 +189,11 @@ func grade(sc mpistore.Scored, certain bool) string {
 // Patient with the MPI engine against the persons that share a blocking key with it and
 // answers a searchset of at most count Patients, best first. It never creates anything.
 //
-// search.score is the engine's posterior match probability of the best edge to the person,
-// λ·2^w / (1 − λ + λ·2^w) for Fellegi–Sunter weight w and the model's prior λ
-// (mpi.Model.Probability), rounded to 4 places: monotone in w, 0..1. The grade follows the
+// search.score is the engine's posterior match probability of the edge to the Patient the
+// entry returns (Matcher.ScoreSource), λ·2^w / (1 − λ + λ·2^w) for Fellegi–Sunter weight
+// w and the model's prior λ (mpi.Model.Probability), rounded to 4 places: monotone in w,
+// 0..1. It is of that record alone, never of the person's other records the caller may
+// not see; entries stay in the order of the person's best edge. The grade follows the
 // MPI bands: certain = auto-link, probable/possible = upper/lower half of the review band;
 // candidates below the review band are not returned.
 //
@@ -283,7 +285,13 @@ func (s *Server) matchPatients(c echo.Context) error {
 		if err != nil {
 			return errs.E(op, errs.Internal, err)
 		}
-		score := math.Round(sc.Probability*1e4) / 1e4
+		// The score is of this Patient's record alone: the person's best record may be one
+		// the caller may not see.
+		prob, err := s.Matcher.ScoreSource(ctx, s.Pool, &rec, st.ID)
+		if err != nil {
+			return errs.E(op, err)
+		}
+		score := math.Round(prob*1e4) / 1e4
 		ext, _ := json.Marshal(struct {
 			URL       string `json:"url"`
 			ValueCode string `json:"valueCode"`

@@ -85,3 +85,24 @@ func (m *Matcher) CertainAmong(scored []Scored, i int, visible func(PersonID) (b
 	}
 	return true, nil
 }
+
+// ScoreSource rates r against the source record of member Patient patientID alone and
+// returns the posterior match probability of that one edge (Model.Probability of its
+// weight): the score of an answer that names that Patient and must say nothing about the
+// person's other records, which the caller may not see. errs.NotFound when the Patient has
+// no source record; a record the engine cannot read scores 0.
+func (m *Matcher) ScoreSource(ctx context.Context, q db.Querier, r *mpi.Record, patientID string) (float64, error) {
+	var features, demo []byte
+	err := q.QueryRow(ctx, `SELECT features,
+			CASE WHEN features IS NULL OR length(features) = 0 OR get_byte(features, 0) <> $2 THEN demographics END
+		FROM mpi_source_records WHERE patient_id = $1`, patientID, featuresVersion).Scan(&features, &demo)
+	if err != nil {
+		return 0, db.Map("mpi.store.Matcher.ScoreSource", err)
+	}
+	rec, ok := m.storedRecord(features, demo)
+	if !ok {
+		return 0, nil
+	}
+	w, _ := m.model.Score(r, rec)
+	return m.model.Probability(w), nil
+}

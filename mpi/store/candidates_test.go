@@ -3,6 +3,7 @@ package store_test
 import (
 	"testing"
 
+	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/mpi"
 )
 
@@ -49,5 +50,38 @@ func TestScoreCandidates(t *testing.T) {
 	}
 	if count() != sources {
 		t.Fatal("scoring created rows")
+	}
+}
+
+// TestScoreSource: ScoreSource rates a record against one member Patient's source record
+// alone. Ana's person holds member a's record (exactly the query) and member b's (after a
+// move: another street and phone); the person's best edge is a's, and b's record alone
+// scores lower, so a $match answer naming b's Patient says nothing of a's record, which
+// its caller may not see (session review). A Patient without a source record is NotFound.
+func TestScoreSource(t *testing.T) {
+	e := newOpsEnv(t)
+	a1 := e.link("a", "A1", ana())
+	b1 := e.link("b", "B1", patient("Ana", "Rivera", "female", "1984-03-12", "77 Harbor Ave", "951-555-0177", "523-41-7789"))
+	if b1.Source.PersonID != a1.Source.PersonID {
+		t.Fatalf("b's record of Ana was not linked to her person (%s)", b1.Outcome)
+	}
+	rec, err := e.m.Record(ana())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.m.Score(e.ctx, e.pool, &rec)
+	if err != nil || len(got) == 0 || got[0].Person != a1.Source.PersonID {
+		t.Fatalf("Score: %+v %v", got, err)
+	}
+	pa, err := e.m.ScoreSource(e.ctx, e.pool, &rec, "pat-a-A1")
+	if err != nil || pa != got[0].Probability {
+		t.Fatalf("ScoreSource of a's record: %v %v; want the person's best edge %v", pa, err, got[0].Probability)
+	}
+	pb, err := e.m.ScoreSource(e.ctx, e.pool, &rec, "pat-b-B1")
+	if err != nil || !(pb < pa) {
+		t.Fatalf("ScoreSource of b's record: %v %v; want below a's %v", pb, err, pa)
+	}
+	if _, err := e.m.ScoreSource(e.ctx, e.pool, &rec, "pat-none"); errs.CodeOf(err) != errs.NotFound {
+		t.Fatalf("ScoreSource of an unknown Patient: %v; want not found", err)
 	}
 }

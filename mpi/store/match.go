@@ -123,15 +123,9 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 		if err := rows.Scan(&person, &features, &demo); err != nil {
 			return nil, db.Map(op, err)
 		}
-		rec := new(mpi.Record)
-		if decodeFeatures(features, rec) == nil {
-			m.model.Prepare(rec)
-		} else {
-			r, err := m.Record(demo) // no features, or of another version: the demographics
-			if err != nil {
-				continue // a stored record the engine cannot read takes no part in matching
-			}
-			*rec = r
+		rec, ok := m.storedRecord(features, demo)
+		if !ok {
+			continue // a stored record the engine cannot read takes no part in matching
 		}
 		byPerson[person] = append(byPerson[person], rec)
 	}
@@ -139,6 +133,23 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 		return nil, db.Map(op, err)
 	}
 	return byPerson, nil
+}
+
+// storedRecord is a source record as the engine compares it, from its stored features, or
+// from its demographics when it has no features or features of another version (then
+// demo must be set). ok is false for a record the engine cannot read.
+func (m *Matcher) storedRecord(features, demo []byte) (*mpi.Record, bool) {
+	rec := new(mpi.Record)
+	if decodeFeatures(features, rec) == nil {
+		m.model.Prepare(rec)
+		return rec, true
+	}
+	r, err := m.Record(demo)
+	if err != nil {
+		return nil, false
+	}
+	*rec = r
+	return rec, true
 }
 
 // legacyCandidates is candidates as it was before the features column: every block's
