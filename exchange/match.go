@@ -287,9 +287,11 @@ func (s *Server) matchPatients(c echo.Context) error {
 		}
 		// The score is of this Patient's record alone: the person's best record may be one
 		// the caller may not see.
-		prob, err := s.Matcher.ScoreSource(ctx, s.Pool, &rec, st.ID)
-		if err != nil {
-			return errs.E(op, err)
+		prob, ok := s.Matcher.EdgeProbability(sc, st.ID)
+		if !ok {
+			if prob, err = s.Matcher.ScoreSource(ctx, s.Pool, &rec, st.ID); err != nil {
+				return errs.E(op, err)
+			}
 		}
 		score := math.Round(prob*1e4) / 1e4
 		ext, _ := json.Marshal(struct {

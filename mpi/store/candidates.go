@@ -27,21 +27,26 @@ type Scored struct {
 	// Upper reports whether the weight is in the upper half of the review band (or above
 	// the link threshold with a guard): a "probable" rather than "possible" match.
 	Upper bool
+	// Edges holds the weight of the edge to each of the person's source records Score
+	// compared, by the record's member Patient id (EdgeProbability).
+	Edges map[string]float64
 }
 
 // Score rates r against every person that shares a blocking key with it, best first (ties
 // by person ID). It reads only; nothing is created. A person below the review band is
 // included with Band NoLink; callers decide whether to show it.
 func (m *Matcher) Score(ctx context.Context, q db.Querier, r *mpi.Record) ([]Scored, error) {
-	byPerson, err := m.candidates(ctx, q, r)
+	patients := map[*mpi.Record]string{}
+	byPerson, err := m.candidatesOf(ctx, q, r, patients)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Scored, 0, len(byPerson))
 	for p, recs := range byPerson {
-		s := Scored{Person: PersonID(p), Weight: -1e9}
+		s := Scored{Person: PersonID(p), Weight: -1e9, Edges: make(map[string]float64, len(recs))}
 		for _, o := range recs {
 			w, ev := m.model.Score(r, o)
+			s.Edges[patients[o]] = w
 			s.Guards |= m.model.Guard(r, o, ev.Levels)
 			if w > s.Weight {
 				s.Weight = w
@@ -84,6 +89,17 @@ func (m *Matcher) CertainAmong(scored []Scored, i int, visible func(PersonID) (b
 		}
 	}
 	return true, nil
+}
+
+// EdgeProbability returns the posterior match probability of the edge from Score's record
+// to the source record of member Patient patientID alone, and whether Score compared that
+// record (else ScoreSource reads it).
+func (m *Matcher) EdgeProbability(sc Scored, patientID string) (float64, bool) {
+	w, ok := sc.Edges[patientID]
+	if !ok {
+		return 0, false
+	}
+	return m.model.Probability(w), true
 }
 
 // ScoreSource rates r against the source record of member Patient patientID alone and

@@ -5,6 +5,7 @@ import (
 
 	"github.com/concord-hie/concord/internal/errs"
 	"github.com/concord-hie/concord/mpi"
+	"github.com/concord-hie/concord/mpi/store"
 )
 
 func TestScoreCandidates(t *testing.T) {
@@ -80,6 +81,13 @@ func TestScoreSource(t *testing.T) {
 	pb, err := e.m.ScoreSource(e.ctx, e.pool, &rec, "pat-b-B1")
 	if err != nil || !(pb < pa) {
 		t.Fatalf("ScoreSource of b's record: %v %v; want below a's %v", pb, err, pa)
+	}
+	// Score kept each record's edge: the same probabilities without another read.
+	for _, l := range []store.Link{a1, b1} {
+		want, _ := e.m.ScoreSource(e.ctx, e.pool, &rec, l.Source.PatientID)
+		if p, ok := e.m.EdgeProbability(got[0], l.Source.PatientID); !ok || p != want {
+			t.Errorf("EdgeProbability of %s: %v %v; want %v", l.Source.PatientID, p, ok, want)
+		}
 	}
 	if _, err := e.m.ScoreSource(e.ctx, e.pool, &rec, "pat-none"); errs.CodeOf(err) != errs.NotFound {
 		t.Fatalf("ScoreSource of an unknown Patient: %v; want not found", err)

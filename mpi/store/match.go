@@ -78,6 +78,12 @@ func (m *Matcher) Match(ctx context.Context, q db.Querier, r *mpi.Record, exclud
 // candidates fetches the records that share a blocking key with r (small blocks by their
 // coarse key, blocks over the cap by their refined key), grouped by person.
 func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (map[string][]*mpi.Record, error) {
+	return m.candidatesOf(ctx, q, r, nil)
+}
+
+// candidatesOf is candidates that also records, in patients when it is not nil, the
+// member Patient id of each record it returns (by record).
+func (m *Matcher) candidatesOf(ctx context.Context, q db.Querier, r *mpi.Record, patients map[*mpi.Record]string) (map[string][]*mpi.Record, error) {
 	const op = "mpi.store.Matcher.Match"
 	keys := mpi.BlockKeys(r)
 	if len(keys) == 0 {
@@ -109,7 +115,7 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 			UNION
 			SELECT b.source_id FROM mpi_block_keys b WHERE b.fine IN (SELECT f FROM refined) AND b.fine <> 0
 		)
-		SELECT s.person_id, s.features,
+		SELECT s.person_id, s.patient_id, s.features,
 			CASE WHEN s.features IS NULL OR length(s.features) = 0 OR get_byte(s.features, 0) <> $4 THEN s.demographics END
 		FROM mpi_source_records s
 		WHERE s.id IN (SELECT source_id FROM hits LIMIT 5000)`, coarse, fine, blockCap, featuresVersion)
@@ -118,14 +124,17 @@ func (m *Matcher) candidates(ctx context.Context, q db.Querier, r *mpi.Record) (
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var person string
+		var person, patient string
 		var features, demo []byte
-		if err := rows.Scan(&person, &features, &demo); err != nil {
+		if err := rows.Scan(&person, &patient, &features, &demo); err != nil {
 			return nil, db.Map(op, err)
 		}
 		rec, ok := m.storedRecord(features, demo)
 		if !ok {
 			continue // a stored record the engine cannot read takes no part in matching
+		}
+		if patients != nil {
+			patients[rec] = patient
 		}
 		byPerson[person] = append(byPerson[person], rec)
 	}
