@@ -280,20 +280,9 @@ func (d *Dispatcher) recipients(ctx context.Context, tx db.Querier, o outboxRow)
 		d.log.Error("notify: malformed outbox payload; event dropped", "outbox_id", o.id)
 		return nil, nil
 	}
-	src, err := d.persons.SourceByPatient(ctx, tx, ev.PatientID)
-	switch {
-	case errs.CodeOf(err) == errs.NotFound:
-		return nil, nil // linked to no person: nobody can have it on a roster
-	case err != nil:
-		return nil, errs.E(op, errs.Unavailable, "person lookup failed", err)
-	}
-	entries, err := d.store.RostersWithPerson(ctx, tx, src.PersonID)
-	if err != nil || len(entries) == 0 {
+	members, err := d.rosterMembers(ctx, tx, ev.PatientID)
+	if err != nil || len(members) == 0 {
 		return nil, err
-	}
-	members := make([]string, 0, len(entries))
-	for _, e := range entries {
-		members = append(members, e.MemberID)
 	}
 	all, err := d.activeSubscriptions(ctx, tx, members)
 	if err != nil {
@@ -306,6 +295,43 @@ func (d *Dispatcher) recipients(ctx context.Context, tx db.Querier, o outboxRow)
 		}
 	}
 	return out, nil
+}
+
+// rosterMembers returns the members whose roster holds the person member Patient
+// patientID is linked to: none when it is linked to no person. Fan-out finds the
+// recipients of an event with it, and every send checks the recipient is still one.
+func (d *Dispatcher) rosterMembers(ctx context.Context, q db.Querier, patientID string) ([]string, error) {
+	const op = "notify.Dispatcher.rosterMembers"
+	src, err := d.persons.SourceByPatient(ctx, q, patientID)
+	switch {
+	case errs.CodeOf(err) == errs.NotFound:
+		return nil, nil // linked to no person: nobody can have it on a roster
+	case err != nil:
+		return nil, errs.E(op, errs.Unavailable, "person lookup failed", err)
+	}
+	entries, err := d.store.RostersWithPerson(ctx, q, src.PersonID)
+	if err != nil {
+		return nil, errs.E(op, errs.Unavailable, "roster lookup failed", err)
+	}
+	members := make([]string, 0, len(entries))
+	for _, e := range entries {
+		members = append(members, e.MemberID)
+	}
+	return members, nil
+}
+
+// mayDisclose asks the enforcement point whether typ/id may be disclosed to member for
+// treatment (records audits the decision under requestID): false when it is denied or
+// gone, an errs.Unavailable error when it cannot be decided.
+func (d *Dispatcher) mayDisclose(ctx context.Context, member, requestID, typ, id string) (bool, error) {
+	switch _, err := d.records.Read(ctx, d.viewer(member, requestID), typ, id); {
+	case err == nil:
+		return true, nil
+	case errs.CodeOf(err) == errs.NotFound:
+		return false, nil // denied (or gone): records audited the denial
+	default:
+		return false, errs.E("notify.Dispatcher.mayDisclose", errs.Unavailable, "consent decision failed", err)
+	}
 }
 
 // activeSubscriptions returns the active subscriptions of members whose end has not
@@ -344,17 +370,13 @@ func (d *Dispatcher) decide(ctx context.Context, plans []plan) {
 			wg.Add(1)
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				_, err := d.records.Read(ctx, d.viewer(r.sub.MemberID, fmt.Sprintf("notify-%d-%s", p.o.id, r.sub.ID)), r.checkTyp, r.checkID)
+				ok, err := d.mayDisclose(ctx, r.sub.MemberID, fmt.Sprintf("notify-%d-%s", p.o.id, r.sub.ID), r.checkTyp, r.checkID)
 				mu.Lock()
 				defer mu.Unlock()
-				switch {
-				case err == nil:
-					p.permitted[j] = true
-				case errs.CodeOf(err) == errs.NotFound:
-					// Denied (or the resource is gone): audited by records; this member hears nothing.
-				default:
-					p.err = errs.E("notify.Dispatcher.decide", errs.Unavailable, "consent decision failed", err)
+				if err != nil {
+					p.err = err
 				}
+				p.permitted[j] = ok // denied: this member hears nothing
 			}()
 		}
 	}
@@ -541,7 +563,6 @@ func (d *Dispatcher) send(ctx context.Context, c claimedDelivery) (int, error) {
 // the roster after fan-out), and an errs.Unavailable error when the MPI, the roster, the
 // consent store or the audit log cannot answer: then nothing may be sent.
 func (d *Dispatcher) mayStillSend(ctx context.Context, c claimedDelivery) (bool, error) {
-	const op = "notify.Dispatcher.mayStillSend"
 	var patient string
 	switch c.topic {
 	case OutboxTopicEncounter:
@@ -567,34 +588,16 @@ func (d *Dispatcher) mayStillSend(ctx context.Context, c claimedDelivery) (bool,
 		return false, nil // no outbox event vouches for the focus: name nothing
 	}
 	if patient != "" {
-		src, err := d.persons.SourceByPatient(ctx, d.pool, patient)
-		switch {
-		case errs.CodeOf(err) == errs.NotFound:
-			return false, nil // linked to no person: on nobody's roster
-		case err != nil:
-			return false, errs.E(op, errs.Unavailable, "person lookup failed", err)
-		}
-		entries, err := d.store.RostersWithPerson(ctx, d.pool, src.PersonID)
-		if err != nil {
-			return false, errs.E(op, errs.Unavailable, "roster lookup failed", err)
-		}
-		if !slices.ContainsFunc(entries, func(e RosterEntry) bool { return e.MemberID == c.sub.MemberID }) {
-			return false, nil
+		members, err := d.rosterMembers(ctx, d.pool, patient)
+		if err != nil || !slices.Contains(members, c.sub.MemberID) {
+			return false, err
 		}
 	}
 	typ, id, ok := strings.Cut(cmp.Or(c.consentRef, c.focus), "/")
 	if !ok {
 		return false, nil
 	}
-	v := d.viewer(c.sub.MemberID, fmt.Sprintf("notify-send-%d-%d", c.id, c.attempts))
-	switch _, err := d.records.Read(ctx, v, typ, id); {
-	case err == nil:
-		return true, nil
-	case errs.CodeOf(err) == errs.NotFound:
-		return false, nil // denied (or gone): records audited the denial
-	default:
-		return false, errs.E(op, errs.Unavailable, "consent decision failed", err)
-	}
+	return d.mayDisclose(ctx, c.sub.MemberID, fmt.Sprintf("notify-send-%d-%d", c.id, c.attempts), typ, id)
 }
 
 // settle records a send's outcome. A handshake that succeeds activates its
