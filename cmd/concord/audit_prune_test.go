@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/config"
 	"github.com/concord-hie/concord/internal/db"
@@ -22,25 +24,8 @@ import (
 // verify` still passes afterwards.
 func TestAuditPrune(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testkit.DatabaseURL(t)
 	dataDir := t.TempDir()
-	owner, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	// The server appends as concord_app, as serve does.
-	app, err := db.Open(ctx, dbURL, db.Options{MaxConns: 4, AppRole: "concord_app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-
-	run := func(sub string, args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		err := runAudit(ctx, append(append([]string{sub}, args...), "--database-url", dbURL, "--data-dir", dataDir), &out, &errb)
-		return out.String() + errb.String(), err
-	}
+	dbURL, owner, app, run := auditCLI(t, dataDir)
 	prune := func(args ...string) (string, error) { return run("prune", args...) }
 	exists := func(table string) bool {
 		t.Helper()
@@ -207,5 +192,30 @@ func TestAuditPrune(t *testing.T) {
 	}
 	if out, err := run("verify"); err != nil || !strings.Contains(out, "OK: 3 events, chain intact through seq 6") {
 		t.Fatalf("verify after the second prune: %v %s", err, out)
+	}
+}
+
+// auditCLI opens a fresh database as its owner and as concord_app (the role serve appends
+// audit events as), both closed when the test ends, and returns its URL and them with a
+// runner of `concord audit SUB ARGS` against it with data directory dataDir (stdout and
+// stderr together).
+func auditCLI(t *testing.T, dataDir string) (dbURL string, owner, app *pgxpool.Pool, run func(sub string, args ...string) (string, error)) {
+	t.Helper()
+	ctx := context.Background()
+	dbURL = testkit.DatabaseURL(t)
+	owner, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(owner.Close)
+	app, err = db.Open(ctx, dbURL, db.Options{MaxConns: 4, AppRole: "concord_app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(app.Close)
+	return dbURL, owner, app, func(sub string, args ...string) (string, error) {
+		var out, errb bytes.Buffer
+		err := runAudit(ctx, append(append([]string{sub}, args...), "--database-url", dbURL, "--data-dir", dataDir), &out, &errb)
+		return out.String() + errb.String(), err
 	}
 }

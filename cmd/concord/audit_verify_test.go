@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,8 +11,6 @@ import (
 
 	"github.com/concord-hie/concord/audit"
 	"github.com/concord-hie/concord/internal/config"
-	"github.com/concord-hie/concord/internal/db"
-	"github.com/concord-hie/concord/internal/testkit"
 )
 
 // TestAuditVerifyWitness runs `concord audit verify` against the witness file a server's
@@ -24,24 +21,9 @@ import (
 // first missing event.
 func TestAuditVerifyWitness(t *testing.T) {
 	ctx := context.Background()
-	dbURL := testkit.DatabaseURL(t)
 	dataDir := t.TempDir()
 	witness := filepath.Join(t.TempDir(), "audit-witness.jsonl")
-	owner, err := db.Open(ctx, dbURL, db.Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	app, err := db.Open(ctx, dbURL, db.Options{MaxConns: 4, AppRole: "concord_app"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer app.Close()
-	run := func(sub string, args ...string) (string, error) {
-		var out, errb bytes.Buffer
-		err := runAudit(ctx, append(append([]string{sub}, args...), "--database-url", dbURL, "--data-dir", dataDir), &out, &errb)
-		return out.String() + errb.String(), err
-	}
+	_, owner, app, run := auditCLI(t, dataDir)
 
 	key, err := auditSigningKey(config.Config{DataDir: dataDir}) // as serve makes it
 	if err != nil {
