@@ -82,6 +82,20 @@ ensure_redis() {
 VERSITYGW_VERSION=v1.8.0
 s3_ok() { (exec 3<>/dev/tcp/127.0.0.1/7070) 2>/dev/null; }
 
+# drop_stale_s3 stops a versitygw on 127.0.0.1:7070 whose posix root no longer exists (the
+# checkout that started it was deleted): it still answers on the port but fails every
+# request, so it must not be taken for a working S3 server.
+drop_stale_s3() {
+	local pid dir
+	while read -r pid dir; do
+		if [ -n "$dir" ] && [ ! -d "$dir" ]; then
+			log "stopping versitygw $pid: its root $dir is gone"
+			kill "$pid" 2>/dev/null || true
+			for _ in $(seq 1 50); do s3_ok || break; sleep 0.1; done
+		fi
+	done < <(pgrep -af 'versitygw --port 127.0.0.1:7070 posix' | awk '{print $1, $NF}')
+}
+
 ensure_s3() {
 	local bin=$ROOT/.bin/versitygw
 	if [ ! -x "$bin" ]; then
@@ -91,6 +105,7 @@ ensure_s3() {
 			&& GOFLAGS=-buildvcs=false go build -o "$bin" github.com/versity/versitygw/cmd/versitygw >&2 )
 		rm -rf "$tmp"
 	fi
+	drop_stale_s3
 	if s3_ok; then return; fi
 	mkdir -p "$STATE/s3"
 	log "starting versitygw on 127.0.0.1:7070"
